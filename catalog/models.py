@@ -1,0 +1,86 @@
+"""Catalog content: products with their embeddings and full-text documents.
+
+Prices and stock are never stored here: the merchant's products webhook is the system of
+record for them.
+"""
+
+from django.contrib.postgres.indexes import GinIndex, OpClass
+from django.contrib.postgres.search import SearchVector, SearchVectorField
+from django.db import models
+from pgvector.django import HnswIndex, VectorField
+
+from tenants.models import Tenant
+from vizochok.models import TimestampedModel
+
+EMBEDDING_DIMENSIONS = 384
+
+# PostgreSQL ships no Ukrainian stemmer, and language-specific configurations mangle
+# Cyrillic words they do not know, so the full-text document uses "simple" over text that
+# catalog.text has already normalised in Python.
+TEXT_SEARCH_CONFIG = "simple"
+
+
+class Product(TimestampedModel):
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="products")
+    sku = models.CharField(max_length=200)
+    name = models.CharField(max_length=500)
+    category_path = models.CharField(max_length=500, blank=True)
+    brand = models.CharField(max_length=200, blank=True)
+    description = models.TextField(blank=True)
+    ingredients = models.TextField(blank=True)
+    country = models.CharField(max_length=100, blank=True)
+    unit = models.CharField(max_length=20, default="pcs")
+    quantity_step = models.DecimalField(max_digits=12, decimal_places=3, null=True, blank=True)
+    min_quantity = models.DecimalField(max_digits=12, decimal_places=3, null=True, blank=True)
+    weight = models.FloatField(null=True, blank=True, help_text="Grams.")
+    volume = models.FloatField(null=True, blank=True, help_text="Millilitres.")
+    image_url = models.URLField(max_length=2000, blank=True)
+    attributes = models.JSONField(default=dict, blank=True)
+    barcode = models.CharField(max_length=64, blank=True)
+    is_active = models.BooleanField(default=True)
+
+    # SHA-256 of the embedded content fields; the embedding is current while
+    # embedding_hash equals it.
+    content_hash = models.CharField(max_length=64)
+    embedding = VectorField(dimensions=EMBEDDING_DIMENSIONS, null=True, blank=True)
+    embedding_hash = models.CharField(max_length=64, blank=True)
+    embedding_model = models.CharField(max_length=200, blank=True)
+
+    # Normalised text (see catalog.text) from which PostgreSQL builds the full-text
+    # document: the title part weighs more than the body part.
+    search_title = models.TextField(blank=True, editable=False)
+    search_body = models.TextField(blank=True, editable=False)
+    search_vector = models.GeneratedField(
+        expression=SearchVector("search_title", weight="A", config=TEXT_SEARCH_CONFIG)
+        + SearchVector("search_body", weight="B", config=TEXT_SEARCH_CONFIG),
+        output_field=SearchVectorField(),
+        db_persist=True,
+    )
+
+    class Meta:
+        ordering = ["tenant_id", "sku"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "sku"], name="uniq_product_tenant_sku"),
+        ]
+        indexes = [
+            models.Index(fields=["tenant", "is_active"], name="product_tenant_active_idx"),
+            models.Index(fields=["tenant", "barcode"], name="product_tenant_barcode_idx"),
+            HnswIndex(
+                name="product_embedding_hnsw",
+                fields=["embedding"],
+                m=16,
+                ef_construction=64,
+                opclasses=["vector_cosine_ops"],
+            ),
+            GinIndex(fields=["search_vector"], name="product_search_vector_gin"),
+            GinIndex(
+                OpClass("search_title", name="gin_trgm_ops"), name="product_search_title_trgm"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.sku} {self.name}"
+
+    @property
+    def needs_embedding(self) -> bool:
+        return self.embedding is None or self.embedding_hash != self.content_hash

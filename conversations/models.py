@@ -1,0 +1,64 @@
+"""Shopper conversations, their messages and the cart as last confirmed by the merchant."""
+
+import secrets
+
+from django.db import models
+
+from tenants.models import Tenant
+from vizochok.models import TimestampedModel
+
+
+def new_conversation_id() -> str:
+    return f"conv_{secrets.token_urlsafe(16)}"
+
+
+def empty_cart() -> dict[str, object]:
+    return {"items": [], "total": 0.0}
+
+
+class Conversation(TimestampedModel):
+    public_id = models.CharField(
+        max_length=40, unique=True, default=new_conversation_id, editable=False
+    )
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="conversations")
+    store_id = models.CharField(max_length=100)
+    # The shopper's user id when the client sent one, otherwise a generated id. The
+    # merchant finds the cart by it.
+    session_id = models.CharField(max_length=200)
+    user_id = models.CharField(max_length=200, blank=True)
+    # The cart as the merchant last confirmed it: {"items": [CartItem...], "total": float}.
+    cart = models.JSONField(default=empty_cart)
+    cart_loaded_at = models.DateTimeField(null=True, blank=True)
+    # Working memory of the assistant, such as the products shown last.
+    state = models.JSONField(default=dict, blank=True)
+    tokens_used = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["tenant", "session_id"], name="conv_tenant_session_idx")]
+
+    def __str__(self) -> str:
+        return self.public_id
+
+
+class Message(TimestampedModel):
+    class Role(models.TextChoices):
+        USER = "user", "Shopper"
+        ASSISTANT = "assistant", "Assistant"
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="messages")
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="messages"
+    )
+    role = models.CharField(max_length=20, choices=Role.choices)
+    text = models.TextField(blank=True)
+    # The events sent to the client for this message, in order.
+    events = models.JSONField(default=list, blank=True)
+    # Which assistant answered and how: {"assistant": "offline", ...}.
+    metadata = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["conversation_id", "created_at", "pk"]
+
+    def __str__(self) -> str:
+        return f"{self.role}: {self.text[:40]}"

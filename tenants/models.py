@@ -1,0 +1,130 @@
+"""Tenants (retailers), their API keys, webhook settings and assistant settings."""
+
+from decimal import Decimal
+
+from django.contrib.postgres.fields import ArrayField
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+
+from vizochok.models import TimestampedModel
+
+
+class Tenant(TimestampedModel):
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=100, unique=True)
+    is_active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ApiKey(TimestampedModel):
+    """A credential for the HTTP API; only the SHA-256 hash of the key is stored."""
+
+    class Kind(models.TextChoices):
+        PUBLIC = "public", "Public (pk_)"
+        SECRET = "secret", "Secret (sk_)"
+
+    class Scope(models.TextChoices):
+        CHAT = "chat", "Chat"
+        CATALOG = "catalog", "Catalog"
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="api_keys")
+    name = models.CharField(max_length=100, blank=True)
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    # The first characters of the key, kept so that people can tell keys apart.
+    prefix = models.CharField(max_length=20)
+    key_hash = models.CharField(max_length=64, unique=True)
+    scopes = ArrayField(models.CharField(max_length=20, choices=Scope.choices), default=list)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "API key"
+
+    def __str__(self) -> str:
+        return f"{self.prefix}…"
+
+    @property
+    def is_revoked(self) -> bool:
+        return self.revoked_at is not None
+
+
+class WebhookSettings(TimestampedModel):
+    """Where and how Vizochok calls one tenant's backend.
+
+    The signing secret is stored in plain text because every request must be signed with it.
+    During a rotation ``next_secret`` signs a second header until ``next_secret_promote_at``,
+    when it replaces ``secret``.
+    """
+
+    tenant = models.OneToOneField(Tenant, on_delete=models.CASCADE, related_name="webhook_settings")
+    products_url = models.URLField(max_length=2000, blank=True)
+    cart_url = models.URLField(max_length=2000, blank=True)
+    cart_get_url = models.URLField(max_length=2000, blank=True)
+    timeout_seconds = models.PositiveSmallIntegerField(
+        default=5, validators=[MinValueValidator(1), MaxValueValidator(30)]
+    )
+    # NOTE: secrets are stored unencrypted; database access therefore grants signing power.
+    secret = models.CharField(max_length=200, blank=True, editable=False)
+    next_secret = models.CharField(max_length=200, blank=True, editable=False)
+    next_secret_promote_at = models.DateTimeField(null=True, blank=True, editable=False)
+    secret_updated_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        verbose_name = "webhook settings"
+        verbose_name_plural = "webhook settings"
+
+    def __str__(self) -> str:
+        return f"Webhooks of {self.tenant}"
+
+    @property
+    def has_secret(self) -> bool:
+        return bool(self.secret)
+
+
+class AssistantSettings(TimestampedModel):
+    """Per-tenant AI settings and usage limits of the shopping assistant."""
+
+    class Language(models.TextChoices):
+        UKRAINIAN = "uk", "Ukrainian"
+        ENGLISH = "en", "English"
+        RUSSIAN = "ru", "Russian"
+
+    tenant = models.OneToOneField(
+        Tenant, on_delete=models.CASCADE, related_name="assistant_settings"
+    )
+    # The first message of a conversation uses the "complex" model, later tool rounds the
+    # "fast" one. Empty values fall back to the deployment's defaults.
+    complex_model = models.CharField(max_length=200, blank=True)
+    fast_model = models.CharField(max_length=200, blank=True)
+    system_prompt_addition = models.TextField(blank=True)
+    disabled_tools = ArrayField(models.CharField(max_length=50), default=list, blank=True)
+    temperature = models.DecimalField(
+        max_digits=3,
+        decimal_places=2,
+        default=Decimal("0.20"),
+        validators=[MinValueValidator(Decimal("0")), MaxValueValidator(Decimal("2"))],
+    )
+    default_language = models.CharField(
+        max_length=2, choices=Language.choices, default=Language.UKRAINIAN
+    )
+    max_tool_rounds = models.PositiveSmallIntegerField(
+        default=6, validators=[MinValueValidator(1), MaxValueValidator(20)]
+    )
+    session_token_limit = models.PositiveIntegerField(default=100_000)
+    daily_token_limit = models.PositiveIntegerField(default=500_000)
+    monthly_token_limit = models.PositiveIntegerField(default=10_000_000)
+    user_daily_message_limit = models.PositiveIntegerField(default=200)
+    user_daily_conversation_limit = models.PositiveIntegerField(default=20)
+
+    class Meta:
+        verbose_name = "assistant settings"
+        verbose_name_plural = "assistant settings"
+
+    def __str__(self) -> str:
+        return f"Assistant of {self.tenant}"

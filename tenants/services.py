@@ -1,0 +1,144 @@
+"""State changes of tenants, API keys and webhook settings."""
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.db import transaction
+from django.utils import timezone
+
+from tenants.keys import (
+    CUSTOM_SECRET_MIN_LENGTH,
+    DISPLAY_PREFIX_LENGTH,
+    PUBLIC_KEY_PREFIX,
+    SECRET_KEY_PREFIX,
+    generate_api_key,
+    generate_webhook_secret,
+    hash_api_key,
+)
+from tenants.models import ApiKey, AssistantSettings, Tenant, WebhookSettings
+from vizochok.exceptions import InvalidInput
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class IssuedApiKey:
+    """A newly created key; ``raw_key`` exists only here and is never stored."""
+
+    api_key: ApiKey
+    raw_key: str
+
+
+@dataclass(frozen=True)
+class CreatedTenant:
+    tenant: Tenant
+    public_key: IssuedApiKey
+    secret_key: IssuedApiKey
+    webhook_secret: str
+
+
+def api_key_create(*, tenant: Tenant, kind: str, name: str = "") -> IssuedApiKey:
+    """Create a public (scope chat) or secret (scopes chat and catalog) key for ``tenant``."""
+    if kind == ApiKey.Kind.PUBLIC:
+        prefix, scopes = PUBLIC_KEY_PREFIX, [ApiKey.Scope.CHAT]
+    elif kind == ApiKey.Kind.SECRET:
+        prefix, scopes = SECRET_KEY_PREFIX, [ApiKey.Scope.CHAT, ApiKey.Scope.CATALOG]
+    else:
+        raise InvalidInput(f"Unknown API key kind {kind!r}; expected 'public' or 'secret'.")
+    raw_key = generate_api_key(prefix)
+    api_key = ApiKey.objects.create(
+        tenant=tenant,
+        name=name,
+        kind=kind,
+        prefix=raw_key[:DISPLAY_PREFIX_LENGTH],
+        key_hash=hash_api_key(raw_key),
+        scopes=list(scopes),
+    )
+    logger.info(
+        "tenants.api_key.created",
+        extra={"tenant_id": tenant.pk, "api_key_id": api_key.pk, "kind": kind},
+    )
+    return IssuedApiKey(api_key=api_key, raw_key=raw_key)
+
+
+def api_key_revoke(*, tenant: Tenant, api_key_id: int) -> ApiKey:
+    """Revoke one of ``tenant``'s keys; revoking twice keeps the first revocation time."""
+    api_key = ApiKey.objects.get(pk=api_key_id, tenant=tenant)
+    if api_key.revoked_at is None:
+        api_key.revoked_at = timezone.now()
+        api_key.save(update_fields=["revoked_at", "updated_at"])
+        logger.info(
+            "tenants.api_key.revoked", extra={"tenant_id": tenant.pk, "api_key_id": api_key.pk}
+        )
+    return api_key
+
+
+@transaction.atomic
+def tenant_create(*, name: str, slug: str) -> CreatedTenant:
+    """Create a tenant with one public key, one secret key and a webhook secret."""
+    tenant = Tenant.objects.create(name=name, slug=slug)
+    AssistantSettings.objects.create(tenant=tenant)
+    webhook_settings = WebhookSettings.objects.create(tenant=tenant)
+    webhook_secret = webhook_secret_set(webhook_settings=webhook_settings)
+    logger.info("tenants.tenant.created", extra={"tenant_id": tenant.pk, "slug": slug})
+    return CreatedTenant(
+        tenant=tenant,
+        public_key=api_key_create(tenant=tenant, kind=ApiKey.Kind.PUBLIC, name="widget"),
+        secret_key=api_key_create(tenant=tenant, kind=ApiKey.Kind.SECRET, name="server"),
+        webhook_secret=webhook_secret,
+    )
+
+
+def webhook_settings_get_or_create(*, tenant: Tenant) -> WebhookSettings:
+    settings_row, _ = WebhookSettings.objects.get_or_create(tenant=tenant)
+    return settings_row
+
+
+def validate_custom_secret(secret: str) -> None:
+    if len(secret) < CUSTOM_SECRET_MIN_LENGTH or secret != secret.strip():
+        raise InvalidInput(
+            "Invalid webhook secret.",
+            fields={
+                "secret": [
+                    f"Use at least {CUSTOM_SECRET_MIN_LENGTH} characters without leading or "
+                    "trailing spaces."
+                ]
+            },
+        )
+
+
+def webhook_secret_set(
+    *,
+    webhook_settings: WebhookSettings,
+    secret: str | None = None,
+    overlap: timedelta = timedelta(0),
+) -> str:
+    """Install ``secret`` (or a generated one) as the signing secret and return it.
+
+    With a positive ``overlap`` and an existing secret, the new secret becomes the "next"
+    secret: requests carry a second signature made with it until the overlap ends, so a
+    merchant can switch its verifier at any moment of the overlap without failures.
+    """
+    if secret is None:
+        secret = generate_webhook_secret()
+    else:
+        validate_custom_secret(secret)
+    now = timezone.now()
+    if webhook_settings.secret and overlap > timedelta(0):
+        webhook_settings.next_secret = secret
+        webhook_settings.next_secret_promote_at = now + overlap
+    else:
+        webhook_settings.secret = secret
+        webhook_settings.next_secret = ""
+        webhook_settings.next_secret_promote_at = None
+    webhook_settings.secret_updated_at = now
+    webhook_settings.save()
+    logger.info(
+        "tenants.webhook_secret.changed",
+        extra={
+            "tenant_id": webhook_settings.tenant_id,
+            "overlap_seconds": int(overlap.total_seconds()),
+        },
+    )
+    return secret

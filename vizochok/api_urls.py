@@ -1,0 +1,9 @@
+"""Routes of the public HTTP API, version 1."""
+
+from django.urls import path
+
+from vizochok.views import HealthApi
+
+urlpatterns = [
+    path("health", HealthApi.as_view(), name="health"),
+]

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class VizochokConfig(AppConfig):
+    name = "vizochok"
+    verbose_name = "Vizochok"

@@ -1,0 +1,200 @@
+"""The one error hierarchy of the project and the DRF handler that renders it.
+
+Every API error body has the shape ``{"detail": <human-readable text>, "code": <stable code>}``,
+plus ``fields`` for per-field validation errors and any extra keys an error carries (such as
+``retry_after``). Clients branch on ``code``; ``detail`` is for people reading logs.
+"""
+
+import logging
+import uuid
+from enum import StrEnum
+from typing import Any
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import Http404
+from rest_framework import exceptions as drf_exceptions
+from rest_framework import status
+from rest_framework.response import Response
+from rest_framework.views import set_rollback
+
+logger = logging.getLogger(__name__)
+
+
+class ErrorCode(StrEnum):
+    # Codes from the chat protocol.
+    RATE_LIMIT_EXCEEDED = "rate_limit_exceeded"
+    USER_MESSAGE_LIMIT = "user_message_limit"
+    USER_CONVERSATION_LIMIT = "user_conversation_limit"
+    TENANT_DAILY_TOKEN_LIMIT = "tenant_daily_token_limit"
+    TENANT_MONTHLY_TOKEN_LIMIT = "tenant_monthly_token_limit"
+    AGENT_BUSY = "agent_busy"
+    SESSION_TOKEN_LIMIT = "session_token_limit"
+    MAX_ROUNDS_EXCEEDED = "max_rounds_exceeded"
+    MESSAGE_TOO_LARGE = "message_too_large"
+    INVALID_JSON = "invalid_json"
+    INTERNAL_ERROR = "internal_error"
+    NO_CATALOG_DATA = "no_catalog_data"
+    # Codes of the HTTP API around it.
+    NOT_AUTHENTICATED = "not_authenticated"
+    AUTHENTICATION_FAILED = "authentication_failed"
+    PERMISSION_DENIED = "permission_denied"
+    NOT_FOUND = "not_found"
+    METHOD_NOT_ALLOWED = "method_not_allowed"
+    NOT_ACCEPTABLE = "not_acceptable"
+    UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
+    PAYLOAD_TOO_LARGE = "payload_too_large"
+    CONFLICT = "conflict"
+    WEBHOOK_NOT_CONFIGURED = "webhook_not_configured"
+    WEBHOOK_FAILED = "webhook_failed"
+    LLM_UNAVAILABLE = "llm_unavailable"
+
+
+class AppError(Exception):
+    """Base of every error the API reports on purpose."""
+
+    http_status: int = status.HTTP_400_BAD_REQUEST
+    code: ErrorCode = ErrorCode.INVALID_JSON
+    default_detail = "The request could not be processed."
+
+    def __init__(
+        self,
+        detail: str | None = None,
+        *,
+        code: ErrorCode | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        self.detail = detail or self.default_detail
+        if code is not None:
+            self.code = code
+        self.extra = extra or {}
+        super().__init__(self.detail)
+
+
+class ClientError(AppError):
+    """The caller sent something wrong; retrying the same request will not help."""
+
+
+class InvalidInput(ClientError):
+    default_detail = "The request body is invalid."
+
+    def __init__(self, detail: str | None = None, *, fields: dict[str, Any] | None = None) -> None:
+        super().__init__(detail, extra={"fields": fields} if fields else None)
+
+
+class NotFound(ClientError):
+    http_status = status.HTTP_404_NOT_FOUND
+    code = ErrorCode.NOT_FOUND
+    default_detail = "Not found."
+
+
+class Conflict(ClientError):
+    http_status = status.HTTP_409_CONFLICT
+    code = ErrorCode.CONFLICT
+    default_detail = "The request conflicts with the current state."
+
+
+class PayloadTooLarge(ClientError):
+    http_status = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    code = ErrorCode.PAYLOAD_TOO_LARGE
+    default_detail = "The request body is too large."
+
+
+class LimitExceeded(ClientError):
+    http_status = status.HTTP_429_TOO_MANY_REQUESTS
+    code = ErrorCode.RATE_LIMIT_EXCEEDED
+    default_detail = "A usage limit was reached."
+
+
+class UpstreamError(AppError):
+    """A merchant webhook or the LLM endpoint failed; the request may succeed later."""
+
+    http_status = status.HTTP_502_BAD_GATEWAY
+    code = ErrorCode.WEBHOOK_FAILED
+    default_detail = "An upstream service failed."
+
+
+class InternalError(AppError):
+    """A fault of ours; logged with an error id."""
+
+    http_status = status.HTTP_500_INTERNAL_SERVER_ERROR
+    code = ErrorCode.INTERNAL_ERROR
+    default_detail = "Internal error."
+
+
+_DRF_CODES: list[tuple[type[drf_exceptions.APIException], ErrorCode]] = [
+    (drf_exceptions.ParseError, ErrorCode.INVALID_JSON),
+    (drf_exceptions.ValidationError, ErrorCode.INVALID_JSON),
+    (drf_exceptions.NotAuthenticated, ErrorCode.NOT_AUTHENTICATED),
+    (drf_exceptions.AuthenticationFailed, ErrorCode.AUTHENTICATION_FAILED),
+    (drf_exceptions.PermissionDenied, ErrorCode.PERMISSION_DENIED),
+    (drf_exceptions.NotFound, ErrorCode.NOT_FOUND),
+    (drf_exceptions.MethodNotAllowed, ErrorCode.METHOD_NOT_ALLOWED),
+    (drf_exceptions.NotAcceptable, ErrorCode.NOT_ACCEPTABLE),
+    (drf_exceptions.UnsupportedMediaType, ErrorCode.UNSUPPORTED_MEDIA_TYPE),
+    (drf_exceptions.Throttled, ErrorCode.RATE_LIMIT_EXCEEDED),
+]
+
+
+def error_body(*, detail: str, code: str, **extra: Any) -> dict[str, Any]:
+    """Build the error envelope every API error uses."""
+    return {"detail": detail, "code": code, **extra}
+
+
+def _render_drf_exception(exc: drf_exceptions.APIException) -> Response:
+    code = next(
+        (error_code for drf_class, error_code in _DRF_CODES if isinstance(exc, drf_class)),
+        ErrorCode.INVALID_JSON,
+    )
+    extra: dict[str, Any] = {}
+    if isinstance(exc, drf_exceptions.ValidationError):
+        detail = "The request body is invalid."
+        extra["fields"] = exc.detail if isinstance(exc.detail, dict) else {"non_field": exc.detail}
+    else:
+        detail = str(exc.detail)
+    if isinstance(exc, drf_exceptions.Throttled) and exc.wait is not None:
+        extra["retry_after"] = int(exc.wait + 0.999)
+    headers = {}
+    if getattr(exc, "auth_header", None):
+        headers["WWW-Authenticate"] = exc.auth_header  # type: ignore[attr-defined]
+    if getattr(exc, "wait", None):
+        headers["Retry-After"] = str(extra.get("retry_after", ""))
+    return Response(
+        error_body(detail=detail, code=code, **extra), status=exc.status_code, headers=headers
+    )
+
+
+def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
+    """Render any exception raised in an API view as the project's error envelope."""
+    if isinstance(exc, Http404):
+        exc = drf_exceptions.NotFound()
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = drf_exceptions.PermissionDenied()
+    elif isinstance(exc, DjangoValidationError):
+        exc = drf_exceptions.ValidationError(
+            detail=exc.message_dict if hasattr(exc, "error_dict") else exc.messages
+        )
+
+    if isinstance(exc, AppError):
+        set_rollback()
+        if isinstance(exc, InternalError):
+            logger.error("api.internal_error", extra={"code": str(exc.code), "detail": exc.detail})
+        return Response(
+            error_body(detail=exc.detail, code=exc.code, **exc.extra), status=exc.http_status
+        )
+    if isinstance(exc, drf_exceptions.APIException):
+        set_rollback()
+        return _render_drf_exception(exc)
+
+    error_id = uuid.uuid4().hex
+    view = context.get("view")
+    logger.error(
+        "api.unhandled_error",
+        exc_info=exc,
+        extra={"error_id": error_id, "view": type(view).__name__ if view else None},
+    )
+    set_rollback()
+    return Response(
+        error_body(detail="Internal error.", code=ErrorCode.INTERNAL_ERROR, error_id=error_id),
+        status=status.HTTP_500_INTERNAL_SERVER_ERROR,
+    )
