@@ -6,7 +6,6 @@ conversation through the HTTP API, then keep both servers running until Ctrl-C.
 """
 
 import argparse
-import json
 import os
 import secrets
 import signal
