@@ -1,30 +1,35 @@
 """Hybrid product search scoped to one tenant's active products.
 
-Three retrievers each rank up to ``CANDIDATES_PER_STAGE`` products, and reciprocal rank
-fusion (RRF) merges their ranks into one score. A product's score is the sum over the
-stages that found it of ``weight / (RRF_K + rank)``:
+One SQL statement collects candidates from four retrievers, and Python fuses them:
 
-- vector: cosine distance between the query's embedding and the product's embedding;
-- full-text: ``ts_rank_cd`` over ``search_vector``, products that contain every query
-  term ranked above those that contain only some;
-- trigram: ``word_similarity`` between the normalised query and ``search_title``, which
-  catches typos that neither of the other stages forgives.
+- exact: a product whose SKU or barcode equals the query, always listed first;
+- lexical: BM25 over the full-text document (``search_vector``), with inverse document
+  frequencies computed per tenant at query time, name and brand weighted above the rest,
+  and the last query word also matched as a prefix at a discount;
+- vector: the nearest embeddings by cosine distance (HNSW with iterative scans);
+- trigram: ``word_similarity`` against ``search_title``, only when a query word occurs in
+  no product of the tenant, which is how a typo looks.
 
-A product whose SKU or barcode equals the query is listed first. docs/search.md explains
-the stages, the weights and the known limits.
+Fusion adds weighted reciprocal ranks, then drops products that only the vector stage
+found unless they are about as close to the query as the best-matching products, so a
+query for something the shop does not sell returns few products or none.
+docs/search.md explains the choices and the measurements behind them.
 """
 
 import logging
+import threading
 import time
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from django.db import connection, transaction
 from pgvector import Vector
 
 from catalog.embeddings import Embedder, EmbeddingError, get_embedder
+from catalog.lexicon import lexicon_stems
 from catalog.models import Product
-from catalog.text import build_tsquery, normalize_text
+from catalog.text import normalize_text, stem_variants, surface_words
 from tenants.models import Tenant
 
 logger = logging.getLogger(__name__)
@@ -33,17 +38,42 @@ MAX_LIMIT = 100
 # Queries are cut to this many characters, which bounds the cost of embedding and matching.
 # Shop search queries are far shorter.
 MAX_QUERY_LENGTH = 200
+# Query words beyond this many are ignored by the lexical stage.
+MAX_QUERY_TERMS = 8
 
-CANDIDATES_PER_STAGE = 50
+LEXICAL_CANDIDATES = 100
+VECTOR_CANDIDATES = 50
+TRIGRAM_CANDIDATES = 20
+
+# BM25 parameters (the common defaults) and the term frequency a match in each part of the
+# document counts as. Product names are short and rarely repeat a word, so the field
+# weights replace term counts.
+BM25_K1 = 1.2
+BM25_B = 0.75
+TITLE_WEIGHT = 2.0
+BODY_WEIGHT = 1.0
+# A word that only begins a longer word ("milk" in "milka") counts this much of a match.
+PREFIX_WEIGHT = 0.3
+# Query words must be at least this long to match as prefixes.
+MIN_PREFIX_LENGTH = 3
+
 # A large RRF constant flattens the score differences between neighbouring ranks, so
 # agreement between stages outweighs a single stage's top position.
 RRF_K = 60
-# Full-text and vector matches weigh the same. The trigram stage weighs half: it exists
-# for typos, and on correctly spelt queries it mostly repeats the full-text stage with
-# fuzzier neighbours.
+LEXICAL_WEIGHT = 1.0
 VECTOR_WEIGHT = 1.0
-FULL_TEXT_WEIGHT = 1.0
 TRIGRAM_WEIGHT = 0.5
+
+# A product found only by the vector stage is kept when its cosine distance exceeds the
+# reference distance by at most this much. The reference is the distance of the closest
+# product that the lexical stage ranked in its top RELEVANCE_REFERENCE_RANKS, or, without
+# lexical matches, of the closest product overall.
+VECTOR_MARGIN = 0.02
+RELEVANCE_REFERENCE_RANKS = 3
+# Without lexical evidence, the vector stage's best hit must be this much closer than its
+# last candidate, or the query is taken to match nothing the shop sells.
+VECTOR_MIN_SPREAD = 0.03
+
 # word_similarity is the share of the query's trigrams found in the best-matching run of
 # the title. One wrong letter in a short word ("малоко") keeps about 0.3 of them; below
 # that, matches are mostly noise.
@@ -51,6 +81,18 @@ TRIGRAM_THRESHOLD = 0.3
 # Minimum HNSW candidate list size (pgvector's default is 40). A query raises it to the
 # number of rows its vector stage requests.
 HNSW_EF_SEARCH = 100
+# Per-tenant product count and mean document length change slowly, and BM25 needs them
+# only roughly, so they are cached for this long.
+COLLECTION_STATS_TTL_SECONDS = 600.0
+
+
+class SearchMethod(StrEnum):
+    """Which retrievers a search uses. Only ``HYBRID`` serves shoppers; the others exist
+    to measure each retriever on its own."""
+
+    HYBRID = "hybrid"
+    FULL_TEXT = "fulltext"
+    VECTOR = "vector"
 
 
 @dataclass(frozen=True)
@@ -69,11 +111,75 @@ class SearchHit:
     exact: bool = False
 
 
+@dataclass(frozen=True)
+class QueryTerm:
+    """One query word as the lexical stage matches it.
+
+    ``stems`` are matched as whole words: the word's own stem first, then its
+    transliterations and translations. ``prefixes`` also match longer words.
+    """
+
+    word: str
+    stems: tuple[str, ...]
+    prefixes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A product found by at least one stage, with what each stage measured."""
+
+    product_id: int
+    lexical_score: float | None
+    coverage: float | None
+    lexical_rank: int | None
+    vector_rank: int | None
+    distance: float | None
+    trigram_rank: int | None
+    similarity: float | None
+    exact: bool
+
+
+def query_terms(text: str) -> list[QueryTerm]:
+    """Split ``text`` into the terms of the lexical stage, at most ``MAX_QUERY_TERMS``."""
+    words = [word for word in surface_words(text) if word != "%"]
+    terms: list[QueryTerm] = []
+    seen: set[str] = set()
+    for position, word in enumerate(words):
+        variants = stem_variants(word)
+        if variants[0] in seen:
+            continue
+        seen.add(variants[0])
+        expanded = list(variants)
+        for variant in variants:
+            expanded.extend(sorted(lexicon_stems(variant)))
+        is_last = position == len(words) - 1
+        prefixes: tuple[str, ...] = ()
+        if is_last and len(word) >= MIN_PREFIX_LENGTH and not word[0].isdigit():
+            prefixes = tuple(dict.fromkeys([variants[0], word]))
+        terms.append(QueryTerm(word=word, stems=tuple(dict.fromkeys(expanded)), prefixes=prefixes))
+    return terms[:MAX_QUERY_TERMS]
+
+
+def _lexeme(value: str, *, weight: str, prefix: bool = False) -> str:
+    escaped = value.replace("\\", "\\\\").replace("'", "\\'")
+    return f"'{escaped}':{'*' if prefix else ''}{weight}"
+
+
+def _tsquery(lexemes: list[str], *, weight: str = "", prefix: bool = False) -> str:
+    return " | ".join(_lexeme(lexeme, weight=weight, prefix=prefix) for lexeme in lexemes)
+
+
 # Every stage repeats the tenant, is_active and category conditions, so no stage can return
 # another tenant's product or an inactive one.
 _SCOPE = """tenant_id = %(tenant_id)s
       AND is_active
       AND (%(category)s::text IS NULL OR category_path ILIKE %(category)s)"""
+
+_EXACT_STAGE = f"""
+exact_stage AS (
+    SELECT id FROM {{table}}
+    WHERE {_SCOPE} AND (sku = %(raw_query)s OR barcode = %(raw_query)s)
+)"""
 
 # relaxed_order iterative scans may return rows slightly out of distance order, so the
 # MATERIALIZED CTE collects them and the ranking sorts again.
@@ -85,102 +191,224 @@ vector_candidates AS MATERIALIZED (
       AND embedding IS NOT NULL
       AND embedding_model = %(embedding_model)s
     ORDER BY distance
-    LIMIT %(candidates)s
+    LIMIT %(vector_candidates)s
 ),
 vector_stage AS (
-    SELECT id, row_number() OVER (ORDER BY distance, id) AS rank
-    FROM vector_candidates
+    SELECT id, row_number() OVER (ORDER BY distance, id) AS rank FROM vector_candidates
 )"""
 
-_FULL_TEXT_STAGE = f"""
-full_text_candidates AS (
-    SELECT id,
-           search_vector @@ to_tsquery('simple', %(tsquery_all)s) AS has_all_terms,
-           ts_rank_cd(search_vector, to_tsquery('simple', %(tsquery_any)s)) AS text_rank
+# BM25 over the tenant's products that contain any query term. Document frequencies are
+# counted over those same products, which are all the products that contain a term.
+_LEXICAL_STAGE = f"""
+lexical_matches AS MATERIALIZED (
+    SELECT id, length(search_vector) AS document_length, {{term_frequencies}}
     FROM {{table}}
-    WHERE {_SCOPE}
-      AND search_vector @@ to_tsquery('simple', %(tsquery_any)s)
-    ORDER BY has_all_terms DESC, text_rank DESC, id
-    LIMIT %(candidates)s
+    WHERE {_SCOPE} AND search_vector @@ %(any_term)s::tsquery
 ),
-full_text_stage AS (
-    SELECT id, row_number() OVER (ORDER BY has_all_terms DESC, text_rank DESC, id) AS rank
-    FROM full_text_candidates
+lexical_frequencies AS (
+    SELECT {{document_frequencies}} FROM lexical_matches
+),
+lexical_scores AS (
+    SELECT id, {{bm25}} AS score, ({{matched_idf}}) / ({{total_idf}}) AS coverage
+    FROM lexical_matches, lexical_frequencies
+),
+lexical_stage AS (
+    SELECT id, score, coverage, row_number() OVER (ORDER BY score DESC, id) AS rank
+    FROM lexical_scores
+    ORDER BY score DESC, id
+    LIMIT %(lexical_candidates)s
 )"""
 
+# A typo leaves a query word that no product contains; only then does the trigram stage run.
 _TRIGRAM_STAGE = f"""
 trigram_candidates AS (
     SELECT id, word_similarity(%(normalized_query)s, search_title) AS similarity
     FROM {{table}}
     WHERE {_SCOPE}
       AND %(normalized_query)s <%% search_title
+      AND {{typo_condition}}
     ORDER BY similarity DESC, id
-    LIMIT %(candidates)s
+    LIMIT %(trigram_candidates)s
 ),
 trigram_stage AS (
-    SELECT id, row_number() OVER (ORDER BY similarity DESC, id) AS rank
+    SELECT id, similarity, row_number() OVER (ORDER BY similarity DESC, id) AS rank
     FROM trigram_candidates
 )"""
 
-_EXACT_STAGE = f"""
-exact_stage AS (
-    SELECT id, 1 AS rank
-    FROM {{table}}
-    WHERE {_SCOPE}
-      AND (sku = %(raw_query)s OR barcode = %(raw_query)s)
-)"""
+_DISTANCE = """CASE WHEN product.embedding_model = %(embedding_model)s
+                THEN product.embedding <=> %(embedding)s::vector END"""
 
-_STAGE_SQL = {
-    "vector": _VECTOR_STAGE,
-    "full_text": _FULL_TEXT_STAGE,
-    "trigram": _TRIGRAM_STAGE,
-    "exact": _EXACT_STAGE,
-}
-
-_STAGE_WEIGHTS = {
-    "vector": VECTOR_WEIGHT,
-    "full_text": FULL_TEXT_WEIGHT,
-    "trigram": TRIGRAM_WEIGHT,
-    "exact": 0.0,
-}
-
-_FUSION = """
-fused AS (
-    SELECT id,
-           sum(weight / (%(rrf_k)s + rank)) AS score,
-           min(rank) FILTER (WHERE stage = 'vector') AS vector_rank,
-           min(rank) FILTER (WHERE stage = 'full_text') AS full_text_rank,
-           min(rank) FILTER (WHERE stage = 'trigram') AS trigram_rank,
-           bool_or(stage = 'exact') AS exact
-    FROM ({stage_ranks}) AS stage_ranks
-    GROUP BY id
-)
-SELECT id, score, vector_rank, full_text_rank, trigram_rank, exact
-FROM fused
-ORDER BY exact DESC, score DESC, id
-LIMIT %(limit)s
+_CANDIDATES = """
+SELECT candidate.id,
+       lexical_stage.score,
+       lexical_stage.coverage,
+       lexical_stage.rank,
+       vector_stage.rank,
+       {distance},
+       trigram_stage.rank,
+       trigram_stage.similarity,
+       candidate.id IN (SELECT id FROM exact_stage)
+FROM ({candidate_ids}) AS candidate (id)
+JOIN {table} AS product ON product.id = candidate.id
+{joins}
 """
+
+
+class _SearchSql:
+    """Builds the one statement of a search from the stages that have input."""
+
+    def __init__(self, *, terms: list[QueryTerm], stages: list[str], has_embedding: bool):
+        self.terms = terms
+        self.stages = stages
+        self.has_embedding = has_embedding
+        self.table = connection.ops.quote_name(Product._meta.db_table)
+
+    def params(self) -> dict[str, Any]:
+        params: dict[str, Any] = {}
+        all_lexemes: list[str] = []
+        for index, term in enumerate(self.terms):
+            params[f"term_{index}_title"] = _tsquery(list(term.stems), weight="A")
+            params[f"term_{index}_body"] = _tsquery(list(term.stems), weight="B")
+            all_lexemes.append(_tsquery(list(term.stems)))
+            if term.prefixes:
+                params[f"term_{index}_prefix_title"] = _tsquery(
+                    list(term.prefixes), weight="A", prefix=True
+                )
+                params[f"term_{index}_prefix_body"] = _tsquery(
+                    list(term.prefixes), weight="B", prefix=True
+                )
+                all_lexemes.append(_tsquery(list(term.prefixes), prefix=True))
+        params["any_term"] = " | ".join(all_lexemes)
+        return params
+
+    def build(self) -> str:
+        ctes = [_EXACT_STAGE.format(table=self.table)]
+        if "vector" in self.stages:
+            ctes.append(_VECTOR_STAGE.format(table=self.table))
+        if "lexical" in self.stages:
+            ctes.append(self._lexical())
+        if "trigram" in self.stages:
+            ctes.append(self._trigram())
+        candidate_ids = " UNION ".join(f"SELECT id FROM {stage}_stage" for stage in self._unioned())
+        joins = "\n".join(
+            f"LEFT JOIN {stage}_stage ON {stage}_stage.id = candidate.id"
+            for stage in ("lexical", "vector", "trigram")
+        )
+        missing = [
+            f"{stage}_stage AS (SELECT NULL::bigint AS id, NULL::float AS score, "
+            f"NULL::float AS coverage, NULL::float AS similarity, NULL::bigint AS rank "
+            f"WHERE false)"
+            for stage in ("lexical", "vector", "trigram")
+            if stage not in self.stages
+        ]
+        select = _CANDIDATES.format(
+            distance=_DISTANCE if self.has_embedding else "NULL::float",
+            candidate_ids=candidate_ids,
+            table=self.table,
+            joins=joins,
+        )
+        return "WITH " + ",".join(ctes + missing) + select
+
+    def _unioned(self) -> list[str]:
+        return [
+            "exact",
+            *(stage for stage in ("lexical", "vector", "trigram") if stage in self.stages),
+        ]
+
+    def _term_frequency(self, index: int) -> str:
+        def matched(name: str, weight: str) -> str:
+            return f"CASE WHEN search_vector @@ %({name})s::tsquery THEN {weight} ELSE 0 END"
+
+        exact = (
+            f"({matched(f'term_{index}_title', '%(title_weight)s')}"
+            f" + {matched(f'term_{index}_body', '%(body_weight)s')})"
+        )
+        if not self.terms[index].prefixes:
+            return exact
+        prefix = (
+            f"({matched(f'term_{index}_prefix_title', '%(title_weight)s')}"
+            f" + {matched(f'term_{index}_prefix_body', '%(body_weight)s')})"
+        )
+        return f"GREATEST({exact}, %(prefix_weight)s * {prefix})"
+
+    def _lexical(self) -> str:
+        count = len(self.terms)
+        term_frequencies = ", ".join(
+            f"{self._term_frequency(index)}::float AS tf_{index}" for index in range(count)
+        )
+        document_frequencies = ", ".join(
+            f"count(*) FILTER (WHERE tf_{index} > 0) AS df_{index}" for index in range(count)
+        )
+        length_norm = "(1 - %(bm25_b)s + %(bm25_b)s * document_length / %(average_length)s)"
+        idf = [
+            f"ln(1 + (%(document_count)s - df_{index} + 0.5) / (df_{index} + 0.5))"
+            for index in range(count)
+        ]
+        bm25 = " + ".join(
+            f"{idf[index]} * tf_{index} * (%(bm25_k1)s + 1)"
+            f" / (tf_{index} + %(bm25_k1)s * {length_norm})"
+            for index in range(count)
+        )
+        matched_idf = " + ".join(
+            f"CASE WHEN tf_{index} > 0 THEN {idf[index]} ELSE 0 END" for index in range(count)
+        )
+        return _LEXICAL_STAGE.format(
+            table=self.table,
+            term_frequencies=term_frequencies,
+            document_frequencies=document_frequencies,
+            bm25=bm25,
+            matched_idf=matched_idf,
+            total_idf=" + ".join(idf),
+        )
+
+    def _trigram(self) -> str:
+        if "lexical" in self.stages:
+            unmatched = " OR ".join(f"df_{index} = 0" for index in range(len(self.terms)))
+            condition = f"EXISTS (SELECT 1 FROM lexical_frequencies WHERE {unmatched})"
+        else:
+            condition = "true"
+        return _TRIGRAM_STAGE.format(table=self.table, typo_condition=condition)
+
+
+_collection_stats: dict[int, tuple[float, int, float]] = {}
+_collection_stats_lock = threading.Lock()
+
+
+def _tenant_collection_stats(tenant: Tenant) -> tuple[int, float]:
+    """Return the tenant's active product count and mean document length (in lexemes)."""
+    now = time.monotonic()
+    with _collection_stats_lock:
+        cached = _collection_stats.get(tenant.pk)
+    if cached is not None and now - cached[0] < COLLECTION_STATS_TTL_SECONDS:
+        return cached[1], cached[2]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT count(*), coalesce(avg(length(search_vector)), 1)"
+            f" FROM {connection.ops.quote_name(Product._meta.db_table)}"
+            f" WHERE tenant_id = %s AND is_active",
+            [tenant.pk],
+        )
+        count, average_length = cursor.fetchone()
+    stats = (now, int(count), max(float(average_length), 1.0))
+    with _collection_stats_lock:
+        _collection_stats[tenant.pk] = stats
+    return stats[1], stats[2]
+
+
+def collection_stats_clear() -> None:
+    """Forget the cached per-tenant statistics, so the next search recomputes them."""
+    with _collection_stats_lock:
+        _collection_stats.clear()
 
 
 def _escape_like(value: str) -> str:
     return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def _build_sql(stages: list[str]) -> str:
-    table = connection.ops.quote_name(Product._meta.db_table)
-    ctes = ",".join(_STAGE_SQL[stage].format(table=table) for stage in stages)
-    stage_ranks = " UNION ALL ".join(
-        f"SELECT id, rank, '{stage}' AS stage, {_STAGE_WEIGHTS[stage]}::float AS weight "
-        f"FROM {stage}_stage"
-        for stage in stages
-    )
-    return f"WITH {ctes},{_FUSION.format(stage_ranks=stage_ranks)}"
-
-
 def _embed_query(*, query: str, embedder: Embedder, tenant: Tenant) -> list[float] | None:
     """Return the query's embedding, or None when the embedder fails.
 
-    A failing embedding service degrades search to full-text and trigram matching instead
+    A failing embedding service degrades search to the lexical and trigram stages instead
     of failing it.
     """
     try:
@@ -194,46 +422,21 @@ def _embed_query(*, query: str, embedder: Embedder, tenant: Tenant) -> list[floa
         return None
 
 
-def _search_params(
-    *,
-    tenant: Tenant,
-    raw_query: str,
-    limit: int,
-    category: str,
-    embedding: list[float] | None,
-    embedding_model: str,
-) -> dict[str, Any]:
-    return {
-        "tenant_id": tenant.pk,
-        "category": f"{_escape_like(category)}%" if category else None,
-        "candidates": max(CANDIDATES_PER_STAGE, limit),
-        "limit": limit,
-        "rrf_k": RRF_K,
-        "raw_query": raw_query,
-        "normalized_query": normalize_text(raw_query),
-        "tsquery_all": build_tsquery(raw_query, match="all"),
-        "tsquery_any": build_tsquery(raw_query, match="any"),
-        "embedding": Vector(embedding).to_text() if embedding is not None else None,
-        "embedding_model": embedding_model,
-    }
-
-
-def _active_stages(params: dict[str, Any]) -> list[str]:
-    """Return the stages that have something to search with."""
-    stages = ["exact"]
-    if params["embedding"] is not None:
+def _active_stages(
+    *, method: SearchMethod, terms: list[QueryTerm], embedding: list[float] | None, query: str
+) -> list[str]:
+    stages = []
+    if embedding is not None and method in (SearchMethod.HYBRID, SearchMethod.VECTOR):
         stages.append("vector")
-    if params["tsquery_any"]:
-        stages.append("full_text")
-    if params["normalized_query"].replace("%", "").strip():
+    if terms and method in (SearchMethod.HYBRID, SearchMethod.FULL_TEXT):
+        stages.append("lexical")
+    if method == SearchMethod.HYBRID and normalize_text(query).replace("%", "").strip():
         stages.append("trigram")
     return stages
 
 
-def _rank_products(
-    *, stages: list[str], params: dict[str, Any]
-) -> list[tuple[int, float, int | None, int | None, int | None, bool]]:
-    ef_search = max(HNSW_EF_SEARCH, params["candidates"])
+def _fetch_candidates(*, sql: str, params: dict[str, Any]) -> list[Candidate]:
+    ef_search = max(HNSW_EF_SEARCH, params["vector_candidates"])
     with transaction.atomic(), connection.cursor() as cursor:
         # set_config(..., true) lasts until the end of this transaction, like SET LOCAL.
         cursor.execute(
@@ -242,8 +445,85 @@ def _rank_products(
             " set_config('pg_trgm.word_similarity_threshold', %s, true)",
             [str(ef_search), str(TRIGRAM_THRESHOLD)],
         )
-        cursor.execute(_build_sql(stages), params)
-        return list(cursor.fetchall())
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    return [
+        Candidate(
+            product_id=row[0],
+            lexical_score=None if row[1] is None else float(row[1]),
+            coverage=None if row[2] is None else float(row[2]),
+            lexical_rank=row[3],
+            vector_rank=row[4],
+            distance=None if row[5] is None else float(row[5]),
+            trigram_rank=row[6],
+            similarity=None if row[7] is None else float(row[7]),
+            exact=bool(row[8]),
+        )
+        for row in rows
+    ]
+
+
+def _rrf(rank: int | None, weight: float) -> float:
+    return 0.0 if rank is None else weight / (RRF_K + rank)
+
+
+def _fused_score(candidate: Candidate) -> float:
+    return (
+        _rrf(candidate.lexical_rank, LEXICAL_WEIGHT)
+        + _rrf(candidate.vector_rank, VECTOR_WEIGHT)
+        + _rrf(candidate.trigram_rank, TRIGRAM_WEIGHT)
+    )
+
+
+def _reference_distance(candidates: list[Candidate]) -> float | None:
+    """Return the distance a vector-only product is compared with, or None without vectors."""
+    lexical_top = [
+        candidate.distance
+        for candidate in candidates
+        if candidate.distance is not None
+        and (
+            (
+                candidate.lexical_rank is not None
+                and candidate.lexical_rank <= RELEVANCE_REFERENCE_RANKS
+            )
+            or (
+                candidate.trigram_rank is not None
+                and candidate.trigram_rank <= RELEVANCE_REFERENCE_RANKS
+            )
+            or candidate.exact
+        )
+    ]
+    if lexical_top:
+        return min(lexical_top)
+    vector_distances = sorted(
+        candidate.distance
+        for candidate in candidates
+        if candidate.vector_rank is not None and candidate.distance is not None
+    )
+    if not vector_distances or vector_distances[-1] - vector_distances[0] < VECTOR_MIN_SPREAD:
+        return None
+    return vector_distances[0]
+
+
+def _is_relevant(candidate: Candidate, reference: float | None) -> bool:
+    """Keep every product with lexical, trigram or exact evidence; judge the rest by distance."""
+    if candidate.exact or candidate.lexical_rank is not None or candidate.trigram_rank is not None:
+        return True
+    if reference is None or candidate.distance is None:
+        return False
+    return candidate.distance <= reference + VECTOR_MARGIN
+
+
+def fuse_candidates(
+    candidates: list[Candidate], *, method: SearchMethod
+) -> list[tuple[Candidate, float]]:
+    """Order candidates best first with their scores, dropping vector-only junk in hybrid mode."""
+    if method == SearchMethod.HYBRID:
+        reference = _reference_distance(candidates)
+        candidates = [candidate for candidate in candidates if _is_relevant(candidate, reference)]
+    scored = [(candidate, _fused_score(candidate)) for candidate in candidates]
+    scored.sort(key=lambda item: (not item[0].exact, -item[1], item[0].product_id))
+    return scored
 
 
 def product_search(
@@ -253,11 +533,13 @@ def product_search(
     limit: int = 10,
     category: str | None = None,
     embedder: Embedder | None = None,
+    method: SearchMethod = SearchMethod.HYBRID,
 ) -> list[SearchHit]:
     """Return up to ``limit`` of ``tenant``'s active products best matching ``query``.
 
     ``category`` keeps products whose ``category_path`` starts with it (case-insensitive).
-    Products without an embedding are still found by the full-text and trigram stages.
+    Products without an embedding are still found by the lexical and trigram stages. The
+    result may be shorter than ``limit``, or empty, when few products match.
     """
     if not 1 <= limit <= MAX_LIMIT:
         raise ValueError(f"limit must be between 1 and {MAX_LIMIT}, got {limit}.")
@@ -268,33 +550,57 @@ def product_search(
     started = time.monotonic()
     embedder = embedder or get_embedder()
     category = category.strip() if category else ""
-    params = _search_params(
-        tenant=tenant,
-        raw_query=raw_query,
-        limit=limit,
-        category=category,
-        embedding=_embed_query(query=raw_query, embedder=embedder, tenant=tenant),
-        embedding_model=embedder.model_name,
+    embedding = (
+        _embed_query(query=raw_query, embedder=embedder, tenant=tenant)
+        if method != SearchMethod.FULL_TEXT
+        else None
     )
-    stages = _active_stages(params)
+    terms = query_terms(raw_query)
+    stages = _active_stages(method=method, terms=terms, embedding=embedding, query=raw_query)
+    document_count, average_length = (
+        _tenant_collection_stats(tenant) if "lexical" in stages else (0, 1.0)
+    )
+    builder = _SearchSql(terms=terms, stages=stages, has_embedding=embedding is not None)
+    params = {
+        **builder.params(),
+        "tenant_id": tenant.pk,
+        "category": f"{_escape_like(category)}%" if category else None,
+        "raw_query": raw_query,
+        "normalized_query": normalize_text(raw_query),
+        "embedding": Vector(embedding).to_text() if embedding is not None else None,
+        "embedding_model": embedder.model_name,
+        "lexical_candidates": max(LEXICAL_CANDIDATES, limit),
+        "vector_candidates": max(VECTOR_CANDIDATES, limit),
+        "trigram_candidates": TRIGRAM_CANDIDATES,
+        "title_weight": TITLE_WEIGHT,
+        "body_weight": BODY_WEIGHT,
+        "prefix_weight": PREFIX_WEIGHT,
+        "bm25_k1": BM25_K1,
+        "bm25_b": BM25_B,
+        "document_count": document_count,
+        "average_length": average_length,
+    }
+    candidates = _fetch_candidates(sql=builder.build(), params=params)
+    ranked = fuse_candidates(candidates, method=method)[:limit]
 
-    ranked = _rank_products(stages=stages, params=params)
     products = (
-        Product.objects.filter(tenant=tenant, pk__in=[row[0] for row in ranked])
+        Product.objects.filter(
+            tenant=tenant, pk__in=[candidate.product_id for candidate, _ in ranked]
+        )
         .defer("embedding", "search_vector")
         .in_bulk()
     )
     hits = [
         SearchHit(
-            product=products[product_id],
-            score=float(score),
-            vector_rank=vector_rank,
-            full_text_rank=full_text_rank,
-            trigram_rank=trigram_rank,
-            exact=exact,
+            product=products[candidate.product_id],
+            score=score,
+            vector_rank=candidate.vector_rank,
+            full_text_rank=candidate.lexical_rank,
+            trigram_rank=candidate.trigram_rank,
+            exact=candidate.exact,
         )
-        for product_id, score, vector_rank, full_text_rank, trigram_rank, exact in ranked
-        if product_id in products
+        for candidate, score in ranked
+        if candidate.product_id in products
     ]
 
     logger.info(
@@ -303,7 +609,7 @@ def product_search(
             "tenant_id": tenant.pk,
             "query_length": len(raw_query),
             "category_filter": bool(category),
-            "stages": ",".join(stages),
+            "stages": ",".join(["exact", *stages]),
             "result_count": len(hits),
             "duration_ms": round((time.monotonic() - started) * 1000),
         },

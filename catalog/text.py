@@ -124,10 +124,15 @@ def stem_cyrillic(word: str) -> str:
 
 
 def stem_english(word: str) -> str:
-    """Remove the English plural ending from one lower-case word: eggs → egg, boxes → box."""
+    """Remove the English plural ending from one lower-case word.
+
+    eggs → egg, boxes → box, batteries → battery, tomatoes → tomato.
+    """
     if len(word) < 4:
         return word
-    if word.endswith(("sses", "shes", "ches", "xes", "zes")):
+    if word.endswith("ies") and len(word) > 4:
+        return word[:-3] + "y"
+    if word.endswith(("sses", "shes", "ches", "xes", "zes", "oes")):
         return word[:-2]
     if word.endswith("s") and not word.endswith(("ss", "us", "is")):
         return word[:-1]
@@ -227,3 +232,109 @@ def build_tsquery(
         lexemes.append(f"'{last_stem}'")
     operator = " & " if match == "all" else " | "
     return operator.join(lexemes)
+
+
+# Latin spellings of Ukrainian and Russian letters, as shoppers type them without a
+# Cyrillic keyboard ("moloko", "hlib", "kefir"). Longer spellings are tried first. Letters
+# with several readings list the likelier first: "h" is "х" as often as "г", and "y" is
+# "и" in Ukrainian, "ы" in Russian and "й" after a vowel.
+_TRANSLITERATION: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("shch", ("щ",)),
+    ("sch", ("щ",)),
+    ("zh", ("ж",)),
+    ("kh", ("х",)),
+    ("ch", ("ч",)),
+    ("sh", ("ш",)),
+    ("ts", ("ц",)),
+    ("yu", ("ю",)),
+    ("ya", ("я",)),
+    ("ye", ("є", "е")),
+    ("yi", ("ї",)),
+    ("yo", ("йо", "е")),
+    ("ju", ("ю",)),
+    ("ja", ("я",)),
+    ("je", ("є", "е")),
+    ("ia", ("я", "іа")),
+    ("iu", ("ю",)),
+    ("a", ("а",)),
+    ("b", ("б",)),
+    ("c", ("ц", "к")),
+    ("d", ("д",)),
+    ("e", ("е",)),
+    ("f", ("ф",)),
+    ("g", ("г", "ґ")),
+    ("h", ("х", "г")),
+    ("i", ("і", "и", "й")),
+    ("j", ("й",)),
+    ("k", ("к",)),
+    ("l", ("л",)),
+    ("m", ("м",)),
+    ("n", ("н",)),
+    ("o", ("о",)),
+    ("p", ("п",)),
+    ("q", ("к",)),
+    ("r", ("р",)),
+    ("s", ("с",)),
+    ("t", ("т",)),
+    ("u", ("у",)),
+    ("v", ("в",)),
+    ("w", ("в",)),
+    ("x", ("кс",)),
+    ("y", ("и", "ы", "й")),
+    ("z", ("з",)),
+)
+MAX_TRANSLITERATIONS = 12
+# A Latin word shorter than this is more likely a unit or a size ("ml", "xl") than a word.
+MIN_TRANSLITERATED_LENGTH = 3
+
+
+def _transliteration_choices(word: str) -> list[tuple[str, ...]]:
+    choices: list[tuple[str, ...]] = []
+    position = 0
+    while position < len(word):
+        for latin, cyrillic in _TRANSLITERATION:
+            if word.startswith(latin, position):
+                choices.append(cyrillic)
+                position += len(latin)
+                break
+        else:
+            return []
+    return choices
+
+
+def transliterate_latin(word: str) -> list[str]:
+    """Return Cyrillic readings of a Latin-script word, likeliest first, at most 12.
+
+    ``moloko`` → ``молоко``; ``hlib`` → ``хліб``, ``хлиб``, ``хлйб``, ``гліб``, …. Returns
+    [] for words that are not plain Latin letters or are too short to be worth reading.
+    """
+    if len(word) < MIN_TRANSLITERATED_LENGTH or not _LATIN_WORD.fullmatch(word):
+        return []
+    readings = [""]
+    for options in _transliteration_choices(word):
+        readings = [reading + option for reading in readings for option in options]
+        readings = readings[: MAX_TRANSLITERATIONS * 4]
+    return readings[:MAX_TRANSLITERATIONS]
+
+
+# Ukrainian dative and locative forms soften a final к, г or х to ц, з or с before "і"
+# (молоко → у молоці, нога → на нозі), which suffix stripping cannot undo.
+_SOFTENED_ENDINGS = (("ці", "к"), ("зі", "г"), ("сі", "х"))
+
+
+def stem_variants(word: str) -> list[str]:
+    """Return the stem of one normalised query word followed by other stems it may mean.
+
+    The other stems come from Latin transliteration and from undoing the Ukrainian
+    consonant alternation of dative and locative forms. They are meant for query
+    expansion: a wrong guess only adds a term that no product contains.
+    """
+    variants = [stem(word)]
+    for reading in transliterate_latin(word):
+        variants.append(stem_cyrillic(reading))
+    for ending, consonant in _SOFTENED_ENDINGS:
+        if _CYRILLIC_WORD.fullmatch(word) and word.endswith(ending):
+            base = word[: -len(ending)] + consonant
+            if len(base) >= MIN_STEM_LENGTH:
+                variants.append(base)
+    return list(dict.fromkeys(variants))

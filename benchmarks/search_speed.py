@@ -1,0 +1,412 @@
+"""Measure search latency, vector recall and import throughput on a 100,000-product tenant.
+
+Usage, from the repository root, against a database used for nothing else (the script
+creates tenants whose slugs start with ``bench-`` and replaces their products)::
+
+    export DATABASE_URL=postgres://postgres@127.0.0.1:55432/vz_bench
+    python manage.py migrate
+    python benchmarks/search_speed.py PATH_TO_INSTACART --vector-cache /tmp/instacart-vectors.npy
+
+PATH_TO_INSTACART is the folder with Instacart's ``products.csv``, ``aisles.csv`` and
+``departments.csv``. Its 49,688 names are used twice, the second time with a pack size
+appended, to reach 100,000 products; three more tenants of 20,000 products share the
+table. Embedding 100,000 texts takes most of an hour on 2 cores, so the passage vectors
+are computed once with the real embedder and kept in ``--vector-cache`` (a local .npy
+file next to a .json file of the texts' hash; never commit them). The 5,000-product import
+measurement always embeds for real.
+
+Steps, each printed as it finishes:
+
+1. load: upsert all tenants' products (``product_upsert_many``), write the cached vectors
+   and rebuild the HNSW index;
+2. re-import: upsert the 100,000 unchanged products again (products per second);
+3. recall: recall@10 of the HNSW vector query against exact search for each
+   ``hnsw.ef_search`` value, with iterative scans;
+4. latency: ``product_search`` (the Django service, hybrid method) against the raw
+   pgvector query, both with the query embedding computed beforehand, and the service
+   with embedding included;
+5. import: ``catalog_import`` of 5,000 new products with embedding, against the
+   embedder's own throughput on the same texts.
+"""
+
+import argparse
+import csv
+import hashlib
+import json
+import statistics
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from _django import setup_django
+
+# Pack sizes appended to the names of the second copy, picked by product id.
+PACK_SIZES = ("12 oz", "16 oz", "1 lb", "2 lb", "6 pack", "family size", "32 fl oz", "500 g")
+MAIN_TENANT = "bench-100k"
+OTHER_TENANTS = ("bench-a", "bench-b", "bench-c")
+IMPORT_TENANT = "bench-import"
+OTHER_TENANT_SIZE = 20_000
+IMPORT_SIZE = 5_000
+EMBED_BATCH_SIZE = 64
+
+
+def read_instacart(data_dir: Path) -> list[dict[str, str]]:
+    """Return Instacart's products with their department and aisle names."""
+
+    def names(file_name: str, key: str) -> dict[str, str]:
+        with (data_dir / file_name).open(encoding="utf-8") as file:
+            return {row[f"{key}_id"]: row[key] for row in csv.DictReader(file)}
+
+    aisles = names("aisles.csv", "aisle")
+    departments = names("departments.csv", "department")
+    with (data_dir / "products.csv").open(encoding="utf-8") as file:
+        return [
+            {
+                "id": row["product_id"],
+                "name": row["product_name"].strip(),
+                "category_path": f"{departments[row['department_id']]} > {aisles[row['aisle_id']]}",
+            }
+            for row in csv.DictReader(file)
+        ]
+
+
+def catalog_rows(products: list[dict[str, str]], count: int) -> list[dict[str, Any]]:
+    """Return ``count`` catalog products: every name once, then with a pack size appended."""
+    rows = []
+    for copy in range(2):
+        for product in products:
+            name = product["name"]
+            if copy:
+                name = f"{name}, {PACK_SIZES[int(product['id']) % len(PACK_SIZES)]}"
+            rows.append(
+                {
+                    "sku": f"ic-{copy}-{product['id']}",
+                    "name": name,
+                    "category_path": product["category_path"],
+                }
+            )
+    return rows[:count]
+
+
+def passage_vectors(texts: Sequence[str], *, cache_path: Path, embedder: Any) -> np.ndarray:
+    """Return the passage vectors of ``texts``, from the cache when it matches them."""
+    digest = hashlib.sha256("\n".join(texts).encode()).hexdigest()
+    meta_path = cache_path.with_suffix(".json")
+    if cache_path.exists() and meta_path.exists():
+        meta = json.loads(meta_path.read_text())
+        if meta.get("sha256") == digest and meta.get("model") == embedder.model_name:
+            return np.load(cache_path)
+    started = time.monotonic()
+    chunks = []
+    for start in range(0, len(texts), 1024):
+        chunks.append(embedder.embed_passages(list(texts[start : start + 1024])))
+        done = start + len(chunks[-1])
+        rate = done / (time.monotonic() - started)
+        print(f"  embedded {done}/{len(texts)} ({rate:.0f}/s)", flush=True)
+    vectors = np.concatenate(chunks).astype(np.float32)
+    np.save(cache_path, vectors)
+    meta_path.write_text(json.dumps({"sha256": digest, "model": embedder.model_name}))
+    return vectors
+
+
+def percentile(values: Sequence[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
+
+
+class Benchmark:
+    """The benchmark's steps, sharing the Django modules imported after setup."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        from catalog.embeddings import get_embedder
+
+        self.args = args
+        self.embedder = get_embedder()
+        self.products = read_instacart(args.instacart)
+        self.main_rows = catalog_rows(self.products, args.products)
+
+    def run(self) -> None:
+        self._print_environment()
+        tenants = self.load()
+        self.reimport(tenants[MAIN_TENANT])
+        queries = self._queries()
+        query_vectors = self.embedder.embed_queries(queries)
+        self.recall(tenants[MAIN_TENANT], query_vectors)
+        self.latency(tenants[MAIN_TENANT], queries, query_vectors)
+        self.import_throughput()
+
+    def _print_environment(self) -> None:
+        import os
+        import platform
+
+        from django.db import connection
+
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT version(), extversion FROM pg_extension WHERE extname = 'vector'"
+            )
+            version, pgvector_version = cursor.fetchone()
+        print(f"host: {platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}")
+        print(
+            f"python {platform.python_version()}; {version.split(',')[0]}; pgvector {pgvector_version}"
+        )
+        print(f"embedder: {self.embedder.model_name}")
+
+    def _tenant(self, slug: str) -> Any:
+        from tenants.models import Tenant
+        from tenants.services import tenant_create
+
+        existing = Tenant.objects.filter(slug=slug).first()
+        if existing is not None:
+            existing.products.all().delete()
+            return existing
+        return tenant_create(name=slug, slug=slug).tenant
+
+    def load(self) -> dict[str, Any]:
+        """Create the tenants, upsert their products and store the cached vectors."""
+        from catalog.embeddings import product_embedding_text
+
+        print("\n1. load")
+        rows_by_tenant = {MAIN_TENANT: self.main_rows}
+        rng = np.random.default_rng(42)
+        for slug in OTHER_TENANTS:
+            picked = rng.choice(len(self.main_rows), OTHER_TENANT_SIZE, replace=False)
+            rows_by_tenant[slug] = [self.main_rows[index] for index in sorted(picked)]
+        texts = [product_embedding_text(row) for row in self.main_rows]
+        vectors = passage_vectors(texts, cache_path=self.args.vector_cache, embedder=self.embedder)
+        vector_by_sku = {row["sku"]: vectors[index] for index, row in enumerate(self.main_rows)}
+
+        tenants = {}
+        self._drop_vector_index()
+        for slug, rows in rows_by_tenant.items():
+            tenant = tenants[slug] = self._tenant(slug)
+            started = time.monotonic()
+            self._upsert(tenant, rows)
+            upserted = time.monotonic() - started
+            self._write_vectors(tenant, vector_by_sku)
+            print(f"  {slug}: {len(rows)} products upserted in {upserted:.1f} s")
+        started = time.monotonic()
+        self._create_vector_index()
+        print(f"  HNSW index built in {time.monotonic() - started:.1f} s")
+        return tenants
+
+    def _upsert(self, tenant: Any, rows: list[dict[str, Any]]) -> Any:
+        from catalog.schemas import product_input_parse
+        from catalog.services import product_upsert_many
+
+        return product_upsert_many(
+            tenant=tenant, products=[product_input_parse(row) for row in rows]
+        )
+
+    def _write_vectors(self, tenant: Any, vector_by_sku: dict[str, np.ndarray]) -> None:
+        from django.db import connection, transaction
+        from pgvector import Vector
+
+        from catalog.models import Product
+
+        rows = list(Product.objects.filter(tenant=tenant).values_list("pk", "sku", "content_hash"))
+        with transaction.atomic(), connection.cursor() as cursor:
+            for start in range(0, len(rows), 2000):
+                batch = rows[start : start + 2000]
+                cursor.execute(
+                    "UPDATE catalog_product AS product"
+                    " SET embedding = batch.embedding::vector, embedding_hash = batch.content_hash,"
+                    " embedding_model = %s"
+                    " FROM unnest(%s::bigint[], %s::text[], %s::text[])"
+                    " AS batch (id, content_hash, embedding) WHERE product.id = batch.id",
+                    [
+                        self.embedder.model_name,
+                        [pk for pk, _, _ in batch],
+                        [content_hash for _, _, content_hash in batch],
+                        [Vector(vector_by_sku[sku]).to_text() for _, sku, _ in batch],
+                    ],
+                )
+
+    def _drop_vector_index(self) -> None:
+        from django.db import connection
+
+        with connection.cursor() as cursor:
+            cursor.execute("DROP INDEX IF EXISTS product_embedding_hnsw")
+
+    def _create_vector_index(self) -> None:
+        from django.db import connection
+
+        # Same definition as the catalog migration's index.
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "CREATE INDEX product_embedding_hnsw ON catalog_product"
+                " USING hnsw (embedding vector_cosine_ops) WITH (m = 16, ef_construction = 64)"
+            )
+            cursor.execute("ANALYZE catalog_product")
+
+    def reimport(self, tenant: Any) -> None:
+        print("\n2. re-import of the unchanged catalog")
+        for attempt in range(1, 3):
+            started = time.monotonic()
+            summary = self._upsert(tenant, self.main_rows)
+            elapsed = time.monotonic() - started
+            print(
+                f"  run {attempt}: {len(self.main_rows)} products in {elapsed:.1f} s = "
+                f"{len(self.main_rows) / elapsed:.0f} products/s "
+                f"(unchanged {summary.unchanged}, to embed {len(summary.to_embed)})"
+            )
+
+    def _queries(self) -> list[str]:
+        """Aisle names plus the first two words of evenly spaced product names."""
+        aisles = sorted({product["category_path"].split(" > ")[1] for product in self.products})
+        aisles = [aisle for aisle in aisles if aisle != "missing"]
+        step = len(self.products) // (self.args.queries - len(aisles))
+        names = [" ".join(product["name"].split()[:2]).lower() for product in self.products[::step]]
+        return (aisles + names)[: self.args.queries]
+
+    def recall(self, tenant: Any, query_vectors: np.ndarray) -> None:
+        from django.db import connection, transaction
+        from pgvector import Vector
+
+        print("\n3. recall@10 of the HNSW vector query against exact search")
+        sql = (
+            "SELECT id FROM catalog_product WHERE tenant_id = %s AND is_active"
+            " AND embedding IS NOT NULL ORDER BY embedding <=> %s::vector LIMIT 10"
+        )
+        exact = []
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SET LOCAL enable_indexscan = off")
+            for vector in query_vectors:
+                cursor.execute(sql, [tenant.pk, Vector(vector).to_text()])
+                exact.append({row[0] for row in cursor.fetchall()})
+        for ef_search in self.args.ef_search:
+            recalls = []
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+                cursor.execute(f"SET LOCAL hnsw.ef_search = {int(ef_search)}")
+                for vector, truth in zip(query_vectors, exact, strict=True):
+                    cursor.execute(sql, [tenant.pk, Vector(vector).to_text()])
+                    found = {row[0] for row in cursor.fetchall()}
+                    recalls.append(len(found & truth) / len(truth))
+            print(
+                f"  ef_search={ef_search}: mean recall@10 {statistics.fmean(recalls):.3f},"
+                f" min {min(recalls):.1f}"
+            )
+
+    def latency(self, tenant: Any, queries: list[str], query_vectors: np.ndarray) -> None:
+        from django.db import connection, transaction
+        from pgvector import Vector
+
+        from catalog.search import product_search
+
+        print(f"\n4. latency over {len(queries)} queries, limit 10, {self.args.rounds} rounds")
+        cached = _PrecomputedEmbedder(self.embedder, dict(zip(queries, query_vectors, strict=True)))
+        raw_sql = (
+            "SELECT id FROM catalog_product WHERE tenant_id = %s AND is_active"
+            " AND embedding IS NOT NULL AND embedding_model = %s"
+            " ORDER BY embedding <=> %s::vector LIMIT 10"
+        )
+        timings: dict[str, list[float]] = {"raw pgvector": [], "service": [], "embed": []}
+        timings["service + embed"] = []
+        for _ in range(self.args.rounds):
+            for query, vector in zip(queries, query_vectors, strict=True):
+                started = time.perf_counter()
+                with transaction.atomic(), connection.cursor() as cursor:
+                    cursor.execute(
+                        "SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true),"
+                        " set_config('hnsw.ef_search', '100', true)"
+                    )
+                    cursor.execute(
+                        raw_sql, [tenant.pk, self.embedder.model_name, Vector(vector).to_text()]
+                    )
+                    cursor.fetchall()
+                timings["raw pgvector"].append(time.perf_counter() - started)
+
+                started = time.perf_counter()
+                product_search(tenant=tenant, query=query, limit=10, embedder=cached)
+                timings["service"].append(time.perf_counter() - started)
+
+                started = time.perf_counter()
+                self.embedder.embed_queries([query])
+                timings["embed"].append(time.perf_counter() - started)
+
+                started = time.perf_counter()
+                product_search(tenant=tenant, query=query, limit=10, embedder=self.embedder)
+                timings["service + embed"].append(time.perf_counter() - started)
+        for name, values in timings.items():
+            print(
+                f"  {name:<16} p50 {percentile(values, 0.5) * 1000:6.1f} ms"
+                f"  p95 {percentile(values, 0.95) * 1000:6.1f} ms"
+            )
+        ratio = percentile(timings["service"], 0.5) / percentile(timings["raw pgvector"], 0.5)
+        print(f"  service / raw pgvector (p50, both with a precomputed query vector): {ratio:.2f}")
+
+    def import_throughput(self) -> None:
+        from catalog.embeddings import product_embedding_text
+        from catalog.importing import catalog_import
+
+        print(f"\n5. import of {IMPORT_SIZE} products with embedding")
+        rows = [
+            {**row, "sku": f"imp-{row['sku']}", "name": f"{row['name']} (import)"}
+            for row in self.main_rows[:IMPORT_SIZE]
+        ]
+        texts = [product_embedding_text(row) for row in rows]
+        started = time.monotonic()
+        for start in range(0, len(texts), 32):
+            self.embedder.embed_passages(texts[start : start + 32])
+        embed_rate = len(texts) / (time.monotonic() - started)
+        print(f"  embedder alone, batches of 32: {embed_rate:.1f} passages/s")
+
+        tenant = self._tenant(IMPORT_TENANT)
+        with tempfile.TemporaryDirectory() as scratch:
+            path = Path(scratch) / "import.jsonl"
+            path.write_text("\n".join(json.dumps(row) for row in rows), encoding="utf-8")
+            started = time.monotonic()
+            report = catalog_import(tenant=tenant, path=path, embedder=self.embedder)
+            elapsed = time.monotonic() - started
+        rate = len(rows) / elapsed
+        print(
+            f"  catalog_import: {report.created} created, {report.embedded} embedded in "
+            f"{elapsed:.1f} s = {rate:.1f} products/s = {rate / embed_rate:.2f} x the embedder"
+        )
+
+
+class _PrecomputedEmbedder:
+    """Returns query vectors computed before the timing starts."""
+
+    def __init__(self, inner: Any, vectors: dict[str, np.ndarray]) -> None:
+        self.model_name = inner.model_name
+        self.dimensions = inner.dimensions
+        self._vectors = vectors
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        return np.stack([self._vectors[text] for text in texts])
+
+    def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
+        raise NotImplementedError("The benchmark embeds passages with the real embedder.")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("instacart", type=Path, help="Folder with Instacart's CSV files.")
+    parser.add_argument(
+        "--vector-cache",
+        type=Path,
+        required=True,
+        help="Local .npy file for the 100,000 passage vectors (created when missing).",
+    )
+    parser.add_argument("--products", type=int, default=100_000, help="Main tenant's size.")
+    parser.add_argument("--queries", type=int, default=200, help="Number of search queries.")
+    parser.add_argument("--rounds", type=int, default=3, help="Timed passes over the queries.")
+    parser.add_argument(
+        "--ef-search",
+        type=int,
+        nargs="+",
+        default=[40, 100, 200],
+        help="hnsw.ef_search values of the recall measurement.",
+    )
+    args = parser.parse_args()
+    setup_django()
+    Benchmark(args).run()
+
+
+if __name__ == "__main__":
+    main()
