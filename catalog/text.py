@@ -234,6 +234,18 @@ def build_tsquery(
     return operator.join(lexemes)
 
 
+# Function words of Ukrainian, Russian and English that say nothing about the product on
+# their own: "для" in "корм для котів" or "with" in "tea with lemon".
+STOPWORDS = frozenset(
+    {
+        "а", "або", "без", "в", "від", "до", "з", "за", "зі", "із", "й", "і", "на", "о",
+        "по", "та", "у", "чи", "во", "для", "и", "или", "из", "от", "с", "со",
+        "a", "an", "and", "by", "for", "in", "of", "on", "or", "the", "to", "with",
+        "without",
+    }
+)  # fmt: skip
+
+
 # Latin spellings of Ukrainian and Russian letters, as shoppers type them without a
 # Cyrillic keyboard ("moloko", "hlib", "kefir"). Longer spellings are tried first. Letters
 # with several readings list the likelier first: "h" is "х" as often as "г", and "y" is
@@ -254,8 +266,8 @@ _TRANSLITERATION: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("ju", ("ю",)),
     ("ja", ("я",)),
     ("je", ("є", "е")),
-    ("ia", ("я", "іа")),
-    ("iu", ("ю",)),
+    ("ia", ("ія", "я", "іа")),
+    ("iu", ("ію", "ю")),
     ("a", ("а",)),
     ("b", ("б",)),
     ("c", ("ц", "к")),
@@ -338,3 +350,39 @@ def stem_variants(word: str) -> list[str]:
             if len(base) >= MIN_STEM_LENGTH:
                 variants.append(base)
     return list(dict.fromkeys(variants))
+
+
+def edit_distance(first: str, second: str, *, limit: int) -> int:
+    """Return the Damerau–Levenshtein distance of two words, or ``limit + 1`` if it exceeds
+    ``limit``.
+
+    Insertions, deletions, substitutions and swaps of two neighbouring letters each cost 1.
+    """
+    if abs(len(first) - len(second)) > limit:
+        return limit + 1
+    previous_row: list[int] = []
+    row = list(range(len(second) + 1))
+    for i, first_char in enumerate(first, start=1):
+        before_previous, previous_row, row = previous_row, row, [i] + [0] * len(second)
+        for j, second_char in enumerate(second, start=1):
+            cost = 0 if first_char == second_char else 1
+            row[j] = min(previous_row[j] + 1, row[j - 1] + 1, previous_row[j - 1] + cost)
+            if i > 1 and j > 1 and first_char == second[j - 2] and first[i - 2] == second_char:
+                row[j] = min(row[j], before_previous[j - 2] + 1)
+        if min(row) > limit:
+            return limit + 1
+    return min(row[-1], limit + 1)
+
+
+# Typos are forgiven only in stems at least this long: shorter words are too often one
+# letter away from an unrelated word ("пив" and "пит").
+MIN_TYPO_STEM_LENGTH = 4
+# Stems at least this long may have two typos.
+TWO_TYPO_STEM_LENGTH = 8
+
+
+def allowed_typos(word_stem: str) -> int:
+    """Return how many letter edits a query stem may be away from a catalog word."""
+    if len(word_stem) < MIN_TYPO_STEM_LENGTH or not word_stem.isalpha():
+        return 0
+    return 2 if len(word_stem) >= TWO_TYPO_STEM_LENGTH else 1

