@@ -20,7 +20,7 @@ GROCERY_GROUPS: tuple[tuple[str, ...], ...] = (
     # Dairy.
     ("milk", "молоко"),
     ("kefir", "кефір", "кефир"),
-    ("cheese", "сир", "сыр", "сирок", "сырок"),
+    ("cheese", "сир", "сыр"),
     ("butter", "масло"),
     ("sour cream", "smetana", "сметана"),
     ("cream", "вершки", "сливки"),

