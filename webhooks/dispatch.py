@@ -50,6 +50,8 @@ __all__ = [
     "ProductsResult",
     "WebhookCall",
     "cart_call",
+    "cart_payload",
+    "configured_url",
     "cart_change",
     "cart_fetch",
     "cart_get_call",
@@ -137,7 +139,7 @@ def _webhook_settings(tenant: Tenant) -> WebhookSettings | None:
     return WebhookSettings.objects.filter(tenant=tenant).first()
 
 
-def _configured_url(webhook_settings: WebhookSettings | None, kind: WebhookKind) -> str | None:
+def configured_url(webhook_settings: WebhookSettings | None, kind: WebhookKind) -> str | None:
     """Return the kind's URL when it is set and a signing secret exists, else None."""
     if webhook_settings is None or not webhook_settings.secret:
         return None
@@ -247,7 +249,7 @@ def cart_payload(
 def products_fetch(*, tenant: Tenant, skus: list[str], store_id: str) -> ProductsResult:
     """Ask the products webhook for live prices and stock of ``skus``."""
     webhook_settings = _webhook_settings(tenant)
-    url = _configured_url(webhook_settings, WebhookKind.PRODUCTS)
+    url = configured_url(webhook_settings, WebhookKind.PRODUCTS)
     if webhook_settings is None or url is None:
         return ProductsResult(failure=FailureReason.NOT_CONFIGURED)
     if not skus:
@@ -292,7 +294,7 @@ def cart_change(
     applies the change once even when its first answer is lost.
     """
     webhook_settings = _webhook_settings(tenant)
-    url = _configured_url(webhook_settings, WebhookKind.CART)
+    url = configured_url(webhook_settings, WebhookKind.CART)
     if webhook_settings is None or url is None:
         return CartResult(ok=False, reason=FailureReason.NOT_CONFIGURED)
     payload = cart_payload(
@@ -317,7 +319,7 @@ def cart_change(
 def cart_fetch(*, tenant: Tenant, store_id: str, session_id: str) -> CartLoadResult:
     """Load the shopper's existing cart through the cart GET webhook."""
     webhook_settings = _webhook_settings(tenant)
-    url = _configured_url(webhook_settings, WebhookKind.CART_GET)
+    url = configured_url(webhook_settings, WebhookKind.CART_GET)
     if webhook_settings is None or url is None:
         return CartLoadResult(failure=FailureReason.NOT_CONFIGURED)
     outcome = cart_get_call(
