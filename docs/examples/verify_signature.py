@@ -69,7 +69,9 @@ def verify_vizochok_request(
         return "stale_timestamp"
 
     signed_payload = timestamp.encode("ascii") + b"." + body
-    expected = "sha256=" + hmac.new(secret.encode("utf-8"), signed_payload, hashlib.sha256).hexdigest()
+    expected = (
+        "sha256=" + hmac.new(secret.encode("utf-8"), signed_payload, hashlib.sha256).hexdigest()
+    )
     # Compare every candidate, so the time taken does not reveal which one matched.
     matches = [hmac.compare_digest(expected, value) for value in well_formed]
     return None if any(matches) else "invalid_signature"
