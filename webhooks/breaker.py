@@ -43,11 +43,11 @@ _COUNTED_OUTCOMES = [
 
 
 class Admission(StrEnum):
-    """What the breaker allows one call to do."""
+    """Permission that the breaker gives one call."""
 
     # The breaker is closed or disabled: a normal call with its retry.
     CALL = "call"
-    # The cool-down is over and this caller holds the single probe: one attempt, no retry.
+    # The cool-down is over and this caller claimed the single probe: one attempt, no retry.
     PROBE = "probe"
     # The breaker is open, or another caller is probing: send nothing.
     REJECT = "reject"
@@ -198,7 +198,7 @@ def _count_failure(ticket: BreakerTicket) -> None:
         .first()
     )
     if row is not None and row["state"] != CircuitBreaker.State.CLOSED:
-        # A call admitted before the breaker opened has finished late; it changes nothing.
+        # A call admitted before the breaker opened has finished late, so it changes nothing.
         return
     since = now - config.window
     if row is not None and row["counting_since"] is not None:

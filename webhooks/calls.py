@@ -270,7 +270,7 @@ class WebhookCall:
 
         status = response.status_code
         if status != 200:
-            message = f"the merchant answered HTTP {status}; only 200 is a success"
+            message = f"the merchant responded with HTTP {status}, but only 200 is a success"
             if 300 <= status <= 399:
                 message += ", and redirects are never followed"
             return invalid(

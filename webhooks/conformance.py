@@ -37,7 +37,7 @@ class Violation:
 
 @dataclass
 class EndpointReport:
-    """What one endpoint returned for its sample request, and every contract violation."""
+    """Result of one endpoint's sample request, with every contract violation found."""
 
     kind: WebhookKind
     url: str = ""
@@ -148,7 +148,7 @@ def _check_latency(outcome: CallOutcome, report: EndpointReport, *, slow_fractio
 
 
 def _check_rejects_wrong_signature(call: WebhookCall, report: EndpointReport) -> None:
-    """Send the same request signed with a random secret; a 2xx answer is a violation."""
+    """Send the same request signed with a random secret. A 2xx response is a violation."""
     headers = signature_headers(secret=secrets.token_urlsafe(32), body=call.body)
     try:
         response = egress.send(

@@ -86,7 +86,7 @@ class ProductsResult:
     """Outcome of a products webhook call.
 
     ``available`` holds only requested SKUs that the merchant returned as in stock; on any
-    failure it is empty and ``failure`` says why (``circuit_open`` when no request was sent
+    failure it is empty and ``failure`` names the reason (``circuit_open`` when no request was sent
     because the breaker is open).
     """
 
@@ -347,10 +347,3 @@ def cart_fetch(*, tenant: Tenant, store_id: str, session_id: str) -> CartLoadRes
             for item in parsed.items
         ]
     )
-
-
-def outcome_summary(outcome: CallOutcome) -> str:
-    """Describe a failed call in one line for operators: the code and what happened."""
-    if outcome.ok:
-        return "ok"
-    return f"{outcome.error_code}: {outcome.error_message}"

@@ -23,7 +23,7 @@ const SIGNATURE = /^sha256=[0-9a-f]{64}$/;
 const TIMESTAMP = /^[0-9]{1,12}$/;
 
 function header(headers, name) {
-  // Node lower-cases incoming header names; other sources may not.
+  // Node lower-cases incoming header names, but other sources may not.
   for (const [key, value] of Object.entries(headers)) {
     if (key.toLowerCase() === name.toLowerCase()) {
       return Array.isArray(value) ? value[0] : value;
@@ -55,7 +55,7 @@ function verifyVizochokRequest({ secret, body, headers, now }) {
     "sha256=" + crypto.createHmac("sha256", Buffer.from(secret, "utf8")).update(signedPayload).digest("hex"),
     "ascii",
   );
-  // Both buffers are 71 bytes, as timingSafeEqual requires; every candidate is compared.
+  // Both buffers are 71 bytes, as timingSafeEqual requires. Every candidate is compared.
   const matches = wellFormed.map((value) => crypto.timingSafeEqual(expected, Buffer.from(value, "ascii")));
   return matches.some(Boolean) ? null : "invalid_signature";
 }

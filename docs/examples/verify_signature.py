@@ -30,7 +30,7 @@ _TIMESTAMP = re.compile(r"[0-9]{1,12}")
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:
-    # Frameworks differ in header case; look the name up case-insensitively.
+    # Frameworks differ in header case, so look the name up case-insensitively.
     for key, value in headers.items():
         if key.lower() == name.lower():
             return value
