@@ -1,9 +1,10 @@
 """Routes of the public HTTP API, version 1."""
 
-from django.urls import path
+from django.urls import include, path
 
 from vizochok.views import HealthApi
 
 urlpatterns = [
     path("health", HealthApi.as_view(), name="health"),
+    path("", include("conversations.urls")),
 ]
