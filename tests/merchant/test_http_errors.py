@@ -1,0 +1,128 @@
+from __future__ import annotations
+
+import http.client
+import json
+import time
+
+from merchant.server import MAX_BODY_BYTES, MerchantServer
+from tests.merchant.client import MerchantClient, sign
+from tests.merchant.sample_data import SECRET
+
+
+def test_unknown_path_not_found(client: MerchantClient) -> None:
+    response = client.request("POST", "/vizochok/orders", b"{}")
+
+    assert response.status == 404
+    assert response.json() == {"error": "not_found"}
+
+
+def test_wrong_method_not_allowed(client: MerchantClient) -> None:
+    response = client.request("GET", "/vizochok/products")
+
+    assert response.status == 405
+    assert response.json() == {"error": "method_not_allowed"}
+    assert response.headers["Allow"] == "POST"
+
+
+def test_delete_cart_not_allowed(client: MerchantClient) -> None:
+    response = client.request("DELETE", "/vizochok/cart")
+
+    assert response.status == 405
+    assert response.headers["Allow"] == "GET, POST"
+
+
+def test_invalid_json_rejected(client: MerchantClient) -> None:
+    response = client.request("POST", "/vizochok/cart", b'{"action": "add",')
+
+    assert response.status == 400
+    assert response.json() == {"error": "invalid_json"}
+
+
+def test_invalid_utf8_rejected(client: MerchantClient) -> None:
+    response = client.request("POST", "/vizochok/cart", b'{"sku": "\xff"}')
+
+    assert response.status == 400
+    assert response.json() == {"error": "invalid_json"}
+
+
+def test_invalid_json_with_bad_signature_is_401(client: MerchantClient) -> None:
+    response = client.request("POST", "/vizochok/cart", b"{", secret="whsec_wrong")
+
+    assert response.status == 401
+
+
+def test_body_at_limit_accepted(client: MerchantClient) -> None:
+    prefix = b'{"store_id": "store-1", "skus": ["milk-001"], "padding": "'
+    body = prefix + b"x" * (MAX_BODY_BYTES - len(prefix) - 2) + b'"}'
+    assert len(body) == MAX_BODY_BYTES
+
+    response = client.request("POST", "/vizochok/products", body)
+
+    assert response.status == 200
+
+
+def test_body_over_limit_rejected(client: MerchantClient, merchant: MerchantServer) -> None:
+    body = b'{"padding": "' + b"x" * MAX_BODY_BYTES + b'"}'
+
+    response = client.request("POST", "/vizochok/products", body)
+
+    assert response.status == 413
+    assert response.json()["error"] == "payload_too_large"
+    assert response.headers["Connection"] == "close"
+    assert merchant.requests[-1].body == b""
+
+
+def test_chunked_body_rejected(merchant: MerchantServer) -> None:
+    body = json.dumps({"skus": ["milk-001"], "store_id": "store-1"}).encode()
+    timestamp = int(time.time())
+    connection = http.client.HTTPConnection("127.0.0.1", merchant.port, timeout=5)
+    try:
+        connection.request(
+            "POST",
+            "/vizochok/products",
+            body=iter([body]),
+            headers={
+                "X-VIZOCHOK-Timestamp": str(timestamp),
+                "X-VIZOCHOK-Signature": sign(SECRET, timestamp, body),
+            },
+            encode_chunked=True,
+        )
+        response = connection.getresponse()
+        status = response.status
+        payload = json.loads(response.read())
+    finally:
+        connection.close()
+
+    assert status == 411
+    assert payload["error"] == "length_required"
+
+
+def test_keep_alive_connection_serves_several_requests(merchant: MerchantServer) -> None:
+    connection = http.client.HTTPConnection("127.0.0.1", merchant.port, timeout=5)
+    try:
+        statuses = []
+        for _ in range(3):
+            body = json.dumps({"skus": ["milk-001"], "store_id": "store-1"}).encode()
+            timestamp = int(time.time())
+            connection.request(
+                "POST",
+                "/vizochok/products",
+                body=body,
+                headers={
+                    "X-VIZOCHOK-Timestamp": str(timestamp),
+                    "X-VIZOCHOK-Signature": sign(SECRET, timestamp, body),
+                },
+            )
+            response = connection.getresponse()
+            response.read()
+            statuses.append(response.status)
+    finally:
+        connection.close()
+
+    assert statuses == [200, 200, 200]
+
+
+def test_health_rejects_post(client: MerchantClient) -> None:
+    response = client.request("POST", "/health", b"{}", signed=False)
+
+    assert response.status == 405

@@ -1,0 +1,61 @@
+import io
+import re
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from tenants.keys import hash_api_key
+from tenants.models import ApiKey, Tenant, WebhookSettings
+
+pytestmark = pytest.mark.django_db
+
+
+def test_create_tenant_prints_credentials_once():
+    output = io.StringIO()
+
+    call_command("create_tenant", "atb", "--name", "ATB", stdout=output)
+
+    text = output.getvalue()
+    public_key = re.search(r"(pk_live_\S+)", text).group(1)
+    secret_key = re.search(r"(sk_live_\S+)", text).group(1)
+    tenant = Tenant.objects.get(slug="atb")
+    assert tenant.name == "ATB"
+    assert ApiKey.objects.filter(tenant=tenant, key_hash=hash_api_key(public_key)).exists()
+    assert ApiKey.objects.filter(tenant=tenant, key_hash=hash_api_key(secret_key)).exists()
+    assert WebhookSettings.objects.get(tenant=tenant).secret in text
+
+
+def test_create_tenant_rejects_a_duplicate_slug():
+    call_command("create_tenant", "atb", stdout=io.StringIO())
+
+    with pytest.raises(CommandError, match="already exists"):
+        call_command("create_tenant", "atb", stdout=io.StringIO())
+    assert Tenant.objects.filter(slug="atb").count() == 1
+
+
+def test_rotate_webhook_secret_now(tenant):
+    old_secret = tenant.webhook_settings.secret
+    output = io.StringIO()
+
+    call_command("rotate_webhook_secret", tenant.slug, "--overlap-hours", "0", stdout=output)
+
+    webhook_settings = WebhookSettings.objects.get(tenant=tenant)
+    assert webhook_settings.secret != old_secret
+    assert webhook_settings.secret in output.getvalue()
+    assert webhook_settings.next_secret == ""
+
+
+def test_rotate_webhook_secret_with_overlap(tenant):
+    old_secret = tenant.webhook_settings.secret
+    output = io.StringIO()
+
+    call_command("rotate_webhook_secret", tenant.slug, stdout=output)
+
+    webhook_settings = WebhookSettings.objects.get(tenant=tenant)
+    assert webhook_settings.secret == old_secret
+    assert webhook_settings.next_secret in output.getvalue()
+
+
+def test_rotate_webhook_secret_unknown_tenant():
+    with pytest.raises(CommandError, match="No tenant"):
+        call_command("rotate_webhook_secret", "missing", stdout=io.StringIO())

@@ -1,0 +1,100 @@
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from tenants.keys import hash_api_key
+from tenants.models import ApiKey, AssistantSettings, Tenant, WebhookSettings
+from tenants.selectors import api_key_get_active
+from tenants.services import api_key_create, api_key_revoke, tenant_create, webhook_secret_set
+from vizochok.exceptions import InvalidInput
+
+pytestmark = pytest.mark.django_db
+
+
+def test_tenant_create_issues_keys_and_secret():
+    created = tenant_create(name="ATB Kyiv", slug="atb-kyiv")
+
+    tenant = Tenant.objects.get(slug="atb-kyiv")
+    assert created.tenant == tenant
+    assert created.public_key.raw_key.startswith("pk_live_")
+    assert created.secret_key.raw_key.startswith("sk_live_")
+    assert created.public_key.api_key.scopes == ["chat"]
+    assert created.secret_key.api_key.scopes == ["chat", "catalog"]
+    assert AssistantSettings.objects.filter(tenant=tenant).count() == 1
+    assert WebhookSettings.objects.get(tenant=tenant).secret == created.webhook_secret
+    assert len(created.webhook_secret) >= 43
+
+
+def test_api_keys_are_stored_only_as_hashes():
+    created = tenant_create(name="Shop", slug="shop")
+
+    stored = ApiKey.objects.get(pk=created.public_key.api_key.pk)
+    assert stored.key_hash == hash_api_key(created.public_key.raw_key)
+    assert created.public_key.raw_key not in {stored.key_hash, stored.prefix, stored.name}
+    assert stored.prefix == created.public_key.raw_key[:12]
+
+
+def test_api_key_lookup_rejects_revoked_and_unknown_keys(tenant):
+    issued = api_key_create(tenant=tenant, kind=ApiKey.Kind.PUBLIC)
+
+    assert api_key_get_active(raw_key=issued.raw_key) == issued.api_key
+    assert api_key_get_active(raw_key=issued.raw_key + "x") is None
+    api_key_revoke(tenant=tenant, api_key_id=issued.api_key.pk)
+    assert api_key_get_active(raw_key=issued.raw_key) is None
+
+
+def test_api_key_lookup_rejects_keys_of_inactive_tenants(tenant):
+    issued = api_key_create(tenant=tenant, kind=ApiKey.Kind.SECRET)
+    Tenant.objects.filter(pk=tenant.pk).update(is_active=False)
+
+    assert api_key_get_active(raw_key=issued.raw_key) is None
+
+
+def test_api_key_revoke_is_scoped_to_the_tenant(tenant, other_tenant):
+    issued = api_key_create(tenant=tenant, kind=ApiKey.Kind.PUBLIC)
+
+    with pytest.raises(ApiKey.DoesNotExist):
+        api_key_revoke(tenant=other_tenant, api_key_id=issued.api_key.pk)
+    assert ApiKey.objects.get(pk=issued.api_key.pk).revoked_at is None
+
+
+def test_secret_rotation_without_overlap_replaces_the_secret(tenant):
+    webhook_settings = tenant.webhook_settings
+    old_secret = webhook_settings.secret
+
+    new_secret = webhook_secret_set(webhook_settings=webhook_settings)
+
+    webhook_settings.refresh_from_db()
+    assert new_secret != old_secret
+    assert webhook_settings.secret == new_secret
+    assert webhook_settings.next_secret == ""
+    assert webhook_settings.next_secret_promote_at is None
+
+
+def test_secret_rotation_with_overlap_keeps_both_secrets(tenant):
+    webhook_settings = tenant.webhook_settings
+    old_secret = webhook_settings.secret
+    before = timezone.now()
+
+    new_secret = webhook_secret_set(webhook_settings=webhook_settings, overlap=timedelta(hours=24))
+
+    webhook_settings.refresh_from_db()
+    assert webhook_settings.secret == old_secret
+    assert webhook_settings.next_secret == new_secret
+    assert webhook_settings.next_secret_promote_at >= before + timedelta(hours=24)
+
+
+@pytest.mark.parametrize(
+    ("_case", "secret"),
+    [("too short", "short-secret"), ("leading space", " " + "x" * 30)],
+)
+def test_custom_secret_is_validated(tenant, _case, secret):
+    webhook_settings = tenant.webhook_settings
+    old_secret = webhook_settings.secret
+
+    with pytest.raises(InvalidInput):
+        webhook_secret_set(webhook_settings=webhook_settings, secret=secret)
+
+    webhook_settings.refresh_from_db()
+    assert webhook_settings.secret == old_secret

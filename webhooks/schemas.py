@@ -1,0 +1,142 @@
+"""Typed parsing of merchant webhook responses.
+
+Lists are parsed item by item: an invalid item is dropped (and reported to the caller for
+logging) while the valid ones are kept, so one bad product never hides the others.
+"""
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, StrictBool, StrictStr, ValidationError, field_validator
+
+
+def _finite_non_negative(value: Any) -> float:
+    # bool is an int subclass in Python; a merchant sending `true` as a price is an error.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("must be a number")
+    number = float(value)
+    if not math.isfinite(number) or number < 0:
+        raise ValueError("must be a finite number of 0 or more")
+    return number
+
+
+class ProductItem(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    sku: StrictStr
+    price: float
+    in_stock: StrictBool
+    promo_price: float | None = None
+    promo_label: StrictStr | None = None
+
+    _check_price = field_validator("price", mode="before")(_finite_non_negative)
+
+    @field_validator("promo_price", mode="before")
+    @classmethod
+    def _check_promo_price(cls, value: Any) -> float | None:
+        return None if value is None else _finite_non_negative(value)
+
+    def model_post_init(self, context: Any) -> None:
+        if self.promo_price is not None and self.promo_price >= self.price:
+            raise ValueError("promo_price must be below price")
+
+
+class CartResponse(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    ok: StrictBool
+    reason: StrictStr | None = None
+
+
+class CartGetItem(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    sku: StrictStr
+    name: StrictStr
+    price: float
+    quantity: float
+    unit: StrictStr = "pcs"
+    promo_price: float | None = None
+    brand: StrictStr | None = None
+
+    _check_price = field_validator("price", mode="before")(_finite_non_negative)
+
+    @field_validator("quantity", mode="before")
+    @classmethod
+    def _check_quantity(cls, value: Any) -> float:
+        number = _finite_non_negative(value)
+        if number <= 0:
+            raise ValueError("must be greater than 0")
+        return number
+
+    @field_validator("promo_price", mode="before")
+    @classmethod
+    def _check_promo_price(cls, value: Any) -> float | None:
+        return None if value is None else _finite_non_negative(value)
+
+
+T = TypeVar("T")
+
+
+@dataclass
+class ParsedList(Generic[T]):
+    items: list[T] = field(default_factory=list)
+    # One message per dropped item, such as "item 3: price: must be a number".
+    dropped: list[str] = field(default_factory=list)
+
+
+class InvalidResponse(Exception):
+    """The response as a whole does not have the contract's shape."""
+
+
+def _items_of(payload: Any, key: str) -> list[Any]:
+    if not isinstance(payload, dict) or not isinstance(payload.get(key), list):
+        raise InvalidResponse(f"expected a JSON object with a {key!r} array")
+    return payload[key]
+
+
+def _describe(error: ValidationError | ValueError) -> str:
+    if isinstance(error, ValidationError):
+        first = error.errors()[0]
+        location = ".".join(str(part) for part in first["loc"]) or "item"
+        return f"{location}: {first['msg']}"
+    return str(error)
+
+
+def parse_products(payload: Any, *, requested_skus: list[str]) -> ParsedList[ProductItem]:
+    """Parse a products response, keeping valid items for requested SKUs, first one wins."""
+    parsed: ParsedList[ProductItem] = ParsedList()
+    requested = set(requested_skus)
+    seen: set[str] = set()
+    for index, raw_item in enumerate(_items_of(payload, "products")):
+        try:
+            item = ProductItem.model_validate(raw_item)
+        except (ValidationError, ValueError) as error:
+            parsed.dropped.append(f"item {index}: {_describe(error)}")
+            continue
+        if item.sku not in requested:
+            parsed.dropped.append(f"item {index}: sku {item.sku!r} was not requested")
+        elif item.sku in seen:
+            parsed.dropped.append(f"item {index}: duplicate sku {item.sku!r}")
+        else:
+            seen.add(item.sku)
+            parsed.items.append(item)
+    return parsed
+
+
+def parse_cart(payload: Any) -> CartResponse:
+    try:
+        return CartResponse.model_validate(payload)
+    except ValidationError as error:
+        raise InvalidResponse(_describe(error)) from error
+
+
+def parse_cart_get(payload: Any) -> ParsedList[CartGetItem]:
+    parsed: ParsedList[CartGetItem] = ParsedList()
+    for index, raw_item in enumerate(_items_of(payload, "items")):
+        try:
+            parsed.items.append(CartGetItem.model_validate(raw_item))
+        except (ValidationError, ValueError) as error:
+            parsed.dropped.append(f"item {index}: {_describe(error)}")
+    return parsed
