@@ -1,8 +1,8 @@
 """Arithmetic on the cart snapshot that a conversation keeps.
 
 The merchant owns the cart. These functions only replay a change the merchant has already
-confirmed onto the local snapshot, so that the shopper sees the new cart without another
-webhook call. Amounts are computed in ``Decimal`` and stored as JSON numbers.
+confirmed onto the local snapshot, so that the client receives the new cart without
+another webhook call. Amounts are computed in ``Decimal`` and stored as JSON numbers.
 """
 
 from collections.abc import Iterable, Mapping
@@ -22,9 +22,9 @@ def to_decimal(value: float | int | str | Decimal) -> Decimal:
     return value if isinstance(value, Decimal) else Decimal(str(value))
 
 
-def quantity_number(value: Decimal) -> int | float:
+def quantity_number(value: Decimal | float | int) -> int | float:
     """Return a quantity as a JSON number: 2 for whole quantities, 0.5 otherwise."""
-    rounded = value.quantize(QUANTITY_PLACES, rounding=ROUND_HALF_UP)
+    rounded = to_decimal(value).quantize(QUANTITY_PLACES, rounding=ROUND_HALF_UP)
     if rounded == rounded.to_integral_value():
         return int(rounded)
     return float(rounded.normalize())
@@ -58,7 +58,7 @@ def cart_item(
     sku: str,
     name: str,
     price: float,
-    quantity: Decimal,
+    quantity: Decimal | float | int,
     unit: str = "pcs",
     promo_price: float | None = None,
     brand: str | None = None,

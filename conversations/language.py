@@ -1,4 +1,4 @@
-"""Detection of the shopper's language from the letters of a message."""
+"""Detection of the shopper's language from the letters and words of a message."""
 
 import re
 
@@ -9,17 +9,36 @@ SUPPORTED_LANGUAGES = (UKRAINIAN, ENGLISH, RUSSIAN)
 
 _CYRILLIC = re.compile(r"[а-яёіїєґ]", re.IGNORECASE)
 _LATIN = re.compile(r"[a-z]", re.IGNORECASE)
+_WORD = re.compile(r"[а-яёіїєґ']+", re.IGNORECASE)
 # Letters that exist in only one of the two alphabets.
-_UKRAINIAN_ONLY = re.compile(r"[іїєґ]", re.IGNORECASE)
-_RUSSIAN_ONLY = re.compile(r"[ыэъё]", re.IGNORECASE)
+_UKRAINIAN_LETTERS = re.compile(r"[іїєґ]", re.IGNORECASE)
+_RUSSIAN_LETTERS = re.compile(r"[ыэъё]", re.IGNORECASE)
+# Frequent shopping words written with letters both alphabets share, such as "додай" and
+# "добавь", which the letter check alone cannot tell apart.
+_UKRAINIAN_WORDS = frozenset(
+    [
+        *("що", "додай", "додайте", "другий", "другу", "другого", "кошик", "кошика", "кошику"),
+        *("видали", "прибери", "знайди", "потрібно", "потрібен", "будь", "ласка", "дякую"),
+        *("зроби", "зміни", "мені", "який", "яка", "як", "або", "ще", "скільки", "покажіть"),
+    ]
+)
+_RUSSIAN_WORDS = frozenset(
+    [
+        *("что", "добавь", "добавьте", "второй", "второго", "вторую", "первый", "первую"),
+        *("корзина", "корзину", "корзине", "корзины", "удали", "убери", "найди", "нужно"),
+        *("нужен", "пожалуйста", "спасибо", "сделай", "измени", "мне", "какой", "какая"),
+        *("как", "или", "еще", "ещё", "сколько", "покажите"),
+    ]
+)
 
 
 def detect_language(text: str, *, fallback: str) -> str:
-    """Return ``uk``, ``en`` or ``ru`` for ``text``, or ``fallback`` when the letters don't tell.
+    """Return ``uk``, ``en`` or ``ru`` for ``text``, or ``fallback`` when the text doesn't tell.
 
-    Cyrillic text is Ukrainian unless it has Russian-only letters and no Ukrainian-only ones.
-    Cyrillic text with neither (such as "молоко") keeps a Cyrillic ``fallback`` and is
-    Ukrainian otherwise. Text without letters, such as "2", returns ``fallback``.
+    Mostly Latin text is English. Cyrillic text is scored by the letters and the frequent
+    words that only Ukrainian or only Russian has. A tie (such as "молоко") keeps a Cyrillic
+    ``fallback`` and is Ukrainian otherwise. Text without letters, such as "2", returns
+    ``fallback``.
     """
     cyrillic = len(_CYRILLIC.findall(text))
     latin = len(_LATIN.findall(text))
@@ -27,10 +46,11 @@ def detect_language(text: str, *, fallback: str) -> str:
         return fallback
     if latin > cyrillic:
         return ENGLISH
-    has_ukrainian = _UKRAINIAN_ONLY.search(text) is not None
-    has_russian = _RUSSIAN_ONLY.search(text) is not None
-    if has_russian and not has_ukrainian:
+    words = [word.lower() for word in _WORD.findall(text)]
+    ukrainian = len(_UKRAINIAN_LETTERS.findall(text)) + sum(w in _UKRAINIAN_WORDS for w in words)
+    russian = len(_RUSSIAN_LETTERS.findall(text)) + sum(w in _RUSSIAN_WORDS for w in words)
+    if russian > ukrainian:
         return RUSSIAN
-    if has_ukrainian:
+    if ukrainian > russian:
         return UKRAINIAN
     return fallback if fallback in (UKRAINIAN, RUSSIAN) else UKRAINIAN

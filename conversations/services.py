@@ -1,4 +1,4 @@
-"""Writes of the conversations app: starting a conversation and answering a message."""
+"""Writes of the conversations app: starting a conversation and processing a message."""
 
 import logging
 import secrets
@@ -62,11 +62,11 @@ def message_text_validate(text: str) -> None:
 
 @dataclass
 class ConversationTurn:
-    """Process one shopper message and yield the events of the answer.
+    """Process one shopper message and yield the events of the reply.
 
-    Steps: take the conversation's lease (``agent_busy`` if another turn holds it), save the
-    shopper's message, load the merchant's cart on the first message, let the assistant
-    answer, save its message with every event, and end with ``response_complete``.
+    Steps: take the conversation's lease (``agent_busy`` if another turn has it), save the
+    shopper's message, load the merchant's cart on the first message, run the assistant,
+    save its message with every event, and end with ``response_complete``.
 
     The cart snapshot is written by the tools as soon as the merchant confirms a change,
     never at the end of the turn: the merchant's cart has changed by then, so a failure

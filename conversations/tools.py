@@ -6,7 +6,7 @@ and the merchant, so the rules below hold whichever assistant answers:
 - Search shows only products that the products webhook returned in stock, with its prices.
 - A cart change names a SKU that this conversation showed or that is in its cart, and a
   quantity that the product allows. Otherwise it is rejected before any webhook call.
-- The cart snapshot changes only after the merchant's cart webhook answered ``ok: true``,
+- The cart snapshot changes only after the merchant's cart webhook returned ``ok: true``,
   and it is written at once, so it matches the merchant even if the turn fails later.
 """
 
@@ -143,7 +143,7 @@ class ShownProduct:
             "category_path": self.category_path,
         }
 
-    def cart_item(self, quantity: Decimal) -> CartItem:
+    def cart_item(self, quantity: Decimal | float | int) -> CartItem:
         return cart_item(
             sku=self.sku,
             name=self.name,
@@ -337,7 +337,7 @@ class ShoppingTools:
         ]
 
     def product_offered(self, sku: str, *, prefer_cart: bool) -> ShownProduct | None:
-        """Return ``sku`` if this conversation showed it or the cart holds it, else None.
+        """Return ``sku`` if this conversation showed it or the cart contains it, else None.
 
         A shown product carries the live price; a cart line carries the merchant's cart
         data, which is preferred for removals and quantity changes.

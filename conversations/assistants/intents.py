@@ -223,7 +223,7 @@ def tokenize(text: str) -> list[str]:
 
 
 def parse_intent(text: str) -> Intent:
-    """Return what ``text`` asks for; anything that is not a cart command is a search."""
+    """Return the intent of ``text``; any message that is not a cart command is a search."""
     tokens = tokenize(text)
     kind = _intent_kind(tokens)
     if kind == IntentKind.SEARCH:

@@ -1,0 +1,34 @@
+"""Stock of the reference merchant and the matching catalog rows for conversation tests."""
+
+STORE_ID = "store-1"
+SESSION_ID = "user-123"
+
+STOCK = {
+    "milk-001": {"price": 45.9, "in_stock": True, "stock": 25},
+    "milk-002": {
+        "price": 52.0,
+        "in_stock": True,
+        "stock": 10,
+        "promo_price": 42.0,
+        "promo_label": "-19%",
+        "max_per_customer": 3,
+    },
+    "milk-003": {"price": 38.5, "in_stock": False, "stock": 0},
+    "bread-01": {"price": 32.0, "in_stock": True, "stock": 5},
+    "apple-kg": {"price": 14.95, "in_stock": True, "stock": 5},
+}
+
+# Fields for ProductFactory; the merchant reads name, unit and min_quantity from the same rows.
+CATALOG = [
+    {"sku": "milk-001", "name": "Молоко Lactel 2.5%", "brand": "Lactel", "unit": "pcs"},
+    {"sku": "milk-002", "name": "Молоко Галичина 3.2%", "brand": "Галичина", "unit": "pcs"},
+    {"sku": "milk-003", "name": "Молоко Яготинське 2.6%", "brand": "Яготинське", "unit": "pcs"},
+    {"sku": "bread-01", "name": "Хліб Київхліб білий", "brand": "Київхліб", "unit": "pcs"},
+    {
+        "sku": "apple-kg",
+        "name": "Яблуко Гала",
+        "unit": "kg",
+        "quantity_step": 0.1,
+        "min_quantity": 0.3,
+    },
+]

@@ -1,0 +1,23 @@
+import pytest
+
+from conversations.language import detect_language
+
+
+@pytest.mark.parametrize(
+    ("text", "fallback", "expected"),
+    [
+        ("покажи кефір", "en", "uk"),
+        ("додай другий", "ru", "uk"),
+        ("I need milk", "uk", "en"),
+        ("добавь второй", "uk", "ru"),
+        ("что в корзине?", "uk", "ru"),
+        ("молоко", "ru", "ru"),
+        ("молоко", "uk", "uk"),
+        ("молоко", "en", "uk"),
+        ("2", "en", "en"),
+        ("#2", "uk", "uk"),
+        ("молоко Lactel", "en", "uk"),
+    ],
+)
+def test_detect_language(text, fallback, expected):
+    assert detect_language(text, fallback=fallback) == expected
