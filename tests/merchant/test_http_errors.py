@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
 import time
 
 from merchant.server import MAX_BODY_BYTES, MerchantServer
@@ -75,23 +76,24 @@ def test_body_over_limit_rejected(client: MerchantClient, merchant: MerchantServ
 def test_chunked_body_rejected(merchant: MerchantServer) -> None:
     body = json.dumps({"skus": ["milk-001"], "store_id": "store-1"}).encode()
     timestamp = int(time.time())
-    connection = http.client.HTTPConnection("127.0.0.1", merchant.port, timeout=5)
-    try:
-        connection.request(
-            "POST",
-            "/vizochok/products",
-            body=iter([body]),
-            headers={
-                "X-VIZOCHOK-Timestamp": str(timestamp),
-                "X-VIZOCHOK-Signature": sign(SECRET, timestamp, body),
-            },
-            encode_chunked=True,
-        )
-        response = connection.getresponse()
+    # One sendall of the whole request: the server answers 411 without reading the body,
+    # and a client that wrote the body in pieces could meet a closed socket half-way.
+    request = (
+        b"POST /vizochok/products HTTP/1.1\r\n"
+        b"Host: 127.0.0.1\r\n"
+        b"Transfer-Encoding: chunked\r\n"
+        + f"X-VIZOCHOK-Timestamp: {timestamp}\r\n".encode()
+        + f"X-VIZOCHOK-Signature: {sign(SECRET, timestamp, body)}\r\n\r\n".encode()
+        + f"{len(body):x}\r\n".encode()
+        + body
+        + b"\r\n0\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", merchant.port), timeout=5) as connection:
+        connection.sendall(request)
+        response = http.client.HTTPResponse(connection)
+        response.begin()
         status = response.status
         payload = json.loads(response.read())
-    finally:
-        connection.close()
 
     assert status == 411
     assert payload["error"] == "length_required"

@@ -1,0 +1,97 @@
+"""The scripted shopper conversation of the demo, played through the chat HTTP API."""
+
+import json
+import textwrap
+import urllib.request
+from typing import Any
+
+# Each message exercises one feature: search with a promotion and a hidden out-of-stock
+# product, add, change quantity, a search whose products have a per-customer limit, an
+# add the merchant rejects, remove and show the cart.
+SCRIPT = [
+    "Привіт! Мені потрібне молоко",
+    "Додай друге",
+    "Зміни кількість на 2",
+    "А покажи сир гауда",
+    "Додай 5 штук першого",
+    "Видали молоко",
+    "Що в кошику?",
+]
+
+BOLD, DIM, GREEN, RED, RESET = "\033[1m", "\033[2m", "\033[32m", "\033[31m", "\033[0m"
+
+
+def _request(method: str, url: str, public_key: str, body: dict[str, Any] | None = None) -> Any:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(
+        url,
+        data=data,
+        method=method,
+        headers={"Authorization": f"Bearer {public_key}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return json.loads(response.read())
+
+
+def _money(value: float | None) -> str:
+    return "" if value is None else f"{value:.2f} грн"
+
+
+def _print_cards(items: list[dict[str, Any]]) -> None:
+    for number, card in enumerate(items, start=1):
+        price = _money(card["price"])
+        if card.get("promo_price") is not None:
+            label = card.get("promo_label") or "акція"
+            price = (
+                f"{GREEN}{_money(card['promo_price'])}{RESET} {DIM}замість {price}, {label}{RESET}"
+            )
+        print(f"      {number:>2}. {card['name']}  {DIM}[{card['sku']}]{RESET}  {price}")
+
+
+def _print_cart(event: dict[str, Any]) -> None:
+    print(f"    {BOLD}Кошик ({event.get('action', '')}):{RESET}")
+    for item in event["items"]:
+        price = item["promo_price"] if item.get("promo_price") is not None else item["price"]
+        print(f"      - {item['name']} × {item['quantity']:g}  {_money(price)}")
+    print(f"      Разом: {_money(event['total'])}")
+
+
+def print_events(events: list[dict[str, Any]]) -> None:
+    text = "".join(event.get("delta", "") for event in events if event["type"] == "text_delta")
+    if text:
+        wrapped = textwrap.fill(text, width=96, subsequent_indent="    ")
+        print(f"  {BOLD}Асистент:{RESET} {wrapped}")
+    for event in events:
+        if event["type"] == "product_cards":
+            _print_cards(event["items"])
+        elif event["type"] == "cart_changed":
+            _print_cart(event)
+        elif event["type"] == "error":
+            print(f"    {RED}error: {event['code']}{RESET}")
+
+
+def play_conversation(*, app_url: str, public_key: str, store_id: str, user_id: str) -> None:
+    """Create a conversation and send the scripted messages, printing each reply."""
+    conversation = _request(
+        "POST",
+        f"{app_url}/api/v1/conversations",
+        public_key,
+        {"store_id": store_id, "user_id": user_id},
+    )
+    conversation_id = conversation["conversation_id"]
+    print(f"\n{DIM}Conversation {conversation_id}, store {store_id}, shopper {user_id}{RESET}")
+    for text in SCRIPT:
+        print(f"\n  {BOLD}Покупець:{RESET} {text}")
+        reply = _request(
+            "POST",
+            f"{app_url}/api/v1/conversations/{conversation_id}/messages",
+            public_key,
+            {"text": text},
+        )
+        print_events(reply["events"])
+    final = _request("GET", f"{app_url}/api/v1/conversations/{conversation_id}", public_key)
+    assistant = next(
+        (m["metadata"].get("assistant") for m in final["messages"] if m["role"] == "assistant"),
+        None,
+    )
+    print(f"\n{DIM}Answered by the {assistant} assistant.{RESET}")

@@ -1,0 +1,254 @@
+"""Run the Vizochok demo: a scripted shopper conversation against a live merchant backend.
+
+Started by ``make demo`` with DATABASE_URL set. Steps: migrate, prepare the demo tenant,
+import the ATB catalog, start the reference merchant and the app under gunicorn, play the
+conversation through the HTTP API, then keep both servers running until Ctrl-C.
+"""
+
+import argparse
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "demo" / "data"
+STATE = ROOT / ".demo"
+TENANT_SLUG = "demo-atb"
+STORE_ID = "store-1"
+SHOPPER_ID = "demo-shopper"
+# The shopper's cart already holds a loaf of bread, which the first message loads.
+SEED_CART = f"{STORE_ID}:{SHOPPER_ID}:atb-0238:1"
+
+sys.path.insert(0, str(ROOT))
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--app-port", type=int, default=int(os.environ.get("DEMO_APP_PORT", 8000)))
+    parser.add_argument(
+        "--merchant-port", type=int, default=int(os.environ.get("DEMO_MERCHANT_PORT", 8001))
+    )
+    parser.add_argument(
+        "--once", action="store_true", help="Stop after the conversation instead of serving."
+    )
+    return parser.parse_args()
+
+
+def free_port(preferred: int) -> int:
+    """Return ``preferred`` when nothing listens on it, otherwise a free port."""
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", preferred))
+            return preferred
+        except OSError:
+            probe.bind(("127.0.0.1", 0))
+            return int(probe.getsockname()[1])
+
+
+def step(text: str) -> None:
+    print(f"\n\033[1m==> {text}\033[0m", flush=True)
+
+
+def prepare_environment(*, app_port: int) -> None:
+    os.environ.setdefault("DJANGO_DEBUG", "1")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "vizochok.settings")
+    # The reference merchant listens on 127.0.0.1 over plain HTTP, which production
+    # settings reject; these two settings allow it for the demo only.
+    os.environ["WEBHOOK_ALLOW_HTTP"] = "1"
+    os.environ["WEBHOOK_ALLOWED_NETWORKS"] = "127.0.0.0/8"
+    os.environ["GUNICORN_BIND"] = f"127.0.0.1:{app_port}"
+
+
+def manage(*arguments: str) -> None:
+    subprocess.run([sys.executable, str(ROOT / "manage.py"), *arguments], check=True, cwd=ROOT)
+
+
+def prepare_tenant(*, merchant_url: str) -> dict[str, str]:
+    """Create or refresh the demo tenant; return fresh keys and the webhook secret."""
+    import django
+
+    django.setup()
+    from django.contrib.auth import get_user_model
+
+    from tenants.models import ApiKey, Tenant
+    from tenants.services import (
+        api_key_create,
+        api_key_revoke,
+        tenant_create,
+        webhook_secret_set,
+        webhook_settings_get_or_create,
+    )
+
+    tenant = Tenant.objects.filter(slug=TENANT_SLUG).first()
+    if tenant is None:
+        tenant = tenant_create(name="ATB demo store", slug=TENANT_SLUG).tenant
+    for old_key in ApiKey.objects.filter(tenant=tenant, revoked_at__isnull=True):
+        api_key_revoke(tenant=tenant, api_key_id=old_key.pk)
+    public_key = api_key_create(tenant=tenant, kind=ApiKey.Kind.PUBLIC, name="demo widget")
+    secret_key = api_key_create(tenant=tenant, kind=ApiKey.Kind.SECRET, name="demo server")
+
+    webhook_settings = webhook_settings_get_or_create(tenant=tenant)
+    webhook_settings.products_url = f"{merchant_url}/vizochok/products"
+    webhook_settings.cart_url = f"{merchant_url}/vizochok/cart"
+    webhook_settings.cart_get_url = f"{merchant_url}/vizochok/cart"
+    webhook_settings.save()
+    webhook_secret = webhook_secret_set(webhook_settings=webhook_settings)
+
+    admin_password = secrets.token_urlsafe(12)
+    user_model = get_user_model()
+    admin, _ = user_model.objects.get_or_create(
+        username="admin", defaults={"is_staff": True, "is_superuser": True}
+    )
+    admin.is_staff = admin.is_superuser = True
+    admin.set_password(admin_password)
+    admin.save()
+    return {
+        "public_key": public_key.raw_key,
+        "secret_key": secret_key.raw_key,
+        "webhook_secret": webhook_secret,
+        "admin_password": admin_password,
+    }
+
+
+def start_process(name: str, command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    STATE.mkdir(exist_ok=True)
+    log = (STATE / f"{name}.log").open("ab")
+    return subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+
+
+def wait_until_healthy(url: str, process: subprocess.Popen[bytes], name: str) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"The {name} exited at start-up; see .demo/{name}.log")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            time.sleep(0.2)
+    raise SystemExit(f"The {name} did not answer {url} within 60 s; see .demo/{name}.log")
+
+
+def stop(processes: list[subprocess.Popen[bytes]]) -> None:
+    for process in processes:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+    for process in processes:
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+def print_instructions(*, app_url: str, credentials: dict[str, str]) -> None:
+    step("The demo keeps serving; try it yourself")
+    print(
+        f"""
+  Chat API (public key, scope chat):
+    curl -s -X POST {app_url}/api/v1/conversations \\
+      -H 'Authorization: Bearer {credentials["public_key"]}' \\
+      -H 'Content-Type: application/json' -d '{{"store_id": "{STORE_ID}"}}'
+    curl -s -X POST {app_url}/api/v1/conversations/<conversation_id>/messages \\
+      -H 'Authorization: Bearer {credentials["public_key"]}' \\
+      -H 'Content-Type: application/json' -d '{{"text": "покажи кефір"}}'
+
+  Secret key (server side: catalog and admin API): {credentials["secret_key"]}
+  Admin: {app_url}/admin/  user admin, password {credentials["admin_password"]}
+  Logs: .demo/app.log and .demo/merchant.log
+
+  Press Ctrl-C to stop the app and the merchant.
+"""
+    )
+
+
+def main() -> None:
+    args = parse_args()
+    app_port = free_port(args.app_port)
+    merchant_port = free_port(args.merchant_port)
+    app_url = f"http://127.0.0.1:{app_port}"
+    merchant_url = f"http://127.0.0.1:{merchant_port}"
+    prepare_environment(app_port=app_port)
+
+    step("Migrating the database")
+    manage("migrate", "--noinput", "--verbosity", "0")
+
+    step(f"Preparing the demo tenant {TENANT_SLUG!r}")
+    credentials = prepare_tenant(merchant_url=merchant_url)
+
+    step("Importing the ATB catalog (507 products; only changed products are embedded)")
+    manage("import_catalog", "--tenant", TENANT_SLUG, str(DATA / "atb-catalog.jsonl"))
+
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        step(f"Starting the reference merchant on {merchant_url}")
+        merchant_env = {**os.environ, "MERCHANT_WEBHOOK_SECRET": credentials["webhook_secret"]}
+        processes.append(
+            start_process(
+                "merchant",
+                [
+                    sys.executable,
+                    "-m",
+                    "merchant",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(merchant_port),
+                    "--secret-env",
+                    "MERCHANT_WEBHOOK_SECRET",
+                    "--stock",
+                    str(DATA / "atb-stock.json"),
+                    "--catalog",
+                    str(DATA / "atb-catalog.jsonl"),
+                    "--seed-cart",
+                    SEED_CART,
+                ],
+                merchant_env,
+            )
+        )
+        wait_until_healthy(f"{merchant_url}/health", processes[-1], "merchant")
+
+        step(f"Starting Vizochok under gunicorn on {app_url}")
+        gunicorn = str(Path(sys.executable).with_name("gunicorn"))
+        processes.append(
+            start_process(
+                "app",
+                [gunicorn, "-c", "python:vizochok.gunicorn", "vizochok.wsgi"],
+                dict(os.environ),
+            )
+        )
+        wait_until_healthy(f"{app_url}/api/v1/health", processes[-1], "app")
+
+        from demo.conversation import play_conversation
+
+        play_conversation(
+            app_url=app_url,
+            public_key=credentials["public_key"],
+            store_id=STORE_ID,
+            user_id=SHOPPER_ID,
+        )
+        if args.once:
+            return
+        print_instructions(app_url=app_url, credentials=credentials)
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
+        while all(process.poll() is None for process in processes):
+            time.sleep(1)
+        print("A server stopped unexpectedly; see the logs in .demo/.", flush=True)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        print("\nStopping the app and the merchant.", flush=True)
+        stop(processes)
+
+
+if __name__ == "__main__":
+    main()
