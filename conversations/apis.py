@@ -49,6 +49,7 @@ class ConversationDetailApi(APIView):
             role = serializers.CharField()
             text = serializers.CharField()
             events = serializers.JSONField()
+            metadata = serializers.JSONField()
             created_at = serializers.DateTimeField()
 
         conversation_id = serializers.CharField(source="public_id")

@@ -188,6 +188,7 @@ def test_detail_returns_cart_and_messages_in_order(chat_client, tenant):
         role=Message.Role.ASSISTANT,
         text="Ваш кошик порожній.",
         events=[{"type": "text_delta", "delta": "Ваш кошик порожній."}],
+        metadata={"assistant": "offline", "intent": "show_cart"},
     )
 
     response = chat_client.get(detail_url(conversation))
@@ -208,6 +209,7 @@ def test_detail_returns_cart_and_messages_in_order(chat_client, tenant):
                 "role": "user",
                 "text": "що в кошику?",
                 "events": [],
+                "metadata": {},
                 "created_at": body["messages"][0]["created_at"],
             },
             {
@@ -215,6 +217,7 @@ def test_detail_returns_cart_and_messages_in_order(chat_client, tenant):
                 "role": "assistant",
                 "text": "Ваш кошик порожній.",
                 "events": [{"type": "text_delta", "delta": "Ваш кошик порожній."}],
+                "metadata": {"assistant": "offline", "intent": "show_cart"},
                 "created_at": body["messages"][1]["created_at"],
             },
         ],
