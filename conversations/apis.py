@@ -2,13 +2,14 @@
 
 from typing import Any, cast
 
+from django.core.exceptions import RequestDataTooBig
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from conversations.selectors import conversation_get
-from conversations.services import ConversationTurn, conversation_create
+from conversations.services import ConversationTurn, conversation_create, message_too_large
 from tenants.authentication import ApiClient
 from tenants.permissions import HasChatScope
 
@@ -16,6 +17,18 @@ from tenants.permissions import HasChatScope
 def _client(request: Request) -> ApiClient:
     # HasChatScope lets only an ApiClient through.
     return cast(ApiClient, request.user)
+
+
+def _message_data(request: Request) -> Any:
+    """Return the parsed body of a message request.
+
+    Django refuses to read a body over DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MB by default). Such
+    a body holds a message far over the limit, so it gets ``message_too_large``, not a 500.
+    """
+    try:
+        return request.data
+    except RequestDataTooBig as error:
+        raise message_too_large() from error
 
 
 class ConversationCreateApi(APIView):
@@ -79,7 +92,7 @@ class MessageCreateApi(APIView):
 
     def post(self, request: Request, conversation_id: str) -> Response:
         conversation = conversation_get(tenant=_client(request).tenant, public_id=conversation_id)
-        serializer = self.InputSerializer(data=request.data)
+        serializer = self.InputSerializer(data=_message_data(request))
         serializer.is_valid(raise_exception=True)
         turn = ConversationTurn(conversation=conversation, text=serializer.validated_data["text"])
         sent = list(turn.run())

@@ -50,14 +50,18 @@ def conversation_create(
     return conversation
 
 
+def message_too_large() -> PayloadTooLarge:
+    return PayloadTooLarge(
+        f"The message is larger than {MAX_MESSAGE_BYTES} bytes; send a shorter text.",
+        code=ErrorCode.MESSAGE_TOO_LARGE,
+        extra={"max_size": MAX_MESSAGE_BYTES},
+    )
+
+
 def message_text_validate(text: str) -> None:
     """Raise ``message_too_large`` (HTTP 413) for text over ``MAX_MESSAGE_BYTES``."""
     if len(text.encode("utf-8")) > MAX_MESSAGE_BYTES:
-        raise PayloadTooLarge(
-            f"The message is larger than {MAX_MESSAGE_BYTES} bytes; send a shorter text.",
-            code=ErrorCode.MESSAGE_TOO_LARGE,
-            extra={"max_size": MAX_MESSAGE_BYTES},
-        )
+        raise message_too_large()
 
 
 @dataclass

@@ -345,6 +345,21 @@ def test_message_over_64_kb_is_too_large(chat_client, tenant):
     assert conversation.turn_started_at is None
 
 
+def test_message_body_over_upload_limit_is_too_large(chat_client, tenant, settings):
+    conversation = ConversationFactory(tenant=tenant)
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 100_000
+
+    response = chat_client.post(messages_url(conversation), {"text": "a" * 100_001}, format="json")
+
+    assert response.status_code == 413
+    assert response.json() == {
+        "detail": "The message is larger than 65536 bytes; send a shorter text.",
+        "code": "message_too_large",
+        "max_size": 65536,
+    }
+    assert Message.objects.count() == 0
+
+
 def test_message_of_exactly_64_kb_is_accepted(chat_client, tenant):
     conversation = ConversationFactory(tenant=tenant)
 
