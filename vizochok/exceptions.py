@@ -152,12 +152,13 @@ def _render_drf_exception(exc: drf_exceptions.APIException) -> Response:
         extra["fields"] = exc.detail if isinstance(exc.detail, dict) else {"non_field": exc.detail}
     else:
         detail = str(exc.detail)
-    if isinstance(exc, drf_exceptions.Throttled) and exc.wait is not None:
-        extra["retry_after"] = int(exc.wait + 0.999)
+    wait = getattr(exc, "wait", None)
+    if isinstance(exc, drf_exceptions.Throttled) and wait is not None:
+        extra["retry_after"] = int(wait + 0.999)
     headers = {}
     if getattr(exc, "auth_header", None):
         headers["WWW-Authenticate"] = exc.auth_header  # type: ignore[attr-defined]
-    if getattr(exc, "wait", None):
+    if wait:
         headers["Retry-After"] = str(extra.get("retry_after", ""))
     return Response(
         error_body(detail=detail, code=code, **extra), status=exc.status_code, headers=headers

@@ -167,6 +167,7 @@ class WebhookCall:
         delivery_id = uuid.uuid4()
         started = time.monotonic()
         status_code: int | None = None
+        error_code: str
         response_bytes = 0
         retryable = False
         try:

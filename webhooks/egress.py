@@ -238,13 +238,13 @@ def _validate_for_send(url: str, *, policy: EgressPolicy, resolver: Resolver) ->
         if error.code == EgressErrorCode.DNS_FAILED:
             # At send time a failed lookup is a network failure worth a retry, not a
             # configuration error.
-            logger.info(FAILED_EVENT, extra={"code": str(error.code), "url": _log_url(url)})
+            logger.info(FAILED_EVENT, extra={"code": str(error.code), "url": sanitize_url(url)})
             raise EgressConnectionError(error.code, error.message) from error
         logger.warning(
             BLOCKED_EVENT,
             extra={
                 "code": str(error.code),
-                "url": _log_url(url),
+                "url": sanitize_url(url),
                 "address": str(error.address) if error.address is not None else None,
             },
         )
@@ -424,8 +424,8 @@ def _elapsed_ms(started: float) -> float:
     return round((time.monotonic() - started) * 1000, 1)
 
 
-def _log_url(url: str) -> str:
-    """Return scheme, host, port and path of a possibly invalid URL for logging."""
+def sanitize_url(url: str) -> str:
+    """Return scheme, host, port and path of a possibly invalid URL, for logs and records."""
     try:
         parts = urllib3.util.parse_url(url)
     except urllib3.exceptions.LocationParseError:
