@@ -4,11 +4,10 @@ These flows need no catalog search: the cart comes from the merchant's cart GET 
 the shopper refers to its lines by position or name.
 """
 
-import json
-
 import pytest
 
 from conversations.models import Conversation, Message
+from tests.conversations.chat import cart_posts, reply_text, send
 from tests.conversations.shop_data import SESSION_ID, STORE_ID
 from tests.factories import ConversationFactory
 from webhooks.models import WebhookDelivery, WebhookKind
@@ -46,24 +45,8 @@ def shopper_conversation(tenant) -> Conversation:
     return ConversationFactory(tenant=tenant, store_id=STORE_ID, session_id=SESSION_ID)
 
 
-def send(client, conversation: Conversation, text: str) -> list[dict]:
-    response = client.post(
-        f"/api/v1/conversations/{conversation.public_id}/messages", {"text": text}, format="json"
-    )
-    assert response.status_code == 200, response.content
-    return response.json()["events"]
-
-
-def reply_text(sent: list[dict]) -> str:
-    return "".join(event["delta"] for event in sent if event["type"] == "text_delta")
-
-
 def cart_get_requests(merchant) -> list:
     return [request for request in merchant.requests if request.method == "GET"]
-
-
-def cart_posts(merchant) -> list[dict]:
-    return [json.loads(request.body) for request in merchant.requests if request.method == "POST"]
 
 
 def test_cart_is_loaded_once_on_the_first_message(
