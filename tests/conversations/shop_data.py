@@ -1,5 +1,8 @@
 """Stock of the reference merchant and the matching catalog rows for conversation tests."""
 
+from conversations.models import Conversation
+from conversations.tools import STATE_SEEN, STATE_SHOWN, ShownProduct
+
 STORE_ID = "store-1"
 SESSION_ID = "user-123"
 
@@ -32,3 +35,25 @@ CATALOG = [
         "min_quantity": 0.3,
     },
 ]
+
+# The same products as a search would have shown them, with the merchant's live prices.
+MILK_LACTEL = ShownProduct(sku="milk-001", name="Молоко Lactel 2.5%", price=45.9, brand="Lactel")
+MILK_GALYCHYNA = ShownProduct(
+    sku="milk-002",
+    name="Молоко Галичина 3.2%",
+    price=52.0,
+    promo_price=42.0,
+    promo_label="-19%",
+    brand="Галичина",
+)
+MILK_SOLD_OUT = ShownProduct(sku="milk-003", name="Молоко Яготинське 2.6%", price=38.5)
+APPLES = ShownProduct(
+    sku="apple-kg", name="Яблуко Гала", price=14.95, unit="kg", min_quantity=0.3, quantity_step=0.1
+)
+
+
+def show(conversation: Conversation, *products: ShownProduct) -> None:
+    """Record ``products`` as shown, as a search in this conversation would."""
+    conversation.state[STATE_SHOWN] = [product.to_state() for product in products]
+    conversation.state[STATE_SEEN] = {product.sku: product.to_state() for product in products}
+    conversation.save()

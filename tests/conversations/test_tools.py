@@ -7,33 +7,19 @@ import pytest
 
 from conversations.leases import LeaseLost
 from conversations.models import Conversation
-from conversations.tools import STATE_SEEN, STATE_SHOWN, ShownProduct
-from tests.conversations.shop_data import SESSION_ID, STORE_ID
+from tests.conversations.shop_data import (
+    APPLES,
+    MILK_GALYCHYNA,
+    MILK_LACTEL,
+    MILK_SOLD_OUT,
+    SESSION_ID,
+    STORE_ID,
+    show,
+)
 from webhooks.dispatch import CartAction
 from webhooks.models import WebhookDelivery
 
 pytestmark = pytest.mark.django_db
-
-MILK_LACTEL = ShownProduct(sku="milk-001", name="Молоко Lactel 2.5%", price=45.9, brand="Lactel")
-MILK_GALYCHYNA = ShownProduct(
-    sku="milk-002",
-    name="Молоко Галичина 3.2%",
-    price=52.0,
-    promo_price=42.0,
-    promo_label="-19%",
-    brand="Галичина",
-)
-MILK_SOLD_OUT = ShownProduct(sku="milk-003", name="Молоко Яготинське 2.6%", price=38.5)
-APPLES = ShownProduct(
-    sku="apple-kg", name="Яблуко Гала", price=14.95, unit="kg", min_quantity=0.3, quantity_step=0.1
-)
-
-
-def show(conversation: Conversation, *products: ShownProduct) -> None:
-    """Record ``products`` as shown, as a search in this conversation would."""
-    conversation.state[STATE_SHOWN] = [product.to_state() for product in products]
-    conversation.state[STATE_SEEN] = {product.sku: product.to_state() for product in products}
-    conversation.save()
 
 
 def cart_requests(merchant) -> list[dict]:
