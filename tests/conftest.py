@@ -1,8 +1,12 @@
-"""Fixtures shared by the whole suite: tenants, keys and API clients."""
+"""Fixtures shared by the whole suite: tenants, keys, API clients and the merchant."""
+
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from rest_framework.test import APIClient
 
+from merchant.server import MerchantServer, start_merchant
 from tenants.models import ApiKey
 from tenants.services import IssuedApiKey, api_key_create
 from tests.factories import TenantFactory, WebhookSettingsFactory
@@ -68,3 +72,31 @@ def other_chat_client(other_public_key) -> APIClient:
 @pytest.fixture
 def other_server_client(other_secret_key) -> APIClient:
     return _client_with(other_secret_key.raw_key)
+
+
+DEMO_DATA = Path(__file__).resolve().parent.parent / "demo" / "data"
+
+
+@pytest.fixture
+def local_webhooks(settings):
+    """Allow webhook URLs on 127.0.0.1 over plain HTTP, as the local test servers need."""
+    settings.WEBHOOK_ALLOW_HTTP = True
+    settings.WEBHOOK_ALLOWED_NETWORKS = ["127.0.0.0/8"]
+    return settings
+
+
+@pytest.fixture
+def merchant(tenant, local_webhooks) -> Iterator[MerchantServer]:
+    """The reference merchant with the ATB demo prices, wired to tenant A's webhooks."""
+    server = start_merchant(
+        secret=tenant.webhook_settings.secret,
+        stock_path=DEMO_DATA / "atb-stock.json",
+        catalog_path=DEMO_DATA / "atb-catalog.jsonl",
+    )
+    webhook_settings = tenant.webhook_settings
+    webhook_settings.products_url = server.products_url
+    webhook_settings.cart_url = server.cart_url
+    webhook_settings.cart_get_url = server.cart_get_url
+    webhook_settings.save()
+    yield server
+    server.shutdown()
