@@ -119,6 +119,17 @@ class WebhookSettingsForm(forms.ModelForm):
         model = WebhookSettings
         fields = ["tenant", "products_url", "cart_url", "cart_get_url", "timeout_seconds"]
 
+    def clean(self) -> dict[str, Any]:
+        cleaned_data = super().clean() or {}
+        for field_name in services.WEBHOOK_URL_FIELDS:
+            url = cleaned_data.get(field_name)
+            if url:
+                try:
+                    services.validate_webhook_url(field_name=field_name, url=url)
+                except InvalidInput as error:
+                    self.add_error(field_name, error.extra["fields"][field_name])
+        return cleaned_data
+
     def clean_custom_secret(self) -> str:
         secret: str = self.cleaned_data["custom_secret"]
         if secret:

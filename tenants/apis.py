@@ -1,0 +1,85 @@
+"""Admin API for a tenant's own webhook settings (secret sk_ keys only)."""
+
+from datetime import timedelta
+
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from tenants.authentication import ApiClient
+from tenants.models import WebhookSettings
+from tenants.permissions import IsSecretKey
+from tenants.services import (
+    webhook_secret_set,
+    webhook_settings_get_or_create,
+    webhook_settings_update,
+)
+
+MAX_ROTATION_OVERLAP_HOURS = 7 * 24
+
+
+class AdminApi(APIView):
+    permission_classes = [IsSecretKey]
+
+    def client(self, request: Request) -> ApiClient:
+        assert isinstance(request.user, ApiClient)
+        return request.user
+
+
+class WebhookSettingsApi(AdminApi):
+    """``GET`` / ``PATCH /api/v1/admin/webhooks``: the secret itself is never returned."""
+
+    class InputSerializer(serializers.Serializer):
+        products_url = serializers.CharField(max_length=2000, allow_blank=True, required=False)
+        cart_url = serializers.CharField(max_length=2000, allow_blank=True, required=False)
+        cart_get_url = serializers.CharField(max_length=2000, allow_blank=True, required=False)
+        secret = serializers.CharField(
+            max_length=200, allow_blank=True, required=False, trim_whitespace=False
+        )
+        timeout_seconds = serializers.IntegerField(min_value=1, max_value=30, required=False)
+
+    class OutputSerializer(serializers.ModelSerializer):
+        class Meta:
+            model = WebhookSettings
+            fields = ["products_url", "cart_url", "cart_get_url", "has_secret", "timeout_seconds"]
+
+    def get(self, request: Request) -> Response:
+        webhook_settings = webhook_settings_get_or_create(tenant=self.client(request).tenant)
+        return Response(self.OutputSerializer(webhook_settings).data)
+
+    def patch(self, request: Request) -> Response:
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        update = webhook_settings_update(
+            tenant=self.client(request).tenant, **serializer.validated_data
+        )
+        body: dict[str, object] = {"ok": True, "has_secret": update.webhook_settings.has_secret}
+        if update.generated_secret is not None:
+            # Shown once: the merchant configures its verifier with it.
+            body["secret"] = update.generated_secret
+        return Response(body)
+
+
+class WebhookSecretRotateApi(AdminApi):
+    """``POST /api/v1/admin/webhooks/rotate-secret``: issue the next signing secret once."""
+
+    class InputSerializer(serializers.Serializer):
+        overlap_hours = serializers.FloatField(
+            min_value=0, max_value=MAX_ROTATION_OVERLAP_HOURS, default=24
+        )
+
+    def post(self, request: Request) -> Response:
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        overlap = timedelta(hours=serializer.validated_data["overlap_hours"])
+        webhook_settings = webhook_settings_get_or_create(tenant=self.client(request).tenant)
+        secret = webhook_secret_set(webhook_settings=webhook_settings, overlap=overlap)
+        promote_at = webhook_settings.next_secret_promote_at
+        return Response(
+            {
+                "ok": True,
+                "secret": secret,
+                "active_from": promote_at.isoformat() if promote_at else None,
+            }
+        )

@@ -1,0 +1,172 @@
+import pytest
+from rest_framework.test import APIClient
+
+from tenants.models import WebhookSettings
+from tests.factories import TenantFactory
+
+pytestmark = pytest.mark.django_db
+
+URL = "/api/v1/admin/webhooks"
+
+
+def test_get_returns_settings_without_the_secret(tenant, server_client):
+    response = server_client.get(URL)
+
+    assert response.status_code == 200
+    assert response.json() == {
+        "products_url": "",
+        "cart_url": "",
+        "cart_get_url": "",
+        "has_secret": True,
+        "timeout_seconds": 5,
+    }
+    assert tenant.webhook_settings.secret not in response.content.decode()
+
+
+@pytest.mark.parametrize(
+    ("_case", "authorization", "status", "code"),
+    [
+        ("no key", None, 401, "not_authenticated"),
+        ("unknown key", "Bearer sk_live_unknown", 401, "authentication_failed"),
+        ("malformed header", "Token abc", 401, "authentication_failed"),
+    ],
+)
+def test_admin_api_requires_a_valid_key(tenant, _case, authorization, status, code):
+    client = APIClient()
+    if authorization:
+        client.credentials(HTTP_AUTHORIZATION=authorization)
+
+    response = client.patch(URL, {"timeout_seconds": 9}, format="json")
+
+    assert response.status_code == status
+    assert response.json()["code"] == code
+    assert WebhookSettings.objects.get(tenant=tenant).timeout_seconds == 5
+
+
+def test_public_key_cannot_use_the_admin_api(tenant, chat_client):
+    response = chat_client.patch(URL, {"timeout_seconds": 9}, format="json")
+
+    assert response.status_code == 403
+    assert response.json()["code"] == "permission_denied"
+    assert WebhookSettings.objects.get(tenant=tenant).timeout_seconds == 5
+
+
+def test_patch_changes_only_the_callers_tenant(tenant, other_tenant, server_client, local_webhooks):
+    response = server_client.patch(
+        URL,
+        {"products_url": "http://127.0.0.1:9/products", "timeout_seconds": 3},
+        format="json",
+    )
+
+    assert response.status_code == 200
+    assert response.json() == {"ok": True, "has_secret": True}
+    mine = WebhookSettings.objects.get(tenant=tenant)
+    theirs = WebhookSettings.objects.get(tenant=other_tenant)
+    assert (mine.products_url, mine.timeout_seconds) == ("http://127.0.0.1:9/products", 3)
+    assert (theirs.products_url, theirs.timeout_seconds) == ("", 5)
+
+
+def test_other_tenant_reads_its_own_settings(tenant, other_server_client, local_webhooks):
+    WebhookSettings.objects.filter(tenant=tenant).update(products_url="http://127.0.0.1:9/x")
+
+    response = other_server_client.get(URL)
+
+    assert response.json()["products_url"] == ""
+
+
+@pytest.mark.parametrize(
+    ("_case", "url"),
+    [
+        ("plain http", "http://shop.example/products"),
+        ("loopback", "https://127.0.0.1/products"),
+        ("metadata address", "https://169.254.169.254/latest"),
+        ("private network", "https://10.1.2.3/products"),
+        ("decimal loopback", "https://2130706433/products"),
+        ("not a url", "products"),
+    ],
+)
+def test_patch_rejects_unsafe_urls(tenant, server_client, _case, url):
+    response = server_client.patch(URL, {"cart_url": url}, format="json")
+
+    assert response.status_code == 400
+    body = response.json()
+    assert body["code"] == "invalid_json"
+    assert list(body["fields"]) == ["cart_url"]
+    assert WebhookSettings.objects.get(tenant=tenant).cart_url == ""
+
+
+def test_patch_with_empty_secret_keeps_the_secret(tenant, server_client):
+    old_secret = tenant.webhook_settings.secret
+
+    response = server_client.patch(URL, {"secret": ""}, format="json")
+
+    assert response.status_code == 200
+    assert WebhookSettings.objects.get(tenant=tenant).secret == old_secret
+
+
+def test_patch_installs_a_custom_secret(tenant, server_client):
+    response = server_client.patch(
+        URL, {"secret": "my-own-secret-of-32-characters!!"}, format="json"
+    )
+
+    assert response.status_code == 200
+    assert "secret" not in response.json()
+    assert WebhookSettings.objects.get(tenant=tenant).secret == "my-own-secret-of-32-characters!!"
+
+
+def test_patch_rejects_a_short_secret(tenant, server_client):
+    old_secret = tenant.webhook_settings.secret
+
+    response = server_client.patch(URL, {"secret": "short"}, format="json")
+
+    assert response.status_code == 400
+    assert list(response.json()["fields"]) == ["secret"]
+    assert WebhookSettings.objects.get(tenant=tenant).secret == old_secret
+
+
+def test_first_url_generates_a_secret_shown_once(local_webhooks):
+    from tenants.models import ApiKey
+    from tenants.services import api_key_create
+
+    tenant = TenantFactory(slug="fresh")
+    client = APIClient()
+    client.credentials(
+        HTTP_AUTHORIZATION=f"Bearer {api_key_create(tenant=tenant, kind=ApiKey.Kind.SECRET).raw_key}"
+    )
+
+    first = client.patch(URL, {"products_url": "http://127.0.0.1:9/p"}, format="json")
+    second = client.patch(URL, {"cart_url": "http://127.0.0.1:9/c"}, format="json")
+
+    stored = WebhookSettings.objects.get(tenant=tenant).secret
+    assert first.json() == {"ok": True, "has_secret": True, "secret": stored}
+    assert second.json() == {"ok": True, "has_secret": True}
+
+
+@pytest.mark.parametrize(("_case", "value"), [("zero", 0), ("too long", 31), ("text", "five")])
+def test_patch_validates_the_timeout(tenant, server_client, _case, value):
+    response = server_client.patch(URL, {"timeout_seconds": value}, format="json")
+
+    assert response.status_code == 400
+    assert list(response.json()["fields"]) == ["timeout_seconds"]
+
+
+def test_rotate_secret_with_overlap(tenant, server_client, other_tenant):
+    old_secret = tenant.webhook_settings.secret
+    other_secret = other_tenant.webhook_settings.secret
+
+    response = server_client.post(f"{URL}/rotate-secret", {"overlap_hours": 2}, format="json")
+
+    assert response.status_code == 200
+    stored = WebhookSettings.objects.get(tenant=tenant)
+    assert response.json()["secret"] == stored.next_secret
+    assert stored.secret == old_secret
+    assert response.json()["active_from"] == stored.next_secret_promote_at.isoformat()
+    assert WebhookSettings.objects.get(tenant=other_tenant).secret == other_secret
+
+
+def test_rotate_secret_immediately(tenant, server_client):
+    response = server_client.post(f"{URL}/rotate-secret", {"overlap_hours": 0}, format="json")
+
+    stored = WebhookSettings.objects.get(tenant=tenant)
+    assert response.json() == {"ok": True, "secret": stored.secret, "active_from": None}
+    assert stored.next_secret == ""
