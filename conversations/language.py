@@ -5,11 +5,9 @@ import re
 UKRAINIAN = "uk"
 ENGLISH = "en"
 RUSSIAN = "ru"
-SUPPORTED_LANGUAGES = (UKRAINIAN, ENGLISH, RUSSIAN)
 
 _CYRILLIC = re.compile(r"[а-яёіїєґ]", re.IGNORECASE)
-_LATIN = re.compile(r"[a-z]", re.IGNORECASE)
-_WORD = re.compile(r"[а-яёіїєґ']+", re.IGNORECASE)
+_WORD = re.compile(r"[a-zа-яёіїєґ']+", re.IGNORECASE)
 # Letters that exist in only one of the two alphabets.
 _UKRAINIAN_LETTERS = re.compile(r"[іїєґ]", re.IGNORECASE)
 _RUSSIAN_LETTERS = re.compile(r"[ыэъё]", re.IGNORECASE)
@@ -35,20 +33,27 @@ _RUSSIAN_WORDS = frozenset(
 def detect_language(text: str, *, fallback: str) -> str:
     """Return ``uk``, ``en`` or ``ru`` for ``text``, or ``fallback`` when the text doesn't tell.
 
-    Mostly Latin text is English. Cyrillic text is scored by the letters and the frequent
-    words that only Ukrainian or only Russian has. A tie (such as "молоко") keeps a Cyrillic
-    ``fallback`` and is Ukrainian otherwise. Text without letters, such as "2", returns
-    ``fallback``.
+    A message is English when it has no Cyrillic word, or when its Latin words outnumber
+    the Cyrillic ones and none of them is a Ukrainian or Russian marker. So "додай lactel"
+    is Ukrainian and "I need молоко" English. Cyrillic text is scored by the letters and the
+    frequent words that only Ukrainian or only Russian has. A tie (such as "молоко") keeps a
+    Cyrillic ``fallback`` and is Ukrainian otherwise. Text without letters, such as "2",
+    returns ``fallback``.
     """
-    cyrillic = len(_CYRILLIC.findall(text))
-    latin = len(_LATIN.findall(text))
-    if cyrillic == 0 and latin == 0:
-        return fallback
-    if latin > cyrillic:
-        return ENGLISH
     words = [word.lower() for word in _WORD.findall(text)]
-    ukrainian = len(_UKRAINIAN_LETTERS.findall(text)) + sum(w in _UKRAINIAN_WORDS for w in words)
-    russian = len(_RUSSIAN_LETTERS.findall(text)) + sum(w in _RUSSIAN_WORDS for w in words)
+    cyrillic_words = [word for word in words if _CYRILLIC.search(word)]
+    latin_words = len(words) - len(cyrillic_words)
+    if not words:
+        return fallback
+    ukrainian = len(_UKRAINIAN_LETTERS.findall(text)) + sum(
+        word in _UKRAINIAN_WORDS for word in cyrillic_words
+    )
+    russian = len(_RUSSIAN_LETTERS.findall(text)) + sum(
+        word in _RUSSIAN_WORDS for word in cyrillic_words
+    )
+    has_markers = ukrainian + russian > 0
+    if not cyrillic_words or (latin_words > len(cyrillic_words) and not has_markers):
+        return ENGLISH
     if russian > ukrainian:
         return RUSSIAN
     if ukrainian > russian:

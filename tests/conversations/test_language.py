@@ -17,6 +17,10 @@ from conversations.language import detect_language
         ("2", "en", "en"),
         ("#2", "uk", "uk"),
         ("молоко Lactel", "en", "uk"),
+        ("додай lactel", "en", "uk"),
+        ("додай Lactel milk", "en", "uk"),
+        ("I need молоко", "uk", "en"),
+        ("add milk", "ru", "en"),
     ],
 )
 def test_detect_language(text, fallback, expected):
