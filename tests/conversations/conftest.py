@@ -5,12 +5,14 @@ from collections.abc import Iterator
 
 import pytest
 
+from catalog.schemas import ProductInput
+from catalog.services import product_upsert_many, products_embed_pending
 from conversations.leases import TurnLease, turn_lease_acquire
 from conversations.models import Conversation
 from conversations.tools import ShoppingTools
 from merchant.server import MerchantServer, start_merchant
 from tests.conversations.shop_data import CATALOG, SESSION_ID, STOCK, STORE_ID
-from tests.factories import ConversationFactory, ProductFactory
+from tests.factories import ConversationFactory
 
 
 @pytest.fixture
@@ -31,9 +33,10 @@ def tools(conversation, lease) -> ShoppingTools:
 
 
 @pytest.fixture
-def catalog(tenant) -> dict[str, object]:
-    """The catalog rows of ``shop_data.CATALOG`` for tenant A, by SKU."""
-    return {row["sku"]: ProductFactory(tenant=tenant, **row) for row in CATALOG}
+def catalog(tenant) -> None:
+    """Tenant A's catalog from ``shop_data.CATALOG``, uploaded and embedded so search finds it."""
+    product_upsert_many(tenant=tenant, products=[ProductInput(**row) for row in CATALOG])
+    products_embed_pending(tenant=tenant)
 
 
 @pytest.fixture
@@ -45,7 +48,7 @@ def local_webhooks(settings) -> None:
 
 
 @pytest.fixture
-def merchant(tenant, catalog, local_webhooks) -> Iterator[MerchantServer]:
+def merchant(tenant, local_webhooks) -> Iterator[MerchantServer]:
     """The reference merchant on 127.0.0.1, configured as tenant A's products and cart webhooks.
 
     The cart GET webhook is left unset; tests that load a cart set ``cart_get_url``.

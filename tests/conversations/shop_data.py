@@ -21,15 +21,37 @@ STOCK = {
     "apple-kg": {"price": 14.95, "in_stock": True, "stock": 5},
 }
 
-# Fields for ProductFactory; the merchant reads name, unit and min_quantity from the same rows.
+# Catalog rows as a merchant uploads them; the reference merchant reads name, unit and
+# min_quantity from the same rows.
 CATALOG = [
-    {"sku": "milk-001", "name": "Молоко Lactel 2.5%", "brand": "Lactel", "unit": "pcs"},
-    {"sku": "milk-002", "name": "Молоко Галичина 3.2%", "brand": "Галичина", "unit": "pcs"},
-    {"sku": "milk-003", "name": "Молоко Яготинське 2.6%", "brand": "Яготинське", "unit": "pcs"},
-    {"sku": "bread-01", "name": "Хліб Київхліб білий", "brand": "Київхліб", "unit": "pcs"},
+    {
+        "sku": "milk-001",
+        "name": "Молоко Lactel 2.5%",
+        "brand": "Lactel",
+        "category_path": "Молочні продукти > Молоко",
+    },
+    {
+        "sku": "milk-002",
+        "name": "Молоко Галичина 3.2%",
+        "brand": "Галичина",
+        "category_path": "Молочні продукти > Молоко",
+    },
+    {
+        "sku": "milk-003",
+        "name": "Молоко Яготинське 2.6%",
+        "brand": "Яготинське",
+        "category_path": "Молочні продукти > Молоко",
+    },
+    {
+        "sku": "bread-01",
+        "name": "Хліб Київхліб білий",
+        "brand": "Київхліб",
+        "category_path": "Хліб і випічка",
+    },
     {
         "sku": "apple-kg",
         "name": "Яблуко Гала",
+        "category_path": "Фрукти",
         "unit": "kg",
         "quantity_step": 0.1,
         "min_quantity": 0.3,
