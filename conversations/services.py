@@ -72,9 +72,9 @@ class ConversationTurn:
     shopper's message, load the merchant's cart on the first message, run the assistant,
     save its message with every event, and end with ``response_complete``.
 
-    The cart snapshot is written by the tools as soon as the merchant confirms a change,
-    never at the end of the turn: the merchant's cart has changed by then, so a failure
-    later in the turn must not roll the snapshot back. An unexpected error becomes an
+    The tools write the cart snapshot as soon as the merchant confirms a change, not at the
+    end of the turn. The merchant's cart has changed by then, so a failure later in the turn
+    must not roll the snapshot back. An unexpected error becomes an
     ``internal_error`` event and the reply is saved with the events sent up to then.
 
     Run it outside ``transaction.atomic`` (see ``conversations.leases``). Errors raised
