@@ -179,6 +179,8 @@ class SearchResult:
     query: str
     outcome: SearchOutcome
     products: list[ShownProduct] = field(default_factory=list)
+    # Matches the merchant reported as out of stock or did not return, so not shown.
+    unavailable_count: int = 0
 
     def events(self) -> list[Event]:
         if not self.products:
@@ -190,6 +192,7 @@ class SearchResult:
         return {
             "outcome": self.outcome.value,
             "products": [product.card() for product in self.products],
+            "unavailable_count": self.unavailable_count,
         }
 
 
@@ -270,13 +273,23 @@ class ShoppingTools:
             for product in products
             if product.sku in live.available and live.available[product.sku].in_stock
         ]
+        unavailable_count = len(products) - len(shown)
         if not shown:
             return self._search_logged(
-                SearchResult(query=query, outcome=SearchOutcome.NONE_AVAILABLE)
+                SearchResult(
+                    query=query,
+                    outcome=SearchOutcome.NONE_AVAILABLE,
+                    unavailable_count=unavailable_count,
+                )
             )
         self._remember_shown(shown)
         return self._search_logged(
-            SearchResult(query=query, outcome=SearchOutcome.FOUND, products=shown)
+            SearchResult(
+                query=query,
+                outcome=SearchOutcome.FOUND,
+                products=shown,
+                unavailable_count=unavailable_count,
+            )
         )
 
     def add_to_cart(self, sku: str, quantity: float | Decimal = 1) -> CartChangeResult:

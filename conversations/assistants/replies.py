@@ -17,6 +17,7 @@ from conversations.tools import GuardReason, ShownProduct
 TEMPLATES: dict[str, dict[str, str]] = {
     UKRAINIAN: {
         "search_found": "Ось що я знайшов за запитом «{query}»:",
+        "search_hidden": "Товарів, яких зараз немає в наявності, я не показую: {count}.",
         "search_hint": "Щоб додати товар, напишіть, наприклад, «додай перший» або «додай 2 шт другого».",
         "search_pick": "Який із них додати? Напишіть, наприклад, «додай перший».",
         "search_not_found": "За запитом «{query}» нічого не знайшлося. Спробуйте інші слова, наприклад назву товару або бренд.",
@@ -69,6 +70,7 @@ TEMPLATES: dict[str, dict[str, str]] = {
     },
     ENGLISH: {
         "search_found": "Here is what I found for “{query}”:",
+        "search_hidden": "Matching products that are out of stock right now are left out: {count}.",
         "search_hint": "To add a product, say for example “add the first one” or “add 2 of the second”.",
         "search_pick": "Which one should I add? Say for example “add the first one”.",
         "search_not_found": "I found nothing for “{query}”. Try other words, such as a product type or a brand.",
@@ -121,6 +123,7 @@ TEMPLATES: dict[str, dict[str, str]] = {
     },
     RUSSIAN: {
         "search_found": "Вот что я нашёл по запросу «{query}»:",
+        "search_hidden": "Товары, которых сейчас нет в наличии, я не показываю: {count}.",
         "search_hint": "Чтобы добавить товар, напишите, например, «добавь первый» или «добавь 2 шт второго».",
         "search_pick": "Какой из них добавить? Напишите, например, «добавь первый».",
         "search_not_found": "По запросу «{query}» ничего не нашлось. Попробуйте другие слова, например название товара или бренд.",

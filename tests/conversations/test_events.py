@@ -69,7 +69,11 @@ def test_failed_search_has_no_events():
     result = SearchResult(query="молоко", outcome=SearchOutcome.PRODUCTS_UNAVAILABLE)
 
     assert result.events() == []
-    assert result.to_tool_output() == {"outcome": "products_unavailable", "products": []}
+    assert result.to_tool_output() == {
+        "outcome": "products_unavailable",
+        "products": [],
+        "unavailable_count": 0,
+    }
 
 
 def test_confirmed_add_becomes_item_selected():
