@@ -2,10 +2,64 @@
 
 import hashlib
 import json
-from collections.abc import Mapping
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from itertools import islice
+from typing import Any
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import BooleanField, ExpressionWrapper, Q
+from pgvector import Vector
+
+from catalog.embeddings import Embedder, EmbeddingError, get_embedder, product_embedding_text
+from catalog.models import Product
+from catalog.schemas import ProductInput
+from catalog.selectors import products_pending_embedding
+from catalog.text import build_search_body, build_search_title
+from tenants.models import Tenant
+
+logger = logging.getLogger(__name__)
 
 # Fields joined into the embedded text; a change to any of them re-embeds the product.
 CONTENT_FIELDS = ("name", "description", "ingredients", "brand", "category_path", "country")
+
+# Rows per INSERT ... ON CONFLICT statement of an upsert.
+UPSERT_BATCH_SIZE = 500
+
+# Columns an upsert writes. An existing row whose stored values all equal the new ones is
+# "unchanged" and is not written at all, which keeps its updated_at.
+_UPSERTED_FIELDS = (
+    "name",
+    "category_path",
+    "brand",
+    "description",
+    "ingredients",
+    "country",
+    "unit",
+    "quantity_step",
+    "min_quantity",
+    "weight",
+    "volume",
+    "image_url",
+    "attributes",
+    "barcode",
+    "is_active",
+    "content_hash",
+    "search_title",
+    "search_body",
+)
+
+ProgressCallback = Callable[[int, int], None]
+
+
+def _batched(items: Iterable[ProductInput], size: int) -> Iterator[list[ProductInput]]:
+    # itertools.batched arrived in Python 3.12.
+    iterator = iter(items)
+    while batch := list(islice(iterator, size)):
+        yield batch
 
 
 def product_content_fields_hash(fields: Mapping[str, str]) -> str:
@@ -14,3 +68,265 @@ def product_content_fields_hash(fields: Mapping[str, str]) -> str:
         [(name, fields.get(name) or "") for name in CONTENT_FIELDS], ensure_ascii=False
     )
     return hashlib.sha256(payload.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class UpsertSummary:
+    """Outcome of an upsert.
+
+    ``to_embed`` contains the ids of the uploaded active products whose embedding is missing
+    or older than their content, whether or not this upload changed them.
+    """
+
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    to_embed: list[int] = field(default_factory=list)
+
+    def __add__(self, other: "UpsertSummary") -> "UpsertSummary":
+        return UpsertSummary(
+            created=self.created + other.created,
+            updated=self.updated + other.updated,
+            unchanged=self.unchanged + other.unchanged,
+            to_embed=self.to_embed + other.to_embed,
+        )
+
+
+def _product_row(product: ProductInput) -> dict[str, Any]:
+    """Return the column values an upsert writes for ``product``."""
+    row = product.model_dump(exclude={"sku"})
+    row["content_hash"] = product_content_fields_hash(product.content_fields())
+    row["search_title"] = build_search_title(name=product.name, brand=product.brand)
+    row["search_body"] = build_search_body(
+        category_path=product.category_path,
+        description=product.description,
+        ingredients=product.ingredients,
+        country=product.country,
+    )
+    return row
+
+
+def _embedding_is_current(stored: Mapping[str, Any], *, content_hash: str) -> bool:
+    return bool(stored["has_embedding"]) and stored["embedding_hash"] == content_hash
+
+
+def _existing_rows(*, tenant: Tenant, skus: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """Return the stored upserted columns of ``tenant``'s products with these SKUs, by SKU."""
+    rows = (
+        Product.objects.filter(tenant=tenant, sku__in=list(skus))
+        .annotate(
+            has_embedding=ExpressionWrapper(Q(embedding__isnull=False), output_field=BooleanField())
+        )
+        .values("pk", "sku", "has_embedding", "embedding_hash", *_UPSERTED_FIELDS)
+    )
+    return {row["sku"]: row for row in rows}
+
+
+def _upsert_batch(*, tenant: Tenant, products: Sequence[ProductInput]) -> UpsertSummary:
+    existing = _existing_rows(tenant=tenant, skus=(product.sku for product in products))
+    unchanged = 0
+    to_embed: list[int] = []
+    to_write: list[tuple[Product, dict[str, Any] | None]] = []
+
+    for product in products:
+        row = _product_row(product)
+        stored = existing.get(product.sku)
+        if stored is not None and all(stored[name] == row[name] for name in _UPSERTED_FIELDS):
+            unchanged += 1
+            current = _embedding_is_current(stored, content_hash=row["content_hash"])
+            if product.is_active and not current:
+                to_embed.append(stored["pk"])
+            continue
+        to_write.append((Product(tenant=tenant, sku=product.sku, **row), stored))
+
+    Product.objects.bulk_create(
+        [instance for instance, _ in to_write],
+        update_conflicts=True,
+        unique_fields=["tenant", "sku"],
+        update_fields=[*_UPSERTED_FIELDS, "updated_at"],
+    )
+
+    created = 0
+    for instance, stored in to_write:
+        if stored is None:
+            created += 1
+        current = stored is not None and _embedding_is_current(
+            stored, content_hash=instance.content_hash
+        )
+        if instance.is_active and not current:
+            to_embed.append(instance.pk)
+
+    return UpsertSummary(
+        created=created,
+        updated=len(to_write) - created,
+        unchanged=unchanged,
+        to_embed=to_embed,
+    )
+
+
+def product_upsert_many(
+    *,
+    tenant: Tenant,
+    products: Sequence[ProductInput],
+    batch_size: int = UPSERT_BATCH_SIZE,
+) -> UpsertSummary:
+    """Create or update ``tenant``'s products by SKU, writing only rows that changed.
+
+    Each batch costs two queries (one SELECT, one INSERT ... ON CONFLICT DO UPDATE) and
+    commits on its own, so a failure keeps the batches before it. A re-run with the same
+    input finishes the job. When a SKU occurs more than once, its last occurrence wins.
+    Embeddings are kept as they are: a product whose content changed keeps its old vector
+    until ``products_embed_pending`` replaces it.
+
+    The counts assume that no other upload for the tenant runs at the same time. With
+    concurrent uploads the stored rows are still right, but a product can be counted as
+    created by both.
+    """
+    latest_by_sku = {product.sku: product for product in products}
+    summary = UpsertSummary()
+    for batch in _batched(latest_by_sku.values(), batch_size):
+        with transaction.atomic():
+            summary += _upsert_batch(tenant=tenant, products=batch)
+
+    logger.info(
+        "catalog.products.upserted",
+        extra={
+            "tenant_id": tenant.pk,
+            # "created" is a reserved LogRecord attribute, hence the _count suffixes.
+            "created_count": summary.created,
+            "updated_count": summary.updated,
+            "unchanged_count": summary.unchanged,
+            "to_embed_count": len(summary.to_embed),
+        },
+    )
+    return summary
+
+
+# The content_hash condition skips a product whose content changed while its batch was
+# being embedded. Such a product stays pending, so the next run embeds its new content.
+_WRITE_EMBEDDINGS_SQL = """
+UPDATE {table} AS product
+SET embedding = batch.embedding::vector,
+    embedding_hash = batch.content_hash,
+    embedding_model = %(model_name)s
+FROM unnest(%(ids)s::bigint[], %(content_hashes)s::text[], %(embeddings)s::text[])
+    AS batch (id, content_hash, embedding)
+WHERE product.id = batch.id
+  AND product.tenant_id = %(tenant_id)s
+  AND product.content_hash = batch.content_hash
+"""
+
+
+def _write_embeddings(
+    *, tenant: Tenant, rows: Sequence[Mapping[str, Any]], vectors: Any, model_name: str
+) -> int:
+    """Store one batch of vectors in one statement; return the number of rows written."""
+    sql = _WRITE_EMBEDDINGS_SQL.format(table=connection.ops.quote_name(Product._meta.db_table))
+    params: dict[str, Any] = {
+        "model_name": model_name,
+        "ids": [row["pk"] for row in rows],
+        "content_hashes": [row["content_hash"] for row in rows],
+        "embeddings": [Vector(vector).to_text() for vector in vectors],
+        "tenant_id": tenant.pk,
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.rowcount
+
+
+def products_embed_pending(
+    *,
+    tenant: Tenant,
+    batch_size: int | None = None,
+    on_progress: ProgressCallback | None = None,
+    embedder: Embedder | None = None,
+) -> int:
+    """Embed ``tenant``'s products whose embedding is missing or stale; return how many.
+
+    Products are embedded in batches of ``batch_size`` (default
+    ``settings.EMBEDDING_BATCH_SIZE``), and each batch is written in one statement and
+    committed, so a re-run after a crash continues where the last run stopped. Each product
+    is tried at most once per call. ``on_progress(done, total)`` is called once before the
+    first batch and after every batch, with the number of products processed so far.
+    An ``EmbeddingError`` is raised after the batches before it were saved.
+
+    NOTE: two concurrent runs for one tenant embed the same products twice. The stored
+    vectors stay correct, but the work is wasted.
+    """
+    embedder = embedder or get_embedder()
+    batch_size = batch_size or settings.EMBEDDING_BATCH_SIZE
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
+
+    pending = products_pending_embedding(tenant=tenant, model_name=embedder.model_name)
+    total = pending.count()
+    processed = embedded = 0
+    last_pk = 0
+    started = time.monotonic()
+    logger.info(
+        "catalog.embedding.started",
+        extra={"tenant_id": tenant.pk, "model": embedder.model_name, "pending": total},
+    )
+    if on_progress is not None:
+        on_progress(0, total)
+
+    while True:
+        rows = list(
+            pending.filter(pk__gt=last_pk)
+            .order_by("pk")
+            .values("pk", "content_hash", *CONTENT_FIELDS)[:batch_size]
+        )
+        if not rows:
+            break
+        last_pk = rows[-1]["pk"]
+        written = _embed_batch(tenant=tenant, rows=rows, embedder=embedder, done=embedded)
+        processed += len(rows)
+        embedded += written
+        if on_progress is not None:
+            on_progress(processed, total)
+
+    logger.info(
+        "catalog.embedding.finished",
+        extra={
+            "tenant_id": tenant.pk,
+            "model": embedder.model_name,
+            "embedded": embedded,
+            "skipped": processed - embedded,
+            "duration_ms": round((time.monotonic() - started) * 1000),
+        },
+    )
+    return embedded
+
+
+def _embed_batch(
+    *, tenant: Tenant, rows: Sequence[Mapping[str, Any]], embedder: Embedder, done: int
+) -> int:
+    started = time.monotonic()
+    try:
+        vectors = embedder.embed_passages([product_embedding_text(row) for row in rows])
+    except EmbeddingError:
+        logger.warning(
+            "catalog.embedding.failed",
+            extra={
+                "tenant_id": tenant.pk,
+                "model": embedder.model_name,
+                "batch_size": len(rows),
+                "first_product_id": rows[0]["pk"],
+                "embedded_before_failure": done,
+            },
+        )
+        raise
+    written = _write_embeddings(
+        tenant=tenant, rows=rows, vectors=vectors, model_name=embedder.model_name
+    )
+    logger.info(
+        "catalog.embedding.batch",
+        extra={
+            "tenant_id": tenant.pk,
+            "model": embedder.model_name,
+            "batch_size": len(rows),
+            "written": written,
+            "duration_ms": round((time.monotonic() - started) * 1000),
+        },
+    )
+    return written

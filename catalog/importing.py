@@ -1,0 +1,410 @@
+"""Catalog import from CSV, JSON and JSON Lines files.
+
+A file is read and decoded as a whole before anything is written, so a file that cannot be
+used at all (missing, not UTF-8, not parseable JSON, no CSV header) changes nothing. After
+that, each row is validated on its own: an invalid row is reported with its line number and
+the others are imported.
+
+Line numbers are 1-based. In a CSV file the header is line 1 and a row is numbered by the
+line it starts on. In a JSON file a product is numbered by the line where its value starts.
+"""
+
+import csv
+import io
+import json
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from catalog.embeddings import Embedder, EmbeddingError, get_embedder
+from catalog.schemas import InvalidProductInput, ProductInput, product_input_parse
+from catalog.selectors import products_pending_embedding
+from catalog.services import ProgressCallback, product_upsert_many, products_embed_pending
+from tenants.models import Tenant
+from vizochok.exceptions import ClientError
+
+PRODUCT_FIELDS = frozenset(ProductInput.model_fields)
+_NUMERIC_FIELDS = frozenset({"quantity_step", "min_quantity", "weight", "volume"})
+_CSV_DELIMITERS = (",", ";", "\t")
+_JSON_WHITESPACE = re.compile(r"[ \t\n\r]*")
+_DECIMAL_COMMA_NUMBER = re.compile(r"[+-]?\d+,\d+")
+
+
+class ImportFormat(StrEnum):
+    CSV = "csv"
+    JSON = "json"
+    JSONL = "jsonl"
+
+
+_FORMAT_BY_SUFFIX = {
+    ".csv": ImportFormat.CSV,
+    ".json": ImportFormat.JSON,
+    ".jsonl": ImportFormat.JSONL,
+    ".ndjson": ImportFormat.JSONL,
+}
+
+
+class ImportFileError(ClientError):
+    """The file cannot be imported at all; nothing was written."""
+
+    default_detail = "The catalog file cannot be imported."
+
+
+@dataclass(frozen=True)
+class SourceRecord:
+    """One product as read from the file, before validation, or the reason it is unreadable.
+
+    ``data`` is whatever the file contains at that place, not necessarily an object.
+    """
+
+    line: int
+    data: Any = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class RejectedRow:
+    line: int
+    reason: str
+
+
+@dataclass
+class ImportReport:
+    """Outcome of an import.
+
+    ``pending_embedding`` counts the file's active products that still lack a current
+    embedding, which is nonzero only when embedding was skipped or failed.
+    """
+
+    rows: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    rejected: list[RejectedRow] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    embedded: int = 0
+    pending_embedding: int = 0
+    embedding_error: str | None = None
+
+
+def detect_import_format(path: Path) -> ImportFormat:
+    """Return the format that ``path``'s extension names, or raise ``ImportFileError``."""
+    try:
+        return _FORMAT_BY_SUFFIX[path.suffix.lower()]
+    except KeyError:
+        raise ImportFileError(
+            f"Cannot tell the format of {path.name} from its extension; "
+            "use .csv, .json, .jsonl or .ndjson, or give the format explicitly."
+        ) from None
+
+
+def parse_field_map(pairs: Sequence[str]) -> dict[str, str]:
+    """Parse ``target=source`` pairs into a mapping from ProductInput field to source key."""
+    field_map: dict[str, str] = {}
+    for pair in pairs:
+        target, separator, source = (part.strip() for part in pair.partition("="))
+        if not separator or not target or not source:
+            raise ImportFileError(f"Invalid field mapping {pair!r}; expected TARGET=SOURCE.")
+        if target not in PRODUCT_FIELDS:
+            raise ImportFileError(
+                f"Invalid field mapping {pair!r}: {target!r} is not a product field. "
+                f"Product fields: {', '.join(sorted(PRODUCT_FIELDS))}."
+            )
+        if target in field_map:
+            raise ImportFileError(f"Field {target!r} is mapped more than once.")
+        field_map[target] = source
+    return field_map
+
+
+def _read_text(path: Path) -> str:
+    try:
+        # utf-8-sig also accepts the byte order mark that spreadsheet programs write.
+        return path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise ImportFileError(f"File not found: {path}.") from None
+    except IsADirectoryError:
+        raise ImportFileError(f"{path} is a directory, not a file.") from None
+    except UnicodeDecodeError as exc:
+        line = exc.object[: exc.start].count(b"\n") + 1
+        raise ImportFileError(
+            f"{path.name} is not valid UTF-8 (line {line}); save it as UTF-8 and retry."
+        ) from None
+
+
+# --- CSV ------------------------------------------------------------------------------------
+
+
+def _detect_delimiter(header_line: str) -> str:
+    counts = {delimiter: header_line.count(delimiter) for delimiter in _CSV_DELIMITERS}
+    delimiter = max(counts, key=lambda candidate: counts[candidate])
+    return delimiter if counts[delimiter] else ","
+
+
+def _csv_cell(name: str, value: str) -> Any:
+    """Convert one CSV cell to what ProductInput expects; an empty cell means "not given"."""
+    value = value.strip()
+    if name == "attributes":
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"attributes: Invalid JSON ({exc.msg}, column {exc.colno}).") from None
+    if name in _NUMERIC_FIELDS and _DECIMAL_COMMA_NUMBER.fullmatch(value):
+        return value.replace(",", ".")
+    return value
+
+
+def _read_csv(text: str, *, source_columns: frozenset[str]) -> Iterator[SourceRecord]:
+    first_line = text.split("\n", 1)[0]
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=_detect_delimiter(first_line))
+    try:
+        header = [name.strip() for name in next(reader)]
+    except StopIteration:
+        raise ImportFileError("The CSV file is empty; expected a header row.") from None
+    duplicates = sorted({name for name in header if header.count(name) > 1})
+    if duplicates:
+        raise ImportFileError(f"The CSV header repeats columns: {', '.join(duplicates)}.")
+    missing_sources = sorted(source_columns - set(header))
+    if missing_sources:
+        raise ImportFileError(
+            f"Mapped columns missing from the CSV header: {', '.join(missing_sources)}."
+        )
+    return _csv_rows(reader, header)
+
+
+def _csv_rows(reader: Any, header: list[str]) -> Iterator[SourceRecord]:
+    next_line = reader.line_num + 1
+    for row in reader:
+        line, next_line = next_line, reader.line_num + 1
+        if not any(cell.strip() for cell in row):
+            continue
+        if len(row) > len(header):
+            yield SourceRecord(
+                line=line,
+                data=None,
+                error=f"The row has {len(row)} values but the header has {len(header)} columns.",
+            )
+            continue
+        try:
+            data = {
+                name: _csv_cell(name, value)
+                for name, value in zip(header, row, strict=False)
+                if value.strip()
+            }
+        except ValueError as exc:
+            yield SourceRecord(line=line, data=None, error=str(exc))
+            continue
+        yield SourceRecord(line=line, data=data)
+
+
+# --- JSON and JSON Lines --------------------------------------------------------------------
+
+
+def _skip_whitespace(text: str, position: int) -> int:
+    match = _JSON_WHITESPACE.match(text, position)
+    assert match is not None
+    return match.end()
+
+
+def _products_array_start(text: str, document: Any) -> int:
+    """Return the offset of the ``[`` that opens the products array of a parsed document."""
+    position = _skip_whitespace(text, 0)
+    if isinstance(document, list):
+        return position
+    # The document is an object with a "products" array. Walk its members in order; the last
+    # "products" key wins, as in json.loads.
+    decoder = json.JSONDecoder()
+    array_start = -1
+    position = _skip_whitespace(text, position + 1)
+    while text[position] != "}":
+        key, position = decoder.raw_decode(text, position)
+        position = _skip_whitespace(text, position)
+        position = _skip_whitespace(text, position + 1)
+        if key == "products":
+            array_start = position
+        _, position = decoder.raw_decode(text, position)
+        position = _skip_whitespace(text, position)
+        if text[position] == ",":
+            position = _skip_whitespace(text, position + 1)
+    return array_start
+
+
+def _array_item_offsets(text: str, array_start: int) -> Iterator[int]:
+    """Yield the offset of each item of the JSON array that opens at ``array_start``."""
+    decoder = json.JSONDecoder()
+    position = _skip_whitespace(text, array_start + 1)
+    while text[position] != "]":
+        yield position
+        _, position = decoder.raw_decode(text, position)
+        position = _skip_whitespace(text, position)
+        if text[position] == ",":
+            position = _skip_whitespace(text, position + 1)
+
+
+def _read_json(text: str) -> Iterator[SourceRecord]:
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ImportFileError(
+            f"The file is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}."
+        ) from None
+    if isinstance(document, dict) and isinstance(document.get("products"), list):
+        products = document["products"]
+    elif isinstance(document, list):
+        products = document
+    else:
+        raise ImportFileError(
+            'Expected a JSON array of products or an object with a "products" array.'
+        )
+    return _json_items(text, document=document, products=products)
+
+
+def _json_items(text: str, *, document: Any, products: list[Any]) -> Iterator[SourceRecord]:
+    line, counted_up_to = 1, 0
+    offsets = _array_item_offsets(text, _products_array_start(text, document))
+    for offset, item in zip(offsets, products, strict=True):
+        line += text.count("\n", counted_up_to, offset)
+        counted_up_to = offset
+        yield SourceRecord(line=line, data=item)
+
+
+def _read_json_lines(text: str) -> Iterator[SourceRecord]:
+    for line, raw in enumerate(text.splitlines(), start=1):
+        if not raw.strip():
+            continue
+        try:
+            yield SourceRecord(line=line, data=json.loads(raw))
+        except json.JSONDecodeError as exc:
+            yield SourceRecord(
+                line=line, data=None, error=f"Invalid JSON: {exc.msg} at column {exc.colno}."
+            )
+
+
+def read_catalog_records(
+    *, path: Path, file_format: ImportFormat, field_map: Mapping[str, str] | None = None
+) -> Iterator[SourceRecord]:
+    """Read the products of a catalog file as raw records with their line numbers.
+
+    Raises ``ImportFileError`` at once when the file cannot be used; rows are parsed as the
+    iterator advances. ``field_map`` is used only to check that mapped CSV columns exist.
+    """
+    text = _read_text(path)
+    if file_format == ImportFormat.CSV:
+        return _read_csv(text, source_columns=frozenset((field_map or {}).values()))
+    if file_format == ImportFormat.JSON:
+        return _read_json(text)
+    return _read_json_lines(text)
+
+
+# --- Import ---------------------------------------------------------------------------------
+
+
+def apply_field_map(
+    data: Mapping[str, Any], field_map: Mapping[str, str]
+) -> tuple[dict[str, Any], set[str]]:
+    """Rename source keys to product fields; return the product data and the ignored keys.
+
+    A mapped field takes its value only from its source key. Keys that are not product
+    fields (after mapping) are dropped and returned, so that the caller can report them.
+    """
+    sources = set(field_map.values())
+    product: dict[str, Any] = {}
+    ignored: set[str] = set()
+    for key, value in data.items():
+        if key in field_map:
+            continue
+        if key in PRODUCT_FIELDS:
+            product[key] = value
+        elif key not in sources:
+            ignored.add(key)
+    for target, source in field_map.items():
+        if source in data:
+            product[target] = data[source]
+    return product, ignored
+
+
+def catalog_import(
+    *,
+    tenant: Tenant,
+    path: Path,
+    file_format: ImportFormat | None = None,
+    field_map: Mapping[str, str] | None = None,
+    embed: bool = True,
+    embedding_batch_size: int | None = None,
+    embedder: Embedder | None = None,
+    on_embedding_progress: ProgressCallback | None = None,
+) -> ImportReport:
+    """Import a catalog file into ``tenant``'s catalog, then embed what needs it.
+
+    Raises ``ImportFileError`` when the file cannot be used at all. Invalid rows end up in
+    ``ImportReport.rejected``. An embedding failure is reported in ``embedding_error``, with
+    ``embedded`` left at 0. The products are saved either way and a later run embeds them.
+    """
+    field_map = field_map or {}
+    records = read_catalog_records(
+        path=path, file_format=file_format or detect_import_format(path), field_map=field_map
+    )
+    report = ImportReport()
+    products = _validate_records(records, field_map=field_map, report=report)
+
+    summary = product_upsert_many(tenant=tenant, products=products)
+    report.created = summary.created
+    report.updated = summary.updated
+    report.unchanged = summary.unchanged
+    report.pending_embedding = len(summary.to_embed)
+    if not embed:
+        return report
+
+    embedder = embedder or get_embedder()
+    try:
+        report.embedded = products_embed_pending(
+            tenant=tenant,
+            batch_size=embedding_batch_size,
+            on_progress=on_embedding_progress,
+            embedder=embedder,
+        )
+    except EmbeddingError as exc:
+        report.embedding_error = exc.detail
+        still_pending = products_pending_embedding(tenant=tenant, model_name=embedder.model_name)
+        report.pending_embedding = still_pending.filter(pk__in=summary.to_embed).count()
+    else:
+        report.pending_embedding = 0
+    return report
+
+
+def _validate_records(
+    records: Iterator[SourceRecord], *, field_map: Mapping[str, str], report: ImportReport
+) -> list[ProductInput]:
+    """Validate every record; return the valid products, the last one per SKU."""
+    by_sku: dict[str, tuple[int, ProductInput]] = {}
+    ignored_keys: set[str] = set()
+
+    for record in records:
+        report.rows += 1
+        if record.error is not None:
+            report.rejected.append(RejectedRow(line=record.line, reason=record.error))
+            continue
+        data = record.data
+        if isinstance(data, Mapping):
+            data, ignored = apply_field_map(data, field_map)
+            ignored_keys |= ignored
+        try:
+            product = product_input_parse(data)
+        except InvalidProductInput as exc:
+            reason = " ".join(str(error) for error in exc.errors)
+            report.rejected.append(RejectedRow(line=record.line, reason=reason))
+            continue
+        if product.sku in by_sku:
+            report.warnings.append(
+                f"Line {record.line}: SKU {product.sku!r} also appears on line "
+                f"{by_sku[product.sku][0]}; the later row wins."
+            )
+        by_sku[product.sku] = (record.line, product)
+
+    if ignored_keys:
+        report.warnings.insert(
+            0, f"Ignored fields that are not product fields: {', '.join(sorted(ignored_keys))}."
+        )
+    return [product for _, product in by_sku.values()]

@@ -1,0 +1,148 @@
+"""``manage.py import_catalog``: load a tenant's catalog from a CSV, JSON or JSON Lines file."""
+
+from argparse import ArgumentParser, ArgumentTypeError
+from pathlib import Path
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, OutputWrapper
+from tqdm import tqdm
+
+from catalog.importing import (
+    ImportFileError,
+    ImportFormat,
+    ImportReport,
+    catalog_import,
+    parse_field_map,
+)
+from tenants.models import Tenant
+
+
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise ArgumentTypeError(f"must be at least 1, got {number}")
+    return number
+
+
+class _UnterminatedWriter:
+    """Pass tqdm's carriage-return updates through an OutputWrapper, which would otherwise
+    end every write with a newline."""
+
+    def __init__(self, output: OutputWrapper) -> None:
+        self._output = output
+
+    def write(self, text: str) -> None:
+        self._output.write(text, style_func=lambda unstyled: unstyled, ending="")
+
+    def flush(self) -> None:
+        self._output.flush()
+
+    def isatty(self) -> bool:
+        # tqdm hides the bar when this is False, so logs of non-interactive runs stay clean.
+        return self._output.isatty()
+
+
+class Command(BaseCommand):
+    help = (
+        "Import products into a tenant's catalog from a CSV (UTF-8, header row), JSON (an "
+        'array or an object with a "products" array) or JSON Lines file, then embed the '
+        "products whose content is new or changed. Invalid rows are reported with their line "
+        "number and skipped."
+    )
+
+    def add_arguments(self, parser: ArgumentParser) -> None:
+        parser.add_argument("path", type=Path, help="Catalog file to import.")
+        parser.add_argument("--tenant", required=True, help="Slug of the tenant to import into.")
+        parser.add_argument(
+            "--format",
+            choices=[item.value for item in ImportFormat],
+            help="File format. Default: taken from the file extension "
+            "(.csv, .json, .jsonl or .ndjson).",
+        )
+        parser.add_argument(
+            "--map",
+            action="append",
+            default=[],
+            metavar="FIELD=SOURCE",
+            help="Read product field FIELD from the file's column or key SOURCE, "
+            "e.g. --map name=title --map sku=id. Repeat for more fields.",
+        )
+        parser.add_argument(
+            "--no-embed",
+            action="store_false",
+            dest="embed",
+            help="Save the products without computing embeddings; a later run without this "
+            "option embeds them.",
+        )
+        parser.add_argument(
+            "--batch-size",
+            type=_positive_int,
+            metavar="N",
+            help="Products per embedding batch. Default: the EMBEDDING_BATCH_SIZE setting.",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        tenant = Tenant.objects.filter(slug=options["tenant"]).first()
+        if tenant is None:
+            raise CommandError(f"Tenant {options['tenant']!r} not found; check the slug.")
+
+        progress_bar: tqdm | None = None
+
+        def show_progress(done: int, total: int) -> None:
+            nonlocal progress_bar
+            if progress_bar is None:
+                progress_bar = tqdm(
+                    total=total,
+                    desc="Embedding",
+                    unit="product",
+                    file=_UnterminatedWriter(self.stderr),
+                    disable=None if total else True,
+                )
+            progress_bar.update(done - progress_bar.n)
+
+        try:
+            report = catalog_import(
+                tenant=tenant,
+                path=options["path"],
+                file_format=ImportFormat(options["format"]) if options["format"] else None,
+                field_map=parse_field_map(options["map"]),
+                embed=options["embed"],
+                embedding_batch_size=options["batch_size"],
+                on_embedding_progress=show_progress,
+            )
+        except ImportFileError as exc:
+            raise CommandError(exc.detail) from exc
+        finally:
+            if progress_bar is not None:
+                progress_bar.close()
+
+        self._write_report(report, path=options["path"], tenant=tenant, embed=options["embed"])
+        if report.embedding_error:
+            raise CommandError(
+                f"Embedding failed: {report.embedding_error} The products are saved, and "
+                f"{report.pending_embedding} of them still need an embedding; run the import "
+                "again to embed them."
+            )
+
+    def _write_report(
+        self, report: ImportReport, *, path: Path, tenant: Tenant, embed: bool
+    ) -> None:
+        for rejected in report.rejected:
+            self.stderr.write(f"Line {rejected.line}: rejected. {rejected.reason}")
+        for warning in report.warnings:
+            self.stderr.write(self.style.WARNING(warning))
+
+        self.stdout.write(f"Imported {path.name} into tenant {tenant.slug!r}: {report.rows} rows.")
+        self.stdout.write(
+            f"Created: {report.created}, updated: {report.updated}, "
+            f"unchanged: {report.unchanged}, rejected: {len(report.rejected)}."
+        )
+        if report.embedding_error:
+            return
+        if embed:
+            self.stdout.write(f"Embedded: {report.embedded}.")
+        else:
+            self.stdout.write(
+                f"Embedding skipped (--no-embed): {report.pending_embedding} products "
+                "still need an embedding."
+            )

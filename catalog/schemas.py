@@ -1,0 +1,222 @@
+"""Validation of one product as merchants send it (``ProductInput``).
+
+The same schema serves the JSON API and the file importer, so every error names the field
+it is about and states what is wrong in words a merchant can act on.
+"""
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Annotated, Any
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.validators import URLValidator
+from django.db.models import CharField
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+)
+from pydantic import (
+    ValidationError as PydanticValidationError,
+)
+
+from catalog.models import Product
+from vizochok.exceptions import InvalidInput
+
+
+def _max_length(field_name: str) -> int:
+    model_field = Product._meta.get_field(field_name)
+    assert isinstance(model_field, CharField)
+    assert model_field.max_length is not None
+    return model_field.max_length
+
+
+# Key of errors about the product as a whole, as in the API's error envelope.
+NON_FIELD = "non_field"
+
+RequiredText = Annotated[str, StringConstraints(min_length=1)]
+
+# Decimal places and digits of Product.quantity_step and Product.min_quantity.
+QUANTITY_MAX_DIGITS = 12
+QUANTITY_DECIMAL_PLACES = 3
+
+_http_url_validator = URLValidator(schemes=["http", "https"])
+
+# Fields whose JSON null means "not given", so the default applies.
+_NULL_MEANS_DEFAULT = (
+    "category_path",
+    "brand",
+    "description",
+    "ingredients",
+    "country",
+    "unit",
+    "image_url",
+    "attributes",
+    "barcode",
+    "is_active",
+)
+
+
+class ProductInput(BaseModel):
+    """One product of a catalog upload; ``sku`` is unique per tenant."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        str_strip_whitespace=True,
+        # Merchants' systems often send SKUs and barcodes as JSON numbers.
+        coerce_numbers_to_str=True,
+    )
+
+    sku: RequiredText = Field(max_length=_max_length("sku"))
+    name: RequiredText = Field(max_length=_max_length("name"))
+    category_path: str = Field(default="", max_length=_max_length("category_path"))
+    brand: str = Field(default="", max_length=_max_length("brand"))
+    description: str = ""
+    ingredients: str = ""
+    country: str = Field(default="", max_length=_max_length("country"))
+    unit: RequiredText = Field(default="pcs", max_length=_max_length("unit"))
+    quantity_step: Decimal | None = Field(
+        default=None,
+        gt=0,
+        max_digits=QUANTITY_MAX_DIGITS,
+        decimal_places=QUANTITY_DECIMAL_PLACES,
+    )
+    min_quantity: Decimal | None = Field(
+        default=None,
+        ge=0,
+        max_digits=QUANTITY_MAX_DIGITS,
+        decimal_places=QUANTITY_DECIMAL_PLACES,
+    )
+    weight: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    volume: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    image_url: str = Field(default="", max_length=_max_length("image_url"))
+    attributes: dict[str, Any] = Field(default_factory=dict)
+    barcode: str = Field(default="", max_length=_max_length("barcode"))
+    is_active: bool = True
+
+    @field_validator(*_NULL_MEANS_DEFAULT, mode="before")
+    @classmethod
+    def _null_to_default(cls, value: Any, info: Any) -> Any:
+        if value is None:
+            field = cls.model_fields[info.field_name]
+            return field.get_default(call_default_factory=True)
+        return value
+
+    @field_validator("quantity_step", "min_quantity", mode="before")
+    @classmethod
+    def _reject_non_finite(cls, value: Any) -> Any:
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError("Input should be a finite number")
+        return value
+
+    @field_validator(
+        "sku", "name", "category_path", "brand", "description", "ingredients", "country",
+        "unit", "image_url", "barcode",
+    )  # fmt: skip
+    @classmethod
+    def _reject_nul(cls, value: str) -> str:
+        # PostgreSQL text columns cannot store NUL characters.
+        if "\x00" in value:
+            raise ValueError("Text must not contain NUL (\\u0000) characters")
+        return value
+
+    @field_validator("image_url")
+    @classmethod
+    def _check_image_url(cls, value: str) -> str:
+        if not value:
+            return value
+        try:
+            _http_url_validator(value)
+        except DjangoValidationError:
+            raise ValueError("Enter an absolute http:// or https:// URL") from None
+        return value
+
+    @field_validator("attributes")
+    @classmethod
+    def _check_attributes(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if _contains_nul(value):
+            raise ValueError("Keys and values must not contain NUL (\\u0000) characters")
+        return value
+
+    def content_fields(self) -> dict[str, str]:
+        """Return the fields that are embedded; a change to any of them re-embeds."""
+        return {
+            "name": self.name,
+            "description": self.description,
+            "ingredients": self.ingredients,
+            "brand": self.brand,
+            "category_path": self.category_path,
+            "country": self.country,
+        }
+
+
+def _contains_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, Mapping):
+        return any(_contains_nul(key) or _contains_nul(item) for key, item in value.items())
+    if isinstance(value, list | tuple):
+        return any(_contains_nul(item) for item in value)
+    return False
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One problem with one field; ``field`` is a dotted path such as ``attributes.size``."""
+
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}"
+
+
+class InvalidProductInput(InvalidInput):
+    """A product failed validation; ``errors`` lists every problem found."""
+
+    def __init__(self, errors: list[FieldError]) -> None:
+        self.errors = errors
+        fields: dict[str, list[str]] = {}
+        for error in errors:
+            fields.setdefault(error.field, []).append(error.message)
+        super().__init__("The product is invalid.", fields=fields)
+
+
+# Clearer wording for pydantic's messages where its own is vague for merchants.
+_MESSAGES = {
+    "missing": "This field is required.",
+    "extra_forbidden": "Unknown field.",
+    "string_too_short": "This field must not be empty.",
+    "dict_type": "Must be a JSON object.",
+}
+
+
+def _field_errors(exc: PydanticValidationError) -> list[FieldError]:
+    errors = []
+    for error in exc.errors(include_url=False):
+        field = ".".join(str(part) for part in error["loc"]) or NON_FIELD
+        message = _MESSAGES.get(error["type"])
+        if message is None:
+            message = error["msg"].removeprefix("Value error, ")
+            message = message[0].upper() + message[1:]
+            if not message.endswith("."):
+                message += "."
+        errors.append(FieldError(field=field, message=message))
+    return errors
+
+
+def product_input_parse(data: Any) -> ProductInput:
+    """Validate one product as merchants send it; raise ``InvalidProductInput`` if invalid."""
+    if not isinstance(data, Mapping):
+        raise InvalidProductInput(
+            [FieldError(field=NON_FIELD, message="Each product must be a JSON object.")]
+        )
+    try:
+        return ProductInput.model_validate(dict(data))
+    except PydanticValidationError as exc:
+        raise InvalidProductInput(_field_errors(exc)) from None

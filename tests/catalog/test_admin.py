@@ -1,0 +1,128 @@
+import numpy as np
+import pytest
+from django.urls import reverse
+
+from catalog.models import Product
+from catalog.services import product_content_fields_hash
+from tests.factories import ProductFactory
+
+pytestmark = pytest.mark.django_db
+
+VECTOR_MARKER = 0.123456
+
+
+def _embedded_product(tenant, **fields) -> Product:
+    product = ProductFactory(tenant=tenant, **fields)
+    product.embedding = np.full(384, VECTOR_MARKER).tolist()
+    product.embedding_hash = product.content_hash
+    product.embedding_model = "test-model"
+    product.save()
+    return product
+
+
+def _form_data(product: Product, **changes) -> dict:
+    data = {
+        "tenant": product.tenant_id,
+        "sku": product.sku,
+        "name": product.name,
+        "brand": product.brand,
+        "category_path": product.category_path,
+        "is_active": "on" if product.is_active else "",
+        "description": product.description,
+        "ingredients": product.ingredients,
+        "country": product.country,
+        "unit": product.unit,
+        "quantity_step": "",
+        "min_quantity": "",
+        "weight": "",
+        "volume": "",
+        "barcode": product.barcode,
+        "image_url": product.image_url,
+        "attributes": "{}",
+    }
+    data.update(changes)
+    return data
+
+
+def test_changelist_shows_embedding_status_not_vector(admin_client, tenant):
+    _embedded_product(tenant, sku="milk-1", name="Молоко")
+    ProductFactory(tenant=tenant, sku="kefir-1", name="Кефір")
+
+    response = admin_client.get(reverse("admin:catalog_product_changelist"))
+
+    content = response.content.decode()
+    assert response.status_code == 200
+    assert "milk-1" in content
+    assert "kefir-1" in content
+    assert '<td class="field-embedding_status">current</td>' in content
+    assert '<td class="field-embedding_status">missing</td>' in content
+    assert str(VECTOR_MARKER) not in content
+
+
+def test_changelist_search_by_name(admin_client, tenant):
+    ProductFactory(tenant=tenant, sku="milk-1", name="Молоко")
+    ProductFactory(tenant=tenant, sku="kefir-1", name="Кефір")
+
+    response = admin_client.get(reverse("admin:catalog_product_changelist"), {"q": "Кефір"})
+
+    assert [product.sku for product in response.context["cl"].result_list] == ["kefir-1"]
+
+
+def test_change_form_hides_vector(admin_client, tenant):
+    product = _embedded_product(tenant, sku="milk-1", name="Молоко")
+
+    response = admin_client.get(reverse("admin:catalog_product_change", args=[product.pk]))
+
+    content = response.content.decode()
+    assert response.status_code == 200
+    assert str(VECTOR_MARKER) not in content
+    assert product.content_hash in content
+
+
+def test_change_form_saves_through_upsert(admin_client, tenant):
+    product = _embedded_product(tenant, sku="milk-1", name="Молоко", brand="Галичина")
+
+    response = admin_client.post(
+        reverse("admin:catalog_product_change", args=[product.pk]),
+        _form_data(product, name="Молоко ультрапастеризоване 2,5%", sku="ignored-sku"),
+    )
+
+    product.refresh_from_db()
+    assert response.status_code == 302
+    assert product.sku == "milk-1"
+    assert product.name == "Молоко ультрапастеризоване 2,5%"
+    assert product.search_title == "молок ультрапастеризован 2.5 % галичин"
+    assert product.content_hash == product_content_fields_hash(
+        {"name": "Молоко ультрапастеризоване 2,5%", "brand": "Галичина"}
+    )
+    assert product.embedding_hash != product.content_hash
+    assert product.needs_embedding is True
+    assert Product.objects.filter(tenant=tenant).count() == 1
+
+
+def test_add_form_creates_product(admin_client, tenant):
+    response = admin_client.post(
+        reverse("admin:catalog_product_add"),
+        _form_data(Product(tenant=tenant, sku="bread-1", name="Хліб Київхліб", unit="pcs")),
+    )
+
+    product = Product.objects.get(tenant=tenant, sku="bread-1")
+    assert response.status_code == 302
+    assert product.search_title == "хліб київхліб"
+    assert product.content_hash == product_content_fields_hash({"name": "Хліб Київхліб"})
+
+
+def test_add_form_applies_product_input_rules(admin_client, tenant):
+    response = admin_client.post(
+        reverse("admin:catalog_product_add"),
+        _form_data(
+            Product(tenant=tenant, sku="bread-1", name="Хліб", unit="pcs"),
+            image_url="ftp://example.com/bread.jpg",
+        ),
+    )
+
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors["image_url"] == [
+        "Enter an absolute http:// or https:// URL."
+    ]
+    assert Product.objects.filter(tenant=tenant).count() == 0

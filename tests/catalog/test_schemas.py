@@ -1,0 +1,206 @@
+from decimal import Decimal
+
+import pytest
+
+from catalog.schemas import FieldError, InvalidProductInput, ProductInput, product_input_parse
+from vizochok.exceptions import InvalidInput
+
+
+def test_product_input_defaults():
+    product = product_input_parse({"sku": "milk-1", "name": "Молоко"})
+
+    assert product == ProductInput(
+        sku="milk-1",
+        name="Молоко",
+        category_path="",
+        brand="",
+        description="",
+        ingredients="",
+        country="",
+        unit="pcs",
+        quantity_step=None,
+        min_quantity=None,
+        weight=None,
+        volume=None,
+        image_url="",
+        attributes={},
+        barcode="",
+        is_active=True,
+    )
+
+
+def test_product_input_all_fields():
+    product = product_input_parse(
+        {
+            "sku": "cheese-1",
+            "name": "Сир твердий Гауда 45%",
+            "category_path": "Молочні продукти > Сири",
+            "brand": "Комо",
+            "description": "Витримка 2 місяці.",
+            "ingredients": "Молоко, сіль, закваска.",
+            "country": "Україна",
+            "unit": "kg",
+            "quantity_step": 0.1,
+            "min_quantity": "0.2",
+            "weight": 1000,
+            "volume": 0,
+            "image_url": "https://cdn.example.com/cheese.jpg",
+            "attributes": {"fat": "45%", "sliced": False},
+            "barcode": "4820000000017",
+            "is_active": False,
+        }
+    )
+
+    assert product.quantity_step == Decimal("0.1")
+    assert product.min_quantity == Decimal("0.2")
+    assert product.weight == 1000.0
+    assert product.volume == 0.0
+    assert product.attributes == {"fat": "45%", "sliced": False}
+    assert product.is_active is False
+
+
+def test_product_input_coerces_and_strips():
+    product = product_input_parse(
+        {"sku": 12345, "name": "  Хліб  ", "barcode": 4820000000017, "is_active": "no"}
+    )
+
+    assert product.sku == "12345"
+    assert product.name == "Хліб"
+    assert product.barcode == "4820000000017"
+    assert product.is_active is False
+
+
+def test_product_input_null_means_default():
+    product = product_input_parse(
+        {"sku": "a", "name": "b", "brand": None, "unit": None, "attributes": None}
+    )
+
+    assert product.brand == ""
+    assert product.unit == "pcs"
+    assert product.attributes == {}
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        pytest.param(
+            {},
+            [
+                FieldError("sku", "This field is required."),
+                FieldError("name", "This field is required."),
+            ],
+            id="missing_required",
+        ),
+        pytest.param(
+            {"sku": "  ", "name": "x"},
+            [FieldError("sku", "This field must not be empty.")],
+            id="blank_sku",
+        ),
+        pytest.param(
+            {"sku": "a" * 201, "name": "x"},
+            [FieldError("sku", "String should have at most 200 characters.")],
+            id="sku_too_long",
+        ),
+        pytest.param(
+            {"sku": "a", "name": "x", "weight": -1},
+            [FieldError("weight", "Input should be greater than or equal to 0.")],
+            id="negative_weight",
+        ),
+        pytest.param(
+            {"sku": "a", "name": "x", "volume": "abc"},
+            [
+                FieldError(
+                    "volume", "Input should be a valid number, unable to parse string as a number."
+                )
+            ],
+            id="volume_not_a_number",
+        ),
+        pytest.param(
+            {"sku": "a", "name": "x", "weight": float("nan")},
+            [FieldError("weight", "Input should be a finite number.")],
+            id="weight_nan",
+        ),
+        pytest.param(
+            {"sku": "a", "name": "x", "quantity_step": 0},
+            [FieldError("quantity_step", "Input should be greater than 0.")],
+            id="zero_quantity_step",
+        ),
+        pytest.param(
+            {"sku": "a", "name": "x", "quantity_step": "0.0001"},
+            [
+                FieldError(
+                    "quantity_step", "Decimal input should have no more than 3 decimal places."
+                )
+            ],
+            id="quantity_step_too_precise",
+        ),
+        pytest.param(
+            {"sku": "a", "name": "x", "attributes": ["red"]},
+            [FieldError("attributes", "Must be a JSON object.")],
+            id="attributes_not_object",
+        ),
+        pytest.param(
+            {"sku": "a", "name": "x", "image_url": "ftp://example.com/a.jpg"},
+            [FieldError("image_url", "Enter an absolute http:// or https:// URL.")],
+            id="image_url_ftp",
+        ),
+        pytest.param(
+            {"sku": "a", "name": "x", "image_url": "/images/a.jpg"},
+            [FieldError("image_url", "Enter an absolute http:// or https:// URL.")],
+            id="image_url_relative",
+        ),
+        pytest.param(
+            {"sku": "a", "name": "x", "is_active": "maybe"},
+            [
+                FieldError(
+                    "is_active", "Input should be a valid boolean, unable to interpret input."
+                )
+            ],
+            id="is_active_not_boolean",
+        ),
+        pytest.param(
+            {"sku": "a", "name": "x", "brand": "Bad\x00Brand"},
+            [FieldError("brand", "Text must not contain NUL (\\u0000) characters.")],
+            id="nul_in_text",
+        ),
+        pytest.param(
+            {"sku": "a", "name": "x", "attributes": {"size": ["L\x00"]}},
+            [
+                FieldError(
+                    "attributes", "Keys and values must not contain NUL (\\u0000) characters."
+                )
+            ],
+            id="nul_in_attributes",
+        ),
+        pytest.param(
+            {"sku": "a", "name": "x", "price": 45.9},
+            [FieldError("price", "Unknown field.")],
+            id="unknown_field",
+        ),
+        pytest.param(
+            ["sku", "name"],
+            [FieldError("non_field", "Each product must be a JSON object.")],
+            id="not_an_object",
+        ),
+    ],
+)
+def test_product_input_parse_rejects(data, expected):
+    with pytest.raises(InvalidProductInput) as exc_info:
+        product_input_parse(data)
+
+    assert exc_info.value.errors == expected
+
+
+def test_invalid_product_input_renders_as_api_field_errors():
+    with pytest.raises(InvalidProductInput) as exc_info:
+        product_input_parse({"name": "x", "weight": -1})
+
+    error = exc_info.value
+    assert isinstance(error, InvalidInput)
+    assert error.detail == "The product is invalid."
+    assert error.extra == {
+        "fields": {
+            "sku": ["This field is required."],
+            "weight": ["Input should be greater than or equal to 0."],
+        }
+    }

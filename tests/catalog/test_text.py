@@ -1,0 +1,151 @@
+import pytest
+from django.db import connection
+
+from catalog.text import (
+    build_search_body,
+    build_search_title,
+    build_tsquery,
+    normalize_text,
+    tokenize,
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param("Молоко", "молок", id="lower_case_and_stem"),
+        pytest.param("900мл", "900 мл", id="number_glued_to_unit"),
+        pytest.param("2,5%", "2.5 %", id="decimal_comma_and_percent"),
+        pytest.param("0,9кг", "0.9 кг", id="decimal_comma_glued_to_unit"),
+        pytest.param("6х1,5л", "6 х 1.5 л", id="multipack"),
+        pytest.param("Ёлка", "елк", id="yo_folded_to_ye"),
+        pytest.param("м’ясо м'ясо мʼясо мясо", "мяс мяс мяс мяс", id="apostrophes_dropped"),
+        pytest.param("«Кефір»,  (1%)!", "кефір 1 %", id="punctuation_removed"),
+        pytest.param("Coca-Cola", "coca cola", id="hyphen_splits_words"),
+        pytest.param("Président", "president", id="latin_accents_dropped"),
+        pytest.param("Їжак ґудзик", "їжак ґудзик", id="ukrainian_letters_kept"),
+        pytest.param("мoлoкo", "молок", id="latin_look_alikes_in_cyrillic_word"),
+        pytest.param("С1 10 шт", "с 1 10 шт", id="egg_grade"),
+        pytest.param("", "", id="empty"),
+        pytest.param("!!! ---", "", id="punctuation_only"),
+    ],
+)
+def test_normalize_text(text, expected):
+    assert normalize_text(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("words", "stem"),
+    [
+        pytest.param("молоко молока молоком молоку", "молок", id="milk"),
+        pytest.param("сир сиру сири сиром", "сир", id="cheese"),
+        pytest.param("хліб хліба хлібом", "хліб", id="bread"),
+        pytest.param("яйця яєць яйце яйцями", "яйц", id="eggs_uk"),
+        pytest.param("яйца яиц", "яйц", id="eggs_ru"),
+        pytest.param("гречка гречки гречкою гречку", "гречк", id="buckwheat"),
+        pytest.param("кефір кефіру кефіром", "кефір", id="kefir"),
+        pytest.param("масло масла маслом", "масл", id="butter"),
+        pytest.param("олія олії олією", "олій", id="oil_iotated_ending"),
+        pytest.param("чай чаю чаєм", "чай", id="tea_short_word"),
+        pytest.param("сік соку соком", "сок", id="juice_vowel_alternation"),
+        pytest.param("сіль солі", "сол", id="salt_vowel_alternation"),
+        pytest.param("цукор цукру", "цукр", id="sugar_fleeting_vowel"),
+        pytest.param("сирок сирки сирком", "сирк", id="curd_snack_fleeting_vowel"),
+        pytest.param("огірок огірки", "огірк", id="cucumber_fleeting_vowel"),
+        pytest.param("перець перцю", "перц", id="pepper_fleeting_vowel"),
+        pytest.param("пшеничний пшенична пшеничне пшеничного", "пшеничн", id="adjective"),
+        pytest.param("milk milks", "milk", id="english_plural_s"),
+        pytest.param("egg eggs", "egg", id="english_eggs"),
+        pytest.param("box boxes", "box", id="english_plural_es"),
+    ],
+)
+def test_tokenize_inflected_forms_share_stem(words, stem):
+    assert tokenize(words) == [stem] * len(words.split())
+
+
+@pytest.mark.parametrize(
+    "word",
+    [
+        pytest.param("київхліб", id="brand_without_ending"),
+        pytest.param("lactel", id="latin_brand"),
+        pytest.param("milka", id="latin_brand_ending_in_a"),
+        pytest.param("сир", id="three_letters"),
+        pytest.param("ром", id="ending_would_leave_one_letter"),
+        pytest.param("урок", id="fleeting_rule_would_leave_three_letters"),
+        pytest.param("glass", id="english_double_s"),
+        pytest.param("hummus", id="english_us"),
+        pytest.param("2.5", id="number"),
+    ],
+)
+def test_tokenize_keeps_word(word):
+    assert tokenize(word) == [word]
+
+
+def test_build_search_title_skips_brand_already_in_name():
+    title = build_search_title(name="Молоко Яготинське 2,6% 900 г", brand="Яготинське")
+
+    assert title == "молок яготинськ 2.6 % 900 г"
+
+
+def test_build_search_title_appends_brand():
+    title = build_search_title(name="Масло вершкове 82%", brand="Président")
+
+    assert title == "масл вершков 82 % president"
+
+
+def test_build_search_body_joins_non_empty_parts():
+    body = build_search_body(
+        category_path="Молочні продукти > Молоко",
+        description="",
+        ingredients="Молоко коров'яче.",
+        country="Україна",
+    )
+
+    assert body == "молочн продукт молок молок коровяч україн"
+
+
+@pytest.mark.parametrize(
+    ("text", "match", "expected"),
+    [
+        pytest.param("молоко", "all", "'молок':*", id="prefix_on_stem"),
+        pytest.param(
+            "молоко яготинське", "all", "'молок' & 'яготинськ':*", id="and_with_prefix_last"
+        ),
+        pytest.param(
+            "молоко яготинське", "any", "'молок' | 'яготинськ':*", id="or_with_prefix_last"
+        ),
+        pytest.param("молок", "all", "('молк':* | 'молок':*)", id="half_typed_word"),
+        pytest.param("молоко 2,5%", "all", "'молок' & '2.5'", id="number_last_no_prefix"),
+        pytest.param("молоко молока", "all", "'молок':*", id="duplicate_terms"),
+        pytest.param("сир x", "all", "'сир' & 'x'", id="one_letter_last_no_prefix"),
+        pytest.param("% !!", "all", "", id="no_terms"),
+    ],
+)
+def test_build_tsquery(text, match, expected):
+    assert build_tsquery(text, match=match) == expected
+
+
+def test_build_tsquery_without_prefix():
+    assert build_tsquery("кефір галичина", prefix_last=False) == "'кефір' & 'галичин'"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param("a' & b | !c:* (", id="tsquery_operators"),
+        pytest.param("'; DROP TABLE catalog_product; --", id="sql_injection"),
+        pytest.param("\\' \\\\ ''", id="backslashes_and_quotes"),
+        pytest.param("<-> <2> !!! ::: ***", id="phrase_operators"),
+        pytest.param("молоко:A & сир:*B", id="weights_and_prefixes"),
+        pytest.param("👍 молоко", id="emoji"),
+    ],
+)
+def test_build_tsquery_output_is_valid_tsquery(text):
+    tsquery = build_tsquery(text, match="any")
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT to_tsquery('simple', %s)::text", [tsquery])
+        parsed = cursor.fetchone()[0]
+
+    assert parsed == tsquery
