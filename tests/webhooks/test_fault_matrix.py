@@ -9,9 +9,16 @@ attempt, and that the admin test API answers the same failure without a 500.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 
+from catalog.schemas import ProductInput
+from catalog.services import product_upsert_many, products_embed_pending
+from tests.conversations.chat import reply_text, send
+from tests.conversations.shop_data import CATALOG, SESSION_ID, STORE_ID
+from tests.factories import ConversationFactory
 from tests.webhooks.behaviours import (
     connection_reset,
     json_reply,
@@ -29,7 +36,7 @@ from webhooks.dispatch import (
     cart_fetch,
     products_fetch,
 )
-from webhooks.models import WebhookDelivery
+from webhooks.models import CircuitBreaker, WebhookDelivery
 
 pytestmark = pytest.mark.django_db
 
@@ -173,3 +180,54 @@ def test_test_api_answers_fault_without_500(
     assert body["status_code"] == first_attempt[2]
     assert body.get("error_code") == (first_attempt[3] or None)
     assert len(server.log.requests) == 1
+
+
+# --- what the shopper sees, through the chat API --------------------------------------------
+
+PRODUCTS_FAILED_TEXT = (
+    "На жаль, зараз не вдалося завантажити товари. Спробуйте, будь ласка, ще раз за хвилину."
+)
+
+
+@pytest.fixture
+def shop_catalog(tenant):
+    """Tenant A's small catalog from the conversation tests, embedded so search finds milk."""
+    product_upsert_many(tenant=tenant, products=[ProductInput(**row) for row in CATALOG])
+    products_embed_pending(tenant=tenant)
+
+
+@pytest.mark.parametrize("row", matrix("products"))
+def test_chat_reply_to_products_fault(
+    tenant, fault_settings, start_server, chat_client, shop_catalog, row
+):
+    server = start_server(row.behaviour)
+    point_webhooks_at(tenant, server)
+    conversation = ConversationFactory(tenant=tenant, store_id=STORE_ID, session_id=SESSION_ID)
+
+    # send() asserts the 200, so a 500 from the chat API fails here.
+    sent = send(chat_client, conversation, "молоко")
+
+    event_types = [event["type"] for event in sent]
+    assert "product_cards" not in event_types
+    assert event_types[-1] == "response_complete"
+    failed = reply_text(sent) == PRODUCTS_FAILED_TEXT
+    # The fault server prices only the SKU "a", which milk searches never request, so even
+    # the rows that end in a 200 show no product.
+    assert failed is (row.failure is not None)
+
+
+def test_chat_reply_while_the_breaker_is_open(
+    tenant, fault_settings, start_server, chat_client, shop_catalog
+):
+    server = start_server(json_reply(200, SUCCESS["products"]))
+    point_webhooks_at(tenant, server)
+    CircuitBreaker.objects.create(
+        tenant=tenant, kind="products", state="open", retry_at=timezone.now() + timedelta(minutes=1)
+    )
+    conversation = ConversationFactory(tenant=tenant, store_id=STORE_ID, session_id=SESSION_ID)
+
+    sent = send(chat_client, conversation, "молоко")
+
+    assert reply_text(sent) == PRODUCTS_FAILED_TEXT
+    assert [request.path for request in server.log.requests if request.method == "POST"] == []
+    assert WebhookDelivery.objects.get(tenant=tenant, kind="products").outcome == "circuit_open"
