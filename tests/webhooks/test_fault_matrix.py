@@ -228,6 +228,9 @@ def test_chat_reply_while_the_breaker_is_open(
 
     sent = send(chat_client, conversation, "молоко")
 
-    assert reply_text(sent) == PRODUCTS_FAILED_TEXT
+    assert reply_text(sent) == (
+        "Ціни та наявність товарів тимчасово недоступні: магазин зараз не відповідає. "
+        "Спробуйте, будь ласка, за хвилину."
+    )
     assert [request.path for request in server.log.requests if request.method == "POST"] == []
     assert WebhookDelivery.objects.get(tenant=tenant, kind="products").outcome == "circuit_open"
