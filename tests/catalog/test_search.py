@@ -92,7 +92,7 @@ def test_search_milk_ranks_milk_first(grocery, embedder):
     hits = product_search(tenant=grocery, query="молоко", embedder=embedder)
 
     assert set(_skus(hits)[:5]) <= MILK_SKUS
-    assert MILK_SKUS <= set(_skus(hits))
+    assert set(_skus(hits)) >= MILK_SKUS
 
 
 def test_search_inflected_query(grocery, embedder):
@@ -153,7 +153,9 @@ def test_search_other_languages(grocery, embedder, query, expected_first):
         pytest.param("сирок", "curd-snack-chudo-vanilla", "sausage-salami-300", id="no_prefix"),
     ],
 )
-def test_search_prefix_does_not_outrank_word(grocery, embedder, query, expected_first, not_expected):
+def test_search_prefix_does_not_outrank_word(
+    grocery, embedder, query, expected_first, not_expected
+):
     hits = product_search(tenant=grocery, query=query, embedder=embedder)
 
     assert _skus(hits)[0].startswith(expected_first)
