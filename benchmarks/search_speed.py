@@ -55,8 +55,8 @@ PACK_SIZES = ("12 oz", "16 oz", "1 lb", "2 lb", "6 pack", "family size", "32 fl 
 MAIN_TENANT = "bench-100k"
 OTHER_TENANTS = ("bench-a", "bench-b", "bench-c")
 IMPORT_TENANT = "bench-import"
-OTHER_TENANT_SIZE = 20_000
-IMPORT_SIZE = 5_000
+# Passages the embedder embeds on its own to measure its throughput.
+EMBEDDER_SAMPLE = 1_000
 VARIANT_NOISE = 0.011
 
 
@@ -181,7 +181,7 @@ class Benchmark:
         rows_by_tenant = {MAIN_TENANT: self.main_rows}
         rng = np.random.default_rng(42)
         for slug in OTHER_TENANTS:
-            picked = rng.choice(len(self.main_rows), OTHER_TENANT_SIZE, replace=False)
+            picked = rng.choice(len(self.main_rows), self.args.other_products, replace=False)
             rows_by_tenant[slug] = [self.main_rows[index] for index in sorted(picked)]
         vector_by_sku = self._vectors()
 
@@ -367,17 +367,20 @@ class Benchmark:
         from catalog.embeddings import product_embedding_text
         from catalog.importing import catalog_import
 
-        print(f"\n5. import of {IMPORT_SIZE} products with embedding")
+        size = self.args.import_products
+        print(f"\n5. import of {size} products with embedding")
         rows = [
             {**row, "sku": f"imp-{row['sku']}", "name": f"{row['name']} (import)"}
-            for row in self.main_rows[:IMPORT_SIZE]
+            for row in self.main_rows[:size]
         ]
-        texts = [product_embedding_text(row) for row in rows]
+        texts = [product_embedding_text(row) for row in rows[-EMBEDDER_SAMPLE:]]
         started = time.monotonic()
         for start in range(0, len(texts), 32):
             self.embedder.embed_passages(texts[start : start + 32])
         embed_rate = len(texts) / (time.monotonic() - started)
-        print(f"  embedder alone, batches of 32: {embed_rate:.1f} passages/s")
+        print(
+            f"  embedder alone, {len(texts)} passages in batches of 32: {embed_rate:.1f} passages/s"
+        )
 
         tenant = self._tenant(IMPORT_TENANT)
         with tempfile.TemporaryDirectory() as scratch:
@@ -420,6 +423,12 @@ def main() -> None:
     parser.add_argument("--products", type=int, default=100_000, help="Main tenant's size.")
     parser.add_argument(
         "--embed-only", action="store_true", help="Only fill the vector cache, then stop."
+    )
+    parser.add_argument(
+        "--other-products", type=int, default=20_000, help="Size of each other tenant."
+    )
+    parser.add_argument(
+        "--import-products", type=int, default=5_000, help="Products of the import measurement."
     )
     parser.add_argument("--queries", type=int, default=200, help="Number of search queries.")
     parser.add_argument("--rounds", type=int, default=3, help="Timed passes over the queries.")

@@ -19,7 +19,7 @@ docs/search.md explains the choices and the measurements behind them.
 import logging
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
@@ -164,6 +164,7 @@ class Candidate:
     similarity: float | None
     exact: bool
     title: str | None = None
+    product: Product | None = field(default=None, compare=False, repr=False)
 
 
 def _may_be_unfinished(word: str, word_stem: str) -> bool:
@@ -296,6 +297,14 @@ trigram_stage AS (
 _DISTANCE = """CASE WHEN product.embedding_model = %(embedding_model)s
                 THEN product.embedding <=> %(embedding)s::vector END"""
 
+# Columns loaded with the candidates, so that the hits need no second query. The vectors
+# are left out: search never returns them.
+_PRODUCT_COLUMNS = tuple(
+    model_field.attname
+    for model_field in Product._meta.concrete_fields
+    if model_field.name not in ("embedding", "search_vector")
+)
+
 _CANDIDATES = """
 SELECT candidate.id,
        lexical_stage.score,
@@ -306,7 +315,8 @@ SELECT candidate.id,
        trigram_stage.rank,
        trigram_stage.similarity,
        trigram_stage.search_title,
-       candidate.id IN (SELECT id FROM exact_stage)
+       candidate.id IN (SELECT id FROM exact_stage),
+       {product_columns}
 FROM ({candidate_ids}) AS candidate (id)
 JOIN {table} AS product ON product.id = candidate.id
 {joins}
@@ -355,6 +365,9 @@ class _SearchSql:
             if stage not in self.stages
         ]
         select = _CANDIDATES.format(
+            product_columns=", ".join(
+                f"product.{connection.ops.quote_name(column)}" for column in _PRODUCT_COLUMNS
+            ),
             distance=_DISTANCE if self.has_embedding else "NULL::float",
             candidate_ids=candidate_ids,
             table=self.table,
@@ -520,6 +533,7 @@ def _fetch_candidates(*, sql: str, params: dict[str, Any]) -> list[Candidate]:
             similarity=None if row[7] is None else float(row[7]),
             title=row[8],
             exact=bool(row[9]),
+            product=Product.from_db(connection.alias, list(_PRODUCT_COLUMNS), row[10:]),
         )
         for row in rows
     ]
@@ -735,16 +749,9 @@ def product_search(
     translated = any(term.is_translated for term in terms)
     ranked = fuse_candidates(candidates, method=method, translated=translated)[:limit]
 
-    products = (
-        Product.objects.filter(
-            tenant=tenant, pk__in=[candidate.product_id for candidate, _ in ranked]
-        )
-        .defer("embedding", "search_vector")
-        .in_bulk()
-    )
     hits = [
         SearchHit(
-            product=products[candidate.product_id],
+            product=candidate.product,
             score=score,
             vector_rank=candidate.vector_rank,
             full_text_rank=candidate.lexical_rank,
@@ -752,7 +759,7 @@ def product_search(
             exact=candidate.exact,
         )
         for candidate, score in ranked
-        if candidate.product_id in products
+        if candidate.product is not None
     ]
 
     logger.info(

@@ -31,6 +31,9 @@ MILK_SKUS = {
     "milk-lactel-15",
     "milk-condensed-ichnya",
 }
+KEFIR_SKUS = {"kefir-galychyna-25", "kefir-yagotyn-1"}
+BREAD_SKUS = {"bread-kyivkhlib-wheat", "bread-borodinsky-rye"}
+CHEESE_SKUS = {"cheese-gouda-45", "cottage-cheese-yagotyn-9"}
 NOT_EMBEDDED_SKU = "ryazhanka-prostokvashyno-25"
 INACTIVE_MILK = {
     "sku": "milk-yagotyn-32-archived",
@@ -106,7 +109,7 @@ def test_search_inflected_query(grocery, embedder):
     [
         ("substituted_letter", "малоко", MILK_SKUS),
         ("missing_letter", "ковбса", {"sausage-salami-300"}),
-        ("swapped_letters", "кефри", {"kefir-galychyna-25", "kefir-yagotyn-1"}),
+        ("swapped_letters", "кефри", KEFIR_SKUS),
     ],
 )
 def test_search_typo(grocery, embedder, _case, query, expected_skus):
@@ -126,24 +129,25 @@ def test_search_short_word_typo_not_forgiven(grocery, embedder):
 
 
 @pytest.mark.parametrize(
-    ("query", "expected_first"),
+    ("query", "relevant", "count"),
     [
-        pytest.param("milk", MILK_SKUS - {"milk-condensed-ichnya"}, id="milk"),
-        pytest.param("cheese", {"cheese-gouda-45", "cottage-cheese-yagotyn-9"}, id="cheese"),
-        pytest.param("eggs", {"eggs-kvochka-c1-10"}, id="eggs"),
-        pytest.param("juice", {"juice-sandora-orange-095"}, id="juice"),
-        pytest.param("хлеб", {"bread-kyivkhlib-wheat", "bread-borodinsky-rye"}, id="russian_bread"),
-        pytest.param("сыр твердый", {"cheese-gouda-45"}, id="russian_cheese"),
-        pytest.param("moloko", MILK_SKUS - {"milk-condensed-ichnya"}, id="latin_moloko"),
-        pytest.param("kefir", {"kefir-galychyna-25", "kefir-yagotyn-1"}, id="latin_kefir"),
-        pytest.param("hlib", {"bread-kyivkhlib-wheat", "bread-borodinsky-rye"}, id="latin_hlib"),
-        pytest.param("молоці", MILK_SKUS - {"milk-condensed-ichnya"}, id="locative"),
+        pytest.param("milk", MILK_SKUS, 5, id="milk"),
+        pytest.param("cheese", CHEESE_SKUS, 2, id="cheese"),
+        pytest.param("eggs", {"eggs-kvochka-c1-10"}, 1, id="eggs"),
+        pytest.param("juice", {"juice-sandora-orange-095"}, 1, id="juice"),
+        pytest.param("хлеб", BREAD_SKUS, 2, id="russian_bread"),
+        pytest.param("сыр твердый", {"cheese-gouda-45"}, 1, id="russian_cheese"),
+        pytest.param("moloko", MILK_SKUS, 5, id="latin_moloko"),
+        pytest.param("kefir", KEFIR_SKUS, 2, id="latin_kefir"),
+        pytest.param("hlib", BREAD_SKUS, 2, id="latin_hlib"),
+        pytest.param("молоці", MILK_SKUS, 5, id="locative"),
     ],
 )
-def test_search_other_languages(grocery, embedder, query, expected_first):
+def test_search_other_languages(grocery, embedder, query, relevant, count):
     hits = product_search(tenant=grocery, query=query, embedder=embedder)
 
-    assert set(_skus(hits)[: len(expected_first)]) == expected_first
+    assert len(hits) >= count
+    assert set(_skus(hits)[:count]) <= relevant
 
 
 @pytest.mark.parametrize(
@@ -172,7 +176,7 @@ def test_search_unsold_returns_nothing(grocery, embedder, query):
 def test_search_does_not_pad_results(grocery, embedder):
     hits = product_search(tenant=grocery, query="кефір", embedder=embedder)
 
-    assert set(_skus(hits)) == {"kefir-galychyna-25", "kefir-yagotyn-1"}
+    assert set(_skus(hits)) == KEFIR_SKUS
 
 
 @pytest.mark.parametrize(
@@ -298,8 +302,8 @@ def test_search_round_trips(grocery, embedder):
         product_search(tenant=grocery, query="кефір", embedder=embedder)
 
     # The first search of a tenant also reads its product count and mean document length.
-    assert _statements(first) == ["SELECT", "SELECT", "WITH", "SELECT"]
-    assert _statements(second) == ["SELECT", "WITH", "SELECT"]
+    assert _statements(first) == ["SELECT", "SELECT", "WITH"]
+    assert _statements(second) == ["SELECT", "WITH"]
 
 
 def test_search_logs_without_query_text(grocery, embedder, caplog):
