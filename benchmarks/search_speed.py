@@ -8,8 +8,8 @@ creates tenants whose slugs start with ``bench-`` and replaces their products)::
     python benchmarks/search_speed.py PATH_TO_INSTACART --vector-cache /tmp/instacart-vectors.npy
 
 PATH_TO_INSTACART is the folder with Instacart's ``products.csv``, ``aisles.csv`` and
-``departments.csv``. Its 49,688 names are used twice, the second time with a pack size
-appended, to reach 100,000 products; three more tenants of 20,000 products share the
+``departments.csv``. Its 49,688 names are used once as they are and then again with a
+pack size appended, to reach 100,000 products; three more tenants of 20,000 products share the
 table. Embedding even 50,000 texts takes most of an hour on 2 busy cores, so:
 
 - the 49,688 original names are embedded once with the real embedder and kept in
@@ -81,13 +81,15 @@ def read_instacart(data_dir: Path) -> list[dict[str, str]]:
 
 
 def catalog_rows(products: list[dict[str, str]], count: int) -> list[dict[str, Any]]:
-    """Return ``count`` catalog products: every name once, then with a pack size appended."""
+    """Return ``count`` catalog products: every name once, then copies with a pack size."""
     rows = []
-    for copy in range(2):
+    copy = 0
+    while len(rows) < count:
         for product in products:
             name = product["name"]
             if copy:
-                name = f"{name}, {PACK_SIZES[int(product['id']) % len(PACK_SIZES)]}"
+                size = PACK_SIZES[(int(product["id"]) + copy - 1) % len(PACK_SIZES)]
+                name = f"{name}, {size}"
             rows.append(
                 {
                     "sku": f"ic-{copy}-{product['id']}",
@@ -95,6 +97,7 @@ def catalog_rows(products: list[dict[str, str]], count: int) -> list[dict[str, A
                     "category_path": product["category_path"],
                 }
             )
+        copy += 1
     return rows[:count]
 
 
