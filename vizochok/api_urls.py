@@ -7,4 +7,5 @@ from vizochok.views import HealthApi
 urlpatterns = [
     path("health", HealthApi.as_view(), name="health"),
     path("admin/", include("tenants.urls")),
+    path("catalog/", include("catalog.urls")),
 ]
