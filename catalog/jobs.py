@@ -78,12 +78,14 @@ def _capped_errors(errors: Sequence[str]) -> list[str]:
 def catalog_job_enqueue(*, job: CatalogJob) -> int | None:
     """Put ``job`` on the catalog queue; return the queue's job id, or None if already there."""
     try:
-        queue_job_id = queue_app.configure_task(
-            CATALOG_JOB_RUN_TASK,
-            allow_unknown=False,
-            lock=_queue_lock(job.tenant_id),
-            queueing_lock=_queueing_lock(job.pk),
-        ).defer(job_pk=job.pk)
+        # The savepoint keeps a rejected insert from aborting a surrounding transaction.
+        with transaction.atomic():
+            queue_job_id = queue_app.configure_task(
+                CATALOG_JOB_RUN_TASK,
+                allow_unknown=False,
+                lock=_queue_lock(job.tenant_id),
+                queueing_lock=_queueing_lock(job.pk),
+            ).defer(job_pk=job.pk)
     except AlreadyEnqueued:
         logger.info(
             "catalog.job.already_enqueued",
@@ -106,20 +108,20 @@ def _job_save(job: CatalogJob) -> CatalogJob:
         job.started_at = job.completed_at = now
     with transaction.atomic():
         job.save()
+        logger.info(
+            "catalog.job.created",
+            extra={
+                "tenant_id": job.tenant_id,
+                "job_id": job.public_id,
+                "source": str(job.source),
+                "status": str(job.status),
+                "total": job.total,
+                "to_embed": job.to_embed,
+                "error_count": len(job.errors),
+            },
+        )
         if not job.is_finished:
             transaction.on_commit(functools.partial(catalog_job_enqueue, job=job))
-    logger.info(
-        "catalog.job.created",
-        extra={
-            "tenant_id": job.tenant_id,
-            "job_id": job.public_id,
-            "source": job.source,
-            "status": job.status,
-            "total": job.total,
-            "to_embed": job.to_embed,
-            "error_count": len(job.errors),
-        },
-    )
     return job
 
 
@@ -177,7 +179,11 @@ def _job_start(job_pk: int) -> CatalogJob | None:
         if job.is_finished:
             logger.info(
                 "catalog.job.already_finished",
-                extra={"tenant_id": job.tenant_id, "job_id": job.public_id, "status": job.status},
+                extra={
+                    "tenant_id": job.tenant_id,
+                    "job_id": job.public_id,
+                    "status": str(job.status),
+                },
             )
             return None
         job.status = CatalogJob.Status.EMBEDDING
@@ -299,16 +305,18 @@ def _job_record_failure(job: CatalogJob, exc: Exception, *, is_last_attempt: boo
     }
     if is_last_attempt:
         logger.error("catalog.job.failed", exc_info=exc, extra=extra)
-        catalog_job_fail(
-            job_pk=job.pk, message=f"Embedding failed after {job.attempts} attempts: {message}"
-        )
+        catalog_job_fail(job_pk=job.pk, reason=message)
         return
     logger.warning("catalog.job.attempt_failed", exc_info=exc, extra=extra)
     CatalogJob.objects.filter(pk=job.pk).update(last_error=message, updated_at=timezone.now())
 
 
-def catalog_job_fail(*, job_pk: int, message: str) -> None:
-    """Mark an unfinished job failed and append ``message`` and the progress to its errors.
+def _attempts(count: int) -> str:
+    return "1 attempt" if count == 1 else f"{count} attempts"
+
+
+def catalog_job_fail(*, job_pk: int, reason: str) -> None:
+    """Mark an unfinished job failed, and add ``reason`` and the job's progress to its errors.
 
     The products already embedded keep their vectors. The others stay pending, and a new
     upload of them, or ``reembed_catalog``, embeds them.
@@ -317,6 +325,7 @@ def catalog_job_fail(*, job_pk: int, message: str) -> None:
         job = CatalogJob.objects.select_for_update().get(pk=job_pk)
         if job.is_finished:
             return
+        message = f"Embedding failed after {_attempts(job.attempts)}: {reason}"
         job.status = CatalogJob.Status.FAILED
         job.completed_at = timezone.now()
         job.last_error = message
@@ -344,14 +353,15 @@ def catalog_jobs_requeue_lost() -> int:
     requeued = 0
     for job in lost:
         if job.attempts > settings.CATALOG_JOB_MAX_RETRIES:
-            catalog_job_fail(
-                job_pk=job.pk,
-                message=f"Embedding failed after {job.attempts} attempts: {job.last_error}",
-            )
+            catalog_job_fail(job_pk=job.pk, reason=job.last_error or "No attempt finished.")
             continue
         logger.warning(
             "catalog.job.requeued",
-            extra={"tenant_id": job.tenant_id, "job_id": job.public_id, "status": job.status},
+            extra={
+                "tenant_id": job.tenant_id,
+                "job_id": job.public_id,
+                "status": str(job.status),
+            },
         )
         if catalog_job_enqueue(job=job) is not None:
             requeued += 1

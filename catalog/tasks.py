@@ -38,7 +38,7 @@ def catalog_job_run(context: JobContext, *, job_pk: int) -> None:
         )
     except jobs.CatalogJobInterrupted as exc:
         if context.abort_reason() == AbortReason.USER_REQUEST:
-            jobs.catalog_job_fail(job_pk=job_pk, message="An operator aborted the job.")
+            jobs.catalog_job_fail(job_pk=job_pk, reason="An operator aborted the job.")
         # The queue retries a job aborted by a worker shutdown, but not one an operator
         # aborted.
         raise JobAborted(str(exc)) from exc
@@ -79,8 +79,7 @@ async def _recover_stalled(manager: JobManager, queue_job: Job) -> None:
         logger.error("catalog.job.stalled_out_of_retries", extra=extra)
         await manager.finish_job(job=queue_job, status=Status.FAILED, delete_job=False)
         await sync_to_async(jobs.catalog_job_fail)(
-            job_pk=job_pk,
-            message=f"The worker running the job stopped {queue_job.attempts + 1} times.",
+            job_pk=job_pk, reason="The worker running the job stopped responding."
         )
         return
     logger.warning("catalog.job.stalled_retried", extra=extra)

@@ -86,6 +86,10 @@ DATABASES = {"default": env.db_url("DATABASE_URL")}
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 
+# Largest request body Django reads (Django's default is 2.5 MiB). Catalog uploads may be
+# 5 MiB (catalog.apis.MAX_REQUEST_BYTES).
+DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # Opt into the Django 6.0 behaviour: form URL fields without a scheme assume https.
 FORMS_URLFIELD_ASSUME_HTTPS = True
