@@ -15,7 +15,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 .PHONY: demo test lint format typecheck pytest db db-stop db-status migrate clean
 
 demo: $(VENV)/.installed
-	$(WITH_DB) $(VENV_PYTHON) demo/run.py
+	$(WITH_DB) $(VENV_PYTHON) demo/run.py $(DEMO_ARGS)
 
 test: lint typecheck pytest
 

@@ -12,6 +12,10 @@ def new_conversation_id() -> str:
     return f"conv_{secrets.token_urlsafe(16)}"
 
 
+def new_message_id() -> str:
+    return f"msg_{secrets.token_urlsafe(16)}"
+
+
 def empty_cart() -> dict[str, object]:
     return {"items": [], "total": 0.0}
 
@@ -32,6 +36,9 @@ class Conversation(TimestampedModel):
     # Working memory of the assistant, such as the products shown last.
     state = models.JSONField(default=dict, blank=True)
     tokens_used = models.PositiveIntegerField(default=0)
+    # Set while a worker processes a shopper message, so that one conversation runs one turn
+    # at a time across processes; see conversations.leases.
+    turn_started_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["-created_at"]
@@ -46,6 +53,7 @@ class Message(TimestampedModel):
         USER = "user", "Shopper"
         ASSISTANT = "assistant", "Assistant"
 
+    public_id = models.CharField(max_length=40, unique=True, default=new_message_id, editable=False)
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="messages")
     conversation = models.ForeignKey(
         Conversation, on_delete=models.CASCADE, related_name="messages"

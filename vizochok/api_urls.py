@@ -8,4 +8,5 @@ urlpatterns = [
     path("health", HealthApi.as_view(), name="health"),
     path("admin/", include("tenants.urls")),
     path("catalog/", include("catalog.urls")),
+    path("", include("conversations.urls")),
 ]

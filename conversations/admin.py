@@ -1,0 +1,51 @@
+"""Read-only admin pages of conversations and their messages, for support and debugging."""
+
+from typing import Any
+
+from django.contrib import admin
+from django.http import HttpRequest
+
+from conversations.models import Conversation, Message
+
+
+class _ReadOnlyMixin:
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class MessageInline(_ReadOnlyMixin, admin.TabularInline):
+    model = Message
+    fields = readonly_fields = ("created_at", "role", "text", "events", "metadata")
+    ordering = ["created_at", "pk"]
+    extra = 0
+    show_change_link = False
+
+
+@admin.register(Conversation)
+class ConversationAdmin(_ReadOnlyMixin, admin.ModelAdmin):
+    list_display = ["public_id", "tenant", "store_id", "session_id", "created_at", "updated_at"]
+    list_filter = ["tenant"]
+    list_select_related = ["tenant"]
+    search_fields = ["public_id", "session_id", "user_id"]
+    date_hierarchy = "created_at"
+    fields = readonly_fields = (
+        "public_id",
+        "tenant",
+        "store_id",
+        "session_id",
+        "user_id",
+        "cart",
+        "cart_loaded_at",
+        "state",
+        "tokens_used",
+        "turn_started_at",
+        "created_at",
+        "updated_at",
+    )
+    inlines = [MessageInline]

@@ -1,0 +1,105 @@
+"""REST endpoints of the chat: start a conversation, send a message, read a conversation."""
+
+from typing import Any, cast
+
+from django.core.exceptions import RequestDataTooBig
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from conversations.selectors import conversation_get
+from conversations.services import ConversationTurn, conversation_create, message_too_large
+from tenants.authentication import ApiClient
+from tenants.permissions import HasChatScope
+
+
+def _client(request: Request) -> ApiClient:
+    # HasChatScope lets only an ApiClient through.
+    return cast(ApiClient, request.user)
+
+
+def _message_data(request: Request) -> Any:
+    """Return the parsed body of a message request.
+
+    Django refuses to read a body over DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MB by default). Such
+    a body contains a message far over the limit, so it gets ``message_too_large``, not a 500.
+    """
+    try:
+        return request.data
+    except RequestDataTooBig as error:
+        raise message_too_large() from error
+
+
+class ConversationCreateApi(APIView):
+    permission_classes = [HasChatScope]
+
+    class InputSerializer(serializers.Serializer):
+        store_id = serializers.CharField(max_length=100)
+        user_id = serializers.CharField(max_length=200, required=False, allow_null=True)
+
+    class OutputSerializer(serializers.Serializer):
+        conversation_id = serializers.CharField(source="public_id")
+        store_id = serializers.CharField()
+        session_id = serializers.CharField()
+        created_at = serializers.DateTimeField()
+
+    def post(self, request: Request) -> Response:
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        conversation = conversation_create(
+            tenant=_client(request).tenant, **serializer.validated_data
+        )
+        return Response(self.OutputSerializer(conversation).data, status=status.HTTP_201_CREATED)
+
+
+class ConversationDetailApi(APIView):
+    permission_classes = [HasChatScope]
+
+    class OutputSerializer(serializers.Serializer):
+        class MessageSerializer(serializers.Serializer):
+            message_id = serializers.CharField(source="public_id")
+            role = serializers.CharField()
+            text = serializers.CharField()
+            events = serializers.JSONField()
+            metadata = serializers.JSONField()
+            created_at = serializers.DateTimeField()
+
+        conversation_id = serializers.CharField(source="public_id")
+        store_id = serializers.CharField()
+        session_id = serializers.CharField()
+        user_id = serializers.SerializerMethodField()
+        cart = serializers.JSONField()
+        created_at = serializers.DateTimeField()
+        updated_at = serializers.DateTimeField()
+        messages = MessageSerializer(many=True)
+
+        def get_user_id(self, conversation: Any) -> str | None:
+            return conversation.user_id or None
+
+    def get(self, request: Request, conversation_id: str) -> Response:
+        conversation = conversation_get(
+            tenant=_client(request).tenant, public_id=conversation_id, with_messages=True
+        )
+        return Response(self.OutputSerializer(conversation).data)
+
+
+class MessageCreateApi(APIView):
+    permission_classes = [HasChatScope]
+
+    class InputSerializer(serializers.Serializer):
+        text = serializers.CharField()
+
+    def post(self, request: Request, conversation_id: str) -> Response:
+        conversation = conversation_get(tenant=_client(request).tenant, public_id=conversation_id)
+        serializer = self.InputSerializer(data=_message_data(request))
+        serializer.is_valid(raise_exception=True)
+        turn = ConversationTurn(conversation=conversation, text=serializer.validated_data["text"])
+        sent = list(turn.run())
+        return Response(
+            {
+                "conversation_id": conversation.public_id,
+                "message_id": turn.reply_message().public_id,
+                "events": sent,
+            }
+        )

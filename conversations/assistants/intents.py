@@ -1,0 +1,459 @@
+"""Rule-based understanding of shopper messages in Ukrainian, English and Russian.
+
+``parse_intent`` turns one message into an ``Intent``: what the shopper wants (search, add,
+remove, set a quantity, clear or show the cart), which product they refer to and how much.
+It uses word lists, not a model, so it understands short imperative messages such as
+"додай 2 шт першого" or "set the first to 2" and treats anything else as a search.
+"""
+
+import re
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from enum import StrEnum
+
+
+class IntentKind(StrEnum):
+    SEARCH = "search"
+    ADD = "add"
+    REMOVE = "remove"
+    SET_QUANTITY = "set_quantity"
+    CLEAR_CART = "clear_cart"
+    SHOW_CART = "show_cart"
+    HELP = "help"
+    THANKS = "thanks"
+
+
+@dataclass(frozen=True)
+class Ordinal:
+    """A position in the list shown last: 1 is the first, -1 the last."""
+
+    position: int
+
+
+@dataclass(frozen=True)
+class NameFragment:
+    """Words of a product name, such as "молоко" in "прибери молоко"."""
+
+    text: str
+
+
+Reference = Ordinal | NameFragment
+
+
+@dataclass(frozen=True)
+class Quantity:
+    """An amount with the unit the shopper named, if any: "pcs", "kg", "g", "l" or "ml"."""
+
+    value: Decimal
+    unit: str | None = None
+
+
+@dataclass(frozen=True)
+class Intent:
+    kind: IntentKind
+    # The search terms of a SEARCH intent.
+    query: str = ""
+    reference: Reference | None = None
+    quantity: Quantity | None = None
+
+
+def _word_set(words: str) -> frozenset[str]:
+    return frozenset(words.split())
+
+
+def _forms(stems: dict[str, int], endings: str) -> dict[str, int]:
+    """Expand stems into every word form: ``{"перш": 1}`` with "ий а" gives перший, перша."""
+    return {stem + ending: value for stem, value in stems.items() for ending in endings.split()}
+
+
+# Ordinal words in every case and gender a shopper is likely to type.
+ORDINALS: dict[str, int] = {
+    **_forms(
+        {
+            "перш": 1,
+            "друг": 2,
+            "четверт": 4,
+            "п'ят": 5,
+            "шост": 6,
+            "сьом": 7,
+            "восьм": 8,
+            "дев'ят": 9,
+            "десят": 10,
+        },
+        "ий а е у ого ої ому ій",
+    ),
+    **_forms({"трет": 3, "останн": -1}, "ій я є ю ього ьої ьому"),
+    **_forms(
+        {"перв": 1, "четверт": 4, "пят": 5, "девят": 9, "десят": 10}, "ый ая ое ую ого ой ому"
+    ),
+    **_forms({"втор": 2, "шест": 6, "седьм": 7, "восьм": 8}, "ой ая ое ую ого ому"),
+    **_forms({"трет": 3}, "ий ья ье ью ьего ьей ьему"),
+    **_forms({"последн": -1}, "ий яя ее юю его ей ему"),
+    "first": 1,
+    "second": 2,
+    "third": 3,
+    "fourth": 4,
+    "fifth": 5,
+    "sixth": 6,
+    "seventh": 7,
+    "eighth": 8,
+    "ninth": 9,
+    "tenth": 10,
+    "last": -1,
+}
+
+NUMBER_WORDS: dict[str, Decimal] = {
+    **dict.fromkeys(["один", "одна", "одне", "одну", "одно", "one"], Decimal(1)),
+    **dict.fromkeys(["два", "дві", "двоє", "две", "two", "couple"], Decimal(2)),
+    **dict.fromkeys(["три", "троє", "трое", "three"], Decimal(3)),
+    **dict.fromkeys(["чотири", "четыре", "four"], Decimal(4)),
+    **dict.fromkeys(["п'ять", "пять", "five"], Decimal(5)),
+    **dict.fromkeys(["шість", "шесть", "six"], Decimal(6)),
+    **dict.fromkeys(["сім", "семь", "seven"], Decimal(7)),
+    **dict.fromkeys(["вісім", "восемь", "eight"], Decimal(8)),
+    **dict.fromkeys(["дев'ять", "девять", "nine"], Decimal(9)),
+    **dict.fromkeys(["десять", "ten"], Decimal(10)),
+    **dict.fromkeys(["пів", "половину", "половина", "half"], Decimal("0.5")),
+}
+
+UNITS: dict[str, str] = {
+    **dict.fromkeys(
+        ["шт", "штук", "штуки", "штука", "штуку", "pcs", "pc", "piece", "pieces", "x"], "pcs"
+    ),
+    **dict.fromkeys(
+        ["пляшка", "пляшку", "пляшки", "пляшок", "бутылка", "бутылку", "бутылки", "бутылок"],
+        "pcs",
+    ),
+    **dict.fromkeys(
+        ["пачка", "пачку", "пачки", "пачок", "упаковка", "упаковку", "упаковки", "упаковок"],
+        "pcs",
+    ),
+    **dict.fromkeys(["bottle", "bottles", "pack", "packs", "packet", "packets"], "pcs"),
+    **dict.fromkeys(["кг", "кіло", "кило", "kg", "kilo", "kilos"], "kg"),
+    **dict.fromkeys(["кілограм", "кілограми", "кілограмів", "килограмм", "килограмма"], "kg"),
+    **dict.fromkeys(["килограммов", "kilogram", "kilograms"], "kg"),
+    **dict.fromkeys(["г", "гр", "грам", "грами", "грамів", "грамм", "грамма", "граммов"], "g"),
+    **dict.fromkeys(["g", "gram", "grams"], "g"),
+    **dict.fromkeys(["л", "літр", "літри", "літрів", "литр", "литра", "литров"], "l"),
+    **dict.fromkeys(["l", "liter", "liters", "litre", "litres"], "l"),
+    **dict.fromkeys(["мл", "ml"], "ml"),
+}
+# "півкіло" and "пол-кило" are one word for half a kilogram.
+HALF_KILO_WORDS = frozenset({"півкіло", "півкілограма", "полкило", "пол-кило"})
+
+ADD_VERBS = _word_set(
+    """додай додайте додати додам додаси додавай поклади покладіть покласти візьми візьміть
+    візьму беру купи купіть куплю купити закинь кинь добавь добавьте добавить положи положите
+    возьми возьмите возьму постав поставте поставь add put buy take grab"""
+)
+REMOVE_VERBS = _word_set(
+    """видали видаліть видалити видаляй прибери приберіть прибрати забери заберіть вилучи
+    вийми викинь удали удалите удалить убери уберите убрать выкинь remove delete drop"""
+)
+CLEAR_VERBS = _word_set("очисти очистіть очистити очисть спорожни очистите empty clear reset")
+SET_VERBS = _word_set(
+    """зміни змініть змінити зроби зробіть встанови встановіть зменш зменши збільш збільши
+    поміняй измени измените изменить сделай сделайте установи уменьши увеличь
+    поменяй set change make update"""
+)
+QUANTITY_NOUNS = _word_set("кількість кількості количество quantity qty amount")
+SEARCH_VERBS = _word_set(
+    """покажи покажіть показати знайди знайдіть знайти шукай шукаю пошукай пошукати підбери
+    порадь є маєте маєш хочу хочеться хотів хотіла потрібен потрібна потрібне потрібно
+    потрібні треба найди найдите найти ищу поищи покажите нужен нужна нужно нужны есть хочу
+    find search show look looking need want have got"""
+)
+CART_WORDS = _word_set(
+    """кошик кошика кошику кошиком корзина корзину корзине корзині корзины корзиной
+    cart basket trolley"""
+)
+EVERYTHING_WORDS = _word_set("все усе всё геть everything all")
+MORE_WORDS = _word_set("ще еще ещё more another")
+GREETING_WORDS = _word_set(
+    """привіт привітик вітаю добрий доброго день ранок ранку вечір вечора здрастуйте
+    здравствуйте привет добрый hello hi hey good morning afternoon evening"""
+)
+HELP_WORDS = _word_set(
+    "допомога допоможи допоможіть вмієш можеш помощь помоги умеешь можешь help can"
+)
+THANKS_WORDS = _word_set("дякую дякуємо спасибі спасибо thanks thank thx ty")
+# Words that carry no product meaning in a request.
+FILLER_WORDS = _word_set(
+    """мені мене мною будь ласка будь-ласка будьласка у в до з із зі на і й та а також теж
+    ну цей цю це ця цього того той ту те вас вам ви ти чи що мій моєму мого моя мою мої моїх
+    мій товар товару товари позицію позиція позиції ще як як-небудь
+    мне меня пожалуйста во из и тоже мой моей эту этот это этого вы ты что
+    the a an of to in into my me please some any for it its i you do does is are there can
+    could would like i'd i'll i'm let's with from item items product products that this
+    what what's whats which by number номер"""
+)
+# After one of these, "one" is a pronoun ("the second one"), not a quantity.
+PRONOUN_ONE_PRECEDERS = frozenset({"the", "this", "that", "another"})
+POSITION_MARKERS = frozenset({"номер", "number", "no", "nr", "№", "#"})
+
+_TOKEN = re.compile(
+    r"[#№]\s*\d+"
+    r"|\d+(?:[.,]\d+)?(?:-?[a-zа-яіїєґ']+)?"
+    r"|[a-zа-яіїєґ']+(?:-[a-zа-яіїєґ']+)*"
+    r"|[#№]"
+)
+_NUMBER_WITH_SUFFIX = re.compile(r"^(\d+(?:[.,]\d+)?)-?(.*)$")
+_ORDINAL_SUFFIXES = _word_set("й ий ій а я е є у ю го ого ому ой ая ое ую st nd rd th")
+_APOSTROPHES = str.maketrans({"’": "'", "ʼ": "'", "`": "'", "‘": "'", "ё": "е"})
+_EDGE_PUNCTUATION = '.,!?;:«»"()[]…'
+
+
+@dataclass
+class _Words:
+    """The parts of a message other than its verb, sorted into what they mean."""
+
+    references: list[Reference]
+    quantities: list[Quantity]
+    # Numbers without a unit and without an ordinal form, such as the 2 of "видали 2".
+    bare_numbers: list[Decimal]
+    name_words: list[str]
+
+
+def normalize(text: str) -> str:
+    return text.lower().translate(_APOSTROPHES).strip()
+
+
+def tokenize(text: str) -> list[str]:
+    return _TOKEN.findall(normalize(text))
+
+
+def parse_intent(text: str) -> Intent:
+    """Return the intent of ``text``; any message that is not a cart command is a search."""
+    tokens = tokenize(text)
+    kind = _intent_kind(tokens)
+    if kind == IntentKind.SEARCH:
+        query = search_query(text)
+        return Intent(kind=kind, query=query) if query else Intent(kind=IntentKind.HELP)
+    if kind in (IntentKind.CLEAR_CART, IntentKind.SHOW_CART, IntentKind.HELP, IntentKind.THANKS):
+        return Intent(kind=kind)
+    words = _sort_words(_operands(tokens))
+    position = _position_only(tokens, words)
+    if position is not None:
+        return Intent(kind=IntentKind.ADD, reference=position)
+    return _with_target(kind, words)
+
+
+def _intent_kind(tokens: list[str]) -> IntentKind:
+    if not tokens:
+        return IntentKind.HELP
+    verb_kind = _verb_kind(tokens)
+    if verb_kind == IntentKind.REMOVE and _means_everything(tokens):
+        return IntentKind.CLEAR_CART
+    if verb_kind not in (None, IntentKind.SEARCH):
+        return verb_kind
+    if any(token in CART_WORDS for token in tokens):
+        return IntentKind.SHOW_CART
+    if verb_kind is None:
+        return _kind_without_verb(tokens)
+    return IntentKind.SEARCH
+
+
+def _verb_kind(tokens: list[str]) -> IntentKind | None:
+    """Return the kind of the first cart verb, else SEARCH if a search verb occurs.
+
+    Search verbs are weaker because they also introduce other requests: "I want to add
+    milk" is an ADD.
+    """
+    has_search_verb = False
+    for index, token in enumerate(tokens):
+        following = tokens[index + 1] if index + 1 < len(tokens) else ""
+        if token == "take" and following in ("out", "off"):
+            return IntentKind.REMOVE
+        if token in ADD_VERBS:
+            return IntentKind.ADD
+        if token in REMOVE_VERBS:
+            return IntentKind.REMOVE
+        if token in CLEAR_VERBS:
+            return IntentKind.CLEAR_CART
+        if token in SET_VERBS or token in QUANTITY_NOUNS:
+            return IntentKind.SET_QUANTITY
+        has_search_verb = has_search_verb or token in SEARCH_VERBS
+    return IntentKind.SEARCH if has_search_verb else None
+
+
+def _means_everything(tokens: list[str]) -> bool:
+    """Tell "видали все" (clear the cart) from "видали все молоко" (remove the milk)."""
+    if not any(token in EVERYTHING_WORDS for token in tokens):
+        return False
+    words = _sort_words([token for token in _operands(tokens) if token not in EVERYTHING_WORDS])
+    return not (words.name_words or words.references)
+
+
+def _kind_without_verb(tokens: list[str]) -> IntentKind:
+    """Classify a message without a verb: "дякую", "привіт", "ще 2", "#2" or a product."""
+    meaningful = [token for token in tokens if token not in FILLER_WORDS]
+    if meaningful and all(token in THANKS_WORDS | GREETING_WORDS for token in meaningful):
+        if any(token in THANKS_WORDS for token in meaningful):
+            return IntentKind.THANKS
+        return IntentKind.HELP
+    if meaningful and all(token in HELP_WORDS | GREETING_WORDS for token in meaningful):
+        return IntentKind.HELP
+    if any(token in MORE_WORDS for token in tokens):
+        return IntentKind.ADD
+    if _position_only(tokens, _sort_words(_operands(tokens))) is not None:
+        return IntentKind.ADD
+    return IntentKind.SEARCH
+
+
+def _position_only(tokens: list[str], words: _Words) -> Ordinal | None:
+    """Return the position of a message that is only a position ("2", "#2", "другий")."""
+    if _verb_kind(tokens) is not None or any(token in MORE_WORDS for token in tokens):
+        return None
+    if words.name_words or words.quantities:
+        return None
+    if len(words.references) == 1 and not words.bare_numbers:
+        reference = words.references[0]
+        return reference if isinstance(reference, Ordinal) else None
+    if not words.references and len(words.bare_numbers) == 1:
+        number = words.bare_numbers[0]
+        if number == number.to_integral_value() and number > 0:
+            return Ordinal(int(number))
+    return None
+
+
+def _operands(tokens: list[str]) -> list[str]:
+    """Drop the verbs and the cart words, keeping what the verb applies to."""
+    verbs = ADD_VERBS | REMOVE_VERBS | CLEAR_VERBS | SET_VERBS | QUANTITY_NOUNS | SEARCH_VERBS
+    operands: list[str] = []
+    for index, token in enumerate(tokens):
+        if token in verbs or token in CART_WORDS or token in MORE_WORDS:
+            continue
+        if token in ("out", "off") and index > 0 and tokens[index - 1] == "take":
+            continue
+        operands.append(token)
+    return operands
+
+
+def _sort_words(tokens: list[str]) -> _Words:
+    words = _Words(references=[], quantities=[], bare_numbers=[], name_words=[])
+    index = 0
+    while index < len(tokens):
+        index = _sort_word(tokens, index, words)
+    return words
+
+
+def _sort_word(tokens: list[str], index: int, words: _Words) -> int:
+    """File ``tokens[index]`` (and any unit after it) into ``words``; return the next index."""
+    token = tokens[index]
+    following = tokens[index + 1] if index + 1 < len(tokens) else ""
+    previous = tokens[index - 1] if index > 0 else ""
+
+    if token[0] in "#№" and token[1:].strip().isdigit():
+        words.references.append(Ordinal(int(token[1:].strip())))
+        return index + 1
+    if token in POSITION_MARKERS and following.isdigit():
+        words.references.append(Ordinal(int(following)))
+        return index + 2
+    if token in ORDINALS:
+        words.references.append(Ordinal(ORDINALS[token]))
+        return index + 1
+    if token in HALF_KILO_WORDS:
+        words.quantities.append(Quantity(Decimal("0.5"), "kg"))
+        return index + 1
+    if token[0].isdigit():
+        return _sort_number(tokens, index, words)
+    if token in NUMBER_WORDS:
+        if token == "one" and (previous in ORDINALS or previous in PRONOUN_ONE_PRECEDERS):
+            return index + 1
+        return _sort_amount(NUMBER_WORDS[token], following, index, words)
+    if token in UNITS or token in FILLER_WORDS or token in EVERYTHING_WORDS:
+        return index + 1
+    if token in GREETING_WORDS or token in THANKS_WORDS:
+        return index + 1
+    words.name_words.append(token)
+    return index + 1
+
+
+def _sort_number(tokens: list[str], index: int, words: _Words) -> int:
+    match = _NUMBER_WITH_SUFFIX.match(tokens[index])
+    if match is None:  # pragma: no cover - _TOKEN only yields numbers that match
+        return index + 1
+    value = _decimal(match.group(1))
+    suffix = match.group(2)
+    if value is None:
+        return index + 1
+    if suffix in _ORDINAL_SUFFIXES and value == value.to_integral_value():
+        words.references.append(Ordinal(int(value)))
+        return index + 1
+    if suffix in UNITS:
+        words.quantities.append(Quantity(value, UNITS[suffix]))
+        return index + 1
+    if suffix:
+        # Digits glued to letters that are neither a unit nor an ordinal ending, such as
+        # "3в1", are part of a product name.
+        words.name_words.append(tokens[index])
+        return index + 1
+    following = tokens[index + 1] if index + 1 < len(tokens) else ""
+    return _sort_amount(value, following, index, words)
+
+
+def _sort_amount(value: Decimal, following: str, index: int, words: _Words) -> int:
+    if following in UNITS:
+        words.quantities.append(Quantity(value, UNITS[following]))
+        return index + 2
+    words.bare_numbers.append(value)
+    return index + 1
+
+
+def _decimal(text: str) -> Decimal | None:
+    try:
+        return Decimal(text.replace(",", "."))
+    except InvalidOperation:  # pragma: no cover - the token pattern admits only numbers
+        return None
+
+
+def _with_target(kind: IntentKind, words: _Words) -> Intent:
+    """Pick the product reference and the quantity of a cart command."""
+    references = list(words.references)
+    quantities = list(words.quantities)
+    bare = list(words.bare_numbers)
+    if kind == IntentKind.REMOVE and not references and bare and not words.name_words:
+        # "видали 2" means the second product: a removal has no amount.
+        references.append(Ordinal(int(bare.pop(0))))
+    if not quantities and bare:
+        # An added amount usually comes first ("додай 2 першого"), a new quantity last
+        # ("зміни другий на 3").
+        quantities.append(Quantity(bare[-1] if kind == IntentKind.SET_QUANTITY else bare[0]))
+    reference: Reference | None = references[0] if references else None
+    if reference is None and words.name_words:
+        reference = NameFragment(" ".join(words.name_words))
+    if kind == IntentKind.SET_QUANTITY and quantities:
+        quantity: Quantity | None = quantities[-1]
+    else:
+        quantity = quantities[0] if quantities else None
+    if kind == IntentKind.REMOVE:
+        quantity = None
+    return Intent(kind=kind, reference=reference, quantity=quantity)
+
+
+def search_query(text: str) -> str:
+    """Return ``text`` without request words ("покажи", "I need", "please") for the search."""
+    words = [word.strip(_EDGE_PUNCTUATION) for word in normalize(text).split()]
+    skipped = SEARCH_VERBS | FILLER_WORDS | GREETING_WORDS | CART_WORDS
+    return " ".join(word for word in words if word and word not in skipped)
+
+
+def _stem(word: str) -> str:
+    """Cut a word to a prefix that its inflected forms share: "молока" and "молоко" → "моло"."""
+    if len(word) >= 5:
+        return word[:-2]
+    if len(word) == 4:
+        return word[:-1]
+    return word
+
+
+def name_matches(fragment: str, name: str) -> bool:
+    """Tell whether every word of ``fragment`` starts some word of ``name``, ignoring endings."""
+    fragment_words = [word for word in tokenize(fragment) if word not in FILLER_WORDS]
+    name_words = tokenize(name)
+    if not fragment_words:
+        return False
+    return all(
+        any(name_word.startswith(_stem(word)) for name_word in name_words)
+        for word in fragment_words
+    )

@@ -1,0 +1,370 @@
+"""The offline assistant: deterministic answers when no LLM endpoint is configured.
+
+It parses each message with ``intents.parse_intent``, calls the shared tools and answers
+from templates in the shopper's language. Between messages it remembers, under
+``conversation.state["offline"]``, which products it listed last (so "the second one" works)
+and which product it changed last (so "make it 5" works).
+"""
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from decimal import ROUND_CEILING, Decimal
+from typing import Any
+
+from conversations import events
+from conversations.assistants.base import Turn
+from conversations.assistants.intents import (
+    Intent,
+    IntentKind,
+    NameFragment,
+    Ordinal,
+    Quantity,
+    Reference,
+    name_matches,
+    parse_intent,
+)
+from conversations.assistants.replies import Replies
+from conversations.cart import to_decimal
+from conversations.events import Event, StatusCode
+from conversations.tools import CartChangeResult, SearchOutcome, SearchResult, ShownProduct
+from vizochok.exceptions import ErrorCode
+
+STATE_KEY = "offline"
+LIST_SEARCH = "search"
+LIST_CART = "cart"
+# Factors from (the unit the shopper named, the product's unit) to the product's unit.
+UNIT_CONVERSIONS = {
+    ("g", "kg"): Decimal("0.001"),
+    ("kg", "g"): Decimal(1000),
+    ("ml", "l"): Decimal("0.001"),
+    ("l", "ml"): Decimal(1000),
+}
+
+
+@dataclass
+class Memory:
+    """What the offline assistant keeps between messages of one conversation."""
+
+    # SKUs of the numbered list shown last, a search result or the cart.
+    listed: list[str] = field(default_factory=list)
+    listed_kind: str = LIST_SEARCH
+    # The product changed last, the target of "make it 5" without a name.
+    focus: str | None = None
+
+    @classmethod
+    def load(cls, state: dict[str, Any]) -> "Memory":
+        data = state.get(STATE_KEY) or {}
+        return cls(
+            listed=list(data.get("listed", [])),
+            listed_kind=data.get("listed_kind", LIST_SEARCH),
+            focus=data.get("focus"),
+        )
+
+    def store(self, state: dict[str, Any]) -> None:
+        state[STATE_KEY] = {
+            "listed": self.listed,
+            "listed_kind": self.listed_kind,
+            "focus": self.focus,
+        }
+
+
+class OfflineAssistant:
+    name = "offline"
+
+    def respond(self, turn: Turn) -> Iterator[Event]:
+        intent = parse_intent(turn.text)
+        turn.metadata["intent"] = intent.kind.value
+        memory = Memory.load(turn.conversation.state)
+        yield from _OfflineReply(turn=turn, memory=memory, replies=Replies(turn.language)).run(
+            intent
+        )
+        memory.store(turn.conversation.state)
+
+
+@dataclass
+class _OfflineReply:
+    """One answer: status events while tools run, then the text, then cards and cart events."""
+
+    turn: Turn
+    memory: Memory
+    replies: Replies
+    lines: list[str] = field(default_factory=list)
+    extra_events: list[Event] = field(default_factory=list)
+
+    def run(self, intent: Intent) -> Iterator[Event]:
+        handlers = {
+            IntentKind.SEARCH: self._search,
+            IntentKind.ADD: self._add,
+            IntentKind.REMOVE: self._remove,
+            IntentKind.SET_QUANTITY: self._set_quantity,
+            IntentKind.CLEAR_CART: self._clear,
+            IntentKind.SHOW_CART: self._show_cart,
+            IntentKind.HELP: self._help,
+            IntentKind.THANKS: self._thanks,
+        }
+        yield from handlers[intent.kind](intent)
+        yield from events.text_events("\n".join(self.lines))
+        yield from self.extra_events
+
+    # Intents
+
+    def _search(self, intent: Intent) -> Iterator[Event]:
+        yield events.status(StatusCode.SEARCHING)
+        result = self.turn.tools.search_products(intent.query)
+        self._show_search(result, hint_key="search_hint")
+
+    def _add(self, intent: Intent) -> Iterator[Event]:
+        product = self._resolve(intent.reference, prefer_cart=False)
+        if product is None:
+            if isinstance(intent.reference, NameFragment) and not self.lines:
+                yield from self._search_and_add(intent.reference.text, intent.quantity)
+            return
+        yield from self._add_product(product, intent.quantity)
+
+    def _remove(self, intent: Intent) -> Iterator[Event]:
+        product = self._resolve(intent.reference, prefer_cart=True)
+        if product is None:
+            return
+        yield events.status(StatusCode.UPDATING_CART)
+        result = self.turn.tools.remove_from_cart(product.sku)
+        if result.ok:
+            self.lines.append(self.replies.text("removed", name=product.name))
+            self.memory.focus = None
+        yield from self._report(result, product)
+
+    def _set_quantity(self, intent: Intent) -> Iterator[Event]:
+        product = self._resolve(intent.reference, prefer_cart=True)
+        if product is None:
+            return
+        if intent.quantity is None:
+            self.lines.append(self.replies.text("ask_quantity", name=product.name))
+            self.memory.focus = product.sku
+            return
+        amount = self._amount(intent.quantity, product)
+        if amount == 0:
+            yield from self._remove(Intent(kind=IntentKind.REMOVE, reference=intent.reference))
+            return
+        yield events.status(StatusCode.UPDATING_CART)
+        result = self.turn.tools.update_quantity(product.sku, amount)
+        if result.ok:
+            quantity = self.replies.quantity(amount, product.unit)
+            self.lines.append(
+                self.replies.text("quantity_set", name=product.name, quantity=quantity)
+            )
+            self.memory.focus = product.sku
+        yield from self._report(result, product)
+
+    def _clear(self, intent: Intent) -> Iterator[Event]:
+        yield events.status(StatusCode.UPDATING_CART)
+        result = self.turn.tools.clear_cart()
+        if result.ok:
+            self.lines.append(self.replies.text("cleared"))
+            self.memory.focus = None
+            if self.memory.listed_kind == LIST_CART:
+                self.memory.listed = []
+        yield from self._report(result, None)
+
+    def _show_cart(self, intent: Intent) -> Iterator[Event]:
+        cart = self.turn.tools.view_cart()
+        self.lines.extend(self.replies.cart_lines(cart))
+        self.memory.listed = [item["sku"] for item in cart["items"]]
+        self.memory.listed_kind = LIST_CART
+        yield from ()
+
+    def _help(self, intent: Intent) -> Iterator[Event]:
+        self.lines.append(self.replies.text("help"))
+        yield from ()
+
+    def _thanks(self, intent: Intent) -> Iterator[Event]:
+        self.lines.append(self.replies.text("thanks"))
+        yield from ()
+
+    # Steps
+
+    def _add_product(self, product: ShownProduct, quantity: Quantity | None) -> Iterator[Event]:
+        amount = self._amount(quantity, product)
+        yield events.status(StatusCode.UPDATING_CART)
+        result = self.turn.tools.add_to_cart(product.sku, amount)
+        if result.ok:
+            self.lines.append(
+                self.replies.text(
+                    "added", name=product.name, quantity=self.replies.quantity(amount, product.unit)
+                )
+            )
+            promo_note = self.replies.promo_note(product)
+            if promo_note:
+                self.lines.append(promo_note)
+            self.memory.focus = product.sku
+        yield from self._report(result, product)
+
+    def _search_and_add(self, fragment: str, quantity: Quantity | None) -> Iterator[Event]:
+        """Search for a product named in "add milk"; add the top match if its name fits.
+
+        The other matches are shown as cards, so the shopper sees what else there is and
+        can swap the product with "remove …" and "add the second one".
+        """
+        yield events.status(StatusCode.SEARCHING)
+        result = self.turn.tools.search_products(fragment)
+        if result.outcome != SearchOutcome.FOUND or not name_matches(
+            fragment, result.products[0].name
+        ):
+            self._show_search(result, hint_key="search_pick")
+            return
+        self._remember_list(result.products)
+        self.extra_events.extend(result.events())
+        yield from self._add_product(result.products[0], quantity)
+
+    def _report(self, result: CartChangeResult, product: ShownProduct | None) -> Iterator[Event]:
+        """Add the cart summary and event of a confirmed change, or explain the rejection."""
+        if result.ok:
+            if result.cart["items"]:
+                self.lines.append(self.replies.cart_summary(result.cart))
+            self.extra_events.extend(result.events())
+            return
+        quantity = (
+            self.replies.quantity(result.quantity, product.unit)
+            if product is not None and result.quantity is not None
+            else ""
+        )
+        self.lines.append(self.replies.rejection(result.reason, product=product, quantity=quantity))
+        if result.reason == "out_of_stock" and product is not None:
+            yield from self._show_alternatives(product)
+
+    def _show_alternatives(self, product: ShownProduct) -> Iterator[Event]:
+        yield events.status(StatusCode.SEARCHING)
+        result = self.turn.tools.search_products(product.name, exclude_skus=[product.sku])
+        if result.outcome != SearchOutcome.FOUND:
+            self.lines.append(self.replies.text("no_alternatives"))
+            return
+        self.lines.append(self.replies.text("alternatives"))
+        self.lines.extend(self.replies.product_list(result.products))
+        self._remember_list(result.products)
+        self.extra_events.extend(result.events())
+
+    def _show_search(self, result: SearchResult, *, hint_key: str) -> None:
+        if result.outcome == SearchOutcome.FOUND:
+            self.lines.append(self.replies.text("search_found", query=result.query))
+            self.lines.extend(self.replies.product_list(result.products))
+            if result.unavailable_count:
+                self.lines.append(
+                    self.replies.text("search_hidden", count=result.unavailable_count)
+                )
+            self.lines.append(self.replies.text(hint_key))
+            self._remember_list(result.products)
+            self.extra_events.extend(result.events())
+            return
+        if result.outcome == SearchOutcome.NOT_FOUND:
+            self.lines.append(self.replies.text("search_not_found", query=result.query))
+        elif result.outcome == SearchOutcome.NONE_AVAILABLE:
+            self.lines.append(self.replies.text("search_none_available", query=result.query))
+        elif result.outcome == SearchOutcome.PRODUCTS_UNAVAILABLE:
+            self.lines.append(self.replies.text("products_unavailable"))
+        else:
+            self.lines.append(self.replies.text("no_catalog_data"))
+            self.extra_events.append(events.error(ErrorCode.NO_CATALOG_DATA))
+
+    def _remember_list(self, products: list[ShownProduct]) -> None:
+        self.memory.listed = [product.sku for product in products]
+        self.memory.listed_kind = LIST_SEARCH
+        self.memory.focus = products[0].sku if len(products) == 1 else None
+
+    # References
+
+    def _resolve(self, reference: Reference | None, *, prefer_cart: bool) -> ShownProduct | None:
+        """Find the product ``reference`` means; otherwise add a line that says what is unclear.
+
+        A name that matches nothing adds no line when ``prefer_cart`` is false, because the
+        caller then searches the catalog for it.
+        """
+        if isinstance(reference, Ordinal):
+            return self._by_position(reference.position)
+        if isinstance(reference, NameFragment):
+            return self._by_name(reference.text, prefer_cart=prefer_cart)
+        return self._implicit(prefer_cart=prefer_cart)
+
+    def _listed_products(self) -> list[ShownProduct]:
+        prefer_cart = self.memory.listed_kind == LIST_CART
+        products = (
+            self.turn.tools.product_offered(sku, prefer_cart=prefer_cart)
+            for sku in self.memory.listed
+        )
+        return [product for product in products if product is not None]
+
+    def _by_position(self, position: int) -> ShownProduct | None:
+        listed = self._listed_products()
+        if not listed:
+            self.lines.append(self.replies.text("nothing_listed"))
+            return None
+        index = len(listed) - 1 if position == -1 else position - 1
+        if not 0 <= index < len(listed):
+            self.lines.append(
+                self.replies.text("position_missing", position=position, count=len(listed))
+            )
+            return None
+        return listed[index]
+
+    def _by_name(self, fragment: str, *, prefer_cart: bool) -> ShownProduct | None:
+        cart = self._cart_products()
+        shown = self._listed_products() + self.turn.tools.shown_products()
+        pools = [cart, shown] if prefer_cart else [shown, cart]
+        for pool in pools:
+            matches = _unique(product for product in pool if name_matches(fragment, product.name))
+            if len(matches) == 1:
+                return matches[0]
+            if matches:
+                self._ask_which(fragment, matches)
+                return None
+        if prefer_cart:
+            self.lines.append(self.replies.text("not_in_cart_fragment", fragment=fragment))
+        return None
+
+    def _implicit(self, *, prefer_cart: bool) -> ShownProduct | None:
+        if self.memory.focus:
+            product = self.turn.tools.product_offered(self.memory.focus, prefer_cart=prefer_cart)
+            if product is not None:
+                return product
+        listed = self._listed_products()
+        if len(listed) == 1:
+            return listed[0]
+        cart = self._cart_products()
+        if prefer_cart and len(cart) == 1:
+            return cart[0]
+        self.lines.append(self.replies.text("which_product"))
+        return None
+
+    def _ask_which(self, fragment: str, matches: list[ShownProduct]) -> None:
+        self.lines.append(self.replies.text("ambiguous", fragment=fragment))
+        self.lines.extend(self.replies.product_list(matches))
+        self.lines.append(self.replies.text("ambiguous_question"))
+        self.memory.listed = [product.sku for product in matches]
+        self.memory.listed_kind = LIST_SEARCH
+
+    def _cart_products(self) -> list[ShownProduct]:
+        skus = [item["sku"] for item in self.turn.tools.view_cart()["items"]]
+        products = (self.turn.tools.product_offered(sku, prefer_cart=True) for sku in skus)
+        return [product for product in products if product is not None]
+
+    # Quantities
+
+    def _amount(self, quantity: Quantity | None, product: ShownProduct) -> Decimal:
+        """Convert the shopper's amount to the product's unit, or pick the smallest order."""
+        if quantity is None:
+            return _default_amount(product)
+        factor = UNIT_CONVERSIONS.get((quantity.unit or "", product.unit), Decimal(1))
+        return quantity.value * factor
+
+
+def _default_amount(product: ShownProduct) -> Decimal:
+    """Return 1, raised to the minimum quantity and rounded up to the quantity step."""
+    amount = max(Decimal(1), to_decimal(product.min_quantity or 0))
+    step = product.step
+    if step is not None and step > 0 and amount % step != 0:
+        amount = (amount / step).to_integral_value(rounding=ROUND_CEILING) * step
+    return amount
+
+
+def _unique(products: Iterator[ShownProduct] | list[ShownProduct]) -> list[ShownProduct]:
+    by_sku: dict[str, ShownProduct] = {}
+    for product in products:
+        by_sku.setdefault(product.sku, product)
+    return list(by_sku.values())

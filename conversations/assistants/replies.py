@@ -1,0 +1,320 @@
+"""Reply templates of the offline assistant in Ukrainian, English and Russian.
+
+Prices are written without a currency because the tenant's currency is not configured
+anywhere yet; Ukrainian and Russian use a decimal comma.
+"""
+
+import re
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from conversations.cart import effective_price, money_number, quantity_number, to_decimal
+from conversations.events import CartSnapshot
+from conversations.language import ENGLISH, RUSSIAN, UKRAINIAN
+from conversations.tools import GuardReason, ShownProduct
+
+TEMPLATES: dict[str, dict[str, str]] = {
+    UKRAINIAN: {
+        "search_found": "Ось що я знайшов за запитом «{query}»:",
+        "search_hidden": "Товарів, яких зараз немає в наявності, я не показую: {count}.",
+        "search_hint": "Щоб додати товар, напишіть, наприклад, «додай перший» або «додай 2 шт другого».",
+        "search_pick": "Який із них додати? Напишіть, наприклад, «додай перший».",
+        "search_not_found": "За запитом «{query}» нічого не знайшлося. Спробуйте інші слова, наприклад назву товару або бренд.",
+        "search_none_available": "За запитом «{query}» є товари в каталозі, але зараз жодного з них немає в наявності.",
+        "products_unavailable": "На жаль, зараз не вдалося завантажити товари. Спробуйте, будь ласка, ще раз за хвилину.",
+        "no_catalog_data": "Каталог магазину поки порожній, тож шукати в ньому ще нічого.",
+        "product_line": "{position}. {name} — {price}",
+        "product_line_promo": "{position}. {name} — {promo_price} замість {price} (акція{label})",
+        "added": "Додав у кошик: {name}, {quantity}.",
+        "added_promo": "Ціна за акцією: {promo_price} замість {price}{label}.",
+        "cart_summary": "Позицій у кошику: {count}, сума: {total}.",
+        "removed": "Прибрав з кошика: {name}.",
+        "quantity_set": "Змінив кількість: {name} — тепер {quantity}.",
+        "cleared": "Кошик очищено.",
+        "cart_empty": "Ваш кошик порожній.",
+        "cart_header": "У вашому кошику:",
+        "cart_line": "{position}. {name} — {quantity} × {price} = {line_total}",
+        "cart_total": "Разом: {total}.",
+        "help": "Я допоможу знайти товари і зібрати кошик. Напишіть, наприклад: «молоко», «додай другий», «зміни кількість першого на 2», «прибери молоко», «що в кошику?» або «очисти кошик».",
+        "thanks": "Будь ласка! Чим ще можу допомогти?",
+        "nothing_listed": "Я ще не показував товарів. Напишіть, що шукаєте, наприклад «молоко».",
+        "position_missing": "В останньому списку немає позиції №{position}, у ньому позицій: {count}.",
+        "which_product": "Уточніть, будь ласка, який товар: назвіть його або вкажіть номер у списку.",
+        "ambiguous": "Під «{fragment}» підходить кілька товарів:",
+        "ambiguous_question": "Який саме? Напишіть номер або точнішу назву.",
+        "not_in_cart_fragment": "У кошику немає товару «{fragment}».",
+        "ask_quantity": "Скільки поставити для «{name}»? Напишіть, наприклад, «зроби 2».",
+        "alternatives": "Ось схожі товари в наявності:",
+        "no_alternatives": "Схожих товарів у наявності не знайшлося.",
+        GuardReason.SKU_NOT_OFFERED: "Я можу змінювати кошик лише для товарів, які показав вам, або тих, що вже в кошику.",
+        GuardReason.INVALID_QUANTITY: "Кількість має бути більшою за нуль.",
+        GuardReason.BELOW_MIN_QUANTITY: "Мінімальна кількість для «{name}» — {min_quantity}.",
+        GuardReason.QUANTITY_STEP_MISMATCH: "«{name}» продається кратно {step}.",
+        "out_of_stock": "На жаль, «{name}» закінчився.",
+        "product_not_found": "Магазин не знайшов товар «{name}». Можу пошукати ще раз: напишіть, що шукаєте.",
+        "quantity_exceeded": "У магазині немає стільки «{name}» ({quantity}). Спробуйте меншу кількість.",
+        "not_in_cart": "«{name}» немає у вашому кошику.",
+        "missing_sku": "Не вдалося змінити кошик через помилку в запиті до магазину. Спробуйте, будь ласка, пізніше.",
+        "missing_params": "Не вдалося змінити кошик через помилку в запиті до магазину. Спробуйте, будь ласка, пізніше.",
+        "webhook_timeout": "Магазин не відповів вчасно, тому кошик не змінився. Спробуйте, будь ласка, ще раз.",
+        "webhook_error": "Не вдалося змінити кошик: магазин повернув помилку. Спробуйте, будь ласка, ще раз.",
+        "webhook_not_configured": "Магазин ще не підключив кошик, тому я не можу його змінити.",
+        "limit_max": "На «{name}» діє обмеження: не більше {limit} {per}.",
+        "limit_min": "На «{name}» діє обмеження: не менше {limit} {per}.",
+        "declined_reason": "Магазин не прийняв зміну: {reason}.",
+        "declined": "Магазин не прийняв зміну.",
+        "per_customer": "на одного покупця",
+        "per_order": "в одному замовленні",
+        "per_day": "на день",
+    },
+    ENGLISH: {
+        "search_found": "Here is what I found for “{query}”:",
+        "search_hidden": "Matching products that are out of stock right now are left out: {count}.",
+        "search_hint": "To add a product, say for example “add the first one” or “add 2 of the second”.",
+        "search_pick": "Which one should I add? Say for example “add the first one”.",
+        "search_not_found": "I found nothing for “{query}”. Try other words, such as a product type or a brand.",
+        "search_none_available": "The catalog has products for “{query}”, but none of them is in stock right now.",
+        "products_unavailable": "Sorry, products could not be loaded right now. Please try again in a minute.",
+        "no_catalog_data": "The store's catalog is empty for now, so there is nothing to search yet.",
+        "product_line": "{position}. {name} — {price}",
+        "product_line_promo": "{position}. {name} — {promo_price} instead of {price} (promotion{label})",
+        "added": "Added to your cart: {name}, {quantity}.",
+        "added_promo": "Promotional price: {promo_price} instead of {price}{label}.",
+        "cart_summary": "Items in your cart: {count}, total: {total}.",
+        "removed": "Removed from your cart: {name}.",
+        "quantity_set": "Changed the quantity: {name} is now {quantity}.",
+        "cleared": "Your cart is now empty.",
+        "cart_empty": "Your cart is empty.",
+        "cart_header": "In your cart:",
+        "cart_line": "{position}. {name} — {quantity} × {price} = {line_total}",
+        "cart_total": "Total: {total}.",
+        "help": "I can find products and fill your cart. Try for example: “milk”, “add the second one”, “set the first to 2”, “remove milk”, “what's in my cart?” or “clear the cart”.",
+        "thanks": "You're welcome! Anything else I can help with?",
+        "nothing_listed": "I haven't shown any products yet. Tell me what you are looking for, for example “milk”.",
+        "position_missing": "The last list has no item number {position}; it has {count}.",
+        "which_product": "Which product do you mean? Name it or give its number in the list.",
+        "ambiguous": "Several products match “{fragment}”:",
+        "ambiguous_question": "Which one? Give its number or a more exact name.",
+        "not_in_cart_fragment": "There is no “{fragment}” in your cart.",
+        "ask_quantity": "What quantity should I set for “{name}”? Say for example “make it 2”.",
+        "alternatives": "Here are similar products in stock:",
+        "no_alternatives": "I found no similar products in stock.",
+        GuardReason.SKU_NOT_OFFERED: "I can only change the cart for products I have shown you or that are already in your cart.",
+        GuardReason.INVALID_QUANTITY: "The quantity must be greater than zero.",
+        GuardReason.BELOW_MIN_QUANTITY: "The minimum quantity of “{name}” is {min_quantity}.",
+        GuardReason.QUANTITY_STEP_MISMATCH: "“{name}” is sold in steps of {step}.",
+        "out_of_stock": "Sorry, “{name}” is out of stock.",
+        "product_not_found": "The store could not find “{name}”. I can search again: tell me what you are looking for.",
+        "quantity_exceeded": "The store does not have {quantity} of “{name}”. Try a smaller quantity.",
+        "not_in_cart": "“{name}” is not in your cart.",
+        "missing_sku": "The cart could not be changed because of an error in the request to the store. Please try again later.",
+        "missing_params": "The cart could not be changed because of an error in the request to the store. Please try again later.",
+        "webhook_timeout": "The store did not respond in time, so your cart was not changed. Please try again.",
+        "webhook_error": "The cart could not be changed because the store returned an error. Please try again.",
+        "webhook_not_configured": "This store has not connected its cart yet, so I cannot change it.",
+        "limit_max": "There is a limit of {limit} {per} for “{name}”.",
+        "limit_min": "There is a minimum of {limit} {per} for “{name}”.",
+        "declined_reason": "The store declined the change: {reason}.",
+        "declined": "The store declined the change.",
+        "per_customer": "per customer",
+        "per_order": "per order",
+        "per_day": "per day",
+    },
+    RUSSIAN: {
+        "search_found": "Вот что я нашёл по запросу «{query}»:",
+        "search_hidden": "Товары, которых сейчас нет в наличии, я не показываю: {count}.",
+        "search_hint": "Чтобы добавить товар, напишите, например, «добавь первый» или «добавь 2 шт второго».",
+        "search_pick": "Какой из них добавить? Напишите, например, «добавь первый».",
+        "search_not_found": "По запросу «{query}» ничего не нашлось. Попробуйте другие слова, например название товара или бренд.",
+        "search_none_available": "По запросу «{query}» в каталоге есть товары, но сейчас ни одного нет в наличии.",
+        "products_unavailable": "К сожалению, сейчас не удалось загрузить товары. Попробуйте, пожалуйста, ещё раз через минуту.",
+        "no_catalog_data": "Каталог магазина пока пуст, искать в нём ещё нечего.",
+        "product_line": "{position}. {name} — {price}",
+        "product_line_promo": "{position}. {name} — {promo_price} вместо {price} (акция{label})",
+        "added": "Добавил в корзину: {name}, {quantity}.",
+        "added_promo": "Цена по акции: {promo_price} вместо {price}{label}.",
+        "cart_summary": "Позиций в корзине: {count}, сумма: {total}.",
+        "removed": "Убрал из корзины: {name}.",
+        "quantity_set": "Изменил количество: {name} — теперь {quantity}.",
+        "cleared": "Корзина очищена.",
+        "cart_empty": "Ваша корзина пуста.",
+        "cart_header": "В вашей корзине:",
+        "cart_line": "{position}. {name} — {quantity} × {price} = {line_total}",
+        "cart_total": "Итого: {total}.",
+        "help": "Я помогу найти товары и собрать корзину. Напишите, например: «молоко», «добавь второй», «измени количество первого на 2», «убери молоко», «что в корзине?» или «очисти корзину».",
+        "thanks": "Пожалуйста! Чем ещё могу помочь?",
+        "nothing_listed": "Я ещё не показывал товаров. Напишите, что ищете, например «молоко».",
+        "position_missing": "В последнем списке нет позиции №{position}, в нём позиций: {count}.",
+        "which_product": "Уточните, пожалуйста, какой товар: назовите его или укажите номер в списке.",
+        "ambiguous": "Под «{fragment}» подходит несколько товаров:",
+        "ambiguous_question": "Какой именно? Напишите номер или более точное название.",
+        "not_in_cart_fragment": "В корзине нет товара «{fragment}».",
+        "ask_quantity": "Сколько поставить для «{name}»? Напишите, например, «сделай 2».",
+        "alternatives": "Вот похожие товары в наличии:",
+        "no_alternatives": "Похожих товаров в наличии не нашлось.",
+        GuardReason.SKU_NOT_OFFERED: "Я могу менять корзину только для товаров, которые показал вам, или тех, что уже в корзине.",
+        GuardReason.INVALID_QUANTITY: "Количество должно быть больше нуля.",
+        GuardReason.BELOW_MIN_QUANTITY: "Минимальное количество для «{name}» — {min_quantity}.",
+        GuardReason.QUANTITY_STEP_MISMATCH: "«{name}» продаётся кратно {step}.",
+        "out_of_stock": "К сожалению, «{name}» закончился.",
+        "product_not_found": "Магазин не нашёл товар «{name}». Могу поискать ещё раз: напишите, что ищете.",
+        "quantity_exceeded": "В магазине нет столько «{name}» ({quantity}). Попробуйте меньшее количество.",
+        "not_in_cart": "«{name}» нет в вашей корзине.",
+        "missing_sku": "Не удалось изменить корзину из-за ошибки в запросе к магазину. Попробуйте, пожалуйста, позже.",
+        "missing_params": "Не удалось изменить корзину из-за ошибки в запросе к магазину. Попробуйте, пожалуйста, позже.",
+        "webhook_timeout": "Магазин не ответил вовремя, поэтому корзина не изменилась. Попробуйте, пожалуйста, ещё раз.",
+        "webhook_error": "Не удалось изменить корзину: магазин вернул ошибку. Попробуйте, пожалуйста, ещё раз.",
+        "webhook_not_configured": "Магазин ещё не подключил корзину, поэтому я не могу её изменить.",
+        "limit_max": "На «{name}» действует ограничение: не больше {limit} {per}.",
+        "limit_min": "На «{name}» действует ограничение: не меньше {limit} {per}.",
+        "declined_reason": "Магазин не принял изменение: {reason}.",
+        "declined": "Магазин не принял изменение.",
+        "per_customer": "на одного покупателя",
+        "per_order": "в одном заказе",
+        "per_day": "в день",
+    },
+}
+
+UNIT_NAMES: dict[str, dict[str, str]] = {
+    UKRAINIAN: {"pcs": "шт", "kg": "кг", "g": "г", "l": "л", "ml": "мл"},
+    ENGLISH: {"pcs": "pcs", "kg": "kg", "g": "g", "l": "l", "ml": "ml"},
+    RUSSIAN: {"pcs": "шт", "kg": "кг", "g": "г", "l": "л", "ml": "мл"},
+}
+
+# Reasons with a template of their own: the guards' reasons, the reasons the webhook contract
+# suggests to merchants, and this service's reasons for a failed webhook call.
+EXPLAINED_REASONS = frozenset(
+    {
+        *(reason.value for reason in GuardReason),
+        "out_of_stock",
+        "product_not_found",
+        "quantity_exceeded",
+        "not_in_cart",
+        "missing_sku",
+        "missing_params",
+        "webhook_timeout",
+        "webhook_error",
+        "webhook_not_configured",
+    }
+)
+
+# Merchant reasons such as "max_3_per_customer" or "min_2_per_order".
+_LIMIT_REASON = re.compile(
+    r"^(?P<kind>max|min)_(?P<limit>\d+(?:[._]\d+)?)"
+    r"(?:_per_(?P<per>customer|person|user|client|order|cart|day))?$"
+)
+_PER_KEYS = {
+    "customer": "per_customer",
+    "person": "per_customer",
+    "user": "per_customer",
+    "client": "per_customer",
+    "order": "per_order",
+    "cart": "per_order",
+    "day": "per_day",
+}
+
+
+@dataclass(frozen=True)
+class Replies:
+    """Templated sentences and number formats in one language."""
+
+    language: str
+
+    def text(self, key: str, **params: Any) -> str:
+        templates = TEMPLATES.get(self.language, TEMPLATES[UKRAINIAN])
+        return templates[key].format(**params)
+
+    def price(self, value: float | Decimal) -> str:
+        text = f"{money_number(to_decimal(value)):.2f}"
+        return text if self.language == ENGLISH else text.replace(".", ",")
+
+    def amount(self, value: float | Decimal) -> str:
+        number = quantity_number(to_decimal(value))
+        text = str(number)
+        return text if self.language == ENGLISH else text.replace(".", ",")
+
+    def quantity(self, value: float | Decimal, unit: str) -> str:
+        unit_name = UNIT_NAMES.get(self.language, UNIT_NAMES[UKRAINIAN]).get(unit, unit)
+        return f"{self.amount(value)} {unit_name}"
+
+    def product_line(self, position: int, product: ShownProduct) -> str:
+        if product.promo_price is None:
+            return self.text(
+                "product_line",
+                position=position,
+                name=product.name,
+                price=self.price(product.price),
+            )
+        return self.text(
+            "product_line_promo",
+            position=position,
+            name=product.name,
+            promo_price=self.price(product.promo_price),
+            price=self.price(product.price),
+            label=f" {product.promo_label}" if product.promo_label else "",
+        )
+
+    def product_list(self, products: list[ShownProduct]) -> list[str]:
+        return [self.product_line(index, product) for index, product in enumerate(products, 1)]
+
+    def promo_note(self, product: ShownProduct) -> str | None:
+        if product.promo_price is None:
+            return None
+        return self.text(
+            "added_promo",
+            promo_price=self.price(product.promo_price),
+            price=self.price(product.price),
+            label=f" ({product.promo_label})" if product.promo_label else "",
+        )
+
+    def cart_lines(self, cart: CartSnapshot) -> list[str]:
+        if not cart["items"]:
+            return [self.text("cart_empty")]
+        lines = [self.text("cart_header")]
+        for position, item in enumerate(cart["items"], 1):
+            unit_price = effective_price(item)
+            lines.append(
+                self.text(
+                    "cart_line",
+                    position=position,
+                    name=item["name"],
+                    quantity=self.quantity(item["quantity"], item.get("unit") or "pcs"),
+                    price=self.price(unit_price),
+                    line_total=self.price(unit_price * to_decimal(item["quantity"])),
+                )
+            )
+        lines.append(self.text("cart_total", total=self.price(cart["total"])))
+        return lines
+
+    def cart_summary(self, cart: CartSnapshot) -> str:
+        return self.text("cart_summary", count=len(cart["items"]), total=self.price(cart["total"]))
+
+    def rejection(self, reason: str | None, *, product: ShownProduct | None, quantity: str) -> str:
+        """Explain why the merchant or a guard rejected a cart change."""
+        name = product.name if product else ""
+        if reason is None:
+            return self.text("declined")
+        if reason in EXPLAINED_REASONS:
+            return self.text(
+                reason,
+                name=name,
+                quantity=quantity,
+                min_quantity=self._rule_amount(product, product.min_quantity if product else None),
+                step=self._rule_amount(product, product.step if product else None),
+            )
+        match = _LIMIT_REASON.match(reason)
+        if match is not None:
+            per_key = _PER_KEYS.get(match.group("per") or "customer", "per_customer")
+            return self.text(
+                f"limit_{match.group('kind')}",
+                name=name,
+                limit=self.amount(to_decimal(match.group("limit").replace("_", "."))),
+                per=self.text(per_key),
+            )
+        return self.text("declined_reason", reason=reason.replace("_", " ").strip())
+
+    def _rule_amount(self, product: ShownProduct | None, value: float | Decimal | None) -> str:
+        if product is None or value is None:
+            return ""
+        return self.quantity(value, product.unit)

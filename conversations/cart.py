@@ -1,0 +1,143 @@
+"""Arithmetic on the cart snapshot that a conversation keeps.
+
+The merchant owns the cart. These functions only replay a change the merchant has already
+confirmed onto the local snapshot, so that the client receives the new cart without
+another webhook call. Amounts are computed in ``Decimal`` and stored as JSON numbers.
+"""
+
+from collections.abc import Iterable, Mapping
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+from conversations.events import CartItem, CartSnapshot
+from webhooks.dispatch import CartLine
+
+MONEY_PLACES = Decimal("0.01")
+# Goods sold by weight are counted to the gram.
+QUANTITY_PLACES = Decimal("0.001")
+
+
+def to_decimal(value: float | int | str | Decimal) -> Decimal:
+    """Convert through ``str`` so that 0.1 stays 0.1 instead of its binary approximation."""
+    return value if isinstance(value, Decimal) else Decimal(str(value))
+
+
+def quantity_number(value: Decimal | float | int) -> int | float:
+    """Return a quantity as a JSON number: 2 for whole quantities, 0.5 otherwise."""
+    rounded = to_decimal(value).quantize(QUANTITY_PLACES, rounding=ROUND_HALF_UP)
+    if rounded == rounded.to_integral_value():
+        return int(rounded)
+    return float(rounded.normalize())
+
+
+def money_number(value: Decimal) -> float:
+    return float(value.quantize(MONEY_PLACES, rounding=ROUND_HALF_UP))
+
+
+def effective_price(item: Mapping[str, Any]) -> Decimal:
+    """Return the price the shopper pays for one unit: the promo price when there is one."""
+    promo_price = item.get("promo_price")
+    return to_decimal(promo_price if promo_price is not None else item["price"])
+
+
+def cart_total(items: Iterable[Mapping[str, Any]]) -> float:
+    """Return the sum of effective price × quantity, rounded half up to 2 decimals."""
+    total = sum(
+        (effective_price(item) * to_decimal(item["quantity"]) for item in items), Decimal(0)
+    )
+    return money_number(total)
+
+
+def cart_snapshot(items: Iterable[CartItem]) -> CartSnapshot:
+    item_list = list(items)
+    return {"items": item_list, "total": cart_total(item_list)}
+
+
+def cart_item(
+    *,
+    sku: str,
+    name: str,
+    price: float,
+    quantity: Decimal | float | int,
+    unit: str = "pcs",
+    promo_price: float | None = None,
+    brand: str | None = None,
+) -> CartItem:
+    return {
+        "sku": sku,
+        "name": name,
+        "price": price,
+        "promo_price": promo_price,
+        "brand": brand or None,
+        "quantity": quantity_number(quantity),
+        "unit": unit or "pcs",
+    }
+
+
+def cart_from_lines(lines: Iterable[CartLine]) -> CartSnapshot:
+    """Build a snapshot from the lines the cart GET webhook returned."""
+    return cart_snapshot(
+        cart_item(
+            sku=line.sku,
+            name=line.name,
+            price=line.price,
+            quantity=to_decimal(line.quantity),
+            unit=line.unit,
+            promo_price=line.promo_price,
+            brand=line.brand,
+        )
+        for line in lines
+    )
+
+
+def cart_find(cart: CartSnapshot, sku: str) -> CartItem | None:
+    return next((item for item in cart["items"] if item["sku"] == sku), None)
+
+
+def cart_with_added(cart: CartSnapshot, added: CartItem) -> CartSnapshot:
+    """Add ``added``; an existing line of the same SKU gets the sum and the newer prices."""
+    items: list[CartItem] = []
+    merged = False
+    for item in cart["items"]:
+        if item["sku"] == added["sku"]:
+            quantity = to_decimal(item["quantity"]) + to_decimal(added["quantity"])
+            items.append({**added, "quantity": quantity_number(quantity)})
+            merged = True
+        else:
+            items.append(item)
+    if not merged:
+        items.append(added)
+    return cart_snapshot(items)
+
+
+def cart_without(cart: CartSnapshot, sku: str) -> CartSnapshot:
+    return cart_snapshot(item for item in cart["items"] if item["sku"] != sku)
+
+
+def cart_with_quantity(
+    cart: CartSnapshot, *, sku: str, quantity: Decimal, fallback: CartItem | None = None
+) -> CartSnapshot:
+    """Set the quantity of ``sku``.
+
+    The merchant may confirm an update for a line the local snapshot lacks (the shopper can
+    change the cart on the store's site too), so ``fallback`` is appended in that case.
+    """
+    if cart_find(cart, sku) is None:
+        if fallback is None:
+            return cart_snapshot(cart["items"])
+        return cart_snapshot([*cart["items"], {**fallback, "quantity": quantity_number(quantity)}])
+    return cart_snapshot(
+        {**item, "quantity": quantity_number(quantity)} if item["sku"] == sku else item
+        for item in cart["items"]
+    )
+
+
+def cart_empty() -> CartSnapshot:
+    return {"items": [], "total": 0.0}
+
+
+def cart_parse(data: Any) -> CartSnapshot:
+    """Read a stored snapshot, tolerating the empty ``{}`` of an older row."""
+    if not isinstance(data, dict) or not isinstance(data.get("items"), list):
+        return cart_empty()
+    return cart_snapshot(data["items"])

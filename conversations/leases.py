@@ -1,0 +1,68 @@
+"""A lease on a conversation row, so that one conversation runs one turn at a time.
+
+The lease is the ``turn_started_at`` column. It is taken with one conditional UPDATE, which
+PostgreSQL applies atomically, so two workers in different processes cannot both take it. A
+lease older than ``LEASE_DURATION`` counts as abandoned (a crashed worker) and may be taken
+over. Every write a turn makes to the conversation row goes through ``TurnLease.save``, which
+writes only while the lease is still held.
+
+Lease operations must run in autocommit mode, outside ``transaction.atomic``, because other
+processes see the lease only once its UPDATE is committed.
+"""
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+from conversations.models import Conversation
+from vizochok.exceptions import InternalError
+
+logger = logging.getLogger(__name__)
+
+# Longer than the slowest turn: a few webhook calls, each at most 2 attempts of the
+# maximum tenant timeout (30 s) plus the 1 s retry delay.
+LEASE_DURATION = timedelta(minutes=5)
+
+
+class LeaseLost(InternalError):
+    """The lease expired and another worker took the conversation over."""
+
+    default_detail = "The conversation was taken over by another worker."
+
+
+@dataclass(frozen=True)
+class TurnLease:
+    conversation_pk: int
+    started_at: datetime
+
+    def save(self, conversation: Conversation, fields: Sequence[str]) -> None:
+        """Write ``fields`` of ``conversation``; raise ``LeaseLost`` if the lease is gone."""
+        values = {name: getattr(conversation, name) for name in fields}
+        updated = self._held().update(**values, updated_at=timezone.now())
+        if updated != 1:
+            logger.error(
+                "conversations.lease.lost",
+                extra={"conversation_id": conversation.public_id, "fields": list(fields)},
+            )
+            raise LeaseLost()
+
+    def release(self) -> None:
+        self._held().update(turn_started_at=None)
+
+    def _held(self) -> QuerySet[Conversation]:
+        return Conversation.objects.filter(pk=self.conversation_pk, turn_started_at=self.started_at)
+
+
+def turn_lease_acquire(*, conversation: Conversation) -> TurnLease | None:
+    """Take the lease on ``conversation``, or return None while another turn holds it."""
+    now = timezone.now()
+    free = Q(turn_started_at__isnull=True) | Q(turn_started_at__lt=now - LEASE_DURATION)
+    taken = Conversation.objects.filter(free, pk=conversation.pk).update(turn_started_at=now) == 1
+    if not taken:
+        return None
+    conversation.turn_started_at = now
+    return TurnLease(conversation_pk=conversation.pk, started_at=now)

@@ -1,0 +1,239 @@
+"""Writes of the conversations app: starting a conversation and processing a message."""
+
+import logging
+import secrets
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from django.db import transaction
+from django.utils import timezone
+
+from conversations import events
+from conversations.assistants import Assistant, HistoryEntry, Turn, get_assistant
+from conversations.cart import cart_from_lines
+from conversations.events import Event, EventType
+from conversations.language import UKRAINIAN, detect_language
+from conversations.leases import TurnLease, turn_lease_acquire
+from conversations.models import Conversation, Message
+from conversations.tools import ShoppingTools
+from tenants.models import AssistantSettings, Tenant, WebhookSettings
+from vizochok.exceptions import Conflict, ErrorCode, PayloadTooLarge
+from webhooks.dispatch import cart_fetch
+
+logger = logging.getLogger(__name__)
+
+# A shopper message is at most 64 KB of UTF-8, the limit of the chat protocol.
+MAX_MESSAGE_BYTES = 64 * 1024
+# Earlier messages handed to the assistant with each turn.
+HISTORY_LIMIT = 20
+STATE_LANGUAGE = "language"
+
+
+def conversation_create(
+    *, tenant: Tenant, store_id: str, user_id: str | None = None
+) -> Conversation:
+    """Start a conversation; the merchant finds the cart by ``user_id`` or a generated id."""
+    session_id = user_id or f"anon_{secrets.token_urlsafe(16)}"
+    conversation = Conversation.objects.create(
+        tenant=tenant, store_id=store_id, user_id=user_id or "", session_id=session_id
+    )
+    logger.info(
+        "conversations.conversation.created",
+        extra={
+            "tenant_id": tenant.pk,
+            "conversation_id": conversation.public_id,
+            "store_id": store_id,
+            "has_user_id": bool(user_id),
+        },
+    )
+    return conversation
+
+
+def message_too_large() -> PayloadTooLarge:
+    return PayloadTooLarge(
+        f"The message is larger than {MAX_MESSAGE_BYTES} bytes; send a shorter text.",
+        code=ErrorCode.MESSAGE_TOO_LARGE,
+        extra={"max_size": MAX_MESSAGE_BYTES},
+    )
+
+
+def message_text_validate(text: str) -> None:
+    """Raise ``message_too_large`` (HTTP 413) for text over ``MAX_MESSAGE_BYTES``."""
+    if len(text.encode("utf-8")) > MAX_MESSAGE_BYTES:
+        raise message_too_large()
+
+
+@dataclass
+class ConversationTurn:
+    """Process one shopper message and yield the events of the reply.
+
+    Steps: take the conversation's lease (``agent_busy`` if another turn has it), save the
+    shopper's message, load the merchant's cart on the first message, run the assistant,
+    save its message with every event, and end with ``response_complete``.
+
+    The tools write the cart snapshot as soon as the merchant confirms a change, not at the
+    end of the turn. The merchant's cart has changed by then, so a failure later in the turn
+    must not roll the snapshot back. An unexpected error becomes an
+    ``internal_error`` event and the reply is saved with the events sent up to then.
+
+    Run it outside ``transaction.atomic`` (see ``conversations.leases``). Errors raised
+    before the first event (``message_too_large``, ``agent_busy``) leave nothing written.
+    """
+
+    conversation: Conversation
+    text: str
+    assistant: Assistant | None = None
+    # The assistant's saved message, set when ``run`` has finished.
+    reply: Message | None = field(default=None, init=False)
+
+    def run(self) -> Iterator[Event]:
+        message_text_validate(self.text)
+        lease = self._take_lease()
+        try:
+            yield from self._process(lease)
+        finally:
+            lease.release()
+
+    def reply_message(self) -> Message:
+        """Return the assistant's saved message; valid once ``run`` has been consumed."""
+        if self.reply is None:
+            raise RuntimeError("The turn has not finished; consume run() first.")
+        return self.reply
+
+    def _take_lease(self) -> TurnLease:
+        lease = turn_lease_acquire(conversation=self.conversation)
+        if lease is None:
+            logger.info("conversations.turn.busy", extra=self._log_fields())
+            raise Conflict(
+                "Another message of this conversation is being processed; retry when it is done.",
+                code=ErrorCode.AGENT_BUSY,
+            )
+        # Another process may have finished a turn since the caller read the row.
+        self.conversation.refresh_from_db()
+        return lease
+
+    def _process(self, lease: TurnLease) -> Iterator[Event]:
+        is_first_message = not self.conversation.messages.exists()
+        turn = self._build_turn(lease)
+        self._save_shopper_message(turn.language)
+        assistant = self.assistant or get_assistant(self.conversation.tenant)
+        sent: list[Event] = []
+        try:
+            if is_first_message:
+                self._load_cart(lease)
+            for event in assistant.respond(turn):
+                sent.append(event)
+                yield event
+        # The turn is the boundary between the assistant and the client: whatever the
+        # assistant raises is logged with an id and reported as an event, so the client
+        # always gets response_complete and the reply is saved.
+        except Exception as error:
+            error_event = self._internal_error(error)
+            sent.append(error_event)
+            yield error_event
+        sent.append(events.response_complete())
+        self._save_reply(lease, turn, assistant.name, sent)
+        yield sent[-1]
+
+    def _build_turn(self, lease: TurnLease) -> Turn:
+        state = self.conversation.state
+        fallback = state.get(STATE_LANGUAGE) or self._default_language()
+        language = detect_language(self.text, fallback=fallback)
+        return Turn(
+            conversation=self.conversation,
+            text=self.text,
+            tools=ShoppingTools(conversation=self.conversation, lease=lease),
+            language=language,
+            history=self._history(),
+        )
+
+    def _default_language(self) -> str:
+        language = (
+            AssistantSettings.objects.filter(tenant=self.conversation.tenant)
+            .values_list("default_language", flat=True)
+            .first()
+        )
+        return language or UKRAINIAN
+
+    def _history(self) -> list[HistoryEntry]:
+        latest = self.conversation.messages.order_by("-created_at", "-pk")[:HISTORY_LIMIT]
+        return [HistoryEntry(role=message.role, text=message.text) for message in reversed(latest)]
+
+    def _save_shopper_message(self, language: str) -> None:
+        Message.objects.create(
+            tenant=self.conversation.tenant,
+            conversation=self.conversation,
+            role=Message.Role.USER,
+            text=self.text,
+            metadata={"language": language},
+        )
+
+    def _load_cart(self, lease: TurnLease) -> None:
+        """Load the merchant's cart once, on the first message, if cart GET is configured.
+
+        A failure is logged and the conversation goes on with an empty cart. The next
+        message is not the first one, so the load is never retried.
+        """
+        tenant = self.conversation.tenant
+        cart_get_url = (
+            WebhookSettings.objects.filter(tenant=tenant)
+            .values_list("cart_get_url", flat=True)
+            .first()
+        )
+        if not cart_get_url:
+            return
+        result = cart_fetch(
+            tenant=tenant,
+            store_id=self.conversation.store_id,
+            session_id=self.conversation.session_id,
+        )
+        if not result.ok:
+            logger.warning(
+                "conversations.cart.load_failed",
+                extra={**self._log_fields(), "failure": result.failure},
+            )
+            return
+        self.conversation.cart = cart_from_lines(result.lines)
+        self.conversation.cart_loaded_at = timezone.now()
+        lease.save(self.conversation, ["cart", "cart_loaded_at"])
+        logger.info(
+            "conversations.cart.loaded", extra={**self._log_fields(), "lines": len(result.lines)}
+        )
+
+    def _internal_error(self, error: Exception) -> Event:
+        error_id = uuid.uuid4().hex
+        logger.error(
+            "conversations.turn.failed",
+            exc_info=error,
+            extra={**self._log_fields(), "error_id": error_id},
+        )
+        return events.error(ErrorCode.INTERNAL_ERROR, error_id=error_id)
+
+    def _save_reply(
+        self, lease: TurnLease, turn: Turn, assistant_name: str, sent: list[Event]
+    ) -> None:
+        text = "".join(
+            event["delta"] for event in sent if event["type"] == EventType.TEXT_DELTA.value
+        )
+        self.conversation.state[STATE_LANGUAGE] = turn.language
+        with transaction.atomic():
+            lease.save(self.conversation, ["state"])
+            self.reply = Message.objects.create(
+                tenant=self.conversation.tenant,
+                conversation=self.conversation,
+                role=Message.Role.ASSISTANT,
+                text=text,
+                events=sent,
+                metadata={**turn.metadata, "assistant": assistant_name},
+            )
+        logger.info(
+            "conversations.turn.completed",
+            extra={**self._log_fields(), "assistant": assistant_name, "events": len(sent)},
+        )
+
+    def _log_fields(self) -> dict[str, object]:
+        return {
+            "tenant_id": self.conversation.tenant_id,
+            "conversation_id": self.conversation.public_id,
+        }

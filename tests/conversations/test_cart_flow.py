@@ -1,0 +1,189 @@
+"""Conversations about an existing cart, through the API and the reference merchant.
+
+These flows need no catalog search: the cart comes from the merchant's cart GET webhook and
+the shopper refers to its lines by position or name.
+"""
+
+import pytest
+
+from conversations.models import Conversation, Message
+from tests.conversations.chat import cart_posts, reply_text, send
+from tests.conversations.shop_data import SESSION_ID, STORE_ID
+from tests.factories import ConversationFactory
+from webhooks.models import WebhookDelivery, WebhookKind
+
+pytestmark = pytest.mark.django_db
+
+BREAD = {
+    "sku": "bread-01",
+    "name": "Хліб Київхліб білий",
+    "price": 32.0,
+    "promo_price": None,
+    "brand": None,
+    "quantity": 1,
+    "unit": "pcs",
+}
+MILK = {
+    "sku": "milk-001",
+    "name": "Молоко Lactel 2.5%",
+    "price": 45.9,
+    "promo_price": None,
+    "brand": None,
+    "quantity": 2,
+    "unit": "pcs",
+}
+
+
+@pytest.fixture
+def cart_get(tenant, merchant) -> None:
+    tenant.webhook_settings.cart_get_url = merchant.cart_get_url
+    tenant.webhook_settings.save()
+
+
+@pytest.fixture
+def shopper_conversation(tenant) -> Conversation:
+    return ConversationFactory(tenant=tenant, store_id=STORE_ID, session_id=SESSION_ID)
+
+
+def cart_get_requests(merchant) -> list:
+    return [request for request in merchant.requests if request.method == "GET"]
+
+
+def test_cart_is_loaded_once_on_the_first_message(
+    chat_client, merchant, cart_get, shopper_conversation
+):
+    merchant.store.cart_seed(STORE_ID, SESSION_ID, [("bread-01", 1)])
+
+    first = send(chat_client, shopper_conversation, "що в кошику?")
+    send(chat_client, shopper_conversation, "привіт")
+    third = send(chat_client, shopper_conversation, "покажи кошик")
+
+    expected_text = "У вашому кошику:\n1. Хліб Київхліб білий — 1 шт × 32,00 = 32,00\nРазом: 32,00."
+    assert reply_text(first) == expected_text
+    assert reply_text(third) == expected_text
+    [request] = cart_get_requests(merchant)
+    assert request.query == {"store_id": STORE_ID, "session_id": SESSION_ID}
+    shopper_conversation.refresh_from_db()
+    assert shopper_conversation.cart == {"items": [BREAD], "total": 32.0}
+    assert shopper_conversation.cart_loaded_at is not None
+
+
+def test_cart_load_failure_is_not_retried(
+    chat_client, tenant, local_webhooks, shopper_conversation, closed_port_url
+):
+    tenant.webhook_settings.cart_get_url = closed_port_url
+    tenant.webhook_settings.save()
+
+    first = send(chat_client, shopper_conversation, "що в кошику?")
+    send(chat_client, shopper_conversation, "що в кошику?")
+
+    assert reply_text(first) == "Ваш кошик порожній."
+    assert WebhookDelivery.objects.filter(kind=WebhookKind.CART_GET).count() == 1
+    shopper_conversation.refresh_from_db()
+    assert shopper_conversation.cart == {"items": [], "total": 0.0}
+    assert shopper_conversation.cart_loaded_at is None
+
+
+def test_no_cart_load_without_a_cart_get_url(chat_client, merchant, shopper_conversation):
+    send(chat_client, shopper_conversation, "що в кошику?")
+
+    assert cart_get_requests(merchant) == []
+    assert WebhookDelivery.objects.count() == 0
+
+
+def test_cart_positions_drive_quantity_and_removal(
+    chat_client, merchant, cart_get, shopper_conversation
+):
+    merchant.store.cart_seed(STORE_ID, SESSION_ID, [("bread-01", 1), ("milk-001", 2)])
+
+    listing = send(chat_client, shopper_conversation, "що в кошику?")
+    updated = send(chat_client, shopper_conversation, "зміни кількість першого на 3")
+    removed = send(chat_client, shopper_conversation, "видали другий")
+
+    assert reply_text(listing) == (
+        "У вашому кошику:\n"
+        "1. Хліб Київхліб білий — 1 шт × 32,00 = 32,00\n"
+        "2. Молоко Lactel 2.5% — 2 шт × 45,90 = 91,80\n"
+        "Разом: 123,80."
+    )
+    assert updated == [
+        {"type": "status", "code": "updating_cart"},
+        {
+            "type": "text_delta",
+            "delta": "Змінив кількість: Хліб Київхліб білий — тепер 3 шт.\n"
+            "Позицій у кошику: 2, сума: 187,80.",
+        },
+        {"type": "text_end"},
+        {
+            "type": "cart_changed",
+            "action": "quantity_updated",
+            "sku": "bread-01",
+            "name": "Хліб Київхліб білий",
+            "quantity": 3,
+            "items": [{**BREAD, "quantity": 3}, MILK],
+            "total": 187.8,
+        },
+        {"type": "response_complete"},
+    ]
+    assert removed[-2] == {
+        "type": "cart_changed",
+        "action": "item_removed",
+        "sku": "milk-001",
+        "name": "Молоко Lactel 2.5%",
+        "items": [{**BREAD, "quantity": 3}],
+        "total": 96.0,
+    }
+    assert cart_posts(merchant) == [
+        {
+            "action": "update_quantity",
+            "store_id": STORE_ID,
+            "session_id": SESSION_ID,
+            "sku": "bread-01",
+            "quantity": 3,
+        },
+        {"action": "remove", "store_id": STORE_ID, "session_id": SESSION_ID, "sku": "milk-001"},
+    ]
+    shopper_conversation.refresh_from_db()
+    assert shopper_conversation.cart == {"items": [{**BREAD, "quantity": 3}], "total": 96.0}
+
+
+def test_rejected_quantity_leaves_the_cart_unchanged(
+    chat_client, merchant, cart_get, shopper_conversation
+):
+    merchant.store.cart_seed(STORE_ID, SESSION_ID, [("bread-01", 1)])
+    send(chat_client, shopper_conversation, "що в кошику?")
+
+    sent = send(chat_client, shopper_conversation, "зроби 9 хліба")
+
+    assert reply_text(sent) == (
+        "У магазині немає стільки «Хліб Київхліб білий» (9 шт). Спробуйте меншу кількість."
+    )
+    assert [event["type"] for event in sent] == [
+        "status",
+        "text_delta",
+        "text_end",
+        "response_complete",
+    ]
+    shopper_conversation.refresh_from_db()
+    assert shopper_conversation.cart == {"items": [BREAD], "total": 32.0}
+    assert merchant.store.cart_items(STORE_ID, SESSION_ID)[0]["quantity"] == 1
+
+
+def test_remove_by_name_and_clear_in_english(chat_client, merchant, cart_get, shopper_conversation):
+    merchant.store.cart_seed(STORE_ID, SESSION_ID, [("bread-01", 1), ("milk-001", 2)])
+
+    removed = send(chat_client, shopper_conversation, "remove the Lactel")
+    cleared = send(chat_client, shopper_conversation, "clear the cart")
+
+    assert reply_text(removed) == (
+        "Removed from your cart: Молоко Lactel 2.5%.\nItems in your cart: 1, total: 32.00."
+    )
+    assert reply_text(cleared) == "Your cart is now empty."
+    assert cleared[-2] == {
+        "type": "cart_changed",
+        "action": "cart_cleared",
+        "items": [],
+        "total": 0.0,
+    }
+    assert merchant.store.cart_items(STORE_ID, SESSION_ID) == []
+    assert Message.objects.filter(role=Message.Role.ASSISTANT).count() == 2

@@ -1,0 +1,227 @@
+from decimal import Decimal
+
+import pytest
+
+from conversations.assistants.intents import (
+    Intent,
+    IntentKind,
+    NameFragment,
+    Ordinal,
+    Quantity,
+    name_matches,
+    parse_intent,
+    search_query,
+)
+
+SEARCH = IntentKind.SEARCH
+ADD = IntentKind.ADD
+REMOVE = IntentKind.REMOVE
+SET = IntentKind.SET_QUANTITY
+
+
+def pieces(value: str, unit: str | None = None) -> Quantity:
+    return Quantity(Decimal(value), unit)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("молоко", Intent(SEARCH, query="молоко")),
+        ("покажи кефір", Intent(SEARCH, query="кефір")),
+        ("Знайди хліб, будь ласка", Intent(SEARCH, query="хліб")),
+        ("чи є у вас кефір?", Intent(SEARCH, query="кефір")),
+        ("хочу молоко 2.5%", Intent(SEARCH, query="молоко 2.5%")),
+        ("I need milk", Intent(SEARCH, query="milk")),
+        ("find bread", Intent(SEARCH, query="bread")),
+        ("do you have oat milk?", Intent(SEARCH, query="oat milk")),
+        ("найди сыр", Intent(SEARCH, query="сыр")),
+        ("привіт, покажи молоко", Intent(SEARCH, query="молоко")),
+    ],
+)
+def test_parse_search_requests(text, expected):
+    assert parse_intent(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("додай другий", Intent(ADD, reference=Ordinal(2))),
+        ("додай другу", Intent(ADD, reference=Ordinal(2))),
+        ("додай 2 шт першого", Intent(ADD, reference=Ordinal(1), quantity=pieces("2", "pcs"))),
+        ("додай три першого", Intent(ADD, reference=Ordinal(1), quantity=pieces("3"))),
+        (
+            "додай дві пляшки третього",
+            Intent(ADD, reference=Ordinal(3), quantity=pieces("2", "pcs")),
+        ),
+        ("додай останній", Intent(ADD, reference=Ordinal(-1))),
+        ("додай №2", Intent(ADD, reference=Ordinal(2))),
+        ("додай # 3", Intent(ADD, reference=Ordinal(3))),
+        ("додай номер 4", Intent(ADD, reference=Ordinal(4))),
+        ("додай 2-й", Intent(ADD, reference=Ordinal(2))),
+        ("add the second one", Intent(ADD, reference=Ordinal(2))),
+        ("add 3 of the first", Intent(ADD, reference=Ordinal(1), quantity=pieces("3"))),
+        ("add ten of the 2nd", Intent(ADD, reference=Ordinal(2), quantity=pieces("10"))),
+        ("add the last one", Intent(ADD, reference=Ordinal(-1))),
+        ("add number 5", Intent(ADD, reference=Ordinal(5))),
+        ("add milk", Intent(ADD, reference=NameFragment("milk"))),
+        ("I want to add milk", Intent(ADD, reference=NameFragment("milk"))),
+        ("додай два молока", Intent(ADD, reference=NameFragment("молока"), quantity=pieces("2"))),
+        (
+            "додай 0,5 кг сиру",
+            Intent(ADD, reference=NameFragment("сиру"), quantity=pieces("0.5", "kg")),
+        ),
+        (
+            "додай 1.5 кг яблук",
+            Intent(ADD, reference=NameFragment("яблук"), quantity=pieces("1.5", "kg")),
+        ),
+        (
+            "додай пів кіло сиру",
+            Intent(ADD, reference=NameFragment("сиру"), quantity=pieces("0.5", "kg")),
+        ),
+        (
+            "додай 500г сиру",
+            Intent(ADD, reference=NameFragment("сиру"), quantity=pieces("500", "g")),
+        ),
+        ("додай молоко в кошик", Intent(ADD, reference=NameFragment("молоко"))),
+        ("додай ще один", Intent(ADD, quantity=pieces("1"))),
+        ("ще 2", Intent(ADD, quantity=pieces("2"))),
+        ("one more", Intent(ADD, quantity=pieces("1"))),
+        ("добавь второй", Intent(ADD, reference=Ordinal(2))),
+        ("2", Intent(ADD, reference=Ordinal(2))),
+        ("#3", Intent(ADD, reference=Ordinal(3))),
+        ("другий", Intent(ADD, reference=Ordinal(2))),
+    ],
+)
+def test_parse_add_commands(text, expected):
+    assert parse_intent(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("видали перший", Intent(REMOVE, reference=Ordinal(1))),
+        ("видали 2", Intent(REMOVE, reference=Ordinal(2))),
+        ("прибери молоко", Intent(REMOVE, reference=NameFragment("молоко"))),
+        ("видали все молоко", Intent(REMOVE, reference=NameFragment("молоко"))),
+        ("remove the second", Intent(REMOVE, reference=Ordinal(2))),
+        ("take out the third one", Intent(REMOVE, reference=Ordinal(3))),
+        ("delete milk", Intent(REMOVE, reference=NameFragment("milk"))),
+        ("удали последний", Intent(REMOVE, reference=Ordinal(-1))),
+    ],
+)
+def test_parse_remove_commands(text, expected):
+    assert parse_intent(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("зміни кількість другого на 3", Intent(SET, reference=Ordinal(2), quantity=pieces("3"))),
+        ("зроби 5", Intent(SET, quantity=pieces("5"))),
+        ("зміни кількість першого на дві", Intent(SET, reference=Ordinal(1), quantity=pieces("2"))),
+        ("зміни кількість другого", Intent(SET, reference=Ordinal(2))),
+        ("set the first to 2", Intent(SET, reference=Ordinal(1), quantity=pieces("2"))),
+        ("make it 3", Intent(SET, quantity=pieces("3"))),
+        (
+            "change quantity of milk to 3",
+            Intent(SET, reference=NameFragment("milk"), quantity=pieces("3")),
+        ),
+        (
+            "зроби молока 2 літри",
+            Intent(SET, reference=NameFragment("молока"), quantity=pieces("2", "l")),
+        ),
+        ("измени количество второго на 4", Intent(SET, reference=Ordinal(2), quantity=pieces("4"))),
+    ],
+)
+def test_parse_quantity_changes(text, expected):
+    assert parse_intent(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "kind"),
+    [
+        ("очисти кошик", IntentKind.CLEAR_CART),
+        ("clear the cart", IntentKind.CLEAR_CART),
+        ("empty my cart", IntentKind.CLEAR_CART),
+        ("видали все", IntentKind.CLEAR_CART),
+        ("remove everything", IntentKind.CLEAR_CART),
+        ("очисти корзину", IntentKind.CLEAR_CART),
+        ("що в кошику?", IntentKind.SHOW_CART),
+        ("покажи кошик", IntentKind.SHOW_CART),
+        ("мій кошик", IntentKind.SHOW_CART),
+        ("show my cart", IntentKind.SHOW_CART),
+        ("what's in my cart?", IntentKind.SHOW_CART),
+        ("что в корзине?", IntentKind.SHOW_CART),
+        ("привіт", IntentKind.HELP),
+        ("help", IntentKind.HELP),
+        ("what can you do?", IntentKind.HELP),
+        ("що ти вмієш?", IntentKind.HELP),
+        ("покажи", IntentKind.HELP),
+        ("", IntentKind.HELP),
+        ("дякую!", IntentKind.THANKS),
+        ("thanks", IntentKind.THANKS),
+    ],
+)
+def test_parse_cart_and_conversation_commands(text, kind):
+    assert parse_intent(text) == Intent(kind)
+
+
+def test_parse_ordinal_word_forms():
+    forms = {
+        1: ["перший", "першу", "першого", "перша", "first", "1st", "первый", "первую"],
+        2: ["другий", "другу", "другого", "second", "2nd", "второй", "вторую"],
+        3: ["третій", "третю", "третього", "third", "3rd", "третий", "третью"],
+        4: ["четвертий", "четверту", "fourth", "четвертый"],
+        5: ["п'ятий", "п’яту", "fifth", "пятый"],
+        10: ["десятий", "tenth", "десятый"],
+        -1: ["останній", "останню", "last", "последний"],
+    }
+    for position, words in forms.items():
+        for word in words:
+            assert parse_intent(f"видали {word}") == Intent(REMOVE, reference=Ordinal(position)), (
+                word
+            )
+
+
+def test_parse_number_words():
+    numbers = {
+        "один": "1",
+        "одну": "1",
+        "два": "2",
+        "дві": "2",
+        "три": "3",
+        "чотири": "4",
+        "п'ять": "5",
+        "шість": "6",
+        "сім": "7",
+        "вісім": "8",
+        "дев'ять": "9",
+        "десять": "10",
+        "two": "2",
+        "seven": "7",
+        "пять": "5",
+    }
+    for word, value in numbers.items():
+        assert parse_intent(f"зроби {word}") == Intent(SET, quantity=pieces(value)), word
+
+
+def test_search_query_drops_request_words():
+    assert search_query("Покажіть мені, будь ласка, йогурт Danone!") == "йогурт danone"
+
+
+@pytest.mark.parametrize(
+    ("fragment", "name", "expected"),
+    [
+        ("молоко", "Молоко Lactel 2.5%", True),
+        ("молока", "Молоко Галичина 3.2%", True),
+        ("галичину", "Молоко Галичина 3.2%", True),
+        ("молоко галичина", "Молоко Галичина 3.2%", True),
+        ("молоко галичина", "Молоко Lactel 2.5%", False),
+        ("хліба", "Хліб Київхліб білий", True),
+        ("milk", "Oat milk Alpro", True),
+        ("кефір", "Молоко Lactel 2.5%", False),
+        ("the", "Молоко Lactel 2.5%", False),
+    ],
+)
+def test_name_matches_ignores_word_endings(fragment, name, expected):
+    assert name_matches(fragment, name) is expected

@@ -1,0 +1,27 @@
+import pytest
+
+from conversations.language import detect_language
+
+
+@pytest.mark.parametrize(
+    ("text", "fallback", "expected"),
+    [
+        ("покажи кефір", "en", "uk"),
+        ("додай другий", "ru", "uk"),
+        ("I need milk", "uk", "en"),
+        ("добавь второй", "uk", "ru"),
+        ("что в корзине?", "uk", "ru"),
+        ("молоко", "ru", "ru"),
+        ("молоко", "uk", "uk"),
+        ("молоко", "en", "uk"),
+        ("2", "en", "en"),
+        ("#2", "uk", "uk"),
+        ("молоко Lactel", "en", "uk"),
+        ("додай lactel", "en", "uk"),
+        ("додай Lactel milk", "en", "uk"),
+        ("I need молоко", "uk", "en"),
+        ("add milk", "ru", "en"),
+    ],
+)
+def test_detect_language(text, fallback, expected):
+    assert detect_language(text, fallback=fallback) == expected

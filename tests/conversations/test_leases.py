@@ -1,0 +1,87 @@
+import threading
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from conversations.leases import LEASE_DURATION, LeaseLost, turn_lease_acquire
+from conversations.models import Conversation
+
+
+@pytest.mark.django_db
+def test_lease_is_exclusive_until_released(conversation):
+    first = turn_lease_acquire(conversation=conversation)
+
+    assert first is not None
+    assert turn_lease_acquire(conversation=conversation) is None
+    first.release()
+    assert Conversation.objects.get(pk=conversation.pk).turn_started_at is None
+    assert turn_lease_acquire(conversation=conversation) is not None
+
+
+@pytest.mark.django_db
+def test_expired_lease_is_taken_over(conversation):
+    stale = timezone.now() - LEASE_DURATION - timedelta(seconds=1)
+    Conversation.objects.filter(pk=conversation.pk).update(turn_started_at=stale)
+
+    lease = turn_lease_acquire(conversation=conversation)
+
+    assert lease is not None
+    assert lease.started_at > stale
+
+
+@pytest.mark.django_db
+def test_recent_lease_is_not_taken_over(conversation):
+    recent = timezone.now() - LEASE_DURATION + timedelta(seconds=30)
+    Conversation.objects.filter(pk=conversation.pk).update(turn_started_at=recent)
+
+    assert turn_lease_acquire(conversation=conversation) is None
+    assert Conversation.objects.get(pk=conversation.pk).turn_started_at == recent
+
+
+@pytest.mark.django_db
+def test_release_after_takeover_keeps_the_new_lease(conversation):
+    old = turn_lease_acquire(conversation=conversation)
+    stale = timezone.now() - LEASE_DURATION - timedelta(seconds=1)
+    Conversation.objects.filter(pk=conversation.pk).update(turn_started_at=stale)
+    new = turn_lease_acquire(conversation=conversation)
+
+    old.release()
+
+    assert Conversation.objects.get(pk=conversation.pk).turn_started_at == new.started_at
+
+
+@pytest.mark.django_db
+def test_save_with_a_lost_lease_writes_nothing(conversation):
+    lease = turn_lease_acquire(conversation=conversation)
+    lease.release()
+    conversation.state = {"shown": []}
+
+    with pytest.raises(LeaseLost):
+        lease.save(conversation, ["state"])
+
+    assert Conversation.objects.get(pk=conversation.pk).state == {}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_workers_get_one_lease(tenant):
+    conversation = Conversation.objects.create(tenant=tenant, store_id="store-1", session_id="s-1")
+    workers = 8
+    barrier = threading.Barrier(workers)
+    results: list[bool] = []
+
+    def take() -> None:
+        try:
+            barrier.wait()
+            results.append(turn_lease_acquire(conversation=conversation) is not None)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=take) for _ in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sorted(results) == [False] * (workers - 1) + [True]

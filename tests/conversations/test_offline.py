@@ -1,0 +1,138 @@
+"""Reference handling and clarifying questions of the offline assistant, through the API."""
+
+import logging
+
+import pytest
+
+from conversations.assistants import OfflineAssistant, get_assistant
+from tests.conversations.chat import cart_posts, reply_text, send
+from tests.conversations.shop_data import SESSION_ID, STORE_ID
+from tests.factories import ConversationFactory
+from webhooks.models import WebhookDelivery
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def shopper_conversation(tenant):
+    return ConversationFactory(tenant=tenant, store_id=STORE_ID, session_id=SESSION_ID)
+
+
+@pytest.fixture
+def seeded_cart(tenant, merchant):
+    """Two milks and bread in the merchant's cart, loaded on the first message."""
+    merchant.store.cart_seed(
+        STORE_ID, SESSION_ID, [("milk-001", 1), ("milk-002", 1), ("bread-01", 1)]
+    )
+    tenant.webhook_settings.cart_get_url = merchant.cart_get_url
+    tenant.webhook_settings.save()
+
+
+def test_get_assistant_is_offline_without_llm_settings(tenant, settings):
+    settings.OPENAI_BASE_URL = ""
+    settings.OPENAI_API_KEY = ""
+
+    assistant = get_assistant(tenant)
+
+    assert isinstance(assistant, OfflineAssistant)
+    assert assistant.name == "offline"
+
+
+def test_get_assistant_falls_back_while_no_llm_agent_exists(tenant, settings, caplog):
+    settings.OPENAI_BASE_URL = "http://127.0.0.1:9/v1"
+
+    with caplog.at_level(logging.WARNING, logger="conversations.assistants"):
+        assistant = get_assistant(tenant)
+
+    assert isinstance(assistant, OfflineAssistant)
+
+
+def test_position_before_any_list_asks_for_a_search(chat_client, shopper_conversation):
+    sent = send(chat_client, shopper_conversation, "додай другий")
+
+    assert reply_text(sent) == (
+        "Я ще не показував товарів. Напишіть, що шукаєте, наприклад «молоко»."
+    )
+    assert WebhookDelivery.objects.count() == 0
+
+
+def test_add_without_a_product_asks_which(chat_client, seeded_cart, shopper_conversation):
+    send(chat_client, shopper_conversation, "що в кошику?")
+
+    sent = send(chat_client, shopper_conversation, "add")
+
+    assert reply_text(sent) == "Which product do you mean? Name it or give its number in the list."
+
+
+def test_position_beyond_the_list(chat_client, merchant, seeded_cart, shopper_conversation):
+    send(chat_client, shopper_conversation, "що в кошику?")
+
+    sent = send(chat_client, shopper_conversation, "видали п'ятий")
+
+    assert reply_text(sent) == "В останньому списку немає позиції №5, у ньому позицій: 3."
+    assert cart_posts(merchant) == []
+
+
+def test_ambiguous_name_lists_the_matches(chat_client, merchant, seeded_cart, shopper_conversation):
+    asked = send(chat_client, shopper_conversation, "прибери молоко")
+    removed = send(chat_client, shopper_conversation, "видали другий")
+
+    assert reply_text(asked) == (
+        "Під «молоко» підходить кілька товарів:\n"
+        "1. Молоко Lactel 2.5% — 45,90\n"
+        "2. Молоко Галичина 3.2% — 42,00\n"
+        "Який саме? Напишіть номер або точнішу назву."
+    )
+    assert cart_posts(merchant) == [
+        {"action": "remove", "store_id": STORE_ID, "session_id": SESSION_ID, "sku": "milk-002"}
+    ]
+    assert reply_text(removed).startswith("Прибрав з кошика: Молоко Галичина 3.2%.")
+
+
+def test_quantity_question_then_short_command(
+    chat_client, merchant, seeded_cart, shopper_conversation
+):
+    send(chat_client, shopper_conversation, "що в кошику?")
+
+    asked = send(chat_client, shopper_conversation, "зміни кількість третього")
+    changed = send(chat_client, shopper_conversation, "зроби 2")
+
+    assert reply_text(asked) == (
+        "Скільки поставити для «Хліб Київхліб білий»? Напишіть, наприклад, «зроби 2»."
+    )
+    assert cart_posts(merchant) == [
+        {
+            "action": "update_quantity",
+            "store_id": STORE_ID,
+            "session_id": SESSION_ID,
+            "sku": "bread-01",
+            "quantity": 2,
+        }
+    ]
+    assert reply_text(changed).startswith("Змінив кількість: Хліб Київхліб білий — тепер 2 шт.")
+
+
+def test_quantity_zero_removes_the_product(
+    chat_client, merchant, seeded_cart, shopper_conversation
+):
+    send(chat_client, shopper_conversation, "що в кошику?")
+
+    sent = send(chat_client, shopper_conversation, "set the third to 0")
+
+    assert cart_posts(merchant) == [
+        {"action": "remove", "store_id": STORE_ID, "session_id": SESSION_ID, "sku": "bread-01"}
+    ]
+    assert sent[-2]["action"] == "item_removed"
+
+
+def test_name_not_in_cart(chat_client, merchant, seeded_cart, shopper_conversation):
+    sent = send(chat_client, shopper_conversation, "прибери кефір")
+
+    assert reply_text(sent) == "У кошику немає товару «кефір»."
+    assert cart_posts(merchant) == []
+
+
+def test_thanks_gets_a_polite_reply(chat_client, shopper_conversation):
+    sent = send(chat_client, shopper_conversation, "Дякую!")
+
+    assert reply_text(sent) == "Будь ласка! Чим ще можу допомогти?"

@@ -1,0 +1,98 @@
+import pytest
+
+from conversations.assistants.replies import Replies
+from conversations.cart import cart_snapshot
+from conversations.tools import ShownProduct
+
+MILK = ShownProduct(
+    sku="milk-002", name="Молоко Галичина", price=52.0, promo_price=42.0, promo_label="-19%"
+)
+APPLES = ShownProduct(
+    sku="apple-kg", name="Яблуко Гала", price=14.95, unit="kg", min_quantity=0.3, quantity_step=0.1
+)
+
+
+@pytest.mark.parametrize(
+    ("reason", "language", "expected"),
+    [
+        ("max_3_per_customer", "en", "There is a limit of 3 per customer for “Молоко Галичина”."),
+        (
+            "max_3_per_customer",
+            "uk",
+            "На «Молоко Галичина» діє обмеження: не більше 3 на одного покупця.",
+        ),
+        ("max_2_per_order", "en", "There is a limit of 2 per order for “Молоко Галичина”."),
+        ("min_2", "en", "There is a minimum of 2 per customer for “Молоко Галичина”."),
+        ("store_closed_today", "en", "The store declined the change: store closed today."),
+        ("store_closed_today", "uk", "Магазин не прийняв зміну: store closed today."),
+        (None, "en", "The store declined the change."),
+        ("out_of_stock", "en", "Sorry, “Молоко Галичина” is out of stock."),
+        ("not_in_cart", "uk", "«Молоко Галичина» немає у вашому кошику."),
+        (
+            "quantity_exceeded",
+            "en",
+            "The store does not have 4 pcs of “Молоко Галичина”. Try a smaller quantity.",
+        ),
+        (
+            "webhook_timeout",
+            "en",
+            "The store did not respond in time, so your cart was not changed. Please try again.",
+        ),
+        (
+            "webhook_error",
+            "uk",
+            "Не вдалося змінити кошик: магазин повернув помилку. Спробуйте, будь ласка, ще раз.",
+        ),
+        (
+            "missing_sku",
+            "en",
+            "The cart could not be changed because of an error in the request to the store. "
+            "Please try again later.",
+        ),
+        (
+            "product_not_found",
+            "en",
+            "The store could not find “Молоко Галичина”. I can search again: tell me what you "
+            "are looking for.",
+        ),
+    ],
+)
+def test_rejection_explains_the_reason(reason, language, expected):
+    replies = Replies(language)
+
+    assert replies.rejection(reason, product=MILK, quantity=replies.quantity(4, "pcs")) == expected
+
+
+def test_rejection_explains_quantity_rules():
+    replies = Replies("uk")
+
+    assert (
+        replies.rejection("below_min_quantity", product=APPLES, quantity="")
+        == "Мінімальна кількість для «Яблуко Гала» — 0,3 кг."
+    )
+    assert (
+        replies.rejection("quantity_step_mismatch", product=APPLES, quantity="")
+        == "«Яблуко Гала» продається кратно 0,1 кг."
+    )
+
+
+def test_product_line_mentions_the_promotion():
+    assert (
+        Replies("uk").product_line(2, MILK)
+        == "2. Молоко Галичина — 42,00 замість 52,00 (акція -19%)"
+    )
+    assert (
+        Replies("en").product_line(2, MILK)
+        == "2. Молоко Галичина — 42.00 instead of 52.00 (promotion -19%)"
+    )
+
+
+def test_cart_lines_list_each_item_and_the_total():
+    cart = cart_snapshot([MILK.cart_item(2), APPLES.cart_item(0.5)])
+
+    assert Replies("uk").cart_lines(cart) == [
+        "У вашому кошику:",
+        "1. Молоко Галичина — 2 шт × 42,00 = 84,00",
+        "2. Яблуко Гала — 0,5 кг × 14,95 = 7,48",
+        "Разом: 91,48.",
+    ]

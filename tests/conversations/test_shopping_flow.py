@@ -1,0 +1,267 @@
+"""A whole shopping conversation through the API: real catalog search, real webhook
+dispatch and the reference merchant on 127.0.0.1."""
+
+import json
+
+import pytest
+
+from conversations.models import Conversation, Message
+from tests.conversations.chat import cart_posts, reply_text, send
+from tests.conversations.shop_data import SESSION_ID, STORE_ID
+from tests.factories import ConversationFactory
+from webhooks.models import WebhookDelivery, WebhookKind
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def shopper_conversation(tenant, catalog, merchant) -> Conversation:
+    tenant.webhook_settings.cart_get_url = merchant.cart_get_url
+    tenant.webhook_settings.save()
+    return ConversationFactory(tenant=tenant, store_id=STORE_ID, session_id=SESSION_ID)
+
+
+def cards_of(sent: list[dict]) -> list[dict]:
+    [event] = [event for event in sent if event["type"] == "product_cards"]
+    return event["items"]
+
+
+def products_requests(merchant) -> list[dict]:
+    return [
+        json.loads(request.body)
+        for request in merchant.requests
+        if request.path == "/vizochok/products"
+    ]
+
+
+def test_search_shows_available_products(chat_client, merchant, shopper_conversation):
+    sent = send(chat_client, shopper_conversation, "молоко")
+
+    cards = cards_of(sent)
+    by_sku = {card["sku"]: card for card in cards}
+    assert sent[0] == {"type": "status", "code": "searching"}
+    assert [event["type"] for event in sent] == [
+        "status",
+        "text_delta",
+        "text_end",
+        "product_cards",
+        "response_complete",
+    ]
+    assert "milk-003" not in by_sku
+    assert {"milk-001", "milk-002"} <= set(by_sku)
+    assert by_sku["milk-001"]["price"] == 45.9
+    assert by_sku["milk-001"]["promo_price"] is None
+    assert by_sku["milk-002"] == {
+        "sku": "milk-002",
+        "name": "Молоко Галичина 3.2%",
+        "brand": "Галичина",
+        "price": 52.0,
+        "promo_price": 42.0,
+        "promo_label": "-19%",
+        "unit": "pcs",
+        "image_url": None,
+        "category_path": "Молочні продукти > Молоко",
+    }
+    [request] = products_requests(merchant)
+    assert request["store_id"] == STORE_ID
+    assert "milk-003" in request["skus"]
+    text = reply_text(sent)
+    assert text.startswith("Ось що я знайшов за запитом «молоко»:\n")
+    assert "Молоко Галичина 3.2% — 42,00 замість 52,00 (акція -19%)" in text
+    assert "Яготинське" not in text
+    unavailable = len(request["skus"]) - len(cards)
+    assert f"Товарів, яких зараз немає в наявності, я не показую: {unavailable}." in text
+    shopper_conversation.refresh_from_db()
+    assert [product["sku"] for product in shopper_conversation.state["shown"]] == [
+        card["sku"] for card in cards
+    ]
+
+
+def test_conversation_changes_merchant_cart(chat_client, merchant, shopper_conversation):
+    found = send(chat_client, shopper_conversation, "молоко")
+    second = cards_of(found)[1]
+
+    added = send(chat_client, shopper_conversation, "додай другий")
+    changed = send(chat_client, shopper_conversation, "зміни кількість на 2")
+    removed = send(chat_client, shopper_conversation, "видали другий")
+
+    assert cart_posts(merchant) == [
+        {
+            "action": "add",
+            "store_id": STORE_ID,
+            "session_id": SESSION_ID,
+            "sku": second["sku"],
+            "name": second["name"],
+            "quantity": 1,
+            "price": second["price"],
+        },
+        {
+            "action": "update_quantity",
+            "store_id": STORE_ID,
+            "session_id": SESSION_ID,
+            "sku": second["sku"],
+            "quantity": 2,
+        },
+        {"action": "remove", "store_id": STORE_ID, "session_id": SESSION_ID, "sku": second["sku"]},
+    ]
+    added_event = added[-2]
+    assert added_event["type"] == "cart_changed"
+    assert added_event["action"] == "item_selected"
+    assert added_event["sku"] == second["sku"]
+    assert added_event["quantity"] == 1
+    assert added_event["price"] == second["price"]
+    assert [item["sku"] for item in added_event["items"]] == [second["sku"]]
+    assert reply_text(added).startswith(f"Додав у кошик: {second['name']}, 1 шт.")
+    assert changed[-2]["action"] == "quantity_updated"
+    assert changed[-2]["items"][0]["quantity"] == 2
+    assert removed[-2] == {
+        "type": "cart_changed",
+        "action": "item_removed",
+        "sku": second["sku"],
+        "name": second["name"],
+        "items": [],
+        "total": 0.0,
+    }
+    assert merchant.store.cart_items(STORE_ID, SESSION_ID) == []
+    shopper_conversation.refresh_from_db()
+    assert shopper_conversation.cart == {"items": [], "total": 0.0}
+    cart_loads = [request for request in merchant.requests if request.method == "GET"]
+    assert len(cart_loads) == 1
+
+
+def test_rejected_add_explains_and_leaves_the_cart(chat_client, merchant, shopper_conversation):
+    send(chat_client, shopper_conversation, "покажи молоко галичина")
+    send(chat_client, shopper_conversation, "додай молоко галичина")
+    cart_before = Conversation.objects.get(pk=shopper_conversation.pk).cart
+
+    sent = send(chat_client, shopper_conversation, "додай ще 3 галичини")
+
+    assert reply_text(sent) == (
+        "На «Молоко Галичина 3.2%» діє обмеження: не більше 3 на одного покупця."
+    )
+    assert [event["type"] for event in sent] == [
+        "status",
+        "text_delta",
+        "text_end",
+        "response_complete",
+    ]
+    shopper_conversation.refresh_from_db()
+    assert shopper_conversation.cart == cart_before
+    assert cart_before["items"][0]["quantity"] == 1
+    assert merchant.store.cart_items(STORE_ID, SESSION_ID)[0]["quantity"] == 1
+
+
+def test_out_of_stock_add_suggests_alternatives(chat_client, merchant, shopper_conversation):
+    send(chat_client, shopper_conversation, "молоко")
+    merchant.store.stock_update("milk-001", in_stock=False)
+
+    sent = send(chat_client, shopper_conversation, "додай lactel")
+
+    text = reply_text(sent)
+    assert text.startswith(
+        "На жаль, «Молоко Lactel 2.5%» закінчився.\nОсь схожі товари в наявності:\n"
+    )
+    alternatives = cards_of(sent)
+    assert "milk-001" not in {card["sku"] for card in alternatives}
+    assert "milk-002" in {card["sku"] for card in alternatives}
+    assert [event["type"] for event in sent] == [
+        "status",
+        "status",
+        "text_delta",
+        "text_end",
+        "product_cards",
+        "response_complete",
+    ]
+    shopper_conversation.refresh_from_db()
+    assert shopper_conversation.cart == {"items": [], "total": 0.0}
+
+
+def test_add_by_name_searches_and_adds_the_match(chat_client, merchant, shopper_conversation):
+    sent = send(chat_client, shopper_conversation, "додай молоко галичина")
+
+    assert cart_posts(merchant) == [
+        {
+            "action": "add",
+            "store_id": STORE_ID,
+            "session_id": SESSION_ID,
+            "sku": "milk-002",
+            "name": "Молоко Галичина 3.2%",
+            "quantity": 1,
+            "price": 52.0,
+        }
+    ]
+    assert reply_text(sent) == (
+        "Додав у кошик: Молоко Галичина 3.2%, 1 шт.\n"
+        "Ціна за акцією: 42,00 замість 52,00 (-19%).\n"
+        "Позицій у кошику: 1, сума: 42,00."
+    )
+    assert [event["type"] for event in sent] == [
+        "status",
+        "status",
+        "text_delta",
+        "text_end",
+        "product_cards",
+        "cart_changed",
+        "response_complete",
+    ]
+
+
+def test_add_by_name_asks_when_no_name_matches(chat_client, merchant, shopper_conversation):
+    sent = send(chat_client, shopper_conversation, "add Lactel milk")
+
+    text = reply_text(sent)
+    assert text.startswith("Here is what I found for “lactel milk”:\n")
+    assert text.endswith("Which one should I add? Say for example “add the first one”.")
+    assert cart_posts(merchant) == []
+    assert "cart_changed" not in [event["type"] for event in sent]
+
+
+def test_failed_products_webhook_shows_no_products(
+    chat_client, tenant, merchant, shopper_conversation, closed_port_url
+):
+    tenant.webhook_settings.products_url = closed_port_url
+    tenant.webhook_settings.save()
+
+    sent = send(chat_client, shopper_conversation, "молоко")
+
+    assert reply_text(sent) == (
+        "На жаль, зараз не вдалося завантажити товари. Спробуйте, будь ласка, ще раз за хвилину."
+    )
+    assert [event["type"] for event in sent] == [
+        "status",
+        "text_delta",
+        "text_end",
+        "response_complete",
+    ]
+    assert WebhookDelivery.objects.filter(kind=WebhookKind.PRODUCTS).count() == 1
+    assert Message.objects.get(role=Message.Role.ASSISTANT).events == sent
+
+
+def test_search_with_nothing_in_stock(chat_client, merchant, shopper_conversation):
+    for sku in ("milk-001", "milk-002", "bread-01", "apple-kg"):
+        merchant.store.stock_update(sku, in_stock=False)
+
+    sent = send(chat_client, shopper_conversation, "молоко")
+
+    assert reply_text(sent) == (
+        "За запитом «молоко» є товари в каталозі, але зараз жодного з них немає в наявності."
+    )
+    assert "product_cards" not in [event["type"] for event in sent]
+
+
+def test_search_in_an_empty_catalog(chat_client, tenant, merchant):
+    conversation = ConversationFactory(tenant=tenant, store_id=STORE_ID, session_id=SESSION_ID)
+
+    sent = send(chat_client, conversation, "молоко")
+
+    assert sent == [
+        {"type": "status", "code": "searching"},
+        {
+            "type": "text_delta",
+            "delta": "Каталог магазину поки порожній, тож шукати в ньому ще нічого.",
+        },
+        {"type": "text_end"},
+        {"type": "error", "code": "no_catalog_data"},
+        {"type": "response_complete"},
+    ]
+    assert products_requests(merchant) == []
