@@ -4,7 +4,7 @@ dead worker or a lost enqueue left unfinished.
 Product metadata is written before a job exists (``catalog_job_submit``), so deactivations
 and edits of non-content fields apply at once. The job then embeds the products whose vector
 is missing or stale. It runs on the ``catalog`` queue of the task queue (procrastinate, in
-the application's own PostgreSQL database); ``catalog/tasks.py`` holds the task wrappers.
+the application's own PostgreSQL database); ``catalog/tasks.py`` contains the task wrappers.
 
 Crash safety rests on two facts. Each embedding batch is written together with the job's
 ``embedded`` counter in one transaction. A run selects only products whose stored
@@ -41,8 +41,8 @@ logger = logging.getLogger(__name__)
 CATALOG_QUEUE = "catalog"
 CATALOG_JOB_RUN_TASK = "catalog_job_run"
 
-# A job keeps at most this many messages in ``errors``; one more message says how many were
-# left out. 500 messages cover every product of a maximal API upload that has one problem.
+# A job keeps at most this many messages in ``errors``, and one more message states how many
+# were left out. 500 messages cover every product of a maximal API upload that has one problem.
 MAX_JOB_ERRORS = 500
 
 # An unfinished job without a queue entry is enqueued again once it has not changed for this

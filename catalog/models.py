@@ -112,6 +112,7 @@ class CatalogJob(TimestampedModel):
         API = "api", "API upload"
         IMPORT = "import", "import_catalog command"
         REEMBED = "reembed", "reembed_catalog command"
+        ADMIN = "admin", "Django admin"
 
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="catalog_jobs")
     public_id = models.CharField(

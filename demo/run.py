@@ -1,8 +1,9 @@
 """Run the Vizochok demo: a scripted shopper conversation against a live merchant backend.
 
 Started by ``make demo`` with DATABASE_URL set. Steps: migrate, prepare the demo tenant,
-import the ATB catalog, start the reference merchant and the app under gunicorn, play the
-conversation through the HTTP API, then keep both servers running until Ctrl-C.
+import the ATB catalog, start the reference merchant, the app under gunicorn and a catalog
+worker, upload a product through the catalog API, play the conversation through the HTTP API,
+then keep the processes running until Ctrl-C.
 """
 
 import argparse
@@ -64,6 +65,8 @@ def prepare_environment(*, app_port: int) -> None:
     os.environ["WEBHOOK_ALLOW_HTTP"] = "1"
     os.environ["WEBHOOK_ALLOWED_NETWORKS"] = "127.0.0.0/8"
     os.environ["GUNICORN_BIND"] = f"127.0.0.1:{app_port}"
+    # stop() waits 10 s before it kills; a worker must hand its job back before that.
+    os.environ["WORKER_SHUTDOWN_TIMEOUT_SECONDS"] = "5"
 
 
 def manage(*arguments: str) -> None:
@@ -139,6 +142,23 @@ def wait_until_healthy(url: str, process: subprocess.Popen[bytes], name: str) ->
     raise SystemExit(f"The {name} did not answer {url} within 60 s; see .demo/{name}.log")
 
 
+def wait_until_worker_runs(process: subprocess.Popen[bytes], *, since: float) -> None:
+    """Wait until the worker has registered in the queue's table after ``since``."""
+    from datetime import UTC, datetime
+
+    from procrastinate.contrib.django.models import ProcrastinateWorker
+
+    started = datetime.fromtimestamp(since, tz=UTC)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit("The worker exited at start-up; see .demo/worker.log")
+        if ProcrastinateWorker.objects.filter(last_heartbeat__gte=started).exists():
+            return
+        time.sleep(0.2)
+    raise SystemExit("The worker did not register within 60 s; see .demo/worker.log")
+
+
 def stop(processes: list[subprocess.Popen[bytes]]) -> None:
     for process in processes:
         if process.poll() is None:
@@ -162,11 +182,18 @@ def print_instructions(*, app_url: str, credentials: dict[str, str]) -> None:
       -H 'Authorization: Bearer {credentials["public_key"]}' \\
       -H 'Content-Type: application/json' -d '{{"text": "покажи кефір"}}'
 
+  Catalog API (secret key, scope catalog); the worker embeds in the background:
+    curl -s -X PUT {app_url}/api/v1/catalog/products \\
+      -H 'Authorization: Bearer {credentials["secret_key"]}' \\
+      -H 'Content-Type: application/json' \\
+      -d '{{"products": [{{"sku": "demo-1", "name": "Кефір домашній 1 л"}}]}}'
+    curl -s {app_url}/api/v1/catalog/jobs -H 'Authorization: Bearer {credentials["secret_key"]}'
+
   Secret key (server side: catalog and admin API): {credentials["secret_key"]}
   Admin: {app_url}/admin/  user admin, password {credentials["admin_password"]}
-  Logs: .demo/app.log and .demo/merchant.log
+  Logs: .demo/app.log, .demo/worker.log and .demo/merchant.log
 
-  Press Ctrl-C to stop the app and the merchant.
+  Press Ctrl-C to stop the app, the worker and the merchant.
 """
     )
 
@@ -228,6 +255,22 @@ def main() -> None:
         )
         wait_until_healthy(f"{app_url}/api/v1/health", processes[-1], "app")
 
+        step("Starting a catalog worker")
+        worker_started = time.time()
+        processes.append(
+            start_process(
+                "worker",
+                [sys.executable, "manage.py", "procrastinate", "worker", "--queues", "catalog"],
+                dict(os.environ),
+            )
+        )
+        wait_until_worker_runs(processes[-1], since=worker_started)
+
+        step("Uploading a product through the catalog API; the worker embeds it")
+        from demo.catalog_upload import upload_demo_product
+
+        upload_demo_product(app_url=app_url, secret_key=credentials["secret_key"])
+
         from demo.conversation import play_conversation
 
         play_conversation(
@@ -246,7 +289,7 @@ def main() -> None:
     except KeyboardInterrupt:
         pass
     finally:
-        print("\nStopping the app and the merchant.", flush=True)
+        print("\nStopping the app, the worker and the merchant.", flush=True)
         stop(processes)
 
 

@@ -1,7 +1,7 @@
 """A local OpenAI-compatible ``/v1/embeddings`` server for tests, on 127.0.0.1.
 
 It returns deterministic vectors derived from each text, records every request, and can
-answer with an error status or hold requests until the test releases them.
+respond with an error status or hold requests until the test releases them.
 """
 
 from __future__ import annotations
@@ -27,10 +27,10 @@ def text_vector(text: str) -> list[float]:
 
 @dataclass
 class EmbeddingServerState:
-    """What the server received and how it answers, shared by its threads and the test."""
+    """What the server received and how it responds, shared by its threads and the test."""
 
     requests: list[list[str]] = field(default_factory=list)
-    # Answer every request with this status and an error body instead of vectors.
+    # Respond to every request with this status and an error body instead of vectors.
     error_status: int | None = None
     # Requests from this 1-based number on wait until ``release`` is set.
     hold_from_request: int | None = None

@@ -7,9 +7,14 @@ from datetime import timedelta
 import pytest
 from asgiref.sync import async_to_sync
 from django.test import override_settings
+from django.urls import reverse
 from django.utils import timezone
+from procrastinate import JobContext
 from procrastinate.contrib.django import app as queue_app
 from procrastinate.contrib.django.models import ProcrastinateJob
+from procrastinate.exceptions import JobAborted
+from procrastinate.job_context import AbortReason
+from procrastinate.jobs import Job
 
 from catalog import tasks
 from catalog.embeddings import EmbeddingError, product_embedding_text
@@ -190,7 +195,7 @@ def _unit_vector():
 
 
 def test_interrupted_run_resumes_without_rewriting(tenant, embedder, small_batches):
-    # given: a run told to stop after its first batch
+    # given: a run whose stop check returns True after its first batch
     job = _submit(tenant)
     calls = iter([False, True])
     with pytest.raises(CatalogJobInterrupted, match="Stopped after 2 of 5 products."):
@@ -363,3 +368,88 @@ def test_stalled_job_out_of_retries_fails(tenant):
         "Embedding failed after 1 attempt: The worker running the job stopped responding. "
         "0 of 5 products were embedded; upload the others again to embed them."
     ]
+
+
+def test_admin_lists_jobs_read_only(tenant, admin_client):
+    job = _submit(tenant)
+
+    listing = admin_client.get(reverse("admin:catalog_catalogjob_changelist"))
+    detail = admin_client.get(reverse("admin:catalog_catalogjob_change", args=[job.pk]))
+    add = admin_client.get(reverse("admin:catalog_catalogjob_add"))
+
+    assert listing.status_code == 200
+    assert job.public_id in listing.content.decode()
+    assert detail.status_code == 200
+    assert "Save" not in detail.content.decode()
+    assert add.status_code == 403
+
+
+def test_admin_save_creates_embedding_job(tenant, admin_client):
+    data = {
+        "tenant": tenant.pk,
+        "sku": "milk-1",
+        "name": "Молоко Галичина 2,5%",
+        "brand": "",
+        "category_path": "",
+        "is_active": "on",
+        "description": "",
+        "ingredients": "",
+        "country": "",
+        "unit": "pcs",
+        "quantity_step": "",
+        "min_quantity": "",
+        "weight": "",
+        "volume": "",
+        "barcode": "",
+        "image_url": "",
+        "attributes": "{}",
+    }
+
+    response = admin_client.post(reverse("admin:catalog_product_add"), data)
+
+    job = CatalogJob.objects.get()
+    product = Product.objects.get(tenant=tenant, sku="milk-1")
+    assert response.status_code == 302
+    assert job.source == CatalogJob.Source.ADMIN
+    assert (job.total, job.created, job.to_embed) == (1, 1, 1)
+    assert job.product_ids == [product.pk]
+    assert job.status == CatalogJob.Status.PENDING
+
+
+def _task_context(job: CatalogJob, *, abort_reason: AbortReason | None) -> JobContext:
+    queue_job = Job(
+        id=1,
+        queue="catalog",
+        lock=None,
+        queueing_lock=None,
+        task_name="catalog_job_run",
+        task_kwargs={"job_pk": job.pk},
+    )
+    return JobContext(
+        app=queue_app, job=queue_job, start_timestamp=0.0, abort_reason=lambda: abort_reason
+    )
+
+
+def test_task_aborted_by_operator_fails_job(tenant):
+    job = _submit(tenant)
+    context = _task_context(job, abort_reason=AbortReason.USER_REQUEST)
+
+    with pytest.raises(JobAborted):
+        tasks.catalog_job_run.func(context, job_pk=job.pk)
+
+    job.refresh_from_db()
+    assert job.status == CatalogJob.Status.FAILED
+    assert job.last_error == "Embedding failed after 1 attempt: An operator aborted the job."
+    assert job.embedded == 0
+
+
+def test_task_stopped_by_shutdown_stays_embedding(tenant):
+    job = _submit(tenant)
+    context = _task_context(job, abort_reason=AbortReason.SHUTDOWN)
+
+    with pytest.raises(JobAborted):
+        tasks.catalog_job_run.func(context, job_pk=job.pk)
+
+    job.refresh_from_db()
+    assert job.status == CatalogJob.Status.EMBEDDING
+    assert job.completed_at is None

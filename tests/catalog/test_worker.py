@@ -70,8 +70,11 @@ def clean_queue() -> Iterator[None]:
 
 
 @pytest.fixture
-def start_worker(embedding_server, clean_queue) -> Iterator[Callable[[], subprocess.Popen]]:
-    """Start worker processes on the test database; stop the ones still running at the end."""
+def start_worker(embedding_server, clean_queue) -> Iterator[Callable[..., subprocess.Popen]]:
+    """Start worker processes on the test database; stop the ones still running at the end.
+
+    Keyword arguments of the returned function are extra environment variables.
+    """
     processes: list[subprocess.Popen] = []
     env = {
         **os.environ,
@@ -81,11 +84,11 @@ def start_worker(embedding_server, clean_queue) -> Iterator[Callable[[], subproc
         "EMBEDDING_BASE_URL": embedding_server.base_url,
     }
 
-    def start() -> subprocess.Popen:
+    def start(**extra_env: str) -> subprocess.Popen:
         process = subprocess.Popen(
             [sys.executable, "manage.py", "procrastinate", "worker", "--queues", "catalog"],
             cwd=ROOT,
-            env=env,
+            env={**env, **extra_env},
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             start_new_session=True,
@@ -134,11 +137,11 @@ def embedding_writes() -> Iterator[Callable[[], Counter]]:
         )
 
 
-def _wait_until(condition: Callable[[], bool], *, timeout: float, what: str) -> None:
+def _wait_until(condition: Callable[[], bool], *, timeout: float, description: str) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
-            raise AssertionError(f"Timed out after {timeout} s waiting for {what}.")
+            raise AssertionError(f"Timed out after {timeout} s waiting for {description}.")
         time.sleep(0.05)
 
 
@@ -172,7 +175,7 @@ def test_restarted_worker_finishes_job_of_killed_worker(
     job_id = _upload(server_client, 20)
     first_worker = start_worker()
     assert state.wait_for_requests(3, timeout=30)
-    _wait_until(lambda: _job(job_id).embedded == 8, timeout=10, what="two batches written")
+    _wait_until(lambda: _job(job_id).embedded == 8, timeout=10, description="two batches written")
     running = _job(job_id)
     assert running.status == CatalogJob.Status.EMBEDDING
     assert running.attempts == 1
@@ -187,7 +190,7 @@ def test_restarted_worker_finishes_job_of_killed_worker(
     _wait_until(
         lambda: _job(job_id).status == CatalogJob.Status.COMPLETE,
         timeout=30,
-        what="the job to complete on the second worker",
+        description="the job to complete on the second worker",
     )
 
     # then: every product was written exactly once, and only the lost batch was embedded twice
@@ -222,7 +225,7 @@ def test_job_fails_when_embedding_endpoint_is_down(
     _wait_until(
         lambda: _job(job_id).status == CatalogJob.Status.FAILED,
         timeout=60,
-        what="the job to fail",
+        description="the job to fail",
     )
 
     # then: two runs (one retry), each making three requests (the client retries twice)
@@ -242,3 +245,39 @@ def test_job_fails_when_embedding_endpoint_is_down(
     assert len(embedding_server.state.requests) == 6
     assert Product.objects.filter(tenant=tenant, embedding__isnull=False).count() == 0
     assert _queue_status(job) == "failed"
+
+
+def test_stopped_worker_hands_job_to_next_worker(
+    tenant, server_client, embedding_server, start_worker, embedding_writes
+):
+    # given: a worker waiting on its second batch, with half a second to finish on shutdown
+    state = embedding_server.state
+    state.hold_from_request = 2
+    job_id = _upload(server_client, 12)
+    first_worker = start_worker(WORKER_SHUTDOWN_TIMEOUT_SECONDS="0.5")
+    assert state.wait_for_requests(2, timeout=30)
+
+    # when: it is told to stop, and its batch finishes only after the shutdown timeout
+    os.killpg(first_worker.pid, signal.SIGTERM)
+    time.sleep(1)
+    state.hold_from_request = None
+    state.release.set()
+    assert first_worker.wait(timeout=15) == 0
+    stopped = _job(job_id)
+    queue_status = _queue_status(stopped)
+    start_worker()
+    _wait_until(
+        lambda: _job(job_id).status == CatalogJob.Status.COMPLETE,
+        timeout=30,
+        description="the job to complete on the second worker",
+    )
+
+    # then: the first worker saved its batch and returned the job to the queue
+    job = _job(job_id)
+    assert (stopped.status, stopped.embedded) == (CatalogJob.Status.EMBEDDING, 8)
+    assert queue_status == "todo"
+    assert (job.embedded, job.attempts) == (12, 2)
+    assert embedding_writes() == Counter(
+        {product.pk: 1 for product in Product.objects.filter(tenant=tenant)}
+    )
+    assert len(state.requests) == 3
