@@ -7,10 +7,10 @@ is missing or stale. It runs on the ``catalog`` queue of the task queue (procras
 the application's own PostgreSQL database); ``catalog/tasks.py`` contains the task wrappers.
 
 Crash safety rests on two facts. Each embedding batch is written together with the job's
-``embedded`` counter in one transaction. A run selects only products whose stored
-``embedding_hash`` differs from their ``content_hash``. So a run that restarts after a crash
-skips every product whose vector was committed, and no product is written twice for the same
-content.
+``embedded`` counter in one transaction. A run selects only products whose vector is missing
+or was computed from other content or by another model. So a run that restarts after a crash
+skips every product whose vector was committed, and writes no product's vector twice for the
+same content.
 """
 
 import functools
@@ -121,7 +121,9 @@ def _job_save(job: CatalogJob) -> CatalogJob:
             },
         )
         if not job.is_finished:
-            transaction.on_commit(functools.partial(catalog_job_enqueue, job=job))
+            # robust: a failed enqueue is logged, not raised after the commit, and
+            # catalog_jobs_requeue_lost enqueues the job later.
+            transaction.on_commit(functools.partial(catalog_job_enqueue, job=job), robust=True)
     return job
 
 

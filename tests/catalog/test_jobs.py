@@ -30,6 +30,7 @@ from catalog.jobs import (
 )
 from catalog.models import CatalogJob, Product
 from catalog.schemas import product_input_parse
+from catalog.services import products_embed_pending
 from tests.catalog.helpers import FailingEmbedder, FixedEmbedder
 
 pytestmark = pytest.mark.django_db
@@ -453,3 +454,16 @@ def test_task_stopped_by_shutdown_stays_embedding(tenant):
     job.refresh_from_db()
     assert job.status == CatalogJob.Status.EMBEDDING
     assert job.completed_at is None
+
+
+def test_embed_accepts_many_product_ids(tenant, embedder):
+    # given: more ids than the 65,535 parameters of a statement bound on the server
+    job = _submit(tenant, PRODUCTS[:2])
+    product_ids = [*job.product_ids, *range(10_000_000, 10_070_000)]
+
+    # when
+    embedded = products_embed_pending(tenant=tenant, embedder=embedder, product_ids=product_ids)
+
+    # then
+    assert embedded == 2
+    assert sorted(embedder.passages) == sorted(_texts(PRODUCTS[:2]))
