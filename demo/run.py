@@ -7,6 +7,7 @@ then keep the processes running until Ctrl-C.
 """
 
 import argparse
+import json
 import os
 import secrets
 import signal
@@ -17,6 +18,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "demo" / "data"
@@ -140,6 +142,53 @@ def wait_until_healthy(url: str, process: subprocess.Popen[bytes], name: str) ->
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             time.sleep(0.2)
     raise SystemExit(f"The {name} did not answer {url} within 60 s; see .demo/{name}.log")
+
+
+# A product the reference merchant does not stock, so the shopper never sees it.
+DEMO_API_PRODUCT = {
+    "sku": "demo-api-sponge",
+    "name": "Губки кухонні Demo 5 шт",
+    "brand": "Demo",
+    "category_path": "Побутові товари > Губки",
+    "unit": "pcs",
+}
+CATALOG_JOB_TIMEOUT_SECONDS = 120
+
+
+def catalog_request(
+    method: str, url: str, secret_key: str, body: dict[str, Any] | None = None
+) -> Any:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(
+        url,
+        data=data,
+        method=method,
+        headers={"Authorization": f"Bearer {secret_key}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return json.loads(response.read())
+
+
+def upload_demo_product(*, app_url: str, secret_key: str) -> None:
+    """PUT one product, then poll its job until it is complete or failed, printing both."""
+    accepted = catalog_request(
+        "PUT", f"{app_url}/api/v1/catalog/products", secret_key, {"products": [DEMO_API_PRODUCT]}
+    )
+    print(f"  PUT /api/v1/catalog/products -> 202 {json.dumps(accepted)}")
+    job_url = f"{app_url}/api/v1/catalog/jobs/{accepted['job_id']}"
+    deadline = time.monotonic() + CATALOG_JOB_TIMEOUT_SECONDS
+    job = catalog_request("GET", job_url, secret_key)
+    while job["status"] in ("pending", "embedding"):
+        if time.monotonic() > deadline:
+            raise SystemExit(
+                f"The catalog job is still {job['status']} after {CATALOG_JOB_TIMEOUT_SECONDS} s; "
+                "see .demo/worker.log"
+            )
+        time.sleep(0.5)
+        job = catalog_request("GET", job_url, secret_key)
+    print(f"  GET /api/v1/catalog/jobs/{job['job_id']} -> {json.dumps(job, ensure_ascii=False)}")
+    if job["status"] != "complete":
+        raise SystemExit("The catalog job failed; see .demo/worker.log")
 
 
 def wait_until_worker_runs(process: subprocess.Popen[bytes], *, since: float) -> None:
@@ -267,8 +316,6 @@ def main() -> None:
         wait_until_worker_runs(processes[-1], since=worker_started)
 
         step("Uploading a product through the catalog API; the worker embeds it")
-        from demo.catalog_upload import upload_demo_product
-
         upload_demo_product(app_url=app_url, secret_key=credentials["secret_key"])
 
         from demo.conversation import play_conversation
