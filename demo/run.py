@@ -1,9 +1,9 @@
 """Run the Vizochok demo: a scripted shopper conversation against a live merchant backend.
 
-Started by ``make demo`` with DATABASE_URL set. Steps: migrate, prepare the demo tenant,
-import the ATB catalog, start the reference merchant, the app under gunicorn and a catalog
-worker, upload a product through the catalog API, play the conversation through the HTTP API,
-then keep the processes running until Ctrl-C.
+Started by ``make demo`` with DATABASE_URL set. It migrates, prepares the demo tenant and
+imports the ATB catalog. It then starts the reference merchant, the app under gunicorn and a
+catalog worker, uploads a product through the catalog API and plays the conversation through
+the HTTP API. The processes keep running until Ctrl-C.
 """
 
 import argparse
@@ -67,7 +67,7 @@ def prepare_environment(*, app_port: int) -> None:
     os.environ["WEBHOOK_ALLOW_HTTP"] = "1"
     os.environ["WEBHOOK_ALLOWED_NETWORKS"] = "127.0.0.0/8"
     os.environ["GUNICORN_BIND"] = f"127.0.0.1:{app_port}"
-    # stop() waits 10 s before it kills; a worker must hand its job back before that.
+    # stop() waits 10 s before it kills, so a worker must hand its job back before that.
     os.environ["WORKER_SHUTDOWN_TIMEOUT_SECONDS"] = "5"
 
 
@@ -144,7 +144,7 @@ def wait_until_healthy(url: str, process: subprocess.Popen[bytes], name: str) ->
     raise SystemExit(f"The {name} did not answer {url} within 60 s; see .demo/{name}.log")
 
 
-# A product the reference merchant does not stock, so the shopper never sees it.
+# A product the reference merchant does not stock, so search results never show it.
 DEMO_API_PRODUCT = {
     "sku": "demo-api-sponge",
     "name": "Губки кухонні Demo 5 шт",
