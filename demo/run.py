@@ -144,7 +144,7 @@ def wait_until_healthy(url: str, process: subprocess.Popen[bytes], name: str) ->
     raise SystemExit(f"The {name} did not answer {url} within 60 s; see .demo/{name}.log")
 
 
-# A product the reference merchant does not stock, so search results never show it.
+# A product the reference merchant does not stock, so the assistant never shows it to shoppers.
 DEMO_API_PRODUCT = {
     "sku": "demo-api-sponge",
     "name": "Губки кухонні Demo 5 шт",
