@@ -527,8 +527,7 @@ def _rejection_message(hostname: str, category: str) -> str:
     else:
         subject = f"URL host {hostname} is"
     return (
-        f"{subject} a non-public address ({category}); webhook URLs must point at public "
-        "addresses"
+        f"{subject} a non-public address ({category}); webhook URLs must point at public addresses"
     )
 
 

@@ -27,9 +27,7 @@ def test_unknown_api_paths_get_the_json_envelope(chat_client, _case, path):
 def test_deeply_nested_json_is_invalid_json(chat_client):
     body = "[" * 100_000 + "]" * 100_000
 
-    response = chat_client.post(
-        "/api/v1/conversations", data=body, content_type="application/json"
-    )
+    response = chat_client.post("/api/v1/conversations", data=body, content_type="application/json")
 
     assert response.status_code == 400
     assert response.json()["code"] == "invalid_json"
@@ -53,3 +51,20 @@ def test_cors_headers_are_not_sent_outside_the_api(client):
     response = client.get("/admin/login/", HTTP_ORIGIN="https://shop.example")
 
     assert "Access-Control-Allow-Origin" not in response
+
+
+def test_a_body_over_the_upload_limit_is_payload_too_large(server_client, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+
+    response = server_client.patch(
+        "/api/v1/admin/webhooks",
+        data='{"cart_url": "' + "x" * 2000 + '"}',
+        content_type="application/json",
+    )
+
+    assert response.status_code == 413
+    assert response.json() == {
+        "detail": "The request body is larger than this server accepts.",
+        "code": "payload_too_large",
+        "max_bytes": 1000,
+    }
