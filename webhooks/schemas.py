@@ -10,7 +10,6 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, StrictBool, StrictStr, ValidationError, field_validator
 
-
 # Prices and quantities above this are taken as merchant errors, not goods: no shop sells a
 # line for a billion, and larger values overflow the two-decimal money arithmetic.
 MAX_AMOUNT = 1_000_000_000
