@@ -1,6 +1,7 @@
 """The scripted shopper conversation of the demo, played through the chat HTTP API."""
 
 import json
+import re
 import textwrap
 import urllib.request
 from typing import Any
@@ -56,11 +57,23 @@ def _print_cart(event: dict[str, Any]) -> None:
     print(f"      Разом: {_money(event['total'])}")
 
 
+# A numbered line of the reply text, such as "2. Молоко … — 41,90"; the product cards show
+# the same products with their SKUs, so the demo prints the cards instead.
+_LISTED_PRODUCT = re.compile(r"^\d+\. ")
+
+
 def print_events(events: list[dict[str, Any]]) -> None:
     text = "".join(event.get("delta", "") for event in events if event["type"] == "text_delta")
-    if text:
-        wrapped = textwrap.fill(text, width=96, subsequent_indent="    ")
-        print(f"  {BOLD}Асистент:{RESET} {wrapped}")
+    has_cards = any(event["type"] == "product_cards" for event in events)
+    lines = [
+        line
+        for line in text.splitlines()
+        if line.strip() and not (has_cards and _LISTED_PRODUCT.match(line))
+    ]
+    for index, line in enumerate(lines):
+        prefix = f"  {BOLD}Асистент:{RESET} " if index == 0 else "            "
+        wrapped = textwrap.fill(line, width=100, subsequent_indent="            ")
+        print(f"{prefix}{wrapped}")
     for event in events:
         if event["type"] == "product_cards":
             _print_cards(event["items"])
@@ -79,7 +92,11 @@ def play_conversation(*, app_url: str, public_key: str, store_id: str, user_id: 
         {"store_id": store_id, "user_id": user_id},
     )
     conversation_id = conversation["conversation_id"]
-    print(f"\n{DIM}Conversation {conversation_id}, store {store_id}, shopper {user_id}{RESET}")
+    print(f"\n{DIM}Conversation {conversation_id}, store {store_id}, shopper {user_id}.")
+    print(
+        "The shopper's cart at the merchant already holds a loaf of bread; the first message "
+        f"loads it through the cart GET webhook.{RESET}"
+    )
     for text in SCRIPT:
         print(f"\n  {BOLD}Покупець:{RESET} {text}")
         reply = _request(

@@ -7,6 +7,7 @@ the HTTP API. The processes keep running until Ctrl-C.
 """
 
 import argparse
+import contextlib
 import json
 import os
 import secrets
@@ -26,8 +27,9 @@ STATE = ROOT / ".demo"
 TENANT_SLUG = "demo-atb"
 STORE_ID = "store-1"
 SHOPPER_ID = "demo-shopper"
+DEMO_ADMIN = "demo-admin"
 # The shopper's cart already holds a loaf of bread, which the first message loads.
-SEED_CART = f"{STORE_ID}:{SHOPPER_ID}:atb-0238:1"
+SEED_CART = f"{STORE_ID}:{SHOPPER_ID}:atb-0239:1"
 
 sys.path.insert(0, str(ROOT))
 
@@ -108,8 +110,10 @@ def prepare_tenant(*, merchant_url: str) -> dict[str, str]:
 
     admin_password = secrets.token_urlsafe(12)
     user_model = get_user_model()
+    # A user of the demo's own, so that running the demo against a shared database never
+    # changes the password of an existing "admin".
     admin, _ = user_model.objects.get_or_create(
-        username="admin", defaults={"is_staff": True, "is_superuser": True}
+        username=DEMO_ADMIN, defaults={"is_staff": True, "is_superuser": True}
     )
     admin.is_staff = admin.is_superuser = True
     admin.set_password(admin_password)
@@ -239,7 +243,7 @@ def print_instructions(*, app_url: str, credentials: dict[str, str]) -> None:
     curl -s {app_url}/api/v1/catalog/jobs -H 'Authorization: Bearer {credentials["secret_key"]}'
 
   Secret key (server side: catalog and admin API): {credentials["secret_key"]}
-  Admin: {app_url}/admin/  user admin, password {credentials["admin_password"]}
+  Admin: {app_url}/admin/  user {DEMO_ADMIN}, password {credentials["admin_password"]}
   Logs: .demo/app.log, .demo/worker.log and .demo/merchant.log
 
   Press Ctrl-C to stop the app, the worker and the merchant.
@@ -336,8 +340,10 @@ def main() -> None:
     except KeyboardInterrupt:
         pass
     finally:
-        print("\nStopping the app, the worker and the merchant.", flush=True)
+        # Stop first: printing can fail with BrokenPipeError when the output pipe is gone.
         stop(processes)
+        with contextlib.suppress(OSError):
+            print("\nStopped the app, the worker and the merchant.", flush=True)
 
 
 if __name__ == "__main__":
