@@ -474,6 +474,9 @@ class _StreamAssembly:
     ) -> Completion:
         if self.chunks == 0:
             raise LLMInvalidResponse("The stream ended without any chunk.")
+        if self.finish_reason is None:
+            # Every complete stream names a finish reason in its last choice chunk.
+            raise LLMConnectionError("The stream ended before its last chunk.")
         raw_calls = [
             (call_id, name, "".join(arguments))
             for _, (call_id, name, arguments) in sorted(self.calls.items())

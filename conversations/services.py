@@ -3,7 +3,7 @@
 import logging
 import secrets
 import uuid
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 
 from django.db import transaction
@@ -107,7 +107,7 @@ class ConversationTurn:
         message_text_validate(self.text)
         self._lease = self._take_lease()
 
-    def events(self) -> Iterator[Event]:
+    def events(self) -> Generator[Event, None, None]:
         """Yield the events of the reply; ``start`` must have succeeded."""
         lease = self._lease
         if lease is None:

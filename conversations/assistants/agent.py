@@ -262,7 +262,7 @@ class _AgentTurn:
         ]
 
     def _system_prompt(self) -> str:
-        parts = [SYSTEM_PROMPT]
+        parts = [SYSTEM_PROMPT.strip()]
         if self.config.system_prompt_addition:
             parts.append(f"{TENANT_INSTRUCTIONS_HEADER}\n{self.config.system_prompt_addition}")
         cart_json = json.dumps(self.turn.tools.view_cart(), ensure_ascii=False)
@@ -354,13 +354,14 @@ class _AgentTurn:
     # Tools
 
     def _run_tools(self, calls: list[ToolCall]) -> Iterator[Event]:
+        announced: StatusCode | None = None
         for call in calls:
             if self.deadline.expired():
                 raise _TurnEnded(self._timeout_error())
-            if call.name in SEARCH_TOOL_NAMES:
-                yield events.status(StatusCode.SEARCHING)
-            elif call.name in CART_TOOL_NAMES:
-                yield events.status(StatusCode.UPDATING_CART)
+            status = _status_of(call.name)
+            if status is not None and status != announced:
+                announced = status
+                yield events.status(status)
             outcome = self.runner.call(call.name, call.arguments)
             self.pending.extend(outcome.events)
             message = {
@@ -390,3 +391,12 @@ class _AgentTurn:
             "tenant_id": self.turn.conversation.tenant_id,
             "conversation_id": self.conversation_id,
         }
+
+
+def _status_of(tool_name: str) -> StatusCode | None:
+    """Return the progress status a tool call announces, if it waits for the merchant."""
+    if tool_name in SEARCH_TOOL_NAMES:
+        return StatusCode.SEARCHING
+    if tool_name in CART_TOOL_NAMES:
+        return StatusCode.UPDATING_CART
+    return None
