@@ -21,7 +21,6 @@ A failed model call ends the turn with ``internal_error`` and the reason from
 and their ``cart_changed`` events are sent before the error.
 """
 
-import json
 import logging
 import uuid
 from collections.abc import Generator, Iterator
@@ -72,6 +71,9 @@ logger = logging.getLogger(__name__)
 ASSISTANT_NAME = "agent"
 # The reason of the internal_error event sent when a turn runs out of time.
 REASON_TURN_TIMEOUT = "turn_timeout"
+CART_VIEW_TOOL = "view_cart"
+# Id of the view_cart call that shows the model the cart at the start of each turn.
+CART_CONTEXT_CALL_ID = "call_cart_at_turn_start"
 # Tools that wait for the products webhook, announced with a "searching" status.
 SEARCH_TOOL_NAMES = frozenset({"search_products"})
 
@@ -258,6 +260,7 @@ class _AgentTurn:
         return [
             {"role": "system", "content": self._system_prompt()},
             *history,
+            *self._cart_context(),
             {"role": "user", "content": self.turn.text},
         ]
 
@@ -265,15 +268,37 @@ class _AgentTurn:
         parts = [SYSTEM_PROMPT.strip()]
         if self.config.system_prompt_addition:
             parts.append(f"{TENANT_INSTRUCTIONS_HEADER}\n{self.config.system_prompt_addition}")
-        cart_json = json.dumps(self.turn.tools.view_cart(), ensure_ascii=False)
         parts.append(
             TURN_CONTEXT_TEMPLATE.format(
                 language=self.turn.language,
                 language_name=LANGUAGE_NAMES.get(self.turn.language, self.turn.language),
-                cart_json=cart_json,
             )
         )
         return "\n\n".join(parts)
+
+    def _cart_context(self) -> list[dict[str, Any]]:
+        """Return a view_cart call and its result that show the cart this turn starts with.
+
+        The cart holds merchant text (product names), so it travels as a tool result, which
+        the prompt declares to be data, not inside the system prompt. These two messages are
+        rebuilt every turn and never stored.
+        """
+        cart = self.turn.tools.view_cart()
+        if not cart["items"] or CART_VIEW_TOOL in self.config.disabled_tools:
+            return []
+        call = {
+            "id": CART_CONTEXT_CALL_ID,
+            "type": "function",
+            "function": {"name": CART_VIEW_TOOL, "arguments": "{}"},
+        }
+        return [
+            {"role": "assistant", "content": None, "tool_calls": [call]},
+            {
+                "role": "tool",
+                "tool_call_id": CART_CONTEXT_CALL_ID,
+                "content": tool_result_content({"cart": cart}),
+            },
+        ]
 
     def _model(self) -> str:
         """Return the complex model for the first call of a conversation, else the fast one."""

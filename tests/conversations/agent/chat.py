@@ -44,11 +44,5 @@ def types_of(sent: list[dict]) -> list[str]:
     return types
 
 
-def cart_in_prompt(request) -> dict:
-    """Return the cart JSON that ends the system prompt of an LLM request."""
-    system = request.messages[0]["content"]
-    return json.loads(system[system.rindex("(data): ") + len("(data): ") :])
-
-
 def cards_of(sent: list[dict]) -> list[dict]:
     return [card for event in sent if event["type"] == "product_cards" for card in event["items"]]

@@ -11,7 +11,7 @@ import pytest
 from catalog.models import Product
 from conversations.assistants import AgentAssistant, get_assistant
 from conversations.models import Message
-from tests.conversations.agent.chat import cards_of, cart_in_prompt, types_of
+from tests.conversations.agent.chat import cards_of, types_of
 from tests.conversations.agent.conftest import COMPLEX_MODEL, FAST_MODEL
 from tests.conversations.agent.llm_server import call, reply, tool_calls
 from tests.conversations.chat import cart_posts, reply_text, send
@@ -212,7 +212,7 @@ def test_later_messages_see_earlier_tool_calls(chat_client, shop, conversation, 
     assert request.messages[5] == {"role": "user", "content": "додай перше"}
 
 
-def test_system_prompt_carries_the_confirmed_cart(chat_client, shop, conversation, llm):
+def test_cart_reaches_the_model_as_a_tool_result(chat_client, shop, conversation, llm):
     search_milk(llm)
     send(chat_client, conversation, "молоко")
     llm.add(tool_calls(call("add_to_cart", {"sku": "milk-001"})), reply("Додав."))
@@ -221,21 +221,38 @@ def test_system_prompt_carries_the_confirmed_cart(chat_client, shop, conversatio
 
     send(chat_client, conversation, "що в кошику?")
 
-    assert cart_in_prompt(llm.requests[2]) == {"items": [], "total": 0.0}
-    assert cart_in_prompt(llm.requests[4]) == {
-        "items": [
+    assert "Lactel" not in llm.requests[4].messages[0]["content"]
+    *_, cart_call, cart_result, question = llm.requests[4].messages
+    assert cart_call == {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
             {
-                "sku": "milk-001",
-                "name": "Молоко Lactel 2.5%",
-                "price": 45.9,
-                "promo_price": None,
-                "brand": "Lactel",
-                "quantity": 1,
-                "unit": "pcs",
+                "id": "call_cart_at_turn_start",
+                "type": "function",
+                "function": {"name": "view_cart", "arguments": "{}"},
             }
         ],
-        "total": 45.9,
     }
+    assert cart_result["tool_call_id"] == "call_cart_at_turn_start"
+    assert json.loads(cart_result["content"]) == {
+        "cart": {
+            "items": [
+                {
+                    "sku": "milk-001",
+                    "name": "Молоко Lactel 2.5%",
+                    "price": 45.9,
+                    "brand": "Lactel",
+                    "quantity": 1,
+                    "unit": "pcs",
+                }
+            ],
+            "total": 45.9,
+        }
+    }
+    assert question == {"role": "user", "content": "що в кошику?"}
+    stored = Message.objects.filter(role="assistant").order_by("created_at").last()
+    assert [message["role"] for message in stored.llm_messages] == ["assistant"]
 
 
 def test_messages_store_the_turn(chat_client, shop, conversation, llm):

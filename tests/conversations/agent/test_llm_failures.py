@@ -153,7 +153,16 @@ def test_failed_turn_leaves_a_usable_history(chat_client, shop, conversation, ll
     send(chat_client, conversation, "що в кошику?")
 
     roles = [message["role"] for message in llm.requests[2].messages]
-    assert roles == ["system", "user", "assistant", "tool", "assistant", "user"]
+    assert roles == [
+        "system",
+        "user",
+        "assistant",
+        "tool",
+        "assistant",
+        "assistant",
+        "tool",
+        "user",
+    ]
     assert llm.requests[2].messages[4] == {
         "role": "assistant",
         "content": "(This reply was interrupted before it was finished.)",
