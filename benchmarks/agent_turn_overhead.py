@@ -2,8 +2,8 @@
 
 Runs shopper messages through the chat API in process (Django test client, all middleware,
 DRF, the turn service, the agent, catalog search, PostgreSQL) against a scripted
-OpenAI-compatible server and the reference merchant, both on 127.0.0.1 and both answering
-at once. For each turn it measures the wall time and subtracts the time spent inside LLM
+OpenAI-compatible server and the reference merchant, both on 127.0.0.1 and both responding
+without delay. For each turn it measures the wall time and subtracts the time spent inside LLM
 calls (iterating a streamed completion, or a plain completion call) and inside webhook
 calls (``WebhookCall.run``, which includes signing and writing the delivery row). The rest
 is the overhead: HTTP handling, database reads and writes, prompt and history building,

@@ -1,10 +1,10 @@
 """The boundary to the LLM: chat completions with tools through the ``openai`` client.
 
 Every model call of the project goes through this module. It works with any
-OpenAI-compatible ``/v1/chat/completions`` endpoint (OpenAI, vLLM, Ollama, ...), sends plain
-or streamed requests, turns every failure into one of the ``LLMError`` subclasses below, and
-logs each call as ``llm.completion`` (or ``llm.completion_failed``) with the tenant, the
-conversation, the model, the token counts, the duration and the provider's request id.
+OpenAI-compatible ``/v1/chat/completions`` endpoint (OpenAI, vLLM, Ollama, ...) and sends
+plain or streamed requests. Every failure becomes one of the ``LLMError`` subclasses below.
+Each call is logged as ``llm.completion`` (or ``llm.completion_failed``) with the tenant,
+the conversation, the model, the token counts, the duration and the provider's request id.
 
 The client's own retries are off. This module retries itself, at most
 ``LLM_MAX_RETRIES`` times and only while the turn's ``Deadline`` leaves time, so that a
@@ -92,7 +92,7 @@ class LLMConnectionError(LLMError):
 
 
 class LLMTimeout(LLMError):
-    """The endpoint did not answer within the request timeout or the turn deadline."""
+    """The endpoint did not respond within the request timeout or the turn deadline."""
 
     default_reason = REASON_TIMEOUT
 
@@ -102,7 +102,7 @@ class LLMTimeout(LLMError):
 
 
 class LLMHTTPError(LLMError):
-    """The endpoint answered with a 4xx or 5xx status, or sent an error in a stream."""
+    """The endpoint returned a 4xx or 5xx status, or sent an error object in a stream."""
 
     @property
     def reason(self) -> str:
@@ -115,7 +115,7 @@ class LLMHTTPError(LLMError):
 
 
 class LLMInvalidResponse(LLMError):
-    """The endpoint answered, but not with a usable completion.
+    """The endpoint returned something other than a usable completion.
 
     Causes: a body that is not a chat completion (HTML, invalid JSON), no choice or an
     empty one, tool call arguments that are not a JSON object, or a call of a tool that
@@ -127,7 +127,7 @@ class LLMInvalidResponse(LLMError):
 
 @dataclass(frozen=True)
 class LLMContext:
-    """Who a call is made for, for logs."""
+    """The tenant and conversation a call is made for, for logs."""
 
     tenant_id: int
     conversation_id: str
@@ -141,7 +141,7 @@ class CompletionRequest:
     # Tool definitions in the OpenAI "tools" format.
     tools: list[dict[str, Any]] = field(default_factory=list)
     # Tool names a tool call may use. It can list more than ``tools``: the caller then
-    # rejects a call of a tool it did not offer itself, with a tool result the model sees.
+    # rejects a call of a tool it did not offer itself, with a tool result for the model.
     # An empty value means the names in ``tools``.
     accepted_tool_names: Collection[str] = ()
     temperature: float | None = None

@@ -85,7 +85,7 @@ class ConversationTurn:
     ``run`` does everything in one generator. A streaming response calls ``start`` first,
     so that these two errors become normal HTTP errors, then iterates ``events`` and
     calls ``close`` when the response ends. If the client goes away, closing the
-    generator stops the work at the next event; the reply is saved with the events
+    generator stops the work at the next event. The reply is then saved with the events
     produced so far and ``"interrupted": "client_disconnected"`` in its metadata.
     """
 

@@ -81,7 +81,7 @@ def event_stream_response(turn: ConversationTurn) -> StreamingHttpResponse:
         EventStream(turn), content_type=f"{EVENT_STREAM_MEDIA_TYPE}; charset=utf-8"
     )
     response["Cache-Control"] = "no-cache"
-    # nginx buffers proxied responses unless told otherwise, which would hold back the
-    # events until the reply is complete.
+    # nginx buffers proxied responses unless this header turns it off, which would hold
+    # back the events until the reply is complete.
     response["X-Accel-Buffering"] = "no"
     return response

@@ -4,7 +4,6 @@ Days are UTC dates. Counters are incremented with ``F()`` expressions, so concur
 in different processes never lose an update.
 """
 
-import logging
 from datetime import date
 
 from django.db import IntegrityError, transaction
@@ -15,8 +14,6 @@ from conversations.llm import Usage
 from conversations.models import Conversation, TokenUsage
 from tenants.models import AssistantSettings, Tenant
 from vizochok.exceptions import ErrorCode
-
-logger = logging.getLogger(__name__)
 
 
 def utc_today() -> date:

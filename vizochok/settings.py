@@ -133,7 +133,7 @@ EMBEDDING_BATCH_SIZE = env.int("EMBEDDING_BATCH_SIZE", default=32)
 OPENAI_BASE_URL = env.str("OPENAI_BASE_URL", default="")
 OPENAI_API_KEY = env.str("OPENAI_API_KEY", default="")
 # Models for tenants that leave AssistantSettings.complex_model / fast_model empty. The
-# complex model answers the first model call of a conversation, the fast one every later call.
+# complex model serves the first model call of a conversation, the fast one every later call.
 LLM_COMPLEX_MODEL = env.str("LLM_COMPLEX_MODEL", default="gpt-4.1")
 LLM_FAST_MODEL = env.str("LLM_FAST_MODEL", default="gpt-4.1-mini")
 # Upper bound of one chat completion request, in seconds; a turn's remaining time lowers it.

@@ -1,7 +1,7 @@
 """The LLM agent: a model with the shopping tools, behind the ``Assistant`` interface.
 
-One turn is a loop of model calls. Each call sees the system prompt, the conversation's
-history and the tool results so far. When the model asks for tools, they run through a
+One turn is a loop of model calls. Each request contains the system prompt, the
+conversation's history and the tool results so far. When the model asks for tools, they run through a
 ``ToolCallRunner`` (so the tool layer's guards apply) and the loop goes on. When it
 answers with text only, the turn ends.
 
@@ -279,7 +279,7 @@ class _AgentTurn:
     def _cart_context(self) -> list[dict[str, Any]]:
         """Return a view_cart call and its result that show the cart this turn starts with.
 
-        The cart holds merchant text (product names), so it travels as a tool result, which
+        The cart contains merchant text (product names), so it travels as a tool result, which
         the prompt declares to be data, not inside the system prompt. These two messages are
         rebuilt every turn and never stored.
         """

@@ -3,7 +3,7 @@
 The system message is ``SYSTEM_PROMPT``, then the tenant's ``system_prompt_addition`` under
 ``TENANT_INSTRUCTIONS_HEADER``, then ``TURN_CONTEXT_TEMPLATE`` with the shopper's language.
 Everything the store's systems return (product text, merchant reasons, the cart) reaches
-the model only as JSON in tool results, and rule 1 tells the model that it is data. The tenant's
+the model only as JSON in tool results, and rule 1 declares it to be data. The tenant's
 addition is written by the retailer's staff, so it is trusted, but it comes after the rules
 and cannot lift them.
 """
@@ -70,6 +70,6 @@ LANGUAGE_NAMES = {"uk": "Ukrainian", "en": "English", "ru": "Russian"}
 INTERRUPTED_REPLY_NOTE = "(This reply was interrupted before it was finished.)"
 # The tool result stored for a tool call that was never run because the turn ended first.
 NOT_RUN_TOOL_RESULT = '{"error":"not_run","detail":"The turn ended before this call ran."}'
-# Stands for an earlier reply that has no stored text, such as an offline assistant's reply
+# Replaces an earlier reply that has no stored text, such as an offline assistant's reply
 # that consisted only of an error.
 EMPTY_REPLY_NOTE = "(No text reply.)"

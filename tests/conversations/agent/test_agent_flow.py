@@ -34,7 +34,7 @@ def search_milk(llm, text="Ось молоко: Lactel за 45,90 і Галич�
     llm.add(tool_calls(call("search_products", {"query": "молоко"})), reply(text))
 
 
-def test_get_assistant_is_the_agent_with_an_llm_endpoint(tenant, settings):
+def test_get_assistant_returns_the_agent(tenant, settings):
     settings.OPENAI_BASE_URL = "http://127.0.0.1:9/v1"
     settings.OPENAI_API_KEY = ""
 

@@ -4,7 +4,7 @@ from conversations.assistants.base import HistoryEntry
 from conversations.assistants.history import completed_transcript, history_messages
 from conversations.assistants.prompts import INTERRUPTED_REPLY_NOTE
 
-SEARCH_CALL = {
+CART_CALLS = {
     "role": "assistant",
     "content": None,
     "tool_calls": [
@@ -12,18 +12,18 @@ SEARCH_CALL = {
         {"id": "call_2", "type": "function", "function": {"name": "view_cart", "arguments": "{}"}},
     ],
 }
-SEARCH_RESULT = {"role": "tool", "tool_call_id": "call_1", "content": '{"cart":{}}'}
+CART_RESULT = {"role": "tool", "tool_call_id": "call_1", "content": '{"cart":{}}'}
 
 
 def test_complete_transcript_is_unchanged():
     answer = {"role": "assistant", "content": "Ось."}
-    transcript = [SEARCH_CALL, SEARCH_RESULT, {**SEARCH_RESULT, "tool_call_id": "call_2"}, answer]
+    transcript = [CART_CALLS, CART_RESULT, {**CART_RESULT, "tool_call_id": "call_2"}, answer]
 
     assert completed_transcript(transcript) == transcript
 
 
 def test_missing_results_and_answer_are_filled_in():
-    repaired = completed_transcript([SEARCH_CALL, SEARCH_RESULT])
+    repaired = completed_transcript([CART_CALLS, CART_RESULT])
 
     assert [message["role"] for message in repaired] == ["assistant", "tool", "tool", "assistant"]
     assert repaired[2]["tool_call_id"] == "call_2"
