@@ -5,7 +5,7 @@ they are created; the admin never lists them again.
 """
 
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.contrib import admin, messages
@@ -65,7 +65,8 @@ class AssistantSettingsForm(forms.ModelForm):
         # Imported here: tenants is below conversations, and only this form needs the names.
         from conversations.tool_calls import TOOL_NAMES
 
-        self.fields["disabled_tools"].choices = [(name, name) for name in sorted(TOOL_NAMES)]
+        disabled_tools = cast(forms.MultipleChoiceField, self.fields["disabled_tools"])
+        disabled_tools.choices = [(name, name) for name in sorted(TOOL_NAMES)]
 
 
 class AssistantSettingsInline(admin.StackedInline):
