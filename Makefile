@@ -12,12 +12,16 @@ WITH_DB := PYTHON=$(abspath $(VENV_PYTHON)) scripts/with-db.sh
 export DJANGO_DEBUG ?= 1
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: demo test lint format typecheck pytest db db-stop db-status migrate clean
+.PHONY: demo test lint format typecheck pytest verifier-tools db db-stop db-status migrate clean
 
 demo: $(VENV)/.installed
 	$(WITH_DB) $(VENV_PYTHON) demo/run.py $(DEMO_ARGS)
 
-test: lint typecheck pytest
+test: lint typecheck verifier-tools pytest
+
+# Node.js and Go for the signature verifier examples' tests (apt-get, as root only).
+verifier-tools:
+	scripts/install-verifier-tools.sh
 
 pytest: $(VENV)/.installed
 	$(WITH_DB) $(VENV_PYTHON) -m pytest $(PYTEST_ARGS)

@@ -183,6 +183,8 @@ class SearchResult:
     products: list[ShownProduct] = field(default_factory=list)
     # Matches the merchant reported as out of stock or did not return, so not shown.
     unavailable_count: int = 0
+    # Why the products webhook failed, for PRODUCTS_UNAVAILABLE.
+    failure: str | None = None
 
     def events(self) -> list[Event]:
         if not self.products:
@@ -195,6 +197,7 @@ class SearchResult:
             "outcome": self.outcome.value,
             "products": [product.card() for product in self.products],
             "unavailable_count": self.unavailable_count,
+            **({"failure": self.failure} if self.failure else {}),
         }
 
 
@@ -310,7 +313,9 @@ class ShoppingTools:
             store_id=self.conversation.store_id,
         )
         if not live.ok:
-            result = SearchResult(query=query, outcome=SearchOutcome.PRODUCTS_UNAVAILABLE)
+            result = SearchResult(
+                query=query, outcome=SearchOutcome.PRODUCTS_UNAVAILABLE, failure=live.failure
+            )
             return self._search_logged(result, failure=live.failure)
 
         shown = [

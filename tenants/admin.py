@@ -15,6 +15,8 @@ from django.http import HttpRequest
 from tenants import services
 from tenants.models import ApiKey, AssistantSettings, Tenant, WebhookSettings
 from vizochok.exceptions import InvalidInput
+from webhooks.diagnostics import WebhookNotConfigured, webhook_test_send
+from webhooks.models import WebhookKind
 
 
 class AssistantSettingsForm(forms.ModelForm):
@@ -222,7 +224,13 @@ class WebhookSettingsAdmin(admin.ModelAdmin):
     form = WebhookSettingsForm
     list_display = ["tenant", "products_url", "cart_url", "timeout_seconds", "has_secret"]
     readonly_fields = ["secret_status", "secret_updated_at"]
-    actions = ["rotate_secret_now", "rotate_secret_with_overlap"]
+    actions = [
+        "rotate_secret_now",
+        "rotate_secret_with_overlap",
+        "send_test_products",
+        "send_test_cart",
+        "send_test_cart_get",
+    ]
 
     @admin.display(boolean=True, description="Secret set")
     def has_secret(self, obj: WebhookSettings) -> bool:
@@ -272,3 +280,40 @@ class WebhookSettingsAdmin(admin.ModelAdmin):
         self, request: HttpRequest, queryset: QuerySet[WebhookSettings]
     ) -> None:
         self._rotate(request, queryset, timedelta(hours=24))
+
+    def _send_test(
+        self, request: HttpRequest, queryset: QuerySet[WebhookSettings], kind: WebhookKind
+    ) -> None:
+        for webhook_settings in queryset.select_related("tenant"):
+            tenant = webhook_settings.tenant
+            try:
+                result = webhook_test_send(tenant=tenant, kind=kind)
+            except WebhookNotConfigured as error:
+                self.message_user(request, f"{tenant}: {error.detail}", level=messages.WARNING)
+                continue
+            if result.ok:
+                self.message_user(
+                    request,
+                    f"{tenant}: {kind.label} test answered HTTP {result.status_code} in "
+                    f"{result.latency_ms} ms: {result.response}",
+                    level=messages.SUCCESS,
+                )
+            else:
+                self.message_user(
+                    request,
+                    f"{tenant}: {kind.label} test failed after {result.latency_ms} ms: "
+                    f"{result.error}",
+                    level=messages.ERROR,
+                )
+
+    @admin.action(description="Send test: products webhook (sample SKUs)")
+    def send_test_products(self, request: HttpRequest, queryset: QuerySet[WebhookSettings]) -> None:
+        self._send_test(request, queryset, WebhookKind.PRODUCTS)
+
+    @admin.action(description="Send test: cart webhook ('clear' of session vizochok-test)")
+    def send_test_cart(self, request: HttpRequest, queryset: QuerySet[WebhookSettings]) -> None:
+        self._send_test(request, queryset, WebhookKind.CART)
+
+    @admin.action(description="Send test: cart GET webhook (session vizochok-test)")
+    def send_test_cart_get(self, request: HttpRequest, queryset: QuerySet[WebhookSettings]) -> None:
+        self._send_test(request, queryset, WebhookKind.CART_GET)

@@ -15,6 +15,8 @@ from tenants.services import (
     webhook_settings_get_or_create,
     webhook_settings_update,
 )
+from webhooks.diagnostics import TEST_STORE_ID, webhook_test_send
+from webhooks.models import WebhookKind
 
 MAX_ROTATION_OVERLAP_HOURS = 7 * 24
 
@@ -83,3 +85,25 @@ class WebhookSecretRotateApi(AdminApi):
                 "active_from": promote_at.isoformat() if promote_at else None,
             }
         )
+
+
+class WebhookTestApi(AdminApi):
+    """``POST /api/v1/admin/webhooks/test``: send one signed sample request and report on it.
+
+    A merchant failure is a normal answer (``"ok": false`` with ``error``), never an error
+    status; only an unconfigured webhook gets 400 ``webhook_not_configured``.
+    """
+
+    class InputSerializer(serializers.Serializer):
+        kind = serializers.ChoiceField(choices=WebhookKind.values, default=WebhookKind.PRODUCTS)
+        store_id = serializers.CharField(max_length=200, default=TEST_STORE_ID)
+
+    def post(self, request: Request) -> Response:
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        result = webhook_test_send(
+            tenant=self.client(request).tenant,
+            kind=WebhookKind(serializer.validated_data["kind"]),
+            store_id=serializer.validated_data["store_id"],
+        )
+        return Response(result.as_dict())

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from tenants.apis import WebhookSecretRotateApi, WebhookSettingsApi
+from tenants.apis import WebhookSecretRotateApi, WebhookSettingsApi, WebhookTestApi
 
 urlpatterns = [
     path("webhooks", WebhookSettingsApi.as_view(), name="admin-webhooks"),
@@ -9,4 +9,5 @@ urlpatterns = [
         WebhookSecretRotateApi.as_view(),
         name="admin-webhooks-rotate-secret",
     ),
+    path("webhooks/test", WebhookTestApi.as_view(), name="admin-webhooks-test"),
 ]

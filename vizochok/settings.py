@@ -165,6 +165,19 @@ WEBHOOK_MAX_RESPONSE_BYTES = env.int("WEBHOOK_MAX_RESPONSE_BYTES", default=256 *
 WEBHOOK_RETRY_DELAY_SECONDS = env.float("WEBHOOK_RETRY_DELAY_SECONDS", default=1.0)
 # PEM file of trusted certificate authorities for https webhooks; empty means certifi's.
 WEBHOOK_CA_BUNDLE = env.str("WEBHOOK_CA_BUNDLE", default="") or None
+# Circuit breaker per tenant and webhook kind: it opens when, within the window, at least
+# WEBHOOK_BREAKER_MIN_FAILURES requests failed and they were at least
+# WEBHOOK_BREAKER_FAILURE_RATIO of all requests. While open, calls fail at once with the
+# reason "circuit_open"; after the cool-down one probe request decides whether it closes.
+WEBHOOK_BREAKER_ENABLED = env.bool("WEBHOOK_BREAKER_ENABLED", default=True)
+WEBHOOK_BREAKER_WINDOW_SECONDS = env.float("WEBHOOK_BREAKER_WINDOW_SECONDS", default=60.0)
+WEBHOOK_BREAKER_MIN_FAILURES = env.int("WEBHOOK_BREAKER_MIN_FAILURES", default=5)
+WEBHOOK_BREAKER_FAILURE_RATIO = env.float("WEBHOOK_BREAKER_FAILURE_RATIO", default=0.5)
+WEBHOOK_BREAKER_COOLDOWN_SECONDS = env.float("WEBHOOK_BREAKER_COOLDOWN_SECONDS", default=30.0)
+if not 0 < WEBHOOK_BREAKER_FAILURE_RATIO <= 1:
+    raise ImproperlyConfigured("WEBHOOK_BREAKER_FAILURE_RATIO must be above 0 and at most 1.")
+if WEBHOOK_BREAKER_MIN_FAILURES < 1:
+    raise ImproperlyConfigured("WEBHOOK_BREAKER_MIN_FAILURES must be at least 1.")
 
 # --- Logging ------------------------------------------------------------------------------
 LOG_FORMAT = env.str("LOG_FORMAT", default="text")

@@ -1,34 +1,66 @@
 """Calls to the merchant's products, cart and cart GET webhooks.
 
-One dispatcher serves all three kinds. Each call signs the exact bytes it sends, uses the
-tenant's timeout, is retried once after ``WEBHOOK_RETRY_DELAY_SECONDS`` on a 5xx status or
-a timeout, and treats any other non-200 status as a failure without retry. Each attempt
-logs one ``webhooks.delivery`` line and writes one ``WebhookDelivery`` row.
+``products_fetch``, ``cart_change`` and ``cart_fetch`` are what the assistant uses. They
+never raise for a merchant failure: each returns a result whose ``failure`` (or cart
+``reason``) is a ``FailureReason`` when the call itself failed. ``webhooks.calls`` holds
+the machinery shared by every call: signing, the retry, the circuit breaker, response
+validation and the delivery log. The ``*_call`` builders here are also used by the admin
+test, the test API and ``check_merchant``, so diagnostics take exactly the production path.
 """
 
 import json
 import logging
-import time
 import uuid
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import partial
 from typing import Any
 
-from django.conf import settings
-from django.db.models import F
-from django.utils import timezone
-
 from tenants.models import Tenant, WebhookSettings
-from webhooks import egress
-from webhooks.models import WebhookDelivery, WebhookKind
-from webhooks.schemas import InvalidResponse, parse_cart, parse_cart_get, parse_products
-from webhooks.signing import signature_headers
+from webhooks.calls import (
+    DELIVERY_ID_HEADER,
+    IDEMPOTENCY_KEY_HEADER,
+    MAX_ATTEMPTS,
+    CallOutcome,
+    FailureReason,
+    WebhookCall,
+    signing_secrets,
+)
+from webhooks.models import WebhookKind
+from webhooks.schemas import (
+    CartGetItem,
+    ParsedList,
+    ProductItem,
+    parse_cart,
+    parse_cart_get,
+    parse_products,
+)
+
+__all__ = [
+    "DELIVERY_ID_HEADER",
+    "IDEMPOTENCY_KEY_HEADER",
+    "MAX_ATTEMPTS",
+    "CallOutcome",
+    "CartAction",
+    "CartLine",
+    "CartLoadResult",
+    "CartResult",
+    "FailureReason",
+    "LiveProduct",
+    "ProductsResult",
+    "WebhookCall",
+    "cart_call",
+    "cart_payload",
+    "configured_url",
+    "cart_change",
+    "cart_fetch",
+    "cart_get_call",
+    "products_call",
+    "products_fetch",
+    "signing_secrets",
+]
 
 logger = logging.getLogger(__name__)
-
-IDEMPOTENCY_KEY_HEADER = "X-VIZOCHOK-Idempotency-Key"
-DELIVERY_ID_HEADER = "X-VIZOCHOK-Delivery-Id"
-MAX_ATTEMPTS = 2
 
 
 class CartAction(StrEnum):
@@ -36,14 +68,6 @@ class CartAction(StrEnum):
     REMOVE = "remove"
     UPDATE_QUANTITY = "update_quantity"
     CLEAR = "clear"
-
-
-class FailureReason(StrEnum):
-    """Reasons this service reports when a webhook call itself fails."""
-
-    TIMEOUT = "webhook_timeout"
-    ERROR = "webhook_error"
-    NOT_CONFIGURED = "webhook_not_configured"
 
 
 @dataclass(frozen=True)
@@ -62,7 +86,8 @@ class ProductsResult:
     """Outcome of a products webhook call.
 
     ``available`` holds only requested SKUs that the merchant returned as in stock; on any
-    failure it is empty and ``failure`` says why.
+    failure it is empty and ``failure`` names the reason (``circuit_open`` when no request was sent
+    because the breaker is open).
     """
 
     available: dict[str, LiveProduct] = field(default_factory=dict)
@@ -75,7 +100,11 @@ class ProductsResult:
 
 @dataclass(frozen=True)
 class CartResult:
-    """Outcome of a cart webhook call: the merchant's ``ok`` and ``reason``."""
+    """Outcome of a cart webhook call: the merchant's ``ok`` and ``reason``.
+
+    When the call itself failed, ``reason`` is a ``FailureReason`` value: ``webhook_timeout``,
+    ``webhook_error``, ``webhook_not_configured`` or ``circuit_open``.
+    """
 
     ok: bool
     reason: str | None = None
@@ -102,188 +131,6 @@ class CartLoadResult:
         return self.failure is None
 
 
-@dataclass(frozen=True)
-class _CallOutcome:
-    """The final attempt of one call: a parsed JSON payload, or why there is none."""
-
-    payload: Any = None
-    failure: FailureReason | None = None
-
-
-def signing_secrets(*, webhook_settings: WebhookSettings) -> tuple[str, str | None]:
-    """Return the current and, during a rotation, the next signing secret.
-
-    A rotation whose overlap has ended is completed here, with a conditional update so that
-    concurrent workers promote the same secret once.
-    """
-    promote_at = webhook_settings.next_secret_promote_at
-    if webhook_settings.next_secret and promote_at is not None and promote_at <= timezone.now():
-        WebhookSettings.objects.filter(
-            pk=webhook_settings.pk, next_secret=webhook_settings.next_secret
-        ).update(
-            secret=F("next_secret"),
-            next_secret="",
-            next_secret_promote_at=None,
-            secret_updated_at=timezone.now(),
-        )
-        webhook_settings.refresh_from_db()
-        logger.info("webhooks.secret.promoted", extra={"tenant_id": webhook_settings.tenant_id})
-    return webhook_settings.secret, webhook_settings.next_secret or None
-
-
-@dataclass
-class WebhookCall:
-    """One logical webhook call of up to two attempts."""
-
-    tenant: Tenant
-    webhook_settings: WebhookSettings
-    kind: WebhookKind
-    method: str
-    url: str
-    body: bytes = b""
-    params: dict[str, str] | None = None
-    idempotency_key: str | None = None
-    call_id: uuid.UUID = field(default_factory=uuid.uuid4)
-
-    def run(self) -> _CallOutcome:
-        outcome = _CallOutcome(failure=FailureReason.ERROR)
-        for attempt in range(1, MAX_ATTEMPTS + 1):
-            outcome, retryable = self._attempt(attempt)
-            if not retryable or attempt == MAX_ATTEMPTS:
-                break
-            time.sleep(settings.WEBHOOK_RETRY_DELAY_SECONDS)
-        return outcome
-
-    def _headers(self, delivery_id: uuid.UUID) -> dict[str, str]:
-        secret, next_secret = signing_secrets(webhook_settings=self.webhook_settings)
-        headers = signature_headers(secret=secret, body=self.body, next_secret=next_secret)
-        headers[DELIVERY_ID_HEADER] = str(delivery_id)
-        if self.idempotency_key:
-            headers[IDEMPOTENCY_KEY_HEADER] = self.idempotency_key
-        return headers
-
-    def _attempt(self, attempt: int) -> tuple[_CallOutcome, bool]:
-        """Send one attempt; return its outcome and whether a retry may help."""
-        delivery_id = uuid.uuid4()
-        started = time.monotonic()
-        status_code: int | None = None
-        error_code: str
-        response_bytes = 0
-        retryable = False
-        try:
-            response = egress.send(
-                self.method,
-                self.url,
-                policy=egress.policy_from_django_settings(),
-                body=self.body if self.method != "GET" else None,
-                headers=self._headers(delivery_id),
-                params=self.params,
-                timeout=float(self.webhook_settings.timeout_seconds),
-            )
-        except egress.EgressTimeout as error:
-            result, record_outcome, error_code = (
-                _CallOutcome(failure=FailureReason.TIMEOUT),
-                WebhookDelivery.Outcome.TIMEOUT,
-                error.code,
-            )
-            retryable = True
-        except egress.UnsafeURLError as error:
-            result, record_outcome, error_code = (
-                _CallOutcome(failure=FailureReason.ERROR),
-                WebhookDelivery.Outcome.BLOCKED,
-                error.code,
-            )
-        except egress.EgressError as error:
-            result, record_outcome, error_code = (
-                _CallOutcome(failure=FailureReason.ERROR),
-                WebhookDelivery.Outcome.CONNECTION_ERROR,
-                error.code,
-            )
-        else:
-            status_code = response.status_code
-            response_bytes = len(response.body)
-            result, record_outcome, error_code = self._interpret(response)
-            retryable = 500 <= response.status_code <= 599
-        self._record(
-            attempt=attempt,
-            delivery_id=delivery_id,
-            duration_ms=int((time.monotonic() - started) * 1000),
-            status_code=status_code,
-            outcome=record_outcome,
-            error_code=error_code,
-            response_bytes=response_bytes,
-        )
-        return result, retryable
-
-    def _interpret(
-        self, response: egress.EgressResponse
-    ) -> tuple[_CallOutcome, WebhookDelivery.Outcome, str]:
-        if response.status_code != 200:
-            return (
-                _CallOutcome(failure=FailureReason.ERROR),
-                WebhookDelivery.Outcome.HTTP_ERROR,
-                f"http_{response.status_code}",
-            )
-        content_type = response.headers.get("Content-Type", "")
-        if content_type.split(";")[0].strip().lower() != "application/json":
-            return (
-                _CallOutcome(failure=FailureReason.ERROR),
-                WebhookDelivery.Outcome.INVALID_RESPONSE,
-                "wrong_content_type",
-            )
-        try:
-            payload = json.loads(response.body)
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            return (
-                _CallOutcome(failure=FailureReason.ERROR),
-                WebhookDelivery.Outcome.INVALID_RESPONSE,
-                "invalid_json",
-            )
-        return _CallOutcome(payload=payload), WebhookDelivery.Outcome.SUCCESS, ""
-
-    def _record(
-        self,
-        *,
-        attempt: int,
-        delivery_id: uuid.UUID,
-        duration_ms: int,
-        status_code: int | None,
-        outcome: str,
-        error_code: str,
-        response_bytes: int,
-    ) -> None:
-        sanitized_url = egress.sanitize_url(self.url)
-        log = logger.info if outcome == WebhookDelivery.Outcome.SUCCESS else logger.warning
-        log(
-            "webhooks.delivery",
-            extra={
-                "tenant_id": self.tenant.pk,
-                "kind": self.kind,
-                "status_code": status_code,
-                "attempt": attempt,
-                "duration_ms": duration_ms,
-                "outcome": outcome,
-                "error_code": error_code,
-                "url": sanitized_url,
-                "delivery_id": str(delivery_id),
-            },
-        )
-        WebhookDelivery.objects.create(
-            tenant=self.tenant,
-            kind=self.kind,
-            call_id=self.call_id,
-            delivery_id=delivery_id,
-            url=sanitized_url,
-            attempt=attempt,
-            status_code=status_code,
-            outcome=outcome,
-            error_code=error_code,
-            duration_ms=duration_ms,
-            request_bytes=len(self.body),
-            response_bytes=response_bytes,
-        )
-
-
 def _encode(payload: dict[str, Any]) -> bytes:
     return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
 
@@ -292,43 +139,127 @@ def _webhook_settings(tenant: Tenant) -> WebhookSettings | None:
     return WebhookSettings.objects.filter(tenant=tenant).first()
 
 
+def configured_url(webhook_settings: WebhookSettings | None, kind: WebhookKind) -> str | None:
+    """Return the kind's URL when it is set and a signing secret exists, else None."""
+    if webhook_settings is None or not webhook_settings.secret:
+        return None
+    url_field = {
+        WebhookKind.PRODUCTS: "products_url",
+        WebhookKind.CART: "cart_url",
+        WebhookKind.CART_GET: "cart_get_url",
+    }[kind]
+    return getattr(webhook_settings, url_field) or None
+
+
 def _log_dropped(*, tenant: Tenant, kind: WebhookKind, dropped: list[str]) -> None:
     for reason in dropped:
         logger.warning(
             "webhooks.response.item_dropped",
-            extra={"tenant_id": tenant.pk, "kind": kind, "reason": reason},
+            extra={"tenant_id": tenant.pk, "kind": str(kind), "reason": reason},
         )
 
 
-def _log_invalid(*, tenant: Tenant, kind: WebhookKind, error: InvalidResponse) -> None:
-    logger.warning(
-        "webhooks.response.invalid",
-        extra={"tenant_id": tenant.pk, "kind": kind, "reason": str(error)},
+def products_call(
+    *,
+    tenant: Tenant,
+    webhook_settings: WebhookSettings,
+    url: str,
+    skus: list[str],
+    store_id: str,
+    **options: Any,
+) -> WebhookCall:
+    """Build the products call; ``options`` are ``WebhookCall`` fields such as ``is_test``."""
+    return WebhookCall(
+        tenant=tenant,
+        webhook_settings=webhook_settings,
+        kind=WebhookKind.PRODUCTS,
+        method="POST",
+        url=url,
+        validate=partial(parse_products, requested_skus=skus),
+        body=_encode({"skus": skus, "store_id": store_id}),
+        **options,
     )
+
+
+def cart_call(
+    *,
+    tenant: Tenant,
+    webhook_settings: WebhookSettings,
+    url: str,
+    payload: dict[str, Any],
+    **options: Any,
+) -> WebhookCall:
+    """Build a cart call with a new idempotency key, which its retry reuses."""
+    return WebhookCall(
+        tenant=tenant,
+        webhook_settings=webhook_settings,
+        kind=WebhookKind.CART,
+        method="POST",
+        url=url,
+        validate=parse_cart,
+        body=_encode(payload),
+        idempotency_key=uuid.uuid4().hex,
+        **options,
+    )
+
+
+def cart_get_call(
+    *,
+    tenant: Tenant,
+    webhook_settings: WebhookSettings,
+    url: str,
+    store_id: str,
+    session_id: str,
+    **options: Any,
+) -> WebhookCall:
+    """Build the cart GET call, signed over the empty body."""
+    return WebhookCall(
+        tenant=tenant,
+        webhook_settings=webhook_settings,
+        kind=WebhookKind.CART_GET,
+        method="GET",
+        url=url,
+        validate=parse_cart_get,
+        params={"store_id": store_id, "session_id": session_id},
+        **options,
+    )
+
+
+def cart_payload(
+    *,
+    action: CartAction,
+    store_id: str,
+    session_id: str,
+    sku: str | None = None,
+    name: str | None = None,
+    quantity: float | None = None,
+    price: float | None = None,
+) -> dict[str, Any]:
+    """Build the cart request body with the fields the action takes."""
+    payload: dict[str, Any] = {"action": action, "store_id": store_id, "session_id": session_id}
+    if action == CartAction.ADD:
+        payload.update(sku=sku, name=name, quantity=quantity, price=price)
+    elif action == CartAction.REMOVE:
+        payload["sku"] = sku
+    elif action == CartAction.UPDATE_QUANTITY:
+        payload.update(sku=sku, quantity=quantity)
+    return payload
 
 
 def products_fetch(*, tenant: Tenant, skus: list[str], store_id: str) -> ProductsResult:
     """Ask the products webhook for live prices and stock of ``skus``."""
     webhook_settings = _webhook_settings(tenant)
-    if webhook_settings is None or not webhook_settings.products_url:
+    url = configured_url(webhook_settings, WebhookKind.PRODUCTS)
+    if webhook_settings is None or url is None:
         return ProductsResult(failure=FailureReason.NOT_CONFIGURED)
     if not skus:
         return ProductsResult()
-    outcome = WebhookCall(
-        tenant=tenant,
-        webhook_settings=webhook_settings,
-        kind=WebhookKind.PRODUCTS,
-        method="POST",
-        url=webhook_settings.products_url,
-        body=_encode({"skus": skus, "store_id": store_id}),
+    outcome = products_call(
+        tenant=tenant, webhook_settings=webhook_settings, url=url, skus=skus, store_id=store_id
     ).run()
     if outcome.failure is not None:
         return ProductsResult(failure=outcome.failure)
-    try:
-        parsed = parse_products(outcome.payload, requested_skus=skus)
-    except InvalidResponse as error:
-        _log_invalid(tenant=tenant, kind=WebhookKind.PRODUCTS, error=error)
-        return ProductsResult(failure=FailureReason.ERROR)
+    parsed: ParsedList[ProductItem] = outcome.parsed
     _log_dropped(tenant=tenant, kind=WebhookKind.PRODUCTS, dropped=parsed.dropped)
     return ProductsResult(
         available={
@@ -356,58 +287,51 @@ def cart_change(
     quantity: float | None = None,
     price: float | None = None,
 ) -> CartResult:
-    """Send one cart change to the cart webhook; a failed call yields webhook_timeout/error."""
+    """Send one cart change to the cart webhook.
+
+    A failed call yields ``ok=False`` with a ``FailureReason`` as ``reason``. The request
+    carries an idempotency key that the single retry reuses, so a merchant that honours it
+    applies the change once even when its first answer is lost.
+    """
     webhook_settings = _webhook_settings(tenant)
-    if webhook_settings is None or not webhook_settings.cart_url:
+    url = configured_url(webhook_settings, WebhookKind.CART)
+    if webhook_settings is None or url is None:
         return CartResult(ok=False, reason=FailureReason.NOT_CONFIGURED)
-    payload: dict[str, Any] = {"action": action, "store_id": store_id, "session_id": session_id}
-    if action == CartAction.ADD:
-        payload.update(sku=sku, name=name, quantity=quantity, price=price)
-    elif action == CartAction.REMOVE:
-        payload["sku"] = sku
-    elif action == CartAction.UPDATE_QUANTITY:
-        payload.update(sku=sku, quantity=quantity)
-    outcome = WebhookCall(
-        tenant=tenant,
-        webhook_settings=webhook_settings,
-        kind=WebhookKind.CART,
-        method="POST",
-        url=webhook_settings.cart_url,
-        body=_encode(payload),
-        idempotency_key=uuid.uuid4().hex,
+    payload = cart_payload(
+        action=action,
+        store_id=store_id,
+        session_id=session_id,
+        sku=sku,
+        name=name,
+        quantity=quantity,
+        price=price,
+    )
+    outcome = cart_call(
+        tenant=tenant, webhook_settings=webhook_settings, url=url, payload=payload
     ).run()
     if outcome.failure is not None:
         return CartResult(ok=False, reason=outcome.failure)
-    try:
-        response = parse_cart(outcome.payload)
-    except InvalidResponse as error:
-        _log_invalid(tenant=tenant, kind=WebhookKind.CART, error=error)
-        return CartResult(ok=False, reason=FailureReason.ERROR)
-    if response.ok:
+    if outcome.parsed.ok:
         return CartResult(ok=True)
-    return CartResult(ok=False, reason=response.reason or "unknown")
+    return CartResult(ok=False, reason=outcome.parsed.reason or "unknown")
 
 
 def cart_fetch(*, tenant: Tenant, store_id: str, session_id: str) -> CartLoadResult:
     """Load the shopper's existing cart through the cart GET webhook."""
     webhook_settings = _webhook_settings(tenant)
-    if webhook_settings is None or not webhook_settings.cart_get_url:
+    url = configured_url(webhook_settings, WebhookKind.CART_GET)
+    if webhook_settings is None or url is None:
         return CartLoadResult(failure=FailureReason.NOT_CONFIGURED)
-    outcome = WebhookCall(
+    outcome = cart_get_call(
         tenant=tenant,
         webhook_settings=webhook_settings,
-        kind=WebhookKind.CART_GET,
-        method="GET",
-        url=webhook_settings.cart_get_url,
-        params={"store_id": store_id, "session_id": session_id},
+        url=url,
+        store_id=store_id,
+        session_id=session_id,
     ).run()
     if outcome.failure is not None:
         return CartLoadResult(failure=outcome.failure)
-    try:
-        parsed = parse_cart_get(outcome.payload)
-    except InvalidResponse as error:
-        _log_invalid(tenant=tenant, kind=WebhookKind.CART_GET, error=error)
-        return CartLoadResult(failure=FailureReason.ERROR)
+    parsed: ParsedList[CartGetItem] = outcome.parsed
     _log_dropped(tenant=tenant, kind=WebhookKind.CART_GET, dropped=parsed.dropped)
     return CartLoadResult(
         lines=[

@@ -28,6 +28,7 @@ from conversations.cart import to_decimal
 from conversations.events import Event, StatusCode
 from conversations.tools import CartChangeResult, SearchOutcome, SearchResult, ShownProduct
 from vizochok.exceptions import ErrorCode
+from webhooks.dispatch import FailureReason
 
 STATE_KEY = "offline"
 LIST_SEARCH = "search"
@@ -258,7 +259,9 @@ class _OfflineReply:
         elif result.outcome == SearchOutcome.NONE_AVAILABLE:
             self.lines.append(self.replies.text("search_none_available", query=result.query))
         elif result.outcome == SearchOutcome.PRODUCTS_UNAVAILABLE:
-            self.lines.append(self.replies.text("products_unavailable"))
+            temporarily = result.failure == FailureReason.CIRCUIT_OPEN
+            key = "prices_temporarily_unavailable" if temporarily else "products_unavailable"
+            self.lines.append(self.replies.text(key))
         else:
             self.lines.append(self.replies.text("no_catalog_data"))
             self.extra_events.append(events.error(ErrorCode.NO_CATALOG_DATA))

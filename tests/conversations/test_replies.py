@@ -39,6 +39,12 @@ APPLES = ShownProduct(
             "The store did not respond in time, so your cart was not changed. Please try again.",
         ),
         (
+            "circuit_open",
+            "en",
+            "The store's cart is temporarily unavailable, so your cart was not changed. "
+            "Please try again in a minute.",
+        ),
+        (
             "webhook_error",
             "uk",
             "Не вдалося змінити кошик: магазин повернув помилку. Спробуйте, будь ласка, ще раз.",

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import pytest
 from django.utils import timezone
 
+from tests.webhooks.behaviours import json_reply, point_webhooks_at, sequence, slow
 from webhooks.dispatch import (
     DELIVERY_ID_HEADER,
     IDEMPOTENCY_KEY_HEADER,
@@ -33,52 +34,11 @@ from webhooks.signing import (
 )
 
 if TYPE_CHECKING:
-    from conftest import LocalServer, RecordingHandler
+    from tests.webhooks.conftest import LocalServer
 
     StartServer = Callable[..., LocalServer]
 
 pytestmark = pytest.mark.django_db
-
-
-def json_reply(status: int, payload: object, content_type: str = "application/json"):
-    body = json.dumps(payload).encode()
-
-    def behaviour(handler: RecordingHandler) -> None:
-        handler.send_response(status)
-        handler.send_header("Content-Type", content_type)
-        handler.send_header("Content-Length", str(len(body)))
-        handler.end_headers()
-        handler.send_bytes(body)
-
-    return behaviour
-
-
-def sequence(*behaviours):
-    """Answer the n-th request with the n-th behaviour, repeating the last one."""
-    calls = []
-
-    def behaviour(handler: RecordingHandler) -> None:
-        calls.append(None)
-        behaviours[min(len(calls), len(behaviours)) - 1](handler)
-
-    return behaviour
-
-
-def slow(seconds: float):
-    def behaviour(handler: RecordingHandler) -> None:
-        time.sleep(seconds)
-        json_reply(200, {"ok": True})(handler)
-
-    return behaviour
-
-
-def point_webhooks_at(tenant, server: LocalServer) -> None:
-    webhook_settings = tenant.webhook_settings
-    webhook_settings.products_url = server.url("/products")
-    webhook_settings.cart_url = server.url("/cart")
-    webhook_settings.cart_get_url = server.url("/cart")
-    webhook_settings.timeout_seconds = 1
-    webhook_settings.save()
 
 
 def test_products_returns_only_requested_in_stock_skus(tenant, merchant):

@@ -1,0 +1,3 @@
+module vizochok.example/verify
+
+go 1.19

@@ -1,0 +1,99 @@
+"""Scripted responses for the local test servers of tests/webhooks/conftest.py.
+
+A behaviour is a function that receives the request handler after the request was recorded
+and writes the whole response itself, so it can also misbehave: stall, reset the
+connection, or send a body that does not match its headers.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tests.webhooks.conftest import LocalServer, RecordingHandler
+
+    Behaviour = Callable[[RecordingHandler], None]
+
+
+def raw_reply(status: int, body: bytes, content_type: str | None = "application/json"):
+    def behaviour(handler: RecordingHandler) -> None:
+        handler.send_response(status)
+        if content_type is not None:
+            handler.send_header("Content-Type", content_type)
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        handler.send_bytes(body)
+
+    return behaviour
+
+
+def json_reply(status: int, payload: object, content_type: str = "application/json"):
+    return raw_reply(status, json.dumps(payload).encode(), content_type)
+
+
+def redirect(location: str):
+    def behaviour(handler: RecordingHandler) -> None:
+        handler.send_response(301)
+        handler.send_header("Location", location)
+        handler.send_header("Content-Length", "0")
+        handler.end_headers()
+
+    return behaviour
+
+
+def sequence(*behaviours):
+    """Answer the n-th request with the n-th behaviour, repeating the last one."""
+    calls: list[None] = []
+    lock = threading.Lock()
+
+    def behaviour(handler: RecordingHandler) -> None:
+        with lock:
+            calls.append(None)
+            index = min(len(calls), len(behaviours)) - 1
+        behaviours[index](handler)
+
+    return behaviour
+
+
+def slow(seconds: float, then=None):
+    """Wait ``seconds``, then answer with ``then`` (a 200 ``{"ok": true}`` by default)."""
+    after = then or json_reply(200, {"ok": True})
+
+    def behaviour(handler: RecordingHandler) -> None:
+        time.sleep(seconds)
+        after(handler)
+
+    return behaviour
+
+
+def connection_reset(handler: RecordingHandler) -> None:
+    """Close the socket with a TCP RST instead of answering."""
+    handler.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    handler.connection.close()
+    handler.close_connection = True
+
+
+class Switchable:
+    """A behaviour that a test can replace while the server runs."""
+
+    def __init__(self, behaviour) -> None:
+        self.current = behaviour
+
+    def __call__(self, handler: RecordingHandler) -> None:
+        self.current(handler)
+
+
+def point_webhooks_at(tenant, server: LocalServer, *, timeout_seconds: int = 1) -> None:
+    """Send all three webhooks of ``tenant`` to ``server`` with a short timeout."""
+    webhook_settings = tenant.webhook_settings
+    webhook_settings.products_url = server.url("/products")
+    webhook_settings.cart_url = server.url("/cart")
+    webhook_settings.cart_get_url = server.url("/cart")
+    webhook_settings.timeout_seconds = timeout_seconds
+    webhook_settings.save()

@@ -1,0 +1,153 @@
+"""Django admin: URL checks at save time, the delivery log and the circuit breakers."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from tenants.models import WebhookSettings
+from tests.factories import TenantFactory
+from webhooks.models import CircuitBreaker, WebhookDelivery
+
+pytestmark = pytest.mark.django_db
+
+ADD_URL = "/admin/tenants/webhooksettings/add/"
+
+
+def delivery(tenant, **fields) -> WebhookDelivery:
+    values = {
+        "kind": "products",
+        "call_id": uuid.uuid4(),
+        "delivery_id": uuid.uuid4(),
+        "url": "https://shop.example/products",
+        "attempt": 1,
+        "status_code": 200,
+        "outcome": "success",
+        "duration_ms": 12,
+        **fields,
+    }
+    return WebhookDelivery.objects.create(tenant=tenant, **values)
+
+
+def settings_form(tenant, **overrides) -> dict[str, object]:
+    return {
+        "tenant": tenant.pk,
+        "products_url": "",
+        "cart_url": "",
+        "cart_get_url": "",
+        "timeout_seconds": 5,
+        "custom_secret": "",
+        **overrides,
+    }
+
+
+@pytest.mark.parametrize(
+    ("_case", "url"),
+    [
+        ("loopback", "https://127.0.0.1/products"),
+        ("metadata address", "https://169.254.169.254/latest/meta-data"),
+        ("private network", "https://10.0.0.5/products"),
+        ("decimal loopback", "https://2130706433/products"),
+        ("mapped ipv6", "https://[::ffff:127.0.0.1]/products"),
+        ("plain http", "http://shop.example/products"),
+        ("credentials", "https://user:pass@shop.example/products"),
+    ],
+)
+def test_admin_add_rejects_unsafe_url(admin_client, _case, url):
+    tenant = TenantFactory(slug="shop-new")
+
+    response = admin_client.post(ADD_URL, settings_form(tenant, products_url=url))
+
+    assert response.status_code == 200
+    assert "products_url" in response.context["adminform"].form.errors
+    assert not WebhookSettings.objects.filter(tenant=tenant).exists()
+
+
+def test_admin_change_rejects_unsafe_cart_url(admin_client, tenant):
+    change_url = f"/admin/tenants/webhooksettings/{tenant.webhook_settings.pk}/change/"
+
+    response = admin_client.post(
+        change_url, settings_form(tenant, cart_url="https://192.168.1.10/cart")
+    )
+
+    form_errors = response.context["adminform"].form.errors
+    assert response.status_code == 200
+    assert list(form_errors) == ["cart_url"]
+    assert "private" in form_errors["cart_url"][0]
+    tenant.webhook_settings.refresh_from_db()
+    assert tenant.webhook_settings.cart_url == ""
+
+
+def test_admin_add_saves_a_safe_url_and_shows_the_secret_once(admin_client):
+    tenant = TenantFactory(slug="shop-new")
+
+    response = admin_client.post(
+        ADD_URL, settings_form(tenant, products_url="https://93.184.215.14/products"), follow=True
+    )
+
+    messages = [str(message) for message in response.context["messages"]]
+    saved = WebhookSettings.objects.get(tenant=tenant)
+    assert saved.products_url == "https://93.184.215.14/products"
+    assert any(saved.secret in message for message in messages)
+
+
+def test_delivery_list_filters_by_tenant_kind_and_outcome(admin_client, tenant, other_tenant):
+    delivery(tenant, kind="cart", outcome="timeout", status_code=None, error_code="timeout")
+    delivery(tenant, kind="products")
+    delivery(other_tenant, kind="cart", outcome="timeout", status_code=None)
+
+    response = admin_client.get(
+        "/admin/webhooks/webhookdelivery/",
+        {"tenant__id__exact": tenant.pk, "kind__exact": "cart", "outcome__exact": "timeout"},
+    )
+
+    assert response.status_code == 200
+    rows = list(response.context["cl"].result_list)
+    assert [(row.tenant_id, row.kind, row.outcome) for row in rows] == [
+        (tenant.pk, "cart", "timeout")
+    ]
+
+
+def test_delivery_log_is_read_only(admin_client, tenant):
+    row = delivery(tenant)
+
+    add = admin_client.get("/admin/webhooks/webhookdelivery/add/")
+    change = admin_client.post(
+        f"/admin/webhooks/webhookdelivery/{row.pk}/change/", {"outcome": "timeout"}
+    )
+    delete = admin_client.post(f"/admin/webhooks/webhookdelivery/{row.pk}/delete/", {"post": "yes"})
+
+    assert add.status_code == 403
+    assert change.status_code == 403
+    assert delete.status_code == 403
+    row.refresh_from_db()
+    assert row.outcome == "success"
+
+
+def test_delivery_detail_shows_no_secret(admin_client, tenant):
+    row = delivery(tenant)
+
+    response = admin_client.get(f"/admin/webhooks/webhookdelivery/{row.pk}/change/")
+
+    assert response.status_code == 200
+    assert tenant.webhook_settings.secret not in response.content.decode()
+
+
+def test_admin_closes_an_open_breaker(admin_client, tenant):
+    breaker = CircuitBreaker.objects.create(
+        tenant=tenant, kind="cart", state="open", retry_at=timezone.now() + timedelta(hours=1)
+    )
+
+    response = admin_client.post(
+        "/admin/webhooks/circuitbreaker/",
+        {"action": "reset_breakers", "_selected_action": [breaker.pk]},
+        follow=True,
+    )
+
+    breaker.refresh_from_db()
+    assert response.status_code == 200
+    assert breaker.state == "closed"
+    assert breaker.retry_at is None

@@ -1,0 +1,236 @@
+"""Fault matrix: every way a merchant endpoint can fail, against a real local server.
+
+Each row is one failure mode. For each webhook kind the test asserts what the assistant
+gets back from the dispatcher (the shopper-visible result: no products, or the cart
+reason ``webhook_timeout`` / ``webhook_error``), the ``WebhookDelivery`` rows of every
+attempt, and that the admin test API answers the same failure without a 500.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from catalog.schemas import ProductInput
+from catalog.services import product_upsert_many, products_embed_pending
+from tests.conversations.chat import reply_text, send
+from tests.conversations.shop_data import CATALOG, SESSION_ID, STORE_ID
+from tests.factories import ConversationFactory
+from tests.webhooks.behaviours import (
+    connection_reset,
+    json_reply,
+    point_webhooks_at,
+    raw_reply,
+    redirect,
+    sequence,
+    slow,
+)
+from webhooks.dispatch import (
+    CartAction,
+    FailureReason,
+    LiveProduct,
+    cart_change,
+    cart_fetch,
+    products_fetch,
+)
+from webhooks.models import CircuitBreaker, WebhookDelivery
+
+pytestmark = pytest.mark.django_db
+
+SUCCESS = {
+    "products": {"products": [{"sku": "a", "price": 12.5, "in_stock": True}]},
+    "cart": {"ok": True},
+    "cart_get": {"items": [{"sku": "a", "name": "A", "price": 12.5, "quantity": 1}]},
+}
+WRONG_TYPES = {
+    "products": {"products": [{"sku": 1, "price": "12", "in_stock": "yes"}]},
+    "cart": {"ok": "yes"},
+    "cart_get": {"items": [{"sku": "a", "name": "A", "price": "12", "quantity": "1"}]},
+}
+HTML_ERROR_PAGE = b"<html><body><h1>502 Bad Gateway</h1><p>nginx</p></body></html>"
+ONE_MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Row:
+    """One failure mode: how the server answers and what each attempt must record."""
+
+    name: str
+    behaviour: object
+    # (attempt, outcome, status_code, error_code) of every WebhookDelivery row.
+    attempts: list[tuple[int, str, int | None, str]]
+    failure: FailureReason | None
+
+
+def _rows(kind: str) -> list[Row]:
+    success = SUCCESS[kind]
+    timeout = ("timeout", None, "timeout")
+    return [
+        Row("slow past timeout", slow(1.5, json_reply(200, success)), [(1, *timeout), (2, *timeout)], FailureReason.TIMEOUT),
+        Row("500", json_reply(500, {"error": "boom"}), [(1, "http_error", 500, "http_500"), (2, "http_error", 500, "http_500")], FailureReason.ERROR),
+        Row("503 then 200", sequence(json_reply(503, {"error": "busy"}), json_reply(200, success)), [(1, "http_error", 503, "http_503"), (2, "success", 200, "")], None),
+        Row("400", json_reply(400, {"error": "invalid_request"}), [(1, "http_error", 400, "http_400")], FailureReason.ERROR),
+        Row("404", json_reply(404, {"error": "not_found"}), [(1, "http_error", 404, "http_404")], FailureReason.ERROR),
+        Row("301 to metadata", redirect("http://169.254.169.254/latest/meta-data/"), [(1, "http_error", 301, "http_301")], FailureReason.ERROR),
+        Row("malformed JSON", raw_reply(200, b'{"products": [{"sku": "a",'), [(1, "invalid_response", 200, "invalid_json")], FailureReason.ERROR),
+        Row("1 MiB body", raw_reply(200, b"[" + b"0," * (ONE_MIB // 2) + b"0]"), [(1, "invalid_response", None, "response_too_large")], FailureReason.ERROR),
+        Row("connection reset", connection_reset, [(1, "connection_error", None, "connection_reset")], FailureReason.ERROR),
+        Row("empty body", raw_reply(200, b""), [(1, "invalid_response", 200, "invalid_json")], FailureReason.ERROR),
+        Row("HTML error page", raw_reply(502, HTML_ERROR_PAGE, "text/html"), [(1, "http_error", 502, "http_502"), (2, "http_error", 502, "http_502")], FailureReason.ERROR),
+    ]  # fmt: skip
+
+
+def _wrong_types_row(kind: str) -> Row:
+    if kind == "cart":
+        return Row("wrong types", json_reply(200, WRONG_TYPES[kind]), [(1, "invalid_response", 200, "invalid_schema")], FailureReason.ERROR)  # fmt: skip
+    # A products or cart GET list of invalid items is a valid response whose items are all
+    # dropped: the call succeeds and nothing is shown.
+    return Row("wrong types", json_reply(200, WRONG_TYPES[kind]), [(1, "success", 200, "")], None)  # fmt: skip
+
+
+def matrix(kind: str) -> list:
+    rows = [*_rows(kind), _wrong_types_row(kind)]
+    return [pytest.param(row, id=row.name) for row in rows]
+
+
+@pytest.fixture
+def fault_settings(local_webhooks, settings):
+    settings.WEBHOOK_RETRY_DELAY_SECONDS = 0.01
+    return settings
+
+
+def recorded_attempts(tenant, kind: str) -> list[tuple[int, str, int | None, str]]:
+    return list(
+        WebhookDelivery.objects.filter(tenant=tenant, kind=kind)
+        .order_by("created_at", "pk")
+        .values_list("attempt", "outcome", "status_code", "error_code")
+    )
+
+
+@pytest.mark.parametrize("row", matrix("products"))
+def test_products_fault(tenant, fault_settings, start_server, row):
+    server = start_server(row.behaviour)
+    point_webhooks_at(tenant, server)
+
+    result = products_fetch(tenant=tenant, skus=["a", "b"], store_id="store-1")
+
+    expected = (
+        {"a": LiveProduct(sku="a", price=12.5, in_stock=True)} if row.name == "503 then 200" else {}
+    )
+    assert result.available == expected
+    assert result.failure == row.failure
+    assert recorded_attempts(tenant, "products") == row.attempts
+    assert len(server.log.requests) == len(row.attempts)
+
+
+@pytest.mark.parametrize("row", matrix("cart"))
+def test_cart_fault(tenant, fault_settings, start_server, row):
+    server = start_server(row.behaviour)
+    point_webhooks_at(tenant, server)
+
+    result = cart_change(
+        tenant=tenant,
+        action=CartAction.ADD,
+        store_id="store-1",
+        session_id="shopper-1",
+        sku="a",
+        name="A",
+        quantity=1,
+        price=12.5,
+    )
+
+    assert result.ok is (row.failure is None)
+    assert result.reason == (None if row.failure is None else str(row.failure))
+    assert recorded_attempts(tenant, "cart") == row.attempts
+    assert len(server.log.requests) == len(row.attempts)
+
+
+@pytest.mark.parametrize("row", matrix("cart_get"))
+def test_cart_get_fault(tenant, fault_settings, start_server, row):
+    server = start_server(row.behaviour)
+    point_webhooks_at(tenant, server)
+
+    result = cart_fetch(tenant=tenant, store_id="store-1", session_id="shopper-1")
+
+    assert result.failure == row.failure
+    expected_lines = 1 if row.name == "503 then 200" else 0
+    assert len(result.lines) == expected_lines
+    assert recorded_attempts(tenant, "cart_get") == row.attempts
+
+
+@pytest.mark.parametrize("row", matrix("products"))
+def test_test_api_answers_fault_without_500(
+    tenant, fault_settings, start_server, server_client, row
+):
+    server = start_server(row.behaviour)
+    point_webhooks_at(tenant, server)
+
+    response = server_client.post(
+        "/api/v1/admin/webhooks/test", {"kind": "products"}, format="json"
+    )
+
+    assert response.status_code == 200
+    body = response.json()
+    # The test API sends a single attempt, so "503 then 200" shows the 503.
+    first_attempt = row.attempts[0]
+    assert body["ok"] is (first_attempt[1] == "success")
+    assert body["status_code"] == first_attempt[2]
+    assert body.get("error_code") == (first_attempt[3] or None)
+    assert len(server.log.requests) == 1
+
+
+# --- what the shopper sees, through the chat API --------------------------------------------
+
+PRODUCTS_FAILED_TEXT = (
+    "На жаль, зараз не вдалося завантажити товари. Спробуйте, будь ласка, ще раз за хвилину."
+)
+
+
+@pytest.fixture
+def shop_catalog(tenant):
+    """Tenant A's small catalog from the conversation tests, embedded so search finds milk."""
+    product_upsert_many(tenant=tenant, products=[ProductInput(**row) for row in CATALOG])
+    products_embed_pending(tenant=tenant)
+
+
+@pytest.mark.parametrize("row", matrix("products"))
+def test_chat_reply_to_products_fault(
+    tenant, fault_settings, start_server, chat_client, shop_catalog, row
+):
+    server = start_server(row.behaviour)
+    point_webhooks_at(tenant, server)
+    conversation = ConversationFactory(tenant=tenant, store_id=STORE_ID, session_id=SESSION_ID)
+
+    # send() asserts the 200, so a 500 from the chat API fails here.
+    sent = send(chat_client, conversation, "молоко")
+
+    event_types = [event["type"] for event in sent]
+    assert "product_cards" not in event_types
+    assert event_types[-1] == "response_complete"
+    failed = reply_text(sent) == PRODUCTS_FAILED_TEXT
+    # The fault server prices only the SKU "a", which milk searches never request, so even
+    # the rows that end in a 200 show no product.
+    assert failed is (row.failure is not None)
+
+
+def test_chat_reply_while_the_breaker_is_open(
+    tenant, fault_settings, start_server, chat_client, shop_catalog
+):
+    server = start_server(json_reply(200, SUCCESS["products"]))
+    point_webhooks_at(tenant, server)
+    CircuitBreaker.objects.create(
+        tenant=tenant, kind="products", state="open", retry_at=timezone.now() + timedelta(minutes=1)
+    )
+    conversation = ConversationFactory(tenant=tenant, store_id=STORE_ID, session_id=SESSION_ID)
+
+    sent = send(chat_client, conversation, "молоко")
+
+    assert reply_text(sent) == (
+        "Ціни та наявність товарів тимчасово недоступні: магазин зараз не відповідає. "
+        "Спробуйте, будь ласка, за хвилину."
+    )
+    assert [request.path for request in server.log.requests if request.method == "POST"] == []
+    assert WebhookDelivery.objects.get(tenant=tenant, kind="products").outcome == "circuit_open"

@@ -1,0 +1,87 @@
+"""The purge_webhook_deliveries retention command."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.utils import timezone
+
+from tests.webhooks.test_admin import delivery
+from webhooks.models import WebhookDelivery
+
+pytestmark = pytest.mark.django_db
+
+
+def aged(tenant, days: float) -> WebhookDelivery:
+    row = delivery(tenant)
+    WebhookDelivery.objects.filter(pk=row.pk).update(
+        created_at=timezone.now() - timedelta(days=days)
+    )
+    return row
+
+
+def purge(*args: str) -> str:
+    output = StringIO()
+    call_command("purge_webhook_deliveries", *args, stdout=output)
+    return output.getvalue()
+
+
+def test_purge_without_commit_only_counts(tenant):
+    aged(tenant, 40)
+    aged(tenant, 31)
+    aged(tenant, 1)
+
+    output = purge("--older-than-days", "30")
+
+    assert "Dry run: 2 webhook deliveries are older than 30 days" in output
+    assert WebhookDelivery.objects.count() == 3
+
+
+def test_purge_with_commit_deletes_only_old_rows(tenant):
+    aged(tenant, 40)
+    aged(tenant, 31)
+    recent = aged(tenant, 29)
+
+    output = purge("--older-than-days", "30", "--commit")
+
+    assert output.strip() == "Deleted 2 webhook deliveries older than 30 days."
+    assert list(WebhookDelivery.objects.values_list("pk", flat=True)) == [recent.pk]
+
+
+def test_purge_can_be_limited_to_one_tenant(tenant, other_tenant):
+    aged(tenant, 40)
+    kept = aged(other_tenant, 40)
+
+    purge("--older-than-days", "30", "--tenant", "shop-a", "--commit")
+
+    assert list(WebhookDelivery.objects.values_list("pk", flat=True)) == [kept.pk]
+
+
+def test_purge_deletes_in_batches(tenant, monkeypatch):
+    monkeypatch.setattr("webhooks.services.PURGE_BATCH_SIZE", 2)
+    for _ in range(5):
+        aged(tenant, 10)
+
+    output = purge("--older-than-days", "7", "--commit")
+
+    assert "Deleted 5 " in output
+    assert WebhookDelivery.objects.count() == 0
+
+
+@pytest.mark.parametrize(
+    ("_case", "args", "message"),
+    [
+        ("zero days", ["--older-than-days", "0"], "at least 1"),
+        ("unknown tenant", ["--older-than-days", "3", "--tenant", "nope"], "No tenant"),
+    ],
+)
+def test_purge_rejects_bad_arguments(tenant, _case, args, message):
+    aged(tenant, 40)
+
+    with pytest.raises(CommandError, match=message):
+        purge(*args, "--commit")
+
+    assert WebhookDelivery.objects.count() == 1

@@ -1,0 +1,242 @@
+"""Response validation: invalid items are dropped one by one, broken responses fail."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from tests.webhooks.behaviours import json_reply, point_webhooks_at, raw_reply
+from webhooks.dispatch import (
+    CartAction,
+    FailureReason,
+    LiveProduct,
+    cart_change,
+    cart_fetch,
+    products_fetch,
+)
+from webhooks.models import WebhookDelivery
+from webhooks.schemas import InvalidResponse, parse_cart, parse_cart_get, parse_products
+
+VALID = {"sku": "a", "price": 10.5, "in_stock": True}
+
+
+@pytest.mark.parametrize(
+    ("_case", "item", "reason"),
+    [
+        ("missing sku", {"price": 1, "in_stock": True}, "sku: Field required"),
+        ("missing price", {"sku": "a", "in_stock": True}, "price: Field required"),
+        ("missing in_stock", {"sku": "a", "price": 1}, "in_stock: Field required"),
+        ("sku not a string", {**VALID, "sku": 7}, "sku: Input should be a valid string"),
+        ("price as string", {**VALID, "price": "10"}, "price: Value error, must be a number"),
+        ("price as bool", {**VALID, "price": True}, "price: Value error, must be a number"),
+        ("price NaN", {**VALID, "price": math.nan}, "finite number of 0 or more"),
+        ("price infinite", {**VALID, "price": math.inf}, "finite number of 0 or more"),
+        ("negative price", {**VALID, "price": -1}, "finite number of 0 or more"),
+        (
+            "in_stock as string",
+            {**VALID, "in_stock": "true"},
+            "in_stock: Input should be a valid boolean",
+        ),
+        ("in_stock as int", {**VALID, "in_stock": 1}, "in_stock: Input should be a valid boolean"),
+        ("promo equal to price", {**VALID, "promo_price": 10.5}, "promo_price must be below price"),
+        ("promo above price", {**VALID, "promo_price": 11}, "promo_price must be below price"),
+        ("negative promo", {**VALID, "promo_price": -2}, "finite number of 0 or more"),
+        (
+            "promo label not a string",
+            {**VALID, "promo_label": 19},
+            "promo_label: Input should be a valid string",
+        ),
+        ("item not an object", "a", "Input should be a valid dictionary"),
+    ],
+)
+def test_invalid_product_item_is_dropped(_case, item, reason):
+    parsed = parse_products({"products": [item, {**VALID, "sku": "b"}]}, requested_skus=["a", "b"])
+
+    assert [product.sku for product in parsed.items] == ["b"]
+    assert len(parsed.dropped) == 1
+    assert parsed.dropped[0].startswith("item 0: ")
+    assert reason in parsed.dropped[0]
+
+
+def test_unrequested_and_duplicate_skus_are_dropped_first_wins():
+    parsed = parse_products(
+        {
+            "products": [
+                {**VALID, "price": 1},
+                {**VALID, "sku": "zzz"},
+                {**VALID, "price": 2},
+            ]
+        },
+        requested_skus=["a"],
+    )
+
+    assert [(product.sku, product.price) for product in parsed.items] == [("a", 1.0)]
+    assert parsed.dropped == [
+        "item 1: sku 'zzz' was not requested",
+        "item 2: duplicate sku 'a'",
+    ]
+
+
+def test_valid_product_keeps_promotion_and_ignores_extra_fields():
+    parsed = parse_products(
+        {
+            "products": [
+                {**VALID, "promo_price": 9, "promo_label": "-14%", "currency": "UAH"},
+            ]
+        },
+        requested_skus=["a"],
+    )
+
+    [item] = parsed.items
+    assert (item.price, item.promo_price, item.promo_label) == (10.5, 9.0, "-14%")
+    assert parsed.dropped == []
+
+
+@pytest.mark.parametrize(
+    ("_case", "payload"),
+    [
+        ("list", [VALID]),
+        ("missing products", {"items": []}),
+        ("products not a list", {"products": {"a": VALID}}),
+        ("null", None),
+    ],
+)
+def test_products_response_of_wrong_shape_is_invalid(_case, payload):
+    with pytest.raises(InvalidResponse, match="'products' array"):
+        parse_products(payload, requested_skus=["a"])
+
+
+@pytest.mark.parametrize(
+    ("_case", "payload"),
+    [
+        ("list", [{"ok": True}]),
+        ("missing ok", {"reason": "x"}),
+        ("ok as string", {"ok": "true"}),
+        ("ok as int", {"ok": 1}),
+        ("ok null", {"ok": None}),
+        ("reason not a string", {"ok": False, "reason": 5}),
+        ("string", "ok"),
+    ],
+)
+def test_cart_response_must_be_object_with_boolean_ok(_case, payload):
+    with pytest.raises(InvalidResponse):
+        parse_cart(payload)
+
+
+def test_cart_response_keeps_reason():
+    assert parse_cart({"ok": False, "reason": "max_3_per_customer"}).reason == (
+        "max_3_per_customer"
+    )
+
+
+@pytest.mark.parametrize(
+    ("_case", "item"),
+    [
+        ("missing name", {"sku": "a", "price": 1, "quantity": 1}),
+        ("zero quantity", {"sku": "a", "name": "A", "price": 1, "quantity": 0}),
+        ("negative price", {"sku": "a", "name": "A", "price": -3, "quantity": 1}),
+        ("quantity as string", {"sku": "a", "name": "A", "price": 1, "quantity": "2"}),
+        ("unit not a string", {"sku": "a", "name": "A", "price": 1, "quantity": 1, "unit": 3}),
+    ],
+)
+def test_invalid_cart_get_item_is_dropped(_case, item):
+    parsed = parse_cart_get(
+        {"items": [item, {"sku": "b", "name": "B", "price": 2, "quantity": 1.5, "unit": "kg"}]}
+    )
+
+    assert [(line.sku, line.quantity, line.unit) for line in parsed.items] == [("b", 1.5, "kg")]
+    assert len(parsed.dropped) == 1
+
+
+# --- through the dispatcher ---------------------------------------------------------------
+
+pytest_db = pytest.mark.django_db
+
+
+@pytest_db
+@pytest.mark.parametrize(
+    ("_case", "content_type", "body"),
+    [
+        ("text/html", "text/html; charset=utf-8", b'{"products": []}'),
+        ("text/plain", "text/plain", b'{"products": []}'),
+        ("missing", None, b'{"products": []}'),
+        ("json-ish vendor type", "application/vnd.api+json", b'{"products": []}'),
+        ("not json", "application/json", b"products: none"),
+        ("not utf-8", "application/json", b'{"products": ["\xff"]}'),
+    ],
+)
+def test_non_json_response_fails_the_call(
+    tenant, local_webhooks, start_server, _case, content_type, body
+):
+    server = start_server(raw_reply(200, body, content_type))
+    point_webhooks_at(tenant, server)
+
+    result = products_fetch(tenant=tenant, skus=["a"], store_id="store-1")
+
+    assert result.failure == FailureReason.ERROR
+    assert result.available == {}
+    record = WebhookDelivery.objects.get(tenant=tenant)
+    assert record.outcome == "invalid_response"
+    assert record.error_code in ("wrong_content_type", "invalid_json")
+    assert len(server.log.requests) == 1
+
+
+@pytest_db
+def test_json_with_charset_is_accepted(tenant, local_webhooks, start_server):
+    server = start_server(json_reply(200, {"products": [VALID]}, "application/json; charset=utf-8"))
+    point_webhooks_at(tenant, server)
+
+    result = products_fetch(tenant=tenant, skus=["a"], store_id="store-1")
+
+    assert result.available == {"a": LiveProduct(sku="a", price=10.5, in_stock=True)}
+
+
+@pytest_db
+def test_products_schema_error_is_recorded(tenant, local_webhooks, start_server):
+    server = start_server(json_reply(200, {"items": []}))
+    point_webhooks_at(tenant, server)
+
+    result = products_fetch(tenant=tenant, skus=["a"], store_id="store-1")
+
+    assert result.failure == FailureReason.ERROR
+    record = WebhookDelivery.objects.get(tenant=tenant)
+    assert (record.outcome, record.error_code, record.status_code) == (
+        "invalid_response",
+        "invalid_schema",
+        200,
+    )
+
+
+@pytest_db
+def test_cart_ok_false_without_reason_reads_unknown(tenant, local_webhooks, start_server):
+    server = start_server(json_reply(200, {"ok": False}))
+    point_webhooks_at(tenant, server)
+
+    result = cart_change(
+        tenant=tenant, action=CartAction.CLEAR, store_id="store-1", session_id="shopper-1"
+    )
+
+    assert result.ok is False
+    assert result.reason == "unknown"
+
+
+@pytest_db
+def test_cart_get_keeps_valid_lines(tenant, local_webhooks, start_server):
+    server = start_server(
+        json_reply(
+            200,
+            {
+                "items": [
+                    {"sku": "a", "name": "A", "price": 1, "quantity": 2},
+                    {"sku": "b", "name": "B", "price": "free", "quantity": 1},
+                ]
+            },
+        )
+    )
+    point_webhooks_at(tenant, server)
+
+    result = cart_fetch(tenant=tenant, store_id="store-1", session_id="shopper-1")
+
+    assert result.ok
+    assert [(line.sku, line.quantity) for line in result.lines] == [("a", 2.0)]

@@ -1,0 +1,372 @@
+"""One logical webhook call: signing, retry, circuit breaker, validation and the delivery log.
+
+Each call asks the circuit breaker first. A call that may go out signs the exact bytes it
+sends, uses the tenant's timeout, and is retried once after ``WEBHOOK_RETRY_DELAY_SECONDS``
+on a 5xx status or a timeout. Any other non-200 status, a content type other than
+``application/json``, invalid JSON or a response that fails its schema is a failure without
+retry. Each attempt logs one ``webhooks.delivery`` line and writes one ``WebhookDelivery``
+row; a call the breaker stopped writes one ``circuit_open`` row and sends nothing.
+"""
+
+import dataclasses
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from django.conf import settings
+from django.db.models import F
+from django.utils import timezone
+
+from tenants.models import Tenant, WebhookSettings
+from webhooks import egress
+from webhooks.breaker import Admission, BreakerTicket, breaker_admit, breaker_record
+from webhooks.models import WebhookDelivery, WebhookKind
+from webhooks.schemas import InvalidResponse
+from webhooks.signing import signature_headers
+
+logger = logging.getLogger(__name__)
+
+IDEMPOTENCY_KEY_HEADER = "X-VIZOCHOK-Idempotency-Key"
+DELIVERY_ID_HEADER = "X-VIZOCHOK-Delivery-Id"
+MAX_ATTEMPTS = 2
+
+# Parses the decoded JSON of a 200 response; raises InvalidResponse when it breaks the
+# contract as a whole.
+Validator = Callable[[Any], Any]
+
+
+class FailureReason(StrEnum):
+    """Reasons this service reports when a webhook call itself fails.
+
+    ``circuit_open`` means no request was sent because the merchant's webhook failed
+    repeatedly; the assistant should say that prices, stock or the cart are temporarily
+    unavailable instead of guessing.
+    """
+
+    TIMEOUT = "webhook_timeout"
+    ERROR = "webhook_error"
+    NOT_CONFIGURED = "webhook_not_configured"
+    CIRCUIT_OPEN = "circuit_open"
+
+
+@dataclass(frozen=True)
+class CallOutcome:
+    """The result of a call's final attempt.
+
+    ``parsed`` is the validator's result when the call succeeded. ``response`` is the raw
+    HTTP response of the final attempt when one arrived, for diagnostics. ``error_code``
+    and ``error_message`` describe a failure in the terms of the delivery log.
+    """
+
+    parsed: Any = None
+    failure: FailureReason | None = None
+    status_code: int | None = None
+    error_code: str = ""
+    error_message: str = ""
+    duration_ms: int | None = None
+    response: egress.EgressResponse | None = None
+    attempts: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.failure is None
+
+
+@dataclass(frozen=True)
+class _Attempt:
+    outcome: CallOutcome
+    record_outcome: WebhookDelivery.Outcome
+    retryable: bool = False
+    response_bytes: int = 0
+
+
+def signing_secrets(*, webhook_settings: WebhookSettings) -> tuple[str, str | None]:
+    """Return the current and, during a rotation, the next signing secret.
+
+    A rotation whose overlap has ended is completed here, with a conditional update so that
+    concurrent workers promote the same secret once.
+    """
+    promote_at = webhook_settings.next_secret_promote_at
+    if webhook_settings.next_secret and promote_at is not None and promote_at <= timezone.now():
+        WebhookSettings.objects.filter(
+            pk=webhook_settings.pk, next_secret=webhook_settings.next_secret
+        ).update(
+            secret=F("next_secret"),
+            next_secret="",
+            next_secret_promote_at=None,
+            secret_updated_at=timezone.now(),
+        )
+        webhook_settings.refresh_from_db()
+        logger.info("webhooks.secret.promoted", extra={"tenant_id": webhook_settings.tenant_id})
+    return webhook_settings.secret, webhook_settings.next_secret or None
+
+
+def _accept_any(payload: Any) -> Any:
+    return payload
+
+
+@dataclass
+class WebhookCall:
+    """One logical webhook call of up to ``max_attempts`` attempts.
+
+    ``is_test`` marks diagnostic requests (admin test, test API, check_merchant). They bypass
+    the circuit breaker, never count towards it, and are flagged in the delivery log.
+    """
+
+    tenant: Tenant
+    webhook_settings: WebhookSettings
+    kind: WebhookKind
+    method: str
+    url: str
+    validate: Validator = _accept_any
+    body: bytes = b""
+    params: dict[str, str] | None = None
+    idempotency_key: str | None = None
+    max_attempts: int = MAX_ATTEMPTS
+    is_test: bool = False
+    call_id: uuid.UUID = field(default_factory=uuid.uuid4)
+
+    def run(self) -> CallOutcome:
+        ticket = self._admit()
+        if ticket is not None and ticket.rejected:
+            return self._reject(ticket)
+        max_attempts = self.max_attempts
+        if ticket is not None and ticket.admission == Admission.PROBE:
+            # One attempt, so a merchant that is still down gets one request per cool-down.
+            max_attempts = 1
+        result = self._attempts(max_attempts)
+        if ticket is not None and result.record_outcome != WebhookDelivery.Outcome.BLOCKED:
+            breaker_record(
+                ticket=ticket, success=result.record_outcome == WebhookDelivery.Outcome.SUCCESS
+            )
+        return result.outcome
+
+    def _admit(self) -> BreakerTicket | None:
+        if self.is_test:
+            return None
+        return breaker_admit(
+            tenant_id=self.tenant.pk,
+            kind=self.kind,
+            timeout_seconds=float(self.webhook_settings.timeout_seconds),
+        )
+
+    def _attempts(self, max_attempts: int) -> _Attempt:
+        for attempt in range(1, max_attempts + 1):
+            result = self._attempt(attempt)
+            if not result.retryable or attempt == max_attempts:
+                return result
+            logger.info(
+                "webhooks.delivery.retrying",
+                extra={
+                    "tenant_id": self.tenant.pk,
+                    "kind": str(self.kind),
+                    "call_id": str(self.call_id),
+                    "delay_seconds": settings.WEBHOOK_RETRY_DELAY_SECONDS,
+                },
+            )
+            time.sleep(settings.WEBHOOK_RETRY_DELAY_SECONDS)
+        raise AssertionError("max_attempts must be at least 1")
+
+    def _reject(self, ticket: BreakerTicket) -> CallOutcome:
+        retry_at = f" until {ticket.retry_at:%H:%M:%S} UTC" if ticket.retry_at else ""
+        message = (
+            f"the {self.kind} webhook failed repeatedly, so the circuit breaker holds "
+            f"requests{retry_at}; no request was sent"
+        )
+        self._record(
+            attempt=1,
+            delivery_id=uuid.uuid4(),
+            duration_ms=0,
+            status_code=None,
+            outcome=WebhookDelivery.Outcome.CIRCUIT_OPEN,
+            error_code=FailureReason.CIRCUIT_OPEN,
+            response_bytes=0,
+        )
+        return CallOutcome(
+            failure=FailureReason.CIRCUIT_OPEN,
+            error_code=FailureReason.CIRCUIT_OPEN,
+            error_message=message,
+            duration_ms=0,
+        )
+
+    def _headers(self, delivery_id: uuid.UUID) -> dict[str, str]:
+        secret, next_secret = signing_secrets(webhook_settings=self.webhook_settings)
+        headers = signature_headers(secret=secret, body=self.body, next_secret=next_secret)
+        headers[DELIVERY_ID_HEADER] = str(delivery_id)
+        if self.idempotency_key:
+            headers[IDEMPOTENCY_KEY_HEADER] = self.idempotency_key
+        return headers
+
+    def _attempt(self, attempt: int) -> _Attempt:
+        """Send one attempt, record it, and return its outcome."""
+        delivery_id = uuid.uuid4()
+        started = time.monotonic()
+        result = self._exchange(delivery_id)
+        duration_ms = int((time.monotonic() - started) * 1000)
+        outcome = result.outcome
+        self._record(
+            attempt=attempt,
+            delivery_id=delivery_id,
+            duration_ms=duration_ms,
+            status_code=outcome.status_code,
+            outcome=result.record_outcome,
+            error_code=outcome.error_code,
+            response_bytes=result.response_bytes,
+        )
+        return dataclasses.replace(
+            result,
+            outcome=dataclasses.replace(outcome, duration_ms=duration_ms, attempts=attempt),
+        )
+
+    def _exchange(self, delivery_id: uuid.UUID) -> _Attempt:
+        try:
+            response = egress.send(
+                self.method,
+                self.url,
+                policy=egress.policy_from_django_settings(),
+                body=self.body if self.method != "GET" else None,
+                headers=self._headers(delivery_id),
+                params=self.params,
+                timeout=float(self.webhook_settings.timeout_seconds),
+            )
+        except egress.EgressTimeout as error:
+            return _failed(
+                FailureReason.TIMEOUT, WebhookDelivery.Outcome.TIMEOUT, error, retryable=True
+            )
+        except egress.UnsafeURLError as error:
+            return _failed(FailureReason.ERROR, WebhookDelivery.Outcome.BLOCKED, error)
+        except egress.ResponseTooLarge as error:
+            return _failed(
+                FailureReason.ERROR,
+                WebhookDelivery.Outcome.INVALID_RESPONSE,
+                error,
+                response_bytes=error.bytes_read,
+            )
+        except egress.EgressError as error:
+            return _failed(FailureReason.ERROR, WebhookDelivery.Outcome.CONNECTION_ERROR, error)
+        return self._interpret(response)
+
+    def _interpret(self, response: egress.EgressResponse) -> _Attempt:
+        def invalid(
+            record_outcome: WebhookDelivery.Outcome, code: str, message: str, *, retryable: bool
+        ) -> _Attempt:
+            return _Attempt(
+                outcome=CallOutcome(
+                    failure=FailureReason.ERROR,
+                    status_code=response.status_code,
+                    error_code=code,
+                    error_message=message,
+                    response=response,
+                ),
+                record_outcome=record_outcome,
+                retryable=retryable,
+                response_bytes=len(response.body),
+            )
+
+        status = response.status_code
+        if status != 200:
+            message = f"the merchant responded with HTTP {status}, but only 200 is a success"
+            if 300 <= status <= 399:
+                message += ", and redirects are never followed"
+            return invalid(
+                WebhookDelivery.Outcome.HTTP_ERROR,
+                f"http_{status}",
+                message,
+                retryable=500 <= status <= 599,
+            )
+        content_type = response.headers.get("Content-Type", "")
+        if content_type.split(";")[0].strip().lower() != "application/json":
+            return invalid(
+                WebhookDelivery.Outcome.INVALID_RESPONSE,
+                "wrong_content_type",
+                f"Content-Type is {content_type or 'missing'!r}, expected 'application/json'",
+                retryable=False,
+            )
+        try:
+            payload = json.loads(response.body)
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            return invalid(
+                WebhookDelivery.Outcome.INVALID_RESPONSE,
+                "invalid_json",
+                f"the body is not valid UTF-8 JSON: {error}",
+                retryable=False,
+            )
+        try:
+            parsed = self.validate(payload)
+        except InvalidResponse as error:
+            return invalid(
+                WebhookDelivery.Outcome.INVALID_RESPONSE,
+                "invalid_schema",
+                f"the response does not match the {self.kind} contract: {error}",
+                retryable=False,
+            )
+        return _Attempt(
+            outcome=CallOutcome(parsed=parsed, status_code=status, response=response),
+            record_outcome=WebhookDelivery.Outcome.SUCCESS,
+            response_bytes=len(response.body),
+        )
+
+    def _record(
+        self,
+        *,
+        attempt: int,
+        delivery_id: uuid.UUID,
+        duration_ms: int,
+        status_code: int | None,
+        outcome: WebhookDelivery.Outcome,
+        error_code: str,
+        response_bytes: int,
+    ) -> None:
+        sanitized_url = egress.sanitize_url(self.url)
+        log = logger.info if outcome == WebhookDelivery.Outcome.SUCCESS else logger.warning
+        log(
+            "webhooks.delivery",
+            extra={
+                "tenant_id": self.tenant.pk,
+                "kind": str(self.kind),
+                "status_code": status_code,
+                "attempt": attempt,
+                "duration_ms": duration_ms,
+                "outcome": str(outcome),
+                "error_code": str(error_code),
+                "url": sanitized_url,
+                "delivery_id": str(delivery_id),
+                "is_test": self.is_test,
+            },
+        )
+        WebhookDelivery.objects.create(
+            tenant=self.tenant,
+            kind=self.kind,
+            call_id=self.call_id,
+            delivery_id=delivery_id,
+            url=sanitized_url,
+            attempt=attempt,
+            status_code=status_code,
+            outcome=outcome,
+            error_code=error_code,
+            duration_ms=duration_ms,
+            request_bytes=len(self.body),
+            response_bytes=response_bytes,
+            is_test=self.is_test,
+        )
+
+
+def _failed(
+    failure: FailureReason,
+    record_outcome: WebhookDelivery.Outcome,
+    error: egress.EgressError,
+    *,
+    retryable: bool = False,
+    response_bytes: int = 0,
+) -> _Attempt:
+    return _Attempt(
+        outcome=CallOutcome(failure=failure, error_code=error.code, error_message=error.message),
+        record_outcome=record_outcome,
+        retryable=retryable,
+        response_bytes=response_bytes,
+    )
