@@ -44,8 +44,9 @@ shopper may try again shortly.
 first; below_min_quantity, quantity_step_mismatch and invalid_quantity mean the quantity \
 breaks the product's min_quantity or quantity_step, so name the allowed quantity.
    - any other reason: explain it in plain words.
-9. When search_products returns outcome "products_unavailable", tell the shopper that \
-products could not be loaded right now. With "none_available", the matches are out of stock; \
+9. When search_products returns outcome "products_unavailable", the store's prices and stock \
+could not be loaded: say that products are temporarily unavailable and suggest trying again \
+shortly. With "none_available", the matches are out of stock; \
 with "not_found", nothing matched: suggest other words. With "no_catalog_data", the store \
 has no products yet.
 10. Use get_product_details for questions about ingredients, origin, pack size or quantity \

@@ -96,6 +96,31 @@ def test_failed_cart_webhook_is_reported(
     assert conversation.cart == {"items": [], "total": 0.0}
 
 
+def test_open_circuit_breaker_is_unavailable(
+    chat_client, shop, conversation, llm, tenant, settings, closed_port_url
+):
+    settings.WEBHOOK_BREAKER_MIN_FAILURES = 1
+    tenant.webhook_settings.cart_url = closed_port_url
+    tenant.webhook_settings.save()
+    show(conversation, MILK_LACTEL, MILK_GALYCHYNA)
+    llm.add(
+        tool_calls(
+            call("add_to_cart", {"sku": "milk-001"}), call("add_to_cart", {"sku": "milk-002"})
+        ),
+        reply("Кошик тимчасово недоступний, спробуйте за хвилину."),
+    )
+
+    send(chat_client, conversation, "Додай обидва")
+
+    failed, stopped = llm.requests[1].tool_results()
+    assert failed["reason"] == "webhook_error"
+    assert failed["reason_type"] == "unavailable"
+    assert stopped["reason"] == "circuit_open"
+    assert stopped["reason_type"] == "unavailable"
+    conversation.refresh_from_db()
+    assert conversation.cart == {"items": [], "total": 0.0}
+
+
 def test_identical_cart_calls_reach_the_merchant_once(chat_client, shop, conversation, llm):
     show(conversation, MILK_LACTEL)
     llm.add(
