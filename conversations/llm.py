@@ -203,7 +203,7 @@ def chat_completion(
 ) -> Completion:
     """Send ``request`` as one plain (not streamed) chat completion and return the answer."""
     return _with_retries(
-        lambda attempt: _plain_attempt(request, context, deadline, attempt), deadline
+        lambda attempt: _plain_attempt(request, context, deadline, attempt), context, deadline
     )
 
 
@@ -240,7 +240,7 @@ class CompletionStream:
             except LLMError as error:
                 if yielded or not _may_retry(error, attempt, self.deadline):
                     raise
-            _wait_before_retry(attempt)
+            _wait_before_retry(self.context, attempt)
             attempt += 1
 
     def close(self) -> None:
@@ -285,7 +285,9 @@ _Result = TypeVar("_Result")
 _RawToolCall = tuple[str | None, str | None, str | None]
 
 
-def _with_retries(send: Callable[[int], _Result], deadline: Deadline) -> _Result:
+def _with_retries(
+    send: Callable[[int], _Result], context: LLMContext, deadline: Deadline
+) -> _Result:
     attempt = 1
     while True:
         try:
@@ -293,7 +295,7 @@ def _with_retries(send: Callable[[int], _Result], deadline: Deadline) -> _Result
         except LLMError as error:
             if not _may_retry(error, attempt, deadline):
                 raise
-        _wait_before_retry(attempt)
+        _wait_before_retry(context, attempt)
         attempt += 1
 
 
@@ -306,8 +308,16 @@ def _may_retry(error: LLMError, attempt: int, deadline: Deadline) -> bool:
     )
 
 
-def _wait_before_retry(attempt: int) -> None:
-    logger.info("llm.completion_retry", extra={"attempt": attempt + 1})
+def _wait_before_retry(context: LLMContext, attempt: int) -> None:
+    logger.info(
+        "llm.completion_retry",
+        extra={
+            "tenant_id": context.tenant_id,
+            "conversation_id": context.conversation_id,
+            "attempt": attempt + 1,
+            "delay_seconds": settings.LLM_RETRY_DELAY_SECONDS,
+        },
+    )
     time.sleep(settings.LLM_RETRY_DELAY_SECONDS)
 
 

@@ -223,12 +223,14 @@ class _AgentTurn:
         self.turn.metadata["failure"] = code.value
         return events.error(code)
 
-    def _timeout_error(self) -> Event:
+    def _timeout_error(self, error: LLMError | None = None) -> Event:
+        """Report the passed deadline; ``error`` is the model call it cut short, if any."""
         error_id = uuid.uuid4().hex
         logger.warning(
             "conversations.agent.turn_timeout",
             extra={
                 **self._log_fields(),
+                **(llm_error_fields(error) if error is not None else {}),
                 "error_id": error_id,
                 "timeout_seconds": self.deadline.seconds,
                 "model_calls": self.model_calls,
@@ -239,7 +241,7 @@ class _AgentTurn:
 
     def _llm_error(self, error: LLMError) -> Event:
         if self.deadline.expired():
-            return self._timeout_error()
+            return self._timeout_error(error)
         error_id = uuid.uuid4().hex
         logger.error(
             "conversations.agent.llm_failed",
