@@ -162,7 +162,7 @@ def test_unread_stream_releases_the_lease(shop, conversation, llm):
 
 def _connection(live_server) -> http.client.HTTPConnection:
     url = urlsplit(live_server.url)
-    return http.client.HTTPConnection(url.hostname, url.port, timeout=10)
+    return http.client.HTTPConnection(url.hostname, url.port, timeout=30)
 
 
 def _post_live(connection, conversation, raw_key, text, accept="application/json"):
@@ -179,7 +179,7 @@ def _post_live(connection, conversation, raw_key, text, accept="application/json
     return connection.getresponse()
 
 
-def _wait_for(condition, timeout=5.0):
+def _wait_for(condition, timeout=15.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():
@@ -192,7 +192,8 @@ def _wait_for(condition, timeout=5.0):
 def test_second_message_is_busy_while_a_stream_runs(
     live_server, public_key, shop, conversation, llm
 ):
-    llm.add(reply("Привіт! Чим можу допомогти?", delay=1.0))
+    # The first reply holds the conversation for 3 s, long enough for the second request.
+    llm.add(reply("Привіт! Чим можу допомогти?", delay=3.0))
     streamed = {}
 
     def stream_first_message():
@@ -208,7 +209,7 @@ def test_second_message_is_busy_while_a_stream_runs(
     assert _wait_for(lambda: len(llm.requests) == 1)
     busy = _post_live(_connection(live_server), conversation, public_key.raw_key, "молоко")
     busy_body = json.loads(busy.read())
-    first.join(timeout=10)
+    first.join(timeout=30)
 
     assert busy.status == 409
     assert busy.getheader("Content-Type") == "application/json"
