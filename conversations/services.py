@@ -160,9 +160,7 @@ class ConversationTurn:
                 yield event
         except GeneratorExit:
             # The client went away; stop the assistant and keep what happened so far.
-            _close_iterator(replies)
-            turn.metadata["interrupted"] = INTERRUPTED_CLIENT_DISCONNECTED
-            self._save_reply(lease, turn, assistant.name, sent)
+            self._save_interrupted(lease, turn, assistant.name, sent, replies)
             raise
         # The turn is the boundary between the assistant and the client: whatever the
         # assistant raises is logged with an id and reported as an event, so the client
@@ -174,6 +172,29 @@ class ConversationTurn:
         sent.append(events.response_complete())
         self._save_reply(lease, turn, assistant.name, sent)
         yield sent[-1]
+
+    def _save_interrupted(
+        self,
+        lease: TurnLease,
+        turn: Turn,
+        assistant_name: str,
+        sent: list[Event],
+        replies: Iterator[Event] | None,
+    ) -> None:
+        """Stop the assistant and save the reply of a turn whose client disconnected.
+
+        A failure here is logged and not raised, so that closing the stream still ends it.
+        """
+        try:
+            _close_iterator(replies)
+            turn.metadata["interrupted"] = INTERRUPTED_CLIENT_DISCONNECTED
+            self._save_reply(lease, turn, assistant_name, sent)
+        except Exception:
+            logger.exception("conversations.turn.interrupted_save_failed", extra=self._log_fields())
+            return
+        logger.info(
+            "conversations.turn.interrupted", extra={**self._log_fields(), "events": len(sent)}
+        )
 
     def _build_turn(self, lease: TurnLease, *, first_message: bool) -> Turn:
         state = self.conversation.state
