@@ -258,6 +258,9 @@ class CompletionStream:
                 **_stream_options(),
             )
             request_id = self._stream.response.headers.get(REQUEST_ID_HEADER)
+            # NOTE: the deadline is checked between chunks. The timeout given to the client
+            # bounds each read, so a server that stalls mid-stream is cut at most that long
+            # after its last chunk, which may be past the deadline.
             for chunk in self._stream:
                 text = assembly.add(chunk)
                 if text:
