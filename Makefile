@@ -12,10 +12,16 @@ WITH_DB := PYTHON=$(abspath $(VENV_PYTHON)) scripts/with-db.sh
 export DJANGO_DEBUG ?= 1
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: demo test lint format typecheck pytest verifier-tools db db-stop db-status migrate clean
+.PHONY: demo worker test lint format typecheck pytest verifier-tools db db-stop db-status migrate clean
 
 demo: $(VENV)/.installed
 	$(WITH_DB) $(VENV_PYTHON) demo/run.py $(DEMO_ARGS)
+
+# A catalog worker, which embeds uploaded products in the background. On Ctrl-C it waits up to
+# WORKER_SHUTDOWN_TIMEOUT_SECONDS for its job, then leaves the rest to the next worker.
+# docs/deployment.md covers production.
+worker: $(VENV)/.installed
+	$(WITH_DB) $(VENV_PYTHON) manage.py procrastinate worker --queues catalog
 
 test: lint typecheck verifier-tools pytest
 

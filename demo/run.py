@@ -1,11 +1,13 @@
 """Run the Vizochok demo: a scripted shopper conversation against a live merchant backend.
 
-Started by ``make demo`` with DATABASE_URL set. Steps: migrate, prepare the demo tenant,
-import the ATB catalog, start the reference merchant and the app under gunicorn, play the
-conversation through the HTTP API, then keep both servers running until Ctrl-C.
+Started by ``make demo`` with DATABASE_URL set. It migrates, prepares the demo tenant and
+imports the ATB catalog. It then starts the reference merchant, the app under gunicorn and a
+catalog worker, uploads a product through the catalog API and plays the conversation through
+the HTTP API. The processes keep running until Ctrl-C.
 """
 
 import argparse
+import json
 import os
 import secrets
 import signal
@@ -16,6 +18,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "demo" / "data"
@@ -69,6 +72,8 @@ def prepare_environment(*, app_port: int) -> None:
     os.environ["WEBHOOK_ALLOW_HTTP"] = "1"
     os.environ["WEBHOOK_ALLOWED_NETWORKS"] = "127.0.0.0/8"
     os.environ["GUNICORN_BIND"] = f"127.0.0.1:{app_port}"
+    # stop() waits 10 s before it kills, so a worker must hand its job back before that.
+    os.environ["WORKER_SHUTDOWN_TIMEOUT_SECONDS"] = "5"
 
 
 def manage(*arguments: str) -> None:
@@ -157,6 +162,70 @@ def wait_until_healthy(url: str, process: subprocess.Popen[bytes], name: str) ->
     raise SystemExit(f"The {name} did not answer {url} within 60 s; see .demo/{name}.log")
 
 
+# A product the reference merchant does not stock, so the assistant never shows it to shoppers.
+DEMO_API_PRODUCT = {
+    "sku": "demo-api-sponge",
+    "name": "Губки кухонні Demo 5 шт",
+    "brand": "Demo",
+    "category_path": "Побутові товари > Губки",
+    "unit": "pcs",
+}
+CATALOG_JOB_TIMEOUT_SECONDS = 120
+
+
+def catalog_request(
+    method: str, url: str, secret_key: str, body: dict[str, Any] | None = None
+) -> Any:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(
+        url,
+        data=data,
+        method=method,
+        headers={"Authorization": f"Bearer {secret_key}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return json.loads(response.read())
+
+
+def upload_demo_product(*, app_url: str, secret_key: str) -> None:
+    """PUT one product, then poll its job until it is complete or failed, printing both."""
+    accepted = catalog_request(
+        "PUT", f"{app_url}/api/v1/catalog/products", secret_key, {"products": [DEMO_API_PRODUCT]}
+    )
+    print(f"  PUT /api/v1/catalog/products -> 202 {json.dumps(accepted)}")
+    job_url = f"{app_url}/api/v1/catalog/jobs/{accepted['job_id']}"
+    deadline = time.monotonic() + CATALOG_JOB_TIMEOUT_SECONDS
+    job = catalog_request("GET", job_url, secret_key)
+    while job["status"] in ("pending", "embedding"):
+        if time.monotonic() > deadline:
+            raise SystemExit(
+                f"The catalog job is still {job['status']} after {CATALOG_JOB_TIMEOUT_SECONDS} s; "
+                "see .demo/worker.log"
+            )
+        time.sleep(0.5)
+        job = catalog_request("GET", job_url, secret_key)
+    print(f"  GET /api/v1/catalog/jobs/{job['job_id']} -> {json.dumps(job, ensure_ascii=False)}")
+    if job["status"] != "complete":
+        raise SystemExit("The catalog job failed; see .demo/worker.log")
+
+
+def wait_until_worker_runs(process: subprocess.Popen[bytes], *, since: float) -> None:
+    """Wait until the worker has registered in the queue's table after ``since``."""
+    from datetime import UTC, datetime
+
+    from procrastinate.contrib.django.models import ProcrastinateWorker
+
+    started = datetime.fromtimestamp(since, tz=UTC)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit("The worker exited at start-up; see .demo/worker.log")
+        if ProcrastinateWorker.objects.filter(last_heartbeat__gte=started).exists():
+            return
+        time.sleep(0.2)
+    raise SystemExit("The worker did not register within 60 s; see .demo/worker.log")
+
+
 def stop(processes: list[subprocess.Popen[bytes]]) -> None:
     for process in processes:
         if process.poll() is None:
@@ -184,11 +253,18 @@ def print_instructions(*, app_url: str, credentials: dict[str, str]) -> None:
       -H 'Authorization: Bearer {credentials["public_key"]}' -H 'Accept: text/event-stream' \\
       -H 'Content-Type: application/json' -d '{{"text": "а ряжанка є?"}}'
 
+  Catalog API (secret key, scope catalog); the worker embeds in the background:
+    curl -s -X PUT {app_url}/api/v1/catalog/products \\
+      -H 'Authorization: Bearer {credentials["secret_key"]}' \\
+      -H 'Content-Type: application/json' \\
+      -d '{{"products": [{{"sku": "demo-1", "name": "Кефір домашній 1 л"}}]}}'
+    curl -s {app_url}/api/v1/catalog/jobs -H 'Authorization: Bearer {credentials["secret_key"]}'
+
   Secret key (server side: catalog and admin API): {credentials["secret_key"]}
   Admin: {app_url}/admin/  user admin, password {credentials["admin_password"]}
-  Logs: .demo/app.log and .demo/merchant.log
+  Logs: .demo/app.log, .demo/worker.log and .demo/merchant.log
 
-  Press Ctrl-C to stop the app and the merchant.
+  Press Ctrl-C to stop the app, the worker and the merchant.
 """
     )
 
@@ -251,6 +327,20 @@ def main() -> None:
         )
         wait_until_healthy(f"{app_url}/api/v1/health", processes[-1], "app")
 
+        step("Starting a catalog worker")
+        worker_started = time.time()
+        processes.append(
+            start_process(
+                "worker",
+                [sys.executable, "manage.py", "procrastinate", "worker", "--queues", "catalog"],
+                dict(os.environ),
+            )
+        )
+        wait_until_worker_runs(processes[-1], since=worker_started)
+
+        step("Uploading a product through the catalog API; the worker embeds it")
+        upload_demo_product(app_url=app_url, secret_key=credentials["secret_key"])
+
         from demo.conversation import play_conversation
 
         step("Playing the shopper conversation" + ("" if args.no_stream else " (streamed)"))
@@ -271,7 +361,7 @@ def main() -> None:
     except KeyboardInterrupt:
         pass
     finally:
-        print("\nStopping the app and the merchant.", flush=True)
+        print("\nStopping the app, the worker and the merchant.", flush=True)
         stop(processes)
 
 
