@@ -43,6 +43,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--once", action="store_true", help="Stop after the conversation instead of serving."
     )
+    parser.add_argument(
+        "--no-stream",
+        action="store_true",
+        help="Request each reply as one JSON response instead of Server-Sent Events.",
+    )
     return parser.parse_args()
 
 
@@ -124,6 +129,19 @@ def prepare_tenant(*, merchant_url: str) -> dict[str, str]:
         "webhook_secret": webhook_secret,
         "admin_password": admin_password,
     }
+
+
+def describe_assistant() -> str:
+    """Return which assistant the app will use, from the settings django.setup() loaded."""
+    from django.conf import settings
+
+    if not (settings.OPENAI_BASE_URL or settings.OPENAI_API_KEY):
+        return "the offline assistant (set OPENAI_BASE_URL or OPENAI_API_KEY to use the LLM agent)"
+    endpoint = settings.OPENAI_BASE_URL or "the OpenAI API"
+    return (
+        f"the LLM agent at {endpoint} (complex model {settings.LLM_COMPLEX_MODEL}, "
+        f"fast model {settings.LLM_FAST_MODEL}, unless the tenant sets its own)"
+    )
 
 
 def start_process(name: str, command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -234,6 +252,10 @@ def print_instructions(*, app_url: str, credentials: dict[str, str]) -> None:
     curl -s -X POST {app_url}/api/v1/conversations/<conversation_id>/messages \\
       -H 'Authorization: Bearer {credentials["public_key"]}' \\
       -H 'Content-Type: application/json' -d '{{"text": "покажи кефір"}}'
+    # The same reply as Server-Sent Events, printed as it arrives:
+    curl -N -X POST {app_url}/api/v1/conversations/<conversation_id>/messages \\
+      -H 'Authorization: Bearer {credentials["public_key"]}' -H 'Accept: text/event-stream' \\
+      -H 'Content-Type: application/json' -d '{{"text": "а ряжанка є?"}}'
 
   Catalog API (secret key, scope catalog); the worker embeds in the background:
     curl -s -X PUT {app_url}/api/v1/catalog/products \\
@@ -264,6 +286,7 @@ def main() -> None:
 
     step(f"Preparing the demo tenant {TENANT_SLUG!r}")
     credentials = prepare_tenant(merchant_url=merchant_url)
+    step(f"Assistant: {describe_assistant()}")
 
     step("Importing the ATB catalog (507 products; only changed products are embedded)")
     manage("import_catalog", "--tenant", TENANT_SLUG, str(DATA / "atb-catalog.jsonl"))
@@ -324,11 +347,13 @@ def main() -> None:
 
         from demo.conversation import play_conversation
 
+        step("Playing the shopper conversation" + ("" if args.no_stream else " (streamed)"))
         play_conversation(
             app_url=app_url,
             public_key=credentials["public_key"],
             store_id=STORE_ID,
             user_id=SHOPPER_ID,
+            stream=not args.no_stream,
         )
         if args.once:
             return

@@ -190,9 +190,32 @@ if WORKER_STALLED_AFTER_SECONDS < 3 * WORKER_HEARTBEAT_SECONDS:
 
 # --- LLM ----------------------------------------------------------------------------------
 # Without OPENAI_BASE_URL or OPENAI_API_KEY the deterministic offline assistant answers.
+# With either, the LLM agent answers (see docs/agent.md). A self-hosted server such as vLLM
+# or Ollama needs only OPENAI_BASE_URL; the client then sends a placeholder key.
 OPENAI_BASE_URL = env.str("OPENAI_BASE_URL", default="")
 OPENAI_API_KEY = env.str("OPENAI_API_KEY", default="")
+# Models for tenants that leave AssistantSettings.complex_model / fast_model empty. The
+# complex model serves the first model call of a conversation, the fast one every later call.
+LLM_COMPLEX_MODEL = env.str("LLM_COMPLEX_MODEL", default="gpt-4.1")
+LLM_FAST_MODEL = env.str("LLM_FAST_MODEL", default="gpt-4.1-mini")
+# Upper bound of one chat completion request, in seconds; a turn's remaining time lowers it.
 LLM_REQUEST_TIMEOUT_SECONDS = env.float("LLM_REQUEST_TIMEOUT_SECONDS", default=60.0)
+# Retries after a connection error, a 408/409/429 or a 5xx status, made only while the
+# turn deadline leaves time, after LLM_RETRY_DELAY_SECONDS.
+LLM_MAX_RETRIES = env.int("LLM_MAX_RETRIES", default=1)
+LLM_RETRY_DELAY_SECONDS = env.float("LLM_RETRY_DELAY_SECONDS", default=1.0)
+# Stream completions, so that text reaches the shopper token by token. Turn off for servers
+# whose streaming breaks tool calls.
+LLM_STREAM = env.bool("LLM_STREAM", default=True)
+# Send stream_options.include_usage with streamed requests; turn off for servers that reject
+# the parameter (token counts are then estimated from the text length).
+LLM_STREAM_USAGE = env.bool("LLM_STREAM_USAGE", default=True)
+# Send the tenant's temperature; turn off for models that accept only their default.
+LLM_SEND_TEMPERATURE = env.bool("LLM_SEND_TEMPERATURE", default=True)
+# Characters of earlier messages, tool calls and tool results sent back to the model.
+LLM_HISTORY_MAX_CHARS = env.int("LLM_HISTORY_MAX_CHARS", default=24_000)
+# Wall-clock limit of one agent turn (model calls and tools), in seconds.
+AGENT_TURN_TIMEOUT_SECONDS = env.float("AGENT_TURN_TIMEOUT_SECONDS", default=120.0)
 
 # --- Webhooks -----------------------------------------------------------------------------
 # Plain http:// and the networks below are for local demos and tests only; both are off
