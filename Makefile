@@ -12,10 +12,16 @@ WITH_DB := PYTHON=$(abspath $(VENV_PYTHON)) scripts/with-db.sh
 export DJANGO_DEBUG ?= 1
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: demo test lint format typecheck pytest verifier-tools db db-stop db-status migrate clean
+.PHONY: demo worker manage test lint format typecheck pytest verifier-tools db db-stop db-status migrate clean
 
 demo: $(VENV)/.installed
 	$(WITH_DB) $(VENV_PYTHON) demo/run.py $(DEMO_ARGS)
+
+# A catalog worker, which embeds uploaded products in the background. On Ctrl-C it waits up to
+# WORKER_SHUTDOWN_TIMEOUT_SECONDS for its job, then leaves the rest to the next worker.
+# docs/deployment.md covers production.
+worker: $(VENV)/.installed
+	$(WITH_DB) $(VENV_PYTHON) manage.py procrastinate worker --queues catalog
 
 test: lint typecheck verifier-tools pytest
 
@@ -37,6 +43,11 @@ format: $(VENV)/.installed
 typecheck: $(VENV)/.installed
 	$(WITH_DB) $(VENV)/bin/mypy vizochok tenants catalog webhooks conversations
 
+# Any management command, run with the same database and settings as the app, e.g.
+#   make manage ARGS="create_tenant atb-kyiv --name 'ATB Kyiv'"
+manage: $(VENV)/.installed
+	$(WITH_DB) $(VENV_PYTHON) manage.py $(ARGS)
+
 migrate: $(VENV)/.installed
 	$(WITH_DB) $(VENV_PYTHON) manage.py migrate
 
@@ -52,7 +63,7 @@ db-status:
 $(VENV)/.installed: pyproject.toml
 	@if [ -z "$(PYTHON)" ]; then echo "Python 3.11 is required (python3.11 not found)." >&2; exit 1; fi
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Python 3.11 is required; set PYTHON=/path/to/python3.11")'
-	test -x $(VENV_PYTHON) || $(PYTHON) -m venv $(VENV)
+	scripts/venv.sh $(PYTHON) $(VENV)
 	$(VENV_PYTHON) -m pip install --quiet --upgrade pip
 	$(VENV_PYTHON) -m pip install --quiet -e ".[dev]"
 	touch $@

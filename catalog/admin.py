@@ -1,8 +1,9 @@
-"""Django admin for products.
+"""Django admin for products and, read-only, for catalog jobs.
 
-Saving goes through ``product_upsert_many``, so an edit made here updates the content hash
-and the full-text document exactly as an API upload would. Lists and forms show the
-embedding's status, never the vector, and the list does not load vectors at all.
+Saving goes through ``catalog_job_submit``, so an edit made here updates the content hash
+and the full-text document, and queues the embedding, exactly as an API upload would. Lists
+and forms show the embedding's status, never the vector, and the list does not load vectors
+at all.
 """
 
 from typing import Any
@@ -12,9 +13,9 @@ from django.contrib import admin
 from django.db.models import BooleanField, ExpressionWrapper, Q, QuerySet
 from django.http import HttpRequest
 
-from catalog.models import Product
+from catalog.jobs import catalog_job_submit
+from catalog.models import CatalogJob, Product
 from catalog.schemas import InvalidProductInput, ProductInput, product_input_parse
-from catalog.services import product_upsert_many
 
 _PRODUCT_INPUT_FIELDS = tuple(ProductInput.model_fields)
 
@@ -114,7 +115,42 @@ class ProductAdmin(admin.ModelAdmin):
     ) -> None:
         assert isinstance(form, ProductAdminForm)
         assert form.product_input is not None, "save_model runs only after a valid clean()."
-        product_upsert_many(tenant=obj.tenant, products=[form.product_input])
+        # The job embeds the product on a worker if its content changed.
+        catalog_job_submit(
+            tenant=obj.tenant,
+            products=[form.product_input],
+            total=1,
+            errors=[],
+            source=CatalogJob.Source.ADMIN,
+        )
         saved = Product.objects.only("pk").get(tenant=obj.tenant, sku=form.product_input.sku)
         obj.pk = saved.pk
         obj.refresh_from_db()
+
+
+@admin.register(CatalogJob)
+class CatalogJobAdmin(admin.ModelAdmin):
+    """Read-only: jobs change only through their services and workers."""
+
+    list_display = (
+        "public_id",
+        "tenant",
+        "source",
+        "status",
+        "total",
+        "to_embed",
+        "embedded",
+        "attempts",
+        "created_at",
+        "completed_at",
+    )
+    list_filter = ("status", "source", "tenant")
+    list_select_related = ("tenant",)
+    search_fields = ("public_id",)
+    exclude = ("product_ids",)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: CatalogJob | None = None) -> bool:
+        return False

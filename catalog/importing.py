@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from catalog.embeddings import Embedder, EmbeddingError, get_embedder
+from catalog.jobs import catalog_job_submit
+from catalog.models import CatalogJob
 from catalog.schemas import InvalidProductInput, ProductInput, product_input_parse
 from catalog.selectors import products_pending_embedding
 from catalog.services import ProgressCallback, product_upsert_many, products_embed_pending
@@ -342,13 +344,7 @@ def catalog_import(
     ``ImportReport.rejected``. An embedding failure is reported in ``embedding_error``, with
     ``embedded`` left at 0. The products are saved either way and a later run embeds them.
     """
-    field_map = field_map or {}
-    records = read_catalog_records(
-        path=path, file_format=file_format or detect_import_format(path), field_map=field_map
-    )
-    report = ImportReport()
-    products = _validate_records(records, field_map=field_map, report=report)
-
+    report, products = _read_products(path=path, file_format=file_format, field_map=field_map)
     summary = product_upsert_many(tenant=tenant, products=products)
     report.created = summary.created
     report.updated = summary.updated
@@ -372,6 +368,46 @@ def catalog_import(
     else:
         report.pending_embedding = 0
     return report
+
+
+def catalog_import_enqueue(
+    *,
+    tenant: Tenant,
+    path: Path,
+    file_format: ImportFormat | None = None,
+    field_map: Mapping[str, str] | None = None,
+) -> tuple[ImportReport, CatalogJob]:
+    """Import a catalog file like ``catalog_import``, but leave the embedding to a worker.
+
+    The products are saved at once. The returned job embeds them on the catalog queue, and
+    its ``errors`` list the rejected rows by line.
+    """
+    report, products = _read_products(path=path, file_format=file_format, field_map=field_map)
+    job = catalog_job_submit(
+        tenant=tenant,
+        products=products,
+        total=report.rows,
+        errors=[f"Line {rejected.line}: {rejected.reason}" for rejected in report.rejected],
+        source=CatalogJob.Source.IMPORT,
+    )
+    report.created = job.created
+    report.updated = job.updated
+    report.unchanged = job.unchanged
+    report.pending_embedding = job.to_embed
+    return report, job
+
+
+def _read_products(
+    *, path: Path, file_format: ImportFormat | None, field_map: Mapping[str, str] | None
+) -> tuple[ImportReport, list[ProductInput]]:
+    """Read and validate a catalog file; return the report so far and the valid products."""
+    field_map = field_map or {}
+    records = read_catalog_records(
+        path=path, file_format=file_format or detect_import_format(path), field_map=field_map
+    )
+    report = ImportReport()
+    products = _validate_records(records, field_map=field_map, report=report)
+    return report, products
 
 
 def _validate_records(

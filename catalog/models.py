@@ -1,9 +1,13 @@
-"""Catalog content: products with their embeddings and full-text documents.
+"""Catalog content: products with their embeddings and full-text documents, and the jobs
+that embed uploaded products in the background.
 
 Prices and stock are never stored here: the merchant's products webhook is the system of
 record for them.
 """
 
+import secrets
+
+from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.indexes import GinIndex, OpClass
 from django.contrib.postgres.search import SearchVector, SearchVectorField
 from django.db import models
@@ -84,3 +88,73 @@ class Product(TimestampedModel):
     @property
     def needs_embedding(self) -> bool:
         return self.embedding is None or self.embedding_hash != self.content_hash
+
+
+def new_catalog_job_id() -> str:
+    """Return a new public job id: ``job_`` and 24 random hex digits."""
+    return f"job_{secrets.token_hex(12)}"
+
+
+class CatalogJob(TimestampedModel):
+    """One catalog upload and the background embedding of its products.
+
+    The product metadata is written before the job exists; the job records what the upload
+    changed and embeds ``product_ids``. A worker runs it through the ``catalog`` queue.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        EMBEDDING = "embedding", "Embedding"
+        COMPLETE = "complete", "Complete"
+        FAILED = "failed", "Failed"
+
+    class Source(models.TextChoices):
+        API = "api", "API upload"
+        IMPORT = "import", "import_catalog command"
+        REEMBED = "reembed", "reembed_catalog command"
+        ADMIN = "admin", "Django admin"
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="catalog_jobs")
+    public_id = models.CharField(
+        max_length=40, unique=True, default=new_catalog_job_id, editable=False
+    )
+    source = models.CharField(max_length=10, choices=Source.choices)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    # Products in the upload, valid or not.
+    total = models.PositiveIntegerField(default=0)
+    created = models.PositiveIntegerField(default=0)
+    updated = models.PositiveIntegerField(default=0)
+    unchanged = models.PositiveIntegerField(default=0)
+    to_embed = models.PositiveIntegerField(default=0)
+    # Vectors this job wrote. It ends below to_embed when some products no longer needed
+    # a vector by the time the worker reached them.
+    embedded = models.PositiveIntegerField(default=0)
+    # Messages for the merchant: rejected products, then the final failure if any.
+    errors = models.JSONField(default=list, blank=True)
+    # The products to embed; emptied when the job completes.
+    product_ids = ArrayField(models.BigIntegerField(), default=list, blank=True)
+    # Runs started, including runs cut short by a crash or a shutdown.
+    attempts = models.PositiveSmallIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    # Id of the job's row in the task queue (procrastinate_jobs), once enqueued.
+    queue_job_id = models.BigIntegerField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        indexes = [
+            models.Index(fields=["tenant", "-created_at"], name="catalog_job_tenant_recent_idx"),
+            models.Index(
+                fields=["created_at"],
+                name="catalog_job_unfinished_idx",
+                condition=models.Q(status__in=["pending", "embedding"]),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.public_id} {self.status}"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in (self.Status.COMPLETE, self.Status.FAILED)

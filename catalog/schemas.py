@@ -4,8 +4,9 @@ The same schema serves the JSON API and the file importer, so every error names 
 it is about and states what is wrong in words a merchant can act on.
 """
 
+import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Annotated, Any
@@ -220,3 +221,56 @@ def product_input_parse(data: Any) -> ProductInput:
         return ProductInput.model_validate(dict(data))
     except PydanticValidationError as exc:
         raise InvalidProductInput(_field_errors(exc)) from None
+
+
+@dataclass(frozen=True)
+class ParsedProducts:
+    """The valid products of an upload, one per SKU, and a message per problem found."""
+
+    products: list[ProductInput]
+    errors: list[str]
+
+
+def _sku_label(data: Any, errors: list[FieldError]) -> str | None:
+    """Return the SKU of an invalid product quoted for a message, or None when it has none."""
+    if not isinstance(data, Mapping) or any(error.field == "sku" for error in errors):
+        return None
+    sku = data.get("sku")
+    if isinstance(sku, bool) or not isinstance(sku, str | int | float):
+        return None
+    return json.dumps(str(sku).strip(), ensure_ascii=False)
+
+
+def _product_label(index: int, sku: str | None) -> str:
+    return f"products[{index}] (SKU {sku})" if sku else f"products[{index}]"
+
+
+def product_inputs_parse(items: Sequence[Any]) -> ParsedProducts:
+    """Validate every item of an upload on its own; invalid items never block valid ones.
+
+    Each problem becomes one message naming the item's index, its SKU when it has a valid
+    one, and the field, e.g. ``products[3] (SKU "milk-1"): weight: Input should be greater
+    than or equal to 0.`` When a SKU occurs more than once, its last occurrence is kept and
+    each earlier one is reported as ignored.
+    """
+    by_sku: dict[str, tuple[int, ProductInput]] = {}
+    errors: list[str] = []
+    for index, data in enumerate(items):
+        try:
+            product = product_input_parse(data)
+        except InvalidProductInput as exc:
+            label = _product_label(index, _sku_label(data, exc.errors))
+            errors.extend(
+                f"{label}: {error.message}" if error.field == NON_FIELD else f"{label}: {error}"
+                for error in exc.errors
+            )
+            continue
+        earlier = by_sku.get(product.sku)
+        if earlier is not None:
+            sku = json.dumps(product.sku, ensure_ascii=False)
+            errors.append(
+                f"{_product_label(earlier[0], sku)}: Ignored, because products[{index}] has "
+                "the same SKU; the last occurrence wins."
+            )
+        by_sku[product.sku] = (index, product)
+    return ParsedProducts(products=[product for _, product in by_sku.values()], errors=errors)

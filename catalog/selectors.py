@@ -2,8 +2,9 @@
 
 from django.db.models import F, Q, QuerySet
 
-from catalog.models import Product
+from catalog.models import CatalogJob, Product
 from tenants.models import Tenant
+from vizochok.exceptions import NotFound
 
 
 def products_pending_embedding(*, tenant: Tenant, model_name: str) -> QuerySet[Product]:
@@ -18,3 +19,36 @@ def products_pending_embedding(*, tenant: Tenant, model_name: str) -> QuerySet[P
         | ~Q(embedding_hash=F("content_hash"))
         | ~Q(embedding_model=model_name)
     )
+
+
+def catalog_job_get(*, tenant: Tenant, job_id: str) -> CatalogJob:
+    """Return ``tenant``'s job with the public id ``job_id``, or raise ``NotFound``."""
+    job = (
+        CatalogJob.objects.select_related("tenant").filter(tenant=tenant, public_id=job_id).first()
+    )
+    if job is None:
+        raise NotFound(f"Catalog job {job_id!r} not found.")
+    return job
+
+
+def catalog_jobs_list(
+    *,
+    tenant: Tenant,
+    limit: int,
+    before: str | None = None,
+    status: str | None = None,
+) -> list[CatalogJob]:
+    """Return up to ``limit`` of ``tenant``'s jobs, newest first.
+
+    ``before`` is a job id: only jobs created before that job are returned, which pages
+    through older jobs. ``status`` keeps jobs in that status.
+    """
+    jobs = CatalogJob.objects.select_related("tenant").filter(tenant=tenant)
+    if status is not None:
+        jobs = jobs.filter(status=status)
+    if before is not None:
+        anchor = catalog_job_get(tenant=tenant, job_id=before)
+        jobs = jobs.filter(
+            Q(created_at__lt=anchor.created_at) | Q(created_at=anchor.created_at, pk__lt=anchor.pk)
+        )
+    return list(jobs.order_by("-created_at", "-pk")[:limit])

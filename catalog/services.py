@@ -240,6 +240,8 @@ def products_embed_pending(
     batch_size: int | None = None,
     on_progress: ProgressCallback | None = None,
     embedder: Embedder | None = None,
+    product_ids: Sequence[int] | None = None,
+    on_batch_written: Callable[[int], None] | None = None,
 ) -> int:
     """Embed ``tenant``'s products whose embedding is missing or stale; return how many.
 
@@ -250,8 +252,13 @@ def products_embed_pending(
     first batch and after every batch, with the number of products processed so far.
     An ``EmbeddingError`` is raised after the batches before it were saved.
 
+    ``product_ids`` limits the run to these products. ``on_batch_written(written)`` runs in
+    the transaction that writes each batch, so whatever it records commits with the vectors
+    or not at all.
+
     NOTE: two concurrent runs for one tenant embed the same products twice. The stored
-    vectors stay correct, but the work is wasted.
+    vectors stay correct, but the work is wasted. Catalog jobs avoid this with a queue lock
+    per tenant.
     """
     embedder = embedder or get_embedder()
     batch_size = batch_size or settings.EMBEDDING_BATCH_SIZE
@@ -259,6 +266,8 @@ def products_embed_pending(
         raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
 
     pending = products_pending_embedding(tenant=tenant, model_name=embedder.model_name)
+    if product_ids is not None:
+        pending = pending.filter(pk__in=list(product_ids))
     total = pending.count()
     processed = embedded = 0
     last_pk = 0
@@ -279,7 +288,13 @@ def products_embed_pending(
         if not rows:
             break
         last_pk = rows[-1]["pk"]
-        written = _embed_batch(tenant=tenant, rows=rows, embedder=embedder, done=embedded)
+        written = _embed_batch(
+            tenant=tenant,
+            rows=rows,
+            embedder=embedder,
+            done=embedded,
+            on_batch_written=on_batch_written,
+        )
         processed += len(rows)
         embedded += written
         if on_progress is not None:
@@ -299,7 +314,12 @@ def products_embed_pending(
 
 
 def _embed_batch(
-    *, tenant: Tenant, rows: Sequence[Mapping[str, Any]], embedder: Embedder, done: int
+    *,
+    tenant: Tenant,
+    rows: Sequence[Mapping[str, Any]],
+    embedder: Embedder,
+    done: int,
+    on_batch_written: Callable[[int], None] | None,
 ) -> int:
     started = time.monotonic()
     try:
@@ -316,9 +336,12 @@ def _embed_batch(
             },
         )
         raise
-    written = _write_embeddings(
-        tenant=tenant, rows=rows, vectors=vectors, model_name=embedder.model_name
-    )
+    with transaction.atomic():
+        written = _write_embeddings(
+            tenant=tenant, rows=rows, vectors=vectors, model_name=embedder.model_name
+        )
+        if on_batch_written is not None:
+            on_batch_written(written)
     logger.info(
         "catalog.embedding.batch",
         extra={

@@ -3,13 +3,16 @@
 from typing import Any, cast
 
 from django.core.exceptions import RequestDataTooBig
+from django.http.response import HttpResponseBase
 from rest_framework import serializers, status
+from rest_framework.renderers import BaseRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from conversations.selectors import conversation_get
 from conversations.services import ConversationTurn, conversation_create, message_too_large
+from conversations.streaming import event_stream_response, wants_event_stream
 from tenants.authentication import ApiClient
 from tenants.permissions import HasChatScope
 
@@ -85,16 +88,33 @@ class ConversationDetailApi(APIView):
 
 
 class MessageCreateApi(APIView):
+    """Process a shopper message: a JSON list of events, or Server-Sent Events on request.
+
+    With ``Accept: text/event-stream`` the events are streamed as they happen. Errors found
+    before the reply starts (authentication, validation, ``agent_busy``) are JSON error
+    responses in both modes.
+    """
+
     permission_classes = [HasChatScope]
 
     class InputSerializer(serializers.Serializer):
         text = serializers.CharField()
 
-    def post(self, request: Request, conversation_id: str) -> Response:
+    def perform_content_negotiation(
+        self, request: Request, force: bool = False
+    ) -> tuple[BaseRenderer, str]:
+        # Every Response of this view is JSON, also for a client that accepts only
+        # text/event-stream: the stream itself is a StreamingHttpResponse, not a Response.
+        return super().perform_content_negotiation(request, force=True)
+
+    def post(self, request: Request, conversation_id: str) -> HttpResponseBase:
         conversation = conversation_get(tenant=_client(request).tenant, public_id=conversation_id)
         serializer = self.InputSerializer(data=_message_data(request))
         serializer.is_valid(raise_exception=True)
         turn = ConversationTurn(conversation=conversation, text=serializer.validated_data["text"])
+        if wants_event_stream(request):
+            turn.start()
+            return event_stream_response(turn)
         sent = list(turn.run())
         return Response(
             {

@@ -64,9 +64,36 @@ class Message(TimestampedModel):
     events = models.JSONField(default=list, blank=True)
     # Which assistant answered and how: {"assistant": "offline", ...}.
     metadata = models.JSONField(default=dict, blank=True)
+    # The LLM agent's chat messages of this turn after the shopper's text: assistant
+    # messages with their tool calls, and the tool results. Sent back to the model with
+    # later messages; never returned by the API.
+    llm_messages = models.JSONField(default=list, blank=True)
 
     class Meta:
         ordering = ["conversation_id", "created_at", "pk"]
 
     def __str__(self) -> str:
         return f"{self.role}: {self.text[:40]}"
+
+
+class TokenUsage(models.Model):
+    """LLM tokens one tenant used on one day (UTC), summed over every model call."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="token_usage")
+    date = models.DateField()
+    prompt_tokens = models.PositiveBigIntegerField(default=0)
+    completion_tokens = models.PositiveBigIntegerField(default=0)
+    requests = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["tenant_id", "-date"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "date"], name="uniq_token_usage_tenant_date"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tenant_id} {self.date}: {self.total_tokens} tokens"
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens

@@ -3,7 +3,7 @@
 import logging
 import secrets
 import uuid
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 
 from django.db import transaction
@@ -28,6 +28,8 @@ MAX_MESSAGE_BYTES = 64 * 1024
 # Earlier messages handed to the assistant with each turn.
 HISTORY_LIMIT = 20
 STATE_LANGUAGE = "language"
+# Metadata value of a reply whose client disconnected before it was complete.
+INTERRUPTED_CLIENT_DISCONNECTED = "client_disconnected"
 
 
 def conversation_create(
@@ -79,6 +81,12 @@ class ConversationTurn:
 
     Run it outside ``transaction.atomic`` (see ``conversations.leases``). Errors raised
     before the first event (``message_too_large``, ``agent_busy``) leave nothing written.
+
+    ``run`` does everything in one generator. A streaming response calls ``start`` first,
+    so that these two errors become normal HTTP errors, then iterates ``events`` and
+    calls ``close`` when the response ends. If the client goes away, closing the
+    generator stops the work at the next event. The reply is then saved with the events
+    produced so far and ``"interrupted": "client_disconnected"`` in its metadata.
     """
 
     conversation: Conversation
@@ -86,14 +94,37 @@ class ConversationTurn:
     assistant: Assistant | None = None
     # The assistant's saved message, set when ``run`` has finished.
     reply: Message | None = field(default=None, init=False)
+    _lease: TurnLease | None = field(default=None, init=False)
 
     def run(self) -> Iterator[Event]:
+        self.start()
+        yield from self.events()
+
+    def start(self) -> None:
+        """Check the text and take the conversation's lease; raise 413 or 409 if impossible."""
+        if self._lease is not None:
+            return
         message_text_validate(self.text)
-        lease = self._take_lease()
+        self._lease = self._take_lease()
+
+    def events(self) -> Generator[Event, None, None]:
+        """Yield the events of the reply; ``start`` must have succeeded."""
+        lease = self._lease
+        if lease is None:
+            raise RuntimeError("The turn has not started; call start() first.")
         try:
             yield from self._process(lease)
         finally:
             lease.release()
+
+    def close(self) -> None:
+        """Release the lease of a started turn whose events were not consumed to the end.
+
+        Safe to call after the events finished: the lease is then released already, and a
+        later turn's lease has another start time, so it is left alone.
+        """
+        if self._lease is not None:
+            self._lease.release()
 
     def reply_message(self) -> Message:
         """Return the assistant's saved message; valid once ``run`` has been consumed."""
@@ -115,16 +146,22 @@ class ConversationTurn:
 
     def _process(self, lease: TurnLease) -> Iterator[Event]:
         is_first_message = not self.conversation.messages.exists()
-        turn = self._build_turn(lease)
+        turn = self._build_turn(lease, first_message=is_first_message)
         self._save_shopper_message(turn.language)
         assistant = self.assistant or get_assistant(self.conversation.tenant)
         sent: list[Event] = []
+        replies: Iterator[Event] | None = None
         try:
             if is_first_message:
                 self._load_cart(lease)
-            for event in assistant.respond(turn):
+            replies = assistant.respond(turn)
+            for event in replies:
                 sent.append(event)
                 yield event
+        except GeneratorExit:
+            # The client went away; stop the assistant and keep what happened so far.
+            self._save_interrupted(lease, turn, assistant.name, sent, replies)
+            raise
         # The turn is the boundary between the assistant and the client: whatever the
         # assistant raises is logged with an id and reported as an event, so the client
         # always gets response_complete and the reply is saved.
@@ -136,7 +173,30 @@ class ConversationTurn:
         self._save_reply(lease, turn, assistant.name, sent)
         yield sent[-1]
 
-    def _build_turn(self, lease: TurnLease) -> Turn:
+    def _save_interrupted(
+        self,
+        lease: TurnLease,
+        turn: Turn,
+        assistant_name: str,
+        sent: list[Event],
+        replies: Iterator[Event] | None,
+    ) -> None:
+        """Stop the assistant and save the reply of a turn whose client disconnected.
+
+        A failure here is logged and not raised, so that closing the stream still ends it.
+        """
+        try:
+            _close_iterator(replies)
+            turn.metadata["interrupted"] = INTERRUPTED_CLIENT_DISCONNECTED
+            self._save_reply(lease, turn, assistant_name, sent)
+        except Exception:
+            logger.exception("conversations.turn.interrupted_save_failed", extra=self._log_fields())
+            return
+        logger.info(
+            "conversations.turn.interrupted", extra={**self._log_fields(), "events": len(sent)}
+        )
+
+    def _build_turn(self, lease: TurnLease, *, first_message: bool) -> Turn:
         state = self.conversation.state
         fallback = state.get(STATE_LANGUAGE) or self._default_language()
         language = detect_language(self.text, fallback=fallback)
@@ -146,6 +206,7 @@ class ConversationTurn:
             tools=ShoppingTools(conversation=self.conversation, lease=lease),
             language=language,
             history=self._history(),
+            first_message=first_message,
         )
 
     def _default_language(self) -> str:
@@ -158,7 +219,10 @@ class ConversationTurn:
 
     def _history(self) -> list[HistoryEntry]:
         latest = self.conversation.messages.order_by("-created_at", "-pk")[:HISTORY_LIMIT]
-        return [HistoryEntry(role=message.role, text=message.text) for message in reversed(latest)]
+        return [
+            HistoryEntry(role=message.role, text=message.text, llm_messages=message.llm_messages)
+            for message in reversed(latest)
+        ]
 
     def _save_shopper_message(self, language: str) -> None:
         Message.objects.create(
@@ -213,9 +277,6 @@ class ConversationTurn:
     def _save_reply(
         self, lease: TurnLease, turn: Turn, assistant_name: str, sent: list[Event]
     ) -> None:
-        text = "".join(
-            event["delta"] for event in sent if event["type"] == EventType.TEXT_DELTA.value
-        )
         self.conversation.state[STATE_LANGUAGE] = turn.language
         with transaction.atomic():
             lease.save(self.conversation, ["state"])
@@ -223,9 +284,10 @@ class ConversationTurn:
                 tenant=self.conversation.tenant,
                 conversation=self.conversation,
                 role=Message.Role.ASSISTANT,
-                text=text,
+                text=reply_text(sent),
                 events=sent,
                 metadata={**turn.metadata, "assistant": assistant_name},
+                llm_messages=turn.llm_messages,
             )
         logger.info(
             "conversations.turn.completed",
@@ -237,3 +299,24 @@ class ConversationTurn:
             "tenant_id": self.conversation.tenant_id,
             "conversation_id": self.conversation.public_id,
         }
+
+
+def reply_text(sent: list[Event]) -> str:
+    """Return the text of a reply: its text blocks, separated by a blank line."""
+    blocks: list[str] = []
+    current: list[str] = []
+    for event in sent:
+        if event["type"] == EventType.TEXT_DELTA.value:
+            current.append(event["delta"])
+        elif event["type"] == EventType.TEXT_END.value and current:
+            blocks.append("".join(current))
+            current = []
+    if current:
+        blocks.append("".join(current))
+    return "\n\n".join(blocks)
+
+
+def _close_iterator(iterator: Iterator[Event] | None) -> None:
+    close = getattr(iterator, "close", None)
+    if close is not None:
+        close()

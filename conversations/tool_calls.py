@@ -1,18 +1,27 @@
 """The shopping tools as function-calling definitions, and a runner for a model's tool calls.
 
 An LLM agent sends ``tool_definitions()`` with its chat request and passes each tool call
-the model makes to ``tool_call``. The result has the JSON output for the model's tool
-message and the events for the client. Invalid arguments produce an error output, not an
-exception, so the model can correct its call.
+the model makes to a ``ToolCallRunner`` (or to ``tool_call`` directly). The result has the
+JSON output for the model's tool message and the events for the client. Invalid arguments
+produce an error output, not an exception, so the model can correct its call.
 """
 
+import json
 import math
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
+from decimal import InvalidOperation
 from typing import Any
 
+from conversations.cart import to_decimal
 from conversations.events import Event
-from conversations.tools import DEFAULT_SEARCH_LIMIT, MAX_SEARCH_LIMIT, ShoppingTools
+from conversations.tools import (
+    DEFAULT_SEARCH_LIMIT,
+    MAX_SEARCH_LIMIT,
+    CartChangeResult,
+    ShoppingTools,
+)
+from webhooks.dispatch import FailureReason
 
 _SKU = {
     "type": "string",
@@ -39,6 +48,14 @@ TOOL_DEFINITIONS: list[dict[str, Any]] = [
                 },
                 "required": ["query"],
             },
+        },
+    },
+    {
+        "type": "function",
+        "function": {
+            "name": "get_product_details",
+            "description": "Return the catalog details of a product shown in this conversation or in the cart: description, ingredients, country of origin, pack size, quantity rules, and the price the store returned when it was last shown.",
+            "parameters": {"type": "object", "properties": {"sku": _SKU}, "required": ["sku"]},
         },
     },
     {
@@ -91,14 +108,29 @@ TOOL_DEFINITIONS: list[dict[str, Any]] = [
     },
 ]
 TOOL_NAMES = frozenset(definition["function"]["name"] for definition in TOOL_DEFINITIONS)
+CART_TOOL_NAMES = frozenset({"add_to_cart", "remove_from_cart", "update_quantity", "clear_cart"})
+
+# Values of "reason_type" that ToolCallRunner adds to a rejected cart change.
+REASON_TYPE_GUARD = "guard"
+REASON_TYPE_MERCHANT = "merchant"
+REASON_TYPE_UNAVAILABLE = "unavailable"
+# Reasons of a failed webhook call rather than a merchant's answer. Prefixes cover failure
+# reasons the dispatcher may add later, such as an open circuit breaker.
+_CALL_FAILURE_PREFIXES = ("webhook_", "circuit_")
+# Card fields that mean nothing to a model and only cost tokens.
+_FIELDS_HIDDEN_FROM_MODEL = frozenset({"image_url"})
 
 
 @dataclass(frozen=True)
 class ToolOutcome:
-    """The JSON output for the model and the events for the client of one tool call."""
+    """The JSON output for the model and the events for the client of one tool call.
+
+    ``cart_change`` is the cart tool's result, when a cart tool ran.
+    """
 
     output: dict[str, Any]
     events: list[Event] = field(default_factory=list)
+    cart_change: CartChangeResult | None = None
 
 
 class _InvalidArguments(ValueError):
@@ -135,6 +167,8 @@ def _run(tools: ShoppingTools, name: str, arguments: Mapping[str, Any]) -> ToolO
         return ToolOutcome(output=search.to_tool_output(), events=search.events())
     if name == "view_cart":
         return ToolOutcome(output={"cart": tools.view_cart()})
+    if name == "get_product_details":
+        return ToolOutcome(output=tools.product_details(_text(arguments, "sku")).to_tool_output())
     if name == "clear_cart":
         change = tools.clear_cart()
     elif name == "remove_from_cart":
@@ -143,7 +177,110 @@ def _run(tools: ShoppingTools, name: str, arguments: Mapping[str, Any]) -> ToolO
         change = tools.add_to_cart(_text(arguments, "sku"), _quantity(arguments, default=1))
     else:
         change = tools.update_quantity(_text(arguments, "sku"), _quantity(arguments))
-    return ToolOutcome(output=change.to_tool_output(), events=change.events())
+    return ToolOutcome(output=change.to_tool_output(), events=change.events(), cart_change=change)
+
+
+@dataclass
+class ToolCallRunner:
+    """Run the tool calls of one turn, so that identical cart calls reach the merchant once.
+
+    Models sometimes repeat a call, for example as two parallel calls with the same
+    arguments. A cart call with the same tool and arguments as an earlier call of the turn
+    is not sent again: it gets the earlier output with ``"duplicate": true`` and no events.
+    A later change of the same SKU (or any change after ``clear_cart``) ends the match, so
+    "add, remove, add" still adds twice. Calls rejected by a guard are not remembered,
+    because the same call may pass after a search has shown the product.
+
+    Rejected cart changes get a ``reason_type``: ``guard`` (our own check, nothing was
+    sent), ``merchant`` (the merchant's answer) or ``unavailable`` (the call failed).
+    """
+
+    tools: ShoppingTools
+    disabled: Collection[str] = ()
+    _cart_calls: dict[tuple[str, ...], ToolOutcome] = field(default_factory=dict)
+
+    def call(self, name: str, arguments: Mapping[str, Any]) -> ToolOutcome:
+        key = _cart_call_key(name, arguments) if name not in self.disabled else None
+        earlier = self._cart_calls.get(key) if key is not None else None
+        if earlier is not None:
+            return ToolOutcome(output={**earlier.output, "duplicate": True})
+        outcome = tool_call(self.tools, name, arguments, disabled=self.disabled)
+        change = outcome.cart_change
+        if change is not None and not change.ok:
+            outcome = ToolOutcome(
+                output={**outcome.output, "reason_type": _reason_type(change)},
+                events=outcome.events,
+                cart_change=change,
+            )
+        if key is not None and change is not None and change.webhook_called:
+            self._remember(key, outcome)
+        return outcome
+
+    def _remember(self, key: tuple[str, ...], outcome: ToolOutcome) -> None:
+        if key[0] == "clear_cart":
+            self._cart_calls.clear()
+        else:
+            sku = key[1]
+            self._cart_calls = {
+                earlier: result
+                for earlier, result in self._cart_calls.items()
+                if earlier[0] != "clear_cart" and (earlier[1] != sku or earlier == key)
+            }
+        self._cart_calls[key] = outcome
+
+
+def tool_result_content(output: Mapping[str, Any]) -> str:
+    """Return a tool output as the compact JSON of a model's tool message.
+
+    Null fields and fields a model has no use for are left out. Product and merchant text
+    stays inside JSON strings, which the system prompt declares to be data.
+    """
+    return json.dumps(_compacted(output), ensure_ascii=False, separators=(",", ":"))
+
+
+def _compacted(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {
+            key: _compacted(item)
+            for key, item in value.items()
+            if item is not None and key not in _FIELDS_HIDDEN_FROM_MODEL
+        }
+    if isinstance(value, list):
+        return [_compacted(item) for item in value]
+    return value
+
+
+def _reason_type(change: CartChangeResult) -> str:
+    if not change.webhook_called:
+        return REASON_TYPE_GUARD
+    reason = change.reason or ""
+    failures = {failure.value for failure in FailureReason}
+    if reason in failures or reason.startswith(_CALL_FAILURE_PREFIXES):
+        return REASON_TYPE_UNAVAILABLE
+    return REASON_TYPE_MERCHANT
+
+
+def _cart_call_key(name: str, arguments: Mapping[str, Any]) -> tuple[str, ...] | None:
+    """Return what makes two cart calls identical, or None for other tools and bad arguments."""
+    if name not in CART_TOOL_NAMES:
+        return None
+    if name == "clear_cart":
+        return (name,)
+    sku = arguments.get("sku")
+    if not isinstance(sku, str) or not sku.strip():
+        return None
+    if name == "remove_from_cart":
+        return (name, sku.strip())
+    quantity = arguments.get("quantity", 1 if name == "add_to_cart" else None)
+    if isinstance(quantity, bool) or not isinstance(quantity, int | float):
+        return None
+    try:
+        amount = to_decimal(quantity).normalize()
+    except InvalidOperation:
+        return None
+    if not amount.is_finite():
+        return None
+    return (name, sku.strip(), str(amount))
 
 
 def _text(arguments: Mapping[str, Any], key: str) -> str:

@@ -40,6 +40,8 @@ from webhooks.dispatch import CartAction, CartResult, LiveProduct, cart_change, 
 logger = logging.getLogger(__name__)
 
 DEFAULT_SEARCH_LIMIT = 5
+# Characters of a product's description or ingredients handed to a model.
+DETAIL_TEXT_LIMIT = 1000
 # The products webhook is meant for batches of 1 to 10 SKUs.
 MAX_SEARCH_LIMIT = 10
 # Products remembered for cart changes; the oldest are forgotten first.
@@ -237,6 +239,49 @@ class CartChangeResult:
         return output
 
 
+@dataclass(frozen=True)
+class ProductDetailsResult:
+    """Catalog details of a shown or cart product, with the price last seen for it.
+
+    ``product`` is None when the SKU was neither shown in this conversation nor is in its
+    cart; ``catalog`` is None when the catalog no longer has the SKU.
+    """
+
+    sku: str
+    product: ShownProduct | None
+    catalog: Product | None = None
+
+    def to_tool_output(self) -> dict[str, Any]:
+        if self.product is None:
+            return {"ok": False, "sku": self.sku, "reason": GuardReason.SKU_NOT_OFFERED.value}
+        product = self.product
+        output: dict[str, Any] = {
+            "ok": True,
+            "sku": product.sku,
+            "name": product.name,
+            "brand": product.brand,
+            "price": product.price,
+            "promo_price": product.promo_price,
+            "promo_label": product.promo_label,
+            "unit": product.unit,
+            "min_quantity": product.min_quantity,
+            "quantity_step": product.quantity_step,
+        }
+        catalog = self.catalog
+        if catalog is not None:
+            output.update(
+                category_path=catalog.category_path or None,
+                description=_clipped(catalog.description),
+                ingredients=_clipped(catalog.ingredients),
+                country=catalog.country or None,
+                weight_grams=catalog.weight,
+                volume_ml=catalog.volume,
+                barcode=catalog.barcode or None,
+                attributes=catalog.attributes or None,
+            )
+        return output
+
+
 @dataclass
 class ShoppingTools:
     """Tools bound to one conversation for the duration of one turn under ``lease``."""
@@ -343,6 +388,19 @@ class ShoppingTools:
     def clear_cart(self) -> CartChangeResult:
         result = self._send(CartAction.CLEAR)
         return self._apply(result, CartAction.CLEAR, None, None, lambda cart: cart_empty())
+
+    def product_details(self, sku: str) -> ProductDetailsResult:
+        """Return the catalog details of ``sku`` if it was shown or is in the cart.
+
+        The price is the one the products webhook returned when the product was last shown,
+        or the cart's price for a cart line that was never shown; no webhook is called.
+        """
+        product = self.product_offered(sku, prefer_cart=False)
+        if product is None:
+            return ProductDetailsResult(sku=sku, product=None)
+        return ProductDetailsResult(
+            sku=sku, product=product, catalog=self._catalog_product(product.sku)
+        )
 
     def view_cart(self) -> CartSnapshot:
         """Return the cart as the merchant last confirmed it; this calls no webhook."""
@@ -475,3 +533,9 @@ class ShoppingTools:
 
 def _optional_float(value: Decimal | float | None) -> float | None:
     return None if value is None else float(value)
+
+
+def _clipped(text: str) -> str | None:
+    if not text:
+        return None
+    return text if len(text) <= DETAIL_TEXT_LIMIT else f"{text[:DETAIL_TEXT_LIMIT]}…"

@@ -5,12 +5,12 @@ from conversations.apis import ConversationCreateApi, ConversationDetailApi, Mes
 urlpatterns = [
     path("conversations", ConversationCreateApi.as_view(), name="conversation-create"),
     path(
-        "conversations/<str:conversation_id>",
+        "conversations/<public_id:conversation_id>",
         ConversationDetailApi.as_view(),
         name="conversation-detail",
     ),
     path(
-        "conversations/<str:conversation_id>/messages",
+        "conversations/<public_id:conversation_id>/messages",
         MessageCreateApi.as_view(),
         name="message-create",
     ),

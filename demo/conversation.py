@@ -1,8 +1,10 @@
 """The scripted shopper conversation of the demo, played through the chat HTTP API."""
 
 import json
+import re
 import textwrap
 import urllib.request
+from collections.abc import Iterator
 from typing import Any
 
 # Each message exercises one feature: search with a promotion and a hidden out-of-stock
@@ -56,22 +58,79 @@ def _print_cart(event: dict[str, Any]) -> None:
     print(f"      Разом: {_money(event['total'])}")
 
 
-def print_events(events: list[dict[str, Any]]) -> None:
-    text = "".join(event.get("delta", "") for event in events if event["type"] == "text_delta")
-    if text:
-        wrapped = textwrap.fill(text, width=96, subsequent_indent="    ")
-        print(f"  {BOLD}Асистент:{RESET} {wrapped}")
+# A numbered line of the reply text, such as "2. Молоко … — 41,90"; the product cards show
+# the same products with their SKUs, so the demo prints the cards instead.
+_LISTED_PRODUCT = re.compile(r"^\d+\. ")
+
+
+def _stream(url: str, public_key: str, body: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Post a message asking for Server-Sent Events; yield each event as it arrives."""
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={
+            "Authorization": f"Bearer {public_key}",
+            "Content-Type": "application/json",
+            "Accept": "text/event-stream",
+        },
+    )
+    with urllib.request.urlopen(request, timeout=150) as response:
+        for raw_line in response:
+            line = raw_line.decode().rstrip("\n")
+            if line.startswith("data: "):
+                yield json.loads(line.removeprefix("data: "))
+
+
+def print_streamed_reply(events: Iterator[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Print text deltas as they arrive; return every event for the cards and cart."""
+    received: list[dict[str, Any]] = []
+    text_started = False
+    for event in events:
+        received.append(event)
+        if event["type"] == "text_delta":
+            if not text_started:
+                print(f"  {BOLD}Асистент:{RESET} ", end="")
+                text_started = True
+            print(event["delta"].replace("\n", "\n    "), end="", flush=True)
+        elif event["type"] == "text_end" and text_started:
+            print()
+            text_started = False
+    return received
+
+
+def print_events(events: list[dict[str, Any]], *, text: bool = True) -> None:
+    reply_text = "".join(
+        event.get("delta", "") for event in events if event["type"] == "text_delta"
+    )
+    has_cards = any(event["type"] == "product_cards" for event in events)
+    lines = [
+        line
+        for line in reply_text.splitlines()
+        if line.strip() and not (has_cards and _LISTED_PRODUCT.match(line))
+    ]
+    for index, line in enumerate(lines if text else []):
+        prefix = f"  {BOLD}Асистент:{RESET} " if index == 0 else "            "
+        wrapped = textwrap.fill(line, width=100, subsequent_indent="            ")
+        print(f"{prefix}{wrapped}")
     for event in events:
         if event["type"] == "product_cards":
             _print_cards(event["items"])
         elif event["type"] == "cart_changed":
             _print_cart(event)
         elif event["type"] == "error":
-            print(f"    {RED}error: {event['code']}{RESET}")
+            reason = f" ({event['reason']})" if event.get("reason") else ""
+            print(f"    {RED}error: {event['code']}{reason}{RESET}")
 
 
-def play_conversation(*, app_url: str, public_key: str, store_id: str, user_id: str) -> None:
-    """Create a conversation and send the scripted messages, printing each reply."""
+def play_conversation(
+    *, app_url: str, public_key: str, store_id: str, user_id: str, stream: bool = True
+) -> None:
+    """Create a conversation and send the scripted messages, printing each reply.
+
+    With ``stream``, replies are requested as Server-Sent Events and their text is printed
+    as it arrives; otherwise each reply is one JSON response.
+    """
     conversation = _request(
         "POST",
         f"{app_url}/api/v1/conversations",
@@ -79,16 +138,19 @@ def play_conversation(*, app_url: str, public_key: str, store_id: str, user_id: 
         {"store_id": store_id, "user_id": user_id},
     )
     conversation_id = conversation["conversation_id"]
-    print(f"\n{DIM}Conversation {conversation_id}, store {store_id}, shopper {user_id}{RESET}")
+    print(f"\n{DIM}Conversation {conversation_id}, store {store_id}, shopper {user_id}.")
+    print(
+        "The shopper's cart at the merchant already holds a loaf of bread; the first message "
+        f"loads it through the cart GET webhook.{RESET}"
+    )
     for text in SCRIPT:
         print(f"\n  {BOLD}Покупець:{RESET} {text}")
-        reply = _request(
-            "POST",
-            f"{app_url}/api/v1/conversations/{conversation_id}/messages",
-            public_key,
-            {"text": text},
-        )
-        print_events(reply["events"])
+        url = f"{app_url}/api/v1/conversations/{conversation_id}/messages"
+        if stream:
+            events = print_streamed_reply(_stream(url, public_key, {"text": text}))
+            print_events(events, text=False)
+        else:
+            print_events(_request("POST", url, public_key, {"text": text})["events"])
     final = _request("GET", f"{app_url}/api/v1/conversations/{conversation_id}", public_key)
     assistant = next(
         (m["metadata"].get("assistant") for m in final["messages"] if m["role"] == "assistant"),

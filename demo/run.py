@@ -1,11 +1,14 @@
 """Run the Vizochok demo: a scripted shopper conversation against a live merchant backend.
 
-Started by ``make demo`` with DATABASE_URL set. Steps: migrate, prepare the demo tenant,
-import the ATB catalog, start the reference merchant and the app under gunicorn, play the
-conversation through the HTTP API, then keep both servers running until Ctrl-C.
+Started by ``make demo`` with DATABASE_URL set. It migrates, prepares the demo tenant and
+imports the ATB catalog. It then starts the reference merchant, the app under gunicorn and a
+catalog worker, uploads a product through the catalog API and plays the conversation through
+the HTTP API. The processes keep running until Ctrl-C.
 """
 
 import argparse
+import contextlib
+import json
 import os
 import secrets
 import signal
@@ -16,6 +19,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "demo" / "data"
@@ -23,8 +27,9 @@ STATE = ROOT / ".demo"
 TENANT_SLUG = "demo-atb"
 STORE_ID = "store-1"
 SHOPPER_ID = "demo-shopper"
+DEMO_ADMIN = "demo-admin"
 # The shopper's cart already holds a loaf of bread, which the first message loads.
-SEED_CART = f"{STORE_ID}:{SHOPPER_ID}:atb-0238:1"
+SEED_CART = f"{STORE_ID}:{SHOPPER_ID}:atb-0239:1"
 
 sys.path.insert(0, str(ROOT))
 
@@ -37,6 +42,11 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument(
         "--once", action="store_true", help="Stop after the conversation instead of serving."
+    )
+    parser.add_argument(
+        "--no-stream",
+        action="store_true",
+        help="Request each reply as one JSON response instead of Server-Sent Events.",
     )
     return parser.parse_args()
 
@@ -64,6 +74,8 @@ def prepare_environment(*, app_port: int) -> None:
     os.environ["WEBHOOK_ALLOW_HTTP"] = "1"
     os.environ["WEBHOOK_ALLOWED_NETWORKS"] = "127.0.0.0/8"
     os.environ["GUNICORN_BIND"] = f"127.0.0.1:{app_port}"
+    # stop() waits 10 s before it kills, so a worker must hand its job back before that.
+    os.environ["WORKER_SHUTDOWN_TIMEOUT_SECONDS"] = "5"
 
 
 def manage(*arguments: str) -> None:
@@ -103,8 +115,10 @@ def prepare_tenant(*, merchant_url: str) -> dict[str, str]:
 
     admin_password = secrets.token_urlsafe(12)
     user_model = get_user_model()
+    # A user of the demo's own, so that running the demo against a shared database never
+    # changes the password of an existing "admin".
     admin, _ = user_model.objects.get_or_create(
-        username="admin", defaults={"is_staff": True, "is_superuser": True}
+        username=DEMO_ADMIN, defaults={"is_staff": True, "is_superuser": True}
     )
     admin.is_staff = admin.is_superuser = True
     admin.set_password(admin_password)
@@ -115,6 +129,19 @@ def prepare_tenant(*, merchant_url: str) -> dict[str, str]:
         "webhook_secret": webhook_secret,
         "admin_password": admin_password,
     }
+
+
+def describe_assistant() -> str:
+    """Return which assistant the app will use, from the settings django.setup() loaded."""
+    from django.conf import settings
+
+    if not (settings.OPENAI_BASE_URL or settings.OPENAI_API_KEY):
+        return "the offline assistant (set OPENAI_BASE_URL or OPENAI_API_KEY to use the LLM agent)"
+    endpoint = settings.OPENAI_BASE_URL or "the OpenAI API"
+    return (
+        f"the LLM agent at {endpoint} (complex model {settings.LLM_COMPLEX_MODEL}, "
+        f"fast model {settings.LLM_FAST_MODEL}, unless the tenant sets its own)"
+    )
 
 
 def start_process(name: str, command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -139,6 +166,70 @@ def wait_until_healthy(url: str, process: subprocess.Popen[bytes], name: str) ->
     raise SystemExit(f"The {name} did not answer {url} within 60 s; see .demo/{name}.log")
 
 
+# A product the reference merchant does not stock, so the assistant never shows it to shoppers.
+DEMO_API_PRODUCT = {
+    "sku": "demo-api-sponge",
+    "name": "Губки кухонні Demo 5 шт",
+    "brand": "Demo",
+    "category_path": "Побутові товари > Губки",
+    "unit": "pcs",
+}
+CATALOG_JOB_TIMEOUT_SECONDS = 120
+
+
+def catalog_request(
+    method: str, url: str, secret_key: str, body: dict[str, Any] | None = None
+) -> Any:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(
+        url,
+        data=data,
+        method=method,
+        headers={"Authorization": f"Bearer {secret_key}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return json.loads(response.read())
+
+
+def upload_demo_product(*, app_url: str, secret_key: str) -> None:
+    """PUT one product, then poll its job until it is complete or failed, printing both."""
+    accepted = catalog_request(
+        "PUT", f"{app_url}/api/v1/catalog/products", secret_key, {"products": [DEMO_API_PRODUCT]}
+    )
+    print(f"  PUT /api/v1/catalog/products -> 202 {json.dumps(accepted)}")
+    job_url = f"{app_url}/api/v1/catalog/jobs/{accepted['job_id']}"
+    deadline = time.monotonic() + CATALOG_JOB_TIMEOUT_SECONDS
+    job = catalog_request("GET", job_url, secret_key)
+    while job["status"] in ("pending", "embedding"):
+        if time.monotonic() > deadline:
+            raise SystemExit(
+                f"The catalog job is still {job['status']} after {CATALOG_JOB_TIMEOUT_SECONDS} s; "
+                "see .demo/worker.log"
+            )
+        time.sleep(0.5)
+        job = catalog_request("GET", job_url, secret_key)
+    print(f"  GET /api/v1/catalog/jobs/{job['job_id']} -> {json.dumps(job, ensure_ascii=False)}")
+    if job["status"] != "complete":
+        raise SystemExit("The catalog job failed; see .demo/worker.log")
+
+
+def wait_until_worker_runs(process: subprocess.Popen[bytes], *, since: float) -> None:
+    """Wait until the worker has registered in the queue's table after ``since``."""
+    from datetime import UTC, datetime
+
+    from procrastinate.contrib.django.models import ProcrastinateWorker
+
+    started = datetime.fromtimestamp(since, tz=UTC)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit("The worker exited at start-up; see .demo/worker.log")
+        if ProcrastinateWorker.objects.filter(last_heartbeat__gte=started).exists():
+            return
+        time.sleep(0.2)
+    raise SystemExit("The worker did not register within 60 s; see .demo/worker.log")
+
+
 def stop(processes: list[subprocess.Popen[bytes]]) -> None:
     for process in processes:
         if process.poll() is None:
@@ -161,12 +252,23 @@ def print_instructions(*, app_url: str, credentials: dict[str, str]) -> None:
     curl -s -X POST {app_url}/api/v1/conversations/<conversation_id>/messages \\
       -H 'Authorization: Bearer {credentials["public_key"]}' \\
       -H 'Content-Type: application/json' -d '{{"text": "покажи кефір"}}'
+    # The same reply as Server-Sent Events, printed as it arrives:
+    curl -N -X POST {app_url}/api/v1/conversations/<conversation_id>/messages \\
+      -H 'Authorization: Bearer {credentials["public_key"]}' -H 'Accept: text/event-stream' \\
+      -H 'Content-Type: application/json' -d '{{"text": "а ряжанка є?"}}'
+
+  Catalog API (secret key, scope catalog); the worker embeds in the background:
+    curl -s -X PUT {app_url}/api/v1/catalog/products \\
+      -H 'Authorization: Bearer {credentials["secret_key"]}' \\
+      -H 'Content-Type: application/json' \\
+      -d '{{"products": [{{"sku": "demo-1", "name": "Кефір домашній 1 л"}}]}}'
+    curl -s {app_url}/api/v1/catalog/jobs -H 'Authorization: Bearer {credentials["secret_key"]}'
 
   Secret key (server side: catalog and admin API): {credentials["secret_key"]}
-  Admin: {app_url}/admin/  user admin, password {credentials["admin_password"]}
-  Logs: .demo/app.log and .demo/merchant.log
+  Admin: {app_url}/admin/  user {DEMO_ADMIN}, password {credentials["admin_password"]}
+  Logs: .demo/app.log, .demo/worker.log and .demo/merchant.log
 
-  Press Ctrl-C to stop the app and the merchant.
+  Press Ctrl-C to stop the app, the worker and the merchant.
 """
     )
 
@@ -184,6 +286,7 @@ def main() -> None:
 
     step(f"Preparing the demo tenant {TENANT_SLUG!r}")
     credentials = prepare_tenant(merchant_url=merchant_url)
+    step(f"Assistant: {describe_assistant()}")
 
     step("Importing the ATB catalog (507 products; only changed products are embedded)")
     manage("import_catalog", "--tenant", TENANT_SLUG, str(DATA / "atb-catalog.jsonl"))
@@ -228,13 +331,29 @@ def main() -> None:
         )
         wait_until_healthy(f"{app_url}/api/v1/health", processes[-1], "app")
 
+        step("Starting a catalog worker")
+        worker_started = time.time()
+        processes.append(
+            start_process(
+                "worker",
+                [sys.executable, "manage.py", "procrastinate", "worker", "--queues", "catalog"],
+                dict(os.environ),
+            )
+        )
+        wait_until_worker_runs(processes[-1], since=worker_started)
+
+        step("Uploading a product through the catalog API; the worker embeds it")
+        upload_demo_product(app_url=app_url, secret_key=credentials["secret_key"])
+
         from demo.conversation import play_conversation
 
+        step("Playing the shopper conversation" + ("" if args.no_stream else " (streamed)"))
         play_conversation(
             app_url=app_url,
             public_key=credentials["public_key"],
             store_id=STORE_ID,
             user_id=SHOPPER_ID,
+            stream=not args.no_stream,
         )
         if args.once:
             return
@@ -246,8 +365,10 @@ def main() -> None:
     except KeyboardInterrupt:
         pass
     finally:
-        print("\nStopping the app and the merchant.", flush=True)
+        # Stop first: printing can fail with BrokenPipeError when the output pipe is gone.
         stop(processes)
+        with contextlib.suppress(OSError):
+            print("\nStopped the app, the worker and the merchant.", flush=True)
 
 
 if __name__ == "__main__":

@@ -167,6 +167,14 @@ class MerchantRequestHandler(BaseHTTPRequestHandler):
         """Route http.server's own messages (malformed requests) to the module logger."""
         logger.warning("merchant.http_error", extra={"detail": message_format % args})
 
+    def log_error(self, message_format: str, *args: object) -> None:
+        # An idle keep-alive connection that the client never reuses ends in a read timeout;
+        # that is normal, so it is logged at debug level, unlike malformed requests.
+        if message_format.startswith("Request timed out"):
+            logger.debug("merchant.idle_connection_closed")
+            return
+        self.log_message(message_format, *args)
+
     def _handle(self) -> None:
         started = time.monotonic()
         url = urlsplit(self.path)

@@ -140,7 +140,15 @@ select_mode() {
         STATE_DIR=/tmp/vizochok-pg-$CHECKOUT_ID
         PGDATA=$STATE_DIR/data
         SOCKET_DIR=$PGDATA
-        PORT=${VIZOCHOK_PG_PORT:-$DEFAULT_TCP_PORT}
+        # The port chosen at the last start is remembered, so that url and status still find
+        # a cluster that had to move off the default port.
+        if [ -n "${VIZOCHOK_PG_PORT:-}" ]; then
+            PORT=$VIZOCHOK_PG_PORT
+        elif [ -f "$STATE_DIR/port" ]; then
+            PORT=$(<"$STATE_DIR/port")
+        else
+            PORT=$DEFAULT_TCP_PORT
+        fi
         if ! [[ $PORT =~ ^[0-9]+$ ]] || ((PORT < 1 || PORT > 65535)); then
             die "invalid VIZOCHOK_PG_PORT '$PORT': expected a TCP port number from 1 to 65535."
         fi
@@ -327,8 +335,33 @@ check_cluster_version() {
     fi
 }
 
+# Succeed when something accepts TCP connections on 127.0.0.1:$1.
+port_in_use() {
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# In system mode without VIZOCHOK_PG_PORT, move PORT to the first free port from the default
+# on (another checkout's cluster may hold it) and remember the choice in $STATE_DIR/port.
+choose_free_port() {
+    [ "$MODE" = system ] && [ -z "${VIZOCHOK_PG_PORT:-}" ] || return 0
+    local candidate=$PORT
+    while port_in_use "$candidate"; do
+        candidate=$((candidate + 1))
+        if ((candidate > PORT + 100)); then
+            die "no free port between $PORT and $((PORT + 100)) on 127.0.0.1. Choose one with" \
+                "VIZOCHOK_PG_PORT, for example VIZOCHOK_PG_PORT=55999 make test."
+        fi
+    done
+    if [ "$candidate" != "$PORT" ]; then
+        note "port $PORT is in use by another program, so this cluster uses port $candidate."
+        PORT=$candidate
+    fi
+    echo "$PORT" >"$STATE_DIR/port"
+}
+
 start_server() {
     local log_file=$PGDATA/server.log log_size=0 new_log_lines
+    choose_free_port
     write_server_config
     if [ -f "$log_file" ]; then
         log_size=$(wc -c <"$log_file")
@@ -344,7 +377,7 @@ start_server() {
         fi
         if grep -q "Address already in use" <<<"$new_log_lines"; then
             die "port $PORT on 127.0.0.1 is in use by another program. Choose a free port with" \
-                "VIZOCHOK_PG_PORT, for example VIZOCHOK_PG_PORT=54321 scripts/postgres.sh start."
+                "VIZOCHOK_PG_PORT, for example VIZOCHOK_PG_PORT=54399 make test."
         fi
         die "PostgreSQL failed to start. See $log_file."
     fi

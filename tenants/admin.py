@@ -5,7 +5,7 @@ they are created; the admin never lists them again.
 """
 
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.contrib import admin, messages
@@ -19,10 +19,87 @@ from webhooks.diagnostics import WebhookNotConfigured, webhook_test_send
 from webhooks.models import WebhookKind
 
 
+class AssistantSettingsForm(forms.ModelForm):
+    """AI settings of a tenant, with the disabled tools picked from the agent's tool list."""
+
+    disabled_tools = forms.MultipleChoiceField(
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="Tools the LLM agent is not offered; a call of one is rejected.",
+    )
+
+    class Meta:
+        model = AssistantSettings
+        fields = [
+            "complex_model",
+            "fast_model",
+            "temperature",
+            "default_language",
+            "system_prompt_addition",
+            "disabled_tools",
+            "max_tool_rounds",
+            "session_token_limit",
+            "daily_token_limit",
+            "monthly_token_limit",
+            "user_daily_message_limit",
+            "user_daily_conversation_limit",
+        ]
+        help_texts = {
+            "complex_model": "Model of the first model call of a conversation. Empty: the "
+            "deployment's LLM_COMPLEX_MODEL.",
+            "fast_model": "Model of every later call. Empty: the deployment's LLM_FAST_MODEL.",
+            "system_prompt_addition": "Added to the agent's system prompt, for example the "
+            "store's tone or delivery rules. It cannot lift the built-in rules.",
+            "temperature": "Sampling temperature, 0 to 2.",
+            "default_language": "Language of replies when a message shows none.",
+            "max_tool_rounds": "Rounds of tool calls per message; more ends the reply with "
+            "max_rounds_exceeded.",
+            "session_token_limit": "Tokens one conversation may use; 0 means no limit.",
+            "daily_token_limit": "Tokens the tenant may use per UTC day; 0 means no limit.",
+            "monthly_token_limit": "Tokens the tenant may use per calendar month; 0 means no "
+            "limit.",
+            "user_daily_message_limit": "Not enforced yet.",
+            "user_daily_conversation_limit": "Not enforced yet.",
+        }
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Imported here: tenants is below conversations, and only this form needs the names.
+        from conversations.tool_calls import TOOL_NAMES
+
+        disabled_tools = cast(forms.MultipleChoiceField, self.fields["disabled_tools"])
+        disabled_tools.choices = [(name, name) for name in sorted(TOOL_NAMES)]
+
+
 class AssistantSettingsInline(admin.StackedInline):
     model = AssistantSettings
+    form = AssistantSettingsForm
     can_delete = False
     extra = 0
+    verbose_name = verbose_name_plural = "AI settings"
+    fieldsets = [
+        (
+            "Models and prompt",
+            {
+                "fields": [
+                    "complex_model",
+                    "fast_model",
+                    "temperature",
+                    "default_language",
+                    "system_prompt_addition",
+                ]
+            },
+        ),
+        ("Tools", {"fields": ["disabled_tools", "max_tool_rounds"]}),
+        (
+            "Token budgets",
+            {"fields": ["session_token_limit", "daily_token_limit", "monthly_token_limit"]},
+        ),
+        (
+            "Per-user limits",
+            {"fields": ["user_daily_message_limit", "user_daily_conversation_limit"]},
+        ),
+    ]
 
 
 @admin.register(Tenant)

@@ -11,14 +11,14 @@ from tenants.authentication import ApiClient
 from tenants.models import WebhookSettings
 from tenants.permissions import IsSecretKey
 from tenants.services import (
+    MAX_ROTATION_OVERLAP_HOURS,
     webhook_secret_set,
     webhook_settings_get_or_create,
     webhook_settings_update,
 )
+from vizochok.serializers import StrictInputSerializer
 from webhooks.diagnostics import TEST_STORE_ID, webhook_test_send
 from webhooks.models import WebhookKind
-
-MAX_ROTATION_OVERLAP_HOURS = 7 * 24
 
 
 class AdminApi(APIView):
@@ -32,7 +32,7 @@ class AdminApi(APIView):
 class WebhookSettingsApi(AdminApi):
     """``GET`` / ``PATCH /api/v1/admin/webhooks``: the secret itself is never returned."""
 
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(StrictInputSerializer):
         products_url = serializers.CharField(max_length=2000, allow_blank=True, required=False)
         cart_url = serializers.CharField(max_length=2000, allow_blank=True, required=False)
         cart_get_url = serializers.CharField(max_length=2000, allow_blank=True, required=False)
@@ -66,7 +66,7 @@ class WebhookSettingsApi(AdminApi):
 class WebhookSecretRotateApi(AdminApi):
     """``POST /api/v1/admin/webhooks/rotate-secret``: issue the next signing secret once."""
 
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(StrictInputSerializer):
         overlap_hours = serializers.FloatField(
             min_value=0, max_value=MAX_ROTATION_OVERLAP_HOURS, default=24
         )
@@ -94,7 +94,7 @@ class WebhookTestApi(AdminApi):
     status; only an unconfigured webhook gets 400 ``webhook_not_configured``.
     """
 
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(StrictInputSerializer):
         kind = serializers.ChoiceField(choices=WebhookKind.values, default=WebhookKind.PRODUCTS)
         store_id = serializers.CharField(max_length=200, default=TEST_STORE_ID)
 

@@ -4,6 +4,7 @@ import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
@@ -21,6 +22,9 @@ from vizochok.exceptions import InvalidInput
 from webhooks import egress
 
 logger = logging.getLogger(__name__)
+
+# The longest overlap a rotation may ask for: a week.
+MAX_ROTATION_OVERLAP_HOURS = 7 * 24
 
 
 @dataclass(frozen=True)
@@ -78,7 +82,12 @@ def api_key_revoke(*, tenant: Tenant, api_key_id: int) -> ApiKey:
 @transaction.atomic
 def tenant_create(*, name: str, slug: str) -> CreatedTenant:
     """Create a tenant with one public key, one secret key and a webhook secret."""
-    tenant = Tenant.objects.create(name=name, slug=slug)
+    tenant = Tenant(name=name.strip(), slug=slug)
+    try:
+        tenant.full_clean()
+    except ValidationError as error:
+        raise InvalidInput("Invalid tenant.", fields=error.message_dict) from error
+    tenant.save()
     AssistantSettings.objects.create(tenant=tenant)
     webhook_settings = WebhookSettings.objects.create(tenant=tenant)
     webhook_secret = webhook_secret_set(webhook_settings=webhook_settings)
@@ -120,12 +129,18 @@ def webhook_secret_set(
     With a positive ``overlap`` and an existing secret, the new secret becomes the "next"
     secret: requests carry a second signature made with it until the overlap ends, so a
     merchant can switch its verifier at any moment of the overlap without failures.
+
+    A rotation still in progress is completed first: its next secret becomes the current
+    one, because a merchant may already have switched to it. Merchants still on the older
+    secret therefore lose their remaining overlap.
     """
     if secret is None:
         secret = generate_webhook_secret()
     else:
         validate_custom_secret(secret)
     now = timezone.now()
+    if webhook_settings.next_secret:
+        webhook_settings.secret = webhook_settings.next_secret
     if webhook_settings.secret and overlap > timedelta(0):
         webhook_settings.next_secret = secret
         webhook_settings.next_secret_promote_at = now + overlap

@@ -7,5 +7,6 @@ from vizochok.views import HealthApi
 urlpatterns = [
     path("health", HealthApi.as_view(), name="health"),
     path("admin/", include("tenants.urls")),
+    path("catalog/", include("catalog.urls")),
     path("", include("conversations.urls")),
 ]

@@ -10,7 +10,9 @@ import uuid
 from enum import StrEnum
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
 from rest_framework import exceptions as drf_exceptions
@@ -167,7 +169,12 @@ def _render_drf_exception(exc: drf_exceptions.APIException) -> Response:
 
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     """Render any exception raised in an API view as the project's error envelope."""
-    if isinstance(exc, Http404):
+    if isinstance(exc, RequestDataTooBig):
+        exc = PayloadTooLarge(
+            "The request body is larger than this server accepts.",
+            extra={"max_bytes": settings.DATA_UPLOAD_MAX_MEMORY_SIZE},
+        )
+    elif isinstance(exc, Http404):
         exc = drf_exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):
         exc = drf_exceptions.PermissionDenied()

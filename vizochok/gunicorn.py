@@ -1,8 +1,10 @@
 """gunicorn configuration: ``gunicorn -c python:vizochok.gunicorn vizochok.wsgi``.
 
-Threaded workers, so that a worker can serve other requests while one waits on a merchant
-webhook or the LLM. Every value can be overridden with the usual GUNICORN_* variables or
-command-line flags.
+Threaded workers (gthread), so that a worker serves other requests while one waits on a
+merchant webhook or the LLM. Each message being processed, streamed or not, occupies one
+thread until its reply is complete, so ``workers × threads`` is the number of messages
+processed at once (16 by default). Every value can be overridden with the GUNICORN_*
+variables below or command-line flags; see docs/streaming.md.
 """
 
 import os
@@ -11,10 +13,14 @@ bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("GUNICORN_WORKERS", "2"))
 worker_class = "gthread"
 threads = int(os.environ.get("GUNICORN_THREADS", "8"))
-# A chat turn is bounded at 120 s; a request running past this is killed and its worker
-# replaced, so that no stream holds a worker forever.
+# In gthread workers this is the heartbeat timeout of a worker's main loop, which keeps
+# running while request threads wait, so it does not cut long requests. A reply is bounded
+# by AGENT_TURN_TIMEOUT_SECONDS (120 s) instead; 150 s leaves room for a webhook call that
+# is still running at the turn deadline.
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "150"))
-graceful_timeout = 30
+# On a restart, threads get this long to finish their replies; longer than one turn, so
+# that a deploy does not cut streams off mid-reply.
+graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "130"))
 keepalive = 5
 accesslog = "-"
 errorlog = "-"

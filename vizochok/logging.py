@@ -3,6 +3,7 @@
 import json
 import logging
 from datetime import UTC, datetime
+from enum import Enum
 from typing import Any
 
 # Attributes every LogRecord has; anything else on a record came from ``extra``.
@@ -16,12 +17,19 @@ def record_fields(record: logging.LogRecord) -> dict[str, Any]:
     return {key: value for key, value in record.__dict__.items() if key not in _STANDARD_ATTRIBUTES}
 
 
+def _plain(value: Any) -> Any:
+    """Return an enum member's value, so logs show 'public' rather than <Kind.PUBLIC: ...>."""
+    return value.value if isinstance(value, Enum) else value
+
+
 class KeyValueFormatter(logging.Formatter):
     """Human-readable lines: ``time level logger event key=value ...``."""
 
     def format(self, record: logging.LogRecord) -> str:
         timestamp = datetime.fromtimestamp(record.created, tz=UTC).strftime("%H:%M:%S")
-        fields = " ".join(f"{key}={value!r}" for key, value in record_fields(record).items())
+        fields = " ".join(
+            f"{key}={_plain(value)!r}" for key, value in record_fields(record).items()
+        )
         line = f"{timestamp} {record.levelname:<7} {record.name} {record.getMessage()}"
         if fields:
             line = f"{line} {fields}"
@@ -39,7 +47,7 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname,
             "logger": record.name,
             "event": record.getMessage(),
-            **record_fields(record),
+            **{key: _plain(value) for key, value in record_fields(record).items()},
         }
         if record.exc_info:
             payload["exception"] = self.formatException(record.exc_info)

@@ -39,6 +39,10 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.postgres",
     "rest_framework",
+    "corsheaders",
+    # The task queue: its tables live in the application's PostgreSQL database. It comes
+    # before the apps whose tasks.py modules it discovers.
+    "procrastinate.contrib.django",
     "vizochok",
     "tenants",
     "catalog",
@@ -48,6 +52,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "corsheaders.middleware.CorsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -83,6 +89,10 @@ DATABASES = {"default": env.db_url("DATABASE_URL")}
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 
+# Largest request body Django reads (Django's default is 2.5 MiB). Catalog uploads may be
+# 5 MiB (catalog.apis.MAX_REQUEST_BYTES).
+DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # Opt into the Django 6.0 behaviour: form URL fields without a scheme assume https.
 FORMS_URLFIELD_ASSUME_HTTPS = True
@@ -100,7 +110,28 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = env.path("DJANGO_STATIC_ROOT", default=BASE_DIR / "staticfiles")
+# WhiteNoise serves the admin's static files from gunicorn itself. In development it reads
+# them straight from the apps; production runs `manage.py collectstatic` into STATIC_ROOT.
+STATIC_ROOT = env.str("DJANGO_STATIC_ROOT", default="" if DEBUG else str(BASE_DIR / "staticfiles"))
+WHITENOISE_USE_FINDERS = DEBUG
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if not DEBUG
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
+
+# The chat widget calls the API from the store's own site. API keys travel in the
+# Authorization header, never in cookies, so any origin may call the API; tenants that want
+# to restrict origins set CORS_ALLOWED_ORIGINS instead.
+CORS_URLS_REGEX = r"^/api/.*$"
+CORS_ALLOWED_ORIGINS = env.list("CORS_ALLOWED_ORIGINS", default=[])
+CORS_ALLOW_ALL_ORIGINS = not CORS_ALLOWED_ORIGINS
+CORS_ALLOW_CREDENTIALS = False
+CORS_ALLOW_HEADERS = ["authorization", "content-type", "accept", "last-event-id"]
+CORS_EXPOSE_HEADERS = ["retry-after"]
 
 SECURE_PROXY_SSL_HEADER = (
     ("HTTP_X_FORWARDED_PROTO", "https")
@@ -112,7 +143,7 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["tenants.authentication.ApiKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["vizochok.parsers.SafeJSONParser"],
     "EXCEPTION_HANDLER": "vizochok.exceptions.api_exception_handler",
     "UNAUTHENTICATED_USER": None,
 }
@@ -126,11 +157,65 @@ EMBEDDING_API_KEY = env.str("EMBEDDING_API_KEY", default="")
 EMBEDDING_MODEL = env.str("EMBEDDING_MODEL", default="text-embedding-3-small")
 EMBEDDING_BATCH_SIZE = env.int("EMBEDDING_BATCH_SIZE", default=32)
 
+# --- Task queue and catalog jobs -----------------------------------------------------
+# Workers run `manage.py procrastinate worker --queues catalog`; docs/deployment.md explains
+# how these values interact.
+WORKER_HEARTBEAT_SECONDS = env.float("WORKER_HEARTBEAT_SECONDS", default=10.0)
+# A worker whose heartbeat is older than this is treated as dead, and its running jobs are
+# retried by another worker. It must be several heartbeat intervals long.
+WORKER_STALLED_AFTER_SECONDS = env.float("WORKER_STALLED_AFTER_SECONDS", default=60.0)
+# On SIGTERM a worker waits this long for its running job, then interrupts the job at the
+# next batch boundary, and the job is retried.
+WORKER_SHUTDOWN_TIMEOUT_SECONDS = env.float("WORKER_SHUTDOWN_TIMEOUT_SECONDS", default=30.0)
+# Cron schedule of the recovery task that retries jobs of dead workers and enqueues jobs
+# whose enqueueing was lost. A sixth field gives seconds, e.g. "* * * * * */10".
+CATALOG_RECOVERY_CRON = env.str("CATALOG_RECOVERY_CRON", default="* * * * *")
+# A failed embedding job is retried this many times, after 3, 9, 27, ... seconds when the
+# backoff is 3 (the wait is BACKOFF ** retry number).
+CATALOG_JOB_MAX_RETRIES = env.int("CATALOG_JOB_MAX_RETRIES", default=5)
+CATALOG_JOB_RETRY_BACKOFF_SECONDS = env.int("CATALOG_JOB_RETRY_BACKOFF_SECONDS", default=3)
+
+PROCRASTINATE_WORKER_DEFAULTS = {
+    "update_heartbeat_interval": WORKER_HEARTBEAT_SECONDS,
+    "stalled_worker_timeout": WORKER_STALLED_AFTER_SECONDS,
+    "shutdown_graceful_timeout": WORKER_SHUTDOWN_TIMEOUT_SECONDS,
+    # A finished job's state lives in CatalogJob; failed queue rows stay for inspection.
+    "delete_jobs": "successful",
+}
+if WORKER_STALLED_AFTER_SECONDS < 3 * WORKER_HEARTBEAT_SECONDS:
+    raise ImproperlyConfigured(
+        "WORKER_STALLED_AFTER_SECONDS must be at least three times WORKER_HEARTBEAT_SECONDS, "
+        "or a live worker that misses one heartbeat has its jobs taken over."
+    )
+
 # --- LLM ----------------------------------------------------------------------------------
 # Without OPENAI_BASE_URL or OPENAI_API_KEY the deterministic offline assistant answers.
+# With either, the LLM agent answers (see docs/agent.md). A self-hosted server such as vLLM
+# or Ollama needs only OPENAI_BASE_URL; the client then sends a placeholder key.
 OPENAI_BASE_URL = env.str("OPENAI_BASE_URL", default="")
 OPENAI_API_KEY = env.str("OPENAI_API_KEY", default="")
+# Models for tenants that leave AssistantSettings.complex_model / fast_model empty. The
+# complex model serves the first model call of a conversation, the fast one every later call.
+LLM_COMPLEX_MODEL = env.str("LLM_COMPLEX_MODEL", default="gpt-4.1")
+LLM_FAST_MODEL = env.str("LLM_FAST_MODEL", default="gpt-4.1-mini")
+# Upper bound of one chat completion request, in seconds; a turn's remaining time lowers it.
 LLM_REQUEST_TIMEOUT_SECONDS = env.float("LLM_REQUEST_TIMEOUT_SECONDS", default=60.0)
+# Retries after a connection error, a 408/409/429 or a 5xx status, made only while the
+# turn deadline leaves time, after LLM_RETRY_DELAY_SECONDS.
+LLM_MAX_RETRIES = env.int("LLM_MAX_RETRIES", default=1)
+LLM_RETRY_DELAY_SECONDS = env.float("LLM_RETRY_DELAY_SECONDS", default=1.0)
+# Stream completions, so that text reaches the shopper token by token. Turn off for servers
+# whose streaming breaks tool calls.
+LLM_STREAM = env.bool("LLM_STREAM", default=True)
+# Send stream_options.include_usage with streamed requests; turn off for servers that reject
+# the parameter (token counts are then estimated from the text length).
+LLM_STREAM_USAGE = env.bool("LLM_STREAM_USAGE", default=True)
+# Send the tenant's temperature; turn off for models that accept only their default.
+LLM_SEND_TEMPERATURE = env.bool("LLM_SEND_TEMPERATURE", default=True)
+# Characters of earlier messages, tool calls and tool results sent back to the model.
+LLM_HISTORY_MAX_CHARS = env.int("LLM_HISTORY_MAX_CHARS", default=24_000)
+# Wall-clock limit of one agent turn (model calls and tools), in seconds.
+AGENT_TURN_TIMEOUT_SECONDS = env.float("AGENT_TURN_TIMEOUT_SECONDS", default=120.0)
 
 # --- Webhooks -----------------------------------------------------------------------------
 # Plain http:// and the networks below are for local demos and tests only; both are off
@@ -173,5 +258,8 @@ LOGGING = {
     "loggers": {
         name: {"level": LOG_LEVEL}
         for name in ("vizochok", "tenants", "catalog", "webhooks", "conversations")
-    },
+    }
+    # The queue logs every task registration at INFO in every process; catalog.jobs logs
+    # the job events that matter.
+    | {"procrastinate": {"level": env.str("QUEUE_LOG_LEVEL", default="WARNING")}},
 }

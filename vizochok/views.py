@@ -1,8 +1,11 @@
 from django.db import connection
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
+
+from vizochok.exceptions import ErrorCode, error_body
 
 
 class HealthApi(APIView):
@@ -15,3 +18,24 @@ class HealthApi(APIView):
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
         return Response({"ok": True})
+
+
+def _api_error(request: HttpRequest, *, status: int, detail: str, code: str) -> HttpResponse:
+    if request.path.startswith("/api/"):
+        return JsonResponse(error_body(detail=detail, code=code), status=status)
+    return HttpResponse(detail, status=status, content_type="text/plain; charset=utf-8")
+
+
+def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """Answer unknown URLs; API paths get the JSON error envelope."""
+    return _api_error(request, status=404, detail="Not found.", code=ErrorCode.NOT_FOUND)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """Answer errors raised outside API views, such as in middleware."""
+    return _api_error(request, status=500, detail="Internal error.", code=ErrorCode.INTERNAL_ERROR)
+
+
+def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """Answer requests Django rejects before routing, such as a disallowed Host header."""
+    return _api_error(request, status=400, detail="Bad request.", code=ErrorCode.INVALID_JSON)

@@ -10,6 +10,10 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, StrictBool, StrictStr, ValidationError, field_validator
 
+# Prices and quantities above this are taken as merchant errors, not goods: no shop sells a
+# line for a billion, and larger values overflow the two-decimal money arithmetic.
+MAX_AMOUNT = 1_000_000_000
+
 
 def _finite_non_negative(value: Any) -> float:
     # bool is an int subclass in Python; a merchant sending `true` as a price is an error.
@@ -18,6 +22,8 @@ def _finite_non_negative(value: Any) -> float:
     number = float(value)
     if not math.isfinite(number) or number < 0:
         raise ValueError("must be a finite number of 0 or more")
+    if number > MAX_AMOUNT:
+        raise ValueError(f"must be at most {MAX_AMOUNT}")
     return number
 
 

@@ -46,6 +46,37 @@ _PRIVATE_NETWORKS = (
 )
 _LIMITED_BROADCAST = ipaddress.IPv4Address("255.255.255.255")
 
+# Special-purpose ranges that are not globally reachable, from the IANA IPv4 and IPv6
+# Special-Purpose Address Registries (read 2026-12). They are listed here rather than taken
+# from ``is_private``/``is_global``, whose answers changed between Python 3.11 patch releases
+# (3.11.2 calls the 6to4 range 2002::/16 private, 3.11.7 does not). Ranges whose addresses
+# embed an IPv4 address (IPv4-mapped, NAT64 64:ff9b::/96, 6to4, Teredo) are absent: the
+# embedded address is judged instead.
+_NOT_GLOBAL_NETWORKS = tuple(
+    ipaddress.ip_network(network)
+    for network in (
+        "0.0.0.0/8",
+        "192.0.0.0/24",
+        "192.0.2.0/24",
+        "192.88.99.0/24",
+        "198.18.0.0/15",
+        "198.51.100.0/24",
+        "203.0.113.0/24",
+        "240.0.0.0/4",
+        "64:ff9b:1::/48",
+        "100::/64",
+        "2001:2::/48",
+        "2001:10::/28",
+        "2001:db8::/32",
+        "3fff::/20",
+        "5f00::/16",
+    )
+)
+# Addresses inside the ranges above that the registries mark globally reachable.
+_GLOBAL_EXCEPTIONS = tuple(
+    ipaddress.ip_network(network) for network in ("192.0.0.9/32", "192.0.0.10/32")
+)
+
 # No server can listen on these, and connecting to 0.0.0.0 or :: reaches the local host on
 # Linux, so an allowlist never admits them.
 _NEVER_ALLOWED_CATEGORIES = frozenset({"unspecified", "multicast", "broadcast"})
@@ -461,8 +492,7 @@ def _rejected_category(address: IPAddress, *, policy: EgressPolicy) -> str | Non
 def _non_public_category(address: IPAddress) -> str | None:
     """Return the kind of non-public address, or None for a public one.
 
-    The explicit checks come first because ``is_global`` in Python 3.11 (checked on 3.11.7) is
-    True for multicast, IPv6 site-local and the 6to4 range.
+    Every check uses explicit ranges, so the answer does not depend on the Python version.
     """
     if address.is_unspecified:
         return "unspecified"
@@ -482,7 +512,9 @@ def _non_public_category(address: IPAddress) -> str | None:
         return "site-local"
     if address.is_reserved:
         return "reserved"
-    if address.is_private or not address.is_global:
+    if any(address in network for network in _GLOBAL_EXCEPTIONS):
+        return None
+    if any(address in network for network in _NOT_GLOBAL_NETWORKS):
         return "special-purpose"
     return None
 
@@ -495,8 +527,7 @@ def _rejection_message(hostname: str, category: str) -> str:
     else:
         subject = f"URL host {hostname} is"
     return (
-        f"{subject} a {category} address; webhook URLs must point at public addresses "
-        "(an operator can allow private networks with WEBHOOK_ALLOWED_NETWORKS)"
+        f"{subject} a non-public address ({category}); webhook URLs must point at public addresses"
     )
 
 

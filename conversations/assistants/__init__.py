@@ -1,17 +1,21 @@
 """Assistants that answer shopper messages, and the choice of one for a tenant."""
 
-import functools
-import logging
-
 from django.conf import settings
 
+from conversations.assistants.agent import AgentAssistant
 from conversations.assistants.base import Assistant, HistoryEntry, Turn
 from conversations.assistants.offline import OfflineAssistant
 from tenants.models import Tenant
 
-__all__ = ["Assistant", "HistoryEntry", "OfflineAssistant", "Turn", "get_assistant"]
-
-logger = logging.getLogger(__name__)
+__all__ = [
+    "AgentAssistant",
+    "Assistant",
+    "HistoryEntry",
+    "OfflineAssistant",
+    "Turn",
+    "get_assistant",
+    "llm_configured",
+]
 
 
 def llm_configured() -> bool:
@@ -21,16 +25,9 @@ def llm_configured() -> bool:
 def get_assistant(tenant: Tenant) -> Assistant:
     """Return the assistant that answers ``tenant``'s shoppers.
 
-    The offline assistant answers when neither OPENAI_BASE_URL nor OPENAI_API_KEY is set.
+    The LLM agent answers when OPENAI_BASE_URL or OPENAI_API_KEY is set, the offline
+    assistant otherwise. Every tenant of a deployment gets the same kind.
     """
     if llm_configured():
-        # TODO: return the LLM agent when an LLM endpoint is configured. It does not exist
-        # yet, so the offline assistant answers every tenant.
-        _log_llm_agent_missing()
+        return AgentAssistant()
     return OfflineAssistant()
-
-
-@functools.cache
-def _log_llm_agent_missing() -> None:
-    """Log once per process, not on every message."""
-    logger.warning("conversations.assistant.llm_agent_missing")

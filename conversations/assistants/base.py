@@ -11,10 +11,15 @@ from conversations.tools import ShoppingTools
 
 @dataclass(frozen=True)
 class HistoryEntry:
-    """One earlier message of the conversation: ``role`` is "user" or "assistant"."""
+    """One earlier message of the conversation: ``role`` is "user" or "assistant".
+
+    ``llm_messages`` holds an LLM agent's stored chat messages of that turn (tool calls,
+    tool results and answers); it is empty for shopper messages and other assistants.
+    """
 
     role: str
     text: str
+    llm_messages: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -34,6 +39,10 @@ class Turn:
     # Earlier messages, oldest first; the current message is in ``text``, not here.
     history: list[HistoryEntry] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)
+    # True for the first shopper message of the conversation.
+    first_message: bool = False
+    # An LLM agent's chat messages of this turn, saved with the reply as its history.
+    llm_messages: list[dict[str, Any]] = field(default_factory=list)
 
 
 class Assistant(Protocol):

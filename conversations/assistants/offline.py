@@ -247,9 +247,7 @@ class _OfflineReply:
             self.lines.append(self.replies.text("search_found", query=result.query))
             self.lines.extend(self.replies.product_list(result.products))
             if result.unavailable_count:
-                self.lines.append(
-                    self.replies.text("search_hidden", count=result.unavailable_count)
-                )
+                self.lines.append(self.replies.counted("search_hidden", result.unavailable_count))
             self.lines.append(self.replies.text(hint_key))
             self._remember_list(result.products)
             self.extra_events.extend(result.events())

@@ -17,7 +17,9 @@ from conversations.tools import GuardReason, ShownProduct
 TEMPLATES: dict[str, dict[str, str]] = {
     UKRAINIAN: {
         "search_found": "Ось що я знайшов за запитом «{query}»:",
-        "search_hidden": "Товарів, яких зараз немає в наявності, я не показую: {count}.",
+        "search_hidden_one": "Ще {count} знайдений товар зараз відсутній, тому я його не показую.",
+        "search_hidden_few": "Ще {count} знайдені товари зараз відсутні, тому я їх не показую.",
+        "search_hidden_many": "Ще {count} знайдених товарів зараз відсутні, тому я їх не показую.",
         "search_hint": "Щоб додати товар, напишіть, наприклад, «додай перший» або «додай 2 шт другого».",
         "search_pick": "Який із них додати? Напишіть, наприклад, «додай перший».",
         "search_not_found": "За запитом «{query}» нічого не знайшлося. Спробуйте інші слова, наприклад назву товару або бренд.",
@@ -72,7 +74,9 @@ TEMPLATES: dict[str, dict[str, str]] = {
     },
     ENGLISH: {
         "search_found": "Here is what I found for “{query}”:",
-        "search_hidden": "Matching products that are out of stock right now are left out: {count}.",
+        "search_hidden_one": "{count} more matching product is out of stock right now, so I left it out.",
+        "search_hidden_few": "{count} more matching products are out of stock right now, so I left them out.",
+        "search_hidden_many": "{count} more matching products are out of stock right now, so I left them out.",
         "search_hint": "To add a product, say for example “add the first one” or “add 2 of the second”.",
         "search_pick": "Which one should I add? Say for example “add the first one”.",
         "search_not_found": "I found nothing for “{query}”. Try other words, such as a product type or a brand.",
@@ -127,7 +131,9 @@ TEMPLATES: dict[str, dict[str, str]] = {
     },
     RUSSIAN: {
         "search_found": "Вот что я нашёл по запросу «{query}»:",
-        "search_hidden": "Товары, которых сейчас нет в наличии, я не показываю: {count}.",
+        "search_hidden_one": "Ещё {count} найденный товар сейчас отсутствует, поэтому я его не показываю.",
+        "search_hidden_few": "Ещё {count} найденных товара сейчас отсутствуют, поэтому я их не показываю.",
+        "search_hidden_many": "Ещё {count} найденных товаров сейчас отсутствуют, поэтому я их не показываю.",
         "search_hint": "Чтобы добавить товар, напишите, например, «добавь первый» или «добавь 2 шт второго».",
         "search_pick": "Какой из них добавить? Напишите, например, «добавь первый».",
         "search_not_found": "По запросу «{query}» ничего не нашлось. Попробуйте другие слова, например название товара или бренд.",
@@ -228,6 +234,10 @@ class Replies:
 
     language: str
 
+    def counted(self, key: str, count: int, **params: Any) -> str:
+        """Return the template ``key`` in the plural form that ``count`` needs."""
+        return self.text(f"{key}_{plural_form(count, self.language)}", count=count, **params)
+
     def text(self, key: str, **params: Any) -> str:
         templates = TEMPLATES.get(self.language, TEMPLATES[UKRAINIAN])
         return templates[key].format(**params)
@@ -325,3 +335,18 @@ class Replies:
         if product is None or value is None:
             return ""
         return self.quantity(value, product.unit)
+
+
+def plural_form(count: int, language: str) -> str:
+    """Return "one", "few" or "many": the noun form a count takes in ``language``.
+
+    Ukrainian and Russian use the "one" form for 1, 21, 31…, "few" for 2–4, 22–24…, and
+    "many" for the rest, 11–14 included; English has "one" for 1 and "many" otherwise.
+    """
+    if language == ENGLISH:
+        return "one" if count == 1 else "many"
+    if count % 10 == 1 and count % 100 != 11:
+        return "one"
+    if 2 <= count % 10 <= 4 and not 12 <= count % 100 <= 14:
+        return "few"
+    return "many"

@@ -1,7 +1,5 @@
 """Reference handling and clarifying questions of the offline assistant, through the API."""
 
-import logging
-
 import pytest
 
 from conversations.assistants import OfflineAssistant, get_assistant
@@ -36,15 +34,6 @@ def test_get_assistant_is_offline_without_llm_settings(tenant, settings):
 
     assert isinstance(assistant, OfflineAssistant)
     assert assistant.name == "offline"
-
-
-def test_get_assistant_falls_back_while_no_llm_agent_exists(tenant, settings, caplog):
-    settings.OPENAI_BASE_URL = "http://127.0.0.1:9/v1"
-
-    with caplog.at_level(logging.WARNING, logger="conversations.assistants"):
-        assistant = get_assistant(tenant)
-
-    assert isinstance(assistant, OfflineAssistant)
 
 
 def test_position_before_any_list_asks_for_a_search(chat_client, shopper_conversation):

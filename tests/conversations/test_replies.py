@@ -1,6 +1,6 @@
 import pytest
 
-from conversations.assistants.replies import Replies
+from conversations.assistants.replies import Replies, plural_form
 from conversations.cart import cart_snapshot
 from conversations.tools import ShownProduct
 
@@ -102,3 +102,22 @@ def test_cart_lines_list_each_item_and_the_total():
         "2. Яблуко Гала — 0,5 кг × 14,95 = 7,48",
         "Разом: 91,48.",
     ]
+
+
+@pytest.mark.parametrize(
+    ("count", "language", "form"),
+    [
+        (1, "uk", "one"),
+        (2, "uk", "few"),
+        (4, "ru", "few"),
+        (5, "uk", "many"),
+        (11, "uk", "many"),
+        (12, "ru", "many"),
+        (21, "uk", "one"),
+        (22, "uk", "few"),
+        (1, "en", "one"),
+        (2, "en", "many"),
+    ],
+)
+def test_plural_form(count, language, form):
+    assert plural_form(count, language) == form

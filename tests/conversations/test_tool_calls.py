@@ -12,12 +12,13 @@ def test_definitions_leave_out_disabled_tools():
 
     assert names == [
         "search_products",
+        "get_product_details",
         "add_to_cart",
         "remove_from_cart",
         "update_quantity",
         "view_cart",
     ]
-    assert len(TOOL_DEFINITIONS) == 6
+    assert len(TOOL_DEFINITIONS) == 7
 
 
 def test_add_call_returns_output_and_events(merchant, conversation, tools):

@@ -170,3 +170,16 @@ def test_rotate_secret_immediately(tenant, server_client):
     stored = WebhookSettings.objects.get(tenant=tenant)
     assert response.json() == {"ok": True, "secret": stored.secret, "active_from": None}
     assert stored.next_secret == ""
+
+
+def test_patch_rejects_unknown_fields(tenant, server_client):
+    response = server_client.patch(
+        URL, {"product_url": "https://shop.example/p", "has_secret": False}, format="json"
+    )
+
+    assert response.status_code == 400
+    assert response.json()["fields"] == {
+        "has_secret": ["Unknown field."],
+        "product_url": ["Unknown field."],
+    }
+    assert WebhookSettings.objects.get(tenant=tenant).products_url == ""

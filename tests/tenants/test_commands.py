@@ -59,3 +59,28 @@ def test_rotate_webhook_secret_with_overlap(tenant):
 def test_rotate_webhook_secret_unknown_tenant():
     with pytest.raises(CommandError, match="No tenant"):
         call_command("rotate_webhook_secret", "missing", stdout=io.StringIO())
+
+
+@pytest.mark.parametrize(
+    ("_case", "slug", "message"),
+    [
+        ("spaces", "Bad Slug", "slug"),
+        ("slash", "a/b", "slug"),
+        ("empty", "", "slug"),
+        ("too long", "a" * 101, "slug"),
+    ],
+)
+def test_create_tenant_rejects_invalid_slugs(_case, slug, message):
+    with pytest.raises(CommandError, match=f"Invalid tenant: .*{message}: "):
+        call_command("create_tenant", slug, stdout=io.StringIO())
+    assert Tenant.objects.count() == 0
+
+
+@pytest.mark.parametrize("hours", ["-1", "169", "nan", "1e9"])
+def test_rotate_webhook_secret_rejects_out_of_range_overlaps(tenant, hours):
+    old_secret = tenant.webhook_settings.secret
+
+    with pytest.raises(CommandError, match="--overlap-hours must be between 0 and 168"):
+        call_command("rotate_webhook_secret", tenant.slug, "--overlap-hours", hours)
+
+    assert WebhookSettings.objects.get(tenant=tenant).secret == old_secret

@@ -98,3 +98,40 @@ def test_custom_secret_is_validated(tenant, _case, secret):
 
     webhook_settings.refresh_from_db()
     assert webhook_settings.secret == old_secret
+
+
+def test_rotating_during_an_overlap_completes_the_first_rotation(tenant):
+    webhook_settings = tenant.webhook_settings
+    first = webhook_secret_set(webhook_settings=webhook_settings, overlap=timedelta(hours=24))
+
+    second = webhook_secret_set(webhook_settings=webhook_settings, overlap=timedelta(hours=24))
+
+    webhook_settings.refresh_from_db()
+    assert webhook_settings.secret == first
+    assert webhook_settings.next_secret == second
+
+
+def test_rotating_after_an_overlap_ended_keeps_the_promoted_secret(tenant):
+    webhook_settings = tenant.webhook_settings
+    first = webhook_secret_set(webhook_settings=webhook_settings, overlap=timedelta(seconds=1))
+    webhook_settings.next_secret_promote_at = timezone.now() - timedelta(seconds=1)
+    webhook_settings.save()
+
+    second = webhook_secret_set(webhook_settings=webhook_settings, overlap=timedelta(hours=24))
+
+    webhook_settings.refresh_from_db()
+    assert webhook_settings.secret == first
+    assert webhook_settings.next_secret == second
+
+
+def test_immediate_rotation_during_an_overlap_drops_both_old_secrets(tenant):
+    webhook_settings = tenant.webhook_settings
+    old = webhook_settings.secret
+    pending = webhook_secret_set(webhook_settings=webhook_settings, overlap=timedelta(hours=24))
+
+    new = webhook_secret_set(webhook_settings=webhook_settings)
+
+    webhook_settings.refresh_from_db()
+    assert webhook_settings.secret == new
+    assert webhook_settings.next_secret == ""
+    assert new not in {old, pending}

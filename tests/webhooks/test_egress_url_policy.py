@@ -146,7 +146,7 @@ def test_rejection_message_hides_resolved_address() -> None:
 
     # then
     assert "10.1.2.3" not in raised.value.message
-    assert "'internal.test' resolves to a private address" in raised.value.message
+    assert "'internal.test' resolves to a non-public address (private)" in raised.value.message
     assert raised.value.address == ipaddress.ip_address("10.1.2.3")
 
 
@@ -154,7 +154,9 @@ def test_rejection_message_names_category_of_literal() -> None:
     with pytest.raises(UnsafeURLError) as raised:
         validate_url("https://169.254.169.254/", policy=EgressPolicy())
 
-    assert raised.value.message.startswith("URL host 169.254.169.254 is a link-local address")
+    assert raised.value.message.startswith(
+        "URL host 169.254.169.254 is a non-public address (link-local)"
+    )
 
 
 def test_dns_failure_message_names_host() -> None:

@@ -33,6 +33,7 @@ VALID = {"sku": "a", "price": 10.5, "in_stock": True}
         ("price NaN", {**VALID, "price": math.nan}, "finite number of 0 or more"),
         ("price infinite", {**VALID, "price": math.inf}, "finite number of 0 or more"),
         ("negative price", {**VALID, "price": -1}, "finite number of 0 or more"),
+        ("price too large", {**VALID, "price": 1e308}, "must be at most 1000000000"),
         (
             "in_stock as string",
             {**VALID, "in_stock": "true"},
@@ -137,6 +138,7 @@ def test_cart_response_keeps_reason():
         ("zero quantity", {"sku": "a", "name": "A", "price": 1, "quantity": 0}),
         ("negative price", {"sku": "a", "name": "A", "price": -3, "quantity": 1}),
         ("quantity as string", {"sku": "a", "name": "A", "price": 1, "quantity": "2"}),
+        ("quantity too large", {"sku": "a", "name": "A", "price": 1, "quantity": 1e12}),
         ("unit not a string", {"sku": "a", "name": "A", "price": 1, "quantity": 1, "unit": 3}),
     ],
 )

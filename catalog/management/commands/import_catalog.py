@@ -4,16 +4,18 @@ from argparse import ArgumentParser, ArgumentTypeError
 from pathlib import Path
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, OutputWrapper
-from tqdm import tqdm
+from django.core.management.base import BaseCommand, CommandError
 
 from catalog.importing import (
     ImportFileError,
     ImportFormat,
     ImportReport,
     catalog_import,
+    catalog_import_enqueue,
     parse_field_map,
 )
+from catalog.management.progress import EmbeddingProgressBar
+from catalog.models import CatalogJob
 from tenants.models import Tenant
 
 
@@ -24,30 +26,12 @@ def _positive_int(value: str) -> int:
     return number
 
 
-class _UnterminatedWriter:
-    """Pass tqdm's carriage-return updates through an OutputWrapper, which would otherwise
-    end every write with a newline."""
-
-    def __init__(self, output: OutputWrapper) -> None:
-        self._output = output
-
-    def write(self, text: str) -> None:
-        self._output.write(text, style_func=lambda unstyled: unstyled, ending="")
-
-    def flush(self) -> None:
-        self._output.flush()
-
-    def isatty(self) -> bool:
-        # tqdm hides the bar when this is False, so logs of non-interactive runs stay clean.
-        return self._output.isatty()
-
-
 class Command(BaseCommand):
     help = (
         "Import products into a tenant's catalog from a CSV (UTF-8, header row), JSON (an "
         'array or an object with a "products" array) or JSON Lines file, then embed the '
-        "products whose content is new or changed. Invalid rows are reported with their line "
-        "number and skipped."
+        "products whose content is new or changed (with --async, a catalog worker embeds "
+        "them). Invalid rows are reported with their line number and skipped."
     )
 
     def add_arguments(self, parser: ArgumentParser) -> None:
@@ -67,18 +51,27 @@ class Command(BaseCommand):
             help="Read product field FIELD from the file's column or key SOURCE, "
             "e.g. --map name=title --map sku=id. Repeat for more fields.",
         )
-        parser.add_argument(
+        embedding = parser.add_mutually_exclusive_group()
+        embedding.add_argument(
             "--no-embed",
             action="store_false",
             dest="embed",
             help="Save the products without computing embeddings; a later run without this "
             "option embeds them.",
         )
+        embedding.add_argument(
+            "--async",
+            action="store_true",
+            dest="enqueue",
+            help="Save the products, then leave the embedding to a catalog worker: the "
+            "command prints the job id and returns without waiting.",
+        )
         parser.add_argument(
             "--batch-size",
             type=_positive_int,
             metavar="N",
-            help="Products per embedding batch. Default: the EMBEDDING_BATCH_SIZE setting.",
+            help="Products per embedding batch. Default: the EMBEDDING_BATCH_SIZE setting, "
+            "which workers always use.",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -86,20 +79,11 @@ class Command(BaseCommand):
         if tenant is None:
             raise CommandError(f"Tenant {options['tenant']!r} not found; check the slug.")
 
-        progress_bar: tqdm | None = None
+        if options["enqueue"]:
+            self._import_enqueue(tenant=tenant, options=options)
+            return
 
-        def show_progress(done: int, total: int) -> None:
-            nonlocal progress_bar
-            if progress_bar is None:
-                progress_bar = tqdm(
-                    total=total,
-                    desc="Embedding",
-                    unit="product",
-                    file=_UnterminatedWriter(self.stderr),
-                    disable=None if total else True,
-                )
-            progress_bar.update(done - progress_bar.n)
-
+        progress_bar = EmbeddingProgressBar(self.stderr)
         try:
             report = catalog_import(
                 tenant=tenant,
@@ -108,13 +92,12 @@ class Command(BaseCommand):
                 field_map=parse_field_map(options["map"]),
                 embed=options["embed"],
                 embedding_batch_size=options["batch_size"],
-                on_embedding_progress=show_progress,
+                on_embedding_progress=progress_bar,
             )
         except ImportFileError as exc:
             raise CommandError(exc.detail) from exc
         finally:
-            if progress_bar is not None:
-                progress_bar.close()
+            progress_bar.close()
 
         self._write_report(report, path=options["path"], tenant=tenant, embed=options["embed"])
         if report.embedding_error:
@@ -124,8 +107,26 @@ class Command(BaseCommand):
                 "again to embed them."
             )
 
+    def _import_enqueue(self, *, tenant: Tenant, options: dict[str, Any]) -> None:
+        try:
+            report, job = catalog_import_enqueue(
+                tenant=tenant,
+                path=options["path"],
+                file_format=ImportFormat(options["format"]) if options["format"] else None,
+                field_map=parse_field_map(options["map"]),
+            )
+        except ImportFileError as exc:
+            raise CommandError(exc.detail) from exc
+        self._write_report(report, path=options["path"], tenant=tenant, embed=False, job=job)
+
     def _write_report(
-        self, report: ImportReport, *, path: Path, tenant: Tenant, embed: bool
+        self,
+        report: ImportReport,
+        *,
+        path: Path,
+        tenant: Tenant,
+        embed: bool,
+        job: CatalogJob | None = None,
     ) -> None:
         for rejected in report.rejected:
             self.stderr.write(f"Line {rejected.line}: rejected. {rejected.reason}")
@@ -139,7 +140,12 @@ class Command(BaseCommand):
         )
         if report.embedding_error:
             return
-        if embed:
+        if job is not None:
+            self.stdout.write(
+                f"Embedding job {job.public_id} ({job.status}): {job.to_embed} products to "
+                "embed on a catalog worker."
+            )
+        elif embed:
             self.stdout.write(f"Embedded: {report.embedded}.")
         else:
             self.stdout.write(

@@ -4,6 +4,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import IntegrityError
 
 from tenants.services import tenant_create
+from vizochok.exceptions import InvalidInput
 
 
 class Command(BaseCommand):
@@ -22,6 +23,12 @@ class Command(BaseCommand):
             created = tenant_create(name=options["name"] or slug, slug=slug)
         except IntegrityError as error:
             raise CommandError(f"A tenant with slug {slug!r} already exists.") from error
+        except InvalidInput as error:
+            problems = "; ".join(
+                f"{field}: {' '.join(messages)}"
+                for field, messages in error.extra["fields"].items()
+            )
+            raise CommandError(f"Invalid tenant: {problems}") from error
         self.stdout.write(f"Created tenant {created.tenant.name!r} (slug {slug}).")
         self.stdout.write("Copy these now; they are not shown again:")
         self.stdout.write(f"  public key (widget, scope chat):      {created.public_key.raw_key}")

@@ -5,7 +5,11 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from tenants.models import Tenant
-from tenants.services import webhook_secret_set, webhook_settings_get_or_create
+from tenants.services import (
+    MAX_ROTATION_OVERLAP_HOURS,
+    webhook_secret_set,
+    webhook_settings_get_or_create,
+)
 from vizochok.exceptions import InvalidInput
 
 
@@ -37,8 +41,12 @@ class Command(BaseCommand):
             tenant = Tenant.objects.get(slug=options["slug"])
         except Tenant.DoesNotExist as error:
             raise CommandError(f"No tenant with slug {options['slug']!r}.") from error
-        if options["overlap_hours"] < 0:
-            raise CommandError("--overlap-hours must be 0 or more.")
+        overlap_hours = options["overlap_hours"]
+        if not 0 <= overlap_hours <= MAX_ROTATION_OVERLAP_HOURS:
+            raise CommandError(
+                f"--overlap-hours must be between 0 and {MAX_ROTATION_OVERLAP_HOURS}, "
+                f"got {overlap_hours!r}."
+            )
         custom_secret = sys.stdin.read().strip("\n") if options["secret_stdin"] else None
         overlap = timedelta(hours=options["overlap_hours"])
         try:

@@ -1,0 +1,144 @@
+"""Catalog API: product uploads and the jobs that embed them (secret keys with ``catalog``).
+
+docs/catalog-api.md describes the endpoints, their limits and their errors.
+"""
+
+from typing import Any
+
+from django.urls import reverse
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from catalog.jobs import catalog_job_submit
+from catalog.models import CatalogJob
+from catalog.schemas import product_inputs_parse
+from catalog.selectors import catalog_job_get, catalog_jobs_list
+from tenants.authentication import ApiClient
+from tenants.models import Tenant
+from tenants.permissions import HasCatalogScope
+from vizochok.exceptions import InvalidInput, PayloadTooLarge
+
+MAX_PRODUCTS_PER_REQUEST = 1000
+MAX_REQUEST_BYTES = 5 * 1024 * 1024
+
+_BODY_SHAPE = 'The request body must be a JSON object with a "products" array.'
+
+
+class CatalogApi(APIView):
+    permission_classes = [HasCatalogScope]
+
+    def tenant(self, request: Request) -> Tenant:
+        assert isinstance(request.user, ApiClient)
+        return request.user.tenant
+
+
+class CatalogJobOutputSerializer(serializers.ModelSerializer):
+    job_id = serializers.CharField(source="public_id")
+    tenant_id = serializers.CharField(source="tenant.slug")
+
+    class Meta:
+        model = CatalogJob
+        fields = [
+            "job_id",
+            "tenant_id",
+            "status",
+            "total",
+            "embedded",
+            "created",
+            "updated",
+            "unchanged",
+            "errors",
+            "started_at",
+            "completed_at",
+        ]
+
+
+def _limits_error(detail: str) -> PayloadTooLarge:
+    return PayloadTooLarge(
+        f"{detail} A request may carry at most {MAX_PRODUCTS_PER_REQUEST} products and "
+        f"{MAX_REQUEST_BYTES} bytes (5 MiB); split the upload into several requests.",
+        extra={"max_products": MAX_PRODUCTS_PER_REQUEST, "max_bytes": MAX_REQUEST_BYTES},
+    )
+
+
+def _check_body_size(request: Request) -> None:
+    """Reject a body over the byte limit before it is read.
+
+    Django reads no more than Content-Length bytes, so checking the header is enough.
+    """
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    if length > MAX_REQUEST_BYTES:
+        raise _limits_error(f"The request body has {length} bytes.")
+
+
+def _products_of(body: Any) -> list[Any]:
+    """Return the ``products`` array of an upload body, or raise for a malformed body."""
+    if not isinstance(body, dict):
+        raise InvalidInput(_BODY_SHAPE)
+    unknown = sorted(key for key in body if key != "products")
+    if unknown:
+        raise InvalidInput(_BODY_SHAPE, fields={key: ["Unknown field."] for key in unknown})
+    products = body.get("products")
+    if not isinstance(products, list):
+        message = "This field is required." if products is None else "Must be a JSON array."
+        raise InvalidInput(_BODY_SHAPE, fields={"products": [message]})
+    if not products:
+        raise InvalidInput(
+            "The products array is empty.", fields={"products": ["Must not be empty."]}
+        )
+    if len(products) > MAX_PRODUCTS_PER_REQUEST:
+        raise _limits_error(f"The request has {len(products)} products.")
+    return products
+
+
+class ProductUpsertApi(CatalogApi):
+    """``PUT /api/v1/catalog/products``: upsert by SKU now, embed in the background."""
+
+    def put(self, request: Request) -> Response:
+        _check_body_size(request)
+        items = _products_of(request.data)
+        parsed = product_inputs_parse(items)
+        job = catalog_job_submit(
+            tenant=self.tenant(request),
+            products=parsed.products,
+            total=len(items),
+            errors=parsed.errors,
+            source=CatalogJob.Source.API,
+        )
+        body = {
+            "job_id": job.public_id,
+            "total": job.total,
+            "to_embed": job.to_embed,
+            "unchanged": job.unchanged,
+            "status": "accepted",
+        }
+        location = reverse("catalog-job-detail", kwargs={"job_id": job.public_id})
+        return Response(body, status=status.HTTP_202_ACCEPTED, headers={"Location": location})
+
+
+class CatalogJobDetailApi(CatalogApi):
+    """``GET /api/v1/catalog/jobs/{job_id}``: one job of the caller's tenant."""
+
+    def get(self, request: Request, job_id: str) -> Response:
+        job = catalog_job_get(tenant=self.tenant(request), job_id=job_id)
+        return Response(CatalogJobOutputSerializer(job).data)
+
+
+class CatalogJobListApi(CatalogApi):
+    """``GET /api/v1/catalog/jobs``: the caller's tenant's jobs, newest first."""
+
+    class FilterSerializer(serializers.Serializer):
+        limit = serializers.IntegerField(min_value=1, max_value=100, default=20)
+        before = serializers.CharField(max_length=40, required=False)
+        status = serializers.ChoiceField(choices=CatalogJob.Status.choices, required=False)
+
+    def get(self, request: Request) -> Response:
+        filters = self.FilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        jobs = catalog_jobs_list(tenant=self.tenant(request), **filters.validated_data)
+        return Response(CatalogJobOutputSerializer(jobs, many=True).data)

@@ -1,0 +1,637 @@
+"""The boundary to the LLM: chat completions with tools through the ``openai`` client.
+
+Every model call of the project goes through this module. It works with any
+OpenAI-compatible ``/v1/chat/completions`` endpoint (OpenAI, vLLM, Ollama, ...) and sends
+plain or streamed requests. Every failure becomes one of the ``LLMError`` subclasses below.
+Each call is logged as ``llm.completion`` (or ``llm.completion_failed``) with the tenant,
+the conversation, the model, the token counts, the duration and the provider's request id.
+
+The client's own retries are off. This module retries itself, at most
+``LLM_MAX_RETRIES`` times and only while the turn's ``Deadline`` leaves time, so that a
+retry never pushes a turn past its deadline.
+"""
+
+import functools
+import json
+import logging
+import time
+from collections.abc import Callable, Collection, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import openai
+from django.conf import settings
+from openai.types.chat import ChatCompletion, ChatCompletionChunk
+
+logger = logging.getLogger(__name__)
+
+# Self-hosted servers such as vLLM and Ollama ignore the key, but the client requires one.
+PLACEHOLDER_API_KEY = "not-needed"
+REQUEST_ID_HEADER = "x-request-id"
+# Rough size of a token, used only when a server reports no usage.
+CHARS_PER_TOKEN_ESTIMATE = 4
+# A retry is not started with less time than this left before the deadline, in seconds.
+MIN_ATTEMPT_SECONDS = 1.0
+RETRYABLE_STATUS_CODES = frozenset({408, 409, 429})
+
+# Reasons reported to the client in the ``reason`` field of an ``internal_error`` event.
+REASON_UNAVAILABLE = "llm_unavailable"
+REASON_TIMEOUT = "llm_timeout"
+REASON_REQUEST_REJECTED = "llm_request_rejected"
+REASON_INVALID_RESPONSE = "llm_invalid_response"
+
+
+class Deadline:
+    """A point in ``time.monotonic()`` time by which a turn must end."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.at = time.monotonic() + seconds
+
+    def remaining(self) -> float:
+        return self.at - time.monotonic()
+
+    def expired(self) -> bool:
+        return self.remaining() <= 0
+
+
+class LLMError(Exception):
+    """A chat completion failed; ``reason`` is the code reported to the client."""
+
+    default_reason = REASON_UNAVAILABLE
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        model: str = "",
+        request_id: str | None = None,
+        status_code: int | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.model = model
+        self.request_id = request_id
+        self.status_code = status_code
+
+    @property
+    def reason(self) -> str:
+        return self.default_reason
+
+    @property
+    def retryable(self) -> bool:
+        return False
+
+
+class LLMConnectionError(LLMError):
+    """The endpoint could not be reached, or the connection broke mid-response."""
+
+    @property
+    def retryable(self) -> bool:
+        return True
+
+
+class LLMTimeout(LLMError):
+    """The endpoint did not respond within the request timeout or the turn deadline."""
+
+    default_reason = REASON_TIMEOUT
+
+    @property
+    def retryable(self) -> bool:
+        return True
+
+
+class LLMHTTPError(LLMError):
+    """The endpoint returned a 4xx or 5xx status, or sent an error object in a stream."""
+
+    @property
+    def reason(self) -> str:
+        return REASON_UNAVAILABLE if self.retryable else REASON_REQUEST_REJECTED
+
+    @property
+    def retryable(self) -> bool:
+        code = self.status_code
+        return code is None or code >= 500 or code in RETRYABLE_STATUS_CODES
+
+
+class LLMInvalidResponse(LLMError):
+    """The endpoint returned something other than a usable completion.
+
+    Causes: a body that is not a chat completion (HTML, invalid JSON), no choice or an
+    empty one, tool call arguments that are not a JSON object, or a call of a tool that
+    was not offered.
+    """
+
+    default_reason = REASON_INVALID_RESPONSE
+
+
+@dataclass(frozen=True)
+class LLMContext:
+    """The tenant and conversation a call is made for, for logs."""
+
+    tenant_id: int
+    conversation_id: str
+
+
+@dataclass(frozen=True)
+class CompletionRequest:
+    model: str
+    # Chat messages in the OpenAI format, system prompt first.
+    messages: list[dict[str, Any]]
+    # Tool definitions in the OpenAI "tools" format.
+    tools: list[dict[str, Any]] = field(default_factory=list)
+    # Tool names a tool call may use. It can list more than ``tools``: the caller then
+    # rejects a call of a tool it did not offer itself, with a tool result for the model.
+    # An empty value means the names in ``tools``.
+    accepted_tool_names: Collection[str] = ()
+    temperature: float | None = None
+
+    def tool_names(self) -> frozenset[str]:
+        if self.accepted_tool_names:
+            return frozenset(self.accepted_tool_names)
+        return frozenset(tool["function"]["name"] for tool in self.tools)
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    id: str
+    name: str
+    arguments: dict[str, Any]
+    # The arguments exactly as the model sent them, kept for the conversation history.
+    raw_arguments: str
+
+
+@dataclass(frozen=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    # True when the server reported no usage and the counts were estimated from text length.
+    estimated: bool = False
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True)
+class Completion:
+    model: str
+    text: str
+    tool_calls: list[ToolCall]
+    finish_reason: str | None
+    usage: Usage
+    request_id: str | None
+    duration_ms: int
+
+    def assistant_message(self) -> dict[str, Any]:
+        """Return the completion as an assistant message for the next request's history."""
+        message: dict[str, Any] = {"role": "assistant", "content": self.text or None}
+        if self.tool_calls:
+            message["tool_calls"] = [
+                {
+                    "id": call.id,
+                    "type": "function",
+                    "function": {"name": call.name, "arguments": call.raw_arguments},
+                }
+                for call in self.tool_calls
+            ]
+        return message
+
+
+def chat_completion(
+    request: CompletionRequest, *, context: LLMContext, deadline: Deadline
+) -> Completion:
+    """Send ``request`` as one plain (not streamed) chat completion and return the answer."""
+    return _with_retries(
+        lambda attempt: _plain_attempt(request, context, deadline, attempt), context, deadline
+    )
+
+
+def chat_completion_stream(
+    request: CompletionRequest, *, context: LLMContext, deadline: Deadline
+) -> "CompletionStream":
+    """Send ``request`` as a streamed chat completion; iterate the result for text deltas."""
+    return CompletionStream(request=request, context=context, deadline=deadline)
+
+
+class CompletionStream:
+    """Text deltas of a streamed completion; ``completion`` is set once iteration ends.
+
+    A failed request is retried while no delta has been handed out yet. A failure after
+    that raises, because the deltas already reached the shopper.
+    """
+
+    def __init__(self, *, request: CompletionRequest, context: LLMContext, deadline: Deadline):
+        self.request = request
+        self.context = context
+        self.deadline = deadline
+        self.completion: Completion | None = None
+        self._stream: openai.Stream[ChatCompletionChunk] | None = None
+
+    def __iter__(self) -> Iterator[str]:
+        attempt = 1
+        while True:
+            yielded = False
+            try:
+                for delta in self._attempt(attempt):
+                    yielded = True
+                    yield delta
+                return
+            except LLMError as error:
+                if yielded or not _may_retry(error, attempt, self.deadline):
+                    raise
+            _wait_before_retry(self.context, attempt)
+            attempt += 1
+
+    def close(self) -> None:
+        if self._stream is not None:
+            self._stream.close()
+
+    def _attempt(self, attempt: int) -> Iterator[str]:
+        started = time.monotonic()
+        request_id: str | None = None
+        assembly = _StreamAssembly()
+        try:
+            self._stream = _client().chat.completions.create(
+                **_request_kwargs(self.request, self.deadline),
+                stream=True,
+                **_stream_options(),
+            )
+            request_id = self._stream.response.headers.get(REQUEST_ID_HEADER)
+            # NOTE: the deadline is checked between chunks. The timeout given to the client
+            # bounds each read, so a server that stalls mid-stream is cut at most that long
+            # after its last chunk, which may be past the deadline.
+            for chunk in self._stream:
+                text = assembly.add(chunk)
+                if text:
+                    yield text
+                if self.deadline.expired():
+                    raise LLMTimeout("The turn deadline passed during the streamed response.")
+            self.completion = assembly.completion(
+                self.request, request_id=request_id, duration_ms=_since(started)
+            )
+        except LLMError as error:
+            error.model, error.request_id = self.request.model, error.request_id or request_id
+            _log_failure(self.context, self.request, error, started, attempt, stream=True)
+            raise
+        except Exception as error:
+            mapped = _mapped_error(error, self.request.model, request_id)
+            _log_failure(self.context, self.request, mapped, started, attempt, stream=True)
+            raise mapped from error
+        finally:
+            self.close()
+        _log_completion(self.context, self.completion, attempt, stream=True)
+
+
+_Result = TypeVar("_Result")
+# A tool call as the server sent it: id, function name, arguments (JSON text).
+_RawToolCall = tuple[str | None, str | None, str | None]
+
+
+def _with_retries(
+    send: Callable[[int], _Result], context: LLMContext, deadline: Deadline
+) -> _Result:
+    attempt = 1
+    while True:
+        try:
+            return send(attempt)
+        except LLMError as error:
+            if not _may_retry(error, attempt, deadline):
+                raise
+        _wait_before_retry(context, attempt)
+        attempt += 1
+
+
+def _may_retry(error: LLMError, attempt: int, deadline: Deadline) -> bool:
+    time_left = deadline.remaining() - settings.LLM_RETRY_DELAY_SECONDS
+    return (
+        error.retryable
+        and attempt <= settings.LLM_MAX_RETRIES
+        and (time_left >= MIN_ATTEMPT_SECONDS)
+    )
+
+
+def _wait_before_retry(context: LLMContext, attempt: int) -> None:
+    logger.info(
+        "llm.completion_retry",
+        extra={
+            "tenant_id": context.tenant_id,
+            "conversation_id": context.conversation_id,
+            "attempt": attempt + 1,
+            "delay_seconds": settings.LLM_RETRY_DELAY_SECONDS,
+        },
+    )
+    time.sleep(settings.LLM_RETRY_DELAY_SECONDS)
+
+
+def _plain_attempt(
+    request: CompletionRequest, context: LLMContext, deadline: Deadline, attempt: int
+) -> Completion:
+    started = time.monotonic()
+    request_id: str | None = None
+    try:
+        raw = _client().chat.completions.with_raw_response.create(
+            **_request_kwargs(request, deadline)
+        )
+        request_id = raw.headers.get(REQUEST_ID_HEADER)
+        parsed: object = raw.parse()
+        completion = _completion_from_plain(
+            parsed, request, request_id=request_id, duration_ms=_since(started)
+        )
+    except LLMError as error:
+        error.model, error.request_id = request.model, error.request_id or request_id
+        _log_failure(context, request, error, started, attempt, stream=False)
+        raise
+    except Exception as error:
+        mapped = _mapped_error(error, request.model, request_id)
+        _log_failure(context, request, mapped, started, attempt, stream=False)
+        raise mapped from error
+    _log_completion(context, completion, attempt, stream=False)
+    return completion
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_client(base_url: str, api_key: str) -> openai.OpenAI:
+    # One client per endpoint and key, shared by the threads of a process: its connection
+    # pool is thread-safe and reusing it saves a TCP (and TLS) handshake per call.
+    return openai.OpenAI(
+        base_url=base_url or None,
+        api_key=api_key or PLACEHOLDER_API_KEY,
+        timeout=settings.LLM_REQUEST_TIMEOUT_SECONDS,
+        max_retries=0,
+    )
+
+
+def _client() -> openai.OpenAI:
+    return _cached_client(settings.OPENAI_BASE_URL, settings.OPENAI_API_KEY)
+
+
+def _request_kwargs(request: CompletionRequest, deadline: Deadline) -> dict[str, Any]:
+    timeout = min(settings.LLM_REQUEST_TIMEOUT_SECONDS, deadline.remaining())
+    if timeout <= 0:
+        raise LLMTimeout("The turn deadline passed before the request was sent.")
+    kwargs: dict[str, Any] = {
+        "model": request.model,
+        "messages": request.messages,
+        "timeout": timeout,
+    }
+    if request.tools:
+        kwargs["tools"] = request.tools
+    if request.temperature is not None:
+        kwargs["temperature"] = request.temperature
+    return kwargs
+
+
+def _stream_options() -> dict[str, Any]:
+    if not settings.LLM_STREAM_USAGE:
+        return {}
+    return {"stream_options": {"include_usage": True}}
+
+
+def _mapped_error(error: Exception, model: str, request_id: str | None) -> LLMError:
+    """Translate an exception of the openai client (or of parsing) into an ``LLMError``."""
+    fields: dict[str, Any] = {"model": model, "request_id": request_id}
+    if isinstance(error, openai.APITimeoutError):
+        return LLMTimeout("The request timed out.", **fields)
+    if isinstance(error, openai.APIConnectionError):
+        return LLMConnectionError(f"Connection failed: {error}", **fields)
+    if isinstance(error, openai.APIStatusError):
+        fields["request_id"] = error.request_id or request_id
+        return LLMHTTPError(
+            f"HTTP {error.status_code}: {_short(error.message)}",
+            status_code=error.status_code,
+            **fields,
+        )
+    if isinstance(error, openai.APIResponseValidationError):
+        return LLMInvalidResponse(f"The response failed validation: {error}", **fields)
+    if isinstance(error, openai.APIError):
+        # The server sent an {"error": ...} object inside a stream.
+        return LLMHTTPError(f"The server reported an error: {_short(error.message)}", **fields)
+    if isinstance(error, ValueError | TypeError | AttributeError):
+        # json.JSONDecodeError is a ValueError; missing fields surface as the other two.
+        return LLMInvalidResponse(f"The response is not a chat completion: {error}", **fields)
+    raise error
+
+
+def _completion_from_plain(
+    parsed: object, request: CompletionRequest, *, request_id: str | None, duration_ms: int
+) -> Completion:
+    if not isinstance(parsed, ChatCompletion):
+        # The client returns the body as text when the server did not send JSON.
+        raise LLMInvalidResponse("The response body is not JSON.")
+    choices = parsed.choices or []
+    if not choices or choices[0].message is None:
+        raise LLMInvalidResponse("The response has no choice.")
+    message = choices[0].message
+    raw_calls: list[_RawToolCall] = []
+    for call in message.tool_calls or []:
+        function = getattr(call, "function", None)
+        if function is None:
+            raise LLMInvalidResponse(f"The model made a tool call of type {call.type!r}.")
+        raw_calls.append((call.id, function.name, function.arguments))
+    text = message.content or ""
+    tool_calls = _tool_calls(raw_calls, request)
+    usage = _usage(parsed.usage, request, text, tool_calls)
+    return _checked_completion(
+        Completion(
+            model=request.model,
+            text=text,
+            tool_calls=tool_calls,
+            finish_reason=choices[0].finish_reason,
+            usage=usage,
+            request_id=request_id,
+            duration_ms=duration_ms,
+        )
+    )
+
+
+@dataclass
+class _StreamAssembly:
+    """Collects the chunks of a streamed completion into one ``Completion``."""
+
+    text: list[str] = field(default_factory=list)
+    # Tool call parts by their index: [id, name, argument fragments].
+    calls: dict[int, list[Any]] = field(default_factory=dict)
+    finish_reason: str | None = None
+    reported_usage: Any = None
+    chunks: int = 0
+
+    def add(self, chunk: object) -> str:
+        """Add one chunk; return its text delta, which may be empty."""
+        if not isinstance(chunk, ChatCompletionChunk):
+            raise LLMInvalidResponse("A stream chunk is not a chat completion chunk.")
+        self.chunks += 1
+        if chunk.usage is not None:
+            self.reported_usage = chunk.usage
+        delta_text = ""
+        for choice in chunk.choices or []:
+            if choice.index != 0:
+                continue
+            self.finish_reason = choice.finish_reason or self.finish_reason
+            delta = choice.delta
+            if delta is None:
+                continue
+            delta_text += delta.content or ""
+            for part in delta.tool_calls or []:
+                call = self.calls.setdefault(part.index, ["", "", []])
+                call[0] = call[0] or (part.id or "")
+                if part.function is not None:
+                    call[1] = call[1] or (part.function.name or "")
+                    call[2].append(part.function.arguments or "")
+        if delta_text:
+            self.text.append(delta_text)
+        return delta_text
+
+    def completion(
+        self, request: CompletionRequest, *, request_id: str | None, duration_ms: int
+    ) -> Completion:
+        if self.chunks == 0:
+            raise LLMInvalidResponse("The stream ended without any chunk.")
+        if self.finish_reason is None:
+            # Every complete stream names a finish reason in its last choice chunk.
+            raise LLMConnectionError("The stream ended before its last chunk.")
+        raw_calls = [
+            (call_id, name, "".join(arguments))
+            for _, (call_id, name, arguments) in sorted(self.calls.items())
+        ]
+        text = "".join(self.text)
+        tool_calls = _tool_calls(raw_calls, request)
+        return _checked_completion(
+            Completion(
+                model=request.model,
+                text=text,
+                tool_calls=tool_calls,
+                finish_reason=self.finish_reason,
+                usage=_usage(self.reported_usage, request, text, tool_calls),
+                request_id=request_id,
+                duration_ms=duration_ms,
+            )
+        )
+
+
+def _tool_calls(raw_calls: Sequence[_RawToolCall], request: CompletionRequest) -> list[ToolCall]:
+    accepted = request.tool_names()
+    calls: list[ToolCall] = []
+    for index, (call_id, name, raw_arguments) in enumerate(raw_calls):
+        if not name or name not in accepted:
+            raise LLMInvalidResponse(f"The model called an unknown tool: {_short(str(name))!r}.")
+        text = raw_arguments or ""
+        try:
+            arguments = json.loads(text) if text.strip() else {}
+        except ValueError as error:
+            raise LLMInvalidResponse(
+                f"The arguments of the {name} call are not valid JSON: {_short(text)!r}."
+            ) from error
+        if not isinstance(arguments, dict):
+            raise LLMInvalidResponse(f"The arguments of the {name} call are not a JSON object.")
+        calls.append(
+            ToolCall(
+                # Some self-hosted servers leave the id out; the history needs one per call.
+                id=call_id or f"call_{index}",
+                name=name,
+                arguments=arguments,
+                raw_arguments=text or "{}",
+            )
+        )
+    return calls
+
+
+def _checked_completion(completion: Completion) -> Completion:
+    if not completion.text.strip() and not completion.tool_calls:
+        raise LLMInvalidResponse(
+            f"The choice has neither text nor tool calls (finish_reason "
+            f"{completion.finish_reason!r})."
+        )
+    return completion
+
+
+def _usage(
+    reported: Any, request: CompletionRequest, text: str, tool_calls: list[ToolCall]
+) -> Usage:
+    """Return the usage the server reported, or an estimate when it reported none."""
+    prompt_tokens = getattr(reported, "prompt_tokens", None)
+    completion_tokens = getattr(reported, "completion_tokens", None)
+    if isinstance(prompt_tokens, int) and isinstance(completion_tokens, int):
+        return Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
+    prompt_chars = len(json.dumps(request.messages, ensure_ascii=False)) + len(
+        json.dumps(request.tools, ensure_ascii=False)
+    )
+    completion_chars = len(text) + sum(len(call.raw_arguments) for call in tool_calls)
+    return Usage(
+        prompt_tokens=_estimated_tokens(prompt_chars),
+        completion_tokens=_estimated_tokens(completion_chars),
+        estimated=True,
+    )
+
+
+def _estimated_tokens(chars: int) -> int:
+    return -(-chars // CHARS_PER_TOKEN_ESTIMATE)
+
+
+def _since(started: float) -> int:
+    return int((time.monotonic() - started) * 1000)
+
+
+def _short(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}…"
+
+
+def _log_completion(
+    context: LLMContext, completion: Completion | None, attempt: int, *, stream: bool
+) -> None:
+    if completion is None:
+        return
+    logger.info(
+        "llm.completion",
+        extra={
+            "tenant_id": context.tenant_id,
+            "conversation_id": context.conversation_id,
+            "model": completion.model,
+            "prompt_tokens": completion.usage.prompt_tokens,
+            "completion_tokens": completion.usage.completion_tokens,
+            "usage_estimated": completion.usage.estimated,
+            "duration_ms": completion.duration_ms,
+            "request_id": completion.request_id,
+            "finish_reason": completion.finish_reason,
+            "tool_calls": len(completion.tool_calls),
+            "stream": stream,
+            "attempt": attempt,
+        },
+    )
+
+
+def _log_failure(
+    context: LLMContext,
+    request: CompletionRequest,
+    error: LLMError,
+    started: float,
+    attempt: int,
+    *,
+    stream: bool,
+) -> None:
+    logger.warning(
+        "llm.completion_failed",
+        extra={
+            "tenant_id": context.tenant_id,
+            "conversation_id": context.conversation_id,
+            "model": request.model,
+            "reason": error.reason,
+            "error": type(error).__name__,
+            "detail": error.detail,
+            "status_code": error.status_code,
+            "request_id": error.request_id,
+            "duration_ms": _since(started),
+            "stream": stream,
+            "attempt": attempt,
+        },
+    )
+
+
+def llm_error_fields(error: LLMError) -> dict[str, Any]:
+    """Return the fields that identify a failed call, for the caller's own log lines."""
+    return {
+        "reason": error.reason,
+        "model": error.model,
+        "request_id": error.request_id,
+        "status_code": error.status_code,
+    }

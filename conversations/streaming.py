@@ -1,0 +1,87 @@
+"""Server-Sent Events for the message endpoint: one SSE message per event of a reply.
+
+A client asks for a stream with ``Accept: text/event-stream``. Each event is sent as soon as
+the assistant produces it::
+
+    event: text_delta
+    data: {"type":"text_delta","delta":"Ось"}
+
+The ``data`` line is the same JSON object that the JSON response lists, on one line (JSON
+escapes newlines inside strings). The stream opens with a comment line, so that the status
+line and headers leave at once, and ends after ``response_complete``.
+"""
+
+import json
+from collections.abc import Iterator
+
+from django.http import StreamingHttpResponse
+from rest_framework.request import Request
+
+from conversations.events import Event
+from conversations.services import ConversationTurn
+
+EVENT_STREAM_MEDIA_TYPE = "text/event-stream"
+STREAM_OPENING = b": stream opened\n\n"
+
+
+def wants_event_stream(request: Request) -> bool:
+    """Return whether the Accept header lists ``text/event-stream`` with a non-zero quality."""
+    for media_range in request.headers.get("Accept", "").split(","):
+        media_type, *parameters = (part.strip() for part in media_range.split(";"))
+        if media_type.lower() != EVENT_STREAM_MEDIA_TYPE:
+            continue
+        quality = next(
+            (value for key, _, value in (p.partition("=") for p in parameters) if key == "q"),
+            "1",
+        )
+        try:
+            return float(quality) > 0
+        except ValueError:
+            return True
+    return False
+
+
+def sse_message(event: Event) -> bytes:
+    data = json.dumps(event, ensure_ascii=False, separators=(",", ":"))
+    return f"event: {event['type']}\ndata: {data}\n\n".encode()
+
+
+class EventStream:
+    """The body of a streaming response for a started ``ConversationTurn``.
+
+    The WSGI server calls ``close`` when the response ends, also when writing to a client
+    that went away failed. Closing stops the turn at its next event and releases the
+    conversation's lease, even if the stream never started.
+    """
+
+    def __init__(self, turn: ConversationTurn) -> None:
+        self._turn = turn
+        self._events = turn.events()
+        self._opened = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        if not self._opened:
+            self._opened = True
+            return STREAM_OPENING
+        return sse_message(next(self._events))
+
+    def close(self) -> None:
+        try:
+            self._events.close()
+        finally:
+            self._turn.close()
+
+
+def event_stream_response(turn: ConversationTurn) -> StreamingHttpResponse:
+    """Return the streaming response of a turn whose ``start`` succeeded."""
+    response = StreamingHttpResponse(
+        EventStream(turn), content_type=f"{EVENT_STREAM_MEDIA_TYPE}; charset=utf-8"
+    )
+    response["Cache-Control"] = "no-cache"
+    # nginx buffers proxied responses unless this header turns it off, which would hold
+    # back the events until the reply is complete.
+    response["X-Accel-Buffering"] = "no"
+    return response

@@ -1,0 +1,162 @@
+"""``import_catalog --async`` and ``reembed_catalog``, embedding through a local server."""
+
+from collections.abc import Iterator
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+from procrastinate.contrib.django.models import ProcrastinateJob
+
+from catalog.jobs import catalog_job_run
+from catalog.models import CatalogJob, Product
+from tests.catalog.embedding_server import EmbeddingServer, run_embedding_server
+from tests.catalog.helpers import DATA_DIR
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def embedding_server(settings) -> Iterator[EmbeddingServer]:
+    with run_embedding_server() as server:
+        settings.EMBEDDING_BACKEND = "openai"
+        settings.EMBEDDING_BASE_URL = server.base_url
+        settings.EMBEDDING_MODEL = "model-a"
+        yield server
+
+
+def _call(*args: str) -> tuple[str, str]:
+    stdout, stderr = StringIO(), StringIO()
+    call_command(*args, stdout=stdout, stderr=stderr)
+    return stdout.getvalue(), stderr.getvalue()
+
+
+def _embedded_models(tenant) -> dict[str, str]:
+    return dict(
+        Product.objects.filter(tenant=tenant, embedding__isnull=False).values_list(
+            "sku", "embedding_model"
+        )
+    )
+
+
+def test_import_async_leaves_embedding_to_a_job(
+    tenant, embedding_server, django_capture_on_commit_callbacks
+):
+    # when
+    with django_capture_on_commit_callbacks(execute=True):
+        stdout, stderr = _call(
+            "import_catalog", str(DATA_DIR / "products.jsonl"), "--tenant", "shop-a", "--async"
+        )
+
+    # then
+    job = CatalogJob.objects.get(tenant=tenant)
+    assert stdout == (
+        "Imported products.jsonl into tenant 'shop-a': 6 rows.\n"
+        "Created: 2, updated: 0, unchanged: 0, rejected: 4.\n"
+        f"Embedding job {job.public_id} (pending): 2 products to embed on a catalog worker.\n"
+    )
+    assert stderr.startswith("Line 4: rejected. Invalid JSON")
+    assert job.source == CatalogJob.Source.IMPORT
+    assert (job.total, job.created, job.to_embed) == (6, 2, 2)
+    assert job.errors == [
+        "Line 4: Invalid JSON: Expecting ',' delimiter at column 33.",
+        "Line 5: sku: This field is required.",
+        "Line 6: unit: This field must not be empty.",
+        "Line 7: non_field: Each product must be a JSON object.",
+    ]
+    assert ProcrastinateJob.objects.get().args == {"job_pk": job.pk}
+    assert embedding_server.state.requests == []
+    assert _embedded_models(tenant) == {}
+
+
+def test_import_async_excludes_no_embed(tenant):
+    with pytest.raises(CommandError, match="not allowed with argument"):
+        _call(
+            "import_catalog",
+            str(DATA_DIR / "products.jsonl"),
+            "--tenant",
+            "shop-a",
+            "--async",
+            "--no-embed",
+        )
+
+    assert CatalogJob.objects.count() == 0
+
+
+def test_reembed_dry_run_counts_other_model(tenant, embedding_server, settings):
+    # given: products embedded by model-a, then the deployment switches to model-b
+    _call("import_catalog", str(DATA_DIR / "products.jsonl"), "--tenant", "shop-a")
+    settings.EMBEDDING_MODEL = "model-b"
+    requests_before = len(embedding_server.state.requests)
+
+    # when
+    stdout, _ = _call("reembed_catalog", "--tenant", "shop-a")
+
+    # then
+    assert stdout == (
+        "Dry run: 2 products of tenant 'shop-a' would be re-embedded with 'model-b'. Run "
+        "again with --commit to re-embed them.\n"
+    )
+    assert _embedded_models(tenant) == {"milk-1": "model-a", "kefir-1": "model-a"}
+    assert len(embedding_server.state.requests) == requests_before
+    assert CatalogJob.objects.count() == 0
+
+
+def test_reembed_commit_embeds_with_new_model(tenant, embedding_server, settings):
+    _call("import_catalog", str(DATA_DIR / "products.jsonl"), "--tenant", "shop-a")
+    settings.EMBEDDING_MODEL = "model-b"
+
+    stdout, _ = _call("reembed_catalog", "--tenant", "shop-a", "--commit")
+    again, _ = _call("reembed_catalog", "--tenant", "shop-a")
+
+    assert stdout == "Re-embedded 2 products of tenant 'shop-a' with 'model-b'.\n"
+    assert _embedded_models(tenant) == {"milk-1": "model-b", "kefir-1": "model-b"}
+    assert again.startswith("Dry run: 0 products of tenant 'shop-a'")
+
+
+def test_reembed_async_queues_a_job(
+    tenant, other_tenant, embedding_server, settings, django_capture_on_commit_callbacks
+):
+    # given: both tenants have embedded products, and the model changes
+    _call("import_catalog", str(DATA_DIR / "products.jsonl"), "--tenant", "shop-a")
+    _call("import_catalog", str(DATA_DIR / "products.jsonl"), "--tenant", "shop-b")
+    settings.EMBEDDING_MODEL = "model-b"
+
+    # when
+    with django_capture_on_commit_callbacks(execute=True):
+        stdout, _ = _call("reembed_catalog", "--tenant", "shop-a", "--commit", "--async")
+    job = CatalogJob.objects.get()
+    catalog_job_run(job_pk=job.pk)
+
+    # then: only tenant A is re-embedded
+    assert stdout == (
+        f"Queued job {job.public_id} (pending) to re-embed 2 products of tenant 'shop-a' "
+        "with 'model-b'.\n"
+    )
+    assert job.source == CatalogJob.Source.REEMBED
+    assert ProcrastinateJob.objects.get().args == {"job_pk": job.pk}
+    assert CatalogJob.objects.get(pk=job.pk).embedded == 2
+    assert _embedded_models(tenant) == {"milk-1": "model-b", "kefir-1": "model-b"}
+    assert _embedded_models(other_tenant) == {"milk-1": "model-a", "kefir-1": "model-a"}
+
+
+def test_reembed_reports_failure(tenant, embedding_server, settings):
+    _call("import_catalog", str(DATA_DIR / "products.jsonl"), "--tenant", "shop-a")
+    settings.EMBEDDING_MODEL = "model-b"
+    embedding_server.state.error_status = 400
+
+    with pytest.raises(CommandError) as exc_info:
+        _call("reembed_catalog", "--tenant", "shop-a", "--commit")
+
+    assert str(exc_info.value) == (
+        f"Embedding failed: The embedding request to {embedding_server.base_url}/ for model "
+        "'model-b' failed: Error code: 400 - The test server is down. 2 products still need "
+        "an embedding; run the command again to embed them."
+    )
+    assert _embedded_models(tenant) == {"milk-1": "model-a", "kefir-1": "model-a"}
+
+
+def test_reembed_unknown_tenant(db):
+    with pytest.raises(CommandError) as exc_info:
+        _call("reembed_catalog", "--tenant", "no-such-shop")
+
+    assert str(exc_info.value) == "Tenant 'no-such-shop' not found; check the slug."

@@ -1,0 +1,171 @@
+"""Limits of an agent turn: tool rounds, token budgets and the turn deadline."""
+
+import logging
+from datetime import timedelta
+
+import pytest
+
+from conversations.llm import Usage
+from conversations.models import Message, TokenUsage
+from conversations.usage import token_usage_record, utc_today
+from tests.conversations.agent.chat import types_of
+from tests.conversations.agent.llm_server import call, reply, tool_calls
+from tests.conversations.chat import send
+from webhooks.models import WebhookDelivery, WebhookKind
+
+pytestmark = pytest.mark.django_db
+
+
+def search(query: str = "молоко", **options):
+    return tool_calls(call("search_products", {"query": query}), **options)
+
+
+def test_tool_rounds_stop_at_the_limit(chat_client, shop, conversation, llm, assistant_settings):
+    assistant_settings.max_tool_rounds = 2
+    assistant_settings.save()
+    llm.add(search(), search("кефір"), search("хліб"))
+
+    sent = send(chat_client, conversation, "молоко")
+
+    assert types_of(sent) == [
+        "status",
+        "status",
+        "product_cards",
+        "product_cards",
+        "error",
+        "response_complete",
+    ]
+    assert sent[-2] == {"type": "error", "code": "max_rounds_exceeded"}
+    assert len(llm.requests) == 3
+    products_calls = WebhookDelivery.objects.filter(kind=WebhookKind.PRODUCTS).count()
+    assert products_calls == 2
+    reply_message = Message.objects.get(role="assistant")
+    assert reply_message.metadata["failure"] == "max_rounds_exceeded"
+    assert reply_message.metadata["tool_rounds"] == 2
+
+
+def test_used_up_session_budget_stops_before_the_model(
+    chat_client, shop, conversation, llm, assistant_settings
+):
+    assistant_settings.session_token_limit = 1000
+    assistant_settings.save()
+    conversation.tokens_used = 1000
+    conversation.save()
+
+    sent = send(chat_client, conversation, "молоко")
+
+    assert sent == [
+        {"type": "error", "code": "session_token_limit"},
+        {"type": "response_complete"},
+    ]
+    assert llm.requests == []
+    assert Message.objects.filter(conversation=conversation).count() == 2
+
+
+def test_session_budget_is_checked_before_each_call(
+    chat_client, shop, conversation, llm, assistant_settings
+):
+    assistant_settings.session_token_limit = 150
+    assistant_settings.save()
+    llm.add(search(usage=(200, 20)), reply("Ось молоко."))
+
+    sent = send(chat_client, conversation, "молоко")
+
+    assert types_of(sent) == ["status", "product_cards", "error", "response_complete"]
+    assert sent[-2] == {"type": "error", "code": "session_token_limit"}
+    assert len(llm.requests) == 1
+    conversation.refresh_from_db()
+    assert conversation.tokens_used == 220
+
+
+def test_tenant_daily_budget_stops_new_messages(
+    chat_client, shop, conversation, llm, tenant, assistant_settings
+):
+    assistant_settings.daily_token_limit = 5000
+    assistant_settings.save()
+    token_usage_record(tenant=tenant, usage=Usage(prompt_tokens=4000, completion_tokens=1000))
+
+    sent = send(chat_client, conversation, "молоко")
+
+    assert sent == [
+        {"type": "error", "code": "tenant_daily_token_limit"},
+        {"type": "response_complete"},
+    ]
+    assert llm.requests == []
+
+
+def test_tenant_monthly_budget_counts_this_month(
+    chat_client, shop, conversation, llm, tenant, assistant_settings
+):
+    assistant_settings.daily_token_limit = 0
+    assistant_settings.monthly_token_limit = 5000
+    assistant_settings.save()
+    month_start = utc_today().replace(day=1)
+    last_month = month_start - timedelta(days=1)
+    token_usage_record(tenant=tenant, usage=Usage(prompt_tokens=9000), day=last_month)
+    llm.add(reply("Привіт!"))
+
+    first = send(chat_client, conversation, "привіт")
+    token_usage_record(tenant=tenant, usage=Usage(prompt_tokens=5000), day=month_start)
+    second = send(chat_client, conversation, "молоко")
+
+    assert types_of(first) == ["text_delta", "text_end", "response_complete"]
+    assert second == [
+        {"type": "error", "code": "tenant_monthly_token_limit"},
+        {"type": "response_complete"},
+    ]
+    assert len(llm.requests) == 1
+
+
+def test_usage_is_recorded_per_tenant_and_day(chat_client, shop, conversation, llm, tenant):
+    llm.add(search(usage=(300, 30)), reply("Ось молоко.", usage=(400, 50)))
+
+    send(chat_client, conversation, "молоко")
+
+    usage = TokenUsage.objects.get(tenant=tenant)
+    assert usage.date == utc_today()
+    assert usage.prompt_tokens == 700
+    assert usage.completion_tokens == 80
+    assert usage.requests == 2
+    conversation.refresh_from_db()
+    assert conversation.tokens_used == 780
+
+
+def test_missing_usage_is_estimated(chat_client, shop, conversation, llm, tenant):
+    llm.add(reply("Привіт! Чим можу допомогти?", usage=None))
+
+    send(chat_client, conversation, "привіт")
+
+    usage = TokenUsage.objects.get(tenant=tenant)
+    assert usage.prompt_tokens > 500
+    assert usage.completion_tokens == 7
+    reply_message = Message.objects.get(role="assistant")
+    assert reply_message.metadata["usage_estimated"] is True
+
+
+def test_turn_deadline_ends_the_turn(chat_client, shop, conversation, llm, settings, caplog):
+    # Long enough for the search on a busy machine, so that the second model call is sent.
+    settings.AGENT_TURN_TIMEOUT_SECONDS = 3.0
+    llm.add(search(), reply("Запізно.", delay=6))
+
+    with caplog.at_level(logging.WARNING, logger="conversations.assistants.agent"):
+        sent = send(chat_client, conversation, "молоко")
+
+    assert types_of(sent) == ["status", "product_cards", "error", "response_complete"]
+    error = sent[-2]
+    assert error == {
+        "type": "error",
+        "code": "internal_error",
+        "reason": "turn_timeout",
+        "error_id": error["error_id"],
+    }
+    [record] = [r for r in caplog.records if r.getMessage() == "conversations.agent.turn_timeout"]
+    assert record.error_id == error["error_id"]
+    assert record.timeout_seconds == 3.0
+    assert len(llm.requests) == 2
+    assert record.reason == "llm_timeout"
+    assert record.request_id is None  # the timed-out request got no response headers
+    assert record.model == "test-fast-model"
+    reply_message = Message.objects.get(role="assistant")
+    assert reply_message.metadata["failure"] == "turn_timeout"
+    assert [message["role"] for message in reply_message.llm_messages] == ["assistant", "tool"]

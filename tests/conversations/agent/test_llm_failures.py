@@ -1,0 +1,186 @@
+"""An LLM endpoint that is down, slow or answers garbage: what the shopper and the logs get."""
+
+import json
+import logging
+
+import pytest
+
+from conversations.models import Message
+from tests.conversations.agent.chat import types_of
+from tests.conversations.agent.llm_server import (
+    call,
+    http_error,
+    raw_body,
+    reply,
+    tool_calls,
+)
+from tests.conversations.chat import cart_posts, reply_text, send
+from tests.conversations.shop_data import MILK_LACTEL, SESSION_ID, STORE_ID, show
+
+pytestmark = pytest.mark.django_db
+
+EMPTY_CHOICES = json.dumps(
+    {"id": "x", "object": "chat.completion", "created": 1, "model": "m", "choices": []}
+).encode()
+
+FAILURES = [
+    (
+        "bad json arguments",
+        [tool_calls(call("add_to_cart", '{"sku": "milk-001", quantity: 2'))],
+        "llm_invalid_response",
+    ),
+    ("unknown tool", [tool_calls(call("checkout", {"confirm": True}))], "llm_invalid_response"),
+    ("html body", [raw_body(b"<html>Bad gateway</html>", "text/html")], "llm_invalid_response"),
+    ("invalid json body", [raw_body(b'{"choices": [')], "llm_invalid_response"),
+    ("no choice", [raw_body(EMPTY_CHOICES)], "llm_invalid_response"),
+    ("empty answer", [reply("")], "llm_invalid_response"),
+    ("http 500 twice", [http_error(500), http_error(500)], "llm_unavailable"),
+    ("http 401", [http_error(401, "invalid api key")], "llm_request_rejected"),
+]
+
+
+@pytest.fixture(params=[True, False], ids=["stream", "plain"])
+def stream_mode(request, settings):
+    settings.LLM_STREAM = request.param
+    return request.param
+
+
+@pytest.mark.parametrize(("_case", "answers", "reason"), FAILURES)
+def test_llm_failure_becomes_an_error_event(
+    chat_client, shop, conversation, llm, stream_mode, caplog, _case, answers, reason
+):
+    show(conversation, MILK_LACTEL)
+    llm.add(*answers)
+
+    with caplog.at_level(logging.INFO):
+        sent = send(chat_client, conversation, "Додай Lactel")
+
+    error = sent[0]
+    assert sent == [
+        {
+            "type": "error",
+            "code": "internal_error",
+            "reason": reason,
+            "error_id": error["error_id"],
+        },
+        {"type": "response_complete"},
+    ]
+    assert len(llm.requests) == len(answers)
+    assert cart_posts(shop) == []
+    assert shop.store.cart_items(STORE_ID, SESSION_ID) == []
+    shopper, answer = Message.objects.filter(conversation=conversation).order_by("created_at")
+    assert shopper.text == "Додай Lactel"
+    assert answer.events == sent
+    assert answer.metadata["failure"] == reason
+    [logged] = [r for r in caplog.records if r.getMessage() == "conversations.agent.llm_failed"]
+    assert logged.error_id == error["error_id"]
+    assert logged.reason == reason
+    assert logged.request_id == f"req_test_{len(answers)}"
+    failures = [r for r in caplog.records if r.getMessage() == "llm.completion_failed"]
+    assert len(failures) == len(answers)
+    assert failures[-1].conversation_id == conversation.public_id
+
+
+def test_llm_timeout_is_reported(chat_client, shop, conversation, llm, settings):
+    settings.LLM_REQUEST_TIMEOUT_SECONDS = 0.3
+    settings.LLM_MAX_RETRIES = 0
+    llm.add(reply("Запізно.", delay=1.5))
+
+    sent = send(chat_client, conversation, "молоко")
+
+    assert sent[0]["code"] == "internal_error"
+    assert sent[0]["reason"] == "llm_timeout"
+    assert types_of(sent) == ["error", "response_complete"]
+    assert Message.objects.get(role="assistant").metadata["failure"] == "llm_timeout"
+
+
+def test_unreachable_endpoint_is_reported(
+    chat_client, shop, conversation, llm, settings, closed_port_url
+):
+    settings.OPENAI_BASE_URL = closed_port_url.replace("/vizochok/cart", "/v1")
+
+    sent = send(chat_client, conversation, "молоко")
+
+    assert sent[0]["reason"] == "llm_unavailable"
+    assert types_of(sent) == ["error", "response_complete"]
+    assert llm.requests == []
+
+
+def test_server_error_is_retried_once(chat_client, shop, conversation, llm, caplog):
+    llm.add(http_error(503), reply("Привіт!"))
+
+    with caplog.at_level(logging.INFO, logger="conversations.llm"):
+        sent = send(chat_client, conversation, "привіт")
+
+    assert reply_text(sent) == "Привіт!"
+    assert len(llm.requests) == 2
+    messages = [r.getMessage() for r in caplog.records if r.getMessage().startswith("llm.")]
+    assert messages == ["llm.completion_failed", "llm.completion_retry", "llm.completion"]
+
+
+def test_broken_stream_keeps_the_text_already_sent(chat_client, shop, conversation, llm):
+    llm.add(reply("Ось що я знайшов для вас сьогодні.", drop_after_chunks=3))
+
+    sent = send(chat_client, conversation, "молоко")
+
+    assert types_of(sent) == ["text_delta", "text_end", "error", "response_complete"]
+    assert sent[-2]["reason"] == "llm_unavailable"
+    assert len(llm.requests) == 1
+    assert Message.objects.get(role="assistant").text == "Ось що я зна"
+
+
+def test_cart_change_before_a_failure_is_kept(chat_client, shop, conversation, llm):
+    show(conversation, MILK_LACTEL)
+    llm.add(tool_calls(call("add_to_cart", {"sku": "milk-001"})), http_error(400, "too long"))
+
+    sent = send(chat_client, conversation, "Додай Lactel")
+
+    assert types_of(sent) == ["status", "cart_changed", "error", "response_complete"]
+    assert sent[-2]["reason"] == "llm_request_rejected"
+    assert shop.store.cart_items(STORE_ID, SESSION_ID)[0]["sku"] == "milk-001"
+    conversation.refresh_from_db()
+    assert conversation.cart["items"][0]["sku"] == "milk-001"
+    answer = Message.objects.get(role="assistant")
+    assert [message["role"] for message in answer.llm_messages] == ["assistant", "tool"]
+
+
+def test_failed_turn_leaves_a_usable_history(chat_client, shop, conversation, llm):
+    show(conversation, MILK_LACTEL)
+    llm.add(tool_calls(call("add_to_cart", {"sku": "milk-001"})), http_error(400, "too long"))
+    send(chat_client, conversation, "Додай Lactel")
+    llm.add(reply("У кошику молоко Lactel."))
+
+    send(chat_client, conversation, "що в кошику?")
+
+    roles = [message["role"] for message in llm.requests[2].messages]
+    assert roles == [
+        "system",
+        "user",
+        "assistant",
+        "tool",
+        "assistant",
+        "assistant",
+        "tool",
+        "user",
+    ]
+    assert llm.requests[2].messages[4] == {
+        "role": "assistant",
+        "content": "(This reply was interrupted before it was finished.)",
+    }
+
+
+def test_completion_log_has_usage_and_request_id(chat_client, shop, conversation, llm, caplog):
+    llm.add(reply("Привіт!", usage=(321, 12)))
+
+    with caplog.at_level(logging.INFO, logger="conversations.llm"):
+        send(chat_client, conversation, "привіт")
+
+    [record] = [r for r in caplog.records if r.getMessage() == "llm.completion"]
+    assert record.tenant_id == conversation.tenant_id
+    assert record.conversation_id == conversation.public_id
+    assert record.model == "test-complex-model"
+    assert record.prompt_tokens == 321
+    assert record.completion_tokens == 12
+    assert record.request_id == "req_test_1"
+    assert record.stream is True
+    assert record.duration_ms >= 0

@@ -1,0 +1,70 @@
+"""The error envelope for requests that never reach a view, and parser edge cases."""
+
+import pytest
+from rest_framework.test import APIClient
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.mark.parametrize(
+    ("_case", "path"),
+    [
+        ("unknown route", "/api/v1/nope"),
+        ("unknown version", "/api/v2/conversations"),
+        ("trailing slash", "/api/v1/conversations/"),
+        ("NUL in an id", "/api/v1/conversations/conv_x%00y"),
+        ("malformed id", "/api/v1/conversations/not-an-id/messages"),
+    ],
+)
+def test_unknown_api_paths_get_the_json_envelope(chat_client, _case, path):
+    response = chat_client.get(path)
+
+    assert response.status_code == 404
+    assert response["Content-Type"] == "application/json"
+    assert response.json() == {"detail": "Not found.", "code": "not_found"}
+
+
+def test_deeply_nested_json_is_invalid_json(chat_client):
+    body = "[" * 100_000 + "]" * 100_000
+
+    response = chat_client.post("/api/v1/conversations", data=body, content_type="application/json")
+
+    assert response.status_code == 400
+    assert response.json()["code"] == "invalid_json"
+
+
+def test_cors_preflight_is_answered_without_a_key(db):
+    response = APIClient().options(
+        "/api/v1/conversations",
+        HTTP_ORIGIN="https://shop.example",
+        HTTP_ACCESS_CONTROL_REQUEST_METHOD="POST",
+        HTTP_ACCESS_CONTROL_REQUEST_HEADERS="authorization, content-type",
+    )
+
+    assert response.status_code == 200
+    assert response["Access-Control-Allow-Origin"] == "*"
+    assert "authorization" in response["Access-Control-Allow-Headers"]
+    assert "Access-Control-Allow-Credentials" not in response
+
+
+def test_cors_headers_are_not_sent_outside_the_api(client):
+    response = client.get("/admin/login/", HTTP_ORIGIN="https://shop.example")
+
+    assert "Access-Control-Allow-Origin" not in response
+
+
+def test_a_body_over_the_upload_limit_is_payload_too_large(server_client, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+
+    response = server_client.patch(
+        "/api/v1/admin/webhooks",
+        data='{"cart_url": "' + "x" * 2000 + '"}',
+        content_type="application/json",
+    )
+
+    assert response.status_code == 413
+    assert response.json() == {
+        "detail": "The request body is larger than this server accepts.",
+        "code": "payload_too_large",
+        "max_bytes": 1000,
+    }
