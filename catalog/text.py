@@ -234,7 +234,7 @@ def build_tsquery(
     return operator.join(lexemes)
 
 
-# Function words of Ukrainian, Russian and English that say nothing about the product on
+# Function words of Ukrainian, Russian and English that tell nothing about the product on
 # their own: "для" in "корм для котів" or "with" in "tea with lemon".
 STOPWORDS = frozenset(
     {
