@@ -53,6 +53,8 @@ MAX_QUERY_LENGTH = 200
 MAX_QUERY_TERMS = 8
 
 LEXICAL_CANDIDATES = 100
+# Products whose term occurrences are counted; see _LEXICAL_STAGE.
+LEXICAL_SHORTLIST = 400
 VECTOR_CANDIDATES = 50
 TRIGRAM_CANDIDATES = 50
 
@@ -262,22 +264,37 @@ vector_stage AS (
 
 # BM25 over the tenant's products that contain any query term. Document frequencies are
 # counted over those same products, which are all the products that contain a term.
+# Counting term occurrences with regexp_count is the costly part, so it runs only for a
+# shortlist: the products ranked best by BM25 over which fields contain each term (read
+# from the tsvector, without the text).
 # "coverage" is the share of the query's IDF that a product matches. It counts only the
 # query words that some product contains and leaves out stopwords. A prefix-only match
 # counts partly.
 _LEXICAL_STAGE = f"""
 lexical_matches AS MATERIALIZED (
-    SELECT id, length(search_vector) AS document_length, {{term_matches}}
+    SELECT id, length(search_vector) AS document_length, {{field_hits}}
     FROM {{table}}
     WHERE {_SCOPE} AND search_vector @@ %(any_term)s::tsquery
 ),
 lexical_frequencies AS (
-    SELECT {{document_frequencies}} FROM lexical_matches
+    SELECT *, {{inverse_frequencies}}
+    FROM (SELECT {{document_frequencies}} FROM lexical_matches) AS counts
+),
+lexical_shortlist AS (
+    SELECT lexical_matches.*
+    FROM lexical_matches, lexical_frequencies
+    ORDER BY {{field_bm25}} DESC, id
+    LIMIT %(lexical_shortlist)s
+),
+lexical_counts AS (
+    SELECT lexical_shortlist.*, {{term_counts}}
+    FROM lexical_shortlist
+    JOIN {{table}} AS shortlisted ON shortlisted.id = lexical_shortlist.id
 ),
 lexical_scores AS (
     SELECT id, {{bm25}} AS score, ({{matched_idf}}) / NULLIF({{known_idf}}, 0) AS coverage,
            {{head_match}} AS head_match
-    FROM lexical_matches, lexical_frequencies
+    FROM lexical_counts, lexical_frequencies
 ),
 lexical_stage AS (
     SELECT id, score, coverage, head_match, row_number() OVER (ORDER BY score DESC, id) AS rank
@@ -347,9 +364,17 @@ class _SearchSql:
         any_term: list[str] = []
         for index, term in enumerate(self.terms):
             params[f"term_{index}"] = _word_pattern(term.stems, prefix=False)
+            params[f"term_{index}_title"] = _tsquery(list(term.stems), weight="A")
+            params[f"term_{index}_body"] = _tsquery(list(term.stems), weight="B")
             any_term.append(_tsquery(list(term.stems)))
             if term.prefixes:
                 params[f"term_{index}_prefix"] = _word_pattern(term.prefixes, prefix=True)
+                params[f"term_{index}_prefix_title"] = _tsquery(
+                    list(term.prefixes), weight="A", prefix=True
+                )
+                params[f"term_{index}_prefix_body"] = _tsquery(
+                    list(term.prefixes), weight="B", prefix=True
+                )
                 any_term.append(_tsquery(list(term.prefixes), prefix=True))
         params["any_term"] = " | ".join(any_term)
         return params
@@ -392,56 +417,83 @@ class _SearchSql:
             *(stage for stage in ("lexical", "vector", "trigram") if stage in self.stages),
         ]
 
-    def _field_matches(self, name: str) -> str:
-        """Return the SQL term frequency of one pattern: its occurrences, weighted by field."""
+    def _field_hits(self, name: str) -> str:
+        """Return SQL for the fields that contain a term: their weights added."""
         return (
-            f"(%(title_weight)s * regexp_count(search_title, %({name})s)"
-            f" + %(body_weight)s * regexp_count(search_body, %({name})s))"
+            f"(CASE WHEN search_vector @@ %({name}_title)s::tsquery THEN %(title_weight)s ELSE 0 END"
+            f" + CASE WHEN search_vector @@ %({name}_body)s::tsquery THEN %(body_weight)s ELSE 0 END)"
         )
+
+    def _occurrences(self, name: str) -> str:
+        """Return SQL for a term's occurrences, weighted by field."""
+        return (
+            f"(%(title_weight)s * regexp_count(shortlisted.search_title, %({name})s)"
+            f" + %(body_weight)s * regexp_count(shortlisted.search_body, %({name})s))"
+        )
+
+    def _bm25(self, exact: str, prefix: str) -> str:
+        """Return SQL for the BM25 score from per-term frequency columns named by prefix."""
+        length_norm = "(1 - %(bm25_b)s + %(bm25_b)s * document_length::float8 / %(average_length)s)"
+        parts = []
+        for index in range(len(self.terms)):
+            frequency = f"GREATEST({exact}_{index}, %(prefix_weight)s * {prefix}_{index})"
+            parts.append(
+                f"{self._idf(index)} * {frequency} * (%(bm25_k1)s + 1)"
+                f" / ({frequency} + %(bm25_k1)s * {length_norm})"
+            )
+        return " + ".join(parts)
+
+    @staticmethod
+    def _idf(index: int) -> str:
+        return f"idf_{index}"
 
     def _lexical(self) -> str:
         indexes = range(len(self.terms))
-        columns = []
+        field_hits = []
+        term_counts = []
         for index, term in enumerate(self.terms):
-            columns.append(f"{self._field_matches(f'term_{index}')}::float AS exact_{index}")
-            prefix = self._field_matches(f"term_{index}_prefix") if term.prefixes else "0"
-            columns.append(f"{prefix}::float AS prefix_{index}")
-        term_frequency = [
-            f"GREATEST(exact_{index}, %(prefix_weight)s * prefix_{index})" for index in indexes
-        ]
+            field_hits.append(f"{self._field_hits(f'term_{index}')}::float AS hit_{index}")
+            term_counts.append(f"{self._occurrences(f'term_{index}')}::float AS exact_{index}")
+            if term.prefixes:
+                prefix_hits = self._field_hits(f"term_{index}_prefix")
+                prefix_counts = self._occurrences(f"term_{index}_prefix")
+            else:
+                prefix_hits = prefix_counts = "0"
+            field_hits.append(f"{prefix_hits}::float AS prefix_hit_{index}")
+            term_counts.append(f"{prefix_counts}::float AS prefix_{index}")
         # A prefix-only match counts fully when no product contains the word itself, which
         # means the word is still being typed.
         match_weight = [
-            f"(CASE WHEN exact_{index} > 0 THEN 1 WHEN prefix_{index} > 0 AND exact_df_{index} = 0"
-            f" THEN 1 WHEN prefix_{index} > 0 THEN %(prefix_weight)s ELSE 0 END)"
+            f"(CASE WHEN hit_{index} > 0 THEN 1"
+            f" WHEN prefix_hit_{index} > 0 AND exact_df_{index} = 0 THEN 1"
+            f" WHEN prefix_hit_{index} > 0 THEN %(prefix_weight)s ELSE 0 END)"
             for index in indexes
         ]
-        idf = [
-            f"ln(1 + (%(document_count)s - df_{index} + 0.5) / (df_{index} + 0.5))"
-            for index in indexes
-        ]
-        length_norm = "(1 - %(bm25_b)s + %(bm25_b)s * document_length / %(average_length)s)"
-        bm25 = " + ".join(
-            f"{idf[index]} * {term_frequency[index]} * (%(bm25_k1)s + 1)"
-            f" / ({term_frequency[index]} + %(bm25_k1)s * {length_norm})"
-            for index in indexes
-        )
         content = [index for index, term in enumerate(self.terms) if not term.is_stopword]
         matched_idf = " + ".join(
-            [f"{idf[index]} * {match_weight[index]}" for index in content] or ["0"]
+            [f"{self._idf(index)} * {match_weight[index]}" for index in content] or ["0"]
         )
         known_idf = " + ".join(
-            [f"CASE WHEN df_{index} > 0 THEN {idf[index]} ELSE 0 END" for index in content] or ["0"]
+            [f"CASE WHEN df_{index} > 0 THEN {self._idf(index)} ELSE 0 END" for index in content]
+            or ["0"]
         )
         return _LEXICAL_STAGE.format(
             table=self.table,
-            term_matches=", ".join(columns),
+            field_hits=", ".join(field_hits),
+            term_counts=", ".join(term_counts),
             document_frequencies=", ".join(
-                f"count(*) FILTER (WHERE exact_{index} > 0 OR prefix_{index} > 0) AS df_{index},"
-                f" count(*) FILTER (WHERE exact_{index} > 0) AS exact_df_{index}"
+                f"count(*) FILTER (WHERE hit_{index} > 0 OR prefix_hit_{index} > 0) AS df_{index},"
+                f" count(*) FILTER (WHERE hit_{index} > 0) AS exact_df_{index}"
                 for index in indexes
             ),
-            bm25=bm25,
+            # Computed once per query, in float8: numeric arithmetic per product is slow.
+            inverse_frequencies=", ".join(
+                f"ln(1 + (%(document_count)s - df_{index} + 0.5) / (df_{index} + 0.5))::float8"
+                f" AS idf_{index}"
+                for index in indexes
+            ),
+            field_bm25=self._bm25("hit", "prefix_hit"),
+            bm25=self._bm25("exact", "prefix"),
             matched_idf=matched_idf,
             known_idf=known_idf,
             head_match=self._head_match(content),
@@ -461,7 +513,7 @@ class _SearchSql:
         if not words:
             return "false"
         most_common = "GREATEST(" + ", ".join(f"df_{index}" for index in words) + ")"
-        return " OR ".join(f"(exact_{index} > 0 AND df_{index} = {most_common})" for index in words)
+        return " OR ".join(f"(hit_{index} > 0 AND df_{index} = {most_common})" for index in words)
 
     def _trigram(self) -> str:
         if "lexical" in self.stages:
@@ -764,6 +816,7 @@ def product_search(
         "embedding": Vector(embedding).to_text() if embedding is not None else None,
         "embedding_model": embedder.model_name,
         "lexical_candidates": max(LEXICAL_CANDIDATES, limit),
+        "lexical_shortlist": max(LEXICAL_SHORTLIST, limit),
         "vector_candidates": max(VECTOR_CANDIDATES, limit),
         "trigram_candidates": TRIGRAM_CANDIDATES,
         "title_weight": TITLE_WEIGHT,
