@@ -420,3 +420,12 @@ def test_search_sees_upserted_changes(grocery, embedder):
 
     assert "kefir-yagotyn-1" not in _skus(hits)
     assert Product.objects.get(tenant=grocery, sku="kefir-yagotyn-1").embedding is not None
+
+
+def test_search_full_name_keeps_other_brands(grocery, embedder):
+    # A rare brand in the query must not hide the other milks, which shoppers get offered
+    # as alternatives when the named product is sold out.
+    hits = product_search(tenant=grocery, query="Молоко Lactel 1,5% 1 л", embedder=embedder)
+
+    assert _skus(hits)[0] == "milk-lactel-15"
+    assert len(MILK_SKUS & set(_skus(hits))) >= 4

@@ -2,11 +2,17 @@ import pytest
 from django.db import connection
 
 from catalog.text import (
+    MAX_TRANSLITERATIONS,
+    allowed_typos,
     build_search_body,
     build_search_title,
     build_tsquery,
+    edit_distance,
     normalize_text,
+    stem_english,
+    stem_variants,
     tokenize,
+    transliterate_latin,
 )
 
 
@@ -149,3 +155,67 @@ def test_build_tsquery_output_is_valid_tsquery(text):
         parsed = cursor.fetchone()[0]
 
     assert parsed == tsquery
+
+
+@pytest.mark.parametrize(
+    ("word", "expected"),
+    [
+        ("moloko", "молоко"),
+        ("kefir", "кефір"),
+        ("hlib", "хліб"),
+        ("olia", "олія"),
+        ("smetana", "сметана"),
+        ("yaytsya", "яйця"),
+    ],
+)
+def test_transliterate_latin_reading(word, expected):
+    assert expected in transliterate_latin(word)
+
+
+def test_transliterate_latin_limits():
+    assert transliterate_latin("ml") == []
+    assert transliterate_latin("молоко") == []
+    assert len(transliterate_latin("liniia")) == MAX_TRANSLITERATIONS
+
+
+@pytest.mark.parametrize(
+    ("word", "expected"),
+    [
+        ("молоці", ["молоц", "молок"]),
+        ("кефір", ["кефір"]),
+        ("hlib", ["hlib", "хліб", "хлиб", "хлйб", "гліб", "глиб", "глйб"]),
+    ],
+)
+def test_stem_variants(word, expected):
+    assert stem_variants(word) == expected
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "limit", "expected"),
+    [
+        ("малок", "молок", 2, 1),
+        ("кефр", "кефір", 2, 1),
+        ("молко", "молок", 2, 1),
+        ("ковбс", "ковбас", 2, 1),
+        ("пив", "питн", 2, 2),
+        ("шин", "шинков", 1, 2),
+        ("абв", "абв", 1, 0),
+    ],
+)
+def test_edit_distance(first, second, limit, expected):
+    assert edit_distance(first, second, limit=limit) == expected
+
+
+@pytest.mark.parametrize(
+    ("word_stem", "expected"), [("пив", 0), ("молок", 1), ("сметанков", 2), ("2.5", 0)]
+)
+def test_allowed_typos(word_stem, expected):
+    assert allowed_typos(word_stem) == expected
+
+
+@pytest.mark.parametrize(
+    ("word", "expected"),
+    [("batteries", "battery"), ("tomatoes", "tomato"), ("watches", "watch"), ("glass", "glass")],
+)
+def test_stem_english_plurals(word, expected):
+    assert stem_english(word) == expected
