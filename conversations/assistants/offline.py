@@ -31,6 +31,11 @@ from vizochok.exceptions import ErrorCode
 from webhooks.dispatch import FailureReason
 
 STATE_KEY = "offline"
+# Reply templates for a failed products webhook, by failure; others get products_unavailable.
+_PRODUCTS_FAILURE_KEYS = {
+    FailureReason.CIRCUIT_OPEN.value: "prices_temporarily_unavailable",
+    FailureReason.NOT_CONFIGURED.value: "products_not_configured",
+}
 LIST_SEARCH = "search"
 LIST_CART = "cart"
 # Factors from (the unit the shopper named, the product's unit) to the product's unit.
@@ -166,7 +171,9 @@ class _OfflineReply:
         yield from self._report(result, None)
 
     def _show_cart(self, intent: Intent) -> Iterator[Event]:
-        cart = self.turn.tools.view_cart()
+        cart = self.turn.tools.view_cart(refresh=True)
+        if not self.turn.tools.cart_complete:
+            self.lines.append(self.replies.text("cart_incomplete"))
         self.lines.extend(self.replies.cart_lines(cart))
         self.memory.listed = [item["sku"] for item in cart["items"]]
         self.memory.listed_kind = LIST_CART
@@ -219,7 +226,8 @@ class _OfflineReply:
         """Add the cart summary and event of a confirmed change, or explain the rejection."""
         if result.ok:
             if result.cart["items"]:
-                self.lines.append(self.replies.cart_summary(result.cart))
+                complete = self.turn.tools.cart_complete
+                self.lines.append(self.replies.cart_summary(result.cart, complete=complete))
             self.extra_events.extend(result.events())
             return
         quantity = (
@@ -228,8 +236,18 @@ class _OfflineReply:
             else ""
         )
         self.lines.append(self.replies.rejection(result.reason, product=product, quantity=quantity))
+        if result.cart_refreshed:
+            self._show_refreshed_cart(result)
         if result.reason == "out_of_stock" and product is not None:
             yield from self._show_alternatives(product)
+
+    def _show_refreshed_cart(self, result: CartChangeResult) -> None:
+        """List the cart just reloaded from the merchant, so positions refer to it."""
+        self.lines.append(self.replies.text("cart_refreshed"))
+        self.lines.extend(self.replies.cart_lines(result.cart))
+        self.memory.listed = [item["sku"] for item in result.cart["items"]]
+        self.memory.listed_kind = LIST_CART
+        self.memory.focus = None
 
     def _show_alternatives(self, product: ShownProduct) -> Iterator[Event]:
         yield events.status(StatusCode.SEARCHING)
@@ -257,9 +275,11 @@ class _OfflineReply:
         elif result.outcome == SearchOutcome.NONE_AVAILABLE:
             self.lines.append(self.replies.text("search_none_available", query=result.query))
         elif result.outcome == SearchOutcome.PRODUCTS_UNAVAILABLE:
-            temporarily = result.failure == FailureReason.CIRCUIT_OPEN
-            key = "prices_temporarily_unavailable" if temporarily else "products_unavailable"
-            self.lines.append(self.replies.text(key))
+            self.lines.append(
+                self.replies.text(
+                    _PRODUCTS_FAILURE_KEYS.get(result.failure or "", "products_unavailable")
+                )
+            )
         else:
             self.lines.append(self.replies.text("no_catalog_data"))
             self.extra_events.append(events.error(ErrorCode.NO_CATALOG_DATA))

@@ -32,6 +32,10 @@ TEMPLATES: dict[str, dict[str, str]] = {
         "added": "Додав у кошик: {name}, {quantity}.",
         "added_promo": "Ціна за акцією: {promo_price} замість {price}{label}.",
         "cart_summary": "Позицій у кошику: {count}, сума: {total}.",
+        "cart_summary_partial": "Позицій, доданих у цій розмові: {count}, їхня сума: {total}. Кошик із магазину не вдалося завантажити, тож загальна сума може бути більшою.",
+        "cart_incomplete": "Не вдалося завантажити ваш кошик із магазину, тому тут лише зміни з цієї розмови, а сума може бути неповною.",
+        "cart_refreshed": "Я оновив кошик за даними магазину:",
+        "products_not_configured": "Магазин ще не підключив ціни та наявність товарів, тому я поки не можу їх показати.",
         "removed": "Прибрав з кошика: {name}.",
         "quantity_set": "Змінив кількість: {name} — тепер {quantity}.",
         "cleared": "Кошик очищено.",
@@ -89,6 +93,10 @@ TEMPLATES: dict[str, dict[str, str]] = {
         "added": "Added to your cart: {name}, {quantity}.",
         "added_promo": "Promotional price: {promo_price} instead of {price}{label}.",
         "cart_summary": "Items in your cart: {count}, total: {total}.",
+        "cart_summary_partial": "Items added in this chat: {count}, their total: {total}. Your cart could not be loaded from the store, so its full total may be higher.",
+        "cart_incomplete": "Your cart could not be loaded from the store, so this shows only the changes made in this chat, and the total may be incomplete.",
+        "cart_refreshed": "I reloaded your cart from the store:",
+        "products_not_configured": "The store has not connected product prices and stock yet, so I cannot show products for now.",
         "removed": "Removed from your cart: {name}.",
         "quantity_set": "Changed the quantity: {name} is now {quantity}.",
         "cleared": "Your cart is now empty.",
@@ -146,6 +154,10 @@ TEMPLATES: dict[str, dict[str, str]] = {
         "added": "Добавил в корзину: {name}, {quantity}.",
         "added_promo": "Цена по акции: {promo_price} вместо {price}{label}.",
         "cart_summary": "Позиций в корзине: {count}, сумма: {total}.",
+        "cart_summary_partial": "Позиций, добавленных в этом разговоре: {count}, их сумма: {total}. Корзину из магазина не удалось загрузить, поэтому общая сумма может быть больше.",
+        "cart_incomplete": "Не удалось загрузить вашу корзину из магазина, поэтому здесь только изменения из этого разговора, а сумма может быть неполной.",
+        "cart_refreshed": "Я обновил корзину по данным магазина:",
+        "products_not_configured": "Магазин ещё не подключил цены и наличие товаров, поэтому я пока не могу их показать.",
         "removed": "Убрал из корзины: {name}.",
         "quantity_set": "Изменил количество: {name} — теперь {quantity}.",
         "cleared": "Корзина очищена.",
@@ -304,8 +316,10 @@ class Replies:
         lines.append(self.text("cart_total", total=self.price(cart["total"])))
         return lines
 
-    def cart_summary(self, cart: CartSnapshot) -> str:
-        return self.text("cart_summary", count=len(cart["items"]), total=self.price(cart["total"]))
+    def cart_summary(self, cart: CartSnapshot, *, complete: bool = True) -> str:
+        """Return the line count and total; ``complete`` is false while the cart is unknown."""
+        key = "cart_summary" if complete else "cart_summary_partial"
+        return self.text(key, count=len(cart["items"]), total=self.price(cart["total"]))
 
     def rejection(self, reason: str | None, *, product: ShownProduct | None, quantity: str) -> str:
         """Explain why the merchant or a guard rejected a cart change."""

@@ -49,18 +49,15 @@ def cart_get_requests(merchant) -> list:
     return [request for request in merchant.requests if request.method == "GET"]
 
 
-def test_cart_is_loaded_once_on_the_first_message(
-    chat_client, merchant, cart_get, shopper_conversation
-):
+def test_cart_is_loaded_on_the_first_message(chat_client, merchant, cart_get, shopper_conversation):
     merchant.store.cart_seed(STORE_ID, SESSION_ID, [("bread-01", 1)])
 
     first = send(chat_client, shopper_conversation, "що в кошику?")
     send(chat_client, shopper_conversation, "привіт")
-    third = send(chat_client, shopper_conversation, "покажи кошик")
 
-    expected_text = "У вашому кошику:\n1. Хліб Київхліб білий — 1 шт × 32,00 = 32,00\nРазом: 32,00."
-    assert reply_text(first) == expected_text
-    assert reply_text(third) == expected_text
+    assert reply_text(first) == (
+        "У вашому кошику:\n1. Хліб Київхліб білий — 1 шт × 32,00 = 32,00\nРазом: 32,00."
+    )
     [request] = cart_get_requests(merchant)
     assert request.query == {"store_id": STORE_ID, "session_id": SESSION_ID}
     shopper_conversation.refresh_from_db()
@@ -68,7 +65,26 @@ def test_cart_is_loaded_once_on_the_first_message(
     assert shopper_conversation.cart_loaded_at is not None
 
 
-def test_cart_load_failure_is_not_retried(
+def test_show_cart_reloads_the_merchant_cart(chat_client, merchant, cart_get, shopper_conversation):
+    merchant.store.cart_seed(STORE_ID, SESSION_ID, [("bread-01", 1)])
+    send(chat_client, shopper_conversation, "привіт")
+    # The shopper changes the cart on the store's website meanwhile.
+    merchant.store.cart_seed(STORE_ID, SESSION_ID, [("milk-001", 2)])
+
+    shown = send(chat_client, shopper_conversation, "покажи кошик")
+
+    assert reply_text(shown) == (
+        "У вашому кошику:\n"
+        "1. Хліб Київхліб білий — 1 шт × 32,00 = 32,00\n"
+        "2. Молоко Lactel 2.5% — 2 шт × 45,90 = 91,80\n"
+        "Разом: 123,80."
+    )
+    assert len(cart_get_requests(merchant)) == 2
+    shopper_conversation.refresh_from_db()
+    assert shopper_conversation.cart == {"items": [BREAD, MILK], "total": 123.8}
+
+
+def test_cart_load_failure_is_retried_on_the_next_message(
     chat_client, tenant, local_webhooks, shopper_conversation, closed_port_url
 ):
     tenant.webhook_settings.cart_get_url = closed_port_url
@@ -77,11 +93,37 @@ def test_cart_load_failure_is_not_retried(
     first = send(chat_client, shopper_conversation, "що в кошику?")
     send(chat_client, shopper_conversation, "що в кошику?")
 
-    assert reply_text(first) == "Ваш кошик порожній."
-    assert WebhookDelivery.objects.filter(kind=WebhookKind.CART_GET).count() == 1
+    assert reply_text(first) == (
+        "Не вдалося завантажити ваш кошик із магазину, тому тут лише зміни з цієї розмови, "
+        "а сума може бути неповною.\n"
+        "Ваш кошик порожній."
+    )
+    # One load before each message, and none for the refresh that "show the cart" asks for
+    # because each message tries at most once.
+    assert WebhookDelivery.objects.filter(kind=WebhookKind.CART_GET).count() == 2
     shopper_conversation.refresh_from_db()
     assert shopper_conversation.cart == {"items": [], "total": 0.0}
     assert shopper_conversation.cart_loaded_at is None
+
+
+def test_cart_load_stops_after_one_success(
+    chat_client, tenant, merchant, cart_get, shopper_conversation, closed_port_url
+):
+    merchant.store.cart_seed(STORE_ID, SESSION_ID, [("bread-01", 1)])
+    tenant.webhook_settings.cart_get_url = closed_port_url
+    tenant.webhook_settings.save()
+    send(chat_client, shopper_conversation, "дякую")
+    tenant.webhook_settings.cart_get_url = merchant.cart_get_url
+    tenant.webhook_settings.save()
+
+    second = send(chat_client, shopper_conversation, "дякую")
+    send(chat_client, shopper_conversation, "дякую")
+
+    assert reply_text(second) == "Будь ласка! Чим ще можу допомогти?"
+    assert len(cart_get_requests(merchant)) == 1
+    shopper_conversation.refresh_from_db()
+    assert shopper_conversation.cart == {"items": [BREAD], "total": 32.0}
+    assert shopper_conversation.cart_loaded_at is not None
 
 
 def test_no_cart_load_without_a_cart_get_url(chat_client, merchant, shopper_conversation):

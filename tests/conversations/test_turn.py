@@ -8,6 +8,7 @@ import pytest
 from conversations import events
 from conversations.assistants import Turn
 from conversations.events import Event
+from conversations.identity import ShopperIdentity
 from conversations.models import Conversation, Message
 from conversations.services import ConversationTurn, conversation_create
 
@@ -39,10 +40,13 @@ class RecordingAssistant:
 
 
 def test_conversation_create_uses_the_user_id_as_session(tenant):
-    conversation = conversation_create(tenant=tenant, store_id="store-1", user_id="user-9")
+    identity = ShopperIdentity(user_id="user-9", limit_key="user:user-9")
+
+    conversation = conversation_create(tenant=tenant, store_id="store-1", identity=identity)
 
     assert conversation.session_id == "user-9"
     assert conversation.user_id == "user-9"
+    assert conversation.limit_identity == "user:user-9"
     assert conversation.store_id == "store-1"
     assert conversation.cart == {"items": [], "total": 0.0}
 
