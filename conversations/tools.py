@@ -59,6 +59,10 @@ DETAIL_TEXT_LIMIT = 1000
 MAX_SEARCH_LIMIT = 10
 # Products remembered for cart changes; the oldest are forgotten first.
 SEEN_PRODUCTS_LIMIT = 100
+# The largest quantity one cart change may ask for, in the product's unit (pieces or
+# kilograms). A chat rarely orders more of one product, and a bigger number is more likely
+# a typo or a prompt injection than a real order.
+MAX_CHANGE_QUANTITY = Decimal(100)
 
 # Keys of conversation.state that the tools own.
 STATE_SHOWN = "shown"
@@ -80,6 +84,7 @@ class GuardReason(StrEnum):
 
     SKU_NOT_OFFERED = "sku_not_offered"
     INVALID_QUANTITY = "invalid_quantity"
+    QUANTITY_TOO_LARGE = "quantity_too_large"
     BELOW_MIN_QUANTITY = "below_min_quantity"
     QUANTITY_STEP_MISMATCH = "quantity_step_mismatch"
 
@@ -109,6 +114,9 @@ class ShownProduct:
     category_path: str | None = None
     min_quantity: float | None = None
     quantity_step: float | None = None
+    # Pack size from the catalog: grams and millilitres.
+    weight: float | None = None
+    volume: float | None = None
 
     @classmethod
     def from_catalog(cls, product: Product, live: LiveProduct) -> "ShownProduct":
@@ -124,6 +132,8 @@ class ShownProduct:
             category_path=product.category_path or None,
             min_quantity=_optional_float(product.min_quantity),
             quantity_step=_optional_float(product.quantity_step),
+            weight=product.weight,
+            volume=product.volume,
         )
 
     @classmethod
@@ -138,6 +148,8 @@ class ShownProduct:
             unit=item.get("unit") or "pcs",
             min_quantity=_optional_float(product.min_quantity) if product else None,
             quantity_step=_optional_float(product.quantity_step) if product else None,
+            weight=product.weight if product else None,
+            volume=product.volume if product else None,
         )
 
     @classmethod
@@ -182,8 +194,10 @@ class ShownProduct:
 
 def quantity_problem(product: ShownProduct, quantity: Decimal) -> GuardReason | None:
     """Return why ``quantity`` of ``product`` cannot be ordered, or None when it can."""
-    if not quantity.is_finite() or quantity <= 0:
+    if quantity.is_nan() or quantity <= 0:
         return GuardReason.INVALID_QUANTITY
+    if quantity > MAX_CHANGE_QUANTITY:
+        return GuardReason.QUANTITY_TOO_LARGE
     if product.min_quantity is not None and quantity < to_decimal(product.min_quantity):
         return GuardReason.BELOW_MIN_QUANTITY
     step = product.step
