@@ -94,6 +94,7 @@ def prepare_tenant(*, merchant_url: str) -> dict[str, str]:
         api_key_create,
         api_key_revoke,
         tenant_create,
+        user_token_secret_set,
         webhook_secret_set,
         webhook_settings_get_or_create,
     )
@@ -112,6 +113,7 @@ def prepare_tenant(*, merchant_url: str) -> dict[str, str]:
     webhook_settings.cart_get_url = f"{merchant_url}/vizochok/cart"
     webhook_settings.save()
     webhook_secret = webhook_secret_set(webhook_settings=webhook_settings)
+    user_token_secret = user_token_secret_set(tenant=tenant)
 
     admin_password = secrets.token_urlsafe(12)
     user_model = get_user_model()
@@ -127,6 +129,7 @@ def prepare_tenant(*, merchant_url: str) -> dict[str, str]:
         "public_key": public_key.raw_key,
         "secret_key": secret_key.raw_key,
         "webhook_secret": webhook_secret,
+        "user_token_secret": user_token_secret,
         "admin_password": admin_password,
     }
 
@@ -351,6 +354,7 @@ def main() -> None:
         play_conversation(
             app_url=app_url,
             public_key=credentials["public_key"],
+            user_token_secret=credentials["user_token_secret"],
             store_id=STORE_ID,
             user_id=SHOPPER_ID,
             stream=not args.no_stream,
