@@ -49,7 +49,7 @@ class UserTokenRejection(StrEnum):
 
 
 class UserTokenRejected(ClientError):
-    """A well-formed user token that does not prove the user id; ``reason`` says why."""
+    """A well-formed user token that does not prove the user id; ``reason`` names the cause."""
 
     http_status = status.HTTP_403_FORBIDDEN
     code = ErrorCode.PERMISSION_DENIED

@@ -102,7 +102,7 @@ def conversation_limit_take(*, tenant: Tenant, identity: str, now: datetime | No
 def message_rate_check(
     *, conversation: Conversation, max_messages: int, window_seconds: int, now: datetime
 ) -> None:
-    """Raise ``rate_limit_exceeded`` if the conversation's window already holds the maximum.
+    """Raise ``rate_limit_exceeded`` if the conversation's window already contains the maximum.
 
     ``retry_after`` is the seconds until the oldest message that counts leaves the window,
     rounded up, so that a retry after it is accepted.

@@ -8,7 +8,7 @@ from conversations.models import Conversation, Message
 from tenants.models import Tenant
 from vizochok.exceptions import InvalidInput, NotFound
 
-# Messages in one response of GET /api/v1/conversations/{id}, unless ``limit`` says otherwise.
+# Messages in one response of GET /api/v1/conversations/{id}, unless ``limit`` sets another number.
 MESSAGES_PAGE_DEFAULT = 50
 MESSAGES_PAGE_MAX = 200
 
