@@ -244,6 +244,28 @@ def stop(processes: list[subprocess.Popen[bytes]]) -> None:
             os.killpg(process.pid, signal.SIGKILL)
 
 
+def start_worker() -> subprocess.Popen[bytes]:
+    return start_process(
+        "worker",
+        [sys.executable, "manage.py", "procrastinate", "worker", "--queues", "catalog"],
+        dict(os.environ),
+    )
+
+
+def keep_serving(processes: list[subprocess.Popen[bytes]]) -> None:
+    """Wait for Ctrl-C; restart the catalog worker if it stops, as a process manager would.
+
+    The worker is the last process. A stopped app or merchant ends the demo.
+    """
+    *servers, worker = processes
+    while all(process.poll() is None for process in servers):
+        if worker.poll() is not None:
+            print("The catalog worker stopped; starting a new one.", flush=True)
+            worker = processes[-1] = start_worker()
+        time.sleep(1)
+    print("A server stopped unexpectedly; see the logs in .demo/.", flush=True)
+
+
 def print_instructions(*, app_url: str, credentials: dict[str, str]) -> None:
     step("The demo keeps serving; try it yourself")
     print(
@@ -266,6 +288,11 @@ def print_instructions(*, app_url: str, credentials: dict[str, str]) -> None:
       -H 'Content-Type: application/json' \\
       -d '{{"products": [{{"sku": "demo-1", "name": "Кефір домашній 1 л"}}]}}'
     curl -s {app_url}/api/v1/catalog/jobs -H 'Authorization: Bearer {credentials["secret_key"]}'
+
+  Management commands for the demo tenant need the same development egress settings as
+  the app, because its merchant listens on 127.0.0.1 over plain HTTP:
+    WEBHOOK_ALLOW_HTTP=1 WEBHOOK_ALLOWED_NETWORKS=127.0.0.0/8 \
+      make manage ARGS="check_merchant {TENANT_SLUG}"
 
   Secret key (server side: catalog and admin API): {credentials["secret_key"]}
   Admin: {app_url}/admin/  user {DEMO_ADMIN}, password {credentials["admin_password"]}
@@ -336,13 +363,7 @@ def main() -> None:
 
         step("Starting a catalog worker")
         worker_started = time.time()
-        processes.append(
-            start_process(
-                "worker",
-                [sys.executable, "manage.py", "procrastinate", "worker", "--queues", "catalog"],
-                dict(os.environ),
-            )
-        )
+        processes.append(start_worker())
         wait_until_worker_runs(processes[-1], since=worker_started)
 
         step("Uploading a product through the catalog API; the worker embeds it")
@@ -363,9 +384,7 @@ def main() -> None:
             return
         print_instructions(app_url=app_url, credentials=credentials)
         signal.signal(signal.SIGTERM, signal.default_int_handler)
-        while all(process.poll() is None for process in processes):
-            time.sleep(1)
-        print("A server stopped unexpectedly; see the logs in .demo/.", flush=True)
+        keep_serving(processes)
     except KeyboardInterrupt:
         pass
     finally:

@@ -4,6 +4,7 @@ Raw API keys and webhook secrets appear exactly once, in the confirmation messag
 they are created; the admin never lists them again.
 """
 
+import json
 from datetime import timedelta
 from typing import Any, cast
 
@@ -332,7 +333,8 @@ class WebhookSettingsAdmin(admin.ModelAdmin):
                 self.message_user(
                     request,
                     f"{tenant}: {kind.label} test answered HTTP {result.status_code} in "
-                    f"{result.latency_ms} ms: {result.response}",
+                    f"{result.latency_ms} ms: "
+                    f"{json.dumps(result.response, ensure_ascii=False, default=str)}",
                     level=messages.SUCCESS,
                 )
             else:
