@@ -5,5 +5,5 @@ from catalog.apis import CatalogJobDetailApi, CatalogJobListApi, ProductUpsertAp
 urlpatterns = [
     path("products", ProductUpsertApi.as_view(), name="catalog-products"),
     path("jobs", CatalogJobListApi.as_view(), name="catalog-jobs"),
-    path("jobs/<str:job_id>", CatalogJobDetailApi.as_view(), name="catalog-job-detail"),
+    path("jobs/<public_id:job_id>", CatalogJobDetailApi.as_view(), name="catalog-job-detail"),
 ]

@@ -10,11 +10,21 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from conversations.selectors import conversation_get
+from conversations.identity import shopper_identity_resolve
+from conversations.selectors import (
+    MESSAGES_PAGE_DEFAULT,
+    MESSAGES_PAGE_MAX,
+    conversation_get,
+    conversation_messages_page,
+)
 from conversations.services import ConversationTurn, conversation_create, message_too_large
 from conversations.streaming import event_stream_response, wants_event_stream
 from tenants.authentication import ApiClient
 from tenants.permissions import HasChatScope
+from vizochok.exceptions import LimitExceeded
+from vizochok.serializers import StrictInputSerializer
+
+_JSON_TYPE_NAMES = {bool: "a boolean", int: "a number", float: "a number", list: "an array"}
 
 
 def _client(request: Request) -> ApiClient:
@@ -34,12 +44,40 @@ def _message_data(request: Request) -> Any:
         raise message_too_large() from error
 
 
-class ConversationCreateApi(APIView):
+class StringField(serializers.CharField):
+    """A ``CharField`` that accepts only JSON strings.
+
+    DRF's ``CharField`` turns ``5`` into ``"5"`` and ``1e999`` into ``"inf"``; a client that
+    sends a number where text belongs has a bug that should be reported, not hidden.
+    """
+
+    default_error_messages = {"not_a_string": "Expected a string, got {json_type}."}
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("not_a_string", json_type=_JSON_TYPE_NAMES.get(type(data), "an object"))
+        return cast(str, super().to_internal_value(data))
+
+
+class RetryAfterHeaderMixin:
+    """Add a ``Retry-After`` header to a 429 response whose error carries ``retry_after``."""
+
+    def handle_exception(self, exc: Exception) -> Response:
+        response: Response = super().handle_exception(exc)  # type: ignore[misc]
+        if isinstance(exc, LimitExceeded) and "retry_after" in exc.extra:
+            response["Retry-After"] = str(exc.extra["retry_after"])
+        return response
+
+
+class ConversationCreateApi(RetryAfterHeaderMixin, APIView):
+    """Start a conversation; a ``user_id`` sent with a public key needs a ``user_token``."""
+
     permission_classes = [HasChatScope]
 
-    class InputSerializer(serializers.Serializer):
-        store_id = serializers.CharField(max_length=100)
-        user_id = serializers.CharField(max_length=200, required=False, allow_null=True)
+    class InputSerializer(StrictInputSerializer):
+        store_id = StringField(max_length=100)
+        user_id = StringField(max_length=200, required=False, allow_null=True)
+        user_token = StringField(max_length=200, required=False, allow_null=True)
 
     class OutputSerializer(serializers.Serializer):
         conversation_id = serializers.CharField(source="public_id")
@@ -50,14 +88,30 @@ class ConversationCreateApi(APIView):
     def post(self, request: Request) -> Response:
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
+        client = _client(request)
+        identity = shopper_identity_resolve(
+            client=client,
+            user_id=serializer.validated_data.get("user_id"),
+            user_token=serializer.validated_data.get("user_token"),
+        )
         conversation = conversation_create(
-            tenant=_client(request).tenant, **serializer.validated_data
+            tenant=client.tenant,
+            store_id=serializer.validated_data["store_id"],
+            identity=identity,
         )
         return Response(self.OutputSerializer(conversation).data, status=status.HTTP_201_CREATED)
 
 
 class ConversationDetailApi(APIView):
+    """Return a conversation with one page of its messages, the latest by default."""
+
     permission_classes = [HasChatScope]
+
+    class QuerySerializer(serializers.Serializer):
+        limit = serializers.IntegerField(
+            min_value=1, max_value=MESSAGES_PAGE_MAX, default=MESSAGES_PAGE_DEFAULT
+        )
+        before = serializers.CharField(max_length=40, required=False)
 
     class OutputSerializer(serializers.Serializer):
         class MessageSerializer(serializers.Serializer):
@@ -75,30 +129,37 @@ class ConversationDetailApi(APIView):
         cart = serializers.JSONField()
         created_at = serializers.DateTimeField()
         updated_at = serializers.DateTimeField()
-        messages = MessageSerializer(many=True)
 
         def get_user_id(self, conversation: Any) -> str | None:
             return conversation.user_id or None
 
     def get(self, request: Request, conversation_id: str) -> Response:
-        conversation = conversation_get(
-            tenant=_client(request).tenant, public_id=conversation_id, with_messages=True
+        query = self.QuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        conversation = conversation_get(tenant=_client(request).tenant, public_id=conversation_id)
+        page = conversation_messages_page(conversation=conversation, **query.validated_data)
+        message_serializer = self.OutputSerializer.MessageSerializer(page.messages, many=True)
+        return Response(
+            {
+                **self.OutputSerializer(conversation).data,
+                "messages": message_serializer.data,
+                "has_more_messages": page.has_more,
+            }
         )
-        return Response(self.OutputSerializer(conversation).data)
 
 
-class MessageCreateApi(APIView):
+class MessageCreateApi(RetryAfterHeaderMixin, APIView):
     """Process a shopper message: a JSON list of events, or Server-Sent Events on request.
 
     With ``Accept: text/event-stream`` the events are streamed as they happen. Errors found
-    before the reply starts (authentication, validation, ``agent_busy``) are JSON error
-    responses in both modes.
+    before the reply starts (authentication, validation, ``agent_busy``, the rate and daily
+    limits) are JSON error responses in both modes.
     """
 
     permission_classes = [HasChatScope]
 
-    class InputSerializer(serializers.Serializer):
-        text = serializers.CharField()
+    class InputSerializer(StrictInputSerializer):
+        text = StringField()
 
     def perform_content_negotiation(
         self, request: Request, force: bool = False

@@ -23,8 +23,13 @@ from vizochok.exceptions import InternalError
 
 logger = logging.getLogger(__name__)
 
-# Longer than the slowest turn: a few webhook calls, each at most 2 attempts of the
-# maximum tenant timeout (30 s) plus the 1 s retry delay.
+# Longer than the slowest turn, because a lease taken over from a live turn makes that turn
+# fail with LeaseLost in the middle of its cart changes. A webhook call takes at most 61 s
+# (2 attempts of the maximum tenant timeout of 30 s plus the 1 s retry delay). The LLM
+# agent's turn is cut at AGENT_TURN_TIMEOUT_SECONDS (120 s by default) but may overrun by
+# one webhook call and follows a cart GET: 242 s. An offline turn makes at most four calls
+# (cart GET, search, cart change, search for alternatives): 244 s. A new message after a
+# stopped worker therefore waits up to this long; it then gets the interrupted reply.
 LEASE_DURATION = timedelta(minutes=5)
 
 

@@ -29,7 +29,11 @@ class Conversation(TimestampedModel):
     # The shopper's user id when the client sent one, otherwise a generated id. The
     # merchant finds the cart by it.
     session_id = models.CharField(max_length=200)
+    # A trusted user id: sent with a secret key, or with a public key and a valid user token.
     user_id = models.CharField(max_length=200, blank=True)
+    # What the per-user limits count this conversation's messages by: "user:<user_id>", or
+    # "key:<api key id>" for an anonymous shopper; see conversations.identity.
+    limit_identity = models.CharField(max_length=220, blank=True)
     # The cart as the merchant last confirmed it: {"items": [CartItem...], "total": float}.
     cart = models.JSONField(default=empty_cart)
     cart_loaded_at = models.DateTimeField(null=True, blank=True)
@@ -71,6 +75,10 @@ class Message(TimestampedModel):
 
     class Meta:
         ordering = ["conversation_id", "created_at", "pk"]
+        # Serves the rate limit (recent shopper messages) and the pages of the history.
+        indexes = [
+            models.Index(fields=["conversation", "created_at"], name="message_conv_created_idx")
+        ]
 
     def __str__(self) -> str:
         return f"{self.role}: {self.text[:40]}"
@@ -97,3 +105,28 @@ class TokenUsage(models.Model):
     @property
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
+
+
+class UserDailyUsage(models.Model):
+    """Shopper messages and conversations of one limit identity on one day (UTC).
+
+    The per-user daily limits are checked and counted with one conditional UPDATE of this
+    row, so concurrent requests in different processes cannot pass a limit together.
+    """
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="user_usage")
+    identity = models.CharField(max_length=220)
+    date = models.DateField()
+    messages = models.PositiveIntegerField(default=0)
+    conversations = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["tenant_id", "-date", "identity"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "identity", "date"], name="uniq_user_usage_identity_date"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.identity} {self.date}: {self.messages} messages"

@@ -1,26 +1,63 @@
 """Reads of the conversations app, always scoped to one tenant."""
 
-from django.db.models import Prefetch
+from dataclasses import dataclass
+
+from django.db.models import Q
 
 from conversations.models import Conversation, Message
 from tenants.models import Tenant
-from vizochok.exceptions import NotFound
+from vizochok.exceptions import InvalidInput, NotFound
+
+# Messages in one response of GET /api/v1/conversations/{id}, unless ``limit`` sets another number.
+MESSAGES_PAGE_DEFAULT = 50
+MESSAGES_PAGE_MAX = 200
 
 
-def conversation_get(
-    *, tenant: Tenant, public_id: str, with_messages: bool = False
-) -> Conversation:
+@dataclass(frozen=True)
+class MessagePage:
+    """Consecutive messages of a conversation, oldest first.
+
+    ``has_more`` is true when older messages exist; pass the first message's id as
+    ``before`` to read them.
+    """
+
+    messages: list[Message]
+    has_more: bool
+
+
+def conversation_get(*, tenant: Tenant, public_id: str) -> Conversation:
     """Return ``tenant``'s conversation ``public_id``.
 
     Raise ``NotFound`` for an unknown id and for another tenant's conversation alike, so
     that a caller cannot learn which ids exist.
     """
-    queryset = Conversation.objects.select_related("tenant").filter(tenant=tenant)
-    if with_messages:
-        queryset = queryset.prefetch_related(
-            Prefetch("messages", queryset=Message.objects.order_by("created_at", "pk"))
-        )
-    conversation = queryset.filter(public_id=public_id).first()
+    conversation = (
+        Conversation.objects.select_related("tenant")
+        .filter(tenant=tenant, public_id=public_id)
+        .first()
+    )
     if conversation is None:
         raise NotFound("Conversation not found.")
     return conversation
+
+
+def conversation_messages_page(
+    *, conversation: Conversation, limit: int = MESSAGES_PAGE_DEFAULT, before: str | None = None
+) -> MessagePage:
+    """Return the latest ``limit`` messages of ``conversation`` older than message ``before``.
+
+    Raise ``InvalidInput`` when ``before`` is not a message of this conversation.
+    """
+    messages = Message.objects.filter(conversation=conversation)
+    if before is not None:
+        anchor = messages.filter(public_id=before).first()
+        if anchor is None:
+            raise InvalidInput(
+                "Invalid message id.",
+                fields={"before": ["No message with this id in this conversation."]},
+            )
+        messages = messages.filter(
+            Q(created_at__lt=anchor.created_at) | Q(created_at=anchor.created_at, pk__lt=anchor.pk)
+        )
+    latest = list(messages.order_by("-created_at", "-pk")[: limit + 1])
+    return MessagePage(messages=list(reversed(latest[:limit])), has_more=len(latest) > limit)

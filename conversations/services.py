@@ -7,19 +7,18 @@ from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 
 from django.db import transaction
-from django.utils import timezone
 
 from conversations import events
 from conversations.assistants import Assistant, HistoryEntry, Turn, get_assistant
-from conversations.cart import cart_from_lines
 from conversations.events import Event, EventType
+from conversations.identity import ANONYMOUS_SESSION_PREFIX, ShopperIdentity
 from conversations.language import UKRAINIAN, detect_language
 from conversations.leases import TurnLease, turn_lease_acquire
+from conversations.limits import conversation_limit_take, message_limits_take
 from conversations.models import Conversation, Message
 from conversations.tools import ShoppingTools
-from tenants.models import AssistantSettings, Tenant, WebhookSettings
-from vizochok.exceptions import Conflict, ErrorCode, PayloadTooLarge
-from webhooks.dispatch import cart_fetch
+from tenants.models import AssistantSettings, Tenant
+from vizochok.exceptions import Conflict, ErrorCode, LimitExceeded, PayloadTooLarge
 
 logger = logging.getLogger(__name__)
 
@@ -30,15 +29,27 @@ HISTORY_LIMIT = 20
 STATE_LANGUAGE = "language"
 # Metadata value of a reply whose client disconnected before it was complete.
 INTERRUPTED_CLIENT_DISCONNECTED = "client_disconnected"
+# Reason of the reply recorded for a shopper message whose turn never ended (its worker
+# stopped); also the ``reason`` of that reply's ``internal_error`` event.
+INTERRUPTED_TURN_LOST = "interrupted"
 
 
 def conversation_create(
-    *, tenant: Tenant, store_id: str, user_id: str | None = None
+    *, tenant: Tenant, store_id: str, identity: ShopperIdentity
 ) -> Conversation:
-    """Start a conversation; the merchant finds the cart by ``user_id`` or a generated id."""
-    session_id = user_id or f"anon_{secrets.token_urlsafe(16)}"
+    """Start a conversation of ``identity``; raise ``LimitExceeded`` over the daily limit.
+
+    The merchant finds the cart by the trusted user id, or by a generated session id for an
+    anonymous shopper. ``identity`` must come from ``shopper_identity_resolve``.
+    """
+    conversation_limit_take(tenant=tenant, identity=identity.limit_key)
+    session_id = identity.user_id or f"{ANONYMOUS_SESSION_PREFIX}{secrets.token_urlsafe(16)}"
     conversation = Conversation.objects.create(
-        tenant=tenant, store_id=store_id, user_id=user_id or "", session_id=session_id
+        tenant=tenant,
+        store_id=store_id,
+        user_id=identity.user_id,
+        session_id=session_id,
+        limit_identity=identity.limit_key,
     )
     logger.info(
         "conversations.conversation.created",
@@ -46,7 +57,7 @@ def conversation_create(
             "tenant_id": tenant.pk,
             "conversation_id": conversation.public_id,
             "store_id": store_id,
-            "has_user_id": bool(user_id),
+            "has_user_id": bool(identity.user_id),
         },
     )
     return conversation
@@ -70,9 +81,10 @@ def message_text_validate(text: str) -> None:
 class ConversationTurn:
     """Process one shopper message and yield the events of the reply.
 
-    Steps: take the conversation's lease (``agent_busy`` if another turn has it), save the
-    shopper's message, load the merchant's cart on the first message, run the assistant,
-    save its message with every event, and end with ``response_complete``.
+    Steps: take the conversation's lease (``agent_busy`` if another turn has it), check the
+    rate and daily limits, answer a shopper message left without a reply by a stopped
+    worker, save the shopper's message, load the merchant's cart until one load succeeded,
+    run the assistant, save its message with every event, and end with ``response_complete``.
 
     The tools write the cart snapshot as soon as the merchant confirms a change, not at the
     end of the turn. The merchant's cart has changed by then, so a failure later in the turn
@@ -80,7 +92,8 @@ class ConversationTurn:
     ``internal_error`` event and the reply is saved with the events sent up to then.
 
     Run it outside ``transaction.atomic`` (see ``conversations.leases``). Errors raised
-    before the first event (``message_too_large``, ``agent_busy``) leave nothing written.
+    before the first event (``message_too_large``, ``agent_busy``, the limits) leave nothing
+    written.
 
     ``run`` does everything in one generator. A streaming response calls ``start`` first,
     so that these two errors become normal HTTP errors, then iterates ``events`` and
@@ -101,11 +114,24 @@ class ConversationTurn:
         yield from self.events()
 
     def start(self) -> None:
-        """Check the text and take the conversation's lease; raise 413 or 409 if impossible."""
+        """Check the text, take the conversation's lease and count the message.
+
+        Raise 413 for a text over the limit, 409 while another turn runs and 429 over a
+        rate or daily limit; nothing is written then.
+        """
         if self._lease is not None:
             return
         message_text_validate(self.text)
-        self._lease = self._take_lease()
+        lease = self._take_lease()
+        try:
+            message_limits_take(conversation=self.conversation)
+        except LimitExceeded as error:
+            lease.release()
+            logger.info(
+                "conversations.turn.limited", extra={**self._log_fields(), "code": error.code}
+            )
+            raise
+        self._lease = lease
 
     def events(self) -> Generator[Event, None, None]:
         """Yield the events of the reply; ``start`` must have succeeded."""
@@ -146,14 +172,15 @@ class ConversationTurn:
 
     def _process(self, lease: TurnLease) -> Iterator[Event]:
         is_first_message = not self.conversation.messages.exists()
+        if not is_first_message:
+            self._close_abandoned_turn()
         turn = self._build_turn(lease, first_message=is_first_message)
         self._save_shopper_message(turn.language)
         assistant = self.assistant or get_assistant(self.conversation.tenant)
         sent: list[Event] = []
         replies: Iterator[Event] | None = None
         try:
-            if is_first_message:
-                self._load_cart(lease)
+            self._load_cart(turn.tools)
             replies = assistant.respond(turn)
             for event in replies:
                 sent.append(event)
@@ -233,36 +260,42 @@ class ConversationTurn:
             metadata={"language": language},
         )
 
-    def _load_cart(self, lease: TurnLease) -> None:
-        """Load the merchant's cart once, on the first message, if cart GET is configured.
+    def _load_cart(self, tools: ShoppingTools) -> None:
+        """Load the merchant's cart if cart GET is configured and no load has succeeded yet.
 
-        A failure is logged and the conversation goes on with an empty cart. The next
-        message is not the first one, so the load is never retried.
+        That is the first message of a conversation, and each later message until one load
+        succeeds, so one failed request does not leave the cart unknown for good. A failure
+        is logged by the tools, and the turn goes on with the cart it has.
         """
-        tenant = self.conversation.tenant
-        cart_get_url = (
-            WebhookSettings.objects.filter(tenant=tenant)
-            .values_list("cart_get_url", flat=True)
-            .first()
-        )
-        if not cart_get_url:
+        if self.conversation.cart_loaded_at is None:
+            tools.cart_reload()
+
+    def _close_abandoned_turn(self) -> None:
+        """Answer a shopper message whose turn never ended, because its worker stopped.
+
+        Such a message is the last one of the conversation, and its turn's lease expired
+        before this turn could take it. The reply saved here contains only an
+        ``internal_error`` event with reason ``interrupted``, so the history keeps
+        alternating between shopper and assistant.
+        """
+        last = self.conversation.messages.order_by("-created_at", "-pk").first()
+        if last is None or last.role != Message.Role.USER:
             return
-        result = cart_fetch(
-            tenant=tenant,
-            store_id=self.conversation.store_id,
-            session_id=self.conversation.session_id,
+        sent = [
+            events.error(ErrorCode.INTERNAL_ERROR, reason=INTERRUPTED_TURN_LOST),
+            events.response_complete(),
+        ]
+        Message.objects.create(
+            tenant=self.conversation.tenant,
+            conversation=self.conversation,
+            role=Message.Role.ASSISTANT,
+            text="",
+            events=sent,
+            metadata={"assistant": None, "interrupted": INTERRUPTED_TURN_LOST},
         )
-        if not result.ok:
-            logger.warning(
-                "conversations.cart.load_failed",
-                extra={**self._log_fields(), "failure": result.failure},
-            )
-            return
-        self.conversation.cart = cart_from_lines(result.lines)
-        self.conversation.cart_loaded_at = timezone.now()
-        lease.save(self.conversation, ["cart", "cart_loaded_at"])
-        logger.info(
-            "conversations.cart.loaded", extra={**self._log_fields(), "lines": len(result.lines)}
+        logger.warning(
+            "conversations.turn.abandoned_closed",
+            extra={**self._log_fields(), "message_id": last.public_id},
         )
 
     def _internal_error(self, error: Exception) -> Event:

@@ -14,7 +14,7 @@ from decimal import InvalidOperation
 from typing import Any
 
 from conversations.cart import to_decimal
-from conversations.events import Event
+from conversations.events import CartSnapshot, Event
 from conversations.tools import (
     DEFAULT_SEARCH_LIMIT,
     MAX_SEARCH_LIMIT,
@@ -102,7 +102,7 @@ TOOL_DEFINITIONS: list[dict[str, Any]] = [
         "type": "function",
         "function": {
             "name": "view_cart",
-            "description": "Return the shopper's cart as the store last confirmed it.",
+            "description": "Return the shopper's cart, reloaded from the store when the store offers that.",
             "parameters": {"type": "object", "properties": {}},
         },
     },
@@ -119,6 +119,11 @@ REASON_TYPE_UNAVAILABLE = "unavailable"
 _CALL_FAILURE_PREFIXES = ("webhook_", "circuit_")
 # Card fields that mean nothing to a model and only cost tokens.
 _FIELDS_HIDDEN_FROM_MODEL = frozenset({"image_url"})
+# Sent with a cart that may lack lines, because the store's cart could not be loaded.
+CART_INCOMPLETE_NOTE = (
+    "The store's cart could not be loaded, so this cart contains only the changes made in "
+    "this conversation and its total may be too low. Do not present it as the whole cart."
+)
 
 
 @dataclass(frozen=True)
@@ -166,7 +171,7 @@ def _run(tools: ShoppingTools, name: str, arguments: Mapping[str, Any]) -> ToolO
         search = tools.search_products(_text(arguments, "query"), limit)
         return ToolOutcome(output=search.to_tool_output(), events=search.events())
     if name == "view_cart":
-        return ToolOutcome(output={"cart": tools.view_cart()})
+        return ToolOutcome(output=cart_tool_output(tools, tools.view_cart(refresh=True)))
     if name == "get_product_details":
         return ToolOutcome(output=tools.product_details(_text(arguments, "sku")).to_tool_output())
     if name == "clear_cart":
@@ -178,6 +183,13 @@ def _run(tools: ShoppingTools, name: str, arguments: Mapping[str, Any]) -> ToolO
     else:
         change = tools.update_quantity(_text(arguments, "sku"), _quantity(arguments))
     return ToolOutcome(output=change.to_tool_output(), events=change.events(), cart_change=change)
+
+
+def cart_tool_output(tools: ShoppingTools, cart: CartSnapshot) -> dict[str, Any]:
+    """Return the cart for a model, marked incomplete while the merchant's cart is unknown."""
+    if tools.cart_complete:
+        return {"cart": cart}
+    return {"cart": cart, "complete": False, "note": CART_INCOMPLETE_NOTE}
 
 
 @dataclass

@@ -8,6 +8,8 @@ and the merchant, so the rules below hold whichever assistant answers:
   quantity that the product allows. Otherwise it is rejected before any webhook call.
 - The cart snapshot changes only after the merchant's cart webhook returned ``ok: true``,
   and it is written at once, so it matches the merchant even if the turn fails later.
+- When the merchant answers ``not_in_cart``, the snapshot is stale: it is reloaded with the
+  cart GET webhook if one is configured, and otherwise loses that line.
 """
 
 import logging
@@ -15,7 +17,10 @@ from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass, field, fields
 from decimal import Decimal
 from enum import StrEnum
+from functools import cached_property
 from typing import Any
+
+from django.utils import timezone
 
 from catalog.models import Product
 from catalog.search import product_search
@@ -23,6 +28,7 @@ from conversations import events
 from conversations.cart import (
     cart_empty,
     cart_find,
+    cart_from_lines,
     cart_item,
     cart_parse,
     cart_with_added,
@@ -34,8 +40,15 @@ from conversations.cart import (
 from conversations.events import CartChangeAction, CartItem, CartSnapshot, Event, ProductCard
 from conversations.leases import TurnLease
 from conversations.models import Conversation
-from tenants.models import Tenant
-from webhooks.dispatch import CartAction, CartResult, LiveProduct, cart_change, products_fetch
+from tenants.models import Tenant, WebhookSettings
+from webhooks.dispatch import (
+    CartAction,
+    CartResult,
+    LiveProduct,
+    cart_change,
+    cart_fetch,
+    products_fetch,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -46,10 +59,17 @@ DETAIL_TEXT_LIMIT = 1000
 MAX_SEARCH_LIMIT = 10
 # Products remembered for cart changes; the oldest are forgotten first.
 SEEN_PRODUCTS_LIMIT = 100
+# The largest quantity one cart change may ask for, in the product's unit (pieces or
+# kilograms). A chat rarely orders more of one product, and a bigger number is more likely
+# a typo or a prompt injection than a real order.
+MAX_CHANGE_QUANTITY = Decimal(100)
 
 # Keys of conversation.state that the tools own.
 STATE_SHOWN = "shown"
 STATE_SEEN = "seen"
+
+# The merchant's reason for a change of a line that its cart does not have.
+REASON_NOT_IN_CART = "not_in_cart"
 
 CART_EVENT_ACTIONS = {
     CartAction.ADD: CartChangeAction.ITEM_SELECTED,
@@ -64,6 +84,7 @@ class GuardReason(StrEnum):
 
     SKU_NOT_OFFERED = "sku_not_offered"
     INVALID_QUANTITY = "invalid_quantity"
+    QUANTITY_TOO_LARGE = "quantity_too_large"
     BELOW_MIN_QUANTITY = "below_min_quantity"
     QUANTITY_STEP_MISMATCH = "quantity_step_mismatch"
 
@@ -93,6 +114,9 @@ class ShownProduct:
     category_path: str | None = None
     min_quantity: float | None = None
     quantity_step: float | None = None
+    # Pack size from the catalog: grams and millilitres.
+    weight: float | None = None
+    volume: float | None = None
 
     @classmethod
     def from_catalog(cls, product: Product, live: LiveProduct) -> "ShownProduct":
@@ -108,6 +132,8 @@ class ShownProduct:
             category_path=product.category_path or None,
             min_quantity=_optional_float(product.min_quantity),
             quantity_step=_optional_float(product.quantity_step),
+            weight=product.weight,
+            volume=product.volume,
         )
 
     @classmethod
@@ -122,6 +148,8 @@ class ShownProduct:
             unit=item.get("unit") or "pcs",
             min_quantity=_optional_float(product.min_quantity) if product else None,
             quantity_step=_optional_float(product.quantity_step) if product else None,
+            weight=product.weight if product else None,
+            volume=product.volume if product else None,
         )
 
     @classmethod
@@ -166,8 +194,10 @@ class ShownProduct:
 
 def quantity_problem(product: ShownProduct, quantity: Decimal) -> GuardReason | None:
     """Return why ``quantity`` of ``product`` cannot be ordered, or None when it can."""
-    if not quantity.is_finite() or quantity <= 0:
+    if quantity.is_nan() or quantity <= 0:
         return GuardReason.INVALID_QUANTITY
+    if quantity > MAX_CHANGE_QUANTITY:
+        return GuardReason.QUANTITY_TOO_LARGE
     if product.min_quantity is not None and quantity < to_decimal(product.min_quantity):
         return GuardReason.BELOW_MIN_QUANTITY
     step = product.step
@@ -206,7 +236,9 @@ class CartChangeResult:
     """Outcome of one cart change.
 
     ``reason`` is the merchant's reason, webhook_timeout/webhook_error when the call itself
-    failed, or a ``GuardReason`` when ``webhook_called`` is false.
+    failed, or a ``GuardReason`` when ``webhook_called`` is false. ``cart_refreshed`` is true
+    when the rejection showed the snapshot to be stale and ``cart`` was reloaded from the
+    merchant.
     """
 
     action: CartAction
@@ -216,6 +248,7 @@ class CartChangeResult:
     product: ShownProduct | None = None
     quantity: Decimal | None = None
     webhook_called: bool = True
+    cart_refreshed: bool = False
 
     def events(self) -> list[Event]:
         if not self.ok:
@@ -236,6 +269,8 @@ class CartChangeResult:
         output: dict[str, Any] = {"ok": self.ok, "cart": self.cart}
         if self.reason is not None:
             output["reason"] = self.reason
+        if self.cart_refreshed:
+            output["cart_refreshed"] = True
         return output
 
 
@@ -288,6 +323,8 @@ class ShoppingTools:
 
     conversation: Conversation
     lease: TurnLease
+    # Set by the first cart_reload of the turn: a turn asks cart GET at most once.
+    _cart_reload_attempted: bool = field(default=False, init=False, repr=False)
 
     @property
     def tenant(self) -> Tenant:
@@ -402,9 +439,56 @@ class ShoppingTools:
             sku=sku, product=product, catalog=self._catalog_product(product.sku)
         )
 
-    def view_cart(self) -> CartSnapshot:
-        """Return the cart as the merchant last confirmed it; this calls no webhook."""
+    def view_cart(self, *, refresh: bool = False) -> CartSnapshot:
+        """Return the cart as the merchant last confirmed it.
+
+        With ``refresh`` and a configured cart GET webhook, the cart is first reloaded from
+        the merchant, unless this turn asked cart GET already; if that fails, the snapshot
+        is returned.
+        """
+        if refresh:
+            self.cart_reload()
         return self.cart
+
+    @cached_property
+    def cart_get_configured(self) -> bool:
+        return WebhookSettings.objects.filter(tenant=self.tenant).exclude(cart_get_url="").exists()
+
+    @property
+    def cart_complete(self) -> bool:
+        """Tell whether the snapshot can stand for the merchant's whole cart.
+
+        False while cart GET is configured but no load has succeeded: the snapshot then
+        contains only the changes made in this conversation, and its total may be short.
+        """
+        return not self.cart_get_configured or self.conversation.cart_loaded_at is not None
+
+    def cart_reload(self) -> bool:
+        """Replace the snapshot with the merchant's cart from cart GET; return whether it did.
+
+        Return False without a webhook call when cart GET is not configured or this turn
+        already asked it, so one message costs at most one cart GET. A failure is logged and
+        leaves the snapshot as it was.
+        """
+        if not self.cart_get_configured or self._cart_reload_attempted:
+            return False
+        self._cart_reload_attempted = True
+        result = cart_fetch(
+            tenant=self.tenant,
+            store_id=self.conversation.store_id,
+            session_id=self.conversation.session_id,
+        )
+        log_fields = {"tenant_id": self.tenant.pk, "conversation_id": self.conversation.public_id}
+        if not result.ok:
+            logger.warning(
+                "conversations.cart.load_failed", extra={**log_fields, "failure": result.failure}
+            )
+            return False
+        self.conversation.cart = cart_from_lines(result.lines)
+        self.conversation.cart_loaded_at = timezone.now()
+        self.lease.save(self.conversation, ["cart", "cart_loaded_at"])
+        logger.info("conversations.cart.loaded", extra={**log_fields, "lines": len(result.lines)})
+        return True
 
     def shown_products(self) -> list[ShownProduct]:
         """Return the products of the last successful search, in the order shown."""
@@ -521,6 +605,9 @@ class ShoppingTools:
                 "reason": result.reason,
             },
         )
+        cart_refreshed = False
+        if result.reason == REASON_NOT_IN_CART and product is not None:
+            cart_refreshed = self._cart_resync(product.sku)
         return CartChangeResult(
             action=action,
             ok=result.ok,
@@ -528,7 +615,21 @@ class ShoppingTools:
             reason=None if result.ok else result.reason,
             product=product,
             quantity=quantity,
+            cart_refreshed=cart_refreshed,
         )
+
+    def _cart_resync(self, sku: str) -> bool:
+        """Fix the snapshot after the merchant reported ``sku`` not in its cart.
+
+        Reload the whole cart when cart GET is configured and return True. Otherwise, or
+        when the reload fails, drop the line from the snapshot and return False.
+        """
+        if self.cart_reload():
+            return True
+        if cart_find(self.cart, sku) is not None:
+            self.conversation.cart = cart_without(self.cart, sku)
+            self.lease.save(self.conversation, ["cart"])
+        return False
 
 
 def _optional_float(value: Decimal | float | None) -> float | None:

@@ -1,8 +1,11 @@
 """The scripted shopper conversation of the demo, played through the chat HTTP API."""
 
+import hashlib
+import hmac
 import json
 import re
 import textwrap
+import time
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
@@ -123,19 +126,40 @@ def print_events(events: list[dict[str, Any]], *, text: bool = True) -> None:
             print(f"    {RED}error: {event['code']}{reason}{RESET}")
 
 
+def user_token_issue(*, secret: str, user_id: str, lifetime_seconds: int = 3600) -> str:
+    """Issue a user token the way a merchant's backend does for its logged-in shopper.
+
+    The token is "{expires_at}.{hex HMAC-SHA256 of '{user_id}.{expires_at}'}", keyed with
+    the tenant's user token secret; it lets the widget's public key name this shopper.
+    """
+    expires_at = int(time.time()) + lifetime_seconds
+    signature = hmac.new(
+        secret.encode(), f"{user_id}.{expires_at}".encode(), hashlib.sha256
+    ).hexdigest()
+    return f"{expires_at}.{signature}"
+
+
 def play_conversation(
-    *, app_url: str, public_key: str, store_id: str, user_id: str, stream: bool = True
+    *,
+    app_url: str,
+    public_key: str,
+    user_token_secret: str,
+    store_id: str,
+    user_id: str,
+    stream: bool = True,
 ) -> None:
     """Create a conversation and send the scripted messages, printing each reply.
 
-    With ``stream``, replies are requested as Server-Sent Events and their text is printed
-    as it arrives; otherwise each reply is one JSON response.
+    The shopper is named with a user token, as a widget gets it from the merchant's
+    backend. With ``stream``, replies are requested as Server-Sent Events and their text is
+    printed as it arrives; otherwise each reply is one JSON response.
     """
+    user_token = user_token_issue(secret=user_token_secret, user_id=user_id)
     conversation = _request(
         "POST",
         f"{app_url}/api/v1/conversations",
         public_key,
-        {"store_id": store_id, "user_id": user_id},
+        {"store_id": store_id, "user_id": user_id, "user_token": user_token},
     )
     conversation_id = conversation["conversation_id"]
     print(f"\n{DIM}Conversation {conversation_id}, store {store_id}, shopper {user_id}.")

@@ -94,6 +94,7 @@ def prepare_tenant(*, merchant_url: str) -> dict[str, str]:
         api_key_create,
         api_key_revoke,
         tenant_create,
+        user_token_secret_set,
         webhook_secret_set,
         webhook_settings_get_or_create,
     )
@@ -112,6 +113,7 @@ def prepare_tenant(*, merchant_url: str) -> dict[str, str]:
     webhook_settings.cart_get_url = f"{merchant_url}/vizochok/cart"
     webhook_settings.save()
     webhook_secret = webhook_secret_set(webhook_settings=webhook_settings)
+    user_token_secret = user_token_secret_set(tenant=tenant)
 
     admin_password = secrets.token_urlsafe(12)
     user_model = get_user_model()
@@ -127,6 +129,7 @@ def prepare_tenant(*, merchant_url: str) -> dict[str, str]:
         "public_key": public_key.raw_key,
         "secret_key": secret_key.raw_key,
         "webhook_secret": webhook_secret,
+        "user_token_secret": user_token_secret,
         "admin_password": admin_password,
     }
 
@@ -241,6 +244,28 @@ def stop(processes: list[subprocess.Popen[bytes]]) -> None:
             os.killpg(process.pid, signal.SIGKILL)
 
 
+def start_worker() -> subprocess.Popen[bytes]:
+    return start_process(
+        "worker",
+        [sys.executable, "manage.py", "procrastinate", "worker", "--queues", "catalog"],
+        dict(os.environ),
+    )
+
+
+def keep_serving(processes: list[subprocess.Popen[bytes]]) -> None:
+    """Wait for Ctrl-C; restart the catalog worker if it stops, as a process manager would.
+
+    The worker is the last process. A stopped app or merchant ends the demo.
+    """
+    *servers, worker = processes
+    while all(process.poll() is None for process in servers):
+        if worker.poll() is not None:
+            print("The catalog worker stopped; starting a new one.", flush=True)
+            worker = processes[-1] = start_worker()
+        time.sleep(1)
+    print("A server stopped unexpectedly; see the logs in .demo/.", flush=True)
+
+
 def print_instructions(*, app_url: str, credentials: dict[str, str]) -> None:
     step("The demo keeps serving; try it yourself")
     print(
@@ -263,6 +288,11 @@ def print_instructions(*, app_url: str, credentials: dict[str, str]) -> None:
       -H 'Content-Type: application/json' \\
       -d '{{"products": [{{"sku": "demo-1", "name": "Кефір домашній 1 л"}}]}}'
     curl -s {app_url}/api/v1/catalog/jobs -H 'Authorization: Bearer {credentials["secret_key"]}'
+
+  Management commands for the demo tenant need the same development egress settings as
+  the app, because its merchant listens on 127.0.0.1 over plain HTTP:
+    WEBHOOK_ALLOW_HTTP=1 WEBHOOK_ALLOWED_NETWORKS=127.0.0.0/8 \
+      make manage ARGS="check_merchant {TENANT_SLUG}"
 
   Secret key (server side: catalog and admin API): {credentials["secret_key"]}
   Admin: {app_url}/admin/  user {DEMO_ADMIN}, password {credentials["admin_password"]}
@@ -333,13 +363,7 @@ def main() -> None:
 
         step("Starting a catalog worker")
         worker_started = time.time()
-        processes.append(
-            start_process(
-                "worker",
-                [sys.executable, "manage.py", "procrastinate", "worker", "--queues", "catalog"],
-                dict(os.environ),
-            )
-        )
+        processes.append(start_worker())
         wait_until_worker_runs(processes[-1], since=worker_started)
 
         step("Uploading a product through the catalog API; the worker embeds it")
@@ -351,6 +375,7 @@ def main() -> None:
         play_conversation(
             app_url=app_url,
             public_key=credentials["public_key"],
+            user_token_secret=credentials["user_token_secret"],
             store_id=STORE_ID,
             user_id=SHOPPER_ID,
             stream=not args.no_stream,
@@ -359,9 +384,7 @@ def main() -> None:
             return
         print_instructions(app_url=app_url, credentials=credentials)
         signal.signal(signal.SIGTERM, signal.default_int_handler)
-        while all(process.poll() is None for process in processes):
-            time.sleep(1)
-        print("A server stopped unexpectedly; see the logs in .demo/.", flush=True)
+        keep_serving(processes)
     except KeyboardInterrupt:
         pass
     finally:

@@ -4,6 +4,7 @@ Raw API keys and webhook secrets appear exactly once, in the confirmation messag
 they are created; the admin never lists them again.
 """
 
+import json
 from datetime import timedelta
 from typing import Any, cast
 
@@ -43,6 +44,8 @@ class AssistantSettingsForm(forms.ModelForm):
             "monthly_token_limit",
             "user_daily_message_limit",
             "user_daily_conversation_limit",
+            "rate_limit_messages",
+            "rate_limit_window_seconds",
         ]
         help_texts = {
             "complex_model": "Model of the first model call of a conversation. Empty: the "
@@ -58,8 +61,14 @@ class AssistantSettingsForm(forms.ModelForm):
             "daily_token_limit": "Tokens the tenant may use per UTC day; 0 means no limit.",
             "monthly_token_limit": "Tokens the tenant may use per calendar month; 0 means no "
             "limit.",
-            "user_daily_message_limit": "Not enforced yet.",
-            "user_daily_conversation_limit": "Not enforced yet.",
+            "user_daily_message_limit": "Shopper messages one user may send per UTC day; 0 "
+            "means no limit. Shoppers without a trusted user id share one count per API key.",
+            "user_daily_conversation_limit": "Conversations one user may start per UTC day; 0 "
+            "means no limit. Shoppers without a trusted user id share one count per API key.",
+            "rate_limit_messages": "Shopper messages one conversation may send per window; 0 "
+            "means no limit.",
+            "rate_limit_window_seconds": "Length of the sliding window of the rate limit, in "
+            "seconds.",
         }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -97,7 +106,14 @@ class AssistantSettingsInline(admin.StackedInline):
         ),
         (
             "Per-user limits",
-            {"fields": ["user_daily_message_limit", "user_daily_conversation_limit"]},
+            {
+                "fields": [
+                    "user_daily_message_limit",
+                    "user_daily_conversation_limit",
+                    "rate_limit_messages",
+                    "rate_limit_window_seconds",
+                ]
+            },
         ),
     ]
 
@@ -108,12 +124,34 @@ class TenantAdmin(admin.ModelAdmin):
     list_filter = ["is_active"]
     search_fields = ["name", "slug"]
     prepopulated_fields = {"slug": ["name"]}
+    readonly_fields = ["user_token_secret_status", "user_token_secret_updated_at"]
     inlines = [AssistantSettingsInline]
+    actions = ["generate_user_token_secret"]
+
+    @admin.display(description="User token secret")
+    def user_token_secret_status(self, obj: Tenant) -> str:
+        if not obj.user_token_secret:
+            return (
+                "Not set: a public key cannot name a shopper. Generate one with the action "
+                "in the tenant list."
+            )
+        return "Set (never shown again; generate a new one to replace it)."
 
     def save_model(self, request: HttpRequest, obj: Tenant, form: Any, change: bool) -> None:
         super().save_model(request, obj, form, change)
         if not change:
             AssistantSettings.objects.get_or_create(tenant=obj)
+
+    @admin.action(description="Generate a new user token secret (old tokens stop working)")
+    def generate_user_token_secret(self, request: HttpRequest, queryset: QuerySet[Tenant]) -> None:
+        for tenant in queryset:
+            secret = services.user_token_secret_set(tenant=tenant)
+            self.message_user(
+                request,
+                f"New user token secret for {tenant} (shown only now, copy it to your "
+                f"backend): {secret}",
+                level=messages.WARNING,
+            )
 
 
 class ApiKeyAddForm(forms.ModelForm):
@@ -295,7 +333,8 @@ class WebhookSettingsAdmin(admin.ModelAdmin):
                 self.message_user(
                     request,
                     f"{tenant}: {kind.label} test answered HTTP {result.status_code} in "
-                    f"{result.latency_ms} ms: {result.response}",
+                    f"{result.latency_ms} ms: "
+                    f"{json.dumps(result.response, ensure_ascii=False, default=str)}",
                     level=messages.SUCCESS,
                 )
             else:

@@ -8,6 +8,7 @@ SECRET_KEY_PREFIX = "sk_live_"
 # Shown in listings so that people can tell keys apart without seeing them whole.
 DISPLAY_PREFIX_LENGTH = 12
 WEBHOOK_SECRET_BYTES = 32
+USER_TOKEN_SECRET_BYTES = 32
 CUSTOM_SECRET_MIN_LENGTH = 24
 
 
@@ -22,3 +23,8 @@ def generate_api_key(prefix: str) -> str:
 def generate_webhook_secret() -> str:
     """Return a new signing secret: 32 random bytes, URL-safe base64 (43 characters)."""
     return secrets.token_urlsafe(WEBHOOK_SECRET_BYTES)
+
+
+def generate_user_token_secret() -> str:
+    """Return a new user token secret: 32 random bytes, URL-safe base64 (43 characters)."""
+    return secrets.token_urlsafe(USER_TOKEN_SECRET_BYTES)

@@ -13,6 +13,11 @@ class Tenant(TimestampedModel):
     name = models.CharField(max_length=200)
     slug = models.SlugField(max_length=100, unique=True)
     is_active = models.BooleanField(default=True)
+    # Key of the HMAC-SHA256 user tokens that the merchant's server issues, so that a public
+    # (pk_) key may name a shopper; see conversations.identity. Kept apart from the webhook
+    # secret so that each can be rotated, and leak, on its own. Stored unencrypted like it.
+    user_token_secret = models.CharField(max_length=200, blank=True, editable=False)
+    user_token_secret_updated_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["name"]
@@ -121,6 +126,12 @@ class AssistantSettings(TimestampedModel):
     monthly_token_limit = models.PositiveIntegerField(default=10_000_000)
     user_daily_message_limit = models.PositiveIntegerField(default=200)
     user_daily_conversation_limit = models.PositiveIntegerField(default=20)
+    # Sliding window of shopper messages per conversation: at most this many messages in
+    # this many seconds.
+    rate_limit_messages = models.PositiveIntegerField(default=10)
+    rate_limit_window_seconds = models.PositiveIntegerField(
+        default=60, validators=[MinValueValidator(1), MaxValueValidator(3600)]
+    )
 
     class Meta:
         verbose_name = "assistant settings"

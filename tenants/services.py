@@ -14,6 +14,7 @@ from tenants.keys import (
     PUBLIC_KEY_PREFIX,
     SECRET_KEY_PREFIX,
     generate_api_key,
+    generate_user_token_secret,
     generate_webhook_secret,
     hash_api_key,
 )
@@ -41,6 +42,7 @@ class CreatedTenant:
     public_key: IssuedApiKey
     secret_key: IssuedApiKey
     webhook_secret: str
+    user_token_secret: str
 
 
 def api_key_create(*, tenant: Tenant, kind: str, name: str = "") -> IssuedApiKey:
@@ -91,13 +93,29 @@ def tenant_create(*, name: str, slug: str) -> CreatedTenant:
     AssistantSettings.objects.create(tenant=tenant)
     webhook_settings = WebhookSettings.objects.create(tenant=tenant)
     webhook_secret = webhook_secret_set(webhook_settings=webhook_settings)
+    user_token_secret = user_token_secret_set(tenant=tenant)
     logger.info("tenants.tenant.created", extra={"tenant_id": tenant.pk, "slug": slug})
     return CreatedTenant(
         tenant=tenant,
         public_key=api_key_create(tenant=tenant, kind=ApiKey.Kind.PUBLIC, name="widget"),
         secret_key=api_key_create(tenant=tenant, kind=ApiKey.Kind.SECRET, name="server"),
         webhook_secret=webhook_secret,
+        user_token_secret=user_token_secret,
     )
+
+
+def user_token_secret_set(*, tenant: Tenant) -> str:
+    """Generate and install a new user token secret for ``tenant`` and return it.
+
+    Tokens signed with the previous secret stop working at once. They live at most a day,
+    so a merchant that rotates deploys the new secret and lets shoppers get new tokens.
+    """
+    secret = generate_user_token_secret()
+    tenant.user_token_secret = secret
+    tenant.user_token_secret_updated_at = timezone.now()
+    tenant.save(update_fields=["user_token_secret", "user_token_secret_updated_at", "updated_at"])
+    logger.info("tenants.user_token_secret.changed", extra={"tenant_id": tenant.pk})
+    return secret
 
 
 def webhook_settings_get_or_create(*, tenant: Tenant) -> WebhookSettings:

@@ -46,6 +46,7 @@ class ErrorCode(StrEnum):
     NOT_ACCEPTABLE = "not_acceptable"
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
     PAYLOAD_TOO_LARGE = "payload_too_large"
+    LENGTH_REQUIRED = "length_required"
     CONFLICT = "conflict"
     WEBHOOK_NOT_CONFIGURED = "webhook_not_configured"
     WEBHOOK_FAILED = "webhook_failed"

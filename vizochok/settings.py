@@ -54,6 +54,7 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "corsheaders.middleware.CorsMiddleware",
+    "vizochok.middleware.RejectChunkedRequestBodies",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -261,5 +262,8 @@ LOGGING = {
     }
     # The queue logs every task registration at INFO in every process; catalog.jobs logs
     # the job events that matter.
-    | {"procrastinate": {"level": env.str("QUEUE_LOG_LEVEL", default="WARNING")}},
+    | {"procrastinate": {"level": env.str("QUEUE_LOG_LEVEL", default="WARNING")}}
+    # Replaces Django's default "django" logger, which in debug mode prints every request
+    # warning a second time through a console handler of its own.
+    | {"django": {"level": "INFO"}},
 }

@@ -1,5 +1,6 @@
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from rest_framework.exceptions import NotFound
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -18,6 +19,16 @@ class HealthApi(APIView):
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
         return Response({"ok": True})
+
+
+class ApiNotFound(APIView):
+    """Any unknown path under /api/: a JSON 404 whatever the method or credentials."""
+
+    authentication_classes = []
+    permission_classes = [AllowAny]
+
+    def initial(self, request: Request, *args: object, **kwargs: object) -> None:
+        raise NotFound()
 
 
 def _api_error(request: HttpRequest, *, status: int, detail: str, code: str) -> HttpResponse:

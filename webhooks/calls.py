@@ -288,8 +288,8 @@ class WebhookCall:
                 retryable=False,
             )
         try:
-            payload = json.loads(response.body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            payload = json.loads(response.body, parse_constant=reject_json_constant)
+        except (UnicodeDecodeError, ValueError) as error:
             return invalid(
                 WebhookDelivery.Outcome.INVALID_RESPONSE,
                 "invalid_json",
@@ -370,3 +370,8 @@ def _failed(
         retryable=retryable,
         response_bytes=response_bytes,
     )
+
+
+def reject_json_constant(name: str) -> Any:
+    """Reject NaN, Infinity and -Infinity, which Python's json module accepts but JSON does not."""
+    raise ValueError(f"{name} is not valid JSON")

@@ -6,9 +6,22 @@ logging) while the valid ones are kept, so one bad product never hides the other
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, StrictBool, StrictStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    StrictBool,
+    StrictStr,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+)
+
+# Merchant text goes into replies and into the LLM's context, so it is bounded: a longer
+# promotion label is dropped (the product stays) and a longer cart reason is cut.
+MAX_PROMO_LABEL_LENGTH = 40
+MAX_REASON_LENGTH = 200
 
 # Prices and quantities above this are taken as merchant errors, not goods: no shop sells a
 # line for a billion, and larger values overflow the two-decimal money arithmetic.
@@ -43,6 +56,11 @@ class ProductItem(BaseModel):
     def _check_promo_price(cls, value: Any) -> float | None:
         return None if value is None else _finite_non_negative(value)
 
+    @field_validator("promo_label")
+    @classmethod
+    def _drop_long_label(cls, value: str | None) -> str | None:
+        return value if value is None or len(value) <= MAX_PROMO_LABEL_LENGTH else None
+
     def model_post_init(self, context: Any) -> None:
         if self.promo_price is not None and self.promo_price >= self.price:
             raise ValueError("promo_price must be below price")
@@ -54,17 +72,23 @@ class CartResponse(BaseModel):
     ok: StrictBool
     reason: StrictStr | None = None
 
+    @field_validator("reason")
+    @classmethod
+    def _cut_long_reason(cls, value: str | None) -> str | None:
+        return value if value is None else value[:MAX_REASON_LENGTH]
+
 
 class CartGetItem(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    sku: StrictStr
-    name: StrictStr
+    # The same limits as catalog products: longer values are merchant errors.
+    sku: Annotated[StrictStr, StringConstraints(min_length=1, max_length=200)]
+    name: Annotated[StrictStr, StringConstraints(max_length=500)]
     price: float
     quantity: float
-    unit: StrictStr = "pcs"
+    unit: Annotated[StrictStr, StringConstraints(max_length=20)] = "pcs"
     promo_price: float | None = None
-    brand: StrictStr | None = None
+    brand: Annotated[StrictStr, StringConstraints(max_length=200)] | None = None
 
     _check_price = field_validator("price", mode="before")(_finite_non_negative)
 

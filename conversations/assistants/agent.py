@@ -55,6 +55,7 @@ from conversations.tool_calls import (
     CART_TOOL_NAMES,
     TOOL_NAMES,
     ToolCallRunner,
+    cart_tool_output,
     tool_definitions,
     tool_result_content,
 )
@@ -286,7 +287,9 @@ class _AgentTurn:
         rebuilt every turn and never stored.
         """
         cart = self.turn.tools.view_cart()
-        if not cart["items"] or CART_VIEW_TOOL in self.config.disabled_tools:
+        if CART_VIEW_TOOL in self.config.disabled_tools:
+            return []
+        if not cart["items"] and self.turn.tools.cart_complete:
             return []
         call = {
             "id": CART_CONTEXT_CALL_ID,
@@ -298,7 +301,7 @@ class _AgentTurn:
             {
                 "role": "tool",
                 "tool_call_id": CART_CONTEXT_CALL_ID,
-                "content": tool_result_content({"cart": cart}),
+                "content": tool_result_content(cart_tool_output(self.turn.tools, cart)),
             },
         ]
 

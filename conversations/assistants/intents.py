@@ -42,7 +42,11 @@ Reference = Ordinal | NameFragment
 
 @dataclass(frozen=True)
 class Quantity:
-    """An amount with the unit the shopper named, if any: "pcs", "kg", "g", "l" or "ml"."""
+    """An amount with the unit the shopper named, if any.
+
+    The unit is "pcs", "pack" (a pack or bottle word), "kg", "g", "l" or "ml". The value
+    keeps its sign and may be 0 or huge: the caller rejects what no product allows.
+    """
 
     value: Decimal
     unit: str | None = None
@@ -114,21 +118,35 @@ NUMBER_WORDS: dict[str, Decimal] = {
     **dict.fromkeys(["дев'ять", "девять", "nine"], Decimal(9)),
     **dict.fromkeys(["десять", "ten"], Decimal(10)),
     **dict.fromkeys(["пів", "половину", "половина", "half"], Decimal("0.5")),
+    **dict.fromkeys(["півтора", "півтори", "полтора", "полторы"], Decimal("1.5")),
 }
+# Words after a number that add a half: "два з половиною", "two and a half".
+HALF_SUFFIXES: tuple[tuple[str, ...], ...] = (
+    ("and", "a", "half"),
+    ("and", "half"),
+    ("з", "половиною"),
+    ("із", "половиною"),
+    ("с", "половиной"),
+)
+# Numbers beyond this many digits are read as infinite: no product is sold in such amounts,
+# and converting them to integers would cost memory and time.
+MAX_NUMBER_DIGITS = 12
 
 UNITS: dict[str, str] = {
     **dict.fromkeys(
         ["шт", "штук", "штуки", "штука", "штуку", "pcs", "pc", "piece", "pieces", "x"], "pcs"
     ),
+    # A pack or a bottle is a piece of packaged goods, but means nothing for goods sold by
+    # weight, so it keeps a unit of its own.
     **dict.fromkeys(
         ["пляшка", "пляшку", "пляшки", "пляшок", "бутылка", "бутылку", "бутылки", "бутылок"],
-        "pcs",
+        "pack",
     ),
     **dict.fromkeys(
         ["пачка", "пачку", "пачки", "пачок", "упаковка", "упаковку", "упаковки", "упаковок"],
-        "pcs",
+        "pack",
     ),
-    **dict.fromkeys(["bottle", "bottles", "pack", "packs", "packet", "packets"], "pcs"),
+    **dict.fromkeys(["bottle", "bottles", "pack", "packs", "packet", "packets"], "pack"),
     **dict.fromkeys(["кг", "кіло", "кило", "kg", "kilo", "kilos"], "kg"),
     **dict.fromkeys(["кілограм", "кілограми", "кілограмів", "килограмм", "килограмма"], "kg"),
     **dict.fromkeys(["килограммов", "kilogram", "kilograms"], "kg"),
@@ -191,13 +209,17 @@ FILLER_WORDS = _word_set(
 PRONOUN_ONE_PRECEDERS = frozenset({"the", "this", "that", "another"})
 POSITION_MARKERS = frozenset({"номер", "number", "no", "nr", "№", "#"})
 
+# A number may carry a sign and an exponent ("-1", "1e9", "1e-1"), so that these are read
+# as the amounts they are and rejected, instead of losing the sign or splitting at the "e".
+_NUMBER = r"[-−–]?\d+(?:[.,]\d+)?(?:e[-+]?\d+)?"
 _TOKEN = re.compile(
     r"[#№]\s*\d+"
-    r"|\d+(?:[.,]\d+)?(?:-?[a-zа-яіїєґ']+)?"
+    # A minus sign counts only at the start of a word: "ab-1" is not a negative number.
+    r"|(?:(?<![\w'])[-−–])?\d+(?:[.,]\d+)?(?:e[-+]?\d+)?(?:-?[a-zа-яіїєґ']+)?"
     r"|[a-zа-яіїєґ']+(?:-[a-zа-яіїєґ']+)*"
     r"|[#№]"
 )
-_NUMBER_WITH_SUFFIX = re.compile(r"^(\d+(?:[.,]\d+)?)-?(.*)$")
+_NUMBER_WITH_SUFFIX = re.compile(rf"^({_NUMBER})-?(.*)$")
 _ORDINAL_SUFFIXES = _word_set("й ий ій а я е є у ю го ого ому ой ая ое ую st nd rd th")
 _APOSTROPHES = str.maketrans({"’": "'", "ʼ": "'", "`": "'", "‘": "'", "ё": "е"})
 _EDGE_PUNCTUATION = '.,!?;:«»"()[]…'
@@ -311,7 +333,7 @@ def _position_only(tokens: list[str], words: _Words) -> Ordinal | None:
         return reference if isinstance(reference, Ordinal) else None
     if not words.references and len(words.bare_numbers) == 1:
         number = words.bare_numbers[0]
-        if number == number.to_integral_value() and number > 0:
+        if is_position(number):
             return Ordinal(int(number))
     return None
 
@@ -355,12 +377,12 @@ def _sort_word(tokens: list[str], index: int, words: _Words) -> int:
     if token in HALF_KILO_WORDS:
         words.quantities.append(Quantity(Decimal("0.5"), "kg"))
         return index + 1
-    if token[0].isdigit():
+    if _starts_number(token):
         return _sort_number(tokens, index, words)
     if token in NUMBER_WORDS:
         if token == "one" and (previous in ORDINALS or previous in PRONOUN_ONE_PRECEDERS):
             return index + 1
-        return _sort_amount(NUMBER_WORDS[token], following, index, words)
+        return _sort_amount(NUMBER_WORDS[token], tokens, index, words)
     if token in UNITS or token in FILLER_WORDS or token in EVERYTHING_WORDS:
         return index + 1
     if token in GREETING_WORDS or token in THANKS_WORDS:
@@ -377,7 +399,7 @@ def _sort_number(tokens: list[str], index: int, words: _Words) -> int:
     suffix = match.group(2)
     if value is None:
         return index + 1
-    if suffix in _ORDINAL_SUFFIXES and value == value.to_integral_value():
+    if suffix in _ORDINAL_SUFFIXES and is_position(value):
         words.references.append(Ordinal(int(value)))
         return index + 1
     if suffix in UNITS:
@@ -388,23 +410,52 @@ def _sort_number(tokens: list[str], index: int, words: _Words) -> int:
         # "3в1", are part of a product name.
         words.name_words.append(tokens[index])
         return index + 1
-    following = tokens[index + 1] if index + 1 < len(tokens) else ""
-    return _sort_amount(value, following, index, words)
+    return _sort_amount(value, tokens, index, words)
 
 
-def _sort_amount(value: Decimal, following: str, index: int, words: _Words) -> int:
+def _sort_amount(value: Decimal, tokens: list[str], index: int, words: _Words) -> int:
+    """File the amount ``value`` at ``tokens[index]`` with a following half and unit, if any.
+
+    Handles "2 з половиною кг", "one and a half kg" and "half a kilo".
+    """
+    index += 1
+    for suffix in HALF_SUFFIXES:
+        if tuple(tokens[index : index + len(suffix)]) == suffix:
+            value += Decimal("0.5")
+            index += len(suffix)
+            break
+    following = tokens[index] if index < len(tokens) else ""
+    if following == "a" and index + 1 < len(tokens) and tokens[index + 1] in UNITS:
+        index += 1
+        following = tokens[index]
     if following in UNITS:
         words.quantities.append(Quantity(value, UNITS[following]))
-        return index + 2
+        return index + 1
     words.bare_numbers.append(value)
-    return index + 1
+    return index
+
+
+def _starts_number(token: str) -> bool:
+    return token[0].isdigit() or (len(token) > 1 and token[0] in "-−–" and token[1].isdigit())
+
+
+def is_position(value: Decimal) -> bool:
+    """Tell whether ``value`` can be a position in a list: a whole number from 1 to 1000."""
+    return value.is_finite() and value == value.to_integral_value() and 1 <= value <= 1000
 
 
 def _decimal(text: str) -> Decimal | None:
+    """Parse a number token; magnitudes beyond ``MAX_NUMBER_DIGITS`` digits become ±Infinity."""
     try:
-        return Decimal(text.replace(",", "."))
+        value = Decimal(text.replace(",", ".").replace("−", "-").replace("–", "-"))
     except InvalidOperation:  # pragma: no cover - the token pattern admits only numbers
         return None
+    if value and value.adjusted() >= MAX_NUMBER_DIGITS:
+        return Decimal("Infinity").copy_sign(value)
+    if value and value.adjusted() < -MAX_NUMBER_DIGITS:
+        # Far below any quantity step, so it counts as zero.
+        return Decimal(0)
+    return value
 
 
 def _with_target(kind: IntentKind, words: _Words) -> Intent:
@@ -412,7 +463,13 @@ def _with_target(kind: IntentKind, words: _Words) -> Intent:
     references = list(words.references)
     quantities = list(words.quantities)
     bare = list(words.bare_numbers)
-    if kind == IntentKind.REMOVE and not references and bare and not words.name_words:
+    if (
+        kind == IntentKind.REMOVE
+        and not references
+        and bare
+        and is_position(bare[0])
+        and not words.name_words
+    ):
         # "видали 2" means the second product: a removal has no amount.
         references.append(Ordinal(int(bare.pop(0))))
     if not quantities and bare:

@@ -8,7 +8,7 @@ and which product it changed last (so "make it 5" works).
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from decimal import ROUND_CEILING, Decimal
+from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal
 from typing import Any
 
 from conversations import events
@@ -31,15 +31,40 @@ from vizochok.exceptions import ErrorCode
 from webhooks.dispatch import FailureReason
 
 STATE_KEY = "offline"
+# Reply templates for a failed products webhook, by failure; others get products_unavailable.
+_PRODUCTS_FAILURE_KEYS = {
+    FailureReason.CIRCUIT_OPEN.value: "prices_temporarily_unavailable",
+    FailureReason.NOT_CONFIGURED.value: "products_not_configured",
+}
 LIST_SEARCH = "search"
 LIST_CART = "cart"
-# Factors from (the unit the shopper named, the product's unit) to the product's unit.
-UNIT_CONVERSIONS = {
-    ("g", "kg"): Decimal("0.001"),
-    ("kg", "g"): Decimal(1000),
-    ("ml", "l"): Decimal("0.001"),
-    ("l", "ml"): Decimal(1000),
+MASS = "mass"
+VOLUME = "volume"
+
+
+@dataclass(frozen=True)
+class MeasureUnit:
+    """A unit of weight or volume: ``base_factor`` of it is one gram or one millilitre."""
+
+    dimension: str
+    base_factor: Decimal
+
+    @property
+    def base_unit(self) -> str:
+        return "g" if self.dimension == MASS else "ml"
+
+
+MEASURE_UNITS = {
+    "g": MeasureUnit(MASS, Decimal(1)),
+    "kg": MeasureUnit(MASS, Decimal(1000)),
+    "ml": MeasureUnit(VOLUME, Decimal(1)),
+    "l": MeasureUnit(VOLUME, Decimal(1000)),
 }
+# Units that count pieces: "pcs" ("2 шт") and "pack" ("пачка", "bottle").
+COUNT_UNITS = frozenset({"pcs", "pack"})
+# A weight or volume converts to packs without asking when it is this close to a whole
+# number of packs (relative): 1 kg of 330 g packs is 3.03 packs, so 3.
+PACK_TOLERANCE = Decimal("0.02")
 
 
 @dataclass
@@ -90,6 +115,8 @@ class _OfflineReply:
     memory: Memory
     replies: Replies
     lines: list[str] = field(default_factory=list)
+    # How the shopper's weight or volume became packs; shown after a confirmed change.
+    conversion_note: str | None = None
     extra_events: list[Event] = field(default_factory=list)
 
     def run(self, intent: Intent) -> Iterator[Event]:
@@ -142,6 +169,8 @@ class _OfflineReply:
             self.memory.focus = product.sku
             return
         amount = self._amount(intent.quantity, product)
+        if amount is None:
+            return
         if amount == 0:
             yield from self._remove(Intent(kind=IntentKind.REMOVE, reference=intent.reference))
             return
@@ -152,6 +181,8 @@ class _OfflineReply:
             self.lines.append(
                 self.replies.text("quantity_set", name=product.name, quantity=quantity)
             )
+            if self.conversion_note:
+                self.lines.append(self.conversion_note)
             self.memory.focus = product.sku
         yield from self._report(result, product)
 
@@ -166,7 +197,9 @@ class _OfflineReply:
         yield from self._report(result, None)
 
     def _show_cart(self, intent: Intent) -> Iterator[Event]:
-        cart = self.turn.tools.view_cart()
+        cart = self.turn.tools.view_cart(refresh=True)
+        if not self.turn.tools.cart_complete:
+            self.lines.append(self.replies.text("cart_incomplete"))
         self.lines.extend(self.replies.cart_lines(cart))
         self.memory.listed = [item["sku"] for item in cart["items"]]
         self.memory.listed_kind = LIST_CART
@@ -184,6 +217,8 @@ class _OfflineReply:
 
     def _add_product(self, product: ShownProduct, quantity: Quantity | None) -> Iterator[Event]:
         amount = self._amount(quantity, product)
+        if amount is None:
+            return
         yield events.status(StatusCode.UPDATING_CART)
         result = self.turn.tools.add_to_cart(product.sku, amount)
         if result.ok:
@@ -192,6 +227,8 @@ class _OfflineReply:
                     "added", name=product.name, quantity=self.replies.quantity(amount, product.unit)
                 )
             )
+            if self.conversion_note:
+                self.lines.append(self.conversion_note)
             promo_note = self.replies.promo_note(product)
             if promo_note:
                 self.lines.append(promo_note)
@@ -219,17 +256,28 @@ class _OfflineReply:
         """Add the cart summary and event of a confirmed change, or explain the rejection."""
         if result.ok:
             if result.cart["items"]:
-                self.lines.append(self.replies.cart_summary(result.cart))
+                complete = self.turn.tools.cart_complete
+                self.lines.append(self.replies.cart_summary(result.cart, complete=complete))
             self.extra_events.extend(result.events())
             return
         quantity = (
             self.replies.quantity(result.quantity, product.unit)
-            if product is not None and result.quantity is not None
+            if product is not None and result.quantity is not None and result.quantity.is_finite()
             else ""
         )
         self.lines.append(self.replies.rejection(result.reason, product=product, quantity=quantity))
+        if result.cart_refreshed:
+            self._show_refreshed_cart(result)
         if result.reason == "out_of_stock" and product is not None:
             yield from self._show_alternatives(product)
+
+    def _show_refreshed_cart(self, result: CartChangeResult) -> None:
+        """List the cart just reloaded from the merchant, so positions refer to it."""
+        self.lines.append(self.replies.text("cart_refreshed"))
+        self.lines.extend(self.replies.cart_lines(result.cart))
+        self.memory.listed = [item["sku"] for item in result.cart["items"]]
+        self.memory.listed_kind = LIST_CART
+        self.memory.focus = None
 
     def _show_alternatives(self, product: ShownProduct) -> Iterator[Event]:
         yield events.status(StatusCode.SEARCHING)
@@ -257,9 +305,11 @@ class _OfflineReply:
         elif result.outcome == SearchOutcome.NONE_AVAILABLE:
             self.lines.append(self.replies.text("search_none_available", query=result.query))
         elif result.outcome == SearchOutcome.PRODUCTS_UNAVAILABLE:
-            temporarily = result.failure == FailureReason.CIRCUIT_OPEN
-            key = "prices_temporarily_unavailable" if temporarily else "products_unavailable"
-            self.lines.append(self.replies.text(key))
+            self.lines.append(
+                self.replies.text(
+                    _PRODUCTS_FAILURE_KEYS.get(result.failure or "", "products_unavailable")
+                )
+            )
         else:
             self.lines.append(self.replies.text("no_catalog_data"))
             self.extra_events.append(events.error(ErrorCode.NO_CATALOG_DATA))
@@ -347,12 +397,76 @@ class _OfflineReply:
 
     # Quantities
 
-    def _amount(self, quantity: Quantity | None, product: ShownProduct) -> Decimal:
-        """Convert the shopper's amount to the product's unit, or pick the smallest order."""
+    def _amount(self, quantity: Quantity | None, product: ShownProduct) -> Decimal | None:
+        """Convert the shopper's amount to the product's unit, or pick the smallest order.
+
+        Return None, with a question added to the reply, when the amount cannot be converted
+        without guessing. The tools' guards then never see it, and no webhook is called.
+        A sign, a zero or a huge value passes through, so that the guards reject it.
+        """
         if quantity is None:
             return _default_amount(product)
-        factor = UNIT_CONVERSIONS.get((quantity.unit or "", product.unit), Decimal(1))
-        return quantity.value * factor
+        value, unit = quantity.value, quantity.unit
+        if unit is None or not value.is_finite() or value <= 0:
+            return value
+        if unit in COUNT_UNITS:
+            if product.unit in MEASURE_UNITS:
+                self._ask("ask_amount_by_weight", product, unit=self.replies.unit(product.unit))
+                return None
+            return value
+        requested = MEASURE_UNITS.get(unit)
+        sold_in = MEASURE_UNITS.get(product.unit)
+        if requested is None:
+            return value
+        if sold_in is not None:
+            if requested.dimension != sold_in.dimension:
+                self._ask_unit(product, quantity)
+                return None
+            return value * requested.base_factor / sold_in.base_factor
+        return self._packs(product, quantity, requested)
+
+    def _packs(
+        self, product: ShownProduct, quantity: Quantity, requested: "MeasureUnit"
+    ) -> Decimal | None:
+        """Convert a weight or volume of packaged goods to a whole number of packs, or ask."""
+        pack_size = product.weight if requested.dimension == MASS else product.volume
+        requested_text = self.replies.quantity(quantity.value, quantity.unit or "")
+        if not pack_size or pack_size <= 0:
+            self._ask("ask_pieces", product, requested=requested_text)
+            return None
+        pack = to_decimal(pack_size)
+        packs = quantity.value * requested.base_factor / pack
+        whole = packs.to_integral_value(rounding=ROUND_HALF_UP)
+        if whole >= 1 and abs(packs - whole) <= whole * PACK_TOLERANCE:
+            self.conversion_note = self.replies.text(
+                "packs_converted",
+                requested=requested_text,
+                quantity=self.replies.quantity(whole, "pcs"),
+                pack=self.replies.quantity(pack, requested.base_unit),
+            )
+            return whole
+        self._ask(
+            "ask_packs",
+            product,
+            pack=self.replies.quantity(pack, requested.base_unit),
+            requested=requested_text,
+            packs=self.replies.amount(packs.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)),
+            suggested=max(1, int(whole)),
+        )
+        return None
+
+    def _ask_unit(self, product: ShownProduct, quantity: Quantity) -> None:
+        self._ask(
+            "ask_unit",
+            product,
+            unit=self.replies.unit(product.unit),
+            requested=self.replies.quantity(quantity.value, quantity.unit or ""),
+        )
+
+    def _ask(self, key: str, product: ShownProduct, **params: object) -> None:
+        """Ask the shopper to restate an amount; the next "add 3" applies to ``product``."""
+        self.lines.append(self.replies.text(key, name=product.name, **params))
+        self.memory.focus = product.sku
 
 
 def _default_amount(product: ShownProduct) -> Decimal:

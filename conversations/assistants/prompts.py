@@ -42,7 +42,8 @@ could not be reached, so the operation failed; the service is temporarily unavai
 shopper may try again shortly.
    - reason_type "guard": sku_not_offered means the product must be found with a search \
 first; below_min_quantity, quantity_step_mismatch and invalid_quantity mean the quantity \
-breaks the product's min_quantity or quantity_step, so name the allowed quantity.
+breaks the product's min_quantity or quantity_step, so name the allowed quantity; \
+quantity_too_large means at most 100 can be ordered at a time.
    - any other reason: explain it in plain words.
 9. When search_products returns outcome "products_unavailable", the store's prices and stock \
 could not be loaded: say that products are temporarily unavailable and suggest trying again \

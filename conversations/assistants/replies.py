@@ -12,7 +12,7 @@ from typing import Any
 from conversations.cart import effective_price, money_number, quantity_number, to_decimal
 from conversations.events import CartSnapshot
 from conversations.language import ENGLISH, RUSSIAN, UKRAINIAN
-from conversations.tools import GuardReason, ShownProduct
+from conversations.tools import MAX_CHANGE_QUANTITY, GuardReason, ShownProduct
 
 TEMPLATES: dict[str, dict[str, str]] = {
     UKRAINIAN: {
@@ -32,6 +32,10 @@ TEMPLATES: dict[str, dict[str, str]] = {
         "added": "Додав у кошик: {name}, {quantity}.",
         "added_promo": "Ціна за акцією: {promo_price} замість {price}{label}.",
         "cart_summary": "Позицій у кошику: {count}, сума: {total}.",
+        "cart_summary_partial": "Позицій, доданих у цій розмові: {count}, їхня сума: {total}. Кошик із магазину не вдалося завантажити, тож загальна сума може бути більшою.",
+        "cart_incomplete": "Не вдалося завантажити ваш кошик із магазину, тому тут лише зміни з цієї розмови, а сума може бути неповною.",
+        "cart_refreshed": "Я оновив кошик за даними магазину:",
+        "products_not_configured": "Магазин ще не підключив ціни та наявність товарів, тому я поки не можу їх показати.",
         "removed": "Прибрав з кошика: {name}.",
         "quantity_set": "Змінив кількість: {name} — тепер {quantity}.",
         "cleared": "Кошик очищено.",
@@ -52,6 +56,12 @@ TEMPLATES: dict[str, dict[str, str]] = {
         "no_alternatives": "Схожих товарів у наявності не знайшлося.",
         GuardReason.SKU_NOT_OFFERED: "Я можу змінювати кошик лише для товарів, які показав вам, або тих, що вже в кошику.",
         GuardReason.INVALID_QUANTITY: "Кількість має бути більшою за нуль.",
+        GuardReason.QUANTITY_TOO_LARGE: "За один раз я можу замовити щонайбільше {max_quantity} «{name}».",
+        "ask_amount_by_weight": "«{name}» продається на вагу ({unit}), а не упаковками чи штуками. Скільки {unit} додати? Напишіть, наприклад, «додай 0,5 {unit}».",
+        "ask_packs": "«{name}» продається упаковками по {pack}, а {requested} — це {packs} упаковки. Скільки упаковок додати? Напишіть, наприклад, «додай {suggested} шт».",
+        "ask_pieces": "«{name}» продається поштучно, і я не знаю, скільки штук становлять {requested}. Скільки штук додати? Напишіть, наприклад, «додай 2 шт».",
+        "ask_unit": "«{name}» продається в {unit}, тож {requested} я не можу перерахувати. Скільки {unit} додати?",
+        "packs_converted": "{requested} — це {quantity} по {pack}.",
         GuardReason.BELOW_MIN_QUANTITY: "Мінімальна кількість для «{name}» — {min_quantity}.",
         GuardReason.QUANTITY_STEP_MISMATCH: "«{name}» продається кратно {step}.",
         "out_of_stock": "На жаль, «{name}» закінчився.",
@@ -89,6 +99,10 @@ TEMPLATES: dict[str, dict[str, str]] = {
         "added": "Added to your cart: {name}, {quantity}.",
         "added_promo": "Promotional price: {promo_price} instead of {price}{label}.",
         "cart_summary": "Items in your cart: {count}, total: {total}.",
+        "cart_summary_partial": "Items added in this chat: {count}, their total: {total}. Your cart could not be loaded from the store, so its full total may be higher.",
+        "cart_incomplete": "Your cart could not be loaded from the store, so this shows only the changes made in this chat, and the total may be incomplete.",
+        "cart_refreshed": "I reloaded your cart from the store:",
+        "products_not_configured": "The store has not connected product prices and stock yet, so I cannot show products for now.",
         "removed": "Removed from your cart: {name}.",
         "quantity_set": "Changed the quantity: {name} is now {quantity}.",
         "cleared": "Your cart is now empty.",
@@ -109,6 +123,12 @@ TEMPLATES: dict[str, dict[str, str]] = {
         "no_alternatives": "I found no similar products in stock.",
         GuardReason.SKU_NOT_OFFERED: "I can only change the cart for products I have shown you or that are already in your cart.",
         GuardReason.INVALID_QUANTITY: "The quantity must be greater than zero.",
+        GuardReason.QUANTITY_TOO_LARGE: "I can order at most {max_quantity} of “{name}” at a time.",
+        "ask_amount_by_weight": "“{name}” is sold by {unit}, not in packs or pieces. How many {unit} should I add? Say for example “add 0.5 {unit}”.",
+        "ask_packs": "“{name}” comes in packs of {pack}, and {requested} is {packs} packs. How many packs should I add? Say for example “add {suggested} pcs”.",
+        "ask_pieces": "“{name}” is sold by the piece, and I do not know how many pieces make {requested}. How many should I add? Say for example “add 2 pcs”.",
+        "ask_unit": "“{name}” is sold in {unit}, so I cannot convert {requested}. How many {unit} should I add?",
+        "packs_converted": "{requested} is {quantity} of {pack}.",
         GuardReason.BELOW_MIN_QUANTITY: "The minimum quantity of “{name}” is {min_quantity}.",
         GuardReason.QUANTITY_STEP_MISMATCH: "“{name}” is sold in steps of {step}.",
         "out_of_stock": "Sorry, “{name}” is out of stock.",
@@ -146,6 +166,10 @@ TEMPLATES: dict[str, dict[str, str]] = {
         "added": "Добавил в корзину: {name}, {quantity}.",
         "added_promo": "Цена по акции: {promo_price} вместо {price}{label}.",
         "cart_summary": "Позиций в корзине: {count}, сумма: {total}.",
+        "cart_summary_partial": "Позиций, добавленных в этом разговоре: {count}, их сумма: {total}. Корзину из магазина не удалось загрузить, поэтому общая сумма может быть больше.",
+        "cart_incomplete": "Не удалось загрузить вашу корзину из магазина, поэтому здесь только изменения из этого разговора, а сумма может быть неполной.",
+        "cart_refreshed": "Я обновил корзину по данным магазина:",
+        "products_not_configured": "Магазин ещё не подключил цены и наличие товаров, поэтому я пока не могу их показать.",
         "removed": "Убрал из корзины: {name}.",
         "quantity_set": "Изменил количество: {name} — теперь {quantity}.",
         "cleared": "Корзина очищена.",
@@ -166,6 +190,12 @@ TEMPLATES: dict[str, dict[str, str]] = {
         "no_alternatives": "Похожих товаров в наличии не нашлось.",
         GuardReason.SKU_NOT_OFFERED: "Я могу менять корзину только для товаров, которые показал вам, или тех, что уже в корзине.",
         GuardReason.INVALID_QUANTITY: "Количество должно быть больше нуля.",
+        GuardReason.QUANTITY_TOO_LARGE: "За один раз я могу заказать не больше {max_quantity} «{name}».",
+        "ask_amount_by_weight": "«{name}» продаётся на вес ({unit}), а не упаковками или штуками. Сколько {unit} добавить? Напишите, например, «добавь 0,5 {unit}».",
+        "ask_packs": "«{name}» продаётся упаковками по {pack}, а {requested} — это {packs} упаковки. Сколько упаковок добавить? Напишите, например, «добавь {suggested} шт».",
+        "ask_pieces": "«{name}» продаётся поштучно, и я не знаю, сколько штук составляют {requested}. Сколько штук добавить? Напишите, например, «добавь 2 шт».",
+        "ask_unit": "«{name}» продаётся в {unit}, поэтому {requested} я не могу пересчитать. Сколько {unit} добавить?",
+        "packs_converted": "{requested} — это {quantity} по {pack}.",
         GuardReason.BELOW_MIN_QUANTITY: "Минимальное количество для «{name}» — {min_quantity}.",
         GuardReason.QUANTITY_STEP_MISMATCH: "«{name}» продаётся кратно {step}.",
         "out_of_stock": "К сожалению, «{name}» закончился.",
@@ -189,9 +219,9 @@ TEMPLATES: dict[str, dict[str, str]] = {
 }
 
 UNIT_NAMES: dict[str, dict[str, str]] = {
-    UKRAINIAN: {"pcs": "шт", "kg": "кг", "g": "г", "l": "л", "ml": "мл"},
-    ENGLISH: {"pcs": "pcs", "kg": "kg", "g": "g", "l": "l", "ml": "ml"},
-    RUSSIAN: {"pcs": "шт", "kg": "кг", "g": "г", "l": "л", "ml": "мл"},
+    UKRAINIAN: {"pcs": "шт", "pack": "уп.", "kg": "кг", "g": "г", "l": "л", "ml": "мл"},
+    ENGLISH: {"pcs": "pcs", "pack": "packs", "kg": "kg", "g": "g", "l": "l", "ml": "ml"},
+    RUSSIAN: {"pcs": "шт", "pack": "уп.", "kg": "кг", "g": "г", "l": "л", "ml": "мл"},
 }
 
 # Reasons with a template of their own: the guards' reasons, the reasons the webhook contract
@@ -252,8 +282,10 @@ class Replies:
         return text if self.language == ENGLISH else text.replace(".", ",")
 
     def quantity(self, value: float | Decimal, unit: str) -> str:
-        unit_name = UNIT_NAMES.get(self.language, UNIT_NAMES[UKRAINIAN]).get(unit, unit)
-        return f"{self.amount(value)} {unit_name}"
+        return f"{self.amount(value)} {self.unit(unit)}"
+
+    def unit(self, unit: str) -> str:
+        return UNIT_NAMES.get(self.language, UNIT_NAMES[UKRAINIAN]).get(unit, unit)
 
     def product_line(self, position: int, product: ShownProduct) -> str:
         if product.promo_price is None:
@@ -304,8 +336,10 @@ class Replies:
         lines.append(self.text("cart_total", total=self.price(cart["total"])))
         return lines
 
-    def cart_summary(self, cart: CartSnapshot) -> str:
-        return self.text("cart_summary", count=len(cart["items"]), total=self.price(cart["total"]))
+    def cart_summary(self, cart: CartSnapshot, *, complete: bool = True) -> str:
+        """Return the line count and total; ``complete`` is false while the cart is unknown."""
+        key = "cart_summary" if complete else "cart_summary_partial"
+        return self.text(key, count=len(cart["items"]), total=self.price(cart["total"]))
 
     def rejection(self, reason: str | None, *, product: ShownProduct | None, quantity: str) -> str:
         """Explain why the merchant or a guard rejected a cart change."""
@@ -319,6 +353,7 @@ class Replies:
                 quantity=quantity,
                 min_quantity=self._rule_amount(product, product.min_quantity if product else None),
                 step=self._rule_amount(product, product.step if product else None),
+                max_quantity=self._rule_amount(product, MAX_CHANGE_QUANTITY),
             )
         match = _LIMIT_REASON.match(reason)
         if match is not None:

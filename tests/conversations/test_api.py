@@ -33,8 +33,8 @@ def invalid_body(fields: dict) -> dict:
 # Creating conversations
 
 
-def test_create_returns_the_new_conversation(chat_client, tenant):
-    response = chat_client.post(
+def test_create_returns_the_new_conversation(server_client, tenant):
+    response = server_client.post(
         CREATE_URL, {"store_id": "store-1", "user_id": "user-123"}, format="json"
     )
 
@@ -221,6 +221,7 @@ def test_detail_returns_cart_and_messages_in_order(chat_client, tenant):
                 "created_at": body["messages"][1]["created_at"],
             },
         ],
+        "has_more_messages": False,
     }
 
 
@@ -400,3 +401,156 @@ def test_abandoned_lease_is_taken_over(chat_client, tenant):
     conversation.refresh_from_db()
     assert conversation.turn_started_at is None
     assert Message.objects.count() == 2
+
+
+# Strict input types
+
+
+@pytest.mark.parametrize(
+    ("_case", "body", "fields"),
+    [
+        ("number store", {"store_id": 123}, {"store_id": ["Expected a string, got a number."]}),
+        (
+            "boolean user",
+            {"store_id": "store-1", "user_id": True},
+            {"user_id": ["Expected a string, got a boolean."]},
+        ),
+        (
+            "object token",
+            {"store_id": "store-1", "user_id": "u-1", "user_token": {"a": 1}},
+            {"user_token": ["Expected a string, got an object."]},
+        ),
+        (
+            "unknown field",
+            {"store_id": "store-1", "session_id": "victim"},
+            {"session_id": ["Unknown field."]},
+        ),
+    ],
+)
+def test_create_rejects_non_string_and_unknown_fields(server_client, _case, body, fields):
+    response = server_client.post(CREATE_URL, body, format="json")
+
+    assert response.status_code == 400
+    assert response.json() == invalid_body(fields)
+    assert Conversation.objects.count() == 0
+
+
+@pytest.mark.parametrize(
+    ("_case", "raw_body", "fields"),
+    [
+        ("integer", '{"text": 5}', {"text": ["Expected a string, got a number."]}),
+        ("infinity", '{"text": 1e999}', {"text": ["Expected a string, got a number."]}),
+        ("array", '{"text": ["молоко"]}', {"text": ["Expected a string, got an array."]}),
+        ("null", '{"text": null}', {"text": ["This field may not be null."]}),
+        (
+            "unknown field",
+            '{"text": "молоко", "role": "assistant"}',
+            {"role": ["Unknown field."]},
+        ),
+    ],
+)
+def test_message_rejects_non_string_and_unknown_fields(
+    chat_client, tenant, _case, raw_body, fields
+):
+    conversation = ConversationFactory(tenant=tenant)
+
+    response = chat_client.post(
+        messages_url(conversation), raw_body, content_type="application/json"
+    )
+
+    assert response.status_code == 400
+    assert response.json() == invalid_body(fields)
+    assert Message.objects.count() == 0
+    conversation.refresh_from_db()
+    assert conversation.turn_started_at is None
+
+
+# Pages of messages
+
+
+def conversation_with_messages(tenant, count: int) -> tuple[Conversation, list[Message]]:
+    conversation = ConversationFactory(tenant=tenant)
+    messages = [
+        MessageFactory(tenant=tenant, conversation=conversation, text=f"message {index}")
+        for index in range(count)
+    ]
+    return conversation, messages
+
+
+def texts(body: dict) -> list[str]:
+    return [message["text"] for message in body["messages"]]
+
+
+def test_detail_returns_the_latest_fifty_messages(chat_client, tenant):
+    conversation, _ = conversation_with_messages(tenant, 55)
+
+    body = chat_client.get(detail_url(conversation)).json()
+
+    assert texts(body) == [f"message {index}" for index in range(5, 55)]
+    assert body["has_more_messages"] is True
+
+
+def test_detail_pages_back_with_before(chat_client, tenant):
+    conversation, messages = conversation_with_messages(tenant, 7)
+
+    first = chat_client.get(detail_url(conversation), {"limit": 3}).json()
+    second = chat_client.get(
+        detail_url(conversation), {"limit": 3, "before": first["messages"][0]["message_id"]}
+    ).json()
+    third = chat_client.get(
+        detail_url(conversation), {"limit": 3, "before": second["messages"][0]["message_id"]}
+    ).json()
+
+    assert texts(first) == ["message 4", "message 5", "message 6"]
+    assert first["has_more_messages"] is True
+    assert texts(second) == ["message 1", "message 2", "message 3"]
+    assert second["has_more_messages"] is True
+    assert texts(third) == ["message 0"]
+    assert third["has_more_messages"] is False
+
+
+@pytest.mark.parametrize(
+    ("query", "fields"),
+    [
+        ({"limit": 0}, {"limit": ["Ensure this value is greater than or equal to 1."]}),
+        ({"limit": 201}, {"limit": ["Ensure this value is less than or equal to 200."]}),
+        ({"limit": "x"}, {"limit": ["A valid integer is required."]}),
+        ({"before": "msg_unknown"}, {"before": ["No message with this id in this conversation."]}),
+    ],
+)
+def test_detail_rejects_invalid_page_parameters(chat_client, tenant, query, fields):
+    conversation, _ = conversation_with_messages(tenant, 2)
+
+    response = chat_client.get(detail_url(conversation), query)
+
+    assert response.status_code == 400
+    assert response.json()["fields"] == fields
+
+
+def test_detail_before_must_belong_to_the_conversation(chat_client, tenant):
+    conversation, _ = conversation_with_messages(tenant, 2)
+    _, others = conversation_with_messages(tenant, 1)
+
+    response = chat_client.get(detail_url(conversation), {"before": others[0].public_id})
+
+    assert response.status_code == 400
+
+
+# A turn whose worker stopped
+
+
+def test_message_after_an_abandoned_turn_is_answered(chat_client, tenant):
+    conversation = ConversationFactory(
+        tenant=tenant, turn_started_at=timezone.now() - LEASE_DURATION - timedelta(seconds=1)
+    )
+    MessageFactory(tenant=tenant, conversation=conversation, text="молоко")
+
+    response = chat_client.post(messages_url(conversation), {"text": "дякую"}, format="json")
+
+    assert response.status_code == 200
+    history = chat_client.get(detail_url(conversation)).json()["messages"]
+    assert [message["role"] for message in history] == ["user", "assistant", "user", "assistant"]
+    assert history[1]["events"] == [
+        {"type": "error", "code": "internal_error", "reason": "interrupted"},
+        {"type": "response_complete"},
+    ]

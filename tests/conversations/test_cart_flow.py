@@ -5,6 +5,7 @@ the shopper refers to its lines by position or name.
 """
 
 import pytest
+from django.utils import timezone
 
 from conversations.models import Conversation, Message
 from tests.conversations.chat import cart_posts, reply_text, send
@@ -49,18 +50,15 @@ def cart_get_requests(merchant) -> list:
     return [request for request in merchant.requests if request.method == "GET"]
 
 
-def test_cart_is_loaded_once_on_the_first_message(
-    chat_client, merchant, cart_get, shopper_conversation
-):
+def test_cart_is_loaded_on_the_first_message(chat_client, merchant, cart_get, shopper_conversation):
     merchant.store.cart_seed(STORE_ID, SESSION_ID, [("bread-01", 1)])
 
     first = send(chat_client, shopper_conversation, "що в кошику?")
     send(chat_client, shopper_conversation, "привіт")
-    third = send(chat_client, shopper_conversation, "покажи кошик")
 
-    expected_text = "У вашому кошику:\n1. Хліб Київхліб білий — 1 шт × 32,00 = 32,00\nРазом: 32,00."
-    assert reply_text(first) == expected_text
-    assert reply_text(third) == expected_text
+    assert reply_text(first) == (
+        "У вашому кошику:\n1. Хліб Київхліб білий — 1 шт × 32,00 = 32,00\nРазом: 32,00."
+    )
     [request] = cart_get_requests(merchant)
     assert request.query == {"store_id": STORE_ID, "session_id": SESSION_ID}
     shopper_conversation.refresh_from_db()
@@ -68,7 +66,26 @@ def test_cart_is_loaded_once_on_the_first_message(
     assert shopper_conversation.cart_loaded_at is not None
 
 
-def test_cart_load_failure_is_not_retried(
+def test_show_cart_reloads_the_merchant_cart(chat_client, merchant, cart_get, shopper_conversation):
+    merchant.store.cart_seed(STORE_ID, SESSION_ID, [("bread-01", 1)])
+    send(chat_client, shopper_conversation, "привіт")
+    # The shopper changes the cart on the store's website meanwhile.
+    merchant.store.cart_seed(STORE_ID, SESSION_ID, [("milk-001", 2)])
+
+    shown = send(chat_client, shopper_conversation, "покажи кошик")
+
+    assert reply_text(shown) == (
+        "У вашому кошику:\n"
+        "1. Хліб Київхліб білий — 1 шт × 32,00 = 32,00\n"
+        "2. Молоко Lactel 2.5% — 2 шт × 45,90 = 91,80\n"
+        "Разом: 123,80."
+    )
+    assert len(cart_get_requests(merchant)) == 2
+    shopper_conversation.refresh_from_db()
+    assert shopper_conversation.cart == {"items": [BREAD, MILK], "total": 123.8}
+
+
+def test_cart_load_failure_is_retried_on_the_next_message(
     chat_client, tenant, local_webhooks, shopper_conversation, closed_port_url
 ):
     tenant.webhook_settings.cart_get_url = closed_port_url
@@ -77,11 +94,37 @@ def test_cart_load_failure_is_not_retried(
     first = send(chat_client, shopper_conversation, "що в кошику?")
     send(chat_client, shopper_conversation, "що в кошику?")
 
-    assert reply_text(first) == "Ваш кошик порожній."
-    assert WebhookDelivery.objects.filter(kind=WebhookKind.CART_GET).count() == 1
+    assert reply_text(first) == (
+        "Не вдалося завантажити ваш кошик із магазину, тому тут лише зміни з цієї розмови, "
+        "а сума може бути неповною.\n"
+        "Ваш кошик порожній."
+    )
+    # One load before each message, and none for the refresh that "show the cart" asks for
+    # because each message tries at most once.
+    assert WebhookDelivery.objects.filter(kind=WebhookKind.CART_GET).count() == 2
     shopper_conversation.refresh_from_db()
     assert shopper_conversation.cart == {"items": [], "total": 0.0}
     assert shopper_conversation.cart_loaded_at is None
+
+
+def test_cart_load_stops_after_one_success(
+    chat_client, tenant, merchant, cart_get, shopper_conversation, closed_port_url
+):
+    merchant.store.cart_seed(STORE_ID, SESSION_ID, [("bread-01", 1)])
+    tenant.webhook_settings.cart_get_url = closed_port_url
+    tenant.webhook_settings.save()
+    send(chat_client, shopper_conversation, "дякую")
+    tenant.webhook_settings.cart_get_url = merchant.cart_get_url
+    tenant.webhook_settings.save()
+
+    second = send(chat_client, shopper_conversation, "дякую")
+    send(chat_client, shopper_conversation, "дякую")
+
+    assert reply_text(second) == "Будь ласка! Чим ще можу допомогти?"
+    assert len(cart_get_requests(merchant)) == 1
+    shopper_conversation.refresh_from_db()
+    assert shopper_conversation.cart == {"items": [BREAD], "total": 32.0}
+    assert shopper_conversation.cart_loaded_at is not None
 
 
 def test_no_cart_load_without_a_cart_get_url(chat_client, merchant, shopper_conversation):
@@ -187,3 +230,79 @@ def test_remove_by_name_and_clear_in_english(chat_client, merchant, cart_get, sh
     }
     assert merchant.store.cart_items(STORE_ID, SESSION_ID) == []
     assert Message.objects.filter(role=Message.Role.ASSISTANT).count() == 2
+
+
+@pytest.fixture
+def stale_conversation(tenant) -> Conversation:
+    """A conversation whose snapshot still lists milk that the shopper removed elsewhere."""
+    return ConversationFactory(
+        tenant=tenant,
+        store_id=STORE_ID,
+        session_id=SESSION_ID,
+        cart={"items": [BREAD, MILK], "total": 123.8},
+        cart_loaded_at=timezone.now(),
+    )
+
+
+def test_not_in_cart_reloads_the_stale_snapshot(
+    chat_client, merchant, cart_get, stale_conversation
+):
+    merchant.store.cart_seed(STORE_ID, SESSION_ID, [("bread-01", 1)])
+
+    sent = send(chat_client, stale_conversation, "видали молоко")
+    after = send(chat_client, stale_conversation, "видали перший")
+
+    assert reply_text(sent) == (
+        "«Молоко Lactel 2.5%» немає у вашому кошику.\n"
+        "Я оновив кошик за даними магазину:\n"
+        "У вашому кошику:\n"
+        "1. Хліб Київхліб білий — 1 шт × 32,00 = 32,00\n"
+        "Разом: 32,00."
+    )
+    assert [event["type"] for event in sent] == [
+        "status",
+        "text_delta",
+        "text_end",
+        "response_complete",
+    ]
+    assert cart_posts(merchant)[0] == {
+        "action": "remove",
+        "store_id": STORE_ID,
+        "session_id": SESSION_ID,
+        "sku": "milk-001",
+    }
+    assert len(cart_get_requests(merchant)) == 1
+    assert reply_text(after).startswith("Прибрав з кошика: Хліб Київхліб білий.")
+    stale_conversation.refresh_from_db()
+    assert stale_conversation.cart == {"items": [], "total": 0.0}
+
+
+def test_not_in_cart_without_cart_get_drops_the_line(chat_client, merchant, stale_conversation):
+    merchant.store.cart_seed(STORE_ID, SESSION_ID, [("bread-01", 1)])
+
+    sent = send(chat_client, stale_conversation, "зміни кількість молока на 3")
+
+    assert reply_text(sent) == "«Молоко Lactel 2.5%» немає у вашому кошику."
+    assert cart_get_requests(merchant) == []
+    stale_conversation.refresh_from_db()
+    assert stale_conversation.cart == {"items": [BREAD], "total": 32.0}
+
+
+def test_cart_summary_is_partial_while_the_cart_is_unknown(
+    chat_client, tenant, merchant, closed_port_url, shopper_conversation
+):
+    tenant.webhook_settings.cart_get_url = closed_port_url
+    tenant.webhook_settings.save()
+    shopper_conversation.state = {
+        "seen": {"bread-01": {"sku": "bread-01", "name": "Хліб Київхліб білий", "price": 32.0}},
+        "offline": {"listed": ["bread-01"], "listed_kind": "search", "focus": None},
+    }
+    shopper_conversation.save()
+
+    sent = send(chat_client, shopper_conversation, "додай перший")
+
+    assert reply_text(sent) == (
+        "Додав у кошик: Хліб Київхліб білий, 1 шт.\n"
+        "Позицій, доданих у цій розмові: 1, їхня сума: 32,00. Кошик із магазину не вдалося "
+        "завантажити, тож загальна сума може бути більшою."
+    )

@@ -51,7 +51,7 @@ def test_parse_search_requests(text, expected):
         ("додай три першого", Intent(ADD, reference=Ordinal(1), quantity=pieces("3"))),
         (
             "додай дві пляшки третього",
-            Intent(ADD, reference=Ordinal(3), quantity=pieces("2", "pcs")),
+            Intent(ADD, reference=Ordinal(3), quantity=pieces("2", "pack")),
         ),
         ("додай останній", Intent(ADD, reference=Ordinal(-1))),
         ("додай №2", Intent(ADD, reference=Ordinal(2))),
@@ -225,3 +225,62 @@ def test_search_query_drops_request_words():
 )
 def test_name_matches_ignores_word_endings(fragment, name, expected):
     assert name_matches(fragment, name) is expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("додай -1 першого", Intent(ADD, reference=Ordinal(1), quantity=pieces("-1"))),
+        ("додай −1 першого", Intent(ADD, reference=Ordinal(1), quantity=pieces("-1"))),
+        (
+            "зміни кількість першого на -2",
+            Intent(SET, reference=Ordinal(1), quantity=pieces("-2")),
+        ),
+        ("додай 1e9 першого", Intent(ADD, reference=Ordinal(1), quantity=pieces("1e9"))),
+        ("додай 1e999 першого", Intent(ADD, reference=Ordinal(1), quantity=pieces("Infinity"))),
+        ("add 1e-999 of the first", Intent(ADD, reference=Ordinal(1), quantity=pieces("0"))),
+        (
+            "add 1e-1 kg of the first",
+            Intent(ADD, reference=Ordinal(1), quantity=pieces("0.1", "kg")),
+        ),
+        ("додай півтора першого", Intent(ADD, reference=Ordinal(1), quantity=pieces("1.5"))),
+        ("добавь полтора первого", Intent(ADD, reference=Ordinal(1), quantity=pieces("1.5"))),
+        (
+            "add one and a half kg of the first",
+            Intent(ADD, reference=Ordinal(1), quantity=pieces("1.5", "kg")),
+        ),
+        (
+            "додай два з половиною кг першого",
+            Intent(ADD, reference=Ordinal(1), quantity=pieces("2.5", "kg")),
+        ),
+        (
+            "добавь два с половиной кг первого",
+            Intent(ADD, reference=Ordinal(1), quantity=pieces("2.5", "kg")),
+        ),
+        (
+            "add half a kilo of the first",
+            Intent(ADD, reference=Ordinal(1), quantity=pieces("0.5", "kg")),
+        ),
+        ("додай пів першого", Intent(ADD, reference=Ordinal(1), quantity=pieces("0.5"))),
+        (
+            "додай 500 г сиру",
+            Intent(ADD, reference=NameFragment("сиру"), quantity=pieces("500", "g")),
+        ),
+        (
+            "додай 3 л молока",
+            Intent(ADD, reference=NameFragment("молока"), quantity=pieces("3", "l")),
+        ),
+        (
+            "додай одну пачку другого",
+            Intent(ADD, reference=Ordinal(2), quantity=pieces("1", "pack")),
+        ),
+        (
+            "add 2 packs of the second",
+            Intent(ADD, reference=Ordinal(2), quantity=pieces("2", "pack")),
+        ),
+        ("видали -1", Intent(REMOVE)),
+        ("-2", Intent(SEARCH, query="-2")),
+    ],
+)
+def test_parse_signed_and_fractional_amounts(text, expected):
+    assert parse_intent(text) == expected

@@ -237,6 +237,33 @@ def test_failed_products_webhook_shows_no_products(
     assert Message.objects.get(role=Message.Role.ASSISTANT).events == sent
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "молоко",
+            "Магазин ще не підключив ціни та наявність товарів, тому я поки не можу їх показати.",
+        ),
+        (
+            "I need milk",
+            "The store has not connected product prices and stock yet, so I cannot show "
+            "products for now.",
+        ),
+    ],
+)
+def test_search_without_a_products_url(
+    chat_client, tenant, merchant, shopper_conversation, text, expected
+):
+    tenant.webhook_settings.products_url = ""
+    tenant.webhook_settings.save()
+
+    sent = send(chat_client, shopper_conversation, text)
+
+    assert reply_text(sent) == expected
+    assert "product_cards" not in [event["type"] for event in sent]
+    assert products_requests(merchant) == []
+
+
 def test_search_with_nothing_in_stock(chat_client, merchant, shopper_conversation):
     for sku in ("milk-001", "milk-002", "bread-01", "apple-kg"):
         merchant.store.stock_update(sku, in_stock=False)

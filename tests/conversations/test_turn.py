@@ -8,6 +8,7 @@ import pytest
 from conversations import events
 from conversations.assistants import Turn
 from conversations.events import Event
+from conversations.identity import ShopperIdentity
 from conversations.models import Conversation, Message
 from conversations.services import ConversationTurn, conversation_create
 
@@ -39,10 +40,13 @@ class RecordingAssistant:
 
 
 def test_conversation_create_uses_the_user_id_as_session(tenant):
-    conversation = conversation_create(tenant=tenant, store_id="store-1", user_id="user-9")
+    identity = ShopperIdentity(user_id="user-9", limit_key="user:user-9")
+
+    conversation = conversation_create(tenant=tenant, store_id="store-1", identity=identity)
 
     assert conversation.session_id == "user-9"
     assert conversation.user_id == "user-9"
+    assert conversation.limit_identity == "user:user-9"
     assert conversation.store_id == "store-1"
     assert conversation.cart == {"items": [], "total": 0.0}
 
@@ -116,3 +120,44 @@ def test_reply_message_is_unavailable_before_the_turn_ran(conversation):
 
     with pytest.raises(RuntimeError, match="has not finished"):
         turn.reply_message()
+
+
+def test_unanswered_message_gets_an_interrupted_reply(conversation):
+    # A worker saved the shopper's message and stopped before it could reply.
+    Message.objects.create(
+        tenant=conversation.tenant, conversation=conversation, role="user", text="молоко"
+    )
+    assistant = RecordingAssistant()
+
+    sent = list(
+        ConversationTurn(conversation=conversation, text="ще раз", assistant=assistant).run()
+    )
+
+    roles = list(conversation.messages.order_by("created_at", "pk").values_list("role", flat=True))
+    assert roles == ["user", "assistant", "user", "assistant"]
+    marker = conversation.messages.order_by("created_at", "pk")[1]
+    assert marker.text == ""
+    assert marker.events == [
+        {"type": "error", "code": "internal_error", "reason": "interrupted"},
+        {"type": "response_complete"},
+    ]
+    assert marker.metadata == {"assistant": None, "interrupted": "interrupted"}
+    assert [(entry.role, entry.text) for entry in assistant.turns[0].history] == [
+        ("user", "молоко"),
+        ("assistant", ""),
+    ]
+    assert sent[-1] == {"type": "response_complete"}
+
+
+def test_answered_history_gets_no_interrupted_reply(conversation):
+    list(
+        ConversationTurn(conversation=conversation, text="a", assistant=RecordingAssistant()).run()
+    )
+
+    list(
+        ConversationTurn(conversation=conversation, text="b", assistant=RecordingAssistant()).run()
+    )
+
+    roles = list(conversation.messages.order_by("created_at", "pk").values_list("role", flat=True))
+    assert roles == ["user", "assistant", "user", "assistant"]
+    assert not conversation.messages.filter(metadata__interrupted="interrupted").exists()

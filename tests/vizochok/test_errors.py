@@ -14,10 +14,12 @@ pytestmark = pytest.mark.django_db
         ("trailing slash", "/api/v1/conversations/"),
         ("NUL in an id", "/api/v1/conversations/conv_x%00y"),
         ("malformed id", "/api/v1/conversations/not-an-id/messages"),
+        ("NUL in a job id", "/api/v1/catalog/jobs/job_%00x"),
+        ("malformed job id", "/api/v1/catalog/jobs/garbage"),
     ],
 )
-def test_unknown_api_paths_get_the_json_envelope(chat_client, _case, path):
-    response = chat_client.get(path)
+def test_unknown_api_paths_get_the_json_envelope(server_client, _case, path):
+    response = server_client.get(path)
 
     assert response.status_code == 404
     assert response["Content-Type"] == "application/json"
@@ -68,3 +70,15 @@ def test_a_body_over_the_upload_limit_is_payload_too_large(server_client, settin
         "code": "payload_too_large",
         "max_bytes": 1000,
     }
+
+
+def test_chunked_request_body_is_length_required(server_client):
+    response = server_client.patch(
+        "/api/v1/admin/webhooks",
+        data='{"timeout_seconds": 9}',
+        content_type="application/json",
+        HTTP_TRANSFER_ENCODING="chunked",
+    )
+
+    assert response.status_code == 411
+    assert response.json()["code"] == "length_required"

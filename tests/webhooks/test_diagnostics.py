@@ -416,3 +416,12 @@ def test_check_merchant_unknown_tenant():
 
     with pytest.raises(CommandError, match="No tenant with slug 'unknown'"):
         call_command("check_merchant", "unknown")
+
+
+def test_check_merchant_json_output_is_one_json_document(tenant, merchant):
+    ProductFactory(tenant=tenant, sku="atb-0318", name="Молоко")
+
+    output, error = run_check("shop-a", "--json")
+
+    assert error is None
+    assert [report["kind"] for report in json.loads(output)] == ["products", "cart", "cart_get"]

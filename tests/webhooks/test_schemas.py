@@ -166,6 +166,12 @@ pytest_db = pytest.mark.django_db
         ("json-ish vendor type", "application/vnd.api+json", b'{"products": []}'),
         ("not json", "application/json", b"products: none"),
         ("not utf-8", "application/json", b'{"products": ["\xff"]}'),
+        (
+            "NaN constant",
+            "application/json",
+            b'{"products": [{"sku": "a", "price": NaN, "in_stock": true}]}',
+        ),
+        ("Infinity constant", "application/json", b'{"products": [], "x": Infinity}'),
     ],
 )
 def test_non_json_response_fails_the_call(
@@ -242,3 +248,27 @@ def test_cart_get_keeps_valid_lines(tenant, local_webhooks, start_server):
 
     assert result.ok
     assert [(line.sku, line.quantity) for line in result.lines] == [("a", 2.0)]
+
+
+def test_long_promotion_label_is_dropped_but_the_product_kept():
+    parsed = parse_products(
+        {"products": [{**VALID, "promo_price": 9, "promo_label": "x" * 41}]},
+        requested_skus=["a"],
+    )
+
+    assert [(item.sku, item.promo_price, item.promo_label) for item in parsed.items] == [
+        ("a", 9.0, None)
+    ]
+
+
+def test_long_cart_reason_is_cut():
+    response = parse_cart({"ok": False, "reason": "r" * 200_000})
+
+    assert response.reason == "r" * 200
+
+
+def test_cart_get_item_with_an_overlong_name_is_dropped():
+    parsed = parse_cart_get({"items": [{"sku": "a", "name": "n" * 501, "price": 1, "quantity": 1}]})
+
+    assert parsed.items == []
+    assert len(parsed.dropped) == 1

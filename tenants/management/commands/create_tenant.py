@@ -9,8 +9,9 @@ from vizochok.exceptions import InvalidInput
 
 class Command(BaseCommand):
     help = (
-        "Create a tenant with a public (pk_) key, a secret (sk_) key and a webhook signing "
-        "secret, and print all three once: they are stored only as hashes or never shown again."
+        "Create a tenant with a public (pk_) key, a secret (sk_) key, a webhook signing secret "
+        "and a user token secret, and print them once: they are stored only as hashes or never "
+        "shown again."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -34,3 +35,4 @@ class Command(BaseCommand):
         self.stdout.write(f"  public key (widget, scope chat):      {created.public_key.raw_key}")
         self.stdout.write(f"  secret key (server, chat + catalog):  {created.secret_key.raw_key}")
         self.stdout.write(f"  webhook signing secret:              {created.webhook_secret}")
+        self.stdout.write(f"  user token secret (signs user ids):  {created.user_token_secret}")

@@ -20,6 +20,8 @@ def form_data(**changes):
         "monthly_token_limit": 10_000_000,
         "user_daily_message_limit": 200,
         "user_daily_conversation_limit": 20,
+        "rate_limit_messages": 10,
+        "rate_limit_window_seconds": 60,
     }
     return {**data, **changes}
 

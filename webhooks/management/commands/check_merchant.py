@@ -71,7 +71,9 @@ class Command(BaseCommand):
         violations = sum(len(report.violations) for report in reports)
         if violations:
             raise CommandError(f"{violations} contract violation(s) found.", returncode=1)
-        self.stdout.write("All checked endpoints conform to the webhook contract.")
+        # With --json, standard output carries the JSON document alone.
+        summary = self.stderr if options["json"] else self.stdout
+        summary.write("All checked endpoints conform to the webhook contract.")
 
     def _write_report(self, report: EndpointReport) -> None:
         self.stdout.write(f"{report.kind.label} webhook {report.url or '(not configured)'}")

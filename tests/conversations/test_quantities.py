@@ -1,0 +1,234 @@
+"""Amounts in shopper messages: signs, exponents, halves, and weights of packaged goods.
+
+Each case shows products as a search would, sends one message through the API and checks
+the reply and what the merchant's cart webhook received.
+"""
+
+import pytest
+
+from conversations.tools import ShownProduct
+from merchant.server import start_merchant
+from tests.conversations.chat import cart_posts, reply_text, send
+from tests.conversations.shop_data import SESSION_ID, STORE_ID, show
+from tests.factories import ConversationFactory
+
+pytestmark = pytest.mark.django_db
+
+# A packaged cheese of 250 g, a milk pack of 840 g without a volume, a bottle of oil of
+# 900 ml, and a cheese sold by weight.
+CHEESE_PACK = ShownProduct(sku="cheese-pack", name="Сир Комо 250 г", price=120.0, weight=250)
+MILK_PACK = ShownProduct(sku="milk-pack", name="Молоко Ферма 2.5%", price=40.0, weight=840)
+OIL = ShownProduct(sku="oil-bottle", name="Олія Щедрий лан", price=80.0, volume=900)
+CHEESE_KG = ShownProduct(
+    sku="cheese-kg", name="Сир Гауда ваговий", price=400.0, unit="kg", quantity_step=0.01
+)
+PRODUCTS = [CHEESE_PACK, MILK_PACK, OIL, CHEESE_KG]
+
+
+@pytest.fixture
+def merchant(tenant, local_webhooks):
+    catalog = [
+        {"sku": product.sku, "name": product.name, "unit": product.unit} for product in PRODUCTS
+    ]
+    stock = {
+        product.sku: {"price": product.price, "in_stock": True, "stock": 1000}
+        for product in PRODUCTS
+    }
+    server = start_merchant(secret=tenant.webhook_settings.secret, stock=stock, catalog=catalog)
+    tenant.webhook_settings.cart_url = server.cart_url
+    tenant.webhook_settings.products_url = server.products_url
+    tenant.webhook_settings.save()
+    yield server
+    server.shutdown()
+
+
+@pytest.fixture
+def shown(tenant, merchant):
+    """A conversation that listed the four products, in the order of ``PRODUCTS``."""
+    conversation = ConversationFactory(tenant=tenant, store_id=STORE_ID, session_id=SESSION_ID)
+    show(conversation, *PRODUCTS)
+    conversation.state["offline"] = {
+        "listed": [product.sku for product in PRODUCTS],
+        "listed_kind": "search",
+        "focus": None,
+    }
+    conversation.save()
+    return conversation
+
+
+def posted(merchant) -> list[tuple[str, str | None, object]]:
+    return [
+        (post["action"], post.get("sku"), post.get("quantity")) for post in cart_posts(merchant)
+    ]
+
+
+# Rejected amounts: a clear reply and no webhook call.
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("додай -1 першого", "Кількість має бути більшою за нуль."),
+        ("додай −1 першого", "Кількість має бути більшою за нуль."),
+        ("додай 0 першого", "Кількість має бути більшою за нуль."),
+        ("add -3 of the first", "The quantity must be greater than zero."),
+        ("добавь -2 первого", "Количество должно быть больше нуля."),
+        ("зміни кількість першого на -2", "Кількість має бути більшою за нуль."),
+        ("set the first to -2", "The quantity must be greater than zero."),
+        ("додай 1e9 першого", "За один раз я можу замовити щонайбільше 100 шт «Сир Комо 250 г»."),
+        ("додай 1e999 першого", "За один раз я можу замовити щонайбільше 100 шт «Сир Комо 250 г»."),
+        ("add 101 of the first", "I can order at most 100 pcs of “Сир Комо 250 г” at a time."),
+        ("додай півтора першого", "«Сир Комо 250 г» продається кратно 1 шт."),
+        ("add one and a half of the first", "“Сир Комо 250 г” is sold in steps of 1 pcs."),
+        ("добавь полтора первого", "«Сир Комо 250 г» продаётся кратно 1 шт."),
+        ("додай пів першого", "«Сир Комо 250 г» продається кратно 1 шт."),
+        ("add 1e-1 of the first", "“Сир Комо 250 г” is sold in steps of 1 pcs."),
+    ],
+)
+def test_invalid_amounts_are_rejected_without_a_webhook(
+    chat_client, merchant, shown, text, expected
+):
+    sent = send(chat_client, shown, text)
+
+    assert reply_text(sent) == expected
+    assert posted(merchant) == []
+    shown.refresh_from_db()
+    assert shown.cart == {"items": [], "total": 0.0}
+
+
+# Questions instead of guesses: no webhook call either.
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "додай 600 г першого",
+            "«Сир Комо 250 г» продається упаковками по 250 г, а 600 г — це 2,4 упаковки. "
+            "Скільки упаковок додати? Напишіть, наприклад, «додай 2 шт».",
+        ),
+        (
+            "add 100 g of the first",
+            "“Сир Комо 250 г” comes in packs of 250 g, and 100 g is 0.4 packs. How many packs "
+            "should I add? Say for example “add 1 pcs”.",
+        ),
+        (
+            "додай 3 л другого",
+            "«Молоко Ферма 2.5%» продається поштучно, і я не знаю, скільки штук становлять "
+            "3 л. Скільки штук додати? Напишіть, наприклад, «додай 2 шт».",
+        ),
+        (
+            "додай одну пачку четвертого",
+            "«Сир Гауда ваговий» продається на вагу (кг), а не упаковками чи штуками. Скільки "
+            "кг додати? Напишіть, наприклад, «додай 0,5 кг».",
+        ),
+        (
+            "add 2 pcs of the fourth",
+            "“Сир Гауда ваговий” is sold by kg, not in packs or pieces. How many kg should I "
+            "add? Say for example “add 0.5 kg”.",
+        ),
+        (
+            "добавь одну пачку четвёртого",
+            "«Сир Гауда ваговий» продаётся на вес (кг), а не упаковками или штуками. Сколько "
+            "кг добавить? Напишите, например, «добавь 0,5 кг».",
+        ),
+        (
+            "додай 1 л четвертого",
+            "«Сир Гауда ваговий» продається в кг, тож 1 л я не можу перерахувати. Скільки кг "
+            "додати?",
+        ),
+    ],
+)
+def test_unclear_amounts_get_a_question(chat_client, merchant, shown, text, expected):
+    sent = send(chat_client, shown, text)
+
+    assert reply_text(sent) == expected
+    assert posted(merchant) == []
+
+
+def test_answer_to_the_question_adds_the_packs(chat_client, merchant, shown):
+    send(chat_client, shown, "додай 600 г першого")
+
+    sent = send(chat_client, shown, "додай 2 шт")
+
+    assert reply_text(sent).startswith("Додав у кошик: Сир Комо 250 г, 2 шт.")
+    assert posted(merchant) == [("add", "cheese-pack", 2)]
+
+
+# Conversions that are exact.
+
+
+@pytest.mark.parametrize(
+    ("text", "expected_post", "expected_lines"),
+    [
+        (
+            "додай 500 г першого",
+            ("add", "cheese-pack", 2),
+            ["Додав у кошик: Сир Комо 250 г, 2 шт.", "500 г — це 2 шт по 250 г."],
+        ),
+        (
+            "add 1 kg of the first",
+            ("add", "cheese-pack", 4),
+            ["Added to your cart: Сир Комо 250 г, 4 pcs.", "1 kg is 4 pcs of 250 g."],
+        ),
+        (
+            "додай 1,8 л третього",
+            ("add", "oil-bottle", 2),
+            ["Додав у кошик: Олія Щедрий лан, 2 шт.", "1,8 л — це 2 шт по 900 мл."],
+        ),
+        (
+            "додай 500 г четвертого",
+            ("add", "cheese-kg", 0.5),
+            ["Додав у кошик: Сир Гауда ваговий, 0,5 кг."],
+        ),
+        (
+            "add 1e-1 kg of the fourth",
+            ("add", "cheese-kg", 0.1),
+            ["Added to your cart: Сир Гауда ваговий, 0.1 kg."],
+        ),
+        (
+            "add one and a half kg of the fourth",
+            ("add", "cheese-kg", 1.5),
+            ["Added to your cart: Сир Гауда ваговий, 1.5 kg."],
+        ),
+        (
+            "додай півтора кг четвертого",
+            ("add", "cheese-kg", 1.5),
+            ["Додав у кошик: Сир Гауда ваговий, 1,5 кг."],
+        ),
+        (
+            "додай два з половиною кг четвертого",
+            ("add", "cheese-kg", 2.5),
+            ["Додав у кошик: Сир Гауда ваговий, 2,5 кг."],
+        ),
+        (
+            "додай півкіло четвертого",
+            ("add", "cheese-kg", 0.5),
+            ["Додав у кошик: Сир Гауда ваговий, 0,5 кг."],
+        ),
+        (
+            "додай дві пачки першого",
+            ("add", "cheese-pack", 2),
+            ["Додав у кошик: Сир Комо 250 г, 2 шт."],
+        ),
+    ],
+)
+def test_amounts_convert_to_the_product_unit(
+    chat_client, merchant, shown, text, expected_post, expected_lines
+):
+    sent = send(chat_client, shown, text)
+
+    assert posted(merchant) == [expected_post]
+    assert reply_text(sent).split("\n")[: len(expected_lines)] == expected_lines
+
+
+def test_set_quantity_by_weight_converts_to_packs(chat_client, merchant, shown):
+    send(chat_client, shown, "додай перший")
+
+    sent = send(chat_client, shown, "зміни кількість першого на 750 г")
+
+    assert posted(merchant)[-1] == ("update_quantity", "cheese-pack", 3)
+    assert reply_text(sent).split("\n")[:2] == [
+        "Змінив кількість: Сир Комо 250 г — тепер 3 шт.",
+        "750 г — це 3 шт по 250 г.",
+    ]
