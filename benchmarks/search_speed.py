@@ -322,9 +322,12 @@ class Benchmark:
         from django.db import connection, transaction
         from pgvector import Vector
 
-        from catalog.search import product_search
+        from catalog.search import HNSW_EF_SEARCH, product_search
 
-        print(f"\n4. latency over {len(queries)} queries, limit 10, {self.args.rounds} rounds")
+        print(
+            f"\n4. latency over {len(queries)} queries, limit 10, {self.args.rounds} rounds,"
+            f" hnsw.ef_search={HNSW_EF_SEARCH}"
+        )
         cached = _PrecomputedEmbedder(self.embedder, dict(zip(queries, query_vectors, strict=True)))
         raw_sql = (
             "SELECT id FROM catalog_product WHERE tenant_id = %s AND is_active"
@@ -339,7 +342,8 @@ class Benchmark:
                 with transaction.atomic(), connection.cursor() as cursor:
                     cursor.execute(
                         "SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true),"
-                        " set_config('hnsw.ef_search', '100', true)"
+                        " set_config('hnsw.ef_search', %s, true)",
+                        [str(HNSW_EF_SEARCH)],
                     )
                     cursor.execute(
                         raw_sql, [tenant.pk, self.embedder.model_name, Vector(vector).to_text()]
