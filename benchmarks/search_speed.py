@@ -9,7 +9,7 @@ creates tenants whose slugs start with ``bench-`` and replaces their products)::
 
 PATH_TO_INSTACART is the folder with Instacart's ``products.csv``, ``aisles.csv`` and
 ``departments.csv``. Its 49,688 names are used once as they are and then again with a
-pack size appended, to reach 100,000 products; three more tenants of 20,000 products share the
+pack size appended, to reach 100,000 products. Three more tenants of 20,000 products share the
 table. Embedding even 50,000 texts takes most of an hour on 2 busy cores, so:
 
 - the 49,688 original names are embedded once with the real embedder and kept in
@@ -50,7 +50,7 @@ from typing import Any
 import numpy as np
 from _django import setup_django
 
-# Pack sizes appended to the names of the second copy, picked by product id.
+# Pack sizes appended to the names of the copies, picked by product id and copy number.
 PACK_SIZES = ("12 oz", "16 oz", "1 lb", "2 lb", "6 pack", "family size", "32 fl oz", "500 g")
 MAIN_TENANT = "bench-100k"
 OTHER_TENANTS = ("bench-a", "bench-b", "bench-c")
