@@ -222,10 +222,14 @@ def test_job_fails_when_embedding_endpoint_is_down(
 
     # when
     start_worker()
+    # The task marks the catalog job failed before the queue records its own failure.
     _wait_until(
-        lambda: _job(job_id).status == CatalogJob.Status.FAILED,
+        lambda: (
+            _job(job_id).status == CatalogJob.Status.FAILED
+            and _queue_status(_job(job_id)) == "failed"
+        ),
         timeout=60,
-        description="the job to fail",
+        description="the job and its queue entry to fail",
     )
 
     # then: two runs (one retry), each making three requests (the client retries twice)
