@@ -69,6 +69,11 @@ def test_cli_serves_seeded_cart_and_stops_on_sigterm(tmp_path: Path) -> None:
         health = client.request("GET", "/health", signed=False)
         default_store_cart = client.cart_get("store-1", "user-1")
         other_store_cart = client.cart_get("store-2", "user-1")
+        # The server logs a request after answering it, so wait for the line before the
+        # signal; otherwise a fast SIGTERM could stop the server before it writes it.
+        request_lines = ""
+        while "path=/health" not in request_lines:
+            request_lines += process.stderr.readline()
         process.send_signal(signal.SIGTERM)
         _, stderr_rest = process.communicate(timeout=10)
     finally:
@@ -80,7 +85,7 @@ def test_cli_serves_seeded_cart_and_stops_on_sigterm(tmp_path: Path) -> None:
     assert [item["quantity"] for item in default_store_cart.json()["items"]] == [2]
     assert [item["quantity"] for item in other_store_cart.json()["items"]] == [0.5]
     assert process.returncode == 0
-    log = started_line + stderr_rest
+    log = started_line + request_lines + stderr_rest
     assert "merchant.request method=GET path=/health status=200 reason=- duration_ms=" in log
     assert "merchant.stopped" in log
     assert CLI_SECRET not in log

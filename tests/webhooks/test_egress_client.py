@@ -668,7 +668,7 @@ def test_send_from_many_threads(start_server: StartServer) -> None:
     paths = [f"/worker-{number}" for number in range(32)]
 
     def fetch(path: str) -> bytes:
-        return send("GET", server.url(path), policy=LOCAL_POLICY, timeout=2).body
+        return send("GET", server.url(path), policy=LOCAL_POLICY, timeout=10).body
 
     # when: iterating the map re-raises any error from a worker thread here
     with ThreadPoolExecutor(max_workers=8) as executor:
