@@ -15,7 +15,7 @@ from catalog.jobs import catalog_job_submit
 from catalog.models import CatalogJob
 from catalog.schemas import product_inputs_parse
 from catalog.selectors import catalog_job_get, catalog_jobs_list
-from tenants.authentication import ApiClient
+from tenants.authentication import request_client
 from tenants.models import Tenant
 from tenants.permissions import HasCatalogScope
 from vizochok.exceptions import InvalidInput, PayloadTooLarge
@@ -30,8 +30,7 @@ class CatalogApi(APIView):
     permission_classes = [HasCatalogScope]
 
     def tenant(self, request: Request) -> Tenant:
-        assert isinstance(request.user, ApiClient)
-        return request.user.tenant
+        return request_client(request).tenant
 
 
 class CatalogJobOutputSerializer(serializers.ModelSerializer):

@@ -7,7 +7,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from tenants.authentication import ApiClient
+from tenants.authentication import ApiClient, request_client
 from tenants.models import WebhookSettings
 from tenants.permissions import IsSecretKey
 from tenants.services import (
@@ -25,8 +25,7 @@ class AdminApi(APIView):
     permission_classes = [IsSecretKey]
 
     def client(self, request: Request) -> ApiClient:
-        assert isinstance(request.user, ApiClient)
-        return request.user
+        return request_client(request)
 
 
 class WebhookSettingsApi(AdminApi):
