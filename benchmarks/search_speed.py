@@ -22,7 +22,8 @@ table. Embedding even 50,000 texts takes most of an hour on 2 busy cores, so:
 
 The 5,000-product import measurement always embeds for real.
 
-Steps, each printed as it finishes:
+Steps, each printed as it finishes (``--steps`` picks some; without ``load`` the tenants
+an earlier run loaded are measured as they are):
 
 1. load: upsert all tenants' products (``product_upsert_many``), write the cached vectors
    and rebuild the HNSW index;
@@ -58,6 +59,7 @@ IMPORT_TENANT = "bench-import"
 # Passages the embedder embeds on its own to measure its throughput.
 EMBEDDER_SAMPLE = 1_000
 VARIANT_NOISE = 0.011
+STEPS = ("load", "reimport", "recall", "latency", "import")
 
 
 def read_instacart(data_dir: Path) -> list[dict[str, str]]:
@@ -143,13 +145,21 @@ class Benchmark:
         if self.args.embed_only:
             self._vectors()
             return
-        tenants = self.load()
-        self.reimport(tenants[MAIN_TENANT])
+        steps = set(self.args.steps)
+        if "load" in steps:
+            main_tenant = self.load()[MAIN_TENANT]
+        else:
+            main_tenant = self._loaded_tenant(MAIN_TENANT)
+        if "reimport" in steps:
+            self.reimport(main_tenant)
         queries = self._queries()
         query_vectors = self.embedder.embed_queries(queries)
-        self.recall(tenants[MAIN_TENANT], query_vectors)
-        self.latency(tenants[MAIN_TENANT], queries, query_vectors)
-        self.import_throughput()
+        if "recall" in steps:
+            self.recall(main_tenant, query_vectors)
+        if "latency" in steps:
+            self.latency(main_tenant, queries, query_vectors)
+        if "import" in steps:
+            self.import_throughput()
 
     def _print_environment(self) -> None:
         import os
@@ -177,6 +187,15 @@ class Benchmark:
             existing.products.all().delete()
             return existing
         return tenant_create(name=slug, slug=slug).tenant
+
+    def _loaded_tenant(self, slug: str) -> Any:
+        """Return a tenant that an earlier run's load step filled."""
+        from tenants.models import Tenant
+
+        tenant = Tenant.objects.filter(slug=slug).first()
+        if tenant is None or not tenant.products.exists():
+            raise SystemExit(f"Tenant {slug} has no products: run the load step first.")
+        return tenant
 
     def load(self) -> dict[str, Any]:
         """Create the tenants, upsert their products and store the cached vectors."""
@@ -445,6 +464,13 @@ def main() -> None:
         nargs="+",
         default=[40, 100, 200],
         help="hnsw.ef_search values of the recall measurement.",
+    )
+    parser.add_argument(
+        "--steps",
+        nargs="+",
+        choices=STEPS,
+        default=list(STEPS),
+        help="Steps to run (all by default). Without load, the tenants of an earlier run are used.",
     )
     args = parser.parse_args()
     setup_django()
