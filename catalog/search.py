@@ -23,7 +23,7 @@ measurements behind them.
 import logging
 import threading
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
@@ -54,7 +54,7 @@ MAX_QUERY_TERMS = 8
 
 LEXICAL_CANDIDATES = 100
 # Products whose term occurrences are counted; see _LEXICAL_STAGE.
-LEXICAL_SHORTLIST = 400
+LEXICAL_SHORTLIST = 200
 VECTOR_CANDIDATES = 50
 TRIGRAM_CANDIDATES = 50
 
@@ -114,9 +114,15 @@ TRIGRAM_THRESHOLD = 0.3
 # narrow cone, where HNSW needs a long list: on 100,000 grocery products recall@10 against
 # exact search was 0.84 at 100, 0.93 at 400 and 0.965 at 800 (docs/benchmarks.md).
 HNSW_EF_SEARCH = 800
-# Per-tenant product count and mean document length change slowly, and BM25 needs them
-# only roughly, so they are cached for this long.
+# Per-tenant product count, mean document length and the document frequencies of query
+# terms change slowly, and BM25 needs them only roughly, so they are cached for this long.
 COLLECTION_STATS_TTL_SECONDS = 600.0
+# Cached term frequencies beyond this many are all dropped.
+TERM_FREQUENCY_CACHE_SIZE = 100_000
+# A query of several content words scores only the products containing all of them when
+# there are at least this many, and at least twice the requested number of results (see
+# _CONJUNCTIVE_MATCHES).
+CONJUNCTIVE_MIN_MATCHES = 20
 
 
 class SearchMethod(StrEnum):
@@ -160,6 +166,18 @@ class QueryTerm:
 
 
 @dataclass(frozen=True)
+class TermFrequency:
+    """How many of a tenant's active products contain a query term.
+
+    ``documents`` counts the products containing one of the term's stems or a word that
+    starts with one of its prefixes, ``exact_documents`` only those containing a stem.
+    """
+
+    documents: int
+    exact_documents: int
+
+
+@dataclass(frozen=True)
 class Candidate:
     """A product found by at least one stage, with what each stage measured."""
 
@@ -174,7 +192,6 @@ class Candidate:
     similarity: float | None
     exact: bool
     title: str | None = None
-    product: Product | None = field(default=None, compare=False, repr=False)
 
 
 def _may_be_unfinished(word: str, word_stem: str) -> bool:
@@ -235,6 +252,14 @@ def _tsquery(lexemes: list[str], *, weight: str = "", prefix: bool = False) -> s
     return " | ".join(_lexeme(lexeme, weight=weight, prefix=prefix) for lexeme in lexemes)
 
 
+def _term_tsquery(term: QueryTerm) -> str:
+    """Return a tsquery matching a product that contains ``term``, as a word or a prefix."""
+    parts = [_tsquery(list(term.stems))]
+    if term.prefixes:
+        parts.append(_tsquery(list(term.prefixes), prefix=True))
+    return " | ".join(parts)
+
+
 # Every stage repeats the tenant, is_active and category conditions, so no stage can return
 # another tenant's product or an inactive one.
 _SCOPE = """tenant_id = %(tenant_id)s
@@ -263,38 +288,63 @@ vector_stage AS (
     SELECT id, row_number() OVER (ORDER BY distance, id) AS rank FROM vector_candidates
 )"""
 
-# BM25 over the tenant's products that contain any query term. Document frequencies are
-# counted over those same products, which are all the products that contain a term.
+# BM25 over the tenant's products that contain the query terms. When the query has two or
+# more content words and at least CONJUNCTIVE_MIN_MATCHES products contain all of them,
+# only those products are scored: a product missing a word would rarely rank among them,
+# and skipping it spares reading every product that contains a common word. Otherwise all
+# products containing any term are scored. Document frequencies come from
+# _term_frequencies, so the statement does not count them.
 # Counting term occurrences with regexp_count is the costly part, so it runs only for a
 # shortlist: the products ranked best by BM25 over which fields contain each term (read
 # from the tsvector, without the text).
 # "coverage" is the share of the query's IDF that a product matches. It counts only the
 # query words that some product contains and leaves out stopwords. A prefix-only match
 # counts partly.
-_LEXICAL_STAGE = f"""
+_MATCH_COLUMNS = "id, length(search_vector) AS document_length, {field_hits}"
+
+_ANY_TERM_MATCHES = f"""
 lexical_matches AS MATERIALIZED (
-    SELECT id, length(search_vector) AS document_length, {{field_hits}}
+    SELECT {_MATCH_COLUMNS}
     FROM {{table}}
     WHERE {_SCOPE} AND search_vector @@ %(any_term)s::tsquery
+),"""
+
+_CONJUNCTIVE_MATCHES = f"""
+conjunctive_matches AS MATERIALIZED (
+    SELECT {_MATCH_COLUMNS}
+    FROM {{table}}
+    WHERE {_SCOPE} AND search_vector @@ %(all_terms)s::tsquery
 ),
+lexical_matches AS MATERIALIZED (
+    SELECT * FROM conjunctive_matches
+    UNION ALL
+    SELECT {_MATCH_COLUMNS}
+    FROM {{table}}
+    WHERE {_SCOPE}
+      AND search_vector @@ %(any_term)s::tsquery
+      AND NOT search_vector @@ %(all_terms)s::tsquery
+      AND (SELECT count(*) FROM conjunctive_matches) < %(conjunctive_min_matches)s
+),"""
+
+_LEXICAL_STAGE = """{matches}
 lexical_frequencies AS (
-    SELECT *, {{inverse_frequencies}}
-    FROM (SELECT {{document_frequencies}} FROM lexical_matches) AS counts
+    SELECT *, {inverse_frequencies}
+    FROM (SELECT {document_frequencies}) AS counts
 ),
 lexical_shortlist AS (
     SELECT lexical_matches.*
     FROM lexical_matches, lexical_frequencies
-    ORDER BY {{field_bm25}} DESC, id
+    ORDER BY {field_bm25} DESC, id
     LIMIT %(lexical_shortlist)s
 ),
 lexical_counts AS (
-    SELECT lexical_shortlist.*, {{term_counts}}
+    SELECT lexical_shortlist.*, {term_counts}
     FROM lexical_shortlist
-    JOIN {{table}} AS shortlisted ON shortlisted.id = lexical_shortlist.id
+    JOIN {table} AS shortlisted ON shortlisted.id = lexical_shortlist.id
 ),
 lexical_scores AS (
-    SELECT id, {{bm25}} AS score, ({{matched_idf}}) / NULLIF({{known_idf}}, 0) AS coverage,
-           {{head_match}} AS head_match
+    SELECT id, {bm25} AS score, ({matched_idf}) / NULLIF({known_idf}, 0) AS coverage,
+           {head_match} AS head_match
     FROM lexical_counts, lexical_frequencies
 ),
 lexical_stage AS (
@@ -324,8 +374,8 @@ trigram_stage AS (
 _DISTANCE = """CASE WHEN product.embedding_model = %(embedding_model)s
                 THEN product.embedding <=> %(embedding)s::vector END"""
 
-# Columns loaded with the candidates, so that the hits need no second query. The vectors
-# are left out: search never returns them.
+# Columns loaded for the returned products. The vectors are left out: search never
+# returns them.
 _PRODUCT_COLUMNS = tuple(
     model_field.attname
     for model_field in Product._meta.concrete_fields
@@ -343,8 +393,7 @@ SELECT candidate.id,
        trigram_stage.rank,
        trigram_stage.similarity,
        trigram_stage.search_title,
-       candidate.id IN (SELECT id FROM exact_stage),
-       {product_columns}
+       candidate.id IN (SELECT id FROM exact_stage)
 FROM ({candidate_ids}) AS candidate (id)
 JOIN {table} AS product ON product.id = candidate.id
 {joins}
@@ -354,10 +403,24 @@ JOIN {table} AS product ON product.id = candidate.id
 class _SearchSql:
     """Builds the one statement of a search from the stages that have input."""
 
-    def __init__(self, *, terms: list[QueryTerm], stages: list[str], has_embedding: bool):
+    def __init__(
+        self,
+        *,
+        terms: list[QueryTerm],
+        stages: list[str],
+        has_embedding: bool,
+        frequencies: list[TermFrequency],
+    ):
         self.terms = terms
         self.stages = stages
         self.has_embedding = has_embedding
+        self.frequencies = frequencies
+        # Content words that some product contains: the conjunctive match needs them all.
+        self.conjunctive = [
+            index
+            for index, term in enumerate(terms)
+            if frequencies and not term.is_stopword and frequencies[index].documents > 0
+        ]
         self.table = connection.ops.quote_name(Product._meta.db_table)
 
     def params(self) -> dict[str, Any]:
@@ -378,6 +441,12 @@ class _SearchSql:
                 )
                 any_term.append(_tsquery(list(term.prefixes), prefix=True))
         params["any_term"] = " | ".join(any_term)
+        params["all_terms"] = " & ".join(
+            f"({_term_tsquery(self.terms[index])})" for index in self.conjunctive
+        )
+        for index, frequency in enumerate(self.frequencies):
+            params[f"df_{index}"] = frequency.documents
+            params[f"exact_df_{index}"] = frequency.exact_documents
         return params
 
     def build(self) -> str:
@@ -402,9 +471,6 @@ class _SearchSql:
             if stage not in self.stages
         ]
         select = _CANDIDATES.format(
-            product_columns=", ".join(
-                f"product.{connection.ops.quote_name(column)}" for column in _PRODUCT_COLUMNS
-            ),
             distance=_DISTANCE if self.has_embedding else "NULL::float",
             candidate_ids=candidate_ids,
             table=self.table,
@@ -421,15 +487,17 @@ class _SearchSql:
     def _field_hits(self, name: str) -> str:
         """Return SQL for the fields that contain a term: their weights added."""
         return (
-            f"(CASE WHEN search_vector @@ %({name}_title)s::tsquery THEN %(title_weight)s ELSE 0 END"
-            f" + CASE WHEN search_vector @@ %({name}_body)s::tsquery THEN %(body_weight)s ELSE 0 END)"
+            f"(CASE WHEN search_vector @@ %({name}_title)s::tsquery"
+            f" THEN %(title_weight)s::float8 ELSE 0 END"
+            f" + CASE WHEN search_vector @@ %({name}_body)s::tsquery"
+            f" THEN %(body_weight)s::float8 ELSE 0 END)"
         )
 
     def _occurrences(self, name: str) -> str:
         """Return SQL for a term's occurrences, weighted by field."""
         return (
-            f"(%(title_weight)s * regexp_count(shortlisted.search_title, %({name})s)"
-            f" + %(body_weight)s * regexp_count(shortlisted.search_body, %({name})s))"
+            f"(%(title_weight)s::float8 * regexp_count(shortlisted.search_title, %({name})s)"
+            f" + %(body_weight)s::float8 * regexp_count(shortlisted.search_body, %({name})s))"
         )
 
     def _bm25(self, exact: str, prefix: str) -> str:
@@ -478,13 +546,16 @@ class _SearchSql:
             [f"CASE WHEN df_{index} > 0 THEN {self._idf(index)} ELSE 0 END" for index in content]
             or ["0"]
         )
+        matches = (
+            _CONJUNCTIVE_MATCHES if len(self.conjunctive) >= 2 else _ANY_TERM_MATCHES
+        ).format(table=self.table, field_hits=", ".join(field_hits))
         return _LEXICAL_STAGE.format(
+            matches=matches,
             table=self.table,
-            field_hits=", ".join(field_hits),
             term_counts=", ".join(term_counts),
             document_frequencies=", ".join(
-                f"count(*) FILTER (WHERE hit_{index} > 0 OR prefix_hit_{index} > 0) AS df_{index},"
-                f" count(*) FILTER (WHERE hit_{index} > 0) AS exact_df_{index}"
+                f"%(df_{index})s::bigint AS df_{index},"
+                f" %(exact_df_{index})s::bigint AS exact_df_{index}"
                 for index in indexes
             ),
             # Computed once per query, in float8: numeric arithmetic per product is slow.
@@ -550,10 +621,66 @@ def _tenant_collection_stats(tenant: Tenant) -> tuple[int, float]:
     return stats[1], stats[2]
 
 
+_TermKey = tuple[int, tuple[str, ...], tuple[str, ...]]
+_term_frequencies: dict[_TermKey, tuple[float, TermFrequency]] = {}
+
+
+def term_frequencies(*, tenant: Tenant, terms: list[QueryTerm]) -> list[TermFrequency]:
+    """Return how many of ``tenant``'s active products contain each of ``terms``.
+
+    Counts younger than ``COLLECTION_STATS_TTL_SECONDS`` come from a per-process cache, and
+    one statement counts the rest. Counting a common word reads every product containing
+    it, which is the cost the cache saves on later searches.
+    """
+    now = time.monotonic()
+    keys: list[_TermKey] = [(tenant.pk, term.stems, term.prefixes) for term in terms]
+    found: dict[_TermKey, TermFrequency] = {}
+    with _collection_stats_lock:
+        for key in keys:
+            cached = _term_frequencies.get(key)
+            if cached is not None and now - cached[0] < COLLECTION_STATS_TTL_SECONDS:
+                found[key] = cached[1]
+    missing = [term for term, key in zip(terms, keys, strict=True) if key not in found]
+    if missing:
+        counted = _count_term_frequencies(tenant=tenant, terms=missing)
+        with _collection_stats_lock:
+            if len(_term_frequencies) + len(missing) > TERM_FREQUENCY_CACHE_SIZE:
+                _term_frequencies.clear()
+            for term, frequency in zip(missing, counted, strict=True):
+                key = (tenant.pk, term.stems, term.prefixes)
+                _term_frequencies[key] = (now, frequency)
+                found[key] = frequency
+    return [found[key] for key in keys]
+
+
+def _count_term_frequencies(*, tenant: Tenant, terms: list[QueryTerm]) -> list[TermFrequency]:
+    columns = []
+    params: list[Any] = []
+    for term in terms:
+        columns.append("count(*) FILTER (WHERE search_vector @@ %s::tsquery)")
+        params.append(_term_tsquery(term))
+        columns.append("count(*) FILTER (WHERE search_vector @@ %s::tsquery)")
+        params.append(_tsquery(list(term.stems)))
+    params += [tenant.pk, " | ".join(_term_tsquery(term) for term in terms)]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {', '.join(columns)}"
+            f" FROM {connection.ops.quote_name(Product._meta.db_table)}"
+            f" WHERE tenant_id = %s AND is_active AND search_vector @@ %s::tsquery",
+            params,
+        )
+        row = cursor.fetchone()
+    return [
+        TermFrequency(documents=int(row[index]), exact_documents=int(row[index + 1]))
+        for index in range(0, len(row), 2)
+    ]
+
+
 def collection_stats_clear() -> None:
     """Forget the cached per-tenant statistics, so the next search recomputes them."""
     with _collection_stats_lock:
         _collection_stats.clear()
+        _term_frequencies.clear()
 
 
 def _escape_like(value: str) -> str:
@@ -615,10 +742,29 @@ def _fetch_candidates(*, sql: str, params: dict[str, Any]) -> list[Candidate]:
             similarity=None if row[8] is None else float(row[8]),
             title=row[9],
             exact=bool(row[10]),
-            product=Product.from_db(connection.alias, list(_PRODUCT_COLUMNS), row[11:]),
         )
         for row in rows
     ]
+
+
+def _products_by_id(product_ids: list[int]) -> dict[int, Product]:
+    """Load the products to return, without their vectors.
+
+    Only the returned products are loaded, not every candidate: the candidates are many
+    times more, and building a model for each costs more than this second query.
+    """
+    if not product_ids:
+        return {}
+    columns = ", ".join(connection.ops.quote_name(column) for column in _PRODUCT_COLUMNS)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {columns} FROM {connection.ops.quote_name(Product._meta.db_table)}"
+            f" WHERE id = ANY(%s)",
+            [product_ids],
+        )
+        rows = cursor.fetchall()
+    products = [Product.from_db(connection.alias, list(_PRODUCT_COLUMNS), row) for row in rows]
+    return {product.pk: product for product in products}
 
 
 def _is_typo_of(title: str, stems: list[str]) -> bool:
@@ -704,14 +850,16 @@ def _evidence(candidates: list[Candidate], *, translated: bool) -> _Evidence:
     ):
         return _Evidence(vector_trusted=False, max_distance=None)
 
+    references = {
+        candidate.product_id
+        for candidate in complete
+        if (candidate.lexical_rank or 0) <= REFERENCE_RANKS
+    }
     anchors = [
         candidate.distance
         for candidate in candidates
         if candidate.distance is not None
-        and (
-            candidate.exact
-            or (candidate in complete and (candidate.lexical_rank or 0) <= REFERENCE_RANKS)
-        )
+        and (candidate.exact or candidate.product_id in references)
     ]
     if anchors:
         return _Evidence(vector_trusted=True, max_distance=min(anchors) + VECTOR_MARGIN)
@@ -807,7 +955,13 @@ def product_search(
     document_count, average_length = (
         _tenant_collection_stats(tenant) if "lexical" in stages else (0, 1.0)
     )
-    builder = _SearchSql(terms=terms, stages=stages, has_embedding=embedding is not None)
+    frequencies = term_frequencies(tenant=tenant, terms=terms) if "lexical" in stages else []
+    builder = _SearchSql(
+        terms=terms,
+        stages=stages,
+        has_embedding=embedding is not None,
+        frequencies=frequencies,
+    )
     params = {
         **builder.params(),
         "tenant_id": tenant.pk,
@@ -817,6 +971,7 @@ def product_search(
         "embedding": Vector(embedding).to_text() if embedding is not None else None,
         "embedding_model": embedder.model_name,
         "lexical_candidates": max(LEXICAL_CANDIDATES, limit),
+        "conjunctive_min_matches": max(CONJUNCTIVE_MIN_MATCHES, 2 * limit),
         "lexical_shortlist": max(LEXICAL_SHORTLIST, limit),
         "vector_candidates": max(VECTOR_CANDIDATES, limit),
         "trigram_candidates": TRIGRAM_CANDIDATES,
@@ -832,18 +987,22 @@ def product_search(
     translated = any(term.is_translated for term in terms)
     ranked = fuse_candidates(candidates, method=method, translated=translated)[:limit]
 
-    hits = [
-        SearchHit(
-            product=candidate.product,
-            score=score,
-            vector_rank=candidate.vector_rank,
-            full_text_rank=candidate.lexical_rank,
-            trigram_rank=candidate.trigram_rank,
-            exact=candidate.exact,
+    products = _products_by_id([candidate.product_id for candidate, _ in ranked])
+    hits = []
+    for candidate, score in ranked:
+        product = products.get(candidate.product_id)
+        if product is None:
+            continue
+        hits.append(
+            SearchHit(
+                product=product,
+                score=score,
+                vector_rank=candidate.vector_rank,
+                full_text_rank=candidate.lexical_rank,
+                trigram_rank=candidate.trigram_rank,
+                exact=candidate.exact,
+            )
         )
-        for candidate, score in ranked
-        if candidate.product is not None
-    ]
 
     logger.info(
         "catalog.search",

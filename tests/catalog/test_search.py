@@ -11,7 +11,14 @@ from pgvector import Vector
 from catalog.embeddings import Embedder
 from catalog.models import Product
 from catalog.schemas import ProductInput, product_input_parse
-from catalog.search import SearchMethod, product_search
+from catalog.search import (
+    SearchMethod,
+    TermFrequency,
+    collection_stats_clear,
+    product_search,
+    query_terms,
+    term_frequencies,
+)
 from catalog.services import (
     product_content_fields_hash,
     product_upsert_many,
@@ -300,10 +307,14 @@ def test_search_round_trips(grocery, embedder):
         product_search(tenant=grocery, query="молоко", embedder=embedder)
     with CaptureQueriesContext(connection) as second:
         product_search(tenant=grocery, query="кефір", embedder=embedder)
+    with CaptureQueriesContext(connection) as repeated:
+        product_search(tenant=grocery, query="молоко", embedder=embedder)
 
-    # The first search of a tenant also reads its product count and mean document length.
-    assert _statements(first) == ["SELECT", "SELECT", "WITH"]
-    assert _statements(second) == ["SELECT", "WITH"]
+    # Statements: collection statistics (first search of a tenant), term frequencies (first
+    # search of a word), settings, candidates and the returned products.
+    assert _statements(first) == ["SELECT", "SELECT", "SELECT", "WITH", "SELECT"]
+    assert _statements(second) == ["SELECT", "SELECT", "WITH", "SELECT"]
+    assert _statements(repeated) == ["SELECT", "WITH", "SELECT"]
 
 
 def test_search_logs_without_query_text(grocery, embedder, caplog):
@@ -429,3 +440,74 @@ def test_search_full_name_keeps_other_brands(grocery, embedder):
 
     assert _skus(hits)[0] == "milk-lactel-15"
     assert len(MILK_SKUS & set(_skus(hits))) >= 4
+
+
+def _green_tea_catalog(tenant: Tenant, *, both_words: int) -> None:
+    """Add ``both_words`` green teas, 30 black teas and one green apple, none embedded."""
+    products = [
+        {"sku": f"green-tea-{number}", "name": f"Green tea sencha {number}"}
+        for number in range(both_words)
+    ]
+    products += [
+        {"sku": f"black-tea-{number}", "name": f"Black tea {number}"} for number in range(30)
+    ]
+    products.append({"sku": "green-apple", "name": "Green apple"})
+    add_products(
+        tenant=tenant, products=[product_input_parse(item) for item in products], embedder=None
+    )
+
+
+def test_search_scores_only_complete_matches_when_many(tenant, embedder):
+    _green_tea_catalog(tenant, both_words=25)
+
+    hits = product_search(
+        tenant=tenant, query="green tea", limit=10, embedder=embedder, method=SearchMethod.FULL_TEXT
+    )
+    ranked = product_search(
+        tenant=tenant, query="green tea", limit=50, embedder=embedder, method=SearchMethod.FULL_TEXT
+    )
+
+    assert len(hits) == 10
+    assert {sku.rsplit("-", 1)[0] for sku in _skus(hits)} == {"green-tea"}
+    # 25 complete matches are fewer than twice a limit of 50, so every match is scored.
+    assert len(ranked) == 50
+    assert "green-apple" in _skus(ranked)
+
+
+def test_search_scores_partial_matches_when_few_complete(tenant, embedder):
+    _green_tea_catalog(tenant, both_words=3)
+
+    hits = product_search(
+        tenant=tenant, query="green tea", limit=10, embedder=embedder, method=SearchMethod.FULL_TEXT
+    )
+
+    assert len(hits) == 10
+    assert {"green-tea-0", "green-tea-1", "green-tea-2", "green-apple"} <= set(_skus(hits))
+
+
+def test_search_counts_term_frequencies_over_whole_tenant(tenant, embedder):
+    _green_tea_catalog(tenant, both_words=3)
+    terms = query_terms("green tea")
+
+    frequencies = term_frequencies(tenant=tenant, terms=terms)
+
+    assert frequencies == [
+        TermFrequency(documents=4, exact_documents=4),
+        TermFrequency(documents=33, exact_documents=33),
+    ]
+
+
+def test_search_caches_term_frequencies(tenant, embedder):
+    _green_tea_catalog(tenant, both_words=3)
+    terms = query_terms("green")
+    term_frequencies(tenant=tenant, terms=terms)
+
+    with CaptureQueriesContext(connection) as cached:
+        frequencies = term_frequencies(tenant=tenant, terms=terms)
+    collection_stats_clear()
+    with CaptureQueriesContext(connection) as recounted:
+        term_frequencies(tenant=tenant, terms=terms)
+
+    assert frequencies == [TermFrequency(documents=4, exact_documents=4)]
+    assert cached.captured_queries == []
+    assert len(recounted.captured_queries) == 1
