@@ -65,6 +65,11 @@ BM25_B = 0.5
 # Each occurrence of a term counts this much in the name and brand and in the rest.
 TITLE_WEIGHT = 2.0
 BODY_WEIGHT = 1.0
+# ts_rank_cd takes weights between 0 and 1 for the labels D, C, B and A, so the field weights
+# are divided by the larger one, and the count multiplied back. Names and brands are
+# labelled A, the rest B, and no text C or D.
+OCCURRENCE_SCALE = max(TITLE_WEIGHT, BODY_WEIGHT)
+OCCURRENCE_WEIGHTS = [BODY_WEIGHT / OCCURRENCE_SCALE] * 3 + [TITLE_WEIGHT / OCCURRENCE_SCALE]
 # A word that only begins a longer word ("milk" in "milka") counts this much of a match.
 PREFIX_WEIGHT = 0.3
 # Query words must be at least this long to match as prefixes.
@@ -237,17 +242,6 @@ def _lexeme(value: str, *, weight: str, prefix: bool = False) -> str:
     return f"'{escaped}':{'*' if prefix else ''}{weight}"
 
 
-def _word_pattern(lexemes: tuple[str, ...], *, prefix: bool) -> str:
-    """Return a PostgreSQL regular expression matching any of ``lexemes`` as whole words of
-    the normalised text (which separates words by single spaces), or as word beginnings
-    with ``prefix``."""
-    alternatives = "|".join(
-        "".join(char if char.isalnum() else "\\" + char for char in lexeme) for lexeme in lexemes
-    )
-    end = "" if prefix else "(?![^ ])"
-    return "(?<![^ ])(" + alternatives + ")" + end
-
-
 def _tsquery(lexemes: list[str], *, weight: str = "", prefix: bool = False) -> str:
     return " | ".join(_lexeme(lexeme, weight=weight, prefix=prefix) for lexeme in lexemes)
 
@@ -290,17 +284,17 @@ vector_stage AS (
 
 # BM25 over the tenant's products that contain the query terms. When the query has two or
 # more content words and at least CONJUNCTIVE_MIN_MATCHES products contain all of them,
-# only those products are scored: a product missing a word would rarely rank among them,
-# and skipping it spares reading every product that contains a common word. Otherwise all
-# products containing any term are scored. Document frequencies come from
-# _term_frequencies, so the statement does not count them.
+# only those products are scored. A product missing a word would rarely rank among them,
+# and skipping such products spares reading every product that contains a common word.
+# Otherwise all products containing any term are scored. Document frequencies come from
+# term_frequencies, so the statement does not count them.
 # Counting term occurrences with regexp_count is the costly part, so it runs only for a
 # shortlist: the products ranked best by BM25 over which fields contain each term (read
 # from the tsvector, without the text).
 # "coverage" is the share of the query's IDF that a product matches. It counts only the
 # query words that some product contains and leaves out stopwords. A prefix-only match
 # counts partly.
-_MATCH_COLUMNS = "id, length(search_vector) AS document_length, {field_hits}"
+_MATCH_COLUMNS = "id, search_vector, length(search_vector) AS document_length, {field_hits}"
 
 _ANY_TERM_MATCHES = f"""
 lexical_matches AS MATERIALIZED (
@@ -340,7 +334,6 @@ lexical_shortlist AS (
 lexical_counts AS (
     SELECT lexical_shortlist.*, {term_counts}
     FROM lexical_shortlist
-    JOIN {table} AS shortlisted ON shortlisted.id = lexical_shortlist.id
 ),
 lexical_scores AS (
     SELECT id, {bm25} AS score, ({matched_idf}) / NULLIF({known_idf}, 0) AS coverage,
@@ -427,12 +420,12 @@ class _SearchSql:
         params: dict[str, Any] = {}
         any_term: list[str] = []
         for index, term in enumerate(self.terms):
-            params[f"term_{index}"] = _word_pattern(term.stems, prefix=False)
+            params[f"term_{index}"] = _tsquery(list(term.stems))
             params[f"term_{index}_title"] = _tsquery(list(term.stems), weight="A")
             params[f"term_{index}_body"] = _tsquery(list(term.stems), weight="B")
             any_term.append(_tsquery(list(term.stems)))
             if term.prefixes:
-                params[f"term_{index}_prefix"] = _word_pattern(term.prefixes, prefix=True)
+                params[f"term_{index}_prefix"] = _tsquery(list(term.prefixes), prefix=True)
                 params[f"term_{index}_prefix_title"] = _tsquery(
                     list(term.prefixes), weight="A", prefix=True
                 )
@@ -494,10 +487,15 @@ class _SearchSql:
         )
 
     def _occurrences(self, name: str) -> str:
-        """Return SQL for a term's occurrences, weighted by field."""
+        """Return SQL for a term's occurrences, weighted by field.
+
+        With normalization 0 and a query of alternatives, ts_rank_cd adds up the weight of
+        every position where an alternative occurs, so it counts occurrences from the
+        tsvector's positions without reading the text.
+        """
         return (
-            f"(%(title_weight)s::float8 * regexp_count(shortlisted.search_title, %({name})s)"
-            f" + %(body_weight)s::float8 * regexp_count(shortlisted.search_body, %({name})s))"
+            f"(%(occurrence_scale)s::float8"
+            f" * ts_rank_cd(%(occurrence_weights)s::float4[], search_vector, %({name})s::tsquery, 0))"
         )
 
     def _bm25(self, exact: str, prefix: str) -> str:
@@ -977,6 +975,8 @@ def product_search(
         "trigram_candidates": TRIGRAM_CANDIDATES,
         "title_weight": TITLE_WEIGHT,
         "body_weight": BODY_WEIGHT,
+        "occurrence_scale": OCCURRENCE_SCALE,
+        "occurrence_weights": OCCURRENCE_WEIGHTS,
         "prefix_weight": PREFIX_WEIGHT,
         "bm25_k1": BM25_K1,
         "bm25_b": BM25_B,

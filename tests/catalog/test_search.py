@@ -511,3 +511,20 @@ def test_search_caches_term_frequencies(tenant, embedder):
     assert frequencies == [TermFrequency(documents=4, exact_documents=4)]
     assert cached.captured_queries == []
     assert len(recounted.captured_queries) == 1
+
+
+def test_search_counts_repeated_words(tenant, embedder):
+    products = [
+        {"sku": "monitor-once", "name": "LCD monitor 17 inch black", "description": "Panel"},
+        {"sku": "monitor-twice", "name": "LCD monitor 17 inch monitor", "description": "Panel"},
+        {"sku": "monitor-body", "name": "LCD panel 17 inch black", "description": "Monitor"},
+    ]
+    add_products(
+        tenant=tenant, products=[product_input_parse(item) for item in products], embedder=None
+    )
+
+    hits = product_search(
+        tenant=tenant, query="monitor", embedder=embedder, method=SearchMethod.FULL_TEXT
+    )
+
+    assert _skus(hits) == ["monitor-twice", "monitor-once", "monitor-body"]
