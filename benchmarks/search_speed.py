@@ -341,7 +341,7 @@ class Benchmark:
         from django.db import connection, transaction
         from pgvector import Vector
 
-        from catalog.search import HNSW_EF_SEARCH, product_search
+        from catalog.search import HNSW_EF_SEARCH, collection_stats_clear, product_search
 
         print(
             f"\n4. latency over {len(queries)} queries, limit 10, {self.args.rounds} rounds,"
@@ -355,7 +355,10 @@ class Benchmark:
         )
         timings: dict[str, list[float]] = {"raw pgvector": [], "service": [], "embed": []}
         timings["service + embed"] = []
-        for _ in range(self.args.rounds):
+        # The first round starts without cached statistics, like a freshly started server.
+        collection_stats_clear()
+        first_round: list[float] = []
+        for round_number in range(self.args.rounds):
             for query, vector in zip(queries, query_vectors, strict=True):
                 started = time.perf_counter()
                 with transaction.atomic(), connection.cursor() as cursor:
@@ -373,6 +376,8 @@ class Benchmark:
                 started = time.perf_counter()
                 product_search(tenant=tenant, query=query, limit=10, embedder=cached)
                 timings["service"].append(time.perf_counter() - started)
+                if round_number == 0:
+                    first_round.append(timings["service"][-1])
 
                 started = time.perf_counter()
                 self.embedder.embed_queries([query])
@@ -386,8 +391,18 @@ class Benchmark:
                 f"  {name:<16} p50 {percentile(values, 0.5) * 1000:6.1f} ms"
                 f"  p95 {percentile(values, 0.95) * 1000:6.1f} ms"
             )
-        ratio = percentile(timings["service"], 0.5) / percentile(timings["raw pgvector"], 0.5)
-        print(f"  service / raw pgvector (p50, both with a precomputed query vector): {ratio:.2f}")
+        print(
+            f"  {'service, round 1':<16} p50 {percentile(first_round, 0.5) * 1000:6.1f} ms"
+            f"  p95 {percentile(first_round, 0.95) * 1000:6.1f} ms (statistics not cached yet)"
+        )
+        for share in (0.5, 0.95):
+            ratio = percentile(timings["service"], share) / percentile(
+                timings["raw pgvector"], share
+            )
+            print(
+                f"  service / raw pgvector (p{round(share * 100)}, both with a precomputed"
+                f" query vector): {ratio:.2f}"
+            )
 
     def import_throughput(self) -> None:
         from catalog.embeddings import product_embedding_text
