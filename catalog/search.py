@@ -58,10 +58,17 @@ LEXICAL_SHORTLIST = 400
 VECTOR_CANDIDATES = 50
 TRIGRAM_CANDIDATES = 50
 
-# BM25 parameters. b is below the usual 0.75 because long titles full of specifications
-# are no less relevant than short ones (measured on the Chorus judgments).
+# BM25 parameters. The shortlist ranks by which fields contain a term, normalised by the
+# document's lexeme count with BM25_B. The final score is BM25F: term occurrences are
+# normalised per field, by the field's length in words against the tenant's mean, and then
+# weighted and saturated together, so a long description does not dilute a match in a short
+# title. The title's b is below the usual 0.75 because long titles full of specifications
+# are no less relevant than short ones (measured on the Chorus judgments). Both field b
+# values must stay below 1: an empty field's norm is 1 - b.
 BM25_K1 = 1.2
 BM25_B = 0.5
+BM25_TITLE_B = 0.5
+BM25_BODY_B = 0.75
 # Each occurrence of a term counts this much in the name and brand and in the rest.
 TITLE_WEIGHT = 2.0
 BODY_WEIGHT = 1.0
@@ -291,6 +298,14 @@ lexical_counts AS (
     SELECT lexical_shortlist.*, {{term_counts}}
     FROM lexical_shortlist
     JOIN {{table}} AS shortlisted ON shortlisted.id = lexical_shortlist.id
+    CROSS JOIN LATERAL (
+        SELECT 1 - %(title_b)s + %(title_b)s
+                   * cardinality(string_to_array(shortlisted.search_title, ' '))
+                   / %(average_title_length)s AS title_norm,
+               1 - %(body_b)s + %(body_b)s
+                   * cardinality(string_to_array(shortlisted.search_body, ' '))
+                   / %(average_body_length)s AS body_norm
+    ) AS field_norms
 ),
 lexical_scores AS (
     SELECT id, {{bm25}} AS score, ({{matched_idf}}) / NULLIF({{known_idf}}, 0) AS coverage,
@@ -426,15 +441,16 @@ class _SearchSql:
         )
 
     def _occurrences(self, name: str) -> str:
-        """Return SQL for a term's occurrences, weighted by field."""
+        """Return SQL for a term's occurrences, normalised by field length and weighted."""
         return (
             f"(%(title_weight)s * regexp_count(shortlisted.search_title, %({name})s)"
-            f" + %(body_weight)s * regexp_count(shortlisted.search_body, %({name})s))"
+            f" / field_norms.title_norm"
+            f" + %(body_weight)s * regexp_count(shortlisted.search_body, %({name})s)"
+            f" / field_norms.body_norm)"
         )
 
-    def _bm25(self, exact: str, prefix: str) -> str:
+    def _bm25(self, exact: str, prefix: str, *, length_norm: str) -> str:
         """Return SQL for the BM25 score from per-term frequency columns named by prefix."""
-        length_norm = "(1 - %(bm25_b)s + %(bm25_b)s * document_length::float8 / %(average_length)s)"
         parts = []
         for index in range(len(self.terms)):
             frequency = f"GREATEST({exact}_{index}, %(prefix_weight)s * {prefix}_{index})"
@@ -493,8 +509,14 @@ class _SearchSql:
                 f" AS idf_{index}"
                 for index in indexes
             ),
-            field_bm25=self._bm25("hit", "prefix_hit"),
-            bm25=self._bm25("exact", "prefix"),
+            field_bm25=self._bm25(
+                "hit",
+                "prefix_hit",
+                length_norm="(1 - %(bm25_b)s + %(bm25_b)s * document_length::float8"
+                " / %(average_length)s)",
+            ),
+            # The occurrences are already normalised per field (BM25F).
+            bm25=self._bm25("exact", "prefix", length_norm="1"),
             matched_idf=matched_idf,
             known_idf=known_idf,
             head_match=self._head_match(content),
@@ -525,29 +547,50 @@ class _SearchSql:
         return _TRIGRAM_STAGE.format(table=self.table, typo_condition=condition)
 
 
-_collection_stats: dict[int, tuple[float, int, float]] = {}
+@dataclass(frozen=True)
+class _CollectionStats:
+    """A tenant's active product count and mean lengths, as BM25 needs them.
+
+    ``average_length`` counts a document's distinct lexemes; the title and body means count
+    words. Each mean is at least 1, so dividing by it is safe.
+    """
+
+    document_count: int = 0
+    average_length: float = 1.0
+    average_title_length: float = 1.0
+    average_body_length: float = 1.0
+
+
+_collection_stats: dict[int, tuple[float, _CollectionStats]] = {}
 _collection_stats_lock = threading.Lock()
 
 
-def _tenant_collection_stats(tenant: Tenant) -> tuple[int, float]:
-    """Return the tenant's active product count and mean document length (in lexemes)."""
+def _tenant_collection_stats(tenant: Tenant) -> _CollectionStats:
+    """Return the tenant's active product count and mean document and field lengths."""
     now = time.monotonic()
     with _collection_stats_lock:
         cached = _collection_stats.get(tenant.pk)
     if cached is not None and now - cached[0] < COLLECTION_STATS_TTL_SECONDS:
-        return cached[1], cached[2]
+        return cached[1]
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT count(*), coalesce(avg(length(search_vector)), 1)"
+            f"SELECT count(*), coalesce(avg(length(search_vector)), 1),"
+            f" coalesce(avg(cardinality(string_to_array(search_title, ' '))), 1),"
+            f" coalesce(avg(cardinality(string_to_array(search_body, ' '))), 1)"
             f" FROM {connection.ops.quote_name(Product._meta.db_table)}"
             f" WHERE tenant_id = %s AND is_active",
             [tenant.pk],
         )
-        count, average_length = cursor.fetchone()
-    stats = (now, int(count), max(float(average_length), 1.0))
+        count, average_length, average_title_length, average_body_length = cursor.fetchone()
+    stats = _CollectionStats(
+        document_count=int(count),
+        average_length=max(float(average_length), 1.0),
+        average_title_length=max(float(average_title_length), 1.0),
+        average_body_length=max(float(average_body_length), 1.0),
+    )
     with _collection_stats_lock:
-        _collection_stats[tenant.pk] = stats
-    return stats[1], stats[2]
+        _collection_stats[tenant.pk] = (now, stats)
+    return stats
 
 
 def collection_stats_clear() -> None:
@@ -804,9 +847,7 @@ def product_search(
     )
     terms = query_terms(raw_query)
     stages = _active_stages(method=method, terms=terms, embedding=embedding, query=raw_query)
-    document_count, average_length = (
-        _tenant_collection_stats(tenant) if "lexical" in stages else (0, 1.0)
-    )
+    stats = _tenant_collection_stats(tenant) if "lexical" in stages else _CollectionStats()
     builder = _SearchSql(terms=terms, stages=stages, has_embedding=embedding is not None)
     params = {
         **builder.params(),
@@ -825,8 +866,12 @@ def product_search(
         "prefix_weight": PREFIX_WEIGHT,
         "bm25_k1": BM25_K1,
         "bm25_b": BM25_B,
-        "document_count": document_count,
-        "average_length": average_length,
+        "title_b": BM25_TITLE_B,
+        "body_b": BM25_BODY_B,
+        "document_count": stats.document_count,
+        "average_length": stats.average_length,
+        "average_title_length": stats.average_title_length,
+        "average_body_length": stats.average_body_length,
     }
     candidates = confirm_typos(_fetch_candidates(sql=builder.build(), params=params), terms)
     translated = any(term.is_translated for term in terms)
