@@ -65,10 +65,10 @@ TRIGRAM_CANDIDATES = 50
 # title. The title's b is below the usual 0.75 because long titles full of specifications
 # are no less relevant than short ones (measured on the Chorus judgments). Both field b
 # values must stay below 1: an empty field's norm is 1 - b.
-BM25_K1 = 1.2
+BM25_K1 = 0.9
 BM25_B = 0.5
 BM25_TITLE_B = 0.5
-BM25_BODY_B = 0.75
+BM25_BODY_B = 0.9
 # Each occurrence of a term counts this much in the name and brand and in the rest.
 TITLE_WEIGHT = 2.0
 BODY_WEIGHT = 1.0
