@@ -59,12 +59,13 @@ VECTOR_CANDIDATES = 50
 TRIGRAM_CANDIDATES = 50
 
 # BM25 parameters. The shortlist ranks by which fields contain a term, normalised by the
-# document's lexeme count with BM25_B. The final score is BM25F: term occurrences are
-# normalised per field, by the field's length in words against the tenant's mean, and then
-# weighted and saturated together, so a long description does not dilute a match in a short
-# title. The title's b is below the usual 0.75 because long titles full of specifications
-# are no less relevant than short ones (measured on the Chorus judgments). Both field b
-# values must stay below 1: an empty field's norm is 1 - b.
+# document's lexeme count with BM25_B. The final score is BM25F: each field's occurrences
+# are divided by that field's length in words against the tenant's mean, then weighted and
+# saturated together, so a long description does not dilute a match in a short title.
+# The title's b is below the usual 0.75 because long titles full of specifications are no
+# less relevant than short ones. Descriptions are verbose, so their b is high. The values
+# were tuned on the Chorus and ATB judgments (docs/search-evaluation.md). Both field b values
+# must stay below 1, because an empty field's norm is 1 - b.
 BM25_K1 = 0.9
 BM25_B = 0.5
 BM25_TITLE_B = 0.5

@@ -203,7 +203,7 @@ def product_upsert_many(
 
 
 def products_rebuild_search_text(*, tenant: Tenant, batch_size: int = UPSERT_BATCH_SIZE) -> int:
-    """Recompute the full-text documents of ``tenant``'s products; return how many changed.
+    """Recompute the full-text documents of ``tenant``'s products and return how many changed.
 
     The stored ``search_title`` and ``search_body`` come from ``catalog.text`` as it was
     when each product was saved. After a change to the normalisation or the stemmer, the

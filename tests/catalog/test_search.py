@@ -431,7 +431,7 @@ def test_search_full_name_keeps_other_brands(grocery, embedder):
     assert len(MILK_SKUS & set(_skus(hits))) >= 4
 
 
-def test_search_long_description_does_not_dilute_title_match(tenant):
+def test_search_bm25f_title_not_diluted(tenant):
     # BM25F: a term in a short title counts as much whatever the length of the description,
     # so the monitor with a long specification outranks a monitor stand with none.
     specification = " ".join(f"spec{index} value{index}" for index in range(30))

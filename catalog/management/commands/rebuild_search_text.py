@@ -22,7 +22,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         tenant = Tenant.objects.filter(slug=options["tenant"]).first()
         if tenant is None:
-            raise CommandError(f"Tenant {options['tenant']!r} not found; check the slug.")
+            raise CommandError(f"Tenant {options['tenant']!r} not found. Check the slug.")
         changed = products_rebuild_search_text(tenant=tenant)
         self.stdout.write(
             f"Rebuilt the full-text documents of {changed} products of tenant {tenant.slug!r}."
