@@ -58,18 +58,23 @@ LEXICAL_SHORTLIST = 200
 VECTOR_CANDIDATES = 50
 TRIGRAM_CANDIDATES = 50
 
-# BM25 parameters. b is below the usual 0.75 because long titles full of specifications
-# are no less relevant than short ones (measured on the Chorus judgments).
-BM25_K1 = 1.2
+# BM25 parameters. The shortlist ranks by which fields contain a term, normalised by the
+# document's lexeme count with BM25_B. The final score is BM25F: each field's occurrences
+# are divided by that field's length in words against the tenant's mean, then weighted and
+# saturated together, so a long description does not dilute a match in a short title.
+# The title's b is below the usual 0.75 because long titles full of specifications are no
+# less relevant than short ones. Descriptions are verbose, so their b is high. The values
+# were tuned on the Chorus and ATB judgments (docs/search-evaluation.md). Both field b values
+# must stay below 1, because an empty field's norm is 1 - b.
+BM25_K1 = 0.9
 BM25_B = 0.5
+BM25_TITLE_B = 0.5
+BM25_BODY_B = 0.9
 # Each occurrence of a term counts this much in the name and brand and in the rest.
 TITLE_WEIGHT = 2.0
 BODY_WEIGHT = 1.0
-# ts_rank_cd takes weights between 0 and 1 for the labels D, C, B and A, so the field weights
-# are divided by the larger one, and the count multiplied back. Names and brands are
-# labelled A, the rest B, and no text C or D.
-OCCURRENCE_SCALE = max(TITLE_WEIGHT, BODY_WEIGHT)
-OCCURRENCE_WEIGHTS = [BODY_WEIGHT / OCCURRENCE_SCALE] * 3 + [TITLE_WEIGHT / OCCURRENCE_SCALE]
+# ts_rank_cd's weights for the labels D, C, B and A when it counts occurrences.
+OCCURRENCE_WEIGHTS = [1.0, 1.0, 1.0, 1.0]
 # A word that only begins a longer word ("milk" in "milka") counts this much of a match.
 PREFIX_WEIGHT = 0.3
 # Query words must be at least this long to match as prefixes.
@@ -334,6 +339,15 @@ lexical_shortlist AS (
 lexical_counts AS (
     SELECT lexical_shortlist.*, {term_counts}
     FROM lexical_shortlist
+    JOIN {table} AS shortlisted ON shortlisted.id = lexical_shortlist.id
+    CROSS JOIN LATERAL (
+        SELECT 1 - %(title_b)s::float8 + %(title_b)s::float8
+                   * cardinality(string_to_array(shortlisted.search_title, ' '))
+                   / %(average_title_length)s::float8 AS title_norm,
+               1 - %(body_b)s::float8 + %(body_b)s::float8
+                   * cardinality(string_to_array(shortlisted.search_body, ' '))
+                   / %(average_body_length)s::float8 AS body_norm
+    ) AS field_norms
 ),
 lexical_scores AS (
     SELECT id, {bm25} AS score, ({matched_idf}) / NULLIF({known_idf}, 0) AS coverage,
@@ -420,12 +434,10 @@ class _SearchSql:
         params: dict[str, Any] = {}
         any_term: list[str] = []
         for index, term in enumerate(self.terms):
-            params[f"term_{index}"] = _tsquery(list(term.stems))
             params[f"term_{index}_title"] = _tsquery(list(term.stems), weight="A")
             params[f"term_{index}_body"] = _tsquery(list(term.stems), weight="B")
             any_term.append(_tsquery(list(term.stems)))
             if term.prefixes:
-                params[f"term_{index}_prefix"] = _tsquery(list(term.prefixes), prefix=True)
                 params[f"term_{index}_prefix_title"] = _tsquery(
                     list(term.prefixes), weight="A", prefix=True
                 )
@@ -487,20 +499,26 @@ class _SearchSql:
         )
 
     def _occurrences(self, name: str) -> str:
-        """Return SQL for a term's occurrences, weighted by field.
+        """Return SQL for a term's occurrences, normalised by field length and weighted.
 
-        With normalization 0 and a query of alternatives, ts_rank_cd adds up the weight of
-        every position where an alternative occurs, so it counts occurrences from the
-        tsvector's positions without reading the text.
+        With normalization 0, ts_rank_cd adds up the weight of every position where one of
+        a query's alternatives occurs. With all weights 1 and a query restricted to one
+        label (``'milk':A``), that is the number of occurrences in that field, read from
+        the tsvector's positions without the text.
         """
         return (
-            f"(%(occurrence_scale)s::float8"
-            f" * ts_rank_cd(%(occurrence_weights)s::float4[], search_vector, %({name})s::tsquery, 0))"
+            f"(%(title_weight)s::float8"
+            f" * ts_rank_cd(%(occurrence_weights)s::float4[], lexical_shortlist.search_vector,"
+            f" %({name}_title)s::tsquery, 0)"
+            f" / field_norms.title_norm"
+            f" + %(body_weight)s::float8"
+            f" * ts_rank_cd(%(occurrence_weights)s::float4[], lexical_shortlist.search_vector,"
+            f" %({name}_body)s::tsquery, 0)"
+            f" / field_norms.body_norm)"
         )
 
-    def _bm25(self, exact: str, prefix: str) -> str:
+    def _bm25(self, exact: str, prefix: str, *, length_norm: str) -> str:
         """Return SQL for the BM25 score from per-term frequency columns named by prefix."""
-        length_norm = "(1 - %(bm25_b)s + %(bm25_b)s * document_length::float8 / %(average_length)s)"
         parts = []
         for index in range(len(self.terms)):
             frequency = f"GREATEST({exact}_{index}, %(prefix_weight)s * {prefix}_{index})"
@@ -562,8 +580,14 @@ class _SearchSql:
                 f" AS idf_{index}"
                 for index in indexes
             ),
-            field_bm25=self._bm25("hit", "prefix_hit"),
-            bm25=self._bm25("exact", "prefix"),
+            field_bm25=self._bm25(
+                "hit",
+                "prefix_hit",
+                length_norm="(1 - %(bm25_b)s + %(bm25_b)s * document_length::float8"
+                " / %(average_length)s)",
+            ),
+            # The occurrences are already normalised per field (BM25F).
+            bm25=self._bm25("exact", "prefix", length_norm="1"),
             matched_idf=matched_idf,
             known_idf=known_idf,
             head_match=self._head_match(content),
@@ -594,29 +618,50 @@ class _SearchSql:
         return _TRIGRAM_STAGE.format(table=self.table, typo_condition=condition)
 
 
-_collection_stats: dict[int, tuple[float, int, float]] = {}
+@dataclass(frozen=True)
+class _CollectionStats:
+    """A tenant's active product count and mean lengths, as BM25 needs them.
+
+    ``average_length`` counts a document's distinct lexemes; the title and body means count
+    words. Each mean is at least 1, so dividing by it is safe.
+    """
+
+    document_count: int = 0
+    average_length: float = 1.0
+    average_title_length: float = 1.0
+    average_body_length: float = 1.0
+
+
+_collection_stats: dict[int, tuple[float, _CollectionStats]] = {}
 _collection_stats_lock = threading.Lock()
 
 
-def _tenant_collection_stats(tenant: Tenant) -> tuple[int, float]:
-    """Return the tenant's active product count and mean document length (in lexemes)."""
+def _tenant_collection_stats(tenant: Tenant) -> _CollectionStats:
+    """Return the tenant's active product count and mean document and field lengths."""
     now = time.monotonic()
     with _collection_stats_lock:
         cached = _collection_stats.get(tenant.pk)
     if cached is not None and now - cached[0] < COLLECTION_STATS_TTL_SECONDS:
-        return cached[1], cached[2]
+        return cached[1]
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT count(*), coalesce(avg(length(search_vector)), 1)"
+            f"SELECT count(*), coalesce(avg(length(search_vector)), 1),"
+            f" coalesce(avg(cardinality(string_to_array(search_title, ' '))), 1),"
+            f" coalesce(avg(cardinality(string_to_array(search_body, ' '))), 1)"
             f" FROM {connection.ops.quote_name(Product._meta.db_table)}"
             f" WHERE tenant_id = %s AND is_active",
             [tenant.pk],
         )
-        count, average_length = cursor.fetchone()
-    stats = (now, int(count), max(float(average_length), 1.0))
+        count, average_length, average_title_length, average_body_length = cursor.fetchone()
+    stats = _CollectionStats(
+        document_count=int(count),
+        average_length=max(float(average_length), 1.0),
+        average_title_length=max(float(average_title_length), 1.0),
+        average_body_length=max(float(average_body_length), 1.0),
+    )
     with _collection_stats_lock:
-        _collection_stats[tenant.pk] = stats
-    return stats[1], stats[2]
+        _collection_stats[tenant.pk] = (now, stats)
+    return stats
 
 
 _TermKey = tuple[int, tuple[str, ...], tuple[str, ...]]
@@ -950,9 +995,7 @@ def product_search(
     )
     terms = query_terms(raw_query)
     stages = _active_stages(method=method, terms=terms, embedding=embedding, query=raw_query)
-    document_count, average_length = (
-        _tenant_collection_stats(tenant) if "lexical" in stages else (0, 1.0)
-    )
+    stats = _tenant_collection_stats(tenant) if "lexical" in stages else _CollectionStats()
     frequencies = term_frequencies(tenant=tenant, terms=terms) if "lexical" in stages else []
     builder = _SearchSql(
         terms=terms,
@@ -975,13 +1018,16 @@ def product_search(
         "trigram_candidates": TRIGRAM_CANDIDATES,
         "title_weight": TITLE_WEIGHT,
         "body_weight": BODY_WEIGHT,
-        "occurrence_scale": OCCURRENCE_SCALE,
         "occurrence_weights": OCCURRENCE_WEIGHTS,
         "prefix_weight": PREFIX_WEIGHT,
         "bm25_k1": BM25_K1,
         "bm25_b": BM25_B,
-        "document_count": document_count,
-        "average_length": average_length,
+        "title_b": BM25_TITLE_B,
+        "body_b": BM25_BODY_B,
+        "document_count": stats.document_count,
+        "average_length": stats.average_length,
+        "average_title_length": stats.average_title_length,
+        "average_body_length": stats.average_body_length,
     }
     candidates = confirm_typos(_fetch_candidates(sql=builder.build(), params=params), terms)
     translated = any(term.is_translated for term in terms)

@@ -202,6 +202,46 @@ def product_upsert_many(
     return summary
 
 
+def products_rebuild_search_text(*, tenant: Tenant, batch_size: int = UPSERT_BATCH_SIZE) -> int:
+    """Recompute the full-text documents of ``tenant``'s products and return how many changed.
+
+    The stored ``search_title`` and ``search_body`` come from ``catalog.text`` as it was
+    when each product was saved. After a change to the normalisation or the stemmer, the
+    stored documents no longer meet the query words, so this rewrites the ones that differ.
+    Embeddings are untouched. Each batch commits on its own.
+    """
+    products = (
+        Product.objects.filter(tenant=tenant)
+        .only(
+            "pk", "name", "brand", "category_path", "description", "ingredients", "country",
+            "search_title", "search_body",
+        )
+        .order_by("pk")
+    )  # fmt: skip
+    changed: list[Product] = []
+    for product in products.iterator(chunk_size=batch_size):
+        title = build_search_title(name=product.name, brand=product.brand)
+        body = build_search_body(
+            category_path=product.category_path,
+            description=product.description,
+            ingredients=product.ingredients,
+            country=product.country,
+        )
+        if title != product.search_title or body != product.search_body:
+            product.search_title, product.search_body = title, body
+            changed.append(product)
+    for start in range(0, len(changed), batch_size):
+        with transaction.atomic():
+            Product.objects.bulk_update(
+                changed[start : start + batch_size], ["search_title", "search_body"]
+            )
+    logger.info(
+        "catalog.products.search_text_rebuilt",
+        extra={"tenant_id": tenant.pk, "changed_count": len(changed)},
+    )
+    return len(changed)
+
+
 # The content_hash condition skips a product whose content changed while its batch was
 # being embedded. Such a product stays pending, so the next run embeds its new content.
 _WRITE_EMBEDDINGS_SQL = """

@@ -1,4 +1,4 @@
-"""``import_catalog --async`` and ``reembed_catalog``, embedding through a local server."""
+"""``import_catalog --async``, ``reembed_catalog`` and ``rebuild_search_text``."""
 
 from collections.abc import Iterator
 from io import StringIO
@@ -11,6 +11,7 @@ from catalog.jobs import catalog_job_run
 from catalog.models import CatalogJob, Product
 from tests.catalog.embedding_server import EmbeddingServer, run_embedding_server
 from tests.catalog.helpers import DATA_DIR
+from tests.factories import ProductFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -160,3 +161,29 @@ def test_reembed_unknown_tenant(db):
         _call("reembed_catalog", "--tenant", "no-such-shop")
 
     assert str(exc_info.value) == "Tenant 'no-such-shop' not found; check the slug."
+
+
+def test_rebuild_search_text_stale_documents(tenant):
+    # given: one document written by an older analyzer, one up to date
+    stale = ProductFactory(tenant=tenant, name="Canon Batteries", brand="Canon")
+    current = ProductFactory(tenant=tenant, name="Kefir", description="Fresh kefir")
+    Product.objects.filter(pk=current.pk).update(search_title="kefir", search_body="fresh kefir")
+    Product.objects.filter(pk=stale.pk).update(search_title="canon batterie", search_body="old")
+
+    # when
+    stdout, _ = _call("rebuild_search_text", "--tenant", "shop-a")
+
+    # then
+    assert stdout == "Rebuilt the full-text documents of 1 products of tenant 'shop-a'.\n"
+    stale.refresh_from_db()
+    assert stale.search_title == "canon battery"
+    assert stale.search_body == ""
+    current.refresh_from_db()
+    assert current.search_title == "kefir"
+    rerun, _ = _call("rebuild_search_text", "--tenant", "shop-a")
+    assert rerun.startswith("Rebuilt the full-text documents of 0 products")
+
+
+def test_rebuild_search_text_unknown_tenant(db):
+    with pytest.raises(CommandError, match="not found"):
+        _call("rebuild_search_text", "--tenant", "missing")

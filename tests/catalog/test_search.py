@@ -528,3 +528,24 @@ def test_search_counts_repeated_words(tenant, embedder):
     )
 
     assert _skus(hits) == ["monitor-twice", "monitor-once", "monitor-body"]
+
+
+def test_search_bm25f_title_not_diluted(tenant):
+    # BM25F: a term in a short title counts as much whatever the length of the description,
+    # so the monitor with a long specification outranks a monitor stand with none.
+    specification = " ".join(f"spec{index} value{index}" for index in range(30))
+    products = [
+        {"sku": "lcd-1", "name": "Acme Monitor", "description": specification},
+        {"sku": "stand-1", "name": "Acme Monitor Stand Arm Bracket"},
+        *({"sku": f"cable-{index}", "name": f"Acme Cable {index} m"} for index in range(4)),
+    ]
+    product_upsert_many(tenant=tenant, products=[product_input_parse(item) for item in products])
+
+    hits = product_search(
+        tenant=tenant,
+        query="monitor",
+        embedder=FixedEmbedder(np.ones(384, dtype=np.float32)),
+        method=SearchMethod.FULL_TEXT,
+    )
+
+    assert _skus(hits) == ["lcd-1", "stand-1"]

@@ -1,0 +1,29 @@
+"""``manage.py rebuild_search_text``: renormalise a tenant's full-text documents."""
+
+from argparse import ArgumentParser
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError
+
+from catalog.services import products_rebuild_search_text
+from tenants.models import Tenant
+
+
+class Command(BaseCommand):
+    help = (
+        "Recompute the full-text documents (search_title, search_body) of a tenant's "
+        "products with the current text normalisation and stemmer. Run it for each tenant "
+        "after a change to catalog/text.py; embeddings are not touched."
+    )
+
+    def add_arguments(self, parser: ArgumentParser) -> None:
+        parser.add_argument("--tenant", required=True, help="Slug of the tenant.")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        tenant = Tenant.objects.filter(slug=options["tenant"]).first()
+        if tenant is None:
+            raise CommandError(f"Tenant {options['tenant']!r} not found. Check the slug.")
+        changed = products_rebuild_search_text(tenant=tenant)
+        self.stdout.write(
+            f"Rebuilt the full-text documents of {changed} products of tenant {tenant.slug!r}."
+        )
