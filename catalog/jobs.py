@@ -212,8 +212,8 @@ def catalog_job_run(
 
     Safe to run again after a crash: products embedded by an earlier run are skipped. A job
     that is already complete or failed is returned unchanged. ``should_stop`` is checked
-    before each batch starts embedding; when it returns True, the batch already embedding is
-    written, ``CatalogJobInterrupted`` is raised and the job stays ``embedding`` for the next
+    before each batch starts embedding. When it returns True, the batch already embedding is
+    written, ``CatalogJobInterrupted`` is raised, and the job stays ``embedding`` for the next
     run. Any other exception is recorded in ``last_error`` and re-raised for the queue to
     retry; on the last attempt the job is marked failed first.
     ``job_pk`` is the internal primary key: the task queue passes it, never a client.

@@ -204,11 +204,11 @@ def product_upsert_many(
     return summary
 
 
-# A batch is read, embedded and written at different times, and another run or an upload
-# may change its products in between. The conditions on the stored row skip a product whose
-# content changed since the batch was read, which then stays pending so that the next run
-# embeds its new content, and a product whose current vector another run wrote meanwhile,
-# which must not be written twice.
+# A batch is read, embedded and written at different times, and an upload or another run
+# may change its products in between. The content_hash condition skips a product whose
+# content changed since the batch was read. It stays pending, so the next run embeds its new
+# content. The last condition skips a product whose current vector another run wrote
+# meanwhile, so that no vector is written twice.
 _WRITE_EMBEDDINGS_SQL = """
 UPDATE {table} AS product
 SET embedding = batch.embedding::vector,

@@ -1,9 +1,9 @@
 """The pipelined embedding loop: a batch is written while the next one is embedded.
 
-Each test checks one guarantee that the overlap must keep: batches are written in id order,
-a failure leaves whole batches written and the rest pending, a product changed or embedded
-elsewhere after its batch was read is not overwritten, and a crashed or stopped run resumes
-without embedding any product twice.
+Each test checks one guarantee that the overlap must keep. Batches are written in id order.
+A failure leaves whole batches written and the rest pending. A product that is changed or
+embedded elsewhere after its batch was read is not overwritten. A crashed or stopped run
+resumes without embedding any product twice.
 """
 
 import threading
@@ -25,7 +25,7 @@ ITEMS = [{"sku": f"tea-{number}", "name": f"Чай зелений {number}"} for
 
 
 class SimulatedCrash(BaseException):
-    """Stands for the process dying: nothing in the code under test catches it."""
+    """A stand-in for the process dying, which the code under test does not catch."""
 
 
 def _upsert(tenant, items=ITEMS) -> list[int]:
@@ -65,7 +65,7 @@ class OverlapEmbedder(CountingEmbedder):
         return super().embed_passages(texts)
 
 
-def test_next_batch_embeds_while_the_previous_one_is_written(tenant, embedder):
+def test_next_batch_embeds_during_write(tenant, embedder):
     ids = _upsert(tenant)
     overlap = OverlapEmbedder(embedder.inner)
     written: list[int] = []
@@ -110,7 +110,7 @@ def test_embedding_failure_keeps_whole_batches(tenant, embedder):
     assert _embedding_threads() == []
 
 
-def test_write_failure_rolls_back_its_batch_and_drops_the_next(tenant, embedder):
+def test_write_failure_rolls_back_batch(tenant, embedder):
     # given: the database write of the second batch fails while the third is embedding
     _upsert(tenant)
     committed: list[int] = []
@@ -146,7 +146,7 @@ def test_write_failure_rolls_back_its_batch_and_drops_the_next(tenant, embedder)
     assert embedder.passages == [_text(item) for item in ITEMS[2:]]
 
 
-def test_product_changed_after_its_batch_was_read_is_not_written(tenant, embedder):
+def test_changed_product_is_not_written(tenant, embedder):
     # given: when the first batch is written, the second one was read and is embedding
     _upsert(tenant, ITEMS[:3])
     changed = {**ITEMS[1], "name": "Чай чорний 2"}
@@ -169,7 +169,7 @@ def test_product_changed_after_its_batch_was_read_is_not_written(tenant, embedde
     assert embedder.passages == [_text(changed)]
 
 
-def test_product_embedded_meanwhile_is_not_written_twice(tenant, embedder):
+def test_product_embedded_meanwhile_is_skipped(tenant, embedder):
     # given: another run embeds the second product after the first run read it
     ids = _upsert(tenant, ITEMS[:3])
     written: list[int] = []
@@ -197,7 +197,7 @@ def test_product_embedded_meanwhile_is_not_written_twice(tenant, embedder):
     assert products_pending_embedding(tenant=tenant, model_name=embedder.model_name).count() == 0
 
 
-def test_stop_writes_the_batch_in_flight_and_starts_no_other(tenant, embedder):
+def test_stop_writes_batch_in_flight(tenant, embedder):
     _upsert(tenant)
     checks = iter([False, False, True])
 
@@ -211,7 +211,7 @@ def test_stop_writes_the_batch_in_flight_and_starts_no_other(tenant, embedder):
     assert Product.objects.filter(tenant=tenant, embedding__isnull=False).count() == 4
 
 
-def test_job_crashed_mid_way_resumes_without_embedding_twice(tenant, embedder, settings):
+def test_crashed_job_resumes_without_repeats(tenant, embedder, settings):
     # given: a worker dies while it embeds the third batch of a job
     settings.EMBEDDING_BATCH_SIZE = 2
     job = catalog_job_submit(
@@ -245,7 +245,7 @@ def test_job_crashed_mid_way_resumes_without_embedding_twice(tenant, embedder, s
     assert embedder.passages == [_text(item) for item in ITEMS[4:]]
 
 
-def test_job_stopped_and_resumed_embeds_each_product_once(tenant, embedder, settings):
+def test_stopped_job_embeds_each_once(tenant, embedder, settings):
     settings.EMBEDDING_BATCH_SIZE = 3
     job = catalog_job_submit(
         tenant=tenant,
