@@ -32,7 +32,7 @@ from catalog.embeddings import Embedder, get_embedder
 from catalog.models import CatalogJob
 from catalog.schemas import ProductInput
 from catalog.selectors import products_pending_embedding
-from catalog.services import ProgressCallback, product_upsert_many, products_embed_pending
+from catalog.services import EmbeddingStopped, product_upsert_many, products_embed_pending
 from tenants.models import Tenant
 from vizochok.exceptions import AppError
 
@@ -201,14 +201,6 @@ def _count_embedded(job_pk: int, written: int) -> None:
     )
 
 
-def _stop_check(should_stop: Callable[[], bool]) -> ProgressCallback:
-    def check(done: int, total: int) -> None:
-        if done < total and should_stop():
-            raise CatalogJobInterrupted(f"Stopped after {done} of {total} products.")
-
-    return check
-
-
 def catalog_job_run(
     *,
     job_pk: int,
@@ -220,9 +212,10 @@ def catalog_job_run(
 
     Safe to run again after a crash: products embedded by an earlier run are skipped. A job
     that is already complete or failed is returned unchanged. ``should_stop`` is checked
-    between batches; when it returns True, ``CatalogJobInterrupted`` is raised and the job
-    stays ``embedding`` for the next run. Any other exception is recorded in ``last_error``
-    and re-raised for the queue to retry; on the last attempt the job is marked failed first.
+    before each batch starts embedding. When it returns True, the batch already embedding is
+    written, ``CatalogJobInterrupted`` is raised, and the job stays ``embedding`` for the next
+    run. Any other exception is recorded in ``last_error`` and re-raised for the queue to
+    retry; on the last attempt the job is marked failed first.
     ``job_pk`` is the internal primary key: the task queue passes it, never a client.
     """
     job = _job_start(job_pk)
@@ -246,14 +239,14 @@ def catalog_job_run(
             embedder=embedder,
             product_ids=job.product_ids,
             on_batch_written=functools.partial(_count_embedded, job.pk),
-            on_progress=_stop_check(should_stop) if should_stop is not None else None,
+            should_stop=should_stop,
         )
-    except CatalogJobInterrupted:
+    except EmbeddingStopped as exc:
         logger.info(
             "catalog.job.interrupted",
             extra={"tenant_id": job.tenant_id, "job_id": job.public_id, "attempt": job.attempts},
         )
-        raise
+        raise CatalogJobInterrupted(str(exc)) from exc
     except Exception as exc:
         _job_record_failure(job, exc, is_last_attempt=is_last_attempt)
         raise

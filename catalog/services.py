@@ -5,10 +5,12 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
 
+import numpy as np
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import BooleanField, ExpressionWrapper, Q
@@ -242,8 +244,11 @@ def products_rebuild_search_text(*, tenant: Tenant, batch_size: int = UPSERT_BAT
     return len(changed)
 
 
-# The content_hash condition skips a product whose content changed while its batch was
-# being embedded. Such a product stays pending, so the next run embeds its new content.
+# A batch is read, embedded and written at different times, and an upload or another run
+# may change its products in between. The content_hash condition skips a product whose
+# content changed since the batch was read. It stays pending, so the next run embeds its new
+# content. The last condition skips a product whose current vector another run wrote
+# meanwhile, so that no vector is written twice.
 _WRITE_EMBEDDINGS_SQL = """
 UPDATE {table} AS product
 SET embedding = batch.embedding::vector,
@@ -254,6 +259,11 @@ FROM unnest(%(ids)s::bigint[], %(content_hashes)s::text[], %(embeddings)s::text[
 WHERE product.id = batch.id
   AND product.tenant_id = %(tenant_id)s
   AND product.content_hash = batch.content_hash
+  AND (
+    product.embedding IS NULL
+    OR product.embedding_hash <> batch.content_hash
+    OR product.embedding_model <> %(model_name)s
+  )
 """
 
 
@@ -274,6 +284,35 @@ def _write_embeddings(
         return cursor.rowcount
 
 
+class EmbeddingStopped(Exception):
+    """``products_embed_pending`` stopped because its ``should_stop`` returned True.
+
+    Every batch that had started embedding was written first.
+    """
+
+    def __init__(self, *, processed: int, total: int, embedded: int) -> None:
+        super().__init__(f"Stopped after {processed} of {total} products.")
+        self.processed = processed
+        self.total = total
+        self.embedded = embedded
+
+
+@dataclass(frozen=True)
+class _BatchInFlight:
+    """A batch of pending rows whose vectors the embedding thread is computing."""
+
+    rows: list[dict[str, Any]]
+    vectors: Future[tuple[np.ndarray, float]]
+    started: float
+
+
+def _embed_timed(embedder: Embedder, texts: list[str]) -> tuple[np.ndarray, float]:
+    """Run on the embedding thread: return the vectors and the seconds they took."""
+    started = time.monotonic()
+    vectors = embedder.embed_passages(texts)
+    return vectors, time.monotonic() - started
+
+
 def products_embed_pending(
     *,
     tenant: Tenant,
@@ -282,6 +321,7 @@ def products_embed_pending(
     embedder: Embedder | None = None,
     product_ids: Sequence[int] | None = None,
     on_batch_written: Callable[[int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> int:
     """Embed ``tenant``'s products whose embedding is missing or stale; return how many.
 
@@ -292,13 +332,19 @@ def products_embed_pending(
     first batch and after every batch, with the number of products processed so far.
     An ``EmbeddingError`` is raised after the batches before it were saved.
 
+    The work is pipelined: one thread computes the vectors of a batch while this thread
+    writes the batch before it and reads the batch after it, so the database work hides
+    behind the embedding. Only this thread uses the database connection, and the batches
+    are written in the order of their ids.
+
     ``product_ids`` limits the run to these products. ``on_batch_written(written)`` runs in
     the transaction that writes each batch, so whatever it records commits with the vectors
-    or not at all.
+    or not at all. ``should_stop()`` is called before each batch starts embedding; once it
+    returns True, the batch already embedding is written and ``EmbeddingStopped`` is raised.
 
-    NOTE: two concurrent runs for one tenant embed the same products twice. The stored
-    vectors stay correct, but the work is wasted. Catalog jobs avoid this with a queue lock
-    per tenant.
+    NOTE: two concurrent runs for one tenant may embed the same products twice. Only one of
+    the runs writes each vector, but the work is wasted. Catalog jobs avoid this with a queue
+    lock per tenant.
     """
     embedder = embedder or get_embedder()
     batch_size = batch_size or settings.EMBEDDING_BATCH_SIZE
@@ -309,8 +355,6 @@ def products_embed_pending(
     if product_ids is not None:
         pending = pending.filter(pk__in=list(product_ids))
     total = pending.count()
-    processed = embedded = 0
-    last_pk = 0
     started = time.monotonic()
     logger.info(
         "catalog.embedding.started",
@@ -319,26 +363,65 @@ def products_embed_pending(
     if on_progress is not None:
         on_progress(0, total)
 
-    while True:
-        rows = list(
-            pending.filter(pk__gt=last_pk)
+    def read_batch(after_pk: int) -> list[dict[str, Any]]:
+        return list(
+            pending.filter(pk__gt=after_pk)
             .order_by("pk")
             .values("pk", "content_hash", *CONTENT_FIELDS)[:batch_size]
         )
-        if not rows:
-            break
-        last_pk = rows[-1]["pk"]
-        written = _embed_batch(
-            tenant=tenant,
-            rows=rows,
-            embedder=embedder,
-            done=embedded,
-            on_batch_written=on_batch_written,
-        )
-        processed += len(rows)
-        embedded += written
-        if on_progress is not None:
-            on_progress(processed, total)
+
+    processed = embedded = 0
+    # Leaving the block after an error waits for the batch still embedding, whose vectors
+    # are dropped, so that no embedding outlives the call.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="catalog-embed") as pool:
+        in_flight: _BatchInFlight | None = None
+        rows = read_batch(0)
+        while True:
+            # One step: wait for batch N's vectors, start embedding batch N+1, write batch N,
+            # then read batch N+2 while batch N+1 is still embedding.
+            previous = in_flight
+            if previous is not None:
+                vectors, embed_seconds, wait_seconds = _batch_vectors(
+                    tenant=tenant, batch=previous, embedder=embedder, done=embedded
+                )
+            stopping = bool(rows) and should_stop is not None and should_stop()
+            in_flight = None
+            if rows and not stopping:
+                texts = [product_embedding_text(row) for row in rows]
+                in_flight = _BatchInFlight(
+                    rows=rows,
+                    vectors=pool.submit(_embed_timed, embedder, texts),
+                    started=time.monotonic(),
+                )
+            if previous is not None:
+                written = _write_batch(
+                    tenant=tenant,
+                    batch=previous,
+                    vectors=vectors,
+                    model_name=embedder.model_name,
+                    on_batch_written=on_batch_written,
+                    embed_seconds=embed_seconds,
+                    wait_seconds=wait_seconds,
+                )
+                processed += len(previous.rows)
+                embedded += written
+                if on_progress is not None:
+                    on_progress(processed, total)
+            if stopping:
+                logger.info(
+                    "catalog.embedding.stopped",
+                    extra={
+                        "tenant_id": tenant.pk,
+                        "model": embedder.model_name,
+                        "processed": processed,
+                        "embedded": embedded,
+                        "pending": total - processed,
+                    },
+                )
+                raise EmbeddingStopped(processed=processed, total=total, embedded=embedded)
+            if in_flight is None:
+                break
+            rows = read_batch(in_flight.rows[-1]["pk"])
 
     logger.info(
         "catalog.embedding.finished",
@@ -353,43 +436,63 @@ def products_embed_pending(
     return embedded
 
 
-def _embed_batch(
-    *,
-    tenant: Tenant,
-    rows: Sequence[Mapping[str, Any]],
-    embedder: Embedder,
-    done: int,
-    on_batch_written: Callable[[int], None] | None,
-) -> int:
-    started = time.monotonic()
+def _batch_vectors(
+    *, tenant: Tenant, batch: _BatchInFlight, embedder: Embedder, done: int
+) -> tuple[np.ndarray, float, float]:
+    """Wait for ``batch``'s vectors; return them, the seconds they took and the wait.
+
+    An embedding failure is logged and re-raised.
+    """
+    wait_started = time.monotonic()
     try:
-        vectors = embedder.embed_passages([product_embedding_text(row) for row in rows])
+        vectors, embed_seconds = batch.vectors.result()
     except EmbeddingError:
         logger.warning(
             "catalog.embedding.failed",
             extra={
                 "tenant_id": tenant.pk,
                 "model": embedder.model_name,
-                "batch_size": len(rows),
-                "first_product_id": rows[0]["pk"],
+                "batch_size": len(batch.rows),
+                "first_product_id": batch.rows[0]["pk"],
                 "embedded_before_failure": done,
             },
         )
         raise
+    return vectors, embed_seconds, time.monotonic() - wait_started
+
+
+def _write_batch(
+    *,
+    tenant: Tenant,
+    batch: _BatchInFlight,
+    vectors: Any,
+    model_name: str,
+    on_batch_written: Callable[[int], None] | None,
+    embed_seconds: float,
+    wait_seconds: float,
+) -> int:
+    write_started = time.monotonic()
     with transaction.atomic():
         written = _write_embeddings(
-            tenant=tenant, rows=rows, vectors=vectors, model_name=embedder.model_name
+            tenant=tenant, rows=batch.rows, vectors=vectors, model_name=model_name
         )
         if on_batch_written is not None:
             on_batch_written(written)
+    finished = time.monotonic()
     logger.info(
         "catalog.embedding.batch",
         extra={
             "tenant_id": tenant.pk,
-            "model": embedder.model_name,
-            "batch_size": len(rows),
+            "model": model_name,
+            "batch_size": len(batch.rows),
             "written": written,
-            "duration_ms": round((time.monotonic() - started) * 1000),
+            # From the start of the batch's embedding to the commit of its vectors.
+            "duration_ms": round((finished - batch.started) * 1000),
+            "embed_ms": round(embed_seconds * 1000),
+            # Time this thread waited for the vectors: near zero when the database side is
+            # the slower one.
+            "wait_ms": round(wait_seconds * 1000),
+            "write_ms": round((finished - write_started) * 1000),
         },
     )
     return written

@@ -271,12 +271,20 @@ def test_embed_pending_reembeds_other_model(tenant, embedder):
     }
 
 
+# The embedder runs on a thread of its own, with its own database connection, so the change
+# it makes must be committed to be seen, like a change made by another process.
+@pytest.mark.django_db(transaction=True)
 def test_embed_pending_skips_changed_product(tenant, embedder):
     product_upsert_many(tenant=tenant, products=_inputs(MILK, KEFIR))
 
     class ChangingEmbedder(CountingEmbedder):
         def embed_passages(self, texts):
-            product_upsert_many(tenant=tenant, products=_inputs({**MILK, "name": "Молоко 3,2%"}))
+            try:
+                product_upsert_many(
+                    tenant=tenant, products=_inputs({**MILK, "name": "Молоко 3,2%"})
+                )
+            finally:
+                connection.close()
             return super().embed_passages(texts)
 
     changing = ChangingEmbedder(embedder.inner)
@@ -315,4 +323,8 @@ def test_embed_pending_logs_batches(tenant, embedder, caplog):
         (tenant.pk, 1, 1),
     ]
     assert all(record.model == embedder.model_name for record in batches)
-    assert all(isinstance(record.duration_ms, int) for record in batches)
+    assert all(
+        isinstance(getattr(record, name), int)
+        for record in batches
+        for name in ("duration_ms", "embed_ms", "wait_ms", "write_ms")
+    )

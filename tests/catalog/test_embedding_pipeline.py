@@ -1,0 +1,264 @@
+"""The pipelined embedding loop: a batch is written while the next one is embedded.
+
+Each test checks one guarantee that the overlap must keep. Batches are written in id order.
+A failure leaves whole batches written and the rest pending. A product that is changed or
+embedded elsewhere after its batch was read is not overwritten. A crashed or stopped run
+resumes without embedding any product twice.
+"""
+
+import threading
+from collections import Counter
+
+import pytest
+
+from catalog.embeddings import EmbeddingError, product_embedding_text
+from catalog.jobs import CatalogJobInterrupted, catalog_job_run, catalog_job_submit
+from catalog.models import CatalogJob, Product
+from catalog.schemas import product_input_parse
+from catalog.selectors import products_pending_embedding
+from catalog.services import EmbeddingStopped, product_upsert_many, products_embed_pending
+from tests.catalog.helpers import CountingEmbedder, FailingEmbedder
+
+pytestmark = pytest.mark.django_db
+
+ITEMS = [{"sku": f"tea-{number}", "name": f"Чай зелений {number}"} for number in range(1, 8)]
+
+
+class SimulatedCrash(BaseException):
+    """A stand-in for the process dying, which the code under test does not catch."""
+
+
+def _upsert(tenant, items=ITEMS) -> list[int]:
+    """Upsert ``items``; return the ids of the new products in id order."""
+    summary = product_upsert_many(
+        tenant=tenant, products=[product_input_parse(item) for item in items]
+    )
+    return sorted(summary.to_embed)
+
+
+def _text(item) -> str:
+    return product_embedding_text(item)
+
+
+def _embedding_threads() -> list[threading.Thread]:
+    return [thread for thread in threading.enumerate() if thread.name.startswith("catalog-embed")]
+
+
+class OverlapEmbedder(CountingEmbedder):
+    """Embeds batch N+1 only once batch N is written, which a sequential loop never does.
+
+    A loop that wrote batch N before it started batch N+1 would leave the wait to time out.
+    """
+
+    def __init__(self, inner) -> None:
+        super().__init__(inner)
+        self.batch_written = threading.Event()
+        self.overlapped: list[bool] = []
+
+    def record_written(self, written: int) -> None:
+        self.batch_written.set()
+
+    def embed_passages(self, texts):
+        if self.passage_calls:
+            self.overlapped.append(self.batch_written.wait(timeout=10))
+            self.batch_written.clear()
+        return super().embed_passages(texts)
+
+
+def test_next_batch_embeds_during_write(tenant, embedder):
+    ids = _upsert(tenant)
+    overlap = OverlapEmbedder(embedder.inner)
+    written: list[int] = []
+
+    def on_batch_written(count: int) -> None:
+        written.append(count)
+        overlap.record_written(count)
+
+    embedded = products_embed_pending(
+        tenant=tenant, batch_size=3, embedder=overlap, on_batch_written=on_batch_written
+    )
+
+    assert embedded == 7
+    assert overlap.overlapped == [True, True]
+    assert written == [3, 3, 1]
+    # Batches are read, embedded and written in id order.
+    assert overlap.passages == [_text(item) for item in ITEMS]
+    stored = Product.objects.filter(pk__in=ids).values_list("embedding_hash", "content_hash")
+    assert all(embedding_hash == content_hash for embedding_hash, content_hash in stored)
+    assert _embedding_threads() == []
+
+
+def test_embedding_failure_keeps_whole_batches(tenant, embedder):
+    # given: the third batch fails while the second is being written
+    _upsert(tenant)
+    written: list[int] = []
+
+    # when
+    with pytest.raises(EmbeddingError):
+        products_embed_pending(
+            tenant=tenant,
+            batch_size=2,
+            embedder=FailingEmbedder(embedder, fail_after=2),
+            on_batch_written=written.append,
+        )
+
+    # then: the first two batches are stored, the rest is pending
+    pending = products_pending_embedding(tenant=tenant, model_name=embedder.model_name)
+    assert written == [2, 2]
+    assert sorted(pending.values_list("sku", flat=True)) == ["tea-5", "tea-6", "tea-7"]
+    assert Product.objects.filter(tenant=tenant, embedding__isnull=False).count() == 4
+    assert _embedding_threads() == []
+
+
+def test_write_failure_rolls_back_batch(tenant, embedder):
+    # given: the database write of the second batch fails while the third is embedding
+    _upsert(tenant)
+    committed: list[int] = []
+
+    def on_batch_written(count: int) -> None:
+        if committed:
+            raise RuntimeError("The database went away.")
+        committed.append(count)
+
+    # when
+    with pytest.raises(RuntimeError, match="database went away"):
+        products_embed_pending(
+            tenant=tenant, batch_size=2, embedder=embedder, on_batch_written=on_batch_written
+        )
+    calls_when_raised = embedder.passage_calls
+
+    # then: only the first batch is stored, and no embedding outlives the call
+    assert committed == [2]
+    assert embedder.passage_calls == calls_when_raised == 3
+    assert _embedding_threads() == []
+    assert list(
+        Product.objects.filter(tenant=tenant, embedding__isnull=False)
+        .order_by("pk")
+        .values_list("sku", flat=True)
+    ) == ["tea-1", "tea-2"]
+
+    # when: a re-run
+    embedder.passages.clear()
+    resumed = products_embed_pending(tenant=tenant, batch_size=2, embedder=embedder)
+
+    # then: it embeds the five others, each once
+    assert resumed == 5
+    assert embedder.passages == [_text(item) for item in ITEMS[2:]]
+
+
+def test_changed_product_is_not_written(tenant, embedder):
+    # given: when the first batch is written, the second one was read and is embedding
+    _upsert(tenant, ITEMS[:3])
+    changed = {**ITEMS[1], "name": "Чай чорний 2"}
+
+    def on_progress(done: int, total: int) -> None:
+        if done == 1:
+            _upsert(tenant, [changed])
+
+    # when
+    embedded = products_embed_pending(
+        tenant=tenant, batch_size=1, embedder=embedder, on_progress=on_progress
+    )
+
+    # then: the vector of the old content is dropped and the product stays pending
+    assert embedded == 2
+    assert embedder.passages == [_text(item) for item in ITEMS[:3]]
+    assert Product.objects.get(tenant=tenant, sku="tea-2").embedding is None
+    embedder.passages.clear()
+    assert products_embed_pending(tenant=tenant, embedder=embedder) == 1
+    assert embedder.passages == [_text(changed)]
+
+
+def test_product_embedded_meanwhile_is_skipped(tenant, embedder):
+    # given: another run embeds the second product after the first run read it
+    ids = _upsert(tenant, ITEMS[:3])
+    written: list[int] = []
+    other_run: list[int] = []
+
+    def on_progress(done: int, total: int) -> None:
+        if done == 1:
+            other_run.append(
+                products_embed_pending(tenant=tenant, embedder=embedder, product_ids=[ids[1]])
+            )
+
+    # when
+    embedded = products_embed_pending(
+        tenant=tenant,
+        batch_size=1,
+        embedder=embedder,
+        on_progress=on_progress,
+        on_batch_written=written.append,
+    )
+
+    # then: each product is written once over both runs
+    assert other_run == [1]
+    assert written == [1, 0, 1]
+    assert embedded == 2
+    assert products_pending_embedding(tenant=tenant, model_name=embedder.model_name).count() == 0
+
+
+def test_stop_writes_batch_in_flight(tenant, embedder):
+    _upsert(tenant)
+    checks = iter([False, False, True])
+
+    with pytest.raises(EmbeddingStopped, match="Stopped after 4 of 7 products.") as stopped:
+        products_embed_pending(
+            tenant=tenant, batch_size=2, embedder=embedder, should_stop=lambda: next(checks)
+        )
+
+    assert (stopped.value.processed, stopped.value.embedded) == (4, 4)
+    assert embedder.passages == [_text(item) for item in ITEMS[:4]]
+    assert Product.objects.filter(tenant=tenant, embedding__isnull=False).count() == 4
+
+
+def test_crashed_job_resumes_without_repeats(tenant, embedder, settings):
+    # given: a worker dies while it embeds the third batch of a job
+    settings.EMBEDDING_BATCH_SIZE = 2
+    job = catalog_job_submit(
+        tenant=tenant,
+        products=[product_input_parse(item) for item in ITEMS],
+        total=len(ITEMS),
+        errors=[],
+        source=CatalogJob.Source.API,
+    )
+
+    class DyingEmbedder(CountingEmbedder):
+        def embed_passages(self, texts):
+            if self.passage_calls == 2:
+                raise SimulatedCrash
+            return super().embed_passages(texts)
+
+    with pytest.raises(SimulatedCrash):
+        catalog_job_run(job_pk=job.pk, embedder=DyingEmbedder(embedder.inner))
+    crashed = CatalogJob.objects.get(pk=job.pk)
+
+    # when: the queue runs the job again
+    result = catalog_job_run(job_pk=job.pk, embedder=embedder)
+
+    # then: the counter committed with the vectors, and the re-run embedded only the rest
+    assert (crashed.status, crashed.embedded) == (CatalogJob.Status.EMBEDDING, 4)
+    assert (result.status, result.embedded, result.to_embed) == (
+        CatalogJob.Status.COMPLETE,
+        7,
+        7,
+    )
+    assert embedder.passages == [_text(item) for item in ITEMS[4:]]
+
+
+def test_stopped_job_embeds_each_once(tenant, embedder, settings):
+    settings.EMBEDDING_BATCH_SIZE = 3
+    job = catalog_job_submit(
+        tenant=tenant,
+        products=[product_input_parse(item) for item in ITEMS],
+        total=len(ITEMS),
+        errors=[],
+        source=CatalogJob.Source.API,
+    )
+    checks = iter([False, True])
+
+    with pytest.raises(CatalogJobInterrupted, match="Stopped after 3 of 7 products."):
+        catalog_job_run(job_pk=job.pk, embedder=embedder, should_stop=lambda: next(checks))
+    result = catalog_job_run(job_pk=job.pk, embedder=embedder)
+
+    assert (result.status, result.embedded) == (CatalogJob.Status.COMPLETE, 7)
+    assert Counter(embedder.passages) == Counter(_text(item) for item in ITEMS)
