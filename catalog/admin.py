@@ -16,6 +16,7 @@ from django.http import HttpRequest
 from catalog.jobs import catalog_job_submit
 from catalog.models import CatalogJob, Product
 from catalog.schemas import InvalidProductInput, ProductInput, product_input_parse
+from catalog.services import products_delete
 
 _PRODUCT_INPUT_FIELDS = tuple(ProductInput.model_fields)
 
@@ -126,6 +127,12 @@ class ProductAdmin(admin.ModelAdmin):
         saved = Product.objects.only("pk").get(tenant=obj.tenant, sku=form.product_input.sku)
         obj.pk = saved.pk
         obj.refresh_from_db()
+
+    def delete_model(self, request: HttpRequest, obj: Product) -> None:
+        products_delete(products=Product.objects.filter(pk=obj.pk))
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Product]) -> None:
+        products_delete(products=queryset)
 
 
 @admin.register(CatalogJob)

@@ -42,17 +42,27 @@ class JudgmentFileError(ValueError):
     """The judgment file is missing, not a CSV with ``query,docid,rating``, or has bad rows."""
 
 
+def _read_rows(path: Path) -> list[dict[str, str]]:
+    try:
+        with path.open(encoding="utf-8", newline="") as file:
+            return list(csv.DictReader(_skip_comments(file)))
+    except OSError as exc:
+        raise JudgmentFileError(f"Cannot read the judgment file {path}: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise JudgmentFileError(
+            f"The judgment file {path} is not valid UTF-8 (byte {exc.start});"
+            " save it as UTF-8 and retry."
+        ) from exc
+
+
 def judgments_load(path: Path) -> dict[str, dict[str, int]]:
     """Read a ``query,docid,rating`` CSV into ``{query: {sku: grade}}``, in file order.
 
     A row with an empty ``docid`` declares a query without listing a product, which is how
-    a judged set states that a shop sells nothing matching that query.
+    a judged set states that a shop sells nothing matching that query. A file without a
+    query raises ``JudgmentFileError``.
     """
-    try:
-        with path.open(encoding="utf-8", newline="") as file:
-            rows = list(csv.DictReader(_skip_comments(file)))
-    except OSError as exc:
-        raise JudgmentFileError(f"Cannot read the judgment file {path}: {exc}") from exc
+    rows = _read_rows(path)
 
     judgments: dict[str, dict[str, int]] = {}
     for line, row in enumerate(rows, start=2):
@@ -65,6 +75,9 @@ def judgments_load(path: Path) -> dict[str, dict[str, int]]:
         if not docid.strip():
             continue
         grades[docid.strip()] = _parse_grade(rating, path=path, line=line)
+    judgments.pop("", None)
+    if not judgments:
+        raise JudgmentFileError(f"{path} contains no query: add rows of query,docid,rating.")
     return judgments
 
 
@@ -74,11 +87,7 @@ def query_groups_load(path: Path) -> dict[str, str]:
     Groups label queries for separate reporting, such as their language. Returns {} when
     the file has no such column.
     """
-    try:
-        with path.open(encoding="utf-8", newline="") as file:
-            rows = list(csv.DictReader(_skip_comments(file)))
-    except OSError as exc:
-        raise JudgmentFileError(f"Cannot read the judgment file {path}: {exc}") from exc
+    rows = _read_rows(path)
     return {
         row["query"].strip(): row["group"].strip()
         for row in rows

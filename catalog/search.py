@@ -3,9 +3,9 @@
 One SQL statement collects candidates from four retrievers, and Python fuses them:
 
 - exact: a product whose SKU or barcode equals the query, always listed first;
-- lexical: BM25 over the normalised name, brand and body text, with inverse document
-  frequencies computed per tenant at query time and name and brand weighted above the
-  rest. Query words expand to transliterations and lexicon translations, and an
+- lexical: BM25F over the normalised name and brand (the title) and body text, with
+  per-tenant document frequencies cached per catalog version, and the title weighted
+  above the body. Query words expand to transliterations and lexicon translations, and an
   unfinished last word also matches as a prefix;
 - vector: the nearest embeddings by cosine distance (HNSW with iterative scans);
 - trigram: ``word_similarity`` against ``search_title``, only when a query word occurs in
@@ -293,9 +293,8 @@ vector_stage AS (
 # and skipping such products spares reading every product that contains a common word.
 # Otherwise all products containing any term are scored. Document frequencies come from
 # term_frequencies, so the statement does not count them.
-# Counting term occurrences with regexp_count is the costly part, so it runs only for a
-# shortlist: the products ranked best by BM25 over which fields contain each term (read
-# from the tsvector, without the text).
+# Term occurrences are counted with ts_rank_cd (see _occurrences) for a shortlist only: the
+# products ranked best by BM25 over which fields contain each term, read from the tsvector.
 # "coverage" is the share of the query's IDF that a product matches. It counts only the
 # query words that some product contains and leaves out stopwords. A prefix-only match
 # counts partly.
@@ -574,9 +573,12 @@ class _SearchSql:
                 f" %(exact_df_{index})s::bigint AS exact_df_{index}"
                 for index in indexes
             ),
-            # Computed once per query, in float8: numeric arithmetic per product is slow.
+            # Computed once per query, in float8: numeric arithmetic per product is slow. A
+            # count above N (statistics read at different moments) gives a small IDF, never
+            # a negative one, which would rank the fewest occurrences first.
             inverse_frequencies=", ".join(
-                f"ln(1 + (%(document_count)s - df_{index} + 0.5) / (df_{index} + 0.5))::float8"
+                f"ln(1 + (GREATEST(%(document_count)s, df_{index}) - df_{index} + 0.5)"
+                f" / (df_{index} + 0.5))::float8"
                 f" AS idf_{index}"
                 for index in indexes
             ),
@@ -632,15 +634,18 @@ class _CollectionStats:
     average_body_length: float = 1.0
 
 
-_collection_stats: dict[int, tuple[float, _CollectionStats]] = {}
+# Keyed by tenant id and catalog version (Tenant.catalog_version), so that a catalog change
+# in any process replaces the statistics at the next search. The lifetime is a backstop for
+# writes that bypass the catalog services.
+_collection_stats: dict[tuple[int, int], tuple[float, _CollectionStats]] = {}
 _collection_stats_lock = threading.Lock()
 
 
-def _tenant_collection_stats(tenant: Tenant) -> _CollectionStats:
+def _tenant_collection_stats(*, tenant: Tenant, version: int) -> _CollectionStats:
     """Return the tenant's active product count and mean document and field lengths."""
     now = time.monotonic()
     with _collection_stats_lock:
-        cached = _collection_stats.get(tenant.pk)
+        cached = _collection_stats.get((tenant.pk, version))
     if cached is not None and now - cached[0] < COLLECTION_STATS_TTL_SECONDS:
         return cached[1]
     with connection.cursor() as cursor:
@@ -660,23 +665,28 @@ def _tenant_collection_stats(tenant: Tenant) -> _CollectionStats:
         average_body_length=max(float(average_body_length), 1.0),
     )
     with _collection_stats_lock:
-        _collection_stats[tenant.pk] = (now, stats)
+        if len(_collection_stats) >= TERM_FREQUENCY_CACHE_SIZE:
+            _collection_stats.clear()
+        _collection_stats[(tenant.pk, version)] = (now, stats)
     return stats
 
 
-_TermKey = tuple[int, tuple[str, ...], tuple[str, ...]]
+_TermKey = tuple[int, int, tuple[str, ...], tuple[str, ...]]
 _term_frequencies: dict[_TermKey, tuple[float, TermFrequency]] = {}
 
 
-def term_frequencies(*, tenant: Tenant, terms: list[QueryTerm]) -> list[TermFrequency]:
+def term_frequencies(
+    *, tenant: Tenant, terms: list[QueryTerm], version: int
+) -> list[TermFrequency]:
     """Return how many of ``tenant``'s active products contain each of ``terms``.
 
-    Counts younger than ``COLLECTION_STATS_TTL_SECONDS`` come from a per-process cache, and
-    one statement counts the rest. Counting a common word reads every product containing
-    it, which is the cost the cache saves on later searches.
+    ``version`` is the tenant's catalog version, read in the search's transaction. Counts
+    of the same version younger than ``COLLECTION_STATS_TTL_SECONDS`` come from a
+    per-process cache, and one statement counts the rest. Counting a common word reads
+    every product containing it, which is the cost the cache saves on later searches.
     """
     now = time.monotonic()
-    keys: list[_TermKey] = [(tenant.pk, term.stems, term.prefixes) for term in terms]
+    keys: list[_TermKey] = [(tenant.pk, version, term.stems, term.prefixes) for term in terms]
     found: dict[_TermKey, TermFrequency] = {}
     with _collection_stats_lock:
         for key in keys:
@@ -690,7 +700,7 @@ def term_frequencies(*, tenant: Tenant, terms: list[QueryTerm]) -> list[TermFreq
             if len(_term_frequencies) + len(missing) > TERM_FREQUENCY_CACHE_SIZE:
                 _term_frequencies.clear()
             for term, frequency in zip(missing, counted, strict=True):
-                key = (tenant.pk, term.stems, term.prefixes)
+                key = (tenant.pk, version, term.stems, term.prefixes)
                 _term_frequencies[key] = (now, frequency)
                 found[key] = frequency
     return [found[key] for key in keys]
@@ -760,16 +770,28 @@ def _active_stages(
     return stages
 
 
-def _fetch_candidates(*, sql: str, params: dict[str, Any]) -> list[Candidate]:
-    ef_search = max(HNSW_EF_SEARCH, params["vector_candidates"])
-    with transaction.atomic(), connection.cursor() as cursor:
-        # set_config(..., true) lasts until the end of this transaction, like SET LOCAL.
+def _begin_search(*, tenant: Tenant, vector_candidates: int) -> int:
+    """Configure the search's transaction and return the tenant's catalog version.
+
+    set_config(..., true) lasts until the end of the transaction, like SET LOCAL. Reading the
+    version in the same statement costs no round trip of its own.
+    """
+    ef_search = max(HNSW_EF_SEARCH, vector_candidates)
+    with connection.cursor() as cursor:
         cursor.execute(
             "SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true),"
             " set_config('hnsw.ef_search', %s, true),"
-            " set_config('pg_trgm.word_similarity_threshold', %s, true)",
-            [str(ef_search), str(TRIGRAM_THRESHOLD)],
+            " set_config('pg_trgm.word_similarity_threshold', %s, true),"
+            f" (SELECT catalog_version FROM {connection.ops.quote_name(Tenant._meta.db_table)}"
+            " WHERE id = %s)",
+            [str(ef_search), str(TRIGRAM_THRESHOLD), tenant.pk],
         )
+        row = cursor.fetchone()
+    return int(row[3] or 0)
+
+
+def _fetch_candidates(*, sql: str, params: dict[str, Any]) -> list[Candidate]:
+    with connection.cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
     return [
@@ -906,7 +928,10 @@ def _evidence(candidates: list[Candidate], *, translated: bool) -> _Evidence:
     ]
     if anchors:
         return _Evidence(vector_trusted=True, max_distance=min(anchors) + VECTOR_MARGIN)
+    # The test compares against the VECTOR_CANDIDATES nearest only: a larger limit fetches
+    # more candidates, whose farther tail would make any group look tight.
     distances = [candidate.distance for candidate in vector if candidate.distance is not None]
+    distances = distances[:VECTOR_CANDIDATES]
     if not _is_clustered(distances):
         return _Evidence(vector_trusted=True, max_distance=None)
     return _Evidence(vector_trusted=True, max_distance=distances[0] + VECTOR_CLUSTER_MARGIN)
@@ -995,41 +1020,46 @@ def product_search(
     )
     terms = query_terms(raw_query)
     stages = _active_stages(method=method, terms=terms, embedding=embedding, query=raw_query)
-    stats = _tenant_collection_stats(tenant) if "lexical" in stages else _CollectionStats()
-    frequencies = term_frequencies(tenant=tenant, terms=terms) if "lexical" in stages else []
-    builder = _SearchSql(
-        terms=terms,
-        stages=stages,
-        has_embedding=embedding is not None,
-        frequencies=frequencies,
-    )
-    params = {
-        **builder.params(),
-        "tenant_id": tenant.pk,
-        "category": f"{_escape_like(category)}%" if category else None,
-        "raw_query": raw_query,
-        "normalized_query": normalize_text(raw_query),
-        "embedding": Vector(embedding).to_text() if embedding is not None else None,
-        "embedding_model": embedder.model_name,
-        "lexical_candidates": max(LEXICAL_CANDIDATES, limit),
-        "conjunctive_min_matches": max(CONJUNCTIVE_MIN_MATCHES, 2 * limit),
-        "lexical_shortlist": max(LEXICAL_SHORTLIST, limit),
-        "vector_candidates": max(VECTOR_CANDIDATES, limit),
-        "trigram_candidates": TRIGRAM_CANDIDATES,
-        "title_weight": TITLE_WEIGHT,
-        "body_weight": BODY_WEIGHT,
-        "occurrence_weights": OCCURRENCE_WEIGHTS,
-        "prefix_weight": PREFIX_WEIGHT,
-        "bm25_k1": BM25_K1,
-        "bm25_b": BM25_B,
-        "title_b": BM25_TITLE_B,
-        "body_b": BM25_BODY_B,
-        "document_count": stats.document_count,
-        "average_length": stats.average_length,
-        "average_title_length": stats.average_title_length,
-        "average_body_length": stats.average_body_length,
-    }
-    candidates = confirm_typos(_fetch_candidates(sql=builder.build(), params=params), terms)
+    with transaction.atomic():
+        version = _begin_search(tenant=tenant, vector_candidates=max(VECTOR_CANDIDATES, limit))
+        stats = _CollectionStats()
+        frequencies: list[TermFrequency] = []
+        if "lexical" in stages:
+            stats = _tenant_collection_stats(tenant=tenant, version=version)
+            frequencies = term_frequencies(tenant=tenant, terms=terms, version=version)
+        builder = _SearchSql(
+            terms=terms,
+            stages=stages,
+            has_embedding=embedding is not None,
+            frequencies=frequencies,
+        )
+        params = {
+            **builder.params(),
+            "tenant_id": tenant.pk,
+            "category": f"{_escape_like(category)}%" if category else None,
+            "raw_query": raw_query,
+            "normalized_query": normalize_text(raw_query),
+            "embedding": Vector(embedding).to_text() if embedding is not None else None,
+            "embedding_model": embedder.model_name,
+            "lexical_candidates": max(LEXICAL_CANDIDATES, limit),
+            "conjunctive_min_matches": max(CONJUNCTIVE_MIN_MATCHES, 2 * limit),
+            "lexical_shortlist": max(LEXICAL_SHORTLIST, limit),
+            "vector_candidates": max(VECTOR_CANDIDATES, limit),
+            "trigram_candidates": TRIGRAM_CANDIDATES,
+            "title_weight": TITLE_WEIGHT,
+            "body_weight": BODY_WEIGHT,
+            "occurrence_weights": OCCURRENCE_WEIGHTS,
+            "prefix_weight": PREFIX_WEIGHT,
+            "bm25_k1": BM25_K1,
+            "bm25_b": BM25_B,
+            "title_b": BM25_TITLE_B,
+            "body_b": BM25_BODY_B,
+            "document_count": stats.document_count,
+            "average_length": stats.average_length,
+            "average_title_length": stats.average_title_length,
+            "average_body_length": stats.average_body_length,
+        }
+        candidates = confirm_typos(_fetch_candidates(sql=builder.build(), params=params), terms)
     translated = any(term.is_translated for term in terms)
     ranked = fuse_candidates(candidates, method=method, translated=translated)[:limit]
 

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import BooleanField, ExpressionWrapper, Q
+from django.db.models import BooleanField, ExpressionWrapper, F, Q, QuerySet
 from pgvector import Vector
 
 from catalog.embeddings import Embedder, EmbeddingError, get_embedder, product_embedding_text
@@ -108,6 +108,28 @@ def _product_row(product: ProductInput) -> dict[str, Any]:
     return row
 
 
+def catalog_version_bump(*, tenant: Tenant) -> None:
+    """Record that ``tenant``'s searchable products changed.
+
+    Search caches its statistics per catalog version, so every process recomputes them at
+    its next search of the tenant. Call it in the transaction that changes the products.
+    """
+    Tenant.objects.filter(pk=tenant.pk).update(catalog_version=F("catalog_version") + 1)
+
+
+def products_delete(*, products: QuerySet[Product]) -> int:
+    """Delete ``products``, of one tenant or several, and return how many were deleted."""
+    with transaction.atomic():
+        tenant_ids = set(products.values_list("tenant_id", flat=True))
+        deleted = products.delete()[1].get(Product._meta.label, 0)
+        Tenant.objects.filter(pk__in=tenant_ids).update(catalog_version=F("catalog_version") + 1)
+    logger.info(
+        "catalog.products.deleted",
+        extra={"tenant_ids": sorted(tenant_ids), "deleted_count": deleted},
+    )
+    return deleted
+
+
 def _embedding_is_current(stored: Mapping[str, Any], *, content_hash: str) -> bool:
     return bool(stored["has_embedding"]) and stored["embedding_hash"] == content_hash
 
@@ -147,6 +169,8 @@ def _upsert_batch(*, tenant: Tenant, products: Sequence[ProductInput]) -> Upsert
         unique_fields=["tenant", "sku"],
         update_fields=[*_UPSERTED_FIELDS, "updated_at"],
     )
+    if to_write:
+        catalog_version_bump(tenant=tenant)
 
     created = 0
     for instance, stored in to_write:
@@ -237,6 +261,7 @@ def products_rebuild_search_text(*, tenant: Tenant, batch_size: int = UPSERT_BAT
             Product.objects.bulk_update(
                 changed[start : start + batch_size], ["search_title", "search_body"]
             )
+            catalog_version_bump(tenant=tenant)
     logger.info(
         "catalog.products.search_text_rebuilt",
         extra={"tenant_id": tenant.pk, "changed_count": len(changed)},

@@ -18,6 +18,9 @@ class Tenant(TimestampedModel):
     # secret so that each can be rotated, and leak, on its own. Stored unencrypted like it.
     user_token_secret = models.CharField(max_length=200, blank=True, editable=False)
     user_token_secret_updated_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # Incremented whenever the tenant's searchable products change. Search caches statistics
+    # per version, so every process drops them at its next search after a catalog change.
+    catalog_version = models.PositiveBigIntegerField(default=0, editable=False)
 
     class Meta:
         ordering = ["name"]

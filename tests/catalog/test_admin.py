@@ -126,3 +126,34 @@ def test_add_form_applies_product_input_rules(admin_client, tenant):
         "Enter an absolute http:// or https:// URL."
     ]
     assert Product.objects.filter(tenant=tenant).count() == 0
+
+
+def test_delete_counts_catalog_change(admin_client, tenant):
+    product = _embedded_product(tenant, sku="milk-1", name="Молоко")
+
+    response = admin_client.post(
+        reverse("admin:catalog_product_delete", args=[product.pk]), {"post": "yes"}
+    )
+
+    tenant.refresh_from_db(fields=["catalog_version"])
+    assert response.status_code == 302
+    assert not Product.objects.filter(pk=product.pk).exists()
+    assert tenant.catalog_version == 1
+
+
+def test_bulk_delete_counts_catalog_change(admin_client, tenant, other_tenant):
+    own = _embedded_product(tenant, sku="milk-1", name="Молоко")
+    other = _embedded_product(other_tenant, sku="bread-1", name="Хліб")
+
+    response = admin_client.post(
+        reverse("admin:catalog_product_changelist"),
+        {"action": "delete_selected", "_selected_action": [own.pk], "post": "yes"},
+    )
+
+    tenant.refresh_from_db(fields=["catalog_version"])
+    other_tenant.refresh_from_db(fields=["catalog_version"])
+    assert response.status_code == 302
+    assert not Product.objects.filter(pk=own.pk).exists()
+    assert Product.objects.filter(pk=other.pk).exists()
+    assert tenant.catalog_version == 1
+    assert other_tenant.catalog_version == 0

@@ -180,8 +180,12 @@ def test_rebuild_search_text_stale_documents(tenant):
     assert stale.search_body == ""
     current.refresh_from_db()
     assert current.search_title == "kefir"
+    tenant.refresh_from_db(fields=["catalog_version"])
+    assert tenant.catalog_version == 1
     rerun, _ = _call("rebuild_search_text", "--tenant", "shop-a")
     assert rerun.startswith("Rebuilt the full-text documents of 0 products")
+    tenant.refresh_from_db(fields=["catalog_version"])
+    assert tenant.catalog_version == 1
 
 
 def test_rebuild_search_text_unknown_tenant(db):

@@ -109,6 +109,8 @@ def test_judgments_load(tmp_path: Path):
         ("bad_grade", "query,docid,rating\nmilk,sku-1,4\n", "rating 4 is not between 0 and 3"),
         ("not_a_number", "query,docid,rating\nmilk,sku-1,high\n", "invalid rating 'high'"),
         ("missing_column", "query,sku\nmilk,sku-1\n", "expected the columns query,docid,rating"),
+        ("no_rows", "query,docid,rating\n", "contains no query"),
+        ("blank_query", "query,docid,rating\n ,sku-1,3\n", "contains no query"),
     ],
 )
 def test_judgments_load_rejects(tmp_path: Path, _case, content, message):
@@ -153,3 +155,11 @@ def test_evaluate_search_command_unknown_method(tenant):
             judgments=DATA_DIR / "evaluation-judgments.csv",
             methods="bm25",
         )
+
+
+def test_judgments_load_rejects_non_utf8(tmp_path: Path):
+    path = tmp_path / "judgments.csv"
+    path.write_bytes(b"query,docid,rating\n\xff\xfe,sku-1,3\n")
+
+    with pytest.raises(JudgmentFileError, match="not valid UTF-8"):
+        judgments_load(path)

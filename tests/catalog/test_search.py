@@ -489,7 +489,7 @@ def test_search_counts_term_frequencies_over_whole_tenant(tenant, embedder):
     _green_tea_catalog(tenant, both_words=3)
     terms = query_terms("green tea")
 
-    frequencies = term_frequencies(tenant=tenant, terms=terms)
+    frequencies = term_frequencies(tenant=tenant, terms=terms, version=0)
 
     assert frequencies == [
         TermFrequency(documents=4, exact_documents=4),
@@ -500,13 +500,13 @@ def test_search_counts_term_frequencies_over_whole_tenant(tenant, embedder):
 def test_search_caches_term_frequencies(tenant, embedder):
     _green_tea_catalog(tenant, both_words=3)
     terms = query_terms("green")
-    term_frequencies(tenant=tenant, terms=terms)
+    term_frequencies(tenant=tenant, terms=terms, version=0)
 
     with CaptureQueriesContext(connection) as cached:
-        frequencies = term_frequencies(tenant=tenant, terms=terms)
+        frequencies = term_frequencies(tenant=tenant, terms=terms, version=0)
     collection_stats_clear()
     with CaptureQueriesContext(connection) as recounted:
-        term_frequencies(tenant=tenant, terms=terms)
+        term_frequencies(tenant=tenant, terms=terms, version=0)
 
     assert frequencies == [TermFrequency(documents=4, exact_documents=4)]
     assert cached.captured_queries == []

@@ -15,6 +15,7 @@ from catalog.services import (
     UpsertSummary,
     product_content_fields_hash,
     product_upsert_many,
+    products_delete,
     products_embed_pending,
 )
 from tests.catalog.helpers import CountingEmbedder, FailingEmbedder, FixedEmbedder
@@ -71,7 +72,8 @@ def test_upsert_creates_products(tenant):
     assert summary.updated == 0
     assert summary.unchanged == 0
     assert sorted(summary.to_embed) == sorted(product.pk for product in products.values())
-    assert _statements(context) == ["SELECT", "INSERT"]
+    # The UPDATE increments the tenant's catalog version.
+    assert _statements(context) == ["SELECT", "INSERT", "UPDATE"]
     milk = products["milk-1"]
     assert milk.name == "Молоко Яготинське 2,6% 900 г"
     assert milk.weight == 900.0
@@ -176,7 +178,7 @@ def test_upsert_batches_statements(tenant):
         summary = product_upsert_many(tenant=tenant, products=products, batch_size=2)
 
     assert summary.created == 5
-    assert _statements(context) == ["SELECT", "INSERT"] * 3
+    assert _statements(context) == ["SELECT", "INSERT", "UPDATE"] * 3
 
 
 def test_upsert_is_scoped_to_tenant(tenant, other_tenant):
@@ -328,3 +330,34 @@ def test_embed_pending_logs_batches(tenant, embedder, caplog):
         for record in batches
         for name in ("duration_ms", "embed_ms", "wait_ms", "write_ms")
     )
+
+
+def _catalog_version(tenant) -> int:
+    tenant.refresh_from_db(fields=["catalog_version"])
+    return tenant.catalog_version
+
+
+def test_catalog_version_counts_changes(tenant):
+    product_upsert_many(tenant=tenant, products=_inputs(MILK, KEFIR))
+    after_create = _catalog_version(tenant)
+    product_upsert_many(tenant=tenant, products=_inputs(MILK, KEFIR))
+    after_unchanged = _catalog_version(tenant)
+    product_upsert_many(tenant=tenant, products=_inputs({**KEFIR, "is_active": False}))
+    after_deactivation = _catalog_version(tenant)
+
+    assert after_create == 1
+    assert after_unchanged == 1
+    assert after_deactivation == 2
+
+
+def test_products_delete_counts_change(tenant, other_tenant):
+    product_upsert_many(tenant=tenant, products=_inputs(MILK, KEFIR))
+    product_upsert_many(tenant=other_tenant, products=_inputs(BREAD))
+
+    deleted = products_delete(products=Product.objects.filter(tenant=tenant, sku="milk-1"))
+
+    assert deleted == 1
+    assert list(Product.objects.filter(tenant=tenant).values_list("sku", flat=True)) == ["kefir-1"]
+    assert _catalog_version(tenant) == 2
+    assert _catalog_version(other_tenant) == 1
+    assert Product.objects.filter(tenant=other_tenant).count() == 1

@@ -116,6 +116,11 @@ class Command(BaseCommand):
             f"{query_count} queries, {scored} scored (a product rated >= 2); "
             f"relevant means rated >= 2."
         )
+        if not scored:
+            self.stderr.write(
+                "No query has a product rated >= 2, so every mean below is 0: add ratings of"
+                " 2 or 3 to the judgment file."
+            )
         self.stdout.write(
             f"{'method':<10} {f'nDCG@{k}':>8} {'P@5':>6} {'R@50':>6} "
             f"{f'judged@{k}':>9} {f'nDCG@{k} judged':>14} {'no-match results':>16} {'ms/query':>9}"
