@@ -23,6 +23,7 @@ measurements behind them.
 import logging
 import threading
 import time
+from collections.abc import Hashable
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
@@ -124,11 +125,12 @@ TRIGRAM_THRESHOLD = 0.3
 # narrow cone, where HNSW needs a long list: on 100,000 grocery products recall@10 against
 # exact search was 0.84 at 100, 0.93 at 400 and 0.965 at 800 (docs/benchmarks.md).
 HNSW_EF_SEARCH = 800
-# Per-tenant product count, mean document length and the document frequencies of query
-# terms change slowly, and BM25 needs them only roughly, so they are cached for this long.
+# Lifetime of the cached per-tenant statistics (product count, mean lengths, document
+# frequencies). A catalog change replaces them at once through the catalog version, so this
+# only bounds how long a write that bypasses the catalog services goes unnoticed.
 COLLECTION_STATS_TTL_SECONDS = 600.0
-# Cached term frequencies beyond this many are all dropped.
-TERM_FREQUENCY_CACHE_SIZE = 100_000
+# A statistics cache that reaches this many entries drops them all, which bounds its memory.
+STATISTICS_CACHE_SIZE = 100_000
 # A query of several content words scores only the products containing all of them when
 # there are at least this many, and at least twice the requested number of results (see
 # _CONJUNCTIVE_MATCHES).
@@ -380,14 +382,6 @@ trigram_stage AS (
 _DISTANCE = """CASE WHEN product.embedding_model = %(embedding_model)s
                 THEN product.embedding <=> %(embedding)s::vector END"""
 
-# Columns loaded for the returned products. The vectors are left out: search never
-# returns them.
-_PRODUCT_COLUMNS = tuple(
-    model_field.attname
-    for model_field in Product._meta.concrete_fields
-    if model_field.name not in ("embedding", "search_vector")
-)
-
 _CANDIDATES = """
 SELECT candidate.id,
        lexical_stage.score,
@@ -634,20 +628,44 @@ class _CollectionStats:
     average_body_length: float = 1.0
 
 
-# Keyed by tenant id and catalog version (Tenant.catalog_version), so that a catalog change
-# in any process replaces the statistics at the next search. The lifetime is a backstop for
-# writes that bypass the catalog services.
-_collection_stats: dict[tuple[int, int], tuple[float, _CollectionStats]] = {}
-_collection_stats_lock = threading.Lock()
+class _StatisticsCache:
+    """Per-process statistics that expire ``COLLECTION_STATS_TTL_SECONDS`` after caching."""
+
+    def __init__(self) -> None:
+        self._entries: dict[Hashable, tuple[float, Any]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable) -> Any:
+        """Return the value cached under ``key``, or None when it is missing or expired."""
+        with self._lock:
+            cached = self._entries.get(key)
+        if cached is None or time.monotonic() - cached[0] >= COLLECTION_STATS_TTL_SECONDS:
+            return None
+        return cached[1]
+
+    def put(self, key: Hashable, value: Any) -> None:
+        with self._lock:
+            if len(self._entries) >= STATISTICS_CACHE_SIZE:
+                self._entries.clear()
+            self._entries[key] = (time.monotonic(), value)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+# Both are keyed by tenant id and catalog version (Tenant.catalog_version), so that a catalog
+# change in any process replaces the statistics at the next search. The lifetime is a
+# backstop for writes that bypass the catalog services.
+_collection_stats = _StatisticsCache()
+_term_frequencies = _StatisticsCache()
 
 
 def _tenant_collection_stats(*, tenant: Tenant, version: int) -> _CollectionStats:
     """Return the tenant's active product count and mean document and field lengths."""
-    now = time.monotonic()
-    with _collection_stats_lock:
-        cached = _collection_stats.get((tenant.pk, version))
-    if cached is not None and now - cached[0] < COLLECTION_STATS_TTL_SECONDS:
-        return cached[1]
+    cached: _CollectionStats | None = _collection_stats.get((tenant.pk, version))
+    if cached is not None:
+        return cached
     with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT count(*), coalesce(avg(length(search_vector)), 1),"
@@ -664,15 +682,8 @@ def _tenant_collection_stats(*, tenant: Tenant, version: int) -> _CollectionStat
         average_title_length=max(float(average_title_length), 1.0),
         average_body_length=max(float(average_body_length), 1.0),
     )
-    with _collection_stats_lock:
-        if len(_collection_stats) >= TERM_FREQUENCY_CACHE_SIZE:
-            _collection_stats.clear()
-        _collection_stats[(tenant.pk, version)] = (now, stats)
+    _collection_stats.put((tenant.pk, version), stats)
     return stats
-
-
-_TermKey = tuple[int, int, tuple[str, ...], tuple[str, ...]]
-_term_frequencies: dict[_TermKey, tuple[float, TermFrequency]] = {}
 
 
 def term_frequencies(
@@ -685,25 +696,15 @@ def term_frequencies(
     per-process cache, and one statement counts the rest. Counting a common word reads
     every product containing it, which is the cost the cache saves on later searches.
     """
-    now = time.monotonic()
-    keys: list[_TermKey] = [(tenant.pk, version, term.stems, term.prefixes) for term in terms]
-    found: dict[_TermKey, TermFrequency] = {}
-    with _collection_stats_lock:
-        for key in keys:
-            cached = _term_frequencies.get(key)
-            if cached is not None and now - cached[0] < COLLECTION_STATS_TTL_SECONDS:
-                found[key] = cached[1]
-    missing = [term for term, key in zip(terms, keys, strict=True) if key not in found]
+    keys = [(tenant.pk, version, term.stems, term.prefixes) for term in terms]
+    found: list[TermFrequency | None] = [_term_frequencies.get(key) for key in keys]
+    missing = [index for index, frequency in enumerate(found) if frequency is None]
     if missing:
-        counted = _count_term_frequencies(tenant=tenant, terms=missing)
-        with _collection_stats_lock:
-            if len(_term_frequencies) + len(missing) > TERM_FREQUENCY_CACHE_SIZE:
-                _term_frequencies.clear()
-            for term, frequency in zip(missing, counted, strict=True):
-                key = (tenant.pk, version, term.stems, term.prefixes)
-                _term_frequencies[key] = (now, frequency)
-                found[key] = frequency
-    return [found[key] for key in keys]
+        counted = _count_term_frequencies(tenant=tenant, terms=[terms[i] for i in missing])
+        for index, frequency in zip(missing, counted, strict=True):
+            _term_frequencies.put(keys[index], frequency)
+            found[index] = frequency
+    return [frequency for frequency in found if frequency is not None]
 
 
 def _count_term_frequencies(*, tenant: Tenant, terms: list[QueryTerm]) -> list[TermFrequency]:
@@ -731,9 +732,8 @@ def _count_term_frequencies(*, tenant: Tenant, terms: list[QueryTerm]) -> list[T
 
 def collection_stats_clear() -> None:
     """Forget the cached per-tenant statistics, so the next search recomputes them."""
-    with _collection_stats_lock:
-        _collection_stats.clear()
-        _term_frequencies.clear()
+    _collection_stats.clear()
+    _term_frequencies.clear()
 
 
 def _escape_like(value: str) -> str:
@@ -812,24 +812,14 @@ def _fetch_candidates(*, sql: str, params: dict[str, Any]) -> list[Candidate]:
     ]
 
 
-def _products_by_id(product_ids: list[int]) -> dict[int, Product]:
+def _products_by_id(*, tenant: Tenant, product_ids: list[int]) -> dict[int, Product]:
     """Load the products to return, without their vectors.
 
     Only the returned products are loaded, not every candidate: the candidates are many
     times more, and building a model for each costs more than this second query.
     """
-    if not product_ids:
-        return {}
-    columns = ", ".join(connection.ops.quote_name(column) for column in _PRODUCT_COLUMNS)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT {columns} FROM {connection.ops.quote_name(Product._meta.db_table)}"
-            f" WHERE id = ANY(%s)",
-            [product_ids],
-        )
-        rows = cursor.fetchall()
-    products = [Product.from_db(connection.alias, list(_PRODUCT_COLUMNS), row) for row in rows]
-    return {product.pk: product for product in products}
+    products = Product.objects.filter(tenant=tenant).defer("embedding", "search_vector")
+    return products.in_bulk(product_ids)
 
 
 def _is_typo_of(title: str, stems: list[str]) -> bool:
@@ -1063,7 +1053,9 @@ def product_search(
     translated = any(term.is_translated for term in terms)
     ranked = fuse_candidates(candidates, method=method, translated=translated)[:limit]
 
-    products = _products_by_id([candidate.product_id for candidate, _ in ranked])
+    products = _products_by_id(
+        tenant=tenant, product_ids=[candidate.product_id for candidate, _ in ranked]
+    )
     hits = []
     for candidate, score in ranked:
         product = products.get(candidate.product_id)
