@@ -108,13 +108,13 @@ def _product_row(product: ProductInput) -> dict[str, Any]:
     return row
 
 
-def catalog_version_bump(*, tenant: Tenant) -> None:
-    """Record that ``tenant``'s searchable products changed.
+def _catalog_versions_bump(*, tenant_ids: Iterable[int]) -> None:
+    """Record that these tenants' searchable products changed.
 
     Search caches its statistics per catalog version, so every process recomputes them at
     its next search of the tenant. Call it in the transaction that changes the products.
     """
-    Tenant.objects.filter(pk=tenant.pk).update(catalog_version=F("catalog_version") + 1)
+    Tenant.objects.filter(pk__in=list(tenant_ids)).update(catalog_version=F("catalog_version") + 1)
 
 
 def products_delete(*, products: QuerySet[Product]) -> int:
@@ -122,7 +122,7 @@ def products_delete(*, products: QuerySet[Product]) -> int:
     with transaction.atomic():
         tenant_ids = set(products.values_list("tenant_id", flat=True))
         deleted = products.delete()[1].get(Product._meta.label, 0)
-        Tenant.objects.filter(pk__in=tenant_ids).update(catalog_version=F("catalog_version") + 1)
+        _catalog_versions_bump(tenant_ids=tenant_ids)
     logger.info(
         "catalog.products.deleted",
         extra={"tenant_ids": sorted(tenant_ids), "deleted_count": deleted},
@@ -170,7 +170,7 @@ def _upsert_batch(*, tenant: Tenant, products: Sequence[ProductInput]) -> Upsert
         update_fields=[*_UPSERTED_FIELDS, "updated_at"],
     )
     if to_write:
-        catalog_version_bump(tenant=tenant)
+        _catalog_versions_bump(tenant_ids=[tenant.pk])
 
     created = 0
     for instance, stored in to_write:
@@ -261,7 +261,7 @@ def products_rebuild_search_text(*, tenant: Tenant, batch_size: int = UPSERT_BAT
             Product.objects.bulk_update(
                 changed[start : start + batch_size], ["search_title", "search_body"]
             )
-            catalog_version_bump(tenant=tenant)
+            _catalog_versions_bump(tenant_ids=[tenant.pk])
     logger.info(
         "catalog.products.search_text_rebuilt",
         extra={"tenant_id": tenant.pk, "changed_count": len(changed)},
@@ -310,7 +310,7 @@ def _write_embeddings(
 
 
 class EmbeddingStopped(Exception):
-    """``products_embed_pending`` stopped because its ``should_stop`` returned True.
+    """A stop of ``products_embed_pending`` because its ``should_stop`` returned True.
 
     Every batch that had started embedding was written first.
     """
@@ -332,7 +332,7 @@ class _BatchInFlight:
 
 
 def _embed_timed(embedder: Embedder, texts: list[str]) -> tuple[np.ndarray, float]:
-    """Run on the embedding thread: return the vectors and the seconds they took."""
+    """Return the vectors of ``texts`` and the seconds they took. Runs on the embedding thread."""
     started = time.monotonic()
     vectors = embedder.embed_passages(texts)
     return vectors, time.monotonic() - started
@@ -464,7 +464,7 @@ def products_embed_pending(
 def _batch_vectors(
     *, tenant: Tenant, batch: _BatchInFlight, embedder: Embedder, done: int
 ) -> tuple[np.ndarray, float, float]:
-    """Wait for ``batch``'s vectors; return them, the seconds they took and the wait.
+    """Wait for ``batch``'s vectors, and return them, the seconds they took and the wait.
 
     An embedding failure is logged and re-raised.
     """
