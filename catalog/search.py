@@ -300,7 +300,7 @@ vector_stage AS (
 # "coverage" is the share of the query's IDF that a product matches. It counts only the
 # query words that some product contains and leaves out stopwords. A prefix-only match
 # counts partly.
-_MATCH_COLUMNS = "id, search_vector, length(search_vector) AS document_length, {field_hits}"
+_MATCH_COLUMNS = "id, search_vector, length(search_vector) AS document_length, {field_matches}"
 
 _ANY_TERM_MATCHES = f"""
 lexical_matches AS MATERIALIZED (
@@ -331,13 +331,17 @@ lexical_frequencies AS (
     SELECT *, {inverse_frequencies}
     FROM (SELECT {document_frequencies}) AS counts
 ),
+lexical_hits AS (
+    SELECT lexical_matches.*, {weighted_hits}
+    FROM lexical_matches
+),
 lexical_shortlist AS (
-    SELECT lexical_matches.*
-    FROM lexical_matches, lexical_frequencies
+    SELECT lexical_hits.*
+    FROM lexical_hits, lexical_frequencies
     ORDER BY {field_bm25} DESC, id
     LIMIT %(lexical_shortlist)s
 ),
-lexical_counts AS (
+lexical_counts AS MATERIALIZED (
     SELECT lexical_shortlist.*, {term_counts}
     FROM lexical_shortlist
     JOIN {table} AS shortlisted ON shortlisted.id = lexical_shortlist.id
@@ -482,32 +486,41 @@ class _SearchSql:
             *(stage for stage in ("lexical", "vector", "trigram") if stage in self.stages),
         ]
 
-    def _field_hits(self, name: str) -> str:
-        """Return SQL for the fields that contain a term: their weights added."""
+    @staticmethod
+    def _field_matches(name: str) -> str:
+        """Return SQL for two columns telling whether the title and the body contain a term."""
         return (
-            f"(CASE WHEN search_vector @@ %({name}_title)s::tsquery"
-            f" THEN %(title_weight)s::float8 ELSE 0 END"
-            f" + CASE WHEN search_vector @@ %({name}_body)s::tsquery"
-            f" THEN %(body_weight)s::float8 ELSE 0 END)"
+            f"search_vector @@ %({name}_title)s::tsquery AS {name}_in_title,"
+            f" search_vector @@ %({name}_body)s::tsquery AS {name}_in_body"
         )
 
-    def _occurrences(self, name: str) -> str:
+    @staticmethod
+    def _field_hits(name: str) -> str:
+        """Return SQL for the weights of the fields that contain a term, added."""
+        return (
+            f"(CASE WHEN {name}_in_title THEN %(title_weight)s::float8 ELSE 0 END"
+            f" + CASE WHEN {name}_in_body THEN %(body_weight)s::float8 ELSE 0 END)"
+        )
+
+    @staticmethod
+    def _occurrences(name: str) -> str:
         """Return SQL for a term's occurrences, normalised by field length and weighted.
 
         With normalization 0, ts_rank_cd adds up the weight of every position where one of
         a query's alternatives occurs. With all weights 1 and a query restricted to one
         label (``'milk':A``), that is the number of occurrences in that field, read from
-        the tsvector's positions without the text.
+        the tsvector's positions without the text. A field without the term counts 0
+        without calling ts_rank_cd, which is most of the calls.
         """
         return (
-            f"(%(title_weight)s::float8"
+            f"(CASE WHEN lexical_shortlist.{name}_in_title THEN %(title_weight)s::float8"
             f" * ts_rank_cd(%(occurrence_weights)s::float4[], lexical_shortlist.search_vector,"
             f" %({name}_title)s::tsquery, 0)"
-            f" / field_norms.title_norm"
-            f" + %(body_weight)s::float8"
+            f" / field_norms.title_norm ELSE 0 END"
+            f" + CASE WHEN lexical_shortlist.{name}_in_body THEN %(body_weight)s::float8"
             f" * ts_rank_cd(%(occurrence_weights)s::float4[], lexical_shortlist.search_vector,"
             f" %({name}_body)s::tsquery, 0)"
-            f" / field_norms.body_norm)"
+            f" / field_norms.body_norm ELSE 0 END)"
         )
 
     def _bm25(self, exact: str, prefix: str, *, length_norm: str) -> str:
@@ -527,17 +540,20 @@ class _SearchSql:
 
     def _lexical(self) -> str:
         indexes = range(len(self.terms))
-        field_hits = []
+        field_matches = []
+        weighted_hits = []
         term_counts = []
         for index, term in enumerate(self.terms):
-            field_hits.append(f"{self._field_hits(f'term_{index}')}::float AS hit_{index}")
+            field_matches.append(self._field_matches(f"term_{index}"))
+            weighted_hits.append(f"{self._field_hits(f'term_{index}')}::float AS hit_{index}")
             term_counts.append(f"{self._occurrences(f'term_{index}')}::float AS exact_{index}")
             if term.prefixes:
+                field_matches.append(self._field_matches(f"term_{index}_prefix"))
                 prefix_hits = self._field_hits(f"term_{index}_prefix")
                 prefix_counts = self._occurrences(f"term_{index}_prefix")
             else:
                 prefix_hits = prefix_counts = "0"
-            field_hits.append(f"{prefix_hits}::float AS prefix_hit_{index}")
+            weighted_hits.append(f"{prefix_hits}::float AS prefix_hit_{index}")
             term_counts.append(f"{prefix_counts}::float AS prefix_{index}")
         # A prefix-only match counts fully when no product contains the word itself, which
         # means the word is still being typed.
@@ -557,10 +573,11 @@ class _SearchSql:
         )
         matches = (
             _CONJUNCTIVE_MATCHES if len(self.conjunctive) >= 2 else _ANY_TERM_MATCHES
-        ).format(table=self.table, field_hits=", ".join(field_hits))
+        ).format(table=self.table, field_matches=", ".join(field_matches))
         return _LEXICAL_STAGE.format(
             matches=matches,
             table=self.table,
+            weighted_hits=", ".join(weighted_hits),
             term_counts=", ".join(term_counts),
             document_frequencies=", ".join(
                 f"%(df_{index})s::bigint AS df_{index},"
