@@ -297,6 +297,8 @@ vector_stage AS (
 # term_frequencies, so the statement does not count them.
 # Term occurrences are counted with ts_rank_cd (see _occurrences) for a shortlist only: the
 # products ranked best by BM25 over which fields contain each term, read from the tsvector.
+# lexical_counts is MATERIALIZED because, inlined, each count would be computed again for
+# every reference to it in the BM25 expression.
 # "coverage" is the share of the query's IDF that a product matches. It counts only the
 # query words that some product contains and leaves out stopwords. A prefix-only match
 # counts partly.
@@ -510,7 +512,7 @@ class _SearchSql:
         a query's alternatives occurs. With all weights 1 and a query restricted to one
         label (``'milk':A``), that is the number of occurrences in that field, read from
         the tsvector's positions without the text. A field without the term counts 0
-        without calling ts_rank_cd, which is most of the calls.
+        without calling ts_rank_cd.
         """
         return (
             f"(CASE WHEN lexical_shortlist.{name}_in_title THEN %(title_weight)s::float8"
