@@ -24,11 +24,13 @@ import logging
 import threading
 import time
 from collections.abc import Hashable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
-from django.db import connection, transaction
+from django.conf import settings
+from django.db import close_old_connections, connection, connections, transaction
 from pgvector import Vector
 
 from catalog.embeddings import Embedder, EmbeddingError, get_embedder
@@ -273,21 +275,18 @@ exact_stage AS (
     WHERE {_SCOPE} AND (sku = %(raw_query)s OR barcode = %(raw_query)s)
 )"""
 
-# relaxed_order iterative scans may return rows slightly out of distance order, so the
-# MATERIALIZED CTE collects them and the ranking sorts again.
-_VECTOR_STAGE = f"""
-vector_candidates AS MATERIALIZED (
-    SELECT id, embedding <=> %(embedding)s::vector AS distance
-    FROM {{table}}
-    WHERE {_SCOPE}
-      AND embedding IS NOT NULL
-      AND embedding_model = %(embedding_model)s
-    ORDER BY distance
-    LIMIT %(vector_candidates)s
-),
-vector_stage AS (
-    SELECT id, row_number() OVER (ORDER BY distance, id) AS rank FROM vector_candidates
-)"""
+# The vector stage is a statement of its own, so that it can run on a second connection
+# while the other stages run (see _VectorWorker). relaxed_order iterative scans may return
+# rows slightly out of distance order, so Python sorts them again.
+_VECTOR_STATEMENT = f"""
+SELECT id, embedding <=> %(embedding)s::vector AS distance
+FROM {{table}}
+WHERE {_SCOPE}
+  AND embedding IS NOT NULL
+  AND embedding_model = %(embedding_model)s
+ORDER BY distance
+LIMIT %(vector_candidates)s
+"""
 
 # BM25 over the tenant's products that contain the query terms. When the query has two or
 # more content words and at least CONJUNCTIVE_MIN_MATCHES products contain all of them,
@@ -394,7 +393,6 @@ SELECT candidate.id,
        lexical_stage.coverage,
        lexical_stage.head_match,
        lexical_stage.rank,
-       vector_stage.rank,
        {distance},
        trigram_stage.rank,
        trigram_stage.similarity,
@@ -454,9 +452,12 @@ class _SearchSql:
         return params
 
     def build(self) -> str:
+        """Return the statement of the exact, lexical and trigram stages.
+
+        It also measures the query vector's distance to each of their candidates, because
+        the fusion compares those with the vector stage's distances.
+        """
         ctes = [_EXACT_STAGE.format(table=self.table)]
-        if "vector" in self.stages:
-            ctes.append(_VECTOR_STAGE.format(table=self.table))
         if "lexical" in self.stages:
             ctes.append(self._lexical())
         if "trigram" in self.stages:
@@ -464,14 +465,14 @@ class _SearchSql:
         candidate_ids = " UNION ".join(f"SELECT id FROM {stage}_stage" for stage in self._unioned())
         joins = "\n".join(
             f"LEFT JOIN {stage}_stage ON {stage}_stage.id = candidate.id"
-            for stage in ("lexical", "vector", "trigram")
+            for stage in ("lexical", "trigram")
         )
         missing = [
             f"{stage}_stage AS (SELECT NULL::bigint AS id, NULL::float AS score, "
             f"NULL::float AS coverage, NULL::boolean AS head_match, NULL::float AS similarity, "
             f"NULL::text AS search_title, "
             f"NULL::bigint AS rank WHERE false)"
-            for stage in ("lexical", "vector", "trigram")
+            for stage in ("lexical", "trigram")
             if stage not in self.stages
         ]
         select = _CANDIDATES.format(
@@ -483,10 +484,7 @@ class _SearchSql:
         return "WITH " + ",".join(ctes + missing) + select
 
     def _unioned(self) -> list[str]:
-        return [
-            "exact",
-            *(stage for stage in ("lexical", "vector", "trigram") if stage in self.stages),
-        ]
+        return ["exact", *(stage for stage in ("lexical", "trigram") if stage in self.stages)]
 
     @staticmethod
     def _field_matches(name: str) -> str:
@@ -789,24 +787,101 @@ def _active_stages(
     return stages
 
 
-def _begin_search(*, tenant: Tenant, vector_candidates: int) -> int:
+def _begin_search(*, tenant: Tenant) -> int:
     """Configure the search's transaction and return the tenant's catalog version.
 
     set_config(..., true) lasts until the end of the transaction, like SET LOCAL. Reading the
     version in the same statement costs no round trip of its own.
     """
-    ef_search = max(HNSW_EF_SEARCH, vector_candidates)
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true),"
-            " set_config('hnsw.ef_search', %s, true),"
-            " set_config('pg_trgm.word_similarity_threshold', %s, true),"
+            "SELECT set_config('pg_trgm.word_similarity_threshold', %s, true),"
             f" (SELECT catalog_version FROM {connection.ops.quote_name(Tenant._meta.db_table)}"
             " WHERE id = %s)",
-            [str(ef_search), str(TRIGRAM_THRESHOLD), tenant.pk],
+            [str(TRIGRAM_THRESHOLD), tenant.pk],
         )
         row = cursor.fetchone()
-    return int(row[3] or 0)
+    return int(row[1] or 0)
+
+
+def _nearest_products(*, params: dict[str, Any]) -> list[tuple[int, float]]:
+    """Return the vector stage's candidates as (product id, cosine distance), nearest first.
+
+    Runs in a transaction of its own unless the caller is in one already, because the HNSW
+    settings are set for the transaction only.
+    """
+    ef_search = max(HNSW_EF_SEARCH, params["vector_candidates"])
+    table = connection.ops.quote_name(Product._meta.db_table)
+    with transaction.atomic(savepoint=False), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true),"
+            " set_config('hnsw.ef_search', %s, true)",
+            [str(ef_search)],
+        )
+        cursor.execute(_VECTOR_STATEMENT.format(table=table), params)
+        rows = cursor.fetchall()
+    nearest = [(int(product_id), float(distance)) for product_id, distance in rows]
+    nearest.sort(key=lambda item: (item[1], item[0]))
+    return nearest
+
+
+class _VectorWorker:
+    """A background thread that runs the vector stage while the caller runs the others.
+
+    The HNSW scan costs about as much as all the other stages together, and PostgreSQL runs
+    one statement per connection on one core, so a second connection halves the wait on a
+    server with two or more cores. The thread keeps its own connection, which Django
+    reuses for CONN_MAX_AGE seconds and checks after an error, as it does a request's. So each
+    process opens at most one more connection. One search uses the thread at a time; a
+    search that finds it busy runs its vector stage itself.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._idle = threading.Lock()
+        self._executor: ThreadPoolExecutor | None = None
+
+    def submit(self, *, params: dict[str, Any]) -> "Future[list[tuple[int, float]]] | None":
+        """Start the vector stage in the thread, or return None when the thread is busy."""
+        if not self._idle.acquire(blocking=False):
+            return None
+        try:
+            with self._lock:
+                if self._executor is None:
+                    self._executor = ThreadPoolExecutor(
+                        max_workers=1, thread_name_prefix="catalog-search"
+                    )
+                return self._executor.submit(self._run, params)
+        except BaseException:
+            self._idle.release()
+            raise
+
+    def _run(self, params: dict[str, Any]) -> list[tuple[int, float]]:
+        try:
+            close_old_connections()
+            return _nearest_products(params=params)
+        finally:
+            self._idle.release()
+
+    def close(self) -> None:
+        """Close the thread's database connection and stop the thread.
+
+        A later search starts a new thread. Tests call this before the test database is
+        dropped, which fails while another connection is open.
+        """
+        with self._lock:
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.submit(connections.close_all).result()
+            executor.shutdown(wait=True)
+
+
+_vector_worker = _VectorWorker()
+
+
+def search_worker_close() -> None:
+    """Close the database connection of the thread that runs vector stages."""
+    _vector_worker.close()
 
 
 def _fetch_candidates(*, sql: str, params: dict[str, Any]) -> list[Candidate]:
@@ -820,15 +895,46 @@ def _fetch_candidates(*, sql: str, params: dict[str, Any]) -> list[Candidate]:
             coverage=None if row[2] is None else float(row[2]),
             head_match=bool(row[3]),
             lexical_rank=row[4],
-            vector_rank=row[5],
-            distance=None if row[6] is None else float(row[6]),
-            trigram_rank=row[7],
-            similarity=None if row[8] is None else float(row[8]),
-            title=row[9],
-            exact=bool(row[10]),
+            vector_rank=None,
+            distance=None if row[5] is None else float(row[5]),
+            trigram_rank=row[6],
+            similarity=None if row[7] is None else float(row[7]),
+            title=row[8],
+            exact=bool(row[9]),
         )
         for row in rows
     ]
+
+
+def _with_vector_ranks(
+    candidates: list[Candidate], nearest: list[tuple[int, float]]
+) -> list[Candidate]:
+    """Add the vector stage's ranks to the other stages' candidates, and its own products."""
+    ranks = {product_id: rank for rank, (product_id, _) in enumerate(nearest, start=1)}
+    merged = [
+        replace(candidate, vector_rank=ranks[candidate.product_id])
+        if candidate.product_id in ranks
+        else candidate
+        for candidate in candidates
+    ]
+    found = {candidate.product_id for candidate in candidates}
+    for rank, (product_id, distance) in enumerate(nearest, start=1):
+        if product_id not in found:
+            merged.append(
+                Candidate(
+                    product_id=product_id,
+                    lexical_score=None,
+                    coverage=None,
+                    head_match=False,
+                    lexical_rank=None,
+                    vector_rank=rank,
+                    distance=distance,
+                    trigram_rank=None,
+                    similarity=None,
+                    exact=False,
+                )
+            )
+    return merged
 
 
 def _products_by_id(*, tenant: Tenant, product_ids: list[int]) -> dict[int, Product]:
@@ -870,14 +976,19 @@ def confirm_typos(candidates: list[Candidate], terms: list[QueryTerm]) -> list[C
         key=lambda candidate: candidate.trigram_rank or 0,
     )
     new_ranks = {candidate.product_id: rank for rank, candidate in enumerate(confirmed, start=1)}
-    return [
-        replace(candidate, trigram_rank=new_ranks.get(candidate.product_id))
-        for candidate in candidates
-        if new_ranks.get(candidate.product_id) is not None
-        or candidate.exact
-        or candidate.lexical_rank is not None
-        or candidate.vector_rank is not None
-    ]
+    confirmed_candidates = []
+    for candidate in candidates:
+        new_rank = new_ranks.get(candidate.product_id)
+        if new_rank != candidate.trigram_rank:
+            candidate = replace(candidate, trigram_rank=new_rank)
+        if (
+            new_rank is not None
+            or candidate.exact
+            or candidate.lexical_rank is not None
+            or candidate.vector_rank is not None
+        ):
+            confirmed_candidates.append(candidate)
+    return confirmed_candidates
 
 
 def _rrf(rank: int | None, weight: float) -> float:
@@ -1029,8 +1140,23 @@ def product_search(
     )
     terms = query_terms(raw_query)
     stages = _active_stages(method=method, terms=terms, embedding=embedding, query=raw_query)
+    scope = {
+        "tenant_id": tenant.pk,
+        "category": f"{_escape_like(category)}%" if category else None,
+    }
+    vector_params = {
+        **scope,
+        "embedding": Vector(embedding).to_text() if embedding is not None else None,
+        "embedding_model": embedder.model_name,
+        "vector_candidates": max(VECTOR_CANDIDATES, limit),
+    }
+    # Another connection cannot see the caller's uncommitted rows, so a search inside a
+    # transaction runs every stage on the caller's connection.
+    nearest_future = None
+    if "vector" in stages and settings.SEARCH_PARALLEL_STAGES and not connection.in_atomic_block:
+        nearest_future = _vector_worker.submit(params=vector_params)
     with transaction.atomic():
-        version = _begin_search(tenant=tenant, vector_candidates=max(VECTOR_CANDIDATES, limit))
+        version = _begin_search(tenant=tenant)
         stats = _CollectionStats()
         frequencies: list[TermFrequency] = []
         if "lexical" in stages:
@@ -1044,16 +1170,12 @@ def product_search(
         )
         params = {
             **builder.params(),
-            "tenant_id": tenant.pk,
-            "category": f"{_escape_like(category)}%" if category else None,
+            **vector_params,
             "raw_query": raw_query,
             "normalized_query": normalize_text(raw_query),
-            "embedding": Vector(embedding).to_text() if embedding is not None else None,
-            "embedding_model": embedder.model_name,
             "lexical_candidates": max(LEXICAL_CANDIDATES, limit),
             "conjunctive_min_matches": max(CONJUNCTIVE_MIN_MATCHES, 2 * limit),
             "lexical_shortlist": max(LEXICAL_SHORTLIST, limit),
-            "vector_candidates": max(VECTOR_CANDIDATES, limit),
             "trigram_candidates": TRIGRAM_CANDIDATES,
             "title_weight": TITLE_WEIGHT,
             "body_weight": BODY_WEIGHT,
@@ -1068,7 +1190,13 @@ def product_search(
             "average_title_length": stats.average_title_length,
             "average_body_length": stats.average_body_length,
         }
-        candidates = confirm_typos(_fetch_candidates(sql=builder.build(), params=params), terms)
+        candidates = _fetch_candidates(sql=builder.build(), params=params)
+        nearest: list[tuple[int, float]] = []
+        if nearest_future is not None:
+            nearest = nearest_future.result()
+        elif "vector" in stages:
+            nearest = _nearest_products(params=vector_params)
+    candidates = confirm_typos(_with_vector_ranks(candidates, nearest), terms)
     translated = any(term.is_translated for term in terms)
     ranked = fuse_candidates(candidates, method=method, translated=translated)[:limit]
 

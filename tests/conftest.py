@@ -6,10 +6,22 @@ from pathlib import Path
 import pytest
 from rest_framework.test import APIClient
 
+from catalog.search import search_worker_close
 from merchant.server import MerchantServer, start_merchant
 from tenants.models import ApiKey
 from tenants.services import IssuedApiKey, api_key_create
 from tests.factories import TenantFactory, WebhookSettingsFactory
+
+
+@pytest.fixture(autouse=True)
+def _search_worker_closed() -> Iterator[None]:
+    """Close the search thread's connection after each test that started it.
+
+    A search outside a transaction opens it, and an open connection would stop the test
+    database from being dropped.
+    """
+    yield
+    search_worker_close()
 
 
 @pytest.fixture

@@ -158,6 +158,11 @@ EMBEDDING_API_KEY = env.str("EMBEDDING_API_KEY", default="")
 EMBEDDING_MODEL = env.str("EMBEDDING_MODEL", default="text-embedding-3-small")
 EMBEDDING_BATCH_SIZE = env.int("EMBEDDING_BATCH_SIZE", default=32)
 
+# --- Search --------------------------------------------------------------------------
+# Run a search's vector stage on a second database connection while its other stages run
+# on the request's. Each web process then opens one more connection.
+SEARCH_PARALLEL_STAGES = env.bool("SEARCH_PARALLEL_STAGES", default=True)
+
 # --- Task queue and catalog jobs -----------------------------------------------------
 # Workers run `manage.py procrastinate worker --queues catalog`; docs/deployment.md explains
 # how these values interact.

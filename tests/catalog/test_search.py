@@ -311,10 +311,20 @@ def test_search_round_trips(grocery, embedder):
         product_search(tenant=grocery, query="молоко", embedder=embedder)
 
     # Statements: collection statistics (first search of a tenant), term frequencies (first
-    # search of a word), settings, candidates and the returned products.
-    assert _statements(first) == ["SELECT", "SELECT", "SELECT", "WITH", "SELECT"]
-    assert _statements(second) == ["SELECT", "SELECT", "WITH", "SELECT"]
-    assert _statements(repeated) == ["SELECT", "WITH", "SELECT"]
+    # search of a word), settings, the other stages' candidates, the vector stage's settings
+    # and candidates, and the returned products. The test's transaction keeps the vector
+    # stage on this connection.
+    assert _statements(first) == [
+        "SELECT",
+        "SELECT",
+        "SELECT",
+        "WITH",
+        "SELECT",
+        "SELECT",
+        "SELECT",
+    ]
+    assert _statements(second) == ["SELECT", "SELECT", "WITH", "SELECT", "SELECT", "SELECT"]
+    assert _statements(repeated) == ["SELECT", "WITH", "SELECT", "SELECT", "SELECT"]
 
 
 def test_search_logs_without_query_text(grocery, embedder, caplog):

@@ -1,0 +1,80 @@
+"""The vector stage on the search thread's second connection, outside a transaction.
+
+These tests commit their data (``transaction=True``), because the thread's connection
+cannot see a test transaction's rows.
+"""
+
+import json
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from catalog.schemas import product_input_parse
+from catalog.search import _vector_worker, product_search
+from catalog.services import product_upsert_many, products_embed_pending
+from tests.catalog.helpers import DATA_DIR
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def catalogs(tenant, other_tenant, embedder):
+    """The grocery catalog for ``tenant``, and the same products for ``other_tenant``."""
+    with (DATA_DIR / "grocery.json").open(encoding="utf-8") as file:
+        products = [product_input_parse(item) for item in json.load(file)]
+    for owner in (tenant, other_tenant):
+        product_upsert_many(tenant=owner, products=products)
+        products_embed_pending(tenant=owner, embedder=embedder)
+    return tenant, other_tenant
+
+
+def _search(tenant, embedder, query: str) -> tuple[list[int], list[str]]:
+    """Search and return the hit ids and the first word of each statement on this thread."""
+    with CaptureQueriesContext(connection) as context:
+        hits = product_search(tenant=tenant, query=query, embedder=embedder)
+    return [hit.product.pk for hit in hits], [q["sql"].split()[0] for q in context.captured_queries]
+
+
+def test_parallel_search_matches_sequential(catalogs, embedder, settings):
+    tenant, _ = catalogs
+    _search(tenant, embedder, "молоко")  # Caches the statistics, so both make equal reads.
+
+    parallel, parallel_statements = _search(tenant, embedder, "молоко")
+    settings.SEARCH_PARALLEL_STAGES = False
+    sequential, sequential_statements = _search(tenant, embedder, "молоко")
+
+    assert parallel == sequential
+    assert len(parallel) >= 5
+    # In parallel, the vector stage's settings and query run on the other connection.
+    assert sequential_statements.count("SELECT") == parallel_statements.count("SELECT") + 2
+
+
+def test_parallel_search_keeps_to_its_tenant(catalogs, embedder):
+    tenant, other_tenant = catalogs
+    own_ids = set(tenant.products.values_list("pk", flat=True))
+
+    first, _ = _search(tenant, embedder, "молоко")
+    second, _ = _search(other_tenant, embedder, "молоко")
+
+    assert first
+    assert second
+    assert set(first) <= own_ids
+    assert not set(second) & own_ids
+
+
+def test_busy_worker_runs_vector_stage_inline(catalogs, embedder, settings):
+    tenant, _ = catalogs
+    expected, _ = _search(tenant, embedder, "кефір")  # Also caches the statistics.
+
+    # Another search is using the thread, so this one runs the vector stage itself.
+    assert _vector_worker._idle.acquire(blocking=False)
+    try:
+        busy, busy_statements = _search(tenant, embedder, "кефір")
+    finally:
+        _vector_worker._idle.release()
+    settings.SEARCH_PARALLEL_STAGES = False
+    _, sequential_statements = _search(tenant, embedder, "кефір")
+
+    assert busy == expected
+    assert busy_statements == sequential_statements
