@@ -374,7 +374,6 @@ trigram_candidates AS (
     FROM {{table}}
     WHERE {_SCOPE}
       AND %(normalized_query)s <%% search_title
-      AND {{typo_condition}}
     ORDER BY similarity DESC, id
     LIMIT %(trigram_candidates)s
 ),
@@ -623,12 +622,7 @@ class _SearchSql:
         return " OR ".join(f"(hit_{index} > 0 AND df_{index} = {most_common})" for index in words)
 
     def _trigram(self) -> str:
-        if "lexical" in self.stages:
-            unmatched = " OR ".join(f"df_{index} = 0" for index in range(len(self.terms)))
-            condition = f"EXISTS (SELECT 1 FROM lexical_frequencies WHERE {unmatched})"
-        else:
-            condition = "true"
-        return _TRIGRAM_STAGE.format(table=self.table, typo_condition=condition)
+        return _TRIGRAM_STAGE.format(table=self.table)
 
 
 @dataclass(frozen=True)
@@ -1162,6 +1156,10 @@ def product_search(
         if "lexical" in stages:
             stats = _tenant_collection_stats(tenant=tenant, version=version)
             frequencies = term_frequencies(tenant=tenant, terms=terms, version=version)
+            if all(frequency.documents > 0 for frequency in frequencies):
+                # Every query word occurs in some product, so none is a typo. Leaving the
+                # stage out of the statement also spares planning it.
+                stages = [stage for stage in stages if stage != "trigram"]
         builder = _SearchSql(
             terms=terms,
             stages=stages,

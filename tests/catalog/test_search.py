@@ -127,6 +127,15 @@ def test_search_typo(grocery, embedder, _case, query, expected_skus):
     assert hits[0].full_text_rank is None
 
 
+def test_search_typo_runs_trigram_stage(grocery, embedder, caplog):
+    caplog.set_level("INFO", logger="catalog.search")
+
+    product_search(tenant=grocery, query="малоко", embedder=embedder)
+
+    records = [record for record in caplog.records if record.msg == "catalog.search"]
+    assert [record.stages for record in records] == ["exact,vector,lexical,trigram"]
+
+
 def test_search_short_word_typo_not_forgiven(grocery, embedder):
     # "пиво" is one letter away from nothing here, but its stem shares trigrams with many
     # words; short stems are never treated as typos.
@@ -338,7 +347,8 @@ def test_search_logs_without_query_text(grocery, embedder, caplog):
     assert record.tenant_id == grocery.pk
     assert record.query_length == 6
     assert record.result_count == len(hits) == 4
-    assert record.stages == "exact,vector,lexical,trigram"
+    # Every word occurs in some product, so the trigram stage does not run.
+    assert record.stages == "exact,vector,lexical"
     assert isinstance(record.duration_ms, int)
     assert "молоко" not in str(record.__dict__)
 
