@@ -823,8 +823,8 @@ class _VectorWorker:
     """A background thread that runs the vector stage while the caller runs the others.
 
     The HNSW scan costs about as much as all the other stages together, and PostgreSQL runs
-    one statement per connection on one core, so a second connection halves the wait on a
-    server with two or more cores. The thread keeps its own connection, which Django
+    a connection's statement on one core, so on a server with two or more cores a second
+    connection lets both run at once. The thread keeps its own connection, which Django
     reuses for CONN_MAX_AGE seconds and checks after an error, as it does a request's. So each
     process opens at most one more connection. One search uses the thread at a time; a
     search that finds it busy runs its vector stage itself.
