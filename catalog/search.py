@@ -21,6 +21,7 @@ measurements behind them.
 """
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Hashable
@@ -869,8 +870,19 @@ class _VectorWorker:
             executor.submit(connections.close_all).result()
             executor.shutdown(wait=True)
 
+    def forget_after_fork(self) -> None:
+        """Drop the parent's thread and locks in a forked child, which inherits neither.
+
+        Without this, a child of a process that had searched would queue its vector stages
+        for a thread that does not exist and wait for them forever.
+        """
+        self._lock = threading.Lock()
+        self._idle = threading.Lock()
+        self._executor = None
+
 
 _vector_worker = _VectorWorker()
+os.register_at_fork(after_in_child=_vector_worker.forget_after_fork)
 
 
 def search_worker_close() -> None:

