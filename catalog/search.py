@@ -1190,10 +1190,13 @@ def product_search(
         }
         candidates = _fetch_candidates(sql=builder.build(), params=params)
         nearest: list[tuple[int, float]] = []
-        if nearest_future is not None:
-            nearest = nearest_future.result()
-        elif "vector" in stages:
+        if nearest_future is None and "vector" in stages:
             nearest = _nearest_products(params=vector_params)
+    # The caller waits for the thread only after its transaction has ended. A queued ACCESS
+    # EXCLUSIVE request (an ALTER TABLE) waits for the caller's locks and blocks the thread's
+    # statement, so waiting inside the transaction is a deadlock that PostgreSQL cannot see.
+    if nearest_future is not None:
+        nearest = nearest_future.result()
     candidates = confirm_typos(_with_vector_ranks(candidates, nearest), terms)
     translated = any(term.is_translated for term in terms)
     ranked = fuse_candidates(candidates, method=method, translated=translated)[:limit]

@@ -5,11 +5,15 @@ cannot see a test transaction's rows.
 """
 
 import json
+import threading
+import time
 
 import pytest
-from django.db import connection
+from django.db import OperationalError, connection, connections, transaction
 from django.test.utils import CaptureQueriesContext
 
+from catalog import search
+from catalog.models import Product
 from catalog.schemas import product_input_parse
 from catalog.search import _vector_worker, product_search
 from catalog.services import product_upsert_many, products_embed_pending
@@ -78,3 +82,77 @@ def test_busy_worker_runs_vector_stage_inline(catalogs, embedder, settings):
 
     assert busy == expected
     assert busy_statements == sequential_statements
+
+
+def test_queued_table_lock_does_not_hang_search(catalogs, embedder, monkeypatch):
+    """A migration's ALTER TABLE requests an ACCESS EXCLUSIVE lock, which waits for the
+    caller's transaction, and the vector statement queues behind that request. A caller that
+    waited for the vector statement inside its transaction would hang until the request is
+    cancelled, because PostgreSQL cannot see a wait in Python.
+    """
+    tenant, _ = catalogs
+    expected, _ = _search(tenant, embedder, "молоко")
+    table = Product._meta.db_table
+    caller_has_read = threading.Event()
+    lock_requested = threading.Event()
+    locker_pids: list[int] = []
+    results: list[list[int]] = []
+
+    fetch_candidates = search._fetch_candidates
+    nearest_products = search._nearest_products
+
+    def fetch_then_signal(**kwargs):
+        candidates = fetch_candidates(**kwargs)
+        caller_has_read.set()
+        return candidates
+
+    def nearest_after_lock_request(**kwargs):
+        lock_requested.wait(timeout=10)
+        return nearest_products(**kwargs)
+
+    monkeypatch.setattr(search, "_fetch_candidates", fetch_then_signal)
+    monkeypatch.setattr(search, "_nearest_products", nearest_after_lock_request)
+
+    def lock_table():
+        try:
+            caller_has_read.wait(timeout=10)
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute("SELECT pg_backend_pid()")
+                locker_pids.append(cursor.fetchone()[0])
+                cursor.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+        except OperationalError:
+            pass  # Cancelled below when the search hangs.
+        finally:
+            connections.close_all()
+
+    def run_search():
+        try:
+            results.append(_search(tenant, embedder, "молоко")[0])
+        finally:
+            connections.close_all()
+
+    locker = threading.Thread(target=lock_table)
+    searcher = threading.Thread(target=run_search)
+    locker.start()
+    searcher.start()
+    deadline = time.monotonic() + 10
+    with connection.cursor() as cursor:
+        while locker.is_alive() and time.monotonic() < deadline:
+            cursor.execute(
+                "SELECT count(*) FROM pg_locks WHERE relation = %s::regclass AND NOT granted",
+                [table],
+            )
+            if cursor.fetchone()[0]:
+                break
+            time.sleep(0.01)
+    lock_requested.set()
+    searcher.join(timeout=5)
+    hung = searcher.is_alive()
+    if hung:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_cancel_backend(%s)", locker_pids)
+    searcher.join(timeout=10)
+    locker.join(timeout=10)
+
+    assert not hung
+    assert results == [expected]
