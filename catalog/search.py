@@ -1145,9 +1145,11 @@ def product_search(
         "vector_candidates": max(VECTOR_CANDIDATES, limit),
     }
     # Another connection cannot see the caller's uncommitted rows, so a search inside a
-    # transaction runs every stage on the caller's connection.
+    # transaction runs every stage on the caller's connection. With autocommit off, the
+    # caller is in a transaction without an atomic block.
+    in_transaction = connection.in_atomic_block or not connection.get_autocommit()
     nearest_future = None
-    if "vector" in stages and settings.SEARCH_PARALLEL_STAGES and not connection.in_atomic_block:
+    if "vector" in stages and settings.SEARCH_PARALLEL_STAGES and not in_transaction:
         nearest_future = _vector_worker.submit(params=vector_params)
     with transaction.atomic():
         version = _begin_search(tenant=tenant)

@@ -15,7 +15,7 @@ from django.test.utils import CaptureQueriesContext
 from catalog import search
 from catalog.models import Product
 from catalog.schemas import product_input_parse
-from catalog.search import _vector_worker, product_search
+from catalog.search import SearchMethod, _vector_worker, product_search
 from catalog.services import product_upsert_many, products_embed_pending
 from tests.catalog.helpers import DATA_DIR
 
@@ -82,6 +82,29 @@ def test_busy_worker_runs_vector_stage_inline(catalogs, embedder, settings):
 
     assert busy == expected
     assert busy_statements == sequential_statements
+
+
+def test_search_without_autocommit_sees_own_changes(catalogs, embedder):
+    tenant, _ = catalogs
+    nearest = product_search(
+        tenant=tenant, query="молоко", embedder=embedder, method=SearchMethod.VECTOR, limit=5
+    )
+    deactivated = nearest[0].product.pk
+
+    # With autocommit off the caller is in a transaction without an atomic block, and its
+    # uncommitted change is invisible to the search thread's connection.
+    transaction.set_autocommit(False)
+    try:
+        Product.objects.filter(pk=deactivated).update(is_active=False)
+        hits = product_search(
+            tenant=tenant, query="молоко", embedder=embedder, method=SearchMethod.VECTOR, limit=5
+        )
+    finally:
+        transaction.rollback()
+        transaction.set_autocommit(True)
+
+    assert len(hits) == 5
+    assert deactivated not in [hit.product.pk for hit in hits]
 
 
 def test_queued_table_lock_does_not_hang_search(catalogs, embedder, monkeypatch):
