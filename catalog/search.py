@@ -836,7 +836,7 @@ class _VectorWorker:
         self._executor: ThreadPoolExecutor | None = None
 
     def submit(self, *, params: dict[str, Any]) -> "Future[list[tuple[int, float]]] | None":
-        """Start the vector stage in the thread, or return None when the thread is busy."""
+        """Start the vector stage in the thread, or return None when the thread cannot take it."""
         if not self._idle.acquire(blocking=False):
             return None
         try:
@@ -845,7 +845,20 @@ class _VectorWorker:
                     self._executor = ThreadPoolExecutor(
                         max_workers=1, thread_name_prefix="catalog-search"
                     )
-                return self._executor.submit(self._run, params)
+                try:
+                    return self._executor.submit(self._run, params)
+                except RuntimeError:
+                    # submit raises RuntimeError during interpreter shutdown, when request
+                    # threads may still be searching, and when it cannot start the thread.
+                    # The executor is dropped, so a task it queued never runs.
+                    self._executor = None
+                    self._idle.release()
+                    logger.warning(
+                        "catalog.search.worker_unavailable",
+                        exc_info=True,
+                        extra={"tenant_id": params["tenant_id"]},
+                    )
+                    return None
         except BaseException:
             self._idle.release()
             raise

@@ -7,6 +7,7 @@ cannot see a test transaction's rows.
 import json
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from django.db import OperationalError, connection, connections, transaction
@@ -82,6 +83,29 @@ def test_busy_worker_runs_vector_stage_inline(catalogs, embedder, settings):
 
     assert busy == expected
     assert busy_statements == sequential_statements
+
+
+def test_stopped_worker_runs_vector_stage_inline(catalogs, embedder, settings):
+    tenant, _ = catalogs
+    expected, _ = _search(tenant, embedder, "кефір")  # Also caches the statistics.
+
+    # During interpreter shutdown the executor raises RuntimeError on submit, as an executor
+    # that was shut down does.
+    started_executor = _vector_worker._executor
+    stopped_executor = ThreadPoolExecutor(max_workers=1)
+    stopped_executor.shutdown()
+    _vector_worker._executor = stopped_executor
+    try:
+        stopped, stopped_statements = _search(tenant, embedder, "кефір")
+    finally:
+        _vector_worker._executor = started_executor
+    settings.SEARCH_PARALLEL_STAGES = False
+    _, sequential_statements = _search(tenant, embedder, "кефір")
+
+    assert stopped == expected
+    assert stopped_statements == sequential_statements
+    assert _vector_worker._idle.acquire(blocking=False)
+    _vector_worker._idle.release()
 
 
 def test_search_without_autocommit_sees_own_changes(catalogs, embedder):
