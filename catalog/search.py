@@ -837,7 +837,7 @@ class _VectorWorker:
         self._executor: ThreadPoolExecutor | None = None
 
     def submit(self, *, params: dict[str, Any]) -> "Future[list[tuple[int, float]]] | None":
-        """Start the vector stage in the thread, or return None when the thread is busy."""
+        """Start the vector stage in the thread, or return None when the thread cannot take it."""
         if not self._idle.acquire(blocking=False):
             return None
         try:
@@ -846,7 +846,20 @@ class _VectorWorker:
                     self._executor = ThreadPoolExecutor(
                         max_workers=1, thread_name_prefix="catalog-search"
                     )
-                return self._executor.submit(self._run, params)
+                try:
+                    return self._executor.submit(self._run, params)
+                except RuntimeError:
+                    # submit raises RuntimeError during interpreter shutdown, when request
+                    # threads may still be searching, and when it cannot start the thread.
+                    # The executor is dropped, so a task it queued never runs.
+                    self._executor = None
+                    self._idle.release()
+                    logger.warning(
+                        "catalog.search.worker_unavailable",
+                        exc_info=True,
+                        extra={"tenant_id": params["tenant_id"]},
+                    )
+                    return None
         except BaseException:
             self._idle.release()
             raise
@@ -1157,9 +1170,11 @@ def product_search(
         "vector_candidates": max(VECTOR_CANDIDATES, limit),
     }
     # Another connection cannot see the caller's uncommitted rows, so a search inside a
-    # transaction runs every stage on the caller's connection.
+    # transaction runs every stage on the caller's connection. With autocommit off, the
+    # caller is in a transaction without an atomic block.
+    in_transaction = connection.in_atomic_block or not connection.get_autocommit()
     nearest_future = None
-    if "vector" in stages and settings.SEARCH_PARALLEL_STAGES and not connection.in_atomic_block:
+    if "vector" in stages and settings.SEARCH_PARALLEL_STAGES and not in_transaction:
         nearest_future = _vector_worker.submit(params=vector_params)
     with transaction.atomic():
         version = _begin_search(tenant=tenant)
@@ -1202,10 +1217,13 @@ def product_search(
         }
         candidates = _fetch_candidates(sql=builder.build(), params=params)
         nearest: list[tuple[int, float]] = []
-        if nearest_future is not None:
-            nearest = nearest_future.result()
-        elif "vector" in stages:
+        if nearest_future is None and "vector" in stages:
             nearest = _nearest_products(params=vector_params)
+    # The caller waits for the thread only after its transaction has ended. A queued ACCESS
+    # EXCLUSIVE request (an ALTER TABLE) waits for the caller's locks and blocks the thread's
+    # statement, so waiting inside the transaction is a deadlock that PostgreSQL cannot see.
+    if nearest_future is not None:
+        nearest = nearest_future.result()
     candidates = confirm_typos(_with_vector_ranks(candidates, nearest), terms)
     translated = any(term.is_translated for term in terms)
     ranked = fuse_candidates(candidates, method=method, translated=translated)[:limit]

@@ -8,13 +8,18 @@ import json
 import os
 import select
 import signal
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from django.db import connection
+from django.db import OperationalError, connection, connections, transaction
 from django.test.utils import CaptureQueriesContext
 
+from catalog import search
+from catalog.models import Product
 from catalog.schemas import product_input_parse
-from catalog.search import _vector_worker, product_search
+from catalog.search import SearchMethod, _vector_worker, product_search
 from catalog.services import product_upsert_many, products_embed_pending
 from tests.catalog.helpers import DATA_DIR, FixedEmbedder
 
@@ -108,3 +113,123 @@ def test_forked_child_searches_with_own_thread(catalogs, embedder):
     os.waitpid(pid, 0)
 
     assert child_hits == expected
+
+
+def test_stopped_worker_runs_vector_stage_inline(catalogs, embedder, settings):
+    tenant, _ = catalogs
+    expected, _ = _search(tenant, embedder, "кефір")  # Also caches the statistics.
+
+    # During interpreter shutdown the executor raises RuntimeError on submit, as an executor
+    # that was shut down does.
+    started_executor = _vector_worker._executor
+    stopped_executor = ThreadPoolExecutor(max_workers=1)
+    stopped_executor.shutdown()
+    _vector_worker._executor = stopped_executor
+    try:
+        stopped, stopped_statements = _search(tenant, embedder, "кефір")
+    finally:
+        _vector_worker._executor = started_executor
+    settings.SEARCH_PARALLEL_STAGES = False
+    _, sequential_statements = _search(tenant, embedder, "кефір")
+
+    assert stopped == expected
+    assert stopped_statements == sequential_statements
+    assert _vector_worker._idle.acquire(blocking=False)
+    _vector_worker._idle.release()
+
+
+def test_search_without_autocommit_sees_own_changes(catalogs, embedder):
+    tenant, _ = catalogs
+    nearest = product_search(
+        tenant=tenant, query="молоко", embedder=embedder, method=SearchMethod.VECTOR, limit=5
+    )
+    deactivated = nearest[0].product.pk
+
+    # With autocommit off the caller is in a transaction without an atomic block, and its
+    # uncommitted change is invisible to the search thread's connection.
+    transaction.set_autocommit(False)
+    try:
+        Product.objects.filter(pk=deactivated).update(is_active=False)
+        hits = product_search(
+            tenant=tenant, query="молоко", embedder=embedder, method=SearchMethod.VECTOR, limit=5
+        )
+    finally:
+        transaction.rollback()
+        transaction.set_autocommit(True)
+
+    assert len(hits) == 5
+    assert deactivated not in [hit.product.pk for hit in hits]
+
+
+def test_queued_table_lock_does_not_hang_search(catalogs, embedder, monkeypatch):
+    """A migration's ALTER TABLE requests an ACCESS EXCLUSIVE lock, which waits for the
+    caller's transaction, and the vector statement queues behind that request. A caller that
+    waited for the vector statement inside its transaction would hang until the request is
+    cancelled, because PostgreSQL cannot see a wait in Python.
+    """
+    tenant, _ = catalogs
+    expected, _ = _search(tenant, embedder, "молоко")
+    table = Product._meta.db_table
+    caller_has_read = threading.Event()
+    lock_requested = threading.Event()
+    locker_pids: list[int] = []
+    results: list[list[int]] = []
+
+    fetch_candidates = search._fetch_candidates
+    nearest_products = search._nearest_products
+
+    def fetch_then_signal(**kwargs):
+        candidates = fetch_candidates(**kwargs)
+        caller_has_read.set()
+        return candidates
+
+    def nearest_after_lock_request(**kwargs):
+        lock_requested.wait(timeout=10)
+        return nearest_products(**kwargs)
+
+    monkeypatch.setattr(search, "_fetch_candidates", fetch_then_signal)
+    monkeypatch.setattr(search, "_nearest_products", nearest_after_lock_request)
+
+    def lock_table():
+        try:
+            caller_has_read.wait(timeout=10)
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute("SELECT pg_backend_pid()")
+                locker_pids.append(cursor.fetchone()[0])
+                cursor.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+        except OperationalError:
+            pass  # Cancelled below when the search hangs.
+        finally:
+            connections.close_all()
+
+    def run_search():
+        try:
+            results.append(_search(tenant, embedder, "молоко")[0])
+        finally:
+            connections.close_all()
+
+    locker = threading.Thread(target=lock_table)
+    searcher = threading.Thread(target=run_search)
+    locker.start()
+    searcher.start()
+    deadline = time.monotonic() + 10
+    with connection.cursor() as cursor:
+        while locker.is_alive() and time.monotonic() < deadline:
+            cursor.execute(
+                "SELECT count(*) FROM pg_locks WHERE relation = %s::regclass AND NOT granted",
+                [table],
+            )
+            if cursor.fetchone()[0]:
+                break
+            time.sleep(0.01)
+    lock_requested.set()
+    searcher.join(timeout=5)
+    hung = searcher.is_alive()
+    if hung:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_cancel_backend(%s)", locker_pids)
+    searcher.join(timeout=10)
+    locker.join(timeout=10)
+
+    assert not hung
+    assert results == [expected]
