@@ -960,10 +960,11 @@ def _products_by_id(*, tenant: Tenant, product_ids: list[int]) -> dict[int, Prod
     """Load the products to return, without their vectors.
 
     Only the returned products are loaded, not every candidate: the candidates are many
-    times more, and building a model for each costs more than this second query.
+    times more, and building a model for each costs more than this second query. A product
+    deactivated since the stages ran is left out.
     """
-    products = Product.objects.filter(tenant=tenant).defer("embedding", "search_vector")
-    return products.in_bulk(product_ids)
+    products = Product.objects.filter(tenant=tenant, is_active=True)
+    return products.defer("embedding", "search_vector").in_bulk(product_ids)
 
 
 def _is_typo_of(title: str, stems: list[str]) -> bool:

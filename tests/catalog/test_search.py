@@ -8,6 +8,7 @@ from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from pgvector import Vector
 
+from catalog import search as search_module
 from catalog.embeddings import Embedder
 from catalog.models import Product
 from catalog.schemas import ProductInput, product_input_parse
@@ -235,6 +236,20 @@ def test_search_never_returns_inactive(grocery, embedder):
 
     assert INACTIVE_MILK["sku"] not in _skus(by_name)
     assert INACTIVE_MILK["sku"] not in _skus(by_sku)
+
+
+def test_search_drops_product_deactivated_meanwhile(grocery, embedder, monkeypatch):
+    fetch_candidates = search_module._fetch_candidates
+
+    def deactivate_after_fetch(*, sql, params):
+        candidates = fetch_candidates(sql=sql, params=params)
+        Product.objects.filter(tenant=grocery, sku="milk-yagotyn-26").update(is_active=False)
+        return candidates
+
+    monkeypatch.setattr(search_module, "_fetch_candidates", deactivate_after_fetch)
+    hits = product_search(tenant=grocery, query="milk-yagotyn-26", embedder=embedder)
+
+    assert "milk-yagotyn-26" not in _skus(hits)
 
 
 def test_search_is_scoped_to_tenant(grocery, other_tenant, embedder):
