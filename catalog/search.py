@@ -884,10 +884,11 @@ class _VectorWorker:
             executor.shutdown(wait=True)
 
     def forget_after_fork(self) -> None:
-        """Drop the parent's thread and locks in a forked child, which inherits neither.
+        """Replace the parent's thread and locks in a forked child.
 
-        Without this, a child of a process that had searched would queue its vector stages
-        for a thread that does not exist and wait for them forever.
+        The child has no copy of the thread, and a copied lock may be held. Without this, a
+        child of a process that had searched would queue its vector stages for a thread
+        that does not exist and wait for them forever.
         """
         self._lock = threading.Lock()
         self._idle = threading.Lock()
