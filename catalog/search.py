@@ -1,6 +1,8 @@
 """Hybrid product search scoped to one tenant's active products.
 
-One SQL statement collects candidates from four retrievers, and Python fuses them:
+Two SQL statements collect candidates from four retrievers: one for the vector stage,
+which a background thread may run on a second connection, and one for the other three.
+The retrievers are:
 
 - exact: a product whose SKU or barcode equals the query, always listed first;
 - lexical: BM25F over the normalised name and brand (the title) and body text, with
@@ -405,7 +407,7 @@ JOIN {table} AS product ON product.id = candidate.id
 
 
 class _SearchSql:
-    """Builds the one statement of a search from the stages that have input."""
+    """Builds the statement of a search's exact, lexical and trigram stages."""
 
     def __init__(
         self,
