@@ -9,12 +9,16 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
+from weakref import WeakKeyDictionary
 
 import numpy as np
+import psycopg
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import BooleanField, ExpressionWrapper, F, Q, QuerySet
 from pgvector import Vector
+from pgvector.psycopg.vector import VectorBinaryDumper
+from psycopg.types import TypeInfo
 
 from catalog.embeddings import Embedder, EmbeddingError, get_embedder, product_embedding_text
 from catalog.models import Product
@@ -276,10 +280,10 @@ def products_rebuild_search_text(*, tenant: Tenant, batch_size: int = UPSERT_BAT
 # meanwhile, so that no vector is written twice.
 _WRITE_EMBEDDINGS_SQL = """
 UPDATE {table} AS product
-SET embedding = batch.embedding::vector,
+SET embedding = batch.embedding,
     embedding_hash = batch.content_hash,
     embedding_model = %(model_name)s
-FROM unnest(%(ids)s::bigint[], %(content_hashes)s::text[], %(embeddings)s::text[])
+FROM unnest(%(ids)s::bigint[], %(content_hashes)s::text[], %(embeddings)b::vector[])
     AS batch (id, content_hash, embedding)
 WHERE product.id = batch.id
   AND product.tenant_id = %(tenant_id)s
@@ -292,6 +296,42 @@ WHERE product.id = batch.id
 """
 
 
+@dataclass(frozen=True)
+class _VectorType:
+    """The vector type of one database connection, and a dumper that sends it in binary."""
+
+    info: TypeInfo
+    dumper: type[VectorBinaryDumper]
+
+
+# Keyed by psycopg connection, because the type's OID belongs to one database.
+_vector_types: "WeakKeyDictionary[psycopg.Connection[Any], _VectorType]" = WeakKeyDictionary()
+
+
+def _binary_vector_cursor() -> psycopg.Cursor[Any]:
+    """Return a cursor on Django's connection that sends vectors in PostgreSQL's binary format.
+
+    Django's cursors bind parameters as text. A batch of 32 vectors as text took about 6 ms
+    of Python to format and was about 240 KB for PostgreSQL to parse, both on the cores
+    that embed the next batch. In binary it takes well under 1 ms. The cursor bypasses
+    Django's cursor wrapper, so callers log their statements themselves.
+    """
+    connection.ensure_connection()
+    raw_connection = connection.connection
+    vector_type = _vector_types.get(raw_connection)
+    if vector_type is None:
+        info = TypeInfo.fetch(raw_connection, "vector")
+        if info is None:
+            raise psycopg.ProgrammingError("The vector type is missing: run the migrations.")
+        dumper = type("VectorDumper", (VectorBinaryDumper,), {"oid": info.oid})
+        vector_type = _VectorType(info=info, dumper=dumper)
+        _vector_types[raw_connection] = vector_type
+    cursor = psycopg.Cursor(raw_connection)
+    vector_type.info.register(cursor)
+    cursor.adapters.register_dumper(Vector, vector_type.dumper)
+    return cursor
+
+
 def _write_embeddings(
     *, tenant: Tenant, rows: Sequence[Mapping[str, Any]], vectors: Any, model_name: str
 ) -> int:
@@ -301,12 +341,18 @@ def _write_embeddings(
         "model_name": model_name,
         "ids": [row["pk"] for row in rows],
         "content_hashes": [row["content_hash"] for row in rows],
-        "embeddings": [Vector(vector).to_text() for vector in vectors],
+        "embeddings": [Vector(vector) for vector in vectors],
         "tenant_id": tenant.pk,
     }
-    with connection.cursor() as cursor:
+    # wrap_database_errors turns psycopg's errors into Django's, as connection.cursor() does,
+    # and the statement is logged where Django's debug cursor logs its own.
+    started = time.monotonic()
+    with connection.wrap_database_errors, _binary_vector_cursor() as cursor:
         cursor.execute(sql, params)
-        return cursor.rowcount
+        written = cursor.rowcount
+    if connection.queries_logged:
+        connection.queries_log.append({"sql": sql, "time": f"{time.monotonic() - started:.3f}"})
+    return written
 
 
 class EmbeddingStopped(Exception):
