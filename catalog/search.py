@@ -33,7 +33,14 @@ from enum import StrEnum
 from typing import Any
 
 from django.conf import settings
-from django.db import close_old_connections, connection, connections, transaction
+from django.db import (
+    InterfaceError,
+    OperationalError,
+    close_old_connections,
+    connection,
+    connections,
+    transaction,
+)
 from pgvector import Vector
 
 from catalog.embeddings import Embedder, EmbeddingError, get_embedder
@@ -906,6 +913,24 @@ def search_worker_close() -> None:
     _vector_worker.close()
 
 
+def _nearest_products_result(
+    *, future: "Future[list[tuple[int, float]]]", params: dict[str, Any]
+) -> list[tuple[int, float]]:
+    """Return the thread's vector candidates, or run the statement here if its connection failed.
+
+    A dropped connection (a restarted server, a killed backend) fails only the thread's
+    statement, so the caller's connection runs it again. Other errors, such as an invalid
+    statement, are raised.
+    """
+    try:
+        return future.result()
+    except (OperationalError, InterfaceError):
+        logger.warning(
+            "catalog.search.worker_failed", exc_info=True, extra={"tenant_id": params["tenant_id"]}
+        )
+        return _nearest_products(params=params)
+
+
 def _fetch_candidates(*, sql: str, params: dict[str, Any]) -> list[Candidate]:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
@@ -1227,7 +1252,7 @@ def product_search(
     # EXCLUSIVE request (an ALTER TABLE) waits for the caller's locks and blocks the thread's
     # statement, so waiting inside the transaction is a deadlock that PostgreSQL cannot see.
     if nearest_future is not None:
-        nearest = nearest_future.result()
+        nearest = _nearest_products_result(future=nearest_future, params=vector_params)
     candidates = confirm_typos(_with_vector_ranks(candidates, nearest), terms)
     translated = any(term.is_translated for term in terms)
     ranked = fuse_candidates(candidates, method=method, translated=translated)[:limit]

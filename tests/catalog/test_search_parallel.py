@@ -13,7 +13,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from django.db import OperationalError, connection, connections, transaction
+from django.db import OperationalError, ProgrammingError, connection, connections, transaction
 from django.test.utils import CaptureQueriesContext
 
 from catalog import search
@@ -233,3 +233,48 @@ def test_queued_table_lock_does_not_hang_search(catalogs, embedder, monkeypatch)
 
     assert not hung
     assert results == [expected]
+
+
+def _failing_in_thread(monkeypatch, error: Exception) -> list[str]:
+    """Make the vector statement raise ``error`` on the search thread only.
+
+    Return the list that records the threads the statement ran on.
+    """
+    nearest_products = search._nearest_products
+    threads: list[str] = []
+
+    def nearest(**kwargs):
+        name = threading.current_thread().name
+        threads.append(name)
+        if name.startswith("catalog-search"):
+            raise error
+        return nearest_products(**kwargs)
+
+    monkeypatch.setattr(search, "_nearest_products", nearest)
+    return threads
+
+
+def test_dropped_thread_connection_reruns_vector_stage(catalogs, embedder, monkeypatch, caplog):
+    tenant, _ = catalogs
+    expected, _ = _search(tenant, embedder, "молоко")
+    threads = _failing_in_thread(monkeypatch, OperationalError("server closed the connection"))
+    caplog.set_level("WARNING", logger="catalog.search")
+
+    hits, _ = _search(tenant, embedder, "молоко")
+
+    assert hits == expected
+    assert len(threads) == 2
+    assert threads[0].startswith("catalog-search")
+    assert threads[1] == threading.current_thread().name
+    assert [record.msg for record in caplog.records] == ["catalog.search.worker_failed"]
+
+
+def test_invalid_vector_statement_is_raised(catalogs, embedder, monkeypatch):
+    tenant, _ = catalogs
+    _search(tenant, embedder, "молоко")
+    threads = _failing_in_thread(monkeypatch, ProgrammingError("syntax error"))
+
+    with pytest.raises(ProgrammingError, match="syntax error"):
+        _search(tenant, embedder, "молоко")
+
+    assert len(threads) == 1
