@@ -164,6 +164,14 @@ def wait_until_healthy(url: str, process: subprocess.Popen[bytes], name: str) ->
             with urllib.request.urlopen(url, timeout=2) as response:
                 if response.status == 200:
                     return
+        except urllib.error.HTTPError as error:
+            # A 4xx, such as Django's 400 for a host missing from DJANGO_ALLOWED_HOSTS, stays
+            # the same however long the demo waits. A 5xx may pass once start-up finishes.
+            if 400 <= error.code < 500:
+                raise SystemExit(
+                    f"The {name} responded to {url} with HTTP {error.code}; see .demo/{name}.log"
+                ) from error
+            time.sleep(0.2)
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             time.sleep(0.2)
     raise SystemExit(f"The {name} did not answer {url} within 60 s; see .demo/{name}.log")
