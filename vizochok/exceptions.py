@@ -144,14 +144,18 @@ def error_body(*, detail: str, code: str, **extra: Any) -> dict[str, Any]:
     return {"detail": detail, "code": code, **extra}
 
 
-def _render_drf_exception(exc: drf_exceptions.APIException) -> Response:
+def _render_drf_exception(exc: drf_exceptions.APIException, *, method: str) -> Response:
     code = next(
         (error_code for drf_class, error_code in _DRF_CODES if isinstance(exc, drf_class)),
         ErrorCode.INVALID_JSON,
     )
     extra: dict[str, Any] = {}
     if isinstance(exc, drf_exceptions.ValidationError):
-        detail = "The request body is invalid."
+        # GET and HEAD requests have no body: their serializers validate the query string.
+        if method in ("GET", "HEAD"):
+            detail = "The query parameters are invalid."
+        else:
+            detail = "The request body is invalid."
         extra["fields"] = exc.detail if isinstance(exc.detail, dict) else {"non_field": exc.detail}
     else:
         detail = str(exc.detail)
@@ -193,7 +197,8 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
         )
     if isinstance(exc, drf_exceptions.APIException):
         set_rollback()
-        return _render_drf_exception(exc)
+        request = context.get("request")
+        return _render_drf_exception(exc, method=request.method if request else "")
 
     error_id = uuid.uuid4().hex
     view = context.get("view")

@@ -49,4 +49,12 @@ def server_error(request: HttpRequest) -> HttpResponse:
 
 def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
     """Answer requests Django rejects before routing, such as a disallowed Host header."""
-    return _api_error(request, status=400, detail="Bad request.", code=ErrorCode.INVALID_JSON)
+    return _api_error(
+        request,
+        status=400,
+        detail=(
+            "Bad request: the server rejected it before routing, for example because its Host"
+            " header is not in DJANGO_ALLOWED_HOSTS."
+        ),
+        code=ErrorCode.INVALID_JSON,
+    )

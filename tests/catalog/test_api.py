@@ -486,7 +486,7 @@ def test_job_list_rejects_invalid_filters(tenant, server_client, _case, params, 
 
     assert response.status_code == 400
     assert response.json() == {
-        "detail": "The request body is invalid.",
+        "detail": "The query parameters are invalid.",
         "code": "invalid_json",
         "fields": fields,
     }

@@ -509,22 +509,25 @@ def test_detail_pages_back_with_before(chat_client, tenant):
     assert third["has_more_messages"] is False
 
 
+QUERY_INVALID = "The query parameters are invalid."
+
+
 @pytest.mark.parametrize(
-    ("query", "fields"),
+    ("query", "detail", "fields"),
     [
-        ({"limit": 0}, {"limit": ["Ensure this value is greater than or equal to 1."]}),
-        ({"limit": 201}, {"limit": ["Ensure this value is less than or equal to 200."]}),
-        ({"limit": "x"}, {"limit": ["A valid integer is required."]}),
-        ({"before": "msg_unknown"}, {"before": ["No message with this id in this conversation."]}),
+        ({"limit": 0}, QUERY_INVALID, {"limit": ["Ensure this value is greater than or equal to 1."]}),
+        ({"limit": 201}, QUERY_INVALID, {"limit": ["Ensure this value is less than or equal to 200."]}),
+        ({"limit": "x"}, QUERY_INVALID, {"limit": ["A valid integer is required."]}),
+        ({"before": "msg_unknown"}, "Invalid message id.", {"before": ["No message with this id in this conversation."]}),
     ],
-)
-def test_detail_rejects_invalid_page_parameters(chat_client, tenant, query, fields):
+)  # fmt: skip
+def test_detail_rejects_invalid_page_parameters(chat_client, tenant, query, detail, fields):
     conversation, _ = conversation_with_messages(tenant, 2)
 
     response = chat_client.get(detail_url(conversation), query)
 
     assert response.status_code == 400
-    assert response.json()["fields"] == fields
+    assert response.json() == {"detail": detail, "code": "invalid_json", "fields": fields}
 
 
 def test_detail_before_must_belong_to_the_conversation(chat_client, tenant):

@@ -82,3 +82,19 @@ def test_chunked_request_body_is_length_required(server_client):
 
     assert response.status_code == 411
     assert response.json()["code"] == "length_required"
+
+
+def test_disallowed_host_gets_a_json_hint(client, settings):
+    settings.DEBUG = False
+    settings.ALLOWED_HOSTS = ["shop.example.com"]
+
+    response = client.get("/api/v1/catalog/jobs", HTTP_HOST="elsewhere.example.com")
+
+    assert response.status_code == 400
+    assert response.json() == {
+        "detail": (
+            "Bad request: the server rejected it before routing, for example because its Host"
+            " header is not in DJANGO_ALLOWED_HOSTS."
+        ),
+        "code": "invalid_json",
+    }
