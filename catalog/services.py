@@ -28,6 +28,7 @@ from catalog.text import build_search_body, build_search_title
 from tenants.models import Tenant
 
 logger = logging.getLogger(__name__)
+_db_logger = logging.getLogger("django.db.backends")
 
 # Fields joined into the embedded text; a change to any of them re-embeds the product.
 CONTENT_FIELDS = ("name", "description", "ingredients", "brand", "category_path", "country")
@@ -314,7 +315,8 @@ def _binary_vector_cursor() -> psycopg.Cursor[Any]:
     Django's cursors bind parameters as text. A batch of 32 vectors as text took about 6 ms
     of Python to format and was about 240 KB for PostgreSQL to parse, both on the cores
     that embed the next batch. In binary it takes well under 1 ms. The cursor bypasses
-    Django's cursor wrapper, so callers log their statements themselves.
+    Django's cursor wrapper, so callers log their statements themselves, and hooks added
+    with ``connection.execute_wrapper`` do not see them.
     """
     connection.ensure_connection()
     raw_connection = connection.connection
@@ -344,15 +346,32 @@ def _write_embeddings(
         "embeddings": [Vector(vector) for vector in vectors],
         "tenant_id": tenant.pk,
     }
-    # wrap_database_errors turns psycopg's errors into Django's, as connection.cursor() does,
-    # and the statement is logged where Django's debug cursor logs its own.
+    # wrap_database_errors turns psycopg's errors into Django's, as connection.cursor() does.
     started = time.monotonic()
-    with connection.wrap_database_errors, _binary_vector_cursor() as cursor:
-        cursor.execute(sql, params)
-        written = cursor.rowcount
-    if connection.queries_logged:
-        connection.queries_log.append({"sql": sql, "time": f"{time.monotonic() - started:.3f}"})
-    return written
+    try:
+        with connection.wrap_database_errors, _binary_vector_cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.rowcount
+    finally:
+        if connection.queries_logged:
+            _log_statement(sql=sql, product_ids=params["ids"], started=started)
+
+
+def _log_statement(*, sql: str, product_ids: list[int], started: float) -> None:
+    """Log a statement of the binary cursor as Django's debug cursor logs its own.
+
+    The entry holds the SQL with its placeholders and the product ids, without the vectors.
+    """
+    duration = time.monotonic() - started
+    connection.queries_log.append({"sql": sql, "time": f"{duration:.3f}"})
+    _db_logger.debug(
+        "(%.3f) %s; args=%s; alias=%s",
+        duration,
+        sql,
+        product_ids,
+        connection.alias,
+        extra={"duration": duration, "sql": sql, "params": product_ids, "alias": connection.alias},
+    )
 
 
 class EmbeddingStopped(Exception):

@@ -4,7 +4,7 @@ from decimal import Decimal
 
 import numpy as np
 import pytest
-from django.db import connection
+from django.db import DataError, connection
 from django.test.utils import CaptureQueriesContext
 
 from catalog.embeddings import EmbeddingError, product_embedding_text
@@ -361,3 +361,21 @@ def test_products_delete_counts_change(tenant, other_tenant):
     assert _catalog_version(tenant) == 2
     assert _catalog_version(other_tenant) == 1
     assert Product.objects.filter(tenant=other_tenant).count() == 1
+
+
+def test_embed_pending_logs_failed_write(tenant, embedder, caplog):
+    product_upsert_many(tenant=tenant, products=_inputs(MILK))
+    nan_embedder = FixedEmbedder(np.full(384, np.nan), model_name=embedder.model_name)
+    caplog.set_level("DEBUG", logger="django.db.backends")
+
+    with CaptureQueriesContext(connection) as context, pytest.raises(DataError):
+        products_embed_pending(tenant=tenant, embedder=nan_embedder)
+
+    updates = [query for query in context.captured_queries if query["sql"].startswith("\nUPDATE")]
+    assert len(updates) == 1
+    milk = Product.objects.get(tenant=tenant, sku="milk-1")
+    records = [
+        record for record in caplog.records if getattr(record, "sql", None) == updates[0]["sql"]
+    ]
+    assert [record.params for record in records] == [[milk.pk]]
+    assert milk.embedding is None
