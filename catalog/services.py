@@ -360,7 +360,7 @@ def _write_embeddings(
 def _log_statement(*, sql: str, product_ids: list[int], started: float) -> None:
     """Log a statement of the binary cursor as Django's debug cursor logs its own.
 
-    The entry holds the SQL with its placeholders and the product ids, without the vectors.
+    The entry contains the SQL with its placeholders and the product ids, not the vectors.
     """
     duration = time.monotonic() - started
     connection.queries_log.append({"sql": sql, "time": f"{duration:.3f}"})
