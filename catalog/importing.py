@@ -424,10 +424,11 @@ def _prefetch_new_passages(
             tenant=tenant, sku__in=[product.sku for product in first]
         ).values_list("sku", flat=True)
     )
+    # Inactive products are not embedded until they are active, so none is embedded ahead.
     texts = [
         product_embedding_text(product.content_fields())
         for product in first
-        if product.sku not in stored
+        if product.sku not in stored and product.is_active
     ][:count]
     if not texts:
         return None

@@ -384,3 +384,18 @@ def test_catalog_import_reports_failed_ahead_embedding(tenant, embedder, monkeyp
     assert report.embedded == 0
     assert report.pending_embedding == 2
     assert report.embedding_error == "The embedding test server is down."
+
+
+def test_catalog_import_embeds_no_inactive_product_ahead(tenant, embedder, monkeypatch, tmp_path):
+    _prefetch_small_imports(monkeypatch, batches=2)
+    lines = [
+        '{"sku": "milk-1", "name": "Молоко Яготинське 2,6% 900 г"}',
+        '{"sku": "milk-old", "name": "Молоко Яготинське 3,2% 900 г", "is_active": false}',
+    ]
+    path = Path(_write(tmp_path, "products.jsonl", "\n".join(lines).encode()))
+
+    report = catalog_import(tenant=tenant, path=path, embedding_batch_size=1, embedder=embedder)
+
+    assert report.embedded == 1
+    assert embedder.passage_calls == 1
+    assert embedder.passages == [product_embedding_text({"name": "Молоко Яготинське 2,6% 900 г"})]
