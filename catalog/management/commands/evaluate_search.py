@@ -16,8 +16,8 @@ from catalog.evaluation import (
     query_groups_load,
     search_evaluate,
 )
+from catalog.management.tenants import command_tenant
 from catalog.search import MAX_LIMIT, SearchMethod, product_search
-from tenants.models import Tenant
 
 # recall@50 needs 50 results per query.
 RESULT_DEPTH = 50
@@ -77,9 +77,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        tenant = Tenant.objects.filter(slug=options["tenant"]).first()
-        if tenant is None:
-            raise CommandError(f"Tenant {options['tenant']!r} not found.")
+        tenant = command_tenant(options["tenant"])
         if not 1 <= options["k"] <= RESULT_DEPTH:
             raise CommandError(f"--k must be between 1 and {RESULT_DEPTH}, got {options['k']}.")
         try:

@@ -15,6 +15,7 @@ from catalog.importing import (
     parse_field_map,
 )
 from catalog.management.progress import EmbeddingProgressBar
+from catalog.management.tenants import command_tenant
 from catalog.models import CatalogJob
 from tenants.models import Tenant
 
@@ -75,9 +76,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        tenant = Tenant.objects.filter(slug=options["tenant"]).first()
-        if tenant is None:
-            raise CommandError(f"Tenant {options['tenant']!r} not found; check the slug.")
+        tenant = command_tenant(options["tenant"])
 
         if options["enqueue"]:
             self._import_enqueue(tenant=tenant, options=options)

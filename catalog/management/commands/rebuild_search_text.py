@@ -3,10 +3,10 @@
 from argparse import ArgumentParser
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 
+from catalog.management.tenants import command_tenant
 from catalog.services import products_rebuild_search_text
-from tenants.models import Tenant
 
 
 class Command(BaseCommand):
@@ -20,9 +20,7 @@ class Command(BaseCommand):
         parser.add_argument("--tenant", required=True, help="Slug of the tenant.")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        tenant = Tenant.objects.filter(slug=options["tenant"]).first()
-        if tenant is None:
-            raise CommandError(f"Tenant {options['tenant']!r} not found. Check the slug.")
+        tenant = command_tenant(options["tenant"])
         changed = products_rebuild_search_text(tenant=tenant)
         self.stdout.write(
             f"Rebuilt the full-text documents of {changed} products of tenant {tenant.slug!r}."

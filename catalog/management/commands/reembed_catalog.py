@@ -8,9 +8,9 @@ from django.core.management.base import BaseCommand, CommandError
 from catalog.embeddings import EmbeddingError, get_embedder
 from catalog.jobs import catalog_job_create_reembed
 from catalog.management.progress import EmbeddingProgressBar
+from catalog.management.tenants import command_tenant
 from catalog.selectors import products_pending_embedding
 from catalog.services import products_embed_pending
-from tenants.models import Tenant
 
 
 class Command(BaseCommand):
@@ -36,9 +36,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        tenant = Tenant.objects.filter(slug=options["tenant"]).first()
-        if tenant is None:
-            raise CommandError(f"Tenant {options['tenant']!r} not found; check the slug.")
+        tenant = command_tenant(options["tenant"])
         embedder = get_embedder()
         model_name = embedder.model_name
         stale = products_pending_embedding(tenant=tenant, model_name=model_name).count()
