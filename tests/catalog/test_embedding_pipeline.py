@@ -211,16 +211,21 @@ def test_stop_writes_batch_in_flight(tenant, embedder):
     assert Product.objects.filter(tenant=tenant, embedding__isnull=False).count() == 4
 
 
-def test_crashed_job_resumes_without_repeats(tenant, embedder, settings):
-    # given: a worker dies while it embeds the third batch of a job
-    settings.EMBEDDING_BATCH_SIZE = 2
-    job = catalog_job_submit(
+def _submit_items(tenant) -> CatalogJob:
+    """Submit an API job for every product of ITEMS."""
+    return catalog_job_submit(
         tenant=tenant,
         products=[product_input_parse(item) for item in ITEMS],
         total=len(ITEMS),
         errors=[],
         source=CatalogJob.Source.API,
     )
+
+
+def test_crashed_job_resumes_without_repeats(tenant, embedder, settings):
+    # given: a worker dies while it embeds the third batch of a job
+    settings.EMBEDDING_BATCH_SIZE = 2
+    job = _submit_items(tenant)
 
     class DyingEmbedder(CountingEmbedder):
         def embed_passages(self, texts):
@@ -247,13 +252,7 @@ def test_crashed_job_resumes_without_repeats(tenant, embedder, settings):
 
 def test_stopped_job_embeds_each_once(tenant, embedder, settings):
     settings.EMBEDDING_BATCH_SIZE = 3
-    job = catalog_job_submit(
-        tenant=tenant,
-        products=[product_input_parse(item) for item in ITEMS],
-        total=len(ITEMS),
-        errors=[],
-        source=CatalogJob.Source.API,
-    )
+    job = _submit_items(tenant)
     checks = iter([False, True])
 
     with pytest.raises(CatalogJobInterrupted, match="Stopped after 3 of 7 products."):
