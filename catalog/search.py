@@ -836,7 +836,7 @@ class _VectorWorker:
     a connection's statement on one core, so on a server with two or more cores a second
     connection lets both run at once. The thread keeps its own connection, which Django
     reuses for CONN_MAX_AGE seconds and checks after an error, as it does a request's. So each
-    process opens at most one more connection. One search uses the thread at a time; a
+    process opens at most one more connection. One search uses the thread at a time, and a
     search that finds it busy runs its vector stage itself.
     """
 
@@ -855,20 +855,20 @@ class _VectorWorker:
                     self._executor = ThreadPoolExecutor(
                         max_workers=1, thread_name_prefix="catalog-search"
                     )
-                try:
-                    return self._executor.submit(self._run, params)
-                except RuntimeError:
-                    # submit raises RuntimeError during interpreter shutdown, when request
-                    # threads may still be searching, and when it cannot start the thread.
-                    # The executor is dropped, so a task it queued never runs.
-                    self._executor = None
-                    self._idle.release()
-                    logger.warning(
-                        "catalog.search.worker_unavailable",
-                        exc_info=True,
-                        extra={"tenant_id": params["tenant_id"]},
-                    )
-                    return None
+                return self._executor.submit(self._run, params)
+        except RuntimeError:
+            # submit raises RuntimeError during interpreter shutdown, when request threads
+            # may still be searching, and when it cannot start the thread. The executor is
+            # dropped, so a task it queued never runs.
+            with self._lock:
+                self._executor = None
+            self._idle.release()
+            logger.warning(
+                "catalog.search.worker_unavailable",
+                exc_info=True,
+                extra={"tenant_id": params["tenant_id"]},
+            )
+            return None
         except BaseException:
             self._idle.release()
             raise
@@ -918,9 +918,9 @@ def _nearest_products_result(
 ) -> list[tuple[int, float]]:
     """Return the thread's vector candidates, or run the statement here if its connection failed.
 
-    A dropped connection (a restarted server, a killed backend) fails only the thread's
-    statement, so the caller's connection runs it again. Other errors, such as an invalid
-    statement, are raised.
+    A dropped connection (a restarted server, a killed backend) fails the thread's statement
+    while the caller's connection may still work, so the caller's connection runs it again.
+    Other errors, such as an invalid statement, are raised.
     """
     try:
         return future.result()
