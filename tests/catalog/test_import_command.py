@@ -386,7 +386,7 @@ def test_catalog_import_reports_failed_ahead_embedding(tenant, embedder, monkeyp
     assert report.embedding_error == "The embedding test server is down."
 
 
-def test_catalog_import_embeds_no_inactive_product_ahead(tenant, embedder, monkeypatch, tmp_path):
+def test_import_skips_inactive_products_ahead(tenant, embedder, monkeypatch, tmp_path):
     _prefetch_small_imports(monkeypatch, batches=2)
     lines = [
         '{"sku": "milk-1", "name": "Молоко Яготинське 2,6% 900 г"}',

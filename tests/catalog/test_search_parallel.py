@@ -161,7 +161,7 @@ def test_search_without_autocommit_sees_own_changes(catalogs, embedder):
     assert deactivated not in [hit.product.pk for hit in hits]
 
 
-def test_queued_table_lock_does_not_hang_search(catalogs, embedder, monkeypatch):
+def test_queued_table_lock_no_hang(catalogs, embedder, monkeypatch):
     """A migration's ALTER TABLE requests an ACCESS EXCLUSIVE lock, which waits for the
     caller's transaction, and the vector statement queues behind that request. A caller that
     waited for the vector statement inside its transaction would hang until the request is
