@@ -24,6 +24,17 @@ EMBEDDING_DIMENSIONS = 384
 TEXT_SEARCH_CONFIG = "simple"
 
 
+def _word_count(field_name: str) -> models.Func:
+    """Return the number of space-separated words in a normalised text field."""
+    words = models.Func(
+        models.F(field_name),
+        models.Value(" "),
+        function="string_to_array",
+        output_field=ArrayField(models.TextField()),
+    )
+    return models.Func(words, function="cardinality", output_field=models.IntegerField())
+
+
 class Product(TimestampedModel):
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="products")
     sku = models.CharField(max_length=200)
@@ -58,6 +69,18 @@ class Product(TimestampedModel):
         expression=SearchVector("search_title", weight="A", config=TEXT_SEARCH_CONFIG)
         + SearchVector("search_body", weight="B", config=TEXT_SEARCH_CONFIG),
         output_field=SearchVectorField(),
+        db_persist=True,
+    )
+    # The fields' lengths in words, which BM25F normalises by. Stored, so that a search reads
+    # them with the match instead of splitting every shortlisted text again.
+    search_title_words = models.GeneratedField(
+        expression=_word_count("search_title"),
+        output_field=models.IntegerField(),
+        db_persist=True,
+    )
+    search_body_words = models.GeneratedField(
+        expression=_word_count("search_body"),
+        output_field=models.IntegerField(),
         db_persist=True,
     )
 

@@ -335,7 +335,7 @@ def test_search_round_trips(grocery, embedder):
         product_search(tenant=grocery, query="молоко", embedder=embedder)
 
     # Statements: collection statistics (first search of a tenant), term frequencies (first
-    # search of a word), settings, the other stages' candidates, the vector stage's settings
+    # search of a word), the catalog version, the other stages' candidates, the vector stage's settings
     # and candidates, and the returned products. The test's transaction keeps the vector
     # stage on this connection.
     assert _statements(first) == [
@@ -593,3 +593,32 @@ def test_search_gin_index_without_pending_list(index):
         (definition,) = cursor.fetchone()
 
     assert "fastupdate=off" in definition
+
+
+def test_search_stores_field_word_counts(tenant):
+    products = [
+        {"sku": "words-1", "name": "Acme LCD Monitor", "description": "A bright panel"},
+        {"sku": "words-2", "name": "Acme"},
+    ]
+    product_upsert_many(tenant=tenant, products=[product_input_parse(item) for item in products])
+
+    rows = Product.objects.filter(tenant=tenant).order_by("sku")
+
+    assert [
+        (row.search_title, row.search_title_words, row.search_body, row.search_body_words)
+        for row in rows
+    ] == [
+        ("acme lcd monitor", 3, "a bright panel", 3),
+        ("acme", 1, "", 0),
+    ]
+
+
+def test_search_loads_no_other_tenants_product(grocery, other_tenant):
+    other = Product.objects.get(tenant=other_tenant, sku=OTHER_TENANT_MILK["sku"])
+    own = Product.objects.get(tenant=grocery, sku="milk-yagotyn-26")
+
+    loaded = search_module._products_by_id(tenant=grocery, product_ids=[own.pk, other.pk])
+
+    assert list(loaded) == [own.pk]
+    assert loaded[own.pk].name == own.name
+    assert loaded[own.pk].get_deferred_fields() == {"embedding", "search_vector"}

@@ -278,3 +278,44 @@ def test_invalid_vector_statement_is_raised(catalogs, embedder, monkeypatch):
         _search(tenant, embedder, "молоко")
 
     assert len(threads) == 1
+
+
+def _fetch_context(monkeypatch) -> list[tuple[bool, str]]:
+    """Record, for each candidate statement, whether it ran in a transaction, and the
+    trigram threshold it ran with."""
+    seen: list[tuple[bool, str]] = []
+    fetch_candidates = search._fetch_candidates
+
+    def fetch_and_record(*, sql, params):
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT current_setting('pg_trgm.word_similarity_threshold')")
+            (threshold,) = cursor.fetchone()
+        seen.append((connection.in_atomic_block, threshold))
+        return fetch_candidates(sql=sql, params=params)
+
+    monkeypatch.setattr(search, "_fetch_candidates", fetch_and_record)
+    return seen
+
+
+def test_search_without_typo_runs_outside_transaction(catalogs, embedder, monkeypatch):
+    tenant, _ = catalogs
+    seen = _fetch_context(monkeypatch)
+
+    hits = product_search(tenant=tenant, query="молоко", embedder=embedder)
+
+    assert hits
+    # pg_trgm's default threshold: no setting was made, and no transaction was opened.
+    assert seen == [(False, "0.6")]
+
+
+def test_search_with_typo_sets_threshold_for_its_transaction(catalogs, embedder, monkeypatch):
+    tenant, _ = catalogs
+    seen = _fetch_context(monkeypatch)
+
+    hits = product_search(tenant=tenant, query="малоко", embedder=embedder)
+
+    assert hits
+    assert seen == [(True, str(search.TRIGRAM_THRESHOLD))]
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT current_setting('pg_trgm.word_similarity_threshold')")
+        assert cursor.fetchone() == ("0.6",)
