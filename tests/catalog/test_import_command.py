@@ -247,6 +247,22 @@ def test_import_rejects_unusable_file(tenant, tmp_path, file_name, content, opti
     assert _skus(tenant) == []
 
 
+def test_import_rejects_non_finite_attributes(tenant, tmp_path):
+    path = _write(
+        tmp_path,
+        "products.csv",
+        b'sku,name,attributes\nmilk-1,Milk,"{""fat"": 2.5}"\nkefir-1,Kefir,"{""fat"": NaN}"\n',
+    )
+
+    stdout, stderr = _import(path, "--tenant", "shop-a", "--no-embed")
+
+    assert stderr == (
+        "Line 3: rejected. attributes: Numbers must be finite, not NaN or Infinity.\n"
+    )
+    assert "Created: 1, updated: 0, unchanged: 0, rejected: 1.\n" in stdout
+    assert _skus(tenant) == ["milk-1"]
+
+
 def test_import_missing_file(tenant, tmp_path):
     with pytest.raises(CommandError) as exc_info:
         _import(str(tmp_path / "missing.csv"), "--tenant", "shop-a")
