@@ -111,7 +111,9 @@ class ProductInput(BaseModel):
             return field.get_default(call_default_factory=True)
         return value
 
-    @field_validator("quantity_step", "min_quantity", mode="before")
+    # A JSON number beyond the float range parses as infinity, which a SKU or barcode would
+    # store as the text "inf".
+    @field_validator("quantity_step", "min_quantity", "sku", "barcode", mode="before")
     @classmethod
     def _reject_non_finite(cls, value: Any) -> Any:
         if isinstance(value, float) and not math.isfinite(value):

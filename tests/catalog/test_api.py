@@ -199,6 +199,24 @@ def test_unstorable_attributes_are_reported_and_skipped(tenant, server_client):
     assert _skus(tenant) == ["milk-1"]
 
 
+def test_infinite_sku_is_reported_and_skipped(tenant, server_client):
+    # Both numbers parse as infinity, so both would have been stored as the SKU "inf".
+    body = (
+        '{"products": [{"sku": "milk-1", "name": "Молоко"}, {"sku": 1e400, "name": "Кефір"},'
+        ' {"sku": 1e500, "name": "Сир"}]}'
+    )
+
+    response = server_client.put(URL, body, content_type="application/json")
+
+    job = _job(response)
+    assert response.status_code == 202
+    assert job.errors == [
+        "products[1]: sku: Input should be a finite number.",
+        "products[2]: sku: Input should be a finite number.",
+    ]
+    assert _skus(tenant) == ["milk-1"]
+
+
 def test_duplicate_sku_keeps_last_occurrence(tenant, server_client):
     response = _put(server_client, [MILK, KEFIR, {**MILK, "name": "Молоко Яготинське 3,2%"}])
 

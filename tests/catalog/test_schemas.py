@@ -135,6 +135,16 @@ def _nested(depth: int) -> dict:
             id="weight_nan",
         ),
         pytest.param(
+            {"sku": float("inf"), "name": "x"},
+            [FieldError("sku", "Input should be a finite number.")],
+            id="sku_infinite",
+        ),
+        pytest.param(
+            {"sku": "a", "name": "x", "barcode": float("-inf")},
+            [FieldError("barcode", "Input should be a finite number.")],
+            id="barcode_infinite",
+        ),
+        pytest.param(
             {"sku": "a", "name": "x", "quantity_step": 0},
             [FieldError("quantity_step", "Input should be greater than 0.")],
             id="zero_quantity_step",
