@@ -45,7 +45,14 @@ class JudgmentFileError(ValueError):
 def _read_rows(path: Path) -> list[dict[str, str]]:
     try:
         with path.open(encoding="utf-8", newline="") as file:
-            return list(csv.DictReader(_skip_comments(file)))
+            reader = csv.DictReader(_skip_comments(file))
+            try:
+                return list(reader)
+            except csv.Error as exc:
+                # line_num counts the lines of the rows read before the failing one.
+                raise JudgmentFileError(
+                    f"{path}, row {reader.line_num + 1}: the CSV row cannot be read ({exc})."
+                ) from None
     except OSError as exc:
         raise JudgmentFileError(f"Cannot read the judgment file {path}: {exc}") from exc
     except UnicodeDecodeError as exc:
@@ -66,10 +73,16 @@ def judgments_load(path: Path) -> dict[str, dict[str, int]]:
 
     judgments: dict[str, dict[str, int]] = {}
     for line, row in enumerate(rows, start=2):
-        query, docid, rating = (row.get(name) for name in ("query", "docid", "rating"))
-        if query is None or docid is None or rating is None:
+        if not {"query", "docid", "rating"} <= row.keys():
             raise JudgmentFileError(
                 f"{path}: expected the columns query,docid,rating; found {list(row)}."
+            )
+        query, docid, rating = (row[name] for name in ("query", "docid", "rating"))
+        # csv.DictReader fills the columns that a short row lacks with None.
+        if query is None or docid is None or rating is None:
+            raise JudgmentFileError(
+                f"{path}, row {line}: expected 3 values (query,docid,rating); "
+                f"found {sum(value is not None for value in (query, docid, rating))}."
             )
         grades = judgments.setdefault(query.strip(), {})
         if not docid.strip():

@@ -178,6 +178,8 @@ def _read_csv(text: str, *, source_columns: frozenset[str]) -> Iterator[SourceRe
         header = [name.strip() for name in next(reader)]
     except StopIteration:
         raise ImportFileError("The CSV file is empty; expected a header row.") from None
+    except csv.Error as exc:
+        raise _unreadable_csv_row(exc, line=1) from None
     duplicates = sorted({name for name in header if header.count(name) > 1})
     if duplicates:
         raise ImportFileError(f"The CSV header repeats columns: {', '.join(duplicates)}.")
@@ -189,9 +191,32 @@ def _read_csv(text: str, *, source_columns: frozenset[str]) -> Iterator[SourceRe
     return _csv_rows(reader, header)
 
 
+def _unreadable_csv_row(error: csv.Error, *, line: int) -> ImportFileError:
+    return ImportFileError(
+        f"Line {line}: the CSV row cannot be read ({error}). Cells may hold at most "
+        f"{csv.field_size_limit()} characters; check the file's quoting."
+    )
+
+
+def _readable_rows(reader: Any) -> Iterator[list[str]]:
+    """Yield the reader's rows; raise ``ImportFileError`` at a row it cannot read.
+
+    The reader cannot resume after such an error, so the rows after it are unknown.
+    """
+    while True:
+        line = reader.line_num + 1
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise _unreadable_csv_row(exc, line=line) from None
+        yield row
+
+
 def _csv_rows(reader: Any, header: list[str]) -> Iterator[SourceRecord]:
     next_line = reader.line_num + 1
-    for row in reader:
+    for row in _readable_rows(reader):
         line, next_line = next_line, reader.line_num + 1
         if not any(cell.strip() for cell in row):
             continue
@@ -215,6 +240,11 @@ def _csv_rows(reader: Any, header: list[str]) -> Iterator[SourceRecord]:
 
 
 # --- JSON and JSON Lines --------------------------------------------------------------------
+
+
+# Python's JSON parser raises RecursionError near the interpreter's recursion limit, which
+# is 1,000 levels by default.
+_TOO_DEEP = "The JSON is nested too deeply to parse."
 
 
 def _skip_whitespace(text: str, position: int) -> int:
@@ -265,6 +295,8 @@ def _read_json(text: str) -> Iterator[SourceRecord]:
         raise ImportFileError(
             f"The file is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}."
         ) from None
+    except RecursionError:
+        raise ImportFileError(_TOO_DEEP) from None
     if isinstance(document, dict) and isinstance(document.get("products"), list):
         products = document["products"]
     elif isinstance(document, list):
@@ -295,6 +327,8 @@ def _read_json_lines(text: str) -> Iterator[SourceRecord]:
             yield SourceRecord(
                 line=line, data=None, error=f"Invalid JSON: {exc.msg} at column {exc.colno}."
             )
+        except RecursionError:
+            yield SourceRecord(line=line, data=None, error=_TOO_DEEP)
 
 
 def read_catalog_records(

@@ -45,6 +45,9 @@ RequiredText = Annotated[str, StringConstraints(min_length=1)]
 QUANTITY_MAX_DIGITS = 12
 QUANTITY_DECIMAL_PLACES = 3
 
+# Levels of objects and arrays in ``attributes``, counting the attributes object itself.
+MAX_ATTRIBUTES_DEPTH = 32
+
 _http_url_validator = URLValidator(schemes=["http", "https"])
 
 # Fields whose JSON null means "not given", so the default applies.
@@ -108,7 +111,9 @@ class ProductInput(BaseModel):
             return field.get_default(call_default_factory=True)
         return value
 
-    @field_validator("quantity_step", "min_quantity", mode="before")
+    # A JSON number beyond the float range parses as infinity, which a SKU or barcode would
+    # store as the text "inf".
+    @field_validator("quantity_step", "min_quantity", "sku", "barcode", mode="before")
     @classmethod
     def _reject_non_finite(cls, value: Any) -> Any:
         if isinstance(value, float) and not math.isfinite(value):
@@ -140,8 +145,9 @@ class ProductInput(BaseModel):
     @field_validator("attributes")
     @classmethod
     def _check_attributes(cls, value: dict[str, Any]) -> dict[str, Any]:
-        if _contains_nul(value):
-            raise ValueError("Keys and values must not contain NUL (\\u0000) characters")
+        problem = _attributes_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
         return value
 
     def content_fields(self) -> dict[str, str]:
@@ -156,14 +162,38 @@ class ProductInput(BaseModel):
         }
 
 
-def _contains_nul(value: Any) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, Mapping):
-        return any(_contains_nul(key) or _contains_nul(item) for key, item in value.items())
-    if isinstance(value, list | tuple):
-        return any(_contains_nul(item) for item in value)
-    return False
+def _text_problem(text: str) -> str | None:
+    if "\x00" in text:
+        return "Keys and values must not contain NUL (\\u0000) characters"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "Keys and values must not contain unpaired surrogates such as \\ud800"
+    return None
+
+
+def _attributes_problem(attributes: dict[str, Any]) -> str | None:
+    """Return why PostgreSQL's jsonb cannot store ``attributes``, or None when it can.
+
+    jsonb rejects NUL characters, unpaired surrogates, NaN and infinities (JSON numbers
+    beyond the float range parse as infinity). The walk uses an explicit stack, because
+    recursion would overflow Python's stack on deeply nested input.
+    """
+    stack: list[tuple[Any, int]] = [(attributes, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, str):
+            problem = _text_problem(value)
+            if problem is not None:
+                return problem
+        elif isinstance(value, float) and not math.isfinite(value):
+            return "Numbers must be finite, not NaN or Infinity"
+        elif isinstance(value, Mapping | list | tuple):
+            if depth > MAX_ATTRIBUTES_DEPTH:
+                return f"Must not be nested more than {MAX_ATTRIBUTES_DEPTH} levels deep"
+            items = [*value.keys(), *value.values()] if isinstance(value, Mapping) else value
+            stack.extend((item, depth + 1) for item in items)
+    return None
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ measurements behind them.
 import functools
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Hashable
@@ -762,6 +763,11 @@ def collection_stats_clear() -> None:
     _term_frequencies.clear()
 
 
+# Characters that a PostgreSQL text value cannot contain: NUL, and unpaired surrogates,
+# which have no UTF-8 encoding. Sent in a query, they make the driver raise.
+_UNSTORABLE_CHARACTERS = re.compile("[\x00\ud800-\udfff]")
+
+
 def _escape_like(value: str) -> str:
     return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
@@ -1195,13 +1201,16 @@ def product_search(
     """
     if not 1 <= limit <= MAX_LIMIT:
         raise ValueError(f"limit must be between 1 and {MAX_LIMIT}, got {limit}.")
-    raw_query = query.strip()[:MAX_QUERY_LENGTH]
+    raw_query = _UNSTORABLE_CHARACTERS.sub(" ", query).strip()[:MAX_QUERY_LENGTH]
     if not raw_query:
+        return []
+    category = category.strip() if category else ""
+    if _UNSTORABLE_CHARACTERS.search(category):
+        # No stored category_path contains these characters, so none starts with it.
         return []
 
     started = time.monotonic()
     embedder = embedder or get_embedder()
-    category = category.strip() if category else ""
     embedding = (
         _embed_query(query=raw_query, embedder=embedder, tenant=tenant)
         if method != SearchMethod.FULL_TEXT

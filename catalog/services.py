@@ -214,8 +214,11 @@ def product_upsert_many(
     created by both.
     """
     latest_by_sku = {product.sku: product for product in products}
+    # Rows are written in SKU order. Concurrent uploads of the same SKUs then lock the rows
+    # in the same order, so they wait for each other instead of deadlocking.
+    in_sku_order = [latest_by_sku[sku] for sku in sorted(latest_by_sku)]
     summary = UpsertSummary()
-    for batch in _batched(latest_by_sku.values(), batch_size):
+    for batch in _batched(in_sku_order, batch_size):
         with transaction.atomic():
             summary += _upsert_batch(tenant=tenant, products=batch)
 

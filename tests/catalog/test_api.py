@@ -167,6 +167,56 @@ def test_partial_batch_keeps_valid_products(tenant, server_client):
     assert _skus(tenant) == ["bread-1", "kefir-1", "milk-1"]
 
 
+def test_unstorable_attributes_are_reported_and_skipped(tenant, server_client):
+    # Raw JSON, because the test client's encoder cannot write 1e400, which parses as
+    # infinity. 900 levels are more than a recursive walk of the parsed body survives.
+    deep = '{"a":' * 900 + "1" + "}" * 900
+    body = (
+        '{"products": ['
+        '{"sku": "milk-1", "name": "Молоко"},'
+        '{"sku": "inf-1", "name": "Кефір", "attributes": {"fat": 1e400}},'
+        '{"sku": "pair-1", "name": "Сир", "attributes": {"size": "L\\ud800"}},'
+        '{"sku": "key-1", "name": "Хліб", "attributes": {"pack": {"\\udfff": 1}}},'
+        f'{{"sku": "deep-1", "name": "Масло", "attributes": {deep}}}'
+        "]}"
+    )
+
+    response = server_client.put(URL, body, content_type="application/json")
+
+    job = _job(response)
+    assert response.status_code == 202
+    assert response.json()["total"] == 5
+    assert response.json()["to_embed"] == 1
+    assert job.errors == [
+        'products[1] (SKU "inf-1"): attributes: Numbers must be finite, not NaN or Infinity.',
+        'products[2] (SKU "pair-1"): attributes: Keys and values must not contain unpaired '
+        "surrogates such as \\ud800.",
+        'products[3] (SKU "key-1"): attributes: Keys and values must not contain unpaired '
+        "surrogates such as \\ud800.",
+        'products[4] (SKU "deep-1"): attributes: Must not be nested more than 32 levels deep.',
+    ]
+    assert (job.created, job.updated, job.unchanged) == (1, 0, 0)
+    assert _skus(tenant) == ["milk-1"]
+
+
+def test_infinite_sku_is_reported_and_skipped(tenant, server_client):
+    # Both numbers parse as infinity, so both would have been stored as the SKU "inf".
+    body = (
+        '{"products": [{"sku": "milk-1", "name": "Молоко"}, {"sku": 1e400, "name": "Кефір"},'
+        ' {"sku": 1e500, "name": "Сир"}]}'
+    )
+
+    response = server_client.put(URL, body, content_type="application/json")
+
+    job = _job(response)
+    assert response.status_code == 202
+    assert job.errors == [
+        "products[1]: sku: Input should be a finite number.",
+        "products[2]: sku: Input should be a finite number.",
+    ]
+    assert _skus(tenant) == ["milk-1"]
+
+
 def test_duplicate_sku_keeps_last_occurrence(tenant, server_client):
     response = _put(server_client, [MILK, KEFIR, {**MILK, "name": "Молоко Яготинське 3,2%"}])
 

@@ -163,6 +163,29 @@ def test_reembed_unknown_tenant(db):
     assert str(exc_info.value) == "Tenant 'no-such-shop' not found; check the slug."
 
 
+@pytest.mark.parametrize(
+    "command", ["import_catalog", "reembed_catalog", "rebuild_search_text", "evaluate_search"]
+)
+@pytest.mark.parametrize(
+    ("slug", "shown"),
+    # A command line's bytes that are not UTF-8 reach Python as unpaired surrogates.
+    [("shop-a\udcff", "'shop-a\\udcff'"), ("shop-a\x00", "'shop-a\\x00'")],
+    ids=["surrogate", "nul"],
+)
+def test_unencodable_tenant_slug_is_not_found(tenant, command, slug, shown):
+    arguments = {
+        "import_catalog": [str(DATA_DIR / "products.csv")],
+        "evaluate_search": ["--judgments", str(DATA_DIR / "evaluation-judgments.csv")],
+    }.get(command, [])
+
+    with pytest.raises(CommandError) as exc_info:
+        _call(command, *arguments, "--tenant", slug)
+
+    assert str(exc_info.value) == f"Tenant {shown} not found; check the slug."
+    assert Product.objects.count() == 0
+    assert CatalogJob.objects.count() == 0
+
+
 def test_rebuild_search_text_stale_documents(tenant):
     # given: one document written by an older analyzer, one up to date
     stale = ProductFactory(tenant=tenant, name="Canon Batteries", brand="Canon")

@@ -121,6 +121,31 @@ def test_judgments_load_rejects(tmp_path: Path, _case, content, message):
         judgments_load(path)
 
 
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        pytest.param(
+            "query,docid,rating\nmilk,sku-1,3\nbeer,sku-2\n",
+            "row 3: expected 3 values (query,docid,rating); found 2.",
+            id="short_row",
+        ),
+        pytest.param(
+            "query,docid,rating\nmilk,sku-1,3\n" + "x" * 200_000 + ",sku-2,1\n",
+            "row 3: the CSV row cannot be read (field larger than field limit (131072)).",
+            id="cell_too_long",
+        ),
+    ],
+)
+def test_judgments_load_rejects_unreadable_row(tmp_path: Path, content, message):
+    path = tmp_path / "judgments.csv"
+    path.write_text(content, encoding="utf-8")
+
+    with pytest.raises(JudgmentFileError) as exc_info:
+        judgments_load(path)
+
+    assert str(exc_info.value) == f"{path}, {message}"
+
+
 @pytest.mark.django_db
 def test_evaluate_search_command(tenant, embedder, settings):
     add_products(tenant=tenant, products=load_products("grocery.json"), embedder=embedder)

@@ -228,6 +228,29 @@ def _write(tmp_path: Path, name: str, content: bytes) -> str:
             id="mapping_without_source",
         ),
         pytest.param(
+            "products.csv",
+            b"sku,name,description\nmilk-1,Milk,short\nkefir-1,Kefir," + b"x" * 200_000 + b"\n",
+            [],
+            "Line 3: the CSV row cannot be read (field larger than field limit (131072)). "
+            "Cells may hold at most 131072 characters; check the file's quoting.",
+            id="csv_cell_too_long",
+        ),
+        pytest.param(
+            "products.csv",
+            b"sku," + b"x" * 200_000 + b"\nmilk-1,Milk\n",
+            [],
+            "Line 1: the CSV row cannot be read (field larger than field limit (131072)). "
+            "Cells may hold at most 131072 characters; check the file's quoting.",
+            id="csv_header_too_long",
+        ),
+        pytest.param(
+            "products.json",
+            b'[{"sku": "milk-1", "name": "Milk"}, ' + b"[" * 100_000 + b"]" * 100_000 + b"]",
+            [],
+            "The JSON is nested too deeply to parse.",
+            id="json_too_deep",
+        ),
+        pytest.param(
             "products.xlsx",
             b"sku,name\na,b\n",
             [],
@@ -245,6 +268,35 @@ def test_import_rejects_unusable_file(tenant, tmp_path, file_name, content, opti
 
     assert str(exc_info.value) == message
     assert _skus(tenant) == []
+
+
+def test_import_rejects_non_finite_attributes(tenant, tmp_path):
+    path = _write(
+        tmp_path,
+        "products.csv",
+        b'sku,name,attributes\nmilk-1,Milk,"{""fat"": 2.5}"\nkefir-1,Kefir,"{""fat"": NaN}"\n',
+    )
+
+    stdout, stderr = _import(path, "--tenant", "shop-a", "--no-embed")
+
+    assert stderr == (
+        "Line 3: rejected. attributes: Numbers must be finite, not NaN or Infinity.\n"
+    )
+    assert "Created: 1, updated: 0, unchanged: 0, rejected: 1.\n" in stdout
+    assert _skus(tenant) == ["milk-1"]
+
+
+def test_import_rejects_too_deep_json_line(tenant, tmp_path):
+    deep = b'{"sku": "deep-1", "name": "Deep", "attributes": ' + b"[" * 100_000 + b"]" * 100_000
+    path = _write(
+        tmp_path, "products.jsonl", b'{"sku": "milk-1", "name": "Milk"}\n' + deep + b"}\n"
+    )
+
+    stdout, stderr = _import(path, "--tenant", "shop-a", "--no-embed")
+
+    assert stderr == "Line 2: rejected. The JSON is nested too deeply to parse.\n"
+    assert "Created: 1, updated: 0, unchanged: 0, rejected: 1.\n" in stdout
+    assert _skus(tenant) == ["milk-1"]
 
 
 def test_import_missing_file(tenant, tmp_path):

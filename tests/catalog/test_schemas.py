@@ -2,7 +2,13 @@ from decimal import Decimal
 
 import pytest
 
-from catalog.schemas import FieldError, InvalidProductInput, ProductInput, product_input_parse
+from catalog.schemas import (
+    MAX_ATTRIBUTES_DEPTH,
+    FieldError,
+    InvalidProductInput,
+    ProductInput,
+    product_input_parse,
+)
 from vizochok.exceptions import InvalidInput
 
 
@@ -80,6 +86,14 @@ def test_product_input_null_means_default():
     assert product.attributes == {}
 
 
+def _nested(depth: int) -> dict:
+    """Return an attributes object with ``depth`` levels: objects, each in an array."""
+    value: dict = {}
+    for _ in range((depth - 1) // 2):
+        value = {"inner": [value]}
+    return {"inner": value} if depth % 2 == 0 else value
+
+
 @pytest.mark.parametrize(
     ("data", "expected"),
     [
@@ -119,6 +133,16 @@ def test_product_input_null_means_default():
             {"sku": "a", "name": "x", "weight": float("nan")},
             [FieldError("weight", "Input should be a finite number.")],
             id="weight_nan",
+        ),
+        pytest.param(
+            {"sku": float("inf"), "name": "x"},
+            [FieldError("sku", "Input should be a finite number.")],
+            id="sku_infinite",
+        ),
+        pytest.param(
+            {"sku": "a", "name": "x", "barcode": float("-inf")},
+            [FieldError("barcode", "Input should be a finite number.")],
+            id="barcode_infinite",
         ),
         pytest.param(
             {"sku": "a", "name": "x", "quantity_step": 0},
@@ -173,6 +197,55 @@ def test_product_input_null_means_default():
             id="nul_in_attributes",
         ),
         pytest.param(
+            {"sku": "a", "name": "x", "attributes": {"sizes": [{"\x00": "L"}]}},
+            [
+                FieldError(
+                    "attributes", "Keys and values must not contain NUL (\\u0000) characters."
+                )
+            ],
+            id="nul_in_nested_attribute_key",
+        ),
+        pytest.param(
+            {"sku": "a", "name": "x", "attributes": {"size": ["L\ud800"]}},
+            [
+                FieldError(
+                    "attributes",
+                    "Keys and values must not contain unpaired surrogates such as \\ud800.",
+                )
+            ],
+            id="surrogate_in_attributes",
+        ),
+        pytest.param(
+            {"sku": "a", "name": "x", "attributes": {"pack": {"\udfff": 1}}},
+            [
+                FieldError(
+                    "attributes",
+                    "Keys and values must not contain unpaired surrogates such as \\ud800.",
+                )
+            ],
+            id="surrogate_in_nested_attribute_key",
+        ),
+        pytest.param(
+            {"sku": "a", "name": "x", "attributes": {"fat": [2.5, float("inf")]}},
+            [FieldError("attributes", "Numbers must be finite, not NaN or Infinity.")],
+            id="infinite_attribute",
+        ),
+        pytest.param(
+            {"sku": "a", "name": "x", "attributes": {"fat": float("nan")}},
+            [FieldError("attributes", "Numbers must be finite, not NaN or Infinity.")],
+            id="nan_attribute",
+        ),
+        pytest.param(
+            {"sku": "a", "name": "x", "attributes": _nested(MAX_ATTRIBUTES_DEPTH + 1)},
+            [FieldError("attributes", "Must not be nested more than 32 levels deep.")],
+            id="attributes_too_deep",
+        ),
+        pytest.param(
+            {"sku": "a", "name": "x", "attributes": _nested(900)},
+            [FieldError("attributes", "Must not be nested more than 32 levels deep.")],
+            id="attributes_deeper_than_recursion_limit",
+        ),
+        pytest.param(
             {"sku": "a", "name": "x", "price": 45.9},
             [FieldError("price", "Unknown field.")],
             id="unknown_field",
@@ -189,6 +262,14 @@ def test_product_input_parse_rejects(data, expected):
         product_input_parse(data)
 
     assert exc_info.value.errors == expected
+
+
+def test_product_input_accepts_deepest_attributes():
+    attributes = _nested(MAX_ATTRIBUTES_DEPTH)
+
+    product = product_input_parse({"sku": "a", "name": "x", "attributes": attributes})
+
+    assert product.attributes == attributes
 
 
 def test_invalid_product_input_renders_as_api_field_errors():

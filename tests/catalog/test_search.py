@@ -295,6 +295,42 @@ def test_search_ignores_tsquery_syntax(grocery, embedder):
     assert hits[0].product.sku in MILK_SKUS
 
 
+@pytest.mark.parametrize(
+    "query",
+    ["молоко\x00", "\ud800молоко", "молоко \udfff\x00"],
+    ids=["nul", "surrogate", "both"],
+)
+def test_search_reads_unstorable_characters_as_spaces(grocery, embedder, query):
+    hits = product_search(tenant=grocery, query=query, embedder=embedder)
+
+    assert hits[0].product.sku in MILK_SKUS
+    assert embedder.queries == ["молоко"]
+
+
+@pytest.mark.parametrize("query", ["\x00", "\ud800 \x00"], ids=["nul", "both"])
+def test_search_only_unstorable_characters_runs_no_sql(
+    grocery, embedder, django_assert_num_queries, query
+):
+    with django_assert_num_queries(0):
+        hits = product_search(tenant=grocery, query=query, embedder=embedder)
+
+    assert hits == []
+    assert embedder.queries == []
+
+
+@pytest.mark.parametrize(
+    "category", ["молочні продукти\x00", "молочні\ud800"], ids=["nul", "surrogate"]
+)
+def test_search_category_with_unstorable_characters(
+    grocery, embedder, django_assert_num_queries, category
+):
+    with django_assert_num_queries(0):
+        hits = product_search(tenant=grocery, query="молоко", category=category, embedder=embedder)
+
+    assert hits == []
+    assert embedder.queries == []
+
+
 def test_search_embedding_failure_fallback(grocery, embedder):
     failing = FailingEmbedder(embedder)
 

@@ -1,10 +1,12 @@
 """Product upserts with content hashing, and embedding of pending products."""
 
+import threading
+import time
 from decimal import Decimal
 
 import numpy as np
 import pytest
-from django.db import DataError, connection
+from django.db import DataError, OperationalError, connection, connections, transaction
 from django.test.utils import CaptureQueriesContext
 
 from catalog.embeddings import EmbeddingError, product_embedding_text
@@ -179,6 +181,65 @@ def test_upsert_batches_statements(tenant):
 
     assert summary.created == 5
     assert _statements(context) == ["SELECT", "INSERT", "UPDATE"] * 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_upsert_locks_rows_in_sku_order(tenant):
+    """Two uploads of the same SKUs in opposite orders deadlocked: each locked its first row
+    and waited for the other's. Rows are written in SKU order, so an upload that waits for
+    a row already holds every row with a smaller SKU and none with a larger one.
+    """
+    product_upsert_many(tenant=tenant, products=_inputs(KEFIR, MILK))
+    table = Product._meta.db_table
+    upsert_pids: list[int] = []
+    upsert_errors: list[Exception] = []
+
+    def upsert_milk_first():
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_backend_pid()")
+                upsert_pids.append(cursor.fetchone()[0])
+            changed = _inputs({**MILK, "name": "Молоко 3,2%"}, {**KEFIR, "name": "Кефір 1%"})
+            product_upsert_many(tenant=tenant, products=changed)
+        except Exception as error:
+            upsert_errors.append(error)
+        finally:
+            connections.close_all()
+
+    upsert = threading.Thread(target=upsert_milk_first)
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT id FROM {table} WHERE tenant_id = %s AND sku = 'milk-1' FOR UPDATE",
+            [tenant.pk],
+        )
+        upsert.start()
+        deadline = time.monotonic() + 10
+        waiting = False
+        while not waiting and time.monotonic() < deadline:
+            time.sleep(0.01)
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE pid = ANY(%s) AND wait_event_type = 'Lock'",
+                [upsert_pids],
+            )
+            waiting = cursor.fetchone()[0] == 1
+        try:
+            with transaction.atomic():
+                cursor.execute(
+                    f"SELECT id FROM {table} WHERE tenant_id = %s AND sku = 'kefir-1' "
+                    "FOR UPDATE NOWAIT",
+                    [tenant.pk],
+                )
+            kefir_locked_by_upsert = False
+        except OperationalError:
+            kefir_locked_by_upsert = True
+    upsert.join(timeout=10)
+
+    assert waiting
+    assert kefir_locked_by_upsert
+    assert upsert_errors == []
+    assert Product.objects.get(tenant=tenant, sku="milk-1").name == "Молоко 3,2%"
+    assert Product.objects.get(tenant=tenant, sku="kefir-1").name == "Кефір 1%"
 
 
 def test_upsert_is_scoped_to_tenant(tenant, other_tenant):
