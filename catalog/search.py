@@ -1016,7 +1016,7 @@ def _products_statement() -> str:
     columns = ", ".join(
         connection.ops.quote_name(field.column)
         for field in Product._meta.concrete_fields
-        if field.name not in _UNLOADED_FIELDS
+        if field.column and field.name not in _UNLOADED_FIELDS
     )
     table = connection.ops.quote_name(Product._meta.db_table)
     return f"SELECT {columns} FROM {table} WHERE tenant_id = %s AND is_active AND id = ANY(%s)"
