@@ -200,10 +200,12 @@ class TermFrequency:
 
     ``documents`` counts the products containing one of the term's stems or a word that
     starts with one of its prefixes, ``exact_documents`` only those containing a stem.
+    ``present_stems`` are the term's stems that some product contains, in the term's order.
     """
 
     documents: int
     exact_documents: int
+    present_stems: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -270,9 +272,12 @@ def _tsquery(lexemes: list[str], *, weight: str = "", prefix: bool = False) -> s
     return " | ".join(_lexeme(lexeme, weight=weight, prefix=prefix) for lexeme in lexemes)
 
 
-def _term_tsquery(term: QueryTerm) -> str:
-    """Return a tsquery matching a product that contains ``term``, as a word or a prefix."""
-    parts = [_tsquery(list(term.stems))]
+def _term_tsquery(term: QueryTerm, stems: tuple[str, ...] | None = None) -> str:
+    """Return a tsquery matching a product that contains ``term``, as a word or a prefix.
+
+    ``stems`` replaces the term's own stems when given.
+    """
+    parts = [_tsquery(list(term.stems if stems is None else stems))]
     if term.prefixes:
         parts.append(_tsquery(list(term.prefixes), prefix=True))
     return " | ".join(parts)
@@ -443,13 +448,28 @@ class _SearchSql:
         ]
         self.table = connection.ops.quote_name(Product._meta.db_table)
 
+    def _stems(self, index: int) -> tuple[str, ...]:
+        """Return the stems of a term that the statement looks for.
+
+        Stems that no product of the tenant contains are left out: they match nothing, and
+        each costs an index lookup and a comparison per matching product. A query word's
+        translations are the usual case ("pasta" also looks for Ukrainian "паст" and
+        "макарон"). A term none of whose stems occurs keeps its first one, so that its
+        tsquery stays valid.
+        """
+        term = self.terms[index]
+        if not self.frequencies:
+            return term.stems
+        return self.frequencies[index].present_stems or term.stems[:1]
+
     def params(self) -> dict[str, Any]:
         params: dict[str, Any] = {}
         any_term: list[str] = []
         for index, term in enumerate(self.terms):
-            params[f"term_{index}_title"] = _tsquery(list(term.stems), weight="A")
-            params[f"term_{index}_body"] = _tsquery(list(term.stems), weight="B")
-            any_term.append(_tsquery(list(term.stems)))
+            stems = list(self._stems(index))
+            params[f"term_{index}_title"] = _tsquery(stems, weight="A")
+            params[f"term_{index}_body"] = _tsquery(stems, weight="B")
+            any_term.append(_tsquery(stems))
             if term.prefixes:
                 params[f"term_{index}_prefix_title"] = _tsquery(
                     list(term.prefixes), weight="A", prefix=True
@@ -460,7 +480,8 @@ class _SearchSql:
                 any_term.append(_tsquery(list(term.prefixes), prefix=True))
         params["any_term"] = " | ".join(any_term)
         params["all_terms"] = " & ".join(
-            f"({_term_tsquery(self.terms[index])})" for index in self.conjunctive
+            f"({_term_tsquery(self.terms[index], self._stems(index))})"
+            for index in self.conjunctive
         )
         for index, frequency in enumerate(self.frequencies):
             params[f"df_{index}"] = frequency.documents
@@ -742,6 +763,10 @@ def _count_term_frequencies(*, tenant: Tenant, terms: list[QueryTerm]) -> list[T
         params.append(_term_tsquery(term))
         columns.append("count(*) FILTER (WHERE search_vector @@ %s::tsquery)")
         params.append(_tsquery(list(term.stems)))
+        # Whether any product contains each stem: one row is enough to tell.
+        for stem in term.stems:
+            columns.append("bool_or(search_vector @@ %s::tsquery)")
+            params.append(_tsquery([stem]))
     params += [tenant.pk, " | ".join(_term_tsquery(term) for term in terms)]
     with connection.cursor() as cursor:
         cursor.execute(
@@ -750,11 +775,21 @@ def _count_term_frequencies(*, tenant: Tenant, terms: list[QueryTerm]) -> list[T
             f" WHERE tenant_id = %s AND is_active AND search_vector @@ %s::tsquery",
             params,
         )
-        row = cursor.fetchone()
-    return [
-        TermFrequency(documents=int(row[index]), exact_documents=int(row[index + 1]))
-        for index in range(0, len(row), 2)
-    ]
+        row = list(cursor.fetchone())
+    frequencies = []
+    for term in terms:
+        documents, exact_documents, *row = row
+        present, row = row[: len(term.stems)], row[len(term.stems) :]
+        frequencies.append(
+            TermFrequency(
+                documents=int(documents),
+                exact_documents=int(exact_documents),
+                present_stems=tuple(
+                    stem for stem, occurs in zip(term.stems, present, strict=True) if occurs
+                ),
+            )
+        )
+    return frequencies
 
 
 def collection_stats_clear() -> None:

@@ -563,8 +563,8 @@ def test_search_counts_term_frequencies_over_whole_tenant(tenant, embedder):
     frequencies = term_frequencies(tenant=tenant, terms=terms, version=0)
 
     assert frequencies == [
-        TermFrequency(documents=4, exact_documents=4),
-        TermFrequency(documents=33, exact_documents=33),
+        TermFrequency(documents=4, exact_documents=4, present_stems=("green",)),
+        TermFrequency(documents=33, exact_documents=33, present_stems=("tea",)),
     ]
 
 
@@ -579,7 +579,7 @@ def test_search_caches_term_frequencies(tenant, embedder):
     with CaptureQueriesContext(connection) as recounted:
         term_frequencies(tenant=tenant, terms=terms, version=0)
 
-    assert frequencies == [TermFrequency(documents=4, exact_documents=4)]
+    assert frequencies == [TermFrequency(documents=4, exact_documents=4, present_stems=("green",))]
     assert cached.captured_queries == []
     assert len(recounted.captured_queries) == 1
 
@@ -658,3 +658,24 @@ def test_search_loads_no_other_tenants_product(grocery, other_tenant):
     assert list(loaded) == [own.pk]
     assert loaded[own.pk].name == own.name
     assert loaded[own.pk].get_deferred_fields() == {"embedding", "search_vector"}
+
+
+def test_search_looks_only_for_stems_the_tenant_has(tenant, embedder):
+    products = [
+        {"sku": "tea-green", "name": "Green tea 100 g"},
+        {"sku": "tea-black", "name": "Чай чорний 100 г"},
+        {"sku": "coffee", "name": "Coffee beans 1 kg"},
+    ]
+    product_upsert_many(tenant=tenant, products=[product_input_parse(item) for item in products])
+
+    with CaptureQueriesContext(connection) as context:
+        hits = product_search(
+            tenant=tenant, query="tea", embedder=embedder, method=SearchMethod.FULL_TEXT
+        )
+
+    # "tea" also stands for its transliteration "теа" and its translation "чай"; the catalog
+    # holds "чай" but no "теа", so the candidate statement looks for "tea" and "чай" only.
+    (statement,) = [q["sql"] for q in context.captured_queries if q["sql"].startswith("WITH")]
+    assert "'чай'" in statement
+    assert "'теа'" not in statement
+    assert set(_skus(hits)) == {"tea-green", "tea-black"}
