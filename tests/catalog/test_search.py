@@ -679,3 +679,20 @@ def test_search_looks_only_for_stems_the_tenant_has(tenant, embedder):
     assert "'чай'" in statement
     assert "'теа'" not in statement
     assert set(_skus(hits)) == {"tea-green", "tea-black"}
+
+
+def test_search_scores_at_most_match_limit(tenant, embedder, monkeypatch):
+    products = [{"sku": f"tea-{index}", "name": f"Green tea {index}"} for index in range(12)]
+    product_upsert_many(tenant=tenant, products=[product_input_parse(item) for item in products])
+
+    unlimited = product_search(
+        tenant=tenant, query="tea", embedder=embedder, method=SearchMethod.FULL_TEXT
+    )
+    monkeypatch.setattr(search_module, "MATCH_LIMIT", 5)
+    limited = product_search(
+        tenant=tenant, query="tea", embedder=embedder, method=SearchMethod.FULL_TEXT
+    )
+
+    assert len(unlimited) == 10
+    assert len(limited) == 5
+    assert set(_skus(limited)) <= {item["sku"] for item in products}

@@ -54,8 +54,10 @@ def test_parallel_search_matches_sequential(catalogs, embedder, settings):
 
     assert parallel == sequential
     assert len(parallel) >= 5
-    # In parallel, the vector stage's settings and query run on the other connection.
-    assert sequential_statements.count("SELECT") == parallel_statements.count("SELECT") + 2
+    # In parallel, the vector stage (its settings and query, sent as one query string) runs
+    # on the other connection.
+    assert sequential_statements.count("SET") == 1
+    assert [word for word in sequential_statements if word != "SET"] == parallel_statements
 
 
 def test_parallel_search_keeps_to_its_tenant(catalogs, embedder):
@@ -319,3 +321,24 @@ def test_search_with_typo_sets_threshold_for_its_transaction(catalogs, embedder,
     with connection.cursor() as cursor:
         cursor.execute("SELECT current_setting('pg_trgm.word_similarity_threshold')")
         assert cursor.fetchone() == ("0.6",)
+
+
+def test_vector_settings_hold_for_one_query_string(monkeypatch):
+    # The statement reports the settings it runs with, as (id, distance).
+    monkeypatch.setattr(
+        search,
+        "_VECTOR_STATEMENT",
+        " SELECT current_setting('hnsw.ef_search')::bigint, {table}.id * 0.0"
+        " + CASE current_setting('hnsw.iterative_scan') WHEN 'relaxed_order' THEN 1 END"
+        " FROM (SELECT 0 AS id) AS {table} WHERE %(tenant_id)s IS NOT NULL",
+    )
+
+    with CaptureQueriesContext(connection) as context:
+        nearest = search._nearest_products(params={"tenant_id": 1, "vector_candidates": 50})
+
+    assert nearest == [(search.HNSW_EF_SEARCH, 1.0)]
+    assert len(context.captured_queries) == 1
+    assert context.captured_queries[0]["sql"].startswith("SET LOCAL hnsw.iterative_scan")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT current_setting('hnsw.ef_search')")
+        assert cursor.fetchone() != (str(search.HNSW_EF_SEARCH),)
