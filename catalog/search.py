@@ -416,8 +416,22 @@ trigram_stage AS (
     FROM trigram_candidates
 )"""
 
-_DISTANCE = """CASE WHEN product.embedding_model = %(embedding_model)s
-                THEN product.embedding <=> %(embedding)s::vector END"""
+# The fusion compares distances to the query vector for the exact matches, the first
+# REFERENCE_RANKS lexical candidates and the lexical candidates without lexical evidence
+# (see _evidence and _is_relevant). Products the vector stage found get its distance, so
+# the statement measures only these, and reads no other product's vector.
+_DISTANCE = """
+LEFT JOIN LATERAL (
+    SELECT CASE WHEN product.embedding_model = %(embedding_model)s
+                THEN product.embedding <=> %(embedding)s::vector END AS value
+    FROM {table} AS product
+    WHERE product.id = candidate.id
+      AND (candidate.id IN (SELECT id FROM exact_stage)
+           OR lexical_stage.id IS NULL
+           OR lexical_stage.rank <= %(reference_ranks)s
+           OR NOT (coalesce(lexical_stage.head_match, false)
+                   OR coalesce(lexical_stage.coverage, 0) >= %(min_coverage)s))
+) AS distance ON true"""
 
 _CANDIDATES = """
 SELECT candidate.id,
@@ -431,7 +445,6 @@ SELECT candidate.id,
        trigram_stage.search_title,
        candidate.id IN (SELECT id FROM exact_stage)
 FROM ({candidate_ids}) AS candidate (id)
-JOIN {table} AS product ON product.id = candidate.id
 {joins}
 """
 
@@ -523,10 +536,11 @@ class _SearchSql:
             for stage in ("lexical", "trigram")
             if stage not in self.stages
         ]
+        if self.has_embedding:
+            joins += _DISTANCE.format(table=self.table)
         select = _CANDIDATES.format(
-            distance=_DISTANCE if self.has_embedding else "NULL::float",
+            distance="distance.value" if self.has_embedding else "NULL::float",
             candidate_ids=candidate_ids,
-            table=self.table,
             joins=joins,
         )
         return "WITH " + ",".join(ctes + missing) + select
@@ -1044,10 +1058,16 @@ def _fetch_candidates(*, sql: str, params: dict[str, Any]) -> list[Candidate]:
 def _with_vector_ranks(
     candidates: list[Candidate], nearest: list[tuple[int, float]]
 ) -> list[Candidate]:
-    """Add the vector stage's ranks to the other stages' candidates, and its own products."""
-    ranks = {product_id: rank for rank, (product_id, _) in enumerate(nearest, start=1)}
+    """Add the vector stage's ranks and distances to the candidates, and its own products."""
+    ranks = {
+        product_id: (rank, distance) for rank, (product_id, distance) in enumerate(nearest, start=1)
+    }
     merged = [
-        replace(candidate, vector_rank=ranks[candidate.product_id])
+        replace(
+            candidate,
+            vector_rank=ranks[candidate.product_id][0],
+            distance=ranks[candidate.product_id][1],
+        )
         if candidate.product_id in ranks
         else candidate
         for candidate in candidates
@@ -1333,6 +1353,8 @@ def product_search(
         "conjunctive_min_matches": max(CONJUNCTIVE_MIN_MATCHES, 2 * limit),
         "lexical_shortlist": max(LEXICAL_SHORTLIST, limit),
         "match_limit": MATCH_LIMIT,
+        "reference_ranks": REFERENCE_RANKS,
+        "min_coverage": MIN_COVERAGE,
         "trigram_candidates": TRIGRAM_CANDIDATES,
         "title_weight": TITLE_WEIGHT,
         "body_weight": BODY_WEIGHT,
