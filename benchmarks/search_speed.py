@@ -353,11 +353,14 @@ class Benchmark:
             " AND embedding IS NOT NULL AND embedding_model = %s"
             " ORDER BY embedding <=> %s::vector LIMIT 10"
         )
-        timings: dict[str, list[float]] = {"raw pgvector": [], "service": [], "embed": []}
-        timings["service + embed"] = []
-        # The first round starts without cached statistics, like a freshly started server.
+        names = ("raw pgvector", "service", "embed", "service + embed")
+        # timings[name][round] holds one time per query. The first round starts without
+        # cached statistics, like a freshly started server; the later rounds show the
+        # steady state and are the ones compared.
+        timings: dict[str, list[list[float]]] = {
+            name: [[] for _ in range(self.args.rounds)] for name in names
+        }
         collection_stats_clear()
-        first_round: list[float] = []
         for round_number in range(self.args.rounds):
             for query, vector in zip(queries, query_vectors, strict=True):
                 started = time.perf_counter()
@@ -371,38 +374,47 @@ class Benchmark:
                         raw_sql, [tenant.pk, self.embedder.model_name, Vector(vector).to_text()]
                     )
                     cursor.fetchall()
-                timings["raw pgvector"].append(time.perf_counter() - started)
+                timings["raw pgvector"][round_number].append(time.perf_counter() - started)
 
                 started = time.perf_counter()
                 product_search(tenant=tenant, query=query, limit=10, embedder=cached)
-                timings["service"].append(time.perf_counter() - started)
-                if round_number == 0:
-                    first_round.append(timings["service"][-1])
+                timings["service"][round_number].append(time.perf_counter() - started)
 
                 started = time.perf_counter()
                 self.embedder.embed_queries([query])
-                timings["embed"].append(time.perf_counter() - started)
+                timings["embed"][round_number].append(time.perf_counter() - started)
 
                 started = time.perf_counter()
                 product_search(tenant=tenant, query=query, limit=10, embedder=self.embedder)
-                timings["service + embed"].append(time.perf_counter() - started)
-        for name, values in timings.items():
+                timings["service + embed"][round_number].append(time.perf_counter() - started)
+
+        def pooled(name: str, rounds: slice) -> list[float]:
+            return [value for values in timings[name][rounds] for value in values]
+
+        later = slice(1, None) if self.args.rounds > 1 else slice(None)
+        print(f"  rounds {later.start + 1 if later.start else 1}-{self.args.rounds}:")
+        for name in names:
+            values = pooled(name, later)
             print(
                 f"  {name:<16} p50 {percentile(values, 0.5) * 1000:6.1f} ms"
                 f"  p95 {percentile(values, 0.95) * 1000:6.1f} ms"
             )
-        print(
-            f"  {'service, round 1':<16} p50 {percentile(first_round, 0.5) * 1000:6.1f} ms"
-            f"  p95 {percentile(first_round, 0.95) * 1000:6.1f} ms (statistics not cached yet)"
-        )
-        for share in (0.5, 0.95):
-            ratio = percentile(timings["service"], share) / percentile(
-                timings["raw pgvector"], share
-            )
+        for label, rounds in (("round 1", slice(0, 1)), ("all rounds", slice(None))):
+            values = pooled("service", rounds)
             print(
-                f"  service / raw pgvector (p{round(share * 100)}, both with a precomputed"
-                f" query vector): {ratio:.2f}"
+                f"  {'service, ' + label:<16} p50 {percentile(values, 0.5) * 1000:6.1f} ms"
+                f"  p95 {percentile(values, 0.95) * 1000:6.1f} ms"
+                + (" (statistics not cached yet)" if label == "round 1" else "")
             )
+        for label, rounds in (("", later), (", all rounds", slice(None))):
+            for share in (0.5, 0.95):
+                ratio = percentile(pooled("service", rounds), share) / percentile(
+                    pooled("raw pgvector", rounds), share
+                )
+                print(
+                    f"  service / raw pgvector (p{round(share * 100)}, both with a precomputed"
+                    f" query vector{label}): {ratio:.2f}"
+                )
 
     def import_throughput(self) -> None:
         from catalog.embeddings import product_embedding_text
