@@ -515,8 +515,8 @@ class _SearchSql:
     def build(self) -> str:
         """Return the statement of the exact, lexical and trigram stages.
 
-        It also measures the query vector's distance to each of their candidates, because
-        the fusion compares those with the vector stage's distances.
+        It also measures the query vector's distance to the candidates whose distance the
+        fusion compares with the vector stage's (see _DISTANCE).
         """
         ctes = [_EXACT_STAGE.format(table=self.table)]
         if "lexical" in self.stages:
@@ -764,7 +764,7 @@ def term_frequencies(
 ) -> list[TermFrequency]:
     """Return how many of ``tenant``'s active products contain each of ``terms``.
 
-    ``version`` is the tenant's catalog version, read in the search's transaction. Counts
+    ``version`` is the tenant's catalog version, read by the search beforehand. Counts
     of the same version younger than ``COLLECTION_STATS_TTL_SECONDS`` come from a
     per-process cache, and one statement counts the rest. Counting a common word reads
     every product containing it, which is the cost the cache saves on later searches.
