@@ -515,8 +515,8 @@ class _SearchSql:
     def build(self) -> str:
         """Return the statement of the exact, lexical and trigram stages.
 
-        It also measures the query vector's distance to each of their candidates, because
-        the fusion compares those with the vector stage's distances.
+        It also measures the query vector's distance to the candidates whose distance the
+        fusion compares with the vector stage's (see _DISTANCE).
         """
         ctes = [_EXACT_STAGE.format(table=self.table)]
         if "lexical" in self.stages:
@@ -728,14 +728,15 @@ class _StatisticsCache:
             self._entries.clear()
 
 
-# Both are keyed by tenant id and catalog version (Tenant.catalog_version), so that a catalog
-# change in any process replaces the statistics at the next search. The lifetime is a
-# backstop for writes that bypass the catalog services.
+# Both are keyed by tenant id and catalog version, so that a catalog change in any process
+# replaces the statistics at the next search. The version is Tenant.catalog_version with the
+# id of the transaction that wrote it (see _catalog_version). The lifetime is a backstop for
+# writes that bypass the catalog services.
 _collection_stats = _StatisticsCache()
 _term_frequencies = _StatisticsCache()
 
 
-def _tenant_collection_stats(*, tenant: Tenant, version: int) -> _CollectionStats:
+def _tenant_collection_stats(*, tenant: Tenant, version: Hashable) -> _CollectionStats:
     """Return the tenant's active product count and mean document and field lengths."""
     cached: _CollectionStats | None = _collection_stats.get((tenant.pk, version))
     if cached is not None:
@@ -760,14 +761,15 @@ def _tenant_collection_stats(*, tenant: Tenant, version: int) -> _CollectionStat
 
 
 def term_frequencies(
-    *, tenant: Tenant, terms: list[QueryTerm], version: int
+    *, tenant: Tenant, terms: list[QueryTerm], version: Hashable
 ) -> list[TermFrequency]:
     """Return how many of ``tenant``'s active products contain each of ``terms``.
 
-    ``version`` is the tenant's catalog version, read in the search's transaction. Counts
-    of the same version younger than ``COLLECTION_STATS_TTL_SECONDS`` come from a
-    per-process cache, and one statement counts the rest. Counting a common word reads
-    every product containing it, which is the cost the cache saves on later searches.
+    ``version`` identifies the tenant's catalog as the search read it (see
+    ``_catalog_version``). Counts of the same version younger than
+    ``COLLECTION_STATS_TTL_SECONDS`` come from a per-process cache, and one statement counts
+    the rest. Counting a common word reads every product containing it, which is the cost
+    the cache saves on later searches.
     """
     keys = [(tenant.pk, version, term.stems, term.prefixes) for term in terms]
     found: list[TermFrequency | None] = [_term_frequencies.get(key) for key in keys]
@@ -862,16 +864,22 @@ def _active_stages(
     return stages
 
 
-def _catalog_version(*, tenant: Tenant) -> int:
-    """Return the tenant's catalog version, which keys its cached statistics."""
+def _catalog_version(*, tenant: Tenant) -> tuple[int, str]:
+    """Return the tenant's catalog version and the id of the transaction that wrote it.
+
+    Both key the tenant's cached statistics. A version number alone can return with other
+    products, because a transaction that rolls back leaves its number to the next change. A
+    search inside that transaction may have cached statistics of rows that were never
+    committed. The writing transaction's id (the row's ``xmin``) tells the two apart.
+    """
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT catalog_version FROM {connection.ops.quote_name(Tenant._meta.db_table)}"
-            " WHERE id = %s",
+            f"SELECT catalog_version, xmin::text"
+            f" FROM {connection.ops.quote_name(Tenant._meta.db_table)} WHERE id = %s",
             [tenant.pk],
         )
         row = cursor.fetchone()
-    return int(row[0] or 0) if row else 0
+    return (int(row[0] or 0), row[1]) if row else (0, "")
 
 
 def _set_trigram_threshold() -> None:

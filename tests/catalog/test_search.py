@@ -584,6 +584,35 @@ def test_search_caches_term_frequencies(tenant, embedder):
     assert len(recounted.captured_queries) == 1
 
 
+def test_search_skips_rolled_back_statistics(tenant, embedder):
+    # A search inside a transaction that changed the catalog caches statistics of rows
+    # that only this transaction can read. After a rollback the next change reuses the
+    # version number, which must not bring those statistics back.
+    kvas = product_input_parse({"sku": "kvas-1", "name": "Квас хлібний"})
+    apple_juice = product_input_parse({"sku": "apple-juice", "name": "Сік яблучний"})
+    add_products(tenant=tenant, products=[apple_juice], embedder=None)
+    with transaction.atomic():
+        add_products(
+            tenant=tenant, products=[apple_juice.model_copy(update={"name": "Сік"})], embedder=None
+        )
+        rolled_back_version = Tenant.objects.get(pk=tenant.pk).catalog_version
+        inside = product_search(
+            tenant=tenant, query="kvas", embedder=embedder, method=SearchMethod.FULL_TEXT
+        )
+        transaction.set_rollback(True)
+
+    add_products(tenant=tenant, products=[kvas], embedder=None)
+    hits = product_search(
+        tenant=tenant, query="kvas", embedder=embedder, method=SearchMethod.FULL_TEXT
+    )
+
+    assert inside == []
+    assert Tenant.objects.get(pk=tenant.pk).catalog_version == rolled_back_version
+    # "kvas" matches the product through its Cyrillic reading, "квас".
+    assert _skus(hits) == ["kvas-1"]
+    assert hits[0].full_text_rank == 1
+
+
 def test_search_counts_repeated_words(tenant, embedder):
     products = [
         {"sku": "monitor-once", "name": "LCD monitor 17 inch black", "description": "Panel"},
