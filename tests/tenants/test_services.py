@@ -135,3 +135,16 @@ def test_immediate_rotation_during_an_overlap_drops_both_old_secrets(tenant):
     assert webhook_settings.secret == new
     assert webhook_settings.next_secret == ""
     assert new not in {old, pending}
+
+
+def test_full_save_keeps_catalog_version(tenant):
+    stale = Tenant.objects.get(pk=tenant.pk)
+    Tenant.objects.filter(pk=tenant.pk).update(catalog_version=7)
+
+    stale.name = "Renamed"
+    stale.save()
+
+    tenant.refresh_from_db()
+    assert tenant.name == "Renamed"
+    assert tenant.catalog_version == 7
+    assert stale.catalog_version == 0
