@@ -354,7 +354,7 @@ class Benchmark:
             " ORDER BY embedding <=> %s::vector LIMIT 10"
         )
         names = ("raw pgvector", "service", "embed", "service + embed")
-        # timings[name][round] holds one time per query. The first round starts without
+        # timings[name][round] has one time per query. The first round starts without
         # cached statistics, like a freshly started server; the later rounds show the
         # steady state and are the ones compared.
         timings: dict[str, list[list[float]]] = {

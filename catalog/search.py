@@ -154,9 +154,9 @@ CONJUNCTIVE_MIN_MATCHES = 20
 # (of each part, when it scores complete matches first). A word in thousands of products
 # ("eggs" in 7,331 of 100,000 grocery products) otherwise costs a read and a score per
 # product, 20 ms for that query. Beyond the limit, the products scored are the first that
-# PostgreSQL reads, in storage order, not the best ones: on the 100,000-product benchmark
-# 8 of 200 queries changed their first ten results, and the judged sets' hybrid nDCG@10
-# did not change (docs/benchmarks.md).
+# PostgreSQL reads, in storage order, not the best ones. On the 100,000-product benchmark,
+# 8 of 200 queries changed their first ten results. The judged sets' hybrid nDCG@10 did not
+# change (docs/benchmarks.md).
 MATCH_LIMIT = 3000
 # Columns that search results do not load: they are large and only the stages read them.
 _UNLOADED_FIELDS = ("embedding", "search_vector")

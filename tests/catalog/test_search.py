@@ -678,7 +678,7 @@ def test_search_stores_field_word_counts(tenant):
     ]
 
 
-def test_search_loads_no_other_tenants_product(grocery, other_tenant):
+def test_products_load_scoped_to_tenant(grocery, other_tenant):
     other = Product.objects.get(tenant=other_tenant, sku=OTHER_TENANT_MILK["sku"])
     own = Product.objects.get(tenant=grocery, sku="milk-yagotyn-26")
 
@@ -689,7 +689,7 @@ def test_search_loads_no_other_tenants_product(grocery, other_tenant):
     assert loaded[own.pk].get_deferred_fields() == {"embedding", "search_vector"}
 
 
-def test_search_looks_only_for_stems_the_tenant_has(tenant, embedder):
+def test_search_skips_absent_stems(tenant, embedder):
     products = [
         {"sku": "tea-green", "name": "Green tea 100 g"},
         {"sku": "tea-black", "name": "Чай чорний 100 г"},
@@ -702,15 +702,15 @@ def test_search_looks_only_for_stems_the_tenant_has(tenant, embedder):
             tenant=tenant, query="tea", embedder=embedder, method=SearchMethod.FULL_TEXT
         )
 
-    # "tea" also stands for its transliteration "теа" and its translation "чай"; the catalog
-    # holds "чай" but no "теа", so the candidate statement looks for "tea" and "чай" only.
+    # "tea" also stands for its transliteration "теа" and its translation "чай". The catalog
+    # contains "чай" but no "теа", so the candidate statement looks for "tea" and "чай" only.
     (statement,) = [q["sql"] for q in context.captured_queries if q["sql"].startswith("WITH")]
     assert "'чай'" in statement
     assert "'теа'" not in statement
     assert set(_skus(hits)) == {"tea-green", "tea-black"}
 
 
-def test_search_scores_at_most_match_limit(tenant, embedder, monkeypatch):
+def test_search_respects_match_limit(tenant, embedder, monkeypatch):
     products = [{"sku": f"tea-{index}", "name": f"Green tea {index}"} for index in range(12)]
     product_upsert_many(tenant=tenant, products=[product_input_parse(item) for item in products])
 

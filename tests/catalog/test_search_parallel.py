@@ -299,7 +299,7 @@ def _fetch_context(monkeypatch) -> list[tuple[bool, str]]:
     return seen
 
 
-def test_search_without_typo_runs_outside_transaction(catalogs, embedder, monkeypatch):
+def test_plain_search_opens_no_transaction(catalogs, embedder, monkeypatch):
     tenant, _ = catalogs
     seen = _fetch_context(monkeypatch)
 
@@ -310,7 +310,7 @@ def test_search_without_typo_runs_outside_transaction(catalogs, embedder, monkey
     assert seen == [(False, "0.6")]
 
 
-def test_search_with_typo_sets_threshold_for_its_transaction(catalogs, embedder, monkeypatch):
+def test_typo_search_sets_local_threshold(catalogs, embedder, monkeypatch):
     tenant, _ = catalogs
     seen = _fetch_context(monkeypatch)
 
@@ -323,7 +323,7 @@ def test_search_with_typo_sets_threshold_for_its_transaction(catalogs, embedder,
         assert cursor.fetchone() == ("0.6",)
 
 
-def test_vector_settings_hold_for_one_query_string(monkeypatch):
+def test_vector_settings_last_one_query(monkeypatch):
     # The statement reports the settings it runs with, as (id, distance).
     monkeypatch.setattr(
         search,
