@@ -342,3 +342,23 @@ def test_vector_settings_last_one_query(monkeypatch):
     with connection.cursor() as cursor:
         cursor.execute("SELECT current_setting('hnsw.ef_search')")
         assert cursor.fetchone() != (str(search.HNSW_EF_SEARCH),)
+
+
+def test_vector_settings_with_server_side_binding(monkeypatch):
+    # Server-side binding accepts one statement per query, so the settings go first.
+    monkeypatch.setitem(connection.settings_dict["OPTIONS"], "server_side_binding", True)
+    monkeypatch.setattr(
+        search,
+        "_VECTOR_STATEMENT",
+        " SELECT current_setting('hnsw.ef_search')::bigint, {table}.id * 0.0"
+        " + CASE current_setting('hnsw.iterative_scan') WHEN 'relaxed_order' THEN 1 END"
+        " FROM (SELECT 0 AS id) AS {table} WHERE %(tenant_id)s IS NOT NULL",
+    )
+
+    with CaptureQueriesContext(connection) as context:
+        nearest = search._nearest_products(params={"tenant_id": 1, "vector_candidates": 50})
+
+    assert nearest == [(search.HNSW_EF_SEARCH, 1.0)]
+    statements = [query["sql"].split()[0] for query in context.captured_queries]
+    assert statements == ["BEGIN", "SELECT", "SELECT", "COMMIT"]
+    assert "set_config" in context.captured_queries[1]["sql"]
