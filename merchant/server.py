@@ -125,6 +125,9 @@ class MerchantHTTPServer(ThreadingHTTPServer):
     """ThreadingHTTPServer that carries the store, the secret and the request record."""
 
     daemon_threads = True
+    # socketserver's default backlog of 5 connections overflows when several shoppers'
+    # webhooks arrive at once, and Linux then drops connections until the client retries.
+    request_queue_size = 128
 
     def __init__(self, address: tuple[str, int], *, store: Store, secret: str) -> None:
         super().__init__(address, MerchantRequestHandler)

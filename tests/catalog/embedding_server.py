@@ -90,6 +90,7 @@ class _EmbeddingHandler(BaseHTTPRequestHandler):
 
 class _EmbeddingHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 64  # socketserver's default of 5 overflows under concurrent tests
 
     def __init__(self, state: EmbeddingServerState) -> None:
         super().__init__(("127.0.0.1", 0), _EmbeddingHandler)

@@ -2,10 +2,12 @@ from __future__ import annotations
 
 import http.client
 import json
+import select
 import socket
 import time
 
-from merchant.server import MAX_BODY_BYTES, MerchantServer
+from merchant.server import MAX_BODY_BYTES, MerchantHTTPServer, MerchantServer
+from merchant.store import Store
 from tests.merchant.client import MerchantClient, sign
 from tests.merchant.sample_data import SECRET
 
@@ -128,3 +130,24 @@ def test_health_rejects_post(client: MerchantClient) -> None:
     response = client.request("POST", "/health", b"{}", signed=False)
 
     assert response.status == 405
+
+
+def test_listener_queues_many_connections() -> None:
+    # given: a server that has not started accepting, so every connection waits in its queue
+    server = MerchantHTTPServer(("127.0.0.1", 0), store=Store(stock={}), secret=SECRET)
+    port = server.server_address[1]
+    clients = [socket.socket() for _ in range(32)]
+    try:
+        # when: 32 shoppers' webhooks connect at once
+        for client in clients:
+            client.setblocking(False)
+            client.connect_ex(("127.0.0.1", port))
+        _, writable, _ = select.select([], clients, [], 0.5)
+
+        # then: the kernel completed every handshake; a queue of 5 would have dropped most
+        assert len(writable) == 32
+        assert all(client.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0 for client in clients)
+    finally:
+        for client in clients:
+            client.close()
+        server.server_close()

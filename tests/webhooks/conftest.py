@@ -77,6 +77,10 @@ class RecordingHandler(BaseHTTPRequestHandler):
 
 class _RecordingServer(ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver's default backlog is 5. Tests that connect from 8 threads at once could
+    # overflow it on a busy machine, and Linux then drops the SYN, which the client resends
+    # only after the 1 s connect timeout.
+    request_queue_size = 64
 
     def __init__(self, behaviour: Behaviour, log: ServerLog, protocol_version: str) -> None:
         self.behaviour = behaviour

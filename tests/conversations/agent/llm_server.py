@@ -190,6 +190,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 64  # socketserver's default of 5 overflows under concurrent tests
     llm: ScriptedLLM
 
 
