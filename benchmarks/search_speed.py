@@ -355,7 +355,7 @@ class Benchmark:
         )
         names = ("raw pgvector", "service", "embed", "service + embed")
         # timings[name][round] has one time per query. The first round starts without
-        # cached statistics, like a freshly started server; the later rounds show the
+        # cached statistics, like a freshly started server. The later rounds show the
         # steady state and are the ones compared.
         timings: dict[str, list[list[float]]] = {
             name: [[] for _ in range(self.args.rounds)] for name in names

@@ -158,7 +158,7 @@ CONJUNCTIVE_MIN_MATCHES = 20
 # 8 of 200 queries changed their first ten results. The judged sets' hybrid nDCG@10 did not
 # change (docs/benchmarks.md).
 MATCH_LIMIT = 3000
-# Columns that search results do not load: they are large and only the stages read them.
+# Columns that search results do not load, because they are large and only the stages read them.
 _UNLOADED_FIELDS = ("embedding", "search_vector")
 
 
@@ -790,7 +790,7 @@ def _count_term_frequencies(*, tenant: Tenant, terms: list[QueryTerm]) -> list[T
         params.append(_term_tsquery(term))
         columns.append("count(*) FILTER (WHERE search_vector @@ %s::tsquery)")
         params.append(_tsquery(list(term.stems)))
-        # Whether any product contains each stem: one row is enough to tell.
+        # bool_or tells whether any product contains each stem.
         for stem in term.stems:
             columns.append("bool_or(search_vector @@ %s::tsquery)")
             params.append(_tsquery([stem]))
@@ -929,8 +929,8 @@ def _nearest_products(*, params: dict[str, Any]) -> list[tuple[int, float]]:
 def _sends_one_query_string() -> bool:
     """Tell whether the vector stage's settings and statement can go as one query string.
 
-    That needs autocommit outside a transaction, and client-side parameter binding (Django's
-    default for psycopg): with server-side binding PostgreSQL accepts one statement only.
+    That needs autocommit outside a transaction and client-side parameter binding, Django's
+    default for psycopg, because with server-side binding PostgreSQL accepts one statement.
     """
     return (
         connection.get_autocommit()
@@ -1105,8 +1105,8 @@ def _products_by_id(*, tenant: Tenant, product_ids: list[int]) -> dict[int, Prod
 
     Only the returned products are loaded, not every candidate: the candidates are many
     times more, and building a model for each costs more than this second query. A product
-    deactivated since the stages ran is left out. The statement is written once: compiling
-    the equivalent queryset took about half of this call's time.
+    deactivated since the stages ran is left out. The statement is built once, because
+    compiling the equivalent queryset took about half of this call's time.
     """
     products = Product.objects.raw(_products_statement(), [tenant.pk, product_ids])
     return {product.pk: product for product in products}

@@ -300,7 +300,7 @@ def test_search_ignores_tsquery_syntax(grocery, embedder):
     ["молоко\x00", "\ud800молоко", "молоко \udfff\x00"],
     ids=["nul", "surrogate", "both"],
 )
-def test_search_reads_unstorable_characters_as_spaces(grocery, embedder, query):
+def test_unstorable_characters_read_as_spaces(grocery, embedder, query):
     hits = product_search(tenant=grocery, query=query, embedder=embedder)
 
     assert hits[0].product.sku in MILK_SKUS
@@ -308,9 +308,7 @@ def test_search_reads_unstorable_characters_as_spaces(grocery, embedder, query):
 
 
 @pytest.mark.parametrize("query", ["\x00", "\ud800 \x00"], ids=["nul", "both"])
-def test_search_only_unstorable_characters_runs_no_sql(
-    grocery, embedder, django_assert_num_queries, query
-):
+def test_unstorable_only_query_runs_no_sql(grocery, embedder, django_assert_num_queries, query):
     with django_assert_num_queries(0):
         hits = product_search(tenant=grocery, query=query, embedder=embedder)
 
@@ -702,7 +700,7 @@ def test_search_skips_absent_stems(tenant, embedder):
             tenant=tenant, query="tea", embedder=embedder, method=SearchMethod.FULL_TEXT
         )
 
-    # "tea" also stands for its transliteration "теа" and its translation "чай". The catalog
+    # "tea" is also searched as its transliteration "теа" and its translation "чай". The catalog
     # contains "чай" but no "теа", so the candidate statement looks for "tea" and "чай" only.
     (statement,) = [q["sql"] for q in context.captured_queries if q["sql"].startswith("WITH")]
     assert "'чай'" in statement

@@ -283,8 +283,7 @@ def test_invalid_vector_statement_is_raised(catalogs, embedder, monkeypatch):
 
 
 def _fetch_context(monkeypatch) -> list[tuple[bool, str]]:
-    """Record, for each candidate statement, whether it ran in a transaction, and the
-    trigram threshold it ran with."""
+    """Record whether each candidate statement ran in a transaction, and its trigram threshold."""
     seen: list[tuple[bool, str]] = []
     fetch_candidates = search._fetch_candidates
 
@@ -323,15 +322,16 @@ def test_typo_search_sets_local_threshold(catalogs, embedder, monkeypatch):
         assert cursor.fetchone() == ("0.6",)
 
 
+# A vector statement that returns the HNSW settings it runs with, as (id, distance).
+_SETTINGS_PROBE = (
+    " SELECT current_setting('hnsw.ef_search')::bigint, {table}.id * 0.0"
+    " + CASE current_setting('hnsw.iterative_scan') WHEN 'relaxed_order' THEN 1 END"
+    " FROM (SELECT 0 AS id) AS {table} WHERE %(tenant_id)s IS NOT NULL"
+)
+
+
 def test_vector_settings_last_one_query(monkeypatch):
-    # The statement reports the settings it runs with, as (id, distance).
-    monkeypatch.setattr(
-        search,
-        "_VECTOR_STATEMENT",
-        " SELECT current_setting('hnsw.ef_search')::bigint, {table}.id * 0.0"
-        " + CASE current_setting('hnsw.iterative_scan') WHEN 'relaxed_order' THEN 1 END"
-        " FROM (SELECT 0 AS id) AS {table} WHERE %(tenant_id)s IS NOT NULL",
-    )
+    monkeypatch.setattr(search, "_VECTOR_STATEMENT", _SETTINGS_PROBE)
 
     with CaptureQueriesContext(connection) as context:
         nearest = search._nearest_products(params={"tenant_id": 1, "vector_candidates": 50})
@@ -347,13 +347,7 @@ def test_vector_settings_last_one_query(monkeypatch):
 def test_vector_settings_with_server_side_binding(monkeypatch):
     # Server-side binding accepts one statement per query, so the settings go first.
     monkeypatch.setitem(connection.settings_dict["OPTIONS"], "server_side_binding", True)
-    monkeypatch.setattr(
-        search,
-        "_VECTOR_STATEMENT",
-        " SELECT current_setting('hnsw.ef_search')::bigint, {table}.id * 0.0"
-        " + CASE current_setting('hnsw.iterative_scan') WHEN 'relaxed_order' THEN 1 END"
-        " FROM (SELECT 0 AS id) AS {table} WHERE %(tenant_id)s IS NOT NULL",
-    )
+    monkeypatch.setattr(search, "_VECTOR_STATEMENT", _SETTINGS_PROBE)
 
     with CaptureQueriesContext(connection) as context:
         nearest = search._nearest_products(params={"tenant_id": 1, "vector_candidates": 50})

@@ -187,7 +187,7 @@ def test_upsert_batches_statements(tenant):
 def test_upsert_locks_rows_in_sku_order(tenant):
     """Two uploads of the same SKUs in opposite orders deadlocked: each locked its first row
     and waited for the other's. Rows are written in SKU order, so an upload that waits for
-    a row already holds every row with a smaller SKU and none with a larger one.
+    a row has already locked every row with a smaller SKU and none with a larger one.
     """
     product_upsert_many(tenant=tenant, products=_inputs(KEFIR, MILK))
     table = Product._meta.db_table

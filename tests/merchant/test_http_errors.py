@@ -144,7 +144,7 @@ def test_listener_queues_many_connections() -> None:
             client.connect_ex(("127.0.0.1", port))
         _, writable, _ = select.select([], clients, [], 0.5)
 
-        # then: the kernel completed every handshake; a queue of 5 would have dropped most
+        # then: the kernel completed every handshake, where a queue of 5 would have dropped most
         assert len(writable) == 32
         assert all(client.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0 for client in clients)
     finally:
