@@ -58,9 +58,13 @@ __all__ = [
     "products_call",
     "products_fetch",
     "signing_secrets",
+    "UNKNOWN_CART_REASON",
 ]
 
 logger = logging.getLogger(__name__)
+
+# The reason of a cart result when the merchant responded with {"ok": false} and no reason.
+UNKNOWN_CART_REASON = "unknown"
 
 
 class CartAction(StrEnum):
@@ -313,7 +317,7 @@ def cart_change(
         return CartResult(ok=False, reason=outcome.failure)
     if outcome.parsed.ok:
         return CartResult(ok=True)
-    return CartResult(ok=False, reason=outcome.parsed.reason or "unknown")
+    return CartResult(ok=False, reason=outcome.parsed.reason or UNKNOWN_CART_REASON)
 
 
 def cart_fetch(*, tenant: Tenant, store_id: str, session_id: str) -> CartLoadResult:

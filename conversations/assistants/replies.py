@@ -13,6 +13,7 @@ from conversations.cart import effective_price, money_number, quantity_number, t
 from conversations.events import CartSnapshot
 from conversations.language import ENGLISH, RUSSIAN, UKRAINIAN
 from conversations.tools import MAX_CHANGE_QUANTITY, GuardReason, ShownProduct
+from webhooks.dispatch import UNKNOWN_CART_REASON
 
 TEMPLATES: dict[str, dict[str, str]] = {
     UKRAINIAN: {
@@ -344,7 +345,7 @@ class Replies:
     def rejection(self, reason: str | None, *, product: ShownProduct | None, quantity: str) -> str:
         """Explain why the merchant or a guard rejected a cart change."""
         name = product.name if product else ""
-        if reason is None:
+        if reason is None or reason == UNKNOWN_CART_REASON:
             return self.text("declined")
         if reason in EXPLAINED_REASONS:
             return self.text(

@@ -26,6 +26,9 @@ APPLES = ShownProduct(
         ("store_closed_today", "en", "The store declined the change: store closed today."),
         ("store_closed_today", "uk", "Магазин не прийняв зміну: store closed today."),
         (None, "en", "The store declined the change."),
+        # The dispatcher's reason for {"ok": false} without a reason.
+        ("unknown", "en", "The store declined the change."),
+        ("unknown", "uk", "Магазин не прийняв зміну."),
         ("out_of_stock", "en", "Sorry, “Молоко Галичина” is out of stock."),
         ("not_in_cart", "uk", "«Молоко Галичина» немає у вашому кошику."),
         (
