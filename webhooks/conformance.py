@@ -14,7 +14,7 @@ from typing import Any
 
 from tenants.models import Tenant
 from webhooks import egress
-from webhooks.calls import CallOutcome, WebhookCall, reject_json_constant
+from webhooks.calls import CallOutcome, WebhookCall, response_json
 from webhooks.diagnostics import (
     TEST_SESSION_ID,
     TEST_STORE_ID,
@@ -125,8 +125,8 @@ def _decoded_json(outcome: CallOutcome, report: EndpointReport) -> Any:
     if response is None or response.status_code != 200:
         return None
     try:
-        return json.loads(response.body, parse_constant=reject_json_constant)
-    except (UnicodeDecodeError, ValueError) as error:
+        return response_json(response.body)
+    except ValueError as error:
         report.add("invalid_json", f"the body is not valid UTF-8 JSON: {error}")
         return None
 

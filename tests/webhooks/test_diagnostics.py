@@ -392,6 +392,21 @@ def test_check_merchant_reports_transport_problems(tenant, local_webhooks, start
     assert math.isclose(reports["cart_get"]["timeout_seconds"], 1)
 
 
+def test_check_merchant_reports_deeply_nested_json(tenant, local_webhooks, start_server):
+    server = start_server(raw_reply(200, b"[" * 100_000 + b"]" * 100_000))
+    point_webhooks_at(tenant, server)
+
+    output, error = run_check("shop-a", "--kind", "products", "--json")
+
+    [report] = json.loads(output)
+    assert [v["code"] for v in report["violations"]] == [
+        "invalid_json",
+        "accepts_invalid_signature",
+    ]
+    assert "nested too deeply" in report["violations"][0]["message"]
+    assert str(error) == "2 contract violation(s) found."
+
+
 def test_check_merchant_reports_a_timeout(tenant, local_webhooks, start_server):
     server = start_server(slow(1.5))
     point_webhooks_at(tenant, server)

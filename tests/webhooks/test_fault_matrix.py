@@ -52,6 +52,8 @@ WRONG_TYPES = {
 }
 HTML_ERROR_PAGE = b"<html><body><h1>502 Bad Gateway</h1><p>nginx</p></body></html>"
 ONE_MIB = 1024 * 1024
+# 100,000 nested arrays: within the 256 KiB response limit, far past Python's recursion limit.
+DEEPLY_NESTED_JSON = b"[" * 100_000 + b"]" * 100_000
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,7 @@ def _rows(kind: str) -> list[Row]:
         Row("1 MiB body", raw_reply(200, b"[" + b"0," * (ONE_MIB // 2) + b"0]"), [(1, "invalid_response", None, "response_too_large")], FailureReason.ERROR),
         Row("connection reset", connection_reset, [(1, "connection_error", None, "connection_reset")], FailureReason.ERROR),
         Row("empty body", raw_reply(200, b""), [(1, "invalid_response", 200, "invalid_json")], FailureReason.ERROR),
+        Row("deeply nested JSON", raw_reply(200, DEEPLY_NESTED_JSON), [(1, "invalid_response", 200, "invalid_json")], FailureReason.ERROR),
         Row("HTML error page", raw_reply(502, HTML_ERROR_PAGE, "text/html"), [(1, "http_error", 502, "http_502"), (2, "http_error", 502, "http_502")], FailureReason.ERROR),
     ]  # fmt: skip
 
