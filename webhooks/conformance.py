@@ -22,6 +22,7 @@ from webhooks.diagnostics import (
     webhook_test_call,
 )
 from webhooks.models import WebhookKind
+from webhooks.schemas import MAX_AMOUNT
 from webhooks.signing import signature_headers
 
 # Responses slower than this share of the tenant's timeout leave no room for the retry and
@@ -171,10 +172,13 @@ def _number_problem(value: Any, *, positive: bool = False) -> tuple[str, str] | 
     """Return (code, text) when ``value`` is not a usable price or quantity."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return "wrong_type", f"must be a number, got {type(value).__name__}"
-    if not math.isfinite(value):
+    # Compared without converting to float, which fails for integers such as 10**400.
+    if isinstance(value, float) and not math.isfinite(value):
         return "invalid_number", "must be finite"
     if value < 0 or (positive and value == 0):
         return "invalid_number", "must be greater than 0" if positive else "must not be negative"
+    if value > MAX_AMOUNT:
+        return "invalid_number", f"must be at most {MAX_AMOUNT}"
     return None
 
 

@@ -32,7 +32,11 @@ def _finite_non_negative(value: Any) -> float:
     # bool is an int subclass in Python; a merchant sending `true` as a price is an error.
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError("must be a number")
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:
+        # A JSON integer beyond the float range, such as 10**400.
+        raise ValueError(f"must be at most {MAX_AMOUNT}") from None
     if not math.isfinite(number) or number < 0:
         raise ValueError("must be a finite number of 0 or more")
     if number > MAX_AMOUNT:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -34,6 +35,8 @@ VALID = {"sku": "a", "price": 10.5, "in_stock": True}
         ("price infinite", {**VALID, "price": math.inf}, "finite number of 0 or more"),
         ("negative price", {**VALID, "price": -1}, "finite number of 0 or more"),
         ("price too large", {**VALID, "price": 1e308}, "must be at most 1000000000"),
+        ("price beyond float range", {**VALID, "price": 10**400}, "must be at most 1000000000"),
+        ("promo beyond float range", {**VALID, "promo_price": 10**400}, "must be at most"),
         (
             "in_stock as string",
             {**VALID, "in_stock": "true"},
@@ -139,6 +142,8 @@ def test_cart_response_keeps_reason():
         ("negative price", {"sku": "a", "name": "A", "price": -3, "quantity": 1}),
         ("quantity as string", {"sku": "a", "name": "A", "price": 1, "quantity": "2"}),
         ("quantity too large", {"sku": "a", "name": "A", "price": 1, "quantity": 1e12}),
+        ("quantity beyond float range", {"sku": "a", "name": "A", "price": 1, "quantity": 10**400}),
+        ("price beyond float range", {"sku": "a", "name": "A", "price": 10**400, "quantity": 1}),
         ("unit not a string", {"sku": "a", "name": "A", "price": 1, "quantity": 1, "unit": 3}),
     ],
 )
@@ -248,6 +253,21 @@ def test_cart_get_keeps_valid_lines(tenant, local_webhooks, start_server):
 
     assert result.ok
     assert [(line.sku, line.quantity) for line in result.lines] == [("a", 2.0)]
+
+
+@pytest_db
+def test_price_beyond_float_range_drops_only_its_item(tenant, local_webhooks, start_server):
+    # json.dumps writes 10**400 as an integer literal, as a merchant's JSON library may.
+    body = {"products": [{**VALID, "price": 10**400}, {**VALID, "sku": "b"}]}
+    server = start_server(raw_reply(200, json.dumps(body).encode()))
+    point_webhooks_at(tenant, server)
+
+    result = products_fetch(tenant=tenant, skus=["a", "b"], store_id="store-1")
+
+    assert result.failure is None
+    assert result.available == {"b": LiveProduct(sku="b", price=10.5, in_stock=True)}
+    record = WebhookDelivery.objects.get(tenant=tenant)
+    assert (record.outcome, record.status_code) == ("success", 200)
 
 
 def test_long_promotion_label_is_dropped_but_the_product_kept():
