@@ -518,7 +518,8 @@ def _tool_calls(raw_calls: Sequence[_RawToolCall], request: CompletionRequest) -
         text = raw_arguments or ""
         try:
             arguments = json.loads(text) if text.strip() else {}
-        except ValueError as error:
+        # RecursionError means nesting deeper than the parser's limit of about 1,000 levels.
+        except (ValueError, RecursionError) as error:
             raise LLMInvalidResponse(
                 f"The arguments of the {name} call are not valid JSON: {_short(text)!r}."
             ) from error

@@ -29,6 +29,11 @@ FAILURES = [
         [tool_calls(call("add_to_cart", '{"sku": "milk-001", quantity: 2'))],
         "llm_invalid_response",
     ),
+    (
+        "deeply nested arguments",
+        [tool_calls(call("add_to_cart", '{"sku": ' + "[" * 5_000 + "]" * 5_000 + "}"))],
+        "llm_invalid_response",
+    ),
     ("unknown tool", [tool_calls(call("checkout", {"confirm": True}))], "llm_invalid_response"),
     ("html body", [raw_body(b"<html>Bad gateway</html>", "text/html")], "llm_invalid_response"),
     ("invalid json body", [raw_body(b'{"choices": [')], "llm_invalid_response"),
