@@ -35,7 +35,7 @@ def _client(request: Request) -> ApiClient:
 def _message_data(request: Request) -> Any:
     """Return the parsed body of a message request.
 
-    Django refuses to read a body over DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MB by default). Such
+    Django refuses to read a body over DATA_UPLOAD_MAX_MEMORY_SIZE (5 MiB in settings). Such
     a body contains a message far over the limit, so it gets ``message_too_large``, not a 500.
     """
     try:
