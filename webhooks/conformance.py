@@ -265,6 +265,7 @@ def _check_cart_get(payload: Any, call: WebhookCall, report: EndpointReport) -> 
     items = _array_of(payload, "items", report)
     if items is None:
         return
+    seen: set[str] = set()
     for index, item in enumerate(items):
         where = f"items[{index}]"
         if not isinstance(item, dict):
@@ -277,6 +278,12 @@ def _check_cart_get(payload: Any, call: WebhookCall, report: EndpointReport) -> 
             required={"sku": "str", "name": "str", "price": "number", "quantity": "quantity"},
             optional={"unit": "str", "promo_price": "number", "brand": "str"},
         )
+        sku = item.get("sku")
+        if not isinstance(sku, str):
+            continue
+        if sku in seen:
+            report.add("duplicate_sku", f"{where}.sku {sku!r} appears more than once")
+        seen.add(sku)
     report.notes.append(f"{len(items)} cart line(s) returned")
 
 

@@ -167,10 +167,21 @@ def parse_cart(payload: Any) -> CartResponse:
 
 
 def parse_cart_get(payload: Any) -> ParsedList[CartGetItem]:
+    """Parse a cart GET response, keeping the first valid line of each SKU.
+
+    The cart webhook names a line by its SKU, so a cart has at most one line per SKU.
+    """
     parsed: ParsedList[CartGetItem] = ParsedList()
+    seen: set[str] = set()
     for index, raw_item in enumerate(_items_of(payload, "items")):
         try:
-            parsed.items.append(CartGetItem.model_validate(raw_item))
+            item = CartGetItem.model_validate(raw_item)
         except (ValidationError, ValueError) as error:
             parsed.dropped.append(f"item {index}: {_describe(error)}")
+            continue
+        if item.sku in seen:
+            parsed.dropped.append(f"item {index}: duplicate sku {item.sku!r}")
+            continue
+        seen.add(item.sku)
+        parsed.items.append(item)
     return parsed

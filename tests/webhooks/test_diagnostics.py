@@ -444,6 +444,22 @@ def test_check_merchant_reports_oversized_amounts(tenant, local_webhooks, start_
     assert error is not None
 
 
+def test_check_merchant_reports_duplicate_cart_lines(tenant, local_webhooks, start_server):
+    line = {"sku": "a", "name": "A", "price": 1, "quantity": 1}
+    server = start_server(json_reply(200, {"items": [line, {**line, "quantity": 2}]}))
+    point_webhooks_at(tenant, server)
+
+    output, error = run_check("shop-a", "--kind", "cart_get", "--json")
+
+    [report] = json.loads(output)
+    assert [v["code"] for v in report["violations"]] == [
+        "duplicate_sku",
+        "accepts_invalid_signature",
+    ]
+    assert report["violations"][0]["message"] == "items[1].sku 'a' appears more than once"
+    assert error is not None
+
+
 def test_check_merchant_reports_a_timeout(tenant, local_webhooks, start_server):
     server = start_server(slow(1.5))
     point_webhooks_at(tenant, server)

@@ -287,6 +287,24 @@ def test_long_cart_reason_is_cut():
     assert response.reason == "r" * 200
 
 
+def test_cart_get_duplicate_sku_first_wins():
+    parsed = parse_cart_get(
+        {
+            "items": [
+                {"sku": "a", "name": "A", "price": 1, "quantity": 1},
+                {"sku": "b", "name": "B", "price": 2, "quantity": 1},
+                {"sku": "a", "name": "A again", "price": 3, "quantity": 2},
+            ]
+        }
+    )
+
+    assert [(line.sku, line.name, line.quantity) for line in parsed.items] == [
+        ("a", "A", 1.0),
+        ("b", "B", 1.0),
+    ]
+    assert parsed.dropped == ["item 2: duplicate sku 'a'"]
+
+
 def test_cart_get_item_with_an_overlong_name_is_dropped():
     parsed = parse_cart_get({"items": [{"sku": "a", "name": "n" * 501, "price": 1, "quantity": 1}]})
 
