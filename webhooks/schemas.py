@@ -28,6 +28,27 @@ MAX_REASON_LENGTH = 200
 MAX_AMOUNT = 1_000_000_000
 
 
+def _storable(text: str) -> bool:
+    """Return whether ``text`` has no NUL character and no unpaired surrogate.
+
+    PostgreSQL stores neither, so a reply whose events contain one could not be saved. A
+    merchant can send both as JSON escapes (``\\u0000``, ``\\ud800``).
+    """
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _check_storable(value: str | None) -> str | None:
+    if value is not None and not _storable(value):
+        raise ValueError("must not contain NUL characters or unpaired surrogates")
+    return value
+
+
 def _finite_non_negative(value: Any) -> float:
     # bool is an int subclass in Python; a merchant sending `true` as a price is an error.
     if isinstance(value, bool) or not isinstance(value, int | float):
@@ -54,6 +75,7 @@ class ProductItem(BaseModel):
     promo_label: StrictStr | None = None
 
     _check_price = field_validator("price", mode="before")(_finite_non_negative)
+    _check_sku = field_validator("sku")(_check_storable)
 
     @field_validator("promo_price", mode="before")
     @classmethod
@@ -62,8 +84,10 @@ class ProductItem(BaseModel):
 
     @field_validator("promo_label")
     @classmethod
-    def _drop_long_label(cls, value: str | None) -> str | None:
-        return value if value is None or len(value) <= MAX_PROMO_LABEL_LENGTH else None
+    def _drop_unusable_label(cls, value: str | None) -> str | None:
+        if value is None or len(value) > MAX_PROMO_LABEL_LENGTH or not _storable(value):
+            return None
+        return value
 
     def model_post_init(self, context: Any) -> None:
         if self.promo_price is not None and self.promo_price >= self.price:
@@ -79,7 +103,10 @@ class CartResponse(BaseModel):
     @field_validator("reason")
     @classmethod
     def _cut_long_reason(cls, value: str | None) -> str | None:
-        return value if value is None else value[:MAX_REASON_LENGTH]
+        # A reason that cannot be stored is left out, so the assistant reads "unknown".
+        if value is None or not _storable(value):
+            return None
+        return value[:MAX_REASON_LENGTH]
 
 
 class CartGetItem(BaseModel):
@@ -95,6 +122,7 @@ class CartGetItem(BaseModel):
     brand: Annotated[StrictStr, StringConstraints(max_length=200)] | None = None
 
     _check_price = field_validator("price", mode="before")(_finite_non_negative)
+    _check_text = field_validator("sku", "name", "unit", "brand")(_check_storable)
 
     @field_validator("quantity", mode="before")
     @classmethod

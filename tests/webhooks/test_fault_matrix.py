@@ -237,3 +237,23 @@ def test_chat_reply_while_the_breaker_is_open(
     )
     assert [request.path for request in server.log.requests if request.method == "POST"] == []
     assert WebhookDelivery.objects.get(tenant=tenant, kind="products").outcome == "circuit_open"
+
+
+@pytest.mark.parametrize("label", ["-13%\x00", "-13%\ud800"], ids=["NUL", "unpaired surrogate"])
+def test_chat_reply_drops_unstorable_promotion_label(
+    tenant, fault_settings, start_server, chat_client, shop_catalog, label
+):
+    # Valid JSON escapes that PostgreSQL cannot store in the reply's events.
+    item = {"sku": "milk-001", "price": 45.9, "in_stock": True, "promo_price": 40.0}
+    server = start_server(json_reply(200, {"products": [{**item, "promo_label": label}]}))
+    point_webhooks_at(tenant, server)
+    conversation = ConversationFactory(tenant=tenant, store_id=STORE_ID, session_id=SESSION_ID)
+
+    sent = send(chat_client, conversation, "молоко")
+
+    [cards] = [event["items"] for event in sent if event["type"] == "product_cards"]
+    assert [(card["sku"], card["promo_price"], card["promo_label"]) for card in cards] == [
+        ("milk-001", 40.0, None)
+    ]
+    reply = conversation.messages.get(role="assistant")
+    assert reply.events == sent

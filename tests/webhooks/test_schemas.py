@@ -145,6 +145,13 @@ def test_cart_response_keeps_reason():
         ("quantity beyond float range", {"sku": "a", "name": "A", "price": 1, "quantity": 10**400}),
         ("price beyond float range", {"sku": "a", "name": "A", "price": 10**400, "quantity": 1}),
         ("unit not a string", {"sku": "a", "name": "A", "price": 1, "quantity": 1, "unit": 3}),
+        ("name with NUL", {"sku": "a", "name": "A\x00", "price": 1, "quantity": 1}),
+        ("sku with unpaired surrogate", {"sku": "a\ud800", "name": "A", "price": 1, "quantity": 1}),
+        ("unit with NUL", {"sku": "a", "name": "A", "price": 1, "quantity": 1, "unit": "k\x00g"}),
+        (
+            "brand with unpaired surrogate",
+            {"sku": "a", "name": "A", "price": 1, "quantity": 1, "brand": "\udc00"},
+        ),
     ],
 )
 def test_invalid_cart_get_item_is_dropped(_case, item):
@@ -281,6 +288,38 @@ def test_long_promotion_label_is_dropped_but_the_product_kept():
     ]
 
 
+@pytest.mark.parametrize("label", ["-19%\x00", "-19%\ud800"], ids=["NUL", "unpaired surrogate"])
+def test_unstorable_promotion_label_is_dropped(label):
+    # PostgreSQL stores neither NUL characters nor unpaired surrogates.
+    parsed = parse_products(
+        {"products": [{**VALID, "promo_price": 9, "promo_label": label}]},
+        requested_skus=["a"],
+    )
+
+    assert [(item.sku, item.promo_price, item.promo_label) for item in parsed.items] == [
+        ("a", 9.0, None)
+    ]
+    assert parsed.dropped == []
+
+
+@pytest.mark.parametrize("sku", ["a\x00", "a\ud800"], ids=["NUL", "unpaired surrogate"])
+def test_unstorable_product_sku_is_dropped(sku):
+    parsed = parse_products({"products": [{**VALID, "sku": sku}]}, requested_skus=["a", sku])
+
+    assert parsed.items == []
+    assert len(parsed.dropped) == 1
+
+
+@pytest.mark.parametrize(
+    "reason", ["sold\x00out", "sold\udfffout"], ids=["NUL", "unpaired surrogate"]
+)
+def test_unstorable_cart_reason_reads_unknown(reason):
+    response = parse_cart({"ok": False, "reason": reason})
+
+    assert response.ok is False
+    assert response.reason is None
+
+
 def test_long_cart_reason_is_cut():
     response = parse_cart({"ok": False, "reason": "r" * 200_000})
 
@@ -303,6 +342,15 @@ def test_cart_get_duplicate_sku_first_wins():
         ("b", "B", 1.0),
     ]
     assert parsed.dropped == ["item 2: duplicate sku 'a'"]
+
+
+def test_cart_get_item_with_null_brand_is_kept():
+    parsed = parse_cart_get(
+        {"items": [{"sku": "a", "name": "A", "price": 1, "quantity": 1, "brand": None}]}
+    )
+
+    assert [(line.sku, line.brand) for line in parsed.items] == [("a", None)]
+    assert parsed.dropped == []
 
 
 def test_cart_get_item_with_an_overlong_name_is_dropped():
