@@ -166,6 +166,8 @@ def _csv_cell(name: str, value: str) -> Any:
             return json.loads(value)
         except json.JSONDecodeError as exc:
             raise ValueError(f"attributes: Invalid JSON ({exc.msg}, column {exc.colno}).") from None
+        except RecursionError:
+            raise ValueError(f"attributes: {_TOO_DEEP}") from None
     if name in _NUMERIC_FIELDS and _DECIMAL_COMMA_NUMBER.fullmatch(value):
         return value.replace(",", ".")
     return value

@@ -429,7 +429,7 @@ def _completion_from_plain(
         if function is None:
             raise LLMInvalidResponse(f"The model made a tool call of type {call.type!r}.")
         raw_calls.append((call.id, function.name, function.arguments))
-    text = message.content or ""
+    text = _storable_text(message.content or "")
     tool_calls = _tool_calls(raw_calls, request)
     usage = _usage(parsed.usage, request, text, tool_calls)
     return _checked_completion(
@@ -471,7 +471,7 @@ class _StreamAssembly:
             delta = choice.delta
             if delta is None:
                 continue
-            delta_text += delta.content or ""
+            delta_text += _storable_text(delta.content or "")
             for part in delta.tool_calls or []:
                 call = self.calls.setdefault(part.index, ["", "", []])
                 call[0] = call[0] or (part.id or "")
@@ -518,12 +518,18 @@ def _tool_calls(raw_calls: Sequence[_RawToolCall], request: CompletionRequest) -
         text = raw_arguments or ""
         try:
             arguments = json.loads(text) if text.strip() else {}
-        except ValueError as error:
+        # RecursionError means nesting deeper than the parser's limit of about 1,000 levels.
+        except (ValueError, RecursionError) as error:
             raise LLMInvalidResponse(
                 f"The arguments of the {name} call are not valid JSON: {_short(text)!r}."
             ) from error
         if not isinstance(arguments, dict):
             raise LLMInvalidResponse(f"The arguments of the {name} call are not a JSON object.")
+        if not _storable_value(arguments):
+            raise LLMInvalidResponse(
+                f"The arguments of the {name} call contain a NUL character or an unpaired "
+                f"surrogate: {_short(text)!r}."
+            )
         calls.append(
             ToolCall(
                 # Some self-hosted servers leave the id out; the history needs one per call.
@@ -534,6 +540,40 @@ def _tool_calls(raw_calls: Sequence[_RawToolCall], request: CompletionRequest) -
             )
         )
     return calls
+
+
+def _storable_text(text: str) -> str:
+    """Return ``text`` with NUL characters and unpaired surrogates replaced by U+FFFD.
+
+    PostgreSQL stores neither, and an unpaired surrogate cannot be encoded as UTF-8 for the
+    client. A server that splits a character outside the BMP across two stream chunks sends
+    its halves as unpaired surrogates.
+    """
+    text = text.replace("\x00", "\ufffd")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        # The UTF-16 round trip joins adjacent halves and replaces the unpaired ones.
+        text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return text
+
+
+def _storable_value(value: Any) -> bool:
+    """Return whether no string in a decoded JSON value contains NUL or an unpaired surrogate.
+
+    The walk uses a stack, because the value may nest as deep as the JSON parser allows.
+    """
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str) and _storable_text(item) != item:
+            return False
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return True
 
 
 def _checked_completion(completion: Completion) -> Completion:

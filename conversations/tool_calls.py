@@ -304,7 +304,14 @@ def _text(arguments: Mapping[str, Any], key: str) -> str:
 
 def _quantity(arguments: Mapping[str, Any], *, default: float | None = None) -> float:
     value = arguments.get("quantity", default)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _InvalidArguments("quantity must be a number.")
+    try:
+        finite = math.isfinite(value)
+    except OverflowError:
+        # An integer beyond the float range, such as 10**400.
+        finite = False
+    if not finite:
         raise _InvalidArguments("quantity must be a number.")
     return value
 

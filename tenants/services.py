@@ -27,6 +27,9 @@ logger = logging.getLogger(__name__)
 # The longest overlap a rotation may ask for: a week.
 MAX_ROTATION_OVERLAP_HOURS = 7 * 24
 
+# The fields of WebhookSettings that a secret change writes.
+_SECRET_FIELDS = ["secret", "next_secret", "next_secret_promote_at", "secret_updated_at"]
+
 
 @dataclass(frozen=True)
 class IssuedApiKey:
@@ -151,23 +154,30 @@ def webhook_secret_set(
     A rotation still in progress is completed first: its next secret becomes the current
     one, because a merchant may already have switched to it. Merchants still on the older
     secret therefore lose their remaining overlap.
+
+    The row is locked and its secret fields are read again, and only they are written, so
+    that a concurrent rotation or settings change is never overwritten with stale values.
     """
     if secret is None:
         secret = generate_webhook_secret()
     else:
         validate_custom_secret(secret)
-    now = timezone.now()
-    if webhook_settings.next_secret:
-        webhook_settings.secret = webhook_settings.next_secret
-    if webhook_settings.secret and overlap > timedelta(0):
-        webhook_settings.next_secret = secret
-        webhook_settings.next_secret_promote_at = now + overlap
-    else:
-        webhook_settings.secret = secret
-        webhook_settings.next_secret = ""
-        webhook_settings.next_secret_promote_at = None
-    webhook_settings.secret_updated_at = now
-    webhook_settings.save()
+    with transaction.atomic():
+        webhook_settings.refresh_from_db(
+            from_queryset=WebhookSettings.objects.select_for_update(), fields=_SECRET_FIELDS
+        )
+        now = timezone.now()
+        if webhook_settings.next_secret:
+            webhook_settings.secret = webhook_settings.next_secret
+        if webhook_settings.secret and overlap > timedelta(0):
+            webhook_settings.next_secret = secret
+            webhook_settings.next_secret_promote_at = now + overlap
+        else:
+            webhook_settings.secret = secret
+            webhook_settings.next_secret = ""
+            webhook_settings.next_secret_promote_at = None
+        webhook_settings.secret_updated_at = now
+        webhook_settings.save(update_fields=[*_SECRET_FIELDS, "updated_at"])
     logger.info(
         "tenants.webhook_secret.changed",
         extra={

@@ -288,8 +288,8 @@ class WebhookCall:
                 retryable=False,
             )
         try:
-            payload = json.loads(response.body, parse_constant=reject_json_constant)
-        except (UnicodeDecodeError, ValueError) as error:
+            payload = response_json(response.body)
+        except ValueError as error:
             return invalid(
                 WebhookDelivery.Outcome.INVALID_RESPONSE,
                 "invalid_json",
@@ -375,3 +375,15 @@ def _failed(
 def reject_json_constant(name: str) -> Any:
     """Reject NaN, Infinity and -Infinity, which Python's json module accepts but JSON does not."""
     raise ValueError(f"{name} is not valid JSON")
+
+
+def response_json(body: bytes) -> Any:
+    """Parse a merchant's response body as strict JSON; raise ``ValueError`` if it is not.
+
+    Python's parser raises ``RecursionError`` near the interpreter's recursion limit (1,000
+    levels by default), and a body within the size limit can nest far deeper than that.
+    """
+    try:
+        return json.loads(body, parse_constant=reject_json_constant)
+    except RecursionError:
+        raise ValueError("the JSON is nested too deeply to parse") from None

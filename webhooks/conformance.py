@@ -14,7 +14,7 @@ from typing import Any
 
 from tenants.models import Tenant
 from webhooks import egress
-from webhooks.calls import CallOutcome, WebhookCall, reject_json_constant
+from webhooks.calls import CallOutcome, WebhookCall, response_json
 from webhooks.diagnostics import (
     TEST_SESSION_ID,
     TEST_STORE_ID,
@@ -22,6 +22,7 @@ from webhooks.diagnostics import (
     webhook_test_call,
 )
 from webhooks.models import WebhookKind
+from webhooks.schemas import MAX_AMOUNT
 from webhooks.signing import signature_headers
 
 # Responses slower than this share of the tenant's timeout leave no room for the retry and
@@ -125,8 +126,8 @@ def _decoded_json(outcome: CallOutcome, report: EndpointReport) -> Any:
     if response is None or response.status_code != 200:
         return None
     try:
-        return json.loads(response.body, parse_constant=reject_json_constant)
-    except (UnicodeDecodeError, ValueError) as error:
+        return response_json(response.body)
+    except ValueError as error:
         report.add("invalid_json", f"the body is not valid UTF-8 JSON: {error}")
         return None
 
@@ -171,10 +172,13 @@ def _number_problem(value: Any, *, positive: bool = False) -> tuple[str, str] | 
     """Return (code, text) when ``value`` is not a usable price or quantity."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return "wrong_type", f"must be a number, got {type(value).__name__}"
-    if not math.isfinite(value):
+    # Compared without converting to float, which fails for integers such as 10**400.
+    if isinstance(value, float) and not math.isfinite(value):
         return "invalid_number", "must be finite"
     if value < 0 or (positive and value == 0):
         return "invalid_number", "must be greater than 0" if positive else "must not be negative"
+    if value > MAX_AMOUNT:
+        return "invalid_number", f"must be at most {MAX_AMOUNT}"
     return None
 
 
@@ -261,6 +265,7 @@ def _check_cart_get(payload: Any, call: WebhookCall, report: EndpointReport) -> 
     items = _array_of(payload, "items", report)
     if items is None:
         return
+    seen: set[str] = set()
     for index, item in enumerate(items):
         where = f"items[{index}]"
         if not isinstance(item, dict):
@@ -273,6 +278,12 @@ def _check_cart_get(payload: Any, call: WebhookCall, report: EndpointReport) -> 
             required={"sku": "str", "name": "str", "price": "number", "quantity": "quantity"},
             optional={"unit": "str", "promo_price": "number", "brand": "str"},
         )
+        sku = item.get("sku")
+        if not isinstance(sku, str):
+            continue
+        if sku in seen:
+            report.add("duplicate_sku", f"{where}.sku {sku!r} appears more than once")
+        seen.add(sku)
     report.notes.append(f"{len(items)} cart line(s) returned")
 
 

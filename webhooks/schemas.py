@@ -28,11 +28,36 @@ MAX_REASON_LENGTH = 200
 MAX_AMOUNT = 1_000_000_000
 
 
+def _storable(text: str) -> bool:
+    """Return whether ``text`` has no NUL character and no unpaired surrogate.
+
+    PostgreSQL stores neither, so a reply whose events contain one could not be saved. A
+    merchant can send both as JSON escapes (``\\u0000``, ``\\ud800``).
+    """
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _check_storable(value: str | None) -> str | None:
+    if value is not None and not _storable(value):
+        raise ValueError("must not contain NUL characters or unpaired surrogates")
+    return value
+
+
 def _finite_non_negative(value: Any) -> float:
     # bool is an int subclass in Python; a merchant sending `true` as a price is an error.
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError("must be a number")
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:
+        # A JSON integer beyond the float range, such as 10**400.
+        raise ValueError(f"must be at most {MAX_AMOUNT}") from None
     if not math.isfinite(number) or number < 0:
         raise ValueError("must be a finite number of 0 or more")
     if number > MAX_AMOUNT:
@@ -50,6 +75,7 @@ class ProductItem(BaseModel):
     promo_label: StrictStr | None = None
 
     _check_price = field_validator("price", mode="before")(_finite_non_negative)
+    _check_sku = field_validator("sku")(_check_storable)
 
     @field_validator("promo_price", mode="before")
     @classmethod
@@ -58,8 +84,10 @@ class ProductItem(BaseModel):
 
     @field_validator("promo_label")
     @classmethod
-    def _drop_long_label(cls, value: str | None) -> str | None:
-        return value if value is None or len(value) <= MAX_PROMO_LABEL_LENGTH else None
+    def _drop_unusable_label(cls, value: str | None) -> str | None:
+        if value is None or len(value) > MAX_PROMO_LABEL_LENGTH or not _storable(value):
+            return None
+        return value
 
     def model_post_init(self, context: Any) -> None:
         if self.promo_price is not None and self.promo_price >= self.price:
@@ -75,7 +103,10 @@ class CartResponse(BaseModel):
     @field_validator("reason")
     @classmethod
     def _cut_long_reason(cls, value: str | None) -> str | None:
-        return value if value is None else value[:MAX_REASON_LENGTH]
+        # A reason that cannot be stored is left out, so the assistant reads "unknown".
+        if value is None or not _storable(value):
+            return None
+        return value[:MAX_REASON_LENGTH]
 
 
 class CartGetItem(BaseModel):
@@ -91,6 +122,7 @@ class CartGetItem(BaseModel):
     brand: Annotated[StrictStr, StringConstraints(max_length=200)] | None = None
 
     _check_price = field_validator("price", mode="before")(_finite_non_negative)
+    _check_text = field_validator("sku", "name", "unit", "brand")(_check_storable)
 
     @field_validator("quantity", mode="before")
     @classmethod
@@ -163,10 +195,21 @@ def parse_cart(payload: Any) -> CartResponse:
 
 
 def parse_cart_get(payload: Any) -> ParsedList[CartGetItem]:
+    """Parse a cart GET response, keeping the first valid line of each SKU.
+
+    The cart webhook names a line by its SKU, so a cart has at most one line per SKU.
+    """
     parsed: ParsedList[CartGetItem] = ParsedList()
+    seen: set[str] = set()
     for index, raw_item in enumerate(_items_of(payload, "items")):
         try:
-            parsed.items.append(CartGetItem.model_validate(raw_item))
+            item = CartGetItem.model_validate(raw_item)
         except (ValidationError, ValueError) as error:
             parsed.dropped.append(f"item {index}: {_describe(error)}")
+            continue
+        if item.sku in seen:
+            parsed.dropped.append(f"item {index}: duplicate sku {item.sku!r}")
+            continue
+        seen.add(item.sku)
+        parsed.items.append(item)
     return parsed

@@ -299,6 +299,22 @@ def test_import_rejects_too_deep_json_line(tenant, tmp_path):
     assert _skus(tenant) == ["milk-1"]
 
 
+def test_import_rejects_too_deep_csv_attributes(tenant, tmp_path):
+    # Past Python's recursion limit, within the CSV reader's limit of 131,072 per cell.
+    deep = b"[" * 5_000 + b"]" * 5_000
+    path = _write(
+        tmp_path,
+        "products.csv",
+        b"sku,name,attributes\ndeep-1,Deep," + deep + b"\nmilk-1,Milk,{}\n",
+    )
+
+    stdout, stderr = _import(path, "--tenant", "shop-a", "--no-embed")
+
+    assert stderr == "Line 2: rejected. attributes: The JSON is nested too deeply to parse.\n"
+    assert "Created: 1, updated: 0, unchanged: 0, rejected: 1.\n" in stdout
+    assert _skus(tenant) == ["milk-1"]
+
+
 def test_import_missing_file(tenant, tmp_path):
     with pytest.raises(CommandError) as exc_info:
         _import(str(tmp_path / "missing.csv"), "--tenant", "shop-a")

@@ -84,6 +84,12 @@ def test_rejected_call_returns_the_reason(merchant, conversation, tools):
             {"error": "invalid_arguments", "detail": "quantity must be a number."},
         ),
         (
+            "quantity beyond float range",
+            "add_to_cart",
+            {"sku": "milk-001", "quantity": 10**400},
+            {"error": "invalid_arguments", "detail": "quantity must be a number."},
+        ),
+        (
             "boolean quantity",
             "update_quantity",
             {"sku": "milk-001", "quantity": True},

@@ -137,6 +137,35 @@ def test_immediate_rotation_during_an_overlap_drops_both_old_secrets(tenant):
     assert new not in {old, pending}
 
 
+def test_stale_rotation_keeps_earlier_rotation(tenant):
+    # Two rotations that read the row before either saved, as two concurrent requests do.
+    stale = WebhookSettings.objects.get(tenant=tenant)
+    first = webhook_secret_set(
+        webhook_settings=WebhookSettings.objects.get(tenant=tenant), overlap=timedelta(hours=24)
+    )
+
+    second = webhook_secret_set(webhook_settings=stale, overlap=timedelta(hours=24))
+
+    stored = WebhookSettings.objects.get(tenant=tenant)
+    assert stored.secret == first
+    assert stored.next_secret == second
+    assert (stale.secret, stale.next_secret) == (first, second)
+
+
+def test_stale_rotation_keeps_changed_urls(tenant):
+    stale = WebhookSettings.objects.get(tenant=tenant)
+    WebhookSettings.objects.filter(tenant=tenant).update(
+        products_url="https://93.184.216.34/products", timeout_seconds=9
+    )
+
+    webhook_secret_set(webhook_settings=stale, overlap=timedelta(hours=24))
+
+    stored = WebhookSettings.objects.get(tenant=tenant)
+    assert stored.products_url == "https://93.184.216.34/products"
+    assert stored.timeout_seconds == 9
+    assert stored.next_secret != ""
+
+
 def test_full_save_keeps_catalog_version(tenant):
     stale = Tenant.objects.get(pk=tenant.pk)
     Tenant.objects.filter(pk=tenant.pk).update(catalog_version=7)

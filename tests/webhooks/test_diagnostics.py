@@ -392,6 +392,74 @@ def test_check_merchant_reports_transport_problems(tenant, local_webhooks, start
     assert math.isclose(reports["cart_get"]["timeout_seconds"], 1)
 
 
+def test_check_merchant_reports_deeply_nested_json(tenant, local_webhooks, start_server):
+    server = start_server(raw_reply(200, b"[" * 100_000 + b"]" * 100_000))
+    point_webhooks_at(tenant, server)
+
+    output, error = run_check("shop-a", "--kind", "products", "--json")
+
+    [report] = json.loads(output)
+    assert [v["code"] for v in report["violations"]] == [
+        "invalid_json",
+        "accepts_invalid_signature",
+    ]
+    assert "nested too deeply" in report["violations"][0]["message"]
+    assert str(error) == "2 contract violation(s) found."
+
+
+def test_check_merchant_reports_oversized_amounts(tenant, local_webhooks, start_server):
+    # 10**400 is a valid JSON integer that no float can hold.
+    products = {
+        "products": [
+            {"sku": "vizochok-test-1", "price": 10**400, "in_stock": True},
+            {"sku": "vizochok-test-2", "price": 1e12, "in_stock": True},
+        ]
+    }
+    cart_items = {"items": [{"sku": "a", "name": "A", "price": 1, "quantity": 10**400}]}
+    server = start_server(
+        route(
+            {
+                ("POST", "/products"): raw_reply(200, json.dumps(products).encode()),
+                ("POST", "/cart"): json_reply(401, {"error": "invalid_signature"}),
+                ("GET", "/cart"): raw_reply(200, json.dumps(cart_items).encode()),
+            }
+        )
+    )
+    point_webhooks_at(tenant, server)
+
+    output, error = run_check("shop-a", "--json")
+
+    reports = {report["kind"]: report for report in json.loads(output)}
+    products_violations = reports["products"]["violations"]
+    assert [v["code"] for v in products_violations] == [
+        "invalid_number",
+        "invalid_number",
+        "accepts_invalid_signature",
+    ]
+    assert products_violations[0]["message"].endswith("price must be at most 1000000000")
+    assert [v["code"] for v in reports["cart_get"]["violations"]] == [
+        "invalid_number",
+        "accepts_invalid_signature",
+    ]
+    assert error is not None
+
+
+def test_check_merchant_reports_duplicate_cart_lines(tenant, local_webhooks, start_server):
+    line = {"sku": "a", "name": "A", "price": 1, "quantity": 1}
+    server = start_server(json_reply(200, {"items": [line, {**line, "quantity": 2}]}))
+    point_webhooks_at(tenant, server)
+
+    output, error = run_check("shop-a", "--kind", "cart_get", "--json")
+
+    [report] = json.loads(output)
+    assert [v["code"] for v in report["violations"]] == [
+        "duplicate_sku",
+        "accepts_invalid_signature",
+    ]
+    assert report["violations"][0]["message"] == "items[1].sku 'a' appears more than once"
+    assert error is not None
+
+
 def test_check_merchant_reports_a_timeout(tenant, local_webhooks, start_server):
     server = start_server(slow(1.5))
     point_webhooks_at(tenant, server)

@@ -52,6 +52,8 @@ WRONG_TYPES = {
 }
 HTML_ERROR_PAGE = b"<html><body><h1>502 Bad Gateway</h1><p>nginx</p></body></html>"
 ONE_MIB = 1024 * 1024
+# 100,000 nested arrays: within the 256 KiB response limit, far past Python's recursion limit.
+DEEPLY_NESTED_JSON = b"[" * 100_000 + b"]" * 100_000
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,7 @@ def _rows(kind: str) -> list[Row]:
         Row("1 MiB body", raw_reply(200, b"[" + b"0," * (ONE_MIB // 2) + b"0]"), [(1, "invalid_response", None, "response_too_large")], FailureReason.ERROR),
         Row("connection reset", connection_reset, [(1, "connection_error", None, "connection_reset")], FailureReason.ERROR),
         Row("empty body", raw_reply(200, b""), [(1, "invalid_response", 200, "invalid_json")], FailureReason.ERROR),
+        Row("deeply nested JSON", raw_reply(200, DEEPLY_NESTED_JSON), [(1, "invalid_response", 200, "invalid_json")], FailureReason.ERROR),
         Row("HTML error page", raw_reply(502, HTML_ERROR_PAGE, "text/html"), [(1, "http_error", 502, "http_502"), (2, "http_error", 502, "http_502")], FailureReason.ERROR),
     ]  # fmt: skip
 
@@ -234,3 +237,23 @@ def test_chat_reply_while_the_breaker_is_open(
     )
     assert [request.path for request in server.log.requests if request.method == "POST"] == []
     assert WebhookDelivery.objects.get(tenant=tenant, kind="products").outcome == "circuit_open"
+
+
+@pytest.mark.parametrize("label", ["-13%\x00", "-13%\ud800"], ids=["NUL", "unpaired surrogate"])
+def test_chat_reply_drops_unstorable_promotion_label(
+    tenant, fault_settings, start_server, chat_client, shop_catalog, label
+):
+    # Valid JSON escapes that PostgreSQL cannot store in the reply's events.
+    item = {"sku": "milk-001", "price": 45.9, "in_stock": True, "promo_price": 40.0}
+    server = start_server(json_reply(200, {"products": [{**item, "promo_label": label}]}))
+    point_webhooks_at(tenant, server)
+    conversation = ConversationFactory(tenant=tenant, store_id=STORE_ID, session_id=SESSION_ID)
+
+    sent = send(chat_client, conversation, "молоко")
+
+    [cards] = [event["items"] for event in sent if event["type"] == "product_cards"]
+    assert [(card["sku"], card["promo_price"], card["promo_label"]) for card in cards] == [
+        ("milk-001", 40.0, None)
+    ]
+    reply = conversation.messages.get(role="assistant")
+    assert reply.events == sent

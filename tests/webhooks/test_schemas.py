@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -34,6 +35,8 @@ VALID = {"sku": "a", "price": 10.5, "in_stock": True}
         ("price infinite", {**VALID, "price": math.inf}, "finite number of 0 or more"),
         ("negative price", {**VALID, "price": -1}, "finite number of 0 or more"),
         ("price too large", {**VALID, "price": 1e308}, "must be at most 1000000000"),
+        ("price beyond float range", {**VALID, "price": 10**400}, "must be at most 1000000000"),
+        ("promo beyond float range", {**VALID, "promo_price": 10**400}, "must be at most"),
         (
             "in_stock as string",
             {**VALID, "in_stock": "true"},
@@ -139,7 +142,16 @@ def test_cart_response_keeps_reason():
         ("negative price", {"sku": "a", "name": "A", "price": -3, "quantity": 1}),
         ("quantity as string", {"sku": "a", "name": "A", "price": 1, "quantity": "2"}),
         ("quantity too large", {"sku": "a", "name": "A", "price": 1, "quantity": 1e12}),
+        ("quantity beyond float range", {"sku": "a", "name": "A", "price": 1, "quantity": 10**400}),
+        ("price beyond float range", {"sku": "a", "name": "A", "price": 10**400, "quantity": 1}),
         ("unit not a string", {"sku": "a", "name": "A", "price": 1, "quantity": 1, "unit": 3}),
+        ("name with NUL", {"sku": "a", "name": "A\x00", "price": 1, "quantity": 1}),
+        ("sku with unpaired surrogate", {"sku": "a\ud800", "name": "A", "price": 1, "quantity": 1}),
+        ("unit with NUL", {"sku": "a", "name": "A", "price": 1, "quantity": 1, "unit": "k\x00g"}),
+        (
+            "brand with unpaired surrogate",
+            {"sku": "a", "name": "A", "price": 1, "quantity": 1, "brand": "\udc00"},
+        ),
     ],
 )
 def test_invalid_cart_get_item_is_dropped(_case, item):
@@ -250,6 +262,21 @@ def test_cart_get_keeps_valid_lines(tenant, local_webhooks, start_server):
     assert [(line.sku, line.quantity) for line in result.lines] == [("a", 2.0)]
 
 
+@pytest_db
+def test_price_beyond_float_range_drops_only_its_item(tenant, local_webhooks, start_server):
+    # json.dumps writes 10**400 as an integer literal, as a merchant's JSON library may.
+    body = {"products": [{**VALID, "price": 10**400}, {**VALID, "sku": "b"}]}
+    server = start_server(raw_reply(200, json.dumps(body).encode()))
+    point_webhooks_at(tenant, server)
+
+    result = products_fetch(tenant=tenant, skus=["a", "b"], store_id="store-1")
+
+    assert result.failure is None
+    assert result.available == {"b": LiveProduct(sku="b", price=10.5, in_stock=True)}
+    record = WebhookDelivery.objects.get(tenant=tenant)
+    assert (record.outcome, record.status_code) == ("success", 200)
+
+
 def test_long_promotion_label_is_dropped_but_the_product_kept():
     parsed = parse_products(
         {"products": [{**VALID, "promo_price": 9, "promo_label": "x" * 41}]},
@@ -261,10 +288,69 @@ def test_long_promotion_label_is_dropped_but_the_product_kept():
     ]
 
 
+@pytest.mark.parametrize("label", ["-19%\x00", "-19%\ud800"], ids=["NUL", "unpaired surrogate"])
+def test_unstorable_promotion_label_is_dropped(label):
+    # PostgreSQL stores neither NUL characters nor unpaired surrogates.
+    parsed = parse_products(
+        {"products": [{**VALID, "promo_price": 9, "promo_label": label}]},
+        requested_skus=["a"],
+    )
+
+    assert [(item.sku, item.promo_price, item.promo_label) for item in parsed.items] == [
+        ("a", 9.0, None)
+    ]
+    assert parsed.dropped == []
+
+
+@pytest.mark.parametrize("sku", ["a\x00", "a\ud800"], ids=["NUL", "unpaired surrogate"])
+def test_unstorable_product_sku_is_dropped(sku):
+    parsed = parse_products({"products": [{**VALID, "sku": sku}]}, requested_skus=["a", sku])
+
+    assert parsed.items == []
+    assert len(parsed.dropped) == 1
+
+
+@pytest.mark.parametrize(
+    "reason", ["sold\x00out", "sold\udfffout"], ids=["NUL", "unpaired surrogate"]
+)
+def test_unstorable_cart_reason_reads_unknown(reason):
+    response = parse_cart({"ok": False, "reason": reason})
+
+    assert response.ok is False
+    assert response.reason is None
+
+
 def test_long_cart_reason_is_cut():
     response = parse_cart({"ok": False, "reason": "r" * 200_000})
 
     assert response.reason == "r" * 200
+
+
+def test_cart_get_duplicate_sku_first_wins():
+    parsed = parse_cart_get(
+        {
+            "items": [
+                {"sku": "a", "name": "A", "price": 1, "quantity": 1},
+                {"sku": "b", "name": "B", "price": 2, "quantity": 1},
+                {"sku": "a", "name": "A again", "price": 3, "quantity": 2},
+            ]
+        }
+    )
+
+    assert [(line.sku, line.name, line.quantity) for line in parsed.items] == [
+        ("a", "A", 1.0),
+        ("b", "B", 1.0),
+    ]
+    assert parsed.dropped == ["item 2: duplicate sku 'a'"]
+
+
+def test_cart_get_item_with_null_brand_is_kept():
+    parsed = parse_cart_get(
+        {"items": [{"sku": "a", "name": "A", "price": 1, "quantity": 1, "brand": None}]}
+    )
+
+    assert [(line.sku, line.brand) for line in parsed.items] == [("a", None)]
+    assert parsed.dropped == []
 
 
 def test_cart_get_item_with_an_overlong_name_is_dropped():

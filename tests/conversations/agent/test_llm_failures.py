@@ -6,7 +6,7 @@ import logging
 import pytest
 
 from conversations.models import Message
-from tests.conversations.agent.chat import types_of
+from tests.conversations.agent.chat import send_stream, types_of
 from tests.conversations.agent.llm_server import (
     call,
     http_error,
@@ -27,6 +27,11 @@ FAILURES = [
     (
         "bad json arguments",
         [tool_calls(call("add_to_cart", '{"sku": "milk-001", quantity: 2'))],
+        "llm_invalid_response",
+    ),
+    (
+        "deeply nested arguments",
+        [tool_calls(call("add_to_cart", '{"sku": ' + "[" * 5_000 + "]" * 5_000 + "}"))],
         "llm_invalid_response",
     ),
     ("unknown tool", [tool_calls(call("checkout", {"confirm": True}))], "llm_invalid_response"),
@@ -184,3 +189,68 @@ def test_completion_log_has_usage_and_request_id(chat_client, shop, conversation
     assert record.request_id == "req_test_1"
     assert record.stream is True
     assert record.duration_ms >= 0
+
+
+# PostgreSQL stores neither NUL characters nor unpaired surrogates, in text or in jsonb, and
+# an unpaired surrogate cannot be encoded as UTF-8 for the client.
+UNSTORABLE_TEXTS = [
+    pytest.param("Ось \u0000молоко", "Ось \ufffdмолоко", id="nul"),
+    pytest.param("Ось \ud83dмолоко", "Ось \ufffdмолоко", id="unpaired surrogate"),
+]
+
+
+@pytest.mark.parametrize(("text", "stored"), UNSTORABLE_TEXTS)
+def test_unstorable_reply_text_is_replaced(
+    chat_client, shop, conversation, llm, stream_mode, text, stored
+):
+    llm.add(reply(text))
+
+    sent = send(chat_client, conversation, "Привіт")
+
+    assert reply_text(sent) == stored
+    assert types_of(sent) == ["text_delta", "text_end", "response_complete"]
+    answer = Message.objects.filter(conversation=conversation, role="assistant").get()
+    assert answer.text == stored
+    assert answer.events == sent
+
+
+@pytest.mark.parametrize(("text", "stored"), UNSTORABLE_TEXTS)
+def test_unstorable_streamed_text_is_replaced(chat_client, shop, conversation, llm, text, stored):
+    llm.add(reply(text))
+
+    _, sent = send_stream(chat_client, conversation, "Привіт")
+
+    assert reply_text(sent) == stored
+    assert sent[-1] == {"type": "response_complete"}
+    answer = Message.objects.filter(conversation=conversation, role="assistant").get()
+    assert answer.text == stored
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        pytest.param('{"sku": "milk-001\\u0000"}', id="nul"),
+        pytest.param('{"sku": "milk-001\\ud800"}', id="unpaired surrogate"),
+    ],
+)
+def test_unstorable_tool_arguments_are_invalid(
+    chat_client, shop, conversation, llm, stream_mode, arguments
+):
+    show(conversation, MILK_LACTEL)
+    llm.add(tool_calls(call("get_product_details", arguments)))
+
+    sent = send(chat_client, conversation, "Розкажи про Lactel")
+
+    assert sent == [
+        {
+            "type": "error",
+            "code": "internal_error",
+            "reason": "llm_invalid_response",
+            "error_id": sent[0]["error_id"],
+        },
+        {"type": "response_complete"},
+    ]
+    assert len(llm.requests) == 1
+    answer = Message.objects.filter(conversation=conversation, role="assistant").get()
+    assert answer.events == sent
+    assert answer.metadata["failure"] == "llm_invalid_response"
