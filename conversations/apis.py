@@ -60,6 +60,28 @@ class StringField(serializers.CharField):
         return cast(str, super().to_internal_value(data))
 
 
+class IdentifierField(StringField):
+    """A ``StringField`` for ids that the merchant issued and receives back, kept as sent.
+
+    A user token is signed over the user id as sent, and webhooks pass the ids on to the
+    merchant. A trimmed id would fail the token check or name another shopper or store, so
+    surrounding whitespace is rejected instead.
+    """
+
+    default_error_messages = {"edge_whitespace": "Must not start or end with whitespace."}
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(trim_whitespace=False, **kwargs)
+
+    def to_internal_value(self, data: Any) -> str:
+        value = super().to_internal_value(data)
+        if not value.strip() and not self.allow_blank:
+            self.fail("blank")
+        if value != value.strip():
+            self.fail("edge_whitespace")
+        return value
+
+
 class RetryAfterHeaderMixin:
     """Add a ``Retry-After`` header to a 429 response whose error carries ``retry_after``."""
 
@@ -76,9 +98,9 @@ class ConversationCreateApi(RetryAfterHeaderMixin, APIView):
     permission_classes = [HasChatScope]
 
     class InputSerializer(StrictInputSerializer):
-        store_id = StringField(max_length=100)
-        user_id = StringField(max_length=200, required=False, allow_null=True)
-        user_token = StringField(max_length=200, required=False, allow_null=True)
+        store_id = IdentifierField(max_length=100)
+        user_id = IdentifierField(max_length=200, required=False, allow_null=True)
+        user_token = IdentifierField(max_length=200, required=False, allow_null=True)
 
     class OutputSerializer(serializers.Serializer):
         conversation_id = serializers.CharField(source="public_id")

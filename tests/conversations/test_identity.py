@@ -194,3 +194,24 @@ def test_public_key_cannot_reach_another_shoppers_cart(chat_client, merchant, us
     assert response.status_code == 400
     assert merchant.requests == []
     assert_nothing_created()
+
+
+@pytest.mark.parametrize("field", ["store_id", "user_id", "user_token"])
+@pytest.mark.parametrize("value", [" victim-42", "victim-42\n", "\tvictim-42"])
+def test_ids_with_surrounding_whitespace_are_rejected(server_client, field, value):
+    # Trimming would store another id than the merchant issued and signed.
+    response = create(server_client, **{field: value})
+
+    assert response.status_code == 400
+    assert response.json()["fields"] == {field: ["Must not start or end with whitespace."]}
+    assert_nothing_created()
+
+
+def test_user_id_with_an_inner_space_is_kept(chat_client, user_token_secret):
+    user_id = "victim 42"
+    response = create(
+        chat_client, user_id=user_id, user_token=token_for(user_token_secret, user_id)
+    )
+
+    assert response.status_code == 201
+    assert Conversation.objects.get().user_id == "victim 42"
