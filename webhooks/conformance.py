@@ -226,17 +226,7 @@ def _check_products(payload: Any, call: WebhookCall, report: EndpointReport) -> 
             required={"sku": "str", "price": "number", "in_stock": "bool"},
             optional={"promo_price": "number", "promo_label": "str"},
         )
-        price, promo_price = item.get("price"), item.get("promo_price")
-        if (
-            _number_problem(price) is None
-            and promo_price is not None
-            and _number_problem(promo_price) is None
-            and promo_price >= price
-        ):
-            report.add(
-                "promo_not_below_price",
-                f"{where}.promo_price {promo_price} is not below price {price}",
-            )
+        _check_promo_price(item, where, report)
         sku = item.get("sku")
         if not isinstance(sku, str):
             continue
@@ -246,6 +236,19 @@ def _check_products(payload: Any, call: WebhookCall, report: EndpointReport) -> 
             report.add("duplicate_sku", f"{where}.sku {sku!r} appears more than once")
         seen.add(sku)
     report.notes.append(f"{len(seen & requested)} of {len(requested)} requested SKUs returned")
+
+
+def _check_promo_price(item: dict[str, Any], where: str, report: EndpointReport) -> None:
+    price, promo_price = item.get("price"), item.get("promo_price")
+    if (
+        _number_problem(price) is None
+        and promo_price is not None
+        and _number_problem(promo_price) is None
+        and promo_price >= price
+    ):
+        report.add(
+            "promo_not_below_price", f"{where}.promo_price {promo_price} is not below price {price}"
+        )
 
 
 def _check_cart(payload: Any, call: WebhookCall, report: EndpointReport) -> None:
@@ -278,6 +281,7 @@ def _check_cart_get(payload: Any, call: WebhookCall, report: EndpointReport) -> 
             required={"sku": "str", "name": "str", "price": "number", "quantity": "quantity"},
             optional={"unit": "str", "promo_price": "number", "brand": "str"},
         )
+        _check_promo_price(item, where, report)
         sku = item.get("sku")
         if not isinstance(sku, str):
             continue

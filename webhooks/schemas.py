@@ -137,6 +137,12 @@ class CartGetItem(BaseModel):
     def _check_promo_price(cls, value: Any) -> float | None:
         return None if value is None else _finite_non_negative(value)
 
+    def model_post_init(self, context: Any) -> None:
+        # The line is in the shopper's cart either way, so it is kept at its regular price
+        # rather than dropped like a product whose promotion is not a discount.
+        if self.promo_price is not None and self.promo_price >= self.price:
+            self.promo_price = None
+
 
 T = TypeVar("T")
 

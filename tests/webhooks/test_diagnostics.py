@@ -460,6 +460,24 @@ def test_check_merchant_reports_duplicate_cart_lines(tenant, local_webhooks, sta
     assert error is not None
 
 
+def test_check_merchant_reports_a_cart_promo_price_that_is_no_discount(
+    tenant, local_webhooks, start_server
+):
+    line = {"sku": "a", "name": "A", "price": 1, "quantity": 1, "promo_price": 1.5}
+    server = start_server(json_reply(200, {"items": [line]}))
+    point_webhooks_at(tenant, server)
+
+    output, error = run_check("shop-a", "--kind", "cart_get", "--json")
+
+    [report] = json.loads(output)
+    assert [v["code"] for v in report["violations"]] == [
+        "promo_not_below_price",
+        "accepts_invalid_signature",
+    ]
+    assert report["violations"][0]["message"] == "items[0].promo_price 1.5 is not below price 1"
+    assert error is not None
+
+
 def test_check_merchant_reports_a_timeout(tenant, local_webhooks, start_server):
     server = start_server(slow(1.5))
     point_webhooks_at(tenant, server)

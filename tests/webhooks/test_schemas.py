@@ -358,3 +358,25 @@ def test_cart_get_item_with_an_overlong_name_is_dropped():
 
     assert parsed.items == []
     assert len(parsed.dropped) == 1
+
+
+@pytest.mark.parametrize("promo_price", [1.0, 1.5])
+def test_cart_get_promo_price_not_below_price_is_ignored(promo_price):
+    parsed = parse_cart_get(
+        {
+            "items": [
+                {"sku": "a", "name": "A", "price": 1, "quantity": 2, "promo_price": promo_price}
+            ]
+        }
+    )
+
+    assert [(line.sku, line.price, line.promo_price) for line in parsed.items] == [("a", 1.0, None)]
+    assert parsed.dropped == []
+
+
+def test_cart_get_promo_price_below_price_is_kept():
+    parsed = parse_cart_get(
+        {"items": [{"sku": "a", "name": "A", "price": 1, "quantity": 2, "promo_price": 0.5}]}
+    )
+
+    assert [(line.sku, line.price, line.promo_price) for line in parsed.items] == [("a", 1.0, 0.5)]
