@@ -22,9 +22,7 @@ from conversations.streaming import event_stream_response, wants_event_stream
 from tenants.authentication import ApiClient
 from tenants.permissions import HasChatScope
 from vizochok.exceptions import LimitExceeded
-from vizochok.serializers import StrictInputSerializer
-
-_JSON_TYPE_NAMES = {bool: "a boolean", int: "a number", float: "a number", list: "an array"}
+from vizochok.serializers import IdentifierField, StrictInputSerializer, StringField
 
 
 def _client(request: Request) -> ApiClient:
@@ -43,43 +41,6 @@ def _message_data(request: Request) -> Any:
         return request.data
     except RequestDataTooBig as error:
         raise message_too_large() from error
-
-
-class StringField(serializers.CharField):
-    """A ``CharField`` that accepts only JSON strings.
-
-    DRF's ``CharField`` turns ``5`` into ``"5"`` and ``1e999`` into ``"inf"``; a client that
-    sends a number where text belongs has a bug that should be reported, not hidden.
-    """
-
-    default_error_messages = {"not_a_string": "Expected a string, got {json_type}."}
-
-    def to_internal_value(self, data: Any) -> str:
-        if not isinstance(data, str):
-            self.fail("not_a_string", json_type=_JSON_TYPE_NAMES.get(type(data), "an object"))
-        return cast(str, super().to_internal_value(data))
-
-
-class IdentifierField(StringField):
-    """A ``StringField`` for ids that the merchant issued and receives back, kept as sent.
-
-    A user token is signed over the user id as sent, and webhooks pass the ids on to the
-    merchant. A trimmed id would fail the token check or name another shopper or store, so
-    surrounding whitespace is rejected instead.
-    """
-
-    default_error_messages = {"edge_whitespace": "Must not start or end with whitespace."}
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(trim_whitespace=False, **kwargs)
-
-    def to_internal_value(self, data: Any) -> str:
-        value = super().to_internal_value(data)
-        if not value.strip() and not self.allow_blank:
-            self.fail("blank")
-        if value != value.strip():
-            self.fail("edge_whitespace")
-        return value
 
 
 class RetryAfterHeaderMixin:

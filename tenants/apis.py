@@ -16,7 +16,13 @@ from tenants.services import (
     webhook_settings_get_or_create,
     webhook_settings_update,
 )
-from vizochok.serializers import StrictInputSerializer
+from vizochok.serializers import (
+    IdentifierField,
+    StrictFloatField,
+    StrictInputSerializer,
+    StrictIntegerField,
+    StringField,
+)
 from webhooks.diagnostics import TEST_STORE_ID, webhook_test_send
 from webhooks.models import WebhookKind
 
@@ -32,13 +38,13 @@ class WebhookSettingsApi(AdminApi):
     """``GET`` / ``PATCH /api/v1/admin/webhooks``: the secret itself is never returned."""
 
     class InputSerializer(StrictInputSerializer):
-        products_url = serializers.CharField(max_length=2000, allow_blank=True, required=False)
-        cart_url = serializers.CharField(max_length=2000, allow_blank=True, required=False)
-        cart_get_url = serializers.CharField(max_length=2000, allow_blank=True, required=False)
-        secret = serializers.CharField(
+        products_url = StringField(max_length=2000, allow_blank=True, required=False)
+        cart_url = StringField(max_length=2000, allow_blank=True, required=False)
+        cart_get_url = StringField(max_length=2000, allow_blank=True, required=False)
+        secret = StringField(
             max_length=200, allow_blank=True, required=False, trim_whitespace=False
         )
-        timeout_seconds = serializers.IntegerField(min_value=1, max_value=30, required=False)
+        timeout_seconds = StrictIntegerField(min_value=1, max_value=30, required=False)
 
     class OutputSerializer(serializers.ModelSerializer):
         class Meta:
@@ -66,7 +72,7 @@ class WebhookSecretRotateApi(AdminApi):
     """``POST /api/v1/admin/webhooks/rotate-secret``: issue the next signing secret once."""
 
     class InputSerializer(StrictInputSerializer):
-        overlap_hours = serializers.FloatField(
+        overlap_hours = StrictFloatField(
             min_value=0, max_value=MAX_ROTATION_OVERLAP_HOURS, default=24
         )
 
@@ -95,7 +101,7 @@ class WebhookTestApi(AdminApi):
 
     class InputSerializer(StrictInputSerializer):
         kind = serializers.ChoiceField(choices=WebhookKind.values, default=WebhookKind.PRODUCTS)
-        store_id = serializers.CharField(max_length=200, default=TEST_STORE_ID)
+        store_id = IdentifierField(max_length=200, default=TEST_STORE_ID)
 
     def post(self, request: Request) -> Response:
         serializer = self.InputSerializer(data=request.data)

@@ -1,6 +1,6 @@
 """Serializer building blocks shared by the API views."""
 
-from typing import Any
+from typing import Any, cast
 
 from rest_framework import serializers
 
@@ -18,3 +18,72 @@ class StrictInputSerializer(serializers.Serializer):
             if unknown:
                 raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
         return attrs
+
+
+_JSON_TYPE_NAMES = {bool: "a boolean", int: "a number", float: "a number", list: "an array"}
+
+
+def _json_type(data: Any) -> str:
+    return _JSON_TYPE_NAMES.get(type(data), "a string" if isinstance(data, str) else "an object")
+
+
+class StringField(serializers.CharField):
+    """A ``CharField`` that accepts only JSON strings.
+
+    DRF's ``CharField`` turns ``5`` into ``"5"`` and ``1e999`` into ``"inf"``. A client that
+    sends a number where text belongs has a bug, so it gets an error instead.
+    """
+
+    default_error_messages = {"not_a_string": "Expected a string, got {json_type}."}
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("not_a_string", json_type=_json_type(data))
+        return cast(str, super().to_internal_value(data))
+
+
+class IdentifierField(StringField):
+    """A ``StringField`` for ids that the merchant issued and receives back, kept as sent.
+
+    A user token is signed over the user id as sent, and webhooks pass the ids on to the
+    merchant. A trimmed id would fail the token check or name another shopper or store, so
+    surrounding whitespace is rejected instead.
+    """
+
+    default_error_messages = {"edge_whitespace": "Must not start or end with whitespace."}
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(trim_whitespace=False, **kwargs)
+
+    def to_internal_value(self, data: Any) -> str:
+        value = super().to_internal_value(data)
+        if not value.strip() and not self.allow_blank:
+            self.fail("blank")
+        if value != value.strip():
+            self.fail("edge_whitespace")
+        return value
+
+
+class StrictIntegerField(serializers.IntegerField):
+    """An ``IntegerField`` that accepts only JSON integers.
+
+    DRF's ``IntegerField`` turns ``"5"`` and ``5.0`` into ``5``, and reads ``true`` as 1.
+    """
+
+    default_error_messages = {"not_an_integer": "Expected an integer, got {json_type}."}
+
+    def to_internal_value(self, data: Any) -> int:
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("not_an_integer", json_type=_json_type(data))
+        return cast(int, super().to_internal_value(data))
+
+
+class StrictFloatField(serializers.FloatField):
+    """A ``FloatField`` that accepts only JSON numbers, not strings or booleans."""
+
+    default_error_messages = {"not_a_number": "Expected a number, got {json_type}."}
+
+    def to_internal_value(self, data: Any) -> float:
+        if isinstance(data, bool) or not isinstance(data, int | float):
+            self.fail("not_a_number", json_type=_json_type(data))
+        return cast(float, super().to_internal_value(data))

@@ -150,6 +150,48 @@ def test_patch_validates_the_timeout(tenant, server_client, _case, value):
     assert list(response.json()["fields"]) == ["timeout_seconds"]
 
 
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("products_url", 5, "Expected a string, got a number."),
+        ("cart_url", ["http://127.0.0.1:9/c"], "Expected a string, got an array."),
+        ("secret", True, "Expected a string, got a boolean."),
+        ("timeout_seconds", "5", "Expected an integer, got a string."),
+        ("timeout_seconds", 5.0, "Expected an integer, got a number."),
+        ("timeout_seconds", True, "Expected an integer, got a boolean."),
+    ],
+)
+def test_patch_rejects_wrong_json_types(tenant, server_client, field, value, message):
+    before = WebhookSettings.objects.values().get(tenant=tenant)
+
+    response = server_client.patch(URL, {field: value}, format="json")
+
+    assert response.status_code == 400
+    assert response.json()["fields"] == {field: [message]}
+    assert WebhookSettings.objects.values().get(tenant=tenant) == before
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [("2", "Expected a number, got a string."), (False, "Expected a number, got a boolean.")],
+)
+def test_rotate_secret_rejects_a_string_overlap(tenant, server_client, value, message):
+    before = WebhookSettings.objects.values().get(tenant=tenant)
+
+    response = server_client.post(f"{URL}/rotate-secret", {"overlap_hours": value}, format="json")
+
+    assert response.status_code == 400
+    assert response.json()["fields"] == {"overlap_hours": [message]}
+    assert WebhookSettings.objects.values().get(tenant=tenant) == before
+
+
+def test_rotate_secret_accepts_a_fractional_overlap(tenant, server_client):
+    response = server_client.post(f"{URL}/rotate-secret", {"overlap_hours": 1.5}, format="json")
+
+    assert response.status_code == 200
+    assert WebhookSettings.objects.get(tenant=tenant).next_secret == response.json()["secret"]
+
+
 def test_rotate_secret_with_overlap(tenant, server_client, other_tenant):
     old_secret = tenant.webhook_settings.secret
     other_secret = other_tenant.webhook_settings.secret

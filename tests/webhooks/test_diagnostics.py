@@ -73,6 +73,23 @@ def test_products_test_falls_back_to_sample_skus(tenant, merchant, server_client
     assert json.loads(merchant.requests[0].body)["skus"] == ["vizochok-test-1", "vizochok-test-2"]
 
 
+@pytest.mark.parametrize(
+    ("store_id", "message"),
+    [
+        (" store-1", "Must not start or end with whitespace."),
+        (7, "Expected a string, got a number."),
+    ],
+)
+def test_webhook_test_rejects_an_invalid_store_id(
+    tenant, merchant, server_client, store_id, message
+):
+    response = server_client.post(TEST_URL, {"store_id": store_id}, format="json")
+
+    assert response.status_code == 400
+    assert response.json()["fields"] == {"store_id": [message]}
+    assert merchant.requests == []
+
+
 def test_cart_test_clears_the_test_session(tenant, merchant, server_client):
     merchant.store.cart_seed("store-1", "shopper-1", [("atb-0318", 1)])
 
@@ -460,9 +477,7 @@ def test_check_merchant_reports_duplicate_cart_lines(tenant, local_webhooks, sta
     assert error is not None
 
 
-def test_check_merchant_reports_a_cart_promo_price_that_is_no_discount(
-    tenant, local_webhooks, start_server
-):
+def test_check_merchant_reports_cart_promo_above_price(tenant, local_webhooks, start_server):
     line = {"sku": "a", "name": "A", "price": 1, "quantity": 1, "promo_price": 1.5}
     server = start_server(json_reply(200, {"items": [line]}))
     point_webhooks_at(tenant, server)
