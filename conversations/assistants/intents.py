@@ -236,7 +236,17 @@ class _Words:
     name_words: list[str]
 
 
+# Fraction characters that shoppers type for weights: "½ кг", "1½ kg".
+_FRACTIONS = {"½": "5", "¼": "25", "¾": "75"}
+_FRACTION = re.compile(r"(\d*)([½¼¾])")
+
+
+def _fraction_as_decimal(match: re.Match[str]) -> str:
+    return f"{match.group(1) or '0'}.{_FRACTIONS[match.group(2)]}"
+
+
 def normalize(text: str) -> str:
+    text = _FRACTION.sub(_fraction_as_decimal, text)
     return text.lower().translate(_APOSTROPHES).strip()
 
 
