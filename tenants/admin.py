@@ -282,10 +282,22 @@ class WebhookSettingsAdmin(admin.ModelAdmin):
             return f"Set; rotation in progress, the next secret takes over at {obj.next_secret_promote_at:%Y-%m-%d %H:%M} UTC."
         return "Set (never shown again; rotate it to get a new one)."
 
+    def get_readonly_fields(self, request: HttpRequest, obj: WebhookSettings | None = None) -> Any:
+        # Settings stay with the tenant they were created for, so only a new row picks one.
+        if obj is not None:
+            return ["tenant", *self.readonly_fields]
+        return self.readonly_fields
+
     def save_model(
         self, request: HttpRequest, obj: WebhookSettings, form: Any, change: bool
     ) -> None:
-        super().save_model(request, obj, form, change)
+        if change:
+            # Only the form's fields are written, so a rotation that committed after this
+            # request read the row keeps its secrets.
+            fields = WebhookSettingsForm.Meta.fields
+            obj.save(update_fields=[name for name in fields if name != "tenant"])
+        else:
+            super().save_model(request, obj, form, change)
         custom_secret = form.cleaned_data.get("custom_secret")
         if custom_secret:
             services.webhook_secret_set(webhook_settings=obj, secret=custom_secret)

@@ -6,9 +6,11 @@ import uuid
 from datetime import timedelta
 
 import pytest
+from django.contrib import admin
 from django.utils import timezone
 
 from tenants.models import WebhookSettings
+from tenants.services import webhook_secret_set
 from tests.factories import TenantFactory
 from webhooks.models import CircuitBreaker, WebhookDelivery
 
@@ -79,6 +81,45 @@ def test_admin_change_rejects_unsafe_cart_url(admin_client, tenant):
     assert "private" in form_errors["cart_url"][0]
     tenant.webhook_settings.refresh_from_db()
     assert tenant.webhook_settings.cart_url == ""
+
+
+def test_admin_change_keeps_a_secret_rotated_after_the_read(admin_client, tenant, monkeypatch):
+    model_admin = admin.site._registry[WebhookSettings]
+    read = model_admin.get_object
+    rotated = []
+
+    def read_then_rotate(request, object_id, from_field=None):
+        # Another request rotates the secret between this request's read and its save.
+        webhook_settings = read(request, object_id, from_field)
+        fresh = WebhookSettings.objects.get(pk=webhook_settings.pk)
+        rotated.append(webhook_secret_set(webhook_settings=fresh))
+        return webhook_settings
+
+    monkeypatch.setattr(model_admin, "get_object", read_then_rotate)
+    change_url = f"/admin/tenants/webhooksettings/{tenant.webhook_settings.pk}/change/"
+
+    response = admin_client.post(
+        change_url, settings_form(tenant, cart_url="https://93.184.215.14/cart")
+    )
+
+    assert response.status_code == 302
+    stored = WebhookSettings.objects.get(tenant=tenant)
+    assert stored.cart_url == "https://93.184.215.14/cart"
+    assert stored.secret == rotated[0]
+
+
+def test_admin_change_keeps_the_tenant(admin_client, tenant, other_tenant):
+    other_settings = WebhookSettings.objects.values().get(tenant=other_tenant)
+    change_url = f"/admin/tenants/webhooksettings/{tenant.webhook_settings.pk}/change/"
+
+    response = admin_client.post(
+        change_url,
+        settings_form(other_tenant, cart_url="https://93.184.215.14/cart"),
+    )
+
+    assert response.status_code == 302
+    assert WebhookSettings.objects.get(pk=tenant.webhook_settings.pk).tenant == tenant
+    assert WebhookSettings.objects.values().get(tenant=other_tenant) == other_settings
 
 
 def test_admin_add_saves_a_safe_url_and_shows_the_secret_once(admin_client):
