@@ -94,7 +94,13 @@ class CartLine:
 
 
 def _is_number(value: object) -> TypeGuard[int | float]:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        # A JSON integer beyond the float range, such as 10**400.
+        return False
 
 
 def _is_text(value: object) -> TypeGuard[str]:

@@ -136,6 +136,7 @@ def test_per_customer_limit_counts_cart(client: MerchantClient, merchant: Mercha
         ("fraction of a piece", 1.5),
         ("string", "2"),
         ("boolean", True),
+        ("beyond the float range", 10**400),
     ],
 )
 def test_invalid_quantity_rejected(
