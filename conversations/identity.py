@@ -36,7 +36,9 @@ USER_TOKEN_CLOCK_SKEW = timedelta(minutes=5)
 # Prefix of the session ids that ``conversation_create`` generates for anonymous shoppers.
 # A client may not send a user id with it, so that nobody can claim such a session's cart.
 ANONYMOUS_SESSION_PREFIX = "anon_"
-_TOKEN_FORMAT = re.compile(r"^(?P<expires_at>\d{1,12})\.(?P<signature>[0-9a-f]{64})$")
+# ASCII only: hmac.compare_digest raises TypeError for other text, and \d alone would also
+# match digits such as "١" that int() reads.
+_TOKEN_FORMAT = re.compile(r"(?P<expires_at>[0-9]{1,12})\.(?P<signature>[0-9a-f]{64})")
 
 
 class UserTokenRejection(StrEnum):
@@ -82,7 +84,7 @@ def user_token_verify(
 
     A malformed token raises ``InvalidInput``, because no secret could have produced it.
     """
-    match = _TOKEN_FORMAT.match(user_token)
+    match = _TOKEN_FORMAT.fullmatch(user_token)
     if match is None:
         raise InvalidInput(
             "Invalid user token.",

@@ -515,6 +515,12 @@ def _tool_calls(raw_calls: Sequence[_RawToolCall], request: CompletionRequest) -
     for index, (call_id, name, raw_arguments) in enumerate(raw_calls):
         if not name or name not in accepted:
             raise LLMInvalidResponse(f"The model called an unknown tool: {_short(str(name))!r}.")
+        # The id is stored in the conversation's history with the call.
+        if call_id and _storable_text(call_id) != call_id:
+            raise LLMInvalidResponse(
+                f"The id of the {name} call contains a NUL character or an unpaired "
+                f"surrogate: {_short(call_id)!r}."
+            )
         text = raw_arguments or ""
         try:
             arguments = json.loads(text) if text.strip() else {}

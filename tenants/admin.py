@@ -295,7 +295,7 @@ class WebhookSettingsAdmin(admin.ModelAdmin):
             # Only the form's fields are written, so a rotation that committed after this
             # request read the row keeps its secrets.
             fields = WebhookSettingsForm.Meta.fields
-            obj.save(update_fields=[name for name in fields if name != "tenant"])
+            obj.save(update_fields=[*(name for name in fields if name != "tenant"), "updated_at"])
         else:
             super().save_model(request, obj, form, change)
         custom_secret = form.cleaned_data.get("custom_secret")

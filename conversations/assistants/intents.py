@@ -236,9 +236,10 @@ class _Words:
     name_words: list[str]
 
 
-# Fraction characters that shoppers type for weights: "½ кг", "1½ kg".
+# Fraction characters that shoppers type for weights: "½ кг", "1½ kg". A mixed number may
+# have one space before its fraction ("2 ½ kg" is 2.5 kg, not 2 and 0.5 kg).
 _FRACTIONS = {"½": "5", "¼": "25", "¾": "75"}
-_FRACTION = re.compile(r"(\d*)([½¼¾])")
+_FRACTION = re.compile(r"(?:(\d+)\s?)?([½¼¾])")
 
 
 def _fraction_as_decimal(match: re.Match[str]) -> str:

@@ -107,6 +107,27 @@ def test_public_key_rejects_malformed_token(chat_client, user_token_secret):
     assert_nothing_created()
 
 
+def with_expiry_digits(token: str, digits: str) -> str:
+    expires_at, signature = token.split(".")
+    return f"{expires_at.translate(str.maketrans('0123456789', digits))}.{signature}"
+
+
+# A regular expression's \d matches these digits, and int() reads them as 0 to 9.
+@pytest.mark.parametrize(
+    "digits", ["٠١٢٣٤٥٦٧٨٩", "０１２３４５６７８９"], ids=["arabic", "fullwidth"]
+)
+def test_public_key_rejects_token_with_non_ascii_digits(chat_client, user_token_secret, digits):
+    token = with_expiry_digits(token_for(user_token_secret, VICTIM), digits)
+
+    response = create(chat_client, user_id=VICTIM, user_token=token)
+
+    assert response.status_code == 400
+    assert response.json()["fields"] == {
+        "user_token": ["Expected '<expires_at>.<64 hex digits of HMAC-SHA256>'."]
+    }
+    assert_nothing_created()
+
+
 def test_token_is_rejected_while_the_tenant_has_no_secret(chat_client, tenant):
     token = token_for("a-secret-the-tenant-does-not-have-000000", VICTIM)
 

@@ -218,6 +218,16 @@ def test_answer_to_the_question_adds_the_packs(chat_client, merchant, shown):
             ["Додав у кошик: Сир Гауда ваговий, 0,75 кг."],
         ),
         (
+            "add 2 ½ kg of the fourth",
+            ("add", "cheese-kg", 2.5),
+            ["Added to your cart: Сир Гауда ваговий, 2.5 kg."],
+        ),
+        (
+            "додай 1\u00a0¼ кг четвертого",
+            ("add", "cheese-kg", 1.25),
+            ["Додав у кошик: Сир Гауда ваговий, 1,25 кг."],
+        ),
+        (
             "додай півкіло четвертого",
             ("add", "cheese-kg", 0.5),
             ["Додав у кошик: Сир Гауда ваговий, 0,5 кг."],

@@ -108,6 +108,21 @@ def test_admin_change_keeps_a_secret_rotated_after_the_read(admin_client, tenant
     assert stored.secret == rotated[0]
 
 
+def test_admin_change_sets_updated_at(admin_client, tenant):
+    earlier = timezone.now() - timedelta(days=1)
+    WebhookSettings.objects.filter(tenant=tenant).update(updated_at=earlier)
+    change_url = f"/admin/tenants/webhooksettings/{tenant.webhook_settings.pk}/change/"
+
+    response = admin_client.post(
+        change_url, settings_form(tenant, cart_url="https://93.184.215.14/cart")
+    )
+
+    assert response.status_code == 302
+    stored = WebhookSettings.objects.get(tenant=tenant)
+    assert stored.cart_url == "https://93.184.215.14/cart"
+    assert stored.updated_at > earlier + timedelta(hours=23)
+
+
 def test_admin_change_keeps_the_tenant(admin_client, tenant, other_tenant):
     other_settings = WebhookSettings.objects.values().get(tenant=other_tenant)
     change_url = f"/admin/tenants/webhooksettings/{tenant.webhook_settings.pk}/change/"

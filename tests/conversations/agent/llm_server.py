@@ -35,6 +35,8 @@ class Answer:
 
     text: str = ""
     tool_calls: tuple[tuple[str, dict[str, Any] | str], ...] = ()
+    # Ids of the tool calls in order; None numbers them "call_1", "call_2", ...
+    call_ids: tuple[str, ...] | None = None
     # (prompt_tokens, completion_tokens), or None to send no usage at all.
     usage: tuple[int, int] | None = (100, 20)
     status: int = 200
@@ -205,9 +207,12 @@ def start_scripted_llm() -> ScriptedLLM:
 
 
 def _tool_call_payloads(answer: Answer) -> list[dict[str, Any]]:
+    call_ids = answer.call_ids or [
+        f"call_{index}" for index in range(1, len(answer.tool_calls) + 1)
+    ]
     return [
         {
-            "id": f"call_{index}",
+            "id": call_id,
             "type": "function",
             "function": {
                 "name": name,
@@ -216,7 +221,7 @@ def _tool_call_payloads(answer: Answer) -> list[dict[str, Any]]:
                 else json.dumps(arguments, ensure_ascii=False),
             },
         }
-        for index, (name, arguments) in enumerate(answer.tool_calls, start=1)
+        for call_id, (name, arguments) in zip(call_ids, answer.tool_calls, strict=True)
     ]
 
 

@@ -254,3 +254,36 @@ def test_unstorable_tool_arguments_are_invalid(
     answer = Message.objects.filter(conversation=conversation, role="assistant").get()
     assert answer.events == sent
     assert answer.metadata["failure"] == "llm_invalid_response"
+
+
+@pytest.mark.parametrize(
+    "call_id",
+    [
+        pytest.param("call_\u0000", id="nul"),
+        pytest.param("call_\ud800", id="unpaired surrogate"),
+    ],
+)
+def test_unstorable_tool_call_id_is_invalid(
+    chat_client, shop, conversation, llm, stream_mode, call_id
+):
+    show(conversation, MILK_LACTEL)
+    llm.add(tool_calls(call("add_to_cart", {"sku": "milk-001"}), call_ids=(call_id,)))
+
+    sent = send(chat_client, conversation, "Додай Lactel")
+
+    assert sent == [
+        {
+            "type": "error",
+            "code": "internal_error",
+            "reason": "llm_invalid_response",
+            "error_id": sent[0]["error_id"],
+        },
+        {"type": "response_complete"},
+    ]
+    assert len(llm.requests) == 1
+    assert cart_posts(shop) == []
+    assert shop.store.cart_items(STORE_ID, SESSION_ID) == []
+    answer = Message.objects.filter(conversation=conversation, role="assistant").get()
+    assert answer.events == sent
+    assert answer.metadata["failure"] == "llm_invalid_response"
+    assert answer.llm_messages == []
