@@ -455,6 +455,9 @@ class _StreamAssembly:
     finish_reason: str | None = None
     reported_usage: Any = None
     chunks: int = 0
+    # The first half of a surrogate pair that ended the last text delta. It is held back
+    # until the next delta, which may begin with the second half.
+    held_surrogate: str = ""
 
     def add(self, chunk: object) -> str:
         """Add one chunk; return its text delta, which may be empty."""
@@ -471,7 +474,7 @@ class _StreamAssembly:
             delta = choice.delta
             if delta is None:
                 continue
-            delta_text += _storable_text(delta.content or "")
+            delta_text += self._joined_text(delta.content or "")
             for part in delta.tool_calls or []:
                 call = self.calls.setdefault(part.index, ["", "", []])
                 call[0] = call[0] or (part.id or "")
@@ -481,6 +484,18 @@ class _StreamAssembly:
         if delta_text:
             self.text.append(delta_text)
         return delta_text
+
+    def _joined_text(self, content: str) -> str:
+        """Return ``content`` storable, joined with a surrogate half held from the delta before.
+
+        A server that splits a character outside the BMP between two chunks sends its halves
+        as unpaired surrogates. A half still held when the stream ends is dropped.
+        """
+        content = self.held_surrogate + content
+        self.held_surrogate = ""
+        if content and "\ud800" <= content[-1] <= "\udbff":
+            content, self.held_surrogate = content[:-1], content[-1]
+        return _storable_text(content)
 
     def completion(
         self, request: CompletionRequest, *, request_id: str | None, duration_ms: int
@@ -552,8 +567,7 @@ def _storable_text(text: str) -> str:
     """Return ``text`` with NUL characters and unpaired surrogates replaced by U+FFFD.
 
     PostgreSQL stores neither, and an unpaired surrogate cannot be encoded as UTF-8 for the
-    client. A server that splits a character outside the BMP across two stream chunks sends
-    its halves as unpaired surrogates.
+    client. Adjacent halves of a pair are joined into their character.
     """
     text = text.replace("\x00", "\ufffd")
     try:

@@ -8,6 +8,7 @@ import pytest
 from conversations.models import Message
 from tests.conversations.agent.chat import send_stream, types_of
 from tests.conversations.agent.llm_server import (
+    STREAM_PIECE_CHARS,
     call,
     http_error,
     raw_body,
@@ -224,6 +225,30 @@ def test_unstorable_streamed_text_is_replaced(chat_client, shop, conversation, l
     assert sent[-1] == {"type": "response_complete"}
     answer = Message.objects.filter(conversation=conversation, role="assistant").get()
     assert answer.text == stored
+
+
+def test_character_split_between_stream_chunks_is_joined(chat_client, shop, conversation, llm):
+    # The test server cuts the text every STREAM_PIECE_CHARS characters, so the pair's
+    # halves arrive in two chunks, each as a JSON escape of an unpaired surrogate.
+    text = "a" * (STREAM_PIECE_CHARS - 1) + "\ud83d\ude00" + "b"
+    llm.add(reply(text))
+
+    _, sent = send_stream(chat_client, conversation, "Привіт")
+
+    expected = "a" * (STREAM_PIECE_CHARS - 1) + "\U0001f600b"
+    assert reply_text(sent) == expected
+    answer = Message.objects.filter(conversation=conversation, role="assistant").get()
+    assert answer.text == expected
+
+
+def test_surrogate_half_ending_the_stream_is_dropped(chat_client, shop, conversation, llm):
+    llm.add(reply("Ось молоко\ud83d"))
+
+    _, sent = send_stream(chat_client, conversation, "Привіт")
+
+    assert reply_text(sent) == "Ось молоко"
+    answer = Message.objects.filter(conversation=conversation, role="assistant").get()
+    assert answer.text == "Ось молоко"
 
 
 @pytest.mark.parametrize(
