@@ -302,8 +302,7 @@ class WebhookSettingsAdmin(admin.ModelAdmin):
         if custom_secret:
             services.webhook_secret_set(webhook_settings=obj, secret=custom_secret)
             self.message_user(request, "The custom signing secret is now in use.")
-        elif not obj.secret:
-            secret = services.webhook_secret_set(webhook_settings=obj)
+        elif (secret := services.webhook_secret_ensure(webhook_settings=obj)) is not None:
             self.message_user(
                 request,
                 f"Webhook signing secret (shown only now, copy it to your backend): {secret}",

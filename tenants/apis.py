@@ -101,7 +101,7 @@ class WebhookTestApi(AdminApi):
 
     class InputSerializer(StrictInputSerializer):
         kind = serializers.ChoiceField(choices=WebhookKind.values, default=WebhookKind.PRODUCTS)
-        store_id = IdentifierField(max_length=200, default=TEST_STORE_ID)
+        store_id = IdentifierField(max_length=100, default=TEST_STORE_ID)
 
     def post(self, request: Request) -> Response:
         serializer = self.InputSerializer(data=request.data)

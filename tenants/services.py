@@ -139,6 +139,21 @@ def validate_custom_secret(secret: str) -> None:
         )
 
 
+def webhook_secret_ensure(*, webhook_settings: WebhookSettings) -> str | None:
+    """Generate a signing secret if the settings have none yet; return it, or None.
+
+    The row is locked and read again first, so a secret that another request installed
+    after ``webhook_settings`` was read is kept.
+    """
+    with transaction.atomic():
+        webhook_settings.refresh_from_db(
+            from_queryset=WebhookSettings.objects.select_for_update(), fields=_SECRET_FIELDS
+        )
+        if webhook_settings.secret:
+            return None
+        return webhook_secret_set(webhook_settings=webhook_settings)
+
+
 def webhook_secret_set(
     *,
     webhook_settings: WebhookSettings,

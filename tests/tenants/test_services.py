@@ -6,7 +6,13 @@ from django.utils import timezone
 from tenants.keys import hash_api_key
 from tenants.models import ApiKey, AssistantSettings, Tenant, WebhookSettings
 from tenants.selectors import api_key_get_active
-from tenants.services import api_key_create, api_key_revoke, tenant_create, webhook_secret_set
+from tenants.services import (
+    api_key_create,
+    api_key_revoke,
+    tenant_create,
+    webhook_secret_ensure,
+    webhook_secret_set,
+)
 from vizochok.exceptions import InvalidInput
 
 pytestmark = pytest.mark.django_db
@@ -177,3 +183,22 @@ def test_full_save_keeps_catalog_version(tenant):
     assert tenant.name == "Renamed"
     assert tenant.catalog_version == 7
     assert stale.catalog_version == 0
+
+
+def test_secret_ensure_generates_a_missing_secret(tenant):
+    WebhookSettings.objects.filter(tenant=tenant).update(secret="")
+
+    secret = webhook_secret_ensure(webhook_settings=WebhookSettings.objects.get(tenant=tenant))
+
+    assert secret is not None
+    assert len(secret) >= 24
+    assert WebhookSettings.objects.get(tenant=tenant).secret == secret
+
+
+def test_secret_ensure_keeps_a_secret_set_after_the_read(tenant):
+    WebhookSettings.objects.filter(tenant=tenant).update(secret="")
+    stale = WebhookSettings.objects.get(tenant=tenant)
+    installed = webhook_secret_set(webhook_settings=WebhookSettings.objects.get(tenant=tenant))
+
+    assert webhook_secret_ensure(webhook_settings=stale) is None
+    assert WebhookSettings.objects.get(tenant=tenant).secret == installed

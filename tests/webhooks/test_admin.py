@@ -137,6 +137,32 @@ def test_admin_change_keeps_the_tenant(admin_client, tenant, other_tenant):
     assert WebhookSettings.objects.values().get(tenant=other_tenant) == other_settings
 
 
+def test_admin_change_keeps_a_secret_generated_after_the_read(admin_client, tenant, monkeypatch):
+    WebhookSettings.objects.filter(tenant=tenant).update(secret="")
+    model_admin = admin.site._registry[WebhookSettings]
+    read = model_admin.get_object
+    generated = []
+
+    def read_then_generate(request, object_id, from_field=None):
+        # Another request saves a URL and gets the first secret between this read and save.
+        webhook_settings = read(request, object_id, from_field)
+        fresh = WebhookSettings.objects.get(pk=webhook_settings.pk)
+        generated.append(webhook_secret_set(webhook_settings=fresh))
+        return webhook_settings
+
+    monkeypatch.setattr(model_admin, "get_object", read_then_generate)
+    change_url = f"/admin/tenants/webhooksettings/{tenant.webhook_settings.pk}/change/"
+
+    response = admin_client.post(
+        change_url, settings_form(tenant, cart_url="https://93.184.215.14/cart"), follow=True
+    )
+
+    assert response.status_code == 200
+    assert WebhookSettings.objects.get(tenant=tenant).secret == generated[0]
+    messages = [str(message) for message in response.context["messages"]]
+    assert not any("shown only now" in message for message in messages)
+
+
 def test_admin_add_saves_a_safe_url_and_shows_the_secret_once(admin_client):
     tenant = TenantFactory(slug="shop-new")
 
