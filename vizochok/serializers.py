@@ -12,12 +12,19 @@ class StrictInputSerializer(serializers.Serializer):
     the request would look successful.
     """
 
-    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        if isinstance(self.initial_data, dict):
-            unknown = sorted(set(self.initial_data) - set(self.fields))
-            if unknown:
-                raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
-        return attrs
+    def to_internal_value(self, data: Any) -> Any:
+        # Unknown fields are reported together with the errors of the declared ones.
+        unknown = sorted(set(data) - set(self.fields)) if isinstance(data, dict) else []
+        errors = {name: ["Unknown field."] for name in unknown}
+        try:
+            value = super().to_internal_value(data)
+        except serializers.ValidationError as error:
+            if errors and isinstance(error.detail, dict):
+                raise serializers.ValidationError({**error.detail, **errors}) from error
+            raise
+        if errors:
+            raise serializers.ValidationError(errors)
+        return value
 
 
 _JSON_TYPE_NAMES = {bool: "a boolean", int: "a number", float: "a number", list: "an array"}

@@ -425,6 +425,11 @@ def test_abandoned_lease_is_taken_over(chat_client, tenant):
             {"store_id": "store-1", "session_id": "victim"},
             {"session_id": ["Unknown field."]},
         ),
+        (
+            "unknown field and missing store",
+            {"foo": 1},
+            {"store_id": ["This field is required."], "foo": ["Unknown field."]},
+        ),
     ],
 )
 def test_create_rejects_non_string_and_unknown_fields(server_client, _case, body, fields):
