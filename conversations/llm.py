@@ -267,9 +267,13 @@ class CompletionStream:
                     yield text
                 if self.deadline.expired():
                     raise LLMTimeout("The turn deadline passed during the streamed response.")
+            tail = assembly.end_text()
             self.completion = assembly.completion(
                 self.request, request_id=request_id, duration_ms=_since(started)
             )
+            # Sent only after the completion was accepted, so an invalid one is still retried.
+            if tail:
+                yield tail
         except LLMError as error:
             error.model, error.request_id = self.request.model, error.request_id or request_id
             _log_failure(self.context, self.request, error, started, attempt, stream=True)
@@ -489,13 +493,24 @@ class _StreamAssembly:
         """Return ``content`` storable, joined with a surrogate half held from the delta before.
 
         A server that splits a character outside the BMP between two chunks sends its halves
-        as unpaired surrogates. A half still held when the stream ends is dropped.
+        as unpaired surrogates.
         """
         content = self.held_surrogate + content
         self.held_surrogate = ""
         if content and "\ud800" <= content[-1] <= "\udbff":
             content, self.held_surrogate = content[:-1], content[-1]
         return _storable_text(content)
+
+    def end_text(self) -> str:
+        """Add and return the text still held when the stream ended, which may be empty.
+
+        A held half has no second half left, so it becomes U+FFFD like any unpaired surrogate.
+        """
+        text = _storable_text(self.held_surrogate)
+        self.held_surrogate = ""
+        if text:
+            self.text.append(text)
+        return text
 
     def completion(
         self, request: CompletionRequest, *, request_id: str | None, duration_ms: int

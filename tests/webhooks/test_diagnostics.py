@@ -78,6 +78,9 @@ def test_products_test_falls_back_to_sample_skus(tenant, merchant, server_client
     [
         (" store-1", "Must not start or end with whitespace."),
         (7, "Expected a string, got a number."),
+        ("", "This field may not be blank."),
+        # A conversation's store_id has at most 100 characters, so no real one is longer.
+        ("s" * 101, "Ensure this field has no more than 100 characters."),
     ],
 )
 def test_webhook_test_rejects_an_invalid_store_id(
@@ -88,6 +91,16 @@ def test_webhook_test_rejects_an_invalid_store_id(
     assert response.status_code == 400
     assert response.json()["fields"] == {"store_id": [message]}
     assert merchant.requests == []
+    assert WebhookDelivery.objects.count() == 0
+
+
+def test_webhook_test_accepts_100_character_store_id(tenant, merchant, server_client):
+    response = server_client.post(TEST_URL, {"store_id": "s" * 100}, format="json")
+
+    assert response.status_code == 200
+    assert response.json()["ok"] is True
+    [request] = merchant.requests
+    assert json.loads(request.body)["store_id"] == "s" * 100
 
 
 def test_cart_test_clears_the_test_session(tenant, merchant, server_client):

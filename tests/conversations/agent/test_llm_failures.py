@@ -241,14 +241,39 @@ def test_character_split_between_stream_chunks_is_joined(chat_client, shop, conv
     assert answer.text == expected
 
 
-def test_surrogate_half_ending_the_stream_is_dropped(chat_client, shop, conversation, llm):
-    llm.add(reply("Ось молоко\ud83d"))
+# A high surrogate that ends the text has no second half, so it is replaced like any other
+# unpaired surrogate, and a streamed reply reads the same as a plain one.
+SURROGATE_HALF_ENDINGS = [
+    pytest.param("Ось молоко\ud83d", "Ось молоко\ufffd", id="after text"),
+    pytest.param("\ud83d", "\ufffd", id="alone"),
+]
+
+
+@pytest.mark.parametrize(("text", "stored"), SURROGATE_HALF_ENDINGS)
+def test_stream_ending_in_surrogate_half(chat_client, shop, conversation, llm, text, stored):
+    llm.add(reply(text))
+
+    _, sent = send_stream(chat_client, conversation, "Привіт")
+
+    assert reply_text(sent) == stored
+    assert types_of(sent) == ["text_delta", "text_end", "response_complete"]
+    answer = Message.objects.filter(conversation=conversation, role="assistant").get()
+    assert answer.text == stored
+    assert len(llm.requests) == 1
+
+
+def test_surrogate_half_before_drop_retried(chat_client, shop, conversation, llm):
+    # The role chunk and the chunk with the half arrive, then the connection drops. Nothing
+    # reached the shopper, so the request is retried.
+    llm.add(reply("\ud83d", drop_after_chunks=2), reply("Ось молоко"))
 
     _, sent = send_stream(chat_client, conversation, "Привіт")
 
     assert reply_text(sent) == "Ось молоко"
+    assert types_of(sent) == ["text_delta", "text_end", "response_complete"]
     answer = Message.objects.filter(conversation=conversation, role="assistant").get()
     assert answer.text == "Ось молоко"
+    assert len(llm.requests) == 2
 
 
 @pytest.mark.parametrize(
