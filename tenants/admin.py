@@ -302,7 +302,12 @@ class WebhookSettingsAdmin(admin.ModelAdmin):
         if custom_secret:
             services.webhook_secret_set(webhook_settings=obj, secret=custom_secret)
             self.message_user(request, "The custom signing secret is now in use.")
-        elif (secret := services.webhook_secret_ensure(webhook_settings=obj)) is not None:
+            return
+        # As in the API, the first secret comes with the first URL.
+        if not any(getattr(obj, name) for name in services.WEBHOOK_URL_FIELDS):
+            return
+        secret = services.webhook_secret_ensure(webhook_settings=obj)
+        if secret is not None:
             self.message_user(
                 request,
                 f"Webhook signing secret (shown only now, copy it to your backend): {secret}",

@@ -163,6 +163,17 @@ def test_admin_change_keeps_a_secret_generated_after_the_read(admin_client, tena
     assert not any("shown only now" in message for message in messages)
 
 
+def test_admin_add_without_urls_generates_no_secret(admin_client):
+    tenant = TenantFactory(slug="shop-new")
+
+    response = admin_client.post(ADD_URL, settings_form(tenant), follow=True)
+
+    assert response.status_code == 200
+    assert WebhookSettings.objects.get(tenant=tenant).secret == ""
+    messages = [str(message) for message in response.context["messages"]]
+    assert not any("shown only now" in message for message in messages)
+
+
 def test_admin_add_saves_a_safe_url_and_shows_the_secret_once(admin_client):
     tenant = TenantFactory(slug="shop-new")
 
