@@ -33,6 +33,7 @@ from catalog.services import (
     UpsertSummary,
     product_upsert_many,
     products_embed_pending,
+    products_in_write_order,
 )
 from tenants.models import Tenant
 from vizochok.exceptions import ClientError
@@ -453,8 +454,10 @@ def _prefetch_new_passages(
     """
     if len(products) < PREFETCH_MIN_PRODUCTS:
         return None
-    # Twice as many products as it embeds are checked, so a few stored ones leave enough.
-    first = products[: count * 2]
+    # The embedding batches follow the ids of the rows, so the products are taken in the
+    # order the rows are written. Twice as many as it embeds are checked, so a few stored
+    # ones leave enough.
+    first = products_in_write_order(products)[: count * 2]
     stored = set(
         Product.objects.filter(
             tenant=tenant, sku__in=[product.sku for product in first]

@@ -195,6 +195,16 @@ def _upsert_batch(*, tenant: Tenant, products: Sequence[ProductInput]) -> Upsert
     )
 
 
+def products_in_write_order(products: Sequence[ProductInput]) -> list[ProductInput]:
+    """Return ``products`` as ``product_upsert_many`` writes them: by SKU, the last one wins.
+
+    Concurrent uploads of the same SKUs then lock the rows in the same order, so they wait
+    for each other instead of deadlocking. New rows get their ids in this order.
+    """
+    latest_by_sku = {product.sku: product for product in products}
+    return [latest_by_sku[sku] for sku in sorted(latest_by_sku)]
+
+
 def product_upsert_many(
     *,
     tenant: Tenant,
@@ -213,12 +223,8 @@ def product_upsert_many(
     concurrent uploads the stored rows are still right, but a product can be counted as
     created by both.
     """
-    latest_by_sku = {product.sku: product for product in products}
-    # Rows are written in SKU order. Concurrent uploads of the same SKUs then lock the rows
-    # in the same order, so they wait for each other instead of deadlocking.
-    in_sku_order = [latest_by_sku[sku] for sku in sorted(latest_by_sku)]
     summary = UpsertSummary()
-    for batch in _batched(in_sku_order, batch_size):
+    for batch in _batched(products_in_write_order(products), batch_size):
         with transaction.atomic():
             summary += _upsert_batch(tenant=tenant, products=batch)
 

@@ -428,6 +428,29 @@ def test_catalog_import_embeds_new_products_ahead(tenant, embedder, monkeypatch)
         assert np.allclose(product.embedding, expected, atol=1e-6)
 
 
+def test_catalog_import_embeds_ahead_in_write_order(tenant, embedder, monkeypatch, tmp_path):
+    # The rows are written by SKU, so the first batches hold "a-1" and "a-2", not the first
+    # lines of the file.
+    _prefetch_small_imports(monkeypatch, batches=1)
+    lines = [
+        '{"sku": "c-3", "name": "Кефір Галичина 2,5% 900 г"}',
+        '{"sku": "a-2", "name": "Молоко Яготинське 3,2% 900 г"}',
+        '{"sku": "a-1", "name": "Молоко Яготинське 2,6% 900 г"}',
+    ]
+    path = Path(_write(tmp_path, "products.jsonl", "\n".join(lines).encode()))
+
+    report = catalog_import(tenant=tenant, path=path, embedding_batch_size=2, embedder=embedder)
+
+    # One call embedded the first batch ahead and one the second batch; none was repeated.
+    assert report.embedded == 3
+    assert embedder.passage_calls == 2
+    assert embedder.passages == [
+        product_embedding_text({"name": "Молоко Яготинське 2,6% 900 г"}),
+        product_embedding_text({"name": "Молоко Яготинське 3,2% 900 г"}),
+        product_embedding_text({"name": "Кефір Галичина 2,5% 900 г"}),
+    ]
+
+
 def test_catalog_import_again_embeds_nothing_ahead(tenant, embedder, monkeypatch):
     catalog_import(tenant=tenant, path=DATA_DIR / "products.jsonl", embedder=embedder)
     _prefetch_small_imports(monkeypatch, batches=2)
