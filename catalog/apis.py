@@ -79,13 +79,14 @@ def _products_of(body: Any) -> list[Any]:
     """Return the ``products`` array of an upload body, or raise for a malformed body."""
     if not isinstance(body, dict):
         raise InvalidInput(_BODY_SHAPE)
-    unknown = sorted(key for key in body if key != "products")
-    if unknown:
-        raise InvalidInput(_BODY_SHAPE, fields={key: ["Unknown field."] for key in unknown})
+    # Unknown keys are reported together with a problem of the products array.
+    fields = {key: ["Unknown field."] for key in sorted(body) if key != "products"}
     products = body.get("products")
     if not isinstance(products, list):
         message = "This field is required." if products is None else "Must be a JSON array."
-        raise InvalidInput(_BODY_SHAPE, fields={"products": [message]})
+        fields = {"products": [message], **fields}
+    if fields:
+        raise InvalidInput(_BODY_SHAPE, fields=fields)
     if not products:
         raise InvalidInput(
             "The products array is empty.", fields={"products": ["Must not be empty."]}

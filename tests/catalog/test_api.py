@@ -315,6 +315,7 @@ def test_deactivated_product_leaves_search_at_once(tenant, server_client, embedd
         ("no products", "{}", 'The request body must be a JSON object with a "products" array.', {"products": ["This field is required."]}),
         ("products object", '{"products": {"sku": "a"}}', 'The request body must be a JSON object with a "products" array.', {"products": ["Must be a JSON array."]}),
         ("unknown key", '{"products": [], "store_id": "1"}', 'The request body must be a JSON object with a "products" array.', {"store_id": ["Unknown field."]}),
+        ("unknown key, no products", '{"items": []}', 'The request body must be a JSON object with a "products" array.', {"products": ["This field is required."], "items": ["Unknown field."]}),
         ("empty products", '{"products": []}', "The products array is empty.", {"products": ["Must not be empty."]}),
     ],
 )  # fmt: skip
