@@ -481,7 +481,7 @@ def _embed_passages_by_text(embedder: Embedder, texts: list[str]) -> dict[str, n
 class _PrefetchedEmbedder:
     """An embedder that returns the vectors embedded ahead for a batch, and embeds the rest.
 
-    A batch whose texts were not all embedded ahead is embedded as a whole. A failure of the
+    Only the texts of a batch that were not embedded ahead are embedded. A failure of the
     early embedding is ignored: the batch's own call then fails and is reported.
     """
 
@@ -501,10 +501,14 @@ class _PrefetchedEmbedder:
                 self._vectors = self._prefetched.result()
             except EmbeddingError:
                 self._vectors = {}
-        vectors = self._vectors
-        if texts and all(text in vectors for text in texts):
-            return np.stack([vectors[text] for text in texts])
-        return self.inner.embed_passages(texts)
+        ahead = self._vectors
+        missing = list(dict.fromkeys(text for text in texts if text not in ahead))
+        if len(missing) == len(texts):
+            return self.inner.embed_passages(texts)
+        embedded = (
+            dict(zip(missing, self.inner.embed_passages(missing), strict=True)) if missing else {}
+        )
+        return np.stack([ahead[text] if text in ahead else embedded[text] for text in texts])
 
 
 def catalog_import_enqueue(

@@ -451,6 +451,32 @@ def test_catalog_import_embeds_ahead_in_write_order(tenant, embedder, monkeypatc
     ]
 
 
+def test_catalog_import_embeds_only_what_was_not_ahead(tenant, embedder, monkeypatch, tmp_path):
+    # "a-0" was stored without a vector before, so the first batch holds it and "a-1". Only
+    # the new "a-1" and "a-2" were embedded ahead, so the batch embeds "a-0" alone.
+    catalog_import(
+        tenant=tenant,
+        path=Path(_write(tmp_path, "old.jsonl", b'{"sku": "a-0", "name": "Kefir"}')),
+        embed=False,
+    )
+    _prefetch_small_imports(monkeypatch, batches=1)
+    lines = ['{"sku": "a-1", "name": "Milk"}', '{"sku": "a-2", "name": "Bread"}']
+    path = Path(_write(tmp_path, "new.jsonl", "\n".join(lines).encode()))
+
+    report = catalog_import(tenant=tenant, path=path, embedding_batch_size=2, embedder=embedder)
+
+    assert report.embedded == 3
+    assert embedder.passage_calls == 2
+    assert embedder.passages == [
+        product_embedding_text({"name": "Milk"}),
+        product_embedding_text({"name": "Bread"}),
+        product_embedding_text({"name": "Kefir"}),
+    ]
+    for product in Product.objects.filter(tenant=tenant):
+        expected = embedder.embed_passages([product_embedding_text({"name": product.name})])[0]
+        assert np.allclose(product.embedding, expected, atol=1e-6)
+
+
 def test_catalog_import_again_embeds_nothing_ahead(tenant, embedder, monkeypatch):
     catalog_import(tenant=tenant, path=DATA_DIR / "products.jsonl", embedder=embedder)
     _prefetch_small_imports(monkeypatch, batches=2)
