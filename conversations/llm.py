@@ -23,6 +23,8 @@ import openai
 from django.conf import settings
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
+from vizochok.text import is_storable_text
+
 logger = logging.getLogger(__name__)
 
 # Self-hosted servers such as vLLM and Ollama ignore the key, but the client requires one.
@@ -546,7 +548,7 @@ def _tool_calls(raw_calls: Sequence[_RawToolCall], request: CompletionRequest) -
         if not name or name not in accepted:
             raise LLMInvalidResponse(f"The model called an unknown tool: {_short(str(name))!r}.")
         # The id is stored in the conversation's history with the call.
-        if call_id and _storable_text(call_id) != call_id:
+        if call_id and not is_storable_text(call_id):
             raise LLMInvalidResponse(
                 f"The id of the {name} call contains a NUL character or an unpaired "
                 f"surrogate: {_short(call_id)!r}."
@@ -601,7 +603,7 @@ def _storable_value(value: Any) -> bool:
     stack = [value]
     while stack:
         item = stack.pop()
-        if isinstance(item, str) and _storable_text(item) != item:
+        if isinstance(item, str) and not is_storable_text(item):
             return False
         if isinstance(item, dict):
             stack.extend(item.keys())

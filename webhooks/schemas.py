@@ -18,6 +18,8 @@ from pydantic import (
     field_validator,
 )
 
+from vizochok.text import is_storable_text
+
 # Merchant text goes into replies and into the LLM's context, so it is bounded: a longer
 # promotion label is dropped (the product stays) and a longer cart reason is cut.
 MAX_PROMO_LABEL_LENGTH = 40
@@ -28,23 +30,8 @@ MAX_REASON_LENGTH = 200
 MAX_AMOUNT = 1_000_000_000
 
 
-def _storable(text: str) -> bool:
-    """Return whether ``text`` has no NUL character and no unpaired surrogate.
-
-    PostgreSQL stores neither, so a reply whose events contain one could not be saved. A
-    merchant can send both as JSON escapes (``\\u0000``, ``\\ud800``).
-    """
-    if "\x00" in text:
-        return False
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 def _check_storable(value: str | None) -> str | None:
-    if value is not None and not _storable(value):
+    if value is not None and not is_storable_text(value):
         raise ValueError("must not contain NUL characters or unpaired surrogates")
     return value
 
@@ -85,7 +72,7 @@ class ProductItem(BaseModel):
     @field_validator("promo_label")
     @classmethod
     def _drop_unusable_label(cls, value: str | None) -> str | None:
-        if value is None or len(value) > MAX_PROMO_LABEL_LENGTH or not _storable(value):
+        if value is None or len(value) > MAX_PROMO_LABEL_LENGTH or not is_storable_text(value):
             return None
         return value
 
@@ -104,7 +91,7 @@ class CartResponse(BaseModel):
     @classmethod
     def _cut_long_reason(cls, value: str | None) -> str | None:
         # A reason that cannot be stored is left out, so the assistant reads "unknown".
-        if value is None or not _storable(value):
+        if value is None or not is_storable_text(value):
             return None
         return value[:MAX_REASON_LENGTH]
 
