@@ -277,7 +277,7 @@ class WebhookSettingsAdmin(admin.ModelAdmin):
     @admin.display(description="Signing secret")
     def secret_status(self, obj: WebhookSettings) -> str:
         if not obj.secret:
-            return "Not set yet: one is generated when you save."
+            return "Not set yet: one is generated when you save a URL."
         if obj.next_secret:
             return f"Set; rotation in progress, the next secret takes over at {obj.next_secret_promote_at:%Y-%m-%d %H:%M} UTC."
         return "Set (never shown again; rotate it to get a new one)."

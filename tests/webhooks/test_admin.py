@@ -174,6 +174,22 @@ def test_admin_add_without_urls_generates_no_secret(admin_client):
     assert not any("shown only now" in message for message in messages)
 
 
+def test_admin_secret_status_without_urls(admin_client, tenant):
+    WebhookSettings.objects.filter(tenant=tenant).update(
+        secret="", products_url="", cart_url="", cart_get_url=""
+    )
+    change_url = f"/admin/tenants/webhooksettings/{tenant.webhook_settings.pk}/change/"
+
+    response = admin_client.get(change_url)
+    saved = admin_client.post(change_url, settings_form(tenant), follow=True)
+
+    assert response.status_code == 200
+    assert "Not set yet: one is generated when you save a URL." in response.content.decode()
+    # Saving without a URL leaves the row without a secret, as the status text states.
+    assert saved.status_code == 200
+    assert WebhookSettings.objects.get(tenant=tenant).secret == ""
+
+
 def test_admin_add_saves_a_safe_url_and_shows_the_secret_once(admin_client):
     tenant = TenantFactory(slug="shop-new")
 
