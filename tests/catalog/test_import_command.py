@@ -452,8 +452,8 @@ def test_catalog_import_embeds_ahead_in_write_order(tenant, embedder, monkeypatc
 
 
 def test_catalog_import_embeds_only_what_was_not_ahead(tenant, embedder, monkeypatch, tmp_path):
-    # "a-0" was stored without a vector before, so the first batch holds it and "a-1". Only
-    # the new "a-1" and "a-2" were embedded ahead, so the batch embeds "a-0" alone.
+    # "a-0" was stored without a vector before, so the first batch contains it and "a-1".
+    # Only the new "a-1" and "a-2" were embedded ahead, so the batch embeds "a-0" alone.
     catalog_import(
         tenant=tenant,
         path=Path(_write(tmp_path, "old.jsonl", b'{"sku": "a-0", "name": "Kefir"}')),

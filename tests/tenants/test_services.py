@@ -195,7 +195,7 @@ def test_secret_ensure_generates_a_missing_secret(tenant):
     assert WebhookSettings.objects.get(tenant=tenant).secret == secret
 
 
-def test_secret_ensure_keeps_a_secret_set_after_the_read(tenant):
+def test_secret_ensure_keeps_concurrent_secret(tenant):
     WebhookSettings.objects.filter(tenant=tenant).update(secret="")
     stale = WebhookSettings.objects.get(tenant=tenant)
     installed = webhook_secret_set(webhook_settings=WebhookSettings.objects.get(tenant=tenant))

@@ -83,19 +83,27 @@ def test_admin_change_rejects_unsafe_cart_url(admin_client, tenant):
     assert tenant.webhook_settings.cart_url == ""
 
 
-def test_admin_change_keeps_a_secret_rotated_after_the_read(admin_client, tenant, monkeypatch):
+def _set_secret_between_read_and_save(monkeypatch) -> list[str]:
+    """Make another request set a secret between the admin's read of the row and its save.
+
+    Return the list that receives the secret once the admin has read the row.
+    """
     model_admin = admin.site._registry[WebhookSettings]
     read = model_admin.get_object
-    rotated = []
+    installed: list[str] = []
 
-    def read_then_rotate(request, object_id, from_field=None):
-        # Another request rotates the secret between this request's read and its save.
+    def read_then_set_secret(request, object_id, from_field=None):
         webhook_settings = read(request, object_id, from_field)
         fresh = WebhookSettings.objects.get(pk=webhook_settings.pk)
-        rotated.append(webhook_secret_set(webhook_settings=fresh))
+        installed.append(webhook_secret_set(webhook_settings=fresh))
         return webhook_settings
 
-    monkeypatch.setattr(model_admin, "get_object", read_then_rotate)
+    monkeypatch.setattr(model_admin, "get_object", read_then_set_secret)
+    return installed
+
+
+def test_admin_keeps_concurrent_rotation(admin_client, tenant, monkeypatch):
+    rotated = _set_secret_between_read_and_save(monkeypatch)
     change_url = f"/admin/tenants/webhooksettings/{tenant.webhook_settings.pk}/change/"
 
     response = admin_client.post(
@@ -137,20 +145,9 @@ def test_admin_change_keeps_the_tenant(admin_client, tenant, other_tenant):
     assert WebhookSettings.objects.values().get(tenant=other_tenant) == other_settings
 
 
-def test_admin_change_keeps_a_secret_generated_after_the_read(admin_client, tenant, monkeypatch):
+def test_admin_keeps_concurrent_first_secret(admin_client, tenant, monkeypatch):
     WebhookSettings.objects.filter(tenant=tenant).update(secret="")
-    model_admin = admin.site._registry[WebhookSettings]
-    read = model_admin.get_object
-    generated = []
-
-    def read_then_generate(request, object_id, from_field=None):
-        # Another request saves a URL and gets the first secret between this read and save.
-        webhook_settings = read(request, object_id, from_field)
-        fresh = WebhookSettings.objects.get(pk=webhook_settings.pk)
-        generated.append(webhook_secret_set(webhook_settings=fresh))
-        return webhook_settings
-
-    monkeypatch.setattr(model_admin, "get_object", read_then_generate)
+    generated = _set_secret_between_read_and_save(monkeypatch)
     change_url = f"/admin/tenants/webhooksettings/{tenant.webhook_settings.pk}/change/"
 
     response = admin_client.post(

@@ -361,7 +361,7 @@ def test_cart_get_item_with_an_overlong_name_is_dropped():
 
 
 @pytest.mark.parametrize("promo_price", [1.0, 1.5])
-def test_cart_get_promo_price_not_below_price_is_ignored(promo_price):
+def test_cart_get_ignores_non_discount_promo(promo_price):
     parsed = parse_cart_get(
         {
             "items": [

@@ -276,6 +276,19 @@ def test_surrogate_half_before_drop_retried(chat_client, shop, conversation, llm
     assert len(llm.requests) == 2
 
 
+def invalid_response_events(sent: list[dict]) -> list[dict]:
+    """Return the events of a turn that ended with ``llm_invalid_response``."""
+    return [
+        {
+            "type": "error",
+            "code": "internal_error",
+            "reason": "llm_invalid_response",
+            "error_id": sent[0]["error_id"],
+        },
+        {"type": "response_complete"},
+    ]
+
+
 @pytest.mark.parametrize(
     "arguments",
     [
@@ -291,15 +304,7 @@ def test_unstorable_tool_arguments_are_invalid(
 
     sent = send(chat_client, conversation, "Розкажи про Lactel")
 
-    assert sent == [
-        {
-            "type": "error",
-            "code": "internal_error",
-            "reason": "llm_invalid_response",
-            "error_id": sent[0]["error_id"],
-        },
-        {"type": "response_complete"},
-    ]
+    assert sent == invalid_response_events(sent)
     assert len(llm.requests) == 1
     answer = Message.objects.filter(conversation=conversation, role="assistant").get()
     assert answer.events == sent
@@ -321,15 +326,7 @@ def test_unstorable_tool_call_id_is_invalid(
 
     sent = send(chat_client, conversation, "Додай Lactel")
 
-    assert sent == [
-        {
-            "type": "error",
-            "code": "internal_error",
-            "reason": "llm_invalid_response",
-            "error_id": sent[0]["error_id"],
-        },
-        {"type": "response_complete"},
-    ]
+    assert sent == invalid_response_events(sent)
     assert len(llm.requests) == 1
     assert cart_posts(shop) == []
     assert shop.store.cart_items(STORE_ID, SESSION_ID) == []
