@@ -118,6 +118,29 @@ class Product(TimestampedModel):
         return self.embedding is None or self.embedding_hash != self.content_hash
 
 
+class TermCount(models.Model):
+    """How many of a tenant's active products contain one full-text lexeme.
+
+    BM25 reads its document frequencies here. A statement trigger on the product table,
+    created by migration 0005, keeps the counts in the transaction of every product write,
+    including writes that bypass the catalog services. A row exists only while some active
+    product contains its lexeme.
+    """
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="term_counts")
+    # The "C" collation lets a btree index serve prefix matches (lexeme LIKE 'abc%').
+    lexeme = models.TextField(db_collation="C")
+    documents = models.IntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "lexeme"], name="uniq_term_count_lexeme"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.lexeme} {self.documents}"
+
+
 def new_catalog_job_id() -> str:
     """Return a new public job id: ``job_`` and 24 random hex digits."""
     return f"job_{secrets.token_hex(12)}"

@@ -15,10 +15,9 @@ from catalog.schemas import ProductInput, product_input_parse
 from catalog.search import (
     SearchMethod,
     TermFrequency,
-    collection_stats_clear,
+    catalog_statistics,
     product_search,
     query_terms,
-    term_frequencies,
 )
 from catalog.services import (
     product_content_fields_hash,
@@ -368,21 +367,13 @@ def test_search_round_trips(grocery, embedder):
     with CaptureQueriesContext(connection) as repeated:
         product_search(tenant=grocery, query="молоко", embedder=embedder)
 
-    # Statements: collection statistics (first search of a tenant), term frequencies (first
-    # search of a word), the catalog version, the other stages' candidates, the vector stage's settings
+    # Statements: the catalog version with the term frequencies, collection statistics
+    # (first search of a tenant), the other stages' candidates, the vector stage's settings
     # and candidates, and the returned products. The test's transaction keeps the vector
     # stage on this connection.
-    assert _statements(first) == [
-        "SELECT",
-        "SELECT",
-        "SELECT",
-        "WITH",
-        "SELECT",
-        "SELECT",
-        "SELECT",
-    ]
-    assert _statements(second) == ["SELECT", "SELECT", "WITH", "SELECT", "SELECT", "SELECT"]
-    assert _statements(repeated) == ["SELECT", "WITH", "SELECT", "SELECT", "SELECT"]
+    assert _statements(first) == ["SELECT", "SELECT", "WITH", "SELECT", "SELECT", "SELECT"]
+    assert _statements(second) == ["SELECT", "WITH", "SELECT", "SELECT", "SELECT"]
+    assert _statements(repeated) == _statements(second)
 
 
 def test_search_logs_without_query_text(grocery, embedder, caplog):
@@ -558,28 +549,39 @@ def test_search_counts_term_frequencies_over_whole_tenant(tenant, embedder):
     _green_tea_catalog(tenant, both_words=3)
     terms = query_terms("green tea")
 
-    frequencies = term_frequencies(tenant=tenant, terms=terms, version=0)
+    with CaptureQueriesContext(connection) as counted:
+        frequencies = catalog_statistics(tenant=tenant, terms=terms).frequencies
 
     assert frequencies == [
         TermFrequency(documents=4, exact_documents=4, present_stems=("green",)),
         TermFrequency(documents=33, exact_documents=33, present_stems=("tea",)),
     ]
+    assert len(counted.captured_queries) == 1
 
 
-def test_search_caches_term_frequencies(tenant, embedder):
-    _green_tea_catalog(tenant, both_words=3)
-    terms = query_terms("green")
-    term_frequencies(tenant=tenant, terms=terms, version=0)
+def test_search_frequencies_sum_stems_and_prefixes(tenant, other_tenant, embedder):
+    products = [
+        {"sku": "tea-1", "name": "Tea leaves"},
+        {"sku": "tea-2", "name": "Teapot and tea"},
+        {"sku": "teapot", "name": "Teapot"},
+        {"sku": "cup", "name": "Tea cup"},
+    ]
+    add_products(
+        tenant=tenant, products=[product_input_parse(item) for item in products], embedder=None
+    )
+    add_products(
+        tenant=other_tenant,
+        products=[product_input_parse({"sku": "tea", "name": "Tea"})],
+        embedder=None,
+    )
+    [term] = query_terms("tea")
 
-    with CaptureQueriesContext(connection) as cached:
-        frequencies = term_frequencies(tenant=tenant, terms=terms, version=0)
-    collection_stats_clear()
-    with CaptureQueriesContext(connection) as recounted:
-        term_frequencies(tenant=tenant, terms=terms, version=0)
+    [frequency] = catalog_statistics(tenant=tenant, terms=[term]).frequencies
 
-    assert frequencies == [TermFrequency(documents=4, exact_documents=4, present_stems=("green",))]
-    assert cached.captured_queries == []
-    assert len(recounted.captured_queries) == 1
+    # "tea" is in three products and "teapot" in two; "Teapot and tea" holds both, so the
+    # estimate of 5 exceeds the 4 products that match.
+    assert term.prefixes == ("tea",)
+    assert frequency == TermFrequency(documents=5, exact_documents=3, present_stems=("tea",))
 
 
 def test_search_skips_rolled_back_statistics(tenant, embedder):
