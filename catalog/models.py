@@ -121,10 +121,14 @@ class Product(TimestampedModel):
 class TermCount(models.Model):
     """How many of a tenant's active products contain one full-text lexeme.
 
-    BM25 reads its document frequencies here. A statement trigger on the product table,
-    created by migration 0005, keeps the counts in the transaction of every product write,
-    including writes that bypass the catalog services. A row exists only while some active
-    product contains its lexeme.
+    BM25 reads its document frequencies here. Statement triggers on the product table,
+    created by migrations 0005 and 0006, keep the counts in the transaction of every product
+    write, including writes that bypass the catalog services. A row exists only while some
+    active product contains its lexeme.
+
+    NOTE: writes that fire no trigger leave the counts wrong: sessions with
+    ``session_replication_role = replica``, disabled triggers, or a migration that rebuilds
+    ``search_vector``. docs/deployment.md gives the statement that counts them again.
     """
 
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="term_counts")

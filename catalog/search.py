@@ -208,7 +208,7 @@ class TermFrequency:
 
     ``documents`` estimates the products containing one of the term's stems or a word that
     starts with one of its prefixes, ``exact_documents`` those containing a stem (see
-    ``term_frequencies``). ``present_stems`` are the term's stems that some product
+    ``catalog_statistics``). ``present_stems`` are the term's stems that some product
     contains, in the term's order.
     """
 
@@ -322,7 +322,7 @@ LIMIT %(vector_candidates)s
 # only those products are scored. A product missing a word would rarely rank among them,
 # and skipping such products spares reading every product that contains a common word.
 # Otherwise all products containing any term are scored. Document frequencies come from
-# term_frequencies, so the statement does not count them.
+# catalog_statistics, so the statement does not count them.
 # Term occurrences are counted with ts_rank_cd (see _occurrences) for a shortlist only: the
 # products ranked best by BM25 over which fields contain each term, read from the tsvector.
 # lexical_counts is MATERIALIZED because, inlined, each count would be computed again for

@@ -13,6 +13,7 @@ from catalog.embeddings import Embedder
 from catalog.models import Product
 from catalog.schemas import ProductInput, product_input_parse
 from catalog.search import (
+    QueryTerm,
     SearchMethod,
     TermFrequency,
     catalog_statistics,
@@ -582,6 +583,37 @@ def test_search_frequencies_sum_stems_and_prefixes(tenant, other_tenant, embedde
     # estimate of 5 exceeds the 4 products that match.
     assert term.prefixes == ("tea",)
     assert frequency == TermFrequency(documents=5, exact_documents=3, present_stems=("tea",))
+
+
+def test_search_frequencies_escape_prefix_wildcards(tenant, other_tenant):
+    # The "simple" parser keeps "_" inside path and email tokens. In a prefix, "_", "%" and
+    # "\\" match only themselves.
+    titles = ["/usr/lo_c", "/usr/loxc", "/usr/lo_cal"]
+    for index in range(len(titles)):
+        ProductFactory(tenant=tenant, sku=f"path-{index}")
+    ProductFactory(tenant=other_tenant, sku="path-other")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE catalog_product SET search_title = CASE sku"
+            " WHEN 'path-0' THEN %s WHEN 'path-1' THEN %s WHEN 'path-2' THEN %s"
+            " ELSE '/usr/lo_c' END",
+            titles,
+        )
+    terms = [
+        QueryTerm(word="lo_", stems=("/usr/lo_",), prefixes=("/usr/lo_",)),
+        QueryTerm(word="lo%", stems=("/usr/lo%",), prefixes=("/usr/lo%",)),
+        QueryTerm(word="lo\\", stems=("/usr/lo\\",), prefixes=("/usr/lo\\",)),
+    ]
+
+    frequencies = catalog_statistics(tenant=tenant, terms=terms).frequencies
+
+    # "/usr/lo_c" and "/usr/lo_cal" start with "/usr/lo_", "/usr/loxc" does not, and the
+    # other tenant's "/usr/lo_c" is not counted.
+    assert frequencies == [
+        TermFrequency(documents=2, exact_documents=0, present_stems=()),
+        TermFrequency(documents=0, exact_documents=0, present_stems=()),
+        TermFrequency(documents=0, exact_documents=0, present_stems=()),
+    ]
 
 
 def test_search_skips_rolled_back_statistics(tenant, embedder):

@@ -162,3 +162,78 @@ def test_term_counts_migration_fill(tenant, other_tenant):
             (other_tenant.pk, "tea"): 1,
         }
     )
+
+
+def test_term_counts_follow_id_changes(tenant):
+    _upsert(tenant, {"sku": "milk", "name": "Milk"}, {"sku": "tea", "name": "Tea"})
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE catalog_product SET id = id + 1000, search_title = 'kefir'"
+            " WHERE tenant_id = %s AND sku = 'milk'",
+            [tenant.pk],
+        )
+
+    assert _counts(tenant) == {"kefir": 1, "tea": 1}
+
+
+def test_term_counts_follow_tenant_changes(tenant, other_tenant):
+    _upsert(tenant, {"sku": "milk", "name": "Milk"}, {"sku": "tea", "name": "Tea"})
+    _upsert(other_tenant, {"sku": "tea", "name": "Tea"})
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE catalog_product SET tenant_id = %s, sku = 'milk-moved'"
+            " WHERE tenant_id = %s AND sku = 'milk'",
+            [other_tenant.pk, tenant.pk],
+        )
+
+    assert _counts(tenant) == {"tea": 1}
+    assert _counts(other_tenant) == {"milk": 1, "tea": 1}
+
+
+def test_term_counts_follow_activation_and_text(tenant):
+    _upsert(
+        tenant,
+        {"sku": "milk", "name": "Milk", "is_active": False},
+        {"sku": "tea", "name": "Tea"},
+    )
+
+    # One statement activates one product, deactivates the other and renames both.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE catalog_product SET is_active = NOT is_active,"
+            " search_title = search_title || ' fresh' WHERE tenant_id = %s",
+            [tenant.pk],
+        )
+
+    assert _counts(tenant) == {"milk": 1, "fresh": 1}
+
+
+def test_term_counts_follow_merge(tenant):
+    _upsert(tenant, {"sku": "milk", "name": "Milk"}, {"sku": "tea", "name": "Tea"})
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "MERGE INTO catalog_product AS product"
+            " USING (VALUES ('milk'), ('tea')) AS source (sku)"
+            " ON product.tenant_id = %s AND product.sku = source.sku"
+            " WHEN MATCHED AND product.sku = 'milk' THEN DELETE"
+            " WHEN MATCHED THEN UPDATE SET search_title = 'green tea'",
+            [tenant.pk],
+        )
+
+    assert _counts(tenant) == {"green": 1, "tea": 1}
+
+
+def test_term_counts_cleared_by_truncate(tenant, other_tenant):
+    _upsert(tenant, {"sku": "milk", "name": "Milk"})
+    _upsert(other_tenant, {"sku": "tea", "name": "Tea"})
+
+    with connection.cursor() as cursor:
+        # TRUNCATE is rejected while the test's transaction has deferred foreign key checks.
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        cursor.execute("TRUNCATE catalog_product")
+
+    assert _stored_counts() == {}
+    assert _counted_counts() == {}
