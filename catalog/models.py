@@ -128,7 +128,7 @@ class TermCount(models.Model):
 
     NOTE: writes that fire no trigger leave the counts wrong: sessions with
     ``session_replication_role = replica``, disabled triggers, or a migration that rebuilds
-    ``search_vector``. docs/deployment.md gives the statement that counts them again.
+    ``search_vector``. The ``recount_search_terms`` command counts them again.
     """
 
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="term_counts")

@@ -21,7 +21,7 @@ from pgvector.psycopg.vector import VectorBinaryDumper
 from psycopg.types import TypeInfo
 
 from catalog.embeddings import Embedder, EmbeddingError, get_embedder, product_embedding_text
-from catalog.models import Product
+from catalog.models import Product, TermCount
 from catalog.schemas import ProductInput
 from catalog.selectors import products_pending_embedding
 from catalog.text import build_search_body, build_search_title
@@ -240,6 +240,35 @@ def product_upsert_many(
         },
     )
     return summary
+
+
+def term_counts_recount(*, tenant: Tenant) -> int:
+    """Count the lexemes of ``tenant``'s active products again, replacing its ``TermCount`` rows.
+
+    The product table's triggers keep the counts on every write. This repairs them after
+    writes that fired no trigger (a data-only restore with triggers disabled, for example).
+    It locks the tenant's row as the triggers do, so the tenant's product writes that commit
+    later add their changes to the new counts. Returns the number of lexemes counted.
+    """
+    with transaction.atomic():
+        list(Tenant.objects.select_for_update(no_key=True).filter(pk=tenant.pk).values("pk"))
+        TermCount.objects.filter(tenant=tenant).delete()
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {connection.ops.quote_name(TermCount._meta.db_table)}"
+                f" (tenant_id, lexeme, documents)"
+                f" SELECT tenant_id, entry.lexeme, count(*)"
+                f" FROM {connection.ops.quote_name(Product._meta.db_table)},"
+                f" unnest(search_vector) AS entry"
+                f" WHERE tenant_id = %s AND is_active"
+                f" GROUP BY tenant_id, entry.lexeme",
+                [tenant.pk],
+            )
+            counted = cursor.rowcount
+    logger.info(
+        "catalog.term_counts.recounted", extra={"tenant_id": tenant.pk, "lexeme_count": counted}
+    )
+    return counted
 
 
 def products_rebuild_search_text(*, tenant: Tenant, batch_size: int = UPSERT_BATCH_SIZE) -> int:

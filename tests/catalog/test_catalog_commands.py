@@ -1,4 +1,5 @@
-"""``import_catalog --async``, ``reembed_catalog`` and ``rebuild_search_text``."""
+"""``import_catalog --async``, ``reembed_catalog``, ``rebuild_search_text`` and
+``recount_search_terms``."""
 
 from collections.abc import Iterator
 from io import StringIO
@@ -8,7 +9,7 @@ from django.core.management import CommandError, call_command
 from procrastinate.contrib.django.models import ProcrastinateJob
 
 from catalog.jobs import catalog_job_run
-from catalog.models import CatalogJob, Product
+from catalog.models import CatalogJob, Product, TermCount
 from tests.catalog.embedding_server import EmbeddingServer, run_embedding_server
 from tests.catalog.helpers import DATA_DIR
 from tests.factories import ProductFactory
@@ -164,7 +165,14 @@ def test_reembed_unknown_tenant(db):
 
 
 @pytest.mark.parametrize(
-    "command", ["import_catalog", "reembed_catalog", "rebuild_search_text", "evaluate_search"]
+    "command",
+    [
+        "import_catalog",
+        "reembed_catalog",
+        "rebuild_search_text",
+        "recount_search_terms",
+        "evaluate_search",
+    ],
 )
 @pytest.mark.parametrize(
     ("slug", "shown"),
@@ -214,3 +222,37 @@ def test_rebuild_search_text_stale_documents(tenant):
 def test_rebuild_search_text_unknown_tenant(db):
     with pytest.raises(CommandError, match="not found"):
         _call("rebuild_search_text", "--tenant", "missing")
+
+
+def test_recount_search_terms_all_tenants(tenant, other_tenant):
+    ProductFactory(tenant=tenant, sku="milk")
+    ProductFactory(tenant=other_tenant, sku="tea")
+    Product.objects.filter(sku="milk").update(search_title="milk")
+    Product.objects.filter(sku="tea").update(search_title="tea")
+    TermCount.objects.update(documents=9)
+
+    stdout, _ = _call("recount_search_terms")
+
+    assert stdout == (
+        "Counted 1 lexemes of tenant 'shop-a'.\nCounted 1 lexemes of tenant 'shop-b'.\n"
+    )
+    assert set(TermCount.objects.values_list("tenant__slug", "lexeme", "documents")) == {
+        ("shop-a", "milk", 1),
+        ("shop-b", "tea", 1),
+    }
+
+
+def test_recount_search_terms_one_tenant(tenant, other_tenant):
+    ProductFactory(tenant=tenant, sku="milk")
+    ProductFactory(tenant=other_tenant, sku="tea")
+    Product.objects.filter(sku="milk").update(search_title="milk")
+    Product.objects.filter(sku="tea").update(search_title="tea")
+    TermCount.objects.update(documents=9)
+
+    stdout, _ = _call("recount_search_terms", "--tenant", "shop-a")
+
+    assert stdout == "Counted 1 lexemes of tenant 'shop-a'.\n"
+    assert set(TermCount.objects.values_list("tenant__slug", "lexeme", "documents")) == {
+        ("shop-a", "milk", 1),
+        ("shop-b", "tea", 9),
+    }

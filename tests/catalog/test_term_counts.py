@@ -8,7 +8,12 @@ from django.db import connection, transaction
 from catalog.models import Product, TermCount
 from catalog.schemas import product_input_parse
 from catalog.search import SearchMethod, product_search
-from catalog.services import product_upsert_many, products_delete, products_embed_pending
+from catalog.services import (
+    product_upsert_many,
+    products_delete,
+    products_embed_pending,
+    term_counts_recount,
+)
 from tenants.models import Tenant
 from tests.catalog.helpers import FixedEmbedder
 
@@ -237,3 +242,25 @@ def test_term_counts_cleared_by_truncate(tenant, other_tenant):
 
     assert _stored_counts() == {}
     assert _counted_counts() == {}
+
+
+def test_term_counts_recount_repairs_tenant(tenant, other_tenant):
+    _upsert(tenant, {"sku": "milk", "name": "Milk"}, {"sku": "tea", "name": "Green tea"})
+    _upsert(other_tenant, {"sku": "tea", "name": "Tea"})
+    # Counts left wrong by writes that fired no trigger.
+    TermCount.objects.filter(tenant=tenant, lexeme="milk").update(documents=7)
+    TermCount.objects.filter(tenant=tenant, lexeme="tea").delete()
+    TermCount.objects.create(tenant=tenant, lexeme="kefir", documents=2)
+    TermCount.objects.filter(tenant=other_tenant).update(documents=5)
+
+    counted = term_counts_recount(tenant=tenant)
+
+    assert counted == 3
+    stored = _stored_counts()
+    assert {key: value for key, value in stored.items() if key[0] == tenant.pk} == {
+        (tenant.pk, "milk"): 1,
+        (tenant.pk, "green"): 1,
+        (tenant.pk, "tea"): 1,
+    }
+    # The other tenant's counts are left as they were, wrong ones included.
+    assert stored[(other_tenant.pk, "tea")] == 5

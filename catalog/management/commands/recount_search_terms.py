@@ -1,0 +1,31 @@
+"""``manage.py recount_search_terms``: count a tenant's full-text lexemes again."""
+
+from argparse import ArgumentParser
+from typing import Any
+
+from django.core.management.base import BaseCommand
+
+from catalog.management.tenants import command_tenant
+from catalog.services import term_counts_recount
+from tenants.models import Tenant
+
+
+class Command(BaseCommand):
+    help = (
+        "Count again how many active products contain each full-text lexeme (the document "
+        "frequencies of search), for one tenant or all. Triggers keep these counts on every "
+        "write; run this after writes that fired no trigger, such as a restore with triggers "
+        "disabled."
+    )
+
+    def add_arguments(self, parser: ArgumentParser) -> None:
+        parser.add_argument("--tenant", help="Slug of the tenant; all tenants when omitted.")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if options["tenant"] is not None:
+            tenants = [command_tenant(options["tenant"])]
+        else:
+            tenants = list(Tenant.objects.order_by("pk"))
+        for tenant in tenants:
+            counted = term_counts_recount(tenant=tenant)
+            self.stdout.write(f"Counted {counted} lexemes of tenant {tenant.slug!r}.")
