@@ -250,16 +250,22 @@ def term_counts_recount(*, tenant: Tenant) -> int:
     It locks the tenant's row as the triggers do, so the tenant's product writes that commit
     later add their changes to the new counts. Returns the number of lexemes counted.
     """
+    product_table = connection.ops.quote_name(Product._meta.db_table)
     with transaction.atomic():
         list(Tenant.objects.select_for_update(no_key=True).filter(pk=tenant.pk).values("pk"))
+        with connection.cursor() as cursor:
+            # Lock the table before deleting any count, so a concurrent TRUNCATE finishes
+            # first or waits for this transaction. Its trigger deletes every count. Locked
+            # later, the TRUNCATE would wait for the counts deleted here and this
+            # transaction for the table, a deadlock.
+            cursor.execute(f"LOCK TABLE {product_table} IN ACCESS SHARE MODE")
         TermCount.objects.filter(tenant=tenant).delete()
         with connection.cursor() as cursor:
             cursor.execute(
                 f"INSERT INTO {connection.ops.quote_name(TermCount._meta.db_table)}"
                 f" (tenant_id, lexeme, documents)"
                 f" SELECT tenant_id, entry.lexeme, count(*)"
-                f" FROM {connection.ops.quote_name(Product._meta.db_table)},"
-                f" unnest(search_vector) AS entry"
+                f" FROM {product_table}, unnest(search_vector) AS entry"
                 f" WHERE tenant_id = %s AND is_active"
                 f" GROUP BY tenant_id, entry.lexeme",
                 [tenant.pk],

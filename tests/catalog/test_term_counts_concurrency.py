@@ -5,6 +5,7 @@ cannot see a test transaction's rows.
 """
 
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -12,7 +13,7 @@ import pytest
 from django.db import OperationalError, connection, connections, transaction
 
 from catalog.schemas import product_input_parse
-from catalog.services import product_upsert_many
+from catalog.services import product_upsert_many, term_counts_recount
 from tests.catalog.test_term_counts import _counts, _upsert
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -98,3 +99,54 @@ def test_uploads_wait_only_for_same_tenant(tenant, other_tenant):
 
     assert _counts(tenant) == {"milk": 1, "bread": 1}
     assert _counts(other_tenant) == {"tea": 1}
+
+
+def _wait_for_lock_wait() -> None:
+    """Wait until some connection to the test database waits for a lock."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+            if cursor.fetchone()[0] > 0:
+                return
+        time.sleep(0.05)
+    raise AssertionError("no connection waited for a lock within 30 s")
+
+
+def test_recount_waits_for_truncate(tenant):
+    _upsert(tenant, {"sku": "milk", "name": "Milk"})
+    table_locked = threading.Event()
+    recount_waiting = threading.Event()
+
+    def truncate_while_recount_waits() -> None:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("LOCK TABLE catalog_product IN ACCESS EXCLUSIVE MODE")
+            table_locked.set()
+            assert recount_waiting.wait(timeout=30)
+            # The TRUNCATE trigger deletes every count, which waits for any count row
+            # that the recount has already deleted.
+            cursor.execute("TRUNCATE catalog_product")
+
+    counted: list[int] = []
+
+    def recount() -> None:
+        counted.append(term_counts_recount(tenant=tenant))
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        truncated = pool.submit(_on_own_connection(truncate_while_recount_waits))
+        assert table_locked.wait(timeout=30)
+        recounted = pool.submit(_on_own_connection(recount))
+        _wait_for_lock_wait()
+        recount_waiting.set()
+        # result() re-raises a detected deadlock.
+        truncate_result = truncated.result(timeout=60)
+        recount_result = recounted.result(timeout=60)
+
+    assert truncate_result is None
+    assert recount_result is None
+    # The recount ran after the TRUNCATE and found no product.
+    assert counted == [0]
+    assert _counts(tenant) == {}
