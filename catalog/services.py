@@ -248,7 +248,9 @@ def term_counts_recount(*, tenant: Tenant) -> int:
     The product table's triggers keep the counts on every write. This repairs them after
     writes that fired no trigger (a data-only restore with triggers disabled, for example).
     It locks the tenant's row as the triggers do, so the tenant's product writes that commit
-    later add their changes to the new counts. Returns the number of lexemes counted.
+    later add their changes to the new counts. It also bumps the tenant's catalog version,
+    so that every process recomputes its cached collection statistics, which the same
+    writes left stale. Returns the number of lexemes counted.
     """
     product_table = connection.ops.quote_name(Product._meta.db_table)
     with transaction.atomic():
@@ -271,6 +273,7 @@ def term_counts_recount(*, tenant: Tenant) -> int:
                 [tenant.pk],
             )
             counted = cursor.rowcount
+        _catalog_versions_bump(tenant_ids=[tenant.pk])
     logger.info(
         "catalog.term_counts.recounted", extra={"tenant_id": tenant.pk, "lexeme_count": counted}
     )

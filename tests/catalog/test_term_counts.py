@@ -253,9 +253,16 @@ def test_term_counts_recount_repairs_tenant(tenant, other_tenant):
     TermCount.objects.create(tenant=tenant, lexeme="kefir", documents=2)
     TermCount.objects.filter(tenant=other_tenant).update(documents=5)
 
+    versions = dict(Tenant.objects.values_list("pk", "catalog_version"))
+
     counted = term_counts_recount(tenant=tenant)
 
     assert counted == 3
+    # Processes recompute their cached collection statistics at the next search.
+    assert dict(Tenant.objects.values_list("pk", "catalog_version")) == {
+        tenant.pk: versions[tenant.pk] + 1,
+        other_tenant.pk: versions[other_tenant.pk],
+    }
     stored = _stored_counts()
     assert {key: value for key, value in stored.items() if key[0] == tenant.pk} == {
         (tenant.pk, "milk"): 1,
