@@ -7,8 +7,8 @@ The retrievers are:
 - exact: a product whose SKU or barcode equals the query, always listed first;
 - lexical: BM25F over the normalised name and brand (the title) and body text, with
   per-tenant document frequencies that triggers keep in ``TermCount``, and the title
-  weighted above the body. Query words expand to transliterations and lexicon translations, and an
-  unfinished last word also matches as a prefix;
+  weighted above the body. Query words expand to transliterations and lexicon
+  translations, and an unfinished last word also matches as a prefix;
 - vector: the nearest embeddings by cosine distance (HNSW with iterative scans);
 - trigram: ``word_similarity`` against ``search_title``, only when a query word occurs in
   no product of the tenant; Python keeps a match only when a query word is one or two
