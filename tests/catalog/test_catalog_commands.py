@@ -224,12 +224,17 @@ def test_rebuild_search_text_unknown_tenant(db):
         _call("rebuild_search_text", "--tenant", "missing")
 
 
-def test_recount_search_terms_all_tenants(tenant, other_tenant):
+def _stale_counts(tenant, other_tenant) -> None:
+    """Give each tenant one product with one lexeme, and store a wrong count for both."""
     ProductFactory(tenant=tenant, sku="milk")
     ProductFactory(tenant=other_tenant, sku="tea")
     Product.objects.filter(sku="milk").update(search_title="milk")
     Product.objects.filter(sku="tea").update(search_title="tea")
     TermCount.objects.update(documents=9)
+
+
+def test_recount_search_terms_all_tenants(tenant, other_tenant):
+    _stale_counts(tenant, other_tenant)
 
     stdout, _ = _call("recount_search_terms")
 
@@ -243,11 +248,7 @@ def test_recount_search_terms_all_tenants(tenant, other_tenant):
 
 
 def test_recount_search_terms_one_tenant(tenant, other_tenant):
-    ProductFactory(tenant=tenant, sku="milk")
-    ProductFactory(tenant=other_tenant, sku="tea")
-    Product.objects.filter(sku="milk").update(search_title="milk")
-    Product.objects.filter(sku="tea").update(search_title="tea")
-    TermCount.objects.update(documents=9)
+    _stale_counts(tenant, other_tenant)
 
     stdout, _ = _call("recount_search_terms", "--tenant", "shop-a")
 

@@ -51,6 +51,12 @@ def _counts(tenant: Tenant) -> dict[str, int]:
     }
 
 
+def _execute(sql: str, params: list | None = None) -> None:
+    """Run a raw SQL statement, as a write that bypasses the catalog services does."""
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+
+
 def _upsert(tenant: Tenant, *products: dict) -> None:
     product_upsert_many(tenant=tenant, products=[product_input_parse(item) for item in products])
 
@@ -93,10 +99,7 @@ def test_term_counts_follow_raw_sql(tenant, embedder):
     _upsert(tenant, {"sku": "juice", "name": "Сік яблучний"})
     assert product_search(tenant=tenant, query="uzvar", method=SearchMethod.FULL_TEXT) == []
 
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "UPDATE catalog_product SET search_title = 'узвар' WHERE tenant_id = %s", [tenant.pk]
-        )
+    _execute("UPDATE catalog_product SET search_title = 'узвар' WHERE tenant_id = %s", [tenant.pk])
     hits = product_search(tenant=tenant, query="uzvar", method=SearchMethod.FULL_TEXT)
 
     assert _counts(tenant) == {"узвар": 1}
@@ -172,12 +175,11 @@ def test_term_counts_migration_fill(tenant, other_tenant):
 def test_term_counts_follow_id_changes(tenant):
     _upsert(tenant, {"sku": "milk", "name": "Milk"}, {"sku": "tea", "name": "Tea"})
 
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "UPDATE catalog_product SET id = id + 1000, search_title = 'kefir'"
-            " WHERE tenant_id = %s AND sku = 'milk'",
-            [tenant.pk],
-        )
+    _execute(
+        "UPDATE catalog_product SET id = id + 1000, search_title = 'kefir'"
+        " WHERE tenant_id = %s AND sku = 'milk'",
+        [tenant.pk],
+    )
 
     assert _counts(tenant) == {"kefir": 1, "tea": 1}
 
@@ -186,12 +188,11 @@ def test_term_counts_follow_tenant_changes(tenant, other_tenant):
     _upsert(tenant, {"sku": "milk", "name": "Milk"}, {"sku": "tea", "name": "Tea"})
     _upsert(other_tenant, {"sku": "tea", "name": "Tea"})
 
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "UPDATE catalog_product SET tenant_id = %s, sku = 'milk-moved'"
-            " WHERE tenant_id = %s AND sku = 'milk'",
-            [other_tenant.pk, tenant.pk],
-        )
+    _execute(
+        "UPDATE catalog_product SET tenant_id = %s, sku = 'milk-moved'"
+        " WHERE tenant_id = %s AND sku = 'milk'",
+        [other_tenant.pk, tenant.pk],
+    )
 
     assert _counts(tenant) == {"tea": 1}
     assert _counts(other_tenant) == {"milk": 1, "tea": 1}
@@ -205,12 +206,11 @@ def test_term_counts_follow_activation_and_text(tenant):
     )
 
     # One statement activates one product, deactivates the other and renames both.
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "UPDATE catalog_product SET is_active = NOT is_active,"
-            " search_title = search_title || ' fresh' WHERE tenant_id = %s",
-            [tenant.pk],
-        )
+    _execute(
+        "UPDATE catalog_product SET is_active = NOT is_active,"
+        " search_title = search_title || ' fresh' WHERE tenant_id = %s",
+        [tenant.pk],
+    )
 
     assert _counts(tenant) == {"milk": 1, "fresh": 1}
 
@@ -218,15 +218,14 @@ def test_term_counts_follow_activation_and_text(tenant):
 def test_term_counts_follow_merge(tenant):
     _upsert(tenant, {"sku": "milk", "name": "Milk"}, {"sku": "tea", "name": "Tea"})
 
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "MERGE INTO catalog_product AS product"
-            " USING (VALUES ('milk'), ('tea')) AS source (sku)"
-            " ON product.tenant_id = %s AND product.sku = source.sku"
-            " WHEN MATCHED AND product.sku = 'milk' THEN DELETE"
-            " WHEN MATCHED THEN UPDATE SET search_title = 'green tea'",
-            [tenant.pk],
-        )
+    _execute(
+        "MERGE INTO catalog_product AS product"
+        " USING (VALUES ('milk'), ('tea')) AS source (sku)"
+        " ON product.tenant_id = %s AND product.sku = source.sku"
+        " WHEN MATCHED AND product.sku = 'milk' THEN DELETE"
+        " WHEN MATCHED THEN UPDATE SET search_title = 'green tea'",
+        [tenant.pk],
+    )
 
     assert _counts(tenant) == {"green": 1, "tea": 1}
 
