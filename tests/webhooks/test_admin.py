@@ -102,8 +102,8 @@ def _set_secret_between_read_and_save(monkeypatch) -> list[str]:
     return installed
 
 
-def test_admin_keeps_concurrent_rotation(admin_client, tenant, monkeypatch):
-    rotated = _set_secret_between_read_and_save(monkeypatch)
+def _change_cart_url(admin_client, tenant) -> WebhookSettings:
+    """Save a new cart URL through the admin's change form and return the stored row."""
     change_url = f"/admin/tenants/webhooksettings/{tenant.webhook_settings.pk}/change/"
 
     response = admin_client.post(
@@ -113,21 +113,23 @@ def test_admin_keeps_concurrent_rotation(admin_client, tenant, monkeypatch):
     assert response.status_code == 302
     stored = WebhookSettings.objects.get(tenant=tenant)
     assert stored.cart_url == "https://93.184.215.14/cart"
+    return stored
+
+
+def test_admin_keeps_concurrent_rotation(admin_client, tenant, monkeypatch):
+    rotated = _set_secret_between_read_and_save(monkeypatch)
+
+    stored = _change_cart_url(admin_client, tenant)
+
     assert stored.secret == rotated[0]
 
 
 def test_admin_change_sets_updated_at(admin_client, tenant):
     earlier = timezone.now() - timedelta(days=1)
     WebhookSettings.objects.filter(tenant=tenant).update(updated_at=earlier)
-    change_url = f"/admin/tenants/webhooksettings/{tenant.webhook_settings.pk}/change/"
 
-    response = admin_client.post(
-        change_url, settings_form(tenant, cart_url="https://93.184.215.14/cart")
-    )
+    stored = _change_cart_url(admin_client, tenant)
 
-    assert response.status_code == 302
-    stored = WebhookSettings.objects.get(tenant=tenant)
-    assert stored.cart_url == "https://93.184.215.14/cart"
     assert stored.updated_at > earlier + timedelta(hours=23)
 
 
