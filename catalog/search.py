@@ -768,7 +768,7 @@ class CatalogStatistics:
     it; both key the cached collection statistics. A version number alone can return with
     other products, because a transaction that rolls back leaves its number to the next
     change. A search inside that transaction may have cached statistics of rows that were
-    never committed. The writing transaction's id (the row's ``xmin``) tells the two apart.
+    never committed. The writing transaction's id (the row's ``xmin``) distinguishes the two.
     ``frequencies`` hold one entry per query term.
     """
 
@@ -782,8 +782,8 @@ def catalog_statistics(*, tenant: Tenant, terms: list[QueryTerm]) -> CatalogStat
     One statement reads both. The counts per lexeme come from ``TermCount``, which the
     product table's triggers keep current, so they cost an index read, with no cache to go
     stale. A term matches several lexemes (its stems, and the words that start with its
-    prefix): its count is their sum, which exceeds the true count by the products that hold
-    two of them. On the judged sets the sums gave the same nDCG@10 as exact counts
+    prefix): its count is their sum, which exceeds the true count by the products that
+    contain two of them. On the judged sets the sums gave the same nDCG@10 as exact counts
     (docs/search.md).
     """
     stems = sorted({stem for term in terms for stem in term.stems})

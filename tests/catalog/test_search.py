@@ -546,7 +546,7 @@ def test_search_scores_partial_matches_when_few_complete(tenant, embedder):
     assert {"green-tea-0", "green-tea-1", "green-tea-2", "green-apple"} <= set(_skus(hits))
 
 
-def test_search_counts_term_frequencies_over_whole_tenant(tenant, embedder):
+def test_search_frequencies_count_whole_tenant(tenant, embedder):
     _green_tea_catalog(tenant, both_words=3)
     terms = query_terms("green tea")
 
@@ -579,7 +579,7 @@ def test_search_frequencies_sum_stems_and_prefixes(tenant, other_tenant, embedde
 
     [frequency] = catalog_statistics(tenant=tenant, terms=[term]).frequencies
 
-    # "tea" is in three products and "teapot" in two; "Teapot and tea" holds both, so the
+    # "tea" is in three products and "teapot" in two; "Teapot and tea" contains both, so the
     # estimate of 5 exceeds the 4 products that match.
     assert term.prefixes == ("tea",)
     assert frequency == TermFrequency(documents=5, exact_documents=3, present_stems=("tea",))

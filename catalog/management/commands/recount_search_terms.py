@@ -14,12 +14,14 @@ class Command(BaseCommand):
     help = (
         "Count again how many active products contain each full-text lexeme (the document "
         "frequencies of search), for one tenant or all. Triggers keep these counts on every "
-        "write; run this after writes that fired no trigger, such as a restore with triggers "
-        "disabled."
+        "write, so run this only after writes that fired no trigger, such as a restore with "
+        "triggers disabled."
     )
 
     def add_arguments(self, parser: ArgumentParser) -> None:
-        parser.add_argument("--tenant", help="Slug of the tenant; all tenants when omitted.")
+        parser.add_argument(
+            "--tenant", help="Slug of the tenant. Without it, every tenant is counted."
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["tenant"] is not None:
