@@ -10,6 +10,7 @@ from procrastinate.contrib.django.models import ProcrastinateJob
 
 from catalog.jobs import catalog_job_run
 from catalog.models import CatalogJob, Product, TermCount
+from tenants.models import Tenant
 from tests.catalog.embedding_server import EmbeddingServer, run_embedding_server
 from tests.catalog.helpers import DATA_DIR
 from tests.factories import ProductFactory
@@ -257,3 +258,19 @@ def test_recount_search_terms_one_tenant(tenant, other_tenant):
         ("shop-a", "milk", 1),
         ("shop-b", "tea", 9),
     }
+
+
+def test_recount_search_terms_unknown_tenant(tenant, other_tenant):
+    _stale_counts(tenant, other_tenant)
+    versions = dict(Tenant.objects.values_list("slug", "catalog_version"))
+
+    with pytest.raises(CommandError) as exc_info:
+        _call("recount_search_terms", "--tenant", "no-such-shop")
+
+    assert str(exc_info.value) == "Tenant 'no-such-shop' not found; check the slug."
+    # Nothing was recounted: the wrong counts and the catalog versions are as they were.
+    assert set(TermCount.objects.values_list("tenant__slug", "lexeme", "documents")) == {
+        ("shop-a", "milk", 9),
+        ("shop-b", "tea", 9),
+    }
+    assert dict(Tenant.objects.values_list("slug", "catalog_version")) == versions
