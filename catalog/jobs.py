@@ -15,6 +15,7 @@ same content.
 
 import functools
 import logging
+import math
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
@@ -361,6 +362,39 @@ def catalog_jobs_requeue_lost() -> int:
         if catalog_job_enqueue(job=job) is not None:
             requeued += 1
     return requeued
+
+
+def catalog_jobs_prune(*, older_than: timedelta) -> int:
+    """Delete every tenant's catalog jobs that finished more than ``older_than`` ago.
+
+    Pending and embedding jobs are kept however old they are. Returns how many jobs were
+    deleted.
+    """
+    cutoff = timezone.now() - older_than
+    deleted, _ = CatalogJob.objects.filter(
+        status__in=[CatalogJob.Status.COMPLETE, CatalogJob.Status.FAILED],
+        completed_at__lt=cutoff,
+    ).delete()
+    logger.info(
+        "catalog.jobs.pruned",
+        extra={"deleted_count": deleted, "completed_before": cutoff.isoformat()},
+    )
+    return deleted
+
+
+def catalog_queue_prune_arguments(*, older_than: timedelta) -> dict[str, Any]:
+    """Return the arguments of the queue's ``delete_old_jobs`` for the catalog queue.
+
+    They delete the rows of jobs that succeeded, failed, were cancelled or were aborted more
+    than ``older_than`` ago, rounded up to whole hours. Rows of waiting and running jobs stay.
+    """
+    return {
+        "nb_hours": max(1, math.ceil(older_than / timedelta(hours=1))),
+        "queue": CATALOG_QUEUE,
+        "include_failed": True,
+        "include_cancelled": True,
+        "include_aborted": True,
+    }
 
 
 def _queueing_lock_expression() -> Any:

@@ -5,6 +5,7 @@ process when Django starts, so the tasks can be enqueued from the web process to
 """
 
 import logging
+from datetime import timedelta
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -60,6 +61,24 @@ async def catalog_jobs_recover(context: JobContext, timestamp: int) -> None:
     for queue_job in stalled:
         await _recover_stalled(manager, queue_job)
     await sync_to_async(jobs.catalog_jobs_requeue_lost)()
+
+
+@app.periodic(cron=settings.CATALOG_PRUNE_CRON, periodic_id="catalog_jobs_prune")
+@app.task(
+    name="catalog_jobs_prune",
+    queue=jobs.CATALOG_QUEUE,
+    queueing_lock="catalog_jobs_prune",
+    pass_context=True,
+)
+async def catalog_jobs_prune(context: JobContext, timestamp: int) -> None:
+    """Delete catalog jobs and queue rows older than ``CATALOG_JOB_RETENTION_DAYS``."""
+    if settings.CATALOG_JOB_RETENTION_DAYS <= 0:
+        return
+    older_than = timedelta(days=settings.CATALOG_JOB_RETENTION_DAYS)
+    await context.app.job_manager.delete_old_jobs(
+        **jobs.catalog_queue_prune_arguments(older_than=older_than)
+    )
+    await sync_to_async(jobs.catalog_jobs_prune)(older_than=older_than)
 
 
 async def _recover_stalled(manager: JobManager, queue_job: Job) -> None:

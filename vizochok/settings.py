@@ -180,12 +180,18 @@ CATALOG_RECOVERY_CRON = env.str("CATALOG_RECOVERY_CRON", default="* * * * *")
 # backoff is 3 (the wait is BACKOFF ** retry number).
 CATALOG_JOB_MAX_RETRIES = env.int("CATALOG_JOB_MAX_RETRIES", default=5)
 CATALOG_JOB_RETRY_BACKOFF_SECONDS = env.int("CATALOG_JOB_RETRY_BACKOFF_SECONDS", default=3)
+# Finished catalog jobs, and the catalog queue's rows of failed, cancelled or aborted jobs,
+# are deleted this many days after they finished, by a daily task on CATALOG_PRUNE_CRON.
+# 0 keeps them all.
+CATALOG_JOB_RETENTION_DAYS = env.int("CATALOG_JOB_RETENTION_DAYS", default=90)
+CATALOG_PRUNE_CRON = env.str("CATALOG_PRUNE_CRON", default="30 3 * * *")
 
 PROCRASTINATE_WORKER_DEFAULTS = {
     "update_heartbeat_interval": WORKER_HEARTBEAT_SECONDS,
     "stalled_worker_timeout": WORKER_STALLED_AFTER_SECONDS,
     "shutdown_graceful_timeout": WORKER_SHUTDOWN_TIMEOUT_SECONDS,
-    # A finished job's state lives in CatalogJob; failed queue rows stay for inspection.
+    # A finished job's state lives in CatalogJob. Failed queue rows stay for inspection
+    # until the retention above ends.
     "delete_jobs": "successful",
 }
 if WORKER_STALLED_AFTER_SECONDS < 3 * WORKER_HEARTBEAT_SECONDS:

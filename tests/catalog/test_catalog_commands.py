@@ -2,10 +2,12 @@
 ``recount_search_terms``."""
 
 from collections.abc import Iterator
+from datetime import timedelta
 from io import StringIO
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.utils import timezone
 from procrastinate.contrib.django.models import ProcrastinateJob
 
 from catalog.jobs import catalog_job_run
@@ -274,3 +276,62 @@ def test_recount_search_terms_unknown_tenant(tenant, other_tenant):
         ("shop-b", "tea", 9),
     }
     assert dict(Tenant.objects.values_list("slug", "catalog_version")) == versions
+
+
+def _aged_jobs(tenant) -> dict[int, CatalogJob]:
+    """Return a job that completed 40 days ago, one 10 days ago, and an old pending one, by age."""
+    now = timezone.now()
+    jobs = {}
+    for days, status in ((40, CatalogJob.Status.COMPLETE), (10, CatalogJob.Status.FAILED)):
+        jobs[days] = CatalogJob.objects.create(
+            tenant=tenant, source=CatalogJob.Source.API, status=status
+        )
+        CatalogJob.objects.filter(pk=jobs[days].pk).update(completed_at=now - timedelta(days=days))
+    jobs[400] = CatalogJob.objects.create(tenant=tenant, source=CatalogJob.Source.API)
+    CatalogJob.objects.filter(pk=jobs[400].pk).update(created_at=now - timedelta(days=400))
+    return jobs
+
+
+def test_prune_catalog_jobs_days(tenant):
+    jobs = _aged_jobs(tenant)
+
+    stdout, _ = _call("prune_catalog_jobs", "--days", "30")
+
+    assert stdout == (
+        "Deleted 1 catalog job, and the catalog queue's rows of jobs, that finished more "
+        "than 30 days ago.\n"
+    )
+    assert set(CatalogJob.objects.values_list("pk", flat=True)) == {jobs[10].pk, jobs[400].pk}
+
+
+def test_prune_catalog_jobs_default_retention(tenant, settings):
+    settings.CATALOG_JOB_RETENTION_DAYS = 5
+    jobs = _aged_jobs(tenant)
+
+    stdout, _ = _call("prune_catalog_jobs")
+
+    assert "more than 5 days ago" in stdout
+    assert set(CatalogJob.objects.values_list("pk", flat=True)) == {jobs[400].pk}
+
+
+@pytest.mark.parametrize(
+    ("args", "retention", "message"),
+    [
+        (["--days", "0"], 90, "--days must be at least 1, got 0."),
+        (
+            [],
+            0,
+            "CATALOG_JOB_RETENTION_DAYS is 0, which keeps every job. Give --days to delete "
+            "old jobs anyway.",
+        ),
+    ],
+)
+def test_prune_catalog_jobs_rejects_no_age(tenant, settings, args, retention, message):
+    settings.CATALOG_JOB_RETENTION_DAYS = retention
+    jobs = _aged_jobs(tenant)
+
+    with pytest.raises(CommandError) as exc_info:
+        _call("prune_catalog_jobs", *args)
+
+    assert str(exc_info.value) == message
+    assert set(CatalogJob.objects.values_list("pk", flat=True)) == {job.pk for job in jobs.values()}

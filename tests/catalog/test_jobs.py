@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import pytest
 from asgiref.sync import async_to_sync
+from django.db import connection
 from django.test import override_settings
 from django.urls import reverse
 from django.utils import timezone
@@ -14,7 +15,7 @@ from procrastinate.contrib.django import app as queue_app
 from procrastinate.contrib.django.models import ProcrastinateJob
 from procrastinate.exceptions import JobAborted
 from procrastinate.job_context import AbortReason
-from procrastinate.jobs import Job
+from procrastinate.jobs import Job, Status
 
 from catalog import tasks
 from catalog.embeddings import EmbeddingError, product_embedding_text
@@ -26,7 +27,9 @@ from catalog.jobs import (
     catalog_job_fail,
     catalog_job_run,
     catalog_job_submit,
+    catalog_jobs_prune,
     catalog_jobs_requeue_lost,
+    catalog_queue_prune_arguments,
 )
 from catalog.models import CatalogJob, Product
 from catalog.schemas import product_input_parse
@@ -467,3 +470,161 @@ def test_embed_accepts_many_product_ids(tenant, embedder):
     # then
     assert embedded == 2
     assert sorted(embedder.passages) == sorted(_texts(PRODUCTS[:2]))
+
+
+def _finished_job(tenant, status, *, days_ago: float) -> CatalogJob:
+    job = _submit(tenant, items=PRODUCTS[:1])
+    CatalogJob.objects.filter(pk=job.pk).update(
+        status=status, completed_at=timezone.now() - timedelta(days=days_ago)
+    )
+    return job
+
+
+def _old_unfinished_job(tenant, status) -> CatalogJob:
+    job = _submit(tenant, items=PRODUCTS[:1])
+    long_ago = timezone.now() - timedelta(days=400)
+    CatalogJob.objects.filter(pk=job.pk).update(
+        status=status, created_at=long_ago, updated_at=long_ago
+    )
+    return job
+
+
+@pytest.fixture
+def aged_jobs(tenant, other_tenant):
+    """Jobs of two tenants: finished long ago, finished lately and unfinished for long."""
+    return {
+        "old_complete": _finished_job(tenant, CatalogJob.Status.COMPLETE, days_ago=100),
+        "old_failed": _finished_job(other_tenant, CatalogJob.Status.FAILED, days_ago=91),
+        "recent_complete": _finished_job(tenant, CatalogJob.Status.COMPLETE, days_ago=89),
+        "recent_failed": _finished_job(other_tenant, CatalogJob.Status.FAILED, days_ago=1),
+        "old_pending": _old_unfinished_job(tenant, CatalogJob.Status.PENDING),
+        "old_embedding": _old_unfinished_job(other_tenant, CatalogJob.Status.EMBEDDING),
+    }
+
+
+def _kept_jobs(aged_jobs) -> set[str]:
+    remaining = set(CatalogJob.objects.values_list("pk", flat=True))
+    return {name for name, job in aged_jobs.items() if job.pk in remaining}
+
+
+def test_prune_deletes_old_finished_jobs(aged_jobs, caplog):
+    caplog.set_level("INFO", logger="catalog.jobs")
+
+    deleted = catalog_jobs_prune(older_than=timedelta(days=90))
+
+    assert deleted == 2
+    assert _kept_jobs(aged_jobs) == {
+        "recent_complete",
+        "recent_failed",
+        "old_pending",
+        "old_embedding",
+    }
+    records = [record for record in caplog.records if record.msg == "catalog.jobs.pruned"]
+    assert [record.deleted_count for record in records] == [2]
+
+
+def _queue_row(job: CatalogJob, *, status: Status | None, days_ago: float, queue="catalog"):
+    """Enqueue ``job`` on ``queue``, finish it with ``status`` unless None, and age its events."""
+    manager = queue_app.job_manager
+    if queue == "catalog":
+        queue_job_id = catalog_job_enqueue(job=job)
+    else:
+        task = queue_app.configure_task(name=tasks.catalog_job_run.name, queue=queue)
+        queue_job_id = task.defer(job_pk=job.pk)
+    if status is not None:
+        worker_id = async_to_sync(manager.register_worker)()
+        fetched = async_to_sync(manager.fetch_job)(queues=[queue], worker_id=worker_id)
+        assert fetched.id == queue_job_id
+        async_to_sync(manager.finish_job)(job=fetched, status=status, delete_job=False)
+        async_to_sync(manager.unregister_worker)(worker_id)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE procrastinate_events SET at = now() - make_interval(days => %s)"
+            " WHERE job_id = %s",
+            [days_ago, queue_job_id],
+        )
+    return queue_job_id
+
+
+def test_queue_prune_deletes_old_finished_rows(tenant):
+    rows = {
+        "old_failed": _queue_row(_submit(tenant), status=Status.FAILED, days_ago=100),
+        "old_aborted": _queue_row(_submit(tenant), status=Status.ABORTED, days_ago=100),
+        "recent_failed": _queue_row(_submit(tenant), status=Status.FAILED, days_ago=10),
+        "old_waiting": _queue_row(_submit(tenant), status=None, days_ago=100),
+        "other_queue_failed": _queue_row(
+            _submit(tenant), status=Status.FAILED, days_ago=100, queue="other"
+        ),
+    }
+
+    async_to_sync(queue_app.job_manager.delete_old_jobs)(
+        **catalog_queue_prune_arguments(older_than=timedelta(days=90))
+    )
+
+    remaining = set(ProcrastinateJob.objects.values_list("id", flat=True))
+    assert {name for name, row in rows.items() if row in remaining} == {
+        "recent_failed",
+        "old_waiting",
+        "other_queue_failed",
+    }
+
+
+def test_queue_prune_arguments_round_up_to_hours():
+    arguments = catalog_queue_prune_arguments(older_than=timedelta(minutes=90))
+
+    assert arguments == {
+        "nb_hours": 2,
+        "queue": "catalog",
+        "include_failed": True,
+        "include_cancelled": True,
+        "include_aborted": True,
+    }
+
+
+def _prune_context() -> JobContext:
+    queue_job = Job(
+        id=1,
+        queue="catalog",
+        lock=None,
+        queueing_lock="catalog_jobs_prune",
+        task_name="catalog_jobs_prune",
+        task_kwargs={"timestamp": 0},
+    )
+    return JobContext(app=queue_app, job=queue_job, start_timestamp=0.0, abort_reason=lambda: None)
+
+
+@override_settings(CATALOG_JOB_RETENTION_DAYS=90)
+def test_prune_task_deletes_jobs_and_rows(tenant, aged_jobs):
+    old_row = _queue_row(_submit(tenant), status=Status.FAILED, days_ago=100)
+    recent_row = _queue_row(_submit(tenant), status=Status.FAILED, days_ago=10)
+
+    async_to_sync(tasks.catalog_jobs_prune.func)(_prune_context(), timestamp=0)
+
+    assert _kept_jobs(aged_jobs) == {
+        "recent_complete",
+        "recent_failed",
+        "old_pending",
+        "old_embedding",
+    }
+    assert set(ProcrastinateJob.objects.values_list("id", flat=True)) == {recent_row}
+    assert old_row != recent_row
+
+
+@override_settings(CATALOG_JOB_RETENTION_DAYS=0)
+def test_prune_task_disabled_keeps_everything(tenant, aged_jobs):
+    old_row = _queue_row(_submit(tenant), status=Status.FAILED, days_ago=1000)
+
+    async_to_sync(tasks.catalog_jobs_prune.func)(_prune_context(), timestamp=0)
+
+    assert _kept_jobs(aged_jobs) == set(aged_jobs)
+    assert set(ProcrastinateJob.objects.values_list("id", flat=True)) == {old_row}
+
+
+def test_prune_task_is_scheduled_daily():
+    tasks_by_id = {
+        periodic.periodic_id: periodic
+        for periodic in queue_app.periodic_registry.periodic_tasks.values()
+    }
+
+    assert tasks_by_id["catalog_jobs_prune"].cron == "30 3 * * *"
+    assert tasks_by_id["catalog_jobs_prune"].task.queue == "catalog"

@@ -1,0 +1,51 @@
+"""``manage.py prune_catalog_jobs``: delete old finished catalog jobs and queue rows."""
+
+from argparse import ArgumentParser
+from datetime import timedelta
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+from procrastinate.contrib.django import app as queue_app
+
+from catalog.jobs import catalog_jobs_prune, catalog_queue_prune_arguments
+
+
+class Command(BaseCommand):
+    help = (
+        "Delete the catalog jobs of every tenant that finished (complete or failed) more than "
+        "DAYS days ago, and the catalog queue's rows of jobs that finished as long ago. "
+        "Pending and embedding jobs are kept. The workers run the same pruning daily with "
+        "CATALOG_JOB_RETENTION_DAYS."
+    )
+
+    def add_arguments(self, parser: ArgumentParser) -> None:
+        parser.add_argument(
+            "--days",
+            type=int,
+            help="Age in days of the finished jobs to delete (default: "
+            "CATALOG_JOB_RETENTION_DAYS).",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        days = options["days"]
+        if days is None:
+            days = settings.CATALOG_JOB_RETENTION_DAYS
+            if days < 1:
+                raise CommandError(
+                    f"CATALOG_JOB_RETENTION_DAYS is {days}, which keeps every job. "
+                    "Give --days to delete old jobs anyway."
+                )
+        if days < 1:
+            raise CommandError(f"--days must be at least 1, got {days}.")
+        older_than = timedelta(days=days)
+        async_to_sync(queue_app.job_manager.delete_old_jobs)(
+            **catalog_queue_prune_arguments(older_than=older_than)
+        )
+        deleted = catalog_jobs_prune(older_than=older_than)
+        jobs = "catalog job" if deleted == 1 else "catalog jobs"
+        self.stdout.write(
+            f"Deleted {deleted} {jobs}, and the catalog queue's rows of jobs, that finished "
+            f"more than {days} days ago."
+        )
