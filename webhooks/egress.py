@@ -164,33 +164,39 @@ def send(
         raise ValueError(f"timeout must be positive, got {timeout!r}")
     started = time.monotonic()
     validated = _validate_for_send(url, policy=policy, resolver=resolver or system_resolver)
-    address = validated.addresses[0]
-    # NOTE: only the first resolved address is tried, so a host whose first address does
-    # not accept connections fails even if a later one would.
-
-    try:
-        remaining = timeout - (time.monotonic() - started)
-        if remaining <= 0:
-            raise EgressTimeout(
-                EgressErrorCode.TIMEOUT,
-                f"resolving {validated.hostname!r} used up the {timeout:.2f} s timeout",
+    # The resolved addresses are tried in order while connecting fails, which sends nothing.
+    # Once a connection is made, its outcome is final: the request may have reached the
+    # server, and sending it again is the caller's decision.
+    for attempt, address in enumerate(validated.addresses, start=1):
+        try:
+            remaining = timeout - (time.monotonic() - started)
+            if remaining <= 0:
+                raise EgressTimeout(
+                    EgressErrorCode.TIMEOUT,
+                    f"resolving {validated.hostname!r} and connecting used up the"
+                    f" {timeout:.2f} s timeout",
+                )
+            prepared = _prepare_request(method, validated, address, body, headers, params)
+            status_code, response_headers, response_body = _exchange(
+                prepared, validated, policy=policy, timeout=timeout, remaining=remaining
             )
-        prepared = _prepare_request(method, validated, address, body, headers, params)
-        status_code, response_headers, response_body = _exchange(
-            prepared, validated, policy=policy, timeout=timeout, remaining=remaining
-        )
-    except EgressError as error:
-        logger.info(
-            FAILED_EVENT,
-            extra={
-                "code": str(error.code),
-                "method": method,
-                "url": validated.sanitized_url,
-                "address": str(address),
-                "duration_ms": _elapsed_ms(started),
-            },
-        )
-        raise
+            break
+        except (EgressError, _NotConnected) as failure:
+            error = failure.error if isinstance(failure, _NotConnected) else failure
+            logger.info(
+                FAILED_EVENT,
+                extra={
+                    "code": str(error.code),
+                    "method": method,
+                    "url": validated.sanitized_url,
+                    "address": str(address),
+                    "attempt": attempt,
+                    "duration_ms": _elapsed_ms(started),
+                },
+            )
+            if isinstance(failure, _NotConnected) and attempt < len(validated.addresses):
+                continue
+            raise error from failure.__cause__
 
     elapsed_ms = _elapsed_ms(started)
     logger.debug(
@@ -312,13 +318,36 @@ def _exchange(
         urllib3.exceptions.SSLError,
         urllib3.exceptions.DecodeError,
     ) as error:
-        raise _translate_error(error, validated, deadline=deadline, timeout=timeout) from error
+        translated = _translate_error(error, validated, deadline=deadline, timeout=timeout)
+        if not deadline.expired and _failed_to_connect(error):
+            raise _NotConnected(translated) from error
+        raise translated from error
 
     if deadline.expired:
         # The deadline shut the socket down, which can end a body without Content-Length
         # early and look like a complete response.
         raise _timeout_error(validated, timeout)
     return response.status_code, CaseInsensitiveDict(response.headers), body
+
+
+class _NotConnected(Exception):
+    """A connection that could not be opened, so no byte of the request was sent."""
+
+    def __init__(self, error: EgressError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+def _failed_to_connect(error: Exception) -> bool:
+    """Tell whether ``error`` happened while opening the TCP connection.
+
+    urllib3 raises ``NewConnectionError`` when the connection is refused or unreachable,
+    and requests raises ``ConnectTimeout`` when opening it takes too long. TLS failures
+    come after the connection and are not included.
+    """
+    return isinstance(error, requests.exceptions.ConnectTimeout) or any(
+        isinstance(item, urllib3.exceptions.NewConnectionError) for item in _linked_errors(error)
+    )
 
 
 def _read_body(response: requests.Response, *, limit: int) -> bytes:

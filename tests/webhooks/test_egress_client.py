@@ -591,6 +591,113 @@ def test_send_reports_connection_refused() -> None:
     assert raised.value.code == EgressErrorCode.CONNECTION_REFUSED
 
 
+def test_send_tries_next_address_when_refused(
+    start_server: StartServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    # given: the host's first address refuses connections, and the second one serves
+    caplog.set_level(logging.DEBUG, logger="webhooks.egress")
+    server = start_server(respond(201))
+    resolver = ScriptedResolver(["127.0.0.2", "127.0.0.1"])
+
+    # when
+    response = send(
+        "POST",
+        f"http://merchant.test:{server.port}/cart",
+        policy=LOCAL_POLICY,
+        body=b"{}",
+        timeout=1,
+        resolver=resolver,
+    )
+
+    # then: one lookup, and the request reached the server once
+    assert response.status_code == 201
+    assert len(resolver.questions) == 1
+    assert server.log.connections == 1
+    failed, completed = caplog.records
+    assert failed.getMessage() == "webhooks.egress.failed"
+    assert (failed.code, failed.address, failed.attempt) == ("connection_refused", "127.0.0.2", 1)
+    assert completed.getMessage() == "webhooks.egress.completed"
+    assert completed.address == "127.0.0.1"
+
+
+def test_send_tries_next_address_after_connect_timeout(start_server: StartServer) -> None:
+    # given: the first address drops connection attempts (full accept queue), the second serves
+    policy = EgressPolicy.from_settings(
+        allow_http=True, allowed_networks=["127.0.0.0/8"], connect_timeout=0.2
+    )
+    server = start_server(respond(200))
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.2", server.port))
+        listener.listen(0)
+        queued = [socket.socket() for _ in range(3)]
+        for client in queued:
+            client.setblocking(False)
+            client.connect_ex(("127.0.0.2", server.port))
+        time.sleep(0.05)
+
+        # when
+        response = send(
+            "GET",
+            f"http://merchant.test:{server.port}/",
+            policy=policy,
+            timeout=2,
+            resolver=ScriptedResolver(["127.0.0.2", "127.0.0.1"]),
+        )
+
+        for client in queued:
+            client.close()
+
+    # then
+    assert response.status_code == 200
+    assert server.log.connections == 1
+
+
+def test_send_reports_last_address_failure() -> None:
+    # given: no address of the host accepts connections
+    resolver = ScriptedResolver(["127.0.0.2", "127.0.0.3"])
+
+    # when
+    with pytest.raises(EgressConnectionError) as raised:
+        send(
+            "GET",
+            f"http://merchant.test:{unused_port()}/",
+            policy=LOCAL_POLICY,
+            timeout=1,
+            resolver=resolver,
+        )
+
+    # then
+    assert raised.value.code == EgressErrorCode.CONNECTION_REFUSED
+    assert isinstance(raised.value.__cause__, requests.exceptions.ConnectionError)
+
+
+def test_send_keeps_failure_after_connecting(start_server: StartServer) -> None:
+    # given: the first address accepts the connection and then resets it, and a listener on
+    # the second address would accept a second attempt
+    server = start_server(reset_connection)
+    with socket.socket() as second:
+        second.bind(("127.0.0.2", server.port))
+        second.listen(1)
+        second.setblocking(False)
+
+        # when
+        with pytest.raises(EgressConnectionError) as raised:
+            send(
+                "POST",
+                f"http://merchant.test:{server.port}/cart",
+                policy=LOCAL_POLICY,
+                body=b"{}",
+                timeout=1,
+                resolver=ScriptedResolver(["127.0.0.1", "127.0.0.2"]),
+            )
+
+        # then: the request may have reached the server, so no other address was tried
+        assert raised.value.code == EgressErrorCode.CONNECTION_RESET
+        assert server.log.connections == 1
+        with pytest.raises(BlockingIOError):
+            second.accept()
+
+
 def test_send_reports_connection_reset(start_server: StartServer) -> None:
     # given
     server = start_server(reset_connection)
