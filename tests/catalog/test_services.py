@@ -257,6 +257,43 @@ def test_upsert_inactive_product_is_not_pending(tenant):
     assert summary == UpsertSummary(created=1, updated=0, unchanged=0, to_embed=[])
 
 
+def test_upsert_inserts_columns_as_arrays(tenant):
+    products = _inputs(
+        {"sku": "oats", "name": "Oat flakes", "attributes": {"organic": True}},
+        {"sku": "rice", "name": "Rice", "quantity_step": "0.5", "unit": "kg"},
+    )
+
+    with CaptureQueriesContext(connection) as context:
+        product_upsert_many(tenant=tenant, products=products)
+
+    # One array per column, not one placeholder per value (see CatalogConfig.ready).
+    inserts = [
+        query["sql"] for query in context.captured_queries if query["sql"].startswith("INSERT")
+    ]
+    assert len(inserts) == 1
+    assert "FROM UNNEST(" in inserts[0]
+    assert "::vector[]" in inserts[0]
+    stored = {product.sku: product for product in Product.objects.filter(tenant=tenant)}
+    assert stored["oats"].attributes == {"organic": True}
+    assert stored["oats"].embedding is None
+    assert stored["rice"].quantity_step == Decimal("0.500")
+
+
+def test_bulk_create_stores_vectors_through_arrays(tenant):
+    first = np.linspace(-1, 1, 384, dtype=np.float32)
+
+    Product.objects.bulk_create(
+        [
+            Product(tenant=tenant, sku="with-vector", name="A", embedding=first),
+            Product(tenant=tenant, sku="without-vector", name="B"),
+        ]
+    )
+
+    stored = dict(Product.objects.filter(tenant=tenant).values_list("sku", "embedding"))
+    assert np.allclose(stored["with-vector"], first)
+    assert stored["without-vector"] is None
+
+
 def test_upsert_stores_decimal_quantities(tenant):
     product_upsert_many(
         tenant=tenant,
