@@ -12,6 +12,7 @@ line it starts on. In a JSON file a product is numbered by the line where its va
 import csv
 import io
 import json
+import logging
 import re
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -38,6 +39,8 @@ from catalog.services import (
 )
 from tenants.models import Tenant
 from vizochok.exceptions import ClientError
+
+logger = logging.getLogger(__name__)
 
 PRODUCT_FIELDS = frozenset(ProductInput.model_fields)
 # An import of at least this many products embeds its first new products while it writes
@@ -488,15 +491,22 @@ def _prefetch_new_passages(
         texts=texts,
         batch_size=batch_size,
         stop=rows_written,
+        tenant_id=tenant.pk,
     )
 
 
 def _embed_passages_ahead(
-    *, embedder: Embedder, texts: list[str], batch_size: int, stop: threading.Event
+    *,
+    embedder: Embedder,
+    texts: list[str],
+    batch_size: int,
+    stop: threading.Event,
+    tenant_id: int,
 ) -> dict[str, np.ndarray]:
     """Embed ``texts`` batch by batch until ``stop`` is set, and return the vectors by text.
 
-    A batch that fails ends the embedding, and the vectors of the batches before it are kept.
+    A batch that fails is logged and ends the embedding, and the vectors of the batches
+    before it are kept.
     """
     vectors: dict[str, np.ndarray] = {}
     for start in range(0, len(texts), batch_size):
@@ -505,7 +515,17 @@ def _embed_passages_ahead(
         batch = texts[start : start + batch_size]
         try:
             vectors.update(zip(batch, embedder.embed_passages(batch), strict=True))
-        except EmbeddingError:
+        except EmbeddingError as exc:
+            logger.warning(
+                "catalog.import.embedding_ahead_failed",
+                extra={
+                    "tenant_id": tenant_id,
+                    "model": embedder.model_name,
+                    "batch_size": len(batch),
+                    "embedded_ahead": len(vectors),
+                    "error": exc.detail,
+                },
+            )
             break
     return vectors
 

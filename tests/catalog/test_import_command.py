@@ -550,7 +550,7 @@ def test_embedding_ahead_stops_after_writing(embedder):
     stopping = _StopAfterFirstBatch(embedder.inner, stop)
 
     vectors = importing._embed_passages_ahead(
-        embedder=stopping, texts=["Milk", "Bread", "Kefir"], batch_size=2, stop=stop
+        embedder=stopping, texts=["Milk", "Bread", "Kefir"], batch_size=2, stop=stop, tenant_id=1
     )
 
     # The batch under way when the rows were written is finished and kept, and no other starts.
@@ -563,7 +563,11 @@ def test_embedding_ahead_keeps_batches_before_failure(embedder):
     failing = FailingEmbedder(embedder, fail_after=1)
 
     vectors = importing._embed_passages_ahead(
-        embedder=failing, texts=["Milk", "Bread", "Kefir"], batch_size=1, stop=threading.Event()
+        embedder=failing,
+        texts=["Milk", "Bread", "Kefir"],
+        batch_size=1,
+        stop=threading.Event(),
+        tenant_id=1,
     )
 
     # The second batch failed, so the third was not tried.
@@ -571,12 +575,35 @@ def test_embedding_ahead_keeps_batches_before_failure(embedder):
     assert list(vectors) == ["Milk"]
 
 
+def test_embedding_ahead_logs_failure(embedder, caplog):
+    caplog.set_level("WARNING", logger="catalog.importing")
+    failing = FailingEmbedder(embedder, fail_after=1)
+
+    vectors = importing._embed_passages_ahead(
+        embedder=failing,
+        texts=["Milk", "Bread", "Kefir"],
+        batch_size=1,
+        stop=threading.Event(),
+        tenant_id=7,
+    )
+
+    assert list(vectors) == ["Milk"]
+    assert [record.msg for record in caplog.records] == ["catalog.import.embedding_ahead_failed"]
+    record = caplog.records[0]
+    assert record.levelname == "WARNING"
+    assert record.tenant_id == 7
+    assert record.model == embedder.model_name
+    assert record.batch_size == 1
+    assert record.embedded_ahead == 1
+    assert record.error == "The embedding test server is down."
+
+
 def test_embedding_ahead_after_writing_starts_nothing(embedder):
     stop = threading.Event()
     stop.set()
 
     vectors = importing._embed_passages_ahead(
-        embedder=embedder, texts=["Milk"], batch_size=1, stop=stop
+        embedder=embedder, texts=["Milk"], batch_size=1, stop=stop, tenant_id=1
     )
 
     assert vectors == {}
