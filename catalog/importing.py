@@ -190,7 +190,9 @@ def _read_csv(text: str, *, source_columns: frozenset[str]) -> Iterator[SourceRe
         raise ImportFileError("The CSV file is empty; expected a header row.") from None
     except csv.Error as exc:
         raise _unreadable_csv_row(exc, line=1) from None
-    duplicates = sorted({name for name in header if header.count(name) > 1})
+    # Several unnamed columns are no error, because spreadsheet programs export empty
+    # columns with an empty header cell. Their cells are reported as ignored fields.
+    duplicates = sorted({name for name in header if name and header.count(name) > 1})
     if duplicates:
         raise ImportFileError(f"The CSV header repeats columns: {', '.join(duplicates)}.")
     missing_sources = sorted(source_columns - set(header))
@@ -631,7 +633,7 @@ def _validate_records(
         by_sku[product.sku] = (record.line, product)
 
     if ignored_keys:
-        report.warnings.insert(
-            0, f"Ignored fields that are not product fields: {', '.join(sorted(ignored_keys))}."
-        )
+        # An unnamed CSV column or an empty JSON key is shown as "".
+        names = ", ".join(key or '""' for key in sorted(ignored_keys))
+        report.warnings.insert(0, f"Ignored fields that are not product fields: {names}.")
     return [product for _, product in by_sku.values()]

@@ -154,6 +154,17 @@ def test_import_format_option_overrides_extension(tenant, tmp_path):
     assert stdout.splitlines()[1] == "Created: 2, updated: 0, unchanged: 0, rejected: 4."
 
 
+def test_import_csv_with_unnamed_columns(tenant, tmp_path):
+    # Spreadsheet programs export formatted but empty columns with an empty header cell.
+    path = _write(tmp_path, "products.csv", b"sku,name,,\nmilk-1,Milk,,\nkefir-1,Kefir,,x\n")
+
+    stdout, stderr = _import(path, "--tenant", "shop-a", "--no-embed")
+
+    assert stdout.splitlines()[1] == "Created: 2, updated: 0, unchanged: 0, rejected: 0."
+    assert stderr == 'Ignored fields that are not product fields: "".\n'
+    assert _skus(tenant) == ["kefir-1", "milk-1"]
+
+
 def test_import_does_not_touch_other_tenant(tenant, other_tenant):
     _import(str(DATA_DIR / "products.jsonl"), "--tenant", "shop-b", "--no-embed")
 
