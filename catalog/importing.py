@@ -14,6 +14,7 @@ import io
 import json
 import logging
 import re
+import sys
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -176,6 +177,8 @@ def _csv_cell(name: str, value: str) -> Any:
             raise ValueError(f"attributes: Invalid JSON ({exc.msg}, column {exc.colno}).") from None
         except RecursionError:
             raise ValueError(f"attributes: {_TOO_DEEP}") from None
+        except ValueError:
+            raise ValueError(f"attributes: {_TOO_MANY_DIGITS}") from None
     if name in _NUMERIC_FIELDS and _DECIMAL_COMMA_NUMBER.fullmatch(value):
         return value.replace(",", ".")
     return value
@@ -257,6 +260,9 @@ def _csv_rows(reader: Any, header: list[str]) -> Iterator[SourceRecord]:
 # Python's JSON parser raises RecursionError near the interpreter's recursion limit, which
 # is 1,000 levels by default.
 _TOO_DEEP = "The JSON is nested too deeply to parse."
+# It raises a plain ValueError for an integer of more digits than this, 4,300 by default.
+_MAX_DIGITS = sys.get_int_max_str_digits()
+_TOO_MANY_DIGITS = f"A number has more than {_MAX_DIGITS} digits."
 
 
 def _skip_whitespace(text: str, position: int) -> int:
@@ -309,6 +315,10 @@ def _read_json(text: str) -> Iterator[SourceRecord]:
         ) from None
     except RecursionError:
         raise ImportFileError(_TOO_DEEP) from None
+    except ValueError:
+        raise ImportFileError(
+            f"The file is not valid JSON: a number has more than {_MAX_DIGITS} digits."
+        ) from None
     if isinstance(document, dict) and isinstance(document.get("products"), list):
         products = document["products"]
     elif isinstance(document, list):
@@ -341,6 +351,8 @@ def _read_json_lines(text: str) -> Iterator[SourceRecord]:
             )
         except RecursionError:
             yield SourceRecord(line=line, data=None, error=_TOO_DEEP)
+        except ValueError:
+            yield SourceRecord(line=line, data=None, error=_TOO_MANY_DIGITS)
 
 
 def read_catalog_records(

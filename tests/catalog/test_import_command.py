@@ -264,6 +264,13 @@ def _write(tmp_path: Path, name: str, content: bytes) -> str:
             id="json_too_deep",
         ),
         pytest.param(
+            "products.json",
+            b'[{"sku": "milk-1", "name": "Milk", "weight": ' + b"9" * 5_000 + b"}]",
+            [],
+            "The file is not valid JSON: a number has more than 4300 digits.",
+            id="json_number_too_long",
+        ),
+        pytest.param(
             "products.xlsx",
             b"sku,name\na,b\n",
             [],
@@ -310,6 +317,30 @@ def test_import_rejects_too_deep_json_line(tenant, tmp_path):
     assert stderr == "Line 2: rejected. The JSON is nested too deeply to parse.\n"
     assert "Created: 1, updated: 0, unchanged: 0, rejected: 1.\n" in stdout
     assert _skus(tenant) == ["milk-1"]
+
+
+def test_import_rejects_too_long_numbers(tenant, tmp_path):
+    # Python's JSON parser rejects integers of more than 4,300 digits.
+    number = b"9" * 5_000
+    jsonl = _write(
+        tmp_path,
+        "products.jsonl",
+        b'{"sku": "milk-1", "name": "Milk"}\n{"sku": "kefir-1", "weight": ' + number + b"}\n",
+    )
+    csv = _write(
+        tmp_path,
+        "products.csv",
+        b'sku,name,attributes\nbread-1,Bread,"{""code"": ' + number + b'}"\neggs-1,Eggs,{}\n',
+    )
+
+    jsonl_stdout, jsonl_stderr = _import(jsonl, "--tenant", "shop-a", "--no-embed")
+    csv_stdout, csv_stderr = _import(csv, "--tenant", "shop-a", "--no-embed")
+
+    assert jsonl_stderr == "Line 2: rejected. A number has more than 4300 digits.\n"
+    assert "Created: 1, updated: 0, unchanged: 0, rejected: 1.\n" in jsonl_stdout
+    assert csv_stderr == "Line 2: rejected. attributes: A number has more than 4300 digits.\n"
+    assert "Created: 1, updated: 0, unchanged: 0, rejected: 1.\n" in csv_stdout
+    assert _skus(tenant) == ["eggs-1", "milk-1"]
 
 
 def test_import_rejects_too_deep_csv_attributes(tenant, tmp_path):
