@@ -12,7 +12,9 @@ line it starts on. In a JSON file a product is numbered by the line where its va
 import csv
 import io
 import json
+import logging
 import re
+import sys
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -38,6 +40,8 @@ from catalog.services import (
 )
 from tenants.models import Tenant
 from vizochok.exceptions import ClientError
+
+logger = logging.getLogger(__name__)
 
 PRODUCT_FIELDS = frozenset(ProductInput.model_fields)
 # An import of at least this many products embeds its first new products while it writes
@@ -173,6 +177,8 @@ def _csv_cell(name: str, value: str) -> Any:
             raise ValueError(f"attributes: Invalid JSON ({exc.msg}, column {exc.colno}).") from None
         except RecursionError:
             raise ValueError(f"attributes: {_TOO_DEEP}") from None
+        except ValueError:
+            raise ValueError(f"attributes: {_TOO_MANY_DIGITS}") from None
     if name in _NUMERIC_FIELDS and _DECIMAL_COMMA_NUMBER.fullmatch(value):
         return value.replace(",", ".")
     return value
@@ -187,7 +193,9 @@ def _read_csv(text: str, *, source_columns: frozenset[str]) -> Iterator[SourceRe
         raise ImportFileError("The CSV file is empty; expected a header row.") from None
     except csv.Error as exc:
         raise _unreadable_csv_row(exc, line=1) from None
-    duplicates = sorted({name for name in header if header.count(name) > 1})
+    # Several unnamed columns are no error, because spreadsheet programs export empty
+    # columns with an empty header cell. Their cells are reported as ignored fields.
+    duplicates = sorted({name for name in header if name and header.count(name) > 1})
     if duplicates:
         raise ImportFileError(f"The CSV header repeats columns: {', '.join(duplicates)}.")
     missing_sources = sorted(source_columns - set(header))
@@ -252,6 +260,9 @@ def _csv_rows(reader: Any, header: list[str]) -> Iterator[SourceRecord]:
 # Python's JSON parser raises RecursionError near the interpreter's recursion limit, which
 # is 1,000 levels by default.
 _TOO_DEEP = "The JSON is nested too deeply to parse."
+# It raises a plain ValueError for an integer of more digits than this, 4,300 by default.
+_MAX_DIGITS = sys.get_int_max_str_digits()
+_TOO_MANY_DIGITS = f"A number has more than {_MAX_DIGITS} digits."
 
 
 def _skip_whitespace(text: str, position: int) -> int:
@@ -304,6 +315,10 @@ def _read_json(text: str) -> Iterator[SourceRecord]:
         ) from None
     except RecursionError:
         raise ImportFileError(_TOO_DEEP) from None
+    except ValueError:
+        raise ImportFileError(
+            f"The file is not valid JSON: a number has more than {_MAX_DIGITS} digits."
+        ) from None
     if isinstance(document, dict) and isinstance(document.get("products"), list):
         products = document["products"]
     elif isinstance(document, list):
@@ -336,6 +351,8 @@ def _read_json_lines(text: str) -> Iterator[SourceRecord]:
             )
         except RecursionError:
             yield SourceRecord(line=line, data=None, error=_TOO_DEEP)
+        except ValueError:
+            yield SourceRecord(line=line, data=None, error=_TOO_MANY_DIGITS)
 
 
 def read_catalog_records(
@@ -488,15 +505,22 @@ def _prefetch_new_passages(
         texts=texts,
         batch_size=batch_size,
         stop=rows_written,
+        tenant_id=tenant.pk,
     )
 
 
 def _embed_passages_ahead(
-    *, embedder: Embedder, texts: list[str], batch_size: int, stop: threading.Event
+    *,
+    embedder: Embedder,
+    texts: list[str],
+    batch_size: int,
+    stop: threading.Event,
+    tenant_id: int,
 ) -> dict[str, np.ndarray]:
     """Embed ``texts`` batch by batch until ``stop`` is set, and return the vectors by text.
 
-    A batch that fails ends the embedding, and the vectors of the batches before it are kept.
+    A batch that fails is logged and ends the embedding, and the vectors of the batches
+    before it are kept.
     """
     vectors: dict[str, np.ndarray] = {}
     for start in range(0, len(texts), batch_size):
@@ -505,7 +529,17 @@ def _embed_passages_ahead(
         batch = texts[start : start + batch_size]
         try:
             vectors.update(zip(batch, embedder.embed_passages(batch), strict=True))
-        except EmbeddingError:
+        except EmbeddingError as exc:
+            logger.warning(
+                "catalog.import.embedding_ahead_failed",
+                extra={
+                    "tenant_id": tenant_id,
+                    "model": embedder.model_name,
+                    "batch_size": len(batch),
+                    "embedded_ahead": len(vectors),
+                    "error": exc.detail,
+                },
+            )
             break
     return vectors
 
@@ -611,7 +645,7 @@ def _validate_records(
         by_sku[product.sku] = (record.line, product)
 
     if ignored_keys:
-        report.warnings.insert(
-            0, f"Ignored fields that are not product fields: {', '.join(sorted(ignored_keys))}."
-        )
+        # An unnamed CSV column or an empty JSON key is shown as "".
+        names = ", ".join(key or '""' for key in sorted(ignored_keys))
+        report.warnings.insert(0, f"Ignored fields that are not product fields: {names}.")
     return [product for _, product in by_sku.values()]

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from decimal import Decimal
 from itertools import islice
 from typing import Any
 from weakref import WeakKeyDictionary
@@ -139,6 +140,34 @@ def _embedding_is_current(stored: Mapping[str, Any], *, content_hash: str) -> bo
     return bool(stored["has_embedding"]) and stored["embedding_hash"] == content_hash
 
 
+def _same_json(stored: Any, new: Any) -> bool:
+    """Return whether a JSON value read back from a jsonb column equals the value written.
+
+    Python's == treats True as 1 and False as 0, but JSON distinguishes them. jsonb keeps each
+    number as a decimal, which reads back as an int when it has no fraction, so 1.5e300
+    comes back as an int with 299 zeros. Numbers are therefore compared as decimals.
+    """
+    if isinstance(stored, bool) or isinstance(new, bool):
+        return type(stored) is type(new) and stored == new
+    if isinstance(stored, int | float) and isinstance(new, int | float):
+        return Decimal(repr(stored)) == Decimal(repr(new))
+    if isinstance(stored, dict) and isinstance(new, dict):
+        return stored.keys() == new.keys() and all(
+            _same_json(stored[key], new[key]) for key in stored
+        )
+    if isinstance(stored, list) and isinstance(new, list):
+        return len(stored) == len(new) and all(map(_same_json, stored, new))
+    return type(stored) is type(new) and stored == new
+
+
+def _is_unchanged(stored: Mapping[str, Any], row: Mapping[str, Any]) -> bool:
+    """Return whether the stored columns of a product equal the ones an upsert would write."""
+    return all(
+        _same_json(stored[name], row[name]) if name == "attributes" else stored[name] == row[name]
+        for name in _UPSERTED_FIELDS
+    )
+
+
 def _existing_rows(*, tenant: Tenant, skus: Iterable[str]) -> dict[str, dict[str, Any]]:
     """Return the stored upserted columns of ``tenant``'s products with these SKUs, by SKU."""
     rows = (
@@ -160,7 +189,7 @@ def _upsert_batch(*, tenant: Tenant, products: Sequence[ProductInput]) -> Upsert
     for product in products:
         row = _product_row(product)
         stored = existing.get(product.sku)
-        if stored is not None and all(stored[name] == row[name] for name in _UPSERTED_FIELDS):
+        if stored is not None and _is_unchanged(stored, row):
             unchanged += 1
             current = _embedding_is_current(stored, content_hash=row["content_hash"])
             if product.is_active and not current:

@@ -43,6 +43,12 @@ _CYRILLIC_VOWELS = frozenset("аеєиіїоуюяыэ")
 
 MIN_STEM_LENGTH = 3
 
+# PostgreSQL rejects a tsvector over 1 MB (1,048,575 bytes), and the statement that writes
+# it fails. Normalised text costs at most 6 tsvector bytes per character: a one-letter word
+# of a 3- or 4-byte letter and the space after it take 12 bytes. A body of this many
+# characters therefore takes at most 600,000 bytes, which leaves room for the title.
+MAX_SEARCH_BODY_LENGTH = 100_000
+
 # Inflectional endings of Ukrainian and Russian nouns and adjectives. The longest matching
 # ending is removed first; verbs are rare in product names and are left alone.
 _CYRILLIC_ENDINGS = tuple(
@@ -193,12 +199,20 @@ def build_search_title(*, name: str, brand: str) -> str:
 def build_search_body(
     *, category_path: str, description: str, ingredients: str, country: str
 ) -> str:
-    """Build the lightly weighted part of a product's full-text document."""
-    return " ".join(
+    """Build the lightly weighted part of a product's full-text document.
+
+    A body longer than ``MAX_SEARCH_BODY_LENGTH`` characters is cut after its last whole
+    word within that length, so the words after it are not searchable.
+    """
+    body = " ".join(
         normalize_text(part)
         for part in (category_path, description, ingredients, country)
         if part.strip()
     )
+    if len(body) <= MAX_SEARCH_BODY_LENGTH:
+        return body
+    end = body.rfind(" ", 0, MAX_SEARCH_BODY_LENGTH + 1)
+    return body[:end] if end != -1 else body[:MAX_SEARCH_BODY_LENGTH]
 
 
 def build_tsquery(

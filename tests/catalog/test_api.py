@@ -15,7 +15,7 @@ from rest_framework.test import APIClient
 from catalog.apis import MAX_PRODUCTS_PER_REQUEST, MAX_REQUEST_BYTES
 from catalog.jobs import catalog_job_run
 from catalog.models import CatalogJob, Product
-from catalog.search import product_search
+from catalog.search import SearchMethod, product_search
 
 pytestmark = pytest.mark.django_db
 
@@ -282,6 +282,30 @@ def test_changed_content_is_embedded_again(tenant, server_client, embedder):
     assert response.json()["to_embed"] == 1
     assert (job.created, job.updated, job.unchanged) == (0, 1, 1)
     assert job.product_ids == [Product.objects.get(tenant=tenant, sku="milk-1").pk]
+
+
+def test_long_description_is_stored_whole(tenant, server_client, embedder):
+    # 200,000 distinct words ("a", "b", ..., "bcd" for 123) would make a tsvector of about
+    # 2 MB, over PostgreSQL's limit of 1 MB. The product is the last one written, in the
+    # second batch of the upsert, after the first batch has committed.
+    words = ["".join(chr(ord("a") + int(digit)) for digit in str(n)) for n in range(200_000)]
+    long_product = {"sku": "z-long", "name": "Чай", "description": " ".join(words)}
+    products = [{"sku": f"p-{n:03d}", "name": f"Товар {n}"} for n in range(500)]
+
+    response = _put(server_client, [*products, long_product])
+
+    job = _job(response)
+    assert response.status_code == 202
+    assert response.json()["to_embed"] == 501
+    assert (job.created, job.updated, job.unchanged) == (501, 0, 0)
+    assert job.errors == []
+    assert Product.objects.filter(tenant=tenant).count() == 501
+    stored = Product.objects.get(tenant=tenant, sku="z-long")
+    assert stored.description == long_product["description"]
+    hits = product_search(
+        tenant=tenant, query="bcd", embedder=embedder, method=SearchMethod.FULL_TEXT
+    )
+    assert [hit.product.sku for hit in hits] == ["z-long"]
 
 
 def test_deactivated_product_leaves_search_at_once(tenant, server_client, embedder):

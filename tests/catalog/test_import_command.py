@@ -154,6 +154,17 @@ def test_import_format_option_overrides_extension(tenant, tmp_path):
     assert stdout.splitlines()[1] == "Created: 2, updated: 0, unchanged: 0, rejected: 4."
 
 
+def test_import_csv_with_unnamed_columns(tenant, tmp_path):
+    # Spreadsheet programs export formatted but empty columns with an empty header cell.
+    path = _write(tmp_path, "products.csv", b"sku,name,,\nmilk-1,Milk,,\nkefir-1,Kefir,,x\n")
+
+    stdout, stderr = _import(path, "--tenant", "shop-a", "--no-embed")
+
+    assert stdout.splitlines()[1] == "Created: 2, updated: 0, unchanged: 0, rejected: 0."
+    assert stderr == 'Ignored fields that are not product fields: "".\n'
+    assert _skus(tenant) == ["kefir-1", "milk-1"]
+
+
 def test_import_does_not_touch_other_tenant(tenant, other_tenant):
     _import(str(DATA_DIR / "products.jsonl"), "--tenant", "shop-b", "--no-embed")
 
@@ -253,6 +264,13 @@ def _write(tmp_path: Path, name: str, content: bytes) -> str:
             id="json_too_deep",
         ),
         pytest.param(
+            "products.json",
+            b'[{"sku": "milk-1", "name": "Milk", "weight": ' + b"9" * 5_000 + b"}]",
+            [],
+            "The file is not valid JSON: a number has more than 4300 digits.",
+            id="json_number_too_long",
+        ),
+        pytest.param(
             "products.xlsx",
             b"sku,name\na,b\n",
             [],
@@ -299,6 +317,30 @@ def test_import_rejects_too_deep_json_line(tenant, tmp_path):
     assert stderr == "Line 2: rejected. The JSON is nested too deeply to parse.\n"
     assert "Created: 1, updated: 0, unchanged: 0, rejected: 1.\n" in stdout
     assert _skus(tenant) == ["milk-1"]
+
+
+def test_import_rejects_too_long_numbers(tenant, tmp_path):
+    # Python's JSON parser rejects integers of more than 4,300 digits.
+    number = b"9" * 5_000
+    jsonl = _write(
+        tmp_path,
+        "products.jsonl",
+        b'{"sku": "milk-1", "name": "Milk"}\n{"sku": "kefir-1", "weight": ' + number + b"}\n",
+    )
+    csv = _write(
+        tmp_path,
+        "products.csv",
+        b'sku,name,attributes\nbread-1,Bread,"{""code"": ' + number + b'}"\neggs-1,Eggs,{}\n',
+    )
+
+    jsonl_stdout, jsonl_stderr = _import(jsonl, "--tenant", "shop-a", "--no-embed")
+    csv_stdout, csv_stderr = _import(csv, "--tenant", "shop-a", "--no-embed")
+
+    assert jsonl_stderr == "Line 2: rejected. A number has more than 4300 digits.\n"
+    assert "Created: 1, updated: 0, unchanged: 0, rejected: 1.\n" in jsonl_stdout
+    assert csv_stderr == "Line 2: rejected. attributes: A number has more than 4300 digits.\n"
+    assert "Created: 1, updated: 0, unchanged: 0, rejected: 1.\n" in csv_stdout
+    assert _skus(tenant) == ["eggs-1", "milk-1"]
 
 
 def test_import_rejects_too_deep_csv_attributes(tenant, tmp_path):
@@ -550,7 +592,7 @@ def test_embedding_ahead_stops_after_writing(embedder):
     stopping = _StopAfterFirstBatch(embedder.inner, stop)
 
     vectors = importing._embed_passages_ahead(
-        embedder=stopping, texts=["Milk", "Bread", "Kefir"], batch_size=2, stop=stop
+        embedder=stopping, texts=["Milk", "Bread", "Kefir"], batch_size=2, stop=stop, tenant_id=1
     )
 
     # The batch under way when the rows were written is finished and kept, and no other starts.
@@ -563,7 +605,11 @@ def test_embedding_ahead_keeps_batches_before_failure(embedder):
     failing = FailingEmbedder(embedder, fail_after=1)
 
     vectors = importing._embed_passages_ahead(
-        embedder=failing, texts=["Milk", "Bread", "Kefir"], batch_size=1, stop=threading.Event()
+        embedder=failing,
+        texts=["Milk", "Bread", "Kefir"],
+        batch_size=1,
+        stop=threading.Event(),
+        tenant_id=1,
     )
 
     # The second batch failed, so the third was not tried.
@@ -571,12 +617,35 @@ def test_embedding_ahead_keeps_batches_before_failure(embedder):
     assert list(vectors) == ["Milk"]
 
 
+def test_embedding_ahead_logs_failure(embedder, caplog):
+    caplog.set_level("WARNING", logger="catalog.importing")
+    failing = FailingEmbedder(embedder, fail_after=1)
+
+    vectors = importing._embed_passages_ahead(
+        embedder=failing,
+        texts=["Milk", "Bread", "Kefir"],
+        batch_size=1,
+        stop=threading.Event(),
+        tenant_id=7,
+    )
+
+    assert list(vectors) == ["Milk"]
+    assert [record.msg for record in caplog.records] == ["catalog.import.embedding_ahead_failed"]
+    record = caplog.records[0]
+    assert record.levelname == "WARNING"
+    assert record.tenant_id == 7
+    assert record.model == embedder.model_name
+    assert record.batch_size == 1
+    assert record.embedded_ahead == 1
+    assert record.error == "The embedding test server is down."
+
+
 def test_embedding_ahead_after_writing_starts_nothing(embedder):
     stop = threading.Event()
     stop.set()
 
     vectors = importing._embed_passages_ahead(
-        embedder=embedder, texts=["Milk"], batch_size=1, stop=stop
+        embedder=embedder, texts=["Milk"], batch_size=1, stop=stop, tenant_id=1
     )
 
     assert vectors == {}

@@ -311,6 +311,65 @@ def test_upsert_stores_decimal_quantities(tenant):
     assert summary.unchanged == 1
 
 
+def test_upsert_writes_boolean_attribute_change(tenant):
+    # Python's == treats True as 1 and False as 0, but JSON distinguishes them.
+    product_upsert_many(
+        tenant=tenant, products=_inputs({**MILK, "attributes": {"organic": 1, "tags": [0]}})
+    )
+
+    summary = product_upsert_many(
+        tenant=tenant,
+        products=_inputs({**MILK, "attributes": {"organic": True, "tags": [False]}}),
+    )
+
+    milk = Product.objects.get(tenant=tenant, sku="milk-1")
+    assert summary == UpsertSummary(created=0, updated=1, unchanged=0, to_embed=[milk.pk])
+    assert milk.attributes["organic"] is True
+    assert milk.attributes["tags"][0] is False
+
+
+@pytest.mark.parametrize(
+    "attributes",
+    [
+        {"fat": 2.5, "pack": {"count": 10}},
+        {"energy": 1.5e300},
+        {"code": 12345678901234567890.5},
+        {"huge": 10**400},
+        {"flags": [True, False, None, "1"]},
+    ],
+    ids=["plain", "float_exponent", "float_over_int64", "huge_int", "list"],
+)
+def test_upsert_same_attributes_unchanged(tenant, attributes):
+    product_upsert_many(tenant=tenant, products=_inputs({**MILK, "attributes": attributes}))
+
+    summary = product_upsert_many(
+        tenant=tenant, products=_inputs({**MILK, "attributes": attributes})
+    )
+
+    assert (summary.created, summary.updated, summary.unchanged) == (0, 0, 1)
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [
+        ({"energy": 1.5e300}, {"energy": 1.6e300}),
+        ({"huge": 10**400}, {"huge": 1.5}),
+        ({"fat": 2.5}, {"fat": "2.5"}),
+        ({"fat": 2.5}, {"fat": 2.5, "pack": 1}),
+        ({"tags": [1, 2]}, {"tags": [1, 2, 3]}),
+    ],
+    ids=["float", "huge_int_to_float", "number_to_string", "new_key", "longer_list"],
+)
+def test_upsert_changed_attributes_updated(tenant, before, after):
+    product_upsert_many(tenant=tenant, products=_inputs({**MILK, "attributes": before}))
+
+    summary = product_upsert_many(tenant=tenant, products=_inputs({**MILK, "attributes": after}))
+
+    milk = Product.objects.get(tenant=tenant, sku="milk-1")
+    assert (summary.created, summary.updated, summary.unchanged) == (0, 1, 0)
+    assert milk.attributes.keys() == after.keys()
+
+
 def test_embed_pending_one_statement_per_batch(tenant, embedder):
     product_upsert_many(
         tenant=tenant,

@@ -2,6 +2,7 @@ import pytest
 from django.db import connection
 
 from catalog.text import (
+    MAX_SEARCH_BODY_LENGTH,
     MAX_TRANSLITERATIONS,
     allowed_typos,
     build_search_body,
@@ -108,6 +109,32 @@ def test_build_search_body_joins_non_empty_parts():
     )
 
     assert body == "молочн продукт молок молок коровяч україн"
+
+
+def test_search_body_cut_after_whole_word():
+    description = " ".join(f"слово{number}" for number in range(30_000))
+
+    body = build_search_body(category_path="", description=description, ingredients="", country="")
+
+    full_body = normalize_text(description)
+    assert len(full_body) > MAX_SEARCH_BODY_LENGTH
+    assert len(body) <= MAX_SEARCH_BODY_LENGTH
+    assert full_body.startswith(body + " ")
+    assert len(body) > MAX_SEARCH_BODY_LENGTH - len("слово29999")
+
+
+@pytest.mark.django_db
+def test_longest_search_body_fits_tsvector():
+    # One-letter words of 4-byte letters cost as many tsvector bytes per character as any text.
+    description = " ".join(chr(0x20000 + number) for number in range(60_000))
+    body = build_search_body(category_path="", description=description, ingredients="", country="")
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_column_size(to_tsvector('simple', %s))", [body])
+        (size,) = cursor.fetchone()
+
+    assert len(body) == MAX_SEARCH_BODY_LENGTH - 1
+    assert size <= 700_000
 
 
 @pytest.mark.parametrize(
