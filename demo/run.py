@@ -299,7 +299,7 @@ def print_instructions(*, app_url: str, credentials: dict[str, str]) -> None:
 
   Management commands for the demo tenant need the same development egress settings as
   the app, because its merchant listens on 127.0.0.1 over plain HTTP:
-    WEBHOOK_ALLOW_HTTP=1 WEBHOOK_ALLOWED_NETWORKS=127.0.0.0/8 \
+    WEBHOOK_ALLOW_HTTP=1 WEBHOOK_ALLOWED_NETWORKS=127.0.0.0/8 \\
       make manage ARGS="check_merchant {TENANT_SLUG}"
 
   Secret key (server side: catalog and admin API): {credentials["secret_key"]}

@@ -1,5 +1,6 @@
 """Request body parsers."""
 
+import sys
 from collections.abc import Mapping
 from typing import IO, Any
 
@@ -8,7 +9,8 @@ from rest_framework.parsers import JSONParser
 
 
 class SafeJSONParser(JSONParser):
-    """DRF's JSON parser, with nesting too deep for Python's parser reported as invalid JSON."""
+    """DRF's JSON parser, reporting nesting too deep and integers too long for Python's
+    parser as invalid JSON in plain words."""
 
     def parse(
         self,
@@ -20,3 +22,12 @@ class SafeJSONParser(JSONParser):
             return super().parse(stream, media_type, parser_context)
         except RecursionError as error:
             raise ParseError("JSON parse error - nesting is too deep.") from error
+        except ParseError as error:
+            # An integer beyond Python's digit limit raises a plain ValueError whose message
+            # advises calling sys.set_int_max_str_digits(), which means nothing to a client.
+            if "sys.set_int_max_str_digits" in str(error.detail):
+                raise ParseError(
+                    "JSON parse error - a number has more than "
+                    f"{sys.get_int_max_str_digits()} digits."
+                ) from error
+            raise

@@ -6,7 +6,7 @@ from templates in the shopper's language. Between messages it remembers, under
 and which product it changed last (so "make it 5" works).
 """
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal
 from typing import Any
@@ -201,8 +201,7 @@ class _OfflineReply:
         if not self.turn.tools.cart_complete:
             self.lines.append(self.replies.text("cart_incomplete"))
         self.lines.extend(self.replies.cart_lines(cart))
-        self.memory.listed = [item["sku"] for item in cart["items"]]
-        self.memory.listed_kind = LIST_CART
+        self._remember_cart_list(cart)
         yield from ()
 
     def _help(self, intent: Intent) -> Iterator[Event]:
@@ -275,9 +274,20 @@ class _OfflineReply:
         """List the cart just reloaded from the merchant, so positions refer to it."""
         self.lines.append(self.replies.text("cart_refreshed"))
         self.lines.extend(self.replies.cart_lines(result.cart))
-        self.memory.listed = [item["sku"] for item in result.cart["items"]]
-        self.memory.listed_kind = LIST_CART
+        self._remember_cart_list(result.cart)
         self.memory.focus = None
+
+    def _remember_cart_list(self, cart: Mapping[str, Any]) -> None:
+        """Make positions refer to the cart just shown, unless it was empty.
+
+        An empty cart shows no numbered list, so "the first one" still means the first
+        product of a search listed before it. A cart listed before it is gone.
+        """
+        if cart["items"]:
+            self.memory.listed = [item["sku"] for item in cart["items"]]
+            self.memory.listed_kind = LIST_CART
+        elif self.memory.listed_kind == LIST_CART:
+            self.memory.listed = []
 
     def _show_alternatives(self, product: ShownProduct) -> Iterator[Event]:
         yield events.status(StatusCode.SEARCHING)

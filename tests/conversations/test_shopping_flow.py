@@ -292,3 +292,16 @@ def test_search_in_an_empty_catalog(chat_client, tenant, merchant):
         {"type": "response_complete"},
     ]
     assert products_requests(merchant) == []
+
+
+def test_empty_cart_keeps_search_positions(chat_client, merchant, shopper_conversation):
+    found = send(chat_client, shopper_conversation, "молоко")
+    first = cards_of(found)[0]
+
+    shown_cart = send(chat_client, shopper_conversation, "що в кошику?")
+    added = send(chat_client, shopper_conversation, "додай перший")
+
+    # The empty cart listed nothing, so "the first one" is still the first search result.
+    assert reply_text(shown_cart) == "Ваш кошик порожній."
+    assert [post["sku"] for post in cart_posts(merchant)] == [first["sku"]]
+    assert reply_text(added).startswith(f"Додав у кошик: {first['name']}")

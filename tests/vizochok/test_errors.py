@@ -98,3 +98,15 @@ def test_disallowed_host_gets_a_json_hint(client, settings):
         ),
         "code": "invalid_json",
     }
+
+
+def test_overlong_json_integer_is_invalid_json(chat_client):
+    body = '{"store_id": "shop", "user_id": ' + "9" * 5000 + "}"
+
+    response = chat_client.post("/api/v1/conversations", data=body, content_type="application/json")
+
+    assert response.status_code == 400
+    assert response.json() == {
+        "detail": "JSON parse error - a number has more than 4300 digits.",
+        "code": "invalid_json",
+    }

@@ -32,7 +32,8 @@ class Command(BaseCommand):
         "Import products into a tenant's catalog from a CSV (UTF-8, header row), JSON (an "
         'array or an object with a "products" array) or JSON Lines file, then embed the '
         "products whose content is new or changed (with --async, a catalog worker embeds "
-        "them). Invalid rows are reported with their line number and skipped."
+        "them). Without --async, the tenant's products still pending from earlier runs are "
+        "embedded too. Invalid rows are reported with their line number and skipped."
     )
 
     def add_arguments(self, parser: ArgumentParser) -> None:
