@@ -140,6 +140,18 @@ TRIGRAM_THRESHOLD = 0.3
 # narrow cone, where HNSW needs a long list: on 100,000 grocery products recall@10 against
 # exact search was 0.84 at 100, 0.93 at 400 and 0.965 at 800 (docs/benchmarks.md).
 HNSW_EF_SEARCH = 800
+# For a tenant with most of the table's products, PostgreSQL's planner chooses a sequential
+# scan and one distance per product, because it does not count reading each vector out of
+# line.
+# On 19,406 Chorus products that took 50 ms against 9 ms through the HNSW index. The vector
+# stage therefore sends a tenant to the index when it has at least VECTOR_INDEX_MIN_PRODUCTS
+# active products, about where both take as long, and at least VECTOR_INDEX_MIN_SHARE of
+# all products. At that share the index's first 800 candidates hold about 80 of the
+# tenant's products, enough for the stage's 50. Smaller tenants are left to the planner,
+# which computes their distances exactly: forcing the index took 64 ms for a tenant with
+# 2.5 % of the products, because the iterative scan had to read far down the index.
+VECTOR_INDEX_MIN_PRODUCTS = 2_000
+VECTOR_INDEX_MIN_SHARE = 0.1
 # Lifetime of the cached per-tenant statistics (product count and mean lengths). A catalog
 # change replaces them at once through the catalog version, so this only bounds how long a
 # write that bypasses the catalog services goes unnoticed.
@@ -701,6 +713,17 @@ class _CollectionStats:
     average_length: float = 1.0
     average_title_length: float = 1.0
     average_body_length: float = 1.0
+    # PostgreSQL's estimate of all tenants' products (pg_class.reltuples), at least
+    # document_count.
+    table_products: float = 0.0
+
+    @property
+    def prefers_vector_index(self) -> bool:
+        """Tell whether the vector stage should read the HNSW index (see VECTOR_INDEX_MIN_SHARE)."""
+        return (
+            self.document_count >= VECTOR_INDEX_MIN_PRODUCTS
+            and self.document_count >= VECTOR_INDEX_MIN_SHARE * self.table_products
+        )
 
 
 class _StatisticsCache:
@@ -708,24 +731,24 @@ class _StatisticsCache:
 
     def __init__(self) -> None:
         self._entries: dict[Hashable, tuple[float, Any]] = {}
-        self._lock = threading.Lock()
+        self.lock = threading.Lock()
 
     def get(self, key: Hashable) -> Any:
         """Return the value cached under ``key``, or None when it is missing or expired."""
-        with self._lock:
+        with self.lock:
             cached = self._entries.get(key)
         if cached is None or time.monotonic() - cached[0] >= COLLECTION_STATS_TTL_SECONDS:
             return None
         return cached[1]
 
     def put(self, key: Hashable, value: Any) -> None:
-        with self._lock:
+        with self.lock:
             if len(self._entries) >= STATISTICS_CACHE_SIZE:
                 self._entries.clear()
             self._entries[key] = (time.monotonic(), value)
 
     def clear(self) -> None:
-        with self._lock:
+        with self.lock:
             self._entries.clear()
 
 
@@ -734,6 +757,11 @@ class _StatisticsCache:
 # the transaction that wrote it (see CatalogStatistics). The lifetime is a backstop for
 # writes that bypass the catalog services.
 _collection_stats = _StatisticsCache()
+# Whether each tenant's vector stage reads the HNSW index, from the tenant's last computed
+# statistics. The vector stage starts before the catalog version is read, so it cannot wait
+# for the current statistics. A tenant not searched since the process started is left to
+# the planner.
+_vector_index_choices: dict[int, bool] = {}
 
 
 def _tenant_collection_stats(*, tenant: Tenant, version: Hashable) -> _CollectionStats:
@@ -741,22 +769,30 @@ def _tenant_collection_stats(*, tenant: Tenant, version: Hashable) -> _Collectio
     cached: _CollectionStats | None = _collection_stats.get((tenant.pk, version))
     if cached is not None:
         return cached
+    table = connection.ops.quote_name(Product._meta.db_table)
     with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT count(*), coalesce(avg(length(search_vector)), 1),"
-            f" coalesce(avg(search_title_words), 1), coalesce(avg(search_body_words), 1)"
-            f" FROM {connection.ops.quote_name(Product._meta.db_table)}"
-            f" WHERE tenant_id = %s AND is_active",
-            [tenant.pk],
+            f" coalesce(avg(search_title_words), 1), coalesce(avg(search_body_words), 1),"
+            f" (SELECT reltuples FROM pg_class WHERE oid = %s::regclass)"
+            f" FROM {table} WHERE tenant_id = %s AND is_active",
+            [table, tenant.pk],
         )
-        count, average_length, average_title_length, average_body_length = cursor.fetchone()
+        row = cursor.fetchone()
+    count, average_length, average_title_length, average_body_length, table_products = row
     stats = _CollectionStats(
         document_count=int(count),
         average_length=max(float(average_length), 1.0),
         average_title_length=max(float(average_title_length), 1.0),
         average_body_length=max(float(average_body_length), 1.0),
+        # reltuples is -1 before the table's first ANALYZE.
+        table_products=max(float(table_products or 0), float(count)),
     )
     _collection_stats.put((tenant.pk, version), stats)
+    with _collection_stats.lock:
+        if len(_vector_index_choices) >= STATISTICS_CACHE_SIZE:
+            _vector_index_choices.clear()
+        _vector_index_choices[tenant.pk] = stats.prefers_vector_index
     return stats
 
 
@@ -825,6 +861,8 @@ def catalog_statistics(*, tenant: Tenant, terms: list[QueryTerm]) -> CatalogStat
 def collection_stats_clear() -> None:
     """Forget the cached per-tenant statistics, so the next search recomputes them."""
     _collection_stats.clear()
+    with _collection_stats.lock:
+        _vector_index_choices.clear()
 
 
 # Characters that a PostgreSQL text value cannot contain: NUL, and unpaired surrogates,
@@ -882,14 +920,24 @@ def _nearest_products(*, params: dict[str, Any]) -> list[tuple[int, float]]:
     statement are sent as one query string, which PostgreSQL runs as one implicit
     transaction: one round trip instead of the four of BEGIN, settings, statement and
     COMMIT. Inside the caller's transaction, they are two statements of that transaction.
+    When ``params["vector_index"]`` is true, sorting is discouraged for the transaction, so
+    that the planner reads the HNSW index, the only source of rows in distance order.
     """
     ef_search = int(max(HNSW_EF_SEARCH, params["vector_candidates"]))
+    statement_settings = {
+        "hnsw.iterative_scan": "relaxed_order",
+        "hnsw.ef_search": str(ef_search),
+    }
+    if params.get("vector_index"):
+        statement_settings["enable_sort"] = "off"
     statement = _VECTOR_STATEMENT.format(table=connection.ops.quote_name(Product._meta.db_table))
     if _sends_one_query_string():
         with connection.cursor() as cursor:
             cursor.execute(
-                "SET LOCAL hnsw.iterative_scan = relaxed_order;"
-                f" SET LOCAL hnsw.ef_search = {ef_search};{statement}",
+                "".join(
+                    f"SET LOCAL {name} = {value}; " for name, value in statement_settings.items()
+                )
+                + statement,
                 params,
             )
             # The cursor starts at the first statement's result; the rows are the last's.
@@ -899,9 +947,8 @@ def _nearest_products(*, params: dict[str, Any]) -> list[tuple[int, float]]:
     else:
         with transaction.atomic(savepoint=False), connection.cursor() as cursor:
             cursor.execute(
-                "SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true),"
-                " set_config('hnsw.ef_search', %s, true)",
-                [str(ef_search)],
+                "SELECT " + ", ".join("set_config(%s, %s, true)" for _ in statement_settings),
+                [item for setting in statement_settings.items() for item in setting],
             )
             cursor.execute(statement, params)
             rows = cursor.fetchall()
@@ -1312,6 +1359,7 @@ def product_search(
         "embedding": Vector(embedding).to_text() if embedding is not None else None,
         "embedding_model": embedder.model_name,
         "vector_candidates": max(VECTOR_CANDIDATES, limit),
+        "vector_index": _vector_index_choices.get(tenant.pk, False),
     }
     # Another connection cannot see the caller's uncommitted rows, so a search inside a
     # transaction runs every stage on the caller's connection. With autocommit off, the

@@ -757,3 +757,19 @@ def test_search_respects_match_limit(tenant, embedder, monkeypatch):
     assert len(unlimited) == 10
     assert len(limited) == 5
     assert set(_skus(limited)) <= {item["sku"] for item in products}
+
+
+@pytest.mark.parametrize(
+    ("products", "table_products", "prefers_index"),
+    [
+        (1_999, 1_999, False),
+        (2_000, 2_000, True),
+        (2_000, 20_000, True),
+        (2_000, 20_001, False),
+        (100_000, 160_000, True),
+    ],
+)
+def test_vector_index_needs_size_and_share(products, table_products, prefers_index):
+    stats = search_module._CollectionStats(document_count=products, table_products=table_products)
+
+    assert stats.prefers_vector_index is prefers_index

@@ -356,3 +356,78 @@ def test_vector_settings_with_server_side_binding(monkeypatch):
     statements = [query["sql"].split()[0] for query in context.captured_queries]
     assert statements == ["BEGIN", "SELECT", "SELECT", "COMMIT"]
     assert "set_config" in context.captured_queries[1]["sql"]
+
+
+# A vector statement that returns whether sorting is enabled, as (id, distance).
+_SORT_PROBE = (
+    " SELECT CASE current_setting('enable_sort') WHEN 'off' THEN 0 ELSE 1 END,"
+    " {table}.id * 0.0 FROM (SELECT 0 AS id) AS {table} WHERE %(tenant_id)s IS NOT NULL"
+)
+
+
+@pytest.mark.parametrize("server_side_binding", [False, True])
+@pytest.mark.parametrize(("vector_index", "sorting"), [(True, 0), (False, 1), (None, 1)])
+def test_vector_index_turns_sorting_off(monkeypatch, server_side_binding, vector_index, sorting):
+    monkeypatch.setitem(
+        connection.settings_dict["OPTIONS"], "server_side_binding", server_side_binding
+    )
+    monkeypatch.setattr(search, "_VECTOR_STATEMENT", _SORT_PROBE)
+    params = {"tenant_id": 1, "vector_candidates": 50}
+    if vector_index is not None:
+        params["vector_index"] = vector_index
+
+    nearest = search._nearest_products(params=params)
+
+    # Sorting is off only for the statement's transaction.
+    assert nearest == [(sorting, 0.0)]
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT current_setting('enable_sort')")
+        assert cursor.fetchone() == ("on",)
+
+
+def test_large_tenant_reads_vector_index(catalogs, embedder, monkeypatch):
+    tenant, other_tenant = catalogs
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE catalog_product")
+    monkeypatch.setattr(search, "VECTOR_INDEX_MIN_PRODUCTS", 10)
+    monkeypatch.setattr(search, "VECTOR_INDEX_MIN_SHARE", 0.4)
+    plans = []
+    nearest_products = search._nearest_products
+
+    def record_plan(*, params):
+        plans.append((params["tenant_id"], params["vector_index"]))
+        return nearest_products(params=params)
+
+    monkeypatch.setattr(search, "_nearest_products", record_plan)
+    monkeypatch.setattr(search._vector_worker, "submit", lambda *, params: None)
+
+    def skus(owner) -> list[str]:
+        return [
+            hit.product.sku
+            for hit in product_search(tenant=owner, query="молоко", embedder=embedder)
+        ]
+
+    first = skus(tenant)
+    skus(other_tenant)
+    second = skus(tenant)
+    with (DATA_DIR / "grocery.json").open(encoding="utf-8") as file:
+        deactivated = [
+            product_input_parse({**item, "is_active": item["sku"] == "milk-yagotyn-26"})
+            for item in json.load(file)
+        ]
+    product_upsert_many(tenant=other_tenant, products=deactivated)
+    skus(other_tenant)
+    remaining = skus(other_tenant)
+
+    # Each tenant holds 33 of the 68 products. A choice comes from the tenant's previous
+    # search, so the first search is left to the planner and the other tenant's first search
+    # after its deactivations still reads the index.
+    assert plans == [
+        (tenant.pk, False),
+        (other_tenant.pk, False),
+        (tenant.pk, True),
+        (other_tenant.pk, True),
+        (other_tenant.pk, False),
+    ]
+    assert second == first
+    assert remaining == ["milk-yagotyn-26"]
