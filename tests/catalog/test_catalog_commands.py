@@ -9,12 +9,14 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 from procrastinate.contrib.django.models import ProcrastinateJob
+from procrastinate.jobs import Status
 
 from catalog.jobs import catalog_job_run
 from catalog.models import CatalogJob, Product, TermCount
 from tenants.models import Tenant
 from tests.catalog.embedding_server import EmbeddingServer, run_embedding_server
 from tests.catalog.helpers import DATA_DIR
+from tests.catalog.test_jobs import _queue_row
 from tests.factories import ProductFactory
 
 pytestmark = pytest.mark.django_db
@@ -317,7 +319,9 @@ def test_prune_catalog_jobs_default_retention(tenant, settings):
 @pytest.mark.parametrize(
     ("args", "retention", "message"),
     [
-        (["--days", "0"], 90, "--days must be at least 1, got 0."),
+        (["--days", "0"], 90, "--days must be between 1 and 36500, got 0."),
+        (["--days", "36501"], 90, "--days must be between 1 and 36500, got 36501."),
+        (["--days", "3000000000"], 90, "--days must be between 1 and 36500, got 3000000000."),
         (
             [],
             0,
@@ -326,12 +330,14 @@ def test_prune_catalog_jobs_default_retention(tenant, settings):
         ),
     ],
 )
-def test_prune_catalog_jobs_rejects_no_age(tenant, settings, args, retention, message):
+def test_prune_catalog_jobs_rejects_invalid_age(tenant, settings, args, retention, message):
     settings.CATALOG_JOB_RETENTION_DAYS = retention
     jobs = _aged_jobs(tenant)
+    old_row = _queue_row(jobs[400], status=Status.FAILED, days_ago=40_000)
 
     with pytest.raises(CommandError) as exc_info:
         _call("prune_catalog_jobs", *args)
 
     assert str(exc_info.value) == message
     assert set(CatalogJob.objects.values_list("pk", flat=True)) == {job.pk for job in jobs.values()}
+    assert list(ProcrastinateJob.objects.values_list("id", flat=True)) == [old_row]

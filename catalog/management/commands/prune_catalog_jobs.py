@@ -37,8 +37,9 @@ class Command(BaseCommand):
                     f"CATALOG_JOB_RETENTION_DAYS is {days}, which keeps every job. "
                     "Give --days to delete old jobs anyway."
                 )
-        if days < 1:
-            raise CommandError(f"--days must be at least 1, got {days}.")
+        maximum = settings.CATALOG_JOB_MAX_RETENTION_DAYS
+        if not 1 <= days <= maximum:
+            raise CommandError(f"--days must be between 1 and {maximum}, got {days}.")
         older_than = timedelta(days=days)
         async_to_sync(queue_app.job_manager.delete_old_jobs)(
             **catalog_queue_prune_arguments(older_than=older_than)

@@ -1,0 +1,40 @@
+"""Checks that settings.py applies to environment values when Django starts."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PROJECT_DIR = Path(__file__).resolve().parents[2]
+
+
+def _run_check(**extra_env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=PROJECT_DIR,
+        env={**os.environ, **extra_env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize("days", ["36501", "1000000"])
+def test_settings_reject_retention_over_limit(days):
+    result = _run_check(CATALOG_JOB_RETENTION_DAYS=days)
+
+    assert result.returncode == 1
+    assert (
+        "django.core.exceptions.ImproperlyConfigured: CATALOG_JOB_RETENTION_DAYS must be at "
+        f"most 36500 (100 years), got {days}. 0 keeps every job." in result.stderr
+    )
+
+
+@pytest.mark.parametrize("days", ["0", "36500"])
+def test_settings_accept_retention_at_limits(days):
+    result = _run_check(CATALOG_JOB_RETENTION_DAYS=days)
+
+    assert result.returncode == 0
+    assert result.stdout == "System check identified no issues (0 silenced).\n"
