@@ -173,8 +173,7 @@ def send(
             if remaining <= 0:
                 raise EgressTimeout(
                     EgressErrorCode.TIMEOUT,
-                    f"resolving {validated.hostname!r} and connecting used up the"
-                    f" {timeout:.2f} s timeout",
+                    f"resolving {validated.hostname!r} used up the {timeout:.2f} s timeout",
                 )
             prepared = _prepare_request(method, validated, address, body, headers, params)
             status_code, response_headers, response_body = _exchange(
@@ -194,7 +193,14 @@ def send(
                     "duration_ms": _elapsed_ms(started),
                 },
             )
-            if isinstance(failure, _NotConnected) and attempt < len(validated.addresses):
+            # With no time left, the connect failure is raised, and no later address is
+            # logged as tried.
+            time_left = timeout - (time.monotonic() - started) > 0
+            if (
+                isinstance(failure, _NotConnected)
+                and attempt < len(validated.addresses)
+                and time_left
+            ):
                 continue
             raise error from failure.__cause__
 

@@ -306,6 +306,17 @@ def test_prune_catalog_jobs_days(tenant):
     assert set(CatalogJob.objects.values_list("pk", flat=True)) == {jobs[10].pk, jobs[400].pk}
 
 
+def test_prune_catalog_jobs_one_day(tenant):
+    _aged_jobs(tenant)
+
+    stdout, _ = _call("prune_catalog_jobs", "--days", "1")
+
+    assert stdout == (
+        "Deleted 2 catalog jobs, and the catalog queue's rows of jobs, that finished more "
+        "than 1 day ago.\n"
+    )
+
+
 def test_prune_catalog_jobs_default_retention(tenant, settings):
     settings.CATALOG_JOB_RETENTION_DAYS = 5
     jobs = _aged_jobs(tenant)

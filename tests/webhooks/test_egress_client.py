@@ -652,6 +652,44 @@ def test_send_tries_next_address_after_connect_timeout(start_server: StartServer
     assert server.log.connections == 1
 
 
+def test_send_stops_trying_addresses_at_deadline(caplog: pytest.LogCaptureFixture) -> None:
+    # given: the first address drops connection attempts until the whole timeout is gone
+    caplog.set_level(logging.DEBUG, logger="webhooks.egress")
+    policy = EgressPolicy.from_settings(
+        allow_http=True, allowed_networks=["127.0.0.0/8"], connect_timeout=0.3
+    )
+    with socket.socket() as first, socket.socket() as second:
+        first.bind(("127.0.0.2", 0))
+        first.listen(0)
+        port = first.getsockname()[1]
+        second.bind(("127.0.0.3", port))
+        second.listen(1)
+        second.setblocking(False)
+        queued = [socket.socket() for _ in range(3)]
+        for client in queued:
+            client.setblocking(False)
+            client.connect_ex(("127.0.0.2", port))
+        time.sleep(0.05)
+
+        # when
+        with pytest.raises(EgressTimeout):
+            send(
+                "GET",
+                f"http://merchant.test:{port}/",
+                policy=policy,
+                timeout=0.3,
+                resolver=ScriptedResolver(["127.0.0.2", "127.0.0.3"]),
+            )
+
+        for client in queued:
+            client.close()
+
+        # then: one attempt, logged with its own address, and none at the second address
+        assert [(record.address, record.attempt) for record in caplog.records] == [("127.0.0.2", 1)]
+        with pytest.raises(BlockingIOError):
+            second.accept()
+
+
 def test_send_reports_last_address_failure() -> None:
     # given: no address of the host accepts connections
     resolver = ScriptedResolver(["127.0.0.2", "127.0.0.3"])

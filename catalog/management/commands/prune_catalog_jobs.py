@@ -46,7 +46,8 @@ class Command(BaseCommand):
         )
         deleted = catalog_jobs_prune(older_than=older_than)
         jobs = "catalog job" if deleted == 1 else "catalog jobs"
+        age = "1 day" if days == 1 else f"{days} days"
         self.stdout.write(
             f"Deleted {deleted} {jobs}, and the catalog queue's rows of jobs, that finished "
-            f"more than {days} days ago."
+            f"more than {age} ago."
         )
