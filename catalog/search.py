@@ -1359,7 +1359,10 @@ def product_search(
         "embedding": Vector(embedding).to_text() if embedding is not None else None,
         "embedding_model": embedder.model_name,
         "vector_candidates": max(VECTOR_CANDIDATES, limit),
-        "vector_index": _vector_index_choices.get(tenant.pk, False),
+        # A category can make the tenant's matching products rare among the index's rows, and
+        # the iterative scan may stop at hnsw.max_scan_tuples (20,000 by default in pgvector
+        # 0.8) before it finds them all. So category searches are left to the planner.
+        "vector_index": not category and _vector_index_choices.get(tenant.pk, False),
     }
     # Another connection cannot see the caller's uncommitted rows, so a search inside a
     # transaction runs every stage on the caller's connection. With autocommit off, the

@@ -437,6 +437,49 @@ def test_search_vector_iterative_scan(tenant, other_tenant):
     assert without_iterative_scan == 0
 
 
+def test_search_vector_category_uses_exact_scan(tenant, monkeypatch):
+    # The 900 products next to the query fill the HNSW scan's first 800 candidates, and
+    # hnsw.max_scan_tuples = 1 ends the iterative scan after them, as the default 20,000 does
+    # on a large table. The category's 10 products lie far from the query.
+    rng = np.random.default_rng(7)
+    query_vector = np.zeros(384, dtype=np.float32)
+    query_vector[0] = 1.0
+    far_vector = np.zeros(384, dtype=np.float32)
+    far_vector[1] = 1.0
+    embedder = FixedEmbedder(query_vector)
+
+    def build(sku: str, category: str, center: np.ndarray) -> Product:
+        return ProductFactory.build(
+            tenant=tenant,
+            sku=sku,
+            category_path=category,
+            embedding=_unit(center + rng.normal(0, 0.02, 384)).tolist(),
+            embedding_model=embedder.model_name,
+        )
+
+    Product.objects.bulk_create(
+        [build(f"near-{index}", "Near", query_vector) for index in range(900)]
+        + [build(f"far-{index}", "Far", far_vector) for index in range(10)]
+    )
+    monkeypatch.setattr(search_module, "VECTOR_INDEX_MIN_PRODUCTS", 10)
+    monkeypatch.setattr(search_module, "VECTOR_INDEX_MIN_SHARE", 0.0)
+    search_module._tenant_collection_stats(tenant=tenant, version="current")
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL hnsw.max_scan_tuples = 1")
+
+    hits = product_search(
+        tenant=tenant,
+        query="zzz",
+        limit=10,
+        category="Far",
+        embedder=embedder,
+        method=SearchMethod.VECTOR,
+    )
+
+    assert search_module._vector_index_choices[tenant.pk] is True
+    assert sorted(_skus(hits)) == sorted(f"far-{index}" for index in range(10))
+
+
 def _vector_rows_without_iterative_scan(tenant, query_vector: np.ndarray) -> int:
     """Run the vector stage's filter with iterative scans off, as a control."""
     with transaction.atomic(), connection.cursor() as cursor:
