@@ -49,7 +49,7 @@ from pgvector import Vector
 
 from catalog.embeddings import Embedder, EmbeddingError, get_embedder
 from catalog.lexicon import lexicon_stems
-from catalog.models import Product, TermCount
+from catalog.models import Product, SearchDocument, TermCount
 from catalog.text import (
     STOPWORDS,
     allowed_typos,
@@ -334,7 +334,8 @@ LIMIT %(vector_candidates)s
 # more content words and at least CONJUNCTIVE_MIN_MATCHES products contain all of them,
 # only those products are scored. A product missing a word would rarely rank among them,
 # and skipping such products spares reading every product that contains a common word.
-# Otherwise all products containing any term are scored. Document frequencies come from
+# Otherwise all products containing any term are scored. The matches are read from
+# SearchDocument, a narrow copy of the product rows. Document frequencies come from
 # catalog_statistics, so the statement does not count them.
 # Term occurrences are counted with ts_rank_cd (see _occurrences) for a shortlist only: the
 # products ranked best by BM25 over which fields contain each term, read from the tsvector.
@@ -344,14 +345,14 @@ LIMIT %(vector_candidates)s
 # query words that some product contains and leaves out stopwords. A prefix-only match
 # counts partly.
 _MATCH_COLUMNS = (
-    "id, search_vector, length(search_vector) AS document_length, search_title_words,"
-    " search_body_words, {field_matches}"
+    "product_id AS id, search_vector, length(search_vector) AS document_length,"
+    " search_title_words, search_body_words, {field_matches}"
 )
 
 _ANY_TERM_MATCHES = f"""
 lexical_matches AS MATERIALIZED (
     SELECT {_MATCH_COLUMNS}
-    FROM {{table}}
+    FROM {{documents}}
     WHERE {_SCOPE} AND search_vector @@ %(any_term)s::tsquery
     LIMIT %(match_limit)s
 ),"""
@@ -359,7 +360,7 @@ lexical_matches AS MATERIALIZED (
 _CONJUNCTIVE_MATCHES = f"""
 conjunctive_matches AS MATERIALIZED (
     SELECT {_MATCH_COLUMNS}
-    FROM {{table}}
+    FROM {{documents}}
     WHERE {_SCOPE} AND search_vector @@ %(all_terms)s::tsquery
     LIMIT %(match_limit)s
 ),
@@ -367,7 +368,7 @@ lexical_matches AS MATERIALIZED (
     SELECT * FROM conjunctive_matches
     UNION ALL
     (SELECT {_MATCH_COLUMNS}
-    FROM {{table}}
+    FROM {{documents}}
     WHERE {_SCOPE}
       AND search_vector @@ %(any_term)s::tsquery
       AND NOT search_vector @@ %(all_terms)s::tsquery
@@ -649,7 +650,10 @@ class _SearchSql:
         )
         matches = (
             _CONJUNCTIVE_MATCHES if len(self.conjunctive) >= 2 else _ANY_TERM_MATCHES
-        ).format(table=self.table, field_matches=", ".join(field_matches))
+        ).format(
+            documents=connection.ops.quote_name(SearchDocument._meta.db_table),
+            field_matches=", ".join(field_matches),
+        )
         return _LEXICAL_STAGE.format(
             matches=matches,
             table=self.table,

@@ -22,7 +22,7 @@ from pgvector.psycopg.vector import VectorBinaryDumper
 from psycopg.types import TypeInfo
 
 from catalog.embeddings import Embedder, EmbeddingError, get_embedder, product_embedding_text
-from catalog.models import Product, TermCount
+from catalog.models import Product, SearchDocument, TermCount
 from catalog.schemas import ProductInput
 from catalog.selectors import products_pending_embedding
 from catalog.text import build_search_body, build_search_title
@@ -305,6 +305,40 @@ def term_counts_recount(*, tenant: Tenant) -> int:
         "catalog.term_counts.recounted", extra={"tenant_id": tenant.pk, "lexeme_count": counted}
     )
     return counted
+
+
+def search_documents_rebuild(*, tenant: Tenant) -> int:
+    """Copy the search columns of ``tenant``'s products into ``SearchDocument`` again.
+
+    The product table's row triggers keep the copy on every write. This repairs it after
+    writes that fired no trigger, as ``term_counts_recount`` repairs the counts. It locks
+    the product table against writes of every tenant while it runs, because a write waiting
+    for the tenant's row while holding a copied row would otherwise deadlock with it.
+    Returns the number of products copied.
+    """
+    product_table = connection.ops.quote_name(Product._meta.db_table)
+    document_table = connection.ops.quote_name(SearchDocument._meta.db_table)
+    columns = (
+        "tenant_id, is_active, category_path, search_vector, search_title_words, search_body_words"
+    )
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(f"LOCK TABLE {product_table} IN SHARE MODE")
+        cursor.execute(
+            f"DELETE FROM {document_table} WHERE tenant_id = %s"
+            f" OR product_id IN (SELECT id FROM {product_table} WHERE tenant_id = %s)",
+            [tenant.pk, tenant.pk],
+        )
+        cursor.execute(
+            f"INSERT INTO {document_table} (product_id, {columns})"
+            f" SELECT id, {columns} FROM {product_table} WHERE tenant_id = %s",
+            [tenant.pk],
+        )
+        copied = cursor.rowcount
+    logger.info(
+        "catalog.search_documents.rebuilt",
+        extra={"tenant_id": tenant.pk, "document_count": copied},
+    )
+    return copied
 
 
 def products_rebuild_search_text(*, tenant: Tenant, batch_size: int = UPSERT_BATCH_SIZE) -> int:

@@ -244,7 +244,8 @@ def test_recount_search_terms_all_tenants(tenant, other_tenant):
     stdout, _ = _call("recount_search_terms")
 
     assert stdout == (
-        "Counted 1 lexemes of tenant 'shop-a'.\nCounted 1 lexemes of tenant 'shop-b'.\n"
+        "Counted 1 lexemes and copied 1 search documents of tenant 'shop-a'.\n"
+        "Counted 1 lexemes and copied 1 search documents of tenant 'shop-b'.\n"
     )
     assert set(TermCount.objects.values_list("tenant__slug", "lexeme", "documents")) == {
         ("shop-a", "milk", 1),
@@ -257,7 +258,7 @@ def test_recount_search_terms_one_tenant(tenant, other_tenant):
 
     stdout, _ = _call("recount_search_terms", "--tenant", "shop-a")
 
-    assert stdout == "Counted 1 lexemes of tenant 'shop-a'.\n"
+    assert stdout == "Counted 1 lexemes and copied 1 search documents of tenant 'shop-a'.\n"
     assert set(TermCount.objects.values_list("tenant__slug", "lexeme", "documents")) == {
         ("shop-a", "milk", 1),
         ("shop-b", "tea", 9),

@@ -6,16 +6,17 @@ from typing import Any
 from django.core.management.base import BaseCommand
 
 from catalog.management.tenants import command_tenant
-from catalog.services import term_counts_recount
+from catalog.services import search_documents_rebuild, term_counts_recount
 from tenants.models import Tenant
 
 
 class Command(BaseCommand):
     help = (
         "Count again how many active products contain each full-text lexeme (the document "
-        "frequencies of search), for one tenant or all. Triggers keep these counts on every "
-        "write, so run this only after writes that fired no trigger, such as a restore with "
-        "triggers disabled."
+        "frequencies of search), and copy the products' search columns into the search "
+        "documents again, for one tenant or all. Triggers keep both on every write, so run "
+        "this only after writes that fired no trigger, such as a restore with triggers "
+        "disabled. While a tenant's search documents are copied, product writes wait."
     )
 
     def add_arguments(self, parser: ArgumentParser) -> None:
@@ -29,5 +30,9 @@ class Command(BaseCommand):
         else:
             tenants = list(Tenant.objects.order_by("pk"))
         for tenant in tenants:
+            copied = search_documents_rebuild(tenant=tenant)
             counted = term_counts_recount(tenant=tenant)
-            self.stdout.write(f"Counted {counted} lexemes of tenant {tenant.slug!r}.")
+            self.stdout.write(
+                f"Counted {counted} lexemes and copied {copied} search documents of tenant "
+                f"{tenant.slug!r}."
+            )
