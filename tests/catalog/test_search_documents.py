@@ -145,3 +145,22 @@ def test_rebuild_repairs_documents_of_one_tenant(tenant, other_tenant):
     assert other_documents == {
         product_id: row for product_id, row in correct.items() if row[0] == other_tenant.pk
     }
+
+
+def test_rebuild_keeps_moved_product(tenant, other_tenant):
+    _upsert(tenant)
+    # A product moved to the other tenant with the triggers disabled keeps a document that
+    # names the first tenant.
+    _execute("SET CONSTRAINTS ALL IMMEDIATE")
+    _execute("ALTER TABLE catalog_product DISABLE TRIGGER USER")
+    _execute("UPDATE catalog_product SET tenant_id = %s WHERE sku = 'milk-1'", [other_tenant.pk])
+    _execute("ALTER TABLE catalog_product ENABLE TRIGGER USER")
+    moved = Product.objects.get(sku="milk-1").pk
+    assert _documents()[moved][0] == tenant.pk
+
+    copied = search_documents_rebuild(tenant=tenant)
+
+    # The moved product's document now names the other tenant, rather than being gone.
+    assert copied == 3
+    assert _documents() == _expected()
+    assert _documents()[moved][0] == other_tenant.pk
