@@ -1,6 +1,9 @@
 """The narrow copy of the product rows that the lexical stage reads (SearchDocument)."""
 
+from io import StringIO
+
 import pytest
+from django.core.management import call_command
 from django.db import connection
 
 from catalog.models import Product, SearchDocument
@@ -164,3 +167,19 @@ def test_rebuild_keeps_moved_product(tenant, other_tenant):
     assert copied == 3
     assert _documents() == _expected()
     assert _documents()[moved][0] == other_tenant.pk
+
+
+def test_migration_drops_product_index_last():
+    # DROP INDEX locks the product table against reads until the migration commits, so
+    # anything after it, such as the copy, would keep searches waiting.
+    sql = StringIO()
+    call_command("sqlmigrate", "catalog", "0007", stdout=sql)
+    lines = [line for line in sql.getvalue().splitlines() if line.strip()]
+    drop = lines.index('DROP INDEX IF EXISTS "product_search_vector_gin";')
+
+    # Only the new table's tenant index, which Django creates at the end, comes after it.
+    assert lines[drop + 1 :] == [
+        'CREATE INDEX "catalog_searchdocument_tenant_id_36ce4a20"'
+        ' ON "catalog_searchdocument" ("tenant_id");',
+        "COMMIT;",
+    ]
