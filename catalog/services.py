@@ -313,7 +313,10 @@ def search_documents_rebuild(*, tenant: Tenant) -> int:
     The product table's row triggers keep the copy on every write. This repairs it after
     writes that fired no trigger, as ``term_counts_recount`` repairs the counts. It locks
     the product table against writes of every tenant while it runs, because a write waiting
-    for the tenant's row while holding a copied row would otherwise deadlock with it.
+    for the tenant's row while holding a copied row would otherwise deadlock with it. The
+    lock mode also makes two rebuilds run in turn: a rebuild that deleted the documents
+    after another had copied them would then add duplicates of the other's copies. A
+    product that left the tenant with no trigger fired is copied again with its new tenant.
     Returns the number of products copied.
     """
     product_table = connection.ops.quote_name(Product._meta.db_table)
@@ -322,16 +325,20 @@ def search_documents_rebuild(*, tenant: Tenant) -> int:
         "tenant_id, is_active, category_path, search_vector, search_title_words, search_body_words"
     )
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(f"LOCK TABLE {product_table} IN SHARE MODE")
+        cursor.execute(f"LOCK TABLE {product_table} IN SHARE ROW EXCLUSIVE MODE")
         cursor.execute(
             f"DELETE FROM {document_table} WHERE tenant_id = %s"
-            f" OR product_id IN (SELECT id FROM {product_table} WHERE tenant_id = %s)",
+            f" OR product_id IN (SELECT id FROM {product_table} WHERE tenant_id = %s)"
+            f" RETURNING product_id",
             [tenant.pk, tenant.pk],
         )
+        # A deleted document may belong to a product now of another tenant, which is copied
+        # again too.
+        deleted = [product_id for (product_id,) in cursor.fetchall()]
         cursor.execute(
             f"INSERT INTO {document_table} (product_id, {columns})"
-            f" SELECT id, {columns} FROM {product_table} WHERE tenant_id = %s",
-            [tenant.pk],
+            f" SELECT id, {columns} FROM {product_table} WHERE tenant_id = %s OR id = ANY(%s)",
+            [tenant.pk, deleted],
         )
         copied = cursor.rowcount
     logger.info(

@@ -11,7 +11,8 @@ including writes that bypass the catalog services. An UPDATE that changes none o
 copied columns (an embedding write) writes nothing. TRUNCATE empties the copy.
 
 Creating the triggers locks the product table against writes until the migration commits,
-so the copy filled in afterwards misses no concurrent write.
+so the copy filled in afterwards misses no concurrent write. Searches go on until the old
+index is dropped, at the end.
 """
 
 import django.contrib.postgres.indexes
@@ -126,10 +127,6 @@ class Migration(migrations.Migration):
                 ("search_body_words", models.IntegerField(null=True)),
             ],
         ),
-        migrations.RemoveIndex(
-            model_name="product",
-            name="product_search_vector_gin",
-        ),
         migrations.AddField(
             model_name="searchdocument",
             name="tenant",
@@ -147,4 +144,10 @@ class Migration(migrations.Migration):
             ),
         ),
         migrations.RunSQL(sql=_FUNCTIONS + _TRIGGERS, reverse_sql=_DROP),
+        # Last, because dropping an index locks its table against reads too, so searches
+        # wait only for the end of the migration rather than all of it.
+        migrations.RemoveIndex(
+            model_name="product",
+            name="product_search_vector_gin",
+        ),
     ]

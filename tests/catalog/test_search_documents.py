@@ -1,6 +1,9 @@
 """The narrow copy of the product rows that the lexical stage reads (SearchDocument)."""
 
+from io import StringIO
+
 import pytest
+from django.core.management import call_command
 from django.db import connection
 
 from catalog.models import Product, SearchDocument
@@ -145,3 +148,38 @@ def test_rebuild_repairs_documents_of_one_tenant(tenant, other_tenant):
     assert other_documents == {
         product_id: row for product_id, row in correct.items() if row[0] == other_tenant.pk
     }
+
+
+def test_rebuild_keeps_moved_product(tenant, other_tenant):
+    _upsert(tenant)
+    # A product moved to the other tenant with the triggers disabled keeps a document that
+    # names the first tenant.
+    _execute("SET CONSTRAINTS ALL IMMEDIATE")
+    _execute("ALTER TABLE catalog_product DISABLE TRIGGER USER")
+    _execute("UPDATE catalog_product SET tenant_id = %s WHERE sku = 'milk-1'", [other_tenant.pk])
+    _execute("ALTER TABLE catalog_product ENABLE TRIGGER USER")
+    moved = Product.objects.get(sku="milk-1").pk
+    assert _documents()[moved][0] == tenant.pk
+
+    copied = search_documents_rebuild(tenant=tenant)
+
+    # The moved product's document now names the other tenant, rather than being gone.
+    assert copied == 3
+    assert _documents() == _expected()
+    assert _documents()[moved][0] == other_tenant.pk
+
+
+def test_migration_drops_product_index_last():
+    # DROP INDEX locks the product table against reads until the migration commits, so
+    # anything after it, such as the copy, would keep searches waiting.
+    sql = StringIO()
+    call_command("sqlmigrate", "catalog", "0007", stdout=sql)
+    lines = [line for line in sql.getvalue().splitlines() if line.strip()]
+    drop = lines.index('DROP INDEX IF EXISTS "product_search_vector_gin";')
+
+    # Only the new table's tenant index, which Django creates at the end, comes after it.
+    assert lines[drop + 1 :] == [
+        'CREATE INDEX "catalog_searchdocument_tenant_id_36ce4a20"'
+        ' ON "catalog_searchdocument" ("tenant_id");',
+        "COMMIT;",
+    ]
