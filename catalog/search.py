@@ -736,24 +736,24 @@ class _StatisticsCache:
 
     def __init__(self) -> None:
         self._entries: dict[Hashable, tuple[float, Any]] = {}
-        self.lock = threading.Lock()
+        self._lock = threading.Lock()
 
     def get(self, key: Hashable) -> Any:
         """Return the value cached under ``key``, or None when it is missing or expired."""
-        with self.lock:
+        with self._lock:
             cached = self._entries.get(key)
         if cached is None or time.monotonic() - cached[0] >= COLLECTION_STATS_TTL_SECONDS:
             return None
         return cached[1]
 
     def put(self, key: Hashable, value: Any) -> None:
-        with self.lock:
+        with self._lock:
             if len(self._entries) >= STATISTICS_CACHE_SIZE:
                 self._entries.clear()
             self._entries[key] = (time.monotonic(), value)
 
     def clear(self) -> None:
-        with self.lock:
+        with self._lock:
             self._entries.clear()
 
 
@@ -764,9 +764,9 @@ class _StatisticsCache:
 _collection_stats = _StatisticsCache()
 # Whether each tenant's vector stage reads the HNSW index, from the tenant's last computed
 # statistics. The vector stage starts before the catalog version is read, so it cannot wait
-# for the current statistics. A tenant not searched since the process started is left to
-# the planner.
-_vector_index_choices: dict[int, bool] = {}
+# for the current statistics. A tenant without a choice (not searched since the process
+# started, or for COLLECTION_STATS_TTL_SECONDS) is left to the planner.
+_vector_index_choices = _StatisticsCache()
 
 
 def _tenant_collection_stats(*, tenant: Tenant, version: Hashable) -> _CollectionStats:
@@ -793,10 +793,7 @@ def _tenant_collection_stats(*, tenant: Tenant, version: Hashable) -> _Collectio
         table_products=_table_products_estimate(reltuples=table_products, tenant_products=count),
     )
     _collection_stats.put((tenant.pk, version), stats)
-    with _collection_stats.lock:
-        if len(_vector_index_choices) >= STATISTICS_CACHE_SIZE:
-            _vector_index_choices.clear()
-        _vector_index_choices[tenant.pk] = stats.prefers_vector_index
+    _vector_index_choices.put(tenant.pk, stats.prefers_vector_index)
     return stats
 
 
@@ -877,8 +874,7 @@ def catalog_statistics(*, tenant: Tenant, terms: list[QueryTerm]) -> CatalogStat
 def collection_stats_clear() -> None:
     """Forget the cached per-tenant statistics, so the next search recomputes them."""
     _collection_stats.clear()
-    with _collection_stats.lock:
-        _vector_index_choices.clear()
+    _vector_index_choices.clear()
 
 
 # Characters that a PostgreSQL text value cannot contain: NUL, and unpaired surrogates,
@@ -1378,7 +1374,7 @@ def product_search(
         # A category can make the tenant's matching products rare among the index's rows, and
         # the iterative scan may stop at hnsw.max_scan_tuples (20,000 by default in pgvector
         # 0.8) before it finds them all. So category searches are left to the planner.
-        "vector_index": not category and _vector_index_choices.get(tenant.pk, False),
+        "vector_index": not category and bool(_vector_index_choices.get(tenant.pk)),
     }
     # Another connection cannot see the caller's uncommitted rows, so a search inside a
     # transaction runs every stage on the caller's connection. With autocommit off, the

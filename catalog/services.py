@@ -321,8 +321,11 @@ def search_documents_rebuild(*, tenant: Tenant) -> int:
     """
     product_table = connection.ops.quote_name(Product._meta.db_table)
     document_table = connection.ops.quote_name(SearchDocument._meta.db_table)
-    columns = (
-        "tenant_id, is_active, category_path, search_vector, search_title_words, search_body_words"
+    # The copied columns have the same names in both tables.
+    columns = ", ".join(
+        connection.ops.quote_name(field.column)
+        for field in SearchDocument._meta.concrete_fields
+        if not field.primary_key
     )
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(f"LOCK TABLE {product_table} IN SHARE ROW EXCLUSIVE MODE")

@@ -479,7 +479,7 @@ def test_search_vector_category_uses_exact_scan(tenant, monkeypatch):
         method=SearchMethod.VECTOR,
     )
 
-    assert search_module._vector_index_choices[tenant.pk] is True
+    assert search_module._vector_index_choices.get(tenant.pk) is True
     assert sorted(_skus(hits)) == sorted(f"far-{index}" for index in range(10))
 
 

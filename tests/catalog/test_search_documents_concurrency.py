@@ -14,7 +14,7 @@ from django.db import connection, transaction
 from catalog.models import Product
 from catalog.services import search_documents_rebuild
 from tests.catalog.test_search_documents import _documents, _expected, _upsert
-from tests.catalog.test_term_counts_concurrency import _on_own_connection, _upload_rounds
+from tests.catalog.test_term_counts_concurrency import _on_own_connection
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -68,20 +68,4 @@ def test_concurrent_rebuilds_run_in_turn(tenant):
 
     assert results == [None, None]
     assert copied == [3, 3]
-    assert _documents() == _expected()
-
-
-def test_concurrent_uploads_keep_documents(tenant, other_tenant):
-    owners = [tenant, tenant, tenant, other_tenant, other_tenant]
-
-    with ThreadPoolExecutor(max_workers=len(owners)) as pool:
-        futures = [
-            pool.submit(_on_own_connection(lambda o=owner, n=number: _upload_rounds(o, offset=n)))
-            for number, owner in enumerate(owners)
-        ]
-        # result() re-raises a thread's error, such as a detected deadlock.
-        results = [future.result(timeout=60) for future in futures]
-
-    assert results == [None] * len(owners)
-    assert len(_documents()) == 40
     assert _documents() == _expected()

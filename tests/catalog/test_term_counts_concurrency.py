@@ -1,4 +1,5 @@
-"""Term counts under concurrent uploads, each thread on its own database connection.
+"""Term counts and search documents under concurrent uploads, each thread on its own
+database connection.
 
 These tests commit their data (``transaction=True``), because the threads' connections
 cannot see a test transaction's rows.
@@ -14,6 +15,7 @@ from django.db import OperationalError, connection, connections, transaction
 
 from catalog.schemas import product_input_parse
 from catalog.services import product_upsert_many, term_counts_recount
+from tests.catalog.test_search_documents import _documents, _expected
 from tests.catalog.test_term_counts import _counts, _upsert
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -51,7 +53,7 @@ def _upload_rounds(tenant, *, offset: int) -> None:
         )
 
 
-def test_concurrent_uploads_keep_counts(tenant, other_tenant):
+def test_concurrent_uploads_keep_counts_and_documents(tenant, other_tenant):
     owners = [tenant, tenant, tenant, other_tenant, other_tenant]
 
     with ThreadPoolExecutor(max_workers=len(owners)) as pool:
@@ -66,6 +68,9 @@ def test_concurrent_uploads_keep_counts(tenant, other_tenant):
     # _counts compares every stored count with a count over the products.
     assert sum(_counts(tenant).values()) > 0
     assert sum(_counts(other_tenant).values()) > 0
+    # The search documents, written by row triggers in the same statements, match too.
+    assert len(_documents()) == 40
+    assert _documents() == _expected()
 
 
 def test_uploads_wait_only_for_same_tenant(tenant, other_tenant):

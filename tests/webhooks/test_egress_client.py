@@ -6,6 +6,7 @@ any test that would resolve a real name or connect outside the loopback range.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import logging
 import socket
@@ -14,7 +15,7 @@ import subprocess
 import sys
 import time
 import types
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -118,6 +119,28 @@ def unused_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+@contextlib.contextmanager
+def full_backlog(address: str, port: int = 0) -> Iterator[int]:
+    """Listen on ``address`` with a full accept queue, so Linux drops further SYNs.
+
+    Yields the port, which is ``port`` unless that is 0.
+    """
+    with socket.socket() as listener:
+        listener.bind((address, port))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        queued = [socket.socket() for _ in range(3)]
+        for client in queued:
+            client.setblocking(False)
+            client.connect_ex((address, port))
+        time.sleep(0.05)
+        try:
+            yield port
+        finally:
+            for client in queued:
+                client.close()
 
 
 # Requests and headers
@@ -557,24 +580,12 @@ def test_send_connect_timeout_on_full_backlog() -> None:
     policy = EgressPolicy.from_settings(
         allow_http=True, allowed_networks=["127.0.0.0/8"], connect_timeout=0.2
     )
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(0)
-        port = listener.getsockname()[1]
-        queued = [socket.socket() for _ in range(3)]
-        for client in queued:
-            client.setblocking(False)
-            client.connect_ex(("127.0.0.1", port))
-        time.sleep(0.05)
-
+    with full_backlog("127.0.0.1") as port:
         # when
         started = time.monotonic()
         with pytest.raises(EgressTimeout) as raised:
             send("GET", f"http://127.0.0.1:{port}/", policy=policy, timeout=1)
         elapsed = time.monotonic() - started
-
-        for client in queued:
-            client.close()
 
     # then
     assert raised.value.code == EgressErrorCode.CONNECT_TIMEOUT
@@ -626,15 +637,7 @@ def test_send_tries_next_address_after_connect_timeout(start_server: StartServer
         allow_http=True, allowed_networks=["127.0.0.0/8"], connect_timeout=0.2
     )
     server = start_server(respond(200))
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.2", server.port))
-        listener.listen(0)
-        queued = [socket.socket() for _ in range(3)]
-        for client in queued:
-            client.setblocking(False)
-            client.connect_ex(("127.0.0.2", server.port))
-        time.sleep(0.05)
-
+    with full_backlog("127.0.0.2", server.port):
         # when
         response = send(
             "GET",
@@ -643,9 +646,6 @@ def test_send_tries_next_address_after_connect_timeout(start_server: StartServer
             timeout=2,
             resolver=ScriptedResolver(["127.0.0.2", "127.0.0.1"]),
         )
-
-        for client in queued:
-            client.close()
 
     # then
     assert response.status_code == 200
@@ -658,18 +658,10 @@ def test_send_stops_trying_addresses_at_deadline(caplog: pytest.LogCaptureFixtur
     policy = EgressPolicy.from_settings(
         allow_http=True, allowed_networks=["127.0.0.0/8"], connect_timeout=0.3
     )
-    with socket.socket() as first, socket.socket() as second:
-        first.bind(("127.0.0.2", 0))
-        first.listen(0)
-        port = first.getsockname()[1]
+    with full_backlog("127.0.0.2") as port, socket.socket() as second:
         second.bind(("127.0.0.3", port))
         second.listen(1)
         second.setblocking(False)
-        queued = [socket.socket() for _ in range(3)]
-        for client in queued:
-            client.setblocking(False)
-            client.connect_ex(("127.0.0.2", port))
-        time.sleep(0.05)
 
         # when
         with pytest.raises(EgressTimeout):
@@ -680,9 +672,6 @@ def test_send_stops_trying_addresses_at_deadline(caplog: pytest.LogCaptureFixtur
                 timeout=0.3,
                 resolver=ScriptedResolver(["127.0.0.2", "127.0.0.3"]),
             )
-
-        for client in queued:
-            client.close()
 
         # then: one attempt, logged with its own address, and none at the second address
         assert [(record.address, record.attempt) for record in caplog.records] == [("127.0.0.2", 1)]
