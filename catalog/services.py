@@ -323,7 +323,7 @@ def search_documents_rebuild(*, tenant: Tenant) -> int:
     document_table = connection.ops.quote_name(SearchDocument._meta.db_table)
     # The copied columns have the same names in both tables.
     columns = ", ".join(
-        connection.ops.quote_name(field.column)
+        connection.ops.quote_name(field.column or field.attname)
         for field in SearchDocument._meta.concrete_fields
         if not field.primary_key
     )
