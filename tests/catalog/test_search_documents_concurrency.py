@@ -41,7 +41,7 @@ def test_concurrent_rebuilds_run_in_turn(tenant):
     product_id = Product.objects.get(sku="milk-1").pk
 
     def hold_document() -> None:
-        # Holds one document row, so that both rebuilds have started, and the first waits
+        # Locks one document row, so that both rebuilds have started, and the first waits
         # for this row in its DELETE, when the row is released.
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(

@@ -419,7 +419,7 @@ def test_large_tenant_reads_vector_index(catalogs, embedder, monkeypatch):
     skus(other_tenant)
     remaining = skus(other_tenant)
 
-    # Each tenant holds 33 of the 68 products. A choice comes from the tenant's previous
+    # Each tenant has 33 of the 68 products. A choice comes from the tenant's previous
     # search, so the first search is left to the planner and the other tenant's first search
     # after its deactivations still reads the index.
     assert plans == [
