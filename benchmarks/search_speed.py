@@ -514,7 +514,7 @@ def main() -> None:
         "--import-products", type=int, default=5_000, help="Products of the import measurement."
     )
     parser.add_argument(
-        "--import-rounds", type=int, default=3, help="Imports of the import measurement."
+        "--import-rounds", type=int, default=3, help="Number of imports in the import step."
     )
     parser.add_argument("--queries", type=int, default=200, help="Number of search queries.")
     parser.add_argument("--rounds", type=int, default=3, help="Timed passes over the queries.")
