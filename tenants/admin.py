@@ -228,7 +228,7 @@ class WebhookSettingsForm(forms.ModelForm):
         required=False,
         strip=False,
         widget=forms.PasswordInput(render_value=False),
-        help_text="Optional: replace the signing secret with your own (at least 24 characters). "
+        help_text="Optional: replace the signing secret with your own (24 to 200 characters). "
         "Leave empty to keep the current secret.",
     )
 

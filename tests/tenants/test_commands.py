@@ -84,3 +84,19 @@ def test_rotate_webhook_secret_rejects_out_of_range_overlaps(tenant, hours):
         call_command("rotate_webhook_secret", tenant.slug, "--overlap-hours", hours)
 
     assert WebhookSettings.objects.get(tenant=tenant).secret == old_secret
+
+
+@pytest.mark.parametrize(
+    ("_case", "secret"),
+    [("longer than the column", "x" * 201), ("NUL character", "x" * 30 + "\x00")],
+)
+def test_rotate_webhook_secret_rejects_unstorable_secret(tenant, monkeypatch, _case, secret):
+    old_secret = tenant.webhook_settings.secret
+    monkeypatch.setattr("sys.stdin", io.StringIO(secret + "\n"))
+
+    with pytest.raises(CommandError, match="^Use 24 to 200 characters of UTF-8 text"):
+        call_command("rotate_webhook_secret", tenant.slug, "--secret-stdin")
+
+    webhook_settings = WebhookSettings.objects.get(tenant=tenant)
+    assert webhook_settings.secret == old_secret
+    assert webhook_settings.next_secret == ""

@@ -32,7 +32,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--secret-stdin",
             action="store_true",
-            help="Read a custom secret (at least 24 characters) from standard input instead "
+            help="Read a custom secret (24 to 200 characters) from standard input instead "
             "of generating one.",
         )
 
