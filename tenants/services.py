@@ -89,6 +89,11 @@ def api_key_revoke(*, tenant: Tenant, api_key_id: int) -> ApiKey:
 @transaction.atomic
 def tenant_create(*, name: str, slug: str) -> CreatedTenant:
     """Create a tenant with one public key, one secret key and a webhook secret."""
+    if not is_storable_text(name):
+        # A command line whose bytes are not UTF-8 gives a name that the database rejects.
+        raise InvalidInput(
+            "Invalid tenant.", fields={"name": ["Use UTF-8 text without NUL characters."]}
+        )
     tenant = Tenant(name=name.strip(), slug=slug)
     try:
         tenant.full_clean()
