@@ -55,6 +55,9 @@ _NUMERIC_FIELDS = frozenset({"quantity_step", "min_quantity", "weight", "volume"
 _CSV_DELIMITERS = (",", ";", "\t")
 _JSON_WHITESPACE = re.compile(r"[ \t\n\r]*")
 _DECIMAL_COMMA_NUMBER = re.compile(r"[+-]?\d+,\d+")
+# The line breaks of a JSON Lines file. str.splitlines() would also split at U+2028, U+0085
+# and other characters that a JSON string may contain unescaped.
+_JSON_LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 
 class ImportFormat(StrEnum):
@@ -340,7 +343,7 @@ def _json_items(text: str, *, document: Any, products: list[Any]) -> Iterator[So
 
 
 def _read_json_lines(text: str) -> Iterator[SourceRecord]:
-    for line, raw in enumerate(text.splitlines(), start=1):
+    for line, raw in enumerate(_JSON_LINE_BREAK.split(text), start=1):
         if not raw.strip():
             continue
         try:

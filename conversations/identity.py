@@ -31,6 +31,7 @@ from vizochok.exceptions import ClientError, ErrorCode, InvalidInput
 
 # A token may be valid for at most a day; merchants should issue tokens for an hour or so.
 USER_TOKEN_MAX_LIFETIME = timedelta(hours=24)
+USER_TOKEN_MAX_LIFETIME_HOURS = int(USER_TOKEN_MAX_LIFETIME.total_seconds() // 3600)
 # Clocks of the merchant's server and of this service may differ by this much.
 USER_TOKEN_CLOCK_SKEW = timedelta(minutes=5)
 # Prefix of the session ids that ``conversation_create`` generates for anonymous shoppers.
@@ -107,8 +108,8 @@ def user_token_verify(
     if expires_at > latest:
         raise _token_rejected(
             UserTokenRejection.TOO_LONG,
-            f"The user token expires more than {USER_TOKEN_MAX_LIFETIME} ahead; issue "
-            "tokens with a shorter lifetime.",
+            f"The user token expires more than {USER_TOKEN_MAX_LIFETIME_HOURS} hours ahead; "
+            "issue tokens with a shorter lifetime.",
         )
     expected = user_token_sign(secret=secret, user_id=user_id, expires_at=expires_at)
     if not hmac.compare_digest(expected, user_token):

@@ -137,10 +137,12 @@ class TenantAdmin(admin.ModelAdmin):
             )
         return "Set (never shown again; generate a new one to replace it)."
 
-    def save_model(self, request: HttpRequest, obj: Tenant, form: Any, change: bool) -> None:
-        super().save_model(request, obj, form, change)
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        # Default AI settings come after the inline, because the add page may fill the inline
+        # in, and a row created first would make the inline's insert fail.
+        super().save_related(request, form, formsets, change)
         if not change:
-            AssistantSettings.objects.get_or_create(tenant=obj)
+            AssistantSettings.objects.get_or_create(tenant=form.instance)
 
     @admin.action(description="Generate a new user token secret (old tokens stop working)")
     def generate_user_token_secret(self, request: HttpRequest, queryset: QuerySet[Tenant]) -> None:
@@ -228,7 +230,7 @@ class WebhookSettingsForm(forms.ModelForm):
         required=False,
         strip=False,
         widget=forms.PasswordInput(render_value=False),
-        help_text="Optional: replace the signing secret with your own (at least 24 characters). "
+        help_text="Optional: replace the signing secret with your own (24 to 200 characters). "
         "Leave empty to keep the current secret.",
     )
 

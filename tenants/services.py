@@ -6,6 +6,7 @@ from datetime import timedelta
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import CharField
 from django.utils import timezone
 
 from tenants.keys import (
@@ -20,6 +21,7 @@ from tenants.keys import (
 )
 from tenants.models import ApiKey, AssistantSettings, Tenant, WebhookSettings
 from vizochok.exceptions import InvalidInput
+from vizochok.text import is_storable_text
 from webhooks import egress
 
 logger = logging.getLogger(__name__)
@@ -87,6 +89,11 @@ def api_key_revoke(*, tenant: Tenant, api_key_id: int) -> ApiKey:
 @transaction.atomic
 def tenant_create(*, name: str, slug: str) -> CreatedTenant:
     """Create a tenant with one public key, one secret key and a webhook secret."""
+    if not is_storable_text(name):
+        # A command line whose bytes are not UTF-8 gives a name that the database rejects.
+        raise InvalidInput(
+            "Invalid tenant.", fields={"name": ["Use UTF-8 text without NUL characters."]}
+        )
     tenant = Tenant(name=name.strip(), slug=slug)
     try:
         tenant.full_clean()
@@ -127,13 +134,26 @@ def webhook_settings_get_or_create(*, tenant: Tenant) -> WebhookSettings:
 
 
 def validate_custom_secret(secret: str) -> None:
-    if len(secret) < CUSTOM_SECRET_MIN_LENGTH or secret != secret.strip():
+    """Raise ``InvalidInput`` unless ``secret`` fits its column and has no edge whitespace.
+
+    The admin form and ``rotate_webhook_secret --secret-stdin`` check nothing else, so a
+    longer secret or a NUL character would otherwise fail the database write.
+    """
+    secret_field = WebhookSettings._meta.get_field("secret")
+    assert isinstance(secret_field, CharField)
+    assert secret_field.max_length is not None
+    max_length = secret_field.max_length
+    if (
+        not CUSTOM_SECRET_MIN_LENGTH <= len(secret) <= max_length
+        or secret != secret.strip()
+        or not is_storable_text(secret)
+    ):
         raise InvalidInput(
             "Invalid webhook secret.",
             fields={
                 "secret": [
-                    f"Use at least {CUSTOM_SECRET_MIN_LENGTH} characters without leading or "
-                    "trailing spaces."
+                    f"Use {CUSTOM_SECRET_MIN_LENGTH} to {max_length} characters of UTF-8 text, "
+                    "without NUL characters or leading or trailing spaces."
                 ]
             },
         )

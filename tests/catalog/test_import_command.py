@@ -121,6 +121,33 @@ def test_import_json_lines(tenant):
     assert Product.objects.get(tenant=tenant, sku="kefir-1").attributes == {"fat": 2.5}
 
 
+def test_import_json_lines_unicode_separators(tenant, tmp_path):
+    # JSON strings may contain U+2028, U+2029 and U+0085 unescaped, so these do not end a line.
+    path = _write(
+        tmp_path,
+        "products.jsonl",
+        '{"sku": "cheese-1", "name": "Сир", "description": "Ніжний\u2028вершковий"}\r\n'
+        '{"sku": "bread-1", "name": "Хліб\u0085житній\u2029чорний"}\n'
+        '{"sku": "kefir-1", "weight": -1}\n'.encode(),
+    )
+
+    stdout, stderr = _import(path, "--tenant", "shop-a", "--no-embed")
+
+    assert stdout.splitlines()[:2] == [
+        "Imported products.jsonl into tenant 'shop-a': 3 rows.",
+        "Created: 2, updated: 0, unchanged: 0, rejected: 1.",
+    ]
+    assert stderr == (
+        "Line 3: rejected. name: This field is required. weight: Input should be greater "
+        "than or equal to 0.\n"
+    )
+    assert _skus(tenant) == ["bread-1", "cheese-1"]
+    assert Product.objects.get(tenant=tenant, sku="cheese-1").description == (
+        "Ніжний\u2028вершковий"
+    )
+    assert Product.objects.get(tenant=tenant, sku="bread-1").name == "Хліб\u0085житній\u2029чорний"
+
+
 def test_import_with_field_map(tenant):
     stdout, stderr = _import(
         str(DATA_DIR / "mapped.csv"),

@@ -97,6 +97,23 @@ def test_public_key_rejects_bad_tokens(chat_client, user_token_secret, _case, ma
     assert_nothing_created()
 
 
+def test_too_long_token_lifetime_detail(chat_client, user_token_secret):
+    token = token_for(
+        user_token_secret, VICTIM, lifetime=USER_TOKEN_MAX_LIFETIME.total_seconds() + 3600
+    )
+
+    response = create(chat_client, user_id=VICTIM, user_token=token)
+
+    assert response.status_code == 403
+    assert response.json() == {
+        "detail": "The user token expires more than 24 hours ahead; issue tokens with a "
+        "shorter lifetime.",
+        "code": "permission_denied",
+        "reason": "user_token_lifetime_too_long",
+    }
+    assert_nothing_created()
+
+
 def test_public_key_rejects_malformed_token(chat_client, user_token_secret):
     response = create(chat_client, user_id=VICTIM, user_token="victim-42")
 

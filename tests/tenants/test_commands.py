@@ -57,7 +57,7 @@ def test_rotate_webhook_secret_with_overlap(tenant):
 
 
 def test_rotate_webhook_secret_unknown_tenant():
-    with pytest.raises(CommandError, match="No tenant"):
+    with pytest.raises(CommandError, match="^Tenant 'missing' not found; check the slug.$"):
         call_command("rotate_webhook_secret", "missing", stdout=io.StringIO())
 
 
@@ -84,3 +84,47 @@ def test_rotate_webhook_secret_rejects_out_of_range_overlaps(tenant, hours):
         call_command("rotate_webhook_secret", tenant.slug, "--overlap-hours", hours)
 
     assert WebhookSettings.objects.get(tenant=tenant).secret == old_secret
+
+
+@pytest.mark.parametrize(
+    ("_case", "secret"),
+    [("longer than the column", "x" * 201), ("NUL character", "x" * 30 + "\x00")],
+)
+def test_rotate_webhook_secret_rejects_unstorable_secret(tenant, monkeypatch, _case, secret):
+    old_secret = tenant.webhook_settings.secret
+    monkeypatch.setattr("sys.stdin", io.StringIO(secret + "\n"))
+
+    with pytest.raises(CommandError, match="^Use 24 to 200 characters of UTF-8 text"):
+        call_command("rotate_webhook_secret", tenant.slug, "--secret-stdin")
+
+    webhook_settings = WebhookSettings.objects.get(tenant=tenant)
+    assert webhook_settings.secret == old_secret
+    assert webhook_settings.next_secret == ""
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        ["rotate_webhook_secret"],
+        ["check_merchant"],
+        ["purge_webhook_deliveries", "--older-than-days", "1", "--commit", "--tenant"],
+    ],
+    ids=["rotate_webhook_secret", "check_merchant", "purge_webhook_deliveries"],
+)
+def test_command_unencodable_tenant_slug(tenant, arguments):
+    # A command line's bytes that are not UTF-8 reach Python as unpaired surrogates.
+    old_secret = tenant.webhook_settings.secret
+
+    with pytest.raises(CommandError) as raised:
+        call_command(*arguments, "shop-a\udcff", stdout=io.StringIO())
+
+    assert str(raised.value) == "Tenant 'shop-a\\udcff' not found; check the slug."
+    assert WebhookSettings.objects.get(tenant=tenant).secret == old_secret
+
+
+def test_create_tenant_rejects_unencodable_name():
+    with pytest.raises(CommandError) as raised:
+        call_command("create_tenant", "shop-c", "--name", "Shop \udcff", stdout=io.StringIO())
+
+    assert str(raised.value) == "Invalid tenant: name: Use UTF-8 text without NUL characters."
+    assert Tenant.objects.count() == 0

@@ -93,17 +93,39 @@ def test_secret_rotation_with_overlap_keeps_both_secrets(tenant):
 
 @pytest.mark.parametrize(
     ("_case", "secret"),
-    [("too short", "short-secret"), ("leading space", " " + "x" * 30)],
+    [
+        ("too short", "short-secret"),
+        ("leading space", " " + "x" * 30),
+        ("longer than the column", "x" * 201),
+        ("NUL character", "x" * 30 + "\x00"),
+        ("unpaired surrogate", "x" * 30 + "\udc80"),
+    ],
 )
 def test_custom_secret_is_validated(tenant, _case, secret):
     webhook_settings = tenant.webhook_settings
     old_secret = webhook_settings.secret
 
-    with pytest.raises(InvalidInput):
+    with pytest.raises(InvalidInput) as raised:
         webhook_secret_set(webhook_settings=webhook_settings, secret=secret)
 
+    assert raised.value.extra["fields"] == {
+        "secret": [
+            "Use 24 to 200 characters of UTF-8 text, without NUL characters or leading or "
+            "trailing spaces."
+        ]
+    }
     webhook_settings.refresh_from_db()
     assert webhook_settings.secret == old_secret
+
+
+def test_custom_secret_of_200_characters(tenant):
+    webhook_settings = tenant.webhook_settings
+    secret = "ї" * 200
+
+    webhook_secret_set(webhook_settings=webhook_settings, secret=secret)
+
+    webhook_settings.refresh_from_db()
+    assert webhook_settings.secret == secret
 
 
 def test_rotating_during_an_overlap_completes_the_first_rotation(tenant):

@@ -116,6 +116,27 @@ def _change_cart_url(admin_client, tenant) -> WebhookSettings:
     return stored
 
 
+def test_admin_rejects_too_long_custom_secret(admin_client, tenant):
+    old_secret = tenant.webhook_settings.secret
+    change_url = f"/admin/tenants/webhooksettings/{tenant.webhook_settings.pk}/change/"
+
+    response = admin_client.post(
+        change_url,
+        settings_form(tenant, cart_url="https://93.184.215.14/cart", custom_secret="x" * 201),
+    )
+
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors == {
+        "custom_secret": [
+            "Use 24 to 200 characters of UTF-8 text, without NUL characters or leading or "
+            "trailing spaces."
+        ]
+    }
+    stored = WebhookSettings.objects.get(tenant=tenant)
+    assert stored.secret == old_secret
+    assert stored.cart_url == ""
+
+
 def test_admin_keeps_concurrent_rotation(admin_client, tenant, monkeypatch):
     rotated = _set_secret_between_read_and_save(monkeypatch)
 

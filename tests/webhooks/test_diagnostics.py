@@ -528,7 +528,7 @@ def test_check_merchant_requires_the_products_webhook(tenant):
 def test_check_merchant_unknown_tenant():
     TenantFactory(slug="known")
 
-    with pytest.raises(CommandError, match="No tenant with slug 'unknown'"):
+    with pytest.raises(CommandError, match="^Tenant 'unknown' not found; check the slug.$"):
         call_command("check_merchant", "unknown")
 
 

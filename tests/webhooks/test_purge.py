@@ -75,7 +75,11 @@ def test_purge_deletes_in_batches(tenant, monkeypatch):
     ("_case", "args", "message"),
     [
         ("zero days", ["--older-than-days", "0"], "at least 1"),
-        ("unknown tenant", ["--older-than-days", "3", "--tenant", "nope"], "No tenant"),
+        (
+            "unknown tenant",
+            ["--older-than-days", "3", "--tenant", "nope"],
+            "^Tenant 'nope' not found; check the slug.$",
+        ),
     ],
 )
 def test_purge_rejects_bad_arguments(tenant, _case, args, message):

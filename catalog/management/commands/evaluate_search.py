@@ -16,8 +16,8 @@ from catalog.evaluation import (
     query_groups_load,
     search_evaluate,
 )
-from catalog.management.tenants import command_tenant
 from catalog.search import MAX_LIMIT, SearchMethod, product_search
+from tenants.management.tenants import command_tenant
 
 # recall@50 needs 50 results per query.
 RESULT_DEPTH = 50

@@ -15,8 +15,8 @@ from catalog.importing import (
     parse_field_map,
 )
 from catalog.management.progress import EmbeddingProgressBar
-from catalog.management.tenants import command_tenant
 from catalog.models import CatalogJob
+from tenants.management.tenants import command_tenant
 from tenants.models import Tenant
 
 

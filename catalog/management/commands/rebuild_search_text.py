@@ -5,8 +5,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from catalog.management.tenants import command_tenant
 from catalog.services import products_rebuild_search_text
+from tenants.management.tenants import command_tenant
 
 
 class Command(BaseCommand):

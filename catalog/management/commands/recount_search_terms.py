@@ -5,8 +5,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from catalog.management.tenants import command_tenant
 from catalog.services import search_documents_rebuild, term_counts_recount
+from tenants.management.tenants import command_tenant
 from tenants.models import Tenant
 
 

@@ -8,9 +8,9 @@ from django.core.management.base import BaseCommand, CommandError
 from catalog.embeddings import EmbeddingError, get_embedder
 from catalog.jobs import catalog_job_create_reembed
 from catalog.management.progress import EmbeddingProgressBar
-from catalog.management.tenants import command_tenant
 from catalog.selectors import products_pending_embedding
 from catalog.services import products_embed_pending
+from tenants.management.tenants import command_tenant
 
 
 class Command(BaseCommand):

@@ -4,7 +4,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from tenants.models import Tenant
+from tenants.management.tenants import command_tenant
 from tenants.services import (
     MAX_ROTATION_OVERLAP_HOURS,
     webhook_secret_set,
@@ -32,15 +32,12 @@ class Command(BaseCommand):
         parser.add_argument(
             "--secret-stdin",
             action="store_true",
-            help="Read a custom secret (at least 24 characters) from standard input instead "
+            help="Read a custom secret (24 to 200 characters) from standard input instead "
             "of generating one.",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        try:
-            tenant = Tenant.objects.get(slug=options["slug"])
-        except Tenant.DoesNotExist as error:
-            raise CommandError(f"No tenant with slug {options['slug']!r}.") from error
+        tenant = command_tenant(options["slug"])
         overlap_hours = options["overlap_hours"]
         if not 0 <= overlap_hours <= MAX_ROTATION_OVERLAP_HOURS:
             raise CommandError(

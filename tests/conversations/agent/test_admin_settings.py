@@ -1,8 +1,11 @@
 """The AI settings of a tenant in the Django admin."""
 
+from decimal import Decimal
+
 import pytest
 
 from tenants.admin import AssistantSettingsForm
+from tenants.models import AssistantSettings, Tenant
 
 pytestmark = pytest.mark.django_db
 
@@ -55,3 +58,43 @@ def test_tenant_page_shows_the_ai_settings(admin_client, tenant):
     assert "AI settings" in content
     assert 'value="clear_cart"' in content
     assert "Token budgets" in content
+
+
+def _tenant_add_data(inline_forms: int, **settings) -> dict[str, object]:
+    data: dict[str, object] = {
+        "name": "Shop C",
+        "slug": "shop-c",
+        "is_active": "on",
+        "assistant_settings-TOTAL_FORMS": inline_forms,
+        "assistant_settings-INITIAL_FORMS": 0,
+        "assistant_settings-MIN_NUM_FORMS": 0,
+        "assistant_settings-MAX_NUM_FORMS": 1,
+    }
+    if inline_forms:
+        data.update({f"assistant_settings-0-{name}": value for name, value in settings.items()})
+    return data
+
+
+def test_tenant_add_with_ai_settings(admin_client):
+    data = _tenant_add_data(
+        1, **form_data(temperature="0.50", default_language="en", rate_limit_messages=3)
+    )
+
+    response = admin_client.post("/admin/tenants/tenant/add/", data)
+
+    assert response.status_code == 302
+    tenant = Tenant.objects.get(slug="shop-c")
+    assert AssistantSettings.objects.filter(tenant=tenant).count() == 1
+    assert tenant.assistant_settings.temperature == Decimal("0.50")
+    assert tenant.assistant_settings.default_language == "en"
+    assert tenant.assistant_settings.rate_limit_messages == 3
+
+
+def test_tenant_add_without_ai_settings(admin_client):
+    response = admin_client.post("/admin/tenants/tenant/add/", _tenant_add_data(0))
+
+    assert response.status_code == 302
+    tenant = Tenant.objects.get(slug="shop-c")
+    assert AssistantSettings.objects.filter(tenant=tenant).count() == 1
+    assert tenant.assistant_settings.temperature == Decimal("0.20")
+    assert tenant.assistant_settings.rate_limit_messages == 10

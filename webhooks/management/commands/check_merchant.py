@@ -3,7 +3,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from tenants.models import Tenant
+from tenants.management.tenants import command_tenant
 from webhooks.conformance import DEFAULT_SLOW_FRACTION, EndpointReport, merchant_check
 from webhooks.diagnostics import TEST_SESSION_ID, TEST_STORE_ID
 from webhooks.models import WebhookKind
@@ -48,10 +48,7 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="Print the reports as JSON.")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        try:
-            tenant = Tenant.objects.get(slug=options["slug"])
-        except Tenant.DoesNotExist as error:
-            raise CommandError(f"No tenant with slug {options['slug']!r}.") from error
+        tenant = command_tenant(options["slug"])
         if not 0 < options["slow_fraction"] <= 1:
             raise CommandError("--slow-fraction must be above 0 and at most 1.")
         kinds = [WebhookKind(kind) for kind in options["kind"] or WebhookKind.values]

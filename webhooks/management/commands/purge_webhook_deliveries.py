@@ -3,7 +3,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from tenants.models import Tenant
+from tenants.management.tenants import command_tenant
 from webhooks.services import webhook_deliveries_purge
 
 
@@ -29,12 +29,7 @@ class Command(BaseCommand):
         days = options["older_than_days"]
         if days < 1:
             raise CommandError("--older-than-days must be at least 1.")
-        tenant = None
-        if options["tenant"]:
-            try:
-                tenant = Tenant.objects.get(slug=options["tenant"])
-            except Tenant.DoesNotExist as error:
-                raise CommandError(f"No tenant with slug {options['tenant']!r}.") from error
+        tenant = command_tenant(options["tenant"]) if options["tenant"] else None
         count = webhook_deliveries_purge(
             older_than=timedelta(days=days), commit=options["commit"], tenant=tenant
         )
