@@ -22,7 +22,7 @@ from webhooks.diagnostics import (
     webhook_test_call,
 )
 from webhooks.models import WebhookKind
-from webhooks.schemas import MAX_AMOUNT
+from webhooks.schemas import MAX_AMOUNT, promo_is_discount
 from webhooks.signing import signature_headers
 
 # Responses slower than this share of the tenant's timeout leave no room for the retry and
@@ -244,7 +244,7 @@ def _check_promo_price(item: dict[str, Any], where: str, report: EndpointReport)
         _number_problem(price) is None
         and promo_price is not None
         and _number_problem(promo_price) is None
-        and promo_price >= price
+        and not promo_is_discount(price=price, promo_price=promo_price)
     ):
         report.add(
             "promo_not_below_price", f"{where}.promo_price {promo_price} is not below price {price}"

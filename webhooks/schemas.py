@@ -6,6 +6,7 @@ logging) while the valid ones are kept, so one bad product never hides the other
 
 import math
 from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Annotated, Any, Generic, TypeVar
 
 from pydantic import (
@@ -28,6 +29,18 @@ MAX_REASON_LENGTH = 200
 # Prices and quantities above this are taken as merchant errors, not goods: no shop sells a
 # line for a billion, and larger values overflow the two-decimal money arithmetic.
 MAX_AMOUNT = 1_000_000_000
+
+
+def promo_is_discount(*, price: float, promo_price: float) -> bool:
+    """Return whether ``promo_price`` is below ``price`` in cents, as replies show them.
+
+    A promotion of 9.999 on a price of 10 would otherwise read "10.00 instead of 10.00".
+    """
+    return _cents(promo_price) < _cents(price)
+
+
+def _cents(value: float) -> Decimal:
+    return Decimal(str(value)).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
 
 
 def _check_storable(value: str | None) -> str | None:
@@ -77,7 +90,9 @@ class ProductItem(BaseModel):
         return value
 
     def model_post_init(self, context: Any) -> None:
-        if self.promo_price is not None and self.promo_price >= self.price:
+        if self.promo_price is not None and not promo_is_discount(
+            price=self.price, promo_price=self.promo_price
+        ):
             raise ValueError("promo_price must be below price")
 
 
@@ -127,7 +142,9 @@ class CartGetItem(BaseModel):
     def model_post_init(self, context: Any) -> None:
         # The line is in the shopper's cart either way, so it is kept at its regular price
         # rather than dropped like a product whose promotion is not a discount.
-        if self.promo_price is not None and self.promo_price >= self.price:
+        if self.promo_price is not None and not promo_is_discount(
+            price=self.price, promo_price=self.promo_price
+        ):
             self.promo_price = None
 
 

@@ -490,8 +490,11 @@ def test_check_merchant_reports_duplicate_cart_lines(tenant, local_webhooks, sta
     assert error is not None
 
 
-def test_check_merchant_reports_cart_promo_above_price(tenant, local_webhooks, start_server):
-    line = {"sku": "a", "name": "A", "price": 1, "quantity": 1, "promo_price": 1.5}
+@pytest.mark.parametrize("promo_price", [1.5, 0.999])
+def test_check_merchant_reports_cart_promo_not_below_price(
+    tenant, local_webhooks, start_server, promo_price
+):
+    line = {"sku": "a", "name": "A", "price": 1, "quantity": 1, "promo_price": promo_price}
     server = start_server(json_reply(200, {"items": [line]}))
     point_webhooks_at(tenant, server)
 
@@ -502,7 +505,10 @@ def test_check_merchant_reports_cart_promo_above_price(tenant, local_webhooks, s
         "promo_not_below_price",
         "accepts_invalid_signature",
     ]
-    assert report["violations"][0]["message"] == "items[0].promo_price 1.5 is not below price 1"
+    assert (
+        report["violations"][0]["message"]
+        == f"items[0].promo_price {promo_price} is not below price 1"
+    )
     assert error is not None
 
 

@@ -45,6 +45,11 @@ VALID = {"sku": "a", "price": 10.5, "in_stock": True}
         ("in_stock as int", {**VALID, "in_stock": 1}, "in_stock: Input should be a valid boolean"),
         ("promo equal to price", {**VALID, "promo_price": 10.5}, "promo_price must be below price"),
         ("promo above price", {**VALID, "promo_price": 11}, "promo_price must be below price"),
+        (
+            "promo equal to price in cents",
+            {**VALID, "promo_price": 10.499},
+            "promo_price must be below price",
+        ),
         ("negative promo", {**VALID, "promo_price": -2}, "finite number of 0 or more"),
         (
             "promo label not a string",
@@ -80,6 +85,15 @@ def test_unrequested_and_duplicate_skus_are_dropped_first_wins():
         "item 1: sku 'zzz' was not requested",
         "item 2: duplicate sku 'a'",
     ]
+
+
+def test_one_cent_promotion_is_kept():
+    parsed = parse_products({"products": [{**VALID, "promo_price": 10.49}]}, requested_skus=["a"])
+
+    assert [(item.sku, item.price, item.promo_price) for item in parsed.items] == [
+        ("a", 10.5, 10.49)
+    ]
+    assert parsed.dropped == []
 
 
 def test_valid_product_keeps_promotion_and_ignores_extra_fields():
@@ -360,7 +374,7 @@ def test_cart_get_item_with_an_overlong_name_is_dropped():
     assert len(parsed.dropped) == 1
 
 
-@pytest.mark.parametrize("promo_price", [1.0, 1.5])
+@pytest.mark.parametrize("promo_price", [1.0, 1.5, 0.999])
 def test_cart_get_ignores_non_discount_promo(promo_price):
     parsed = parse_cart_get(
         {
