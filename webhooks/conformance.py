@@ -241,10 +241,11 @@ def _check_products(payload: Any, call: WebhookCall, report: EndpointReport) -> 
 def _check_promo_price(item: dict[str, Any], where: str, report: EndpointReport) -> None:
     price, promo_price = item.get("price"), item.get("promo_price")
     if (
-        _number_problem(price) is None
+        price is not None
+        and _number_problem(price) is None
         and promo_price is not None
         and _number_problem(promo_price) is None
-        and not promo_is_discount(price=price, promo_price=promo_price)
+        and not promo_is_discount(price=float(price), promo_price=float(promo_price))
     ):
         report.add(
             "promo_not_below_price", f"{where}.promo_price {promo_price} is not below price {price}"
