@@ -99,15 +99,8 @@ class Product(TimestampedModel):
                 ef_construction=64,
                 opclasses=["vector_cosine_ops"],
             ),
-            # Without fastupdate, a write updates the index at once. With it, writes collect
-            # in a pending list that every search scans until a vacuum merges it, which cost
-            # 5-8 ms per search after a few thousand product updates. The full-text index
-            # is on SearchDocument, which the lexical stage reads.
-            GinIndex(
-                OpClass("search_title", name="gin_trgm_ops"),
-                name="product_search_title_trgm",
-                fastupdate=False,
-            ),
+            # The full-text and trigram indexes are on SearchDocument, which the lexical
+            # and trigram stages read.
         ]
 
     def __str__(self) -> str:
@@ -119,13 +112,15 @@ class Product(TimestampedModel):
 
 
 class SearchDocument(models.Model):
-    """The columns of one product that the lexical stage of search reads.
+    """The columns of one product that the lexical and trigram stages of search read.
 
     A search reads one row per product that contains a query word. This table's rows are
     about a sixth as wide as the product table's, which also carry the names, descriptions
-    and the vector, so those reads touch far fewer pages. Row triggers on the
-    product table, created by migration 0007, keep it in the transaction of every product
-    write, including writes that bypass the catalog services. Nothing else writes it.
+    and the vector, so those reads touch far fewer pages. Row triggers on the product
+    table, created by migration 0007 and extended by 0009, keep it in the transaction of
+    every product write, including writes that bypass the catalog services. Nothing else
+    writes it. An embedding write changes none of these columns, so it writes nothing here
+    and adds no entry to this table's GIN indexes.
     """
 
     product = models.OneToOneField(
@@ -140,14 +135,22 @@ class SearchDocument(models.Model):
     )
     is_active = models.BooleanField()
     category_path = models.CharField(max_length=500)
+    search_title = models.TextField(db_default="")
     search_vector = SearchVectorField(null=True)
     search_title_words = models.IntegerField(null=True)
     search_body_words = models.IntegerField(null=True)
 
     class Meta:
         indexes = [
-            # Without fastupdate, as the product table's GIN indexes (see Product.Meta).
+            # Without fastupdate, a write updates the index at once. With it, writes collect
+            # in a pending list that every search scans until a vacuum merges it, which cost
+            # 5-8 ms per search after a few thousand product updates.
             GinIndex(fields=["search_vector"], name="search_document_vector_gin", fastupdate=False),
+            GinIndex(
+                OpClass("search_title", name="gin_trgm_ops"),
+                name="search_document_title_trgm",
+                fastupdate=False,
+            ),
         ]
 
     def __str__(self) -> str:

@@ -418,8 +418,9 @@ lexical_stage AS (
 # A typo leaves a query word that no product contains; only then does the trigram stage run.
 _TRIGRAM_STAGE = f"""
 trigram_candidates AS (
-    SELECT id, word_similarity(%(normalized_query)s, search_title) AS similarity, search_title
-    FROM {{table}}
+    SELECT product_id AS id, word_similarity(%(normalized_query)s, search_title) AS similarity,
+           search_title
+    FROM {{documents}}
     WHERE {_SCOPE}
       AND %(normalized_query)s <%% search_title
     ORDER BY similarity DESC, id
@@ -703,7 +704,9 @@ class _SearchSql:
         return " OR ".join(f"(hit_{index} > 0 AND df_{index} = {most_common})" for index in words)
 
     def _trigram(self) -> str:
-        return _TRIGRAM_STAGE.format(table=self.table)
+        return _TRIGRAM_STAGE.format(
+            documents=connection.ops.quote_name(SearchDocument._meta.db_table)
+        )
 
 
 @dataclass(frozen=True)

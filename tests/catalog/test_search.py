@@ -729,7 +729,7 @@ def test_search_bm25f_title_not_diluted(tenant):
     assert _skus(hits) == ["lcd-1", "stand-1"]
 
 
-@pytest.mark.parametrize("index", ["search_document_vector_gin", "product_search_title_trgm"])
+@pytest.mark.parametrize("index", ["search_document_vector_gin", "search_document_title_trgm"])
 def test_search_gin_index_without_pending_list(index):
     with connection.cursor() as cursor:
         cursor.execute("SELECT indexdef FROM pg_indexes WHERE indexname = %s", [index])

@@ -20,6 +20,7 @@ COPIED = [
     "search_vector",
     "search_title_words",
     "search_body_words",
+    "search_title",
 ]
 PRODUCTS = [
     {"sku": "milk-1", "name": "Молоко Галичина 2,5%", "category_path": "Молочні > Молоко"},
@@ -181,5 +182,30 @@ def test_migration_drops_product_index_last():
     assert lines[drop + 1 :] == [
         'CREATE INDEX "catalog_searchdocument_tenant_id_36ce4a20"'
         ' ON "catalog_searchdocument" ("tenant_id");',
+        "COMMIT;",
+    ]
+
+
+def test_trigram_migration_drops_product_index_last():
+    sql = StringIO()
+    call_command("sqlmigrate", "catalog", "0009", stdout=sql)
+    lines = [line for line in sql.getvalue().splitlines() if line.strip()]
+    drop = lines.index('DROP INDEX IF EXISTS "product_search_title_trgm";')
+
+    assert lines[drop + 1 :] == ["COMMIT;"]
+
+
+def test_title_migration_only_adds_the_column():
+    # Adding the column locks the table against reads until the migration commits, so the
+    # migration does nothing else.
+    sql = StringIO()
+    call_command("sqlmigrate", "catalog", "0008", stdout=sql)
+    statements = [
+        line for line in sql.getvalue().splitlines() if line.strip() and not line.startswith("--")
+    ]
+
+    assert statements == [
+        "BEGIN;",
+        'ALTER TABLE "catalog_searchdocument" ADD COLUMN "search_title" text DEFAULT \'\' NOT NULL;',
         "COMMIT;",
     ]
