@@ -17,7 +17,7 @@ import logging
 import time
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypeGuard, TypeVar
 
 import openai
 from django.conf import settings
@@ -649,7 +649,7 @@ def _usage(
     )
 
 
-def _usable_count(value: Any) -> bool:
+def _usable_count(value: object) -> TypeGuard[int]:
     if isinstance(value, bool) or not isinstance(value, int):
         return False
     return 0 <= value <= MAX_REPORTED_TOKENS
