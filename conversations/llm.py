@@ -17,7 +17,7 @@ import logging
 import time
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypeGuard, TypeVar
 
 import openai
 from django.conf import settings
@@ -30,8 +30,12 @@ logger = logging.getLogger(__name__)
 # Self-hosted servers such as vLLM and Ollama ignore the key, but the client requires one.
 PLACEHOLDER_API_KEY = "not-needed"
 REQUEST_ID_HEADER = "x-request-id"
-# Rough size of a token, used only when a server reports no usage.
+# Rough size of a token, used only when a server reports no usage or an invalid one.
 CHARS_PER_TOKEN_ESTIMATE = 4
+# Reported token counts above this, or below 0, are estimated instead. A negative count
+# would lower the budgets' counters, and a huge one would overflow them.
+# NOTE: the bound is a choice of this project, not a limit of any server.
+MAX_REPORTED_TOKENS = 10_000_000
 # A retry is not started with less time than this left before the deadline, in seconds.
 MIN_ATTEMPT_SECONDS = 1.0
 RETRYABLE_STATUS_CODES = frozenset({408, 409, 429})
@@ -413,8 +417,9 @@ def _mapped_error(error: Exception, model: str, request_id: str | None) -> LLMEr
     if isinstance(error, openai.APIError):
         # The server sent an {"error": ...} object inside a stream.
         return LLMHTTPError(f"The server reported an error: {_short(error.message)}", **fields)
-    if isinstance(error, ValueError | TypeError | AttributeError):
-        # json.JSONDecodeError is a ValueError; missing fields surface as the other two.
+    if isinstance(error, ValueError | TypeError | AttributeError | LookupError):
+        # json.JSONDecodeError is a ValueError. Missing fields surface as the other types,
+        # and "choices" sent as an object as a KeyError.
         return LLMInvalidResponse(f"The response is not a chat completion: {error}", **fields)
     raise error
 
@@ -625,10 +630,13 @@ def _checked_completion(completion: Completion) -> Completion:
 def _usage(
     reported: Any, request: CompletionRequest, text: str, tool_calls: list[ToolCall]
 ) -> Usage:
-    """Return the usage the server reported, or an estimate when it reported none."""
+    """Return the usage the server reported, or an estimate when it reported none.
+
+    Counts that are not integers from 0 to ``MAX_REPORTED_TOKENS`` are estimated too.
+    """
     prompt_tokens = getattr(reported, "prompt_tokens", None)
     completion_tokens = getattr(reported, "completion_tokens", None)
-    if isinstance(prompt_tokens, int) and isinstance(completion_tokens, int):
+    if _usable_count(prompt_tokens) and _usable_count(completion_tokens):
         return Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
     prompt_chars = len(json.dumps(request.messages, ensure_ascii=False)) + len(
         json.dumps(request.tools, ensure_ascii=False)
@@ -639,6 +647,12 @@ def _usage(
         completion_tokens=_estimated_tokens(completion_chars),
         estimated=True,
     )
+
+
+def _usable_count(value: object) -> TypeGuard[int]:
+    if isinstance(value, bool) or not isinstance(value, int):
+        return False
+    return 0 <= value <= MAX_REPORTED_TOKENS
 
 
 def _estimated_tokens(chars: int) -> int:

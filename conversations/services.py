@@ -178,27 +178,32 @@ class ConversationTurn:
         self._save_shopper_message(turn.language)
         assistant = self.assistant or get_assistant(self.conversation.tenant)
         sent: list[Event] = []
-        replies: Iterator[Event] | None = None
+        replies = self._assistant_events(assistant, turn)
         try:
-            self._load_cart(turn.tools)
-            replies = assistant.respond(turn)
             for event in replies:
                 sent.append(event)
                 yield event
         except GeneratorExit:
-            # The client went away; stop the assistant and keep what happened so far.
+            # The client went away, also when the error event of a failed assistant was
+            # the one it missed. Stop the assistant and keep what happened so far.
             self._save_interrupted(lease, turn, assistant.name, sent, replies)
             raise
-        # The turn is the boundary between the assistant and the client: whatever the
-        # assistant raises is logged with an id and reported as an event, so the client
-        # always gets response_complete and the reply is saved.
-        except Exception as error:
-            error_event = self._internal_error(error)
-            sent.append(error_event)
-            yield error_event
         sent.append(events.response_complete())
         self._save_reply(lease, turn, assistant.name, sent)
         yield sent[-1]
+
+    def _assistant_events(self, assistant: Assistant, turn: Turn) -> Iterator[Event]:
+        """Yield the assistant's events, then an ``internal_error`` event if it raised.
+
+        The turn is the boundary between the assistant and the client: whatever the
+        assistant raises is logged with an id and reported as an event, so the client
+        always gets response_complete and the reply is saved.
+        """
+        try:
+            self._load_cart(turn.tools)
+            yield from assistant.respond(turn)
+        except Exception as error:
+            yield self._internal_error(error)
 
     def _save_interrupted(
         self,
@@ -206,7 +211,7 @@ class ConversationTurn:
         turn: Turn,
         assistant_name: str,
         sent: list[Event],
-        replies: Iterator[Event] | None,
+        replies: Iterator[Event],
     ) -> None:
         """Stop the assistant and save the reply of a turn whose client disconnected.
 
@@ -349,7 +354,7 @@ def reply_text(sent: list[Event]) -> str:
     return "\n\n".join(blocks)
 
 
-def _close_iterator(iterator: Iterator[Event] | None) -> None:
+def _close_iterator(iterator: Iterator[Event]) -> None:
     close = getattr(iterator, "close", None)
     if close is not None:
         close()

@@ -239,7 +239,9 @@ def _check_products(payload: Any, call: WebhookCall, report: EndpointReport) -> 
 
 
 def _check_promo_price(item: dict[str, Any], where: str, report: EndpointReport) -> None:
-    price, promo_price = item.get("price"), item.get("promo_price")
+    # Typed Any because _number_problem below lets only numbers through.
+    price: Any = item.get("price")
+    promo_price: Any = item.get("promo_price")
     if (
         price is not None
         and _number_problem(price) is None

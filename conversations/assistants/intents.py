@@ -211,14 +211,20 @@ POSITION_MARKERS = frozenset({"номер", "number", "no", "nr", "№", "#"})
 
 # A number may carry a sign and an exponent ("-1", "1e9", "1e-1"), so that these are read
 # as the amounts they are and rejected, instead of losing the sign or splitting at the "e".
-_NUMBER = r"[-−–]?\d+(?:[.,]\d+)?(?:e[-+]?\d+)?"
+# It may also start with its decimal separator (".5") or be a fraction ("1/2", "1 1/2").
+_NUMBER = r"[-−–]?(?:(?:\d+\s)?\d+/\d+|\d+(?:[.,]\d+)?|[.,]\d+)(?:e[-+]?\d+)?"
 _TOKEN = re.compile(
     r"[#№]\s*\d+"
-    # A minus sign counts only at the start of a word: "ab-1" is not a negative number.
-    r"|(?:(?<![\w'])[-−–])?\d+(?:[.,]\d+)?(?:e[-+]?\d+)?(?:-?[a-zа-яіїєґ']+)?"
+    # A minus sign counts only at the start of a word: "ab-1" is not a negative number. A
+    # leading separator counts only there too: "шт.5" is "шт" and 5.
+    r"|(?:(?<![\w'])[-−–])?(?:(?:\d+\s)?\d+/\d+|\d+(?:[.,]\d+)?|(?<![\w'.,])[.,]\d+)"
+    r"(?:e[-+]?\d+)?"
+    # A percentage ("2,5%") is part of a product name, such as the fat content of milk.
+    r"(?:\s?%|-?[a-zа-яіїєґ']+)?"
     r"|[a-zа-яіїєґ']+(?:-[a-zа-яіїєґ']+)*"
     r"|[#№]"
 )
+_PERCENTAGE = re.compile(r"^(.*?)\s?%$")
 _NUMBER_WITH_SUFFIX = re.compile(rf"^({_NUMBER})-?(.*)$")
 _ORDINAL_SUFFIXES = _word_set("й ий ій а я е є у ю го ого ому ой ая ое ую st nd rd th")
 _APOSTROPHES = str.maketrans({"’": "'", "ʼ": "'", "`": "'", "‘": "'", "ё": "е"})
@@ -252,7 +258,15 @@ def normalize(text: str) -> str:
 
 
 def tokenize(text: str) -> list[str]:
-    return _TOKEN.findall(normalize(text))
+    return [_percentage_token(token) for token in _TOKEN.findall(normalize(text))]
+
+
+def _percentage_token(token: str) -> str:
+    """Return a percentage as one spelling, so that "2,5 %" in a message matches "2.5%"."""
+    match = _PERCENTAGE.match(token)
+    if match is None:
+        return token
+    return f"{match.group(1).replace(',', '.')}%"
 
 
 def parse_intent(text: str) -> Intent:
@@ -447,7 +461,10 @@ def _sort_amount(value: Decimal, tokens: list[str], index: int, words: _Words) -
 
 
 def _starts_number(token: str) -> bool:
-    return token[0].isdigit() or (len(token) > 1 and token[0] in "-−–" and token[1].isdigit())
+    unsigned = token[1:] if token[0] in "-−–" else token
+    if unsigned[:1] in (".", ","):
+        unsigned = unsigned[1:]
+    return unsigned[:1].isdigit()
 
 
 def is_position(value: Decimal) -> bool:
@@ -457,8 +474,9 @@ def is_position(value: Decimal) -> bool:
 
 def _decimal(text: str) -> Decimal | None:
     """Parse a number token; magnitudes beyond ``MAX_NUMBER_DIGITS`` digits become ±Infinity."""
+    text = text.replace(",", ".").replace("−", "-").replace("–", "-")
     try:
-        value = Decimal(text.replace(",", ".").replace("−", "-").replace("–", "-"))
+        value = _fraction(text) if "/" in text else Decimal(text)
     except InvalidOperation:  # pragma: no cover - the token pattern admits only numbers
         return None
     if value and value.adjusted() >= MAX_NUMBER_DIGITS:
@@ -467,6 +485,16 @@ def _decimal(text: str) -> Decimal | None:
         # Far below any quantity step, so it counts as zero.
         return Decimal(0)
     return value
+
+
+def _fraction(text: str) -> Decimal:
+    """Return the value of "1/2" or "-1 1/2". A zero denominator gives an infinite amount."""
+    sign = Decimal(-1) if text.startswith("-") else Decimal(1)
+    *whole, fraction = text.lstrip("-").split()
+    numerator, denominator = (Decimal(part) for part in fraction.split("/"))
+    if not denominator:
+        return Decimal("Infinity").copy_sign(sign)
+    return sign * (Decimal(whole[0] if whole else 0) + numerator / denominator)
 
 
 def _with_target(kind: IntentKind, words: _Words) -> Intent:

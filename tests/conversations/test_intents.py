@@ -284,3 +284,73 @@ def test_name_matches_ignores_word_endings(fragment, name, expected):
 )
 def test_parse_signed_and_fractional_amounts(text, expected):
     assert parse_intent(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "додай .5 кг сиру",
+            Intent(ADD, reference=NameFragment("сиру"), quantity=pieces("0.5", "kg")),
+        ),
+        (
+            "add ,5 kg of cheese",
+            Intent(ADD, reference=NameFragment("cheese"), quantity=pieces("0.5", "kg")),
+        ),
+        ("додай -.5 першого", Intent(ADD, reference=Ordinal(1), quantity=pieces("-0.5"))),
+        # A separator glued to a word is punctuation.
+        ("додай 2 шт.5", Intent(ADD, quantity=pieces("2", "pcs"))),
+        (
+            "додай 1/2 кг сиру",
+            Intent(ADD, reference=NameFragment("сиру"), quantity=pieces("0.5", "kg")),
+        ),
+        (
+            "додай 3/4кг сиру",
+            Intent(ADD, reference=NameFragment("сиру"), quantity=pieces("0.75", "kg")),
+        ),
+        (
+            "add 1 1/2 kg of the first",
+            Intent(ADD, reference=Ordinal(1), quantity=pieces("1.5", "kg")),
+        ),
+        (
+            "додай 2\u00a01/2 кг першого",
+            Intent(ADD, reference=Ordinal(1), quantity=pieces("2.5", "kg")),
+        ),
+        ("додай 1/0 першого", Intent(ADD, reference=Ordinal(1), quantity=pieces("Infinity"))),
+    ],
+)
+def test_parse_leading_separator_and_fractions(text, expected):
+    assert parse_intent(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("додай молоко 3%", Intent(ADD, reference=NameFragment("молоко 3%"))),
+        ("додай кефір 2,5 %", Intent(ADD, reference=NameFragment("кефір 2.5%"))),
+        (
+            "додай 2 шт молока 3,2%",
+            Intent(ADD, reference=NameFragment("молока 3.2%"), quantity=pieces("2", "pcs")),
+        ),
+        ("видали молоко 2.5%", Intent(REMOVE, reference=NameFragment("молоко 2.5%"))),
+        (
+            "зміни молоко 2,5% на 3",
+            Intent(SET, reference=NameFragment("молоко 2.5%"), quantity=pieces("3")),
+        ),
+    ],
+)
+def test_parse_percentage_as_part_of_the_name(text, expected):
+    assert parse_intent(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("fragment", "name", "expected"),
+    [
+        ("молоко 2,5%", "Молоко Lactel 2.5%", True),
+        ("молоко 2,5 %", "Молоко Lactel 2.5%", True),
+        ("молоко 3.2%", "Молоко Галичина 3,2 %", True),
+        ("молоко 3.2%", "Молоко Lactel 2.5%", False),
+    ],
+)
+def test_name_matches_percentages_in_any_spelling(fragment, name, expected):
+    assert name_matches(fragment, name) is expected

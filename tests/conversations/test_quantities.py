@@ -237,6 +237,26 @@ def test_answer_to_the_question_adds_the_packs(chat_client, merchant, shown):
             ("add", "cheese-pack", 2),
             ["Додав у кошик: Сир Комо 250 г, 2 шт."],
         ),
+        (
+            "додай .5 кг четвертого",
+            ("add", "cheese-kg", 0.5),
+            ["Додав у кошик: Сир Гауда ваговий, 0,5 кг."],
+        ),
+        (
+            "додай 1/2 кг четвертого",
+            ("add", "cheese-kg", 0.5),
+            ["Додав у кошик: Сир Гауда ваговий, 0,5 кг."],
+        ),
+        (
+            "add 1 3/4 kg of the fourth",
+            ("add", "cheese-kg", 1.75),
+            ["Added to your cart: Сир Гауда ваговий, 1.75 kg."],
+        ),
+        (
+            "додай молоко 2,5%",
+            ("add", "milk-pack", 1),
+            ["Додав у кошик: Молоко Ферма 2.5%, 1 шт."],
+        ),
     ],
 )
 def test_amounts_convert_to_the_product_unit(
@@ -258,3 +278,14 @@ def test_set_quantity_by_weight_converts_to_packs(chat_client, merchant, shown):
         "Змінив кількість: Сир Комо 250 г — тепер 3 шт.",
         "750 г — це 3 шт по 250 г.",
     ]
+
+
+def test_percentage_in_a_name_is_no_amount(chat_client, merchant, shown):
+    # No listed product is a 45% Gouda, so the assistant searches the (empty) catalog for
+    # one instead of adding 45 kg of the listed Gouda.
+    sent = send(chat_client, shown, "додай гауду 45%")
+
+    assert posted(merchant) == []
+    assert reply_text(sent) == "Каталог магазину поки порожній, тож шукати в ньому ще нічого."
+    shown.refresh_from_db()
+    assert shown.cart == {"items": [], "total": 0.0}

@@ -75,6 +75,26 @@ def test_unexpected_error_becomes_an_internal_error_event(conversation, caplog):
     assert Conversation.objects.get(pk=conversation.pk).turn_started_at is None
 
 
+def test_disconnect_at_the_error_event_saves_the_reply(conversation):
+    turn = ConversationTurn(conversation=conversation, text="молоко", assistant=FailingAssistant())
+    turn.start()
+    stream = turn.events()
+    status_event = next(stream)
+    error_event = next(stream)
+
+    # A server whose write of the error event failed closes the stream there.
+    stream.close()
+
+    assert status_event == {"type": "status", "code": "searching"}
+    assert error_event["code"] == "internal_error"
+    shopper, reply = conversation.messages.order_by("created_at", "pk")
+    assert shopper.text == "молоко"
+    assert reply.role == Message.Role.ASSISTANT
+    assert reply.events == [status_event, error_event]
+    assert reply.metadata == {"assistant": "failing", "interrupted": "client_disconnected"}
+    assert Conversation.objects.get(pk=conversation.pk).turn_started_at is None
+
+
 def test_turn_passes_language_and_history(conversation):
     assistant = RecordingAssistant()
 

@@ -144,6 +144,24 @@ def test_missing_usage_is_estimated(chat_client, shop, conversation, llm, tenant
     assert reply_message.metadata["usage_estimated"] is True
 
 
+@pytest.mark.parametrize("reported", [(-5_000, 20), (100, 3_000_000_000)], ids=["neg", "huge"])
+def test_implausible_usage_is_estimated(chat_client, shop, conversation, llm, tenant, reported):
+    llm.add(reply("Привіт! Чим можу допомогти?", usage=reported))
+
+    sent = send(chat_client, conversation, "привіт")
+
+    assert types_of(sent) == ["text_delta", "text_end", "response_complete"]
+    usage = TokenUsage.objects.get(tenant=tenant)
+    assert usage.prompt_tokens > 500
+    assert usage.completion_tokens == 7
+    assert usage.requests == 1
+    conversation.refresh_from_db()
+    assert conversation.tokens_used == usage.prompt_tokens + 7
+    reply_message = Message.objects.get(role="assistant")
+    assert reply_message.metadata["usage_estimated"] is True
+    assert "failure" not in reply_message.metadata
+
+
 def test_turn_deadline_ends_the_turn(chat_client, shop, conversation, llm, settings, caplog):
     # Long enough for the search on a busy machine, so that the second model call is sent.
     settings.AGENT_TURN_TIMEOUT_SECONDS = 3.0

@@ -23,6 +23,9 @@ pytestmark = pytest.mark.django_db
 EMPTY_CHOICES = json.dumps(
     {"id": "x", "object": "chat.completion", "created": 1, "model": "m", "choices": []}
 ).encode()
+CHOICES_OBJECT = json.dumps(
+    {"id": "x", "object": "chat.completion", "created": 1, "model": "m", "choices": {"a": 1}}
+).encode()
 
 FAILURES = [
     (
@@ -39,6 +42,7 @@ FAILURES = [
     ("html body", [raw_body(b"<html>Bad gateway</html>", "text/html")], "llm_invalid_response"),
     ("invalid json body", [raw_body(b'{"choices": [')], "llm_invalid_response"),
     ("no choice", [raw_body(EMPTY_CHOICES)], "llm_invalid_response"),
+    ("choices object", [raw_body(CHOICES_OBJECT)], "llm_invalid_response"),
     ("empty answer", [reply("")], "llm_invalid_response"),
     ("http 500 twice", [http_error(500), http_error(500)], "llm_unavailable"),
     ("http 401", [http_error(401, "invalid api key")], "llm_request_rejected"),
