@@ -111,6 +111,12 @@ TOOL_NAMES = frozenset(definition["function"]["name"] for definition in TOOL_DEF
 CART_TOOL_NAMES = frozenset({"add_to_cart", "remove_from_cart", "update_quantity", "clear_cart"})
 
 # Values of "reason_type" that ToolCallRunner adds to a rejected cart change.
+# Cart changes one turn may send to the merchant, in all and for one product. A model
+# that repeats a change with other quantities (30 adds of one SKU in one completion) is
+# stopped there. Duplicates, which are not sent again, do not count.
+MAX_CART_CHANGES_PER_TURN = 20
+MAX_CART_CHANGES_PER_PRODUCT = 3
+
 REASON_TYPE_GUARD = "guard"
 REASON_TYPE_MERCHANT = "merchant"
 REASON_TYPE_UNAVAILABLE = "unavailable"
@@ -205,17 +211,27 @@ class ToolCallRunner:
 
     Rejected cart changes get a ``reason_type``: ``guard`` (our own check, nothing was
     sent), ``merchant`` (the merchant's answer) or ``unavailable`` (the call failed).
+
+    At most ``MAX_CART_CHANGES_PER_TURN`` changes, and ``MAX_CART_CHANGES_PER_PRODUCT`` of
+    one SKU, are sent to the merchant in a turn. Later ones are not sent and get a
+    ``too_many_cart_changes`` error output.
     """
 
     tools: ShoppingTools
     disabled: Collection[str] = ()
     _cart_calls: dict[tuple[str, ...], ToolOutcome] = field(default_factory=dict)
+    # Cart changes sent to the merchant in this turn: in all, and per SKU.
+    _changes_sent: int = 0
+    _changes_by_sku: dict[str, int] = field(default_factory=dict)
 
     def call(self, name: str, arguments: Mapping[str, Any]) -> ToolOutcome:
         key = _cart_call_key(name, arguments) if name not in self.disabled else None
         earlier = self._cart_calls.get(key) if key is not None else None
         if earlier is not None:
             return ToolOutcome(output={**earlier.output, "duplicate": True})
+        over_limit = self._change_limit_error(key)
+        if over_limit is not None:
+            return over_limit
         outcome = tool_call(self.tools, name, arguments, disabled=self.disabled)
         change = outcome.cart_change
         if change is not None and not change.ok:
@@ -225,8 +241,33 @@ class ToolCallRunner:
                 cart_change=change,
             )
         if key is not None and change is not None and change.webhook_called:
+            self._count_change(key)
             self._remember(key, outcome)
         return outcome
+
+    def _change_limit_error(self, key: tuple[str, ...] | None) -> ToolOutcome | None:
+        """Return an error output when the cart change ``key`` would pass a turn limit."""
+        if key is None:
+            return None
+        if self._changes_sent >= MAX_CART_CHANGES_PER_TURN:
+            return _error(
+                "too_many_cart_changes",
+                f"At most {MAX_CART_CHANGES_PER_TURN} cart changes are sent per message. "
+                "Tell the shopper what was done and ask them to continue in a new message.",
+            )
+        sku = key[1] if len(key) > 1 else None
+        if sku is not None and self._changes_by_sku.get(sku, 0) >= MAX_CART_CHANGES_PER_PRODUCT:
+            return _error(
+                "too_many_cart_changes",
+                f"At most {MAX_CART_CHANGES_PER_PRODUCT} changes of one product are sent per "
+                "message. Tell the shopper the product's current quantity in the cart.",
+            )
+        return None
+
+    def _count_change(self, key: tuple[str, ...]) -> None:
+        self._changes_sent += 1
+        if len(key) > 1:
+            self._changes_by_sku[key[1]] = self._changes_by_sku.get(key[1], 0) + 1
 
     def _remember(self, key: tuple[str, ...], outcome: ToolOutcome) -> None:
         if key[0] == "clear_cart":

@@ -243,8 +243,7 @@ def _check_promo_price(item: dict[str, Any], where: str, report: EndpointReport)
     price: Any = item.get("price")
     promo_price: Any = item.get("promo_price")
     if (
-        price is not None
-        and _number_problem(price) is None
+        _number_problem(price) is None
         and promo_price is not None
         and _number_problem(promo_price) is None
         and not promo_is_discount(price=float(price), promo_price=float(promo_price))

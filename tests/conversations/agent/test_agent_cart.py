@@ -230,3 +230,56 @@ def test_invalid_arguments_go_back_to_the_model(chat_client, shop, conversation,
     assert first == {"error": "invalid_arguments", "detail": "quantity must be a number."}
     assert [post["quantity"] for post in cart_posts(shop)] == [2]
     assert Message.objects.get(role="assistant").metadata["tool_rounds"] == 2
+
+
+def test_changes_of_one_product_are_limited(chat_client, shop, conversation, llm):
+    show(conversation, MILK_LACTEL)
+    llm.add(
+        tool_calls(
+            *[
+                call("add_to_cart", {"sku": "milk-001", "quantity": amount})
+                for amount in range(1, 6)
+            ]
+        ),
+        reply("Додав молоко."),
+    )
+
+    sent = send(chat_client, conversation, "Додай Lactel")
+
+    assert [post["quantity"] for post in cart_posts(shop)] == [1, 2, 3]
+    assert shop.store.cart_items(STORE_ID, SESSION_ID)[0]["quantity"] == 6
+    results = llm.requests[1].tool_results()
+    assert [result.get("ok") for result in results[:3]] == [True, True, True]
+    assert [result.get("error") for result in results[3:]] == [
+        "too_many_cart_changes",
+        "too_many_cart_changes",
+    ]
+    assert results[3]["detail"].startswith("At most 3 changes of one product are sent")
+    assert [event["type"] for event in sent].count("cart_changed") == 3
+
+
+def test_cart_changes_per_message_are_limited(chat_client, shop, conversation, llm, monkeypatch):
+    monkeypatch.setattr("conversations.tool_calls.MAX_CART_CHANGES_PER_TURN", 2)
+    show(conversation, MILK_LACTEL, MILK_GALYCHYNA, APPLES)
+    llm.add(
+        tool_calls(
+            call("add_to_cart", {"sku": "milk-001"}),
+            call("add_to_cart", {"sku": "milk-002"}),
+            call("add_to_cart", {"sku": APPLES.sku, "quantity": 1}),
+        ),
+        reply("Додав два товари."),
+    )
+
+    send(chat_client, conversation, "Додай усе")
+
+    assert [post["sku"] for post in cart_posts(shop)] == ["milk-001", "milk-002"]
+    results = llm.requests[1].tool_results()
+    assert results[2] == {
+        "error": "too_many_cart_changes",
+        "detail": "At most 2 cart changes are sent per message. Tell the shopper what was"
+        " done and ask them to continue in a new message.",
+    }
+    assert sorted(item["sku"] for item in shop.store.cart_items(STORE_ID, SESSION_ID)) == [
+        "milk-001",
+        "milk-002",
+    ]
