@@ -2,7 +2,7 @@
 
 The lease is the ``turn_started_at`` column. It is taken with one conditional UPDATE, which
 PostgreSQL applies atomically, so two workers in different processes cannot both take it. A
-lease older than ``LEASE_DURATION`` counts as abandoned (a crashed worker) and may be taken
+lease older than ``lease_duration()`` counts as abandoned (a crashed worker) and may be taken
 over. Every write a turn makes to the conversation row goes through ``TurnLease.save``, which
 writes only while the lease is still held.
 
@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
@@ -23,14 +24,24 @@ from vizochok.exceptions import InternalError
 
 logger = logging.getLogger(__name__)
 
-# Longer than the slowest turn, because a lease taken over from a live turn makes that turn
-# fail with LeaseLost in the middle of its cart changes. A webhook call takes at most 61 s
-# (2 attempts of the maximum tenant timeout of 30 s plus the 1 s retry delay). The LLM
-# agent's turn is cut at AGENT_TURN_TIMEOUT_SECONDS (120 s by default) but may overrun by
-# one webhook call and follows a cart GET: 242 s. An offline turn makes at most four calls
-# (cart GET, search, cart change, search for alternatives): 244 s. A new message after a
-# stopped worker therefore waits up to this long; it then gets the interrupted reply.
-LEASE_DURATION = timedelta(minutes=5)
+# A lease lasts longer than the slowest turn, because a lease taken over from a live turn
+# makes that turn fail with LeaseLost in the middle of its cart changes. A webhook call takes
+# at most 61 s (2 attempts of the maximum tenant timeout of 30 s plus the 1 s retry delay).
+# The LLM agent's turn is cut at AGENT_TURN_TIMEOUT_SECONDS (120 s by default) but may
+# overrun by one webhook call and follows a cart GET: 242 s by default. An offline turn makes
+# at most four calls (cart GET, search, cart change, search for alternatives): 244 s. A new
+# message after a stopped worker therefore waits up to this long; it then gets the
+# interrupted reply.
+MAX_WEBHOOK_CALL = timedelta(seconds=61)
+MIN_LEASE_DURATION = timedelta(minutes=5)
+# Added to the agent's longest turn: the margin that 5 minutes leave over the default 242 s.
+LEASE_MARGIN = timedelta(seconds=58)
+
+
+def lease_duration() -> timedelta:
+    """Return how long a lease lasts: 5 minutes, or longer for a longer agent turn limit."""
+    agent_turn = timedelta(seconds=settings.AGENT_TURN_TIMEOUT_SECONDS) + 2 * MAX_WEBHOOK_CALL
+    return max(MIN_LEASE_DURATION, agent_turn + LEASE_MARGIN)
 
 
 class LeaseLost(InternalError):
@@ -65,7 +76,7 @@ class TurnLease:
 def turn_lease_acquire(*, conversation: Conversation) -> TurnLease | None:
     """Take the lease on ``conversation``, or return None while another turn holds it."""
     now = timezone.now()
-    free = Q(turn_started_at__isnull=True) | Q(turn_started_at__lt=now - LEASE_DURATION)
+    free = Q(turn_started_at__isnull=True) | Q(turn_started_at__lt=now - lease_duration())
     taken = Conversation.objects.filter(free, pk=conversation.pk).update(turn_started_at=now) == 1
     if not taken:
         return None

@@ -6,7 +6,7 @@ import pytest
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from conversations.leases import LEASE_DURATION, turn_lease_acquire
+from conversations.leases import lease_duration, turn_lease_acquire
 from conversations.models import Conversation, Message
 from conversations.services import MAX_MESSAGE_BYTES
 from tenants.models import ApiKey
@@ -392,7 +392,7 @@ def test_message_while_another_turn_runs_is_agent_busy(chat_client, tenant):
 
 def test_abandoned_lease_is_taken_over(chat_client, tenant):
     conversation = ConversationFactory(tenant=tenant)
-    stale = timezone.now() - LEASE_DURATION - timedelta(seconds=1)
+    stale = timezone.now() - lease_duration() - timedelta(seconds=1)
     Conversation.objects.filter(pk=conversation.pk).update(turn_started_at=stale)
 
     response = chat_client.post(messages_url(conversation), {"text": "привіт"}, format="json")
@@ -549,7 +549,7 @@ def test_detail_before_must_belong_to_the_conversation(chat_client, tenant):
 
 def test_message_after_an_abandoned_turn_is_answered(chat_client, tenant):
     conversation = ConversationFactory(
-        tenant=tenant, turn_started_at=timezone.now() - LEASE_DURATION - timedelta(seconds=1)
+        tenant=tenant, turn_started_at=timezone.now() - lease_duration() - timedelta(seconds=1)
     )
     MessageFactory(tenant=tenant, conversation=conversation, text="молоко")
 

@@ -5,7 +5,7 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from conversations.leases import LEASE_DURATION, LeaseLost, turn_lease_acquire
+from conversations.leases import LeaseLost, lease_duration, turn_lease_acquire
 from conversations.models import Conversation
 
 
@@ -22,7 +22,7 @@ def test_lease_is_exclusive_until_released(conversation):
 
 @pytest.mark.django_db
 def test_expired_lease_is_taken_over(conversation):
-    stale = timezone.now() - LEASE_DURATION - timedelta(seconds=1)
+    stale = timezone.now() - lease_duration() - timedelta(seconds=1)
     Conversation.objects.filter(pk=conversation.pk).update(turn_started_at=stale)
 
     lease = turn_lease_acquire(conversation=conversation)
@@ -31,9 +31,30 @@ def test_expired_lease_is_taken_over(conversation):
     assert lease.started_at > stale
 
 
+@pytest.mark.parametrize(
+    ("turn_timeout", "expected"),
+    [(120, timedelta(minutes=5)), (30, timedelta(minutes=5)), (600, timedelta(seconds=780))],
+)
+def test_lease_outlasts_the_agent_turn_limit(settings, turn_timeout, expected):
+    settings.AGENT_TURN_TIMEOUT_SECONDS = turn_timeout
+
+    assert lease_duration() == expected
+
+
+@pytest.mark.django_db
+def test_long_turn_limit_keeps_the_lease(conversation, settings):
+    # A turn of 10 minutes may still be running after 12, so its lease must hold.
+    settings.AGENT_TURN_TIMEOUT_SECONDS = 600
+    started = timezone.now() - timedelta(minutes=12)
+    Conversation.objects.filter(pk=conversation.pk).update(turn_started_at=started)
+
+    assert turn_lease_acquire(conversation=conversation) is None
+    assert Conversation.objects.get(pk=conversation.pk).turn_started_at == started
+
+
 @pytest.mark.django_db
 def test_recent_lease_is_not_taken_over(conversation):
-    recent = timezone.now() - LEASE_DURATION + timedelta(seconds=30)
+    recent = timezone.now() - lease_duration() + timedelta(seconds=30)
     Conversation.objects.filter(pk=conversation.pk).update(turn_started_at=recent)
 
     assert turn_lease_acquire(conversation=conversation) is None
@@ -43,7 +64,7 @@ def test_recent_lease_is_not_taken_over(conversation):
 @pytest.mark.django_db
 def test_release_after_takeover_keeps_the_new_lease(conversation):
     old = turn_lease_acquire(conversation=conversation)
-    stale = timezone.now() - LEASE_DURATION - timedelta(seconds=1)
+    stale = timezone.now() - lease_duration() - timedelta(seconds=1)
     Conversation.objects.filter(pk=conversation.pk).update(turn_started_at=stale)
     new = turn_lease_acquire(conversation=conversation)
 
