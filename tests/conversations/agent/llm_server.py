@@ -35,6 +35,8 @@ class Answer:
 
     text: str = ""
     tool_calls: tuple[tuple[str, dict[str, Any] | str], ...] = ()
+    # A refusal, sent in the message's "refusal" field with no content.
+    refusal: str | None = None
     # Ids of the tool calls in order; None numbers them "call_1", "call_2", ...
     call_ids: tuple[str, ...] | None = None
     # (prompt_tokens, completion_tokens), or None to send no usage at all.
@@ -242,6 +244,8 @@ def _finish_reason(answer: Answer) -> str:
 
 def _completion(request: LLMRequest, answer: Answer) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant", "content": answer.text or None}
+    if answer.refusal is not None:
+        message["refusal"] = answer.refusal
     if answer.tool_calls:
         message["tool_calls"] = _tool_call_payloads(answer)
     completion: dict[str, Any] = {
@@ -263,6 +267,11 @@ def _chunks(request: LLMRequest, answer: Answer, include_usage: bool) -> list[di
     deltas.extend(
         {"content": text[start : start + STREAM_PIECE_CHARS]}
         for start in range(0, len(text), STREAM_PIECE_CHARS)
+    )
+    refusal = answer.refusal or ""
+    deltas.extend(
+        {"refusal": refusal[start : start + STREAM_PIECE_CHARS]}
+        for start in range(0, len(refusal), STREAM_PIECE_CHARS)
     )
     for index, payload in enumerate(_tool_call_payloads(answer)):
         function = payload["function"]

@@ -204,6 +204,19 @@ UNSTORABLE_TEXTS = [
 ]
 
 
+def test_refusal_is_the_reply(chat_client, shop, conversation, llm, stream_mode):
+    refusal = "Вибачте, з цим я не можу допомогти. Можу знайти для вас продукти."
+    llm.add(reply("", refusal=refusal))
+
+    sent = send(chat_client, conversation, "Напиши вірш")
+
+    assert reply_text(sent) == refusal
+    assert types_of(sent) == ["text_delta", "text_end", "response_complete"]
+    answer = Message.objects.filter(conversation=conversation, role="assistant").get()
+    assert answer.text == refusal
+    assert answer.events == sent
+
+
 @pytest.mark.parametrize(("text", "stored"), UNSTORABLE_TEXTS)
 def test_unstorable_reply_text_is_replaced(
     chat_client, shop, conversation, llm, stream_mode, text, stored
