@@ -125,6 +125,20 @@ def passage_vectors(texts: Sequence[str], *, cache_path: Path, embedder: Any) ->
     return vectors
 
 
+def spread_sample(items: Sequence[Any], count: int) -> list[Any]:
+    """Return ``count`` of ``items`` at evenly spaced positions, or all of them when fewer."""
+    count = min(count, len(items))
+    return [items[index * len(items) // count] for index in range(count)]
+
+
+def positive_int(text: str) -> int:
+    """Parse a command-line count that must be 1 or more."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
+
+
 def percentile(values: Sequence[float], share: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
@@ -149,12 +163,14 @@ class Benchmark:
         steps = set(self.args.steps)
         if "load" in steps:
             main_tenant = self.load()[MAIN_TENANT]
-        else:
+        elif steps & {"reimport", "recall", "latency"}:
             main_tenant = self._loaded_tenant(MAIN_TENANT)
         if "reimport" in steps:
             self.reimport(main_tenant)
-        queries = self._queries()
-        query_vectors = self.embedder.embed_queries(queries)
+        # The import step uses its own tenant and no query.
+        if steps & {"recall", "latency"}:
+            queries = self._queries()
+            query_vectors = self.embedder.embed_queries(queries)
         if "recall" in steps:
             self.recall(main_tenant, query_vectors)
         if "latency" in steps:
@@ -418,6 +434,8 @@ class Benchmark:
                 )
 
     def import_throughput(self) -> None:
+        from django.conf import settings
+
         from catalog.embeddings import product_embedding_text
 
         size = self.args.import_products
@@ -428,14 +446,14 @@ class Benchmark:
             for row in self.main_rows[:size]
         ]
         # A sample spread evenly over the whole import (every fifth text of 5,000).
-        texts = [product_embedding_text(row) for row in rows[:: max(1, size // EMBEDDER_SAMPLE)]]
-        texts = texts[:EMBEDDER_SAMPLE]
+        texts = [product_embedding_text(row) for row in spread_sample(rows, EMBEDDER_SAMPLE)]
         # The shared machine's speed drifts by 15 % or more within minutes (measured). So the
         # embedder alone is timed before, between and after the imports, and each import is
         # compared with the mean of the two timings around it.
         embedder_rates = [self._embedder_rate(texts)]
         print(
-            f"  embedder alone, {len(texts)} passages in batches of 32: {embedder_rates[0]:.1f}/s"
+            f"  embedder alone, {len(texts)} passages in batches of"
+            f" {settings.EMBEDDING_BATCH_SIZE}: {embedder_rates[0]:.1f}/s"
         )
         ratios = []
         for number in range(1, rounds + 1):
@@ -472,10 +490,16 @@ class Benchmark:
         return len(rows) / elapsed
 
     def _embedder_rate(self, texts: list[str]) -> float:
-        """Return the passages per second the embedder alone manages on ``texts``."""
+        """Return the passages per second the embedder alone manages on ``texts``.
+
+        The batches are as large as the import's (``EMBEDDING_BATCH_SIZE``).
+        """
+        from django.conf import settings
+
+        batch_size = settings.EMBEDDING_BATCH_SIZE
         started = time.monotonic()
-        for start in range(0, len(texts), 32):
-            self.embedder.embed_passages(texts[start : start + 32])
+        for start in range(0, len(texts), batch_size):
+            self.embedder.embed_passages(texts[start : start + batch_size])
         return len(texts) / (time.monotonic() - started)
 
 
@@ -494,7 +518,8 @@ class _PrecomputedEmbedder:
         raise NotImplementedError("The benchmark embeds passages with the real embedder.")
 
 
-def main() -> None:
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse ``argv``, or ``sys.argv`` when it is None. An invalid command line exits with 2."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("instacart", type=Path, help="Folder with Instacart's CSV files.")
     parser.add_argument(
@@ -511,10 +536,16 @@ def main() -> None:
         "--other-products", type=int, default=20_000, help="Size of each other tenant."
     )
     parser.add_argument(
-        "--import-products", type=int, default=5_000, help="Products of the import measurement."
+        "--import-products",
+        type=positive_int,
+        default=5_000,
+        help="Products of the import measurement, at most --products.",
     )
     parser.add_argument(
-        "--import-rounds", type=int, default=3, help="Number of imports in the import step."
+        "--import-rounds",
+        type=positive_int,
+        default=3,
+        help="Number of imports in the import step.",
     )
     parser.add_argument("--queries", type=int, default=200, help="Number of search queries.")
     parser.add_argument("--rounds", type=int, default=3, help="Timed passes over the queries.")
@@ -532,7 +563,17 @@ def main() -> None:
         default=list(STEPS),
         help="Steps to run (all by default). Without load, the tenants of an earlier run are used.",
     )
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    if args.import_products > args.products:
+        parser.error(
+            f"--import-products {args.import_products} is more than --products {args.products}:"
+            " the import copies the main tenant's products"
+        )
+    return args
+
+
+def main() -> None:
+    args = parse_args()
     setup_django()
     Benchmark(args).run()
 

@@ -249,7 +249,9 @@ def _check_promo_price(item: dict[str, Any], where: str, report: EndpointReport)
         and not promo_is_discount(price=float(price), promo_price=float(promo_price))
     ):
         report.add(
-            "promo_not_below_price", f"{where}.promo_price {promo_price} is not below price {price}"
+            "promo_not_below_price",
+            f"{where}.promo_price {promo_price} is not below price {price}"
+            " once both are rounded to cents",
         )
 
 

@@ -62,7 +62,8 @@ def _finite_non_negative(value: Any) -> float:
         raise ValueError("must be a finite number of 0 or more")
     if number > MAX_AMOUNT:
         raise ValueError(f"must be at most {MAX_AMOUNT}")
-    return number
+    # JSON's -0.0 passes the sign check, and replies would show it as "-0.00".
+    return 0.0 if number == 0 else number
 
 
 class ProductItem(BaseModel):

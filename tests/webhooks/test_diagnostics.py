@@ -490,7 +490,7 @@ def test_check_merchant_reports_duplicate_cart_lines(tenant, local_webhooks, sta
     assert error is not None
 
 
-@pytest.mark.parametrize("promo_price", [1.5, 0.999])
+@pytest.mark.parametrize("promo_price", [1.5, 0.999, 0.995])
 def test_check_merchant_reports_cart_promo_not_below_price(
     tenant, local_webhooks, start_server, promo_price
 ):
@@ -505,10 +505,21 @@ def test_check_merchant_reports_cart_promo_not_below_price(
         "promo_not_below_price",
         "accepts_invalid_signature",
     ]
-    assert (
-        report["violations"][0]["message"]
-        == f"items[0].promo_price {promo_price} is not below price 1"
+    assert report["violations"][0]["message"] == (
+        f"items[0].promo_price {promo_price} is not below price 1 once both are rounded to cents"
     )
+    assert error is not None
+
+
+def test_check_merchant_accepts_one_cent_promo(tenant, local_webhooks, start_server):
+    line = {"sku": "a", "name": "A", "price": 1, "quantity": 1, "promo_price": 0.994}
+    server = start_server(json_reply(200, {"items": [line]}))
+    point_webhooks_at(tenant, server)
+
+    output, error = run_check("shop-a", "--kind", "cart_get", "--json")
+
+    [report] = json.loads(output)
+    assert [v["code"] for v in report["violations"]] == ["accepts_invalid_signature"]
     assert error is not None
 
 

@@ -96,6 +96,32 @@ def test_one_cent_promotion_is_kept():
     assert parsed.dropped == []
 
 
+def test_negative_zero_amounts_read_as_zero():
+    # Kept as -0.0, a promotion read "-0.00 instead of 10.00" in replies.
+    payload = json.loads(
+        '{"products": [{"sku": "a", "price": 10, "in_stock": true, "promo_price": -0.0},'
+        ' {"sku": "b", "price": -0.0, "in_stock": true}]}'
+    )
+
+    parsed = parse_products(payload, requested_skus=["a", "b"])
+
+    amounts = [(item.sku, item.price, item.promo_price) for item in parsed.items]
+    assert amounts == [("a", 10.0, 0.0), ("b", 0.0, None)]
+    assert [math.copysign(1, item.price) for item in parsed.items] == [1, 1]
+    assert math.copysign(1, parsed.items[0].promo_price) == 1
+    assert parsed.dropped == []
+
+
+def test_cart_get_negative_zero_price():
+    parsed = parse_cart_get(
+        json.loads('{"items": [{"sku": "a", "name": "A", "price": -0.0, "quantity": 1}]}')
+    )
+
+    assert [(line.sku, line.price) for line in parsed.items] == [("a", 0.0)]
+    assert math.copysign(1, parsed.items[0].price) == 1
+    assert parsed.dropped == []
+
+
 def test_valid_product_keeps_promotion_and_ignores_extra_fields():
     parsed = parse_products(
         {
