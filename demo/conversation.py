@@ -8,6 +8,7 @@ import textwrap
 import time
 import urllib.request
 from collections.abc import Iterator
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 # Each message exercises one feature: search with a promotion and a hidden out-of-stock
@@ -39,7 +40,10 @@ def _request(method: str, url: str, public_key: str, body: dict[str, Any] | None
 
 
 def _money(value: float | None) -> str:
-    return "" if value is None else f"{value:.2f} грн"
+    """Format a price as the assistant's replies do: two decimals, halves rounded up."""
+    if value is None:
+        return ""
+    return f"{Decimal(str(value)).quantize(Decimal('0.01'), rounding=ROUND_HALF_UP)} грн"
 
 
 def _print_cards(items: list[dict[str, Any]]) -> None:
