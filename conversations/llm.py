@@ -440,8 +440,9 @@ def _completion_from_plain(
         if function is None:
             raise LLMInvalidResponse(f"The model made a tool call of type {call.type!r}.")
         raw_calls.append((call.id, function.name, function.arguments))
-    # A refusal comes in its own field with no content; the shopper reads it as the reply.
-    text = _storable_text(message.content or message.refusal or "")
+    # A refusal comes in its own field and is part of the reply. Both fields are joined, as
+    # in a stream, so blank content does not hide a refusal.
+    text = _storable_text((message.content or "") + (message.refusal or ""))
     tool_calls = _tool_calls(raw_calls, request)
     usage = _usage(parsed.usage, request, text, tool_calls)
     return _checked_completion(
@@ -486,7 +487,7 @@ class _StreamAssembly:
             delta = choice.delta
             if delta is None:
                 continue
-            delta_text += self._joined_text(delta.content or delta.refusal or "")
+            delta_text += self._joined_text((delta.content or "") + (delta.refusal or ""))
             for part in delta.tool_calls or []:
                 call = self.calls.setdefault(part.index, ["", "", []])
                 call[0] = call[0] or (part.id or "")

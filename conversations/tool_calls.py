@@ -7,6 +7,7 @@ produce an error output, not an exception, so the model can correct its call.
 """
 
 import json
+import logging
 import math
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
@@ -22,6 +23,8 @@ from conversations.tools import (
     ShoppingTools,
 )
 from webhooks.dispatch import FailureReason
+
+logger = logging.getLogger(__name__)
 
 _SKU = {
     "type": "string",
@@ -110,13 +113,13 @@ TOOL_DEFINITIONS: list[dict[str, Any]] = [
 TOOL_NAMES = frozenset(definition["function"]["name"] for definition in TOOL_DEFINITIONS)
 CART_TOOL_NAMES = frozenset({"add_to_cart", "remove_from_cart", "update_quantity", "clear_cart"})
 
-# Values of "reason_type" that ToolCallRunner adds to a rejected cart change.
 # Cart changes one turn may send to the merchant, in all and for one product. A model
 # that repeats a change with other quantities (30 adds of one SKU in one completion) is
 # stopped there. Duplicates, which are not sent again, do not count.
 MAX_CART_CHANGES_PER_TURN = 20
 MAX_CART_CHANGES_PER_PRODUCT = 3
 
+# Values of "reason_type" that ToolCallRunner adds to a rejected cart change.
 REASON_TYPE_GUARD = "guard"
 REASON_TYPE_MERCHANT = "merchant"
 REASON_TYPE_UNAVAILABLE = "unavailable"
@@ -231,6 +234,17 @@ class ToolCallRunner:
             return ToolOutcome(output={**earlier.output, "duplicate": True})
         over_limit = self._change_limit_error(key)
         if over_limit is not None:
+            conversation = self.tools.conversation
+            logger.info(
+                "conversations.tools.cart_change_limited",
+                extra={
+                    "tenant_id": conversation.tenant_id,
+                    "conversation_id": conversation.public_id,
+                    "tool": name,
+                    "sku": key[1] if key is not None and len(key) > 1 else None,
+                    "changes_sent": self._changes_sent,
+                },
+            )
             return over_limit
         outcome = tool_call(self.tools, name, arguments, disabled=self.disabled)
         change = outcome.cart_change

@@ -237,6 +237,14 @@ LLM_SEND_TEMPERATURE = env.bool("LLM_SEND_TEMPERATURE", default=True)
 LLM_HISTORY_MAX_CHARS = env.int("LLM_HISTORY_MAX_CHARS", default=24_000)
 # Wall-clock limit of one agent turn (model calls and tools), in seconds.
 AGENT_TURN_TIMEOUT_SECONDS = env.float("AGENT_TURN_TIMEOUT_SECONDS", default=120.0)
+# A conversation's lock outlasts this limit (conversations/leases.py), and a limit of about
+# 2,000 years made every message raise OverflowError. One day bounds the lock a crash leaves.
+AGENT_MAX_TURN_TIMEOUT_SECONDS = 86_400
+if not 0 < AGENT_TURN_TIMEOUT_SECONDS <= AGENT_MAX_TURN_TIMEOUT_SECONDS:
+    raise ImproperlyConfigured(
+        f"AGENT_TURN_TIMEOUT_SECONDS must be above 0 and at most {AGENT_MAX_TURN_TIMEOUT_SECONDS}"
+        f" (one day), got {AGENT_TURN_TIMEOUT_SECONDS:g}."
+    )
 
 # --- Webhooks -----------------------------------------------------------------------------
 # Plain http:// and the networks below are for local demos and tests only; both are off

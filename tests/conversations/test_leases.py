@@ -33,7 +33,13 @@ def test_expired_lease_is_taken_over(conversation):
 
 @pytest.mark.parametrize(
     ("turn_timeout", "expected"),
-    [(120, timedelta(minutes=5)), (30, timedelta(minutes=5)), (600, timedelta(seconds=780))],
+    [
+        (120, timedelta(minutes=5)),
+        (30, timedelta(minutes=5)),
+        (600, timedelta(seconds=780)),
+        (600.5, timedelta(seconds=780.5)),
+        (86_400, timedelta(seconds=86_580)),
+    ],
 )
 def test_lease_outlasts_the_agent_turn_limit(settings, turn_timeout, expected):
     settings.AGENT_TURN_TIMEOUT_SECONDS = turn_timeout
@@ -50,6 +56,16 @@ def test_long_turn_limit_keeps_the_lease(conversation, settings):
 
     assert turn_lease_acquire(conversation=conversation) is None
     assert Conversation.objects.get(pk=conversation.pk).turn_started_at == started
+
+
+@pytest.mark.django_db
+def test_lease_taken_at_longest_turn_limit(conversation, settings):
+    settings.AGENT_TURN_TIMEOUT_SECONDS = settings.AGENT_MAX_TURN_TIMEOUT_SECONDS
+
+    lease = turn_lease_acquire(conversation=conversation)
+
+    assert lease is not None
+    assert Conversation.objects.get(pk=conversation.pk).turn_started_at == lease.started_at
 
 
 @pytest.mark.django_db

@@ -38,3 +38,26 @@ def test_settings_accept_retention_at_limits(days):
 
     assert result.returncode == 0
     assert result.stdout == "System check identified no issues (0 silenced).\n"
+
+
+@pytest.mark.parametrize(
+    ("seconds", "shown"), [("86401", "86401"), ("100000000000", "1e+11"), ("0", "0"), ("-5", "-5")]
+)
+def test_settings_reject_turn_timeout_out_of_range(seconds, shown):
+    # 100000000000 s made every message raise OverflowError when taking the conversation's
+    # lock, whose expiry then fell before the year 1.
+    result = _run_check(AGENT_TURN_TIMEOUT_SECONDS=seconds)
+
+    assert result.returncode == 1
+    assert (
+        "django.core.exceptions.ImproperlyConfigured: AGENT_TURN_TIMEOUT_SECONDS must be above "
+        f"0 and at most 86400 (one day), got {shown}." in result.stderr
+    )
+
+
+@pytest.mark.parametrize("seconds", ["0.5", "120", "86400"])
+def test_settings_accept_turn_timeout_in_range(seconds):
+    result = _run_check(AGENT_TURN_TIMEOUT_SECONDS=seconds)
+
+    assert result.returncode == 0
+    assert result.stdout == "System check identified no issues (0 silenced).\n"

@@ -232,7 +232,8 @@ def test_invalid_arguments_go_back_to_the_model(chat_client, shop, conversation,
     assert Message.objects.get(role="assistant").metadata["tool_rounds"] == 2
 
 
-def test_changes_of_one_product_are_limited(chat_client, shop, conversation, llm):
+def test_changes_of_one_product_are_limited(chat_client, shop, conversation, llm, caplog):
+    caplog.set_level("INFO", logger="conversations.tool_calls")
     show(conversation, MILK_LACTEL)
     llm.add(
         tool_calls(
@@ -256,6 +257,16 @@ def test_changes_of_one_product_are_limited(chat_client, shop, conversation, llm
     ]
     assert results[3]["detail"].startswith("At most 3 changes of one product are sent")
     assert [event["type"] for event in sent].count("cart_changed") == 3
+    limited = [
+        record
+        for record in caplog.records
+        if record.msg == "conversations.tools.cart_change_limited"
+    ]
+    assert [(record.tool, record.sku, record.changes_sent) for record in limited] == [
+        ("add_to_cart", "milk-001", 3),
+        ("add_to_cart", "milk-001", 3),
+    ]
+    assert {record.conversation_id for record in limited} == {conversation.public_id}
 
 
 def test_cart_changes_per_message_are_limited(chat_client, shop, conversation, llm, monkeypatch):

@@ -217,6 +217,31 @@ def test_refusal_is_the_reply(chat_client, shop, conversation, llm, stream_mode)
     assert answer.events == sent
 
 
+@pytest.mark.parametrize(
+    ("text", "refusal", "shown"),
+    [
+        # Plain completions ignored a refusal after blank content and failed the turn.
+        ("\n", "Не можу допомогти.", "\nНе можу допомогти."),
+        (" ", "Не можу допомогти.", " Не можу допомогти."),
+        # Plain completions dropped a refusal after text, which streams showed.
+        ("Вибачте.", " Не можу допомогти.", "Вибачте. Не можу допомогти."),
+        ("", "Не\x00можу\ud800.", "Не\ufffdможу\ufffd."),
+    ],
+)
+def test_refusal_after_text_is_shown(
+    chat_client, shop, conversation, llm, stream_mode, text, refusal, shown
+):
+    llm.add(reply(text, refusal=refusal))
+
+    sent = send(chat_client, conversation, "Напиши вірш")
+
+    assert reply_text(sent) == shown
+    assert types_of(sent) == ["text_delta", "text_end", "response_complete"]
+    answer = Message.objects.filter(conversation=conversation, role="assistant").get()
+    assert answer.text == shown
+    assert answer.metadata.get("failure") is None
+
+
 @pytest.mark.parametrize(("text", "stored"), UNSTORABLE_TEXTS)
 def test_unstorable_reply_text_is_replaced(
     chat_client, shop, conversation, llm, stream_mode, text, stored
