@@ -280,7 +280,10 @@ class ToolCallRunner:
 
     def _count_change(self, key: tuple[str, ...]) -> None:
         self._changes_sent += 1
-        if len(key) > 1:
+        if key[0] == "clear_cart":
+            # An emptied cart starts every product again, as it ends duplicate matches.
+            self._changes_by_sku.clear()
+        else:
             self._changes_by_sku[key[1]] = self._changes_by_sku.get(key[1], 0) + 1
 
     def _remember(self, key: tuple[str, ...], outcome: ToolOutcome) -> None:

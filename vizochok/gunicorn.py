@@ -13,14 +13,17 @@ bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("GUNICORN_WORKERS", "2"))
 worker_class = "gthread"
 threads = int(os.environ.get("GUNICORN_THREADS", "8"))
+# A reply is bounded by AGENT_TURN_TIMEOUT_SECONDS (120 s by default). The defaults below
+# follow it when it is set in the process environment; a value set only in .env is not seen
+# here, so set GUNICORN_TIMEOUT and GUNICORN_GRACEFUL_TIMEOUT with it.
+_turn_seconds = float(os.environ.get("AGENT_TURN_TIMEOUT_SECONDS") or 120)
 # In gthread workers this is the heartbeat timeout of a worker's main loop, which keeps
-# running while request threads wait, so it does not cut long requests. A reply is bounded
-# by AGENT_TURN_TIMEOUT_SECONDS (120 s) instead; 150 s leaves room for a webhook call that
-# is still running at the turn deadline.
-timeout = int(os.environ.get("GUNICORN_TIMEOUT", "150"))
+# running while request threads wait, so it does not cut long requests. 30 s above the turn
+# limit leaves room for a webhook call that is still running at the turn deadline.
+timeout = int(os.environ.get("GUNICORN_TIMEOUT") or _turn_seconds + 30)
 # On a restart, threads get this long to finish their replies; longer than one turn, so
 # that a deploy does not cut streams off mid-reply.
-graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "130"))
+graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT") or _turn_seconds + 10)
 keepalive = 5
 accesslog = "-"
 errorlog = "-"

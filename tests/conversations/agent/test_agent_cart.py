@@ -294,3 +294,29 @@ def test_cart_changes_per_message_are_limited(chat_client, shop, conversation, l
         "milk-001",
         "milk-002",
     ]
+
+
+def test_clear_cart_starts_the_product_count_again(chat_client, shop, conversation, llm):
+    show(conversation, MILK_LACTEL)
+    llm.add(
+        tool_calls(
+            call("add_to_cart", {"sku": "milk-001", "quantity": 1}),
+            call("remove_from_cart", {"sku": "milk-001"}),
+            call("add_to_cart", {"sku": "milk-001", "quantity": 2}),
+            call("clear_cart"),
+            call("add_to_cart", {"sku": "milk-001", "quantity": 3}),
+        ),
+        reply("Готово."),
+    )
+
+    send(chat_client, conversation, "Додай молоко")
+
+    assert [post["action"] for post in cart_posts(shop)] == [
+        "add",
+        "remove",
+        "add",
+        "clear",
+        "add",
+    ]
+    assert "error" not in llm.requests[1].tool_results()[4]
+    assert shop.store.cart_items(STORE_ID, SESSION_ID)[0]["quantity"] == 3
