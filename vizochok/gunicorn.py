@@ -13,9 +13,9 @@ bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("GUNICORN_WORKERS", "2"))
 worker_class = "gthread"
 threads = int(os.environ.get("GUNICORN_THREADS", "8"))
-# A reply is bounded by AGENT_TURN_TIMEOUT_SECONDS (120 s by default). The defaults below
-# follow it when it is set in the process environment; a value set only in .env is not seen
-# here, so set GUNICORN_TIMEOUT and GUNICORN_GRACEFUL_TIMEOUT with it.
+# A reply is bounded by AGENT_TURN_TIMEOUT_SECONDS (120 s by default), and the defaults below
+# follow it when it is set in the process environment. This file does not read .env, so a
+# limit set only there needs GUNICORN_TIMEOUT and GUNICORN_GRACEFUL_TIMEOUT set with it.
 _turn_seconds = float(os.environ.get("AGENT_TURN_TIMEOUT_SECONDS") or 120)
 # In gthread workers this is the heartbeat timeout of a worker's main loop, which keeps
 # running while request threads wait, so it does not cut long requests. 30 s above the turn
