@@ -221,8 +221,8 @@ LLM_COMPLEX_MODEL = env.str("LLM_COMPLEX_MODEL", default="gpt-4.1")
 LLM_FAST_MODEL = env.str("LLM_FAST_MODEL", default="gpt-4.1-mini")
 # Upper bound of one chat completion request, in seconds; a turn's remaining time lowers it.
 LLM_REQUEST_TIMEOUT_SECONDS = env.float("LLM_REQUEST_TIMEOUT_SECONDS", default=60.0)
-# Retries after a connection error, a 408/409/429 or a 5xx status, made only while the
-# turn deadline leaves time, after LLM_RETRY_DELAY_SECONDS.
+# Retries after a connection error, a timeout, a 408/409/429 or 5xx status, or an error object
+# inside a stream, made only while the turn deadline leaves time, after LLM_RETRY_DELAY_SECONDS.
 LLM_MAX_RETRIES = env.int("LLM_MAX_RETRIES", default=1)
 LLM_RETRY_DELAY_SECONDS = env.float("LLM_RETRY_DELAY_SECONDS", default=1.0)
 # Stream completions, so that text reaches the shopper token by token. Turn off for servers
