@@ -157,6 +157,11 @@ EMBEDDING_BASE_URL = env.str("EMBEDDING_BASE_URL", default="")
 EMBEDDING_API_KEY = env.str("EMBEDDING_API_KEY", default="")
 EMBEDDING_MODEL = env.str("EMBEDDING_MODEL", default="text-embedding-3-small")
 EMBEDDING_BATCH_SIZE = env.int("EMBEDDING_BATCH_SIZE", default=32)
+# Checked at startup, because a batch size below 1 fails an import after it saved its products.
+if EMBEDDING_BATCH_SIZE < 1:
+    raise ImproperlyConfigured(
+        f"EMBEDDING_BATCH_SIZE must be at least 1, got {EMBEDDING_BATCH_SIZE}."
+    )
 
 # --- Search --------------------------------------------------------------------------
 # Run a search's vector stage on a second database connection while its other stages run
