@@ -157,6 +157,11 @@ EMBEDDING_BASE_URL = env.str("EMBEDDING_BASE_URL", default="")
 EMBEDDING_API_KEY = env.str("EMBEDDING_API_KEY", default="")
 EMBEDDING_MODEL = env.str("EMBEDDING_MODEL", default="text-embedding-3-small")
 EMBEDDING_BATCH_SIZE = env.int("EMBEDDING_BATCH_SIZE", default=32)
+# Checked at startup, because a batch size below 1 fails an import after it saved its products.
+if EMBEDDING_BATCH_SIZE < 1:
+    raise ImproperlyConfigured(
+        f"EMBEDDING_BATCH_SIZE must be at least 1, got {EMBEDDING_BATCH_SIZE}."
+    )
 
 # --- Search --------------------------------------------------------------------------
 # Run a search's vector stage on a second database connection while its other stages run
@@ -221,8 +226,8 @@ LLM_COMPLEX_MODEL = env.str("LLM_COMPLEX_MODEL", default="gpt-4.1")
 LLM_FAST_MODEL = env.str("LLM_FAST_MODEL", default="gpt-4.1-mini")
 # Upper bound of one chat completion request, in seconds; a turn's remaining time lowers it.
 LLM_REQUEST_TIMEOUT_SECONDS = env.float("LLM_REQUEST_TIMEOUT_SECONDS", default=60.0)
-# Retries after a connection error, a 408/409/429 or a 5xx status, made only while the
-# turn deadline leaves time, after LLM_RETRY_DELAY_SECONDS.
+# Retries after a connection error, a timeout, a 408/409/429 or 5xx status, or an error object
+# inside a stream, made only while the turn deadline leaves time, after LLM_RETRY_DELAY_SECONDS.
 LLM_MAX_RETRIES = env.int("LLM_MAX_RETRIES", default=1)
 LLM_RETRY_DELAY_SECONDS = env.float("LLM_RETRY_DELAY_SECONDS", default=1.0)
 # Stream completions, so that text reaches the shopper token by token. Turn off for servers

@@ -11,6 +11,9 @@ from webhooks.models import WebhookDelivery
 logger = logging.getLogger(__name__)
 
 PURGE_BATCH_SIZE = 5000
+# Maximum age of the purge in days (100 years). An age of about 2,000 years puts the cutoff
+# before the year 1, the earliest date of Python's datetime, and raises OverflowError.
+PURGE_MAX_AGE_DAYS = 36_500
 
 
 def webhook_deliveries_purge(

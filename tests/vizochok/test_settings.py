@@ -40,6 +40,25 @@ def test_settings_accept_retention_at_limits(days):
     assert result.stdout == "System check identified no issues (0 silenced).\n"
 
 
+@pytest.mark.parametrize("size", ["0", "-1"])
+def test_settings_reject_batch_size_below_one(size):
+    # A batch size of 0 raised ValueError in import_catalog after the products were saved.
+    result = _run_check(EMBEDDING_BATCH_SIZE=size)
+
+    assert result.returncode == 1
+    assert (
+        "django.core.exceptions.ImproperlyConfigured: EMBEDDING_BATCH_SIZE must be at least 1, "
+        f"got {size}." in result.stderr
+    )
+
+
+def test_settings_accept_batch_size_one():
+    result = _run_check(EMBEDDING_BATCH_SIZE="1")
+
+    assert result.returncode == 0
+    assert result.stdout == "System check identified no issues (0 silenced).\n"
+
+
 @pytest.mark.parametrize(
     ("seconds", "shown"), [("86401", "86401"), ("100000000000", "1e+11"), ("0", "0"), ("-5", "-5")]
 )

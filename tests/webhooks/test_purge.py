@@ -51,6 +51,15 @@ def test_purge_with_commit_deletes_only_old_rows(tenant):
     assert list(WebhookDelivery.objects.values_list("pk", flat=True)) == [recent.pk]
 
 
+def test_purge_accepts_maximum_age(tenant):
+    aged(tenant, 40)
+
+    output = purge("--older-than-days", "36500", "--commit")
+
+    assert output.strip() == "Deleted 0 webhook deliveries older than 36500 days."
+    assert WebhookDelivery.objects.count() == 1
+
+
 def test_purge_can_be_limited_to_one_tenant(tenant, other_tenant):
     aged(tenant, 40)
     kept = aged(other_tenant, 40)
@@ -74,7 +83,17 @@ def test_purge_deletes_in_batches(tenant, monkeypatch):
 @pytest.mark.parametrize(
     ("_case", "args", "message"),
     [
-        ("zero days", ["--older-than-days", "0"], "at least 1"),
+        (
+            "zero days",
+            ["--older-than-days", "0"],
+            r"^--older-than-days must be between 1 and 36500, got 0\.$",
+        ),
+        # An age whose cutoff falls before the year 1 raised OverflowError.
+        (
+            "age past datetime's range",
+            ["--older-than-days", "1000000"],
+            r"^--older-than-days must be between 1 and 36500, got 1000000\.$",
+        ),
         (
             "unknown tenant",
             ["--older-than-days", "3", "--tenant", "nope"],

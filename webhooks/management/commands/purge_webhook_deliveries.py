@@ -4,7 +4,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from tenants.management.tenants import command_tenant
-from webhooks.services import webhook_deliveries_purge
+from webhooks.services import PURGE_MAX_AGE_DAYS, webhook_deliveries_purge
 
 
 class Command(BaseCommand):
@@ -18,7 +18,7 @@ class Command(BaseCommand):
             "--older-than-days",
             type=int,
             required=True,
-            help="Delete rows created more than this many days ago (at least 1).",
+            help=f"Delete rows created more than this many days ago (1 to {PURGE_MAX_AGE_DAYS}).",
         )
         parser.add_argument("--tenant", help="Slug of one tenant; default: every tenant.")
         parser.add_argument(
@@ -27,8 +27,10 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         days = options["older_than_days"]
-        if days < 1:
-            raise CommandError("--older-than-days must be at least 1.")
+        if not 1 <= days <= PURGE_MAX_AGE_DAYS:
+            raise CommandError(
+                f"--older-than-days must be between 1 and {PURGE_MAX_AGE_DAYS}, got {days}."
+            )
         tenant = command_tenant(options["tenant"]) if options["tenant"] else None
         count = webhook_deliveries_purge(
             older_than=timedelta(days=days), commit=options["commit"], tenant=tenant
