@@ -1,5 +1,6 @@
 """Django settings, read from environment variables (see .env.example)."""
 
+import ipaddress
 import os
 from pathlib import Path
 
@@ -193,10 +194,14 @@ CATALOG_JOB_RETENTION_DAYS = env.int("CATALOG_JOB_RETENTION_DAYS", default=90)
 # keeps every job in practice. A cutoff about 2,000 years back would fall before the year 1,
 # the earliest date that Python's datetime represents, and pruning would raise OverflowError.
 CATALOG_JOB_MAX_RETENTION_DAYS = 36_500
-if CATALOG_JOB_RETENTION_DAYS > CATALOG_JOB_MAX_RETENTION_DAYS:
+if not 0 <= CATALOG_JOB_RETENTION_DAYS <= CATALOG_JOB_MAX_RETENTION_DAYS:
     raise ImproperlyConfigured(
-        f"CATALOG_JOB_RETENTION_DAYS must be at most {CATALOG_JOB_MAX_RETENTION_DAYS} (100 years), "
-        f"got {CATALOG_JOB_RETENTION_DAYS}. 0 keeps every job."
+        f"CATALOG_JOB_RETENTION_DAYS must be from 0 to {CATALOG_JOB_MAX_RETENTION_DAYS} "
+        f"(100 years), got {CATALOG_JOB_RETENTION_DAYS}. 0 keeps every job."
+    )
+if CATALOG_JOB_MAX_RETRIES < 0:
+    raise ImproperlyConfigured(
+        f"CATALOG_JOB_MAX_RETRIES must be 0 or more, got {CATALOG_JOB_MAX_RETRIES}."
     )
 CATALOG_PRUNE_CRON = env.str("CATALOG_PRUNE_CRON", default="30 3 * * *")
 
@@ -255,7 +260,11 @@ if not 0 < AGENT_TURN_TIMEOUT_SECONDS <= AGENT_MAX_TURN_TIMEOUT_SECONDS:
 # Plain http:// and the networks below are for local demos and tests only; both are off
 # by default, which restricts webhook URLs to https:// on public addresses.
 WEBHOOK_ALLOW_HTTP = env.bool("WEBHOOK_ALLOW_HTTP", default=False)
-WEBHOOK_ALLOWED_NETWORKS = env.list("WEBHOOK_ALLOWED_NETWORKS", default=[])
+WEBHOOK_ALLOWED_NETWORKS = [
+    network.strip()
+    for network in env.list("WEBHOOK_ALLOWED_NETWORKS", default=[])
+    if network.strip()
+]
 WEBHOOK_CONNECT_TIMEOUT = env.float("WEBHOOK_CONNECT_TIMEOUT", default=1.0)
 WEBHOOK_MAX_RESPONSE_BYTES = env.int("WEBHOOK_MAX_RESPONSE_BYTES", default=256 * 1024)
 WEBHOOK_RETRY_DELAY_SECONDS = env.float("WEBHOOK_RETRY_DELAY_SECONDS", default=1.0)
@@ -274,9 +283,34 @@ if not 0 < WEBHOOK_BREAKER_FAILURE_RATIO <= 1:
     raise ImproperlyConfigured("WEBHOOK_BREAKER_FAILURE_RATIO must be above 0 and at most 1.")
 if WEBHOOK_BREAKER_MIN_FAILURES < 1:
     raise ImproperlyConfigured("WEBHOOK_BREAKER_MIN_FAILURES must be at least 1.")
+# Checked here rather than at the first webhook call, where every call would fail.
+if WEBHOOK_CONNECT_TIMEOUT <= 0:
+    raise ImproperlyConfigured(
+        f"WEBHOOK_CONNECT_TIMEOUT must be above 0 seconds, got {WEBHOOK_CONNECT_TIMEOUT}."
+    )
+if WEBHOOK_MAX_RESPONSE_BYTES < 1:
+    raise ImproperlyConfigured(
+        f"WEBHOOK_MAX_RESPONSE_BYTES must be at least 1, got {WEBHOOK_MAX_RESPONSE_BYTES}."
+    )
+if WEBHOOK_RETRY_DELAY_SECONDS < 0:
+    raise ImproperlyConfigured(
+        f"WEBHOOK_RETRY_DELAY_SECONDS must be 0 or more, got {WEBHOOK_RETRY_DELAY_SECONDS}."
+    )
+for _network in WEBHOOK_ALLOWED_NETWORKS:
+    try:
+        ipaddress.ip_network(_network, strict=True)
+    except ValueError as _error:
+        raise ImproperlyConfigured(
+            f"WEBHOOK_ALLOWED_NETWORKS contains an invalid network {_network!r} ({_error}); "
+            "use CIDR notation such as 127.0.0.0/8."
+        ) from None
+if WEBHOOK_CA_BUNDLE is not None and not Path(WEBHOOK_CA_BUNDLE).is_file():
+    raise ImproperlyConfigured(f"WEBHOOK_CA_BUNDLE {WEBHOOK_CA_BUNDLE!r} is not a file.")
 
 # --- Logging ------------------------------------------------------------------------------
 LOG_FORMAT = env.str("LOG_FORMAT", default="text")
+if LOG_FORMAT not in ("text", "json"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be text or json, got {LOG_FORMAT!r}.")
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 LOGGING = {
     "version": 1,

@@ -27,8 +27,8 @@ def test_settings_reject_retention_over_limit(days):
 
     assert result.returncode == 1
     assert (
-        "django.core.exceptions.ImproperlyConfigured: CATALOG_JOB_RETENTION_DAYS must be at "
-        f"most 36500 (100 years), got {days}. 0 keeps every job." in result.stderr
+        "django.core.exceptions.ImproperlyConfigured: CATALOG_JOB_RETENTION_DAYS must be from 0 "
+        f"to 36500 (100 years), got {days}. 0 keeps every job." in result.stderr
     )
 
 
@@ -77,6 +77,59 @@ def test_settings_reject_turn_timeout_out_of_range(seconds, shown):
 @pytest.mark.parametrize("seconds", ["0.5", "120", "86400"])
 def test_settings_accept_turn_timeout_in_range(seconds):
     result = _run_check(AGENT_TURN_TIMEOUT_SECONDS=seconds)
+
+    assert result.returncode == 0
+    assert result.stdout == "System check identified no issues (0 silenced).\n"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        (
+            "CATALOG_JOB_RETENTION_DAYS",
+            "-1",
+            "CATALOG_JOB_RETENTION_DAYS must be from 0 to 36500 (100 years), got -1."
+            " 0 keeps every job.",
+        ),
+        ("CATALOG_JOB_MAX_RETRIES", "-1", "CATALOG_JOB_MAX_RETRIES must be 0 or more, got -1."),
+        (
+            "WEBHOOK_CONNECT_TIMEOUT",
+            "0",
+            "WEBHOOK_CONNECT_TIMEOUT must be above 0 seconds, got 0.0.",
+        ),
+        (
+            "WEBHOOK_MAX_RESPONSE_BYTES",
+            "0",
+            "WEBHOOK_MAX_RESPONSE_BYTES must be at least 1, got 0.",
+        ),
+        (
+            "WEBHOOK_RETRY_DELAY_SECONDS",
+            "-1",
+            "WEBHOOK_RETRY_DELAY_SECONDS must be 0 or more, got -1.0.",
+        ),
+        (
+            "WEBHOOK_ALLOWED_NETWORKS",
+            "127.0.0.0/8,10.0.0.1/8",
+            "WEBHOOK_ALLOWED_NETWORKS contains an invalid network '10.0.0.1/8'"
+            " (10.0.0.1/8 has host bits set); use CIDR notation such as 127.0.0.0/8.",
+        ),
+        (
+            "WEBHOOK_CA_BUNDLE",
+            "/nonexistent/ca.pem",
+            "WEBHOOK_CA_BUNDLE '/nonexistent/ca.pem' is not a file.",
+        ),
+        ("LOG_FORMAT", "xml", "LOG_FORMAT must be text or json, got 'xml'."),
+    ],
+)
+def test_settings_reject_unusable_values(variable, value, message):
+    result = _run_check(**{variable: value})
+
+    assert result.returncode == 1
+    assert f"django.core.exceptions.ImproperlyConfigured: {message}" in result.stderr
+
+
+def test_settings_accept_webhook_networks_and_json_logs():
+    result = _run_check(WEBHOOK_ALLOWED_NETWORKS="127.0.0.0/8, ::1/128,", LOG_FORMAT="json")
 
     assert result.returncode == 0
     assert result.stdout == "System check identified no issues (0 silenced).\n"
