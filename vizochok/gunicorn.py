@@ -16,7 +16,18 @@ threads = int(os.environ.get("GUNICORN_THREADS", "8"))
 # A reply is bounded by AGENT_TURN_TIMEOUT_SECONDS (120 s by default), and the defaults below
 # follow it when it is set in the process environment. This file does not read .env, so a
 # limit set only there needs GUNICORN_TIMEOUT and GUNICORN_GRACEFUL_TIMEOUT set with it.
-_turn_seconds = float(os.environ.get("AGENT_TURN_TIMEOUT_SECONDS") or 120)
+_turn_text = os.environ.get("AGENT_TURN_TIMEOUT_SECONDS") or "120"
+try:
+    _turn_seconds = float(_turn_text)
+except ValueError:
+    _turn_seconds = float("nan")
+# The range that settings.py accepts, checked here because gunicorn reads this file before
+# Django starts. gunicorn prints only the message of an error raised here.
+if not 0 < _turn_seconds <= 86_400:
+    raise ValueError(
+        "Invalid AGENT_TURN_TIMEOUT_SECONDS: expected seconds above 0 and at most 86400 "
+        f"(one day), got {_turn_text!r}."
+    )
 # In gthread workers this is the heartbeat timeout of a worker's main loop, which keeps
 # running while request threads wait, so it does not cut long requests. 30 s above the turn
 # limit leaves room for a webhook call that is still running at the turn deadline.
