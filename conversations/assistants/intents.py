@@ -226,11 +226,11 @@ _TOKEN = re.compile(
 )
 _PERCENTAGE = re.compile(r"^(.*?)\s?%$")
 _NUMBER_WITH_SUFFIX = re.compile(rf"^({_NUMBER})-?(.*)$")
-# Endings written after a digit: "2-й", "2-ге", "3-тю", "1-шу" (Ukrainian), "2-ой", "3-ья"
-# (Russian), "2nd".
+# Endings written after a digit: "2-й", "2-ге", "3-тю", "1-шу", "5-тий" (Ukrainian), "2-ой",
+# "3-ья" (Russian), "2nd".
 _ORDINAL_SUFFIXES = _word_set(
     "й ий ій а я е є у ю го ого ому ой ая ое ую "
-    "ша ше шу ший га ге гу гий тя тє тю тій та те ту ья ье ью st nd rd th"
+    "ша ше шу ший га ге гу гий тя тє тю тій та те ту тий ья ье ью st nd rd th"
 )
 _APOSTROPHES = str.maketrans({"’": "'", "ʼ": "'", "`": "'", "‘": "'", "ё": "е"})
 _EDGE_PUNCTUATION = '.,!?;:«»"()[]…'

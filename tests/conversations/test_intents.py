@@ -62,6 +62,7 @@ def test_parse_search_requests(text, expected):
         ("додай 3-тю", Intent(ADD, reference=Ordinal(3))),
         ("видали 1-шу", Intent(REMOVE, reference=Ordinal(1))),
         ("додай 3-ье", Intent(ADD, reference=Ordinal(3))),
+        ("додай 5-тий", Intent(ADD, reference=Ordinal(5))),
         ("add the second one", Intent(ADD, reference=Ordinal(2))),
         ("add 3 of the first", Intent(ADD, reference=Ordinal(1), quantity=pieces("3"))),
         ("add ten of the 2nd", Intent(ADD, reference=Ordinal(2), quantity=pieces("10"))),
