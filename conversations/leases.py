@@ -26,21 +26,22 @@ logger = logging.getLogger(__name__)
 
 # A lease lasts longer than the slowest turn, because a lease taken over from a live turn
 # makes that turn fail with LeaseLost in the middle of its cart changes. A webhook call takes
-# at most 61 s (2 attempts of the maximum tenant timeout of 30 s plus the 1 s retry delay).
-# The LLM agent's turn is cut at AGENT_TURN_TIMEOUT_SECONDS (120 s by default) but may
-# overrun by one webhook call and follows a cart GET: 242 s by default. An offline turn makes
-# at most four calls (cart GET, search, cart change, search for alternatives): 244 s. A new
-# message after a stopped worker therefore waits up to this long; it then gets the
-# interrupted reply.
-MAX_WEBHOOK_CALL = timedelta(seconds=61)
+# at most 61 s by default: 2 attempts of the maximum tenant timeout of 30 s plus
+# WEBHOOK_RETRY_DELAY_SECONDS (1 s). The LLM agent's turn is cut at
+# AGENT_TURN_TIMEOUT_SECONDS (120 s by default) but may overrun by one webhook call and
+# follows a cart GET: 242 s by default. An offline turn makes at most four calls (cart GET,
+# search, cart change, search for alternatives): 244 s. A new message after a stopped worker
+# therefore waits up to this long; it then gets the interrupted reply.
+WEBHOOK_ATTEMPTS = timedelta(seconds=60)
 MIN_LEASE_DURATION = timedelta(minutes=5)
 # Added to the agent's longest turn: the margin that 5 minutes leave over the default 242 s.
 LEASE_MARGIN = timedelta(seconds=58)
 
 
 def lease_duration() -> timedelta:
-    """Return how long a lease lasts: 5 minutes, or longer for a longer agent turn limit."""
-    agent_turn = timedelta(seconds=settings.AGENT_TURN_TIMEOUT_SECONDS) + 2 * MAX_WEBHOOK_CALL
+    """Return how long a lease lasts: 5 minutes, or longer for longer turns or retry delays."""
+    webhook_call = WEBHOOK_ATTEMPTS + timedelta(seconds=settings.WEBHOOK_RETRY_DELAY_SECONDS)
+    agent_turn = timedelta(seconds=settings.AGENT_TURN_TIMEOUT_SECONDS) + 2 * webhook_call
     return max(MIN_LEASE_DURATION, agent_turn + LEASE_MARGIN)
 
 

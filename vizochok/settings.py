@@ -292,9 +292,12 @@ if WEBHOOK_MAX_RESPONSE_BYTES < 1:
     raise ImproperlyConfigured(
         f"WEBHOOK_MAX_RESPONSE_BYTES must be at least 1, got {WEBHOOK_MAX_RESPONSE_BYTES}."
     )
-if WEBHOOK_RETRY_DELAY_SECONDS < 0:
+# A conversation's lock lasts longer with a longer delay (conversations.leases).
+WEBHOOK_MAX_RETRY_DELAY_SECONDS = 10
+if not 0 <= WEBHOOK_RETRY_DELAY_SECONDS <= WEBHOOK_MAX_RETRY_DELAY_SECONDS:
     raise ImproperlyConfigured(
-        f"WEBHOOK_RETRY_DELAY_SECONDS must be 0 or more, got {WEBHOOK_RETRY_DELAY_SECONDS}."
+        f"WEBHOOK_RETRY_DELAY_SECONDS must be from 0 to {WEBHOOK_MAX_RETRY_DELAY_SECONDS}, "
+        f"got {WEBHOOK_RETRY_DELAY_SECONDS}."
     )
 for _network in WEBHOOK_ALLOWED_NETWORKS:
     try:

@@ -43,8 +43,18 @@ def test_expired_lease_is_taken_over(conversation):
 )
 def test_lease_outlasts_the_agent_turn_limit(settings, turn_timeout, expected):
     settings.AGENT_TURN_TIMEOUT_SECONDS = turn_timeout
+    settings.WEBHOOK_RETRY_DELAY_SECONDS = 1
 
     assert lease_duration() == expected
+
+
+@pytest.mark.parametrize(("delay", "expected"), [(0, 300), (1, 300), (2, 302), (10, 318)])
+def test_lease_outlasts_longer_retry_delays(settings, delay, expected):
+    # Two webhook calls of 60 s plus the delay each, after a turn of 120 s, and 58 s margin.
+    settings.AGENT_TURN_TIMEOUT_SECONDS = 120
+    settings.WEBHOOK_RETRY_DELAY_SECONDS = delay
+
+    assert lease_duration() == timedelta(seconds=expected)
 
 
 @pytest.mark.django_db

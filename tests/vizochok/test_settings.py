@@ -105,7 +105,12 @@ def test_settings_accept_turn_timeout_in_range(seconds):
         (
             "WEBHOOK_RETRY_DELAY_SECONDS",
             "-1",
-            "WEBHOOK_RETRY_DELAY_SECONDS must be 0 or more, got -1.0.",
+            "WEBHOOK_RETRY_DELAY_SECONDS must be from 0 to 10, got -1.0.",
+        ),
+        (
+            "WEBHOOK_RETRY_DELAY_SECONDS",
+            "11",
+            "WEBHOOK_RETRY_DELAY_SECONDS must be from 0 to 10, got 11.0.",
         ),
         (
             "WEBHOOK_ALLOWED_NETWORKS",
