@@ -190,10 +190,11 @@ CATALOG_JOB_RETRY_BACKOFF_SECONDS = env.int("CATALOG_JOB_RETRY_BACKOFF_SECONDS",
 # are deleted this many days after they finished, by a daily task on CATALOG_PRUNE_CRON.
 # 0 keeps them all.
 CATALOG_JOB_RETENTION_DAYS = env.int("CATALOG_JOB_RETENTION_DAYS", default=90)
-# Maximum retention in days, for the setting and for prune_catalog_jobs --days. 100 years
-# keeps every job in practice. A cutoff about 2,000 years back would fall before the year 1,
-# the earliest date that Python's datetime represents, and pruning would raise OverflowError.
-CATALOG_JOB_MAX_RETENTION_DAYS = 36_500
+# Longest age in days that the pruning of catalog jobs and webhook deliveries accepts. 100
+# years keeps every row in practice. A cutoff about 2,000 years back would fall before the
+# year 1, the earliest date that Python's datetime represents, and raise OverflowError.
+MAX_AGE_DAYS = 36_500
+CATALOG_JOB_MAX_RETENTION_DAYS = MAX_AGE_DAYS
 if not 0 <= CATALOG_JOB_RETENTION_DAYS <= CATALOG_JOB_MAX_RETENTION_DAYS:
     raise ImproperlyConfigured(
         f"CATALOG_JOB_RETENTION_DAYS must be from 0 to {CATALOG_JOB_MAX_RETENTION_DAYS} "

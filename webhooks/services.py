@@ -3,6 +3,7 @@
 import logging
 from datetime import timedelta
 
+from django.conf import settings
 from django.utils import timezone
 
 from tenants.models import Tenant
@@ -11,9 +12,8 @@ from webhooks.models import WebhookDelivery
 logger = logging.getLogger(__name__)
 
 PURGE_BATCH_SIZE = 5000
-# Maximum age of the purge in days (100 years). An age of about 2,000 years puts the cutoff
-# before the year 1, the earliest date of Python's datetime, and raises OverflowError.
-PURGE_MAX_AGE_DAYS = 36_500
+# Longest age of the purge in days (100 years, see MAX_AGE_DAYS in settings.py).
+PURGE_MAX_AGE_DAYS = settings.MAX_AGE_DAYS
 
 
 def webhook_deliveries_purge(
