@@ -204,22 +204,15 @@ UNSTORABLE_TEXTS = [
 ]
 
 
-def test_refusal_is_the_reply(chat_client, shop, conversation, llm, stream_mode):
-    refusal = "Вибачте, з цим я не можу допомогти. Можу знайти для вас продукти."
-    llm.add(reply("", refusal=refusal))
-
-    sent = send(chat_client, conversation, "Напиши вірш")
-
-    assert reply_text(sent) == refusal
-    assert types_of(sent) == ["text_delta", "text_end", "response_complete"]
-    answer = Message.objects.filter(conversation=conversation, role="assistant").get()
-    assert answer.text == refusal
-    assert answer.events == sent
-
-
 @pytest.mark.parametrize(
     ("text", "refusal", "shown"),
     [
+        # A refusal comes in its own field, with no content.
+        (
+            "",
+            "Вибачте, з цим я не можу допомогти. Можу знайти для вас продукти.",
+            "Вибачте, з цим я не можу допомогти. Можу знайти для вас продукти.",
+        ),
         # Plain completions ignored a refusal after blank content and failed the turn.
         ("\n", "Не можу допомогти.", "\nНе можу допомогти."),
         (" ", "Не можу допомогти.", " Не можу допомогти."),
@@ -228,7 +221,7 @@ def test_refusal_is_the_reply(chat_client, shop, conversation, llm, stream_mode)
         ("", "Не\x00можу\ud800.", "Не\ufffdможу\ufffd."),
     ],
 )
-def test_refusal_after_text_is_shown(
+def test_refusal_is_shown_as_reply(
     chat_client, shop, conversation, llm, stream_mode, text, refusal, shown
 ):
     llm.add(reply(text, refusal=refusal))
@@ -239,6 +232,7 @@ def test_refusal_after_text_is_shown(
     assert types_of(sent) == ["text_delta", "text_end", "response_complete"]
     answer = Message.objects.filter(conversation=conversation, role="assistant").get()
     assert answer.text == shown
+    assert answer.events == sent
     assert answer.metadata.get("failure") is None
 
 
