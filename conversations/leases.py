@@ -20,6 +20,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from conversations.models import Conversation
+from tenants.models import MAX_WEBHOOK_TIMEOUT_SECONDS
 from vizochok.exceptions import InternalError
 
 logger = logging.getLogger(__name__)
@@ -32,7 +33,8 @@ logger = logging.getLogger(__name__)
 # follows a cart GET: 242 s by default. An offline turn makes at most four calls (cart GET,
 # search, cart change, search for alternatives): 244 s. A new message after a stopped worker
 # therefore waits up to this long; it then gets the interrupted reply.
-WEBHOOK_ATTEMPTS = timedelta(seconds=60)
+# The two attempts of one webhook call at the longest tenant timeout.
+WEBHOOK_ATTEMPTS = 2 * timedelta(seconds=MAX_WEBHOOK_TIMEOUT_SECONDS)
 MIN_LEASE_DURATION = timedelta(minutes=5)
 # Added to the agent's longest turn: the margin that 5 minutes leave over the default 242 s.
 LEASE_MARGIN = timedelta(seconds=58)

@@ -9,6 +9,9 @@ from django.db import models
 
 from vizochok.models import TimestampedModel
 
+# Longest per-attempt timeout a tenant may give its webhooks, in seconds.
+MAX_WEBHOOK_TIMEOUT_SECONDS = 30
+
 
 class Tenant(TimestampedModel):
     name = models.CharField(max_length=200)
@@ -90,7 +93,7 @@ class WebhookSettings(TimestampedModel):
     cart_url = models.URLField(max_length=2000, blank=True)
     cart_get_url = models.URLField(max_length=2000, blank=True)
     timeout_seconds = models.PositiveSmallIntegerField(
-        default=5, validators=[MinValueValidator(1), MaxValueValidator(30)]
+        default=5, validators=[MinValueValidator(1), MaxValueValidator(MAX_WEBHOOK_TIMEOUT_SECONDS)]
     )
     # NOTE: secrets are stored unencrypted; database access therefore grants signing power.
     secret = models.CharField(max_length=200, blank=True, editable=False)
