@@ -156,6 +156,8 @@ UNITS: dict[str, str] = {
     **dict.fromkeys(["l", "liter", "liters", "litre", "litres"], "l"),
     **dict.fromkeys(["мл", "ml"], "ml"),
 }
+# Units of weight and volume, as opposed to counts of pieces or packs.
+MEASURE_UNITS = frozenset({"kg", "g", "l", "ml"})
 # "півкіло" and "пол-кило" are one word for half a kilogram.
 HALF_KILO_WORDS = frozenset({"півкіло", "півкілограма", "полкило", "пол-кило"})
 
@@ -203,7 +205,7 @@ FILLER_WORDS = _word_set(
     мне меня пожалуйста во из и тоже мой моей эту этот это этого вы ты что
     the a an of to in into my me please some any for it its i you do does is are there can
     could would like i'd i'll i'm let's with from item items product products that this
-    what what's whats which by number номер"""
+    what what's whats which by number номер по"""
 )
 # After one of these, "one" is a pronoun ("the second one"), not a quantity.
 PRONOUN_ONE_PRECEDERS = frozenset({"the", "this", "that", "another"})
@@ -516,6 +518,11 @@ def _with_target(kind: IntentKind, words: _Words) -> Intent:
     ):
         # "видали 2" means the second product: a removal has no amount.
         references.append(Ordinal(int(bare.pop(0))))
+    if len(quantities) == 1 and quantities[0].unit in MEASURE_UNITS and bare:
+        # A count beside a weight or volume counts packs of that size: "додай 2 по 500 г" and
+        # "додай 2 гречки 500 г" are 1 kg, not 500 g.
+        measure = quantities[0]
+        quantities = [Quantity(bare.pop(0) * measure.value, measure.unit)]
     if not quantities and bare:
         # An added amount usually comes first ("додай 2 першого"), a new quantity last
         # ("зміни другий на 3").

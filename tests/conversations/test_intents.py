@@ -87,6 +87,16 @@ def test_parse_search_requests(text, expected):
             "додай 500г сиру",
             Intent(ADD, reference=NameFragment("сиру"), quantity=pieces("500", "g")),
         ),
+        (
+            "додай 2 по 500 г гречки",
+            Intent(ADD, reference=NameFragment("гречки"), quantity=pieces("1000", "g")),
+        ),
+        (
+            "додай 2 гречки 500 г",
+            Intent(ADD, reference=NameFragment("гречки"), quantity=pieces("1000", "g")),
+        ),
+        ("добавь 3 по 1 л", Intent(ADD, quantity=pieces("3", "l"))),
+        ("додай 2 пачки 500 г", Intent(ADD, quantity=pieces("2", "pack"))),
         ("додай молоко в кошик", Intent(ADD, reference=NameFragment("молоко"))),
         ("додай ще один", Intent(ADD, quantity=pieces("1"))),
         ("ще 2", Intent(ADD, quantity=pieces("2"))),
