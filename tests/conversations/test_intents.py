@@ -112,6 +112,10 @@ def test_parse_add_commands(text, expected):
         ("take out the third one", Intent(REMOVE, reference=Ordinal(3))),
         ("delete milk", Intent(REMOVE, reference=NameFragment("milk"))),
         ("удали последний", Intent(REMOVE, reference=Ordinal(-1))),
+        ("прибери його", Intent(REMOVE)),
+        ("видали її", Intent(REMOVE)),
+        ("убери её", Intent(REMOVE)),
+        ("remove it", Intent(REMOVE)),
     ],
 )
 def test_parse_remove_commands(text, expected):
@@ -127,6 +131,7 @@ def test_parse_remove_commands(text, expected):
         ("зміни кількість другого", Intent(SET, reference=Ordinal(2))),
         ("set the first to 2", Intent(SET, reference=Ordinal(1), quantity=pieces("2"))),
         ("make it 3", Intent(SET, quantity=pieces("3"))),
+        ("зміни його на 3", Intent(SET, quantity=pieces("3"))),
         (
             "change quantity of milk to 3",
             Intent(SET, reference=NameFragment("milk"), quantity=pieces("3")),

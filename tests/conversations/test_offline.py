@@ -114,6 +114,23 @@ def test_quantity_zero_removes_the_product(
     assert sent[-2]["action"] == "item_removed"
 
 
+def test_pronoun_removes_the_last_changed(
+    chat_client, merchant, seeded_cart, shopper_conversation
+):
+    send(chat_client, shopper_conversation, "що в кошику?")
+    send(chat_client, shopper_conversation, "зміни кількість третього на 2")
+
+    sent = send(chat_client, shopper_conversation, "прибери його")
+
+    assert reply_text(sent).startswith("Прибрав з кошика: Хліб Київхліб білий.")
+    assert cart_posts(merchant)[-1] == {
+        "action": "remove",
+        "store_id": STORE_ID,
+        "session_id": SESSION_ID,
+        "sku": "bread-01",
+    }
+
+
 def test_name_not_in_cart(chat_client, merchant, seeded_cart, shopper_conversation):
     sent = send(chat_client, shopper_conversation, "прибери кефір")
 
