@@ -528,7 +528,8 @@ def _with_target(kind: IntentKind, words: _Words) -> Intent:
         quantity: Quantity | None = quantities[-1]
     else:
         quantity = quantities[0] if quantities else None
-    if kind == IntentKind.REMOVE:
+    if kind == IntentKind.REMOVE and reference is None:
+        # Without a product, an amount names nothing to take it from.
         quantity = None
     return Intent(kind=kind, reference=reference, quantity=quantity)
 

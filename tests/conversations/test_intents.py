@@ -116,6 +116,11 @@ def test_parse_add_commands(text, expected):
         ("видали її", Intent(REMOVE)),
         ("убери её", Intent(REMOVE)),
         ("remove it", Intent(REMOVE)),
+        ("видали 2 шт першого", Intent(REMOVE, reference=Ordinal(1), quantity=pieces("2", "pcs"))),
+        (
+            "прибери 500 г сиру",
+            Intent(REMOVE, reference=NameFragment("сиру"), quantity=pieces("500", "g")),
+        ),
     ],
 )
 def test_parse_remove_commands(text, expected):
