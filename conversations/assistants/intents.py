@@ -528,8 +528,8 @@ def _with_target(kind: IntentKind, words: _Words) -> Intent:
         quantity: Quantity | None = quantities[-1]
     else:
         quantity = quantities[0] if quantities else None
-    if kind == IntentKind.REMOVE and reference is None:
-        # Without a product, an amount names nothing to take it from.
+    if kind == IntentKind.REMOVE and reference is None and quantity and quantity.unit is None:
+        # A bare number without a product is no amount: "видали -1" takes nothing off.
         quantity = None
     return Intent(kind=kind, reference=reference, quantity=quantity)
 

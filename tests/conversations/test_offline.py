@@ -161,6 +161,24 @@ def test_removal_of_an_amount_keeps_the_rest(
     assert len(cart_posts(merchant)) == 2
 
 
+def test_removal_of_an_amount_after_a_question(
+    chat_client, merchant, seeded_cart, shopper_conversation
+):
+    send(chat_client, shopper_conversation, "що в кошику?")
+    send(chat_client, shopper_conversation, "зміни кількість третього на 3")
+
+    sent = send(chat_client, shopper_conversation, "видали 1 шт")
+
+    assert reply_text(sent).startswith("Змінив кількість: Хліб Київхліб білий — тепер 2 шт.")
+    assert cart_posts(merchant)[-1] == {
+        "action": "update_quantity",
+        "store_id": STORE_ID,
+        "session_id": SESSION_ID,
+        "sku": "bread-01",
+        "quantity": 2,
+    }
+
+
 def test_removal_of_an_invalid_amount_calls_no_webhook(
     chat_client, merchant, seeded_cart, shopper_conversation
 ):
