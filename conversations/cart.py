@@ -22,9 +22,14 @@ def to_decimal(value: float | int | str | Decimal) -> Decimal:
     return value if isinstance(value, Decimal) else Decimal(str(value))
 
 
+def quantity_rounded(value: Decimal | float | int) -> Decimal:
+    """Return a finite quantity rounded half up to ``QUANTITY_PLACES``, as it is sent."""
+    return to_decimal(value).quantize(QUANTITY_PLACES, rounding=ROUND_HALF_UP)
+
+
 def quantity_number(value: Decimal | float | int) -> int | float:
     """Return a quantity as a JSON number: 2 for whole quantities, 0.5 otherwise."""
-    rounded = to_decimal(value).quantize(QUANTITY_PLACES, rounding=ROUND_HALF_UP)
+    rounded = quantity_rounded(value)
     if rounded == rounded.to_integral_value():
         return int(rounded)
     return float(rounded.normalize())

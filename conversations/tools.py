@@ -35,6 +35,7 @@ from conversations.cart import (
     cart_with_quantity,
     cart_without,
     quantity_number,
+    quantity_rounded,
     to_decimal,
 )
 from conversations.events import CartChangeAction, CartItem, CartSnapshot, Event, ProductCard
@@ -198,6 +199,9 @@ def quantity_problem(product: ShownProduct, quantity: Decimal) -> GuardReason | 
         return GuardReason.INVALID_QUANTITY
     if quantity > MAX_CHANGE_QUANTITY:
         return GuardReason.QUANTITY_TOO_LARGE
+    if quantity_rounded(quantity) == 0:
+        # The webhook receives the quantity rounded to 3 decimal places, which makes this 0.
+        return GuardReason.INVALID_QUANTITY
     if product.min_quantity is not None and quantity < to_decimal(product.min_quantity):
         return GuardReason.BELOW_MIN_QUANTITY
     step = product.step

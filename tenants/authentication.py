@@ -32,7 +32,8 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             return None
         keyword, _, raw_key = header.partition(" ")
         raw_key = raw_key.strip()
-        if keyword != self.keyword or not raw_key or " " in raw_key:
+        # HTTP authentication schemes are case-insensitive (RFC 9110, section 11.1).
+        if keyword.lower() != self.keyword.lower() or not raw_key or " " in raw_key:
             raise exceptions.AuthenticationFailed(
                 "Malformed Authorization header; expected 'Bearer <api key>'."
             )

@@ -378,12 +378,15 @@ def reject_json_constant(name: str) -> Any:
 
 
 def response_json(body: bytes) -> Any:
-    """Parse a merchant's response body as strict JSON; raise ``ValueError`` if it is not.
+    """Parse a merchant's response body as strict UTF-8 JSON; raise ``ValueError`` if it is not.
 
+    ``json.loads`` would also accept bytes in UTF-16 or UTF-32, and encoded surrogates, so
+    the body is decoded first. A leading byte order mark is allowed, as RFC 8259 permits.
     Python's parser raises ``RecursionError`` near the interpreter's recursion limit (1,000
     levels by default), and a body within the size limit can nest far deeper than that.
     """
+    text = body.decode("utf-8-sig")
     try:
-        return json.loads(body, parse_constant=reject_json_constant)
+        return json.loads(text, parse_constant=reject_json_constant)
     except RecursionError:
         raise ValueError("the JSON is nested too deeply to parse") from None

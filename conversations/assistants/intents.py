@@ -197,13 +197,14 @@ HELP_WORDS = _word_set(
     "допомога допоможи допоможіть вмієш можеш помощь помоги умеешь можешь help can"
 )
 THANKS_WORDS = _word_set("дякую дякуємо спасибі спасибо thanks thank thx ty")
-# Words that carry no product meaning in a request.
+# Words that carry no product meaning in a request. The pronouns among them ("прибери
+# його", "remove it") leave the product unnamed, so the command applies to the last one.
 FILLER_WORDS = _word_set(
     """мені мене мною будь ласка будь-ласка будьласка у в до з із зі на і й та а також теж
     ну цей цю це ця цього того той ту те вас вам ви ти чи що мій моєму мого моя мою мої моїх
-    мій товар товару товари позицію позиція позиції ще як як-небудь
-    мне меня пожалуйста во из и тоже мой моей эту этот это этого вы ты что
-    the a an of to in into my me please some any for it its i you do does is are there can
+    мій товар товару товари позицію позиція позиції ще як як-небудь його її їх
+    мне меня пожалуйста во из и тоже мой моей эту этот это этого вы ты что его ее их
+    the a an of to in into my me please some any for it its them i you do does is are there can
     could would like i'd i'll i'm let's with from item items product products that this
     what what's whats which by number номер по"""
 )
@@ -534,7 +535,8 @@ def _with_target(kind: IntentKind, words: _Words) -> Intent:
         quantity: Quantity | None = quantities[-1]
     else:
         quantity = quantities[0] if quantities else None
-    if kind == IntentKind.REMOVE:
+    if kind == IntentKind.REMOVE and reference is None and quantity and quantity.unit is None:
+        # A bare number without a product is no amount: "видали -1" takes nothing off.
         quantity = None
     return Intent(kind=kind, reference=reference, quantity=quantity)
 

@@ -24,9 +24,16 @@ from conversations.assistants.intents import (
     parse_intent,
 )
 from conversations.assistants.replies import Replies
-from conversations.cart import to_decimal
+from conversations.cart import cart_find, to_decimal
 from conversations.events import Event, StatusCode
-from conversations.tools import CartChangeResult, SearchOutcome, SearchResult, ShownProduct
+from conversations.tools import (
+    REASON_NOT_IN_CART,
+    CartChangeResult,
+    GuardReason,
+    SearchOutcome,
+    SearchResult,
+    ShownProduct,
+)
 from vizochok.exceptions import ErrorCode
 from webhooks.dispatch import FailureReason
 
@@ -153,12 +160,42 @@ class _OfflineReply:
         product = self._resolve(intent.reference, prefer_cart=True)
         if product is None:
             return
+        if intent.quantity is not None:
+            yield from self._remove_amount(product, intent.reference, intent.quantity)
+            return
         yield events.status(StatusCode.UPDATING_CART)
         result = self.turn.tools.remove_from_cart(product.sku)
         if result.ok:
             self.lines.append(self.replies.text("removed", name=product.name))
             self.memory.focus = None
         yield from self._report(result, product)
+
+    def _remove_amount(
+        self, product: ShownProduct, reference: Reference | None, quantity: Quantity
+    ) -> Iterator[Event]:
+        """Take an amount off a cart line ("видали 2 шт першого"), not the whole line.
+
+        The line gets the quantity that remains, and is removed when none remains.
+        """
+        amount = self._amount(quantity, product)
+        if amount is None:
+            return
+        item = cart_find(self.turn.tools.view_cart(), product.sku)
+        if item is None:
+            self.lines.append(
+                self.replies.rejection(REASON_NOT_IN_CART, product=product, quantity="")
+            )
+            return
+        if not amount.is_finite() or amount <= 0:
+            reason = GuardReason.INVALID_QUANTITY
+            self.lines.append(self.replies.rejection(reason, product=product, quantity=""))
+            return
+        remaining = to_decimal(item["quantity"]) - amount
+        if remaining <= 0:
+            yield from self._remove(Intent(kind=IntentKind.REMOVE, reference=reference))
+            return
+        change = Intent(IntentKind.SET_QUANTITY, reference=reference, quantity=Quantity(remaining))
+        yield from self._set_quantity(change)
 
     def _set_quantity(self, intent: Intent) -> Iterator[Event]:
         product = self._resolve(intent.reference, prefer_cart=True)

@@ -122,6 +122,15 @@ def test_parse_add_commands(text, expected):
         ("take out the third one", Intent(REMOVE, reference=Ordinal(3))),
         ("delete milk", Intent(REMOVE, reference=NameFragment("milk"))),
         ("удали последний", Intent(REMOVE, reference=Ordinal(-1))),
+        ("прибери його", Intent(REMOVE)),
+        ("видали її", Intent(REMOVE)),
+        ("убери её", Intent(REMOVE)),
+        ("remove it", Intent(REMOVE)),
+        ("видали 2 шт першого", Intent(REMOVE, reference=Ordinal(1), quantity=pieces("2", "pcs"))),
+        (
+            "прибери 500 г сиру",
+            Intent(REMOVE, reference=NameFragment("сиру"), quantity=pieces("500", "g")),
+        ),
     ],
 )
 def test_parse_remove_commands(text, expected):
@@ -137,6 +146,7 @@ def test_parse_remove_commands(text, expected):
         ("зміни кількість другого", Intent(SET, reference=Ordinal(2))),
         ("set the first to 2", Intent(SET, reference=Ordinal(1), quantity=pieces("2"))),
         ("make it 3", Intent(SET, quantity=pieces("3"))),
+        ("зміни його на 3", Intent(SET, quantity=pieces("3"))),
         (
             "change quantity of milk to 3",
             Intent(SET, reference=NameFragment("milk"), quantity=pieces("3")),

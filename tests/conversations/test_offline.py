@@ -114,6 +114,82 @@ def test_quantity_zero_removes_the_product(
     assert sent[-2]["action"] == "item_removed"
 
 
+def test_pronoun_removes_the_last_changed(chat_client, merchant, seeded_cart, shopper_conversation):
+    send(chat_client, shopper_conversation, "що в кошику?")
+    send(chat_client, shopper_conversation, "зміни кількість третього на 2")
+
+    sent = send(chat_client, shopper_conversation, "прибери його")
+
+    assert reply_text(sent).startswith("Прибрав з кошика: Хліб Київхліб білий.")
+    assert cart_posts(merchant)[-1] == {
+        "action": "remove",
+        "store_id": STORE_ID,
+        "session_id": SESSION_ID,
+        "sku": "bread-01",
+    }
+
+
+@pytest.mark.parametrize(
+    ("text", "expected_post", "expected_reply"),
+    [
+        (
+            "видали 2 шт третього",
+            {"action": "update_quantity", "sku": "bread-01", "quantity": 1},
+            "Змінив кількість: Хліб Київхліб білий — тепер 1 шт.",
+        ),
+        (
+            "видали 3 шт третього",
+            {"action": "remove", "sku": "bread-01"},
+            "Прибрав з кошика: Хліб Київхліб білий.",
+        ),
+    ],
+)
+def test_removal_of_an_amount_keeps_the_rest(
+    chat_client, merchant, seeded_cart, shopper_conversation, text, expected_post, expected_reply
+):
+    send(chat_client, shopper_conversation, "що в кошику?")
+    send(chat_client, shopper_conversation, "зміни кількість третього на 3")
+
+    sent = send(chat_client, shopper_conversation, text)
+
+    assert reply_text(sent).startswith(expected_reply)
+    assert cart_posts(merchant)[-1] == {
+        "store_id": STORE_ID,
+        "session_id": SESSION_ID,
+        **expected_post,
+    }
+    assert len(cart_posts(merchant)) == 2
+
+
+def test_removal_of_an_amount_after_a_question(
+    chat_client, merchant, seeded_cart, shopper_conversation
+):
+    send(chat_client, shopper_conversation, "що в кошику?")
+    send(chat_client, shopper_conversation, "зміни кількість третього на 3")
+
+    sent = send(chat_client, shopper_conversation, "видали 1 шт")
+
+    assert reply_text(sent).startswith("Змінив кількість: Хліб Київхліб білий — тепер 2 шт.")
+    assert cart_posts(merchant)[-1] == {
+        "action": "update_quantity",
+        "store_id": STORE_ID,
+        "session_id": SESSION_ID,
+        "sku": "bread-01",
+        "quantity": 2,
+    }
+
+
+def test_removal_of_an_invalid_amount_calls_no_webhook(
+    chat_client, merchant, seeded_cart, shopper_conversation
+):
+    send(chat_client, shopper_conversation, "що в кошику?")
+
+    sent = send(chat_client, shopper_conversation, "видали -2 шт третього")
+
+    assert reply_text(sent) == "Кількість має бути більшою за нуль."
+    assert cart_posts(merchant) == []
+
+
 def test_name_not_in_cart(chat_client, merchant, seeded_cart, shopper_conversation):
     sent = send(chat_client, shopper_conversation, "прибери кефір")
 

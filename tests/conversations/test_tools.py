@@ -1,6 +1,7 @@
 """Cart guards and cart changes of the shared tools, against the reference merchant."""
 
 import json
+from dataclasses import replace
 from decimal import Decimal
 
 import pytest
@@ -20,6 +21,9 @@ from webhooks.dispatch import CartAction
 from webhooks.models import WebhookDelivery
 
 pytestmark = pytest.mark.django_db
+
+# Apples sold by weight without a minimum quantity or a quantity step.
+LOOSE_APPLES = replace(APPLES, sku="apple-loose", min_quantity=None, quantity_step=None)
 
 
 def cart_requests(merchant) -> list[dict]:
@@ -104,17 +108,30 @@ def test_add_of_unshown_sku_rejected(merchant, conversation, tools):
         ("fraction of a piece", "milk-001", 1.5, "quantity_step_mismatch"),
         ("below the minimum", "apple-kg", 0.2, "below_min_quantity"),
         ("off the step", "apple-kg", 0.35, "quantity_step_mismatch"),
+        ("zero once rounded to the gram", "apple-loose", Decimal("0.0004"), "invalid_quantity"),
     ],
 )
 def test_add_with_a_disallowed_quantity_calls_no_webhook(
     merchant, conversation, tools, _case, sku, quantity, reason
 ):
-    show(conversation, MILK_LACTEL, APPLES)
+    show(conversation, MILK_LACTEL, APPLES, LOOSE_APPLES)
 
     result = tools.add_to_cart(sku, quantity)
 
     assert result.ok is False
     assert result.reason == reason
+    assert result.webhook_called is False
+    assert merchant.requests == []
+    assert stored_cart(conversation) == {"items": [], "total": 0.0}
+
+
+def test_update_to_rounded_zero_rejected(merchant, conversation, tools):
+    show(conversation, LOOSE_APPLES)
+
+    result = tools.update_quantity("apple-loose", Decimal("0.0004"))
+
+    assert result.ok is False
+    assert result.reason == "invalid_quantity"
     assert result.webhook_called is False
     assert merchant.requests == []
     assert stored_cart(conversation) == {"items": [], "total": 0.0}

@@ -43,6 +43,17 @@ def test_admin_api_requires_a_valid_key(tenant, _case, authorization, status, co
     assert WebhookSettings.objects.get(tenant=tenant).timeout_seconds == 5
 
 
+@pytest.mark.parametrize("scheme", ["bearer", "BEARER"])
+def test_scheme_is_case_insensitive(tenant, secret_key, scheme):
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"{scheme} {secret_key.raw_key}")
+
+    response = client.patch(URL, {"timeout_seconds": 9}, format="json")
+
+    assert response.status_code == 200
+    assert WebhookSettings.objects.get(tenant=tenant).timeout_seconds == 9
+
+
 def test_public_key_cannot_use_the_admin_api(tenant, chat_client):
     response = chat_client.patch(URL, {"timeout_seconds": 9}, format="json")
 

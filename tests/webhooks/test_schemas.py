@@ -218,6 +218,8 @@ pytest_db = pytest.mark.django_db
         ("json-ish vendor type", "application/vnd.api+json", b'{"products": []}'),
         ("not json", "application/json", b"products: none"),
         ("not utf-8", "application/json", b'{"products": ["\xff"]}'),
+        ("utf-16", "application/json", '{"products": []}'.encode("utf-16")),
+        ("encoded surrogate", "application/json", b'{"products": [], "x": "\xed\xa0\x80"}'),
         (
             "NaN constant",
             "application/json",
@@ -245,6 +247,17 @@ def test_non_json_response_fails_the_call(
 @pytest_db
 def test_json_with_charset_is_accepted(tenant, local_webhooks, start_server):
     server = start_server(json_reply(200, {"products": [VALID]}, "application/json; charset=utf-8"))
+    point_webhooks_at(tenant, server)
+
+    result = products_fetch(tenant=tenant, skus=["a"], store_id="store-1")
+
+    assert result.available == {"a": LiveProduct(sku="a", price=10.5, in_stock=True)}
+
+
+@pytest_db
+def test_byte_order_mark_is_accepted(tenant, local_webhooks, start_server):
+    body = b"\xef\xbb\xbf" + json.dumps({"products": [VALID]}).encode()
+    server = start_server(raw_reply(200, body))
     point_webhooks_at(tenant, server)
 
     result = products_fetch(tenant=tenant, skus=["a"], store_id="store-1")
