@@ -43,7 +43,8 @@ CATALOG_QUEUE = "catalog"
 CATALOG_JOB_RUN_TASK = "catalog_job_run"
 
 # A job keeps at most this many messages in ``errors``, and one more message states how many
-# were left out. 500 messages cover every product of a maximal API upload that has one problem.
+# were left out. That keeps the job row small: a 1,000-product upload with one problem per
+# product keeps the first half of its messages.
 MAX_JOB_ERRORS = 500
 
 # An unfinished job without a queue entry is enqueued again once it has not changed for this

@@ -208,6 +208,7 @@ def webhook_secret_set(
             webhook_settings.next_secret = secret
             webhook_settings.next_secret_promote_at = now + overlap
         else:
+            overlap = timedelta(0)
             webhook_settings.secret = secret
             webhook_settings.next_secret = ""
             webhook_settings.next_secret_promote_at = None

@@ -56,6 +56,21 @@ def test_rotate_webhook_secret_with_overlap(tenant):
     assert webhook_settings.next_secret in output.getvalue()
 
 
+def test_rotate_first_secret_skips_overlap(tenant):
+    WebhookSettings.objects.filter(tenant=tenant).update(secret="")
+    output = io.StringIO()
+
+    call_command("rotate_webhook_secret", tenant.slug, "--overlap-hours", "24", stdout=output)
+
+    webhook_settings = WebhookSettings.objects.get(tenant=tenant)
+    assert webhook_settings.next_secret == ""
+    assert webhook_settings.next_secret_promote_at is None
+    assert output.getvalue() == (
+        f"New webhook signing secret (shown only now): {webhook_settings.secret}\n"
+        "The new secret is in use now; the old one no longer signs.\n"
+    )
+
+
 def test_rotate_webhook_secret_unknown_tenant():
     with pytest.raises(CommandError, match="^Tenant 'missing' not found; check the slug.$"):
         call_command("rotate_webhook_secret", "missing", stdout=io.StringIO())

@@ -46,17 +46,17 @@ class Command(BaseCommand):
             )
         custom_secret = sys.stdin.read().strip("\n") if options["secret_stdin"] else None
         overlap = timedelta(hours=options["overlap_hours"])
+        webhook_settings = webhook_settings_get_or_create(tenant=tenant)
         try:
             secret = webhook_secret_set(
-                webhook_settings=webhook_settings_get_or_create(tenant=tenant),
-                secret=custom_secret,
-                overlap=overlap,
+                webhook_settings=webhook_settings, secret=custom_secret, overlap=overlap
             )
         except InvalidInput as error:
             raise CommandError(error.extra["fields"]["secret"][0]) from error
         if custom_secret is None:
             self.stdout.write(f"New webhook signing secret (shown only now): {secret}")
-        if overlap:
+        # A tenant without a secret has nothing to overlap with: the new secret applies at once.
+        if webhook_settings.next_secret:
             self.stdout.write(
                 f"Both secrets sign requests for the next {options['overlap_hours']:g} hours; "
                 "switch your verifier to the new secret within that time."
