@@ -553,8 +553,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--ef-search",
         type=int,
         nargs="+",
-        default=[40, 100, 200],
-        help="hnsw.ef_search values of the recall measurement.",
+        default=[40, 100, 200, 400, 800],
+        help="hnsw.ef_search values of the recall measurement. Default: 40 100 200 400 800, "
+        "where 800 is the search's own value (HNSW_EF_SEARCH in catalog/search.py).",
     )
     parser.add_argument(
         "--steps",
