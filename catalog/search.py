@@ -153,6 +153,14 @@ HNSW_EF_SEARCH = 800
 # 2.5 % of the products, because the iterative scan had to read far down the index.
 VECTOR_INDEX_MIN_PRODUCTS = 2_000
 VECTOR_INDEX_MIN_SHARE = 0.1
+# The lexical stage finds the products that contain the query words through the full-text
+# GIN index for a tenant with at least this share of all products. Otherwise the planner
+# reads the tenant's rows through the tenant_id index and tests each one against the query,
+# because it counts a text match as nearly free. For "bread" on the 100,000-product
+# benchmark tenant (61 % of the rows), that tested 100,000 rows in 25 ms, against 7 ms
+# through the GIN index. For a small tenant the tenant_id index is the better path, since
+# the GIN index would return every tenant's matches.
+TERM_INDEX_MIN_SHARE = 0.5
 # Lifetime of the cached per-tenant statistics (product count and mean lengths). A catalog
 # change replaces them at once through the catalog version, so this only bounds how long a
 # write that bypasses the catalog services goes unnoticed.
@@ -311,6 +319,11 @@ _SCOPE = """tenant_id = %(tenant_id)s
       AND is_active
       AND (%(category)s::text IS NULL OR category_path ILIKE %(category)s)"""
 
+# The same scope, written so that the tenant_id index cannot serve it. The lexical stage
+# uses it for a large tenant, so that the planner reads the full-text GIN index instead (see
+# TERM_INDEX_MIN_SHARE).
+_TERM_INDEX_SCOPE = _SCOPE.replace("tenant_id = %(tenant_id)s", "tenant_id + 0 = %(tenant_id)s")
+
 _EXACT_STAGE = f"""
 exact_stage AS (
     SELECT id FROM {{table}}
@@ -353,7 +366,7 @@ _ANY_TERM_MATCHES = f"""
 lexical_matches AS MATERIALIZED (
     SELECT {_MATCH_COLUMNS}
     FROM {{documents}}
-    WHERE {_SCOPE} AND search_vector @@ %(any_term)s::tsquery
+    WHERE {{match_scope}} AND search_vector @@ %(any_term)s::tsquery
     LIMIT %(match_limit)s
 ),"""
 
@@ -361,7 +374,7 @@ _CONJUNCTIVE_MATCHES = f"""
 conjunctive_matches AS MATERIALIZED (
     SELECT {_MATCH_COLUMNS}
     FROM {{documents}}
-    WHERE {_SCOPE} AND search_vector @@ %(all_terms)s::tsquery
+    WHERE {{match_scope}} AND search_vector @@ %(all_terms)s::tsquery
     LIMIT %(match_limit)s
 ),
 lexical_matches AS MATERIALIZED (
@@ -369,7 +382,7 @@ lexical_matches AS MATERIALIZED (
     UNION ALL
     (SELECT {_MATCH_COLUMNS}
     FROM {{documents}}
-    WHERE {_SCOPE}
+    WHERE {{match_scope}}
       AND search_vector @@ %(any_term)s::tsquery
       AND NOT search_vector @@ %(all_terms)s::tsquery
       AND (SELECT count(*) FROM conjunctive_matches) < %(conjunctive_min_matches)s
@@ -475,11 +488,15 @@ class _SearchSql:
         stages: list[str],
         has_embedding: bool,
         frequencies: list[TermFrequency],
+        term_index: bool = False,
     ):
         self.terms = terms
         self.stages = stages
         self.has_embedding = has_embedding
         self.frequencies = frequencies
+        # Whether the lexical stage finds its matches through the GIN index (see
+        # TERM_INDEX_MIN_SHARE).
+        self.term_index = term_index
         # Content words that some product contains: the conjunctive match needs them all.
         self.conjunctive = [
             index
@@ -654,6 +671,7 @@ class _SearchSql:
         ).format(
             documents=connection.ops.quote_name(SearchDocument._meta.db_table),
             field_matches=", ".join(field_matches),
+            match_scope=_TERM_INDEX_SCOPE if self.term_index else _SCOPE,
         )
         return _LEXICAL_STAGE.format(
             matches=matches,
@@ -724,6 +742,11 @@ class _CollectionStats:
     # PostgreSQL's estimate of all tenants' products (pg_class.reltuples), or infinity when
     # it is unknown (see _table_products_estimate).
     table_products: float = math.inf
+
+    @property
+    def prefers_term_index(self) -> bool:
+        """Tell whether the lexical stage should read the GIN index (see TERM_INDEX_MIN_SHARE)."""
+        return self.document_count >= TERM_INDEX_MIN_SHARE * self.table_products
 
     @property
     def prefers_vector_index(self) -> bool:
@@ -1401,6 +1424,7 @@ def product_search(
         stages=stages,
         has_embedding=embedding is not None,
         frequencies=frequencies,
+        term_index=stats.prefers_term_index,
     )
     params = {
         **builder.params(),

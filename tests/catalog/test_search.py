@@ -805,6 +805,53 @@ def test_search_respects_match_limit(tenant, embedder, monkeypatch):
     assert set(_skus(limited)) <= {item["sku"] for item in products}
 
 
+@pytest.mark.parametrize(("min_share", "reads_term_index"), [(0.5, True), (0.9, False)])
+def test_large_tenant_matches_through_gin_index(
+    tenant, other_tenant, embedder, monkeypatch, min_share, reads_term_index
+):
+    # The tenant has 3 of the table's 5 products, a share of 0.6.
+    ours = [
+        {"sku": "tea-green", "name": "Green tea"},
+        {"sku": "tea-black", "name": "Black tea"},
+        {"sku": "coffee", "name": "Coffee beans"},
+    ]
+    theirs = [{"sku": "tea-bags", "name": "Tea bags"}, {"sku": "milk", "name": "Milk"}]
+    product_upsert_many(tenant=tenant, products=[product_input_parse(item) for item in ours])
+    product_upsert_many(
+        tenant=other_tenant, products=[product_input_parse(item) for item in theirs]
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE catalog_product")
+    monkeypatch.setattr(search_module, "TERM_INDEX_MIN_SHARE", min_share)
+
+    with CaptureQueriesContext(connection) as context:
+        hits = product_search(
+            tenant=tenant, query="tea", embedder=embedder, method=SearchMethod.FULL_TEXT
+        )
+
+    (statement,) = [q["sql"] for q in context.captured_queries if q["sql"].startswith("WITH")]
+    assert ("tenant_id + 0 =" in statement) is reads_term_index
+    assert set(_skus(hits)) == {"tea-green", "tea-black"}
+    if reads_term_index:
+        # Sequential scans are discouraged so that the tiny table is read through an index.
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SET LOCAL enable_seqscan = off")
+            cursor.execute("EXPLAIN " + statement)
+            plan = "\n".join(row[0] for row in cursor.fetchall())
+        assert "search_document_vector_gin" in plan
+        assert "catalog_searchdocument_tenant_id" not in plan
+
+
+@pytest.mark.parametrize(
+    ("products", "table_products", "prefers_term_index"),
+    [(50, 100, True), (49, 100, False), (100_000, 165_000, True), (20_000, 165_000, False)],
+)
+def test_term_index_needs_half_the_products(products, table_products, prefers_term_index):
+    stats = search_module._CollectionStats(document_count=products, table_products=table_products)
+
+    assert stats.prefers_term_index is prefers_term_index
+
+
 @pytest.mark.parametrize(
     ("products", "table_products", "prefers_index"),
     [
@@ -843,3 +890,4 @@ def test_table_estimate_unknown_leaves_planner(reltuples, tenant_products, estim
 
     assert table_products == estimate
     assert stats.prefers_vector_index is (estimate != math.inf)
+    assert stats.prefers_term_index is (estimate != math.inf)
