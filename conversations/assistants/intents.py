@@ -197,14 +197,16 @@ HELP_WORDS = _word_set(
     "допомога допоможи допоможіть вмієш можеш помощь помоги умеешь можешь help can"
 )
 THANKS_WORDS = _word_set("дякую дякуємо спасибі спасибо thanks thank thx ty")
-# Words that carry no product meaning in a request. The pronouns among them ("прибери
-# його", "remove it") leave the product unnamed, so the command applies to the last one.
-FILLER_WORDS = _word_set(
+# Object pronouns ("прибери його", "remove 2 of them") leave the product unnamed, so the
+# command applies to the product changed last, and a number beside them is an amount.
+PRONOUNS = _word_set("його її їх нього неї них его ее их него нее it its them")
+# Words that carry no product meaning in a request.
+FILLER_WORDS = PRONOUNS | _word_set(
     """мені мене мною будь ласка будь-ласка будьласка у в до з із зі на і й та а також теж
     ну цей цю це ця цього того той ту те вас вам ви ти чи що мій моєму мого моя мою мої моїх
-    мій товар товару товари позицію позиція позиції ще як як-небудь його її їх
-    мне меня пожалуйста во из и тоже мой моей эту этот это этого вы ты что его ее их
-    the a an of to in into my me please some any for it its them i you do does is are there can
+    мій товар товару товари позицію позиція позиції ще як як-небудь
+    мне меня пожалуйста во из и тоже мой моей эту этот это этого вы ты что
+    the a an of to in into my me please some any for i you do does is are there can
     could would like i'd i'll i'm let's with from item items product products that this
     what what's whats which by number номер по"""
 )
@@ -248,6 +250,8 @@ class _Words:
     # Numbers without a unit and without an ordinal form, such as the 2 of "видали 2".
     bare_numbers: list[Decimal]
     name_words: list[str]
+    # Whether the message has an object pronoun ("його", "them") for the product changed last.
+    pronoun: bool = False
 
 
 # Fraction characters that shoppers type for weights: "½ кг", "1½ kg". A mixed number may
@@ -416,6 +420,9 @@ def _sort_word(tokens: list[str], index: int, words: _Words) -> int:
         if token == "one" and (previous in ORDINALS or previous in PRONOUN_ONE_PRECEDERS):
             return index + 1
         return _sort_amount(NUMBER_WORDS[token], tokens, index, words)
+    if token in PRONOUNS:
+        words.pronoun = True
+        return index + 1
     if token in UNITS or token in FILLER_WORDS or token in EVERYTHING_WORDS:
         return index + 1
     if token in GREETING_WORDS or token in THANKS_WORDS:
@@ -516,8 +523,9 @@ def _with_target(kind: IntentKind, words: _Words) -> Intent:
         and bare
         and is_position(bare[0])
         and not words.name_words
+        and not words.pronoun
     ):
-        # "видали 2" means the second product: a removal has no amount.
+        # "видали 2" is the second product, but "remove 2 of them" is 2 of the product changed last.
         references.append(Ordinal(int(bare.pop(0))))
     if len(quantities) == 1 and quantities[0].unit in MEASURE_UNITS and bare:
         # A count beside a weight or volume counts packs of that size: "додай 2 по 500 г" and
@@ -535,9 +543,6 @@ def _with_target(kind: IntentKind, words: _Words) -> Intent:
         quantity: Quantity | None = quantities[-1]
     else:
         quantity = quantities[0] if quantities else None
-    if kind == IntentKind.REMOVE and reference is None and quantity and quantity.unit is None:
-        # A bare number without a product is no amount: "видали -1" takes nothing off.
-        quantity = None
     return Intent(kind=kind, reference=reference, quantity=quantity)
 
 

@@ -131,6 +131,14 @@ def test_parse_add_commands(text, expected):
             "прибери 500 г сиру",
             Intent(REMOVE, reference=NameFragment("сиру"), quantity=pieces("500", "g")),
         ),
+        # Beside a pronoun a number is an amount of the product changed last, not a position.
+        ("remove 2 of them", Intent(REMOVE, quantity=pieces("2"))),
+        ("remove one of them", Intent(REMOVE, quantity=pieces("1"))),
+        ("видали дві з них", Intent(REMOVE, quantity=pieces("2"))),
+        ("прибери 2 його", Intent(REMOVE, quantity=pieces("2"))),
+        ("удали 2 из них", Intent(REMOVE, quantity=pieces("2"))),
+        # A number that cannot be a position is an amount too.
+        ("видали половину", Intent(REMOVE, quantity=pieces("0.5"))),
     ],
 )
 def test_parse_remove_commands(text, expected):
@@ -303,7 +311,7 @@ def test_name_matches_ignores_word_endings(fragment, name, expected):
             "add 2 packs of the second",
             Intent(ADD, reference=Ordinal(2), quantity=pieces("2", "pack")),
         ),
-        ("видали -1", Intent(REMOVE)),
+        ("видали -1", Intent(REMOVE, quantity=pieces("-1"))),
         ("-2", Intent(SEARCH, query="-2")),
     ],
 )

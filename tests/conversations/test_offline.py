@@ -179,6 +179,53 @@ def test_removal_of_an_amount_after_a_question(
     }
 
 
+@pytest.mark.parametrize(
+    ("text", "expected_reply"),
+    [
+        ("remove 2 of them", "Changed the quantity: Хліб Київхліб білий is now 1 pcs."),
+        ("видали дві з них", "Змінив кількість: Хліб Київхліб білий — тепер 1 шт."),
+        ("прибери 2 його", "Змінив кількість: Хліб Київхліб білий — тепер 1 шт."),
+    ],
+)
+def test_remove_count_of_pronoun(
+    chat_client, merchant, seeded_cart, shopper_conversation, text, expected_reply
+):
+    send(chat_client, shopper_conversation, "що в кошику?")
+    send(chat_client, shopper_conversation, "зміни кількість третього на 3")
+
+    sent = send(chat_client, shopper_conversation, text)
+
+    assert reply_text(sent).startswith(expected_reply)
+    assert cart_posts(merchant)[-1] == {
+        "action": "update_quantity",
+        "store_id": STORE_ID,
+        "session_id": SESSION_ID,
+        "sku": "bread-01",
+        "quantity": 1,
+    }
+    assert len(cart_posts(merchant)) == 2
+
+
+@pytest.mark.parametrize(
+    ("text", "expected_reply"),
+    [
+        ("видали -1", "Кількість має бути більшою за нуль."),
+        ("видали 0", "Кількість має бути більшою за нуль."),
+        ("remove -2 of them", "The quantity must be greater than zero."),
+    ],
+)
+def test_remove_number_below_one_rejected(
+    chat_client, merchant, seeded_cart, shopper_conversation, text, expected_reply
+):
+    send(chat_client, shopper_conversation, "що в кошику?")
+    send(chat_client, shopper_conversation, "зміни кількість третього на 3")
+
+    sent = send(chat_client, shopper_conversation, text)
+
+    assert reply_text(sent) == expected_reply
+    assert len(cart_posts(merchant)) == 1
+
+
 def test_removal_of_an_invalid_amount_calls_no_webhook(
     chat_client, merchant, seeded_cart, shopper_conversation
 ):
