@@ -517,6 +517,11 @@ def _with_target(kind: IntentKind, words: _Words) -> Intent:
     references = list(words.references)
     quantities = list(words.quantities)
     bare = list(words.bare_numbers)
+    if len(quantities) == 1 and quantities[0].unit in MEASURE_UNITS and bare:
+        # A count beside a weight or volume counts packs of that size: "додай 2 по 500 г",
+        # "додай 2 гречки 500 г" and "видали 2 по 500 г" are 1 kg, not 500 g.
+        measure = quantities[0]
+        quantities = [Quantity(bare.pop(0) * measure.value, measure.unit)]
     if (
         kind == IntentKind.REMOVE
         and not references
@@ -527,11 +532,6 @@ def _with_target(kind: IntentKind, words: _Words) -> Intent:
     ):
         # "видали 2" is the second product, but "remove 2 of them" is 2 of the product changed last.
         references.append(Ordinal(int(bare.pop(0))))
-    if len(quantities) == 1 and quantities[0].unit in MEASURE_UNITS and bare:
-        # A count beside a weight or volume counts packs of that size: "додай 2 по 500 г" and
-        # "додай 2 гречки 500 г" are 1 kg, not 500 g.
-        measure = quantities[0]
-        quantities = [Quantity(bare.pop(0) * measure.value, measure.unit)]
     if not quantities and bare:
         # An added amount usually comes first ("додай 2 першого"), a new quantity last
         # ("зміни другий на 3").

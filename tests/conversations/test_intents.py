@@ -139,6 +139,13 @@ def test_parse_add_commands(text, expected):
         ("удали 2 из них", Intent(REMOVE, quantity=pieces("2"))),
         # A number that cannot be a position is an amount too.
         ("видали половину", Intent(REMOVE, quantity=pieces("0.5"))),
+        # A count beside a weight counts packs of that size, as in an add.
+        ("видали 2 по 500 г", Intent(REMOVE, quantity=pieces("1000", "g"))),
+        ("удали 2 по 0,5 кг", Intent(REMOVE, quantity=pieces("1.0", "kg"))),
+        (
+            "видали 2 по 500 г першого",
+            Intent(REMOVE, reference=Ordinal(1), quantity=pieces("1000", "g")),
+        ),
     ],
 )
 def test_parse_remove_commands(text, expected):

@@ -295,3 +295,12 @@ def test_percentage_in_a_name_is_no_amount(chat_client, merchant, shown):
     assert reply_text(sent) == "Каталог магазину поки порожній, тож шукати в ньому ще нічого."
     shown.refresh_from_db()
     assert shown.cart == {"items": [], "total": 0.0}
+
+
+def test_removal_counts_packs_of_a_weight(chat_client, merchant, shown):
+    send(chat_client, shown, "додай 2 кг четвертого")
+
+    sent = send(chat_client, shown, "видали 2 по 500 г")
+
+    assert posted(merchant) == [("add", "cheese-kg", 2), ("update_quantity", "cheese-kg", 1)]
+    assert reply_text(sent).split("\n")[0] == "Змінив кількість: Сир Гауда ваговий — тепер 1 кг."
