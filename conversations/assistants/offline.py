@@ -24,7 +24,7 @@ from conversations.assistants.intents import (
     parse_intent,
 )
 from conversations.assistants.replies import Replies
-from conversations.cart import cart_find, to_decimal
+from conversations.cart import cart_find, quantity_rounded, to_decimal
 from conversations.events import Event, StatusCode
 from conversations.tools import (
     REASON_NOT_IN_CART,
@@ -186,12 +186,14 @@ class _OfflineReply:
                 self.replies.rejection(REASON_NOT_IN_CART, product=product, quantity="")
             )
             return
-        if not amount.is_finite() or amount <= 0:
+        # Quantities are sent rounded to 3 decimal places, so an amount that rounds to 0
+        # would change nothing, and a rest that rounds to 0 is nothing left.
+        if not amount.is_finite() or amount <= 0 or quantity_rounded(amount) == 0:
             reason = GuardReason.INVALID_QUANTITY
             self.lines.append(self.replies.rejection(reason, product=product, quantity=""))
             return
         remaining = to_decimal(item["quantity"]) - amount
-        if remaining <= 0:
+        if quantity_rounded(remaining) <= 0:
             yield from self._remove(Intent(kind=IntentKind.REMOVE, reference=reference))
             return
         change = Intent(IntentKind.SET_QUANTITY, reference=reference, quantity=Quantity(remaining))

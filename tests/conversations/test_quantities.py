@@ -304,3 +304,21 @@ def test_removal_counts_packs_of_a_weight(chat_client, merchant, shown):
 
     assert posted(merchant) == [("add", "cheese-kg", 2), ("update_quantity", "cheese-kg", 1)]
     assert reply_text(sent).split("\n")[0] == "Змінив кількість: Сир Гауда ваговий — тепер 1 кг."
+
+
+def test_removal_rounding_to_zero_is_rejected(chat_client, merchant, shown):
+    send(chat_client, shown, "додай 2 кг четвертого")
+
+    sent = send(chat_client, shown, "видали 0,0004 кг")
+
+    assert reply_text(sent) == "Кількість має бути більшою за нуль."
+    assert posted(merchant) == [("add", "cheese-kg", 2)]
+
+
+def test_removal_rest_rounding_to_zero(chat_client, merchant, shown):
+    send(chat_client, shown, "додай 1 кг четвертого")
+
+    sent = send(chat_client, shown, "видали 999,6 г")
+
+    assert reply_text(sent).split("\n")[0] == "Прибрав з кошика: Сир Гауда ваговий."
+    assert posted(merchant) == [("add", "cheese-kg", 1), ("remove", "cheese-kg", None)]
