@@ -188,6 +188,8 @@ CART_WORDS = _word_set(
     cart basket trolley"""
 )
 EVERYTHING_WORDS = _word_set("все усе всё геть everything all")
+# "take" with one of these, before or after its object, removes: "take it out", "take 2 off".
+TAKE_OUT_PARTICLES = frozenset({"out", "off"})
 MORE_WORDS = _word_set("ще еще ещё more another")
 GREETING_WORDS = _word_set(
     """привіт привітик вітаю добрий доброго день ранок ранку вечір вечора здрастуйте
@@ -320,8 +322,7 @@ def _verb_kind(tokens: list[str]) -> IntentKind | None:
     """
     has_search_verb = False
     for index, token in enumerate(tokens):
-        following = tokens[index + 1] if index + 1 < len(tokens) else ""
-        if token == "take" and following in ("out", "off"):
+        if token == "take" and _takes_out(tokens[index + 1 :]):
             return IntentKind.REMOVE
         if token in ADD_VERBS:
             return IntentKind.ADD
@@ -333,6 +334,11 @@ def _verb_kind(tokens: list[str]) -> IntentKind | None:
             return IntentKind.SET_QUANTITY
         has_search_verb = has_search_verb or token in SEARCH_VERBS
     return IntentKind.SEARCH if has_search_verb else None
+
+
+def _takes_out(tokens: list[str]) -> bool:
+    """Tell whether the words after "take" make a removal: "take out milk", "take it out"."""
+    return any(token in TAKE_OUT_PARTICLES for token in tokens)
 
 
 def _means_everything(tokens: list[str]) -> bool:
@@ -382,7 +388,7 @@ def _operands(tokens: list[str]) -> list[str]:
     for index, token in enumerate(tokens):
         if token in verbs or token in CART_WORDS or token in MORE_WORDS:
             continue
-        if token in ("out", "off") and index > 0 and tokens[index - 1] == "take":
+        if token in TAKE_OUT_PARTICLES and "take" in tokens[:index]:
             continue
         operands.append(token)
     return operands

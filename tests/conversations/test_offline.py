@@ -179,12 +179,29 @@ def test_removal_of_an_amount_after_a_question(
     }
 
 
+def test_take_it_out_removes(chat_client, merchant, seeded_cart, shopper_conversation):
+    send(chat_client, shopper_conversation, "що в кошику?")
+    send(chat_client, shopper_conversation, "зміни кількість третього на 2")
+
+    sent = send(chat_client, shopper_conversation, "take it out")
+
+    assert reply_text(sent).startswith("Removed from your cart: Хліб Київхліб білий.")
+    assert cart_posts(merchant)[-1] == {
+        "action": "remove",
+        "store_id": STORE_ID,
+        "session_id": SESSION_ID,
+        "sku": "bread-01",
+    }
+    assert len(cart_posts(merchant)) == 2
+
+
 @pytest.mark.parametrize(
     ("text", "expected_reply"),
     [
         ("remove 2 of them", "Changed the quantity: Хліб Київхліб білий is now 1 pcs."),
         ("видали дві з них", "Змінив кількість: Хліб Київхліб білий — тепер 1 шт."),
         ("прибери 2 його", "Змінив кількість: Хліб Київхліб білий — тепер 1 шт."),
+        ("take 2 of them out", "Changed the quantity: Хліб Київхліб білий is now 1 pcs."),
     ],
 )
 def test_remove_count_of_pronoun(
