@@ -160,6 +160,8 @@ UNITS: dict[str, str] = {
 MEASURE_UNITS = frozenset({"kg", "g", "l", "ml"})
 # "півкіло" and "пол-кило" are one word for half a kilogram.
 HALF_KILO_WORDS = frozenset({"півкіло", "півкілограма", "полкило", "пол-кило"})
+# A word for a kilogram or a litre without a number is one of it: "додай кіло яблук".
+ONE_UNIT_WORDS = _word_set("кіло кило kilo кілограм килограмм kilogram літр литр liter litre")
 
 ADD_VERBS = _word_set(
     """додай додайте додати додам додаси додавай поклади покладіть покласти візьми візьміть
@@ -419,6 +421,9 @@ def _sort_word(tokens: list[str], index: int, words: _Words) -> int:
         return index + 1
     if token in HALF_KILO_WORDS:
         words.quantities.append(Quantity(Decimal("0.5"), "kg"))
+        return index + 1
+    if token in ONE_UNIT_WORDS:
+        words.quantities.append(Quantity(Decimal(1), UNITS[token]))
         return index + 1
     if _starts_number(token):
         return _sort_number(tokens, index, words)

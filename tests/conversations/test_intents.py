@@ -310,6 +310,14 @@ def test_name_matches_ignores_word_endings(fragment, name, expected):
             Intent(ADD, reference=NameFragment("сиру"), quantity=pieces("500", "g")),
         ),
         (
+            "додай кілограм яблук",
+            Intent(ADD, reference=NameFragment("яблук"), quantity=pieces("1", "kg")),
+        ),
+        (
+            "купи литр молока",
+            Intent(ADD, reference=NameFragment("молока"), quantity=pieces("1", "l")),
+        ),
+        (
             "додай 3 л молока",
             Intent(ADD, reference=NameFragment("молока"), quantity=pieces("3", "l")),
         ),

@@ -139,6 +139,11 @@ def test_invalid_amounts_are_rejected_without_a_webhook(
             "«Сир Гауда ваговий» продається в кг, тож 1 л я не можу перерахувати. Скільки кг "
             "додати?",
         ),
+        (
+            "додай літр другого",
+            "«Молоко Ферма 2.5%» продається поштучно, і я не знаю, скільки штук становлять "
+            "1 л. Скільки штук додати? Напишіть, наприклад, «додай 2 шт».",
+        ),
     ],
 )
 def test_unclear_amounts_get_a_question(chat_client, merchant, shown, text, expected):
@@ -252,6 +257,16 @@ def test_answer_to_the_question_adds_the_packs(chat_client, merchant, shown):
             "add 1 3/4 kg of the fourth",
             ("add", "cheese-kg", 1.75),
             ["Added to your cart: Сир Гауда ваговий, 1.75 kg."],
+        ),
+        (
+            "add a kilo of the first",
+            ("add", "cheese-pack", 4),
+            ["Added to your cart: Сир Комо 250 г, 4 pcs.", "1 kg is 4 pcs of 250 g."],
+        ),
+        (
+            "додай кіло четвертого",
+            ("add", "cheese-kg", 1),
+            ["Додав у кошик: Сир Гауда ваговий, 1 кг."],
         ),
         (
             "додай 2 по 250 г першого",
