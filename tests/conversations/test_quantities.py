@@ -162,6 +162,54 @@ def test_answer_to_the_question_adds_the_packs(chat_client, merchant, shown):
     assert posted(merchant) == [("add", "cheese-pack", 2)]
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "видали 600 г першого",
+            "«Сир Комо 250 г» продається упаковками по 250 г, а 600 г — це 2,4 упаковки. "
+            "Скільки упаковок прибрати? Напишіть, наприклад, «видали 2 шт».",
+        ),
+        (
+            "remove 100 g of the first",
+            "“Сир Комо 250 г” comes in packs of 250 g, and 100 g is 0.4 packs. How many packs "
+            "should I remove? Say for example “remove 1 pcs”.",
+        ),
+        (
+            "измени количество первого на 600 г",
+            "«Сир Комо 250 г» продаётся упаковками по 250 г, а 600 г — это 2,4 упаковки. "
+            "Сколько упаковок поставить? Напишите, например, «сделай 2 шт».",
+        ),
+        (
+            "set the first to 600 g",
+            "“Сир Комо 250 г” comes in packs of 250 g, and 600 g is 2.4 packs. How many packs "
+            "should I set it to? Say for example “make it 2 pcs”.",
+        ),
+    ],
+)
+def test_amount_question_names_the_change(chat_client, merchant, shown, text, expected):
+    send(chat_client, shown, "додай 4 першого")
+
+    sent = send(chat_client, shown, text)
+
+    assert reply_text(sent) == expected
+    assert posted(merchant) == [("add", "cheese-pack", 4)]
+
+
+def test_removal_question_suggests_a_removal(chat_client, merchant, shown):
+    send(chat_client, shown, "додай 2 кг четвертого")
+
+    question = send(chat_client, shown, "видали 1 шт")
+    sent = send(chat_client, shown, "видали 0,5 кг")
+
+    assert reply_text(question) == (
+        "«Сир Гауда ваговий» продається на вагу (кг), а не упаковками чи штуками. Скільки кг "
+        "прибрати? Напишіть, наприклад, «видали 0,5 кг»."
+    )
+    assert reply_text(sent).split("\n")[0] == "Змінив кількість: Сир Гауда ваговий — тепер 1,5 кг."
+    assert posted(merchant) == [("add", "cheese-kg", 2), ("update_quantity", "cheese-kg", 1.5)]
+
+
 # Conversions that are exact.
 
 
