@@ -173,10 +173,18 @@ REMOVE_VERBS = _word_set(
     вийми викинь удали удалите удалить убери уберите убрать выкинь remove delete drop"""
 )
 CLEAR_VERBS = _word_set("очисти очистіть очистити очисть спорожни очистите empty clear reset")
-SET_VERBS = _word_set(
-    """зміни змініть змінити зроби зробіть встанови встановіть зменш зменши збільш збільши
-    поміняй измени измените изменить сделай сделайте установи уменьши увеличь
-    поменяй set change make update"""
+# "зменш на 1" and "збільш на 2" change a quantity by an amount: they take it off or add it.
+# With "до" or "to" ("зменш до 1") they set the quantity, as the other set verbs do.
+DECREASE_VERBS = _word_set("зменш зменши зменшіть уменьши уменьшите reduce decrease")
+INCREASE_VERBS = _word_set("збільш збільши збільшіть увеличь увеличьте increase")
+TARGET_PREPOSITIONS = frozenset({"до", "to"})
+SET_VERBS = (
+    _word_set(
+        """зміни змініть змінити зроби зробіть встанови встановіть поміняй измени измените
+        изменить сделай сделайте установи поменяй set change make update"""
+    )
+    | DECREASE_VERBS
+    | INCREASE_VERBS
 )
 QUANTITY_NOUNS = _word_set("кількість кількості количество quantity qty amount")
 SEARCH_VERBS = _word_set(
@@ -298,7 +306,7 @@ def parse_intent(text: str) -> Intent:
     position = _position_only(tokens, words)
     if position is not None:
         return Intent(kind=IntentKind.ADD, reference=position)
-    return _with_target(kind, words)
+    return _relative_change(_with_target(kind, words), tokens)
 
 
 def _intent_kind(tokens: list[str]) -> IntentKind:
@@ -555,6 +563,24 @@ def _with_target(kind: IntentKind, words: _Words) -> Intent:
     else:
         quantity = quantities[0] if quantities else None
     return Intent(kind=kind, reference=reference, quantity=quantity)
+
+
+def _relative_change(intent: Intent, tokens: list[str]) -> Intent:
+    """Return "зменш на 1" as a removal of 1 and "збільш на 2" as an add of 2.
+
+    A quantity change by another verb, without an amount, or with "до" or "to" stays a
+    quantity change: "зменш до 1" sets the quantity to 1.
+    """
+    if intent.kind != IntentKind.SET_QUANTITY or intent.quantity is None:
+        return intent
+    if any(token in TARGET_PREPOSITIONS for token in tokens):
+        return intent
+    verb = next((token for token in tokens if token in SET_VERBS), None)
+    if verb in DECREASE_VERBS:
+        return Intent(IntentKind.REMOVE, reference=intent.reference, quantity=intent.quantity)
+    if verb in INCREASE_VERBS:
+        return Intent(IntentKind.ADD, reference=intent.reference, quantity=intent.quantity)
+    return intent
 
 
 def search_query(text: str) -> str:

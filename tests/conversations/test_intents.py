@@ -158,6 +158,31 @@ def test_parse_remove_commands(text, expected):
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
+        ("зменш на 1", Intent(REMOVE, quantity=pieces("1"))),
+        ("зменш першого на 1", Intent(REMOVE, reference=Ordinal(1), quantity=pieces("1"))),
+        ("уменьши второй на 2", Intent(REMOVE, reference=Ordinal(2), quantity=pieces("2"))),
+        ("decrease it by 200 g", Intent(REMOVE, quantity=pieces("200", "g"))),
+        ("збільш на 2", Intent(ADD, quantity=pieces("2"))),
+        ("увеличь на 1", Intent(ADD, quantity=pieces("1"))),
+        (
+            "increase milk by 1",
+            Intent(ADD, reference=NameFragment("milk"), quantity=pieces("1")),
+        ),
+        # With "до" or "to" the amount is the new quantity.
+        ("зменш до 1", Intent(SET, quantity=pieces("1"))),
+        ("збільш до 5", Intent(SET, quantity=pieces("5"))),
+        ("increase milk to 3", Intent(SET, reference=NameFragment("milk"), quantity=pieces("3"))),
+        # Without an amount it stays a quantity change without a quantity.
+        ("зменш першого", Intent(SET, reference=Ordinal(1))),
+    ],
+)
+def test_parse_relative_changes(text, expected):
+    assert parse_intent(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
         ("зміни кількість другого на 3", Intent(SET, reference=Ordinal(2), quantity=pieces("3"))),
         ("зроби 5", Intent(SET, quantity=pieces("5"))),
         ("зміни кількість першого на дві", Intent(SET, reference=Ordinal(1), quantity=pieces("2"))),

@@ -224,6 +224,49 @@ def test_remove_count_of_pronoun(
 
 
 @pytest.mark.parametrize(
+    ("text", "expected_post", "expected_reply"),
+    [
+        (
+            "зменш на 1",
+            {"action": "update_quantity", "sku": "bread-01", "quantity": 2},
+            "Змінив кількість: Хліб Київхліб білий — тепер 2 шт.",
+        ),
+        (
+            "збільш його на 2",
+            {
+                "action": "add",
+                "sku": "bread-01",
+                "quantity": 2,
+                "name": "Хліб Київхліб білий",
+                "price": 32.0,
+            },
+            "Додав у кошик: Хліб Київхліб білий, 2 шт.",
+        ),
+        (
+            "зменш до 1",
+            {"action": "update_quantity", "sku": "bread-01", "quantity": 1},
+            "Змінив кількість: Хліб Київхліб білий — тепер 1 шт.",
+        ),
+    ],
+)
+def test_change_by_an_amount(
+    chat_client, merchant, seeded_cart, shopper_conversation, text, expected_post, expected_reply
+):
+    send(chat_client, shopper_conversation, "що в кошику?")
+    send(chat_client, shopper_conversation, "зміни кількість третього на 3")
+
+    sent = send(chat_client, shopper_conversation, text)
+
+    assert reply_text(sent).startswith(expected_reply)
+    assert cart_posts(merchant)[-1] == {
+        "store_id": STORE_ID,
+        "session_id": SESSION_ID,
+        **expected_post,
+    }
+    assert len(cart_posts(merchant)) == 2
+
+
+@pytest.mark.parametrize(
     ("text", "expected_reply"),
     [
         ("видали -1", "Кількість має бути більшою за нуль."),
