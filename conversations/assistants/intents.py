@@ -513,12 +513,29 @@ def _decimal(text: str) -> Decimal | None:
         value = _fraction(text) if "/" in text else Decimal(text)
     except InvalidOperation:  # pragma: no cover - the token pattern admits only numbers
         return None
+    return _bounded(value)
+
+
+def _bounded(value: Decimal) -> Decimal:
+    """Return ``value``, with magnitudes beyond ``MAX_NUMBER_DIGITS`` digits as ±Infinity."""
     if value and value.adjusted() >= MAX_NUMBER_DIGITS:
         return Decimal("Infinity").copy_sign(value)
     if value and value.adjusted() < -MAX_NUMBER_DIGITS:
         # Far below any quantity step, so it counts as zero.
         return Decimal(0)
     return value
+
+
+def _packs_total(count: Decimal, size: Decimal) -> Decimal:
+    """Return the amount of ``count`` packs of ``size``, for "2 по 500 г".
+
+    A sign on either number makes the total negative, so that "-2 по -500 г" is rejected
+    instead of read as 1 kg. Either number 0 gives 0, even beside an infinite one.
+    """
+    if not count or not size:
+        return Decimal(0)
+    total = _bounded(abs(count) * abs(size))
+    return -total if count < 0 or size < 0 else total
 
 
 def _fraction(text: str) -> Decimal:
@@ -540,7 +557,7 @@ def _with_target(kind: IntentKind, words: _Words) -> Intent:
         # A count beside a weight or volume counts packs of that size: "додай 2 по 500 г",
         # "додай 2 гречки 500 г" and "видали 2 по 500 г" are 1 kg, not 500 g.
         measure = quantities[0]
-        quantities = [Quantity(bare.pop(0) * measure.value, measure.unit)]
+        quantities = [Quantity(_packs_total(bare.pop(0), measure.value), measure.unit)]
     if (
         kind == IntentKind.REMOVE
         and not references
