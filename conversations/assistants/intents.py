@@ -264,6 +264,8 @@ class _Words:
     name_words: list[str]
     # Whether the message has an object pronoun ("його", "them") for the product changed last.
     pronoun: bool = False
+    # Whether the message has "ще" or "more": "видали ще 1" takes one more off.
+    more: bool = False
 
 
 # Fraction characters that shoppers type for weights: "½ кг", "1½ kg". A mixed number may
@@ -303,6 +305,7 @@ def parse_intent(text: str) -> Intent:
     if kind in (IntentKind.CLEAR_CART, IntentKind.SHOW_CART, IntentKind.HELP, IntentKind.THANKS):
         return Intent(kind=kind)
     words = _sort_words(_operands(tokens))
+    words.more = any(token in MORE_WORDS for token in tokens)
     position = _position_only(tokens, words)
     if position is not None:
         return Intent(kind=IntentKind.ADD, reference=position)
@@ -565,8 +568,10 @@ def _with_target(kind: IntentKind, words: _Words) -> Intent:
         and is_position(bare[0])
         and not words.name_words
         and not words.pronoun
+        and not words.more
     ):
-        # "видали 2" is the second product, but "remove 2 of them" is 2 of the product changed last.
+        # "видали 2" is the second product, but "remove 2 of them" and "видали ще 2" are 2 of
+        # the product changed last.
         references.append(Ordinal(int(bare.pop(0))))
     if not quantities and bare:
         # An added amount usually comes first ("додай 2 першого"), a new quantity last

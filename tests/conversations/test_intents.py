@@ -140,6 +140,10 @@ def test_parse_add_commands(text, expected):
         ("видали дві з них", Intent(REMOVE, quantity=pieces("2"))),
         ("прибери 2 його", Intent(REMOVE, quantity=pieces("2"))),
         ("удали 2 из них", Intent(REMOVE, quantity=pieces("2"))),
+        # After "ще" or "more" too: one more piece off, not the first product.
+        ("видали ще 1", Intent(REMOVE, quantity=pieces("1"))),
+        ("remove 1 more", Intent(REMOVE, quantity=pieces("1"))),
+        ("видали ще другий", Intent(REMOVE, reference=Ordinal(2))),
         # A number that cannot be a position is an amount too.
         ("видали половину", Intent(REMOVE, quantity=pieces("0.5"))),
         # A count beside a weight counts packs of that size, as in an add.

@@ -202,6 +202,7 @@ def test_take_it_out_removes(chat_client, merchant, seeded_cart, shopper_convers
         ("видали дві з них", "Змінив кількість: Хліб Київхліб білий — тепер 1 шт."),
         ("прибери 2 його", "Змінив кількість: Хліб Київхліб білий — тепер 1 шт."),
         ("take 2 of them out", "Changed the quantity: Хліб Київхліб білий is now 1 pcs."),
+        ("видали ще 2", "Змінив кількість: Хліб Київхліб білий — тепер 1 шт."),
     ],
 )
 def test_remove_count_of_pronoun(
