@@ -209,9 +209,13 @@ HELP_WORDS = _word_set(
     "допомога допоможи допоможіть вмієш можеш помощь помоги умеешь можешь help can"
 )
 THANKS_WORDS = _word_set("дякую дякуємо спасибі спасибо thanks thank thx ty")
-# Object pronouns ("прибери його", "remove 2 of them") leave the product unnamed, so the
-# command applies to the product changed last, and a number beside them is an amount.
-PRONOUNS = _word_set("його її їх нього неї них его ее их него нее it its them")
+# Object pronouns and "such" ("прибери його", "remove 2 of them", "ще 2 таких") leave the
+# product unnamed, so the command applies to the product changed last, and a number beside
+# them is an amount.
+PRONOUNS = _word_set(
+    """його її їх нього неї них такий таку таке такого такої таких такі его ее их него нее
+    такой такая такую такое таких такие it its them"""
+)
 # Words that carry no product meaning in a request.
 FILLER_WORDS = PRONOUNS | _word_set(
     """мені мене мною будь ласка будь-ласка будьласка у в до з із зі на і й та а також теж

@@ -100,6 +100,8 @@ def test_parse_search_requests(text, expected):
         ("додай молоко в кошик", Intent(ADD, reference=NameFragment("молоко"))),
         ("додай ще один", Intent(ADD, quantity=pieces("1"))),
         ("ще 2", Intent(ADD, quantity=pieces("2"))),
+        ("ще 2 таких", Intent(ADD, quantity=pieces("2"))),
+        ("добавь ещё такой", Intent(ADD)),
         ("one more", Intent(ADD, quantity=pieces("1"))),
         ("добавь второй", Intent(ADD, reference=Ordinal(2))),
         ("2", Intent(ADD, reference=Ordinal(2))),
@@ -140,6 +142,7 @@ def test_parse_add_commands(text, expected):
         ("видали дві з них", Intent(REMOVE, quantity=pieces("2"))),
         ("прибери 2 його", Intent(REMOVE, quantity=pieces("2"))),
         ("удали 2 из них", Intent(REMOVE, quantity=pieces("2"))),
+        ("видали 2 таких", Intent(REMOVE, quantity=pieces("2"))),
         # After "ще" or "more" too: one more piece off, not the first product.
         ("видали ще 1", Intent(REMOVE, quantity=pieces("1"))),
         ("remove 1 more", Intent(REMOVE, quantity=pieces("1"))),
