@@ -437,6 +437,10 @@ def _sort_word(tokens: list[str], index: int, words: _Words) -> int:
     if token in HALF_KILO_WORDS:
         words.quantities.append(Quantity(Decimal("0.5"), "kg"))
         return index + 1
+    if token == "пол" and following in UNITS:
+        # Russian "пол кило", "пол литра": half of the unit. Alone, "пол" may be a name.
+        words.quantities.append(Quantity(Decimal("0.5"), UNITS[following]))
+        return index + 2
     if token in ONE_UNIT_WORDS:
         words.quantities.append(Quantity(Decimal(1), UNITS[token]))
         return index + 1

@@ -350,6 +350,15 @@ def test_name_matches_ignores_word_endings(fragment, name, expected):
             Intent(ADD, reference=NameFragment("молока"), quantity=pieces("1", "l")),
         ),
         (
+            "добавь пол кило яблок",
+            Intent(ADD, reference=NameFragment("яблок"), quantity=pieces("0.5", "kg")),
+        ),
+        (
+            "добавь пол литра молока",
+            Intent(ADD, reference=NameFragment("молока"), quantity=pieces("0.5", "l")),
+        ),
+        ("добавь пол", Intent(ADD, reference=NameFragment("пол"))),
+        (
             "додай 3 л молока",
             Intent(ADD, reference=NameFragment("молока"), quantity=pieces("3", "l")),
         ),

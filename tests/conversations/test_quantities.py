@@ -319,6 +319,11 @@ def test_removal_question_suggests_a_removal(chat_client, merchant, shown):
             ["Added to your cart: Сир Комо 250 г, 4 pcs.", "1 kg is 4 pcs of 250 g."],
         ),
         (
+            "добавь пол кило четвёртого",
+            ("add", "cheese-kg", 0.5),
+            ["Добавил в корзину: Сир Гауда ваговий, 0,5 кг."],
+        ),
+        (
             "додай кіло четвертого",
             ("add", "cheese-kg", 1),
             ["Додав у кошик: Сир Гауда ваговий, 1 кг."],
