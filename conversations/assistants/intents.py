@@ -160,6 +160,8 @@ UNITS: dict[str, str] = {
 MEASURE_UNITS = frozenset({"kg", "g", "l", "ml"})
 # "півкіло" and "пол-кило" are one word for half a kilogram.
 HALF_KILO_WORDS = frozenset({"півкіло", "півкілограма", "полкило", "пол-кило"})
+# A word for a kilogram or a litre without a number is one of it: "додай кіло яблук".
+ONE_UNIT_WORDS = _word_set("кіло кило kilo кілограм килограмм kilogram літр литр liter litre")
 
 ADD_VERBS = _word_set(
     """додай додайте додати додам додаси додавай поклади покладіть покласти візьми візьміть
@@ -171,10 +173,18 @@ REMOVE_VERBS = _word_set(
     вийми викинь удали удалите удалить убери уберите убрать выкинь remove delete drop"""
 )
 CLEAR_VERBS = _word_set("очисти очистіть очистити очисть спорожни очистите empty clear reset")
-SET_VERBS = _word_set(
-    """зміни змініть змінити зроби зробіть встанови встановіть зменш зменши збільш збільши
-    поміняй измени измените изменить сделай сделайте установи уменьши увеличь
-    поменяй set change make update"""
+# "зменш на 1" and "збільш на 2" change a quantity by an amount: they take it off or add it.
+# With "до" or "to" ("зменш до 1") they set the quantity, as the other set verbs do.
+DECREASE_VERBS = _word_set("зменш зменши зменшіть уменьши уменьшите reduce decrease")
+INCREASE_VERBS = _word_set("збільш збільши збільшіть увеличь увеличьте increase")
+TARGET_PREPOSITIONS = frozenset({"до", "to"})
+SET_VERBS = (
+    _word_set(
+        """зміни змініть змінити зроби зробіть встанови встановіть поміняй измени измените
+        изменить сделай сделайте установи поменяй set change make update"""
+    )
+    | DECREASE_VERBS
+    | INCREASE_VERBS
 )
 QUANTITY_NOUNS = _word_set("кількість кількості количество quantity qty amount")
 SEARCH_VERBS = _word_set(
@@ -188,6 +198,8 @@ CART_WORDS = _word_set(
     cart basket trolley"""
 )
 EVERYTHING_WORDS = _word_set("все усе всё геть everything all")
+# "take" with one of these, before or after its object, removes: "take it out", "take 2 off".
+TAKE_OUT_PARTICLES = frozenset({"out", "off"})
 MORE_WORDS = _word_set("ще еще ещё more another")
 GREETING_WORDS = _word_set(
     """привіт привітик вітаю добрий доброго день ранок ранку вечір вечора здрастуйте
@@ -197,14 +209,20 @@ HELP_WORDS = _word_set(
     "допомога допоможи допоможіть вмієш можеш помощь помоги умеешь можешь help can"
 )
 THANKS_WORDS = _word_set("дякую дякуємо спасибі спасибо thanks thank thx ty")
-# Words that carry no product meaning in a request. The pronouns among them ("прибери
-# його", "remove it") leave the product unnamed, so the command applies to the last one.
-FILLER_WORDS = _word_set(
+# Object pronouns and "such" ("прибери його", "remove 2 of them", "ще 2 таких") leave the
+# product unnamed, so the command applies to the product changed last, and a number beside
+# them is an amount.
+PRONOUNS = _word_set(
+    """його її їх нього неї них такий таку таке такого такої таких такі его ее их него нее
+    такой такая такую такое таких такие it its them"""
+)
+# Words that carry no product meaning in a request.
+FILLER_WORDS = PRONOUNS | _word_set(
     """мені мене мною будь ласка будь-ласка будьласка у в до з із зі на і й та а також теж
     ну цей цю це ця цього того той ту те вас вам ви ти чи що мій моєму мого моя мою мої моїх
-    мій товар товару товари позицію позиція позиції ще як як-небудь його її їх
-    мне меня пожалуйста во из и тоже мой моей эту этот это этого вы ты что его ее их
-    the a an of to in into my me please some any for it its them i you do does is are there can
+    мій товар товару товари позицію позиція позиції ще як як-небудь
+    мне меня пожалуйста во из и тоже мой моей эту этот это этого вы ты что
+    the a an of to in into my me please some any for i you do does is are there can
     could would like i'd i'll i'm let's with from item items product products that this
     what what's whats which by number номер по"""
 )
@@ -248,6 +266,10 @@ class _Words:
     # Numbers without a unit and without an ordinal form, such as the 2 of "видали 2".
     bare_numbers: list[Decimal]
     name_words: list[str]
+    # Whether the message has an object pronoun ("його", "them") for the product changed last.
+    pronoun: bool = False
+    # Whether the message has "ще" or "more": "видали ще 1" takes one more off.
+    more: bool = False
 
 
 # Fraction characters that shoppers type for weights: "½ кг", "1½ kg". A mixed number may
@@ -287,10 +309,11 @@ def parse_intent(text: str) -> Intent:
     if kind in (IntentKind.CLEAR_CART, IntentKind.SHOW_CART, IntentKind.HELP, IntentKind.THANKS):
         return Intent(kind=kind)
     words = _sort_words(_operands(tokens))
+    words.more = any(token in MORE_WORDS for token in tokens)
     position = _position_only(tokens, words)
     if position is not None:
         return Intent(kind=IntentKind.ADD, reference=position)
-    return _with_target(kind, words)
+    return _relative_change(_with_target(kind, words), tokens)
 
 
 def _intent_kind(tokens: list[str]) -> IntentKind:
@@ -316,8 +339,7 @@ def _verb_kind(tokens: list[str]) -> IntentKind | None:
     """
     has_search_verb = False
     for index, token in enumerate(tokens):
-        following = tokens[index + 1] if index + 1 < len(tokens) else ""
-        if token == "take" and following in ("out", "off"):
+        if token == "take" and _takes_out(tokens[index + 1 :]):
             return IntentKind.REMOVE
         if token in ADD_VERBS:
             return IntentKind.ADD
@@ -329,6 +351,11 @@ def _verb_kind(tokens: list[str]) -> IntentKind | None:
             return IntentKind.SET_QUANTITY
         has_search_verb = has_search_verb or token in SEARCH_VERBS
     return IntentKind.SEARCH if has_search_verb else None
+
+
+def _takes_out(tokens: list[str]) -> bool:
+    """Tell whether the words after "take" make a removal: "take out milk", "take it out"."""
+    return any(token in TAKE_OUT_PARTICLES for token in tokens)
 
 
 def _means_everything(tokens: list[str]) -> bool:
@@ -378,7 +405,7 @@ def _operands(tokens: list[str]) -> list[str]:
     for index, token in enumerate(tokens):
         if token in verbs or token in CART_WORDS or token in MORE_WORDS:
             continue
-        if token in ("out", "off") and index > 0 and tokens[index - 1] == "take":
+        if token in TAKE_OUT_PARTICLES and "take" in tokens[:index]:
             continue
         operands.append(token)
     return operands
@@ -410,12 +437,22 @@ def _sort_word(tokens: list[str], index: int, words: _Words) -> int:
     if token in HALF_KILO_WORDS:
         words.quantities.append(Quantity(Decimal("0.5"), "kg"))
         return index + 1
+    if token == "пол" and following in UNITS:
+        # Russian "пол кило", "пол литра": half of the unit. Alone, "пол" may be a name.
+        words.quantities.append(Quantity(Decimal("0.5"), UNITS[following]))
+        return index + 2
+    if token in ONE_UNIT_WORDS:
+        words.quantities.append(Quantity(Decimal(1), UNITS[token]))
+        return index + 1
     if _starts_number(token):
         return _sort_number(tokens, index, words)
     if token in NUMBER_WORDS:
         if token == "one" and (previous in ORDINALS or previous in PRONOUN_ONE_PRECEDERS):
             return index + 1
         return _sort_amount(NUMBER_WORDS[token], tokens, index, words)
+    if token in PRONOUNS:
+        words.pronoun = True
+        return index + 1
     if token in UNITS or token in FILLER_WORDS or token in EVERYTHING_WORDS:
         return index + 1
     if token in GREETING_WORDS or token in THANKS_WORDS:
@@ -487,12 +524,29 @@ def _decimal(text: str) -> Decimal | None:
         value = _fraction(text) if "/" in text else Decimal(text)
     except InvalidOperation:  # pragma: no cover - the token pattern admits only numbers
         return None
+    return _bounded(value)
+
+
+def _bounded(value: Decimal) -> Decimal:
+    """Return ``value``, with magnitudes beyond ``MAX_NUMBER_DIGITS`` digits as ±Infinity."""
     if value and value.adjusted() >= MAX_NUMBER_DIGITS:
         return Decimal("Infinity").copy_sign(value)
     if value and value.adjusted() < -MAX_NUMBER_DIGITS:
         # Far below any quantity step, so it counts as zero.
         return Decimal(0)
     return value
+
+
+def _packs_total(count: Decimal, size: Decimal) -> Decimal:
+    """Return the amount of ``count`` packs of ``size``, for "2 по 500 г".
+
+    A sign on either number makes the total negative, so that "-2 по -500 г" is rejected
+    instead of read as 1 kg. Either number 0 gives 0, even beside an infinite one.
+    """
+    if not count or not size:
+        return Decimal(0)
+    total = _bounded(abs(count) * abs(size))
+    return -total if count < 0 or size < 0 else total
 
 
 def _fraction(text: str) -> Decimal:
@@ -510,20 +564,25 @@ def _with_target(kind: IntentKind, words: _Words) -> Intent:
     references = list(words.references)
     quantities = list(words.quantities)
     bare = list(words.bare_numbers)
+    if len(quantities) == 1 and quantities[0].unit in MEASURE_UNITS and bare:
+        # A count beside a weight or volume counts packs of that size: "додай 2 по 500 г",
+        # "додай 2 гречки 500 г" and "видали 2 по 500 г" are 1 kg, not 500 g.
+        # NOTE: the count is the first bare number wherever it stands, so "зміни 2 на 500 г"
+        # also reads 1 kg.
+        measure = quantities[0]
+        quantities = [Quantity(_packs_total(bare.pop(0), measure.value), measure.unit)]
     if (
         kind == IntentKind.REMOVE
         and not references
         and bare
         and is_position(bare[0])
         and not words.name_words
+        and not words.pronoun
+        and not words.more
     ):
-        # "видали 2" means the second product: a removal has no amount.
+        # "видали 2" is the second product, but "remove 2 of them" and "видали ще 2" are 2 of
+        # the product changed last.
         references.append(Ordinal(int(bare.pop(0))))
-    if len(quantities) == 1 and quantities[0].unit in MEASURE_UNITS and bare:
-        # A count beside a weight or volume counts packs of that size: "додай 2 по 500 г" and
-        # "додай 2 гречки 500 г" are 1 kg, not 500 g.
-        measure = quantities[0]
-        quantities = [Quantity(bare.pop(0) * measure.value, measure.unit)]
     if not quantities and bare:
         # An added amount usually comes first ("додай 2 першого"), a new quantity last
         # ("зміни другий на 3").
@@ -535,10 +594,25 @@ def _with_target(kind: IntentKind, words: _Words) -> Intent:
         quantity: Quantity | None = quantities[-1]
     else:
         quantity = quantities[0] if quantities else None
-    if kind == IntentKind.REMOVE and reference is None and quantity and quantity.unit is None:
-        # A bare number without a product is no amount: "видали -1" takes nothing off.
-        quantity = None
     return Intent(kind=kind, reference=reference, quantity=quantity)
+
+
+def _relative_change(intent: Intent, tokens: list[str]) -> Intent:
+    """Return "зменш на 1" as a removal of 1 and "збільш на 2" as an add of 2.
+
+    A quantity change by another verb, without an amount, or with "до" or "to" stays a
+    quantity change: "зменш до 1" sets the quantity to 1.
+    """
+    if intent.kind != IntentKind.SET_QUANTITY or intent.quantity is None:
+        return intent
+    if any(token in TARGET_PREPOSITIONS for token in tokens):
+        return intent
+    verb = next((token for token in tokens if token in SET_VERBS), None)
+    if verb in DECREASE_VERBS:
+        return Intent(IntentKind.REMOVE, reference=intent.reference, quantity=intent.quantity)
+    if verb in INCREASE_VERBS:
+        return Intent(IntentKind.ADD, reference=intent.reference, quantity=intent.quantity)
+    return intent
 
 
 def search_query(text: str) -> str:

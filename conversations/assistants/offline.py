@@ -24,7 +24,7 @@ from conversations.assistants.intents import (
     parse_intent,
 )
 from conversations.assistants.replies import Replies
-from conversations.cart import cart_find, to_decimal
+from conversations.cart import cart_find, quantity_rounded, to_decimal
 from conversations.events import Event, StatusCode
 from conversations.tools import (
     REASON_NOT_IN_CART,
@@ -108,9 +108,10 @@ class OfflineAssistant:
         intent = parse_intent(turn.text)
         turn.metadata["intent"] = intent.kind.value
         memory = Memory.load(turn.conversation.state)
-        yield from _OfflineReply(turn=turn, memory=memory, replies=Replies(turn.language)).run(
-            intent
+        reply = _OfflineReply(
+            turn=turn, memory=memory, replies=Replies(turn.language), action=intent.kind
         )
+        yield from reply.run(intent)
         memory.store(turn.conversation.state)
 
 
@@ -121,6 +122,8 @@ class _OfflineReply:
     turn: Turn
     memory: Memory
     replies: Replies
+    # The change the shopper requested: a question about the amount names it.
+    action: IntentKind
     lines: list[str] = field(default_factory=list)
     # How the shopper's weight or volume became packs; shown after a confirmed change.
     conversion_note: str | None = None
@@ -186,12 +189,14 @@ class _OfflineReply:
                 self.replies.rejection(REASON_NOT_IN_CART, product=product, quantity="")
             )
             return
-        if not amount.is_finite() or amount <= 0:
+        # Quantities are sent rounded to 3 decimal places, so an amount that rounds to 0
+        # would change nothing, and a rest that rounds to 0 is nothing left.
+        if not amount.is_finite() or amount <= 0 or quantity_rounded(amount) == 0:
             reason = GuardReason.INVALID_QUANTITY
             self.lines.append(self.replies.rejection(reason, product=product, quantity=""))
             return
         remaining = to_decimal(item["quantity"]) - amount
-        if remaining <= 0:
+        if quantity_rounded(remaining) <= 0:
             yield from self._remove(Intent(kind=IntentKind.REMOVE, reference=reference))
             return
         change = Intent(IntentKind.SET_QUANTITY, reference=reference, quantity=Quantity(remaining))
@@ -511,8 +516,16 @@ class _OfflineReply:
         )
 
     def _ask(self, key: str, product: ShownProduct, **params: object) -> None:
-        """Ask the shopper to restate an amount; the next "add 3" applies to ``product``."""
-        self.lines.append(self.replies.text(key, name=product.name, **params))
+        """Ask the shopper to restate an amount; the next "add 3" applies to ``product``.
+
+        The question names the requested change, so that a removal suggests "видали 2 шт"
+        and not an add.
+        """
+        verb = self.replies.text(f"ask_verb_{self.action.value}")
+        command = self.replies.text(f"ask_command_{self.action.value}")
+        self.lines.append(
+            self.replies.text(key, name=product.name, verb=verb, command=command, **params)
+        )
         self.memory.focus = product.sku
 
 

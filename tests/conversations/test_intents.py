@@ -100,6 +100,8 @@ def test_parse_search_requests(text, expected):
         ("додай молоко в кошик", Intent(ADD, reference=NameFragment("молоко"))),
         ("додай ще один", Intent(ADD, quantity=pieces("1"))),
         ("ще 2", Intent(ADD, quantity=pieces("2"))),
+        ("ще 2 таких", Intent(ADD, quantity=pieces("2"))),
+        ("добавь ещё такой", Intent(ADD)),
         ("one more", Intent(ADD, quantity=pieces("1"))),
         ("добавь второй", Intent(ADD, reference=Ordinal(2))),
         ("2", Intent(ADD, reference=Ordinal(2))),
@@ -120,6 +122,9 @@ def test_parse_add_commands(text, expected):
         ("видали все молоко", Intent(REMOVE, reference=NameFragment("молоко"))),
         ("remove the second", Intent(REMOVE, reference=Ordinal(2))),
         ("take out the third one", Intent(REMOVE, reference=Ordinal(3))),
+        ("take it out", Intent(REMOVE)),
+        ("take the milk out of the cart", Intent(REMOVE, reference=NameFragment("milk"))),
+        ("take 2 of them out", Intent(REMOVE, quantity=pieces("2"))),
         ("delete milk", Intent(REMOVE, reference=NameFragment("milk"))),
         ("удали последний", Intent(REMOVE, reference=Ordinal(-1))),
         ("прибери його", Intent(REMOVE)),
@@ -131,9 +136,54 @@ def test_parse_add_commands(text, expected):
             "прибери 500 г сиру",
             Intent(REMOVE, reference=NameFragment("сиру"), quantity=pieces("500", "g")),
         ),
+        # Beside a pronoun a number is an amount of the product changed last, not a position.
+        ("remove 2 of them", Intent(REMOVE, quantity=pieces("2"))),
+        ("remove one of them", Intent(REMOVE, quantity=pieces("1"))),
+        ("видали дві з них", Intent(REMOVE, quantity=pieces("2"))),
+        ("прибери 2 його", Intent(REMOVE, quantity=pieces("2"))),
+        ("удали 2 из них", Intent(REMOVE, quantity=pieces("2"))),
+        ("видали 2 таких", Intent(REMOVE, quantity=pieces("2"))),
+        # After "ще" or "more" too: one more piece off, not the first product.
+        ("видали ще 1", Intent(REMOVE, quantity=pieces("1"))),
+        ("remove 1 more", Intent(REMOVE, quantity=pieces("1"))),
+        ("видали ще другий", Intent(REMOVE, reference=Ordinal(2))),
+        # A number that cannot be a position is an amount too.
+        ("видали половину", Intent(REMOVE, quantity=pieces("0.5"))),
+        # A count beside a weight counts packs of that size, as in an add.
+        ("видали 2 по 500 г", Intent(REMOVE, quantity=pieces("1000", "g"))),
+        ("удали 2 по 0,5 кг", Intent(REMOVE, quantity=pieces("1.0", "kg"))),
+        (
+            "видали 2 по 500 г першого",
+            Intent(REMOVE, reference=Ordinal(1), quantity=pieces("1000", "g")),
+        ),
     ],
 )
 def test_parse_remove_commands(text, expected):
+    assert parse_intent(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("зменш на 1", Intent(REMOVE, quantity=pieces("1"))),
+        ("зменш першого на 1", Intent(REMOVE, reference=Ordinal(1), quantity=pieces("1"))),
+        ("уменьши второй на 2", Intent(REMOVE, reference=Ordinal(2), quantity=pieces("2"))),
+        ("decrease it by 200 g", Intent(REMOVE, quantity=pieces("200", "g"))),
+        ("збільш на 2", Intent(ADD, quantity=pieces("2"))),
+        ("увеличь на 1", Intent(ADD, quantity=pieces("1"))),
+        (
+            "increase milk by 1",
+            Intent(ADD, reference=NameFragment("milk"), quantity=pieces("1")),
+        ),
+        # With "до" or "to" the amount is the new quantity.
+        ("зменш до 1", Intent(SET, quantity=pieces("1"))),
+        ("збільш до 5", Intent(SET, quantity=pieces("5"))),
+        ("increase milk to 3", Intent(SET, reference=NameFragment("milk"), quantity=pieces("3"))),
+        # Without an amount it stays a quantity change without a quantity.
+        ("зменш першого", Intent(SET, reference=Ordinal(1))),
+    ],
+)
+def test_parse_relative_changes(text, expected):
     assert parse_intent(text) == expected
 
 
@@ -292,6 +342,23 @@ def test_name_matches_ignores_word_endings(fragment, name, expected):
             Intent(ADD, reference=NameFragment("сиру"), quantity=pieces("500", "g")),
         ),
         (
+            "додай кілограм яблук",
+            Intent(ADD, reference=NameFragment("яблук"), quantity=pieces("1", "kg")),
+        ),
+        (
+            "купи литр молока",
+            Intent(ADD, reference=NameFragment("молока"), quantity=pieces("1", "l")),
+        ),
+        (
+            "добавь пол кило яблок",
+            Intent(ADD, reference=NameFragment("яблок"), quantity=pieces("0.5", "kg")),
+        ),
+        (
+            "добавь пол литра молока",
+            Intent(ADD, reference=NameFragment("молока"), quantity=pieces("0.5", "l")),
+        ),
+        ("добавь пол", Intent(ADD, reference=NameFragment("пол"))),
+        (
             "додай 3 л молока",
             Intent(ADD, reference=NameFragment("молока"), quantity=pieces("3", "l")),
         ),
@@ -303,7 +370,7 @@ def test_name_matches_ignores_word_endings(fragment, name, expected):
             "add 2 packs of the second",
             Intent(ADD, reference=Ordinal(2), quantity=pieces("2", "pack")),
         ),
-        ("видали -1", Intent(REMOVE)),
+        ("видали -1", Intent(REMOVE, quantity=pieces("-1"))),
         ("-2", Intent(SEARCH, query="-2")),
     ],
 )

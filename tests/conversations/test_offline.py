@@ -179,6 +179,114 @@ def test_removal_of_an_amount_after_a_question(
     }
 
 
+def test_take_it_out_removes(chat_client, merchant, seeded_cart, shopper_conversation):
+    send(chat_client, shopper_conversation, "що в кошику?")
+    send(chat_client, shopper_conversation, "зміни кількість третього на 2")
+
+    sent = send(chat_client, shopper_conversation, "take it out")
+
+    assert reply_text(sent).startswith("Removed from your cart: Хліб Київхліб білий.")
+    assert cart_posts(merchant)[-1] == {
+        "action": "remove",
+        "store_id": STORE_ID,
+        "session_id": SESSION_ID,
+        "sku": "bread-01",
+    }
+    assert len(cart_posts(merchant)) == 2
+
+
+@pytest.mark.parametrize(
+    ("text", "expected_reply"),
+    [
+        ("remove 2 of them", "Changed the quantity: Хліб Київхліб білий is now 1 pcs."),
+        ("видали дві з них", "Змінив кількість: Хліб Київхліб білий — тепер 1 шт."),
+        ("прибери 2 його", "Змінив кількість: Хліб Київхліб білий — тепер 1 шт."),
+        ("take 2 of them out", "Changed the quantity: Хліб Київхліб білий is now 1 pcs."),
+        ("видали ще 2", "Змінив кількість: Хліб Київхліб білий — тепер 1 шт."),
+    ],
+)
+def test_remove_count_of_pronoun(
+    chat_client, merchant, seeded_cart, shopper_conversation, text, expected_reply
+):
+    send(chat_client, shopper_conversation, "що в кошику?")
+    send(chat_client, shopper_conversation, "зміни кількість третього на 3")
+
+    sent = send(chat_client, shopper_conversation, text)
+
+    assert reply_text(sent).startswith(expected_reply)
+    assert cart_posts(merchant)[-1] == {
+        "action": "update_quantity",
+        "store_id": STORE_ID,
+        "session_id": SESSION_ID,
+        "sku": "bread-01",
+        "quantity": 1,
+    }
+    assert len(cart_posts(merchant)) == 2
+
+
+@pytest.mark.parametrize(
+    ("text", "expected_post", "expected_reply"),
+    [
+        (
+            "зменш на 1",
+            {"action": "update_quantity", "sku": "bread-01", "quantity": 2},
+            "Змінив кількість: Хліб Київхліб білий — тепер 2 шт.",
+        ),
+        (
+            "збільш його на 2",
+            {
+                "action": "add",
+                "sku": "bread-01",
+                "quantity": 2,
+                "name": "Хліб Київхліб білий",
+                "price": 32.0,
+            },
+            "Додав у кошик: Хліб Київхліб білий, 2 шт.",
+        ),
+        (
+            "зменш до 1",
+            {"action": "update_quantity", "sku": "bread-01", "quantity": 1},
+            "Змінив кількість: Хліб Київхліб білий — тепер 1 шт.",
+        ),
+    ],
+)
+def test_change_by_an_amount(
+    chat_client, merchant, seeded_cart, shopper_conversation, text, expected_post, expected_reply
+):
+    send(chat_client, shopper_conversation, "що в кошику?")
+    send(chat_client, shopper_conversation, "зміни кількість третього на 3")
+
+    sent = send(chat_client, shopper_conversation, text)
+
+    assert reply_text(sent).startswith(expected_reply)
+    assert cart_posts(merchant)[-1] == {
+        "store_id": STORE_ID,
+        "session_id": SESSION_ID,
+        **expected_post,
+    }
+    assert len(cart_posts(merchant)) == 2
+
+
+@pytest.mark.parametrize(
+    ("text", "expected_reply"),
+    [
+        ("видали -1", "Кількість має бути більшою за нуль."),
+        ("видали 0", "Кількість має бути більшою за нуль."),
+        ("remove -2 of them", "The quantity must be greater than zero."),
+    ],
+)
+def test_remove_number_below_one_rejected(
+    chat_client, merchant, seeded_cart, shopper_conversation, text, expected_reply
+):
+    send(chat_client, shopper_conversation, "що в кошику?")
+    send(chat_client, shopper_conversation, "зміни кількість третього на 3")
+
+    sent = send(chat_client, shopper_conversation, text)
+
+    assert reply_text(sent) == expected_reply
+    assert len(cart_posts(merchant)) == 1
+
+
 def test_removal_of_an_invalid_amount_calls_no_webhook(
     chat_client, merchant, seeded_cart, shopper_conversation
 ):

@@ -72,6 +72,13 @@ def posted(merchant) -> list[tuple[str, str | None, object]]:
         ("додай −1 першого", "Кількість має бути більшою за нуль."),
         ("додай 0 першого", "Кількість має бути більшою за нуль."),
         ("додай 0 по 250 г першого", "Кількість має бути більшою за нуль."),
+        ("додай -2 по -250 г першого", "Кількість має бути більшою за нуль."),
+        ("додай 1e999 по 0 г першого", "Кількість має бути більшою за нуль."),
+        ("додай 0 по 1/0 г першого", "Кількість має бути більшою за нуль."),
+        (
+            "додай 999999999999 по 999999999999 кг першого",
+            "За один раз я можу замовити щонайбільше 100 шт «Сир Комо 250 г».",
+        ),
         ("add -3 of the first", "The quantity must be greater than zero."),
         ("добавь -2 первого", "Количество должно быть больше нуля."),
         ("зміни кількість першого на -2", "Кількість має бути більшою за нуль."),
@@ -139,6 +146,11 @@ def test_invalid_amounts_are_rejected_without_a_webhook(
             "«Сир Гауда ваговий» продається в кг, тож 1 л я не можу перерахувати. Скільки кг "
             "додати?",
         ),
+        (
+            "додай літр другого",
+            "«Молоко Ферма 2.5%» продається поштучно, і я не знаю, скільки штук становлять "
+            "1 л. Скільки штук додати? Напишіть, наприклад, «додай 2 шт».",
+        ),
     ],
 )
 def test_unclear_amounts_get_a_question(chat_client, merchant, shown, text, expected):
@@ -155,6 +167,54 @@ def test_answer_to_the_question_adds_the_packs(chat_client, merchant, shown):
 
     assert reply_text(sent).startswith("Додав у кошик: Сир Комо 250 г, 2 шт.")
     assert posted(merchant) == [("add", "cheese-pack", 2)]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "видали 600 г першого",
+            "«Сир Комо 250 г» продається упаковками по 250 г, а 600 г — це 2,4 упаковки. "
+            "Скільки упаковок прибрати? Напишіть, наприклад, «видали 2 шт».",
+        ),
+        (
+            "remove 100 g of the first",
+            "“Сир Комо 250 г” comes in packs of 250 g, and 100 g is 0.4 packs. How many packs "
+            "should I remove? Say for example “remove 1 pcs”.",
+        ),
+        (
+            "измени количество первого на 600 г",
+            "«Сир Комо 250 г» продаётся упаковками по 250 г, а 600 г — это 2,4 упаковки. "
+            "Сколько упаковок поставить? Напишите, например, «сделай 2 шт».",
+        ),
+        (
+            "set the first to 600 g",
+            "“Сир Комо 250 г” comes in packs of 250 g, and 600 g is 2.4 packs. How many packs "
+            "should I set it to? Say for example “make it 2 pcs”.",
+        ),
+    ],
+)
+def test_amount_question_names_the_change(chat_client, merchant, shown, text, expected):
+    send(chat_client, shown, "додай 4 першого")
+
+    sent = send(chat_client, shown, text)
+
+    assert reply_text(sent) == expected
+    assert posted(merchant) == [("add", "cheese-pack", 4)]
+
+
+def test_removal_question_suggests_a_removal(chat_client, merchant, shown):
+    send(chat_client, shown, "додай 2 кг четвертого")
+
+    question = send(chat_client, shown, "видали 1 шт")
+    sent = send(chat_client, shown, "видали 0,5 кг")
+
+    assert reply_text(question) == (
+        "«Сир Гауда ваговий» продається на вагу (кг), а не упаковками чи штуками. Скільки кг "
+        "прибрати? Напишіть, наприклад, «видали 0,5 кг»."
+    )
+    assert reply_text(sent).split("\n")[0] == "Змінив кількість: Сир Гауда ваговий — тепер 1,5 кг."
+    assert posted(merchant) == [("add", "cheese-kg", 2), ("update_quantity", "cheese-kg", 1.5)]
 
 
 # Conversions that are exact.
@@ -254,6 +314,21 @@ def test_answer_to_the_question_adds_the_packs(chat_client, merchant, shown):
             ["Added to your cart: Сир Гауда ваговий, 1.75 kg."],
         ),
         (
+            "add a kilo of the first",
+            ("add", "cheese-pack", 4),
+            ["Added to your cart: Сир Комо 250 г, 4 pcs.", "1 kg is 4 pcs of 250 g."],
+        ),
+        (
+            "добавь пол кило четвёртого",
+            ("add", "cheese-kg", 0.5),
+            ["Добавил в корзину: Сир Гауда ваговий, 0,5 кг."],
+        ),
+        (
+            "додай кіло четвертого",
+            ("add", "cheese-kg", 1),
+            ["Додав у кошик: Сир Гауда ваговий, 1 кг."],
+        ),
+        (
             "додай 2 по 250 г першого",
             ("add", "cheese-pack", 2),
             ["Додав у кошик: Сир Комо 250 г, 2 шт.", "500 г — це 2 шт по 250 г."],
@@ -295,3 +370,30 @@ def test_percentage_in_a_name_is_no_amount(chat_client, merchant, shown):
     assert reply_text(sent) == "Каталог магазину поки порожній, тож шукати в ньому ще нічого."
     shown.refresh_from_db()
     assert shown.cart == {"items": [], "total": 0.0}
+
+
+def test_removal_counts_packs_of_a_weight(chat_client, merchant, shown):
+    send(chat_client, shown, "додай 2 кг четвертого")
+
+    sent = send(chat_client, shown, "видали 2 по 500 г")
+
+    assert posted(merchant) == [("add", "cheese-kg", 2), ("update_quantity", "cheese-kg", 1)]
+    assert reply_text(sent).split("\n")[0] == "Змінив кількість: Сир Гауда ваговий — тепер 1 кг."
+
+
+def test_removal_rounding_to_zero_is_rejected(chat_client, merchant, shown):
+    send(chat_client, shown, "додай 2 кг четвертого")
+
+    sent = send(chat_client, shown, "видали 0,0004 кг")
+
+    assert reply_text(sent) == "Кількість має бути більшою за нуль."
+    assert posted(merchant) == [("add", "cheese-kg", 2)]
+
+
+def test_removal_rest_rounding_to_zero(chat_client, merchant, shown):
+    send(chat_client, shown, "додай 1 кг четвертого")
+
+    sent = send(chat_client, shown, "видали 999,6 г")
+
+    assert reply_text(sent).split("\n")[0] == "Прибрав з кошика: Сир Гауда ваговий."
+    assert posted(merchant) == [("add", "cheese-kg", 1), ("remove", "cheese-kg", None)]

@@ -43,6 +43,9 @@ def test_rotate_webhook_secret_now(tenant):
     assert webhook_settings.secret != old_secret
     assert webhook_settings.secret in output.getvalue()
     assert webhook_settings.next_secret == ""
+    assert output.getvalue().endswith(
+        "The new secret is in use now; the old one no longer signs.\n"
+    )
 
 
 def test_rotate_webhook_secret_with_overlap(tenant):
@@ -67,7 +70,7 @@ def test_rotate_first_secret_skips_overlap(tenant):
     assert webhook_settings.next_secret_promote_at is None
     assert output.getvalue() == (
         f"New webhook signing secret (shown only now): {webhook_settings.secret}\n"
-        "The new secret is in use now; the old one no longer signs.\n"
+        "The new secret is in use now; the tenant had no secret before.\n"
     )
 
 

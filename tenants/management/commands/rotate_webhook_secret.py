@@ -47,6 +47,9 @@ class Command(BaseCommand):
         custom_secret = sys.stdin.read().strip("\n") if options["secret_stdin"] else None
         overlap = timedelta(hours=options["overlap_hours"])
         webhook_settings = webhook_settings_get_or_create(tenant=tenant)
+        # Read before the change and used only in the message, so a concurrent change only makes
+        # the message stale.
+        had_secret = bool(webhook_settings.secret)
         try:
             secret = webhook_secret_set(
                 webhook_settings=webhook_settings, secret=custom_secret, overlap=overlap
@@ -61,5 +64,7 @@ class Command(BaseCommand):
                 f"Both secrets sign requests for the next {options['overlap_hours']:g} hours; "
                 "switch your verifier to the new secret within that time."
             )
-        else:
+        elif had_secret:
             self.stdout.write("The new secret is in use now; the old one no longer signs.")
+        else:
+            self.stdout.write("The new secret is in use now; the tenant had no secret before.")
