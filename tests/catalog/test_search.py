@@ -842,6 +842,41 @@ def test_large_tenant_matches_through_gin_index(
         assert "catalog_searchdocument_tenant_id" not in plan
 
 
+@pytest.mark.parametrize(("min_share", "reads_term_index"), [(0.5, True), (0.9, False)])
+def test_large_tenant_typos_through_trigram_index(
+    tenant, other_tenant, embedder, monkeypatch, min_share, reads_term_index
+):
+    ours = [
+        {"sku": "chocolate-milk", "name": "Chocolate milk"},
+        {"sku": "chocolate-bar", "name": "Chocolate bar"},
+        {"sku": "coffee", "name": "Coffee beans"},
+    ]
+    theirs = [{"sku": "their-chocolate", "name": "Chocolate"}, {"sku": "milk", "name": "Milk"}]
+    product_upsert_many(tenant=tenant, products=[product_input_parse(item) for item in ours])
+    product_upsert_many(
+        tenant=other_tenant, products=[product_input_parse(item) for item in theirs]
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE catalog_product")
+    monkeypatch.setattr(search_module, "TERM_INDEX_MIN_SHARE", min_share)
+
+    with CaptureQueriesContext(connection) as context:
+        hits = product_search(tenant=tenant, query="chocolste", embedder=embedder)
+
+    (statement,) = [q["sql"] for q in context.captured_queries if q["sql"].startswith("WITH")]
+    trigram_part = statement[statement.index("trigram_candidates AS") :]
+    assert ("tenant_id + 0 =" in trigram_part) is reads_term_index
+    assert set(_skus(hits)) == {"chocolate-milk", "chocolate-bar"}
+    if reads_term_index:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SET LOCAL enable_seqscan = off")
+            cursor.execute("SELECT set_config('pg_trgm.word_similarity_threshold', '0.3', true)")
+            cursor.execute("EXPLAIN " + statement)
+            plan = "\n".join(row[0] for row in cursor.fetchall())
+        assert "search_document_title_trgm" in plan
+        assert "catalog_searchdocument_tenant_id" not in plan
+
+
 @pytest.mark.parametrize(
     ("products", "table_products", "prefers_term_index"),
     [(50, 100, True), (49, 100, False), (100_000, 165_000, True), (20_000, 165_000, False)],
