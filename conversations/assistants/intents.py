@@ -377,7 +377,11 @@ def _kind_without_verb(tokens: list[str]) -> IntentKind:
         return IntentKind.HELP
     if any(token in MORE_WORDS for token in tokens):
         return IntentKind.ADD
-    if _position_only(tokens, _sort_words(_operands(tokens))) is not None:
+    words = _sort_words(_operands(tokens))
+    if _position_only(tokens, words) is not None:
+        return IntentKind.ADD
+    if words.pronoun and (words.bare_numbers or words.quantities) and not words.name_words:
+        # "2 таких" and "two of them" are an amount of the product changed last.
         return IntentKind.ADD
     return IntentKind.SEARCH
 
@@ -391,7 +395,7 @@ def _position_only(tokens: list[str], words: _Words) -> Ordinal | None:
     if len(words.references) == 1 and not words.bare_numbers:
         reference = words.references[0]
         return reference if isinstance(reference, Ordinal) else None
-    if not words.references and len(words.bare_numbers) == 1:
+    if not words.references and len(words.bare_numbers) == 1 and not words.pronoun:
         number = words.bare_numbers[0]
         if is_position(number):
             return Ordinal(int(number))

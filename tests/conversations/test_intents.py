@@ -101,6 +101,12 @@ def test_parse_search_requests(text, expected):
         ("додай ще один", Intent(ADD, quantity=pieces("1"))),
         ("ще 2", Intent(ADD, quantity=pieces("2"))),
         ("ще 2 таких", Intent(ADD, quantity=pieces("2"))),
+        # Beside a pronoun a number is an amount, not a position, without a verb too.
+        ("2 таких", Intent(ADD, quantity=pieces("2"))),
+        ("дві такі", Intent(ADD, quantity=pieces("2"))),
+        ("2 of them", Intent(ADD, quantity=pieces("2"))),
+        ("таких 2 кг", Intent(ADD, quantity=pieces("2", "kg"))),
+        ("другий такий", Intent(ADD, reference=Ordinal(2))),
         ("добавь ещё такой", Intent(ADD)),
         ("one more", Intent(ADD, quantity=pieces("1"))),
         ("добавь второй", Intent(ADD, reference=Ordinal(2))),

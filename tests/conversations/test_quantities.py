@@ -397,3 +397,22 @@ def test_removal_rest_rounding_to_zero(chat_client, merchant, shown):
 
     assert reply_text(sent).split("\n")[0] == "Прибрав з кошика: Сир Гауда ваговий."
     assert posted(merchant) == [("add", "cheese-kg", 1), ("remove", "cheese-kg", None)]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2 таких", "Додав у кошик: Сир Комо 250 г, 2 шт."),
+        ("дві такі", "Додав у кошик: Сир Комо 250 г, 2 шт."),
+        ("2 of them", "Added to your cart: Сир Комо 250 г, 2 pcs."),
+        ("two of them", "Added to your cart: Сир Комо 250 г, 2 pcs."),
+    ],
+)
+def test_number_beside_pronoun_is_amount(chat_client, merchant, shown, text, expected):
+    # Not the second product listed: "2 таких" is two more of the product added last.
+    send(chat_client, shown, "додай перший")
+
+    sent = send(chat_client, shown, text)
+
+    assert posted(merchant) == [("add", "cheese-pack", 1), ("add", "cheese-pack", 2)]
+    assert reply_text(sent).split("\n")[0] == expected
