@@ -158,6 +158,8 @@ UNITS: dict[str, str] = {
 }
 # Units of weight and volume, as opposed to counts of pieces or packs.
 MEASURE_UNITS = frozenset({"kg", "g", "l", "ml"})
+# Units that count pieces: "pcs" ("2 шт") and "pack" ("пачка", "bottle").
+COUNT_UNITS = frozenset({"pcs", "pack"})
 # "півкіло" and "пол-кило" are one word for half a kilogram.
 HALF_KILO_WORDS = frozenset({"півкіло", "півкілограма", "полкило", "пол-кило"})
 # A word for a kilogram or a litre without a number is one of it: "додай кіло яблук".
@@ -575,6 +577,15 @@ def _with_target(kind: IntentKind, words: _Words) -> Intent:
         # also reads 1 kg.
         measure = quantities[0]
         quantities = [Quantity(_packs_total(bare.pop(0), measure.value), measure.unit)]
+    elif (
+        len(quantities) == 2
+        and quantities[0].unit in COUNT_UNITS
+        and quantities[1].unit in MEASURE_UNITS
+    ):
+        # A count of pieces or packs before a weight counts packs too: "додай 2 шт по 500 г",
+        # "2 пачки по 500 г" and "2 x 500 г" are 1 kg, not 2 packs of the product's own size.
+        count, measure = quantities
+        quantities = [Quantity(_packs_total(count.value, measure.value), measure.unit)]
     if (
         kind == IntentKind.REMOVE
         and not references
