@@ -830,7 +830,8 @@ def _table_products_estimate(*, reltuples: float | None, tenant_products: int) -
 
     reltuples is -1 before the table's first VACUUM or ANALYZE, and an estimate below the
     tenant's own count was made before rows were added. Either would make any tenant look
-    like most of the table, so the vector stage is left to the planner then.
+    like most of the table, so the vector, lexical and trigram stages are left to the planner
+    then.
     """
     if reltuples is None or reltuples < tenant_products or reltuples <= 0:
         return math.inf

@@ -158,6 +158,8 @@ UNITS: dict[str, str] = {
 }
 # Units of weight and volume, as opposed to counts of pieces or packs.
 MEASURE_UNITS = frozenset({"kg", "g", "l", "ml"})
+# Units that count pieces: "pcs" ("2 шт") and "pack" ("пачка", "bottle").
+COUNT_UNITS = frozenset({"pcs", "pack"})
 # "півкіло" and "пол-кило" are one word for half a kilogram.
 HALF_KILO_WORDS = frozenset({"півкіло", "півкілограма", "полкило", "пол-кило"})
 # A word for a kilogram or a litre without a number is one of it: "додай кіло яблук".
@@ -377,7 +379,11 @@ def _kind_without_verb(tokens: list[str]) -> IntentKind:
         return IntentKind.HELP
     if any(token in MORE_WORDS for token in tokens):
         return IntentKind.ADD
-    if _position_only(tokens, _sort_words(_operands(tokens))) is not None:
+    words = _sort_words(_operands(tokens))
+    if _position_only(tokens, words) is not None:
+        return IntentKind.ADD
+    if words.pronoun and (words.bare_numbers or words.quantities) and not words.name_words:
+        # "2 таких" and "two of them" are an amount of the product changed last.
         return IntentKind.ADD
     return IntentKind.SEARCH
 
@@ -391,7 +397,7 @@ def _position_only(tokens: list[str], words: _Words) -> Ordinal | None:
     if len(words.references) == 1 and not words.bare_numbers:
         reference = words.references[0]
         return reference if isinstance(reference, Ordinal) else None
-    if not words.references and len(words.bare_numbers) == 1:
+    if not words.references and len(words.bare_numbers) == 1 and not words.pronoun:
         number = words.bare_numbers[0]
         if is_position(number):
             return Ordinal(int(number))
@@ -571,6 +577,15 @@ def _with_target(kind: IntentKind, words: _Words) -> Intent:
         # also reads 1 kg.
         measure = quantities[0]
         quantities = [Quantity(_packs_total(bare.pop(0), measure.value), measure.unit)]
+    elif (
+        len(quantities) == 2
+        and quantities[0].unit in COUNT_UNITS
+        and quantities[1].unit in MEASURE_UNITS
+    ):
+        # A count of pieces or packs before a weight counts packs too: "додай 2 шт по 500 г",
+        # "2 пачки по 500 г" and "2 x 500 г" are 1 kg, not 2 packs of the product's own size.
+        count, measure = quantities
+        quantities = [Quantity(_packs_total(count.value, measure.value), measure.unit)]
     if (
         kind == IntentKind.REMOVE
         and not references

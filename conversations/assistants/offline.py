@@ -14,6 +14,7 @@ from typing import Any
 from conversations import events
 from conversations.assistants.base import Turn
 from conversations.assistants.intents import (
+    COUNT_UNITS,
     Intent,
     IntentKind,
     NameFragment,
@@ -67,8 +68,6 @@ MEASURE_UNITS = {
     "ml": MeasureUnit(VOLUME, Decimal(1)),
     "l": MeasureUnit(VOLUME, Decimal(1000)),
 }
-# Units that count pieces: "pcs" ("2 шт") and "pack" ("пачка", "bottle").
-COUNT_UNITS = frozenset({"pcs", "pack"})
 # A weight or volume converts to packs without asking when it is this close to a whole
 # number of packs (relative): 1 kg of 330 g packs is 3.03 packs, so 3.
 PACK_TOLERANCE = Decimal("0.02")

@@ -96,11 +96,22 @@ def test_parse_search_requests(text, expected):
             Intent(ADD, reference=NameFragment("гречки"), quantity=pieces("1000", "g")),
         ),
         ("добавь 3 по 1 л", Intent(ADD, quantity=pieces("3", "l"))),
-        ("додай 2 пачки 500 г", Intent(ADD, quantity=pieces("2", "pack"))),
+        # A count of packs or pieces beside a weight counts packs of that size too.
+        ("додай 2 пачки 500 г", Intent(ADD, quantity=pieces("1000", "g"))),
+        ("додай 2 шт по 500 г", Intent(ADD, quantity=pieces("1000", "g"))),
+        ("add 2 bottles of 0.5 l", Intent(ADD, quantity=pieces("1.0", "l"))),
+        ("додай 2x500г", Intent(ADD, quantity=pieces("1000", "g"))),
+        ("додай 500 г 2 шт", Intent(ADD, quantity=pieces("500", "g"))),
         ("додай молоко в кошик", Intent(ADD, reference=NameFragment("молоко"))),
         ("додай ще один", Intent(ADD, quantity=pieces("1"))),
         ("ще 2", Intent(ADD, quantity=pieces("2"))),
         ("ще 2 таких", Intent(ADD, quantity=pieces("2"))),
+        # Beside a pronoun a number is an amount, not a position, without a verb too.
+        ("2 таких", Intent(ADD, quantity=pieces("2"))),
+        ("дві такі", Intent(ADD, quantity=pieces("2"))),
+        ("2 of them", Intent(ADD, quantity=pieces("2"))),
+        ("таких 2 кг", Intent(ADD, quantity=pieces("2", "kg"))),
+        ("другий такий", Intent(ADD, reference=Ordinal(2))),
         ("добавь ещё такой", Intent(ADD)),
         ("one more", Intent(ADD, quantity=pieces("1"))),
         ("добавь второй", Intent(ADD, reference=Ordinal(2))),
@@ -152,6 +163,7 @@ def test_parse_add_commands(text, expected):
         # A count beside a weight counts packs of that size, as in an add.
         ("видали 2 по 500 г", Intent(REMOVE, quantity=pieces("1000", "g"))),
         ("удали 2 по 0,5 кг", Intent(REMOVE, quantity=pieces("1.0", "kg"))),
+        ("видали 2 шт по 500 г", Intent(REMOVE, quantity=pieces("1000", "g"))),
         (
             "видали 2 по 500 г першого",
             Intent(REMOVE, reference=Ordinal(1), quantity=pieces("1000", "g")),
@@ -192,6 +204,7 @@ def test_parse_relative_changes(text, expected):
     [
         ("зміни кількість другого на 3", Intent(SET, reference=Ordinal(2), quantity=pieces("3"))),
         ("зроби 5", Intent(SET, quantity=pieces("5"))),
+        ("зроби 2 шт по 500 г", Intent(SET, quantity=pieces("1000", "g"))),
         ("зміни кількість першого на дві", Intent(SET, reference=Ordinal(1), quantity=pieces("2"))),
         ("зміни кількість другого", Intent(SET, reference=Ordinal(2))),
         ("set the first to 2", Intent(SET, reference=Ordinal(1), quantity=pieces("2"))),

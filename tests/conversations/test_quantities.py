@@ -334,6 +334,21 @@ def test_removal_question_suggests_a_removal(chat_client, merchant, shown):
             ["Додав у кошик: Сир Комо 250 г, 2 шт.", "500 г — це 2 шт по 250 г."],
         ),
         (
+            "додай 2 шт по 500 г першого",
+            ("add", "cheese-pack", 4),
+            ["Додав у кошик: Сир Комо 250 г, 4 шт.", "1000 г — це 4 шт по 250 г."],
+        ),
+        (
+            "add 2 x 500 g of the first",
+            ("add", "cheese-pack", 4),
+            ["Added to your cart: Сир Комо 250 г, 4 pcs.", "1000 g is 4 pcs of 250 g."],
+        ),
+        (
+            "додай 2 пачки по 500 г четвертого",
+            ("add", "cheese-kg", 1),
+            ["Додав у кошик: Сир Гауда ваговий, 1 кг."],
+        ),
+        (
             "додай молоко 2,5%",
             ("add", "milk-pack", 1),
             ["Додав у кошик: Молоко Ферма 2.5%, 1 шт."],
@@ -397,3 +412,22 @@ def test_removal_rest_rounding_to_zero(chat_client, merchant, shown):
 
     assert reply_text(sent).split("\n")[0] == "Прибрав з кошика: Сир Гауда ваговий."
     assert posted(merchant) == [("add", "cheese-kg", 1), ("remove", "cheese-kg", None)]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2 таких", "Додав у кошик: Сир Комо 250 г, 2 шт."),
+        ("дві такі", "Додав у кошик: Сир Комо 250 г, 2 шт."),
+        ("2 of them", "Added to your cart: Сир Комо 250 г, 2 pcs."),
+        ("two of them", "Added to your cart: Сир Комо 250 г, 2 pcs."),
+    ],
+)
+def test_number_beside_pronoun_is_amount(chat_client, merchant, shown, text, expected):
+    # Not the second product listed: "2 таких" is two more of the product added last.
+    send(chat_client, shown, "додай перший")
+
+    sent = send(chat_client, shown, text)
+
+    assert posted(merchant) == [("add", "cheese-pack", 1), ("add", "cheese-pack", 2)]
+    assert reply_text(sent).split("\n")[0] == expected
