@@ -646,6 +646,11 @@ def _stem(word: str) -> str:
     return word
 
 
+def names_quantity(name: str, quantity: Quantity) -> bool:
+    """Tell whether a product name states ``quantity``, as "Сир Комо 250 г" states 250 g."""
+    return quantity in _sort_words(tokenize(name)).quantities
+
+
 def name_matches(fragment: str, name: str) -> bool:
     """Tell whether every word of ``fragment`` starts some word of ``name``, ignoring endings."""
     fragment_words = [word for word in tokenize(fragment) if word not in FILLER_WORDS]

@@ -22,6 +22,7 @@ from conversations.assistants.intents import (
     Quantity,
     Reference,
     name_matches,
+    names_quantity,
     parse_intent,
 )
 from conversations.assistants.replies import Replies
@@ -162,8 +163,16 @@ class _OfflineReply:
         product = self._resolve(intent.reference, prefer_cart=True)
         if product is None:
             return
-        if intent.quantity is not None:
-            yield from self._remove_amount(product, intent.reference, intent.quantity)
+        quantity = intent.quantity
+        if (
+            quantity is not None
+            and isinstance(intent.reference, NameFragment)
+            and names_quantity(product.name, quantity)
+        ):
+            # "видали Сир Комо 250 г" names the product by its pack size: the whole line goes.
+            quantity = None
+        if quantity is not None:
+            yield from self._remove_amount(product, intent.reference, quantity)
             return
         yield events.status(StatusCode.UPDATING_CART)
         result = self.turn.tools.remove_from_cart(product.sku)

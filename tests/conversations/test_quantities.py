@@ -396,6 +396,33 @@ def test_removal_counts_packs_of_a_weight(chat_client, merchant, shown):
     assert reply_text(sent).split("\n")[0] == "Змінив кількість: Сир Гауда ваговий — тепер 1 кг."
 
 
+@pytest.mark.parametrize("text", ["видали сир комо 250 г", "remove Сир Комо 250г"])
+def test_removal_by_name_with_its_weight(chat_client, merchant, shown, text):
+    send(chat_client, shown, "додай 3 шт першого")
+
+    sent = send(chat_client, shown, text)
+
+    assert posted(merchant) == [("add", "cheese-pack", 3), ("remove", "cheese-pack", None)]
+    assert reply_text(sent).split("\n")[0] in (
+        "Прибрав з кошика: Сир Комо 250 г.",
+        "Removed from your cart: Сир Комо 250 г.",
+    )
+
+
+def test_removal_by_name_with_another_weight(chat_client, merchant, shown):
+    send(chat_client, shown, "додай 3 шт першого")
+
+    sent = send(chat_client, shown, "видали сир комо 500 г")
+
+    # 500 g is an amount, not the name's 250 g. The cart line that the name resolves to
+    # carries no pack size, so the assistant requests the count instead of guessing.
+    assert reply_text(sent) == (
+        "«Сир Комо 250 г» продається поштучно, і я не знаю, скільки штук становлять 500 г. "
+        "Скільки штук прибрати? Напишіть, наприклад, «видали 2 шт»."
+    )
+    assert posted(merchant) == [("add", "cheese-pack", 3)]
+
+
 def test_removal_rounding_to_zero_is_rejected(chat_client, merchant, shown):
     send(chat_client, shown, "додай 2 кг четвертого")
 
