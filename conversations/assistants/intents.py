@@ -7,7 +7,7 @@ It uses word lists, not a model, so it understands short imperative messages suc
 """
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 
@@ -59,6 +59,9 @@ class Intent:
     query: str = ""
     reference: Reference | None = None
     quantity: Quantity | None = None
+    # The count and the pack size that ``quantity`` multiplies, as 2 pcs and 500 g in
+    # "додай 2 шт по 500 г". None without a count beside a weight or volume.
+    packs: tuple[Quantity, Quantity] | None = None
 
 
 def _word_set(words: str) -> frozenset[str]:
@@ -570,13 +573,15 @@ def _with_target(kind: IntentKind, words: _Words) -> Intent:
     references = list(words.references)
     quantities = list(words.quantities)
     bare = list(words.bare_numbers)
+    packs: tuple[Quantity, Quantity] | None = None
     if len(quantities) == 1 and quantities[0].unit in MEASURE_UNITS and bare:
         # A count beside a weight or volume counts packs of that size: "додай 2 по 500 г",
         # "додай 2 гречки 500 г" and "видали 2 по 500 г" are 1 kg, not 500 g.
         # NOTE: the count is the first bare number wherever it stands, so "зміни 2 на 500 г"
         # also reads 1 kg.
         measure = quantities[0]
-        quantities = [Quantity(_packs_total(bare.pop(0), measure.value), measure.unit)]
+        packs = (Quantity(bare.pop(0)), measure)
+        quantities = [Quantity(_packs_total(packs[0].value, measure.value), measure.unit)]
     elif (
         len(quantities) == 2
         and quantities[0].unit in COUNT_UNITS
@@ -585,6 +590,7 @@ def _with_target(kind: IntentKind, words: _Words) -> Intent:
         # A count of pieces or packs before a weight counts packs too: "додай 2 шт по 500 г",
         # "2 пачки по 500 г" and "2 x 500 г" are 1 kg, not 2 packs of the product's own size.
         count, measure = quantities
+        packs = (count, measure)
         quantities = [Quantity(_packs_total(count.value, measure.value), measure.unit)]
     if (
         kind == IntentKind.REMOVE
@@ -609,7 +615,7 @@ def _with_target(kind: IntentKind, words: _Words) -> Intent:
         quantity: Quantity | None = quantities[-1]
     else:
         quantity = quantities[0] if quantities else None
-    return Intent(kind=kind, reference=reference, quantity=quantity)
+    return Intent(kind=kind, reference=reference, quantity=quantity, packs=packs)
 
 
 def _relative_change(intent: Intent, tokens: list[str]) -> Intent:
@@ -624,9 +630,9 @@ def _relative_change(intent: Intent, tokens: list[str]) -> Intent:
         return intent
     verb = next((token for token in tokens if token in SET_VERBS), None)
     if verb in DECREASE_VERBS:
-        return Intent(IntentKind.REMOVE, reference=intent.reference, quantity=intent.quantity)
+        return replace(intent, kind=IntentKind.REMOVE)
     if verb in INCREASE_VERBS:
-        return Intent(IntentKind.ADD, reference=intent.reference, quantity=intent.quantity)
+        return replace(intent, kind=IntentKind.ADD)
     return intent
 
 

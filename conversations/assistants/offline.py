@@ -163,14 +163,7 @@ class _OfflineReply:
         product = self._resolve(intent.reference, prefer_cart=True)
         if product is None:
             return
-        quantity = intent.quantity
-        if (
-            quantity is not None
-            and isinstance(intent.reference, NameFragment)
-            and names_quantity(product.name, quantity)
-        ):
-            # "видали Сир Комо 250 г" names the product by its pack size: the whole line goes.
-            quantity = None
+        quantity = _removed_amount(intent, product)
         if quantity is not None:
             yield from self._remove_amount(product, intent.reference, quantity)
             return
@@ -535,6 +528,22 @@ class _OfflineReply:
             self.replies.text(key, name=product.name, verb=verb, command=command, **params)
         )
         self.memory.focus = product.sku
+
+
+def _removed_amount(intent: Intent, product: ShownProduct) -> Quantity | None:
+    """Return the amount that a removal takes off, or None to remove the whole line.
+
+    A weight or volume that the named product's own name states is part of the name:
+    "видали Сир Комо 250 г" removes the line, and "видали 1 шт Сир Комо 250 г" takes 1
+    pack off it, not 250 g.
+    """
+    quantity = intent.quantity
+    if quantity is None or not isinstance(intent.reference, NameFragment):
+        return quantity
+    if intent.packs is not None:
+        count, size = intent.packs
+        return count if names_quantity(product.name, size) else quantity
+    return None if names_quantity(product.name, quantity) else quantity
 
 
 def _default_amount(product: ShownProduct) -> Decimal:

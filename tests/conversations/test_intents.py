@@ -23,6 +23,13 @@ def pieces(value: str, unit: str | None = None) -> Quantity:
     return Quantity(Decimal(value), unit)
 
 
+def packs(
+    count: str, size: str, unit: str, count_unit: str | None = None
+) -> tuple[Quantity, Quantity]:
+    """Return the count and the pack size that an intent's quantity multiplies."""
+    return (pieces(count, count_unit), pieces(size, unit))
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
@@ -89,18 +96,43 @@ def test_parse_search_requests(text, expected):
         ),
         (
             "додай 2 по 500 г гречки",
-            Intent(ADD, reference=NameFragment("гречки"), quantity=pieces("1000", "g")),
+            Intent(
+                ADD,
+                reference=NameFragment("гречки"),
+                quantity=pieces("1000", "g"),
+                packs=packs("2", "500", "g"),
+            ),
         ),
         (
             "додай 2 гречки 500 г",
-            Intent(ADD, reference=NameFragment("гречки"), quantity=pieces("1000", "g")),
+            Intent(
+                ADD,
+                reference=NameFragment("гречки"),
+                quantity=pieces("1000", "g"),
+                packs=packs("2", "500", "g"),
+            ),
         ),
-        ("добавь 3 по 1 л", Intent(ADD, quantity=pieces("3", "l"))),
+        (
+            "добавь 3 по 1 л",
+            Intent(ADD, quantity=pieces("3", "l"), packs=packs("3", "1", "l")),
+        ),
         # A count of packs or pieces beside a weight counts packs of that size too.
-        ("додай 2 пачки 500 г", Intent(ADD, quantity=pieces("1000", "g"))),
-        ("додай 2 шт по 500 г", Intent(ADD, quantity=pieces("1000", "g"))),
-        ("add 2 bottles of 0.5 l", Intent(ADD, quantity=pieces("1.0", "l"))),
-        ("додай 2x500г", Intent(ADD, quantity=pieces("1000", "g"))),
+        (
+            "додай 2 пачки 500 г",
+            Intent(ADD, quantity=pieces("1000", "g"), packs=packs("2", "500", "g", "pack")),
+        ),
+        (
+            "додай 2 шт по 500 г",
+            Intent(ADD, quantity=pieces("1000", "g"), packs=packs("2", "500", "g", "pcs")),
+        ),
+        (
+            "add 2 bottles of 0.5 l",
+            Intent(ADD, quantity=pieces("1.0", "l"), packs=packs("2", "0.5", "l", "pack")),
+        ),
+        (
+            "додай 2x500г",
+            Intent(ADD, quantity=pieces("1000", "g"), packs=packs("2", "500", "g", "pcs")),
+        ),
         ("додай 500 г 2 шт", Intent(ADD, quantity=pieces("500", "g"))),
         ("додай молоко в кошик", Intent(ADD, reference=NameFragment("молоко"))),
         ("додай ще один", Intent(ADD, quantity=pieces("1"))),
@@ -161,12 +193,36 @@ def test_parse_add_commands(text, expected):
         # A number that cannot be a position is an amount too.
         ("видали половину", Intent(REMOVE, quantity=pieces("0.5"))),
         # A count beside a weight counts packs of that size, as in an add.
-        ("видали 2 по 500 г", Intent(REMOVE, quantity=pieces("1000", "g"))),
-        ("удали 2 по 0,5 кг", Intent(REMOVE, quantity=pieces("1.0", "kg"))),
-        ("видали 2 шт по 500 г", Intent(REMOVE, quantity=pieces("1000", "g"))),
+        (
+            "видали 2 по 500 г",
+            Intent(REMOVE, quantity=pieces("1000", "g"), packs=packs("2", "500", "g")),
+        ),
+        (
+            "удали 2 по 0,5 кг",
+            Intent(REMOVE, quantity=pieces("1.0", "kg"), packs=packs("2", "0.5", "kg")),
+        ),
+        (
+            "видали 2 шт по 500 г",
+            Intent(REMOVE, quantity=pieces("1000", "g"), packs=packs("2", "500", "g", "pcs")),
+        ),
         (
             "видали 2 по 500 г першого",
-            Intent(REMOVE, reference=Ordinal(1), quantity=pieces("1000", "g")),
+            Intent(
+                REMOVE,
+                reference=Ordinal(1),
+                quantity=pieces("1000", "g"),
+                packs=packs("2", "500", "g"),
+            ),
+        ),
+        # "зменш" keeps the count and the pack size it multiplies.
+        (
+            "зменш сир комо 250 г на 1",
+            Intent(
+                REMOVE,
+                reference=NameFragment("сир комо"),
+                quantity=pieces("250", "g"),
+                packs=packs("1", "250", "g"),
+            ),
         ),
     ],
 )
@@ -204,7 +260,10 @@ def test_parse_relative_changes(text, expected):
     [
         ("зміни кількість другого на 3", Intent(SET, reference=Ordinal(2), quantity=pieces("3"))),
         ("зроби 5", Intent(SET, quantity=pieces("5"))),
-        ("зроби 2 шт по 500 г", Intent(SET, quantity=pieces("1000", "g"))),
+        (
+            "зроби 2 шт по 500 г",
+            Intent(SET, quantity=pieces("1000", "g"), packs=packs("2", "500", "g", "pcs")),
+        ),
         ("зміни кількість першого на дві", Intent(SET, reference=Ordinal(1), quantity=pieces("2"))),
         ("зміни кількість другого", Intent(SET, reference=Ordinal(2))),
         ("set the first to 2", Intent(SET, reference=Ordinal(1), quantity=pieces("2"))),

@@ -423,6 +423,30 @@ def test_removal_by_name_with_another_weight(chat_client, merchant, shown):
     assert posted(merchant) == [("add", "cheese-pack", 3)]
 
 
+@pytest.mark.parametrize(
+    ("text", "left"),
+    [
+        ("видали 1 шт сир комо 250 г", 2),
+        ("видали 1 сир комо 250 г", 2),
+        ("видали одну пачку сиру комо 250 г", 2),
+        ("remove 1 pack of Сир Комо 250г", 2),
+        ("зменш сир комо 250 г на 1", 2),
+        ("видали 2 шт сир комо 250 г", 1),
+    ],
+)
+def test_removal_counts_named_weight_packs(chat_client, merchant, shown, text, left):
+    # The name's 250 g is part of the name, so the count is packs of it. Read as 250 g,
+    # "видали 1 шт сир комо 250 г" removed the whole line.
+    send(chat_client, shown, "додай 3 шт першого")
+
+    sent = send(chat_client, shown, text)
+
+    assert posted(merchant) == [("add", "cheese-pack", 3), ("update_quantity", "cheese-pack", left)]
+    assert reply_text(sent).split("\n")[0] == (
+        f"Змінив кількість: Сир Комо 250 г — тепер {left} шт."
+    )
+
+
 def test_removal_rounding_to_zero_is_rejected(chat_client, merchant, shown):
     send(chat_client, shown, "додай 2 кг четвертого")
 
