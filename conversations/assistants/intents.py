@@ -652,9 +652,34 @@ def _stem(word: str) -> str:
     return word
 
 
+# Each weight or volume unit as a multiple of grams or millilitres.
+_BASE_UNITS: dict[str, tuple[str, Decimal]] = {
+    "g": ("g", Decimal(1)),
+    "kg": ("g", Decimal(1000)),
+    "ml": ("ml", Decimal(1)),
+    "l": ("ml", Decimal(1000)),
+}
+
+
+def _in_base_unit(quantity: Quantity) -> tuple[Decimal, str]:
+    unit, factor = _BASE_UNITS[quantity.unit or ""]
+    return quantity.value * factor, unit
+
+
 def names_quantity(name: str, quantity: Quantity) -> bool:
-    """Tell whether a product name states ``quantity``, as "Сир Комо 250 г" states 250 g."""
-    return quantity in _sort_words(tokenize(name)).quantities
+    """Tell whether a product name states the weight or volume ``quantity``, in any unit.
+
+    "Сир Комо 250 г" states 250 g and 0.25 kg. A count is not part of a name: "видали 4 шт
+    батарейок" takes 4 off the line of "Батарейки AA 4 шт".
+    """
+    if quantity.unit not in MEASURE_UNITS:
+        return False
+    stated = [
+        _in_base_unit(named)
+        for named in _sort_words(tokenize(name)).quantities
+        if named.unit in MEASURE_UNITS
+    ]
+    return _in_base_unit(quantity) in stated
 
 
 def name_matches(fragment: str, name: str) -> bool:

@@ -9,6 +9,7 @@ from conversations.assistants.intents import (
     Ordinal,
     Quantity,
     name_matches,
+    names_quantity,
     parse_intent,
     search_query,
 )
@@ -518,3 +519,22 @@ def test_parse_percentage_as_part_of_the_name(text, expected):
 )
 def test_name_matches_percentages_in_any_spelling(fragment, name, expected):
     assert name_matches(fragment, name) is expected
+
+
+@pytest.mark.parametrize(
+    ("name", "quantity", "expected"),
+    [
+        ("Сир Комо 250 г", pieces("250", "g"), True),
+        ("Сир Комо 250 г", pieces("0.25", "kg"), True),
+        ("Сир Комо 0,25 кг", pieces("250", "g"), True),
+        ("Молоко 2,5% 1л", pieces("1000", "ml"), True),
+        ("Сир Комо 250 г", pieces("500", "g"), False),
+        ("Сир Комо 250 г", pieces("250", "ml"), False),
+        ("Молоко 2,5% 1л", pieces("2.5"), False),
+        ("Батарейки AA 4 шт", pieces("4", "pcs"), False),
+        ("Вода 6 x 1,5 л", pieces("6", "pcs"), False),
+        ("Яйця 10 шт", pieces("10"), False),
+    ],
+)
+def test_names_quantity_weights_in_any_unit(name, quantity, expected):
+    assert names_quantity(name, quantity) is expected

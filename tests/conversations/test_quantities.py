@@ -396,7 +396,9 @@ def test_removal_counts_packs_of_a_weight(chat_client, merchant, shown):
     assert reply_text(sent).split("\n")[0] == "Змінив кількість: Сир Гауда ваговий — тепер 1 кг."
 
 
-@pytest.mark.parametrize("text", ["видали сир комо 250 г", "remove Сир Комо 250г"])
+@pytest.mark.parametrize(
+    "text", ["видали сир комо 250 г", "remove Сир Комо 250г", "видали сир комо 0,25 кг"]
+)
 def test_removal_by_name_with_its_weight(chat_client, merchant, shown, text):
     send(chat_client, shown, "додай 3 шт першого")
 
