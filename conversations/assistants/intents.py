@@ -137,7 +137,7 @@ MAX_NUMBER_DIGITS = 12
 
 UNITS: dict[str, str] = {
     **dict.fromkeys(
-        ["шт", "штук", "штуки", "штука", "штуку", "pcs", "pc", "piece", "pieces", "x"], "pcs"
+        ["шт", "штук", "штуки", "штука", "штуку", "pcs", "pc", "piece", "pieces", "x", "х"], "pcs"
     ),
     # A pack or a bottle is a piece of packaged goods, but means nothing for goods sold by
     # weight, so it keeps a unit of its own.

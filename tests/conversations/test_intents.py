@@ -134,6 +134,20 @@ def test_parse_search_requests(text, expected):
             "додай 2x500г",
             Intent(ADD, quantity=pieces("1000", "g"), packs=packs("2", "500", "g", "pcs")),
         ),
+        # The Cyrillic "х" that Ukrainian keyboards type for "times".
+        (
+            "додай 2х500г гречки",
+            Intent(
+                ADD,
+                reference=NameFragment("гречки"),
+                quantity=pieces("1000", "g"),
+                packs=packs("2", "500", "g", "pcs"),
+            ),
+        ),
+        (
+            "додай 2 х 500 г",
+            Intent(ADD, quantity=pieces("1000", "g"), packs=packs("2", "500", "g", "pcs")),
+        ),
         ("додай 500 г 2 шт", Intent(ADD, quantity=pieces("500", "g"))),
         ("додай молоко в кошик", Intent(ADD, reference=NameFragment("молоко"))),
         ("додай ще один", Intent(ADD, quantity=pieces("1"))),
