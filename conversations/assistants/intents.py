@@ -577,7 +577,7 @@ def _with_target(kind: IntentKind, words: _Words) -> Intent:
     if len(quantities) == 1 and quantities[0].unit in MEASURE_UNITS and bare:
         # A count beside a weight or volume counts packs of that size: "додай 2 по 500 г",
         # "додай 2 гречки 500 г" and "видали 2 по 500 г" are 1 kg, not 500 g.
-        # NOTE: the count is the first bare number wherever it stands, so "зміни 2 на 500 г"
+        # NOTE: the count is the first bare number wherever it appears, so "зміни 2 на 500 г"
         # also reads 1 kg.
         measure = quantities[0]
         packs = (Quantity(bare.pop(0)), measure)
