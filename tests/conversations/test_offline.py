@@ -129,9 +129,17 @@ def test_pronoun_removes_the_last_changed(chat_client, merchant, seeded_cart, sh
     }
 
 
+def _send_after_three_loaves(chat_client, conversation, text: str) -> list[dict]:
+    """Show the cart, set its third line (a loaf) to 3, then send ``text``."""
+    send(chat_client, conversation, "що в кошику?")
+    send(chat_client, conversation, "зміни кількість третього на 3")
+    return send(chat_client, conversation, text)
+
+
 @pytest.mark.parametrize(
     ("text", "expected_post", "expected_reply"),
     [
+        # An amount taken off the line keeps the rest.
         (
             "видали 2 шт третього",
             {"action": "update_quantity", "sku": "bread-01", "quantity": 1},
@@ -142,15 +150,60 @@ def test_pronoun_removes_the_last_changed(chat_client, merchant, seeded_cart, sh
             {"action": "remove", "sku": "bread-01"},
             "Прибрав з кошика: Хліб Київхліб білий.",
         ),
+        # A number beside a pronoun or "ще" is an amount of the product changed last.
+        (
+            "remove 2 of them",
+            {"action": "update_quantity", "sku": "bread-01", "quantity": 1},
+            "Changed the quantity: Хліб Київхліб білий is now 1 pcs.",
+        ),
+        (
+            "видали дві з них",
+            {"action": "update_quantity", "sku": "bread-01", "quantity": 1},
+            "Змінив кількість: Хліб Київхліб білий — тепер 1 шт.",
+        ),
+        (
+            "прибери 2 його",
+            {"action": "update_quantity", "sku": "bread-01", "quantity": 1},
+            "Змінив кількість: Хліб Київхліб білий — тепер 1 шт.",
+        ),
+        (
+            "take 2 of them out",
+            {"action": "update_quantity", "sku": "bread-01", "quantity": 1},
+            "Changed the quantity: Хліб Київхліб білий is now 1 pcs.",
+        ),
+        (
+            "видали ще 2",
+            {"action": "update_quantity", "sku": "bread-01", "quantity": 1},
+            "Змінив кількість: Хліб Київхліб білий — тепер 1 шт.",
+        ),
+        # "зменш" and "збільш" change by the amount, and with "до" set it.
+        (
+            "зменш на 1",
+            {"action": "update_quantity", "sku": "bread-01", "quantity": 2},
+            "Змінив кількість: Хліб Київхліб білий — тепер 2 шт.",
+        ),
+        (
+            "збільш його на 2",
+            {
+                "action": "add",
+                "sku": "bread-01",
+                "quantity": 2,
+                "name": "Хліб Київхліб білий",
+                "price": 32.0,
+            },
+            "Додав у кошик: Хліб Київхліб білий, 2 шт.",
+        ),
+        (
+            "зменш до 1",
+            {"action": "update_quantity", "sku": "bread-01", "quantity": 1},
+            "Змінив кількість: Хліб Київхліб білий — тепер 1 шт.",
+        ),
     ],
 )
-def test_removal_of_an_amount_keeps_the_rest(
+def test_amount_changes_of_three_loaves(
     chat_client, merchant, seeded_cart, shopper_conversation, text, expected_post, expected_reply
 ):
-    send(chat_client, shopper_conversation, "що в кошику?")
-    send(chat_client, shopper_conversation, "зміни кількість третього на 3")
-
-    sent = send(chat_client, shopper_conversation, text)
+    sent = _send_after_three_loaves(chat_client, shopper_conversation, text)
 
     assert reply_text(sent).startswith(expected_reply)
     assert cart_posts(merchant)[-1] == {
@@ -164,10 +217,7 @@ def test_removal_of_an_amount_keeps_the_rest(
 def test_removal_of_an_amount_after_a_question(
     chat_client, merchant, seeded_cart, shopper_conversation
 ):
-    send(chat_client, shopper_conversation, "що в кошику?")
-    send(chat_client, shopper_conversation, "зміни кількість третього на 3")
-
-    sent = send(chat_client, shopper_conversation, "видали 1 шт")
+    sent = _send_after_three_loaves(chat_client, shopper_conversation, "видали 1 шт")
 
     assert reply_text(sent).startswith("Змінив кількість: Хліб Київхліб білий — тепер 2 шт.")
     assert cart_posts(merchant)[-1] == {
@@ -198,78 +248,6 @@ def test_take_it_out_removes(chat_client, merchant, seeded_cart, shopper_convers
 @pytest.mark.parametrize(
     ("text", "expected_reply"),
     [
-        ("remove 2 of them", "Changed the quantity: Хліб Київхліб білий is now 1 pcs."),
-        ("видали дві з них", "Змінив кількість: Хліб Київхліб білий — тепер 1 шт."),
-        ("прибери 2 його", "Змінив кількість: Хліб Київхліб білий — тепер 1 шт."),
-        ("take 2 of them out", "Changed the quantity: Хліб Київхліб білий is now 1 pcs."),
-        ("видали ще 2", "Змінив кількість: Хліб Київхліб білий — тепер 1 шт."),
-    ],
-)
-def test_remove_count_of_pronoun(
-    chat_client, merchant, seeded_cart, shopper_conversation, text, expected_reply
-):
-    send(chat_client, shopper_conversation, "що в кошику?")
-    send(chat_client, shopper_conversation, "зміни кількість третього на 3")
-
-    sent = send(chat_client, shopper_conversation, text)
-
-    assert reply_text(sent).startswith(expected_reply)
-    assert cart_posts(merchant)[-1] == {
-        "action": "update_quantity",
-        "store_id": STORE_ID,
-        "session_id": SESSION_ID,
-        "sku": "bread-01",
-        "quantity": 1,
-    }
-    assert len(cart_posts(merchant)) == 2
-
-
-@pytest.mark.parametrize(
-    ("text", "expected_post", "expected_reply"),
-    [
-        (
-            "зменш на 1",
-            {"action": "update_quantity", "sku": "bread-01", "quantity": 2},
-            "Змінив кількість: Хліб Київхліб білий — тепер 2 шт.",
-        ),
-        (
-            "збільш його на 2",
-            {
-                "action": "add",
-                "sku": "bread-01",
-                "quantity": 2,
-                "name": "Хліб Київхліб білий",
-                "price": 32.0,
-            },
-            "Додав у кошик: Хліб Київхліб білий, 2 шт.",
-        ),
-        (
-            "зменш до 1",
-            {"action": "update_quantity", "sku": "bread-01", "quantity": 1},
-            "Змінив кількість: Хліб Київхліб білий — тепер 1 шт.",
-        ),
-    ],
-)
-def test_change_by_an_amount(
-    chat_client, merchant, seeded_cart, shopper_conversation, text, expected_post, expected_reply
-):
-    send(chat_client, shopper_conversation, "що в кошику?")
-    send(chat_client, shopper_conversation, "зміни кількість третього на 3")
-
-    sent = send(chat_client, shopper_conversation, text)
-
-    assert reply_text(sent).startswith(expected_reply)
-    assert cart_posts(merchant)[-1] == {
-        "store_id": STORE_ID,
-        "session_id": SESSION_ID,
-        **expected_post,
-    }
-    assert len(cart_posts(merchant)) == 2
-
-
-@pytest.mark.parametrize(
-    ("text", "expected_reply"),
-    [
         ("видали -1", "Кількість має бути більшою за нуль."),
         ("видали 0", "Кількість має бути більшою за нуль."),
         ("remove -2 of them", "The quantity must be greater than zero."),
@@ -278,10 +256,7 @@ def test_change_by_an_amount(
 def test_remove_number_below_one_rejected(
     chat_client, merchant, seeded_cart, shopper_conversation, text, expected_reply
 ):
-    send(chat_client, shopper_conversation, "що в кошику?")
-    send(chat_client, shopper_conversation, "зміни кількість третього на 3")
-
-    sent = send(chat_client, shopper_conversation, text)
+    sent = _send_after_three_loaves(chat_client, shopper_conversation, text)
 
     assert reply_text(sent) == expected_reply
     assert len(cart_posts(merchant)) == 1
