@@ -806,52 +806,52 @@ def test_search_respects_match_limit(tenant, embedder, monkeypatch):
 
 
 @pytest.mark.parametrize(("min_share", "reads_term_index"), [(0.5, True), (0.9, False)])
-def test_large_tenant_matches_through_gin_index(
-    tenant, other_tenant, embedder, monkeypatch, min_share, reads_term_index
+@pytest.mark.parametrize(
+    ("query", "method", "stage", "index", "expected"),
+    [
+        (
+            "tea",
+            SearchMethod.FULL_TEXT,
+            "lexical_matches AS",
+            "search_document_vector_gin",
+            {"tea-green", "tea-black"},
+        ),
+        # A typo: the trigram stage finds the matches.
+        (
+            "chocolste",
+            SearchMethod.HYBRID,
+            "trigram_candidates AS",
+            "search_document_title_trgm",
+            {"chocolate-milk", "chocolate-bar"},
+        ),
+    ],
+)
+def test_large_tenant_reads_gin_indexes(
+    tenant,
+    other_tenant,
+    embedder,
+    monkeypatch,
+    min_share,
+    reads_term_index,
+    query,
+    method,
+    stage,
+    index,
+    expected,
 ):
-    # The tenant has 3 of the table's 5 products, a share of 0.6.
+    # The tenant has 5 of the table's 8 products, a share of 0.625.
     ours = [
         {"sku": "tea-green", "name": "Green tea"},
         {"sku": "tea-black", "name": "Black tea"},
-        {"sku": "coffee", "name": "Coffee beans"},
-    ]
-    theirs = [{"sku": "tea-bags", "name": "Tea bags"}, {"sku": "milk", "name": "Milk"}]
-    product_upsert_many(tenant=tenant, products=[product_input_parse(item) for item in ours])
-    product_upsert_many(
-        tenant=other_tenant, products=[product_input_parse(item) for item in theirs]
-    )
-    with connection.cursor() as cursor:
-        cursor.execute("ANALYZE catalog_product")
-    monkeypatch.setattr(search_module, "TERM_INDEX_MIN_SHARE", min_share)
-
-    with CaptureQueriesContext(connection) as context:
-        hits = product_search(
-            tenant=tenant, query="tea", embedder=embedder, method=SearchMethod.FULL_TEXT
-        )
-
-    (statement,) = [q["sql"] for q in context.captured_queries if q["sql"].startswith("WITH")]
-    assert ("tenant_id + 0 =" in statement) is reads_term_index
-    assert set(_skus(hits)) == {"tea-green", "tea-black"}
-    if reads_term_index:
-        # Sequential scans are discouraged so that the tiny table is read through an index.
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute("SET LOCAL enable_seqscan = off")
-            cursor.execute("EXPLAIN " + statement)
-            plan = "\n".join(row[0] for row in cursor.fetchall())
-        assert "search_document_vector_gin" in plan
-        assert "catalog_searchdocument_tenant_id" not in plan
-
-
-@pytest.mark.parametrize(("min_share", "reads_term_index"), [(0.5, True), (0.9, False)])
-def test_large_tenant_typos_through_trigram_index(
-    tenant, other_tenant, embedder, monkeypatch, min_share, reads_term_index
-):
-    ours = [
         {"sku": "chocolate-milk", "name": "Chocolate milk"},
         {"sku": "chocolate-bar", "name": "Chocolate bar"},
         {"sku": "coffee", "name": "Coffee beans"},
     ]
-    theirs = [{"sku": "their-chocolate", "name": "Chocolate"}, {"sku": "milk", "name": "Milk"}]
+    theirs = [
+        {"sku": "tea-bags", "name": "Tea bags"},
+        {"sku": "their-chocolate", "name": "Chocolate"},
+        {"sku": "milk", "name": "Milk"},
+    ]
     product_upsert_many(tenant=tenant, products=[product_input_parse(item) for item in ours])
     product_upsert_many(
         tenant=other_tenant, products=[product_input_parse(item) for item in theirs]
@@ -861,19 +861,20 @@ def test_large_tenant_typos_through_trigram_index(
     monkeypatch.setattr(search_module, "TERM_INDEX_MIN_SHARE", min_share)
 
     with CaptureQueriesContext(connection) as context:
-        hits = product_search(tenant=tenant, query="chocolste", embedder=embedder)
+        hits = product_search(tenant=tenant, query=query, embedder=embedder, method=method)
 
     (statement,) = [q["sql"] for q in context.captured_queries if q["sql"].startswith("WITH")]
-    trigram_part = statement[statement.index("trigram_candidates AS") :]
-    assert ("tenant_id + 0 =" in trigram_part) is reads_term_index
-    assert set(_skus(hits)) == {"chocolate-milk", "chocolate-bar"}
+    stage_sql = statement[statement.index(stage) :]
+    assert ("tenant_id + 0 =" in stage_sql) is reads_term_index
+    assert set(_skus(hits)) == expected
     if reads_term_index:
+        # Sequential scans are discouraged so that the tiny table is read through an index.
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute("SET LOCAL enable_seqscan = off")
             cursor.execute("SELECT set_config('pg_trgm.word_similarity_threshold', '0.3', true)")
             cursor.execute("EXPLAIN " + statement)
             plan = "\n".join(row[0] for row in cursor.fetchall())
-        assert "search_document_title_trgm" in plan
+        assert index in plan
         assert "catalog_searchdocument_tenant_id" not in plan
 
 
