@@ -159,8 +159,29 @@ UNITS: dict[str, str] = {
     **dict.fromkeys(["l", "liter", "liters", "litre", "litres"], "l"),
     **dict.fromkeys(["мл", "ml"], "ml"),
 }
+MASS = "mass"
+VOLUME = "volume"
+
+
+@dataclass(frozen=True)
+class MeasureUnit:
+    """A unit of weight or volume: ``base_factor`` of it is one gram or one millilitre."""
+
+    dimension: str
+    base_factor: Decimal
+
+    @property
+    def base_unit(self) -> str:
+        return "g" if self.dimension == MASS else "ml"
+
+
 # Units of weight and volume, as opposed to counts of pieces or packs.
-MEASURE_UNITS = frozenset({"kg", "g", "l", "ml"})
+MEASURE_UNITS = {
+    "g": MeasureUnit(MASS, Decimal(1)),
+    "kg": MeasureUnit(MASS, Decimal(1000)),
+    "ml": MeasureUnit(VOLUME, Decimal(1)),
+    "l": MeasureUnit(VOLUME, Decimal(1000)),
+}
 # Units that count pieces: "pcs" ("2 шт") and "pack" ("пачка", "bottle").
 COUNT_UNITS = frozenset({"pcs", "pack"})
 # "півкіло" and "пол-кило" are one word for half a kilogram.
@@ -652,18 +673,9 @@ def _stem(word: str) -> str:
     return word
 
 
-# Each weight or volume unit as a multiple of grams or millilitres.
-_BASE_UNITS: dict[str, tuple[str, Decimal]] = {
-    "g": ("g", Decimal(1)),
-    "kg": ("g", Decimal(1000)),
-    "ml": ("ml", Decimal(1)),
-    "l": ("ml", Decimal(1000)),
-}
-
-
 def _in_base_unit(quantity: Quantity) -> tuple[Decimal, str]:
-    unit, factor = _BASE_UNITS[quantity.unit or ""]
-    return quantity.value * factor, unit
+    unit = MEASURE_UNITS[quantity.unit or ""]
+    return quantity.value * unit.base_factor, unit.base_unit
 
 
 def names_quantity(name: str, quantity: Quantity) -> bool:

@@ -15,8 +15,11 @@ from conversations import events
 from conversations.assistants.base import Turn
 from conversations.assistants.intents import (
     COUNT_UNITS,
+    MASS,
+    MEASURE_UNITS,
     Intent,
     IntentKind,
+    MeasureUnit,
     NameFragment,
     Ordinal,
     Quantity,
@@ -47,28 +50,6 @@ _PRODUCTS_FAILURE_KEYS = {
 }
 LIST_SEARCH = "search"
 LIST_CART = "cart"
-MASS = "mass"
-VOLUME = "volume"
-
-
-@dataclass(frozen=True)
-class MeasureUnit:
-    """A unit of weight or volume: ``base_factor`` of it is one gram or one millilitre."""
-
-    dimension: str
-    base_factor: Decimal
-
-    @property
-    def base_unit(self) -> str:
-        return "g" if self.dimension == MASS else "ml"
-
-
-MEASURE_UNITS = {
-    "g": MeasureUnit(MASS, Decimal(1)),
-    "kg": MeasureUnit(MASS, Decimal(1000)),
-    "ml": MeasureUnit(VOLUME, Decimal(1)),
-    "l": MeasureUnit(VOLUME, Decimal(1000)),
-}
 # A weight or volume converts to packs without asking when it is this close to a whole
 # number of packs (relative): 1 kg of 330 g packs is 3.03 packs, so 3.
 PACK_TOLERANCE = Decimal("0.02")
@@ -479,7 +460,7 @@ class _OfflineReply:
         return self._packs(product, quantity, requested)
 
     def _packs(
-        self, product: ShownProduct, quantity: Quantity, requested: "MeasureUnit"
+        self, product: ShownProduct, quantity: Quantity, requested: MeasureUnit
     ) -> Decimal | None:
         """Convert a weight or volume of packaged goods to a whole number of packs, or ask."""
         pack_size = product.weight if requested.dimension == MASS else product.volume
