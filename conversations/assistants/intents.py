@@ -204,6 +204,8 @@ CLEAR_VERBS = _word_set("очисти очистіть очистити очис
 DECREASE_VERBS = _word_set("зменш зменши зменшіть уменьши уменьшите reduce decrease")
 INCREASE_VERBS = _word_set("збільш збільши збільшіть увеличь увеличьте increase")
 TARGET_PREPOSITIONS = frozenset({"до", "to"})
+# Words before the new amount of a quantity change: "зміни на 3", "поменяй на 2", "set to 3".
+NEW_AMOUNT_PREPOSITIONS = TARGET_PREPOSITIONS | {"на"}
 SET_VERBS = (
     _word_set(
         """зміни змініть змінити зроби зробіть встанови встановіть поміняй измени измените
@@ -339,7 +341,26 @@ def parse_intent(text: str) -> Intent:
     position = _position_only(tokens, words)
     if position is not None:
         return Intent(kind=IntentKind.ADD, reference=position)
+    if kind == IntentKind.SET_QUANTITY:
+        _drop_old_amounts(_operands(tokens), words)
     return _relative_change(_with_target(kind, words), tokens)
+
+
+def _drop_old_amounts(operands: list[str], words: _Words) -> None:
+    """Drop the bare numbers before "на", "до" or "to" when a new weight follows it.
+
+    In "зміни 2 на 500 г" the 2 is the old amount, so the new quantity is 500 g, not two
+    packs of 500 g. A count after the preposition still counts packs: "зміни на 2 по 500 г".
+    """
+    prepositions = [
+        index for index, token in enumerate(operands) if token in NEW_AMOUNT_PREPOSITIONS
+    ]
+    if not prepositions:
+        return
+    before = _sort_words(operands[: prepositions[-1]])
+    after = _sort_words(operands[prepositions[-1] + 1 :])
+    if before.bare_numbers and any(quantity.unit in MEASURE_UNITS for quantity in after.quantities):
+        del words.bare_numbers[: len(before.bare_numbers)]
 
 
 def _intent_kind(tokens: list[str]) -> IntentKind:
@@ -598,8 +619,6 @@ def _with_target(kind: IntentKind, words: _Words) -> Intent:
     if len(quantities) == 1 and quantities[0].unit in MEASURE_UNITS and bare:
         # A count beside a weight or volume counts packs of that size: "додай 2 по 500 г",
         # "додай 2 гречки 500 г" and "видали 2 по 500 г" are 1 kg, not 500 g.
-        # NOTE: the count is the first bare number wherever it appears, so "зміни 2 на 500 г"
-        # also reads 1 kg.
         measure = quantities[0]
         packs = (Quantity(bare.pop(0)), measure)
         quantities = [Quantity(_packs_total(packs[0].value, measure.value), measure.unit)]

@@ -293,6 +293,22 @@ def test_parse_relative_changes(text, expected):
             Intent(SET, reference=NameFragment("молока"), quantity=pieces("2", "l")),
         ),
         ("измени количество второго на 4", Intent(SET, reference=Ordinal(2), quantity=pieces("4"))),
+        # A bare number before the preposition is the old amount, not a count of packs.
+        ("зміни 2 на 500 г", Intent(SET, quantity=pieces("500", "g"))),
+        ("set 2 to 500 g", Intent(SET, quantity=pieces("500", "g"))),
+        (
+            "зміни сир 2 на 0,5 кг",
+            Intent(SET, reference=NameFragment("сир"), quantity=pieces("0.5", "kg")),
+        ),
+        ("зміни 2 на 3", Intent(SET, quantity=pieces("3"))),
+        (
+            "зміни на 2 по 500 г",
+            Intent(SET, quantity=pieces("1000", "g"), packs=packs("2", "500", "g")),
+        ),
+        (
+            "зміни 3 на 2 по 500 г",
+            Intent(SET, quantity=pieces("1000", "g"), packs=packs("2", "500", "g")),
+        ),
     ],
 )
 def test_parse_quantity_changes(text, expected):

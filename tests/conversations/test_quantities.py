@@ -217,6 +217,15 @@ def test_removal_question_suggests_a_removal(chat_client, merchant, shown):
     assert posted(merchant) == [("add", "cheese-kg", 2), ("update_quantity", "cheese-kg", 1.5)]
 
 
+def test_old_amount_before_weight_ignored(chat_client, merchant, shown):
+    send(chat_client, shown, "додай 2 кг четвертого")
+
+    sent = send(chat_client, shown, "зміни 2 на 500 г")
+
+    assert reply_text(sent).split("\n")[0] == "Змінив кількість: Сир Гауда ваговий — тепер 0,5 кг."
+    assert posted(merchant) == [("add", "cheese-kg", 2), ("update_quantity", "cheese-kg", 0.5)]
+
+
 # Conversions that are exact.
 
 
