@@ -376,6 +376,7 @@ def test_deactivated_product_leaves_search_at_once(tenant, server_client, embedd
         ("array", "[]", 'The request body must be a JSON object with a "products" array.', None),
         ("no products", "{}", 'The request body must be a JSON object with a "products" array.', {"products": ["This field is required."]}),
         ("products object", '{"products": {"sku": "a"}}', 'The request body must be a JSON object with a "products" array.', {"products": ["Must be a JSON array."]}),
+        ("products null", '{"products": null}', 'The request body must be a JSON object with a "products" array.', {"products": ["Must be a JSON array."]}),
         ("unknown key", '{"products": [], "store_id": "1"}', 'The request body must be a JSON object with a "products" array.', {"store_id": ["Unknown field."]}),
         ("unknown key, no products", '{"items": []}', 'The request body must be a JSON object with a "products" array.', {"products": ["This field is required."], "items": ["Unknown field."]}),
         ("empty products", '{"products": []}', "The products array is empty.", {"products": ["Must not be empty."]}),
@@ -390,6 +391,7 @@ def test_malformed_body_is_rejected(tenant, server_client, _case, body, detail, 
     assert response.status_code == 400
     assert response.json() == expected
     assert CatalogJob.objects.count() == 0
+    assert _skus(tenant) == []
 
 
 def test_too_many_products_is_rejected(tenant, server_client):
