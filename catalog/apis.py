@@ -83,7 +83,7 @@ def _products_of(body: Any) -> list[Any]:
     fields = {key: ["Unknown field."] for key in sorted(body) if key != "products"}
     products = body.get("products")
     if not isinstance(products, list):
-        message = "This field is required." if products is None else "Must be a JSON array."
+        message = "This field is required." if "products" not in body else "Must be a JSON array."
         fields = {"products": [message], **fields}
     if fields:
         raise InvalidInput(_BODY_SHAPE, fields=fields)

@@ -29,7 +29,12 @@ from django.conf import settings
 from catalog.embeddings import Embedder, EmbeddingError, get_embedder, product_embedding_text
 from catalog.jobs import catalog_job_submit
 from catalog.models import CatalogJob, Product
-from catalog.schemas import InvalidProductInput, ProductInput, product_input_parse
+from catalog.schemas import (
+    InvalidProductInput,
+    ProductInput,
+    invalid_product_sku,
+    product_input_parse,
+)
 from catalog.selectors import products_pending_embedding
 from catalog.services import (
     ProgressCallback,
@@ -621,7 +626,7 @@ def _read_products(
 def _validate_records(
     records: Iterator[SourceRecord], *, field_map: Mapping[str, str], report: ImportReport
 ) -> list[ProductInput]:
-    """Validate every record; return the valid products, the last one per SKU."""
+    """Validate every record; return the products whose SKU's last row is valid."""
     by_sku: dict[str, tuple[int, ProductInput]] = {}
     ignored_keys: set[str] = set()
 
@@ -639,11 +644,19 @@ def _validate_records(
         except InvalidProductInput as exc:
             reason = " ".join(str(error) for error in exc.errors)
             report.rejected.append(RejectedRow(line=record.line, reason=reason))
+            # A rejected later row still wins, so the earlier row of its SKU is not written.
+            sku = invalid_product_sku(data=data, errors=exc.errors)
+            if sku is not None and sku in by_sku:
+                earlier_line, _ = by_sku.pop(sku)
+                report.warnings.append(
+                    _duplicate_row_warning(line=record.line, earlier=earlier_line, sku=sku)
+                )
             continue
         if product.sku in by_sku:
             report.warnings.append(
-                f"Line {record.line}: SKU {product.sku!r} also appears on line "
-                f"{by_sku[product.sku][0]}; the later row wins."
+                _duplicate_row_warning(
+                    line=record.line, earlier=by_sku[product.sku][0], sku=product.sku
+                )
             )
         by_sku[product.sku] = (record.line, product)
 
@@ -652,3 +665,7 @@ def _validate_records(
         names = ", ".join(key or '""' for key in sorted(ignored_keys))
         report.warnings.insert(0, f"Ignored fields that are not product fields: {names}.")
     return [product for _, product in by_sku.values()]
+
+
+def _duplicate_row_warning(*, line: int, earlier: int, sku: str) -> str:
+    return f"Line {line}: SKU {sku!r} also appears on line {earlier}; the later row wins."

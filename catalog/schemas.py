@@ -261,18 +261,30 @@ class ParsedProducts:
     errors: list[str]
 
 
-def _sku_label(data: Any, errors: list[FieldError]) -> str | None:
-    """Return the SKU of an invalid product quoted for a message, or None when it has none."""
+def invalid_product_sku(*, data: Any, errors: Sequence[FieldError]) -> str | None:
+    """Return the SKU of an invalid product as it would be stored, or None when it has none.
+
+    A product has no SKU here when ``errors`` include one about the ``sku`` field itself.
+    """
     if not isinstance(data, Mapping) or any(error.field == "sku" for error in errors):
         return None
     sku = data.get("sku")
     if isinstance(sku, bool) or not isinstance(sku, str | int | float):
         return None
-    return json.dumps(str(sku).strip(), ensure_ascii=False)
+    return str(sku).strip()
 
 
 def _product_label(index: int, sku: str | None) -> str:
-    return f"products[{index}] (SKU {sku})" if sku else f"products[{index}]"
+    if sku is None:
+        return f"products[{index}]"
+    return f"products[{index}] (SKU {json.dumps(sku, ensure_ascii=False)})"
+
+
+def _ignored_message(*, earlier: int, later: int, sku: str) -> str:
+    return (
+        f"{_product_label(earlier, sku)}: Ignored, because products[{later}] has the same "
+        "SKU; the last occurrence wins."
+    )
 
 
 def product_inputs_parse(items: Sequence[Any]) -> ParsedProducts:
@@ -280,8 +292,9 @@ def product_inputs_parse(items: Sequence[Any]) -> ParsedProducts:
 
     Each problem becomes one message naming the item's index, its SKU when it has a valid
     one, and the field, e.g. ``products[3] (SKU "milk-1"): weight: Input should be greater
-    than or equal to 0.`` When a SKU occurs more than once, its last occurrence is kept and
-    each earlier one is reported as ignored.
+    than or equal to 0.`` When a SKU occurs more than once, its last occurrence wins and each
+    earlier one is reported as ignored. An invalid last occurrence wins too, so no product of
+    that SKU is written.
     """
     by_sku: dict[str, tuple[int, ProductInput]] = {}
     errors: list[str] = []
@@ -289,7 +302,11 @@ def product_inputs_parse(items: Sequence[Any]) -> ParsedProducts:
         try:
             product = product_input_parse(data)
         except InvalidProductInput as exc:
-            label = _product_label(index, _sku_label(data, exc.errors))
+            sku = invalid_product_sku(data=data, errors=exc.errors)
+            if sku is not None and sku in by_sku:
+                earlier_index, _ = by_sku.pop(sku)
+                errors.append(_ignored_message(earlier=earlier_index, later=index, sku=sku))
+            label = _product_label(index, sku)
             errors.extend(
                 f"{label}: {error.message}" if error.field == NON_FIELD else f"{label}: {error}"
                 for error in exc.errors
@@ -297,10 +314,6 @@ def product_inputs_parse(items: Sequence[Any]) -> ParsedProducts:
             continue
         earlier = by_sku.get(product.sku)
         if earlier is not None:
-            sku = json.dumps(product.sku, ensure_ascii=False)
-            errors.append(
-                f"{_product_label(earlier[0], sku)}: Ignored, because products[{index}] has "
-                "the same SKU; the last occurrence wins."
-            )
+            errors.append(_ignored_message(earlier=earlier[0], later=index, sku=product.sku))
         by_sku[product.sku] = (index, product)
     return ParsedProducts(products=[product for _, product in by_sku.values()], errors=errors)

@@ -415,6 +415,27 @@ WHERE product.id = batch.id
 """
 
 
+# Uploads lock the rows they update in SKU order (products_in_write_order), and a batch of
+# embeddings is read in id order. An embedding UPDATE that locked its rows in id order could
+# hold one row an upload needs while waiting for another that the upload holds, which
+# PostgreSQL ends as a deadlock by failing one of the two. So each batch first locks its rows
+# in the uploads' order. The "C" collation compares UTF-8 bytes, which sorts like Python's
+# str comparison, by code point.
+_LOCK_ROWS_IN_SKU_ORDER_SQL = """
+SELECT 1 FROM {table}
+WHERE id = ANY(%s) AND tenant_id = %s
+ORDER BY sku COLLATE "C"
+FOR NO KEY UPDATE
+"""
+
+
+def _lock_rows_in_sku_order(*, tenant: Tenant, product_ids: list[int]) -> None:
+    """Lock ``tenant``'s products of ``product_ids`` in SKU order until the transaction ends."""
+    table = connection.ops.quote_name(Product._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(_LOCK_ROWS_IN_SKU_ORDER_SQL.format(table=table), [product_ids, tenant.pk])
+
+
 @dataclass(frozen=True)
 class _VectorType:
     """The vector type of one database connection, and a dumper that sends it in binary."""
@@ -681,6 +702,7 @@ def _write_batch(
 ) -> int:
     write_started = time.monotonic()
     with transaction.atomic():
+        _lock_rows_in_sku_order(tenant=tenant, product_ids=[row["pk"] for row in batch.rows])
         written = _write_embeddings(
             tenant=tenant, rows=batch.rows, vectors=vectors, model_name=model_name
         )

@@ -230,6 +230,44 @@ def test_duplicate_sku_keeps_last_occurrence(tenant, server_client):
     assert Product.objects.get(tenant=tenant, sku="milk-1").name == "Молоко Яготинське 3,2%"
 
 
+def test_invalid_last_duplicate_sku_writes_nothing(tenant, server_client):
+    response = _put(server_client, [MILK, KEFIR, {**MILK, "weight": -1}])
+
+    job = _job(response)
+    assert response.status_code == 202
+    assert response.json()["to_embed"] == 1
+    assert job.errors == [
+        'products[0] (SKU "milk-1"): Ignored, because products[2] has the same SKU; the last '
+        "occurrence wins.",
+        'products[2] (SKU "milk-1"): weight: Input should be greater than or equal to 0.',
+    ]
+    assert (job.total, job.created, job.updated, job.unchanged) == (3, 1, 0, 0)
+    assert _skus(tenant) == ["kefir-1"]
+
+
+def test_invalid_last_duplicate_sku_keeps_stored_product(tenant, server_client):
+    _put(server_client, [MILK])
+    stored = Product.objects.get(tenant=tenant, sku="milk-1")
+
+    response = _put(
+        server_client,
+        [{**MILK, "name": "Молоко 3,2%"}, {**MILK, "name": "Молоко 1%", "unit": ""}],
+    )
+
+    job = _job(response)
+    assert response.json()["to_embed"] == 0
+    assert job.errors == [
+        'products[0] (SKU "milk-1"): Ignored, because products[1] has the same SKU; the last '
+        "occurrence wins.",
+        'products[1] (SKU "milk-1"): unit: This field must not be empty.',
+    ]
+    assert (job.created, job.updated, job.unchanged) == (0, 0, 0)
+    assert job.status == CatalogJob.Status.COMPLETE
+    product = Product.objects.get(tenant=tenant, sku="milk-1")
+    assert product.name == MILK["name"]
+    assert product.updated_at == stored.updated_at
+
+
 def test_upload_of_only_invalid_products_completes_at_once(
     tenant, server_client, django_capture_on_commit_callbacks
 ):
@@ -338,6 +376,7 @@ def test_deactivated_product_leaves_search_at_once(tenant, server_client, embedd
         ("array", "[]", 'The request body must be a JSON object with a "products" array.', None),
         ("no products", "{}", 'The request body must be a JSON object with a "products" array.', {"products": ["This field is required."]}),
         ("products object", '{"products": {"sku": "a"}}', 'The request body must be a JSON object with a "products" array.', {"products": ["Must be a JSON array."]}),
+        ("products null", '{"products": null}', 'The request body must be a JSON object with a "products" array.', {"products": ["Must be a JSON array."]}),
         ("unknown key", '{"products": [], "store_id": "1"}', 'The request body must be a JSON object with a "products" array.', {"store_id": ["Unknown field."]}),
         ("unknown key, no products", '{"items": []}', 'The request body must be a JSON object with a "products" array.', {"products": ["This field is required."], "items": ["Unknown field."]}),
         ("empty products", '{"products": []}', "The products array is empty.", {"products": ["Must not be empty."]}),
@@ -352,6 +391,7 @@ def test_malformed_body_is_rejected(tenant, server_client, _case, body, detail, 
     assert response.status_code == 400
     assert response.json() == expected
     assert CatalogJob.objects.count() == 0
+    assert _skus(tenant) == []
 
 
 def test_too_many_products_is_rejected(tenant, server_client):

@@ -146,6 +146,23 @@ def test_reembed_async_queues_a_job(
     assert _embedded_models(other_tenant) == {"milk-1": "model-a", "kefir-1": "model-a"}
 
 
+def test_reembed_async_without_commit_is_rejected(tenant, embedding_server, settings):
+    _call("import_catalog", str(DATA_DIR / "products.jsonl"), "--tenant", "shop-a")
+    settings.EMBEDDING_MODEL = "model-b"
+    jobs_before = CatalogJob.objects.count()
+
+    with pytest.raises(CommandError) as exc_info:
+        _call("reembed_catalog", "--tenant", "shop-a", "--async")
+
+    assert str(exc_info.value) == (
+        "--async requires --commit, so nothing was queued. Run again with --commit --async to "
+        "queue a catalog job, or without --async for a dry run."
+    )
+    assert CatalogJob.objects.count() == jobs_before
+    assert ProcrastinateJob.objects.count() == 0
+    assert _embedded_models(tenant) == {"milk-1": "model-a", "kefir-1": "model-a"}
+
+
 def test_reembed_reports_failure(tenant, embedding_server, settings):
     _call("import_catalog", str(DATA_DIR / "products.jsonl"), "--tenant", "shop-a")
     settings.EMBEDDING_MODEL = "model-b"

@@ -148,6 +148,28 @@ def test_import_json_lines_unicode_separators(tenant, tmp_path):
     assert Product.objects.get(tenant=tenant, sku="bread-1").name == "Хліб\u0085житній\u2029чорний"
 
 
+def test_import_rejected_later_row_wins(tenant, tmp_path):
+    path = _write(
+        tmp_path,
+        "products.jsonl",
+        '{"sku": "milk-1", "name": "Молоко 2,6%"}\n'
+        '{"sku": "kefir-1", "name": "Кефір 2,5%"}\n'
+        '{"sku": "milk-1", "name": "Молоко 3,2%", "weight": -1}\n'.encode(),
+    )
+
+    stdout, stderr = _import(path, "--tenant", "shop-a", "--no-embed")
+
+    assert stdout.splitlines()[:2] == [
+        "Imported products.jsonl into tenant 'shop-a': 3 rows.",
+        "Created: 1, updated: 0, unchanged: 0, rejected: 1.",
+    ]
+    assert stderr == (
+        "Line 3: rejected. weight: Input should be greater than or equal to 0.\n"
+        "Line 3: SKU 'milk-1' also appears on line 1; the later row wins.\n"
+    )
+    assert _skus(tenant) == ["kefir-1"]
+
+
 def test_import_with_field_map(tenant):
     stdout, stderr = _import(
         str(DATA_DIR / "mapped.csv"),

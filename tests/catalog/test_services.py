@@ -242,6 +242,70 @@ def test_upsert_locks_rows_in_sku_order(tenant):
     assert Product.objects.get(tenant=tenant, sku="kefir-1").name == "Кефір 1%"
 
 
+def _is_waiting_for_lock(cursor, pids: list[int]) -> bool:
+    """Return whether a backend of ``pids`` waits for a lock within 30 seconds."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        time.sleep(0.01)
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s) AND wait_event_type = 'Lock'",
+            [pids],
+        )
+        if cursor.fetchone()[0] == 1:
+            return True
+    return False
+
+
+@pytest.mark.django_db(transaction=True)
+def test_embedding_write_locks_rows_in_sku_order(tenant, embedder):
+    """An embedding write that locked its batch in id order deadlocked with an upload, which
+    locks the same rows in SKU order, and PostgreSQL failed one of them. A batch now waits
+    for its row with the smallest SKU before it locks any other row.
+    """
+    # Two uploads, so that milk-1 gets the smaller id but kefir-1 is first in SKU order.
+    product_upsert_many(tenant=tenant, products=_inputs(MILK))
+    product_upsert_many(tenant=tenant, products=_inputs(KEFIR))
+    table = Product._meta.db_table
+    writer_pids: list[int] = []
+    writer_errors: list[Exception] = []
+
+    def embed():
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_backend_pid()")
+                writer_pids.append(cursor.fetchone()[0])
+            products_embed_pending(tenant=tenant, embedder=embedder)
+        except Exception as error:
+            writer_errors.append(error)
+        finally:
+            connections.close_all()
+
+    writer = threading.Thread(target=embed)
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT id FROM {table} WHERE tenant_id = %s AND sku = 'kefir-1' FOR UPDATE",
+            [tenant.pk],
+        )
+        writer.start()
+        waiting = _is_waiting_for_lock(cursor, writer_pids)
+        try:
+            with transaction.atomic():
+                cursor.execute(
+                    f"SELECT id FROM {table} WHERE tenant_id = %s AND sku = 'milk-1' "
+                    "FOR UPDATE NOWAIT",
+                    [tenant.pk],
+                )
+            milk_locked_by_writer = False
+        except OperationalError:
+            milk_locked_by_writer = True
+    writer.join(timeout=30)
+
+    assert waiting
+    assert not milk_locked_by_writer
+    assert writer_errors == []
+    assert products_pending_embedding(tenant=tenant, model_name=embedder.model_name).count() == 0
+
+
 def test_upsert_is_scoped_to_tenant(tenant, other_tenant):
     ProductFactory(tenant=other_tenant, sku="milk-1", name="Молоко іншого магазину")
 

@@ -36,6 +36,11 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if options["enqueue"] and not options["commit"]:
+            raise CommandError(
+                "--async requires --commit, so nothing was queued. Run again with --commit --async "
+                "to queue a catalog job, or without --async for a dry run."
+            )
         tenant = command_tenant(options["tenant"])
         embedder = get_embedder()
         model_name = embedder.model_name
