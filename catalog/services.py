@@ -17,6 +17,7 @@ import psycopg
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import BooleanField, ExpressionWrapper, F, Q, QuerySet
+from django.db.models.functions import Collate
 from pgvector import Vector
 from pgvector.psycopg.vector import VectorBinaryDumper
 from psycopg.types import TypeInfo
@@ -351,6 +352,18 @@ def search_documents_rebuild(*, tenant: Tenant) -> int:
     return copied
 
 
+def _search_text(product: Product) -> tuple[str, str]:
+    """Return the ``search_title`` and ``search_body`` that ``catalog.text`` gives ``product``."""
+    title = build_search_title(name=product.name, brand=product.brand)
+    body = build_search_body(
+        category_path=product.category_path,
+        description=product.description,
+        ingredients=product.ingredients,
+        country=product.country,
+    )
+    return title, body
+
+
 def products_rebuild_search_text(*, tenant: Tenant, batch_size: int = UPSERT_BATCH_SIZE) -> int:
     """Recompute the full-text documents of ``tenant``'s products and return how many changed.
 
@@ -358,38 +371,42 @@ def products_rebuild_search_text(*, tenant: Tenant, batch_size: int = UPSERT_BAT
     when each product was saved. After a change to the normalisation or the stemmer, the
     stored documents no longer meet the query words, so this rewrites the ones that differ.
     Embeddings are untouched. Each batch commits on its own.
+
+    A first pass finds the stale products without locking them. Each batch then locks its
+    rows in SKU order, as uploads do, so the two wait for each other instead of deadlocking,
+    and computes the documents again from the locked rows, so a name that an upload changed
+    meanwhile is not overwritten with a document of the old name.
     """
-    products = (
-        Product.objects.filter(tenant=tenant)
-        .only(
-            "pk", "name", "brand", "category_path", "description", "ingredients", "country",
-            "search_title", "search_body",
-        )
-        .order_by("pk")
+    products = Product.objects.filter(tenant=tenant).only(
+        "pk", "name", "brand", "category_path", "description", "ingredients", "country",
+        "search_title", "search_body",
     )  # fmt: skip
-    changed: list[Product] = []
-    for product in products.iterator(chunk_size=batch_size):
-        title = build_search_title(name=product.name, brand=product.brand)
-        body = build_search_body(
-            category_path=product.category_path,
-            description=product.description,
-            ingredients=product.ingredients,
-            country=product.country,
-        )
-        if title != product.search_title or body != product.search_body:
-            product.search_title, product.search_body = title, body
-            changed.append(product)
-    for start in range(0, len(changed), batch_size):
+    stale_ids = [
+        product.pk
+        for product in products.order_by("pk").iterator(chunk_size=batch_size)
+        if _search_text(product) != (product.search_title, product.search_body)
+    ]
+    changed = 0
+    for start in range(0, len(stale_ids), batch_size):
         with transaction.atomic():
-            Product.objects.bulk_update(
-                changed[start : start + batch_size], ["search_title", "search_body"]
+            locked = products.filter(pk__in=stale_ids[start : start + batch_size]).order_by(
+                Collate("sku", "C")
             )
-            _catalog_versions_bump(tenant_ids=[tenant.pk])
+            stale: list[Product] = []
+            for product in locked.select_for_update(no_key=True):
+                title, body = _search_text(product)
+                if (title, body) != (product.search_title, product.search_body):
+                    product.search_title, product.search_body = title, body
+                    stale.append(product)
+            if stale:
+                Product.objects.bulk_update(stale, ["search_title", "search_body"])
+                _catalog_versions_bump(tenant_ids=[tenant.pk])
+            changed += len(stale)
     logger.info(
         "catalog.products.search_text_rebuilt",
-        extra={"tenant_id": tenant.pk, "changed_count": len(changed)},
+        extra={"tenant_id": tenant.pk, "changed_count": changed},
     )
-    return len(changed)
+    return changed
 
 
 # A batch is read, embedded and written at different times, and an upload or another run

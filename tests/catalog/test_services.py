@@ -19,6 +19,7 @@ from catalog.services import (
     product_upsert_many,
     products_delete,
     products_embed_pending,
+    products_rebuild_search_text,
 )
 from tests.catalog.helpers import CountingEmbedder, FailingEmbedder, FixedEmbedder
 from tests.factories import ProductFactory
@@ -304,6 +305,65 @@ def test_embedding_write_locks_rows_in_sku_order(tenant, embedder):
     assert not milk_locked_by_writer
     assert writer_errors == []
     assert products_pending_embedding(tenant=tenant, model_name=embedder.model_name).count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_search_text_rebuild_locks_in_sku_order(tenant):
+    """The rebuild locks its rows in SKU order, as uploads do, and computes each document
+    from the row it locked, so a name changed while it waited keeps its own document.
+    """
+    # Two uploads, so that milk-1 gets the smaller id but kefir-1 is first in SKU order.
+    product_upsert_many(tenant=tenant, products=_inputs(MILK))
+    product_upsert_many(tenant=tenant, products=_inputs(KEFIR))
+    Product.objects.filter(tenant=tenant).update(search_title="stale", search_body="stale")
+    table = Product._meta.db_table
+    rebuild_pids: list[int] = []
+    rebuild_errors: list[Exception] = []
+    rebuilt: list[int] = []
+
+    def rebuild():
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_backend_pid()")
+                rebuild_pids.append(cursor.fetchone()[0])
+            rebuilt.append(products_rebuild_search_text(tenant=tenant))
+        except Exception as error:
+            rebuild_errors.append(error)
+        finally:
+            connections.close_all()
+
+    rebuilder = threading.Thread(target=rebuild)
+    with transaction.atomic(), connection.cursor() as cursor:
+        # An upload renames the kefir and writes its document while the rebuild waits.
+        cursor.execute(
+            f"SELECT id FROM {table} WHERE tenant_id = %s AND sku = 'kefir-1' FOR UPDATE",
+            [tenant.pk],
+        )
+        rebuilder.start()
+        waiting = _is_waiting_for_lock(cursor, rebuild_pids)
+        try:
+            with transaction.atomic():
+                cursor.execute(
+                    f"SELECT id FROM {table} WHERE tenant_id = %s AND sku = 'milk-1' "
+                    "FOR UPDATE NOWAIT",
+                    [tenant.pk],
+                )
+            milk_locked_by_rebuild = False
+        except OperationalError:
+            milk_locked_by_rebuild = True
+        cursor.execute(
+            f"UPDATE {table} SET name = 'Ряжанка', search_title = 'ряжанк галичин',"
+            " search_body = '' WHERE tenant_id = %s AND sku = 'kefir-1'",
+            [tenant.pk],
+        )
+    rebuilder.join(timeout=30)
+
+    assert waiting
+    assert not milk_locked_by_rebuild
+    assert rebuild_errors == []
+    assert rebuilt == [1]
+    assert Product.objects.get(tenant=tenant, sku="kefir-1").search_title == "ряжанк галичин"
+    assert Product.objects.get(tenant=tenant, sku="milk-1").search_title != "stale"
 
 
 def test_upsert_is_scoped_to_tenant(tenant, other_tenant):
