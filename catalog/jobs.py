@@ -52,6 +52,16 @@ MAX_JOB_ERRORS = 500
 LOST_ENQUEUE_GRACE = timedelta(minutes=2)
 
 
+class CatalogJobMissing(Exception):
+    """The job's row no longer exists: its tenant was deleted, or the job was pruned."""
+
+
+def _job_missing(job_pk: int) -> CatalogJobMissing:
+    """Log that the job ``job_pk`` is gone, and return the exception that ends its task."""
+    logger.warning("catalog.job.missing", extra={"job_pk": job_pk})
+    return CatalogJobMissing(f"Catalog job {job_pk} no longer exists.")
+
+
 class CatalogJobInterrupted(Exception):
     """The worker asked a running job to stop between batches; the job is retried later."""
 
@@ -177,9 +187,19 @@ def catalog_job_create_reembed(*, tenant: Tenant, model_name: str) -> CatalogJob
 
 
 def _job_start(job_pk: int) -> CatalogJob | None:
-    """Mark the job as embedding and count the attempt; return None if it is finished."""
+    """Mark the job as embedding and count the attempt; return None if it is finished.
+
+    Raises ``CatalogJobMissing`` when the job no longer exists.
+    """
     with transaction.atomic():
-        job = CatalogJob.objects.select_for_update().select_related("tenant").get(pk=job_pk)
+        job = (
+            CatalogJob.objects.select_for_update()
+            .select_related("tenant")
+            .filter(pk=job_pk)
+            .first()
+        )
+        if job is None:
+            raise _job_missing(job_pk)
         if job.is_finished:
             logger.info(
                 "catalog.job.already_finished",
@@ -216,7 +236,8 @@ def catalog_job_run(
     that is already complete or failed is returned unchanged. ``should_stop`` is checked
     before each batch starts embedding. When it returns True, the batch already embedding is
     written, ``CatalogJobInterrupted`` is raised, and the job stays ``embedding`` for the next
-    run. Any other exception is recorded in ``last_error`` and re-raised for the queue to
+    run. ``CatalogJobMissing`` is raised when the job's row is gone, before or during the run.
+    Any other exception is recorded in ``last_error`` and re-raised for the queue to
     retry; on the last attempt the job is marked failed first.
     ``job_pk`` is the internal primary key: the task queue passes it, never a client.
     """
@@ -265,7 +286,10 @@ def _job_complete(job: CatalogJob) -> CatalogJob:
         last_error="",
         updated_at=now,
     )
-    job.refresh_from_db()
+    try:
+        job.refresh_from_db()
+    except CatalogJob.DoesNotExist:
+        raise _job_missing(job.pk) from None
     logger.info(
         "catalog.job.complete",
         extra={
@@ -319,8 +343,8 @@ def catalog_job_fail(*, job_pk: int, reason: str) -> None:
     upload of them, or ``reembed_catalog``, embeds them.
     """
     with transaction.atomic():
-        job = CatalogJob.objects.select_for_update().get(pk=job_pk)
-        if job.is_finished:
+        job = CatalogJob.objects.select_for_update().filter(pk=job_pk).first()
+        if job is None or job.is_finished:
             return
         message = f"Embedding failed after {_attempts(job.attempts)}: {reason}"
         job.status = CatalogJob.Status.FAILED

@@ -37,6 +37,9 @@ def catalog_job_run(context: JobContext, *, job_pk: int) -> None:
             is_last_attempt=context.job.attempts >= settings.CATALOG_JOB_MAX_RETRIES,
             should_stop=context.should_abort,
         )
+    except jobs.CatalogJobMissing:
+        # The job was deleted with its tenant, or pruned: nothing is left to embed or retry.
+        return
     except jobs.CatalogJobInterrupted as exc:
         if context.abort_reason() == AbortReason.USER_REQUEST:
             jobs.catalog_job_fail(job_pk=job_pk, reason="An operator aborted the job.")

@@ -22,6 +22,7 @@ from catalog.embeddings import EmbeddingError, product_embedding_text
 from catalog.jobs import (
     MAX_JOB_ERRORS,
     CatalogJobInterrupted,
+    CatalogJobMissing,
     catalog_job_create_reembed,
     catalog_job_enqueue,
     catalog_job_fail,
@@ -628,3 +629,45 @@ def test_prune_task_is_scheduled_daily():
 
     assert tasks_by_id["catalog_jobs_prune"].cron == "30 3 * * *"
     assert tasks_by_id["catalog_jobs_prune"].task.queue == "catalog"
+
+
+def test_task_of_deleted_tenant_ends_quietly(tenant, caplog):
+    job = _submit(tenant)
+    context = _task_context(job, abort_reason=None)
+    tenant.delete()
+
+    result = tasks.catalog_job_run.func(context, job_pk=job.pk)
+
+    assert result is None
+    assert CatalogJob.objects.filter(pk=job.pk).exists() is False
+    assert Product.objects.count() == 0
+    assert [record.message for record in caplog.records if record.levelname == "WARNING"] == [
+        "catalog.job.missing"
+    ]
+
+
+def test_job_deleted_during_run_is_missing(tenant, embedder, caplog):
+    job = _submit(tenant)
+
+    def delete_the_tenant() -> bool:
+        # Called before the first batch starts embedding.
+        tenant.delete()
+        return False
+
+    with pytest.raises(CatalogJobMissing):
+        catalog_job_run(job_pk=job.pk, embedder=embedder, should_stop=delete_the_tenant)
+
+    assert CatalogJob.objects.filter(pk=job.pk).exists() is False
+    assert Product.objects.count() == 0
+    assert [record.message for record in caplog.records if record.levelname == "WARNING"] == [
+        "catalog.job.missing"
+    ]
+
+
+def test_failing_a_deleted_job_does_nothing(tenant):
+    job = _submit(tenant)
+    tenant.delete()
+
+    catalog_job_fail(job_pk=job.pk, reason="The worker running the job stopped responding.")
+
+    assert CatalogJob.objects.filter(pk=job.pk).exists() is False
