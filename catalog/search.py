@@ -256,6 +256,20 @@ class Candidate:
     title: str | None = None
 
 
+def _names_product(term: QueryTerm) -> bool:
+    """Tell whether a query term can name a product: a content word of three or more letters.
+
+    Numbers and units ("2", "кг", "0.5") are common without naming what the shopper wants.
+    """
+    return not term.is_stopword and term.word.isalpha() and len(term.word) >= 3
+
+
+def _only_stopwords(text: str) -> bool:
+    """Tell whether every word of ``text`` is a stopword, so that it names no product."""
+    words = [word for word in surface_words(text) if word != "%"]
+    return bool(words) and all(word in STOPWORDS for word in words)
+
+
 def _may_be_unfinished(word: str, word_stem: str) -> bool:
     """Tell whether the last query word may be cut short, so it also matches as a prefix.
 
@@ -712,11 +726,7 @@ class _SearchSql:
         Only words of three or more letters qualify: numbers and units ("2", "кг") are
         common without naming what the shopper wants.
         """
-        words = [
-            index
-            for index in content
-            if self.terms[index].word.isalpha() and len(self.terms[index].word) >= 3
-        ]
+        words = [index for index in content if _names_product(self.terms[index])]
         if not words:
             return "false"
         most_common = "GREATEST(" + ", ".join(f"df_{index}" for index in words) + ")"
@@ -943,6 +953,22 @@ def _active_stages(
     if method == SearchMethod.HYBRID and normalize_text(query).replace("%", "").strip():
         stages.append("trigram")
     return stages
+
+
+def _names_catalog_words(*, terms: list[QueryTerm], frequencies: list[TermFrequency]) -> bool:
+    """Tell whether the lexical stage may run: some product contains a word naming a product.
+
+    When no product contains the query's naming words ("iphone 15", "пиво 0,5 л"), the
+    numbers, units and short words left match products of the same pack size ("Сметана
+    15%", "Олія 0,5 л"), not what the shopper requested. A query without naming words
+    ("900 г") keeps the stage.
+    """
+    documents = [
+        frequency.documents
+        for term, frequency in zip(terms, frequencies, strict=True)
+        if _names_product(term)
+    ]
+    return not documents or any(count > 0 for count in documents)
 
 
 def _set_trigram_threshold() -> None:
@@ -1384,9 +1410,11 @@ def product_search(
 
     started = time.monotonic()
     embedder = embedder or get_embedder()
+    # A query of stopwords alone names no product, and its embedding would still have
+    # nearest neighbours.
     embedding = (
         _embed_query(query=raw_query, embedder=embedder, tenant=tenant)
-        if method != SearchMethod.FULL_TEXT
+        if method != SearchMethod.FULL_TEXT and not _only_stopwords(raw_query)
         else None
     )
     terms = query_terms(raw_query)
@@ -1422,6 +1450,9 @@ def product_search(
             # Every query word occurs in some product, so none is a typo. Leaving the
             # stage out of the statement also spares planning it.
             stages = [stage for stage in stages if stage != "trigram"]
+        if not _names_catalog_words(terms=terms, frequencies=frequencies):
+            stages = [stage for stage in stages if stage != "lexical"]
+            frequencies = []
     builder = _SearchSql(
         terms=terms,
         stages=stages,

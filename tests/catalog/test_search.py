@@ -133,9 +133,14 @@ def test_search_typo_runs_trigram_stage(grocery, embedder, caplog):
     caplog.set_level("INFO", logger="catalog.search")
 
     product_search(tenant=grocery, query="малоко", embedder=embedder)
+    product_search(tenant=grocery, query="малоко галичина", embedder=embedder)
 
     records = [record for record in caplog.records if record.msg == "catalog.search"]
-    assert [record.stages for record in records] == ["exact,vector,lexical,trigram"]
+    # No product contains the only word of the first query, so the lexical stage is skipped.
+    assert [record.stages for record in records] == [
+        "exact,vector,trigram",
+        "exact,vector,lexical,trigram",
+    ]
 
 
 def test_search_short_word_typo_not_forgiven(grocery, embedder):
@@ -189,6 +194,54 @@ def test_search_unsold_returns_nothing(grocery, embedder, query):
     hits = product_search(tenant=grocery, query=query, embedder=embedder)
 
     assert _skus(hits) == []
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        pytest.param("пиво 1 кг", id="unsold_with_weight"),
+        pytest.param("vodka 0,95 л", id="unsold_with_volume"),
+        pytest.param("iphone 10 шт", id="unsold_with_count"),
+    ],
+)
+def test_search_unsold_with_pack_size(grocery, embedder, caplog, query):
+    caplog.set_level("INFO", logger="catalog.search")
+
+    hybrid = product_search(tenant=grocery, query=query, embedder=embedder)
+    full_text = product_search(
+        tenant=grocery, query=query, embedder=embedder, method=SearchMethod.FULL_TEXT
+    )
+
+    assert _skus(hybrid) == []
+    assert _skus(full_text) == []
+    records = [record for record in caplog.records if record.msg == "catalog.search"]
+    assert [record.stages for record in records] == ["exact,vector,trigram", "exact"]
+
+
+def test_search_pack_size_alone_matches(grocery, embedder):
+    hits = product_search(tenant=grocery, query="0,95 л", embedder=embedder)
+
+    assert _skus(hits)[0] == "juice-sandora-orange-095"
+
+
+def test_search_typo_with_pack_size(grocery, embedder):
+    hits = product_search(tenant=grocery, query="малоко 1 л", embedder=embedder)
+
+    assert set(_skus(hits)) <= MILK_SKUS
+    assert hits[0].full_text_rank is None
+    assert hits[0].trigram_rank is not None
+
+
+@pytest.mark.parametrize("query", ["the and for", "для з та", "with"])
+def test_search_only_stopwords(grocery, embedder, caplog, query):
+    caplog.set_level("INFO", logger="catalog.search")
+
+    hits = product_search(tenant=grocery, query=query, embedder=embedder)
+
+    assert hits == []
+    assert embedder.queries == []
+    records = [record for record in caplog.records if record.msg == "catalog.search"]
+    assert "vector" not in records[0].stages.split(",")
 
 
 def test_search_does_not_pad_results(grocery, embedder):
