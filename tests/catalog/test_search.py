@@ -2,6 +2,7 @@
 
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -14,10 +15,12 @@ from catalog.embeddings import Embedder
 from catalog.models import Product
 from catalog.schemas import ProductInput, product_input_parse
 from catalog.search import (
+    Candidate,
     QueryTerm,
     SearchMethod,
     TermFrequency,
     catalog_statistics,
+    fuse_candidates,
     product_search,
     query_terms,
 )
@@ -282,6 +285,51 @@ def test_search_exact_barcode_first(grocery, embedder):
 
     assert hits[0].product.sku == "milk-yagotyn-26"
     assert hits[0].exact is True
+
+
+def test_search_exact_barcode_alone(grocery, embedder):
+    hits = product_search(tenant=grocery, query="4820003480015", embedder=embedder)
+
+    assert _skus(hits) == ["milk-yagotyn-26"]
+
+
+def _vector_candidate(product_id: int, *, distance: float, vector_rank: int) -> Candidate:
+    return Candidate(
+        product_id=product_id,
+        lexical_score=None,
+        coverage=None,
+        head_match=False,
+        lexical_rank=None,
+        vector_rank=vector_rank,
+        distance=distance,
+        trigram_rank=None,
+        similarity=None,
+        exact=False,
+    )
+
+
+def test_fuse_exact_drops_vector_neighbours():
+    exact = replace(_vector_candidate(1, distance=0.30, vector_rank=3), exact=True)
+    closer = _vector_candidate(2, distance=0.20, vector_rank=1)
+    also_closer = _vector_candidate(3, distance=0.25, vector_rank=2)
+
+    fused = fuse_candidates([closer, also_closer, exact], method=SearchMethod.HYBRID)
+
+    assert [candidate.product_id for candidate, _ in fused] == [1]
+
+
+def test_fuse_exact_keeps_lexical_matches():
+    exact = replace(_vector_candidate(1, distance=0.30, vector_rank=3), exact=True)
+    lexical = replace(
+        _vector_candidate(2, distance=0.20, vector_rank=1),
+        lexical_score=2.0,
+        coverage=1.0,
+        lexical_rank=1,
+    )
+
+    fused = fuse_candidates([lexical, exact], method=SearchMethod.HYBRID)
+
+    assert [candidate.product_id for candidate, _ in fused] == [1, 2]
 
 
 def test_search_never_returns_inactive(grocery, embedder):
