@@ -332,6 +332,16 @@ def test_fuse_exact_keeps_lexical_matches():
     assert [candidate.product_id for candidate, _ in fused] == [1, 2]
 
 
+@pytest.mark.parametrize(
+    "query", ["моло\u0301ко", "мо\u00adлоко"], ids=["stress_mark", "soft_hyphen"]
+)
+def test_search_word_with_invisible_marks(grocery, embedder, query):
+    hits = product_search(tenant=grocery, query=query, embedder=embedder)
+
+    assert set(_skus(hits)[:5]) <= MILK_SKUS
+    assert hits[0].full_text_rank == 1
+
+
 def test_search_never_returns_inactive(grocery, embedder):
     by_name = product_search(tenant=grocery, query="Молоко Яготинське 3,2%", embedder=embedder)
     by_sku = product_search(tenant=grocery, query=INACTIVE_MILK["sku"], embedder=embedder)
