@@ -48,7 +48,7 @@ from django.db import (
 from pgvector import Vector
 
 from catalog.embeddings import Embedder, EmbeddingError, get_embedder
-from catalog.lexicon import lexicon_stems
+from catalog.lexicon import lexicon_phrase_stems, lexicon_stems
 from catalog.models import Product, SearchDocument, TermCount
 from catalog.text import (
     STOPWORDS,
@@ -281,17 +281,25 @@ def _may_be_unfinished(word: str, word_stem: str) -> bool:
 def query_terms(text: str) -> list[QueryTerm]:
     """Split ``text`` into the terms of the lexical stage, at most ``MAX_QUERY_TERMS``."""
     words = [word for word in surface_words(text) if word != "%"]
+    word_variants = [stem_variants(word) for word in words]
+    phrase_translations = lexicon_phrase_stems([variants[0] for variants in word_variants])
     terms: list[QueryTerm] = []
     seen: set[str] = set()
-    for position, word in enumerate(words):
-        variants = stem_variants(word)
+    for position, (word, variants) in enumerate(zip(words, word_variants, strict=True)):
         if variants[0] in seen:
             continue
         seen.add(variants[0])
         # The unstemmed word is also tried whole: a half-typed word can look like another
         # inflected form to the stemmer ("молок" is cut to "молк").
         expanded = [*variants, word]
-        translations = sorted({found for variant in variants for found in lexicon_stems(variant)})
+        if position in phrase_translations:
+            # A word of a lexicon phrase ("cream" in "sour cream") takes the phrase's
+            # translations instead of its own.
+            translations = sorted(phrase_translations[position] - {variants[0]})
+        else:
+            translations = sorted(
+                {found for variant in variants for found in lexicon_stems(variant)}
+            )
         expanded.extend(translations)
         prefixes: tuple[str, ...] = ()
         if position == len(words) - 1 and _may_be_unfinished(word, variants[0]):

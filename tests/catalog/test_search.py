@@ -247,6 +247,24 @@ def test_search_only_stopwords(grocery, embedder, caplog, query):
     assert "vector" not in records[0].stages.split(",")
 
 
+def test_query_terms_lexicon_phrase():
+    sour, cream, fat = query_terms("sour cream 15%")
+
+    assert sour.stems == ("sour", "соур", "smetana", "сметан")
+    assert cream.stems == ("cream", "цре", "кре", "smetana", "сметан")
+    assert fat.stems == ("15",)
+    assert [term.is_translated for term in (sour, cream, fat)] == [True, True, False]
+
+
+def test_search_lexicon_phrase(grocery, embedder):
+    phrase = product_search(tenant=grocery, query="sour cream", embedder=embedder)
+    word = product_search(tenant=grocery, query="cream", embedder=embedder)
+
+    assert _skus(phrase)[0] == "sour-cream-galychyna-20"
+    assert "cream-galychyna-10" not in _skus(phrase)
+    assert _skus(word)[0] == "cream-galychyna-10"
+
+
 def test_search_does_not_pad_results(grocery, embedder):
     hits = product_search(tenant=grocery, query="кефір", embedder=embedder)
 
