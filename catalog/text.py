@@ -4,9 +4,10 @@ Both sides go through :func:`tokenize`, so a query token matches a document toke
 when the two words normalise to the same stem. The pipeline:
 
 1. Unicode NFKC, lower case, ``ё`` → ``е``, accents dropped from Latin letters
-   (``président`` → ``president``).
+   (``président`` → ``president``) and stress marks from all letters (``моло́ко`` →
+   ``молоко``).
 2. Apostrophes (``'`` ``’`` ``ʼ`` and look-alikes) are dropped, so ``м'ясо``, ``м’ясо`` and
-   ``мясо`` are one word.
+   ``мясо`` are one word. So are soft hyphens and zero-width joiners.
 3. A decimal comma between digits becomes a point, and numbers are split from letters and
    ``%``: ``900мл`` → ``900 мл``, ``2,5%`` → ``2.5 %``.
 4. Every other punctuation mark separates words.
@@ -27,7 +28,10 @@ from collections.abc import Iterable
 from typing import Literal
 
 _APOSTROPHES = "'’ʼ‘`´ʹ′"
-_DROP_APOSTROPHES = str.maketrans("", "", _APOSTROPHES)
+# Invisible characters that text copied from web pages carries inside words: the soft
+# hyphen, the zero-width non-joiner and joiner, the word joiner and the byte order mark.
+_INVISIBLE_IN_WORDS = "\u00ad\u200c\u200d\u2060\ufeff"
+_DROP_CHARACTERS = str.maketrans("", "", _APOSTROPHES + _INVISIBLE_IN_WORDS)
 
 # Latin letters that look like Cyrillic ones, after lower-casing. A word that mixes both
 # scripts is almost always a Cyrillic word typed with a few Latin keys.
@@ -91,12 +95,24 @@ _IRREGULAR_STEMS = {
 _FLEETING_VOWEL = re.compile(r"(?<=[^аеєиіїоуюяыэ])(?:о|е)(к)$|(?<=[^аеєиіїоуюяыэ])е(ц)ь?$")
 
 
-def _fold_latin_accents(text: str) -> str:
-    """Drop accents from Latin letters only; Cyrillic й, ї and ё keep their marks."""
+# Combining acute and grave accents, which dictionaries and some product texts put on
+# Cyrillic vowels to mark stress ("моло́ко"). Left in place, a mark splits the word in two.
+_STRESS_MARKS = frozenset("\u0300\u0301")
+
+
+def _fold_accents(text: str) -> str:
+    """Drop accents from Latin letters and stress marks from any letter.
+
+    Cyrillic й, ї and ё keep their marks (breve and diaeresis).
+    """
     decomposed = unicodedata.normalize("NFD", text)
     kept: list[str] = []
     for char in decomposed:
-        if unicodedata.combining(char) and kept and "a" <= kept[-1] <= "z":
+        if (
+            unicodedata.combining(char)
+            and kept
+            and ("a" <= kept[-1] <= "z" or char in _STRESS_MARKS)
+        ):
             continue
         kept.append(char)
     return unicodedata.normalize("NFC", "".join(kept))
@@ -163,7 +179,7 @@ def stem(word: str) -> str:
 def surface_words(text: str) -> list[str]:
     """Split ``text`` into normalised words before stemming (numbers and ``%`` included)."""
     text = unicodedata.normalize("NFKC", text).lower().replace("ё", "е")
-    text = _fold_latin_accents(text).translate(_DROP_APOSTROPHES)
+    text = _fold_accents(text).translate(_DROP_CHARACTERS)
     text = _DECIMAL_COMMA.sub(".", text)
     return [_fix_mixed_script(word) for word in _TOKEN.findall(text)]
 

@@ -126,17 +126,60 @@ def test_judgments_load_rejects(tmp_path: Path, _case, content, message):
     [
         pytest.param(
             "query,docid,rating\nmilk,sku-1,3\nbeer,sku-2\n",
-            "row 3: expected 3 values (query,docid,rating); found 2.",
+            "line 3: expected 3 values (query,docid,rating); found 2.",
             id="short_row",
         ),
         pytest.param(
             "query,docid,rating\nmilk,sku-1,3\n" + "x" * 200_000 + ",sku-2,1\n",
-            "row 3: the CSV row cannot be read (field larger than field limit (131072)).",
+            "line 3: the CSV row cannot be read (field larger than field limit (131072)).",
             id="cell_too_long",
         ),
     ],
 )
 def test_judgments_load_rejects_unreadable_row(tmp_path: Path, content, message):
+    path = tmp_path / "judgments.csv"
+    path.write_text(content, encoding="utf-8")
+
+    with pytest.raises(JudgmentFileError) as exc_info:
+        judgments_load(path)
+
+    assert str(exc_info.value) == f"{path}, {message}"
+
+
+def test_judgments_load_skips_byte_order_mark(tmp_path: Path):
+    path = tmp_path / "judgments.csv"
+    path.write_bytes("query,docid,rating,group\nmilk,sku-1,3,en\n".encode("utf-8-sig"))
+
+    assert judgments_load(path) == {"milk": {"sku-1": 3}}
+    assert query_groups_load(path) == {"milk": "en"}
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        pytest.param(
+            "# first\n# second\nquery,docid,rating\nmilk,sku-1,3\nmilk,sku-2,high\n",
+            "line 5: invalid rating 'high'.",
+            id="after_comments",
+        ),
+        pytest.param(
+            "query,docid,rating\n# note\nmilk,sku-1,3\n# note\n\nbeer,sku-2\n",
+            "line 6: expected 3 values (query,docid,rating); found 2.",
+            id="between_comments_and_blank_lines",
+        ),
+        pytest.param(
+            'query,docid,rating\n"milk\n2.5%",sku-1,3\nbeer,sku-2,7\n',
+            "line 4: rating 7 is not between 0 and 3.",
+            id="after_multiline_cell",
+        ),
+        pytest.param(
+            "# comment\nquery,docid,rating\nmilk,sku-1,3\n" + "x" * 200_000 + ",sku-2,1\n",
+            "line 4: the CSV row cannot be read (field larger than field limit (131072)).",
+            id="unreadable_after_comment",
+        ),
+    ],
+)
+def test_judgments_load_error_names_file_line(tmp_path: Path, content, message):
     path = tmp_path / "judgments.csv"
     path.write_text(content, encoding="utf-8")
 

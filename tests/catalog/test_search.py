@@ -2,6 +2,7 @@
 
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -14,10 +15,12 @@ from catalog.embeddings import Embedder
 from catalog.models import Product
 from catalog.schemas import ProductInput, product_input_parse
 from catalog.search import (
+    Candidate,
     QueryTerm,
     SearchMethod,
     TermFrequency,
     catalog_statistics,
+    fuse_candidates,
     product_search,
     query_terms,
 )
@@ -133,9 +136,14 @@ def test_search_typo_runs_trigram_stage(grocery, embedder, caplog):
     caplog.set_level("INFO", logger="catalog.search")
 
     product_search(tenant=grocery, query="малоко", embedder=embedder)
+    product_search(tenant=grocery, query="малоко галичина", embedder=embedder)
 
     records = [record for record in caplog.records if record.msg == "catalog.search"]
-    assert [record.stages for record in records] == ["exact,vector,lexical,trigram"]
+    # No product contains the only word of the first query, so the lexical stage is skipped.
+    assert [record.stages for record in records] == [
+        "exact,vector,trigram",
+        "exact,vector,lexical,trigram",
+    ]
 
 
 def test_search_short_word_typo_not_forgiven(grocery, embedder):
@@ -191,6 +199,72 @@ def test_search_unsold_returns_nothing(grocery, embedder, query):
     assert _skus(hits) == []
 
 
+@pytest.mark.parametrize(
+    "query",
+    [
+        pytest.param("пиво 1 кг", id="unsold_with_weight"),
+        pytest.param("vodka 0,95 л", id="unsold_with_volume"),
+        pytest.param("iphone 10 шт", id="unsold_with_count"),
+    ],
+)
+def test_search_unsold_with_pack_size(grocery, embedder, caplog, query):
+    caplog.set_level("INFO", logger="catalog.search")
+
+    hybrid = product_search(tenant=grocery, query=query, embedder=embedder)
+    full_text = product_search(
+        tenant=grocery, query=query, embedder=embedder, method=SearchMethod.FULL_TEXT
+    )
+
+    assert _skus(hybrid) == []
+    assert _skus(full_text) == []
+    records = [record for record in caplog.records if record.msg == "catalog.search"]
+    assert [record.stages for record in records] == ["exact,vector,trigram", "exact"]
+
+
+def test_search_pack_size_alone_matches(grocery, embedder):
+    hits = product_search(tenant=grocery, query="0,95 л", embedder=embedder)
+
+    assert _skus(hits)[0] == "juice-sandora-orange-095"
+
+
+def test_search_typo_with_pack_size(grocery, embedder):
+    hits = product_search(tenant=grocery, query="малоко 1 л", embedder=embedder)
+
+    assert set(_skus(hits)) <= MILK_SKUS
+    assert hits[0].full_text_rank is None
+    assert hits[0].trigram_rank is not None
+
+
+@pytest.mark.parametrize("query", ["the and for", "для з та", "with"])
+def test_search_only_stopwords(grocery, embedder, caplog, query):
+    caplog.set_level("INFO", logger="catalog.search")
+
+    hits = product_search(tenant=grocery, query=query, embedder=embedder)
+
+    assert hits == []
+    assert embedder.queries == []
+    records = [record for record in caplog.records if record.msg == "catalog.search"]
+    assert "vector" not in records[0].stages.split(",")
+
+
+def test_query_terms_lexicon_phrase():
+    sour, cream, fat = query_terms("sour cream 15%")
+
+    assert sour.stems == ("sour", "соур", "smetana", "сметан")
+    assert cream.stems == ("cream", "цре", "кре", "smetana", "сметан")
+    assert fat.stems == ("15",)
+    assert [term.is_translated for term in (sour, cream, fat)] == [True, True, False]
+
+
+def test_search_lexicon_phrase(grocery, embedder):
+    phrase = product_search(tenant=grocery, query="sour cream", embedder=embedder)
+    word = product_search(tenant=grocery, query="cream", embedder=embedder)
+
+    assert _skus(phrase)[0] == "sour-cream-galychyna-20"
+    assert "cream-galychyna-10" not in _skus(phrase)
+    assert _skus(word)[0] == "cream-galychyna-10"
+
+
 def test_search_does_not_pad_results(grocery, embedder):
     hits = product_search(tenant=grocery, query="кефір", embedder=embedder)
 
@@ -229,6 +303,61 @@ def test_search_exact_barcode_first(grocery, embedder):
 
     assert hits[0].product.sku == "milk-yagotyn-26"
     assert hits[0].exact is True
+
+
+def test_search_exact_barcode_alone(grocery, embedder):
+    hits = product_search(tenant=grocery, query="4820003480015", embedder=embedder)
+
+    assert _skus(hits) == ["milk-yagotyn-26"]
+
+
+def _vector_candidate(product_id: int, *, distance: float, vector_rank: int) -> Candidate:
+    return Candidate(
+        product_id=product_id,
+        lexical_score=None,
+        coverage=None,
+        head_match=False,
+        lexical_rank=None,
+        vector_rank=vector_rank,
+        distance=distance,
+        trigram_rank=None,
+        similarity=None,
+        exact=False,
+    )
+
+
+def test_fuse_exact_drops_vector_neighbours():
+    exact = replace(_vector_candidate(1, distance=0.30, vector_rank=3), exact=True)
+    closer = _vector_candidate(2, distance=0.20, vector_rank=1)
+    also_closer = _vector_candidate(3, distance=0.25, vector_rank=2)
+
+    fused = fuse_candidates([closer, also_closer, exact], method=SearchMethod.HYBRID)
+
+    assert [candidate.product_id for candidate, _ in fused] == [1]
+
+
+def test_fuse_exact_keeps_lexical_matches():
+    exact = replace(_vector_candidate(1, distance=0.30, vector_rank=3), exact=True)
+    lexical = replace(
+        _vector_candidate(2, distance=0.20, vector_rank=1),
+        lexical_score=2.0,
+        coverage=1.0,
+        lexical_rank=1,
+    )
+
+    fused = fuse_candidates([lexical, exact], method=SearchMethod.HYBRID)
+
+    assert [candidate.product_id for candidate, _ in fused] == [1, 2]
+
+
+@pytest.mark.parametrize(
+    "query", ["моло\u0301ко", "мо\u00adлоко"], ids=["stress_mark", "soft_hyphen"]
+)
+def test_search_word_with_invisible_marks(grocery, embedder, query):
+    hits = product_search(tenant=grocery, query=query, embedder=embedder)
+
+    assert set(_skus(hits)[:5]) <= MILK_SKUS
+    assert hits[0].full_text_rank == 1
 
 
 def test_search_never_returns_inactive(grocery, embedder):
