@@ -11,6 +11,7 @@ from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.indexes import GinIndex, OpClass
 from django.contrib.postgres.search import SearchVector, SearchVectorField
 from django.db import models
+from django.db.models.functions import Lower
 from pgvector.django import HnswIndex, VectorField
 
 from tenants.models import Tenant
@@ -92,6 +93,8 @@ class Product(TimestampedModel):
         indexes = [
             models.Index(fields=["tenant", "is_active"], name="product_tenant_active_idx"),
             models.Index(fields=["tenant", "barcode"], name="product_tenant_barcode_idx"),
+            # The search's exact stage finds a SKU typed in another case ("atb-0001").
+            models.Index(models.F("tenant"), Lower("sku"), name="product_tenant_sku_lower_idx"),
             HnswIndex(
                 name="product_embedding_hnsw",
                 fields=["embedding"],

@@ -350,7 +350,7 @@ _TERM_INDEX_SCOPE = _SCOPE.replace("tenant_id = %(tenant_id)s", "tenant_id + 0 =
 _EXACT_STAGE = f"""
 exact_stage AS (
     SELECT id FROM {{table}}
-    WHERE {_SCOPE} AND (sku = %(raw_query)s OR barcode = %(raw_query)s)
+    WHERE {_SCOPE} AND (lower(sku) = lower(%(raw_query)s) OR barcode = %(raw_query)s)
 )"""
 
 # The vector stage is a statement of its own, so that it can run on a second connection

@@ -290,8 +290,9 @@ def test_search_first_hit(grocery, embedder, query, expected_first):
     assert hits[0].product.sku == expected_first
 
 
-def test_search_exact_sku_first(grocery, embedder):
-    hits = product_search(tenant=grocery, query="kefir-yagotyn-1", embedder=embedder)
+@pytest.mark.parametrize("query", ["kefir-yagotyn-1", "KEFIR-Yagotyn-1"])
+def test_search_exact_sku_first(grocery, embedder, query):
+    hits = product_search(tenant=grocery, query=query, embedder=embedder)
 
     assert hits[0].product.sku == "kefir-yagotyn-1"
     assert hits[0].exact is True
