@@ -139,9 +139,8 @@ def test_search_typo_runs_trigram_stage(grocery, embedder, caplog):
     product_search(tenant=grocery, query="малоко галичина", embedder=embedder)
 
     records = [record for record in caplog.records if record.msg == "catalog.search"]
-    # No product contains the only word of the first query, so the lexical stage is skipped.
     assert [record.stages for record in records] == [
-        "exact,vector,trigram",
+        "exact,vector,lexical,trigram",
         "exact,vector,lexical,trigram",
     ]
 
@@ -218,7 +217,9 @@ def test_search_unsold_with_pack_size(grocery, embedder, caplog, query):
     assert _skus(hybrid) == []
     assert _skus(full_text) == []
     records = [record for record in caplog.records if record.msg == "catalog.search"]
-    assert [record.stages for record in records] == ["exact,vector,trigram", "exact"]
+    # The hybrid search runs the lexical stage in case the trigram stage confirms a typo,
+    # then drops its matches. Full text cannot confirm one, so it skips the stage.
+    assert [record.stages for record in records] == ["exact,vector,lexical,trigram", "exact"]
 
 
 def test_search_pack_size_alone_matches(grocery, embedder):
@@ -231,8 +232,21 @@ def test_search_typo_with_pack_size(grocery, embedder):
     hits = product_search(tenant=grocery, query="малоко 1 л", embedder=embedder)
 
     assert set(_skus(hits)) <= MILK_SKUS
-    assert hits[0].full_text_rank is None
     assert hits[0].trigram_rank is not None
+
+
+@pytest.mark.parametrize(
+    ("query", "expected_first"),
+    [("малоко 1,5%", "milk-lactel-15"), ("малоко 2,6%", "milk-yagotyn-26")],
+)
+def test_search_typo_pack_size_ranks(grocery, embedder, query, expected_first):
+    # The pack size decides between the products that the typo finds.
+    hits = product_search(tenant=grocery, query=query, embedder=embedder)
+
+    assert _skus(hits)[0] == expected_first
+    assert hits[0].full_text_rank == 1
+    assert hits[0].trigram_rank is not None
+    assert set(_skus(hits)) <= MILK_SKUS
 
 
 @pytest.mark.parametrize("query", ["the and for", "для з та", "with"])
