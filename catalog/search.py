@@ -347,10 +347,17 @@ _SCOPE = """tenant_id = %(tenant_id)s
 # instead (see TERM_INDEX_MIN_SHARE).
 _TERM_INDEX_SCOPE = _SCOPE.replace("tenant_id = %(tenant_id)s", "tenant_id + 0 = %(tenant_id)s")
 
+# A SKU typed in another letter case ("atb-0001") matches too, unless a SKU of the tenant
+# equals the query as typed: SKUs are unique as written, so "ABC-1" and "abc-1" can be two
+# products, and then the query names the one it spells.
 _EXACT_STAGE = f"""
 exact_stage AS (
     SELECT id FROM {{table}}
-    WHERE {_SCOPE} AND (lower(sku) = lower(%(raw_query)s) OR barcode = %(raw_query)s)
+    WHERE {_SCOPE} AND (sku = %(raw_query)s OR barcode = %(raw_query)s)
+    UNION
+    SELECT id FROM {{table}}
+    WHERE {_SCOPE} AND lower(sku) = lower(%(raw_query)s)
+      AND NOT EXISTS (SELECT FROM {{table}} WHERE {_SCOPE} AND sku = %(raw_query)s)
 )"""
 
 # The vector stage is a statement of its own, so that it can run on a second connection

@@ -313,6 +313,31 @@ def test_search_exact_sku_first(grocery, embedder, query):
     assert [hit.exact for hit in hits[1:]] == [False] * (len(hits) - 1)
 
 
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        pytest.param("TEA-1", ["TEA-1"], id="upper_case_as_typed"),
+        pytest.param("tea-1", ["tea-1"], id="lower_case_as_typed"),
+        pytest.param("Tea-1", ["TEA-1", "tea-1"], id="neither_as_typed"),
+    ],
+)
+def test_search_exact_sku_case_twins(tenant, embedder, query, expected):
+    # SKUs are unique as written, so two products can have SKUs that differ only in case.
+    add_products(
+        tenant=tenant,
+        products=[
+            product_input_parse({"sku": "TEA-1", "name": "Чай чорний"}),
+            product_input_parse({"sku": "tea-1", "name": "Чай зелений"}),
+        ],
+        embedder=embedder,
+    )
+
+    hits = product_search(tenant=tenant, query=query, embedder=embedder)
+
+    assert sorted(hit.product.sku for hit in hits if hit.exact) == expected
+    assert hits[0].product.sku in expected
+
+
 def test_search_exact_barcode_first(grocery, embedder):
     hits = product_search(tenant=grocery, query=" 4820003480015 ", embedder=embedder)
 
