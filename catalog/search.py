@@ -347,10 +347,17 @@ _SCOPE = """tenant_id = %(tenant_id)s
 # instead (see TERM_INDEX_MIN_SHARE).
 _TERM_INDEX_SCOPE = _SCOPE.replace("tenant_id = %(tenant_id)s", "tenant_id + 0 = %(tenant_id)s")
 
+# A SKU typed in another letter case ("atb-0001") matches too, unless a SKU of the tenant
+# equals the query as typed: SKUs are unique as written, so "ABC-1" and "abc-1" can be two
+# products, and then the query names the one it spells.
 _EXACT_STAGE = f"""
 exact_stage AS (
     SELECT id FROM {{table}}
-    WHERE {_SCOPE} AND (lower(sku) = lower(%(raw_query)s) OR barcode = %(raw_query)s)
+    WHERE {_SCOPE} AND (sku = %(raw_query)s OR barcode = %(raw_query)s)
+    UNION
+    SELECT id FROM {{table}}
+    WHERE {_SCOPE} AND lower(sku) = lower(%(raw_query)s)
+      AND NOT EXISTS (SELECT FROM {{table}} WHERE {_SCOPE} AND sku = %(raw_query)s)
 )"""
 
 # The vector stage is a statement of its own, so that it can run on a second connection
@@ -963,12 +970,12 @@ def _active_stages(
 
 
 def _names_catalog_words(*, terms: list[QueryTerm], frequencies: list[TermFrequency]) -> bool:
-    """Tell whether the lexical stage may run: some product contains a word naming a product.
+    """Tell whether some product contains a query word that names a product.
 
     When no product contains the query's naming words ("iphone 15", "пиво 0,5 л"), the
     numbers, units and short words left match products of the same pack size ("Сметана
     15%", "Олія 0,5 л"), not what the shopper requested. A query without naming words
-    ("900 г") keeps the stage.
+    ("900 г") counts as naming catalog words.
     """
     documents = [
         frequency.documents
@@ -976,6 +983,43 @@ def _names_catalog_words(*, terms: list[QueryTerm], frequencies: list[TermFreque
         if _names_product(term)
     ]
     return not documents or any(count > 0 for count in documents)
+
+
+def _without_number_matches(candidates: list[Candidate]) -> list[Candidate]:
+    """Keep the lexical ranks of typo matches only, for a query naming no catalog word.
+
+    No product contains the query's naming words, so the lexical stage matched its numbers
+    and units alone. They rank the products whose title the trigram stage confirmed as a
+    typo of a query word: in "малоко 2,5%", the 2.5 % puts the 2.5 % milks first. Anywhere
+    else they match the wrong products, the 15 % sour cream of "iphone 15", so the others
+    lose their lexical rank, and those that no other stage found are dropped. The kept
+    lexical ranks are renumbered from 1, in their order.
+    """
+    typo_matches = sorted(
+        (
+            candidate
+            for candidate in candidates
+            if candidate.lexical_rank is not None and candidate.trigram_rank is not None
+        ),
+        key=lambda candidate: candidate.lexical_rank or 0,
+    )
+    new_ranks = {candidate.product_id: rank for rank, candidate in enumerate(typo_matches, start=1)}
+    kept = []
+    for candidate in candidates:
+        if candidate.product_id in new_ranks:
+            candidate = replace(candidate, lexical_rank=new_ranks[candidate.product_id])
+        elif candidate.lexical_rank is not None:
+            candidate = replace(
+                candidate, lexical_score=None, coverage=None, head_match=False, lexical_rank=None
+            )
+        if (
+            candidate.exact
+            or candidate.lexical_rank is not None
+            or candidate.vector_rank is not None
+            or candidate.trigram_rank is not None
+        ):
+            kept.append(candidate)
+    return kept
 
 
 def _set_trigram_threshold() -> None:
@@ -1453,6 +1497,7 @@ def product_search(
     catalog = catalog_statistics(tenant=tenant, terms=terms if "lexical" in stages else [])
     stats = _CollectionStats()
     frequencies: list[TermFrequency] = []
+    names_catalog_words = True
     if "lexical" in stages:
         stats = _tenant_collection_stats(tenant=tenant, version=catalog.version)
         frequencies = catalog.frequencies
@@ -1460,7 +1505,9 @@ def product_search(
             # Every query word occurs in some product, so none is a typo. Leaving the
             # stage out of the statement also spares planning it.
             stages = [stage for stage in stages if stage != "trigram"]
-        if not _names_catalog_words(terms=terms, frequencies=frequencies):
+        names_catalog_words = _names_catalog_words(terms=terms, frequencies=frequencies)
+        if not names_catalog_words and "trigram" not in stages:
+            # Without the trigram stage no typo can be confirmed (see _without_number_matches).
             stages = [stage for stage in stages if stage != "lexical"]
             frequencies = []
     builder = _SearchSql(
@@ -1511,6 +1558,8 @@ def product_search(
     elif "vector" in stages:
         nearest = _nearest_products(params=vector_params)
     candidates = confirm_typos(_with_vector_ranks(candidates, nearest), terms)
+    if not names_catalog_words:
+        candidates = _without_number_matches(candidates)
     translated = any(term.is_translated for term in terms)
     ranked = fuse_candidates(candidates, method=method, translated=translated)[:limit]
 

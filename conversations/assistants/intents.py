@@ -347,10 +347,11 @@ def parse_intent(text: str) -> Intent:
 
 
 def _drop_old_amounts(operands: list[str], words: _Words) -> None:
-    """Drop the bare numbers before "на", "до" or "to" when a new weight follows it.
+    """Drop the counts before "на", "до" or "to" when a new amount follows it.
 
-    In "зміни 2 на 500 г" the 2 is the old amount, so the new quantity is 500 g, not two
-    packs of 500 g. A count after the preposition still counts packs: "зміни на 2 по 500 г".
+    In "зміни 2 на 500 г" and "зміни 2 пачки на 500 г" the 2 is the old amount, so the new
+    quantity is 500 g, not two packs of 500 g, and "зміни 2 пачки на 3" is 3. A count after
+    the preposition still counts packs: "зміни на 2 по 500 г".
     """
     prepositions = [
         index for index, token in enumerate(operands) if token in NEW_AMOUNT_PREPOSITIONS
@@ -359,8 +360,16 @@ def _drop_old_amounts(operands: list[str], words: _Words) -> None:
         return
     before = _sort_words(operands[: prepositions[-1]])
     after = _sort_words(operands[prepositions[-1] + 1 :])
-    if before.bare_numbers and any(quantity.unit in MEASURE_UNITS for quantity in after.quantities):
-        del words.bare_numbers[: len(before.bare_numbers)]
+    if not after.quantities and not after.bare_numbers:
+        return
+    # The words before the preposition come first in ``words``, in the same order.
+    del words.bare_numbers[: len(before.bare_numbers)]
+    old_counts = sum(quantity.unit in COUNT_UNITS for quantity in before.quantities)
+    for _ in range(old_counts):
+        first_count = next(
+            index for index, quantity in enumerate(words.quantities) if quantity.unit in COUNT_UNITS
+        )
+        del words.quantities[first_count]
 
 
 def _intent_kind(tokens: list[str]) -> IntentKind:

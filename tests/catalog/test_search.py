@@ -139,9 +139,8 @@ def test_search_typo_runs_trigram_stage(grocery, embedder, caplog):
     product_search(tenant=grocery, query="малоко галичина", embedder=embedder)
 
     records = [record for record in caplog.records if record.msg == "catalog.search"]
-    # No product contains the only word of the first query, so the lexical stage is skipped.
     assert [record.stages for record in records] == [
-        "exact,vector,trigram",
+        "exact,vector,lexical,trigram",
         "exact,vector,lexical,trigram",
     ]
 
@@ -218,7 +217,9 @@ def test_search_unsold_with_pack_size(grocery, embedder, caplog, query):
     assert _skus(hybrid) == []
     assert _skus(full_text) == []
     records = [record for record in caplog.records if record.msg == "catalog.search"]
-    assert [record.stages for record in records] == ["exact,vector,trigram", "exact"]
+    # The hybrid search runs the lexical stage in case the trigram stage confirms a typo,
+    # then drops its matches. Full text cannot confirm one, so it skips the stage.
+    assert [record.stages for record in records] == ["exact,vector,lexical,trigram", "exact"]
 
 
 def test_search_pack_size_alone_matches(grocery, embedder):
@@ -231,8 +232,21 @@ def test_search_typo_with_pack_size(grocery, embedder):
     hits = product_search(tenant=grocery, query="малоко 1 л", embedder=embedder)
 
     assert set(_skus(hits)) <= MILK_SKUS
-    assert hits[0].full_text_rank is None
     assert hits[0].trigram_rank is not None
+
+
+@pytest.mark.parametrize(
+    ("query", "expected_first"),
+    [("малоко 1,5%", "milk-lactel-15"), ("малоко 2,6%", "milk-yagotyn-26")],
+)
+def test_search_typo_pack_size_ranks(grocery, embedder, query, expected_first):
+    # The pack size decides between the products that the typo finds.
+    hits = product_search(tenant=grocery, query=query, embedder=embedder)
+
+    assert _skus(hits)[0] == expected_first
+    assert hits[0].full_text_rank == 1
+    assert hits[0].trigram_rank is not None
+    assert set(_skus(hits)) <= MILK_SKUS
 
 
 @pytest.mark.parametrize("query", ["the and for", "для з та", "with"])
@@ -297,6 +311,31 @@ def test_search_exact_sku_first(grocery, embedder, query):
     assert hits[0].product.sku == "kefir-yagotyn-1"
     assert hits[0].exact is True
     assert [hit.exact for hit in hits[1:]] == [False] * (len(hits) - 1)
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        pytest.param("TEA-1", ["TEA-1"], id="upper_case_as_typed"),
+        pytest.param("tea-1", ["tea-1"], id="lower_case_as_typed"),
+        pytest.param("Tea-1", ["TEA-1", "tea-1"], id="neither_as_typed"),
+    ],
+)
+def test_search_exact_sku_case_twins(tenant, embedder, query, expected):
+    # SKUs are unique as written, so two products can have SKUs that differ only in case.
+    add_products(
+        tenant=tenant,
+        products=[
+            product_input_parse({"sku": "TEA-1", "name": "Чай чорний"}),
+            product_input_parse({"sku": "tea-1", "name": "Чай зелений"}),
+        ],
+        embedder=embedder,
+    )
+
+    hits = product_search(tenant=tenant, query=query, embedder=embedder)
+
+    assert sorted(hit.product.sku for hit in hits if hit.exact) == expected
+    assert hits[0].product.sku in expected
 
 
 def test_search_exact_barcode_first(grocery, embedder):

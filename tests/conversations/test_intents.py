@@ -301,6 +301,15 @@ def test_parse_relative_changes(text, expected):
             Intent(SET, reference=NameFragment("сир"), quantity=pieces("0.5", "kg")),
         ),
         ("зміни 2 на 3", Intent(SET, quantity=pieces("3"))),
+        # So is a count of packs or pieces.
+        ("зміни 2 пачки на 500 г", Intent(SET, quantity=pieces("500", "g"))),
+        ("зміни 3 шт на 1 кг", Intent(SET, quantity=pieces("1", "kg"))),
+        ("change 2 packs to 500 g", Intent(SET, quantity=pieces("500", "g"))),
+        (
+            "зміни 2 пачки на 2 по 500 г",
+            Intent(SET, quantity=pieces("1000", "g"), packs=packs("2", "500", "g")),
+        ),
+        ("зміни 2 пачки на 3", Intent(SET, quantity=pieces("3"))),
         (
             "зміни на 2 по 500 г",
             Intent(SET, quantity=pieces("1000", "g"), packs=packs("2", "500", "g")),
