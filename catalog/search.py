@@ -348,8 +348,9 @@ _SCOPE = """tenant_id = %(tenant_id)s
 _TERM_INDEX_SCOPE = _SCOPE.replace("tenant_id = %(tenant_id)s", "tenant_id + 0 = %(tenant_id)s")
 
 # A SKU typed in another letter case ("atb-0001") matches too, unless a SKU of the tenant
-# equals the query as typed: SKUs are unique as written, so "ABC-1" and "abc-1" can be two
-# products, and then the query names the one it spells.
+# equals the query as typed. SKUs are unique as written, so "ABC-1" and "abc-1" can be two
+# products, and then the query names the one it spells. The check reads all the tenant's
+# products, because an inactive product or one outside the category is still the one named.
 _EXACT_STAGE = f"""
 exact_stage AS (
     SELECT id FROM {{table}}
@@ -357,7 +358,9 @@ exact_stage AS (
     UNION
     SELECT id FROM {{table}}
     WHERE {_SCOPE} AND lower(sku) = lower(%(raw_query)s)
-      AND NOT EXISTS (SELECT FROM {{table}} WHERE {_SCOPE} AND sku = %(raw_query)s)
+      AND NOT EXISTS (
+          SELECT FROM {{table}} WHERE tenant_id = %(tenant_id)s AND sku = %(raw_query)s
+      )
 )"""
 
 # The vector stage is a statement of its own, so that it can run on a second connection

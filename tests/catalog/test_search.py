@@ -338,6 +338,70 @@ def test_search_exact_sku_case_twins(tenant, embedder, query, expected):
     assert hits[0].product.sku in expected
 
 
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        pytest.param("TEA-1", [], id="inactive_as_typed"),
+        pytest.param("Tea-1", ["tea-1"], id="neither_as_typed"),
+    ],
+)
+def test_search_exact_sku_inactive_twin(tenant, embedder, query, expected):
+    # The query names the inactive TEA-1, so its active twin is no exact match for it.
+    add_products(
+        tenant=tenant,
+        products=[
+            product_input_parse({"sku": "TEA-1", "name": "Чай чорний", "is_active": False}),
+            product_input_parse({"sku": "tea-1", "name": "Чай зелений"}),
+        ],
+        embedder=embedder,
+    )
+
+    hits = product_search(tenant=tenant, query=query, embedder=embedder)
+
+    assert [hit.product.sku for hit in hits if hit.exact] == expected
+    assert "TEA-1" not in [hit.product.sku for hit in hits]
+
+
+def test_search_exact_sku_twin_in_other_category(tenant, embedder):
+    # TEA-1 lies outside the category searched, and the query still names it, not tea-1.
+    add_products(
+        tenant=tenant,
+        products=[
+            product_input_parse(
+                {"sku": "TEA-1", "name": "Чай чорний", "category_path": "Чай > Чорний"}
+            ),
+            product_input_parse(
+                {"sku": "tea-1", "name": "Чай зелений", "category_path": "Чай > Зелений"}
+            ),
+        ],
+        embedder=embedder,
+    )
+
+    hits = product_search(tenant=tenant, query="TEA-1", category="Чай > Зелений", embedder=embedder)
+
+    assert [hit.exact for hit in hits] == [False] * len(hits)
+    assert "TEA-1" not in [hit.product.sku for hit in hits]
+
+
+def test_search_exact_sku_twin_of_other_tenant(tenant, other_tenant, embedder):
+    # Another tenant's TEA-1 does not hide this tenant's tea-1.
+    add_products(
+        tenant=other_tenant,
+        products=[product_input_parse({"sku": "TEA-1", "name": "Чай чорний"})],
+        embedder=embedder,
+    )
+    add_products(
+        tenant=tenant,
+        products=[product_input_parse({"sku": "tea-1", "name": "Чай зелений"})],
+        embedder=embedder,
+    )
+
+    hits = product_search(tenant=tenant, query="TEA-1", embedder=embedder)
+
+    assert [hit.product.sku for hit in hits] == ["tea-1"]
+    assert hits[0].exact is True
+
+
 def test_search_exact_barcode_first(grocery, embedder):
     hits = product_search(tenant=grocery, query=" 4820003480015 ", embedder=embedder)
 
