@@ -145,10 +145,9 @@ UNITS: dict[str, str] = {
         ["пляшка", "пляшку", "пляшки", "пляшок", "бутылка", "бутылку", "бутылки", "бутылок"],
         "pack",
     ),
-    **dict.fromkeys(
-        ["пачка", "пачку", "пачки", "пачок", "упаковка", "упаковку", "упаковки", "упаковок"],
-        "pack",
-    ),
+    # "пачек" is the Russian genitive plural ("5 пачек"). Both languages share the others.
+    **dict.fromkeys(["пачка", "пачку", "пачки", "пачок", "пачек"], "pack"),
+    **dict.fromkeys(["упаковка", "упаковку", "упаковки", "упаковок"], "pack"),
     **dict.fromkeys(["bottle", "bottles", "pack", "packs", "packet", "packets"], "pack"),
     **dict.fromkeys(["кг", "кіло", "кило", "kg", "kilo", "kilos"], "kg"),
     **dict.fromkeys(["кілограм", "кілограми", "кілограмів", "килограмм", "килограмма"], "kg"),

@@ -482,6 +482,16 @@ def test_name_matches_ignores_word_endings(fragment, name, expected):
             "add 2 packs of the second",
             Intent(ADD, reference=Ordinal(2), quantity=pieces("2", "pack")),
         ),
+        # The Russian genitive plural of a pack word, used after five and after "с".
+        (
+            "добавь 5 пачек молока",
+            Intent(ADD, reference=NameFragment("молока"), quantity=pieces("5", "pack")),
+        ),
+        (
+            "поменяй второе с 5 пачек на 2",
+            Intent(SET, reference=Ordinal(2), quantity=pieces("2")),
+        ),
+        ("поменяй 5 пачек на 2", Intent(SET, quantity=pieces("2"))),
         ("видали -1", Intent(REMOVE, quantity=pieces("-1"))),
         ("-2", Intent(SEARCH, query="-2")),
     ],
