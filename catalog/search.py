@@ -988,6 +988,37 @@ def _names_catalog_words(*, terms: list[QueryTerm], frequencies: list[TermFreque
     return not documents or any(count > 0 for count in documents)
 
 
+def _category_names_catalog_words(
+    *,
+    scope: dict[str, Any],
+    terms: list[QueryTerm],
+    frequencies: list[TermFrequency],
+) -> bool:
+    """Tell whether a product in the category searched contains a query word naming a product.
+
+    The document frequencies count the tenant's whole catalog, so with a category filter
+    "кефір 1 кг" names catalog words while the category's products match only "1 кг"
+    (buckwheat in the groceries). A query whose every word names a product needs no check,
+    because its lexical matches then contain a naming word.
+    """
+    naming_terms = [
+        term
+        for term, frequency in zip(terms, frequencies, strict=True)
+        if _names_product(term) and frequency.documents > 0
+    ]
+    if not naming_terms or all(_names_product(term) for term in terms):
+        return True
+    table = connection.ops.quote_name(SearchDocument._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT EXISTS (SELECT FROM {table} WHERE {_SCOPE}"
+            f" AND search_vector @@ %(naming_words)s::tsquery)",
+            {**scope, "naming_words": " | ".join(_term_tsquery(term) for term in naming_terms)},
+        )
+        row = cursor.fetchone()
+    return bool(row and row[0])
+
+
 def _without_number_matches(candidates: list[Candidate]) -> list[Candidate]:
     """Keep the lexical ranks of typo matches only, for a query naming no catalog word.
 
@@ -1509,6 +1540,10 @@ def product_search(
             # stage out of the statement also spares planning it.
             stages = [stage for stage in stages if stage != "trigram"]
         names_catalog_words = _names_catalog_words(terms=terms, frequencies=frequencies)
+        if names_catalog_words and category:
+            names_catalog_words = _category_names_catalog_words(
+                scope=scope, terms=terms, frequencies=frequencies
+            )
         if not names_catalog_words and "trigram" not in stages:
             # Without the trigram stage no typo can be confirmed (see _without_number_matches).
             stages = [stage for stage in stages if stage != "lexical"]

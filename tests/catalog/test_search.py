@@ -222,6 +222,56 @@ def test_search_unsold_with_pack_size(grocery, embedder, caplog, query):
     assert [record.stages for record in records] == ["exact,vector,lexical,trigram", "exact"]
 
 
+def test_search_unsold_in_category(grocery, other_tenant, embedder, caplog):
+    # Kefir is sold, but not among the groceries, where "1 кг" alone would match buckwheat.
+    # Another tenant's kefir in that category changes nothing.
+    add_products(
+        tenant=other_tenant,
+        products=[
+            product_input_parse(
+                {"sku": "kefir-other", "name": "Кефір 1 кг", "category_path": "Бакалія > Крупи"}
+            )
+        ],
+        embedder=embedder,
+    )
+    caplog.set_level("INFO", logger="catalog.search")
+
+    hybrid = product_search(
+        tenant=grocery, query="кефір 1 кг", category="Бакалія", embedder=embedder
+    )
+    full_text = product_search(
+        tenant=grocery,
+        query="кефір 1 кг",
+        category="Бакалія",
+        embedder=embedder,
+        method=SearchMethod.FULL_TEXT,
+    )
+    uncategorized = product_search(tenant=grocery, query="кефір 1 кг", embedder=embedder)
+
+    assert _skus(hybrid) == []
+    assert _skus(full_text) == []
+    assert _skus(uncategorized)[0] in KEFIR_SKUS
+    records = [record for record in caplog.records if record.msg == "catalog.search"]
+    assert [record.stages for record in records] == [
+        "exact,vector",
+        "exact",
+        "exact,vector,lexical",
+    ]
+
+
+def test_search_sold_in_category(grocery, embedder):
+    # The condensed milk is the groceries' only milk, and "370 г" ranks it.
+    hits = product_search(
+        tenant=grocery,
+        query="молоко 370 г",
+        category="Бакалія",
+        embedder=embedder,
+        method=SearchMethod.FULL_TEXT,
+    )
+
+    assert _skus(hits) == ["milk-condensed-ichnya"]
+
+
 def test_search_pack_size_alone_matches(grocery, embedder):
     hits = product_search(tenant=grocery, query="0,95 л", embedder=embedder)
 
