@@ -340,17 +340,19 @@ def parse_intent(text: str) -> Intent:
     position = _position_only(tokens, words)
     if position is not None:
         return Intent(kind=IntentKind.ADD, reference=position)
-    if kind == IntentKind.SET_QUANTITY:
+    if kind == IntentKind.SET_QUANTITY and _change_verb(tokens) is None:
+        # "зменш на 1" names the change, not the new amount, so nothing before "на" is old.
         _drop_old_amounts(_operands(tokens), words)
     return _relative_change(_with_target(kind, words), tokens)
 
 
 def _drop_old_amounts(operands: list[str], words: _Words) -> None:
-    """Drop the counts before "на", "до" or "to" when a new amount follows it.
+    """Drop the amounts before "на", "до" or "to" when a new amount follows it.
 
     In "зміни 2 на 500 г" and "зміни 2 пачки на 500 г" the 2 is the old amount, so the new
-    quantity is 500 g, not two packs of 500 g, and "зміни 2 пачки на 3" is 3. A count after
-    the preposition still counts packs: "зміни на 2 по 500 г".
+    quantity is 500 g, not two packs of 500 g, and "зміни 2 пачки на 3" is 3. An old weight
+    goes too: "зміни 2 кг на 3" is 3, not three packs of 2 kg. A count after the preposition
+    still counts packs: "зміни на 2 по 500 г".
     """
     prepositions = [
         index for index, token in enumerate(operands) if token in NEW_AMOUNT_PREPOSITIONS
@@ -363,12 +365,7 @@ def _drop_old_amounts(operands: list[str], words: _Words) -> None:
         return
     # The words before the preposition come first in ``words``, in the same order.
     del words.bare_numbers[: len(before.bare_numbers)]
-    old_counts = sum(quantity.unit in COUNT_UNITS for quantity in before.quantities)
-    for _ in range(old_counts):
-        first_count = next(
-            index for index, quantity in enumerate(words.quantities) if quantity.unit in COUNT_UNITS
-        )
-        del words.quantities[first_count]
+    del words.quantities[: len(before.quantities)]
 
 
 def _intent_kind(tokens: list[str]) -> IntentKind:
@@ -674,14 +671,23 @@ def _relative_change(intent: Intent, tokens: list[str]) -> Intent:
     """
     if intent.kind != IntentKind.SET_QUANTITY or intent.quantity is None:
         return intent
-    if any(token in TARGET_PREPOSITIONS for token in tokens):
-        return intent
-    verb = next((token for token in tokens if token in SET_VERBS), None)
+    verb = _change_verb(tokens)
     if verb in DECREASE_VERBS:
         return replace(intent, kind=IntentKind.REMOVE)
     if verb in INCREASE_VERBS:
         return replace(intent, kind=IntentKind.ADD)
     return intent
+
+
+def _change_verb(tokens: list[str]) -> str | None:
+    """Return the verb of "зменш на 1" or "збільш на 2", which change by an amount.
+
+    None for another verb, or with "до" or "to", which set the amount: "зменш до 1".
+    """
+    if any(token in TARGET_PREPOSITIONS for token in tokens):
+        return None
+    verb = next((token for token in tokens if token in SET_VERBS), None)
+    return verb if verb in DECREASE_VERBS | INCREASE_VERBS else None
 
 
 def search_query(text: str) -> str:

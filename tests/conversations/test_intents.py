@@ -310,6 +310,14 @@ def test_parse_relative_changes(text, expected):
             Intent(SET, quantity=pieces("1000", "g"), packs=packs("2", "500", "g")),
         ),
         ("зміни 2 пачки на 3", Intent(SET, quantity=pieces("3"))),
+        # So is an old weight or volume.
+        ("зміни 2 кг на 3", Intent(SET, quantity=pieces("3"))),
+        ("зміни 500 г на 2", Intent(SET, quantity=pieces("2"))),
+        ("change 1 l to 2 l", Intent(SET, quantity=pieces("2", "l"))),
+        (
+            "зміни сир комо 250 г на 3",
+            Intent(SET, reference=NameFragment("сир комо"), quantity=pieces("3")),
+        ),
         (
             "зміни на 2 по 500 г",
             Intent(SET, quantity=pieces("1000", "g"), packs=packs("2", "500", "g")),

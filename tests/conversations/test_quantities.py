@@ -226,6 +226,15 @@ def test_old_amount_before_weight_ignored(chat_client, merchant, shown):
     assert posted(merchant) == [("add", "cheese-kg", 2), ("update_quantity", "cheese-kg", 0.5)]
 
 
+def test_old_weight_before_new_amount_ignored(chat_client, merchant, shown):
+    send(chat_client, shown, "додай 2 кг четвертого")
+
+    sent = send(chat_client, shown, "зміни 2 кг на 3")
+
+    assert reply_text(sent).split("\n")[0] == "Змінив кількість: Сир Гауда ваговий — тепер 3 кг."
+    assert posted(merchant) == [("add", "cheese-kg", 2), ("update_quantity", "cheese-kg", 3)]
+
+
 # Conversions that are exact.
 
 
