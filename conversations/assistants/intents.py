@@ -255,7 +255,12 @@ FILLER_WORDS = PRONOUNS | _word_set(
 )
 # After one of these, "one" is a pronoun ("the second one"), not a quantity.
 PRONOUN_ONE_PRECEDERS = frozenset({"the", "this", "that", "another"})
-POSITION_MARKERS = frozenset({"номер", "number", "no", "nr", "№", "#"})
+# A word before a list position: "номер 2", "item 2", "позицію 2". Without a number after it,
+# a word of these that is also a filler word ("item", "товар") stays a filler word.
+POSITION_MARKERS = frozenset(
+    {"номер", "number", "no", "nr", "№", "#", "item", "товар"}
+    | _word_set("позиція позицію позиції позиция позицию позиции")
+)
 
 # A number may carry a sign and an exponent ("-1", "1e9", "1e-1"), so that these are read
 # as the amounts they are and rejected, instead of losing the sign or splitting at the "e".

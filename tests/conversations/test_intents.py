@@ -176,6 +176,8 @@ def test_parse_add_commands(text, expected):
     [
         ("видали перший", Intent(REMOVE, reference=Ordinal(1))),
         ("видали 2", Intent(REMOVE, reference=Ordinal(2))),
+        ("видали позицію 3", Intent(REMOVE, reference=Ordinal(3))),
+        ("remove item 1", Intent(REMOVE, reference=Ordinal(1))),
         ("прибери молоко", Intent(REMOVE, reference=NameFragment("молоко"))),
         ("видали все молоко", Intent(REMOVE, reference=NameFragment("молоко"))),
         ("remove the second", Intent(REMOVE, reference=Ordinal(2))),
@@ -293,6 +295,11 @@ def test_parse_relative_changes(text, expected):
             Intent(SET, reference=NameFragment("молока"), quantity=pieces("2", "l")),
         ),
         ("измени количество второго на 4", Intent(SET, reference=Ordinal(2), quantity=pieces("4"))),
+        # A position word before a number names a list position.
+        ("change item 2 to 3", Intent(SET, reference=Ordinal(2), quantity=pieces("3"))),
+        ("зміни позицію 2 на 3", Intent(SET, reference=Ordinal(2), quantity=pieces("3"))),
+        ("измени позицию 2 на 3", Intent(SET, reference=Ordinal(2), quantity=pieces("3"))),
+        ("зміни товар на 2", Intent(SET, quantity=pieces("2"))),
         # A bare number before the preposition is the old amount, not a count of packs.
         ("зміни 2 на 500 г", Intent(SET, quantity=pieces("500", "g"))),
         ("set 2 to 500 g", Intent(SET, quantity=pieces("500", "g"))),
