@@ -248,7 +248,8 @@ FILLER_WORDS = PRONOUNS | _word_set(
     """мені мене мною будь ласка будь-ласка будьласка у в до з із зі на і й та а також теж
     ну цей цю це ця цього того той ту те вас вам ви ти чи що мій моєму мого моя мою мої моїх
     мій товар товару товари позицію позиція позиції ще як як-небудь
-    мне меня пожалуйста во из и тоже мой моей эту этот это этого вы ты что
+    мне меня пожалуйста во из и тоже мой моей эту этот это этого вы ты что позицию позиция
+    позиции
     the a an of to in into my me please some any for i you do does is are there can
     could would like i'd i'll i'm let's with from item items product products that this
     what what's whats which by number номер по"""

@@ -300,6 +300,7 @@ def test_parse_relative_changes(text, expected):
         ("зміни позицію 2 на 3", Intent(SET, reference=Ordinal(2), quantity=pieces("3"))),
         ("измени позицию 2 на 3", Intent(SET, reference=Ordinal(2), quantity=pieces("3"))),
         ("зміни товар на 2", Intent(SET, quantity=pieces("2"))),
+        ("измени позицию на 3", Intent(SET, quantity=pieces("3"))),
         # A bare number before the preposition is the old amount, not a count of packs.
         ("зміни 2 на 500 г", Intent(SET, quantity=pieces("500", "g"))),
         ("set 2 to 500 g", Intent(SET, quantity=pieces("500", "g"))),
