@@ -731,24 +731,25 @@ def names_quantity(name: str, quantity: Quantity) -> bool:
 def name_matches(fragment: str, name: str) -> bool:
     """Tell whether every word of ``fragment`` is in ``name``, ignoring endings.
 
-    A word matches a name word that starts with its stem, or a name word that the catalog
-    search's lexicon gives as its translation, so "milk" matches "Молоко 2,5%".
+    A word matches a name word that starts with its stem, a name word with the same
+    catalog stem ("чорного" and "чорний"), or a name word that the catalog search's lexicon
+    gives as its translation, so "milk" matches "Молоко 2,5%".
     """
     fragment_words = [word for word in tokenize(fragment) if word not in FILLER_WORDS]
     name_words = tokenize(name)
     if not fragment_words:
         return False
     name_stems = {stem(word) for word in surface_words(name)}
-    translations = _lexicon_translations(fragment_words)
+    catalog_stems = _catalog_stems(fragment_words)
     return all(
         any(name_word.startswith(_stem(word)) for name_word in name_words)
-        or not translations[index].isdisjoint(name_stems)
+        or not catalog_stems[index].isdisjoint(name_stems)
         for index, word in enumerate(fragment_words)
     )
 
 
-def _lexicon_translations(words: list[str]) -> list[frozenset[str]]:
-    """Return the catalog stems that translate each word, as the search's lexicon has them.
+def _catalog_stems(words: list[str]) -> list[frozenset[str]]:
+    """Return each word's stem as catalog search computes it, with its lexicon translations.
 
     A word of a lexicon phrase ("cream" in "sour cream") takes the phrase's translations
     instead of its own, as in search.
@@ -758,7 +759,11 @@ def _lexicon_translations(words: list[str]) -> list[frozenset[str]]:
         surface = surface_words(word)
         word_stems.append(stem(surface[0]) if len(surface) == 1 else "")
     phrases = lexicon_phrase_stems(word_stems)
-    return [
-        phrases.get(index) or (lexicon_stems(word_stem) if word_stem else frozenset())
-        for index, word_stem in enumerate(word_stems)
-    ]
+    catalog_stems: list[frozenset[str]] = []
+    for index, word_stem in enumerate(word_stems):
+        if not word_stem:
+            catalog_stems.append(frozenset())
+            continue
+        translations = phrases.get(index) or lexicon_stems(word_stem)
+        catalog_stems.append(translations | {word_stem})
+    return catalog_stems

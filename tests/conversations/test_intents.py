@@ -428,9 +428,12 @@ def test_name_matches_ignores_word_endings(fragment, name, expected):
         ("cream", "Вершки 10%", True),
         ("milk", "Кефір 2.5%", False),
         ("молоко", "Oat milk Alpro", True),
+        ("чорного чаю", "Чай чорний Lipton 25 пакетиків", True),
+        ("гречаного меду", "Мед гречаний 500 г", True),
+        ("зеленого чаю", "Чай чорний Lipton 25 пакетиків", False),
     ],
 )
-def test_name_matches_lexicon_translations(fragment, name, expected):
+def test_name_matches_catalog_stems(fragment, name, expected):
     assert name_matches(fragment, name) is expected
 
 

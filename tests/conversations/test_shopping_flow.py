@@ -235,6 +235,25 @@ def test_add_by_english_name_of_ukrainian_product(chat_client, merchant, shopper
     )
 
 
+def test_add_by_inflected_adjective_and_noun(chat_client, merchant, shopper_conversation):
+    sent = send(chat_client, shopper_conversation, "додай 2 білого хліба")
+
+    assert cart_posts(merchant) == [
+        {
+            "action": "add",
+            "store_id": STORE_ID,
+            "session_id": SESSION_ID,
+            "sku": "bread-01",
+            "name": "Хліб Київхліб білий",
+            "quantity": 2,
+            "price": 32.0,
+        }
+    ]
+    assert reply_text(sent) == (
+        "Додав у кошик: Хліб Київхліб білий, 2 шт.\nПозицій у кошику: 1, сума: 64,00."
+    )
+
+
 def test_failed_products_webhook_shows_no_products(
     chat_client, tenant, merchant, shopper_conversation, closed_port_url
 ):
