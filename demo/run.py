@@ -306,7 +306,8 @@ def print_instructions(*, app_url: str, credentials: dict[str, str]) -> None:
   Admin: {app_url}/admin/  user {DEMO_ADMIN}, password {credentials["admin_password"]}
   Logs: .demo/app.log, .demo/worker.log and .demo/merchant.log
 
-  Press Ctrl-C to stop the app, the worker and the merchant.
+  Press Ctrl-C to stop the app, the worker and the merchant. Ctrl-C reaches only a demo
+  in the foreground; otherwise run `kill {os.getpid()}` in another shell.
 """
     )
 

@@ -11,6 +11,9 @@ from dataclasses import dataclass, replace
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 
+from catalog.lexicon import lexicon_phrase_stems, lexicon_stems
+from catalog.text import stem, surface_words
+
 
 class IntentKind(StrEnum):
     SEARCH = "search"
@@ -62,6 +65,9 @@ class Intent:
     # The count and the pack size that ``quantity`` multiplies, as 2 pcs and 500 g in
     # "додай 2 шт по 500 г". None without a count beside a weight or volume.
     packs: tuple[Quantity, Quantity] | None = None
+    # True for a message that is only a position ("2", "другий"), which may answer the
+    # question which product an earlier command meant.
+    position_only: bool = False
 
 
 def _word_set(words: str) -> frozenset[str]:
@@ -345,7 +351,7 @@ def parse_intent(text: str) -> Intent:
     words.more = any(token in MORE_WORDS for token in tokens)
     position = _position_only(tokens, words)
     if position is not None:
-        return Intent(kind=IntentKind.ADD, reference=position)
+        return Intent(kind=IntentKind.ADD, reference=position, position_only=True)
     if kind == IntentKind.SET_QUANTITY and _change_verb(tokens) is None:
         # "зменш на 1" names the change, not the new amount, so nothing before "на" is old.
         _drop_old_amounts(_operands(tokens), words)
@@ -734,12 +740,41 @@ def names_quantity(name: str, quantity: Quantity) -> bool:
 
 
 def name_matches(fragment: str, name: str) -> bool:
-    """Tell whether every word of ``fragment`` starts some word of ``name``, ignoring endings."""
+    """Tell whether every word of ``fragment`` is in ``name``, ignoring endings.
+
+    A word matches a name word that starts with its stem, a name word with the same
+    catalog stem ("чорного" and "чорний"), or a name word that the catalog search's lexicon
+    gives as its translation, so "milk" matches "Молоко 2,5%".
+    """
     fragment_words = [word for word in tokenize(fragment) if word not in FILLER_WORDS]
     name_words = tokenize(name)
     if not fragment_words:
         return False
+    name_stems = {stem(word) for word in surface_words(name)}
+    catalog_stems = _catalog_stems(fragment_words)
     return all(
         any(name_word.startswith(_stem(word)) for name_word in name_words)
-        for word in fragment_words
+        or not catalog_stems[index].isdisjoint(name_stems)
+        for index, word in enumerate(fragment_words)
     )
+
+
+def _catalog_stems(words: list[str]) -> list[frozenset[str]]:
+    """Return each word's stem as catalog search computes it, with its lexicon translations.
+
+    A word of a lexicon phrase ("cream" in "sour cream") takes the phrase's translations
+    instead of its own, as in search.
+    """
+    word_stems = []
+    for word in words:
+        surface = surface_words(word)
+        word_stems.append(stem(surface[0]) if len(surface) == 1 else "")
+    phrases = lexicon_phrase_stems(word_stems)
+    catalog_stems: list[frozenset[str]] = []
+    for index, word_stem in enumerate(word_stems):
+        if not word_stem:
+            catalog_stems.append(frozenset())
+            continue
+        translations = phrases.get(index) or lexicon_stems(word_stem)
+        catalog_stems.append(translations | {word_stem})
+    return catalog_stems

@@ -64,6 +64,9 @@ class Memory:
     listed_kind: str = LIST_SEARCH
     # The product changed last, the target of "make it 5" without a name.
     focus: str | None = None
+    # The message of a command whose product name matched several products. ``listed``
+    # then contains those products, and a reply that is only a position picks one of them.
+    pending: str | None = None
 
     @classmethod
     def load(cls, state: dict[str, Any]) -> "Memory":
@@ -72,6 +75,7 @@ class Memory:
             listed=list(data.get("listed", [])),
             listed_kind=data.get("listed_kind", LIST_SEARCH),
             focus=data.get("focus"),
+            pending=data.get("pending"),
         )
 
     def store(self, state: dict[str, Any]) -> None:
@@ -79,6 +83,7 @@ class Memory:
             "listed": self.listed,
             "listed_kind": self.listed_kind,
             "focus": self.focus,
+            "pending": self.pending,
         }
 
 
@@ -87,12 +92,24 @@ class OfflineAssistant:
 
     def respond(self, turn: Turn) -> Iterator[Event]:
         intent = parse_intent(turn.text)
-        turn.metadata["intent"] = intent.kind.value
         memory = Memory.load(turn.conversation.state)
-        reply = _OfflineReply(
-            turn=turn, memory=memory, replies=Replies(turn.language), action=intent.kind
-        )
-        yield from reply.run(intent)
+        pending_text, memory.pending = memory.pending, None
+        position = intent.reference if intent.position_only else None
+        if pending_text is not None and isinstance(position, Ordinal):
+            # "другий" after "Який саме?" carries out the command that asked, with its
+            # amount: after "прибери мед" it removes the second honey instead of adding it.
+            pending = parse_intent(pending_text)
+            turn.metadata["intent"] = pending.kind.value
+            reply = _OfflineReply(
+                turn=turn, memory=memory, replies=Replies(turn.language), action=pending.kind
+            )
+            yield from reply.run_choice(position, pending, pending_text=pending_text)
+        else:
+            turn.metadata["intent"] = intent.kind.value
+            reply = _OfflineReply(
+                turn=turn, memory=memory, replies=Replies(turn.language), action=intent.kind
+            )
+            yield from reply.run(intent)
         memory.store(turn.conversation.state)
 
 
@@ -109,6 +126,8 @@ class _OfflineReply:
     # How the shopper's weight or volume became packs; shown after a confirmed change.
     conversion_note: str | None = None
     extra_events: list[Event] = field(default_factory=list)
+    # The product the shopper picked from a "which one?" list; every reference resolves to it.
+    chosen: ShownProduct | None = None
 
     def run(self, intent: Intent) -> Iterator[Event]:
         handlers = {
@@ -124,6 +143,20 @@ class _OfflineReply:
         yield from handlers[intent.kind](intent)
         yield from events.text_events("\n".join(self.lines))
         yield from self.extra_events
+
+    def run_choice(
+        self, position: Ordinal, pending: Intent, *, pending_text: str
+    ) -> Iterator[Event]:
+        """Carry out ``pending`` on the product at ``position`` of the "which one?" list.
+
+        A position outside the list keeps the question open, so the next position answers it.
+        """
+        self.chosen = self._by_position(position.position)
+        if self.chosen is None:
+            self.memory.pending = pending_text
+            yield from events.text_events("\n".join(self.lines))
+            return
+        yield from self.run(pending)
 
     # Intents
 
@@ -361,6 +394,8 @@ class _OfflineReply:
         A name that matches nothing adds no line when ``prefer_cart`` is false, because the
         caller then searches the catalog for it.
         """
+        if self.chosen is not None:
+            return self.chosen
         if isinstance(reference, Ordinal):
             return self._by_position(reference.position)
         if isinstance(reference, NameFragment):
@@ -423,6 +458,7 @@ class _OfflineReply:
         self.lines.append(self.replies.text("ambiguous_question"))
         self.memory.listed = [product.sku for product in matches]
         self.memory.listed_kind = LIST_SEARCH
+        self.memory.pending = self.turn.text
 
     def _cart_products(self) -> list[ShownProduct]:
         skus = [item["sku"] for item in self.turn.tools.view_cart()["items"]]

@@ -158,13 +158,13 @@ def test_parse_search_requests(text, expected):
         ("дві такі", Intent(ADD, quantity=pieces("2"))),
         ("2 of them", Intent(ADD, quantity=pieces("2"))),
         ("таких 2 кг", Intent(ADD, quantity=pieces("2", "kg"))),
-        ("другий такий", Intent(ADD, reference=Ordinal(2))),
+        ("другий такий", Intent(ADD, reference=Ordinal(2), position_only=True)),
         ("добавь ещё такой", Intent(ADD)),
         ("one more", Intent(ADD, quantity=pieces("1"))),
         ("добавь второй", Intent(ADD, reference=Ordinal(2))),
-        ("2", Intent(ADD, reference=Ordinal(2))),
-        ("#3", Intent(ADD, reference=Ordinal(3))),
-        ("другий", Intent(ADD, reference=Ordinal(2))),
+        ("2", Intent(ADD, reference=Ordinal(2), position_only=True)),
+        ("#3", Intent(ADD, reference=Ordinal(3), position_only=True)),
+        ("другий", Intent(ADD, reference=Ordinal(2), position_only=True)),
     ],
 )
 def test_parse_add_commands(text, expected):
@@ -427,6 +427,29 @@ def test_search_query_drops_request_words():
     ],
 )
 def test_name_matches_ignores_word_endings(fragment, name, expected):
+    assert name_matches(fragment, name) is expected
+
+
+@pytest.mark.parametrize(
+    ("fragment", "name", "expected"),
+    [
+        ("milk", "Молоко Lactel 2.5%", True),
+        ("the honey", "Мед липовий 250 г", True),
+        ("bananas", "Банани", True),
+        ("milk galychyna", "Молоко Галичина 3.2%", False),
+        ("milk 3.2%", "Молоко Галичина 3.2%", True),
+        ("milk 3.2%", "Молоко Lactel 2.5%", False),
+        ("sour cream", "Сметана Галичина 15%", True),
+        ("cream", "Сметана Галичина 15%", False),
+        ("cream", "Вершки 10%", True),
+        ("milk", "Кефір 2.5%", False),
+        ("молоко", "Oat milk Alpro", True),
+        ("чорного чаю", "Чай чорний Lipton 25 пакетиків", True),
+        ("гречаного меду", "Мед гречаний 500 г", True),
+        ("зеленого чаю", "Чай чорний Lipton 25 пакетиків", False),
+    ],
+)
+def test_name_matches_catalog_stems(fragment, name, expected):
     assert name_matches(fragment, name) is expected
 
 

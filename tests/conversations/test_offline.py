@@ -78,6 +78,108 @@ def test_ambiguous_name_lists_the_matches(chat_client, merchant, seeded_cart, sh
     assert reply_text(removed).startswith("Прибрав з кошика: Молоко Галичина 3.2%.")
 
 
+def test_position_answer_removes_after_ambiguous_removal(
+    chat_client, merchant, seeded_cart, shopper_conversation
+):
+    send(chat_client, shopper_conversation, "прибери молоко")
+
+    removed = send(chat_client, shopper_conversation, "2")
+
+    assert cart_posts(merchant) == [
+        {"action": "remove", "store_id": STORE_ID, "session_id": SESSION_ID, "sku": "milk-002"}
+    ]
+    assert reply_text(removed).startswith("Прибрав з кошика: Молоко Галичина 3.2%.")
+    assert [event["action"] for event in removed if event["type"] == "cart_changed"] == [
+        "item_removed"
+    ]
+    assert shopper_conversation.messages.filter(role="assistant").last().metadata == {
+        "assistant": "offline",
+        "intent": "remove",
+    }
+
+
+def test_position_answer_keeps_the_requested_quantity(
+    chat_client, merchant, seeded_cart, shopper_conversation
+):
+    send(chat_client, shopper_conversation, "зміни кількість молока на 3")
+
+    changed = send(chat_client, shopper_conversation, "перший")
+
+    assert cart_posts(merchant) == [
+        {
+            "action": "update_quantity",
+            "store_id": STORE_ID,
+            "session_id": SESSION_ID,
+            "sku": "milk-001",
+            "quantity": 3,
+        }
+    ]
+    assert reply_text(changed).startswith("Змінив кількість: Молоко Lactel 2.5% — тепер 3 шт.")
+
+
+def test_position_answer_beyond_the_list_keeps_the_question(
+    chat_client, merchant, seeded_cart, shopper_conversation
+):
+    send(chat_client, shopper_conversation, "прибери молоко")
+
+    missing = send(chat_client, shopper_conversation, "5")
+    posts_after_missing = cart_posts(merchant)
+    removed = send(chat_client, shopper_conversation, "1")
+
+    assert reply_text(missing) == "В останньому списку немає позиції №5, у ньому позицій: 2."
+    assert posts_after_missing == []
+    assert cart_posts(merchant) == [
+        {"action": "remove", "store_id": STORE_ID, "session_id": SESSION_ID, "sku": "milk-001"}
+    ]
+    assert reply_text(removed).startswith("Прибрав з кошика: Молоко Lactel 2.5%.")
+
+
+def test_position_answer_after_another_message_adds(
+    chat_client, merchant, seeded_cart, shopper_conversation
+):
+    send(chat_client, shopper_conversation, "прибери молоко")
+    send(chat_client, shopper_conversation, "дякую")
+
+    added = send(chat_client, shopper_conversation, "2")
+
+    assert cart_posts(merchant) == [
+        {
+            "action": "add",
+            "store_id": STORE_ID,
+            "session_id": SESSION_ID,
+            "sku": "milk-002",
+            "name": "Молоко Галичина 3.2%",
+            "quantity": 1,
+            "price": 42.0,
+        }
+    ]
+    assert reply_text(added).startswith("Додав у кошик: Молоко Галичина 3.2%, 1 шт.")
+
+
+def test_english_names_match_ukrainian_cart_lines(
+    chat_client, merchant, seeded_cart, shopper_conversation
+):
+    asked = send(chat_client, shopper_conversation, "delete milk")
+    changed = send(chat_client, shopper_conversation, "change quantity of bread to 2")
+
+    assert reply_text(asked) == (
+        "Several products match “milk”:\n"
+        "1. Молоко Lactel 2.5% — 45.90\n"
+        "2. Молоко Галичина 3.2% — 42.00\n"
+        "Which one? Give its number or a more exact name."
+    )
+    assert cart_posts(merchant) == [
+        {
+            "action": "update_quantity",
+            "store_id": STORE_ID,
+            "session_id": SESSION_ID,
+            "sku": "bread-01",
+            "quantity": 2,
+        }
+    ]
+    assert reply_text(changed).startswith("Changed the quantity: Хліб Київхліб білий is now 2 pcs.")
+
+
 def test_quantity_question_then_short_command(
     chat_client, merchant, seeded_cart, shopper_conversation
 ):

@@ -207,13 +207,51 @@ def test_add_by_name_searches_and_adds_the_match(chat_client, merchant, shopper_
 
 
 def test_add_by_name_asks_when_no_name_matches(chat_client, merchant, shopper_conversation):
-    sent = send(chat_client, shopper_conversation, "add Lactel milk")
+    sent = send(chat_client, shopper_conversation, "add Lactel drink")
 
     text = reply_text(sent)
-    assert text.startswith("Here is what I found for “lactel milk”:\n")
+    assert text.startswith("Here is what I found for “lactel drink”:\n")
     assert text.endswith("Which one should I add? Say for example “add the first one”.")
     assert cart_posts(merchant) == []
     assert "cart_changed" not in [event["type"] for event in sent]
+
+
+def test_add_by_english_name_of_ukrainian_product(chat_client, merchant, shopper_conversation):
+    sent = send(chat_client, shopper_conversation, "add Lactel milk")
+
+    assert cart_posts(merchant) == [
+        {
+            "action": "add",
+            "store_id": STORE_ID,
+            "session_id": SESSION_ID,
+            "sku": "milk-001",
+            "name": "Молоко Lactel 2.5%",
+            "quantity": 1,
+            "price": 45.9,
+        }
+    ]
+    assert reply_text(sent) == (
+        "Added to your cart: Молоко Lactel 2.5%, 1 pcs.\nItems in your cart: 1, total: 45.90."
+    )
+
+
+def test_add_by_inflected_adjective_and_noun(chat_client, merchant, shopper_conversation):
+    sent = send(chat_client, shopper_conversation, "додай 2 білого хліба")
+
+    assert cart_posts(merchant) == [
+        {
+            "action": "add",
+            "store_id": STORE_ID,
+            "session_id": SESSION_ID,
+            "sku": "bread-01",
+            "name": "Хліб Київхліб білий",
+            "quantity": 2,
+            "price": 32.0,
+        }
+    ]
+    assert reply_text(sent) == (
+        "Додав у кошик: Хліб Київхліб білий, 2 шт.\nПозицій у кошику: 1, сума: 64,00."
+    )
 
 
 def test_failed_products_webhook_shows_no_products(

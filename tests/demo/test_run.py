@@ -1,5 +1,6 @@
-"""The demo's start-up wait for its servers (demo/run.py)."""
+"""The demo's start-up wait for its servers and its instructions (demo/run.py)."""
 
+import os
 import subprocess
 import sys
 import threading
@@ -10,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from demo.run import wait_until_healthy
+from demo.run import print_instructions, wait_until_healthy
 
 
 @contextmanager
@@ -61,3 +62,17 @@ def test_client_error_stops_wait_at_once(idle_process):
 def test_server_error_is_retried(idle_process):
     with _server_returning([503, 503, 200]) as url:
         wait_until_healthy(url, idle_process, "app")
+
+
+def test_instructions_name_the_pid_to_stop(capsys):
+    credentials = {
+        "public_key": "pk_live_public",
+        "secret_key": "sk_live_secret",
+        "admin_password": "password",
+    }
+
+    print_instructions(app_url="http://127.0.0.1:8000", credentials=credentials)
+
+    output = capsys.readouterr().out
+    assert f"run `kill {os.getpid()}` in another shell." in output
+    assert "Bearer pk_live_public" in output

@@ -25,6 +25,19 @@ def test_create_tenant_prints_credentials_once():
     assert WebhookSettings.objects.get(tenant=tenant).secret in text
 
 
+def test_create_tenant_aligns_the_credentials():
+    output = io.StringIO()
+
+    call_command("create_tenant", "atb", stdout=output)
+
+    tenant = Tenant.objects.get(slug="atb")
+    credential_lines = output.getvalue().splitlines()[2:]
+    assert len(credential_lines) == 4
+    assert {line.index(line.split()[-1]) for line in credential_lines} == {40}
+    assert credential_lines[2].endswith(WebhookSettings.objects.get(tenant=tenant).secret)
+    assert credential_lines[3].endswith(tenant.user_token_secret)
+
+
 def test_create_tenant_rejects_a_duplicate_slug():
     call_command("create_tenant", "atb", stdout=io.StringIO())
 

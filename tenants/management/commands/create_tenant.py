@@ -34,5 +34,5 @@ class Command(BaseCommand):
         self.stdout.write("Copy these now; they are not shown again:")
         self.stdout.write(f"  public key (widget, scope chat):      {created.public_key.raw_key}")
         self.stdout.write(f"  secret key (server, chat + catalog):  {created.secret_key.raw_key}")
-        self.stdout.write(f"  webhook signing secret:              {created.webhook_secret}")
-        self.stdout.write(f"  user token secret (signs user ids):  {created.user_token_secret}")
+        self.stdout.write(f"  webhook signing secret:               {created.webhook_secret}")
+        self.stdout.write(f"  user token secret (signs user ids):   {created.user_token_secret}")
