@@ -254,7 +254,7 @@ FILLER_WORDS = PRONOUNS | _word_set(
     """мені мене мною будь ласка будь-ласка будьласка у в до з із зі на і й та а також теж
     ну цей цю це ця цього того той ту те вас вам ви ти чи що мій моєму мого моя мою мої моїх
     мій товар товару товари позицію позиція позиції ще як як-небудь
-    мне меня пожалуйста во из и тоже мой моей эту этот это этого вы ты что позицию позиция
+    мне меня пожалуйста во из с со и тоже мой моей эту этот это этого вы ты что позицию позиция
     позиции
     the a an of to in into my me please some any for i you do does is are there can
     could would like i'd i'll i'm let's with from item items product products that this
@@ -356,6 +356,16 @@ def parse_intent(text: str) -> Intent:
         # "зменш на 1" names the change, not the new amount, so nothing before "на" is old.
         _drop_old_amounts(_operands(tokens), words)
     return _relative_change(_with_target(kind, words), tokens)
+
+
+def measures(text: str) -> tuple[Quantity, ...]:
+    """Return every weight and volume in ``text``, old amounts of a quantity change included.
+
+    Among several products that match a name, the one whose name states one of them is
+    meant: "видали воду 1.5 л" and "зміни воду 1.5 л на 2" mean the 1.5 l bottle.
+    """
+    words = _sort_words(_operands(tokenize(text)))
+    return tuple(quantity for quantity in words.quantities if quantity.unit in MEASURE_UNITS)
 
 
 def _drop_old_amounts(operands: list[str], words: _Words) -> None:
@@ -464,6 +474,22 @@ def _position_only(tokens: list[str], words: _Words) -> Ordinal | None:
         if is_position(number):
             return Ordinal(int(number))
     return None
+
+
+def number_only(text: str) -> bool:
+    """Tell whether ``text`` is only a number that cannot be a position: "0", "-1", "2,5", "1001".
+
+    Such a reply to "which one?" is a wrong position, not a search for the number.
+    """
+    tokens = tokenize(text)
+    if not tokens or _verb_kind(tokens) is not None:
+        return False
+    if any(token in MORE_WORDS or token in CART_WORDS for token in tokens):
+        return False
+    words = _sort_words(tokens)
+    if words.references or words.quantities or words.name_words or words.pronoun:
+        return False
+    return len(words.bare_numbers) == 1 and not is_position(words.bare_numbers[0])
 
 
 def _operands(tokens: list[str]) -> list[str]:

@@ -24,8 +24,10 @@ from conversations.assistants.intents import (
     Ordinal,
     Quantity,
     Reference,
+    measures,
     name_matches,
     names_quantity,
+    number_only,
     parse_intent,
 )
 from conversations.assistants.replies import Replies
@@ -104,10 +106,23 @@ class OfflineAssistant:
                 turn=turn, memory=memory, replies=Replies(turn.language), action=pending.kind
             )
             yield from reply.run_choice(position, pending, pending_text=pending_text)
+        elif pending_text is not None and number_only(turn.text):
+            # "0", "-1" or "2,5" cannot answer "Який саме?": the question stays open, and
+            # the number is not searched for.
+            pending_kind = parse_intent(pending_text).kind
+            turn.metadata["intent"] = pending_kind.value
+            reply = _OfflineReply(
+                turn=turn, memory=memory, replies=Replies(turn.language), action=pending_kind
+            )
+            yield from reply.run_wrong_position(pending_text=pending_text)
         else:
             turn.metadata["intent"] = intent.kind.value
             reply = _OfflineReply(
-                turn=turn, memory=memory, replies=Replies(turn.language), action=intent.kind
+                turn=turn,
+                memory=memory,
+                replies=Replies(turn.language),
+                action=intent.kind,
+                measures=measures(turn.text),
             )
             yield from reply.run(intent)
         memory.store(turn.conversation.state)
@@ -128,6 +143,8 @@ class _OfflineReply:
     extra_events: list[Event] = field(default_factory=list)
     # The product the shopper picked from a "which one?" list; every reference resolves to it.
     chosen: ShownProduct | None = None
+    # The weights and volumes of the command, which pick among products that match a name.
+    measures: tuple[Quantity, ...] = ()
 
     def run(self, intent: Intent) -> Iterator[Event]:
         handlers = {
@@ -157,6 +174,16 @@ class _OfflineReply:
             yield from events.text_events("\n".join(self.lines))
             return
         yield from self.run(pending)
+
+    def run_wrong_position(self, *, pending_text: str) -> Iterator[Event]:
+        """Answer a number that is no position in the "which one?" list; keep the question."""
+        listed = self._listed_products()
+        if listed:
+            self.lines.append(self.replies.text("position_range", count=len(listed)))
+        else:
+            self.lines.append(self.replies.text("nothing_listed"))
+        self.memory.pending = pending_text
+        yield from events.text_events("\n".join(self.lines))
 
     # Intents
 
@@ -429,6 +456,8 @@ class _OfflineReply:
         pools = [cart, shown] if prefer_cart else [shown, cart]
         for pool in pools:
             matches = _unique(product for product in pool if name_matches(fragment, product.name))
+            if len(matches) > 1:
+                matches = _stating(matches, self.measures)
             if len(matches) == 1:
                 return matches[0]
             if matches:
@@ -561,6 +590,19 @@ def _removed_amount(intent: Intent, product: ShownProduct) -> Quantity | None:
         count, size = intent.packs
         return count if names_quantity(product.name, size) else quantity
     return None if names_quantity(product.name, quantity) else quantity
+
+
+def _stating(products: list[ShownProduct], measures: tuple[Quantity, ...]) -> list[ShownProduct]:
+    """Return the products whose names state one of ``measures``, or all when none does.
+
+    "видали воду 1.5 л" means "Вода Моршинська 1.5 л", not the 0.5 l bottle of that water.
+    """
+    stating = [
+        product
+        for product in products
+        if any(names_quantity(product.name, measure) for measure in measures)
+    ]
+    return stating or products
 
 
 def _default_amount(product: ShownProduct) -> Decimal:

@@ -8,8 +8,10 @@ from conversations.assistants.intents import (
     NameFragment,
     Ordinal,
     Quantity,
+    measures,
     name_matches,
     names_quantity,
+    number_only,
     parse_intent,
     search_query,
 )
@@ -309,6 +311,15 @@ def test_parse_relative_changes(text, expected):
             Intent(SET, reference=NameFragment("сир"), quantity=pieces("0.5", "kg")),
         ),
         ("зміни 2 на 3", Intent(SET, quantity=pieces("3"))),
+        # The Russian "с" before the old amount is a filler word, as the Ukrainian "з".
+        (
+            "измени количество молока с 2 на 3",
+            Intent(SET, reference=NameFragment("молока"), quantity=pieces("3")),
+        ),
+        (
+            "зміни кількість молока з 2 на 3",
+            Intent(SET, reference=NameFragment("молока"), quantity=pieces("3")),
+        ),
         # So is a count of packs or pieces.
         ("зміни 2 пачки на 500 г", Intent(SET, quantity=pieces("500", "g"))),
         ("зміни 3 шт на 1 кг", Intent(SET, quantity=pieces("1", "kg"))),
@@ -626,3 +637,42 @@ def test_name_matches_percentages_in_any_spelling(fragment, name, expected):
 )
 def test_names_quantity_weights_in_any_unit(name, quantity, expected):
     assert names_quantity(name, quantity) is expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("0", True),
+        ("-1", True),
+        ("1001", True),
+        ("2,5", True),
+        ("½", True),
+        ("1e999", True),
+        ("0, будь ласка", True),
+        ("2", False),
+        ("другий", False),
+        ("2 шт", False),
+        ("ще 0", False),
+        ("видали 0", False),
+        ("молоко 0", False),
+        ("0 таких", False),
+        ("", False),
+    ],
+)
+def test_number_only(text, expected):
+    assert number_only(text) is expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("видали воду 1.5 л", (pieces("1.5", "l"),)),
+        ("зміни воду 1,5 л на 2", (pieces("1.5", "l"),)),
+        ("видали 2 шт сиру 250 г", (pieces("250", "g"),)),
+        ("зміни 2 кг на 500 г", (pieces("2", "kg"), pieces("500", "g"))),
+        ("видали 2 шт молока", ()),
+        ("видали молоко 2,5%", ()),
+    ],
+)
+def test_measures(text, expected):
+    assert measures(text) == expected

@@ -134,6 +134,56 @@ def test_position_answer_beyond_the_list_keeps_the_question(
     assert reply_text(removed).startswith("Прибрав з кошика: Молоко Lactel 2.5%.")
 
 
+@pytest.mark.parametrize("answer", ["0", "-1", "1001", "2,5", "½", "0, будь ласка"])
+def test_number_that_is_no_position_keeps_the_question(
+    chat_client, merchant, seeded_cart, shopper_conversation, answer
+):
+    send(chat_client, shopper_conversation, "прибери молоко")
+
+    wrong = send(chat_client, shopper_conversation, answer)
+    posts_after_wrong = cart_posts(merchant)
+    removed = send(chat_client, shopper_conversation, "2")
+
+    # The number is not searched for, and the question stays open for the next answer.
+    assert reply_text(wrong) == "Напишіть номер від 1 до 2."
+    assert [event["type"] for event in wrong] == ["text_delta", "text_end", "response_complete"]
+    assert posts_after_wrong == []
+    assert shopper_conversation.messages.filter(role="assistant")[1].metadata == {
+        "assistant": "offline",
+        "intent": "remove",
+    }
+    assert cart_posts(merchant) == [
+        {"action": "remove", "store_id": STORE_ID, "session_id": SESSION_ID, "sku": "milk-002"}
+    ]
+    assert reply_text(removed).startswith("Прибрав з кошика: Молоко Галичина 3.2%.")
+
+
+def test_number_that_is_no_position_in_english(
+    chat_client, merchant, seeded_cart, shopper_conversation
+):
+    send(chat_client, shopper_conversation, "delete milk")
+
+    wrong = send(chat_client, shopper_conversation, "0")
+
+    assert reply_text(wrong) == "Give a number from 1 to 2."
+    assert cart_posts(merchant) == []
+
+
+def test_russian_old_amount_after_s(chat_client, merchant, seeded_cart, shopper_conversation):
+    changed = send(chat_client, shopper_conversation, "измени количество молока Lactel с 1 на 3")
+
+    assert cart_posts(merchant) == [
+        {
+            "action": "update_quantity",
+            "store_id": STORE_ID,
+            "session_id": SESSION_ID,
+            "sku": "milk-001",
+            "quantity": 3,
+        }
+    ]
+    assert reply_text(changed).startswith("Изменил количество: Молоко Lactel 2.5% — теперь 3 шт.")
+
+
 def test_position_answer_after_another_message_adds(
     chat_client, merchant, seeded_cart, shopper_conversation
 ):

@@ -467,6 +467,59 @@ def test_removal_counts_named_weight_packs(chat_client, merchant, shown, text, l
     )
 
 
+@pytest.mark.parametrize(
+    ("text", "expected_post", "expected_reply"),
+    [
+        ("видали сир 250 г", ("remove", "cheese-pack", None), "Прибрав з кошика: Сир Комо 250 г."),
+        (
+            "видали сир 0,25 кг",
+            ("remove", "cheese-pack", None),
+            "Прибрав з кошика: Сир Комо 250 г.",
+        ),
+        (
+            "видали 1 шт сиру 250 г",
+            ("update_quantity", "cheese-pack", 2),
+            "Змінив кількість: Сир Комо 250 г — тепер 2 шт.",
+        ),
+        (
+            "зміни сир 250 г на 5",
+            ("update_quantity", "cheese-pack", 5),
+            "Змінив кількість: Сир Комо 250 г — тепер 5 шт.",
+        ),
+    ],
+)
+def test_weight_in_a_name_picks_among_matches(
+    chat_client, merchant, shown, text, expected_post, expected_reply
+):
+    # "сир" matches both cheeses in the cart; only "Сир Комо 250 г" states 250 g.
+    send(chat_client, shown, "додай 3 шт першого")
+    send(chat_client, shown, "додай 1 кг четвертого")
+
+    sent = send(chat_client, shown, text)
+
+    assert posted(merchant) == [
+        ("add", "cheese-pack", 3),
+        ("add", "cheese-kg", 1),
+        expected_post,
+    ]
+    assert reply_text(sent).split("\n")[0] == expected_reply
+
+
+def test_weight_in_no_name_still_asks_which(chat_client, merchant, shown):
+    send(chat_client, shown, "додай 3 шт першого")
+    send(chat_client, shown, "додай 1 кг четвертого")
+
+    sent = send(chat_client, shown, "видали сир 500 г")
+
+    assert reply_text(sent) == (
+        "Під «сир» підходить кілька товарів:\n"
+        "1. Сир Комо 250 г — 120,00\n"
+        "2. Сир Гауда ваговий — 400,00\n"
+        "Який саме? Напишіть номер або точнішу назву."
+    )
+    assert posted(merchant) == [("add", "cheese-pack", 3), ("add", "cheese-kg", 1)]
+
+
 def test_removal_rounding_to_zero_is_rejected(chat_client, merchant, shown):
     send(chat_client, shown, "додай 2 кг четвертого")
 
