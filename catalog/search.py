@@ -462,13 +462,20 @@ lexical_stage AS (
 )"""
 
 # A typo leaves a query word that no product contains; only then does the trigram stage run.
+# Titles are ranked by their similarity to the whole query, so a pack size in the query still
+# ranks the products that a typo finds. A title must also be similar to the query's unknown
+# words that may be typos (see _typo_stems). Numbers, units and other short words are left
+# out of that test because confirm_typos never accepts them as typos, and words that products
+# contain are left out because they need no correction. Without the test, "chocolat 16 oz"
+# computed the similarity of each of the 25,929 titles sharing trigrams with "16 oz" on the
+# 100,000-product benchmark tenant (docs/benchmarks.md).
 _TRIGRAM_STAGE = """
 trigram_candidates AS (
     SELECT product_id AS id, word_similarity(%(normalized_query)s, search_title) AS similarity,
            search_title
     FROM {documents}
     WHERE {match_scope}
-      AND %(normalized_query)s <%% search_title
+      AND %(normalized_query)s <%% search_title{typo_filter}
     ORDER BY similarity DESC, id
     LIMIT %(trigram_candidates)s
 ),
@@ -521,6 +528,7 @@ class _SearchSql:
         has_embedding: bool,
         frequencies: list[TermFrequency],
         term_index: bool = False,
+        typo_query: str | None = None,
     ):
         self.terms = terms
         self.stages = stages
@@ -529,6 +537,9 @@ class _SearchSql:
         # Whether the lexical and trigram stages find their matches through the GIN indexes
         # (see TERM_INDEX_MIN_SHARE).
         self.term_index = term_index
+        # The words that a title must also be similar to in the trigram stage, or None when
+        # they are the whole query (see _TRIGRAM_STAGE).
+        self.typo_query = typo_query
         # Content words that some product contains: the conjunctive match needs them all.
         self.conjunctive = [
             index
@@ -568,6 +579,8 @@ class _SearchSql:
                 )
                 any_term.append(_tsquery(list(term.prefixes), prefix=True))
         params["any_term"] = " | ".join(any_term)
+        if self.typo_query is not None:
+            params["typo_query"] = self.typo_query
         params["all_terms"] = " & ".join(
             f"({_term_tsquery(self.terms[index], self._stems(index))})"
             for index in self.conjunctive
@@ -753,6 +766,9 @@ class _SearchSql:
         return _TRIGRAM_STAGE.format(
             documents=connection.ops.quote_name(SearchDocument._meta.db_table),
             match_scope=_TERM_INDEX_SCOPE if self.term_index else _SCOPE,
+            typo_filter=(
+                "" if self.typo_query is None else "\n      AND %(typo_query)s <%% search_title"
+            ),
         )
 
 
@@ -972,6 +988,19 @@ def _active_stages(
     return stages
 
 
+def _typo_stems(*, terms: list[QueryTerm], frequencies: list[TermFrequency]) -> list[str]:
+    """Return the stems of the query words that no product contains and that may be typos.
+
+    Stopwords, numbers and stems too short to forgive a letter edit are left out, because
+    confirm_typos would never accept a title for them.
+    """
+    return [
+        term.stems[0]
+        for term, frequency in zip(terms, frequencies, strict=True)
+        if frequency.documents == 0 and not term.is_stopword and allowed_typos(term.stems[0]) > 0
+    ]
+
+
 def _names_catalog_words(*, terms: list[QueryTerm], frequencies: list[TermFrequency]) -> bool:
     """Tell whether some product contains a query word that names a product.
 
@@ -993,27 +1022,36 @@ def _category_names_catalog_words(
     scope: dict[str, Any],
     terms: list[QueryTerm],
     frequencies: list[TermFrequency],
+    term_index: bool,
 ) -> bool:
     """Tell whether a product in the category searched contains a query word naming a product.
 
     The document frequencies count the tenant's whole catalog, so with a category filter
     "кефір 1 кг" names catalog words while the category's products match only "1 кг"
     (buckwheat in the groceries). A query whose every word names a product needs no check,
-    because its lexical matches then contain a naming word.
+    because its lexical matches then contain a naming word. ``term_index`` sends the check
+    to the full-text GIN index, as for the lexical stage (see TERM_INDEX_MIN_SHARE). Through
+    the tenant_id index, a category without the word meant testing every product of the
+    tenant: 42 ms for "cheese 2 lb" among the beverages of the 100,000-product benchmark.
     """
-    naming_terms = [
-        term
+    naming = [
+        (term, frequency)
         for term, frequency in zip(terms, frequencies, strict=True)
         if _names_product(term) and frequency.documents > 0
     ]
-    if not naming_terms or all(_names_product(term) for term in terms):
+    if not naming or all(_names_product(term) for term in terms):
         return True
     table = connection.ops.quote_name(SearchDocument._meta.db_table)
+    # Stems that no product contains are left out, as in the lexical stage (_SearchSql._stems).
+    naming_words = " | ".join(
+        _term_tsquery(term, frequency.present_stems or term.stems[:1]) for term, frequency in naming
+    )
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT EXISTS (SELECT FROM {table} WHERE {_SCOPE}"
+            f"SELECT EXISTS (SELECT FROM {table}"
+            f" WHERE {_TERM_INDEX_SCOPE if term_index else _SCOPE}"
             f" AND search_vector @@ %(naming_words)s::tsquery)",
-            {**scope, "naming_words": " | ".join(_term_tsquery(term) for term in naming_terms)},
+            {**scope, "naming_words": naming_words},
         )
         row = cursor.fetchone()
     return bool(row and row[0])
@@ -1535,31 +1573,38 @@ def product_search(
     if "lexical" in stages:
         stats = _tenant_collection_stats(tenant=tenant, version=catalog.version)
         frequencies = catalog.frequencies
-        if all(frequency.documents > 0 for frequency in frequencies):
-            # Every query word occurs in some product, so none is a typo. Leaving the
-            # stage out of the statement also spares planning it.
+        if not _typo_stems(terms=terms, frequencies=frequencies):
+            # Every query word occurs in some product or is too short to be a typo
+            # ("пиво", "15"), so no title can be confirmed as a typo match. Leaving the stage
+            # out of the statement also spares planning it.
             stages = [stage for stage in stages if stage != "trigram"]
         names_catalog_words = _names_catalog_words(terms=terms, frequencies=frequencies)
         if names_catalog_words and category:
             names_catalog_words = _category_names_catalog_words(
-                scope=scope, terms=terms, frequencies=frequencies
+                scope=scope,
+                terms=terms,
+                frequencies=frequencies,
+                term_index=stats.prefers_term_index,
             )
         if not names_catalog_words and "trigram" not in stages:
             # Without the trigram stage no typo can be confirmed (see _without_number_matches).
             stages = [stage for stage in stages if stage != "lexical"]
             frequencies = []
+    normalized_query = normalize_text(raw_query)
+    typo_query = " ".join(_typo_stems(terms=terms, frequencies=frequencies)) if frequencies else ""
     builder = _SearchSql(
         terms=terms,
         stages=stages,
         has_embedding=embedding is not None,
         frequencies=frequencies,
         term_index=stats.prefers_term_index,
+        typo_query=typo_query if typo_query and typo_query != normalized_query else None,
     )
     params = {
         **builder.params(),
         **vector_params,
         "raw_query": raw_query,
-        "normalized_query": normalize_text(raw_query),
+        "normalized_query": normalized_query,
         "lexical_candidates": max(LEXICAL_CANDIDATES, limit),
         "conjunctive_min_matches": max(CONJUNCTIVE_MIN_MATCHES, 2 * limit),
         "lexical_shortlist": max(LEXICAL_SHORTLIST, limit),

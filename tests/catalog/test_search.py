@@ -199,14 +199,14 @@ def test_search_unsold_returns_nothing(grocery, embedder, query):
 
 
 @pytest.mark.parametrize(
-    "query",
+    ("query", "hybrid_stages"),
     [
-        pytest.param("пиво 1 кг", id="unsold_with_weight"),
-        pytest.param("vodka 0,95 л", id="unsold_with_volume"),
-        pytest.param("iphone 10 шт", id="unsold_with_count"),
+        pytest.param("пиво 1 кг", "exact,vector", id="unsold_with_weight"),
+        pytest.param("vodka 0,95 л", "exact,vector,lexical,trigram", id="unsold_with_volume"),
+        pytest.param("iphone 10 шт", "exact,vector,lexical,trigram", id="unsold_with_count"),
     ],
 )
-def test_search_unsold_with_pack_size(grocery, embedder, caplog, query):
+def test_search_unsold_with_pack_size(grocery, embedder, caplog, query, hybrid_stages):
     caplog.set_level("INFO", logger="catalog.search")
 
     hybrid = product_search(tenant=grocery, query=query, embedder=embedder)
@@ -218,8 +218,9 @@ def test_search_unsold_with_pack_size(grocery, embedder, caplog, query):
     assert _skus(full_text) == []
     records = [record for record in caplog.records if record.msg == "catalog.search"]
     # The hybrid search runs the lexical stage in case the trigram stage confirms a typo,
-    # then drops its matches. Full text cannot confirm one, so it skips the stage.
-    assert [record.stages for record in records] == ["exact,vector,lexical,trigram", "exact"]
+    # then drops its matches. Full text cannot confirm one, so it skips the stage, and so
+    # does the hybrid search when the unknown word is too short to be a typo ("пиво").
+    assert [record.stages for record in records] == [hybrid_stages, "exact"]
 
 
 def test_search_unsold_in_category(grocery, other_tenant, embedder, caplog):
@@ -1158,6 +1159,103 @@ def test_large_tenant_reads_gin_indexes(
             cursor.execute("EXPLAIN " + statement)
             plan = "\n".join(row[0] for row in cursor.fetchall())
         assert index in plan
+        assert "catalog_searchdocument_tenant_id" not in plan
+
+
+def test_trigram_stage_tests_typo_words_alone(tenant, embedder):
+    products = [
+        {"sku": "chocolate-16", "name": "Chocolate milk 16 oz"},
+        {"sku": "tea-16", "name": "Green tea 16 oz"},
+        {"sku": "coffee-16", "name": "Coffee beans 16 oz"},
+    ]
+    product_upsert_many(tenant=tenant, products=[product_input_parse(item) for item in products])
+
+    with CaptureQueriesContext(connection) as context:
+        hits = product_search(tenant=tenant, query="chocolste 16 oz", embedder=embedder)
+
+    # Every title shares the trigrams of "16 oz", but only "chocolste" may be a typo, so
+    # the titles must also be similar to it.
+    (statement,) = [q["sql"] for q in context.captured_queries if q["sql"].startswith("WITH")]
+    trigram_sql = statement[statement.index("trigram_candidates AS") :]
+    assert "'chocolste 16 oz' <% search_title" in trigram_sql
+    assert "'chocolste' <% search_title" in trigram_sql
+    assert _skus(hits)[0] == "chocolate-16"
+    assert hits[0].trigram_rank == 1
+
+
+def test_trigram_stage_whole_query_tested_once(tenant, embedder):
+    product_upsert_many(
+        tenant=tenant, products=[product_input_parse({"sku": "milk", "name": "Chocolate milk"})]
+    )
+
+    with CaptureQueriesContext(connection) as context:
+        hits = product_search(tenant=tenant, query="chocolste milkk", embedder=embedder)
+
+    # Both words may be typos, so the whole query is the only similarity test.
+    (statement,) = [q["sql"] for q in context.captured_queries if q["sql"].startswith("WITH")]
+    assert statement.count("<% search_title") == 1
+    assert _skus(hits) == ["milk"]
+
+
+@pytest.mark.parametrize(
+    ("query", "stages"),
+    [
+        # "15" and "пиво" (stem "пив") are too short to be typos.
+        pytest.param("пиво 15", "exact,vector", id="short_word"),
+        pytest.param("tea 15", "exact,vector,lexical", id="number"),
+        pytest.param("teaa 15", "exact,vector,lexical,trigram", id="typo"),
+    ],
+)
+def test_trigram_stage_needs_typo_word(tenant, embedder, caplog, query, stages):
+    product_upsert_many(
+        tenant=tenant, products=[product_input_parse({"sku": "tea", "name": "Green tea"})]
+    )
+    caplog.set_level("INFO", logger="catalog.search")
+
+    product_search(tenant=tenant, query=query, embedder=embedder)
+
+    (record,) = [record for record in caplog.records if record.msg == "catalog.search"]
+    assert record.stages == stages
+
+
+@pytest.mark.parametrize(("min_share", "reads_term_index"), [(0.5, True), (0.9, False)])
+def test_category_check_reads_gin_index(
+    tenant, other_tenant, embedder, monkeypatch, min_share, reads_term_index
+):
+    # The tenant has 5 of the table's 8 products, a share of 0.625.
+    ours = [
+        {"sku": f"juice-{index}", "name": f"Apple juice {index} l", "category_path": "Drinks"}
+        for index in range(4)
+    ] + [{"sku": "cheese", "name": "Cheese 1 kg", "category_path": "Dairy"}]
+    theirs = [
+        {"sku": f"cheese-{index}", "name": "Cheese", "category_path": "Drinks"}
+        for index in range(3)
+    ]
+    product_upsert_many(tenant=tenant, products=[product_input_parse(item) for item in ours])
+    product_upsert_many(
+        tenant=other_tenant, products=[product_input_parse(item) for item in theirs]
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE catalog_product")
+    monkeypatch.setattr(search_module, "TERM_INDEX_MIN_SHARE", min_share)
+
+    with CaptureQueriesContext(connection) as context:
+        hits = product_search(
+            tenant=tenant, query="cheese 1 l", category="Drinks", embedder=embedder
+        )
+
+    # The tenant sells cheese, but not among its drinks, where "1 l" alone would match juice.
+    (statement,) = [
+        q["sql"] for q in context.captured_queries if q["sql"].startswith("SELECT EXISTS")
+    ]
+    assert ("tenant_id + 0 =" in statement) is reads_term_index
+    assert _skus(hits) == []
+    if reads_term_index:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SET LOCAL enable_seqscan = off")
+            cursor.execute("EXPLAIN " + statement)
+            plan = "\n".join(row[0] for row in cursor.fetchall())
+        assert "search_document_vector_gin" in plan
         assert "catalog_searchdocument_tenant_id" not in plan
 
 
