@@ -10,9 +10,9 @@ The retrievers are:
   weighted above the body. Query words expand to transliterations and lexicon
   translations, and an unfinished last word also matches as a prefix;
 - vector: the nearest embeddings by cosine distance (HNSW with iterative scans);
-- trigram: ``word_similarity`` against ``search_title``, only when a query word occurs in
-  no product of the tenant; Python keeps a match only when a query word is one or two
-  letter edits away from a title word.
+- trigram: ``word_similarity`` against ``search_title``, only when a query word long enough
+  to be a typo occurs in no product of the tenant; Python keeps a match only when a query
+  word is one or two letter edits away from a title word.
 
 Python then keeps the candidates with enough evidence and orders them by weighted
 reciprocal rank fusion. A product that only the vector stage found must be as close to
