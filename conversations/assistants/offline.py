@@ -581,7 +581,8 @@ def _removed_amount(intent: Intent, product: ShownProduct) -> Quantity | None:
 
     A weight or volume that the named product's own name states is part of the name:
     "видали Сир Комо 250 г" removes the line, and "видали 1 шт Сир Комо 250 г" takes 1
-    pack off it, not 250 g.
+    pack off it, not 250 g. The amount of "зменш Сир Комо на 250 г" is the change, so it
+    takes 250 g off.
     """
     quantity = intent.quantity
     if quantity is None or not isinstance(intent.reference, NameFragment):
@@ -589,6 +590,8 @@ def _removed_amount(intent: Intent, product: ShownProduct) -> Quantity | None:
     if intent.packs is not None:
         count, size = intent.packs
         return count if names_quantity(product.name, size) else quantity
+    if intent.by_amount:
+        return quantity
     return None if names_quantity(product.name, quantity) else quantity
 
 

@@ -241,6 +241,7 @@ def test_parse_add_commands(text, expected):
                 reference=NameFragment("сир комо"),
                 quantity=pieces("250", "g"),
                 packs=packs("1", "250", "g"),
+                by_amount=True,
             ),
         ),
     ],
@@ -252,15 +253,30 @@ def test_parse_remove_commands(text, expected):
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("зменш на 1", Intent(REMOVE, quantity=pieces("1"))),
-        ("зменш першого на 1", Intent(REMOVE, reference=Ordinal(1), quantity=pieces("1"))),
-        ("уменьши второй на 2", Intent(REMOVE, reference=Ordinal(2), quantity=pieces("2"))),
-        ("decrease it by 200 g", Intent(REMOVE, quantity=pieces("200", "g"))),
-        ("збільш на 2", Intent(ADD, quantity=pieces("2"))),
-        ("увеличь на 1", Intent(ADD, quantity=pieces("1"))),
+        ("зменш на 1", Intent(REMOVE, quantity=pieces("1"), by_amount=True)),
+        (
+            "зменш першого на 1",
+            Intent(REMOVE, reference=Ordinal(1), quantity=pieces("1"), by_amount=True),
+        ),
+        (
+            "уменьши второй на 2",
+            Intent(REMOVE, reference=Ordinal(2), quantity=pieces("2"), by_amount=True),
+        ),
+        ("decrease it by 200 g", Intent(REMOVE, quantity=pieces("200", "g"), by_amount=True)),
+        (
+            "зменш сир на 250 г",
+            Intent(
+                REMOVE,
+                reference=NameFragment("сир"),
+                quantity=pieces("250", "g"),
+                by_amount=True,
+            ),
+        ),
+        ("збільш на 2", Intent(ADD, quantity=pieces("2"), by_amount=True)),
+        ("увеличь на 1", Intent(ADD, quantity=pieces("1"), by_amount=True)),
         (
             "increase milk by 1",
-            Intent(ADD, reference=NameFragment("milk"), quantity=pieces("1")),
+            Intent(ADD, reference=NameFragment("milk"), quantity=pieces("1"), by_amount=True),
         ),
         # With "до" or "to" the amount is the new quantity.
         ("зменш до 1", Intent(SET, quantity=pieces("1"))),
@@ -669,7 +685,18 @@ def test_number_only(text, expected):
         ("видали воду 1.5 л", (pieces("1.5", "l"),)),
         ("зміни воду 1,5 л на 2", (pieces("1.5", "l"),)),
         ("видали 2 шт сиру 250 г", (pieces("250", "g"),)),
-        ("зміни 2 кг на 500 г", (pieces("2", "kg"), pieces("500", "g"))),
+        # The amount after the preposition of a quantity change is the new amount or the
+        # change, not part of a name.
+        ("зміни 2 кг на 500 г", (pieces("2", "kg"),)),
+        ("зміни воду на 1,5 л", ()),
+        ("set the water to 1.5 l", ()),
+        ("зменш сир на 250 г", ()),
+        ("decrease the cheese by 250 g", ()),
+        ("зменш сир 250 г на 1", (pieces("250", "g"),)),
+        # Without an amount after it, the preposition ends nothing.
+        ("зміни воду 1,5 л на", (pieces("1.5", "l"),)),
+        # Only a quantity change has a new amount: an add names its size.
+        ("додай на 1,5 л води", (pieces("1.5", "l"),)),
         ("видали 2 шт молока", ()),
         ("видали молоко 2,5%", ()),
     ],
