@@ -517,6 +517,25 @@ def number_only(text: str) -> bool:
     return len(words.bare_numbers) == 1 and not is_position(words.bare_numbers[0])
 
 
+def names_product(text: str, name: str) -> bool:
+    """Tell whether ``text``, a reply without a verb, names the product called ``name``.
+
+    "Lactel" names "Молоко Lactel 2.5%", and "1,5 л" names "Вода Моршинська 1.5 л": every
+    word matches as in ``name_matches`` and every weight or volume is one the name states.
+    A number, a position or a count of pieces names no product.
+    """
+    words = _sort_words(tokenize(text))
+    if words.references or words.bare_numbers or words.pronoun:
+        return False
+    if any(quantity.unit not in MEASURE_UNITS for quantity in words.quantities):
+        return False
+    if not words.name_words and not words.quantities:
+        return False
+    if words.name_words and not name_matches(" ".join(words.name_words), name):
+        return False
+    return all(names_quantity(name, quantity) for quantity in words.quantities)
+
+
 def _operands(tokens: list[str]) -> list[str]:
     """Drop the verbs and the cart words, keeping what the verb applies to."""
     verbs = ADD_VERBS | REMOVE_VERBS | CLEAR_VERBS | SET_VERBS | QUANTITY_NOUNS | SEARCH_VERBS

@@ -10,6 +10,7 @@ from conversations.assistants.intents import (
     Quantity,
     measures,
     name_matches,
+    names_product,
     names_quantity,
     number_only,
     parse_intent,
@@ -703,3 +704,27 @@ def test_number_only(text, expected):
 )
 def test_measures(text, expected):
     assert measures(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "name", "expected"),
+    [
+        ("Lactel", "Молоко Lactel 2.5%", True),
+        ("галичину", "Молоко Галичина 3.2%", True),
+        ("2,5%", "Молоко Lactel 2.5%", True),
+        ("2,5%", "Молоко Галичина 3.2%", False),
+        ("1,5 л", "Вода Моршинська 1.5 л", True),
+        ("1500 мл", "Вода Моршинська 1.5 л", True),
+        ("воду 0,5 л", "Вода Моршинська 1.5 л", False),
+        ("с паприкой", "Сыр с паприкой", True),
+        # A number, a position, a count or a pronoun names no product.
+        ("2", "Вода Моршинська 2 л", False),
+        ("другий", "Вода Моршинська 1.5 л", False),
+        ("2 шт", "Батарейки AA 2 шт", False),
+        ("його", "Вода Моршинська 1.5 л", False),
+        ("так", "Вода Моршинська 1.5 л", False),
+        ("", "Вода Моршинська 1.5 л", False),
+    ],
+)
+def test_names_product(text, name, expected):
+    assert names_product(text, name) is expected
