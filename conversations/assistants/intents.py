@@ -68,6 +68,9 @@ class Intent:
     # True for a message that is only a position ("2", "другий"), which may answer the
     # question which product an earlier command meant.
     position_only: bool = False
+    # True for "зменш на 1" and "decrease it by 200 g", whose ``quantity`` is the change:
+    # it is never a weight or volume that names the product, even if the name states it.
+    by_amount: bool = False
 
 
 def _word_set(words: str) -> frozenset[str]:
@@ -211,6 +214,8 @@ INCREASE_VERBS = _word_set("збільш збільши збільшіть ув�
 TARGET_PREPOSITIONS = frozenset({"до", "to"})
 # Words before the new amount of a quantity change: "зміни на 3", "поменяй на 2", "set to 3".
 NEW_AMOUNT_PREPOSITIONS = TARGET_PREPOSITIONS | {"на"}
+# Words before the amount of any quantity change, the change itself included: "decrease by 1".
+AMOUNT_PREPOSITIONS = NEW_AMOUNT_PREPOSITIONS | {"by"}
 SET_VERBS = (
     _word_set(
         """зміни змініть змінити зроби зробіть встанови встановіть поміняй измени измените
@@ -359,13 +364,33 @@ def parse_intent(text: str) -> Intent:
 
 
 def measures(text: str) -> tuple[Quantity, ...]:
-    """Return every weight and volume in ``text``, old amounts of a quantity change included.
+    """Return the weights and volumes in ``text`` that may be part of a product name.
 
     Among several products that match a name, the one whose name states one of them is
-    meant: "видали воду 1.5 л" and "зміни воду 1.5 л на 2" mean the 1.5 l bottle.
+    meant: "видали воду 1.5 л" and "зміни воду 1.5 л на 2" mean the 1.5 l bottle. The
+    amount after "на", "до", "to" or "by" in a quantity change is the new amount or the
+    change, not a name: "зміни воду на 1.5 л" and "зменш сир на 250 г" name no size.
     """
-    words = _sort_words(_operands(tokenize(text)))
+    tokens = tokenize(text)
+    operands = _operands(tokens)
+    if _verb_kind(tokens) == IntentKind.SET_QUANTITY:
+        operands = _before_amount(operands)
+    words = _sort_words(operands)
     return tuple(quantity for quantity in words.quantities if quantity.unit in MEASURE_UNITS)
+
+
+def _before_amount(operands: list[str]) -> list[str]:
+    """Return the words of a quantity change before "на", "до", "to" or "by" and an amount.
+
+    Without an amount after the last of these words, all the words are returned.
+    """
+    prepositions = [index for index, token in enumerate(operands) if token in AMOUNT_PREPOSITIONS]
+    if not prepositions:
+        return operands
+    after = _sort_words(operands[prepositions[-1] + 1 :])
+    if not after.quantities and not after.bare_numbers:
+        return operands
+    return operands[: prepositions[-1]]
 
 
 def _drop_old_amounts(operands: list[str], words: _Words) -> None:
@@ -490,6 +515,25 @@ def number_only(text: str) -> bool:
     if words.references or words.quantities or words.name_words or words.pronoun:
         return False
     return len(words.bare_numbers) == 1 and not is_position(words.bare_numbers[0])
+
+
+def names_product(text: str, name: str) -> bool:
+    """Tell whether ``text``, a reply without a verb, names the product called ``name``.
+
+    "Lactel" names "Молоко Lactel 2.5%", and "1,5 л" names "Вода Моршинська 1.5 л": every
+    word matches as in ``name_matches`` and every weight or volume is one the name states.
+    A number, a position or a count of pieces names no product.
+    """
+    words = _sort_words(tokenize(text))
+    if words.references or words.bare_numbers or words.pronoun:
+        return False
+    if any(quantity.unit not in MEASURE_UNITS for quantity in words.quantities):
+        return False
+    if not words.name_words and not words.quantities:
+        return False
+    if words.name_words and not name_matches(" ".join(words.name_words), name):
+        return False
+    return all(names_quantity(name, quantity) for quantity in words.quantities)
 
 
 def _operands(tokens: list[str]) -> list[str]:
@@ -711,9 +755,9 @@ def _relative_change(intent: Intent, tokens: list[str]) -> Intent:
         return intent
     verb = _change_verb(tokens)
     if verb in DECREASE_VERBS:
-        return replace(intent, kind=IntentKind.REMOVE)
+        return replace(intent, kind=IntentKind.REMOVE, by_amount=True)
     if verb in INCREASE_VERBS:
-        return replace(intent, kind=IntentKind.ADD)
+        return replace(intent, kind=IntentKind.ADD, by_amount=True)
     return intent
 
 

@@ -26,6 +26,7 @@ from conversations.assistants.intents import (
     Reference,
     measures,
     name_matches,
+    names_product,
     names_quantity,
     number_only,
     parse_intent,
@@ -115,17 +116,35 @@ class OfflineAssistant:
                 turn=turn, memory=memory, replies=Replies(turn.language), action=pending_kind
             )
             yield from reply.run_wrong_position(pending_text=pending_text)
-        else:
-            turn.metadata["intent"] = intent.kind.value
+        elif pending_text is not None and intent.kind == IntentKind.SEARCH:
+            # "Напишіть номер або точнішу назву": "Lactel" or "1,5 л" may name a product of
+            # the list. A reply that names none of them is a search.
+            pending = parse_intent(pending_text)
             reply = _OfflineReply(
-                turn=turn,
-                memory=memory,
-                replies=Replies(turn.language),
-                action=intent.kind,
-                measures=measures(turn.text),
+                turn=turn, memory=memory, replies=Replies(turn.language), action=pending.kind
             )
-            yield from reply.run(intent)
+            named = reply.listed_named(turn.text)
+            if named:
+                turn.metadata["intent"] = pending.kind.value
+                yield from reply.run_named_choice(
+                    named, pending, fragment=intent.query, pending_text=pending_text
+                )
+            else:
+                yield from self._run_intent(turn, memory, intent)
+        else:
+            yield from self._run_intent(turn, memory, intent)
         memory.store(turn.conversation.state)
+
+    def _run_intent(self, turn: Turn, memory: Memory, intent: Intent) -> Iterator[Event]:
+        turn.metadata["intent"] = intent.kind.value
+        reply = _OfflineReply(
+            turn=turn,
+            memory=memory,
+            replies=Replies(turn.language),
+            action=intent.kind,
+            measures=measures(turn.text),
+        )
+        yield from reply.run(intent)
 
 
 @dataclass
@@ -182,6 +201,22 @@ class _OfflineReply:
             self.lines.append(self.replies.text("position_range", count=len(listed)))
         else:
             self.lines.append(self.replies.text("nothing_listed"))
+        self.memory.pending = pending_text
+        yield from events.text_events("\n".join(self.lines))
+
+    def listed_named(self, text: str) -> list[ShownProduct]:
+        """Return the products of the last list that the reply ``text`` names."""
+        return [product for product in self._listed_products() if names_product(text, product.name)]
+
+    def run_named_choice(
+        self, named: list[ShownProduct], pending: Intent, *, fragment: str, pending_text: str
+    ) -> Iterator[Event]:
+        """Carry out ``pending`` on the one product of ``named``, or ask again among them."""
+        if len(named) == 1:
+            self.chosen = named[0]
+            yield from self.run(pending)
+            return
+        self._ask_which(fragment, named)
         self.memory.pending = pending_text
         yield from events.text_events("\n".join(self.lines))
 
@@ -581,7 +616,8 @@ def _removed_amount(intent: Intent, product: ShownProduct) -> Quantity | None:
 
     A weight or volume that the named product's own name states is part of the name:
     "видали Сир Комо 250 г" removes the line, and "видали 1 шт Сир Комо 250 г" takes 1
-    pack off it, not 250 g.
+    pack off it, not 250 g. The amount of "зменш Сир Комо на 250 г" is the change, so it
+    takes 250 g off.
     """
     quantity = intent.quantity
     if quantity is None or not isinstance(intent.reference, NameFragment):
@@ -589,6 +625,8 @@ def _removed_amount(intent: Intent, product: ShownProduct) -> Quantity | None:
     if intent.packs is not None:
         count, size = intent.packs
         return count if names_quantity(product.name, size) else quantity
+    if intent.by_amount:
+        return quantity
     return None if names_quantity(product.name, quantity) else quantity
 
 

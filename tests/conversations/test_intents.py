@@ -10,6 +10,7 @@ from conversations.assistants.intents import (
     Quantity,
     measures,
     name_matches,
+    names_product,
     names_quantity,
     number_only,
     parse_intent,
@@ -241,6 +242,7 @@ def test_parse_add_commands(text, expected):
                 reference=NameFragment("сир комо"),
                 quantity=pieces("250", "g"),
                 packs=packs("1", "250", "g"),
+                by_amount=True,
             ),
         ),
     ],
@@ -252,15 +254,30 @@ def test_parse_remove_commands(text, expected):
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("зменш на 1", Intent(REMOVE, quantity=pieces("1"))),
-        ("зменш першого на 1", Intent(REMOVE, reference=Ordinal(1), quantity=pieces("1"))),
-        ("уменьши второй на 2", Intent(REMOVE, reference=Ordinal(2), quantity=pieces("2"))),
-        ("decrease it by 200 g", Intent(REMOVE, quantity=pieces("200", "g"))),
-        ("збільш на 2", Intent(ADD, quantity=pieces("2"))),
-        ("увеличь на 1", Intent(ADD, quantity=pieces("1"))),
+        ("зменш на 1", Intent(REMOVE, quantity=pieces("1"), by_amount=True)),
+        (
+            "зменш першого на 1",
+            Intent(REMOVE, reference=Ordinal(1), quantity=pieces("1"), by_amount=True),
+        ),
+        (
+            "уменьши второй на 2",
+            Intent(REMOVE, reference=Ordinal(2), quantity=pieces("2"), by_amount=True),
+        ),
+        ("decrease it by 200 g", Intent(REMOVE, quantity=pieces("200", "g"), by_amount=True)),
+        (
+            "зменш сир на 250 г",
+            Intent(
+                REMOVE,
+                reference=NameFragment("сир"),
+                quantity=pieces("250", "g"),
+                by_amount=True,
+            ),
+        ),
+        ("збільш на 2", Intent(ADD, quantity=pieces("2"), by_amount=True)),
+        ("увеличь на 1", Intent(ADD, quantity=pieces("1"), by_amount=True)),
         (
             "increase milk by 1",
-            Intent(ADD, reference=NameFragment("milk"), quantity=pieces("1")),
+            Intent(ADD, reference=NameFragment("milk"), quantity=pieces("1"), by_amount=True),
         ),
         # With "до" or "to" the amount is the new quantity.
         ("зменш до 1", Intent(SET, quantity=pieces("1"))),
@@ -669,10 +686,45 @@ def test_number_only(text, expected):
         ("видали воду 1.5 л", (pieces("1.5", "l"),)),
         ("зміни воду 1,5 л на 2", (pieces("1.5", "l"),)),
         ("видали 2 шт сиру 250 г", (pieces("250", "g"),)),
-        ("зміни 2 кг на 500 г", (pieces("2", "kg"), pieces("500", "g"))),
+        # The amount after the preposition of a quantity change is the new amount or the
+        # change, not part of a name.
+        ("зміни 2 кг на 500 г", (pieces("2", "kg"),)),
+        ("зміни воду на 1,5 л", ()),
+        ("set the water to 1.5 l", ()),
+        ("зменш сир на 250 г", ()),
+        ("decrease the cheese by 250 g", ()),
+        ("зменш сир 250 г на 1", (pieces("250", "g"),)),
+        # Without an amount after it, the preposition ends nothing.
+        ("зміни воду 1,5 л на", (pieces("1.5", "l"),)),
+        # Only a quantity change has a new amount: an add names its size.
+        ("додай на 1,5 л води", (pieces("1.5", "l"),)),
         ("видали 2 шт молока", ()),
         ("видали молоко 2,5%", ()),
     ],
 )
 def test_measures(text, expected):
     assert measures(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "name", "expected"),
+    [
+        ("Lactel", "Молоко Lactel 2.5%", True),
+        ("галичину", "Молоко Галичина 3.2%", True),
+        ("2,5%", "Молоко Lactel 2.5%", True),
+        ("2,5%", "Молоко Галичина 3.2%", False),
+        ("1,5 л", "Вода Моршинська 1.5 л", True),
+        ("1500 мл", "Вода Моршинська 1.5 л", True),
+        ("воду 0,5 л", "Вода Моршинська 1.5 л", False),
+        ("с паприкой", "Сыр с паприкой", True),
+        # A number, a position, a count or a pronoun names no product.
+        ("2", "Вода Моршинська 2 л", False),
+        ("другий", "Вода Моршинська 1.5 л", False),
+        ("2 шт", "Батарейки AA 2 шт", False),
+        ("його", "Вода Моршинська 1.5 л", False),
+        ("так", "Вода Моршинська 1.5 л", False),
+        ("", "Вода Моршинська 1.5 л", False),
+    ],
+)
+def test_names_product(text, name, expected):
+    assert names_product(text, name) is expected

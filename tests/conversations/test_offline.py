@@ -184,6 +184,71 @@ def test_russian_old_amount_after_s(chat_client, merchant, seeded_cart, shopper_
     assert reply_text(changed).startswith("Изменил количество: Молоко Lactel 2.5% — теперь 3 шт.")
 
 
+@pytest.mark.parametrize(
+    ("answer", "sku", "expected"),
+    [
+        ("галичина", "milk-002", "Прибрав з кошика: Молоко Галичина 3.2%."),
+        ("2,5%", "milk-001", "Прибрав з кошика: Молоко Lactel 2.5%."),
+        ("молоко галичину, будь ласка", "milk-002", "Прибрав з кошика: Молоко Галичина 3.2%."),
+    ],
+)
+def test_name_answer_carries_out_the_command(
+    chat_client, merchant, seeded_cart, shopper_conversation, answer, sku, expected
+):
+    # The question asks for "a number or a more exact name": a name of one listed product
+    # removes it, instead of searching for the name and offering to add it.
+    send(chat_client, shopper_conversation, "прибери молоко")
+
+    removed = send(chat_client, shopper_conversation, answer)
+
+    assert cart_posts(merchant) == [
+        {"action": "remove", "store_id": STORE_ID, "session_id": SESSION_ID, "sku": sku}
+    ]
+    assert reply_text(removed).startswith(expected)
+    assert shopper_conversation.messages.filter(role="assistant")[1].metadata == {
+        "assistant": "offline",
+        "intent": "remove",
+    }
+    shopper_conversation.refresh_from_db()
+    assert shopper_conversation.state["offline"]["pending"] is None
+
+
+def test_name_answer_matching_several_asks_again(
+    chat_client, merchant, seeded_cart, shopper_conversation
+):
+    send(chat_client, shopper_conversation, "прибери молоко")
+
+    again = send(chat_client, shopper_conversation, "молоко")
+    posts_after_again = cart_posts(merchant)
+    removed = send(chat_client, shopper_conversation, "1")
+
+    assert reply_text(again) == (
+        "Під «молоко» підходить кілька товарів:\n"
+        "1. Молоко Lactel 2.5% — 45,90\n"
+        "2. Молоко Галичина 3.2% — 42,00\n"
+        "Який саме? Напишіть номер або точнішу назву."
+    )
+    assert posts_after_again == []
+    assert cart_posts(merchant) == [
+        {"action": "remove", "store_id": STORE_ID, "session_id": SESSION_ID, "sku": "milk-001"}
+    ]
+    assert reply_text(removed).startswith("Прибрав з кошика: Молоко Lactel 2.5%.")
+
+
+@pytest.mark.parametrize("answer", ["хліб", "так", "2 шт"])
+def test_answer_naming_no_listed_product_searches(
+    chat_client, merchant, seeded_cart, shopper_conversation, answer
+):
+    send(chat_client, shopper_conversation, "прибери молоко")
+
+    searched = send(chat_client, shopper_conversation, answer)
+
+    assert searched[0] == {"type": "status", "code": "searching"}
+    assert cart_posts(merchant) == []
+    shopper_conversation.refresh_from_db()
+    assert shopper_conversation.state["offline"]["pending"] is None
+
+
 def test_position_answer_after_another_message_adds(
     chat_client, merchant, seeded_cart, shopper_conversation
 ):

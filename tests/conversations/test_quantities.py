@@ -520,6 +520,64 @@ def test_weight_in_no_name_still_asks_which(chat_client, merchant, shown):
     assert posted(merchant) == [("add", "cheese-pack", 3), ("add", "cheese-kg", 1)]
 
 
+@pytest.mark.parametrize(
+    ("text", "expected_post", "expected_reply"),
+    [
+        (
+            "зміни сир на 250 г",
+            ("update_quantity", "cheese-kg", 0.25),
+            "Змінив кількість: Сир Гауда ваговий — тепер 0,25 кг.",
+        ),
+        (
+            "set the cheese to 250 g",
+            ("update_quantity", "cheese-kg", 0.25),
+            "Changed the quantity: Сир Гауда ваговий is now 0.25 kg.",
+        ),
+        (
+            "зменш сир на 250 г",
+            ("update_quantity", "cheese-kg", 0.75),
+            "Змінив кількість: Сир Гауда ваговий — тепер 0,75 кг.",
+        ),
+        (
+            "збільш сир на 250 г",
+            ("add", "cheese-kg", 0.25),
+            "Додав у кошик: Сир Гауда ваговий, 0,25 кг.",
+        ),
+    ],
+)
+def test_new_amount_names_no_product(
+    chat_client, merchant, shown, text, expected_post, expected_reply
+):
+    # 250 g here is the amount to set or to change by, so it does not pick "Сир Комо 250 г":
+    # the shopper may mean 250 g of the Gouda sold by weight.
+    send(chat_client, shown, "додай 3 шт першого")
+    send(chat_client, shown, "додай 1 кг четвертого")
+
+    question = send(chat_client, shown, text)
+    posts_after_question = posted(merchant)
+    chosen = send(chat_client, shown, "2")
+
+    assert len(reply_text(question).split("\n")) == 4
+    assert reply_text(question).split("\n")[1].startswith("1. Сир Комо 250 г — 120")
+    assert reply_text(question).split("\n")[2].startswith("2. Сир Гауда ваговий — 400")
+    assert posts_after_question == [("add", "cheese-pack", 3), ("add", "cheese-kg", 1)]
+    assert posted(merchant) == [("add", "cheese-pack", 3), ("add", "cheese-kg", 1), expected_post]
+    assert reply_text(chosen).split("\n")[0] == expected_reply
+
+
+def test_decrease_by_the_named_weight_keeps_the_line(chat_client, merchant, shown):
+    # "на 250 г" is the change. Read as the name's 250 g, it removed all 3 packs.
+    send(chat_client, shown, "додай 3 шт першого")
+
+    sent = send(chat_client, shown, "зменш сир комо на 250 г")
+
+    assert reply_text(sent) == (
+        "«Сир Комо 250 г» продається поштучно, і я не знаю, скільки штук становлять 250 г. "
+        "Скільки штук прибрати? Напишіть, наприклад, «видали 2 шт»."
+    )
+    assert posted(merchant) == [("add", "cheese-pack", 3)]
+
+
 def test_removal_rounding_to_zero_is_rejected(chat_client, merchant, shown):
     send(chat_client, shown, "додай 2 кг четвертого")
 
