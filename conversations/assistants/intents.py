@@ -775,8 +775,16 @@ def _change_verb(tokens: list[str]) -> str | None:
 def search_query(text: str) -> str:
     """Return ``text`` without request words ("покажи", "I need", "please") for the search."""
     words = [word.strip(_EDGE_PUNCTUATION) for word in normalize(text).split()]
+    words = [word for word in words if word]
     skipped = SEARCH_VERBS | FILLER_WORDS | GREETING_WORDS | CART_WORDS
-    return " ".join(word for word in words if word and word not in skipped)
+    search_words = [word for word in words[:-1] if word not in skipped]
+    if words:
+        last = words[-1]
+        # A single letter ending a query names something ("вітамін с", "вітамін а"): a
+        # preposition or a conjunction cannot end it.
+        if last not in skipped or (search_words and len(last) == 1 and last.isalpha()):
+            search_words.append(last)
+    return " ".join(search_words)
 
 
 def _stem(word: str) -> str:

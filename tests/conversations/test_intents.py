@@ -436,6 +436,20 @@ def test_parse_number_words():
         assert parse_intent(f"зроби {word}") == Intent(SET, quantity=pieces(value)), word
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("покажи вітамін с", "вітамін с"),
+        ("витамин с", "витамин с"),
+        ("є вітамін а?", "вітамін а"),
+        ("і", ""),
+        ("покажи сир з", "сир з"),
+    ],
+)
+def test_search_query_keeps_final_letter(text, expected):
+    assert search_query(text) == expected
+
+
 def test_search_query_drops_request_words():
     assert search_query("Покажіть мені, будь ласка, йогурт Danone!") == "йогурт danone"
 
