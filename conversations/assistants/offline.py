@@ -118,13 +118,14 @@ class OfflineAssistant:
             yield from reply.run_wrong_position(pending_text=pending_text)
         elif pending_text is not None and intent.kind == IntentKind.SEARCH:
             # "Напишіть номер або точнішу назву": "Lactel" or "1,5 л" may name a product of
-            # the list. A reply that names none of them is a search.
+            # the list. A reply that names none of them is a search, and so is one that names
+            # all of them ("молоко" again, "milk"), because asking again would not narrow it.
             pending = parse_intent(pending_text)
             reply = _OfflineReply(
                 turn=turn, memory=memory, replies=Replies(turn.language), action=pending.kind
             )
-            named = reply.listed_named(turn.text)
-            if named:
+            named, listed_count = reply.listed_named(turn.text)
+            if named and len(named) < listed_count:
                 turn.metadata["intent"] = pending.kind.value
                 yield from reply.run_named_choice(
                     named, pending, fragment=intent.query, pending_text=pending_text
@@ -204,9 +205,10 @@ class _OfflineReply:
         self.memory.pending = pending_text
         yield from events.text_events("\n".join(self.lines))
 
-    def listed_named(self, text: str) -> list[ShownProduct]:
-        """Return the products of the last list that the reply ``text`` names."""
-        return [product for product in self._listed_products() if names_product(text, product.name)]
+    def listed_named(self, text: str) -> tuple[list[ShownProduct], int]:
+        """Return the products of the last list that the reply ``text`` names, and its length."""
+        listed = self._listed_products()
+        return [product for product in listed if names_product(text, product.name)], len(listed)
 
     def run_named_choice(
         self, named: list[ShownProduct], pending: Intent, *, fragment: str, pending_text: str

@@ -3,12 +3,22 @@
 import pytest
 
 from conversations.assistants import OfflineAssistant, get_assistant
+from conversations.tools import ShownProduct
 from tests.conversations.chat import cart_posts, reply_text, send
-from tests.conversations.shop_data import SESSION_ID, STORE_ID
+from tests.conversations.shop_data import (
+    MILK_GALYCHYNA,
+    MILK_LACTEL,
+    SESSION_ID,
+    STORE_ID,
+    show,
+)
 from tests.factories import ConversationFactory
 from webhooks.models import WebhookDelivery
 
 pytestmark = pytest.mark.django_db
+
+# A third milk whose brand is that of MILK_GALYCHYNA, under the merchant's sold-out SKU.
+MILK_GALYCHYNA_LOW_FAT = ShownProduct(sku="milk-003", name="Молоко Галичина 2.6%", price=38.5)
 
 
 @pytest.fixture
@@ -216,23 +226,54 @@ def test_name_answer_carries_out_the_command(
 def test_name_answer_matching_several_asks_again(
     chat_client, merchant, seeded_cart, shopper_conversation
 ):
-    send(chat_client, shopper_conversation, "прибери молоко")
+    # Three milks match "молоко"; "галичина" narrows the choice to two of them.
+    show(shopper_conversation, MILK_LACTEL, MILK_GALYCHYNA, MILK_GALYCHYNA_LOW_FAT)
+    send(chat_client, shopper_conversation, "додай молоко")
 
-    again = send(chat_client, shopper_conversation, "молоко")
+    again = send(chat_client, shopper_conversation, "галичина")
     posts_after_again = cart_posts(merchant)
-    removed = send(chat_client, shopper_conversation, "1")
+    added = send(chat_client, shopper_conversation, "1")
 
     assert reply_text(again) == (
-        "Під «молоко» підходить кілька товарів:\n"
-        "1. Молоко Lactel 2.5% — 45,90\n"
-        "2. Молоко Галичина 3.2% — 42,00\n"
+        "Під «галичина» підходить кілька товарів:\n"
+        "1. Молоко Галичина 3.2% — 42,00 замість 52,00 (акція -19%)\n"
+        "2. Молоко Галичина 2.6% — 38,50\n"
         "Який саме? Напишіть номер або точнішу назву."
     )
     assert posts_after_again == []
     assert cart_posts(merchant) == [
-        {"action": "remove", "store_id": STORE_ID, "session_id": SESSION_ID, "sku": "milk-001"}
+        {
+            "action": "add",
+            "store_id": STORE_ID,
+            "session_id": SESSION_ID,
+            "sku": "milk-002",
+            "name": "Молоко Галичина 3.2%",
+            "quantity": 1,
+            "price": 52.0,
+        }
     ]
-    assert reply_text(removed).startswith("Прибрав з кошика: Молоко Lactel 2.5%.")
+    assert reply_text(added).startswith("Додав у кошик: Молоко Галичина 3.2%, 1 шт.")
+
+
+@pytest.mark.parametrize("answer", ["молоко", "milk", "молоко, будь ласка"])
+def test_answer_naming_every_listed_product_searches(
+    chat_client, merchant, seeded_cart, shopper_conversation, answer
+):
+    # A name that fits the whole list narrows nothing: asking the same question again
+    # would never close it, so the reply is a search, as it is without a question.
+    send(chat_client, shopper_conversation, "прибери молоко")
+
+    searched = send(chat_client, shopper_conversation, answer)
+
+    assert searched[0] == {"type": "status", "code": "searching"}
+    assert "Який саме?" not in reply_text(searched)
+    assert cart_posts(merchant) == []
+    assert shopper_conversation.messages.filter(role="assistant")[1].metadata == {
+        "assistant": "offline",
+        "intent": "search",
+    }
+    shopper_conversation.refresh_from_db()
+    assert shopper_conversation.state["offline"]["pending"] is None
 
 
 @pytest.mark.parametrize("answer", ["хліб", "так", "2 шт"])
