@@ -777,14 +777,22 @@ def search_query(text: str) -> str:
     words = [word.strip(_EDGE_PUNCTUATION) for word in normalize(text).split()]
     words = [word for word in words if word]
     skipped = SEARCH_VERBS | FILLER_WORDS | GREETING_WORDS | CART_WORDS
-    search_words = [word for word in words[:-1] if word not in skipped]
-    if words:
-        last = words[-1]
+    # Request words after the query ("вітамін с, будь ласка") do not end it.
+    end = len(words)
+    while end > 0 and words[end - 1] in skipped and not _is_letter(words[end - 1]):
+        end -= 1
+    search_words = [word for word in words[: end - 1] if word not in skipped]
+    if end > 0:
+        last = words[end - 1]
         # A single letter ending a query names something ("вітамін с", "вітамін а"): a
         # preposition or a conjunction cannot end it.
-        if last not in skipped or (search_words and len(last) == 1 and last.isalpha()):
+        if last not in skipped or (search_words and _is_letter(last)):
             search_words.append(last)
     return " ".join(search_words)
+
+
+def _is_letter(word: str) -> bool:
+    return len(word) == 1 and word.isalpha()
 
 
 def _stem(word: str) -> str:

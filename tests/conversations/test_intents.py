@@ -444,6 +444,10 @@ def test_parse_number_words():
         ("є вітамін а?", "вітамін а"),
         ("і", ""),
         ("покажи сир з", "сир з"),
+        ("вітамін с, будь ласка", "вітамін с"),
+        ("знайди вітамін с будь ласка", "вітамін с"),
+        ("vitamin a please", "vitamin a"),
+        ("покажи мені, будь ласка", ""),
     ],
 )
 def test_search_query_keeps_final_letter(text, expected):
