@@ -255,6 +255,8 @@ PRONOUNS = _word_set(
     такой такая такую такое таких такие it its them"""
 )
 # Words that carry no product meaning in a request.
+# NOTE: in a cart command a final letter that is also a preposition stays a filler word, so
+# "додай вітамін с" names "вітамін" and may pick another vitamin. Searches keep the letter.
 FILLER_WORDS = PRONOUNS | _word_set(
     """мені мене мною будь ласка будь-ласка будьласка у в до з із зі на і й та а також теж
     ну цей цю це ця цього того той ту те вас вам ви ти чи що мій моєму мого моя мою мої моїх
