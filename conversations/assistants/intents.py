@@ -267,6 +267,11 @@ FILLER_WORDS = PRONOUNS | _word_set(
     could would like i'd i'll i'm let's with from item items product products that this
     what what's whats which by number номер по"""
 )
+# Pronouns that follow a preposition: "у вас", "в мене", "with me".
+PREPOSITION_OBJECTS = _word_set(
+    """мені мене мною нас нам нами вас вам вами тебе тобі тобою мне меня мной тебя тебе
+    me us you them him her"""
+)
 # After one of these, "one" is a pronoun ("the second one"), not a quantity.
 PRONOUN_ONE_PRECEDERS = frozenset({"the", "this", "that", "another"})
 # A word before a list position: "номер 2", "item 2", "позицію 2". Without a number after it,
@@ -787,8 +792,10 @@ def search_query(text: str) -> str:
     if end > 0:
         last = words[end - 1]
         # A single letter ending a query names something ("вітамін с", "вітамін а"): a
-        # preposition or a conjunction cannot end it.
-        if last not in skipped or (search_words and _is_letter(last)):
+        # preposition or a conjunction cannot end it. Before a pronoun it is a preposition
+        # again: "сыр у вас есть?" searches for "сыр".
+        takes_pronoun = end < len(words) and words[end] in PREPOSITION_OBJECTS
+        if last not in skipped or (search_words and _is_letter(last) and not takes_pronoun):
             search_words.append(last)
     return " ".join(search_words)
 

@@ -448,6 +448,10 @@ def test_parse_number_words():
         ("знайди вітамін с будь ласка", "вітамін с"),
         ("vitamin a please", "vitamin a"),
         ("покажи мені, будь ласка", ""),
+        ("сир є у вас?", "сир"),
+        ("сыр у вас есть?", "сыр"),
+        ("есть сыр у вас?", "сыр"),
+        ("хліб у мене, будь ласка", "хліб"),
     ],
 )
 def test_search_query_keeps_final_letter(text, expected):
