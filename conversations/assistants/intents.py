@@ -786,22 +786,33 @@ def search_query(text: str) -> str:
     skipped = SEARCH_VERBS | FILLER_WORDS | GREETING_WORDS | CART_WORDS
     # Request words after the query ("вітамін с, будь ласка") do not end it.
     end = len(words)
-    while end > 0 and words[end - 1] in skipped and not _is_letter(words[end - 1]):
+    while end > 0 and words[end - 1] in skipped and not _names_letter(words, end - 1):
         end -= 1
     search_words = [word for word in words[: end - 1] if word not in skipped]
     if end > 0:
         last = words[end - 1]
         # A single letter ending a query names something ("вітамін с", "вітамін а"): a
-        # preposition or a conjunction cannot end it. Before a pronoun it is a preposition
-        # again: "сыр у вас есть?" searches for "сыр".
-        takes_pronoun = end < len(words) and words[end] in PREPOSITION_OBJECTS
-        if last not in skipped or (search_words and _is_letter(last) and not takes_pronoun):
+        # preposition or a conjunction cannot end it.
+        if last not in skipped or (search_words and _names_letter(words, end - 1)):
             search_words.append(last)
     return " ".join(search_words)
 
 
+def _names_letter(words: list[str], index: int) -> bool:
+    """Tell whether ``words[index]`` may be a letter name, as the "с" of "вітамін с".
+
+    Before a pronoun a letter is a preposition: the "у" of "сыр у вас есть?".
+    """
+    before_pronoun = index + 1 < len(words) and words[index + 1] in PREPOSITION_OBJECTS
+    return _is_letter(words[index]) and not before_pronoun
+
+
+# Single-letter words that never name a letter: the pronoun "I" and the verb "є" ("is").
+_NOT_LETTER_NAMES = frozenset({"i", "є"})
+
+
 def _is_letter(word: str) -> bool:
-    return len(word) == 1 and word.isalpha()
+    return len(word) == 1 and word.isalpha() and word not in _NOT_LETTER_NAMES
 
 
 def _stem(word: str) -> str:
