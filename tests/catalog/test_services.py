@@ -2,7 +2,10 @@
 
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any
 
 import numpy as np
 import pytest
@@ -257,38 +260,54 @@ def _is_waiting_for_lock(cursor, pids: list[int]) -> bool:
     return False
 
 
-@pytest.mark.django_db(transaction=True)
-def test_embedding_write_locks_rows_in_sku_order(tenant, embedder):
-    """An embedding write that locked its batch in id order deadlocked with an upload, which
-    locks the same rows in SKU order, and PostgreSQL failed one of them. A batch now waits
-    for its row with the smallest SKU before it locks any other row.
-    """
-    # Two uploads, so that milk-1 gets the smaller id but kefir-1 is first in SKU order.
+@dataclass
+class _LockOrder:
+    """What a writer did while this test held the lock of kefir-1, first in SKU order."""
+
+    waited_for_kefir: bool = False
+    locked_milk_first: bool = False
+    errors: list[Exception] = field(default_factory=list)
+    results: list[Any] = field(default_factory=list)
+
+
+def _milk_then_kefir(tenant) -> None:
+    """Create milk-1, then kefir-1: milk-1 gets the smaller id, kefir-1 comes first by SKU."""
     product_upsert_many(tenant=tenant, products=_inputs(MILK))
     product_upsert_many(tenant=tenant, products=_inputs(KEFIR))
-    table = Product._meta.db_table
-    writer_pids: list[int] = []
-    writer_errors: list[Exception] = []
 
-    def embed():
+
+def _run_while_kefir_locked(
+    tenant, write: Callable[[], Any], *, while_waiting: str = ""
+) -> _LockOrder:
+    """Run ``write`` on a thread while this connection holds kefir-1's row lock.
+
+    Call ``_milk_then_kefir`` first. A writer that locks in SKU order waits for kefir-1
+    before it locks milk-1. ``while_waiting`` is an UPDATE run under the lock, as an upload
+    would, before it is released.
+    """
+    table = Product._meta.db_table
+    order = _LockOrder()
+    writer_pids: list[int] = []
+
+    def run():
         try:
             with connection.cursor() as cursor:
                 cursor.execute("SELECT pg_backend_pid()")
                 writer_pids.append(cursor.fetchone()[0])
-            products_embed_pending(tenant=tenant, embedder=embedder)
+            order.results.append(write())
         except Exception as error:
-            writer_errors.append(error)
+            order.errors.append(error)
         finally:
             connections.close_all()
 
-    writer = threading.Thread(target=embed)
+    writer = threading.Thread(target=run)
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(
             f"SELECT id FROM {table} WHERE tenant_id = %s AND sku = 'kefir-1' FOR UPDATE",
             [tenant.pk],
         )
         writer.start()
-        waiting = _is_waiting_for_lock(cursor, writer_pids)
+        order.waited_for_kefir = _is_waiting_for_lock(cursor, writer_pids)
         try:
             with transaction.atomic():
                 cursor.execute(
@@ -296,14 +315,29 @@ def test_embedding_write_locks_rows_in_sku_order(tenant, embedder):
                     "FOR UPDATE NOWAIT",
                     [tenant.pk],
                 )
-            milk_locked_by_writer = False
         except OperationalError:
-            milk_locked_by_writer = True
+            order.locked_milk_first = True
+        if while_waiting:
+            cursor.execute(while_waiting.format(table=table), [tenant.pk])
     writer.join(timeout=30)
+    return order
 
-    assert waiting
-    assert not milk_locked_by_writer
-    assert writer_errors == []
+
+@pytest.mark.django_db(transaction=True)
+def test_embedding_write_locks_rows_in_sku_order(tenant, embedder):
+    """An embedding write that locked its batch in id order deadlocked with an upload, which
+    locks the same rows in SKU order, and PostgreSQL failed one of them. A batch now waits
+    for its row with the smallest SKU before it locks any other row.
+    """
+    _milk_then_kefir(tenant)
+
+    order = _run_while_kefir_locked(
+        tenant, lambda: products_embed_pending(tenant=tenant, embedder=embedder)
+    )
+
+    assert order.waited_for_kefir
+    assert not order.locked_milk_first
+    assert order.errors == []
     assert products_pending_embedding(tenant=tenant, model_name=embedder.model_name).count() == 0
 
 
@@ -312,56 +346,21 @@ def test_search_text_rebuild_locks_in_sku_order(tenant):
     """The rebuild locks its rows in SKU order, as uploads do, and computes each document
     from the row it locked, so a name changed while it waited keeps its own document.
     """
-    # Two uploads, so that milk-1 gets the smaller id but kefir-1 is first in SKU order.
-    product_upsert_many(tenant=tenant, products=_inputs(MILK))
-    product_upsert_many(tenant=tenant, products=_inputs(KEFIR))
+    _milk_then_kefir(tenant)
     Product.objects.filter(tenant=tenant).update(search_title="stale", search_body="stale")
-    table = Product._meta.db_table
-    rebuild_pids: list[int] = []
-    rebuild_errors: list[Exception] = []
-    rebuilt: list[int] = []
 
-    def rebuild():
-        try:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_backend_pid()")
-                rebuild_pids.append(cursor.fetchone()[0])
-            rebuilt.append(products_rebuild_search_text(tenant=tenant))
-        except Exception as error:
-            rebuild_errors.append(error)
-        finally:
-            connections.close_all()
+    # An upload renames the kefir and writes its document while the rebuild waits.
+    order = _run_while_kefir_locked(
+        tenant,
+        lambda: products_rebuild_search_text(tenant=tenant),
+        while_waiting="UPDATE {table} SET name = 'Ряжанка', search_title = 'ряжанк галичин',"
+        " search_body = '' WHERE tenant_id = %s AND sku = 'kefir-1'",
+    )
 
-    rebuilder = threading.Thread(target=rebuild)
-    with transaction.atomic(), connection.cursor() as cursor:
-        # An upload renames the kefir and writes its document while the rebuild waits.
-        cursor.execute(
-            f"SELECT id FROM {table} WHERE tenant_id = %s AND sku = 'kefir-1' FOR UPDATE",
-            [tenant.pk],
-        )
-        rebuilder.start()
-        waiting = _is_waiting_for_lock(cursor, rebuild_pids)
-        try:
-            with transaction.atomic():
-                cursor.execute(
-                    f"SELECT id FROM {table} WHERE tenant_id = %s AND sku = 'milk-1' "
-                    "FOR UPDATE NOWAIT",
-                    [tenant.pk],
-                )
-            milk_locked_by_rebuild = False
-        except OperationalError:
-            milk_locked_by_rebuild = True
-        cursor.execute(
-            f"UPDATE {table} SET name = 'Ряжанка', search_title = 'ряжанк галичин',"
-            " search_body = '' WHERE tenant_id = %s AND sku = 'kefir-1'",
-            [tenant.pk],
-        )
-    rebuilder.join(timeout=30)
-
-    assert waiting
-    assert not milk_locked_by_rebuild
-    assert rebuild_errors == []
-    assert rebuilt == [1]
+    assert order.waited_for_kefir
+    assert not order.locked_milk_first
+    assert order.errors == []
+    assert order.results == [1]
     assert Product.objects.get(tenant=tenant, sku="kefir-1").search_title == "ряжанк галичин"
     assert Product.objects.get(tenant=tenant, sku="milk-1").search_title != "stale"
 
