@@ -783,7 +783,7 @@ def search_query(text: str) -> str:
     """Return ``text`` without request words ("покажи", "I need", "please") for the search."""
     words = [word.strip(_EDGE_PUNCTUATION) for word in normalize(text).split()]
     words = [word for word in words if word]
-    skipped = SEARCH_VERBS | FILLER_WORDS | GREETING_WORDS | CART_WORDS
+    skipped = SEARCH_VERBS | FILLER_WORDS | GREETING_WORDS | THANKS_WORDS | CART_WORDS
     # Request words after the query ("вітамін с, будь ласка") do not end it.
     end = len(words)
     while end > 0 and words[end - 1] in skipped and not _names_letter(words, end - 1):

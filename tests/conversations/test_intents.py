@@ -464,6 +464,18 @@ def test_search_query_keeps_final_letter(text, expected):
     assert search_query(text) == expected
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("молоко, дякую", "молоко"),
+        ("хлеб, спасибо", "хлеб"),
+        ("oat milk thank you", "oat milk"),
+    ],
+)
+def test_search_query_drops_thanks(text, expected):
+    assert search_query(text) == expected
+
+
 def test_search_query_drops_request_words():
     assert search_query("Покажіть мені, будь ласка, йогурт Danone!") == "йогурт danone"
 
