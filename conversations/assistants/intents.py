@@ -259,10 +259,10 @@ PRONOUNS = _word_set(
 # "додай вітамін с" names "вітамін" and may pick another vitamin. Searches keep the letter.
 FILLER_WORDS = PRONOUNS | _word_set(
     """мені мене мною будь ласка будь-ласка будьласка у в до з із зі на і й та а також теж
-    ну цей цю це ця цього того той ту те вас вам ви ти чи що мій моєму мого моя мою мої моїх
-    мій товар товару товари позицію позиція позиції ще як як-небудь
-    мне меня пожалуйста во из с со и тоже мой моей эту этот это этого вы ты что позицию позиция
-    позиции
+    ну цей цю це ця цього того той ту те вас вам ви ти тебе тобі нас нам чи що мій моєму мого
+    моя мою мої моїх мій товар товару товари позицію позиція позиції ще як як-небудь
+    мне меня пожалуйста во из с со и тоже мой моей эту этот это этого вы ты тебя что позицию
+    позиция позиции
     the a an of to in into my me please some any for i you do does is are there can
     could would like i'd i'll i'm let's with from item items product products that this
     what what's whats which by number номер по"""

@@ -470,9 +470,11 @@ def test_search_query_keeps_final_letter(text, expected):
         ("молоко, дякую", "молоко"),
         ("хлеб, спасибо", "хлеб"),
         ("oat milk thank you", "oat milk"),
+        ("кефір у тебе є?", "кефір"),
+        ("есть у тебя сыр?", "сыр"),
     ],
 )
-def test_search_query_drops_thanks(text, expected):
+def test_search_query_drops_thanks_and_pronouns(text, expected):
     assert search_query(text) == expected
 
 
