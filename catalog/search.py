@@ -347,6 +347,12 @@ _SCOPE = """tenant_id = %(tenant_id)s
 # instead (see TERM_INDEX_MIN_SHARE).
 _TERM_INDEX_SCOPE = _SCOPE.replace("tenant_id = %(tenant_id)s", "tenant_id + 0 = %(tenant_id)s")
 
+
+def _match_scope(term_index: bool) -> str:
+    """Return the scope of the lexical and trigram matches (see TERM_INDEX_MIN_SHARE)."""
+    return _TERM_INDEX_SCOPE if term_index else _SCOPE
+
+
 # A SKU typed in another letter case ("atb-0001") matches too, unless a SKU of the tenant
 # equals the query as typed. SKUs are unique as written, so "ABC-1" and "abc-1" can be two
 # products, and then the query names the one it spells. The check reads all the tenant's
@@ -716,7 +722,7 @@ class _SearchSql:
         ).format(
             documents=connection.ops.quote_name(SearchDocument._meta.db_table),
             field_matches=", ".join(field_matches),
-            match_scope=_TERM_INDEX_SCOPE if self.term_index else _SCOPE,
+            match_scope=_match_scope(self.term_index),
         )
         return _LEXICAL_STAGE.format(
             matches=matches,
@@ -765,7 +771,7 @@ class _SearchSql:
     def _trigram(self) -> str:
         return _TRIGRAM_STAGE.format(
             documents=connection.ops.quote_name(SearchDocument._meta.db_table),
-            match_scope=_TERM_INDEX_SCOPE if self.term_index else _SCOPE,
+            match_scope=_match_scope(self.term_index),
             typo_filter=(
                 "" if self.typo_query is None else "\n      AND %(typo_query)s <%% search_title"
             ),
@@ -1049,7 +1055,7 @@ def _category_names_catalog_words(
     with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT EXISTS (SELECT FROM {table}"
-            f" WHERE {_TERM_INDEX_SCOPE if term_index else _SCOPE}"
+            f" WHERE {_match_scope(term_index)}"
             f" AND search_vector @@ %(naming_words)s::tsquery)",
             {**scope, "naming_words": naming_words},
         )
@@ -1076,7 +1082,7 @@ def _without_number_matches(candidates: list[Candidate]) -> list[Candidate]:
         key=lambda candidate: candidate.lexical_rank or 0,
     )
     new_ranks = {candidate.product_id: rank for rank, candidate in enumerate(typo_matches, start=1)}
-    kept = []
+    remaining = []
     for candidate in candidates:
         if candidate.product_id in new_ranks:
             candidate = replace(candidate, lexical_rank=new_ranks[candidate.product_id])
@@ -1090,8 +1096,8 @@ def _without_number_matches(candidates: list[Candidate]) -> list[Candidate]:
             or candidate.vector_rank is not None
             or candidate.trigram_rank is not None
         ):
-            kept.append(candidate)
-    return kept
+            remaining.append(candidate)
+    return remaining
 
 
 def _set_trigram_threshold() -> None:
@@ -1432,8 +1438,8 @@ def _evidence(candidates: list[Candidate], *, translated: bool) -> _Evidence:
     ):
         return _Evidence(vector_trusted=False, max_distance=None)
     if any(candidate.exact for candidate in candidates):
-        # The query is a SKU or barcode. Its embedding says nothing about products, so the
-        # products nearest to it are noise, however close.
+        # The query is a SKU or barcode. Its embedding carries no meaning about products, so
+        # the products nearest to it are noise, however close.
         return _Evidence(vector_trusted=True, max_distance=None)
 
     references = {
@@ -1570,10 +1576,12 @@ def product_search(
     stats = _CollectionStats()
     frequencies: list[TermFrequency] = []
     names_catalog_words = True
+    typo_stems: list[str] = []
     if "lexical" in stages:
         stats = _tenant_collection_stats(tenant=tenant, version=catalog.version)
         frequencies = catalog.frequencies
-        if not _typo_stems(terms=terms, frequencies=frequencies):
+        typo_stems = _typo_stems(terms=terms, frequencies=frequencies)
+        if not typo_stems:
             # Every query word occurs in some product or is too short to be a typo
             # ("пиво", "15"), so no title can be confirmed as a typo match. Leaving the stage
             # out of the statement also spares planning it.
@@ -1591,7 +1599,7 @@ def product_search(
             stages = [stage for stage in stages if stage != "lexical"]
             frequencies = []
     normalized_query = normalize_text(raw_query)
-    typo_query = " ".join(_typo_stems(terms=terms, frequencies=frequencies)) if frequencies else ""
+    typo_query = " ".join(typo_stems)
     builder = _SearchSql(
         terms=terms,
         stages=stages,
