@@ -97,44 +97,45 @@ class OfflineAssistant:
         intent = parse_intent(turn.text)
         memory = Memory.load(turn.conversation.state)
         pending_text, memory.pending = memory.pending, None
+        if pending_text is None:
+            yield from self._run_intent(turn, memory, intent)
+        else:
+            yield from self._answer_pending(turn, memory, intent, pending_text=pending_text)
+        memory.store(turn.conversation.state)
+
+    def _answer_pending(
+        self, turn: Turn, memory: Memory, intent: Intent, *, pending_text: str
+    ) -> Iterator[Event]:
+        """Reply to a message that follows a "which one?" question about ``pending_text``."""
+        pending = parse_intent(pending_text)
+        reply = _OfflineReply(
+            turn=turn, memory=memory, replies=Replies(turn.language), action=pending.kind
+        )
         position = intent.reference if intent.position_only else None
-        if pending_text is not None and isinstance(position, Ordinal):
+        if isinstance(position, Ordinal):
             # "другий" after "Який саме?" carries out the command that asked, with its
             # amount: after "прибери мед" it removes the second honey instead of adding it.
-            pending = parse_intent(pending_text)
             turn.metadata["intent"] = pending.kind.value
-            reply = _OfflineReply(
-                turn=turn, memory=memory, replies=Replies(turn.language), action=pending.kind
-            )
             yield from reply.run_choice(position, pending, pending_text=pending_text)
-        elif pending_text is not None and number_only(turn.text):
+            return
+        if number_only(turn.text):
             # "0", "-1" or "2,5" cannot answer "Який саме?": the question stays open, and
             # the number is not searched for.
-            pending_kind = parse_intent(pending_text).kind
-            turn.metadata["intent"] = pending_kind.value
-            reply = _OfflineReply(
-                turn=turn, memory=memory, replies=Replies(turn.language), action=pending_kind
-            )
+            turn.metadata["intent"] = pending.kind.value
             yield from reply.run_wrong_position(pending_text=pending_text)
-        elif pending_text is not None and intent.kind == IntentKind.SEARCH:
+            return
+        if intent.kind == IntentKind.SEARCH:
             # "Напишіть номер або точнішу назву": "Lactel" or "1,5 л" may name a product of
             # the list. A reply that names none of them is a search, and so is one that names
             # all of them ("молоко" again, "milk"), because asking again would not narrow it.
-            pending = parse_intent(pending_text)
-            reply = _OfflineReply(
-                turn=turn, memory=memory, replies=Replies(turn.language), action=pending.kind
-            )
             named, listed_count = reply.listed_named(turn.text)
             if named and len(named) < listed_count:
                 turn.metadata["intent"] = pending.kind.value
                 yield from reply.run_named_choice(
                     named, pending, fragment=intent.query, pending_text=pending_text
                 )
-            else:
-                yield from self._run_intent(turn, memory, intent)
-        else:
-            yield from self._run_intent(turn, memory, intent)
-        memory.store(turn.conversation.state)
+                return
+        yield from self._run_intent(turn, memory, intent)
 
     def _run_intent(self, turn: Turn, memory: Memory, intent: Intent) -> Iterator[Event]:
         turn.metadata["intent"] = intent.kind.value
