@@ -391,13 +391,8 @@ def _before_amount(operands: list[str]) -> list[str]:
 
     Without an amount after the last of these words, all the words are returned.
     """
-    prepositions = [index for index, token in enumerate(operands) if token in AMOUNT_PREPOSITIONS]
-    if not prepositions:
-        return operands
-    after = _sort_words(operands[prepositions[-1] + 1 :])
-    if not after.quantities and not after.bare_numbers:
-        return operands
-    return operands[: prepositions[-1]]
+    split = _amount_start(operands, AMOUNT_PREPOSITIONS)
+    return operands if split is None else operands[:split]
 
 
 def _drop_old_amounts(operands: list[str], words: _Words) -> None:
@@ -408,18 +403,24 @@ def _drop_old_amounts(operands: list[str], words: _Words) -> None:
     goes too: "зміни 2 кг на 3" is 3, not three packs of 2 kg. A count after the preposition
     still counts packs: "зміни на 2 по 500 г".
     """
-    prepositions = [
-        index for index, token in enumerate(operands) if token in NEW_AMOUNT_PREPOSITIONS
-    ]
-    if not prepositions:
+    split = _amount_start(operands, NEW_AMOUNT_PREPOSITIONS)
+    if split is None:
         return
-    before = _sort_words(operands[: prepositions[-1]])
-    after = _sort_words(operands[prepositions[-1] + 1 :])
-    if not after.quantities and not after.bare_numbers:
-        return
+    before = _sort_words(operands[:split])
     # The words before the preposition come first in ``words``, in the same order.
     del words.bare_numbers[: len(before.bare_numbers)]
     del words.quantities[: len(before.quantities)]
+
+
+def _amount_start(operands: list[str], prepositions: frozenset[str]) -> int | None:
+    """Return the index of the last of ``prepositions`` when an amount follows it, or None."""
+    indexes = [index for index, token in enumerate(operands) if token in prepositions]
+    if not indexes:
+        return None
+    after = _sort_words(operands[indexes[-1] + 1 :])
+    if not after.quantities and not after.bare_numbers:
+        return None
+    return indexes[-1]
 
 
 def _intent_kind(tokens: list[str]) -> IntentKind:
