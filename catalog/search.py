@@ -11,7 +11,7 @@ The retrievers are:
   translations, and an unfinished last word also matches as a prefix;
 - vector: the nearest embeddings by cosine distance (HNSW with iterative scans);
 - trigram: ``word_similarity`` against ``search_title``, only when a query word long enough
-  to be a typo occurs in no product of the tenant; Python keeps a match only when a query
+  to be a typo occurs in no product of the tenant. Python keeps a match only when a query
   word is one or two letter edits away from a title word.
 
 Python then keeps the candidates with enough evidence and orders them by weighted
@@ -493,8 +493,8 @@ trigram_stage AS (
 
 # The fusion compares distances to the query vector for the first REFERENCE_RANKS lexical
 # candidates and the lexical candidates without lexical evidence (see _evidence and
-# _is_relevant). Products the vector stage found get its distance, so
-# the statement measures only these, and reads no other product's vector.
+# _is_relevant). Products the vector stage found get its distance, so the statement
+# measures only these, and reads no other product's vector.
 _DISTANCE = """
 LEFT JOIN LATERAL (
     SELECT CASE WHEN product.embedding_model = %(embedding_model)s

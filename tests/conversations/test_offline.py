@@ -88,7 +88,7 @@ def test_ambiguous_name_lists_the_matches(chat_client, merchant, seeded_cart, sh
     assert reply_text(removed).startswith("Прибрав з кошика: Молоко Галичина 3.2%.")
 
 
-def test_position_answer_removes_after_ambiguous_removal(
+def test_position_reply_removes_ambiguous_match(
     chat_client, merchant, seeded_cart, shopper_conversation
 ):
     send(chat_client, shopper_conversation, "прибери молоко")
@@ -108,7 +108,7 @@ def test_position_answer_removes_after_ambiguous_removal(
     }
 
 
-def test_position_answer_keeps_the_requested_quantity(
+def test_position_reply_keeps_requested_quantity(
     chat_client, merchant, seeded_cart, shopper_conversation
 ):
     send(chat_client, shopper_conversation, "зміни кількість молока на 3")
@@ -127,7 +127,7 @@ def test_position_answer_keeps_the_requested_quantity(
     assert reply_text(changed).startswith("Змінив кількість: Молоко Lactel 2.5% — тепер 3 шт.")
 
 
-def test_position_answer_beyond_the_list_keeps_the_question(
+def test_position_beyond_list_keeps_question(
     chat_client, merchant, seeded_cart, shopper_conversation
 ):
     send(chat_client, shopper_conversation, "прибери молоко")
@@ -145,7 +145,7 @@ def test_position_answer_beyond_the_list_keeps_the_question(
 
 
 @pytest.mark.parametrize("answer", ["0", "-1", "1001", "2,5", "½", "0, будь ласка"])
-def test_number_that_is_no_position_keeps_the_question(
+def test_non_position_number_keeps_question(
     chat_client, merchant, seeded_cart, shopper_conversation, answer
 ):
     send(chat_client, shopper_conversation, "прибери молоко")
@@ -168,9 +168,7 @@ def test_number_that_is_no_position_keeps_the_question(
     assert reply_text(removed).startswith("Прибрав з кошика: Молоко Галичина 3.2%.")
 
 
-def test_number_that_is_no_position_in_english(
-    chat_client, merchant, seeded_cart, shopper_conversation
-):
+def test_non_position_number_in_english(chat_client, merchant, seeded_cart, shopper_conversation):
     send(chat_client, shopper_conversation, "delete milk")
 
     wrong = send(chat_client, shopper_conversation, "0")
@@ -195,21 +193,21 @@ def test_russian_old_amount_after_s(chat_client, merchant, seeded_cart, shopper_
 
 
 @pytest.mark.parametrize(
-    ("answer", "sku", "expected"),
+    ("reply", "sku", "expected"),
     [
         ("галичина", "milk-002", "Прибрав з кошика: Молоко Галичина 3.2%."),
         ("2,5%", "milk-001", "Прибрав з кошика: Молоко Lactel 2.5%."),
         ("молоко галичину, будь ласка", "milk-002", "Прибрав з кошика: Молоко Галичина 3.2%."),
     ],
 )
-def test_name_answer_carries_out_the_command(
-    chat_client, merchant, seeded_cart, shopper_conversation, answer, sku, expected
+def test_name_reply_runs_pending_command(
+    chat_client, merchant, seeded_cart, shopper_conversation, reply, sku, expected
 ):
-    # The question asks for "a number or a more exact name": a name of one listed product
+    # The question requests "a number or a more exact name": a name of one listed product
     # removes it, instead of searching for the name and offering to add it.
     send(chat_client, shopper_conversation, "прибери молоко")
 
-    removed = send(chat_client, shopper_conversation, answer)
+    removed = send(chat_client, shopper_conversation, reply)
 
     assert cart_posts(merchant) == [
         {"action": "remove", "store_id": STORE_ID, "session_id": SESSION_ID, "sku": sku}
@@ -223,7 +221,7 @@ def test_name_answer_carries_out_the_command(
     assert shopper_conversation.state["offline"]["pending"] is None
 
 
-def test_name_answer_matching_several_asks_again(
+def test_name_reply_matching_several_asks_again(
     chat_client, merchant, seeded_cart, shopper_conversation
 ):
     # Three milks match "молоко"; "галичина" narrows the choice to two of them.
@@ -256,7 +254,7 @@ def test_name_answer_matching_several_asks_again(
 
 
 @pytest.mark.parametrize("answer", ["молоко", "milk", "молоко, будь ласка"])
-def test_answer_naming_every_listed_product_searches(
+def test_reply_naming_whole_list_searches(
     chat_client, merchant, seeded_cart, shopper_conversation, answer
 ):
     # A name that fits the whole list narrows nothing: asking the same question again
@@ -277,7 +275,7 @@ def test_answer_naming_every_listed_product_searches(
 
 
 @pytest.mark.parametrize("answer", ["хліб", "так", "2 шт"])
-def test_answer_naming_no_listed_product_searches(
+def test_reply_naming_no_listed_product_searches(
     chat_client, merchant, seeded_cart, shopper_conversation, answer
 ):
     send(chat_client, shopper_conversation, "прибери молоко")
@@ -290,7 +288,7 @@ def test_answer_naming_no_listed_product_searches(
     assert shopper_conversation.state["offline"]["pending"] is None
 
 
-def test_position_answer_after_another_message_adds(
+def test_position_after_another_message_adds(
     chat_client, merchant, seeded_cart, shopper_conversation
 ):
     send(chat_client, shopper_conversation, "прибери молоко")
