@@ -245,7 +245,7 @@ def test_invalid_last_duplicate_sku_writes_nothing(tenant, server_client):
     assert _skus(tenant) == ["kefir-1"]
 
 
-def test_invalid_last_duplicate_sku_keeps_stored_product(tenant, server_client):
+def test_invalid_last_duplicate_keeps_product(tenant, server_client):
     _put(server_client, [MILK])
     stored = Product.objects.get(tenant=tenant, sku="milk-1")
 

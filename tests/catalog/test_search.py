@@ -413,7 +413,7 @@ def test_search_exact_sku_inactive_twin(tenant, embedder, query, expected):
     assert "TEA-1" not in [hit.product.sku for hit in hits]
 
 
-def test_search_exact_sku_twin_in_other_category(tenant, embedder):
+def test_exact_sku_twin_other_category(tenant, embedder):
     # TEA-1 lies outside the category searched, and the query still names it, not tea-1.
     add_products(
         tenant=tenant,
@@ -434,7 +434,7 @@ def test_search_exact_sku_twin_in_other_category(tenant, embedder):
     assert "TEA-1" not in [hit.product.sku for hit in hits]
 
 
-def test_search_exact_sku_twin_of_other_tenant(tenant, other_tenant, embedder):
+def test_exact_sku_twin_other_tenant(tenant, other_tenant, embedder):
     # Another tenant's TEA-1 does not hide this tenant's tea-1.
     add_products(
         tenant=other_tenant,

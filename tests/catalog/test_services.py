@@ -324,7 +324,7 @@ def _run_while_kefir_locked(
 
 
 @pytest.mark.django_db(transaction=True)
-def test_embedding_write_locks_rows_in_sku_order(tenant, embedder):
+def test_embedding_write_locks_sku_order(tenant, embedder):
     """An embedding write that locked its batch in id order deadlocked with an upload, which
     locks the same rows in SKU order, and PostgreSQL failed one of them. A batch now waits
     for its row with the smallest SKU before it locks any other row.
@@ -342,7 +342,7 @@ def test_embedding_write_locks_rows_in_sku_order(tenant, embedder):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_search_text_rebuild_locks_in_sku_order(tenant):
+def test_search_text_rebuild_locks_sku_order(tenant):
     """The rebuild locks its rows in SKU order, as uploads do, and computes each document
     from the row it locked, so a name changed while it waited keeps its own document.
     """

@@ -488,7 +488,7 @@ def test_removal_counts_named_weight_packs(chat_client, merchant, shown, text, l
         ),
     ],
 )
-def test_weight_in_a_name_picks_among_matches(
+def test_name_weight_picks_among_matches(
     chat_client, merchant, shown, text, expected_post, expected_reply
 ):
     # "сир" matches both cheeses in the cart; only "Сир Комо 250 г" states 250 g.
@@ -505,7 +505,7 @@ def test_weight_in_a_name_picks_among_matches(
     assert reply_text(sent).split("\n")[0] == expected_reply
 
 
-def test_weight_in_no_name_still_asks_which(chat_client, merchant, shown):
+def test_unnamed_weight_still_asks(chat_client, merchant, shown):
     send(chat_client, shown, "додай 3 шт першого")
     send(chat_client, shown, "додай 1 кг четвертого")
 
@@ -565,7 +565,7 @@ def test_new_amount_names_no_product(
     assert reply_text(chosen).split("\n")[0] == expected_reply
 
 
-def test_decrease_by_the_named_weight_keeps_the_line(chat_client, merchant, shown):
+def test_decrease_by_named_weight_keeps_line(chat_client, merchant, shown):
     # "на 250 г" is the change. Read as the name's 250 g, it removed all 3 packs.
     send(chat_client, shown, "додай 3 шт першого")
 
