@@ -467,6 +467,12 @@ def test_removal_counts_named_weight_packs(chat_client, merchant, shown, text, l
     )
 
 
+def _add_both_cheeses(chat_client, conversation) -> None:
+    """Put 3 packs of "Сир Комо 250 г" and 1 kg of "Сир Гауда ваговий" in the cart."""
+    send(chat_client, conversation, "додай 3 шт першого")
+    send(chat_client, conversation, "додай 1 кг четвертого")
+
+
 @pytest.mark.parametrize(
     ("text", "expected_post", "expected_reply"),
     [
@@ -492,8 +498,7 @@ def test_name_weight_picks_among_matches(
     chat_client, merchant, shown, text, expected_post, expected_reply
 ):
     # "сир" matches both cheeses in the cart; only "Сир Комо 250 г" states 250 g.
-    send(chat_client, shown, "додай 3 шт першого")
-    send(chat_client, shown, "додай 1 кг четвертого")
+    _add_both_cheeses(chat_client, shown)
 
     sent = send(chat_client, shown, text)
 
@@ -506,8 +511,7 @@ def test_name_weight_picks_among_matches(
 
 
 def test_unnamed_weight_still_asks(chat_client, merchant, shown):
-    send(chat_client, shown, "додай 3 шт першого")
-    send(chat_client, shown, "додай 1 кг четвертого")
+    _add_both_cheeses(chat_client, shown)
 
     sent = send(chat_client, shown, "видали сир 500 г")
 
@@ -550,8 +554,7 @@ def test_new_amount_names_no_product(
 ):
     # 250 g here is the amount to set or to change by, so it does not pick "Сир Комо 250 г":
     # the shopper may mean 250 g of the Gouda sold by weight.
-    send(chat_client, shown, "додай 3 шт першого")
-    send(chat_client, shown, "додай 1 кг четвертого")
+    _add_both_cheeses(chat_client, shown)
 
     question = send(chat_client, shown, text)
     posts_after_question = posted(merchant)
