@@ -123,9 +123,9 @@ class LLMHTTPError(LLMError):
 class LLMInvalidResponse(LLMError):
     """The endpoint returned something other than a usable completion.
 
-    Causes: a body that is not a chat completion (HTML, invalid JSON), no choice or an
-    empty one, tool call arguments that are not a JSON object, or a call of a tool that
-    was not offered.
+    Causes: a body that is not a chat completion (HTML, invalid JSON, JSON nested too
+    deeply to parse), no choice or an empty one, tool call arguments that are not a JSON
+    object, or a call of a tool that was not offered.
     """
 
     default_reason = REASON_INVALID_RESPONSE
@@ -421,6 +421,12 @@ def _mapped_error(error: Exception, model: str, request_id: str | None) -> LLMEr
         # json.JSONDecodeError is a ValueError. Missing fields surface as the other types,
         # and "choices" sent as an object as a KeyError.
         return LLMInvalidResponse(f"The response is not a chat completion: {error}", **fields)
+    if isinstance(error, RecursionError):
+        # JSON nested deeper than the parser's limit of about 1,000 levels, in a body or in
+        # a stream chunk.
+        return LLMInvalidResponse(
+            "The response is not a chat completion: JSON nested too deeply.", **fields
+        )
     raise error
 
 

@@ -370,3 +370,38 @@ def test_unstorable_tool_call_id_is_invalid(
     assert answer.events == sent
     assert answer.metadata["failure"] == "llm_invalid_response"
     assert answer.llm_messages == []
+
+
+# JSON nested deeper than Python's parser allows raises RecursionError, not a ValueError.
+DEEPLY_NESTED_JSON = b"[" * 100_000 + b"]" * 100_000
+
+
+@pytest.mark.parametrize(
+    ("stream", "body", "content_type"),
+    [
+        pytest.param(False, DEEPLY_NESTED_JSON, "application/json", id="plain body"),
+        pytest.param(
+            True, b"data: " + DEEPLY_NESTED_JSON + b"\n\n", "text/event-stream", id="stream chunk"
+        ),
+    ],
+)
+def test_deeply_nested_response_is_invalid(
+    chat_client, shop, conversation, llm, settings, caplog, stream, body, content_type
+):
+    settings.LLM_STREAM = stream
+    show(conversation, MILK_LACTEL)
+    llm.add(raw_body(body, content_type))
+
+    with caplog.at_level(logging.INFO):
+        sent = send(chat_client, conversation, "Додай Lactel")
+
+    assert sent == invalid_response_events(sent)
+    assert len(llm.requests) == 1
+    assert cart_posts(shop) == []
+    answer = Message.objects.filter(conversation=conversation, role="assistant").get()
+    assert answer.events == sent
+    assert answer.metadata["failure"] == "llm_invalid_response"
+    assert answer.llm_messages == []
+    messages = [record.getMessage() for record in caplog.records]
+    assert "conversations.agent.llm_failed" in messages
+    assert "conversations.turn.failed" not in messages
