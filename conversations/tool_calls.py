@@ -118,6 +118,10 @@ CART_TOOL_NAMES = frozenset({"add_to_cart", "remove_from_cart", "update_quantity
 # stopped there. Duplicates, which are not sent again, do not count.
 MAX_CART_CHANGES_PER_TURN = 20
 MAX_CART_CHANGES_PER_PRODUCT = 3
+# Searches one turn may run. Each costs a query embedding and a products webhook call, and
+# a model that asked for 30 searches in one completion got 30 of each.
+MAX_SEARCHES_PER_TURN = 10
+SEARCH_TOOL_NAME = "search_products"
 
 # Values of "reason_type" that ToolCallRunner adds to a rejected cart change.
 REASON_TYPE_GUARD = "guard"
@@ -173,7 +177,7 @@ def tool_call(
 
 
 def _run(tools: ShoppingTools, name: str, arguments: Mapping[str, Any]) -> ToolOutcome:
-    if name == "search_products":
+    if name == SEARCH_TOOL_NAME:
         limit = arguments.get("limit", DEFAULT_SEARCH_LIMIT)
         if not isinstance(limit, int) or isinstance(limit, bool):
             raise _InvalidArguments("limit must be an integer.")
@@ -217,7 +221,8 @@ class ToolCallRunner:
 
     At most ``MAX_CART_CHANGES_PER_TURN`` changes, and ``MAX_CART_CHANGES_PER_PRODUCT`` of
     one SKU, are sent to the merchant in a turn. Later ones are not sent and get a
-    ``too_many_cart_changes`` error output.
+    ``too_many_cart_changes`` error output. Likewise, searches after the
+    ``MAX_SEARCHES_PER_TURN``-th get a ``too_many_searches`` error output and do not run.
     """
 
     tools: ShoppingTools
@@ -226,8 +231,12 @@ class ToolCallRunner:
     # Cart changes sent to the merchant in this turn: in all, and per SKU.
     _changes_sent: int = 0
     _changes_by_sku: dict[str, int] = field(default_factory=dict)
+    # Searches run in this turn; calls rejected for invalid arguments do not count.
+    _searches_run: int = 0
 
     def call(self, name: str, arguments: Mapping[str, Any]) -> ToolOutcome:
+        if name == SEARCH_TOOL_NAME and name not in self.disabled:
+            return self._search(arguments)
         key = _cart_call_key(name, arguments) if name not in self.disabled else None
         earlier = self._cart_calls.get(key) if key is not None else None
         if earlier is not None:
@@ -257,6 +266,27 @@ class ToolCallRunner:
         if key is not None and change is not None and change.webhook_called:
             self._count_change(key)
             self._remember(key, outcome)
+        return outcome
+
+    def _search(self, arguments: Mapping[str, Any]) -> ToolOutcome:
+        if self._searches_run >= MAX_SEARCHES_PER_TURN:
+            conversation = self.tools.conversation
+            logger.info(
+                "conversations.tools.search_limited",
+                extra={
+                    "tenant_id": conversation.tenant_id,
+                    "conversation_id": conversation.public_id,
+                    "searches_run": self._searches_run,
+                },
+            )
+            return _error(
+                "too_many_searches",
+                f"At most {MAX_SEARCHES_PER_TURN} searches are run per message. Answer with "
+                "the results so far and ask the shopper to continue in a new message.",
+            )
+        outcome = tool_call(self.tools, SEARCH_TOOL_NAME, arguments, disabled=self.disabled)
+        if "error" not in outcome.output:
+            self._searches_run += 1
         return outcome
 
     def _change_limit_error(self, key: tuple[str, ...] | None) -> ToolOutcome | None:

@@ -188,3 +188,32 @@ def test_turn_deadline_ends_the_turn(chat_client, shop, conversation, llm, setti
     reply_message = Message.objects.get(role="assistant")
     assert reply_message.metadata["failure"] == "turn_timeout"
     assert [message["role"] for message in reply_message.llm_messages] == ["assistant", "tool"]
+
+
+def test_searches_per_message_are_limited(chat_client, shop, conversation, llm, caplog):
+    # A model that repeats one search: the first call is invalid and does not count, the
+    # next 10 run, and the last 2 are rejected without a products webhook call.
+    calls = [call("search_products", {"query": " "})]
+    calls += [call("search_products", {"query": "молоко"}) for _ in range(12)]
+    llm.add(tool_calls(*calls), reply("Ось молоко."))
+
+    with caplog.at_level(logging.INFO, logger="conversations.tool_calls"):
+        sent = send(chat_client, conversation, "молоко")
+
+    results = llm.requests[1].tool_results()
+    assert len(results) == 13
+    assert results[0]["error"] == "invalid_arguments"
+    assert [result["outcome"] for result in results[1:11]] == ["found"] * 10
+    limited = {
+        "error": "too_many_searches",
+        "detail": "At most 10 searches are run per message. Answer with the results so far "
+        "and ask the shopper to continue in a new message.",
+    }
+    assert results[11:] == [limited, limited]
+    assert WebhookDelivery.objects.filter(kind=WebhookKind.PRODUCTS).count() == 10
+    expected_types = ["status", "text_delta", "text_end", *["product_cards"] * 10]
+    assert types_of(sent) == [*expected_types, "response_complete"]
+    records = [r for r in caplog.records if r.getMessage() == "conversations.tools.search_limited"]
+    assert [record.searches_run for record in records] == [10, 10]
+    assert records[0].conversation_id == conversation.public_id
+    assert "failure" not in Message.objects.get(role="assistant").metadata
