@@ -135,6 +135,20 @@ def test_product_text_stays_inside_tool_json(chat_client, shop, conversation, ll
     assert injected in names
 
 
+def test_markup_reaches_the_client_unchanged(chat_client, shop, conversation, llm, tenant):
+    # Events carry plain text, which clients must insert as text: nothing is escaped.
+    name = "Молоко <img src=x onerror=alert(1)> & Lactel"
+    Product.objects.filter(tenant=tenant, sku="milk-001").update(name=name)
+    text = "**Молоко** <script>alert(1)</script> & <b>Lactel</b>"
+    search_milk(llm, text=text)
+
+    sent = send(chat_client, conversation, "молоко")
+
+    assert reply_text(sent) == text
+    assert cards_of(sent)[0]["name"] == name
+    assert Message.objects.get(role="assistant").text == text
+
+
 def test_cart_flow_add_change_remove(chat_client, shop, conversation, llm):
     search_milk(llm)
     send(chat_client, conversation, "молоко")
