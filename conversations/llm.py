@@ -225,6 +225,10 @@ class CompletionStream:
 
     A failed request is retried while no delta has been handed out yet. A failure after
     that raises, because the deltas already reached the shopper.
+
+    ``unfinished_usage`` lists an estimate for each attempt that received a chunk but did
+    not complete: it failed, or the caller closed the stream. The server processed its
+    prompt, so the caller records these tokens like those of ``completion``.
     """
 
     def __init__(self, *, request: CompletionRequest, context: LLMContext, deadline: Deadline):
@@ -232,7 +236,10 @@ class CompletionStream:
         self.context = context
         self.deadline = deadline
         self.completion: Completion | None = None
+        self.unfinished_usage: list[Usage] = []
         self._stream: openai.Stream[ChatCompletionChunk] | None = None
+        # The chunks of the attempt in progress.
+        self._assembly: _StreamAssembly | None = None
 
     def __iter__(self) -> Iterator[str]:
         attempt = 1
@@ -244,6 +251,7 @@ class CompletionStream:
                     yield delta
                 return
             except LLMError as error:
+                self._end_unfinished_attempt()
                 if yielded or not _may_retry(error, attempt, self.deadline):
                     raise
             _wait_before_retry(self.context, attempt)
@@ -252,11 +260,33 @@ class CompletionStream:
     def close(self) -> None:
         if self._stream is not None:
             self._stream.close()
+        self._end_unfinished_attempt()
+
+    def _end_unfinished_attempt(self) -> None:
+        """Add the estimated usage of the attempt in progress if it has chunks but no result."""
+        assembly, self._assembly = self._assembly, None
+        if assembly is None or assembly.chunks == 0 or self.completion is not None:
+            return
+        usage = assembly.unfinished_usage(self.request)
+        self.unfinished_usage.append(usage)
+        logger.info(
+            "llm.completion_unfinished",
+            extra={
+                "tenant_id": self.context.tenant_id,
+                "conversation_id": self.context.conversation_id,
+                "model": self.request.model,
+                "chunks": assembly.chunks,
+                "prompt_tokens": usage.prompt_tokens,
+                "completion_tokens": usage.completion_tokens,
+                "usage_estimated": usage.estimated,
+            },
+        )
 
     def _attempt(self, attempt: int) -> Iterator[str]:
         started = time.monotonic()
         request_id: str | None = None
         assembly = _StreamAssembly()
+        self._assembly = assembly
         try:
             self._stream = _client().chat.completions.create(
                 **_request_kwargs(self.request, self.deadline),
@@ -526,6 +556,11 @@ class _StreamAssembly:
         if text:
             self.text.append(text)
         return text
+
+    def unfinished_usage(self, request: CompletionRequest) -> Usage:
+        """Return the usage of a stream that stopped early, estimated unless it was reported."""
+        arguments = "".join("".join(fragments) for _, _, fragments in self.calls.values())
+        return _usage(self.reported_usage, request, "".join(self.text) + arguments, [])
 
     def completion(
         self, request: CompletionRequest, *, request_id: str | None, duration_ms: int

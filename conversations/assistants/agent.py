@@ -47,6 +47,7 @@ from conversations.llm import (
     LLMError,
     LLMInvalidResponse,
     ToolCall,
+    Usage,
     chat_completion,
     chat_completion_stream,
     llm_error_fields,
@@ -363,12 +364,19 @@ class _AgentTurn:
         finally:
             # Closes the HTTP response also when the client went away mid-stream.
             stream.close()
+            for usage in stream.unfinished_usage:
+                self._record_usage(usage)
         if stream.completion is None:
             raise LLMInvalidResponse("The stream ended without a completion.")
         return stream.completion
 
     def _record(self, completion: Completion) -> None:
-        usage = completion.usage
+        self._record_usage(completion.usage)
+        message = completion.assistant_message()
+        self.messages.append(message)
+        self.turn.llm_messages.append(message)
+
+    def _record_usage(self, usage: Usage) -> None:
         conversation = self.turn.conversation
         token_usage_record(tenant=conversation.tenant, usage=usage)
         conversation_tokens_add(conversation=conversation, tokens=usage.total_tokens)
@@ -377,9 +385,6 @@ class _AgentTurn:
         metadata["completion_tokens"] += usage.completion_tokens
         if usage.estimated:
             metadata["usage_estimated"] = True
-        message = completion.assistant_message()
-        self.messages.append(message)
-        self.turn.llm_messages.append(message)
 
     # Tools
 

@@ -5,7 +5,7 @@ import logging
 
 import pytest
 
-from conversations.models import Message
+from conversations.models import Message, TokenUsage
 from tests.conversations.agent.chat import send_stream, types_of
 from tests.conversations.agent.llm_server import (
     STREAM_PIECE_CHARS,
@@ -405,3 +405,39 @@ def test_deeply_nested_response_is_invalid(
     messages = [record.getMessage() for record in caplog.records]
     assert "conversations.agent.llm_failed" in messages
     assert "conversations.turn.failed" not in messages
+
+
+def test_broken_stream_counts_its_tokens(chat_client, shop, conversation, llm, tenant):
+    llm.add(reply("Ось що я знайшов для вас сьогодні.", usage=None, drop_after_chunks=3))
+
+    sent = send(chat_client, conversation, "молоко")
+
+    assert sent[-2]["reason"] == "llm_unavailable"
+    request = llm.requests[0].body
+    prompt_chars = len(json.dumps(request["messages"], ensure_ascii=False))
+    prompt_chars += len(json.dumps(request["tools"], ensure_ascii=False))
+    # The role chunk and two text chunks arrived: "Ось що я зна", 12 characters.
+    answer = Message.objects.get(role="assistant")
+    assert answer.metadata["prompt_tokens"] == -(-prompt_chars // 4)
+    assert answer.metadata["completion_tokens"] == 3
+    assert answer.metadata["usage_estimated"] is True
+    conversation.refresh_from_db()
+    assert conversation.tokens_used == answer.metadata["prompt_tokens"] + 3
+    usage = TokenUsage.objects.get(tenant=tenant)
+    assert usage.completion_tokens == 3
+    assert usage.requests == 1
+
+
+def test_failure_before_any_chunk_counts_nothing(chat_client, shop, conversation, llm):
+    llm.add(http_error(500), http_error(500))
+
+    sent = send(chat_client, conversation, "молоко")
+
+    assert sent[-2]["reason"] == "llm_unavailable"
+    answer = Message.objects.get(role="assistant")
+    assert answer.metadata["prompt_tokens"] == 0
+    assert answer.metadata["completion_tokens"] == 0
+    assert "usage_estimated" not in answer.metadata
+    conversation.refresh_from_db()
+    assert conversation.tokens_used == 0
+    assert not TokenUsage.objects.exists()

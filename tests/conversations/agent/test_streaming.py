@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from conversations.leases import turn_lease_acquire
-from conversations.models import Conversation, Message
+from conversations.models import Conversation, Message, TokenUsage
 from conversations.services import ConversationTurn
 from conversations.streaming import EventStream
 from tests.conversations.agent.chat import MESSAGES_URL, send_stream, sse_events, types_of
@@ -155,6 +155,36 @@ def test_unread_stream_releases_the_lease(shop, conversation, llm):
     assert Conversation.objects.get(pk=conversation.pk).turn_started_at is None
     assert llm.requests == []
     assert Message.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_disconnect_still_counts_the_tokens(shop, conversation, llm, tenant):
+    # Without usage in the stream, the estimate is 1 token per 4 characters.
+    llm.add(reply("Привіт! Чим можу допомогти сьогодні?", usage=None, chunk_delay=0.05))
+    turn = ConversationTurn(conversation=conversation, text="привіт")
+    turn.start()
+    stream = EventStream(turn)
+    while b"event: text_delta" not in next(stream):
+        pass
+
+    stream.close()
+
+    answer = Message.objects.get(role="assistant")
+    assert answer.metadata["interrupted"] == "client_disconnected"
+    assert answer.metadata["usage_estimated"] is True
+    request = llm.requests[0].body
+    prompt_chars = len(json.dumps(request["messages"], ensure_ascii=False))
+    prompt_chars += len(json.dumps(request["tools"], ensure_ascii=False))
+    assert answer.metadata["prompt_tokens"] == -(-prompt_chars // 4)
+    # The role chunk and the first text chunk arrived: "Привіт".
+    assert answer.metadata["completion_tokens"] == 2
+    total = answer.metadata["prompt_tokens"] + answer.metadata["completion_tokens"]
+    conversation.refresh_from_db()
+    assert conversation.tokens_used == total
+    usage = TokenUsage.objects.get(tenant=tenant)
+    assert usage.prompt_tokens == answer.metadata["prompt_tokens"]
+    assert usage.completion_tokens == 2
+    assert usage.requests == 1
 
 
 # Live server: real sockets, concurrent requests and a client that goes away.
