@@ -137,6 +137,18 @@ class TenantAdmin(admin.ModelAdmin):
             )
         return "Set (never shown again; generate a new one to replace it)."
 
+    def save_model(self, request: HttpRequest, obj: Tenant, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        if change:
+            return
+        # As create_tenant does, so that the tenant's public key can name shoppers at once.
+        secret = services.user_token_secret_set(tenant=obj)
+        self.message_user(
+            request,
+            f"User token secret for {obj} (shown only now, copy it to your backend): {secret}",
+            level=messages.WARNING,
+        )
+
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
         # Default AI settings come after the inline, because the add page may fill the inline
         # in, and a row created first would make the inline's insert fail.
