@@ -1,8 +1,15 @@
 """Tenants added and changed in the Django admin."""
 
-import pytest
+import uuid
 
+import pytest
+from django.contrib.auth.models import Permission, User
+
+from catalog.models import Product
+from conversations.models import Conversation, Message
 from tenants.models import Tenant
+from tests.factories import MessageFactory, ProductFactory
+from webhooks.models import CircuitBreaker, WebhookDelivery
 
 pytestmark = pytest.mark.django_db
 
@@ -68,3 +75,70 @@ def test_admin_add_invalid_tenant_generates_nothing(admin_client):
     assert response.status_code == 200
     assert not Tenant.objects.filter(name="Shop C").exists()
     assert secret_messages(response) == []
+
+
+def used_tenant(tenant: Tenant) -> Tenant:
+    """Give ``tenant`` a product, a chat, a webhook delivery and a circuit breaker."""
+    ProductFactory(tenant=tenant, sku="milk-1", name="Молоко")
+    MessageFactory(conversation__tenant=tenant)
+    WebhookDelivery.objects.create(
+        tenant=tenant,
+        kind="products",
+        call_id=uuid.uuid4(),
+        delivery_id=uuid.uuid4(),
+        url="https://shop.example/products",
+        attempt=1,
+        status_code=200,
+        outcome="success",
+        duration_ms=12,
+    )
+    CircuitBreaker.objects.create(tenant=tenant, kind="products")
+    return tenant
+
+
+def test_admin_deletes_used_tenant(admin_client, tenant, other_tenant):
+    used_tenant(tenant)
+    used_tenant(other_tenant)
+    delete_url = f"/admin/tenants/tenant/{tenant.pk}/delete/"
+
+    page = admin_client.get(delete_url)
+    response = admin_client.post(delete_url, {"post": "yes"})
+
+    assert page.status_code == 200
+    assert "Are you sure" in page.content.decode()
+    assert response.status_code == 302
+    assert not Tenant.objects.filter(pk=tenant.pk).exists()
+    assert not Conversation.objects.filter(tenant_id=tenant.pk).exists()
+    assert not Message.objects.filter(tenant_id=tenant.pk).exists()
+    assert not WebhookDelivery.objects.filter(tenant_id=tenant.pk).exists()
+    assert not CircuitBreaker.objects.filter(tenant_id=tenant.pk).exists()
+    assert not Product.objects.filter(tenant_id=tenant.pk).exists()
+    assert Conversation.objects.filter(tenant=other_tenant).count() == 1
+    assert WebhookDelivery.objects.filter(tenant=other_tenant).count() == 1
+    assert CircuitBreaker.objects.filter(tenant=other_tenant).count() == 1
+
+
+def test_admin_delete_needs_conversation_permission(client, tenant):
+    used_tenant(tenant)
+    staff = User.objects.create_user("staff", password="pw", is_staff=True)
+    # Every delete permission but the conversation's, so that only it can block the delete.
+    staff.user_permissions.add(
+        *Permission.objects.filter(codename__startswith="delete_").exclude(
+            codename="delete_conversation"
+        ),
+        Permission.objects.get(codename="view_tenant"),
+    )
+    client.force_login(staff)
+    delete_url = f"/admin/tenants/tenant/{tenant.pk}/delete/"
+
+    page = client.get(delete_url)
+    response = client.post(delete_url, {"post": "yes"})
+
+    assert page.status_code == 200
+    assert "Cannot delete tenant" in page.content.decode()
+    assert "<li>conversation</li>" in page.content.decode()
+    assert "<li>webhook delivery</li>" not in page.content.decode()
+    assert response.status_code == 403
+    assert Tenant.objects.filter(pk=tenant.pk).exists()
+    assert Conversation.objects.filter(tenant=tenant).count() == 1
+    assert WebhookDelivery.objects.filter(tenant=tenant).count() == 1
