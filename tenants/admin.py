@@ -253,9 +253,17 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
     @admin.action(description="Revoke the selected API keys")
     def revoke_keys(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
+        revoked = already_revoked = 0
         for api_key in queryset.select_related("tenant"):
+            if api_key.revoked_at is not None:
+                already_revoked += 1
+                continue
             services.api_key_revoke(tenant=api_key.tenant, api_key_id=api_key.pk)
-        self.message_user(request, f"Revoked {queryset.count()} API key(s).")
+            revoked += 1
+        message = f"Revoked {revoked} API key(s)."
+        if already_revoked:
+            message += f" {already_revoked} selected key(s) were already revoked and stay so."
+        self.message_user(request, message)
 
 
 class WebhookSettingsForm(forms.ModelForm):

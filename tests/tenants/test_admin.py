@@ -7,7 +7,8 @@ from django.contrib.auth.models import Permission, User
 
 from catalog.models import Product
 from conversations.models import Conversation, Message
-from tenants.models import Tenant
+from tenants.models import ApiKey, Tenant
+from tenants.services import api_key_revoke
 from tests.factories import MessageFactory, ProductFactory
 from webhooks.models import CircuitBreaker, WebhookDelivery
 
@@ -142,3 +143,21 @@ def test_admin_delete_needs_conversation_permission(client, tenant):
     assert Tenant.objects.filter(pk=tenant.pk).exists()
     assert Conversation.objects.filter(tenant=tenant).count() == 1
     assert WebhookDelivery.objects.filter(tenant=tenant).count() == 1
+
+
+def test_admin_revoke_counts_only_new_revocations(admin_client, public_key, secret_key):
+    api_key_revoke(tenant=secret_key.api_key.tenant, api_key_id=secret_key.api_key.pk)
+    first_revoked_at = ApiKey.objects.get(pk=secret_key.api_key.pk).revoked_at
+    selected = [public_key.api_key.pk, secret_key.api_key.pk]
+
+    response = admin_client.post(
+        "/admin/tenants/apikey/",
+        {"action": "revoke_keys", "_selected_action": selected, "index": 0},
+        follow=True,
+    )
+
+    messages = [str(message) for message in response.context["messages"]]
+    assert response.status_code == 200
+    assert messages == ["Revoked 1 API key(s). 1 selected key(s) were already revoked and stay so."]
+    assert ApiKey.objects.get(pk=public_key.api_key.pk).revoked_at is not None
+    assert ApiKey.objects.get(pk=secret_key.api_key.pk).revoked_at == first_revoked_at
