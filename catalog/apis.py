@@ -44,6 +44,7 @@ class CatalogJobOutputSerializer(serializers.ModelSerializer):
             "tenant_id",
             "status",
             "total",
+            "to_embed",
             "embedded",
             "created",
             "updated",

@@ -9,6 +9,7 @@ from datetime import timedelta
 from typing import Any, cast
 
 from django import forms
+from django.apps import apps
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
@@ -18,6 +19,13 @@ from tenants.models import ApiKey, AssistantSettings, Tenant, WebhookSettings
 from vizochok.exceptions import InvalidInput
 from webhooks.diagnostics import WebhookNotConfigured, webhook_test_send
 from webhooks.models import WebhookKind
+
+# Models with a read-only admin whose rows are deleted with their tenant ("app_label.Model").
+_DELETED_WITH_TENANT = (
+    "conversations.Conversation",
+    "webhooks.CircuitBreaker",
+    "webhooks.WebhookDelivery",
+)
 
 
 class AssistantSettingsForm(forms.ModelForm):
@@ -137,6 +145,31 @@ class TenantAdmin(admin.ModelAdmin):
             )
         return "Set (never shown again; generate a new one to replace it)."
 
+    def save_model(self, request: HttpRequest, obj: Tenant, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        if change:
+            return
+        # As create_tenant does, so that the tenant's public key can name shoppers at once.
+        secret = services.user_token_secret_set(tenant=obj)
+        self.message_user(
+            request,
+            f"User token secret for {obj} (shown only now, copy it to your backend): {secret}",
+            level=messages.WARNING,
+        )
+
+    def get_deleted_objects(self, objs: Any, request: HttpRequest) -> Any:
+        # Conversations, webhook deliveries and circuit breakers are read-only in the admin, so
+        # its delete page would reject every tenant that had one chat or one webhook call.
+        # Their rows go with the tenant, so the user's model permission decides instead.
+        deleted_objects, model_count, perms_needed, protected = super().get_deleted_objects(
+            objs, request
+        )
+        for label in _DELETED_WITH_TENANT:
+            options = apps.get_model(label)._meta
+            if request.user.has_perm(f"{options.app_label}.delete_{options.model_name}"):
+                perms_needed.discard(options.verbose_name)
+        return deleted_objects, model_count, perms_needed, protected
+
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
         # Default AI settings come after the inline, because the add page may fill the inline
         # in, and a row created first would make the inline's insert fail.
@@ -220,9 +253,17 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
     @admin.action(description="Revoke the selected API keys")
     def revoke_keys(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
+        revoked = already_revoked = 0
         for api_key in queryset.select_related("tenant"):
+            if api_key.revoked_at is not None:
+                already_revoked += 1
+                continue
             services.api_key_revoke(tenant=api_key.tenant, api_key_id=api_key.pk)
-        self.message_user(request, f"Revoked {queryset.count()} API key(s).")
+            revoked += 1
+        message = f"Revoked {revoked} API key(s)."
+        if already_revoked:
+            message += f" {already_revoked} selected key(s) were already revoked and stay so."
+        self.message_user(request, message)
 
 
 class WebhookSettingsForm(forms.ModelForm):

@@ -546,6 +546,8 @@ def test_job_detail_has_exact_schema(tenant, server_client, embedder):
     response = server_client.get(f"{JOBS_URL}/{job.public_id}")
 
     assert pending.json()["status"] == "pending"
+    assert pending.json()["to_embed"] == 2
+    assert pending.json()["embedded"] == 0
     assert pending.json()["started_at"] is None
     assert pending.json()["completed_at"] is None
     assert response.status_code == 200
@@ -554,6 +556,7 @@ def test_job_detail_has_exact_schema(tenant, server_client, embedder):
         "tenant_id": "shop-a",
         "status": "complete",
         "total": 3,
+        "to_embed": 2,
         "embedded": 2,
         "created": 2,
         "updated": 0,

@@ -125,6 +125,22 @@ def test_patch_installs_a_custom_secret(tenant, server_client):
     assert WebhookSettings.objects.get(tenant=tenant).secret == "my-own-secret-of-32-characters!!"
 
 
+def test_patch_secret_ends_running_overlap(tenant, server_client):
+    rotated = server_client.post(f"{URL}/rotate-secret", {"overlap_hours": 24}, format="json")
+
+    response = server_client.patch(
+        URL, {"secret": "my-own-secret-of-32-characters!!"}, format="json"
+    )
+
+    stored = WebhookSettings.objects.get(tenant=tenant)
+    assert rotated.status_code == 200
+    assert response.status_code == 200
+    assert response.json() == {"ok": True, "has_secret": True}
+    assert stored.secret == "my-own-secret-of-32-characters!!"
+    assert stored.next_secret == ""
+    assert stored.next_secret_promote_at is None
+
+
 def test_patch_rejects_a_short_secret(tenant, server_client):
     old_secret = tenant.webhook_settings.secret
 

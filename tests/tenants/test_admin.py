@@ -1,0 +1,163 @@
+"""Tenants added and changed in the Django admin."""
+
+import uuid
+
+import pytest
+from django.contrib.auth.models import Permission, User
+
+from catalog.models import Product
+from conversations.models import Conversation, Message
+from tenants.models import ApiKey, Tenant
+from tenants.services import api_key_revoke
+from tests.factories import MessageFactory, ProductFactory
+from webhooks.models import CircuitBreaker, WebhookDelivery
+
+pytestmark = pytest.mark.django_db
+
+ADD_URL = "/admin/tenants/tenant/add/"
+
+
+def tenant_form(**changes: object) -> dict[str, object]:
+    data: dict[str, object] = {
+        "name": "Shop C",
+        "slug": "shop-c",
+        "is_active": "on",
+        "assistant_settings-TOTAL_FORMS": 0,
+        "assistant_settings-INITIAL_FORMS": 0,
+        "assistant_settings-MIN_NUM_FORMS": 0,
+        "assistant_settings-MAX_NUM_FORMS": 1,
+    }
+    return {**data, **changes}
+
+
+def secret_messages(response) -> list[str]:
+    return [
+        str(message)
+        for message in response.context["messages"]
+        if "User token secret" in str(message)
+    ]
+
+
+def test_admin_add_generates_user_token_secret(admin_client):
+    response = admin_client.post(ADD_URL, tenant_form(), follow=True)
+
+    tenant = Tenant.objects.get(slug="shop-c")
+    assert response.status_code == 200
+    assert len(tenant.user_token_secret) == 43
+    assert tenant.user_token_secret_updated_at is not None
+    assert secret_messages(response) == [
+        "User token secret for Shop C (shown only now, copy it to your backend): "
+        f"{tenant.user_token_secret}"
+    ]
+
+
+def test_admin_change_keeps_user_token_secret(admin_client, tenant):
+    tenant.user_token_secret = "s" * 43
+    tenant.save(update_fields=["user_token_secret"])
+    change_url = f"/admin/tenants/tenant/{tenant.pk}/change/"
+    data = tenant_form(
+        name="Shop A renamed",
+        slug=tenant.slug,
+        **{"assistant_settings-TOTAL_FORMS": 0, "assistant_settings-INITIAL_FORMS": 0},
+    )
+
+    response = admin_client.post(change_url, data, follow=True)
+
+    tenant.refresh_from_db()
+    assert response.status_code == 200
+    assert tenant.name == "Shop A renamed"
+    assert tenant.user_token_secret == "s" * 43
+    assert secret_messages(response) == []
+
+
+def test_admin_add_invalid_tenant_generates_nothing(admin_client):
+    response = admin_client.post(ADD_URL, tenant_form(slug="bad slug"))
+
+    assert response.status_code == 200
+    assert not Tenant.objects.filter(name="Shop C").exists()
+    assert secret_messages(response) == []
+
+
+def used_tenant(tenant: Tenant) -> Tenant:
+    """Give ``tenant`` a product, a chat, a webhook delivery and a circuit breaker."""
+    ProductFactory(tenant=tenant, sku="milk-1", name="Молоко")
+    MessageFactory(conversation__tenant=tenant)
+    WebhookDelivery.objects.create(
+        tenant=tenant,
+        kind="products",
+        call_id=uuid.uuid4(),
+        delivery_id=uuid.uuid4(),
+        url="https://shop.example/products",
+        attempt=1,
+        status_code=200,
+        outcome="success",
+        duration_ms=12,
+    )
+    CircuitBreaker.objects.create(tenant=tenant, kind="products")
+    return tenant
+
+
+def test_admin_deletes_used_tenant(admin_client, tenant, other_tenant):
+    used_tenant(tenant)
+    used_tenant(other_tenant)
+    delete_url = f"/admin/tenants/tenant/{tenant.pk}/delete/"
+
+    page = admin_client.get(delete_url)
+    response = admin_client.post(delete_url, {"post": "yes"})
+
+    assert page.status_code == 200
+    assert "Are you sure" in page.content.decode()
+    assert response.status_code == 302
+    assert not Tenant.objects.filter(pk=tenant.pk).exists()
+    assert not Conversation.objects.filter(tenant_id=tenant.pk).exists()
+    assert not Message.objects.filter(tenant_id=tenant.pk).exists()
+    assert not WebhookDelivery.objects.filter(tenant_id=tenant.pk).exists()
+    assert not CircuitBreaker.objects.filter(tenant_id=tenant.pk).exists()
+    assert not Product.objects.filter(tenant_id=tenant.pk).exists()
+    assert Conversation.objects.filter(tenant=other_tenant).count() == 1
+    assert WebhookDelivery.objects.filter(tenant=other_tenant).count() == 1
+    assert CircuitBreaker.objects.filter(tenant=other_tenant).count() == 1
+
+
+def test_admin_delete_needs_conversation_permission(client, tenant):
+    used_tenant(tenant)
+    staff = User.objects.create_user("staff", password="pw", is_staff=True)
+    # Every delete permission but the conversation's, so that only it can block the delete.
+    staff.user_permissions.add(
+        *Permission.objects.filter(codename__startswith="delete_").exclude(
+            codename="delete_conversation"
+        ),
+        Permission.objects.get(codename="view_tenant"),
+    )
+    client.force_login(staff)
+    delete_url = f"/admin/tenants/tenant/{tenant.pk}/delete/"
+
+    page = client.get(delete_url)
+    response = client.post(delete_url, {"post": "yes"})
+
+    assert page.status_code == 200
+    assert "Cannot delete tenant" in page.content.decode()
+    assert "<li>conversation</li>" in page.content.decode()
+    assert "<li>webhook delivery</li>" not in page.content.decode()
+    assert response.status_code == 403
+    assert Tenant.objects.filter(pk=tenant.pk).exists()
+    assert Conversation.objects.filter(tenant=tenant).count() == 1
+    assert WebhookDelivery.objects.filter(tenant=tenant).count() == 1
+
+
+def test_admin_revoke_counts_only_new_revocations(admin_client, public_key, secret_key):
+    api_key_revoke(tenant=secret_key.api_key.tenant, api_key_id=secret_key.api_key.pk)
+    first_revoked_at = ApiKey.objects.get(pk=secret_key.api_key.pk).revoked_at
+    selected = [public_key.api_key.pk, secret_key.api_key.pk]
+
+    response = admin_client.post(
+        "/admin/tenants/apikey/",
+        {"action": "revoke_keys", "_selected_action": selected, "index": 0},
+        follow=True,
+    )
+
+    messages = [str(message) for message in response.context["messages"]]
+    assert response.status_code == 200
+    assert messages == ["Revoked 1 API key(s). 1 selected key(s) were already revoked and stay so."]
+    assert ApiKey.objects.get(pk=public_key.api_key.pk).revoked_at is not None
+    assert ApiKey.objects.get(pk=secret_key.api_key.pk).revoked_at == first_revoked_at
