@@ -341,6 +341,26 @@ def test_check_merchant_passes_the_reference_merchant(tenant, merchant):
     assert [request.status for request in merchant.requests] == [200, 401, 200, 401, 200, 401]
 
 
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--store-id", " store-1", "must not start or end with whitespace"),
+        ("--session-id", "user-1 ", "must not start or end with whitespace"),
+        ("--sku", "", "must not be empty"),
+        ("--sku", "   ", "must not be empty"),
+    ],
+)
+def test_check_merchant_rejects_padded_ids(tenant, merchant, option, value, message):
+    ProductFactory(tenant=tenant, sku="atb-0318", name="Молоко")
+
+    output, error = run_check("shop-a", option, value)
+
+    assert error is not None
+    assert message in str(error)
+    assert output == ""
+    assert merchant.requests == []
+
+
 def test_check_merchant_lists_every_violation(tenant, local_webhooks, start_server):
     products = {
         "products": [

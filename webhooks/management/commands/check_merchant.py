@@ -1,3 +1,4 @@
+import argparse
 import json
 from typing import Any
 
@@ -7,6 +8,19 @@ from tenants.management.tenants import command_tenant
 from webhooks.conformance import DEFAULT_SLOW_FRACTION, EndpointReport, merchant_check
 from webhooks.diagnostics import TEST_SESSION_ID, TEST_STORE_ID
 from webhooks.models import WebhookKind
+
+
+def _parse_identifier(value: str) -> str:
+    """Parse a store, session or product id, which is kept as typed. Reject ids the API rejects.
+
+    The webhooks receive the ids unchanged, so an id with surrounding whitespace would name
+    another store or session than the one the user meant.
+    """
+    if not value.strip():
+        raise argparse.ArgumentTypeError("must not be empty")
+    if value != value.strip():
+        raise argparse.ArgumentTypeError(f"{value!r} must not start or end with whitespace")
+    return value
 
 
 class Command(BaseCommand):
@@ -27,14 +41,19 @@ class Command(BaseCommand):
         parser.add_argument(
             "--sku",
             action="append",
+            type=_parse_identifier,
             help="SKU to ask the products webhook about; repeat for several. Default: up to "
             "three of the tenant's active SKUs.",
         )
         parser.add_argument(
-            "--store-id", default=TEST_STORE_ID, help=f"store_id to send (default {TEST_STORE_ID})."
+            "--store-id",
+            type=_parse_identifier,
+            default=TEST_STORE_ID,
+            help=f"store_id to send (default {TEST_STORE_ID}).",
         )
         parser.add_argument(
             "--session-id",
+            type=_parse_identifier,
             default=TEST_SESSION_ID,
             help=f"session_id for the cart checks (default {TEST_SESSION_ID}).",
         )
