@@ -19,6 +19,7 @@ from tenants.authentication import request_client
 from tenants.models import Tenant
 from tenants.permissions import HasCatalogScope
 from vizochok.exceptions import InvalidInput, PayloadTooLarge
+from vizochok.text import escape_unstorable_text
 
 MAX_PRODUCTS_PER_REQUEST = 1000
 MAX_REQUEST_BYTES = 5 * 1024 * 1024
@@ -79,8 +80,11 @@ def _products_of(body: Any) -> list[Any]:
     """Return the ``products`` array of an upload body, or raise for a malformed body."""
     if not isinstance(body, dict):
         raise InvalidInput(_BODY_SHAPE)
-    # Unknown keys are reported together with a problem of the products array.
-    fields = {key: ["Unknown field."] for key in sorted(body) if key != "products"}
+    # Unknown keys are reported together with a problem of the products array. A NUL or a
+    # surrogate in a key is escaped, because the response could not encode it.
+    fields = {
+        escape_unstorable_text(key): ["Unknown field."] for key in sorted(body) if key != "products"
+    }
     products = body.get("products")
     if not isinstance(products, list):
         message = "This field is required." if "products" not in body else "Must be a JSON array."

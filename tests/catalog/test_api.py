@@ -128,6 +128,7 @@ def test_upload_enqueues_job_after_commit(
         ("is_active text", {"sku": "a", "name": "Молоко", "is_active": "maybe"}, 'products[1] (SKU "a"): is_active: Input should be a valid boolean, unable to interpret input.'),
         ("unknown field", {"sku": "a", "name": "Молоко", "price": 42}, 'products[1] (SKU "a"): price: Unknown field.'),
         ("NUL in name", {"sku": "a", "name": "Моло\x00ко"}, 'products[1] (SKU "a"): name: Text must not contain NUL (\\u0000) characters.'),
+        ("NUL in unknown field", {"sku": "a", "name": "Молоко", "pri\x00ce": 42}, 'products[1] (SKU "a"): pri\\u0000ce: Unknown field.'),
         ("not an object", "milk", "products[1]: Each product must be a JSON object."),
     ],
 )  # fmt: skip
@@ -379,6 +380,7 @@ def test_deactivated_product_leaves_search_at_once(tenant, server_client, embedd
         ("products null", '{"products": null}', 'The request body must be a JSON object with a "products" array.', {"products": ["Must be a JSON array."]}),
         ("unknown key", '{"products": [], "store_id": "1"}', 'The request body must be a JSON object with a "products" array.', {"store_id": ["Unknown field."]}),
         ("unknown key, no products", '{"items": []}', 'The request body must be a JSON object with a "products" array.', {"products": ["This field is required."], "items": ["Unknown field."]}),
+        ("unknown key with a surrogate", '{"products": [], "a\\ud800": 1}', 'The request body must be a JSON object with a "products" array.', {"a\\ud800": ["Unknown field."]}),
         ("empty products", '{"products": []}', "The products array is empty.", {"products": ["Must not be empty."]}),
     ],
 )  # fmt: skip
