@@ -5,6 +5,7 @@ docs/catalog-api.md describes the endpoints, their limits and their errors.
 
 from typing import Any
 
+from django.db import transaction
 from django.urls import reverse
 from rest_framework import serializers, status
 from rest_framework.request import Request
@@ -107,13 +108,18 @@ class ProductUpsertApi(CatalogApi):
         _check_body_size(request)
         items = _products_of(request.data)
         parsed = product_inputs_parse(items)
-        job = catalog_job_submit(
-            tenant=self.tenant(request),
-            products=parsed.products,
-            total=len(items),
-            errors=parsed.errors,
-            source=CatalogJob.Source.API,
-        )
+        # One transaction, so that a request that fails, such as on a database error, writes
+        # no product and no job. The upsert is one batch, so the transaction locks the rows
+        # in SKU order and then the tenant's row, in the order of every other product write.
+        with transaction.atomic():
+            job = catalog_job_submit(
+                tenant=self.tenant(request),
+                products=parsed.products,
+                total=len(items),
+                errors=parsed.errors,
+                source=CatalogJob.Source.API,
+                upsert_batch_size=MAX_PRODUCTS_PER_REQUEST,
+            )
         body = {
             "job_id": job.public_id,
             "total": job.total,

@@ -8,10 +8,12 @@ import json
 from datetime import datetime
 
 import pytest
+from django.db import DatabaseError
 from django.test import override_settings
 from procrastinate.contrib.django.models import ProcrastinateJob
 from rest_framework.test import APIClient
 
+from catalog import jobs, services
 from catalog.apis import MAX_PRODUCTS_PER_REQUEST, MAX_REQUEST_BYTES
 from catalog.jobs import catalog_job_run
 from catalog.models import CatalogJob, Product
@@ -166,6 +168,32 @@ def test_partial_batch_keeps_valid_products(tenant, server_client):
     ]
     assert (job.created, job.updated, job.unchanged) == (3, 0, 0)
     assert _skus(tenant) == ["bread-1", "kefir-1", "milk-1"]
+
+
+def test_failed_upload_writes_nothing(tenant, server_client, monkeypatch):
+    # More products than one default upsert batch, which would commit on its own.
+    products = [{"sku": f"p-{number:04d}", "name": "Молоко"} for number in range(600)]
+    upsert_batch = services._upsert_batch
+    batch_sizes = []
+
+    def record_batch(**kwargs):
+        batch_sizes.append(len(kwargs["products"]))
+        return upsert_batch(**kwargs)
+
+    def fail_job_save(job):
+        raise DatabaseError("The connection to the database was lost.")
+
+    monkeypatch.setattr(services, "_upsert_batch", record_batch)
+    monkeypatch.setattr(jobs, "_job_save", fail_job_save)
+
+    response = _put(server_client, products)
+
+    assert batch_sizes == [600]
+    assert response.status_code == 500
+    assert response.json()["code"] == "internal_error"
+    assert _skus(tenant) == []
+    assert CatalogJob.objects.count() == 0
+    assert ProcrastinateJob.objects.count() == 0
 
 
 def test_unstorable_attributes_reported_and_skipped(tenant, server_client):
