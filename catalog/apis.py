@@ -5,6 +5,7 @@ docs/catalog-api.md describes the endpoints, their limits and their errors.
 
 from typing import Any
 
+from django.db import transaction
 from django.urls import reverse
 from rest_framework import serializers, status
 from rest_framework.request import Request
@@ -19,6 +20,7 @@ from tenants.authentication import request_client
 from tenants.models import Tenant
 from tenants.permissions import HasCatalogScope
 from vizochok.exceptions import InvalidInput, PayloadTooLarge
+from vizochok.text import escape_unstorable_text
 
 MAX_PRODUCTS_PER_REQUEST = 1000
 MAX_REQUEST_BYTES = 5 * 1024 * 1024
@@ -80,8 +82,11 @@ def _products_of(body: Any) -> list[Any]:
     """Return the ``products`` array of an upload body, or raise for a malformed body."""
     if not isinstance(body, dict):
         raise InvalidInput(_BODY_SHAPE)
-    # Unknown keys are reported together with a problem of the products array.
-    fields = {key: ["Unknown field."] for key in sorted(body) if key != "products"}
+    # Unknown keys are reported together with a problem of the products array. A NUL or a
+    # surrogate in a key is escaped, because the response could not encode it.
+    fields = {
+        escape_unstorable_text(key): ["Unknown field."] for key in sorted(body) if key != "products"
+    }
     products = body.get("products")
     if not isinstance(products, list):
         message = "This field is required." if "products" not in body else "Must be a JSON array."
@@ -104,13 +109,18 @@ class ProductUpsertApi(CatalogApi):
         _check_body_size(request)
         items = _products_of(request.data)
         parsed = product_inputs_parse(items)
-        job = catalog_job_submit(
-            tenant=self.tenant(request),
-            products=parsed.products,
-            total=len(items),
-            errors=parsed.errors,
-            source=CatalogJob.Source.API,
-        )
+        # One transaction, so that a request that fails, such as on a database error, writes
+        # no product and no job. The upsert is one batch, so the transaction locks the rows
+        # in SKU order and then the tenant's row, in the order of every other product write.
+        with transaction.atomic():
+            job = catalog_job_submit(
+                tenant=self.tenant(request),
+                products=parsed.products,
+                total=len(items),
+                errors=parsed.errors,
+                source=CatalogJob.Source.API,
+                upsert_batch_size=MAX_PRODUCTS_PER_REQUEST,
+            )
         body = {
             "job_id": job.public_id,
             "total": job.total,

@@ -45,6 +45,7 @@ from catalog.services import (
 )
 from tenants.models import Tenant
 from vizochok.exceptions import ClientError
+from vizochok.text import escape_unstorable_text
 
 logger = logging.getLogger(__name__)
 
@@ -661,8 +662,9 @@ def _validate_records(
         by_sku[product.sku] = (record.line, product)
 
     if ignored_keys:
-        # An unnamed CSV column or an empty JSON key is shown as "".
-        names = ", ".join(key or '""' for key in sorted(ignored_keys))
+        # An unnamed CSV column or an empty JSON key is shown as "". A NUL or a surrogate in
+        # a JSON key is shown as a \u escape, as in the rejection messages.
+        names = ", ".join(escape_unstorable_text(key) or '""' for key in sorted(ignored_keys))
         report.warnings.insert(0, f"Ignored fields that are not product fields: {names}.")
     return [product for _, product in by_sku.values()]
 

@@ -33,7 +33,12 @@ from catalog.embeddings import Embedder, get_embedder
 from catalog.models import CatalogJob
 from catalog.schemas import ProductInput
 from catalog.selectors import products_pending_embedding
-from catalog.services import EmbeddingStopped, product_upsert_many, products_embed_pending
+from catalog.services import (
+    UPSERT_BATCH_SIZE,
+    EmbeddingStopped,
+    product_upsert_many,
+    products_embed_pending,
+)
 from tenants.models import Tenant
 from vizochok.exceptions import AppError
 
@@ -146,14 +151,16 @@ def catalog_job_submit(
     total: int,
     errors: Sequence[str],
     source: CatalogJob.Source,
+    upsert_batch_size: int = UPSERT_BATCH_SIZE,
 ) -> CatalogJob:
     """Upsert ``products`` now and record a job that embeds the ones that need it.
 
     ``total`` counts every product of the upload, valid or not, and ``errors`` describes the
     invalid ones. When nothing needs embedding, the job is complete at once; otherwise it is
-    pending and is put on the queue after the transaction commits.
+    pending and is put on the queue after the transaction commits. ``upsert_batch_size`` is
+    passed to ``product_upsert_many``.
     """
-    summary = product_upsert_many(tenant=tenant, products=products)
+    summary = product_upsert_many(tenant=tenant, products=products, batch_size=upsert_batch_size)
     job = CatalogJob(
         tenant=tenant,
         source=source,

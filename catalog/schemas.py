@@ -27,6 +27,7 @@ from pydantic import (
 
 from catalog.models import Product
 from vizochok.exceptions import InvalidInput
+from vizochok.text import escape_unstorable_text
 
 
 def _max_length(field_name: str) -> int:
@@ -230,7 +231,10 @@ _MESSAGES = {
 def _field_errors(exc: PydanticValidationError) -> list[FieldError]:
     errors = []
     for error in exc.errors(include_url=False):
-        field = ".".join(str(part) for part in error["loc"]) or NON_FIELD
+        # The path of an unknown field is the client's key, which may contain NUL or a
+        # surrogate that the job's errors column and the response could not store.
+        path = ".".join(str(part) for part in error["loc"])
+        field = escape_unstorable_text(path) or NON_FIELD
         message = _MESSAGES.get(error["type"])
         if message is None:
             message = error["msg"].removeprefix("Value error, ")

@@ -181,7 +181,22 @@ def _existing_rows(*, tenant: Tenant, skus: Iterable[str]) -> dict[str, dict[str
     return {row["sku"]: row for row in rows}
 
 
+def _lock_tenant_upserts(*, tenant: Tenant) -> None:
+    """Wait until no other upsert batch of ``tenant`` is open, and block new ones until commit.
+
+    Without this lock, two uploads of the same new SKUs both read no stored row, and both
+    counted the products as created. Only upsert batches take it, and each takes it before
+    any row lock, so it adds no lock order that could deadlock with other writes.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+            [f"catalog-upsert-tenant-{tenant.pk}"],
+        )
+
+
 def _upsert_batch(*, tenant: Tenant, products: Sequence[ProductInput]) -> UpsertSummary:
+    _lock_tenant_upserts(tenant=tenant)
     existing = _existing_rows(tenant=tenant, skus=(product.sku for product in products))
     unchanged = 0
     to_embed: list[int] = []
@@ -249,9 +264,8 @@ def product_upsert_many(
     Embeddings are kept as they are: a product whose content changed keeps its old vector
     until ``products_embed_pending`` replaces it.
 
-    The counts assume that no other upload for the tenant runs at the same time. With
-    concurrent uploads the stored rows are still right, but a product can be counted as
-    created by both.
+    Batches of one tenant run one after another, from the read of the stored rows to the
+    commit, so concurrent uploads count each product once as created.
     """
     summary = UpsertSummary()
     for batch in _batched(products_in_write_order(products), batch_size):

@@ -15,3 +15,21 @@ def is_storable_text(text: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+def _is_unstorable_character(character: str) -> bool:
+    return character == "\x00" or "\ud800" <= character <= "\udfff"
+
+
+def escape_unstorable_text(text: str) -> str:
+    """Return ``text`` with each NUL and surrogate written as a ``\\uXXXX`` escape.
+
+    Error messages that name a client's key pass it through this, so that the message can be
+    stored in PostgreSQL and encoded as UTF-8 in a response.
+    """
+    if is_storable_text(text):
+        return text
+    return "".join(
+        f"\\u{ord(character):04x}" if _is_unstorable_character(character) else character
+        for character in text
+    )

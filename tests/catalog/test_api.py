@@ -8,10 +8,12 @@ import json
 from datetime import datetime
 
 import pytest
+from django.db import DatabaseError
 from django.test import override_settings
 from procrastinate.contrib.django.models import ProcrastinateJob
 from rest_framework.test import APIClient
 
+from catalog import jobs, services
 from catalog.apis import MAX_PRODUCTS_PER_REQUEST, MAX_REQUEST_BYTES
 from catalog.jobs import catalog_job_run
 from catalog.models import CatalogJob, Product
@@ -128,6 +130,7 @@ def test_upload_enqueues_job_after_commit(
         ("is_active text", {"sku": "a", "name": "Молоко", "is_active": "maybe"}, 'products[1] (SKU "a"): is_active: Input should be a valid boolean, unable to interpret input.'),
         ("unknown field", {"sku": "a", "name": "Молоко", "price": 42}, 'products[1] (SKU "a"): price: Unknown field.'),
         ("NUL in name", {"sku": "a", "name": "Моло\x00ко"}, 'products[1] (SKU "a"): name: Text must not contain NUL (\\u0000) characters.'),
+        ("NUL in unknown field", {"sku": "a", "name": "Молоко", "pri\x00ce": 42}, 'products[1] (SKU "a"): pri\\u0000ce: Unknown field.'),
         ("not an object", "milk", "products[1]: Each product must be a JSON object."),
     ],
 )  # fmt: skip
@@ -165,6 +168,32 @@ def test_partial_batch_keeps_valid_products(tenant, server_client):
     ]
     assert (job.created, job.updated, job.unchanged) == (3, 0, 0)
     assert _skus(tenant) == ["bread-1", "kefir-1", "milk-1"]
+
+
+def test_failed_upload_writes_nothing(tenant, server_client, monkeypatch):
+    # More products than one default upsert batch, which would commit on its own.
+    products = [{"sku": f"p-{number:04d}", "name": "Молоко"} for number in range(600)]
+    upsert_batch = services._upsert_batch
+    batch_sizes = []
+
+    def record_batch(**kwargs):
+        batch_sizes.append(len(kwargs["products"]))
+        return upsert_batch(**kwargs)
+
+    def fail_job_save(job):
+        raise DatabaseError("The connection to the database was lost.")
+
+    monkeypatch.setattr(services, "_upsert_batch", record_batch)
+    monkeypatch.setattr(jobs, "_job_save", fail_job_save)
+
+    response = _put(server_client, products)
+
+    assert batch_sizes == [600]
+    assert response.status_code == 500
+    assert response.json()["code"] == "internal_error"
+    assert _skus(tenant) == []
+    assert CatalogJob.objects.count() == 0
+    assert ProcrastinateJob.objects.count() == 0
 
 
 def test_unstorable_attributes_reported_and_skipped(tenant, server_client):
@@ -379,6 +408,7 @@ def test_deactivated_product_leaves_search_at_once(tenant, server_client, embedd
         ("products null", '{"products": null}', 'The request body must be a JSON object with a "products" array.', {"products": ["Must be a JSON array."]}),
         ("unknown key", '{"products": [], "store_id": "1"}', 'The request body must be a JSON object with a "products" array.', {"store_id": ["Unknown field."]}),
         ("unknown key, no products", '{"items": []}', 'The request body must be a JSON object with a "products" array.', {"products": ["This field is required."], "items": ["Unknown field."]}),
+        ("unknown key with a surrogate", '{"products": [], "a\\ud800": 1}', 'The request body must be a JSON object with a "products" array.', {"a\\ud800": ["Unknown field."]}),
         ("empty products", '{"products": []}', "The products array is empty.", {"products": ["Must not be empty."]}),
     ],
 )  # fmt: skip

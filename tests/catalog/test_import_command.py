@@ -214,6 +214,17 @@ def test_import_csv_with_unnamed_columns(tenant, tmp_path):
     assert _skus(tenant) == ["kefir-1", "milk-1"]
 
 
+def test_import_escapes_nul_in_ignored_field(tenant, tmp_path):
+    lines = b'{"sku": "milk-1", "name": "Milk", "pri\\u0000ce": 1, "\\ud800": 2}\n'
+    path = _write(tmp_path, "products.jsonl", lines)
+
+    stdout, stderr = _import(path, "--tenant", "shop-a", "--no-embed")
+
+    assert stdout.splitlines()[1] == "Created: 1, updated: 0, unchanged: 0, rejected: 0."
+    assert stderr == "Ignored fields that are not product fields: pri\\u0000ce, \\ud800.\n"
+    assert _skus(tenant) == ["milk-1"]
+
+
 def test_import_does_not_touch_other_tenant(tenant, other_tenant):
     _import(str(DATA_DIR / "products.jsonl"), "--tenant", "shop-b", "--no-embed")
 

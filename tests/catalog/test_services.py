@@ -78,8 +78,9 @@ def test_upsert_creates_products(tenant):
     assert summary.updated == 0
     assert summary.unchanged == 0
     assert sorted(summary.to_embed) == sorted(product.pk for product in products.values())
-    # The UPDATE increments the tenant's catalog version.
-    assert _statements(context) == ["SELECT", "INSERT", "UPDATE"]
+    # The first SELECT takes the lock of the tenant's upserts, the second reads the stored
+    # rows, and the UPDATE increments the tenant's catalog version.
+    assert _statements(context) == ["SELECT", "SELECT", "INSERT", "UPDATE"]
     milk = products["milk-1"]
     assert milk.name == "Молоко Яготинське 2,6% 900 г"
     assert milk.weight == 900.0
@@ -101,7 +102,8 @@ def test_upsert_identical_input_writes_nothing(tenant, embedder):
 
     after = {row["sku"]: row for row in Product.objects.filter(tenant=tenant).values()}
     assert summary == UpsertSummary(created=0, updated=0, unchanged=2, to_embed=[])
-    assert _statements(context) == ["SELECT"]
+    # The lock of the tenant's upserts and the read of the stored rows.
+    assert _statements(context) == ["SELECT", "SELECT"]
     assert embedded == 0
     assert rerun_embedder.passage_calls == 0
     for sku in ("milk-1", "kefir-1"):
@@ -184,7 +186,8 @@ def test_upsert_batches_statements(tenant):
         summary = product_upsert_many(tenant=tenant, products=products, batch_size=2)
 
     assert summary.created == 5
-    assert _statements(context) == ["SELECT", "INSERT", "UPDATE"] * 3
+    # Per batch: the lock of the tenant's upserts, the stored rows, the upsert, the version.
+    assert _statements(context) == ["SELECT", "SELECT", "INSERT", "UPDATE"] * 3
 
 
 @pytest.mark.django_db(transaction=True)
@@ -242,6 +245,43 @@ def test_upsert_locks_rows_in_sku_order(tenant):
     assert waiting
     assert kefir_locked_by_upsert
     assert upsert_errors == []
+    assert Product.objects.get(tenant=tenant, sku="milk-1").name == "Молоко 3,2%"
+    assert Product.objects.get(tenant=tenant, sku="kefir-1").name == "Кефір 1%"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_upserts_count_created_once(tenant):
+    """Two uploads of the same new SKUs at the same time both read no stored row, and both
+    counted the products as created. The second upload now reads after the first commits.
+    """
+    second_pids: list[int] = []
+    second_summaries: list[UpsertSummary] = []
+    second_errors: list[Exception] = []
+
+    def upsert_second():
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_backend_pid()")
+                second_pids.append(cursor.fetchone()[0])
+            changed = _inputs({**MILK, "name": "Молоко 3,2%"}, {**KEFIR, "name": "Кефір 1%"})
+            second_summaries.append(product_upsert_many(tenant=tenant, products=changed))
+        except Exception as error:
+            second_errors.append(error)
+        finally:
+            connections.close_all()
+
+    second = threading.Thread(target=upsert_second)
+    with transaction.atomic(), connection.cursor() as cursor:
+        first_summary = product_upsert_many(tenant=tenant, products=_inputs(MILK, KEFIR))
+        second.start()
+        second_waited = _is_waiting_for_lock(cursor, second_pids)
+    second.join(timeout=30)
+
+    assert second_waited
+    assert second_errors == []
+    assert (first_summary.created, first_summary.updated) == (2, 0)
+    assert len(second_summaries) == 1
+    assert (second_summaries[0].created, second_summaries[0].updated) == (0, 2)
     assert Product.objects.get(tenant=tenant, sku="milk-1").name == "Молоко 3,2%"
     assert Product.objects.get(tenant=tenant, sku="kefir-1").name == "Кефір 1%"
 

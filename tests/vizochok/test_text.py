@@ -2,7 +2,7 @@
 
 import pytest
 
-from vizochok.text import is_storable_text
+from vizochok.text import escape_unstorable_text, is_storable_text
 
 
 @pytest.mark.parametrize("text", ["", "Молоко 2,5%", "milk \U0001f95b", "tab\tand\nnewline"])
@@ -15,3 +15,18 @@ def test_storable_text(text):
 )
 def test_unstorable_text(text):
     assert is_storable_text(text) is False
+
+
+@pytest.mark.parametrize(
+    ("text", "escaped"),
+    [
+        ("Молоко 2,5%", "Молоко 2,5%"),
+        ("pri\x00ce", "pri\\u0000ce"),
+        ("half \ud83d", "half \\ud83d"),
+        ("pair \ud83d\udd5b", "pair \\ud83d\\udd5b"),
+        ("milk \U0001f95b\x00", "milk \U0001f95b\\u0000"),
+    ],
+)
+def test_escape_unstorable_text(text, escaped):
+    assert escape_unstorable_text(text) == escaped
+    assert is_storable_text(escape_unstorable_text(text)) is True
