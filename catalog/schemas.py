@@ -121,6 +121,15 @@ class ProductInput(BaseModel):
             raise ValueError("Input should be a finite number")
         return value
 
+    # Pydantic reads true and false as 1.0 and 0.0 for a float field, and a weight of
+    # true is a client bug rather than a measurement.
+    @field_validator("weight", "volume", mode="before")
+    @classmethod
+    def _reject_boolean(cls, value: Any) -> Any:
+        if isinstance(value, bool):
+            raise ValueError("Input should be a number, not a boolean")
+        return value
+
     @field_validator(
         "sku", "name", "category_path", "brand", "description", "ingredients", "country",
         "unit", "image_url", "barcode",

@@ -130,6 +130,16 @@ def _nested(depth: int) -> dict:
             id="volume_not_a_number",
         ),
         pytest.param(
+            {"sku": "a", "name": "x", "weight": True},
+            [FieldError("weight", "Input should be a number, not a boolean.")],
+            id="weight_boolean",
+        ),
+        pytest.param(
+            {"sku": "a", "name": "x", "volume": False},
+            [FieldError("volume", "Input should be a number, not a boolean.")],
+            id="volume_boolean",
+        ),
+        pytest.param(
             {"sku": "a", "name": "x", "weight": float("nan")},
             [FieldError("weight", "Input should be a finite number.")],
             id="weight_nan",
