@@ -81,10 +81,14 @@ COMPLETED_EVENT = "webhooks.egress.completed"
 _READ_CHUNK_BYTES = 64 * 1024
 _CONTENT_LENGTH_PATTERN = re.compile(r"[0-9]+")
 # Errors that mean the server's bytes were not valid HTTP, or ended before the response did.
+# urllib3 raises InvalidHeader for Content-Length headers with different values, and
+# requests wraps it in its own InvalidHeader.
 _PROTOCOL_ERRORS = (
     http.client.HTTPException,
     urllib3.exceptions.ProtocolError,
     urllib3.exceptions.DecodeError,
+    urllib3.exceptions.InvalidHeader,
+    requests.exceptions.InvalidHeader,
 )
 
 
@@ -323,6 +327,8 @@ def _exchange(
         urllib3.exceptions.ProtocolError,
         urllib3.exceptions.SSLError,
         urllib3.exceptions.DecodeError,
+        urllib3.exceptions.InvalidHeader,
+        requests.exceptions.InvalidHeader,
     ) as error:
         translated = _translate_error(error, validated, deadline=deadline, timeout=timeout)
         if not deadline.expired and _failed_to_connect(error):
@@ -448,7 +454,7 @@ def _cause(error: BaseException) -> str:
     server sent, so it is shown as a shortened repr.
     """
     for item in reversed(list(_linked_errors(error))):
-        if isinstance(item, http.client.HTTPException):
+        if isinstance(item, http.client.HTTPException | urllib3.exceptions.InvalidHeader):
             return repr(item)[:200]
         if isinstance(item, OSError) and str(item):
             return str(item)

@@ -765,6 +765,28 @@ def test_send_reports_truncated_body(start_server: StartServer) -> None:
     assert "IncompleteRead" in raised.value.message
 
 
+def test_send_reports_conflicting_content_lengths(start_server: StartServer) -> None:
+    # given: two Content-Length headers that disagree, which urllib3 rejects
+    server = start_server(
+        lambda handler: handler.send_bytes(
+            b"HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 2\r\nContent-Length: 5\r\n\r\n{}"
+        )
+    )
+
+    # when
+    with pytest.raises(EgressConnectionError) as raised:
+        send("POST", server.url(), policy=LOCAL_POLICY, body=b"{}", timeout=1)
+
+    # then
+    assert raised.value.code == EgressErrorCode.PROTOCOL_ERROR
+    assert raised.value.message == (
+        f"response from {server.url()} was malformed or broke off: InvalidHeader("
+        "'Content-Length contained multiple unmatching values (2, 5)')"
+    )
+    assert server.log.connections == 1
+
+
 # Connection reuse and concurrency
 
 
