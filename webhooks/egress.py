@@ -553,8 +553,33 @@ def _watch_socket(sock: socket.socket | None) -> None:
         deadline.watch(sock)
 
 
+class _FinalHTTPResponse(http.client.HTTPResponse):
+    """An http.client response that skips every interim 1xx response before the final one.
+
+    http.client skips only 100 Continue. It took a 103 Early Hints as the final response
+    and left the real one on the pooled connection, where the next request read it. This
+    overrides ``_read_status``, a private method of http.client (CPython 3.11), which
+    ``begin()`` calls for each status line.
+    """
+
+    def _read_status(self) -> tuple[str, int, str]:
+        while True:
+            version, status, reason = super()._read_status()  # type: ignore[misc]
+            if status == http.client.SWITCHING_PROTOCOLS:
+                # The connection no longer speaks HTTP, so it must not go back to the pool.
+                raise http.client.HTTPException(
+                    "the server switched protocols (HTTP 101), which no webhook request asks for"
+                )
+            # begin() itself skips a 100 Continue.
+            if status == http.client.CONTINUE or not 100 <= status <= 199:
+                return version, status, reason
+            http.client.parse_headers(self.fp)
+
+
 class _DeadlineHTTPConnection(HTTPConnection):
     """An HTTP connection whose socket the current request's deadline can shut down."""
+
+    response_class = _FinalHTTPResponse
 
     def _new_conn(self) -> socket.socket:
         # A new TCP socket is watched before the TLS handshake starts on it.

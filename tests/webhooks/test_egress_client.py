@@ -790,6 +790,48 @@ def test_send_reports_conflicting_content_lengths(start_server: StartServer) -> 
 # Connection reuse and concurrency
 
 
+def test_send_skips_early_hints_on_reused_connection(start_server: StartServer) -> None:
+    # given: a 103 Early Hints, then, after a pause, the final response naming the path
+    def early_hints_then_path(handler: RecordingHandler) -> None:
+        handler.send_bytes(b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>\r\n\r\n")
+        time.sleep(0.2)
+        body = handler.path.encode()
+        handler.send_bytes(
+            b"HTTP/1.1 200 OK\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+        )
+
+    server = start_server(early_hints_then_path, protocol_version="HTTP/1.1")
+
+    # when
+    first = send("GET", server.url("/first"), policy=LOCAL_POLICY, timeout=2)
+    second = send("GET", server.url("/second"), policy=LOCAL_POLICY, timeout=2)
+
+    # then: each request gets its own final response over the one kept-alive connection
+    assert first.status_code == 200
+    assert first.body == b"/first"
+    assert second.status_code == 200
+    assert second.body == b"/second"
+    assert server.log.connections == 1
+
+
+def test_send_rejects_unrequested_protocol_switch(start_server: StartServer) -> None:
+    # given
+    server = start_server(
+        lambda handler: handler.send_bytes(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n"
+        ),
+        protocol_version="HTTP/1.1",
+    )
+
+    # when
+    with pytest.raises(EgressConnectionError) as raised:
+        send("GET", server.url(), policy=LOCAL_POLICY, timeout=1)
+
+    # then
+    assert raised.value.code == EgressErrorCode.PROTOCOL_ERROR
+    assert "HTTP 101" in raised.value.message
+
+
 def test_send_reuses_connection_for_same_address(start_server: StartServer) -> None:
     # given
     server = start_server(respond(), protocol_version="HTTP/1.1")
