@@ -40,6 +40,7 @@ from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.util.response import assert_header_parsing
 
 from webhooks.urls_policy import (
     DEFAULT_CONNECT_TIMEOUT,
@@ -554,13 +555,24 @@ def _watch_socket(sock: socket.socket | None) -> None:
 
 
 class _FinalHTTPResponse(http.client.HTTPResponse):
-    """An http.client response that skips every interim 1xx response before the final one.
+    """An http.client response that skips interim 1xx responses and rejects malformed headers.
 
     http.client skips only 100 Continue. It took a 103 Early Hints as the final response
     and left the real one on the pooled connection, where the next request read it. This
     overrides ``_read_status``, a private method of http.client (CPython 3.11), which
     ``begin()`` calls for each status line.
     """
+
+    def begin(self) -> None:
+        super().begin()
+        # urllib3 only logs malformed headers, in a warning that contains the whole URL with
+        # its query string, and then reads the body from a misparsed response.
+        try:
+            assert_header_parsing(self.msg)
+        except urllib3.exceptions.HeaderParsingError as error:
+            raise http.client.HTTPException(
+                f"the response headers are malformed: {error}"
+            ) from error
 
     def _read_status(self) -> tuple[str, int, str]:
         while True:

@@ -814,6 +814,39 @@ def test_send_skips_early_hints_on_reused_connection(start_server: StartServer) 
     assert server.log.connections == 1
 
 
+def test_send_rejects_malformed_header_line(
+    start_server: StartServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    # given: a header line without a colon, after which the other headers are not parsed
+    server = start_server(
+        lambda handler: handler.send_bytes(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nnot a header\r\n"
+            b"Content-Length: 2\r\n\r\n{}"
+        ),
+        protocol_version="HTTP/1.1",
+    )
+    # settings.py gives the root logger, which urllib3's records reach, the level WARNING.
+    caplog.set_level(logging.WARNING)
+
+    # when
+    with pytest.raises(EgressConnectionError) as raised:
+        send(
+            "GET",
+            server.url("/cart?token=merchant-token"),
+            policy=LOCAL_POLICY,
+            params={"session_id": "shopper-1"},
+            timeout=2,
+        )
+
+    # then: a protocol error at once, not a body read until the timeout
+    assert raised.value.code == EgressErrorCode.PROTOCOL_ERROR
+    assert "the response headers are malformed" in raised.value.message
+    # urllib3 would log a warning with the whole URL, query string included.
+    assert [record for record in caplog.records if record.name.startswith("urllib3")] == []
+    assert "merchant-token" not in caplog.text
+    assert "shopper-1" not in caplog.text
+
+
 def test_send_rejects_unrequested_protocol_switch(start_server: StartServer) -> None:
     # given
     server = start_server(
