@@ -66,6 +66,10 @@ logger = logging.getLogger(__name__)
 # The reason of a cart result when the merchant responded with {"ok": false} and no reason.
 UNKNOWN_CART_REASON = "unknown"
 
+# Bounds of the one log line about a response's dropped items.
+MAX_LOGGED_DROP_REASONS = 10
+MAX_LOGGED_REASON_LENGTH = 200
+
 
 class CartAction(StrEnum):
     ADD = "add"
@@ -156,11 +160,24 @@ def configured_url(webhook_settings: WebhookSettings | None, kind: WebhookKind) 
 
 
 def _log_dropped(*, tenant: Tenant, kind: WebhookKind, dropped: list[str]) -> None:
-    for reason in dropped:
-        logger.warning(
-            "webhooks.response.item_dropped",
-            extra={"tenant_id": tenant.pk, "kind": str(kind), "reason": reason},
-        )
+    """Log a response's dropped items in one line: their count and the first few reasons.
+
+    A response within the size limit can drop over 100,000 items, and a reason quotes the
+    merchant's SKU, so one line per item would flood the logs.
+    """
+    if not dropped:
+        return
+    logger.warning(
+        "webhooks.response.item_dropped",
+        extra={
+            "tenant_id": tenant.pk,
+            "kind": str(kind),
+            "dropped_count": len(dropped),
+            "reasons": [
+                reason[:MAX_LOGGED_REASON_LENGTH] for reason in dropped[:MAX_LOGGED_DROP_REASONS]
+            ],
+        },
+    )
 
 
 def products_call(

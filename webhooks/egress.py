@@ -40,6 +40,7 @@ from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.util.response import assert_header_parsing
 
 from webhooks.urls_policy import (
     DEFAULT_CONNECT_TIMEOUT,
@@ -81,10 +82,14 @@ COMPLETED_EVENT = "webhooks.egress.completed"
 _READ_CHUNK_BYTES = 64 * 1024
 _CONTENT_LENGTH_PATTERN = re.compile(r"[0-9]+")
 # Errors that mean the server's bytes were not valid HTTP, or ended before the response did.
+# urllib3 raises InvalidHeader for Content-Length headers with different values, and
+# requests wraps it in its own InvalidHeader.
 _PROTOCOL_ERRORS = (
     http.client.HTTPException,
     urllib3.exceptions.ProtocolError,
     urllib3.exceptions.DecodeError,
+    urllib3.exceptions.InvalidHeader,
+    requests.exceptions.InvalidHeader,
 )
 
 
@@ -323,6 +328,8 @@ def _exchange(
         urllib3.exceptions.ProtocolError,
         urllib3.exceptions.SSLError,
         urllib3.exceptions.DecodeError,
+        urllib3.exceptions.InvalidHeader,
+        requests.exceptions.InvalidHeader,
     ) as error:
         translated = _translate_error(error, validated, deadline=deadline, timeout=timeout)
         if not deadline.expired and _failed_to_connect(error):
@@ -448,7 +455,7 @@ def _cause(error: BaseException) -> str:
     server sent, so it is shown as a shortened repr.
     """
     for item in reversed(list(_linked_errors(error))):
-        if isinstance(item, http.client.HTTPException):
+        if isinstance(item, http.client.HTTPException | urllib3.exceptions.InvalidHeader):
             return repr(item)[:200]
         if isinstance(item, OSError) and str(item):
             return str(item)
@@ -547,8 +554,44 @@ def _watch_socket(sock: socket.socket | None) -> None:
         deadline.watch(sock)
 
 
+class _FinalHTTPResponse(http.client.HTTPResponse):
+    """An http.client response that skips interim 1xx responses and rejects malformed headers.
+
+    http.client skips only 100 Continue. It took a 103 Early Hints as the final response
+    and left the real one on the pooled connection, where the next request read it. This
+    overrides ``_read_status``, a private method of http.client (CPython 3.11), which
+    ``begin()`` calls for each status line.
+    """
+
+    def begin(self) -> None:
+        super().begin()
+        # urllib3 only logs malformed headers, in a warning that contains the whole URL with
+        # its query string, and then reads the body from a misparsed response.
+        try:
+            assert_header_parsing(self.msg)
+        except urllib3.exceptions.HeaderParsingError as error:
+            raise http.client.HTTPException(
+                f"the response headers are malformed: {error}"
+            ) from error
+
+    def _read_status(self) -> tuple[str, int, str]:
+        while True:
+            version, status, reason = super()._read_status()  # type: ignore[misc]
+            if status == http.client.SWITCHING_PROTOCOLS:
+                # The connection no longer speaks HTTP, so it must not go back to the pool.
+                raise http.client.HTTPException(
+                    "the server switched protocols (HTTP 101), which no webhook request asks for"
+                )
+            # begin() itself skips a 100 Continue.
+            if status == http.client.CONTINUE or not 100 <= status <= 199:
+                return version, status, reason
+            http.client.parse_headers(self.fp)
+
+
 class _DeadlineHTTPConnection(HTTPConnection):
     """An HTTP connection whose socket the current request's deadline can shut down."""
+
+    response_class = _FinalHTTPResponse
 
     def _new_conn(self) -> socket.socket:
         # A new TCP socket is watched before the TLS handshake starts on it.

@@ -72,6 +72,16 @@ def slow(seconds: float, then=None):
     return behaviour
 
 
+def conflicting_content_lengths(handler: RecordingHandler) -> None:
+    """Respond 200 with two Content-Length headers that disagree."""
+    handler.send_response(200)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", "2")
+    handler.send_header("Content-Length", "5")
+    handler.end_headers()
+    handler.send_bytes(b"{}")
+
+
 def connection_reset(handler: RecordingHandler) -> None:
     """Close the socket with a TCP RST instead of answering."""
     handler.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))

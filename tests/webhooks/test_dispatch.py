@@ -310,6 +310,26 @@ def test_invalid_product_items_are_dropped_and_valid_ones_kept(
     assert result.available == {"a": LiveProduct(sku="a", price=10.0, in_stock=True)}
 
 
+def test_dropped_items_logged_in_one_line(tenant, local_webhooks, start_server, caplog):
+    # About 230 KiB, within the 256 KiB response limit.
+    long_sku = "x" * 250
+    items = [{"sku": long_sku, "price": 1, "in_stock": True}] * 800
+    items.append({"sku": "a", "price": 12.5, "in_stock": True})
+    point_webhooks_at(tenant, start_server(json_reply(200, {"products": items})))
+    caplog.set_level(logging.WARNING, logger="webhooks")
+
+    result = products_fetch(tenant=tenant, skus=["a"], store_id="store-1")
+
+    assert result.available == {"a": LiveProduct(sku="a", price=12.5, in_stock=True)}
+    [record] = [r for r in caplog.records if r.getMessage() == "webhooks.response.item_dropped"]
+    assert record.tenant_id == tenant.pk
+    assert record.kind == "products"
+    assert record.dropped_count == 800
+    assert len(record.reasons) == 10
+    assert record.reasons[0] == f"item 0: sku {long_sku!r} was not requested"[:200]
+    assert all(len(reason) == 200 for reason in record.reasons)
+
+
 def test_unconfigured_webhooks_send_nothing(tenant, local_webhooks):
     webhook_settings = tenant.webhook_settings
     webhook_settings.products_url = webhook_settings.cart_url = webhook_settings.cart_get_url = ""

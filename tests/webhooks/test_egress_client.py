@@ -765,7 +765,104 @@ def test_send_reports_truncated_body(start_server: StartServer) -> None:
     assert "IncompleteRead" in raised.value.message
 
 
+def test_send_reports_conflicting_content_lengths(start_server: StartServer) -> None:
+    # given: two Content-Length headers that disagree, which urllib3 rejects
+    server = start_server(
+        lambda handler: handler.send_bytes(
+            b"HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 2\r\nContent-Length: 5\r\n\r\n{}"
+        )
+    )
+
+    # when
+    with pytest.raises(EgressConnectionError) as raised:
+        send("POST", server.url(), policy=LOCAL_POLICY, body=b"{}", timeout=1)
+
+    # then
+    assert raised.value.code == EgressErrorCode.PROTOCOL_ERROR
+    assert raised.value.message == (
+        f"response from {server.url()} was malformed or broke off: InvalidHeader("
+        "'Content-Length contained multiple unmatching values (2, 5)')"
+    )
+    assert server.log.connections == 1
+
+
 # Connection reuse and concurrency
+
+
+def test_send_skips_early_hints_on_reused_connection(start_server: StartServer) -> None:
+    # given: a 103 Early Hints, then, after a pause, the final response naming the path
+    def early_hints_then_path(handler: RecordingHandler) -> None:
+        handler.send_bytes(b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>\r\n\r\n")
+        time.sleep(0.2)
+        body = handler.path.encode()
+        handler.send_bytes(
+            b"HTTP/1.1 200 OK\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+        )
+
+    server = start_server(early_hints_then_path, protocol_version="HTTP/1.1")
+
+    # when
+    first = send("GET", server.url("/first"), policy=LOCAL_POLICY, timeout=2)
+    second = send("GET", server.url("/second"), policy=LOCAL_POLICY, timeout=2)
+
+    # then: each request gets its own final response over the one kept-alive connection
+    assert first.status_code == 200
+    assert first.body == b"/first"
+    assert second.status_code == 200
+    assert second.body == b"/second"
+    assert server.log.connections == 1
+
+
+def test_send_rejects_malformed_header_line(
+    start_server: StartServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    # given: a header line without a colon, after which the other headers are not parsed
+    server = start_server(
+        lambda handler: handler.send_bytes(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nnot a header\r\n"
+            b"Content-Length: 2\r\n\r\n{}"
+        ),
+        protocol_version="HTTP/1.1",
+    )
+    # settings.py gives the root logger, which urllib3's records reach, the level WARNING.
+    caplog.set_level(logging.WARNING)
+
+    # when
+    with pytest.raises(EgressConnectionError) as raised:
+        send(
+            "GET",
+            server.url("/cart?token=merchant-token"),
+            policy=LOCAL_POLICY,
+            params={"session_id": "shopper-1"},
+            timeout=2,
+        )
+
+    # then: a protocol error at once, not a body read until the timeout
+    assert raised.value.code == EgressErrorCode.PROTOCOL_ERROR
+    assert "the response headers are malformed" in raised.value.message
+    # urllib3 would log a warning with the whole URL, query string included.
+    assert [record for record in caplog.records if record.name.startswith("urllib3")] == []
+    assert "merchant-token" not in caplog.text
+    assert "shopper-1" not in caplog.text
+
+
+def test_send_rejects_unrequested_protocol_switch(start_server: StartServer) -> None:
+    # given
+    server = start_server(
+        lambda handler: handler.send_bytes(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n"
+        ),
+        protocol_version="HTTP/1.1",
+    )
+
+    # when
+    with pytest.raises(EgressConnectionError) as raised:
+        send("GET", server.url(), policy=LOCAL_POLICY, timeout=1)
+
+    # then
+    assert raised.value.code == EgressErrorCode.PROTOCOL_ERROR
+    assert "HTTP 101" in raised.value.message
 
 
 def test_send_reuses_connection_for_same_address(start_server: StartServer) -> None:

@@ -20,6 +20,7 @@ from tests.conversations.chat import reply_text, send
 from tests.conversations.shop_data import CATALOG, SESSION_ID, STORE_ID
 from tests.factories import ConversationFactory
 from tests.webhooks.behaviours import (
+    conflicting_content_lengths,
     connection_reset,
     json_reply,
     point_webhooks_at,
@@ -80,6 +81,7 @@ def _rows(kind: str) -> list[Row]:
         Row("malformed JSON", raw_reply(200, b'{"products": [{"sku": "a",'), [(1, "invalid_response", 200, "invalid_json")], FailureReason.ERROR),
         Row("1 MiB body", raw_reply(200, b"[" + b"0," * (ONE_MIB // 2) + b"0]"), [(1, "invalid_response", None, "response_too_large")], FailureReason.ERROR),
         Row("connection reset", connection_reset, [(1, "connection_error", None, "connection_reset")], FailureReason.ERROR),
+        Row("conflicting Content-Length", conflicting_content_lengths, [(1, "connection_error", None, "protocol_error")], FailureReason.ERROR),
         Row("empty body", raw_reply(200, b""), [(1, "invalid_response", 200, "invalid_json")], FailureReason.ERROR),
         Row("deeply nested JSON", raw_reply(200, DEEPLY_NESTED_JSON), [(1, "invalid_response", 200, "invalid_json")], FailureReason.ERROR),
         Row("HTML error page", raw_reply(502, HTML_ERROR_PAGE, "text/html"), [(1, "http_error", 502, "http_502"), (2, "http_error", 502, "http_502")], FailureReason.ERROR),

@@ -74,8 +74,10 @@ func Verify(secret string, body []byte, header http.Header, now time.Time) strin
 	if err != nil {
 		return "malformed_timestamp"
 	}
-	skew := now.Unix() - signedAt
-	if skew > ToleranceSeconds || skew < -ToleranceSeconds {
+	// now.Unix() would drop the fraction of a second and accept a request 300.9 s old.
+	// Sub saturates instead of overflowing for a timestamp centuries away.
+	skew := now.Sub(time.Unix(signedAt, 0))
+	if skew > ToleranceSeconds*time.Second || skew < -ToleranceSeconds*time.Second {
 		return "stale_timestamp"
 	}
 

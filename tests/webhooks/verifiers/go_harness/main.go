@@ -5,6 +5,7 @@ package main
 import (
 	"encoding/base64"
 	"encoding/json"
+	"math"
 	"net/http"
 	"os"
 	"time"
@@ -16,7 +17,7 @@ type testCase struct {
 	Secret     string            `json:"secret"`
 	BodyBase64 string            `json:"body_base64"`
 	Headers    map[string]string `json:"headers"`
-	Now        int64             `json:"now"`
+	Now        float64           `json:"now"`
 }
 
 func main() {
@@ -34,7 +35,9 @@ func main() {
 		for name, value := range current.Headers {
 			header.Set(name, value)
 		}
-		reason := webhooksig.Verify(current.Secret, body, header, time.Unix(current.Now, 0))
+		seconds, fraction := math.Modf(current.Now)
+		now := time.Unix(int64(seconds), int64(fraction*1e9))
+		reason := webhooksig.Verify(current.Secret, body, header, now)
 		if reason != "" {
 			reasons[index] = &reason
 		}
