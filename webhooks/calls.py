@@ -241,6 +241,10 @@ class WebhookCall:
         except egress.UnsafeURLError as error:
             return _failed(FailureReason.ERROR, WebhookDelivery.Outcome.BLOCKED, error)
         except egress.ResponseTooLarge as error:
+            if error.status_code != 200:
+                # Only a 200 body is used, so an error page's size does not matter. A large
+                # 503 page is a 503, and is retried like one.
+                return _http_error(error.status_code, response_bytes=error.bytes_read)
             return _failed(
                 FailureReason.ERROR,
                 WebhookDelivery.Outcome.INVALID_RESPONSE,
@@ -270,15 +274,7 @@ class WebhookCall:
 
         status = response.status_code
         if status != 200:
-            message = f"the merchant responded with HTTP {status}, but only 200 is a success"
-            if 300 <= status <= 399:
-                message += ", and redirects are never followed"
-            return invalid(
-                WebhookDelivery.Outcome.HTTP_ERROR,
-                f"http_{status}",
-                message,
-                retryable=500 <= status <= 599,
-            )
+            return _http_error(status, response=response, response_bytes=len(response.body))
         content_type = response.headers.get("Content-Type", "")
         if content_type.split(";")[0].strip().lower() != "application/json":
             return invalid(
@@ -354,6 +350,27 @@ class WebhookCall:
             response_bytes=response_bytes,
             is_test=self.is_test,
         )
+
+
+def _http_error(
+    status: int, *, response: egress.EgressResponse | None = None, response_bytes: int
+) -> _Attempt:
+    """Build the failed attempt of a response whose status is not 200. A 5xx is retryable."""
+    message = f"the merchant responded with HTTP {status}, but only 200 is a success"
+    if 300 <= status <= 399:
+        message += ", and redirects are never followed"
+    return _Attempt(
+        outcome=CallOutcome(
+            failure=FailureReason.ERROR,
+            status_code=status,
+            error_code=f"http_{status}",
+            error_message=message,
+            response=response,
+        ),
+        record_outcome=WebhookDelivery.Outcome.HTTP_ERROR,
+        retryable=500 <= status <= 599,
+        response_bytes=response_bytes,
+    )
 
 
 def _failed(

@@ -117,12 +117,14 @@ class ResponseTooLarge(EgressError):
 
     ``bytes_read`` is how many body bytes were read before giving up: 0 when the
     Content-Length header already exceeded the limit, otherwise ``limit + 1``.
+    ``status_code`` is the status of the response whose body was too large.
     """
 
-    def __init__(self, message: str, *, limit: int, bytes_read: int) -> None:
+    def __init__(self, message: str, *, limit: int, bytes_read: int, status_code: int) -> None:
         super().__init__(EgressErrorCode.RESPONSE_TOO_LARGE, message)
         self.limit = limit
         self.bytes_read = bytes_read
+        self.status_code = status_code
 
 
 @dataclass(frozen=True, slots=True)
@@ -375,6 +377,7 @@ def _read_body(response: requests.Response, *, limit: int) -> bytes:
             f"response declares {declared} bytes, more than the limit of {limit}",
             limit=limit,
             bytes_read=0,
+            status_code=response.status_code,
         )
 
     raw: urllib3.BaseHTTPResponse = response.raw
@@ -389,6 +392,7 @@ def _read_body(response: requests.Response, *, limit: int) -> bytes:
                 f"response body is larger than the limit of {limit} bytes",
                 limit=limit,
                 bytes_read=len(body),
+                status_code=response.status_code,
             )
 
 

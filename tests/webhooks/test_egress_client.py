@@ -482,6 +482,7 @@ def test_send_rejects_declared_length_over_limit(start_server: StartServer) -> N
     assert raised.value.code == EgressErrorCode.RESPONSE_TOO_LARGE
     assert raised.value.limit == 256 * 1024
     assert raised.value.bytes_read == 0
+    assert raised.value.status_code == 200
 
 
 def test_send_stops_reading_at_limit(start_server: StartServer) -> None:

@@ -80,6 +80,8 @@ def _rows(kind: str) -> list[Row]:
         Row("301 to metadata", redirect("http://169.254.169.254/latest/meta-data/"), [(1, "http_error", 301, "http_301")], FailureReason.ERROR),
         Row("malformed JSON", raw_reply(200, b'{"products": [{"sku": "a",'), [(1, "invalid_response", 200, "invalid_json")], FailureReason.ERROR),
         Row("1 MiB body", raw_reply(200, b"[" + b"0," * (ONE_MIB // 2) + b"0]"), [(1, "invalid_response", None, "response_too_large")], FailureReason.ERROR),
+        Row("1 MiB 503 page", raw_reply(503, b"x" * ONE_MIB, "text/html"), [(1, "http_error", 503, "http_503"), (2, "http_error", 503, "http_503")], FailureReason.ERROR),
+        Row("1 MiB 404 page", raw_reply(404, b"x" * ONE_MIB, "text/html"), [(1, "http_error", 404, "http_404")], FailureReason.ERROR),
         Row("connection reset", connection_reset, [(1, "connection_error", None, "connection_reset")], FailureReason.ERROR),
         Row("conflicting Content-Length", conflicting_content_lengths, [(1, "connection_error", None, "protocol_error")], FailureReason.ERROR),
         Row("empty body", raw_reply(200, b""), [(1, "invalid_response", 200, "invalid_json")], FailureReason.ERROR),
