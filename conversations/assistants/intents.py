@@ -24,6 +24,8 @@ class IntentKind(StrEnum):
     SHOW_CART = "show_cart"
     HELP = "help"
     THANKS = "thanks"
+    # A cart command the shopper negated ("не додавай хліб", "don't add it"): nothing changes.
+    NEGATED = "negated"
 
 
 @dataclass(frozen=True)
@@ -198,13 +200,15 @@ HALF_KILO_WORDS = frozenset({"півкіло", "півкілограма", "по
 ONE_UNIT_WORDS = _word_set("кіло кило kilo кілограм килограмм kilogram літр литр liter litre")
 
 ADD_VERBS = _word_set(
-    """додай додайте додати додам додаси додавай поклади покладіть покласти візьми візьміть
-    візьму беру купи купіть куплю купити закинь кинь добавь добавьте добавить положи положите
-    возьми возьмите возьму постав поставте поставь add put buy take grab"""
+    """додай додайте додати додам додаси додавай додавайте поклади покладіть покласти клади
+    кладіть візьми візьміть візьму беру бери купи купіть куплю купити купуй купуйте закинь
+    кинь добавь добавьте добавить добавляй добавляйте положи положите кладите возьми
+    возьмите возьму берите покупай постав поставте поставь add put buy take grab"""
 )
 REMOVE_VERBS = _word_set(
-    """видали видаліть видалити видаляй прибери приберіть прибрати забери заберіть вилучи
-    вийми викинь удали удалите удалить убери уберите убрать выкинь remove delete drop"""
+    """видали видаліть видалити видаляй видаляйте прибери приберіть прибрати прибирай
+    прибирайте забери заберіть вилучи вийми викинь удали удалите удалить удаляй удаляйте
+    убери уберите убрать убирай убирайте выкинь remove delete drop"""
 )
 CLEAR_VERBS = _word_set("очисти очистіть очистити очисть спорожни очистите empty clear reset")
 # "зменш на 1" and "збільш на 2" change a quantity by an amount: they take it off or add it.
@@ -218,8 +222,9 @@ NEW_AMOUNT_PREPOSITIONS = TARGET_PREPOSITIONS | {"на"}
 AMOUNT_PREPOSITIONS = NEW_AMOUNT_PREPOSITIONS | {"by"}
 SET_VERBS = (
     _word_set(
-        """зміни змініть змінити зроби зробіть встанови встановіть поміняй измени измените
-        изменить сделай сделайте установи поменяй set change make update"""
+        """зміни змініть змінити змінюй зроби зробіть встанови встановіть поміняй міняй
+        измени измените изменить изменяй меняй сделай сделайте установи поменяй set change
+        make update"""
     )
     | DECREASE_VERBS
     | INCREASE_VERBS
@@ -247,6 +252,9 @@ HELP_WORDS = _word_set(
     "допомога допоможи допоможіть вмієш можеш помощь помоги умеешь можешь help can"
 )
 THANKS_WORDS = _word_set("дякую дякуємо спасибі спасибо thanks thank thx ty")
+# A word right before a cart verb that negates it: "не додавай хліб", "don't add it",
+# "do not remove the milk". The cart then stays as it is.
+NEGATION_WORDS = _word_set("не don't dont not never")
 # Object pronouns and "such" ("прибери його", "remove 2 of them", "ще 2 таких") leave the
 # product unnamed, so the command applies to the product changed last, and a number beside
 # them is an amount.
@@ -357,7 +365,13 @@ def parse_intent(text: str) -> Intent:
     if kind == IntentKind.SEARCH:
         query = search_query(text)
         return Intent(kind=kind, query=query) if query else Intent(kind=IntentKind.HELP)
-    if kind in (IntentKind.CLEAR_CART, IntentKind.SHOW_CART, IntentKind.HELP, IntentKind.THANKS):
+    if kind in (
+        IntentKind.CLEAR_CART,
+        IntentKind.SHOW_CART,
+        IntentKind.HELP,
+        IntentKind.THANKS,
+        IntentKind.NEGATED,
+    ):
         return Intent(kind=kind)
     words = _sort_words(_operands(tokens))
     words.more = any(token in MORE_WORDS for token in tokens)
@@ -442,22 +456,32 @@ def _verb_kind(tokens: list[str]) -> IntentKind | None:
     """Return the kind of the first cart verb, else SEARCH if a search verb occurs.
 
     Search verbs are weaker because they also introduce other requests: "I want to add
-    milk" is an ADD.
+    milk" is an ADD. A cart verb after a negation ("не додавай") gives NEGATED.
     """
     has_search_verb = False
     for index, token in enumerate(tokens):
-        if token == "take" and _takes_out(tokens[index + 1 :]):
-            return IntentKind.REMOVE
-        if token in ADD_VERBS:
-            return IntentKind.ADD
-        if token in REMOVE_VERBS:
-            return IntentKind.REMOVE
-        if token in CLEAR_VERBS:
-            return IntentKind.CLEAR_CART
-        if token in SET_VERBS or token in QUANTITY_NOUNS:
-            return IntentKind.SET_QUANTITY
+        kind = _cart_verb_kind(tokens, index)
+        if kind is not None:
+            negated = index > 0 and tokens[index - 1] in NEGATION_WORDS
+            return IntentKind.NEGATED if negated else kind
         has_search_verb = has_search_verb or token in SEARCH_VERBS
     return IntentKind.SEARCH if has_search_verb else None
+
+
+def _cart_verb_kind(tokens: list[str], index: int) -> IntentKind | None:
+    """Return the kind of cart command that ``tokens[index]`` starts, or None."""
+    token = tokens[index]
+    if token == "take" and _takes_out(tokens[index + 1 :]):
+        return IntentKind.REMOVE
+    if token in ADD_VERBS:
+        return IntentKind.ADD
+    if token in REMOVE_VERBS:
+        return IntentKind.REMOVE
+    if token in CLEAR_VERBS:
+        return IntentKind.CLEAR_CART
+    if token in SET_VERBS or token in QUANTITY_NOUNS:
+        return IntentKind.SET_QUANTITY
+    return None
 
 
 def _takes_out(tokens: list[str]) -> bool:

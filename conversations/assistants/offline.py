@@ -177,6 +177,7 @@ class _OfflineReply:
             IntentKind.SHOW_CART: self._show_cart,
             IntentKind.HELP: self._help,
             IntentKind.THANKS: self._thanks,
+            IntentKind.NEGATED: self._negated,
         }
         yield from handlers[intent.kind](intent)
         yield from events.text_events("\n".join(self.lines))
@@ -332,6 +333,10 @@ class _OfflineReply:
 
     def _thanks(self, intent: Intent) -> Iterator[Event]:
         self.lines.append(self.replies.text("thanks"))
+        yield from ()
+
+    def _negated(self, intent: Intent) -> Iterator[Event]:
+        self.lines.append(self.replies.text("negated"))
         yield from ()
 
     # Steps

@@ -397,6 +397,23 @@ def test_parse_cart_and_conversation_commands(text, kind):
     assert parse_intent(text) == Intent(kind)
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "не додавай хліб",
+        "не додавай другий",
+        "не прибирай молоко",
+        "не видаляй все",
+        "не добавляй сыр",
+        "don't add the third one",
+        "dont clear the cart",
+        "do not remove the milk",
+    ],
+)
+def test_parse_negated_commands(text):
+    assert parse_intent(text) == Intent(IntentKind.NEGATED)
+
+
 def test_parse_ordinal_word_forms():
     forms = {
         1: ["перший", "першу", "першого", "перша", "first", "1st", "первый", "первую"],

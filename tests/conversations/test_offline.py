@@ -540,3 +540,29 @@ def test_thanks_gets_a_polite_reply(chat_client, shopper_conversation):
     sent = send(chat_client, shopper_conversation, "Дякую!")
 
     assert reply_text(sent) == "Будь ласка! Чим ще можу допомогти?"
+
+
+@pytest.mark.parametrize(
+    ("text", "reply"),
+    [
+        ("не додавай другий", "Добре, кошик лишаю без змін."),
+        ("don't add the second one", "OK, I left your cart as it is."),
+        ("не видаляй все", "Добре, кошик лишаю без змін."),
+        ("не добавляй второй", "Хорошо, корзину оставляю без изменений."),
+    ],
+)
+def test_negated_command_leaves_the_cart(
+    chat_client, merchant, seeded_cart, shopper_conversation, text, reply
+):
+    show(shopper_conversation, MILK_LACTEL, MILK_GALYCHYNA)
+    send(chat_client, shopper_conversation, "що в кошику?")
+
+    sent = send(chat_client, shopper_conversation, text)
+
+    assert reply_text(sent) == reply
+    assert [event["type"] for event in sent] == ["text_delta", "text_end", "response_complete"]
+    assert cart_posts(merchant) == []
+    assert shopper_conversation.messages.filter(role="assistant").last().metadata == {
+        "assistant": "offline",
+        "intent": "negated",
+    }
