@@ -255,6 +255,12 @@ THANKS_WORDS = _word_set("дякую дякуємо спасибі спасиб�
 # A word right before a cart verb that negates it: "не додавай хліб", "don't add it",
 # "do not remove the milk". The cart then stays as it is.
 NEGATION_WORDS = _word_set("не don't dont not never")
+# Interjections and words of a correction or an apology, which name no product: "ой, зроби 1",
+# "actually make it 1", "вибач, я мав на увазі кефір".
+INTERJECTIONS = _word_set(
+    """ой ой-ой ох ах упс ні так ок окей добре гаразд вибач вибачте пробач пробачте нет да
+    ладно хорошо извини извините прости простите oops sorry ok okay actually oh yes yeah"""
+)
 # Object pronouns and "such" ("прибери його", "remove 2 of them", "ще 2 таких") leave the
 # product unnamed, so the command applies to the product changed last, and a number beside
 # them is an amount.
@@ -265,15 +271,19 @@ PRONOUNS = _word_set(
 # Words that carry no product meaning in a request.
 # NOTE: in a cart command a final letter that is also a preposition stays a filler word, so
 # "додай вітамін с" names "вітамін" and may pick another vitamin. Searches keep the letter.
-FILLER_WORDS = PRONOUNS | _word_set(
-    """мені мене мною будь ласка будь-ласка будьласка у в до з із зі на і й та а також теж
-    ну цей цю це ця цього того той ту те вас вам ви ти тебе тобі нас нам чи що мій моєму мого
-    моя мою мої моїх мій товар товару товари позицію позиція позиції ще як як-небудь
-    мне меня пожалуйста во из с со и тоже мой моей эту этот это этого вы ты тебя что позицию
-    позиция позиции
-    the a an of to in into my me please some any for i you do does is are there can
-    could would like i'd i'll i'm let's with from item items product products that this
-    what what's whats which by number номер по"""
+FILLER_WORDS = (
+    INTERJECTIONS
+    | PRONOUNS
+    | _word_set(
+        """мені мене мною будь ласка будь-ласка будьласка у в до з із зі на і й та а також теж
+        ну цей цю це ця цього того той ту те вас вам ви ти тебе тобі нас нам чи що мій моєму мого
+        моя мою мої моїх мій товар товару товари позицію позиція позиції ще як як-небудь
+        мне меня пожалуйста во из с со и тоже мой моей эту этот это этого вы ты тебя что позицию
+        позиция позиции
+        the a an of to in into my me please some any for i you do does is are there can
+        could would like i'd i'll i'm let's with from item items product products that this
+        what what's whats which by number номер по"""
+    )
 )
 # Pronouns that follow a preposition: "у вас", "в мене", "with me".
 PREPOSITION_OBJECTS = _word_set(

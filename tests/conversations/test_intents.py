@@ -414,6 +414,27 @@ def test_parse_negated_commands(text):
     assert parse_intent(text) == Intent(IntentKind.NEGATED)
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("ой, зроби 2", Intent(SET, quantity=pieces("2"))),
+        ("actually make it 1", Intent(SET, quantity=pieces("1"))),
+        ("ні, додай кефір", Intent(ADD, reference=NameFragment("кефір"))),
+        ("вибач, прибери хліб", Intent(REMOVE, reference=NameFragment("хліб"))),
+        ("sorry, remove the bread", Intent(REMOVE, reference=NameFragment("bread"))),
+        ("нет, удали второй", Intent(REMOVE, reference=Ordinal(2))),
+        (
+            "окей, додай 2 шт першого",
+            Intent(ADD, reference=Ordinal(1), quantity=pieces("2", "pcs")),
+        ),
+        ("прибирай хліб", Intent(REMOVE, reference=NameFragment("хліб"))),
+        ("oops", Intent(IntentKind.HELP)),
+    ],
+)
+def test_parse_commands_after_interjections(text, expected):
+    assert parse_intent(text) == expected
+
+
 def test_parse_ordinal_word_forms():
     forms = {
         1: ["перший", "першу", "першого", "перша", "first", "1st", "первый", "первую"],

@@ -274,7 +274,7 @@ def test_reply_naming_whole_list_searches(
     assert shopper_conversation.state["offline"]["pending"] is None
 
 
-@pytest.mark.parametrize("answer", ["хліб", "так", "2 шт"])
+@pytest.mark.parametrize("answer", ["хліб", "кефір", "2 шт"])
 def test_reply_naming_no_listed_product_searches(
     chat_client, merchant, seeded_cart, shopper_conversation, answer
 ):
@@ -566,3 +566,34 @@ def test_negated_command_leaves_the_cart(
         "assistant": "offline",
         "intent": "negated",
     }
+
+
+def test_interjection_before_a_command(chat_client, merchant, seeded_cart, shopper_conversation):
+    send(chat_client, shopper_conversation, "що в кошику?")
+    send(chat_client, shopper_conversation, "додай перший")
+
+    changed = send(chat_client, shopper_conversation, "ой, зроби 3")
+
+    assert cart_posts(merchant)[1:] == [
+        {
+            "action": "update_quantity",
+            "store_id": STORE_ID,
+            "session_id": SESSION_ID,
+            "sku": "milk-001",
+            "quantity": 3,
+        }
+    ]
+    assert reply_text(changed).startswith("Змінив кількість: Молоко Lactel 2.5% — тепер 3 шт.")
+
+
+def test_yes_to_which_one_drops_the_question(
+    chat_client, merchant, seeded_cart, shopper_conversation
+):
+    send(chat_client, shopper_conversation, "прибери молоко")
+
+    answered = send(chat_client, shopper_conversation, "так")
+
+    assert reply_text(answered).startswith("Я допоможу знайти товари і зібрати кошик.")
+    assert cart_posts(merchant) == []
+    shopper_conversation.refresh_from_db()
+    assert shopper_conversation.state["offline"]["pending"] is None
