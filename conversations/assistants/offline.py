@@ -496,9 +496,17 @@ class _OfflineReply:
     def _by_name(self, fragment: str, *, prefer_cart: bool) -> ShownProduct | None:
         cart = self._cart_products()
         shown = self._listed_products() + self.turn.tools.shown_products()
+        if prefer_cart and not _matching(fragment, cart):
+            self.turn.tools.cart_reload()
+            if self.turn.tools.cart_reloaded:
+                # The merchant's cart, loaded in this turn, is the whole cart, so a shown
+                # product that is not in it cannot be removed or changed. Without cart GET,
+                # or when the load fails, a shown product may still be in the merchant's cart.
+                cart = self._cart_products()
+                shown = []
         pools = [cart, shown] if prefer_cart else [shown, cart]
         for pool in pools:
-            matches = _unique(product for product in pool if name_matches(fragment, product.name))
+            matches = _matching(fragment, pool)
             if len(matches) > 1:
                 matches = _stating(matches, self.measures)
             if len(matches) == 1:
@@ -636,6 +644,11 @@ def _removed_amount(intent: Intent, product: ShownProduct) -> Quantity | None:
     if intent.by_amount:
         return quantity
     return None if names_quantity(product.name, quantity) else quantity
+
+
+def _matching(fragment: str, products: list[ShownProduct]) -> list[ShownProduct]:
+    """Return the products whose names contain the words of ``fragment``, each once."""
+    return _unique(product for product in products if name_matches(fragment, product.name))
 
 
 def _stating(products: list[ShownProduct], measures: tuple[Quantity, ...]) -> list[ShownProduct]:

@@ -6,6 +6,7 @@ from conversations.assistants import OfflineAssistant, get_assistant
 from conversations.tools import ShownProduct
 from tests.conversations.chat import cart_posts, reply_text, send
 from tests.conversations.shop_data import (
+    BREAD,
     MILK_GALYCHYNA,
     MILK_LACTEL,
     SESSION_ID,
@@ -597,3 +598,62 @@ def test_yes_to_which_one_drops_the_question(
     assert cart_posts(merchant) == []
     shopper_conversation.refresh_from_db()
     assert shopper_conversation.state["offline"]["pending"] is None
+
+
+@pytest.fixture
+def milk_only_cart(tenant, merchant):
+    """One milk in the merchant's cart, loaded on the first message."""
+    merchant.store.cart_seed(STORE_ID, SESSION_ID, [("milk-001", 1)])
+    tenant.webhook_settings.cart_get_url = merchant.cart_get_url
+    tenant.webhook_settings.save()
+
+
+@pytest.mark.parametrize(
+    ("text", "reply"),
+    [
+        ("прибери хліб", "У кошику немає товару «хліб»."),
+        ("зміни кількість хліба на 3", "У кошику немає товару «хліба»."),
+        ("remove the bread", "There is no “bread” in your cart."),
+    ],
+)
+def test_name_of_shown_product_not_in_cart(
+    chat_client, merchant, milk_only_cart, shopper_conversation, text, reply
+):
+    show(shopper_conversation, BREAD)
+    send(chat_client, shopper_conversation, "що в кошику?")
+
+    sent = send(chat_client, shopper_conversation, text)
+
+    assert reply_text(sent) == reply
+    assert cart_posts(merchant) == []
+    shopper_conversation.refresh_from_db()
+    assert shopper_conversation.state["offline"]["pending"] is None
+
+
+def test_name_not_in_snapshot_reloads_the_cart(
+    chat_client, merchant, milk_only_cart, shopper_conversation
+):
+    show(shopper_conversation, BREAD)
+    send(chat_client, shopper_conversation, "що в кошику?")
+    # The shopper puts bread in the cart on the merchant's site between two messages.
+    merchant.store.cart_seed(STORE_ID, SESSION_ID, [("milk-001", 1), ("bread-01", 1)])
+
+    sent = send(chat_client, shopper_conversation, "прибери хліб")
+
+    assert reply_text(sent).startswith("Прибрав з кошика: Хліб Київхліб білий.")
+    assert cart_posts(merchant) == [
+        {"action": "remove", "store_id": STORE_ID, "session_id": SESSION_ID, "sku": "bread-01"}
+    ]
+
+
+def test_name_of_shown_product_without_cart_get(chat_client, merchant, shopper_conversation):
+    # Without cart GET the snapshot may miss lines added on the merchant's site, so a shown
+    # product is still removed, and the merchant decides.
+    show(shopper_conversation, BREAD)
+
+    sent = send(chat_client, shopper_conversation, "прибери хліб")
+
+    assert cart_posts(merchant) == [
+        {"action": "remove", "store_id": STORE_ID, "session_id": SESSION_ID, "sku": "bread-01"}
+    ]
+    assert reply_text(sent) == "«Хліб Київхліб білий» немає у вашому кошику."
