@@ -9,7 +9,13 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from conversations.cart import effective_price, money_number, quantity_number, to_decimal
+from conversations.cart import (
+    effective_price,
+    line_amount,
+    money_number,
+    quantity_number,
+    to_decimal,
+)
 from conversations.events import CartSnapshot
 from conversations.language import ENGLISH, RUSSIAN, UKRAINIAN
 from conversations.tools import MAX_CHANGE_QUANTITY, GuardReason, ShownProduct
@@ -356,7 +362,7 @@ class Replies:
                     name=item["name"],
                     quantity=self.quantity(item["quantity"], item.get("unit") or "pcs"),
                     price=self.price(unit_price),
-                    line_total=self.price(unit_price * to_decimal(item["quantity"])),
+                    line_total=self.price(line_amount(item)),
                 )
             )
         lines.append(self.text("cart_total", total=self.price(cart["total"])))

@@ -107,6 +107,19 @@ def test_cart_lines_list_each_item_and_the_total():
     ]
 
 
+def test_cart_total_adds_up_the_lines_shown():
+    tomatoes = ShownProduct(sku="tomato-kg", name="Томати", price=29.89, unit="kg")
+    cart = cart_snapshot([APPLES.cart_item(0.5), tomatoes.cart_item(0.5)])
+
+    # 7.475 and 14.945 round to 7.48 and 14.95, so the total is 22.43, not 22.42.
+    assert Replies("uk").cart_lines(cart) == [
+        "У вашому кошику:",
+        "1. Яблуко Гала — 0,5 кг × 14,95 = 7,48",
+        "2. Томати — 0,5 кг × 29,89 = 14,95",
+        "Разом: 22,43.",
+    ]
+
+
 @pytest.mark.parametrize(
     ("count", "language", "form"),
     [
