@@ -364,8 +364,10 @@ class _OfflineReply:
     def _search_and_add(self, fragment: str, quantity: Quantity | None) -> Iterator[Event]:
         """Search for a product named in "add milk"; add the top match if its name fits.
 
-        The other matches are shown as cards, so the shopper sees what else there is and
-        can swap the product with "remove …" and "add the second one".
+        A weight or volume in the command picks the first fitting match whose name states
+        it: "додай молоко 2,5% 900 г" adds the 0.9 kg milk even when a 0.84 kg one ranks
+        first. The other matches are shown as cards, so the shopper sees what else there is
+        and can swap the product with "remove …" and "add the second one".
         """
         yield events.status(StatusCode.SEARCHING)
         result = self.turn.tools.search_products(fragment)
@@ -376,7 +378,8 @@ class _OfflineReply:
             return
         self._remember_list(result.products)
         self.extra_events.extend(result.events())
-        yield from self._add_product(result.products[0], quantity)
+        product = _stating(_matching(fragment, result.products), self.measures)[0]
+        yield from self._add_product(product, quantity)
 
     def _report(self, result: CartChangeResult, product: ShownProduct | None) -> Iterator[Event]:
         """Add the cart summary and event of a confirmed change, or explain the rejection."""
