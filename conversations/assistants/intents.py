@@ -26,6 +26,8 @@ class IntentKind(StrEnum):
     THANKS = "thanks"
     # A cart command the shopper negated ("не додавай хліб", "don't add it"): nothing changes.
     NEGATED = "negated"
+    # A question about the price of a listed product: "скільки коштує перший?", "а другий?".
+    PRICE = "price"
 
 
 @dataclass(frozen=True)
@@ -252,6 +254,14 @@ HELP_WORDS = _word_set(
     "допомога допоможи допоможіть вмієш можеш помощь помоги умеешь можешь help can"
 )
 THANKS_WORDS = _word_set("дякую дякуємо спасибі спасибо thanks thank thx ty")
+# Words of a price question: "скільки коштує перший?", "how much is the second one?". With
+# a product name instead of a position the question is a search, which lists prices.
+PRICE_WORDS = _word_set(
+    """коштує коштують коштуватиме ціна ціну вартість почому стоит стоят стоимость цена
+    почем price prices cost costs much"""
+)
+# Question words that go with PRICE_WORDS and name no product: "скільки", "how much".
+PRICE_QUESTION_WORDS = PRICE_WORDS | _word_set("скільки сколько how")
 # A word right before a cart verb that negates it: "не додавай хліб", "don't add it",
 # "do not remove the milk". The cart then stays as it is.
 NEGATION_WORDS = _word_set("не don't dont not never")
@@ -266,7 +276,7 @@ INTERJECTIONS = _word_set(
 # them is an amount.
 PRONOUNS = _word_set(
     """його її їх нього неї них такий таку таке такого такої таких такі его ее их него нее
-    такой такая такую такое таких такие it its them"""
+    такой такая такую такое таких такие він вона воно вони он она оно они it its them"""
 )
 # Words that carry no product meaning in a request.
 # NOTE: in a cart command a final letter that is also a preposition stays a filler word, so
@@ -387,7 +397,13 @@ def parse_intent(text: str) -> Intent:
     words.more = any(token in MORE_WORDS for token in tokens)
     position = _position_only(tokens, words)
     if position is not None:
-        return Intent(kind=IntentKind.ADD, reference=position, position_only=True)
+        # "а другий?" asks about the second product, "другий" adds it.
+        asked = text.rstrip().endswith("?")
+        kind = IntentKind.PRICE if asked else IntentKind.ADD
+        return Intent(kind=kind, reference=position, position_only=True)
+    if kind == IntentKind.PRICE:
+        reference = words.references[0] if words.references else None
+        return Intent(kind=kind, reference=reference)
     if kind == IntentKind.SET_QUANTITY and _change_verb(tokens) is None:
         # "зменш на 1" names the change, not the new amount, so nothing before "на" is old.
         _drop_old_amounts(_operands(tokens), words)
@@ -457,9 +473,24 @@ def _intent_kind(tokens: list[str]) -> IntentKind:
         return verb_kind
     if any(token in CART_WORDS for token in tokens):
         return IntentKind.SHOW_CART
+    if _asks_price_of_listed(tokens):
+        return IntentKind.PRICE
     if verb_kind is None:
         return _kind_without_verb(tokens)
     return IntentKind.SEARCH
+
+
+def _asks_price_of_listed(tokens: list[str]) -> bool:
+    """Tell "скільки коштує перший?" and "how much is it?" from "скільки коштує молоко?".
+
+    A price question without a product name asks about a position or the product changed
+    last. One with a name is a search, which lists the prices.
+    """
+    if not any(token in PRICE_WORDS for token in tokens):
+        return False
+    operands = [token for token in _operands(tokens) if token not in PRICE_QUESTION_WORDS]
+    words = _sort_words(operands)
+    return not words.name_words and not words.quantities and not words.bare_numbers
 
 
 def _verb_kind(tokens: list[str]) -> IntentKind | None:
@@ -818,7 +849,14 @@ def search_query(text: str) -> str:
     """Return ``text`` without request words ("покажи", "I need", "please") for the search."""
     words = [word.strip(_EDGE_PUNCTUATION) for word in normalize(text).split()]
     words = [word for word in words if word]
-    skipped = SEARCH_VERBS | FILLER_WORDS | GREETING_WORDS | THANKS_WORDS | CART_WORDS
+    skipped = (
+        SEARCH_VERBS
+        | FILLER_WORDS
+        | GREETING_WORDS
+        | THANKS_WORDS
+        | CART_WORDS
+        | PRICE_QUESTION_WORDS
+    )
     # Request words after the query ("вітамін с, будь ласка") do not end it.
     end = len(words)
     while end > 0 and words[end - 1] in skipped and not _names_letter(words, end - 1):

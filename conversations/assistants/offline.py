@@ -178,6 +178,7 @@ class _OfflineReply:
             IntentKind.HELP: self._help,
             IntentKind.THANKS: self._thanks,
             IntentKind.NEGATED: self._negated,
+            IntentKind.PRICE: self._price,
         }
         yield from handlers[intent.kind](intent)
         yield from events.text_events("\n".join(self.lines))
@@ -337,6 +338,13 @@ class _OfflineReply:
 
     def _negated(self, intent: Intent) -> Iterator[Event]:
         self.lines.append(self.replies.text("negated"))
+        yield from ()
+
+    def _price(self, intent: Intent) -> Iterator[Event]:
+        """State the price of a listed product, as the products webhook last returned it."""
+        product = self._resolve(intent.reference, prefer_cart=False)
+        if product is not None:
+            self.lines.append(self.replies.price_line(product))
         yield from ()
 
     # Steps

@@ -435,6 +435,32 @@ def test_parse_commands_after_interjections(text, expected):
     assert parse_intent(text) == expected
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("скільки коштує перший?", Intent(IntentKind.PRICE, reference=Ordinal(1))),
+        ("сколько стоит второй?", Intent(IntentKind.PRICE, reference=Ordinal(2))),
+        ("how much is the second one?", Intent(IntentKind.PRICE, reference=Ordinal(2))),
+        ("what is the price of the third?", Intent(IntentKind.PRICE, reference=Ordinal(3))),
+        ("покажи ціну першого", Intent(IntentKind.PRICE, reference=Ordinal(1))),
+        ("скільки він коштує?", Intent(IntentKind.PRICE)),
+        (
+            "а другий?",
+            Intent(IntentKind.PRICE, reference=Ordinal(2), position_only=True),
+        ),
+        ("2?", Intent(IntentKind.PRICE, reference=Ordinal(2), position_only=True)),
+        ("другий", Intent(ADD, reference=Ordinal(2), position_only=True)),
+        ("скільки коштує молоко?", Intent(SEARCH, query="молоко")),
+        ("how much is milk", Intent(SEARCH, query="milk")),
+        ("скільки є молока?", Intent(SEARCH, query="молока")),
+        ("скільки коштує кошик?", Intent(IntentKind.SHOW_CART)),
+        ("how are you?", Intent(IntentKind.HELP)),
+    ],
+)
+def test_parse_price_questions(text, expected):
+    assert parse_intent(text) == expected
+
+
 def test_parse_ordinal_word_forms():
     forms = {
         1: ["перший", "першу", "першого", "перша", "first", "1st", "первый", "первую"],

@@ -7,6 +7,7 @@ from conversations.tools import ShownProduct
 MILK = ShownProduct(
     sku="milk-002", name="Молоко Галичина", price=52.0, promo_price=42.0, promo_label="-19%"
 )
+BREAD = ShownProduct(sku="bread-01", name="Хліб білий", price=32.0)
 APPLES = ShownProduct(
     sku="apple-kg", name="Яблуко Гала", price=14.95, unit="kg", min_quantity=0.3, quantity_step=0.1
 )
@@ -94,6 +95,26 @@ def test_product_line_mentions_the_promotion():
         Replies("en").product_line(2, MILK)
         == "2. Молоко Галичина — 42.00 instead of 52.00 (promotion -19%)"
     )
+
+
+@pytest.mark.parametrize(
+    ("language", "product", "expected"),
+    [
+        ("uk", BREAD, "«Хліб білий» коштує 32,00."),
+        ("en", BREAD, "“Хліб білий” costs 32.00."),
+        ("ru", APPLES, "«Яблуко Гала» стоит 14,95 за кг."),
+        ("en", APPLES, "“Яблуко Гала” costs 14.95 per kg."),
+        ("uk", MILK, "«Молоко Галичина» коштує 42,00 замість 52,00 (акція -19%)."),
+        (
+            "en",
+            MILK,
+            "“Молоко Галичина” costs 42.00 instead of 52.00 (promotion -19%).",
+        ),
+        ("ru", MILK, "«Молоко Галичина» стоит 42,00 вместо 52,00 (акция -19%)."),
+    ],
+)
+def test_price_line(language, product, expected):
+    assert Replies(language).price_line(product) == expected
 
 
 def test_cart_lines_list_each_item_and_the_total():

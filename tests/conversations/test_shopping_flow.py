@@ -395,3 +395,28 @@ def test_add_by_name_picks_the_stated_size(chat_client, sized_milk_merchant, ten
     assert reply_text(sent).startswith(
         "Додав у кошик: Молоко Молокія пастеризоване 2,5% 900 г, 1 шт."
     )
+
+
+def price_answer(card: dict) -> str:
+    """Return the Ukrainian answer to a price question about the product of ``card``."""
+    price = f"{card['price']:.2f}".replace(".", ",")
+    if card["promo_price"] is None:
+        return f"«{card['name']}» коштує {price}."
+    promo_price = f"{card['promo_price']:.2f}".replace(".", ",")
+    return f"«{card['name']}» коштує {promo_price} замість {price} (акція {card['promo_label']})."
+
+
+def test_price_questions_leave_the_cart(chat_client, merchant, shopper_conversation):
+    found = send(chat_client, shopper_conversation, "молоко")
+    first, second = cards_of(found)[:2]
+
+    asked = send(chat_client, shopper_conversation, "скільки коштує перший?")
+    followed = send(chat_client, shopper_conversation, "а другий?")
+
+    assert reply_text(asked) == price_answer(first)
+    assert reply_text(followed) == price_answer(second)
+    assert cart_posts(merchant) == []
+    assert shopper_conversation.messages.filter(role="assistant").last().metadata == {
+        "assistant": "offline",
+        "intent": "price",
+    }
