@@ -75,6 +75,9 @@ class Intent:
     # True for "зменш на 1" and "decrease it by 200 g", whose ``quantity`` is the change:
     # it is never a weight or volume that names the product, even if the name states it.
     by_amount: bool = False
+    # True for a removal of "все молоко" or "both milks": it takes every cart line that
+    # the name matches, instead of asking which one.
+    every: bool = False
 
 
 def _word_set(words: str) -> frozenset[str]:
@@ -242,7 +245,10 @@ CART_WORDS = _word_set(
     """кошик кошика кошику кошиком корзина корзину корзине корзині корзины корзиной
     cart basket trolley"""
 )
-EVERYTHING_WORDS = _word_set("все усе всё геть everything all")
+EVERYTHING_WORDS = _word_set("все усе всё всі усі геть everything all")
+# "Both" after "which one?" or beside a name means every product meant. Alone after a
+# removal verb it does not clear the cart, because the cart may contain more products.
+BOTH_WORDS = _word_set("обидва обидві обоє оба обе both")
 # "take" with one of these, before or after its object, removes: "take it out", "take 2 off".
 TAKE_OUT_PARTICLES = frozenset({"out", "off"})
 MORE_WORDS = _word_set("ще еще ещё more another")
@@ -398,8 +404,8 @@ def parse_intent(text: str) -> Intent:
     position = _position_only(tokens, words)
     if position is not None:
         # "а другий?" asks about the second product, "другий" adds it.
-        asked = text.rstrip().endswith("?")
-        kind = IntentKind.PRICE if asked else IntentKind.ADD
+        is_question = text.rstrip().endswith("?")
+        kind = IntentKind.PRICE if is_question else IntentKind.ADD
         return Intent(kind=kind, reference=position, position_only=True)
     if kind == IntentKind.PRICE:
         reference = words.references[0] if words.references else None
@@ -407,7 +413,19 @@ def parse_intent(text: str) -> Intent:
     if kind == IntentKind.SET_QUANTITY and _change_verb(tokens) is None:
         # "зменш на 1" names the change, not the new amount, so nothing before "на" is old.
         _drop_old_amounts(_operands(tokens), words)
-    return _relative_change(_with_target(kind, words), tokens)
+    intent = _relative_change(_with_target(kind, words), tokens)
+    if intent.kind == IntentKind.REMOVE and not intent.by_amount:
+        every = any(token in EVERYTHING_WORDS or token in BOTH_WORDS for token in tokens)
+        intent = replace(intent, every=every)
+    return intent
+
+
+def means_every_listed(text: str) -> bool:
+    """Tell whether ``text`` is only "обидва", "всі", "both" or "all", as a reply to "which one?"."""
+    tokens = [token for token in tokenize(text) if token not in FILLER_WORDS]
+    return bool(tokens) and all(
+        token in EVERYTHING_WORDS or token in BOTH_WORDS for token in tokens
+    )
 
 
 def measures(text: str) -> tuple[Quantity, ...]:
@@ -665,6 +683,8 @@ def _sort_word(tokens: list[str], index: int, words: _Words) -> int:
         words.pronoun = True
         return index + 1
     if token in UNITS or token in FILLER_WORDS or token in EVERYTHING_WORDS:
+        return index + 1
+    if token in BOTH_WORDS:
         return index + 1
     if token in GREETING_WORDS or token in THANKS_WORDS:
         return index + 1

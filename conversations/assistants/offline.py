@@ -24,6 +24,7 @@ from conversations.assistants.intents import (
     Ordinal,
     Quantity,
     Reference,
+    means_every_listed,
     measures,
     name_matches,
     names_product,
@@ -118,6 +119,11 @@ class OfflineAssistant:
             turn.metadata["intent"] = pending.kind.value
             yield from reply.run_choice(position, pending, pending_text=pending_text)
             return
+        if pending.kind == IntentKind.REMOVE and means_every_listed(turn.text):
+            # "обидва" or "all" after "прибери молоко" → "Який саме?" removes every match.
+            turn.metadata["intent"] = pending.kind.value
+            yield from reply.run_remove_each()
+            return
         if number_only(turn.text):
             # "0", "-1" or "2,5" cannot answer "Який саме?": the question stays open, and
             # the number is not searched for.
@@ -198,6 +204,12 @@ class _OfflineReply:
             return
         yield from self.run(pending)
 
+    def run_remove_each(self) -> Iterator[Event]:
+        """Remove every product of the "which one?" list."""
+        yield from self._remove_each(self._listed_products())
+        yield from events.text_events("\n".join(self.lines))
+        yield from self.extra_events
+
     def run_wrong_position(self, *, pending_text: str) -> Iterator[Event]:
         """Answer a number that is no position in the "which one?" list; keep the question."""
         listed = self._listed_products()
@@ -241,6 +253,12 @@ class _OfflineReply:
         yield from self._add_product(product, intent.quantity)
 
     def _remove(self, intent: Intent) -> Iterator[Event]:
+        reference = intent.reference
+        if intent.every and isinstance(reference, NameFragment) and intent.quantity is None:
+            matches = _matching(reference.text, self._cart_products())
+            if len(matches) > 1 and self.chosen is None:
+                yield from self._remove_each(_stating(matches, self.measures))
+                return
         product = self._resolve(intent.reference, prefer_cart=True)
         if product is None:
             return
@@ -254,6 +272,26 @@ class _OfflineReply:
             self.lines.append(self.replies.text("removed", name=product.name))
             self.memory.focus = None
         yield from self._report(result, product)
+
+    def _remove_each(self, products: list[ShownProduct]) -> Iterator[Event]:
+        """Remove each of ``products`` with its own webhook call; sum up the cart once."""
+        yield events.status(StatusCode.UPDATING_CART)
+        confirmed: CartChangeResult | None = None
+        for product in products:
+            result = self.turn.tools.remove_from_cart(product.sku)
+            if not result.ok:
+                yield from self._report(result, product)
+                continue
+            self.lines.append(self.replies.text("removed", name=product.name))
+            self.extra_events.extend(result.events())
+            confirmed = result
+        if confirmed is None:
+            return
+        self.memory.focus = None
+        cart = self.turn.tools.view_cart()
+        if cart["items"]:
+            complete = self.turn.tools.cart_complete
+            self.lines.append(self.replies.cart_summary(cart, complete=complete))
 
     def _remove_amount(
         self, product: ShownProduct, reference: Reference | None, quantity: Quantity

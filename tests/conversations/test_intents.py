@@ -8,6 +8,7 @@ from conversations.assistants.intents import (
     NameFragment,
     Ordinal,
     Quantity,
+    means_every_listed,
     measures,
     name_matches,
     names_product,
@@ -182,7 +183,7 @@ def test_parse_add_commands(text, expected):
         ("видали позицію 3", Intent(REMOVE, reference=Ordinal(3))),
         ("remove item 1", Intent(REMOVE, reference=Ordinal(1))),
         ("прибери молоко", Intent(REMOVE, reference=NameFragment("молоко"))),
-        ("видали все молоко", Intent(REMOVE, reference=NameFragment("молоко"))),
+        ("видали все молоко", Intent(REMOVE, reference=NameFragment("молоко"), every=True)),
         ("remove the second", Intent(REMOVE, reference=Ordinal(2))),
         ("take out the third one", Intent(REMOVE, reference=Ordinal(3))),
         ("take it out", Intent(REMOVE)),
@@ -459,6 +460,38 @@ def test_parse_commands_after_interjections(text, expected):
 )
 def test_parse_price_questions(text, expected):
     assert parse_intent(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("удали всё молоко", Intent(REMOVE, reference=NameFragment("молоко"), every=True)),
+        ("remove all the milk", Intent(REMOVE, reference=NameFragment("milk"), every=True)),
+        ("прибери обидва молока", Intent(REMOVE, reference=NameFragment("молока"), every=True)),
+        ("видали обидва", Intent(REMOVE, every=True)),
+        ("видали всі", Intent(IntentKind.CLEAR_CART)),
+        ("прибери молоко", Intent(REMOVE, reference=NameFragment("молоко"))),
+    ],
+)
+def test_parse_removal_of_every_match(text, expected):
+    assert parse_intent(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("обидва", True),
+        ("обидва, будь ласка", True),
+        ("both", True),
+        ("all of them", True),
+        ("всі", True),
+        ("обидва молока", False),
+        ("другий", False),
+        ("будь ласка", False),
+    ],
+)
+def test_means_every_listed(text, expected):
+    assert means_every_listed(text) is expected
 
 
 def test_parse_ordinal_word_forms():

@@ -657,3 +657,62 @@ def test_name_of_shown_product_without_cart_get(chat_client, merchant, shopper_c
         {"action": "remove", "store_id": STORE_ID, "session_id": SESSION_ID, "sku": "bread-01"}
     ]
     assert reply_text(sent) == "«Хліб Київхліб білий» немає у вашому кошику."
+
+
+@pytest.mark.parametrize("text", ["видали все молоко", "remove all the milk"])
+def test_removal_of_every_matching_line(
+    chat_client, merchant, seeded_cart, shopper_conversation, text
+):
+    sent = send(chat_client, shopper_conversation, text)
+
+    assert cart_posts(merchant) == [
+        {"action": "remove", "store_id": STORE_ID, "session_id": SESSION_ID, "sku": "milk-001"},
+        {"action": "remove", "store_id": STORE_ID, "session_id": SESSION_ID, "sku": "milk-002"},
+    ]
+    changes = [event for event in sent if event["type"] == "cart_changed"]
+    assert [change["sku"] for change in changes] == ["milk-001", "milk-002"]
+    assert [item["sku"] for item in changes[-1]["items"]] == ["bread-01"]
+    assert merchant.store.cart_items(STORE_ID, SESSION_ID) == [
+        {
+            "sku": "bread-01",
+            "name": "Хліб Київхліб білий",
+            "price": 32.0,
+            "quantity": 1,
+            "unit": "pcs",
+        }
+    ]
+    assert "Молоко Lactel 2.5%" in reply_text(sent)
+    assert "Молоко Галичина 3.2%" in reply_text(sent)
+
+
+def test_both_removes_every_listed_match(chat_client, merchant, seeded_cart, shopper_conversation):
+    send(chat_client, shopper_conversation, "прибери молоко")
+
+    sent = send(chat_client, shopper_conversation, "обидва")
+
+    assert reply_text(sent) == (
+        "Прибрав з кошика: Молоко Lactel 2.5%.\n"
+        "Прибрав з кошика: Молоко Галичина 3.2%.\n"
+        "Позицій у кошику: 1, сума: 32,00."
+    )
+    assert cart_posts(merchant) == [
+        {"action": "remove", "store_id": STORE_ID, "session_id": SESSION_ID, "sku": "milk-001"},
+        {"action": "remove", "store_id": STORE_ID, "session_id": SESSION_ID, "sku": "milk-002"},
+    ]
+    shopper_conversation.refresh_from_db()
+    assert shopper_conversation.state["offline"]["pending"] is None
+    assert shopper_conversation.messages.filter(role="assistant").last().metadata == {
+        "assistant": "offline",
+        "intent": "remove",
+    }
+
+
+def test_both_after_an_add_question_searches(
+    chat_client, merchant, seeded_cart, shopper_conversation
+):
+    show(shopper_conversation, MILK_LACTEL, MILK_GALYCHYNA)
+    send(chat_client, shopper_conversation, "додай молоко")
+
+    send(chat_client, shopper_conversation, "обидва")
+
+    assert cart_posts(merchant) == []
