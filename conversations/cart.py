@@ -45,12 +45,15 @@ def effective_price(item: Mapping[str, Any]) -> Decimal:
     return to_decimal(promo_price if promo_price is not None else item["price"])
 
 
+def line_amount(item: Mapping[str, Any]) -> Decimal:
+    """Return what one cart line costs: effective price × quantity, rounded half up to cents."""
+    amount = effective_price(item) * to_decimal(item["quantity"])
+    return amount.quantize(MONEY_PLACES, rounding=ROUND_HALF_UP)
+
+
 def cart_total(items: Iterable[Mapping[str, Any]]) -> float:
-    """Return the sum of effective price × quantity, rounded half up to 2 decimals."""
-    total = sum(
-        (effective_price(item) * to_decimal(item["quantity"]) for item in items), Decimal(0)
-    )
-    return money_number(total)
+    """Return the sum of the line amounts, so that it equals the sum of the lines shown."""
+    return money_number(sum((line_amount(item) for item in items), Decimal(0)))
 
 
 def cart_snapshot(items: Iterable[CartItem]) -> CartSnapshot:

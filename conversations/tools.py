@@ -329,6 +329,8 @@ class ShoppingTools:
     lease: TurnLease
     # Set by the first cart_reload of the turn: a turn asks cart GET at most once.
     _cart_reload_attempted: bool = field(default=False, init=False, repr=False)
+    # True once a cart_reload of this turn has replaced the snapshot with the merchant's cart.
+    cart_reloaded: bool = field(default=False, init=False)
 
     @property
     def tenant(self) -> Tenant:
@@ -491,6 +493,7 @@ class ShoppingTools:
         self.conversation.cart = cart_from_lines(result.lines)
         self.conversation.cart_loaded_at = timezone.now()
         self.lease.save(self.conversation, ["cart", "cart_loaded_at"])
+        self.cart_reloaded = True
         logger.info("conversations.cart.loaded", extra={**log_fields, "lines": len(result.lines)})
         return True
 

@@ -24,6 +24,10 @@ class IntentKind(StrEnum):
     SHOW_CART = "show_cart"
     HELP = "help"
     THANKS = "thanks"
+    # A cart command the shopper negated ("не додавай хліб", "don't add it"): nothing changes.
+    NEGATED = "negated"
+    # A question about the price of a listed product: "скільки коштує перший?", "а другий?".
+    PRICE = "price"
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,9 @@ class Intent:
     # True for "зменш на 1" and "decrease it by 200 g", whose ``quantity`` is the change:
     # it is never a weight or volume that names the product, even if the name states it.
     by_amount: bool = False
+    # True for a removal of "все молоко" or "both milks": it takes every cart line that
+    # the name matches, instead of asking which one.
+    every: bool = False
 
 
 def _word_set(words: str) -> frozenset[str]:
@@ -198,13 +205,15 @@ HALF_KILO_WORDS = frozenset({"півкіло", "півкілограма", "по
 ONE_UNIT_WORDS = _word_set("кіло кило kilo кілограм килограмм kilogram літр литр liter litre")
 
 ADD_VERBS = _word_set(
-    """додай додайте додати додам додаси додавай поклади покладіть покласти візьми візьміть
-    візьму беру купи купіть куплю купити закинь кинь добавь добавьте добавить положи положите
-    возьми возьмите возьму постав поставте поставь add put buy take grab"""
+    """додай додайте додати додам додаси додавай додавайте поклади покладіть покласти клади
+    кладіть візьми візьміть візьму беру бери купи купіть куплю купити купуй купуйте закинь
+    кинь добавь добавьте добавить добавляй добавляйте положи положите кладите возьми
+    возьмите возьму берите покупай постав поставте поставь add put buy take grab"""
 )
 REMOVE_VERBS = _word_set(
-    """видали видаліть видалити видаляй прибери приберіть прибрати забери заберіть вилучи
-    вийми викинь удали удалите удалить убери уберите убрать выкинь remove delete drop"""
+    """видали видаліть видалити видаляй видаляйте прибери приберіть прибрати прибирай
+    прибирайте забери заберіть вилучи вийми викинь удали удалите удалить удаляй удаляйте
+    убери уберите убрать убирай убирайте выкинь remove delete drop"""
 )
 CLEAR_VERBS = _word_set("очисти очистіть очистити очисть спорожни очистите empty clear reset")
 # "зменш на 1" and "збільш на 2" change a quantity by an amount: they take it off or add it.
@@ -218,8 +227,9 @@ NEW_AMOUNT_PREPOSITIONS = TARGET_PREPOSITIONS | {"на"}
 AMOUNT_PREPOSITIONS = NEW_AMOUNT_PREPOSITIONS | {"by"}
 SET_VERBS = (
     _word_set(
-        """зміни змініть змінити зроби зробіть встанови встановіть поміняй измени измените
-        изменить сделай сделайте установи поменяй set change make update"""
+        """зміни змініть змінити змінюй зроби зробіть встанови встановіть поміняй міняй
+        измени измените изменить изменяй меняй сделай сделайте установи поменяй set change
+        make update"""
     )
     | DECREASE_VERBS
     | INCREASE_VERBS
@@ -235,7 +245,10 @@ CART_WORDS = _word_set(
     """кошик кошика кошику кошиком корзина корзину корзине корзині корзины корзиной
     cart basket trolley"""
 )
-EVERYTHING_WORDS = _word_set("все усе всё геть everything all")
+EVERYTHING_WORDS = _word_set("все усе всё всі усі геть everything all")
+# "Both" after "which one?" or beside a name means every product meant. Alone after a
+# removal verb it does not clear the cart, because the cart may contain more products.
+BOTH_WORDS = _word_set("обидва обидві обоє оба обе both")
 # "take" with one of these, before or after its object, removes: "take it out", "take 2 off".
 TAKE_OUT_PARTICLES = frozenset({"out", "off"})
 MORE_WORDS = _word_set("ще еще ещё more another")
@@ -247,25 +260,46 @@ HELP_WORDS = _word_set(
     "допомога допоможи допоможіть вмієш можеш помощь помоги умеешь можешь help can"
 )
 THANKS_WORDS = _word_set("дякую дякуємо спасибі спасибо thanks thank thx ty")
+# Words of a price question: "скільки коштує перший?", "how much is the second one?". With
+# a product name instead of a position the question is a search, which lists prices.
+PRICE_WORDS = _word_set(
+    """коштує коштують коштуватиме ціна ціну вартість почому стоит стоят стоимость цена
+    почем price prices cost costs much"""
+)
+# Question words that go with PRICE_WORDS and name no product: "скільки", "how much".
+PRICE_QUESTION_WORDS = PRICE_WORDS | _word_set("скільки сколько how")
+# A word right before a cart verb that negates it: "не додавай хліб", "don't add it",
+# "do not remove the milk". The cart then stays as it is.
+NEGATION_WORDS = _word_set("не don't dont not never")
+# Interjections and words of a correction or an apology, which name no product: "ой, зроби 1",
+# "actually make it 1", "вибач, я мав на увазі кефір".
+INTERJECTIONS = _word_set(
+    """ой ой-ой ох ах упс ні так ок окей добре гаразд вибач вибачте пробач пробачте нет да
+    ладно хорошо извини извините прости простите oops sorry ok okay actually oh yes yeah"""
+)
 # Object pronouns and "such" ("прибери його", "remove 2 of them", "ще 2 таких") leave the
 # product unnamed, so the command applies to the product changed last, and a number beside
 # them is an amount.
 PRONOUNS = _word_set(
     """його її їх нього неї них такий таку таке такого такої таких такі его ее их него нее
-    такой такая такую такое таких такие it its them"""
+    такой такая такую такое таких такие він вона воно вони он она оно они it its them"""
 )
 # Words that carry no product meaning in a request.
 # NOTE: in a cart command a final letter that is also a preposition stays a filler word, so
 # "додай вітамін с" names "вітамін" and may pick another vitamin. Searches keep the letter.
-FILLER_WORDS = PRONOUNS | _word_set(
-    """мені мене мною будь ласка будь-ласка будьласка у в до з із зі на і й та а також теж
-    ну цей цю це ця цього того той ту те вас вам ви ти тебе тобі нас нам чи що мій моєму мого
-    моя мою мої моїх мій товар товару товари позицію позиція позиції ще як як-небудь
-    мне меня пожалуйста во из с со и тоже мой моей эту этот это этого вы ты тебя что позицию
-    позиция позиции
-    the a an of to in into my me please some any for i you do does is are there can
-    could would like i'd i'll i'm let's with from item items product products that this
-    what what's whats which by number номер по"""
+FILLER_WORDS = (
+    INTERJECTIONS
+    | PRONOUNS
+    | _word_set(
+        """мені мене мною будь ласка будь-ласка будьласка у в до з із зі на і й та а також теж
+        ну цей цю це ця цього того той ту те вас вам ви ти тебе тобі нас нам чи що мій моєму мого
+        моя мою мої моїх мій товар товару товари позицію позиція позиції ще як як-небудь
+        мне меня пожалуйста во из с со и тоже мой моей эту этот это этого вы ты тебя что позицию
+        позиция позиции
+        the a an of to in into my me please some any for i you do does is are there can
+        could would like i'd i'll i'm let's with from item items product products that this
+        what what's whats which by number номер по"""
+    )
 )
 # Pronouns that follow a preposition: "у вас", "в мене", "with me".
 PREPOSITION_OBJECTS = _word_set(
@@ -357,17 +391,41 @@ def parse_intent(text: str) -> Intent:
     if kind == IntentKind.SEARCH:
         query = search_query(text)
         return Intent(kind=kind, query=query) if query else Intent(kind=IntentKind.HELP)
-    if kind in (IntentKind.CLEAR_CART, IntentKind.SHOW_CART, IntentKind.HELP, IntentKind.THANKS):
+    if kind in (
+        IntentKind.CLEAR_CART,
+        IntentKind.SHOW_CART,
+        IntentKind.HELP,
+        IntentKind.THANKS,
+        IntentKind.NEGATED,
+    ):
         return Intent(kind=kind)
     words = _sort_words(_operands(tokens))
     words.more = any(token in MORE_WORDS for token in tokens)
     position = _position_only(tokens, words)
     if position is not None:
-        return Intent(kind=IntentKind.ADD, reference=position, position_only=True)
+        # "а другий?" asks about the second product, "другий" adds it.
+        is_question = text.rstrip().endswith("?")
+        kind = IntentKind.PRICE if is_question else IntentKind.ADD
+        return Intent(kind=kind, reference=position, position_only=True)
+    if kind == IntentKind.PRICE:
+        reference = words.references[0] if words.references else None
+        return Intent(kind=kind, reference=reference)
     if kind == IntentKind.SET_QUANTITY and _change_verb(tokens) is None:
         # "зменш на 1" names the change, not the new amount, so nothing before "на" is old.
         _drop_old_amounts(_operands(tokens), words)
-    return _relative_change(_with_target(kind, words), tokens)
+    intent = _relative_change(_with_target(kind, words), tokens)
+    if intent.kind == IntentKind.REMOVE and not intent.by_amount:
+        every = any(token in EVERYTHING_WORDS or token in BOTH_WORDS for token in tokens)
+        intent = replace(intent, every=every)
+    return intent
+
+
+def means_every_listed(text: str) -> bool:
+    """Tell whether ``text`` is only "обидва", "всі", "both" or "all", as a reply to "which one?"."""
+    tokens = [token for token in tokenize(text) if token not in FILLER_WORDS]
+    return bool(tokens) and all(
+        token in EVERYTHING_WORDS or token in BOTH_WORDS for token in tokens
+    )
 
 
 def measures(text: str) -> tuple[Quantity, ...]:
@@ -433,31 +491,56 @@ def _intent_kind(tokens: list[str]) -> IntentKind:
         return verb_kind
     if any(token in CART_WORDS for token in tokens):
         return IntentKind.SHOW_CART
+    if _asks_price_of_listed(tokens):
+        return IntentKind.PRICE
     if verb_kind is None:
         return _kind_without_verb(tokens)
     return IntentKind.SEARCH
+
+
+def _asks_price_of_listed(tokens: list[str]) -> bool:
+    """Tell "скільки коштує перший?" and "how much is it?" from "скільки коштує молоко?".
+
+    A price question without a product name asks about a position or the product changed
+    last. One with a name is a search, which lists the prices.
+    """
+    if not any(token in PRICE_WORDS for token in tokens):
+        return False
+    operands = [token for token in _operands(tokens) if token not in PRICE_QUESTION_WORDS]
+    words = _sort_words(operands)
+    return not words.name_words and not words.quantities and not words.bare_numbers
 
 
 def _verb_kind(tokens: list[str]) -> IntentKind | None:
     """Return the kind of the first cart verb, else SEARCH if a search verb occurs.
 
     Search verbs are weaker because they also introduce other requests: "I want to add
-    milk" is an ADD.
+    milk" is an ADD. A cart verb after a negation ("не додавай") gives NEGATED.
     """
     has_search_verb = False
     for index, token in enumerate(tokens):
-        if token == "take" and _takes_out(tokens[index + 1 :]):
-            return IntentKind.REMOVE
-        if token in ADD_VERBS:
-            return IntentKind.ADD
-        if token in REMOVE_VERBS:
-            return IntentKind.REMOVE
-        if token in CLEAR_VERBS:
-            return IntentKind.CLEAR_CART
-        if token in SET_VERBS or token in QUANTITY_NOUNS:
-            return IntentKind.SET_QUANTITY
+        kind = _cart_verb_kind(tokens, index)
+        if kind is not None:
+            negated = index > 0 and tokens[index - 1] in NEGATION_WORDS
+            return IntentKind.NEGATED if negated else kind
         has_search_verb = has_search_verb or token in SEARCH_VERBS
     return IntentKind.SEARCH if has_search_verb else None
+
+
+def _cart_verb_kind(tokens: list[str], index: int) -> IntentKind | None:
+    """Return the kind of cart command that ``tokens[index]`` starts, or None."""
+    token = tokens[index]
+    if token == "take" and _takes_out(tokens[index + 1 :]):
+        return IntentKind.REMOVE
+    if token in ADD_VERBS:
+        return IntentKind.ADD
+    if token in REMOVE_VERBS:
+        return IntentKind.REMOVE
+    if token in CLEAR_VERBS:
+        return IntentKind.CLEAR_CART
+    if token in SET_VERBS or token in QUANTITY_NOUNS:
+        return IntentKind.SET_QUANTITY
+    return None
 
 
 def _takes_out(tokens: list[str]) -> bool:
@@ -600,6 +683,8 @@ def _sort_word(tokens: list[str], index: int, words: _Words) -> int:
         words.pronoun = True
         return index + 1
     if token in UNITS or token in FILLER_WORDS or token in EVERYTHING_WORDS:
+        return index + 1
+    if token in BOTH_WORDS:
         return index + 1
     if token in GREETING_WORDS or token in THANKS_WORDS:
         return index + 1
@@ -784,7 +869,14 @@ def search_query(text: str) -> str:
     """Return ``text`` without request words ("покажи", "I need", "please") for the search."""
     words = [word.strip(_EDGE_PUNCTUATION) for word in normalize(text).split()]
     words = [word for word in words if word]
-    skipped = SEARCH_VERBS | FILLER_WORDS | GREETING_WORDS | THANKS_WORDS | CART_WORDS
+    skipped = (
+        SEARCH_VERBS
+        | FILLER_WORDS
+        | GREETING_WORDS
+        | THANKS_WORDS
+        | CART_WORDS
+        | PRICE_QUESTION_WORDS
+    )
     # Request words after the query ("вітамін с, будь ласка") do not end it.
     end = len(words)
     while end > 0 and words[end - 1] in skipped and not _names_letter(words, end - 1):

@@ -24,6 +24,7 @@ from conversations.assistants.intents import (
     Ordinal,
     Quantity,
     Reference,
+    means_every_listed,
     measures,
     name_matches,
     names_product,
@@ -118,6 +119,11 @@ class OfflineAssistant:
             turn.metadata["intent"] = pending.kind.value
             yield from reply.run_choice(position, pending, pending_text=pending_text)
             return
+        if pending.kind == IntentKind.REMOVE and means_every_listed(turn.text):
+            # "обидва" or "all" after "прибери молоко" → "Який саме?" removes every match.
+            turn.metadata["intent"] = pending.kind.value
+            yield from reply.run_remove_each()
+            return
         if number_only(turn.text):
             # "0", "-1" or "2,5" cannot answer "Який саме?": the question stays open, and
             # the number is not searched for.
@@ -177,6 +183,8 @@ class _OfflineReply:
             IntentKind.SHOW_CART: self._show_cart,
             IntentKind.HELP: self._help,
             IntentKind.THANKS: self._thanks,
+            IntentKind.NEGATED: self._negated,
+            IntentKind.PRICE: self._price,
         }
         yield from handlers[intent.kind](intent)
         yield from events.text_events("\n".join(self.lines))
@@ -195,6 +203,12 @@ class _OfflineReply:
             yield from events.text_events("\n".join(self.lines))
             return
         yield from self.run(pending)
+
+    def run_remove_each(self) -> Iterator[Event]:
+        """Remove every product of the "which one?" list."""
+        yield from self._remove_each(self._listed_products())
+        yield from events.text_events("\n".join(self.lines))
+        yield from self.extra_events
 
     def run_wrong_position(self, *, pending_text: str) -> Iterator[Event]:
         """Answer a number that is no position in the "which one?" list; keep the question."""
@@ -239,6 +253,12 @@ class _OfflineReply:
         yield from self._add_product(product, intent.quantity)
 
     def _remove(self, intent: Intent) -> Iterator[Event]:
+        reference = intent.reference
+        if intent.every and isinstance(reference, NameFragment) and intent.quantity is None:
+            matches = _matching(reference.text, self._cart_products())
+            if len(matches) > 1 and self.chosen is None:
+                yield from self._remove_each(_stating(matches, self.measures))
+                return
         product = self._resolve(intent.reference, prefer_cart=True)
         if product is None:
             return
@@ -252,6 +272,26 @@ class _OfflineReply:
             self.lines.append(self.replies.text("removed", name=product.name))
             self.memory.focus = None
         yield from self._report(result, product)
+
+    def _remove_each(self, products: list[ShownProduct]) -> Iterator[Event]:
+        """Remove each of ``products`` with its own webhook call; sum up the cart once."""
+        yield events.status(StatusCode.UPDATING_CART)
+        confirmed: CartChangeResult | None = None
+        for product in products:
+            result = self.turn.tools.remove_from_cart(product.sku)
+            if not result.ok:
+                yield from self._report(result, product)
+                continue
+            self.lines.append(self.replies.text("removed", name=product.name))
+            self.extra_events.extend(result.events())
+            confirmed = result
+        if confirmed is None:
+            return
+        self.memory.focus = None
+        cart = self.turn.tools.view_cart()
+        if cart["items"]:
+            complete = self.turn.tools.cart_complete
+            self.lines.append(self.replies.cart_summary(cart, complete=complete))
 
     def _remove_amount(
         self, product: ShownProduct, reference: Reference | None, quantity: Quantity
@@ -334,6 +374,17 @@ class _OfflineReply:
         self.lines.append(self.replies.text("thanks"))
         yield from ()
 
+    def _negated(self, intent: Intent) -> Iterator[Event]:
+        self.lines.append(self.replies.text("negated"))
+        yield from ()
+
+    def _price(self, intent: Intent) -> Iterator[Event]:
+        """State the price of a listed product, as the products webhook last returned it."""
+        product = self._resolve(intent.reference, prefer_cart=False)
+        if product is not None:
+            self.lines.append(self.replies.price_line(product))
+        yield from ()
+
     # Steps
 
     def _add_product(self, product: ShownProduct, quantity: Quantity | None) -> Iterator[Event]:
@@ -359,8 +410,10 @@ class _OfflineReply:
     def _search_and_add(self, fragment: str, quantity: Quantity | None) -> Iterator[Event]:
         """Search for a product named in "add milk"; add the top match if its name fits.
 
-        The other matches are shown as cards, so the shopper sees what else there is and
-        can swap the product with "remove …" and "add the second one".
+        A weight or volume in the command picks the first fitting match whose name states
+        it: "додай молоко 2,5% 900 г" adds the 0.9 kg milk even when a 0.84 kg one ranks
+        first. The other matches are shown as cards, so the shopper sees what else there is
+        and can swap the product with "remove …" and "add the second one".
         """
         yield events.status(StatusCode.SEARCHING)
         result = self.turn.tools.search_products(fragment)
@@ -371,7 +424,8 @@ class _OfflineReply:
             return
         self._remember_list(result.products)
         self.extra_events.extend(result.events())
-        yield from self._add_product(result.products[0], quantity)
+        product = _stating(_matching(fragment, result.products), self.measures)[0]
+        yield from self._add_product(product, quantity)
 
     def _report(self, result: CartChangeResult, product: ShownProduct | None) -> Iterator[Event]:
         """Add the cart summary and event of a confirmed change, or explain the rejection."""
@@ -491,9 +545,17 @@ class _OfflineReply:
     def _by_name(self, fragment: str, *, prefer_cart: bool) -> ShownProduct | None:
         cart = self._cart_products()
         shown = self._listed_products() + self.turn.tools.shown_products()
+        if prefer_cart and not _matching(fragment, cart):
+            self.turn.tools.cart_reload()
+            if self.turn.tools.cart_reloaded:
+                # The merchant's cart, loaded in this turn, is the whole cart, so a shown
+                # product that is not in it cannot be removed or changed. Without cart GET,
+                # or when the load fails, a shown product may still be in the merchant's cart.
+                cart = self._cart_products()
+                shown = []
         pools = [cart, shown] if prefer_cart else [shown, cart]
         for pool in pools:
-            matches = _unique(product for product in pool if name_matches(fragment, product.name))
+            matches = _matching(fragment, pool)
             if len(matches) > 1:
                 matches = _stating(matches, self.measures)
             if len(matches) == 1:
@@ -631,6 +693,11 @@ def _removed_amount(intent: Intent, product: ShownProduct) -> Quantity | None:
     if intent.by_amount:
         return quantity
     return None if names_quantity(product.name, quantity) else quantity
+
+
+def _matching(fragment: str, products: list[ShownProduct]) -> list[ShownProduct]:
+    """Return the products whose names contain the words of ``fragment``, each once."""
+    return _unique(product for product in products if name_matches(fragment, product.name))
 
 
 def _stating(products: list[ShownProduct], measures: tuple[Quantity, ...]) -> list[ShownProduct]:

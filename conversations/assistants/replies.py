@@ -9,7 +9,13 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from conversations.cart import effective_price, money_number, quantity_number, to_decimal
+from conversations.cart import (
+    effective_price,
+    line_amount,
+    money_number,
+    quantity_number,
+    to_decimal,
+)
 from conversations.events import CartSnapshot
 from conversations.language import ENGLISH, RUSSIAN, UKRAINIAN
 from conversations.tools import MAX_CHANGE_QUANTITY, GuardReason, ShownProduct
@@ -46,6 +52,10 @@ TEMPLATES: dict[str, dict[str, str]] = {
         "cart_total": "Разом: {total}.",
         "help": "Я допоможу знайти товари і зібрати кошик. Напишіть, наприклад: «молоко», «додай другий», «зміни кількість першого на 2», «прибери молоко», «що в кошику?» або «очисти кошик».",
         "thanks": "Будь ласка! Чим ще можу допомогти?",
+        "negated": "Добре, кошик лишаю без змін.",
+        "price_answer": "«{name}» коштує {price}{per_unit}.",
+        "price_answer_promo": "«{name}» коштує {promo_price} замість {price}{per_unit} (акція{label}).",
+        "per_unit": " за {unit}",
         "nothing_listed": "Я ще не показував товарів. Напишіть, що шукаєте, наприклад «молоко».",
         "position_missing": "В останньому списку немає позиції №{position}, у ньому позицій: {count}.",
         "position_range": "Напишіть номер від 1 до {count}.",
@@ -121,6 +131,10 @@ TEMPLATES: dict[str, dict[str, str]] = {
         "cart_total": "Total: {total}.",
         "help": "I can find products and fill your cart. Try for example: “milk”, “add the second one”, “set the first to 2”, “remove milk”, “what's in my cart?” or “clear the cart”.",
         "thanks": "You're welcome! Anything else I can help with?",
+        "negated": "OK, I left your cart as it is.",
+        "price_answer": "“{name}” costs {price}{per_unit}.",
+        "price_answer_promo": "“{name}” costs {promo_price} instead of {price}{per_unit} (promotion{label}).",
+        "per_unit": " per {unit}",
         "nothing_listed": "I haven't shown any products yet. Tell me what you are looking for, for example “milk”.",
         "position_missing": "The last list has no item number {position}; it has {count}.",
         "position_range": "Give a number from 1 to {count}.",
@@ -195,6 +209,10 @@ TEMPLATES: dict[str, dict[str, str]] = {
         "cart_total": "Итого: {total}.",
         "help": "Я помогу найти товары и собрать корзину. Напишите, например: «молоко», «добавь второй», «измени количество первого на 2», «убери молоко», «что в корзине?» или «очисти корзину».",
         "thanks": "Пожалуйста! Чем ещё могу помочь?",
+        "negated": "Хорошо, корзину оставляю без изменений.",
+        "price_answer": "«{name}» стоит {price}{per_unit}.",
+        "price_answer_promo": "«{name}» стоит {promo_price} вместо {price}{per_unit} (акция{label}).",
+        "per_unit": " за {unit}",
         "nothing_listed": "Я ещё не показывал товаров. Напишите, что ищете, например «молоко».",
         "position_missing": "В последнем списке нет позиции №{position}, в нём позиций: {count}.",
         "position_range": "Напишите номер от 1 до {count}.",
@@ -327,6 +345,27 @@ class Replies:
             label=f" {product.promo_label}" if product.promo_label else "",
         )
 
+    def price_line(self, product: ShownProduct) -> str:
+        """Format the reply to "скільки коштує другий?", per unit for goods sold by weight or volume."""
+        per_unit = ""
+        if product.unit != "pcs":
+            per_unit = self.text("per_unit", unit=self.unit(product.unit))
+        if product.promo_price is None:
+            return self.text(
+                "price_answer",
+                name=product.name,
+                price=self.price(product.price),
+                per_unit=per_unit,
+            )
+        return self.text(
+            "price_answer_promo",
+            name=product.name,
+            promo_price=self.price(product.promo_price),
+            price=self.price(product.price),
+            per_unit=per_unit,
+            label=f" {product.promo_label}" if product.promo_label else "",
+        )
+
     def product_list(self, products: list[ShownProduct]) -> list[str]:
         return [self.product_line(index, product) for index, product in enumerate(products, 1)]
 
@@ -353,7 +392,7 @@ class Replies:
                     name=item["name"],
                     quantity=self.quantity(item["quantity"], item.get("unit") or "pcs"),
                     price=self.price(unit_price),
-                    line_total=self.price(unit_price * to_decimal(item["quantity"])),
+                    line_total=self.price(line_amount(item)),
                 )
             )
         lines.append(self.text("cart_total", total=self.price(cart["total"])))

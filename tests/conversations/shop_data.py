@@ -68,6 +68,7 @@ MILK_GALYCHYNA = ShownProduct(
     promo_label="-19%",
     brand="Галичина",
 )
+BREAD = ShownProduct(sku="bread-01", name="Хліб Київхліб білий", price=32.0, brand="Київхліб")
 MILK_SOLD_OUT = ShownProduct(sku="milk-003", name="Молоко Яготинське 2.6%", price=38.5)
 APPLES = ShownProduct(
     sku="apple-kg", name="Яблуко Гала", price=14.95, unit="kg", min_quantity=0.3, quantity_step=0.1

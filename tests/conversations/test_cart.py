@@ -9,6 +9,7 @@ from conversations.cart import (
     cart_with_added,
     cart_with_quantity,
     cart_without,
+    line_amount,
     quantity_number,
 )
 from webhooks.dispatch import CartLine
@@ -52,6 +53,19 @@ def test_total_rounds_half_up_to_cents():
 
     # 14.95 × 0.3 = 4.485, which binary floats would round down to 4.48.
     assert cart_total([apples]) == 4.49
+
+
+def test_total_is_the_sum_of_rounded_lines():
+    bananas = cart_item(sku="banana", name="Банан", price=49.89, quantity=Decimal("1.5"), unit="kg")
+    tomatoes = cart_item(
+        sku="tomato", name="Томати", price=29.89, quantity=Decimal("0.5"), unit="kg"
+    )
+
+    # The lines are 74.835 → 74.84 and 14.945 → 14.95. Their exact sum, 89.78, would differ
+    # by a cent from the sum of the amounts the shopper sees.
+    assert line_amount(bananas) == Decimal("74.84")
+    assert line_amount(tomatoes) == Decimal("14.95")
+    assert cart_total([bananas, tomatoes]) == 89.79
 
 
 def test_total_of_weight_goods_avoids_float_error():

@@ -8,6 +8,7 @@ from conversations.assistants.intents import (
     NameFragment,
     Ordinal,
     Quantity,
+    means_every_listed,
     measures,
     name_matches,
     names_product,
@@ -182,7 +183,7 @@ def test_parse_add_commands(text, expected):
         ("видали позицію 3", Intent(REMOVE, reference=Ordinal(3))),
         ("remove item 1", Intent(REMOVE, reference=Ordinal(1))),
         ("прибери молоко", Intent(REMOVE, reference=NameFragment("молоко"))),
-        ("видали все молоко", Intent(REMOVE, reference=NameFragment("молоко"))),
+        ("видали все молоко", Intent(REMOVE, reference=NameFragment("молоко"), every=True)),
         ("remove the second", Intent(REMOVE, reference=Ordinal(2))),
         ("take out the third one", Intent(REMOVE, reference=Ordinal(3))),
         ("take it out", Intent(REMOVE)),
@@ -395,6 +396,102 @@ def test_parse_quantity_changes(text, expected):
 )
 def test_parse_cart_and_conversation_commands(text, kind):
     assert parse_intent(text) == Intent(kind)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "не додавай хліб",
+        "не додавай другий",
+        "не прибирай молоко",
+        "не видаляй все",
+        "не добавляй сыр",
+        "don't add the third one",
+        "dont clear the cart",
+        "do not remove the milk",
+    ],
+)
+def test_parse_negated_commands(text):
+    assert parse_intent(text) == Intent(IntentKind.NEGATED)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("ой, зроби 2", Intent(SET, quantity=pieces("2"))),
+        ("actually make it 1", Intent(SET, quantity=pieces("1"))),
+        ("ні, додай кефір", Intent(ADD, reference=NameFragment("кефір"))),
+        ("вибач, прибери хліб", Intent(REMOVE, reference=NameFragment("хліб"))),
+        ("sorry, remove the bread", Intent(REMOVE, reference=NameFragment("bread"))),
+        ("нет, удали второй", Intent(REMOVE, reference=Ordinal(2))),
+        (
+            "окей, додай 2 шт першого",
+            Intent(ADD, reference=Ordinal(1), quantity=pieces("2", "pcs")),
+        ),
+        ("прибирай хліб", Intent(REMOVE, reference=NameFragment("хліб"))),
+        ("oops", Intent(IntentKind.HELP)),
+    ],
+)
+def test_parse_commands_after_interjections(text, expected):
+    assert parse_intent(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("скільки коштує перший?", Intent(IntentKind.PRICE, reference=Ordinal(1))),
+        ("сколько стоит второй?", Intent(IntentKind.PRICE, reference=Ordinal(2))),
+        ("how much is the second one?", Intent(IntentKind.PRICE, reference=Ordinal(2))),
+        ("what is the price of the third?", Intent(IntentKind.PRICE, reference=Ordinal(3))),
+        ("покажи ціну першого", Intent(IntentKind.PRICE, reference=Ordinal(1))),
+        ("скільки він коштує?", Intent(IntentKind.PRICE)),
+        (
+            "а другий?",
+            Intent(IntentKind.PRICE, reference=Ordinal(2), position_only=True),
+        ),
+        ("2?", Intent(IntentKind.PRICE, reference=Ordinal(2), position_only=True)),
+        ("другий", Intent(ADD, reference=Ordinal(2), position_only=True)),
+        ("скільки коштує молоко?", Intent(SEARCH, query="молоко")),
+        ("how much is milk", Intent(SEARCH, query="milk")),
+        ("скільки є молока?", Intent(SEARCH, query="молока")),
+        ("скільки коштує кошик?", Intent(IntentKind.SHOW_CART)),
+        ("how are you?", Intent(IntentKind.HELP)),
+    ],
+)
+def test_parse_price_questions(text, expected):
+    assert parse_intent(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("удали всё молоко", Intent(REMOVE, reference=NameFragment("молоко"), every=True)),
+        ("remove all the milk", Intent(REMOVE, reference=NameFragment("milk"), every=True)),
+        ("прибери обидва молока", Intent(REMOVE, reference=NameFragment("молока"), every=True)),
+        ("видали обидва", Intent(REMOVE, every=True)),
+        ("видали всі", Intent(IntentKind.CLEAR_CART)),
+        ("прибери молоко", Intent(REMOVE, reference=NameFragment("молоко"))),
+    ],
+)
+def test_parse_removal_of_every_match(text, expected):
+    assert parse_intent(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("обидва", True),
+        ("обидва, будь ласка", True),
+        ("both", True),
+        ("all of them", True),
+        ("всі", True),
+        ("обидва молока", False),
+        ("другий", False),
+        ("будь ласка", False),
+    ],
+)
+def test_means_every_listed(text, expected):
+    assert means_every_listed(text) is expected
 
 
 def test_parse_ordinal_word_forms():

@@ -6,6 +6,7 @@ from conversations.assistants import OfflineAssistant, get_assistant
 from conversations.tools import ShownProduct
 from tests.conversations.chat import cart_posts, reply_text, send
 from tests.conversations.shop_data import (
+    BREAD,
     MILK_GALYCHYNA,
     MILK_LACTEL,
     SESSION_ID,
@@ -274,7 +275,7 @@ def test_reply_naming_whole_list_searches(
     assert shopper_conversation.state["offline"]["pending"] is None
 
 
-@pytest.mark.parametrize("answer", ["хліб", "так", "2 шт"])
+@pytest.mark.parametrize("answer", ["хліб", "кефір", "2 шт"])
 def test_reply_naming_no_listed_product_searches(
     chat_client, merchant, seeded_cart, shopper_conversation, answer
 ):
@@ -540,3 +541,178 @@ def test_thanks_gets_a_polite_reply(chat_client, shopper_conversation):
     sent = send(chat_client, shopper_conversation, "Дякую!")
 
     assert reply_text(sent) == "Будь ласка! Чим ще можу допомогти?"
+
+
+@pytest.mark.parametrize(
+    ("text", "reply"),
+    [
+        ("не додавай другий", "Добре, кошик лишаю без змін."),
+        ("don't add the second one", "OK, I left your cart as it is."),
+        ("не видаляй все", "Добре, кошик лишаю без змін."),
+        ("не добавляй второй", "Хорошо, корзину оставляю без изменений."),
+    ],
+)
+def test_negated_command_leaves_the_cart(
+    chat_client, merchant, seeded_cart, shopper_conversation, text, reply
+):
+    show(shopper_conversation, MILK_LACTEL, MILK_GALYCHYNA)
+    send(chat_client, shopper_conversation, "що в кошику?")
+
+    sent = send(chat_client, shopper_conversation, text)
+
+    assert reply_text(sent) == reply
+    assert [event["type"] for event in sent] == ["text_delta", "text_end", "response_complete"]
+    assert cart_posts(merchant) == []
+    assert shopper_conversation.messages.filter(role="assistant").last().metadata == {
+        "assistant": "offline",
+        "intent": "negated",
+    }
+
+
+def test_interjection_before_a_command(chat_client, merchant, seeded_cart, shopper_conversation):
+    send(chat_client, shopper_conversation, "що в кошику?")
+    send(chat_client, shopper_conversation, "додай перший")
+
+    changed = send(chat_client, shopper_conversation, "ой, зроби 3")
+
+    assert cart_posts(merchant)[1:] == [
+        {
+            "action": "update_quantity",
+            "store_id": STORE_ID,
+            "session_id": SESSION_ID,
+            "sku": "milk-001",
+            "quantity": 3,
+        }
+    ]
+    assert reply_text(changed).startswith("Змінив кількість: Молоко Lactel 2.5% — тепер 3 шт.")
+
+
+def test_yes_to_which_one_drops_the_question(
+    chat_client, merchant, seeded_cart, shopper_conversation
+):
+    send(chat_client, shopper_conversation, "прибери молоко")
+
+    answered = send(chat_client, shopper_conversation, "так")
+
+    assert reply_text(answered).startswith("Я допоможу знайти товари і зібрати кошик.")
+    assert cart_posts(merchant) == []
+    shopper_conversation.refresh_from_db()
+    assert shopper_conversation.state["offline"]["pending"] is None
+
+
+@pytest.fixture
+def milk_only_cart(tenant, merchant):
+    """One milk in the merchant's cart, loaded on the first message."""
+    merchant.store.cart_seed(STORE_ID, SESSION_ID, [("milk-001", 1)])
+    tenant.webhook_settings.cart_get_url = merchant.cart_get_url
+    tenant.webhook_settings.save()
+
+
+@pytest.mark.parametrize(
+    ("text", "reply"),
+    [
+        ("прибери хліб", "У кошику немає товару «хліб»."),
+        ("зміни кількість хліба на 3", "У кошику немає товару «хліба»."),
+        ("remove the bread", "There is no “bread” in your cart."),
+    ],
+)
+def test_name_of_shown_product_not_in_cart(
+    chat_client, merchant, milk_only_cart, shopper_conversation, text, reply
+):
+    show(shopper_conversation, BREAD)
+    send(chat_client, shopper_conversation, "що в кошику?")
+
+    sent = send(chat_client, shopper_conversation, text)
+
+    assert reply_text(sent) == reply
+    assert cart_posts(merchant) == []
+    shopper_conversation.refresh_from_db()
+    assert shopper_conversation.state["offline"]["pending"] is None
+
+
+def test_name_not_in_snapshot_reloads_the_cart(
+    chat_client, merchant, milk_only_cart, shopper_conversation
+):
+    show(shopper_conversation, BREAD)
+    send(chat_client, shopper_conversation, "що в кошику?")
+    # The shopper puts bread in the cart on the merchant's site between two messages.
+    merchant.store.cart_seed(STORE_ID, SESSION_ID, [("milk-001", 1), ("bread-01", 1)])
+
+    sent = send(chat_client, shopper_conversation, "прибери хліб")
+
+    assert reply_text(sent).startswith("Прибрав з кошика: Хліб Київхліб білий.")
+    assert cart_posts(merchant) == [
+        {"action": "remove", "store_id": STORE_ID, "session_id": SESSION_ID, "sku": "bread-01"}
+    ]
+
+
+def test_name_of_shown_product_without_cart_get(chat_client, merchant, shopper_conversation):
+    # Without cart GET the snapshot may miss lines added on the merchant's site, so a shown
+    # product is still removed, and the merchant decides.
+    show(shopper_conversation, BREAD)
+
+    sent = send(chat_client, shopper_conversation, "прибери хліб")
+
+    assert cart_posts(merchant) == [
+        {"action": "remove", "store_id": STORE_ID, "session_id": SESSION_ID, "sku": "bread-01"}
+    ]
+    assert reply_text(sent) == "«Хліб Київхліб білий» немає у вашому кошику."
+
+
+@pytest.mark.parametrize("text", ["видали все молоко", "remove all the milk"])
+def test_removal_of_every_matching_line(
+    chat_client, merchant, seeded_cart, shopper_conversation, text
+):
+    sent = send(chat_client, shopper_conversation, text)
+
+    assert cart_posts(merchant) == [
+        {"action": "remove", "store_id": STORE_ID, "session_id": SESSION_ID, "sku": "milk-001"},
+        {"action": "remove", "store_id": STORE_ID, "session_id": SESSION_ID, "sku": "milk-002"},
+    ]
+    changes = [event for event in sent if event["type"] == "cart_changed"]
+    assert [change["sku"] for change in changes] == ["milk-001", "milk-002"]
+    assert [item["sku"] for item in changes[-1]["items"]] == ["bread-01"]
+    assert merchant.store.cart_items(STORE_ID, SESSION_ID) == [
+        {
+            "sku": "bread-01",
+            "name": "Хліб Київхліб білий",
+            "price": 32.0,
+            "quantity": 1,
+            "unit": "pcs",
+        }
+    ]
+    assert "Молоко Lactel 2.5%" in reply_text(sent)
+    assert "Молоко Галичина 3.2%" in reply_text(sent)
+
+
+def test_both_removes_every_listed_match(chat_client, merchant, seeded_cart, shopper_conversation):
+    send(chat_client, shopper_conversation, "прибери молоко")
+
+    sent = send(chat_client, shopper_conversation, "обидва")
+
+    assert reply_text(sent) == (
+        "Прибрав з кошика: Молоко Lactel 2.5%.\n"
+        "Прибрав з кошика: Молоко Галичина 3.2%.\n"
+        "Позицій у кошику: 1, сума: 32,00."
+    )
+    assert cart_posts(merchant) == [
+        {"action": "remove", "store_id": STORE_ID, "session_id": SESSION_ID, "sku": "milk-001"},
+        {"action": "remove", "store_id": STORE_ID, "session_id": SESSION_ID, "sku": "milk-002"},
+    ]
+    shopper_conversation.refresh_from_db()
+    assert shopper_conversation.state["offline"]["pending"] is None
+    assert shopper_conversation.messages.filter(role="assistant").last().metadata == {
+        "assistant": "offline",
+        "intent": "remove",
+    }
+
+
+def test_both_after_an_add_question_searches(
+    chat_client, merchant, seeded_cart, shopper_conversation
+):
+    show(shopper_conversation, MILK_LACTEL, MILK_GALYCHYNA)
+    send(chat_client, shopper_conversation, "додай молоко")
+
+    send(chat_client, shopper_conversation, "обидва")
+
+    assert cart_posts(merchant) == []

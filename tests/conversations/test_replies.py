@@ -7,6 +7,7 @@ from conversations.tools import ShownProduct
 MILK = ShownProduct(
     sku="milk-002", name="Молоко Галичина", price=52.0, promo_price=42.0, promo_label="-19%"
 )
+BREAD = ShownProduct(sku="bread-01", name="Хліб білий", price=32.0)
 APPLES = ShownProduct(
     sku="apple-kg", name="Яблуко Гала", price=14.95, unit="kg", min_quantity=0.3, quantity_step=0.1
 )
@@ -96,6 +97,26 @@ def test_product_line_mentions_the_promotion():
     )
 
 
+@pytest.mark.parametrize(
+    ("language", "product", "expected"),
+    [
+        ("uk", BREAD, "«Хліб білий» коштує 32,00."),
+        ("en", BREAD, "“Хліб білий” costs 32.00."),
+        ("ru", APPLES, "«Яблуко Гала» стоит 14,95 за кг."),
+        ("en", APPLES, "“Яблуко Гала” costs 14.95 per kg."),
+        ("uk", MILK, "«Молоко Галичина» коштує 42,00 замість 52,00 (акція -19%)."),
+        (
+            "en",
+            MILK,
+            "“Молоко Галичина” costs 42.00 instead of 52.00 (promotion -19%).",
+        ),
+        ("ru", MILK, "«Молоко Галичина» стоит 42,00 вместо 52,00 (акция -19%)."),
+    ],
+)
+def test_price_line(language, product, expected):
+    assert Replies(language).price_line(product) == expected
+
+
 def test_cart_lines_list_each_item_and_the_total():
     cart = cart_snapshot([MILK.cart_item(2), APPLES.cart_item(0.5)])
 
@@ -104,6 +125,19 @@ def test_cart_lines_list_each_item_and_the_total():
         "1. Молоко Галичина — 2 шт × 42,00 = 84,00",
         "2. Яблуко Гала — 0,5 кг × 14,95 = 7,48",
         "Разом: 91,48.",
+    ]
+
+
+def test_cart_total_adds_up_the_lines_shown():
+    tomatoes = ShownProduct(sku="tomato-kg", name="Томати", price=29.89, unit="kg")
+    cart = cart_snapshot([APPLES.cart_item(0.5), tomatoes.cart_item(0.5)])
+
+    # 7.475 and 14.945 round to 7.48 and 14.95, so the total is 22.43, not 22.42.
+    assert Replies("uk").cart_lines(cart) == [
+        "У вашому кошику:",
+        "1. Яблуко Гала — 0,5 кг × 14,95 = 7,48",
+        "2. Томати — 0,5 кг × 29,89 = 14,95",
+        "Разом: 22,43.",
     ]
 
 

@@ -2,10 +2,14 @@
 dispatch and the reference merchant on 127.0.0.1."""
 
 import json
+from collections.abc import Iterator
 
 import pytest
 
+from catalog.schemas import ProductInput
+from catalog.services import product_upsert_many, products_embed_pending
 from conversations.models import Conversation, Message
+from merchant.server import MerchantServer, start_merchant
 from tests.conversations.chat import cart_posts, reply_text, send
 from tests.conversations.shop_data import SESSION_ID, STORE_ID
 from tests.factories import ConversationFactory
@@ -343,3 +347,76 @@ def test_empty_cart_keeps_search_positions(chat_client, merchant, shopper_conver
     assert reply_text(shown_cart) == "Ваш кошик порожній."
     assert [post["sku"] for post in cart_posts(merchant)] == [first["sku"]]
     assert reply_text(added).startswith(f"Додав у кошик: {first['name']}")
+
+
+# Two milks of the same fat content in packs of different sizes. The shorter name ranks
+# first in a search for "молоко 2,5%".
+SIZED_MILKS = [
+    {"sku": "milk-840", "name": "Молоко 2,5% 840 г", "weight": 840},
+    {"sku": "milk-900", "name": "Молоко Молокія пастеризоване 2,5% 900 г", "weight": 900},
+]
+
+
+@pytest.fixture
+def sized_milk_merchant(tenant, local_webhooks) -> Iterator[MerchantServer]:
+    """A merchant and a catalog that contain only SIZED_MILKS, both in stock."""
+    product_upsert_many(tenant=tenant, products=[ProductInput(**row) for row in SIZED_MILKS])
+    products_embed_pending(tenant=tenant)
+    stock = {
+        "milk-840": {"price": 41.9, "in_stock": True, "stock": 10},
+        "milk-900": {"price": 36.6, "in_stock": True, "stock": 10},
+    }
+    server = start_merchant(secret=tenant.webhook_settings.secret, stock=stock, catalog=SIZED_MILKS)
+    tenant.webhook_settings.products_url = server.products_url
+    tenant.webhook_settings.cart_url = server.cart_url
+    tenant.webhook_settings.save()
+    yield server
+    server.shutdown()
+
+
+@pytest.mark.parametrize("text", ["додай молоко 2,5% 900 г", "додай молоко 2,5% 0,9 кг"])
+def test_add_by_name_picks_the_stated_size(chat_client, sized_milk_merchant, tenant, text):
+    conversation = ConversationFactory(tenant=tenant, store_id=STORE_ID, session_id=SESSION_ID)
+
+    sent = send(chat_client, conversation, text)
+
+    assert [card["sku"] for card in cards_of(sent)] == ["milk-840", "milk-900"]
+    assert cart_posts(sized_milk_merchant) == [
+        {
+            "action": "add",
+            "store_id": STORE_ID,
+            "session_id": SESSION_ID,
+            "sku": "milk-900",
+            "name": "Молоко Молокія пастеризоване 2,5% 900 г",
+            "quantity": 1,
+            "price": 36.6,
+        }
+    ]
+    assert reply_text(sent).startswith(
+        "Додав у кошик: Молоко Молокія пастеризоване 2,5% 900 г, 1 шт."
+    )
+
+
+def price_answer(card: dict) -> str:
+    """Return the Ukrainian answer to a price question about the product of ``card``."""
+    price = f"{card['price']:.2f}".replace(".", ",")
+    if card["promo_price"] is None:
+        return f"«{card['name']}» коштує {price}."
+    promo_price = f"{card['promo_price']:.2f}".replace(".", ",")
+    return f"«{card['name']}» коштує {promo_price} замість {price} (акція {card['promo_label']})."
+
+
+def test_price_questions_leave_the_cart(chat_client, merchant, shopper_conversation):
+    found = send(chat_client, shopper_conversation, "молоко")
+    first, second = cards_of(found)[:2]
+
+    asked = send(chat_client, shopper_conversation, "скільки коштує перший?")
+    followed = send(chat_client, shopper_conversation, "а другий?")
+
+    assert reply_text(asked) == price_answer(first)
+    assert reply_text(followed) == price_answer(second)
+    assert cart_posts(merchant) == []
+    assert shopper_conversation.messages.filter(role="assistant").last().metadata == {
+        "assistant": "offline",
+        "intent": "price",
+    }
