@@ -82,6 +82,19 @@ def test_run_embeds_and_completes(tenant, embedder, small_batches):
     assert {product.embedding_model for product in products} == {embedder.model_name}
 
 
+def test_run_locks_job_row_only(tenant, embedder):
+    # FOR UPDATE on the tenant's row would block every insert that references the tenant,
+    # such as its chat messages, because foreign key checks take FOR KEY SHARE.
+    job = _submit(tenant)
+
+    with CaptureQueriesContext(connection) as context:
+        catalog_job_run(job_pk=job.pk, embedder=embedder)
+
+    locking = [query["sql"] for query in context.captured_queries if "FOR UPDATE" in query["sql"]]
+    assert len(locking) == 1
+    assert locking[0].endswith('FOR UPDATE OF "catalog_catalogjob"')
+
+
 def test_run_of_finished_job_does_nothing(tenant, embedder):
     job = _submit(tenant)
     catalog_job_run(job_pk=job.pk, embedder=embedder)
