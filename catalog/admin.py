@@ -156,6 +156,9 @@ class CatalogJobAdmin(admin.ModelAdmin):
     search_fields = ("public_id",)
     exclude = ("product_ids",)
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[CatalogJob]:
+        return super().get_queryset(request).defer("product_ids")
+
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 

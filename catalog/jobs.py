@@ -199,8 +199,10 @@ def _job_start(job_pk: int) -> CatalogJob | None:
     Raises ``CatalogJobMissing`` when the job no longer exists.
     """
     with transaction.atomic():
+        # Only the job's row: a lock on the joined tenant row would block the inserts of
+        # every row that references the tenant until this transaction ends.
         job = (
-            CatalogJob.objects.select_for_update()
+            CatalogJob.objects.select_for_update(of=("self",))
             .select_related("tenant")
             .filter(pk=job_pk)
             .first()

@@ -21,11 +21,21 @@ def products_pending_embedding(*, tenant: Tenant, model_name: str) -> QuerySet[P
     )
 
 
+def _jobs_without_product_ids() -> QuerySet[CatalogJob]:
+    """Return the jobs without loading ``product_ids``, for reads that show jobs.
+
+    A job keeps one id per product to embed until it completes, and a failed job keeps them
+    for good, so a re-embedding job of a 100,000-product catalog carries 100,000 ids.
+    """
+    return CatalogJob.objects.select_related("tenant").defer("product_ids")
+
+
 def catalog_job_get(*, tenant: Tenant, job_id: str) -> CatalogJob:
-    """Return ``tenant``'s job with the public id ``job_id``, or raise ``NotFound``."""
-    job = (
-        CatalogJob.objects.select_related("tenant").filter(tenant=tenant, public_id=job_id).first()
-    )
+    """Return ``tenant``'s job with the public id ``job_id``, or raise ``NotFound``.
+
+    The job's ``product_ids`` are not loaded until they are read.
+    """
+    job = _jobs_without_product_ids().filter(tenant=tenant, public_id=job_id).first()
     if job is None:
         raise NotFound(f"Catalog job {job_id!r} not found.")
     return job
@@ -43,7 +53,7 @@ def catalog_jobs_list(
     ``before`` is a job id: only jobs created before that job are returned, which pages
     through older jobs. ``status`` keeps jobs in that status.
     """
-    jobs = CatalogJob.objects.select_related("tenant").filter(tenant=tenant)
+    jobs = _jobs_without_product_ids().filter(tenant=tenant)
     if status is not None:
         jobs = jobs.filter(status=status)
     if before is not None:

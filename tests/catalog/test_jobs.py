@@ -8,6 +8,7 @@ import pytest
 from asgiref.sync import async_to_sync
 from django.db import connection
 from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 from procrastinate import JobContext
@@ -79,6 +80,19 @@ def test_run_embeds_and_completes(tenant, embedder, small_batches):
     assert sorted(embedder.passages) == sorted(_texts(PRODUCTS))
     assert all(product.embedding_hash == product.content_hash for product in products)
     assert {product.embedding_model for product in products} == {embedder.model_name}
+
+
+def test_run_locks_job_row_only(tenant, embedder):
+    # FOR UPDATE on the tenant's row would block every insert that references the tenant,
+    # such as its chat messages, because foreign key checks take FOR KEY SHARE.
+    job = _submit(tenant)
+
+    with CaptureQueriesContext(connection) as context:
+        catalog_job_run(job_pk=job.pk, embedder=embedder)
+
+    locking = [query["sql"] for query in context.captured_queries if "FOR UPDATE" in query["sql"]]
+    assert len(locking) == 1
+    assert locking[0].endswith('FOR UPDATE OF "catalog_catalogjob"')
 
 
 def test_run_of_finished_job_does_nothing(tenant, embedder):
@@ -387,6 +401,44 @@ def test_admin_lists_jobs_read_only(tenant, admin_client):
     assert detail.status_code == 200
     assert "Save" not in detail.content.decode()
     assert add.status_code == 403
+
+
+def _job_reads_of_product_ids(queries) -> list[str]:
+    return [
+        query["sql"]
+        for query in queries
+        if '"catalog_catalogjob"."product_ids"' in query["sql"]
+        and query["sql"].startswith("SELECT")
+    ]
+
+
+def test_job_reads_skip_product_ids(tenant, server_client, admin_client):
+    # A re-embedding job of a large catalog carries one id per product until it completes,
+    # and a failed job keeps them, so pages and API reads that show jobs must not load them.
+    job = CatalogJob.objects.create(
+        tenant=tenant, source=CatalogJob.Source.REEMBED, product_ids=list(range(1, 100_001))
+    )
+    urls = [
+        f"/api/v1/catalog/jobs/{job.public_id}",
+        "/api/v1/catalog/jobs",
+        f"/api/v1/catalog/jobs?before={job.public_id}",
+    ]
+    admin_urls = [
+        reverse("admin:catalog_catalogjob_changelist"),
+        reverse("admin:catalog_catalogjob_change", args=[job.pk]),
+    ]
+
+    for url in urls:
+        with CaptureQueriesContext(connection) as context:
+            response = server_client.get(url)
+        assert response.status_code == 200, url
+        assert _job_reads_of_product_ids(context.captured_queries) == [], url
+    for url in admin_urls:
+        with CaptureQueriesContext(connection) as context:
+            response = admin_client.get(url)
+        assert response.status_code == 200, url
+        assert _job_reads_of_product_ids(context.captured_queries) == [], url
+    assert server_client.get(urls[0]).json()["job_id"] == job.public_id
 
 
 def test_admin_save_creates_embedding_job(tenant, admin_client):

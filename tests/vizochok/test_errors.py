@@ -1,5 +1,7 @@
 """The error envelope for requests that never reach a view, and parser edge cases."""
 
+import logging
+
 import pytest
 from rest_framework.test import APIClient
 
@@ -110,3 +112,29 @@ def test_overlong_json_integer_is_invalid_json(chat_client):
         "detail": "JSON parse error - a number has more than 4300 digits.",
         "code": "invalid_json",
     }
+
+
+@pytest.mark.parametrize("path", ["/api/v1/health", "/api/v1/catalog/jobs"])
+def test_too_many_query_parameters_rejected(server_client, settings, caplog, path):
+    settings.DATA_UPLOAD_MAX_NUMBER_FIELDS = 10
+    query = "&".join(f"field{number}=1" for number in range(11))
+
+    response = server_client.get(f"{path}?{query}")
+
+    assert response.status_code == 400
+    assert response.json() == {
+        "detail": "The query string has more than 10 parameters; send at most 10.",
+        "code": "invalid_json",
+        "max_parameters": 10,
+    }
+    assert not [record for record in caplog.records if record.levelno >= logging.ERROR]
+
+
+def test_query_parameters_at_limit_accepted(server_client, settings):
+    settings.DATA_UPLOAD_MAX_NUMBER_FIELDS = 10
+    query = "&".join(["limit=5", *(f"field{number}=1" for number in range(9))])
+
+    response = server_client.get(f"/api/v1/catalog/jobs?{query}")
+
+    assert response.status_code == 200
+    assert response.json() == []

