@@ -226,6 +226,18 @@ for _cron_variable, _cron in (
             f"{_cron_variable} is not a valid cron schedule: {_cron!r}. Use five fields, "
             "such as '30 3 * * *', or six with seconds last."
         )
+# Neither value has a meaning below 0, and a negative backoff would make every odd retry's
+# wait (backoff ** retry number) negative.
+if WORKER_SHUTDOWN_TIMEOUT_SECONDS < 0:
+    raise ImproperlyConfigured(
+        "WORKER_SHUTDOWN_TIMEOUT_SECONDS must be 0 or more, "
+        f"got {WORKER_SHUTDOWN_TIMEOUT_SECONDS:g}."
+    )
+if CATALOG_JOB_RETRY_BACKOFF_SECONDS < 0:
+    raise ImproperlyConfigured(
+        "CATALOG_JOB_RETRY_BACKOFF_SECONDS must be 0 or more, "
+        f"got {CATALOG_JOB_RETRY_BACKOFF_SECONDS}."
+    )
 if WORKER_HEARTBEAT_SECONDS <= 0:
     # procrastinate would write heartbeats without pause.
     raise ImproperlyConfigured(
@@ -279,6 +291,12 @@ AGENT_TURN_TIMEOUT_SECONDS = env.float("AGENT_TURN_TIMEOUT_SECONDS", default=120
 if LLM_REQUEST_TIMEOUT_SECONDS <= 0:
     raise ImproperlyConfigured(
         f"LLM_REQUEST_TIMEOUT_SECONDS must be above 0, got {LLM_REQUEST_TIMEOUT_SECONDS:g}."
+    )
+if LLM_MAX_RETRIES < 0:
+    raise ImproperlyConfigured(f"LLM_MAX_RETRIES must be 0 or more, got {LLM_MAX_RETRIES}.")
+if LLM_HISTORY_MAX_CHARS < 0:
+    raise ImproperlyConfigured(
+        f"LLM_HISTORY_MAX_CHARS must be 0 or more, got {LLM_HISTORY_MAX_CHARS}."
     )
 if LLM_RETRY_DELAY_SECONDS < 0:
     raise ImproperlyConfigured(

@@ -110,6 +110,18 @@ REJECTED = [
         "LLM_REQUEST_TIMEOUT_SECONDS must be above 0, got 0.",
     ),
     ("LLM_RETRY_DELAY_SECONDS", "-1", "LLM_RETRY_DELAY_SECONDS must be 0 or more, got -1."),
+    ("LLM_MAX_RETRIES", "-1", "LLM_MAX_RETRIES must be 0 or more, got -1."),
+    ("LLM_HISTORY_MAX_CHARS", "-1", "LLM_HISTORY_MAX_CHARS must be 0 or more, got -1."),
+    (
+        "WORKER_SHUTDOWN_TIMEOUT_SECONDS",
+        "-1",
+        "WORKER_SHUTDOWN_TIMEOUT_SECONDS must be 0 or more, got -1.",
+    ),
+    (
+        "CATALOG_JOB_RETRY_BACKOFF_SECONDS",
+        "-2",
+        "CATALOG_JOB_RETRY_BACKOFF_SECONDS must be 0 or more, got -2.",
+    ),
     (
         "WEBHOOK_BREAKER_WINDOW_SECONDS",
         "0",
@@ -129,6 +141,8 @@ ACCEPTED = [
     {"CATALOG_RECOVERY_CRON": "* * * * * */10", "CATALOG_PRUNE_CRON": "0 4 * * 1"},
     {"WORKER_HEARTBEAT_SECONDS": "0.5", "LLM_RETRY_DELAY_SECONDS": "0"},
     {"LLM_REQUEST_TIMEOUT_SECONDS": "0.5", "WEBHOOK_BREAKER_WINDOW_SECONDS": "0.5"},
+    {"LLM_MAX_RETRIES": "0", "LLM_HISTORY_MAX_CHARS": "0"},
+    {"WORKER_SHUTDOWN_TIMEOUT_SECONDS": "0", "CATALOG_JOB_RETRY_BACKOFF_SECONDS": "0"},
 ]
 
 
