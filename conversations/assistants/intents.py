@@ -531,6 +531,8 @@ def _verb_kind(tokens: list[str]) -> IntentKind | None:
         kind = _cart_verb_kind(tokens, index)
         if kind is not None:
             negated = index > 0 and tokens[index - 1] in NEGATION_WORDS
+            # NOTE: only the first cart verb counts, so a correction in the same message
+            # ("не додавай хліб, додай молоко", "don't make it 3, make it 2") changes nothing.
             return IntentKind.NEGATED if negated else kind
         has_search_verb = has_search_verb or token in SEARCH_VERBS
     return IntentKind.SEARCH if has_search_verb else None
