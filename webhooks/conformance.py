@@ -108,11 +108,15 @@ def _check_endpoint(call: WebhookCall, report: EndpointReport, *, slow_fraction:
 
 def _check_transport(outcome: CallOutcome, report: EndpointReport) -> None:
     response = outcome.response
+    # The response of an error status whose body was over the size limit is not kept, but
+    # its status is.
+    status_code = response.status_code if response is not None else outcome.status_code
+    if status_code is not None and status_code != 200:
+        report.add("http_status", f"HTTP {status_code}; the contract expects 200")
     if response is None:
-        report.add(outcome.error_code or "request_failed", outcome.error_message)
+        if status_code is None or status_code == 200:
+            report.add(outcome.error_code or "request_failed", outcome.error_message)
         return
-    if response.status_code != 200:
-        report.add("http_status", f"HTTP {response.status_code}; the contract expects 200")
     content_type = response.headers.get("Content-Type", "")
     if content_type.split(";")[0].strip().lower() != "application/json":
         report.add(

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import email.errors
 import http.client
 import logging
 import os
@@ -558,8 +559,17 @@ def _watch_socket(sock: socket.socket | None) -> None:
         deadline.watch(sock)
 
 
+# A header line, with optional whitespace between its name (an RFC 9110 token) and the colon.
+_SPACED_HEADER_PATTERN = re.compile(r"([!#$%&'*+.^_`|~0-9A-Za-z-]+)[ \t]*:(.*)")
+# Headers that decide where the body ends or whether the connection stays open.
+_FRAMING_HEADERS = frozenset({"content-length", "transfer-encoding", "connection"})
+
+
 class _FinalHTTPResponse(http.client.HTTPResponse):
     """An http.client response that skips interim 1xx responses and rejects malformed headers.
+
+    Whitespace between a header's name and its colon is repaired, not rejected, as
+    ``_repair_spaced_headers`` describes.
 
     http.client skips only 100 Continue. It took a 103 Early Hints as the final response
     and left the real one on the pooled connection, where the next request read it. This
@@ -574,9 +584,40 @@ class _FinalHTTPResponse(http.client.HTTPResponse):
         try:
             assert_header_parsing(self.msg)
         except urllib3.exceptions.HeaderParsingError as error:
-            raise http.client.HTTPException(
-                f"the response headers are malformed: {error}"
-            ) from error
+            if not self._repair_spaced_headers():
+                raise http.client.HTTPException(
+                    f"the response headers are malformed: {error}"
+                ) from error
+
+    def _repair_spaced_headers(self) -> bool:
+        """Add the headers left unparsed after a "Vary : Origin" line, and return whether it could.
+
+        The email parser that http.client uses stops at a name followed by whitespace and
+        keeps that line and the rest as unparsed text. RFC 9112, section 5.1, requires a proxy
+        to remove such whitespace from a response, so the lines are added here with their
+        names stripped. A line of another form, or a header that frames the body or the
+        connection, whose value http.client has already read without it, is not repaired.
+        """
+        message = self.msg
+        unparsed = message.get_payload()
+        if not isinstance(unparsed, str) or any(
+            not isinstance(defect, email.errors.MissingHeaderBodySeparatorDefect)
+            for defect in message.defects
+        ):
+            return False
+        headers = []
+        for line in unparsed.splitlines():
+            if not line:
+                continue
+            match = _SPACED_HEADER_PATTERN.fullmatch(line)
+            if match is None or match[1].lower() in _FRAMING_HEADERS:
+                return False
+            headers.append((match[1], match[2].strip(" \t")))
+        for name, value in headers:
+            message[name] = value
+        message.set_payload("")
+        message.defects.clear()
+        return True
 
     def _read_status(self) -> tuple[str, int, str]:
         while True:

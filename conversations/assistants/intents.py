@@ -421,8 +421,17 @@ def parse_intent(text: str) -> Intent:
 
 
 def means_every_listed(text: str) -> bool:
-    """Tell whether ``text`` is only "обидва", "всі", "both" or "all", as a reply to "which one?"."""
-    tokens = [token for token in tokenize(text) if token not in FILLER_WORDS]
+    """Tell whether ``text`` means every product of a "which one?" list after a removal.
+
+    That is "обидва", "всі", "both" or "all", alone or after a removal verb ("видали всі",
+    "remove both"). In this context "видали всі" is about the listed products, so it does
+    not clear the whole cart as it does elsewhere.
+    """
+    tokens = tokenize(text)
+    removal_words = REMOVE_VERBS
+    if _takes_out(tokens):
+        removal_words = removal_words | TAKE_OUT_PARTICLES | {"take"}
+    tokens = [token for token in tokens if token not in FILLER_WORDS and token not in removal_words]
     return bool(tokens) and all(
         token in EVERYTHING_WORDS or token in BOTH_WORDS for token in tokens
     )
@@ -522,6 +531,8 @@ def _verb_kind(tokens: list[str]) -> IntentKind | None:
         kind = _cart_verb_kind(tokens, index)
         if kind is not None:
             negated = index > 0 and tokens[index - 1] in NEGATION_WORDS
+            # NOTE: only the first cart verb counts, so a correction in the same message
+            # ("не додавай хліб, додай молоко", "don't make it 3, make it 2") changes nothing.
             return IntentKind.NEGATED if negated else kind
         has_search_verb = has_search_verb or token in SEARCH_VERBS
     return IntentKind.SEARCH if has_search_verb else None

@@ -707,6 +707,24 @@ def test_both_removes_every_listed_match(chat_client, merchant, seeded_cart, sho
     }
 
 
+@pytest.mark.parametrize("reply", ["видали всі", "прибери обидва", "видали все", "прибери всі"])
+def test_removal_of_every_listed_keeps_other_lines(
+    chat_client, merchant, seeded_cart, shopper_conversation, reply
+):
+    send(chat_client, shopper_conversation, "прибери молоко")
+
+    sent = send(chat_client, shopper_conversation, reply)
+
+    assert cart_posts(merchant) == [
+        {"action": "remove", "store_id": STORE_ID, "session_id": SESSION_ID, "sku": "milk-001"},
+        {"action": "remove", "store_id": STORE_ID, "session_id": SESSION_ID, "sku": "milk-002"},
+    ]
+    assert [item["sku"] for item in merchant.store.cart_items(STORE_ID, SESSION_ID)] == ["bread-01"]
+    assert reply_text(sent).splitlines()[-1] == "Позицій у кошику: 1, сума: 32,00."
+    shopper_conversation.refresh_from_db()
+    assert shopper_conversation.state["offline"]["pending"] is None
+
+
 def test_both_after_an_add_question_searches(
     chat_client, merchant, seeded_cart, shopper_conversation
 ):

@@ -442,6 +442,20 @@ def test_check_merchant_reports_transport_problems(tenant, local_webhooks, start
     assert math.isclose(reports["cart_get"]["timeout_seconds"], 1)
 
 
+def test_check_merchant_reports_oversized_error_page(tenant, local_webhooks, start_server):
+    server = start_server(raw_reply(404, b"x" * (1024 * 1024), "text/html"))
+    point_webhooks_at(tenant, server)
+
+    output, error = run_check("shop-a", "--kind", "products", "--json")
+
+    [report] = json.loads(output)
+    assert report["status_code"] == 404
+    assert report["violations"] == [
+        {"code": "http_status", "message": "HTTP 404; the contract expects 200"}
+    ]
+    assert str(error) == "1 contract violation(s) found."
+
+
 def test_check_merchant_reports_deeply_nested_json(tenant, local_webhooks, start_server):
     server = start_server(raw_reply(200, b"[" * 100_000 + b"]" * 100_000))
     point_webhooks_at(tenant, server)

@@ -848,6 +848,56 @@ def test_send_rejects_malformed_header_line(
     assert "shopper-1" not in caplog.text
 
 
+def test_send_repairs_space_before_colon(
+    start_server: StartServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    # given: whitespace before a colon, which stops the parser; the headers after it follow
+    server = start_server(
+        lambda handler: handler.send_bytes(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n"
+            b"Access-Control-Expose-Headers : X-Page\r\nContent-Type: application/json\r\n"
+            b"\r\n{}"
+        ),
+        protocol_version="HTTP/1.1",
+    )
+    caplog.set_level(logging.WARNING)
+
+    # when
+    response = send("GET", server.url("/cart?token=merchant-token"), policy=LOCAL_POLICY, timeout=2)
+
+    # then: both headers are kept, as a proxy that removes the whitespace would pass them on
+    assert response.status_code == 200
+    assert response.body == b"{}"
+    assert response.headers["Access-Control-Expose-Headers"] == "X-Page"
+    assert response.headers["Content-Type"] == "application/json"
+    assert [record for record in caplog.records if record.name.startswith("urllib3")] == []
+
+
+@pytest.mark.parametrize(
+    "framing", [b"Content-Length: 2", b"Transfer-Encoding: chunked", b"Connection: close"]
+)
+def test_send_rejects_framing_after_space_before_colon(
+    start_server: StartServer, framing: bytes
+) -> None:
+    # given: a header that http.client has already missed when it decided the framing
+    server = start_server(
+        lambda handler: handler.send_bytes(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nVary : Origin\r\n"
+            + framing
+            + b"\r\n\r\n{}"
+        ),
+        protocol_version="HTTP/1.1",
+    )
+
+    # when
+    with pytest.raises(EgressConnectionError) as raised:
+        send("GET", server.url(), policy=LOCAL_POLICY, timeout=2)
+
+    # then
+    assert raised.value.code == EgressErrorCode.PROTOCOL_ERROR
+    assert "the response headers are malformed" in raised.value.message
+
+
 def test_send_rejects_unrequested_protocol_switch(start_server: StartServer) -> None:
     # given
     server = start_server(
