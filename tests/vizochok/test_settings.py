@@ -127,6 +127,33 @@ REJECTED = [
         "0",
         "WEBHOOK_BREAKER_WINDOW_SECONDS must be above 0, got 0.",
     ),
+    # django-environ read "nan" and "inf" as numbers, so a heartbeat of nan passed every
+    # check. It dropped the other characters of a number, so "60s" was read as 60 and
+    # "1,000" as 1.0, and its ValueError for "2.5" as an integer named no variable.
+    *[
+        (variable, value, f"{variable} must be a finite number, got {value!r}.")
+        for variable, value in (
+            ("WORKER_HEARTBEAT_SECONDS", "nan"),
+            ("LLM_RETRY_DELAY_SECONDS", "inf"),
+            ("WEBHOOK_BREAKER_WINDOW_SECONDS", "-inf"),
+        )
+    ],
+    *[
+        (variable, value, f"{variable} must be a number, got {value!r}.")
+        for variable, value in (
+            ("WEBHOOK_BREAKER_WINDOW_SECONDS", "60s"),
+            ("WEBHOOK_CONNECT_TIMEOUT", "1,000"),
+            ("LLM_REQUEST_TIMEOUT_SECONDS", ""),
+        )
+    ],
+    *[
+        (variable, value, f"{variable} must be a whole number, got {value!r}.")
+        for variable, value in (
+            ("CATALOG_JOB_RETRY_BACKOFF_SECONDS", "2.5"),
+            ("LLM_MAX_RETRIES", ""),
+            ("WEBHOOK_MAX_RESPONSE_BYTES", "256KiB"),
+        )
+    ],
 ]
 
 ACCEPTED = [
@@ -161,3 +188,32 @@ def test_settings_accept_values_in_range(environment):
 
     assert result.returncode == 0
     assert result.stdout == "System check identified no issues (0 silenced).\n"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("WORKER_HEARTBEAT_SECONDS", "1e1", "10.0"),
+        ("WEBHOOK_CONNECT_TIMEOUT", " 2.5 ", "2.5"),
+        ("LLM_MAX_RETRIES", "+2", "2"),
+    ],
+)
+def test_settings_read_numbers_as_written(variable, value, expected):
+    result = subprocess.run(
+        [
+            sys.executable,
+            "manage.py",
+            "shell",
+            "--no-imports",
+            "-c",
+            f"from django.conf import settings; print(settings.{variable})",
+        ],
+        cwd=PROJECT_DIR,
+        env={**os.environ, variable: value},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"{expected}\n"
