@@ -3,10 +3,11 @@
 import ipaddress
 import math
 import os
+import time
 from pathlib import Path
 
 import environ
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -49,6 +50,28 @@ def _env_int(name: str, *, default: int) -> int:
         return int(raw)
     except ValueError:
         raise ImproperlyConfigured(f"{name} must be a whole number, got {raw!r}.") from None
+
+
+def _check_cron_schedule(name: str, schedule: str) -> None:
+    """Raise ImproperlyConfigured unless procrastinate can find the runs of ``schedule``.
+
+    A worker's periodic deferrer looks for the last run before now and the next one after
+    it. When either does not exist, croniter raises there and the worker stops, with exit
+    status 0. That happens for a date that never comes ("0 0 31 2 *"), and for a seventh
+    field, which croniter reads as a year, before the first year or after the last.
+    """
+    usage = "Use five fields, such as '30 3 * * *', or six with seconds last."
+    fields = schedule.split()
+    if not croniter.is_valid(schedule) or len(fields) > 6:
+        raise ImproperlyConfigured(f"{name} is not a valid cron schedule: {schedule!r}. {usage}")
+    now = time.time()
+    try:
+        croniter(schedule, now).get_prev(float)
+        croniter(schedule, now).get_next(float)
+    except CroniterBadDateError:
+        raise ImproperlyConfigured(
+            f"{name} matches no date, so a worker would stop at start: {schedule!r}. {usage}"
+        ) from None
 
 
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
@@ -253,11 +276,7 @@ for _cron_variable, _cron in (
     ("CATALOG_RECOVERY_CRON", CATALOG_RECOVERY_CRON),
     ("CATALOG_PRUNE_CRON", CATALOG_PRUNE_CRON),
 ):
-    if not croniter.is_valid(_cron):
-        raise ImproperlyConfigured(
-            f"{_cron_variable} is not a valid cron schedule: {_cron!r}. Use five fields, "
-            "such as '30 3 * * *', or six with seconds last."
-        )
+    _check_cron_schedule(_cron_variable, _cron)
 # Neither value has a meaning below 0, and a negative backoff would make every odd retry's
 # wait (backoff ** retry number) negative.
 if WORKER_SHUTDOWN_TIMEOUT_SECONDS < 0:

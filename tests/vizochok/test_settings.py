@@ -127,6 +127,24 @@ REJECTED = [
         "0",
         "WEBHOOK_BREAKER_WINDOW_SECONDS must be above 0, got 0.",
     ),
+    # The check accepted each of these, and then the worker stopped at start with exit
+    # status 0. croniter finds no previous run of a date that never comes or of a year
+    # still ahead, and no next run of a year gone by.
+    (
+        "CATALOG_PRUNE_CRON",
+        "0 0 31 2 *",
+        "CATALOG_PRUNE_CRON matches no date, so a worker would stop at start: '0 0 31 2 *'. "
+        "Use five fields, such as '30 3 * * *', or six with seconds last.",
+    ),
+    *[
+        (
+            "CATALOG_RECOVERY_CRON",
+            schedule,
+            f"CATALOG_RECOVERY_CRON is not a valid cron schedule: {schedule!r}. Use five "
+            "fields, such as '30 3 * * *', or six with seconds last.",
+        )
+        for schedule in ("* * * * * * 2020", "30 3 * * * 0 2099")
+    ],
     # django-environ read "nan" and "inf" as numbers, so a heartbeat of nan passed every
     # check. It dropped the other characters of a number, so "60s" was read as 60 and
     # "1,000" as 1.0, and its ValueError for "2.5" as an integer named no variable.
@@ -170,6 +188,7 @@ ACCEPTED = [
     {"LLM_REQUEST_TIMEOUT_SECONDS": "0.5", "WEBHOOK_BREAKER_WINDOW_SECONDS": "0.5"},
     {"LLM_MAX_RETRIES": "0", "LLM_HISTORY_MAX_CHARS": "0"},
     {"WORKER_SHUTDOWN_TIMEOUT_SECONDS": "0", "CATALOG_JOB_RETRY_BACKOFF_SECONDS": "0"},
+    {"CATALOG_RECOVERY_CRON": "@hourly", "CATALOG_PRUNE_CRON": "0 0 29 2 *"},
 ]
 
 
