@@ -348,9 +348,14 @@ def test_check_merchant_passes_the_reference_merchant(tenant, merchant):
         ("--session-id", "user-1 ", "must not start or end with whitespace"),
         ("--sku", "", "must not be empty"),
         ("--sku", "   ", "must not be empty"),
+        # An argument with the byte 0xff, as Python's argv decodes it, made the command fail
+        # with a UnicodeEncodeError traceback when it encoded the request body.
+        ("--store-id", "store-\udcff", "'store-\\udcff' is not valid UTF-8"),
+        ("--session-id", "\udcffuser", "'\\udcffuser' is not valid UTF-8"),
+        ("--sku", "atb-\udcff", "'atb-\\udcff' is not valid UTF-8"),
     ],
 )
-def test_check_merchant_rejects_padded_ids(tenant, merchant, option, value, message):
+def test_check_merchant_rejects_unusable_ids(tenant, merchant, option, value, message):
     ProductFactory(tenant=tenant, sku="atb-0318", name="Молоко")
 
     output, error = run_check("shop-a", option, value)

@@ -14,8 +14,13 @@ def _parse_identifier(value: str) -> str:
     """Parse a store, session or product id, which is kept as typed. Reject ids the API rejects.
 
     The webhooks receive the ids unchanged, so an id with surrounding whitespace would name
-    another store or session than the one the user meant.
+    another store or session than the one the user meant. Python keeps the bytes of an
+    argument that is not valid UTF-8 as lone surrogates, which the request body cannot encode.
     """
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not valid UTF-8") from None
     if not value.strip():
         raise argparse.ArgumentTypeError("must not be empty")
     if value != value.strip():
