@@ -390,9 +390,19 @@ if not 0 < WEBHOOK_BREAKER_FAILURE_RATIO <= 1:
 if WEBHOOK_BREAKER_MIN_FAILURES < 1:
     raise ImproperlyConfigured("WEBHOOK_BREAKER_MIN_FAILURES must be at least 1.")
 # A window of 0 seconds or less counts no past failure, so the breaker would never open.
-if WEBHOOK_BREAKER_WINDOW_SECONDS <= 0:
+# Above MAX_AGE_DAYS (100 years), a window of about 2,000 years would start before the year
+# 1, or a cool-down of about 8,000 years end after 9999, and every failed webhook call
+# would raise OverflowError when the breaker counts it.
+WEBHOOK_BREAKER_MAX_SECONDS = MAX_AGE_DAYS * 86_400
+if not 0 < WEBHOOK_BREAKER_WINDOW_SECONDS <= WEBHOOK_BREAKER_MAX_SECONDS:
     raise ImproperlyConfigured(
-        f"WEBHOOK_BREAKER_WINDOW_SECONDS must be above 0, got {WEBHOOK_BREAKER_WINDOW_SECONDS:g}."
+        "WEBHOOK_BREAKER_WINDOW_SECONDS must be above 0 and at most "
+        f"{WEBHOOK_BREAKER_MAX_SECONDS} (100 years), got {WEBHOOK_BREAKER_WINDOW_SECONDS:g}."
+    )
+if not 0 <= WEBHOOK_BREAKER_COOLDOWN_SECONDS <= WEBHOOK_BREAKER_MAX_SECONDS:
+    raise ImproperlyConfigured(
+        f"WEBHOOK_BREAKER_COOLDOWN_SECONDS must be from 0 to {WEBHOOK_BREAKER_MAX_SECONDS} "
+        f"(100 years), got {WEBHOOK_BREAKER_COOLDOWN_SECONDS:g}."
     )
 # Checked here rather than at the first webhook call, where every call would fail.
 if WEBHOOK_CONNECT_TIMEOUT <= 0:

@@ -122,11 +122,26 @@ REJECTED = [
         "-2",
         "CATALOG_JOB_RETRY_BACKOFF_SECONDS must be 0 or more, got -2.",
     ),
-    (
-        "WEBHOOK_BREAKER_WINDOW_SECONDS",
-        "0",
-        "WEBHOOK_BREAKER_WINDOW_SECONDS must be above 0, got 0.",
-    ),
+    # 1e11 s reaches back before the year 1 and 1e12 s forward past 9999, so every failed
+    # webhook call raised OverflowError in the breaker.
+    *[
+        (
+            "WEBHOOK_BREAKER_WINDOW_SECONDS",
+            seconds,
+            "WEBHOOK_BREAKER_WINDOW_SECONDS must be above 0 and at most 3153600000 (100 years), "
+            f"got {shown}.",
+        )
+        for seconds, shown in (("0", "0"), ("-1", "-1"), ("100000000000", "1e+11"))
+    ],
+    *[
+        (
+            "WEBHOOK_BREAKER_COOLDOWN_SECONDS",
+            seconds,
+            "WEBHOOK_BREAKER_COOLDOWN_SECONDS must be from 0 to 3153600000 (100 years), "
+            f"got {shown}.",
+        )
+        for seconds, shown in (("-1", "-1"), ("1000000000000", "1e+12"))
+    ],
     # The check accepted each of these, and then the worker stopped at start with exit
     # status 0. croniter finds no previous run of a date that never comes or of a year
     # still ahead, and no next run of a year gone by.
@@ -189,6 +204,7 @@ ACCEPTED = [
     {"LLM_MAX_RETRIES": "0", "LLM_HISTORY_MAX_CHARS": "0"},
     {"WORKER_SHUTDOWN_TIMEOUT_SECONDS": "0", "CATALOG_JOB_RETRY_BACKOFF_SECONDS": "0"},
     {"CATALOG_RECOVERY_CRON": "@hourly", "CATALOG_PRUNE_CRON": "0 0 29 2 *"},
+    {"WEBHOOK_BREAKER_WINDOW_SECONDS": "3153600000", "WEBHOOK_BREAKER_COOLDOWN_SECONDS": "0"},
 ]
 
 

@@ -59,6 +59,21 @@ def test_breaker_opens_after_five_failures(tenant, breaker_settings, start_serve
 
 
 @pytest.mark.django_db
+def test_breaker_opens_with_longest_window_and_cooldown(tenant, breaker_settings, start_server):
+    # The largest values that settings.py accepts: 100 years each.
+    breaker_settings.WEBHOOK_BREAKER_WINDOW_SECONDS = breaker_settings.WEBHOOK_BREAKER_MAX_SECONDS
+    breaker_settings.WEBHOOK_BREAKER_COOLDOWN_SECONDS = breaker_settings.WEBHOOK_BREAKER_MAX_SECONDS
+    server = start_server(NOT_FOUND)
+    point_webhooks_at(tenant, server)
+
+    trip(tenant)
+
+    assert breaker_state(tenant) == "open"
+    row = CircuitBreaker.objects.get(tenant=tenant, kind=WebhookKind.PRODUCTS)
+    assert row.retry_at - row.opened_at == timedelta(days=36_500)
+
+
+@pytest.mark.django_db
 def test_open_breaker_fails_fast_without_requests(tenant, breaker_settings, start_server):
     server = start_server(NOT_FOUND)
     point_webhooks_at(tenant, server)
