@@ -561,6 +561,7 @@ def _watch_socket(sock: socket.socket | None) -> None:
 
 # A header line, with optional whitespace between its name (an RFC 9110 token) and the colon.
 _SPACED_HEADER_PATTERN = re.compile(r"([!#$%&'*+.^_`|~0-9A-Za-z-]+)[ \t]*:(.*)")
+_HEADER_LINE_END_PATTERN = re.compile(r"\r?\n")
 # Headers that decide where the body ends or whether the connection stays open.
 _FRAMING_HEADERS = frozenset({"content-length", "transfer-encoding", "connection"})
 
@@ -606,7 +607,9 @@ class _FinalHTTPResponse(http.client.HTTPResponse):
         ):
             return False
         headers = []
-        for line in unparsed.splitlines():
+        # http.client ends a header line at "\n" only. str.splitlines also splits at
+        # characters such as "\x85", which a header value may contain as latin-1 text.
+        for line in _HEADER_LINE_END_PATTERN.split(unparsed):
             if not line:
                 continue
             match = _SPACED_HEADER_PATTERN.fullmatch(line)

@@ -873,6 +873,29 @@ def test_send_repairs_space_before_colon(
     assert [record for record in caplog.records if record.name.startswith("urllib3")] == []
 
 
+def test_repair_keeps_latin1_header_values(start_server: StartServer) -> None:
+    # given: a value with the byte 0x85, which str.splitlines took for a line end, so the
+    # repair split the value and rejected the response as malformed
+    server = start_server(
+        lambda handler: handler.send_bytes(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n"
+            b"Vary : Origin\r\nX-Title: caf\x85 latte\r\nContent-Type: application/json\r\n"
+            b"\r\n{}"
+        ),
+        protocol_version="HTTP/1.1",
+    )
+
+    # when
+    response = send("GET", server.url(), policy=LOCAL_POLICY, timeout=2)
+
+    # then: http.client decodes header bytes as latin-1
+    assert response.status_code == 200
+    assert response.body == b"{}"
+    assert response.headers["Vary"] == "Origin"
+    assert response.headers["X-Title"] == "caf\x85 latte"
+    assert response.headers["Content-Type"] == "application/json"
+
+
 @pytest.mark.parametrize(
     "framing", [b"Content-Length: 2", b"Transfer-Encoding: chunked", b"Connection: close"]
 )
