@@ -26,7 +26,14 @@ from typing import Any
 import numpy as np
 from django.conf import settings
 
-from catalog.embeddings import Embedder, EmbeddingError, get_embedder, product_embedding_text
+from catalog.embeddings import (
+    Embedder,
+    EmbeddingError,
+    embedding_parallelism,
+    embedding_thread_start,
+    get_embedder,
+    product_embedding_text,
+)
 from catalog.jobs import catalog_job_submit
 from catalog.models import CatalogJob, Product
 from catalog.schemas import (
@@ -565,8 +572,12 @@ class _PrefetchedEmbedder:
         self.inner = inner
         self.model_name = inner.model_name
         self.dimensions = inner.dimensions
+        self.parallel_batches = embedding_parallelism(inner)
         self._prefetched = prefetched
         self._vectors: dict[str, np.ndarray] | None = None
+
+    def prepare_thread(self) -> None:
+        embedding_thread_start(self.inner)
 
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
         return self.inner.embed_queries(texts)

