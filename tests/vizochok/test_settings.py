@@ -258,3 +258,48 @@ def test_settings_read_numbers_as_written(variable, value, expected):
 
     assert result.returncode == 0, result.stderr
     assert result.stdout == f"{expected}\n"
+
+
+def _print_embedding_cores(**extra_env: str) -> subprocess.CompletedProcess[str]:
+    environment = {**os.environ, **extra_env}
+    environment.pop("EMBEDDING_PARALLEL_BATCHES", None)
+    if "OMP_NUM_THREADS" not in extra_env:
+        environment.pop("OMP_NUM_THREADS", None)
+    return subprocess.run(
+        [
+            sys.executable,
+            "manage.py",
+            "shell",
+            "--no-imports",
+            "-c",
+            "from django.conf import settings;"
+            " print(settings.EMBEDDING_CORES, settings.EMBEDDING_PARALLEL_BATCHES)",
+        ],
+        cwd=PROJECT_DIR,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize(
+    ("omp_num_threads", "expected"),
+    [("1", "1 1"), ("3,1", "3 3"), ("8", "8 4")],
+)
+def test_embedding_cores_follow_omp_num_threads(omp_num_threads, expected):
+    result = _print_embedding_cores(OMP_NUM_THREADS=omp_num_threads)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"{expected}\n"
+
+
+@pytest.mark.parametrize("omp_num_threads", [None, "", "0", "two"])
+def test_embedding_cores_default_to_affinity(omp_num_threads):
+    extra_env = {} if omp_num_threads is None else {"OMP_NUM_THREADS": omp_num_threads}
+    cores = len(os.sched_getaffinity(0))
+
+    result = _print_embedding_cores(**extra_env)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"{cores} {min(cores, 4)}\n"
