@@ -331,3 +331,92 @@ def test_stop_writes_parallel_batches(tenant, embedder):
     assert (stopped.value.processed, stopped.value.embedded) == (4, 4)
     assert sorted(parallel.passages) == sorted(_text(item) for item in ITEMS[:4])
     assert Product.objects.filter(tenant=tenant, embedding__isnull=False).count() == 4
+
+
+class ParallelFailingEmbedder(CountingEmbedder):
+    """Embeds two batches at once, and fails passage call ``failing_call`` (counted from 0)."""
+
+    parallel_batches = 2
+
+    def __init__(self, inner, *, failing_call: int | None = None) -> None:
+        super().__init__(inner)
+        self.failing_call = failing_call
+        self.started_texts: list[list[str]] = []
+        self._lock = threading.Lock()
+
+    def embed_passages(self, texts):
+        with self._lock:
+            call = len(self.started_texts)
+            self.started_texts.append(list(texts))
+        if call == self.failing_call:
+            raise EmbeddingError("The embedding test server is down.")
+        with self._lock:
+            return super().embed_passages(texts)
+
+
+def test_second_parallel_batch_failure_keeps_first(tenant, embedder):
+    _upsert(tenant)
+    failing = ParallelFailingEmbedder(embedder.inner, failing_call=1)
+    written: list[int] = []
+
+    with pytest.raises(EmbeddingError, match="The embedding test server is down."):
+        products_embed_pending(
+            tenant=tenant, batch_size=2, embedder=failing, on_batch_written=written.append
+        )
+
+    pending = products_pending_embedding(tenant=tenant, model_name=embedder.model_name)
+    assert written == [2]
+    assert sorted(pending.values_list("sku", flat=True)) == [f"tea-{n}" for n in range(3, 8)]
+    assert Product.objects.filter(tenant=tenant, embedding__isnull=False).count() == 2
+    # The third batch started while the first was written, and its vectors are dropped.
+    assert failing.started_texts == [
+        [_text(item) for item in ITEMS[start : start + 2]] for start in (0, 2, 4)
+    ]
+    assert _embedding_threads() == []
+
+
+def test_write_failure_waits_for_parallel_batches(tenant, embedder):
+    _upsert(tenant)
+    parallel = ParallelFailingEmbedder(embedder.inner)
+    progress: list[tuple[int, int]] = []
+
+    def on_batch_written(count: int) -> None:
+        raise RuntimeError("The database went away.")
+
+    with pytest.raises(RuntimeError, match="The database went away."):
+        products_embed_pending(
+            tenant=tenant,
+            batch_size=2,
+            embedder=parallel,
+            on_batch_written=on_batch_written,
+            on_progress=lambda done, total: progress.append((done, total)),
+        )
+
+    assert progress == [(0, 7)]
+    assert Product.objects.filter(tenant=tenant, embedding__isnull=False).count() == 0
+    # The second and third batches were embedding during the failed write, and both
+    # finished before the call returned.
+    assert len(parallel.started_texts) == 3
+    assert parallel.passage_calls == 3
+    assert _embedding_threads() == []
+
+
+def test_parallel_batches_report_progress(tenant, embedder):
+    _upsert(tenant)
+    parallel = ParallelFailingEmbedder(embedder.inner)
+    progress: list[tuple[int, int]] = []
+    written: list[int] = []
+
+    embedded = products_embed_pending(
+        tenant=tenant,
+        batch_size=2,
+        embedder=parallel,
+        on_batch_written=written.append,
+        on_progress=lambda done, total: progress.append((done, total)),
+    )
+
+    assert embedded == 7
+    assert written == [2, 2, 2, 1]
+    assert progress == [(0, 7), (2, 7), (4, 7), (6, 7), (7, 7)]
+    assert parallel.passages == [_text(item) for item in ITEMS]
+    assert _embedding_threads() == []
