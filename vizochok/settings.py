@@ -62,7 +62,10 @@ def _embedding_cores() -> int:
     first = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
     if first.isdigit() and int(first) > 0:
         return int(first)
-    return len(os.sched_getaffinity(0))
+    # os.sched_getaffinity exists on Linux only; elsewhere every CPU counts.
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def _check_cron_schedule(name: str, schedule: str) -> None:

@@ -303,3 +303,13 @@ def test_embedding_cores_default_to_affinity(omp_num_threads):
 
     assert result.returncode == 0, result.stderr
     assert result.stdout == f"{cores} {min(cores, 4)}\n"
+
+
+def test_embedding_cores_without_affinity(monkeypatch):
+    from vizochok.settings import _embedding_cores
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delattr(os, "sched_getaffinity")
+    monkeypatch.setattr(os, "cpu_count", lambda: 6)
+
+    assert _embedding_cores() == 6
