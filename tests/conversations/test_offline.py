@@ -22,6 +22,11 @@ pytestmark = pytest.mark.django_db
 MILK_GALYCHYNA_LOW_FAT = ShownProduct(sku="milk-003", name="Молоко Галичина 2.6%", price=38.5)
 
 
+def cart_post(action: str, **fields) -> dict:
+    """Return the body of a cart webhook request of the shopper conversation's session."""
+    return {"action": action, "store_id": STORE_ID, "session_id": SESSION_ID, **fields}
+
+
 @pytest.fixture
 def shopper_conversation(tenant):
     return ConversationFactory(tenant=tenant, store_id=STORE_ID, session_id=SESSION_ID)
@@ -83,9 +88,7 @@ def test_ambiguous_name_lists_the_matches(chat_client, merchant, seeded_cart, sh
         "2. Молоко Галичина 3.2% — 42,00\n"
         "Який саме? Напишіть номер або точнішу назву."
     )
-    assert cart_posts(merchant) == [
-        {"action": "remove", "store_id": STORE_ID, "session_id": SESSION_ID, "sku": "milk-002"}
-    ]
+    assert cart_posts(merchant) == [cart_post("remove", sku="milk-002")]
     assert reply_text(removed).startswith("Прибрав з кошика: Молоко Галичина 3.2%.")
 
 
@@ -96,9 +99,7 @@ def test_position_reply_removes_ambiguous_match(
 
     removed = send(chat_client, shopper_conversation, "2")
 
-    assert cart_posts(merchant) == [
-        {"action": "remove", "store_id": STORE_ID, "session_id": SESSION_ID, "sku": "milk-002"}
-    ]
+    assert cart_posts(merchant) == [cart_post("remove", sku="milk-002")]
     assert reply_text(removed).startswith("Прибрав з кошика: Молоко Галичина 3.2%.")
     assert [event["action"] for event in removed if event["type"] == "cart_changed"] == [
         "item_removed"
@@ -116,15 +117,7 @@ def test_position_reply_keeps_requested_quantity(
 
     changed = send(chat_client, shopper_conversation, "перший")
 
-    assert cart_posts(merchant) == [
-        {
-            "action": "update_quantity",
-            "store_id": STORE_ID,
-            "session_id": SESSION_ID,
-            "sku": "milk-001",
-            "quantity": 3,
-        }
-    ]
+    assert cart_posts(merchant) == [cart_post("update_quantity", sku="milk-001", quantity=3)]
     assert reply_text(changed).startswith("Змінив кількість: Молоко Lactel 2.5% — тепер 3 шт.")
 
 
@@ -139,9 +132,7 @@ def test_position_beyond_list_keeps_question(
 
     assert reply_text(missing) == "В останньому списку немає позиції №5, у ньому позицій: 2."
     assert posts_after_missing == []
-    assert cart_posts(merchant) == [
-        {"action": "remove", "store_id": STORE_ID, "session_id": SESSION_ID, "sku": "milk-001"}
-    ]
+    assert cart_posts(merchant) == [cart_post("remove", sku="milk-001")]
     assert reply_text(removed).startswith("Прибрав з кошика: Молоко Lactel 2.5%.")
 
 
@@ -163,9 +154,7 @@ def test_non_position_number_keeps_question(
         "assistant": "offline",
         "intent": "remove",
     }
-    assert cart_posts(merchant) == [
-        {"action": "remove", "store_id": STORE_ID, "session_id": SESSION_ID, "sku": "milk-002"}
-    ]
+    assert cart_posts(merchant) == [cart_post("remove", sku="milk-002")]
     assert reply_text(removed).startswith("Прибрав з кошика: Молоко Галичина 3.2%.")
 
 
@@ -181,15 +170,7 @@ def test_non_position_number_in_english(chat_client, merchant, seeded_cart, shop
 def test_russian_old_amount_after_s(chat_client, merchant, seeded_cart, shopper_conversation):
     changed = send(chat_client, shopper_conversation, "измени количество молока Lactel с 1 на 3")
 
-    assert cart_posts(merchant) == [
-        {
-            "action": "update_quantity",
-            "store_id": STORE_ID,
-            "session_id": SESSION_ID,
-            "sku": "milk-001",
-            "quantity": 3,
-        }
-    ]
+    assert cart_posts(merchant) == [cart_post("update_quantity", sku="milk-001", quantity=3)]
     assert reply_text(changed).startswith("Изменил количество: Молоко Lactel 2.5% — теперь 3 шт.")
 
 
@@ -210,9 +191,7 @@ def test_name_reply_runs_pending_command(
 
     removed = send(chat_client, shopper_conversation, reply)
 
-    assert cart_posts(merchant) == [
-        {"action": "remove", "store_id": STORE_ID, "session_id": SESSION_ID, "sku": sku}
-    ]
+    assert cart_posts(merchant) == [cart_post("remove", sku=sku)]
     assert reply_text(removed).startswith(expected)
     assert shopper_conversation.messages.filter(role="assistant")[1].metadata == {
         "assistant": "offline",
@@ -241,15 +220,7 @@ def test_name_reply_matching_several_asks_again(
     )
     assert posts_after_again == []
     assert cart_posts(merchant) == [
-        {
-            "action": "add",
-            "store_id": STORE_ID,
-            "session_id": SESSION_ID,
-            "sku": "milk-002",
-            "name": "Молоко Галичина 3.2%",
-            "quantity": 1,
-            "price": 52.0,
-        }
+        cart_post("add", sku="milk-002", name="Молоко Галичина 3.2%", quantity=1, price=52.0)
     ]
     assert reply_text(added).startswith("Додав у кошик: Молоко Галичина 3.2%, 1 шт.")
 
@@ -298,15 +269,7 @@ def test_position_after_another_message_adds(
     added = send(chat_client, shopper_conversation, "2")
 
     assert cart_posts(merchant) == [
-        {
-            "action": "add",
-            "store_id": STORE_ID,
-            "session_id": SESSION_ID,
-            "sku": "milk-002",
-            "name": "Молоко Галичина 3.2%",
-            "quantity": 1,
-            "price": 42.0,
-        }
+        cart_post("add", sku="milk-002", name="Молоко Галичина 3.2%", quantity=1, price=42.0)
     ]
     assert reply_text(added).startswith("Додав у кошик: Молоко Галичина 3.2%, 1 шт.")
 
@@ -323,15 +286,7 @@ def test_english_names_match_ukrainian_cart_lines(
         "2. Молоко Галичина 3.2% — 42.00\n"
         "Which one? Give its number or a more exact name."
     )
-    assert cart_posts(merchant) == [
-        {
-            "action": "update_quantity",
-            "store_id": STORE_ID,
-            "session_id": SESSION_ID,
-            "sku": "bread-01",
-            "quantity": 2,
-        }
-    ]
+    assert cart_posts(merchant) == [cart_post("update_quantity", sku="bread-01", quantity=2)]
     assert reply_text(changed).startswith("Changed the quantity: Хліб Київхліб білий is now 2 pcs.")
 
 
@@ -346,15 +301,7 @@ def test_quantity_question_then_short_command(
     assert reply_text(asked) == (
         "Скільки поставити для «Хліб Київхліб білий»? Напишіть, наприклад, «зроби 2»."
     )
-    assert cart_posts(merchant) == [
-        {
-            "action": "update_quantity",
-            "store_id": STORE_ID,
-            "session_id": SESSION_ID,
-            "sku": "bread-01",
-            "quantity": 2,
-        }
-    ]
+    assert cart_posts(merchant) == [cart_post("update_quantity", sku="bread-01", quantity=2)]
     assert reply_text(changed).startswith("Змінив кількість: Хліб Київхліб білий — тепер 2 шт.")
 
 
@@ -365,9 +312,7 @@ def test_quantity_zero_removes_the_product(
 
     sent = send(chat_client, shopper_conversation, "set the third to 0")
 
-    assert cart_posts(merchant) == [
-        {"action": "remove", "store_id": STORE_ID, "session_id": SESSION_ID, "sku": "bread-01"}
-    ]
+    assert cart_posts(merchant) == [cart_post("remove", sku="bread-01")]
     assert sent[-2]["action"] == "item_removed"
 
 
@@ -378,12 +323,7 @@ def test_pronoun_removes_the_last_changed(chat_client, merchant, seeded_cart, sh
     sent = send(chat_client, shopper_conversation, "прибери його")
 
     assert reply_text(sent).startswith("Прибрав з кошика: Хліб Київхліб білий.")
-    assert cart_posts(merchant)[-1] == {
-        "action": "remove",
-        "store_id": STORE_ID,
-        "session_id": SESSION_ID,
-        "sku": "bread-01",
-    }
+    assert cart_posts(merchant)[-1] == cart_post("remove", sku="bread-01")
 
 
 def _send_after_three_loaves(chat_client, conversation, text: str) -> list[dict]:
@@ -477,13 +417,7 @@ def test_removal_of_an_amount_after_a_question(
     sent = _send_after_three_loaves(chat_client, shopper_conversation, "видали 1 шт")
 
     assert reply_text(sent).startswith("Змінив кількість: Хліб Київхліб білий — тепер 2 шт.")
-    assert cart_posts(merchant)[-1] == {
-        "action": "update_quantity",
-        "store_id": STORE_ID,
-        "session_id": SESSION_ID,
-        "sku": "bread-01",
-        "quantity": 2,
-    }
+    assert cart_posts(merchant)[-1] == cart_post("update_quantity", sku="bread-01", quantity=2)
 
 
 def test_take_it_out_removes(chat_client, merchant, seeded_cart, shopper_conversation):
@@ -493,12 +427,7 @@ def test_take_it_out_removes(chat_client, merchant, seeded_cart, shopper_convers
     sent = send(chat_client, shopper_conversation, "take it out")
 
     assert reply_text(sent).startswith("Removed from your cart: Хліб Київхліб білий.")
-    assert cart_posts(merchant)[-1] == {
-        "action": "remove",
-        "store_id": STORE_ID,
-        "session_id": SESSION_ID,
-        "sku": "bread-01",
-    }
+    assert cart_posts(merchant)[-1] == cart_post("remove", sku="bread-01")
     assert len(cart_posts(merchant)) == 2
 
 
@@ -575,15 +504,7 @@ def test_interjection_before_a_command(chat_client, merchant, seeded_cart, shopp
 
     changed = send(chat_client, shopper_conversation, "ой, зроби 3")
 
-    assert cart_posts(merchant)[1:] == [
-        {
-            "action": "update_quantity",
-            "store_id": STORE_ID,
-            "session_id": SESSION_ID,
-            "sku": "milk-001",
-            "quantity": 3,
-        }
-    ]
+    assert cart_posts(merchant)[1:] == [cart_post("update_quantity", sku="milk-001", quantity=3)]
     assert reply_text(changed).startswith("Змінив кількість: Молоко Lactel 2.5% — тепер 3 шт.")
 
 
@@ -641,9 +562,7 @@ def test_name_not_in_snapshot_reloads_the_cart(
     sent = send(chat_client, shopper_conversation, "прибери хліб")
 
     assert reply_text(sent).startswith("Прибрав з кошика: Хліб Київхліб білий.")
-    assert cart_posts(merchant) == [
-        {"action": "remove", "store_id": STORE_ID, "session_id": SESSION_ID, "sku": "bread-01"}
-    ]
+    assert cart_posts(merchant) == [cart_post("remove", sku="bread-01")]
 
 
 def test_name_of_shown_product_without_cart_get(chat_client, merchant, shopper_conversation):
@@ -653,9 +572,7 @@ def test_name_of_shown_product_without_cart_get(chat_client, merchant, shopper_c
 
     sent = send(chat_client, shopper_conversation, "прибери хліб")
 
-    assert cart_posts(merchant) == [
-        {"action": "remove", "store_id": STORE_ID, "session_id": SESSION_ID, "sku": "bread-01"}
-    ]
+    assert cart_posts(merchant) == [cart_post("remove", sku="bread-01")]
     assert reply_text(sent) == "«Хліб Київхліб білий» немає у вашому кошику."
 
 
@@ -666,8 +583,8 @@ def test_removal_of_every_matching_line(
     sent = send(chat_client, shopper_conversation, text)
 
     assert cart_posts(merchant) == [
-        {"action": "remove", "store_id": STORE_ID, "session_id": SESSION_ID, "sku": "milk-001"},
-        {"action": "remove", "store_id": STORE_ID, "session_id": SESSION_ID, "sku": "milk-002"},
+        cart_post("remove", sku="milk-001"),
+        cart_post("remove", sku="milk-002"),
     ]
     changes = [event for event in sent if event["type"] == "cart_changed"]
     assert [change["sku"] for change in changes] == ["milk-001", "milk-002"]
@@ -696,8 +613,8 @@ def test_both_removes_every_listed_match(chat_client, merchant, seeded_cart, sho
         "Позицій у кошику: 1, сума: 32,00."
     )
     assert cart_posts(merchant) == [
-        {"action": "remove", "store_id": STORE_ID, "session_id": SESSION_ID, "sku": "milk-001"},
-        {"action": "remove", "store_id": STORE_ID, "session_id": SESSION_ID, "sku": "milk-002"},
+        cart_post("remove", sku="milk-001"),
+        cart_post("remove", sku="milk-002"),
     ]
     shopper_conversation.refresh_from_db()
     assert shopper_conversation.state["offline"]["pending"] is None
@@ -716,8 +633,8 @@ def test_removal_of_every_listed_keeps_other_lines(
     sent = send(chat_client, shopper_conversation, reply)
 
     assert cart_posts(merchant) == [
-        {"action": "remove", "store_id": STORE_ID, "session_id": SESSION_ID, "sku": "milk-001"},
-        {"action": "remove", "store_id": STORE_ID, "session_id": SESSION_ID, "sku": "milk-002"},
+        cart_post("remove", sku="milk-001"),
+        cart_post("remove", sku="milk-002"),
     ]
     assert [item["sku"] for item in merchant.store.cart_items(STORE_ID, SESSION_ID)] == ["bread-01"]
     assert reply_text(sent).splitlines()[-1] == "Позицій у кошику: 1, сума: 32,00."
