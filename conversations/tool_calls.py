@@ -243,16 +243,11 @@ class ToolCallRunner:
             return ToolOutcome(output={**earlier.output, "duplicate": True})
         over_limit = self._change_limit_error(key)
         if over_limit is not None:
-            conversation = self.tools.conversation
-            logger.info(
+            self._log_limited(
                 "conversations.tools.cart_change_limited",
-                extra={
-                    "tenant_id": conversation.tenant_id,
-                    "conversation_id": conversation.public_id,
-                    "tool": name,
-                    "sku": key[1] if key is not None and len(key) > 1 else None,
-                    "changes_sent": self._changes_sent,
-                },
+                tool=name,
+                sku=key[1] if key is not None and len(key) > 1 else None,
+                changes_sent=self._changes_sent,
             )
             return over_limit
         outcome = tool_call(self.tools, name, arguments, disabled=self.disabled)
@@ -270,15 +265,7 @@ class ToolCallRunner:
 
     def _search(self, arguments: Mapping[str, Any]) -> ToolOutcome:
         if self._searches_run >= MAX_SEARCHES_PER_TURN:
-            conversation = self.tools.conversation
-            logger.info(
-                "conversations.tools.search_limited",
-                extra={
-                    "tenant_id": conversation.tenant_id,
-                    "conversation_id": conversation.public_id,
-                    "searches_run": self._searches_run,
-                },
-            )
+            self._log_limited("conversations.tools.search_limited", searches_run=self._searches_run)
             return _error(
                 "too_many_searches",
                 f"At most {MAX_SEARCHES_PER_TURN} searches are run per message. Answer with "
@@ -288,6 +275,18 @@ class ToolCallRunner:
         if "error" not in outcome.output:
             self._searches_run += 1
         return outcome
+
+    def _log_limited(self, event: str, **fields: Any) -> None:
+        """Log a tool call that a turn limit stopped, with the conversation's ids."""
+        conversation = self.tools.conversation
+        logger.info(
+            event,
+            extra={
+                "tenant_id": conversation.tenant_id,
+                "conversation_id": conversation.public_id,
+                **fields,
+            },
+        )
 
     def _change_limit_error(self, key: tuple[str, ...] | None) -> ToolOutcome | None:
         """Return an error output when the cart change ``key`` would pass a turn limit."""
