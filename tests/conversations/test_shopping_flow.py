@@ -410,10 +410,10 @@ def test_price_questions_leave_the_cart(chat_client, merchant, shopper_conversat
     found = send(chat_client, shopper_conversation, "молоко")
     first, second = cards_of(found)[:2]
 
-    asked = send(chat_client, shopper_conversation, "скільки коштує перший?")
+    priced = send(chat_client, shopper_conversation, "скільки коштує перший?")
     followed = send(chat_client, shopper_conversation, "а другий?")
 
-    assert reply_text(asked) == price_answer(first)
+    assert reply_text(priced) == price_answer(first)
     assert reply_text(followed) == price_answer(second)
     assert cart_posts(merchant) == []
     assert shopper_conversation.messages.filter(role="assistant").last().metadata == {
