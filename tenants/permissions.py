@@ -78,6 +78,8 @@ class WidgetOriginAllowed(BasePermission):
                 return True
         except ValueError:
             pass
+        # NOTE: one line per rejected request, without a rate limit, so a busy site that copied
+        # the key writes one line per chat request of its visitors.
         logger.warning(
             "tenants.widget_origin.rejected",
             extra={
@@ -89,6 +91,6 @@ class WidgetOriginAllowed(BasePermission):
         )
         raise OriginNotAllowed(
             f"The origin {origin[:_LOGGED_ORIGIN_LENGTH]!r} is not in this tenant's "
-            "widget_allowed_origins; add it in the admin or with PATCH /api/v1/admin/widget.",
+            "widget_allowed_origins. Add it in the admin or with PATCH /api/v1/admin/widget.",
             extra={"reason": "origin_not_allowed"},
         )

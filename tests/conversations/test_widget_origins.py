@@ -28,7 +28,7 @@ def allow_origins(tenant: Tenant, *origins: str) -> None:
 
 def rejected_body(origin: str) -> dict[str, str]:
     return {
-        "detail": f"The origin {origin!r} is not in this tenant's widget_allowed_origins; add "
+        "detail": f"The origin {origin!r} is not in this tenant's widget_allowed_origins. Add "
         "it in the admin or with PATCH /api/v1/admin/widget.",
         "code": "permission_denied",
         "reason": "origin_not_allowed",
