@@ -20,7 +20,7 @@ from conversations.selectors import (
 from conversations.services import ConversationTurn, conversation_create, message_too_large
 from conversations.streaming import event_stream_response, wants_event_stream
 from tenants.authentication import ApiClient
-from tenants.permissions import HasChatScope
+from tenants.permissions import HasChatScope, WidgetOriginAllowed
 from vizochok.exceptions import LimitExceeded
 from vizochok.serializers import IdentifierField, StrictInputSerializer, StringField
 
@@ -56,7 +56,7 @@ class RetryAfterHeaderMixin:
 class ConversationCreateApi(RetryAfterHeaderMixin, APIView):
     """Start a conversation; a ``user_id`` sent with a public key needs a ``user_token``."""
 
-    permission_classes = [HasChatScope]
+    permission_classes = [HasChatScope, WidgetOriginAllowed]
 
     class InputSerializer(StrictInputSerializer):
         store_id = IdentifierField(max_length=100)
@@ -89,7 +89,7 @@ class ConversationCreateApi(RetryAfterHeaderMixin, APIView):
 class ConversationDetailApi(APIView):
     """Return a conversation with one page of its messages, the latest by default."""
 
-    permission_classes = [HasChatScope]
+    permission_classes = [HasChatScope, WidgetOriginAllowed]
 
     class QuerySerializer(serializers.Serializer):
         limit = serializers.IntegerField(
@@ -140,7 +140,7 @@ class MessageCreateApi(RetryAfterHeaderMixin, APIView):
     limits) are JSON error responses in both modes.
     """
 
-    permission_classes = [HasChatScope]
+    permission_classes = [HasChatScope, WidgetOriginAllowed]
 
     class InputSerializer(StrictInputSerializer):
         text = StringField()

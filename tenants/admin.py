@@ -28,6 +28,38 @@ _DELETED_WITH_TENANT = (
 )
 
 
+class WidgetOriginsField(forms.CharField):
+    """One origin per line, cleaned to the normalized list that Tenant stores."""
+
+    widget = forms.Textarea(attrs={"rows": 4})
+
+    def prepare_value(self, value: Any) -> Any:
+        if isinstance(value, list):
+            return "\n".join(value)
+        return value
+
+    def clean(self, value: Any) -> list[str]:  # type: ignore[override]
+        text = super().clean(value)
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        try:
+            return services.widget_allowed_origins_clean(lines)
+        except InvalidInput as error:
+            raise forms.ValidationError(error.extra["fields"]["widget_allowed_origins"]) from None
+
+
+class TenantForm(forms.ModelForm):
+    widget_allowed_origins = WidgetOriginsField(
+        required=False,
+        help_text="Origins whose pages may chat with this tenant's public keys, one per line, "
+        "such as https://shop.example.com. Empty: every origin. Requests without an Origin "
+        "header, from servers and apps, are not checked.",
+    )
+
+    class Meta:
+        model = Tenant
+        fields = ["name", "slug", "is_active", "widget_allowed_origins"]
+
+
 class AssistantSettingsForm(forms.ModelForm):
     """AI settings of a tenant, with the disabled tools picked from the agent's tool list."""
 
@@ -128,6 +160,7 @@ class AssistantSettingsInline(admin.StackedInline):
 
 @admin.register(Tenant)
 class TenantAdmin(admin.ModelAdmin):
+    form = TenantForm
     list_display = ["name", "slug", "is_active", "created_at"]
     list_filter = ["is_active"]
     search_fields = ["name", "slug"]

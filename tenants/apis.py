@@ -1,4 +1,4 @@
-"""Admin API for a tenant's own webhook settings (secret sk_ keys only)."""
+"""Admin API for a tenant's own webhook and widget settings (secret sk_ keys only)."""
 
 from datetime import timedelta
 
@@ -8,13 +8,14 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from tenants.authentication import ApiClient, request_client
-from tenants.models import WebhookSettings
+from tenants.models import MAX_ORIGIN_LENGTH, WebhookSettings
 from tenants.permissions import IsSecretKey
 from tenants.services import (
     MAX_ROTATION_OVERLAP_HOURS,
     webhook_secret_set,
     webhook_settings_get_or_create,
     webhook_settings_update,
+    widget_allowed_origins_set,
 )
 from vizochok.serializers import (
     IdentifierField,
@@ -112,3 +113,25 @@ class WebhookTestApi(AdminApi):
             store_id=serializer.validated_data["store_id"],
         )
         return Response(result.as_dict())
+
+
+class WidgetSettingsApi(AdminApi):
+    """``GET`` / ``PATCH /api/v1/admin/widget``: the origins allowed to chat from a browser."""
+
+    class InputSerializer(StrictInputSerializer):
+        widget_allowed_origins = serializers.ListField(
+            child=StringField(max_length=MAX_ORIGIN_LENGTH), allow_empty=True
+        )
+
+    def get(self, request: Request) -> Response:
+        tenant = self.client(request).tenant
+        return Response({"widget_allowed_origins": tenant.widget_allowed_origins})
+
+    def patch(self, request: Request) -> Response:
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        origins = widget_allowed_origins_set(
+            tenant=self.client(request).tenant,
+            origins=serializer.validated_data["widget_allowed_origins"],
+        )
+        return Response({"ok": True, "widget_allowed_origins": origins})

@@ -11,6 +11,11 @@ from vizochok.models import TimestampedModel
 
 # Longest per-attempt timeout a tenant may give its webhooks, in seconds.
 MAX_WEBHOOK_TIMEOUT_SECONDS = 30
+# Maximum number of origins in Tenant.widget_allowed_origins. A store with more sites than
+# this can leave the list empty, which allows every origin.
+MAX_WIDGET_ALLOWED_ORIGINS = 50
+# Maximum length of an origin: "https://", a host name of 253 characters and ":65535".
+MAX_ORIGIN_LENGTH = 267
 
 
 class Tenant(TimestampedModel):
@@ -25,6 +30,12 @@ class Tenant(TimestampedModel):
     # Incremented whenever the tenant's searchable products change. Search caches statistics
     # per version, so every process drops them at its next search after a catalog change.
     catalog_version = models.PositiveBigIntegerField(default=0, editable=False)
+    # Origins ("https://shop.example.com") whose browser pages may chat with a public key,
+    # normalized by vizochok.origins. An empty list allows every origin.
+    # tenants.permissions.WidgetOriginAllowed checks it.
+    widget_allowed_origins = ArrayField(
+        models.CharField(max_length=MAX_ORIGIN_LENGTH), default=list, blank=True
+    )
 
     class Meta:
         ordering = ["name"]

@@ -19,8 +19,15 @@ from tenants.keys import (
     generate_webhook_secret,
     hash_api_key,
 )
-from tenants.models import ApiKey, AssistantSettings, Tenant, WebhookSettings
+from tenants.models import (
+    MAX_WIDGET_ALLOWED_ORIGINS,
+    ApiKey,
+    AssistantSettings,
+    Tenant,
+    WebhookSettings,
+)
 from vizochok.exceptions import InvalidInput
+from vizochok.origins import origins_normalize
 from vizochok.text import is_storable_text
 from webhooks import egress
 
@@ -126,6 +133,34 @@ def user_token_secret_set(*, tenant: Tenant) -> str:
     tenant.save(update_fields=["user_token_secret", "user_token_secret_updated_at", "updated_at"])
     logger.info("tenants.user_token_secret.changed", extra={"tenant_id": tenant.pk})
     return secret
+
+
+def widget_allowed_origins_clean(origins: list[str]) -> list[str]:
+    """Return ``origins`` normalized and without duplicates, or raise InvalidInput.
+
+    The error's field is ``widget_allowed_origins`` and its message names the first invalid
+    origin.
+    """
+    try:
+        return origins_normalize(origins, max_count=MAX_WIDGET_ALLOWED_ORIGINS)
+    except ValueError as error:
+        raise InvalidInput(
+            "Invalid widget origins.", fields={"widget_allowed_origins": [str(error)]}
+        ) from None
+
+
+def widget_allowed_origins_set(*, tenant: Tenant, origins: list[str]) -> list[str]:
+    """Replace the origins whose pages may chat with ``tenant``'s public keys.
+
+    Returns the stored list. An empty list allows every origin.
+    """
+    tenant.widget_allowed_origins = widget_allowed_origins_clean(origins)
+    tenant.save(update_fields=["widget_allowed_origins", "updated_at"])
+    logger.info(
+        "tenants.widget_allowed_origins.updated",
+        extra={"tenant_id": tenant.pk, "origins": tenant.widget_allowed_origins},
+    )
+    return tenant.widget_allowed_origins
 
 
 def webhook_settings_get_or_create(*, tenant: Tenant) -> WebhookSettings:

@@ -1,6 +1,11 @@
 from django.urls import path
 
-from tenants.apis import WebhookSecretRotateApi, WebhookSettingsApi, WebhookTestApi
+from tenants.apis import (
+    WebhookSecretRotateApi,
+    WebhookSettingsApi,
+    WebhookTestApi,
+    WidgetSettingsApi,
+)
 
 urlpatterns = [
     path("webhooks", WebhookSettingsApi.as_view(), name="admin-webhooks"),
@@ -10,4 +15,5 @@ urlpatterns = [
         name="admin-webhooks-rotate-secret",
     ),
     path("webhooks/test", WebhookTestApi.as_view(), name="admin-webhooks-test"),
+    path("widget", WidgetSettingsApi.as_view(), name="admin-widget"),
 ]

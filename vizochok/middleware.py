@@ -1,10 +1,15 @@
 """Request checks that run before Django routes a request."""
 
+import re
 from collections.abc import Callable
 
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http.response import HttpResponseBase
+from django.utils.cache import patch_vary_headers
 
 from vizochok.exceptions import ErrorCode, error_body
+from vizochok.origins import origin_normalize
 
 
 class RejectChunkedRequestBodies:
@@ -29,3 +34,68 @@ class RejectChunkedRequestBodies:
                 status=411,
             )
         return self.get_response(request)
+
+
+# The chat endpoints: /api/v1/conversations and every path below it. The admin and catalog
+# APIs are called by merchants' servers with secret keys, so browsers get no CORS access.
+CORS_PATH = re.compile(r"^/api/v1/conversations(?:/|$)")
+CORS_ALLOW_METHODS = "GET, POST, OPTIONS"
+# Every request header the chat API reads. Browsers send CORS-safelisted headers, such as
+# Accept-Language, without listing them in a preflight.
+CORS_ALLOW_HEADERS = "Authorization, Content-Type, Accept"
+# Response headers other than the CORS-safelisted ones (Content-Type among them) that a
+# browser client may read.
+CORS_EXPOSE_HEADERS = "Retry-After"
+# Seconds a browser may reuse a preflight answer.
+CORS_MAX_AGE_SECONDS = 7200
+
+
+class ChatCors:
+    """Answer CORS preflights of the chat endpoints and add CORS headers to their responses.
+
+    A preflight carries no Authorization header, so it cannot name a tenant: it is answered
+    204 for any origin allowed by ``settings.CORS_ALLOWED_ORIGINS`` (every origin when that
+    is empty). Each tenant's ``widget_allowed_origins`` is checked on the actual request by
+    tenants.permissions.WidgetOriginAllowed. Every actual response, errors and event streams
+    included, carries ``Access-Control-Allow-Origin`` so that the client can read its body.
+    ``Access-Control-Allow-Credentials`` is never sent: API keys travel in a header.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponseBase]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponseBase:
+        if not CORS_PATH.match(request.path_info):
+            return self.get_response(request)
+        origin = request.headers.get("Origin")
+        is_preflight = (
+            request.method == "OPTIONS"
+            and origin is not None
+            and "Access-Control-Request-Method" in request.headers
+        )
+        if is_preflight:
+            response: HttpResponseBase = HttpResponse(status=204)
+            del response["Content-Type"]
+        else:
+            response = self.get_response(request)
+        patch_vary_headers(response, ["Origin"])
+        if origin is None or not _origin_allowed_by_deployment(origin):
+            return response
+        response["Access-Control-Allow-Origin"] = origin
+        if is_preflight:
+            response["Access-Control-Allow-Methods"] = CORS_ALLOW_METHODS
+            response["Access-Control-Allow-Headers"] = CORS_ALLOW_HEADERS
+            response["Access-Control-Max-Age"] = str(CORS_MAX_AGE_SECONDS)
+        else:
+            response["Access-Control-Expose-Headers"] = CORS_EXPOSE_HEADERS
+        return response
+
+
+def _origin_allowed_by_deployment(origin: str) -> bool:
+    allowed: list[str] = settings.CORS_ALLOWED_ORIGINS
+    if not allowed:
+        return True
+    try:
+        return origin_normalize(origin) in allowed
+    except ValueError:
+        return False

@@ -11,6 +11,8 @@ import environ
 from croniter import CroniterBadDateError, croniter
 from django.core.exceptions import ImproperlyConfigured
 
+from vizochok.origins import origins_normalize
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 # numpy's threaded BLAS competes with the embedder's own threads on small machines and
@@ -132,7 +134,6 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.postgres",
     "rest_framework",
-    "corsheaders",
     # The task queue: its tables live in the application's PostgreSQL database. It comes
     # before the apps whose tasks.py modules it discovers.
     "procrastinate.contrib.django",
@@ -146,7 +147,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    "corsheaders.middleware.CorsMiddleware",
+    "vizochok.middleware.ChatCors",
     "vizochok.middleware.RejectChunkedRequestBodies",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -217,15 +218,16 @@ STORAGES = {
     },
 }
 
-# The chat widget calls the API from the store's own site. API keys travel in the
-# Authorization header, never in cookies, so any origin may call the API; tenants that want
-# to restrict origins set CORS_ALLOWED_ORIGINS instead.
-CORS_URLS_REGEX = r"^/api/.*$"
-CORS_ALLOWED_ORIGINS = env.list("CORS_ALLOWED_ORIGINS", default=[])
-CORS_ALLOW_ALL_ORIGINS = not CORS_ALLOWED_ORIGINS
-CORS_ALLOW_CREDENTIALS = False
-CORS_ALLOW_HEADERS = ["authorization", "content-type", "accept", "last-event-id"]
-CORS_EXPOSE_HEADERS = ["retry-after"]
+# The chat widget calls the chat API from the store's own site (vizochok.middleware.ChatCors).
+# This list, when set, limits the origins that get CORS headers in the whole deployment.
+# Each tenant's widget_allowed_origins narrows it further on the actual request.
+_cors_origins = [
+    origin.strip() for origin in env.list("CORS_ALLOWED_ORIGINS", default=[]) if origin.strip()
+]
+try:
+    CORS_ALLOWED_ORIGINS = origins_normalize(_cors_origins, max_count=1000)
+except ValueError as _error:
+    raise ImproperlyConfigured(f"CORS_ALLOWED_ORIGINS: {_error}") from None
 
 SECURE_PROXY_SSL_HEADER = (
     ("HTTP_X_FORWARDED_PROTO", "https")

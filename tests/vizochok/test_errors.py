@@ -3,7 +3,6 @@
 import logging
 
 import pytest
-from rest_framework.test import APIClient
 
 pytestmark = pytest.mark.django_db
 
@@ -35,26 +34,6 @@ def test_deeply_nested_json_is_invalid_json(chat_client):
 
     assert response.status_code == 400
     assert response.json()["code"] == "invalid_json"
-
-
-def test_cors_preflight_is_answered_without_a_key(db):
-    response = APIClient().options(
-        "/api/v1/conversations",
-        HTTP_ORIGIN="https://shop.example",
-        HTTP_ACCESS_CONTROL_REQUEST_METHOD="POST",
-        HTTP_ACCESS_CONTROL_REQUEST_HEADERS="authorization, content-type",
-    )
-
-    assert response.status_code == 200
-    assert response["Access-Control-Allow-Origin"] == "*"
-    assert "authorization" in response["Access-Control-Allow-Headers"]
-    assert "Access-Control-Allow-Credentials" not in response
-
-
-def test_cors_headers_are_not_sent_outside_the_api(client):
-    response = client.get("/admin/login/", HTTP_ORIGIN="https://shop.example")
-
-    assert "Access-Control-Allow-Origin" not in response
 
 
 def test_a_body_over_the_upload_limit_is_payload_too_large(server_client, settings):

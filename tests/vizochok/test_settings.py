@@ -192,6 +192,12 @@ REJECTED = [
             ("WEBHOOK_MAX_RESPONSE_BYTES", "256KiB"),
         )
     ],
+    (
+        "CORS_ALLOWED_ORIGINS",
+        "https://shop.example/widget",
+        "CORS_ALLOWED_ORIGINS: 'https://shop.example/widget' has a path. Enter only "
+        "scheme://host[:port].",
+    ),
 ]
 
 ACCEPTED = [
@@ -211,6 +217,7 @@ ACCEPTED = [
     {"WORKER_SHUTDOWN_TIMEOUT_SECONDS": "0", "CATALOG_JOB_RETRY_BACKOFF_SECONDS": "0"},
     {"CATALOG_RECOVERY_CRON": "@hourly", "CATALOG_PRUNE_CRON": "0 0 29 2 *"},
     {"WEBHOOK_BREAKER_WINDOW_SECONDS": "3153600000", "WEBHOOK_BREAKER_COOLDOWN_SECONDS": "0"},
+    {"CORS_ALLOWED_ORIGINS": "https://shop.example, http://localhost:8080,"},
 ]
 
 
