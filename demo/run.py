@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -274,10 +275,43 @@ def keep_serving(processes: list[subprocess.Popen[bytes]]) -> None:
     print("A server stopped unexpectedly; see the logs in .demo/.", flush=True)
 
 
+# The maximum lifetime the server accepts for a user token (docs/security.md).
+WIDGET_USER_TOKEN_LIFETIME_SECONDS = 24 * 3600
+
+
+def widget_demo_url(*, app_url: str, public_key: str, user_token_secret: str | None) -> str:
+    """Return the widget demo page's URL with the settings in its fragment.
+
+    Browsers never send the fragment to the server, so the key and the user token stay out
+    of its access logs. With the tenant's user token secret, the page chats as the demo
+    shopper with a token valid for 24 hours. Without the secret, the shopper is anonymous.
+    """
+    settings = {"key": public_key, "store": STORE_ID}
+    if user_token_secret:
+        from demo.conversation import user_token_issue
+
+        settings["user"] = SHOPPER_ID
+        settings["token"] = user_token_issue(
+            secret=user_token_secret,
+            user_id=SHOPPER_ID,
+            lifetime_seconds=WIDGET_USER_TOKEN_LIFETIME_SECONDS,
+        )
+    settings["lang"] = "uk"
+    return f"{app_url}/widget/demo/#{urllib.parse.urlencode(settings)}"
+
+
 def print_instructions(*, app_url: str, credentials: dict[str, str]) -> None:
     step("The demo keeps serving; try it yourself")
+    widget_url = widget_demo_url(
+        app_url=app_url,
+        public_key=credentials["public_key"],
+        user_token_secret=credentials.get("user_token_secret"),
+    )
     print(
         f"""
+  Chat widget on a demo store page, as the demo shopper (the user token lasts 24 hours):
+    {widget_url}
+
   Chat API (public key, scope chat):
     curl -s -X POST {app_url}/api/v1/conversations \\
       -H 'Authorization: Bearer {credentials["public_key"]}' \\

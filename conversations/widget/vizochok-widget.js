@@ -1,0 +1,1464 @@
+/*
+ * Vizochok shopper chat widget, served at /widget/v1/vizochok-widget.js.
+ *
+ * One dependency-free script for current browsers, without a build step. It defines
+ * window.VIZOCHOKWidget. Under Node (when `module` exists) it exports its pure core and
+ * the fetch-based ChatClient for tests instead. docs/widget.md describes the embedding
+ * snippet, the configuration, the callbacks and the Content-Security-Policy it needs.
+ *
+ * The file has three layers: the pure core (configuration, SSE parsing, the reducer of
+ * events into transcript and cart state, formatting, error texts, storage keys), the
+ * ChatClient (the chat REST API over fetch, no DOM), and the DOM layer (VIZOCHOKWidget).
+ * Every server string is inserted with textContent, never as HTML.
+ */
+(function () {
+  "use strict";
+
+  // Captured while the script runs: document.currentScript is null in later callbacks.
+  var SCRIPT_ORIGIN = (function () {
+    if (typeof document === "undefined" || !document.currentScript) {
+      return null;
+    }
+    try {
+      return new URL(document.currentScript.src).origin;
+    } catch (error) {
+      return null;
+    }
+  })();
+
+  var LANGUAGES = ["uk", "en", "ru"];
+  var POSITIONS = ["bottom-right", "bottom-left"];
+  var CALLBACKS = [
+    "onCartChanged",
+    "onProductClick",
+    "onSessionComplete",
+    "onError",
+    "onConnect",
+    "onDisconnect",
+  ];
+  // Theme property -> CSS custom property set on the widget's host element.
+  var THEME_PROPERTIES = {
+    primaryColor: "--vz-primary-color",
+    primaryTextColor: "--vz-primary-text-color",
+    backgroundColor: "--vz-background-color",
+    textColor: "--vz-text-color",
+    fontFamily: "--vz-font-family",
+    fontSize: "--vz-font-size",
+    borderRadius: "--vz-border-radius",
+    zIndex: "--vz-z-index",
+  };
+  // Limits of POST /api/v1/conversations (docs/chat-api.md), checked before any request.
+  var STORE_ID_MAX_LENGTH = 100;
+  var USER_ID_MAX_LENGTH = 200;
+  var USER_TOKEN_MAX_LENGTH = 200;
+  var STORAGE_PREFIX = "vizochok.conversation.v1:";
+  var HISTORY_LIMIT = 50;
+
+  // ---------------------------------------------------------------------------------------
+  // Pure core
+  // ---------------------------------------------------------------------------------------
+
+  function isHttpUrl(value) {
+    if (typeof value !== "string" || value === "") {
+      return false;
+    }
+    try {
+      var protocol = new URL(value).protocol;
+      return protocol === "http:" || protocol === "https:";
+    } catch (error) {
+      return false;
+    }
+  }
+
+  function configError(property, message) {
+    return new TypeError("VIZOCHOKWidget: invalid config." + property + ": " + message);
+  }
+
+  function optionalString(config, property, maxLength) {
+    var value = config[property];
+    if (value === undefined || value === null) {
+      return null;
+    }
+    if (typeof value !== "string" || value === "") {
+      throw configError(property, "expected a non-empty string or null");
+    }
+    if (maxLength !== undefined && value.length > maxLength) {
+      throw configError(property, "expected at most " + maxLength + " characters");
+    }
+    return value;
+  }
+
+  function identifier(config, property, maxLength, required) {
+    var value = optionalString(config, property, maxLength);
+    if (value === null) {
+      if (required) {
+        throw configError(property, "missing; this property is required");
+      }
+      return null;
+    }
+    if (value.trim() !== value) {
+      throw configError(property, "must not start or end with whitespace");
+    }
+    return value;
+  }
+
+  /**
+   * Validate a widget configuration and fill in its defaults.
+   *
+   * `defaultApiBase` is the origin the script was loaded from, else the page's origin.
+   * Throws a TypeError that names the invalid property.
+   */
+  function validateConfig(config, defaultApiBase) {
+    if (config === null || typeof config !== "object") {
+      throw new TypeError("VIZOCHOKWidget: config must be an object with apiKey and storeId");
+    }
+    var apiKey = identifier(config, "apiKey", undefined, true);
+    if (apiKey.indexOf("pk_") !== 0) {
+      throw configError("apiKey", "must be a public key starting with pk_ (never a secret sk_ key)");
+    }
+    var storeId = identifier(config, "storeId", STORE_ID_MAX_LENGTH, true);
+    var userId = identifier(config, "userId", USER_ID_MAX_LENGTH, false);
+    var userToken = identifier(config, "userToken", USER_TOKEN_MAX_LENGTH, false);
+    if (userId !== null && userToken === null) {
+      throw configError("userToken", "missing; a userId needs the user token your server issued");
+    }
+    if (userId === null && userToken !== null) {
+      throw configError("userId", "missing; a userToken is only sent with the userId it signs");
+    }
+
+    var language = config.language === undefined || config.language === null ? "uk" : config.language;
+    if (LANGUAGES.indexOf(language) === -1) {
+      throw configError("language", "expected one of " + LANGUAGES.join(", "));
+    }
+    var position =
+      config.position === undefined || config.position === null ? "bottom-right" : config.position;
+    if (POSITIONS.indexOf(position) === -1) {
+      throw configError("position", "expected one of " + POSITIONS.join(", "));
+    }
+
+    var apiBase = optionalString(config, "apiBase") || defaultApiBase;
+    if (!isHttpUrl(apiBase)) {
+      throw configError("apiBase", "expected an http or https URL");
+    }
+    apiBase = apiBase.replace(/\/+$/, "");
+
+    var botAvatar = optionalString(config, "botAvatar");
+    if (botAvatar !== null && !isHttpUrl(botAvatar)) {
+      throw configError("botAvatar", "expected an http or https URL");
+    }
+
+    var theme = {};
+    if (config.theme !== undefined && config.theme !== null) {
+      if (typeof config.theme !== "object") {
+        throw configError("theme", "expected an object");
+      }
+      Object.keys(config.theme).forEach(function (name) {
+        var value = config.theme[name];
+        if (!Object.prototype.hasOwnProperty.call(THEME_PROPERTIES, name)) {
+          throw configError(
+            "theme." + name,
+            "unknown; expected one of " + Object.keys(THEME_PROPERTIES).join(", ")
+          );
+        }
+        if (typeof value !== "string" && typeof value !== "number") {
+          throw configError("theme." + name, "expected a string or a number");
+        }
+        theme[name] = String(value);
+      });
+    }
+
+    var callbacks = {};
+    CALLBACKS.forEach(function (name) {
+      var callback = config[name];
+      if (callback === undefined || callback === null) {
+        return;
+      }
+      if (typeof callback !== "function") {
+        throw configError(name, "expected a function");
+      }
+      callbacks[name] = callback;
+    });
+
+    return {
+      apiKey: apiKey,
+      storeId: storeId,
+      userId: userId,
+      userToken: userToken,
+      language: language,
+      apiBase: apiBase,
+      position: position,
+      botName: optionalString(config, "botName") || "Помічник",
+      botAvatar: botAvatar,
+      placeholder: optionalString(config, "placeholder"),
+      welcomeMessage: optionalString(config, "welcomeMessage"),
+      theme: theme,
+      callbacks: callbacks,
+    };
+  }
+
+  /** Return the sessionStorage key of the conversation of one key, store and shopper. */
+  function storageKey(config) {
+    return (
+      STORAGE_PREFIX +
+      JSON.stringify([config.apiBase, config.apiKey, config.storeId, config.userId || null])
+    );
+  }
+
+  /**
+   * Incremental parser of a Server-Sent Events stream (the WHATWG HTML event stream format).
+   *
+   * push() takes decoded text in chunks of any size and returns the messages completed by
+   * it, each {event, data, id}. Lines end with CRLF, LF or CR; a CR at the end of a chunk
+   * waits for the next chunk, in case an LF follows. Comment lines (":") are skipped and
+   * several data lines are joined with "\n".
+   */
+  function SSEParser() {
+    this.buffer = "";
+    this.eventType = "";
+    this.dataLines = [];
+    this.lastEventId = "";
+    this.dataSeen = false;
+  }
+
+  SSEParser.prototype.push = function (text) {
+    var messages = [];
+    this.buffer += text;
+    var start = 0;
+    for (var index = 0; index < this.buffer.length; index++) {
+      var character = this.buffer[index];
+      if (character !== "\n" && character !== "\r") {
+        continue;
+      }
+      if (character === "\r" && index === this.buffer.length - 1) {
+        break;
+      }
+      this._line(this.buffer.slice(start, index), messages);
+      if (character === "\r" && this.buffer[index + 1] === "\n") {
+        index++;
+      }
+      start = index + 1;
+    }
+    this.buffer = this.buffer.slice(start);
+    return messages;
+  };
+
+  /**
+   * Finish the stream. A line ended by a CR that was held back is processed. A message
+   * without its closing blank line is dropped, as the format requires at the end of a stream.
+   */
+  SSEParser.prototype.end = function () {
+    var messages = [];
+    if (this.buffer.slice(-1) === "\r") {
+      this._line(this.buffer.slice(0, -1), messages);
+    }
+    this.buffer = "";
+    this.eventType = "";
+    this.dataLines = [];
+    this.dataSeen = false;
+    return messages;
+  };
+
+  SSEParser.prototype._line = function (line, messages) {
+    if (line === "") {
+      if (this.dataSeen) {
+        messages.push({
+          event: this.eventType || "message",
+          data: this.dataLines.join("\n"),
+          id: this.lastEventId,
+        });
+      }
+      this.eventType = "";
+      this.dataLines = [];
+      this.dataSeen = false;
+      return;
+    }
+    if (line[0] === ":") {
+      return;
+    }
+    var colon = line.indexOf(":");
+    var field = colon === -1 ? line : line.slice(0, colon);
+    var value = colon === -1 ? "" : line.slice(colon + 1);
+    if (value[0] === " ") {
+      value = value.slice(1);
+    }
+    if (field === "event") {
+      this.eventType = value;
+    } else if (field === "data") {
+      this.dataLines.push(value);
+      this.dataSeen = true;
+    } else if (field === "id" && value.indexOf("\u0000") === -1) {
+      this.lastEventId = value;
+    }
+  };
+
+  function initialState() {
+    return {
+      entries: [],
+      cart: { items: [], total: 0 },
+      assistant: null,
+      busy: false,
+    };
+  }
+
+  function copyEntries(state) {
+    return state.entries.slice();
+  }
+
+  function lastAssistantEntry(entries) {
+    var last = entries[entries.length - 1];
+    if (last && last.role === "assistant" && !last.complete) {
+      return last;
+    }
+    return null;
+  }
+
+  /** Return a state with the shopper's message appended and a reply in progress. */
+  function addShopperMessage(state, text) {
+    var entries = copyEntries(state);
+    entries.push({ role: "user", text: text });
+    return Object.assign({}, state, { entries: entries, busy: true });
+  }
+
+  /**
+   * Return the state after one event of a reply (docs/chat-api.md "Events").
+   *
+   * An assistant entry collects the reply's parts in order: text blocks, product cards,
+   * cart changes and errors. `status` is the progress code shown until text arrives.
+   */
+  function reduceEvent(state, event) {
+    var entries = copyEntries(state);
+    var open = lastAssistantEntry(entries);
+    var entry = open
+      ? Object.assign({}, open, { parts: open.parts.slice() })
+      : { role: "assistant", parts: [], status: null, complete: false, textOpen: false };
+    if (open) {
+      entries[entries.length - 1] = entry;
+    } else {
+      entries.push(entry);
+    }
+    var next = Object.assign({}, state, { entries: entries });
+    var lastPart = entry.parts[entry.parts.length - 1];
+
+    switch (event.type) {
+      case "status":
+        entry.status = event.code;
+        break;
+      case "text_delta":
+        entry.status = null;
+        if (entry.textOpen && lastPart && lastPart.kind === "text") {
+          entry.parts[entry.parts.length - 1] = {
+            kind: "text",
+            text: lastPart.text + String(event.delta),
+          };
+        } else {
+          entry.parts.push({ kind: "text", text: String(event.delta) });
+        }
+        entry.textOpen = true;
+        break;
+      case "text_end":
+        entry.textOpen = false;
+        break;
+      case "product_cards":
+        entry.status = null;
+        entry.textOpen = false;
+        entry.parts.push({ kind: "cards", items: event.items || [] });
+        break;
+      case "cart_changed":
+        entry.status = null;
+        entry.textOpen = false;
+        entry.parts.push({ kind: "cart", event: event });
+        next.cart = { items: event.items || [], total: event.total };
+        break;
+      case "error":
+        entry.status = null;
+        entry.textOpen = false;
+        entry.parts.push({ kind: "error", error: event });
+        break;
+      case "response_complete":
+        entry.status = null;
+        entry.textOpen = false;
+        entry.complete = true;
+        next.busy = false;
+        break;
+      default:
+        // "event" and types added later carry nothing to show yet.
+        break;
+    }
+    return next;
+  }
+
+  /** Return the event without its `type`: the CartChangedEvent passed to onCartChanged. */
+  function cartChangedEvent(event) {
+    var result = {};
+    Object.keys(event).forEach(function (name) {
+      if (name !== "type") {
+        result[name] = event[name];
+      }
+    });
+    return result;
+  }
+
+  /** Return the `assistant` of the conversation's latest assistant message, or null. */
+  function assistantOf(conversation) {
+    var messages = conversation.messages || [];
+    for (var index = messages.length - 1; index >= 0; index--) {
+      var metadata = messages[index].metadata;
+      if (messages[index].role === "assistant" && metadata && metadata.assistant) {
+        return metadata.assistant;
+      }
+    }
+    return null;
+  }
+
+  /** Build the state of a conversation read with GET /api/v1/conversations/{id}. */
+  function restoreState(conversation) {
+    var state = initialState();
+    (conversation.messages || []).forEach(function (message) {
+      if (message.role === "user") {
+        state = addShopperMessage(state, message.text);
+        return;
+      }
+      var events = message.events || [];
+      events.forEach(function (event) {
+        state = reduceEvent(state, event);
+      });
+      if (events.length === 0 || events[events.length - 1].type !== "response_complete") {
+        state = reduceEvent(state, { type: "response_complete" });
+      }
+    });
+    if (conversation.cart) {
+      state.cart = { items: conversation.cart.items || [], total: conversation.cart.total || 0 };
+    }
+    state.assistant = assistantOf(conversation);
+    state.busy = false;
+    return state;
+  }
+
+  /** Format an amount with two decimals, halves rounded up, as the replies do; no currency. */
+  function formatPrice(value, language) {
+    if (typeof value !== "number" || !isFinite(value)) {
+      return "";
+    }
+    // toPrecision drops the binary noise of value * 100 (1.005 * 100 is 100.49999…).
+    var cents = Math.round(Number((Math.abs(value) * 100).toPrecision(12)));
+    var whole = String(Math.floor(cents / 100));
+    var fraction = String(cents % 100);
+    if (fraction.length < 2) {
+      fraction = "0" + fraction;
+    }
+    var groupSeparator = language === "en" ? "," : "\u00a0";
+    var decimalSeparator = language === "en" ? "." : ",";
+    whole = whole.replace(/\B(?=(\d{3})+(?!\d))/g, groupSeparator);
+    return (value < 0 && cents !== 0 ? "-" : "") + whole + decimalSeparator + fraction;
+  }
+
+  var UNIT_NAMES = {
+    uk: { kg: "кг", l: "л", g: "г", ml: "мл", pcs: "шт" },
+    en: { kg: "kg", l: "l", g: "g", ml: "ml", pcs: "pcs" },
+    ru: { kg: "кг", l: "л", g: "г", ml: "мл", pcs: "шт" },
+  };
+
+  /** Format a card's price with its unit for goods sold by weight or volume: "14,95 / кг". */
+  function formatUnitPrice(value, unit, language) {
+    var price = formatPrice(value, language);
+    if (!unit || unit === "pcs" || price === "") {
+      return price;
+    }
+    return price + " / " + (UNIT_NAMES[language][unit] || unit);
+  }
+
+  var TEXTS = {
+    uk: {
+      open: "Відкрити чат",
+      close: "Закрити чат",
+      newConversation: "Нова розмова",
+      send: "Надіслати",
+      placeholder: "Напишіть, що шукаєте…",
+      offlineBadge: "Офлайн-помічник, без ШІ",
+      offlineBadgeTitle:
+        "Відповідає офлайн-помічник: він розуміє короткі команди, а не вільну розмову.",
+      add: "У кошик",
+      cart: "Кошик",
+      total: "Разом",
+      emptyCart: "Кошик порожній",
+      you: "Ви",
+      status: { searching: "Шукаю товари…", updating_cart: "Оновлюю кошик…" },
+      statusDefault: "Працюю…",
+      addMessage: "Додай «{name}»",
+    },
+    en: {
+      open: "Open chat",
+      close: "Close chat",
+      newConversation: "New conversation",
+      send: "Send",
+      placeholder: "What are you looking for?",
+      offlineBadge: "Offline assistant, no AI",
+      offlineBadgeTitle:
+        "The offline assistant answers: it understands short commands, not free conversation.",
+      add: "Add to cart",
+      cart: "Cart",
+      total: "Total",
+      emptyCart: "The cart is empty",
+      you: "You",
+      status: { searching: "Searching for products…", updating_cart: "Updating the cart…" },
+      statusDefault: "Working…",
+      addMessage: "Add «{name}»",
+    },
+    ru: {
+      open: "Открыть чат",
+      close: "Закрыть чат",
+      newConversation: "Новый разговор",
+      send: "Отправить",
+      placeholder: "Напишите, что ищете…",
+      offlineBadge: "Офлайн-ассистент, без ИИ",
+      offlineBadgeTitle:
+        "Отвечает офлайн-ассистент: он понимает короткие команды, а не свободный разговор.",
+      add: "В корзину",
+      cart: "Корзина",
+      total: "Итого",
+      emptyCart: "Корзина пуста",
+      you: "Вы",
+      status: { searching: "Ищу товары…", updating_cart: "Обновляю корзину…" },
+      statusDefault: "Работаю…",
+      addMessage: "Добавь «{name}»",
+    },
+  };
+
+  // Shopper-facing texts of every error code in docs/chat-api.md and docs/streaming.md, plus
+  // the widget's own network_error and stream_interrupted. "{n}" is filled from the error.
+  var ERROR_TEXTS = {
+    uk: {
+      invalid_json: "Не вдалося надіслати повідомлення. Спробуйте написати його інакше.",
+      not_authenticated: "Чат не налаштовано на цьому сайті. Спробуйте пізніше.",
+      authentication_failed: "Чат зараз недоступний на цьому сайті. Спробуйте пізніше.",
+      permission_denied: "Не вдалося підтвердити ваш обліковий запис. Оновіть сторінку.",
+      not_found: "Попередню розмову не знайдено. Наступне повідомлення почне нову.",
+      method_not_allowed: "Чат не зміг виконати запит. Оновіть сторінку.",
+      not_acceptable: "Чат не зміг виконати запит. Оновіть сторінку.",
+      length_required: "Чат не зміг надіслати повідомлення. Оновіть сторінку.",
+      agent_busy: "Помічник ще відповідає на попереднє повідомлення. Зачекайте трохи.",
+      message_too_large: "Повідомлення задовге. Напишіть коротше.",
+      payload_too_large: "Запит завеликий. Оновіть сторінку.",
+      unsupported_media_type: "Чат не зміг надіслати повідомлення. Оновіть сторінку.",
+      rate_limit_exceeded: "Забагато повідомлень поспіль. Спробуйте через {retry_after} с.",
+      user_message_limit: "Ви досягли денного ліміту повідомлень. Поверніться завтра.",
+      user_conversation_limit: "Ви досягли денного ліміту розмов. Поверніться завтра.",
+      internal_error: "Щось пішло не так. Спробуйте ще раз.",
+      no_catalog_data: "Каталог магазину поки порожній, тож шукати поки нічого.",
+      tenant_daily_token_limit: "Помічник на сьогодні вичерпав ліміт. Спробуйте завтра.",
+      tenant_monthly_token_limit: "Помічник вичерпав ліміт цього місяця. Спробуйте пізніше.",
+      session_token_limit: "Ця розмова досягла ліміту. Почніть нову розмову.",
+      max_rounds_exceeded: "Помічник не впорався із запитом. Спробуйте сформулювати простіше.",
+      network_error: "Немає зв'язку з чатом. Перевірте інтернет і спробуйте ще раз.",
+      stream_interrupted: "Відповідь обірвалася. Спробуйте ще раз.",
+      unknown: "Щось пішло не так. Спробуйте ще раз.",
+    },
+    en: {
+      invalid_json: "The message could not be sent. Try writing it differently.",
+      not_authenticated: "The chat is not set up on this site. Try again later.",
+      authentication_failed: "The chat is unavailable on this site. Try again later.",
+      permission_denied: "Your account could not be verified. Reload the page.",
+      not_found: "The previous conversation was not found. Your next message starts a new one.",
+      method_not_allowed: "The chat could not process the request. Reload the page.",
+      not_acceptable: "The chat could not process the request. Reload the page.",
+      length_required: "The chat could not send the message. Reload the page.",
+      agent_busy: "The assistant is still answering your previous message. Please wait.",
+      message_too_large: "The message is too long. Write a shorter one.",
+      payload_too_large: "The request is too large. Reload the page.",
+      unsupported_media_type: "The chat could not send the message. Reload the page.",
+      rate_limit_exceeded: "Too many messages in a row. Try again in {retry_after} s.",
+      user_message_limit: "You reached today's message limit. Come back tomorrow.",
+      user_conversation_limit: "You reached today's conversation limit. Come back tomorrow.",
+      internal_error: "Something went wrong. Please try again.",
+      no_catalog_data: "The store's catalog is empty, so there is nothing to search yet.",
+      tenant_daily_token_limit: "The assistant reached its limit for today. Try tomorrow.",
+      tenant_monthly_token_limit: "The assistant reached its limit for this month. Try later.",
+      session_token_limit: "This conversation reached its limit. Start a new conversation.",
+      max_rounds_exceeded: "The assistant could not handle this request. Try asking more simply.",
+      network_error: "No connection to the chat. Check your internet and try again.",
+      stream_interrupted: "The reply was cut off. Please try again.",
+      unknown: "Something went wrong. Please try again.",
+    },
+    ru: {
+      invalid_json: "Не удалось отправить сообщение. Попробуйте написать его иначе.",
+      not_authenticated: "Чат не настроен на этом сайте. Попробуйте позже.",
+      authentication_failed: "Чат сейчас недоступен на этом сайте. Попробуйте позже.",
+      permission_denied: "Не удалось подтвердить вашу учётную запись. Обновите страницу.",
+      not_found: "Предыдущий разговор не найден. Следующее сообщение начнёт новый.",
+      method_not_allowed: "Чат не смог выполнить запрос. Обновите страницу.",
+      not_acceptable: "Чат не смог выполнить запрос. Обновите страницу.",
+      length_required: "Чат не смог отправить сообщение. Обновите страницу.",
+      agent_busy: "Ассистент ещё отвечает на предыдущее сообщение. Подождите немного.",
+      message_too_large: "Сообщение слишком длинное. Напишите короче.",
+      payload_too_large: "Запрос слишком большой. Обновите страницу.",
+      unsupported_media_type: "Чат не смог отправить сообщение. Обновите страницу.",
+      rate_limit_exceeded: "Слишком много сообщений подряд. Попробуйте через {retry_after} с.",
+      user_message_limit: "Вы достигли дневного лимита сообщений. Возвращайтесь завтра.",
+      user_conversation_limit: "Вы достигли дневного лимита разговоров. Возвращайтесь завтра.",
+      internal_error: "Что-то пошло не так. Попробуйте ещё раз.",
+      no_catalog_data: "Каталог магазина пока пуст, поэтому искать пока нечего.",
+      tenant_daily_token_limit: "Ассистент исчерпал лимит на сегодня. Попробуйте завтра.",
+      tenant_monthly_token_limit: "Ассистент исчерпал лимит этого месяца. Попробуйте позже.",
+      session_token_limit: "Этот разговор достиг лимита. Начните новый разговор.",
+      max_rounds_exceeded: "Ассистент не справился с запросом. Попробуйте сформулировать проще.",
+      network_error: "Нет связи с чатом. Проверьте интернет и попробуйте ещё раз.",
+      stream_interrupted: "Ответ оборвался. Попробуйте ещё раз.",
+      unknown: "Что-то пошло не так. Попробуйте ещё раз.",
+    },
+  };
+
+  /** Return the shopper-facing text of an error {code, ...} in the language, or the
+   *  generic text for a code the widget does not know. */
+  function localizeError(error, language) {
+    var texts = ERROR_TEXTS[language] || ERROR_TEXTS.uk;
+    var code = error && error.code;
+    var template = Object.prototype.hasOwnProperty.call(texts, code) ? texts[code] : texts.unknown;
+    return template.replace(/\{(\w+)\}/g, function (placeholder, name) {
+      var value = error[name];
+      return value === undefined || value === null ? "?" : String(value);
+    });
+  }
+
+  /** Return the message the add button sends, naming the product in the UI language. */
+  function addMessageText(product, language) {
+    return (TEXTS[language] || TEXTS.uk).addMessage.replace("{name}", product.name);
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // ChatClient: the chat REST API over fetch, without the DOM
+  // ---------------------------------------------------------------------------------------
+
+  /** Error of a request: an error response {"detail", "code", ...} or a network failure. */
+  function ApiError(status, body) {
+    var fields = body && typeof body === "object" ? body : {};
+    this.name = "ApiError";
+    this.status = status;
+    this.code = typeof fields.code === "string" ? fields.code : "unknown";
+    this.detail = typeof fields.detail === "string" ? fields.detail : "";
+    this.message = this.code + (this.detail ? ": " + this.detail : "");
+    this.body = fields;
+  }
+  ApiError.prototype = Object.create(Error.prototype);
+  ApiError.prototype.constructor = ApiError;
+
+  /** Return the {code, status, detail, ...extra} object passed to onError. */
+  function errorInfo(error) {
+    if (error instanceof ApiError) {
+      return Object.assign({}, error.body, {
+        code: error.code,
+        status: error.status,
+        detail: error.detail,
+      });
+    }
+    return Object.assign({}, error);
+  }
+
+  function ChatClient(config, options) {
+    var settings = options || {};
+    this.config = config;
+    this.fetch = settings.fetch || globalThis.fetch.bind(globalThis);
+  }
+
+  ChatClient.prototype._headers = function (accept) {
+    return {
+      Authorization: "Bearer " + this.config.apiKey,
+      "Content-Type": "application/json",
+      Accept: accept,
+    };
+  };
+
+  ChatClient.prototype._request = function (method, path, body, accept) {
+    var init = { method: method, headers: this._headers(accept || "application/json") };
+    if (body !== undefined) {
+      init.body = JSON.stringify(body);
+    }
+    return this.fetch(this.config.apiBase + path, init).then(
+      function (response) {
+        return response;
+      },
+      function () {
+        throw new ApiError(0, { code: "network_error" });
+      }
+    );
+  };
+
+  function readJson(response) {
+    return response.text().then(function (text) {
+      try {
+        return JSON.parse(text);
+      } catch (error) {
+        return null;
+      }
+    });
+  }
+
+  function checked(response) {
+    if (response.ok) {
+      return readJson(response);
+    }
+    return readJson(response).then(function (body) {
+      throw new ApiError(response.status, body);
+    });
+  }
+
+  /** POST /api/v1/conversations; resolves to the 201 body. */
+  ChatClient.prototype.startConversation = function () {
+    var body = { store_id: this.config.storeId };
+    if (this.config.userId !== null) {
+      body.user_id = this.config.userId;
+      body.user_token = this.config.userToken;
+    }
+    return this._request("POST", "/api/v1/conversations", body).then(checked);
+  };
+
+  /** GET /api/v1/conversations/{id} with the latest messages. */
+  ChatClient.prototype.getConversation = function (conversationId, limit) {
+    var path =
+      "/api/v1/conversations/" +
+      encodeURIComponent(conversationId) +
+      "?limit=" +
+      (limit || HISTORY_LIMIT);
+    return this._request("GET", path).then(checked);
+  };
+
+  /**
+   * Send a message and call onEvent(event) for each event of the reply, in order.
+   *
+   * With `stream` the request asks for Server-Sent Events and events are passed on as they
+   * arrive; a response that is not a stream is read as the JSON events list. A stream that
+   * ends without `response_complete` gets a `stream_interrupted` error and a
+   * `response_complete` of the widget's own. Rejects with an ApiError for an error response.
+   */
+  ChatClient.prototype.sendMessage = function (conversationId, text, options) {
+    var settings = options || {};
+    var onEvent = settings.onEvent || function () {};
+    var stream = settings.stream !== false;
+    var path = "/api/v1/conversations/" + encodeURIComponent(conversationId) + "/messages";
+    var accept = stream ? "text/event-stream" : "application/json";
+    return this._request("POST", path, { text: text }, accept).then(function (response) {
+      if (!response.ok) {
+        return checked(response);
+      }
+      var contentType = response.headers.get("Content-Type") || "";
+      if (contentType.indexOf("text/event-stream") === 0 && response.body) {
+        return readEventStream(response, onEvent);
+      }
+      return readJson(response).then(function (body) {
+        var events = (body && body.events) || [];
+        events.forEach(onEvent);
+        return { messageId: body && body.message_id, events: events };
+      });
+    });
+  };
+
+  function readEventStream(response, onEvent) {
+    var reader = response.body.getReader();
+    var decoder = new TextDecoder("utf-8");
+    var parser = new SSEParser();
+    var events = [];
+    var completed = false;
+
+    function deliver(messages) {
+      messages.forEach(function (message) {
+        var event;
+        try {
+          event = JSON.parse(message.data);
+        } catch (error) {
+          return;
+        }
+        if (completed || !event || typeof event.type !== "string") {
+          return;
+        }
+        events.push(event);
+        if (event.type === "response_complete") {
+          completed = true;
+        }
+        onEvent(event);
+      });
+    }
+
+    function finish() {
+      deliver(parser.push(decoder.decode()));
+      deliver(parser.end());
+      if (!completed) {
+        deliver([
+          { data: JSON.stringify({ type: "error", code: "stream_interrupted" }) },
+          { data: JSON.stringify({ type: "response_complete" }) },
+        ]);
+      }
+      return { messageId: null, events: events };
+    }
+
+    function pump() {
+      return reader.read().then(
+        function (chunk) {
+          if (chunk.done) {
+            return finish();
+          }
+          deliver(parser.push(decoder.decode(chunk.value, { stream: true })));
+          return pump();
+        },
+        function () {
+          return finish();
+        }
+      );
+    }
+    return pump();
+  }
+
+  var core = {
+    LANGUAGES: LANGUAGES,
+    THEME_PROPERTIES: THEME_PROPERTIES,
+    TEXTS: TEXTS,
+    ERROR_TEXTS: ERROR_TEXTS,
+    ApiError: ApiError,
+    ChatClient: ChatClient,
+    SSEParser: SSEParser,
+    addMessageText: addMessageText,
+    addShopperMessage: addShopperMessage,
+    assistantOf: assistantOf,
+    cartChangedEvent: cartChangedEvent,
+    errorInfo: errorInfo,
+    formatPrice: formatPrice,
+    formatUnitPrice: formatUnitPrice,
+    initialState: initialState,
+    isHttpUrl: isHttpUrl,
+    localizeError: localizeError,
+    reduceEvent: reduceEvent,
+    restoreState: restoreState,
+    storageKey: storageKey,
+    validateConfig: validateConfig,
+  };
+
+  if (typeof module !== "undefined" && module.exports) {
+    module.exports = core;
+  }
+  if (typeof window === "undefined" || typeof document === "undefined") {
+    return;
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // DOM layer
+  // ---------------------------------------------------------------------------------------
+
+  var STYLES = [
+    ":host { all: initial; position: fixed; bottom: 20px; z-index: var(--vz-z-index, 2147483000);",
+    "  font-family: var(--vz-font-family, system-ui, sans-serif); font-size: var(--vz-font-size, 14px);",
+    "  color: var(--vz-text-color, #1f2328); }",
+    ":host(.vz-right) { right: 20px; } :host(.vz-left) { left: 20px; }",
+    "* { box-sizing: border-box; }",
+    ".vz-launcher { width: 56px; height: 56px; border: 0; border-radius: 50%; cursor: pointer;",
+    "  background: var(--vz-primary-color, #0b6bcb); color: var(--vz-primary-text-color, #fff);",
+    "  font-size: 24px; box-shadow: 0 4px 14px rgba(0,0,0,.25); }",
+    ":host(.vz-left) .vz-panel { left: 0; } :host(.vz-right) .vz-panel { right: 0; }",
+    ".vz-panel { position: absolute; bottom: 68px; width: min(380px, calc(100vw - 40px));",
+    "  height: min(600px, calc(100vh - 110px)); display: flex; flex-direction: column;",
+    "  background: var(--vz-background-color, #fff); border-radius: var(--vz-border-radius, 12px);",
+    "  box-shadow: 0 8px 30px rgba(0,0,0,.25); overflow: hidden; }",
+    ".vz-panel[hidden] { display: none; }",
+    ".vz-header { display: flex; align-items: center; gap: 8px; padding: 10px 12px;",
+    "  background: var(--vz-primary-color, #0b6bcb); color: var(--vz-primary-text-color, #fff); }",
+    ".vz-avatar { width: 28px; height: 28px; border-radius: 50%; object-fit: cover; }",
+    ".vz-title { font-weight: 600; flex: 1; min-width: 0; }",
+    ".vz-badge { display: block; font-size: 11px; font-weight: 400; opacity: .9; }",
+    ".vz-badge[hidden] { display: none; }",
+    ".vz-header button { background: transparent; border: 0; color: inherit; cursor: pointer;",
+    "  font-size: 16px; padding: 4px; }",
+    ".vz-transcript { flex: 1; overflow-y: auto; padding: 12px; display: flex;",
+    "  flex-direction: column; gap: 8px; }",
+    ".vz-message { max-width: 90%; padding: 8px 10px; border-radius: 10px; white-space: pre-wrap;",
+    "  overflow-wrap: anywhere; }",
+    ".vz-user { align-self: flex-end; background: var(--vz-primary-color, #0b6bcb);",
+    "  color: var(--vz-primary-text-color, #fff); }",
+    ".vz-assistant { align-self: flex-start; background: #f0f2f5; }",
+    ".vz-status { font-style: italic; opacity: .7; }",
+    ".vz-error { align-self: stretch; background: #fdecea; color: #8a1c12; }",
+    ".vz-cards { display: flex; gap: 8px; overflow-x: auto; padding-bottom: 4px; }",
+    ".vz-card { flex: 0 0 150px; border: 1px solid #d0d7de; border-radius: 8px; padding: 8px;",
+    "  cursor: pointer; display: flex; flex-direction: column; gap: 4px; background: #fff; }",
+    ".vz-card img { width: 100%; height: 90px; object-fit: contain; }",
+    ".vz-card-name { font-weight: 600; font-size: 13px; }",
+    ".vz-card-brand { font-size: 12px; opacity: .7; }",
+    ".vz-old-price { text-decoration: line-through; opacity: .6; margin-right: 4px; }",
+    ".vz-promo-price { color: #b3261e; font-weight: 600; }",
+    ".vz-promo-label { background: #b3261e; color: #fff; border-radius: 4px; padding: 0 4px;",
+    "  font-size: 11px; margin-left: 4px; }",
+    ".vz-card button, .vz-form button { border: 0; border-radius: 6px; cursor: pointer;",
+    "  background: var(--vz-primary-color, #0b6bcb); color: var(--vz-primary-text-color, #fff);",
+    "  padding: 6px 10px; font: inherit; }",
+    "button:disabled, textarea:disabled { opacity: .5; cursor: default; }",
+    ".vz-cart { border-top: 1px solid #d0d7de; padding: 6px 12px; font-size: 13px; }",
+    ".vz-cart ul { margin: 4px 0; padding-left: 18px; }",
+    ".vz-form { display: flex; gap: 6px; padding: 8px; border-top: 1px solid #d0d7de; }",
+    ".vz-form textarea { flex: 1; resize: none; font: inherit; padding: 6px; border-radius: 6px;",
+    "  border: 1px solid #d0d7de; }",
+  ].join("\n");
+
+  function element(tag, className, text) {
+    var node = document.createElement(tag);
+    if (className) {
+      node.className = className;
+    }
+    if (text !== undefined && text !== null) {
+      node.textContent = String(text);
+    }
+    return node;
+  }
+
+  function safeCall(callback, argument) {
+    if (!callback) {
+      return;
+    }
+    try {
+      callback(argument);
+    } catch (error) {
+      // A merchant's callback must not break the chat; the console keeps the trace.
+      if (typeof console !== "undefined") {
+        console.error("VIZOCHOKWidget callback failed", error);
+      }
+    }
+  }
+
+  /**
+   * The chat widget: `new VIZOCHOKWidget(config).mount()`.
+   *
+   * The constructor validates the config and throws a TypeError naming an invalid property.
+   */
+  function VIZOCHOKWidget(config) {
+    if (!(this instanceof VIZOCHOKWidget)) {
+      throw new TypeError("VIZOCHOKWidget must be called with new");
+    }
+    var defaultApiBase = SCRIPT_ORIGIN || window.location.origin;
+    this.config = validateConfig(config, defaultApiBase);
+    this.texts = TEXTS[this.config.language];
+    this.client = new ChatClient(this.config);
+    this.state = initialState();
+    this.conversationId = null;
+    this.connected = false;
+    this.messagesSent = 0;
+    this.host = null;
+    this.nodes = null;
+  }
+
+  VIZOCHOKWidget.prototype._storage = function () {
+    try {
+      return window.sessionStorage;
+    } catch (error) {
+      // Storage is blocked (for example third-party cookies off): keep the id in memory.
+      return null;
+    }
+  };
+
+  VIZOCHOKWidget.prototype._storedId = function () {
+    var storage = this._storage();
+    return storage ? storage.getItem(storageKey(this.config)) : null;
+  };
+
+  VIZOCHOKWidget.prototype._storeId = function (conversationId) {
+    var storage = this._storage();
+    if (!storage) {
+      return;
+    }
+    try {
+      if (conversationId) {
+        storage.setItem(storageKey(this.config), conversationId);
+      } else {
+        storage.removeItem(storageKey(this.config));
+      }
+    } catch (error) {
+      // A full or blocked storage: the id stays in memory, so a reload starts a new chat.
+    }
+  };
+
+  /** Insert the widget into the page (document.body by default) and restore a stored
+   *  conversation. Returns the widget. */
+  VIZOCHOKWidget.prototype.mount = function (target) {
+    if (this.host) {
+      return this;
+    }
+    var host = element("div");
+    host.className = this.config.position === "bottom-left" ? "vz-left" : "vz-right";
+    host.setAttribute("data-vizochok-widget", "");
+    var theme = this.config.theme;
+    Object.keys(theme).forEach(function (name) {
+      host.style.setProperty(THEME_PROPERTIES[name], theme[name]);
+    });
+    var shadow = host.attachShadow({ mode: "open" });
+    if (typeof CSSStyleSheet === "function" && "adoptedStyleSheets" in shadow) {
+      // A constructed style sheet needs no 'unsafe-inline' in the page's style-src.
+      var sheet = new CSSStyleSheet();
+      sheet.replaceSync(STYLES);
+      shadow.adoptedStyleSheets = [sheet];
+    } else {
+      shadow.appendChild(element("style", null, STYLES));
+    }
+    this.nodes = this._build(shadow);
+    this.host = host;
+    (target || document.body).appendChild(host);
+    this._render();
+
+    var storedId = this._storedId();
+    if (storedId) {
+      this._restore(storedId);
+    }
+    return this;
+  };
+
+  /** Remove the widget from the page; the stored conversation stays for the next mount. */
+  VIZOCHOKWidget.prototype.unmount = function () {
+    if (!this.host) {
+      return;
+    }
+    this.host.remove();
+    this.host = null;
+    this.nodes = null;
+    this._disconnect("unmounted");
+  };
+
+  VIZOCHOKWidget.prototype.open = function () {
+    if (!this.nodes) {
+      return;
+    }
+    this.nodes.panel.hidden = false;
+    this.nodes.launcher.setAttribute("aria-expanded", "true");
+    this.nodes.input.focus();
+  };
+
+  VIZOCHOKWidget.prototype.close = function () {
+    if (!this.nodes) {
+      return;
+    }
+    this.nodes.panel.hidden = true;
+    this.nodes.launcher.setAttribute("aria-expanded", "false");
+  };
+
+  /**
+   * End the conversation: call onSessionComplete with its summary and forget it, so that
+   * the next message starts a new conversation. The header's "new conversation" button
+   * calls it; a merchant may call it after checkout.
+   */
+  VIZOCHOKWidget.prototype.endSession = function () {
+    if (this.state.busy) {
+      return;
+    }
+    if (this.conversationId) {
+      safeCall(this.config.callbacks.onSessionComplete, {
+        conversationId: this.conversationId,
+        storeId: this.config.storeId,
+        userId: this.config.userId,
+        assistant: this.state.assistant,
+        messagesSent: this.messagesSent,
+        cart: this.state.cart,
+      });
+      this._disconnect("session_complete");
+    }
+    this.conversationId = null;
+    this.messagesSent = 0;
+    this._storeId(null);
+    this.state = initialState();
+    this._render();
+  };
+
+  VIZOCHOKWidget.prototype._build = function (shadow) {
+    var texts = this.texts;
+    var launcher = element("button", "vz-launcher", "💬");
+    launcher.type = "button";
+    launcher.setAttribute("aria-label", texts.open);
+    launcher.setAttribute("aria-expanded", "false");
+
+    var panel = element("section", "vz-panel");
+    panel.hidden = true;
+    panel.setAttribute("role", "dialog");
+    panel.setAttribute("aria-label", this.config.botName);
+
+    var header = element("header", "vz-header");
+    if (this.config.botAvatar) {
+      var avatar = element("img", "vz-avatar");
+      avatar.alt = "";
+      avatar.src = this.config.botAvatar;
+      header.appendChild(avatar);
+    }
+    var title = element("div", "vz-title", this.config.botName);
+    var badge = element("span", "vz-badge", texts.offlineBadge);
+    badge.title = texts.offlineBadgeTitle;
+    badge.hidden = true;
+    title.appendChild(badge);
+    header.appendChild(title);
+    var restart = element("button", null, "↺");
+    restart.type = "button";
+    restart.title = texts.newConversation;
+    restart.setAttribute("aria-label", texts.newConversation);
+    header.appendChild(restart);
+    var closeButton = element("button", null, "✕");
+    closeButton.type = "button";
+    closeButton.setAttribute("aria-label", texts.close);
+    header.appendChild(closeButton);
+
+    var transcript = element("div", "vz-transcript");
+    transcript.setAttribute("aria-live", "polite");
+    var cart = element("div", "vz-cart");
+    var form = element("form", "vz-form");
+    var input = element("textarea");
+    input.rows = 1;
+    input.placeholder = this.config.placeholder || texts.placeholder;
+    input.setAttribute("aria-label", input.placeholder);
+    var send = element("button", null, texts.send);
+    send.type = "submit";
+    form.appendChild(input);
+    form.appendChild(send);
+
+    panel.appendChild(header);
+    panel.appendChild(transcript);
+    panel.appendChild(cart);
+    panel.appendChild(form);
+    shadow.appendChild(panel);
+    shadow.appendChild(launcher);
+
+    var widget = this;
+    launcher.addEventListener("click", function () {
+      if (panel.hidden) {
+        widget.open();
+      } else {
+        widget.close();
+      }
+    });
+    closeButton.addEventListener("click", function () {
+      widget.close();
+    });
+    restart.addEventListener("click", function () {
+      widget.endSession();
+    });
+    form.addEventListener("submit", function (event) {
+      event.preventDefault();
+      widget.send(input.value);
+    });
+    input.addEventListener("keydown", function (event) {
+      if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+        event.preventDefault();
+        widget.send(input.value);
+      }
+    });
+    return {
+      launcher: launcher,
+      panel: panel,
+      badge: badge,
+      restart: restart,
+      transcript: transcript,
+      cart: cart,
+      input: input,
+      send: send,
+    };
+  };
+
+  VIZOCHOKWidget.prototype._connect = function (details) {
+    this.connected = true;
+    safeCall(this.config.callbacks.onConnect, details);
+  };
+
+  VIZOCHOKWidget.prototype._disconnect = function (reason) {
+    if (!this.connected) {
+      return;
+    }
+    this.connected = false;
+    safeCall(this.config.callbacks.onDisconnect, {
+      conversationId: this.conversationId,
+      reason: reason,
+    });
+  };
+
+  VIZOCHOKWidget.prototype._reportError = function (info) {
+    var error = Object.assign({}, info, { message: localizeError(info, this.config.language) });
+    safeCall(this.config.callbacks.onError, error);
+    return error;
+  };
+
+  VIZOCHOKWidget.prototype._restore = function (conversationId) {
+    var widget = this;
+    this.conversationId = conversationId;
+    // Busy until the transcript is back, so that a message cannot race the restore.
+    this.state = Object.assign({}, this.state, { busy: true });
+    this._render();
+    this.client.getConversation(conversationId).then(
+      function (conversation) {
+        widget.state = restoreState(conversation);
+        widget._render();
+        widget._connect({ conversationId: conversationId, restored: true });
+      },
+      function (error) {
+        widget.state = Object.assign({}, widget.state, { busy: false });
+        widget._render();
+        if (error instanceof ApiError && error.status === 404) {
+          // The conversation is gone; the next message starts a new one.
+          widget.conversationId = null;
+          widget._storeId(null);
+          return;
+        }
+        widget._reportError(errorInfo(error));
+      }
+    );
+  };
+
+  VIZOCHOKWidget.prototype._ensureConversation = function () {
+    if (this.conversationId) {
+      return Promise.resolve(this.conversationId);
+    }
+    var widget = this;
+    return this.client.startConversation().then(function (conversation) {
+      widget.conversationId = conversation.conversation_id;
+      widget._storeId(conversation.conversation_id);
+      widget._connect({ conversationId: conversation.conversation_id, restored: false });
+      return conversation.conversation_id;
+    });
+  };
+
+  /** Send a shopper message; ignored while a reply is in progress or when blank. */
+  VIZOCHOKWidget.prototype.send = function (text) {
+    var message = typeof text === "string" ? text.trim() : "";
+    if (!this.nodes || this.state.busy || message === "") {
+      return;
+    }
+    var widget = this;
+    var before = this.state;
+    this.state = addShopperMessage(this.state, message);
+    this.nodes.input.value = "";
+    this._render();
+
+    this._ensureConversation()
+      .then(function (conversationId) {
+        return widget.client.sendMessage(conversationId, message, {
+          stream: true,
+          onEvent: function (event) {
+            widget._onEvent(event);
+          },
+        });
+      })
+      .then(
+        function () {
+          widget.messagesSent += 1;
+          widget._learnAssistant();
+        },
+        function (error) {
+          widget._onSendFailed(error, before, message);
+        }
+      );
+  };
+
+  /**
+   * Read which assistant wrote the latest reply, once per conversation.
+   *
+   * Neither the message response nor the stream names the assistant; the stored reply's
+   * metadata does (docs/chat-api.md). A deployment uses one kind for all replies, so one
+   * read is enough until the conversation changes.
+   */
+  VIZOCHOKWidget.prototype._learnAssistant = function () {
+    var widget = this;
+    var conversationId = this.conversationId;
+    if (this.state.assistant !== null || !conversationId) {
+      return;
+    }
+    this.client.getConversation(conversationId, 1).then(
+      function (conversation) {
+        var assistant = assistantOf(conversation);
+        if (assistant && widget.conversationId === conversationId) {
+          widget.state = Object.assign({}, widget.state, { assistant: assistant });
+          widget._render();
+        }
+      },
+      function () {
+        // The badge waits for the next reply; the chat itself is unaffected.
+      }
+    );
+  };
+
+  VIZOCHOKWidget.prototype._onEvent = function (event) {
+    this.state = reduceEvent(this.state, event);
+    var callbacks = this.config.callbacks;
+    if (event.type === "cart_changed") {
+      safeCall(callbacks.onCartChanged, cartChangedEvent(event));
+    } else if (event.type === "error") {
+      this._reportError(event);
+      if (event.code === "stream_interrupted") {
+        this._disconnect("network_error");
+      }
+    }
+    this._render();
+  };
+
+  VIZOCHOKWidget.prototype._onSendFailed = function (error, before, message) {
+    // A rejected message is not stored by the server (docs/chat-api.md "Errors"), so the
+    // transcript drops it and the input gets the text back for another try.
+    var info = this._reportError(errorInfo(error));
+    this.state = Object.assign({}, before, { busy: false, assistant: this.state.assistant });
+    this.state.entries = before.entries.concat([{ role: "error", text: info.message }]);
+    if (error instanceof ApiError && error.status === 404) {
+      this._disconnect("not_found");
+      this.conversationId = null;
+      this._storeId(null);
+    } else if (error instanceof ApiError && error.code === "network_error") {
+      this._disconnect("network_error");
+    }
+    if (this.nodes) {
+      this.nodes.input.value = message;
+    }
+    this._render();
+  };
+
+  VIZOCHOKWidget.prototype._render = function () {
+    if (!this.nodes) {
+      return;
+    }
+    var nodes = this.nodes;
+    var texts = this.texts;
+    var widget = this;
+    var transcript = nodes.transcript;
+    var nearBottom =
+      transcript.scrollHeight - transcript.scrollTop - transcript.clientHeight < 40;
+    transcript.textContent = "";
+    if (this.config.welcomeMessage) {
+      transcript.appendChild(element("div", "vz-message vz-assistant", this.config.welcomeMessage));
+    }
+    this.state.entries.forEach(function (entry) {
+      if (entry.role === "user") {
+        transcript.appendChild(element("div", "vz-message vz-user", entry.text));
+      } else if (entry.role === "error") {
+        transcript.appendChild(element("div", "vz-message vz-error", entry.text));
+      } else {
+        widget._renderReply(transcript, entry);
+      }
+    });
+    var last = this.state.entries[this.state.entries.length - 1];
+    if (this.state.busy && last && last.role === "user") {
+      transcript.appendChild(
+        element("div", "vz-message vz-assistant vz-status", texts.statusDefault)
+      );
+    }
+    if (nearBottom) {
+      transcript.scrollTop = transcript.scrollHeight;
+    }
+
+    nodes.badge.hidden = this.state.assistant !== "offline";
+    nodes.input.disabled = this.state.busy;
+    nodes.send.disabled = this.state.busy;
+    nodes.restart.disabled = this.state.busy;
+    this._renderCart();
+  };
+
+  VIZOCHOKWidget.prototype._renderReply = function (transcript, entry) {
+    var widget = this;
+    var language = this.config.language;
+    entry.parts.forEach(function (part) {
+      if (part.kind === "text") {
+        transcript.appendChild(element("div", "vz-message vz-assistant", part.text));
+      } else if (part.kind === "cards") {
+        transcript.appendChild(widget._renderCards(part.items));
+      } else if (part.kind === "error") {
+        transcript.appendChild(
+          element("div", "vz-message vz-error", localizeError(part.error, language))
+        );
+      }
+    });
+    if (!entry.complete) {
+      var status = entry.status
+        ? this.texts.status[entry.status] || this.texts.statusDefault
+        : this.texts.statusDefault;
+      transcript.appendChild(element("div", "vz-message vz-assistant vz-status", status));
+    }
+  };
+
+  VIZOCHOKWidget.prototype._renderCards = function (items) {
+    var widget = this;
+    var texts = this.texts;
+    var language = this.config.language;
+    var list = element("div", "vz-cards");
+    items.forEach(function (product) {
+      var card = element("div", "vz-card");
+      card.tabIndex = 0;
+      if (isHttpUrl(product.image_url)) {
+        var image = element("img");
+        image.alt = "";
+        image.loading = "lazy";
+        image.src = product.image_url;
+        card.appendChild(image);
+      }
+      card.appendChild(element("div", "vz-card-name", product.name));
+      if (product.brand) {
+        card.appendChild(element("div", "vz-card-brand", product.brand));
+      }
+      var price = element("div", "vz-card-price");
+      if (typeof product.promo_price === "number") {
+        price.appendChild(
+          element("span", "vz-old-price", formatPrice(product.price, language))
+        );
+        price.appendChild(
+          element(
+            "span",
+            "vz-promo-price",
+            formatUnitPrice(product.promo_price, product.unit, language)
+          )
+        );
+      } else {
+        price.appendChild(element("span", null, formatUnitPrice(product.price, product.unit, language)));
+      }
+      if (product.promo_label) {
+        price.appendChild(element("span", "vz-promo-label", product.promo_label));
+      }
+      card.appendChild(price);
+      var add = element("button", null, texts.add);
+      add.type = "button";
+      add.disabled = widget.state.busy;
+      add.addEventListener("click", function (event) {
+        event.stopPropagation();
+        widget.send(addMessageText(product, language));
+      });
+      card.appendChild(add);
+      card.addEventListener("click", function () {
+        safeCall(widget.config.callbacks.onProductClick, Object.assign({}, product));
+      });
+      card.addEventListener("keydown", function (event) {
+        if (event.target === card && event.key === "Enter") {
+          safeCall(widget.config.callbacks.onProductClick, Object.assign({}, product));
+        }
+      });
+      list.appendChild(card);
+    });
+    return list;
+  };
+
+  VIZOCHOKWidget.prototype._renderCart = function () {
+    var texts = this.texts;
+    var language = this.config.language;
+    var cart = this.state.cart;
+    var box = this.nodes.cart;
+    box.textContent = "";
+    if (!this.conversationId || cart.items.length === 0) {
+      box.hidden = !this.conversationId;
+      box.appendChild(element("div", null, texts.emptyCart));
+      return;
+    }
+    box.hidden = false;
+    var details = element("details");
+    details.appendChild(
+      element(
+        "summary",
+        null,
+        texts.cart + " (" + cart.items.length + "): " + texts.total + " " + formatPrice(cart.total, language)
+      )
+    );
+    var list = element("ul");
+    cart.items.forEach(function (item) {
+      var unitPrice = typeof item.promo_price === "number" ? item.promo_price : item.price;
+      list.appendChild(
+        element(
+          "li",
+          null,
+          item.name + " × " + item.quantity + " — " + formatUnitPrice(unitPrice, item.unit, language)
+        )
+      );
+    });
+    details.appendChild(list);
+    box.appendChild(details);
+  };
+
+  VIZOCHOKWidget.core = core;
+  window.VIZOCHOKWidget = VIZOCHOKWidget;
+})();

@@ -1,0 +1,293 @@
+// Node tests of the widget's pure core; tests/conversations/test_widget_core.py runs them.
+"use strict";
+
+const test = require("node:test");
+const assert = require("node:assert/strict");
+const path = require("node:path");
+
+const core = require(path.join(__dirname, "..", "..", "conversations", "widget", "vizochok-widget.js"));
+
+const BASE = "https://chat.example.com";
+const VALID = { apiKey: "pk_live_abc", storeId: "store-1" };
+
+function configError(fn, property) {
+  assert.throws(fn, (error) => {
+    assert.ok(error instanceof TypeError, "expected a TypeError");
+    assert.match(error.message, new RegExp("config\\." + property.replace(".", "\\.") + ":"));
+    return true;
+  });
+}
+
+test("config defaults", () => {
+  const config = core.validateConfig(VALID, BASE);
+  assert.deepEqual(config, {
+    apiKey: "pk_live_abc",
+    storeId: "store-1",
+    userId: null,
+    userToken: null,
+    language: "uk",
+    apiBase: BASE,
+    position: "bottom-right",
+    botName: "Помічник",
+    botAvatar: null,
+    placeholder: null,
+    welcomeMessage: null,
+    theme: {},
+    callbacks: {},
+  });
+});
+
+test("config keeps given values", () => {
+  const onCartChanged = () => {};
+  const config = core.validateConfig(
+    {
+      ...VALID,
+      userId: "user-1",
+      userToken: "1700000000." + "a".repeat(64),
+      language: "en",
+      apiBase: "http://127.0.0.1:8000/",
+      position: "bottom-left",
+      botName: "Bot",
+      botAvatar: "https://cdn.example.com/a.png",
+      placeholder: "Ask",
+      welcomeMessage: "Hi",
+      theme: { primaryColor: "#f00", borderRadius: 4 },
+      onCartChanged,
+    },
+    BASE
+  );
+  assert.equal(config.apiBase, "http://127.0.0.1:8000");
+  assert.equal(config.userId, "user-1");
+  assert.equal(config.language, "en");
+  assert.equal(config.position, "bottom-left");
+  assert.deepEqual(config.theme, { primaryColor: "#f00", borderRadius: "4" });
+  assert.equal(config.callbacks.onCartChanged, onCartChanged);
+});
+
+test("config rejects missing and invalid properties", () => {
+  configError(() => core.validateConfig({ storeId: "s" }, BASE), "apiKey");
+  configError(() => core.validateConfig({ apiKey: "pk_x" }, BASE), "storeId");
+  configError(() => core.validateConfig({ apiKey: "sk_live_x", storeId: "s" }, BASE), "apiKey");
+  configError(() => core.validateConfig({ apiKey: "", storeId: "s" }, BASE), "apiKey");
+  configError(() => core.validateConfig({ ...VALID, storeId: " s" }, BASE), "storeId");
+  configError(() => core.validateConfig({ ...VALID, storeId: "s".repeat(101) }, BASE), "storeId");
+  configError(() => core.validateConfig({ ...VALID, storeId: 123 }, BASE), "storeId");
+  configError(() => core.validateConfig({ ...VALID, userId: "u" }, BASE), "userToken");
+  configError(() => core.validateConfig({ ...VALID, userToken: "t" }, BASE), "userId");
+  configError(() => core.validateConfig({ ...VALID, language: "de" }, BASE), "language");
+  configError(() => core.validateConfig({ ...VALID, position: "top-left" }, BASE), "position");
+  configError(() => core.validateConfig({ ...VALID, apiBase: "javascript:alert(1)" }, BASE), "apiBase");
+  configError(() => core.validateConfig(VALID, null), "apiBase");
+  configError(() => core.validateConfig({ ...VALID, botAvatar: "data:image/png;base64,AA" }, BASE), "botAvatar");
+  configError(() => core.validateConfig({ ...VALID, theme: { color: "red" } }, BASE), "theme.color");
+  configError(() => core.validateConfig({ ...VALID, theme: { fontFamily: {} } }, BASE), "theme.fontFamily");
+  configError(() => core.validateConfig({ ...VALID, onError: "handler" }, BASE), "onError");
+  assert.throws(() => core.validateConfig(undefined, BASE), TypeError);
+});
+
+function parseAll(chunks) {
+  const parser = new core.SSEParser();
+  const messages = [];
+  for (const chunk of chunks) {
+    messages.push(...parser.push(chunk));
+  }
+  messages.push(...parser.end());
+  return messages;
+}
+
+test("sse parses a stream split at every character", () => {
+  const body =
+    ': stream opened\n\nevent: text_delta\ndata: {"type":"text_delta","delta":"Мол"}\n\n' +
+    'event: response_complete\ndata: {"type":"response_complete"}\n\n';
+  const expected = [
+    { event: "text_delta", data: '{"type":"text_delta","delta":"Мол"}', id: "" },
+    { event: "response_complete", data: '{"type":"response_complete"}', id: "" },
+  ];
+  assert.deepEqual(parseAll([body]), expected);
+  assert.deepEqual(parseAll(Array.from(body)), expected);
+});
+
+test("sse handles CRLF and CR split between chunks", () => {
+  const expected = [{ event: "status", data: "a", id: "" }, { event: "message", data: "b", id: "" }];
+  assert.deepEqual(parseAll(["event: status\r\ndata: a\r\n\r\ndata: b\r\n\r\n"]), expected);
+  assert.deepEqual(parseAll(["event: status\r", "\ndata: a\r", "\n\r", "\ndata: b\r\r"]), expected);
+  assert.deepEqual(parseAll(["event: status\rdata: a\r\rdata: b\r", "\r"]), expected);
+});
+
+test("sse joins data lines and skips comments", () => {
+  const messages = parseAll([": comment\ndata: one\n: inside\ndata:two\ndata\nid: 7\n\n"]);
+  assert.deepEqual(messages, [{ event: "message", data: "one\ntwo\n", id: "7" }]);
+});
+
+test("sse drops a message cut off at the end", () => {
+  assert.deepEqual(parseAll(["data: complete\n\ndata: cut"]), [
+    { event: "message", data: "complete", id: "" },
+  ]);
+  assert.deepEqual(parseAll(["event: only\n\n"]), []);
+});
+
+const CARD = {
+  sku: "milk-002",
+  name: "Молоко Галичина 3.2%",
+  brand: "Галичина",
+  price: 52.0,
+  promo_price: 42.0,
+  promo_label: "-19%",
+  unit: "pcs",
+  image_url: null,
+  category_path: null,
+};
+const CART_EVENT = {
+  type: "cart_changed",
+  action: "item_selected",
+  sku: "milk-002",
+  name: "Молоко Галичина 3.2%",
+  quantity: 2,
+  price: 52.0,
+  items: [
+    { sku: "milk-002", name: "Молоко Галичина 3.2%", price: 52.0, promo_price: 42.0, brand: "Галичина", quantity: 2, unit: "pcs" },
+  ],
+  total: 84.0,
+};
+
+test("reducer builds a reply from events", () => {
+  let state = core.addShopperMessage(core.initialState(), "молоко");
+  assert.equal(state.busy, true);
+  const events = [
+    { type: "status", code: "searching" },
+    { type: "text_delta", delta: "Ось " },
+    { type: "text_delta", delta: "що є" },
+    { type: "text_end" },
+    { type: "text_delta", delta: "Ще" },
+    { type: "text_end" },
+    { type: "product_cards", items: [CARD] },
+    CART_EVENT,
+    { type: "error", code: "internal_error", error_id: "e1" },
+    { type: "event", event: "item_selected" },
+  ];
+  const seen = [];
+  for (const event of events) {
+    state = core.reduceEvent(state, event);
+    seen.push(state.entries[1].status);
+  }
+  assert.deepEqual(seen, ["searching", null, null, null, null, null, null, null, null, null]);
+  assert.equal(state.busy, true);
+  assert.deepEqual(state.entries[1].parts, [
+    { kind: "text", text: "Ось що є" },
+    { kind: "text", text: "Ще" },
+    { kind: "cards", items: [CARD] },
+    { kind: "cart", event: CART_EVENT },
+    { kind: "error", error: { type: "error", code: "internal_error", error_id: "e1" } },
+  ]);
+  assert.deepEqual(state.cart, { items: CART_EVENT.items, total: 84.0 });
+
+  const done = core.reduceEvent(state, { type: "response_complete" });
+  assert.equal(done.busy, false);
+  assert.equal(done.entries[1].complete, true);
+  assert.equal(state.entries[1].complete, false, "the reducer must not change its input");
+
+  const next = core.reduceEvent(core.addShopperMessage(done, "ще"), { type: "text_delta", delta: "x" });
+  assert.equal(next.entries.length, 4);
+  assert.deepEqual(next.entries[3].parts, [{ kind: "text", text: "x" }]);
+});
+
+test("cart changed event drops the type", () => {
+  const { type, ...rest } = CART_EVENT;
+  assert.equal(type, "cart_changed");
+  assert.deepEqual(core.cartChangedEvent(CART_EVENT), rest);
+});
+
+test("restore rebuilds transcript, cart and assistant", () => {
+  const state = core.restoreState({
+    cart: { items: CART_EVENT.items, total: 84.0 },
+    messages: [
+      { role: "user", text: "молоко", events: [], metadata: { language: "uk" } },
+      {
+        role: "assistant",
+        text: "Ось",
+        events: [{ type: "text_delta", delta: "Ось" }, { type: "text_end" }, { type: "response_complete" }],
+        metadata: { assistant: "offline", intent: "search" },
+      },
+      { role: "user", text: "додай", events: [], metadata: {} },
+      {
+        role: "assistant",
+        text: "",
+        events: [{ type: "error", code: "internal_error", reason: "interrupted" }],
+        metadata: { assistant: null, interrupted: "interrupted" },
+      },
+    ],
+  });
+  assert.equal(state.busy, false);
+  assert.equal(state.assistant, "offline");
+  assert.deepEqual(state.cart, { items: CART_EVENT.items, total: 84.0 });
+  assert.deepEqual(state.entries.map((entry) => entry.role), ["user", "assistant", "user", "assistant"]);
+  assert.deepEqual(state.entries[1].parts, [{ kind: "text", text: "Ось" }]);
+  assert.equal(state.entries[3].complete, true);
+  assert.equal(core.assistantOf({ messages: [] }), null);
+  assert.equal(core.assistantOf({ messages: [{ role: "assistant", metadata: { assistant: "agent" } }] }), "agent");
+});
+
+test("prices use two decimals per language", () => {
+  assert.equal(core.formatPrice(45.9, "uk"), "45,90");
+  assert.equal(core.formatPrice(45.9, "en"), "45.90");
+  assert.equal(core.formatPrice(45.9, "ru"), "45,90");
+  assert.equal(core.formatPrice(1.005, "en"), "1.01");
+  assert.equal(core.formatPrice(0.125, "uk"), "0,13");
+  assert.equal(core.formatPrice(1234567.5, "uk"), "1\u00a0234\u00a0567,50");
+  assert.equal(core.formatPrice(1234567.5, "en"), "1,234,567.50");
+  assert.equal(core.formatPrice(0, "en"), "0.00");
+  assert.equal(core.formatPrice(null, "en"), "");
+  assert.equal(core.formatPrice(NaN, "en"), "");
+  assert.equal(core.formatUnitPrice(14.95, "kg", "uk"), "14,95 / кг");
+  assert.equal(core.formatUnitPrice(14.95, "l", "en"), "14.95 / l");
+  assert.equal(core.formatUnitPrice(14.95, "pcs", "en"), "14.95");
+  assert.equal(core.formatUnitPrice(14.95, "box", "ru"), "14,95 / box");
+});
+
+test("storage keys differ per api base, key, store and user", () => {
+  const base = { apiBase: BASE, apiKey: "pk_a", storeId: "s1", userId: null };
+  const key = core.storageKey(base);
+  assert.equal(key, 'vizochok.conversation.v1:["https://chat.example.com","pk_a","s1",null]');
+  const variants = [
+    { ...base, apiBase: "https://other.example.com" },
+    { ...base, apiKey: "pk_b" },
+    { ...base, storeId: "s2" },
+    { ...base, userId: "u1" },
+  ];
+  const keys = new Set([key, ...variants.map(core.storageKey)]);
+  assert.equal(keys.size, 5);
+  // A separator inside a value cannot make two configurations share a key.
+  assert.notEqual(
+    core.storageKey({ ...base, storeId: "a\",\"b" }),
+    core.storageKey({ ...base, apiKey: "pk_a\",\"a", storeId: "b" })
+  );
+});
+
+test("errors are localized with a fallback", () => {
+  assert.equal(
+    core.localizeError({ code: "rate_limit_exceeded", retry_after: 12 }, "en"),
+    "Too many messages in a row. Try again in 12 s."
+  );
+  assert.equal(core.localizeError({ code: "agent_busy" }, "uk"), core.ERROR_TEXTS.uk.agent_busy);
+  assert.equal(core.localizeError({ code: "new_code" }, "ru"), core.ERROR_TEXTS.ru.unknown);
+  assert.equal(core.localizeError({ code: "toString" }, "en"), core.ERROR_TEXTS.en.unknown);
+  for (const language of core.LANGUAGES) {
+    assert.deepEqual(Object.keys(core.ERROR_TEXTS[language]), Object.keys(core.ERROR_TEXTS.uk));
+    assert.deepEqual(Object.keys(core.TEXTS[language]), Object.keys(core.TEXTS.uk));
+  }
+});
+
+test("add message names the product", () => {
+  assert.equal(core.addMessageText(CARD, "uk"), "Додай «Молоко Галичина 3.2%»");
+  assert.equal(core.addMessageText(CARD, "en"), "Add «Молоко Галичина 3.2%»");
+  assert.equal(core.addMessageText(CARD, "ru"), "Добавь «Молоко Галичина 3.2%»");
+});
+
+test("only http and https urls are accepted", () => {
+  assert.equal(core.isHttpUrl("https://cdn.example.com/a.png"), true);
+  assert.equal(core.isHttpUrl("http://cdn.example.com/a.png"), true);
+  assert.equal(core.isHttpUrl("javascript:alert(1)"), false);
+  assert.equal(core.isHttpUrl("data:image/png;base64,AA"), false);
+  assert.equal(core.isHttpUrl("/relative.png"), false);
+  assert.equal(core.isHttpUrl(null), false);
+});
