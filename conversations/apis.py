@@ -10,7 +10,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from conversations.assistants import assistant_name
 from conversations.identity import shopper_identity_resolve
+from conversations.models import Conversation
 from conversations.selectors import (
     MESSAGES_PAGE_DEFAULT,
     MESSAGES_PAGE_MAX,
@@ -68,6 +70,12 @@ class ConversationCreateApi(RetryAfterHeaderMixin, APIView):
         store_id = serializers.CharField()
         session_id = serializers.CharField()
         created_at = serializers.DateTimeField()
+        # The assistant that will reply, so that a client can name the offline one
+        # before its first reply.
+        assistant = serializers.SerializerMethodField()
+
+        def get_assistant(self, conversation: Conversation) -> str:
+            return assistant_name(tenant=conversation.tenant)
 
     def post(self, request: Request) -> Response:
         serializer = self.InputSerializer(data=request.data)

@@ -13,6 +13,7 @@ __all__ = [
     "HistoryEntry",
     "OfflineAssistant",
     "Turn",
+    "assistant_name",
     "get_assistant",
     "llm_configured",
 ]
@@ -20,6 +21,15 @@ __all__ = [
 
 def llm_configured() -> bool:
     return bool(settings.OPENAI_BASE_URL or settings.OPENAI_API_KEY)
+
+
+def assistant_name(*, tenant: Tenant) -> str:
+    """Return the ``name`` of the assistant that replies to ``tenant``'s shoppers.
+
+    It is the value that replies store as ``metadata.assistant``: ``"agent"`` or
+    ``"offline"``, chosen as ``get_assistant`` chooses.
+    """
+    return AgentAssistant.name if llm_configured() else OfflineAssistant.name
 
 
 def get_assistant(tenant: Tenant) -> Assistant:

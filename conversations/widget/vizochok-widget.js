@@ -1206,6 +1206,11 @@
     return this.client.startConversation().then(function (conversation) {
       widget.conversationId = conversation.conversation_id;
       widget._storeId(conversation.conversation_id);
+      if (typeof conversation.assistant === "string") {
+        // The badge that names the offline assistant shows before its first reply.
+        widget.state = Object.assign({}, widget.state, { assistant: conversation.assistant });
+        widget._render();
+      }
       widget._connect({ conversationId: conversation.conversation_id, restored: false });
       return conversation.conversation_id;
     });
@@ -1235,39 +1240,11 @@
       .then(
         function () {
           widget.messagesSent += 1;
-          widget._learnAssistant();
         },
         function (error) {
           widget._onSendFailed(error, before, message);
         }
       );
-  };
-
-  /**
-   * Read which assistant wrote the latest reply, once per conversation.
-   *
-   * Neither the message response nor the stream names the assistant; the stored reply's
-   * metadata does (docs/chat-api.md). A deployment uses one kind for all replies, so one
-   * read is enough until the conversation changes.
-   */
-  VIZOCHOKWidget.prototype._learnAssistant = function () {
-    var widget = this;
-    var conversationId = this.conversationId;
-    if (this.state.assistant !== null || !conversationId) {
-      return;
-    }
-    this.client.getConversation(conversationId, 1).then(
-      function (conversation) {
-        var assistant = assistantOf(conversation);
-        if (assistant && widget.conversationId === conversationId) {
-          widget.state = Object.assign({}, widget.state, { assistant: assistant });
-          widget._render();
-        }
-      },
-      function () {
-        // The badge waits for the next reply; the chat itself is unaffected.
-      }
-    );
   };
 
   VIZOCHOKWidget.prototype._onEvent = function (event) {

@@ -45,6 +45,7 @@ def test_create_returns_the_new_conversation(server_client, tenant):
         "store_id": "store-1",
         "session_id": "user-123",
         "created_at": conversation.created_at.isoformat().replace("+00:00", "Z"),
+        "assistant": "offline",
     }
     assert conversation.public_id.startswith("conv_")
     assert conversation.tenant == tenant
@@ -59,6 +60,15 @@ def test_create_without_user_id_generates_a_session_id(chat_client):
     assert response.json()["session_id"] == conversation.session_id
     assert conversation.session_id.startswith("anon_")
     assert conversation.user_id == ""
+
+
+def test_create_names_agent_when_llm_set(chat_client, settings):
+    settings.OPENAI_BASE_URL = "http://127.0.0.1:9/v1"
+
+    response = chat_client.post(CREATE_URL, {"store_id": "store-1"}, format="json")
+
+    assert response.status_code == 201
+    assert response.json()["assistant"] == "agent"
 
 
 def test_create_with_the_secret_key(server_client):

@@ -65,6 +65,7 @@ def test_widget_client_chats_with_offline_assistant(
 
     assert result["conversation"]["store_id"] == STORE_ID
     assert result["conversation"]["conversation_id"].startswith("conv_")
+    assert result["conversation"]["assistant"] == "offline"
     assert result["streamedTypes"] == [
         "status",
         "text_delta",
