@@ -47,6 +47,9 @@
     borderRadius: "--vz-border-radius",
     zIndex: "--vz-z-index",
   };
+  // Theme properties whose CSS value is a length: a number is taken as pixels, because a
+  // unitless length such as "16" is invalid CSS and drops the property.
+  var THEME_LENGTHS = ["fontSize", "borderRadius"];
   // Limits of POST /api/v1/conversations (docs/chat-api.md), checked before any request.
   var STORE_ID_MAX_LENGTH = 100;
   var USER_ID_MAX_LENGTH = 200;
@@ -72,6 +75,26 @@
 
   function configError(property, message) {
     return new TypeError("VIZOCHOKWidget: invalid config." + property + ": " + message);
+  }
+
+  /**
+   * Return the API base URL without trailing slashes, to which the API paths are appended.
+   *
+   * A query or fragment would end up in front of the appended path, and fetch() rejects a
+   * URL with user info, so all three throw.
+   */
+  function normalizeApiBase(value) {
+    if (!isHttpUrl(value)) {
+      throw configError("apiBase", "expected an http or https URL");
+    }
+    var url = new URL(value);
+    if (url.username !== "" || url.password !== "") {
+      throw configError("apiBase", "must not contain user info");
+    }
+    if (url.search !== "" || url.hash !== "" || /[?#]/.test(value)) {
+      throw configError("apiBase", "must not have a query or fragment");
+    }
+    return (url.origin + url.pathname).replace(/\/+$/, "");
   }
 
   function optionalString(config, property, maxLength) {
@@ -136,11 +159,7 @@
       throw configError("position", "expected one of " + POSITIONS.join(", "));
     }
 
-    var apiBase = optionalString(config, "apiBase") || defaultApiBase;
-    if (!isHttpUrl(apiBase)) {
-      throw configError("apiBase", "expected an http or https URL");
-    }
-    apiBase = apiBase.replace(/\/+$/, "");
+    var apiBase = normalizeApiBase(optionalString(config, "apiBase") || defaultApiBase);
 
     var botAvatar = optionalString(config, "botAvatar");
     if (botAvatar !== null && !isHttpUrl(botAvatar)) {
@@ -160,10 +179,14 @@
             "unknown; expected one of " + Object.keys(THEME_PROPERTIES).join(", ")
           );
         }
+        if (typeof value === "number" && !isFinite(value)) {
+          throw configError("theme." + name, "expected a finite number");
+        }
         if (typeof value !== "string" && typeof value !== "number") {
           throw configError("theme." + name, "expected a string or a number");
         }
-        theme[name] = String(value);
+        var suffix = typeof value === "number" && THEME_LENGTHS.indexOf(name) !== -1 ? "px" : "";
+        theme[name] = String(value) + suffix;
       });
     }
 
@@ -214,6 +237,7 @@
    */
   function SSEParser() {
     this.buffer = "";
+    this.chunks = [];
     this.eventType = "";
     this.dataLines = [];
     this.lastEventId = "";
@@ -222,9 +246,22 @@
 
   SSEParser.prototype.push = function (text) {
     var messages = [];
+    // A long line that arrives in many chunks is collected in a list and joined once its
+    // line end arrives, and the joined text is scanned from where the last scan stopped.
+    // Appending to and rescanning one string would take quadratic time.
+    if (!/[\r\n]/.test(text) && this.buffer.slice(-1) !== "\r") {
+      this.chunks.push(text);
+      return messages;
+    }
+    this.buffer += this.chunks.join("");
+    this.chunks = [];
+    var resume = this.buffer.length;
+    if (resume > 0 && this.buffer[resume - 1] === "\r") {
+      resume--;
+    }
     this.buffer += text;
     var start = 0;
-    for (var index = 0; index < this.buffer.length; index++) {
+    for (var index = resume; index < this.buffer.length; index++) {
       var character = this.buffer[index];
       if (character !== "\n" && character !== "\r") {
         continue;
@@ -248,10 +285,11 @@
    */
   SSEParser.prototype.end = function () {
     var messages = [];
-    if (this.buffer.slice(-1) === "\r") {
+    if (this.chunks.length === 0 && this.buffer.slice(-1) === "\r") {
       this._line(this.buffer.slice(0, -1), messages);
     }
     this.buffer = "";
+    this.chunks = [];
     this.eventType = "";
     this.dataLines = [];
     this.dataSeen = false;
@@ -290,6 +328,16 @@
       this.lastEventId = value;
     }
   };
+
+  /** Return the objects of `value` when it is an array, else an empty array. */
+  function objectsOf(value) {
+    if (!Array.isArray(value)) {
+      return [];
+    }
+    return value.filter(function (item) {
+      return item !== null && typeof item === "object" && !Array.isArray(item);
+    });
+  }
 
   function initialState() {
     return {
@@ -344,14 +392,12 @@
         entry.status = event.code;
         break;
       case "text_delta":
+        var delta = typeof event.delta === "string" ? event.delta : "";
         entry.status = null;
         if (entry.textOpen && lastPart && lastPart.kind === "text") {
-          entry.parts[entry.parts.length - 1] = {
-            kind: "text",
-            text: lastPart.text + String(event.delta),
-          };
+          entry.parts[entry.parts.length - 1] = { kind: "text", text: lastPart.text + delta };
         } else {
-          entry.parts.push({ kind: "text", text: String(event.delta) });
+          entry.parts.push({ kind: "text", text: delta });
         }
         entry.textOpen = true;
         break;
@@ -361,13 +407,13 @@
       case "product_cards":
         entry.status = null;
         entry.textOpen = false;
-        entry.parts.push({ kind: "cards", items: event.items || [] });
+        entry.parts.push({ kind: "cards", items: objectsOf(event.items) });
         break;
       case "cart_changed":
         entry.status = null;
         entry.textOpen = false;
         entry.parts.push({ kind: "cart", event: event });
-        next.cart = { items: event.items || [], total: event.total };
+        next.cart = { items: objectsOf(event.items), total: event.total };
         break;
       case "error":
         entry.status = null;
@@ -400,7 +446,7 @@
 
   /** Return the `assistant` of the conversation's latest assistant message, or null. */
   function assistantOf(conversation) {
-    var messages = conversation.messages || [];
+    var messages = objectsOf(conversation.messages);
     for (var index = messages.length - 1; index >= 0; index--) {
       var metadata = messages[index].metadata;
       if (messages[index].role === "assistant" && metadata && metadata.assistant) {
@@ -413,12 +459,12 @@
   /** Build the state of a conversation read with GET /api/v1/conversations/{id}. */
   function restoreState(conversation) {
     var state = initialState();
-    (conversation.messages || []).forEach(function (message) {
+    objectsOf(conversation.messages).forEach(function (message) {
       if (message.role === "user") {
         state = addShopperMessage(state, message.text);
         return;
       }
-      var events = message.events || [];
+      var events = objectsOf(message.events);
       events.forEach(function (event) {
         state = reduceEvent(state, event);
       });
@@ -427,7 +473,7 @@
       }
     });
     if (conversation.cart) {
-      state.cart = { items: conversation.cart.items || [], total: conversation.cart.total || 0 };
+      state.cart = { items: objectsOf(conversation.cart.items), total: conversation.cart.total || 0 };
     }
     state.assistant = assistantOf(conversation);
     state.busy = false;
@@ -525,7 +571,8 @@
   };
 
   // Shopper-facing texts of every error code in docs/chat-api.md and docs/streaming.md, plus
-  // the widget's own network_error and stream_interrupted. "{n}" is filled from the error.
+  // the widget's own network_error and stream_interrupted, and the text of the 403 with
+  // "reason": "origin_not_allowed". "{n}" is filled from the error.
   var ERROR_TEXTS = {
     uk: {
       invalid_json: "Не вдалося надіслати повідомлення. Спробуйте написати його інакше.",
@@ -549,6 +596,7 @@
       tenant_monthly_token_limit: "Помічник вичерпав ліміт цього місяця. Спробуйте пізніше.",
       session_token_limit: "Ця розмова досягла ліміту. Почніть нову розмову.",
       max_rounds_exceeded: "Помічник не впорався із запитом. Спробуйте сформулювати простіше.",
+      origin_not_allowed: "Чат не ввімкнено для цього сайту. Спробуйте пізніше.",
       network_error: "Немає зв'язку з чатом. Перевірте інтернет і спробуйте ще раз.",
       stream_interrupted: "Відповідь обірвалася. Спробуйте ще раз.",
       unknown: "Щось пішло не так. Спробуйте ще раз.",
@@ -575,6 +623,7 @@
       tenant_monthly_token_limit: "The assistant reached its limit for this month. Try later.",
       session_token_limit: "This conversation reached its limit. Start a new conversation.",
       max_rounds_exceeded: "The assistant could not handle this request. Try asking more simply.",
+      origin_not_allowed: "The chat is not enabled for this site. Try again later.",
       network_error: "No connection to the chat. Check your internet and try again.",
       stream_interrupted: "The reply was cut off. Please try again.",
       unknown: "Something went wrong. Please try again.",
@@ -601,6 +650,7 @@
       tenant_monthly_token_limit: "Ассистент исчерпал лимит этого месяца. Попробуйте позже.",
       session_token_limit: "Этот разговор достиг лимита. Начните новый разговор.",
       max_rounds_exceeded: "Ассистент не справился с запросом. Попробуйте сформулировать проще.",
+      origin_not_allowed: "Чат не включён для этого сайта. Попробуйте позже.",
       network_error: "Нет связи с чатом. Проверьте интернет и попробуйте ещё раз.",
       stream_interrupted: "Ответ оборвался. Попробуйте ещё раз.",
       unknown: "Что-то пошло не так. Попробуйте ещё раз.",
@@ -612,6 +662,10 @@
   function localizeError(error, language) {
     var texts = ERROR_TEXTS[language] || ERROR_TEXTS.uk;
     var code = error && error.code;
+    if (code === "permission_denied" && error.reason === "origin_not_allowed") {
+      // The site, not the shopper's account, is not allowed: "reload" would not help.
+      code = "origin_not_allowed";
+    }
     var template = Object.prototype.hasOwnProperty.call(texts, code) ? texts[code] : texts.unknown;
     return template.replace(/\{(\w+)\}/g, function (placeholder, name) {
       var value = error[name];
@@ -744,19 +798,55 @@
         return readEventStream(response, onEvent);
       }
       return readJson(response).then(function (body) {
-        var events = (body && body.events) || [];
-        events.forEach(onEvent);
-        return { messageId: body && body.message_id, events: events };
+        var reply = new ReplyEvents(onEvent);
+        objectsOf(body && body.events).forEach(function (event) {
+          reply.deliver(event);
+        });
+        var events = reply.finish();
+        var messageId = body && typeof body.message_id === "string" ? body.message_id : null;
+        return { messageId: messageId, events: events };
       });
     });
+  };
+
+  /**
+   * The events of one reply, passed on to onEvent up to the first `response_complete`.
+   *
+   * finish() ends a reply that has no `response_complete`, whether streamed or read as
+   * JSON, with a `stream_interrupted` error and a `response_complete` of the widget's own,
+   * so that the input is enabled again. Events that are not objects with a string `type`
+   * are dropped.
+   */
+  function ReplyEvents(onEvent) {
+    this.onEvent = onEvent;
+    this.events = [];
+    this.completed = false;
+  }
+
+  ReplyEvents.prototype.deliver = function (event) {
+    if (this.completed || !event || typeof event !== "object" || typeof event.type !== "string") {
+      return;
+    }
+    this.events.push(event);
+    if (event.type === "response_complete") {
+      this.completed = true;
+    }
+    this.onEvent(event);
+  };
+
+  ReplyEvents.prototype.finish = function () {
+    if (!this.completed) {
+      this.deliver({ type: "error", code: "stream_interrupted" });
+      this.deliver({ type: "response_complete" });
+    }
+    return this.events;
   };
 
   function readEventStream(response, onEvent) {
     var reader = response.body.getReader();
     var decoder = new TextDecoder("utf-8");
     var parser = new SSEParser();
-    var events = [];
-    var completed = false;
+    var reply = new ReplyEvents(onEvent);
 
     function deliver(messages) {
       messages.forEach(function (message) {
@@ -766,27 +856,14 @@
         } catch (error) {
           return;
         }
-        if (completed || !event || typeof event.type !== "string") {
-          return;
-        }
-        events.push(event);
-        if (event.type === "response_complete") {
-          completed = true;
-        }
-        onEvent(event);
+        reply.deliver(event);
       });
     }
 
     function finish() {
       deliver(parser.push(decoder.decode()));
       deliver(parser.end());
-      if (!completed) {
-        deliver([
-          { data: JSON.stringify({ type: "error", code: "stream_interrupted" }) },
-          { data: JSON.stringify({ type: "response_complete" }) },
-        ]);
-      }
-      return { messageId: null, events: events };
+      return { messageId: null, events: reply.finish() };
     }
 
     function pump() {

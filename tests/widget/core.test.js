@@ -60,7 +60,7 @@ test("config keeps given values", () => {
   assert.equal(config.userId, "user-1");
   assert.equal(config.language, "en");
   assert.equal(config.position, "bottom-left");
-  assert.deepEqual(config.theme, { primaryColor: "#f00", borderRadius: "4" });
+  assert.deepEqual(config.theme, { primaryColor: "#f00", borderRadius: "4px" });
   assert.equal(config.callbacks.onCartChanged, onCartChanged);
 });
 
@@ -290,4 +290,149 @@ test("only http and https urls are accepted", () => {
   assert.equal(core.isHttpUrl("data:image/png;base64,AA"), false);
   assert.equal(core.isHttpUrl("/relative.png"), false);
   assert.equal(core.isHttpUrl(null), false);
+});
+
+test("theme numbers become pixels for lengths only", () => {
+  const config = core.validateConfig(
+    { ...VALID, theme: { fontSize: 16, borderRadius: 0, zIndex: 10, fontFamily: "serif" } },
+    BASE
+  );
+  assert.deepEqual(config.theme, {
+    fontSize: "16px",
+    borderRadius: "0px",
+    zIndex: "10",
+    fontFamily: "serif",
+  });
+  assert.deepEqual(core.validateConfig({ ...VALID, theme: { fontSize: "1rem" } }, BASE).theme, {
+    fontSize: "1rem",
+  });
+  configError(() => core.validateConfig({ ...VALID, theme: { zIndex: NaN } }, BASE), "theme.zIndex");
+  configError(() => core.validateConfig({ ...VALID, theme: { fontSize: Infinity } }, BASE), "theme.fontSize");
+});
+
+test("api base keeps a path and rejects query, fragment and user info", () => {
+  const apiBase = (value) => core.validateConfig({ ...VALID, apiBase: value }, BASE).apiBase;
+  assert.equal(apiBase("https://chat.example.com/vizochok//"), "https://chat.example.com/vizochok");
+  assert.equal(apiBase("HTTPS://Chat.Example.com:443/"), "https://chat.example.com");
+  assert.equal(apiBase("http://127.0.0.1:8000"), "http://127.0.0.1:8000");
+  for (const value of [
+    "https://chat.example.com/?tenant=1",
+    "https://chat.example.com/?",
+    "https://chat.example.com#top",
+    "https://user:secret@chat.example.com",
+    "https://user@chat.example.com",
+    "data:text/html,hi",
+    "//chat.example.com",
+  ]) {
+    configError(() => core.validateConfig({ ...VALID, apiBase: value }, BASE), "apiBase");
+  }
+});
+
+test("sse parses a long line in many chunks quickly", () => {
+  const parser = new core.SSEParser();
+  const chunk = "x".repeat(1024);
+  const started = Date.now();
+  assert.deepEqual(parser.push("data: "), []);
+  for (let index = 0; index < 4096; index++) {
+    assert.deepEqual(parser.push(chunk), []);
+  }
+  const messages = parser.push("\r");
+  messages.push(...parser.push("\n\n"));
+  assert.equal(messages.length, 1);
+  assert.equal(messages[0].data.length, 4096 * 1024);
+  // A rescan of the whole line per chunk took about 10 s for 3 MB on a 2-core machine.
+  assert.ok(Date.now() - started < 2000, `took ${Date.now() - started} ms`);
+  assert.deepEqual(parser.end(), []);
+});
+
+test("reducer ignores malformed server fields", () => {
+  let state = core.addShopperMessage(core.initialState(), "x");
+  state = core.reduceEvent(state, { type: "text_delta" });
+  state = core.reduceEvent(state, { type: "text_delta", delta: { html: "<b>" } });
+  state = core.reduceEvent(state, { type: "product_cards", items: "<img src=x>" });
+  state = core.reduceEvent(state, { type: "product_cards", items: [null, 5, "s", [CARD], CARD] });
+  state = core.reduceEvent(state, { type: "cart_changed", items: { 0: CARD }, total: 3 });
+  state = core.reduceEvent(state, { type: "unknown_type", items: 7 });
+  assert.deepEqual(state.entries[1].parts, [
+    { kind: "text", text: "" },
+    { kind: "cards", items: [] },
+    { kind: "cards", items: [CARD] },
+    { kind: "cart", event: { type: "cart_changed", items: { 0: CARD }, total: 3 } },
+  ]);
+  assert.deepEqual(state.cart, { items: [], total: 3 });
+  assert.equal(state.busy, true);
+
+  const restored = core.restoreState({
+    cart: { items: "none", total: 0 },
+    messages: [null, { role: "assistant", events: "x", metadata: null }],
+  });
+  assert.deepEqual(restored.cart, { items: [], total: 0 });
+  assert.deepEqual(restored.entries.map((entry) => entry.complete), [true]);
+  assert.equal(restored.assistant, null);
+});
+
+test("origin not allowed gets its own text", () => {
+  const error = { code: "permission_denied", reason: "origin_not_allowed" };
+  assert.equal(core.localizeError(error, "en"), "The chat is not enabled for this site. Try again later.");
+  assert.equal(core.localizeError(error, "uk"), core.ERROR_TEXTS.uk.origin_not_allowed);
+  assert.equal(
+    core.localizeError({ code: "permission_denied", reason: "user_token_expired" }, "en"),
+    core.ERROR_TEXTS.en.permission_denied
+  );
+});
+
+function fakeFetch(body, contentType) {
+  const requests = [];
+  const fetch = async (url, init) => {
+    requests.push({ url, init });
+    return new Response(body, { status: 200, headers: { "Content-Type": contentType } });
+  };
+  return { fetch, requests };
+}
+
+async function sendWith(body, contentType) {
+  const config = core.validateConfig({ ...VALID, apiBase: "https://chat.example.com/vz/" }, BASE);
+  const { fetch, requests } = fakeFetch(body, contentType);
+  const seen = [];
+  const reply = await new core.ChatClient(config, { fetch }).sendMessage("conv_1", "hi", {
+    stream: true,
+    onEvent: (event) => seen.push(event),
+  });
+  return { reply, seen, requests };
+}
+
+const INTERRUPTED = [{ type: "error", code: "stream_interrupted" }, { type: "response_complete" }];
+
+test("json reply without completion is finished", async () => {
+  const html = await sendWith("<html>store page</html>", "text/html");
+  assert.deepEqual(html.seen, INTERRUPTED);
+  assert.deepEqual(html.reply, { messageId: null, events: INTERRUPTED });
+  assert.equal(html.requests[0].url, "https://chat.example.com/vz/api/v1/conversations/conv_1/messages");
+
+  const partial = await sendWith(
+    JSON.stringify({ message_id: "msg_1", events: [{ type: "text_delta", delta: "a" }, "junk", null] }),
+    "application/json"
+  );
+  assert.deepEqual(partial.seen, [{ type: "text_delta", delta: "a" }, ...INTERRUPTED]);
+  assert.equal(partial.reply.messageId, "msg_1");
+
+  const complete = await sendWith(
+    JSON.stringify({ events: [{ type: "response_complete" }, { type: "text_delta", delta: "late" }] }),
+    "application/json"
+  );
+  assert.deepEqual(complete.seen, [{ type: "response_complete" }]);
+});
+
+test("stream without completion is finished once", async () => {
+  const cut = await sendWith(
+    'data: {"type":"text_delta","delta":"a"}\n\ndata: not json\n\ndata: 5\n\ndata: {"type":"text_end"}',
+    "text/event-stream"
+  );
+  assert.deepEqual(cut.seen, [{ type: "text_delta", delta: "a" }, ...INTERRUPTED]);
+
+  const done = await sendWith(
+    'data: {"type":"response_complete"}\n\ndata: {"type":"error","code":"x"}\n\n',
+    "text/event-stream"
+  );
+  assert.deepEqual(done.seen, [{ type: "response_complete" }]);
 });
