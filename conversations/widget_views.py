@@ -23,13 +23,26 @@ def _widget_etag(request: HttpRequest) -> str:
     return WIDGET_ETAG
 
 
-@require_safe
 @condition(etag_func=_widget_etag)
+def _widget_script_body(request: HttpRequest) -> HttpResponse:
+    return HttpResponse(WIDGET_SCRIPT, content_type="text/javascript; charset=utf-8")
+
+
+@require_safe
 def widget_script(request: HttpRequest) -> HttpResponse:
-    """Serve the widget script; a matching If-None-Match gets 304 from ``condition``."""
-    response = HttpResponse(WIDGET_SCRIPT, content_type="text/javascript; charset=utf-8")
+    """Serve the widget script; a matching If-None-Match gets 304 from ``condition``.
+
+    Every store's page loads the script from another origin. ``Access-Control-Allow-Origin:
+    *`` lets a page load it with a ``crossorigin`` attribute, and
+    ``Cross-Origin-Resource-Policy: cross-origin`` lets a page with
+    ``Cross-Origin-Embedder-Policy: require-corp`` load it. Both go on 304 responses too,
+    so that a revalidated copy keeps them. The script is public and takes no credentials.
+    """
+    response = _widget_script_body(request)
     response["Cache-Control"] = WIDGET_CACHE_CONTROL
     response["X-Content-Type-Options"] = "nosniff"
+    response["Access-Control-Allow-Origin"] = "*"
+    response["Cross-Origin-Resource-Policy"] = "cross-origin"
     return response
 
 

@@ -208,3 +208,25 @@ def test_one_tenant_list_never_applies_to_another(
     assert tenant_from_other_origin.status_code == 403
     assert Conversation.objects.filter(tenant=other_tenant).count() == 1
     assert Conversation.objects.filter(tenant=tenant).count() == 0
+
+
+def test_demo_page_origin_needs_listing(chat_client, tenant):
+    """The demo page's same-origin POST carries the app's Origin, as browsers send it."""
+    app_origin = "http://testserver"
+    allow_origins(tenant, ALLOWED)
+
+    rejected = chat_client.post(
+        CREATE_URL, {"store_id": "store-1"}, format="json", HTTP_ORIGIN=app_origin
+    )
+
+    assert rejected.status_code == 403
+    assert rejected.json() == rejected_body(app_origin)
+    assert Conversation.objects.count() == 0
+
+    allow_origins(tenant, ALLOWED, app_origin)
+    accepted = chat_client.post(
+        CREATE_URL, {"store_id": "store-1"}, format="json", HTTP_ORIGIN=app_origin
+    )
+
+    assert accepted.status_code == 201
+    assert Conversation.objects.count() == 1

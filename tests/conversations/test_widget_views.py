@@ -29,16 +29,22 @@ def test_script_is_the_widget_file(client):
     assert response["ETag"] == f'"{hashlib.sha256(body).hexdigest()[:32]}"'
     assert response["Cache-Control"] == "public, max-age=300"
     assert response["X-Content-Type-Options"] == "nosniff"
+    assert response["Access-Control-Allow-Origin"] == "*"
+    assert response["Cross-Origin-Resource-Policy"] == "cross-origin"
+    assert "Access-Control-Allow-Credentials" not in response
 
 
 def test_script_revalidates_with_etag(client):
     etag = client.get(SCRIPT_URL)["ETag"]
 
-    response = client.get(SCRIPT_URL, HTTP_IF_NONE_MATCH=etag)
+    response = client.get(SCRIPT_URL, HTTP_IF_NONE_MATCH=etag, HTTP_ORIGIN="https://shop.example")
 
     assert response.status_code == 304
     assert response.content == b""
     assert response["ETag"] == etag
+    assert response["Cache-Control"] == "public, max-age=300"
+    assert response["Access-Control-Allow-Origin"] == "*"
+    assert response["Cross-Origin-Resource-Policy"] == "cross-origin"
 
 
 def test_script_head_has_no_body(client):
