@@ -56,6 +56,10 @@
   var USER_TOKEN_MAX_LENGTH = 200;
   var STORAGE_PREFIX = "vizochok.conversation.v1:";
   var HISTORY_LIMIT = 50;
+  // Milliseconds a message's reply may take, from the request to its last event, before the
+  // widget gives up. The server's longest reply takes about 131 s (docs/streaming.md) and it
+  // sends nothing while it waits, so a connection that silently stalls is only noticed here.
+  var REPLY_TIMEOUT_MS = 150000;
 
   // ---------------------------------------------------------------------------------------
   // Pure core
@@ -711,6 +715,7 @@
     var settings = options || {};
     this.config = config;
     this.fetch = settings.fetch || globalThis.fetch.bind(globalThis);
+    this.replyTimeoutMs = settings.replyTimeoutMs || REPLY_TIMEOUT_MS;
   }
 
   ChatClient.prototype._headers = function (accept) {
@@ -721,10 +726,13 @@
     };
   };
 
-  ChatClient.prototype._request = function (method, path, body, accept) {
+  ChatClient.prototype._request = function (method, path, body, accept, signal) {
     var init = { method: method, headers: this._headers(accept || "application/json") };
     if (body !== undefined) {
       init.body = JSON.stringify(body);
+    }
+    if (signal) {
+      init.signal = signal;
     }
     return this.fetch(this.config.apiBase + path, init).then(
       function (response) {
@@ -736,14 +744,20 @@
     );
   };
 
+  /** Return the body parsed as JSON, or null when it is not JSON or cannot be read. */
   function readJson(response) {
-    return response.text().then(function (text) {
-      try {
-        return JSON.parse(text);
-      } catch (error) {
+    return response.text().then(
+      function (text) {
+        try {
+          return JSON.parse(text);
+        } catch (error) {
+          return null;
+        }
+      },
+      function () {
         return null;
       }
-    });
+    );
   }
 
   function checked(response) {
@@ -781,7 +795,9 @@
    * With `stream` the request asks for Server-Sent Events and events are passed on as they
    * arrive; a response that is not a stream is read as the JSON events list. A stream that
    * ends without `response_complete` gets a `stream_interrupted` error and a
-   * `response_complete` of the widget's own. Rejects with an ApiError for an error response.
+   * `response_complete` of the widget's own, and so does a reply that is still unfinished
+   * after `replyTimeoutMs`. Rejects with an ApiError for an error response, and with a
+   * `network_error` when no response arrived in time.
    */
   ChatClient.prototype.sendMessage = function (conversationId, text, options) {
     var settings = options || {};
@@ -789,13 +805,26 @@
     var stream = settings.stream !== false;
     var path = "/api/v1/conversations/" + encodeURIComponent(conversationId) + "/messages";
     var accept = stream ? "text/event-stream" : "application/json";
-    return this._request("POST", path, { text: text }, accept).then(function (response) {
+    var controller = typeof AbortController === "function" ? new AbortController() : null;
+    var eventStream = { reader: null };
+    var timer = setTimeout(function () {
+      if (controller) {
+        controller.abort();
+      }
+      if (eventStream.reader) {
+        // Ends a pending read also when the fetch implementation ignores the signal.
+        eventStream.reader.cancel().catch(function () {});
+      }
+    }, this.replyTimeoutMs);
+    var request = this._request("POST", path, { text: text }, accept, controller && controller.signal);
+    var outcome = request.then(function (response) {
       if (!response.ok) {
         return checked(response);
       }
       var contentType = response.headers.get("Content-Type") || "";
       if (contentType.indexOf("text/event-stream") === 0 && response.body) {
-        return readEventStream(response, onEvent);
+        eventStream.reader = response.body.getReader();
+        return readEventStream(eventStream.reader, onEvent);
       }
       return readJson(response).then(function (body) {
         var reply = new ReplyEvents(onEvent);
@@ -807,6 +836,16 @@
         return { messageId: messageId, events: events };
       });
     });
+    return outcome.then(
+      function (result) {
+        clearTimeout(timer);
+        return result;
+      },
+      function (error) {
+        clearTimeout(timer);
+        throw error;
+      }
+    );
   };
 
   /**
@@ -842,8 +881,7 @@
     return this.events;
   };
 
-  function readEventStream(response, onEvent) {
-    var reader = response.body.getReader();
+  function readEventStream(reader, onEvent) {
     var decoder = new TextDecoder("utf-8");
     var parser = new SSEParser();
     var reply = new ReplyEvents(onEvent);

@@ -436,3 +436,42 @@ test("stream without completion is finished once", async () => {
   );
   assert.deepEqual(done.seen, [{ type: "response_complete" }]);
 });
+
+test("stalled stream times out", async () => {
+  const config = core.validateConfig(VALID, BASE);
+  const encoder = new TextEncoder();
+  const fetch = async () =>
+    new Response(
+      new ReadableStream({
+        start(controller) {
+          controller.enqueue(encoder.encode('data: {"type":"status","code":"searching"}\n\n'));
+        },
+      }),
+      { status: 200, headers: { "Content-Type": "text/event-stream" } }
+    );
+  const seen = [];
+  const reply = await new core.ChatClient(config, { fetch, replyTimeoutMs: 50 }).sendMessage(
+    "conv_1",
+    "hi",
+    { onEvent: (event) => seen.push(event) }
+  );
+  assert.deepEqual(seen, [{ type: "status", code: "searching" }, ...INTERRUPTED]);
+  assert.deepEqual(reply.events, seen);
+});
+
+test("request without response times out", async () => {
+  const config = core.validateConfig(VALID, BASE);
+  const fetch = (url, init) =>
+    new Promise((resolve, reject) => {
+      init.signal.addEventListener("abort", () => reject(new DOMException("aborted", "AbortError")));
+    });
+  await assert.rejects(
+    new core.ChatClient(config, { fetch, replyTimeoutMs: 50 }).sendMessage("conv_1", "hi", {}),
+    (error) => {
+      assert.ok(error instanceof core.ApiError);
+      assert.equal(error.code, "network_error");
+      assert.equal(error.status, 0);
+      return true;
+    }
+  );
+});
