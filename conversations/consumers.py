@@ -252,8 +252,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
         assert session is not None
         try:
             await self._turn_run_steps(session, text, conversation_id)
+        except Exception as error:
+            await self._internal_error(error)
         finally:
-            self.turn_running = False
+            # A later turn of this socket may have started after response_complete.
+            if self.turn_task is asyncio.current_task():
+                self.turn_running = False
 
     async def _turn_run_steps(
         self, session: SocketSession, text: str, conversation_id: str | None
@@ -304,17 +308,22 @@ class ChatConsumer(AsyncWebsocketConsumer):
                     cancelled.set()
             await forwarding
         except Exception as error:
-            # The turn reports the assistant's errors as events, so this is a failure
-            # around it, such as a lost database connection.
-            error_id = uuid.uuid4().hex
-            logger.error(
-                "conversations.websocket.turn_failed",
-                exc_info=error,
-                extra={**self._log_fields(), "error_id": error_id},
-            )
-            await self._send(
-                {"type": "error", "code": ErrorCode.INTERNAL_ERROR.value, "error_id": error_id}
-            )
+            await self._internal_error(error)
+
+    async def _internal_error(self, error: Exception) -> None:
+        """Log and report a failure around a turn, such as a lost database connection.
+
+        The turn itself reports the assistant's errors as events.
+        """
+        error_id = uuid.uuid4().hex
+        logger.error(
+            "conversations.websocket.turn_failed",
+            exc_info=error,
+            extra={**self._log_fields(), "error_id": error_id},
+        )
+        await self._send(
+            {"type": "error", "code": ErrorCode.INTERNAL_ERROR.value, "error_id": error_id}
+        )
 
     # Heartbeat
 
