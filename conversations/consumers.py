@@ -362,9 +362,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
         return True
 
     def _header(self, name: str) -> str | None:
-        wanted = name.encode("latin-1")
+        expected = name.encode("latin-1")
         for key, value in self.scope.get("headers", []):
-            if key.lower() == wanted:
+            if key.lower() == expected:
                 return str(value.decode("latin-1"))
         return None
 
