@@ -1,9 +1,10 @@
 """Run the Vizochok demo: a scripted shopper conversation against a live merchant backend.
 
 Started by ``make demo`` with DATABASE_URL set. It migrates, prepares the demo tenant and
-imports the ATB catalog. It then starts the reference merchant, the app under gunicorn and a
-catalog worker, uploads a product through the catalog API and plays the conversation through
-the HTTP API. The processes keep running until Ctrl-C.
+imports the ATB catalog. It then starts the reference merchant, the app under gunicorn, the
+WebSocket chat endpoint under uvicorn and a catalog worker, uploads a product through the
+catalog API and plays the conversation through the HTTP API. The processes keep running
+until Ctrl-C.
 """
 
 import argparse
@@ -40,6 +41,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--app-port", type=int, default=int(os.environ.get("DEMO_APP_PORT", 8000)))
     parser.add_argument(
         "--merchant-port", type=int, default=int(os.environ.get("DEMO_MERCHANT_PORT", 8001))
+    )
+    parser.add_argument(
+        "--websocket-port",
+        type=int,
+        default=int(os.environ.get("DEMO_WEBSOCKET_PORT", 8002)),
+        help="Port of the WebSocket chat endpoint (uvicorn); another free port when taken.",
     )
     parser.add_argument(
         "--once", action="store_true", help="Stop after the conversation instead of serving."
@@ -264,7 +271,7 @@ def start_worker() -> subprocess.Popen[bytes]:
 def keep_serving(processes: list[subprocess.Popen[bytes]]) -> None:
     """Wait for Ctrl-C; restart the catalog worker if it stops, as a process manager would.
 
-    The worker is the last process. A stopped app or merchant ends the demo.
+    The worker is the last process. A stopped app, WebSocket server or merchant ends the demo.
     """
     *servers, worker = processes
     while all(process.poll() is None for process in servers):
@@ -300,13 +307,23 @@ def widget_demo_url(*, app_url: str, public_key: str, user_token_secret: str | N
     return f"{app_url}/widget/demo/#{urllib.parse.urlencode(settings)}"
 
 
-def print_instructions(*, app_url: str, credentials: dict[str, str]) -> None:
+def print_instructions(
+    *, app_url: str, credentials: dict[str, str], websocket_url: str | None = None
+) -> None:
     step("The demo keeps serving; try it yourself")
     widget_url = widget_demo_url(
         app_url=app_url,
         public_key=credentials["public_key"],
         user_token_secret=credentials.get("user_token_secret"),
     )
+    websocket = ""
+    if websocket_url is not None:
+        websocket = f"""
+  WebSocket chat (docs/websocket.md); the first message authenticates:
+    {websocket_url}
+    {{"type": "auth", "token": "{credentials["public_key"]}", "store_id": "{STORE_ID}"}}
+    {{"type": "message", "text": "покажи кефір"}}
+"""
     print(
         f"""
   Chat widget on a demo store page, as the demo shopper (the user token lasts 24 hours):
@@ -323,7 +340,7 @@ def print_instructions(*, app_url: str, credentials: dict[str, str]) -> None:
     curl -N -X POST {app_url}/api/v1/conversations/<conversation_id>/messages \\
       -H 'Authorization: Bearer {credentials["public_key"]}' -H 'Accept: text/event-stream' \\
       -H 'Content-Type: application/json' -d '{{"text": "а ряжанка є?"}}'
-
+{websocket}
   Catalog API (secret key, scope catalog); the worker embeds in the background:
     curl -s -X PUT {app_url}/api/v1/catalog/products \\
       -H 'Authorization: Bearer {credentials["secret_key"]}' \\
@@ -338,9 +355,9 @@ def print_instructions(*, app_url: str, credentials: dict[str, str]) -> None:
 
   Secret key (server side: catalog and admin API): {credentials["secret_key"]}
   Admin: {app_url}/admin/  user {DEMO_ADMIN}, password {credentials["admin_password"]}
-  Logs: .demo/app.log, .demo/worker.log and .demo/merchant.log
+  Logs: .demo/app.log, .demo/websocket.log, .demo/worker.log and .demo/merchant.log
 
-  Press Ctrl-C to stop the app, the worker and the merchant. Ctrl-C reaches only a demo
+  Press Ctrl-C to stop the app, the WebSocket server, the worker and the merchant. Ctrl-C reaches only a demo
   in the foreground; otherwise run `kill {os.getpid()}` in another shell.
 """
     )
@@ -350,6 +367,7 @@ def main() -> None:
     args = parse_args()
     app_port = free_port(args.app_port)
     merchant_port = free_port(args.merchant_port)
+    websocket_port = free_port(args.websocket_port)
     app_url = f"http://127.0.0.1:{app_port}"
     merchant_url = f"http://127.0.0.1:{merchant_port}"
     prepare_environment(app_port=app_port)
@@ -404,6 +422,30 @@ def main() -> None:
         )
         wait_until_healthy(f"{app_url}/api/v1/health", processes[-1], "app")
 
+        websocket_url = f"ws://127.0.0.1:{websocket_port}/api/v1/ws/chat"
+        step(f"Starting the WebSocket chat endpoint under uvicorn on {websocket_url}")
+        uvicorn = str(Path(sys.executable).with_name("uvicorn"))
+        processes.append(
+            start_process(
+                "websocket",
+                [
+                    uvicorn,
+                    "vizochok.asgi:application",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(websocket_port),
+                    "--lifespan",
+                    "off",
+                ],
+                dict(os.environ),
+            )
+        )
+        # The ASGI application also serves Django's HTTP views, its health check included.
+        wait_until_healthy(
+            f"http://127.0.0.1:{websocket_port}/api/v1/health", processes[-1], "websocket"
+        )
+
         step("Starting a catalog worker")
         worker_started = time.time()
         processes.append(start_worker())
@@ -425,7 +467,7 @@ def main() -> None:
         )
         if args.once:
             return
-        print_instructions(app_url=app_url, credentials=credentials)
+        print_instructions(app_url=app_url, credentials=credentials, websocket_url=websocket_url)
         signal.signal(signal.SIGTERM, signal.default_int_handler)
         keep_serving(processes)
     except KeyboardInterrupt:
@@ -434,7 +476,10 @@ def main() -> None:
         # Stop first: printing can fail with BrokenPipeError when the output pipe is gone.
         stop(processes)
         with contextlib.suppress(OSError):
-            print("\nStopped the app, the worker and the merchant.", flush=True)
+            print(
+                "\nStopped the app, the WebSocket server, the worker and the merchant.",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

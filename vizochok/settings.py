@@ -159,6 +159,8 @@ MIDDLEWARE = [
 
 ROOT_URLCONF = "vizochok.urls"
 WSGI_APPLICATION = "vizochok.wsgi.application"
+# The WebSocket chat endpoint; uvicorn serves it as a separate process.
+ASGI_APPLICATION = "vizochok.asgi.application"
 
 TEMPLATES = [
     {
@@ -408,6 +410,36 @@ if not 0 < AGENT_TURN_TIMEOUT_SECONDS <= AGENT_MAX_TURN_TIMEOUT_SECONDS:
     raise ImproperlyConfigured(
         f"AGENT_TURN_TIMEOUT_SECONDS must be above 0 and at most {AGENT_MAX_TURN_TIMEOUT_SECONDS}"
         f" (one day), got {AGENT_TURN_TIMEOUT_SECONDS:g}."
+    )
+
+# --- WebSocket chat ----------------------------------------------------------------------
+# The endpoint /api/v1/ws/chat of vizochok/asgi.py, served by uvicorn (docs/websocket.md).
+# Seconds a new socket has to send its auth message before it is closed with code 4001.
+WEBSOCKET_AUTH_TIMEOUT_SECONDS = _env_float("WEBSOCKET_AUTH_TIMEOUT_SECONDS", default=10.0)
+# Seconds between the server's ping messages, and how long a pong may take before the
+# socket is closed with code 4408.
+WEBSOCKET_PING_INTERVAL_SECONDS = _env_float("WEBSOCKET_PING_INTERVAL_SECONDS", default=30.0)
+WEBSOCKET_PONG_TIMEOUT_SECONDS = _env_float("WEBSOCKET_PONG_TIMEOUT_SECONDS", default=60.0)
+# A conversation without a reply for this long can no longer be restored or continued over
+# a socket; the client starts a new one.
+WEBSOCKET_SESSION_IDLE_SECONDS = _env_int("WEBSOCKET_SESSION_IDLE_SECONDS", default=3600)
+# Authenticated sockets one API key may hold in one uvicorn process; 0 means no limit.
+WEBSOCKET_MAX_SOCKETS_PER_KEY = _env_int("WEBSOCKET_MAX_SOCKETS_PER_KEY", default=3)
+# Worker threads of one uvicorn process for database work and turns: at most this many
+# replies are produced at once, like GUNICORN_WORKERS x GUNICORN_THREADS for HTTP.
+WEBSOCKET_WORKER_THREADS = _env_int("WEBSOCKET_WORKER_THREADS", default=16)
+for _name in (
+    "WEBSOCKET_AUTH_TIMEOUT_SECONDS",
+    "WEBSOCKET_PING_INTERVAL_SECONDS",
+    "WEBSOCKET_PONG_TIMEOUT_SECONDS",
+    "WEBSOCKET_SESSION_IDLE_SECONDS",
+    "WEBSOCKET_WORKER_THREADS",
+):
+    if globals()[_name] <= 0:
+        raise ImproperlyConfigured(f"{_name} must be above 0, got {globals()[_name]:g}.")
+if WEBSOCKET_MAX_SOCKETS_PER_KEY < 0:
+    raise ImproperlyConfigured(
+        f"WEBSOCKET_MAX_SOCKETS_PER_KEY must be 0 or more, got {WEBSOCKET_MAX_SOCKETS_PER_KEY}."
     )
 
 # --- Webhooks -----------------------------------------------------------------------------

@@ -1,0 +1,361 @@
+"""The synchronous work behind the WebSocket chat endpoint (docs/websocket.md).
+
+``conversations.consumers`` parses and sends the frames. Everything that reads or writes the
+database, or calls a webhook, is here and runs on the worker threads of ``run_sync``, so
+the event loop keeps replying to pings while a turn runs. A shopper message is processed by
+the same ``ConversationTurn`` as the REST endpoint, so its events are identical.
+"""
+
+import asyncio
+import contextvars
+import functools
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, ParamSpec, TypeVar, cast
+
+from django.conf import settings
+from django.db import close_old_connections
+from django.utils import timezone
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.views import APIView
+
+from conversations.assistants import assistant_name
+from conversations.events import Event, EventType
+from conversations.identity import ShopperIdentity, shopper_identity_resolve
+from conversations.limits import Limits
+from conversations.models import Conversation
+from conversations.selectors import conversation_get
+from conversations.services import ConversationTurn, conversation_create, message_text_validate
+from tenants.authentication import ApiClient
+from tenants.models import ApiKey
+from tenants.permissions import WidgetOriginAllowed
+from tenants.selectors import api_key_get_active
+from vizochok.exceptions import ClientError, ErrorCode, InvalidInput, LimitExceeded, NotFound
+from vizochok.serializers import IdentifierField, StrictInputSerializer, StringField
+
+# Close codes of the protocol, modelled on the HTTP statuses of the same cases.
+CLOSE_NOT_AUTHENTICATED = 4001
+CLOSE_PERMISSION_DENIED = 4003
+CLOSE_PONG_TIMEOUT = 4408
+CLOSE_TOO_MANY_SOCKETS = 4029
+# ``reason`` of the ``not_found`` error for a conversation idle for longer than a session.
+SESSION_EXPIRED = "session_expired"
+# ``reason`` of the ``invalid_json`` error sent for an ``action`` frame.
+ACTION_NOT_SUPPORTED = "action_not_supported"
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_executor: ThreadPoolExecutor | None = None
+_executor_lock = threading.Lock()
+
+
+def _worker_executor() -> ThreadPoolExecutor:
+    global _executor
+    with _executor_lock:
+        if _executor is None:
+            _executor = ThreadPoolExecutor(
+                max_workers=settings.WEBSOCKET_WORKER_THREADS, thread_name_prefix="chat-socket"
+            )
+        return _executor
+
+
+def _with_connections(call: Callable[[], R]) -> R:
+    # As Django does around a request: drop connections that are broken or older than
+    # CONN_MAX_AGE before and after the work.
+    close_old_connections()
+    try:
+        return call()
+    finally:
+        close_old_connections()
+
+
+async def run_sync(function: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+    """Run ``function`` on a worker thread and return its result to the event loop.
+
+    The pool has ``WEBSOCKET_WORKER_THREADS`` threads, and a running turn occupies one. So
+    at most that many turns of one process run at once, and further work waits.
+    """
+    loop = asyncio.get_running_loop()
+    context = contextvars.copy_context()
+    call = functools.partial(function, *args, **kwargs)
+    return await loop.run_in_executor(_worker_executor(), context.run, _with_connections, call)
+
+
+class AuthenticationFailed(ClientError):
+    http_status = status.HTTP_401_UNAUTHORIZED
+    code = ErrorCode.AUTHENTICATION_FAILED
+    default_detail = "Invalid or revoked API key."
+
+
+class ChatScopeMissing(ClientError):
+    http_status = status.HTTP_403_FORBIDDEN
+    code = ErrorCode.PERMISSION_DENIED
+    default_detail = "This API key lacks the 'chat' scope."
+
+
+class AuthInput(StrictInputSerializer):
+    token = StringField(max_length=200)
+    store_id = IdentifierField(max_length=100, required=False)
+    user_id = IdentifierField(max_length=200, required=False, allow_null=True)
+    user_token = IdentifierField(max_length=200, required=False, allow_null=True)
+    conversation_id = IdentifierField(max_length=40, required=False)
+
+
+class MessageInput(StrictInputSerializer):
+    text = StringField()
+    conversation_id = IdentifierField(max_length=40, required=False)
+
+
+def frame_fields_validate(
+    serializer_class: type[serializers.Serializer], data: dict[str, Any]
+) -> dict[str, Any]:
+    """Return the validated fields of a frame without its ``type``; raise ``InvalidInput``."""
+    fields = {name: value for name, value in data.items() if name != "type"}
+    serializer = serializer_class(data=fields)
+    if not serializer.is_valid():
+        raise InvalidInput("The message is invalid.", fields=serializer.errors)
+    return cast(dict[str, Any], serializer.validated_data)
+
+
+@dataclass(frozen=True)
+class SocketSession:
+    """The caller of an authenticated socket: its key, shopper and tenant settings."""
+
+    client: ApiClient
+    identity: ShopperIdentity
+    store_id: str | None
+    limits: Limits
+    assistant: str
+
+
+@dataclass(frozen=True)
+class _HandshakeRequest:
+    """The request attributes that ``WidgetOriginAllowed`` reads, from the WebSocket handshake."""
+
+    user: ApiClient
+    headers: dict[str, str]
+    path: str
+
+
+def socket_authenticate(
+    *,
+    token: str,
+    user_id: str | None,
+    user_token: str | None,
+    store_id: str | None,
+    origin: str | None,
+    path: str,
+) -> SocketSession:
+    """Check an ``auth`` frame as the REST API checks a request and its new conversation.
+
+    Raise ``AuthenticationFailed`` for an unknown or revoked key. Raise ``ChatScopeMissing``
+    or ``OriginNotAllowed`` (both 403) for a key that may not chat from here. A ``user_id``
+    that cannot be trusted raises the errors of ``shopper_identity_resolve``.
+    """
+    api_key = api_key_get_active(raw_key=token)
+    if api_key is None:
+        raise AuthenticationFailed()
+    client = ApiClient(tenant=api_key.tenant, api_key=api_key)
+    if not client.has_scope(ApiKey.Scope.CHAT):
+        raise ChatScopeMissing()
+    # The same rule, log line and error as the REST endpoints, applied to the handshake's
+    # Origin header. The permission reads only these three attributes.
+    handshake = _HandshakeRequest(
+        user=client, headers={"Origin": origin} if origin is not None else {}, path=path
+    )
+    WidgetOriginAllowed().has_permission(cast(Request, handshake), cast(APIView, None))
+    identity = shopper_identity_resolve(client=client, user_id=user_id, user_token=user_token)
+    return SocketSession(
+        client=client,
+        identity=identity,
+        store_id=store_id,
+        limits=Limits.for_tenant(client.tenant),
+        assistant=assistant_name(tenant=client.tenant),
+    )
+
+
+def session_conversation_get(*, session: SocketSession, conversation_id: str) -> Conversation:
+    """Return the tenant's conversation ``conversation_id`` if its session has not expired.
+
+    Another tenant's conversation raises the same ``NotFound`` as an unknown id. A
+    conversation of this tenant without a finished turn for ``WEBSOCKET_SESSION_IDLE_SECONDS``
+    raises ``NotFound`` with ``"reason": "session_expired"``.
+    """
+    conversation = conversation_get(tenant=session.client.tenant, public_id=conversation_id)
+    # updated_at moves with every saved reply, so it is the time of the last activity.
+    idle = timedelta(seconds=settings.WEBSOCKET_SESSION_IDLE_SECONDS)
+    if timezone.now() - conversation.updated_at > idle:
+        raise NotFound(
+            "The conversation's session expired after "
+            f"{settings.WEBSOCKET_SESSION_IDLE_SECONDS} seconds without a message; start a "
+            "new conversation.",
+            extra={"reason": SESSION_EXPIRED},
+        )
+    return conversation
+
+
+def session_restored_event(conversation: Conversation) -> Event:
+    """Build the ``session_restored`` frame: the conversation and its cart snapshot.
+
+    The cart is the snapshot the merchant last confirmed, so restoring calls no webhook.
+    """
+    # NOTE: always empty, because neither assistant waits for client input (a checklist or a
+    # quick reply) between messages; the field is there for the protocol's clients.
+    pending_tools: list[Event] = []
+    return {
+        "type": "session_restored",
+        "conversation_id": conversation.public_id,
+        "store_id": conversation.store_id,
+        "selected_items": list(conversation.cart["items"]),
+        "total": conversation.cart["total"],
+        "pending_tools": pending_tools,
+    }
+
+
+def conversation_started_event(conversation: Conversation, *, assistant: str) -> Event:
+    return {
+        "type": "conversation_started",
+        "conversation_id": conversation.public_id,
+        "store_id": conversation.store_id,
+        "session_id": conversation.session_id,
+        "assistant": assistant,
+    }
+
+
+@dataclass(frozen=True)
+class PreparedMessage:
+    conversation: Conversation
+    created: bool
+
+
+def message_conversation_prepare(
+    *, session: SocketSession, text: str, conversation_id: str | None
+) -> PreparedMessage:
+    """Check a shopper message and find or start its conversation.
+
+    Raise ``message_too_large`` before anything is written. Without ``conversation_id`` a
+    new conversation is started, which needs the ``store_id`` of the ``auth`` frame and
+    counts against the daily conversation limit like ``POST /api/v1/conversations``.
+    """
+    message_text_validate(text)
+    if conversation_id is not None:
+        conversation = session_conversation_get(session=session, conversation_id=conversation_id)
+        return PreparedMessage(conversation=conversation, created=False)
+    if session.store_id is None:
+        raise InvalidInput(
+            "A new conversation needs a store id.",
+            fields={
+                "store_id": [
+                    "Send store_id in the auth message, or conversation_id in this message."
+                ]
+            },
+        )
+    conversation = conversation_create(
+        tenant=session.client.tenant, store_id=session.store_id, identity=session.identity
+    )
+    return PreparedMessage(conversation=conversation, created=True)
+
+
+def turn_events_forward(
+    turn: ConversationTurn, *, emit: Callable[[Event], None], cancelled: threading.Event
+) -> None:
+    """Hand each event of a started turn to ``emit`` until the reply ends or is cancelled.
+
+    A cancelled turn (its socket closed) stops at the next event, as a Server-Sent Events
+    stream does when its client goes away: closing the generator saves the reply with the
+    events produced so far and ``"interrupted": "client_disconnected"``. The lease is
+    released in every case.
+
+    ``response_complete`` is handed over only after the generator has ended and released
+    the conversation's lease, so that a client may send its next message at once.
+    """
+    events = turn.events()
+    complete: Event | None = None
+    try:
+        for event in events:
+            if cancelled.is_set():
+                break
+            if event["type"] == EventType.RESPONSE_COMPLETE.value:
+                complete = event
+                continue
+            emit(event)
+    finally:
+        try:
+            events.close()
+        finally:
+            turn.close()
+    if complete is not None:
+        emit(complete)
+
+
+@dataclass
+class ConnectionRateWindow:
+    """The per-connection rate limit: at most ``max_messages`` in any ``window_seconds``.
+
+    It counts the ``message`` and ``action`` frames of one socket in memory, whatever their
+    outcome, except those it rejects itself. A limit of 0 means no limit.
+    """
+
+    max_messages: int
+    window_seconds: int
+    _taken: deque[float] = field(default_factory=deque, init=False)
+
+    def take(self, *, now: float | None = None) -> None:
+        """Count one frame; raise ``rate_limit_exceeded`` with ``retry_after`` when full."""
+        if not self.max_messages:
+            return
+        now = time.monotonic() if now is None else now
+        while self._taken and self._taken[0] <= now - self.window_seconds:
+            self._taken.popleft()
+        if len(self._taken) >= self.max_messages:
+            leaves_window_in = self._taken[0] + self.window_seconds - now
+            retry_after = max(1, math.ceil(leaves_window_in))
+            raise LimitExceeded(
+                f"Too many messages on this connection: at most {self.max_messages} in "
+                f"{self.window_seconds} seconds; retry in {retry_after} seconds.",
+                code=ErrorCode.RATE_LIMIT_EXCEEDED,
+                extra={
+                    "retry_after": retry_after,
+                    "limit": self.max_messages,
+                    "window_seconds": self.window_seconds,
+                },
+            )
+        self._taken.append(now)
+
+
+class SocketCounter:
+    """Authenticated sockets per API key in this process, for the per-key limit.
+
+    Only the event loop's thread uses it, so it needs no lock.
+    """
+
+    def __init__(self) -> None:
+        self._open: dict[int, int] = {}
+
+    def try_open(self, api_key_id: int, *, limit: int) -> bool:
+        """Count one more socket of the key; return False, counting nothing, at ``limit``."""
+        current = self._open.get(api_key_id, 0)
+        if limit and current >= limit:
+            return False
+        self._open[api_key_id] = current + 1
+        return True
+
+    def close(self, api_key_id: int) -> None:
+        remaining = self._open.get(api_key_id, 0) - 1
+        if remaining > 0:
+            self._open[api_key_id] = remaining
+        else:
+            self._open.pop(api_key_id, None)
+
+
+# NOTE: counted per process. Behind several uvicorn processes or hosts, a key may hold the
+# limit's number of sockets on each of them.
+open_sockets = SocketCounter()

@@ -1,0 +1,472 @@
+"""The WebSocket chat endpoint over real sockets: uvicorn on 127.0.0.1 and the websockets client.
+
+The server runs in a thread of the test process, so it uses the test database and the
+``settings`` fixture's overrides. Its writes must be visible to the test, hence
+``transaction=True``.
+"""
+
+import contextlib
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+import uvicorn
+from django.db import connection
+from django.utils import timezone
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import ClientConnection, connect
+
+from conversations import events
+from conversations.assistants import Turn
+from conversations.leases import turn_lease_acquire
+from conversations.models import Conversation, Message
+from conversations.services import MAX_MESSAGE_BYTES
+from conversations.websocket import open_sockets
+from tenants.models import AssistantSettings
+from tests.conversations.chat import send
+from tests.conversations.shop_data import STORE_ID
+from tests.factories import ConversationFactory
+from vizochok.asgi import application
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+RECEIVE_TIMEOUT = 20
+
+
+@pytest.fixture
+def ws_url(monkeypatch) -> Iterator[str]:
+    """Start uvicorn with the ASGI application on a free port; return the chat URL."""
+    # Worker threads then close their connections after each task, so none stays open
+    # when the test database is flushed or dropped.
+    monkeypatch.setitem(connection.settings_dict, "CONN_MAX_AGE", 0)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = uvicorn.Config(
+        application, host="127.0.0.1", port=port, lifespan="off", log_level="warning"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start within 10 s"
+        time.sleep(0.01)
+    yield f"ws://127.0.0.1:{port}/api/v1/ws/chat"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def open_socket(url: str, *, origin: str | None = None) -> ClientConnection:
+    return connect(url, origin=origin, open_timeout=5)  # type: ignore[arg-type]
+
+
+def receive(ws: ClientConnection) -> dict:
+    return json.loads(ws.recv(timeout=RECEIVE_TIMEOUT))
+
+
+def send_frame(ws: ClientConnection, frame: dict) -> None:
+    ws.send(json.dumps(frame, ensure_ascii=False))
+
+
+def authenticate(ws: ClientConnection, token: str, **fields) -> dict:
+    send_frame(ws, {"type": "auth", "token": token, **fields})
+    return receive(ws)
+
+
+def reply_events(ws: ClientConnection) -> list[dict]:
+    """Receive frames up to and including ``response_complete``."""
+    frames = [receive(ws)]
+    while frames[-1]["type"] != "response_complete":
+        frames.append(receive(ws))
+    return frames
+
+
+def close_code(ws: ClientConnection) -> int:
+    with pytest.raises(ConnectionClosed) as closed:
+        ws.recv(timeout=RECEIVE_TIMEOUT)
+    assert closed.value.rcvd is not None
+    return closed.value.rcvd.code
+
+
+def assert_open(ws: ClientConnection) -> None:
+    send_frame(ws, {"type": "ping"})
+    assert receive(ws) == {"type": "pong"}
+
+
+def cart_gets(merchant) -> list:
+    return [request for request in merchant.requests if request.method == "GET"]
+
+
+# Authentication
+
+
+def test_auth_ok_names_assistant(ws_url, public_key):
+    with open_socket(ws_url) as ws:
+        assert authenticate(ws, public_key.raw_key) == {"type": "auth_ok", "assistant": "offline"}
+        assert_open(ws)
+
+
+def test_auth_timeout_closes_4001(ws_url, settings):
+    settings.WEBSOCKET_AUTH_TIMEOUT_SECONDS = 0.2
+    with open_socket(ws_url) as ws:
+        assert receive(ws) == {
+            "type": "error",
+            "code": "not_authenticated",
+            "detail": "No auth message within 0.2 seconds of connecting.",
+        }
+        assert close_code(ws) == 4001
+
+
+def test_bad_token_closes_4001(ws_url, public_key):
+    with open_socket(ws_url) as ws:
+        assert authenticate(ws, "pk_live_unknown") == {
+            "type": "error",
+            "code": "authentication_failed",
+            "detail": "Invalid or revoked API key.",
+        }
+        assert close_code(ws) == 4001
+
+
+def test_first_frame_not_auth_closes(ws_url):
+    with open_socket(ws_url) as ws:
+        send_frame(ws, {"type": "message", "text": "молоко"})
+        assert receive(ws)["code"] == "not_authenticated"
+        assert close_code(ws) == 4001
+    assert Conversation.objects.count() == 0
+
+
+def test_user_id_needs_user_token(ws_url, public_key):
+    with open_socket(ws_url) as ws:
+        rejection = authenticate(ws, public_key.raw_key, store_id="store-1", user_id="user-1")
+        assert rejection["code"] == "invalid_json"
+        assert list(rejection["fields"]) == ["user_token"]
+        assert close_code(ws) == 4001
+
+
+def test_rejected_user_token_closes_4001(ws_url, public_key):
+    with open_socket(ws_url) as ws:
+        rejection = authenticate(
+            ws, public_key.raw_key, user_id="user-1", user_token=f"1.{'0' * 64}"
+        )
+        assert rejection["code"] == "permission_denied"
+        assert rejection["reason"] == "user_token_secret_not_set"
+        assert close_code(ws) == 4001
+
+
+def test_invalid_first_frame_closes_4001(ws_url):
+    with open_socket(ws_url) as ws:
+        ws.send("{not json")
+        assert receive(ws) == {
+            "type": "error",
+            "code": "invalid_json",
+            "detail": "The message is not valid JSON.",
+        }
+        assert close_code(ws) == 4001
+
+
+def test_origin_not_allowed_closes_4003(ws_url, tenant, public_key):
+    tenant.widget_allowed_origins = ["https://shop.example"]
+    tenant.save(update_fields=["widget_allowed_origins"])
+
+    with open_socket(ws_url, origin="https://copycat.example") as ws:
+        rejection = authenticate(ws, public_key.raw_key)
+        assert rejection["code"] == "permission_denied"
+        assert rejection["reason"] == "origin_not_allowed"
+        assert close_code(ws) == 4003
+    with open_socket(ws_url, origin="https://shop.example") as ws:
+        assert authenticate(ws, public_key.raw_key)["type"] == "auth_ok"
+
+
+def test_fourth_socket_per_key_closes_4029(ws_url, public_key, secret_key):
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(open_socket(ws_url)) for _ in range(3)]
+        for ws in sockets:
+            assert authenticate(ws, public_key.raw_key)["type"] == "auth_ok"
+        with open_socket(ws_url) as fourth:
+            send_frame(fourth, {"type": "auth", "token": public_key.raw_key})
+            assert close_code(fourth) == 4029
+        # Another key of the tenant has sockets of its own.
+        with open_socket(ws_url) as other_key:
+            assert authenticate(other_key, secret_key.raw_key)["type"] == "auth_ok"
+        sockets.pop().close()
+        # The server counts the closed socket out once it has seen the close frame.
+        deadline = time.monotonic() + 5
+        while True:
+            with open_socket(ws_url) as replacement:
+                if authenticate(replacement, public_key.raw_key).get("type") == "auth_ok":
+                    break
+            assert time.monotonic() < deadline, "the closed socket was never counted out"
+            time.sleep(0.05)
+
+
+# Frames
+
+
+def test_ping_is_answered_with_pong(ws_url, public_key):
+    with open_socket(ws_url) as ws:
+        authenticate(ws, public_key.raw_key)
+        assert_open(ws)
+
+
+def test_unanswered_server_ping_closes_4408(ws_url, settings, public_key):
+    settings.WEBSOCKET_PING_INTERVAL_SECONDS = 0.1
+    settings.WEBSOCKET_PONG_TIMEOUT_SECONDS = 0.3
+    with open_socket(ws_url) as ws:
+        authenticate(ws, public_key.raw_key)
+        assert receive(ws) == {"type": "ping"}
+        send_frame(ws, {"type": "pong"})
+        assert receive(ws) == {"type": "ping"}
+        assert close_code(ws) == 4408
+
+
+def test_message_over_64_kb_is_rejected(ws_url, public_key):
+    with open_socket(ws_url) as ws:
+        authenticate(ws, public_key.raw_key, store_id=STORE_ID)
+        send_frame(ws, {"type": "message", "text": "м" * (MAX_MESSAGE_BYTES // 2)})
+        assert receive(ws) == {
+            "type": "error",
+            "code": "message_too_large",
+            "detail": "The message is larger than 65536 bytes; send a shorter text.",
+            "max_size": 65536,
+        }
+        assert_open(ws)
+    assert Conversation.objects.count() == 0
+
+
+def test_invalid_json_keeps_socket_open(ws_url, public_key):
+    with open_socket(ws_url) as ws:
+        authenticate(ws, public_key.raw_key)
+        ws.send("{not json")
+        assert receive(ws) == {
+            "type": "error",
+            "code": "invalid_json",
+            "detail": "The message is not valid JSON.",
+        }
+        send_frame(ws, {"type": "message"})
+        assert receive(ws) == {
+            "type": "error",
+            "code": "invalid_json",
+            "detail": "The message is invalid.",
+            "fields": {"text": ["This field is required."]},
+        }
+        assert_open(ws)
+    assert Conversation.objects.count() == 0
+
+
+def test_action_is_not_supported(ws_url, public_key):
+    with open_socket(ws_url) as ws:
+        authenticate(ws, public_key.raw_key)
+        send_frame(ws, {"type": "action", "sku": "milk-001"})
+        assert receive(ws) == {
+            "type": "error",
+            "code": "invalid_json",
+            "detail": "Actions are not supported yet; send the shopper's choice as a message.",
+            "reason": "action_not_supported",
+        }
+
+
+def test_connection_rate_limit_has_retry_after(ws_url, tenant, public_key):
+    AssistantSettings.objects.filter(tenant=tenant).update(rate_limit_messages=2)
+    with open_socket(ws_url) as ws:
+        authenticate(ws, public_key.raw_key, store_id=STORE_ID)
+        for _ in range(2):
+            send_frame(ws, {"type": "message", "text": "молоко"})
+            first = receive(ws)
+            assert first["type"] == "conversation_started", first
+            assert reply_events(ws)[-1] == {"type": "response_complete"}
+        # A new conversation each time, so only the connection's count is full.
+        send_frame(ws, {"type": "message", "text": "молоко"})
+        rejection = receive(ws)
+    assert rejection["code"] == "rate_limit_exceeded"
+    assert 59 <= rejection["retry_after"] <= 60
+    assert rejection["limit"] == 2
+    assert rejection["window_seconds"] == 60
+    assert Conversation.objects.count() == 2
+    assert Message.objects.filter(role=Message.Role.USER).count() == 2
+
+
+def test_busy_conversation_gets_agent_busy(ws_url, tenant, public_key):
+    conversation = ConversationFactory(tenant=tenant)
+    lease = turn_lease_acquire(conversation=conversation)
+    assert lease is not None
+    with open_socket(ws_url) as ws:
+        authenticate(ws, public_key.raw_key)
+        send_frame(
+            ws, {"type": "message", "text": "молоко", "conversation_id": conversation.public_id}
+        )
+        rejection = receive(ws)
+    assert rejection["code"] == "agent_busy"
+    assert conversation.messages.count() == 0
+    conversation.refresh_from_db()
+    assert conversation.turn_started_at == lease.started_at
+
+
+# Conversations
+
+
+def test_tenant_isolation(ws_url, public_key, other_tenant):
+    theirs = ConversationFactory(tenant=other_tenant)
+    not_found = {"type": "error", "code": "not_found", "detail": "Conversation not found."}
+    with open_socket(ws_url) as ws:
+        assert authenticate(ws, public_key.raw_key, conversation_id=theirs.public_id) == {
+            "type": "auth_ok",
+            "assistant": "offline",
+        }
+        assert receive(ws) == not_found
+        send_frame(ws, {"type": "message", "text": "молоко", "conversation_id": theirs.public_id})
+        assert receive(ws) == not_found
+        send_frame(ws, {"type": "message", "text": "молоко", "conversation_id": "conv_unknown"})
+        assert receive(ws) == not_found
+    theirs.refresh_from_db()
+    assert theirs.messages.count() == 0
+    assert theirs.turn_started_at is None
+    assert Conversation.objects.count() == 1
+
+
+def test_idle_session_expires(ws_url, tenant, public_key):
+    conversation = ConversationFactory(tenant=tenant)
+    Conversation.objects.filter(pk=conversation.pk).update(
+        updated_at=timezone.now() - timedelta(seconds=3601)
+    )
+    with open_socket(ws_url) as ws:
+        authenticate(ws, public_key.raw_key, conversation_id=conversation.public_id)
+        rejection = receive(ws)
+    assert rejection["code"] == "not_found"
+    assert rejection["reason"] == "session_expired"
+
+
+@pytest.fixture
+def shop(tenant, catalog, merchant):
+    """Tenant A with its catalog and the reference merchant, cart GET included."""
+    tenant.webhook_settings.cart_get_url = merchant.cart_get_url
+    tenant.webhook_settings.save()
+    return merchant
+
+
+SHOPPER_MESSAGES = ["молоко", "додай перший", "кефір"]
+
+
+def test_events_match_rest_api(ws_url, shop, chat_client, public_key):
+    socket_replies = []
+    with open_socket(ws_url) as ws:
+        authenticate(ws, public_key.raw_key, store_id=STORE_ID)
+        send_frame(ws, {"type": "message", "text": SHOPPER_MESSAGES[0]})
+        started = receive(ws)
+        socket_replies.append(reply_events(ws))
+        for text in SHOPPER_MESSAGES[1:]:
+            send_frame(
+                ws, {"type": "message", "text": text, "conversation_id": started["conversation_id"]}
+            )
+            socket_replies.append(reply_events(ws))
+
+    created = chat_client.post("/api/v1/conversations", {"store_id": STORE_ID}, format="json")
+    rest_conversation = Conversation.objects.get(public_id=created.json()["conversation_id"])
+    rest_replies = [send(chat_client, rest_conversation, text) for text in SHOPPER_MESSAGES]
+
+    conversation = Conversation.objects.get(public_id=started["conversation_id"])
+    assert started == {
+        "type": "conversation_started",
+        "conversation_id": conversation.public_id,
+        "store_id": STORE_ID,
+        "session_id": conversation.session_id,
+        "assistant": "offline",
+    }
+    assert socket_replies == rest_replies
+    assert [event["type"] for event in socket_replies[0]] == [
+        "status",
+        "text_delta",
+        "text_end",
+        "product_cards",
+        "response_complete",
+    ]
+    stored = conversation.messages.filter(role=Message.Role.ASSISTANT).order_by("created_at")
+    assert [message.events for message in stored] == socket_replies
+
+
+def test_reconnect_restores_cart(ws_url, shop, public_key):
+    with open_socket(ws_url) as ws:
+        authenticate(ws, public_key.raw_key, store_id=STORE_ID)
+        send_frame(ws, {"type": "message", "text": "молоко"})
+        conversation_id = receive(ws)["conversation_id"]
+        reply_events(ws)
+        send_frame(
+            ws, {"type": "message", "text": "додай перший", "conversation_id": conversation_id}
+        )
+        added = reply_events(ws)
+    assert any(event["type"] == "cart_changed" for event in added)
+
+    with open_socket(ws_url) as ws:
+        authenticate(ws, public_key.raw_key, conversation_id=conversation_id)
+        restored = receive(ws)
+        send_frame(ws, {"type": "message", "text": "кефір", "conversation_id": conversation_id})
+        assert reply_events(ws)[-1] == {"type": "response_complete"}
+
+    conversation = Conversation.objects.get(public_id=conversation_id)
+    assert restored == {
+        "type": "session_restored",
+        "conversation_id": conversation_id,
+        "store_id": STORE_ID,
+        "selected_items": conversation.cart["items"],
+        "total": conversation.cart["total"],
+        "pending_tools": [],
+    }
+    assert len(restored["selected_items"]) == 1
+    # The cart is loaded with the conversation's first message only.
+    assert len(cart_gets(shop)) == 1
+
+
+class BlockingAssistant:
+    """Sends one text piece, then waits for ``release`` before the rest of its reply."""
+
+    name = "offline"
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+
+    def respond(self, turn: Turn) -> Iterator[dict]:
+        yield events.text_delta("Шукаю")
+        self.release.wait(timeout=10)
+        yield events.text_end()
+        yield events.text_delta("ще")
+        yield events.text_end()
+
+
+def test_disconnect_mid_reply_saves_it(ws_url, tenant, public_key, monkeypatch):
+    assistant = BlockingAssistant()
+    monkeypatch.setattr("conversations.services.get_assistant", lambda tenant: assistant)
+    try:
+        with open_socket(ws_url) as ws:
+            authenticate(ws, public_key.raw_key, store_id=STORE_ID)
+            send_frame(ws, {"type": "message", "text": "молоко"})
+            conversation_id = receive(ws)["conversation_id"]
+            assert receive(ws) == {"type": "text_delta", "delta": "Шукаю"}
+            # The socket keeps answering while the turn waits.
+            assert_open(ws)
+            send_frame(ws, {"type": "message", "text": "кефір", "conversation_id": conversation_id})
+            assert receive(ws)["code"] == "agent_busy"
+        # The server has seen the close once it counted the socket out.
+        deadline = time.monotonic() + 5
+        while public_key.api_key.pk in open_sockets._open:
+            assert time.monotonic() < deadline, "the server did not see the close"
+            time.sleep(0.01)
+    finally:
+        assistant.release.set()
+
+    conversation = Conversation.objects.get(public_id=conversation_id)
+    deadline = time.monotonic() + 5
+    while not conversation.messages.filter(role=Message.Role.ASSISTANT).exists():
+        assert time.monotonic() < deadline, "the interrupted reply was not saved"
+        time.sleep(0.02)
+    reply = conversation.messages.get(role=Message.Role.ASSISTANT)
+    assert reply.events == [{"type": "text_delta", "delta": "Шукаю"}, {"type": "text_end"}]
+    assert reply.metadata["interrupted"] == "client_disconnected"
+    assert [message.text for message in conversation.messages.filter(role="user")] == ["молоко"]
+    deadline = time.monotonic() + 5
+    while Conversation.objects.get(pk=conversation.pk).turn_started_at is not None:
+        assert time.monotonic() < deadline, "the lease was not released"
+        time.sleep(0.02)
