@@ -23,6 +23,7 @@ from conversations.websocket import (
     CLOSE_PERMISSION_DENIED,
     CLOSE_PONG_TIMEOUT,
     CLOSE_TOO_MANY_SOCKETS,
+    AuthenticationFailed,
     AuthInput,
     ChatScopeMissing,
     ConnectionRateWindow,
@@ -46,6 +47,13 @@ logger = logging.getLogger(__name__)
 
 def _error_frame(error: AppError) -> Event:
     return {"type": "error", **error_body(detail=error.detail, code=error.code, **error.extra)}
+
+
+def _auth_close_code(error: AppError) -> int:
+    # A rejected user token is a 403 too, but it is part of the credentials.
+    if isinstance(error, ChatScopeMissing | OriginNotAllowed):
+        return CLOSE_PERMISSION_DENIED
+    return CLOSE_NOT_AUTHENTICATED
 
 
 class ChatConsumer(AsyncWebsocketConsumer):
@@ -107,6 +115,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
             frame = json.loads(text_data)
         except ValueError as error:
             raise InvalidInput("The message is not valid JSON.") from error
+        except RecursionError as error:
+            # 64 KB of brackets nest deeper than the decoder's recursion limit.
+            raise InvalidInput("The message is nested too deeply.") from error
         if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
             raise InvalidInput(
                 "The message is invalid.",
@@ -138,12 +149,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 path=self.scope["path"],
             )
         except AppError as error:
-            # A rejected user token is a 403 too, but it is part of the credentials.
-            close_code = (
-                CLOSE_PERMISSION_DENIED
-                if isinstance(error, ChatScopeMissing | OriginNotAllowed)
-                else CLOSE_NOT_AUTHENTICATED
-            )
+            close_code = _auth_close_code(error)
             logger.info(
                 "conversations.websocket.auth_rejected",
                 extra={"code": str(error.code), "close_code": close_code},
@@ -276,6 +282,15 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 await self._send(started)
             turn = ConversationTurn(conversation=prepared.conversation, text=text)
             await run_sync(turn.start)
+        except (AuthenticationFailed, ChatScopeMissing, OriginNotAllowed) as error:
+            # The key was revoked, its tenant deactivated or its permissions narrowed after
+            # auth_ok, so the socket is closed as if its auth frame had been rejected.
+            logger.info(
+                "conversations.websocket.key_rejected",
+                extra={**self._log_fields(), "code": str(error.code)},
+            )
+            await self._reject(error, close_code=_auth_close_code(error))
+            return
         except AppError as error:
             logger.info(
                 "conversations.websocket.message_rejected",

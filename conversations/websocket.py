@@ -134,6 +134,9 @@ class SocketSession:
     store_id: str | None
     limits: Limits
     assistant: str
+    # The handshake's Origin header and path, for checking the key again with each message.
+    origin: str | None
+    path: str
 
 
 @dataclass(frozen=True)
@@ -164,6 +167,20 @@ def socket_authenticate(
     if api_key is None:
         raise AuthenticationFailed()
     client = ApiClient(tenant=api_key.tenant, api_key=api_key)
+    _client_permission_check(client=client, origin=origin, path=path)
+    identity = shopper_identity_resolve(client=client, user_id=user_id, user_token=user_token)
+    return SocketSession(
+        client=client,
+        identity=identity,
+        store_id=store_id,
+        limits=Limits.for_tenant(client.tenant),
+        assistant=assistant_name(tenant=client.tenant),
+        origin=origin,
+        path=path,
+    )
+
+
+def _client_permission_check(*, client: ApiClient, origin: str | None, path: str) -> None:
     if not client.has_scope(ApiKey.Scope.CHAT):
         raise ChatScopeMissing()
     # The same rule, log line and error as the REST endpoints, applied to the handshake's
@@ -172,14 +189,24 @@ def socket_authenticate(
         user=client, headers={"Origin": origin} if origin is not None else {}, path=path
     )
     WidgetOriginAllowed().has_permission(cast(Request, handshake), cast(APIView, None))
-    identity = shopper_identity_resolve(client=client, user_id=user_id, user_token=user_token)
-    return SocketSession(
-        client=client,
-        identity=identity,
-        store_id=store_id,
-        limits=Limits.for_tenant(client.tenant),
-        assistant=assistant_name(tenant=client.tenant),
+
+
+def session_key_check(*, session: SocketSession) -> None:
+    """Check the socket's key again as ``socket_authenticate`` does; raise its errors.
+
+    A socket can stay open for hours, so every message checks again, as each REST request
+    does, that the key is not revoked, its tenant is active, the key has the ``chat`` scope
+    and the handshake's Origin is still allowed.
+    """
+    api_key = (
+        ApiKey.objects.select_related("tenant")
+        .filter(pk=session.client.api_key.pk, revoked_at__isnull=True, tenant__is_active=True)
+        .first()
     )
+    if api_key is None:
+        raise AuthenticationFailed()
+    client = ApiClient(tenant=api_key.tenant, api_key=api_key)
+    _client_permission_check(client=client, origin=session.origin, path=session.path)
 
 
 def session_conversation_get(*, session: SocketSession, conversation_id: str) -> Conversation:
@@ -241,11 +268,13 @@ def message_conversation_prepare(
 ) -> PreparedMessage:
     """Check a shopper message and find or start its conversation.
 
-    Raise ``message_too_large`` before anything is written. Without ``conversation_id`` a
+    Raise ``message_too_large``, and the errors of ``session_key_check`` for a key that
+    can no longer chat, before anything is written. Without ``conversation_id`` a
     new conversation is started, which needs the ``store_id`` of the ``auth`` frame and
     counts against the daily conversation limit like ``POST /api/v1/conversations``.
     """
     message_text_validate(text)
+    session_key_check(session=session)
     if conversation_id is not None:
         conversation = session_conversation_get(session=session, conversation_id=conversation_id)
         return PreparedMessage(conversation=conversation, created=False)

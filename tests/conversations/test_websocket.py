@@ -26,7 +26,7 @@ from conversations.leases import turn_lease_acquire
 from conversations.models import Conversation, Message
 from conversations.services import MAX_MESSAGE_BYTES
 from conversations.websocket import open_sockets
-from tenants.models import AssistantSettings
+from tenants.models import ApiKey, AssistantSettings, Tenant
 from tests.conversations.chat import send
 from tests.conversations.shop_data import STORE_ID
 from tests.factories import ConversationFactory
@@ -182,6 +182,69 @@ def test_origin_not_allowed_closes_4003(ws_url, tenant, public_key):
         assert authenticate(ws, public_key.raw_key)["type"] == "auth_ok"
 
 
+def wait_counted_out(key) -> None:
+    deadline = time.monotonic() + 5
+    while key.api_key.pk in open_sockets._open:
+        assert time.monotonic() < deadline, "the server did not count the socket out"
+        time.sleep(0.01)
+
+
+def revoke(key) -> None:
+    ApiKey.objects.filter(pk=key.api_key.pk).update(revoked_at=timezone.now())
+
+
+def deactivate(key) -> None:
+    Tenant.objects.filter(pk=key.api_key.tenant_id).update(is_active=False)
+
+
+def drop_chat_scope(key) -> None:
+    ApiKey.objects.filter(pk=key.api_key.pk).update(scopes=[ApiKey.Scope.CATALOG])
+
+
+def allow_other_origin(key) -> None:
+    Tenant.objects.filter(pk=key.api_key.tenant_id).update(
+        widget_allowed_origins=["https://other.example"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "code", "close"),
+    [
+        (revoke, "authentication_failed", 4001),
+        (deactivate, "authentication_failed", 4001),
+        (drop_chat_scope, "permission_denied", 4003),
+        (allow_other_origin, "permission_denied", 4003),
+    ],
+)
+def test_key_checked_again_per_message(ws_url, public_key, change, code, close):
+    existing = ConversationFactory(tenant=public_key.api_key.tenant)
+    with open_socket(ws_url, origin="https://shop.example") as ws:
+        authenticate(ws, public_key.raw_key, store_id=STORE_ID)
+        change(public_key)
+        send_frame(ws, {"type": "message", "text": "молоко", "conversation_id": existing.public_id})
+        rejection = receive(ws)
+        assert rejection["type"] == "error"
+        assert rejection["code"] == code
+        assert close_code(ws) == close
+    assert Conversation.objects.count() == 1
+    assert Message.objects.count() == 0
+    wait_counted_out(public_key)
+
+
+def test_revoked_key_starts_no_conversation(ws_url, public_key):
+    with open_socket(ws_url) as ws:
+        authenticate(ws, public_key.raw_key, store_id=STORE_ID)
+        revoke(public_key)
+        send_frame(ws, {"type": "message", "text": "молоко"})
+        assert receive(ws) == {
+            "type": "error",
+            "code": "authentication_failed",
+            "detail": "Invalid or revoked API key.",
+        }
+        assert close_code(ws) == 4001
+    assert Conversation.objects.count() == 0
+
+
 def test_fourth_socket_per_key_closes_4029(ws_url, public_key, secret_key):
     with contextlib.ExitStack() as stack:
         sockets = [stack.enter_context(open_socket(ws_url)) for _ in range(3)]
@@ -255,6 +318,28 @@ def test_invalid_json_keeps_socket_open(ws_url, public_key):
             "fields": {"text": ["This field is required."]},
         }
         assert_open(ws)
+    assert Conversation.objects.count() == 0
+
+
+def test_deeply_nested_json_is_rejected(ws_url, public_key):
+    nested = "[" * 30_000 + "]" * 30_000
+    with open_socket(ws_url) as ws:
+        authenticate(ws, public_key.raw_key, store_id=STORE_ID)
+        ws.send(nested)
+        assert receive(ws) == {
+            "type": "error",
+            "code": "invalid_json",
+            "detail": "The message is nested too deeply.",
+        }
+        assert_open(ws)
+    with open_socket(ws_url) as ws:
+        ws.send('{"type": "auth", "token": ' + nested + "}")
+        assert receive(ws) == {
+            "type": "error",
+            "code": "invalid_json",
+            "detail": "The message is nested too deeply.",
+        }
+        assert close_code(ws) == 4001
     assert Conversation.objects.count() == 0
 
 
