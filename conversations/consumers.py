@@ -78,12 +78,15 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.closing = True
         for task in self.background:
             task.cancel()
-        # A running turn's thread stops at its next event and saves what it has. Its task
-        # is left to finish, so that the thread's outcome is awaited and logged.
+        # A running turn's thread stops at its next event and saves what it has.
         self.turn_cancelled.set()
         if self.session is not None:
             open_sockets.close(self.session.client.api_key.pk)
         logger.info("conversations.websocket.closed", extra={**self._log_fields(), "code": code})
+        # On SIGTERM uvicorn waits for this handler before the process exits, so the turn's
+        # thread can store the interrupted reply and release the conversation's lease.
+        if self.turn_task is not None:
+            await asyncio.wait({self.turn_task})
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.closing:

@@ -11,6 +11,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import timedelta
 
 import pytest
@@ -37,9 +38,16 @@ pytestmark = pytest.mark.django_db(transaction=True)
 RECEIVE_TIMEOUT = 20
 
 
+@dataclass
+class RunningServer:
+    url: str
+    server: uvicorn.Server
+    thread: threading.Thread
+
+
 @pytest.fixture
-def ws_url(monkeypatch) -> Iterator[str]:
-    """Start uvicorn with the ASGI application on a free port; return the chat URL."""
+def ws_server(monkeypatch) -> Iterator[RunningServer]:
+    """Start uvicorn with the ASGI application on a free port in a thread."""
     # Worker threads then close their connections after each task, so none stays open
     # when the test database is flushed or dropped.
     monkeypatch.setitem(connection.settings_dict, "CONN_MAX_AGE", 0)
@@ -56,9 +64,15 @@ def ws_url(monkeypatch) -> Iterator[str]:
     while not server.started:
         assert time.monotonic() < deadline, "uvicorn did not start within 10 s"
         time.sleep(0.01)
-    yield f"ws://127.0.0.1:{port}/api/v1/ws/chat"
+    yield RunningServer(url=f"ws://127.0.0.1:{port}/api/v1/ws/chat", server=server, thread=thread)
     server.should_exit = True
     thread.join(timeout=10)
+
+
+@pytest.fixture
+def ws_url(ws_server) -> str:
+    """Return the chat URL of a running uvicorn."""
+    return ws_server.url
 
 
 def open_socket(url: str, *, origin: str | None = None) -> ClientConnection:
@@ -555,3 +569,31 @@ def test_disconnect_mid_reply_saves_it(ws_url, tenant, public_key, monkeypatch):
     while Conversation.objects.get(pk=conversation.pk).turn_started_at is not None:
         assert time.monotonic() < deadline, "the lease was not released"
         time.sleep(0.02)
+
+
+def test_shutdown_waits_for_running_turn(ws_server, public_key, monkeypatch):
+    assistant = BlockingAssistant()
+    monkeypatch.setattr("conversations.services.get_assistant", lambda tenant: assistant)
+    try:
+        with open_socket(ws_server.url) as ws:
+            authenticate(ws, public_key.raw_key, store_id=STORE_ID)
+            send_frame(ws, {"type": "message", "text": "молоко"})
+            conversation_id = receive(ws)["conversation_id"]
+            assert receive(ws) == {"type": "text_delta", "delta": "Шукаю"}
+            # What uvicorn does on SIGTERM.
+            ws_server.server.should_exit = True
+            assert close_code(ws) == 1012
+        ws_server.thread.join(timeout=0.5)
+        assert ws_server.thread.is_alive(), "uvicorn exited while a turn was running"
+    finally:
+        assistant.release.set()
+    ws_server.thread.join(timeout=10)
+    assert not ws_server.thread.is_alive()
+
+    # Stored before uvicorn returned, so there is nothing to wait for.
+    conversation = Conversation.objects.get(public_id=conversation_id)
+    assert conversation.turn_started_at is None
+    reply = conversation.messages.get(role=Message.Role.ASSISTANT)
+    assert reply.events == [{"type": "text_delta", "delta": "Шукаю"}, {"type": "text_end"}]
+    assert reply.metadata["interrupted"] == "client_disconnected"
+    assert [message.text for message in conversation.messages.filter(role="user")] == ["молоко"]
