@@ -14,6 +14,7 @@ from typing import Any
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from django.db import DatabaseError
 
 from conversations.events import Event, EventType
 from conversations.services import MAX_MESSAGE_BYTES, ConversationTurn, message_too_large
@@ -28,10 +29,13 @@ from conversations.websocket import (
     ChatScopeMissing,
     ConnectionRateWindow,
     MessageInput,
+    SocketLimitReached,
     SocketSession,
     conversation_started_event,
     frame_fields_validate,
     message_conversation_prepare,
+    open_socket_delete,
+    open_socket_record,
     open_sockets,
     run_sync,
     session_conversation_get,
@@ -61,6 +65,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def connect(self) -> None:
         self.session: SocketSession | None = None
+        # The socket's OpenSocket row, from auth_ok until the socket closes.
+        self.socket_id: int | None = None
         self.rate_window: ConnectionRateWindow | None = None
         self.send_lock = asyncio.Lock()
         self.turn_task: asyncio.Task[None] | None = None
@@ -80,9 +86,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
             task.cancel()
         # A running turn's thread stops at its next event and saves what it has.
         self.turn_cancelled.set()
-        if self.session is not None:
-            open_sockets.close(self.session.client.api_key.pk)
         logger.info("conversations.websocket.closed", extra={**self._log_fields(), "code": code})
+        if self.socket_id is not None:
+            await self._socket_record_delete(self.socket_id)
         # On SIGTERM uvicorn waits for this handler before the process exits, so the turn's
         # thread can store the interrupted reply and release the conversation's lease.
         if self.turn_task is not None:
@@ -160,7 +166,13 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self._reject(error, close_code=close_code)
             return
         api_key = session.client.api_key
-        if not open_sockets.try_open(api_key.pk, limit=settings.WEBSOCKET_MAX_SOCKETS_PER_KEY):
+        try:
+            self.socket_id = await run_sync(
+                open_socket_record,
+                api_key_id=api_key.pk,
+                limit=settings.WEBSOCKET_MAX_SOCKETS_PER_KEY,
+            )
+        except SocketLimitReached:
             logger.info(
                 "conversations.websocket.too_many_sockets",
                 extra={"tenant_id": session.client.tenant.pk, "api_key": api_key.prefix},
@@ -168,6 +180,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             self.closing = True
             await self.close(code=CLOSE_TOO_MANY_SOCKETS, reason="Too many sockets for this key.")
             return
+        open_sockets.add(self.socket_id)
         self.session = session
         self.rate_window = ConnectionRateWindow(
             max_messages=session.limits.rate_limit_messages,
@@ -194,6 +207,17 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self._send(_error_frame(error))
             return
         await self._send(session_restored_event(conversation))
+
+    async def _socket_record_delete(self, socket_id: int) -> None:
+        open_sockets.discard(socket_id)
+        try:
+            await run_sync(open_socket_delete, socket_id=socket_id)
+        except DatabaseError as error:
+            # Without heartbeats the row stops counting after SOCKET_EXPIRY.
+            logger.warning(
+                "conversations.websocket.socket_delete_failed",
+                extra={**self._log_fields(), "socket_id": socket_id, "error": str(error)},
+            )
 
     async def _close_unless_authenticated(self) -> None:
         await asyncio.sleep(settings.WEBSOCKET_AUTH_TIMEOUT_SECONDS)

@@ -4,7 +4,7 @@ import secrets
 
 from django.db import models
 
-from tenants.models import Tenant
+from tenants.models import ApiKey, Tenant
 from vizochok.models import TimestampedModel
 
 
@@ -130,3 +130,25 @@ class UserDailyUsage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.identity} {self.date}: {self.messages} messages"
+
+
+class OpenSocket(models.Model):
+    """An authenticated WebSocket chat socket, for the per-key socket limit of all processes.
+
+    The uvicorn process serving the socket deletes the row when the socket closes and
+    refreshes ``heartbeat_at`` while it stays open. A row whose heartbeat is older than
+    ``conversations.websocket.SOCKET_EXPIRY`` was left by a process that stopped, and is
+    not counted.
+    """
+
+    api_key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="open_sockets")
+    opened_at = models.DateTimeField(auto_now_add=True)
+    heartbeat_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["api_key", "heartbeat_at"], name="open_socket_key_heartbeat")
+        ]
+
+    def __str__(self) -> str:
+        return f"Socket {self.pk} of key {self.api_key_id}"

@@ -9,6 +9,7 @@ the same ``ConversationTurn`` as the REST endpoint, so its events are identical.
 import asyncio
 import contextvars
 import functools
+import logging
 import math
 import threading
 import time
@@ -16,11 +17,12 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, ParamSpec, TypeVar, cast
 
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import DatabaseError, close_old_connections, transaction
+from django.db import connection as db_connection
 from django.utils import timezone
 from rest_framework import serializers, status
 from rest_framework.request import Request
@@ -30,7 +32,7 @@ from conversations.assistants import assistant_name
 from conversations.events import Event, EventType
 from conversations.identity import ShopperIdentity, shopper_identity_resolve
 from conversations.limits import Limits
-from conversations.models import Conversation
+from conversations.models import Conversation, OpenSocket
 from conversations.selectors import conversation_get
 from conversations.services import ConversationTurn, conversation_create, message_text_validate
 from tenants.authentication import ApiClient
@@ -49,6 +51,15 @@ CLOSE_TOO_MANY_SOCKETS = 4029
 SESSION_EXPIRED = "session_expired"
 # ``reason`` of the ``invalid_json`` error sent for an ``action`` frame.
 ACTION_NOT_SUPPORTED = "action_not_supported"
+
+# Seconds between the heartbeats of a process's open sockets, and the age after which a
+# socket's row counts as left by a stopped process, which is three missed heartbeats.
+SOCKET_HEARTBEAT_SECONDS = 10
+SOCKET_EXPIRY = timedelta(seconds=3 * SOCKET_HEARTBEAT_SECONDS)
+# First key of the advisory lock that serializes the socket opens of one API key.
+_SOCKET_LOCK_NAMESPACE = 0x5753
+
+logger = logging.getLogger(__name__)
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -360,31 +371,83 @@ class ConnectionRateWindow:
         self._taken.append(now)
 
 
-class SocketCounter:
-    """Authenticated sockets per API key in this process, for the per-key limit.
+class SocketLimitReached(Exception):
+    """The API key holds ``WEBSOCKET_MAX_SOCKETS_PER_KEY`` open sockets already."""
 
-    Only the event loop's thread uses it, so it needs no lock.
+
+def open_socket_record(*, api_key_id: int, limit: int, now: datetime | None = None) -> int:
+    """Record an open socket of the key in the database and return the row's id.
+
+    Raise ``SocketLimitReached``, recording nothing, when the key's sockets of every
+    process, counted without the rows of stopped processes, already reach ``limit`` (0 means
+    no limit). An advisory lock on the key makes concurrent opens of one key, also in
+    other processes, count one after another.
+    """
+    now = timezone.now() if now is None else now
+    live_since = now - SOCKET_EXPIRY
+    with transaction.atomic():
+        with db_connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_advisory_xact_lock(%s, %s)", [_SOCKET_LOCK_NAMESPACE, api_key_id]
+            )
+        sockets = OpenSocket.objects.filter(api_key_id=api_key_id)
+        sockets.filter(heartbeat_at__lt=live_since).delete()
+        if limit and sockets.count() >= limit:
+            raise SocketLimitReached()
+        return OpenSocket.objects.create(api_key_id=api_key_id, heartbeat_at=now).pk
+
+
+def open_socket_delete(*, socket_id: int) -> None:
+    OpenSocket.objects.filter(pk=socket_id).delete()
+
+
+def open_sockets_heartbeat(*, socket_ids: list[int], now: datetime | None = None) -> int:
+    """Mark the sockets ``socket_ids`` as still open; return how many rows were updated."""
+    now = timezone.now() if now is None else now
+    return OpenSocket.objects.filter(pk__in=socket_ids).update(heartbeat_at=now)
+
+
+class OpenSocketRegistry:
+    """The ``OpenSocket`` rows of this process's sockets, kept alive by a heartbeat task.
+
+    Each event loop that holds sockets runs one task, which refreshes the rows of its
+    sockets every ``SOCKET_HEARTBEAT_SECONDS`` on the event loop's default executor. That
+    executor is not the pool of the turns, so long replies cannot delay the heartbeat.
     """
 
     def __init__(self) -> None:
-        self._open: dict[int, int] = {}
+        self._ids: dict[asyncio.AbstractEventLoop, set[int]] = {}
+        self._tasks: dict[asyncio.AbstractEventLoop, asyncio.Task[None]] = {}
 
-    def try_open(self, api_key_id: int, *, limit: int) -> bool:
-        """Count one more socket of the key; return False, counting nothing, at ``limit``."""
-        current = self._open.get(api_key_id, 0)
-        if limit and current >= limit:
-            return False
-        self._open[api_key_id] = current + 1
-        return True
+    def add(self, socket_id: int) -> None:
+        loop = asyncio.get_running_loop()
+        self._ids.setdefault(loop, set()).add(socket_id)
+        if loop not in self._tasks:
+            self._tasks[loop] = loop.create_task(self._beat(loop))
 
-    def close(self, api_key_id: int) -> None:
-        remaining = self._open.get(api_key_id, 0) - 1
-        if remaining > 0:
-            self._open[api_key_id] = remaining
-        else:
-            self._open.pop(api_key_id, None)
+    def discard(self, socket_id: int) -> None:
+        loop = asyncio.get_running_loop()
+        self._ids.get(loop, set()).discard(socket_id)
+
+    async def _beat(self, loop: asyncio.AbstractEventLoop) -> None:
+        try:
+            while True:
+                await asyncio.sleep(SOCKET_HEARTBEAT_SECONDS)
+                socket_ids = sorted(self._ids.get(loop, ()))
+                if not socket_ids:
+                    continue
+                call = functools.partial(open_sockets_heartbeat, socket_ids=socket_ids)
+                try:
+                    await loop.run_in_executor(None, _with_connections, call)
+                except DatabaseError as error:
+                    # The rows expire after SOCKET_EXPIRY unless a later heartbeat succeeds.
+                    logger.warning(
+                        "conversations.websocket.heartbeat_failed",
+                        extra={"sockets": len(socket_ids), "error": str(error)},
+                    )
+        finally:
+            self._tasks.pop(loop, None)
+            self._ids.pop(loop, None)
 
 
-# NOTE: counted per process. Behind several uvicorn processes or hosts, a key may hold the
-# limit's number of sockets on each of them.
-open_sockets = SocketCounter()
+open_sockets = OpenSocketRegistry()

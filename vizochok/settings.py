@@ -423,7 +423,7 @@ WEBSOCKET_PONG_TIMEOUT_SECONDS = _env_float("WEBSOCKET_PONG_TIMEOUT_SECONDS", de
 # A conversation without a reply for this long can no longer be restored or continued over
 # a socket; the client starts a new one.
 WEBSOCKET_SESSION_IDLE_SECONDS = _env_int("WEBSOCKET_SESSION_IDLE_SECONDS", default=3600)
-# Authenticated sockets one API key may hold in one uvicorn process; 0 means no limit.
+# Authenticated sockets one API key may hold over all uvicorn processes; 0 means no limit.
 WEBSOCKET_MAX_SOCKETS_PER_KEY = _env_int("WEBSOCKET_MAX_SOCKETS_PER_KEY", default=3)
 # Worker threads of one uvicorn process for database work and turns: at most this many
 # replies are produced at once, like GUNICORN_WORKERS x GUNICORN_THREADS for HTTP.

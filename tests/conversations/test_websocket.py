@@ -24,9 +24,9 @@ from websockets.sync.client import ClientConnection, connect
 from conversations import events
 from conversations.assistants import Turn
 from conversations.leases import turn_lease_acquire
-from conversations.models import Conversation, Message
+from conversations.models import Conversation, Message, OpenSocket
 from conversations.services import MAX_MESSAGE_BYTES
-from conversations.websocket import open_sockets
+from conversations.websocket import SOCKET_EXPIRY, SocketLimitReached, open_socket_record
 from tenants.models import ApiKey, AssistantSettings, Tenant
 from tests.conversations.chat import send
 from tests.conversations.shop_data import STORE_ID
@@ -45,12 +45,9 @@ class RunningServer:
     thread: threading.Thread
 
 
-@pytest.fixture
-def ws_server(monkeypatch) -> Iterator[RunningServer]:
-    """Start uvicorn with the ASGI application on a free port in a thread."""
-    # Worker threads then close their connections after each task, so none stays open
-    # when the test database is flushed or dropped.
-    monkeypatch.setitem(connection.settings_dict, "CONN_MAX_AGE", 0)
+@contextlib.contextmanager
+def running_server() -> Iterator[RunningServer]:
+    """Run uvicorn with the ASGI application on a free port in a thread."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -64,9 +61,22 @@ def ws_server(monkeypatch) -> Iterator[RunningServer]:
     while not server.started:
         assert time.monotonic() < deadline, "uvicorn did not start within 10 s"
         time.sleep(0.01)
-    yield RunningServer(url=f"ws://127.0.0.1:{port}/api/v1/ws/chat", server=server, thread=thread)
-    server.should_exit = True
-    thread.join(timeout=10)
+    try:
+        yield RunningServer(
+            url=f"ws://127.0.0.1:{port}/api/v1/ws/chat", server=server, thread=thread
+        )
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture
+def ws_server(monkeypatch) -> Iterator[RunningServer]:
+    # Worker threads then close their connections after each task, so none stays open
+    # when the test database is flushed or dropped.
+    monkeypatch.setitem(connection.settings_dict, "CONN_MAX_AGE", 0)
+    with running_server() as running:
+        yield running
 
 
 @pytest.fixture
@@ -198,7 +208,7 @@ def test_origin_not_allowed_closes_4003(ws_url, tenant, public_key):
 
 def wait_counted_out(key) -> None:
     deadline = time.monotonic() + 5
-    while key.api_key.pk in open_sockets._open:
+    while OpenSocket.objects.filter(api_key_id=key.api_key.pk).exists():
         assert time.monotonic() < deadline, "the server did not count the socket out"
         time.sleep(0.01)
 
@@ -279,6 +289,74 @@ def test_fourth_socket_per_key_closes_4029(ws_url, public_key, secret_key):
                     break
             assert time.monotonic() < deadline, "the closed socket was never counted out"
             time.sleep(0.05)
+
+
+def test_socket_limit_spans_processes(ws_url, public_key):
+    with contextlib.ExitStack() as stack:
+        second = stack.enter_context(running_server())
+        for url in (ws_url, ws_url, second.url):
+            ws = stack.enter_context(open_socket(url))
+            assert authenticate(ws, public_key.raw_key)["type"] == "auth_ok"
+        with open_socket(second.url) as fourth:
+            send_frame(fourth, {"type": "auth", "token": public_key.raw_key})
+            assert close_code(fourth) == 4029
+        assert OpenSocket.objects.filter(api_key_id=public_key.api_key.pk).count() == 3
+    wait_counted_out(public_key)
+
+
+def test_stopped_process_sockets_expire(ws_url, public_key):
+    stale = timezone.now() - SOCKET_EXPIRY - timedelta(seconds=1)
+    for _ in range(3):
+        OpenSocket.objects.create(api_key=public_key.api_key, heartbeat_at=stale)
+    with open_socket(ws_url) as ws:
+        assert authenticate(ws, public_key.raw_key)["type"] == "auth_ok"
+        rows = OpenSocket.objects.filter(api_key_id=public_key.api_key.pk)
+        assert rows.count() == 1
+        assert rows.get().heartbeat_at > stale
+
+
+def test_other_process_sockets_count(ws_url, public_key):
+    for _ in range(3):
+        OpenSocket.objects.create(api_key=public_key.api_key, heartbeat_at=timezone.now())
+    with open_socket(ws_url) as ws:
+        send_frame(ws, {"type": "auth", "token": public_key.raw_key})
+        assert close_code(ws) == 4029
+    assert OpenSocket.objects.filter(api_key_id=public_key.api_key.pk).count() == 3
+
+
+def test_heartbeat_refreshes_open_socket(ws_url, public_key, monkeypatch):
+    monkeypatch.setattr("conversations.websocket.SOCKET_HEARTBEAT_SECONDS", 0.05)
+    with open_socket(ws_url) as ws:
+        authenticate(ws, public_key.raw_key)
+        row = OpenSocket.objects.get(api_key_id=public_key.api_key.pk)
+        old = timezone.now() - timedelta(hours=1)
+        OpenSocket.objects.filter(pk=row.pk).update(heartbeat_at=old)
+        deadline = time.monotonic() + 5
+        while OpenSocket.objects.get(pk=row.pk).heartbeat_at == old:
+            assert time.monotonic() < deadline, "the heartbeat did not refresh the row"
+            time.sleep(0.02)
+    wait_counted_out(public_key)
+
+
+def test_concurrent_opens_respect_limit(public_key):
+    outcomes: list[str] = []
+
+    def open_one() -> None:
+        try:
+            open_socket_record(api_key_id=public_key.api_key.pk, limit=3)
+            outcomes.append("opened")
+        except SocketLimitReached:
+            outcomes.append("rejected")
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=open_one) for _ in range(10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=10)
+    assert sorted(outcomes) == ["opened"] * 3 + ["rejected"] * 7
+    assert OpenSocket.objects.filter(api_key_id=public_key.api_key.pk).count() == 3
 
 
 # Frames
@@ -550,7 +628,7 @@ def test_disconnect_mid_reply_saves_it(ws_url, tenant, public_key, monkeypatch):
             assert receive(ws)["code"] == "agent_busy"
         # The server has seen the close once it counted the socket out.
         deadline = time.monotonic() + 5
-        while public_key.api_key.pk in open_sockets._open:
+        while OpenSocket.objects.filter(api_key_id=public_key.api_key.pk).exists():
             assert time.monotonic() < deadline, "the server did not see the close"
             time.sleep(0.01)
     finally:
