@@ -169,7 +169,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         try:
             self.socket_id = await run_sync(
                 open_socket_record,
-                api_key_id=api_key.pk,
+                api_key=api_key,
                 limit=settings.WEBSOCKET_MAX_SOCKETS_PER_KEY,
             )
         except SocketLimitReached:

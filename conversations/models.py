@@ -141,6 +141,7 @@ class OpenSocket(models.Model):
     not counted.
     """
 
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="open_sockets")
     api_key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="open_sockets")
     opened_at = models.DateTimeField(auto_now_add=True)
     heartbeat_at = models.DateTimeField()

@@ -375,7 +375,7 @@ class SocketLimitReached(Exception):
     """The API key holds ``WEBSOCKET_MAX_SOCKETS_PER_KEY`` open sockets already."""
 
 
-def open_socket_record(*, api_key_id: int, limit: int, now: datetime | None = None) -> int:
+def open_socket_record(*, api_key: ApiKey, limit: int, now: datetime | None = None) -> int:
     """Record an open socket of the key in the database and return the row's id.
 
     Raise ``SocketLimitReached``, recording nothing, when the key's sockets of every
@@ -388,13 +388,15 @@ def open_socket_record(*, api_key_id: int, limit: int, now: datetime | None = No
     with transaction.atomic():
         with db_connection.cursor() as cursor:
             cursor.execute(
-                "SELECT pg_advisory_xact_lock(%s, %s)", [_SOCKET_LOCK_NAMESPACE, api_key_id]
+                "SELECT pg_advisory_xact_lock(%s, %s)", [_SOCKET_LOCK_NAMESPACE, api_key.pk]
             )
-        sockets = OpenSocket.objects.filter(api_key_id=api_key_id)
+        sockets = OpenSocket.objects.filter(tenant_id=api_key.tenant_id, api_key=api_key)
         sockets.filter(heartbeat_at__lt=live_since).delete()
         if limit and sockets.count() >= limit:
             raise SocketLimitReached()
-        return OpenSocket.objects.create(api_key_id=api_key_id, heartbeat_at=now).pk
+        return OpenSocket.objects.create(
+            tenant_id=api_key.tenant_id, api_key=api_key, heartbeat_at=now
+        ).pk
 
 
 def open_socket_delete(*, socket_id: int) -> None:

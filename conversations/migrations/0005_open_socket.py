@@ -18,6 +18,7 @@ class Migration(migrations.Migration):
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('opened_at', models.DateTimeField(auto_now_add=True)),
                 ('heartbeat_at', models.DateTimeField()),
+                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='open_sockets', to='tenants.tenant')),
                 ('api_key', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='open_sockets', to='tenants.apikey')),
             ],
             options={

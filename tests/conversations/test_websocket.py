@@ -301,13 +301,17 @@ def test_socket_limit_spans_processes(ws_url, public_key):
             send_frame(fourth, {"type": "auth", "token": public_key.raw_key})
             assert close_code(fourth) == 4029
         assert OpenSocket.objects.filter(api_key_id=public_key.api_key.pk).count() == 3
+        tenants = set(OpenSocket.objects.values_list("tenant_id", flat=True))
+        assert tenants == {public_key.api_key.tenant_id}
     wait_counted_out(public_key)
 
 
 def test_stopped_process_sockets_expire(ws_url, public_key):
     stale = timezone.now() - SOCKET_EXPIRY - timedelta(seconds=1)
     for _ in range(3):
-        OpenSocket.objects.create(api_key=public_key.api_key, heartbeat_at=stale)
+        OpenSocket.objects.create(
+            tenant=public_key.api_key.tenant, api_key=public_key.api_key, heartbeat_at=stale
+        )
     with open_socket(ws_url) as ws:
         assert authenticate(ws, public_key.raw_key)["type"] == "auth_ok"
         rows = OpenSocket.objects.filter(api_key_id=public_key.api_key.pk)
@@ -317,7 +321,11 @@ def test_stopped_process_sockets_expire(ws_url, public_key):
 
 def test_other_process_sockets_count(ws_url, public_key):
     for _ in range(3):
-        OpenSocket.objects.create(api_key=public_key.api_key, heartbeat_at=timezone.now())
+        OpenSocket.objects.create(
+            tenant=public_key.api_key.tenant,
+            api_key=public_key.api_key,
+            heartbeat_at=timezone.now(),
+        )
     with open_socket(ws_url) as ws:
         send_frame(ws, {"type": "auth", "token": public_key.raw_key})
         assert close_code(ws) == 4029
@@ -343,7 +351,7 @@ def test_concurrent_opens_respect_limit(public_key):
 
     def open_one() -> None:
         try:
-            open_socket_record(api_key_id=public_key.api_key.pk, limit=3)
+            open_socket_record(api_key=public_key.api_key, limit=3)
             outcomes.append("opened")
         except SocketLimitReached:
             outcomes.append("rejected")
