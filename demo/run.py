@@ -260,6 +260,16 @@ def stop(processes: list[subprocess.Popen[bytes]]) -> None:
             os.killpg(process.pid, signal.SIGKILL)
 
 
+def stop_on_signals() -> None:
+    """Make SIGTERM and SIGHUP raise KeyboardInterrupt, as Ctrl-C does, so that stop() runs.
+
+    The servers run in sessions of their own, so a signal that ends the demo reaches only
+    this process: `kill`, a SIGTERM that make forwards, or a closed terminal (SIGHUP).
+    """
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    signal.signal(signal.SIGHUP, signal.default_int_handler)
+
+
 def start_worker() -> subprocess.Popen[bytes]:
     return start_process(
         "worker",
@@ -271,10 +281,15 @@ def start_worker() -> subprocess.Popen[bytes]:
 def keep_serving(processes: list[subprocess.Popen[bytes]]) -> None:
     """Wait for Ctrl-C; restart the catalog worker if it stops, as a process manager would.
 
-    The worker is the last process. A stopped app, WebSocket server or merchant ends the demo.
+    The worker is the last process. A stopped app, WebSocket server or merchant ends the demo,
+    and so does the end of the process that started the demo, such as a killed ``make``.
     """
+    parent_pid = os.getppid()
     *servers, worker = processes
     while all(process.poll() is None for process in servers):
+        if os.getppid() != parent_pid:
+            print("The process that started the demo exited; stopping.", flush=True)
+            return
         if worker.poll() is not None:
             print("The catalog worker stopped; starting a new one.", flush=True)
             worker = processes[-1] = start_worker()
@@ -357,8 +372,10 @@ def print_instructions(
   Admin: {app_url}/admin/  user {DEMO_ADMIN}, password {credentials["admin_password"]}
   Logs: .demo/app.log, .demo/websocket.log, .demo/worker.log and .demo/merchant.log
 
-  Press Ctrl-C to stop the app, the WebSocket server, the worker and the merchant. Ctrl-C reaches only a demo
-  in the foreground; otherwise run `kill {os.getpid()}` in another shell.
+  Press Ctrl-C to stop the app, the WebSocket server, the worker and the merchant. When the
+  demo is not in the foreground, run `kill {os.getpid()}` in another shell. GNU make does not
+  pass on a SIGINT sent to the make process alone, so that does not stop the demo.
+  A local PostgreSQL that make started keeps running; `make db-stop` stops it.
 """
     )
 
@@ -371,6 +388,7 @@ def main() -> None:
     app_url = f"http://127.0.0.1:{app_port}"
     merchant_url = f"http://127.0.0.1:{merchant_port}"
     prepare_environment(app_port=app_port)
+    stop_on_signals()
 
     step("Migrating the database")
     manage("migrate", "--noinput", "--verbosity", "0")
@@ -468,7 +486,6 @@ def main() -> None:
         if args.once:
             return
         print_instructions(app_url=app_url, credentials=credentials, websocket_url=websocket_url)
-        signal.signal(signal.SIGTERM, signal.default_int_handler)
         keep_serving(processes)
     except KeyboardInterrupt:
         pass
