@@ -260,6 +260,17 @@ def stop(processes: list[subprocess.Popen[bytes]]) -> None:
             os.killpg(process.pid, signal.SIGKILL)
 
 
+def app_command() -> list[str]:
+    """Return the gunicorn command line of the app.
+
+    gunicorn 25.1+ opens a control socket at one path per user ($XDG_RUNTIME_DIR/gunicorn.ctl
+    or ~/.gunicorn/gunicorn.ctl), outside the checkout and shared with every other gunicorn of
+    that user. The demo does not use it, so it turns it off.
+    """
+    gunicorn = str(Path(sys.executable).with_name("gunicorn"))
+    return [gunicorn, "-c", "python:vizochok.gunicorn", "--no-control-socket", "vizochok.wsgi"]
+
+
 def stop_on_signals() -> None:
     """Make SIGTERM and SIGHUP raise KeyboardInterrupt, as Ctrl-C does, so that stop() runs.
 
@@ -430,11 +441,10 @@ def main() -> None:
         wait_until_healthy(f"{merchant_url}/health", processes[-1], "merchant")
 
         step(f"Starting Vizochok under gunicorn on {app_url}")
-        gunicorn = str(Path(sys.executable).with_name("gunicorn"))
         processes.append(
             start_process(
                 "app",
-                [gunicorn, "-c", "python:vizochok.gunicorn", "vizochok.wsgi"],
+                app_command(),
                 dict(os.environ),
             )
         )

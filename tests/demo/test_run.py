@@ -13,6 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from demo.run import (
+    app_command,
     keep_serving,
     print_instructions,
     stop_on_signals,
@@ -131,3 +132,31 @@ def test_instructions_name_db_stop(capsys):
 
     output = capsys.readouterr().out
     assert "A local PostgreSQL that make started keeps running; `make db-stop` stops it." in output
+
+
+def test_app_command_opens_no_control_socket(tmp_path):
+    command = app_command()
+    assert command[1:] == [
+        "-c",
+        "python:vizochok.gunicorn",
+        "--no-control-socket",
+        "vizochok.wsgi",
+    ]
+    env = {key: value for key, value in os.environ.items() if key != "XDG_RUNTIME_DIR"}
+    env["HOME"] = str(tmp_path)
+    env["GUNICORN_BIND"] = "127.0.0.1:0"
+    env["GUNICORN_WORKERS"] = "1"
+    log_path = tmp_path / "app.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while b"Booting worker" not in log_path.read_bytes():
+            assert process.poll() is None, log_path.read_text()
+            assert time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.1)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    assert not (tmp_path / ".gunicorn").exists()
+    assert b"Control socket" not in log_path.read_bytes()
