@@ -363,7 +363,7 @@ def print_instructions(
       -H 'Authorization: Bearer {credentials["public_key"]}' \\
       -H 'Content-Type: application/json' -d '{{"text": "покажи кефір"}}'
     # The same reply as Server-Sent Events, printed as it arrives:
-    curl -N -X POST {app_url}/api/v1/conversations/<conversation_id>/messages \\
+    curl -sN -X POST {app_url}/api/v1/conversations/<conversation_id>/messages \\
       -H 'Authorization: Bearer {credentials["public_key"]}' -H 'Accept: text/event-stream' \\
       -H 'Content-Type: application/json' -d '{{"text": "а ряжанка є?"}}'
 {websocket}

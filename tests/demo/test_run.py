@@ -160,3 +160,17 @@ def test_app_command_opens_no_control_socket(tmp_path):
         process.wait(timeout=30)
     assert not (tmp_path / ".gunicorn").exists()
     assert b"Control socket" not in log_path.read_bytes()
+
+
+def test_instructions_stream_without_progress_meter(capsys):
+    credentials = {
+        "public_key": "pk_live_public",
+        "secret_key": "sk_live_secret",
+        "admin_password": "password",
+    }
+
+    print_instructions(app_url="http://127.0.0.1:8000", credentials=credentials)
+
+    output = capsys.readouterr().out
+    assert "curl -sN -X POST http://127.0.0.1:8000/api/v1/conversations/" in output
+    assert "curl -N " not in output
