@@ -14,8 +14,11 @@ export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: demo worker manage test lint format typecheck pytest verifier-tools db db-stop db-status migrate clean
 
+# exec makes the demo make's own child, so a SIGTERM sent to make (which make forwards to its
+# children) reaches the demo, which then stops its servers. NOTE: GNU make 4.3 forwards no
+# SIGINT: Ctrl-C works because the terminal signals the whole process group.
 demo: $(VENV)/.installed
-	$(WITH_DB) $(VENV_PYTHON) demo/run.py $(DEMO_ARGS)
+	PYTHON=$(abspath $(VENV_PYTHON)) exec scripts/with-db.sh $(VENV_PYTHON) demo/run.py $(DEMO_ARGS)
 
 # A catalog worker, which embeds uploaded products in the background. On Ctrl-C it waits up to
 # WORKER_SHUTDOWN_TIMEOUT_SECONDS for its job, then leaves the rest to the next worker.

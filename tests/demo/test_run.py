@@ -1,6 +1,7 @@
 """The demo's start-up wait for its servers and its instructions (demo/run.py)."""
 
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -11,7 +12,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from demo.run import print_instructions, wait_until_healthy
+from demo.run import (
+    app_command,
+    keep_serving,
+    print_instructions,
+    stop_on_signals,
+    wait_until_healthy,
+)
 
 
 @contextmanager
@@ -76,3 +83,94 @@ def test_instructions_name_the_pid_to_stop(capsys):
     output = capsys.readouterr().out
     assert f"run `kill {os.getpid()}` in another shell." in output
     assert "Bearer pk_live_public" in output
+
+
+def test_keep_serving_stops_when_parent_exits(monkeypatch, capsys):
+    servers = [_idle(), _idle(), _idle()]
+    worker = _idle()
+    processes = [*servers, worker]
+    parent_pids = iter([100, 100, 1])
+    monkeypatch.setattr(os, "getppid", lambda: next(parent_pids))
+    monkeypatch.setattr(time, "sleep", lambda seconds: None)
+    try:
+        keep_serving(processes)
+
+        assert processes == [*servers, worker]
+        assert all(process.poll() is None for process in processes)
+        output = capsys.readouterr().out
+        assert output == "The process that started the demo exited; stopping.\n"
+    finally:
+        for process in processes:
+            process.kill()
+            process.wait()
+
+
+def _idle() -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+
+
+@pytest.mark.parametrize("signal_number", [signal.SIGTERM, signal.SIGHUP])
+def test_stop_signals_raise_keyboard_interrupt(signal_number):
+    previous = {number: signal.getsignal(number) for number in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        stop_on_signals()
+        with pytest.raises(KeyboardInterrupt):
+            signal.raise_signal(signal_number)
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+def test_instructions_name_db_stop(capsys):
+    credentials = {
+        "public_key": "pk_live_public",
+        "secret_key": "sk_live_secret",
+        "admin_password": "password",
+    }
+
+    print_instructions(app_url="http://127.0.0.1:8000", credentials=credentials)
+
+    output = capsys.readouterr().out
+    assert "A local PostgreSQL that make started keeps running; `make db-stop` stops it." in output
+
+
+def test_app_command_opens_no_control_socket(tmp_path):
+    command = app_command()
+    assert command[1:] == [
+        "-c",
+        "python:vizochok.gunicorn",
+        "--no-control-socket",
+        "vizochok.wsgi",
+    ]
+    env = {key: value for key, value in os.environ.items() if key != "XDG_RUNTIME_DIR"}
+    env["HOME"] = str(tmp_path)
+    env["GUNICORN_BIND"] = "127.0.0.1:0"
+    env["GUNICORN_WORKERS"] = "1"
+    log_path = tmp_path / "app.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while b"Booting worker" not in log_path.read_bytes():
+            assert process.poll() is None, log_path.read_text()
+            assert time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.1)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    assert not (tmp_path / ".gunicorn").exists()
+    assert b"Control socket" not in log_path.read_bytes()
+
+
+def test_instructions_stream_without_progress_meter(capsys):
+    credentials = {
+        "public_key": "pk_live_public",
+        "secret_key": "sk_live_secret",
+        "admin_password": "password",
+    }
+
+    print_instructions(app_url="http://127.0.0.1:8000", credentials=credentials)
+
+    output = capsys.readouterr().out
+    assert "curl -sN -X POST http://127.0.0.1:8000/api/v1/conversations/" in output
+    assert "curl -N " not in output
