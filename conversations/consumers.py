@@ -137,6 +137,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
     # Authentication
 
     async def _authenticate(self, frame: dict[str, Any]) -> None:
+        """Check the first frame's key, record the socket, and restore a named conversation.
+
+        A rejected frame closes the socket with the close code of its error.
+        """
         if frame["type"] != "auth":
             await self._reject(
                 AppError(
@@ -165,6 +169,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             )
             await self._reject(error, close_code=close_code)
             return
+
         api_key = session.client.api_key
         try:
             self.socket_id = await run_sync(
@@ -180,6 +185,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             self.closing = True
             await self.close(code=CLOSE_TOO_MANY_SOCKETS, reason="Too many sockets for this key.")
             return
+
         open_sockets.add(self.socket_id)
         self.session = session
         self.rate_window = ConnectionRateWindow(
@@ -189,6 +195,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.background.append(asyncio.create_task(self._heartbeat()))
         logger.info("conversations.websocket.authenticated", extra=self._log_fields())
         await self._send({"type": "auth_ok", "assistant": session.assistant})
+
         conversation_id = fields.get("conversation_id")
         if conversation_id is not None:
             await self._session_restore(session, conversation_id)

@@ -246,7 +246,7 @@ def session_restored_event(conversation: Conversation) -> Event:
     The cart is the snapshot the merchant last confirmed, so restoring calls no webhook.
     """
     # NOTE: always empty, because neither assistant waits for client input (a checklist or a
-    # quick reply) between messages; the field is there for the protocol's clients.
+    # quick reply) between messages. The field is kept for the protocol's clients.
     pending_tools: list[Event] = []
     return {
         "type": "session_restored",
@@ -346,17 +346,17 @@ class ConnectionRateWindow:
 
     max_messages: int
     window_seconds: int
-    _taken: deque[float] = field(default_factory=deque, init=False)
+    _frame_times: deque[float] = field(default_factory=deque, init=False)
 
     def take(self, *, now: float | None = None) -> None:
         """Count one frame; raise ``rate_limit_exceeded`` with ``retry_after`` when full."""
         if not self.max_messages:
             return
         now = time.monotonic() if now is None else now
-        while self._taken and self._taken[0] <= now - self.window_seconds:
-            self._taken.popleft()
-        if len(self._taken) >= self.max_messages:
-            leaves_window_in = self._taken[0] + self.window_seconds - now
+        while self._frame_times and self._frame_times[0] <= now - self.window_seconds:
+            self._frame_times.popleft()
+        if len(self._frame_times) >= self.max_messages:
+            leaves_window_in = self._frame_times[0] + self.window_seconds - now
             retry_after = max(1, math.ceil(leaves_window_in))
             raise LimitExceeded(
                 f"Too many messages on this connection: at most {self.max_messages} in "
@@ -368,11 +368,11 @@ class ConnectionRateWindow:
                     "window_seconds": self.window_seconds,
                 },
             )
-        self._taken.append(now)
+        self._frame_times.append(now)
 
 
 class SocketLimitReached(Exception):
-    """The API key holds ``WEBSOCKET_MAX_SOCKETS_PER_KEY`` open sockets already."""
+    """The API key has ``WEBSOCKET_MAX_SOCKETS_PER_KEY`` open sockets already."""
 
 
 def open_socket_record(*, api_key: ApiKey, limit: int, now: datetime | None = None) -> int:
@@ -412,7 +412,7 @@ def open_sockets_heartbeat(*, socket_ids: list[int], now: datetime | None = None
 class OpenSocketRegistry:
     """The ``OpenSocket`` rows of this process's sockets, kept alive by a heartbeat task.
 
-    Each event loop that holds sockets runs one task, which refreshes the rows of its
+    Each event loop with open sockets runs one task, which refreshes the rows of its
     sockets every ``SOCKET_HEARTBEAT_SECONDS`` on the event loop's default executor. That
     executor is not the pool of the turns, so long replies cannot delay the heartbeat.
     """

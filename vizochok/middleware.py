@@ -46,15 +46,15 @@ CORS_ALLOW_HEADERS = "Authorization, Content-Type, Accept"
 # Response headers other than the CORS-safelisted ones (Content-Type among them) that a
 # browser client may read.
 CORS_EXPOSE_HEADERS = "Retry-After"
-# Seconds a browser may reuse a preflight answer.
+# Seconds a browser may cache a preflight response.
 CORS_MAX_AGE_SECONDS = 7200
 
 
 class ChatCors:
-    """Answer CORS preflights of the chat endpoints and add CORS headers to their responses.
+    """Respond to CORS preflights of the chat endpoints and add CORS headers to their responses.
 
-    A preflight carries no Authorization header, so it cannot name a tenant: it is answered
-    204 for any origin allowed by ``settings.CORS_ALLOWED_ORIGINS`` (every origin when that
+    A preflight carries no Authorization header, so it cannot name a tenant. It gets a 204
+    for any origin allowed by ``settings.CORS_ALLOWED_ORIGINS`` (every origin when that
     is empty). Each tenant's ``widget_allowed_origins`` is checked on the actual request by
     tenants.permissions.WidgetOriginAllowed. Every actual response, errors and event streams
     included, carries ``Access-Control-Allow-Origin`` so that the client can read its body.

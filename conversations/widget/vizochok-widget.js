@@ -795,8 +795,8 @@
   /**
    * Send a message and call onEvent(event) for each event of the reply, in order.
    *
-   * With `stream` the request asks for Server-Sent Events and events are passed on as they
-   * arrive; a response that is not a stream is read as the JSON events list. A stream that
+   * With `stream` the request accepts Server-Sent Events, and events are passed on as they
+   * arrive. A response that is not a stream is read as the JSON events list. A stream that
    * ends without `response_complete` gets a `stream_interrupted` error and a
    * `response_complete` of the widget's own, and so does a reply that is still unfinished
    * after `replyTimeoutMs`. Rejects with an ApiError for an error response, and with a
@@ -1293,7 +1293,8 @@
   VIZOCHOKWidget.prototype._restore = function (conversationId) {
     var widget = this;
     this.conversationId = conversationId;
-    // Busy until the transcript is back, so that a message cannot race the restore.
+    // Busy until the transcript is back: send() ignores messages while busy, so none can
+    // race the restore.
     this.state = Object.assign({}, this.state, { busy: true });
     this._render();
     this.client.getConversation(conversationId).then(

@@ -630,7 +630,7 @@ def test_disconnect_mid_reply_saves_it(ws_url, tenant, public_key, monkeypatch):
             send_frame(ws, {"type": "message", "text": "молоко"})
             conversation_id = receive(ws)["conversation_id"]
             assert receive(ws) == {"type": "text_delta", "delta": "Шукаю"}
-            # The socket keeps answering while the turn waits.
+            # The socket still reads frames while the turn waits.
             assert_open(ws)
             send_frame(ws, {"type": "message", "text": "кефір", "conversation_id": conversation_id})
             assert receive(ws)["code"] == "agent_busy"

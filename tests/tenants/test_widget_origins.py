@@ -32,7 +32,7 @@ def test_api_patch_stores_normalized_origins(server_client, tenant):
     assert server_client.get(URL).json() == {"widget_allowed_origins": expected}
 
 
-def test_api_patch_with_an_empty_list_allows_every_origin(server_client, tenant):
+def test_api_empty_list_allows_all(server_client, tenant):
     tenant.widget_allowed_origins = ["https://shop.example"]
     tenant.save(update_fields=["widget_allowed_origins"])
 
@@ -117,9 +117,7 @@ def test_api_public_key_cannot_read_or_change_origins(chat_client, tenant):
     assert stored_origins(tenant) == []
 
 
-def test_api_each_key_sees_and_changes_only_its_tenant(
-    server_client, other_server_client, tenant, other_tenant
-):
+def test_api_key_scoped_to_tenant(server_client, other_server_client, tenant, other_tenant):
     tenant.widget_allowed_origins = ["https://a.example"]
     tenant.save(update_fields=["widget_allowed_origins"])
 

@@ -239,8 +239,8 @@ def test_deployment_allow_list_limits_cors(chat_client, settings):
     settings.CORS_ALLOWED_ORIGINS = ["https://shop.example"]
 
     allowed = preflight("/api/v1/conversations", origin="https://SHOP.example:443")
-    refused_preflight = preflight("/api/v1/conversations", origin="https://other.example")
-    refused = chat_client.post(
+    unlisted_preflight = preflight("/api/v1/conversations", origin="https://other.example")
+    unlisted_request = chat_client.post(
         "/api/v1/conversations",
         {"store_id": "store-1"},
         format="json",
@@ -249,9 +249,9 @@ def test_deployment_allow_list_limits_cors(chat_client, settings):
 
     assert allowed.status_code == 204
     assert allowed["Access-Control-Allow-Origin"] == "https://SHOP.example:443"
-    assert refused_preflight.status_code == 204
-    assert refused.status_code == 201
+    assert unlisted_preflight.status_code == 204
+    assert unlisted_request.status_code == 201
     for header in CORS_HEADERS:
-        assert header not in refused_preflight
-        assert header not in refused
+        assert header not in unlisted_preflight
+        assert header not in unlisted_request
     assert UserDailyUsage.objects.count() == 1
