@@ -121,9 +121,14 @@ class ConversationDetailApi(APIView):
         cart = serializers.JSONField()
         created_at = serializers.DateTimeField()
         updated_at = serializers.DateTimeField()
+        # The assistant that will answer the next message, as when the conversation started.
+        assistant = serializers.SerializerMethodField()
 
         def get_user_id(self, conversation: Any) -> str | None:
             return conversation.user_id or None
+
+        def get_assistant(self, conversation: Conversation) -> str:
+            return assistant_name(tenant=conversation.tenant)
 
     def get(self, request: Request, conversation_id: str) -> Response:
         query = self.QuerySerializer(data=request.query_params)

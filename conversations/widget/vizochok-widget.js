@@ -479,10 +479,9 @@
     if (conversation.cart) {
       state.cart = { items: objectsOf(conversation.cart.items), total: conversation.cart.total || 0 };
     }
-    // NOTE: when no stored reply names its assistant (the first reply had not finished, or
-    // was interrupted), the badge stays hidden until the next reload after a named reply,
-    // because neither the detail nor the message response carries the assistant.
-    state.assistant = assistantOf(conversation);
+    // The detail names the assistant that answers next; its replies name the ones that did.
+    var named = conversation.assistant;
+    state.assistant = typeof named === "string" ? named : assistantOf(conversation);
     state.busy = false;
     return state;
   }

@@ -71,6 +71,16 @@ def test_create_names_agent_when_llm_set(chat_client, settings):
     assert response.json()["assistant"] == "agent"
 
 
+def test_detail_names_agent_when_llm_set(chat_client, tenant, settings):
+    conversation = ConversationFactory(tenant=tenant)
+    settings.OPENAI_BASE_URL = "http://127.0.0.1:9/v1"
+
+    response = chat_client.get(detail_url(conversation))
+
+    assert response.status_code == 200
+    assert response.json()["assistant"] == "agent"
+
+
 def test_create_with_the_secret_key(server_client):
     response = server_client.post(CREATE_URL, {"store_id": "store-1"}, format="json")
 
@@ -213,6 +223,7 @@ def test_detail_returns_cart_and_messages_in_order(chat_client, tenant):
         "cart": {"items": [], "total": 0.0},
         "created_at": body["created_at"],
         "updated_at": body["updated_at"],
+        "assistant": "offline",
         "messages": [
             {
                 "message_id": question.public_id,

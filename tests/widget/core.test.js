@@ -223,6 +223,7 @@ test("restore rebuilds transcript, cart and assistant", () => {
   assert.deepEqual(state.entries.map((entry) => entry.role), ["user", "assistant", "user", "assistant"]);
   assert.deepEqual(state.entries[1].parts, [{ kind: "text", text: "Ось" }]);
   assert.equal(state.entries[3].complete, true);
+  assert.equal(core.restoreState({ assistant: "agent", messages: [] }).assistant, "agent");
   assert.equal(core.assistantOf({ messages: [] }), null);
   assert.equal(core.assistantOf({ messages: [{ role: "assistant", metadata: { assistant: "agent" } }] }), "agent");
 });
