@@ -12,6 +12,7 @@ from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiResponse,
     extend_schema,
+    extend_schema_field,
     extend_schema_serializer,
     inline_serializer,
 )
@@ -47,10 +48,18 @@ class CatalogApi(APIView):
         return request_client(request).tenant
 
 
+@extend_schema_field({"type": "array", "items": {"type": "string"}})
+class MessageListField(serializers.JSONField):
+    """A stored JSON list of messages for people, returned as stored."""
+
+
 @extend_schema_serializer(component_name="CatalogJob")
 class CatalogJobOutputSerializer(serializers.ModelSerializer):
     job_id = serializers.CharField(source="public_id")
     tenant_id = serializers.CharField(source="tenant.slug")
+    # DRF's serializer metaclass moves declared fields out of the class namespace, so this
+    # field does not replace Serializer.errors, whose type mypy compares it with.
+    errors = MessageListField(read_only=True)  # type: ignore[assignment]
 
     class Meta:
         model = CatalogJob

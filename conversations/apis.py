@@ -19,7 +19,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from conversations.assistants import assistant_name
-from conversations.events import EventType
+from conversations.events import CartSnapshot, EventType
 from conversations.identity import shopper_identity_resolve
 from conversations.models import Conversation
 from conversations.selectors import (
@@ -33,7 +33,7 @@ from conversations.streaming import event_stream_response, wants_event_stream
 from tenants.authentication import ApiClient
 from tenants.permissions import HasChatScope, WidgetOriginAllowed
 from vizochok.exceptions import LimitExceeded
-from vizochok.openapi import error_responses
+from vizochok.openapi import error_responses, type_hint_schema
 from vizochok.serializers import IdentifierField, StrictInputSerializer, StringField
 
 _CHAT_TAG = "chat"
@@ -53,6 +53,11 @@ class ChatEventSchema(serializers.Serializer):
 @extend_schema_field(ChatEventSchema(many=True))
 class EventListField(serializers.JSONField):
     """A stored list of events, returned as stored."""
+
+
+@extend_schema_field(type_hint_schema(CartSnapshot))
+class CartField(serializers.JSONField):
+    """A stored cart snapshot, returned as stored."""
 
 
 def _client(request: Request) -> ApiClient:
@@ -127,7 +132,6 @@ class ConversationCreateApi(RetryAfterHeaderMixin, APIView):
                     "`permission_denied`: the key lacks the `chat` scope, the `user_token` was "
                     "rejected, or the `Origin` is not allowed; `reason` says which."
                 ),
-                status_413="`payload_too_large`: the body is over the server's limit (5 MiB).",
                 status_429=(
                     "`user_conversation_limit`: the identity started its maximum of "
                     "conversations for the UTC day; `resets_at` says when that ends."
@@ -181,9 +185,7 @@ class ConversationDetailApi(APIView):
         store_id = serializers.CharField()
         session_id = serializers.CharField()
         user_id = serializers.SerializerMethodField()
-        cart = serializers.JSONField(
-            help_text="The cart as the merchant last confirmed it: `items` and `total`."
-        )
+        cart = CartField(help_text="The cart as the merchant last confirmed it.")
         created_at = serializers.DateTimeField()
         updated_at = serializers.DateTimeField()
 

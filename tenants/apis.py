@@ -89,7 +89,7 @@ class WebhookSettingsApi(AdminApi):
                     ),
                 },
             ),
-            **error_responses(400, 401, 403),
+            **error_responses(400, 401, 403, 413),
         },
     )
     def patch(self, request: Request) -> Response:
@@ -136,7 +136,7 @@ class WebhookSecretRotateApi(AdminApi):
                     ),
                 },
             ),
-            **error_responses(400, 401, 403),
+            **error_responses(400, 401, 403, 413),
         },
     )
     def post(self, request: Request) -> Response:
@@ -201,6 +201,7 @@ class WebhookTestApi(AdminApi):
                 400,
                 401,
                 403,
+                413,
                 status_400=(
                     "`invalid_json` for an invalid body, or `webhook_not_configured` when the "
                     "webhook's URL or the signing secret is not set."
@@ -250,7 +251,7 @@ class WidgetSettingsApi(AdminApi):
                     "widget_allowed_origins": serializers.ListField(child=serializers.CharField()),
                 },
             ),
-            **error_responses(400, 401, 403),
+            **error_responses(400, 401, 403, 413),
         },
     )
     def patch(self, request: Request) -> Response:

@@ -254,12 +254,16 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1",
     "DESCRIPTION": (
         "The chat, catalog and admin HTTP API of a Vizochok deployment. Request and response "
-        'bodies are JSON. Every error has the body `{"detail", "code"}` (the `Error` '
-        "component). Besides the statuses that each operation lists, any endpoint can return "
-        "it with 405 `method_not_allowed`, 411 `length_required` (a chunked body), 415 "
-        "`unsupported_media_type` and 500 `internal_error`, and any endpoint but the message "
-        "endpoint with 406 `not_acceptable` for an `Accept` header that rules out JSON. The WebSocket chat "
-        "endpoint `/api/v1/ws/chat` is not HTTP and is described in docs/websocket.md."
+        'bodies are JSON. Every error has the body `{"detail", "code"}`, the `Error` '
+        "component. Besides the statuses that each operation lists, any endpoint returns it "
+        "with 400 `invalid_json` for a query string of more than 1,000 parameters, 405 "
+        "`method_not_allowed`, 411 `length_required` for a chunked body and 500 "
+        "`internal_error`. An endpoint that reads a body also returns 415 "
+        "`unsupported_media_type` for one that is not `application/json`. Every endpoint "
+        "but the message endpoint "
+        "returns 406 `not_acceptable` for an `Accept` header that rules out JSON. The "
+        "WebSocket chat endpoint `/api/v1/ws/chat` is not HTTP and is described in "
+        "docs/websocket.md."
     ),
     # Paths start with /api/v1, and the operations are grouped by the segment after it.
     "SCHEMA_PATH_PREFIX": "/api/v1",

@@ -161,11 +161,11 @@ def test_error_statuses_use_error_component(document):
     [
         ("get", "/api/v1/health", {"200"}),
         ("get", "/api/v1/admin/webhooks", {"200", "401", "403"}),
-        ("patch", "/api/v1/admin/webhooks", {"200", "400", "401", "403"}),
-        ("post", "/api/v1/admin/webhooks/rotate-secret", {"200", "400", "401", "403"}),
-        ("post", "/api/v1/admin/webhooks/test", {"200", "400", "401", "403"}),
+        ("patch", "/api/v1/admin/webhooks", {"200", "400", "401", "403", "413"}),
+        ("post", "/api/v1/admin/webhooks/rotate-secret", {"200", "400", "401", "403", "413"}),
+        ("post", "/api/v1/admin/webhooks/test", {"200", "400", "401", "403", "413"}),
         ("get", "/api/v1/admin/widget", {"200", "401", "403"}),
-        ("patch", "/api/v1/admin/widget", {"200", "400", "401", "403"}),
+        ("patch", "/api/v1/admin/widget", {"200", "400", "401", "403", "413"}),
         ("put", "/api/v1/catalog/products", {"202", "400", "401", "403", "413"}),
         ("get", "/api/v1/catalog/jobs", {"200", "400", "401", "403", "404"}),
         ("get", "/api/v1/catalog/jobs/{job_id}", {"200", "401", "403", "404"}),
@@ -250,3 +250,21 @@ def test_docs_name_schema_url():
 
     assert f"curl -s http://127.0.0.1:8000{SCHEMA_URL}" in openapi_page
     assert "docs/openapi.md" in readme
+
+
+def test_catalog_job_errors_are_strings(document):
+    errors = document["components"]["schemas"]["CatalogJob"]["properties"]["errors"]
+
+    assert errors["type"] == "array"
+    assert errors["items"] == {"type": "string"}
+
+
+def test_cart_nullable_fields_use_null_type(document):
+    cart = document["components"]["schemas"]["ConversationPage"]["properties"]["cart"]
+    item = cart["properties"]["items"]["items"]
+
+    assert cart["required"] == ["items", "total"]
+    assert item["properties"]["promo_price"]["type"] == ["number", "null"]
+    assert item["properties"]["brand"]["type"] == ["string", "null"]
+    assert item["properties"]["sku"]["type"] == "string"
+    assert "nullable" not in item["properties"]["promo_price"]
