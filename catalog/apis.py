@@ -128,6 +128,8 @@ def _products_of(body: Any) -> list[Any]:
 
 # The body of a product upload, for the OpenAPI document only, because _products_of and
 # product_inputs_parse validate a request one product at a time.
+# NOTE: pydantic's JSON schema lists ProductInput's text fields, sku and barcode included, as
+# strings only, although coerce_numbers_to_str makes the upload accept JSON numbers for them.
 class ProductUpload(BaseModel):
     """The products of an upload, 1 to 1,000. An invalid product is skipped, not rejected."""
 
