@@ -7,6 +7,16 @@ from typing import Any
 
 from django.db import transaction
 from django.urls import reverse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_field,
+    extend_schema_serializer,
+    inline_serializer,
+)
+from pydantic import BaseModel
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -14,18 +24,21 @@ from rest_framework.views import APIView
 
 from catalog.jobs import catalog_job_submit
 from catalog.models import CatalogJob
-from catalog.schemas import product_inputs_parse
+from catalog.schemas import ProductInput, product_inputs_parse
 from catalog.selectors import catalog_job_get, catalog_jobs_list
 from tenants.authentication import request_client
 from tenants.models import Tenant
 from tenants.permissions import HasCatalogScope
 from vizochok.exceptions import InvalidInput, PayloadTooLarge
+from vizochok.openapi import error_responses
 from vizochok.text import escape_unstorable_text
 
 MAX_PRODUCTS_PER_REQUEST = 1000
 MAX_REQUEST_BYTES = 5 * 1024 * 1024
 
 _BODY_SHAPE = 'The request body must be a JSON object with a "products" array.'
+
+_CATALOG_TAG = "catalog"
 
 
 class CatalogApi(APIView):
@@ -35,9 +48,18 @@ class CatalogApi(APIView):
         return request_client(request).tenant
 
 
+@extend_schema_field({"type": "array", "items": {"type": "string"}})
+class MessageListField(serializers.JSONField):
+    """A stored JSON list of messages for people, returned as stored."""
+
+
+@extend_schema_serializer(component_name="CatalogJob")
 class CatalogJobOutputSerializer(serializers.ModelSerializer):
     job_id = serializers.CharField(source="public_id")
     tenant_id = serializers.CharField(source="tenant.slug")
+    # DRF's serializer metaclass moves declared fields out of the class namespace, so this
+    # field does not replace Serializer.errors, whose type mypy compares it with.
+    errors = MessageListField(read_only=True)  # type: ignore[assignment]
 
     class Meta:
         model = CatalogJob
@@ -55,6 +77,8 @@ class CatalogJobOutputSerializer(serializers.ModelSerializer):
             "started_at",
             "completed_at",
         ]
+        # Output only, so that the OpenAPI document marks every field as always present.
+        read_only_fields = fields
 
 
 def _limits_error(detail: str) -> PayloadTooLarge:
@@ -102,9 +126,63 @@ def _products_of(body: Any) -> list[Any]:
     return products
 
 
+# The body of a product upload, for the OpenAPI document only, because _products_of and
+# product_inputs_parse validate a request one product at a time.
+# NOTE: pydantic's JSON schema lists ProductInput's text fields, sku and barcode included, as
+# strings only, although coerce_numbers_to_str makes the upload accept JSON numbers for them.
+class ProductUpload(BaseModel):
+    """The products of an upload, 1 to 1,000. An invalid product is skipped, not rejected."""
+
+    products: list[ProductInput]
+
+
 class ProductUpsertApi(CatalogApi):
     """``PUT /api/v1/catalog/products``: upsert by SKU now, embed in the background."""
 
+    @extend_schema(
+        tags=[_CATALOG_TAG],
+        summary="Upload products",
+        description=(
+            f"Creates or updates 1 to {MAX_PRODUCTS_PER_REQUEST} products by `sku` and "
+            "starts a job that embeds them in the background. Invalid products are skipped "
+            "and listed in the job's `errors`; they do not fail the request."
+        ),
+        request=ProductUpload,
+        parameters=[
+            OpenApiParameter(
+                "Location",
+                OpenApiTypes.STR,
+                OpenApiParameter.HEADER,
+                response=[202],
+                description="The path of the upload's job, `/api/v1/catalog/jobs/{job_id}`.",
+            )
+        ],
+        responses={
+            202: OpenApiResponse(
+                response=inline_serializer(
+                    "ProductUploadAccepted",
+                    {
+                        "job_id": serializers.CharField(),
+                        "total": serializers.IntegerField(),
+                        "to_embed": serializers.IntegerField(),
+                        "unchanged": serializers.IntegerField(),
+                        "status": serializers.ChoiceField(choices=["accepted"]),
+                    },
+                ),
+                description="The upload's job was created; the `Location` header points at it.",
+            ),
+            **error_responses(
+                400,
+                401,
+                403,
+                413,
+                status_413=(
+                    f"`payload_too_large`: more than {MAX_PRODUCTS_PER_REQUEST} products or "
+                    f"{MAX_REQUEST_BYTES} bytes; the body has `max_products` and `max_bytes`."
+                ),
+            ),
+        },
+    )
     def put(self, request: Request) -> Response:
         _check_body_size(request)
         items = _products_of(request.data)
@@ -135,6 +213,11 @@ class ProductUpsertApi(CatalogApi):
 class CatalogJobDetailApi(CatalogApi):
     """``GET /api/v1/catalog/jobs/{job_id}``: one job of the caller's tenant."""
 
+    @extend_schema(
+        tags=[_CATALOG_TAG],
+        summary="Read a catalog job",
+        responses={200: CatalogJobOutputSerializer, **error_responses(401, 403, 404)},
+    )
     def get(self, request: Request, job_id: str) -> Response:
         job = catalog_job_get(tenant=self.tenant(request), job_id=job_id)
         return Response(CatalogJobOutputSerializer(job).data)
@@ -143,11 +226,28 @@ class CatalogJobDetailApi(CatalogApi):
 class CatalogJobListApi(CatalogApi):
     """``GET /api/v1/catalog/jobs``: the caller's tenant's jobs, newest first."""
 
+    @extend_schema_serializer(component_name="CatalogJobFilter")
     class FilterSerializer(serializers.Serializer):
         limit = serializers.IntegerField(min_value=1, max_value=100, default=20)
         before = serializers.CharField(max_length=40, required=False)
         status = serializers.ChoiceField(choices=CatalogJob.Status.choices, required=False)
 
+    @extend_schema(
+        tags=[_CATALOG_TAG],
+        summary="List catalog jobs",
+        description="Returns the tenant's jobs, newest first.",
+        parameters=[FilterSerializer],
+        responses={
+            200: CatalogJobOutputSerializer(many=True),
+            **error_responses(
+                400,
+                401,
+                403,
+                404,
+                status_404="`not_found`: `before` is not a job of the caller's tenant.",
+            ),
+        },
+    )
     def get(self, request: Request) -> Response:
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)

@@ -4,13 +4,22 @@ from typing import Any, cast
 
 from django.core.exceptions import RequestDataTooBig
 from django.http.response import HttpResponseBase
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import (
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_field,
+    extend_schema_serializer,
+    inline_serializer,
+)
 from rest_framework import serializers, status
 from rest_framework.renderers import BaseRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from conversations.assistants import assistant_name
+from conversations.assistants import AgentAssistant, OfflineAssistant, assistant_name
+from conversations.events import CartSnapshot, EventType
 from conversations.identity import shopper_identity_resolve
 from conversations.models import Conversation
 from conversations.selectors import (
@@ -24,7 +33,37 @@ from conversations.streaming import event_stream_response, wants_event_stream
 from tenants.authentication import ApiClient
 from tenants.permissions import HasChatScope, WidgetOriginAllowed
 from vizochok.exceptions import LimitExceeded
+from vizochok.openapi import error_responses, type_hint_schema
 from vizochok.serializers import IdentifierField, StrictInputSerializer, StringField
+
+_CHAT_TAG = "chat"
+
+
+@extend_schema_serializer(component_name="ChatEvent")
+class ChatEventSchema(serializers.Serializer):
+    """One event of a reply, for the OpenAPI document only, because events are plain dicts."""
+
+    type = serializers.ChoiceField(
+        # The (value, name) pairs that ENUM_NAME_OVERRIDES derives from EventType.
+        choices=[(event_type.value, event_type.name) for event_type in EventType],
+        help_text="The other fields depend on the type; docs/chat-api.md lists them.",
+    )
+
+
+@extend_schema_field(ChatEventSchema(many=True))
+class EventListField(serializers.JSONField):
+    """A stored list of events, returned as stored."""
+
+
+@extend_schema_field(type_hint_schema(CartSnapshot))
+class CartField(serializers.JSONField):
+    """A stored cart snapshot, returned as stored."""
+
+
+# The document lists the assistant names that ``assistant_name`` returns.
+_ASSISTANT_SCHEMA = extend_schema_field(
+    serializers.ChoiceField(choices=[AgentAssistant.name, OfflineAssistant.name])
+)
 
 
 def _client(request: Request) -> ApiClient:
@@ -60,11 +99,13 @@ class ConversationCreateApi(RetryAfterHeaderMixin, APIView):
 
     permission_classes = [HasChatScope, WidgetOriginAllowed]
 
+    @extend_schema_serializer(component_name="ConversationCreate")
     class InputSerializer(StrictInputSerializer):
         store_id = IdentifierField(max_length=100)
         user_id = IdentifierField(max_length=200, required=False, allow_null=True)
         user_token = IdentifierField(max_length=200, required=False, allow_null=True)
 
+    @extend_schema_serializer(component_name="ConversationCreated")
     class OutputSerializer(serializers.Serializer):
         conversation_id = serializers.CharField(source="public_id")
         store_id = serializers.CharField()
@@ -74,9 +115,37 @@ class ConversationCreateApi(RetryAfterHeaderMixin, APIView):
         # before its first reply.
         assistant = serializers.SerializerMethodField()
 
+        @_ASSISTANT_SCHEMA
         def get_assistant(self, conversation: Conversation) -> str:
             return assistant_name(tenant=conversation.tenant)
 
+    @extend_schema(
+        tags=[_CHAT_TAG],
+        summary="Start a conversation",
+        description=(
+            "A `user_id` sent with a public key needs a `user_token` that the merchant's "
+            "server issued for it."
+        ),
+        request=InputSerializer,
+        responses={
+            201: OutputSerializer,
+            **error_responses(
+                400,
+                401,
+                403,
+                413,
+                429,
+                status_403=(
+                    "`permission_denied`: the key lacks the `chat` scope, the `user_token` was "
+                    "rejected, or the `Origin` is not allowed; `reason` says which."
+                ),
+                status_429=(
+                    "`user_conversation_limit`: the identity started its maximum of "
+                    "conversations for the UTC day; `resets_at` says when that ends."
+                ),
+            ),
+        },
+    )
     def post(self, request: Request) -> Response:
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -99,26 +168,31 @@ class ConversationDetailApi(APIView):
 
     permission_classes = [HasChatScope, WidgetOriginAllowed]
 
+    @extend_schema_serializer(component_name="ConversationQuery")
     class QuerySerializer(serializers.Serializer):
         limit = serializers.IntegerField(
             min_value=1, max_value=MESSAGES_PAGE_MAX, default=MESSAGES_PAGE_DEFAULT
         )
         before = serializers.CharField(max_length=40, required=False)
 
+    @extend_schema_serializer(component_name="Conversation")
     class OutputSerializer(serializers.Serializer):
+        @extend_schema_serializer(component_name="Message")
         class MessageSerializer(serializers.Serializer):
             message_id = serializers.CharField(source="public_id")
             role = serializers.CharField()
             text = serializers.CharField()
-            events = serializers.JSONField()
-            metadata = serializers.JSONField()
+            events = EventListField()
+            metadata = serializers.JSONField(
+                help_text="The shopper message's `language`, or what the assistant recorded."
+            )
             created_at = serializers.DateTimeField()
 
         conversation_id = serializers.CharField(source="public_id")
         store_id = serializers.CharField()
         session_id = serializers.CharField()
         user_id = serializers.SerializerMethodField()
-        cart = serializers.JSONField()
+        cart = CartField(help_text="The cart as the merchant last confirmed it.")
         created_at = serializers.DateTimeField()
         updated_at = serializers.DateTimeField()
         # The assistant that will answer the next message, as when the conversation started.
@@ -127,9 +201,42 @@ class ConversationDetailApi(APIView):
         def get_user_id(self, conversation: Any) -> str | None:
             return conversation.user_id or None
 
+        @_ASSISTANT_SCHEMA
         def get_assistant(self, conversation: Conversation) -> str:
             return assistant_name(tenant=conversation.tenant)
 
+    # The response body, for the OpenAPI document only, because ``get`` builds it as a dict.
+    # A class statement here could not name OutputSerializer.MessageSerializer in its body.
+    PageSerializer = extend_schema_serializer(component_name="ConversationPage")(
+        type(
+            "PageSerializer",
+            (OutputSerializer,),
+            {
+                "messages": OutputSerializer.MessageSerializer(many=True),
+                "has_more_messages": serializers.BooleanField(),
+            },
+        )
+    )
+
+    @extend_schema(
+        tags=[_CHAT_TAG],
+        summary="Read a conversation",
+        description=(
+            "Returns the conversation with one page of its messages, oldest first: the latest "
+            "ones, or those before the message `before`."
+        ),
+        parameters=[QuerySerializer],
+        responses={
+            200: PageSerializer,
+            **error_responses(
+                400,
+                401,
+                403,
+                404,
+                status_404="`not_found`: no such conversation for the caller's tenant.",
+            ),
+        },
+    )
     def get(self, request: Request, conversation_id: str) -> Response:
         query = self.QuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
@@ -155,6 +262,7 @@ class MessageCreateApi(RetryAfterHeaderMixin, APIView):
 
     permission_classes = [HasChatScope, WidgetOriginAllowed]
 
+    @extend_schema_serializer(component_name="MessageCreate")
     class InputSerializer(StrictInputSerializer):
         text = StringField()
 
@@ -165,6 +273,57 @@ class MessageCreateApi(RetryAfterHeaderMixin, APIView):
         # text/event-stream: the stream itself is a StreamingHttpResponse, not a Response.
         return super().perform_content_negotiation(request, force=True)
 
+    @extend_schema(
+        tags=[_CHAT_TAG],
+        summary="Send a message",
+        description=(
+            "Returns the assistant's reply as a list of events, or streams the same events as "
+            "Server-Sent Events with `Accept: text/event-stream`. Errors found before the reply "
+            "starts are JSON error responses in both modes."
+        ),
+        request=InputSerializer,
+        responses={
+            (200, "application/json"): OpenApiResponse(
+                response=inline_serializer(
+                    "MessageReply",
+                    {
+                        "conversation_id": serializers.CharField(),
+                        "message_id": serializers.CharField(
+                            help_text="The id of the assistant's message."
+                        ),
+                        "events": EventListField(),
+                    },
+                ),
+                description="The reply: JSON by default, or a Server-Sent Events stream.",
+            ),
+            (200, "text/event-stream"): OpenApiResponse(
+                response=OpenApiTypes.STR,
+                description=(
+                    "With `Accept: text/event-stream`: one SSE message per event, whose "
+                    "`event:` is the event's type and whose `data:` is the event as JSON. The "
+                    "stream ends with `response_complete`; docs/streaming.md describes it."
+                ),
+            ),
+            **error_responses(
+                400,
+                401,
+                403,
+                404,
+                409,
+                413,
+                429,
+                status_404="`not_found`: no such conversation for the caller's tenant.",
+                status_413=(
+                    "`message_too_large`: `text` is over 65,536 bytes of UTF-8, or the body "
+                    "is over 5 MiB."
+                ),
+                status_429=(
+                    "`rate_limit_exceeded` (with `retry_after` and a `Retry-After` header) or "
+                    "`user_message_limit` (with `resets_at`)."
+                ),
+            ),
+        },
+    )
     def post(self, request: Request, conversation_id: str) -> HttpResponseBase:
         conversation = conversation_get(tenant=_client(request).tenant, public_id=conversation_id)
         serializer = self.InputSerializer(data=_message_data(request))

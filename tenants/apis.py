@@ -2,6 +2,7 @@
 
 from datetime import timedelta
 
+from drf_spectacular.utils import extend_schema, extend_schema_serializer, inline_serializer
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -17,6 +18,7 @@ from tenants.services import (
     webhook_settings_update,
     widget_allowed_origins_set,
 )
+from vizochok.openapi import error_responses
 from vizochok.serializers import (
     IdentifierField,
     StrictFloatField,
@@ -26,6 +28,8 @@ from vizochok.serializers import (
 )
 from webhooks.diagnostics import TEST_STORE_ID, webhook_test_send
 from webhooks.models import WebhookKind
+
+_ADMIN_TAG = "admin"
 
 
 class AdminApi(APIView):
@@ -38,6 +42,7 @@ class AdminApi(APIView):
 class WebhookSettingsApi(AdminApi):
     """``GET`` / ``PATCH /api/v1/admin/webhooks``: the secret itself is never returned."""
 
+    @extend_schema_serializer(component_name="WebhookSettingsUpdate")
     class InputSerializer(StrictInputSerializer):
         products_url = StringField(max_length=2000, allow_blank=True, required=False)
         cart_url = StringField(max_length=2000, allow_blank=True, required=False)
@@ -47,15 +52,46 @@ class WebhookSettingsApi(AdminApi):
         )
         timeout_seconds = StrictIntegerField(min_value=1, max_value=30, required=False)
 
+    @extend_schema_serializer(component_name="WebhookSettings")
     class OutputSerializer(serializers.ModelSerializer):
         class Meta:
             model = WebhookSettings
             fields = ["products_url", "cart_url", "cart_get_url", "has_secret", "timeout_seconds"]
+            # Output only, so that the OpenAPI document marks every field as always present.
+            read_only_fields = fields
 
+    @extend_schema(
+        tags=[_ADMIN_TAG],
+        summary="Read the webhook settings",
+        responses={200: OutputSerializer, **error_responses(401, 403)},
+    )
     def get(self, request: Request) -> Response:
         webhook_settings = webhook_settings_get_or_create(tenant=self.client(request).tenant)
         return Response(self.OutputSerializer(webhook_settings).data)
 
+    @extend_schema(
+        tags=[_ADMIN_TAG],
+        summary="Change the webhook settings",
+        description=(
+            "Changes the fields sent and keeps the others. The first change that sets a URL "
+            "of a tenant without a signing secret generates one and returns it once as "
+            "`secret`. A `secret` in the request installs that secret at once."
+        ),
+        request=InputSerializer,
+        responses={
+            200: inline_serializer(
+                "WebhookSettingsUpdated",
+                {
+                    "ok": serializers.BooleanField(),
+                    "has_secret": serializers.BooleanField(),
+                    "secret": serializers.CharField(
+                        required=False, help_text="A generated signing secret, shown once."
+                    ),
+                },
+            ),
+            **error_responses(400, 401, 403, 413),
+        },
+    )
     def patch(self, request: Request) -> Response:
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -72,11 +108,37 @@ class WebhookSettingsApi(AdminApi):
 class WebhookSecretRotateApi(AdminApi):
     """``POST /api/v1/admin/webhooks/rotate-secret``: issue the next signing secret once."""
 
+    @extend_schema_serializer(component_name="WebhookSecretRotation")
     class InputSerializer(StrictInputSerializer):
         overlap_hours = StrictFloatField(
             min_value=0, max_value=MAX_ROTATION_OVERLAP_HOURS, default=24
         )
 
+    @extend_schema(
+        tags=[_ADMIN_TAG],
+        summary="Rotate the webhook signing secret",
+        description=(
+            "Generates the next signing secret and returns it once. During the overlap, "
+            "requests carry a second signature made with it; an overlap of 0 replaces the "
+            "secret at once."
+        ),
+        request=InputSerializer,
+        responses={
+            200: inline_serializer(
+                "WebhookSecretRotated",
+                {
+                    "ok": serializers.BooleanField(),
+                    "secret": serializers.CharField(),
+                    "active_from": serializers.DateTimeField(
+                        allow_null=True,
+                        help_text="When the new secret becomes the current one; null when "
+                        "it already is.",
+                    ),
+                },
+            ),
+            **error_responses(400, 401, 403, 413),
+        },
+    )
     def post(self, request: Request) -> Response:
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -100,10 +162,53 @@ class WebhookTestApi(AdminApi):
     status; only an unconfigured webhook gets 400 ``webhook_not_configured``.
     """
 
+    @extend_schema_serializer(component_name="WebhookTestRequest")
     class InputSerializer(StrictInputSerializer):
         kind = serializers.ChoiceField(choices=WebhookKind.values, default=WebhookKind.PRODUCTS)
         store_id = IdentifierField(max_length=100, default=TEST_STORE_ID)
 
+    @extend_schema(
+        tags=[_ADMIN_TAG],
+        summary="Send a test request to a webhook",
+        description=(
+            "Sends one signed sample request to the merchant's webhook and reports the "
+            "outcome. A merchant failure is a 200 with `ok` false and `error`."
+        ),
+        request=InputSerializer,
+        responses={
+            200: inline_serializer(
+                "WebhookTestResult",
+                {
+                    "kind": serializers.ChoiceField(choices=WebhookKind.values),
+                    "ok": serializers.BooleanField(),
+                    "status_code": serializers.IntegerField(
+                        allow_null=True, help_text="The merchant's HTTP status, if it answered."
+                    ),
+                    "latency_ms": serializers.IntegerField(allow_null=True),
+                    "response": serializers.JSONField(
+                        required=False, help_text="The validated response, when `ok` is true."
+                    ),
+                    "error": serializers.CharField(
+                        required=False, help_text="What failed, when `ok` is false."
+                    ),
+                    "error_code": serializers.CharField(
+                        required=False,
+                        help_text="A stable code of the failure, such as `http_503`.",
+                    ),
+                },
+            ),
+            **error_responses(
+                400,
+                401,
+                403,
+                413,
+                status_400=(
+                    "`invalid_json` for an invalid body, or `webhook_not_configured` when the "
+                    "webhook's URL or the signing secret is not set."
+                ),
+            ),
+        },
+    )
     def post(self, request: Request) -> Response:
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -118,15 +223,37 @@ class WebhookTestApi(AdminApi):
 class WidgetSettingsApi(AdminApi):
     """``GET`` / ``PATCH /api/v1/admin/widget``: the origins allowed to chat from a browser."""
 
+    @extend_schema_serializer(component_name="WidgetSettings")
     class InputSerializer(StrictInputSerializer):
         widget_allowed_origins = serializers.ListField(
             child=StringField(max_length=MAX_ORIGIN_LENGTH), allow_empty=True
         )
 
+    @extend_schema(
+        tags=[_ADMIN_TAG],
+        summary="Read the widget's allowed origins",
+        responses={200: InputSerializer, **error_responses(401, 403)},
+    )
     def get(self, request: Request) -> Response:
         tenant = self.client(request).tenant
         return Response({"widget_allowed_origins": tenant.widget_allowed_origins})
 
+    @extend_schema(
+        tags=[_ADMIN_TAG],
+        summary="Replace the widget's allowed origins",
+        description="Replaces the whole list and returns it as stored, normalized.",
+        request=InputSerializer,
+        responses={
+            200: inline_serializer(
+                "WidgetSettingsUpdated",
+                {
+                    "ok": serializers.BooleanField(),
+                    "widget_allowed_origins": serializers.ListField(child=serializers.CharField()),
+                },
+            ),
+            **error_responses(400, 401, 403, 413),
+        },
+    )
     def patch(self, request: Request) -> Response:
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)

@@ -2,10 +2,12 @@
 
 from django.urls import include, path, re_path
 
+from vizochok.openapi import SchemaApi
 from vizochok.views import ApiNotFound, HealthApi
 
 urlpatterns = [
     path("health", HealthApi.as_view(), name="health"),
+    path("schema", SchemaApi.as_view(), name="schema"),
     path("admin/", include("tenants.urls")),
     path("catalog/", include("catalog.urls")),
     path("", include("conversations.urls")),

@@ -134,6 +134,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.postgres",
     "rest_framework",
+    "drf_spectacular",
     # The task queue: its tables live in the application's PostgreSQL database. It comes
     # before the apps whose tasks.py modules it discovers.
     "procrastinate.contrib.django",
@@ -264,6 +265,44 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["vizochok.parsers.SafeJSONParser"],
     "EXCEPTION_HANDLER": "vizochok.exceptions.api_exception_handler",
     "UNAUTHENTICATED_USER": None,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+
+# The OpenAPI document at /api/v1/schema (docs/openapi.md), built from the API views.
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Vizochok API",
+    "VERSION": "1",
+    "DESCRIPTION": (
+        "The chat, catalog and admin HTTP API of a Vizochok deployment. Request and response "
+        'bodies are JSON. Every error has the body `{"detail", "code"}`, the `Error` '
+        "component. Besides the statuses that each operation lists, any endpoint returns it "
+        "with 400 `invalid_json` for a query string of more than 1,000 parameters, 405 "
+        "`method_not_allowed`, 411 `length_required` for a chunked body and 500 "
+        "`internal_error`. An endpoint that reads a body also returns 415 "
+        "`unsupported_media_type` for one that is not `application/json`. Every endpoint "
+        "but the message endpoint "
+        "returns 406 `not_acceptable` for an `Accept` header that rules out JSON. The "
+        "WebSocket chat endpoint `/api/v1/ws/chat` is not HTTP and is described in "
+        "docs/websocket.md."
+    ),
+    # Paths start with /api/v1, and the operations are grouped by the segment after it.
+    "SCHEMA_PATH_PREFIX": "/api/v1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    # The PATCH views validate the whole body without partial=True, so their request bodies
+    # keep their required fields instead of a "Patched" copy in which every field is optional.
+    "COMPONENT_SPLIT_PATCH": False,
+    "ENUM_NAME_OVERRIDES": {
+        "ChatEventType": "conversations.events.EventType",
+        "WebhookKind": "webhooks.models.WebhookKind.values",
+        "CatalogJobStatus": "catalog.models.CatalogJob.Status",
+    },
+    # The labels of these choices repeat their values.
+    "ENUM_GENERATE_CHOICE_DESCRIPTION": False,
+    # 3.1 because the product upload's schema comes from pydantic as JSON Schema 2020-12,
+    # with "type": "null" for optional fields, which OpenAPI 3.0 does not allow.
+    "OAS_VERSION": "3.1.0",
+    # The class docstrings are for readers of the code. Each operation has its own text.
+    "DISABLE_DOCSTRING_DESCRIPTIONS": True,
 }
 
 # --- Embeddings -------------------------------------------------------------------------

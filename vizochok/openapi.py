@@ -1,0 +1,185 @@
+"""OpenAPI 3.1 schema of the HTTP API: the schema view and the helpers the API views use.
+
+drf-spectacular builds the document from the DRF views under ``/api/v1/``. This module adds
+what it cannot infer: the error body, the two kinds of API key, and the JSON schema of
+pydantic request bodies as clients send them.
+"""
+
+from typing import Any, Literal
+
+from drf_spectacular.extensions import OpenApiAuthenticationExtension, OpenApiSerializerExtension
+from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.plumbing import ResolvedComponent, resolve_type_hint
+from drf_spectacular.utils import OpenApiResponse, extend_schema_serializer
+from drf_spectacular.views import SpectacularAPIView
+from pydantic import BaseModel
+from rest_framework import serializers
+from rest_framework.permissions import AllowAny
+from rest_framework.renderers import JSONRenderer
+from rest_framework.response import Response
+
+from tenants.models import ApiKey
+from tenants.permissions import HasCatalogScope, HasChatScope
+
+PUBLIC_KEY_SCHEME = "publicKey"
+SECRET_KEY_SCHEME = "secretKey"
+
+
+@extend_schema_serializer(component_name="Error")
+class ErrorSerializer(serializers.Serializer):
+    """The error body of every API error, as ``vizochok.exceptions.error_body`` builds it."""
+
+    detail = serializers.CharField(help_text="English text for developers; do not parse it.")
+    code = serializers.CharField(
+        help_text=(
+            "Stable error code, such as `invalid_json` or `not_found`; clients branch on it. "
+            "Some codes add keys next to `detail` and `code`: `fields` (field name to "
+            "messages) for validation errors, `retry_after`, `limit`, `resets_at`, "
+            "`max_bytes`, `max_size`, `reason` or `error_id`."
+        )
+    )
+
+
+# Descriptions of the API's error statuses. Each operation lists the statuses it can return.
+_ERROR_DESCRIPTIONS = {
+    400: (
+        "`invalid_json`: the body or a query parameter is invalid, with `fields` naming the "
+        "problems, or the query string has more than 1,000 parameters."
+    ),
+    401: "`not_authenticated` without an `Authorization` header, else `authentication_failed`.",
+    403: (
+        "`permission_denied`: the API key lacks the scope or kind this endpoint needs, or a "
+        "check rejected the request (see `reason`)."
+    ),
+    404: "`not_found`: no such object for the caller's tenant.",
+    409: "`agent_busy`: another message of this conversation is being processed.",
+    413: "`payload_too_large`: the body is over the server's limit (5 MiB), with `max_bytes`.",
+    429: "A usage limit was reached. Where it applies, `Retry-After` gives the seconds to wait.",
+}
+
+
+def error_responses(*statuses: int, **descriptions: str) -> dict[int, OpenApiResponse]:
+    """Build the error responses of an operation, each with the shared ``Error`` body.
+
+    ``descriptions`` replaces the generic text of a status, keyed as ``status_409``.
+    """
+    return {
+        status: OpenApiResponse(
+            response=ErrorSerializer,
+            description=descriptions.get(f"status_{status}", _ERROR_DESCRIPTIONS[status]),
+        )
+        for status in statuses
+    }
+
+
+def type_hint_schema(hint: Any) -> dict[str, Any]:
+    """Build the OpenAPI 3.1 schema of a type hint, such as a ``TypedDict``, for a field.
+
+    drf-spectacular 0.30 marks an optional value nested in a type hint with the OpenAPI 3.0
+    keyword ``nullable``, which 3.1 ignores, so it becomes a ``"null"`` type here.
+    """
+    return _nullable_as_type(resolve_type_hint(hint))
+
+
+def _nullable_as_type(schema: Any) -> Any:
+    if isinstance(schema, list):
+        return [_nullable_as_type(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    converted = {key: _nullable_as_type(value) for key, value in schema.items()}
+    if converted.pop("nullable", False) and isinstance(converted.get("type"), str):
+        converted["type"] = [converted["type"], "null"]
+    return converted
+
+
+class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
+    """The ``Authorization: Bearer <key>`` header of ``ApiKeyAuthentication``.
+
+    A public and a secret key travel in the same header, so both are bearer schemes. Chat
+    endpoints take either, every other endpoint a secret key only. A requirement lists the
+    scope the key needs, which OpenAPI 3.1 allows for any scheme type.
+    """
+
+    target_class = "tenants.authentication.ApiKeyAuthentication"
+    name = [PUBLIC_KEY_SCHEME, SECRET_KEY_SCHEME]
+
+    def get_security_requirement(self, auto_schema: AutoSchema) -> list[dict[str, list[Any]]]:
+        permissions = auto_schema.view.get_permissions()
+        if any(isinstance(permission, HasChatScope) for permission in permissions):
+            return [
+                {PUBLIC_KEY_SCHEME: [ApiKey.Scope.CHAT.value]},
+                {SECRET_KEY_SCHEME: [ApiKey.Scope.CHAT.value]},
+            ]
+        if any(isinstance(permission, HasCatalogScope) for permission in permissions):
+            return [{SECRET_KEY_SCHEME: [ApiKey.Scope.CATALOG.value]}]
+        return [{SECRET_KEY_SCHEME: []}]
+
+    def get_security_definition(self, auto_schema: AutoSchema) -> list[dict[str, Any]]:
+        return [
+            {
+                "type": "http",
+                "scheme": "bearer",
+                "bearerFormat": "pk_live_…",
+                "description": (
+                    "A public key (`pk_…`) with the `chat` scope, for browsers and mobile "
+                    "apps. It works only on the chat endpoints."
+                ),
+            },
+            {
+                "type": "http",
+                "scheme": "bearer",
+                "bearerFormat": "sk_live_…",
+                "description": (
+                    "A secret key (`sk_…`) for the merchant's servers, with the `chat` and "
+                    "`catalog` scopes. The admin endpoints take only secret keys."
+                ),
+            },
+        ]
+
+
+class PydanticRequestSchema(OpenApiSerializerExtension):
+    """A pydantic model used as a request body, as its JSON schema for validation.
+
+    drf-spectacular's own pydantic extension uses the serialization schema, in which a
+    ``Decimal`` is a string, while the API also accepts a JSON number.
+    """
+
+    target_class = "pydantic.BaseModel"
+    match_subclasses = True
+    priority = 1
+
+    def get_name(self, auto_schema: AutoSchema, direction: str) -> str:
+        return str(self.target.__name__)
+
+    def map_serializer(self, auto_schema: AutoSchema, direction: str) -> dict[str, Any]:
+        model: type[BaseModel] = self.target
+        mode: Literal["validation", "serialization"] = (
+            "validation" if direction == "request" else "serialization"
+        )
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}", mode=mode)
+        for name, definition in schema.pop("$defs", {}).items():
+            auto_schema.registry.register_on_missing(
+                ResolvedComponent(
+                    name=name, type=ResolvedComponent.SCHEMA, object=name, schema=definition
+                )
+            )
+        return schema
+
+
+class SchemaApi(SpectacularAPIView):
+    """``GET /api/v1/schema``: the OpenAPI document, YAML by default, JSON on request.
+
+    It needs no API key, and an ``Authorization`` header is ignored, so a client generator
+    can fetch it with no credentials.
+    """
+
+    authentication_classes = []
+    permission_classes = [AllowAny]
+
+    def handle_exception(self, exc: Exception) -> Response:
+        # Errors get the usual JSON error body whatever the Accept header, because the OpenAPI
+        # renderers cannot render it. The YAML renderer raises on the ErrorCode enum.
+        response = super().handle_exception(exc)
+        self.request.accepted_renderer = JSONRenderer()
+        self.request.accepted_media_type = JSONRenderer.media_type
+        return response
