@@ -116,9 +116,22 @@ DEBUG = env.bool("DJANGO_DEBUG", default=False)
 
 # Development-only fallback: a production process (DEBUG off) must set its own key.
 _DEVELOPMENT_SECRET_KEY = "insecure-development-key-do-not-use-in-production"
+# The placeholder of .env.example, which a copied file keeps until someone edits it.
+_EXAMPLE_SECRET_KEY = "change-me-to-a-long-random-string"
+_SECRET_KEY_HINT = (
+    "Generate one with: python -c 'import secrets; print(secrets.token_urlsafe(50))'"
+)
 SECRET_KEY = env.str("DJANGO_SECRET_KEY", default=_DEVELOPMENT_SECRET_KEY if DEBUG else "")
 if not SECRET_KEY:
-    raise ImproperlyConfigured("DJANGO_SECRET_KEY is required when DJANGO_DEBUG is off.")
+    raise ImproperlyConfigured(
+        f"DJANGO_SECRET_KEY is required when DJANGO_DEBUG is off. {_SECRET_KEY_HINT}"
+    )
+# Both keys are public, so anyone could sign session cookies and password reset tokens.
+if not DEBUG and SECRET_KEY in (_DEVELOPMENT_SECRET_KEY, _EXAMPLE_SECRET_KEY):
+    raise ImproperlyConfigured(
+        "DJANGO_SECRET_KEY is the published example or development key, which must not be"
+        f" used when DJANGO_DEBUG is off. {_SECRET_KEY_HINT}"
+    )
 
 ALLOWED_HOSTS = env.list(
     "DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"] if DEBUG else []
@@ -209,7 +222,11 @@ USE_TZ = True
 STATIC_URL = "static/"
 # WhiteNoise serves the admin's static files from gunicorn itself. In development it reads
 # them straight from the apps; production runs `manage.py collectstatic` into STATIC_ROOT.
-STATIC_ROOT = env.str("DJANGO_STATIC_ROOT", default="" if DEBUG else str(BASE_DIR / "staticfiles"))
+# An empty value, as in .env.example, means the default, because collectstatic fails
+# without a directory and the admin then has no styles.
+STATIC_ROOT = env.str("DJANGO_STATIC_ROOT", default="") or (
+    "" if DEBUG else str(BASE_DIR / "staticfiles")
+)
 WHITENOISE_USE_FINDERS = DEBUG
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},

@@ -212,6 +212,21 @@ REJECTED = [
         " the header on plain HTTP.",
         {"DJANGO_HTTPS": "0", "DJANGO_BEHIND_TLS_PROXY": "0"},
     ),
+    # A .env copied from .env.example started production with the example's public key.
+    *[
+        (
+            "DJANGO_SECRET_KEY",
+            key,
+            "DJANGO_SECRET_KEY is the published example or development key, which must not be"
+            " used when DJANGO_DEBUG is off. Generate one with: python -c 'import secrets;"
+            " print(secrets.token_urlsafe(50))'",
+            {"DJANGO_DEBUG": "0"},
+        )
+        for key in (
+            "change-me-to-a-long-random-string",
+            "insecure-development-key-do-not-use-in-production",
+        )
+    ],
 ]
 
 ACCEPTED = [
@@ -437,3 +452,40 @@ def test_deploy_check_passes_for_production_https():
 
     assert result.returncode == 0, result.stderr
     assert result.stdout == "System check identified no issues (0 silenced).\n"
+
+
+def _print_static_root(**extra_env: str) -> str:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "manage.py",
+            "shell",
+            "--no-imports",
+            "-c",
+            "from django.conf import settings; print(repr(settings.STATIC_ROOT))",
+        ],
+        cwd=PROJECT_DIR,
+        env={
+            **os.environ,
+            "DJANGO_SECRET_KEY": "q8Zr2vLm5Tx0Wc7Nb4Hs9Kd1Jf6Gp3Ya2Ue8Ro5Ti0Mw7Qe4Xn9Bv1",
+            **extra_env,
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+@pytest.mark.parametrize(
+    ("environment", "expected"),
+    [
+        # The empty value of .env.example made collectstatic fail in production.
+        ({"DJANGO_DEBUG": "0", "DJANGO_STATIC_ROOT": ""}, repr(str(PROJECT_DIR / "staticfiles"))),
+        ({"DJANGO_DEBUG": "0", "DJANGO_STATIC_ROOT": "/srv/static"}, "'/srv/static'"),
+        ({"DJANGO_DEBUG": "1", "DJANGO_STATIC_ROOT": ""}, "''"),
+    ],
+)
+def test_static_root_treats_empty_as_default(environment, expected):
+    assert _print_static_root(**environment) == expected + "\n"
