@@ -136,6 +136,12 @@ if not DEBUG and SECRET_KEY in (_DEVELOPMENT_SECRET_KEY, _EXAMPLE_SECRET_KEY):
 ALLOWED_HOSTS = env.list(
     "DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"] if DEBUG else []
 )
+# Without hosts, gunicorn started and answered every request with 400 Bad Request.
+if not DEBUG and not [host for host in ALLOWED_HOSTS if host.strip()]:
+    raise ImproperlyConfigured(
+        "DJANGO_ALLOWED_HOSTS is required when DJANGO_DEBUG is off: list the host names that"
+        " clients use, comma-separated, such as shop-assistant.example.com."
+    )
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [

@@ -212,6 +212,19 @@ REJECTED = [
         " the header on plain HTTP.",
         {"DJANGO_HTTPS": "0", "DJANGO_BEHIND_TLS_PROXY": "0"},
     ),
+    *[
+        (
+            "DJANGO_ALLOWED_HOSTS",
+            hosts,
+            "DJANGO_ALLOWED_HOSTS is required when DJANGO_DEBUG is off: list the host names that"
+            " clients use, comma-separated, such as shop-assistant.example.com.",
+            {
+                "DJANGO_DEBUG": "0",
+                "DJANGO_SECRET_KEY": "q8Zr2vLm5Tx0Wc7Nb4Hs9Kd1Jf6Gp3Ya2Ue8Ro5Ti0Mw7Qe4Xn9Bv1",
+            },
+        )
+        for hosts in ("", " , ")
+    ],
     # A .env copied from .env.example started production with the example's public key.
     *[
         (
@@ -468,6 +481,7 @@ def _print_static_root(**extra_env: str) -> str:
         env={
             **os.environ,
             "DJANGO_SECRET_KEY": "q8Zr2vLm5Tx0Wc7Nb4Hs9Kd1Jf6Gp3Ya2Ue8Ro5Ti0Mw7Qe4Xn9Bv1",
+            "DJANGO_ALLOWED_HOSTS": "shop.example",
             **extra_env,
         },
         capture_output=True,
