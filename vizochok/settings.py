@@ -118,9 +118,7 @@ DEBUG = env.bool("DJANGO_DEBUG", default=False)
 _DEVELOPMENT_SECRET_KEY = "insecure-development-key-do-not-use-in-production"
 # The placeholder of .env.example, which a copied file keeps until someone edits it.
 _EXAMPLE_SECRET_KEY = "change-me-to-a-long-random-string"
-_SECRET_KEY_HINT = (
-    "Generate one with: python -c 'import secrets; print(secrets.token_urlsafe(50))'"
-)
+_SECRET_KEY_HINT = "Generate one with: python -c 'import secrets; print(secrets.token_urlsafe(50))'"
 SECRET_KEY = env.str("DJANGO_SECRET_KEY", default=_DEVELOPMENT_SECRET_KEY if DEBUG else "")
 if not SECRET_KEY:
     raise ImproperlyConfigured(
@@ -560,6 +558,7 @@ LOG_FORMAT = env.str("LOG_FORMAT", default="text")
 if LOG_FORMAT not in ("text", "json"):
     raise ImproperlyConfigured(f"LOG_FORMAT must be text or json, got {LOG_FORMAT!r}.")
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+QUEUE_LOG_LEVEL = env.str("QUEUE_LOG_LEVEL", default="WARNING")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -567,8 +566,15 @@ LOGGING = {
         "text": {"()": "vizochok.logging.KeyValueFormatter"},
         "json": {"()": "vizochok.logging.JsonFormatter"},
     },
+    # Applies QUEUE_LOG_LEVEL to procrastinate's records but keeps a worker's starts and
+    # stops, which procrastinate logs at INFO.
+    "filters": {"queue": {"()": "vizochok.logging.QueueLogFilter", "level": QUEUE_LOG_LEVEL}},
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT},
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["queue"],
+        },
     },
     "root": {"handlers": ["console"], "level": "WARNING"},
     "loggers": {
@@ -576,8 +582,8 @@ LOGGING = {
         for name in ("vizochok", "tenants", "catalog", "webhooks", "conversations")
     }
     # The queue logs every task registration at INFO in every process; catalog.jobs logs
-    # the job events that matter.
-    | {"procrastinate": {"level": env.str("QUEUE_LOG_LEVEL", default="WARNING")}}
+    # the job events that matter. The filter "queue" drops what is below QUEUE_LOG_LEVEL.
+    | {"procrastinate": {"level": "DEBUG" if QUEUE_LOG_LEVEL.upper() == "DEBUG" else "INFO"}}
     # Replaces Django's default "django" logger, which in debug mode prints every request
     # warning a second time through a console handler of its own.
     | {"django": {"level": "INFO"}},
