@@ -196,9 +196,12 @@ TEMPLATES = [
 ]
 
 if "DATABASE_URL" not in os.environ:
+    # Naming the .env path shows an operator who started a process from another directory
+    # which file was read.
     raise ImproperlyConfigured(
-        "DATABASE_URL is not set. Run commands through the Makefile, which starts a local "
-        "PostgreSQL with pgvector, or set DATABASE_URL to a PostgreSQL server with pgvector 0.8+."
+        f"DATABASE_URL is not set in the environment or in {BASE_DIR / '.env'}. Set it to a "
+        "PostgreSQL server with pgvector 0.8+, or run commands through the Makefile, which "
+        "starts a local PostgreSQL with pgvector."
     )
 DATABASES = {"default": env.db_url("DATABASE_URL")}
 DATABASES["default"]["CONN_MAX_AGE"] = _env_int("DATABASE_CONN_MAX_AGE", default=60)

@@ -503,3 +503,22 @@ def _print_static_root(**extra_env: str) -> str:
 )
 def test_static_root_treats_empty_as_default(environment, expected):
     assert _print_static_root(**environment) == expected + "\n"
+
+
+def test_missing_database_url_names_env_file():
+    environment = {key: value for key, value in os.environ.items() if key != "DATABASE_URL"}
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=PROJECT_DIR,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert result.returncode == 1
+    assert (
+        "django.core.exceptions.ImproperlyConfigured: DATABASE_URL is not set in the environment"
+        f" or in {PROJECT_DIR / '.env'}. Set it to a PostgreSQL server with pgvector 0.8+, or run"
+        " commands through the Makefile, which starts a local PostgreSQL with pgvector."
+    ) in result.stderr
