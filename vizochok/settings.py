@@ -131,16 +131,26 @@ if not DEBUG and SECRET_KEY in (_DEVELOPMENT_SECRET_KEY, _EXAMPLE_SECRET_KEY):
         f" used when DJANGO_DEBUG is off. {_SECRET_KEY_HINT}"
     )
 
-ALLOWED_HOSTS = env.list(
+
+def _env_stripped_list(name: str, *, default: list[str]) -> list[str]:
+    """Read a comma-separated variable without the blanks around its entries.
+
+    django-environ keeps them, so "a.example, b.example" allowed the host " b.example",
+    which no request has, and Django answered requests for b.example with 400.
+    """
+    return [item.strip() for item in env.list(name, default=default) if item.strip()]
+
+
+ALLOWED_HOSTS = _env_stripped_list(
     "DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"] if DEBUG else []
 )
 # Without hosts, gunicorn started and answered every request with 400 Bad Request.
-if not DEBUG and not [host for host in ALLOWED_HOSTS if host.strip()]:
+if not DEBUG and not ALLOWED_HOSTS:
     raise ImproperlyConfigured(
         "DJANGO_ALLOWED_HOSTS is required when DJANGO_DEBUG is off: list the host names that"
         " clients use, comma-separated, such as shop-assistant.example.com."
     )
-CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+CSRF_TRUSTED_ORIGINS = _env_stripped_list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
     "django.contrib.admin",

@@ -522,3 +522,31 @@ def test_missing_database_url_names_env_file():
         f" or in {PROJECT_DIR / '.env'}. Set it to a PostgreSQL server with pgvector 0.8+, or run"
         " commands through the Makefile, which starts a local PostgreSQL with pgvector."
     ) in result.stderr
+
+
+def test_host_lists_strip_blanks():
+    result = subprocess.run(
+        [
+            sys.executable,
+            "manage.py",
+            "shell",
+            "--no-imports",
+            "-c",
+            "from django.conf import settings; print(settings.ALLOWED_HOSTS);"
+            " print(settings.CSRF_TRUSTED_ORIGINS)",
+        ],
+        cwd=PROJECT_DIR,
+        env={
+            **os.environ,
+            "DJANGO_ALLOWED_HOSTS": "a.example, b.example ,",
+            "DJANGO_CSRF_TRUSTED_ORIGINS": "https://a.example, https://b.example:8443",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == (
+        "['a.example', 'b.example']\n['https://a.example', 'https://b.example:8443']\n"
+    )
