@@ -13,6 +13,10 @@ from django.core.exceptions import ImproperlyConfigured
 
 from vizochok.origins import origins_normalize
 
+# NOTE: this is the checkout only when the code is imported from it, as manage.py,
+# gunicorn and uvicorn do when started there. A process that imports the installed
+# package from elsewhere gets site-packages, and looks for .env and the default
+# STATIC_ROOT there (docs/deployment.md runs every process from the checkout).
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 # numpy's threaded BLAS competes with the embedder's own threads on small machines and
