@@ -52,3 +52,36 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             payload["exception"] = self.formatException(record.exc_info)
         return json.dumps(payload, default=str, ensure_ascii=False)
+
+
+# Values of ``extra["action"]`` that procrastinate 3.10's worker logs when it starts, when
+# a stop is requested (SIGTERM or SIGINT), when it waits for or aborts running jobs, and
+# when it stops.
+WORKER_LIFECYCLE_ACTIONS = frozenset(
+    {"start_worker", "stopping_worker", "ending_job", "stop_worker"}
+)
+
+
+class QueueLogFilter(logging.Filter):
+    """Drop procrastinate's records below ``level``, except the worker's starts and stops.
+
+    QUEUE_LOG_LEVEL hides the queue's per-task INFO records, and with them the lines that
+    show an operator when a worker started, received SIGTERM and stopped.
+    """
+
+    def __init__(self, level: str) -> None:
+        super().__init__()
+        number = logging.getLevelName(level.upper())
+        if not isinstance(number, int):
+            raise ValueError(
+                "QUEUE_LOG_LEVEL must be a logging level name such as INFO or WARNING,"
+                f" got {level!r}."
+            )
+        self.level: int = number
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name != "procrastinate" and not record.name.startswith("procrastinate."):
+            return True
+        if record.levelno >= self.level:
+            return True
+        return getattr(record, "action", None) in WORKER_LIFECYCLE_ACTIONS

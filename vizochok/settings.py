@@ -13,6 +13,10 @@ from django.core.exceptions import ImproperlyConfigured
 
 from vizochok.origins import origins_normalize
 
+# NOTE: this is the checkout only when the code is imported from it, as manage.py,
+# gunicorn and uvicorn do when started there. A process that imports the installed
+# package from elsewhere gets site-packages, and looks for .env and the default
+# STATIC_ROOT there (docs/deployment.md runs every process from the checkout).
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 # numpy's threaded BLAS competes with the embedder's own threads on small machines and
@@ -116,14 +120,41 @@ DEBUG = env.bool("DJANGO_DEBUG", default=False)
 
 # Development-only fallback: a production process (DEBUG off) must set its own key.
 _DEVELOPMENT_SECRET_KEY = "insecure-development-key-do-not-use-in-production"
+# The placeholder of .env.example, which a copied file keeps until someone edits it.
+_EXAMPLE_SECRET_KEY = "change-me-to-a-long-random-string"
+_SECRET_KEY_HINT = "Generate one with: python -c 'import secrets; print(secrets.token_urlsafe(50))'"
 SECRET_KEY = env.str("DJANGO_SECRET_KEY", default=_DEVELOPMENT_SECRET_KEY if DEBUG else "")
 if not SECRET_KEY:
-    raise ImproperlyConfigured("DJANGO_SECRET_KEY is required when DJANGO_DEBUG is off.")
+    raise ImproperlyConfigured(
+        f"DJANGO_SECRET_KEY is required when DJANGO_DEBUG is off. {_SECRET_KEY_HINT}"
+    )
+# Both keys are public, so anyone could sign session cookies and password reset tokens.
+if not DEBUG and SECRET_KEY in (_DEVELOPMENT_SECRET_KEY, _EXAMPLE_SECRET_KEY):
+    raise ImproperlyConfigured(
+        "DJANGO_SECRET_KEY is the published example or development key, which must not be"
+        f" used when DJANGO_DEBUG is off. {_SECRET_KEY_HINT}"
+    )
 
-ALLOWED_HOSTS = env.list(
+
+def _env_stripped_list(name: str, *, default: list[str]) -> list[str]:
+    """Read a comma-separated variable without the blanks around its entries.
+
+    django-environ keeps them, so "a.example, b.example" allowed the host " b.example",
+    which no request has, and Django answered requests for b.example with 400.
+    """
+    return [item.strip() for item in env.list(name, default=default) if item.strip()]
+
+
+ALLOWED_HOSTS = _env_stripped_list(
     "DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"] if DEBUG else []
 )
-CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+# Without hosts, gunicorn started and answered every request with 400 Bad Request.
+if not DEBUG and not ALLOWED_HOSTS:
+    raise ImproperlyConfigured(
+        "DJANGO_ALLOWED_HOSTS is required when DJANGO_DEBUG is off: list the host names that"
+        " clients use, comma-separated, such as shop-assistant.example.com."
+    )
+CSRF_TRUSTED_ORIGINS = _env_stripped_list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -166,7 +197,8 @@ ASGI_APPLICATION = "vizochok.asgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [BASE_DIR / "templates"],
+        # Templates live in the apps' templates/ folders, which the package installs.
+        "DIRS": [],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -179,9 +211,12 @@ TEMPLATES = [
 ]
 
 if "DATABASE_URL" not in os.environ:
+    # Naming the .env path shows an operator who started a process from another directory
+    # which file was read.
     raise ImproperlyConfigured(
-        "DATABASE_URL is not set. Run commands through the Makefile, which starts a local "
-        "PostgreSQL with pgvector, or set DATABASE_URL to a PostgreSQL server with pgvector 0.8+."
+        f"DATABASE_URL is not set in the environment or in {BASE_DIR / '.env'}. Set it to a "
+        "PostgreSQL server with pgvector 0.8+, or run commands through the Makefile, which "
+        "starts a local PostgreSQL with pgvector."
     )
 DATABASES = {"default": env.db_url("DATABASE_URL")}
 DATABASES["default"]["CONN_MAX_AGE"] = _env_int("DATABASE_CONN_MAX_AGE", default=60)
@@ -210,7 +245,11 @@ USE_TZ = True
 STATIC_URL = "static/"
 # WhiteNoise serves the admin's static files from gunicorn itself. In development it reads
 # them straight from the apps; production runs `manage.py collectstatic` into STATIC_ROOT.
-STATIC_ROOT = env.str("DJANGO_STATIC_ROOT", default="" if DEBUG else str(BASE_DIR / "staticfiles"))
+# An empty value, as in .env.example, means the default, because collectstatic fails
+# without a directory and the admin then has no styles.
+STATIC_ROOT = env.str("DJANGO_STATIC_ROOT", default="") or (
+    "" if DEBUG else str(BASE_DIR / "staticfiles")
+)
 WHITENOISE_USE_FINDERS = DEBUG
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
@@ -575,6 +614,7 @@ LOG_FORMAT = env.str("LOG_FORMAT", default="text")
 if LOG_FORMAT not in ("text", "json"):
     raise ImproperlyConfigured(f"LOG_FORMAT must be text or json, got {LOG_FORMAT!r}.")
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+QUEUE_LOG_LEVEL = env.str("QUEUE_LOG_LEVEL", default="WARNING")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -582,8 +622,15 @@ LOGGING = {
         "text": {"()": "vizochok.logging.KeyValueFormatter"},
         "json": {"()": "vizochok.logging.JsonFormatter"},
     },
+    # Applies QUEUE_LOG_LEVEL to procrastinate's records but keeps a worker's starts and
+    # stops, which procrastinate logs at INFO.
+    "filters": {"queue": {"()": "vizochok.logging.QueueLogFilter", "level": QUEUE_LOG_LEVEL}},
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT},
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["queue"],
+        },
     },
     "root": {"handlers": ["console"], "level": "WARNING"},
     "loggers": {
@@ -591,8 +638,8 @@ LOGGING = {
         for name in ("vizochok", "tenants", "catalog", "webhooks", "conversations")
     }
     # The queue logs every task registration at INFO in every process; catalog.jobs logs
-    # the job events that matter.
-    | {"procrastinate": {"level": env.str("QUEUE_LOG_LEVEL", default="WARNING")}}
+    # the job events that matter. The filter "queue" drops what is below QUEUE_LOG_LEVEL.
+    | {"procrastinate": {"level": "DEBUG" if QUEUE_LOG_LEVEL.upper() == "DEBUG" else "INFO"}}
     # Replaces Django's default "django" logger, which in debug mode prints every request
     # warning a second time through a console handler of its own.
     | {"django": {"level": "INFO"}},

@@ -212,6 +212,34 @@ REJECTED = [
         " the header on plain HTTP.",
         {"DJANGO_HTTPS": "0", "DJANGO_BEHIND_TLS_PROXY": "0"},
     ),
+    *[
+        (
+            "DJANGO_ALLOWED_HOSTS",
+            hosts,
+            "DJANGO_ALLOWED_HOSTS is required when DJANGO_DEBUG is off: list the host names that"
+            " clients use, comma-separated, such as shop-assistant.example.com.",
+            {
+                "DJANGO_DEBUG": "0",
+                "DJANGO_SECRET_KEY": "q8Zr2vLm5Tx0Wc7Nb4Hs9Kd1Jf6Gp3Ya2Ue8Ro5Ti0Mw7Qe4Xn9Bv1",
+            },
+        )
+        for hosts in ("", " , ")
+    ],
+    # A .env copied from .env.example started production with the example's public key.
+    *[
+        (
+            "DJANGO_SECRET_KEY",
+            key,
+            "DJANGO_SECRET_KEY is the published example or development key, which must not be"
+            " used when DJANGO_DEBUG is off. Generate one with: python -c 'import secrets;"
+            " print(secrets.token_urlsafe(50))'",
+            {"DJANGO_DEBUG": "0"},
+        )
+        for key in (
+            "change-me-to-a-long-random-string",
+            "insecure-development-key-do-not-use-in-production",
+        )
+    ],
 ]
 
 ACCEPTED = [
@@ -437,3 +465,88 @@ def test_deploy_check_passes_for_production_https():
 
     assert result.returncode == 0, result.stderr
     assert result.stdout == "System check identified no issues (0 silenced).\n"
+
+
+def _print_static_root(**extra_env: str) -> str:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "manage.py",
+            "shell",
+            "--no-imports",
+            "-c",
+            "from django.conf import settings; print(repr(settings.STATIC_ROOT))",
+        ],
+        cwd=PROJECT_DIR,
+        env={
+            **os.environ,
+            "DJANGO_SECRET_KEY": "q8Zr2vLm5Tx0Wc7Nb4Hs9Kd1Jf6Gp3Ya2Ue8Ro5Ti0Mw7Qe4Xn9Bv1",
+            "DJANGO_ALLOWED_HOSTS": "shop.example",
+            **extra_env,
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+@pytest.mark.parametrize(
+    ("environment", "expected"),
+    [
+        # The empty value of .env.example made collectstatic fail in production.
+        ({"DJANGO_DEBUG": "0", "DJANGO_STATIC_ROOT": ""}, repr(str(PROJECT_DIR / "staticfiles"))),
+        ({"DJANGO_DEBUG": "0", "DJANGO_STATIC_ROOT": "/srv/static"}, "'/srv/static'"),
+        ({"DJANGO_DEBUG": "1", "DJANGO_STATIC_ROOT": ""}, "''"),
+    ],
+)
+def test_static_root_treats_empty_as_default(environment, expected):
+    assert _print_static_root(**environment) == expected + "\n"
+
+
+def test_missing_database_url_names_env_file():
+    environment = {key: value for key, value in os.environ.items() if key != "DATABASE_URL"}
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=PROJECT_DIR,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert result.returncode == 1
+    assert (
+        "django.core.exceptions.ImproperlyConfigured: DATABASE_URL is not set in the environment"
+        f" or in {PROJECT_DIR / '.env'}. Set it to a PostgreSQL server with pgvector 0.8+, or run"
+        " commands through the Makefile, which starts a local PostgreSQL with pgvector."
+    ) in result.stderr
+
+
+def test_host_lists_strip_blanks():
+    result = subprocess.run(
+        [
+            sys.executable,
+            "manage.py",
+            "shell",
+            "--no-imports",
+            "-c",
+            "from django.conf import settings; print(settings.ALLOWED_HOSTS);"
+            " print(settings.CSRF_TRUSTED_ORIGINS)",
+        ],
+        cwd=PROJECT_DIR,
+        env={
+            **os.environ,
+            "DJANGO_ALLOWED_HOSTS": "a.example, b.example ,",
+            "DJANGO_CSRF_TRUSTED_ORIGINS": "https://a.example, https://b.example:8443",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == (
+        "['a.example', 'b.example']\n['https://a.example', 'https://b.example:8443']\n"
+    )
