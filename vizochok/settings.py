@@ -15,7 +15,7 @@ from vizochok.origins import origins_normalize
 
 # NOTE: this is the checkout only when the code is imported from it, as manage.py,
 # gunicorn and uvicorn do when started there. A process that imports the installed
-# package from elsewhere gets site-packages, and looks for .env and the default
+# package from elsewhere gets site-packages, and looks for .env, templates/ and the default
 # STATIC_ROOT there (docs/deployment.md runs every process from the checkout).
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -197,8 +197,7 @@ ASGI_APPLICATION = "vizochok.asgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        # Templates live in the apps' templates/ folders, which the package installs.
-        "DIRS": [],
+        "DIRS": [BASE_DIR / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [

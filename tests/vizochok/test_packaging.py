@@ -42,9 +42,3 @@ def test_package_data_covers_runtime_files():
     installed = set().union(*(_package_data_files(root) for root in _package_roots()))
 
     assert Path("conversations/widget/vizochok-widget.js") in installed
-    assert Path("vizochok/templates/widget/demo.html") in installed
-
-
-def test_templates_come_from_packages_only():
-    """A template folder outside the packages would be missing from an installed package."""
-    assert not (PROJECT_DIR / "templates").exists()
