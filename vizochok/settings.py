@@ -148,7 +148,7 @@ def _env_stripped_list(name: str, *, default: list[str]) -> list[str]:
 ALLOWED_HOSTS = _env_stripped_list(
     "DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"] if DEBUG else []
 )
-# Without hosts, gunicorn started and answered every request with 400 Bad Request.
+# Without hosts, gunicorn started and returned 400 Bad Request for every request.
 if not DEBUG and not ALLOWED_HOSTS:
     raise ImproperlyConfigured(
         "DJANGO_ALLOWED_HOSTS is required when DJANGO_DEBUG is off: list the host names that"
