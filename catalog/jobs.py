@@ -7,10 +7,11 @@ is missing or stale. It runs on the ``catalog`` queue of the task queue (procras
 the application's own PostgreSQL database); ``catalog/tasks.py`` contains the task wrappers.
 
 Crash safety rests on two facts. Each embedding batch is written together with the job's
-``embedded`` counter in one transaction. A run selects only products whose vector is missing
-or was computed from other content or by another model. So a run that restarts after a crash
-skips every product whose vector was committed, and writes no product's vector twice for the
-same content.
+``embedded`` counter and the batch's highest product id in one transaction, and batches are
+written in id order. A run selects only products whose vector is missing or was computed
+from other content or by another model. So a run that restarts after a crash continues after
+the last committed batch, writes no product's vector twice for the same content, and counts
+each product of the job at most once.
 """
 
 import functools
@@ -226,9 +227,9 @@ def _job_start(job_pk: int) -> CatalogJob | None:
     return job
 
 
-def _count_embedded(job_pk: int, written: int) -> None:
+def _count_embedded(job_pk: int, written: int, last_id: int) -> None:
     CatalogJob.objects.filter(pk=job_pk).update(
-        embedded=F("embedded") + written, updated_at=timezone.now()
+        embedded=F("embedded") + written, embedded_through_id=last_id, updated_at=timezone.now()
     )
 
 
@@ -241,8 +242,8 @@ def catalog_job_run(
 ) -> CatalogJob:
     """Embed the job's products that still need a vector, and mark the job complete.
 
-    Safe to run again after a crash: products embedded by an earlier run are skipped. A job
-    that is already complete or failed is returned unchanged. ``should_stop`` is checked
+    Safe to run again after a crash: a run continues after the last batch that an earlier
+    run wrote. A job that is already complete or failed is returned unchanged. ``should_stop`` is checked
     before each batch starts embedding. When it returns True, the batch already embedding is
     written, ``CatalogJobInterrupted`` is raised, and the job stays ``embedding`` for the next
     run. ``CatalogJobMissing`` is raised when the job's row is gone, before or during the run.
@@ -262,6 +263,7 @@ def catalog_job_run(
             "attempt": job.attempts,
             "to_embed": job.to_embed,
             "already_embedded": job.embedded,
+            "embedded_through_id": job.embedded_through_id,
         },
     )
 
@@ -270,6 +272,11 @@ def catalog_job_run(
             tenant=job.tenant,
             embedder=embedder,
             product_ids=job.product_ids,
+            # A run continues after the batches written before it, as a run that never
+            # stopped would. A product of those batches whose content changed since then is
+            # embedded by the job of that change, and counting it here too would count it
+            # twice in this job.
+            after_id=job.embedded_through_id,
             on_batch_written=functools.partial(_count_embedded, job.pk),
             should_stop=should_stop,
         )

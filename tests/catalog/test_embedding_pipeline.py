@@ -70,7 +70,7 @@ def test_next_batch_embeds_during_write(tenant, embedder):
     overlap = OverlapEmbedder(embedder.inner)
     written: list[int] = []
 
-    def on_batch_written(count: int) -> None:
+    def on_batch_written(count: int, _last_id: int) -> None:
         written.append(count)
         overlap.record_written(count)
 
@@ -99,7 +99,7 @@ def test_embedding_failure_keeps_whole_batches(tenant, embedder):
             tenant=tenant,
             batch_size=2,
             embedder=FailingEmbedder(embedder, fail_after=2),
-            on_batch_written=written.append,
+            on_batch_written=lambda count, _last_id: written.append(count),
         )
 
     # then: the first two batches are stored, the rest is pending
@@ -115,7 +115,7 @@ def test_write_failure_rolls_back_batch(tenant, embedder):
     _upsert(tenant)
     committed: list[int] = []
 
-    def on_batch_written(count: int) -> None:
+    def on_batch_written(count: int, _last_id: int) -> None:
         if committed:
             raise RuntimeError("The database went away.")
         committed.append(count)
@@ -187,7 +187,7 @@ def test_product_embedded_meanwhile_is_skipped(tenant, embedder):
         batch_size=1,
         embedder=embedder,
         on_progress=on_progress,
-        on_batch_written=written.append,
+        on_batch_written=lambda count, _last_id: written.append(count),
     )
 
     # then: each product is written once over both runs
@@ -250,6 +250,48 @@ def test_crashed_job_resumes_without_repeats(tenant, embedder, settings):
     assert embedder.passages == [_text(item) for item in ITEMS[4:]]
 
 
+def test_resumed_job_leaves_changed_product_to_its_job(tenant, embedder, settings):
+    # given: a worker dies after the first batch of a job, and an upload then changes the
+    # name of a product of that batch
+    settings.EMBEDDING_BATCH_SIZE = 2
+    job = _submit_items(tenant)
+
+    class DyingEmbedder(CountingEmbedder):
+        def embed_passages(self, texts):
+            if self.passage_calls == 1:
+                raise SimulatedCrash
+            return super().embed_passages(texts)
+
+    with pytest.raises(SimulatedCrash):
+        catalog_job_run(job_pk=job.pk, embedder=DyingEmbedder(embedder.inner))
+    renamed = {**ITEMS[0], "name": "Чай зелений 1 новий"}
+    change = catalog_job_submit(
+        tenant=tenant,
+        products=[product_input_parse(renamed)],
+        total=1,
+        errors=[],
+        source=CatalogJob.Source.API,
+    )
+
+    # when: the queue runs the crashed job again, then the upload's job
+    result = catalog_job_run(job_pk=job.pk, embedder=embedder)
+    change_result = catalog_job_run(job_pk=change.pk, embedder=embedder)
+
+    # then: each job counts each of its products once, and every product is current
+    assert (result.status, result.embedded, result.to_embed) == (
+        CatalogJob.Status.COMPLETE,
+        7,
+        7,
+    )
+    assert (change_result.status, change_result.embedded, change_result.to_embed) == (
+        CatalogJob.Status.COMPLETE,
+        1,
+        1,
+    )
+    assert embedder.passages == [_text(item) for item in ITEMS[2:]] + [_text(renamed)]
+    assert products_pending_embedding(tenant=tenant, model_name=embedder.model_name).count() == 0
+
+
 def test_stopped_job_embeds_each_once(tenant, embedder, settings):
     settings.EMBEDDING_BATCH_SIZE = 3
     job = _submit_items(tenant)
@@ -304,7 +346,10 @@ def test_parallel_batches_embed_at_once(tenant, embedder):
     written: list[int] = []
 
     embedded = products_embed_pending(
-        tenant=tenant, batch_size=2, embedder=parallel, on_batch_written=written.append
+        tenant=tenant,
+        batch_size=2,
+        embedder=parallel,
+        on_batch_written=lambda count, _last_id: written.append(count),
     )
 
     assert embedded == 7
@@ -361,7 +406,10 @@ def test_second_parallel_batch_failure_keeps_first(tenant, embedder):
 
     with pytest.raises(EmbeddingError, match="The embedding test server is down."):
         products_embed_pending(
-            tenant=tenant, batch_size=2, embedder=failing, on_batch_written=written.append
+            tenant=tenant,
+            batch_size=2,
+            embedder=failing,
+            on_batch_written=lambda count, _last_id: written.append(count),
         )
 
     pending = products_pending_embedding(tenant=tenant, model_name=embedder.model_name)
@@ -380,7 +428,7 @@ def test_write_failure_waits_for_parallel_batches(tenant, embedder):
     parallel = ParallelFailingEmbedder(embedder.inner)
     progress: list[tuple[int, int]] = []
 
-    def on_batch_written(count: int) -> None:
+    def on_batch_written(count: int, _last_id: int) -> None:
         raise RuntimeError("The database went away.")
 
     with pytest.raises(RuntimeError, match="The database went away."):
@@ -411,7 +459,7 @@ def test_parallel_batches_report_progress(tenant, embedder):
         tenant=tenant,
         batch_size=2,
         embedder=parallel,
-        on_batch_written=written.append,
+        on_batch_written=lambda count, _last_id: written.append(count),
         on_progress=lambda done, total: progress.append((done, total)),
     )
 

