@@ -611,8 +611,8 @@ def products_embed_pending(
     greater id. ``on_batch_written(written, last_id)`` runs in the transaction that writes
     each batch, with the highest product id of the batch, so whatever it records commits
     with the vectors or not at all. ``should_stop()`` is called before each batch starts
-    embedding; once it returns True, the batches already embedding are written and ``EmbeddingStopped`` is
-    raised.
+    embedding; once it returns True, the batches already embedding are written and
+    ``EmbeddingStopped`` is raised.
 
     NOTE: two concurrent runs for one tenant may embed the same products twice. Only one of
     the runs writes each vector, but the work is wasted. Catalog jobs avoid this with a queue
