@@ -264,10 +264,10 @@ def _names_product(term: QueryTerm) -> bool:
     return not term.is_stopword and term.word.isalpha() and len(term.word) >= 3
 
 
-def _only_stopwords(text: str) -> bool:
-    """Tell whether every word of ``text`` is a stopword, so that it names no product."""
+def _names_nothing(text: str) -> bool:
+    """Tell whether ``text`` names no product: it has no words, or only stopwords."""
     words = [word for word in surface_words(text) if word != "%"]
-    return bool(words) and all(word in STOPWORDS for word in words)
+    return all(word in STOPWORDS for word in words)
 
 
 def _may_be_unfinished(word: str, word_stem: str) -> bool:
@@ -1542,11 +1542,11 @@ def product_search(
 
     started = time.monotonic()
     embedder = embedder or get_embedder()
-    # A query of stopwords alone names no product, and its embedding would still have
-    # nearest neighbours.
+    # A query of punctuation or stopwords alone names no product, and its embedding would
+    # still have nearest neighbours.
     embedding = (
         _embed_query(query=raw_query, embedder=embedder, tenant=tenant)
-        if method != SearchMethod.FULL_TEXT and not _only_stopwords(raw_query)
+        if method != SearchMethod.FULL_TEXT and not _names_nothing(raw_query)
         else None
     )
     terms = query_terms(raw_query)

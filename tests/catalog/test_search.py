@@ -300,7 +300,7 @@ def test_search_typo_pack_size_ranks(grocery, embedder, query, expected_first):
     assert set(_skus(hits)) <= MILK_SKUS
 
 
-@pytest.mark.parametrize("query", ["the and for", "для з та", "with"])
+@pytest.mark.parametrize("query", ["the and for", "для з та", "with", "'", '"', "?!", "- ... %"])
 def test_search_only_stopwords(grocery, embedder, caplog, query):
     caplog.set_level("INFO", logger="catalog.search")
 
