@@ -32,8 +32,9 @@ test: lint typecheck verifier-tools pytest
 verifier-tools:
 	scripts/install-verifier-tools.sh
 
+# The tests ignore .env: its production settings would change what they check.
 pytest: $(VENV)/.installed
-	$(WITH_DB) $(VENV_PYTHON) -m pytest $(PYTEST_ARGS)
+	DJANGO_ENV_FILE= $(WITH_DB) $(VENV_PYTHON) -m pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff format --check .

@@ -26,7 +26,11 @@ for _blas_variable in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_blas_variable, "1")
 
 env = environ.Env()
-environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+# DJANGO_ENV_FILE names another file, or none when empty: `make pytest` sets it empty, so
+# that a production .env in the checkout does not change what the tests check.
+_env_file = os.environ.get("DJANGO_ENV_FILE", str(BASE_DIR / ".env"))
+if _env_file:
+    environ.Env.read_env(_env_file, overwrite=False)
 
 
 def _env_float(name: str, *, default: float) -> float:
@@ -212,10 +216,11 @@ TEMPLATES = [
 if "DATABASE_URL" not in os.environ:
     # Naming the .env path shows an operator who started a process from another directory
     # which file was read.
+    _read_from = f"the environment or in {_env_file}" if _env_file else "the environment"
     raise ImproperlyConfigured(
-        f"DATABASE_URL is not set in the environment or in {BASE_DIR / '.env'}. Set it to a "
-        "PostgreSQL server with pgvector 0.8+, or run commands through the Makefile, which "
-        "starts a local PostgreSQL with pgvector."
+        f"DATABASE_URL is not set in {_read_from}. Set it to a PostgreSQL server with pgvector"
+        " 0.8+, or run commands through the Makefile, which starts a local PostgreSQL with"
+        " pgvector."
     )
 DATABASES = {"default": env.db_url("DATABASE_URL")}
 DATABASES["default"]["CONN_MAX_AGE"] = _env_int("DATABASE_CONN_MAX_AGE", default=60)

@@ -506,7 +506,11 @@ def test_static_root_treats_empty_as_default(environment, expected):
 
 
 def test_missing_database_url_names_env_file():
-    environment = {key: value for key, value in os.environ.items() if key != "DATABASE_URL"}
+    environment = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("DATABASE_URL", "DJANGO_ENV_FILE")
+    }
     result = subprocess.run(
         [sys.executable, "manage.py", "check"],
         cwd=PROJECT_DIR,
@@ -550,3 +554,45 @@ def test_host_lists_strip_blanks():
     assert result.stdout == (
         "['a.example', 'b.example']\n['https://a.example', 'https://b.example:8443']\n"
     )
+
+
+def test_empty_env_file_setting_reads_no_file():
+    environment = {key: value for key, value in os.environ.items() if key != "DATABASE_URL"}
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=PROJECT_DIR,
+        env={**environment, "DJANGO_ENV_FILE": ""},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert result.returncode == 1
+    assert (
+        "django.core.exceptions.ImproperlyConfigured: DATABASE_URL is not set in the"
+        " environment. Set it"
+    ) in result.stderr
+
+
+def test_env_file_setting_names_file(tmp_path):
+    env_file = tmp_path / "vizochok.env"
+    env_file.write_text("LLM_MAX_RETRIES=7\n", encoding="utf-8")
+    environment = {key: value for key, value in os.environ.items() if key != "LLM_MAX_RETRIES"}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "manage.py",
+            "shell",
+            "--no-imports",
+            "-c",
+            "from django.conf import settings; print(settings.LLM_MAX_RETRIES)",
+        ],
+        cwd=PROJECT_DIR,
+        env={**environment, "DJANGO_ENV_FILE": str(env_file)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "7\n"
