@@ -4,6 +4,7 @@ Each case is a request that schemathesis, fuzzing a live server from the documen
 disagree with it. The document is checked with jsonschema against real responses.
 """
 
+import json
 import re
 
 import jsonschema
@@ -133,6 +134,40 @@ def test_message_text_pattern_rejections(server_client, document):
         assert response.json()["code"] == "invalid_json", text
     conversation = Conversation.objects.get(public_id=conversation_id)
     assert conversation.messages.count() == 0
+
+
+def _sse_messages(body: str) -> list[dict]:
+    """Return the fields of each message of an SSE body, without its comments."""
+    messages = []
+    for block in body.split("\n\n"):
+        lines = [line for line in block.split("\n") if line and not line.startswith(":")]
+        if lines:
+            messages.append(dict(line.split(": ", 1) for line in lines))
+    return messages
+
+
+def test_streamed_reply_matches_schema(server_client, document):
+    conversation_id = server_client.post(
+        CONVERSATIONS_URL, {"store_id": "store-1"}, format="json"
+    ).json()["conversation_id"]
+    operation = document["paths"]["/api/v1/conversations/{conversation_id}/messages"]["post"]
+    stream_schema = operation["responses"]["200"]["content"]["text/event-stream"]["schema"]
+    message_validator = jsonschema.Draft202012Validator(stream_schema)
+    event_validator = _component_validator(document, "ChatEvent")
+
+    response = server_client.post(
+        f"{CONVERSATIONS_URL}/{conversation_id}/messages",
+        {"text": "milk"},
+        format="json",
+        HTTP_ACCEPT="text/event-stream",
+    )
+
+    assert response.status_code == 200
+    messages = _sse_messages(b"".join(response.streaming_content).decode())
+    assert messages[-1]["event"] == "response_complete"
+    for message in messages:
+        assert list(message_validator.iter_errors(message)) == []
+        assert list(event_validator.iter_errors(json.loads(message["data"]))) == []
 
 
 def test_unset_webhook_urls_match_schema(server_client, document):
