@@ -16,7 +16,7 @@ from drf_spectacular.utils import (
     extend_schema_serializer,
     inline_serializer,
 )
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -133,7 +133,11 @@ def _products_of(body: Any) -> list[Any]:
 class ProductUpload(BaseModel):
     """The products of an upload, 1 to 1,000. An invalid product is skipped, not rejected."""
 
-    products: list[ProductInput]
+    # _products_of rejects a key other than "products". The maximum of 1,000 products is
+    # not a maxItems, because a longer array gets 413 payload_too_large, not 400.
+    model_config = ConfigDict(extra="forbid")
+
+    products: list[ProductInput] = Field(min_length=1)
 
 
 class ProductUpsertApi(CatalogApi):

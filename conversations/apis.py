@@ -4,7 +4,6 @@ from typing import Any, cast
 
 from django.core.exceptions import RequestDataTooBig
 from django.http.response import HttpResponseBase
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiResponse,
     extend_schema,
@@ -64,6 +63,23 @@ class CartField(serializers.JSONField):
 _ASSISTANT_SCHEMA = extend_schema_field(
     serializers.ChoiceField(choices=[AgentAssistant.name, OfflineAssistant.name])
 )
+
+
+# One Server-Sent Events message of a streamed reply, by its fields. OpenAPI 3.1 has no
+# keyword for the items of a stream, so the schema of text/event-stream describes one
+# message, which is how schemathesis 4 validates a stream.
+_SSE_MESSAGE_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "event": {"type": "string", "description": "The event's `type`."},
+        "data": {
+            "type": "string",
+            "contentMediaType": "application/json",
+            "contentSchema": {"$ref": "#/components/schemas/ChatEvent"},
+        },
+    },
+    "required": ["event", "data"],
+}
 
 
 def _client(request: Request) -> ApiClient:
@@ -297,11 +313,12 @@ class MessageCreateApi(RetryAfterHeaderMixin, APIView):
                 description="The reply: JSON by default, or a Server-Sent Events stream.",
             ),
             (200, "text/event-stream"): OpenApiResponse(
-                response=OpenApiTypes.STR,
+                response=_SSE_MESSAGE_SCHEMA,
                 description=(
                     "With `Accept: text/event-stream`: one SSE message per event, whose "
                     "`event:` is the event's type and whose `data:` is the event as JSON. The "
-                    "stream ends with `response_complete`; docs/streaming.md describes it."
+                    "schema describes one message, as tools that read SSE streams apply it. "
+                    "The stream ends with `response_complete`; docs/streaming.md describes it."
                 ),
             ),
             **error_responses(

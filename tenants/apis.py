@@ -54,6 +54,11 @@ class WebhookSettingsApi(AdminApi):
 
     @extend_schema_serializer(component_name="WebhookSettings")
     class OutputSerializer(serializers.ModelSerializer):
+        # Plain strings, not URIs, because a URL that is not set is an empty string.
+        products_url = serializers.CharField(read_only=True, help_text="Empty when not set.")
+        cart_url = serializers.CharField(read_only=True, help_text="Empty when not set.")
+        cart_get_url = serializers.CharField(read_only=True, help_text="Empty when not set.")
+
         class Meta:
             model = WebhookSettings
             fields = ["products_url", "cart_url", "cart_get_url", "has_secret", "timeout_seconds"]

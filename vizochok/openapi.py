@@ -20,6 +20,7 @@ from rest_framework.response import Response
 
 from tenants.models import ApiKey
 from tenants.permissions import HasCatalogScope, HasChatScope
+from vizochok.serializers import IdentifierField, StringField
 
 PUBLIC_KEY_SCHEME = "publicKey"
 SECRET_KEY_SCHEME = "secretKey"
@@ -90,6 +91,75 @@ def _nullable_as_type(schema: Any) -> Any:
     if converted.pop("nullable", False) and isinstance(converted.get("type"), str):
         converted["type"] = [converted["type"], "null"]
     return converted
+
+
+def _whitespace_class() -> str:
+    """Return the characters that ``str.strip()`` removes, as a regular expression class body.
+
+    JSON Schema's ``\\s`` differs from Python's whitespace (it lacks U+001C to U+001F and
+    U+0085 and adds U+FEFF), so the class lists Python's characters as ``\\uXXXX`` ranges.
+    """
+    ranges: list[list[int]] = []
+    for code in range(0x110000):
+        if not chr(code).isspace():
+            continue
+        if ranges and ranges[-1][1] == code - 1:
+            ranges[-1][1] = code
+        else:
+            ranges.append([code, code])
+    return "".join(
+        f"\\u{start:04x}" if start == end else f"\\u{start:04x}-\\u{end:04x}"
+        for start, end in ranges
+    )
+
+
+_WHITESPACE = _whitespace_class()
+# DRF's CharField rejects a NUL character, and a StringField that trims whitespace rejects
+# a value that is only whitespace, unless it allows blank values.
+NOT_BLANK_PATTERN = f"^[^\\u0000]*[^\\u0000{_WHITESPACE}][^\\u0000]*$"
+NO_NUL_PATTERN = "^[^\\u0000]*$"
+NOT_EMPTY_PATTERN = "^[^\\u0000]+$"
+# IdentifierField also rejects a value that starts or ends with whitespace.
+IDENTIFIER_PATTERN = f"^[^\\u0000{_WHITESPACE}](?:[^\\u0000]*[^\\u0000{_WHITESPACE}])?$"
+
+
+def _string_pattern(field: StringField) -> str:
+    """Return the pattern of the values that ``field`` accepts."""
+    if isinstance(field, IdentifierField):
+        return IDENTIFIER_PATTERN
+    if field.allow_blank:
+        return NO_NUL_PATTERN
+    if field.trim_whitespace:
+        return NOT_BLANK_PATTERN
+    return NOT_EMPTY_PATTERN
+
+
+class StrictInputSchema(OpenApiSerializerExtension):
+    """A ``StrictInputSerializer``, which rejects fields it does not declare.
+
+    A request body also gets the pattern of each ``StringField``, so that a client or a
+    fuzzer knows which strings the API rejects. NOTE: the patterns do not exclude unpaired
+    surrogates, which DRF also rejects, because the regular expression engines of JSON
+    Schema tools cannot match them.
+    """
+
+    target_class = "vizochok.serializers.StrictInputSerializer"
+    match_subclasses = True
+
+    def map_serializer(self, auto_schema: AutoSchema, direction: str) -> dict[str, Any]:
+        schema: dict[str, Any] = auto_schema._map_serializer(
+            self.target, direction, bypass_extensions=True
+        )
+        schema["additionalProperties"] = False
+        if direction != "request":
+            return schema
+        for name, field in self.target.fields.items():
+            field_schema = schema["properties"].get(name)
+            if isinstance(field, serializers.ListField):
+                field, field_schema = field.child, (field_schema or {}).get("items")
+            if isinstance(field, StringField) and field_schema is not None:
+                field_schema["pattern"] = _string_pattern(field)
+        return schema
 
 
 class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
@@ -183,3 +253,24 @@ class SchemaApi(SpectacularAPIView):
         self.request.accepted_renderer = JSONRenderer()
         self.request.accepted_media_type = JSONRenderer.media_type
         return response
+
+
+def describe_query_values(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+    """Add what the query parameters' schemas leave out, as a drf-spectacular postprocessing hook.
+
+    DRF's serializers read ``?status=`` as no ``status`` when the field is not required, so
+    ``GET /api/v1/catalog/jobs?status=`` lists jobs in every status: such a parameter gets
+    ``allowEmptyValue``. DRF's ``CharField`` rejects a NUL character, so a free-text string
+    parameter gets a pattern without it.
+    """
+    for path_item in result.get("paths", {}).values():
+        for operation in path_item.values():
+            for parameter in operation.get("parameters", []):
+                if parameter.get("in") != "query":
+                    continue
+                if not parameter.get("required", False):
+                    parameter["allowEmptyValue"] = True
+                schema = parameter.get("schema", {})
+                if schema.get("type") == "string" and not {"enum", "pattern"} & set(schema):
+                    schema["pattern"] = NO_NUL_PATTERN
+    return result

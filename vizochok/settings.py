@@ -346,6 +346,10 @@ SPECTACULAR_SETTINGS = {
     "OAS_VERSION": "3.1.0",
     # The class docstrings are for readers of the code. Each operation has its own text.
     "DISABLE_DOCSTRING_DESCRIPTIONS": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "vizochok.openapi.describe_query_values",
+    ],
 }
 
 # --- Embeddings -------------------------------------------------------------------------

@@ -217,7 +217,11 @@ def test_message_reply_can_stream(document):
     content = operation["responses"]["200"]["content"]
 
     assert set(content) == {"application/json", "text/event-stream"}
-    assert content["text/event-stream"]["schema"] == {"type": "string"}
+    stream_schema = content["text/event-stream"]["schema"]
+    assert stream_schema["required"] == ["event", "data"]
+    assert stream_schema["properties"]["data"]["contentSchema"] == {
+        "$ref": "#/components/schemas/ChatEvent"
+    }
     assert content["application/json"]["schema"] == {"$ref": "#/components/schemas/MessageReply"}
 
 
