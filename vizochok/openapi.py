@@ -5,6 +5,7 @@ what it cannot infer: the error body, the two kinds of API key, and the JSON sch
 pydantic request bodies as clients send them.
 """
 
+import functools
 from typing import Any, Literal
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension, OpenApiSerializerExtension
@@ -93,11 +94,14 @@ def _nullable_as_type(schema: Any) -> Any:
     return converted
 
 
+@functools.cache
 def _whitespace_class() -> str:
     """Return the characters that ``str.strip()`` removes, as a regular expression class body.
 
     JSON Schema's ``\\s`` differs from Python's whitespace (it lacks U+001C to U+001F and
     U+0085 and adds U+FEFF), so the class lists Python's characters as ``\\uXXXX`` ranges.
+    It is built when the document is first generated, because walking every code point
+    takes tens of milliseconds, which every process would otherwise pay at start-up.
     """
     ranges: list[list[int]] = []
     for code in range(0x110000):
@@ -113,24 +117,24 @@ def _whitespace_class() -> str:
     )
 
 
-_WHITESPACE = _whitespace_class()
-# DRF's CharField rejects a NUL character, and a StringField that trims whitespace rejects
-# a value that is only whitespace, unless it allows blank values.
-NOT_BLANK_PATTERN = f"^[^\\u0000]*[^\\u0000{_WHITESPACE}][^\\u0000]*$"
 NO_NUL_PATTERN = "^[^\\u0000]*$"
 NOT_EMPTY_PATTERN = "^[^\\u0000]+$"
-# IdentifierField also rejects a value that starts or ends with whitespace.
-IDENTIFIER_PATTERN = f"^[^\\u0000{_WHITESPACE}](?:[^\\u0000]*[^\\u0000{_WHITESPACE}])?$"
 
 
 def _string_pattern(field: StringField) -> str:
-    """Return the pattern of the values that ``field`` accepts."""
+    """Return the pattern of the values that ``field`` accepts.
+
+    DRF's CharField rejects a NUL character. A StringField that trims whitespace rejects a
+    value that is only whitespace, unless it allows blank values, and an IdentifierField
+    also rejects a value that starts or ends with whitespace.
+    """
+    whitespace = _whitespace_class()
     if isinstance(field, IdentifierField):
-        return IDENTIFIER_PATTERN
+        return f"^[^\\u0000{whitespace}](?:[^\\u0000]*[^\\u0000{whitespace}])?$"
     if field.allow_blank:
         return NO_NUL_PATTERN
     if field.trim_whitespace:
-        return NOT_BLANK_PATTERN
+        return f"^[^\\u0000]*[^\\u0000{whitespace}][^\\u0000]*$"
     return NOT_EMPTY_PATTERN
 
 
