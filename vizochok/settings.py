@@ -29,6 +29,13 @@ env = environ.Env()
 # DJANGO_ENV_FILE names another file, or none when empty: `make pytest` sets it empty, so
 # that a production .env in the checkout does not change what the tests check.
 _env_file = os.environ.get("DJANGO_ENV_FILE", str(BASE_DIR / ".env"))
+# django-environ skips a missing file silently, so a mistyped path would start the process
+# without the operator's settings. Only the default .env may be missing.
+if "DJANGO_ENV_FILE" in os.environ and _env_file and not Path(_env_file).is_file():
+    raise ImproperlyConfigured(
+        f"DJANGO_ENV_FILE is {_env_file!r}, which is not a file. Set it to the path of the"
+        " environment file, or to an empty value to read no file."
+    )
 if _env_file:
     environ.Env.read_env(_env_file, overwrite=False)
 

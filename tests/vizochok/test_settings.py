@@ -596,3 +596,23 @@ def test_env_file_setting_names_file(tmp_path):
 
     assert result.returncode == 0, result.stderr
     assert result.stdout == "7\n"
+
+
+def test_env_file_setting_rejects_missing_file(tmp_path):
+    missing = tmp_path / "missing.env"
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=PROJECT_DIR,
+        env={**os.environ, "DJANGO_ENV_FILE": str(missing)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert result.returncode == 1
+    assert (
+        f"django.core.exceptions.ImproperlyConfigured: DJANGO_ENV_FILE is '{missing}', which is"
+        " not a file. Set it to the path of the environment file, or to an empty value to"
+        " read no file."
+    ) in result.stderr
+    assert "System check identified" not in result.stdout
