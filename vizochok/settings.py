@@ -1,6 +1,7 @@
 """Django settings, read from environment variables (see .env.example)."""
 
 import ipaddress
+import logging
 import math
 import os
 import re
@@ -624,8 +625,26 @@ if WEBHOOK_CA_BUNDLE is not None and not Path(WEBHOOK_CA_BUNDLE).is_file():
 LOG_FORMAT = env.str("LOG_FORMAT", default="text")
 if LOG_FORMAT not in ("text", "json"):
     raise ImproperlyConfigured(f"LOG_FORMAT must be text or json, got {LOG_FORMAT!r}.")
-LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
-QUEUE_LOG_LEVEL = env.str("QUEUE_LOG_LEVEL", default="WARNING")
+
+
+def _env_log_level(name: str, *, default: str) -> str:
+    """Read a logging level name such as ``info`` or ``WARNING``, and return it upper-case.
+
+    Checked here because logging.config otherwise fails with "Unable to configure logger
+    'vizochok'", which names neither the variable nor its value.
+    """
+    raw = env.str(name, default=default)
+    level = raw.strip().upper()
+    if not isinstance(logging.getLevelName(level), int):
+        raise ImproperlyConfigured(
+            f"{name} must be a logging level name such as DEBUG, INFO, WARNING or ERROR,"
+            f" got {raw!r}."
+        )
+    return level
+
+
+LOG_LEVEL = _env_log_level("LOG_LEVEL", default="INFO")
+QUEUE_LOG_LEVEL = _env_log_level("QUEUE_LOG_LEVEL", default="WARNING")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -650,7 +669,7 @@ LOGGING = {
     }
     # The queue logs every task registration at INFO in every process; catalog.jobs logs
     # the job events that matter. The filter "queue" drops what is below QUEUE_LOG_LEVEL.
-    | {"procrastinate": {"level": "DEBUG" if QUEUE_LOG_LEVEL.upper() == "DEBUG" else "INFO"}}
+    | {"procrastinate": {"level": "DEBUG" if QUEUE_LOG_LEVEL == "DEBUG" else "INFO"}}
     # Replaces Django's default "django" logger, which in debug mode prints every request
     # warning a second time through a console handler of its own.
     | {"django": {"level": "INFO"}},

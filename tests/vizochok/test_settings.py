@@ -240,6 +240,21 @@ REJECTED = [
             "insecure-development-key-do-not-use-in-production",
         )
     ],
+    # logging.config raised "Unable to configure logger 'vizochok'" without the variable.
+    *[
+        (
+            variable,
+            value,
+            f"{variable} must be a logging level name such as DEBUG, INFO, WARNING or ERROR,"
+            f" got {value!r}.",
+        )
+        for variable, value in (
+            ("LOG_LEVEL", "verbose"),
+            ("LOG_LEVEL", "10"),
+            ("QUEUE_LOG_LEVEL", "bogus"),
+            ("QUEUE_LOG_LEVEL", ""),
+        )
+    ],
 ]
 
 ACCEPTED = [
@@ -260,6 +275,7 @@ ACCEPTED = [
     {"CATALOG_RECOVERY_CRON": "@hourly", "CATALOG_PRUNE_CRON": "0 0 29 2 *"},
     {"WEBHOOK_BREAKER_WINDOW_SECONDS": "3153600000", "WEBHOOK_BREAKER_COOLDOWN_SECONDS": "0"},
     {"CORS_ALLOWED_ORIGINS": "https://shop.example, http://localhost:8080,"},
+    {"LOG_LEVEL": "debug", "QUEUE_LOG_LEVEL": " error "},
 ]
 
 
