@@ -275,9 +275,7 @@ STORAGES = {
 # The chat widget calls the chat API from the store's own site (vizochok.middleware.ChatCors).
 # This list, when set, limits the origins that get CORS headers in the whole deployment.
 # Each tenant's widget_allowed_origins narrows it further on the actual request.
-_cors_origins = [
-    origin.strip() for origin in env.list("CORS_ALLOWED_ORIGINS", default=[]) if origin.strip()
-]
+_cors_origins = _env_stripped_list("CORS_ALLOWED_ORIGINS", default=[])
 try:
     CORS_ALLOWED_ORIGINS = origins_normalize(_cors_origins, max_count=1000)
 except ValueError as _error:
@@ -556,11 +554,7 @@ if WEBSOCKET_MAX_SOCKETS_PER_KEY < 0:
 # Plain http:// and the networks below are for local demos and tests only; both are off
 # by default, which restricts webhook URLs to https:// on public addresses.
 WEBHOOK_ALLOW_HTTP = env.bool("WEBHOOK_ALLOW_HTTP", default=False)
-WEBHOOK_ALLOWED_NETWORKS = [
-    network.strip()
-    for network in env.list("WEBHOOK_ALLOWED_NETWORKS", default=[])
-    if network.strip()
-]
+WEBHOOK_ALLOWED_NETWORKS = _env_stripped_list("WEBHOOK_ALLOWED_NETWORKS", default=[])
 WEBHOOK_CONNECT_TIMEOUT = _env_float("WEBHOOK_CONNECT_TIMEOUT", default=1.0)
 WEBHOOK_MAX_RESPONSE_BYTES = _env_int("WEBHOOK_MAX_RESPONSE_BYTES", default=256 * 1024)
 WEBHOOK_RETRY_DELAY_SECONDS = _env_float("WEBHOOK_RETRY_DELAY_SECONDS", default=1.0)

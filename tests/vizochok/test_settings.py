@@ -572,6 +572,34 @@ def test_host_lists_strip_blanks():
     )
 
 
+def test_origin_and_network_lists_strip_blanks():
+    result = subprocess.run(
+        [
+            sys.executable,
+            "manage.py",
+            "shell",
+            "--no-imports",
+            "-c",
+            "from django.conf import settings; print(settings.CORS_ALLOWED_ORIGINS);"
+            " print(settings.WEBHOOK_ALLOWED_NETWORKS)",
+        ],
+        cwd=PROJECT_DIR,
+        env={
+            **os.environ,
+            "CORS_ALLOWED_ORIGINS": " https://a.example , http://localhost:8080,",
+            "WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8, ::1/128 ,",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == (
+        "['https://a.example', 'http://localhost:8080']\n['127.0.0.0/8', '::1/128']\n"
+    )
+
+
 def test_empty_env_file_setting_reads_no_file():
     environment = {key: value for key, value in os.environ.items() if key != "DATABASE_URL"}
     result = subprocess.run(
