@@ -98,8 +98,9 @@ def _embedded_field(value: Any) -> str:
     if len(text) <= MAX_EMBEDDED_FIELD_CHARACTERS:
         return text
     head = text[:MAX_EMBEDDED_FIELD_CHARACTERS]
-    if not text[MAX_EMBEDDED_FIELD_CHARACTERS].isspace():
-        # The limit falls inside a word, so that word's start is dropped.
+    if not head[-1].isspace() and not text[MAX_EMBEDDED_FIELD_CHARACTERS].isspace():
+        # The limit falls inside a word, so that word's start is dropped. When the limit
+        # falls right after a blank, every word of ``head`` is whole and stays.
         words = head.rsplit(maxsplit=1)
         if len(words) == 2 and len(words[0]) >= MAX_EMBEDDED_FIELD_CHARACTERS // 2:
             head = words[0]

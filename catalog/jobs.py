@@ -244,11 +244,11 @@ def catalog_job_run(
 
     Safe to run again after a crash: a run continues after the last batch that an earlier
     run wrote. A job that is already complete or failed is returned unchanged.
-    ``should_stop`` is checked before each batch starts embedding. When it returns True, the batch already embedding is
-    written, ``CatalogJobInterrupted`` is raised, and the job stays ``embedding`` for the next
-    run. ``CatalogJobMissing`` is raised when the job's row is gone, before or during the run.
-    Any other exception is recorded in ``last_error`` and re-raised for the queue to
-    retry; on the last attempt the job is marked failed first.
+    ``should_stop`` is checked before each batch starts embedding. When it returns True, the
+    batch already embedding is written, ``CatalogJobInterrupted`` is raised, and the job stays
+    ``embedding`` for the next run. ``CatalogJobMissing`` is raised when the job's row is
+    gone, before or during the run. Any other exception is recorded in ``last_error`` and
+    re-raised for the queue to retry; on the last attempt the job is marked failed first.
     ``job_pk`` is the internal primary key: the task queue passes it, never a client.
     """
     job = _job_start(job_pk)

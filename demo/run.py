@@ -272,11 +272,14 @@ def app_command() -> list[str]:
 
 
 def stop_on_signals() -> None:
-    """Make SIGTERM and SIGHUP raise KeyboardInterrupt, as Ctrl-C does, so that stop() runs.
+    """Make SIGINT, SIGTERM and SIGHUP raise KeyboardInterrupt, so that stop() runs.
 
     The servers run in sessions of their own, so a signal that ends the demo reaches only
-    this process: `kill`, a SIGTERM that make forwards, or a closed terminal (SIGHUP).
+    this process: Ctrl-C, `kill`, a SIGTERM that make forwards, or a closed terminal
+    (SIGHUP). A shell without job control starts a background command with SIGINT ignored,
+    and Python then installs no handler of its own, so SIGINT is set here too.
     """
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     signal.signal(signal.SIGHUP, signal.default_int_handler)
 

@@ -1,6 +1,7 @@
 """Django settings, read from environment variables (see .env.example)."""
 
 import ipaddress
+import logging
 import math
 import os
 import re
@@ -29,6 +30,13 @@ env = environ.Env()
 # DJANGO_ENV_FILE names another file, or none when empty: `make pytest` sets it empty, so
 # that a production .env in the checkout does not change what the tests check.
 _env_file = os.environ.get("DJANGO_ENV_FILE", str(BASE_DIR / ".env"))
+# django-environ skips a missing file silently, so a mistyped path would start the process
+# without the operator's settings. Only the default .env may be missing.
+if "DJANGO_ENV_FILE" in os.environ and _env_file and not Path(_env_file).is_file():
+    raise ImproperlyConfigured(
+        f"DJANGO_ENV_FILE is {_env_file!r}, which is not a file. Set it to the path of the"
+        " environment file, or to an empty value to read no file."
+    )
 if _env_file:
     environ.Env.read_env(_env_file, overwrite=False)
 
@@ -267,9 +275,7 @@ STORAGES = {
 # The chat widget calls the chat API from the store's own site (vizochok.middleware.ChatCors).
 # This list, when set, limits the origins that get CORS headers in the whole deployment.
 # Each tenant's widget_allowed_origins narrows it further on the actual request.
-_cors_origins = [
-    origin.strip() for origin in env.list("CORS_ALLOWED_ORIGINS", default=[]) if origin.strip()
-]
+_cors_origins = _env_stripped_list("CORS_ALLOWED_ORIGINS", default=[])
 try:
     CORS_ALLOWED_ORIGINS = origins_normalize(_cors_origins, max_count=1000)
 except ValueError as _error:
@@ -319,9 +325,10 @@ SPECTACULAR_SETTINGS = {
         "The chat, catalog and admin HTTP API of a Vizochok deployment. Request and response "
         'bodies are JSON. Every error has the body `{"detail", "code"}`, the `Error` '
         "component. Besides the statuses that each operation lists, any endpoint returns it "
-        "with 400 `invalid_json` for a query string of more than 1,000 parameters, 405 "
-        "`method_not_allowed`, 411 `length_required` for a chunked body and 500 "
-        "`internal_error`. An endpoint that reads a body also returns 415 "
+        "with 405 `method_not_allowed`, 411 `length_required` for a chunked body and 500 "
+        "`internal_error`. Every endpoint but the message endpoint, which ignores its query "
+        "string, returns 400 `invalid_json` for a query string of more than 1,000 "
+        "parameters. An endpoint that reads a body also returns 415 "
         "`unsupported_media_type` for one that is not `application/json`. Every endpoint "
         "but the message endpoint "
         "returns 406 `not_acceptable` for an `Accept` header that rules out JSON. The "
@@ -552,11 +559,7 @@ if WEBSOCKET_MAX_SOCKETS_PER_KEY < 0:
 # Plain http:// and the networks below are for local demos and tests only; both are off
 # by default, which restricts webhook URLs to https:// on public addresses.
 WEBHOOK_ALLOW_HTTP = env.bool("WEBHOOK_ALLOW_HTTP", default=False)
-WEBHOOK_ALLOWED_NETWORKS = [
-    network.strip()
-    for network in env.list("WEBHOOK_ALLOWED_NETWORKS", default=[])
-    if network.strip()
-]
+WEBHOOK_ALLOWED_NETWORKS = _env_stripped_list("WEBHOOK_ALLOWED_NETWORKS", default=[])
 WEBHOOK_CONNECT_TIMEOUT = _env_float("WEBHOOK_CONNECT_TIMEOUT", default=1.0)
 WEBHOOK_MAX_RESPONSE_BYTES = _env_int("WEBHOOK_MAX_RESPONSE_BYTES", default=256 * 1024)
 WEBHOOK_RETRY_DELAY_SECONDS = _env_float("WEBHOOK_RETRY_DELAY_SECONDS", default=1.0)
@@ -621,8 +624,26 @@ if WEBHOOK_CA_BUNDLE is not None and not Path(WEBHOOK_CA_BUNDLE).is_file():
 LOG_FORMAT = env.str("LOG_FORMAT", default="text")
 if LOG_FORMAT not in ("text", "json"):
     raise ImproperlyConfigured(f"LOG_FORMAT must be text or json, got {LOG_FORMAT!r}.")
-LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
-QUEUE_LOG_LEVEL = env.str("QUEUE_LOG_LEVEL", default="WARNING")
+
+
+def _env_log_level(name: str, *, default: str) -> str:
+    """Read a logging level name such as ``info`` or ``WARNING``, and return it upper-case.
+
+    Checked here because logging.config otherwise fails with "Unable to configure logger
+    'vizochok'", which names neither the variable nor its value.
+    """
+    raw = env.str(name, default=default)
+    level = raw.strip().upper()
+    if not isinstance(logging.getLevelName(level), int):
+        raise ImproperlyConfigured(
+            f"{name} must be a logging level name such as DEBUG, INFO, WARNING or ERROR,"
+            f" got {raw!r}."
+        )
+    return level
+
+
+LOG_LEVEL = _env_log_level("LOG_LEVEL", default="INFO")
+QUEUE_LOG_LEVEL = _env_log_level("QUEUE_LOG_LEVEL", default="WARNING")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -647,7 +668,7 @@ LOGGING = {
     }
     # The queue logs every task registration at INFO in every process; catalog.jobs logs
     # the job events that matter. The filter "queue" drops what is below QUEUE_LOG_LEVEL.
-    | {"procrastinate": {"level": "DEBUG" if QUEUE_LOG_LEVEL.upper() == "DEBUG" else "INFO"}}
+    | {"procrastinate": {"level": "DEBUG" if QUEUE_LOG_LEVEL == "DEBUG" else "INFO"}}
     # Replaces Django's default "django" logger, which in debug mode prints every request
     # warning a second time through a console handler of its own.
     | {"django": {"level": "INFO"}},

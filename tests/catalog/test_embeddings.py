@@ -133,6 +133,18 @@ def test_embedding_text_cuts_long_description_after_word():
     assert text == f"Чай\nDescription: {expected_description}"
 
 
+def test_embedding_text_keeps_word_before_blank_at_limit():
+    # The first 2,000 characters end with a blank, and the next word starts right at the
+    # limit, so every word within the limit is whole.
+    last_word = "b" * 498
+    description = f"{'a' * 1500} {last_word} cccc"
+    assert description[MAX_EMBEDDED_FIELD_CHARACTERS - 1] == " "
+
+    text = product_embedding_text({"name": "Чай", "description": description})
+
+    assert text == f"Чай\nDescription: {'a' * 1500} {last_word}"
+
+
 def test_embedding_text_cuts_one_long_word():
     text = product_embedding_text(
         {"name": "Чай", "description": "d" * 5_000_000, "ingredients": "вода, " + "я" * 3_000}

@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
@@ -19,6 +20,8 @@ from demo.run import (
     stop_on_signals,
     wait_until_healthy,
 )
+
+PROJECT_DIR = Path(__file__).resolve().parents[2]
 
 
 @contextmanager
@@ -119,6 +122,30 @@ def test_stop_signals_raise_keyboard_interrupt(signal_number):
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)
+
+
+def test_stop_signals_undo_ignored_sigint():
+    # `make demo &` in a script starts the demo with SIGINT ignored.
+    script = (
+        "import signal\n"
+        "signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+        "from demo.run import stop_on_signals\n"
+        "stop_on_signals()\n"
+        "try:\n"
+        "    signal.raise_signal(signal.SIGINT)\n"
+        "except KeyboardInterrupt:\n"
+        "    print('interrupted')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=PROJECT_DIR,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "interrupted\n"
 
 
 def test_instructions_name_db_stop(capsys):

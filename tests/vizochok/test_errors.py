@@ -4,6 +4,8 @@ import logging
 
 import pytest
 
+from tests.factories import ConversationFactory
+
 pytestmark = pytest.mark.django_db
 
 
@@ -117,3 +119,24 @@ def test_query_parameters_at_limit_accepted(server_client, settings):
 
     assert response.status_code == 200
     assert response.json() == []
+
+
+def test_message_endpoint_ignores_long_query(chat_client, tenant, settings):
+    # The OpenAPI description names the message endpoint as the one exception, because it
+    # never reads its query string.
+    settings.DATA_UPLOAD_MAX_NUMBER_FIELDS = 10
+    query = "&".join(f"field{number}=1" for number in range(11))
+    conversation = ConversationFactory(tenant=tenant)
+
+    response = chat_client.post(
+        f"/api/v1/conversations/{conversation.public_id}/messages?{query}",
+        {"text": "привіт"},
+        format="json",
+    )
+
+    assert response.status_code == 200
+    assert response.json()["events"][-1] == {"type": "response_complete"}
+    assert (
+        "Every endpoint but the message endpoint, which ignores its query string, returns 400"
+        " `invalid_json` for a query string of more than 1,000 parameters."
+    ) in settings.SPECTACULAR_SETTINGS["DESCRIPTION"]

@@ -240,6 +240,21 @@ REJECTED = [
             "insecure-development-key-do-not-use-in-production",
         )
     ],
+    # logging.config raised "Unable to configure logger 'vizochok'" without the variable.
+    *[
+        (
+            variable,
+            value,
+            f"{variable} must be a logging level name such as DEBUG, INFO, WARNING or ERROR,"
+            f" got {value!r}.",
+        )
+        for variable, value in (
+            ("LOG_LEVEL", "verbose"),
+            ("LOG_LEVEL", "10"),
+            ("QUEUE_LOG_LEVEL", "bogus"),
+            ("QUEUE_LOG_LEVEL", ""),
+        )
+    ],
 ]
 
 ACCEPTED = [
@@ -260,6 +275,7 @@ ACCEPTED = [
     {"CATALOG_RECOVERY_CRON": "@hourly", "CATALOG_PRUNE_CRON": "0 0 29 2 *"},
     {"WEBHOOK_BREAKER_WINDOW_SECONDS": "3153600000", "WEBHOOK_BREAKER_COOLDOWN_SECONDS": "0"},
     {"CORS_ALLOWED_ORIGINS": "https://shop.example, http://localhost:8080,"},
+    {"LOG_LEVEL": "debug", "QUEUE_LOG_LEVEL": " error "},
 ]
 
 
@@ -556,6 +572,34 @@ def test_host_lists_strip_blanks():
     )
 
 
+def test_origin_and_network_lists_strip_blanks():
+    result = subprocess.run(
+        [
+            sys.executable,
+            "manage.py",
+            "shell",
+            "--no-imports",
+            "-c",
+            "from django.conf import settings; print(settings.CORS_ALLOWED_ORIGINS);"
+            " print(settings.WEBHOOK_ALLOWED_NETWORKS)",
+        ],
+        cwd=PROJECT_DIR,
+        env={
+            **os.environ,
+            "CORS_ALLOWED_ORIGINS": " https://a.example , http://localhost:8080,",
+            "WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8, ::1/128 ,",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == (
+        "['https://a.example', 'http://localhost:8080']\n['127.0.0.0/8', '::1/128']\n"
+    )
+
+
 def test_empty_env_file_setting_reads_no_file():
     environment = {key: value for key, value in os.environ.items() if key != "DATABASE_URL"}
     result = subprocess.run(
@@ -596,3 +640,23 @@ def test_env_file_setting_names_file(tmp_path):
 
     assert result.returncode == 0, result.stderr
     assert result.stdout == "7\n"
+
+
+def test_env_file_setting_rejects_missing_file(tmp_path):
+    missing = tmp_path / "missing.env"
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=PROJECT_DIR,
+        env={**os.environ, "DJANGO_ENV_FILE": str(missing)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert result.returncode == 1
+    assert (
+        f"django.core.exceptions.ImproperlyConfigured: DJANGO_ENV_FILE is '{missing}', which is"
+        " not a file. Set it to the path of the environment file, or to an empty value to"
+        " read no file."
+    ) in result.stderr
+    assert "System check identified" not in result.stdout
