@@ -10,15 +10,25 @@ import pytest
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 
 
-def _run_check(**extra_env: str) -> subprocess.CompletedProcess[str]:
+def _manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run ``manage.py`` with ``args`` in a process whose environment is ``env``."""
     return subprocess.run(
-        [sys.executable, "manage.py", "check"],
+        [sys.executable, "manage.py", *args],
         cwd=PROJECT_DIR,
-        env={**os.environ, **extra_env},
+        env=env,
         capture_output=True,
         text=True,
         timeout=60,
     )
+
+
+def _run_shell(code: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run the Python ``code`` in ``manage.py shell`` with the environment ``env``."""
+    return _manage("shell", "--no-imports", "-c", code, env=env)
+
+
+def _run_check(**extra_env: str) -> subprocess.CompletedProcess[str]:
+    return _manage("check", env={**os.environ, **extra_env})
 
 
 REJECTED = [
@@ -305,20 +315,9 @@ def test_settings_accept_values_in_range(environment):
     ],
 )
 def test_settings_read_numbers_as_written(variable, value, expected):
-    result = subprocess.run(
-        [
-            sys.executable,
-            "manage.py",
-            "shell",
-            "--no-imports",
-            "-c",
-            f"from django.conf import settings; print(settings.{variable})",
-        ],
-        cwd=PROJECT_DIR,
+    result = _run_shell(
+        f"from django.conf import settings; print(settings.{variable})",
         env={**os.environ, variable: value},
-        capture_output=True,
-        text=True,
-        timeout=60,
     )
 
     assert result.returncode == 0, result.stderr
@@ -330,21 +329,10 @@ def _print_embedding_cores(**extra_env: str) -> subprocess.CompletedProcess[str]
     environment.pop("EMBEDDING_PARALLEL_BATCHES", None)
     if "OMP_NUM_THREADS" not in extra_env:
         environment.pop("OMP_NUM_THREADS", None)
-    return subprocess.run(
-        [
-            sys.executable,
-            "manage.py",
-            "shell",
-            "--no-imports",
-            "-c",
-            "from django.conf import settings;"
-            " print(settings.EMBEDDING_CORES, settings.EMBEDDING_PARALLEL_BATCHES)",
-        ],
-        cwd=PROJECT_DIR,
+    return _run_shell(
+        "from django.conf import settings;"
+        " print(settings.EMBEDDING_CORES, settings.EMBEDDING_PARALLEL_BATCHES)",
         env=environment,
-        capture_output=True,
-        text=True,
-        timeout=60,
     )
 
 
@@ -419,22 +407,11 @@ def _print_https_settings(**extra_env: str) -> str:
     for variable in ("DJANGO_HTTPS", "DJANGO_BEHIND_TLS_PROXY", "DJANGO_SSL_REDIRECT"):
         if variable not in extra_env:
             environment.pop(variable, None)
-    result = subprocess.run(
-        [
-            sys.executable,
-            "manage.py",
-            "shell",
-            "--no-imports",
-            "-c",
-            "from django.conf import settings as s; print(s.SECURE_PROXY_SSL_HEADER,"
-            " s.SESSION_COOKIE_SECURE, s.CSRF_COOKIE_SECURE, s.SECURE_SSL_REDIRECT,"
-            " s.SECURE_HSTS_SECONDS)",
-        ],
-        cwd=PROJECT_DIR,
+    result = _run_shell(
+        "from django.conf import settings as s; print(s.SECURE_PROXY_SSL_HEADER,"
+        " s.SESSION_COOKIE_SECURE, s.CSRF_COOKIE_SECURE, s.SECURE_SSL_REDIRECT,"
+        " s.SECURE_HSTS_SECONDS)",
         env=environment,
-        capture_output=True,
-        text=True,
-        timeout=60,
     )
     assert result.returncode == 0, result.stderr
     return result.stdout
@@ -461,9 +438,9 @@ def test_https_settings_follow_environment(environment, expected):
 
 
 def test_deploy_check_passes_for_production_https():
-    result = subprocess.run(
-        [sys.executable, "manage.py", "check", "--deploy"],
-        cwd=PROJECT_DIR,
+    result = _manage(
+        "check",
+        "--deploy",
         env={
             **os.environ,
             "DJANGO_DEBUG": "0",
@@ -474,9 +451,6 @@ def test_deploy_check_passes_for_production_https():
             "DJANGO_HSTS_INCLUDE_SUBDOMAINS": "1",
             "DJANGO_HSTS_PRELOAD": "1",
         },
-        capture_output=True,
-        text=True,
-        timeout=60,
     )
 
     assert result.returncode == 0, result.stderr
@@ -484,25 +458,14 @@ def test_deploy_check_passes_for_production_https():
 
 
 def _print_static_root(**extra_env: str) -> str:
-    result = subprocess.run(
-        [
-            sys.executable,
-            "manage.py",
-            "shell",
-            "--no-imports",
-            "-c",
-            "from django.conf import settings; print(repr(settings.STATIC_ROOT))",
-        ],
-        cwd=PROJECT_DIR,
+    result = _run_shell(
+        "from django.conf import settings; print(repr(settings.STATIC_ROOT))",
         env={
             **os.environ,
             "DJANGO_SECRET_KEY": "q8Zr2vLm5Tx0Wc7Nb4Hs9Kd1Jf6Gp3Ya2Ue8Ro5Ti0Mw7Qe4Xn9Bv1",
             "DJANGO_ALLOWED_HOSTS": "shop.example",
             **extra_env,
         },
-        capture_output=True,
-        text=True,
-        timeout=60,
     )
     assert result.returncode == 0, result.stderr
     return result.stdout
@@ -527,14 +490,7 @@ def test_missing_database_url_names_env_file():
         for key, value in os.environ.items()
         if key not in ("DATABASE_URL", "DJANGO_ENV_FILE")
     }
-    result = subprocess.run(
-        [sys.executable, "manage.py", "check"],
-        cwd=PROJECT_DIR,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = _manage("check", env=environment)
 
     assert result.returncode == 1
     assert (
@@ -544,72 +500,43 @@ def test_missing_database_url_names_env_file():
     ) in result.stderr
 
 
-def test_host_lists_strip_blanks():
-    result = subprocess.run(
-        [
-            sys.executable,
-            "manage.py",
-            "shell",
-            "--no-imports",
-            "-c",
-            "from django.conf import settings; print(settings.ALLOWED_HOSTS);"
-            " print(settings.CSRF_TRUSTED_ORIGINS)",
-        ],
-        cwd=PROJECT_DIR,
-        env={
-            **os.environ,
-            "DJANGO_ALLOWED_HOSTS": "a.example, b.example ,",
-            "DJANGO_CSRF_TRUSTED_ORIGINS": "https://a.example, https://b.example:8443",
-        },
-        capture_output=True,
-        text=True,
-        timeout=60,
+@pytest.mark.parametrize(
+    ("setting", "variable", "value", "expected"),
+    [
+        ("ALLOWED_HOSTS", "DJANGO_ALLOWED_HOSTS", "a.example, b.example ,", "a.example b.example"),
+        (
+            "CSRF_TRUSTED_ORIGINS",
+            "DJANGO_CSRF_TRUSTED_ORIGINS",
+            "https://a.example, https://b.example:8443",
+            "https://a.example https://b.example:8443",
+        ),
+        (
+            "CORS_ALLOWED_ORIGINS",
+            "CORS_ALLOWED_ORIGINS",
+            " https://a.example , http://localhost:8080,",
+            "https://a.example http://localhost:8080",
+        ),
+        (
+            "WEBHOOK_ALLOWED_NETWORKS",
+            "WEBHOOK_ALLOWED_NETWORKS",
+            "127.0.0.0/8, ::1/128 ,",
+            "127.0.0.0/8 ::1/128",
+        ),
+    ],
+)
+def test_lists_strip_blanks(setting, variable, value, expected):
+    result = _run_shell(
+        f"from django.conf import settings; print(*settings.{setting})",
+        env={**os.environ, variable: value},
     )
 
     assert result.returncode == 0, result.stderr
-    assert result.stdout == (
-        "['a.example', 'b.example']\n['https://a.example', 'https://b.example:8443']\n"
-    )
-
-
-def test_origin_and_network_lists_strip_blanks():
-    result = subprocess.run(
-        [
-            sys.executable,
-            "manage.py",
-            "shell",
-            "--no-imports",
-            "-c",
-            "from django.conf import settings; print(settings.CORS_ALLOWED_ORIGINS);"
-            " print(settings.WEBHOOK_ALLOWED_NETWORKS)",
-        ],
-        cwd=PROJECT_DIR,
-        env={
-            **os.environ,
-            "CORS_ALLOWED_ORIGINS": " https://a.example , http://localhost:8080,",
-            "WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8, ::1/128 ,",
-        },
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-    assert result.returncode == 0, result.stderr
-    assert result.stdout == (
-        "['https://a.example', 'http://localhost:8080']\n['127.0.0.0/8', '::1/128']\n"
-    )
+    assert result.stdout == f"{expected}\n"
 
 
 def test_empty_env_file_setting_reads_no_file():
     environment = {key: value for key, value in os.environ.items() if key != "DATABASE_URL"}
-    result = subprocess.run(
-        [sys.executable, "manage.py", "check"],
-        cwd=PROJECT_DIR,
-        env={**environment, "DJANGO_ENV_FILE": ""},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = _manage("check", env={**environment, "DJANGO_ENV_FILE": ""})
 
     assert result.returncode == 1
     assert (
@@ -622,20 +549,9 @@ def test_env_file_setting_names_file(tmp_path):
     env_file = tmp_path / "vizochok.env"
     env_file.write_text("LLM_MAX_RETRIES=7\n", encoding="utf-8")
     environment = {key: value for key, value in os.environ.items() if key != "LLM_MAX_RETRIES"}
-    result = subprocess.run(
-        [
-            sys.executable,
-            "manage.py",
-            "shell",
-            "--no-imports",
-            "-c",
-            "from django.conf import settings; print(settings.LLM_MAX_RETRIES)",
-        ],
-        cwd=PROJECT_DIR,
+    result = _run_shell(
+        "from django.conf import settings; print(settings.LLM_MAX_RETRIES)",
         env={**environment, "DJANGO_ENV_FILE": str(env_file)},
-        capture_output=True,
-        text=True,
-        timeout=60,
     )
 
     assert result.returncode == 0, result.stderr
@@ -644,14 +560,7 @@ def test_env_file_setting_names_file(tmp_path):
 
 def test_env_file_setting_rejects_missing_file(tmp_path):
     missing = tmp_path / "missing.env"
-    result = subprocess.run(
-        [sys.executable, "manage.py", "check"],
-        cwd=PROJECT_DIR,
-        env={**os.environ, "DJANGO_ENV_FILE": str(missing)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = _manage("check", env={**os.environ, "DJANGO_ENV_FILE": str(missing)})
 
     assert result.returncode == 1
     assert (
