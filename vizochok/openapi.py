@@ -36,8 +36,9 @@ class ErrorSerializer(serializers.Serializer):
         help_text=(
             "Stable error code, such as `invalid_json` or `not_found`; clients branch on it. "
             "Some codes add keys next to `detail` and `code`: `fields` (field name to "
-            "messages) for validation errors, `retry_after`, `limit`, `resets_at`, "
-            "`max_bytes`, `max_size`, `reason` or `error_id`."
+            "messages) for validation errors, `retry_after`, `limit`, `window_seconds`, "
+            "`resets_at`, `max_bytes`, `max_size`, `max_products`, `max_parameters`, `reason` "
+            "or `error_id`."
         )
     )
 
@@ -46,7 +47,7 @@ class ErrorSerializer(serializers.Serializer):
 _ERROR_DESCRIPTIONS = {
     400: (
         "`invalid_json`: the body or a query parameter is invalid, with `fields` naming the "
-        "problems, or the query string has more than 1,000 parameters."
+        "problems."
     ),
     401: "`not_authenticated` without an `Authorization` header, else `authentication_failed`.",
     403: (
