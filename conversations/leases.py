@@ -85,3 +85,11 @@ def turn_lease_acquire(*, conversation: Conversation) -> TurnLease | None:
         return None
     conversation.turn_started_at = now
     return TurnLease(conversation_pk=conversation.pk, started_at=now)
+
+
+def turn_in_progress(*, now: datetime) -> Q:
+    """Return the filter of conversations whose lease a turn holds at ``now``.
+
+    An expired lease is left by a stopped worker, so its conversation has no turn running.
+    """
+    return Q(turn_started_at__gte=now - lease_duration())

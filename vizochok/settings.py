@@ -433,11 +433,23 @@ if CATALOG_JOB_MAX_RETRIES < 0:
         f"CATALOG_JOB_MAX_RETRIES must be 0 or more, got {CATALOG_JOB_MAX_RETRIES}."
     )
 CATALOG_PRUNE_CRON = env.str("CATALOG_PRUNE_CRON", default="30 3 * * *")
+# Conversations, with their messages, are deleted this many days after their last activity
+# (the later of the last change to the conversation row and its latest message), by a daily
+# task on CONVERSATION_PRUNE_CRON that the catalog workers run. Per-user usage rows of days
+# as old go with them. 0 keeps every conversation.
+CONVERSATION_RETENTION_DAYS = _env_int("CONVERSATION_RETENTION_DAYS", default=0)
+if not 0 <= CONVERSATION_RETENTION_DAYS <= MAX_AGE_DAYS:
+    raise ImproperlyConfigured(
+        f"CONVERSATION_RETENTION_DAYS must be from 0 to {MAX_AGE_DAYS} (100 years), got "
+        f"{CONVERSATION_RETENTION_DAYS}. 0 keeps every conversation."
+    )
+CONVERSATION_PRUNE_CRON = env.str("CONVERSATION_PRUNE_CRON", default="45 3 * * *")
 # Checked here, because procrastinate parses the schedules only when a worker starts, and
 # croniter's error then names neither the variable nor its value.
 for _cron_variable, _cron in (
     ("CATALOG_RECOVERY_CRON", CATALOG_RECOVERY_CRON),
     ("CATALOG_PRUNE_CRON", CATALOG_PRUNE_CRON),
+    ("CONVERSATION_PRUNE_CRON", CONVERSATION_PRUNE_CRON),
 ):
     _check_cron_schedule(_cron_variable, _cron)
 # Neither value has a meaning below 0, and a negative backoff would make every odd retry's

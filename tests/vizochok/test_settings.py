@@ -61,6 +61,21 @@ REJECTED = [
             ("-5", "-5"),
         )
     ],
+    *[
+        (
+            "CONVERSATION_RETENTION_DAYS",
+            days,
+            f"CONVERSATION_RETENTION_DAYS must be from 0 to 36500 (100 years), got {days}."
+            " 0 keeps every conversation.",
+        )
+        for days in ("36501", "-1")
+    ],
+    (
+        "CONVERSATION_PRUNE_CRON",
+        "0 0 31 2 *",
+        "CONVERSATION_PRUNE_CRON matches no date, so a worker would stop at start: "
+        "'0 0 31 2 *'. Use five fields, such as '30 3 * * *', or six with seconds last.",
+    ),
     ("CATALOG_JOB_MAX_RETRIES", "-1", "CATALOG_JOB_MAX_RETRIES must be 0 or more, got -1."),
     ("WEBHOOK_CONNECT_TIMEOUT", "0", "WEBHOOK_CONNECT_TIMEOUT must be above 0 seconds, got 0.0."),
     ("WEBHOOK_MAX_RESPONSE_BYTES", "0", "WEBHOOK_MAX_RESPONSE_BYTES must be at least 1, got 0."),
@@ -270,6 +285,8 @@ REJECTED = [
 ACCEPTED = [
     {"CATALOG_JOB_RETENTION_DAYS": "0"},
     {"CATALOG_JOB_RETENTION_DAYS": "36500"},
+    {"CONVERSATION_RETENTION_DAYS": "0"},
+    {"CONVERSATION_RETENTION_DAYS": "36500", "CONVERSATION_PRUNE_CRON": "@daily"},
     {"EMBEDDING_BATCH_SIZE": "1"},
     {"AGENT_TURN_TIMEOUT_SECONDS": "0.5"},
     {"AGENT_TURN_TIMEOUT_SECONDS": "120"},

@@ -1,0 +1,91 @@
+"""Deletion of shoppers' conversations after the retention period.
+
+Conversations contain the shopper's messages, user id and cart, which are personal data.
+``conversations_prune`` deletes the conversations that have been idle for longer than the
+retention period, but never one whose lease a turn holds (see ``conversations.leases``).
+"""
+
+import logging
+from dataclasses import asdict, dataclass
+from datetime import timedelta
+
+from django.db import transaction
+from django.db.models import Exists, OuterRef, QuerySet
+from django.utils import timezone
+
+from conversations.leases import turn_in_progress
+from conversations.models import Conversation, Message, UserDailyUsage
+from tenants.models import Tenant
+
+logger = logging.getLogger(__name__)
+
+# Conversations deleted per transaction, so that a large pruning holds its row locks briefly.
+PRUNE_BATCH_SIZE = 500
+
+
+@dataclass(frozen=True)
+class DeletedCounts:
+    """Rows deleted: conversations, their messages, and per-user daily usage rows."""
+
+    conversations: int = 0
+    messages: int = 0
+    usage_rows: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+def conversations_prune(*, older_than: timedelta, tenant: Tenant | None = None) -> DeletedCounts:
+    """Delete the conversations whose last activity is more than ``older_than`` ago.
+
+    The last activity is the later of ``updated_at``, which every completed turn sets, and
+    the latest message, which is later when a worker stopped mid-turn. Conversations whose
+    lease a turn holds are kept, and so are rows that another transaction has locked; the
+    next run deletes those. Per-user daily usage rows of days before the cutoff go too.
+    """
+    now = timezone.now()
+    cutoff = now - older_than
+    recent_messages = Message.objects.filter(conversation=OuterRef("pk"), created_at__gte=cutoff)
+    idle = (
+        Conversation.objects.filter(updated_at__lt=cutoff)
+        .exclude(turn_in_progress(now=now))
+        .exclude(Exists(recent_messages))
+    )
+    usage = UserDailyUsage.objects.filter(date__lt=cutoff.date())
+    if tenant is not None:
+        idle = idle.filter(tenant=tenant)
+        usage = usage.filter(tenant=tenant)
+    conversations = messages = 0
+    while True:
+        with transaction.atomic():
+            # The lock makes a turn that starts now wait for the delete and then find no
+            # row. The filter is evaluated again on each locked row, so a conversation whose
+            # turn started before the lock is skipped.
+            batch = list(
+                idle.order_by("pk")
+                .select_for_update(skip_locked=True)
+                .values_list("pk", flat=True)[:PRUNE_BATCH_SIZE]
+            )
+            if not batch:
+                break
+            batch_counts = _conversations_delete(Conversation.objects.filter(pk__in=batch))
+        conversations += batch_counts.conversations
+        messages += batch_counts.messages
+    usage_rows, _ = usage.delete()
+    counts = DeletedCounts(conversations=conversations, messages=messages, usage_rows=usage_rows)
+    logger.info(
+        "conversations.pruned",
+        extra={
+            **counts.as_dict(),
+            "last_activity_before": cutoff.isoformat(),
+            "tenant_id": tenant.pk if tenant else None,
+        },
+    )
+    return counts
+
+
+def _conversations_delete(conversations: QuerySet[Conversation]) -> DeletedCounts:
+    pks = list(conversations.values_list("pk", flat=True))
+    messages, _ = Message.objects.filter(conversation_id__in=pks).delete()
+    _, deleted = Conversation.objects.filter(pk__in=pks).delete()
+    return DeletedCounts(conversations=deleted.get(Conversation._meta.label, 0), messages=messages)
