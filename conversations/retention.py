@@ -1,8 +1,10 @@
-"""Deletion of shoppers' conversations after the retention period.
+"""Deletion of shoppers' conversations: after the retention period, or on request.
 
 Conversations contain the shopper's messages, user id and cart, which are personal data.
 ``conversations_prune`` deletes the conversations that have been idle for longer than the
-retention period, but never one whose lease a turn holds (see ``conversations.leases``).
+retention period, and ``shopper_data_erase`` and ``conversation_erase`` delete one
+shopper's data on the merchant's request. None of them deletes a conversation while a turn
+holds its lease (see ``conversations.leases``).
 """
 
 import logging
@@ -16,6 +18,7 @@ from django.utils import timezone
 from conversations.leases import turn_in_progress
 from conversations.models import Conversation, Message, UserDailyUsage
 from tenants.models import Tenant
+from vizochok.exceptions import Conflict, ErrorCode, NotFound
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +85,69 @@ def conversations_prune(*, older_than: timedelta, tenant: Tenant | None = None) 
         },
     )
     return counts
+
+
+def shopper_data_erase(*, tenant: Tenant, user_id: str) -> DeletedCounts:
+    """Delete every conversation, message and daily usage row of ``tenant``'s shopper.
+
+    Everything is deleted in one transaction. While a turn holds the lease of one of the
+    shopper's conversations, ``agent_busy`` (409) is raised and nothing is deleted. A shopper
+    without data gets zero counts. The log line contains the counts, never the user id.
+    """
+    with transaction.atomic():
+        locked = _conversations_lock(Conversation.objects.filter(tenant=tenant, user_id=user_id))
+        _reject_turn_in_progress(locked)
+        counts = _conversations_delete(locked)
+        # The limit identity of every conversation with a user id; see conversations.identity.
+        usage_rows, _ = UserDailyUsage.objects.filter(
+            tenant=tenant, identity=f"user:{user_id}"
+        ).delete()
+    counts = DeletedCounts(
+        conversations=counts.conversations, messages=counts.messages, usage_rows=usage_rows
+    )
+    logger.info("conversations.shopper_erased", extra={"tenant_id": tenant.pk, **counts.as_dict()})
+    return counts
+
+
+def conversation_erase(*, tenant: Tenant, public_id: str) -> DeletedCounts:
+    """Delete ``tenant``'s conversation ``public_id`` with its messages.
+
+    Raise ``NotFound`` for an unknown id or another tenant's conversation, and
+    ``agent_busy`` (409) while a turn holds its lease. Usage rows are kept, because an
+    anonymous shopper's limits count by the API key, which every anonymous shopper shares.
+    """
+    with transaction.atomic():
+        locked = _conversations_lock(
+            Conversation.objects.filter(tenant=tenant, public_id=public_id)
+        )
+        if not locked.exists():
+            raise NotFound("Conversation not found.")
+        _reject_turn_in_progress(locked)
+        counts = _conversations_delete(locked)
+    logger.info(
+        "conversations.conversation_erased",
+        extra={"tenant_id": tenant.pk, "conversation_id": public_id, **counts.as_dict()},
+    )
+    return counts
+
+
+def _conversations_lock(conversations: QuerySet[Conversation]) -> QuerySet[Conversation]:
+    """Lock the rows of ``conversations`` and return a query set of exactly those rows.
+
+    A turn takes its lease with an UPDATE of the row, which waits for the lock until the
+    caller's transaction ends. Must run inside ``transaction.atomic``.
+    """
+    pks = list(conversations.select_for_update().values_list("pk", flat=True))
+    return Conversation.objects.filter(pk__in=pks)
+
+
+def _reject_turn_in_progress(conversations: QuerySet[Conversation]) -> None:
+    """Raise ``agent_busy`` if a turn holds the lease of one of the locked ``conversations``."""
+    if conversations.filter(turn_in_progress(now=timezone.now())).exists():
+        raise Conflict(
+            "A message of this shopper's conversation is being processed; retry when it is done.",
+            code=ErrorCode.AGENT_BUSY,
+        )
 
 
 def _conversations_delete(conversations: QuerySet[Conversation]) -> DeletedCounts:

@@ -61,3 +61,55 @@ def conversation_messages_page(
         )
     latest = list(messages.order_by("-created_at", "-pk")[: limit + 1])
     return MessagePage(messages=list(reversed(latest[:limit])), has_more=len(latest) > limit)
+
+
+# Conversations in one response of the shopper data export, unless ``limit`` sets another number.
+SHOPPER_CONVERSATIONS_PAGE_DEFAULT = 20
+SHOPPER_CONVERSATIONS_PAGE_MAX = 100
+
+
+@dataclass(frozen=True)
+class ShopperConversationsPage:
+    """Conversations of one shopper, newest first, each with all of its messages.
+
+    ``has_more`` is true when older conversations exist; pass the last conversation's id as
+    ``before`` to read them.
+    """
+
+    conversations: list[Conversation]
+    messages: dict[int, list[Message]]
+    has_more: bool
+
+
+def shopper_conversations_page(
+    *,
+    tenant: Tenant,
+    user_id: str,
+    limit: int = SHOPPER_CONVERSATIONS_PAGE_DEFAULT,
+    before: str | None = None,
+) -> ShopperConversationsPage:
+    """Return the latest ``limit`` conversations of ``tenant``'s shopper ``user_id``.
+
+    Raise ``NotFound`` when ``before`` is not a conversation of this shopper.
+    """
+    conversations = Conversation.objects.select_related("tenant").filter(
+        tenant=tenant, user_id=user_id
+    )
+    if before is not None:
+        anchor = conversations.filter(public_id=before).first()
+        if anchor is None:
+            raise NotFound("Conversation not found.")
+        conversations = conversations.filter(
+            Q(created_at__lt=anchor.created_at) | Q(created_at=anchor.created_at, pk__lt=anchor.pk)
+        )
+    latest = list(conversations.order_by("-created_at", "-pk")[: limit + 1])
+    page = latest[:limit]
+    messages: dict[int, list[Message]] = {conversation.pk: [] for conversation in page}
+    # NOTE: every message of a conversation is returned, however many there are.
+    for message in Message.objects.filter(conversation__in=page).order_by(
+        "conversation_id", "created_at", "pk"
+    ):
+        messages[message.conversation_id].append(message)
+    return ShopperConversationsPage(
+        conversations=page, messages=messages, has_more=len(latest) > limit
+    )

@@ -1,13 +1,27 @@
-"""Admin API for a tenant's own webhook and widget settings (secret sk_ keys only)."""
+"""Admin API for a tenant's own settings and shoppers' data (secret sk_ keys only)."""
 
 from datetime import timedelta
 
-from drf_spectacular.utils import extend_schema, extend_schema_serializer, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    extend_schema,
+    extend_schema_serializer,
+    inline_serializer,
+)
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from conversations.apis import ConversationDetailApi
+from conversations.identity import ANONYMOUS_SESSION_PREFIX
+from conversations.models import Conversation, Message
+from conversations.retention import DeletedCounts, conversation_erase, shopper_data_erase
+from conversations.selectors import (
+    SHOPPER_CONVERSATIONS_PAGE_DEFAULT,
+    SHOPPER_CONVERSATIONS_PAGE_MAX,
+    shopper_conversations_page,
+)
 from tenants.authentication import ApiClient, request_client
 from tenants.models import MAX_ORIGIN_LENGTH, WebhookSettings
 from tenants.permissions import IsSecretKey
@@ -18,6 +32,7 @@ from tenants.services import (
     webhook_settings_update,
     widget_allowed_origins_set,
 )
+from vizochok.exceptions import InvalidInput
 from vizochok.openapi import error_responses
 from vizochok.serializers import (
     IdentifierField,
@@ -267,3 +282,175 @@ class WidgetSettingsApi(AdminApi):
             origins=serializer.validated_data["widget_allowed_origins"],
         )
         return Response({"ok": True, "widget_allowed_origins": origins})
+
+
+# Maximum length of a user id, as the chat API accepts it.
+_MAX_USER_ID_LENGTH = 200
+
+_USER_ID_PARAMETER = OpenApiParameter(
+    "user_id",
+    str,
+    OpenApiParameter.PATH,
+    description=(
+        "The shopper's user id, as sent when the conversations were started, percent-encoded."
+    ),
+)
+
+_DELETED_COUNTS = inline_serializer(
+    "ShopperDataDeleted",
+    {
+        "ok": serializers.BooleanField(),
+        "conversations": serializers.IntegerField(),
+        "messages": serializers.IntegerField(),
+        "usage_rows": serializers.IntegerField(
+            help_text="Per-user daily counts of messages and conversations."
+        ),
+    },
+)
+
+_AGENT_BUSY = (
+    "`agent_busy`: a message of one of the conversations is being processed; nothing was "
+    "deleted. Retry when it is done."
+)
+
+
+def _shopper_user_id(user_id: str) -> str:
+    """Return ``user_id`` from the path; raise ``InvalidInput`` if no shopper can have it."""
+    problem = None
+    if len(user_id) > _MAX_USER_ID_LENGTH:
+        problem = f"Ensure this field has no more than {_MAX_USER_ID_LENGTH} characters."
+    elif user_id != user_id.strip():
+        problem = "Must not start or end with whitespace."
+    elif user_id.lower().startswith(ANONYMOUS_SESSION_PREFIX):
+        problem = (
+            f"User ids starting with {ANONYMOUS_SESSION_PREFIX!r} are reserved; delete an "
+            "anonymous shopper's conversation by its id."
+        )
+    if problem is not None:
+        raise InvalidInput("Invalid user id.", fields={"user_id": [problem]})
+    return user_id
+
+
+def _deleted_body(counts: DeletedCounts) -> dict[str, object]:
+    return {"ok": True, **counts.as_dict()}
+
+
+class ShopperConversationsApi(AdminApi):
+    """``GET /api/v1/admin/shoppers/{user_id}/conversations``: export a shopper's data."""
+
+    @extend_schema_serializer(component_name="ShopperConversationsQuery")
+    class QuerySerializer(serializers.Serializer):
+        limit = serializers.IntegerField(
+            min_value=1,
+            max_value=SHOPPER_CONVERSATIONS_PAGE_MAX,
+            default=SHOPPER_CONVERSATIONS_PAGE_DEFAULT,
+        )
+        before = serializers.CharField(max_length=40, required=False)
+
+    @extend_schema(
+        tags=[_ADMIN_TAG],
+        summary="Export a shopper's conversations",
+        description=(
+            "Returns the conversations of the tenant's shopper with this user id, newest "
+            "first, each with all of its messages in the shape of the chat API's "
+            "conversation. Pass the last conversation's id as `before` while `has_more` is "
+            "true. Anonymous shoppers have no user id, so their conversations are not listed."
+        ),
+        parameters=[_USER_ID_PARAMETER, QuerySerializer],
+        responses={
+            200: inline_serializer(
+                "ShopperConversations",
+                {
+                    "conversations": ConversationDetailApi.PageSerializer(many=True),
+                    "has_more": serializers.BooleanField(),
+                },
+            ),
+            **error_responses(
+                400,
+                401,
+                403,
+                404,
+                status_404="`not_found`: `before` is not a conversation of this shopper.",
+            ),
+        },
+    )
+    def get(self, request: Request, user_id: str) -> Response:
+        query = self.QuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        page = shopper_conversations_page(
+            tenant=self.client(request).tenant,
+            user_id=_shopper_user_id(user_id),
+            **query.validated_data,
+        )
+        return Response(
+            {
+                "conversations": [
+                    self._conversation_data(conversation, page.messages[conversation.pk])
+                    for conversation in page.conversations
+                ],
+                "has_more": page.has_more,
+            }
+        )
+
+    @staticmethod
+    def _conversation_data(
+        conversation: Conversation, messages: list[Message]
+    ) -> dict[str, object]:
+        output = ConversationDetailApi.OutputSerializer
+        return {
+            **output(conversation).data,
+            "messages": output.MessageSerializer(messages, many=True).data,
+            "has_more_messages": False,
+        }
+
+
+class ShopperApi(AdminApi):
+    """``DELETE /api/v1/admin/shoppers/{user_id}``: erase a shopper's data."""
+
+    @extend_schema(
+        tags=[_ADMIN_TAG],
+        summary="Delete a shopper's data",
+        description=(
+            "Deletes, in one transaction, every conversation of the tenant's shopper with "
+            "this user id, their messages, and the shopper's daily usage counts, and returns "
+            "how many rows went. A user id without data gets zero counts, so a retry is safe."
+        ),
+        parameters=[_USER_ID_PARAMETER],
+        responses={
+            200: _DELETED_COUNTS,
+            **error_responses(400, 401, 403, 409, status_409=_AGENT_BUSY),
+        },
+    )
+    def delete(self, request: Request, user_id: str) -> Response:
+        counts = shopper_data_erase(
+            tenant=self.client(request).tenant, user_id=_shopper_user_id(user_id)
+        )
+        return Response(_deleted_body(counts))
+
+
+class ConversationEraseApi(AdminApi):
+    """``DELETE /api/v1/admin/conversations/{conversation_id}``: erase one conversation."""
+
+    @extend_schema(
+        tags=[_ADMIN_TAG],
+        summary="Delete a conversation",
+        description=(
+            "Deletes one conversation of the tenant with its messages, for example an "
+            "anonymous shopper's. Daily usage counts are kept, because anonymous shoppers "
+            "share theirs."
+        ),
+        responses={
+            200: _DELETED_COUNTS,
+            **error_responses(
+                401,
+                403,
+                404,
+                409,
+                status_404="`not_found`: no such conversation for the caller's tenant.",
+                status_409=_AGENT_BUSY,
+            ),
+        },
+    )
+    def delete(self, request: Request, conversation_id: str) -> Response:
+        counts = conversation_erase(tenant=self.client(request).tenant, public_id=conversation_id)
+        return Response(_deleted_body(counts))

@@ -1,6 +1,9 @@
 from django.urls import path
 
 from tenants.apis import (
+    ConversationEraseApi,
+    ShopperApi,
+    ShopperConversationsApi,
     WebhookSecretRotateApi,
     WebhookSettingsApi,
     WebhookTestApi,
@@ -16,4 +19,17 @@ urlpatterns = [
     ),
     path("webhooks/test", WebhookTestApi.as_view(), name="admin-webhooks-test"),
     path("widget", WidgetSettingsApi.as_view(), name="admin-widget"),
+    # A user id may contain "/", so both routes take the rest of the path, and the longer
+    # one comes first.
+    path(
+        "shoppers/<path:user_id>/conversations",
+        ShopperConversationsApi.as_view(),
+        name="admin-shopper-conversations",
+    ),
+    path("shoppers/<path:user_id>", ShopperApi.as_view(), name="admin-shopper"),
+    path(
+        "conversations/<public_id:conversation_id>",
+        ConversationEraseApi.as_view(),
+        name="admin-conversation",
+    ),
 ]
