@@ -1,16 +1,19 @@
 """Pruning of idle conversations: the service, the periodic task and the command."""
 
+import threading
+import time
 from datetime import timedelta
 
 import pytest
 from asgiref.sync import async_to_sync
 from django.core.management import CommandError, call_command
+from django.db import connection
 from django.test import override_settings
 from django.utils import timezone
 
 from catalog.models import CatalogJob
 from conversations import retention, tasks
-from conversations.leases import lease_duration
+from conversations.leases import lease_duration, turn_lease_acquire
 from conversations.models import Conversation, Message, TokenUsage, UserDailyUsage
 from conversations.retention import DeletedCounts, conversations_prune
 from tests.factories import ConversationFactory, MessageFactory, ProductFactory
@@ -232,3 +235,46 @@ def test_command_rejects_unknown_tenant(tenant):
 
     assert str(error.value) == "Tenant 'nope' not found; check the slug."
     assert _kept_ids() == {old.public_id}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_erase_blocks_a_turn_that_starts_meanwhile(tenant, monkeypatch):
+    conversation = ConversationFactory(tenant=tenant, user_id="u-1", session_id="u-1")
+    locked = threading.Event()
+    lease_requested = threading.Event()
+    check = retention._reject_turn_in_progress
+
+    def check_after_a_lease_request(conversations):
+        # The rows are locked now: let a turn try to take the lease, then go on.
+        locked.set()
+        lease_requested.wait(timeout=10)
+        time.sleep(0.3)
+        check(conversations)
+
+    monkeypatch.setattr(retention, "_reject_turn_in_progress", check_after_a_lease_request)
+    results: dict[str, object] = {}
+
+    def erase() -> None:
+        try:
+            results["counts"] = retention.shopper_data_erase(tenant=tenant, user_id="u-1")
+        finally:
+            connection.close()
+
+    def take_lease() -> None:
+        try:
+            locked.wait(timeout=10)
+            lease_requested.set()
+            results["lease"] = turn_lease_acquire(conversation=conversation)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=erase), threading.Thread(target=take_lease)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+
+    assert results.get("counts") == DeletedCounts(conversations=1, messages=0, usage_rows=0)
+    assert "lease" in results
+    assert results["lease"] is None
+    assert not Conversation.objects.filter(pk=conversation.pk).exists()
