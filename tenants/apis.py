@@ -321,6 +321,9 @@ def _shopper_user_id(user_id: str) -> str:
         problem = f"Ensure this field has no more than {_MAX_USER_ID_LENGTH} characters."
     elif user_id != user_id.strip():
         problem = "Must not start or end with whitespace."
+    elif "\x00" in user_id:
+        # The chat API rejects such ids too, and PostgreSQL cannot compare text with a NUL.
+        problem = "Null characters are not allowed."
     elif user_id.lower().startswith(ANONYMOUS_SESSION_PREFIX):
         problem = (
             f"User ids starting with {ANONYMOUS_SESSION_PREFIX!r} are reserved; delete an "

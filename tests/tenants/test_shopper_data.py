@@ -239,6 +239,7 @@ def test_delete_after_expired_lease_succeeds(tenant, server_client):
         ),
         (" user-42", "Must not start or end with whitespace."),
         ("x" * 201, "Ensure this field has no more than 200 characters."),
+        ("user\x0042", "Null characters are not allowed."),
     ],
 )
 def test_delete_rejects_invalid_user_id(tenant, server_client, user_id, problem):
@@ -253,6 +254,19 @@ def test_delete_rejects_invalid_user_id(tenant, server_client, user_id, problem)
         "fields": {"user_id": [problem]},
     }
     assert _conversation_ids(tenant) == {anonymous.public_id}
+
+
+def test_export_rejects_null_character(tenant, server_client):
+    _shopper_conversation(tenant, user_id="user")
+
+    response = server_client.get(_url("user\x00") + "/conversations")
+
+    assert response.status_code == 400
+    assert response.json() == {
+        "detail": "Invalid user id.",
+        "code": "invalid_json",
+        "fields": {"user_id": ["Null characters are not allowed."]},
+    }
 
 
 def test_delete_erases_user_id_with_slash(tenant, server_client):
