@@ -237,6 +237,19 @@ def test_command_rejects_unknown_tenant(tenant):
     assert _kept_ids() == {old.public_id}
 
 
+def test_command_rejects_empty_tenant(tenant, caplog):
+    caplog.set_level("INFO", logger="conversations.retention")
+    old = _conversation(tenant, idle_days=400)
+
+    with pytest.raises(CommandError) as error:
+        call_command("prune_conversations", "--days", "1", "--tenant", "")
+
+    assert str(error.value) == "Tenant '' not found; check the slug."
+    assert _kept_ids() == {old.public_id}
+    logged = [record.getMessage() for record in caplog.records]
+    assert "conversations.pruned" not in logged
+
+
 @pytest.mark.django_db(transaction=True)
 def test_erase_blocks_a_turn_that_starts_meanwhile(tenant, monkeypatch):
     conversation = ConversationFactory(tenant=tenant, user_id="u-1", session_id="u-1")

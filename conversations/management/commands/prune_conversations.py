@@ -42,7 +42,8 @@ class Command(BaseCommand):
         maximum = settings.MAX_AGE_DAYS
         if not 1 <= days <= maximum:
             raise CommandError(f"--days must be between 1 and {maximum}, got {days}.")
-        tenant = command_tenant(options["tenant"]) if options["tenant"] else None
+        # An empty --tenant, such as an unset shell variable, must not prune every tenant.
+        tenant = command_tenant(options["tenant"]) if options["tenant"] is not None else None
         counts = conversations_prune(older_than=timedelta(days=days), tenant=tenant)
         self.stdout.write(
             f"Deleted {_count(counts.conversations, 'conversation')} with "
