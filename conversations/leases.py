@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from conversations.models import Conversation
 from tenants.models import MAX_WEBHOOK_TIMEOUT_SECONDS
-from vizochok.exceptions import InternalError
+from vizochok.exceptions import InternalError, NotFound
 
 logger = logging.getLogger(__name__)
 
@@ -77,11 +77,17 @@ class TurnLease:
 
 
 def turn_lease_acquire(*, conversation: Conversation) -> TurnLease | None:
-    """Take the lease on ``conversation``, or return None while another turn holds it."""
+    """Take the lease on ``conversation``, or return None while another turn holds it.
+
+    Raise ``NotFound`` when the conversation was deleted (erased or pruned) after the
+    caller read it, so that the shopper gets the same 404 as a request made a moment later.
+    """
     now = timezone.now()
     free = Q(turn_started_at__isnull=True) | Q(turn_started_at__lt=now - lease_duration())
     taken = Conversation.objects.filter(free, pk=conversation.pk).update(turn_started_at=now) == 1
     if not taken:
+        if not Conversation.objects.filter(pk=conversation.pk).exists():
+            raise NotFound("Conversation not found.")
         return None
     conversation.turn_started_at = now
     return TurnLease(conversation_pk=conversation.pk, started_at=now)

@@ -17,6 +17,7 @@ from conversations.leases import lease_duration, turn_lease_acquire
 from conversations.models import Conversation, Message, TokenUsage, UserDailyUsage
 from conversations.retention import DeletedCounts, conversations_prune
 from tests.factories import ConversationFactory, MessageFactory, ProductFactory
+from vizochok.exceptions import NotFound
 
 pytestmark = pytest.mark.django_db
 
@@ -278,6 +279,8 @@ def test_erase_blocks_a_turn_that_starts_meanwhile(tenant, monkeypatch):
             locked.wait(timeout=10)
             lease_requested.set()
             results["lease"] = turn_lease_acquire(conversation=conversation)
+        except NotFound as error:
+            results["lease_error"] = error
         finally:
             connection.close()
 
@@ -288,6 +291,6 @@ def test_erase_blocks_a_turn_that_starts_meanwhile(tenant, monkeypatch):
         thread.join(timeout=30)
 
     assert results.get("counts") == DeletedCounts(conversations=1, messages=0, usage_rows=0)
-    assert "lease" in results
-    assert results["lease"] is None
+    assert "lease" not in results
+    assert isinstance(results.get("lease_error"), NotFound)
     assert not Conversation.objects.filter(pk=conversation.pk).exists()

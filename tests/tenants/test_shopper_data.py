@@ -8,7 +8,9 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from catalog.models import CatalogJob
+from conversations import apis as conversations_apis
 from conversations.models import Conversation, Message, TokenUsage, UserDailyUsage
+from conversations.retention import shopper_data_erase
 from tests.factories import ConversationFactory, MessageFactory, ProductFactory
 
 pytestmark = pytest.mark.django_db
@@ -277,6 +279,33 @@ def test_delete_erases_user_id_with_slash(tenant, server_client):
 
     assert response.json() == {"ok": True, "conversations": 1, "messages": 2, "usage_rows": 0}
     assert _conversation_ids(tenant) == {kept.public_id}
+
+
+@pytest.mark.parametrize("accept", ["application/json", "text/event-stream"])
+def test_message_racing_erasure_is_not_found(tenant, server_client, monkeypatch, accept):
+    conversation = _shopper_conversation(tenant)
+    read_conversation = conversations_apis.conversation_get
+
+    def read_then_erase(**kwargs):
+        # The shopper's message reads the conversation just before the erasure deletes it.
+        found = read_conversation(**kwargs)
+        shopper_data_erase(tenant=tenant, user_id=USER_ID)
+        return found
+
+    monkeypatch.setattr(conversations_apis, "conversation_get", read_then_erase)
+
+    response = server_client.post(
+        f"/api/v1/conversations/{conversation.public_id}/messages",
+        {"text": "milk"},
+        format="json",
+        HTTP_ACCEPT=accept,
+    )
+
+    assert response.status_code == 404
+    assert response.json() == {"detail": "Conversation not found.", "code": "not_found"}
+    assert _conversation_ids(tenant) == set()
+    assert Message.objects.count() == 0
+    assert UserDailyUsage.objects.count() == 0
 
 
 # --- One conversation -----------------------------------------------------------------
