@@ -74,7 +74,20 @@ def conversations_prune(*, older_than: timedelta, tenant: Tenant | None = None) 
             batch_counts = _conversations_delete(Conversation.objects.filter(pk__in=batch))
         conversations += batch_counts.conversations
         messages += batch_counts.messages
-    usage_rows, _ = usage.delete()
+    usage_rows = 0
+    while True:
+        with transaction.atomic():
+            # Rows that an erasure has locked are skipped, so that the two never wait for
+            # each other's locks; the erasure deletes those rows itself.
+            usage_batch = list(
+                usage.order_by("pk")
+                .select_for_update(skip_locked=True)
+                .values_list("pk", flat=True)[:PRUNE_BATCH_SIZE]
+            )
+            if not usage_batch:
+                break
+            deleted, _ = UserDailyUsage.objects.filter(pk__in=usage_batch).delete()
+        usage_rows += deleted
     counts = DeletedCounts(conversations=conversations, messages=messages, usage_rows=usage_rows)
     logger.info(
         "conversations.pruned",
@@ -99,9 +112,11 @@ def shopper_data_erase(*, tenant: Tenant, user_id: str) -> DeletedCounts:
         _reject_turn_in_progress(locked)
         counts = _conversations_delete(locked)
         # The limit identity of every conversation with a user id; see conversations.identity.
-        usage_rows, _ = UserDailyUsage.objects.filter(
-            tenant=tenant, identity=f"user:{user_id}"
-        ).delete()
+        usage = UserDailyUsage.objects.filter(tenant=tenant, identity=f"user:{user_id}")
+        # Locked in primary key order, like every row lock of this module, so that two
+        # erasures of one shopper wait for each other instead of deadlocking.
+        usage_pks = list(usage.order_by("pk").select_for_update().values_list("pk", flat=True))
+        usage_rows, _ = UserDailyUsage.objects.filter(pk__in=usage_pks).delete()
     counts = DeletedCounts(
         conversations=counts.conversations, messages=counts.messages, usage_rows=usage_rows
     )
@@ -135,9 +150,10 @@ def _conversations_lock(conversations: QuerySet[Conversation]) -> QuerySet[Conve
     """Lock the rows of ``conversations`` and return a query set of exactly those rows.
 
     A turn takes its lease with an UPDATE of the row, which waits for the lock until the
-    caller's transaction ends. Must run inside ``transaction.atomic``.
+    caller's transaction ends. The rows are locked in primary key order, so that two
+    erasures of the same rows wait for each other instead of deadlocking. Must run inside ``transaction.atomic``.
     """
-    pks = list(conversations.select_for_update().values_list("pk", flat=True))
+    pks = list(conversations.order_by("pk").select_for_update().values_list("pk", flat=True))
     return Conversation.objects.filter(pk__in=pks)
 
 

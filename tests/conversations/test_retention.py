@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from asgiref.sync import async_to_sync
 from django.core.management import CommandError, call_command
-from django.db import connection
+from django.db import connection, transaction
 from django.test import override_settings
 from django.utils import timezone
 
@@ -135,6 +135,52 @@ def test_prune_deletes_old_usage_rows_only(tenant):
         today - timedelta(days=30),
         today,
     ]
+
+
+def test_prune_deletes_usage_rows_in_batches(tenant, monkeypatch):
+    monkeypatch.setattr(retention, "PRUNE_BATCH_SIZE", 2)
+    old_date = timezone.now().date() - timedelta(days=40)
+    for index in range(5):
+        UserDailyUsage.objects.create(tenant=tenant, identity=f"user:{index}", date=old_date)
+
+    counts = conversations_prune(older_than=RETENTION)
+
+    assert counts == DeletedCounts(conversations=0, messages=0, usage_rows=5)
+    assert UserDailyUsage.objects.count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_prune_skips_usage_rows_an_erasure_locked(tenant):
+    old_date = timezone.now().date() - timedelta(days=40)
+    locked_row = UserDailyUsage.objects.create(tenant=tenant, identity="user:a", date=old_date)
+    UserDailyUsage.objects.create(tenant=tenant, identity="user:b", date=old_date)
+    row_locked = threading.Event()
+    prune_done = threading.Event()
+
+    def hold_lock() -> None:
+        # As an erasure of the shopper "a" does until it commits.
+        try:
+            with transaction.atomic():
+                list(UserDailyUsage.objects.filter(pk=locked_row.pk).select_for_update())
+                row_locked.set()
+                prune_done.wait(timeout=10)
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=hold_lock)
+    holder.start()
+    assert row_locked.wait(timeout=10)
+    try:
+        started = time.monotonic()
+        counts = conversations_prune(older_than=RETENTION)
+        elapsed = time.monotonic() - started
+    finally:
+        prune_done.set()
+        holder.join(timeout=30)
+
+    assert counts == DeletedCounts(conversations=0, messages=0, usage_rows=1)
+    assert elapsed < 5
+    assert list(UserDailyUsage.objects.values_list("identity", flat=True)) == ["user:a"]
 
 
 def test_prune_leaves_other_tables_alone(tenant):
