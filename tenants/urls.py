@@ -21,6 +21,8 @@ urlpatterns = [
     path("widget", WidgetSettingsApi.as_view(), name="admin-widget"),
     # A user id may contain "/", so both routes take the rest of the path, and the longer
     # one comes first.
+    # NOTE: a DELETE of a user id ending in "/conversations" reaches the export's route and
+    # gets 405, so such a shopper's daily usage rows cannot be erased through this API.
     path(
         "shoppers/<path:user_id>/conversations",
         ShopperConversationsApi.as_view(),
