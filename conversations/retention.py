@@ -151,7 +151,8 @@ def _conversations_lock(conversations: QuerySet[Conversation]) -> QuerySet[Conve
 
     A turn takes its lease with an UPDATE of the row, which waits for the lock until the
     caller's transaction ends. The rows are locked in primary key order, so that two
-    erasures of the same rows wait for each other instead of deadlocking. Must run inside ``transaction.atomic``.
+    erasures of the same rows wait for each other instead of deadlocking. Must run inside
+    ``transaction.atomic``.
     """
     pks = list(conversations.order_by("pk").select_for_update().values_list("pk", flat=True))
     return Conversation.objects.filter(pk__in=pks)
