@@ -2,6 +2,10 @@
 
 Raw API keys and webhook secrets appear exactly once, in the confirmation message after
 they are created; the admin never lists them again.
+
+Every action here changes a credential or calls the merchant, so each one needs the change
+permission. Django offers an action without ``permissions`` to every user who may view the
+list.
 """
 
 import json
@@ -210,7 +214,10 @@ class TenantAdmin(admin.ModelAdmin):
         if not change:
             AssistantSettings.objects.get_or_create(tenant=form.instance)
 
-    @admin.action(description="Generate a new user token secret (old tokens stop working)")
+    @admin.action(
+        description="Generate a new user token secret (old tokens stop working)",
+        permissions=["change"],
+    )
     def generate_user_token_secret(self, request: HttpRequest, queryset: QuerySet[Tenant]) -> None:
         for tenant in queryset:
             secret = services.user_token_secret_set(tenant=tenant)
@@ -284,7 +291,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
             level=messages.WARNING,
         )
 
-    @admin.action(description="Revoke the selected API keys")
+    @admin.action(description="Revoke the selected API keys", permissions=["change"])
     def revoke_keys(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
         revoked = already_revoked = 0
         for api_key in queryset.select_related("tenant"):
@@ -401,11 +408,11 @@ class WebhookSettingsAdmin(admin.ModelAdmin):
                 level=messages.WARNING,
             )
 
-    @admin.action(description="Rotate the secret now (for a leaked secret)")
+    @admin.action(description="Rotate the secret now (for a leaked secret)", permissions=["change"])
     def rotate_secret_now(self, request: HttpRequest, queryset: QuerySet[WebhookSettings]) -> None:
         self._rotate(request, queryset, timedelta(0))
 
-    @admin.action(description="Rotate the secret with a 24-hour overlap")
+    @admin.action(description="Rotate the secret with a 24-hour overlap", permissions=["change"])
     def rotate_secret_with_overlap(
         self, request: HttpRequest, queryset: QuerySet[WebhookSettings]
     ) -> None:
@@ -437,14 +444,19 @@ class WebhookSettingsAdmin(admin.ModelAdmin):
                     level=messages.ERROR,
                 )
 
-    @admin.action(description="Send test: products webhook (sample SKUs)")
+    @admin.action(description="Send test: products webhook (sample SKUs)", permissions=["change"])
     def send_test_products(self, request: HttpRequest, queryset: QuerySet[WebhookSettings]) -> None:
         self._send_test(request, queryset, WebhookKind.PRODUCTS)
 
-    @admin.action(description="Send test: cart webhook ('clear' of session vizochok-test)")
+    @admin.action(
+        description="Send test: cart webhook ('clear' of session vizochok-test)",
+        permissions=["change"],
+    )
     def send_test_cart(self, request: HttpRequest, queryset: QuerySet[WebhookSettings]) -> None:
         self._send_test(request, queryset, WebhookKind.CART)
 
-    @admin.action(description="Send test: cart GET webhook (session vizochok-test)")
+    @admin.action(
+        description="Send test: cart GET webhook (session vizochok-test)", permissions=["change"]
+    )
     def send_test_cart_get(self, request: HttpRequest, queryset: QuerySet[WebhookSettings]) -> None:
         self._send_test(request, queryset, WebhookKind.CART_GET)

@@ -7,7 +7,7 @@ from django.contrib.auth.models import Permission, User
 
 from catalog.models import Product
 from conversations.models import Conversation, Message
-from tenants.models import ApiKey, Tenant
+from tenants.models import ApiKey, Tenant, WebhookSettings
 from tenants.services import api_key_revoke
 from tests.factories import MessageFactory, ProductFactory
 from webhooks.models import CircuitBreaker, WebhookDelivery
@@ -161,3 +161,74 @@ def test_admin_revoke_counts_only_new_revocations(admin_client, public_key, secr
     assert messages == ["Revoked 1 API key(s). 1 selected key(s) were already revoked and stay so."]
     assert ApiKey.objects.get(pk=public_key.api_key.pk).revoked_at is not None
     assert ApiKey.objects.get(pk=secret_key.api_key.pk).revoked_at == first_revoked_at
+
+
+@pytest.fixture
+def viewer_client(client):
+    """A client logged in as staff with every view permission and nothing else."""
+    viewer = User.objects.create_user("viewer", password="pw", is_staff=True)
+    viewer.user_permissions.add(*Permission.objects.filter(codename__startswith="view_"))
+    client.force_login(viewer)
+    return client
+
+
+@pytest.mark.parametrize(
+    ("changelist_url", "action"),
+    [
+        ("/admin/tenants/webhooksettings/", "rotate_secret_now"),
+        ("/admin/tenants/webhooksettings/", "rotate_secret_with_overlap"),
+        ("/admin/tenants/webhooksettings/", "send_test_products"),
+        ("/admin/tenants/webhooksettings/", "send_test_cart"),
+        ("/admin/tenants/webhooksettings/", "send_test_cart_get"),
+        ("/admin/tenants/tenant/", "generate_user_token_secret"),
+        ("/admin/tenants/apikey/", "revoke_keys"),
+    ],
+)
+def test_view_only_staff_cannot_run_action(
+    viewer_client, tenant, public_key, changelist_url, action
+):
+    selected = {
+        "/admin/tenants/webhooksettings/": tenant.webhook_settings.pk,
+        "/admin/tenants/tenant/": tenant.pk,
+        "/admin/tenants/apikey/": public_key.api_key.pk,
+    }[changelist_url]
+    before = WebhookSettings.objects.values().get(tenant=tenant)
+    user_token_secret = Tenant.objects.get(pk=tenant.pk).user_token_secret
+
+    page = viewer_client.get(changelist_url)
+    response = viewer_client.post(
+        changelist_url, {"action": action, "_selected_action": [selected], "index": 0}, follow=True
+    )
+
+    assert page.status_code == 200
+    assert action not in page.content.decode()
+    assert response.status_code == 200
+    messages = [str(message) for message in response.context["messages"]]
+    assert messages == []
+    assert WebhookSettings.objects.values().get(tenant=tenant) == before
+    assert Tenant.objects.get(pk=tenant.pk).user_token_secret == user_token_secret
+    assert ApiKey.objects.get(pk=public_key.api_key.pk).revoked_at is None
+
+
+def test_staff_without_permissions_sees_nothing(client, tenant):
+    staff = User.objects.create_user("staff", password="pw", is_staff=True)
+    client.force_login(staff)
+
+    index = client.get("/admin/")
+    pages = [
+        client.get(url)
+        for url in (
+            "/admin/tenants/tenant/",
+            f"/admin/tenants/tenant/{tenant.pk}/change/",
+            "/admin/tenants/apikey/",
+            "/admin/tenants/webhooksettings/",
+            "/admin/catalog/product/",
+            "/admin/catalog/catalogjob/",
+            "/admin/conversations/conversation/",
+            "/admin/procrastinate/procrastinatejob/",
+        )
+    ]
+
+    assert index.status_code == 200
+    assert "You don’t have permission to view or edit anything." in index.content.decode()
+    assert [page.status_code for page in pages] == [403] * len(pages)
