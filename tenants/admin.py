@@ -306,7 +306,24 @@ class ApiKeyAdmin(admin.ModelAdmin):
         self.message_user(request, message)
 
 
+def _webhook_url_field() -> forms.CharField:
+    """Return a text field for a webhook URL with the API's length limit and message.
+
+    It is not a URLField, because ``clean`` applies the API's egress check and URLField's
+    "Enter a valid URL." would replace the API's messages.
+    """
+    return forms.CharField(
+        required=False,
+        max_length=2000,
+        widget=forms.URLInput(attrs={"class": "vURLField"}),
+        error_messages={"max_length": "Ensure this field has no more than 2000 characters."},
+    )
+
+
 class WebhookSettingsForm(forms.ModelForm):
+    products_url = _webhook_url_field()
+    cart_url = _webhook_url_field()
+    cart_get_url = _webhook_url_field()
     custom_secret = forms.CharField(
         required=False,
         strip=False,
@@ -329,6 +346,13 @@ class WebhookSettingsForm(forms.ModelForm):
                 except InvalidInput as error:
                     self.add_error(field_name, error.extra["fields"][field_name])
         return cleaned_data
+
+    def _get_validation_exclusions(self) -> set[str]:
+        # The model's URLValidator would add "Enter a valid URL." to URLs that clean() has
+        # already checked with the API's rules. ModelForm calls this private method before the
+        # model validation (Django 5.2), and django-stubs does not declare it.
+        exclusions: set[str] = super()._get_validation_exclusions()  # type: ignore[misc]
+        return {*exclusions, *services.WEBHOOK_URL_FIELDS}
 
     def clean_custom_secret(self) -> str:
         secret: str = self.cleaned_data["custom_secret"]

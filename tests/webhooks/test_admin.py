@@ -68,6 +68,53 @@ def test_admin_add_rejects_unsafe_url(admin_client, _case, url):
     assert not WebhookSettings.objects.filter(tenant=tenant).exists()
 
 
+@pytest.mark.parametrize(
+    ("_case", "url", "message"),
+    [
+        ("file scheme", "file:///etc/passwd", "URL scheme 'file' is not allowed; use https://"),
+        (
+            "javascript scheme",
+            "javascript:alert(1)",
+            "URL scheme 'javascript' is not allowed; use https://",
+        ),
+        ("plain http", "http://10.0.0.1/cart", "URL scheme 'http' is not allowed; use https://"),
+        (
+            "hex loopback",
+            "http://0x7f000001/cart",
+            "URL scheme 'http' is not allowed; use https://",
+        ),
+        (
+            "space in host",
+            "https://exa mple.com/cart",
+            "URL contains whitespace, a control character or a backslash",
+        ),
+        (
+            "credentials",
+            "https://user:pass@93.184.215.14/cart",
+            "URL must not contain a user name or password; the webhook secret signs each "
+            "request instead",
+        ),
+        (
+            "too long",
+            "https://93.184.215.14/" + "a" * 2000,
+            "Ensure this field has no more than 2000 characters.",
+        ),
+        ("nul character", "https://93.184.215.14/\x00", "Null characters are not allowed."),
+    ],
+)
+def test_admin_url_errors_match_the_api(admin_client, server_client, tenant, _case, url, message):
+    change_url = f"/admin/tenants/webhooksettings/{tenant.webhook_settings.pk}/change/"
+
+    response = admin_client.post(change_url, settings_form(tenant, cart_url=url))
+    api_response = server_client.patch("/api/v1/admin/webhooks", {"cart_url": url}, format="json")
+
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors == {"cart_url": [message]}
+    assert api_response.status_code == 400
+    assert api_response.json()["fields"] == {"cart_url": [message]}
+    assert WebhookSettings.objects.get(tenant=tenant).cart_url == ""
+
+
 def test_admin_change_rejects_unsafe_cart_url(admin_client, tenant):
     change_url = f"/admin/tenants/webhooksettings/{tenant.webhook_settings.pk}/change/"
 
