@@ -123,6 +123,26 @@ class AssistantSettingsForm(forms.ModelForm):
         disabled_tools = cast(forms.MultipleChoiceField, self.fields["disabled_tools"])
         disabled_tools.choices = [(name, name) for name in sorted(TOOL_NAMES)]
 
+    def clean_complex_model(self) -> str:
+        return _model_name_clean(self.cleaned_data["complex_model"])
+
+    def clean_fast_model(self) -> str:
+        return _model_name_clean(self.cleaned_data["fast_model"])
+
+
+def _model_name_clean(name: str) -> str:
+    """Return ``name`` unless it contains whitespace or a control character.
+
+    NOTE: the admin cannot check that the LLM provider serves the model. A wrong name is
+    saved, and every reply of the tenant then ends with ``llm_request_rejected``.
+    """
+    if any(character.isspace() or not character.isprintable() for character in name):
+        raise forms.ValidationError(
+            f"Invalid model name {name!r}. Enter a name without spaces or control characters, "
+            "such as gpt-4.1."
+        )
+    return name
+
 
 class AssistantSettingsInline(admin.StackedInline):
     model = AssistantSettings

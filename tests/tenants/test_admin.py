@@ -7,7 +7,7 @@ from django.contrib.auth.models import Permission, User
 
 from catalog.models import Product
 from conversations.models import Conversation, Message
-from tenants.models import ApiKey, Tenant, WebhookSettings
+from tenants.models import ApiKey, AssistantSettings, Tenant, WebhookSettings
 from tenants.services import api_key_revoke
 from tests.factories import MessageFactory, ProductFactory
 from webhooks.models import CircuitBreaker, WebhookDelivery
@@ -232,3 +232,90 @@ def test_staff_without_permissions_sees_nothing(client, tenant):
     assert index.status_code == 200
     assert "You don’t have permission to view or edit anything." in index.content.decode()
     assert [page.status_code for page in pages] == [403] * len(pages)
+
+
+def ai_settings_form(tenant: Tenant, **changes: object) -> dict[str, object]:
+    """Return the tenant change form with its AI settings inline, as the admin renders it."""
+    assistant_settings = AssistantSettings.objects.get(tenant=tenant)
+    inline = {
+        "id": assistant_settings.pk,
+        "tenant": tenant.pk,
+        "complex_model": "",
+        "fast_model": "",
+        "temperature": "0.20",
+        "default_language": "uk",
+        "system_prompt_addition": "",
+        "max_tool_rounds": 6,
+        "session_token_limit": 100_000,
+        "daily_token_limit": 500_000,
+        "monthly_token_limit": 10_000_000,
+        "user_daily_message_limit": 200,
+        "user_daily_conversation_limit": 20,
+        "rate_limit_messages": 10,
+        "rate_limit_window_seconds": 60,
+        **changes,
+    }
+    return tenant_form(
+        name=tenant.name,
+        slug=tenant.slug,
+        **{"assistant_settings-TOTAL_FORMS": 1, "assistant_settings-INITIAL_FORMS": 1},
+        **{f"assistant_settings-0-{name}": value for name, value in inline.items()},
+    )
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("session_token_limit", -1, "Ensure this value is greater than or equal to 0."),
+        (
+            "daily_token_limit",
+            "99999999999999999999",
+            "Ensure this value is less than or equal to 2147483647.",
+        ),
+        ("temperature", "1e10", "Ensure that there are no more than 3 digits in total."),
+        ("temperature", "NaN", "Enter a number."),
+        ("temperature", "-0.5", "Ensure this value is greater than or equal to 0."),
+        ("max_tool_rounds", 100_000, "Ensure this value is less than or equal to 20."),
+        ("rate_limit_window_seconds", 0, "Ensure this value is greater than or equal to 1."),
+        (
+            "complex_model",
+            "gpt 4.1",
+            "Invalid model name 'gpt 4.1'. Enter a name without spaces or control characters, "
+            "such as gpt-4.1.",
+        ),
+        (
+            "fast_model",
+            "gpt-4.1\nmini",
+            "Invalid model name 'gpt-4.1\\nmini'. Enter a name without spaces or control "
+            "characters, such as gpt-4.1.",
+        ),
+        ("complex_model", "gpt\x004", "Null characters are not allowed."),
+        (
+            "default_language",
+            "de",
+            "Select a valid choice. de is not one of the available choices.",
+        ),
+    ],
+)
+def test_ai_settings_reject_invalid_value(admin_client, tenant, field, value, message):
+    before = AssistantSettings.objects.values().get(tenant=tenant)
+    change_url = f"/admin/tenants/tenant/{tenant.pk}/change/"
+
+    response = admin_client.post(change_url, ai_settings_form(tenant, **{field: value}))
+
+    assert response.status_code == 200
+    inline_errors = response.context["inline_admin_formsets"][0].formset.errors
+    assert inline_errors == [{field: [message]}]
+    assert AssistantSettings.objects.values().get(tenant=tenant) == before
+
+
+def test_ai_settings_save_valid_models(admin_client, tenant):
+    change_url = f"/admin/tenants/tenant/{tenant.pk}/change/"
+    data = ai_settings_form(tenant, complex_model="org/model-1:beta", fast_model="gpt-4.1-mini")
+
+    response = admin_client.post(change_url, data)
+
+    assert response.status_code == 302
+    assistant_settings = AssistantSettings.objects.get(tenant=tenant)
+    assert assistant_settings.complex_model == "org/model-1:beta"
+    assert assistant_settings.fast_model == "gpt-4.1-mini"
