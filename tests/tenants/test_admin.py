@@ -4,12 +4,14 @@ import uuid
 
 import pytest
 from django.contrib.auth.models import Permission, User
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from catalog.models import Product
 from conversations.models import Conversation, Message
 from tenants.models import ApiKey, AssistantSettings, Tenant, WebhookSettings
-from tenants.services import api_key_revoke
-from tests.factories import MessageFactory, ProductFactory
+from tenants.services import api_key_revoke, tenant_create
+from tests.factories import MessageFactory, ProductFactory, TenantFactory
 from webhooks.models import CircuitBreaker, WebhookDelivery
 
 pytestmark = pytest.mark.django_db
@@ -319,3 +321,50 @@ def test_ai_settings_save_valid_models(admin_client, tenant):
     assistant_settings = AssistantSettings.objects.get(tenant=tenant)
     assert assistant_settings.complex_model == "org/model-1:beta"
     assert assistant_settings.fast_model == "gpt-4.1-mini"
+
+
+HOSTILE = '"><img src=x onerror=alert(1)><script>alert(2)</script>'
+ESCAPED = "&quot;&gt;&lt;img src=x onerror=alert(1)&gt;&lt;script&gt;alert(2)&lt;/script&gt;"
+
+
+def test_pages_escape_hostile_tenant_name(admin_client, tenant, public_key):
+    Tenant.objects.filter(pk=tenant.pk).update(name=HOSTILE)
+    urls = [
+        "/admin/tenants/tenant/",
+        f"/admin/tenants/tenant/{tenant.pk}/change/",
+        f"/admin/tenants/tenant/{tenant.pk}/delete/",
+        "/admin/tenants/apikey/",
+        f"/admin/tenants/apikey/{public_key.api_key.pk}/change/",
+        "/admin/tenants/webhooksettings/",
+        f"/admin/tenants/webhooksettings/{tenant.webhook_settings.pk}/change/",
+        "/admin/catalog/product/add/",
+    ]
+
+    for url in urls:
+        content = admin_client.get(url).content.decode()
+        assert "<script>alert" not in content, url
+        assert "<img src=x" not in content, url
+        assert ESCAPED in content, url
+
+
+@pytest.mark.parametrize(
+    "url", ["/admin/tenants/tenant/", "/admin/tenants/apikey/", "/admin/tenants/webhooksettings/"]
+)
+def test_changelist_queries_do_not_grow_with_rows(admin_client, url):
+    def query_count() -> int:
+        with CaptureQueriesContext(connection) as queries:
+            response = admin_client.get(url)
+        assert response.status_code == 200
+        return len(queries.captured_queries)
+
+    TenantFactory(slug="first")
+    few = query_count()
+
+    for index in range(30):
+        created = tenant_create(name=f"Shop {index}", slug=f"shop-{index}")
+        WebhookSettings.objects.filter(tenant=created.tenant).update(
+            products_url="https://93.184.215.14/products"
+        )
+    many = query_count()
+
+    assert many == few
