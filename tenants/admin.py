@@ -50,10 +50,19 @@ class WidgetOriginsField(forms.CharField):
         except InvalidInput as error:
             raise forms.ValidationError(error.extra["fields"]["widget_allowed_origins"]) from None
 
+    def has_changed(self, initial: Any, data: Any) -> bool:
+        # The stored list and the submitted text differ in type, so the default comparison
+        # would record a change in the admin history on every save.
+        try:
+            return self.clean(data) != (initial or [])
+        except forms.ValidationError:
+            return True
+
 
 class TenantForm(forms.ModelForm):
     widget_allowed_origins = WidgetOriginsField(
         required=False,
+        label="Widget allowed origins",
         help_text="Origins whose pages may chat with this tenant's public keys, one per line, "
         "such as https://shop.example.com. Empty: every origin. Requests without an Origin "
         "header, from servers and apps, are not checked.",
@@ -346,6 +355,7 @@ class WebhookSettingsForm(forms.ModelForm):
     cart_get_url = _webhook_url_field()
     custom_secret = forms.CharField(
         required=False,
+        label="Custom secret",
         strip=False,
         widget=forms.PasswordInput(render_value=False),
         help_text="Optional: replace the signing secret with your own (24 to 200 characters). "

@@ -3,6 +3,7 @@
 import uuid
 
 import pytest
+from django.contrib.admin.models import LogEntry
 from django.contrib.auth.models import Permission, User
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -368,3 +369,47 @@ def test_changelist_queries_do_not_grow_with_rows(admin_client, url):
     many = query_count()
 
     assert many == few
+
+
+def test_history_lists_only_changed_fields(admin_client, tenant):
+    Tenant.objects.filter(pk=tenant.pk).update(widget_allowed_origins=["https://shop.example.com"])
+    change_url = f"/admin/tenants/tenant/{tenant.pk}/change/"
+    unchanged = {**ai_settings_form(tenant), "widget_allowed_origins": "https://shop.example.com"}
+    changed = {**unchanged, "widget_allowed_origins": "https://m.shop.example.com"}
+
+    first = admin_client.post(change_url, unchanged)
+    second = admin_client.post(change_url, changed)
+
+    assert first.status_code == 302
+    assert second.status_code == 302
+    entries = LogEntry.objects.filter(object_id=str(tenant.pk)).order_by("pk")
+    assert [entry.get_change_message() for entry in entries] == [
+        "No fields changed.",
+        "Changed Widget allowed origins.",
+    ]
+    assert Tenant.objects.get(pk=tenant.pk).widget_allowed_origins == ["https://m.shop.example.com"]
+
+
+def test_history_names_custom_secret_without_value(admin_client, tenant):
+    change_url = f"/admin/tenants/webhooksettings/{tenant.webhook_settings.pk}/change/"
+    secret = "my-own-secret-of-32-characters!!"
+
+    response = admin_client.post(
+        change_url,
+        {
+            "products_url": "",
+            "cart_url": "",
+            "cart_get_url": "",
+            "timeout_seconds": 5,
+            "custom_secret": secret,
+        },
+    )
+
+    assert response.status_code == 302
+    assert WebhookSettings.objects.get(tenant=tenant).secret == secret
+    entry = LogEntry.objects.get(object_id=str(tenant.webhook_settings.pk))
+    assert entry.get_change_message() == "Changed Custom secret."
+    assert secret not in entry.change_message
+    history = admin_client.get(f"{change_url.removesuffix('change/')}history/")
+    assert history.status_code == 200
+    assert secret not in history.content.decode()
