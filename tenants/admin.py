@@ -16,7 +16,9 @@ from django import forms
 from django.apps import apps
 from django.contrib import admin, messages
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.utils.decorators import method_decorator
+from django.views.decorators.debug import sensitive_post_parameters
 
 from tenants import services
 from tenants.models import ApiKey, AssistantSettings, Tenant, WebhookSettings
@@ -406,6 +408,18 @@ class WebhookSettingsAdmin(admin.ModelAdmin):
         "send_test_cart",
         "send_test_cart_get",
     ]
+
+    # Error reports (Django's debug page, a mail or Sentry handler) then show the custom
+    # secret as stars if saving the form fails.
+    @method_decorator(sensitive_post_parameters("custom_secret"))
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        return super().changeform_view(request, object_id, form_url, extra_context)
 
     @admin.display(boolean=True, description="Secret set")
     def has_secret(self, obj: WebhookSettings) -> bool:

@@ -8,6 +8,7 @@ from datetime import timedelta
 import pytest
 from django.contrib import admin
 from django.utils import timezone
+from django.views.debug import SafeExceptionReporterFilter
 
 from tenants.models import WebhookSettings
 from tenants.services import webhook_secret_set
@@ -327,3 +328,24 @@ def test_admin_closes_an_open_breaker(admin_client, tenant):
     assert response.status_code == 200
     assert breaker.state == "closed"
     assert breaker.retry_at is None
+
+
+def test_error_report_hides_custom_secret(admin_client, tenant, monkeypatch):
+    model_admin = admin.site._registry[WebhookSettings]
+    save = model_admin.save_model
+    reported: list[dict[str, str]] = []
+
+    def save_and_report(request, obj, form, change):
+        reported.append(SafeExceptionReporterFilter().get_post_parameters(request))
+        save(request, obj, form, change)
+
+    monkeypatch.setattr(model_admin, "save_model", save_and_report)
+    change_url = f"/admin/tenants/webhooksettings/{tenant.webhook_settings.pk}/change/"
+    secret = "my-own-secret-of-32-characters!!"
+
+    response = admin_client.post(change_url, settings_form(tenant, custom_secret=secret))
+
+    assert response.status_code == 302
+    assert WebhookSettings.objects.get(tenant=tenant).secret == secret
+    assert reported[0]["custom_secret"] == "********************"
+    assert reported[0]["timeout_seconds"] == "5"
