@@ -349,3 +349,50 @@ def test_error_report_hides_custom_secret(admin_client, tenant, monkeypatch):
     assert WebhookSettings.objects.get(tenant=tenant).secret == secret
     assert reported[0]["custom_secret"] == "********************"
     assert reported[0]["timeout_seconds"] == "5"
+
+
+def test_admin_rotation_with_overlap_shows_secret_once(admin_client, tenant):
+    old_secret = tenant.webhook_settings.secret
+    change_url = f"/admin/tenants/webhooksettings/{tenant.webhook_settings.pk}/change/"
+
+    response = admin_client.post(
+        "/admin/tenants/webhooksettings/",
+        {"action": "rotate_secret_with_overlap", "_selected_action": [tenant.webhook_settings.pk]},
+        follow=True,
+    )
+    later_pages = [
+        admin_client.get("/admin/tenants/webhooksettings/"),
+        admin_client.get(change_url),
+        admin_client.get(change_url.removesuffix("change/") + "history/"),
+    ]
+
+    stored = WebhookSettings.objects.get(tenant=tenant)
+    messages = [str(message) for message in response.context["messages"]]
+    assert stored.secret == old_secret
+    assert len(stored.next_secret) == 43
+    assert stored.next_secret_promote_at - stored.secret_updated_at == timedelta(hours=24)
+    assert messages == [f"New signing secret for {tenant} (shown only now): {stored.next_secret}"]
+    for page in later_pages:
+        assert page.status_code == 200
+        assert stored.next_secret not in page.content.decode()
+        assert old_secret not in page.content.decode()
+    assert "rotation in progress" in later_pages[1].content.decode()
+
+
+def test_admin_rotation_now_replaces_both_secrets(admin_client, tenant):
+    webhook_secret_set(webhook_settings=tenant.webhook_settings, overlap=timedelta(hours=24))
+    rotating = WebhookSettings.objects.get(tenant=tenant)
+
+    response = admin_client.post(
+        "/admin/tenants/webhooksettings/",
+        {"action": "rotate_secret_now", "_selected_action": [tenant.webhook_settings.pk]},
+        follow=True,
+    )
+
+    stored = WebhookSettings.objects.get(tenant=tenant)
+    messages = [str(message) for message in response.context["messages"]]
+    assert response.status_code == 200
+    assert stored.secret not in (rotating.secret, rotating.next_secret)
+    assert stored.next_secret == ""
+    assert stored.next_secret_promote_at is None
+    assert messages == [f"New signing secret for {tenant} (shown only now): {stored.secret}"]
