@@ -2,6 +2,10 @@
 
 Raw API keys and webhook secrets appear exactly once, in the confirmation message after
 they are created; the admin never lists them again.
+
+Every action here changes a credential or calls the merchant, so each one needs the change
+permission. Django offers an action without ``permissions`` to every user who may view the
+list.
 """
 
 import json
@@ -12,7 +16,9 @@ from django import forms
 from django.apps import apps
 from django.contrib import admin, messages
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.utils.decorators import method_decorator
+from django.views.decorators.debug import sensitive_post_parameters
 
 from tenants import services
 from tenants.models import ApiKey, AssistantSettings, Tenant, WebhookSettings
@@ -46,10 +52,19 @@ class WidgetOriginsField(forms.CharField):
         except InvalidInput as error:
             raise forms.ValidationError(error.extra["fields"]["widget_allowed_origins"]) from None
 
+    def has_changed(self, initial: Any, data: Any) -> bool:
+        # The stored list and the submitted text differ in type, so the default comparison
+        # would record a change in the admin history on every save.
+        try:
+            return self.clean(data) != (initial or [])
+        except forms.ValidationError:
+            return True
+
 
 class TenantForm(forms.ModelForm):
     widget_allowed_origins = WidgetOriginsField(
         required=False,
+        label="Widget allowed origins",
         help_text="Origins whose pages may chat with this tenant's public keys, one per line, "
         "such as https://shop.example.com. Empty: every origin. Requests without an Origin "
         "header, from servers and apps, are not checked.",
@@ -118,6 +133,26 @@ class AssistantSettingsForm(forms.ModelForm):
 
         disabled_tools = cast(forms.MultipleChoiceField, self.fields["disabled_tools"])
         disabled_tools.choices = [(name, name) for name in sorted(TOOL_NAMES)]
+
+    def clean_complex_model(self) -> str:
+        return _model_name_clean(self.cleaned_data["complex_model"])
+
+    def clean_fast_model(self) -> str:
+        return _model_name_clean(self.cleaned_data["fast_model"])
+
+
+def _model_name_clean(name: str) -> str:
+    """Return ``name`` unless it contains whitespace or a control character.
+
+    NOTE: the admin cannot check that the LLM provider serves the model. A wrong name is
+    saved, and every reply of the tenant then ends with ``llm_request_rejected``.
+    """
+    if any(character.isspace() or not character.isprintable() for character in name):
+        raise forms.ValidationError(
+            f"Invalid model name {name!r}. Enter a name without spaces or control characters, "
+            "such as gpt-4.1."
+        )
+    return name
 
 
 class AssistantSettingsInline(admin.StackedInline):
@@ -210,7 +245,10 @@ class TenantAdmin(admin.ModelAdmin):
         if not change:
             AssistantSettings.objects.get_or_create(tenant=form.instance)
 
-    @admin.action(description="Generate a new user token secret (old tokens stop working)")
+    @admin.action(
+        description="Generate a new user token secret (old tokens stop working)",
+        permissions=["change"],
+    )
     def generate_user_token_secret(self, request: HttpRequest, queryset: QuerySet[Tenant]) -> None:
         for tenant in queryset:
             secret = services.user_token_secret_set(tenant=tenant)
@@ -284,7 +322,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
             level=messages.WARNING,
         )
 
-    @admin.action(description="Revoke the selected API keys")
+    @admin.action(description="Revoke the selected API keys", permissions=["change"])
     def revoke_keys(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
         revoked = already_revoked = 0
         for api_key in queryset.select_related("tenant"):
@@ -299,9 +337,27 @@ class ApiKeyAdmin(admin.ModelAdmin):
         self.message_user(request, message)
 
 
+def _webhook_url_field() -> forms.CharField:
+    """Return a text field for a webhook URL with the API's length limit and message.
+
+    It is not a URLField, because ``clean`` applies the API's egress check and URLField's
+    "Enter a valid URL." would replace the API's messages.
+    """
+    return forms.CharField(
+        required=False,
+        max_length=2000,
+        widget=forms.URLInput(attrs={"class": "vURLField"}),
+        error_messages={"max_length": "Ensure this field has no more than 2000 characters."},
+    )
+
+
 class WebhookSettingsForm(forms.ModelForm):
+    products_url = _webhook_url_field()
+    cart_url = _webhook_url_field()
+    cart_get_url = _webhook_url_field()
     custom_secret = forms.CharField(
         required=False,
+        label="Custom secret",
         strip=False,
         widget=forms.PasswordInput(render_value=False),
         help_text="Optional: replace the signing secret with your own (24 to 200 characters). "
@@ -322,6 +378,13 @@ class WebhookSettingsForm(forms.ModelForm):
                 except InvalidInput as error:
                     self.add_error(field_name, error.extra["fields"][field_name])
         return cleaned_data
+
+    def _get_validation_exclusions(self) -> set[str]:
+        # The model's URLValidator would add "Enter a valid URL." to URLs that clean() has
+        # already checked with the API's rules. ModelForm calls this private method before the
+        # model validation (Django 5.2), and django-stubs does not declare it.
+        exclusions: set[str] = super()._get_validation_exclusions()  # type: ignore[misc]
+        return {*exclusions, *services.WEBHOOK_URL_FIELDS}
 
     def clean_custom_secret(self) -> str:
         secret: str = self.cleaned_data["custom_secret"]
@@ -345,6 +408,18 @@ class WebhookSettingsAdmin(admin.ModelAdmin):
         "send_test_cart",
         "send_test_cart_get",
     ]
+
+    # Error reports (Django's debug page, a mail or Sentry handler) then show the custom
+    # secret as stars if saving the form fails.
+    @method_decorator(sensitive_post_parameters("custom_secret"))
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        return super().changeform_view(request, object_id, form_url, extra_context)
 
     @admin.display(boolean=True, description="Secret set")
     def has_secret(self, obj: WebhookSettings) -> bool:
@@ -401,11 +476,11 @@ class WebhookSettingsAdmin(admin.ModelAdmin):
                 level=messages.WARNING,
             )
 
-    @admin.action(description="Rotate the secret now (for a leaked secret)")
+    @admin.action(description="Rotate the secret now (for a leaked secret)", permissions=["change"])
     def rotate_secret_now(self, request: HttpRequest, queryset: QuerySet[WebhookSettings]) -> None:
         self._rotate(request, queryset, timedelta(0))
 
-    @admin.action(description="Rotate the secret with a 24-hour overlap")
+    @admin.action(description="Rotate the secret with a 24-hour overlap", permissions=["change"])
     def rotate_secret_with_overlap(
         self, request: HttpRequest, queryset: QuerySet[WebhookSettings]
     ) -> None:
@@ -437,14 +512,19 @@ class WebhookSettingsAdmin(admin.ModelAdmin):
                     level=messages.ERROR,
                 )
 
-    @admin.action(description="Send test: products webhook (sample SKUs)")
+    @admin.action(description="Send test: products webhook (sample SKUs)", permissions=["change"])
     def send_test_products(self, request: HttpRequest, queryset: QuerySet[WebhookSettings]) -> None:
         self._send_test(request, queryset, WebhookKind.PRODUCTS)
 
-    @admin.action(description="Send test: cart webhook ('clear' of session vizochok-test)")
+    @admin.action(
+        description="Send test: cart webhook ('clear' of session vizochok-test)",
+        permissions=["change"],
+    )
     def send_test_cart(self, request: HttpRequest, queryset: QuerySet[WebhookSettings]) -> None:
         self._send_test(request, queryset, WebhookKind.CART)
 
-    @admin.action(description="Send test: cart GET webhook (session vizochok-test)")
+    @admin.action(
+        description="Send test: cart GET webhook (session vizochok-test)", permissions=["change"]
+    )
     def send_test_cart_get(self, request: HttpRequest, queryset: QuerySet[WebhookSettings]) -> None:
         self._send_test(request, queryset, WebhookKind.CART_GET)

@@ -1,5 +1,7 @@
 import numpy as np
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from catalog.models import Product
@@ -157,3 +159,44 @@ def test_bulk_delete_counts_catalog_change(admin_client, tenant, other_tenant):
     assert Product.objects.filter(pk=other.pk).exists()
     assert tenant.catalog_version == 1
     assert other_tenant.catalog_version == 0
+
+
+HOSTILE = '"><img src=x onerror=alert(1)><script>alert(2)</script>'
+
+
+def _query_count(client, url: str) -> int:
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get(url)
+    assert response.status_code == 200
+    return len(queries.captured_queries)
+
+
+def test_changelist_queries_do_not_grow_with_rows(admin_client, tenant, other_tenant):
+    url = reverse("admin:catalog_product_changelist")
+    ProductFactory(tenant=tenant)
+    few = _query_count(admin_client, url)
+
+    for index in range(60):
+        ProductFactory(tenant=tenant if index % 2 else other_tenant)
+    many = _query_count(admin_client, url)
+
+    assert many == few
+
+
+def test_pages_escape_hostile_product(admin_client, tenant):
+    product = ProductFactory(tenant=tenant, sku="evil-1", name=HOSTILE, brand=HOSTILE)
+    escaped = "&quot;&gt;&lt;img src=x onerror=alert(1)&gt;&lt;script&gt;alert(2)&lt;/script&gt;"
+
+    pages = [
+        admin_client.get(reverse("admin:catalog_product_changelist")),
+        admin_client.get(reverse("admin:catalog_product_changelist"), {"q": HOSTILE}),
+        admin_client.get(reverse("admin:catalog_product_change", args=[product.pk])),
+        admin_client.get(reverse("admin:catalog_product_delete", args=[product.pk])),
+    ]
+
+    for page in pages:
+        content = page.content.decode()
+        assert page.status_code == 200
+        assert "<script>alert" not in content
+        assert "<img src=x" not in content
+        assert escaped in content

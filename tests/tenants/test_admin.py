@@ -3,13 +3,16 @@
 import uuid
 
 import pytest
+from django.contrib.admin.models import LogEntry
 from django.contrib.auth.models import Permission, User
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from catalog.models import Product
 from conversations.models import Conversation, Message
-from tenants.models import ApiKey, Tenant
-from tenants.services import api_key_revoke
-from tests.factories import MessageFactory, ProductFactory
+from tenants.models import ApiKey, AssistantSettings, Tenant, WebhookSettings
+from tenants.services import api_key_revoke, tenant_create
+from tests.factories import MessageFactory, ProductFactory, TenantFactory
 from webhooks.models import CircuitBreaker, WebhookDelivery
 
 pytestmark = pytest.mark.django_db
@@ -161,3 +164,252 @@ def test_admin_revoke_counts_only_new_revocations(admin_client, public_key, secr
     assert messages == ["Revoked 1 API key(s). 1 selected key(s) were already revoked and stay so."]
     assert ApiKey.objects.get(pk=public_key.api_key.pk).revoked_at is not None
     assert ApiKey.objects.get(pk=secret_key.api_key.pk).revoked_at == first_revoked_at
+
+
+@pytest.fixture
+def viewer_client(client):
+    """A client logged in as staff with every view permission and nothing else."""
+    viewer = User.objects.create_user("viewer", password="pw", is_staff=True)
+    viewer.user_permissions.add(*Permission.objects.filter(codename__startswith="view_"))
+    client.force_login(viewer)
+    return client
+
+
+@pytest.mark.parametrize(
+    ("changelist_url", "action"),
+    [
+        ("/admin/tenants/webhooksettings/", "rotate_secret_now"),
+        ("/admin/tenants/webhooksettings/", "rotate_secret_with_overlap"),
+        ("/admin/tenants/webhooksettings/", "send_test_products"),
+        ("/admin/tenants/webhooksettings/", "send_test_cart"),
+        ("/admin/tenants/webhooksettings/", "send_test_cart_get"),
+        ("/admin/tenants/tenant/", "generate_user_token_secret"),
+        ("/admin/tenants/apikey/", "revoke_keys"),
+    ],
+)
+def test_view_only_staff_cannot_run_action(
+    viewer_client, tenant, public_key, changelist_url, action
+):
+    selected = {
+        "/admin/tenants/webhooksettings/": tenant.webhook_settings.pk,
+        "/admin/tenants/tenant/": tenant.pk,
+        "/admin/tenants/apikey/": public_key.api_key.pk,
+    }[changelist_url]
+    before = WebhookSettings.objects.values().get(tenant=tenant)
+    user_token_secret = Tenant.objects.get(pk=tenant.pk).user_token_secret
+
+    page = viewer_client.get(changelist_url)
+    response = viewer_client.post(
+        changelist_url, {"action": action, "_selected_action": [selected], "index": 0}, follow=True
+    )
+
+    assert page.status_code == 200
+    assert action not in page.content.decode()
+    assert response.status_code == 200
+    messages = [str(message) for message in response.context["messages"]]
+    assert messages == []
+    assert WebhookSettings.objects.values().get(tenant=tenant) == before
+    assert Tenant.objects.get(pk=tenant.pk).user_token_secret == user_token_secret
+    assert ApiKey.objects.get(pk=public_key.api_key.pk).revoked_at is None
+
+
+def test_staff_without_permissions_sees_nothing(client, tenant):
+    staff = User.objects.create_user("staff", password="pw", is_staff=True)
+    client.force_login(staff)
+
+    index = client.get("/admin/")
+    pages = [
+        client.get(url)
+        for url in (
+            "/admin/tenants/tenant/",
+            f"/admin/tenants/tenant/{tenant.pk}/change/",
+            "/admin/tenants/apikey/",
+            "/admin/tenants/webhooksettings/",
+            "/admin/catalog/product/",
+            "/admin/catalog/catalogjob/",
+            "/admin/conversations/conversation/",
+            "/admin/procrastinate/procrastinatejob/",
+        )
+    ]
+
+    assert index.status_code == 200
+    assert "You don’t have permission to view or edit anything." in index.content.decode()
+    assert [page.status_code for page in pages] == [403] * len(pages)
+
+
+def ai_settings_form(tenant: Tenant, **changes: object) -> dict[str, object]:
+    """Return the tenant change form with its AI settings inline, as the admin renders it."""
+    assistant_settings = AssistantSettings.objects.get(tenant=tenant)
+    inline = {
+        "id": assistant_settings.pk,
+        "tenant": tenant.pk,
+        "complex_model": "",
+        "fast_model": "",
+        "temperature": "0.20",
+        "default_language": "uk",
+        "system_prompt_addition": "",
+        "max_tool_rounds": 6,
+        "session_token_limit": 100_000,
+        "daily_token_limit": 500_000,
+        "monthly_token_limit": 10_000_000,
+        "user_daily_message_limit": 200,
+        "user_daily_conversation_limit": 20,
+        "rate_limit_messages": 10,
+        "rate_limit_window_seconds": 60,
+        **changes,
+    }
+    return tenant_form(
+        name=tenant.name,
+        slug=tenant.slug,
+        **{"assistant_settings-TOTAL_FORMS": 1, "assistant_settings-INITIAL_FORMS": 1},
+        **{f"assistant_settings-0-{name}": value for name, value in inline.items()},
+    )
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("session_token_limit", -1, "Ensure this value is greater than or equal to 0."),
+        (
+            "daily_token_limit",
+            "99999999999999999999",
+            "Ensure this value is less than or equal to 2147483647.",
+        ),
+        ("temperature", "1e10", "Ensure that there are no more than 3 digits in total."),
+        ("temperature", "NaN", "Enter a number."),
+        ("temperature", "-0.5", "Ensure this value is greater than or equal to 0."),
+        ("max_tool_rounds", 100_000, "Ensure this value is less than or equal to 20."),
+        ("rate_limit_window_seconds", 0, "Ensure this value is greater than or equal to 1."),
+        (
+            "complex_model",
+            "gpt 4.1",
+            "Invalid model name 'gpt 4.1'. Enter a name without spaces or control characters, "
+            "such as gpt-4.1.",
+        ),
+        (
+            "fast_model",
+            "gpt-4.1\nmini",
+            "Invalid model name 'gpt-4.1\\nmini'. Enter a name without spaces or control "
+            "characters, such as gpt-4.1.",
+        ),
+        ("complex_model", "gpt\x004", "Null characters are not allowed."),
+        (
+            "default_language",
+            "de",
+            "Select a valid choice. de is not one of the available choices.",
+        ),
+    ],
+)
+def test_ai_settings_reject_invalid_value(admin_client, tenant, field, value, message):
+    before = AssistantSettings.objects.values().get(tenant=tenant)
+    change_url = f"/admin/tenants/tenant/{tenant.pk}/change/"
+
+    response = admin_client.post(change_url, ai_settings_form(tenant, **{field: value}))
+
+    assert response.status_code == 200
+    inline_errors = response.context["inline_admin_formsets"][0].formset.errors
+    assert inline_errors == [{field: [message]}]
+    assert AssistantSettings.objects.values().get(tenant=tenant) == before
+
+
+def test_ai_settings_save_valid_models(admin_client, tenant):
+    change_url = f"/admin/tenants/tenant/{tenant.pk}/change/"
+    data = ai_settings_form(tenant, complex_model="org/model-1:beta", fast_model="gpt-4.1-mini")
+
+    response = admin_client.post(change_url, data)
+
+    assert response.status_code == 302
+    assistant_settings = AssistantSettings.objects.get(tenant=tenant)
+    assert assistant_settings.complex_model == "org/model-1:beta"
+    assert assistant_settings.fast_model == "gpt-4.1-mini"
+
+
+HOSTILE = '"><img src=x onerror=alert(1)><script>alert(2)</script>'
+ESCAPED = "&quot;&gt;&lt;img src=x onerror=alert(1)&gt;&lt;script&gt;alert(2)&lt;/script&gt;"
+
+
+def test_pages_escape_hostile_tenant_name(admin_client, tenant, public_key):
+    Tenant.objects.filter(pk=tenant.pk).update(name=HOSTILE)
+    urls = [
+        "/admin/tenants/tenant/",
+        f"/admin/tenants/tenant/{tenant.pk}/change/",
+        f"/admin/tenants/tenant/{tenant.pk}/delete/",
+        "/admin/tenants/apikey/",
+        f"/admin/tenants/apikey/{public_key.api_key.pk}/change/",
+        "/admin/tenants/webhooksettings/",
+        f"/admin/tenants/webhooksettings/{tenant.webhook_settings.pk}/change/",
+        "/admin/catalog/product/add/",
+    ]
+
+    for url in urls:
+        content = admin_client.get(url).content.decode()
+        assert "<script>alert" not in content, url
+        assert "<img src=x" not in content, url
+        assert ESCAPED in content, url
+
+
+@pytest.mark.parametrize(
+    "url", ["/admin/tenants/tenant/", "/admin/tenants/apikey/", "/admin/tenants/webhooksettings/"]
+)
+def test_changelist_queries_do_not_grow_with_rows(admin_client, url):
+    def query_count() -> int:
+        with CaptureQueriesContext(connection) as queries:
+            response = admin_client.get(url)
+        assert response.status_code == 200
+        return len(queries.captured_queries)
+
+    TenantFactory(slug="first")
+    few = query_count()
+
+    for index in range(30):
+        created = tenant_create(name=f"Shop {index}", slug=f"shop-{index}")
+        WebhookSettings.objects.filter(tenant=created.tenant).update(
+            products_url="https://93.184.215.14/products"
+        )
+    many = query_count()
+
+    assert many == few
+
+
+def test_history_lists_only_changed_fields(admin_client, tenant):
+    Tenant.objects.filter(pk=tenant.pk).update(widget_allowed_origins=["https://shop.example.com"])
+    change_url = f"/admin/tenants/tenant/{tenant.pk}/change/"
+    unchanged = {**ai_settings_form(tenant), "widget_allowed_origins": "https://shop.example.com"}
+    changed = {**unchanged, "widget_allowed_origins": "https://m.shop.example.com"}
+
+    first = admin_client.post(change_url, unchanged)
+    second = admin_client.post(change_url, changed)
+
+    assert first.status_code == 302
+    assert second.status_code == 302
+    entries = LogEntry.objects.filter(object_id=str(tenant.pk)).order_by("pk")
+    assert [entry.get_change_message() for entry in entries] == [
+        "No fields changed.",
+        "Changed Widget allowed origins.",
+    ]
+    assert Tenant.objects.get(pk=tenant.pk).widget_allowed_origins == ["https://m.shop.example.com"]
+
+
+def test_history_names_custom_secret_without_value(admin_client, tenant):
+    change_url = f"/admin/tenants/webhooksettings/{tenant.webhook_settings.pk}/change/"
+    secret = "my-own-secret-of-32-characters!!"
+
+    response = admin_client.post(
+        change_url,
+        {
+            "products_url": "",
+            "cart_url": "",
+            "cart_get_url": "",
+            "timeout_seconds": 5,
+            "custom_secret": secret,
+        },
+    )
+
+    assert response.status_code == 302
+    assert WebhookSettings.objects.get(tenant=tenant).secret == secret
+    entry = LogEntry.objects.get(object_id=str(tenant.webhook_settings.pk))
+    assert entry.get_change_message() == "Changed Custom secret."
+    assert secret not in entry.change_message
+    history = admin_client.get(f"{change_url.removesuffix('change/')}history/")
+    assert history.status_code == 200
+    assert secret not in history.content.decode()

@@ -8,6 +8,7 @@ from datetime import timedelta
 import pytest
 from django.contrib import admin
 from django.utils import timezone
+from django.views.debug import SafeExceptionReporterFilter
 
 from tenants.models import WebhookSettings
 from tenants.services import webhook_secret_set
@@ -66,6 +67,53 @@ def test_admin_add_rejects_unsafe_url(admin_client, _case, url):
     assert response.status_code == 200
     assert "products_url" in response.context["adminform"].form.errors
     assert not WebhookSettings.objects.filter(tenant=tenant).exists()
+
+
+@pytest.mark.parametrize(
+    ("_case", "url", "message"),
+    [
+        ("file scheme", "file:///etc/passwd", "URL scheme 'file' is not allowed; use https://"),
+        (
+            "javascript scheme",
+            "javascript:alert(1)",
+            "URL scheme 'javascript' is not allowed; use https://",
+        ),
+        ("plain http", "http://10.0.0.1/cart", "URL scheme 'http' is not allowed; use https://"),
+        (
+            "hex loopback",
+            "http://0x7f000001/cart",
+            "URL scheme 'http' is not allowed; use https://",
+        ),
+        (
+            "space in host",
+            "https://exa mple.com/cart",
+            "URL contains whitespace, a control character or a backslash",
+        ),
+        (
+            "credentials",
+            "https://user:pass@93.184.215.14/cart",
+            "URL must not contain a user name or password; the webhook secret signs each "
+            "request instead",
+        ),
+        (
+            "too long",
+            "https://93.184.215.14/" + "a" * 2000,
+            "Ensure this field has no more than 2000 characters.",
+        ),
+        ("nul character", "https://93.184.215.14/\x00", "Null characters are not allowed."),
+    ],
+)
+def test_admin_url_errors_match_the_api(admin_client, server_client, tenant, _case, url, message):
+    change_url = f"/admin/tenants/webhooksettings/{tenant.webhook_settings.pk}/change/"
+
+    response = admin_client.post(change_url, settings_form(tenant, cart_url=url))
+    api_response = server_client.patch("/api/v1/admin/webhooks", {"cart_url": url}, format="json")
+
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors == {"cart_url": [message]}
+    assert api_response.status_code == 400
+    assert api_response.json()["fields"] == {"cart_url": [message]}
+    assert WebhookSettings.objects.get(tenant=tenant).cart_url == ""
 
 
 def test_admin_change_rejects_unsafe_cart_url(admin_client, tenant):
@@ -280,3 +328,71 @@ def test_admin_closes_an_open_breaker(admin_client, tenant):
     assert response.status_code == 200
     assert breaker.state == "closed"
     assert breaker.retry_at is None
+
+
+def test_error_report_hides_custom_secret(admin_client, tenant, monkeypatch):
+    model_admin = admin.site._registry[WebhookSettings]
+    save = model_admin.save_model
+    reported: list[dict[str, str]] = []
+
+    def save_and_report(request, obj, form, change):
+        reported.append(SafeExceptionReporterFilter().get_post_parameters(request))
+        save(request, obj, form, change)
+
+    monkeypatch.setattr(model_admin, "save_model", save_and_report)
+    change_url = f"/admin/tenants/webhooksettings/{tenant.webhook_settings.pk}/change/"
+    secret = "my-own-secret-of-32-characters!!"
+
+    response = admin_client.post(change_url, settings_form(tenant, custom_secret=secret))
+
+    assert response.status_code == 302
+    assert WebhookSettings.objects.get(tenant=tenant).secret == secret
+    assert reported[0]["custom_secret"] == "********************"
+    assert reported[0]["timeout_seconds"] == "5"
+
+
+def test_admin_rotation_with_overlap_shows_secret_once(admin_client, tenant):
+    old_secret = tenant.webhook_settings.secret
+    change_url = f"/admin/tenants/webhooksettings/{tenant.webhook_settings.pk}/change/"
+
+    response = admin_client.post(
+        "/admin/tenants/webhooksettings/",
+        {"action": "rotate_secret_with_overlap", "_selected_action": [tenant.webhook_settings.pk]},
+        follow=True,
+    )
+    later_pages = [
+        admin_client.get("/admin/tenants/webhooksettings/"),
+        admin_client.get(change_url),
+        admin_client.get(change_url.removesuffix("change/") + "history/"),
+    ]
+
+    stored = WebhookSettings.objects.get(tenant=tenant)
+    messages = [str(message) for message in response.context["messages"]]
+    assert stored.secret == old_secret
+    assert len(stored.next_secret) == 43
+    assert stored.next_secret_promote_at - stored.secret_updated_at == timedelta(hours=24)
+    assert messages == [f"New signing secret for {tenant} (shown only now): {stored.next_secret}"]
+    for page in later_pages:
+        assert page.status_code == 200
+        assert stored.next_secret not in page.content.decode()
+        assert old_secret not in page.content.decode()
+    assert "rotation in progress" in later_pages[1].content.decode()
+
+
+def test_admin_rotation_now_replaces_both_secrets(admin_client, tenant):
+    webhook_secret_set(webhook_settings=tenant.webhook_settings, overlap=timedelta(hours=24))
+    rotating = WebhookSettings.objects.get(tenant=tenant)
+
+    response = admin_client.post(
+        "/admin/tenants/webhooksettings/",
+        {"action": "rotate_secret_now", "_selected_action": [tenant.webhook_settings.pk]},
+        follow=True,
+    )
+
+    stored = WebhookSettings.objects.get(tenant=tenant)
+    messages = [str(message) for message in response.context["messages"]]
+    assert response.status_code == 200
+    assert stored.secret not in (rotating.secret, rotating.next_secret)
+    assert stored.next_secret == ""
+    assert stored.next_secret_promote_at is None
+    assert messages == [f"New signing secret for {tenant} (shown only now): {stored.secret}"]
