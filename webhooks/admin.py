@@ -56,7 +56,7 @@ class CircuitBreakerAdmin(_ReadOnlyAdmin):
         # Needed for the reset action; every field stays read-only.
         return super(_ReadOnlyAdmin, self).has_change_permission(request, obj)
 
-    @admin.action(description="Close the selected breakers now")
+    @admin.action(description="Close the selected breakers now", permissions=["change"])
     def reset_breakers(self, request: HttpRequest, queryset: QuerySet[CircuitBreaker]) -> None:
         closed = sum(
             breaker_reset(tenant_id=breaker.tenant_id, kind=WebhookKind(breaker.kind))

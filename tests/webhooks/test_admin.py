@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import pytest
 from django.contrib import admin
+from django.contrib.auth.models import Permission, User
 from django.utils import timezone
 from django.views.debug import SafeExceptionReporterFilter
 
@@ -328,6 +329,31 @@ def test_admin_closes_an_open_breaker(admin_client, tenant):
     assert response.status_code == 200
     assert breaker.state == "closed"
     assert breaker.retry_at is None
+
+
+def test_view_only_staff_cannot_close_breaker(client, tenant):
+    viewer = User.objects.create_user("viewer", password="pw", is_staff=True)
+    viewer.user_permissions.add(*Permission.objects.filter(codename__startswith="view_"))
+    client.force_login(viewer)
+    retry_at = timezone.now() + timedelta(hours=1)
+    breaker = CircuitBreaker.objects.create(
+        tenant=tenant, kind="cart", state="open", retry_at=retry_at
+    )
+
+    page = client.get("/admin/webhooks/circuitbreaker/")
+    response = client.post(
+        "/admin/webhooks/circuitbreaker/",
+        {"action": "reset_breakers", "_selected_action": [breaker.pk], "index": 0},
+        follow=True,
+    )
+
+    assert page.status_code == 200
+    assert "reset_breakers" not in page.content.decode()
+    assert response.status_code == 200
+    assert [str(message) for message in response.context["messages"]] == []
+    breaker.refresh_from_db()
+    assert breaker.state == "open"
+    assert breaker.retry_at == retry_at
 
 
 def test_error_report_hides_custom_secret(admin_client, tenant, monkeypatch):
