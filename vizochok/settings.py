@@ -201,6 +201,11 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
+# The admin shows new secrets and keys once, in a message after a redirect. The default
+# storage would carry that message to the browser in a signed but readable cookie, so the
+# messages wait in the server-side session instead.
+MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
+
 ROOT_URLCONF = "vizochok.urls"
 WSGI_APPLICATION = "vizochok.wsgi.application"
 # The WebSocket chat endpoint; uvicorn serves it as a separate process.

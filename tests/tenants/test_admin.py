@@ -54,6 +54,17 @@ def test_admin_add_generates_user_token_secret(admin_client):
     ]
 
 
+def test_admin_secret_message_sets_no_cookie(admin_client):
+    response = admin_client.post(ADD_URL, tenant_form())
+
+    tenant = Tenant.objects.get(slug="shop-c")
+    assert response.status_code == 302
+    assert "messages" not in response.cookies
+    assert all(tenant.user_token_secret not in cookie.value for cookie in response.cookies.values())
+    shown = admin_client.get(response["Location"])
+    assert tenant.user_token_secret in shown.content.decode()
+
+
 def test_admin_change_keeps_user_token_secret(admin_client, tenant):
     tenant.user_token_secret = "s" * 43
     tenant.save(update_fields=["user_token_secret"])
