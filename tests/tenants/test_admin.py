@@ -61,8 +61,8 @@ def test_admin_secret_message_sets_no_cookie(admin_client):
     assert response.status_code == 302
     assert "messages" not in response.cookies
     assert all(tenant.user_token_secret not in cookie.value for cookie in response.cookies.values())
-    shown = admin_client.get(response["Location"])
-    assert tenant.user_token_secret in shown.content.decode()
+    next_page = admin_client.get(response["Location"])
+    assert tenant.user_token_secret in next_page.content.decode()
 
 
 def test_admin_change_keeps_user_token_secret(admin_client, tenant):
