@@ -1,6 +1,7 @@
 """Admin API for a tenant's own settings and shoppers' data (secret sk_ keys only)."""
 
 from datetime import timedelta
+from decimal import Decimal
 
 from drf_spectacular.utils import (
     OpenApiParameter,
@@ -303,12 +304,15 @@ class AssistantSettingsApi(AdminApi):
             help_text=f"At most {MAX_SYSTEM_PROMPT_ADDITION_LENGTH} characters.",
         )
         disabled_tools = serializers.ListField(
-            child=StringField(), allow_empty=True, required=False
+            child=StringField(),
+            allow_empty=True,
+            required=False,
+            help_text="Names of the tools that the agent is not offered; replaces the list.",
         )
         temperature = StrictDecimalField(
             required=False, help_text="0 to 2, with at most 2 decimal places."
         )
-        default_language = StringField(required=False)
+        default_language = StringField(required=False, help_text="`uk`, `en` or `ru`.")
         max_tool_rounds = StrictIntegerField(required=False)
         session_token_limit = StrictIntegerField(required=False)
         daily_token_limit = StrictIntegerField(required=False)
@@ -322,7 +326,12 @@ class AssistantSettingsApi(AdminApi):
     class OutputSerializer(serializers.ModelSerializer):
         # A JSON number, as the input takes it.
         temperature = serializers.DecimalField(
-            max_digits=3, decimal_places=2, coerce_to_string=False, read_only=True
+            max_digits=3,
+            decimal_places=2,
+            min_value=Decimal("0"),
+            max_value=Decimal("2"),
+            coerce_to_string=False,
+            read_only=True,
         )
 
         class Meta:
