@@ -283,27 +283,42 @@ def test_patch_rejects_invalid_body(server_client, tenant, _case, body, fields):
 
 
 @pytest.mark.parametrize(
-    ("_case", "raw_body"),
+    ("raw_body", "expected"),
     [
-        ("NaN", '{"temperature": NaN}'),
-        ("infinity", '{"temperature": Infinity}'),
-        ("overflow", '{"temperature": 1e999}'),
+        (
+            '{"temperature": NaN}',
+            {
+                "detail": "JSON parse error - Out of range float values are not JSON "
+                "compliant: 'NaN'",
+                "code": "invalid_json",
+            },
+        ),
+        (
+            '{"temperature": -Infinity}',
+            {
+                "detail": "JSON parse error - Out of range float values are not JSON "
+                "compliant: '-Infinity'",
+                "code": "invalid_json",
+            },
+        ),
+        (
+            '{"temperature": 1e999}',
+            {
+                "detail": "The request body is invalid.",
+                "code": "invalid_json",
+                "fields": {"temperature": ["Expected a finite number."]},
+            },
+        ),
     ],
 )
-def test_patch_rejects_non_finite_temperature(server_client, tenant, _case, raw_body):
+def test_patch_rejects_non_finite_temperature(server_client, tenant, raw_body, expected):
     before = stored_row(tenant)
 
     response = server_client.patch(URL, raw_body, content_type="application/json")
 
     assert response.status_code == 400
-    assert response.json()["code"] == "invalid_json"
+    assert response.json() == expected
     assert stored_row(tenant) == before
-
-
-def test_overflowing_temperature_is_named(server_client):
-    response = server_client.patch(URL, '{"temperature": 1e999}', content_type="application/json")
-
-    assert response.json()["fields"] == {"temperature": ["Expected a finite number."]}
 
 
 def test_prompt_at_the_limit_is_accepted(server_client, tenant):
