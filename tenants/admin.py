@@ -75,13 +75,40 @@ class TenantForm(forms.ModelForm):
         fields = ["name", "slug", "is_active", "widget_allowed_origins"]
 
 
-class AssistantSettingsForm(forms.ModelForm):
-    """AI settings of a tenant, with the disabled tools picked from the agent's tool list."""
+class _ChoiceCheckedByServiceMixin:
+    """Leaves the check of a submitted choice to ``services.assistant_settings_clean``.
 
-    disabled_tools = forms.MultipleChoiceField(
+    The admin API has no form, so the service checks choices, and its messages are the
+    ones both show.
+    """
+
+    def valid_value(self, value: Any) -> bool:
+        return True
+
+
+class _LanguageField(_ChoiceCheckedByServiceMixin, forms.ChoiceField):
+    pass
+
+
+class _ToolsField(_ChoiceCheckedByServiceMixin, forms.MultipleChoiceField):
+    pass
+
+
+class AssistantSettingsForm(forms.ModelForm):
+    """AI settings of a tenant, with the disabled tools picked from the agent's tool list.
+
+    The fields only parse the submitted text. ``clean`` passes the values to
+    ``services.assistant_settings_clean``, which the admin API uses too.
+    """
+
+    disabled_tools = _ToolsField(
         required=False,
         widget=forms.CheckboxSelectMultiple,
         help_text="Tools the LLM agent is not offered; a call of one is rejected.",
+    )
+    default_language = _LanguageField(
+        choices=AssistantSettings.Language.choices,
+        help_text="Language of replies when a message shows none.",
     )
 
     class Meta:
@@ -107,9 +134,9 @@ class AssistantSettingsForm(forms.ModelForm):
             "deployment's LLM_COMPLEX_MODEL.",
             "fast_model": "Model of every later call. Empty: the deployment's LLM_FAST_MODEL.",
             "system_prompt_addition": "Added to the agent's system prompt, for example the "
-            "store's tone or delivery rules. It cannot lift the built-in rules.",
+            "store's tone or delivery rules. It cannot lift the built-in rules. At most "
+            f"{services.MAX_SYSTEM_PROMPT_ADDITION_LENGTH} characters.",
             "temperature": "Sampling temperature, 0 to 2.",
-            "default_language": "Language of replies when a message shows none.",
             "max_tool_rounds": "Rounds of tool calls per message; more ends the reply with "
             "max_rounds_exceeded.",
             "session_token_limit": "Tokens one conversation may use; 0 means no limit.",
@@ -133,26 +160,29 @@ class AssistantSettingsForm(forms.ModelForm):
 
         disabled_tools = cast(forms.MultipleChoiceField, self.fields["disabled_tools"])
         disabled_tools.choices = [(name, name) for name in sorted(TOOL_NAMES)]
+        # The service checks lengths and ranges, so the fields' own validators would only
+        # repeat its messages or word them differently.
+        for field in self.fields.values():
+            field.validators = []
 
-    def clean_complex_model(self) -> str:
-        return _model_name_clean(self.cleaned_data["complex_model"])
-
-    def clean_fast_model(self) -> str:
-        return _model_name_clean(self.cleaned_data["fast_model"])
-
-
-def _model_name_clean(name: str) -> str:
-    """Return ``name`` unless it contains whitespace or a control character.
-
-    NOTE: the admin cannot check that the LLM provider serves the model. A wrong name is
-    saved, and every reply of the tenant then ends with ``llm_request_rejected``.
-    """
-    if any(character.isspace() or not character.isprintable() for character in name):
-        raise forms.ValidationError(
-            f"Invalid model name {name!r}. Enter a name without spaces or control characters, "
-            "such as gpt-4.1."
-        )
-    return name
+    def clean(self) -> dict[str, Any]:
+        cleaned_data = super().clean() or {}
+        changes = {
+            name: cleaned_data[name]
+            for name in services.ASSISTANT_SETTINGS_FIELDS
+            if name in cleaned_data
+        }
+        try:
+            cleaned = services.assistant_settings_clean(
+                assistant_settings=self.instance,
+                changes=cast(services.AssistantSettingsChanges, changes),
+            )
+        except InvalidInput as error:
+            for field_name, field_messages in error.extra["fields"].items():
+                self.add_error(field_name, field_messages)
+            return self.cleaned_data
+        cleaned_data.update(cleaned)
+        return cleaned_data
 
 
 class AssistantSettingsInline(admin.StackedInline):

@@ -1,6 +1,7 @@
 """Admin API for a tenant's own settings and shoppers' data (secret sk_ keys only)."""
 
 from datetime import timedelta
+from decimal import Decimal
 
 from drf_spectacular.utils import (
     OpenApiParameter,
@@ -23,10 +24,14 @@ from conversations.selectors import (
     shopper_conversations_page,
 )
 from tenants.authentication import ApiClient, request_client
-from tenants.models import MAX_ORIGIN_LENGTH, WebhookSettings
+from tenants.models import MAX_ORIGIN_LENGTH, AssistantSettings, WebhookSettings
 from tenants.permissions import IsSecretKey
 from tenants.services import (
+    ASSISTANT_SETTINGS_FIELDS,
     MAX_ROTATION_OVERLAP_HOURS,
+    MAX_SYSTEM_PROMPT_ADDITION_LENGTH,
+    assistant_settings_get_or_create,
+    assistant_settings_update,
     webhook_secret_set,
     webhook_settings_get_or_create,
     webhook_settings_update,
@@ -36,6 +41,7 @@ from vizochok.exceptions import InvalidInput
 from vizochok.openapi import error_responses
 from vizochok.serializers import (
     IdentifierField,
+    StrictDecimalField,
     StrictFloatField,
     StrictInputSerializer,
     StrictIntegerField,
@@ -282,6 +288,86 @@ class WidgetSettingsApi(AdminApi):
             origins=serializer.validated_data["widget_allowed_origins"],
         )
         return Response({"ok": True, "widget_allowed_origins": origins})
+
+
+class AssistantSettingsApi(AdminApi):
+    """``GET`` / ``PATCH /api/v1/admin/assistant``: the AI settings of the caller's tenant."""
+
+    @extend_schema_serializer(component_name="AssistantSettingsUpdate")
+    class InputSerializer(StrictInputSerializer):
+        # Types only: services.assistant_settings_clean checks the values, as for the admin.
+        complex_model = StringField(allow_blank=True, required=False)
+        fast_model = StringField(allow_blank=True, required=False)
+        system_prompt_addition = StringField(
+            allow_blank=True,
+            required=False,
+            help_text=f"At most {MAX_SYSTEM_PROMPT_ADDITION_LENGTH} characters.",
+        )
+        disabled_tools = serializers.ListField(
+            child=StringField(),
+            allow_empty=True,
+            required=False,
+            help_text="Names of the tools that the agent is not offered; replaces the list.",
+        )
+        temperature = StrictDecimalField(
+            required=False, help_text="0 to 2, with at most 2 decimal places."
+        )
+        default_language = StringField(required=False, help_text="`uk`, `en` or `ru`.")
+        max_tool_rounds = StrictIntegerField(required=False)
+        session_token_limit = StrictIntegerField(required=False)
+        daily_token_limit = StrictIntegerField(required=False)
+        monthly_token_limit = StrictIntegerField(required=False)
+        user_daily_message_limit = StrictIntegerField(required=False)
+        user_daily_conversation_limit = StrictIntegerField(required=False)
+        rate_limit_messages = StrictIntegerField(required=False)
+        rate_limit_window_seconds = StrictIntegerField(required=False)
+
+    @extend_schema_serializer(component_name="AssistantSettings")
+    class OutputSerializer(serializers.ModelSerializer):
+        # A JSON number, as the input takes it.
+        temperature = serializers.DecimalField(
+            max_digits=3,
+            decimal_places=2,
+            min_value=Decimal("0"),
+            max_value=Decimal("2"),
+            coerce_to_string=False,
+            read_only=True,
+        )
+
+        class Meta:
+            model = AssistantSettings
+            fields = list(ASSISTANT_SETTINGS_FIELDS)
+            # Output only, so that the OpenAPI document marks every field as always present.
+            read_only_fields = fields
+
+    @extend_schema(
+        tags=[_ADMIN_TAG],
+        summary="Read the AI settings",
+        description="Returns every AI setting, creating the defaults if the tenant has none.",
+        responses={200: OutputSerializer, **error_responses(401, 403)},
+    )
+    def get(self, request: Request) -> Response:
+        assistant_settings = assistant_settings_get_or_create(tenant=self.client(request).tenant)
+        return Response(self.OutputSerializer(assistant_settings).data)
+
+    @extend_schema(
+        tags=[_ADMIN_TAG],
+        summary="Change the AI settings",
+        description=(
+            "Changes the fields sent and keeps the others, with the checks of the Django "
+            "admin, and returns every setting as stored. An invalid value changes nothing. "
+            "The next shopper message uses the new settings."
+        ),
+        request=InputSerializer,
+        responses={200: OutputSerializer, **error_responses(400, 401, 403, 413)},
+    )
+    def patch(self, request: Request) -> Response:
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        assistant_settings = assistant_settings_update(
+            tenant=self.client(request).tenant, **serializer.validated_data
+        )
+        return Response(self.OutputSerializer(assistant_settings).data)
 
 
 # Maximum length of a user id, as the chat API accepts it.

@@ -1,12 +1,15 @@
-"""State changes of tenants, API keys and webhook settings."""
+"""State changes of tenants, API keys, webhook settings and assistant settings."""
 
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
+from decimal import Decimal
+from typing import Any, TypedDict, Unpack, cast
 
 from django.core.exceptions import ValidationError
+from django.core.validators import DecimalValidator, MaxLengthValidator
 from django.db import transaction
-from django.db.models import CharField
+from django.db.models import CharField, DecimalField, Field
 from django.utils import timezone
 
 from tenants.keys import (
@@ -334,3 +337,164 @@ def webhook_settings_update(
     return WebhookSettingsUpdate(
         webhook_settings=webhook_settings, generated_secret=generated_secret
     )
+
+
+# Maximum length of AssistantSettings.system_prompt_addition, in characters. The text goes
+# with every LLM request of the tenant, so a long one costs tokens on every model call. The
+# admin form and the admin API check it. The column has no limit, so a longer text saved
+# before the check existed is kept and still used.
+MAX_SYSTEM_PROMPT_ADDITION_LENGTH = 4000
+
+
+class AssistantSettingsChanges(TypedDict, total=False):
+    """Values of AssistantSettings that the admin form and the admin API may change."""
+
+    complex_model: str
+    fast_model: str
+    system_prompt_addition: str
+    disabled_tools: list[str]
+    temperature: Decimal
+    default_language: str
+    max_tool_rounds: int
+    session_token_limit: int
+    daily_token_limit: int
+    monthly_token_limit: int
+    user_daily_message_limit: int
+    user_daily_conversation_limit: int
+    rate_limit_messages: int
+    rate_limit_window_seconds: int
+
+
+ASSISTANT_SETTINGS_FIELDS: tuple[str, ...] = tuple(AssistantSettingsChanges.__annotations__)
+
+
+def assistant_settings_get_or_create(*, tenant: Tenant) -> AssistantSettings:
+    """Return ``tenant``'s AI settings, creating the row with the defaults if it is missing."""
+    assistant_settings, _ = AssistantSettings.objects.get_or_create(tenant=tenant)
+    return assistant_settings
+
+
+def _choice_error(value: str) -> ValidationError:
+    # Django's ChoiceField message, so that the admin's choice errors read as in other forms.
+    return ValidationError(f"Select a valid choice. {value} is not one of the available choices.")
+
+
+def _text_validate(text: str) -> None:
+    if not is_storable_text(text):
+        raise ValidationError("Null characters are not allowed.")
+
+
+def _model_name_validate(name: str) -> None:
+    # NOTE: the LLM provider is not queried for the model, so a misspelled name is saved,
+    # and every reply of the tenant then ends with llm_request_rejected.
+    if any(character.isspace() or not character.isprintable() for character in name):
+        raise ValidationError(
+            f"Invalid model name {name!r}. Enter a name without spaces or control characters, "
+            "such as gpt-4.1."
+        )
+
+
+def _system_prompt_addition_validate(text: str, *, stored: str) -> None:
+    # An unchanged text is not measured, so that a row saved before the limit existed can
+    # still be edited in the admin, whose form always sends every field.
+    if text != stored:
+        MaxLengthValidator(MAX_SYSTEM_PROMPT_ADDITION_LENGTH)(text)
+
+
+def _disabled_tools_clean(names: list[str]) -> list[str]:
+    # Imported here: tenants is below conversations, and only this check needs the names.
+    from conversations.tool_calls import TOOL_NAMES
+
+    for name in names:
+        if name not in TOOL_NAMES:
+            raise _choice_error(name)
+    return sorted(set(names))
+
+
+def _temperature_validate(temperature: Decimal) -> None:
+    # Too many digits is reported alone, without the range message that such a value
+    # usually fails too.
+    model_field = AssistantSettings._meta.get_field("temperature")
+    assert isinstance(model_field, DecimalField)
+    DecimalValidator(model_field.max_digits, model_field.decimal_places)(temperature)
+
+
+def _assistant_setting_clean(
+    *, assistant_settings: AssistantSettings, field_name: str, value: Any
+) -> Any:
+    if field_name in ("complex_model", "fast_model"):
+        _text_validate(value)
+        _model_name_validate(value)
+    elif field_name == "system_prompt_addition":
+        _text_validate(value)
+        _system_prompt_addition_validate(value, stored=assistant_settings.system_prompt_addition)
+    elif field_name == "disabled_tools":
+        value = _disabled_tools_clean(value)
+    elif field_name == "default_language":
+        if value not in AssistantSettings.Language.values:
+            raise _choice_error(value)
+    elif field_name == "temperature":
+        _temperature_validate(value)
+    # The model field's own checks: maximum lengths and the ranges of its validators and of
+    # its column.
+    model_field = AssistantSettings._meta.get_field(field_name)
+    assert isinstance(model_field, Field)
+    return model_field.clean(value, assistant_settings)
+
+
+def assistant_settings_clean(
+    *, assistant_settings: AssistantSettings, changes: AssistantSettingsChanges
+) -> AssistantSettingsChanges:
+    """Return ``changes`` checked and normalized, or raise InvalidInput with field messages.
+
+    This is the one check of AI settings: the admin form and the admin API both call it, so
+    they accept the same values and reject the others with the same messages. Disabled
+    tools come back sorted and without duplicates.
+    """
+    cleaned: dict[str, Any] = {}
+    errors: dict[str, list[str]] = {}
+    for field_name, value in changes.items():
+        if field_name not in ASSISTANT_SETTINGS_FIELDS:
+            raise ValueError(f"AssistantSettings has no changeable field {field_name!r}.")
+        try:
+            cleaned[field_name] = _assistant_setting_clean(
+                assistant_settings=assistant_settings, field_name=field_name, value=value
+            )
+        except ValidationError as error:
+            errors[field_name] = error.messages
+    if errors:
+        raise InvalidInput("Invalid assistant settings.", fields=errors)
+    return cast(AssistantSettingsChanges, cleaned)
+
+
+@transaction.atomic
+def assistant_settings_update(
+    *, tenant: Tenant, **changes: Unpack[AssistantSettingsChanges]
+) -> AssistantSettings:
+    """Change the given AI settings of ``tenant``, keep the others and return the row.
+
+    The row is created with the defaults if it is missing. Nothing is written unless every
+    value is valid. The agent reads the row at each shopper message, so a change applies
+    to the next one.
+    """
+    AssistantSettings.objects.get_or_create(tenant=tenant)
+    assistant_settings = AssistantSettings.objects.select_for_update().get(tenant=tenant)
+    cleaned: dict[str, Any] = dict(
+        assistant_settings_clean(assistant_settings=assistant_settings, changes=changes)
+    )
+    changed_fields = sorted(
+        field_name
+        for field_name, value in cleaned.items()
+        if getattr(assistant_settings, field_name) != value
+    )
+    if not changed_fields:
+        return assistant_settings
+    for field_name in changed_fields:
+        setattr(assistant_settings, field_name, cleaned[field_name])
+    assistant_settings.save(update_fields=[*changed_fields, "updated_at"])
+    # The line has the field names only, because the prompt text is the merchant's own.
+    logger.info(
+        "tenants.assistant_settings.updated",
+        extra={"tenant_id": tenant.pk, "fields": changed_fields},
+    )
+    return assistant_settings

@@ -1,6 +1,7 @@
 from django.urls import path
 
 from tenants.apis import (
+    AssistantSettingsApi,
     ConversationEraseApi,
     ShopperApi,
     ShopperConversationsApi,
@@ -19,6 +20,7 @@ urlpatterns = [
     ),
     path("webhooks/test", WebhookTestApi.as_view(), name="admin-webhooks-test"),
     path("widget", WidgetSettingsApi.as_view(), name="admin-widget"),
+    path("assistant", AssistantSettingsApi.as_view(), name="admin-assistant"),
     # A user id may contain "/", so both routes take the rest of the path, and the longer
     # one comes first.
     # NOTE: a DELETE of a user id ending in "/conversations" reaches the export's route and

@@ -1,5 +1,7 @@
 """Serializer building blocks shared by the API views."""
 
+import math
+from decimal import Decimal
 from typing import Any, cast
 
 from rest_framework import serializers
@@ -94,3 +96,34 @@ class StrictFloatField(serializers.FloatField):
         if isinstance(data, bool) or not isinstance(data, int | float):
             self.fail("not_a_number", json_type=_json_type(data))
         return cast(float, super().to_internal_value(data))
+
+
+class StrictDecimalField(serializers.DecimalField):
+    """A ``DecimalField`` that accepts only finite JSON numbers and keeps their digits.
+
+    DRF's ``DecimalField`` also reads ``"0.5"``, ``true`` and ``1e999``. This field rejects
+    them, and turns a float into the decimal that the JSON text wrote, so ``0.1`` becomes
+    ``Decimal("0.1")``. Precision and range are left to ``max_digits``, ``decimal_places``
+    and the validators, or to the service that stores the value.
+    """
+
+    default_error_messages = {
+        "not_a_number": "Expected a number, got {json_type}.",
+        "not_finite": "Expected a finite number.",
+    }
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("max_digits", None)
+        kwargs.setdefault("decimal_places", None)
+        kwargs.setdefault("coerce_to_string", False)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data: Any) -> Decimal:
+        if isinstance(data, bool) or not isinstance(data, int | float):
+            self.fail("not_a_number", json_type=_json_type(data))
+        if isinstance(data, float) and not math.isfinite(data):
+            self.fail("not_finite")
+        # repr() of a float is the shortest text that reads back as it, which is what a
+        # JSON encoder writes.
+        value = Decimal(repr(data)) if isinstance(data, float) else Decimal(data)
+        return cast(Decimal, self.quantize(self.validate_precision(value)))

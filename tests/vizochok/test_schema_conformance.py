@@ -20,6 +20,7 @@ WEBHOOKS_URL = "/api/v1/admin/webhooks"
 
 # Request bodies whose serializers reject a field they do not declare.
 STRICT_REQUEST_COMPONENTS = [
+    "AssistantSettingsUpdate",
     "ConversationCreate",
     "MessageCreate",
     "ProductUpload",
@@ -70,6 +71,19 @@ def test_unknown_field_rejected_as_documented(server_client, document):
     assert response.json()["fields"] == {"fields": ["Unknown field."]}
     assert Conversation.objects.count() == 0
     assert not _component_validator(document, "ConversationCreate").is_valid(body)
+
+
+def test_assistant_settings_match_the_document(server_client, document):
+    body = {"temperature": 2, "disabled_tools": ["clear_cart"], "complex_model": "gpt-4.1"}
+
+    patched = server_client.patch("/api/v1/admin/assistant", body, format="json")
+    read = server_client.get("/api/v1/admin/assistant")
+
+    validator = _component_validator(document, "AssistantSettings")
+    assert patched.status_code == 200
+    assert patched.json() == read.json()
+    assert list(validator.iter_errors(read.json())) == []
+    assert _component_validator(document, "AssistantSettingsUpdate").is_valid(body)
 
 
 # store_id values with whether the API accepts them: an id is kept as sent, so it may not be

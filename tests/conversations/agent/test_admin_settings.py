@@ -1,11 +1,14 @@
-"""The AI settings of a tenant in the Django admin."""
+"""The AI settings of a tenant in the Django admin and the admin API."""
 
 from decimal import Decimal
 
 import pytest
 
+from conversations.assistants.prompts import TENANT_INSTRUCTIONS_HEADER
 from tenants.admin import AssistantSettingsForm
 from tenants.models import AssistantSettings, Tenant
+from tests.conversations.agent.llm_server import reply
+from tests.conversations.chat import reply_text, send
 
 pytestmark = pytest.mark.django_db
 
@@ -98,3 +101,27 @@ def test_tenant_add_without_ai_settings(admin_client):
     assert AssistantSettings.objects.filter(tenant=tenant).count() == 1
     assert tenant.assistant_settings.temperature == Decimal("0.20")
     assert tenant.assistant_settings.rate_limit_messages == 10
+
+
+def test_api_change_reaches_the_next_llm_request(
+    server_client, chat_client, shop, conversation, llm
+):
+    llm.add(reply("Добрий день!"), reply("Доставка безкоштовна від 500 грн."))
+    send(chat_client, conversation, "Привіт")
+    prompt = "Delivery is free from 500 UAH."
+
+    response = server_client.patch(
+        "/api/v1/admin/assistant",
+        {"disabled_tools": ["clear_cart"], "system_prompt_addition": prompt},
+        format="json",
+    )
+    sent = send(chat_client, conversation, "Скільки коштує доставка?")
+
+    assert response.status_code == 200
+    before, after = llm.requests
+    assert "clear_cart" in before.tool_names
+    assert TENANT_INSTRUCTIONS_HEADER not in before.messages[0]["content"]
+    assert "clear_cart" not in after.tool_names
+    assert len(after.tool_names) == len(before.tool_names) - 1
+    assert f"{TENANT_INSTRUCTIONS_HEADER}\n{prompt}" in after.messages[0]["content"]
+    assert reply_text(sent) == "Доставка безкоштовна від 500 грн."
