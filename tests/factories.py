@@ -7,6 +7,32 @@ from catalog.services import product_content_fields_hash
 from conversations.models import Conversation, Message
 from tenants.models import AssistantSettings, Tenant, WebhookSettings
 
+# A new tenant's AI settings, as the admin API returns them.
+ASSISTANT_SETTINGS_DEFAULTS = {
+    "complex_model": "",
+    "fast_model": "",
+    "system_prompt_addition": "",
+    "disabled_tools": [],
+    "temperature": 0.2,
+    "default_language": "uk",
+    "max_tool_rounds": 6,
+    "session_token_limit": 100_000,
+    "daily_token_limit": 500_000,
+    "monthly_token_limit": 10_000_000,
+    "user_daily_message_limit": 200,
+    "user_daily_conversation_limit": 20,
+    "rate_limit_messages": 10,
+    "rate_limit_window_seconds": 60,
+}
+
+# The same settings as the admin form posts them: the temperature as text, and no
+# disabled tools, because a browser sends no field for unticked boxes.
+ASSISTANT_SETTINGS_FORM_DEFAULTS = {
+    name: "0.20" if name == "temperature" else value
+    for name, value in ASSISTANT_SETTINGS_DEFAULTS.items()
+    if name != "disabled_tools"
+}
+
 
 class TenantFactory(factory.django.DjangoModelFactory):
     class Meta:

@@ -12,7 +12,12 @@ from catalog.models import Product
 from conversations.models import Conversation, Message
 from tenants.models import ApiKey, AssistantSettings, Tenant, WebhookSettings
 from tenants.services import api_key_revoke, tenant_create
-from tests.factories import MessageFactory, ProductFactory, TenantFactory
+from tests.factories import (
+    ASSISTANT_SETTINGS_FORM_DEFAULTS,
+    MessageFactory,
+    ProductFactory,
+    TenantFactory,
+)
 from webhooks.models import CircuitBreaker, WebhookDelivery
 
 pytestmark = pytest.mark.django_db
@@ -254,19 +259,7 @@ def ai_settings_form(tenant: Tenant, **changes: object) -> dict[str, object]:
     inline = {
         "id": assistant_settings.pk,
         "tenant": tenant.pk,
-        "complex_model": "",
-        "fast_model": "",
-        "temperature": "0.20",
-        "default_language": "uk",
-        "system_prompt_addition": "",
-        "max_tool_rounds": 6,
-        "session_token_limit": 100_000,
-        "daily_token_limit": 500_000,
-        "monthly_token_limit": 10_000_000,
-        "user_daily_message_limit": 200,
-        "user_daily_conversation_limit": 20,
-        "rate_limit_messages": 10,
-        "rate_limit_window_seconds": 60,
+        **ASSISTANT_SETTINGS_FORM_DEFAULTS,
         **changes,
     }
     return tenant_form(

@@ -8,34 +8,11 @@ from rest_framework.test import APIClient
 from tenants.admin import AssistantSettingsForm
 from tenants.models import AssistantSettings, Tenant
 from tenants.services import MAX_SYSTEM_PROMPT_ADDITION_LENGTH, api_key_revoke
+from tests.factories import ASSISTANT_SETTINGS_DEFAULTS, ASSISTANT_SETTINGS_FORM_DEFAULTS
 
 pytestmark = pytest.mark.django_db
 
 URL = "/api/v1/admin/assistant"
-
-DEFAULTS = {
-    "complex_model": "",
-    "fast_model": "",
-    "system_prompt_addition": "",
-    "disabled_tools": [],
-    "temperature": 0.2,
-    "default_language": "uk",
-    "max_tool_rounds": 6,
-    "session_token_limit": 100_000,
-    "daily_token_limit": 500_000,
-    "monthly_token_limit": 10_000_000,
-    "user_daily_message_limit": 200,
-    "user_daily_conversation_limit": 20,
-    "rate_limit_messages": 10,
-    "rate_limit_window_seconds": 60,
-}
-
-# The admin form's data for the default settings: every field, as text.
-FORM_DEFAULTS = {
-    name: "0.20" if name == "temperature" else value
-    for name, value in DEFAULTS.items()
-    if name != "disabled_tools"
-}
 
 
 def stored_row(tenant: Tenant) -> dict[str, object]:
@@ -46,7 +23,7 @@ def test_get_returns_the_defaults(server_client):
     response = server_client.get(URL)
 
     assert response.status_code == 200
-    assert response.json() == DEFAULTS
+    assert response.json() == ASSISTANT_SETTINGS_DEFAULTS
 
 
 def test_get_creates_missing_settings(server_client, tenant):
@@ -55,7 +32,7 @@ def test_get_creates_missing_settings(server_client, tenant):
     response = server_client.get(URL)
 
     assert response.status_code == 200
-    assert response.json() == DEFAULTS
+    assert response.json() == ASSISTANT_SETTINGS_DEFAULTS
     assert AssistantSettings.objects.filter(tenant=tenant).count() == 1
 
 
@@ -69,7 +46,11 @@ def test_patch_changes_only_the_fields_sent(server_client, tenant):
 
     response = server_client.patch(URL, changes, format="json")
 
-    expected = {**DEFAULTS, **changes, "disabled_tools": ["clear_cart", "get_product_details"]}
+    expected = {
+        **ASSISTANT_SETTINGS_DEFAULTS,
+        **changes,
+        "disabled_tools": ["clear_cart", "get_product_details"],
+    }
     assert response.status_code == 200
     assert response.json() == expected
     assert server_client.get(URL).json() == expected
@@ -86,7 +67,7 @@ def test_patch_creates_missing_settings(server_client, tenant):
     response = server_client.patch(URL, {"max_tool_rounds": 3}, format="json")
 
     assert response.status_code == 200
-    assert response.json() == {**DEFAULTS, "max_tool_rounds": 3}
+    assert response.json() == {**ASSISTANT_SETTINGS_DEFAULTS, "max_tool_rounds": 3}
     assert AssistantSettings.objects.get(tenant=tenant).max_tool_rounds == 3
 
 
@@ -125,7 +106,7 @@ def test_empty_patch_changes_nothing(server_client, tenant, caplog):
     response = server_client.patch(URL, {}, format="json")
 
     assert response.status_code == 200
-    assert response.json() == DEFAULTS
+    assert response.json() == ASSISTANT_SETTINGS_DEFAULTS
     assert stored_row(tenant) == before
     assert [r for r in caplog.records if r.msg == "tenants.assistant_settings.updated"] == []
 
@@ -199,7 +180,8 @@ def test_api_and_admin_reject_alike(server_client, tenant, field, value, message
 
     response = server_client.patch(URL, {field: value}, format="json")
     form = AssistantSettingsForm(
-        data={**FORM_DEFAULTS, field: form_value}, instance=tenant.assistant_settings
+        data={**ASSISTANT_SETTINGS_FORM_DEFAULTS, field: form_value},
+        instance=tenant.assistant_settings,
     )
 
     assert response.status_code == 400
@@ -338,7 +320,11 @@ def test_longer_stored_prompt_keeps_working(server_client, admin_client, tenant)
     same = server_client.patch(URL, {"system_prompt_addition": long_prompt}, format="json")
     other = server_client.patch(URL, {"max_tool_rounds": 4}, format="json")
     form = AssistantSettingsForm(
-        data={**FORM_DEFAULTS, "system_prompt_addition": long_prompt, "max_tool_rounds": 5},
+        data={
+            **ASSISTANT_SETTINGS_FORM_DEFAULTS,
+            "system_prompt_addition": long_prompt,
+            "max_tool_rounds": 5,
+        },
         instance=AssistantSettings.objects.get(tenant=tenant),
     )
 
@@ -378,7 +364,7 @@ def test_key_reads_and_changes_only_its_tenant(
     other_get = other_server_client.get(URL)
     other_patch = other_server_client.patch(URL, {"max_tool_rounds": 2}, format="json")
 
-    assert other_get.json() == DEFAULTS
+    assert other_get.json() == ASSISTANT_SETTINGS_DEFAULTS
     assert other_patch.status_code == 200
     assert AssistantSettings.objects.get(tenant=other_tenant).max_tool_rounds == 2
     assert stored_row(tenant) == before

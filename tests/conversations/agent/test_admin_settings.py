@@ -9,27 +9,13 @@ from tenants.admin import AssistantSettingsForm
 from tenants.models import AssistantSettings, Tenant
 from tests.conversations.agent.llm_server import reply
 from tests.conversations.chat import reply_text, send
+from tests.factories import ASSISTANT_SETTINGS_FORM_DEFAULTS
 
 pytestmark = pytest.mark.django_db
 
 
 def form_data(**changes):
-    data = {
-        "complex_model": "",
-        "fast_model": "",
-        "system_prompt_addition": "",
-        "temperature": "0.20",
-        "default_language": "uk",
-        "max_tool_rounds": 6,
-        "session_token_limit": 100_000,
-        "daily_token_limit": 500_000,
-        "monthly_token_limit": 10_000_000,
-        "user_daily_message_limit": 200,
-        "user_daily_conversation_limit": 20,
-        "rate_limit_messages": 10,
-        "rate_limit_window_seconds": 60,
-    }
-    return {**data, **changes}
+    return {**ASSISTANT_SETTINGS_FORM_DEFAULTS, **changes}
 
 
 def test_disabled_tools_are_chosen_from_the_agent_tools(tenant):
