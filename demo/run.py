@@ -97,6 +97,7 @@ def prepare_tenant(*, merchant_url: str) -> dict[str, str]:
     django.setup()
     from django.contrib.auth import get_user_model
 
+    from conversations.retention import shopper_data_erase
     from tenants.models import ApiKey, Tenant
     from tenants.services import (
         api_key_create,
@@ -122,6 +123,9 @@ def prepare_tenant(*, merchant_url: str) -> dict[str, str]:
     webhook_settings.save()
     webhook_secret = webhook_secret_set(webhook_settings=webhook_settings)
     user_token_secret = user_token_secret_set(tenant=tenant)
+    # Each run starts a new conversation for the same shopper, whose daily conversation
+    # limit (20 by default) would otherwise stop the 21st run of a day with 429.
+    shopper_data_erase(tenant=tenant, user_id=SHOPPER_ID)
 
     admin_password = secrets.token_urlsafe(12)
     user_model = get_user_model()

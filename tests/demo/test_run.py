@@ -12,14 +12,21 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from django.utils import timezone
 
+from conversations.models import Conversation, UserDailyUsage
 from demo.run import (
+    SHOPPER_ID,
+    TENANT_SLUG,
     app_command,
     keep_serving,
+    prepare_tenant,
     print_instructions,
     stop_on_signals,
     wait_until_healthy,
 )
+from tenants.models import Tenant
+from tests.factories import ConversationFactory
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 
@@ -201,3 +208,24 @@ def test_instructions_stream_without_progress_meter(capsys):
     output = capsys.readouterr().out
     assert "curl -sN -X POST http://127.0.0.1:8000/api/v1/conversations/" in output
     assert "curl -N " not in output
+
+
+@pytest.mark.django_db
+def test_prepare_tenant_erases_earlier_demo_shopper():
+    prepare_tenant(merchant_url="http://127.0.0.1:9")
+    tenant = Tenant.objects.get(slug=TENANT_SLUG)
+    earlier = ConversationFactory(tenant=tenant, user_id=SHOPPER_ID, session_id=SHOPPER_ID)
+    other = ConversationFactory(tenant=tenant, user_id="other-shopper", session_id="other-shopper")
+    UserDailyUsage.objects.create(
+        tenant=tenant,
+        identity=f"user:{SHOPPER_ID}",
+        date=timezone.now().date(),
+        messages=140,
+        conversations=20,
+    )
+
+    prepare_tenant(merchant_url="http://127.0.0.1:9")
+
+    assert not Conversation.objects.filter(pk=earlier.pk).exists()
+    assert not UserDailyUsage.objects.filter(tenant=tenant).exists()
+    assert Conversation.objects.filter(pk=other.pk).exists()
