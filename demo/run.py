@@ -214,6 +214,18 @@ def catalog_request(
         return json.loads(response.read())
 
 
+def http_error_exit(error: urllib.error.HTTPError) -> SystemExit:
+    """Return the exit for an API request that failed, with the API's error body.
+
+    The body names the problem ({"detail", "code"}), which a traceback would hide.
+    """
+    body = error.read().decode("utf-8", errors="replace")[:1000]
+    return SystemExit(
+        f"The request to {error.url} failed with HTTP {error.code}: {body}\n"
+        "See .demo/app.log for the app's side."
+    )
+
+
 def upload_demo_product(*, app_url: str, secret_key: str) -> None:
     """PUT one product, then poll its job until it is complete or failed, printing both."""
     accepted = catalog_request(
@@ -506,6 +518,8 @@ def main() -> None:
         keep_serving(processes)
     except KeyboardInterrupt:
         pass
+    except urllib.error.HTTPError as error:
+        raise http_error_exit(error) from None
     finally:
         # Stop first: printing can fail with BrokenPipeError when the output pipe is gone.
         stop(processes)

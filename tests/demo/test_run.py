@@ -1,11 +1,13 @@
 """The demo's start-up wait for its servers and its instructions (demo/run.py)."""
 
+import io
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
+import urllib.error
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -19,6 +21,7 @@ from demo.run import (
     SHOPPER_ID,
     TENANT_SLUG,
     app_command,
+    http_error_exit,
     keep_serving,
     prepare_tenant,
     print_instructions,
@@ -229,3 +232,18 @@ def test_prepare_tenant_erases_earlier_demo_shopper():
     assert not Conversation.objects.filter(pk=earlier.pk).exists()
     assert not UserDailyUsage.objects.filter(tenant=tenant).exists()
     assert Conversation.objects.filter(pk=other.pk).exists()
+
+
+def test_http_error_exit_shows_error_body():
+    body = b'{"detail": "Too many conversations today.", "code": "user_conversation_limit"}'
+    error = urllib.error.HTTPError(
+        "http://127.0.0.1:8000/api/v1/conversations", 429, "Too Many Requests", {}, io.BytesIO(body)
+    )
+
+    exit_error = http_error_exit(error)
+
+    assert str(exit_error) == (
+        "The request to http://127.0.0.1:8000/api/v1/conversations failed with HTTP 429: "
+        '{"detail": "Too many conversations today.", "code": "user_conversation_limit"}\n'
+        "See .demo/app.log for the app's side."
+    )
