@@ -77,8 +77,8 @@ def conversations_prune(*, older_than: timedelta, tenant: Tenant | None = None) 
     usage_rows = 0
     while True:
         with transaction.atomic():
-            # Rows that an erasure has locked are skipped, so that the two never wait for
-            # each other's locks; the erasure deletes those rows itself.
+            # Rows that an erasure has locked are skipped, so that the prune never waits for
+            # an erasure; the erasure deletes those rows itself.
             usage_batch = list(
                 usage.order_by("pk")
                 .select_for_update(skip_locked=True)

@@ -143,7 +143,7 @@ class StrictInputSchema(OpenApiSerializerExtension):
     """A ``StrictInputSerializer``, which rejects fields it does not declare.
 
     A request body also gets the pattern of each ``StringField``, so that a client or a
-    fuzzer knows which strings the API rejects. NOTE: the patterns do not exclude unpaired
+    fuzzer can tell which strings the API rejects. NOTE: the patterns do not exclude unpaired
     surrogates, which DRF also rejects, because the regular expression engines of JSON
     Schema tools cannot match them.
     """
