@@ -435,6 +435,10 @@ def _assistant_setting_clean(
             raise _choice_error(value)
     elif field_name == "temperature":
         _temperature_validate(value)
+        # PostgreSQL's numeric has no negative zero and stores -0 as 0, so the returned row
+        # must have 0 too.
+        if value.is_zero():
+            value = abs(value)
     # The model field's own checks: maximum lengths and the ranges of its validators and of
     # its column.
     model_field = AssistantSettings._meta.get_field(field_name)
