@@ -2,7 +2,10 @@
 
 from datetime import timedelta
 from decimal import Decimal
+from typing import Any
 
+from django.core.validators import MaxLengthValidator
+from django.db.models import Field
 from drf_spectacular.utils import (
     OpenApiParameter,
     extend_schema,
@@ -46,6 +49,7 @@ from vizochok.serializers import (
     StrictInputSerializer,
     StrictIntegerField,
     StringField,
+    documented_bounds,
 )
 from webhooks.diagnostics import TEST_STORE_ID, webhook_test_send
 from webhooks.models import WebhookKind
@@ -321,6 +325,19 @@ class AssistantSettingsApi(AdminApi):
         user_daily_conversation_limit = StrictIntegerField(required=False)
         rate_limit_messages = StrictIntegerField(required=False)
         rate_limit_window_seconds = StrictIntegerField(required=False)
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            # The OpenAPI document shows the model's bounds. The service checks them.
+            for field_name, field in self.fields.items():
+                model_field = AssistantSettings._meta.get_field(field_name)
+                assert isinstance(model_field, Field)
+                field.validators = [*field.validators, *documented_bounds(model_field.validators)]
+            prompt_field = self.fields["system_prompt_addition"]
+            prompt_field.validators = [
+                *prompt_field.validators,
+                *documented_bounds([MaxLengthValidator(MAX_SYSTEM_PROMPT_ADDITION_LENGTH)]),
+            ]
 
     @extend_schema_serializer(component_name="AssistantSettings")
     class OutputSerializer(serializers.ModelSerializer):
