@@ -316,7 +316,13 @@ class AssistantSettingsApi(AdminApi):
         temperature = StrictDecimalField(
             required=False, help_text="0 to 2, with at most 2 decimal places."
         )
-        default_language = StringField(required=False, help_text="`uk`, `en` or `ru`.")
+        # Blank and untrimmed, so that "" and " " reach the service as the admin sends them.
+        default_language = StringField(
+            allow_blank=True,
+            trim_whitespace=False,
+            required=False,
+            help_text="`uk`, `en` or `ru`.",
+        )
         max_tool_rounds = StrictIntegerField(required=False)
         session_token_limit = StrictIntegerField(required=False)
         daily_token_limit = StrictIntegerField(required=False)

@@ -431,7 +431,8 @@ def _assistant_setting_clean(
     elif field_name == "disabled_tools":
         value = _disabled_tools_clean(value)
     elif field_name == "default_language":
-        if value not in AssistantSettings.Language.values:
+        # A blank value gets the model field's "This field cannot be blank." below.
+        if value and value not in AssistantSettings.Language.values:
             raise _choice_error(value)
     elif field_name == "temperature":
         _temperature_validate(value)

@@ -174,6 +174,12 @@ INVALID_VALUES = [
         "de",
         "Select a valid choice. de is not one of the available choices.",
     ),
+    ("default_language", "", "This field cannot be blank."),
+    (
+        "default_language",
+        " uk",
+        "Select a valid choice.  uk is not one of the available choices.",
+    ),
     (
         "disabled_tools",
         ["clear_cart", "checkout"],
