@@ -307,8 +307,10 @@ class AssistantSettingsApi(AdminApi):
             required=False,
             help_text=f"At most {MAX_SYSTEM_PROMPT_ADDITION_LENGTH} characters.",
         )
+        # Names and the language are neither trimmed nor required to be non-blank, so that the
+        # service checks them as the admin form sends them.
         disabled_tools = serializers.ListField(
-            child=StringField(),
+            child=StringField(allow_blank=True, trim_whitespace=False),
             allow_empty=True,
             required=False,
             help_text="Names of the tools that the agent is not offered; replaces the list.",
@@ -316,7 +318,6 @@ class AssistantSettingsApi(AdminApi):
         temperature = StrictDecimalField(
             required=False, help_text="0 to 2, with at most 2 decimal places."
         )
-        # Blank and untrimmed, so that "" and " " reach the service as the admin sends them.
         default_language = StringField(
             allow_blank=True,
             trim_whitespace=False,

@@ -182,6 +182,16 @@ INVALID_VALUES = [
     ),
     (
         "disabled_tools",
+        ["clear_cart", " search_products"],
+        "Select a valid choice.  search_products is not one of the available choices.",
+    ),
+    (
+        "disabled_tools",
+        [""],
+        "Select a valid choice.  is not one of the available choices.",
+    ),
+    (
+        "disabled_tools",
         ["clear_cart", "checkout"],
         "Select a valid choice. checkout is not one of the available choices.",
     ),
