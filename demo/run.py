@@ -126,6 +126,8 @@ def prepare_tenant(*, merchant_url: str) -> dict[str, str]:
     # Each run starts a new conversation for the same shopper, whose daily conversation
     # limit (20 by default) would otherwise stop the 21st run of a day with 429.
     shopper_data_erase(tenant=tenant, user_id=SHOPPER_ID)
+    # NOTE: AI settings changed in the admin or through the admin API are kept, so a rate
+    # limit or daily message limit below the demo's message count stops each run with 429.
 
     admin_password = secrets.token_urlsafe(12)
     user_model = get_user_model()

@@ -106,7 +106,9 @@ class AssistantSettingsForm(forms.ModelForm):
         widget=forms.CheckboxSelectMultiple,
         help_text="Tools the LLM agent is not offered; a call of one is rejected.",
     )
+    # Not required, so that a blank language gets the service's message, as in the API.
     default_language = _LanguageField(
+        required=False,
         choices=AssistantSettings.Language.choices,
         help_text="Language of replies when a message shows none.",
     )

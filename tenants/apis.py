@@ -2,7 +2,10 @@
 
 from datetime import timedelta
 from decimal import Decimal
+from typing import Any
 
+from django.core.validators import MaxLengthValidator
+from django.db.models import Field
 from drf_spectacular.utils import (
     OpenApiParameter,
     extend_schema,
@@ -46,6 +49,7 @@ from vizochok.serializers import (
     StrictInputSerializer,
     StrictIntegerField,
     StringField,
+    documented_bounds,
 )
 from webhooks.diagnostics import TEST_STORE_ID, webhook_test_send
 from webhooks.models import WebhookKind
@@ -303,8 +307,10 @@ class AssistantSettingsApi(AdminApi):
             required=False,
             help_text=f"At most {MAX_SYSTEM_PROMPT_ADDITION_LENGTH} characters.",
         )
+        # Names and the language are neither trimmed nor required to be non-blank, so that the
+        # service checks them as the admin form sends them.
         disabled_tools = serializers.ListField(
-            child=StringField(),
+            child=StringField(allow_blank=True, trim_whitespace=False),
             allow_empty=True,
             required=False,
             help_text="Names of the tools that the agent is not offered; replaces the list.",
@@ -312,7 +318,12 @@ class AssistantSettingsApi(AdminApi):
         temperature = StrictDecimalField(
             required=False, help_text="0 to 2, with at most 2 decimal places."
         )
-        default_language = StringField(required=False, help_text="`uk`, `en` or `ru`.")
+        default_language = StringField(
+            allow_blank=True,
+            trim_whitespace=False,
+            required=False,
+            help_text="`uk`, `en` or `ru`.",
+        )
         max_tool_rounds = StrictIntegerField(required=False)
         session_token_limit = StrictIntegerField(required=False)
         daily_token_limit = StrictIntegerField(required=False)
@@ -321,6 +332,19 @@ class AssistantSettingsApi(AdminApi):
         user_daily_conversation_limit = StrictIntegerField(required=False)
         rate_limit_messages = StrictIntegerField(required=False)
         rate_limit_window_seconds = StrictIntegerField(required=False)
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            # The OpenAPI document shows the model's bounds. The service checks them.
+            for field_name, field in self.fields.items():
+                model_field = AssistantSettings._meta.get_field(field_name)
+                assert isinstance(model_field, Field)
+                field.validators = [*field.validators, *documented_bounds(model_field.validators)]
+            prompt_field = self.fields["system_prompt_addition"]
+            prompt_field.validators = [
+                *prompt_field.validators,
+                *documented_bounds([MaxLengthValidator(MAX_SYSTEM_PROMPT_ADDITION_LENGTH)]),
+            ]
 
     @extend_schema_serializer(component_name="AssistantSettings")
     class OutputSerializer(serializers.ModelSerializer):

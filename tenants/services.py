@@ -431,10 +431,15 @@ def _assistant_setting_clean(
     elif field_name == "disabled_tools":
         value = _disabled_tools_clean(value)
     elif field_name == "default_language":
-        if value not in AssistantSettings.Language.values:
+        # A blank value gets the model field's "This field cannot be blank." below.
+        if value and value not in AssistantSettings.Language.values:
             raise _choice_error(value)
     elif field_name == "temperature":
         _temperature_validate(value)
+        # PostgreSQL's numeric has no negative zero and stores -0 as 0, so the returned row
+        # must have 0 too.
+        if value.is_zero():
+            value = abs(value)
     # The model field's own checks: maximum lengths and the ranges of its validators and of
     # its column.
     model_field = AssistantSettings._meta.get_field(field_name)

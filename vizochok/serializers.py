@@ -1,9 +1,11 @@
 """Serializer building blocks shared by the API views."""
 
 import math
+from collections.abc import Callable, Iterable
 from decimal import Decimal
 from typing import Any, cast
 
+from django.core import validators
 from rest_framework import serializers
 
 
@@ -127,3 +129,44 @@ class StrictDecimalField(serializers.DecimalField):
         # JSON encoder writes.
         value = Decimal(repr(data)) if isinstance(data, float) else Decimal(data)
         return cast(Decimal, self.quantize(self.validate_precision(value)))
+
+
+class _DocumentedMaxLength(validators.MaxLengthValidator):
+    def __call__(self, value: Any) -> None:
+        pass
+
+
+class _DocumentedMinValue(validators.MinValueValidator):
+    def __call__(self, value: Any) -> None:
+        pass
+
+
+class _DocumentedMaxValue(validators.MaxValueValidator):
+    def __call__(self, value: Any) -> None:
+        pass
+
+
+_DOCUMENTED_BOUNDS: dict[type, type[validators.BaseValidator]] = {
+    validators.MaxLengthValidator: _DocumentedMaxLength,
+    validators.MinValueValidator: _DocumentedMinValue,
+    validators.MaxValueValidator: _DocumentedMaxValue,
+}
+
+
+def documented_bounds(
+    model_validators: Iterable[Callable[[Any], None]],
+) -> list[validators.BaseValidator]:
+    """Copy the length and range validators in ``model_validators`` as ones that never fail.
+
+    drf-spectacular turns a field's validators into ``maxLength``, ``minimum`` and
+    ``maximum`` in the OpenAPI document. A serializer whose values a service checks adds
+    these copies to its fields, so the document shows the bounds while the service alone
+    rejects a value, with its own messages.
+    """
+    copies: list[validators.BaseValidator] = []
+    for validator in model_validators:
+        documented = _DOCUMENTED_BOUNDS.get(type(validator))
+        if documented is not None:
+            assert isinstance(validator, validators.BaseValidator)
+            copies.append(documented(validator.limit_value))
+    return copies

@@ -99,6 +99,15 @@ def test_patch_accepts_temperature_numbers(server_client, tenant, temperature, s
     assert AssistantSettings.objects.get(tenant=tenant).temperature == stored
 
 
+def test_negative_zero_temperature_returns_zero(server_client, tenant):
+    response = server_client.patch(URL, {"temperature": -0.0}, format="json")
+
+    assert response.status_code == 200
+    assert response.content.count(b'"temperature":0.0') == 1
+    assert response.json() == server_client.get(URL).json()
+    assert AssistantSettings.objects.get(tenant=tenant).temperature == Decimal("0.00")
+
+
 def test_empty_patch_changes_nothing(server_client, tenant, caplog):
     caplog.set_level("INFO", logger="tenants.services")
     before = stored_row(tenant)
@@ -164,6 +173,22 @@ INVALID_VALUES = [
         "default_language",
         "de",
         "Select a valid choice. de is not one of the available choices.",
+    ),
+    ("default_language", "", "This field cannot be blank."),
+    (
+        "default_language",
+        " uk",
+        "Select a valid choice.  uk is not one of the available choices.",
+    ),
+    (
+        "disabled_tools",
+        ["clear_cart", " search_products"],
+        "Select a valid choice.  search_products is not one of the available choices.",
+    ),
+    (
+        "disabled_tools",
+        [""],
+        "Select a valid choice.  is not one of the available choices.",
     ),
     (
         "disabled_tools",

@@ -86,6 +86,43 @@ def test_assistant_settings_match_the_document(server_client, document):
     assert _component_validator(document, "AssistantSettingsUpdate").is_valid(body)
 
 
+# Values at and just beyond each bound of the AI settings: the document and the server must
+# both accept the first and both reject the second.
+ASSISTANT_SETTINGS_BOUNDS = [
+    ("complex_model", "m" * 200, "m" * 201),
+    ("fast_model", "m" * 200, "m" * 201),
+    ("system_prompt_addition", "p" * 4000, "p" * 4001),
+    ("temperature", 0, -0.01),
+    ("temperature", 2, 2.01),
+    ("max_tool_rounds", 1, 0),
+    ("max_tool_rounds", 20, 21),
+    ("session_token_limit", 0, -1),
+    ("session_token_limit", 2147483647, 2147483648),
+    ("daily_token_limit", 2147483647, 2147483648),
+    ("monthly_token_limit", 2147483647, 2147483648),
+    ("user_daily_message_limit", 0, -1),
+    ("user_daily_conversation_limit", 2147483647, 2147483648),
+    ("rate_limit_messages", 0, -1),
+    ("rate_limit_window_seconds", 1, 0),
+    ("rate_limit_window_seconds", 3600, 3601),
+]
+
+
+@pytest.mark.parametrize(("field", "inside", "outside"), ASSISTANT_SETTINGS_BOUNDS)
+def test_assistant_settings_bounds_documented(server_client, document, field, inside, outside):
+    validator = _component_validator(document, "AssistantSettingsUpdate")
+
+    accepted = server_client.patch("/api/v1/admin/assistant", {field: inside}, format="json")
+    rejected = server_client.patch("/api/v1/admin/assistant", {field: outside}, format="json")
+
+    assert validator.is_valid({field: inside})
+    assert accepted.status_code == 200
+    assert not validator.is_valid({field: outside})
+    assert rejected.status_code == 400
+    assert list(rejected.json()["fields"]) == [field]
+    assert server_client.get("/api/v1/admin/assistant").json()[field] == inside
+
+
 # store_id values with whether the API accepts them: an id is kept as sent, so it may not be
 # blank, start or end with whitespace (as Python's str.strip() sees it) or contain a NUL.
 STORE_IDS = [
