@@ -10,6 +10,7 @@ holds its lease (see ``conversations.leases``).
 import logging
 from dataclasses import asdict, dataclass
 from datetime import timedelta
+from typing import Any
 
 from django.db import transaction
 from django.db.models import Exists, OuterRef, QuerySet
@@ -64,11 +65,7 @@ def conversations_prune(*, older_than: timedelta, tenant: Tenant | None = None) 
             # The lock makes a turn that starts now wait for the delete and then find no
             # row. The filter is evaluated again on each locked row, so a conversation whose
             # turn started before the lock is skipped.
-            batch = list(
-                idle.order_by("pk")
-                .select_for_update(skip_locked=True)
-                .values_list("pk", flat=True)[:PRUNE_BATCH_SIZE]
-            )
+            batch = _unlocked_batch_lock(idle)
             if not batch:
                 break
             batch_counts = _conversations_delete(Conversation.objects.filter(pk__in=batch))
@@ -79,11 +76,7 @@ def conversations_prune(*, older_than: timedelta, tenant: Tenant | None = None) 
         with transaction.atomic():
             # Rows that an erasure has locked are skipped, so that the prune never waits for
             # an erasure; the erasure deletes those rows itself.
-            usage_batch = list(
-                usage.order_by("pk")
-                .select_for_update(skip_locked=True)
-                .values_list("pk", flat=True)[:PRUNE_BATCH_SIZE]
-            )
+            usage_batch = _unlocked_batch_lock(usage)
             if not usage_batch:
                 break
             deleted, _ = UserDailyUsage.objects.filter(pk__in=usage_batch).delete()
@@ -144,6 +137,18 @@ def conversation_erase(*, tenant: Tenant, public_id: str) -> DeletedCounts:
         extra={"tenant_id": tenant.pk, "conversation_id": public_id, **counts.as_dict()},
     )
     return counts
+
+
+def _unlocked_batch_lock(rows: QuerySet[Any]) -> list[int]:
+    """Lock up to ``PRUNE_BATCH_SIZE`` of ``rows`` that no other transaction has locked.
+
+    Return their primary keys, in order. Must run inside ``transaction.atomic``.
+    """
+    return list(
+        rows.order_by("pk")
+        .select_for_update(skip_locked=True)
+        .values_list("pk", flat=True)[:PRUNE_BATCH_SIZE]
+    )
 
 
 def _conversations_lock(conversations: QuerySet[Conversation]) -> QuerySet[Conversation]:
