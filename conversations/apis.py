@@ -211,7 +211,7 @@ class ConversationDetailApi(APIView):
         cart = CartField(help_text="The cart as the merchant last confirmed it.")
         created_at = serializers.DateTimeField()
         updated_at = serializers.DateTimeField()
-        # The assistant that will answer the next message, as when the conversation started.
+        # The assistant that will reply to the next message, as when the conversation started.
         assistant = serializers.SerializerMethodField()
 
         def get_user_id(self, conversation: Any) -> str | None:

@@ -84,7 +84,7 @@ for url in "$merchant_url/health" "$app_url/api/v1/health"; do
     sleep 0.2
   done
   if ! curl -sf "$url" >/dev/null; then
-    echo "No answer from $url within 10 s; see the logs in $state/." >&2
+    echo "No response from $url within 10 s; see the logs in $state/." >&2
     exit 1
   fi
 done

@@ -479,7 +479,7 @@
     if (conversation.cart) {
       state.cart = { items: objectsOf(conversation.cart.items), total: conversation.cart.total || 0 };
     }
-    // The detail names the assistant that answers next; its replies name the ones that did.
+    // The detail names the assistant that replies next. Its replies name the ones that did.
     var named = conversation.assistant;
     state.assistant = typeof named === "string" ? named : assistantOf(conversation);
     state.busy = false;

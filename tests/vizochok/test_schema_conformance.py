@@ -124,7 +124,7 @@ def test_assistant_settings_bounds_documented(server_client, document, field, in
 
 
 # store_id values with whether the API accepts them: an id is kept as sent, so it may not be
-# blank, start or end with whitespace (as Python's str.strip() sees it) or contain a NUL.
+# blank, start or end with whitespace (as Python's str.strip() defines it) or contain a NUL.
 STORE_IDS = [
     ("store-1", True),
     ("a b", True),
