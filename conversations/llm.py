@@ -592,6 +592,7 @@ class _StreamAssembly:
 def _tool_calls(raw_calls: Sequence[_RawToolCall], request: CompletionRequest) -> list[ToolCall]:
     accepted = request.tool_names()
     calls: list[ToolCall] = []
+    used_ids: set[str] = set()
     for index, (call_id, name, raw_arguments) in enumerate(raw_calls):
         if not name or name not in accepted:
             raise LLMInvalidResponse(f"The model called an unknown tool: {_short(str(name))!r}.")
@@ -616,16 +617,34 @@ def _tool_calls(raw_calls: Sequence[_RawToolCall], request: CompletionRequest) -
                 f"The arguments of the {name} call contain a NUL character or an unpaired "
                 f"surrogate: {_short(text)!r}."
             )
+        call_id = _unique_call_id(call_id, index=index, used=used_ids)
+        used_ids.add(call_id)
         calls.append(
             ToolCall(
-                # Some self-hosted servers leave the id out; the history needs one per call.
-                id=call_id or f"call_{index}",
+                id=call_id,
                 name=name,
                 arguments=arguments,
                 raw_arguments=text or "{}",
             )
         )
     return calls
+
+
+def _unique_call_id(call_id: str, *, index: int, used: set[str]) -> str:
+    """Return ``call_id``, or a generated id when it is empty or an earlier call has it.
+
+    Each tool result names its call by id, so two calls of one completion with the same id
+    would make their results ambiguous, and the stored history would repeat the clash in
+    every later request. Some self-hosted servers leave the id out or repeat it.
+    """
+    if call_id and call_id not in used:
+        return call_id
+    candidate = f"call_{index}"
+    suffix = 0
+    while candidate in used:
+        suffix += 1
+        candidate = f"call_{index}_{suffix}"
+    return candidate
 
 
 def _storable_text(text: str) -> str:

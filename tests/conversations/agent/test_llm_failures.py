@@ -441,3 +441,27 @@ def test_failure_before_any_chunk_counts_nothing(chat_client, shop, conversation
     conversation.refresh_from_db()
     assert conversation.tokens_used == 0
     assert not TokenUsage.objects.exists()
+
+
+def test_repeated_tool_call_ids_renamed(chat_client, shop, conversation, llm):
+    llm.add(
+        tool_calls(
+            call("search_products", {"query": "молоко"}),
+            call("view_cart"),
+            call("get_product_details", {"sku": "milk-001"}),
+            call_ids=("call_1", "call_1", ""),
+        ),
+        reply("Ось молоко."),
+    )
+
+    send(chat_client, conversation, "молоко")
+
+    [first, second] = llm.requests
+    [assistant_message] = [m for m in second.messages if m.get("tool_calls")]
+    call_ids = [tool_call["id"] for tool_call in assistant_message["tool_calls"]]
+    assert call_ids == ["call_1", "call_1_1", "call_2"]
+    result_ids = [m["tool_call_id"] for m in second.messages if m["role"] == "tool"]
+    assert result_ids == ["call_1", "call_1_1", "call_2"]
+    stored = conversation.messages.get(role="assistant").llm_messages
+    assert [tool_call["id"] for tool_call in stored[0]["tool_calls"]] == call_ids
+    assert [m["tool_call_id"] for m in stored[1:4]] == call_ids
