@@ -29,6 +29,9 @@ MAX_REASON_LENGTH = 200
 # Prices and quantities above this are taken as merchant errors, not goods: no shop sells a
 # line for a billion, and larger values overflow the two-decimal money arithmetic.
 MAX_AMOUNT = 1_000_000_000
+# Cart quantities are rounded half up to 0.001 (a gram of goods sold by weight), so a
+# quantity below 0.0005 becomes 0.
+MIN_CART_QUANTITY = Decimal("0.001")
 
 
 def promo_is_discount(*, price: float, promo_price: float) -> bool:
@@ -37,6 +40,10 @@ def promo_is_discount(*, price: float, promo_price: float) -> bool:
     A promotion of 9.999 on a price of 10 would otherwise read "10.00 instead of 10.00".
     """
     return _cents(promo_price) < _cents(price)
+
+
+def _rounded_quantity(value: float) -> Decimal:
+    return Decimal(str(value)).quantize(MIN_CART_QUANTITY, rounding=ROUND_HALF_UP)
 
 
 def _cents(value: float) -> Decimal:
@@ -133,6 +140,11 @@ class CartGetItem(BaseModel):
         number = _finite_non_negative(value)
         if number <= 0:
             raise ValueError("must be greater than 0")
+        if _rounded_quantity(number) == 0:
+            # The snapshot counts quantities to the gram, so the line would read "0 pcs".
+            raise ValueError(
+                f"must be at least {MIN_CART_QUANTITY} once rounded to 3 decimal places"
+            )
         return number
 
     @field_validator("promo_price", mode="before")

@@ -179,6 +179,7 @@ def test_cart_response_keeps_reason():
     [
         ("missing name", {"sku": "a", "price": 1, "quantity": 1}),
         ("zero quantity", {"sku": "a", "name": "A", "price": 1, "quantity": 0}),
+        ("quantity rounding to 0", {"sku": "a", "name": "A", "price": 1, "quantity": 0.0004}),
         ("negative price", {"sku": "a", "name": "A", "price": -3, "quantity": 1}),
         ("quantity as string", {"sku": "a", "name": "A", "price": 1, "quantity": "2"}),
         ("quantity too large", {"sku": "a", "name": "A", "price": 1, "quantity": 1e12}),
@@ -433,3 +434,19 @@ def test_cart_get_promo_price_below_price_is_kept():
     )
 
     assert [(line.sku, line.price, line.promo_price) for line in parsed.items] == [("a", 1.0, 0.5)]
+
+
+def test_cart_get_quantity_rounding_to_gram():
+    parsed = parse_cart_get(
+        {
+            "items": [
+                {"sku": "a", "name": "A", "price": 1, "quantity": 0.0004, "unit": "kg"},
+                {"sku": "b", "name": "B", "price": 2, "quantity": 0.0005, "unit": "kg"},
+            ]
+        }
+    )
+
+    assert [(line.sku, line.quantity) for line in parsed.items] == [("b", 0.0005)]
+    assert parsed.dropped == [
+        "item 0: quantity: Value error, must be at least 0.001 once rounded to 3 decimal places"
+    ]
