@@ -122,6 +122,10 @@ MAX_CART_CHANGES_PER_PRODUCT = 3
 # a model that asked for 30 searches in one completion got 30 of each.
 MAX_SEARCHES_PER_TURN = 10
 SEARCH_TOOL_NAME = "search_products"
+# Tool calls one turn may run, whatever the tool. Each call's result is stored with the reply
+# and sent in every later model request of the turn, and in a test, 300 calls of
+# get_product_details in one completion ran 300 queries and stored 300 results.
+MAX_TOOL_CALLS_PER_TURN = 50
 
 # Values of "reason_type" that ToolCallRunner adds to a rejected cart change.
 REASON_TYPE_GUARD = "guard"
@@ -222,7 +226,8 @@ class ToolCallRunner:
     At most ``MAX_CART_CHANGES_PER_TURN`` changes, and ``MAX_CART_CHANGES_PER_PRODUCT`` of
     one SKU, are sent to the merchant in a turn. Later ones are not sent and get a
     ``too_many_cart_changes`` error output. Likewise, searches after the
-    ``MAX_SEARCHES_PER_TURN``-th get a ``too_many_searches`` error output and do not run.
+    ``MAX_SEARCHES_PER_TURN``-th get a ``too_many_searches`` error output and do not run, and
+    any call after the ``MAX_TOOL_CALLS_PER_TURN``-th gets ``too_many_tool_calls``.
     """
 
     tools: ShoppingTools
@@ -233,8 +238,18 @@ class ToolCallRunner:
     _changes_by_sku: dict[str, int] = field(default_factory=dict)
     # Searches run in this turn; calls rejected for invalid arguments do not count.
     _searches_run: int = 0
+    # Every tool call of this turn, those rejected by a limit included.
+    _calls_received: int = 0
 
     def call(self, name: str, arguments: Mapping[str, Any]) -> ToolOutcome:
+        self._calls_received += 1
+        if self._calls_received > MAX_TOOL_CALLS_PER_TURN:
+            self._log_limited("conversations.tools.call_limited", tool=name)
+            return _error(
+                "too_many_tool_calls",
+                f"At most {MAX_TOOL_CALLS_PER_TURN} tool calls are run per message. Answer "
+                "with the results so far and ask the shopper to continue in a new message.",
+            )
         if name == SEARCH_TOOL_NAME and name not in self.disabled:
             return self._search(arguments)
         key = _cart_call_key(name, arguments) if name not in self.disabled else None

@@ -1,8 +1,11 @@
 """Cart changes by the LLM agent: merchant rejections, failed webhooks and the tool guards."""
 
+import logging
+
 import pytest
 
 from conversations.models import Message
+from conversations.tool_calls import MAX_TOOL_CALLS_PER_TURN
 from tests.conversations.agent.chat import types_of
 from tests.conversations.agent.llm_server import call, reply, tool_calls
 from tests.conversations.chat import cart_posts, reply_text, send
@@ -320,3 +323,32 @@ def test_clear_cart_starts_the_product_count_again(chat_client, shop, conversati
     ]
     assert "error" not in llm.requests[1].tool_results()[4]
     assert shop.store.cart_items(STORE_ID, SESSION_ID)[0]["quantity"] == 3
+
+
+def test_tool_calls_per_message_are_limited(chat_client, shop, conversation, llm, caplog):
+    show(conversation, MILK_LACTEL)
+    details = call("get_product_details", {"sku": "milk-001"})
+    add = call("add_to_cart", {"sku": "milk-001"})
+    llm.add(
+        tool_calls(*[details] * MAX_TOOL_CALLS_PER_TURN, add, details),
+        reply("Ось деталі."),
+    )
+
+    with caplog.at_level(logging.INFO, logger="conversations.tool_calls"):
+        sent = send(chat_client, conversation, "Розкажи про молоко")
+
+    results = llm.requests[1].tool_results()
+    assert len(results) == MAX_TOOL_CALLS_PER_TURN + 2
+    assert all(result["ok"] is True for result in results[:MAX_TOOL_CALLS_PER_TURN])
+    limited = {
+        "error": "too_many_tool_calls",
+        "detail": f"At most {MAX_TOOL_CALLS_PER_TURN} tool calls are run per message. Answer"
+        " with the results so far and ask the shopper to continue in a new message.",
+    }
+    assert results[MAX_TOOL_CALLS_PER_TURN:] == [limited, limited]
+    assert cart_posts(shop) == []
+    assert "cart_changed" not in [event["type"] for event in sent]
+    conversation.refresh_from_db()
+    assert conversation.cart == {"items": [], "total": 0.0}
+    limited_logs = [r for r in caplog.records if r.msg == "conversations.tools.call_limited"]
+    assert [record.tool for record in limited_logs] == ["add_to_cart", "get_product_details"]
