@@ -630,7 +630,7 @@ def _tool_calls(raw_calls: Sequence[_RawToolCall], request: CompletionRequest) -
     return calls
 
 
-def _unique_call_id(call_id: str, *, index: int, used: set[str]) -> str:
+def _unique_call_id(call_id: str | None, *, index: int, used: set[str]) -> str:
     """Return ``call_id``, or a generated id when it is empty or an earlier call has it.
 
     Each tool result names its call by id, so two calls of one completion with the same id
