@@ -21,8 +21,9 @@ from django.utils.decorators import method_decorator
 from django.views.decorators.debug import sensitive_post_parameters
 
 from tenants import services
+from tenants.encryption import secret_is_readable, secret_is_set
 from tenants.models import ApiKey, AssistantSettings, Tenant, WebhookSettings
-from vizochok.exceptions import InvalidInput
+from vizochok.exceptions import ErrorCode, InvalidInput
 from webhooks.diagnostics import WebhookNotConfigured, webhook_test_send
 from webhooks.models import WebhookKind
 
@@ -238,10 +239,16 @@ class TenantAdmin(admin.ModelAdmin):
 
     @admin.display(description="User token secret")
     def user_token_secret_status(self, obj: Tenant) -> str:
-        if not obj.user_token_secret:
+        if not secret_is_set(obj, "user_token_secret"):
             return (
                 "Not set: a public key cannot name a shopper. Generate one with the action "
                 "in the tenant list."
+            )
+        if not secret_is_readable(obj, "user_token_secret"):
+            return (
+                f"Set, but it cannot be decrypted with any key in VIZOCHOK_ENCRYPTION_KEYS, so "
+                f"user tokens are rejected with {ErrorCode.SECRET_UNDECRYPTABLE}. Restore the "
+                "key, or generate a new secret with the action in the tenant list."
             )
         return "Set (never shown again; generate a new one to replace it)."
 
@@ -459,9 +466,20 @@ class WebhookSettingsAdmin(admin.ModelAdmin):
 
     @admin.display(description="Signing secret")
     def secret_status(self, obj: WebhookSettings) -> str:
-        if not obj.secret:
+        if not obj.has_secret:
             return "Not set yet: one is generated when you save a URL."
-        if obj.next_secret:
+        unreadable = [
+            label
+            for name, label in (("secret", "current"), ("next_secret", "next"))
+            if not secret_is_readable(obj, name)
+        ]
+        if unreadable:
+            return (
+                f"Set, but the {' and the '.join(unreadable)} secret cannot be decrypted with "
+                "any key in VIZOCHOK_ENCRYPTION_KEYS, so webhook calls fail with "
+                f"{ErrorCode.SECRET_UNDECRYPTABLE}. Restore the key, or rotate the secret now."
+            )
+        if secret_is_set(obj, "next_secret"):
             return f"Set; rotation in progress, the next secret takes over at {obj.next_secret_promote_at:%Y-%m-%d %H:%M} UTC."
         return "Set (never shown again; rotate it to get a new one)."
 

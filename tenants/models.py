@@ -7,8 +7,12 @@ from django.contrib.postgres.fields import ArrayField
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
+from tenants.encryption import EncryptedSecretField, EncryptedSecretsMixin, secret_is_set
 from vizochok.models import TimestampedModel
 
+# Longest secret that a tenant may set, in characters. The columns hold the encrypted form,
+# which is longer, so they have no length limit of their own.
+MAX_SECRET_LENGTH = 200
 # Longest per-attempt timeout a tenant may give its webhooks, in seconds.
 MAX_WEBHOOK_TIMEOUT_SECONDS = 30
 # Maximum number of origins in Tenant.widget_allowed_origins. A store with more sites than
@@ -18,14 +22,14 @@ MAX_WIDGET_ALLOWED_ORIGINS = 50
 MAX_ORIGIN_LENGTH = 267
 
 
-class Tenant(TimestampedModel):
+class Tenant(EncryptedSecretsMixin, TimestampedModel):
     name = models.CharField(max_length=200)
     slug = models.SlugField(max_length=100, unique=True)
     is_active = models.BooleanField(default=True)
     # Key of the HMAC-SHA256 user tokens that the merchant's server issues, so that a public
     # (pk_) key may name a shopper; see conversations.identity. Kept apart from the webhook
-    # secret so that each can be rotated, and leak, on its own. Stored unencrypted like it.
-    user_token_secret = models.CharField(max_length=200, blank=True, editable=False)
+    # secret so that each can be rotated, and leak, on its own. Stored encrypted like it.
+    user_token_secret = EncryptedSecretField(blank=True, editable=False)
     user_token_secret_updated_at = models.DateTimeField(null=True, blank=True, editable=False)
     # Incremented whenever the tenant's searchable products change. Search caches statistics
     # per version, so every process drops them at its next search after a catalog change.
@@ -91,12 +95,12 @@ class ApiKey(TimestampedModel):
         return self.revoked_at is not None
 
 
-class WebhookSettings(TimestampedModel):
+class WebhookSettings(EncryptedSecretsMixin, TimestampedModel):
     """Where and how Vizochok calls one tenant's backend.
 
-    The signing secret is stored in plain text because every request must be signed with it.
-    During a rotation ``next_secret`` signs a second header until ``next_secret_promote_at``,
-    when it replaces ``secret``.
+    The signing secrets are stored encrypted (tenants.encryption) and decrypted when read,
+    because every request must be signed with them. During a rotation ``next_secret`` signs
+    a second header until ``next_secret_promote_at``, when it replaces ``secret``.
     """
 
     tenant = models.OneToOneField(Tenant, on_delete=models.CASCADE, related_name="webhook_settings")
@@ -106,9 +110,8 @@ class WebhookSettings(TimestampedModel):
     timeout_seconds = models.PositiveSmallIntegerField(
         default=5, validators=[MinValueValidator(1), MaxValueValidator(MAX_WEBHOOK_TIMEOUT_SECONDS)]
     )
-    # NOTE: secrets are stored unencrypted; database access therefore grants signing power.
-    secret = models.CharField(max_length=200, blank=True, editable=False)
-    next_secret = models.CharField(max_length=200, blank=True, editable=False)
+    secret = EncryptedSecretField(blank=True, editable=False)
+    next_secret = EncryptedSecretField(blank=True, editable=False)
     next_secret_promote_at = models.DateTimeField(null=True, blank=True, editable=False)
     secret_updated_at = models.DateTimeField(null=True, blank=True, editable=False)
 
@@ -121,7 +124,8 @@ class WebhookSettings(TimestampedModel):
 
     @property
     def has_secret(self) -> bool:
-        return bool(self.secret)
+        """Whether a signing secret is stored, which is known without decrypting it."""
+        return secret_is_set(self, "secret")
 
 
 class AssistantSettings(TimestampedModel):

@@ -9,9 +9,18 @@ from typing import Any, TypedDict, Unpack, cast
 from django.core.exceptions import ValidationError
 from django.core.validators import DecimalValidator, MaxLengthValidator
 from django.db import transaction
-from django.db.models import CharField, DecimalField, Field
+from django.db.models import DecimalField, Field
 from django.utils import timezone
 
+from tenants.encryption import (
+    StoredSecret,
+    UndecryptableValueError,
+    is_current,
+    reencrypt,
+    secret_is_readable,
+    secret_is_set,
+    stored_value,
+)
 from tenants.keys import (
     CUSTOM_SECRET_MIN_LENGTH,
     DISPLAY_PREFIX_LENGTH,
@@ -23,6 +32,7 @@ from tenants.keys import (
     hash_api_key,
 )
 from tenants.models import (
+    MAX_SECRET_LENGTH,
     MAX_WIDGET_ALLOWED_ORIGINS,
     ApiKey,
     AssistantSettings,
@@ -177,10 +187,7 @@ def validate_custom_secret(secret: str) -> None:
     The admin form and ``rotate_webhook_secret --secret-stdin`` check nothing else, so a
     longer secret or a NUL character would otherwise fail the database write.
     """
-    secret_field = WebhookSettings._meta.get_field("secret")
-    assert isinstance(secret_field, CharField)
-    assert secret_field.max_length is not None
-    max_length = secret_field.max_length
+    max_length = MAX_SECRET_LENGTH
     if (
         not CUSTOM_SECRET_MIN_LENGTH <= len(secret) <= max_length
         or secret != secret.strip()
@@ -207,7 +214,7 @@ def webhook_secret_ensure(*, webhook_settings: WebhookSettings) -> str | None:
         webhook_settings.refresh_from_db(
             from_queryset=WebhookSettings.objects.select_for_update(), fields=_SECRET_FIELDS
         )
-        if webhook_settings.secret:
+        if webhook_settings.has_secret:
             return None
         return webhook_secret_set(webhook_settings=webhook_settings)
 
@@ -230,6 +237,10 @@ def webhook_secret_set(
 
     The row is locked and its secret fields are read again, and only they are written, so
     that a concurrent rotation or settings change is never overwritten with stale values.
+
+    A current secret that no configured key decrypts cannot sign anything, so the new secret
+    replaces it at once, even with an ``overlap``. Stored secrets are moved without being
+    decrypted.
     """
     if secret is None:
         secret = generate_webhook_secret()
@@ -240,9 +251,13 @@ def webhook_secret_set(
             from_queryset=WebhookSettings.objects.select_for_update(), fields=_SECRET_FIELDS
         )
         now = timezone.now()
-        if webhook_settings.next_secret:
-            webhook_settings.secret = webhook_settings.next_secret
-        if webhook_settings.secret and overlap > timedelta(0):
+        if secret_is_set(webhook_settings, "next_secret"):
+            webhook_settings.secret = stored_value(webhook_settings, "next_secret")
+        if (
+            overlap > timedelta(0)
+            and secret_is_set(webhook_settings, "secret")
+            and secret_is_readable(webhook_settings, "secret")
+        ):
             webhook_settings.next_secret = secret
             webhook_settings.next_secret_promote_at = now + overlap
         else:
@@ -260,6 +275,73 @@ def webhook_secret_set(
         },
     )
     return secret
+
+
+@dataclass(frozen=True)
+class SecretsReencryption:
+    """Counts of stored secrets (empty ones excluded) by what a re-encryption did to them."""
+
+    reencrypted: int
+    already_current: int
+    undecryptable: int
+
+
+# Every encrypted column, by model.
+_ENCRYPTED_SECRET_FIELDS: list[tuple[type[Tenant] | type[WebhookSettings], tuple[str, ...]]] = [
+    (Tenant, ("user_token_secret",)),
+    (WebhookSettings, ("secret", "next_secret")),
+]
+
+
+def secrets_reencrypt(*, dry_run: bool) -> SecretsReencryption:
+    """Encrypt every stored secret with the first key of ``VIZOCHOK_ENCRYPTION_KEYS``.
+
+    Plain secrets written before encryption existed are encrypted too. A secret that no
+    configured key decrypts is counted, logged and left unchanged. Each row is locked while
+    it is rewritten, and ``updated_at`` is kept because the secrets themselves do not
+    change. With ``dry_run`` nothing is written, and the counts say what would change.
+    """
+    reencrypted = already_current = undecryptable = 0
+    for model, field_names in _ENCRYPTED_SECRET_FIELDS:
+        for pk in model.objects.order_by("pk").values_list("pk", flat=True):
+            with transaction.atomic():
+                row = model.objects.select_for_update().filter(pk=pk).values(*field_names).first()
+                if row is None:
+                    continue
+                updates: dict[str, StoredSecret] = {}
+                for field_name, stored in row.items():
+                    if not stored:
+                        continue
+                    if is_current(stored):
+                        already_current += 1
+                        continue
+                    try:
+                        updates[field_name] = StoredSecret(reencrypt(stored))
+                    except UndecryptableValueError:
+                        undecryptable += 1
+                        logger.error(
+                            "tenants.secret.undecryptable",
+                            extra={
+                                "model": model._meta.label,
+                                "field": field_name,
+                                "object_id": pk,
+                            },
+                        )
+                reencrypted += len(updates)
+                if updates and not dry_run:
+                    model.objects.filter(pk=pk).update(**updates)
+    logger.info(
+        "tenants.secrets.reencrypted",
+        extra={
+            "reencrypted": reencrypted,
+            "already_current": already_current,
+            "undecryptable": undecryptable,
+            "dry_run": dry_run,
+        },
+    )
+    return SecretsReencryption(
+        reencrypted=reencrypted, already_current=already_current, undecryptable=undecryptable
+    )
 
 
 WEBHOOK_URL_FIELDS = ("products_url", "cart_url", "cart_get_url")
@@ -318,7 +400,7 @@ def webhook_settings_update(
     generated_secret = None
     if secret:
         webhook_secret_set(webhook_settings=webhook_settings, secret=secret)
-    elif not webhook_settings.secret and any(
+    elif not webhook_settings.has_secret and any(
         getattr(webhook_settings, name) for name in WEBHOOK_URL_FIELDS
     ):
         generated_secret = webhook_secret_set(webhook_settings=webhook_settings)

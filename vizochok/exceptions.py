@@ -51,6 +51,7 @@ class ErrorCode(StrEnum):
     WEBHOOK_NOT_CONFIGURED = "webhook_not_configured"
     WEBHOOK_FAILED = "webhook_failed"
     LLM_UNAVAILABLE = "llm_unavailable"
+    SECRET_UNDECRYPTABLE = "secret_undecryptable"
 
 
 class AppError(Exception):
@@ -115,6 +116,18 @@ class UpstreamError(AppError):
     http_status = status.HTTP_502_BAD_GATEWAY
     code = ErrorCode.WEBHOOK_FAILED
     default_detail = "An upstream service failed."
+
+
+class SecretUndecryptable(AppError):
+    """A stored secret that no key in VIZOCHOK_ENCRYPTION_KEYS decrypts.
+
+    The deployment's keys are wrong, not the request, so an operator must restore the key
+    or set a new secret; the detail names the object, never the secret or a key.
+    """
+
+    http_status = status.HTTP_503_SERVICE_UNAVAILABLE
+    code = ErrorCode.SECRET_UNDECRYPTABLE
+    default_detail = "A stored secret cannot be decrypted with the configured keys."
 
 
 class InternalError(AppError):

@@ -1,5 +1,7 @@
 """Django settings, read from environment variables (see .env.example)."""
 
+import base64
+import binascii
 import ipaddress
 import logging
 import math
@@ -10,6 +12,9 @@ from pathlib import Path
 
 import environ
 from croniter import CroniterBadDateError, croniter
+from cryptography.fernet import Fernet
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.core.exceptions import ImproperlyConfigured
 
 from vizochok.origins import origins_normalize
@@ -156,6 +161,49 @@ def _env_stripped_list(name: str, *, default: list[str]) -> list[str]:
     """
     return [item.strip() for item in env.list(name, default=default) if item.strip()]
 
+
+# Earlier secret keys, which still verify sessions and signed values (and, through
+# _derived_encryption_key, decrypt stored secrets) after DJANGO_SECRET_KEY changes.
+SECRET_KEY_FALLBACKS = _env_stripped_list("DJANGO_SECRET_KEY_FALLBACKS", default=[])
+
+_ENCRYPTION_KEY_HINT = (
+    "Generate one with: python -c 'from cryptography.fernet import Fernet; "
+    "print(Fernet.generate_key().decode())'"
+)
+
+
+def _derived_encryption_key(secret_key: str) -> str:
+    """Derive a Fernet key from a Django secret key with HKDF-SHA256."""
+    hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"vizochok stored secrets v1")
+    return base64.urlsafe_b64encode(hkdf.derive(secret_key.encode())).decode("ascii")
+
+
+def _encryption_keys() -> list[str]:
+    """Read VIZOCHOK_ENCRYPTION_KEYS, or derive the keys from the Django secret keys.
+
+    The first key encrypts and every key decrypts. Without the variable, the keys derived
+    from DJANGO_SECRET_KEY and then DJANGO_SECRET_KEY_FALLBACKS are used, so a rotation of
+    the Django key carries over to the stored secrets.
+    """
+    keys = _env_stripped_list("VIZOCHOK_ENCRYPTION_KEYS", default=[])
+    if not keys:
+        return [_derived_encryption_key(key) for key in [SECRET_KEY, *SECRET_KEY_FALLBACKS]]
+    for position, key in enumerate(keys, start=1):
+        try:
+            Fernet(key)
+        except (ValueError, binascii.Error):
+            # The message names the key's position only: the key itself must not be logged.
+            raise ImproperlyConfigured(
+                f"VIZOCHOK_ENCRYPTION_KEYS: key {position} of {len(keys)} is not a valid "
+                "Fernet key, which is 32 bytes in URL-safe base64 (44 characters). "
+                f"{_ENCRYPTION_KEY_HINT}"
+            ) from None
+    return keys
+
+
+# Fernet keys of the webhook and user token secrets stored in the database
+# (tenants/encryption.py, docs/deployment.md#encryption-keys).
+VIZOCHOK_ENCRYPTION_KEYS = _encryption_keys()
 
 ALLOWED_HOSTS = _env_stripped_list(
     "DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"] if DEBUG else []

@@ -22,7 +22,9 @@ from django.conf import settings
 from django.db.models import F
 from django.utils import timezone
 
+from tenants.encryption import secret_is_set, stored_value
 from tenants.models import Tenant, WebhookSettings
+from vizochok.exceptions import ErrorCode, SecretUndecryptable
 from webhooks import egress
 from webhooks.breaker import Admission, BreakerTicket, breaker_admit, breaker_record
 from webhooks.models import WebhookDelivery, WebhookKind
@@ -34,6 +36,9 @@ logger = logging.getLogger(__name__)
 IDEMPOTENCY_KEY_HEADER = "X-VIZOCHOK-Idempotency-Key"
 DELIVERY_ID_HEADER = "X-VIZOCHOK-Delivery-Id"
 MAX_ATTEMPTS = 2
+# Delivery log code of a call that was not sent because no configured key decrypts the
+# tenant's signing secret.
+SECRET_UNDECRYPTABLE_CODE = str(ErrorCode.SECRET_UNDECRYPTABLE)
 
 # Parses the decoded JSON of a 200 response; raises InvalidResponse when it breaks the
 # contract as a whole.
@@ -89,12 +94,16 @@ def signing_secrets(*, webhook_settings: WebhookSettings) -> tuple[str, str | No
     """Return the current and, during a rotation, the next signing secret.
 
     A rotation whose overlap has ended is completed here, with a conditional update so that
-    concurrent workers promote the same secret once.
+    concurrent workers promote the same secret once. Raises ``SecretUndecryptable`` when
+    no configured key decrypts one of the secrets.
     """
     promote_at = webhook_settings.next_secret_promote_at
-    if webhook_settings.next_secret and promote_at is not None and promote_at <= timezone.now():
+    has_next_secret = secret_is_set(webhook_settings, "next_secret")
+    if has_next_secret and promote_at is not None and promote_at <= timezone.now():
+        # The stored (encrypted) value is compared, so the update matches only the row
+        # as it was read.
         WebhookSettings.objects.filter(
-            pk=webhook_settings.pk, next_secret=webhook_settings.next_secret
+            pk=webhook_settings.pk, next_secret=stored_value(webhook_settings, "next_secret")
         ).update(
             secret=F("next_secret"),
             next_secret="",
@@ -132,6 +141,10 @@ class WebhookCall:
     call_id: uuid.UUID = field(default_factory=uuid.uuid4)
 
     def run(self) -> CallOutcome:
+        try:
+            signing_secrets(webhook_settings=self.webhook_settings)
+        except SecretUndecryptable as error:
+            return self._reject_unsigned(error)
         ticket = self._admit()
         if ticket is not None and ticket.rejected:
             return self._reject(ticket)
@@ -191,6 +204,25 @@ class WebhookCall:
             failure=FailureReason.CIRCUIT_OPEN,
             error_code=FailureReason.CIRCUIT_OPEN,
             error_message=message,
+            duration_ms=0,
+        )
+
+    def _reject_unsigned(self, error: SecretUndecryptable) -> CallOutcome:
+        # The deployment's keys are at fault, not the merchant, so the circuit breaker is
+        # not asked and nothing is retried.
+        self._record(
+            attempt=1,
+            delivery_id=uuid.uuid4(),
+            duration_ms=0,
+            status_code=None,
+            outcome=WebhookDelivery.Outcome.SECRET_UNDECRYPTABLE,
+            error_code=SECRET_UNDECRYPTABLE_CODE,
+            response_bytes=0,
+        )
+        return CallOutcome(
+            failure=FailureReason.ERROR,
+            error_code=SECRET_UNDECRYPTABLE_CODE,
+            error_message=f"{error.detail} No request was sent.",
             duration_ms=0,
         )
 

@@ -149,7 +149,7 @@ def _webhook_settings(tenant: Tenant) -> WebhookSettings | None:
 
 def configured_url(webhook_settings: WebhookSettings | None, kind: WebhookKind) -> str | None:
     """Return the kind's URL when it is set and a signing secret exists, else None."""
-    if webhook_settings is None or not webhook_settings.secret:
+    if webhook_settings is None or not webhook_settings.has_secret:
         return None
     url_field = {
         WebhookKind.PRODUCTS: "products_url",

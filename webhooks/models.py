@@ -26,6 +26,8 @@ class WebhookDelivery(models.Model):
         CONNECTION_ERROR = "connection_error", "Connection failed"
         BLOCKED = "blocked", "Blocked URL"
         CIRCUIT_OPEN = "circuit_open", "Circuit open"
+        # Not sent: no key in VIZOCHOK_ENCRYPTION_KEYS decrypts the signing secret.
+        SECRET_UNDECRYPTABLE = "secret_undecryptable", "Secret undecryptable"
 
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="webhook_deliveries")
     kind = models.CharField(max_length=20, choices=WebhookKind.choices)

@@ -49,7 +49,7 @@ class Command(BaseCommand):
         webhook_settings = webhook_settings_get_or_create(tenant=tenant)
         # Read before the change and used only in the message, so a concurrent change only makes
         # the message stale.
-        had_secret = bool(webhook_settings.secret)
+        had_secret = webhook_settings.has_secret
         try:
             secret = webhook_secret_set(
                 webhook_settings=webhook_settings, secret=custom_secret, overlap=overlap

@@ -1,0 +1,37 @@
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandParser
+
+from tenants.services import secrets_reencrypt
+
+
+class Command(BaseCommand):
+    help = (
+        "Encrypt every stored webhook and user token secret with the first key of "
+        "VIZOCHOK_ENCRYPTION_KEYS. Run it after putting a new key first, before removing "
+        "the old key. Exits with status 1 when a secret cannot be decrypted with any key."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--dry-run",
+            action="store_true",
+            help="Count the secrets that would be re-encrypted, and change nothing.",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        dry_run = options["dry_run"]
+        result = secrets_reencrypt(dry_run=dry_run)
+        verb = "Would re-encrypt" if dry_run else "Re-encrypted"
+        self.stdout.write(
+            f"{verb} {result.reencrypted} secrets; {result.already_current} already use the "
+            "first key."
+        )
+        if result.undecryptable:
+            self.stderr.write(
+                f"{result.undecryptable} secrets cannot be decrypted with any configured key "
+                "and were left unchanged (see the tenants.secret.undecryptable log lines). "
+                "Add the key that encrypted them to VIZOCHOK_ENCRYPTION_KEYS, or set new "
+                "secrets for those tenants."
+            )
+            raise SystemExit(1)
