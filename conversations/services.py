@@ -42,15 +42,17 @@ def conversation_create(
     The merchant finds the cart by the trusted user id, or by a generated session id for an
     anonymous shopper. ``identity`` must come from ``shopper_identity_resolve``.
     """
-    conversation_limit_take(tenant=tenant, identity=identity.limit_key)
     session_id = identity.user_id or f"{ANONYMOUS_SESSION_PREFIX}{secrets.token_urlsafe(16)}"
-    conversation = Conversation.objects.create(
-        tenant=tenant,
-        store_id=store_id,
-        user_id=identity.user_id,
-        session_id=session_id,
-        limit_identity=identity.limit_key,
-    )
+    # One transaction, so that a failed insert does not keep the count it took.
+    with transaction.atomic():
+        conversation_limit_take(tenant=tenant, identity=identity.limit_key)
+        conversation = Conversation.objects.create(
+            tenant=tenant,
+            store_id=store_id,
+            user_id=identity.user_id,
+            session_id=session_id,
+            limit_identity=identity.limit_key,
+        )
     logger.info(
         "conversations.conversation.created",
         extra={

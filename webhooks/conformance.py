@@ -293,9 +293,15 @@ def _check_cart_get(payload: Any, call: WebhookCall, report: EndpointReport) -> 
         sku = item.get("sku")
         if not isinstance(sku, str):
             continue
-        if sku in seen:
-            report.add("duplicate_sku", f"{where}.sku {sku!r} appears more than once")
-        seen.add(sku)
+        # Vizochok strips cart GET SKUs, so " a " and "a" name the same line.
+        stripped = sku.strip()
+        if stripped in seen:
+            if stripped == sku:
+                message = f"{where}.sku {sku!r} appears more than once"
+            else:
+                message = f"{where}.sku {sku!r}, stripped to {stripped!r}, appears more than once"
+            report.add("duplicate_sku", message)
+        seen.add(stripped)
     report.notes.append(f"{len(items)} cart line(s) returned")
 
 

@@ -32,6 +32,9 @@ MAX_AMOUNT = 1_000_000_000
 # Cart quantities are rounded half up to 0.001 (a gram of goods sold by weight), so a
 # quantity below 0.0005 becomes 0.
 MIN_CART_QUANTITY = Decimal("0.001")
+# Cart GET text limits, the same as those of catalog products.
+MAX_CART_SKU_LENGTH = 200
+MAX_CART_NAME_LENGTH = 500
 
 
 def promo_is_discount(*, price: float, promo_price: float) -> bool:
@@ -122,9 +125,10 @@ class CartResponse(BaseModel):
 class CartGetItem(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    # The same limits as catalog products: longer values are merchant errors.
-    sku: Annotated[StrictStr, StringConstraints(min_length=1, max_length=200)]
-    name: Annotated[StrictStr, StringConstraints(max_length=500)]
+    # The same limits as catalog products: longer values are merchant errors. Both are
+    # checked once stripped, in _strip_sku and _strip_name.
+    sku: StrictStr
+    name: StrictStr
     price: float
     quantity: float
     unit: Annotated[StrictStr, StringConstraints(max_length=20)] = "pcs"
@@ -133,6 +137,26 @@ class CartGetItem(BaseModel):
 
     _check_price = field_validator("price", mode="before")(_finite_non_negative)
     _check_text = field_validator("sku", "name", "unit", "brand")(_check_storable)
+
+    @field_validator("sku")
+    @classmethod
+    def _strip_sku(cls, value: str) -> str:
+        # Catalog imports store SKUs stripped, and the agent's tools strip the SKU they get,
+        # so a line kept with spaces could never be found or removed.
+        sku = value.strip()
+        if not sku:
+            raise ValueError("must not be empty or only whitespace")
+        if len(sku) > MAX_CART_SKU_LENGTH:
+            raise ValueError(f"must be at most {MAX_CART_SKU_LENGTH} characters")
+        return sku
+
+    @field_validator("name")
+    @classmethod
+    def _strip_name(cls, value: str) -> str:
+        name = value.strip()
+        if len(name) > MAX_CART_NAME_LENGTH:
+            raise ValueError(f"must be at most {MAX_CART_NAME_LENGTH} characters")
+        return name
 
     @field_validator("quantity", mode="before")
     @classmethod
@@ -153,6 +177,10 @@ class CartGetItem(BaseModel):
         return None if value is None else _finite_non_negative(value)
 
     def model_post_init(self, context: Any) -> None:
+        # A blank name would show the shopper an unnamed line, and the line is in their
+        # cart, so it is shown by its SKU rather than dropped.
+        if not self.name:
+            self.name = self.sku
         # The line is in the shopper's cart either way, so it is kept at its regular price
         # rather than dropped like a product whose promotion is not a discount.
         if self.promo_price is not None and not promo_is_discount(

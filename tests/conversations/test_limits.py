@@ -3,10 +3,13 @@
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.db import DatabaseError
 from django.utils import timezone
 
+from conversations.identity import ShopperIdentity
 from conversations.limits import message_limits_take, user_daily_count_take
 from conversations.models import Conversation, Message, UserDailyUsage
+from conversations.services import conversation_create
 from tests.factories import ConversationFactory, MessageFactory
 from vizochok.exceptions import LimitExceeded
 
@@ -273,3 +276,20 @@ def test_daily_count_take_without_limit_keeps_counting(tenant):
 
     assert taken == [True, True, True]
     assert UserDailyUsage.objects.get().conversations == 3
+
+
+def test_failed_conversation_insert_is_not_counted(tenant, monkeypatch):
+    def failing_create(**fields):
+        raise DatabaseError("insert failed")
+
+    monkeypatch.setattr(Conversation.objects, "create", failing_create)
+
+    with pytest.raises(DatabaseError):
+        conversation_create(
+            tenant=tenant,
+            store_id="store-1",
+            identity=ShopperIdentity(user_id="shopper-1", limit_key="user:shopper-1"),
+        )
+
+    assert Conversation.objects.count() == 0
+    assert UserDailyUsage.objects.count() == 0

@@ -24,7 +24,7 @@ from websockets.sync.client import ClientConnection, connect
 from conversations import events
 from conversations.assistants import Turn
 from conversations.leases import turn_lease_acquire
-from conversations.models import Conversation, Message, OpenSocket
+from conversations.models import Conversation, Message, OpenSocket, UserDailyUsage
 from conversations.services import MAX_MESSAGE_BYTES
 from conversations.websocket import SOCKET_EXPIRY, SocketLimitReached, open_socket_record
 from tenants.models import ApiKey, AssistantSettings, Tenant
@@ -683,3 +683,24 @@ def test_shutdown_waits_for_running_turn(ws_server, public_key, monkeypatch):
     assert reply.events == [{"type": "text_delta", "delta": "Шукаю"}, {"type": "text_end"}]
     assert reply.metadata["interrupted"] == "client_disconnected"
     assert [message.text for message in conversation.messages.filter(role="user")] == ["молоко"]
+
+
+def test_rejected_first_message_counts_conversation(ws_url, tenant, public_key):
+    AssistantSettings.objects.filter(tenant=tenant).update(user_daily_message_limit=1)
+    with open_socket(ws_url) as ws:
+        authenticate(ws, public_key.raw_key, store_id=STORE_ID)
+        send_frame(ws, {"type": "message", "text": "молоко"})
+        assert receive(ws)["type"] == "conversation_started"
+        assert reply_events(ws)[-1] == {"type": "response_complete"}
+        send_frame(ws, {"type": "message", "text": "хліб"})
+        started = receive(ws)
+        rejection = receive(ws)
+    assert started["type"] == "conversation_started"
+    assert rejection["code"] == "user_message_limit"
+    assert rejection["limit"] == 1
+    empty = Conversation.objects.get(public_id=started["conversation_id"])
+    assert empty.messages.count() == 0
+    assert Conversation.objects.count() == 2
+    [usage] = UserDailyUsage.objects.filter(tenant=tenant)
+    assert usage.conversations == 2
+    assert usage.messages == 1

@@ -529,6 +529,24 @@ def test_check_merchant_reports_duplicate_cart_lines(tenant, local_webhooks, sta
     assert error is not None
 
 
+def test_check_merchant_reports_spaced_duplicate_sku(tenant, local_webhooks, start_server):
+    line = {"sku": "a", "name": "A", "price": 1, "quantity": 1}
+    server = start_server(json_reply(200, {"items": [line, {**line, "sku": " a "}]}))
+    point_webhooks_at(tenant, server)
+
+    output, error = run_check("shop-a", "--kind", "cart_get", "--json")
+
+    [report] = json.loads(output)
+    assert [v["code"] for v in report["violations"]] == [
+        "duplicate_sku",
+        "accepts_invalid_signature",
+    ]
+    assert report["violations"][0]["message"] == (
+        "items[1].sku ' a ', stripped to 'a', appears more than once"
+    )
+    assert error is not None
+
+
 @pytest.mark.parametrize("promo_price", [1.5, 0.999, 0.995])
 def test_check_merchant_reports_cart_promo_not_below_price(
     tenant, local_webhooks, start_server, promo_price

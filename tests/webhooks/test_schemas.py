@@ -450,3 +450,76 @@ def test_cart_get_quantity_rounding_to_gram():
     assert parsed.dropped == [
         "item 0: quantity: Value error, must be at least 0.001 once rounded to 3 decimal places"
     ]
+
+
+@pytest.mark.parametrize("sku", [" bread-01", "bread-01 ", "\tbread-01\n"])
+def test_cart_get_sku_spaces_are_stripped(sku):
+    # The agent's tools strip the SKU they get, so a spaced SKU could never be removed.
+    parsed = parse_cart_get({"items": [{"sku": sku, "name": "Хліб", "price": 32, "quantity": 1}]})
+
+    assert [line.sku for line in parsed.items] == ["bread-01"]
+    assert parsed.dropped == []
+
+
+def test_cart_get_spaced_duplicate_sku_is_dropped():
+    parsed = parse_cart_get(
+        {
+            "items": [
+                {"sku": "a", "name": "A", "price": 1, "quantity": 1},
+                {"sku": " a ", "name": "A again", "price": 3, "quantity": 2},
+            ]
+        }
+    )
+
+    assert [(line.sku, line.name, line.quantity) for line in parsed.items] == [("a", "A", 1.0)]
+    assert parsed.dropped == ["item 1: duplicate sku 'a'"]
+
+
+def test_cart_get_blank_sku_is_dropped():
+    parsed = parse_cart_get(
+        {
+            "items": [
+                {"sku": "   ", "name": "A", "price": 1, "quantity": 1},
+                {"sku": "b", "name": "B", "price": 2, "quantity": 1},
+            ]
+        }
+    )
+
+    assert [line.sku for line in parsed.items] == ["b"]
+    assert parsed.dropped == ["item 0: sku: Value error, must not be empty or only whitespace"]
+
+
+@pytest.mark.parametrize("name", ["", "   ", "\t\n"])
+def test_cart_get_blank_name_reads_the_sku(name):
+    parsed = parse_cart_get(
+        {"items": [{"sku": "bread-01", "name": name, "price": 32, "quantity": 1}]}
+    )
+
+    assert [(line.sku, line.name) for line in parsed.items] == [("bread-01", "bread-01")]
+    assert parsed.dropped == []
+
+
+def test_cart_get_name_spaces_are_stripped():
+    parsed = parse_cart_get(
+        {"items": [{"sku": "bread-01", "name": "  Хліб  ", "price": 32, "quantity": 1}]}
+    )
+
+    assert [line.name for line in parsed.items] == ["Хліб"]
+
+
+def test_cart_get_lengths_count_stripped_text():
+    parsed = parse_cart_get(
+        {
+            "items": [
+                {"sku": f" {'a' * 200} ", "name": f" {'n' * 500} ", "price": 1, "quantity": 1},
+                {"sku": "b" * 201, "name": "B", "price": 1, "quantity": 1},
+                {"sku": "c", "name": "n" * 501, "price": 1, "quantity": 1},
+            ]
+        }
+    )
+
+    assert [(line.sku, line.name) for line in parsed.items] == [("a" * 200, "n" * 500)]
+    assert parsed.dropped == [
+        "item 1: sku: Value error, must be at most 200 characters",
+        "item 2: name: Value error, must be at most 500 characters",
+    ]
