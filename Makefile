@@ -20,11 +20,12 @@ export PYTHONDONTWRITEBYTECODE := 1
 demo: $(VENV)/.installed
 	PYTHON=$(abspath $(VENV_PYTHON)) exec scripts/with-db.sh $(VENV_PYTHON) demo/run.py $(DEMO_ARGS)
 
-# A catalog worker, which embeds uploaded products in the background. On Ctrl-C it waits up to
-# WORKER_SHUTDOWN_TIMEOUT_SECONDS for its job, then leaves the rest to the next worker.
-# docs/deployment.md covers production.
+# A catalog worker, which embeds uploaded products in the background. On Ctrl-C or a SIGTERM to
+# make it waits up to WORKER_SHUTDOWN_TIMEOUT_SECONDS for its job, then leaves the rest to the
+# next worker. exec makes it make's own child, as for the demo. docs/deployment.md covers
+# production.
 worker: $(VENV)/.installed
-	$(WITH_DB) $(VENV_PYTHON) manage.py procrastinate worker --queues catalog
+	PYTHON=$(abspath $(VENV_PYTHON)) exec scripts/with-db.sh $(VENV_PYTHON) manage.py procrastinate worker --queues catalog
 
 test: lint typecheck verifier-tools pytest
 
@@ -49,8 +50,10 @@ typecheck: $(VENV)/.installed
 
 # Any management command, run with the same database and settings as the app, e.g.
 #   make manage ARGS="create_tenant atb-kyiv --name 'ATB Kyiv'"
+# exec, as for the demo, so that a SIGTERM to make also stops a long-running command such as
+# runserver.
 manage: $(VENV)/.installed
-	$(WITH_DB) $(VENV_PYTHON) manage.py $(ARGS)
+	PYTHON=$(abspath $(VENV_PYTHON)) exec scripts/with-db.sh $(VENV_PYTHON) manage.py $(ARGS)
 
 migrate: $(VENV)/.installed
 	$(WITH_DB) $(VENV_PYTHON) manage.py migrate

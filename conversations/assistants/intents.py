@@ -340,6 +340,11 @@ _ORDINAL_SUFFIXES = _word_set(
 )
 _APOSTROPHES = str.maketrans({"’": "'", "ʼ": "'", "`": "'", "‘": "'", "ё": "е"})
 _EDGE_PUNCTUATION = '.,!?;:«»"()[]…'
+# A product name in guillemets, curly or straight double quotes: «…», “…” or "…".
+_QUOTED_NAME = re.compile(r'«([^«»]*)»|“([^“”]*)”|"([^"]*)"')
+# The commands whose product a quoted name can be. A price question that names a product
+# is a search, as it is without quotes.
+_QUOTED_NAME_KINDS = frozenset({IntentKind.ADD, IntentKind.REMOVE, IntentKind.SET_QUANTITY})
 
 
 @dataclass
@@ -386,6 +391,11 @@ def _percentage_token(token: str) -> str:
 
 def parse_intent(text: str) -> Intent:
     """Return the intent of ``text``; any message that is not a cart command is a search."""
+    quoted = _QUOTED_NAME.search(text)
+    if quoted is not None:
+        intent = _quoted_name_intent(text, quoted)
+        if intent is not None:
+            return intent
     tokens = tokenize(text)
     kind = _intent_kind(tokens)
     if kind == IntentKind.SEARCH:
@@ -418,6 +428,24 @@ def parse_intent(text: str) -> Intent:
         every = any(token in EVERYTHING_WORDS or token in BOTH_WORDS for token in tokens)
         intent = replace(intent, every=every)
     return intent
+
+
+def _quoted_name_intent(text: str, quoted: re.Match[str]) -> Intent | None:
+    """Return the cart command of ``text`` on the product named in quotes, or None.
+
+    The widget's add button sends `Add «Fahrenheit 451»`, and the name between the quotes
+    is read whole: its numbers and units are part of the name, never an amount or a
+    position. The words outside the quotes give the command and any amount ("add 2
+    «Catch-22»"). A message whose words outside the quotes are no cart command, such as
+    a quoted name alone, returns None and is parsed as if it had no quotes.
+    """
+    name = next(group for group in quoted.groups() if group is not None).strip()
+    if not tokenize(name):
+        return None
+    intent = parse_intent(text[: quoted.start()] + " " + text[quoted.end() :])
+    if intent.kind not in _QUOTED_NAME_KINDS:
+        return None
+    return replace(intent, reference=NameFragment(name), position_only=False)
 
 
 def means_every_listed(text: str) -> bool:

@@ -4,6 +4,9 @@ It parses each message with ``intents.parse_intent``, calls the shared tools and
 from templates in the shopper's language. Between messages it remembers, under
 ``conversation.state["offline"]``, which products it listed last (so "the second one" works)
 and which product it changed last (so "make it 5" works).
+
+NOTE: the tenant's ``disabled_tools`` apply to the LLM agent only. This assistant still
+runs every cart command, so a tenant that disables ``clear_cart`` needs the agent for that.
 """
 
 from collections.abc import Iterator, Mapping

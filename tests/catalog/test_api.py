@@ -659,6 +659,18 @@ def test_job_list_rejects_invalid_filters(tenant, server_client, _case, params, 
     }
 
 
+def test_job_list_ignores_unknown_parameters(tenant, server_client):
+    job_ids = [_put(server_client, [{**MILK, "name": f"Молоко {n}"}]).json()["job_id"] for n in range(3)]  # fmt: skip
+
+    response = server_client.get(JOBS_URL, {"limt": 1, "status": "complete", "sort": "oldest"})
+
+    assert response.status_code == 200
+    assert [job["job_id"] for job in response.json()] == []
+    assert [job["job_id"] for job in server_client.get(JOBS_URL, {"limt": 1}).json()] == job_ids[
+        ::-1
+    ]
+
+
 def test_job_list_before_unknown_job_is_not_found(tenant, server_client, other_server_client):
     other_job = _put(other_server_client, [MILK]).json()["job_id"]
 

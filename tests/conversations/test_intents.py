@@ -465,6 +465,43 @@ def test_parse_price_questions(text, expected):
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
+        # The widget's add button quotes the product name in guillemets in every language.
+        (
+            "Add «Fahrenheit 451 by Ray Bradbury»",
+            Intent(ADD, reference=NameFragment("Fahrenheit 451 by Ray Bradbury")),
+        ),
+        ("Додай «Батарейки AA 4 шт»", Intent(ADD, reference=NameFragment("Батарейки AA 4 шт"))),
+        (
+            "Додай «Молоко 0,84 кг ферма 2,5%»",
+            Intent(ADD, reference=NameFragment("Молоко 0,84 кг ферма 2,5%")),
+        ),
+        ("Добавь «Catch-22»", Intent(ADD, reference=NameFragment("Catch-22"))),
+        ("add the «Second Sex»", Intent(ADD, reference=NameFragment("Second Sex"))),
+        ('add "Catch-22"', Intent(ADD, reference=NameFragment("Catch-22"))),
+        ("add “Catch-22”", Intent(ADD, reference=NameFragment("Catch-22"))),
+        # An amount outside the quotes is the amount of the command.
+        (
+            "add 2 «Fahrenheit 451»",
+            Intent(ADD, reference=NameFragment("Fahrenheit 451"), quantity=pieces("2")),
+        ),
+        ("remove «Catch-22»", Intent(REMOVE, reference=NameFragment("Catch-22"))),
+        (
+            "set «Catch-22» to 3",
+            Intent(SET, reference=NameFragment("Catch-22"), quantity=pieces("3")),
+        ),
+        # Without a cart command outside the quotes, the quotes change nothing.
+        ("«Dune»", Intent(SEARCH, query="dune")),
+        ("how much is «Catch-22»?", Intent(SEARCH, query="catch-22")),
+        ("додай «»", Intent(ADD)),
+    ],
+)
+def test_parse_quoted_product_names(text, expected):
+    assert parse_intent(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
         ("удали всё молоко", Intent(REMOVE, reference=NameFragment("молоко"), every=True)),
         ("remove all the milk", Intent(REMOVE, reference=NameFragment("milk"), every=True)),
         ("прибери обидва молока", Intent(REMOVE, reference=NameFragment("молока"), every=True)),

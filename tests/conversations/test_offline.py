@@ -4,6 +4,7 @@ import pytest
 
 from conversations.assistants import OfflineAssistant, get_assistant
 from conversations.tools import ShownProduct
+from merchant.server import start_merchant
 from tests.conversations.chat import cart_posts, reply_text, send
 from tests.conversations.shop_data import (
     BREAD,
@@ -651,3 +652,46 @@ def test_both_after_an_add_question_searches(
     send(chat_client, shopper_conversation, "обидва")
 
     assert cart_posts(merchant) == []
+
+
+# A book whose title has a bare number, which the offline assistant must not read as an amount.
+BOOK_451 = ShownProduct(sku="book-451", name="Fahrenheit 451 by Ray Bradbury", price=9.99)
+
+
+@pytest.fixture
+def book_merchant(tenant, local_webhooks):
+    """The reference merchant with only BOOK_451, as tenant A's products and cart webhooks."""
+    webhook_settings = tenant.webhook_settings
+    server = start_merchant(
+        secret=webhook_settings.secret,
+        stock={BOOK_451.sku: {"price": BOOK_451.price, "in_stock": True, "stock": 500}},
+        catalog=[{"sku": BOOK_451.sku, "name": BOOK_451.name, "unit": "pcs"}],
+    )
+    webhook_settings.products_url = server.products_url
+    webhook_settings.cart_url = server.cart_url
+    webhook_settings.save()
+    yield server
+    server.shutdown()
+
+
+def test_widget_add_of_name_with_number(chat_client, book_merchant, shopper_conversation):
+    show(shopper_conversation, BOOK_451)
+
+    sent = send(chat_client, shopper_conversation, "Add «Fahrenheit 451 by Ray Bradbury»")
+
+    assert cart_posts(book_merchant) == [
+        cart_post("add", sku="book-451", name=BOOK_451.name, quantity=1, price=9.99)
+    ]
+    assert book_merchant.store.cart_items(STORE_ID, SESSION_ID)[0]["quantity"] == 1
+    assert reply_text(sent).startswith("Added to your cart: Fahrenheit 451 by Ray Bradbury, 1 pcs.")
+
+
+def test_quoted_name_removes_whole_line(chat_client, book_merchant, shopper_conversation):
+    book_merchant.store.cart_seed(STORE_ID, SESSION_ID, [(BOOK_451.sku, 500)])
+    show(shopper_conversation, BOOK_451)
+
+    sent = send(chat_client, shopper_conversation, "remove «Fahrenheit 451 by Ray Bradbury»")
+
+    assert cart_posts(book_merchant) == [cart_post("remove", sku="book-451")]
+    assert book_merchant.store.cart_items(STORE_ID, SESSION_ID) == []
+    assert reply_text(sent).startswith("Removed from your cart: Fahrenheit 451 by Ray Bradbury.")
