@@ -13,7 +13,7 @@ from rest_framework.test import APIClient
 
 from conversations.identity import user_token_sign
 from conversations.models import Conversation
-from tenants.encryption import ENCRYPTED_PREFIX, decrypt
+from tenants.encryption import ENCRYPTED_PREFIX, decrypt, secret_is_readable
 from tenants.models import Tenant, WebhookSettings
 from tenants.services import user_token_secret_set, webhook_secret_set
 from webhooks.models import WebhookDelivery
@@ -403,3 +403,24 @@ def test_dumpdata_and_loaddata_keep_ciphertext(tenant, settings, old_key, tmp_pa
     assert decrypt(loaded_webhook) == webhook_secret
     assert Tenant.objects.get(pk=tenant.pk).user_token_secret == user_secret
     assert WebhookSettings.objects.get(pk=tenant.webhook_settings.pk).secret == webhook_secret
+
+
+@pytest.mark.django_db
+def test_switch_from_derived_to_explicit_key(tenant, settings, capsys):
+    from vizochok import settings as settings_module
+
+    derived_key = settings_module._derived_encryption_key("current-django-key")
+    settings.VIZOCHOK_ENCRYPTION_KEYS = [derived_key]
+    webhook_secret = webhook_secret_set(webhook_settings=tenant.webhook_settings)
+    user_secret = user_token_secret_set(tenant=tenant)
+
+    settings.VIZOCHOK_ENCRYPTION_KEYS = [NEW_KEY]
+    assert not secret_is_readable(Tenant.objects.get(pk=tenant.pk), "user_token_secret")
+
+    settings.VIZOCHOK_ENCRYPTION_KEYS = [NEW_KEY, derived_key]
+    call_command("reencrypt_secrets")
+
+    assert capsys.readouterr().out == "Re-encrypted 2 secrets; 0 already use the first key.\n"
+    settings.VIZOCHOK_ENCRYPTION_KEYS = [NEW_KEY]
+    assert WebhookSettings.objects.get(pk=tenant.webhook_settings.pk).secret == webhook_secret
+    assert Tenant.objects.get(pk=tenant.pk).user_token_secret == user_secret
