@@ -424,3 +424,25 @@ def test_switch_from_derived_to_explicit_key(tenant, settings, capsys):
     settings.VIZOCHOK_ENCRYPTION_KEYS = [NEW_KEY]
     assert WebhookSettings.objects.get(pk=tenant.webhook_settings.pk).secret == webhook_secret
     assert Tenant.objects.get(pk=tenant.pk).user_token_secret == user_secret
+
+
+@pytest.mark.django_db
+def test_admin_edits_tenant_with_undecryptable_secret(tenant, admin_client, settings, old_key):
+    user_token_secret_set(tenant=tenant)
+    stored = raw_column("tenants_tenant", "user_token_secret", tenant.pk)
+    settings.VIZOCHOK_ENCRYPTION_KEYS = [UNKNOWN_KEY]
+    form = {
+        "name": "Renamed",
+        "slug": tenant.slug,
+        "is_active": "on",
+        "assistant_settings-TOTAL_FORMS": 0,
+        "assistant_settings-INITIAL_FORMS": 0,
+        "assistant_settings-MIN_NUM_FORMS": 0,
+        "assistant_settings-MAX_NUM_FORMS": 1,
+    }
+
+    response = admin_client.post(f"/admin/tenants/tenant/{tenant.pk}/change/", form)
+
+    assert response.status_code == 302
+    assert Tenant.objects.get(pk=tenant.pk).name == "Renamed"
+    assert raw_column("tenants_tenant", "user_token_secret", tenant.pk) == stored
