@@ -16,6 +16,7 @@ from conversations.models import Conversation
 from tenants.encryption import ENCRYPTED_PREFIX, decrypt, secret_is_readable
 from tenants.models import Tenant, WebhookSettings
 from tenants.services import user_token_secret_set, webhook_secret_set
+from vizochok.exceptions import InvalidInput
 from webhooks.models import WebhookDelivery
 
 OLD_KEY = Fernet.generate_key().decode()
@@ -446,3 +447,18 @@ def test_admin_edits_tenant_with_undecryptable_secret(tenant, admin_client, sett
     assert response.status_code == 302
     assert Tenant.objects.get(pk=tenant.pk).name == "Renamed"
     assert raw_column("tenants_tenant", "user_token_secret", tenant.pk) == stored
+
+
+@pytest.mark.django_db
+def test_custom_secret_with_the_prefix_is_rejected(tenant, old_key):
+    webhook_secret = webhook_secret_set(webhook_settings=tenant.webhook_settings)
+    stored = raw_column("tenants_webhooksettings", "secret", tenant.webhook_settings.pk)
+
+    with pytest.raises(InvalidInput) as raised:
+        webhook_secret_set(
+            webhook_settings=tenant.webhook_settings, secret=f"{ENCRYPTED_PREFIX}{'x' * 30}"
+        )
+
+    assert raised.value.extra["fields"] == {"secret": ["A secret must not start with 'enc:v1:'."]}
+    assert raw_column("tenants_webhooksettings", "secret", tenant.webhook_settings.pk) == stored
+    assert WebhookSettings.objects.get(pk=tenant.webhook_settings.pk).secret == webhook_secret
