@@ -181,6 +181,7 @@ class EncryptedSecretsMixin:
 
     _meta: Any
     _state: Any
+    _prefetched_objects_cache: dict[str, Any]
     pk: Any
     __dict__: dict[str, Any]
 
@@ -231,6 +232,13 @@ class EncryptedSecretsMixin:
                 queryset = type(self)._base_manager.db_manager(using)  # type: ignore[attr-defined]
             row = queryset.filter(pk=self.pk).values(*refreshed_secrets).get()
             self.__dict__.update(row)
+        if fields is None:
+            # Django drops these on a refresh of the whole row, but not when it is given the
+            # field names that the super() call above passes.
+            self._prefetched_objects_cache = {}
+            for relation in self._meta.related_objects:
+                if relation.is_cached(self):
+                    relation.delete_cached_value(self)
 
 
 @functools.cache

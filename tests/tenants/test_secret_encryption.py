@@ -14,8 +14,8 @@ from rest_framework.test import APIClient
 from conversations.identity import user_token_sign
 from conversations.models import Conversation
 from tenants.encryption import ENCRYPTED_PREFIX, decrypt, secret_is_readable
-from tenants.models import Tenant, WebhookSettings
-from tenants.services import user_token_secret_set, webhook_secret_set
+from tenants.models import ApiKey, Tenant, WebhookSettings
+from tenants.services import api_key_create, user_token_secret_set, webhook_secret_set
 from vizochok.exceptions import InvalidInput
 from webhooks.models import WebhookDelivery
 
@@ -462,3 +462,18 @@ def test_custom_secret_with_the_prefix_is_rejected(tenant, old_key):
     assert raised.value.extra["fields"] == {"secret": ["A secret must not start with 'enc:v1:'."]}
     assert raw_column("tenants_webhooksettings", "secret", tenant.webhook_settings.pk) == stored
     assert WebhookSettings.objects.get(pk=tenant.webhook_settings.pk).secret == webhook_secret
+
+
+@pytest.mark.django_db
+def test_refresh_drops_cached_relations(tenant):
+    loaded = Tenant.objects.prefetch_related("api_keys").get(pk=tenant.pk)
+    cached_settings = loaded.webhook_settings
+    WebhookSettings.objects.filter(pk=cached_settings.pk).update(timeout_seconds=17)
+    api_key_create(tenant=tenant, kind=ApiKey.Kind.SECRET)
+
+    loaded.refresh_from_db()
+
+    assert loaded.webhook_settings is not cached_settings
+    assert loaded.webhook_settings.timeout_seconds == 17
+    assert loaded.api_keys.count() == 1
+    assert len(loaded.api_keys.all()) == 1
