@@ -135,6 +135,9 @@ class EncryptedSecretField(models.TextField):
 
     Lookups compare stored values, which differ for every encryption of the same secret,
     so filter only on the empty string.
+
+    NOTE: ``bulk_update()`` of these fields and ``loaddata`` read the attribute, so they
+    decrypt and encrypt again, and raise ``SecretUndecryptable`` when no key decrypts it.
     """
 
     descriptor_class = EncryptedSecretDescriptor
