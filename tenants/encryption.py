@@ -8,7 +8,7 @@ secret" and is stored as it is.
 
 ``EncryptedSecretField`` decrypts on attribute access, not when a row is loaded, so a row
 whose secret no key decrypts still loads. Only code that uses that secret gets
-``SecretUndecryptable``, and saving the row writes the stored value back unchanged.
+``SecretUndecryptable``. Saving the row, and ``dumpdata``, never decrypt a loaded secret.
 """
 
 import functools
@@ -135,6 +135,9 @@ class EncryptedSecretField(models.TextField):
 
     Lookups compare stored values, which differ for every encryption of the same secret,
     so filter only on the empty string.
+
+    NOTE: ``bulk_update()`` of these fields and ``loaddata`` read the attribute, so they
+    decrypt and encrypt again, and raise ``SecretUndecryptable`` when no key decrypts it.
     """
 
     descriptor_class = EncryptedSecretDescriptor
@@ -145,6 +148,10 @@ class EncryptedSecretField(models.TextField):
         return StoredSecret(value)
 
     def to_python(self, value: Any) -> Any:
+        # ``loaddata`` passes the stored values that ``dumpdata`` wrote, and encrypting them
+        # again would store a secret that decrypts to its own ciphertext.
+        if isinstance(value, str) and is_encrypted(value):
+            return StoredSecret(value)
         return value
 
     def get_prep_value(self, value: Any) -> Any:
@@ -152,17 +159,57 @@ class EncryptedSecretField(models.TextField):
             return value
         return encrypt(str(value))
 
+    def pre_save(self, model_instance: Any, add: bool) -> Any:
+        # Django's version reads the attribute, which would decrypt a loaded secret only for
+        # get_prep_value to encrypt it again, and fail when no key decrypts it.
+        return stored_value(model_instance, self.attname)
+
+    def value_from_object(self, obj: Any) -> Any:
+        # The serializers (dumpdata) read this: they get the stored value, never plain text.
+        return stored_value(obj, self.attname)
+
 
 class EncryptedSecretsMixin:
-    """Model mixin whose ``refresh_from_db`` reloads secret fields without decrypting them.
+    """Model mixin that saves and reloads secret fields without decrypting them.
 
     Django's ``refresh_from_db`` copies each field through its descriptor, which would
-    decrypt, and so fail on a secret that no key decrypts.
+    decrypt, and so fail on a secret that no key decrypts. A full ``save()`` of a loaded
+    row writes neither the secrets loaded with it nor ``fields_kept_on_full_save``: writing
+    back a loaded secret would undo a rotation or a ``reencrypt_secrets`` run that
+    committed in between. Secrets assigned since the load are written.
     """
 
+    # Names of the fields that services change in the database only.
+    fields_kept_on_full_save: frozenset[str] = frozenset()
+
     _meta: Any
+    _state: Any
+    _prefetched_objects_cache: dict[str, Any]
     pk: Any
     __dict__: dict[str, Any]
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if (
+            not args
+            and kwargs.get("update_fields") is None
+            and not kwargs.get("force_insert")
+            and not self._state.adding
+        ):
+            kept = self.fields_kept_on_full_save | {
+                name
+                for name in _secret_attnames(type(self))  # type: ignore[arg-type]
+                if isinstance(self.__dict__.get(name), StoredSecret)
+            }
+            if kept:
+                kwargs["update_fields"] = [
+                    field.attname
+                    for field in self._meta.concrete_fields
+                    if not field.primary_key
+                    and not field.generated
+                    and field.attname in self.__dict__
+                    and field.attname not in kept
+                ]
+        super().save(*args, **kwargs)  # type: ignore[misc]
 
     def refresh_from_db(
         self, using: str | None = None, fields: Any = None, from_queryset: Any = None
@@ -188,6 +235,13 @@ class EncryptedSecretsMixin:
                 queryset = type(self)._base_manager.db_manager(using)  # type: ignore[attr-defined]
             row = queryset.filter(pk=self.pk).values(*refreshed_secrets).get()
             self.__dict__.update(row)
+        if fields is None:
+            # Django drops these on a refresh of the whole row, but not when it is given the
+            # field names that the super() call above passes.
+            self._prefetched_objects_cache = {}
+            for relation in self._meta.related_objects:
+                if relation.is_cached(self):
+                    relation.delete_cached_value(self)
 
 
 @functools.cache

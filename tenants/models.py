@@ -1,7 +1,6 @@
 """Tenants (retailers), their API keys, webhook settings and assistant settings."""
 
 from decimal import Decimal
-from typing import Any
 
 from django.contrib.postgres.fields import ArrayField
 from django.core.validators import MaxValueValidator, MinValueValidator
@@ -41,25 +40,16 @@ class Tenant(EncryptedSecretsMixin, TimestampedModel):
         models.CharField(max_length=MAX_ORIGIN_LENGTH), default=list, blank=True
     )
 
+    # The catalog services increment the version in the database, so a full save of an
+    # instance loaded before such a change (an admin form, say) must not write the old number
+    # back.
+    fields_kept_on_full_save = frozenset({"catalog_version"})
+
     class Meta:
         ordering = ["name"]
 
     def __str__(self) -> str:
         return self.name
-
-    def save(self, *args: Any, **kwargs: Any) -> None:
-        """Save the tenant, leaving ``catalog_version`` to the catalog services.
-
-        The services increment the version in the database. A full save of an instance
-        loaded before such a change (an admin form, say) would write the old number back.
-        """
-        if not self._state.adding and kwargs.get("update_fields") is None:
-            kwargs["update_fields"] = [
-                field.name
-                for field in self._meta.concrete_fields
-                if not field.primary_key and field.name != "catalog_version"
-            ]
-        super().save(*args, **kwargs)
 
 
 class ApiKey(TimestampedModel):

@@ -13,6 +13,7 @@ from django.db.models import DecimalField, Field
 from django.utils import timezone
 
 from tenants.encryption import (
+    ENCRYPTED_PREFIX,
     StoredSecret,
     UndecryptableValueError,
     is_current,
@@ -201,6 +202,13 @@ def validate_custom_secret(secret: str) -> None:
                     "without NUL characters or leading or trailing spaces."
                 ]
             },
+        )
+    if secret.startswith(ENCRYPTED_PREFIX):
+        # The migration tenants.0005 keeps a value with this prefix as it is, as an encrypted
+        # one, so after a downgrade and upgrade no key would decrypt this secret.
+        raise InvalidInput(
+            "Invalid webhook secret.",
+            fields={"secret": [f"A secret must not start with {ENCRYPTED_PREFIX!r}."]},
         )
 
 

@@ -102,7 +102,7 @@ def signing_secrets(*, webhook_settings: WebhookSettings) -> tuple[str, str | No
     if has_next_secret and promote_at is not None and promote_at <= timezone.now():
         # The stored (encrypted) value is compared, so the update matches only the row
         # as it was read.
-        WebhookSettings.objects.filter(
+        promoted = WebhookSettings.objects.filter(
             pk=webhook_settings.pk, next_secret=stored_value(webhook_settings, "next_secret")
         ).update(
             secret=F("next_secret"),
@@ -111,7 +111,12 @@ def signing_secrets(*, webhook_settings: WebhookSettings) -> tuple[str, str | No
             secret_updated_at=timezone.now(),
         )
         webhook_settings.refresh_from_db()
-        logger.info("webhooks.secret.promoted", extra={"tenant_id": webhook_settings.tenant_id})
+        # No row matches when another worker promoted first or the row changed since it was
+        # read (a rotation, a re-encryption). Nor does it match a next secret assigned in
+        # plain text on this instance, which the filter encrypts anew. The reload then
+        # brings the row's secrets, and a later call promotes them.
+        if promoted:
+            logger.info("webhooks.secret.promoted", extra={"tenant_id": webhook_settings.tenant_id})
     return webhook_settings.secret, webhook_settings.next_secret or None
 
 

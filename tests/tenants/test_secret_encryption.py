@@ -13,9 +13,10 @@ from rest_framework.test import APIClient
 
 from conversations.identity import user_token_sign
 from conversations.models import Conversation
-from tenants.encryption import ENCRYPTED_PREFIX
-from tenants.models import Tenant, WebhookSettings
-from tenants.services import user_token_secret_set, webhook_secret_set
+from tenants.encryption import ENCRYPTED_PREFIX, decrypt, secret_is_readable
+from tenants.models import ApiKey, Tenant, WebhookSettings
+from tenants.services import api_key_create, user_token_secret_set, webhook_secret_set
+from vizochok.exceptions import InvalidInput
 from webhooks.models import WebhookDelivery
 
 OLD_KEY = Fernet.generate_key().decode()
@@ -295,3 +296,184 @@ def test_migration_encrypts_and_decrypts_old_rows(settings):
         executor = MigrationExecutor(connection)
         executor.loader.build_graph()
         executor.migrate(latest)
+
+
+@pytest.mark.django_db
+def test_full_save_keeps_a_newer_secret(tenant, settings, old_key):
+    user_token_secret_set(tenant=tenant)
+    stale = Tenant.objects.get(pk=tenant.pk)
+    new_secret = user_token_secret_set(tenant=Tenant.objects.get(pk=tenant.pk))
+    stored = raw_column("tenants_tenant", "user_token_secret", tenant.pk)
+
+    stale.name = "Renamed"
+    stale.save()
+
+    assert raw_column("tenants_tenant", "user_token_secret", tenant.pk) == stored
+    reloaded = Tenant.objects.get(pk=tenant.pk)
+    assert reloaded.name == "Renamed"
+    assert reloaded.user_token_secret == new_secret
+
+
+@pytest.mark.django_db
+def test_full_save_after_reencryption(tenant, settings, old_key):
+    webhook_secret_set(webhook_settings=tenant.webhook_settings)
+    user_secret = user_token_secret_set(tenant=tenant)
+    stale = Tenant.objects.get(pk=tenant.pk)
+    settings.VIZOCHOK_ENCRYPTION_KEYS = [NEW_KEY, OLD_KEY]
+    call_command("reencrypt_secrets")
+    reencrypted = raw_column("tenants_tenant", "user_token_secret", tenant.pk)
+
+    stale.name = "Renamed"
+    stale.save()
+
+    assert raw_column("tenants_tenant", "user_token_secret", tenant.pk) == reencrypted
+    settings.VIZOCHOK_ENCRYPTION_KEYS = [NEW_KEY]
+    assert Tenant.objects.get(pk=tenant.pk).user_token_secret == user_secret
+
+
+@pytest.mark.django_db
+def test_full_save_of_undecryptable_row(tenant, settings, old_key, caplog):
+    user_token_secret_set(tenant=tenant)
+    webhook_secret_set(webhook_settings=tenant.webhook_settings)
+    stored_user = raw_column("tenants_tenant", "user_token_secret", tenant.pk)
+    stored_webhook = raw_column("tenants_webhooksettings", "secret", tenant.webhook_settings.pk)
+    settings.VIZOCHOK_ENCRYPTION_KEYS = [UNKNOWN_KEY]
+
+    loaded = Tenant.objects.get(pk=tenant.pk)
+    loaded.name = "Renamed"
+    loaded.save()
+    webhook_settings = WebhookSettings.objects.get(pk=tenant.webhook_settings.pk)
+    webhook_settings.timeout_seconds = 9
+    webhook_settings.save()
+
+    assert Tenant.objects.get(pk=tenant.pk).name == "Renamed"
+    assert WebhookSettings.objects.get(pk=tenant.webhook_settings.pk).timeout_seconds == 9
+    assert raw_column("tenants_tenant", "user_token_secret", tenant.pk) == stored_user
+    assert (
+        raw_column("tenants_webhooksettings", "secret", tenant.webhook_settings.pk)
+        == stored_webhook
+    )
+    assert "tenants.secret.undecryptable" not in caplog.text
+
+
+@pytest.mark.django_db
+def test_admin_api_secret_replaces_undecryptable(tenant, secret_key, settings, old_key):
+    webhook_secret_set(webhook_settings=tenant.webhook_settings)
+    settings.VIZOCHOK_ENCRYPTION_KEYS = [UNKNOWN_KEY]
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret_key.raw_key}")
+    new_secret = "merchant-chosen-secret-0123456789"
+
+    response = client.patch(
+        "/api/v1/admin/webhooks", {"secret": new_secret, "timeout_seconds": 7}, format="json"
+    )
+
+    assert response.status_code == 200
+    assert response.json() == {"ok": True, "has_secret": True}
+    reloaded = WebhookSettings.objects.get(pk=tenant.webhook_settings.pk)
+    assert reloaded.secret == new_secret
+    assert reloaded.next_secret == ""
+    assert reloaded.timeout_seconds == 7
+
+
+@pytest.mark.django_db
+def test_dumpdata_and_loaddata_keep_ciphertext(tenant, settings, old_key, tmp_path):
+    webhook_secret = webhook_secret_set(webhook_settings=tenant.webhook_settings)
+    user_secret = user_token_secret_set(tenant=tenant)
+    stored_user = raw_column("tenants_tenant", "user_token_secret", tenant.pk)
+    stored_webhook = raw_column("tenants_webhooksettings", "secret", tenant.webhook_settings.pk)
+    dump = tmp_path / "tenants.json"
+
+    call_command("dumpdata", "tenants.tenant", "tenants.webhooksettings", output=str(dump))
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE tenants_tenant SET user_token_secret = ''")
+        cursor.execute("UPDATE tenants_webhooksettings SET secret = ''")
+    call_command("loaddata", str(dump), verbosity=0)
+
+    text = dump.read_text()
+    assert webhook_secret not in text
+    assert user_secret not in text
+    assert stored_user in text
+    assert stored_webhook in text
+    # loaddata saves through the attribute, so each secret is encrypted once more, not twice.
+    loaded_user = raw_column("tenants_tenant", "user_token_secret", tenant.pk)
+    loaded_webhook = raw_column("tenants_webhooksettings", "secret", tenant.webhook_settings.pk)
+    assert loaded_user.startswith(ENCRYPTED_PREFIX)
+    assert loaded_webhook.startswith(ENCRYPTED_PREFIX)
+    assert decrypt(loaded_user) == user_secret
+    assert decrypt(loaded_webhook) == webhook_secret
+    assert Tenant.objects.get(pk=tenant.pk).user_token_secret == user_secret
+    assert WebhookSettings.objects.get(pk=tenant.webhook_settings.pk).secret == webhook_secret
+
+
+@pytest.mark.django_db
+def test_switch_from_derived_to_explicit_key(tenant, settings, capsys):
+    from vizochok import settings as settings_module
+
+    derived_key = settings_module._derived_encryption_key("current-django-key")
+    settings.VIZOCHOK_ENCRYPTION_KEYS = [derived_key]
+    webhook_secret = webhook_secret_set(webhook_settings=tenant.webhook_settings)
+    user_secret = user_token_secret_set(tenant=tenant)
+
+    settings.VIZOCHOK_ENCRYPTION_KEYS = [NEW_KEY]
+    assert not secret_is_readable(Tenant.objects.get(pk=tenant.pk), "user_token_secret")
+
+    settings.VIZOCHOK_ENCRYPTION_KEYS = [NEW_KEY, derived_key]
+    call_command("reencrypt_secrets")
+
+    assert capsys.readouterr().out == "Re-encrypted 2 secrets; 0 already use the first key.\n"
+    settings.VIZOCHOK_ENCRYPTION_KEYS = [NEW_KEY]
+    assert WebhookSettings.objects.get(pk=tenant.webhook_settings.pk).secret == webhook_secret
+    assert Tenant.objects.get(pk=tenant.pk).user_token_secret == user_secret
+
+
+@pytest.mark.django_db
+def test_admin_edits_tenant_with_undecryptable_secret(tenant, admin_client, settings, old_key):
+    user_token_secret_set(tenant=tenant)
+    stored = raw_column("tenants_tenant", "user_token_secret", tenant.pk)
+    settings.VIZOCHOK_ENCRYPTION_KEYS = [UNKNOWN_KEY]
+    form = {
+        "name": "Renamed",
+        "slug": tenant.slug,
+        "is_active": "on",
+        "assistant_settings-TOTAL_FORMS": 0,
+        "assistant_settings-INITIAL_FORMS": 0,
+        "assistant_settings-MIN_NUM_FORMS": 0,
+        "assistant_settings-MAX_NUM_FORMS": 1,
+    }
+
+    response = admin_client.post(f"/admin/tenants/tenant/{tenant.pk}/change/", form)
+
+    assert response.status_code == 302
+    assert Tenant.objects.get(pk=tenant.pk).name == "Renamed"
+    assert raw_column("tenants_tenant", "user_token_secret", tenant.pk) == stored
+
+
+@pytest.mark.django_db
+def test_custom_secret_with_the_prefix_is_rejected(tenant, old_key):
+    webhook_secret = webhook_secret_set(webhook_settings=tenant.webhook_settings)
+    stored = raw_column("tenants_webhooksettings", "secret", tenant.webhook_settings.pk)
+
+    with pytest.raises(InvalidInput) as raised:
+        webhook_secret_set(
+            webhook_settings=tenant.webhook_settings, secret=f"{ENCRYPTED_PREFIX}{'x' * 30}"
+        )
+
+    assert raised.value.extra["fields"] == {"secret": ["A secret must not start with 'enc:v1:'."]}
+    assert raw_column("tenants_webhooksettings", "secret", tenant.webhook_settings.pk) == stored
+    assert WebhookSettings.objects.get(pk=tenant.webhook_settings.pk).secret == webhook_secret
+
+
+@pytest.mark.django_db
+def test_refresh_drops_cached_relations(tenant):
+    loaded = Tenant.objects.prefetch_related("api_keys").get(pk=tenant.pk)
+    cached_settings = loaded.webhook_settings
+    WebhookSettings.objects.filter(pk=cached_settings.pk).update(timeout_seconds=17)
+    api_key_create(tenant=tenant, kind=ApiKey.Kind.SECRET)
+
+    loaded.refresh_from_db()
+
+    assert loaded.webhook_settings is not cached_settings
+    assert loaded.webhook_settings.timeout_seconds == 17
+    assert loaded.api_keys.count() == 1
+    assert len(loaded.api_keys.all()) == 1

@@ -6,12 +6,13 @@ from datetime import timedelta
 
 import pytest
 from cryptography.fernet import Fernet
+from django.utils import timezone
 
 from merchant.server import start_merchant
 from tenants.models import WebhookSettings
 from tenants.services import webhook_secret_set
 from tests.conversations.shop_data import CATALOG, STOCK
-from webhooks.calls import FailureReason
+from webhooks.calls import FailureReason, signing_secrets
 from webhooks.dispatch import products_fetch
 from webhooks.models import CircuitBreaker, WebhookDelivery
 
@@ -114,3 +115,30 @@ def test_undecryptable_secret_sends_nothing(tenant, local_webhooks, settings, ca
     assert "tenants.secret.undecryptable" in events
     assert "webhooks.delivery" in events
     assert secret not in caplog.text
+
+
+def test_stale_instances_promote_once(tenant, local_webhooks, caplog):
+    old_secret = webhook_secret_set(webhook_settings=tenant.webhook_settings)
+    rotating = WebhookSettings.objects.get(tenant=tenant)
+    next_secret = webhook_secret_set(webhook_settings=rotating, overlap=timedelta(hours=1))
+    past = timezone.now() - timedelta(minutes=1)
+    WebhookSettings.objects.filter(tenant=tenant).update(next_secret_promote_at=past)
+    rotating.next_secret_promote_at = past
+    loaded = WebhookSettings.objects.get(tenant=tenant)
+
+    with caplog.at_level(logging.INFO):
+        # ``rotating`` contains the next secret as assigned, in plain text, so its conditional
+        # update matches no row. ``loaded`` contains the stored value and promotes.
+        from_rotating = signing_secrets(webhook_settings=rotating)
+        from_loaded = signing_secrets(webhook_settings=loaded)
+        again = signing_secrets(webhook_settings=rotating)
+
+    assert from_rotating == (old_secret, next_secret)
+    assert from_loaded == (next_secret, None)
+    assert again == (next_secret, None)
+    events = [record.message for record in caplog.records]
+    assert events.count("webhooks.secret.promoted") == 1
+    promoted = WebhookSettings.objects.get(tenant=tenant)
+    assert promoted.secret == next_secret
+    assert promoted.next_secret == ""
+    assert promoted.next_secret_promote_at is None
