@@ -27,7 +27,7 @@ from rest_framework import status
 
 from tenants.authentication import ApiClient
 from tenants.models import ApiKey
-from vizochok.exceptions import ClientError, ErrorCode, InvalidInput
+from vizochok.exceptions import ClientError, ErrorCode, InvalidInput, SecretUndecryptable
 
 # A token may be valid for at most a day; merchants should issue tokens for an hour or so.
 USER_TOKEN_MAX_LIFETIME = timedelta(hours=24)
@@ -142,9 +142,13 @@ def shopper_identity_resolve(
                     ]
                 },
             )
-        user_token_verify(
-            secret=client.tenant.user_token_secret, user_id=user_id, user_token=user_token
-        )
+        try:
+            secret = client.tenant.user_token_secret
+        except SecretUndecryptable:
+            # A public key's error reaches the shopper's browser, so it carries the generic
+            # detail. The log line of the failed decryption names the tenant and the field.
+            raise SecretUndecryptable() from None
+        user_token_verify(secret=secret, user_id=user_id, user_token=user_token)
     return ShopperIdentity(user_id=user_id, limit_key=f"user:{user_id}")
 
 

@@ -180,7 +180,12 @@ class WebhookSecretRotateApi(AdminApi):
             {
                 "ok": True,
                 "secret": secret,
-                "active_from": promote_at.isoformat() if promote_at else None,
+                # Formatted as the API's other timestamps, with "Z" for UTC.
+                "active_from": (
+                    serializers.DateTimeField().to_representation(promote_at)
+                    if promote_at
+                    else None
+                ),
             }
         )
 

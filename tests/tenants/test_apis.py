@@ -229,7 +229,9 @@ def test_rotate_secret_with_overlap(tenant, server_client, other_tenant):
     stored = WebhookSettings.objects.get(tenant=tenant)
     assert response.json()["secret"] == stored.next_secret
     assert stored.secret == old_secret
-    assert response.json()["active_from"] == stored.next_secret_promote_at.isoformat()
+    expected = stored.next_secret_promote_at.isoformat().replace("+00:00", "Z")
+    assert response.json()["active_from"] == expected
+    assert response.json()["active_from"].endswith("Z")
     assert WebhookSettings.objects.get(tenant=other_tenant).secret == other_secret
 
 
