@@ -13,6 +13,16 @@ from conversations.events import CartItem, CartSnapshot
 from webhooks.dispatch import CartLine
 
 MONEY_PLACES = Decimal("0.01")
+# Cart lines listed to a model in each cart that it receives. A cart GET response may hold thousands
+# of lines within its 256 KiB body limit, and every model request of a turn repeats the
+# cart, so a longer cart is cut to its first lines. With the names of the ATB demo catalog
+# (demo/data) a line averages 161 characters of JSON, so 50 lines are about 8,000.
+MAX_MODEL_CART_LINES = 50
+MODEL_CART_NOTE = (
+    "This cart lists only {listed} of its {line_count} lines, to keep the message short. "
+    "Its total covers every line. To find or change a line that is not listed, search for "
+    "the product by name."
+)
 # Goods sold by weight are counted to the gram.
 QUANTITY_PLACES = Decimal("0.001")
 
@@ -138,6 +148,30 @@ def cart_with_quantity(
         {**item, "quantity": quantity_number(quantity)} if item["sku"] == sku else item
         for item in cart["items"]
     )
+
+
+def cart_for_model(cart: CartSnapshot, *, keep_sku: str | None = None) -> dict[str, Any]:
+    """Return the cart as sent to a model: the snapshot, cut to its first lines when long.
+
+    A cut cart lists its first ``MAX_MODEL_CART_LINES`` lines and the line of ``keep_sku``
+    (the line that a cart change touched), with the whole cart's total, ``line_count``,
+    ``lines_not_listed`` and a note. The snapshot itself and the client's events keep every
+    line.
+    """
+    items = cart["items"]
+    if len(items) <= MAX_MODEL_CART_LINES:
+        return dict(cart)
+    listed = items[:MAX_MODEL_CART_LINES]
+    changed_line = cart_find(cart, keep_sku) if keep_sku is not None else None
+    if changed_line is not None and changed_line not in listed:
+        listed = [*listed, changed_line]
+    return {
+        "items": listed,
+        "total": cart["total"],
+        "line_count": len(items),
+        "lines_not_listed": len(items) - len(listed),
+        "note": MODEL_CART_NOTE.format(listed=len(listed), line_count=len(items)),
+    }
 
 
 def cart_empty() -> CartSnapshot:

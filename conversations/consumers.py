@@ -23,6 +23,7 @@ from conversations.websocket import (
     CLOSE_NOT_AUTHENTICATED,
     CLOSE_PERMISSION_DENIED,
     CLOSE_PONG_TIMEOUT,
+    CLOSE_SERVER_ERROR,
     CLOSE_TOO_MANY_SOCKETS,
     AuthenticationFailed,
     AuthInput,
@@ -169,6 +170,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
             )
             await self._reject(error, close_code=close_code)
             return
+        except Exception as error:
+            # A lost database connection, for example: the REST API's 500 internal_error.
+            await self._auth_failed(error, log_fields={})
+            return
 
         api_key = session.client.api_key
         try:
@@ -184,6 +189,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
             )
             self.closing = True
             await self.close(code=CLOSE_TOO_MANY_SOCKETS, reason="Too many sockets for this key.")
+            return
+        except Exception as error:
+            await self._auth_failed(
+                error,
+                log_fields={"tenant_id": session.client.tenant.pk, "api_key": api_key.prefix},
+            )
             return
 
         open_sockets.add(self.socket_id)
@@ -213,6 +224,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
             )
             await self._send(_error_frame(error))
             return
+        except Exception as error:
+            # The socket stays authenticated, as after a rejected restore, so the client can
+            # still send messages.
+            await self._internal_error(error, log_event="conversations.websocket.restore_failed")
+            return
         await self._send(session_restored_event(conversation))
 
     async def _socket_record_delete(self, socket_id: int) -> None:
@@ -237,6 +253,18 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 ),
                 close_code=CLOSE_NOT_AUTHENTICATED,
             )
+
+    async def _auth_failed(self, error: Exception, *, log_fields: dict[str, object]) -> None:
+        """Report an unexpected failure while checking ``auth`` and close the socket.
+
+        Nothing was recorded for the socket, so the client may reconnect and send ``auth``
+        again.
+        """
+        await self._internal_error(
+            error, log_event="conversations.websocket.auth_failed", log_fields=log_fields
+        )
+        self.closing = True
+        await self.close(code=CLOSE_SERVER_ERROR)
 
     async def _reject(self, error: AppError, *, close_code: int) -> None:
         await self._send(_error_frame(error))
@@ -293,7 +321,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         try:
             await self._turn_run_steps(session, text, conversation_id)
         except Exception as error:
-            await self._internal_error(error)
+            await self._internal_error(error, log_event="conversations.websocket.turn_failed")
         finally:
             # A later turn of this socket may have started after response_complete.
             if self.turn_task is asyncio.current_task():
@@ -357,18 +385,21 @@ class ChatConsumer(AsyncWebsocketConsumer):
                     cancelled.set()
             await forwarding
         except Exception as error:
-            await self._internal_error(error)
+            await self._internal_error(error, log_event="conversations.websocket.turn_failed")
 
-    async def _internal_error(self, error: Exception) -> None:
-        """Log and report a failure around a turn, such as a lost database connection.
+    async def _internal_error(
+        self, error: Exception, *, log_event: str, log_fields: dict[str, object] | None = None
+    ) -> None:
+        """Log and report an unexpected failure, such as a lost database connection.
 
-        The turn itself reports the assistant's errors as events.
+        The turn itself reports the assistant's errors as events. ``log_event`` is the
+        constant event name of the log line, which carries the frame's ``error_id``.
         """
         error_id = uuid.uuid4().hex
         logger.error(
-            "conversations.websocket.turn_failed",
+            log_event,
             exc_info=error,
-            extra={**self._log_fields(), "error_id": error_id},
+            extra={**self._log_fields(), **(log_fields or {}), "error_id": error_id},
         )
         await self._send(
             {"type": "error", "code": ErrorCode.INTERNAL_ERROR.value, "error_id": error_id}

@@ -52,9 +52,10 @@ class Limits:
         )
 
 
-def message_limits_take(*, conversation: Conversation, now: datetime | None = None) -> None:
+def message_limits_take(*, conversation: Conversation, now: datetime | None = None) -> date:
     """Check the limits of a new shopper message and count it; raise ``LimitExceeded``.
 
+    Return the UTC day whose daily message count was taken, for ``message_count_return``.
     A rejected message is not counted. The caller holds the conversation's turn lease, so
     no other message of this conversation is saved between the check and the turn.
     """
@@ -81,6 +82,20 @@ def message_limits_take(*, conversation: Conversation, now: datetime | None = No
             limit=limits.user_daily_message_limit,
             now=now,
         )
+    return now.date()
+
+
+def message_count_return(*, conversation: Conversation, day: date) -> None:
+    """Take back the daily message count of a message that was counted but never stored.
+
+    The rate limit counts stored messages, so it needs no correction.
+    """
+    UserDailyUsage.objects.filter(
+        tenant=conversation.tenant,
+        identity=conversation_limit_identity(conversation),
+        date=day,
+        messages__gt=0,
+    ).update(messages=F("messages") - 1)
 
 
 def conversation_limit_take(*, tenant: Tenant, identity: str, now: datetime | None = None) -> None:

@@ -5,8 +5,9 @@ import secrets
 import uuid
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
+from datetime import date
 
-from django.db import transaction
+from django.db import DatabaseError, transaction
 
 from conversations import events
 from conversations.assistants import Assistant, HistoryEntry, Turn, get_assistant
@@ -14,7 +15,11 @@ from conversations.events import Event, EventType
 from conversations.identity import ANONYMOUS_SESSION_PREFIX, ShopperIdentity
 from conversations.language import UKRAINIAN, detect_language
 from conversations.leases import TurnLease, turn_lease_acquire
-from conversations.limits import conversation_limit_take, message_limits_take
+from conversations.limits import (
+    conversation_limit_take,
+    message_count_return,
+    message_limits_take,
+)
 from conversations.models import Conversation, Message
 from conversations.tools import ShoppingTools
 from tenants.models import AssistantSettings, Tenant
@@ -102,6 +107,10 @@ class ConversationTurn:
     calls ``close`` when the response ends. If the client goes away, closing the
     generator stops the work at the next event. The reply is then saved with the events
     produced so far and ``"interrupted": "client_disconnected"`` in its metadata.
+
+    A turn that ends before the shopper's message is saved (its client went away before
+    the first event, or the database failed first) takes back the daily message count
+    that ``start`` took, so a message that was not stored is not counted.
     """
 
     conversation: Conversation
@@ -110,6 +119,8 @@ class ConversationTurn:
     # The assistant's saved message, set when ``run`` has finished.
     reply: Message | None = field(default=None, init=False)
     _lease: TurnLease | None = field(default=None, init=False)
+    # The UTC day whose daily message count ``start`` took, until the message is saved.
+    _counted_day: date | None = field(default=None, init=False)
 
     def run(self) -> Iterator[Event]:
         self.start()
@@ -126,7 +137,7 @@ class ConversationTurn:
         message_text_validate(self.text)
         lease = self._take_lease()
         try:
-            message_limits_take(conversation=self.conversation)
+            self._counted_day = message_limits_take(conversation=self.conversation)
         except LimitExceeded as error:
             lease.release()
             logger.info(
@@ -143,14 +154,17 @@ class ConversationTurn:
         try:
             yield from self._process(lease)
         finally:
+            self._unsaved_count_return()
             lease.release()
 
     def close(self) -> None:
         """Release the lease of a started turn whose events were not consumed to the end.
 
         Safe to call after the events finished: the lease is then released already, and a
-        later turn's lease has another start time, so it is left alone.
+        later turn's lease has another start time, so it is left alone. A turn whose events
+        never started gets its daily message count back.
         """
+        self._unsaved_count_return()
         if self._lease is not None:
             self._lease.release()
 
@@ -159,6 +173,20 @@ class ConversationTurn:
         if self.reply is None:
             raise RuntimeError("The turn has not finished; consume run() first.")
         return self.reply
+
+    def _unsaved_count_return(self) -> None:
+        day = self._counted_day
+        if day is None:
+            return
+        self._counted_day = None
+        try:
+            message_count_return(conversation=self.conversation, day=day)
+        except DatabaseError:
+            # Not raised, so that it does not hide the error that ended the turn.
+            # NOTE: the identity then keeps one count too many for that day.
+            logger.exception("conversations.turn.count_return_failed", extra=self._log_fields())
+            return
+        logger.info("conversations.turn.count_returned", extra=self._log_fields())
 
     def _take_lease(self) -> TurnLease:
         lease = turn_lease_acquire(conversation=self.conversation)
@@ -178,6 +206,7 @@ class ConversationTurn:
             self._close_abandoned_turn()
         turn = self._build_turn(lease, first_message=is_first_message)
         self._save_shopper_message(turn.language)
+        self._counted_day = None
         assistant = self.assistant or get_assistant(self.conversation.tenant)
         sent: list[Event] = []
         replies = self._assistant_events(assistant, turn)

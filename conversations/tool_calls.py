@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from decimal import InvalidOperation
 from typing import Any
 
-from conversations.cart import to_decimal
+from conversations.cart import cart_for_model, to_decimal
 from conversations.events import CartSnapshot, Event
 from conversations.tools import (
     DEFAULT_SEARCH_LIMIT,
@@ -204,9 +204,10 @@ def _run(tools: ShoppingTools, name: str, arguments: Mapping[str, Any]) -> ToolO
 
 def cart_tool_output(tools: ShoppingTools, cart: CartSnapshot) -> dict[str, Any]:
     """Return the cart for a model, marked incomplete while the merchant's cart is unknown."""
+    model_cart = cart_for_model(cart)
     if tools.cart_complete:
-        return {"cart": cart}
-    return {"cart": cart, "complete": False, "note": CART_INCOMPLETE_NOTE}
+        return {"cart": model_cart}
+    return {"cart": model_cart, "complete": False, "note": CART_INCOMPLETE_NOTE}
 
 
 @dataclass

@@ -28,6 +28,7 @@ from conversations import events
 from conversations.cart import (
     cart_empty,
     cart_find,
+    cart_for_model,
     cart_from_lines,
     cart_item,
     cart_parse,
@@ -270,7 +271,11 @@ class CartChangeResult:
         ]
 
     def to_tool_output(self) -> dict[str, Any]:
-        output: dict[str, Any] = {"ok": self.ok, "cart": self.cart}
+        keep_sku = self.product.sku if self.product is not None else None
+        output: dict[str, Any] = {
+            "ok": self.ok,
+            "cart": cart_for_model(self.cart, keep_sku=keep_sku),
+        }
         if self.reason is not None:
             output["reason"] = self.reason
         if self.cart_refreshed:

@@ -47,6 +47,9 @@ CLOSE_NOT_AUTHENTICATED = 4001
 CLOSE_PERMISSION_DENIED = 4003
 CLOSE_PONG_TIMEOUT = 4408
 CLOSE_TOO_MANY_SOCKETS = 4029
+# The standard WebSocket close code for an internal server error (``CloseCode.INTERNAL_ERROR``
+# of the websockets package): an unexpected failure while checking ``auth``.
+CLOSE_SERVER_ERROR = 1011
 # ``reason`` of the ``not_found`` error for a conversation idle for longer than a session.
 SESSION_EXPIRED = "session_expired"
 # ``reason`` of the ``invalid_json`` error sent for an ``action`` frame.

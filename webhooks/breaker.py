@@ -61,6 +61,10 @@ class BreakerTicket:
     kind: WebhookKind
     admission: Admission
     retry_at: datetime | None = None
+    # The ``probe_started_at`` that this probe wrote when it claimed the breaker. Its result
+    # counts only while the row still holds this value, so a probe taken over after its lease
+    # cannot close or reopen the breaker under the probe that replaced it.
+    probe_started_at: datetime | None = None
 
     @property
     def rejected(self) -> bool:
@@ -123,7 +127,9 @@ def breaker_admit(*, tenant_id: int, kind: WebhookKind, timeout_seconds: float) 
     if not claimed:
         return rejected
     logger.info("webhooks.breaker.probing", extra={"tenant_id": tenant_id, "kind": str(kind)})
-    return BreakerTicket(tenant_id=tenant_id, kind=kind, admission=Admission.PROBE)
+    return BreakerTicket(
+        tenant_id=tenant_id, kind=kind, admission=Admission.PROBE, probe_started_at=now
+    )
 
 
 def breaker_record(*, ticket: BreakerTicket, success: bool) -> None:
@@ -156,37 +162,43 @@ def breaker_reset(*, tenant_id: int, kind: WebhookKind) -> bool:
 
 def _finish_probe(ticket: BreakerTicket, *, success: bool) -> None:
     now = timezone.now()
-    probing = CircuitBreaker.objects.filter(
-        tenant_id=ticket.tenant_id, kind=ticket.kind, state=CircuitBreaker.State.HALF_OPEN
+    # Only the breaker's current probe may change it. A probe that outlived its lease was
+    # replaced by a later one (or the breaker was reset), and the row no longer matches.
+    current_probe = CircuitBreaker.objects.filter(
+        tenant_id=ticket.tenant_id,
+        kind=ticket.kind,
+        state=CircuitBreaker.State.HALF_OPEN,
+        probe_started_at=ticket.probe_started_at,
     )
+    log_fields = {"tenant_id": ticket.tenant_id, "kind": str(ticket.kind)}
+    config = BreakerConfig.from_settings()
     if success:
-        probing.update(
+        changed = current_probe.update(
             state=CircuitBreaker.State.CLOSED,
             counting_since=now,
             retry_at=None,
             probe_started_at=None,
         )
-        logger.info(
-            "webhooks.breaker.closed",
-            extra={"tenant_id": ticket.tenant_id, "kind": str(ticket.kind)},
+    else:
+        changed = current_probe.update(
+            state=CircuitBreaker.State.OPEN,
+            opened_at=now,
+            retry_at=now + config.cooldown,
+            probe_started_at=None,
+            times_opened=F("times_opened") + 1,
         )
-        return
-    config = BreakerConfig.from_settings()
-    probing.update(
-        state=CircuitBreaker.State.OPEN,
-        opened_at=now,
-        retry_at=now + config.cooldown,
-        probe_started_at=None,
-        times_opened=F("times_opened") + 1,
-    )
-    logger.warning(
-        "webhooks.breaker.reopened",
-        extra={
-            "tenant_id": ticket.tenant_id,
-            "kind": str(ticket.kind),
-            "cooldown_seconds": config.cooldown.total_seconds(),
-        },
-    )
+    if not changed:
+        logger.info(
+            "webhooks.breaker.late_probe_ignored",
+            extra={**log_fields, "success": success, "probe_started_at": ticket.probe_started_at},
+        )
+    elif success:
+        logger.info("webhooks.breaker.closed", extra=log_fields)
+    else:
+        logger.warning(
+            "webhooks.breaker.reopened",
+            extra={**log_fields, "cooldown_seconds": config.cooldown.total_seconds()},
+        )
 
 
 def _count_failure(ticket: BreakerTicket) -> None:

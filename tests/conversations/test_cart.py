@@ -1,6 +1,8 @@
 from decimal import Decimal
 
 from conversations.cart import (
+    MAX_MODEL_CART_LINES,
+    cart_for_model,
     cart_from_lines,
     cart_item,
     cart_parse,
@@ -181,3 +183,47 @@ def test_quantity_number_writes_whole_numbers_as_integers():
     assert isinstance(quantity_number(Decimal("2.000")), int)
     assert quantity_number(Decimal("0.5")) == 0.5
     assert quantity_number(Decimal("0.0004")) == 0
+
+
+def numbered_cart(lines: int) -> dict:
+    return cart_snapshot(
+        cart_item(sku=f"sku-{number}", name=f"Товар {number}", price=10.0, quantity=1)
+        for number in range(lines)
+    )
+
+
+def test_cart_for_model_keeps_short_cart():
+    cart = numbered_cart(MAX_MODEL_CART_LINES)
+
+    assert cart_for_model(cart) == cart
+
+
+def test_cart_for_model_cuts_long_cart():
+    cart = numbered_cart(MAX_MODEL_CART_LINES + 1)
+
+    seen = cart_for_model(cart)
+
+    assert seen["items"] == cart["items"][:MAX_MODEL_CART_LINES]
+    assert seen["total"] == 510.0
+    assert seen["line_count"] == MAX_MODEL_CART_LINES + 1
+    assert seen["lines_not_listed"] == 1
+    assert seen["note"] == (
+        "This cart lists only 50 of its 51 lines, to keep the message short. Its total covers "
+        "every line. To find or change a line that is not listed, search for the product by "
+        "name."
+    )
+    assert len(cart["items"]) == MAX_MODEL_CART_LINES + 1
+
+
+def test_cart_for_model_keeps_changed_line():
+    cart = numbered_cart(MAX_MODEL_CART_LINES + 10)
+
+    late = cart_for_model(cart, keep_sku="sku-55")
+    early = cart_for_model(cart, keep_sku="sku-3")
+    missing = cart_for_model(cart, keep_sku="sku-999")
+
+    assert [item["sku"] for item in late["items"][-2:]] == ["sku-49", "sku-55"]
+    assert late["lines_not_listed"] == 9
+    assert early["items"] == cart["items"][:MAX_MODEL_CART_LINES]
+    assert early["lines_not_listed"] == 10
+    assert missing["lines_not_listed"] == 10

@@ -7,6 +7,7 @@ The server runs in a thread of the test process, so it uses the test database an
 
 import contextlib
 import json
+import logging
 import socket
 import threading
 import time
@@ -16,7 +17,7 @@ from datetime import timedelta
 
 import pytest
 import uvicorn
-from django.db import connection
+from django.db import OperationalError, connection
 from django.utils import timezone
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
@@ -365,6 +366,51 @@ def test_concurrent_opens_respect_limit(public_key):
         thread.join(timeout=10)
     assert sorted(outcomes) == ["opened"] * 3 + ["rejected"] * 7
     assert OpenSocket.objects.filter(api_key_id=public_key.api_key.pk).count() == 3
+
+
+def database_down(**kwargs):
+    raise OperationalError("server closed the connection unexpectedly")
+
+
+def logged_events(caplog, name: str) -> list[logging.LogRecord]:
+    return [record for record in caplog.records if record.getMessage() == name]
+
+
+@pytest.mark.parametrize("failing", ["socket_authenticate", "open_socket_record"])
+def test_auth_database_error_closes_1011(ws_url, public_key, monkeypatch, caplog, failing):
+    monkeypatch.setattr(f"conversations.consumers.{failing}", database_down)
+    caplog.set_level("ERROR", logger="conversations.consumers")
+
+    with open_socket(ws_url) as ws:
+        frame = authenticate(ws, public_key.raw_key, store_id=STORE_ID)
+        assert close_code(ws) == 1011
+
+    failures = logged_events(caplog, "conversations.websocket.auth_failed")
+    assert frame == {"type": "error", "code": "internal_error", "error_id": frame["error_id"]}
+    assert len(frame["error_id"]) == 32
+    assert len(failures) == 1
+    assert failures[0].error_id == frame["error_id"]
+    assert isinstance(failures[0].exc_info[1], OperationalError)
+    assert OpenSocket.objects.count() == 0
+    assert Conversation.objects.count() == 0
+
+
+def test_restore_database_error_keeps_socket(ws_url, public_key, monkeypatch, caplog):
+    conversation = ConversationFactory(tenant=public_key.api_key.tenant)
+    monkeypatch.setattr("conversations.consumers.session_conversation_get", database_down)
+    caplog.set_level("ERROR", logger="conversations.consumers")
+
+    with open_socket(ws_url) as ws:
+        auth = authenticate(ws, public_key.raw_key, conversation_id=conversation.public_id)
+        frame = receive(ws)
+        assert_open(ws)
+
+    failures = logged_events(caplog, "conversations.websocket.restore_failed")
+    assert auth == {"type": "auth_ok", "assistant": "offline"}
+    assert frame == {"type": "error", "code": "internal_error", "error_id": frame["error_id"]}
+    assert len(failures) == 1
+    assert failures[0].error_id == frame["error_id"]
+    assert failures[0].tenant_id == public_key.api_key.tenant_id
 
 
 # Frames

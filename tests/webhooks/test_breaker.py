@@ -331,3 +331,141 @@ def test_half_open_admits_one_probe_under_concurrency(tenant, breaker_settings, 
     assert len(server.log.requests) == requests_before + 1
     assert sorted(str(failure) for failure in failures) == ["None"] + ["circuit_open"] * 7
     assert breaker_state(tenant) == "closed"
+
+
+def wait_for_requests(server, count: int, *, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while len(server.log.requests) < count:
+        assert time.monotonic() < deadline, f"server got {len(server.log.requests)} requests"
+        time.sleep(0.01)
+
+
+def run_in_thread(results: dict[str, FailureReason | None], name: str, tenant) -> threading.Thread:
+    def worker() -> None:
+        try:
+            results[name] = fetch(tenant).failure
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    return thread
+
+
+def start_overlapping_probes(tenant, breaker_settings, start_server, monkeypatch, *, late, current):
+    """Trip the breaker, then start a probe that outlives its lease and the probe after it.
+
+    The lease is cut to 0.2 s, so the first probe is taken as lost while its request still
+    runs. Return the server, the dict that each thread writes its failure reason to, and both
+    running threads (``late`` first).
+    """
+    monkeypatch.setattr("webhooks.breaker.PROBE_LEASE_MARGIN", timedelta(seconds=-0.8))
+    breaker_settings.WEBHOOK_BREAKER_COOLDOWN_SECONDS = 0.1
+    behaviour = Switchable(NOT_FOUND)
+    server = start_server(behaviour)
+    point_webhooks_at(tenant, server)
+    trip(tenant)
+    time.sleep(0.15)
+    results: dict[str, FailureReason | None] = {}
+
+    behaviour.current = late
+    late_thread = run_in_thread(results, "late", tenant)
+    wait_for_requests(server, 6)
+    behaviour.current = current
+    time.sleep(0.25)
+    current_thread = run_in_thread(results, "current", tenant)
+    wait_for_requests(server, 7)
+    return server, results, late_thread, current_thread
+
+
+@pytest.mark.django_db(transaction=True)
+def test_late_probe_success_keeps_current_probe(
+    tenant, breaker_settings, start_server, monkeypatch, caplog
+):
+    caplog.set_level("INFO", logger="webhooks.breaker")
+    server, results, late_thread, current_thread = start_overlapping_probes(
+        tenant,
+        breaker_settings,
+        start_server,
+        monkeypatch,
+        late=slow(0.5, PRODUCTS_OK),
+        current=slow(0.6, NOT_FOUND),
+    )
+
+    late_thread.join(timeout=5)
+    state_after_late = CircuitBreaker.objects.get(tenant=tenant, kind=WebhookKind.PRODUCTS)
+    current_thread.join(timeout=5)
+
+    breaker = CircuitBreaker.objects.get(tenant=tenant, kind=WebhookKind.PRODUCTS)
+    events = [record.getMessage() for record in caplog.records]
+    assert results == {"late": None, "current": FailureReason.ERROR}
+    assert len(server.log.requests) == 7
+    assert state_after_late.state == "half_open"
+    assert state_after_late.probe_started_at is not None
+    assert breaker.state == "open"
+    assert breaker.probe_started_at is None
+    assert breaker.times_opened == 2
+    assert events.count("webhooks.breaker.late_probe_ignored") == 1
+    assert events.count("webhooks.breaker.reopened") == 1
+    assert "webhooks.breaker.closed" not in events
+
+
+@pytest.mark.django_db(transaction=True)
+def test_late_probe_failure_keeps_current_probe(
+    tenant, breaker_settings, start_server, monkeypatch, caplog
+):
+    caplog.set_level("INFO", logger="webhooks.breaker")
+    server, results, late_thread, current_thread = start_overlapping_probes(
+        tenant,
+        breaker_settings,
+        start_server,
+        monkeypatch,
+        late=slow(0.5, NOT_FOUND),
+        current=slow(0.6, PRODUCTS_OK),
+    )
+
+    late_thread.join(timeout=5)
+    state_after_late = CircuitBreaker.objects.get(tenant=tenant, kind=WebhookKind.PRODUCTS)
+    current_thread.join(timeout=5)
+
+    breaker = CircuitBreaker.objects.get(tenant=tenant, kind=WebhookKind.PRODUCTS)
+    events = [record.getMessage() for record in caplog.records]
+    assert results == {"late": FailureReason.ERROR, "current": None}
+    assert len(server.log.requests) == 7
+    assert state_after_late.state == "half_open"
+    assert breaker.state == "closed"
+    assert breaker.times_opened == 1
+    assert events.count("webhooks.breaker.late_probe_ignored") == 1
+    assert events.count("webhooks.breaker.closed") == 1
+    assert "webhooks.breaker.reopened" not in events
+
+
+@pytest.mark.django_db(transaction=True)
+def test_probe_after_reset_changes_nothing(tenant, breaker_settings, start_server, caplog):
+    breaker_settings.WEBHOOK_BREAKER_COOLDOWN_SECONDS = 0.1
+    behaviour = Switchable(NOT_FOUND)
+    server = start_server(behaviour)
+    point_webhooks_at(tenant, server)
+    trip(tenant)
+    time.sleep(0.15)
+    caplog.set_level("INFO", logger="webhooks.breaker")
+
+    def reset_then_fail(handler) -> None:
+        # The server thread has its own connection, like an admin closing the breaker.
+        try:
+            breaker_reset(tenant_id=tenant.pk, kind=WebhookKind.PRODUCTS)
+        finally:
+            connection.close()
+        NOT_FOUND(handler)
+
+    behaviour.current = reset_then_fail
+    probe = fetch(tenant)
+
+    breaker = CircuitBreaker.objects.get(tenant=tenant, kind=WebhookKind.PRODUCTS)
+    events = [record.getMessage() for record in caplog.records]
+    assert probe.failure == FailureReason.ERROR
+    assert len(server.log.requests) == 6
+    assert breaker.state == "closed"
+    assert breaker.times_opened == 1
+    assert events.count("webhooks.breaker.late_probe_ignored") == 1
+    assert "webhooks.breaker.reopened" not in events

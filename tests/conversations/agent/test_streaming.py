@@ -3,14 +3,17 @@
 import http.client
 import json
 import socket
+import struct
 import threading
 import time
 from urllib.parse import urlsplit
 
 import pytest
+from django.db import OperationalError
 
 from conversations.leases import turn_lease_acquire
-from conversations.models import Conversation, Message, TokenUsage
+from conversations.limits import conversation_limit_identity
+from conversations.models import Conversation, Message, TokenUsage, UserDailyUsage
 from conversations.services import ConversationTurn
 from conversations.streaming import EventStream
 from tests.conversations.agent.chat import MESSAGES_URL, send_stream, sse_events, types_of
@@ -187,6 +190,66 @@ def test_disconnect_still_counts_the_tokens(shop, conversation, llm, tenant):
     assert usage.requests == 1
 
 
+def daily_messages(conversation) -> int:
+    usage = UserDailyUsage.objects.filter(
+        tenant=conversation.tenant, identity=conversation_limit_identity(conversation)
+    ).first()
+    return usage.messages if usage else 0
+
+
+@pytest.mark.django_db
+def test_stream_closed_at_opening_counts_nothing(shop, conversation, llm):
+    turn = ConversationTurn(conversation=conversation, text="привіт")
+    turn.start()
+    counted_after_start = daily_messages(conversation)
+    stream = EventStream(turn)
+    # A WSGI server reads the opening, fails to write it to a client that went away, and
+    # closes the response.
+    assert next(stream) == b": stream opened\n\n"
+
+    stream.close()
+
+    assert counted_after_start == 1
+    assert daily_messages(conversation) == 0
+    assert Message.objects.count() == 0
+    assert llm.requests == []
+    assert Conversation.objects.get(pk=conversation.pk).turn_started_at is None
+
+
+@pytest.mark.django_db
+def test_stream_closed_after_first_event_counts(shop, conversation, llm):
+    llm.add(reply("Привіт! Чим можу допомогти сьогодні?", chunk_delay=0.05))
+    turn = ConversationTurn(conversation=conversation, text="привіт")
+    turn.start()
+    stream = EventStream(turn)
+    while b"event: text_delta" not in next(stream):
+        pass
+
+    stream.close()
+
+    assert daily_messages(conversation) == 1
+    assert list(Message.objects.order_by("created_at").values_list("role", flat=True)) == [
+        "user",
+        "assistant",
+    ]
+
+
+@pytest.mark.django_db
+def test_failure_before_saving_counts_nothing(chat_client, shop, conversation, llm, monkeypatch):
+    def database_down(self, lease, *, first_message):
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(ConversationTurn, "_build_turn", database_down)
+
+    response = post(chat_client, conversation, "привіт")
+
+    assert response.status_code == 500
+    assert response.json()["code"] == "internal_error"
+    assert daily_messages(conversation) == 0
+    assert Message.objects.count() == 0
+    assert Conversation.objects.get(pk=conversation.pk).turn_started_at is None
+
+
 # Live server: real sockets, concurrent requests and a client that goes away.
 
 
@@ -281,3 +344,42 @@ def test_client_disconnect_stops_the_turn(live_server, public_key, shop, convers
     assert [item["sku"] for item in conversation.cart["items"]] == ["milk-001"]
     assert len(cart_posts(shop)) == 1
     assert shop.store.cart_items(STORE_ID, SESSION_ID)[0]["quantity"] == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_client_reset_at_opening_counts_nothing(
+    live_server, public_key, shop, conversation, llm, monkeypatch
+):
+    llm.add(reply("Привіт! Чим можу допомогти?", delay=0.5))
+    closed = threading.Event()
+    close_turn = ConversationTurn.close
+
+    def close_and_report(turn: ConversationTurn) -> None:
+        close_turn(turn)
+        closed.set()
+
+    # The live server runs in a thread of this process, so it calls the patched method.
+    monkeypatch.setattr(ConversationTurn, "close", close_and_report)
+    connection = _connection(live_server)
+    connection.connect()
+    client_socket = connection.sock
+    connection.request(
+        "POST",
+        MESSAGES_URL.format(conversation.public_id),
+        body=json.dumps({"text": "привіт"}),
+        headers={
+            "Authorization": f"Bearer {public_key.raw_key}",
+            "Content-Type": "application/json",
+            "Accept": SSE,
+        },
+    )
+    # Close with a TCP RST at once, so the server's first write fails.
+    client_socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    client_socket.close()
+
+    assert closed.wait(timeout=15)
+    stored = Message.objects.filter(role="user").count()
+    assert stored == 0
+    assert daily_messages(conversation) == 0
+    assert llm.requests == []
+    assert Conversation.objects.get(pk=conversation.pk).turn_started_at is None
