@@ -653,7 +653,7 @@ class _OfflineReply:
             pack=self.replies.quantity(pack, requested.base_unit),
             requested=requested_text,
             packs=self.replies.amount(packs.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)),
-            suggested=max(1, int(whole)),
+            suggested=self.replies.quantity(max(1, int(whole)), "pcs"),
         )
         return None
 

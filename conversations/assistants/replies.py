@@ -70,7 +70,7 @@ TEMPLATES: dict[str, dict[str, str]] = {
         GuardReason.INVALID_QUANTITY: "Кількість має бути більшою за нуль.",
         GuardReason.QUANTITY_TOO_LARGE: "За один раз я можу замовити щонайбільше {max_quantity} «{name}».",
         "ask_amount_by_weight": "«{name}» продається на вагу ({unit}), а не упаковками чи штуками. Скільки {unit} {verb}? Напишіть, наприклад, «{command} 0,5 {unit}».",
-        "ask_packs": "«{name}» продається упаковками по {pack}, а {requested} — це {packs} упаковки. Скільки упаковок {verb}? Напишіть, наприклад, «{command} {suggested} шт».",
+        "ask_packs": "«{name}» продається упаковками по {pack}, а {requested} — це {packs} упаковки. Скільки упаковок {verb}? Напишіть, наприклад, «{command} {suggested}».",
         "ask_pieces": "«{name}» продається поштучно, і я не знаю, скільки штук становлять {requested}. Скільки штук {verb}? Напишіть, наприклад, «{command} 2 шт».",
         "ask_unit": "«{name}» продається в {unit}, тож {requested} я не можу перерахувати. Скільки {unit} {verb}?",
         # The verb and the example command of an amount question, by the requested change.
@@ -149,7 +149,7 @@ TEMPLATES: dict[str, dict[str, str]] = {
         GuardReason.INVALID_QUANTITY: "The quantity must be greater than zero.",
         GuardReason.QUANTITY_TOO_LARGE: "I can order at most {max_quantity} of “{name}” at a time.",
         "ask_amount_by_weight": "“{name}” is sold by {unit}, not in packs or pieces. How many {unit} should I {verb}? Say for example “{command} 0.5 {unit}”.",
-        "ask_packs": "“{name}” comes in packs of {pack}, and {requested} is {packs} packs. How many packs should I {verb}? Say for example “{command} {suggested} pcs”.",
+        "ask_packs": "“{name}” comes in packs of {pack}, and {requested} is {packs} packs. How many packs should I {verb}? Say for example “{command} {suggested}”.",
         "ask_pieces": "“{name}” is sold by the piece, and I do not know how many pieces make {requested}. How many should I {verb}? Say for example “{command} 2 pcs”.",
         "ask_unit": "“{name}” is sold in {unit}, so I cannot convert {requested}. How many {unit} should I {verb}?",
         "ask_verb_add": "add",
@@ -227,7 +227,7 @@ TEMPLATES: dict[str, dict[str, str]] = {
         GuardReason.INVALID_QUANTITY: "Количество должно быть больше нуля.",
         GuardReason.QUANTITY_TOO_LARGE: "За один раз я могу заказать не больше {max_quantity} «{name}».",
         "ask_amount_by_weight": "«{name}» продаётся на вес ({unit}), а не упаковками или штуками. Сколько {unit} {verb}? Напишите, например, «{command} 0,5 {unit}».",
-        "ask_packs": "«{name}» продаётся упаковками по {pack}, а {requested} — это {packs} упаковки. Сколько упаковок {verb}? Напишите, например, «{command} {suggested} шт».",
+        "ask_packs": "«{name}» продаётся упаковками по {pack}, а {requested} — это {packs} упаковки. Сколько упаковок {verb}? Напишите, например, «{command} {suggested}».",
         "ask_pieces": "«{name}» продаётся поштучно, и я не знаю, сколько штук составляют {requested}. Сколько штук {verb}? Напишите, например, «{command} 2 шт».",
         "ask_unit": "«{name}» продаётся в {unit}, поэтому {requested} я не могу пересчитать. Сколько {unit} {verb}?",
         "ask_verb_add": "добавить",
@@ -264,6 +264,8 @@ UNIT_NAMES: dict[str, dict[str, str]] = {
     ENGLISH: {"pcs": "pcs", "pack": "packs", "kg": "kg", "g": "g", "l": "l", "ml": "ml"},
     RUSSIAN: {"pcs": "шт", "pack": "уп.", "kg": "кг", "g": "г", "l": "л", "ml": "мл"},
 }
+# English count units after exactly 1 ("1 pc", "1 pack"); other amounts take UNIT_NAMES.
+ENGLISH_SINGULAR_UNITS = {"pcs": "pc", "pack": "pack"}
 
 # Reasons with a template of their own: the guards' reasons, the reasons the webhook contract
 # suggests to merchants, and this service's reasons for a failed webhook call.
@@ -323,7 +325,11 @@ class Replies:
         return text if self.language == ENGLISH else text.replace(".", ",")
 
     def quantity(self, value: float | Decimal, unit: str) -> str:
-        return f"{self.amount(value)} {self.unit(unit)}"
+        """Format an amount with its unit name: "2 шт", "0,5 кг", "1 pc", "2 pcs"."""
+        amount = self.amount(value)
+        if self.language == ENGLISH and amount == "1" and unit in ENGLISH_SINGULAR_UNITS:
+            return f"{amount} {ENGLISH_SINGULAR_UNITS[unit]}"
+        return f"{amount} {self.unit(unit)}"
 
     def unit(self, unit: str) -> str:
         return UNIT_NAMES.get(self.language, UNIT_NAMES[UKRAINIAN]).get(unit, unit)
