@@ -5,8 +5,8 @@ from templates in the shopper's language. Between messages it remembers, under
 ``conversation.state["offline"]``, which products it listed last (so "the second one" works)
 and which product it changed last (so "make it 5" works).
 
-NOTE: the tenant's ``disabled_tools`` apply to the LLM agent only. This assistant still
-runs every cart command, so a tenant that disables ``clear_cart`` needs the agent for that.
+A command whose tool the tenant disabled (``AssistantSettings.disabled_tools``) is not run,
+and the reply tells the shopper that this shop does not offer it in the chat.
 """
 
 from collections.abc import Iterator, Mapping
@@ -38,6 +38,7 @@ from conversations.assistants.intents import (
 from conversations.assistants.replies import Replies
 from conversations.cart import cart_find, quantity_rounded, to_decimal
 from conversations.events import Event, StatusCode
+from conversations.tool_calls import SEARCH_TOOL_NAME
 from conversations.tools import (
     REASON_NOT_IN_CART,
     CartChangeResult,
@@ -46,6 +47,7 @@ from conversations.tools import (
     SearchResult,
     ShownProduct,
 )
+from tenants.models import AssistantSettings
 from vizochok.exceptions import ErrorCode
 from webhooks.dispatch import FailureReason
 
@@ -60,6 +62,14 @@ LIST_CART = "cart"
 # A weight or volume converts to packs without asking when it is this close to a whole
 # number of packs (relative): 1 kg of 330 g packs is 3.03 packs, so 3.
 PACK_TOLERANCE = Decimal("0.02")
+# The tools of ``conversations.tool_calls`` that the commands of this assistant call. A tenant
+# may disable each of them; get_product_details is not among them, because a price question
+# is answered from the list shown last.
+ADD_TOOL = "add_to_cart"
+REMOVE_TOOL = "remove_from_cart"
+UPDATE_TOOL = "update_quantity"
+CLEAR_TOOL = "clear_cart"
+VIEW_CART_TOOL = "view_cart"
 
 
 @dataclass
@@ -100,20 +110,33 @@ class OfflineAssistant:
     def respond(self, turn: Turn) -> Iterator[Event]:
         intent = parse_intent(turn.text)
         memory = Memory.load(turn.conversation.state)
+        disabled_tools = _disabled_tools(turn)
         pending_text, memory.pending = memory.pending, None
         if pending_text is None:
-            yield from self._run_intent(turn, memory, intent)
+            yield from self._run_intent(turn, memory, intent, disabled_tools=disabled_tools)
         else:
-            yield from self._answer_pending(turn, memory, intent, pending_text=pending_text)
+            yield from self._answer_pending(
+                turn, memory, intent, pending_text=pending_text, disabled_tools=disabled_tools
+            )
         memory.store(turn.conversation.state)
 
     def _answer_pending(
-        self, turn: Turn, memory: Memory, intent: Intent, *, pending_text: str
+        self,
+        turn: Turn,
+        memory: Memory,
+        intent: Intent,
+        *,
+        pending_text: str,
+        disabled_tools: frozenset[str],
     ) -> Iterator[Event]:
         """Reply to a message that follows a "which one?" question about ``pending_text``."""
         pending = parse_intent(pending_text)
         reply = _OfflineReply(
-            turn=turn, memory=memory, replies=Replies(turn.language), action=pending.kind
+            turn=turn,
+            memory=memory,
+            replies=Replies(turn.language),
+            action=pending.kind,
+            disabled_tools=disabled_tools,
         )
         position = intent.reference if intent.position_only else None
         if isinstance(position, Ordinal):
@@ -144,9 +167,11 @@ class OfflineAssistant:
                     named, pending, fragment=intent.query, pending_text=pending_text
                 )
                 return
-        yield from self._run_intent(turn, memory, intent)
+        yield from self._run_intent(turn, memory, intent, disabled_tools=disabled_tools)
 
-    def _run_intent(self, turn: Turn, memory: Memory, intent: Intent) -> Iterator[Event]:
+    def _run_intent(
+        self, turn: Turn, memory: Memory, intent: Intent, *, disabled_tools: frozenset[str]
+    ) -> Iterator[Event]:
         turn.metadata["intent"] = intent.kind.value
         reply = _OfflineReply(
             turn=turn,
@@ -154,8 +179,19 @@ class OfflineAssistant:
             replies=Replies(turn.language),
             action=intent.kind,
             measures=measures(turn.text),
+            disabled_tools=disabled_tools,
         )
         yield from reply.run(intent)
+
+
+def _disabled_tools(turn: Turn) -> frozenset[str]:
+    """Return the tools that the conversation's tenant disabled in its AI settings."""
+    names = (
+        AssistantSettings.objects.filter(tenant_id=turn.conversation.tenant_id)
+        .values_list("disabled_tools", flat=True)
+        .first()
+    )
+    return frozenset(names or ())
 
 
 @dataclass
@@ -175,6 +211,8 @@ class _OfflineReply:
     chosen: ShownProduct | None = None
     # The weights and volumes of the command, which pick among products that match a name.
     measures: tuple[Quantity, ...] = ()
+    # The tenant's disabled tools. A command that needs one of them is not run.
+    disabled_tools: frozenset[str] = frozenset()
 
     def run(self, intent: Intent) -> Iterator[Event]:
         handlers = {
@@ -243,11 +281,15 @@ class _OfflineReply:
     # Intents
 
     def _search(self, intent: Intent) -> Iterator[Event]:
+        if self._tool_disabled(SEARCH_TOOL_NAME):
+            return
         yield events.status(StatusCode.SEARCHING)
         result = self.turn.tools.search_products(intent.query)
         self._show_search(result, hint_key="search_hint")
 
     def _add(self, intent: Intent) -> Iterator[Event]:
+        if self._tool_disabled(ADD_TOOL):
+            return
         product = self._resolve(intent.reference, prefer_cart=False)
         if product is None:
             if isinstance(intent.reference, NameFragment) and not self.lines:
@@ -256,6 +298,12 @@ class _OfflineReply:
         yield from self._add_product(product, intent.quantity)
 
     def _remove(self, intent: Intent) -> Iterator[Event]:
+        # A removal of a whole line calls remove_from_cart. One with an amount calls
+        # update_quantity, or remove_from_cart when nothing remains, so it is rejected before
+        # the product is looked up only when both are disabled.
+        needs_remove = intent.quantity is None or UPDATE_TOOL in self.disabled_tools
+        if needs_remove and self._tool_disabled(REMOVE_TOOL):
+            return
         reference = intent.reference
         if intent.every and isinstance(reference, NameFragment) and intent.quantity is None:
             matches = _matching(reference.text, self._cart_products())
@@ -269,6 +317,8 @@ class _OfflineReply:
         if quantity is not None:
             yield from self._remove_amount(product, intent.reference, quantity)
             return
+        if self._tool_disabled(REMOVE_TOOL):
+            return
         yield events.status(StatusCode.UPDATING_CART)
         result = self.turn.tools.remove_from_cart(product.sku)
         if result.ok:
@@ -278,6 +328,8 @@ class _OfflineReply:
 
     def _remove_each(self, products: list[ShownProduct]) -> Iterator[Event]:
         """Remove each of ``products`` with its own webhook call; sum up the cart once."""
+        if self._tool_disabled(REMOVE_TOOL):
+            return
         yield events.status(StatusCode.UPDATING_CART)
         confirmed: CartChangeResult | None = None
         for product in products:
@@ -326,6 +378,10 @@ class _OfflineReply:
         yield from self._set_quantity(change)
 
     def _set_quantity(self, intent: Intent) -> Iterator[Event]:
+        # A new quantity of 0 removes the line with remove_from_cart, which _remove checks.
+        removes = intent.quantity is not None and intent.quantity.value == 0
+        if not removes and self._tool_disabled(UPDATE_TOOL):
+            return
         product = self._resolve(intent.reference, prefer_cart=True)
         if product is None:
             return
@@ -352,6 +408,8 @@ class _OfflineReply:
         yield from self._report(result, product)
 
     def _clear(self, intent: Intent) -> Iterator[Event]:
+        if self._tool_disabled(CLEAR_TOOL):
+            return
         yield events.status(StatusCode.UPDATING_CART)
         result = self.turn.tools.clear_cart()
         if result.ok:
@@ -362,6 +420,8 @@ class _OfflineReply:
         yield from self._report(result, None)
 
     def _show_cart(self, intent: Intent) -> Iterator[Event]:
+        if self._tool_disabled(VIEW_CART_TOOL):
+            return
         cart = self.turn.tools.view_cart(refresh=True)
         if not self.turn.tools.cart_complete:
             self.lines.append(self.replies.text("cart_incomplete"))
@@ -370,7 +430,7 @@ class _OfflineReply:
         yield from ()
 
     def _help(self, intent: Intent) -> Iterator[Event]:
-        self.lines.append(self.replies.text("help"))
+        self.lines.append(self.replies.help(disabled_tools=self.disabled_tools))
         yield from ()
 
     def _thanks(self, intent: Intent) -> Iterator[Event]:
@@ -418,6 +478,8 @@ class _OfflineReply:
         first. The other matches are shown as cards, so the shopper sees what else there is
         and can swap the product with "remove …" and "add the second one".
         """
+        if self._tool_disabled(SEARCH_TOOL_NAME):
+            return
         yield events.status(StatusCode.SEARCHING)
         result = self.turn.tools.search_products(fragment)
         if result.outcome != SearchOutcome.FOUND or not name_matches(
@@ -469,6 +531,9 @@ class _OfflineReply:
             self.memory.listed = []
 
     def _show_alternatives(self, product: ShownProduct) -> Iterator[Event]:
+        # Without search, the reply states only that the product is out of stock.
+        if SEARCH_TOOL_NAME in self.disabled_tools:
+            return
         yield events.status(StatusCode.SEARCHING)
         result = self.turn.tools.search_products(product.name, exclude_skus=[product.sku])
         if result.outcome != SearchOutcome.FOUND:
@@ -507,6 +572,15 @@ class _OfflineReply:
         self.memory.listed = [product.sku for product in products]
         self.memory.listed_kind = LIST_SEARCH
         self.memory.focus = products[0].sku if len(products) == 1 else None
+
+    def _tool_disabled(self, tool: str) -> bool:
+        """Tell whether the tenant disabled ``tool``, and if so, add the reply that tells the shopper."""
+        if tool not in self.disabled_tools:
+            return False
+        line = self.replies.text(f"disabled_{tool}")
+        if line not in self.lines:
+            self.lines.append(line)
+        return True
 
     # References
 
@@ -653,7 +727,7 @@ class _OfflineReply:
             pack=self.replies.quantity(pack, requested.base_unit),
             requested=requested_text,
             packs=self.replies.amount(packs.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)),
-            suggested=max(1, int(whole)),
+            suggested=self.replies.quantity(max(1, int(whole)), "pcs"),
         )
         return None
 

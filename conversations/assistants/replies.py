@@ -5,6 +5,7 @@ anywhere yet; Ukrainian and Russian use a decimal comma.
 """
 
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -50,7 +51,16 @@ TEMPLATES: dict[str, dict[str, str]] = {
         "cart_header": "У вашому кошику:",
         "cart_line": "{position}. {name} — {quantity} × {price} = {line_total}",
         "cart_total": "Разом: {total}.",
-        "help": "Я допоможу знайти товари і зібрати кошик. Напишіть, наприклад: «молоко», «додай другий», «зміни кількість першого на 2», «прибери молоко», «що в кошику?» або «очисти кошик».",
+        "help": "Я допоможу знайти товари і зібрати кошик.",
+        "help_examples": "Напишіть, наприклад: {examples}.",
+        "help_or": "або",
+        # One example command per tool, for the help; a disabled tool's example is left out.
+        "help_search_products": "«молоко»",
+        "help_add_to_cart": "«додай другий»",
+        "help_update_quantity": "«зміни кількість першого на 2»",
+        "help_remove_from_cart": "«прибери молоко»",
+        "help_view_cart": "«що в кошику?»",
+        "help_clear_cart": "«очисти кошик»",
         "thanks": "Будь ласка! Чим ще можу допомогти?",
         "negated": "Добре, кошик лишаю без змін.",
         "price_answer": "«{name}» коштує {price}{per_unit}.",
@@ -70,7 +80,7 @@ TEMPLATES: dict[str, dict[str, str]] = {
         GuardReason.INVALID_QUANTITY: "Кількість має бути більшою за нуль.",
         GuardReason.QUANTITY_TOO_LARGE: "За один раз я можу замовити щонайбільше {max_quantity} «{name}».",
         "ask_amount_by_weight": "«{name}» продається на вагу ({unit}), а не упаковками чи штуками. Скільки {unit} {verb}? Напишіть, наприклад, «{command} 0,5 {unit}».",
-        "ask_packs": "«{name}» продається упаковками по {pack}, а {requested} — це {packs} упаковки. Скільки упаковок {verb}? Напишіть, наприклад, «{command} {suggested} шт».",
+        "ask_packs": "«{name}» продається упаковками по {pack}, а {requested} — це {packs} упаковки. Скільки упаковок {verb}? Напишіть, наприклад, «{command} {suggested}».",
         "ask_pieces": "«{name}» продається поштучно, і я не знаю, скільки штук становлять {requested}. Скільки штук {verb}? Напишіть, наприклад, «{command} 2 шт».",
         "ask_unit": "«{name}» продається в {unit}, тож {requested} я не можу перерахувати. Скільки {unit} {verb}?",
         # The verb and the example command of an amount question, by the requested change.
@@ -100,6 +110,13 @@ TEMPLATES: dict[str, dict[str, str]] = {
         "per_customer": "на одного покупця",
         "per_order": "в одному замовленні",
         "per_day": "на день",
+        # Replies to a command whose tool the tenant disabled, by tool name.
+        "disabled_search_products": "Вибачте, у цьому магазині я не можу шукати товари в чаті.",
+        "disabled_add_to_cart": "Вибачте, у цьому магазині я не можу додавати товари в кошик у чаті.",
+        "disabled_remove_from_cart": "Вибачте, у цьому магазині я не можу прибирати товари з кошика в чаті.",
+        "disabled_update_quantity": "Вибачте, у цьому магазині я не можу змінювати кількість товарів у кошику в чаті.",
+        "disabled_clear_cart": "Вибачте, у цьому магазині я не можу очищати кошик у чаті.",
+        "disabled_view_cart": "Вибачте, у цьому магазині я не можу показувати кошик у чаті.",
     },
     ENGLISH: {
         "search_found": "Here is what I found for “{query}”:",
@@ -129,7 +146,15 @@ TEMPLATES: dict[str, dict[str, str]] = {
         "cart_header": "In your cart:",
         "cart_line": "{position}. {name} — {quantity} × {price} = {line_total}",
         "cart_total": "Total: {total}.",
-        "help": "I can find products and fill your cart. Try for example: “milk”, “add the second one”, “set the first to 2”, “remove milk”, “what's in my cart?” or “clear the cart”.",
+        "help": "I can find products and fill your cart.",
+        "help_examples": "Try for example: {examples}.",
+        "help_or": "or",
+        "help_search_products": "“milk”",
+        "help_add_to_cart": "“add the second one”",
+        "help_update_quantity": "“set the first to 2”",
+        "help_remove_from_cart": "“remove milk”",
+        "help_view_cart": "“what's in my cart?”",
+        "help_clear_cart": "“clear the cart”",
         "thanks": "You're welcome! Anything else I can help with?",
         "negated": "OK, I left your cart as it is.",
         "price_answer": "“{name}” costs {price}{per_unit}.",
@@ -149,7 +174,7 @@ TEMPLATES: dict[str, dict[str, str]] = {
         GuardReason.INVALID_QUANTITY: "The quantity must be greater than zero.",
         GuardReason.QUANTITY_TOO_LARGE: "I can order at most {max_quantity} of “{name}” at a time.",
         "ask_amount_by_weight": "“{name}” is sold by {unit}, not in packs or pieces. How many {unit} should I {verb}? Say for example “{command} 0.5 {unit}”.",
-        "ask_packs": "“{name}” comes in packs of {pack}, and {requested} is {packs} packs. How many packs should I {verb}? Say for example “{command} {suggested} pcs”.",
+        "ask_packs": "“{name}” comes in packs of {pack}, and {requested} is {packs} packs. How many packs should I {verb}? Say for example “{command} {suggested}”.",
         "ask_pieces": "“{name}” is sold by the piece, and I do not know how many pieces make {requested}. How many should I {verb}? Say for example “{command} 2 pcs”.",
         "ask_unit": "“{name}” is sold in {unit}, so I cannot convert {requested}. How many {unit} should I {verb}?",
         "ask_verb_add": "add",
@@ -178,6 +203,12 @@ TEMPLATES: dict[str, dict[str, str]] = {
         "per_customer": "per customer",
         "per_order": "per order",
         "per_day": "per day",
+        "disabled_search_products": "Sorry, this shop does not let me search for products in this chat.",
+        "disabled_add_to_cart": "Sorry, this shop does not let me add products to your cart in this chat.",
+        "disabled_remove_from_cart": "Sorry, this shop does not let me remove products from your cart in this chat.",
+        "disabled_update_quantity": "Sorry, this shop does not let me change quantities in your cart in this chat.",
+        "disabled_clear_cart": "Sorry, this shop does not let me clear your cart in this chat.",
+        "disabled_view_cart": "Sorry, this shop does not let me show your cart in this chat.",
     },
     RUSSIAN: {
         "search_found": "Вот что я нашёл по запросу «{query}»:",
@@ -207,7 +238,15 @@ TEMPLATES: dict[str, dict[str, str]] = {
         "cart_header": "В вашей корзине:",
         "cart_line": "{position}. {name} — {quantity} × {price} = {line_total}",
         "cart_total": "Итого: {total}.",
-        "help": "Я помогу найти товары и собрать корзину. Напишите, например: «молоко», «добавь второй», «измени количество первого на 2», «убери молоко», «что в корзине?» или «очисти корзину».",
+        "help": "Я помогу найти товары и собрать корзину.",
+        "help_examples": "Напишите, например: {examples}.",
+        "help_or": "или",
+        "help_search_products": "«молоко»",
+        "help_add_to_cart": "«добавь второй»",
+        "help_update_quantity": "«измени количество первого на 2»",
+        "help_remove_from_cart": "«убери молоко»",
+        "help_view_cart": "«что в корзине?»",
+        "help_clear_cart": "«очисти корзину»",
         "thanks": "Пожалуйста! Чем ещё могу помочь?",
         "negated": "Хорошо, корзину оставляю без изменений.",
         "price_answer": "«{name}» стоит {price}{per_unit}.",
@@ -227,7 +266,7 @@ TEMPLATES: dict[str, dict[str, str]] = {
         GuardReason.INVALID_QUANTITY: "Количество должно быть больше нуля.",
         GuardReason.QUANTITY_TOO_LARGE: "За один раз я могу заказать не больше {max_quantity} «{name}».",
         "ask_amount_by_weight": "«{name}» продаётся на вес ({unit}), а не упаковками или штуками. Сколько {unit} {verb}? Напишите, например, «{command} 0,5 {unit}».",
-        "ask_packs": "«{name}» продаётся упаковками по {pack}, а {requested} — это {packs} упаковки. Сколько упаковок {verb}? Напишите, например, «{command} {suggested} шт».",
+        "ask_packs": "«{name}» продаётся упаковками по {pack}, а {requested} — это {packs} упаковки. Сколько упаковок {verb}? Напишите, например, «{command} {suggested}».",
         "ask_pieces": "«{name}» продаётся поштучно, и я не знаю, сколько штук составляют {requested}. Сколько штук {verb}? Напишите, например, «{command} 2 шт».",
         "ask_unit": "«{name}» продаётся в {unit}, поэтому {requested} я не могу пересчитать. Сколько {unit} {verb}?",
         "ask_verb_add": "добавить",
@@ -256,6 +295,12 @@ TEMPLATES: dict[str, dict[str, str]] = {
         "per_customer": "на одного покупателя",
         "per_order": "в одном заказе",
         "per_day": "в день",
+        "disabled_search_products": "Извините, в этом магазине я не могу искать товары в чате.",
+        "disabled_add_to_cart": "Извините, в этом магазине я не могу добавлять товары в корзину в чате.",
+        "disabled_remove_from_cart": "Извините, в этом магазине я не могу убирать товары из корзины в чате.",
+        "disabled_update_quantity": "Извините, в этом магазине я не могу менять количество товаров в корзине в чате.",
+        "disabled_clear_cart": "Извините, в этом магазине я не могу очищать корзину в чате.",
+        "disabled_view_cart": "Извините, в этом магазине я не могу показывать корзину в чате.",
     },
 }
 
@@ -264,6 +309,18 @@ UNIT_NAMES: dict[str, dict[str, str]] = {
     ENGLISH: {"pcs": "pcs", "pack": "packs", "kg": "kg", "g": "g", "l": "l", "ml": "ml"},
     RUSSIAN: {"pcs": "шт", "pack": "уп.", "kg": "кг", "g": "г", "l": "л", "ml": "мл"},
 }
+# English count units after exactly 1 ("1 pc", "1 pack"); other amounts take UNIT_NAMES.
+ENGLISH_SINGULAR_UNITS = {"pcs": "pc", "pack": "pack"}
+
+# The tools whose example commands the help lists, in the order it lists them.
+HELP_TOOLS = (
+    "search_products",
+    "add_to_cart",
+    "update_quantity",
+    "remove_from_cart",
+    "view_cart",
+    "clear_cart",
+)
 
 # Reasons with a template of their own: the guards' reasons, the reasons the webhook contract
 # suggests to merchants, and this service's reasons for a failed webhook call.
@@ -313,6 +370,16 @@ class Replies:
         templates = TEMPLATES.get(self.language, TEMPLATES[UKRAINIAN])
         return templates[key].format(**params)
 
+    def help(self, *, disabled_tools: Collection[str] = ()) -> str:
+        """Return the help with an example command for each tool not in ``disabled_tools``."""
+        examples = [self.text(f"help_{tool}") for tool in HELP_TOOLS if tool not in disabled_tools]
+        if not examples:
+            return self.text("help")
+        listed = examples[0]
+        if len(examples) > 1:
+            listed = f"{', '.join(examples[:-1])} {self.text('help_or')} {examples[-1]}"
+        return f"{self.text('help')} {self.text('help_examples', examples=listed)}"
+
     def price(self, value: float | Decimal) -> str:
         text = f"{money_number(to_decimal(value)):.2f}"
         return text if self.language == ENGLISH else text.replace(".", ",")
@@ -323,7 +390,11 @@ class Replies:
         return text if self.language == ENGLISH else text.replace(".", ",")
 
     def quantity(self, value: float | Decimal, unit: str) -> str:
-        return f"{self.amount(value)} {self.unit(unit)}"
+        """Format an amount with its unit name: "2 шт", "0,5 кг", "1 pc", "2 pcs"."""
+        amount = self.amount(value)
+        if self.language == ENGLISH and amount == "1" and unit in ENGLISH_SINGULAR_UNITS:
+            return f"{amount} {ENGLISH_SINGULAR_UNITS[unit]}"
+        return f"{amount} {self.unit(unit)}"
 
     def unit(self, unit: str) -> str:
         return UNIT_NAMES.get(self.language, UNIT_NAMES[UKRAINIAN]).get(unit, unit)

@@ -352,7 +352,7 @@ def _send_after_three_loaves(chat_client, conversation, text: str) -> list[dict]
         (
             "remove 2 of them",
             {"action": "update_quantity", "sku": "bread-01", "quantity": 1},
-            "Changed the quantity: Хліб Київхліб білий is now 1 pcs.",
+            "Changed the quantity: Хліб Київхліб білий is now 1 pc.",
         ),
         (
             "видали дві з них",
@@ -367,7 +367,7 @@ def _send_after_three_loaves(chat_client, conversation, text: str) -> list[dict]
         (
             "take 2 of them out",
             {"action": "update_quantity", "sku": "bread-01", "quantity": 1},
-            "Changed the quantity: Хліб Київхліб білий is now 1 pcs.",
+            "Changed the quantity: Хліб Київхліб білий is now 1 pc.",
         ),
         (
             "видали ще 2",
@@ -683,7 +683,7 @@ def test_widget_add_of_name_with_number(chat_client, book_merchant, shopper_conv
         cart_post("add", sku="book-451", name=BOOK_451.name, quantity=1, price=9.99)
     ]
     assert book_merchant.store.cart_items(STORE_ID, SESSION_ID)[0]["quantity"] == 1
-    assert reply_text(sent).startswith("Added to your cart: Fahrenheit 451 by Ray Bradbury, 1 pcs.")
+    assert reply_text(sent).startswith("Added to your cart: Fahrenheit 451 by Ray Bradbury, 1 pc.")
 
 
 def test_quoted_name_removes_whole_line(chat_client, book_merchant, shopper_conversation):

@@ -87,11 +87,11 @@ def posted(merchant) -> list[tuple[str, str | None, object]]:
         ("додай 1e999 першого", "За один раз я можу замовити щонайбільше 100 шт «Сир Комо 250 г»."),
         ("add 101 of the first", "I can order at most 100 pcs of “Сир Комо 250 г” at a time."),
         ("додай півтора першого", "«Сир Комо 250 г» продається кратно 1 шт."),
-        ("add one and a half of the first", "“Сир Комо 250 г” is sold in steps of 1 pcs."),
+        ("add one and a half of the first", "“Сир Комо 250 г” is sold in steps of 1 pc."),
         ("добавь полтора первого", "«Сир Комо 250 г» продаётся кратно 1 шт."),
         ("додай пів першого", "«Сир Комо 250 г» продається кратно 1 шт."),
         ("додай ½ першого", "«Сир Комо 250 г» продається кратно 1 шт."),
-        ("add 1e-1 of the first", "“Сир Комо 250 г” is sold in steps of 1 pcs."),
+        ("add 1e-1 of the first", "“Сир Комо 250 г” is sold in steps of 1 pc."),
     ],
 )
 def test_invalid_amounts_are_rejected_without_a_webhook(
@@ -119,7 +119,7 @@ def test_invalid_amounts_are_rejected_without_a_webhook(
         (
             "add 100 g of the first",
             "“Сир Комо 250 г” comes in packs of 250 g, and 100 g is 0.4 packs. How many packs "
-            "should I add? Say for example “add 1 pcs”.",
+            "should I add? Say for example “add 1 pc”.",
         ),
         (
             "додай 3 л другого",
@@ -180,7 +180,7 @@ def test_answer_to_the_question_adds_the_packs(chat_client, merchant, shown):
         (
             "remove 100 g of the first",
             "“Сир Комо 250 г” comes in packs of 250 g, and 100 g is 0.4 packs. How many packs "
-            "should I remove? Say for example “remove 1 pcs”.",
+            "should I remove? Say for example “remove 1 pc”.",
         ),
         (
             "измени количество первого на 600 г",

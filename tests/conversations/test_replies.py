@@ -1,3 +1,5 @@
+from decimal import Decimal
+
 import pytest
 
 from conversations.assistants.replies import Replies, plural_form
@@ -126,6 +128,42 @@ def test_cart_lines_list_each_item_and_the_total():
         "2. Яблуко Гала — 0,5 кг × 14,95 = 7,48",
         "Разом: 91,48.",
     ]
+
+
+@pytest.mark.parametrize(
+    ("language", "value", "unit", "expected"),
+    [
+        ("en", 1, "pcs", "1 pc"),
+        ("en", Decimal("1.000"), "pcs", "1 pc"),
+        ("en", 2, "pcs", "2 pcs"),
+        ("en", Decimal("1.5"), "pcs", "1.5 pcs"),
+        ("en", Decimal("0.5"), "pcs", "0.5 pcs"),
+        ("en", 1, "pack", "1 pack"),
+        ("en", 3, "pack", "3 packs"),
+        ("en", 1, "kg", "1 kg"),
+        ("en", Decimal("0.5"), "kg", "0.5 kg"),
+        ("en", 1, "l", "1 l"),
+        ("uk", 1, "pcs", "1 шт"),
+        ("uk", 2, "pcs", "2 шт"),
+        ("uk", Decimal("0.5"), "kg", "0,5 кг"),
+        ("ru", 1, "pcs", "1 шт"),
+    ],
+)
+def test_quantity_unit_names(language, value, unit, expected):
+    assert Replies(language).quantity(value, unit) == expected
+
+
+def test_english_cart_lines_write_one_piece_as_pc():
+    cart = cart_snapshot([BREAD.cart_item(1), MILK.cart_item(2)])
+
+    assert Replies("en").cart_lines(cart) == [
+        "In your cart:",
+        "1. Хліб білий — 1 pc × 32.00 = 32.00",
+        "2. Молоко Галичина — 2 pcs × 42.00 = 84.00",
+        "Total: 116.00.",
+    ]
+    # The cart itself keeps the contract's unit value.
+    assert [item["unit"] for item in cart["items"]] == ["pcs", "pcs"]
 
 
 def test_cart_total_adds_up_the_lines_shown():

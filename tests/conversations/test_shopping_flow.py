@@ -235,7 +235,7 @@ def test_add_by_english_name(chat_client, merchant, shopper_conversation):
         }
     ]
     assert reply_text(sent) == (
-        "Added to your cart: Молоко Lactel 2.5%, 1 pcs.\nItems in your cart: 1, total: 45.90."
+        "Added to your cart: Молоко Lactel 2.5%, 1 pc.\nItems in your cart: 1, total: 45.90."
     )
 
 
