@@ -111,7 +111,14 @@ def test_reencrypt_leaves_undecryptable_values(tenant, settings, old_key, capsys
     assert exit_info.value.code == 1
     output = capsys.readouterr()
     assert output.out == "Re-encrypted 0 secrets; 0 already use the first key.\n"
-    assert output.err.startswith("1 secrets cannot be decrypted with any configured key")
+    assert output.err == (
+        "1 secrets cannot be decrypted with any configured key and were left unchanged (see "
+        "the tenants.secret.undecryptable log lines). Add the key that encrypted them to "
+        "VIZOCHOK_ENCRYPTION_KEYS (or, while that is unset, the old DJANGO_SECRET_KEY to "
+        "DJANGO_SECRET_KEY_FALLBACKS), or set new secrets for those tenants with "
+        "rotate_webhook_secret --overlap-hours 0 and the admin action 'Generate a new user "
+        "token secret'.\n"
+    )
     assert raw_column("tenants_webhooksettings", "secret", tenant.webhook_settings.pk) == before
 
 
