@@ -480,3 +480,18 @@ def test_refresh_drops_cached_relations(tenant):
     assert loaded.webhook_settings.timeout_seconds == 17
     assert loaded.api_keys.count() == 1
     assert len(loaded.api_keys.all()) == 1
+
+
+def test_documented_key_print_command(settings, capsys):
+    # The command of docs/deployment.md that prints the keys before they become explicit.
+    settings.VIZOCHOK_ENCRYPTION_KEYS = [NEW_KEY, OLD_KEY]
+    code = 'from django.conf import settings; print(",".join(settings.VIZOCHOK_ENCRYPTION_KEYS))'
+
+    call_command("shell", "--no-imports", "-c", code)
+    assert capsys.readouterr().out == f"{NEW_KEY},{OLD_KEY}\n"
+
+    # Without --no-imports, Django 5.2 prints its import banner into the same output.
+    call_command("shell", "-c", code)
+    with_banner = capsys.readouterr().out
+    assert with_banner.endswith(f"\n{NEW_KEY},{OLD_KEY}\n")
+    assert "objects imported automatically" in with_banner
