@@ -52,6 +52,7 @@ class ErrorCode(StrEnum):
     WEBHOOK_FAILED = "webhook_failed"
     LLM_UNAVAILABLE = "llm_unavailable"
     SECRET_UNDECRYPTABLE = "secret_undecryptable"
+    DATABASE_UNAVAILABLE = "database_unavailable"
 
 
 class AppError(Exception):

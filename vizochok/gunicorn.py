@@ -36,5 +36,7 @@ timeout = int(os.environ.get("GUNICORN_TIMEOUT") or _turn_seconds + 30)
 # that a deploy does not cut streams off mid-reply.
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT") or _turn_seconds + 10)
 keepalive = 5
+# NOTE: access lines contain the request path, and so the user id of the shopper export and
+# erasure endpoints (docs/privacy.md). --access-logfile /dev/null turns them off.
 accesslog = "-"
 errorlog = "-"

@@ -69,7 +69,7 @@ def error_responses(*statuses: int, **descriptions: str) -> dict[int, OpenApiRes
     return {
         status: OpenApiResponse(
             response=ErrorSerializer,
-            description=descriptions.get(f"status_{status}", _ERROR_DESCRIPTIONS[status]),
+            description=descriptions.get(f"status_{status}") or _ERROR_DESCRIPTIONS[status],
         )
         for status in statuses
     }

@@ -1,4 +1,6 @@
-from django.db import connection
+import logging
+
+from django.db import DatabaseError, connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
@@ -9,6 +11,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from vizochok.exceptions import ErrorCode, error_body
+from vizochok.openapi import error_responses
+
+logger = logging.getLogger(__name__)
 
 
 class HealthApi(APIView):
@@ -21,11 +26,35 @@ class HealthApi(APIView):
         tags=["health"],
         summary="Check the web process and the database",
         auth=[],
-        responses={200: inline_serializer("Health", {"ok": serializers.BooleanField()})},
+        responses={
+            200: inline_serializer("Health", {"ok": serializers.BooleanField()}),
+            **error_responses(
+                503,
+                status_503="`database_unavailable`: the process cannot query the database.",
+            ),
+        },
     )
     def get(self, request: Request) -> Response:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1")
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT 1")
+        except DatabaseError as exc:
+            # One line per failed probe, without a traceback: a load balancer probes every few
+            # seconds. The driver's message names the host and port, never the password.
+            logger.error(
+                "health.database_unavailable",
+                extra={"error_type": type(exc).__name__, "error": str(exc).strip()},
+            )
+            return Response(
+                error_body(
+                    detail=(
+                        "The database cannot be queried. Check that PostgreSQL runs and that "
+                        "DATABASE_URL points at it."
+                    ),
+                    code=ErrorCode.DATABASE_UNAVAILABLE,
+                ),
+                status=503,
+            )
         return Response({"ok": True})
 
 

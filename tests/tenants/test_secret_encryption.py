@@ -111,7 +111,14 @@ def test_reencrypt_leaves_undecryptable_values(tenant, settings, old_key, capsys
     assert exit_info.value.code == 1
     output = capsys.readouterr()
     assert output.out == "Re-encrypted 0 secrets; 0 already use the first key.\n"
-    assert output.err.startswith("1 secrets cannot be decrypted with any configured key")
+    assert output.err == (
+        "1 secrets cannot be decrypted with any configured key and were left unchanged (see "
+        "the tenants.secret.undecryptable log lines). Add the key that encrypted them to "
+        "VIZOCHOK_ENCRYPTION_KEYS (or, while that is unset, the old DJANGO_SECRET_KEY to "
+        "DJANGO_SECRET_KEY_FALLBACKS), or set new secrets for those tenants with "
+        "rotate_webhook_secret --overlap-hours 0 and the admin action 'Generate a new user "
+        "token secret'.\n"
+    )
     assert raw_column("tenants_webhooksettings", "secret", tenant.webhook_settings.pk) == before
 
 
@@ -473,3 +480,18 @@ def test_refresh_drops_cached_relations(tenant):
     assert loaded.webhook_settings.timeout_seconds == 17
     assert loaded.api_keys.count() == 1
     assert len(loaded.api_keys.all()) == 1
+
+
+def test_documented_key_print_command(settings, capsys):
+    # The command of docs/deployment.md that prints the keys before they become explicit.
+    settings.VIZOCHOK_ENCRYPTION_KEYS = [NEW_KEY, OLD_KEY]
+    code = 'from django.conf import settings; print(",".join(settings.VIZOCHOK_ENCRYPTION_KEYS))'
+
+    call_command("shell", "--no-imports", "-c", code)
+    assert capsys.readouterr().out == f"{NEW_KEY},{OLD_KEY}\n"
+
+    # Without --no-imports, Django 5.2 prints its import banner into the same output.
+    call_command("shell", "-c", code)
+    with_banner = capsys.readouterr().out
+    assert with_banner.endswith(f"\n{NEW_KEY},{OLD_KEY}\n")
+    assert "objects imported automatically" in with_banner

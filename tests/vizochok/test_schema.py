@@ -159,7 +159,7 @@ def test_error_statuses_use_error_component(document):
 @pytest.mark.parametrize(
     ("method", "path", "statuses"),
     [
-        ("get", "/api/v1/health", {"200"}),
+        ("get", "/api/v1/health", {"200", "503"}),
         ("get", "/api/v1/admin/webhooks", {"200", "401", "403"}),
         ("patch", "/api/v1/admin/webhooks", {"200", "400", "401", "403", "413"}),
         ("post", "/api/v1/admin/webhooks/rotate-secret", {"200", "400", "401", "403", "413"}),

@@ -31,7 +31,9 @@ class Command(BaseCommand):
             self.stderr.write(
                 f"{result.undecryptable} secrets cannot be decrypted with any configured key "
                 "and were left unchanged (see the tenants.secret.undecryptable log lines). "
-                "Add the key that encrypted them to VIZOCHOK_ENCRYPTION_KEYS, or set new "
-                "secrets for those tenants."
+                "Add the key that encrypted them to VIZOCHOK_ENCRYPTION_KEYS (or, while that "
+                "is unset, the old DJANGO_SECRET_KEY to DJANGO_SECRET_KEY_FALLBACKS), or set "
+                "new secrets for those tenants with rotate_webhook_secret --overlap-hours 0 "
+                "and the admin action 'Generate a new user token secret'."
             )
             raise SystemExit(1)
