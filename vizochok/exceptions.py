@@ -14,6 +14,7 @@ from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import InterfaceError, OperationalError, connection
 from django.http import Http404
 from rest_framework import exceptions as drf_exceptions
 from rest_framework import status
@@ -21,6 +22,9 @@ from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
 logger = logging.getLogger(__name__)
+
+# Seconds after which a client may retry a request rejected for a lost database connection.
+DATABASE_RETRY_AFTER_SECONDS = 5
 
 
 class ErrorCode(StrEnum):
@@ -123,7 +127,7 @@ class SecretUndecryptable(AppError):
     """A stored secret that no key in VIZOCHOK_ENCRYPTION_KEYS decrypts.
 
     The deployment's keys are wrong, not the request, so an operator must restore the key
-    or set a new secret; the detail names the object, never the secret or a key.
+    or set a new secret. The detail names the object, never the secret or a key.
     """
 
     http_status = status.HTTP_503_SERVICE_UNAVAILABLE
@@ -186,6 +190,18 @@ def _render_drf_exception(exc: drf_exceptions.APIException, *, method: str) -> R
     )
 
 
+def _database_unreachable(exc: Exception) -> bool:
+    """Tell whether ``exc`` comes from a lost or refused database connection.
+
+    A query that fails on a working connection (a statement timeout, a deadlock) is a
+    fault of this code or its data and stays an internal error.
+    """
+    if not isinstance(exc, OperationalError | InterfaceError):
+        return False
+    raw = connection.connection
+    return raw is None or raw.closed or raw.broken
+
+
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     """Render any exception raised in an API view as the project's error envelope."""
     if isinstance(exc, RequestDataTooBig):
@@ -223,8 +239,28 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
         request = context.get("request")
         return _render_drf_exception(exc, method=request.method if request else "")
 
-    error_id = uuid.uuid4().hex
     view = context.get("view")
+    if _database_unreachable(exc):
+        # Expected while PostgreSQL restarts or fails over, so one line without a traceback.
+        logger.error(
+            "api.database_unavailable",
+            extra={
+                "error_type": type(exc).__name__,
+                "error": str(exc).strip(),
+                "view": type(view).__name__ if view else None,
+            },
+        )
+        set_rollback()
+        return Response(
+            error_body(
+                detail="The service cannot reach its database. Retry in a moment.",
+                code=ErrorCode.DATABASE_UNAVAILABLE,
+            ),
+            status=status.HTTP_503_SERVICE_UNAVAILABLE,
+            headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)},
+        )
+
+    error_id = uuid.uuid4().hex
     logger.error(
         "api.unhandled_error",
         exc_info=exc,

@@ -1,41 +1,20 @@
 """Checks GET /api/v1/health against a reachable and an unreachable database."""
 
-import contextlib
 import logging
-import socket
 from collections.abc import Iterator
 
 import pytest
-from django.db import connection
 from django.test import Client
+
+from tests.database import database_at_closed_port
 
 # A transaction test, so that the test can close the connection and open it elsewhere.
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def _closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-@contextlib.contextmanager
-def _database_at_closed_port() -> Iterator[int]:
-    """Point the default connection at a closed port of 127.0.0.1; yield that port."""
-    saved = {key: connection.settings_dict[key] for key in ("HOST", "PORT")}
-    port = _closed_port()
-    connection.close()
-    connection.settings_dict.update(HOST="127.0.0.1", PORT=str(port))
-    try:
-        yield port
-    finally:
-        connection.close()
-        connection.settings_dict.update(saved)
-
-
 @pytest.fixture
 def database_down() -> Iterator[int]:
-    with _database_at_closed_port() as port:
+    with database_at_closed_port() as port:
         yield port
 
 
@@ -70,7 +49,7 @@ def test_health_with_database_down(database_down, caplog):
 
 
 def test_health_recovers_with_database():
-    with _database_at_closed_port():
+    with database_at_closed_port():
         down = Client().get("/api/v1/health")
 
     up = Client().get("/api/v1/health")

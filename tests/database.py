@@ -1,0 +1,30 @@
+"""Helpers for tests that need the database to be unreachable."""
+
+import contextlib
+import socket
+from collections.abc import Iterator
+
+from django.db import connection
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextlib.contextmanager
+def database_at_closed_port() -> Iterator[int]:
+    """Point the default connection at a closed port of 127.0.0.1; yield that port.
+
+    Only transaction tests may use it: the test database's connection is closed first.
+    """
+    saved = {key: connection.settings_dict[key] for key in ("HOST", "PORT")}
+    port = _closed_port()
+    connection.close()
+    connection.settings_dict.update(HOST="127.0.0.1", PORT=str(port))
+    try:
+        yield port
+    finally:
+        connection.close()
+        connection.settings_dict.update(saved)
