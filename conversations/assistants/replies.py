@@ -51,7 +51,13 @@ TEMPLATES: dict[str, dict[str, str]] = {
         "cart_header": "У вашому кошику:",
         "cart_line": "{position}. {name} — {quantity} × {price} = {line_total}",
         "cart_total": "Разом: {total}.",
+        # The help's first sentence, by what the tenant's enabled tools let the assistant do.
         "help": "Я допоможу знайти товари і зібрати кошик.",
+        "help_search": "Я допоможу знайти товари.",
+        "help_search_view": "Я допоможу знайти товари і покажу ваш кошик.",
+        "help_cart": "Я допоможу змінити ваш кошик.",
+        "help_view": "Я можу показати ваш кошик.",
+        "help_none": "Вибачте, у цьому магазині я не можу шукати товари чи змінювати кошик у чаті.",
         "help_examples": "Напишіть, наприклад: {examples}.",
         "help_or": "або",
         # One example command per tool, for the help; a disabled tool's example is left out.
@@ -147,6 +153,11 @@ TEMPLATES: dict[str, dict[str, str]] = {
         "cart_line": "{position}. {name} — {quantity} × {price} = {line_total}",
         "cart_total": "Total: {total}.",
         "help": "I can find products and fill your cart.",
+        "help_search": "I can find products for you.",
+        "help_search_view": "I can find products and show your cart.",
+        "help_cart": "I can change the products in your cart.",
+        "help_view": "I can show your cart.",
+        "help_none": "Sorry, this shop does not let me search for products or change your cart in this chat.",
         "help_examples": "Try for example: {examples}.",
         "help_or": "or",
         "help_search_products": "“milk”",
@@ -239,6 +250,11 @@ TEMPLATES: dict[str, dict[str, str]] = {
         "cart_line": "{position}. {name} — {quantity} × {price} = {line_total}",
         "cart_total": "Итого: {total}.",
         "help": "Я помогу найти товары и собрать корзину.",
+        "help_search": "Я помогу найти товары.",
+        "help_search_view": "Я помогу найти товары и покажу вашу корзину.",
+        "help_cart": "Я помогу изменить вашу корзину.",
+        "help_view": "Я могу показать вашу корзину.",
+        "help_none": "Извините, в этом магазине я не могу искать товары или менять корзину в чате.",
         "help_examples": "Напишите, например: {examples}.",
         "help_or": "или",
         "help_search_products": "«молоко»",
@@ -322,6 +338,24 @@ HELP_TOOLS = (
     "clear_cart",
 )
 
+# The tools that change the cart. With all of them disabled, the help does not offer to fill it.
+CART_CHANGE_TOOLS = ("add_to_cart", "update_quantity", "remove_from_cart", "clear_cart")
+
+
+def _help_summary_key(disabled_tools: Collection[str]) -> str:
+    """Return the key of the help's first sentence, which names what the enabled tools allow."""
+    searches = "search_products" not in disabled_tools
+    changes_cart = any(tool not in disabled_tools for tool in CART_CHANGE_TOOLS)
+    shows_cart = "view_cart" not in disabled_tools
+    if searches and changes_cart:
+        return "help"
+    if searches:
+        return "help_search_view" if shows_cart else "help_search"
+    if changes_cart:
+        return "help_cart"
+    return "help_view" if shows_cart else "help_none"
+
+
 # Reasons with a template of their own: the guards' reasons, the reasons the webhook contract
 # suggests to merchants, and this service's reasons for a failed webhook call.
 EXPLAINED_REASONS = frozenset(
@@ -372,13 +406,14 @@ class Replies:
 
     def help(self, *, disabled_tools: Collection[str] = ()) -> str:
         """Return the help with an example command for each tool not in ``disabled_tools``."""
+        summary = self.text(_help_summary_key(disabled_tools))
         examples = [self.text(f"help_{tool}") for tool in HELP_TOOLS if tool not in disabled_tools]
         if not examples:
-            return self.text("help")
+            return summary
         listed = examples[0]
         if len(examples) > 1:
             listed = f"{', '.join(examples[:-1])} {self.text('help_or')} {examples[-1]}"
-        return f"{self.text('help')} {self.text('help_examples', examples=listed)}"
+        return f"{summary} {self.text('help_examples', examples=listed)}"
 
     def price(self, value: float | Decimal) -> str:
         text = f"{money_number(to_decimal(value)):.2f}"

@@ -318,9 +318,11 @@ def test_help_lists_enabled_commands(chat_client, tenant, merchant, shopper_conv
     sent = send(chat_client, shopper_conversation, "допомога")
 
     assert reply_text(sent) == (
-        "Я допоможу знайти товари і зібрати кошик. Напишіть, наприклад: «додай другий», "
+        "Я допоможу змінити ваш кошик. Напишіть, наприклад: «додай другий», "
         "«зміни кількість першого на 2», «прибери молоко» або «що в кошику?»."
     )
+    assert cart_posts(merchant) == []
+    assert requests_to(merchant, "/vizochok/products") == []
 
 
 def test_one_tenant_setting_leaves_another(
