@@ -24,6 +24,10 @@ class IntentKind(StrEnum):
     SHOW_CART = "show_cart"
     HELP = "help"
     THANKS = "thanks"
+    # A farewell, with or without thanks: "дякую, до побачення", "bye".
+    GOODBYE = "goodbye"
+    # A request to take back the last change ("скасуй", "undo"), which the assistant cannot do.
+    UNDO = "undo"
     # A cart command the shopper negated ("не додавай хліб", "don't add it"): nothing changes.
     NEGATED = "negated"
     # A question about the price of a listed product: "скільки коштує перший?", "а другий?".
@@ -237,9 +241,9 @@ SET_VERBS = (
 QUANTITY_NOUNS = _word_set("кількість кількості количество quantity qty amount")
 SEARCH_VERBS = _word_set(
     """покажи покажіть показати знайди знайдіть знайти шукай шукаю пошукай пошукати підбери
-    порадь є маєте маєш хочу хочеться хотів хотіла потрібен потрібна потрібне потрібно
+    порадь є маєте маєш продаєте продаете хочу хочеться хотів хотіла потрібен потрібна потрібне потрібно
     потрібні треба найди найдите найти ищу поищи покажите нужен нужна нужно нужны есть хочу
-    find search show look looking need want have got"""
+    find search show look looking need want have got sell"""
 )
 CART_WORDS = _word_set(
     """кошик кошика кошику кошиком корзина корзину корзине корзині корзины корзиной
@@ -259,7 +263,19 @@ GREETING_WORDS = _word_set(
 HELP_WORDS = _word_set(
     "допомога допоможи допоможіть вмієш можеш помощь помоги умеешь можешь help can"
 )
-THANKS_WORDS = _word_set("дякую дякуємо спасибі спасибо thanks thank thx ty")
+THANKS_WORDS = _word_set("дякую дякуємо дякс спасибі спасибо пасиб thanks thank thx ty")
+# Farewells; "до побачення" is "до" (a filler word) and "побачення".
+FAREWELL_WORDS = _word_set("бувай бувайте побачення свидания пока bye goodbye cya")
+# Words of a request to take back the last change. Only the first cart verb counts, so in
+# "видали молоко, скасуй" the removal runs.
+UNDO_WORDS = _word_set(
+    "скасуй скасуйте скасувати відміни відмініть отмени отмените отменить undo revert"
+)
+# Words of a question about the cart's total: "скільки разом?", "сума?", "what's the total?".
+TOTAL_WORDS = _word_set(
+    """разом сума суму всього загалом оплати сумма сумму всего итого итог оплате оплаты total
+    subtotal altogether"""
+)
 # Words of a price question: "скільки коштує перший?", "how much is the second one?". With
 # a product name instead of a position the question is a search, which lists prices.
 PRICE_WORDS = _word_set(
@@ -282,7 +298,8 @@ INTERJECTIONS = _word_set(
 # them is an amount.
 PRONOUNS = _word_set(
     """його її їх нього неї них такий таку таке такого такої таких такі его ее их него нее
-    такой такая такую такое таких такие він вона воно вони он она оно они it its them"""
+    такой такая такую такое таких такие він вона воно вони он она оно они it its them
+    цих тих этих тех these those"""
 )
 # Words that carry no product meaning in a request.
 # NOTE: in a cart command a final letter that is also a preposition stays a filler word, so
@@ -294,7 +311,7 @@ FILLER_WORDS = (
         """мені мене мною будь ласка будь-ласка будьласка у в до з із зі на і й та а також теж
         ну цей цю це ця цього того той ту те вас вам ви ти тебе тобі нас нам чи що мій моєму мого
         моя мою мої моїх мій товар товару товари позицію позиція позиції ще як як-небудь
-        мне меня пожалуйста во из с со и тоже мой моей эту этот это этого вы ты тебя что позицию
+        мне меня пожалуйста во из с со и к ли тоже мой моей эту этот это этого вы ты тебя что позицию
         позиция позиции
         the a an of to in into my me please some any for i you do does is are there can
         could would like i'd i'll i'm let's with from item items product products that this
@@ -406,6 +423,8 @@ def parse_intent(text: str) -> Intent:
         IntentKind.SHOW_CART,
         IntentKind.HELP,
         IntentKind.THANKS,
+        IntentKind.GOODBYE,
+        IntentKind.UNDO,
         IntentKind.NEGATED,
     ):
         return Intent(kind=kind)
@@ -526,13 +545,22 @@ def _intent_kind(tokens: list[str]) -> IntentKind:
         return IntentKind.CLEAR_CART
     if verb_kind not in (None, IntentKind.SEARCH):
         return verb_kind
-    if any(token in CART_WORDS for token in tokens):
+    if any(token in CART_WORDS for token in tokens) or _asks_total(tokens):
         return IntentKind.SHOW_CART
     if _asks_price_of_listed(tokens):
         return IntentKind.PRICE
     if verb_kind is None:
         return _kind_without_verb(tokens)
     return IntentKind.SEARCH
+
+
+def _asks_total(tokens: list[str]) -> bool:
+    """Tell whether the message is only a question about the total: "скільки разом?", "what's the total?"."""
+    meaningful = [token for token in tokens if token not in FILLER_WORDS]
+    return any(token in TOTAL_WORDS for token in meaningful) and all(
+        token in TOTAL_WORDS or token in PRICE_QUESTION_WORDS or token in SEARCH_VERBS
+        for token in meaningful
+    )
 
 
 def _asks_price_of_listed(tokens: list[str]) -> bool:
@@ -577,6 +605,8 @@ def _cart_verb_kind(tokens: list[str], index: int) -> IntentKind | None:
         return IntentKind.REMOVE
     if token in CLEAR_VERBS:
         return IntentKind.CLEAR_CART
+    if token in UNDO_WORDS:
+        return IntentKind.UNDO
     if token in SET_VERBS or token in QUANTITY_NOUNS:
         return IntentKind.SET_QUANTITY
     return None
@@ -598,7 +628,10 @@ def _means_everything(tokens: list[str]) -> bool:
 def _kind_without_verb(tokens: list[str]) -> IntentKind:
     """Classify a message without a verb: "дякую", "привіт", "ще 2", "#2" or a product."""
     meaningful = [token for token in tokens if token not in FILLER_WORDS]
-    if meaningful and all(token in THANKS_WORDS | GREETING_WORDS for token in meaningful):
+    polite_words = THANKS_WORDS | GREETING_WORDS | FAREWELL_WORDS
+    if meaningful and all(token in polite_words for token in meaningful):
+        if any(token in FAREWELL_WORDS for token in meaningful):
+            return IntentKind.GOODBYE
         if any(token in THANKS_WORDS for token in meaningful):
             return IntentKind.THANKS
         return IntentKind.HELP
@@ -725,7 +758,7 @@ def _sort_word(tokens: list[str], index: int, words: _Words) -> int:
         return index + 1
     if token in BOTH_WORDS:
         return index + 1
-    if token in GREETING_WORDS or token in THANKS_WORDS:
+    if token in GREETING_WORDS or token in THANKS_WORDS or token in FAREWELL_WORDS:
         return index + 1
     words.name_words.append(token)
     return index + 1
@@ -913,6 +946,7 @@ def search_query(text: str) -> str:
         | FILLER_WORDS
         | GREETING_WORDS
         | THANKS_WORDS
+        | FAREWELL_WORDS
         | CART_WORDS
         | PRICE_QUESTION_WORDS
     )

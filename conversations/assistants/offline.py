@@ -224,6 +224,8 @@ class _OfflineReply:
             IntentKind.SHOW_CART: self._show_cart,
             IntentKind.HELP: self._help,
             IntentKind.THANKS: self._thanks,
+            IntentKind.GOODBYE: self._goodbye,
+            IntentKind.UNDO: self._undo,
             IntentKind.NEGATED: self._negated,
             IntentKind.PRICE: self._price,
         }
@@ -436,6 +438,17 @@ class _OfflineReply:
     def _thanks(self, intent: Intent) -> Iterator[Event]:
         self.lines.append(self.replies.text("thanks"))
         yield from ()
+
+    def _goodbye(self, intent: Intent) -> Iterator[Event]:
+        self.lines.append(self.replies.text("goodbye"))
+        yield from ()
+
+    def _undo(self, intent: Intent) -> Iterator[Event]:
+        """Explain that changes cannot be taken back, and list the cart to correct it by."""
+        # NOTE: the conversation keeps no earlier cart state, so "скасуй" cannot restore one.
+        self.lines.append(self.replies.text("undo_unsupported"))
+        if VIEW_CART_TOOL not in self.disabled_tools:
+            yield from self._show_cart(intent)
 
     def _negated(self, intent: Intent) -> Iterator[Event]:
         self.lines.append(self.replies.text("negated"))

@@ -399,6 +399,65 @@ def test_parse_cart_and_conversation_commands(text, kind):
 
 
 @pytest.mark.parametrize(
+    ("text", "kind"),
+    [
+        # A question about the total shows the cart, which ends with the total.
+        ("скільки разом?", IntentKind.SHOW_CART),
+        ("сума?", IntentKind.SHOW_CART),
+        ("яка загальна сума", SEARCH),
+        ("скільки всього до оплати?", IntentKind.SHOW_CART),
+        ("сколько всего к оплате?", IntentKind.SHOW_CART),
+        ("итого?", IntentKind.SHOW_CART),
+        ("what's the total?", IntentKind.SHOW_CART),
+        ("how much in total", IntentKind.SHOW_CART),
+        ("покажи суму", IntentKind.SHOW_CART),
+        # Farewells, with or without thanks.
+        ("дякую, до побачення", IntentKind.GOODBYE),
+        ("бувай", IntentKind.GOODBYE),
+        ("до свидания", IntentKind.GOODBYE),
+        ("thanks, bye!", IntentKind.GOODBYE),
+        ("goodbye", IntentKind.GOODBYE),
+        ("ок дякс", IntentKind.THANKS),
+        # Undo, which the assistant cannot do.
+        ("скасуй", IntentKind.UNDO),
+        ("відміни останню зміну", IntentKind.UNDO),
+        ("отмени последнее", IntentKind.UNDO),
+        ("undo", IntentKind.UNDO),
+        ("не скасовуй", SEARCH),
+    ],
+)
+def test_parse_total_farewell_and_undo(text, kind):
+    assert parse_intent(text).kind == kind
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("add 3 of those", Intent(ADD, quantity=pieces("3"))),
+        ("add 2 of these", Intent(ADD, quantity=pieces("2"))),
+        ("додай 2 цих", Intent(ADD, quantity=pieces("2"))),
+        ("добавь 3 этих", Intent(ADD, quantity=pieces("3"))),
+        ("remove those", Intent(REMOVE)),
+    ],
+)
+def test_parse_demonstrative_pronouns(text, expected):
+    assert parse_intent(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("есть ли у вас водка?", "водка"),
+        ("do you sell iphones?", "iphones"),
+        ("ви продаєте пиво?", "пиво"),
+        ("молоко, до побачення", "молоко"),
+    ],
+)
+def test_search_query_drops_question_words(text, expected):
+    assert parse_intent(text) == Intent(SEARCH, query=expected)
+
+
+@pytest.mark.parametrize(
     "text",
     [
         "не додавай хліб",
