@@ -82,6 +82,10 @@ class Intent:
     # True for a removal of "все молоко" or "both milks": it takes every cart line that
     # the name matches, instead of asking which one.
     every: bool = False
+    # The price ceiling of a search ("молоко до 40 грн", "milk under 40"), in the shop's
+    # currency, and whether it requests the cheapest first ("найдешевше масло").
+    max_price: Decimal | None = None
+    cheapest: bool = False
 
 
 def _word_set(words: str) -> frozenset[str]:
@@ -271,6 +275,16 @@ FAREWELL_WORDS = _word_set("бувай бувайте побачення сви�
 UNDO_WORDS = _word_set(
     "скасуй скасуйте скасувати відміни відмініть отмени отмените отменить undo revert"
 )
+# Words of a search for the cheapest products, which sorts the results by price.
+CHEAPEST_WORDS = _word_set(
+    """найдешевше найдешевший найдешевша найдешевшу найдешевші найдешевшого найдешевшої
+    найдешевших дешевий дешева дешеве дешеву дешеві самое самый самая самую самые дешевое
+    дешевый дешевая дешевую дешевые cheapest"""
+)
+# Words before a price ceiling: "дешевше 40", "under 40". "до" counts only with a currency
+# word after the number ("до 40 грн"), because "до 2" is also a new quantity.
+PRICE_CEILING_WORDS = _word_set("дешевше дешевле дорожче дороже under below")
+CURRENCY_WORDS = _word_set("грн гривень гривні гривня гривен гривны hryvnia hryvnias hryvnas uah ₴")
 # Words of a question about the cart's total: "скільки разом?", "сума?", "what's the total?".
 TOTAL_WORDS = _word_set(
     """разом сума суму всього загалом оплати сумма сумму всего итого итог оплате оплаты total
@@ -315,7 +329,8 @@ FILLER_WORDS = (
         позиция позиции
         the a an of to in into my me please some any for i you do does is are there can
         could would like i'd i'll i'm let's with from item items product products that this
-        what what's whats which by number номер по"""
+        what what's whats which by number номер по яке який яка яку які какой какое какая какую
+        какие"""
     )
 )
 # Pronouns that follow a preposition: "у вас", "в мене", "with me".
@@ -416,8 +431,11 @@ def parse_intent(text: str) -> Intent:
     tokens = tokenize(text)
     kind = _intent_kind(tokens)
     if kind == IntentKind.SEARCH:
+        text, max_price, cheapest = _price_filter(text)
         query = search_query(text)
-        return Intent(kind=kind, query=query) if query else Intent(kind=IntentKind.HELP)
+        if not (query or cheapest or max_price is not None):
+            return Intent(kind=IntentKind.HELP)
+        return Intent(kind=kind, query=query, max_price=max_price, cheapest=cheapest)
     if kind in (
         IntentKind.CLEAR_CART,
         IntentKind.SHOW_CART,
@@ -935,6 +953,43 @@ def _change_verb(tokens: list[str]) -> str | None:
         return None
     verb = next((token for token in tokens if token in SET_VERBS), None)
     return verb if verb in DECREASE_VERBS | INCREASE_VERBS else None
+
+
+_PRICE = re.compile(r"\d+(?:[.,]\d+)?")
+
+
+def _price_filter(text: str) -> tuple[str, Decimal | None, bool]:
+    """Split the price ceiling and the words for the cheapest off a search.
+
+    Return the rest of ``text``, the ceiling or None, and whether the cheapest come first:
+    "молоко 2,5% до 40 гривень" is "молоко 2,5%" up to 40.
+    """
+    words = [word.strip(_EDGE_PUNCTUATION) for word in normalize(text).split()]
+    words = [word for word in words if word]
+    remaining_words: list[str] = []
+    max_price: Decimal | None = None
+    cheapest = False
+    index = 0
+    while index < len(words):
+        word = words[index]
+        following = words[index + 1] if index + 1 < len(words) else ""
+        after_number = words[index + 2] if index + 2 < len(words) else ""
+        value = _decimal(following) if _PRICE.fullmatch(following) else None
+        with_currency = after_number in CURRENCY_WORDS
+        if (
+            value is not None
+            and value > 0
+            and (word in PRICE_CEILING_WORDS or (word == "до" and with_currency))
+        ):
+            max_price = value
+            index += 3 if with_currency else 2
+            continue
+        if word in CHEAPEST_WORDS:
+            cheapest = True
+        else:
+            remaining_words.append(word)
+        index += 1
+    return " ".join(remaining_words), max_price, cheapest
 
 
 def search_query(text: str) -> str:

@@ -25,6 +25,10 @@ from webhooks.dispatch import UNKNOWN_CART_REASON
 TEMPLATES: dict[str, dict[str, str]] = {
     UKRAINIAN: {
         "search_found": "Ось що я знайшов за запитом «{query}»:",
+        "found_under_price": "Ось що я знайшов за запитом «{query}» за ціною до {price}:",
+        "found_cheapest": "Ось найдешевші товари за запитом «{query}»:",
+        "listed_cheapest": "Ось товари з останнього списку, від найдешевшого:",
+        "none_under_price": "Не знайшов таких товарів за ціною до {price}. Найдешевший — «{name}» за {cheapest}.",
         "search_hidden_one": "Ще {count} знайдений товар зараз відсутній, тому я його не показую.",
         "search_hidden_few": "Ще {count} знайдені товари зараз відсутні, тому я їх не показую.",
         "search_hidden_many": "Ще {count} знайдених товарів зараз відсутні, тому я їх не показую.",
@@ -128,6 +132,10 @@ TEMPLATES: dict[str, dict[str, str]] = {
     },
     ENGLISH: {
         "search_found": "Here is what I found for “{query}”:",
+        "found_under_price": "Here is what I found for “{query}” at up to {price}:",
+        "found_cheapest": "Here are the cheapest products for “{query}”:",
+        "listed_cheapest": "Here are the products of the last list, cheapest first:",
+        "none_under_price": "I found no such products at up to {price}. The cheapest is “{name}” at {cheapest}.",
         "search_hidden_one": "{count} more matching product is out of stock right now, so I left it out.",
         "search_hidden_few": "{count} more matching products are out of stock right now, so I left them out.",
         "search_hidden_many": "{count} more matching products are out of stock right now, so I left them out.",
@@ -227,6 +235,10 @@ TEMPLATES: dict[str, dict[str, str]] = {
     },
     RUSSIAN: {
         "search_found": "Вот что я нашёл по запросу «{query}»:",
+        "found_under_price": "Вот что я нашёл по запросу «{query}» по цене до {price}:",
+        "found_cheapest": "Вот самые дешёвые товары по запросу «{query}»:",
+        "listed_cheapest": "Вот товары из последнего списка, от самого дешёвого:",
+        "none_under_price": "Не нашёл таких товаров по цене до {price}. Самый дешёвый — «{name}» за {cheapest}.",
         "search_hidden_one": "Ещё {count} найденный товар сейчас отсутствует, поэтому я его не показываю.",
         "search_hidden_few": "Ещё {count} найденных товара сейчас отсутствуют, поэтому я их не показываю.",
         "search_hidden_many": "Ещё {count} найденных товаров сейчас отсутствуют, поэтому я их не показываю.",

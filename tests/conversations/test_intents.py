@@ -971,3 +971,22 @@ def test_measures(text, expected):
 )
 def test_names_product(text, name, expected):
     assert names_product(text, name) is expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("молоко 2,5% до 40 гривень", Intent(SEARCH, query="молоко 2,5%", max_price=Decimal(40))),
+        ("I need milk under 40 hryvnias", Intent(SEARCH, query="milk", max_price=Decimal(40))),
+        ("сир дешевше 100", Intent(SEARCH, query="сир", max_price=Decimal(100))),
+        ("кефір до 35,50 грн", Intent(SEARCH, query="кефір", max_price=Decimal("35.50"))),
+        ("а яке найдешевше масло?", Intent(SEARCH, query="масло", cheapest=True)),
+        ("what is the cheapest butter?", Intent(SEARCH, query="butter", cheapest=True)),
+        ("какое самое дешевое?", Intent(SEARCH, query="", cheapest=True)),
+        # "до" without a currency word is no ceiling.
+        ("молоко до 2", Intent(SEARCH, query="молоко 2")),
+        ("under nan", Intent(SEARCH, query="under nan")),
+    ],
+)
+def test_parse_price_filters(text, expected):
+    assert parse_intent(text) == expected
