@@ -13,6 +13,7 @@ from enum import StrEnum
 
 from catalog.lexicon import lexicon_phrase_stems, lexicon_stems
 from catalog.text import stem, surface_words
+from conversations.assistants.transliteration import cyrillic_from_latin, without_soft_signs
 
 
 class IntentKind(StrEnum):
@@ -992,6 +993,103 @@ def _price_filter(text: str) -> tuple[str, Decimal | None, bool]:
     return " ".join(remaining_words), max_price, cheapest
 
 
+_CYRILLIC = re.compile(r"[а-яіїєґ]")
+_LATIN = re.compile(r"[a-z]")
+
+
+def _command_vocabulary() -> dict[str, str]:
+    """Return the Cyrillic command words by their spelling without soft signs.
+
+    Filler words other than the prepositions of an amount are left out, so that an English
+    sentence such as "so add milk" ("со") is not taken for Ukrainian.
+    """
+    word_sets = (
+        ADD_VERBS,
+        REMOVE_VERBS,
+        CLEAR_VERBS,
+        SET_VERBS,
+        QUANTITY_NOUNS,
+        SEARCH_VERBS,
+        CART_WORDS,
+        EVERYTHING_WORDS,
+        BOTH_WORDS,
+        MORE_WORDS,
+        GREETING_WORDS,
+        HELP_WORDS,
+        THANKS_WORDS,
+        FAREWELL_WORDS,
+        UNDO_WORDS,
+        TOTAL_WORDS,
+        PRICE_QUESTION_WORDS,
+        PRONOUNS,
+        CHEAPEST_WORDS,
+        PRICE_CEILING_WORDS,
+        CURRENCY_WORDS,
+        HALF_KILO_WORDS,
+        ONE_UNIT_WORDS,
+        frozenset(ORDINALS),
+        frozenset(NUMBER_WORDS),
+        frozenset(UNITS),
+        AMOUNT_PREPOSITIONS | {"по", "з", "із", "зі", "в", "у"},
+    )
+    words = {word for word_set in word_sets for word in word_set if _CYRILLIC.search(word)}
+    return {without_soft_signs(word): word for word in sorted(words)}
+
+
+_COMMAND_VOCABULARY = _command_vocabulary()
+# Every Latin word that the word lists know already, which is read as English.
+_LATIN_VOCABULARY = frozenset(
+    word
+    for word_set in (FILLER_WORDS, NEGATION_WORDS, INTERJECTIONS, frozenset(_COMMAND_VOCABULARY))
+    for word in word_set
+) | {
+    word
+    for word_set in (ADD_VERBS, REMOVE_VERBS, CLEAR_VERBS, SET_VERBS, SEARCH_VERBS, CART_WORDS)
+    for word in word_set
+    if _LATIN.search(word)
+}
+
+
+def ukrainian_from_latin(text: str) -> str | None:
+    """Return ``text`` with Ukrainian command words written in Latin letters in Cyrillic.
+
+    "dodaj druhyi" becomes "додай другий" and "vydaly khlib" becomes "видали khlib": words
+    that are no command word, such as product names, stay in Latin letters. Return None
+    when ``text`` has Cyrillic letters or no such command word of 3 or more letters.
+    """
+    lowered = normalize(text)
+    if _CYRILLIC.search(lowered) or not _LATIN.search(lowered):
+        return None
+    words = lowered.split()
+    readings = [_COMMAND_VOCABULARY.get(cyrillic_from_latin(_core(word))) for word in words]
+    # Only a command word that is no English word of the lists makes the message Ukrainian.
+    # Once it is, "do" and "na" are read as "до" and "на" too.
+    if not any(
+        reading is not None and len(reading) >= 3 and not _known_latin_word(_core(word))
+        for word, reading in zip(words, readings, strict=True)
+    ):
+        return None
+    return " ".join(
+        word if reading is None else word.replace(_core(word), reading)
+        for word, reading in zip(words, readings, strict=True)
+    )
+
+
+def _core(word: str) -> str:
+    return word.strip(_EDGE_PUNCTUATION)
+
+
+def _known_latin_word(word: str) -> bool:
+    """Tell whether ``word`` is an English word of the command lists ("add", "take", "two")."""
+    return (
+        word in _LATIN_VOCABULARY
+        or word in ORDINALS
+        or word in NUMBER_WORDS
+        or word in UNITS
+        or word in THANKS_WORDS
+    )
+
+
 def search_query(text: str) -> str:
     """Return ``text`` without request words ("покажи", "I need", "please") for the search."""
     words = [word.strip(_EDGE_PUNCTUATION) for word in normalize(text).split()]
@@ -1082,8 +1180,17 @@ def name_matches(fragment: str, name: str) -> bool:
     return all(
         any(name_word.startswith(_stem(word)) for name_word in name_words)
         or not catalog_stems[index].isdisjoint(name_stems)
+        or _matches_in_cyrillic(word, name)
         for index, word in enumerate(fragment_words)
     )
+
+
+def _matches_in_cyrillic(word: str, name: str) -> bool:
+    """Tell whether a Latin ``word`` ("khlib") read in Cyrillic starts a word of ``name``."""
+    if not _LATIN.search(word):
+        return False
+    reading = _stem(cyrillic_from_latin(word))
+    return any(without_soft_signs(name_word).startswith(reading) for name_word in tokenize(name))
 
 
 def _catalog_stems(words: list[str]) -> list[frozenset[str]]:

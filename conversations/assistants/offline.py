@@ -34,10 +34,12 @@ from conversations.assistants.intents import (
     names_quantity,
     number_only,
     parse_intent,
+    ukrainian_from_latin,
 )
 from conversations.assistants.replies import Replies
 from conversations.cart import cart_find, quantity_rounded, to_decimal
 from conversations.events import Event, StatusCode
+from conversations.language import UKRAINIAN
 from conversations.tool_calls import SEARCH_TOOL_NAME
 from conversations.tools import (
     DEFAULT_SEARCH_LIMIT,
@@ -110,6 +112,13 @@ class OfflineAssistant:
     name = "offline"
 
     def respond(self, turn: Turn) -> Iterator[Event]:
+        ukrainian = ukrainian_from_latin(turn.text)
+        if ukrainian is not None:
+            # "dodaj druhyi" is Ukrainian in Latin letters, so it is parsed as "додай другий"
+            # and the reply is in Ukrainian, which the next message without letters keeps.
+            # The stored shopper message keeps the text as sent.
+            turn.text = ukrainian
+            turn.language = UKRAINIAN
         intent = parse_intent(turn.text)
         memory = Memory.load(turn.conversation.state)
         disabled_tools = _disabled_tools(turn)

@@ -347,3 +347,29 @@ def test_total_undo_and_goodbye_replies(
     assert cart_posts(merchant) == []
     assert [event for event in sent if event["type"] == "cart_changed"] == []
     assert merchant.store.cart_items(STORE_ID, SESSION_ID) != []
+
+
+def test_ukrainian_in_latin_letters(chat_client, merchant, cart_get, shopper_conversation):
+    merchant.store.cart_seed(STORE_ID, SESSION_ID, [("bread-01", 1), ("milk-001", 2)])
+
+    shown = send(chat_client, shopper_conversation, "shcho v koshyku?")
+    removed = send(chat_client, shopper_conversation, "vydaly khlib")
+    changed = send(chat_client, shopper_conversation, "zminy kilkist pershoho na 3")
+
+    assert reply_text(shown) == (
+        "У вашому кошику:\n"
+        "1. Хліб Київхліб білий — 1 шт × 32,00 = 32,00\n"
+        "2. Молоко Lactel 2.5% — 2 шт × 45,90 = 91,80\n"
+        "Разом: 123,80."
+    )
+    assert reply_text(removed) == (
+        "Прибрав з кошика: Хліб Київхліб білий.\nПозицій у кошику: 1, сума: 91,80."
+    )
+    assert reply_text(changed) == (
+        "Змінив кількість: Молоко Lactel 2.5% — тепер 3 шт.\nПозицій у кошику: 1, сума: 137,70."
+    )
+    assert [post["action"] for post in cart_posts(merchant)] == ["remove", "update_quantity"]
+    [line] = merchant.store.cart_items(STORE_ID, SESSION_ID)
+    assert (line["sku"], line["quantity"]) == ("milk-001", 3)
+    texts = list(shopper_conversation.messages.filter(role="user").values_list("text", flat=True))
+    assert texts == ["shcho v koshyku?", "vydaly khlib", "zminy kilkist pershoho na 3"]

@@ -16,6 +16,7 @@ from conversations.assistants.intents import (
     number_only,
     parse_intent,
     search_query,
+    ukrainian_from_latin,
 )
 
 SEARCH = IntentKind.SEARCH
@@ -707,7 +708,9 @@ def test_name_matches_ignores_word_endings(fragment, name, expected):
         ("milk", "Молоко Lactel 2.5%", True),
         ("the honey", "Мед липовий 250 г", True),
         ("bananas", "Банани", True),
-        ("milk galychyna", "Молоко Галичина 3.2%", False),
+        # A brand in Latin letters matches by its Cyrillic reading.
+        ("milk galychyna", "Молоко Галичина 3.2%", True),
+        ("milk lactel", "Молоко Галичина 3.2%", False),
         ("milk 3.2%", "Молоко Галичина 3.2%", True),
         ("milk 3.2%", "Молоко Lactel 2.5%", False),
         ("sour cream", "Сметана Галичина 15%", True),
@@ -990,3 +993,47 @@ def test_names_product(text, name, expected):
 )
 def test_parse_price_filters(text, expected):
     assert parse_intent(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("pryvit", "привіт"),
+        ("dodaj druhe", "додай друге"),
+        ("dodai pershyi", "додай перший"),
+        ("Dodaj 2 sht tretoho", "додай 2 шт третього"),
+        ("skilky koshtuye druhyi?", "скільки коштує другий?"),
+        ("shcho v koshyku?", "shcho в кошику?"),
+        ("vydaly khlib", "видали khlib"),
+        ("ochysty koshyk", "очисти кошик"),
+        ("zminy kilkist pershoho na 3", "зміни кількість першого на 3"),
+        ("diakuyu", "дякую"),
+        ("dyakuyu, do pobachennia", "дякую, до побачення"),
+        ("zmensh do 1", "зменш до 1"),
+        # English, product words alone and Cyrillic text are left as they are.
+        ("add the second one", None),
+        ("so add milk", None),
+        ("take it out", None),
+        ("thanks", None),
+        ("moloko", None),
+        ("2 sht", None),
+        ("додай другий", None),
+        ("", None),
+    ],
+)
+def test_ukrainian_from_latin(text, expected):
+    assert ukrainian_from_latin(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("fragment", "name", "expected"),
+    [
+        ("khlib", "Хліб Київхліб білий", True),
+        ("moloka", "Молоко Lactel 2.5%", True),
+        ("kefiru", "Кефір 1%", True),
+        ("lactel", "Молоко Lactel 2.5%", True),
+        ("khlib", "Молоко Lactel 2.5%", False),
+    ],
+)
+def test_name_matches_latin_spelling(fragment, name, expected):
+    assert name_matches(fragment, name) is expected
