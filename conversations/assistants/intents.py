@@ -13,6 +13,7 @@ from enum import StrEnum
 
 from catalog.lexicon import lexicon_phrase_stems, lexicon_stems
 from catalog.text import stem, surface_words
+from conversations.assistants.transliteration import cyrillic_from_latin, without_soft_signs
 
 
 class IntentKind(StrEnum):
@@ -24,6 +25,10 @@ class IntentKind(StrEnum):
     SHOW_CART = "show_cart"
     HELP = "help"
     THANKS = "thanks"
+    # A farewell, with or without thanks: "дякую, до побачення", "bye".
+    GOODBYE = "goodbye"
+    # A request to take back the last change ("скасуй", "undo"), which the assistant cannot do.
+    UNDO = "undo"
     # A cart command the shopper negated ("не додавай хліб", "don't add it"): nothing changes.
     NEGATED = "negated"
     # A question about the price of a listed product: "скільки коштує перший?", "а другий?".
@@ -78,6 +83,10 @@ class Intent:
     # True for a removal of "все молоко" or "both milks": it takes every cart line that
     # the name matches, instead of asking which one.
     every: bool = False
+    # The price ceiling of a search ("молоко до 40 грн", "milk under 40"), in the shop's
+    # currency, and whether it requests the cheapest first ("найдешевше масло").
+    max_price: Decimal | None = None
+    cheapest: bool = False
 
 
 def _word_set(words: str) -> frozenset[str]:
@@ -237,9 +246,9 @@ SET_VERBS = (
 QUANTITY_NOUNS = _word_set("кількість кількості количество quantity qty amount")
 SEARCH_VERBS = _word_set(
     """покажи покажіть показати знайди знайдіть знайти шукай шукаю пошукай пошукати підбери
-    порадь є маєте маєш хочу хочеться хотів хотіла потрібен потрібна потрібне потрібно
+    порадь є маєте маєш продаєте продаете хочу хочеться хотів хотіла потрібен потрібна потрібне потрібно
     потрібні треба найди найдите найти ищу поищи покажите нужен нужна нужно нужны есть хочу
-    find search show look looking need want have got"""
+    find search show look looking need want have got sell"""
 )
 CART_WORDS = _word_set(
     """кошик кошика кошику кошиком корзина корзину корзине корзині корзины корзиной
@@ -259,7 +268,29 @@ GREETING_WORDS = _word_set(
 HELP_WORDS = _word_set(
     "допомога допоможи допоможіть вмієш можеш помощь помоги умеешь можешь help can"
 )
-THANKS_WORDS = _word_set("дякую дякуємо спасибі спасибо thanks thank thx ty")
+THANKS_WORDS = _word_set("дякую дякуємо дякс спасибі спасибо пасиб thanks thank thx ty")
+# Farewells; "до побачення" is "до" (a filler word) and "побачення".
+FAREWELL_WORDS = _word_set("бувай бувайте побачення свидания пока bye goodbye cya")
+# Words of a request to take back the last change. Only the first cart verb counts, so in
+# "видали молоко, скасуй" the removal runs.
+UNDO_WORDS = _word_set(
+    "скасуй скасуйте скасувати відміни відмініть отмени отмените отменить undo revert"
+)
+# Words of a search for the cheapest products, which sorts the results by price.
+CHEAPEST_WORDS = _word_set(
+    """найдешевше найдешевший найдешевша найдешевшу найдешевші найдешевшого найдешевшої
+    найдешевших дешевий дешева дешеве дешеву дешеві самое самый самая самую самые дешевое
+    дешевый дешевая дешевую дешевые cheapest"""
+)
+# Words before a price ceiling: "дешевше 40", "under 40". "до" counts only with a currency
+# word after the number ("до 40 грн"), because "до 2" is also a new quantity.
+PRICE_CEILING_WORDS = _word_set("дешевше дешевле дорожче дороже under below")
+CURRENCY_WORDS = _word_set("грн гривень гривні гривня гривен гривны hryvnia hryvnias hryvnas uah ₴")
+# Words of a question about the cart's total: "скільки разом?", "сума?", "what's the total?".
+TOTAL_WORDS = _word_set(
+    """разом сума суму всього загалом оплати сумма сумму всего итого итог оплате оплаты total
+    subtotal altogether"""
+)
 # Words of a price question: "скільки коштує перший?", "how much is the second one?". With
 # a product name instead of a position the question is a search, which lists prices.
 PRICE_WORDS = _word_set(
@@ -282,7 +313,8 @@ INTERJECTIONS = _word_set(
 # them is an amount.
 PRONOUNS = _word_set(
     """його її їх нього неї них такий таку таке такого такої таких такі его ее их него нее
-    такой такая такую такое таких такие він вона воно вони он она оно они it its them"""
+    такой такая такую такое таких такие він вона воно вони он она оно они it its them
+    цих тих этих тех these those"""
 )
 # Words that carry no product meaning in a request.
 # NOTE: in a cart command a final letter that is also a preposition stays a filler word, so
@@ -294,11 +326,12 @@ FILLER_WORDS = (
         """мені мене мною будь ласка будь-ласка будьласка у в до з із зі на і й та а також теж
         ну цей цю це ця цього того той ту те вас вам ви ти тебе тобі нас нам чи що мій моєму мого
         моя мою мої моїх мій товар товару товари позицію позиція позиції ще як як-небудь
-        мне меня пожалуйста во из с со и тоже мой моей эту этот это этого вы ты тебя что позицию
+        мне меня пожалуйста во из с со и к ли тоже мой моей эту этот это этого вы ты тебя что позицию
         позиция позиции
         the a an of to in into my me please some any for i you do does is are there can
         could would like i'd i'll i'm let's with from item items product products that this
-        what what's whats which by number номер по"""
+        what what's whats which by number номер по яке який яка яку які какой какое какая какую
+        какие"""
     )
 )
 # Pronouns that follow a preposition: "у вас", "в мене", "with me".
@@ -399,13 +432,18 @@ def parse_intent(text: str) -> Intent:
     tokens = tokenize(text)
     kind = _intent_kind(tokens)
     if kind == IntentKind.SEARCH:
+        text, max_price, cheapest = _price_filter(text)
         query = search_query(text)
-        return Intent(kind=kind, query=query) if query else Intent(kind=IntentKind.HELP)
+        if not (query or cheapest or max_price is not None):
+            return Intent(kind=IntentKind.HELP)
+        return Intent(kind=kind, query=query, max_price=max_price, cheapest=cheapest)
     if kind in (
         IntentKind.CLEAR_CART,
         IntentKind.SHOW_CART,
         IntentKind.HELP,
         IntentKind.THANKS,
+        IntentKind.GOODBYE,
+        IntentKind.UNDO,
         IntentKind.NEGATED,
     ):
         return Intent(kind=kind)
@@ -526,13 +564,22 @@ def _intent_kind(tokens: list[str]) -> IntentKind:
         return IntentKind.CLEAR_CART
     if verb_kind not in (None, IntentKind.SEARCH):
         return verb_kind
-    if any(token in CART_WORDS for token in tokens):
+    if any(token in CART_WORDS for token in tokens) or _asks_total(tokens):
         return IntentKind.SHOW_CART
     if _asks_price_of_listed(tokens):
         return IntentKind.PRICE
     if verb_kind is None:
         return _kind_without_verb(tokens)
     return IntentKind.SEARCH
+
+
+def _asks_total(tokens: list[str]) -> bool:
+    """Tell whether the message is only a question about the total: "скільки разом?", "what's the total?"."""
+    meaningful = [token for token in tokens if token not in FILLER_WORDS]
+    return any(token in TOTAL_WORDS for token in meaningful) and all(
+        token in TOTAL_WORDS or token in PRICE_QUESTION_WORDS or token in SEARCH_VERBS
+        for token in meaningful
+    )
 
 
 def _asks_price_of_listed(tokens: list[str]) -> bool:
@@ -577,6 +624,8 @@ def _cart_verb_kind(tokens: list[str], index: int) -> IntentKind | None:
         return IntentKind.REMOVE
     if token in CLEAR_VERBS:
         return IntentKind.CLEAR_CART
+    if token in UNDO_WORDS:
+        return IntentKind.UNDO
     if token in SET_VERBS or token in QUANTITY_NOUNS:
         return IntentKind.SET_QUANTITY
     return None
@@ -598,7 +647,10 @@ def _means_everything(tokens: list[str]) -> bool:
 def _kind_without_verb(tokens: list[str]) -> IntentKind:
     """Classify a message without a verb: "дякую", "привіт", "ще 2", "#2" or a product."""
     meaningful = [token for token in tokens if token not in FILLER_WORDS]
-    if meaningful and all(token in THANKS_WORDS | GREETING_WORDS for token in meaningful):
+    polite_words = THANKS_WORDS | GREETING_WORDS | FAREWELL_WORDS
+    if meaningful and all(token in polite_words for token in meaningful):
+        if any(token in FAREWELL_WORDS for token in meaningful):
+            return IntentKind.GOODBYE
         if any(token in THANKS_WORDS for token in meaningful):
             return IntentKind.THANKS
         return IntentKind.HELP
@@ -725,7 +777,7 @@ def _sort_word(tokens: list[str], index: int, words: _Words) -> int:
         return index + 1
     if token in BOTH_WORDS:
         return index + 1
-    if token in GREETING_WORDS or token in THANKS_WORDS:
+    if token in GREETING_WORDS or token in THANKS_WORDS or token in FAREWELL_WORDS:
         return index + 1
     words.name_words.append(token)
     return index + 1
@@ -904,6 +956,140 @@ def _change_verb(tokens: list[str]) -> str | None:
     return verb if verb in DECREASE_VERBS | INCREASE_VERBS else None
 
 
+_PRICE = re.compile(r"\d+(?:[.,]\d+)?")
+
+
+def _price_filter(text: str) -> tuple[str, Decimal | None, bool]:
+    """Split the price ceiling and the words for the cheapest off a search.
+
+    Return the rest of ``text``, the ceiling or None, and whether the cheapest come first:
+    "молоко 2,5% до 40 гривень" is "молоко 2,5%" up to 40.
+    """
+    words = [word.strip(_EDGE_PUNCTUATION) for word in normalize(text).split()]
+    words = [word for word in words if word]
+    remaining_words: list[str] = []
+    max_price: Decimal | None = None
+    cheapest = False
+    index = 0
+    while index < len(words):
+        word = words[index]
+        following = words[index + 1] if index + 1 < len(words) else ""
+        after_number = words[index + 2] if index + 2 < len(words) else ""
+        value = _decimal(following) if _PRICE.fullmatch(following) else None
+        with_currency = after_number in CURRENCY_WORDS
+        if (
+            value is not None
+            and value > 0
+            and (word in PRICE_CEILING_WORDS or (word == "до" and with_currency))
+        ):
+            max_price = value
+            index += 3 if with_currency else 2
+            continue
+        if word in CHEAPEST_WORDS:
+            cheapest = True
+        else:
+            remaining_words.append(word)
+        index += 1
+    return " ".join(remaining_words), max_price, cheapest
+
+
+_CYRILLIC = re.compile(r"[а-яіїєґ]")
+_LATIN = re.compile(r"[a-z]")
+
+
+def _command_vocabulary() -> dict[str, str]:
+    """Return the Cyrillic command words by their spelling without soft signs.
+
+    Filler words other than the prepositions of an amount are left out, so that an English
+    sentence such as "so add milk" ("со") is not taken for Ukrainian.
+    """
+    word_sets = (
+        ADD_VERBS,
+        REMOVE_VERBS,
+        CLEAR_VERBS,
+        SET_VERBS,
+        QUANTITY_NOUNS,
+        SEARCH_VERBS,
+        CART_WORDS,
+        EVERYTHING_WORDS,
+        BOTH_WORDS,
+        MORE_WORDS,
+        GREETING_WORDS,
+        HELP_WORDS,
+        THANKS_WORDS,
+        FAREWELL_WORDS,
+        UNDO_WORDS,
+        TOTAL_WORDS,
+        PRICE_QUESTION_WORDS,
+        PRONOUNS,
+        CHEAPEST_WORDS,
+        PRICE_CEILING_WORDS,
+        CURRENCY_WORDS,
+        HALF_KILO_WORDS,
+        ONE_UNIT_WORDS,
+        frozenset(ORDINALS),
+        frozenset(NUMBER_WORDS),
+        frozenset(UNITS),
+        AMOUNT_PREPOSITIONS | {"по", "з", "із", "зі", "в", "у"},
+    )
+    words = {word for word_set in word_sets for word in word_set if _CYRILLIC.search(word)}
+    return {without_soft_signs(word): word for word in sorted(words)}
+
+
+_COMMAND_VOCABULARY = _command_vocabulary()
+# Every Latin word that the word lists know already, which is read as English.
+_LATIN_VOCABULARY = frozenset(
+    word
+    for word_set in (FILLER_WORDS, NEGATION_WORDS, INTERJECTIONS, frozenset(_COMMAND_VOCABULARY))
+    for word in word_set
+) | {
+    word
+    for word_set in (ADD_VERBS, REMOVE_VERBS, CLEAR_VERBS, SET_VERBS, SEARCH_VERBS, CART_WORDS)
+    for word in word_set
+    if _LATIN.search(word)
+}
+
+
+def ukrainian_from_latin(text: str) -> str | None:
+    """Return ``text`` with Ukrainian command words written in Latin letters in Cyrillic.
+
+    "dodaj druhyi" becomes "додай другий" and "vydaly khlib" becomes "видали khlib": words
+    that are no command word, such as product names, stay in Latin letters. Return None
+    when ``text`` has Cyrillic letters or no such command word of 3 or more letters.
+    """
+    lowered = normalize(text)
+    if _CYRILLIC.search(lowered) or not _LATIN.search(lowered):
+        return None
+    words = lowered.split()
+    readings = [_COMMAND_VOCABULARY.get(cyrillic_from_latin(_core(word))) for word in words]
+    # Only a command word that is no English word of the lists makes the message Ukrainian.
+    # Once it is, "do" and "na" are read as "до" and "на" too.
+    if not any(
+        reading is not None and len(reading) >= 3 and not _known_latin_word(_core(word))
+        for word, reading in zip(words, readings, strict=True)
+    ):
+        return None
+    return " ".join(
+        word if reading is None else word.replace(_core(word), reading)
+        for word, reading in zip(words, readings, strict=True)
+    )
+
+
+def _core(word: str) -> str:
+    return word.strip(_EDGE_PUNCTUATION)
+
+
+def _known_latin_word(word: str) -> bool:
+    """Tell whether ``word`` is an English word of the command lists ("add", "take", "two")."""
+    return (
+        word in _LATIN_VOCABULARY
+        or word in ORDINALS
+        or word in NUMBER_WORDS
+        or word in UNITS
+        or word in THANKS_WORDS
+    )
+
+
 def search_query(text: str) -> str:
     """Return ``text`` without request words ("покажи", "I need", "please") for the search."""
     words = [word.strip(_EDGE_PUNCTUATION) for word in normalize(text).split()]
@@ -913,6 +1099,7 @@ def search_query(text: str) -> str:
         | FILLER_WORDS
         | GREETING_WORDS
         | THANKS_WORDS
+        | FAREWELL_WORDS
         | CART_WORDS
         | PRICE_QUESTION_WORDS
     )
@@ -993,8 +1180,17 @@ def name_matches(fragment: str, name: str) -> bool:
     return all(
         any(name_word.startswith(_stem(word)) for name_word in name_words)
         or not catalog_stems[index].isdisjoint(name_stems)
+        or _matches_in_cyrillic(word, name)
         for index, word in enumerate(fragment_words)
     )
+
+
+def _matches_in_cyrillic(word: str, name: str) -> bool:
+    """Tell whether a Latin ``word`` ("khlib") read in Cyrillic starts a word of ``name``."""
+    if not _LATIN.search(word):
+        return False
+    reading = _stem(cyrillic_from_latin(word))
+    return any(without_soft_signs(name_word).startswith(reading) for name_word in tokenize(name))
 
 
 def _catalog_stems(words: list[str]) -> list[frozenset[str]]:

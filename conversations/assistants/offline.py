@@ -34,12 +34,16 @@ from conversations.assistants.intents import (
     names_quantity,
     number_only,
     parse_intent,
+    ukrainian_from_latin,
 )
 from conversations.assistants.replies import Replies
 from conversations.cart import cart_find, quantity_rounded, to_decimal
 from conversations.events import Event, StatusCode
+from conversations.language import UKRAINIAN
 from conversations.tool_calls import SEARCH_TOOL_NAME
 from conversations.tools import (
+    DEFAULT_SEARCH_LIMIT,
+    MAX_SEARCH_LIMIT,
     REASON_NOT_IN_CART,
     CartChangeResult,
     GuardReason,
@@ -108,6 +112,13 @@ class OfflineAssistant:
     name = "offline"
 
     def respond(self, turn: Turn) -> Iterator[Event]:
+        ukrainian = ukrainian_from_latin(turn.text)
+        if ukrainian is not None:
+            # "dodaj druhyi" is Ukrainian in Latin letters, so it is parsed as "додай другий"
+            # and the reply is in Ukrainian, which the next message without letters keeps.
+            # The stored shopper message keeps the text as sent.
+            turn.text = ukrainian
+            turn.language = UKRAINIAN
         intent = parse_intent(turn.text)
         memory = Memory.load(turn.conversation.state)
         disabled_tools = _disabled_tools(turn)
@@ -224,6 +235,8 @@ class _OfflineReply:
             IntentKind.SHOW_CART: self._show_cart,
             IntentKind.HELP: self._help,
             IntentKind.THANKS: self._thanks,
+            IntentKind.GOODBYE: self._goodbye,
+            IntentKind.UNDO: self._undo,
             IntentKind.NEGATED: self._negated,
             IntentKind.PRICE: self._price,
         }
@@ -281,7 +294,21 @@ class _OfflineReply:
     # Intents
 
     def _search(self, intent: Intent) -> Iterator[Event]:
+        if not intent.query:
+            # "какое самое дешевое?" sorts the list shown last.
+            self._show_by_price(self._listed_products(), intent, query="")
+            return
         if self._tool_disabled(SEARCH_TOOL_NAME):
+            return
+        if intent.cheapest or intent.max_price is not None:
+            yield events.status(StatusCode.SEARCHING)
+            result = self.turn.tools.search_products(intent.query, limit=MAX_SEARCH_LIMIT)
+            if result.outcome != SearchOutcome.FOUND:
+                self._show_search(result, hint_key="search_hint")
+                return
+            # The deeper results may stray from the query, so the names that fit come first.
+            products = _matching(intent.query, result.products) or result.products
+            self._show_by_price(products, intent, query=intent.query)
             return
         yield events.status(StatusCode.SEARCHING)
         result = self.turn.tools.search_products(intent.query)
@@ -437,6 +464,17 @@ class _OfflineReply:
         self.lines.append(self.replies.text("thanks"))
         yield from ()
 
+    def _goodbye(self, intent: Intent) -> Iterator[Event]:
+        self.lines.append(self.replies.text("goodbye"))
+        yield from ()
+
+    def _undo(self, intent: Intent) -> Iterator[Event]:
+        """Explain that changes cannot be taken back, and list the cart to correct it by."""
+        # NOTE: the conversation keeps no earlier cart state, so "скасуй" cannot restore one.
+        self.lines.append(self.replies.text("undo_unsupported"))
+        if VIEW_CART_TOOL not in self.disabled_tools:
+            yield from self._show_cart(intent)
+
     def _negated(self, intent: Intent) -> Iterator[Event]:
         self.lines.append(self.replies.text("negated"))
         yield from ()
@@ -567,6 +605,48 @@ class _OfflineReply:
         else:
             self.lines.append(self.replies.text("no_catalog_data"))
             self.extra_events.append(events.error(ErrorCode.NO_CATALOG_DATA))
+
+    def _show_by_price(self, products: list[ShownProduct], intent: Intent, *, query: str) -> None:
+        """List ``products`` up to the intent's price ceiling, the cheapest first if asked."""
+        if not products:
+            self.lines.append(self.replies.text("nothing_listed"))
+            return
+        # NOTE: goods sold by weight are priced per kilogram, so they compare by that price.
+        fitting = [
+            product
+            for product in products
+            if intent.max_price is None or Decimal(str(_current_price(product))) <= intent.max_price
+        ]
+        if not fitting:
+            cheapest = min(products, key=_current_price)
+            self.lines.append(
+                self.replies.text(
+                    "none_under_price",
+                    price=self.replies.price(intent.max_price or 0),
+                    name=cheapest.name,
+                    cheapest=self.replies.price(_current_price(cheapest)),
+                )
+            )
+            return
+
+        if intent.cheapest:
+            fitting = sorted(fitting, key=_current_price)
+        fitting = fitting[:DEFAULT_SEARCH_LIMIT]
+
+        if intent.max_price is not None:
+            header = self.replies.text(
+                "found_under_price", query=query, price=self.replies.price(intent.max_price)
+            )
+        elif query:
+            header = self.replies.text("found_cheapest", query=query)
+        else:
+            header = self.replies.text("listed_cheapest")
+
+        self.lines.append(header)
+        self.lines.extend(self.replies.product_list(fitting))
+        self.lines.append(self.replies.text("search_hint"))
+        self._remember_list(fitting)
+        self.extra_events.append(events.product_cards([product.card() for product in fitting]))
 
     def _remember_list(self, products: list[ShownProduct]) -> None:
         self.memory.listed = [product.sku for product in products]
@@ -770,6 +850,11 @@ def _removed_amount(intent: Intent, product: ShownProduct) -> Quantity | None:
     if intent.by_amount:
         return quantity
     return None if names_quantity(product.name, quantity) else quantity
+
+
+def _current_price(product: ShownProduct) -> float:
+    """Return the price the shopper pays now: the promotional price when there is one."""
+    return product.promo_price if product.promo_price is not None else product.price
 
 
 def _matching(fragment: str, products: list[ShownProduct]) -> list[ShownProduct]:

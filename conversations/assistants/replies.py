@@ -25,6 +25,10 @@ from webhooks.dispatch import UNKNOWN_CART_REASON
 TEMPLATES: dict[str, dict[str, str]] = {
     UKRAINIAN: {
         "search_found": "Ось що я знайшов за запитом «{query}»:",
+        "found_under_price": "Ось що я знайшов за запитом «{query}» за ціною до {price}:",
+        "found_cheapest": "Ось найдешевші товари за запитом «{query}»:",
+        "listed_cheapest": "Ось товари з останнього списку, від найдешевшого:",
+        "none_under_price": "Не знайшов таких товарів за ціною до {price}. Найдешевший — «{name}» за {cheapest}.",
         "search_hidden_one": "Ще {count} знайдений товар зараз відсутній, тому я його не показую.",
         "search_hidden_few": "Ще {count} знайдені товари зараз відсутні, тому я їх не показую.",
         "search_hidden_many": "Ще {count} знайдених товарів зараз відсутні, тому я їх не показую.",
@@ -51,7 +55,13 @@ TEMPLATES: dict[str, dict[str, str]] = {
         "cart_header": "У вашому кошику:",
         "cart_line": "{position}. {name} — {quantity} × {price} = {line_total}",
         "cart_total": "Разом: {total}.",
+        # The help's first sentence, by what the tenant's enabled tools let the assistant do.
         "help": "Я допоможу знайти товари і зібрати кошик.",
+        "help_search": "Я допоможу знайти товари.",
+        "help_search_view": "Я допоможу знайти товари і покажу ваш кошик.",
+        "help_cart": "Я допоможу змінити ваш кошик.",
+        "help_view": "Я можу показати ваш кошик.",
+        "help_none": "Вибачте, у цьому магазині я не можу шукати товари чи змінювати кошик у чаті.",
         "help_examples": "Напишіть, наприклад: {examples}.",
         "help_or": "або",
         # One example command per tool, for the help; a disabled tool's example is left out.
@@ -62,6 +72,8 @@ TEMPLATES: dict[str, dict[str, str]] = {
         "help_view_cart": "«що в кошику?»",
         "help_clear_cart": "«очисти кошик»",
         "thanks": "Будь ласка! Чим ще можу допомогти?",
+        "goodbye": "Дякую, що завітали! Гарного дня.",
+        "undo_unsupported": "Я не можу скасувати зміну, але ви можете виправити кошик: напишіть, наприклад, «прибери молоко» або «зміни кількість першого на 2».",
         "negated": "Добре, кошик лишаю без змін.",
         "price_answer": "«{name}» коштує {price}{per_unit}.",
         "price_answer_promo": "«{name}» коштує {promo_price} замість {price}{per_unit} (акція{label}).",
@@ -120,6 +132,10 @@ TEMPLATES: dict[str, dict[str, str]] = {
     },
     ENGLISH: {
         "search_found": "Here is what I found for “{query}”:",
+        "found_under_price": "Here is what I found for “{query}” at up to {price}:",
+        "found_cheapest": "Here are the cheapest products for “{query}”:",
+        "listed_cheapest": "Here are the products of the last list, cheapest first:",
+        "none_under_price": "I found no such products at up to {price}. The cheapest is “{name}” at {cheapest}.",
         "search_hidden_one": "{count} more matching product is out of stock right now, so I left it out.",
         "search_hidden_few": "{count} more matching products are out of stock right now, so I left them out.",
         "search_hidden_many": "{count} more matching products are out of stock right now, so I left them out.",
@@ -147,6 +163,11 @@ TEMPLATES: dict[str, dict[str, str]] = {
         "cart_line": "{position}. {name} — {quantity} × {price} = {line_total}",
         "cart_total": "Total: {total}.",
         "help": "I can find products and fill your cart.",
+        "help_search": "I can find products for you.",
+        "help_search_view": "I can find products and show your cart.",
+        "help_cart": "I can change the products in your cart.",
+        "help_view": "I can show your cart.",
+        "help_none": "Sorry, this shop does not let me search for products or change your cart in this chat.",
         "help_examples": "Try for example: {examples}.",
         "help_or": "or",
         "help_search_products": "“milk”",
@@ -156,6 +177,8 @@ TEMPLATES: dict[str, dict[str, str]] = {
         "help_view_cart": "“what's in my cart?”",
         "help_clear_cart": "“clear the cart”",
         "thanks": "You're welcome! Anything else I can help with?",
+        "goodbye": "Thanks for stopping by! Have a nice day.",
+        "undo_unsupported": "I cannot undo a change, but you can correct your cart: say for example “remove milk” or “set the first to 2”.",
         "negated": "OK, I left your cart as it is.",
         "price_answer": "“{name}” costs {price}{per_unit}.",
         "price_answer_promo": "“{name}” costs {promo_price} instead of {price}{per_unit} (promotion{label}).",
@@ -212,6 +235,10 @@ TEMPLATES: dict[str, dict[str, str]] = {
     },
     RUSSIAN: {
         "search_found": "Вот что я нашёл по запросу «{query}»:",
+        "found_under_price": "Вот что я нашёл по запросу «{query}» по цене до {price}:",
+        "found_cheapest": "Вот самые дешёвые товары по запросу «{query}»:",
+        "listed_cheapest": "Вот товары из последнего списка, от самого дешёвого:",
+        "none_under_price": "Не нашёл таких товаров по цене до {price}. Самый дешёвый — «{name}» за {cheapest}.",
         "search_hidden_one": "Ещё {count} найденный товар сейчас отсутствует, поэтому я его не показываю.",
         "search_hidden_few": "Ещё {count} найденных товара сейчас отсутствуют, поэтому я их не показываю.",
         "search_hidden_many": "Ещё {count} найденных товаров сейчас отсутствуют, поэтому я их не показываю.",
@@ -239,6 +266,11 @@ TEMPLATES: dict[str, dict[str, str]] = {
         "cart_line": "{position}. {name} — {quantity} × {price} = {line_total}",
         "cart_total": "Итого: {total}.",
         "help": "Я помогу найти товары и собрать корзину.",
+        "help_search": "Я помогу найти товары.",
+        "help_search_view": "Я помогу найти товары и покажу вашу корзину.",
+        "help_cart": "Я помогу изменить вашу корзину.",
+        "help_view": "Я могу показать вашу корзину.",
+        "help_none": "Извините, в этом магазине я не могу искать товары или менять корзину в чате.",
         "help_examples": "Напишите, например: {examples}.",
         "help_or": "или",
         "help_search_products": "«молоко»",
@@ -248,6 +280,8 @@ TEMPLATES: dict[str, dict[str, str]] = {
         "help_view_cart": "«что в корзине?»",
         "help_clear_cart": "«очисти корзину»",
         "thanks": "Пожалуйста! Чем ещё могу помочь?",
+        "goodbye": "Спасибо, что зашли! Хорошего дня.",
+        "undo_unsupported": "Я не могу отменить изменение, но вы можете исправить корзину: напишите, например, «убери молоко» или «измени количество первого на 2».",
         "negated": "Хорошо, корзину оставляю без изменений.",
         "price_answer": "«{name}» стоит {price}{per_unit}.",
         "price_answer_promo": "«{name}» стоит {promo_price} вместо {price}{per_unit} (акция{label}).",
@@ -322,6 +356,24 @@ HELP_TOOLS = (
     "clear_cart",
 )
 
+# The tools that change the cart. With all of them disabled, the help does not offer to fill it.
+CART_CHANGE_TOOLS = ("add_to_cart", "update_quantity", "remove_from_cart", "clear_cart")
+
+
+def _help_summary_key(disabled_tools: Collection[str]) -> str:
+    """Return the key of the help's first sentence, which names what the enabled tools allow."""
+    searches = "search_products" not in disabled_tools
+    changes_cart = any(tool not in disabled_tools for tool in CART_CHANGE_TOOLS)
+    shows_cart = "view_cart" not in disabled_tools
+    if searches and changes_cart:
+        return "help"
+    if searches:
+        return "help_search_view" if shows_cart else "help_search"
+    if changes_cart:
+        return "help_cart"
+    return "help_view" if shows_cart else "help_none"
+
+
 # Reasons with a template of their own: the guards' reasons, the reasons the webhook contract
 # suggests to merchants, and this service's reasons for a failed webhook call.
 EXPLAINED_REASONS = frozenset(
@@ -372,13 +424,14 @@ class Replies:
 
     def help(self, *, disabled_tools: Collection[str] = ()) -> str:
         """Return the help with an example command for each tool not in ``disabled_tools``."""
+        summary = self.text(_help_summary_key(disabled_tools))
         examples = [self.text(f"help_{tool}") for tool in HELP_TOOLS if tool not in disabled_tools]
         if not examples:
-            return self.text("help")
+            return summary
         listed = examples[0]
         if len(examples) > 1:
             listed = f"{', '.join(examples[:-1])} {self.text('help_or')} {examples[-1]}"
-        return f"{self.text('help')} {self.text('help_examples', examples=listed)}"
+        return f"{summary} {self.text('help_examples', examples=listed)}"
 
     def price(self, value: float | Decimal) -> str:
         text = f"{money_number(to_decimal(value)):.2f}"

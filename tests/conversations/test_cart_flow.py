@@ -306,3 +306,70 @@ def test_cart_summary_is_partial_while_the_cart_is_unknown(
         "Позицій, доданих у цій розмові: 1, їхня сума: 32,00. Кошик із магазину не вдалося "
         "завантажити, тож загальна сума може бути більшою."
     )
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "скільки разом?",
+            "У вашому кошику:\n1. Хліб Київхліб білий — 1 шт × 32,00 = 32,00\nРазом: 32,00.",
+        ),
+        (
+            "what's the total?",
+            "In your cart:\n1. Хліб Київхліб білий — 1 pc × 32.00 = 32.00\nTotal: 32.00.",
+        ),
+        (
+            "скасуй",
+            "Я не можу скасувати зміну, але ви можете виправити кошик: напишіть, наприклад, "
+            "«прибери молоко» або «зміни кількість першого на 2».\n"
+            "У вашому кошику:\n1. Хліб Київхліб білий — 1 шт × 32,00 = 32,00\nРазом: 32,00.",
+        ),
+        (
+            "undo",
+            "I cannot undo a change, but you can correct your cart: say for example “remove "
+            "milk” or “set the first to 2”.\n"
+            "In your cart:\n1. Хліб Київхліб білий — 1 pc × 32.00 = 32.00\nTotal: 32.00.",
+        ),
+        ("дякую, до побачення", "Дякую, що завітали! Гарного дня."),
+        ("спасибо, пока", "Спасибо, что зашли! Хорошего дня."),
+        ("bye", "Thanks for stopping by! Have a nice day."),
+    ],
+)
+def test_total_undo_and_goodbye_replies(
+    chat_client, merchant, cart_get, shopper_conversation, text, expected
+):
+    merchant.store.cart_seed(STORE_ID, SESSION_ID, [("bread-01", 1)])
+
+    sent = send(chat_client, shopper_conversation, text)
+
+    assert reply_text(sent) == expected
+    assert cart_posts(merchant) == []
+    assert [event for event in sent if event["type"] == "cart_changed"] == []
+    assert merchant.store.cart_items(STORE_ID, SESSION_ID) != []
+
+
+def test_ukrainian_in_latin_letters(chat_client, merchant, cart_get, shopper_conversation):
+    merchant.store.cart_seed(STORE_ID, SESSION_ID, [("bread-01", 1), ("milk-001", 2)])
+
+    shown = send(chat_client, shopper_conversation, "shcho v koshyku?")
+    removed = send(chat_client, shopper_conversation, "vydaly khlib")
+    changed = send(chat_client, shopper_conversation, "zminy kilkist pershoho na 3")
+
+    assert reply_text(shown) == (
+        "У вашому кошику:\n"
+        "1. Хліб Київхліб білий — 1 шт × 32,00 = 32,00\n"
+        "2. Молоко Lactel 2.5% — 2 шт × 45,90 = 91,80\n"
+        "Разом: 123,80."
+    )
+    assert reply_text(removed) == (
+        "Прибрав з кошика: Хліб Київхліб білий.\nПозицій у кошику: 1, сума: 91,80."
+    )
+    assert reply_text(changed) == (
+        "Змінив кількість: Молоко Lactel 2.5% — тепер 3 шт.\nПозицій у кошику: 1, сума: 137,70."
+    )
+    assert [post["action"] for post in cart_posts(merchant)] == ["remove", "update_quantity"]
+    [line] = merchant.store.cart_items(STORE_ID, SESSION_ID)
+    assert (line["sku"], line["quantity"]) == ("milk-001", 3)
+    texts = list(shopper_conversation.messages.filter(role="user").values_list("text", flat=True))
+    assert texts == ["shcho v koshyku?", "vydaly khlib", "zminy kilkist pershoho na 3"]

@@ -318,9 +318,11 @@ def test_help_lists_enabled_commands(chat_client, tenant, merchant, shopper_conv
     sent = send(chat_client, shopper_conversation, "допомога")
 
     assert reply_text(sent) == (
-        "Я допоможу знайти товари і зібрати кошик. Напишіть, наприклад: «додай другий», "
+        "Я допоможу змінити ваш кошик. Напишіть, наприклад: «додай другий», "
         "«зміни кількість першого на 2», «прибери молоко» або «що в кошику?»."
     )
+    assert cart_posts(merchant) == []
+    assert requests_to(merchant, "/vizochok/products") == []
 
 
 def test_one_tenant_setting_leaves_another(
@@ -361,3 +363,16 @@ def test_cart_setting_keeps_search(chat_client, tenant, merchant, shopper_conver
 
     [request] = requests_to(merchant, "/vizochok/products")
     assert json.loads(request.body)["store_id"] == STORE_ID
+
+
+def test_undo_without_view_cart(chat_client, tenant, merchant, shopper_conversation):
+    disable(tenant, "view_cart")
+
+    sent = send(chat_client, shopper_conversation, "скасуй")
+
+    assert reply_text(sent) == (
+        "Я не можу скасувати зміну, але ви можете виправити кошик: напишіть, наприклад, "
+        "«прибери молоко» або «зміни кількість першого на 2»."
+    )
+    assert cart_posts(merchant) == []
+    assert [event["type"] for event in sent] == ["text_delta", "text_end", "response_complete"]

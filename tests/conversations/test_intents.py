@@ -16,6 +16,7 @@ from conversations.assistants.intents import (
     number_only,
     parse_intent,
     search_query,
+    ukrainian_from_latin,
 )
 
 SEARCH = IntentKind.SEARCH
@@ -399,6 +400,65 @@ def test_parse_cart_and_conversation_commands(text, kind):
 
 
 @pytest.mark.parametrize(
+    ("text", "kind"),
+    [
+        # A question about the total shows the cart, which ends with the total.
+        ("скільки разом?", IntentKind.SHOW_CART),
+        ("сума?", IntentKind.SHOW_CART),
+        ("яка загальна сума", SEARCH),
+        ("скільки всього до оплати?", IntentKind.SHOW_CART),
+        ("сколько всего к оплате?", IntentKind.SHOW_CART),
+        ("итого?", IntentKind.SHOW_CART),
+        ("what's the total?", IntentKind.SHOW_CART),
+        ("how much in total", IntentKind.SHOW_CART),
+        ("покажи суму", IntentKind.SHOW_CART),
+        # Farewells, with or without thanks.
+        ("дякую, до побачення", IntentKind.GOODBYE),
+        ("бувай", IntentKind.GOODBYE),
+        ("до свидания", IntentKind.GOODBYE),
+        ("thanks, bye!", IntentKind.GOODBYE),
+        ("goodbye", IntentKind.GOODBYE),
+        ("ок дякс", IntentKind.THANKS),
+        # Undo, which the assistant cannot do.
+        ("скасуй", IntentKind.UNDO),
+        ("відміни останню зміну", IntentKind.UNDO),
+        ("отмени последнее", IntentKind.UNDO),
+        ("undo", IntentKind.UNDO),
+        ("не скасовуй", SEARCH),
+    ],
+)
+def test_parse_total_farewell_and_undo(text, kind):
+    assert parse_intent(text).kind == kind
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("add 3 of those", Intent(ADD, quantity=pieces("3"))),
+        ("add 2 of these", Intent(ADD, quantity=pieces("2"))),
+        ("додай 2 цих", Intent(ADD, quantity=pieces("2"))),
+        ("добавь 3 этих", Intent(ADD, quantity=pieces("3"))),
+        ("remove those", Intent(REMOVE)),
+    ],
+)
+def test_parse_demonstrative_pronouns(text, expected):
+    assert parse_intent(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("есть ли у вас водка?", "водка"),
+        ("do you sell iphones?", "iphones"),
+        ("ви продаєте пиво?", "пиво"),
+        ("молоко, до побачення", "молоко"),
+    ],
+)
+def test_search_query_drops_question_words(text, expected):
+    assert parse_intent(text) == Intent(SEARCH, query=expected)
+
+
+@pytest.mark.parametrize(
     "text",
     [
         "не додавай хліб",
@@ -648,7 +708,9 @@ def test_name_matches_ignores_word_endings(fragment, name, expected):
         ("milk", "Молоко Lactel 2.5%", True),
         ("the honey", "Мед липовий 250 г", True),
         ("bananas", "Банани", True),
-        ("milk galychyna", "Молоко Галичина 3.2%", False),
+        # A brand in Latin letters matches by its Cyrillic reading.
+        ("milk galychyna", "Молоко Галичина 3.2%", True),
+        ("milk lactel", "Молоко Галичина 3.2%", False),
         ("milk 3.2%", "Молоко Галичина 3.2%", True),
         ("milk 3.2%", "Молоко Lactel 2.5%", False),
         ("sour cream", "Сметана Галичина 15%", True),
@@ -912,3 +974,66 @@ def test_measures(text, expected):
 )
 def test_names_product(text, name, expected):
     assert names_product(text, name) is expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("молоко 2,5% до 40 гривень", Intent(SEARCH, query="молоко 2,5%", max_price=Decimal(40))),
+        ("I need milk under 40 hryvnias", Intent(SEARCH, query="milk", max_price=Decimal(40))),
+        ("сир дешевше 100", Intent(SEARCH, query="сир", max_price=Decimal(100))),
+        ("кефір до 35,50 грн", Intent(SEARCH, query="кефір", max_price=Decimal("35.50"))),
+        ("а яке найдешевше масло?", Intent(SEARCH, query="масло", cheapest=True)),
+        ("what is the cheapest butter?", Intent(SEARCH, query="butter", cheapest=True)),
+        ("какое самое дешевое?", Intent(SEARCH, query="", cheapest=True)),
+        # "до" without a currency word is no ceiling.
+        ("молоко до 2", Intent(SEARCH, query="молоко 2")),
+        ("under nan", Intent(SEARCH, query="under nan")),
+    ],
+)
+def test_parse_price_filters(text, expected):
+    assert parse_intent(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("pryvit", "привіт"),
+        ("dodaj druhe", "додай друге"),
+        ("dodai pershyi", "додай перший"),
+        ("Dodaj 2 sht tretoho", "додай 2 шт третього"),
+        ("skilky koshtuye druhyi?", "скільки коштує другий?"),
+        ("shcho v koshyku?", "shcho в кошику?"),
+        ("vydaly khlib", "видали khlib"),
+        ("ochysty koshyk", "очисти кошик"),
+        ("zminy kilkist pershoho na 3", "зміни кількість першого на 3"),
+        ("diakuyu", "дякую"),
+        ("dyakuyu, do pobachennia", "дякую, до побачення"),
+        ("zmensh do 1", "зменш до 1"),
+        # English, product words alone and Cyrillic text are left as they are.
+        ("add the second one", None),
+        ("so add milk", None),
+        ("take it out", None),
+        ("thanks", None),
+        ("moloko", None),
+        ("2 sht", None),
+        ("додай другий", None),
+        ("", None),
+    ],
+)
+def test_ukrainian_from_latin(text, expected):
+    assert ukrainian_from_latin(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("fragment", "name", "expected"),
+    [
+        ("khlib", "Хліб Київхліб білий", True),
+        ("moloka", "Молоко Lactel 2.5%", True),
+        ("kefiru", "Кефір 1%", True),
+        ("lactel", "Молоко Lactel 2.5%", True),
+        ("khlib", "Молоко Lactel 2.5%", False),
+    ],
+)
+def test_name_matches_latin_spelling(fragment, name, expected):
+    assert name_matches(fragment, name) is expected

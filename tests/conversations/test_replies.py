@@ -196,3 +196,69 @@ def test_cart_total_adds_up_the_lines_shown():
 )
 def test_plural_form(count, language, form):
     assert plural_form(count, language) == form
+
+
+CART_CHANGE_TOOLS = ("add_to_cart", "update_quantity", "remove_from_cart", "clear_cart")
+
+
+@pytest.mark.parametrize(
+    ("language", "disabled", "expected"),
+    [
+        (
+            "en",
+            (),
+            "I can find products and fill your cart. Try for example: “milk”, “add the second "
+            "one”, “set the first to 2”, “remove milk”, “what's in my cart?” or “clear the cart”.",
+        ),
+        (
+            "en",
+            CART_CHANGE_TOOLS,
+            "I can find products and show your cart. Try for example: “milk” or “what's in my "
+            "cart?”.",
+        ),
+        (
+            "en",
+            (*CART_CHANGE_TOOLS, "view_cart"),
+            "I can find products for you. Try for example: “milk”.",
+        ),
+        (
+            "uk",
+            (*CART_CHANGE_TOOLS, "view_cart"),
+            "Я допоможу знайти товари. Напишіть, наприклад: «молоко».",
+        ),
+        (
+            "ru",
+            CART_CHANGE_TOOLS,
+            "Я помогу найти товары и покажу вашу корзину. Напишите, например: «молоко» или "
+            "«что в корзине?».",
+        ),
+        (
+            "uk",
+            ("search_products",),
+            "Я допоможу змінити ваш кошик. Напишіть, наприклад: «додай другий», «зміни кількість "
+            "першого на 2», «прибери молоко», «що в кошику?» або «очисти кошик».",
+        ),
+        (
+            "en",
+            ("search_products", "add_to_cart", "update_quantity", "view_cart", "clear_cart"),
+            "I can change the products in your cart. Try for example: “remove milk”.",
+        ),
+        (
+            "uk",
+            ("search_products", *CART_CHANGE_TOOLS),
+            "Я можу показати ваш кошик. Напишіть, наприклад: «що в кошику?».",
+        ),
+        (
+            "en",
+            ("search_products", *CART_CHANGE_TOOLS, "view_cart"),
+            "Sorry, this shop does not let me search for products or change your cart in this chat.",
+        ),
+        (
+            "ru",
+            ("search_products", *CART_CHANGE_TOOLS, "view_cart"),
+            "Извините, в этом магазине я не могу искать товары или менять корзину в чате.",
+        ),
+    ],
+)
+def test_help_summary_per_enabled_tools(language, disabled, expected):
+    assert Replies(language).help(disabled_tools=disabled) == expected

@@ -420,3 +420,56 @@ def test_price_questions_leave_the_cart(chat_client, merchant, shopper_conversat
         "assistant": "offline",
         "intent": "price",
     }
+
+
+@pytest.mark.parametrize(
+    ("messages", "expected_text", "expected_skus"),
+    [
+        (
+            ["молоко до 44 грн"],
+            "Ось що я знайшов за запитом «молоко» за ціною до 44,00:\n"
+            "1. Молоко Галичина 3.2% — 42,00 замість 52,00 (акція -19%)\n"
+            "Щоб додати товар, напишіть, наприклад, «додай перший» або «додай 2 шт другого».",
+            ["milk-002"],
+        ),
+        (
+            ["what is the cheapest milk?"],
+            "Here are the cheapest products for “milk”:\n"
+            "1. Молоко Галичина 3.2% — 42.00 instead of 52.00 (promotion -19%)\n"
+            "2. Молоко Lactel 2.5% — 45.90\n"
+            "To add a product, say for example “add the first one” or “add 2 of the second”.",
+            ["milk-002", "milk-001"],
+        ),
+        (
+            ["найди молоко", "какое самое дешевое?"],
+            "Вот товары из последнего списка, от самого дешёвого:\n"
+            "1. Молоко Галичина 3.2% — 42,00 вместо 52,00 (акция -19%)\n"
+            "2. Молоко Lactel 2.5% — 45,90\n"
+            "Чтобы добавить товар, напишите, например, «добавь первый» или «добавь 2 шт второго».",
+            ["milk-002", "milk-001"],
+        ),
+    ],
+)
+def test_search_by_price(
+    chat_client, merchant, shopper_conversation, messages, expected_text, expected_skus
+):
+    for text in messages:
+        sent = send(chat_client, shopper_conversation, text)
+
+    assert reply_text(sent) == expected_text
+    assert [card["sku"] for card in cards_of(sent)] == expected_skus
+    assert cart_posts(merchant) == []
+
+
+def test_search_above_price_ceiling(chat_client, merchant, shopper_conversation):
+    sent = send(chat_client, shopper_conversation, "milk under 30 hryvnias")
+    added = send(chat_client, shopper_conversation, "add the first one")
+
+    assert reply_text(sent) == (
+        "I found no such products at up to 30.00. The cheapest is “Молоко Галичина 3.2%” at 42.00."
+    )
+    assert [event for event in sent if event["type"] == "product_cards"] == []
+    assert reply_text(added) == (
+        "I haven't shown any products yet. Tell me what you are looking for, for example “milk”."
+    )
+    assert cart_posts(merchant) == []
