@@ -18,6 +18,7 @@ _UKRAINIAN_WORDS = frozenset(
         *("що", "додай", "додайте", "другий", "другу", "другого", "кошик", "кошика", "кошику"),
         *("видали", "прибери", "знайди", "потрібно", "потрібен", "будь", "ласка", "дякую"),
         *("зроби", "зміни", "мені", "який", "яка", "як", "або", "ще", "скільки", "покажіть"),
+        *("треба", "найдешевше", "найдешевший", "найдешевшу", "дешевше", "скасуй", "так"),
     ]
 )
 _RUSSIAN_WORDS = frozenset(
@@ -25,9 +26,16 @@ _RUSSIAN_WORDS = frozenset(
         *("что", "добавь", "добавьте", "второй", "второго", "вторую", "первый", "первую"),
         *("корзина", "корзину", "корзине", "корзины", "удали", "убери", "найди", "нужно"),
         *("нужен", "пожалуйста", "спасибо", "сделай", "измени", "мне", "какой", "какая"),
-        *("как", "или", "еще", "ещё", "сколько", "покажите"),
+        *("как", "или", "еще", "ещё", "сколько", "покажите", "здравствуйте", "привет"),
+        *("какое", "какие", "самое", "самый", "самая", "дешевле", "есть", "купить", "нет"),
+        *("отмени", "да"),
     ]
 )
+# Russian adjective endings that Ukrainian does not use ("какое", "свежая", "другие"): the
+# Ukrainian forms end in -е, -а and -і.
+_RUSSIAN_ENDINGS = ("ое", "ая", "ие", "ее", "яя")
+# Shorter words with these endings are often shared or not adjectives ("мая", "ее").
+MIN_ENDING_WORD_LENGTH = 5
 
 
 def detect_language(text: str, *, fallback: str) -> str:
@@ -35,8 +43,8 @@ def detect_language(text: str, *, fallback: str) -> str:
 
     A message is English when it has no Cyrillic word, or when its Latin words outnumber
     the Cyrillic ones and none of them is a Ukrainian or Russian marker. So "додай lactel"
-    is Ukrainian and "I need молоко" English. Cyrillic text is scored by the letters and the
-    frequent words that only Ukrainian or only Russian has. A tie (such as "молоко") keeps a
+    is Ukrainian and "I need молоко" English. Cyrillic text is scored by the letters, the
+    frequent words and the adjective endings that only Ukrainian or only Russian has. A tie (such as "молоко") keeps a
     Cyrillic ``fallback`` and is Ukrainian otherwise. Text without letters, such as "2",
     returns ``fallback``.
     """
@@ -49,7 +57,9 @@ def detect_language(text: str, *, fallback: str) -> str:
         word in _UKRAINIAN_WORDS for word in cyrillic_words
     )
     russian = len(_RUSSIAN_LETTERS.findall(text)) + sum(
-        word in _RUSSIAN_WORDS for word in cyrillic_words
+        word in _RUSSIAN_WORDS
+        or (len(word) >= MIN_ENDING_WORD_LENGTH and word.endswith(_RUSSIAN_ENDINGS))
+        for word in cyrillic_words
     )
     has_markers = ukrainian + russian > 0
     if not cyrillic_words or (latin_words > len(cyrillic_words) and not has_markers):

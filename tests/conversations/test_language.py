@@ -21,6 +21,16 @@ from conversations.language import detect_language
         ("додай Lactel milk", "en", "uk"),
         ("I need молоко", "uk", "en"),
         ("add milk", "ru", "en"),
+        ("Здравствуйте", "uk", "ru"),
+        ("какое самое дешевое?", "uk", "ru"),
+        ("свежая рыба", "uk", "ru"),
+        ("другие сыры", "uk", "ru"),
+        ("есть молоко?", "uk", "ru"),
+        ("треба молоко", "ru", "uk"),
+        ("найдешевше масло", "ru", "uk"),
+        ("молоко пастеризоване", "ru", "ru"),
+        ("молоко пастеризоване", "uk", "uk"),
+        ("сир твердий", "uk", "uk"),
     ],
 )
 def test_detect_language(text, fallback, expected):
