@@ -45,7 +45,14 @@ from conversations.websocket import (
     turn_events_forward,
 )
 from tenants.permissions import OriginNotAllowed
-from vizochok.exceptions import AppError, Conflict, ErrorCode, InvalidInput, error_body
+from vizochok.exceptions import (
+    AppError,
+    Conflict,
+    ErrorCode,
+    InvalidInput,
+    SecretUndecryptable,
+    error_body,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +65,9 @@ def _auth_close_code(error: AppError) -> int:
     # A rejected user token is a 403 too, but it is part of the credentials.
     if isinstance(error, ChatScopeMissing | OriginNotAllowed):
         return CLOSE_PERMISSION_DENIED
+    # The deployment's encryption keys are at fault, not the client's credentials.
+    if isinstance(error, SecretUndecryptable):
+        return CLOSE_SERVER_ERROR
     return CLOSE_NOT_AUTHENTICATED
 
 
@@ -171,7 +181,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self._reject(error, close_code=close_code)
             return
         except Exception as error:
-            # A lost database connection, for example: the REST API's 500 internal_error.
+            # A lost database connection, for example.
+            # NOTE: the REST API returns 503 database_unavailable for a lost connection, but
+            # this socket reports internal_error, as it does for one during a turn.
             await self._auth_failed(error, log_fields={})
             return
 

@@ -130,7 +130,8 @@ class ConversationTurn:
         """Check the text, take the conversation's lease and count the message.
 
         Raise 413 for a text over the limit, 409 while another turn runs and 429 over a
-        rate or daily limit; nothing is written then.
+        rate or daily limit; nothing is written then. Any other error releases the lease
+        before it is raised.
         """
         if self._lease is not None:
             return
@@ -143,6 +144,11 @@ class ConversationTurn:
             logger.info(
                 "conversations.turn.limited", extra={**self._log_fields(), "code": error.code}
             )
+            raise
+        except Exception:
+            # A failed query (a deadlock, a statement timeout) would otherwise keep the lease,
+            # and every retry would get agent_busy until the lease expired.
+            self._lease_release_after_failure(lease)
             raise
         self._lease = lease
 
@@ -197,8 +203,21 @@ class ConversationTurn:
                 code=ErrorCode.AGENT_BUSY,
             )
         # Another process may have finished a turn since the caller read the row.
-        self.conversation.refresh_from_db()
+        try:
+            self.conversation.refresh_from_db()
+        except Exception:
+            self._lease_release_after_failure(lease)
+            raise
         return lease
+
+    def _lease_release_after_failure(self, lease: TurnLease) -> None:
+        """Release the lease of a turn that failed in ``start``, keeping its error."""
+        try:
+            lease.release()
+        except DatabaseError:
+            # Not raised, so that it does not hide the error that ended the turn. The lease
+            # then expires after lease_duration(), and messages get agent_busy until then.
+            logger.exception("conversations.turn.lease_release_failed", extra=self._log_fields())
 
     def _process(self, lease: TurnLease) -> Iterator[Event]:
         is_first_message = not self.conversation.messages.exists()

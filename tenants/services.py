@@ -247,8 +247,9 @@ def webhook_secret_set(
     that a concurrent rotation or settings change is never overwritten with stale values.
 
     A current secret that no configured key decrypts cannot sign anything, so the new secret
-    replaces it at once, even with an ``overlap``. Stored secrets are moved without being
-    decrypted.
+    replaces it at once, even with an ``overlap``. A next secret that no key decrypts is
+    dropped instead of completed, so the current secret stays. Stored secrets are moved
+    without being decrypted.
     """
     if secret is None:
         secret = generate_webhook_secret()
@@ -259,7 +260,11 @@ def webhook_secret_set(
             from_queryset=WebhookSettings.objects.select_for_update(), fields=_SECRET_FIELDS
         )
         now = timezone.now()
-        if secret_is_set(webhook_settings, "next_secret"):
+        # A next secret that no configured key decrypts cannot sign requests any more, so it
+        # is dropped and the current secret stays.
+        if secret_is_set(webhook_settings, "next_secret") and secret_is_readable(
+            webhook_settings, "next_secret"
+        ):
             webhook_settings.secret = stored_value(webhook_settings, "next_secret")
         if (
             overlap > timedelta(0)

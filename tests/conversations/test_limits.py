@@ -293,3 +293,25 @@ def test_failed_conversation_insert_is_not_counted(tenant, monkeypatch):
 
     assert Conversation.objects.count() == 0
     assert UserDailyUsage.objects.count() == 0
+
+
+def test_failed_limit_check_releases_lease(chat_client, conversation, monkeypatch, caplog):
+    def deadlocked(**kwargs):
+        raise DatabaseError("deadlock detected")
+
+    monkeypatch.setattr("conversations.services.message_limits_take", deadlocked)
+
+    failed = post_message(chat_client, conversation)
+
+    monkeypatch.undo()
+    conversation.refresh_from_db()
+    lease_after_failure = conversation.turn_started_at
+    retried = post_message(chat_client, conversation)
+
+    assert failed.status_code == 500
+    assert failed.json()["code"] == "internal_error"
+    assert lease_after_failure is None
+    assert "conversations.turn.lease_release_failed" not in caplog.messages
+    assert retried.status_code == 200
+    assert Message.objects.filter(conversation=conversation, role="user").count() == 1
+    assert UserDailyUsage.objects.get().messages == 1

@@ -17,6 +17,7 @@ from datetime import timedelta
 
 import pytest
 import uvicorn
+from cryptography.fernet import Fernet
 from django.db import OperationalError, connection
 from django.utils import timezone
 from websockets.exceptions import ConnectionClosed
@@ -29,6 +30,7 @@ from conversations.models import Conversation, Message, OpenSocket, UserDailyUsa
 from conversations.services import MAX_MESSAGE_BYTES
 from conversations.websocket import SOCKET_EXPIRY, SocketLimitReached, open_socket_record
 from tenants.models import ApiKey, AssistantSettings, Tenant
+from tenants.services import user_token_secret_set
 from tests.conversations.chat import send
 from tests.conversations.shop_data import STORE_ID
 from tests.factories import ConversationFactory
@@ -181,6 +183,26 @@ def test_rejected_user_token_closes_4001(ws_url, public_key):
         assert rejection["code"] == "permission_denied"
         assert rejection["reason"] == "user_token_secret_not_set"
         assert close_code(ws) == 4001
+
+
+def test_undecryptable_token_secret_closes_1011(ws_url, tenant, public_key, settings):
+    user_token_secret_set(tenant=tenant)
+    settings.VIZOCHOK_ENCRYPTION_KEYS = [Fernet.generate_key().decode()]
+    user_token = f"{int(time.time()) + 600}.{'0' * 64}"
+
+    with open_socket(ws_url) as ws:
+        rejection = authenticate(
+            ws, public_key.raw_key, store_id=STORE_ID, user_id="user-1", user_token=user_token
+        )
+        assert close_code(ws) == 1011
+
+    assert rejection == {
+        "type": "error",
+        "code": "secret_undecryptable",
+        "detail": "A stored secret cannot be decrypted with the configured keys.",
+    }
+    assert OpenSocket.objects.count() == 0
+    assert Conversation.objects.count() == 0
 
 
 def test_invalid_first_frame_closes_4001(ws_url):

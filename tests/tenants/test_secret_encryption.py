@@ -9,11 +9,12 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from conversations.identity import user_token_sign
 from conversations.models import Conversation
-from tenants.encryption import ENCRYPTED_PREFIX, decrypt, secret_is_readable
+from tenants.encryption import ENCRYPTED_PREFIX, StoredSecret, decrypt, secret_is_readable
 from tenants.models import ApiKey, Tenant, WebhookSettings
 from tenants.services import api_key_create, user_token_secret_set, webhook_secret_set
 from vizochok.exceptions import InvalidInput
@@ -190,6 +191,28 @@ def test_rotation_replaces_an_undecryptable_secret(tenant, settings, old_key):
     assert reloaded.secret == new_secret
     assert reloaded.next_secret == ""
     assert reloaded.next_secret_promote_at is None
+
+
+@pytest.mark.django_db
+def test_rotation_drops_an_undecryptable_next_secret(tenant, old_key):
+    current_secret = webhook_secret_set(webhook_settings=tenant.webhook_settings)
+    lost_secret = ENCRYPTED_PREFIX + Fernet(UNKNOWN_KEY).encrypt(b"n" * 43).decode()
+    WebhookSettings.objects.filter(pk=tenant.webhook_settings.pk).update(
+        next_secret=StoredSecret(lost_secret),
+        next_secret_promote_at=timezone.now() + timedelta(hours=1),
+    )
+
+    before = timezone.now()
+    new_secret = webhook_secret_set(
+        webhook_settings=WebhookSettings.objects.get(pk=tenant.webhook_settings.pk),
+        overlap=timedelta(hours=24),
+    )
+
+    reloaded = WebhookSettings.objects.get(pk=tenant.webhook_settings.pk)
+    assert reloaded.secret == current_secret
+    assert reloaded.next_secret == new_secret
+    assert reloaded.next_secret_promote_at >= before + timedelta(hours=24)
+    assert reloaded.next_secret_promote_at <= timezone.now() + timedelta(hours=24)
 
 
 @pytest.mark.django_db
