@@ -429,6 +429,11 @@ def parse_intent(text: str) -> Intent:
         intent = _quoted_name_intent(text, quoted)
         if intent is not None:
             return intent
+    return _unquoted_intent(text)
+
+
+def _unquoted_intent(text: str) -> Intent:
+    """Return the intent of ``text`` read without its quotes (see ``parse_intent``)."""
     tokens = tokenize(text)
     kind = _intent_kind(tokens)
     if kind == IntentKind.SEARCH:
@@ -480,7 +485,9 @@ def _quoted_name_intent(text: str, quoted: re.Match[str]) -> Intent | None:
     name = next(group for group in quoted.groups() if group is not None).strip()
     if not tokenize(name):
         return None
-    intent = parse_intent(text[: quoted.start()] + " " + text[quoted.end() :])
+    # Only the first quoted name counts, so the rest is read without quotes, which also
+    # keeps a message of many quoted names from recursing once per name.
+    intent = _unquoted_intent(text[: quoted.start()] + " " + text[quoted.end() :])
     if intent.kind not in _QUOTED_NAME_KINDS:
         return None
     return replace(intent, reference=NameFragment(name), position_only=False)

@@ -559,6 +559,14 @@ def test_parse_quoted_product_names(text, expected):
     assert parse_intent(text) == expected
 
 
+def test_parse_many_quoted_names_takes_first():
+    # Each quoted name had been parsed by a recursive call, so 1,500 of them (9 KB) raised
+    # RecursionError.
+    text = "add «Dune» " + '"a" ' * 1500
+
+    assert parse_intent(text) == Intent(ADD, reference=NameFragment("Dune"))
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
