@@ -279,12 +279,17 @@ UNDO_WORDS = _word_set(
 # Words of a search for the cheapest products, which sorts the results by price.
 CHEAPEST_WORDS = _word_set(
     """найдешевше найдешевший найдешевша найдешевшу найдешевші найдешевшого найдешевшої
-    найдешевших дешевий дешева дешеве дешеву дешеві самое самый самая самую самые дешевое
-    дешевый дешевая дешевую дешевые cheapest"""
+    найдешевших дешевий дешева дешеве дешеву дешеві дешевое дешевый дешевая дешевую дешевые
+    cheapest"""
 )
+# The Russian superlative "самое дешевое". Before any other adjective ("самый свежий хлеб") it
+# asks for no price order, so it stays in the search.
+SUPERLATIVE_WORDS = _word_set("самое самый самая самую самые")
 # Words before a price ceiling: "дешевше 40", "under 40". "до" counts only with a currency
 # word after the number ("до 40 грн"), because "до 2" is also a new quantity.
-PRICE_CEILING_WORDS = _word_set("дешевше дешевле дорожче дороже under below")
+# NOTE: a price floor ("дорожче 100", "more than 100") is not understood, so its words stay
+# in the search query.
+PRICE_CEILING_WORDS = _word_set("дешевше дешевле under below")
 CURRENCY_WORDS = _word_set("грн гривень гривні гривня гривен гривны hryvnia hryvnias hryvnas uah ₴")
 # Words of a question about the cart's total: "скільки разом?", "сума?", "what's the total?".
 TOTAL_WORDS = _word_set(
@@ -992,6 +997,9 @@ def _price_filter(text: str) -> tuple[str, Decimal | None, bool]:
             max_price = value
             index += 3 if with_currency else 2
             continue
+        if word in SUPERLATIVE_WORDS and following in CHEAPEST_WORDS:
+            index += 1
+            continue
         if word in CHEAPEST_WORDS:
             cheapest = True
         else:
@@ -1004,46 +1012,56 @@ _CYRILLIC = re.compile(r"[а-яіїєґ]")
 _LATIN = re.compile(r"[a-z]")
 
 
-def _command_vocabulary() -> dict[str, str]:
-    """Return the Cyrillic command words by their spelling without soft signs.
-
-    Filler words other than the prepositions of an amount are left out, so that an English
-    sentence such as "so add milk" ("со") is not taken for Ukrainian.
-    """
-    word_sets = (
-        ADD_VERBS,
-        REMOVE_VERBS,
-        CLEAR_VERBS,
-        SET_VERBS,
-        QUANTITY_NOUNS,
-        SEARCH_VERBS,
-        CART_WORDS,
-        EVERYTHING_WORDS,
-        BOTH_WORDS,
-        MORE_WORDS,
-        GREETING_WORDS,
-        HELP_WORDS,
-        THANKS_WORDS,
-        FAREWELL_WORDS,
-        UNDO_WORDS,
-        TOTAL_WORDS,
-        PRICE_QUESTION_WORDS,
-        PRONOUNS,
-        CHEAPEST_WORDS,
-        PRICE_CEILING_WORDS,
-        CURRENCY_WORDS,
-        HALF_KILO_WORDS,
-        ONE_UNIT_WORDS,
-        frozenset(ORDINALS),
-        frozenset(NUMBER_WORDS),
-        frozenset(UNITS),
-        AMOUNT_PREPOSITIONS | {"по", "з", "із", "зі", "в", "у"},
-    )
+def _command_vocabulary(word_sets: tuple[frozenset[str], ...]) -> dict[str, str]:
+    """Return the Cyrillic words of ``word_sets`` by their spelling without soft signs."""
     words = {word for word_set in word_sets for word in word_set if _CYRILLIC.search(word)}
     return {without_soft_signs(word): word for word in sorted(words)}
 
 
-_COMMAND_VOCABULARY = _command_vocabulary()
+# The word lists whose words, written in Latin letters, make a message Ukrainian. Filler
+# words other than the prepositions of an amount are left out, so that an English sentence
+# such as "so add milk" ("со") is not taken for Ukrainian.
+_UKRAINIAN_MARKER_SETS = (
+    ADD_VERBS,
+    REMOVE_VERBS,
+    CLEAR_VERBS,
+    SET_VERBS,
+    QUANTITY_NOUNS,
+    SEARCH_VERBS,
+    CART_WORDS,
+    MORE_WORDS,
+    GREETING_WORDS,
+    HELP_WORDS,
+    THANKS_WORDS,
+    FAREWELL_WORDS,
+    UNDO_WORDS,
+    TOTAL_WORDS,
+    PRICE_QUESTION_WORDS,
+    CHEAPEST_WORDS,
+    PRICE_CEILING_WORDS,
+    CURRENCY_WORDS,
+    frozenset(ORDINALS),
+)
+# Words that name no action, and whose Latin spellings include English words: "try" (три),
+# "sim" (сім), "use" (усе), "vin" (він), "den" (день). They are read in Cyrillic only in a
+# message that a word of _UKRAINIAN_MARKER_SETS makes Ukrainian, so "add sim card" and
+# "remove use" stay English.
+_NEUTRAL_SETS = (
+    PRONOUNS,
+    EVERYTHING_WORDS,
+    BOTH_WORDS,
+    SUPERLATIVE_WORDS,
+    HALF_KILO_WORDS,
+    ONE_UNIT_WORDS,
+    frozenset(NUMBER_WORDS),
+    frozenset(UNITS),
+    AMOUNT_PREPOSITIONS | {"по", "з", "із", "зі", "в", "у"},
+    _word_set("день ранок ранку вечір вечора"),
+)
+_COMMAND_VOCABULARY = _command_vocabulary(_UKRAINIAN_MARKER_SETS + _NEUTRAL_SETS)
+_UKRAINIAN_MARKERS = frozenset(_command_vocabulary(_UKRAINIAN_MARKER_SETS)) - frozenset(
+    _command_vocabulary(_NEUTRAL_SETS)
+)
 # Every Latin word that the word lists know already, which is read as English.
 _LATIN_VOCABULARY = frozenset(
     word
@@ -1062,17 +1080,21 @@ def ukrainian_from_latin(text: str) -> str | None:
 
     "dodaj druhyi" becomes "додай другий" and "vydaly khlib" becomes "видали khlib": words
     that are no command word, such as product names, stay in Latin letters. Return None
-    when ``text`` has Cyrillic letters or no such command word of 3 or more letters.
+    when ``text`` has Cyrillic letters or no word of ``_UKRAINIAN_MARKER_SETS`` written
+    with 3 or more Latin letters.
     """
     lowered = normalize(text)
     if _CYRILLIC.search(lowered) or not _LATIN.search(lowered):
         return None
     words = lowered.split()
     readings = [_COMMAND_VOCABULARY.get(cyrillic_from_latin(_core(word))) for word in words]
-    # Only a command word that is no English word of the lists makes the message Ukrainian.
-    # Once it is, "do" and "na" are read as "до" and "на" too.
+    # Only a marker word that is no English word of the lists makes the message Ukrainian.
+    # Once it is, "do", "na", "sim" and "vse" are read as "до", "на", "сім" and "все" too.
     if not any(
-        reading is not None and len(reading) >= 3 and not _known_latin_word(_core(word))
+        reading is not None
+        and len(_core(word)) >= 3
+        and without_soft_signs(reading) in _UKRAINIAN_MARKERS
+        and not _known_latin_word(_core(word))
         for word, reading in zip(words, readings, strict=True)
     ):
         return None

@@ -997,6 +997,11 @@ def test_names_product(text, name, expected):
         # "до" without a currency word is no ceiling.
         ("молоко до 2", Intent(SEARCH, query="молоко 2")),
         ("under nan", Intent(SEARCH, query="under nan")),
+        ("самое дешевое молоко", Intent(SEARCH, query="молоко", cheapest=True)),
+        # "самый" before another adjective and a price floor ask for no price filter.
+        ("самый свежий хлеб", Intent(SEARCH, query="самый свежий хлеб")),
+        ("сир дорожче 100", Intent(SEARCH, query="сир дорожче 100")),
+        ("сыр дороже 100", Intent(SEARCH, query="сыр дороже 100")),
     ],
 )
 def test_parse_price_filters(text, expected):
@@ -1018,6 +1023,16 @@ def test_parse_price_filters(text, expected):
         ("diakuyu", "дякую"),
         ("dyakuyu, do pobachennia", "дякую, до побачення"),
         ("zmensh do 1", "зменш до 1"),
+        ("shche odyn", "ще один"),
+        # Numbers, pronouns and "все" are read in Cyrillic once a command word is.
+        ("dodaj sim", "додай сім"),
+        ("vydaly vse", "видали все"),
+        # Alone they are no Ukrainian: their Latin spellings are also English words.
+        ("remove use", None),
+        ("add sim card", None),
+        ("try oat milk", None),
+        ("add vin santo", None),
+        ("red wine for the den", None),
         # English, product words alone and Cyrillic text are left as they are.
         ("add the second one", None),
         ("so add milk", None),

@@ -695,3 +695,33 @@ def test_quoted_name_removes_whole_line(chat_client, book_merchant, shopper_conv
     assert cart_posts(book_merchant) == [cart_post("remove", sku="book-451")]
     assert book_merchant.store.cart_items(STORE_ID, SESSION_ID) == []
     assert reply_text(sent).startswith("Removed from your cart: Fahrenheit 451 by Ray Bradbury.")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected_reply"),
+    [
+        # "усе", "сім", "три" and "він" in Latin letters are English words here.
+        ("remove use", "There is no “use” in your cart."),
+        (
+            "add sim card",
+            "The store's catalog is empty for now, so there is nothing to search yet.",
+        ),
+        (
+            "try oat milk",
+            "The store's catalog is empty for now, so there is nothing to search yet.",
+        ),
+        (
+            "add vin santo",
+            "The store's catalog is empty for now, so there is nothing to search yet.",
+        ),
+    ],
+)
+def test_english_words_stay_english(
+    chat_client, merchant, seeded_cart, shopper_conversation, text, expected_reply
+):
+    send(chat_client, shopper_conversation, "що в кошику?")
+
+    sent = send(chat_client, shopper_conversation, text)
+
+    assert reply_text(sent) == expected_reply
+    assert cart_posts(merchant) == []
