@@ -195,19 +195,19 @@ class EncryptedSecretsMixin:
             and not kwargs.get("force_insert")
             and not self._state.adding
         ):
-            kept = self.fields_kept_on_full_save | {
+            unchanged_fields = self.fields_kept_on_full_save | {
                 name
                 for name in _secret_attnames(type(self))  # type: ignore[arg-type]
                 if isinstance(self.__dict__.get(name), StoredSecret)
             }
-            if kept:
+            if unchanged_fields:
                 kwargs["update_fields"] = [
                     field.attname
                     for field in self._meta.concrete_fields
                     if not field.primary_key
                     and not field.generated
                     and field.attname in self.__dict__
-                    and field.attname not in kept
+                    and field.attname not in unchanged_fields
                 ]
         super().save(*args, **kwargs)  # type: ignore[misc]
 

@@ -312,7 +312,7 @@ def secrets_reencrypt(*, dry_run: bool) -> SecretsReencryption:
     Plain secrets written before encryption existed are encrypted too. A secret that no
     configured key decrypts is counted, logged and left unchanged. Each row is locked while
     it is rewritten, and ``updated_at`` is kept because the secrets themselves do not
-    change. With ``dry_run`` nothing is written, and the counts say what would change.
+    change. With ``dry_run`` nothing is written, and the counts give what would change.
     """
     reencrypted = already_current = undecryptable = 0
     for model, field_names in _ENCRYPTED_SECRET_FIELDS:

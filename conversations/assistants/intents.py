@@ -283,7 +283,7 @@ CHEAPEST_WORDS = _word_set(
     cheapest"""
 )
 # The Russian superlative "самое дешевое". Before any other adjective ("самый свежий хлеб") it
-# asks for no price order, so it stays in the search.
+# does not request a price order, so it stays in the search.
 SUPERLATIVE_WORDS = _word_set("самое самый самая самую самые")
 # Words before a price ceiling: "дешевше 40", "under 40". "до" counts only with a currency
 # word after the number ("до 40 грн"), because "до 2" is also a new quantity.

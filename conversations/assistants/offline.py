@@ -654,7 +654,7 @@ class _OfflineReply:
         self.memory.focus = products[0].sku if len(products) == 1 else None
 
     def _tool_disabled(self, tool: str) -> bool:
-        """Tell whether the tenant disabled ``tool``, and if so, add the reply that tells the shopper."""
+        """Tell whether the tenant disabled ``tool``, and add the shopper's reply when it did."""
         if tool not in self.disabled_tools:
             return False
         line = self.replies.text(f"disabled_{tool}")

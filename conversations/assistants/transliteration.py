@@ -5,6 +5,8 @@ words turn back into Cyrillic by the usual Latin spellings of Ukrainian letters 
 "zh", "shch", "y" for "и", "h" for "г"). The informal spellings that people also type are
 read too: "j" and "i" after a vowel for "й", "g" for "г", "ie" and "iu" for "є" and "ю".
 Latin spellings lose the soft sign and the apostrophe, so the result has neither.
+Search tries several readings of each word (``catalog.text.transliterate_latin``); a
+command word needs one reading, so this module gives the likeliest.
 """
 
 # Longest spellings first, so that "shch" wins over "sh" and "zh" over "z".

@@ -36,15 +36,20 @@ def configure(tenant, url: str) -> WebhookSettings:
     return webhook_settings
 
 
-def test_merchant_verifies_encrypted_secret(tenant, local_webhooks):
-    secret = webhook_secret_set(webhook_settings=tenant.webhook_settings)
-    server = start_merchant(secret=secret, stock=STOCK, catalog=CATALOG)
+def fetch_from_merchant(tenant, *, merchant_secret: str):
+    """Fetch SKU from a reference merchant that verifies signatures with ``merchant_secret``."""
+    server = start_merchant(secret=merchant_secret, stock=STOCK, catalog=CATALOG)
     try:
         configure(tenant, server.products_url)
-
-        result = products_fetch(tenant=tenant, skus=[SKU], store_id="store-1")
+        return products_fetch(tenant=tenant, skus=[SKU], store_id="store-1")
     finally:
         server.shutdown()
+
+
+def test_merchant_verifies_encrypted_secret(tenant, local_webhooks):
+    secret = webhook_secret_set(webhook_settings=tenant.webhook_settings)
+
+    result = fetch_from_merchant(tenant, merchant_secret=secret)
 
     assert result.failure is None
     assert list(result.available) == [SKU]
@@ -55,13 +60,8 @@ def test_merchant_on_next_secret_verifies(tenant, local_webhooks):
     next_secret = webhook_secret_set(
         webhook_settings=tenant.webhook_settings, overlap=timedelta(hours=1)
     )
-    server = start_merchant(secret=next_secret, stock=STOCK, catalog=CATALOG)
-    try:
-        configure(tenant, server.products_url)
 
-        result = products_fetch(tenant=tenant, skus=[SKU], store_id="store-1")
-    finally:
-        server.shutdown()
+    result = fetch_from_merchant(tenant, merchant_secret=next_secret)
 
     assert result.failure is None
     assert list(result.available) == [SKU]
@@ -75,13 +75,8 @@ def test_promotion_moves_the_encrypted_secret(tenant, local_webhooks):
     WebhookSettings.objects.filter(tenant=tenant).update(
         next_secret_promote_at=tenant.webhook_settings.next_secret_promote_at - timedelta(hours=2)
     )
-    server = start_merchant(secret=next_secret, stock=STOCK, catalog=CATALOG)
-    try:
-        configure(tenant, server.products_url)
 
-        result = products_fetch(tenant=tenant, skus=[SKU], store_id="store-1")
-    finally:
-        server.shutdown()
+    result = fetch_from_merchant(tenant, merchant_secret=next_secret)
 
     assert result.failure is None
     promoted = WebhookSettings.objects.get(tenant=tenant)
