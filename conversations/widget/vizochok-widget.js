@@ -1112,6 +1112,7 @@
     this.host = null;
     this.nodes = null;
     this.refocusInput = false;
+    this.cardRows = [];
   }
 
   VIZOCHOKWidget.prototype._storage = function () {
@@ -1509,6 +1510,12 @@
     var transcript = nodes.transcript;
     var nearBottom =
       transcript.scrollHeight - transcript.scrollTop - transcript.clientHeight < 40;
+    // The transcript is rebuilt below, so a row of cards that the shopper scrolled sideways
+    // gets its offset back. Rows keep their order, because entries are only appended.
+    var cardOffsets = this.cardRows.map(function (row) {
+      return row.scrollLeft;
+    });
+    this.cardRows = [];
     transcript.textContent = "";
     if (this.config.welcomeMessage) {
       transcript.appendChild(
@@ -1530,6 +1537,11 @@
         element("div", "vz-message vz-assistant vz-status", texts.statusDefault)
       );
     }
+    this.cardRows.forEach(function (row, index) {
+      if (index < cardOffsets.length) {
+        row.scrollLeft = cardOffsets[index];
+      }
+    });
     if (nearBottom) {
       transcript.scrollTop = transcript.scrollHeight;
     }
@@ -1574,6 +1586,7 @@
     var texts = this.texts;
     var language = this.config.language;
     var list = element("div", "vz-cards");
+    this.cardRows.push(list);
     items.forEach(function (product) {
       var card = element("div", "vz-card");
       card.tabIndex = 0;

@@ -188,3 +188,17 @@ test("dom transcript children do not shrink", () => {
   assert.match(style.textContent, /\.vz-transcript > \* \{ flex-shrink: 0; \}/);
   assert.match(style.textContent, /\.vz-card-name[^{]*\{ overflow-wrap: anywhere; \}/);
 });
+
+test("dom card row keeps its scroll offset", async () => {
+  const requests = [];
+  const { shadow } = await widgetWithReply(requests);
+  const row = shadow.byClass("vz-cards")[0];
+  row.scrollLeft = 426;
+  row.byTag("button")[0].click();
+  await settle();
+  const rows = shadow.byClass("vz-cards");
+  assert.equal(rows.length, 2);
+  assert.notEqual(rows[0], row);
+  assert.equal(rows[0].scrollLeft, 426);
+  assert.equal(rows[1].scrollLeft, 0);
+});

@@ -84,6 +84,7 @@ class Element extends Node {
     this.title = "";
     this.value = "";
     this.scrollTop = 0;
+    this.scrollLeft = 0;
     this.scrollHeight = 0;
     this.clientHeight = 0;
     this.shadowRoot = null;
