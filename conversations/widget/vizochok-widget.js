@@ -1113,6 +1113,8 @@
     this.nodes = null;
     this.refocusInput = false;
     this.cardRows = [];
+    this.cartOpen = false;
+    this.cartUnknown = false;
   }
 
   VIZOCHOKWidget.prototype._storage = function () {
@@ -1237,6 +1239,7 @@
     }
     this.conversationId = null;
     this.messagesSent = 0;
+    this.cartUnknown = false;
     this._storeId(null);
     this.state = initialState();
     this._render();
@@ -1377,19 +1380,26 @@
     this.client.getConversation(conversationId).then(
       function (conversation) {
         widget.state = restoreState(conversation);
+        widget.cartUnknown = false;
         widget._render();
         widget._connect({ conversationId: conversationId, restored: true });
       },
       function (error) {
         widget.state = Object.assign({}, widget.state, { busy: false });
-        widget._render();
         if (error instanceof ApiError && error.status === 404) {
           // The conversation is gone; the next message starts a new one.
           widget.conversationId = null;
           widget._storeId(null);
+          widget._render();
           return;
         }
-        widget._reportError(errorInfo(error));
+        // The conversation is kept, so the next message continues it, but the shopper
+        // learns why its earlier messages are missing.
+        var info = widget._reportError(errorInfo(error));
+        widget.state.entries = widget.state.entries.concat([{ role: "error", text: info.message }]);
+        widget.cartUnknown = true;
+        widget._announce(info.message);
+        widget._render();
       }
     );
   };
@@ -1465,6 +1475,7 @@
     this.state = reduceEvent(this.state, event);
     var callbacks = this.config.callbacks;
     if (event.type === "cart_changed") {
+      this.cartUnknown = false;
       safeCall(callbacks.onCartChanged, cartChangedEvent(event));
     } else if (event.type === "error") {
       this._reportError(event);
@@ -1656,7 +1667,13 @@
     var language = this.config.language;
     var cart = this.state.cart;
     var box = this.nodes.cart;
+    var widget = this;
     box.textContent = "";
+    if (this.cartUnknown) {
+      // A failed restore left the cart unknown: "empty" would be wrong.
+      box.hidden = true;
+      return;
+    }
     if (!this.conversationId || cart.items.length === 0) {
       box.hidden = !this.conversationId;
       box.appendChild(element("div", null, texts.emptyCart));
@@ -1664,6 +1681,11 @@
     }
     box.hidden = false;
     var details = element("details");
+    // The cart is rebuilt on every render, so it stays open once the shopper opened it.
+    details.open = this.cartOpen;
+    details.addEventListener("toggle", function () {
+      widget.cartOpen = details.open;
+    });
     details.appendChild(
       element(
         "summary",

@@ -202,3 +202,55 @@ test("dom card row keeps its scroll offset", async () => {
   assert.equal(rows[0].scrollLeft, 426);
   assert.equal(rows[1].scrollLeft, 0);
 });
+
+test("dom cart stays open across renders", async () => {
+  const events = [
+    {
+      type: "cart_changed",
+      action: "item_selected",
+      items: [{ sku: "m-1", name: "Milk", price: 40, promo_price: null, quantity: 1, unit: "pcs" }],
+      total: 40,
+    },
+    { type: "response_complete" },
+  ];
+  const { shadow, input } = await widgetWithReply([], { events });
+  const details = shadow.byClass("vz-cart")[0].byTag("details")[0];
+  assert.equal(details.open, false);
+  details.open = true;
+  details.dispatch("toggle");
+  input.value = "more milk";
+  input.dispatch("keydown", { key: "Enter", shiftKey: false, isComposing: false });
+  await settle();
+  const rebuilt = shadow.byClass("vz-cart")[0].byTag("details")[0];
+  assert.notEqual(rebuilt, details);
+  assert.equal(rebuilt.open, true);
+});
+
+test("dom failed restore shows error and no cart", async () => {
+  const requests = [];
+  const dom = loadWidget(async (url) => {
+    requests.push(url);
+    throw new TypeError("Failed to fetch");
+  });
+  const config = { apiKey: "pk_test", storeId: "store-1", language: "en" };
+  const key = dom.VIZOCHOKWidget.core.storageKey(
+    dom.VIZOCHOKWidget.core.validateConfig(config, "http://127.0.0.1:8000")
+  );
+  dom.window.sessionStorage.setItem(key, "conv_1");
+  const errors = [];
+  const widget = new dom.VIZOCHOKWidget({ ...config, onError: (error) => errors.push(error.code) });
+  widget.mount().open();
+  await settle();
+  const shadow = widget.host.shadowRoot;
+  const message = "No connection to the chat. Check your internet and try again.";
+  assert.deepEqual(requests, ["http://127.0.0.1:8000/api/v1/conversations/conv_1?limit=50"]);
+  assert.deepEqual(errors, ["network_error"]);
+  assert.deepEqual(shadow.byClass("vz-error").map((node) => node.textContent), [message]);
+  assert.equal(shadow.byClass("vz-live")[0].textContent, message);
+  assert.equal(shadow.byClass("vz-cart")[0].hidden, true);
+  assert.equal(shadow.byClass("vz-cart")[0].textContent, "");
+  // The conversation is kept for the next message.
+  assert.equal(widget.conversationId, "conv_1");
+  assert.equal(dom.window.sessionStorage.getItem(key), "conv_1");
+  assert.equal(widget.state.busy, false);
+});
