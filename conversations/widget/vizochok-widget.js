@@ -1608,7 +1608,7 @@
         image.alt = "";
         image.loading = "lazy";
         image.addEventListener("error", function () {
-          // A broken image icon tells the shopper nothing; the card reads well without it.
+          // A broken image icon shows the shopper nothing useful, and the card is complete without it.
           image.remove();
         });
         image.src = product.image_url;

@@ -1,5 +1,5 @@
-// Node tests of the widget's DOM layer on the minimal DOM of fake_dom.js, against a fake
-// fetch that answers like the chat API; tests/conversations/test_widget_core.py runs them.
+// Node tests of the widget's DOM layer on the minimal DOM of fake_dom.js, with a fake fetch
+// that returns chat API responses. tests/conversations/test_widget_core.py runs them.
 "use strict";
 
 const test = require("node:test");
@@ -25,7 +25,7 @@ function response(status, body) {
   };
 }
 
-/** Return a fetch that answers like the chat API and records each request's body. */
+/** Return a fetch that returns chat API responses and records each request's body. */
 function chatFetch(requests, replyEvents) {
   return async (url, init) => {
     requests.push({ url, body: init.body ? JSON.parse(init.body) : null });

@@ -228,7 +228,7 @@ class Storage {
 
 /**
  * Return {window, document, VIZOCHOKWidget} with the widget script run in a fresh context
- * whose fetch is `fetch`. The script sees no `module`, so it defines window.VIZOCHOKWidget.
+ * whose fetch is `fetch`. The context has no `module`, so the script defines window.VIZOCHOKWidget.
  */
 function loadWidget(fetch) {
   const document = {
