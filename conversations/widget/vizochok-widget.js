@@ -1224,6 +1224,8 @@
    */
   VIZOCHOKWidget.prototype.endSession = function () {
     if (this.state.busy) {
+      // NOTE: a call during a reply or a restore is ignored, not queued, so a merchant that
+      // ends the session after checkout must call it again once the reply is complete.
       return;
     }
     if (this.conversationId) {

@@ -254,3 +254,36 @@ test("dom failed restore shows error and no cart", async () => {
   assert.equal(dom.window.sessionStorage.getItem(key), "conv_1");
   assert.equal(widget.state.busy, false);
 });
+
+test("dom end session during reply is ignored", async () => {
+  const sessions = [];
+  let resolveReply = null;
+  const dom = loadWidget(async (url) => {
+    if (url.endsWith("/api/v1/conversations")) {
+      return response(201, { conversation_id: "conv_1", assistant: "offline" });
+    }
+    return new Promise((resolve) => {
+      resolveReply = resolve;
+    });
+  });
+  const widget = new dom.VIZOCHOKWidget({
+    apiKey: "pk_test",
+    storeId: "store-1",
+    onSessionComplete: (summary) => sessions.push(summary.conversationId),
+  });
+  widget.mount().open();
+  widget.send("milk");
+  await settle();
+  assert.equal(widget.state.busy, true);
+  widget.endSession();
+  assert.deepEqual(sessions, []);
+  assert.equal(widget.conversationId, "conv_1");
+  assert.equal(widget.state.entries.length, 1);
+
+  // Completing the reply clears the widget's reply timer, which would keep Node running.
+  resolveReply(response(200, { events: [{ type: "response_complete" }] }));
+  await settle();
+  assert.equal(widget.state.busy, false);
+  widget.endSession();
+  assert.deepEqual(sessions, ["conv_1"]);
+});
