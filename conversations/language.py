@@ -36,6 +36,9 @@ _RUSSIAN_WORDS = frozenset(
 _RUSSIAN_ENDINGS = ("ое", "ая", "ие", "ее", "яя")
 # Shorter words with these endings are often shared or not adjectives ("мая", "ее").
 MIN_ENDING_WORD_LENGTH = 5
+# A product name in guillemets, curly or straight double quotes, as the widget's add button
+# sends it: «…», “…” or "…".
+_QUOTED = re.compile(r'«[^«»]*»|“[^“”]*”|"[^"]*"')
 
 
 def detect_language(text: str, *, fallback: str) -> str:
@@ -44,10 +47,16 @@ def detect_language(text: str, *, fallback: str) -> str:
     A message is English when it has no Cyrillic word, or when its Latin words outnumber
     the Cyrillic ones and none of them is a Ukrainian or Russian marker. So "додай lactel"
     is Ukrainian and "I need молоко" English. Cyrillic text is scored by the letters, the
-    frequent words and the adjective endings that only Ukrainian or only Russian has. A tie (such as "молоко") keeps a
+    frequent words and the adjective endings that only Ukrainian or only Russian has. Words
+    in quotes count only when the message has no others. A tie (such as "молоко") keeps a
     Cyrillic ``fallback`` and is Ukrainian otherwise. Text without letters, such as "2",
     returns ``fallback``.
     """
+    # A quoted product name is in the catalog's language, not the shopper's: "Add «Молоко»"
+    # is English. A message that is only quoted names is read whole.
+    unquoted = _QUOTED.sub(" ", text)
+    if _WORD.search(unquoted):
+        text = unquoted
     words = [word.lower() for word in _WORD.findall(text)]
     cyrillic_words = [word for word in words if _CYRILLIC.search(word)]
     latin_words = len(words) - len(cyrillic_words)

@@ -685,9 +685,44 @@
     });
   }
 
+  // Quote pairs that the offline assistant reads a product name between, in order of
+  // preference. It reads from an opening quote to the first closing one, so a name that
+  // contains a quote of a pair would be cut at that quote.
+  var NAME_QUOTES = [
+    ["«", "»"],
+    ["\u201c", "\u201d"],
+    ['"', '"'],
+  ];
+
   /** Return the message the add button sends, naming the product in the UI language. */
   function addMessageText(product, language) {
-    return (TEXTS[language] || TEXTS.uk).addMessage.replace("{name}", product.name);
+    var name = String(product.name);
+    var quotes = NAME_QUOTES.filter(function (pair) {
+      return name.indexOf(pair[0]) === -1 && name.indexOf(pair[1]) === -1;
+    })[0];
+    // NOTE: a name that contains a quote of every pair is sent in «» and is cut at its first
+    // quote, so the assistant may pick another product or ask which one.
+    quotes = quotes || NAME_QUOTES[0];
+    var template = (TEXTS[language] || TEXTS.uk).addMessage;
+    return template.replace("«{name}»", function () {
+      return quotes[0] + name + quotes[1];
+    });
+  }
+
+  /**
+   * Return the text a screen reader announces for a finished reply: its text blocks and
+   * error texts in order, without the product cards, which the shopper reaches with Tab.
+   */
+  function replyAnnouncement(entry, language) {
+    var lines = [];
+    entry.parts.forEach(function (part) {
+      if (part.kind === "text" && part.text.trim() !== "") {
+        lines.push(part.text);
+      } else if (part.kind === "error") {
+        lines.push(localizeError(part.error, language));
+      }
+    });
+    return lines.join("\n");
   }
 
   // ---------------------------------------------------------------------------------------
@@ -938,6 +973,7 @@
     ChatClient: ChatClient,
     SSEParser: SSEParser,
     addMessageText: addMessageText,
+    replyAnnouncement: replyAnnouncement,
     addShopperMessage: addShopperMessage,
     assistantOf: assistantOf,
     cartChangedEvent: cartChangedEvent,
@@ -989,6 +1025,8 @@
     "  font-size: 16px; padding: 4px; }",
     ".vz-transcript { flex: 1; overflow-y: auto; padding: 12px; display: flex;",
     "  flex-direction: column; gap: 8px; }",
+    // Without it a full transcript shrinks the scrolling row of cards to a sliver.
+    ".vz-transcript > * { flex-shrink: 0; }",
     ".vz-message { max-width: 90%; padding: 8px 10px; border-radius: 10px; white-space: pre-wrap;",
     "  overflow-wrap: anywhere; }",
     ".vz-user { align-self: flex-end; background: var(--vz-primary-color, #0b6bcb);",
@@ -1000,12 +1038,17 @@
     ".vz-card { flex: 0 0 150px; border: 1px solid #d0d7de; border-radius: 8px; padding: 8px;",
     "  cursor: pointer; display: flex; flex-direction: column; gap: 4px; background: #fff; }",
     ".vz-card img { width: 100%; height: 90px; object-fit: contain; }",
-    ".vz-card-name { font-weight: 600; font-size: 13px; }",
-    ".vz-card-brand { font-size: 12px; opacity: .7; }",
+    ".vz-card-name, .vz-card-brand, .vz-card-price, .vz-cart li { overflow-wrap: anywhere; }",
+    ".vz-card-name { font-weight: 600; font-size: 13px; display: -webkit-box;",
+    "  -webkit-box-orient: vertical; -webkit-line-clamp: 4; overflow: hidden; }",
+    ".vz-card-brand { font-size: 12px; opacity: .7; display: -webkit-box;",
+    "  -webkit-box-orient: vertical; -webkit-line-clamp: 2; overflow: hidden; }",
     ".vz-old-price { text-decoration: line-through; opacity: .6; margin-right: 4px; }",
     ".vz-promo-price { color: #b3261e; font-weight: 600; }",
     ".vz-promo-label { background: #b3261e; color: #fff; border-radius: 4px; padding: 0 4px;",
-    "  font-size: 11px; margin-left: 4px; }",
+    "  font-size: 11px; margin-left: 4px; display: inline-block; }",
+    ".vz-live { position: absolute; width: 1px; height: 1px; overflow: hidden;",
+    "  clip-path: inset(50%); white-space: nowrap; }",
     ".vz-card button, .vz-form button { border: 0; border-radius: 6px; cursor: pointer;",
     "  background: var(--vz-primary-color, #0b6bcb); color: var(--vz-primary-text-color, #fff);",
     "  padding: 6px 10px; font: inherit; }",
@@ -1025,6 +1068,13 @@
     if (text !== undefined && text !== null) {
       node.textContent = String(text);
     }
+    return node;
+  }
+
+  /** Return an element for text from the server or the shopper, which may be right-to-left. */
+  function textElement(tag, className, text) {
+    var node = element(tag, className, text);
+    node.dir = "auto";
     return node;
   }
 
@@ -1061,6 +1111,10 @@
     this.messagesSent = 0;
     this.host = null;
     this.nodes = null;
+    this.refocusInput = false;
+    this.cardRows = [];
+    this.cartOpen = false;
+    this.cartUnknown = false;
   }
 
   VIZOCHOKWidget.prototype._storage = function () {
@@ -1144,6 +1198,9 @@
     }
     this.nodes.panel.hidden = false;
     this.nodes.launcher.setAttribute("aria-expanded", "true");
+    // A transcript rendered while the panel was hidden, such as a restored one, had no
+    // height to scroll, so it would open at its oldest message.
+    this.nodes.transcript.scrollTop = this.nodes.transcript.scrollHeight;
     this.nodes.input.focus();
   };
 
@@ -1151,8 +1208,13 @@
     if (!this.nodes) {
       return;
     }
+    var focusInPanel = this.nodes.panel.contains(this.host.shadowRoot.activeElement);
     this.nodes.panel.hidden = true;
     this.nodes.launcher.setAttribute("aria-expanded", "false");
+    if (focusInPanel) {
+      // The focused control is hidden now: keyboard users continue from the launcher.
+      this.nodes.launcher.focus();
+    }
   };
 
   /**
@@ -1162,6 +1224,8 @@
    */
   VIZOCHOKWidget.prototype.endSession = function () {
     if (this.state.busy) {
+      // NOTE: a call during a reply or a restore is ignored, not queued, so a merchant that
+      // ends the session after checkout must call it again once the reply is complete.
       return;
     }
     if (this.conversationId) {
@@ -1177,6 +1241,7 @@
     }
     this.conversationId = null;
     this.messagesSent = 0;
+    this.cartUnknown = false;
     this._storeId(null);
     this.state = initialState();
     this._render();
@@ -1217,8 +1282,12 @@
     closeButton.setAttribute("aria-label", texts.close);
     header.appendChild(closeButton);
 
+    // The transcript is rebuilt on every event, so a live region on it would announce the
+    // whole conversation again. A separate status region announces each finished reply.
     var transcript = element("div", "vz-transcript");
-    transcript.setAttribute("aria-live", "polite");
+    var live = element("div", "vz-live");
+    live.setAttribute("role", "status");
+    live.setAttribute("aria-live", "polite");
     var cart = element("div", "vz-cart");
     var form = element("form", "vz-form");
     var input = element("textarea");
@@ -1232,6 +1301,7 @@
 
     panel.appendChild(header);
     panel.appendChild(transcript);
+    panel.appendChild(live);
     panel.appendChild(cart);
     panel.appendChild(form);
     shadow.appendChild(panel);
@@ -1248,17 +1318,23 @@
     closeButton.addEventListener("click", function () {
       widget.close();
     });
+    panel.addEventListener("keydown", function (event) {
+      if (event.key === "Escape" && !event.isComposing) {
+        event.preventDefault();
+        widget.close();
+      }
+    });
     restart.addEventListener("click", function () {
       widget.endSession();
     });
     form.addEventListener("submit", function (event) {
       event.preventDefault();
-      widget.send(input.value);
+      widget._sendFromPanel(input.value);
     });
     input.addEventListener("keydown", function (event) {
       if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
         event.preventDefault();
-        widget.send(input.value);
+        widget._sendFromPanel(input.value);
       }
     });
     return {
@@ -1267,6 +1343,7 @@
       badge: badge,
       restart: restart,
       transcript: transcript,
+      live: live,
       cart: cart,
       input: input,
       send: send,
@@ -1305,19 +1382,26 @@
     this.client.getConversation(conversationId).then(
       function (conversation) {
         widget.state = restoreState(conversation);
+        widget.cartUnknown = false;
         widget._render();
         widget._connect({ conversationId: conversationId, restored: true });
       },
       function (error) {
         widget.state = Object.assign({}, widget.state, { busy: false });
-        widget._render();
         if (error instanceof ApiError && error.status === 404) {
           // The conversation is gone; the next message starts a new one.
           widget.conversationId = null;
           widget._storeId(null);
+          widget._render();
           return;
         }
-        widget._reportError(errorInfo(error));
+        // The conversation is kept, so the next message continues it, but the shopper
+        // learns why its earlier messages are missing.
+        var info = widget._reportError(errorInfo(error));
+        widget.state.entries = widget.state.entries.concat([{ role: "error", text: info.message }]);
+        widget.cartUnknown = true;
+        widget._announce(info.message);
+        widget._render();
       }
     );
   };
@@ -1371,15 +1455,39 @@
       );
   };
 
+  /**
+   * Send a message typed or picked in the panel. The input is disabled during the reply,
+   * which takes the focus away, so the input gets it back when the reply ends.
+   */
+  VIZOCHOKWidget.prototype._sendFromPanel = function (text) {
+    if (this.state.busy) {
+      return;
+    }
+    this.refocusInput = true;
+    this.send(text);
+  };
+
+  VIZOCHOKWidget.prototype._announce = function (text) {
+    if (this.nodes && text) {
+      this.nodes.live.textContent = text;
+    }
+  };
+
   VIZOCHOKWidget.prototype._onEvent = function (event) {
     this.state = reduceEvent(this.state, event);
     var callbacks = this.config.callbacks;
     if (event.type === "cart_changed") {
+      this.cartUnknown = false;
       safeCall(callbacks.onCartChanged, cartChangedEvent(event));
     } else if (event.type === "error") {
       this._reportError(event);
       if (event.code === "stream_interrupted") {
         this._disconnect("network_error");
+      }
+    } else if (event.type === "response_complete") {
+      var reply = this.state.entries[this.state.entries.length - 1];
+      if (reply && reply.role === "assistant") {
+        this._announce(replyAnnouncement(reply, this.config.language));
       }
     }
     this._render();
@@ -1401,6 +1509,7 @@
     if (this.nodes) {
       this.nodes.input.value = message;
     }
+    this._announce(info.message);
     this._render();
   };
 
@@ -1414,13 +1523,21 @@
     var transcript = nodes.transcript;
     var nearBottom =
       transcript.scrollHeight - transcript.scrollTop - transcript.clientHeight < 40;
+    // The transcript is rebuilt below, so a row of cards that the shopper scrolled sideways
+    // gets its offset back. Rows keep their order, because entries are only appended.
+    var cardOffsets = this.cardRows.map(function (row) {
+      return row.scrollLeft;
+    });
+    this.cardRows = [];
     transcript.textContent = "";
     if (this.config.welcomeMessage) {
-      transcript.appendChild(element("div", "vz-message vz-assistant", this.config.welcomeMessage));
+      transcript.appendChild(
+        textElement("div", "vz-message vz-assistant", this.config.welcomeMessage)
+      );
     }
     this.state.entries.forEach(function (entry) {
       if (entry.role === "user") {
-        transcript.appendChild(element("div", "vz-message vz-user", entry.text));
+        transcript.appendChild(textElement("div", "vz-message vz-user", entry.text));
       } else if (entry.role === "error") {
         transcript.appendChild(element("div", "vz-message vz-error", entry.text));
       } else {
@@ -1433,6 +1550,11 @@
         element("div", "vz-message vz-assistant vz-status", texts.statusDefault)
       );
     }
+    this.cardRows.forEach(function (row, index) {
+      if (index < cardOffsets.length) {
+        row.scrollLeft = cardOffsets[index];
+      }
+    });
     if (nearBottom) {
       transcript.scrollTop = transcript.scrollHeight;
     }
@@ -1442,6 +1564,12 @@
     nodes.send.disabled = this.state.busy;
     nodes.restart.disabled = this.state.busy;
     this._renderCart();
+    if (!this.state.busy && this.refocusInput) {
+      this.refocusInput = false;
+      if (!nodes.panel.hidden) {
+        nodes.input.focus();
+      }
+    }
   };
 
   VIZOCHOKWidget.prototype._renderReply = function (transcript, entry) {
@@ -1449,7 +1577,7 @@
     var language = this.config.language;
     entry.parts.forEach(function (part) {
       if (part.kind === "text") {
-        transcript.appendChild(element("div", "vz-message vz-assistant", part.text));
+        transcript.appendChild(textElement("div", "vz-message vz-assistant", part.text));
       } else if (part.kind === "cards") {
         transcript.appendChild(widget._renderCards(part.items));
       } else if (part.kind === "error") {
@@ -1471,19 +1599,28 @@
     var texts = this.texts;
     var language = this.config.language;
     var list = element("div", "vz-cards");
+    this.cardRows.push(list);
     items.forEach(function (product) {
       var card = element("div", "vz-card");
       card.tabIndex = 0;
+      card.setAttribute("role", "group");
+      card.setAttribute("aria-label", String(product.name));
       if (isHttpUrl(product.image_url)) {
         var image = element("img");
         image.alt = "";
         image.loading = "lazy";
+        image.addEventListener("error", function () {
+          // A broken image icon shows the shopper nothing useful, and the card is complete without it.
+          image.remove();
+        });
         image.src = product.image_url;
         card.appendChild(image);
       }
-      card.appendChild(element("div", "vz-card-name", product.name));
+      var name = textElement("div", "vz-card-name", product.name);
+      name.title = String(product.name);
+      card.appendChild(name);
       if (product.brand) {
-        card.appendChild(element("div", "vz-card-brand", product.brand));
+        card.appendChild(textElement("div", "vz-card-brand", product.brand));
       }
       var price = element("div", "vz-card-price");
       if (typeof product.promo_price === "number") {
@@ -1501,15 +1638,17 @@
         price.appendChild(element("span", null, formatUnitPrice(product.price, product.unit, language)));
       }
       if (product.promo_label) {
-        price.appendChild(element("span", "vz-promo-label", product.promo_label));
+        price.appendChild(textElement("span", "vz-promo-label", product.promo_label));
       }
       card.appendChild(price);
       var add = element("button", null, texts.add);
       add.type = "button";
+      // Every card has the same button text, so its accessible name says which product.
+      add.setAttribute("aria-label", texts.add + ": " + product.name);
       add.disabled = widget.state.busy;
       add.addEventListener("click", function (event) {
         event.stopPropagation();
-        widget.send(addMessageText(product, language));
+        widget._sendFromPanel(addMessageText(product, language));
       });
       card.appendChild(add);
       card.addEventListener("click", function () {
@@ -1530,7 +1669,13 @@
     var language = this.config.language;
     var cart = this.state.cart;
     var box = this.nodes.cart;
+    var widget = this;
     box.textContent = "";
+    if (this.cartUnknown) {
+      // A failed restore left the cart unknown: "empty" would be wrong.
+      box.hidden = true;
+      return;
+    }
     if (!this.conversationId || cart.items.length === 0) {
       box.hidden = !this.conversationId;
       box.appendChild(element("div", null, texts.emptyCart));
@@ -1538,6 +1683,11 @@
     }
     box.hidden = false;
     var details = element("details");
+    // The cart is rebuilt on every render, so it stays open once the shopper opened it.
+    details.open = this.cartOpen;
+    details.addEventListener("toggle", function () {
+      widget.cartOpen = details.open;
+    });
     details.appendChild(
       element(
         "summary",
@@ -1548,13 +1698,16 @@
     var list = element("ul");
     cart.items.forEach(function (item) {
       var unitPrice = typeof item.promo_price === "number" ? item.promo_price : item.price;
-      list.appendChild(
-        element(
-          "li",
-          null,
-          item.name + " × " + item.quantity + " — " + formatUnitPrice(unitPrice, item.unit, language)
+      var line = element("li");
+      // Only the name takes its own direction, so a right-to-left name does not reorder
+      // the quantity and price after it.
+      line.appendChild(textElement("span", null, item.name));
+      line.appendChild(
+        document.createTextNode(
+          " × " + item.quantity + " — " + formatUnitPrice(unitPrice, item.unit, language)
         )
       );
+      list.appendChild(line);
     });
     details.appendChild(list);
     box.appendChild(details);

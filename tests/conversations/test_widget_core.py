@@ -1,4 +1,4 @@
-"""The widget's pure core under ``node --test``, and its error texts against the docs."""
+"""The widget's core and DOM layer under ``node --test``, and its error texts against the docs."""
 
 import re
 import shutil
@@ -10,16 +10,18 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 WIDGET = ROOT / "conversations" / "widget" / "vizochok-widget.js"
 CORE_TESTS = ROOT / "tests" / "widget" / "core.test.js"
+DOM_TESTS = ROOT / "tests" / "widget" / "dom.test.js"
 INSTALL_HINT = "run scripts/install-verifier-tools.sh as root (make test does)"
 LANGUAGES = ("uk", "en", "ru")
 
 
-def test_widget_core_node_tests():
+@pytest.mark.parametrize("tests", [CORE_TESTS, DOM_TESTS], ids=["core", "dom"])
+def test_widget_node_tests(tests: Path):
     node = shutil.which("node")
     if node is None:
         pytest.skip(f"Node.js is not installed; {INSTALL_HINT}")
     completed = subprocess.run(
-        [node, "--test", str(CORE_TESTS)], capture_output=True, text=True, timeout=120, check=False
+        [node, "--test", str(tests)], capture_output=True, text=True, timeout=120, check=False
     )
     assert completed.returncode == 0, completed.stdout + completed.stderr
     assert "# fail 0" in completed.stdout

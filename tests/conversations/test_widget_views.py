@@ -88,6 +88,22 @@ def test_demo_page_renders_without_keys(client, tenant):
     assert "name=" not in page.split('id="setup"')[1].split("</form>")[0]
 
 
+def test_demo_page_welcomes_in_each_language(client):
+    page = client.get(DEMO_URL).content.decode()
+
+    assert 'en: "Hi! Tell me what you are looking for, for example: milk."' in page
+    assert 'ru: "Здравствуйте! Напишите, что ищете, например: молоко."' in page
+    assert '|| "Вітаю! Напишіть, що шукаєте, наприклад: молоко."' in page
+
+
+def test_demo_page_log_wraps_long_lines(client):
+    # An unwrapped callback line widened a phone's page and pushed the widget off screen.
+    page = client.get(DEMO_URL).content.decode()
+    log_rule = page.split("#log {")[1].split("}")[0]
+
+    assert "overflow-wrap: anywhere;" in log_rule
+
+
 def test_demo_url_carries_settings_in_fragment():
     secret = "demo-user-token-secret"
     before = int(time.time())

@@ -284,6 +284,34 @@ test("add message names the product", () => {
   assert.equal(core.addMessageText(CARD, "ru"), "Добавь «Молоко Галичина 3.2%»");
 });
 
+test("add message quotes names containing quotes", () => {
+  const message = (name) => core.addMessageText({ name }, "en");
+  assert.equal(message("Молоко «Ферма» 1 л"), "Add “Молоко «Ферма» 1 л”");
+  assert.equal(message("Сир “Хуторок” 1 кг"), "Add «Сир “Хуторок” 1 кг»");
+  assert.equal(message("Вода «Моршинська» “Лимон” 1 л"), 'Add "Вода «Моршинська» “Лимон” 1 л"');
+  assert.equal(message('Кава «A» “B” "C" 1 кг'), 'Add «Кава «A» “B” "C" 1 кг»');
+});
+
+test("add message keeps dollar patterns in names", () => {
+  assert.equal(core.addMessageText({ name: "Cola $& $' $1" }, "en"), "Add «Cola $& $' $1»");
+});
+
+test("reply announcement joins text and errors", () => {
+  const entry = {
+    parts: [
+      { kind: "text", text: "Found milk." },
+      { kind: "cards", items: [CARD] },
+      { kind: "text", text: "  " },
+      { kind: "error", error: { code: "stream_interrupted" } },
+    ],
+  };
+  assert.equal(
+    core.replyAnnouncement(entry, "en"),
+    "Found milk.\nThe reply was cut off. Please try again."
+  );
+  assert.equal(core.replyAnnouncement({ parts: [] }, "en"), "");
+});
+
 test("only http and https urls are accepted", () => {
   assert.equal(core.isHttpUrl("https://cdn.example.com/a.png"), true);
   assert.equal(core.isHttpUrl("http://cdn.example.com/a.png"), true);

@@ -1,0 +1,289 @@
+// Node tests of the widget's DOM layer on the minimal DOM of fake_dom.js, with a fake fetch
+// that returns chat API responses. tests/conversations/test_widget_core.py runs them.
+"use strict";
+
+const test = require("node:test");
+const assert = require("node:assert/strict");
+
+const { loadWidget } = require("./fake_dom.js");
+
+const CARD = {
+  sku: "h-1",
+  name: "חלב Молоко «Ферма» 1 л",
+  brand: "Ферма",
+  price: 45.9,
+  unit: "pcs",
+  image_url: "http://127.0.0.1:9/missing.png",
+};
+
+function response(status, body) {
+  return {
+    ok: status >= 200 && status < 300,
+    status,
+    headers: { get: (name) => (name === "Content-Type" ? "application/json" : null) },
+    text: async () => JSON.stringify(body),
+  };
+}
+
+/** Return a fetch that returns chat API responses and records each request's body. */
+function chatFetch(requests, replyEvents) {
+  return async (url, init) => {
+    requests.push({ url, body: init.body ? JSON.parse(init.body) : null });
+    if (url.endsWith("/api/v1/conversations")) {
+      return response(201, { conversation_id: "conv_1", assistant: "offline" });
+    }
+    return response(200, { message_id: "msg_1", events: replyEvents });
+  };
+}
+
+const REPLY = [
+  { type: "text_delta", delta: "Here is milk." },
+  { type: "text_end" },
+  { type: "product_cards", items: [CARD] },
+  { type: "response_complete" },
+];
+
+/** Mount an open widget and send one message from its input with Enter. */
+async function widgetWithReply(requests, options = {}) {
+  const dom = loadWidget(chatFetch(requests, options.events || REPLY));
+  const widget = new dom.VIZOCHOKWidget({
+    apiKey: "pk_test",
+    storeId: "store-1",
+    language: options.language || "en",
+  }).mount();
+  widget.open();
+  const shadow = widget.host.shadowRoot;
+  const input = shadow.byTag("textarea")[0];
+  input.value = "milk";
+  input.dispatch("keydown", { key: "Enter", shiftKey: false, isComposing: false });
+  await settle();
+  return { dom, widget, shadow, input };
+}
+
+async function settle() {
+  for (let index = 0; index < 20; index++) {
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+}
+
+test("dom reply returns focus to the input", async () => {
+  const { shadow, input, widget } = await widgetWithReply([]);
+  assert.equal(widget.state.busy, false);
+  assert.equal(input.disabled, false);
+  assert.equal(shadow.activeElement, input);
+});
+
+test("dom add button names product and quotes it", async () => {
+  const requests = [];
+  const { shadow, input } = await widgetWithReply(requests);
+  const card = shadow.byClass("vz-card")[0];
+  const add = card.byTag("button")[0];
+  assert.equal(add.getAttribute("aria-label"), "Add to cart: " + CARD.name);
+  assert.equal(card.getAttribute("aria-label"), CARD.name);
+  add.focus();
+  add.click();
+  await settle();
+  // The name contains «», so the message quotes it with “” and the name stays whole.
+  assert.equal(requests[requests.length - 1].body.text, "Add “" + CARD.name + "”");
+  assert.equal(shadow.activeElement, input);
+});
+
+test("dom escape closes panel and focuses launcher", async () => {
+  const { shadow, widget, input } = await widgetWithReply([]);
+  const launcher = shadow.byClass("vz-launcher")[0];
+  input.dispatch("keydown", { key: "Escape", isComposing: false });
+  assert.equal(widget.nodes.panel.hidden, true);
+  assert.equal(launcher.getAttribute("aria-expanded"), "false");
+  assert.equal(shadow.activeElement, launcher);
+});
+
+test("dom close without focus inside keeps focus", async () => {
+  const { shadow, widget, dom } = await widgetWithReply([]);
+  shadow.activeElement = null;
+  dom.document.activeElement = dom.document.body;
+  widget.close();
+  assert.equal(shadow.activeElement, null);
+  assert.equal(dom.document.activeElement, dom.document.body);
+});
+
+test("dom finished reply is announced once", async () => {
+  const { shadow } = await widgetWithReply([]);
+  const transcript = shadow.byClass("vz-transcript")[0];
+  const live = shadow.byClass("vz-live")[0];
+  assert.equal(transcript.getAttribute("aria-live"), null);
+  assert.equal(live.getAttribute("aria-live"), "polite");
+  assert.equal(live.getAttribute("role"), "status");
+  assert.equal(live.textContent, "Here is milk.");
+});
+
+test("dom rejected message is announced", async () => {
+  const dom = loadWidget(async (url) => response(429, {
+    detail: "Too many messages.",
+    code: "rate_limit_exceeded",
+    retry_after: 17,
+  }));
+  const widget = new dom.VIZOCHOKWidget({ apiKey: "pk_test", storeId: "s", language: "en" });
+  widget.mount().open();
+  const input = widget.host.shadowRoot.byTag("textarea")[0];
+  input.value = "milk";
+  input.dispatch("keydown", { key: "Enter", shiftKey: false, isComposing: false });
+  await settle();
+  const live = widget.host.shadowRoot.byClass("vz-live")[0];
+  assert.equal(live.textContent, "Too many messages in a row. Try again in 17 s.");
+  assert.equal(input.value, "milk");
+  assert.equal(widget.host.shadowRoot.activeElement, input);
+});
+
+test("dom server text gets automatic direction", async () => {
+  const events = [
+    { type: "text_delta", delta: "חלב" },
+    { type: "product_cards", items: [CARD] },
+    {
+      type: "cart_changed",
+      action: "item_selected",
+      items: [{ sku: "h-1", name: "חלב", price: 45.9, promo_price: null, quantity: 1, unit: "pcs" }],
+      total: 45.9,
+    },
+    { type: "response_complete" },
+  ];
+  const { shadow } = await widgetWithReply([], { events });
+  const reply = shadow.byClass("vz-assistant").filter((node) => node.textContent === "חלב");
+  assert.equal(reply.length, 1);
+  assert.equal(reply[0].dir, "auto");
+  assert.equal(shadow.byClass("vz-user")[0].dir, "auto");
+  assert.equal(shadow.byClass("vz-card-name")[0].dir, "auto");
+  assert.equal(shadow.byClass("vz-card-brand")[0].dir, "auto");
+  const line = shadow.byClass("vz-cart")[0].byTag("li")[0];
+  // Only the name span takes its own direction, not the quantity and price after it.
+  assert.equal(line.dir, "");
+  assert.equal(line.childNodes[0].dir, "auto");
+  assert.equal(line.childNodes[0].textContent, "חלב");
+  assert.equal(line.textContent, "חלב × 1 — 45.90");
+});
+
+test("dom broken product image is removed", async () => {
+  const { shadow } = await widgetWithReply([]);
+  const card = shadow.byClass("vz-card")[0];
+  const image = card.byTag("img")[0];
+  assert.equal(image.src, CARD.image_url);
+  image.dispatch("error");
+  assert.equal(card.byTag("img").length, 0);
+});
+
+test("dom open scrolls transcript to the end", async () => {
+  const { widget, shadow } = await widgetWithReply([]);
+  widget.close();
+  const transcript = shadow.byClass("vz-transcript")[0];
+  transcript.scrollTop = 0;
+  transcript.scrollHeight = 900;
+  widget.open();
+  assert.equal(transcript.scrollTop, 900);
+});
+
+test("dom transcript children do not shrink", () => {
+  const dom = loadWidget(async () => response(500, {}));
+  const widget = new dom.VIZOCHOKWidget({ apiKey: "pk_test", storeId: "s" }).mount();
+  const style = widget.host.shadowRoot.byTag("style")[0];
+  // A full transcript would otherwise squeeze the scrolling row of product cards.
+  assert.match(style.textContent, /\.vz-transcript > \* \{ flex-shrink: 0; \}/);
+  assert.match(style.textContent, /\.vz-card-name[^{]*\{ overflow-wrap: anywhere; \}/);
+});
+
+test("dom card row keeps its scroll offset", async () => {
+  const requests = [];
+  const { shadow } = await widgetWithReply(requests);
+  const row = shadow.byClass("vz-cards")[0];
+  row.scrollLeft = 426;
+  row.byTag("button")[0].click();
+  await settle();
+  const rows = shadow.byClass("vz-cards");
+  assert.equal(rows.length, 2);
+  assert.notEqual(rows[0], row);
+  assert.equal(rows[0].scrollLeft, 426);
+  assert.equal(rows[1].scrollLeft, 0);
+});
+
+test("dom cart stays open across renders", async () => {
+  const events = [
+    {
+      type: "cart_changed",
+      action: "item_selected",
+      items: [{ sku: "m-1", name: "Milk", price: 40, promo_price: null, quantity: 1, unit: "pcs" }],
+      total: 40,
+    },
+    { type: "response_complete" },
+  ];
+  const { shadow, input } = await widgetWithReply([], { events });
+  const details = shadow.byClass("vz-cart")[0].byTag("details")[0];
+  assert.equal(details.open, false);
+  details.open = true;
+  details.dispatch("toggle");
+  input.value = "more milk";
+  input.dispatch("keydown", { key: "Enter", shiftKey: false, isComposing: false });
+  await settle();
+  const rebuilt = shadow.byClass("vz-cart")[0].byTag("details")[0];
+  assert.notEqual(rebuilt, details);
+  assert.equal(rebuilt.open, true);
+});
+
+test("dom failed restore shows error and no cart", async () => {
+  const requests = [];
+  const dom = loadWidget(async (url) => {
+    requests.push(url);
+    throw new TypeError("Failed to fetch");
+  });
+  const config = { apiKey: "pk_test", storeId: "store-1", language: "en" };
+  const key = dom.VIZOCHOKWidget.core.storageKey(
+    dom.VIZOCHOKWidget.core.validateConfig(config, "http://127.0.0.1:8000")
+  );
+  dom.window.sessionStorage.setItem(key, "conv_1");
+  const errors = [];
+  const widget = new dom.VIZOCHOKWidget({ ...config, onError: (error) => errors.push(error.code) });
+  widget.mount().open();
+  await settle();
+  const shadow = widget.host.shadowRoot;
+  const message = "No connection to the chat. Check your internet and try again.";
+  assert.deepEqual(requests, ["http://127.0.0.1:8000/api/v1/conversations/conv_1?limit=50"]);
+  assert.deepEqual(errors, ["network_error"]);
+  assert.deepEqual(shadow.byClass("vz-error").map((node) => node.textContent), [message]);
+  assert.equal(shadow.byClass("vz-live")[0].textContent, message);
+  assert.equal(shadow.byClass("vz-cart")[0].hidden, true);
+  assert.equal(shadow.byClass("vz-cart")[0].textContent, "");
+  // The conversation is kept for the next message.
+  assert.equal(widget.conversationId, "conv_1");
+  assert.equal(dom.window.sessionStorage.getItem(key), "conv_1");
+  assert.equal(widget.state.busy, false);
+});
+
+test("dom end session during reply is ignored", async () => {
+  const sessions = [];
+  let resolveReply = null;
+  const dom = loadWidget(async (url) => {
+    if (url.endsWith("/api/v1/conversations")) {
+      return response(201, { conversation_id: "conv_1", assistant: "offline" });
+    }
+    return new Promise((resolve) => {
+      resolveReply = resolve;
+    });
+  });
+  const widget = new dom.VIZOCHOKWidget({
+    apiKey: "pk_test",
+    storeId: "store-1",
+    onSessionComplete: (summary) => sessions.push(summary.conversationId),
+  });
+  widget.mount().open();
+  widget.send("milk");
+  await settle();
+  assert.equal(widget.state.busy, true);
+  widget.endSession();
+  assert.deepEqual(sessions, []);
+  assert.equal(widget.conversationId, "conv_1");
+  assert.equal(widget.state.entries.length, 1);
+
+  // Completing the reply clears the widget's reply timer, which would keep Node running.
+  resolveReply(response(200, { events: [{ type: "response_complete" }] }));
+  await settle();
+  assert.equal(widget.state.busy, false);
+  widget.endSession();
+  assert.deepEqual(sessions, ["conv_1"]);
+});
