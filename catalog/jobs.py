@@ -279,6 +279,9 @@ def catalog_job_run(
             after_id=job.embedded_through_id,
             on_batch_written=functools.partial(_count_embedded, job.pk),
             should_stop=should_stop,
+            # The recovery task takes a worker silent this long for dead, so a job waits no
+            # longer for a lock that a lost session may still hold.
+            lock_wait_seconds=settings.WORKER_STALLED_AFTER_SECONDS,
         )
     except EmbeddingStopped as exc:
         logger.info(

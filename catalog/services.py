@@ -7,8 +7,10 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
+from enum import StrEnum
 from itertools import islice
 from typing import Any
 from weakref import WeakKeyDictionary
@@ -16,7 +18,7 @@ from weakref import WeakKeyDictionary
 import numpy as np
 import psycopg
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import BooleanField, ExpressionWrapper, F, Q, QuerySet
 from django.db.models.functions import Collate
 from pgvector import Vector
@@ -574,6 +576,74 @@ class _BatchInFlight:
     started: float
 
 
+# How often a run waiting for another embedding run of its tenant checks the lock again.
+EMBEDDING_LOCK_POLL_SECONDS = 1.0
+
+
+def _embedding_lock_key(tenant: Tenant) -> str:
+    return f"catalog-embed-tenant-{tenant.pk}"
+
+
+def _try_embedding_lock(tenant: Tenant) -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", [_embedding_lock_key(tenant)]
+        )
+        return bool(cursor.fetchone()[0])
+
+
+class _EmbeddingLock(StrEnum):
+    HELD = "held"
+    # ``should_stop`` returned True while the run waited.
+    STOPPED = "stopped"
+    # The run waited ``lock_wait_seconds`` and goes on without the lock.
+    GIVEN_UP = "given_up"
+
+
+@contextmanager
+def _tenant_embedding_lock(
+    *, tenant: Tenant, should_stop: Callable[[], bool] | None, lock_wait_seconds: float | None
+) -> Iterator[_EmbeddingLock]:
+    """Hold the lock that lets one embedding run of ``tenant`` at a time.
+
+    The lock belongs to the database session, not to a transaction, because a run commits
+    once per batch. It is released on exit, and by PostgreSQL when the session ends, so a
+    crashed run frees it. While another run holds it, ``should_stop`` is checked every
+    ``EMBEDDING_LOCK_POLL_SECONDS``; a run that waits longer than ``lock_wait_seconds``
+    (None: no limit) goes on without the lock.
+    """
+    started = time.monotonic()
+    waiting_logged = False
+    while not _try_embedding_lock(tenant):
+        if not waiting_logged:
+            logger.info("catalog.embedding.waiting", extra={"tenant_id": tenant.pk})
+            waiting_logged = True
+        if should_stop is not None and should_stop():
+            yield _EmbeddingLock.STOPPED
+            return
+        waited = time.monotonic() - started
+        if lock_wait_seconds is not None and waited >= lock_wait_seconds:
+            logger.warning(
+                "catalog.embedding.lock_given_up",
+                extra={"tenant_id": tenant.pk, "waited_ms": round(waited * 1000)},
+            )
+            yield _EmbeddingLock.GIVEN_UP
+            return
+        time.sleep(EMBEDDING_LOCK_POLL_SECONDS)
+    try:
+        yield _EmbeddingLock.HELD
+    finally:
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT pg_advisory_unlock(hashtextextended(%s, 0))",
+                    [_embedding_lock_key(tenant)],
+                )
+        except DatabaseError:
+            # The session is gone, and its locks with it.
+            pass
+
+
 def _embed_timed(embedder: Embedder, texts: list[str]) -> tuple[np.ndarray, float]:
     """Return the vectors of ``texts`` and the seconds they took. Runs on an embedding thread."""
     started = time.monotonic()
@@ -591,6 +661,7 @@ def products_embed_pending(
     after_id: int = 0,
     on_batch_written: Callable[[int, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    lock_wait_seconds: float | None = None,
 ) -> int:
     """Embed ``tenant``'s products whose embedding is missing or stale; return how many.
 
@@ -614,20 +685,66 @@ def products_embed_pending(
     embedding; once it returns True, the batches already embedding are written and
     ``EmbeddingStopped`` is raised.
 
-    NOTE: two concurrent runs for one tenant may embed the same products twice. Only one of
-    the runs writes each vector, but the work is wasted. Catalog jobs avoid this with a queue
-    lock per tenant.
+    One run per tenant embeds at a time: a second run, from a worker or a command, waits
+    for the first and then finds its products embedded, so no product is embedded twice. A
+    waiting run checks ``should_stop`` too, and raises ``EmbeddingStopped`` with nothing
+    processed once it returns True. After ``lock_wait_seconds`` (None: no limit) it stops
+    waiting and embeds anyway: the lock of a session that PostgreSQL has not yet found dead
+    would otherwise hold the tenant's embedding back.
     """
     embedder = embedder or get_embedder()
     batch_size = batch_size or settings.EMBEDDING_BATCH_SIZE
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
+    with _tenant_embedding_lock(
+        tenant=tenant, should_stop=should_stop, lock_wait_seconds=lock_wait_seconds
+    ) as lock:
+        if lock == _EmbeddingLock.STOPPED:
+            pending = _pending_products(
+                tenant=tenant,
+                model_name=embedder.model_name,
+                product_ids=product_ids,
+                after_id=after_id,
+            )
+            raise EmbeddingStopped(processed=0, total=pending.count(), embedded=0)
+        return _embed_pending_locked(
+            tenant=tenant,
+            batch_size=batch_size,
+            on_progress=on_progress,
+            embedder=embedder,
+            product_ids=product_ids,
+            after_id=after_id,
+            on_batch_written=on_batch_written,
+            should_stop=should_stop,
+        )
 
-    pending = products_pending_embedding(tenant=tenant, model_name=embedder.model_name)
+
+def _pending_products(
+    *, tenant: Tenant, model_name: str, product_ids: Sequence[int] | None, after_id: int
+) -> QuerySet[Product]:
+    pending = products_pending_embedding(tenant=tenant, model_name=model_name)
     if product_ids is not None:
         pending = pending.filter(pk__in=list(product_ids))
     if after_id:
         pending = pending.filter(pk__gt=after_id)
+    return pending
+
+
+def _embed_pending_locked(
+    *,
+    tenant: Tenant,
+    batch_size: int,
+    on_progress: ProgressCallback | None,
+    embedder: Embedder,
+    product_ids: Sequence[int] | None,
+    after_id: int,
+    on_batch_written: Callable[[int, int], None] | None,
+    should_stop: Callable[[], bool] | None,
+) -> int:
+
+    pending = _pending_products(
+        tenant=tenant, model_name=embedder.model_name, product_ids=product_ids, after_id=after_id
+    )
     total = pending.count()
     started = time.monotonic()
     logger.info(

@@ -8,9 +8,14 @@ resumes without embedding any product twice.
 
 import threading
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 
+import psycopg
 import pytest
+from django.db import connection
 
+from catalog import services
 from catalog.embeddings import EmbeddingError, product_embedding_text
 from catalog.jobs import CatalogJobInterrupted, catalog_job_run, catalog_job_submit
 from catalog.models import CatalogJob, Product
@@ -468,3 +473,121 @@ def test_parallel_batches_report_progress(tenant, embedder):
     assert progress == [(0, 7), (2, 7), (4, 7), (6, 7), (7, 7)]
     assert parallel.passages == [_text(item) for item in ITEMS]
     assert _embedding_threads() == []
+
+
+@contextmanager
+def _embedding_run_elsewhere(tenant) -> Iterator[psycopg.Connection]:
+    """Hold ``tenant``'s embedding lock from another session, as a second run would."""
+    other = psycopg.connect(**connection.get_connection_params(), autocommit=True)
+    try:
+        other.execute(
+            "SELECT pg_advisory_lock(hashtextextended(%s, 0))",
+            [f"catalog-embed-tenant-{tenant.pk}"],
+        )
+        yield other
+    finally:
+        other.close()
+
+
+@pytest.fixture
+def quick_lock_polls(monkeypatch):
+    monkeypatch.setattr(services, "EMBEDDING_LOCK_POLL_SECONDS", 0.01)
+
+
+def test_run_waits_for_other_run_of_tenant(tenant, embedder, quick_lock_polls, caplog):
+    _upsert(tenant)
+    checks: list[str] = []
+
+    with _embedding_run_elsewhere(tenant) as other:
+
+        def should_stop() -> bool:
+            if not checks:
+                # The other run ends while this one waits.
+                other.execute(
+                    "SELECT pg_advisory_unlock(hashtextextended(%s, 0))",
+                    [f"catalog-embed-tenant-{tenant.pk}"],
+                )
+            checks.append("checked")
+            return False
+
+        with caplog.at_level("INFO", logger="catalog.services"):
+            embedded = products_embed_pending(
+                tenant=tenant, batch_size=10, embedder=embedder, should_stop=should_stop
+            )
+
+    assert embedded == 7
+    assert embedder.passages == [_text(item) for item in ITEMS]
+    waiting = [record for record in caplog.records if record.msg == "catalog.embedding.waiting"]
+    assert [record.tenant_id for record in waiting] == [tenant.pk]
+
+
+def test_waiting_run_stops_without_embedding(tenant, embedder, quick_lock_polls):
+    _upsert(tenant)
+
+    with (
+        _embedding_run_elsewhere(tenant),
+        pytest.raises(EmbeddingStopped, match="Stopped after 0 of 7 products.") as stopped,
+    ):
+        products_embed_pending(
+            tenant=tenant, batch_size=2, embedder=embedder, should_stop=lambda: True
+        )
+
+    assert (stopped.value.processed, stopped.value.embedded) == (0, 0)
+    assert embedder.passages == []
+    assert Product.objects.filter(tenant=tenant, embedding__isnull=False).count() == 0
+
+
+def test_run_gives_up_waiting_after_limit(tenant, embedder, quick_lock_polls, caplog):
+    _upsert(tenant)
+
+    with _embedding_run_elsewhere(tenant), caplog.at_level("INFO", logger="catalog.services"):
+        embedded = products_embed_pending(
+            tenant=tenant, batch_size=10, embedder=embedder, lock_wait_seconds=0.05
+        )
+
+    assert embedded == 7
+    given_up = [
+        record for record in caplog.records if record.msg == "catalog.embedding.lock_given_up"
+    ]
+    assert [(record.levelname, record.tenant_id) for record in given_up] == [("WARNING", tenant.pk)]
+    assert given_up[0].waited_ms >= 50
+
+
+def test_other_tenants_run_does_not_block(tenant, other_tenant, embedder, quick_lock_polls):
+    _upsert(tenant)
+    # A run that waited would check twice and stop; a run that starts at once checks once,
+    # before its only batch.
+    checks = iter([False, True])
+
+    with _embedding_run_elsewhere(other_tenant):
+        embedded = products_embed_pending(
+            tenant=tenant, batch_size=10, embedder=embedder, should_stop=lambda: next(checks)
+        )
+
+    assert embedded == 7
+
+
+def _tenant_lock_free(tenant) -> bool:
+    with psycopg.connect(**connection.get_connection_params(), autocommit=True) as other:
+        row = other.execute(
+            "SELECT pg_try_advisory_lock(hashtextextended(%s, 0))",
+            [f"catalog-embed-tenant-{tenant.pk}"],
+        ).fetchone()
+    return row == (True,)
+
+
+def test_run_releases_tenant_lock(tenant, embedder):
+    _upsert(tenant)
+
+    assert products_embed_pending(tenant=tenant, batch_size=10, embedder=embedder) == 7
+
+    assert _tenant_lock_free(tenant)
+
+
+def test_failed_run_releases_tenant_lock(tenant, embedder):
+    _upsert(tenant)
+
+    with pytest.raises(EmbeddingError):
+        products_embed_pending(tenant=tenant, batch_size=10, embedder=FailingEmbedder(embedder))
+
+    assert _tenant_lock_free(tenant)
