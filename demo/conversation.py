@@ -130,6 +130,23 @@ def print_events(events: list[dict[str, Any]], *, text: bool = True) -> None:
             print(f"    {RED}error: {event['code']}{reason}{RESET}")
 
 
+def exit_on_llm_failure(events: list[dict[str, Any]]) -> None:
+    """Stop the demo when the LLM agent could not produce a reply.
+
+    Such a failure, such as an unreachable endpoint or a rejected key or model, usually
+    repeats for every scripted message, so the demo stops at the first one and names the
+    settings to check.
+    """
+    for event in events:
+        reason = event.get("reason") or ""
+        if event["type"] == "error" and reason.startswith("llm_"):
+            raise SystemExit(
+                f"The LLM agent failed with {reason} (docs/agent.md); see .demo/app.log. "
+                "Check OPENAI_BASE_URL, OPENAI_API_KEY and the models, or unset "
+                "OPENAI_BASE_URL and OPENAI_API_KEY to use the offline assistant."
+            )
+
+
 def user_token_issue(*, secret: str, user_id: str, lifetime_seconds: int = 3600) -> str:
     """Issue a user token the way a merchant's backend does for its logged-in shopper.
 
@@ -178,7 +195,9 @@ def play_conversation(
             events = print_streamed_reply(_stream(url, public_key, {"text": text}))
             print_events(events, text=False)
         else:
-            print_events(_request("POST", url, public_key, {"text": text})["events"])
+            events = _request("POST", url, public_key, {"text": text})["events"]
+            print_events(events)
+        exit_on_llm_failure(events)
     final = _request("GET", f"{app_url}/api/v1/conversations/{conversation_id}", public_key)
     assistant = next(
         (m["metadata"].get("assistant") for m in final["messages"] if m["role"] == "assistant"),

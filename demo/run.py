@@ -87,7 +87,61 @@ def prepare_environment(*, app_port: int) -> None:
 
 
 def manage(*arguments: str) -> None:
-    subprocess.run([sys.executable, str(ROOT / "manage.py"), *arguments], check=True, cwd=ROOT)
+    """Run a management command; exit with its name and status when it fails.
+
+    The command prints its own error, so a traceback of this process would add nothing. It
+    runs in a session of its own, so that Ctrl-C reaches only the demo, which then stops it
+    with a SIGTERM instead of letting it print a KeyboardInterrupt traceback.
+    """
+    command = subprocess.Popen(
+        [sys.executable, str(ROOT / "manage.py"), *arguments], cwd=ROOT, start_new_session=True
+    )
+    try:
+        returncode = command.wait()
+    except BaseException:
+        stop([command])
+        raise
+    if returncode != 0:
+        raise SystemExit(
+            f"manage.py {arguments[0]} failed with exit status {returncode}. See its output above."
+        )
+
+
+# The key of the PostgreSQL advisory lock that a running demo holds on its database.
+DEMO_LOCK_KEY = 7_360_105_310
+DEMO_ALREADY_RUNNING = (
+    "Another demo is running on this database, and a second one would revoke its API keys "
+    "and replace its webhook secret. Stop it first: press Ctrl-C in its terminal, or run "
+    "`kill` with the PID that it printed. Then run `make demo` again."
+)
+
+
+def lock_database() -> None:
+    """Connect to the database and take the demo's advisory lock for the life of this process.
+
+    Exits with a message when the database cannot be reached or another demo holds the lock.
+    The lock belongs to this process's Django connection and ends with it.
+    """
+    import django
+
+    django.setup()
+    from django.db import OperationalError, connection
+
+    try:
+        connection.ensure_connection()
+    except OperationalError as error:
+        database = connection.settings_dict
+        raise SystemExit(
+            f"Cannot connect to the database {database['NAME']!r} at "
+            f"{database['HOST'] or 'the local socket'}:{database['PORT'] or 5432}: {error}\n"
+            "Check DATABASE_URL, or unset it to use the local PostgreSQL that make starts "
+            "(docs/database.md)."
+        ) from None
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s)", [DEMO_LOCK_KEY])
+        (locked,) = cursor.fetchone()
+    if not locked:
+        raise SystemExit(DEMO_ALREADY_RUNNING)
 
 
 def prepare_tenant(*, merchant_url: str) -> dict[str, str]:
@@ -422,18 +476,21 @@ def main() -> None:
     prepare_environment(app_port=app_port)
     stop_on_signals()
 
-    step("Migrating the database")
-    manage("migrate", "--noinput", "--verbosity", "0")
-
-    step(f"Preparing the demo tenant {TENANT_SLUG!r}")
-    credentials = prepare_tenant(merchant_url=merchant_url)
-    step(f"Assistant: {describe_assistant()}")
-
-    step("Importing the ATB catalog (507 products; only changed products are embedded)")
-    manage("import_catalog", "--tenant", TENANT_SLUG, str(DATA / "atb-catalog.jsonl"))
-
     processes: list[subprocess.Popen[bytes]] = []
+    interrupted = False
     try:
+        lock_database()
+
+        step("Migrating the database")
+        manage("migrate", "--noinput", "--verbosity", "0")
+
+        step(f"Preparing the demo tenant {TENANT_SLUG!r}")
+        credentials = prepare_tenant(merchant_url=merchant_url)
+        step(f"Assistant: {describe_assistant()}")
+
+        step("Importing the ATB catalog (507 products; only changed products are embedded)")
+        manage("import_catalog", "--tenant", TENANT_SLUG, str(DATA / "atb-catalog.jsonl"))
+
         step(f"Starting the reference merchant on {merchant_url}")
         merchant_env = {**os.environ, "MERCHANT_WEBHOOK_SECRET": credentials["webhook_secret"]}
         processes.append(
@@ -519,17 +576,20 @@ def main() -> None:
         print_instructions(app_url=app_url, credentials=credentials, websocket_url=websocket_url)
         keep_serving(processes)
     except KeyboardInterrupt:
-        pass
+        interrupted = True
     except urllib.error.HTTPError as error:
         raise http_error_exit(error) from None
     finally:
         # Stop first: printing can fail with BrokenPipeError when the output pipe is gone.
         stop(processes)
         with contextlib.suppress(OSError):
-            print(
-                "\nStopped the app, the WebSocket server, the worker and the merchant.",
-                flush=True,
-            )
+            if processes:
+                print(
+                    "\nStopped the app, the WebSocket server, the worker and the merchant.",
+                    flush=True,
+                )
+            elif interrupted:
+                print("\nStopped before starting any server.", flush=True)
 
 
 if __name__ == "__main__":

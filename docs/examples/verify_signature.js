@@ -37,6 +37,13 @@ function header(headers, name) {
 // X-VIZOCHOK-Signature-Next matches. The timestamp may be at most 300 s before or after
 // this server's clock. `now` is Unix seconds and defaults to the current time.
 function verifyVizochokRequest({ secret, body, headers, now }) {
+  // A parsed object or a string here means that a JSON or text parser read the body first.
+  if (!(body instanceof Uint8Array)) {
+    throw new TypeError(
+      `body must be the raw request bytes as a Buffer, got ${body === null ? "null" : typeof body}; ` +
+        'give the webhook route express.raw({ type: "*/*" }) instead of express.json()',
+    );
+  }
   const candidates = [
     header(headers, "X-VIZOCHOK-Signature"),
     header(headers, "X-VIZOCHOK-Signature-Next"),

@@ -220,16 +220,7 @@ def test_upsert_locks_rows_in_sku_order(tenant):
             [tenant.pk],
         )
         upsert.start()
-        deadline = time.monotonic() + 10
-        waiting = False
-        while not waiting and time.monotonic() < deadline:
-            time.sleep(0.01)
-            cursor.execute(
-                "SELECT count(*) FROM pg_stat_activity "
-                "WHERE pid = ANY(%s) AND wait_event_type = 'Lock'",
-                [upsert_pids],
-            )
-            waiting = cursor.fetchone()[0] == 1
+        waiting = _is_waiting_for_lock(cursor, upsert_pids)
         try:
             with transaction.atomic():
                 cursor.execute(
@@ -291,6 +282,9 @@ def _is_waiting_for_lock(cursor, pids: list[int]) -> bool:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         time.sleep(0.01)
+        # Inside a transaction, PostgreSQL returns the pg_stat_activity rows of its first
+        # read until this call, so a backend that starts waiting later would never show.
+        cursor.execute("SELECT pg_stat_clear_snapshot()")
         cursor.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s) AND wait_event_type = 'Lock'",
             [pids],

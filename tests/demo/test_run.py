@@ -13,16 +13,22 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import psycopg
 import pytest
+from django.db import connection
 from django.utils import timezone
 
 from conversations.models import Conversation, UserDailyUsage
 from demo.run import (
+    DEMO_ALREADY_RUNNING,
+    DEMO_LOCK_KEY,
     SHOPPER_ID,
     TENANT_SLUG,
     app_command,
     http_error_exit,
     keep_serving,
+    lock_database,
+    manage,
     prepare_tenant,
     print_instructions,
     stop_on_signals,
@@ -247,3 +253,115 @@ def test_http_error_exit_shows_error_body():
         '{"detail": "Too many conversations today.", "code": "user_conversation_limit"}\n'
         "See .demo/app.log for the app's side."
     )
+
+
+def _other_session() -> psycopg.Connection:
+    """Open a second session on the test database, as a second demo process would."""
+    database = connection.settings_dict
+    return psycopg.connect(
+        dbname=database["NAME"],
+        user=database["USER"],
+        password=database["PASSWORD"],
+        host=database["HOST"],
+        port=database["PORT"],
+        autocommit=True,
+    )
+
+
+def _try_lock(session: psycopg.Connection) -> bool:
+    row = session.execute("SELECT pg_try_advisory_lock(%s)", [DEMO_LOCK_KEY]).fetchone()
+    assert row is not None
+    return bool(row[0])
+
+
+@pytest.mark.django_db
+def test_lock_database_rejects_second_demo():
+    with _other_session() as running_demo:
+        assert _try_lock(running_demo)
+
+        with pytest.raises(SystemExit) as raised:
+            lock_database()
+
+    assert str(raised.value) == DEMO_ALREADY_RUNNING
+    assert "make demo" in str(raised.value)
+
+
+@pytest.mark.django_db
+def test_lock_database_holds_lock_for_process():
+    lock_database()
+    try:
+        with _other_session() as second_demo:
+            assert not _try_lock(second_demo)
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s)", [DEMO_LOCK_KEY])
+
+
+def test_demo_without_database_exits_with_message():
+    env = {
+        **os.environ,
+        "DATABASE_URL": "postgres://postgres@127.0.0.1:9/vizochok_missing",
+        "DEMO_APP_PORT": "0",
+        "DEMO_MERCHANT_PORT": "0",
+        "DEMO_WEBSOCKET_PORT": "0",
+    }
+    result = subprocess.run(
+        [sys.executable, "demo/run.py", "--once"],
+        cwd=PROJECT_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert result.returncode == 1
+    assert result.stderr.startswith(
+        "Cannot connect to the database 'vizochok_missing' at 127.0.0.1:9: "
+    )
+    assert "Check DATABASE_URL" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "Migrating" not in result.stdout
+    assert "Stopped" not in result.stdout
+
+
+def test_failed_command_exits_with_its_name():
+    with pytest.raises(SystemExit) as raised:
+        manage("no_such_command")
+
+    assert str(raised.value) == (
+        "manage.py no_such_command failed with exit status 1. See its output above."
+    )
+
+
+def test_interrupted_command_stops_without_traceback():
+    # Ctrl-C in a terminal sends SIGINT to the whole foreground process group.
+    script = (
+        "from demo.run import manage, stop_on_signals\n"
+        "stop_on_signals()\n"
+        "print('started', flush=True)\n"
+        "try:\n"
+        "    manage('shell', '-v', '0', '-c', 'import time; time.sleep(60)')\n"
+        "except KeyboardInterrupt:\n"
+        "    print('interrupted')\n"
+    )
+    demo = subprocess.Popen(
+        [sys.executable, "-c", script],
+        cwd=PROJECT_DIR,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    assert demo.stdout is not None
+    assert demo.stdout.readline() == "started\n"
+    # Time for the command to reach its sleep.
+    time.sleep(5)
+    started = time.monotonic()
+    os.killpg(demo.pid, signal.SIGINT)
+    stdout, stderr = demo.communicate(timeout=60)
+
+    assert demo.returncode == 0, stderr
+    assert stdout == "interrupted\n"
+    assert "Traceback" not in stderr
+    assert "KeyboardInterrupt" not in stderr
+    assert time.monotonic() - started < 15

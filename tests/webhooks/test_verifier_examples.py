@@ -227,3 +227,35 @@ def test_verifier_checks_requests_the_dispatcher_sent(
     ]
     assert [request.body == b"" for request in server.log.requests] == [False, True]
     assert verifier(cases) == [None, None, "invalid_signature"] * 2
+
+
+@pytest.mark.parametrize(
+    ("body", "shown_type"),
+    [("{}", "object"), ('"{\\"skus\\": []}"', "string"), ("null", "null")],
+)
+def test_node_verifier_rejects_parsed_body(body, shown_type):
+    # express.json() leaves an object in req.body, and express.text() a string.
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip(f"Node.js is not installed; {INSTALL_HINT}")
+    script = (
+        f"const {{ verifyVizochokRequest }} = require({json.dumps(str(EXAMPLES / 'verify_signature.js'))});\n"
+        "const headers = {'X-VIZOCHOK-Timestamp': '1700000000', "
+        "'X-VIZOCHOK-Signature': 'sha256=' + '0'.repeat(64)};\n"
+        "try {\n"
+        f"  verifyVizochokRequest({{secret: 'secret', body: {body}, headers, now: 1700000000}});\n"
+        "  console.log('accepted');\n"
+        "} catch (error) {\n"
+        "  console.log(error.name + ': ' + error.message);\n"
+        "}\n"
+    )
+
+    completed = subprocess.run(
+        [node, "-e", script], capture_output=True, text=True, timeout=60, check=False
+    )
+
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout == (
+        f"TypeError: body must be the raw request bytes as a Buffer, got {shown_type}; "
+        'give the webhook route express.raw({ type: "*/*" }) instead of express.json()\n'
+    )
