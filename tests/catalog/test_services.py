@@ -224,6 +224,8 @@ def test_upsert_locks_rows_in_sku_order(tenant):
         waiting = False
         while not waiting and time.monotonic() < deadline:
             time.sleep(0.01)
+            # A transaction reads pg_stat_activity from a snapshot taken at its first read.
+            cursor.execute("SELECT pg_stat_clear_snapshot()")
             cursor.execute(
                 "SELECT count(*) FROM pg_stat_activity "
                 "WHERE pid = ANY(%s) AND wait_event_type = 'Lock'",
@@ -287,10 +289,16 @@ def test_concurrent_upserts_count_created_once(tenant):
 
 
 def _is_waiting_for_lock(cursor, pids: list[int]) -> bool:
-    """Return whether a backend of ``pids`` waits for a lock within 30 seconds."""
+    """Return whether a backend of ``pids`` waits for a lock within 30 seconds.
+
+    Callers poll inside a transaction, which reads pg_stat_activity from a snapshot taken at
+    its first read, so each poll clears the snapshot first. Without that, a first poll before
+    the backend waited kept returning False on a busy machine.
+    """
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         time.sleep(0.01)
+        cursor.execute("SELECT pg_stat_clear_snapshot()")
         cursor.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s) AND wait_event_type = 'Lock'",
             [pids],
