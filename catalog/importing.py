@@ -202,7 +202,11 @@ def _csv_cell(name: str, value: str) -> Any:
 
 def _read_csv(text: str, *, source_columns: frozenset[str]) -> Iterator[SourceRecord]:
     first_line = text.split("\n", 1)[0]
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=_detect_delimiter(first_line))
+    # Without strict mode, a quote that is never closed, or a closing quote followed by more
+    # text, takes the rows after it into its cell, and their products are silently lost.
+    reader = csv.reader(
+        io.StringIO(text, newline=""), delimiter=_detect_delimiter(first_line), strict=True
+    )
     try:
         header = [name.strip() for name in next(reader)]
     except StopIteration:

@@ -112,14 +112,17 @@ class ProductInput(BaseModel):
             return field.get_default(call_default_factory=True)
         return value
 
-    # A JSON number beyond the float range parses as infinity, which a SKU or barcode would
-    # store as the text "inf".
-    @field_validator("quantity_step", "min_quantity", "sku", "barcode", mode="before")
+    @field_validator("quantity_step", "min_quantity", mode="before")
     @classmethod
     def _reject_non_finite(cls, value: Any) -> Any:
         if isinstance(value, float) and not math.isfinite(value):
             raise ValueError("Input should be a finite number")
         return value
+
+    @field_validator("sku", "barcode", mode="before")
+    @classmethod
+    def _check_code_number(cls, value: Any) -> Any:
+        return _normalize_code_number(value)
 
     # Pydantic reads true and false as 1.0 and 0.0 for a float field, and a weight of
     # true is a client bug rather than a measurement.
@@ -170,6 +173,21 @@ class ProductInput(BaseModel):
             "category_path": self.category_path,
             "country": self.country,
         }
+
+
+def _normalize_code_number(value: Any) -> Any:
+    """Return a SKU or barcode sent as a float with a zero fraction as an int.
+
+    Exporters that keep a code column as floats send ``4820000000017.0``; pandas does so
+    when the column has empty cells. Stored as "4820000000017.0", it would name another SKU
+    than ``4820000000017`` and match no barcode search. Other values are returned unchanged,
+    except that infinity, which would be stored as "inf", raises ``ValueError``.
+    """
+    if not isinstance(value, float):
+        return value
+    if not math.isfinite(value):
+        raise ValueError("Input should be a finite number")
+    return int(value) if value.is_integer() else value
 
 
 def _text_problem(text: str) -> str | None:
@@ -284,7 +302,7 @@ def invalid_product_sku(*, data: Any, errors: Sequence[FieldError]) -> str | Non
     sku = data.get("sku")
     if isinstance(sku, bool) or not isinstance(sku, str | int | float):
         return None
-    return str(sku).strip()
+    return str(_normalize_code_number(sku)).strip()
 
 
 def _product_label(index: int, sku: str | None) -> str:

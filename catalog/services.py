@@ -1,5 +1,6 @@
 """Writes to the catalog: product upserts and embedding."""
 
+import bisect
 import hashlib
 import json
 import logging
@@ -700,13 +701,13 @@ def products_embed_pending(
         tenant=tenant, should_stop=should_stop, lock_wait_seconds=lock_wait_seconds
     ) as lock:
         if lock == _EmbeddingLock.STOPPED:
-            pending = _pending_products(
+            _, _, total = _pending_products(
                 tenant=tenant,
                 model_name=embedder.model_name,
                 product_ids=product_ids,
                 after_id=after_id,
             )
-            raise EmbeddingStopped(processed=0, total=pending.count(), embedded=0)
+            raise EmbeddingStopped(processed=0, total=total, embedded=0)
         return _embed_pending_locked(
             tenant=tenant,
             batch_size=batch_size,
@@ -721,13 +722,14 @@ def products_embed_pending(
 
 def _pending_products(
     *, tenant: Tenant, model_name: str, product_ids: Sequence[int] | None, after_id: int
-) -> QuerySet[Product]:
+) -> tuple[QuerySet[Product], "_ProductIdList | None", int]:
+    """Return the run's pending products, the id list that limits them, and their count."""
     pending = products_pending_embedding(tenant=tenant, model_name=model_name)
-    if product_ids is not None:
-        pending = pending.filter(pk__in=list(product_ids))
     if after_id:
         pending = pending.filter(pk__gt=after_id)
-    return pending
+    id_list = None if product_ids is None else _ProductIdList(product_ids, after_id=after_id)
+    total = pending.count() if id_list is None else id_list.count(pending)
+    return pending, id_list, total
 
 
 def _embed_pending_locked(
@@ -741,11 +743,9 @@ def _embed_pending_locked(
     on_batch_written: Callable[[int, int], None] | None,
     should_stop: Callable[[], bool] | None,
 ) -> int:
-
-    pending = _pending_products(
+    pending, id_list, total = _pending_products(
         tenant=tenant, model_name=embedder.model_name, product_ids=product_ids, after_id=after_id
     )
-    total = pending.count()
     started = time.monotonic()
     logger.info(
         "catalog.embedding.started",
@@ -755,6 +755,8 @@ def _embed_pending_locked(
         on_progress(0, total)
 
     def read_batch(after_pk: int) -> list[dict[str, Any]]:
+        if id_list is not None:
+            return id_list.read_batch(pending, after_pk=after_pk, size=batch_size)
         return list(
             pending.filter(pk__gt=after_pk)
             .order_by("pk")
@@ -838,6 +840,46 @@ def _embed_pending_locked(
         },
     )
     return embedded
+
+
+class _ProductIdList:
+    """The sorted ids that limit an embedding run, which batches read a window at a time.
+
+    A job's list can hold every product of a large tenant. A filter by the whole list sends
+    it with every query: with 100,000 ids, reading one batch of 32 took about 2 s on a
+    shared 2-core machine, 1.7 s of it in Django compiling the ids. A window of ids per
+    query keeps each query small, whatever the length of the list.
+    """
+
+    # Ids per query. Several per batch, because products embedded or deactivated since the
+    # job was saved are no longer pending and leave gaps.
+    WINDOW = 256
+
+    def __init__(self, product_ids: Sequence[int], *, after_id: int) -> None:
+        self.ids = sorted({pk for pk in product_ids if pk > after_id})
+
+    def _windows(self, after_pk: int) -> Iterator[list[int]]:
+        start = bisect.bisect_right(self.ids, after_pk)
+        for window_start in range(start, len(self.ids), self.WINDOW):
+            yield self.ids[window_start : window_start + self.WINDOW]
+
+    def count(self, pending: QuerySet[Product]) -> int:
+        return sum(pending.filter(pk__in=window).count() for window in self._windows(0))
+
+    def read_batch(
+        self, pending: QuerySet[Product], *, after_pk: int, size: int
+    ) -> list[dict[str, Any]]:
+        """Return the next ``size`` pending products with an id of the list above ``after_pk``."""
+        rows: list[dict[str, Any]] = []
+        for window in self._windows(after_pk):
+            rows.extend(
+                pending.filter(pk__in=window)
+                .order_by("pk")
+                .values("pk", "content_hash", *CONTENT_FIELDS)[: size - len(rows)]
+            )
+            if len(rows) == size:
+                break
+        return rows
 
 
 def _batch_vectors(

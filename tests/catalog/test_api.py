@@ -260,6 +260,52 @@ def test_duplicate_sku_keeps_last_occurrence(tenant, server_client):
     assert Product.objects.get(tenant=tenant, sku="milk-1").name == "Молоко Яготинське 3,2%"
 
 
+def test_whole_float_codes_stored_as_integers(tenant, server_client, embedder):
+    # Raw JSON, so that the request carries the floats exactly as written here.
+    body = (
+        '{"products": ['
+        '{"sku": 4820, "name": "Молоко", "barcode": "4820000000017"},'
+        '{"sku": 4820.0, "name": "Молоко 2,5%", "barcode": 4820000000017.0},'
+        '{"sku": 4821.5, "name": "Кефір", "barcode": 4820000000024.0}'
+        "]}"
+    )
+
+    response = server_client.put(URL, body, content_type="application/json")
+
+    job = _job(response)
+    assert response.status_code == 202
+    assert job.errors == [
+        'products[0] (SKU "4820"): Ignored, because products[1] has the same SKU; the last '
+        "occurrence wins."
+    ]
+    assert (job.created, job.updated, job.unchanged) == (2, 0, 0)
+    assert _skus(tenant) == ["4820", "4821.5"]
+    milk = Product.objects.get(tenant=tenant, sku="4820")
+    assert milk.name == "Молоко 2,5%"
+    assert milk.barcode == "4820000000017"
+    assert Product.objects.get(tenant=tenant, sku="4821.5").barcode == "4820000000024"
+
+    hits = product_search(
+        tenant=tenant, query="4820000000024", embedder=embedder, method=SearchMethod.FULL_TEXT
+    )
+
+    assert [(hit.product.sku, hit.exact) for hit in hits][:1] == [("4821.5", True)]
+
+
+def test_invalid_whole_float_sku_names_integer(tenant, server_client):
+    body = '{"products": [{"sku": "4820", "name": "Молоко"}, {"sku": 4820.0, "name": ""}]}'
+
+    response = server_client.put(URL, body, content_type="application/json")
+
+    job = _job(response)
+    assert job.errors == [
+        'products[0] (SKU "4820"): Ignored, because products[1] has the same SKU; the last '
+        "occurrence wins.",
+        'products[1] (SKU "4820"): name: This field must not be empty.',
+    ]
+    assert _skus(tenant) == []
+
+
 def test_invalid_last_duplicate_sku_writes_nothing(tenant, server_client):
     response = _put(server_client, [MILK, KEFIR, {**MILK, "weight": -1}])
 

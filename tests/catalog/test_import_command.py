@@ -317,6 +317,23 @@ def _write(tmp_path: Path, name: str, content: bytes) -> str:
             id="csv_header_too_long",
         ),
         pytest.param(
+            "products.csv",
+            b'sku,name,brand\nmilk-1,"Milk 2,5%,Galychyna\nbread-1,Bread,Kyivkhlib\n'
+            b'cheese-1,"Cheese",Komo\nkefir-1,Kefir,Galychyna\n',
+            [],
+            "Line 2: the CSV row cannot be read (',' expected after '\"'). Cells may hold at "
+            "most 131072 characters; check the file's quoting.",
+            id="csv_quote_not_closed_before_next_quote",
+        ),
+        pytest.param(
+            "products.csv",
+            b'sku,name\nmilk-1,Milk\nkefir-1,"Kefir\nbread-1,Bread\n',
+            [],
+            "Line 3: the CSV row cannot be read (unexpected end of data). Cells may hold at "
+            "most 131072 characters; check the file's quoting.",
+            id="csv_quote_not_closed_at_end",
+        ),
+        pytest.param(
             "products.json",
             b'[{"sku": "milk-1", "name": "Milk"}, ' + b"[" * 100_000 + b"]" * 100_000 + b"]",
             [],

@@ -18,7 +18,7 @@ from procrastinate.exceptions import JobAborted
 from procrastinate.job_context import AbortReason
 from procrastinate.jobs import Job, Status
 
-from catalog import tasks
+from catalog import services, tasks
 from catalog.embeddings import EmbeddingError, product_embedding_text
 from catalog.jobs import (
     MAX_JOB_ERRORS,
@@ -523,6 +523,56 @@ def test_embed_accepts_many_product_ids(tenant, embedder):
     # then
     assert embedded == 2
     assert sorted(embedder.passages) == sorted(_texts(PRODUCTS[:2]))
+
+
+def test_embed_sends_ids_in_small_windows(tenant, embedder):
+    # given: a list of ids as long as a re-embedding job of a large catalog
+    job = _submit(tenant, PRODUCTS[:2])
+    product_ids = [*job.product_ids, *range(10_000_000, 10_070_000)]
+
+    # when
+    with CaptureQueriesContext(connection) as queries:
+        embedded = products_embed_pending(tenant=tenant, embedder=embedder, product_ids=product_ids)
+
+    # then: no query carries the whole list, whose ids alone are 560,000 characters
+    assert embedded == 2
+    assert max(len(query["sql"]) for query in queries.captured_queries) < 10_000
+
+
+def test_embed_windows_skip_products_not_pending(tenant, other_tenant, embedder, monkeypatch):
+    # given: windows of two ids, and ids that are inactive, embedded, of another tenant, at
+    # or below after_id, or repeated
+    monkeypatch.setattr(services._ProductIdList, "WINDOW", 2)
+    items = [
+        {"sku": f"kefir-{number}", "name": f"Кефір {number}", "brand": "Галичина"}
+        for number in range(1, 9)
+    ]
+    job = _submit(tenant, items)
+    ids = sorted(job.product_ids)
+    Product.objects.filter(pk=ids[3]).update(is_active=False)
+    products_embed_pending(tenant=tenant, embedder=embedder, product_ids=[ids[5]])
+    other_job = _submit(other_tenant, items[:1])
+    product_ids = [*reversed(ids), ids[6], *other_job.product_ids]
+    embedder.passages.clear()
+    progress = []
+
+    # when
+    embedded = products_embed_pending(
+        tenant=tenant,
+        embedder=embedder,
+        batch_size=2,
+        product_ids=product_ids,
+        after_id=ids[0],
+        on_progress=lambda done, total: progress.append((done, total)),
+    )
+
+    # then
+    assert embedded == 5
+    assert embedder.passages == _texts([items[1], items[2], items[4], items[6], items[7]])
+    assert progress == [(0, 5), (2, 5), (4, 5), (5, 5)]
+    assert not Product.objects.get(pk=ids[0]).embedding_hash
+    assert not Product.objects.get(pk=ids[3]).embedding_hash
+    assert not Product.objects.get(pk=other_job.product_ids[0]).embedding_hash
 
 
 def _finished_job(tenant, status, *, days_ago: float) -> CatalogJob:

@@ -76,6 +76,16 @@ def test_product_input_coerces_and_strips():
     assert product.is_active is False
 
 
+def test_product_input_whole_float_codes():
+    product = product_input_parse({"sku": 12345.0, "name": "Хліб", "barcode": 4820000000017.0})
+    fractional = product_input_parse({"sku": 1.5, "name": "Хліб", "barcode": 1e20})
+
+    assert product.sku == "12345"
+    assert product.barcode == "4820000000017"
+    assert fractional.sku == "1.5"
+    assert fractional.barcode == "100000000000000000000"
+
+
 def test_product_input_null_means_default():
     product = product_input_parse(
         {"sku": "a", "name": "b", "brand": None, "unit": None, "attributes": None}

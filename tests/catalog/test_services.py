@@ -278,7 +278,12 @@ def test_concurrent_upserts_count_created_once(tenant):
 
 
 def _is_waiting_for_lock(cursor, pids: list[int]) -> bool:
-    """Return whether a backend of ``pids`` waits for a lock within 30 seconds."""
+    """Return whether a backend of ``pids`` waits for a lock within 30 seconds.
+
+    Callers poll inside a transaction, which reads pg_stat_activity from a snapshot taken at
+    its first read, so each poll clears the snapshot first. Without that, a first poll before
+    the backend waited kept returning False on a busy machine.
+    """
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         time.sleep(0.01)
