@@ -25,6 +25,7 @@ from conversations.websocket import (
     CLOSE_PONG_TIMEOUT,
     CLOSE_SERVER_ERROR,
     CLOSE_TOO_MANY_SOCKETS,
+    CLOSE_TRY_AGAIN_LATER,
     AuthenticationFailed,
     AuthInput,
     ChatScopeMissing,
@@ -48,6 +49,7 @@ from tenants.permissions import OriginNotAllowed
 from vizochok.exceptions import (
     AppError,
     Conflict,
+    DatabaseUnavailable,
     ErrorCode,
     InvalidInput,
     SecretUndecryptable,
@@ -172,6 +174,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 origin=self._header("origin"),
                 path=self.scope["path"],
             )
+        except DatabaseUnavailable as error:
+            await self._auth_failed(error, log_fields={})
+            return
         except AppError as error:
             close_code = _auth_close_code(error)
             logger.info(
@@ -181,9 +186,6 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self._reject(error, close_code=close_code)
             return
         except Exception as error:
-            # A lost database connection, for example.
-            # NOTE: the REST API returns 503 database_unavailable for a lost connection, but
-            # this socket reports internal_error, as it does for one during a turn.
             await self._auth_failed(error, log_fields={})
             return
 
@@ -228,6 +230,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
             conversation = await run_sync(
                 session_conversation_get, session=session, conversation_id=conversation_id
             )
+        except DatabaseUnavailable as error:
+            # The socket stays authenticated, as after a rejected restore.
+            await self._failure_report(error, log_event="conversations.websocket.restore_failed")
+            return
         except AppError as error:
             # The socket stays authenticated, so the client can start a new conversation.
             logger.info(
@@ -239,7 +245,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         except Exception as error:
             # The socket stays authenticated, as after a rejected restore, so the client can
             # still send messages.
-            await self._internal_error(error, log_event="conversations.websocket.restore_failed")
+            await self._failure_report(error, log_event="conversations.websocket.restore_failed")
             return
         await self._send(session_restored_event(conversation))
 
@@ -247,7 +253,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         open_sockets.discard(socket_id)
         try:
             await run_sync(open_socket_delete, socket_id=socket_id)
-        except DatabaseError as error:
+        except (DatabaseError, DatabaseUnavailable) as error:
             # Without heartbeats the row stops counting after SOCKET_EXPIRY.
             logger.warning(
                 "conversations.websocket.socket_delete_failed",
@@ -270,13 +276,17 @@ class ChatConsumer(AsyncWebsocketConsumer):
         """Report an unexpected failure while checking ``auth`` and close the socket.
 
         Nothing was recorded for the socket, so the client may reconnect and send ``auth``
-        again.
+        again. An unreachable database closes it with 1013 (try again later), any other
+        failure with 1011.
         """
-        await self._internal_error(
+        await self._failure_report(
             error, log_event="conversations.websocket.auth_failed", log_fields=log_fields
         )
         self.closing = True
-        await self.close(code=CLOSE_SERVER_ERROR)
+        if isinstance(error, DatabaseUnavailable):
+            await self.close(code=CLOSE_TRY_AGAIN_LATER)
+        else:
+            await self.close(code=CLOSE_SERVER_ERROR)
 
     async def _reject(self, error: AppError, *, close_code: int) -> None:
         await self._send(_error_frame(error))
@@ -333,7 +343,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         try:
             await self._turn_run_steps(session, text, conversation_id)
         except Exception as error:
-            await self._internal_error(error, log_event="conversations.websocket.turn_failed")
+            await self._failure_report(error, log_event="conversations.websocket.turn_failed")
         finally:
             # A later turn of this socket may have started after response_complete.
             if self.turn_task is asyncio.current_task():
@@ -364,6 +374,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 extra={**self._log_fields(), "code": str(error.code)},
             )
             await self._reject(error, close_code=_auth_close_code(error))
+            return
+        except DatabaseUnavailable as error:
+            await self._failure_report(error, log_event="conversations.websocket.turn_failed")
             return
         except AppError as error:
             logger.info(
@@ -397,22 +410,35 @@ class ChatConsumer(AsyncWebsocketConsumer):
                     cancelled.set()
             await forwarding
         except Exception as error:
-            await self._internal_error(error, log_event="conversations.websocket.turn_failed")
+            await self._failure_report(error, log_event="conversations.websocket.turn_failed")
 
-    async def _internal_error(
+    async def _failure_report(
         self, error: Exception, *, log_event: str, log_fields: dict[str, object] | None = None
     ) -> None:
-        """Log and report an unexpected failure, such as a lost database connection.
+        """Log an unexpected failure once and send its ``error`` frame.
 
         The turn itself reports the assistant's errors as events. ``log_event`` is the
-        constant event name of the log line, which carries the frame's ``error_id``.
+        constant event name of the log line. A refused or lost database connection is sent
+        as ``database_unavailable`` with ``retry_after`` and logged without a traceback,
+        as the REST API does. Any other failure is sent as ``internal_error`` with an
+        ``error_id`` that its log line carries too.
         """
+        fields = {**self._log_fields(), **(log_fields or {})}
+        if isinstance(error, DatabaseUnavailable):
+            cause = error.__cause__ or error
+            logger.error(
+                log_event,
+                extra={
+                    **fields,
+                    "code": ErrorCode.DATABASE_UNAVAILABLE.value,
+                    "error_type": type(cause).__name__,
+                    "error": str(cause).strip(),
+                },
+            )
+            await self._send(_error_frame(error))
+            return
         error_id = uuid.uuid4().hex
-        logger.error(
-            log_event,
-            exc_info=error,
-            extra={**self._log_fields(), **(log_fields or {}), "error_id": error_id},
-        )
+        logger.error(log_event, exc_info=error, extra={**fields, "error_id": error_id})
         await self._send(
             {"type": "error", "code": ErrorCode.INTERNAL_ERROR.value, "error_id": error_id}
         )

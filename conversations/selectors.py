@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass
 
-from django.db.models import Q
+from django.db.models import Count, Q
 
 from conversations.models import Conversation, Message
 from tenants.models import Tenant
@@ -66,14 +66,19 @@ def conversation_messages_page(
 # Conversations in one response of the shopper data export, unless ``limit`` sets another number.
 SHOPPER_CONVERSATIONS_PAGE_DEFAULT = 20
 SHOPPER_CONVERSATIONS_PAGE_MAX = 100
+# Messages in one response of the shopper data export, summed over its conversations. A
+# page stops before the conversation that would pass it, so that a shopper with long
+# conversations gets fewer conversations per page. The number is a choice of this project.
+SHOPPER_CONVERSATIONS_PAGE_MAX_MESSAGES = 2000
 
 
 @dataclass(frozen=True)
 class ShopperConversationsPage:
     """Conversations of one shopper, newest first, each with all of its messages.
 
-    ``has_more`` is true when older conversations exist; pass the last conversation's id as
-    ``before`` to read them.
+    ``has_more`` is true when older conversations exist, also when the page holds fewer
+    than ``limit`` conversations because of ``SHOPPER_CONVERSATIONS_PAGE_MAX_MESSAGES``.
+    Pass the last conversation's id as ``before`` to read them.
     """
 
     conversations: list[Conversation]
@@ -90,7 +95,10 @@ def shopper_conversations_page(
 ) -> ShopperConversationsPage:
     """Return the latest ``limit`` conversations of ``tenant``'s shopper ``user_id``.
 
-    Raise ``NotFound`` when ``before`` is not a conversation of this shopper.
+    The page ends early when its conversations would have more than
+    ``SHOPPER_CONVERSATIONS_PAGE_MAX_MESSAGES`` messages together, but it always has the
+    first conversation. Raise ``NotFound`` when ``before`` is not a conversation of this
+    shopper.
     """
     conversations = Conversation.objects.select_related("tenant").filter(
         tenant=tenant, user_id=user_id
@@ -103,13 +111,36 @@ def shopper_conversations_page(
             Q(created_at__lt=anchor.created_at) | Q(created_at=anchor.created_at, pk__lt=anchor.pk)
         )
     latest = list(conversations.order_by("-created_at", "-pk")[: limit + 1])
-    page = latest[:limit]
+    page = _within_message_budget(latest[:limit])
     messages: dict[int, list[Message]] = {conversation.pk: [] for conversation in page}
-    # NOTE: every message of a conversation is returned, however many there are.
     for message in Message.objects.filter(conversation__in=page).order_by(
         "conversation_id", "created_at", "pk"
     ):
         messages[message.conversation_id].append(message)
     return ShopperConversationsPage(
-        conversations=page, messages=messages, has_more=len(latest) > limit
+        conversations=page, messages=messages, has_more=len(latest) > len(page)
     )
+
+
+def _within_message_budget(conversations: list[Conversation]) -> list[Conversation]:
+    """Return the leading ``conversations`` whose messages fit the export's page bound.
+
+    The first conversation is always kept.
+    """
+    counts = dict(
+        Message.objects.filter(conversation__in=conversations)
+        .order_by()
+        .values("conversation_id")
+        .annotate(count=Count("pk"))
+        .values_list("conversation_id", "count")
+    )
+    kept: list[Conversation] = []
+    total = 0
+    for conversation in conversations:
+        total += counts.get(conversation.pk, 0)
+        if kept and total > SHOPPER_CONVERSATIONS_PAGE_MAX_MESSAGES:
+            break
+        kept.append(conversation)
+    # NOTE: a single conversation is returned whole, so a conversation with more messages
+    # than the bound makes a larger response.
+    return kept

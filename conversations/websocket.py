@@ -21,7 +21,13 @@ from datetime import datetime, timedelta
 from typing import Any, ParamSpec, TypeVar, cast
 
 from django.conf import settings
-from django.db import DatabaseError, close_old_connections, transaction
+from django.db import (
+    DatabaseError,
+    InterfaceError,
+    OperationalError,
+    close_old_connections,
+    transaction,
+)
 from django.db import connection as db_connection
 from django.utils import timezone
 from rest_framework import serializers, status
@@ -39,7 +45,16 @@ from tenants.authentication import ApiClient
 from tenants.models import ApiKey
 from tenants.permissions import WidgetOriginAllowed
 from tenants.selectors import api_key_get_active
-from vizochok.exceptions import ClientError, ErrorCode, InvalidInput, LimitExceeded, NotFound
+from vizochok.exceptions import (
+    DATABASE_RETRY_AFTER_SECONDS,
+    ClientError,
+    DatabaseUnavailable,
+    ErrorCode,
+    InvalidInput,
+    LimitExceeded,
+    NotFound,
+    database_unreachable,
+)
 from vizochok.serializers import IdentifierField, StrictInputSerializer, StringField
 
 # Close codes of the protocol, modelled on the HTTP statuses of the same cases.
@@ -50,6 +65,9 @@ CLOSE_TOO_MANY_SOCKETS = 4029
 # The standard WebSocket close code for an internal server error (``CloseCode.INTERNAL_ERROR``
 # of the websockets package): an unexpected failure while checking ``auth``.
 CLOSE_SERVER_ERROR = 1011
+# The standard close code for a temporary server condition (``CloseCode.TRY_AGAIN_LATER`` of
+# the websockets package): the database was unreachable while checking ``auth``.
+CLOSE_TRY_AGAIN_LATER = 1013
 # ``reason`` of the ``not_found`` error for a conversation idle for longer than a session.
 SESSION_EXPIRED = "session_expired"
 # ``reason`` of the ``invalid_json`` error sent for an ``action`` frame.
@@ -91,15 +109,31 @@ def _with_connections(call: Callable[[], R]) -> R:
         close_old_connections()
 
 
+def _database_loss_raise(call: Callable[[], R]) -> R:
+    """Run ``call`` and raise ``DatabaseUnavailable`` for a refused or lost connection.
+
+    The check runs on the thread of the failed query, because only that thread's connection
+    shows whether it was lost, and before ``close_old_connections`` closes it.
+    """
+    try:
+        return call()
+    except (OperationalError, InterfaceError) as error:
+        if database_unreachable(error):
+            retry_after = DATABASE_RETRY_AFTER_SECONDS
+            raise DatabaseUnavailable(extra={"retry_after": retry_after}) from error
+        raise
+
+
 async def run_sync(function: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
     """Run ``function`` on a worker thread and return its result to the event loop.
 
     The pool has ``WEBSOCKET_WORKER_THREADS`` threads, and a running turn occupies one. So
-    at most that many turns of one process run at once, and further work waits.
+    at most that many turns of one process run at once, and further work waits. A refused
+    or lost database connection raises ``DatabaseUnavailable``.
     """
     loop = asyncio.get_running_loop()
     context = contextvars.copy_context()
-    call = functools.partial(function, *args, **kwargs)
+    call = functools.partial(_database_loss_raise, functools.partial(function, *args, **kwargs))
     return await loop.run_in_executor(_worker_executor(), context.run, _with_connections, call)
 
 

@@ -135,6 +135,14 @@ class SecretUndecryptable(AppError):
     default_detail = "A stored secret cannot be decrypted with the configured keys."
 
 
+class DatabaseUnavailable(AppError):
+    """A refused or lost database connection. The request may succeed in a moment."""
+
+    http_status = status.HTTP_503_SERVICE_UNAVAILABLE
+    code = ErrorCode.DATABASE_UNAVAILABLE
+    default_detail = "The service cannot reach its database. Retry in a moment."
+
+
 class InternalError(AppError):
     """A fault of ours; logged with an error id."""
 
@@ -190,10 +198,11 @@ def _render_drf_exception(exc: drf_exceptions.APIException, *, method: str) -> R
     )
 
 
-def _database_unreachable(exc: Exception) -> bool:
+def database_unreachable(exc: Exception) -> bool:
     """Tell whether ``exc`` comes from a lost or refused database connection.
 
-    A query that fails on a working connection (a statement timeout, a deadlock) is a
+    It reads the default connection of the calling thread, so call it on the thread whose
+    query raised ``exc``, before that connection is closed. A query that fails on a working connection (a statement timeout, a deadlock) is a
     fault of this code or its data and stays an internal error.
     """
     if not isinstance(exc, OperationalError | InterfaceError):
@@ -240,7 +249,7 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
         return _render_drf_exception(exc, method=request.method if request else "")
 
     view = context.get("view")
-    if _database_unreachable(exc):
+    if database_unreachable(exc):
         # Expected while PostgreSQL restarts or fails over, so one line without a traceback.
         logger.error(
             "api.database_unavailable",
@@ -253,8 +262,7 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
         set_rollback()
         return Response(
             error_body(
-                detail="The service cannot reach its database. Retry in a moment.",
-                code=ErrorCode.DATABASE_UNAVAILABLE,
+                detail=DatabaseUnavailable.default_detail, code=ErrorCode.DATABASE_UNAVAILABLE
             ),
             status=status.HTTP_503_SERVICE_UNAVAILABLE,
             headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)},

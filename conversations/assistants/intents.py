@@ -83,10 +83,12 @@ class Intent:
     # True for a removal of "все молоко" or "both milks": it takes every cart line that
     # the name matches, instead of asking which one.
     every: bool = False
-    # The price ceiling of a search ("молоко до 40 грн", "milk under 40"), in the shop's
-    # currency, and whether it requests the cheapest first ("найдешевше масло").
+    # The price ceiling and floor of a search ("молоко до 40 грн", "milk over 100", "від 50
+    # до 100"), in the shop's currency, and whether it requests the cheapest first
+    # ("найдешевше масло").
     max_price: Decimal | None = None
     cheapest: bool = False
+    min_price: Decimal | None = None
 
 
 def _word_set(words: str) -> frozenset[str]:
@@ -287,9 +289,22 @@ CHEAPEST_WORDS = _word_set(
 SUPERLATIVE_WORDS = _word_set("самое самый самая самую самые")
 # Words before a price ceiling: "дешевше 40", "under 40". "до" counts only with a currency
 # word after the number ("до 40 грн"), because "до 2" is also a new quantity.
-# NOTE: a price floor ("дорожче 100", "more than 100") is not understood, so its words stay
-# in the search query.
 PRICE_CEILING_WORDS = _word_set("дешевше дешевле under below")
+# Words before a price floor: "дорожче 100", "over 100". A unit after the number makes it no
+# price: "понад 2 кг" is a weight.
+PRICE_FLOOR_WORDS = _word_set("дорожче дороже понад свыше over above")
+# Words before a price floor only when a currency word or the end of the message follows
+# the number ("від 100 грн", "от 100", "більше 100"), because "від 2 виробників" and
+# "more than 2 apples" count other things. "more" counts only before "than".
+PRICE_FLOOR_PREPOSITIONS = _word_set("від от from більше больше")
+# Words between a price comparison and its number: "дорожче за 100", "дороже чем 100",
+# "more than 100", "дешевле чем 40".
+PRICE_COMPARISON_LINKS = _word_set("за чем than")
+# The words around a price range: "від 50 до 100", "от 50 до 100", "from 50 to 100",
+# "between 50 and 100". The range ends with a currency word, the end of the message or a
+# word other than a unit: "від 1 до 2 кг" is a weight.
+PRICE_RANGE_STARTS = _word_set("від от from between")
+PRICE_RANGE_ENDS = _word_set("до to and")
 CURRENCY_WORDS = _word_set("грн гривень гривні гривня гривен гривны hryvnia hryvnias hryvnas uah ₴")
 # Words of a question about the cart's total: "скільки разом?", "сума?", "what's the total?".
 TOTAL_WORDS = _word_set(
@@ -442,11 +457,17 @@ def _unquoted_intent(text: str) -> Intent:
     tokens = tokenize(text)
     kind = _intent_kind(tokens)
     if kind == IntentKind.SEARCH:
-        text, max_price, cheapest = _price_filter(text)
-        query = search_query(text)
-        if not (query or cheapest or max_price is not None):
+        prices = _price_filter(text)
+        query = search_query(prices.text)
+        if not (query or prices.cheapest or prices.limited):
             return Intent(kind=IntentKind.HELP)
-        return Intent(kind=kind, query=query, max_price=max_price, cheapest=cheapest)
+        return Intent(
+            kind=kind,
+            query=query,
+            max_price=prices.max_price,
+            cheapest=prices.cheapest,
+            min_price=prices.min_price,
+        )
     if kind in (
         IntentKind.CLEAR_CART,
         IntentKind.SHOW_CART,
@@ -668,7 +689,13 @@ def _kind_without_verb(tokens: list[str]) -> IntentKind:
         return IntentKind.HELP
     if meaningful and all(token in HELP_WORDS | GREETING_WORDS for token in meaningful):
         return IntentKind.HELP
-    if any(token in MORE_WORDS for token in tokens):
+    more_words = [
+        token
+        for index, token in enumerate(tokens)
+        if token in MORE_WORDS and _price_limit(tokens, index, kind=_FLOOR) is None
+    ]
+    if more_words:
+        # "more than 100" is a price floor, not "more" of a product.
         return IntentKind.ADD
     words = _sort_words(_operands(tokens))
     if _position_only(tokens, words) is not None:
@@ -971,32 +998,49 @@ def _change_verb(tokens: list[str]) -> str | None:
 _PRICE = re.compile(r"\d+(?:[.,]\d+)?")
 
 
-def _price_filter(text: str) -> tuple[str, Decimal | None, bool]:
-    """Split the price ceiling and the words for the cheapest off a search.
+@dataclass(frozen=True)
+class _PriceFilter:
+    """A search split into its words and its price limits."""
 
-    Return the rest of ``text``, the ceiling or None, and whether the cheapest come first:
-    "молоко 2,5% до 40 гривень" is "молоко 2,5%" up to 40.
+    text: str
+    max_price: Decimal | None = None
+    min_price: Decimal | None = None
+    cheapest: bool = False
+
+    @property
+    def limited(self) -> bool:
+        return self.max_price is not None or self.min_price is not None
+
+
+def _price_filter(text: str) -> _PriceFilter:
+    """Split the price limits and the words for the cheapest off a search.
+
+    "молоко 2,5% до 40 гривень" is "молоко 2,5%" up to 40, "сир дорожче за 100" is "сир"
+    from 100 and "between 50 and 100 uah" is a search without words from 50 to 100. A
+    limit whose number is 0 or less is no limit, and its words stay in the search.
     """
     words = [word.strip(_EDGE_PUNCTUATION) for word in normalize(text).split()]
     words = [word for word in words if word]
     remaining_words: list[str] = []
     max_price: Decimal | None = None
+    min_price: Decimal | None = None
     cheapest = False
     index = 0
     while index < len(words):
+        price_range = _price_range(words, index)
+        if price_range is not None:
+            min_price, max_price, index = price_range
+            continue
+        ceiling = _price_limit(words, index, kind=_CEILING)
+        if ceiling is not None:
+            max_price, index = ceiling
+            continue
+        floor = _price_limit(words, index, kind=_FLOOR)
+        if floor is not None:
+            min_price, index = floor
+            continue
         word = words[index]
         following = words[index + 1] if index + 1 < len(words) else ""
-        after_number = words[index + 2] if index + 2 < len(words) else ""
-        value = _decimal(following) if _PRICE.fullmatch(following) else None
-        with_currency = after_number in CURRENCY_WORDS
-        if (
-            value is not None
-            and value > 0
-            and (word in PRICE_CEILING_WORDS or (word == "до" and with_currency))
-        ):
-            max_price = value
-            index += 3 if with_currency else 2
-            continue
         if word in SUPERLATIVE_WORDS and following in CHEAPEST_WORDS:
             index += 1
             continue
@@ -1005,7 +1049,101 @@ def _price_filter(text: str) -> tuple[str, Decimal | None, bool]:
         else:
             remaining_words.append(word)
         index += 1
-    return " ".join(remaining_words), max_price, cheapest
+    return _PriceFilter(
+        text=" ".join(remaining_words),
+        max_price=max_price,
+        min_price=min_price,
+        cheapest=cheapest,
+    )
+
+
+_CEILING = "ceiling"
+_FLOOR = "floor"
+
+
+def _price_at(words: list[str], index: int) -> Decimal | None:
+    """Return the number ``words[index]`` when it is a price above 0, else None.
+
+    A number of more than ``MAX_NUMBER_DIGITS`` digits is no price, because no product
+    costs that much and the replies cannot write it.
+    """
+    if index >= len(words) or not _PRICE.fullmatch(words[index]):
+        return None
+    value = _decimal(words[index])
+    if value is None or not value.is_finite() or value <= 0:
+        return None
+    return value
+
+
+def _after_price(words: list[str], index: int) -> tuple[str, int]:
+    """Return what follows a price at ``index - 1`` and the index after its currency word.
+
+    The first value is "currency", "end", "unit" or "word".
+    """
+    if index >= len(words):
+        return "end", index
+    if words[index] in CURRENCY_WORDS:
+        return "currency", index + 1
+    if words[index] in UNITS or words[index] in ONE_UNIT_WORDS:
+        return "unit", index
+    return "word", index
+
+
+def _price_limit(words: list[str], index: int, *, kind: str) -> tuple[Decimal, int] | None:
+    """Read a price ceiling or floor that starts at ``words[index]``.
+
+    Return the price and the index of the first word after the limit, or None.
+    """
+    word = words[index]
+    following = words[index + 1] if index + 1 < len(words) else ""
+    number_index = index + 1
+    if kind == _CEILING:
+        needs_end = word == "до"
+        if word not in PRICE_CEILING_WORDS and not needs_end:
+            return None
+    else:
+        needs_end = word in PRICE_FLOOR_PREPOSITIONS or (word == "more" and following == "than")
+        if word not in PRICE_FLOOR_WORDS and not needs_end:
+            return None
+    if word != "до" and following in PRICE_COMPARISON_LINKS:
+        number_index += 1
+    value = _price_at(words, number_index)
+    if value is None:
+        return None
+    after, end = _after_price(words, number_index + 1)
+    if kind == _CEILING and word == "до":
+        # "до 2" is also a new quantity, so "до" needs a currency word.
+        return (value, end) if after == "currency" else None
+    if after == "unit" or (needs_end and after == "word"):
+        return None
+    return value, end
+
+
+def _price_range(words: list[str], index: int) -> tuple[Decimal | None, Decimal, int] | None:
+    """Read a price range that starts at ``words[index]``: "від 50 до 100", "between 50 and 100".
+
+    Return the floor (None for a range from 0), the ceiling and the index of the first word
+    after the range, or None. A range written from the higher price is read in order.
+    """
+    if words[index] not in PRICE_RANGE_STARTS or index + 1 >= len(words):
+        return None
+    low_index = index + 1
+    if not _PRICE.fullmatch(words[low_index]):
+        return None
+    low = _decimal(words[low_index])
+    after_low, join_index = _after_price(words, low_index + 1)
+    if low is None or not low.is_finite() or after_low == "unit" or join_index >= len(words):
+        return None
+    if words[join_index] not in PRICE_RANGE_ENDS:
+        return None
+    high = _price_at(words, join_index + 1)
+    if high is None:
+        return None
+    after_high, end = _after_price(words, join_index + 2)
+    if after_high == "unit":
+        return None
+    low, high = min(low, high), max(low, high)
+    return (low if low > 0 else None), high, end
 
 
 _CYRILLIC = re.compile(r"[а-яіїєґ]")
@@ -1039,6 +1177,7 @@ _UKRAINIAN_MARKER_SETS = (
     PRICE_QUESTION_WORDS,
     CHEAPEST_WORDS,
     PRICE_CEILING_WORDS,
+    PRICE_FLOOR_WORDS,
     CURRENCY_WORDS,
     frozenset(ORDINALS),
 )

@@ -300,7 +300,7 @@ class _OfflineReply:
             return
         if self._tool_disabled(SEARCH_TOOL_NAME):
             return
-        if intent.cheapest or intent.max_price is not None:
+        if intent.cheapest or intent.max_price is not None or intent.min_price is not None:
             yield events.status(StatusCode.SEARCHING)
             result = self.turn.tools.search_products(intent.query, limit=MAX_SEARCH_LIMIT)
             if result.outcome != SearchOutcome.FOUND:
@@ -607,46 +607,71 @@ class _OfflineReply:
             self.extra_events.append(events.error(ErrorCode.NO_CATALOG_DATA))
 
     def _show_by_price(self, products: list[ShownProduct], intent: Intent, *, query: str) -> None:
-        """List ``products`` up to the intent's price ceiling, the cheapest first if asked."""
+        """List ``products`` within the intent's price limits, the cheapest first if asked."""
         if not products:
             self.lines.append(self.replies.text("nothing_listed"))
             return
         # NOTE: goods sold by weight are priced per kilogram, so they compare by that price.
-        fitting = [
-            product
-            for product in products
-            if intent.max_price is None or Decimal(str(_current_price(product))) <= intent.max_price
-        ]
+        fitting = [product for product in products if _within_prices(product, intent)]
         if not fitting:
-            cheapest = min(products, key=_current_price)
-            self.lines.append(
-                self.replies.text(
-                    "none_under_price",
-                    price=self.replies.price(intent.max_price or 0),
-                    name=cheapest.name,
-                    cheapest=self.replies.price(_current_price(cheapest)),
-                )
-            )
+            self.lines.append(self._none_within_prices(products, intent))
             return
 
         if intent.cheapest:
             fitting = sorted(fitting, key=_current_price)
         fitting = fitting[:DEFAULT_SEARCH_LIMIT]
 
-        if intent.max_price is not None:
-            header = self.replies.text(
-                "found_under_price", query=query, price=self.replies.price(intent.max_price)
-            )
-        elif query:
-            header = self.replies.text("found_cheapest", query=query)
-        else:
-            header = self.replies.text("listed_cheapest")
-
-        self.lines.append(header)
+        self.lines.append(self._price_list_header(intent, query=query))
         self.lines.extend(self.replies.product_list(fitting))
         self.lines.append(self.replies.text("search_hint"))
         self._remember_list(fitting)
         self.extra_events.append(events.product_cards([product.card() for product in fitting]))
+
+    def _price_list_header(self, intent: Intent, *, query: str) -> str:
+        price = self.replies.price
+        if intent.min_price is not None and intent.max_price is not None:
+            return self.replies.text(
+                "found_in_price_range",
+                query=query,
+                min_price=price(intent.min_price),
+                max_price=price(intent.max_price),
+            )
+        if intent.max_price is not None:
+            return self.replies.text(
+                "found_under_price", query=query, price=price(intent.max_price)
+            )
+        if intent.min_price is not None:
+            return self.replies.text("found_over_price", query=query, price=price(intent.min_price))
+        if query:
+            return self.replies.text("found_cheapest", query=query)
+        return self.replies.text("listed_cheapest")
+
+    def _none_within_prices(self, products: list[ShownProduct], intent: Intent) -> str:
+        """Return the reply for products of which none is within the intent's price limits."""
+        price = self.replies.price
+        cheapest = min(products, key=_current_price)
+        priciest = max(products, key=_current_price)
+        if intent.min_price is not None and intent.max_price is not None:
+            return self.replies.text(
+                "none_in_price_range",
+                min_price=price(intent.min_price),
+                max_price=price(intent.max_price),
+                cheapest=price(_current_price(cheapest)),
+                priciest=price(_current_price(priciest)),
+            )
+        if intent.min_price is not None:
+            return self.replies.text(
+                "none_over_price",
+                price=price(intent.min_price),
+                name=priciest.name,
+                priciest=price(_current_price(priciest)),
+            )
+        return self.replies.text(
+            "none_under_price",
+            price=price(intent.max_price or 0),
+            name=cheapest.name,
+            cheapest=price(_current_price(cheapest)),
+        )
 
     def _remember_list(self, products: list[ShownProduct]) -> None:
         self.memory.listed = [product.sku for product in products]
@@ -850,6 +875,13 @@ def _removed_amount(intent: Intent, product: ShownProduct) -> Quantity | None:
     if intent.by_amount:
         return quantity
     return None if names_quantity(product.name, quantity) else quantity
+
+
+def _within_prices(product: ShownProduct, intent: Intent) -> bool:
+    current = Decimal(str(_current_price(product)))
+    if intent.max_price is not None and current > intent.max_price:
+        return False
+    return intent.min_price is None or current >= intent.min_price
 
 
 def _current_price(product: ShownProduct) -> float:

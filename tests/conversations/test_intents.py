@@ -998,14 +998,114 @@ def test_names_product(text, name, expected):
         ("молоко до 2", Intent(SEARCH, query="молоко 2")),
         ("under nan", Intent(SEARCH, query="under nan")),
         ("самое дешевое молоко", Intent(SEARCH, query="молоко", cheapest=True)),
-        # "самый" before another adjective and a price floor ask for no price filter.
+        # "самый" before another adjective asks for no price order.
         ("самый свежий хлеб", Intent(SEARCH, query="самый свежий хлеб")),
-        ("сир дорожче 100", Intent(SEARCH, query="сир дорожче 100")),
-        ("сыр дороже 100", Intent(SEARCH, query="сыр дороже 100")),
+        ("дешевле чем 40", Intent(SEARCH, max_price=Decimal(40))),
     ],
 )
 def test_parse_price_filters(text, expected):
     assert parse_intent(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("сир дорожче 100", Intent(SEARCH, query="сир", min_price=Decimal(100))),
+        ("дорожче 100", Intent(SEARCH, min_price=Decimal(100))),
+        ("сир дорожче за 100 грн", Intent(SEARCH, query="сир", min_price=Decimal(100))),
+        ("сыр дороже 100", Intent(SEARCH, query="сыр", min_price=Decimal(100))),
+        ("дороже чем 100 грн", Intent(SEARCH, min_price=Decimal(100))),
+        ("від 100 грн", Intent(SEARCH, min_price=Decimal(100))),
+        ("покажи сир від 100 гривень", Intent(SEARCH, query="сир", min_price=Decimal(100))),
+        ("от 100", Intent(SEARCH, min_price=Decimal(100))),
+        ("масло понад 80,50 грн", Intent(SEARCH, query="масло", min_price=Decimal("80.50"))),
+        ("сыр свыше 200", Intent(SEARCH, query="сыр", min_price=Decimal(200))),
+        ("кава більше 300", Intent(SEARCH, query="кава", min_price=Decimal(300))),
+        ("more than 100", Intent(SEARCH, min_price=Decimal(100))),
+        ("milk more than 100?", Intent(SEARCH, query="milk", min_price=Decimal(100))),
+        ("over 100 UAH", Intent(SEARCH, min_price=Decimal(100))),
+        ("find cheese above 150", Intent(SEARCH, query="cheese", min_price=Decimal(150))),
+        ("cheese from 100 hryvnias", Intent(SEARCH, query="cheese", min_price=Decimal(100))),
+        (
+            "найдешевше молоко від 30 грн",
+            Intent(SEARCH, query="молоко", min_price=Decimal(30), cheapest=True),
+        ),
+    ],
+)
+def test_parse_price_floors(text, expected):
+    assert parse_intent(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("від 50 до 100", Intent(SEARCH, min_price=Decimal(50), max_price=Decimal(100))),
+        (
+            "молоко від 40 до 50 грн",
+            Intent(SEARCH, query="молоко", min_price=Decimal(40), max_price=Decimal(50)),
+        ),
+        (
+            "сир від 50 грн до 100 грн",
+            Intent(SEARCH, query="сир", min_price=Decimal(50), max_price=Decimal(100)),
+        ),
+        (
+            "сыр от 50 до 100 гривен",
+            Intent(SEARCH, query="сыр", min_price=Decimal(50), max_price=Decimal(100)),
+        ),
+        ("between 50 and 100", Intent(SEARCH, min_price=Decimal(50), max_price=Decimal(100))),
+        (
+            "cheese between 50 and 100 uah",
+            Intent(SEARCH, query="cheese", min_price=Decimal(50), max_price=Decimal(100)),
+        ),
+        (
+            "milk from 40 to 50",
+            Intent(SEARCH, query="milk", min_price=Decimal(40), max_price=Decimal(50)),
+        ),
+        # A range written from the higher price, and one from 0, which is only a ceiling.
+        ("від 100 до 50", Intent(SEARCH, min_price=Decimal(50), max_price=Decimal(100))),
+        ("від 0 до 100", Intent(SEARCH, max_price=Decimal(100))),
+    ],
+)
+def test_parse_price_ranges(text, expected):
+    assert parse_intent(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # Quantities, weights and fat contents are no prices.
+        ("дай 2 по 100 г", Intent(SEARCH, query="дай 2 100 г")),
+        ("молоко 2.5%", Intent(SEARCH, query="молоко 2.5%")),
+        ("100 г сиру", Intent(SEARCH, query="100 г сиру")),
+        ("від 100 г", Intent(SEARCH, query="від 100 г")),
+        ("від 1 до 2 кг", Intent(SEARCH, query="від 1 2 кг")),
+        ("понад 2 кг", Intent(SEARCH, query="понад 2 кг")),
+        ("over 1.5 l", Intent(SEARCH, query="over 1.5 l")),
+        ("молоко від 1.5 л", Intent(SEARCH, query="молоко від 1.5 л")),
+        # A word after the number of "від" or "from" counts something else.
+        ("від 2 виробників", Intent(SEARCH, query="від 2 виробників")),
+        ("over 0", Intent(SEARCH, query="over 0")),
+        # A number too long to be a price stays in the search.
+        ("milk under 1234567890123", Intent(SEARCH, query="milk under 1234567890123")),
+        ("milk over 1234567890123", Intent(SEARCH, query="milk over 1234567890123")),
+        ("від 1234567890123 до 5", Intent(SEARCH, query="від 1234567890123 5")),
+    ],
+)
+def test_parse_no_price_limit(text, expected):
+    assert parse_intent(text) == expected
+
+
+def test_more_than_count_stays_add():
+    assert parse_intent("more than 2 apples").kind == ADD
+    assert parse_intent("more than 2 apples").min_price is None
+
+
+def test_price_floor_in_command_is_ignored():
+    intent = parse_intent("додай молоко від 50 грн")
+
+    assert intent.kind == ADD
+    assert intent.min_price is None
+    assert intent.max_price is None
 
 
 @pytest.mark.parametrize(

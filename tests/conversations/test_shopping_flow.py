@@ -473,3 +473,74 @@ def test_search_above_price_ceiling(chat_client, merchant, shopper_conversation)
         "I haven't shown any products yet. Tell me what you are looking for, for example “milk”."
     )
     assert cart_posts(merchant) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "expected_text", "expected_skus"),
+    [
+        (
+            "молоко дорожче 44 грн",
+            "Ось що я знайшов за запитом «молоко» за ціною від 44,00:\n"
+            "1. Молоко Lactel 2.5% — 45,90\n"
+            "Щоб додати товар, напишіть, наприклад, «додай перший» або «додай 2 шт другого».",
+            ["milk-001"],
+        ),
+        (
+            "milk between 40 and 44",
+            "Here is what I found for “milk” at 40.00 to 44.00:\n"
+            "1. Молоко Галичина 3.2% — 42.00 instead of 52.00 (promotion -19%)\n"
+            "To add a product, say for example “add the first one” or “add 2 of the second”.",
+            ["milk-002"],
+        ),
+        (
+            "найди молоко от 40 до 50 гривен",
+            "Вот что я нашёл по запросу «молоко» по цене от 40,00 до 50,00:\n"
+            "1. Молоко Lactel 2.5% — 45,90\n"
+            "2. Молоко Галичина 3.2% — 42,00 вместо 52,00 (акция -19%)\n"
+            "Чтобы добавить товар, напишите, например, «добавь первый» или «добавь 2 шт второго».",
+            ["milk-001", "milk-002"],
+        ),
+    ],
+)
+def test_search_by_price_floor_and_range(
+    chat_client, merchant, shopper_conversation, text, expected_text, expected_skus
+):
+    sent = send(chat_client, shopper_conversation, text)
+
+    assert reply_text(sent) == expected_text
+    assert [card["sku"] for card in cards_of(sent)] == expected_skus
+    assert cart_posts(merchant) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "expected_text"),
+    [
+        (
+            "milk more than 100",
+            "I found no such products at 100.00 or more. "
+            "The most expensive is “Молоко Lactel 2.5%” at 45.90.",
+        ),
+        (
+            "молоко від 43 до 45 грн",
+            "Не знайшов таких товарів за ціною від 43,00 до 45,00. "
+            "Знайдені коштують від 42,00 до 45,90.",
+        ),
+    ],
+)
+def test_search_outside_price_limits(
+    chat_client, merchant, shopper_conversation, text, expected_text
+):
+    sent = send(chat_client, shopper_conversation, text)
+
+    assert reply_text(sent) == expected_text
+    assert [event for event in sent if event["type"] == "product_cards"] == []
+    assert cart_posts(merchant) == []
+
+
+def test_search_with_huge_price_limit(chat_client, merchant, shopper_conversation):
+    sent = send(chat_client, shopper_conversation, "milk under 1234567890123")
+
+    assert reply_text(sent).startswith("Here is what I found for “milk under 1234567890123”:\n")
+    assert [card["sku"] for card in cards_of(sent)] == ["milk-001", "milk-002"]
+    assert [event for event in sent if event["type"] == "error"] == []
+    assert cart_posts(merchant) == []

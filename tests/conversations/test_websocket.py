@@ -28,11 +28,17 @@ from conversations.assistants import Turn
 from conversations.leases import turn_lease_acquire
 from conversations.models import Conversation, Message, OpenSocket, UserDailyUsage
 from conversations.services import MAX_MESSAGE_BYTES
-from conversations.websocket import SOCKET_EXPIRY, SocketLimitReached, open_socket_record
+from conversations.websocket import (
+    SOCKET_EXPIRY,
+    SocketLimitReached,
+    open_socket_record,
+    session_conversation_get,
+)
 from tenants.models import ApiKey, AssistantSettings, Tenant
 from tenants.services import user_token_secret_set
 from tests.conversations.chat import send
 from tests.conversations.shop_data import STORE_ID
+from tests.database import database_at_closed_port
 from tests.factories import ConversationFactory
 from vizochok.asgi import application
 
@@ -390,18 +396,38 @@ def test_concurrent_opens_respect_limit(public_key):
     assert OpenSocket.objects.filter(api_key_id=public_key.api_key.pk).count() == 3
 
 
-def database_down(**kwargs):
-    raise OperationalError("server closed the connection unexpectedly")
+def failure_raise(**kwargs):
+    raise RuntimeError("unexpected failure")
+
+
+def query_timeout_raise(**kwargs):
+    # A query error on a working connection, as for a statement timeout.
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    raise OperationalError("canceling statement due to statement timeout")
 
 
 def logged_events(caplog, name: str) -> list[logging.LogRecord]:
     return [record for record in caplog.records if record.getMessage() == name]
 
 
-@pytest.mark.parametrize("failing", ["socket_authenticate", "open_socket_record"])
-def test_auth_database_error_closes_1011(ws_url, public_key, monkeypatch, caplog, failing):
-    monkeypatch.setattr(f"conversations.consumers.{failing}", database_down)
-    caplog.set_level("ERROR", logger="conversations.consumers")
+def logged_errors(caplog) -> list[logging.LogRecord]:
+    return [record for record in caplog.records if record.levelno >= logging.ERROR]
+
+
+DATABASE_DOWN_FRAME = {
+    "type": "error",
+    "detail": "The service cannot reach its database. Retry in a moment.",
+    "code": "database_unavailable",
+    "retry_after": 5,
+}
+
+
+@pytest.mark.parametrize("failing", [failure_raise, query_timeout_raise])
+@pytest.mark.parametrize("step", ["socket_authenticate", "open_socket_record"])
+def test_auth_failure_closes_1011(ws_url, public_key, monkeypatch, caplog, step, failing):
+    monkeypatch.setattr(f"conversations.consumers.{step}", failing)
+    caplog.set_level("ERROR")
 
     with open_socket(ws_url) as ws:
         frame = authenticate(ws, public_key.raw_key, store_id=STORE_ID)
@@ -411,16 +437,59 @@ def test_auth_database_error_closes_1011(ws_url, public_key, monkeypatch, caplog
     assert frame == {"type": "error", "code": "internal_error", "error_id": frame["error_id"]}
     assert len(frame["error_id"]) == 32
     assert len(failures) == 1
+    assert logged_errors(caplog) == failures
     assert failures[0].error_id == frame["error_id"]
-    assert isinstance(failures[0].exc_info[1], OperationalError)
+    assert failures[0].exc_info[0] in (RuntimeError, OperationalError)
     assert OpenSocket.objects.count() == 0
     assert Conversation.objects.count() == 0
 
 
-def test_restore_database_error_keeps_socket(ws_url, public_key, monkeypatch, caplog):
+def test_auth_database_down_closes_1013(ws_url, public_key, caplog):
+    caplog.set_level("ERROR")
+
+    with database_at_closed_port() as port, open_socket(ws_url) as ws:
+        frame = authenticate(ws, public_key.raw_key, store_id=STORE_ID)
+        assert close_code(ws) == 1013
+
+    failures = logged_events(caplog, "conversations.websocket.auth_failed")
+    assert frame == DATABASE_DOWN_FRAME
+    assert len(failures) == 1
+    assert logged_errors(caplog) == failures
+    assert failures[0].code == "database_unavailable"
+    assert failures[0].error_type == "OperationalError"
+    assert f'"127.0.0.1", port {port} failed' in failures[0].error
+    assert failures[0].exc_info is None
+    assert OpenSocket.objects.count() == 0
+    assert Conversation.objects.count() == 0
+
+
+def test_socket_record_database_down_closes_1013(ws_url, public_key, monkeypatch, caplog):
+    def open_socket_record_database_down(**kwargs):
+        with database_at_closed_port():
+            return open_socket_record(**kwargs)
+
+    monkeypatch.setattr(
+        "conversations.consumers.open_socket_record", open_socket_record_database_down
+    )
+    caplog.set_level("ERROR")
+
+    with open_socket(ws_url) as ws:
+        frame = authenticate(ws, public_key.raw_key, store_id=STORE_ID)
+        assert close_code(ws) == 1013
+
+    failures = logged_events(caplog, "conversations.websocket.auth_failed")
+    assert frame == DATABASE_DOWN_FRAME
+    assert len(failures) == 1
+    assert logged_errors(caplog) == failures
+    assert failures[0].tenant_id == public_key.api_key.tenant_id
+    assert failures[0].code == "database_unavailable"
+    assert OpenSocket.objects.count() == 0
+
+
+def test_restore_failure_keeps_socket(ws_url, public_key, monkeypatch, caplog):
     conversation = ConversationFactory(tenant=public_key.api_key.tenant)
-    monkeypatch.setattr("conversations.consumers.session_conversation_get", database_down)
-    caplog.set_level("ERROR", logger="conversations.consumers")
+    monkeypatch.setattr("conversations.consumers.session_conversation_get", failure_raise)
+    caplog.set_level("ERROR")
 
     with open_socket(ws_url) as ws:
         auth = authenticate(ws, public_key.raw_key, conversation_id=conversation.public_id)
@@ -431,8 +500,62 @@ def test_restore_database_error_keeps_socket(ws_url, public_key, monkeypatch, ca
     assert auth == {"type": "auth_ok", "assistant": "offline"}
     assert frame == {"type": "error", "code": "internal_error", "error_id": frame["error_id"]}
     assert len(failures) == 1
+    assert logged_errors(caplog) == failures
     assert failures[0].error_id == frame["error_id"]
     assert failures[0].tenant_id == public_key.api_key.tenant_id
+
+
+def test_restore_database_down_keeps_socket(ws_url, public_key, monkeypatch, caplog):
+    conversation = ConversationFactory(tenant=public_key.api_key.tenant)
+
+    def session_conversation_get_database_down(**kwargs):
+        with database_at_closed_port():
+            return session_conversation_get(**kwargs)
+
+    monkeypatch.setattr(
+        "conversations.consumers.session_conversation_get",
+        session_conversation_get_database_down,
+    )
+    caplog.set_level("ERROR")
+
+    with open_socket(ws_url) as ws:
+        auth = authenticate(ws, public_key.raw_key, conversation_id=conversation.public_id)
+        frame = receive(ws)
+        assert_open(ws)
+
+    failures = logged_events(caplog, "conversations.websocket.restore_failed")
+    assert auth == {"type": "auth_ok", "assistant": "offline"}
+    assert frame == DATABASE_DOWN_FRAME
+    assert len(failures) == 1
+    assert logged_errors(caplog) == failures
+    assert failures[0].code == "database_unavailable"
+    assert failures[0].tenant_id == public_key.api_key.tenant_id
+
+
+def test_message_database_down_keeps_socket(ws_url, public_key, caplog):
+    caplog.set_level("ERROR")
+
+    with open_socket(ws_url) as ws:
+        auth = authenticate(ws, public_key.raw_key, store_id=STORE_ID)
+        with database_at_closed_port() as port:
+            send_frame(ws, {"type": "message", "text": "молоко"})
+            frame = receive(ws)
+            assert_open(ws)
+        send_frame(ws, {"type": "message", "text": "молоко"})
+        later = reply_events(ws)
+
+    failures = logged_events(caplog, "conversations.websocket.turn_failed")
+    assert auth == {"type": "auth_ok", "assistant": "offline"}
+    assert frame == DATABASE_DOWN_FRAME
+    assert len(failures) == 1
+    assert logged_errors(caplog) == failures
+    assert failures[0].code == "database_unavailable"
+    assert f'"127.0.0.1", port {port} failed' in failures[0].error
+    assert failures[0].tenant_id == public_key.api_key.tenant_id
+    assert later[0]["type"] == "conversation_started"
+    assert later[-1] == {"type": "response_complete"}
+    assert Conversation.objects.count() == 1
+    assert Message.objects.filter(role=Message.Role.USER).count() == 1
 
 
 # Frames
