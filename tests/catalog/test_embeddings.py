@@ -25,6 +25,7 @@ from catalog.embeddings import (
     get_embedder,
     product_embedding_text,
 )
+from tests.local_http import serving
 
 
 def _fake_vector(text: str, dimensions: int) -> list[float]:
@@ -98,14 +99,9 @@ def _make_handler(server_state: EmbeddingsServer) -> type[BaseHTTPRequestHandler
 @pytest.fixture
 def embeddings_server() -> Iterator[EmbeddingsServer]:
     state = EmbeddingsServer(base_url="")
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(state))
-    state.base_url = f"http://127.0.0.1:{server.server_address[1]}/v1"
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield state
-    server.shutdown()
-    server.server_close()
-    thread.join()
+    with serving(_make_handler(state)) as url:
+        state.base_url = f"{url}/v1"
+        yield state
 
 
 @pytest.fixture

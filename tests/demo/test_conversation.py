@@ -1,14 +1,14 @@
 """The demo conversation's terminal output."""
 
 import json
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
 from demo.conversation import _money, exit_on_llm_failure, play_conversation
+from tests.local_http import serving
 
 LLM_FAILURE = {
     "type": "error",
@@ -57,14 +57,8 @@ def _chat_api_failing_llm() -> Iterator[tuple[str, list[str]]]:
         def log_message(self, format: str, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", posted
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(Handler) as url:
+        yield url, posted
 
 
 @pytest.mark.parametrize("stream", [True, False])

@@ -5,12 +5,11 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import psycopg
@@ -36,6 +35,7 @@ from demo.run import (
 )
 from tenants.models import Tenant
 from tests.factories import ConversationFactory
+from tests.local_http import serving
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 
@@ -57,14 +57,8 @@ def _server_returning(statuses: list[int]) -> Iterator[str]:
         def log_message(self, format: str, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/health"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(Handler) as url:
+        yield f"{url}/health"
 
 
 @pytest.fixture
