@@ -164,3 +164,9 @@ class CatalogJobAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: CatalogJob | None = None) -> bool:
         return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: CatalogJob | None = None) -> bool:
+        # A job holds the ids of the products it has yet to embed, and its queued task ends
+        # without work once the row is gone, so those products would never be embedded.
+        # Jobs go with their tenant or with prune_catalog_jobs.
+        return False

@@ -29,6 +29,7 @@ from webhooks.models import WebhookKind
 
 # Models with a read-only admin whose rows are deleted with their tenant ("app_label.Model").
 _DELETED_WITH_TENANT = (
+    "catalog.CatalogJob",
     "conversations.Conversation",
     "webhooks.CircuitBreaker",
     "webhooks.WebhookDelivery",
@@ -265,8 +266,9 @@ class TenantAdmin(admin.ModelAdmin):
         )
 
     def get_deleted_objects(self, objs: Any, request: HttpRequest) -> Any:
-        # Conversations, webhook deliveries and circuit breakers are read-only in the admin, so
-        # its delete page would reject every tenant that had one chat or one webhook call.
+        # Catalog jobs, conversations, webhook deliveries and circuit breakers are read-only in
+        # the admin, so its delete page would reject every tenant that had one upload, one
+        # chat or one webhook call.
         # Their rows go with the tenant, so the user's model permission decides instead.
         deleted_objects, model_count, perms_needed, protected = super().get_deleted_objects(
             objs, request

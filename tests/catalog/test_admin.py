@@ -4,7 +4,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from catalog.models import Product
+from catalog.models import CatalogJob, Product
 from catalog.services import product_content_fields_hash
 from tests.factories import ProductFactory
 
@@ -200,3 +200,32 @@ def test_pages_escape_hostile_product(admin_client, tenant):
         assert "<script>alert" not in content
         assert "<img src=x" not in content
         assert escaped in content
+
+
+def test_catalog_job_cannot_be_deleted(admin_client, tenant):
+    product = ProductFactory(tenant=tenant, sku="milk-1", name="Молоко")
+    admin_client.post(
+        reverse("admin:catalog_product_change", args=[product.pk]),
+        _form_data(product, name="Молоко 2.5%"),
+    )
+    job = CatalogJob.objects.get(tenant=tenant)
+
+    page = admin_client.get(reverse("admin:catalog_catalogjob_change", args=[job.pk]))
+    delete_page = admin_client.get(reverse("admin:catalog_catalogjob_delete", args=[job.pk]))
+    delete = admin_client.post(
+        reverse("admin:catalog_catalogjob_delete", args=[job.pk]), {"post": "yes"}
+    )
+    bulk_delete = admin_client.post(
+        reverse("admin:catalog_catalogjob_changelist"),
+        {"action": "delete_selected", "_selected_action": [job.pk], "post": "yes"},
+    )
+
+    assert page.status_code == 200
+    assert "deletelink" not in page.content.decode()
+    assert delete_page.status_code == 403
+    assert delete.status_code == 403
+    # Django answers an action that the user may not run with the changelist and no change.
+    assert bulk_delete.status_code == 200
+    job.refresh_from_db()
+    assert job.status == CatalogJob.Status.PENDING
+    assert job.product_ids == [product.pk]

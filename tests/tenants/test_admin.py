@@ -8,7 +8,7 @@ from django.contrib.auth.models import Permission, User
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from catalog.models import Product
+from catalog.models import CatalogJob, Product
 from conversations.models import Conversation, Message
 from tenants.models import ApiKey, AssistantSettings, Tenant, WebhookSettings
 from tenants.services import api_key_revoke, tenant_create
@@ -98,8 +98,9 @@ def test_admin_add_invalid_tenant_generates_nothing(admin_client):
 
 
 def used_tenant(tenant: Tenant) -> Tenant:
-    """Give ``tenant`` a product, a chat, a webhook delivery and a circuit breaker."""
+    """Give ``tenant`` a product, a catalog job, a chat, a webhook delivery and a breaker."""
     ProductFactory(tenant=tenant, sku="milk-1", name="Молоко")
+    CatalogJob.objects.create(tenant=tenant, source=CatalogJob.Source.API, total=1)
     MessageFactory(conversation__tenant=tenant)
     WebhookDelivery.objects.create(
         tenant=tenant,
@@ -133,7 +134,9 @@ def test_admin_deletes_used_tenant(admin_client, tenant, other_tenant):
     assert not WebhookDelivery.objects.filter(tenant_id=tenant.pk).exists()
     assert not CircuitBreaker.objects.filter(tenant_id=tenant.pk).exists()
     assert not Product.objects.filter(tenant_id=tenant.pk).exists()
+    assert not CatalogJob.objects.filter(tenant_id=tenant.pk).exists()
     assert Conversation.objects.filter(tenant=other_tenant).count() == 1
+    assert CatalogJob.objects.filter(tenant=other_tenant).count() == 1
     assert WebhookDelivery.objects.filter(tenant=other_tenant).count() == 1
     assert CircuitBreaker.objects.filter(tenant=other_tenant).count() == 1
 
@@ -158,6 +161,7 @@ def test_admin_delete_needs_conversation_permission(client, tenant):
     assert "Cannot delete tenant" in page.content.decode()
     assert "<li>conversation</li>" in page.content.decode()
     assert "<li>webhook delivery</li>" not in page.content.decode()
+    assert "<li>catalog job</li>" not in page.content.decode()
     assert response.status_code == 403
     assert Tenant.objects.filter(pk=tenant.pk).exists()
     assert Conversation.objects.filter(tenant=tenant).count() == 1
