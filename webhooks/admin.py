@@ -53,7 +53,11 @@ class CircuitBreakerAdmin(_ReadOnlyAdmin):
     actions = ["reset_breakers"]
 
     def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        # Needed for the reset action; every field stays read-only.
+        # The reset action needs the model's change permission. A breaker's own page offers
+        # no Save, because saving would write back every field as the page read it and undo
+        # a transition that a webhook call made in between.
+        if obj is not None:
+            return False
         return super(_ReadOnlyAdmin, self).has_change_permission(request, obj)
 
     @admin.action(description="Close the selected breakers now", permissions=["change"])

@@ -331,6 +331,22 @@ def test_admin_closes_an_open_breaker(admin_client, tenant):
     assert breaker.retry_at is None
 
 
+def test_breaker_page_cannot_save(admin_client, tenant):
+    breaker = CircuitBreaker.objects.create(
+        tenant=tenant, kind="cart", state="open", retry_at=timezone.now() + timedelta(hours=1)
+    )
+    before = CircuitBreaker.objects.values().get(pk=breaker.pk)
+    url = f"/admin/webhooks/circuitbreaker/{breaker.pk}/change/"
+
+    page = admin_client.get(url)
+    response = admin_client.post(url, {"_save": "Save"})
+
+    assert page.status_code == 200
+    assert 'name="_save"' not in page.content.decode()
+    assert response.status_code == 403
+    assert CircuitBreaker.objects.values().get(pk=breaker.pk) == before
+
+
 def test_view_only_staff_cannot_close_breaker(client, tenant):
     viewer = User.objects.create_user("viewer", password="pw", is_staff=True)
     viewer.user_permissions.add(*Permission.objects.filter(codename__startswith="view_"))
