@@ -39,7 +39,12 @@ class ProductAdminForm(forms.ModelForm):
             self.product_input = product_input_parse(data)
         except InvalidProductInput as exc:
             for error in exc.errors:
-                self.add_error(error.field if error.field in self.fields else None, error.message)
+                field = error.field if error.field in self.fields else None
+                # A field that its form field rejected is missing from cleaned_data, so
+                # ProductInput would add a second, wrong "This field is required." to it.
+                if field is not None and self.has_error(field):
+                    continue
+                self.add_error(field, error.message)
         return cleaned_data
 
 

@@ -229,3 +229,21 @@ def test_catalog_job_cannot_be_deleted(admin_client, tenant):
     job.refresh_from_db()
     assert job.status == CatalogJob.Status.PENDING
     assert job.product_ids == [product.pk]
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [("   ", "This field is required."), ("Мо\x00локо", "Null characters are not allowed.")],
+)
+def test_change_form_reports_name_error_once(admin_client, tenant, name, message):
+    product = ProductFactory(tenant=tenant, sku="milk-1", name="Молоко")
+
+    response = admin_client.post(
+        reverse("admin:catalog_product_change", args=[product.pk]), _form_data(product, name=name)
+    )
+
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors == {"name": [message]}
+    product.refresh_from_db()
+    assert product.name == "Молоко"
+    assert not CatalogJob.objects.filter(tenant=tenant).exists()
