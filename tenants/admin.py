@@ -545,8 +545,15 @@ class WebhookSettingsAdmin(admin.ModelAdmin):
             tenant = webhook_settings.tenant
             try:
                 result = webhook_test_send(tenant=tenant, kind=kind)
-            except WebhookNotConfigured as error:
-                self.message_user(request, f"{tenant}: {error.detail}", level=messages.WARNING)
+            except WebhookNotConfigured:
+                # The exception's detail points API clients at PATCH /api/v1/admin/webhooks.
+                self.message_user(
+                    request,
+                    f"{tenant}: no test was sent, because the {kind.label} webhook URL or the "
+                    "signing secret is not set. Enter the URL on this tenant's webhook "
+                    "settings page and save it, which also generates a missing secret.",
+                    level=messages.WARNING,
+                )
                 continue
             if result.ok:
                 self.message_user(

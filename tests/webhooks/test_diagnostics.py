@@ -9,6 +9,7 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 
+from tenants.models import WebhookSettings
 from tests.factories import ProductFactory, TenantFactory
 from tests.webhooks.behaviours import json_reply, point_webhooks_at, raw_reply, slow
 from webhooks.dispatch import FailureReason, products_fetch
@@ -314,6 +315,27 @@ def test_admin_send_test_reports_a_failure(tenant, local_webhooks, start_server,
     assert "test failed" in message
     assert "http_500" in message
     assert len(server.log.requests) == 1
+
+
+def test_admin_send_test_without_url(tenant, local_webhooks, start_server, admin_client):
+    server = start_server(json_reply(200, {"items": []}))
+    point_webhooks_at(tenant, server)
+    WebhookSettings.objects.filter(tenant=tenant).update(cart_get_url="")
+
+    response = admin_client.post(
+        "/admin/tenants/webhooksettings/",
+        {"action": "send_test_cart_get", "_selected_action": [tenant.webhook_settings.pk]},
+        follow=True,
+    )
+
+    [message] = [str(message) for message in response.context["messages"]]
+    assert message == (
+        f"{tenant}: no test was sent, because the Cart GET webhook URL or the signing secret "
+        "is not set. Enter the URL on this tenant's webhook settings page and save it, which "
+        "also generates a missing secret."
+    )
+    assert server.log.requests == []
+    assert not WebhookDelivery.objects.exists()
 
 
 # --- check_merchant -----------------------------------------------------------------------
