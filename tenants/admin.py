@@ -76,6 +76,13 @@ class TenantForm(forms.ModelForm):
         model = Tenant
         fields = ["name", "slug", "is_active", "widget_allowed_origins"]
 
+    def validate_unique(self) -> None:
+        # The admin view's transaction holds the lock until the new row is committed.
+        slug = self.cleaned_data.get("slug")
+        if slug:
+            services.tenant_slug_lock(slug=slug)
+        super().validate_unique()
+
 
 class _ChoiceCheckedByServiceMixin:
     """Leaves the check of a submitted choice to ``services.assistant_settings_clean``.
@@ -419,6 +426,13 @@ class WebhookSettingsForm(forms.ModelForm):
                 except InvalidInput as error:
                     self.add_error(field_name, error.extra["fields"][field_name])
         return cleaned_data
+
+    def validate_unique(self) -> None:
+        # The admin view's transaction holds the lock until the new row is committed.
+        tenant = self.cleaned_data.get("tenant")
+        if tenant is not None and self.instance._state.adding:
+            services.webhook_settings_create_lock(tenant_id=tenant.pk)
+        super().validate_unique()
 
     def _get_validation_exclusions(self) -> set[str]:
         # The model's URLValidator would add "Enter a valid URL." to URLs that clean() has

@@ -8,7 +8,7 @@ from typing import Any, TypedDict, Unpack, cast
 
 from django.core.exceptions import ValidationError
 from django.core.validators import DecimalValidator, MaxLengthValidator
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import DecimalField, Field
 from django.utils import timezone
 
@@ -107,6 +107,30 @@ def api_key_revoke(*, tenant: Tenant, api_key_id: int) -> ApiKey:
     return api_key
 
 
+def tenant_slug_lock(*, slug: str) -> None:
+    """Wait for and hold, until the transaction ends, a lock on the tenant slug ``slug``.
+
+    Two saves of one new slug, such as a double submit of the admin form, then check that it
+    is free one after the other. Without it, both checks pass and the second INSERT fails
+    with an IntegrityError. Outside a transaction the lock ends with its statement.
+    """
+    _advisory_xact_lock(f"tenants.tenant.slug:{slug}")
+
+
+def webhook_settings_create_lock(*, tenant_id: int) -> None:
+    """Wait for and hold, until the transaction ends, the lock on creating settings for a tenant.
+
+    The admin's add form takes it, so that a double submit gets the form's "already exists"
+    error instead of an IntegrityError.
+    """
+    _advisory_xact_lock(f"tenants.webhook_settings.tenant:{tenant_id}")
+
+
+def _advisory_xact_lock(key: str) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [key])
+
+
 @transaction.atomic
 def tenant_create(*, name: str, slug: str) -> CreatedTenant:
     """Create a tenant with one public key, one secret key and a webhook secret."""
@@ -116,6 +140,7 @@ def tenant_create(*, name: str, slug: str) -> CreatedTenant:
             "Invalid tenant.", fields={"name": ["Use UTF-8 text without NUL characters."]}
         )
     tenant = Tenant(name=name.strip(), slug=slug)
+    tenant_slug_lock(slug=slug)
     try:
         tenant.full_clean()
     except ValidationError as error:
