@@ -15,6 +15,8 @@ from typing import Any, cast
 from django import forms
 from django.apps import apps
 from django.contrib import admin, messages
+from django.contrib.admin import widgets as admin_widgets
+from django.db import models
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.utils.decorators import method_decorator
@@ -202,6 +204,11 @@ class AssistantSettingsInline(admin.StackedInline):
     can_delete = False
     extra = 0
     verbose_name = verbose_name_plural = "AI settings"
+    # The admin's default integer input is 5em wide and cut the default monthly limit of
+    # 10000000 to a visible 100000.
+    formfield_overrides = {
+        models.PositiveIntegerField: {"widget": admin_widgets.AdminBigIntegerFieldWidget},
+    }
     fieldsets = [
         (
             "Models and prompt",

@@ -421,3 +421,21 @@ def test_history_names_custom_secret_without_value(admin_client, tenant):
     history = admin_client.get(f"{change_url.removesuffix('change/')}history/")
     assert history.status_code == 200
     assert secret not in history.content.decode()
+
+
+def test_ai_limits_get_wide_inputs(admin_client, tenant):
+    response = admin_client.get(f"/admin/tenants/tenant/{tenant.pk}/change/")
+
+    form = response.context["inline_admin_formsets"][0].formset.forms[0]
+    limits = [
+        "session_token_limit",
+        "daily_token_limit",
+        "monthly_token_limit",
+        "user_daily_message_limit",
+        "user_daily_conversation_limit",
+        "rate_limit_messages",
+        "rate_limit_window_seconds",
+    ]
+    for name in limits:
+        assert 'class="vBigIntegerField"' in str(form[name]), name
+    assert 'class="vBigIntegerField"' not in str(form["max_tool_rounds"])
