@@ -114,6 +114,7 @@ class AssistantSettingsForm(forms.ModelForm):
 
     disabled_tools = _ToolsField(
         required=False,
+        label="Disabled tools",
         widget=forms.CheckboxSelectMultiple,
         help_text="Tools the LLM agent is not offered; a call of one is rejected.",
     )

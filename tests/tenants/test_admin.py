@@ -439,3 +439,17 @@ def test_ai_limits_get_wide_inputs(admin_client, tenant):
     for name in limits:
         assert 'class="vBigIntegerField"' in str(form[name]), name
     assert 'class="vBigIntegerField"' not in str(form["max_tool_rounds"])
+
+
+def test_history_labels_disabled_tools(admin_client, tenant):
+    response = admin_client.post(
+        f"/admin/tenants/tenant/{tenant.pk}/change/",
+        ai_settings_form(tenant, disabled_tools=["clear_cart"]),
+    )
+
+    assert response.status_code == 302
+    assert AssistantSettings.objects.get(tenant=tenant).disabled_tools == ["clear_cart"]
+    entry = LogEntry.objects.get(object_id=str(tenant.pk))
+    assert entry.get_change_message() == (
+        f"Changed Disabled tools for assistant settings “Assistant of {tenant.name}”."
+    )
