@@ -6,11 +6,13 @@ and forms show the embedding's status, never the vector, and the list does not l
 at all.
 """
 
+import sys
 from typing import Any
 
 from django import forms
 from django.contrib import admin
 from django.db.models import BooleanField, ExpressionWrapper, Q, QuerySet
+from django.forms.fields import InvalidJSONInput
 from django.http import HttpRequest
 
 from catalog.jobs import catalog_job_submit
@@ -21,6 +23,32 @@ from catalog.services import products_delete
 _PRODUCT_INPUT_FIELDS = tuple(ProductInput.model_fields)
 
 
+class AttributesField(forms.JSONField):
+    """JSON field that rejects what Python's parser cannot read, instead of raising.
+
+    Django's field turns only ``JSONDecodeError`` into a form error. The parser raises
+    RecursionError for nesting near the interpreter's recursion limit (1,000 by default) and
+    a plain ValueError for an integer of more than ``sys.get_int_max_str_digits()`` digits.
+    """
+
+    def to_python(self, value: Any) -> Any:
+        try:
+            return super().to_python(value)
+        except RecursionError:
+            raise forms.ValidationError("The JSON is nested too deeply to parse.") from None
+        except ValueError:
+            raise forms.ValidationError(
+                f"A number has more than {sys.get_int_max_str_digits()} digits."
+            ) from None
+
+    def bound_data(self, data: Any, initial: Any) -> Any:
+        # The form's page shows the submitted text again, so it is parsed once more here.
+        try:
+            return super().bound_data(data, initial)
+        except (RecursionError, ValueError):
+            return InvalidJSONInput(data)
+
+
 class ProductAdminForm(forms.ModelForm):
     """Validates with the same rules as API uploads (``ProductInput``)."""
 
@@ -29,6 +57,7 @@ class ProductAdminForm(forms.ModelForm):
     class Meta:
         model = Product
         fields = ("tenant", *_PRODUCT_INPUT_FIELDS)
+        field_classes = {"attributes": AttributesField}
 
     def clean(self) -> dict[str, Any]:
         cleaned_data = super().clean() or {}

@@ -1,3 +1,5 @@
+import sys
+
 import numpy as np
 import pytest
 from django.db import connection
@@ -246,4 +248,32 @@ def test_change_form_reports_name_error_once(admin_client, tenant, name, message
     assert response.context["adminform"].form.errors == {"name": [message]}
     product.refresh_from_db()
     assert product.name == "Молоко"
+    assert not CatalogJob.objects.filter(tenant=tenant).exists()
+
+
+@pytest.mark.parametrize(
+    ("attributes", "message"),
+    [
+        (
+            '{"a": ' + "[" * 100_000 + "]" * 100_000 + "}",
+            "The JSON is nested too deeply to parse.",
+        ),
+        (
+            '{"a": 1' + "0" * sys.get_int_max_str_digits() + "}",
+            f"A number has more than {sys.get_int_max_str_digits()} digits.",
+        ),
+    ],
+    ids=["deep", "long number"],
+)
+def test_change_form_rejects_unparsable_attributes(admin_client, tenant, attributes, message):
+    product = ProductFactory(tenant=tenant, sku="milk-1", name="Молоко")
+    url = reverse("admin:catalog_product_change", args=[product.pk])
+
+    response = admin_client.post(url, _form_data(product, name="Кефір", attributes=attributes))
+
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors == {"attributes": [message]}
+    product.refresh_from_db()
+    assert product.name == "Молоко"
+    assert product.attributes == {}
     assert not CatalogJob.objects.filter(tenant=tenant).exists()
