@@ -415,7 +415,9 @@ class WebhookSettingsForm(forms.ModelForm):
         required=False,
         label="Custom secret",
         strip=False,
-        widget=forms.PasswordInput(render_value=False),
+        # Without "new-password", a browser's password manager may fill in the operator's
+        # saved admin password here, and saving would install it as the signing secret.
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
         help_text="Optional: replace the signing secret with your own (24 to 200 characters). "
         "Leave empty to keep the current secret.",
     )

@@ -186,6 +186,17 @@ def test_admin_rejects_too_long_custom_secret(admin_client, tenant):
     assert stored.cart_url == ""
 
 
+def test_custom_secret_input_is_not_autofilled(admin_client, tenant):
+    response = admin_client.get(
+        f"/admin/tenants/webhooksettings/{tenant.webhook_settings.pk}/change/"
+    )
+
+    field = str(response.context["adminform"].form["custom_secret"])
+    assert 'type="password"' in field
+    assert 'autocomplete="new-password"' in field
+    assert "value=" not in field
+
+
 def test_admin_keeps_concurrent_rotation(admin_client, tenant, monkeypatch):
     rotated = _set_secret_between_read_and_save(monkeypatch)
 
