@@ -17,7 +17,12 @@ from django.http import HttpRequest
 
 from catalog.jobs import catalog_job_submit
 from catalog.models import CatalogJob, Product
-from catalog.schemas import InvalidProductInput, ProductInput, product_input_parse
+from catalog.schemas import (
+    MAX_ATTRIBUTES_DEPTH,
+    InvalidProductInput,
+    ProductInput,
+    product_input_parse,
+)
 from catalog.services import products_delete
 
 _PRODUCT_INPUT_FIELDS = tuple(ProductInput.model_fields)
@@ -35,7 +40,10 @@ class AttributesField(forms.JSONField):
         try:
             return super().to_python(value)
         except RecursionError:
-            raise forms.ValidationError("The JSON is nested too deeply to parse.") from None
+            raise forms.ValidationError(
+                "The JSON is nested too deeply to parse. Attributes may be nested at most "
+                f"{MAX_ATTRIBUTES_DEPTH} levels deep."
+            ) from None
         except ValueError:
             raise forms.ValidationError(
                 f"A number has more than {sys.get_int_max_str_digits()} digits."
@@ -200,7 +208,7 @@ class CatalogJobAdmin(admin.ModelAdmin):
         return False
 
     def has_delete_permission(self, request: HttpRequest, obj: CatalogJob | None = None) -> bool:
-        # A job holds the ids of the products it has yet to embed, and its queued task ends
+        # A job contains the ids of the products it has yet to embed, and its queued task ends
         # without work once the row is gone, so those products would never be embedded.
         # Jobs go with their tenant or with prune_catalog_jobs.
         return False

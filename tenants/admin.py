@@ -79,7 +79,7 @@ class TenantForm(forms.ModelForm):
         fields = ["name", "slug", "is_active", "widget_allowed_origins"]
 
     def validate_unique(self) -> None:
-        # The admin view's transaction holds the lock until the new row is committed.
+        # The lock lasts until the admin view's transaction commits the new row.
         slug = self.cleaned_data.get("slug")
         if slug:
             services.tenant_slug_lock(slug=slug)
@@ -438,7 +438,7 @@ class WebhookSettingsForm(forms.ModelForm):
         return cleaned_data
 
     def validate_unique(self) -> None:
-        # The admin view's transaction holds the lock until the new row is committed.
+        # The lock lasts until the admin view's transaction commits the new row.
         tenant = self.cleaned_data.get("tenant")
         if tenant is not None and self.instance._state.adding:
             services.webhook_settings_create_lock(tenant_id=tenant.pk)

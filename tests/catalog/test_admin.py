@@ -256,7 +256,8 @@ def test_change_form_reports_name_error_once(admin_client, tenant, name, message
     [
         (
             '{"a": ' + "[" * 100_000 + "]" * 100_000 + "}",
-            "The JSON is nested too deeply to parse.",
+            "The JSON is nested too deeply to parse. Attributes may be nested at most 32 "
+            "levels deep.",
         ),
         (
             '{"a": 1' + "0" * sys.get_int_max_str_digits() + "}",
