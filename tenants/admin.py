@@ -546,11 +546,14 @@ class WebhookSettingsAdmin(admin.ModelAdmin):
     ) -> None:
         for webhook_settings in queryset.select_related("tenant"):
             secret = services.webhook_secret_set(webhook_settings=webhook_settings, overlap=overlap)
-            self.message_user(
-                request,
-                f"New signing secret for {webhook_settings.tenant} (shown only now): {secret}",
-                level=messages.WARNING,
-            )
+            message = f"New signing secret for {webhook_settings.tenant} (shown only now): {secret}"
+            promote_at = webhook_settings.next_secret_promote_at
+            if webhook_settings.next_secret and promote_at is not None:
+                message += (
+                    f". Both secrets sign requests until {promote_at:%Y-%m-%d %H:%M} UTC; switch"
+                    " the merchant's verifier to the new secret before then."
+                )
+            self.message_user(request, message, level=messages.WARNING)
 
     @admin.action(description="Rotate the secret now (for a leaked secret)", permissions=["change"])
     def rotate_secret_now(self, request: HttpRequest, queryset: QuerySet[WebhookSettings]) -> None:

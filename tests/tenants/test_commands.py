@@ -133,6 +133,22 @@ def test_rotate_webhook_secret_rejects_unstorable_secret(tenant, monkeypatch, _c
     assert webhook_settings.next_secret == ""
 
 
+@pytest.mark.parametrize("stdin", ["", "\n"], ids=["empty", "newline"])
+def test_rotate_webhook_secret_rejects_empty_stdin(tenant, monkeypatch, stdin):
+    before = WebhookSettings.objects.values().get(tenant=tenant)
+    monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
+
+    with pytest.raises(CommandError) as raised:
+        call_command("rotate_webhook_secret", tenant.slug, "--secret-stdin")
+
+    assert str(raised.value) == (
+        "No secret on standard input: pipe the custom secret in, for example "
+        '`printf %s "$SECRET" | python manage.py rotate_webhook_secret SLUG --secret-stdin`. '
+        "Nothing was changed."
+    )
+    assert WebhookSettings.objects.values().get(tenant=tenant) == before
+
+
 @pytest.mark.parametrize(
     "arguments",
     [

@@ -424,7 +424,11 @@ def test_admin_rotation_with_overlap_shows_secret_once(admin_client, tenant):
     assert stored.secret == old_secret
     assert len(stored.next_secret) == 43
     assert stored.next_secret_promote_at - stored.secret_updated_at == timedelta(hours=24)
-    assert messages == [f"New signing secret for {tenant} (shown only now): {stored.next_secret}"]
+    assert messages == [
+        f"New signing secret for {tenant} (shown only now): {stored.next_secret}. Both secrets"
+        f" sign requests until {stored.next_secret_promote_at:%Y-%m-%d %H:%M} UTC; switch the"
+        " merchant's verifier to the new secret before then."
+    ]
     for page in later_pages:
         assert page.status_code == 200
         assert stored.next_secret not in page.content.decode()

@@ -45,6 +45,12 @@ class Command(BaseCommand):
                 f"got {overlap_hours!r}."
             )
         custom_secret = sys.stdin.read().strip("\n") if options["secret_stdin"] else None
+        if custom_secret == "":
+            raise CommandError(
+                "No secret on standard input: pipe the custom secret in, for example "
+                '`printf %s "$SECRET" | python manage.py rotate_webhook_secret SLUG '
+                "--secret-stdin`. Nothing was changed."
+            )
         overlap = timedelta(hours=options["overlap_hours"])
         webhook_settings = webhook_settings_get_or_create(tenant=tenant)
         # Read before the change and used only in the message, so a concurrent change only makes
