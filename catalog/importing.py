@@ -501,6 +501,8 @@ def _prefetch_new_passages(
     either is. Only products whose SKU the tenant does not have yet are embedded, so a
     re-import of an unchanged catalog embeds nothing here.
     """
+    # NOTE: this runs before the tenant's embedding lock is taken, so a run of the tenant that
+    # embeds the same new products at the same time computes their vectors as well.
     if len(products) < PREFETCH_MIN_PRODUCTS:
         return None
     # The embedding batches follow the ids of the rows, so the products are taken in the

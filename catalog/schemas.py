@@ -175,18 +175,30 @@ class ProductInput(BaseModel):
         }
 
 
+# The smallest magnitude from which a float cannot hold every integer: 2**53 + 1 parses as
+# 2**53, so the digits of a larger code sent as a float may already be lost.
+_FLOAT_EXACT_INTEGER_LIMIT = 2**53
+
+
 def _normalize_code_number(value: Any) -> Any:
     """Return a SKU or barcode sent as a float with a zero fraction as an int.
 
     Exporters that keep a code column as floats send ``4820000000017.0``; pandas does so
     when the column has empty cells. Stored as "4820000000017.0", it would name another SKU
-    than ``4820000000017`` and match no barcode search. Other values are returned unchanged,
-    except that infinity, which would be stored as "inf", raises ``ValueError``.
+    than ``4820000000017`` and match no barcode search. Other values are returned unchanged.
+    ``ValueError`` is raised for infinity and NaN, which would be stored as "inf" and "nan",
+    and for a float of magnitude 2**53 or more, such as ``10000000000000001.0``, which
+    parses as ``1e16`` and would name the product of another code.
     """
     if not isinstance(value, float):
         return value
     if not math.isfinite(value):
         raise ValueError("Input should be a finite number")
+    if abs(value) >= _FLOAT_EXACT_INTEGER_LIMIT:
+        raise ValueError(
+            "Input is a number too large to keep every digit. Send it as a string or as a "
+            "number without a fraction or exponent"
+        )
     return int(value) if value.is_integer() else value
 
 

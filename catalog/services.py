@@ -634,15 +634,28 @@ def _tenant_embedding_lock(
     try:
         yield _EmbeddingLock.HELD
     finally:
-        try:
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    "SELECT pg_advisory_unlock(hashtextextended(%s, 0))",
-                    [_embedding_lock_key(tenant)],
-                )
-        except DatabaseError:
-            # The session is gone, and its locks with it.
-            pass
+        _release_embedding_lock(tenant)
+
+
+def _release_embedding_lock(tenant: Tenant) -> None:
+    """Release ``tenant``'s embedding lock, or end the session when the unlock fails.
+
+    The unlock fails when the session is gone, or when the run was called inside a
+    transaction that an error aborted. The session is then closed, because a persistent
+    connection would otherwise keep the lock, and the tenant's other runs would wait for it.
+    """
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_advisory_unlock(hashtextextended(%s, 0))",
+                [_embedding_lock_key(tenant)],
+            )
+    except DatabaseError as exc:
+        logger.warning(
+            "catalog.embedding.unlock_failed",
+            extra={"tenant_id": tenant.pk, "error": str(exc).strip()},
+        )
+        connection.close()
 
 
 def _embed_timed(embedder: Embedder, texts: list[str]) -> tuple[np.ndarray, float]:

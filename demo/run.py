@@ -91,10 +91,13 @@ def manage(*arguments: str) -> None:
 
     The command prints its own error, so a traceback of this process would add nothing. It
     runs in a session of its own, so that Ctrl-C reaches only the demo, which then stops it
-    with a SIGTERM instead of letting it print a KeyboardInterrupt traceback.
+    with a SIGTERM instead of letting it print a KeyboardInterrupt traceback. A demo killed
+    with SIGKILL stops it too, through ``stopped_with_demo``.
     """
     command = subprocess.Popen(
-        [sys.executable, str(ROOT / "manage.py"), *arguments], cwd=ROOT, start_new_session=True
+        stopped_with_demo([sys.executable, str(ROOT / "manage.py"), *arguments]),
+        cwd=ROOT,
+        start_new_session=True,
     )
     try:
         returncode = command.wait()
@@ -215,11 +218,42 @@ def describe_assistant() -> str:
     )
 
 
+# A launcher that sets the Linux parent death signal of the command to SIGTERM, then runs
+# the command in its place. The setting survives exec, so the kernel sends the signal when
+# the demo process dies.
+_SIGTERM_WITH_DEMO = """\
+import ctypes, os, signal, sys
+PR_SET_PDEATHSIG = 1
+ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+# The kernel sends no signal for a demo that died before prctl, so the command must not start.
+if os.getppid() != int(sys.argv[1]):
+    sys.exit("The demo stopped before the command started.")
+os.execvp(sys.argv[2], sys.argv[2:])
+"""
+
+
+def stopped_with_demo(command: list[str]) -> list[str]:
+    """Return ``command`` started so that it gets a SIGTERM when the demo process dies.
+
+    The children run in sessions of their own, so no terminal signal reaches them, and a
+    demo killed with SIGKILL cannot stop them: a migrate or a server would run on.
+    """
+    if sys.platform != "linux":
+        # NOTE: without prctl, the children of a demo killed with SIGKILL keep running.
+        return command
+    return [sys.executable, "-c", _SIGTERM_WITH_DEMO, str(os.getpid()), *command]
+
+
 def start_process(name: str, command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
     STATE.mkdir(exist_ok=True)
     log = (STATE / f"{name}.log").open("ab")
     return subprocess.Popen(
-        command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        stopped_with_demo(command),
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
 
 

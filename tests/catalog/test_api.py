@@ -306,6 +306,30 @@ def test_invalid_whole_float_sku_names_integer(tenant, server_client):
     assert _skus(tenant) == []
 
 
+def test_float_code_losing_digits_rejected(tenant, server_client):
+    # 10000000000000001.0 parses as 1e16, so it would have replaced the product of the
+    # integer SKU 10000000000000000.
+    body = (
+        '{"products": [{"sku": 10000000000000000, "name": "Молоко"},'
+        ' {"sku": 10000000000000001.0, "name": "Кефір"},'
+        ' {"sku": "kefir-1", "name": "Кефір", "barcode": 48200000000000017.0}]}'
+    )
+
+    response = server_client.put(URL, body, content_type="application/json")
+
+    job = _job(response)
+    assert response.status_code == 202
+    assert job.errors == [
+        "products[1]: sku: Input is a number too large to keep every digit. Send it as a "
+        "string or as a number without a fraction or exponent.",
+        'products[2] (SKU "kefir-1"): barcode: Input is a number too large to keep every '
+        "digit. Send it as a string or as a number without a fraction or exponent.",
+    ]
+    assert (job.created, job.updated, job.unchanged) == (1, 0, 0)
+    assert _skus(tenant) == ["10000000000000000"]
+    assert Product.objects.get(tenant=tenant, sku="10000000000000000").name == "Молоко"
+
+
 def test_invalid_last_duplicate_sku_writes_nothing(tenant, server_client):
     response = _put(server_client, [MILK, KEFIR, {**MILK, "weight": -1}])
 

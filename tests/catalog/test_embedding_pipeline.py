@@ -13,7 +13,7 @@ from contextlib import contextmanager
 
 import psycopg
 import pytest
-from django.db import connection
+from django.db import DataError, connection
 
 from catalog import services
 from catalog.embeddings import EmbeddingError, product_embedding_text
@@ -591,3 +591,30 @@ def test_failed_run_releases_tenant_lock(tenant, embedder):
         products_embed_pending(tenant=tenant, batch_size=10, embedder=FailingEmbedder(embedder))
 
     assert _tenant_lock_free(tenant)
+
+
+def test_aborted_transaction_releases_tenant_lock(tenant, embedder, caplog):
+    _upsert(tenant)
+
+    def abort_transaction(done: int, total: int) -> None:
+        # The test's transaction has no savepoint here, so the error aborts it, and the
+        # unlock that follows fails.
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1 / 0")
+
+    with (
+        caplog.at_level("INFO", logger="catalog.services"),
+        pytest.raises(DataError, match="division by zero"),
+    ):
+        products_embed_pending(
+            tenant=tenant, batch_size=10, embedder=embedder, on_progress=abort_transaction
+        )
+
+    assert _tenant_lock_free(tenant)
+    assert embedder.passages == []
+    unlock_failed = [
+        record for record in caplog.records if record.msg == "catalog.embedding.unlock_failed"
+    ]
+    assert [(record.levelname, record.tenant_id) for record in unlock_failed] == [
+        ("WARNING", tenant.pk)
+    ]

@@ -11,6 +11,11 @@ from catalog.schemas import (
 )
 from vizochok.exceptions import InvalidInput
 
+_CODE_DIGITS_LOST = (
+    "Input is a number too large to keep every digit. Send it as a string or as a number "
+    "without a fraction or exponent."
+)
+
 
 def test_product_input_defaults():
     product = product_input_parse({"sku": "milk-1", "name": "Молоко"})
@@ -78,12 +83,21 @@ def test_product_input_coerces_and_strips():
 
 def test_product_input_whole_float_codes():
     product = product_input_parse({"sku": 12345.0, "name": "Хліб", "barcode": 4820000000017.0})
-    fractional = product_input_parse({"sku": 1.5, "name": "Хліб", "barcode": 1e20})
+    fractional = product_input_parse({"sku": 1.5, "name": "Хліб", "barcode": -0.0})
+    largest = product_input_parse({"sku": 9007199254740991.0, "name": "Хліб"})
 
     assert product.sku == "12345"
     assert product.barcode == "4820000000017"
     assert fractional.sku == "1.5"
-    assert fractional.barcode == "100000000000000000000"
+    assert fractional.barcode == "0"
+    assert largest.sku == "9007199254740991"
+
+
+def test_product_input_large_integer_codes_exact():
+    product = product_input_parse({"sku": 10000000000000001, "name": "Хліб", "barcode": 10**30 + 1})
+
+    assert product.sku == "10000000000000001"
+    assert product.barcode == "1000000000000000000000000000001"
 
 
 def test_product_input_null_means_default():
@@ -163,6 +177,22 @@ def _nested(depth: int) -> dict:
             {"sku": "a", "name": "x", "barcode": float("-inf")},
             [FieldError("barcode", "Input should be a finite number.")],
             id="barcode_infinite",
+        ),
+        pytest.param(
+            # Parses as 1e16, so it would be stored as the SKU "10000000000000000".
+            {"sku": 10000000000000001.0, "name": "x"},
+            [FieldError("sku", _CODE_DIGITS_LOST)],
+            id="sku_float_digits_lost",
+        ),
+        pytest.param(
+            {"sku": "a", "name": "x", "barcode": -(2.0**53)},
+            [FieldError("barcode", _CODE_DIGITS_LOST)],
+            id="barcode_float_two_to_53",
+        ),
+        pytest.param(
+            {"sku": "a", "name": "x", "barcode": 1e20},
+            [FieldError("barcode", _CODE_DIGITS_LOST)],
+            id="barcode_float_exponent",
         ),
         pytest.param(
             {"sku": "a", "name": "x", "quantity_step": 0},

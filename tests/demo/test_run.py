@@ -359,3 +359,45 @@ def test_interrupted_command_stops_without_traceback():
     assert "Traceback" not in stderr
     assert "KeyboardInterrupt" not in stderr
     assert time.monotonic() - started < 15
+
+
+def _process_running(pid: int) -> bool:
+    """Return whether ``pid`` runs; a zombie that no parent has reaped yet does not."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    # The state follows the command name, which is in parentheses and may hold spaces.
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="The parent death signal is Linux's.")
+def test_killed_demo_stops_its_command(tmp_path):
+    pid_file = tmp_path / "command.pid"
+    command = (
+        f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(60)"
+    )
+    script = f"from demo.run import manage\nmanage('shell', '-v', '0', '-c', {command!r})\n"
+    demo = subprocess.Popen([sys.executable, "-c", script], cwd=PROJECT_DIR)
+    command_pid = None
+    try:
+        deadline = time.monotonic() + 60
+        while not pid_file.exists() or not pid_file.read_text():
+            assert time.monotonic() < deadline, "The command did not start within 60 s."
+            time.sleep(0.1)
+        command_pid = int(pid_file.read_text())
+        assert _process_running(command_pid)
+
+        demo.kill()
+        demo.wait(timeout=10)
+
+        deadline = time.monotonic() + 15
+        while _process_running(command_pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _process_running(command_pid)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.wait()
+        if command_pid is not None and _process_running(command_pid):
+            os.kill(command_pid, signal.SIGKILL)
