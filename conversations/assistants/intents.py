@@ -305,7 +305,20 @@ PRICE_COMPARISON_LINKS = _word_set("за чем than")
 # word other than a unit: "від 1 до 2 кг" is a weight.
 PRICE_RANGE_STARTS = _word_set("від от from between")
 PRICE_RANGE_ENDS = _word_set("до to and")
-CURRENCY_WORDS = _word_set("грн гривень гривні гривня гривен гривны hryvnia hryvnias hryvnas uah ₴")
+HRYVNIA_WORDS = _word_set(
+    "грн гривень гривні гривня гривен гривны hryvnia hryvnias hryvnas uah hrn grn ₴"
+)
+# A currency word after a number makes it a price. The number is compared with the shop's
+# prices as written, whatever currency the word names: "сыр дороже 100 руб" is from 100.
+CURRENCY_WORDS = HRYVNIA_WORDS | _word_set("руб рубль рубля рублей ₽")
+_CURRENCY_PATTERN = "|".join(
+    re.escape(word) for word in sorted(CURRENCY_WORDS, key=len, reverse=True)
+)
+# A price written together with its currency: "100грн", "40,50₴", "₴40".
+_GLUED_PRICE = re.compile(
+    rf"(?P<number>\d+(?:[.,]\d+)?)(?P<after>{_CURRENCY_PATTERN})"
+    r"|(?P<before>[₴₽])(?P<signed>\d+(?:[.,]\d+)?)"
+)
 # Words of a question about the cart's total: "скільки разом?", "сума?", "what's the total?".
 TOTAL_WORDS = _word_set(
     """разом сума суму всього загалом оплати сумма сумму всего итого итог оплате оплаты total
@@ -1020,7 +1033,7 @@ def _price_filter(text: str) -> _PriceFilter:
     limit whose number is 0 or less is no limit, and its words stay in the search.
     """
     words = [word.strip(_EDGE_PUNCTUATION) for word in normalize(text).split()]
-    words = [word for word in words if word]
+    words = [part for word in words if word for part in _price_words(word)]
     remaining_words: list[str] = []
     max_price: Decimal | None = None
     min_price: Decimal | None = None
@@ -1055,6 +1068,16 @@ def _price_filter(text: str) -> _PriceFilter:
         min_price=min_price,
         cheapest=cheapest,
     )
+
+
+def _price_words(word: str) -> list[str]:
+    """Split a price glued to its currency ("100грн", "₴40") into the number and the word."""
+    glued = _GLUED_PRICE.fullmatch(word)
+    if glued is None:
+        return [word]
+    if glued["number"] is not None:
+        return [glued["number"], glued["after"]]
+    return [glued["signed"], glued["before"]]
 
 
 _CEILING = "ceiling"
@@ -1178,7 +1201,8 @@ _UKRAINIAN_MARKER_SETS = (
     CHEAPEST_WORDS,
     PRICE_CEILING_WORDS,
     PRICE_FLOOR_WORDS,
-    CURRENCY_WORDS,
+    _word_set("більше"),
+    HRYVNIA_WORDS,
     frozenset(ORDINALS),
 )
 # Words that name no action, and whose Latin spellings include English words: "try" (три),
@@ -1194,7 +1218,7 @@ _NEUTRAL_SETS = (
     ONE_UNIT_WORDS,
     frozenset(NUMBER_WORDS),
     frozenset(UNITS),
-    AMOUNT_PREPOSITIONS | {"по", "з", "із", "зі", "в", "у"},
+    AMOUNT_PREPOSITIONS | {"по", "з", "із", "зі", "в", "у", "від", "за"},
     _word_set("день ранок ранку вечір вечора"),
 )
 _COMMAND_VOCABULARY = _command_vocabulary(_UKRAINIAN_MARKER_SETS + _NEUTRAL_SETS)
