@@ -1242,14 +1242,20 @@ def ukrainian_from_latin(text: str) -> str | None:
     """Return ``text`` with Ukrainian command words written in Latin letters in Cyrillic.
 
     "dodaj druhyi" becomes "додай другий" and "vydaly khlib" becomes "видали khlib": words
-    that are no command word, such as product names, stay in Latin letters. Return None
-    when ``text`` has Cyrillic letters or no word of ``_UKRAINIAN_MARKER_SETS`` written
-    with 3 or more Latin letters.
+    that are no command word, such as product names, stay in Latin letters. A quoted
+    product name ("dodaj «Молоко»") is kept as written and is not read at all. Return None
+    when the text outside the quotes has Cyrillic letters or no word of
+    ``_UKRAINIAN_MARKER_SETS`` written with 3 or more Latin letters.
     """
     lowered = normalize(text)
-    if _CYRILLIC.search(lowered) or not _LATIN.search(lowered):
+    quoted = [match.span() for match in _QUOTED_NAME.finditer(lowered)]
+    starts = [0] + [end for _, end in quoted]
+    ends = [start for start, _ in quoted] + [len(lowered)]
+    outside = [lowered[start:end] for start, end in zip(starts, ends, strict=True)]
+    unquoted = " ".join(outside)
+    if _CYRILLIC.search(unquoted) or not _LATIN.search(unquoted):
         return None
-    words = lowered.split()
+    words = unquoted.split()
     readings = [_COMMAND_VOCABULARY.get(cyrillic_from_latin(_core(word))) for word in words]
     # Only a marker word that is no English word of the lists makes the message Ukrainian.
     # Once it is, "do", "na", "sim" and "vse" are read as "до", "на", "сім" and "все" too.
@@ -1261,9 +1267,21 @@ def ukrainian_from_latin(text: str) -> str | None:
         for word, reading in zip(words, readings, strict=True)
     ):
         return None
+    parts = [_cyrillic_commands(outside[0])]
+    for (start, end), following in zip(quoted, outside[1:], strict=True):
+        parts.append(lowered[start:end])
+        parts.append(_cyrillic_commands(following))
+    return " ".join(part for part in parts if part)
+
+
+def _cyrillic_commands(text: str) -> str:
+    """Return ``text`` with each word that reads as a command word in Cyrillic."""
+    readings = [
+        (word, _COMMAND_VOCABULARY.get(cyrillic_from_latin(_core(word)))) for word in text.split()
+    ]
     return " ".join(
         word if reading is None else word.replace(_core(word), reading)
-        for word, reading in zip(words, readings, strict=True)
+        for word, reading in readings
     )
 
 

@@ -1196,6 +1196,12 @@ def test_price_floor_in_command_is_ignored():
         ("vid 50 do 100", None),
         ("add bbq rub", None),
         ("red wine for the den", None),
+        # A quoted product name is kept as written and its letters do not count.
+        ("dodaj «Молоко»", "додай «молоко»"),
+        ('dodaj 2 "Молоко Галичина"', 'додай 2 "молоко галичина"'),
+        ("dodaj «Vse dlya domu»", "додай «vse dlya domu»"),
+        ("add «Молоко»", None),
+        ("«Молоко»", None),
         # English, product words alone and Cyrillic text are left as they are.
         ("add the second one", None),
         ("so add milk", None),
