@@ -222,7 +222,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             )
             return
 
-        open_sockets.add(self.socket_id)
+        open_sockets.add(self.socket_id, api_key=api_key)
         self.session = session
         self.rate_window = ConnectionRateWindow(
             max_messages=session.limits.rate_limit_messages,

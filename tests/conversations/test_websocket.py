@@ -34,6 +34,7 @@ from conversations.websocket import (
     SOCKET_EXPIRY,
     SocketLimitReached,
     open_socket_record,
+    open_sockets_heartbeat,
     session_conversation_get,
 )
 from tenants.models import ApiKey, AssistantSettings, Tenant
@@ -375,6 +376,36 @@ def test_heartbeat_refreshes_open_socket(ws_url, public_key, monkeypatch):
             assert time.monotonic() < deadline, "the heartbeat did not refresh the row"
             time.sleep(0.02)
     wait_counted_out(public_key)
+
+
+def test_heartbeat_restores_expired_row(public_key):
+    api_key = public_key.api_key
+    first = open_socket_record(api_key=api_key, limit=2)
+    # Heartbeats failed for longer than SOCKET_EXPIRY, as while the database was down.
+    stale = timezone.now() - SOCKET_EXPIRY - timedelta(seconds=1)
+    OpenSocket.objects.filter(pk=first).update(heartbeat_at=stale)
+    second = open_socket_record(api_key=api_key, limit=2)
+
+    rows_before = set(OpenSocket.objects.values_list("pk", flat=True))
+    restored = open_sockets_heartbeat(sockets={first: api_key, second: api_key})
+
+    assert rows_before == {second}
+    assert restored == 1
+    row = OpenSocket.objects.get(pk=first)
+    assert row.tenant_id == api_key.tenant_id
+    assert row.api_key_id == api_key.pk
+    assert row.heartbeat_at > stale
+    with pytest.raises(SocketLimitReached):
+        open_socket_record(api_key=api_key, limit=2)
+    assert OpenSocket.objects.count() == 2
+
+
+def test_heartbeat_of_present_rows_restores_none(public_key):
+    api_key = public_key.api_key
+    socket_id = open_socket_record(api_key=api_key, limit=3)
+
+    assert open_sockets_heartbeat(sockets={socket_id: api_key}) == 0
+    assert list(OpenSocket.objects.values_list("pk", flat=True)) == [socket_id]
 
 
 def test_concurrent_opens_respect_limit(public_key):
