@@ -86,6 +86,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
         # True from a shopper message until its last frame is sent.
         self.turn_running = False
         self.turn_cancelled = threading.Event()
+        # A turn whose lease could not be released because the database was unreachable.
+        # The next message of this socket releases it first, so its retry gets no agent_busy.
+        self.unreleased_turn: ConversationTurn | None = None
         self.pong_received = asyncio.Event()
         self.closing = False
         self.auth_received = False
@@ -106,6 +109,14 @@ class ChatConsumer(AsyncWebsocketConsumer):
         # thread can store the interrupted reply and release the conversation's lease.
         if self.turn_task is not None:
             await asyncio.wait({self.turn_task})
+        try:
+            await self._unreleased_turn_close()
+        except (DatabaseError, DatabaseUnavailable) as error:
+            # The lease then expires after lease_duration().
+            logger.warning(
+                "conversations.websocket.lease_release_failed",
+                extra={**self._log_fields(), "error": str(error)},
+            )
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.closing:
@@ -211,7 +222,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             )
             return
 
-        open_sockets.add(self.socket_id)
+        open_sockets.add(self.socket_id, api_key=api_key)
         self.session = session
         self.rate_window = ConnectionRateWindow(
             max_messages=session.limits.rate_limit_messages,
@@ -352,7 +363,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def _turn_run_steps(
         self, session: SocketSession, text: str, conversation_id: str | None
     ) -> None:
+        turn: ConversationTurn | None = None
         try:
+            await self._unreleased_turn_close()
             prepared = await run_sync(
                 message_conversation_prepare,
                 session=session,
@@ -376,6 +389,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self._reject(error, close_code=_auth_close_code(error))
             return
         except DatabaseUnavailable as error:
+            if turn is not None:
+                # ``start`` may have taken the lease and failed to release it.
+                self.unreleased_turn = turn
             await self._failure_report(error, log_event="conversations.websocket.turn_failed")
             return
         except AppError as error:
@@ -410,7 +426,21 @@ class ChatConsumer(AsyncWebsocketConsumer):
                     cancelled.set()
             await forwarding
         except Exception as error:
+            if isinstance(error, DatabaseUnavailable):
+                self.unreleased_turn = turn
             await self._failure_report(error, log_event="conversations.websocket.turn_failed")
+
+    async def _unreleased_turn_close(self) -> None:
+        """Release the lease of this socket's turn that ended with the database unreachable.
+
+        Raise ``DatabaseUnavailable`` while the database is still unreachable.
+        """
+        turn = self.unreleased_turn
+        if turn is None:
+            return
+        await run_sync(turn.close)
+        self.unreleased_turn = None
+        logger.info("conversations.websocket.lease_released_late", extra=self._log_fields())
 
     async def _failure_report(
         self, error: Exception, *, log_event: str, log_fields: dict[str, object] | None = None

@@ -121,6 +121,8 @@ class ConversationTurn:
     _lease: TurnLease | None = field(default=None, init=False)
     # The UTC day whose daily message count ``start`` took, until the message is saved.
     _counted_day: date | None = field(default=None, init=False)
+    # The lease that ``start`` took and failed to release, which ``close`` releases later.
+    _unreleased_lease: TurnLease | None = field(default=None, init=False)
 
     def run(self) -> Iterator[Event]:
         self.start()
@@ -168,11 +170,15 @@ class ConversationTurn:
 
         Safe to call after the events finished: the lease is then released already, and a
         later turn's lease has another start time, so it is left alone. A turn whose events
-        never started gets its daily message count back.
+        never started gets its daily message count back. After a lost database connection
+        the caller may call it again once the database is back: it also releases a lease
+        that ``start`` failed to release.
         """
         self._unsaved_count_return()
-        if self._lease is not None:
-            self._lease.release()
+        lease = self._lease or self._unreleased_lease
+        if lease is not None:
+            lease.release()
+        self._unreleased_lease = None
 
     def reply_message(self) -> Message:
         """Return the assistant's saved message; valid once ``run`` has been consumed."""
@@ -215,8 +221,10 @@ class ConversationTurn:
         try:
             lease.release()
         except DatabaseError:
-            # Not raised, so that it does not hide the error that ended the turn. The lease
-            # then expires after lease_duration(), and messages get agent_busy until then.
+            # Not raised, so that it does not hide the error that ended the turn. Unless
+            # ``close`` succeeds later, the lease expires after lease_duration(), and messages
+            # get agent_busy until then.
+            self._unreleased_lease = lease
             logger.exception("conversations.turn.lease_release_failed", extra=self._log_fields())
 
     def _process(self, lease: TurnLease) -> Iterator[Event]:

@@ -440,10 +440,28 @@ def open_socket_delete(*, socket_id: int) -> None:
     OpenSocket.objects.filter(pk=socket_id).delete()
 
 
-def open_sockets_heartbeat(*, socket_ids: list[int], now: datetime | None = None) -> int:
-    """Mark the sockets ``socket_ids`` as still open; return how many rows were updated."""
+def open_sockets_heartbeat(*, sockets: dict[int, ApiKey], now: datetime | None = None) -> int:
+    """Mark the open sockets ``sockets`` (row id to API key) as still open.
+
+    A row that is gone was deleted as expired by an ``auth`` of its key, which happens
+    when heartbeats failed for ``SOCKET_EXPIRY``, such as while the database was
+    unreachable. It is written again, so the socket counts against its key's limit.
+    Return how many rows were written again.
+    """
     now = timezone.now() if now is None else now
-    return OpenSocket.objects.filter(pk__in=socket_ids).update(heartbeat_at=now)
+    updated = OpenSocket.objects.filter(pk__in=sockets).update(heartbeat_at=now)
+    if updated == len(sockets):
+        return 0
+    present = set(OpenSocket.objects.filter(pk__in=sockets).values_list("pk", flat=True))
+    missing = [
+        OpenSocket(pk=socket_id, tenant_id=api_key.tenant_id, api_key=api_key, heartbeat_at=now)
+        for socket_id, api_key in sorted(sockets.items())
+        if socket_id not in present
+    ]
+    # NOTE: a socket that closes during this call may get its row back, which then
+    # expires after SOCKET_EXPIRY without heartbeats.
+    OpenSocket.objects.bulk_create(missing, ignore_conflicts=True)
+    return len(missing)
 
 
 class OpenSocketRegistry:
@@ -455,38 +473,44 @@ class OpenSocketRegistry:
     """
 
     def __init__(self) -> None:
-        self._ids: dict[asyncio.AbstractEventLoop, set[int]] = {}
+        self._sockets: dict[asyncio.AbstractEventLoop, dict[int, ApiKey]] = {}
         self._tasks: dict[asyncio.AbstractEventLoop, asyncio.Task[None]] = {}
 
-    def add(self, socket_id: int) -> None:
+    def add(self, socket_id: int, *, api_key: ApiKey) -> None:
         loop = asyncio.get_running_loop()
-        self._ids.setdefault(loop, set()).add(socket_id)
+        self._sockets.setdefault(loop, {})[socket_id] = api_key
         if loop not in self._tasks:
             self._tasks[loop] = loop.create_task(self._beat(loop))
 
     def discard(self, socket_id: int) -> None:
         loop = asyncio.get_running_loop()
-        self._ids.get(loop, set()).discard(socket_id)
+        self._sockets.get(loop, {}).pop(socket_id, None)
 
     async def _beat(self, loop: asyncio.AbstractEventLoop) -> None:
         try:
             while True:
                 await asyncio.sleep(SOCKET_HEARTBEAT_SECONDS)
-                socket_ids = sorted(self._ids.get(loop, ()))
-                if not socket_ids:
+                sockets = dict(self._sockets.get(loop, {}))
+                if not sockets:
                     continue
-                call = functools.partial(open_sockets_heartbeat, socket_ids=socket_ids)
+                call = functools.partial(open_sockets_heartbeat, sockets=sockets)
                 try:
-                    await loop.run_in_executor(None, _with_connections, call)
+                    restored = await loop.run_in_executor(None, _with_connections, call)
                 except DatabaseError as error:
                     # The rows expire after SOCKET_EXPIRY unless a later heartbeat succeeds.
                     logger.warning(
                         "conversations.websocket.heartbeat_failed",
-                        extra={"sockets": len(socket_ids), "error": str(error)},
+                        extra={"sockets": len(sockets), "error": str(error)},
+                    )
+                    continue
+                if restored:
+                    logger.warning(
+                        "conversations.websocket.socket_rows_restored",
+                        extra={"sockets": len(sockets), "restored": restored},
                     )
         finally:
             self._tasks.pop(loop, None)
-            self._ids.pop(loop, None)
+            self._sockets.pop(loop, None)
 
 
 open_sockets = OpenSocketRegistry()

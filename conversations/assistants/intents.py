@@ -305,7 +305,20 @@ PRICE_COMPARISON_LINKS = _word_set("за чем than")
 # word other than a unit: "від 1 до 2 кг" is a weight.
 PRICE_RANGE_STARTS = _word_set("від от from between")
 PRICE_RANGE_ENDS = _word_set("до to and")
-CURRENCY_WORDS = _word_set("грн гривень гривні гривня гривен гривны hryvnia hryvnias hryvnas uah ₴")
+HRYVNIA_WORDS = _word_set(
+    "грн гривень гривні гривня гривен гривны hryvnia hryvnias hryvnas uah hrn grn ₴"
+)
+# A currency word after a number makes it a price. The number is compared with the shop's
+# prices as written, whatever currency the word names: "сыр дороже 100 руб" is from 100.
+CURRENCY_WORDS = HRYVNIA_WORDS | _word_set("руб рубль рубля рублей ₽")
+_CURRENCY_PATTERN = "|".join(
+    re.escape(word) for word in sorted(CURRENCY_WORDS, key=len, reverse=True)
+)
+# A price written together with its currency: "100грн", "40,50₴", "₴40".
+_GLUED_PRICE = re.compile(
+    rf"(?P<number>\d+(?:[.,]\d+)?)(?P<after>{_CURRENCY_PATTERN})"
+    r"|(?P<before>[₴₽])(?P<signed>\d+(?:[.,]\d+)?)"
+)
 # Words of a question about the cart's total: "скільки разом?", "сума?", "what's the total?".
 TOTAL_WORDS = _word_set(
     """разом сума суму всього загалом оплати сумма сумму всего итого итог оплате оплаты total
@@ -1020,7 +1033,7 @@ def _price_filter(text: str) -> _PriceFilter:
     limit whose number is 0 or less is no limit, and its words stay in the search.
     """
     words = [word.strip(_EDGE_PUNCTUATION) for word in normalize(text).split()]
-    words = [word for word in words if word]
+    words = [part for word in words if word for part in _price_words(word)]
     remaining_words: list[str] = []
     max_price: Decimal | None = None
     min_price: Decimal | None = None
@@ -1055,6 +1068,16 @@ def _price_filter(text: str) -> _PriceFilter:
         min_price=min_price,
         cheapest=cheapest,
     )
+
+
+def _price_words(word: str) -> list[str]:
+    """Split a price glued to its currency ("100грн", "₴40") into the number and the word."""
+    glued = _GLUED_PRICE.fullmatch(word)
+    if glued is None:
+        return [word]
+    if glued["number"] is not None:
+        return [glued["number"], glued["after"]]
+    return [glued["signed"], glued["before"]]
 
 
 _CEILING = "ceiling"
@@ -1178,7 +1201,8 @@ _UKRAINIAN_MARKER_SETS = (
     CHEAPEST_WORDS,
     PRICE_CEILING_WORDS,
     PRICE_FLOOR_WORDS,
-    CURRENCY_WORDS,
+    _word_set("більше"),
+    HRYVNIA_WORDS,
     frozenset(ORDINALS),
 )
 # Words that name no action, and whose Latin spellings include English words: "try" (три),
@@ -1194,7 +1218,7 @@ _NEUTRAL_SETS = (
     ONE_UNIT_WORDS,
     frozenset(NUMBER_WORDS),
     frozenset(UNITS),
-    AMOUNT_PREPOSITIONS | {"по", "з", "із", "зі", "в", "у"},
+    AMOUNT_PREPOSITIONS | {"по", "з", "із", "зі", "в", "у", "від", "за"},
     _word_set("день ранок ранку вечір вечора"),
 )
 _COMMAND_VOCABULARY = _command_vocabulary(_UKRAINIAN_MARKER_SETS + _NEUTRAL_SETS)
@@ -1218,14 +1242,20 @@ def ukrainian_from_latin(text: str) -> str | None:
     """Return ``text`` with Ukrainian command words written in Latin letters in Cyrillic.
 
     "dodaj druhyi" becomes "додай другий" and "vydaly khlib" becomes "видали khlib": words
-    that are no command word, such as product names, stay in Latin letters. Return None
-    when ``text`` has Cyrillic letters or no word of ``_UKRAINIAN_MARKER_SETS`` written
-    with 3 or more Latin letters.
+    that are no command word, such as product names, stay in Latin letters. A quoted
+    product name ("dodaj «Молоко»") is kept as written and is not read at all. Return None
+    when the text outside the quotes has Cyrillic letters or no word of
+    ``_UKRAINIAN_MARKER_SETS`` written with 3 or more Latin letters.
     """
     lowered = normalize(text)
-    if _CYRILLIC.search(lowered) or not _LATIN.search(lowered):
+    quoted = [match.span() for match in _QUOTED_NAME.finditer(lowered)]
+    starts = [0] + [end for _, end in quoted]
+    ends = [start for start, _ in quoted] + [len(lowered)]
+    outside = [lowered[start:end] for start, end in zip(starts, ends, strict=True)]
+    unquoted = " ".join(outside)
+    if _CYRILLIC.search(unquoted) or not _LATIN.search(unquoted):
         return None
-    words = lowered.split()
+    words = unquoted.split()
     readings = [_COMMAND_VOCABULARY.get(cyrillic_from_latin(_core(word))) for word in words]
     # Only a marker word that is no English word of the lists makes the message Ukrainian.
     # Once it is, "do", "na", "sim" and "vse" are read as "до", "на", "сім" and "все" too.
@@ -1237,9 +1267,21 @@ def ukrainian_from_latin(text: str) -> str | None:
         for word, reading in zip(words, readings, strict=True)
     ):
         return None
+    parts = [_cyrillic_commands(outside[0])]
+    for (start, end), following in zip(quoted, outside[1:], strict=True):
+        parts.append(lowered[start:end])
+        parts.append(_cyrillic_commands(following))
+    return " ".join(part for part in parts if part)
+
+
+def _cyrillic_commands(text: str) -> str:
+    """Return ``text`` with each word that reads as a command word in Cyrillic."""
+    readings = [
+        (word, _COMMAND_VOCABULARY.get(cyrillic_from_latin(_core(word)))) for word in text.split()
+    ]
     return " ".join(
         word if reading is None else word.replace(_core(word), reading)
-        for word, reading in zip(words, readings, strict=True)
+        for word, reading in readings
     )
 
 

@@ -628,20 +628,27 @@ class _OfflineReply:
         self.extra_events.append(events.product_cards([product.card() for product in fitting]))
 
     def _price_list_header(self, intent: Intent, *, query: str) -> str:
+        """Return the line above a list by price, which names the query when there is one.
+
+        Without a query the list shown last was filtered, so the line says so.
+        """
         price = self.replies.price
+        source = "found" if query else "listed"
         if intent.min_price is not None and intent.max_price is not None:
             return self.replies.text(
-                "found_in_price_range",
+                f"{source}_in_price_range",
                 query=query,
                 min_price=price(intent.min_price),
                 max_price=price(intent.max_price),
             )
         if intent.max_price is not None:
             return self.replies.text(
-                "found_under_price", query=query, price=price(intent.max_price)
+                f"{source}_under_price", query=query, price=price(intent.max_price)
             )
         if intent.min_price is not None:
-            return self.replies.text("found_over_price", query=query, price=price(intent.min_price))
+            return self.replies.text(
+                f"{source}_over_price", query=query, price=price(intent.min_price)
+            )
         if query:
             return self.replies.text("found_cheapest", query=query)
         return self.replies.text("listed_cheapest")

@@ -1095,6 +1095,66 @@ def test_parse_no_price_limit(text, expected):
     assert parse_intent(text) == expected
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("сир до 100грн", Intent(SEARCH, query="сир", max_price=Decimal(100))),
+        ("сир до 40₴", Intent(SEARCH, query="сир", max_price=Decimal(40))),
+        ("сир до ₴40", Intent(SEARCH, query="сир", max_price=Decimal(40))),
+        ("кефір до 35,50грн.", Intent(SEARCH, query="кефір", max_price=Decimal("35.50"))),
+        ("сир дорожче 100грн", Intent(SEARCH, query="сир", min_price=Decimal(100))),
+        ("сир від 100₴", Intent(SEARCH, query="сир", min_price=Decimal(100))),
+        ("milk under 40uah", Intent(SEARCH, query="milk", max_price=Decimal(40))),
+        (
+            "сир від 50грн до 100грн",
+            Intent(SEARCH, query="сир", min_price=Decimal(50), max_price=Decimal(100)),
+        ),
+        # A unit glued to its number stays a weight.
+        ("сир 100грамів", Intent(SEARCH, query="сир 100грамів")),
+        ("понад 2кг", Intent(SEARCH, query="понад 2кг")),
+    ],
+)
+def test_parse_price_glued_currency(text, expected):
+    assert parse_intent(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("сыр дороже 100 руб", Intent(SEARCH, query="сыр", min_price=Decimal(100))),
+        ("сыр от 100 рублей", Intent(SEARCH, query="сыр", min_price=Decimal(100))),
+        ("сыр до 100руб", Intent(SEARCH, query="сыр", max_price=Decimal(100))),
+        (
+            "сыр от 50 до 100 рублей",
+            Intent(SEARCH, query="сыр", min_price=Decimal(50), max_price=Decimal(100)),
+        ),
+        ("cheese from 100 hrn", Intent(SEARCH, query="cheese", min_price=Decimal(100))),
+    ],
+)
+def test_parse_price_other_currency_words(text, expected):
+    assert parse_intent(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("syr vid 100 hrn", Intent(SEARCH, query="syr", min_price=Decimal(100))),
+        (
+            "syr vid 50 do 100 hrn",
+            Intent(SEARCH, query="syr", min_price=Decimal(50), max_price=Decimal(100)),
+        ),
+        ("syr bilshe 100", Intent(SEARCH, query="syr", min_price=Decimal(100))),
+        ("syr dorozhche za 100", Intent(SEARCH, query="syr", min_price=Decimal(100))),
+        ("moloko ponad 2 kg", Intent(SEARCH, query="moloko понад 2 кг")),
+    ],
+)
+def test_parse_price_limits_in_latin_letters(text, expected):
+    ukrainian = ukrainian_from_latin(text)
+
+    assert ukrainian is not None
+    assert parse_intent(ukrainian) == expected
+
+
 def test_more_than_count_stays_add():
     assert parse_intent("more than 2 apples").kind == ADD
     assert parse_intent("more than 2 apples").min_price is None
@@ -1132,7 +1192,16 @@ def test_price_floor_in_command_is_ignored():
         ("add sim card", None),
         ("try oat milk", None),
         ("add vin santo", None),
+        # "від" alone is no Ukrainian either, and "rub" is no currency word of the lists.
+        ("vid 50 do 100", None),
+        ("add bbq rub", None),
         ("red wine for the den", None),
+        # A quoted product name is kept as written and its letters do not count.
+        ("dodaj «Молоко»", "додай «молоко»"),
+        ('dodaj 2 "Молоко Галичина"', 'додай 2 "молоко галичина"'),
+        ("dodaj «Vse dlya domu»", "додай «vse dlya domu»"),
+        ("add «Молоко»", None),
+        ("«Молоко»", None),
         # English, product words alone and Cyrillic text are left as they are.
         ("add the second one", None),
         ("so add milk", None),

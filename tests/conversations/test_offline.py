@@ -686,6 +686,15 @@ def test_widget_add_of_name_with_number(chat_client, book_merchant, shopper_conv
     assert reply_text(sent).startswith("Added to your cart: Fahrenheit 451 by Ray Bradbury, 1 pc.")
 
 
+def test_latin_add_of_quoted_cyrillic_name(chat_client, merchant, shopper_conversation):
+    show(shopper_conversation, MILK_LACTEL, MILK_GALYCHYNA)
+
+    sent = send(chat_client, shopper_conversation, "dodaj 2 «Молоко Галичина 3.2%»")
+
+    assert [(post["sku"], post["quantity"]) for post in cart_posts(merchant)] == [("milk-002", 2)]
+    assert reply_text(sent).startswith("Додав у кошик: Молоко Галичина 3.2%, 2 шт.")
+
+
 def test_quoted_name_removes_whole_line(chat_client, book_merchant, shopper_conversation):
     book_merchant.store.cart_seed(STORE_ID, SESSION_ID, [(BOOK_451.sku, 500)])
     show(shopper_conversation, BOOK_451)

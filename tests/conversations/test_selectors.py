@@ -6,6 +6,7 @@ from conversations import selectors
 from conversations.models import Conversation, Message
 from conversations.selectors import shopper_conversations_page
 from tests.factories import ConversationFactory, MessageFactory
+from vizochok.exceptions import NotFound
 
 pytestmark = pytest.mark.django_db
 
@@ -98,3 +99,68 @@ def test_export_api_pages_by_message_bound(tenant, server_client, monkeypatch):
     assert first["has_more"] is True
     assert [item["conversation_id"] for item in second["conversations"]] == [older.public_id]
     assert second["has_more"] is False
+
+
+def shopper_conversation_bulk(tenant, *, messages: int) -> Conversation:
+    conversation = ConversationFactory(tenant=tenant, user_id=USER_ID, session_id=USER_ID)
+    Message.objects.bulk_create(
+        Message(tenant=tenant, conversation=conversation, role=Message.Role.USER, text="молоко")
+        for _ in range(messages)
+    )
+    return conversation
+
+
+def export_pages(tenant, *, limit: int) -> list[list[str]]:
+    """Read every page of the shopper's export by following ``has_more``."""
+    pages: list[list[str]] = []
+    before = None
+    while True:
+        page = shopper_conversations_page(
+            tenant=tenant, user_id=USER_ID, limit=limit, before=before
+        )
+        pages.append(public_ids(page.conversations))
+        if not page.has_more:
+            return pages
+        before = page.conversations[-1].public_id
+
+
+@pytest.mark.parametrize(
+    ("sizes", "expected_pages"),
+    [
+        # Newest first: the sizes are listed from the oldest conversation to the newest.
+        ([1, 1000, 1000], [[2, 1], [0]]),
+        ([1, 1001, 1000], [[2], [1, 0]]),
+        ([1, 999, 1000], [[2, 1, 0]]),
+        ([2001, 3, 2000], [[2], [1], [0]]),
+    ],
+)
+def test_export_pages_at_real_bound(tenant, other_tenant, sizes, expected_pages):
+    conversations = [shopper_conversation_bulk(tenant, messages=size) for size in sizes]
+    foreign = shopper_conversation_bulk(other_tenant, messages=5)
+
+    pages = export_pages(tenant, limit=100)
+
+    assert pages == [[conversations[index].public_id for index in page] for page in expected_pages]
+    assert foreign.public_id not in sum(pages, [])
+    assert export_pages(other_tenant, limit=100) == [[foreign.public_id]]
+
+
+def test_export_before_of_other_tenant_not_found(tenant, other_tenant):
+    shopper_conversation(tenant, messages=1)
+    foreign = shopper_conversation(other_tenant, messages=1)
+
+    with pytest.raises(NotFound):
+        shopper_conversations_page(tenant=tenant, user_id=USER_ID, before=foreign.public_id)
+
+
+def test_export_pages_limit_and_bound(tenant, monkeypatch):
+    monkeypatch.setattr(selectors, "SHOPPER_CONVERSATIONS_PAGE_MAX_MESSAGES", 4)
+    sizes = [1, 3, 0, 2, 2, 5, 1, 1]
+    conversations = [shopper_conversation(tenant, messages=size) for size in sizes]
+
+    pages = export_pages(tenant, limit=2)
+
+    read = sum(pages, [])
+    assert sorted(read) == sorted(public_ids(conversations))
+    assert len(read) == len(set(read))
+    assert read == public_ids(list(reversed(conversations)))

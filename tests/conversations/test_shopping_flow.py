@@ -544,3 +544,41 @@ def test_search_with_huge_price_limit(chat_client, merchant, shopper_conversatio
     assert [card["sku"] for card in cards_of(sent)] == ["milk-001", "milk-002"]
     assert [event for event in sent if event["type"] == "error"] == []
     assert cart_posts(merchant) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "expected_text", "expected_skus"),
+    [
+        (
+            "under 44",
+            "Here are the products of the last list at up to 44.00:\n"
+            "1. Молоко Галичина 3.2% — 42.00 instead of 52.00 (promotion -19%)\n"
+            "To add a product, say for example “add the first one” or “add 2 of the second”.",
+            ["milk-002"],
+        ),
+        (
+            "від 44 грн",
+            "Ось товари з останнього списку за ціною від 44,00:\n"
+            "1. Молоко Lactel 2.5% — 45,90\n"
+            "Щоб додати товар, напишіть, наприклад, «додай перший» або «додай 2 шт другого».",
+            ["milk-001"],
+        ),
+        (
+            "найди от 40 до 50 гривен",
+            "Вот товары из последнего списка по цене от 40,00 до 50,00:\n"
+            "1. Молоко Lactel 2.5% — 45,90\n"
+            "2. Молоко Галичина 3.2% — 42,00 вместо 52,00 (акция -19%)\n"
+            "Чтобы добавить товар, напишите, например, «добавь первый» или «добавь 2 шт второго».",
+            ["milk-001", "milk-002"],
+        ),
+    ],
+)
+def test_price_limits_filter_last_list(
+    chat_client, merchant, shopper_conversation, text, expected_text, expected_skus
+):
+    send(chat_client, shopper_conversation, "milk")
+    sent = send(chat_client, shopper_conversation, text)
+
+    assert reply_text(sent) == expected_text
+    assert [card["sku"] for card in cards_of(sent)] == expected_skus
+    assert cart_posts(merchant) == []

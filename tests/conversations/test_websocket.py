@@ -26,12 +26,15 @@ from websockets.sync.client import ClientConnection, connect
 from conversations import events
 from conversations.assistants import Turn
 from conversations.leases import turn_lease_acquire
+from conversations.limits import message_limits_take
 from conversations.models import Conversation, Message, OpenSocket, UserDailyUsage
 from conversations.services import MAX_MESSAGE_BYTES
+from conversations.tools import ShoppingTools
 from conversations.websocket import (
     SOCKET_EXPIRY,
     SocketLimitReached,
     open_socket_record,
+    open_sockets_heartbeat,
     session_conversation_get,
 )
 from tenants.models import ApiKey, AssistantSettings, Tenant
@@ -375,6 +378,36 @@ def test_heartbeat_refreshes_open_socket(ws_url, public_key, monkeypatch):
     wait_counted_out(public_key)
 
 
+def test_heartbeat_restores_expired_row(public_key):
+    api_key = public_key.api_key
+    first = open_socket_record(api_key=api_key, limit=2)
+    # Heartbeats failed for longer than SOCKET_EXPIRY, as while the database was down.
+    stale = timezone.now() - SOCKET_EXPIRY - timedelta(seconds=1)
+    OpenSocket.objects.filter(pk=first).update(heartbeat_at=stale)
+    second = open_socket_record(api_key=api_key, limit=2)
+
+    rows_before = set(OpenSocket.objects.values_list("pk", flat=True))
+    restored = open_sockets_heartbeat(sockets={first: api_key, second: api_key})
+
+    assert rows_before == {second}
+    assert restored == 1
+    row = OpenSocket.objects.get(pk=first)
+    assert row.tenant_id == api_key.tenant_id
+    assert row.api_key_id == api_key.pk
+    assert row.heartbeat_at > stale
+    with pytest.raises(SocketLimitReached):
+        open_socket_record(api_key=api_key, limit=2)
+    assert OpenSocket.objects.count() == 2
+
+
+def test_heartbeat_of_present_rows_restores_none(public_key):
+    api_key = public_key.api_key
+    socket_id = open_socket_record(api_key=api_key, limit=3)
+
+    assert open_sockets_heartbeat(sockets={socket_id: api_key}) == 0
+    assert list(OpenSocket.objects.values_list("pk", flat=True)) == [socket_id]
+
+
 def test_concurrent_opens_respect_limit(public_key):
     outcomes: list[str] = []
 
@@ -559,6 +592,105 @@ def test_message_database_down_keeps_socket(ws_url, public_key, caplog):
 
 
 # Frames
+
+
+@contextlib.contextmanager
+def database_lost_at_search(monkeypatch) -> Iterator[None]:
+    """Lose the database connection when the offline assistant starts a product search.
+
+    The worker thread's connection is closed and every new one goes to a closed port of
+    127.0.0.1 until the block ends.
+    """
+    saved = {key: connection.settings_dict[key] for key in ("HOST", "PORT")}
+    search_products = ShoppingTools.search_products
+
+    def search_products_database_lost(self, *args, **kwargs):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        connection.close()
+        connection.settings_dict.update(HOST="127.0.0.1", PORT=str(port))
+        return search_products(self, *args, **kwargs)
+
+    monkeypatch.setattr(ShoppingTools, "search_products", search_products_database_lost)
+    try:
+        yield
+    finally:
+        monkeypatch.setattr(ShoppingTools, "search_products", search_products)
+        connection.close()
+        connection.settings_dict.update(saved)
+
+
+def test_reply_database_lost_retry_gets_reply(ws_url, public_key, monkeypatch, caplog):
+    caplog.set_level("INFO")
+
+    with open_socket(ws_url) as ws:
+        authenticate(ws, public_key.raw_key, store_id=STORE_ID)
+        with database_lost_at_search(monkeypatch):
+            send_frame(ws, {"type": "message", "text": "молоко"})
+            started = receive(ws)
+            frames = [receive(ws) for _ in range(3)]
+        conversation_id = started["conversation_id"]
+        send_frame(ws, {"type": "message", "text": "молоко", "conversation_id": conversation_id})
+        later = reply_events(ws)
+
+    conversation = Conversation.objects.get(public_id=conversation_id)
+    assert started["type"] == "conversation_started"
+    assert frames[0] == {"type": "status", "code": "searching"}
+    assert frames[1]["code"] == "internal_error"
+    assert frames[2] == DATABASE_DOWN_FRAME
+    assert [frame.get("code") for frame in later if frame["type"] == "error"] == ["no_catalog_data"]
+    assert later[-1] == {"type": "response_complete"}
+    assert len(logged_events(caplog, "conversations.websocket.lease_released_late")) == 1
+    assert logged_events(caplog, "conversations.turn.busy") == []
+    assert conversation.turn_started_at is None
+    assert conversation.messages.filter(role=Message.Role.USER).count() == 2
+    assert conversation.messages.filter(role=Message.Role.ASSISTANT).count() == 2
+
+
+def test_start_database_lost_retry_gets_reply(ws_url, public_key, monkeypatch, caplog):
+    counted = []
+
+    def message_limits_take_database_lost(**kwargs):
+        counted.append(kwargs)
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        connection.close()
+        connection.settings_dict.update(HOST="127.0.0.1", PORT=str(port))
+        return message_limits_take(**kwargs)
+
+    saved = {key: connection.settings_dict[key] for key in ("HOST", "PORT")}
+    conversation = ConversationFactory(tenant=public_key.api_key.tenant)
+    caplog.set_level("INFO")
+
+    with open_socket(ws_url) as ws:
+        authenticate(ws, public_key.raw_key, conversation_id=conversation.public_id)
+        receive(ws)
+        monkeypatch.setattr(
+            "conversations.services.message_limits_take", message_limits_take_database_lost
+        )
+        message = {"type": "message", "text": "молоко", "conversation_id": conversation.public_id}
+        try:
+            send_frame(ws, message)
+            frame = receive(ws)
+        finally:
+            monkeypatch.setattr("conversations.services.message_limits_take", message_limits_take)
+            connection.close()
+            connection.settings_dict.update(saved)
+        send_frame(ws, message)
+        later = reply_events(ws)
+
+    conversation.refresh_from_db()
+    assert len(counted) == 1
+    assert frame == DATABASE_DOWN_FRAME
+    assert len(logged_events(caplog, "conversations.turn.lease_release_failed")) == 1
+    assert len(logged_events(caplog, "conversations.websocket.lease_released_late")) == 1
+    assert logged_events(caplog, "conversations.turn.busy") == []
+    assert [frame.get("code") for frame in later if frame["type"] == "error"] == ["no_catalog_data"]
+    assert later[-1] == {"type": "response_complete"}
+    assert conversation.turn_started_at is None
+    assert conversation.messages.filter(role=Message.Role.USER).count() == 1
 
 
 def test_ping_is_answered_with_pong(ws_url, public_key):
