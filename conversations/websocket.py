@@ -453,11 +453,17 @@ def open_sockets_heartbeat(*, sockets: dict[int, ApiKey], now: datetime | None =
     if updated == len(sockets):
         return 0
     present = set(OpenSocket.objects.filter(pk__in=sockets).values_list("pk", flat=True))
+    # The rows of a deleted key (or tenant) are deleted with it, and writing them again would
+    # violate their foreign keys, failing every heartbeat of the process with them.
+    key_ids = {api_key.pk for api_key in sockets.values()}
+    existing_keys = set(ApiKey.objects.filter(pk__in=key_ids).values_list("pk", flat=True))
     missing = [
         OpenSocket(pk=socket_id, tenant_id=api_key.tenant_id, api_key=api_key, heartbeat_at=now)
         for socket_id, api_key in sorted(sockets.items())
-        if socket_id not in present
+        if socket_id not in present and api_key.pk in existing_keys
     ]
+    if not missing:
+        return 0
     # NOTE: a socket that closes during this call may get its row back, which then
     # expires after SOCKET_EXPIRY without heartbeats.
     OpenSocket.objects.bulk_create(missing, ignore_conflicts=True)

@@ -400,6 +400,22 @@ def test_heartbeat_restores_expired_row(public_key):
     assert OpenSocket.objects.count() == 2
 
 
+def test_heartbeat_skips_deleted_tenant_rows(public_key, other_public_key):
+    api_key = public_key.api_key
+    other_key = other_public_key.api_key
+    kept = open_socket_record(api_key=api_key, limit=2)
+    gone = open_socket_record(api_key=other_key, limit=2)
+    OpenSocket.objects.filter(pk=kept).delete()
+    # Deleting a tenant in the admin deletes its keys and their rows while sockets stay open.
+    other_key.tenant.delete()
+
+    restored = open_sockets_heartbeat(sockets={kept: api_key, gone: other_key})
+
+    assert restored == 1
+    assert list(OpenSocket.objects.values_list("pk", "api_key_id")) == [(kept, api_key.pk)]
+    assert not ApiKey.objects.filter(pk=other_key.pk).exists()
+
+
 def test_heartbeat_of_present_rows_restores_none(public_key):
     api_key = public_key.api_key
     socket_id = open_socket_record(api_key=api_key, limit=3)
