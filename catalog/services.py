@@ -631,31 +631,54 @@ def _tenant_embedding_lock(
             yield _EmbeddingLock.GIVEN_UP
             return
         time.sleep(EMBEDDING_LOCK_POLL_SECONDS)
+    # Inside a caller's transaction, an error of the run aborts it, and no unlock can run
+    # until it is rolled back to this savepoint. None outside a transaction.
+    savepoint_id = transaction.savepoint()
     try:
         yield _EmbeddingLock.HELD
     finally:
-        _release_embedding_lock(tenant)
+        _release_embedding_lock(tenant, savepoint_id=savepoint_id)
 
 
-def _release_embedding_lock(tenant: Tenant) -> None:
+def _release_embedding_lock(tenant: Tenant, *, savepoint_id: str | None) -> None:
     """Release ``tenant``'s embedding lock, or end the session when the unlock fails.
 
-    The unlock fails when the session is gone, or when the run was called inside a
-    transaction that an error aborted. The session is then closed, because a persistent
-    connection would otherwise keep the lock, and the tenant's other runs would wait for it.
+    In a transaction that an error of the run aborted, the run's writes are rolled back to
+    ``savepoint_id`` first, which the caller would have to do anyway, so that the unlock can
+    run and the caller's transaction stays usable. When the unlock still fails, the session
+    is gone, or the caller's transaction was aborted before the run, and the connection is
+    closed: a persistent connection would otherwise keep the lock, and the tenant's other
+    runs would wait for it.
     """
     try:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT pg_advisory_unlock(hashtextextended(%s, 0))",
-                [_embedding_lock_key(tenant)],
-            )
+        _unlock_embedding_lock(tenant)
     except DatabaseError as exc:
-        logger.warning(
-            "catalog.embedding.unlock_failed",
-            extra={"tenant_id": tenant.pk, "error": str(exc).strip()},
+        if savepoint_id is None:
+            _embedding_session_close(tenant, exc)
+            return
+        try:
+            transaction.savepoint_rollback(savepoint_id)
+            _unlock_embedding_lock(tenant)
+        except DatabaseError as retry_exc:
+            _embedding_session_close(tenant, retry_exc)
+        return
+    if savepoint_id is not None:
+        transaction.savepoint_commit(savepoint_id)
+
+
+def _unlock_embedding_lock(tenant: Tenant) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_advisory_unlock(hashtextextended(%s, 0))", [_embedding_lock_key(tenant)]
         )
-        connection.close()
+
+
+def _embedding_session_close(tenant: Tenant, exc: DatabaseError) -> None:
+    logger.warning(
+        "catalog.embedding.unlock_failed",
+        extra={"tenant_id": tenant.pk, "error": str(exc).strip()},
+    )
+    connection.close()
 
 
 def _embed_timed(embedder: Embedder, texts: list[str]) -> tuple[np.ndarray, float]:

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 
 import psycopg
 import pytest
-from django.db import DataError, connection
+from django.db import DataError, OperationalError, connection, transaction
 
 from catalog import services
 from catalog.embeddings import EmbeddingError, product_embedding_text
@@ -22,6 +22,7 @@ from catalog.models import CatalogJob, Product
 from catalog.schemas import product_input_parse
 from catalog.selectors import products_pending_embedding
 from catalog.services import EmbeddingStopped, product_upsert_many, products_embed_pending
+from tenants.models import Tenant
 from tests.catalog.helpers import CountingEmbedder, FailingEmbedder
 
 pytestmark = pytest.mark.django_db
@@ -597,8 +598,8 @@ def test_aborted_transaction_releases_tenant_lock(tenant, embedder, caplog):
     _upsert(tenant)
 
     def abort_transaction(done: int, total: int) -> None:
-        # The test's transaction has no savepoint here, so the error aborts it, and the
-        # unlock that follows fails.
+        # The test's transaction has no savepoint of its own here, so the error aborts it
+        # up to the savepoint that the run took with its lock.
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1 / 0")
 
@@ -612,9 +613,58 @@ def test_aborted_transaction_releases_tenant_lock(tenant, embedder, caplog):
 
     assert _tenant_lock_free(tenant)
     assert embedder.passages == []
+    assert [r.msg for r in caplog.records if r.msg == "catalog.embedding.unlock_failed"] == []
+    # The transaction is usable again, and the connection stayed open.
+    assert Product.objects.filter(tenant=tenant).count() == len(ITEMS)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_lost_session_closes_connection(tenant, embedder, caplog):
+    _upsert(tenant)
+    backend_pid = connection.cursor().connection.info.backend_pid
+
+    def end_session(done: int, total: int) -> None:
+        with psycopg.connect(**connection.get_connection_params(), autocommit=True) as other:
+            other.execute("SELECT pg_terminate_backend(%s)", [backend_pid])
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+
+    with (
+        caplog.at_level("INFO", logger="catalog.services"),
+        pytest.raises(OperationalError),
+    ):
+        products_embed_pending(
+            tenant=tenant, batch_size=10, embedder=embedder, on_progress=end_session
+        )
+
+    assert _tenant_lock_free(tenant)
+    assert connection.connection is None
     unlock_failed = [
         record for record in caplog.records if record.msg == "catalog.embedding.unlock_failed"
     ]
     assert [(record.levelname, record.tenant_id) for record in unlock_failed] == [
         ("WARNING", tenant.pk)
     ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_caught_run_error_keeps_outer_transaction(tenant, embedder, caplog):
+    _upsert(tenant)
+
+    def abort_transaction(done: int, total: int) -> None:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1 / 0")
+
+    with caplog.at_level("INFO", logger="catalog.services"), transaction.atomic():
+        Tenant.objects.filter(pk=tenant.pk).update(name="Shop A renamed")
+        # The caller's savepoint recovers its transaction from the run's error.
+        with pytest.raises(DataError, match="division by zero"), transaction.atomic():
+            products_embed_pending(
+                tenant=tenant, batch_size=10, embedder=embedder, on_progress=abort_transaction
+            )
+        assert _tenant_lock_free(tenant)
+        assert Tenant.objects.get(pk=tenant.pk).name == "Shop A renamed"
+
+    assert Tenant.objects.get(pk=tenant.pk).name == "Shop A renamed"
+    assert embedder.passages == []
+    assert [r.msg for r in caplog.records if r.msg == "catalog.embedding.unlock_failed"] == []
