@@ -1242,8 +1242,10 @@
     this.conversationId = null;
     this.messagesSent = 0;
     this.cartUnknown = false;
+    this.cartOpen = false;
     this._storeId(null);
-    this.state = initialState();
+    // The badge keeps naming the tenant's assistant; the next conversation's start updates it.
+    this.state = Object.assign(initialState(), { assistant: this.state.assistant });
     this._render();
   };
 

@@ -287,3 +287,27 @@ test("dom end session during reply is ignored", async () => {
   widget.endSession();
   assert.deepEqual(sessions, ["conv_1"]);
 });
+
+test("dom new conversation keeps badge and closes cart", async () => {
+  const events = [
+    {
+      type: "cart_changed",
+      action: "item_selected",
+      items: [{ sku: "m-1", name: "Milk", price: 40, promo_price: null, quantity: 1, unit: "pcs" }],
+      total: 40,
+    },
+    { type: "response_complete" },
+  ];
+  const { widget, shadow } = await widgetWithReply([], { events });
+  const details = shadow.byClass("vz-cart")[0].byTag("details")[0];
+  details.open = true;
+  details.dispatch("toggle");
+  assert.equal(shadow.byClass("vz-badge")[0].hidden, false);
+
+  widget.endSession();
+
+  assert.equal(widget.conversationId, null);
+  assert.equal(widget.cartOpen, false);
+  assert.equal(widget.state.assistant, "offline");
+  assert.equal(shadow.byClass("vz-badge")[0].hidden, false);
+});
