@@ -43,6 +43,17 @@ const REPLY = [
   { type: "response_complete" },
 ];
 
+// A reply that only puts one milk in the cart.
+const CART_REPLY = [
+  {
+    type: "cart_changed",
+    action: "item_selected",
+    items: [{ sku: "m-1", name: "Milk", price: 40, promo_price: null, quantity: 1, unit: "pcs" }],
+    total: 40,
+  },
+  { type: "response_complete" },
+];
+
 /** Mount an open widget and send one message from its input with Enter. */
 async function widgetWithReply(requests, options = {}) {
   const dom = loadWidget(chatFetch(requests, options.events || REPLY));
@@ -204,16 +215,7 @@ test("dom card row keeps its scroll offset", async () => {
 });
 
 test("dom cart stays open across renders", async () => {
-  const events = [
-    {
-      type: "cart_changed",
-      action: "item_selected",
-      items: [{ sku: "m-1", name: "Milk", price: 40, promo_price: null, quantity: 1, unit: "pcs" }],
-      total: 40,
-    },
-    { type: "response_complete" },
-  ];
-  const { shadow, input } = await widgetWithReply([], { events });
+  const { shadow, input } = await widgetWithReply([], { events: CART_REPLY });
   const details = shadow.byClass("vz-cart")[0].byTag("details")[0];
   assert.equal(details.open, false);
   details.open = true;
@@ -289,16 +291,7 @@ test("dom end session during reply is ignored", async () => {
 });
 
 test("dom new conversation keeps badge and closes cart", async () => {
-  const events = [
-    {
-      type: "cart_changed",
-      action: "item_selected",
-      items: [{ sku: "m-1", name: "Milk", price: 40, promo_price: null, quantity: 1, unit: "pcs" }],
-      total: 40,
-    },
-    { type: "response_complete" },
-  ];
-  const { widget, shadow } = await widgetWithReply([], { events });
+  const { widget, shadow } = await widgetWithReply([], { events: CART_REPLY });
   const details = shadow.byClass("vz-cart")[0].byTag("details")[0];
   details.open = true;
   details.dispatch("toggle");
