@@ -630,7 +630,7 @@ class _OfflineReply:
     def _price_list_header(self, intent: Intent, *, query: str) -> str:
         """Return the line above a list by price, which names the query when there is one.
 
-        Without a query the list shown last was filtered, so the line says so.
+        Without a query the line states that the list shown last was filtered.
         """
         price = self.replies.price
         source = "found" if query else "listed"

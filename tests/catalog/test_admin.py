@@ -226,7 +226,7 @@ def test_catalog_job_cannot_be_deleted(admin_client, tenant):
     assert "deletelink" not in page.content.decode()
     assert delete_page.status_code == 403
     assert delete.status_code == 403
-    # Django answers an action that the user may not run with the changelist and no change.
+    # Django returns the changelist, unchanged, for an action that the user may not run.
     assert bulk_delete.status_code == 200
     job.refresh_from_db()
     assert job.status == CatalogJob.Status.PENDING

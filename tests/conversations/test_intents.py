@@ -998,7 +998,7 @@ def test_names_product(text, name, expected):
         ("молоко до 2", Intent(SEARCH, query="молоко 2")),
         ("under nan", Intent(SEARCH, query="under nan")),
         ("самое дешевое молоко", Intent(SEARCH, query="молоко", cheapest=True)),
-        # "самый" before another adjective asks for no price order.
+        # "самый" before another adjective requests no price order.
         ("самый свежий хлеб", Intent(SEARCH, query="самый свежий хлеб")),
         ("дешевле чем 40", Intent(SEARCH, max_price=Decimal(40))),
     ],
