@@ -62,7 +62,14 @@ def test_public_key_cannot_use_the_admin_api(tenant, chat_client):
     assert WebhookSettings.objects.get(tenant=tenant).timeout_seconds == 5
 
 
+def _stored_settings(tenant) -> dict:
+    """Return every column of ``tenant``'s webhook settings, secrets as stored (encrypted)."""
+    return WebhookSettings.objects.filter(tenant=tenant).values().get()
+
+
 def test_patch_changes_only_the_callers_tenant(tenant, other_tenant, server_client, local_webhooks):
+    theirs_before = _stored_settings(other_tenant)
+
     response = server_client.patch(
         URL,
         {"products_url": "http://127.0.0.1:9/products", "timeout_seconds": 3},
@@ -72,17 +79,31 @@ def test_patch_changes_only_the_callers_tenant(tenant, other_tenant, server_clie
     assert response.status_code == 200
     assert response.json() == {"ok": True, "has_secret": True}
     mine = WebhookSettings.objects.get(tenant=tenant)
-    theirs = WebhookSettings.objects.get(tenant=other_tenant)
     assert (mine.products_url, mine.timeout_seconds) == ("http://127.0.0.1:9/products", 3)
-    assert (theirs.products_url, theirs.timeout_seconds) == ("", 5)
+    assert _stored_settings(other_tenant) == theirs_before
 
 
-def test_other_tenant_reads_its_own_settings(tenant, other_server_client, local_webhooks):
-    WebhookSettings.objects.filter(tenant=tenant).update(products_url="http://127.0.0.1:9/x")
+def test_get_returns_only_the_callers_settings(tenant, other_tenant, server_client, local_webhooks):
+    WebhookSettings.objects.filter(tenant=other_tenant).update(
+        products_url="http://127.0.0.1:9/b-products",
+        cart_url="http://127.0.0.1:9/b-cart",
+        cart_get_url="http://127.0.0.1:9/b-cart-get",
+        timeout_seconds=17,
+    )
+    theirs_before = _stored_settings(other_tenant)
 
-    response = other_server_client.get(URL)
+    response = server_client.get(URL)
 
-    assert response.json()["products_url"] == ""
+    assert response.status_code == 200
+    assert response.json() == {
+        "products_url": "",
+        "cart_url": "",
+        "cart_get_url": "",
+        "has_secret": True,
+        "timeout_seconds": 5,
+    }
+    assert other_tenant.webhook_settings.secret not in response.content.decode()
+    assert _stored_settings(other_tenant) == theirs_before
 
 
 @pytest.mark.parametrize(
@@ -221,7 +242,7 @@ def test_rotate_secret_accepts_a_fractional_overlap(tenant, server_client):
 
 def test_rotate_secret_with_overlap(tenant, server_client, other_tenant):
     old_secret = tenant.webhook_settings.secret
-    other_secret = other_tenant.webhook_settings.secret
+    theirs_before = _stored_settings(other_tenant)
 
     response = server_client.post(f"{URL}/rotate-secret", {"overlap_hours": 2}, format="json")
 
@@ -232,7 +253,7 @@ def test_rotate_secret_with_overlap(tenant, server_client, other_tenant):
     expected = stored.next_secret_promote_at.isoformat().replace("+00:00", "Z")
     assert response.json()["active_from"] == expected
     assert response.json()["active_from"].endswith("Z")
-    assert WebhookSettings.objects.get(tenant=other_tenant).secret == other_secret
+    assert _stored_settings(other_tenant) == theirs_before
 
 
 def test_rotate_secret_immediately(tenant, server_client):

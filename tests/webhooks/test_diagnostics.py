@@ -228,7 +228,39 @@ def test_test_reaches_only_the_callers_webhooks(
     response = other_server_client.post(TEST_URL, {}, format="json")
 
     assert response.status_code == 400
+    assert response.json() == {
+        "detail": (
+            "The Products webhook URL or the signing secret is not set; configure it with "
+            "PATCH /api/v1/admin/webhooks first."
+        ),
+        "code": "webhook_not_configured",
+    }
     assert merchant.requests == []
+    assert WebhookDelivery.objects.count() == 0
+
+
+def test_test_sends_only_the_callers_skus(
+    tenant, other_tenant, merchant, server_client, start_server
+):
+    ProductFactory(tenant=tenant, sku="atb-0318", name="Молоко")
+    ProductFactory(tenant=other_tenant, sku="b-secret-1", name="Товар магазину B")
+    theirs = start_server(json_reply(200, {"products": []}))
+    point_webhooks_at(other_tenant, theirs)
+    CircuitBreaker.objects.create(
+        tenant=other_tenant, kind="products", state="open", retry_at="2999-01-01T00:00:00Z"
+    )
+    theirs_breaker = CircuitBreaker.objects.filter(tenant=other_tenant).values().get()
+
+    response = server_client.post(TEST_URL, {}, format="json")
+
+    assert response.status_code == 200
+    assert response.json()["ok"] is True
+    [request] = merchant.requests
+    assert json.loads(request.body) == {"skus": ["atb-0318"], "store_id": "vizochok-test"}
+    assert theirs.log.requests == []
+    assert list(WebhookDelivery.objects.values_list("tenant_id", flat=True)) == [tenant.pk]
+    assert CircuitBreaker.objects.filter(tenant=other_tenant).values().get() == theirs_breaker
+    assert not CircuitBreaker.objects.filter(tenant=tenant).exists()
 
 
 def test_blocked_url_is_reported_without_a_request(
