@@ -743,11 +743,19 @@ def test_job_list_ignores_unknown_parameters(tenant, server_client):
 
 def test_job_list_before_unknown_job_is_not_found(tenant, server_client, other_server_client):
     other_job = _put(other_server_client, [MILK]).json()["job_id"]
+    other_before = CatalogJob.objects.filter(public_id=other_job).values().get()
 
     response = server_client.get(JOBS_URL, {"before": other_job})
+    unknown = server_client.get(JOBS_URL, {"before": "job_unknown"})
 
     assert response.status_code == 404
-    assert response.json()["code"] == "not_found"
+    assert response.json() == {
+        "detail": f"Catalog job '{other_job}' not found.",
+        "code": "not_found",
+    }
+    assert unknown.status_code == 404
+    assert unknown.json() == {"detail": "Catalog job 'job_unknown' not found.", "code": "not_found"}
+    assert CatalogJob.objects.filter(public_id=other_job).values().get() == other_before
 
 
 @override_settings(EMBEDDING_BATCH_SIZE=1)

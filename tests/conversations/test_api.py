@@ -7,7 +7,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from conversations.leases import lease_duration, turn_lease_acquire
-from conversations.models import Conversation, Message
+from conversations.models import Conversation, Message, UserDailyUsage
 from conversations.services import MAX_MESSAGE_BYTES
 from tenants.models import ApiKey
 from tenants.services import api_key_revoke
@@ -278,6 +278,71 @@ def test_other_tenant_cannot_post_to_a_conversation(other_chat_client, other_ser
     assert Message.objects.count() == 0
     assert conversation.state == state_before
     assert conversation.turn_started_at is None
+
+
+def test_other_tenant_cannot_stream_to_a_conversation(other_chat_client, tenant):
+    conversation = ConversationFactory(tenant=tenant)
+    row_before = Conversation.objects.filter(pk=conversation.pk).values().get()
+
+    response = other_chat_client.post(
+        messages_url(conversation),
+        {"text": "очисти кошик"},
+        format="json",
+        HTTP_ACCEPT="text/event-stream",
+    )
+
+    assert response.status_code == 404
+    assert response["Content-Type"] == "application/json"
+    assert response.json() == {"detail": "Conversation not found.", "code": "not_found"}
+    assert Conversation.objects.filter(pk=conversation.pk).values().get() == row_before
+    assert Message.objects.count() == 0
+    assert UserDailyUsage.objects.count() == 0
+
+
+@pytest.mark.parametrize(
+    ("_case", "body", "busy"),
+    [
+        ("a turn holds the lease", {"text": "молоко"}, True),
+        ("invalid body", {"message": "молоко"}, False),
+        ("text over the limit", {"text": "я" * MAX_MESSAGE_BYTES}, False),
+    ],
+)
+def test_other_tenants_conversation_gets_only_not_found(
+    other_chat_client, tenant, _case, body, busy
+):
+    conversation = ConversationFactory(tenant=tenant)
+    if busy:
+        turn_lease_acquire(conversation=conversation)
+    row_before = Conversation.objects.filter(pk=conversation.pk).values().get()
+
+    foreign = other_chat_client.post(messages_url(conversation), body, format="json")
+    unknown = other_chat_client.post(
+        "/api/v1/conversations/conv_unknown/messages", body, format="json"
+    )
+
+    assert foreign.status_code == 404
+    assert foreign.json() == {"detail": "Conversation not found.", "code": "not_found"}
+    assert unknown.status_code == 404
+    assert unknown.json() == foreign.json()
+    assert Conversation.objects.filter(pk=conversation.pk).values().get() == row_before
+    assert Message.objects.count() == 0
+
+
+def test_detail_before_of_other_tenant_is_invalid(chat_client, tenant, other_tenant):
+    conversation, _ = conversation_with_messages(tenant, 2)
+    _, theirs = conversation_with_messages(other_tenant, 1)
+
+    foreign = chat_client.get(detail_url(conversation), {"before": theirs[0].public_id})
+    unknown = chat_client.get(detail_url(conversation), {"before": "msg_unknown"})
+
+    assert foreign.status_code == 400
+    assert foreign.json() == {
+        "detail": "Invalid message id.",
+        "code": "invalid_json",
+        "fields": {"before": ["No message with this id in this conversation."]},
+    }
+    assert unknown.status_code == 400
+    assert unknown.json() == foreign.json()
 
 
 def test_conversations_are_created_for_the_key_tenant(other_chat_client, other_tenant):

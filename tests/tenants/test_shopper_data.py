@@ -124,6 +124,21 @@ def test_export_rejects_unknown_before(tenant, other_tenant, server_client):
     assert response.json() == {"detail": "Conversation not found.", "code": "not_found"}
 
 
+def test_export_before_of_other_tenant_is_not_found(tenant, other_tenant, other_server_client):
+    theirs = _shopper_conversation(tenant)
+    _shopper_conversation(other_tenant)
+
+    foreign = other_server_client.get(f"{_url()}/conversations?before={theirs.public_id}")
+    unknown = other_server_client.get(f"{_url()}/conversations?before=conv_unknown")
+
+    assert foreign.status_code == 404
+    assert foreign.json() == {"detail": "Conversation not found.", "code": "not_found"}
+    assert unknown.status_code == 404
+    assert unknown.json() == foreign.json()
+    assert _conversation_ids(tenant) == {theirs.public_id}
+    assert Message.objects.filter(conversation=theirs).count() == 2
+
+
 @pytest.mark.parametrize("limit", ["0", "101", "x"])
 def test_export_rejects_invalid_limit(tenant, server_client, limit):
     response = server_client.get(f"{_url()}/conversations?limit={limit}")
@@ -357,6 +372,7 @@ def test_other_tenant_cannot_see_or_delete(tenant, other_tenant, other_server_cl
     assert [item["conversation_id"] for item in exported.json()["conversations"]] == [own.public_id]
     assert deleted.json() == {"ok": True, "conversations": 1, "messages": 2, "usage_rows": 0}
     assert single.status_code == 404
+    assert single.json() == {"detail": "Conversation not found.", "code": "not_found"}
     assert _conversation_ids(tenant) == {conversation.public_id}
     assert Message.objects.filter(conversation=conversation).count() == 2
     assert UserDailyUsage.objects.filter(pk=usage.pk).exists()
