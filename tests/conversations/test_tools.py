@@ -8,6 +8,7 @@ import pytest
 
 from conversations.leases import LeaseLost
 from conversations.models import Conversation
+from conversations.tools import SearchOutcome
 from tests.conversations.shop_data import (
     APPLES,
     MILK_GALYCHYNA,
@@ -17,6 +18,7 @@ from tests.conversations.shop_data import (
     STORE_ID,
     show,
 )
+from tests.factories import ProductFactory
 from webhooks.dispatch import CartAction
 from webhooks.models import WebhookDelivery
 
@@ -97,6 +99,64 @@ def test_add_of_unshown_sku_rejected(merchant, conversation, tools):
     assert merchant.requests == []
     assert WebhookDelivery.objects.count() == 0
     assert stored_cart(conversation) == {"items": [], "total": 0.0}
+
+
+def test_other_tenants_sku_is_not_offered(merchant, conversation, tools, other_tenant):
+    ProductFactory(tenant=other_tenant, sku="b-only-1", name="Зюзюбрик тенанта B")
+
+    added = tools.add_to_cart("b-only-1", 1)
+    details = tools.product_details("b-only-1")
+    found = tools.search_products("Зюзюбрик тенанта B")
+
+    assert added.ok is False
+    assert added.reason == "sku_not_offered"
+    assert added.webhook_called is False
+    assert details.to_tool_output() == {"ok": False, "sku": "b-only-1", "reason": "sku_not_offered"}
+    assert found.outcome == SearchOutcome.NO_CATALOG_DATA
+    assert found.products == []
+    assert merchant.requests == []
+    assert WebhookDelivery.objects.count() == 0
+    assert stored_cart(conversation) == {"items": [], "total": 0.0}
+
+
+def test_cart_line_gets_no_catalog_of_other_tenant(
+    merchant, conversation, tools, lease, other_tenant
+):
+    ProductFactory(
+        tenant=other_tenant, sku="bread-01", description="Опис тенанта B", country="Польща"
+    )
+    conversation.cart = {
+        "items": [
+            {
+                "sku": "bread-01",
+                "name": "Хліб Київхліб білий",
+                "price": 32.0,
+                "promo_price": None,
+                "brand": None,
+                "quantity": 1,
+                "unit": "pcs",
+            }
+        ],
+        "total": 32.0,
+    }
+    lease.save(conversation, ["cart"])
+
+    details = tools.product_details("bread-01")
+
+    assert details.catalog is None
+    assert details.to_tool_output() == {
+        "ok": True,
+        "sku": "bread-01",
+        "name": "Хліб Київхліб білий",
+        "brand": None,
+        "price": 32.0,
+        "promo_price": None,
+        "promo_label": None,
+        "unit": "pcs",
+        "min_quantity": None,
+        "quantity_step": None,
+    }
+    assert merchant.requests == []
 
 
 @pytest.mark.parametrize(

@@ -323,6 +323,22 @@ def test_fourth_socket_per_key_closes_4029(ws_url, public_key, secret_key):
             time.sleep(0.05)
 
 
+def test_socket_limit_is_per_tenant_key(ws_url, public_key, other_public_key):
+    with contextlib.ExitStack() as stack:
+        for _ in range(3):
+            ws = stack.enter_context(open_socket(ws_url))
+            assert authenticate(ws, public_key.raw_key)["type"] == "auth_ok"
+        with open_socket(ws_url) as theirs:
+            assert authenticate(theirs, other_public_key.raw_key) == {
+                "type": "auth_ok",
+                "assistant": "offline",
+            }
+            assert OpenSocket.objects.filter(api_key_id=other_public_key.api_key.pk).count() == 1
+        assert OpenSocket.objects.filter(api_key_id=public_key.api_key.pk).count() == 3
+    wait_counted_out(public_key)
+    wait_counted_out(other_public_key)
+
+
 def test_socket_limit_spans_processes(ws_url, public_key):
     with contextlib.ExitStack() as stack:
         second = stack.enter_context(running_server())
@@ -850,6 +866,27 @@ def test_tenant_isolation(ws_url, public_key, other_tenant):
     assert theirs.messages.count() == 0
     assert theirs.turn_started_at is None
     assert Conversation.objects.count() == 1
+
+
+@pytest.mark.parametrize("state", ["busy", "expired"])
+def test_other_tenants_conversation_state_is_hidden(ws_url, public_key, other_tenant, state):
+    theirs = ConversationFactory(tenant=other_tenant)
+    if state == "busy":
+        assert turn_lease_acquire(conversation=theirs) is not None
+    else:
+        Conversation.objects.filter(pk=theirs.pk).update(
+            updated_at=timezone.now() - timedelta(seconds=3601)
+        )
+    row_before = Conversation.objects.filter(pk=theirs.pk).values().get()
+    not_found = {"type": "error", "code": "not_found", "detail": "Conversation not found."}
+    with open_socket(ws_url) as ws:
+        authenticate(ws, public_key.raw_key, conversation_id=theirs.public_id)
+        assert receive(ws) == not_found
+        send_frame(ws, {"type": "message", "text": "молоко", "conversation_id": theirs.public_id})
+        assert receive(ws) == not_found
+    assert Conversation.objects.filter(pk=theirs.pk).values().get() == row_before
+    assert theirs.messages.count() == 0
+    assert UserDailyUsage.objects.count() == 0
 
 
 def test_idle_session_expires(ws_url, tenant, public_key):

@@ -95,6 +95,25 @@ def test_tenant_daily_budget_stops_new_messages(
     assert llm.requests == []
 
 
+def test_other_tenants_usage_leaves_budget(
+    chat_client, shop, conversation, llm, tenant, other_tenant, assistant_settings
+):
+    assistant_settings.daily_token_limit = 5000
+    assistant_settings.monthly_token_limit = 5000
+    assistant_settings.save()
+    token_usage_record(tenant=other_tenant, usage=Usage(prompt_tokens=9000, completion_tokens=900))
+    llm.add(reply("Привіт!", usage=(100, 10)))
+
+    sent = send(chat_client, conversation, "привіт")
+
+    assert types_of(sent) == ["text_delta", "text_end", "response_complete"]
+    assert len(llm.requests) == 1
+    theirs = TokenUsage.objects.get(tenant=other_tenant)
+    assert (theirs.prompt_tokens, theirs.completion_tokens, theirs.requests) == (9000, 900, 1)
+    mine = TokenUsage.objects.get(tenant=tenant)
+    assert (mine.prompt_tokens, mine.completion_tokens, mine.requests) == (100, 10, 1)
+
+
 def test_tenant_monthly_budget_counts_this_month(
     chat_client, shop, conversation, llm, tenant, assistant_settings
 ):
