@@ -453,3 +453,25 @@ def test_history_labels_disabled_tools(admin_client, tenant):
     assert entry.get_change_message() == (
         f"Changed Disabled tools for assistant settings “Assistant of {tenant.name}”."
     )
+
+
+@pytest.mark.parametrize("key_fixture", ["public_key", "secret_key"])
+def test_api_keys_do_not_open_the_admin(client, request, other_tenant, key_fixture):
+    raw_key = request.getfixturevalue(key_fixture).raw_key
+    theirs = WebhookSettings.objects.get(tenant=other_tenant)
+    settings_before = WebhookSettings.objects.filter(pk=theirs.pk).values().get()
+    headers = {"Authorization": f"Bearer {raw_key}"}
+
+    listing = client.get("/admin/tenants/webhooksettings/", headers=headers)
+    action = client.post(
+        "/admin/tenants/webhooksettings/",
+        {"action": "rotate_secret_now", "_selected_action": [theirs.pk], "index": 0},
+        headers=headers,
+    )
+
+    login = "/admin/login/?next=/admin/tenants/webhooksettings/"
+    assert listing.status_code == 302
+    assert listing["Location"] == login
+    assert action.status_code == 302
+    assert action["Location"] == login
+    assert WebhookSettings.objects.filter(pk=theirs.pk).values().get() == settings_before

@@ -4,6 +4,8 @@ import logging
 
 import pytest
 
+from catalog.models import CatalogJob
+from conversations.models import Conversation
 from tests.factories import ConversationFactory
 
 pytestmark = pytest.mark.django_db
@@ -27,6 +29,41 @@ def test_unknown_api_paths_get_the_json_envelope(server_client, _case, path):
     assert response.status_code == 404
     assert response["Content-Type"] == "application/json"
     assert response.json() == {"detail": "Not found.", "code": "not_found"}
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("put", "/api/v1/conversations/{conversation}"),
+        ("delete", "/api/v1/conversations/{conversation}"),
+        ("get", "/api/v1/conversations/{conversation}/messages"),
+        ("delete", "/api/v1/catalog/jobs/{job}"),
+        ("put", "/api/v1/catalog/jobs/{job}"),
+        ("get", "/api/v1/admin/conversations/{conversation}"),
+    ],
+)
+def test_unsupported_method_on_other_tenants_id(server_client, other_tenant, method, path):
+    conversation = ConversationFactory(tenant=other_tenant)
+    job = CatalogJob.objects.create(tenant=other_tenant, source=CatalogJob.Source.API)
+    conversation_before = Conversation.objects.filter(pk=conversation.pk).values().get()
+    job_before = CatalogJob.objects.filter(pk=job.pk).values().get()
+
+    foreign = getattr(server_client, method)(
+        path.format(conversation=conversation.public_id, job=job.public_id)
+    )
+    unknown = getattr(server_client, method)(
+        path.format(conversation="conv_unknown", job="job_unknown")
+    )
+
+    assert foreign.status_code == 405
+    assert foreign.json() == {
+        "detail": f'Method "{method.upper()}" not allowed.',
+        "code": "method_not_allowed",
+    }
+    assert unknown.status_code == 405
+    assert unknown.json() == foreign.json()
+    assert Conversation.objects.filter(pk=conversation.pk).values().get() == conversation_before
+    assert CatalogJob.objects.filter(pk=job.pk).values().get() == job_before
 
 
 def test_deeply_nested_json_is_invalid_json(chat_client):
