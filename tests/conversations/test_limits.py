@@ -201,13 +201,34 @@ def test_rate_limit_wins_over_the_daily_limit(chat_client, tenant, conversation)
 
 
 def test_daily_limits_are_per_tenant(chat_client, tenant, other_tenant, conversation):
-    UserDailyUsage.objects.create(
+    theirs = UserDailyUsage.objects.create(
         tenant=other_tenant, identity="user:shopper-1", date=timezone.now().date(), messages=200
     )
 
     response = post_message(chat_client, conversation)
 
     assert response.status_code == 200
+    mine = UserDailyUsage.objects.get(tenant=tenant)
+    assert (mine.identity, mine.messages) == ("user:shopper-1", 1)
+    theirs_after = UserDailyUsage.objects.get(pk=theirs.pk)
+    assert (theirs_after.messages, theirs_after.conversations) == (200, 0)
+
+
+def test_conversation_limit_is_per_tenant(server_client, tenant, other_tenant):
+    theirs = UserDailyUsage.objects.create(
+        tenant=other_tenant, identity="user:shopper-1", date=timezone.now().date(), conversations=20
+    )
+
+    response = server_client.post(
+        CREATE_URL, {"store_id": "store-1", "user_id": "shopper-1"}, format="json"
+    )
+
+    assert response.status_code == 201
+    mine = UserDailyUsage.objects.get(tenant=tenant)
+    assert (mine.identity, mine.conversations) == ("user:shopper-1", 1)
+    theirs_after = UserDailyUsage.objects.get(pk=theirs.pk)
+    assert (theirs_after.messages, theirs_after.conversations) == (0, 20)
+    assert not Conversation.objects.filter(tenant=other_tenant).exists()
 
 
 def test_daily_conversation_limit_rejects_the_21st(server_client, tenant):

@@ -9,6 +9,7 @@ from rest_framework.test import APIClient
 
 from catalog.models import CatalogJob
 from conversations import apis as conversations_apis
+from conversations.leases import turn_lease_acquire
 from conversations.models import Conversation, Message, TokenUsage, UserDailyUsage
 from conversations.retention import shopper_data_erase
 from tests.factories import ConversationFactory, MessageFactory, ProductFactory
@@ -377,6 +378,23 @@ def test_other_tenant_cannot_see_or_delete(tenant, other_tenant, other_server_cl
     assert Message.objects.filter(conversation=conversation).count() == 2
     assert UserDailyUsage.objects.filter(pk=usage.pk).exists()
     assert _conversation_ids(other_tenant) == set()
+
+
+def test_other_tenants_busy_conversation_is_hidden(tenant, other_tenant, other_server_client):
+    conversation = _shopper_conversation(tenant)
+    lease = turn_lease_acquire(conversation=conversation)
+    assert lease is not None
+    row_before = Conversation.objects.filter(pk=conversation.pk).values().get()
+
+    single = other_server_client.delete(f"/api/v1/admin/conversations/{conversation.public_id}")
+    shopper = other_server_client.delete(_url())
+
+    assert single.status_code == 404
+    assert single.json() == {"detail": "Conversation not found.", "code": "not_found"}
+    assert shopper.status_code == 200
+    assert shopper.json() == {"ok": True, "conversations": 0, "messages": 0, "usage_rows": 0}
+    assert Conversation.objects.filter(pk=conversation.pk).values().get() == row_before
+    assert Message.objects.filter(conversation=conversation).count() == 2
 
 
 @pytest.mark.parametrize(
