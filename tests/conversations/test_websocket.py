@@ -869,7 +869,10 @@ def test_tenant_isolation(ws_url, public_key, other_tenant):
 
 
 @pytest.mark.parametrize("state", ["busy", "expired"])
-def test_other_tenants_conversation_state_is_hidden(ws_url, public_key, other_tenant, state):
+def test_other_tenants_conversation_state_is_hidden(
+    ws_url, public_key, other_tenant, state, caplog
+):
+    caplog.set_level(logging.INFO)
     theirs = ConversationFactory(tenant=other_tenant)
     if state == "busy":
         assert turn_lease_acquire(conversation=theirs) is not None
@@ -887,6 +890,8 @@ def test_other_tenants_conversation_state_is_hidden(ws_url, public_key, other_te
     assert Conversation.objects.filter(pk=theirs.pk).values().get() == row_before
     assert theirs.messages.count() == 0
     assert UserDailyUsage.objects.count() == 0
+    logged_tenants = {getattr(record, "tenant_id", None) for record in caplog.records}
+    assert logged_tenants - {None} == {public_key.api_key.tenant_id}
 
 
 def test_idle_session_expires(ws_url, tenant, public_key):
