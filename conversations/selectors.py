@@ -31,6 +31,9 @@ def conversation_get(*, tenant: Tenant, public_id: str) -> Conversation:
     Raise ``NotFound`` for an unknown id and for another tenant's conversation alike, so
     that a caller cannot learn which ids exist.
     """
+    # NOTE: the unique index is on public_id alone, so another tenant's id reads one more
+    # table row than an unknown id. That timing difference is not hidden, and it can only
+    # confirm an id that the caller already holds, because ids carry 128 random bits.
     conversation = (
         Conversation.objects.select_related("tenant")
         .filter(tenant=tenant, public_id=public_id)
