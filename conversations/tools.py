@@ -479,7 +479,7 @@ class ShoppingTools:
         conversation sent it already. A failure is logged and leaves the snapshot as it was,
         and the conversation goes on without the merchant's cart.
         """
-        if not self.cart_get_configured or self.cart_get_sent:
+        if self.cart_get_sent or not self.cart_get_configured:
             return False
         # Saved before the call, so that a call that fails or never returns is not repeated.
         self.conversation.state[STATE_CART_GET_SENT] = True
