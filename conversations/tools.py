@@ -46,6 +46,7 @@ from tenants.models import Tenant, WebhookSettings
 from webhooks.dispatch import (
     CartAction,
     CartResult,
+    FailureReason,
     LiveProduct,
     cart_change,
     cart_fetch,
@@ -275,7 +276,11 @@ class CartChangeResult:
             "ok": self.ok,
             "cart": cart_for_model(self.cart, keep_sku=keep_sku),
         }
-        if self.reason is not None:
+        if self.reason == FailureReason.CIRCUIT_OPEN:
+            # The webhook contract gives the model webhook_timeout for a timed-out call and
+            # webhook_error for any other failed one, and a held call is one of those.
+            output["reason"] = FailureReason.ERROR.value
+        elif self.reason is not None:
             output["reason"] = self.reason
         return output
 
