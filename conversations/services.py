@@ -324,14 +324,12 @@ class ConversationTurn:
         )
 
     def _load_cart(self, tools: ShoppingTools) -> None:
-        """Load the merchant's cart if cart GET is configured and no load has succeeded yet.
+        """Load the merchant's cart with the first processed message of the conversation.
 
-        That is the first message of a conversation, and each later message until one load
-        succeeds, so one failed request does not leave the cart unknown for good. A failure
-        is logged by the tools, and the turn goes on with the cart it has.
+        Cart GET is sent once per conversation, so after a failure the conversation keeps
+        the changes it makes itself. A failure is logged by the tools, and the turn goes on.
         """
-        if self.conversation.cart_loaded_at is None:
-            tools.cart_reload()
+        tools.cart_load()
 
     def _close_abandoned_turn(self) -> None:
         """Answer a shopper message whose turn never ended, because its worker stopped.

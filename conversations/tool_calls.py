@@ -188,7 +188,7 @@ def _run(tools: ShoppingTools, name: str, arguments: Mapping[str, Any]) -> ToolO
         search = tools.search_products(_text(arguments, "query"), limit)
         return ToolOutcome(output=search.to_tool_output(), events=search.events())
     if name == "view_cart":
-        return ToolOutcome(output=cart_tool_output(tools, tools.view_cart(refresh=True)))
+        return ToolOutcome(output=cart_tool_output(tools, tools.view_cart()))
     if name == "get_product_details":
         return ToolOutcome(output=tools.product_details(_text(arguments, "sku")).to_tool_output())
     if name == "clear_cart":

@@ -8,8 +8,8 @@ and the merchant, so the rules below hold whichever assistant answers:
   quantity that the product allows. Otherwise it is rejected before any webhook call.
 - The cart snapshot changes only after the merchant's cart webhook returned ``ok: true``,
   and it is written at once, so it matches the merchant even if the turn fails later.
-- When the merchant answers ``not_in_cart``, the snapshot is stale: it is reloaded with the
-  cart GET webhook if one is configured, and otherwise loses that line.
+- The cart GET webhook is sent at most once per conversation, with its first message.
+- When the merchant answers ``not_in_cart``, the snapshot is stale and loses that line.
 """
 
 import logging
@@ -46,6 +46,7 @@ from tenants.models import Tenant, WebhookSettings
 from webhooks.dispatch import (
     CartAction,
     CartResult,
+    FailureReason,
     LiveProduct,
     cart_change,
     cart_fetch,
@@ -69,6 +70,8 @@ MAX_CHANGE_QUANTITY = Decimal(100)
 # Keys of conversation.state that the tools own.
 STATE_SHOWN = "shown"
 STATE_SEEN = "seen"
+# True once the conversation sent its one cart GET request, whatever its outcome.
+STATE_CART_GET_SENT = "cart_get_sent"
 
 # The merchant's reason for a change of a line that its cart does not have.
 REASON_NOT_IN_CART = "not_in_cart"
@@ -241,9 +244,7 @@ class CartChangeResult:
     """Outcome of one cart change.
 
     ``reason`` is the merchant's reason, webhook_timeout/webhook_error when the call itself
-    failed, or a ``GuardReason`` when ``webhook_called`` is false. ``cart_refreshed`` is true
-    when the rejection showed the snapshot to be stale and ``cart`` was reloaded from the
-    merchant.
+    failed, or a ``GuardReason`` when ``webhook_called`` is false.
     """
 
     action: CartAction
@@ -253,7 +254,6 @@ class CartChangeResult:
     product: ShownProduct | None = None
     quantity: Decimal | None = None
     webhook_called: bool = True
-    cart_refreshed: bool = False
 
     def events(self) -> list[Event]:
         if not self.ok:
@@ -276,10 +276,12 @@ class CartChangeResult:
             "ok": self.ok,
             "cart": cart_for_model(self.cart, keep_sku=keep_sku),
         }
-        if self.reason is not None:
+        if self.reason == FailureReason.CIRCUIT_OPEN:
+            # The webhook contract gives the model webhook_timeout for a timed-out call and
+            # webhook_error for any other failed one, and a held call is one of those.
+            output["reason"] = FailureReason.ERROR.value
+        elif self.reason is not None:
             output["reason"] = self.reason
-        if self.cart_refreshed:
-            output["cart_refreshed"] = True
         return output
 
 
@@ -332,10 +334,6 @@ class ShoppingTools:
 
     conversation: Conversation
     lease: TurnLease
-    # Set by the first cart_reload of the turn: a turn asks cart GET at most once.
-    _cart_reload_attempted: bool = field(default=False, init=False, repr=False)
-    # True once a cart_reload of this turn has replaced the snapshot with the merchant's cart.
-    cart_reloaded: bool = field(default=False, init=False)
 
     @property
     def tenant(self) -> Tenant:
@@ -450,15 +448,8 @@ class ShoppingTools:
             sku=sku, product=product, catalog=self._catalog_product(product.sku)
         )
 
-    def view_cart(self, *, refresh: bool = False) -> CartSnapshot:
-        """Return the cart as the merchant last confirmed it.
-
-        With ``refresh`` and a configured cart GET webhook, the cart is first reloaded from
-        the merchant, unless this turn asked cart GET already; if that fails, the snapshot
-        is returned.
-        """
-        if refresh:
-            self.cart_reload()
+    def view_cart(self) -> CartSnapshot:
+        """Return the cart as the merchant last confirmed it; no webhook is called."""
         return self.cart
 
     @cached_property
@@ -469,21 +460,35 @@ class ShoppingTools:
     def cart_complete(self) -> bool:
         """Tell whether the snapshot can stand for the merchant's whole cart.
 
-        False while cart GET is configured but no load has succeeded: the snapshot then
+        False while cart GET is configured but its one request failed: the snapshot then
         contains only the changes made in this conversation, and its total may be short.
         """
         return not self.cart_get_configured or self.conversation.cart_loaded_at is not None
 
-    def cart_reload(self) -> bool:
+    @property
+    def cart_get_sent(self) -> bool:
+        """Tell whether this conversation already sent its one cart GET request.
+
+        A conversation whose cart was loaded before the state key existed counts as sent.
+        """
+        conversation = self.conversation
+        return bool(conversation.state.get(STATE_CART_GET_SENT)) or (
+            conversation.cart_loaded_at is not None
+        )
+
+    def cart_load(self) -> bool:
         """Replace the snapshot with the merchant's cart from cart GET; return whether it did.
 
-        Return False without a webhook call when cart GET is not configured or this turn
-        already asked it, so one message costs at most one cart GET. A failure is logged and
-        leaves the snapshot as it was.
+        Merchants get cart GET once per conversation, with its first message.
+        Return False without a webhook call when cart GET is not configured or this
+        conversation sent it already. A failure is logged and leaves the snapshot as it was,
+        and the conversation goes on without the merchant's cart.
         """
-        if not self.cart_get_configured or self._cart_reload_attempted:
+        if self.cart_get_sent or not self.cart_get_configured:
             return False
-        self._cart_reload_attempted = True
+        # Saved before the call, so that a call that fails or never returns is not repeated.
+        self.conversation.state[STATE_CART_GET_SENT] = True
+        self.lease.save(self.conversation, ["state"])
         result = cart_fetch(
             tenant=self.tenant,
             store_id=self.conversation.store_id,
@@ -498,7 +503,6 @@ class ShoppingTools:
         self.conversation.cart = cart_from_lines(result.lines)
         self.conversation.cart_loaded_at = timezone.now()
         self.lease.save(self.conversation, ["cart", "cart_loaded_at"])
-        self.cart_reloaded = True
         logger.info("conversations.cart.loaded", extra={**log_fields, "lines": len(result.lines)})
         return True
 
@@ -617,9 +621,8 @@ class ShoppingTools:
                 "reason": result.reason,
             },
         )
-        cart_refreshed = False
         if result.reason == REASON_NOT_IN_CART and product is not None:
-            cart_refreshed = self._cart_resync(product.sku)
+            self._cart_drop_stale_line(product.sku)
         return CartChangeResult(
             action=action,
             ok=result.ok,
@@ -627,21 +630,13 @@ class ShoppingTools:
             reason=None if result.ok else result.reason,
             product=product,
             quantity=quantity,
-            cart_refreshed=cart_refreshed,
         )
 
-    def _cart_resync(self, sku: str) -> bool:
-        """Fix the snapshot after the merchant reported ``sku`` not in its cart.
-
-        Reload the whole cart when cart GET is configured and return True. Otherwise, or
-        when the reload fails, drop the line from the snapshot and return False.
-        """
-        if self.cart_reload():
-            return True
+    def _cart_drop_stale_line(self, sku: str) -> None:
+        """Drop ``sku`` from the snapshot after the merchant reported it not in its cart."""
         if cart_find(self.cart, sku) is not None:
             self.conversation.cart = cart_without(self.cart, sku)
             self.lease.save(self.conversation, ["cart"])
-        return False
 
 
 def _optional_float(value: Decimal | float | None) -> float | None:

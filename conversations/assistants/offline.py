@@ -449,7 +449,7 @@ class _OfflineReply:
     def _show_cart(self, intent: Intent) -> Iterator[Event]:
         if self._tool_disabled(VIEW_CART_TOOL):
             return
-        cart = self.turn.tools.view_cart(refresh=True)
+        cart = self.turn.tools.view_cart()
         if not self.turn.tools.cart_complete:
             self.lines.append(self.replies.text("cart_incomplete"))
         self.lines.extend(self.replies.cart_lines(cart))
@@ -544,17 +544,8 @@ class _OfflineReply:
             else ""
         )
         self.lines.append(self.replies.rejection(result.reason, product=product, quantity=quantity))
-        if result.cart_refreshed:
-            self._show_refreshed_cart(result)
         if result.reason == "out_of_stock" and product is not None:
             yield from self._show_alternatives(product)
-
-    def _show_refreshed_cart(self, result: CartChangeResult) -> None:
-        """List the cart just reloaded from the merchant, so positions refer to it."""
-        self.lines.append(self.replies.text("cart_refreshed"))
-        self.lines.extend(self.replies.cart_lines(result.cart))
-        self._remember_cart_list(result.cart)
-        self.memory.focus = None
 
     def _remember_cart_list(self, cart: Mapping[str, Any]) -> None:
         """Make positions refer to the cart just shown, unless it was empty.
@@ -734,14 +725,6 @@ class _OfflineReply:
     def _by_name(self, fragment: str, *, prefer_cart: bool) -> ShownProduct | None:
         cart = self._cart_products()
         shown = self._listed_products() + self.turn.tools.shown_products()
-        if prefer_cart and not _matching(fragment, cart):
-            self.turn.tools.cart_reload()
-            if self.turn.tools.cart_reloaded:
-                # The merchant's cart, loaded in this turn, is the whole cart, so a shown
-                # product that is not in it cannot be removed or changed. Without cart GET,
-                # or when the load fails, a shown product may still be in the merchant's cart.
-                cart = self._cart_products()
-                shown = []
         pools = [cart, shown] if prefer_cart else [shown, cart]
         for pool in pools:
             matches = _matching(fragment, pool)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import logging
+import re
 import time
 import uuid
 from collections.abc import Callable
@@ -69,6 +72,46 @@ def test_products_request_is_signed_over_the_bytes_sent(tenant, merchant):
         timestamp=request.headers[TIMESTAMP_HEADER],
     )
     assert NEXT_SIGNATURE_HEADER not in request.headers
+
+
+def _expected_signature(secret: str, timestamp: str, body: bytes) -> str:
+    signed = timestamp.encode("ascii") + b"." + body
+    return "sha256=" + hmac.new(secret.encode("utf-8"), signed, hashlib.sha256).hexdigest()
+
+
+def test_every_kind_sends_the_contract_headers(tenant, merchant):
+    merchant.store.cart_seed("store-1", "shopper-3", [("atb-0238", 1)])
+    before = int(time.time())
+    products_fetch(tenant=tenant, skus=["atb-0318"], store_id="store-1")
+    cart_change(
+        tenant=tenant,
+        action=CartAction.REMOVE,
+        store_id="store-1",
+        session_id="shopper-3",
+        sku="atb-0238",
+    )
+    cart_fetch(tenant=tenant, store_id="store-1", session_id="shopper-3")
+    after = int(time.time())
+
+    requests = merchant.requests
+    assert [(request.method, request.path) for request in requests] == [
+        ("POST", "/vizochok/products"),
+        ("POST", "/vizochok/cart"),
+        ("GET", "/vizochok/cart"),
+    ]
+    for request in requests:
+        # The cart GET has no body, but carries the same Content-Type as every request.
+        assert request.headers["Content-Type"] == "application/json"
+        timestamp = request.headers["X-VIZOCHOK-Timestamp"]
+        assert re.fullmatch(r"[0-9]+", timestamp)
+        assert before <= int(timestamp) <= after
+        assert request.headers["X-VIZOCHOK-Signature"] == _expected_signature(
+            tenant.webhook_settings.secret, timestamp, request.body
+        )
+    assert requests[2].body == b""
+    assert requests[2].headers["X-VIZOCHOK-Signature"] == _expected_signature(
+        tenant.webhook_settings.secret, requests[2].headers["X-VIZOCHOK-Timestamp"], b""
+    )
 
 
 def test_cart_add_reaches_the_merchant(tenant, merchant):

@@ -257,3 +257,23 @@ def test_verify_signature_rejects_empty_secret() -> None:
 def test_check_signature_error_message_names_header() -> None:
     with pytest.raises(SignatureError, match="X-VIZOCHOK-Timestamp header is missing"):
         check_signature(secret="s3cret", body=b"{}", signature="sha256=" + "0" * 64, timestamp=None)
+
+
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+# The secret that the request examples of the webhook pages are signed with.
+DOC_EXAMPLE_SECRET = "whsec_test_3f9a1c7e5b2d4806"
+
+
+@pytest.mark.parametrize("page", ["webhooks-products.md", "webhooks-cart-get.md"])
+def test_doc_request_example_is_signed(page: str) -> None:
+    text = (DOCS / page).read_text("utf-8")
+    example = text.split("```http\n", 1)[1].split("```", 1)[0]
+    head, _, body = example.partition("\n\n")
+    headers = dict(line.split(": ", 1) for line in head.splitlines()[1:])
+    raw_body = body.rstrip("\n").encode("utf-8")
+
+    assert headers["Content-Type"] == "application/json"
+    assert headers[SIGNATURE_HEADER] == compute_signature(
+        secret=DOC_EXAMPLE_SECRET, timestamp=int(headers[TIMESTAMP_HEADER]), body=raw_body
+    )
+    assert DOC_EXAMPLE_SECRET in text

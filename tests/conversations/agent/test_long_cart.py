@@ -91,3 +91,17 @@ def test_view_cart_of_long_cart_is_cut(chat_client, long_cart_shop, conversation
     assert viewed["cart"]["line_count"] == CART_LINES
     assert viewed["cart"]["lines_not_listed"] == CART_LINES - MAX_MODEL_CART_LINES
     assert len(Conversation.objects.get(pk=conversation.pk).cart["items"]) == CART_LINES
+
+
+def test_view_cart_sends_no_second_cart_get(chat_client, long_cart_shop, conversation, llm):
+    llm.add(reply("Вітаю!"))
+    send(chat_client, conversation, "привіт")
+    llm.add(tool_calls(call("view_cart")), reply("У кошику 300 позицій."))
+
+    send(chat_client, conversation, "що в кошику?")
+
+    # Cart GET is sent once per conversation, with its first message.
+    cart_gets = [request for request in long_cart_shop.requests if request.method == "GET"]
+    assert len(cart_gets) == 1
+    viewed = llm.requests[2].tool_results()[-1]
+    assert viewed["cart"]["line_count"] == CART_LINES
