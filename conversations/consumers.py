@@ -433,14 +433,17 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def _unreleased_turn_close(self) -> None:
         """Release the lease of this socket's turn that ended with the database unreachable.
 
-        Raise ``DatabaseUnavailable`` while the database is still unreachable.
+        Raise ``DatabaseUnavailable`` while the database is still unreachable. Nothing is
+        released when the turn failed before taking the lease, or when its lease expired and
+        another turn took the conversation over.
         """
         turn = self.unreleased_turn
         if turn is None:
             return
-        await run_sync(turn.close)
+        released = await run_sync(turn.close)
         self.unreleased_turn = None
-        logger.info("conversations.websocket.lease_released_late", extra=self._log_fields())
+        if released:
+            logger.info("conversations.websocket.lease_released_late", extra=self._log_fields())
 
     async def _failure_report(
         self, error: Exception, *, log_event: str, log_fields: dict[str, object] | None = None

@@ -664,6 +664,109 @@ def test_reply_database_lost_retry_gets_reply(ws_url, public_key, monkeypatch, c
     assert conversation.messages.filter(role=Message.Role.ASSISTANT).count() == 2
 
 
+def lease_log_lines(caplog) -> list[str]:
+    """Return the turn and socket log lines in order, without those of auth and close.
+
+    The server logs the close after the client has left, so that line may come too late.
+    """
+    names = ("conversations.websocket.", "conversations.turn.")
+    left_out = ("conversations.websocket.authenticated", "conversations.websocket.closed")
+    return [
+        record.getMessage()
+        for record in caplog.records
+        if record.getMessage().startswith(names) and record.getMessage() not in left_out
+    ]
+
+
+def test_lease_taken_over_logs_no_late_release(ws_url, public_key, monkeypatch, caplog):
+    caplog.set_level("INFO")
+
+    with open_socket(ws_url) as ws:
+        authenticate(ws, public_key.raw_key, store_id=STORE_ID)
+        with database_lost_at_search(monkeypatch):
+            send_frame(ws, {"type": "message", "text": "молоко"})
+            started = receive(ws)
+            frames = [receive(ws) for _ in range(3)]
+        conversation_id = started["conversation_id"]
+        # The lease expired, and a request of another socket took the conversation over
+        # and finished its turn, so the socket's late release matches no row.
+        Conversation.objects.filter(public_id=conversation_id).update(turn_started_at=None)
+        send_frame(ws, {"type": "message", "text": "молоко", "conversation_id": conversation_id})
+        later = reply_events(ws)
+
+    assert frames[2] == DATABASE_DOWN_FRAME
+    assert later[-1] == {"type": "response_complete"}
+    assert lease_log_lines(caplog) == [
+        "conversations.turn.failed",
+        "conversations.websocket.turn_failed",
+        "conversations.turn.abandoned_closed",
+        "conversations.turn.completed",
+    ]
+
+
+def test_lease_released_late_log_lines(ws_url, public_key, monkeypatch, caplog):
+    caplog.set_level("INFO")
+
+    with open_socket(ws_url) as ws:
+        authenticate(ws, public_key.raw_key, store_id=STORE_ID)
+        with database_lost_at_search(monkeypatch):
+            send_frame(ws, {"type": "message", "text": "молоко"})
+            started = receive(ws)
+            [receive(ws) for _ in range(3)]
+        conversation_id = started["conversation_id"]
+        send_frame(ws, {"type": "message", "text": "молоко", "conversation_id": conversation_id})
+        reply_events(ws)
+
+    assert lease_log_lines(caplog) == [
+        "conversations.turn.failed",
+        "conversations.websocket.turn_failed",
+        "conversations.websocket.lease_released_late",
+        "conversations.turn.abandoned_closed",
+        "conversations.turn.completed",
+    ]
+
+
+def test_lease_never_taken_logs_no_late_release(ws_url, public_key, monkeypatch, caplog):
+    def turn_lease_acquire_database_lost(**kwargs):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        connection.close()
+        connection.settings_dict.update(HOST="127.0.0.1", PORT=str(port))
+        return turn_lease_acquire(**kwargs)
+
+    saved = {key: connection.settings_dict[key] for key in ("HOST", "PORT")}
+    conversation = ConversationFactory(tenant=public_key.api_key.tenant)
+    caplog.set_level("INFO")
+
+    with open_socket(ws_url) as ws:
+        authenticate(ws, public_key.raw_key, conversation_id=conversation.public_id)
+        receive(ws)
+        monkeypatch.setattr(
+            "conversations.services.turn_lease_acquire", turn_lease_acquire_database_lost
+        )
+        message = {"type": "message", "text": "молоко", "conversation_id": conversation.public_id}
+        try:
+            send_frame(ws, message)
+            frame = receive(ws)
+        finally:
+            monkeypatch.setattr("conversations.services.turn_lease_acquire", turn_lease_acquire)
+            connection.close()
+            connection.settings_dict.update(saved)
+        send_frame(ws, message)
+        later = reply_events(ws)
+
+    conversation.refresh_from_db()
+    assert frame == DATABASE_DOWN_FRAME
+    assert later[-1] == {"type": "response_complete"}
+    assert lease_log_lines(caplog) == [
+        "conversations.websocket.turn_failed",
+        "conversations.turn.completed",
+    ]
+    assert conversation.turn_started_at is None
+    assert conversation.messages.filter(role=Message.Role.USER).count() == 1
+
+
 def test_start_database_lost_retry_gets_reply(ws_url, public_key, monkeypatch, caplog):
     counted = []
 
