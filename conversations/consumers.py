@@ -222,7 +222,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             )
             return
 
-        open_sockets.add(self.socket_id, api_key=api_key)
+        open_sockets.add(self.socket_id, api_key=api_key, close_over_limit=self._close_over_limit)
         self.session = session
         self.rate_window = ConnectionRateWindow(
             max_messages=session.limits.rate_limit_messages,
@@ -270,6 +270,21 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 "conversations.websocket.socket_delete_failed",
                 extra={**self._log_fields(), "socket_id": socket_id, "error": str(error)},
             )
+
+    async def _close_over_limit(self) -> None:
+        """Close this socket, whose row was not written again because its key is at the limit.
+
+        After a database outage the socket's row may have been deleted as expired, and other
+        sockets of the key may have taken its place. The socket then counts like a new one.
+        """
+        if self.closing:
+            return
+        logger.info(
+            "conversations.websocket.over_limit_closed",
+            extra={**self._log_fields(), "socket_id": self.socket_id},
+        )
+        self.closing = True
+        await self.close(code=CLOSE_TOO_MANY_SOCKETS, reason="Too many sockets for this key.")
 
     async def _close_unless_authenticated(self) -> None:
         await asyncio.sleep(settings.WEBSOCKET_AUTH_TIMEOUT_SECONDS)
@@ -433,14 +448,17 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def _unreleased_turn_close(self) -> None:
         """Release the lease of this socket's turn that ended with the database unreachable.
 
-        Raise ``DatabaseUnavailable`` while the database is still unreachable.
+        Raise ``DatabaseUnavailable`` while the database is still unreachable. Nothing is
+        released when the turn failed before taking the lease, or when its lease expired and
+        another turn took the conversation over.
         """
         turn = self.unreleased_turn
         if turn is None:
             return
-        await run_sync(turn.close)
+        released = await run_sync(turn.close)
         self.unreleased_turn = None
-        logger.info("conversations.websocket.lease_released_late", extra=self._log_fields())
+        if released:
+            logger.info("conversations.websocket.lease_released_late", extra=self._log_fields())
 
     async def _failure_report(
         self, error: Exception, *, log_event: str, log_fields: dict[str, object] | None = None

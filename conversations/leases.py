@@ -69,8 +69,9 @@ class TurnLease:
             )
             raise LeaseLost()
 
-    def release(self) -> None:
-        self._held().update(turn_started_at=None)
+    def release(self) -> bool:
+        """Release the lease. Return False when it was no longer held, and nothing changed."""
+        return self._held().update(turn_started_at=None) == 1
 
     def _held(self) -> QuerySet[Conversation]:
         return Conversation.objects.filter(pk=self.conversation_pk, turn_started_at=self.started_at)

@@ -165,20 +165,20 @@ class ConversationTurn:
             self._unsaved_count_return()
             lease.release()
 
-    def close(self) -> None:
+    def close(self) -> bool:
         """Release the lease of a started turn whose events were not consumed to the end.
 
         Safe to call after the events finished: the lease is then released already, and a
         later turn's lease has another start time, so it is left alone. A turn whose events
         never started gets its daily message count back. After a lost database connection
         the caller may call it again once the database is back: it also releases a lease
-        that ``start`` failed to release.
+        that ``start`` failed to release. Return whether a held lease was released.
         """
         self._unsaved_count_return()
         lease = self._lease or self._unreleased_lease
-        if lease is not None:
-            lease.release()
+        released = lease.release() if lease is not None else False
         self._unreleased_lease = None
+        return released
 
     def reply_message(self) -> Message:
         """Return the assistant's saved message; valid once ``run`` has been consumed."""

@@ -14,7 +14,7 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -423,10 +423,7 @@ def open_socket_record(*, api_key: ApiKey, limit: int, now: datetime | None = No
     now = timezone.now() if now is None else now
     live_since = now - SOCKET_EXPIRY
     with transaction.atomic():
-        with db_connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT pg_advisory_xact_lock(%s, %s)", [_SOCKET_LOCK_NAMESPACE, api_key.pk]
-            )
+        _socket_lock_take(api_key=api_key)
         sockets = OpenSocket.objects.filter(tenant_id=api_key.tenant_id, api_key=api_key)
         sockets.filter(heartbeat_at__lt=live_since).delete()
         if limit and sockets.count() >= limit:
@@ -440,34 +437,93 @@ def open_socket_delete(*, socket_id: int) -> None:
     OpenSocket.objects.filter(pk=socket_id).delete()
 
 
-def open_sockets_heartbeat(*, sockets: dict[int, ApiKey], now: datetime | None = None) -> int:
+def _socket_lock_take(*, api_key: ApiKey) -> None:
+    """Take the transaction's advisory lock on the socket rows of ``api_key``."""
+    with db_connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_SOCKET_LOCK_NAMESPACE, api_key.pk])
+
+
+@dataclass(frozen=True)
+class HeartbeatResult:
+    """The outcome of one heartbeat of a process's open sockets."""
+
+    # How many rows of open sockets were written again.
+    restored: int = 0
+    # The open sockets whose rows were not written again because their key reached its
+    # limit. Their process closes them with CLOSE_TOO_MANY_SOCKETS.
+    over_limit: tuple[int, ...] = ()
+
+
+def open_sockets_heartbeat(
+    *, sockets: dict[int, ApiKey], limit: int, now: datetime | None = None
+) -> HeartbeatResult:
     """Mark the open sockets ``sockets`` (row id to API key) as still open.
 
     A row that is gone was deleted as expired by an ``auth`` of its key, which happens
     when heartbeats failed for ``SOCKET_EXPIRY``, such as while the database was
-    unreachable. It is written again, so the socket counts against its key's limit.
-    Return how many rows were written again.
+    unreachable. It is written again, so the socket counts against its key's limit. Such
+    a socket counts like a new one, so its row is written only while the key has fewer
+    than ``limit`` live rows (0 means no limit), oldest socket first. The sockets that do
+    not fit are returned in ``over_limit``.
     """
     now = timezone.now() if now is None else now
     updated = OpenSocket.objects.filter(pk__in=sockets).update(heartbeat_at=now)
     if updated == len(sockets):
-        return 0
+        return HeartbeatResult()
     present = set(OpenSocket.objects.filter(pk__in=sockets).values_list("pk", flat=True))
     # The rows of a deleted key (or tenant) are deleted with it, and writing them again would
     # violate their foreign keys, failing every heartbeat of the process with them.
     key_ids = {api_key.pk for api_key in sockets.values()}
     existing_keys = set(ApiKey.objects.filter(pk__in=key_ids).values_list("pk", flat=True))
-    missing = [
-        OpenSocket(pk=socket_id, tenant_id=api_key.tenant_id, api_key=api_key, heartbeat_at=now)
-        for socket_id, api_key in sorted(sockets.items())
-        if socket_id not in present and api_key.pk in existing_keys
-    ]
-    if not missing:
-        return 0
-    # NOTE: a socket that closes during this call may get its row back, which then
-    # expires after SOCKET_EXPIRY without heartbeats.
-    OpenSocket.objects.bulk_create(missing, ignore_conflicts=True)
-    return len(missing)
+    missing: dict[int, list[int]] = {}
+    keys: dict[int, ApiKey] = {}
+    for socket_id, api_key in sorted(sockets.items()):
+        if socket_id in present or api_key.pk not in existing_keys:
+            continue
+        missing.setdefault(api_key.pk, []).append(socket_id)
+        keys[api_key.pk] = api_key
+    restored = 0
+    over_limit: list[int] = []
+    for key_id, socket_ids in sorted(missing.items()):
+        written = _open_sockets_restore(
+            api_key=keys[key_id], socket_ids=socket_ids, limit=limit, now=now
+        )
+        restored += len(written)
+        over_limit.extend(socket_ids[len(written) :])
+    return HeartbeatResult(restored=restored, over_limit=tuple(over_limit))
+
+
+def _open_sockets_restore(
+    *, api_key: ApiKey, socket_ids: list[int], limit: int, now: datetime
+) -> list[int]:
+    """Write the rows of ``socket_ids`` of one key again while the key is under ``limit``.
+
+    Return the ids whose rows were written, the first ones of ``socket_ids``. It takes the
+    advisory lock of ``open_socket_record``, so the counts and writes of one key in all
+    processes run one after another.
+    """
+    with transaction.atomic():
+        _socket_lock_take(api_key=api_key)
+        live = OpenSocket.objects.filter(
+            tenant_id=api_key.tenant_id, api_key=api_key, heartbeat_at__gte=now - SOCKET_EXPIRY
+        ).count()
+        room = len(socket_ids) if not limit else max(0, limit - live)
+        written = socket_ids[:room]
+        rows = [
+            OpenSocket(pk=socket_id, tenant_id=api_key.tenant_id, api_key=api_key, heartbeat_at=now)
+            for socket_id in written
+        ]
+        # NOTE: a socket that closes during this call may get its row back, which then
+        # expires after SOCKET_EXPIRY without heartbeats.
+        OpenSocket.objects.bulk_create(rows, ignore_conflicts=True)
+    return written
+
+
+@dataclass(frozen=True)
+class _RegisteredSocket:
+    api_key: ApiKey
+    # Closes the socket when its row cannot be written again within its key's limit.
+    close_over_limit: Callable[[], Awaitable[None]]
 
 
 class OpenSocketRegistry:
@@ -479,12 +535,19 @@ class OpenSocketRegistry:
     """
 
     def __init__(self) -> None:
-        self._sockets: dict[asyncio.AbstractEventLoop, dict[int, ApiKey]] = {}
+        self._sockets: dict[asyncio.AbstractEventLoop, dict[int, _RegisteredSocket]] = {}
         self._tasks: dict[asyncio.AbstractEventLoop, asyncio.Task[None]] = {}
 
-    def add(self, socket_id: int, *, api_key: ApiKey) -> None:
+    def add(
+        self,
+        socket_id: int,
+        *,
+        api_key: ApiKey,
+        close_over_limit: Callable[[], Awaitable[None]],
+    ) -> None:
         loop = asyncio.get_running_loop()
-        self._sockets.setdefault(loop, {})[socket_id] = api_key
+        registered = _RegisteredSocket(api_key=api_key, close_over_limit=close_over_limit)
+        self._sockets.setdefault(loop, {})[socket_id] = registered
         if loop not in self._tasks:
             self._tasks[loop] = loop.create_task(self._beat(loop))
 
@@ -496,27 +559,58 @@ class OpenSocketRegistry:
         try:
             while True:
                 await asyncio.sleep(SOCKET_HEARTBEAT_SECONDS)
-                sockets = dict(self._sockets.get(loop, {}))
-                if not sockets:
+                registered = dict(self._sockets.get(loop, {}))
+                if not registered:
                     continue
-                call = functools.partial(open_sockets_heartbeat, sockets=sockets)
+                call = functools.partial(
+                    open_sockets_heartbeat,
+                    sockets={socket_id: entry.api_key for socket_id, entry in registered.items()},
+                    limit=settings.WEBSOCKET_MAX_SOCKETS_PER_KEY,
+                )
                 try:
-                    restored = await loop.run_in_executor(None, _with_connections, call)
+                    result = await loop.run_in_executor(None, _with_connections, call)
                 except DatabaseError as error:
                     # The rows expire after SOCKET_EXPIRY unless a later heartbeat succeeds.
                     logger.warning(
                         "conversations.websocket.heartbeat_failed",
-                        extra={"sockets": len(sockets), "error": str(error)},
+                        extra={"sockets": len(registered), "error": str(error)},
                     )
                     continue
-                if restored:
+                if result.restored or result.over_limit:
                     logger.warning(
                         "conversations.websocket.socket_rows_restored",
-                        extra={"sockets": len(sockets), "restored": restored},
+                        extra={
+                            "sockets": len(registered),
+                            "restored": result.restored,
+                            "over_limit": len(result.over_limit),
+                        },
                     )
+                await self._over_limit_close(loop, registered, result.over_limit)
         finally:
             self._tasks.pop(loop, None)
             self._sockets.pop(loop, None)
+
+    async def _over_limit_close(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        registered: dict[int, _RegisteredSocket],
+        socket_ids: tuple[int, ...],
+    ) -> None:
+        """Stop refreshing the sockets ``socket_ids`` and close them.
+
+        A failed close is logged, so that it does not end the heartbeat of the other sockets.
+        """
+        for socket_id in socket_ids:
+            self._sockets.get(loop, {}).pop(socket_id, None)
+        closes = [registered[socket_id].close_over_limit() for socket_id in socket_ids]
+        outcomes = await asyncio.gather(*closes, return_exceptions=True)
+        for socket_id, outcome in zip(socket_ids, outcomes, strict=True):
+            if isinstance(outcome, Exception):
+                logger.error(
+                    "conversations.websocket.over_limit_close_failed",
+                    exc_info=outcome,
+                    extra={"socket_id": socket_id},
+                )
 
 
 open_sockets = OpenSocketRegistry()

@@ -83,9 +83,9 @@ class Intent:
     # True for a removal of "все молоко" or "both milks": it takes every cart line that
     # the name matches, instead of asking which one.
     every: bool = False
-    # The price ceiling and floor of a search ("молоко до 40 грн", "milk over 100", "від 50
-    # до 100"), in the shop's currency, and whether it requests the cheapest first
-    # ("найдешевше масло").
+    # The price ceiling and floor of a search or an add ("молоко до 40 грн", "milk over
+    # 100", "від 50 до 100"), in the shop's currency, and whether it requests the cheapest
+    # first ("найдешевше масло"). The floor may be above the ceiling, which fits nothing.
     max_price: Decimal | None = None
     cheapest: bool = False
     min_price: Decimal | None = None
@@ -290,6 +290,12 @@ SUPERLATIVE_WORDS = _word_set("самое самый самая самую са�
 # Words before a price ceiling: "дешевше 40", "under 40". "до" counts only with a currency
 # word after the number ("до 40 грн"), because "до 2" is also a new quantity.
 PRICE_CEILING_WORDS = _word_set("дешевше дешевле under below")
+# Words before a price that count only with a currency word after the number: "до 40 грн",
+# "за 40 грн", "for 40 uah", "по 40 грн". Such a price, or a number with a currency word
+# and none of these words ("молоко 40 грн"), is a ceiling.
+PRICE_CURRENCY_PREPOSITIONS = _word_set("до за по for at")
+# Conjunctions between two price limits: "дешевше 50 і дорожче 20", "under 50 and over 20".
+PRICE_LIMIT_CONJUNCTIONS = _word_set("і й та а и and but")
 # Words before a price floor: "дорожче 100", "over 100". A unit after the number makes it no
 # price: "понад 2 кг" is a weight.
 PRICE_FLOOR_WORDS = _word_set("дорожче дороже понад свыше over above")
@@ -491,6 +497,16 @@ def _unquoted_intent(text: str) -> Intent:
         IntentKind.NEGATED,
     ):
         return Intent(kind=kind)
+    if kind == IntentKind.ADD:
+        prices = _price_filter(text)
+        if prices.limited or prices.cheapest:
+            # "додай молоко до 40 грн": the 40 is a price, not an amount to add.
+            return replace(
+                _unquoted_intent(prices.text),
+                max_price=prices.max_price,
+                min_price=prices.min_price,
+                cheapest=prices.cheapest,
+            )
     words = _sort_words(_operands(tokens))
     words.more = any(token in MORE_WORDS for token in tokens)
     position = _position_only(tokens, words)
@@ -1030,7 +1046,9 @@ def _price_filter(text: str) -> _PriceFilter:
 
     "молоко 2,5% до 40 гривень" is "молоко 2,5%" up to 40, "сир дорожче за 100" is "сир"
     from 100 and "between 50 and 100 uah" is a search without words from 50 to 100. A
-    limit whose number is 0 or less is no limit, and its words stay in the search.
+    limit whose number is 0 or less is no limit, and its words stay in the search. Several
+    limits all apply, so the lowest ceiling and the highest floor count, and a floor above
+    the ceiling ("дешевше 20 і дорожче 50") is returned as it is for the caller to reject.
     """
     words = [word.strip(_EDGE_PUNCTUATION) for word in normalize(text).split()]
     words = [part for word in words if word for part in _price_words(word)]
@@ -1039,21 +1057,27 @@ def _price_filter(text: str) -> _PriceFilter:
     min_price: Decimal | None = None
     cheapest = False
     index = 0
+    limit_end = -1
     while index < len(words):
-        price_range = _price_range(words, index)
-        if price_range is not None:
-            min_price, max_price, index = price_range
-            continue
-        ceiling = _price_limit(words, index, kind=_CEILING)
-        if ceiling is not None:
-            max_price, index = ceiling
-            continue
-        floor = _price_limit(words, index, kind=_FLOOR)
-        if floor is not None:
-            min_price, index = floor
+        limit = _price_limit_at(words, index)
+        if limit is not None:
+            floor, ceiling, index = limit
+            if floor is not None:
+                min_price = floor if min_price is None else max(min_price, floor)
+            if ceiling is not None:
+                max_price = ceiling if max_price is None else min(max_price, ceiling)
+            limit_end = index
             continue
         word = words[index]
         following = words[index + 1] if index + 1 < len(words) else ""
+        if (
+            word in PRICE_LIMIT_CONJUNCTIONS
+            and index == limit_end
+            and _price_limit_at(words, index + 1) is not None
+        ):
+            # "і" joins two limits, so it is not a word of the search.
+            index += 1
+            continue
         if word in SUPERLATIVE_WORDS and following in CHEAPEST_WORDS:
             index += 1
             continue
@@ -1068,6 +1092,34 @@ def _price_filter(text: str) -> _PriceFilter:
         min_price=min_price,
         cheapest=cheapest,
     )
+
+
+def _price_limit_at(
+    words: list[str], index: int
+) -> tuple[Decimal | None, Decimal | None, int] | None:
+    """Read a price range, ceiling or floor that starts at ``words[index]``.
+
+    Return the floor, the ceiling (either may be None) and the index of the first word
+    after the limit, or None when no limit starts there.
+    """
+    if index >= len(words):
+        return None
+    price_range = _price_range(words, index)
+    if price_range is not None:
+        return price_range
+    ceiling = _price_limit(words, index, kind=_CEILING)
+    if ceiling is not None:
+        return None, ceiling[0], ceiling[1]
+    floor = _price_limit(words, index, kind=_FLOOR)
+    if floor is not None:
+        return floor[0], None, floor[1]
+    value = _price_at(words, index)
+    if value is not None:
+        after, end = _after_price(words, index + 1)
+        if after == "currency":
+            # "молоко 40 грн" names what the shopper means to pay: at most 40.
+            return None, value, end
+    return None
 
 
 def _price_words(word: str) -> list[str]:
@@ -1121,21 +1173,22 @@ def _price_limit(words: list[str], index: int, *, kind: str) -> tuple[Decimal, i
     following = words[index + 1] if index + 1 < len(words) else ""
     number_index = index + 1
     if kind == _CEILING:
-        needs_end = word == "до"
+        needs_end = word in PRICE_CURRENCY_PREPOSITIONS
         if word not in PRICE_CEILING_WORDS and not needs_end:
             return None
     else:
         needs_end = word in PRICE_FLOOR_PREPOSITIONS or (word == "more" and following == "than")
         if word not in PRICE_FLOOR_WORDS and not needs_end:
             return None
-    if word != "до" and following in PRICE_COMPARISON_LINKS:
+    if word not in PRICE_CURRENCY_PREPOSITIONS and following in PRICE_COMPARISON_LINKS:
         number_index += 1
     value = _price_at(words, number_index)
     if value is None:
         return None
     after, end = _after_price(words, number_index + 1)
-    if kind == _CEILING and word == "до":
-        # "до 2" is also a new quantity, so "до" needs a currency word.
+    if kind == _CEILING and word in PRICE_CURRENCY_PREPOSITIONS:
+        # "до 2" is also a new quantity and "по 2" a count of packs, so they need a currency
+        # word.
         return (value, end) if after == "currency" else None
     if after == "unit" or (needs_end and after == "word"):
         return None

@@ -294,6 +294,8 @@ class _OfflineReply:
     # Intents
 
     def _search(self, intent: Intent) -> Iterator[Event]:
+        if self._prices_conflict(intent):
+            return
         if not intent.query:
             # "какое самое дешевое?" sorts the list shown last.
             self._show_by_price(self._listed_products(), intent, query="")
@@ -317,12 +319,65 @@ class _OfflineReply:
     def _add(self, intent: Intent) -> Iterator[Event]:
         if self._tool_disabled(ADD_TOOL):
             return
+        by_price = intent.cheapest or intent.max_price is not None or intent.min_price is not None
+        if by_price and self.chosen is None and not isinstance(intent.reference, Ordinal):
+            yield from self._add_by_price(intent)
+            return
         product = self._resolve(intent.reference, prefer_cart=False)
         if product is None:
             if isinstance(intent.reference, NameFragment) and not self.lines:
                 yield from self._search_and_add(intent.reference.text, intent.quantity)
             return
         yield from self._add_product(product, intent.quantity)
+
+    def _add_by_price(self, intent: Intent) -> Iterator[Event]:
+        """Add a product within the price limits of "додай молоко до 40 грн", or the cheapest.
+
+        The products are those of a search for the name, as for a search with the same
+        limits, or the list shown last when the command names none. A request for the
+        cheapest adds the cheapest of them, and so does a limit that one product fits. When
+        several fit, they are listed and the shopper picks one: a reply that is only a
+        position adds it with the command's amount. A product is added without asking only
+        when its name contains the command's words.
+        """
+        if self._prices_conflict(intent):
+            return
+        reference = intent.reference
+        if isinstance(reference, NameFragment):
+            if self._tool_disabled(SEARCH_TOOL_NAME):
+                return
+            yield events.status(StatusCode.SEARCHING)
+            result = self.turn.tools.search_products(reference.text, limit=MAX_SEARCH_LIMIT)
+            if result.outcome != SearchOutcome.FOUND:
+                self._show_search(result, hint_key="search_pick")
+                return
+            named = _matching(reference.text, result.products)
+            products = named or result.products
+            query = reference.text
+        else:
+            products = self._listed_products()
+            named = products
+            query = ""
+        if not products:
+            self.lines.append(self.replies.text("nothing_listed"))
+            return
+        fitting = [product for product in products if _within_prices(product, intent)]
+        if not fitting:
+            self.lines.append(self._none_within_prices(products, intent))
+            return
+
+        if intent.cheapest:
+            fitting = sorted(fitting, key=_current_price)
+        fitting = fitting[:DEFAULT_SEARCH_LIMIT]
+        self._remember_list(fitting)
+        self.extra_events.append(events.product_cards([product.card() for product in fitting]))
+        if named and (intent.cheapest or len(fitting) == 1):
+            yield from self._add_product(fitting[0], intent.quantity)
+            return
+        self.lines.append(self._price_list_header(intent, query=query))
+        self.lines.extend(self.replies.product_list(fitting))
+        self.lines.append(self.replies.text("pick_to_add"))
+        self.memory.pending = self.turn.text
 
     def _remove(self, intent: Intent) -> Iterator[Event]:
         # A removal of a whole line calls remove_from_cart. One with an amount calls
@@ -617,6 +672,22 @@ class _OfflineReply:
         self.lines.append(self.replies.text("search_hint"))
         self._remember_list(fitting)
         self.extra_events.append(events.product_cards([product.card() for product in fitting]))
+
+    def _prices_conflict(self, intent: Intent) -> bool:
+        """Tell whether the floor is above the ceiling, and add the reply that explains it."""
+        if intent.min_price is None or intent.max_price is None:
+            return False
+        if intent.min_price <= intent.max_price:
+            return False
+        price = self.replies.price
+        self.lines.append(
+            self.replies.text(
+                "price_limits_conflict",
+                min_price=price(intent.min_price),
+                max_price=price(intent.max_price),
+            )
+        )
+        return True
 
     def _price_list_header(self, intent: Intent, *, query: str) -> str:
         """Return the line above a list by price, which names the query when there is one.

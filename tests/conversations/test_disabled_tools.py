@@ -221,6 +221,17 @@ def test_add_by_new_name_needs_search(chat_client, tenant, merchant, shopper_con
     assert cart_posts(merchant) == []
 
 
+def test_add_by_price_needs_search(chat_client, tenant, merchant, shopper_conversation):
+    disable(tenant, "search_products")
+
+    sent = send(chat_client, shopper_conversation, "додай молоко до 40 грн")
+
+    assert reply_text(sent) == "Вибачте, у цьому магазині я не можу шукати товари в чаті."
+    assert [event["type"] for event in sent] == DISABLED_REPLY_TYPES
+    assert requests_to(merchant, "/vizochok/products") == []
+    assert cart_posts(merchant) == []
+
+
 def test_disabled_search_keeps_cart_commands(chat_client, tenant, merchant, shopper_conversation):
     disable(tenant, "search_products")
 

@@ -1160,12 +1160,120 @@ def test_more_than_count_stays_add():
     assert parse_intent("more than 2 apples").min_price is None
 
 
-def test_price_floor_in_command_is_ignored():
-    intent = parse_intent("додай молоко від 50 грн")
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "додай молоко до 40 грн",
+            Intent(ADD, reference=NameFragment("молоко"), max_price=Decimal(40)),
+        ),
+        (
+            "add milk under 40 uah",
+            Intent(ADD, reference=NameFragment("milk"), max_price=Decimal(40)),
+        ),
+        (
+            "добавь молоко до 40 руб",
+            Intent(ADD, reference=NameFragment("молоко"), max_price=Decimal(40)),
+        ),
+        (
+            "додай молоко за 40грн",
+            Intent(ADD, reference=NameFragment("молоко"), max_price=Decimal(40)),
+        ),
+        ("add milk for 40 uah", Intent(ADD, reference=NameFragment("milk"), max_price=Decimal(40))),
+        ("додай молоко 40 ₴", Intent(ADD, reference=NameFragment("молоко"), max_price=Decimal(40))),
+        (
+            "додай молоко дешевше 40",
+            Intent(ADD, reference=NameFragment("молоко"), max_price=Decimal(40)),
+        ),
+        (
+            "додай молоко від 50 грн",
+            Intent(ADD, reference=NameFragment("молоко"), min_price=Decimal(50)),
+        ),
+        (
+            "add milk between 20 and 40",
+            Intent(
+                ADD, reference=NameFragment("milk"), min_price=Decimal(20), max_price=Decimal(40)
+            ),
+        ),
+        (
+            "додай 2 молока до 40 грн",
+            Intent(
+                ADD,
+                reference=NameFragment("молока"),
+                quantity=Quantity(Decimal(2)),
+                max_price=Decimal(40),
+            ),
+        ),
+        ("додай найдешевше молоко", Intent(ADD, reference=NameFragment("молоко"), cheapest=True)),
+        ("add the cheapest one", Intent(ADD, cheapest=True)),
+    ],
+)
+def test_parse_add_price_limits(text, expected):
+    assert parse_intent(text) == expected
 
-    assert intent.kind == ADD
-    assert intent.min_price is None
-    assert intent.max_price is None
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("додай 2 молока", Intent(ADD, reference=NameFragment("молока"), quantity=Quantity(2))),
+        ("add 3 milk", Intent(ADD, reference=NameFragment("milk"), quantity=Quantity(3))),
+        (
+            "додай молоко 2 шт",
+            Intent(ADD, reference=NameFragment("молоко"), quantity=Quantity(2, "pcs")),
+        ),
+        (
+            "додай 2 л молока",
+            Intent(ADD, reference=NameFragment("молока"), quantity=Quantity(2, "l")),
+        ),
+        (
+            "додай молоко до 40",
+            Intent(ADD, reference=NameFragment("молоко"), quantity=Quantity(40)),
+        ),
+        (
+            "додай 2 по 500 г",
+            Intent(
+                ADD,
+                quantity=Quantity(1000, "g"),
+                packs=(Quantity(2), Quantity(500, "g")),
+            ),
+        ),
+    ],
+)
+def test_add_quantities_are_no_prices(text, expected):
+    assert parse_intent(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "молоко дешевше 20 грн і дорожче 50 грн",
+            Intent(SEARCH, query="молоко", min_price=Decimal(50), max_price=Decimal(20)),
+        ),
+        (
+            "milk under 20 over 50",
+            Intent(SEARCH, query="milk", min_price=Decimal(50), max_price=Decimal(20)),
+        ),
+        (
+            "milk under 50 and over 20",
+            Intent(SEARCH, query="milk", min_price=Decimal(20), max_price=Decimal(50)),
+        ),
+        # Every limit applies: the lowest ceiling and the highest floor.
+        ("сир дешевше 80 і дешевше 60", Intent(SEARCH, query="сир", max_price=Decimal(60))),
+        (
+            "від 30 до 50 дешевше 20",
+            Intent(SEARCH, min_price=Decimal(30), max_price=Decimal(20)),
+        ),
+        (
+            "від 50 до 20 грн",
+            Intent(SEARCH, min_price=Decimal(20), max_price=Decimal(50)),
+        ),
+        ("молоко за 40 грн", Intent(SEARCH, query="молоко", max_price=Decimal(40))),
+        ("молоко 2,5% 40 грн", Intent(SEARCH, query="молоко 2,5%", max_price=Decimal(40))),
+    ],
+)
+def test_parse_combined_price_limits(text, expected):
+    assert parse_intent(text) == expected
 
 
 @pytest.mark.parametrize(

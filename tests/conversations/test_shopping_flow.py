@@ -582,3 +582,139 @@ def test_price_limits_filter_last_list(
     assert reply_text(sent) == expected_text
     assert [card["sku"] for card in cards_of(sent)] == expected_skus
     assert cart_posts(merchant) == []
+
+
+def milk_added(quantity: int) -> dict:
+    return {
+        "action": "add",
+        "store_id": STORE_ID,
+        "session_id": SESSION_ID,
+        "sku": "milk-002",
+        "name": "Молоко Галичина 3.2%",
+        "quantity": quantity,
+        "price": 52.0,
+    }
+
+
+@pytest.mark.parametrize(
+    ("text", "expected_text"),
+    [
+        (
+            "додай молоко до 44 грн",
+            "Додав у кошик: Молоко Галичина 3.2%, 1 шт.\n"
+            "Ціна за акцією: 42,00 замість 52,00 (-19%).\n"
+            "Позицій у кошику: 1, сума: 42,00.",
+        ),
+        (
+            "add milk under 44 uah",
+            "Added to your cart: Молоко Галичина 3.2%, 1 pc.\n"
+            "Promotional price: 42.00 instead of 52.00 (-19%).\n"
+            "Items in your cart: 1, total: 42.00.",
+        ),
+        (
+            "добавь молоко до 44 руб",
+            "Добавил в корзину: Молоко Галичина 3.2%, 1 шт.\n"
+            "Цена по акции: 42,00 вместо 52,00 (-19%).\n"
+            "Позиций в корзине: 1, сумма: 42,00.",
+        ),
+        (
+            "додай найдешевше молоко",
+            "Додав у кошик: Молоко Галичина 3.2%, 1 шт.\n"
+            "Ціна за акцією: 42,00 замість 52,00 (-19%).\n"
+            "Позицій у кошику: 1, сума: 42,00.",
+        ),
+    ],
+)
+def test_add_within_price_limit(chat_client, merchant, shopper_conversation, text, expected_text):
+    sent = send(chat_client, shopper_conversation, text)
+
+    assert reply_text(sent) == expected_text
+    assert cart_posts(merchant) == [milk_added(1)]
+    assert [card["sku"] for card in cards_of(sent)][0] == "milk-002"
+    assert len(products_requests(merchant)) == 1
+
+
+def test_add_under_price_asks_which(chat_client, merchant, shopper_conversation):
+    sent = send(chat_client, shopper_conversation, "додай 2 молока до 50 грн")
+    picked = send(chat_client, shopper_conversation, "2")
+
+    assert reply_text(sent) == (
+        "Ось що я знайшов за запитом «молока» за ціною до 50,00:\n"
+        "1. Молоко Lactel 2.5% — 45,90\n"
+        "2. Молоко Галичина 3.2% — 42,00 замість 52,00 (акція -19%)\n"
+        "Який із них додати? Напишіть його номер."
+    )
+    assert [card["sku"] for card in cards_of(sent)] == ["milk-001", "milk-002"]
+    assert reply_text(picked).startswith("Додав у кошик: Молоко Галичина 3.2%, 2 шт.\n")
+    assert cart_posts(merchant) == [milk_added(2)]
+    shopper_conversation.refresh_from_db()
+    assert shopper_conversation.state["offline"]["pending"] is None
+
+
+def test_add_over_price_limit_adds_nothing(chat_client, merchant, shopper_conversation):
+    sent = send(chat_client, shopper_conversation, "добавь молоко до 40 руб")
+
+    assert reply_text(sent) == (
+        "Не нашёл таких товаров по цене до 40,00. Самый дешёвый — «Молоко Галичина 3.2%» за 42,00."
+    )
+    assert [event for event in sent if event["type"] == "product_cards"] == []
+    assert cart_posts(merchant) == []
+
+
+def test_add_cheapest_of_last_list(chat_client, merchant, shopper_conversation):
+    send(chat_client, shopper_conversation, "milk")
+    sent = send(chat_client, shopper_conversation, "add the cheapest one")
+
+    assert reply_text(sent).startswith("Added to your cart: Молоко Галичина 3.2%, 1 pc.\n")
+    assert cart_posts(merchant) == [milk_added(1)]
+    assert len(products_requests(merchant)) == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "expected_text"),
+    [
+        (
+            "молоко дешевше 20 грн і дорожче 50 грн",
+            "Товар не може коштувати водночас до 20,00 і від 50,00. Напишіть одну межу ціни "
+            "або діапазон, наприклад «від 20,00 до 50,00».",
+        ),
+        (
+            "milk under 20 over 50",
+            "A product cannot cost both up to 20.00 and 50.00 or more. Give one price limit "
+            "or a range, such as “from 20.00 to 50.00”.",
+        ),
+        (
+            "молоко дешевле 20 и дороже 50",
+            "Товар не может стоить одновременно до 20,00 и от 50,00. Напишите одну границу "
+            "цены или диапазон, например «от 20,00 до 50,00».",
+        ),
+        (
+            "додай молоко дешевше 20 і дорожче 50",
+            "Товар не може коштувати водночас до 20,00 і від 50,00. Напишіть одну межу ціни "
+            "або діапазон, наприклад «від 20,00 до 50,00».",
+        ),
+        (
+            "від 30 до 50 дешевше 20",
+            "Товар не може коштувати водночас до 20,00 і від 30,00. Напишіть одну межу ціни "
+            "або діапазон, наприклад «від 20,00 до 30,00».",
+        ),
+    ],
+)
+def test_contradictory_price_limits(
+    chat_client, merchant, shopper_conversation, text, expected_text
+):
+    sent = send(chat_client, shopper_conversation, text)
+
+    assert reply_text(sent) == expected_text
+    assert [event["type"] for event in sent] == ["text_delta", "text_end", "response_complete"]
+    assert products_requests(merchant) == []
+    assert cart_posts(merchant) == []
+
+
+def test_reversed_price_range_is_swapped(chat_client, merchant, shopper_conversation):
+    sent = send(chat_client, shopper_conversation, "молоко від 50 до 40 грн")
+
+    assert reply_text(sent).startswith(
+        "Ось що я знайшов за запитом «молоко» за ціною від 40,00 до 50,00:\n"
+    )
+    assert [card["sku"] for card in cards_of(sent)] == ["milk-001", "milk-002"]

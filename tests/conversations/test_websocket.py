@@ -32,6 +32,7 @@ from conversations.services import MAX_MESSAGE_BYTES
 from conversations.tools import ShoppingTools
 from conversations.websocket import (
     SOCKET_EXPIRY,
+    HeartbeatResult,
     SocketLimitReached,
     open_socket_record,
     open_sockets_heartbeat,
@@ -403,10 +404,10 @@ def test_heartbeat_restores_expired_row(public_key):
     second = open_socket_record(api_key=api_key, limit=2)
 
     rows_before = set(OpenSocket.objects.values_list("pk", flat=True))
-    restored = open_sockets_heartbeat(sockets={first: api_key, second: api_key})
+    result = open_sockets_heartbeat(sockets={first: api_key, second: api_key}, limit=2)
 
     assert rows_before == {second}
-    assert restored == 1
+    assert result == HeartbeatResult(restored=1, over_limit=())
     row = OpenSocket.objects.get(pk=first)
     assert row.tenant_id == api_key.tenant_id
     assert row.api_key_id == api_key.pk
@@ -425,9 +426,9 @@ def test_heartbeat_skips_deleted_tenant_rows(public_key, other_public_key):
     # Deleting a tenant in the admin deletes its keys and their rows while sockets stay open.
     other_key.tenant.delete()
 
-    restored = open_sockets_heartbeat(sockets={kept: api_key, gone: other_key})
+    result = open_sockets_heartbeat(sockets={kept: api_key, gone: other_key}, limit=2)
 
-    assert restored == 1
+    assert result == HeartbeatResult(restored=1, over_limit=())
     assert list(OpenSocket.objects.values_list("pk", "api_key_id")) == [(kept, api_key.pk)]
     assert not ApiKey.objects.filter(pk=other_key.pk).exists()
 
@@ -436,8 +437,109 @@ def test_heartbeat_of_present_rows_restores_none(public_key):
     api_key = public_key.api_key
     socket_id = open_socket_record(api_key=api_key, limit=3)
 
-    assert open_sockets_heartbeat(sockets={socket_id: api_key}) == 0
+    result = open_sockets_heartbeat(sockets={socket_id: api_key}, limit=3)
+
+    assert result == HeartbeatResult()
     assert list(OpenSocket.objects.values_list("pk", flat=True)) == [socket_id]
+
+
+def expire_rows(*socket_ids: int) -> None:
+    """Age rows past SOCKET_EXPIRY, as heartbeats that failed for that long leave them."""
+    stale = timezone.now() - SOCKET_EXPIRY - timedelta(seconds=1)
+    OpenSocket.objects.filter(pk__in=socket_ids).update(heartbeat_at=stale)
+
+
+def test_heartbeat_restore_counts_against_limit(public_key):
+    api_key = public_key.api_key
+    first = open_socket_record(api_key=api_key, limit=2)
+    second = open_socket_record(api_key=api_key, limit=2)
+    expire_rows(first, second)
+    # Another process opens a socket meanwhile, which deletes both expired rows.
+    newer = open_socket_record(api_key=api_key, limit=2)
+
+    result = open_sockets_heartbeat(sockets={second: api_key, first: api_key}, limit=2)
+
+    assert result == HeartbeatResult(restored=1, over_limit=(second,))
+    assert set(OpenSocket.objects.values_list("pk", flat=True)) == {first, newer}
+
+
+def test_heartbeat_restore_at_limit_writes_none(public_key):
+    api_key = public_key.api_key
+    first = open_socket_record(api_key=api_key, limit=1)
+    expire_rows(first)
+    newer = open_socket_record(api_key=api_key, limit=1)
+
+    result = open_sockets_heartbeat(sockets={first: api_key}, limit=1)
+
+    assert result == HeartbeatResult(restored=0, over_limit=(first,))
+    assert list(OpenSocket.objects.values_list("pk", flat=True)) == [newer]
+
+
+def test_heartbeat_restore_without_limit(public_key):
+    api_key = public_key.api_key
+    first = open_socket_record(api_key=api_key, limit=0)
+    second = open_socket_record(api_key=api_key, limit=0)
+    expire_rows(first, second)
+    newer = open_socket_record(api_key=api_key, limit=0)
+
+    result = open_sockets_heartbeat(sockets={first: api_key, second: api_key}, limit=0)
+
+    assert result == HeartbeatResult(restored=2, over_limit=())
+    assert set(OpenSocket.objects.values_list("pk", flat=True)) == {first, second, newer}
+
+
+def wait_logged(caplog, name: str, count: int = 1) -> None:
+    deadline = time.monotonic() + 10
+    while len(logged_events(caplog, name)) < count:
+        assert time.monotonic() < deadline, f"{name} was not logged {count} times within 10 s"
+        time.sleep(0.02)
+
+
+def test_outage_restore_closes_socket_over_limit(ws_url, public_key, settings, monkeypatch, caplog):
+    settings.WEBSOCKET_MAX_SOCKETS_PER_KEY = 2
+    monkeypatch.setattr("conversations.websocket.SOCKET_HEARTBEAT_SECONDS", 0.05)
+    outage = threading.Event()
+
+    def heartbeat_in_outage(**kwargs):
+        # The heartbeat's worker thread connects anew each time, so it meets the cut.
+        if not outage.is_set():
+            return open_sockets_heartbeat(**kwargs)
+        with database_at_closed_port():
+            return open_sockets_heartbeat(**kwargs)
+
+    monkeypatch.setattr("conversations.websocket.open_sockets_heartbeat", heartbeat_in_outage)
+    caplog.set_level("INFO")
+    api_key = public_key.api_key
+
+    with open_socket(ws_url) as first, open_socket(ws_url) as second:
+        assert authenticate(first, public_key.raw_key)["type"] == "auth_ok"
+        assert authenticate(second, public_key.raw_key)["type"] == "auth_ok"
+        first_row, second_row = OpenSocket.objects.order_by("pk").values_list("pk", flat=True)
+        outage.set()
+        wait_logged(caplog, "conversations.websocket.heartbeat_failed")
+        # The test thread keeps the connection it opened before the cut. Rows that 30 s of
+        # failed heartbeats leave expired are deleted by a socket that another process opens.
+        expire_rows(first_row, second_row)
+        newer = open_socket_record(api_key=api_key, limit=2)
+        outage.clear()
+        wait_logged(caplog, "conversations.websocket.socket_rows_restored")
+
+        assert close_code(second) == 4029
+        assert_open(first)
+        rows = set(OpenSocket.objects.filter(api_key=api_key).values_list("pk", flat=True))
+        assert rows == {first_row, newer}
+
+    restored = logged_events(caplog, "conversations.websocket.socket_rows_restored")
+    closed = logged_events(caplog, "conversations.websocket.over_limit_closed")
+    assert len(restored) == 1
+    assert restored[0].restored == 1
+    assert restored[0].over_limit == 1
+    assert len(closed) == 1
+    assert closed[0].socket_id == second_row
+    assert closed[0].tenant_id == api_key.tenant_id
+    assert logged_events(caplog, "conversations.websocket.over_limit_close_failed") == []
+    OpenSocket.objects.filter(pk=newer).delete()
+    wait_counted_out(public_key)
 
 
 def test_concurrent_opens_respect_limit(public_key):
@@ -678,6 +780,109 @@ def test_reply_database_lost_retry_gets_reply(ws_url, public_key, monkeypatch, c
     assert conversation.turn_started_at is None
     assert conversation.messages.filter(role=Message.Role.USER).count() == 2
     assert conversation.messages.filter(role=Message.Role.ASSISTANT).count() == 2
+
+
+def lease_log_lines(caplog) -> list[str]:
+    """Return the turn and socket log lines in order, without those of auth and close.
+
+    The server logs the close after the client has left, so that line may come too late.
+    """
+    names = ("conversations.websocket.", "conversations.turn.")
+    left_out = ("conversations.websocket.authenticated", "conversations.websocket.closed")
+    return [
+        record.getMessage()
+        for record in caplog.records
+        if record.getMessage().startswith(names) and record.getMessage() not in left_out
+    ]
+
+
+def test_lease_taken_over_logs_no_late_release(ws_url, public_key, monkeypatch, caplog):
+    caplog.set_level("INFO")
+
+    with open_socket(ws_url) as ws:
+        authenticate(ws, public_key.raw_key, store_id=STORE_ID)
+        with database_lost_at_search(monkeypatch):
+            send_frame(ws, {"type": "message", "text": "молоко"})
+            started = receive(ws)
+            frames = [receive(ws) for _ in range(3)]
+        conversation_id = started["conversation_id"]
+        # The lease expired, and a request of another socket took the conversation over
+        # and finished its turn, so the socket's late release matches no row.
+        Conversation.objects.filter(public_id=conversation_id).update(turn_started_at=None)
+        send_frame(ws, {"type": "message", "text": "молоко", "conversation_id": conversation_id})
+        later = reply_events(ws)
+
+    assert frames[2] == DATABASE_DOWN_FRAME
+    assert later[-1] == {"type": "response_complete"}
+    assert lease_log_lines(caplog) == [
+        "conversations.turn.failed",
+        "conversations.websocket.turn_failed",
+        "conversations.turn.abandoned_closed",
+        "conversations.turn.completed",
+    ]
+
+
+def test_lease_released_late_log_lines(ws_url, public_key, monkeypatch, caplog):
+    caplog.set_level("INFO")
+
+    with open_socket(ws_url) as ws:
+        authenticate(ws, public_key.raw_key, store_id=STORE_ID)
+        with database_lost_at_search(monkeypatch):
+            send_frame(ws, {"type": "message", "text": "молоко"})
+            started = receive(ws)
+            [receive(ws) for _ in range(3)]
+        conversation_id = started["conversation_id"]
+        send_frame(ws, {"type": "message", "text": "молоко", "conversation_id": conversation_id})
+        reply_events(ws)
+
+    assert lease_log_lines(caplog) == [
+        "conversations.turn.failed",
+        "conversations.websocket.turn_failed",
+        "conversations.websocket.lease_released_late",
+        "conversations.turn.abandoned_closed",
+        "conversations.turn.completed",
+    ]
+
+
+def test_lease_never_taken_logs_no_late_release(ws_url, public_key, monkeypatch, caplog):
+    def turn_lease_acquire_database_lost(**kwargs):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        connection.close()
+        connection.settings_dict.update(HOST="127.0.0.1", PORT=str(port))
+        return turn_lease_acquire(**kwargs)
+
+    saved = {key: connection.settings_dict[key] for key in ("HOST", "PORT")}
+    conversation = ConversationFactory(tenant=public_key.api_key.tenant)
+    caplog.set_level("INFO")
+
+    with open_socket(ws_url) as ws:
+        authenticate(ws, public_key.raw_key, conversation_id=conversation.public_id)
+        receive(ws)
+        monkeypatch.setattr(
+            "conversations.services.turn_lease_acquire", turn_lease_acquire_database_lost
+        )
+        message = {"type": "message", "text": "молоко", "conversation_id": conversation.public_id}
+        try:
+            send_frame(ws, message)
+            frame = receive(ws)
+        finally:
+            monkeypatch.setattr("conversations.services.turn_lease_acquire", turn_lease_acquire)
+            connection.close()
+            connection.settings_dict.update(saved)
+        send_frame(ws, message)
+        later = reply_events(ws)
+
+    conversation.refresh_from_db()
+    assert frame == DATABASE_DOWN_FRAME
+    assert later[-1] == {"type": "response_complete"}
+    assert lease_log_lines(caplog) == [
+        "conversations.websocket.turn_failed",
+        "conversations.turn.completed",
+    ]
+    assert conversation.turn_started_at is None
+    assert conversation.messages.filter(role=Message.Role.USER).count() == 1
 
 
 def test_start_database_lost_retry_gets_reply(ws_url, public_key, monkeypatch, caplog):
