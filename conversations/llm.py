@@ -11,12 +11,15 @@ The client's own retries are off. This module retries itself, at most
 retry never pushes a turn past its deadline.
 """
 
+import email.utils
 import functools
 import json
 import logging
+import math
 import time
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, TypeGuard, TypeVar
 
 import openai
@@ -73,12 +76,15 @@ class LLMError(Exception):
         model: str = "",
         request_id: str | None = None,
         status_code: int | None = None,
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(detail)
         self.detail = detail
         self.model = model
         self.request_id = request_id
         self.status_code = status_code
+        # Seconds the server asked to wait in a Retry-After header, if it sent one.
+        self.retry_after = retry_after
 
     @property
     def reason(self) -> str:
@@ -252,9 +258,10 @@ class CompletionStream:
                 return
             except LLMError as error:
                 self._end_unfinished_attempt()
-                if yielded or not _may_retry(error, attempt, self.deadline):
+                delay = None if yielded else _retry_delay(error, attempt, self.deadline)
+                if delay is None:
                     raise
-            _wait_before_retry(self.context, attempt)
+            _wait_before_retry(self.context, attempt, delay)
             attempt += 1
 
     def close(self) -> None:
@@ -336,32 +343,41 @@ def _with_retries(
         try:
             return send(attempt)
         except LLMError as error:
-            if not _may_retry(error, attempt, deadline):
+            delay = _retry_delay(error, attempt, deadline)
+            if delay is None:
                 raise
-        _wait_before_retry(context, attempt)
+        _wait_before_retry(context, attempt, delay)
         attempt += 1
 
 
-def _may_retry(error: LLMError, attempt: int, deadline: Deadline) -> bool:
-    time_left = deadline.remaining() - settings.LLM_RETRY_DELAY_SECONDS
-    return (
-        error.retryable
-        and attempt <= settings.LLM_MAX_RETRIES
-        and (time_left >= MIN_ATTEMPT_SECONDS)
-    )
+def _retry_delay(error: LLMError, attempt: int, deadline: Deadline) -> float | None:
+    """Return the seconds to wait before retrying after ``error``, or None for no retry.
+
+    The wait is ``LLM_RETRY_DELAY_SECONDS``, or the server's Retry-After when that is longer.
+    A retry must leave ``MIN_ATTEMPT_SECONDS`` before the deadline after the wait, so a
+    Retry-After longer than the turn has left ends the turn at once.
+    """
+    if not error.retryable or attempt > settings.LLM_MAX_RETRIES:
+        return None
+    delay = settings.LLM_RETRY_DELAY_SECONDS
+    if error.retry_after is not None:
+        delay = max(delay, error.retry_after)
+    if deadline.remaining() - delay < MIN_ATTEMPT_SECONDS:
+        return None
+    return delay
 
 
-def _wait_before_retry(context: LLMContext, attempt: int) -> None:
+def _wait_before_retry(context: LLMContext, attempt: int, delay: float) -> None:
     logger.info(
         "llm.completion_retry",
         extra={
             "tenant_id": context.tenant_id,
             "conversation_id": context.conversation_id,
             "attempt": attempt + 1,
-            "delay_seconds": settings.LLM_RETRY_DELAY_SECONDS,
+            "delay_seconds": delay,
         },
     )
-    time.sleep(settings.LLM_RETRY_DELAY_SECONDS)
+    time.sleep(delay)
 
 
 def _plain_attempt(
@@ -440,6 +456,7 @@ def _mapped_error(error: Exception, model: str, request_id: str | None) -> LLMEr
         return LLMHTTPError(
             f"HTTP {error.status_code}: {_short(error.message)}",
             status_code=error.status_code,
+            retry_after=_retry_after_seconds(error.response.headers),
             **fields,
         )
     if isinstance(error, openai.APIResponseValidationError):
@@ -458,6 +475,30 @@ def _mapped_error(error: Exception, model: str, request_id: str | None) -> LLMEr
             "The response is not a chat completion: JSON nested too deeply.", **fields
         )
     raise error
+
+
+def _retry_after_seconds(headers: Mapping[str, str]) -> float | None:
+    """Return the wait in a Retry-After header, in seconds, or None without a valid one.
+
+    The header contains either seconds or an HTTP date. A date in the past means no wait.
+    """
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            date = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if date.tzinfo is None:
+            # parsedate_to_datetime returns a naive datetime for the zone "-0000", which is UTC.
+            date = date.replace(tzinfo=UTC)
+        seconds = max(0.0, (date - datetime.now(UTC)).total_seconds())
+    if not math.isfinite(seconds) or seconds < 0:
+        return None
+    return seconds
 
 
 def _completion_from_plain(
@@ -772,6 +813,7 @@ def _log_failure(
             "error": type(error).__name__,
             "detail": error.detail,
             "status_code": error.status_code,
+            "retry_after": error.retry_after,
             "request_id": error.request_id,
             "duration_ms": _since(started),
             "stream": stream,
@@ -787,4 +829,5 @@ def llm_error_fields(error: LLMError) -> dict[str, Any]:
         "model": error.model,
         "request_id": error.request_id,
         "status_code": error.status_code,
+        "retry_after": error.retry_after,
     }

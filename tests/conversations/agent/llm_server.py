@@ -49,6 +49,8 @@ class Answer:
     chunk_delay: float = 0.0
     # Stream chunks after which the connection is dropped, to simulate a broken stream.
     drop_after_chunks: int | None = None
+    # Extra response headers, such as ("Retry-After", "30").
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 def reply(text: str, *, usage: tuple[int, int] | None = (100, 20), **options: Any) -> Answer:
@@ -63,8 +65,10 @@ def tool_calls(*calls: tuple[str, Any], text: str = "", **options: Any) -> Answe
     return Answer(text=text, tool_calls=tuple(calls), **options)
 
 
-def http_error(status: int, message: str = "upstream failure") -> Answer:
-    return Answer(status=status, text=message)
+def http_error(
+    status: int, message: str = "upstream failure", headers: tuple[tuple[str, str], ...] = ()
+) -> Answer:
+    return Answer(status=status, text=message, headers=headers)
 
 
 def raw_body(body: bytes, content_type: str = "application/json") -> Answer:
@@ -152,21 +156,24 @@ class _Handler(BaseHTTPRequestHandler):
             self._answer(request, answer, request_id)
 
     def _answer(self, request: LLMRequest, answer: Answer, request_id: str) -> None:
+        headers = answer.headers
         if answer.body is not None:
-            self._send(answer.status, answer.body, answer.content_type, request_id)
+            self._send(answer.status, answer.body, answer.content_type, request_id, headers)
         elif answer.status != 200:
             error = {"error": {"message": answer.text, "type": "server_error", "code": None}}
-            self._send_json(answer.status, error, request_id)
+            self._send_json(answer.status, error, request_id, headers)
         elif request.body.get("stream"):
             self._stream(request, answer, request_id)
         else:
-            self._send_json(200, _completion(request, answer), request_id)
+            self._send_json(200, _completion(request, answer), request_id, headers)
 
     def _stream(self, request: LLMRequest, answer: Answer, request_id: str) -> None:
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("x-request-id", request_id)
         self.send_header("Connection", "close")
+        for name, value in answer.headers:
+            self.send_header(name, value)
         self.end_headers()
         self.close_connection = True
         include_usage = (request.body.get("stream_options") or {}).get("include_usage")
@@ -179,15 +186,31 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(b"data: [DONE]\n\n")
         self.wfile.flush()
 
-    def _send_json(self, status: int, payload: object, request_id: str = "") -> None:
-        self._send(status, json.dumps(payload).encode(), "application/json", request_id)
+    def _send_json(
+        self,
+        status: int,
+        payload: object,
+        request_id: str = "",
+        headers: tuple[tuple[str, str], ...] = (),
+    ) -> None:
+        body = json.dumps(payload).encode()
+        self._send(status, body, "application/json", request_id, headers)
 
-    def _send(self, status: int, body: bytes, content_type: str, request_id: str) -> None:
+    def _send(
+        self,
+        status: int,
+        body: bytes,
+        content_type: str,
+        request_id: str,
+        headers: tuple[tuple[str, str], ...] = (),
+    ) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         if request_id:
             self.send_header("x-request-id", request_id)
+        for name, value in headers:
+            self.send_header(name, value)
         self.end_headers()
         self.wfile.write(body)
 

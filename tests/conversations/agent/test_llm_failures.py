@@ -1,7 +1,10 @@
 """An LLM endpoint that is down, slow or answers garbage: what the shopper and the logs get."""
 
+import datetime
+import email.utils
 import json
 import logging
+import time
 
 import pytest
 
@@ -465,3 +468,74 @@ def test_repeated_tool_call_ids_renamed(chat_client, shop, conversation, llm):
     stored = conversation.messages.get(role="assistant").llm_messages
     assert [tool_call["id"] for tool_call in stored[0]["tool_calls"]] == call_ids
     assert [m["tool_call_id"] for m in stored[1:4]] == call_ids
+
+
+def retry_logs(caplog) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.getMessage() == "llm.completion_retry"]
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_retry_waits_for_retry_after(
+    chat_client, shop, conversation, llm, stream_mode, caplog, status
+):
+    llm.add(http_error(status, headers=(("Retry-After", "1"),)), reply("Привіт!"))
+
+    with caplog.at_level(logging.INFO, logger="conversations.llm"):
+        started = time.monotonic()
+        sent = send(chat_client, conversation, "привіт")
+        elapsed = time.monotonic() - started
+
+    assert reply_text(sent) == "Привіт!"
+    assert len(llm.requests) == 2
+    assert elapsed >= 1.0
+    [retry] = retry_logs(caplog)
+    assert retry.delay_seconds == 1.0
+    [failed] = [r for r in caplog.records if r.getMessage() == "llm.completion_failed"]
+    assert failed.retry_after == 1.0
+
+
+@pytest.mark.parametrize(
+    "retry_after",
+    [
+        pytest.param("60", id="seconds"),
+        pytest.param(
+            email.utils.format_datetime(
+                datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=1), usegmt=True
+            ),
+            id="http date",
+        ),
+    ],
+)
+def test_retry_after_beyond_the_deadline_is_not_retried(
+    chat_client, shop, conversation, llm, stream_mode, caplog, retry_after
+):
+    # The turn has 20 s; a retry before the server's time would be rejected again.
+    llm.add(http_error(429, headers=(("Retry-After", retry_after),)), reply("Привіт!"))
+
+    with caplog.at_level(logging.INFO):
+        started = time.monotonic()
+        sent = send(chat_client, conversation, "привіт")
+        elapsed = time.monotonic() - started
+
+    assert types_of(sent) == ["error", "response_complete"]
+    assert sent[0]["reason"] == "llm_unavailable"
+    assert len(llm.requests) == 1
+    assert elapsed < 5
+    assert retry_logs(caplog) == []
+    [logged] = [r for r in caplog.records if r.getMessage() == "conversations.agent.llm_failed"]
+    assert logged.status_code == 429
+    assert logged.retry_after > 3_000 if "GMT" in retry_after else logged.retry_after == 60.0
+
+
+@pytest.mark.parametrize("retry_after", ["soon", "-5", "nan", "Thu, 01 Jan 1970 00:00:00 GMT"])
+def test_unusable_retry_after_gets_the_default_delay(
+    chat_client, shop, conversation, llm, caplog, retry_after
+):
+    llm.add(http_error(429, headers=(("Retry-After", retry_after),)), reply("Привіт!"))
+
+    with caplog.at_level(logging.INFO, logger="conversations.llm"):
+        sent = send(chat_client, conversation, "привіт")
+
+    assert reply_text(sent) == "Привіт!"
+    [retry] = retry_logs(caplog)
+    assert retry.delay_seconds == 0.0
