@@ -21,6 +21,7 @@ from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeGuard, TypeVar
+from urllib.parse import urlsplit
 
 import openai
 from django.conf import settings
@@ -42,6 +43,7 @@ MAX_REPORTED_TOKENS = 10_000_000
 # A retry is not started with less time than this left before the deadline, in seconds.
 MIN_ATTEMPT_SECONDS = 1.0
 RETRYABLE_STATUS_CODES = frozenset({408, 409, 429})
+BASE_URL_SCHEMES = frozenset({"http", "https"})
 
 # Reasons reported to the client in the ``reason`` field of an ``internal_error`` event.
 REASON_UNAVAILABLE = "llm_unavailable"
@@ -135,6 +137,10 @@ class LLMInvalidResponse(LLMError):
     """
 
     default_reason = REASON_INVALID_RESPONSE
+
+
+class LLMConfigurationError(LLMError):
+    """``OPENAI_BASE_URL`` cannot be used, so no request was sent."""
 
 
 @dataclass(frozen=True)
@@ -419,7 +425,37 @@ def _cached_client(base_url: str, api_key: str) -> openai.OpenAI:
 
 
 def _client() -> openai.OpenAI:
+    _base_url_check(settings.OPENAI_BASE_URL)
     return _cached_client(settings.OPENAI_BASE_URL, settings.OPENAI_API_KEY)
+
+
+def _base_url_check(base_url: str) -> None:
+    """Raise ``LLMConfigurationError`` unless ``base_url`` is empty or an http(s) URL.
+
+    A URL with a user name or password is rejected too: the HTTP client sends them as Basic
+    authentication in place of the API key, and its request log shows the URL. The errors
+    never repeat the URL, which may contain a secret.
+    """
+    if not base_url:
+        return
+    try:
+        parts = urlsplit(base_url)
+        host = parts.hostname
+        parts.port  # noqa: B018 - raises ValueError for a port that is not 0-65535
+    except ValueError:
+        # An invalid port or IPv6 address.
+        raise LLMConfigurationError("OPENAI_BASE_URL is not a valid URL.") from None
+    if parts.scheme not in BASE_URL_SCHEMES or not host:
+        scheme = f"scheme {parts.scheme!r}" if parts.scheme else "no scheme"
+        raise LLMConfigurationError(
+            f"OPENAI_BASE_URL must be an http or https URL with a host, got {scheme}; set it "
+            "to a URL such as http://127.0.0.1:8000/v1."
+        )
+    if parts.username is not None or parts.password is not None:
+        raise LLMConfigurationError(
+            "OPENAI_BASE_URL contains a user name or password; remove them and set the key "
+            "in OPENAI_API_KEY."
+        )
 
 
 def _request_kwargs(request: CompletionRequest, deadline: Deadline) -> dict[str, Any]:

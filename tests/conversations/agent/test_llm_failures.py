@@ -539,3 +539,50 @@ def test_unusable_retry_after_gets_the_default_delay(
     assert reply_text(sent) == "Привіт!"
     [retry] = retry_logs(caplog)
     assert retry.delay_seconds == 0.0
+
+
+@pytest.mark.parametrize(
+    ("base_url", "detail"),
+    [
+        (
+            "ftp://127.0.0.1:{port}/v1",
+            "OPENAI_BASE_URL must be an http or https URL with a host, got scheme 'ftp'; set it "
+            "to a URL such as http://127.0.0.1:8000/v1.",
+        ),
+        (
+            "127.0.0.1:{port}/v1",
+            "OPENAI_BASE_URL must be an http or https URL with a host, got no scheme; set it "
+            "to a URL such as http://127.0.0.1:8000/v1.",
+        ),
+        (
+            "http:///v1",
+            "OPENAI_BASE_URL must be an http or https URL with a host, got scheme 'http'; set it "
+            "to a URL such as http://127.0.0.1:8000/v1.",
+        ),
+        (
+            "http://user:s3cret@127.0.0.1:{port}/v1",
+            "OPENAI_BASE_URL contains a user name or password; remove them and set the key in "
+            "OPENAI_API_KEY.",
+        ),
+        ("http://127.0.0.1:99999/v1", "OPENAI_BASE_URL is not a valid URL."),
+    ],
+)
+def test_unusable_base_url_is_reported(
+    chat_client, shop, conversation, llm, settings, stream_mode, caplog, base_url, detail
+):
+    settings.OPENAI_BASE_URL = base_url.format(port=llm.server.server_address[1])
+    llm.add(reply("Привіт!"))
+
+    with caplog.at_level(logging.DEBUG):
+        sent = send(chat_client, conversation, "привіт")
+
+    assert types_of(sent) == ["error", "response_complete"]
+    assert sent[0]["reason"] == "llm_unavailable"
+    assert llm.requests == []
+    assert Message.objects.get(role="assistant").metadata["failure"] == "llm_unavailable"
+    # Not retried: the same URL would fail again.
+    failures = [r for r in caplog.records if r.getMessage() == "llm.completion_failed"]
+    assert [record.detail for record in failures] == [detail]
+    [logged] = [r for r in caplog.records if r.getMessage() == "conversations.agent.llm_failed"]
+    assert logged.detail == detail
+    assert not [r for r in caplog.records if "s3cret" in r.getMessage()]
