@@ -43,6 +43,10 @@ MAX_REPORTED_TOKENS = 10_000_000
 # A retry is not started with less time than this left before the deadline, in seconds.
 MIN_ATTEMPT_SECONDS = 1.0
 RETRYABLE_STATUS_CODES = frozenset({408, 409, 429})
+# Finish reasons of a completion that the server ended early: "length" (the token limit or
+# the context window was reached) and "content_filter" (the provider's filter removed the
+# rest). Its text is cut, and its tool calls may be cut too.
+INCOMPLETE_FINISH_REASONS = frozenset({"length", "content_filter"})
 BASE_URL_SCHEMES = frozenset({"http", "https"})
 
 # Reasons reported to the client in the ``reason`` field of an ``internal_error`` event.
@@ -50,6 +54,7 @@ REASON_UNAVAILABLE = "llm_unavailable"
 REASON_TIMEOUT = "llm_timeout"
 REASON_REQUEST_REJECTED = "llm_request_rejected"
 REASON_INVALID_RESPONSE = "llm_invalid_response"
+REASON_INCOMPLETE_RESPONSE = "llm_response_incomplete"
 
 
 class Deadline:
@@ -139,6 +144,12 @@ class LLMInvalidResponse(LLMError):
     default_reason = REASON_INVALID_RESPONSE
 
 
+class LLMIncompleteResponse(LLMError):
+    """The server ended the completion early: its finish reason is "length" or "content_filter"."""
+
+    default_reason = REASON_INCOMPLETE_RESPONSE
+
+
 class LLMConfigurationError(LLMError):
     """``OPENAI_BASE_URL`` cannot be used, so no request was sent."""
 
@@ -200,6 +211,11 @@ class Completion:
     usage: Usage
     request_id: str | None
     duration_ms: int
+
+    @property
+    def incomplete(self) -> bool:
+        """Tell whether the server ended the completion early, so its tool calls were dropped."""
+        return _ended_early(self.finish_reason)
 
     def assistant_message(self) -> dict[str, Any]:
         """Return the completion as an assistant message for the next request's history."""
@@ -547,6 +563,7 @@ def _completion_from_plain(
     if not choices or choices[0].message is None:
         raise LLMInvalidResponse("The response has no choice.")
     message = choices[0].message
+    finish_reason = choices[0].finish_reason
     raw_calls: list[_RawToolCall] = []
     for call in message.tool_calls or []:
         function = getattr(call, "function", None)
@@ -556,14 +573,14 @@ def _completion_from_plain(
     # A refusal comes in its own field and is part of the reply. Both fields are joined, as
     # in a stream, so blank content does not hide a refusal.
     text = _storable_text((message.content or "") + (message.refusal or ""))
-    tool_calls = _tool_calls(raw_calls, request)
+    tool_calls = [] if _ended_early(finish_reason) else _tool_calls(raw_calls, request)
     usage = _usage(parsed.usage, request, text, tool_calls)
     return _checked_completion(
         Completion(
             model=request.model,
             text=text,
             tool_calls=tool_calls,
-            finish_reason=choices[0].finish_reason,
+            finish_reason=finish_reason,
             usage=usage,
             request_id=request_id,
             duration_ms=duration_ms,
@@ -652,7 +669,7 @@ class _StreamAssembly:
             for _, (call_id, name, arguments) in sorted(self.calls.items())
         ]
         text = "".join(self.text)
-        tool_calls = _tool_calls(raw_calls, request)
+        tool_calls = [] if _ended_early(self.finish_reason) else _tool_calls(raw_calls, request)
         return _checked_completion(
             Completion(
                 model=request.model,
@@ -757,7 +774,18 @@ def _storable_value(value: Any) -> bool:
     return True
 
 
+def _ended_early(finish_reason: object) -> bool:
+    # A server may send any JSON value as the finish reason, and a list is not hashable.
+    return isinstance(finish_reason, str) and finish_reason in INCOMPLETE_FINISH_REASONS
+
+
 def _checked_completion(completion: Completion) -> Completion:
+    """Return ``completion``, or raise when it is empty and was not ended early.
+
+    The caller reports an incomplete completion, empty or not, after recording its usage.
+    """
+    if completion.incomplete:
+        return completion
     if not completion.text.strip() and not completion.tool_calls:
         raise LLMInvalidResponse(
             f"The choice has neither text nor tool calls (finish_reason "

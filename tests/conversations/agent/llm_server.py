@@ -49,6 +49,8 @@ class Answer:
     chunk_delay: float = 0.0
     # Stream chunks after which the connection is dropped, to simulate a broken stream.
     drop_after_chunks: int | None = None
+    # The finish reason; None sends "tool_calls" with tool calls and "stop" without.
+    finish_reason: str | None = None
     # Extra response headers, such as ("Retry-After", "30").
     headers: tuple[tuple[str, str], ...] = ()
 
@@ -262,6 +264,8 @@ def _usage(answer: Answer) -> dict[str, int] | None:
 
 
 def _finish_reason(answer: Answer) -> str:
+    if answer.finish_reason is not None:
+        return answer.finish_reason
     return "tool_calls" if answer.tool_calls else "stop"
 
 

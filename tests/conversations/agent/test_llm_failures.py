@@ -470,6 +470,104 @@ def test_repeated_tool_call_ids_renamed(chat_client, shop, conversation, llm):
     assert [m["tool_call_id"] for m in stored[1:4]] == call_ids
 
 
+def incomplete_events(sent: list[dict], text: str) -> list[dict]:
+    """Return the events of a turn whose answer the server ended early after ``text``."""
+    error = {
+        "type": "error",
+        "code": "internal_error",
+        "reason": "llm_response_incomplete",
+        "error_id": sent[-2]["error_id"],
+    }
+    return [
+        *[event for event in sent if event["type"] == "text_delta"],
+        *([{"type": "text_end"}] if text else []),
+        error,
+        {"type": "response_complete"},
+    ]
+
+
+@pytest.mark.parametrize("finish_reason", ["length", "content_filter"])
+def test_answer_ended_early_is_reported(
+    chat_client, shop, conversation, llm, stream_mode, caplog, tenant, finish_reason
+):
+    llm.add(reply("Ось молоко Lac", finish_reason=finish_reason, usage=(100, 20)))
+
+    with caplog.at_level(logging.INFO):
+        sent = send(chat_client, conversation, "молоко")
+
+    assert reply_text(sent) == "Ось молоко Lac"
+    assert sent == incomplete_events(sent, "Ось молоко Lac")
+    assert len(llm.requests) == 1
+    answer = Message.objects.get(role="assistant")
+    assert answer.text == "Ось молоко Lac"
+    assert answer.events == sent
+    assert answer.metadata["failure"] == "llm_response_incomplete"
+    assert answer.llm_messages == [{"role": "assistant", "content": "Ось молоко Lac"}]
+    conversation.refresh_from_db()
+    assert conversation.tokens_used == 120
+    assert TokenUsage.objects.get(tenant=tenant).requests == 1
+    [logged] = [r for r in caplog.records if r.getMessage() == "conversations.agent.llm_failed"]
+    assert logged.error_id == sent[-2]["error_id"]
+    assert logged.reason == "llm_response_incomplete"
+    assert logged.request_id == "req_test_1"
+    assert finish_reason in logged.detail
+
+
+@pytest.mark.parametrize("finish_reason", ["length", "content_filter"])
+def test_tool_calls_of_a_cut_answer_do_not_run(
+    chat_client, shop, conversation, llm, stream_mode, finish_reason
+):
+    show(conversation, MILK_LACTEL)
+    llm.add(
+        tool_calls(
+            call("add_to_cart", {"sku": "milk-001"}),
+            call("clear_cart"),
+            finish_reason=finish_reason,
+        )
+    )
+
+    sent = send(chat_client, conversation, "Додай Lactel")
+
+    assert sent == incomplete_events(sent, "")
+    assert cart_posts(shop) == []
+    assert shop.store.cart_items(STORE_ID, SESSION_ID) == []
+    answer = Message.objects.get(role="assistant")
+    assert answer.metadata["failure"] == "llm_response_incomplete"
+    # No assistant message without content or tool calls, which servers reject in a history.
+    assert answer.llm_messages == []
+    llm.add(reply("Що додати?"))
+
+    send(chat_client, conversation, "молоко")
+
+    assert [message["role"] for message in llm.requests[1].messages] == [
+        "system",
+        "user",
+        "assistant",
+        "user",
+    ]
+
+
+def test_cut_tool_arguments_are_reported_as_incomplete(
+    chat_client, shop, conversation, llm, stream_mode
+):
+    show(conversation, MILK_LACTEL)
+    llm.add(tool_calls(call("add_to_cart", '{"sku": "milk-0'), finish_reason="length"))
+
+    sent = send(chat_client, conversation, "Додай Lactel")
+
+    assert sent == incomplete_events(sent, "")
+    assert cart_posts(shop) == []
+
+
+def test_content_filter_without_text_is_incomplete(chat_client, shop, conversation, llm):
+    llm.add(reply("", finish_reason="content_filter"))
+
+    sent = send(chat_client, conversation, "молоко")
+
+    assert sent == incomplete_events(sent, "")
+    assert Message.objects.get(role="assistant").text == ""
+
+
 def retry_logs(caplog) -> list[logging.LogRecord]:
     return [r for r in caplog.records if r.getMessage() == "llm.completion_retry"]
 
