@@ -43,6 +43,16 @@ MAX_REPORTED_TOKENS = 10_000_000
 # A retry is not started with less time than this left before the deadline, in seconds.
 MIN_ATTEMPT_SECONDS = 1.0
 RETRYABLE_STATUS_CODES = frozenset({408, 409, 429})
+# Characters of one completion: its text and refusal, and the id, name and arguments of each
+# tool call. About 10,000 tokens at 4 characters per token, far above a shopping reply. A
+# larger completion is rejected, so a server cannot fill the reply, its stored events and
+# the later requests with megabytes of text.
+# NOTE: the bound is a choice of this project. A plain (not streamed) body is read whole
+# before it is checked; a stream is cut at the chunk that passes the bound.
+MAX_COMPLETION_CHARS = 40_000
+# Tool calls one completion may contain. The agent runs at most 50 per message, and a
+# completion with thousands of calls would store a tool result for each.
+MAX_TOOL_CALLS_PER_COMPLETION = 100
 # Finish reasons of a completion that the server ended early: "length" (the token limit or
 # the context window was reached) and "content_filter" (the provider's filter removed the
 # rest). Its text is cut, and its tool calls may be cut too.
@@ -138,7 +148,8 @@ class LLMInvalidResponse(LLMError):
 
     Causes: a body that is not a chat completion (HTML, invalid JSON, JSON nested too
     deeply to parse), no choice or an empty one, tool call arguments that are not a JSON
-    object, or a call of a tool that was not offered.
+    object, a call of a tool that was not offered, or a completion over
+    ``MAX_COMPLETION_CHARS`` or ``MAX_TOOL_CALLS_PER_COMPLETION``.
     """
 
     default_reason = REASON_INVALID_RESPONSE
@@ -570,9 +581,12 @@ def _completion_from_plain(
         if function is None:
             raise LLMInvalidResponse(f"The model made a tool call of type {call.type!r}.")
         raw_calls.append((call.id, function.name, function.arguments))
+    _tool_call_count_check(len(raw_calls))
     # A refusal comes in its own field and is part of the reply. Both fields are joined, as
     # in a stream, so blank content does not hide a refusal.
-    text = _storable_text((message.content or "") + (message.refusal or ""))
+    text = (message.content or "") + (message.refusal or "")
+    _size_check(len(text) + sum(_raw_call_size(raw_call) for raw_call in raw_calls))
+    text = _storable_text(text)
     tool_calls = [] if _ended_early(finish_reason) else _tool_calls(raw_calls, request)
     usage = _usage(parsed.usage, request, text, tool_calls)
     return _checked_completion(
@@ -598,6 +612,8 @@ class _StreamAssembly:
     finish_reason: str | None = None
     reported_usage: Any = None
     chunks: int = 0
+    # Characters received so far, counted as MAX_COMPLETION_CHARS counts them.
+    size: int = 0
     # The first half of a surrogate pair that ended the last text delta. It is held back
     # until the next delta, which may begin with the second half.
     held_surrogate: str = ""
@@ -617,13 +633,20 @@ class _StreamAssembly:
             delta = choice.delta
             if delta is None:
                 continue
-            delta_text += self._joined_text((delta.content or "") + (delta.refusal or ""))
+            content = (delta.content or "") + (delta.refusal or "")
+            self.size += len(content)
+            delta_text += self._joined_text(content)
             for part in delta.tool_calls or []:
                 call = self.calls.setdefault(part.index, ["", "", []])
+                _tool_call_count_check(len(self.calls))
                 call[0] = call[0] or (part.id or "")
+                self.size += len(part.id or "")
                 if part.function is not None:
                     call[1] = call[1] or (part.function.name or "")
                     call[2].append(part.function.arguments or "")
+                    self.size += len(part.function.name or "")
+                    self.size += len(part.function.arguments or "")
+            _size_check(self.size)
         if delta_text:
             self.text.append(delta_text)
         return delta_text
@@ -777,6 +800,27 @@ def _storable_value(value: Any) -> bool:
 def _ended_early(finish_reason: object) -> bool:
     # A server may send any JSON value as the finish reason, and a list is not hashable.
     return isinstance(finish_reason, str) and finish_reason in INCOMPLETE_FINISH_REASONS
+
+
+def _tool_call_count_check(count: int) -> None:
+    if count > MAX_TOOL_CALLS_PER_COMPLETION:
+        raise LLMInvalidResponse(
+            f"The completion has more than {MAX_TOOL_CALLS_PER_COMPLETION} tool calls."
+        )
+
+
+def _size_check(chars: int) -> None:
+    if chars > MAX_COMPLETION_CHARS:
+        raise LLMInvalidResponse(
+            f"The completion is longer than {MAX_COMPLETION_CHARS} characters of text and "
+            "tool calls."
+        )
+
+
+def _raw_call_size(raw_call: _RawToolCall) -> int:
+    # The parts are strings unless the server sent other JSON types, which _tool_calls
+    # rejects later.
+    return sum(len(part) for part in raw_call if isinstance(part, str))
 
 
 def _checked_completion(completion: Completion) -> Completion:

@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from conversations.llm import MAX_COMPLETION_CHARS, MAX_TOOL_CALLS_PER_COMPLETION
 from conversations.models import Message, TokenUsage
 from tests.conversations.agent.chat import send_stream, types_of
 from tests.conversations.agent.llm_server import (
@@ -566,6 +567,66 @@ def test_content_filter_without_text_is_incomplete(chat_client, shop, conversati
 
     assert sent == incomplete_events(sent, "")
     assert Message.objects.get(role="assistant").text == ""
+
+
+def test_too_long_streamed_answer_is_cut(chat_client, shop, conversation, llm, caplog):
+    llm.add(reply("я" * (MAX_COMPLETION_CHARS + STREAM_PIECE_CHARS)))
+
+    with caplog.at_level(logging.INFO):
+        sent = send(chat_client, conversation, "молоко")
+
+    # Text chunks arrive until one passes the bound, and that chunk is not sent.
+    sent_chars = MAX_COMPLETION_CHARS - MAX_COMPLETION_CHARS % STREAM_PIECE_CHARS
+    assert reply_text(sent) == "я" * sent_chars
+    assert types_of(sent) == ["text_delta", "text_end", "error", "response_complete"]
+    assert sent[-2]["reason"] == "llm_invalid_response"
+    assert len(llm.requests) == 1
+    answer = Message.objects.get(role="assistant")
+    assert answer.text == "я" * sent_chars
+    assert answer.metadata["failure"] == "llm_invalid_response"
+    [logged] = [r for r in caplog.records if r.getMessage() == "conversations.agent.llm_failed"]
+    assert logged.detail == (
+        f"The completion is longer than {MAX_COMPLETION_CHARS} characters of text and tool calls."
+    )
+
+
+def test_too_long_plain_answer_is_invalid(chat_client, shop, conversation, llm, settings):
+    settings.LLM_STREAM = False
+    llm.add(reply("я" * (MAX_COMPLETION_CHARS + 1)))
+
+    sent = send(chat_client, conversation, "молоко")
+
+    assert sent == invalid_response_events(sent)
+    assert Message.objects.get(role="assistant").text == ""
+
+
+def test_completion_of_max_size_is_accepted(chat_client, shop, conversation, llm, stream_mode):
+    llm.add(reply("я" * MAX_COMPLETION_CHARS))
+
+    sent = send(chat_client, conversation, "молоко")
+
+    assert reply_text(sent) == "я" * MAX_COMPLETION_CHARS
+    assert types_of(sent) == ["text_delta", "text_end", "response_complete"]
+
+
+def test_too_long_tool_arguments_are_invalid(chat_client, shop, conversation, llm, stream_mode):
+    llm.add(tool_calls(call("search_products", {"query": "я" * MAX_COMPLETION_CHARS})))
+
+    sent = send(chat_client, conversation, "молоко")
+
+    assert sent == invalid_response_events(sent)
+    assert shop.requests == []
+    assert Message.objects.get(role="assistant").llm_messages == []
+
+
+def test_too_many_tool_calls_in_a_completion(chat_client, shop, conversation, llm, stream_mode):
+    llm.add(tool_calls(*[call("view_cart")] * (MAX_TOOL_CALLS_PER_COMPLETION + 1)))
+
+    sent = send(chat_client, conversation, "що в кошику?")
+
+    assert sent == invalid_response_events(sent)
+    assert shop.requests == []
+    assert Message.objects.get(role="assistant").llm_messages == []
 
 
 def retry_logs(caplog) -> list[logging.LogRecord]:
