@@ -42,6 +42,10 @@ CHARS_PER_TOKEN_ESTIMATE = 4
 MAX_REPORTED_TOKENS = 10_000_000
 # A retry is not started with less time than this left before the deadline, in seconds.
 MIN_ATTEMPT_SECONDS = 1.0
+# The longest Retry-After, in seconds, that a retry waits for. The shopper gets no event while
+# the turn waits, and each waiting turn holds a worker, so a longer wait ends the turn.
+# NOTE: the bound is a choice of this project, not a limit of any server.
+MAX_RETRY_AFTER_SECONDS = 10.0
 RETRYABLE_STATUS_CODES = frozenset({408, 409, 429})
 # Characters of one completion: its text and refusal, and the id, name and arguments of each
 # tool call. About 10,000 tokens at 4 characters per token, far above a shopping reply. A
@@ -387,13 +391,15 @@ def _retry_delay(error: LLMError, attempt: int, deadline: Deadline) -> float | N
     """Return the seconds to wait before retrying after ``error``, or None for no retry.
 
     The wait is ``LLM_RETRY_DELAY_SECONDS``, or the server's Retry-After when that is longer.
-    A retry must leave ``MIN_ATTEMPT_SECONDS`` before the deadline after the wait, so a
-    Retry-After longer than the turn has left ends the turn at once.
+    A Retry-After over ``MAX_RETRY_AFTER_SECONDS`` means no retry. A retry must also leave
+    ``MIN_ATTEMPT_SECONDS`` before the deadline after the wait.
     """
     if not error.retryable or attempt > settings.LLM_MAX_RETRIES:
         return None
     delay = settings.LLM_RETRY_DELAY_SECONDS
     if error.retry_after is not None:
+        if error.retry_after > MAX_RETRY_AFTER_SECONDS:
+            return None
         delay = max(delay, error.retry_after)
     if deadline.remaining() - delay < MIN_ATTEMPT_SECONDS:
         return None

@@ -8,7 +8,11 @@ import time
 
 import pytest
 
-from conversations.llm import MAX_COMPLETION_CHARS, MAX_TOOL_CALLS_PER_COMPLETION
+from conversations.llm import (
+    MAX_COMPLETION_CHARS,
+    MAX_RETRY_AFTER_SECONDS,
+    MAX_TOOL_CALLS_PER_COMPLETION,
+)
 from conversations.models import Message, TokenUsage
 from tests.conversations.agent.chat import send_stream, types_of
 from tests.conversations.agent.llm_server import (
@@ -654,21 +658,34 @@ def test_retry_waits_for_retry_after(
 
 
 @pytest.mark.parametrize(
-    "retry_after",
+    ("retry_after", "turn_seconds", "logged"),
     [
-        pytest.param("60", id="seconds"),
+        pytest.param("11", 20.0, 11.0, id="over the max"),
         pytest.param(
             email.utils.format_datetime(
                 datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=1), usegmt=True
             ),
+            20.0,
+            pytest.approx(3_600, abs=60),
             id="http date",
         ),
+        # The wait fits the max, but would leave less than 1 s of the turn.
+        pytest.param("3", 3.5, 3.0, id="past the deadline"),
     ],
 )
-def test_retry_after_beyond_the_deadline_is_not_retried(
-    chat_client, shop, conversation, llm, stream_mode, caplog, retry_after
+def test_long_retry_after_is_not_retried(
+    chat_client,
+    shop,
+    conversation,
+    llm,
+    settings,
+    stream_mode,
+    caplog,
+    retry_after,
+    turn_seconds,
+    logged,
 ):
-    # The turn has 20 s; a retry before the server's time would be rejected again.
+    settings.AGENT_TURN_TIMEOUT_SECONDS = turn_seconds
     llm.add(http_error(429, headers=(("Retry-After", retry_after),)), reply("Привіт!"))
 
     with caplog.at_level(logging.INFO):
@@ -679,11 +696,22 @@ def test_retry_after_beyond_the_deadline_is_not_retried(
     assert types_of(sent) == ["error", "response_complete"]
     assert sent[0]["reason"] == "llm_unavailable"
     assert len(llm.requests) == 1
-    assert elapsed < 5
+    assert elapsed < 2.5
     assert retry_logs(caplog) == []
-    [logged] = [r for r in caplog.records if r.getMessage() == "conversations.agent.llm_failed"]
-    assert logged.status_code == 429
-    assert logged.retry_after > 3_000 if "GMT" in retry_after else logged.retry_after == 60.0
+    [failed] = [r for r in caplog.records if r.getMessage() == "conversations.agent.llm_failed"]
+    assert failed.status_code == 429
+    assert failed.retry_after == logged
+
+
+def test_retry_after_at_the_max_is_waited_for(chat_client, shop, conversation, llm, caplog):
+    llm.add(http_error(429, headers=(("Retry-After", "10"),)), reply("Привіт!"))
+
+    with caplog.at_level(logging.INFO, logger="conversations.llm"):
+        sent = send(chat_client, conversation, "привіт")
+
+    assert reply_text(sent) == "Привіт!"
+    [retry] = retry_logs(caplog)
+    assert retry.delay_seconds == MAX_RETRY_AFTER_SECONDS
 
 
 @pytest.mark.parametrize("retry_after", ["soon", "-5", "nan", "Thu, 01 Jan 1970 00:00:00 GMT"])
