@@ -27,6 +27,7 @@ import openai
 from django.conf import settings
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
+from conversations.llm_http import deadline_http_client, deadline_scope
 from vizochok.text import is_storable_text
 
 logger = logging.getLogger(__name__)
@@ -332,21 +333,21 @@ class CompletionStream:
         assembly = _StreamAssembly()
         self._assembly = assembly
         try:
-            self._stream = _client().chat.completions.create(
-                **_request_kwargs(self.request, self.deadline),
-                stream=True,
-                **_stream_options(),
-            )
-            request_id = self._stream.response.headers.get(REQUEST_ID_HEADER)
-            # NOTE: the deadline is checked between chunks. The timeout given to the client
-            # bounds each read, so a server that stalls mid-stream is cut at most that long
-            # after its last chunk, which may be past the deadline.
-            for chunk in self._stream:
-                text = assembly.add(chunk)
-                if text:
-                    yield text
-                if self.deadline.expired():
-                    raise LLMTimeout("The turn deadline passed during the streamed response.")
+            # The deadline scope bounds every socket read, so a server that trickles bytes
+            # or SSE comments, which yield no chunk, is cut at the deadline too.
+            with deadline_scope(self.deadline):
+                self._stream = _client().chat.completions.create(
+                    **_request_kwargs(self.request, self.deadline),
+                    stream=True,
+                    **_stream_options(),
+                )
+                request_id = self._stream.response.headers.get(REQUEST_ID_HEADER)
+                for chunk in self._stream:
+                    text = assembly.add(chunk)
+                    if text:
+                        yield text
+                    if self.deadline.expired():
+                        raise LLMTimeout("The turn deadline passed during the streamed response.")
             tail = assembly.end_text()
             self.completion = assembly.completion(
                 self.request, request_id=request_id, duration_ms=_since(started)
@@ -425,11 +426,12 @@ def _plain_attempt(
     started = time.monotonic()
     request_id: str | None = None
     try:
-        raw = _client().chat.completions.with_raw_response.create(
-            **_request_kwargs(request, deadline)
-        )
-        request_id = raw.headers.get(REQUEST_ID_HEADER)
-        parsed: object = raw.parse()
+        with deadline_scope(deadline):
+            raw = _client().chat.completions.with_raw_response.create(
+                **_request_kwargs(request, deadline)
+            )
+            request_id = raw.headers.get(REQUEST_ID_HEADER)
+            parsed: object = raw.parse()
         completion = _completion_from_plain(
             parsed, request, request_id=request_id, duration_ms=_since(started)
         )
@@ -454,6 +456,9 @@ def _cached_client(base_url: str, api_key: str) -> openai.OpenAI:
         api_key=api_key or PLACEHOLDER_API_KEY,
         timeout=settings.LLM_REQUEST_TIMEOUT_SECONDS,
         max_retries=0,
+        http_client=deadline_http_client(
+            base_url=base_url, timeout=settings.LLM_REQUEST_TIMEOUT_SECONDS
+        ),
     )
 
 

@@ -18,6 +18,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import urlsplit
 
 COMPLETIONS_PATH = "/v1/chat/completions"
 # Characters of text, or of tool call arguments, per stream chunk.
@@ -53,6 +54,11 @@ class Answer:
     finish_reason: str | None = None
     # Extra response headers, such as ("Retry-After", "30").
     headers: tuple[tuple[str, str], ...] = ()
+    # SSE comment lines (": ping") sent before the first chunk, chunk_delay apart. They reach
+    # no caller of the openai client, as servers use them to keep a connection open.
+    comment_lines: int = 0
+    # Seconds between the bytes of a plain body, which is then sent one byte at a time.
+    byte_delay: float = 0.0
 
 
 def reply(text: str, *, usage: tuple[int, int] | None = (100, 20), **options: Any) -> Answer:
@@ -139,7 +145,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-        if self.path != COMPLETIONS_PATH:
+        # A request sent through the server as an HTTP proxy names the whole URL.
+        if urlsplit(self.path).path != COMPLETIONS_PATH:
             self._send_json(404, {"error": {"message": "not found", "type": "invalid_request"}})
             return
         headers = {name.lower(): value for name, value in self.headers.items()}
@@ -167,7 +174,8 @@ class _Handler(BaseHTTPRequestHandler):
         elif request.body.get("stream"):
             self._stream(request, answer, request_id)
         else:
-            self._send_json(200, _completion(request, answer), request_id, headers)
+            body = json.dumps(_completion(request, answer)).encode()
+            self._send(200, body, "application/json", request_id, headers, answer.byte_delay)
 
     def _stream(self, request: LLMRequest, answer: Answer, request_id: str) -> None:
         self.send_response(200)
@@ -179,6 +187,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.close_connection = True
         include_usage = (request.body.get("stream_options") or {}).get("include_usage")
+        for _ in range(answer.comment_lines):
+            self.wfile.write(b": ping\n\n")
+            self.wfile.flush()
+            time.sleep(answer.chunk_delay)
         for number, chunk in enumerate(_chunks(request, answer, include_usage), start=1):
             self.wfile.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
             self.wfile.flush()
@@ -205,6 +217,7 @@ class _Handler(BaseHTTPRequestHandler):
         content_type: str,
         request_id: str,
         headers: tuple[tuple[str, str], ...] = (),
+        byte_delay: float = 0.0,
     ) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
@@ -214,7 +227,13 @@ class _Handler(BaseHTTPRequestHandler):
         for name, value in headers:
             self.send_header(name, value)
         self.end_headers()
-        self.wfile.write(body)
+        if not byte_delay:
+            self.wfile.write(body)
+            return
+        for byte in body:
+            self.wfile.write(bytes([byte]))
+            self.wfile.flush()
+            time.sleep(byte_delay)
 
 
 class _Server(ThreadingHTTPServer):

@@ -112,6 +112,63 @@ def test_llm_timeout_is_reported(chat_client, shop, conversation, llm, settings)
     assert Message.objects.get(role="assistant").metadata["failure"] == "llm_timeout"
 
 
+@pytest.mark.parametrize(
+    "answer",
+    [
+        # Each comment line arrives well within the read timeout, and none is a chunk.
+        pytest.param(reply("Привіт!", comment_lines=100, chunk_delay=0.2), id="sse comments"),
+        pytest.param(reply("Привіт!", byte_delay=0.1), id="plain body byte by byte"),
+    ],
+)
+def test_trickling_server_is_cut_at_the_deadline(
+    chat_client, shop, conversation, llm, settings, caplog, answer
+):
+    settings.LLM_STREAM = answer.byte_delay == 0
+    settings.AGENT_TURN_TIMEOUT_SECONDS = 2.0
+    settings.LLM_REQUEST_TIMEOUT_SECONDS = 1.0
+    llm.add(answer)
+
+    with caplog.at_level(logging.INFO):
+        started = time.monotonic()
+        sent = send(chat_client, conversation, "привіт")
+        elapsed = time.monotonic() - started
+
+    assert sent == [
+        {
+            "type": "error",
+            "code": "internal_error",
+            "reason": "turn_timeout",
+            "error_id": sent[0]["error_id"],
+        },
+        {"type": "response_complete"},
+    ]
+    # Without the deadline on every read, a turn lasted until the server stopped sending.
+    assert elapsed < 3.5
+    assert len(llm.requests) == 1
+    answer_message = Message.objects.get(role="assistant")
+    assert answer_message.metadata["failure"] == "turn_timeout"
+    [logged] = [r for r in caplog.records if r.getMessage() == "conversations.agent.turn_timeout"]
+    assert logged.error_id == sent[0]["error_id"]
+    assert logged.reason == "llm_timeout"
+
+
+def test_environment_proxy_is_still_used(
+    chat_client, shop, conversation, llm, settings, monkeypatch
+):
+    # The scripted server is the proxy, so the request reaches it only through the proxy.
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{llm.server.server_address[1]}")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    settings.OPENAI_BASE_URL = "http://llm.invalid/v1"
+    llm.add(reply("Привіт!"))
+
+    sent = send(chat_client, conversation, "привіт")
+
+    assert reply_text(sent) == "Привіт!"
+    [request] = llm.requests
+    assert request.headers["host"] == "llm.invalid"
+
+
 def test_unreachable_endpoint_is_reported(
     chat_client, shop, conversation, llm, settings, closed_port_url
 ):
