@@ -6,6 +6,9 @@ keeps one request open for as long as it goes on, past the turn's deadline and p
 conversation's lease. The network backend below gives every connect, read and write at
 most the time left before the deadline of the request in progress in this thread, and
 fails it with a timeout once that deadline has passed.
+
+The client follows no redirects: a chat completions endpoint does not send them, and a
+307 would resend the whole conversation to wherever the server points.
 """
 
 import threading
@@ -50,8 +53,8 @@ def deadline_http_client(*, base_url: str, timeout: float) -> httpx2.Client:
     scheme = urlsplit(base_url).scheme if base_url else "https"
     if _environment_proxy_set(scheme):
         # NOTE: such requests end only at their per-read timeout.
-        return httpx2.Client(timeout=timeout, follow_redirects=True)
-    return httpx2.Client(transport=_DeadlineTransport(), timeout=timeout, follow_redirects=True)
+        return httpx2.Client(timeout=timeout, follow_redirects=False)
+    return httpx2.Client(transport=_DeadlineTransport(), timeout=timeout, follow_redirects=False)
 
 
 def _environment_proxy_set(scheme: str) -> bool:

@@ -169,6 +169,17 @@ def test_environment_proxy_is_still_used(
     assert request.headers["host"] == "llm.invalid"
 
 
+def test_redirect_is_not_followed(chat_client, shop, conversation, llm, stream_mode):
+    target = llm.base_url + "/chat/completions"
+    llm.add(http_error(307, "moved", headers=(("Location", target),)), reply("Привіт!"))
+
+    sent = send(chat_client, conversation, "привіт")
+
+    assert types_of(sent) == ["error", "response_complete"]
+    assert sent[0]["reason"] == "llm_request_rejected"
+    assert len(llm.requests) == 1
+
+
 def test_unreachable_endpoint_is_reported(
     chat_client, shop, conversation, llm, settings, closed_port_url
 ):
