@@ -11,18 +11,23 @@ The client's own retries are off. This module retries itself, at most
 retry never pushes a turn past its deadline.
 """
 
+import email.utils
 import functools
 import json
 import logging
+import math
 import time
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, TypeGuard, TypeVar
+from urllib.parse import urlsplit
 
 import openai
 from django.conf import settings
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
+from conversations.llm_http import deadline_http_client, deadline_scope
 from vizochok.text import is_storable_text
 
 logger = logging.getLogger(__name__)
@@ -38,13 +43,33 @@ CHARS_PER_TOKEN_ESTIMATE = 4
 MAX_REPORTED_TOKENS = 10_000_000
 # A retry is not started with less time than this left before the deadline, in seconds.
 MIN_ATTEMPT_SECONDS = 1.0
+# The longest Retry-After, in seconds, that a retry waits for. The shopper gets no event while
+# the turn waits, and each waiting turn holds a worker, so a longer wait ends the turn.
+# NOTE: the bound is a choice of this project, not a limit of any server.
+MAX_RETRY_AFTER_SECONDS = 10.0
 RETRYABLE_STATUS_CODES = frozenset({408, 409, 429})
+# Characters of one completion: its text and refusal, and the id, name and arguments of each
+# tool call. About 10,000 tokens at 4 characters per token, far above a shopping reply. A
+# larger completion is rejected, so a server cannot fill the reply, its stored events and
+# the later requests with megabytes of text.
+# NOTE: the bound is a choice of this project. A plain (not streamed) body is read whole
+# before it is checked; a stream is cut at the chunk that passes the bound.
+MAX_COMPLETION_CHARS = 40_000
+# Tool calls one completion may contain. The agent runs at most 50 per message, and a
+# completion with thousands of calls would store a tool result for each.
+MAX_TOOL_CALLS_PER_COMPLETION = 100
+# Finish reasons of a completion that the server ended early: "length" (the token limit or
+# the context window was reached) and "content_filter" (the provider's filter removed the
+# rest). Its text is cut, and its tool calls may be cut too.
+INCOMPLETE_FINISH_REASONS = frozenset({"length", "content_filter"})
+BASE_URL_SCHEMES = frozenset({"http", "https"})
 
 # Reasons reported to the client in the ``reason`` field of an ``internal_error`` event.
 REASON_UNAVAILABLE = "llm_unavailable"
 REASON_TIMEOUT = "llm_timeout"
 REASON_REQUEST_REJECTED = "llm_request_rejected"
 REASON_INVALID_RESPONSE = "llm_invalid_response"
+REASON_INCOMPLETE_RESPONSE = "llm_response_incomplete"
 
 
 class Deadline:
@@ -73,12 +98,15 @@ class LLMError(Exception):
         model: str = "",
         request_id: str | None = None,
         status_code: int | None = None,
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(detail)
         self.detail = detail
         self.model = model
         self.request_id = request_id
         self.status_code = status_code
+        # Seconds the server asked to wait in a Retry-After header, if it sent one.
+        self.retry_after = retry_after
 
     @property
     def reason(self) -> str:
@@ -125,10 +153,21 @@ class LLMInvalidResponse(LLMError):
 
     Causes: a body that is not a chat completion (HTML, invalid JSON, JSON nested too
     deeply to parse), no choice or an empty one, tool call arguments that are not a JSON
-    object, or a call of a tool that was not offered.
+    object, a call of a tool that was not offered, or a completion over
+    ``MAX_COMPLETION_CHARS`` or ``MAX_TOOL_CALLS_PER_COMPLETION``.
     """
 
     default_reason = REASON_INVALID_RESPONSE
+
+
+class LLMIncompleteResponse(LLMError):
+    """The server ended the completion early: its finish reason is "length" or "content_filter"."""
+
+    default_reason = REASON_INCOMPLETE_RESPONSE
+
+
+class LLMConfigurationError(LLMError):
+    """``OPENAI_BASE_URL`` cannot be used, so no request was sent."""
 
 
 @dataclass(frozen=True)
@@ -188,6 +227,11 @@ class Completion:
     usage: Usage
     request_id: str | None
     duration_ms: int
+
+    @property
+    def incomplete(self) -> bool:
+        """Tell whether the server ended the completion early, so its tool calls were dropped."""
+        return _ended_early(self.finish_reason)
 
     def assistant_message(self) -> dict[str, Any]:
         """Return the completion as an assistant message for the next request's history."""
@@ -252,9 +296,10 @@ class CompletionStream:
                 return
             except LLMError as error:
                 self._end_unfinished_attempt()
-                if yielded or not _may_retry(error, attempt, self.deadline):
+                delay = None if yielded else _retry_delay(error, attempt, self.deadline)
+                if delay is None:
                     raise
-            _wait_before_retry(self.context, attempt)
+            _wait_before_retry(self.context, attempt, delay)
             attempt += 1
 
     def close(self) -> None:
@@ -288,21 +333,21 @@ class CompletionStream:
         assembly = _StreamAssembly()
         self._assembly = assembly
         try:
-            self._stream = _client().chat.completions.create(
-                **_request_kwargs(self.request, self.deadline),
-                stream=True,
-                **_stream_options(),
-            )
-            request_id = self._stream.response.headers.get(REQUEST_ID_HEADER)
-            # NOTE: the deadline is checked between chunks. The timeout given to the client
-            # bounds each read, so a server that stalls mid-stream is cut at most that long
-            # after its last chunk, which may be past the deadline.
-            for chunk in self._stream:
-                text = assembly.add(chunk)
-                if text:
-                    yield text
-                if self.deadline.expired():
-                    raise LLMTimeout("The turn deadline passed during the streamed response.")
+            # The deadline scope bounds every socket read, so a server that trickles bytes
+            # or SSE comments, which yield no chunk, is cut at the deadline too.
+            with deadline_scope(self.deadline):
+                self._stream = _client().chat.completions.create(
+                    **_request_kwargs(self.request, self.deadline),
+                    stream=True,
+                    **_stream_options(),
+                )
+                request_id = self._stream.response.headers.get(REQUEST_ID_HEADER)
+                for chunk in self._stream:
+                    text = assembly.add(chunk)
+                    if text:
+                        yield text
+                    if self.deadline.expired():
+                        raise LLMTimeout("The turn deadline passed during the streamed response.")
             tail = assembly.end_text()
             self.completion = assembly.completion(
                 self.request, request_id=request_id, duration_ms=_since(started)
@@ -336,32 +381,43 @@ def _with_retries(
         try:
             return send(attempt)
         except LLMError as error:
-            if not _may_retry(error, attempt, deadline):
+            delay = _retry_delay(error, attempt, deadline)
+            if delay is None:
                 raise
-        _wait_before_retry(context, attempt)
+        _wait_before_retry(context, attempt, delay)
         attempt += 1
 
 
-def _may_retry(error: LLMError, attempt: int, deadline: Deadline) -> bool:
-    time_left = deadline.remaining() - settings.LLM_RETRY_DELAY_SECONDS
-    return (
-        error.retryable
-        and attempt <= settings.LLM_MAX_RETRIES
-        and (time_left >= MIN_ATTEMPT_SECONDS)
-    )
+def _retry_delay(error: LLMError, attempt: int, deadline: Deadline) -> float | None:
+    """Return the seconds to wait before retrying after ``error``, or None for no retry.
+
+    The wait is ``LLM_RETRY_DELAY_SECONDS``, or the server's Retry-After when that is longer.
+    A Retry-After over ``MAX_RETRY_AFTER_SECONDS`` means no retry. A retry must also leave
+    ``MIN_ATTEMPT_SECONDS`` before the deadline after the wait.
+    """
+    if not error.retryable or attempt > settings.LLM_MAX_RETRIES:
+        return None
+    delay = settings.LLM_RETRY_DELAY_SECONDS
+    if error.retry_after is not None:
+        if error.retry_after > MAX_RETRY_AFTER_SECONDS:
+            return None
+        delay = max(delay, error.retry_after)
+    if deadline.remaining() - delay < MIN_ATTEMPT_SECONDS:
+        return None
+    return delay
 
 
-def _wait_before_retry(context: LLMContext, attempt: int) -> None:
+def _wait_before_retry(context: LLMContext, attempt: int, delay: float) -> None:
     logger.info(
         "llm.completion_retry",
         extra={
             "tenant_id": context.tenant_id,
             "conversation_id": context.conversation_id,
             "attempt": attempt + 1,
-            "delay_seconds": settings.LLM_RETRY_DELAY_SECONDS,
+            "delay_seconds": delay,
         },
     )
-    time.sleep(settings.LLM_RETRY_DELAY_SECONDS)
+    time.sleep(delay)
 
 
 def _plain_attempt(
@@ -370,11 +426,12 @@ def _plain_attempt(
     started = time.monotonic()
     request_id: str | None = None
     try:
-        raw = _client().chat.completions.with_raw_response.create(
-            **_request_kwargs(request, deadline)
-        )
-        request_id = raw.headers.get(REQUEST_ID_HEADER)
-        parsed: object = raw.parse()
+        with deadline_scope(deadline):
+            raw = _client().chat.completions.with_raw_response.create(
+                **_request_kwargs(request, deadline)
+            )
+            request_id = raw.headers.get(REQUEST_ID_HEADER)
+            parsed: object = raw.parse()
         completion = _completion_from_plain(
             parsed, request, request_id=request_id, duration_ms=_since(started)
         )
@@ -399,11 +456,44 @@ def _cached_client(base_url: str, api_key: str) -> openai.OpenAI:
         api_key=api_key or PLACEHOLDER_API_KEY,
         timeout=settings.LLM_REQUEST_TIMEOUT_SECONDS,
         max_retries=0,
+        http_client=deadline_http_client(
+            base_url=base_url, timeout=settings.LLM_REQUEST_TIMEOUT_SECONDS
+        ),
     )
 
 
 def _client() -> openai.OpenAI:
+    _base_url_check(settings.OPENAI_BASE_URL)
     return _cached_client(settings.OPENAI_BASE_URL, settings.OPENAI_API_KEY)
+
+
+def _base_url_check(base_url: str) -> None:
+    """Raise ``LLMConfigurationError`` unless ``base_url`` is empty or an http(s) URL.
+
+    A URL with a user name or password is rejected too: the HTTP client sends them as Basic
+    authentication in place of the API key, and its request log shows the URL. The errors
+    never repeat the URL, which may contain a secret.
+    """
+    if not base_url:
+        return
+    try:
+        parts = urlsplit(base_url)
+        host = parts.hostname
+        parts.port  # noqa: B018 - raises ValueError for a port that is not 0-65535
+    except ValueError:
+        # An invalid port or IPv6 address.
+        raise LLMConfigurationError("OPENAI_BASE_URL is not a valid URL.") from None
+    if parts.scheme not in BASE_URL_SCHEMES or not host:
+        scheme = f"scheme {parts.scheme!r}" if parts.scheme else "no scheme"
+        raise LLMConfigurationError(
+            f"OPENAI_BASE_URL must be an http or https URL with a host, got {scheme}; set it "
+            "to a URL such as http://127.0.0.1:8000/v1."
+        )
+    if parts.username is not None or parts.password is not None:
+        raise LLMConfigurationError(
+            "OPENAI_BASE_URL contains a user name or password; remove them and set the key "
+            "in OPENAI_API_KEY."
+        )
 
 
 def _request_kwargs(request: CompletionRequest, deadline: Deadline) -> dict[str, Any]:
@@ -440,6 +530,7 @@ def _mapped_error(error: Exception, model: str, request_id: str | None) -> LLMEr
         return LLMHTTPError(
             f"HTTP {error.status_code}: {_short(error.message)}",
             status_code=error.status_code,
+            retry_after=_retry_after_seconds(error.response.headers),
             **fields,
         )
     if isinstance(error, openai.APIResponseValidationError):
@@ -460,6 +551,30 @@ def _mapped_error(error: Exception, model: str, request_id: str | None) -> LLMEr
     raise error
 
 
+def _retry_after_seconds(headers: Mapping[str, str]) -> float | None:
+    """Return the wait in a Retry-After header, in seconds, or None without a valid one.
+
+    The header contains either seconds or an HTTP date. A date in the past means no wait.
+    """
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            date = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if date.tzinfo is None:
+            # parsedate_to_datetime returns a naive datetime for the zone "-0000", which is UTC.
+            date = date.replace(tzinfo=UTC)
+        seconds = max(0.0, (date - datetime.now(UTC)).total_seconds())
+    if not math.isfinite(seconds) or seconds < 0:
+        return None
+    return seconds
+
+
 def _completion_from_plain(
     parsed: object, request: CompletionRequest, *, request_id: str | None, duration_ms: int
 ) -> Completion:
@@ -470,23 +585,27 @@ def _completion_from_plain(
     if not choices or choices[0].message is None:
         raise LLMInvalidResponse("The response has no choice.")
     message = choices[0].message
+    finish_reason = choices[0].finish_reason
     raw_calls: list[_RawToolCall] = []
     for call in message.tool_calls or []:
         function = getattr(call, "function", None)
         if function is None:
             raise LLMInvalidResponse(f"The model made a tool call of type {call.type!r}.")
         raw_calls.append((call.id, function.name, function.arguments))
+    _tool_call_count_check(len(raw_calls))
     # A refusal comes in its own field and is part of the reply. Both fields are joined, as
     # in a stream, so blank content does not hide a refusal.
-    text = _storable_text((message.content or "") + (message.refusal or ""))
-    tool_calls = _tool_calls(raw_calls, request)
+    text = (message.content or "") + (message.refusal or "")
+    _size_check(len(text) + sum(_raw_call_size(raw_call) for raw_call in raw_calls))
+    text = _storable_text(text)
+    tool_calls = [] if _ended_early(finish_reason) else _tool_calls(raw_calls, request)
     usage = _usage(parsed.usage, request, text, tool_calls)
     return _checked_completion(
         Completion(
             model=request.model,
             text=text,
             tool_calls=tool_calls,
-            finish_reason=choices[0].finish_reason,
+            finish_reason=finish_reason,
             usage=usage,
             request_id=request_id,
             duration_ms=duration_ms,
@@ -504,6 +623,8 @@ class _StreamAssembly:
     finish_reason: str | None = None
     reported_usage: Any = None
     chunks: int = 0
+    # Characters received so far, counted as MAX_COMPLETION_CHARS counts them.
+    size: int = 0
     # The first half of a surrogate pair that ended the last text delta. It is held back
     # until the next delta, which may begin with the second half.
     held_surrogate: str = ""
@@ -523,13 +644,20 @@ class _StreamAssembly:
             delta = choice.delta
             if delta is None:
                 continue
-            delta_text += self._joined_text((delta.content or "") + (delta.refusal or ""))
+            content = (delta.content or "") + (delta.refusal or "")
+            self.size += len(content)
+            delta_text += self._joined_text(content)
             for part in delta.tool_calls or []:
                 call = self.calls.setdefault(part.index, ["", "", []])
+                _tool_call_count_check(len(self.calls))
                 call[0] = call[0] or (part.id or "")
+                self.size += len(part.id or "")
                 if part.function is not None:
                     call[1] = call[1] or (part.function.name or "")
                     call[2].append(part.function.arguments or "")
+                    self.size += len(part.function.name or "")
+                    self.size += len(part.function.arguments or "")
+            _size_check(self.size)
         if delta_text:
             self.text.append(delta_text)
         return delta_text
@@ -575,7 +703,7 @@ class _StreamAssembly:
             for _, (call_id, name, arguments) in sorted(self.calls.items())
         ]
         text = "".join(self.text)
-        tool_calls = _tool_calls(raw_calls, request)
+        tool_calls = [] if _ended_early(self.finish_reason) else _tool_calls(raw_calls, request)
         return _checked_completion(
             Completion(
                 model=request.model,
@@ -680,7 +808,39 @@ def _storable_value(value: Any) -> bool:
     return True
 
 
+def _ended_early(finish_reason: object) -> bool:
+    # A server may send any JSON value as the finish reason, and a list is not hashable.
+    return isinstance(finish_reason, str) and finish_reason in INCOMPLETE_FINISH_REASONS
+
+
+def _tool_call_count_check(count: int) -> None:
+    if count > MAX_TOOL_CALLS_PER_COMPLETION:
+        raise LLMInvalidResponse(
+            f"The completion has more than {MAX_TOOL_CALLS_PER_COMPLETION} tool calls."
+        )
+
+
+def _size_check(chars: int) -> None:
+    if chars > MAX_COMPLETION_CHARS:
+        raise LLMInvalidResponse(
+            f"The completion is longer than {MAX_COMPLETION_CHARS} characters of text and "
+            "tool calls."
+        )
+
+
+def _raw_call_size(raw_call: _RawToolCall) -> int:
+    # The parts are strings unless the server sent other JSON types, which _tool_calls
+    # rejects later.
+    return sum(len(part) for part in raw_call if isinstance(part, str))
+
+
 def _checked_completion(completion: Completion) -> Completion:
+    """Return ``completion``, or raise when it is empty and was not ended early.
+
+    The caller reports an incomplete completion, empty or not, after recording its usage.
+    """
+    if completion.incomplete:
+        return completion
     if not completion.text.strip() and not completion.tool_calls:
         raise LLMInvalidResponse(
             f"The choice has neither text nor tool calls (finish_reason "
@@ -772,6 +932,7 @@ def _log_failure(
             "error": type(error).__name__,
             "detail": error.detail,
             "status_code": error.status_code,
+            "retry_after": error.retry_after,
             "request_id": error.request_id,
             "duration_ms": _since(started),
             "stream": stream,
@@ -787,4 +948,5 @@ def llm_error_fields(error: LLMError) -> dict[str, Any]:
         "model": error.model,
         "request_id": error.request_id,
         "status_code": error.status_code,
+        "retry_after": error.retry_after,
     }

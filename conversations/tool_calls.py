@@ -229,6 +229,10 @@ class ToolCallRunner:
     ``too_many_cart_changes`` error output. Likewise, searches after the
     ``MAX_SEARCHES_PER_TURN``-th get a ``too_many_searches`` error output and do not run, and
     any call after the ``MAX_TOOL_CALLS_PER_TURN``-th gets ``too_many_tool_calls``.
+
+    NOTE: nothing here checks that the shopper asked for a change. A model that follows
+    instructions in product or merchant text can still clear the cart, or change lines of
+    shown products, within these limits.
     """
 
     tools: ShoppingTools

@@ -16,7 +16,8 @@ Limits, each reported as an ``error`` event after which the turn ends normally:
   interrupted, so a turn can overrun by at most one webhook call (its timeout, retry
   included).
 
-A failed model call ends the turn with ``internal_error`` and the reason from
+A failed model call, or an answer that the server ended early (finish reason ``length`` or
+``content_filter``), ends the turn with ``internal_error`` and the reason from
 ``conversations.llm``. Cart changes that the merchant confirmed before the failure stay,
 and their ``cart_changed`` events are sent before the error.
 """
@@ -45,6 +46,7 @@ from conversations.llm import (
     Deadline,
     LLMContext,
     LLMError,
+    LLMIncompleteResponse,
     LLMInvalidResponse,
     ToolCall,
     Usage,
@@ -345,6 +347,15 @@ class _AgentTurn:
         if text_sent:
             yield events.text_end()
             yield from self._flush()
+        if completion.incomplete:
+            # The text sent stays, as after a broken stream, and the tool calls were dropped,
+            # because their arguments may be cut too.
+            raise LLMIncompleteResponse(
+                f"The server ended the completion early (finish_reason "
+                f"{completion.finish_reason!r}).",
+                model=completion.model,
+                request_id=completion.request_id,
+            )
         return completion
 
     def _streamed(
@@ -372,6 +383,10 @@ class _AgentTurn:
 
     def _record(self, completion: Completion) -> None:
         self._record_usage(completion.usage)
+        if not completion.text and not completion.tool_calls:
+            # An incomplete completion may be empty, and servers reject an assistant message
+            # with neither content nor tool calls in the history.
+            return
         message = completion.assistant_message()
         self.messages.append(message)
         self.turn.llm_messages.append(message)

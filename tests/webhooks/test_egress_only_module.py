@@ -2,7 +2,9 @@
 
 ruff's TID251 bans ``requests.get/post/request/Session`` outside tests. This test also
 catches the other ways to reach a URL: the standard library's ``urllib.request`` and
-``http.client``, urllib3, httpx, aiohttp and raw sockets.
+``http.client``, urllib3, httpx, httpx2 and httpcore2 (the HTTP client of openai), aiohttp and
+raw sockets. The LLM endpoint, which the deployment configures, is reached through the
+openai client, whose HTTP client ``conversations/llm_http.py`` builds.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ HTTP_MODULES = {
     "http.client",
     "urllib3",
     "httpx",
+    "httpx2",
+    "httpcore2",
     "aiohttp",
     "socket",
 }
@@ -26,6 +30,9 @@ ALLOWED = {
     "webhooks/egress.py": {"requests", "http.client", "urllib3", "socket"},
     # Resolves host names with socket.getaddrinfo to check the addresses; opens nothing.
     "webhooks/urls_policy.py": {"socket"},
+    # The openai client's HTTP client, which bounds each socket operation by the turn's
+    # deadline; it reads the proxy variables with urllib.request.getproxies.
+    "conversations/llm_http.py": {"httpx2", "httpcore2", "urllib.request"},
 }
 
 

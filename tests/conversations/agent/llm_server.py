@@ -18,6 +18,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import urlsplit
 
 COMPLETIONS_PATH = "/v1/chat/completions"
 # Characters of text, or of tool call arguments, per stream chunk.
@@ -49,6 +50,15 @@ class Answer:
     chunk_delay: float = 0.0
     # Stream chunks after which the connection is dropped, to simulate a broken stream.
     drop_after_chunks: int | None = None
+    # The finish reason; None sends "tool_calls" with tool calls and "stop" without.
+    finish_reason: str | None = None
+    # Extra response headers, such as ("Retry-After", "30").
+    headers: tuple[tuple[str, str], ...] = ()
+    # SSE comment lines (": ping") sent before the first chunk, chunk_delay apart. They reach
+    # no caller of the openai client, as servers use them to keep a connection open.
+    comment_lines: int = 0
+    # Seconds between the bytes of a plain body, which is then sent one byte at a time.
+    byte_delay: float = 0.0
 
 
 def reply(text: str, *, usage: tuple[int, int] | None = (100, 20), **options: Any) -> Answer:
@@ -63,8 +73,10 @@ def tool_calls(*calls: tuple[str, Any], text: str = "", **options: Any) -> Answe
     return Answer(text=text, tool_calls=tuple(calls), **options)
 
 
-def http_error(status: int, message: str = "upstream failure") -> Answer:
-    return Answer(status=status, text=message)
+def http_error(
+    status: int, message: str = "upstream failure", headers: tuple[tuple[str, str], ...] = ()
+) -> Answer:
+    return Answer(status=status, text=message, headers=headers)
 
 
 def raw_body(body: bytes, content_type: str = "application/json") -> Answer:
@@ -133,7 +145,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-        if self.path != COMPLETIONS_PATH:
+        # A request sent through the server as an HTTP proxy names the whole URL.
+        if urlsplit(self.path).path != COMPLETIONS_PATH:
             self._send_json(404, {"error": {"message": "not found", "type": "invalid_request"}})
             return
         headers = {name.lower(): value for name, value in self.headers.items()}
@@ -152,24 +165,32 @@ class _Handler(BaseHTTPRequestHandler):
             self._answer(request, answer, request_id)
 
     def _answer(self, request: LLMRequest, answer: Answer, request_id: str) -> None:
+        headers = answer.headers
         if answer.body is not None:
-            self._send(answer.status, answer.body, answer.content_type, request_id)
+            self._send(answer.status, answer.body, answer.content_type, request_id, headers)
         elif answer.status != 200:
             error = {"error": {"message": answer.text, "type": "server_error", "code": None}}
-            self._send_json(answer.status, error, request_id)
+            self._send_json(answer.status, error, request_id, headers)
         elif request.body.get("stream"):
             self._stream(request, answer, request_id)
         else:
-            self._send_json(200, _completion(request, answer), request_id)
+            body = json.dumps(_completion(request, answer)).encode()
+            self._send(200, body, "application/json", request_id, headers, answer.byte_delay)
 
     def _stream(self, request: LLMRequest, answer: Answer, request_id: str) -> None:
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("x-request-id", request_id)
         self.send_header("Connection", "close")
+        for name, value in answer.headers:
+            self.send_header(name, value)
         self.end_headers()
         self.close_connection = True
         include_usage = (request.body.get("stream_options") or {}).get("include_usage")
+        for _ in range(answer.comment_lines):
+            self.wfile.write(b": ping\n\n")
+            self.wfile.flush()
+            time.sleep(answer.chunk_delay)
         for number, chunk in enumerate(_chunks(request, answer, include_usage), start=1):
             self.wfile.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
             self.wfile.flush()
@@ -179,17 +200,40 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(b"data: [DONE]\n\n")
         self.wfile.flush()
 
-    def _send_json(self, status: int, payload: object, request_id: str = "") -> None:
-        self._send(status, json.dumps(payload).encode(), "application/json", request_id)
+    def _send_json(
+        self,
+        status: int,
+        payload: object,
+        request_id: str = "",
+        headers: tuple[tuple[str, str], ...] = (),
+    ) -> None:
+        body = json.dumps(payload).encode()
+        self._send(status, body, "application/json", request_id, headers)
 
-    def _send(self, status: int, body: bytes, content_type: str, request_id: str) -> None:
+    def _send(
+        self,
+        status: int,
+        body: bytes,
+        content_type: str,
+        request_id: str,
+        headers: tuple[tuple[str, str], ...] = (),
+        byte_delay: float = 0.0,
+    ) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         if request_id:
             self.send_header("x-request-id", request_id)
+        for name, value in headers:
+            self.send_header(name, value)
         self.end_headers()
-        self.wfile.write(body)
+        if not byte_delay:
+            self.wfile.write(body)
+            return
+        for byte in body:
+            self.wfile.write(bytes([byte]))
+            self.wfile.flush()
+            time.sleep(byte_delay)
 
 
 class _Server(ThreadingHTTPServer):
@@ -239,6 +283,8 @@ def _usage(answer: Answer) -> dict[str, int] | None:
 
 
 def _finish_reason(answer: Answer) -> str:
+    if answer.finish_reason is not None:
+        return answer.finish_reason
     return "tool_calls" if answer.tool_calls else "stop"
 
 

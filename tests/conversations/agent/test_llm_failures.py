@@ -1,10 +1,18 @@
 """An LLM endpoint that is down, slow or answers garbage: what the shopper and the logs get."""
 
+import datetime
+import email.utils
 import json
 import logging
+import time
 
 import pytest
 
+from conversations.llm import (
+    MAX_COMPLETION_CHARS,
+    MAX_RETRY_AFTER_SECONDS,
+    MAX_TOOL_CALLS_PER_COMPLETION,
+)
 from conversations.models import Message, TokenUsage
 from tests.conversations.agent.chat import send_stream, types_of
 from tests.conversations.agent.llm_server import (
@@ -102,6 +110,74 @@ def test_llm_timeout_is_reported(chat_client, shop, conversation, llm, settings)
     assert sent[0]["reason"] == "llm_timeout"
     assert types_of(sent) == ["error", "response_complete"]
     assert Message.objects.get(role="assistant").metadata["failure"] == "llm_timeout"
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        # Each comment line arrives well within the read timeout, and none is a chunk.
+        pytest.param(reply("Привіт!", comment_lines=100, chunk_delay=0.2), id="sse comments"),
+        pytest.param(reply("Привіт!", byte_delay=0.1), id="plain body byte by byte"),
+    ],
+)
+def test_trickling_server_is_cut_at_the_deadline(
+    chat_client, shop, conversation, llm, settings, caplog, answer
+):
+    settings.LLM_STREAM = answer.byte_delay == 0
+    settings.AGENT_TURN_TIMEOUT_SECONDS = 2.0
+    settings.LLM_REQUEST_TIMEOUT_SECONDS = 1.0
+    llm.add(answer)
+
+    with caplog.at_level(logging.INFO):
+        started = time.monotonic()
+        sent = send(chat_client, conversation, "привіт")
+        elapsed = time.monotonic() - started
+
+    assert sent == [
+        {
+            "type": "error",
+            "code": "internal_error",
+            "reason": "turn_timeout",
+            "error_id": sent[0]["error_id"],
+        },
+        {"type": "response_complete"},
+    ]
+    # Without the deadline on every read, a turn lasted until the server stopped sending.
+    assert elapsed < 3.5
+    assert len(llm.requests) == 1
+    answer_message = Message.objects.get(role="assistant")
+    assert answer_message.metadata["failure"] == "turn_timeout"
+    [logged] = [r for r in caplog.records if r.getMessage() == "conversations.agent.turn_timeout"]
+    assert logged.error_id == sent[0]["error_id"]
+    assert logged.reason == "llm_timeout"
+
+
+def test_environment_proxy_is_still_used(
+    chat_client, shop, conversation, llm, settings, monkeypatch
+):
+    # The scripted server is the proxy, so the request reaches it only through the proxy.
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{llm.server.server_address[1]}")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    settings.OPENAI_BASE_URL = "http://llm.invalid/v1"
+    llm.add(reply("Привіт!"))
+
+    sent = send(chat_client, conversation, "привіт")
+
+    assert reply_text(sent) == "Привіт!"
+    [request] = llm.requests
+    assert request.headers["host"] == "llm.invalid"
+
+
+def test_redirect_is_not_followed(chat_client, shop, conversation, llm, stream_mode):
+    target = llm.base_url + "/chat/completions"
+    llm.add(http_error(307, "moved", headers=(("Location", target),)), reply("Привіт!"))
+
+    sent = send(chat_client, conversation, "привіт")
+
+    assert types_of(sent) == ["error", "response_complete"]
+    assert sent[0]["reason"] == "llm_request_rejected"
+    assert len(llm.requests) == 1
 
 
 def test_unreachable_endpoint_is_reported(
@@ -465,3 +541,304 @@ def test_repeated_tool_call_ids_renamed(chat_client, shop, conversation, llm):
     stored = conversation.messages.get(role="assistant").llm_messages
     assert [tool_call["id"] for tool_call in stored[0]["tool_calls"]] == call_ids
     assert [m["tool_call_id"] for m in stored[1:4]] == call_ids
+
+
+def incomplete_events(sent: list[dict], text: str) -> list[dict]:
+    """Return the events of a turn whose answer the server ended early after ``text``."""
+    error = {
+        "type": "error",
+        "code": "internal_error",
+        "reason": "llm_response_incomplete",
+        "error_id": sent[-2]["error_id"],
+    }
+    return [
+        *[event for event in sent if event["type"] == "text_delta"],
+        *([{"type": "text_end"}] if text else []),
+        error,
+        {"type": "response_complete"},
+    ]
+
+
+@pytest.mark.parametrize("finish_reason", ["length", "content_filter"])
+def test_answer_ended_early_is_reported(
+    chat_client, shop, conversation, llm, stream_mode, caplog, tenant, finish_reason
+):
+    llm.add(reply("Ось молоко Lac", finish_reason=finish_reason, usage=(100, 20)))
+
+    with caplog.at_level(logging.INFO):
+        sent = send(chat_client, conversation, "молоко")
+
+    assert reply_text(sent) == "Ось молоко Lac"
+    assert sent == incomplete_events(sent, "Ось молоко Lac")
+    assert len(llm.requests) == 1
+    answer = Message.objects.get(role="assistant")
+    assert answer.text == "Ось молоко Lac"
+    assert answer.events == sent
+    assert answer.metadata["failure"] == "llm_response_incomplete"
+    assert answer.llm_messages == [{"role": "assistant", "content": "Ось молоко Lac"}]
+    conversation.refresh_from_db()
+    assert conversation.tokens_used == 120
+    assert TokenUsage.objects.get(tenant=tenant).requests == 1
+    [logged] = [r for r in caplog.records if r.getMessage() == "conversations.agent.llm_failed"]
+    assert logged.error_id == sent[-2]["error_id"]
+    assert logged.reason == "llm_response_incomplete"
+    assert logged.request_id == "req_test_1"
+    assert finish_reason in logged.detail
+
+
+@pytest.mark.parametrize("finish_reason", ["length", "content_filter"])
+def test_tool_calls_of_a_cut_answer_do_not_run(
+    chat_client, shop, conversation, llm, stream_mode, finish_reason
+):
+    show(conversation, MILK_LACTEL)
+    llm.add(
+        tool_calls(
+            call("add_to_cart", {"sku": "milk-001"}),
+            call("clear_cart"),
+            finish_reason=finish_reason,
+        )
+    )
+
+    sent = send(chat_client, conversation, "Додай Lactel")
+
+    assert sent == incomplete_events(sent, "")
+    assert cart_posts(shop) == []
+    assert shop.store.cart_items(STORE_ID, SESSION_ID) == []
+    answer = Message.objects.get(role="assistant")
+    assert answer.metadata["failure"] == "llm_response_incomplete"
+    # No assistant message without content or tool calls, which servers reject in a history.
+    assert answer.llm_messages == []
+    llm.add(reply("Що додати?"))
+
+    send(chat_client, conversation, "молоко")
+
+    assert [message["role"] for message in llm.requests[1].messages] == [
+        "system",
+        "user",
+        "assistant",
+        "user",
+    ]
+
+
+def test_cut_tool_arguments_are_reported_as_incomplete(
+    chat_client, shop, conversation, llm, stream_mode
+):
+    show(conversation, MILK_LACTEL)
+    llm.add(tool_calls(call("add_to_cart", '{"sku": "milk-0'), finish_reason="length"))
+
+    sent = send(chat_client, conversation, "Додай Lactel")
+
+    assert sent == incomplete_events(sent, "")
+    assert cart_posts(shop) == []
+
+
+def test_content_filter_without_text_is_incomplete(chat_client, shop, conversation, llm):
+    llm.add(reply("", finish_reason="content_filter"))
+
+    sent = send(chat_client, conversation, "молоко")
+
+    assert sent == incomplete_events(sent, "")
+    assert Message.objects.get(role="assistant").text == ""
+
+
+def test_too_long_streamed_answer_is_cut(chat_client, shop, conversation, llm, caplog):
+    llm.add(reply("я" * (MAX_COMPLETION_CHARS + STREAM_PIECE_CHARS)))
+
+    with caplog.at_level(logging.INFO):
+        sent = send(chat_client, conversation, "молоко")
+
+    # Text chunks arrive until one passes the bound, and that chunk is not sent.
+    sent_chars = MAX_COMPLETION_CHARS - MAX_COMPLETION_CHARS % STREAM_PIECE_CHARS
+    assert reply_text(sent) == "я" * sent_chars
+    assert types_of(sent) == ["text_delta", "text_end", "error", "response_complete"]
+    assert sent[-2]["reason"] == "llm_invalid_response"
+    assert len(llm.requests) == 1
+    answer = Message.objects.get(role="assistant")
+    assert answer.text == "я" * sent_chars
+    assert answer.metadata["failure"] == "llm_invalid_response"
+    [logged] = [r for r in caplog.records if r.getMessage() == "conversations.agent.llm_failed"]
+    assert logged.detail == (
+        f"The completion is longer than {MAX_COMPLETION_CHARS} characters of text and tool calls."
+    )
+
+
+def test_too_long_plain_answer_is_invalid(chat_client, shop, conversation, llm, settings):
+    settings.LLM_STREAM = False
+    llm.add(reply("я" * (MAX_COMPLETION_CHARS + 1)))
+
+    sent = send(chat_client, conversation, "молоко")
+
+    assert sent == invalid_response_events(sent)
+    assert Message.objects.get(role="assistant").text == ""
+
+
+def test_completion_of_max_size_is_accepted(chat_client, shop, conversation, llm, stream_mode):
+    llm.add(reply("я" * MAX_COMPLETION_CHARS))
+
+    sent = send(chat_client, conversation, "молоко")
+
+    assert reply_text(sent) == "я" * MAX_COMPLETION_CHARS
+    assert types_of(sent) == ["text_delta", "text_end", "response_complete"]
+
+
+def test_too_long_tool_arguments_are_invalid(chat_client, shop, conversation, llm, stream_mode):
+    llm.add(tool_calls(call("search_products", {"query": "я" * MAX_COMPLETION_CHARS})))
+
+    sent = send(chat_client, conversation, "молоко")
+
+    assert sent == invalid_response_events(sent)
+    assert shop.requests == []
+    assert Message.objects.get(role="assistant").llm_messages == []
+
+
+def test_too_many_tool_calls_in_a_completion(chat_client, shop, conversation, llm, stream_mode):
+    llm.add(tool_calls(*[call("view_cart")] * (MAX_TOOL_CALLS_PER_COMPLETION + 1)))
+
+    sent = send(chat_client, conversation, "що в кошику?")
+
+    assert sent == invalid_response_events(sent)
+    assert shop.requests == []
+    assert Message.objects.get(role="assistant").llm_messages == []
+
+
+def retry_logs(caplog) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.getMessage() == "llm.completion_retry"]
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_retry_waits_for_retry_after(
+    chat_client, shop, conversation, llm, stream_mode, caplog, status
+):
+    llm.add(http_error(status, headers=(("Retry-After", "1"),)), reply("Привіт!"))
+
+    with caplog.at_level(logging.INFO, logger="conversations.llm"):
+        started = time.monotonic()
+        sent = send(chat_client, conversation, "привіт")
+        elapsed = time.monotonic() - started
+
+    assert reply_text(sent) == "Привіт!"
+    assert len(llm.requests) == 2
+    assert elapsed >= 1.0
+    [retry] = retry_logs(caplog)
+    assert retry.delay_seconds == 1.0
+    [failed] = [r for r in caplog.records if r.getMessage() == "llm.completion_failed"]
+    assert failed.retry_after == 1.0
+
+
+@pytest.mark.parametrize(
+    ("retry_after", "turn_seconds", "logged"),
+    [
+        pytest.param("11", 20.0, 11.0, id="over the max"),
+        pytest.param(
+            email.utils.format_datetime(
+                datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=1), usegmt=True
+            ),
+            20.0,
+            # The date is computed when the tests are collected, minutes before some run.
+            pytest.approx(3_600, abs=900),
+            id="http date",
+        ),
+        # The wait fits the max, but would leave less than 1 s of the turn.
+        pytest.param("3", 3.5, 3.0, id="past the deadline"),
+    ],
+)
+def test_long_retry_after_is_not_retried(
+    chat_client,
+    shop,
+    conversation,
+    llm,
+    settings,
+    stream_mode,
+    caplog,
+    retry_after,
+    turn_seconds,
+    logged,
+):
+    settings.AGENT_TURN_TIMEOUT_SECONDS = turn_seconds
+    llm.add(http_error(429, headers=(("Retry-After", retry_after),)), reply("Привіт!"))
+
+    with caplog.at_level(logging.INFO):
+        started = time.monotonic()
+        sent = send(chat_client, conversation, "привіт")
+        elapsed = time.monotonic() - started
+
+    assert types_of(sent) == ["error", "response_complete"]
+    assert sent[0]["reason"] == "llm_unavailable"
+    assert len(llm.requests) == 1
+    assert elapsed < 2.5
+    assert retry_logs(caplog) == []
+    [failed] = [r for r in caplog.records if r.getMessage() == "conversations.agent.llm_failed"]
+    assert failed.status_code == 429
+    assert failed.retry_after == logged
+
+
+def test_retry_after_at_the_max_is_waited_for(chat_client, shop, conversation, llm, caplog):
+    llm.add(http_error(429, headers=(("Retry-After", "10"),)), reply("Привіт!"))
+
+    with caplog.at_level(logging.INFO, logger="conversations.llm"):
+        sent = send(chat_client, conversation, "привіт")
+
+    assert reply_text(sent) == "Привіт!"
+    [retry] = retry_logs(caplog)
+    assert retry.delay_seconds == MAX_RETRY_AFTER_SECONDS
+
+
+@pytest.mark.parametrize("retry_after", ["soon", "-5", "nan", "Thu, 01 Jan 1970 00:00:00 GMT"])
+def test_unusable_retry_after_gets_the_default_delay(
+    chat_client, shop, conversation, llm, caplog, retry_after
+):
+    llm.add(http_error(429, headers=(("Retry-After", retry_after),)), reply("Привіт!"))
+
+    with caplog.at_level(logging.INFO, logger="conversations.llm"):
+        sent = send(chat_client, conversation, "привіт")
+
+    assert reply_text(sent) == "Привіт!"
+    [retry] = retry_logs(caplog)
+    assert retry.delay_seconds == 0.0
+
+
+@pytest.mark.parametrize(
+    ("base_url", "detail"),
+    [
+        (
+            "ftp://127.0.0.1:{port}/v1",
+            "OPENAI_BASE_URL must be an http or https URL with a host, got scheme 'ftp'; set it "
+            "to a URL such as http://127.0.0.1:8000/v1.",
+        ),
+        (
+            "127.0.0.1:{port}/v1",
+            "OPENAI_BASE_URL must be an http or https URL with a host, got no scheme; set it "
+            "to a URL such as http://127.0.0.1:8000/v1.",
+        ),
+        (
+            "http:///v1",
+            "OPENAI_BASE_URL must be an http or https URL with a host, got scheme 'http'; set it "
+            "to a URL such as http://127.0.0.1:8000/v1.",
+        ),
+        (
+            "http://user:s3cret@127.0.0.1:{port}/v1",
+            "OPENAI_BASE_URL contains a user name or password; remove them and set the key in "
+            "OPENAI_API_KEY.",
+        ),
+        ("http://127.0.0.1:99999/v1", "OPENAI_BASE_URL is not a valid URL."),
+    ],
+)
+def test_unusable_base_url_is_reported(
+    chat_client, shop, conversation, llm, settings, stream_mode, caplog, base_url, detail
+):
+    settings.OPENAI_BASE_URL = base_url.format(port=llm.server.server_address[1])
+    llm.add(reply("Привіт!"))
+
+    with caplog.at_level(logging.DEBUG):
+        sent = send(chat_client, conversation, "привіт")
+
+    assert types_of(sent) == ["error", "response_complete"]
+    assert sent[0]["reason"] == "llm_unavailable"
+    assert llm.requests == []
+    assert Message.objects.get(role="assistant").metadata["failure"] == "llm_unavailable"
+    # Not retried: the same URL would fail again.
+    failures = [r for r in caplog.records if r.getMessage() == "llm.completion_failed"]
+    assert [record.detail for record in failures] == [detail]
+    [logged] = [r for r in caplog.records if r.getMessage() == "conversations.agent.llm_failed"]
+    assert logged.detail == detail
+    assert not [r for r in caplog.records if "s3cret" in r.getMessage()]
