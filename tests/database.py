@@ -13,6 +13,17 @@ def _closed_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def connection_to_closed_port() -> int:
+    """Close the default connection and point it at a closed port of 127.0.0.1; return it.
+
+    The caller restores the saved ``HOST`` and ``PORT``, as ``database_at_closed_port`` does.
+    """
+    port = _closed_port()
+    connection.close()
+    connection.settings_dict.update(HOST="127.0.0.1", PORT=str(port))
+    return port
+
+
 @contextlib.contextmanager
 def database_at_closed_port() -> Iterator[int]:
     """Point the default connection at a closed port of 127.0.0.1; yield that port.
@@ -20,9 +31,7 @@ def database_at_closed_port() -> Iterator[int]:
     Only transaction tests may use it: the test database's connection is closed first.
     """
     saved = {key: connection.settings_dict[key] for key in ("HOST", "PORT")}
-    port = _closed_port()
-    connection.close()
-    connection.settings_dict.update(HOST="127.0.0.1", PORT=str(port))
+    port = connection_to_closed_port()
     try:
         yield port
     finally:

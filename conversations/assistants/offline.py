@@ -358,17 +358,9 @@ class _OfflineReply:
             products = self._listed_products()
             named = products
             query = ""
-        if not products:
-            self.lines.append(self.replies.text("nothing_listed"))
-            return
-        fitting = [product for product in products if _within_prices(product, intent)]
+        fitting = self._priced_within_limits(products, intent)
         if not fitting:
-            self.lines.append(self._none_within_prices(products, intent))
             return
-
-        if intent.cheapest:
-            fitting = sorted(fitting, key=_current_price)
-        fitting = fitting[:DEFAULT_SEARCH_LIMIT]
         self._remember_list(fitting)
         self.extra_events.append(events.product_cards([product.card() for product in fitting]))
         if named and (intent.cheapest or len(fitting) == 1):
@@ -654,24 +646,34 @@ class _OfflineReply:
 
     def _show_by_price(self, products: list[ShownProduct], intent: Intent, *, query: str) -> None:
         """List ``products`` within the intent's price limits, the cheapest first if asked."""
-        if not products:
-            self.lines.append(self.replies.text("nothing_listed"))
-            return
-        # NOTE: goods sold by weight are priced per kilogram, so they compare by that price.
-        fitting = [product for product in products if _within_prices(product, intent)]
+        fitting = self._priced_within_limits(products, intent)
         if not fitting:
-            self.lines.append(self._none_within_prices(products, intent))
             return
-
-        if intent.cheapest:
-            fitting = sorted(fitting, key=_current_price)
-        fitting = fitting[:DEFAULT_SEARCH_LIMIT]
-
         self.lines.append(self._price_list_header(intent, query=query))
         self.lines.extend(self.replies.product_list(fitting))
         self.lines.append(self.replies.text("search_hint"))
         self._remember_list(fitting)
         self.extra_events.append(events.product_cards([product.card() for product in fitting]))
+
+    def _priced_within_limits(
+        self, products: list[ShownProduct], intent: Intent
+    ) -> list[ShownProduct]:
+        """Return the products within the intent's price limits, at most a search's worth.
+
+        They are sorted by price when the intent requests the cheapest. When there are
+        no products or none fits, the reply that says so is added and the list is empty.
+        """
+        if not products:
+            self.lines.append(self.replies.text("nothing_listed"))
+            return []
+        # NOTE: goods sold by weight are priced per kilogram, so they compare by that price.
+        fitting = [product for product in products if _within_prices(product, intent)]
+        if not fitting:
+            self.lines.append(self._none_within_prices(products, intent))
+            return []
+        if intent.cheapest:
+            fitting = sorted(fitting, key=_current_price)
+        return fitting[:DEFAULT_SEARCH_LIMIT]
 
     def _prices_conflict(self, intent: Intent) -> bool:
         """Tell whether the floor is above the ceiling, and add the reply that explains it."""

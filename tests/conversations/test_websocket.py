@@ -42,7 +42,7 @@ from tenants.models import ApiKey, AssistantSettings, Tenant
 from tenants.services import user_token_secret_set
 from tests.conversations.chat import send
 from tests.conversations.shop_data import STORE_ID
-from tests.database import database_at_closed_port
+from tests.database import connection_to_closed_port, database_at_closed_port
 from tests.factories import ConversationFactory
 from vizochok.asgi import application
 
@@ -739,11 +739,7 @@ def database_lost_at_search(monkeypatch) -> Iterator[None]:
     search_products = ShoppingTools.search_products
 
     def search_products_database_lost(self, *args, **kwargs):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        connection.close()
-        connection.settings_dict.update(HOST="127.0.0.1", PORT=str(port))
+        connection_to_closed_port()
         return search_products(self, *args, **kwargs)
 
     monkeypatch.setattr(ShoppingTools, "search_products", search_products_database_lost)
@@ -846,11 +842,7 @@ def test_lease_released_late_log_lines(ws_url, public_key, monkeypatch, caplog):
 
 def test_lease_never_taken_logs_no_late_release(ws_url, public_key, monkeypatch, caplog):
     def turn_lease_acquire_database_lost(**kwargs):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        connection.close()
-        connection.settings_dict.update(HOST="127.0.0.1", PORT=str(port))
+        connection_to_closed_port()
         return turn_lease_acquire(**kwargs)
 
     saved = {key: connection.settings_dict[key] for key in ("HOST", "PORT")}
@@ -890,11 +882,7 @@ def test_start_database_lost_retry_gets_reply(ws_url, public_key, monkeypatch, c
 
     def message_limits_take_database_lost(**kwargs):
         counted.append(kwargs)
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        connection.close()
-        connection.settings_dict.update(HOST="127.0.0.1", PORT=str(port))
+        connection_to_closed_port()
         return message_limits_take(**kwargs)
 
     saved = {key: connection.settings_dict[key] for key in ("HOST", "PORT")}
