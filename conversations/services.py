@@ -324,7 +324,7 @@ class ConversationTurn:
         )
 
     def _load_cart(self, tools: ShoppingTools) -> None:
-        """Load the merchant's cart with the first processed message of the conversation.
+        """Load the merchant's cart with the first message processed while cart GET is set.
 
         Cart GET is sent once per conversation, so after a failure the conversation keeps
         the changes it makes itself. A failure is logged by the tools, and the turn goes on.

@@ -479,7 +479,8 @@ class ShoppingTools:
     def cart_load(self) -> bool:
         """Replace the snapshot with the merchant's cart from cart GET; return whether it did.
 
-        Merchants get cart GET once per conversation, with its first message.
+        Merchants get cart GET once per conversation, with its first message processed while
+        a cart GET URL is set.
         Return False without a webhook call when cart GET is not configured or this
         conversation sent it already. A failure is logged and leaves the snapshot as it was,
         and the conversation goes on without the merchant's cart.

@@ -323,10 +323,18 @@ class _OfflineReply:
         if by_price and self.chosen is None and not isinstance(intent.reference, Ordinal):
             yield from self._add_by_price(intent)
             return
+        if by_price and self.chosen is None and self._prices_conflict(intent):
+            return
         product = self._resolve(intent.reference, prefer_cart=False)
         if product is None:
             if isinstance(intent.reference, NameFragment) and not self.lines:
                 yield from self._search_and_add(intent.reference.text, intent.quantity)
+            return
+        if by_price and self.chosen is None and not _within_prices(product, intent):
+            # "додай другий до 40 грн" names a product by its position, and its price is outside
+            # the limits, so nothing is added.
+            self.lines.append(self.replies.price_line(product))
+            self.lines.append(self.replies.text("position_outside_prices"))
             return
         yield from self._add_product(product, intent.quantity)
 

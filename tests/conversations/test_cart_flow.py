@@ -129,6 +129,23 @@ def test_cart_get_is_sent_once_per_conversation(
     assert shopper_conversation.cart_loaded_at is None
 
 
+def test_cart_get_url_saved_later(chat_client, tenant, merchant, shopper_conversation):
+    merchant.store.cart_seed(STORE_ID, SESSION_ID, [("bread-01", 1)])
+    send(chat_client, shopper_conversation, "дякую")
+    tenant.webhook_settings.cart_get_url = merchant.cart_get_url
+    tenant.webhook_settings.save()
+
+    shown = send(chat_client, shopper_conversation, "що в кошику?")
+    send(chat_client, shopper_conversation, "дякую")
+
+    assert reply_text(shown) == (
+        "У вашому кошику:\n1. Хліб Київхліб білий — 1 шт × 32,00 = 32,00\nРазом: 32,00."
+    )
+    assert len(cart_get_requests(merchant)) == 1
+    shopper_conversation.refresh_from_db()
+    assert shopper_conversation.cart == {"items": [BREAD], "total": 32.0}
+
+
 def test_no_cart_load_without_a_cart_get_url(chat_client, merchant, shopper_conversation):
     send(chat_client, shopper_conversation, "що в кошику?")
 

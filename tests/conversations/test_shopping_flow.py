@@ -661,6 +661,49 @@ def test_add_over_price_limit_adds_nothing(chat_client, merchant, shopper_conver
     assert cart_posts(merchant) == []
 
 
+def test_add_position_over_price_limit(chat_client, merchant, shopper_conversation):
+    send(chat_client, shopper_conversation, "молоко")
+    sent = send(chat_client, shopper_conversation, "додай перший до 44 грн")
+
+    assert reply_text(sent) == (
+        "«Молоко Lactel 2.5%» коштує 45,90.\n"
+        "Ця ціна поза межею, яку ви назвали, тому я нічого не додав."
+    )
+    assert [event["type"] for event in sent] == ["text_delta", "text_end", "response_complete"]
+    assert cart_posts(merchant) == []
+    assert len(products_requests(merchant)) == 1
+
+
+def test_add_position_over_price_promo(chat_client, merchant, shopper_conversation):
+    send(chat_client, shopper_conversation, "milk")
+    sent = send(chat_client, shopper_conversation, "add the second one under 40 uah")
+
+    assert reply_text(sent) == (
+        "“Молоко Галичина 3.2%” costs 42.00 instead of 52.00 (promotion -19%).\n"
+        "That price is outside the limit you gave, so I added nothing."
+    )
+    assert cart_posts(merchant) == []
+
+
+def test_add_position_within_price_limit(chat_client, merchant, shopper_conversation):
+    send(chat_client, shopper_conversation, "молоко")
+    sent = send(chat_client, shopper_conversation, "додай 2 шт другого до 44 грн")
+
+    assert reply_text(sent).startswith("Додав у кошик: Молоко Галичина 3.2%, 2 шт.\n")
+    assert cart_posts(merchant) == [milk_added(2)]
+
+
+def test_add_position_with_contradictory_prices(chat_client, merchant, shopper_conversation):
+    send(chat_client, shopper_conversation, "молоко")
+    sent = send(chat_client, shopper_conversation, "add the second one under 20 over 50")
+
+    assert reply_text(sent) == (
+        "A product cannot cost both up to 20.00 and 50.00 or more. Give one price limit "
+        "or a range, such as “from 20.00 to 50.00”."
+    )
+    assert cart_posts(merchant) == []
+
+
 def test_add_cheapest_of_last_list(chat_client, merchant, shopper_conversation):
     send(chat_client, shopper_conversation, "milk")
     sent = send(chat_client, shopper_conversation, "add the cheapest one")
