@@ -494,6 +494,8 @@ class ShoppingTools:
         if self.cart_get_sent or not self.cart_get_configured:
             return False
         # Saved before the call, so that a call that fails or never returns is not repeated.
+        # NOTE: when the database fails after this save and before the request goes out
+        # (the circuit breaker reads it first), the mark stays and the cart is never loaded.
         self.conversation.state[STATE_CART_GET_SENT] = True
         self.lease.save(self.conversation, ["state"])
         result = cart_fetch(
