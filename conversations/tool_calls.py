@@ -105,7 +105,11 @@ TOOL_DEFINITIONS: list[dict[str, Any]] = [
         "type": "function",
         "function": {
             "name": "view_cart",
-            "description": "Return the shopper's cart, reloaded from the store when the store offers that.",
+            "description": (
+                "Return the shopper's cart as the store confirmed it in this conversation. "
+                "Changes made on the store's website after the conversation's start are not "
+                "in it."
+            ),
             "parameters": {"type": "object", "properties": {}},
         },
     },

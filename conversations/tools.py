@@ -8,7 +8,9 @@ and the merchant, so the rules below hold whichever assistant answers:
   quantity that the product allows. Otherwise it is rejected before any webhook call.
 - The cart snapshot changes only after the merchant's cart webhook returned ``ok: true``,
   and it is written at once, so it matches the merchant even if the turn fails later.
-- The cart GET webhook is sent at most once per conversation, with its first message.
+- The cart GET webhook is sent at most once per conversation: with the first message that
+  is processed while a cart GET URL is set, or with a later one when the circuit breaker
+  held that call.
 - When the merchant answers ``not_in_cart``, the snapshot is stale and loses that line.
 """
 
@@ -72,6 +74,9 @@ STATE_SHOWN = "shown"
 STATE_SEEN = "seen"
 # True once the conversation sent its one cart GET request, whatever its outcome.
 STATE_CART_GET_SENT = "cart_get_sent"
+# Failures of cart GET that sent no request: the circuit breaker held the call, or the URL
+# was removed after the turn checked it. They do not use up the conversation's one request.
+CART_GET_NOT_SENT = frozenset({FailureReason.CIRCUIT_OPEN, FailureReason.NOT_CONFIGURED})
 
 # The merchant's reason for a change of a line that its cart does not have.
 REASON_NOT_IN_CART = "not_in_cart"
@@ -479,15 +484,18 @@ class ShoppingTools:
     def cart_load(self) -> bool:
         """Replace the snapshot with the merchant's cart from cart GET; return whether it did.
 
-        Merchants get cart GET once per conversation, with its first message processed while
-        a cart GET URL is set.
-        Return False without a webhook call when cart GET is not configured or this
-        conversation sent it already. A failure is logged and leaves the snapshot as it was,
-        and the conversation goes on without the merchant's cart.
+        Merchants get cart GET once per conversation, with its first message, or with the
+        first one after ``cart_get_url`` was set. Return False without a webhook call when
+        cart GET is not configured or this conversation sent it already. A failure is logged
+        and leaves the snapshot as it was, and the conversation goes on without the
+        merchant's cart. A call that sent no request (``CART_GET_NOT_SENT``) is tried again
+        with the next message.
         """
         if self.cart_get_sent or not self.cart_get_configured:
             return False
         # Saved before the call, so that a call that fails or never returns is not repeated.
+        # NOTE: when the database fails after this save and before the request goes out
+        # (the circuit breaker reads it first), the mark stays and the cart is never loaded.
         self.conversation.state[STATE_CART_GET_SENT] = True
         self.lease.save(self.conversation, ["state"])
         result = cart_fetch(
@@ -500,6 +508,10 @@ class ShoppingTools:
             logger.warning(
                 "conversations.cart.load_failed", extra={**log_fields, "failure": result.failure}
             )
+            if result.failure in CART_GET_NOT_SENT:
+                # No request reached the merchant, so the next message tries again.
+                self.conversation.state.pop(STATE_CART_GET_SENT, None)
+                self.lease.save(self.conversation, ["state"])
             return False
         self.conversation.cart = cart_from_lines(result.lines)
         self.conversation.cart_loaded_at = timezone.now()

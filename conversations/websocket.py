@@ -77,6 +77,9 @@ ACTION_NOT_SUPPORTED = "action_not_supported"
 # socket's row counts as left by a stopped process, which is three missed heartbeats.
 SOCKET_HEARTBEAT_SECONDS = 10
 SOCKET_EXPIRY = timedelta(seconds=3 * SOCKET_HEARTBEAT_SECONDS)
+# During a database outage a process logs its first failed heartbeat and then every sixth,
+# about once a minute, instead of one line per heartbeat.
+HEARTBEAT_FAILED_LOG_EVERY = 6
 # First key of the advisory lock that serializes the socket opens of one API key.
 _SOCKET_LOCK_NAMESPACE = 0x5753
 
@@ -556,6 +559,9 @@ class OpenSocketRegistry:
         self._sockets.get(loop, {}).pop(socket_id, None)
 
     async def _beat(self, loop: asyncio.AbstractEventLoop) -> None:
+        # Heartbeats that failed in a row. During an outage only the first failure and then
+        # every HEARTBEAT_FAILED_LOG_EVERY-th one is logged, with this count.
+        failures = 0
         try:
             while True:
                 await asyncio.sleep(SOCKET_HEARTBEAT_SECONDS)
@@ -571,11 +577,23 @@ class OpenSocketRegistry:
                     result = await loop.run_in_executor(None, _with_connections, call)
                 except DatabaseError as error:
                     # The rows expire after SOCKET_EXPIRY unless a later heartbeat succeeds.
-                    logger.warning(
-                        "conversations.websocket.heartbeat_failed",
-                        extra={"sockets": len(registered), "error": str(error)},
-                    )
+                    failures += 1
+                    if failures == 1 or failures % HEARTBEAT_FAILED_LOG_EVERY == 0:
+                        logger.warning(
+                            "conversations.websocket.heartbeat_failed",
+                            extra={
+                                "sockets": len(registered),
+                                "failures": failures,
+                                "error": str(error),
+                            },
+                        )
                     continue
+                if failures:
+                    logger.info(
+                        "conversations.websocket.heartbeat_recovered",
+                        extra={"sockets": len(registered), "failures": failures},
+                    )
+                    failures = 0
                 if result.restored or result.over_limit:
                     logger.warning(
                         "conversations.websocket.socket_rows_restored",

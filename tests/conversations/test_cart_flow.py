@@ -4,6 +4,8 @@ These flows need no catalog search: the cart comes from the merchant's cart GET 
 the shopper refers to its lines by position or name.
 """
 
+from datetime import timedelta
+
 import pytest
 from django.utils import timezone
 
@@ -11,7 +13,7 @@ from conversations.models import Conversation, Message
 from tests.conversations.chat import cart_posts, reply_text, send
 from tests.conversations.shop_data import SESSION_ID, STORE_ID
 from tests.factories import ConversationFactory
-from webhooks.models import WebhookDelivery, WebhookKind
+from webhooks.models import CircuitBreaker, WebhookDelivery, WebhookKind
 
 pytestmark = pytest.mark.django_db
 
@@ -127,6 +129,46 @@ def test_cart_get_is_sent_once_per_conversation(
     shopper_conversation.refresh_from_db()
     assert shopper_conversation.cart == {"items": [], "total": 0.0}
     assert shopper_conversation.cart_loaded_at is None
+
+
+def test_held_cart_get_is_sent_later(chat_client, tenant, merchant, cart_get, shopper_conversation):
+    merchant.store.cart_seed(STORE_ID, SESSION_ID, [("bread-01", 1)])
+    breaker = CircuitBreaker.objects.create(
+        tenant=tenant,
+        kind=WebhookKind.CART_GET,
+        state=CircuitBreaker.State.OPEN,
+        retry_at=timezone.now() + timedelta(hours=1),
+    )
+
+    first = send(chat_client, shopper_conversation, "що в кошику?")
+
+    # The open breaker held the call, so no request reached the merchant.
+    assert cart_get_requests(merchant) == []
+    assert reply_text(first) == (
+        "Не вдалося завантажити ваш кошик із магазину, тому тут лише зміни з цієї розмови, "
+        "а сума може бути неповною.\n"
+        "Ваш кошик порожній."
+    )
+    shopper_conversation.refresh_from_db()
+    assert "cart_get_sent" not in shopper_conversation.state
+    assert shopper_conversation.cart_loaded_at is None
+
+    breaker.delete()
+    second = send(chat_client, shopper_conversation, "що в кошику?")
+    send(chat_client, shopper_conversation, "що в кошику?")
+
+    assert reply_text(second) == (
+        "У вашому кошику:\n1. Хліб Київхліб білий — 1 шт × 32,00 = 32,00\nРазом: 32,00."
+    )
+    assert len(cart_get_requests(merchant)) == 1
+    assert list(
+        WebhookDelivery.objects.filter(kind=WebhookKind.CART_GET)
+        .order_by("pk")
+        .values_list("outcome", flat=True)
+    ) == [WebhookDelivery.Outcome.CIRCUIT_OPEN, WebhookDelivery.Outcome.SUCCESS]
+    shopper_conversation.refresh_from_db()
+    assert shopper_conversation.cart == {"items": [BREAD], "total": 32.0}
+    assert shopper_conversation.state["cart_get_sent"] is True
 
 
 def test_cart_get_url_saved_later(chat_client, tenant, merchant, shopper_conversation):

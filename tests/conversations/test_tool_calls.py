@@ -21,6 +21,16 @@ def test_definitions_leave_out_disabled_tools():
     assert len(TOOL_DEFINITIONS) == 7
 
 
+def test_view_cart_description_promises_no_reload():
+    [view_cart] = [item for item in TOOL_DEFINITIONS if item["function"]["name"] == "view_cart"]
+
+    # view_cart calls no webhook, so the model must not tell the shopper the cart is current.
+    assert view_cart["function"]["description"] == (
+        "Return the shopper's cart as the store confirmed it in this conversation. "
+        "Changes made on the store's website after the conversation's start are not in it."
+    )
+
+
 def test_add_call_returns_output_and_events(merchant, conversation, tools):
     show(conversation, MILK_LACTEL)
 

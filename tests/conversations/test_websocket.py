@@ -542,6 +542,35 @@ def test_outage_restore_closes_socket_over_limit(ws_url, public_key, settings, m
     wait_counted_out(public_key)
 
 
+def test_outage_heartbeat_failures_logged_sparsely(ws_url, public_key, monkeypatch, caplog):
+    monkeypatch.setattr("conversations.websocket.SOCKET_HEARTBEAT_SECONDS", 0.02)
+    failing_heartbeats = 13
+    calls: list[int] = []
+
+    def heartbeat_in_outage(**kwargs):
+        calls.append(1)
+        if len(calls) > failing_heartbeats:
+            return open_sockets_heartbeat(**kwargs)
+        with database_at_closed_port():
+            return open_sockets_heartbeat(**kwargs)
+
+    monkeypatch.setattr("conversations.websocket.open_sockets_heartbeat", heartbeat_in_outage)
+    caplog.set_level("INFO")
+
+    with open_socket(ws_url) as ws:
+        assert authenticate(ws, public_key.raw_key)["type"] == "auth_ok"
+        wait_logged(caplog, "conversations.websocket.heartbeat_recovered")
+
+    failed = logged_events(caplog, "conversations.websocket.heartbeat_failed")
+    recovered = logged_events(caplog, "conversations.websocket.heartbeat_recovered")
+    # The 1st, 6th and 12th of 13 failed heartbeats are logged, not each one.
+    assert [record.failures for record in failed] == [1, 6, 12]
+    assert len(recovered) == 1
+    assert recovered[0].failures == failing_heartbeats
+    assert recovered[0].sockets == 1
+    wait_counted_out(public_key)
+
+
 def test_concurrent_opens_respect_limit(public_key):
     outcomes: list[str] = []
 
