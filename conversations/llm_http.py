@@ -111,7 +111,12 @@ class _DeadlineStream(httpcore2.NetworkStream):
         server_hostname: str | None = None,
         timeout: float | None = None,
     ) -> httpcore2.NetworkStream:
-        bounded = _bounded(timeout, httpcore2.ConnectTimeout)
+        try:
+            bounded = _bounded(timeout, httpcore2.ConnectTimeout)
+        except httpcore2.ConnectTimeout:
+            # httpcore relies on start_tls to close the TCP stream when the TLS start fails.
+            self._stream.close()
+            raise
         return _DeadlineStream(self._stream.start_tls(ssl_context, server_hostname, bounded))
 
     def get_extra_info(self, info: str) -> Any:
