@@ -701,6 +701,91 @@ def test_too_many_tool_calls_in_a_completion(chat_client, shop, conversation, ll
     assert Message.objects.get(role="assistant").llm_messages == []
 
 
+def test_repeated_call_fields_count_once(chat_client, shop, conversation, llm):
+    # The arguments and one id and name fit the bound, and an id and name in every one of
+    # the argument chunks would not.
+    arguments = {"query": "я" * (MAX_COMPLETION_CHARS // 2)}
+    chunks = len(json.dumps(arguments, ensure_ascii=False)) // STREAM_PIECE_CHARS
+    assert chunks * len("call_1search_products") > MAX_COMPLETION_CHARS // 2
+    llm.add(
+        tool_calls(call("search_products", arguments), repeat_call_fields=True),
+        reply("Такого немає."),
+    )
+
+    sent = send(chat_client, conversation, "молоко")
+
+    assert reply_text(sent) == "Такого немає."
+    assert "error" not in types_of(sent)
+    [_, second] = llm.requests
+    [assistant] = [m for m in second.messages if m["role"] == "assistant" and m["tool_calls"]]
+    [sent_call] = assistant["tool_calls"]
+    assert sent_call["id"] == "call_1"
+    assert sent_call["function"]["name"] == "search_products"
+
+
+def stream_body(tool_call: dict) -> bytes:
+    """Return an SSE body of one chunk with ``tool_call`` and a final chunk."""
+    chunks = [
+        {"index": 0, "delta": {"tool_calls": [{"index": 0, **tool_call}]}, "finish_reason": None},
+        {"index": 0, "delta": {}, "finish_reason": "tool_calls"},
+    ]
+    events = [
+        json.dumps(
+            {
+                "id": "x",
+                "object": "chat.completion.chunk",
+                "created": 1,
+                "model": "m",
+                "choices": [choice],
+            }
+        )
+        for choice in chunks
+    ]
+    return "".join(f"data: {event}\n\n" for event in [*events, "[DONE]"]).encode()
+
+
+@pytest.mark.parametrize(
+    "tool_call",
+    [
+        pytest.param(
+            {"id": 5, "type": "function", "function": {"name": "view_cart", "arguments": "{}"}},
+            id="id number",
+        ),
+        pytest.param(
+            {"id": "c1", "type": "function", "function": {"name": 5, "arguments": "{}"}},
+            id="name number",
+        ),
+        pytest.param(
+            {
+                "id": "c1",
+                "type": "function",
+                "function": {"name": "view_cart", "arguments": {"sku": "milk-001"}},
+            },
+            id="arguments object",
+        ),
+        pytest.param(
+            {"id": "c1", "type": "function", "function": {"name": "view_cart", "arguments": 7}},
+            id="arguments number",
+        ),
+    ],
+)
+def test_streamed_tool_call_of_wrong_type(chat_client, shop, conversation, llm, caplog, tool_call):
+    llm.add(raw_body(stream_body(tool_call), "text/event-stream"))
+
+    with caplog.at_level(logging.INFO):
+        sent = send(chat_client, conversation, "що в кошику?")
+
+    assert sent == invalid_response_events(sent)
+    assert len(llm.requests) == 1
+    assert shop.requests == []
+    answer = Message.objects.get(role="assistant")
+    assert answer.metadata["failure"] == "llm_invalid_response"
+    assert answer.llm_messages == []
+    messages = [record.getMessage() for record in caplog.records]
+    assert "conversations.agent.llm_failed" in messages
+    assert "conversations.turn.failed" not in messages
+
+
 def retry_logs(caplog) -> list[logging.LogRecord]:
     return [r for r in caplog.records if r.getMessage() == "llm.completion_retry"]
 
