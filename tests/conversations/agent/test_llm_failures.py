@@ -14,6 +14,7 @@ from conversations.llm import (
     MAX_TOOL_CALLS_PER_COMPLETION,
 )
 from conversations.models import Message, TokenUsage
+from conversations.tool_calls import MAX_TOOL_CALLS_PER_TURN
 from tests.conversations.agent.chat import send_stream, types_of
 from tests.conversations.agent.llm_server import (
     STREAM_PIECE_CHARS,
@@ -699,6 +700,45 @@ def test_too_many_tool_calls_in_a_completion(chat_client, shop, conversation, ll
     assert sent == invalid_response_events(sent)
     assert shop.requests == []
     assert Message.objects.get(role="assistant").llm_messages == []
+
+
+# The characters of call("view_cart") as the scripted server sends it: the id "call_1", the
+# name and the arguments "{}".
+VIEW_CART_CALL_CHARS = len("call_1") + len("view_cart") + len("{}")
+
+
+@pytest.mark.parametrize(("extra", "accepted"), [(0, True), (1, False)])
+def test_text_and_tool_call_at_the_bound(
+    chat_client, shop, conversation, llm, stream_mode, extra, accepted
+):
+    text = "я" * (MAX_COMPLETION_CHARS - VIEW_CART_CALL_CHARS + extra)
+    llm.add(tool_calls(call("view_cart"), text=text), reply("Кошик порожній."))
+
+    sent = send(chat_client, conversation, "що в кошику?")
+
+    if accepted:
+        assert "error" not in types_of(sent)
+        assert len(llm.requests) == 2
+    else:
+        assert types_of(sent)[-2:] == ["error", "response_complete"]
+        assert sent[-2]["reason"] == "llm_invalid_response"
+        assert len(llm.requests) == 1
+        assert Message.objects.get(role="assistant").llm_messages == []
+
+
+def test_max_tool_calls_in_a_completion_accepted(chat_client, shop, conversation, llm, stream_mode):
+    llm.add(tool_calls(*[call("view_cart")] * MAX_TOOL_CALLS_PER_COMPLETION), reply("Порожньо."))
+
+    sent = send(chat_client, conversation, "що в кошику?")
+
+    assert reply_text(sent) == "Порожньо."
+    assert "error" not in types_of(sent)
+    [_, second] = llm.requests
+    # Each call gets a result, and those past the per-turn limit get an error output.
+    results = second.tool_results()
+    assert len(results) == MAX_TOOL_CALLS_PER_COMPLETION
+    assert "error" not in results[MAX_TOOL_CALLS_PER_TURN - 1]
+    assert results[MAX_TOOL_CALLS_PER_TURN]["error"] == "too_many_tool_calls"
 
 
 def test_repeated_call_fields_count_once(chat_client, shop, conversation, llm):
