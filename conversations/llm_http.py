@@ -136,6 +136,8 @@ class _DeadlineBackend(httpcore2.NetworkBackend):
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore2.NetworkStream:
         bounded = _bounded(timeout, httpcore2.ConnectTimeout)
+        # NOTE: the timeout bounds the TCP connect only. The name lookup before it
+        # (socket.getaddrinfo) takes no timeout, so a slow resolver can pass the deadline.
         stream = self._backend.connect_tcp(host, port, bounded, local_address, socket_options)
         return _DeadlineStream(stream)
 
