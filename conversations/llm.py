@@ -477,6 +477,13 @@ def _base_url_check(base_url: str) -> None:
     """
     if not base_url:
         return
+    # urlsplit drops tabs and line breaks, and the HTTP client then rejects the URL with an
+    # error of its own, which no caller catches.
+    if any(ord(character) < 0x20 or ord(character) == 0x7F for character in base_url):
+        raise LLMConfigurationError(
+            "OPENAI_BASE_URL contains a control character, such as a tab or a line break; "
+            "remove it."
+        )
     try:
         parts = urlsplit(base_url)
         host = parts.hostname

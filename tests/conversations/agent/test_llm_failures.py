@@ -946,6 +946,22 @@ def test_unusable_retry_after_gets_the_default_delay(
             "OPENAI_API_KEY.",
         ),
         ("http://127.0.0.1:99999/v1", "OPENAI_BASE_URL is not a valid URL."),
+        # The line ending of an environment file saved with CRLF line endings.
+        (
+            "http://127.0.0.1:{port}/v1\r",
+            "OPENAI_BASE_URL contains a control character, such as a tab or a line break; "
+            "remove it.",
+        ),
+        (
+            "http://127.0.0.1\t:{port}/v1",
+            "OPENAI_BASE_URL contains a control character, such as a tab or a line break; "
+            "remove it.",
+        ),
+        (
+            "http://127.0.0.1:{port}/v1\x00",
+            "OPENAI_BASE_URL contains a control character, such as a tab or a line break; "
+            "remove it.",
+        ),
     ],
 )
 def test_unusable_base_url_is_reported(
