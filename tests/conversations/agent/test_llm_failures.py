@@ -621,6 +621,48 @@ def test_tool_calls_of_a_cut_answer_do_not_run(
     ]
 
 
+@pytest.mark.parametrize("finish_reason", ["length", "content_filter"])
+def test_cut_answer_after_a_tool_round(
+    chat_client, shop, conversation, llm, stream_mode, finish_reason
+):
+    show(conversation, MILK_LACTEL)
+    llm.add(
+        tool_calls(call("add_to_cart", {"sku": "milk-001"})),
+        tool_calls(
+            call("add_to_cart", '{"sku": "milk-0'), text="Додаю ще", finish_reason=finish_reason
+        ),
+    )
+
+    sent = send(chat_client, conversation, "Додай Lactel")
+
+    assert sent[-2]["reason"] == "llm_response_incomplete"
+    assert len(cart_posts(shop)) == 1
+    answer = Message.objects.get(role="assistant")
+    assert [message["role"] for message in answer.llm_messages] == [
+        "assistant",
+        "tool",
+        "assistant",
+    ]
+    assert answer.llm_messages[2] == {"role": "assistant", "content": "Додаю ще"}
+    llm.add(reply("У кошику молоко Lactel."))
+
+    send(chat_client, conversation, "що в кошику?")
+
+    history = llm.requests[2].messages
+    assert [message["role"] for message in history] == [
+        "system",
+        "user",
+        "assistant",
+        "tool",
+        "assistant",
+        "assistant",
+        "tool",
+        "user",
+    ]
+    assert history[2]["tool_calls"][0]["id"] == history[3]["tool_call_id"]
+    assert history[4] == {"role": "assistant", "content": "Додаю ще"}
+
+
 def test_cut_tool_arguments_are_reported_as_incomplete(
     chat_client, shop, conversation, llm, stream_mode
 ):
