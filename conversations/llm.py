@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 import openai
 from django.conf import settings
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
+from openai.types.chat.chat_completion_chunk import ChoiceDeltaToolCall
 
 from conversations.llm_http import deadline_http_client, deadline_scope
 from vizochok.text import is_storable_text
@@ -476,6 +477,13 @@ def _base_url_check(base_url: str) -> None:
     """
     if not base_url:
         return
+    # urlsplit drops tabs and line breaks, and the HTTP client then rejects the URL with an
+    # error of its own, which no caller catches.
+    if any(ord(character) < 0x20 or ord(character) == 0x7F for character in base_url):
+        raise LLMConfigurationError(
+            "OPENAI_BASE_URL contains a control character, such as a tab or a line break; "
+            "remove it."
+        )
     try:
         parts = urlsplit(base_url)
         host = parts.hostname
@@ -648,19 +656,38 @@ class _StreamAssembly:
             self.size += len(content)
             delta_text += self._joined_text(content)
             for part in delta.tool_calls or []:
-                call = self.calls.setdefault(part.index, ["", "", []])
-                _tool_call_count_check(len(self.calls))
-                call[0] = call[0] or (part.id or "")
-                self.size += len(part.id or "")
-                if part.function is not None:
-                    call[1] = call[1] or (part.function.name or "")
-                    call[2].append(part.function.arguments or "")
-                    self.size += len(part.function.name or "")
-                    self.size += len(part.function.arguments or "")
+                self._add_tool_call_part(part)
             _size_check(self.size)
         if delta_text:
             self.text.append(delta_text)
         return delta_text
+
+    def _add_tool_call_part(self, part: ChoiceDeltaToolCall) -> None:
+        """Add one tool call delta: the first id and name it sends, and each argument piece.
+
+        A server may send the id and name again in later deltas of the same call, and those
+        repeats are dropped, so they count once against MAX_COMPLETION_CHARS, as in a plain
+        completion.
+        """
+        call = self.calls.setdefault(part.index, ["", "", []])
+        _tool_call_count_check(len(self.calls))
+        name = arguments = None
+        if part.function is not None:
+            name, arguments = part.function.name, part.function.arguments
+        for value in (part.id, name, arguments):
+            if value is not None and not isinstance(value, str):
+                raise LLMInvalidResponse(
+                    f"A streamed tool call has a {type(value).__name__} where a string is expected."
+                )
+        if part.id and not call[0]:
+            call[0] = part.id
+            self.size += len(part.id)
+        if name and not call[1]:
+            call[1] = name
+            self.size += len(name)
+        if arguments:
+            call[2].append(arguments)
+            self.size += len(arguments)
 
     def _joined_text(self, content: str) -> str:
         """Return ``content`` storable, joined with a surrogate half held from the delta before.

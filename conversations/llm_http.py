@@ -111,7 +111,12 @@ class _DeadlineStream(httpcore2.NetworkStream):
         server_hostname: str | None = None,
         timeout: float | None = None,
     ) -> httpcore2.NetworkStream:
-        bounded = _bounded(timeout, httpcore2.ConnectTimeout)
+        try:
+            bounded = _bounded(timeout, httpcore2.ConnectTimeout)
+        except httpcore2.ConnectTimeout:
+            # httpcore relies on start_tls to close the TCP stream when the TLS start fails.
+            self._stream.close()
+            raise
         return _DeadlineStream(self._stream.start_tls(ssl_context, server_hostname, bounded))
 
     def get_extra_info(self, info: str) -> Any:
@@ -131,6 +136,8 @@ class _DeadlineBackend(httpcore2.NetworkBackend):
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore2.NetworkStream:
         bounded = _bounded(timeout, httpcore2.ConnectTimeout)
+        # NOTE: the timeout bounds the TCP connect only. The name lookup before it
+        # (socket.getaddrinfo) takes no timeout, so a slow resolver can pass the deadline.
         stream = self._backend.connect_tcp(host, port, bounded, local_address, socket_options)
         return _DeadlineStream(stream)
 

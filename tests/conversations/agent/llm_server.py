@@ -59,6 +59,9 @@ class Answer:
     comment_lines: int = 0
     # Seconds between the bytes of a plain body, which is then sent one byte at a time.
     byte_delay: float = 0.0
+    # Send the id and name of a streamed tool call again in each of its argument chunks, as
+    # a server may.
+    repeat_call_fields: bool = False
 
 
 def reply(text: str, *, usage: tuple[int, int] | None = (100, 20), **options: Any) -> Answer:
@@ -334,17 +337,14 @@ def _chunks(request: LLMRequest, answer: Answer, include_usage: bool) -> list[di
             }
         )
         arguments = function["arguments"]
-        deltas.extend(
-            {
-                "tool_calls": [
-                    {
-                        "index": index,
-                        "function": {"arguments": arguments[start : start + STREAM_PIECE_CHARS]},
-                    }
-                ]
-            }
-            for start in range(0, len(arguments), STREAM_PIECE_CHARS)
-        )
+        for start in range(0, len(arguments), STREAM_PIECE_CHARS):
+            piece = arguments[start : start + STREAM_PIECE_CHARS]
+            part: dict[str, Any] = {"index": index, "function": {"arguments": piece}}
+            if answer.repeat_call_fields:
+                part["id"] = payload["id"]
+                part["type"] = "function"
+                part["function"]["name"] = function["name"]
+            deltas.append({"tool_calls": [part]})
     chunks = [
         _chunk(request, {"index": 0, "delta": delta, "finish_reason": None}) for delta in deltas
     ]

@@ -14,6 +14,7 @@ from conversations.llm import (
     MAX_TOOL_CALLS_PER_COMPLETION,
 )
 from conversations.models import Message, TokenUsage
+from conversations.tool_calls import MAX_TOOL_CALLS_PER_TURN
 from tests.conversations.agent.chat import send_stream, types_of
 from tests.conversations.agent.llm_server import (
     STREAM_PIECE_CHARS,
@@ -620,6 +621,48 @@ def test_tool_calls_of_a_cut_answer_do_not_run(
     ]
 
 
+@pytest.mark.parametrize("finish_reason", ["length", "content_filter"])
+def test_cut_answer_after_a_tool_round(
+    chat_client, shop, conversation, llm, stream_mode, finish_reason
+):
+    show(conversation, MILK_LACTEL)
+    llm.add(
+        tool_calls(call("add_to_cart", {"sku": "milk-001"})),
+        tool_calls(
+            call("add_to_cart", '{"sku": "milk-0'), text="Додаю ще", finish_reason=finish_reason
+        ),
+    )
+
+    sent = send(chat_client, conversation, "Додай Lactel")
+
+    assert sent[-2]["reason"] == "llm_response_incomplete"
+    assert len(cart_posts(shop)) == 1
+    answer = Message.objects.get(role="assistant")
+    assert [message["role"] for message in answer.llm_messages] == [
+        "assistant",
+        "tool",
+        "assistant",
+    ]
+    assert answer.llm_messages[2] == {"role": "assistant", "content": "Додаю ще"}
+    llm.add(reply("У кошику молоко Lactel."))
+
+    send(chat_client, conversation, "що в кошику?")
+
+    history = llm.requests[2].messages
+    assert [message["role"] for message in history] == [
+        "system",
+        "user",
+        "assistant",
+        "tool",
+        "assistant",
+        "assistant",
+        "tool",
+        "user",
+    ]
+    assert history[2]["tool_calls"][0]["id"] == history[3]["tool_call_id"]
+    assert history[4] == {"role": "assistant", "content": "Додаю ще"}
+
+
 def test_cut_tool_arguments_are_reported_as_incomplete(
     chat_client, shop, conversation, llm, stream_mode
 ):
@@ -699,6 +742,130 @@ def test_too_many_tool_calls_in_a_completion(chat_client, shop, conversation, ll
     assert sent == invalid_response_events(sent)
     assert shop.requests == []
     assert Message.objects.get(role="assistant").llm_messages == []
+
+
+# The characters of call("view_cart") as the scripted server sends it: the id "call_1", the
+# name and the arguments "{}".
+VIEW_CART_CALL_CHARS = len("call_1") + len("view_cart") + len("{}")
+
+
+@pytest.mark.parametrize(("extra", "accepted"), [(0, True), (1, False)])
+def test_text_and_tool_call_at_the_bound(
+    chat_client, shop, conversation, llm, stream_mode, extra, accepted
+):
+    text = "я" * (MAX_COMPLETION_CHARS - VIEW_CART_CALL_CHARS + extra)
+    llm.add(tool_calls(call("view_cart"), text=text), reply("Кошик порожній."))
+
+    sent = send(chat_client, conversation, "що в кошику?")
+
+    if accepted:
+        assert "error" not in types_of(sent)
+        assert len(llm.requests) == 2
+    else:
+        assert types_of(sent)[-2:] == ["error", "response_complete"]
+        assert sent[-2]["reason"] == "llm_invalid_response"
+        assert len(llm.requests) == 1
+        assert Message.objects.get(role="assistant").llm_messages == []
+
+
+def test_max_tool_calls_in_a_completion_accepted(chat_client, shop, conversation, llm, stream_mode):
+    llm.add(tool_calls(*[call("view_cart")] * MAX_TOOL_CALLS_PER_COMPLETION), reply("Порожньо."))
+
+    sent = send(chat_client, conversation, "що в кошику?")
+
+    assert reply_text(sent) == "Порожньо."
+    assert "error" not in types_of(sent)
+    [_, second] = llm.requests
+    # Each call gets a result, and those past the per-turn limit get an error output.
+    results = second.tool_results()
+    assert len(results) == MAX_TOOL_CALLS_PER_COMPLETION
+    assert "error" not in results[MAX_TOOL_CALLS_PER_TURN - 1]
+    assert results[MAX_TOOL_CALLS_PER_TURN]["error"] == "too_many_tool_calls"
+
+
+def test_repeated_call_fields_count_once(chat_client, shop, conversation, llm):
+    # The arguments and one id and name fit the bound, and an id and name in every one of
+    # the argument chunks would not.
+    arguments = {"query": "я" * (MAX_COMPLETION_CHARS // 2)}
+    chunks = len(json.dumps(arguments, ensure_ascii=False)) // STREAM_PIECE_CHARS
+    assert chunks * len("call_1search_products") > MAX_COMPLETION_CHARS // 2
+    llm.add(
+        tool_calls(call("search_products", arguments), repeat_call_fields=True),
+        reply("Такого немає."),
+    )
+
+    sent = send(chat_client, conversation, "молоко")
+
+    assert reply_text(sent) == "Такого немає."
+    assert "error" not in types_of(sent)
+    [_, second] = llm.requests
+    [assistant] = [m for m in second.messages if m["role"] == "assistant" and m["tool_calls"]]
+    [sent_call] = assistant["tool_calls"]
+    assert sent_call["id"] == "call_1"
+    assert sent_call["function"]["name"] == "search_products"
+
+
+def stream_body(tool_call: dict) -> bytes:
+    """Return an SSE body of one chunk with ``tool_call`` and a final chunk."""
+    chunks = [
+        {"index": 0, "delta": {"tool_calls": [{"index": 0, **tool_call}]}, "finish_reason": None},
+        {"index": 0, "delta": {}, "finish_reason": "tool_calls"},
+    ]
+    events = [
+        json.dumps(
+            {
+                "id": "x",
+                "object": "chat.completion.chunk",
+                "created": 1,
+                "model": "m",
+                "choices": [choice],
+            }
+        )
+        for choice in chunks
+    ]
+    return "".join(f"data: {event}\n\n" for event in [*events, "[DONE]"]).encode()
+
+
+@pytest.mark.parametrize(
+    "tool_call",
+    [
+        pytest.param(
+            {"id": 5, "type": "function", "function": {"name": "view_cart", "arguments": "{}"}},
+            id="id number",
+        ),
+        pytest.param(
+            {"id": "c1", "type": "function", "function": {"name": 5, "arguments": "{}"}},
+            id="name number",
+        ),
+        pytest.param(
+            {
+                "id": "c1",
+                "type": "function",
+                "function": {"name": "view_cart", "arguments": {"sku": "milk-001"}},
+            },
+            id="arguments object",
+        ),
+        pytest.param(
+            {"id": "c1", "type": "function", "function": {"name": "view_cart", "arguments": 7}},
+            id="arguments number",
+        ),
+    ],
+)
+def test_streamed_tool_call_of_wrong_type(chat_client, shop, conversation, llm, caplog, tool_call):
+    llm.add(raw_body(stream_body(tool_call), "text/event-stream"))
+
+    with caplog.at_level(logging.INFO):
+        sent = send(chat_client, conversation, "що в кошику?")
+
+    assert sent == invalid_response_events(sent)
+    assert len(llm.requests) == 1
+    assert shop.requests == []
+    answer = Message.objects.get(role="assistant")
+    assert answer.metadata["failure"] == "llm_invalid_response"
+    assert answer.llm_messages == []
+    messages = [record.getMessage() for record in caplog.records]
+    assert "conversations.agent.llm_failed" in messages
+    assert "conversations.turn.failed" not in messages
 
 
 def retry_logs(caplog) -> list[logging.LogRecord]:
@@ -821,6 +988,22 @@ def test_unusable_retry_after_gets_the_default_delay(
             "OPENAI_API_KEY.",
         ),
         ("http://127.0.0.1:99999/v1", "OPENAI_BASE_URL is not a valid URL."),
+        # The line ending of an environment file saved with CRLF line endings.
+        (
+            "http://127.0.0.1:{port}/v1\r",
+            "OPENAI_BASE_URL contains a control character, such as a tab or a line break; "
+            "remove it.",
+        ),
+        (
+            "http://127.0.0.1\t:{port}/v1",
+            "OPENAI_BASE_URL contains a control character, such as a tab or a line break; "
+            "remove it.",
+        ),
+        (
+            "http://127.0.0.1:{port}/v1\x00",
+            "OPENAI_BASE_URL contains a control character, such as a tab or a line break; "
+            "remove it.",
+        ),
     ],
 )
 def test_unusable_base_url_is_reported(
