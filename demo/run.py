@@ -211,11 +211,19 @@ def describe_assistant() -> str:
 
     if not (settings.OPENAI_BASE_URL or settings.OPENAI_API_KEY):
         return "the offline assistant (set OPENAI_BASE_URL or OPENAI_API_KEY to use the LLM agent)"
-    endpoint = settings.OPENAI_BASE_URL or "the OpenAI API"
+    endpoint = _without_credentials(settings.OPENAI_BASE_URL) or "the OpenAI API"
     return (
         f"the LLM agent at {endpoint} (complex model {settings.LLM_COMPLEX_MODEL}, "
         f"fast model {settings.LLM_FAST_MODEL}, unless the tenant sets its own)"
     )
+
+
+def _without_credentials(url: str) -> str:
+    """Return ``url`` without the user name and password that it may carry before its host."""
+    parts = urllib.parse.urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 # A launcher that sets the Linux parent death signal of the command to SIGTERM, then runs

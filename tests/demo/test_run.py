@@ -24,6 +24,7 @@ from demo.run import (
     SHOPPER_ID,
     TENANT_SLUG,
     app_command,
+    describe_assistant,
     http_error_exit,
     keep_serving,
     lock_database,
@@ -401,3 +402,25 @@ def test_killed_demo_stops_its_command(tmp_path):
             demo.wait()
         if command_pid is not None and _process_running(command_pid):
             os.kill(command_pid, signal.SIGKILL)
+
+
+@pytest.mark.parametrize(
+    ("base_url", "shown"),
+    [
+        ("http://user:secret@127.0.0.1:8000/v1", "http://127.0.0.1:8000/v1"),
+        ("https://sk-secret@llm.example/v1", "https://llm.example/v1"),
+        ("http://127.0.0.1:8000/v1", "http://127.0.0.1:8000/v1"),
+    ],
+)
+def test_assistant_line_hides_url_credentials(settings, base_url, shown):
+    settings.OPENAI_BASE_URL = base_url
+    settings.LLM_COMPLEX_MODEL = "big"
+    settings.LLM_FAST_MODEL = "small"
+
+    line = describe_assistant()
+
+    assert line == (
+        f"the LLM agent at {shown} (complex model big, fast model small, "
+        "unless the tenant sets its own)"
+    )
+    assert "secret" not in line
