@@ -23,10 +23,10 @@ from django.utils import timezone
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
+import conversations.services
 from conversations import events
 from conversations.assistants import Turn
 from conversations.leases import turn_lease_acquire
-from conversations.limits import message_limits_take
 from conversations.models import Conversation, Message, OpenSocket, UserDailyUsage
 from conversations.services import MAX_MESSAGE_BYTES
 from conversations.tools import ShoppingTools
@@ -869,31 +869,45 @@ def test_lease_released_late_log_lines(ws_url, public_key, monkeypatch, caplog):
     ]
 
 
-def test_lease_never_taken_logs_no_late_release(ws_url, public_key, monkeypatch, caplog):
-    def turn_lease_acquire_database_lost(**kwargs):
+def send_with_database_lost_in(ws_url, public_key, monkeypatch, target, conversation):
+    """Send a message while ``target`` of conversations.services loses the database once.
+
+    Then send it again with the database back. Return the arguments of the lost call, the
+    frame of the first message and the events of the second.
+    """
+    original = getattr(conversations.services, target)
+    calls = []
+
+    def database_lost(**kwargs):
+        calls.append(kwargs)
         connection_to_closed_port()
-        return turn_lease_acquire(**kwargs)
+        return original(**kwargs)
 
     saved = {key: connection.settings_dict[key] for key in ("HOST", "PORT")}
-    conversation = ConversationFactory(tenant=public_key.api_key.tenant)
-    caplog.set_level("INFO")
-
     with open_socket(ws_url) as ws:
         authenticate(ws, public_key.raw_key, conversation_id=conversation.public_id)
         receive(ws)
-        monkeypatch.setattr(
-            "conversations.services.turn_lease_acquire", turn_lease_acquire_database_lost
-        )
+        monkeypatch.setattr(conversations.services, target, database_lost)
         message = {"type": "message", "text": "молоко", "conversation_id": conversation.public_id}
         try:
             send_frame(ws, message)
             frame = receive(ws)
         finally:
-            monkeypatch.setattr("conversations.services.turn_lease_acquire", turn_lease_acquire)
+            monkeypatch.setattr(conversations.services, target, original)
             connection.close()
             connection.settings_dict.update(saved)
         send_frame(ws, message)
         later = reply_events(ws)
+    return calls, frame, later
+
+
+def test_lease_never_taken_logs_no_late_release(ws_url, public_key, monkeypatch, caplog):
+    conversation = ConversationFactory(tenant=public_key.api_key.tenant)
+    caplog.set_level("INFO")
+
+    _, frame, later = send_with_database_lost_in(
+        ws_url, public_key, monkeypatch, "turn_lease_acquire", conversation
+    )
 
     conversation.refresh_from_db()
     assert frame == DATABASE_DOWN_FRAME
@@ -907,33 +921,12 @@ def test_lease_never_taken_logs_no_late_release(ws_url, public_key, monkeypatch,
 
 
 def test_start_database_lost_retry_gets_reply(ws_url, public_key, monkeypatch, caplog):
-    counted = []
-
-    def message_limits_take_database_lost(**kwargs):
-        counted.append(kwargs)
-        connection_to_closed_port()
-        return message_limits_take(**kwargs)
-
-    saved = {key: connection.settings_dict[key] for key in ("HOST", "PORT")}
     conversation = ConversationFactory(tenant=public_key.api_key.tenant)
     caplog.set_level("INFO")
 
-    with open_socket(ws_url) as ws:
-        authenticate(ws, public_key.raw_key, conversation_id=conversation.public_id)
-        receive(ws)
-        monkeypatch.setattr(
-            "conversations.services.message_limits_take", message_limits_take_database_lost
-        )
-        message = {"type": "message", "text": "молоко", "conversation_id": conversation.public_id}
-        try:
-            send_frame(ws, message)
-            frame = receive(ws)
-        finally:
-            monkeypatch.setattr("conversations.services.message_limits_take", message_limits_take)
-            connection.close()
-            connection.settings_dict.update(saved)
-        send_frame(ws, message)
-        later = reply_events(ws)
+    counted, frame, later = send_with_database_lost_in(
+        ws_url, public_key, monkeypatch, "message_limits_take", conversation
+    )
 
     conversation.refresh_from_db()
     assert len(counted) == 1
