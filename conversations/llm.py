@@ -45,7 +45,7 @@ MAX_REPORTED_TOKENS = 10_000_000
 # A retry is not started with less time than this left before the deadline, in seconds.
 MIN_ATTEMPT_SECONDS = 1.0
 # The longest Retry-After, in seconds, that a retry waits for. The shopper gets no event while
-# the turn waits, and each waiting turn holds a worker, so a longer wait ends the turn.
+# the turn waits, and each waiting turn occupies a worker, so a longer wait ends the turn.
 # NOTE: the bound is a choice of this project, not a limit of any server.
 MAX_RETRY_AFTER_SECONDS = 10.0
 RETRYABLE_STATUS_CODES = frozenset({408, 409, 429})

@@ -669,7 +669,7 @@ class _OfflineReply:
         """Return the products within the intent's price limits, at most a search's worth.
 
         They are sorted by price when the intent requests the cheapest. When there are
-        no products or none fits, the reply that says so is added and the list is empty.
+        no products or none fits, the reply that explains it is added and the list is empty.
         """
         if not products:
             self.lines.append(self.replies.text("nothing_listed"))

@@ -28,6 +28,20 @@ pytestmark = pytest.mark.django_db
 LOOSE_APPLES = replace(APPLES, sku="apple-loose", min_quantity=None, quantity_step=None)
 
 
+def bread_cart() -> dict:
+    """Return a cart snapshot with one loaf of the shop's bread, as the merchant confirmed it."""
+    line = {
+        "sku": "bread-01",
+        "name": "Хліб Київхліб білий",
+        "price": 32.0,
+        "promo_price": None,
+        "brand": None,
+        "quantity": 1,
+        "unit": "pcs",
+    }
+    return {"items": [line], "total": 32.0}
+
+
 def cart_requests(merchant) -> list[dict]:
     return [
         json.loads(request.body)
@@ -125,20 +139,7 @@ def test_cart_line_gets_no_catalog_of_other_tenant(
     ProductFactory(
         tenant=other_tenant, sku="bread-01", description="Опис тенанта B", country="Польща"
     )
-    conversation.cart = {
-        "items": [
-            {
-                "sku": "bread-01",
-                "name": "Хліб Київхліб білий",
-                "price": 32.0,
-                "promo_price": None,
-                "brand": None,
-                "quantity": 1,
-                "unit": "pcs",
-            }
-        ],
-        "total": 32.0,
-    }
+    conversation.cart = bread_cart()
     lease.save(conversation, ["cart"])
 
     details = tools.product_details("bread-01")
@@ -308,20 +309,7 @@ def test_clear_empties_the_cart(merchant, conversation, tools):
 
 
 def test_cart_items_may_be_changed_without_being_shown(merchant, conversation, tools, lease):
-    conversation.cart = {
-        "items": [
-            {
-                "sku": "bread-01",
-                "name": "Хліб Київхліб білий",
-                "price": 32.0,
-                "promo_price": None,
-                "brand": None,
-                "quantity": 1,
-                "unit": "pcs",
-            }
-        ],
-        "total": 32.0,
-    }
+    conversation.cart = bread_cart()
     lease.save(conversation, ["cart"])
     merchant.store.cart_seed(STORE_ID, SESSION_ID, [("bread-01", 1)])
 

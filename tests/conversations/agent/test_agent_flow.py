@@ -396,7 +396,7 @@ def test_injected_product_text_changes_nothing(chat_client, shop, conversation, 
     )
     send(chat_client, conversation, "Додай Галичину")
     posts_before = cart_posts(shop)
-    # The model repeats the injected text as its answer, fake tool call and price included.
+    # The model repeats the injected text in its reply, fake tool call and price included.
     llm.add(
         tool_calls(call("get_product_details", {"sku": "milk-002"})),
         reply(INJECTED_DESCRIPTION),

@@ -545,7 +545,7 @@ def test_repeated_tool_call_ids_renamed(chat_client, shop, conversation, llm):
 
 
 def incomplete_events(sent: list[dict], text: str) -> list[dict]:
-    """Return the events of a turn whose answer the server ended early after ``text``."""
+    """Return the events of a turn whose completion the server ended early after ``text``."""
     error = {
         "type": "error",
         "code": "internal_error",
@@ -588,7 +588,7 @@ def test_answer_ended_early_is_reported(
 
 
 @pytest.mark.parametrize("finish_reason", ["length", "content_filter"])
-def test_tool_calls_of_a_cut_answer_do_not_run(
+def test_cut_completion_runs_no_tools(
     chat_client, shop, conversation, llm, stream_mode, finish_reason
 ):
     show(conversation, MILK_LACTEL)
