@@ -294,6 +294,10 @@ PRICE_CEILING_WORDS = _word_set("дешевше дешевле under below")
 # "за 40 грн", "for 40 uah", "по 40 грн". Such a price, or a number with a currency word
 # and none of these words ("молоко 40 грн"), is a ceiling.
 PRICE_CURRENCY_PREPOSITIONS = _word_set("до за по for at")
+# Of those, the one that also makes a price at the end of the message, without a currency
+# word: "додай молоко за 40". No count or measure follows "за", while "по 2" is two of each
+# and "for 2" may be for two people.
+PRICE_AT_END_PREPOSITIONS = _word_set("за")
 # Conjunctions between two price limits: "дешевше 50 і дорожче 20", "under 50 and over 20".
 PRICE_LIMIT_CONJUNCTIONS = _word_set("і й та а и and but")
 # Words before a price floor: "дорожче 100", "over 100". A unit after the number makes it no
@@ -1189,7 +1193,9 @@ def _price_limit(words: list[str], index: int, *, kind: str) -> tuple[Decimal, i
     if kind == _CEILING and word in PRICE_CURRENCY_PREPOSITIONS:
         # "до 2" is also a new quantity and "по 2" a count of packs, so they need a currency
         # word.
-        return (value, end) if after == "currency" else None
+        if after == "currency" or (after == "end" and word in PRICE_AT_END_PREPOSITIONS):
+            return value, end
+        return None
     if after == "unit" or (needs_end and after == "word"):
         return None
     return value, end

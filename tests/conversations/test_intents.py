@@ -1179,6 +1179,24 @@ def test_more_than_count_stays_add():
             "додай молоко за 40грн",
             Intent(ADD, reference=NameFragment("молоко"), max_price=Decimal(40)),
         ),
+        # "за" needs no currency word at the end of the message: it never comes before a count.
+        (
+            "додай молоко за 40",
+            Intent(ADD, reference=NameFragment("молоко"), max_price=Decimal(40)),
+        ),
+        (
+            "добавь молоко за 40.",
+            Intent(ADD, reference=NameFragment("молоко"), max_price=Decimal(40)),
+        ),
+        (
+            "додай 2 молока за 40",
+            Intent(
+                ADD,
+                reference=NameFragment("молока"),
+                quantity=Quantity(Decimal(2)),
+                max_price=Decimal(40),
+            ),
+        ),
         ("add milk for 40 uah", Intent(ADD, reference=NameFragment("milk"), max_price=Decimal(40))),
         ("додай молоко 40 ₴", Intent(ADD, reference=NameFragment("молоко"), max_price=Decimal(40))),
         (
@@ -1269,6 +1287,9 @@ def test_add_quantities_are_no_prices(text, expected):
             Intent(SEARCH, min_price=Decimal(20), max_price=Decimal(50)),
         ),
         ("молоко за 40 грн", Intent(SEARCH, query="молоко", max_price=Decimal(40))),
+        ("молоко за 40", Intent(SEARCH, query="молоко", max_price=Decimal(40))),
+        # Before another word "за 20" stays in the search.
+        ("хліб за 20 і молоко", Intent(SEARCH, query="хліб за 20 молоко")),
         ("молоко 2,5% 40 грн", Intent(SEARCH, query="молоко 2,5%", max_price=Decimal(40))),
     ],
 )
