@@ -336,7 +336,7 @@ class _OfflineReply:
             self.lines.append(self.replies.price_line(product))
             self.lines.append(self.replies.text("position_outside_prices"))
             return
-        yield from self._add_product(product, intent.quantity)
+        yield from self._add_product(product, intent.quantity, limits=intent if by_price else None)
 
     def _add_by_price(self, intent: Intent) -> Iterator[Event]:
         """Add a product within the price limits of "додай молоко до 40 грн", or the cheapest.
@@ -372,7 +372,7 @@ class _OfflineReply:
         self._remember_list(fitting)
         self.extra_events.append(events.product_cards([product.card() for product in fitting]))
         if named and (intent.cheapest or len(fitting) == 1):
-            yield from self._add_product(fitting[0], intent.quantity)
+            yield from self._add_product(fitting[0], intent.quantity, limits=intent)
             return
         self.lines.append(self._price_list_header(intent, query=query))
         self.lines.extend(self.replies.product_list(fitting))
@@ -543,7 +543,14 @@ class _OfflineReply:
 
     # Steps
 
-    def _add_product(self, product: ShownProduct, quantity: Quantity | None) -> Iterator[Event]:
+    def _add_product(
+        self, product: ShownProduct, quantity: Quantity | None, *, limits: Intent | None = None
+    ) -> Iterator[Event]:
+        """Add ``product`` to the cart and report the result.
+
+        An add by price or by the cheapest passes its intent as ``limits``, so that the
+        similar products shown for an out-of-stock product keep to its limits.
+        """
         amount = self._amount(quantity, product)
         if amount is None:
             return
@@ -561,7 +568,7 @@ class _OfflineReply:
             if promo_note:
                 self.lines.append(promo_note)
             self.memory.focus = product.sku
-        yield from self._report(result, product)
+        yield from self._report(result, product, limits=limits)
 
     def _search_and_add(self, fragment: str, quantity: Quantity | None) -> Iterator[Event]:
         """Search for a product named in "add milk"; add the top match if its name fits.
@@ -585,8 +592,17 @@ class _OfflineReply:
         product = _stating(_matching(fragment, result.products), self.measures)[0]
         yield from self._add_product(product, quantity)
 
-    def _report(self, result: CartChangeResult, product: ShownProduct | None) -> Iterator[Event]:
-        """Add the cart summary and event of a confirmed change, or explain the rejection."""
+    def _report(
+        self,
+        result: CartChangeResult,
+        product: ShownProduct | None,
+        *,
+        limits: Intent | None = None,
+    ) -> Iterator[Event]:
+        """Add the cart summary and event of a confirmed change, or explain the rejection.
+
+        ``limits`` is the intent of an add by price, as for ``_add_product``.
+        """
         if result.ok:
             if result.cart["items"]:
                 complete = self.turn.tools.cart_complete
@@ -600,7 +616,7 @@ class _OfflineReply:
         )
         self.lines.append(self.replies.rejection(result.reason, product=product, quantity=quantity))
         if result.reason == "out_of_stock" and product is not None:
-            yield from self._show_alternatives(product)
+            yield from self._show_alternatives(product, limits=limits)
 
     def _remember_cart_list(self, cart: Mapping[str, Any]) -> None:
         """Make positions refer to the cart just shown, unless it was empty.
@@ -614,19 +630,39 @@ class _OfflineReply:
         elif self.memory.listed_kind == LIST_CART:
             self.memory.listed = []
 
-    def _show_alternatives(self, product: ShownProduct) -> Iterator[Event]:
+    def _show_alternatives(
+        self, product: ShownProduct, *, limits: Intent | None = None
+    ) -> Iterator[Event]:
+        """Show the products in stock that are like the out-of-stock ``product``.
+
+        With the ``limits`` of an add by price, the search goes as deep as a search by price
+        does and keeps the products within them, sorted by price for the cheapest.
+        """
         # Without search, the reply states only that the product is out of stock.
         if SEARCH_TOOL_NAME in self.disabled_tools:
             return
         yield events.status(StatusCode.SEARCHING)
-        result = self.turn.tools.search_products(product.name, exclude_skus=[product.sku])
+        result = self.turn.tools.search_products(
+            product.name,
+            exclude_skus=[product.sku],
+            limit=DEFAULT_SEARCH_LIMIT if limits is None else MAX_SEARCH_LIMIT,
+        )
         if result.outcome != SearchOutcome.FOUND:
             self.lines.append(self.replies.text("no_alternatives"))
             return
+        if limits is None:
+            self.lines.append(self.replies.text("alternatives"))
+            self.lines.extend(self.replies.product_list(result.products))
+            self._remember_list(result.products)
+            self.extra_events.extend(result.events())
+            return
+        fitting = self._priced_within_limits(result.products, limits)
+        if not fitting:
+            return
         self.lines.append(self.replies.text("alternatives"))
-        self.lines.extend(self.replies.product_list(result.products))
-        self._remember_list(result.products)
-        self.extra_events.extend(result.events())
+        self.lines.extend(self.replies.product_list(fitting))
+        self._remember_list(fitting)
+        self.extra_events.append(events.product_cards([product.card() for product in fitting]))
 
     def _show_search(self, result: SearchResult, *, hint_key: str) -> None:
         if result.outcome == SearchOutcome.FOUND:

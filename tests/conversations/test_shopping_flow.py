@@ -657,6 +657,42 @@ def test_add_under_price_asks_which(chat_client, merchant, shopper_conversation)
     assert shopper_conversation.state["offline"]["pending"] is None
 
 
+def test_out_of_stock_pick_shows_alternatives_within_price_limit(
+    chat_client, merchant, shopper_conversation
+):
+    send(chat_client, shopper_conversation, "додай молоко до 50 грн")
+    merchant.store.stock_update("milk-002", in_stock=False)
+    merchant.store.stock_update("milk-001", price=60.0)
+
+    picked = send(chat_client, shopper_conversation, "2")
+
+    assert reply_text(picked) == (
+        "На жаль, «Молоко Галичина 3.2%» закінчився.\n"
+        "Не знайшов таких товарів за ціною до 50,00. "
+        "Найдешевший — «Молоко Lactel 2.5%» за 60,00."
+    )
+    assert [event for event in picked if event["type"] == "product_cards"] == []
+    assert cart_posts(merchant) == [milk_added(1)]
+    shopper_conversation.refresh_from_db()
+    assert shopper_conversation.cart == {"items": [], "total": 0.0}
+
+
+def test_out_of_stock_pick_lists_alternatives_within_price_limit(
+    chat_client, merchant, shopper_conversation
+):
+    send(chat_client, shopper_conversation, "додай молоко до 50 грн")
+    merchant.store.stock_update("milk-002", in_stock=False)
+
+    picked = send(chat_client, shopper_conversation, "2")
+
+    assert reply_text(picked) == (
+        "На жаль, «Молоко Галичина 3.2%» закінчився.\n"
+        "Ось схожі товари в наявності:\n"
+        "1. Молоко Lactel 2.5% — 45,90"
+    )
+    assert [card["sku"] for card in cards_of(picked)] == ["milk-001"]
+
+
 def test_add_over_price_limit_adds_nothing(chat_client, merchant, shopper_conversation):
     sent = send(chat_client, shopper_conversation, "добавь молоко до 40 руб")
 
