@@ -418,8 +418,8 @@ class WebhookSettingsForm(forms.ModelForm):
         # Without "new-password", a browser's password manager may fill in the operator's
         # saved admin password here, and saving would install it as the signing secret.
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
-        help_text="Optional: replace the signing secret with your own (24 to 200 characters). "
-        "Leave empty to keep the current secret.",
+        help_text="Optional: replace the signing secret with your own (24 to 200 characters on "
+        "one line). Leave empty to keep the current secret.",
     )
 
     class Meta:

@@ -133,6 +133,20 @@ def test_rotate_webhook_secret_rejects_unstorable_secret(tenant, monkeypatch, _c
     assert webhook_settings.next_secret == ""
 
 
+def test_rotate_webhook_secret_rejects_two_lines(tenant, monkeypatch):
+    before = WebhookSettings.objects.values().get(tenant=tenant)
+    monkeypatch.setattr("sys.stdin", io.StringIO("first-line-of-the-secret\nsecond-line\n"))
+
+    with pytest.raises(CommandError) as raised:
+        call_command("rotate_webhook_secret", tenant.slug, "--secret-stdin")
+
+    assert str(raised.value) == (
+        "The secret contains the control character U+000A. Use a secret on one line, without "
+        "line breaks, tabs or other control characters."
+    )
+    assert WebhookSettings.objects.values().get(tenant=tenant) == before
+
+
 @pytest.mark.parametrize("stdin", ["", "\n"], ids=["empty", "newline"])
 def test_rotate_webhook_secret_rejects_empty_stdin(tenant, monkeypatch, stdin):
     before = WebhookSettings.objects.values().get(tenant=tenant)

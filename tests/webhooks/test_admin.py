@@ -186,6 +186,31 @@ def test_admin_rejects_too_long_custom_secret(admin_client, tenant):
     assert stored.cart_url == ""
 
 
+def test_admin_rejects_custom_secret_with_line_break(admin_client, tenant):
+    old_secret = tenant.webhook_settings.secret
+    change_url = f"/admin/tenants/webhooksettings/{tenant.webhook_settings.pk}/change/"
+
+    response = admin_client.post(
+        change_url,
+        settings_form(
+            tenant,
+            cart_url="https://93.184.215.14/cart",
+            custom_secret="first-line-of-the-secret\r\nsecond-line",
+        ),
+    )
+
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors == {
+        "custom_secret": [
+            "The secret contains the control character U+000D. Use a secret on one line, "
+            "without line breaks, tabs or other control characters."
+        ]
+    }
+    stored = WebhookSettings.objects.get(tenant=tenant)
+    assert stored.secret == old_secret
+    assert stored.cart_url == ""
+
+
 def test_custom_secret_input_is_not_autofilled(admin_client, tenant):
     response = admin_client.get(
         f"/admin/tenants/webhooksettings/{tenant.webhook_settings.pk}/change/"

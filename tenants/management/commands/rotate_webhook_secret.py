@@ -32,8 +32,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--secret-stdin",
             action="store_true",
-            help="Read a custom secret (24 to 200 characters) from standard input instead "
-            "of generating one.",
+            help="Read a custom secret (24 to 200 characters on one line) from standard input "
+            "instead of generating one.",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
