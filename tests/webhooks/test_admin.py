@@ -461,6 +461,24 @@ def test_admin_rotation_with_overlap_shows_secret_once(admin_client, tenant):
     assert "rotation in progress" in later_pages[1].content.decode()
 
 
+def test_admin_status_after_overlap_ended(admin_client, tenant):
+    webhook_secret_set(webhook_settings=tenant.webhook_settings, overlap=timedelta(hours=1))
+    ended_at = timezone.now() - timedelta(minutes=5)
+    WebhookSettings.objects.filter(tenant=tenant).update(next_secret_promote_at=ended_at)
+
+    response = admin_client.get(
+        f"/admin/tenants/webhooksettings/{tenant.webhook_settings.pk}/change/"
+    )
+
+    assert response.status_code == 200
+    content = response.content.decode()
+    assert (
+        f"Set; the rotation&#x27;s overlap ended at {ended_at:%Y-%m-%d %H:%M} UTC, so the new "
+        "secret alone signs from the next webhook request on."
+    ) in content
+    assert "rotation in progress" not in content
+
+
 def test_admin_rotation_now_replaces_both_secrets(admin_client, tenant):
     webhook_secret_set(webhook_settings=tenant.webhook_settings, overlap=timedelta(hours=24))
     rotating = WebhookSettings.objects.get(tenant=tenant)
