@@ -69,7 +69,12 @@ def test_rotate_webhook_secret_with_overlap(tenant):
 
     webhook_settings = WebhookSettings.objects.get(tenant=tenant)
     assert webhook_settings.secret == old_secret
-    assert webhook_settings.next_secret in output.getvalue()
+    assert output.getvalue() == (
+        f"New webhook signing secret (shown only now): {webhook_settings.next_secret}\n"
+        "Both secrets sign requests until "
+        f"{webhook_settings.next_secret_promote_at:%Y-%m-%d %H:%M} UTC. Switch your verifier "
+        "to the new secret before then.\n"
+    )
 
 
 def test_rotate_first_secret_skips_overlap(tenant):

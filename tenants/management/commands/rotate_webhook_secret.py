@@ -65,10 +65,11 @@ class Command(BaseCommand):
         if custom_secret is None:
             self.stdout.write(f"New webhook signing secret (shown only now): {secret}")
         # A tenant without a secret has nothing to overlap with: the new secret applies at once.
-        if webhook_settings.next_secret:
+        promote_at = webhook_settings.next_secret_promote_at
+        if webhook_settings.next_secret and promote_at is not None:
             self.stdout.write(
-                f"Both secrets sign requests for the next {options['overlap_hours']:g} hours; "
-                "switch your verifier to the new secret within that time."
+                f"Both secrets sign requests until {promote_at:%Y-%m-%d %H:%M} UTC. Switch your "
+                "verifier to the new secret before then."
             )
         elif had_secret:
             self.stdout.write("The new secret is in use now; the old one no longer signs.")
