@@ -565,6 +565,12 @@ class WebhookSettingsAdmin(admin.ModelAdmin):
                     f". Both secrets sign requests until {promote_at:%Y-%m-%d %H:%M} UTC; switch"
                     " the merchant's verifier to the new secret before then."
                 )
+            elif overlap:
+                # A tenant without a secret, or whose secret no key decrypts, gets no overlap.
+                message += (
+                    ". It signs requests alone from now on, because the tenant had no "
+                    "usable secret to overlap with."
+                )
             self.message_user(request, message, level=messages.WARNING)
 
     @admin.action(description="Rotate the secret now (for a leaked secret)", permissions=["change"])

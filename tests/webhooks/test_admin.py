@@ -479,6 +479,26 @@ def test_admin_status_after_overlap_ended(admin_client, tenant):
     assert "rotation in progress" not in content
 
 
+def test_admin_overlap_rotation_without_secret(admin_client, tenant):
+    WebhookSettings.objects.filter(tenant=tenant).update(secret="")
+
+    response = admin_client.post(
+        "/admin/tenants/webhooksettings/",
+        {"action": "rotate_secret_with_overlap", "_selected_action": [tenant.webhook_settings.pk]},
+        follow=True,
+    )
+
+    stored = WebhookSettings.objects.get(tenant=tenant)
+    messages = [str(message) for message in response.context["messages"]]
+    assert len(stored.secret) == 43
+    assert stored.next_secret == ""
+    assert stored.next_secret_promote_at is None
+    assert messages == [
+        f"New signing secret for {tenant} (shown only now): {stored.secret}. It signs requests "
+        "alone from now on, because the tenant had no usable secret to overlap with."
+    ]
+
+
 def test_admin_rotation_now_replaces_both_secrets(admin_client, tenant):
     webhook_secret_set(webhook_settings=tenant.webhook_settings, overlap=timedelta(hours=24))
     rotating = WebhookSettings.objects.get(tenant=tenant)
