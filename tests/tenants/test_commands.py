@@ -152,6 +152,32 @@ def test_rotate_webhook_secret_rejects_two_lines(tenant, monkeypatch):
     assert WebhookSettings.objects.values().get(tenant=tenant) == before
 
 
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_rotate_webhook_secret_prompts_on_terminal(tenant, monkeypatch):
+    secret = "typed-at-the-prompt-0123456789"
+    prompts = []
+    monkeypatch.setattr("sys.stdin", _Terminal())
+    monkeypatch.setattr("getpass.getpass", lambda prompt: prompts.append(prompt) or secret)
+    output = io.StringIO()
+
+    call_command(
+        "rotate_webhook_secret",
+        tenant.slug,
+        "--secret-stdin",
+        "--overlap-hours",
+        "0",
+        stdout=output,
+    )
+
+    assert prompts == ["Custom webhook secret (not shown): "]
+    assert WebhookSettings.objects.get(tenant=tenant).secret == secret
+    assert secret not in output.getvalue()
+
+
 @pytest.mark.parametrize("stdin", ["", "\n"], ids=["empty", "newline"])
 def test_rotate_webhook_secret_rejects_empty_stdin(tenant, monkeypatch, stdin):
     before = WebhookSettings.objects.values().get(tenant=tenant)

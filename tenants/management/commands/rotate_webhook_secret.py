@@ -1,3 +1,4 @@
+import getpass
 import sys
 from datetime import timedelta
 from typing import Any
@@ -44,7 +45,7 @@ class Command(BaseCommand):
                 f"--overlap-hours must be between 0 and {MAX_ROTATION_OVERLAP_HOURS}, "
                 f"got {overlap_hours!r}."
             )
-        custom_secret = sys.stdin.read().strip("\n") if options["secret_stdin"] else None
+        custom_secret = self._read_custom_secret() if options["secret_stdin"] else None
         if custom_secret == "":
             raise CommandError(
                 "No secret on standard input: pipe the custom secret in, for example "
@@ -75,3 +76,10 @@ class Command(BaseCommand):
             self.stdout.write("The new secret is in use now; the old one no longer signs.")
         else:
             self.stdout.write("The new secret is in use now; the tenant had no secret before.")
+
+    def _read_custom_secret(self) -> str:
+        # On a terminal, read() would wait for end of file without a prompt and echo the
+        # secret, so the secret is typed at a prompt that does not echo it.
+        if sys.stdin.isatty():
+            return getpass.getpass("Custom webhook secret (not shown): ")
+        return sys.stdin.read().strip("\n")
