@@ -19,6 +19,7 @@ from django.contrib.admin import widgets as admin_widgets
 from django.db import models
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
 from django.utils.decorators import method_decorator
 from django.views.decorators.debug import sensitive_post_parameters
 
@@ -418,8 +419,8 @@ class WebhookSettingsForm(forms.ModelForm):
         # Without "new-password", a browser's password manager may fill in the operator's
         # saved admin password here, and saving would install it as the signing secret.
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
-        help_text="Optional: replace the signing secret with your own (24 to 200 characters). "
-        "Leave empty to keep the current secret.",
+        help_text="Optional: replace the signing secret with your own (24 to 200 characters on "
+        "one line). Leave empty to keep the current secret.",
     )
 
     class Meta:
@@ -505,8 +506,19 @@ class WebhookSettingsAdmin(admin.ModelAdmin):
                 "any key in VIZOCHOK_ENCRYPTION_KEYS, so webhook calls fail with "
                 f"{ErrorCode.SECRET_UNDECRYPTABLE}. Restore the key, or rotate the secret now."
             )
-        if secret_is_set(obj, "next_secret"):
-            return f"Set; rotation in progress, the next secret takes over at {obj.next_secret_promote_at:%Y-%m-%d %H:%M} UTC."
+        promote_at = obj.next_secret_promote_at
+        if secret_is_set(obj, "next_secret") and promote_at is not None:
+            # The next webhook call completes a rotation whose overlap has ended
+            # (webhooks.calls.signing_secrets), so the row may still show it after that time.
+            if promote_at <= timezone.now():
+                return (
+                    f"Set; the rotation's overlap ended at {promote_at:%Y-%m-%d %H:%M} UTC, so "
+                    "the new secret alone signs from the next webhook request on."
+                )
+            return (
+                "Set; rotation in progress, the next secret takes over at "
+                f"{promote_at:%Y-%m-%d %H:%M} UTC."
+            )
         return "Set (never shown again; rotate it to get a new one)."
 
     def get_readonly_fields(self, request: HttpRequest, obj: WebhookSettings | None = None) -> Any:
@@ -552,6 +564,12 @@ class WebhookSettingsAdmin(admin.ModelAdmin):
                 message += (
                     f". Both secrets sign requests until {promote_at:%Y-%m-%d %H:%M} UTC; switch"
                     " the merchant's verifier to the new secret before then."
+                )
+            elif overlap:
+                # A tenant without a secret, or whose secret no key decrypts, gets no overlap.
+                message += (
+                    ". It signs requests alone from now on, because the tenant had no "
+                    "usable secret to overlap with."
                 )
             self.message_user(request, message, level=messages.WARNING)
 

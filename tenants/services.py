@@ -1,6 +1,7 @@
 """State changes of tenants, API keys, webhook settings and assistant settings."""
 
 import logging
+import unicodedata
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
@@ -208,10 +209,11 @@ def webhook_settings_get_or_create(*, tenant: Tenant) -> WebhookSettings:
 
 
 def validate_custom_secret(secret: str) -> None:
-    """Raise ``InvalidInput`` unless ``secret`` fits its column and has no edge whitespace.
+    """Raise ``InvalidInput`` unless ``secret`` is usable as a custom signing secret.
 
-    The admin form and ``rotate_webhook_secret --secret-stdin`` check nothing else, so a
-    longer secret or a NUL character would otherwise fail the database write.
+    It must fit its column, without edge whitespace or control characters. The admin form
+    and ``rotate_webhook_secret --secret-stdin`` check nothing else, so a longer secret or a
+    NUL character would otherwise fail the database write.
     """
     max_length = MAX_SECRET_LENGTH
     if (
@@ -225,6 +227,23 @@ def validate_custom_secret(secret: str) -> None:
                 "secret": [
                     f"Use {CUSTOM_SECRET_MIN_LENGTH} to {max_length} characters of UTF-8 text, "
                     "without NUL characters or leading or trailing spaces."
+                ]
+            },
+        )
+    control_character = next(
+        (character for character in secret if unicodedata.category(character) == "Cc"), None
+    )
+    if control_character is not None:
+        # A line break or tab here comes from a mistake, such as a second line piped into
+        # rotate_webhook_secret --secret-stdin, and the merchant's verifier would need it
+        # byte for byte.
+        raise InvalidInput(
+            "Invalid webhook secret.",
+            fields={
+                "secret": [
+                    f"The secret contains the control character U+{ord(control_character):04X}. "
+                    "Use a secret on one line, without line breaks, tabs or other control "
+                    "characters."
                 ]
             },
         )

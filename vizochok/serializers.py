@@ -107,6 +107,9 @@ class StrictDecimalField(serializers.DecimalField):
     them, and turns a float into the decimal that the JSON text wrote, so ``0.1`` becomes
     ``Decimal("0.1")``. Precision and range are left to ``max_digits``, ``decimal_places``
     and the validators, or to the service that stores the value.
+
+    NOTE: the JSON parser reads numbers into floats first, so a number with more digits than
+    a float keeps arrives rounded: ``1.999999999999999999`` becomes 2.0 and ``1e-400`` 0.0.
     """
 
     default_error_messages = {

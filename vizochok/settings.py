@@ -9,6 +9,7 @@ import os
 import re
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import environ
 from croniter import CroniterBadDateError, croniter
@@ -283,7 +284,29 @@ if "DATABASE_URL" not in os.environ:
         " 0.8+, or run commands through the Makefile, which starts a local PostgreSQL with"
         " pgvector."
     )
+# django-environ 0.14 maps the schemes postgres, postgresql, pgsql and psql to the first
+# engine and postgis to the second. Without this check, an empty or malformed URL failed at
+# the first query with Django's "Please supply the ENGINE value", and sqlite:// ran without
+# pgvector.
+_POSTGRESQL_ENGINES = {
+    "django.db.backends.postgresql",
+    "django.contrib.gis.db.backends.postgis",
+}
 DATABASES = {"default": env.db_url("DATABASE_URL")}
+if DATABASES["default"].get("ENGINE") not in _POSTGRESQL_ENGINES:
+    # Only the scheme is shown, because the URL may contain a password.
+    _database_url = os.environ["DATABASE_URL"].strip()
+    _scheme = urlsplit(_database_url).scheme
+    if _scheme:
+        _found = f"a URL with the scheme {_scheme!r}"
+    elif _database_url:
+        _found = "a value without a scheme"
+    else:
+        _found = "an empty value"
+    raise ImproperlyConfigured(
+        f"DATABASE_URL is {_found}, which is not a PostgreSQL URL. Set it to one such as"
+        " postgres://USER:PASSWORD@HOST:5432/NAME, of a server with pgvector 0.8+."
+    )
 DATABASES["default"]["CONN_MAX_AGE"] = _env_int("DATABASE_CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 

@@ -7,6 +7,7 @@ varchar(200) again. A value that no configured key decrypts stops the reverse mi
 which then changes nothing.
 """
 
+from django.core.management.base import CommandError
 from django.db import migrations
 
 import tenants.encryption
@@ -45,9 +46,12 @@ def _decrypt(value, *, table, column, row_id):
     try:
         return tenants.encryption.decrypt(value)
     except tenants.encryption.UndecryptableValueError:
-        raise RuntimeError(
+        # A CommandError, because migrate prints its message without a traceback and exits
+        # with status 1. The migration's transaction is rolled back.
+        raise CommandError(
             f"{table}.{column} of row {row_id} cannot be decrypted with any key in "
-            "VIZOCHOK_ENCRYPTION_KEYS; add the key that encrypted it and migrate again."
+            "VIZOCHOK_ENCRYPTION_KEYS. Add the key that encrypted it and migrate again. "
+            "Nothing was changed."
         ) from None
 
 

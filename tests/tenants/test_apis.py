@@ -172,6 +172,27 @@ def test_patch_rejects_a_short_secret(tenant, server_client):
     assert WebhookSettings.objects.get(tenant=tenant).secret == old_secret
 
 
+def test_patch_rejects_a_secret_with_a_tab(tenant, server_client):
+    old_secret = tenant.webhook_settings.secret
+
+    response = server_client.patch(
+        URL, {"secret": "secret-with-a\ttab-in-the-middle", "cart_url": ""}, format="json"
+    )
+
+    assert response.status_code == 400
+    assert response.json() == {
+        "detail": "Invalid webhook secret.",
+        "code": "invalid_json",
+        "fields": {
+            "secret": [
+                "The secret contains the control character U+0009. Use a secret on one line, "
+                "without line breaks, tabs or other control characters."
+            ]
+        },
+    }
+    assert WebhookSettings.objects.get(tenant=tenant).secret == old_secret
+
+
 def test_first_url_generates_a_secret_shown_once(local_webhooks):
     from tenants.models import ApiKey
     from tenants.services import api_key_create

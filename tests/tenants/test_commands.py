@@ -69,7 +69,12 @@ def test_rotate_webhook_secret_with_overlap(tenant):
 
     webhook_settings = WebhookSettings.objects.get(tenant=tenant)
     assert webhook_settings.secret == old_secret
-    assert webhook_settings.next_secret in output.getvalue()
+    assert output.getvalue() == (
+        f"New webhook signing secret (shown only now): {webhook_settings.next_secret}\n"
+        "Both secrets sign requests until "
+        f"{webhook_settings.next_secret_promote_at:%Y-%m-%d %H:%M} UTC. Switch your verifier "
+        "to the new secret before then.\n"
+    )
 
 
 def test_rotate_first_secret_skips_overlap(tenant):
@@ -131,6 +136,46 @@ def test_rotate_webhook_secret_rejects_unstorable_secret(tenant, monkeypatch, _c
     webhook_settings = WebhookSettings.objects.get(tenant=tenant)
     assert webhook_settings.secret == old_secret
     assert webhook_settings.next_secret == ""
+
+
+def test_rotate_webhook_secret_rejects_two_lines(tenant, monkeypatch):
+    before = WebhookSettings.objects.values().get(tenant=tenant)
+    monkeypatch.setattr("sys.stdin", io.StringIO("first-line-of-the-secret\nsecond-line\n"))
+
+    with pytest.raises(CommandError) as raised:
+        call_command("rotate_webhook_secret", tenant.slug, "--secret-stdin")
+
+    assert str(raised.value) == (
+        "The secret contains the control character U+000A. Use a secret on one line, without "
+        "line breaks, tabs or other control characters."
+    )
+    assert WebhookSettings.objects.values().get(tenant=tenant) == before
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_rotate_webhook_secret_prompts_on_terminal(tenant, monkeypatch):
+    secret = "typed-at-the-prompt-0123456789"
+    prompts = []
+    monkeypatch.setattr("sys.stdin", _Terminal())
+    monkeypatch.setattr("getpass.getpass", lambda prompt: prompts.append(prompt) or secret)
+    output = io.StringIO()
+
+    call_command(
+        "rotate_webhook_secret",
+        tenant.slug,
+        "--secret-stdin",
+        "--overlap-hours",
+        "0",
+        stdout=output,
+    )
+
+    assert prompts == ["Custom webhook secret (not shown): "]
+    assert WebhookSettings.objects.get(tenant=tenant).secret == secret
+    assert secret not in output.getvalue()
 
 
 @pytest.mark.parametrize("stdin", ["", "\n"], ids=["empty", "newline"])

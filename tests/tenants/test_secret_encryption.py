@@ -6,9 +6,10 @@ from datetime import timedelta
 import pytest
 from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
+from django.db.migrations.recorder import MigrationRecorder
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -322,6 +323,27 @@ def test_migration_encrypts_and_decrypts_old_rows(settings):
         executor = MigrationExecutor(connection)
         executor.loader.build_graph()
         executor.migrate(latest)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_reverse_migration_stops_on_undecryptable_secret(settings):
+    settings.VIZOCHOK_ENCRYPTION_KEYS = [OLD_KEY]
+    tenant = Tenant.objects.create(name="Old", slug="old")
+    user_token_secret_set(tenant=tenant)
+    stored = raw_column("tenants_tenant", "user_token_secret", tenant.pk)
+    settings.VIZOCHOK_ENCRYPTION_KEYS = [NEW_KEY]
+
+    with pytest.raises(CommandError) as raised:
+        call_command("migrate", "tenants", "0004_widget_allowed_origins", verbosity=0)
+
+    assert str(raised.value) == (
+        f"tenants_tenant.user_token_secret of row {tenant.pk} cannot be decrypted with any "
+        "key in VIZOCHOK_ENCRYPTION_KEYS. Add the key that encrypted it and migrate again. "
+        "Nothing was changed."
+    )
+    assert raw_column("tenants_tenant", "user_token_secret", tenant.pk) == stored
+    applied = MigrationRecorder(connection).applied_migrations()
+    assert ("tenants", "0005_encrypt_secrets") in applied
 
 
 @pytest.mark.django_db

@@ -118,6 +118,33 @@ def test_custom_secret_is_validated(tenant, _case, secret):
     assert webhook_settings.secret == old_secret
 
 
+@pytest.mark.parametrize(
+    ("_case", "secret", "code_point"),
+    [
+        ("line break", "first-line-of-the-secret\nsecond-line", "U+000A"),
+        ("carriage return", "secret-typed-on-windows\r-and-more", "U+000D"),
+        ("tab", "secret-with-a\ttab-in-the-middle", "U+0009"),
+        ("C1 control", "secret-with-a\x85next-line-character", "U+0085"),
+    ],
+)
+def test_custom_secret_rejects_control_characters(tenant, _case, secret, code_point):
+    webhook_settings = tenant.webhook_settings
+    old_secret = webhook_settings.secret
+
+    with pytest.raises(InvalidInput) as raised:
+        webhook_secret_set(webhook_settings=webhook_settings, secret=secret)
+
+    assert raised.value.extra["fields"] == {
+        "secret": [
+            f"The secret contains the control character {code_point}. Use a secret on one "
+            "line, without line breaks, tabs or other control characters."
+        ]
+    }
+    webhook_settings.refresh_from_db()
+    assert webhook_settings.secret == old_secret
+    assert webhook_settings.next_secret == ""
+
+
 def test_custom_secret_of_200_characters(tenant):
     webhook_settings = tenant.webhook_settings
     secret = "ї" * 200

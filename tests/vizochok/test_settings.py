@@ -518,6 +518,28 @@ def test_missing_database_url_names_env_file():
 
 
 @pytest.mark.parametrize(
+    ("value", "found"),
+    [
+        ("", "an empty value"),
+        (" ", "an empty value"),
+        ("db.example.com/vizochok", "a value without a scheme"),
+        ("sqlite:///tmp/vizochok.db", "a URL with the scheme 'sqlite'"),
+        ("mysql://user:hunter2-password@db.example.com/vizochok", "a URL with the scheme 'mysql'"),
+    ],
+)
+def test_non_postgresql_database_url_is_rejected(value, found):
+    result = _manage("check", env={**os.environ, "DATABASE_URL": value})
+
+    assert result.returncode == 1
+    assert (
+        f"django.core.exceptions.ImproperlyConfigured: DATABASE_URL is {found}, which is not a "
+        "PostgreSQL URL. Set it to one such as postgres://USER:PASSWORD@HOST:5432/NAME, of a "
+        "server with pgvector 0.8+.\n"
+    ) in result.stderr
+    assert "hunter2-password" not in result.stderr
+
+
+@pytest.mark.parametrize(
     ("setting", "variable", "value", "expected"),
     [
         ("ALLOWED_HOSTS", "DJANGO_ALLOWED_HOSTS", "a.example, b.example ,", "a.example b.example"),

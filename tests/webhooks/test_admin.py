@@ -186,6 +186,31 @@ def test_admin_rejects_too_long_custom_secret(admin_client, tenant):
     assert stored.cart_url == ""
 
 
+def test_admin_rejects_custom_secret_with_line_break(admin_client, tenant):
+    old_secret = tenant.webhook_settings.secret
+    change_url = f"/admin/tenants/webhooksettings/{tenant.webhook_settings.pk}/change/"
+
+    response = admin_client.post(
+        change_url,
+        settings_form(
+            tenant,
+            cart_url="https://93.184.215.14/cart",
+            custom_secret="first-line-of-the-secret\r\nsecond-line",
+        ),
+    )
+
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors == {
+        "custom_secret": [
+            "The secret contains the control character U+000D. Use a secret on one line, "
+            "without line breaks, tabs or other control characters."
+        ]
+    }
+    stored = WebhookSettings.objects.get(tenant=tenant)
+    assert stored.secret == old_secret
+    assert stored.cart_url == ""
+
+
 def test_custom_secret_input_is_not_autofilled(admin_client, tenant):
     response = admin_client.get(
         f"/admin/tenants/webhooksettings/{tenant.webhook_settings.pk}/change/"
@@ -434,6 +459,44 @@ def test_admin_rotation_with_overlap_shows_secret_once(admin_client, tenant):
         assert stored.next_secret not in page.content.decode()
         assert old_secret not in page.content.decode()
     assert "rotation in progress" in later_pages[1].content.decode()
+
+
+def test_admin_status_after_overlap_ended(admin_client, tenant):
+    webhook_secret_set(webhook_settings=tenant.webhook_settings, overlap=timedelta(hours=1))
+    ended_at = timezone.now() - timedelta(minutes=5)
+    WebhookSettings.objects.filter(tenant=tenant).update(next_secret_promote_at=ended_at)
+
+    response = admin_client.get(
+        f"/admin/tenants/webhooksettings/{tenant.webhook_settings.pk}/change/"
+    )
+
+    assert response.status_code == 200
+    content = response.content.decode()
+    assert (
+        f"Set; the rotation&#x27;s overlap ended at {ended_at:%Y-%m-%d %H:%M} UTC, so the new "
+        "secret alone signs from the next webhook request on."
+    ) in content
+    assert "rotation in progress" not in content
+
+
+def test_admin_overlap_rotation_without_secret(admin_client, tenant):
+    WebhookSettings.objects.filter(tenant=tenant).update(secret="")
+
+    response = admin_client.post(
+        "/admin/tenants/webhooksettings/",
+        {"action": "rotate_secret_with_overlap", "_selected_action": [tenant.webhook_settings.pk]},
+        follow=True,
+    )
+
+    stored = WebhookSettings.objects.get(tenant=tenant)
+    messages = [str(message) for message in response.context["messages"]]
+    assert len(stored.secret) == 43
+    assert stored.next_secret == ""
+    assert stored.next_secret_promote_at is None
+    assert messages == [
+        f"New signing secret for {tenant} (shown only now): {stored.secret}. It signs requests "
+        "alone from now on, because the tenant had no usable secret to overlap with."
+    ]
 
 
 def test_admin_rotation_now_replaces_both_secrets(admin_client, tenant):

@@ -99,6 +99,12 @@ def test_purge_deletes_in_batches(tenant, monkeypatch):
             ["--older-than-days", "3", "--tenant", "nope"],
             "^Tenant 'nope' not found; check the slug.$",
         ),
+        # An unset shell variable in a cron line gives an empty slug.
+        (
+            "empty tenant",
+            ["--older-than-days", "3", "--tenant", ""],
+            "^Tenant '' not found; check the slug.$",
+        ),
     ],
 )
 def test_purge_rejects_bad_arguments(tenant, _case, args, message):

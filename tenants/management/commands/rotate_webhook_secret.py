@@ -1,3 +1,4 @@
+import getpass
 import sys
 from datetime import timedelta
 from typing import Any
@@ -32,8 +33,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--secret-stdin",
             action="store_true",
-            help="Read a custom secret (24 to 200 characters) from standard input instead "
-            "of generating one.",
+            help="Read a custom secret (24 to 200 characters on one line) from standard input "
+            "instead of generating one.",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -44,7 +45,7 @@ class Command(BaseCommand):
                 f"--overlap-hours must be between 0 and {MAX_ROTATION_OVERLAP_HOURS}, "
                 f"got {overlap_hours!r}."
             )
-        custom_secret = sys.stdin.read().strip("\n") if options["secret_stdin"] else None
+        custom_secret = self._read_custom_secret() if options["secret_stdin"] else None
         if custom_secret == "":
             raise CommandError(
                 "No secret on standard input: pipe the custom secret in, for example "
@@ -65,12 +66,20 @@ class Command(BaseCommand):
         if custom_secret is None:
             self.stdout.write(f"New webhook signing secret (shown only now): {secret}")
         # A tenant without a secret has nothing to overlap with: the new secret applies at once.
-        if webhook_settings.next_secret:
+        promote_at = webhook_settings.next_secret_promote_at
+        if webhook_settings.next_secret and promote_at is not None:
             self.stdout.write(
-                f"Both secrets sign requests for the next {options['overlap_hours']:g} hours; "
-                "switch your verifier to the new secret within that time."
+                f"Both secrets sign requests until {promote_at:%Y-%m-%d %H:%M} UTC. Switch your "
+                "verifier to the new secret before then."
             )
         elif had_secret:
             self.stdout.write("The new secret is in use now; the old one no longer signs.")
         else:
             self.stdout.write("The new secret is in use now; the tenant had no secret before.")
+
+    def _read_custom_secret(self) -> str:
+        # On a terminal, read() would wait for end of file without a prompt and echo the
+        # secret, so the secret is typed at a prompt that does not echo it.
+        if sys.stdin.isatty():
+            return getpass.getpass("Custom webhook secret (not shown): ")
+        return sys.stdin.read().strip("\n")

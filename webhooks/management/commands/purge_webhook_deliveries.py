@@ -31,7 +31,8 @@ class Command(BaseCommand):
             raise CommandError(
                 f"--older-than-days must be between 1 and {PURGE_MAX_AGE_DAYS}, got {days}."
             )
-        tenant = command_tenant(options["tenant"]) if options["tenant"] else None
+        # An empty --tenant, such as an unset shell variable, must not purge every tenant.
+        tenant = command_tenant(options["tenant"]) if options["tenant"] is not None else None
         count = webhook_deliveries_purge(
             older_than=timedelta(days=days), commit=options["commit"], tenant=tenant
         )
