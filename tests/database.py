@@ -7,7 +7,8 @@ from collections.abc import Iterator
 from django.db import connection
 
 
-def _closed_port() -> int:
+def closed_port() -> int:
+    """Return a port of 127.0.0.1 that nothing listens on."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
@@ -18,7 +19,7 @@ def connection_to_closed_port() -> int:
 
     The caller restores the saved ``HOST`` and ``PORT``, as ``database_at_closed_port`` does.
     """
-    port = _closed_port()
+    port = closed_port()
     connection.close()
     connection.settings_dict.update(HOST="127.0.0.1", PORT=str(port))
     return port
