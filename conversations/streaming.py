@@ -37,7 +37,11 @@ def wants_event_stream(request: Request) -> bool:
         if media_type.lower() != EVENT_STREAM_MEDIA_TYPE:
             continue
         quality = next(
-            (value for key, _, value in (p.partition("=") for p in parameters) if key == "q"),
+            (
+                value
+                for key, _, value in (p.partition("=") for p in parameters)
+                if key.strip().lower() == "q"
+            ),
             "1",
         )
         try:

@@ -97,6 +97,8 @@ def test_offline_assistant_streams_one_delta(chat_client, shop, conversation, se
         ("json", "application/json"),
         ("no header", None),
         ("stream refused", "text/event-stream;q=0, application/json"),
+        # Parameter names are case-insensitive (RFC 9110, section 5.6.6).
+        ("stream refused with Q", "text/event-stream; Q=0.0, application/json"),
     ],
 )
 def test_json_reply_unless_a_stream_is_accepted(
