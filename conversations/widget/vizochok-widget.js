@@ -1498,6 +1498,8 @@
   VIZOCHOKWidget.prototype._onSendFailed = function (error, before, message) {
     // A rejected message is not stored by the server (docs/chat-api.md "Errors"), so the
     // transcript drops it and the input gets the text back for another try.
+    // NOTE: after a network_error the server may have stored the message and replied, and
+    // the API has no idempotency key, so sending the text again may repeat a cart change.
     var info = this._reportError(errorInfo(error));
     this.state = Object.assign({}, before, { busy: false, assistant: this.state.assistant });
     this.state.entries = before.entries.concat([{ role: "error", text: info.message }]);
