@@ -1478,6 +1478,13 @@
   VIZOCHOKWidget.prototype._onEvent = function (event) {
     this.state = reduceEvent(this.state, event);
     var callbacks = this.config.callbacks;
+    var interrupted = event.type === "error" && event.code === "stream_interrupted";
+    if (this.nodes && !this.connected && !interrupted && event.type !== "response_complete") {
+      // The server replies in the conversation again after a network_error or a failed
+      // read-back. A reply's own events come before response_complete, which the widget
+      // also adds after stream_interrupted.
+      this._connect({ conversationId: this.conversationId, restored: false });
+    }
     if (event.type === "cart_changed") {
       this.cartUnknown = false;
       safeCall(callbacks.onCartChanged, cartChangedEvent(event));
