@@ -25,7 +25,7 @@ from typing import Any
 from django.utils import timezone
 
 from catalog.models import Product
-from catalog.search import product_search
+from catalog.search import MAX_QUERY_LENGTH, product_search
 from conversations import events
 from conversations.cart import (
     cart_empty,
@@ -351,7 +351,12 @@ class ShoppingTools:
     def search_products(
         self, query: str, limit: int = DEFAULT_SEARCH_LIMIT, exclude_skus: Collection[str] = ()
     ) -> SearchResult:
-        """Search the catalog, then show only what one products webhook call has in stock."""
+        """Search the catalog, then show only what one products webhook call has in stock.
+
+        The search reads the first ``MAX_QUERY_LENGTH`` characters of ``query``, so the result
+        names only those, and a reply that quotes the query does not repeat a long message.
+        """
+        query = query.strip()[:MAX_QUERY_LENGTH].rstrip()
         limit = max(1, min(limit, MAX_SEARCH_LIMIT))
         hits = product_search(tenant=self.tenant, query=query, limit=limit + len(exclude_skus))
         products = [hit.product for hit in hits if hit.product.sku not in exclude_skus][:limit]

@@ -238,10 +238,19 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
 
     if isinstance(exc, AppError):
         set_rollback()
+        extra = exc.extra
         if isinstance(exc, InternalError):
-            logger.error("api.internal_error", extra={"code": str(exc.code), "detail": exc.detail})
+            # The response and the log line carry the same error_id, so a reported error can
+            # be found in the log.
+            error_id = uuid.uuid4().hex
+            extra = {**extra, "error_id": error_id}
+            logger.error(
+                "api.internal_error",
+                exc_info=exc,
+                extra={"code": str(exc.code), "detail": exc.detail, "error_id": error_id},
+            )
         return Response(
-            error_body(detail=exc.detail, code=exc.code, **exc.extra), status=exc.http_status
+            error_body(detail=exc.detail, code=exc.code, **extra), status=exc.http_status
         )
     if isinstance(exc, drf_exceptions.APIException):
         set_rollback()

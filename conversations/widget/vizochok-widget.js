@@ -1478,6 +1478,13 @@
   VIZOCHOKWidget.prototype._onEvent = function (event) {
     this.state = reduceEvent(this.state, event);
     var callbacks = this.config.callbacks;
+    var interrupted = event.type === "error" && event.code === "stream_interrupted";
+    if (this.nodes && !this.connected && !interrupted && event.type !== "response_complete") {
+      // The server replies in the conversation again after a network_error or a failed
+      // read-back. A reply's own events come before response_complete, which the widget
+      // also adds after stream_interrupted.
+      this._connect({ conversationId: this.conversationId, restored: false });
+    }
     if (event.type === "cart_changed") {
       this.cartUnknown = false;
       safeCall(callbacks.onCartChanged, cartChangedEvent(event));
@@ -1498,6 +1505,8 @@
   VIZOCHOKWidget.prototype._onSendFailed = function (error, before, message) {
     // A rejected message is not stored by the server (docs/chat-api.md "Errors"), so the
     // transcript drops it and the input gets the text back for another try.
+    // NOTE: after a network_error the server may have stored the message and replied, and
+    // the API has no idempotency key, so sending the text again may repeat a cart change.
     var info = this._reportError(errorInfo(error));
     this.state = Object.assign({}, before, { busy: false, assistant: this.state.assistant });
     this.state.entries = before.entries.concat([{ role: "error", text: info.message }]);

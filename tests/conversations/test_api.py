@@ -11,6 +11,7 @@ from conversations.models import Conversation, Message, UserDailyUsage
 from conversations.services import MAX_MESSAGE_BYTES
 from tenants.models import ApiKey
 from tenants.services import api_key_revoke
+from tests.conversations.shop_data import STORE_ID
 from tests.factories import ConversationFactory, MessageFactory
 
 pytestmark = pytest.mark.django_db
@@ -456,6 +457,20 @@ def test_message_of_exactly_64_kb_is_accepted(chat_client, tenant):
 
     assert response.status_code == 200
     assert Message.objects.get(role=Message.Role.USER).text == "a" * MAX_MESSAGE_BYTES
+
+
+def test_long_search_reply_quotes_searched_text(chat_client, tenant, catalog, merchant):
+    conversation = ConversationFactory(tenant=tenant, store_id=STORE_ID)
+    text = "milk " * (MAX_MESSAGE_BYTES // 5)
+
+    response = chat_client.post(messages_url(conversation), {"text": text}, format="json")
+
+    assert response.status_code == 200
+    delta = response.json()["events"][1]["delta"]
+    # The search reads the first 200 characters, and the reply quotes only those.
+    searched = ("milk " * 40).rstrip()
+    assert delta.startswith(f"Here is what I found for \u201c{searched}\u201d:\n")
+    assert len(delta) < 1000
 
 
 def test_message_while_another_turn_runs_is_agent_busy(chat_client, tenant):

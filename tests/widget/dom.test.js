@@ -304,3 +304,68 @@ test("dom new conversation keeps badge and closes cart", async () => {
   assert.equal(widget.state.assistant, "offline");
   assert.equal(shadow.byClass("vz-badge")[0].hidden, false);
 });
+
+test("dom reply after network error connects again", async () => {
+  const calls = [];
+  let failNext = true;
+  const dom = loadWidget(async (url) => {
+    if (url.endsWith("/api/v1/conversations")) {
+      return response(201, { conversation_id: "conv_1", assistant: "offline" });
+    }
+    if (failNext) {
+      failNext = false;
+      throw new TypeError("Failed to fetch");
+    }
+    return response(200, { message_id: "msg_1", events: REPLY });
+  });
+  const widget = new dom.VIZOCHOKWidget({
+    apiKey: "pk_test",
+    storeId: "store-1",
+    onConnect: (details) => calls.push(["connect", details.conversationId, details.restored]),
+    onDisconnect: (details) => calls.push(["disconnect", details.conversationId, details.reason]),
+  });
+  widget.mount().open();
+
+  widget.send("milk");
+  await settle();
+  widget.send("milk");
+  await settle();
+  widget.endSession();
+
+  assert.deepEqual(calls, [
+    ["connect", "conv_1", false],
+    ["disconnect", "conv_1", "network_error"],
+    ["connect", "conv_1", false],
+    ["disconnect", "conv_1", "session_complete"],
+  ]);
+});
+
+test("dom interrupted stream stays disconnected", async () => {
+  const calls = [];
+  const dom = loadWidget(async (url) => {
+    if (url.endsWith("/api/v1/conversations")) {
+      return response(201, { conversation_id: "conv_1", assistant: "offline" });
+    }
+    return response(200, { message_id: "msg_1", events: [{ type: "text_delta", delta: "Mi" }] });
+  });
+  const widget = new dom.VIZOCHOKWidget({
+    apiKey: "pk_test",
+    storeId: "store-1",
+    onConnect: (details) => calls.push(["connect", details.conversationId]),
+    onDisconnect: (details) => calls.push(["disconnect", details.reason]),
+  });
+  widget.mount().open();
+
+  widget.send("milk");
+  await settle();
+  widget.send("milk");
+  await settle();
+
+  assert.deepEqual(calls, [
+    ["connect", "conv_1"],
+    ["disconnect", "network_error"],
+    ["connect", "conv_1"],
+    ["disconnect", "network_error"],
+  ]);
+  assert.equal(widget.connected, false);
+});

@@ -2,6 +2,7 @@
 
 import http.client
 import json
+import logging
 import socket
 import struct
 import threading
@@ -9,7 +10,9 @@ import time
 from urllib.parse import urlsplit
 
 import pytest
+from django import db
 from django.db import OperationalError
+from django.utils import timezone
 
 from conversations.leases import turn_lease_acquire
 from conversations.limits import conversation_limit_identity
@@ -97,6 +100,8 @@ def test_offline_assistant_streams_one_delta(chat_client, shop, conversation, se
         ("json", "application/json"),
         ("no header", None),
         ("stream refused", "text/event-stream;q=0, application/json"),
+        # Parameter names are case-insensitive (RFC 9110, section 5.6.6).
+        ("stream refused with Q", "text/event-stream; Q=0.0, application/json"),
     ],
 )
 def test_json_reply_unless_a_stream_is_accepted(
@@ -383,3 +388,68 @@ def test_client_reset_at_opening_counts_nothing(
     assert daily_messages(conversation) == 0
     assert llm.requests == []
     assert Conversation.objects.get(pk=conversation.pk).turn_started_at is None
+
+
+def _take_over_during_the_model_call(llm, conversation) -> None:
+    """Wait for the model request, then take the lease as a worker after its expiry would."""
+    assert _wait_for(lambda: len(llm.requests) == 1)
+    try:
+        Conversation.objects.filter(pk=conversation.pk).update(turn_started_at=timezone.now())
+    finally:
+        # Each thread has its own connection, which would keep the test database open.
+        db.connection.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_lease_lost_json_reply_has_error_id(
+    live_server, public_key, shop, conversation, llm, caplog
+):
+    llm.add(reply("Привіт!", delay=1.0))
+    taking_over = threading.Thread(
+        target=_take_over_during_the_model_call, args=(llm, conversation)
+    )
+    taking_over.start()
+
+    with caplog.at_level(logging.ERROR):
+        response = _post_live(_connection(live_server), conversation, public_key.raw_key, "привіт")
+        body = json.loads(response.read())
+    taking_over.join(timeout=15)
+
+    assert response.status == 500
+    assert body == {
+        "detail": "The conversation was taken over by another worker.",
+        "code": "internal_error",
+        "error_id": body["error_id"],
+    }
+    assert len(body["error_id"]) == 32
+    [record] = [r for r in caplog.records if r.getMessage() == "api.internal_error"]
+    assert record.error_id == body["error_id"]
+    assert type(record.exc_info[1]).__name__ == "LeaseLost"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_lease_lost_stream_ends_with_error(
+    live_server, public_key, shop, conversation, llm, caplog
+):
+    llm.add(reply("Привіт!", delay=1.0))
+    taking_over = threading.Thread(
+        target=_take_over_during_the_model_call, args=(llm, conversation)
+    )
+    taking_over.start()
+
+    with caplog.at_level(logging.ERROR):
+        response = _post_live(
+            _connection(live_server), conversation, public_key.raw_key, "привіт", SSE
+        )
+        sent = sse_events(response.read().decode())
+    taking_over.join(timeout=15)
+
+    assert response.status == 200
+    error_id = sent[-2]["error_id"]
+    assert sent[-2:] == [
+        {"type": "error", "code": "internal_error", "error_id": error_id},
+        {"type": "response_complete"},
+    ]
+    [record] = [r for r in caplog.records if r.getMessage() == "conversations.stream.failed"]
+    assert record.error_id == error_id
+    assert list(Message.objects.values_list("role", flat=True)) == ["user"]
