@@ -112,7 +112,13 @@ class ProductInput(BaseModel):
             return field.get_default(call_default_factory=True)
         return value
 
-    @field_validator("quantity_step", "min_quantity", mode="before")
+    # A JSON number beyond the float range, such as 1e400, parses as infinity, and an import
+    # file may contain NaN. coerce_numbers_to_str would store either in a text field as "inf"
+    # or "nan". sku and barcode reject them in _check_code_number.
+    @field_validator(
+        "name", "category_path", "brand", "description", "ingredients", "country", "unit",
+        "image_url", "quantity_step", "min_quantity", mode="before",
+    )  # fmt: skip
     @classmethod
     def _reject_non_finite(cls, value: Any) -> Any:
         if isinstance(value, float) and not math.isfinite(value):

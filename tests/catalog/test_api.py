@@ -247,6 +247,25 @@ def test_infinite_sku_reported_and_skipped(tenant, server_client):
     assert _skus(tenant) == ["milk-1"]
 
 
+def test_infinite_text_reported_and_skipped(tenant, server_client):
+    # Each number parses as infinity, which would have been stored as the text "inf".
+    body = (
+        '{"products": [{"sku": "milk-1", "name": "Молоко"}, {"sku": "kefir-1", "name": 1e400},'
+        ' {"sku": "bread-1", "name": "Хліб", "brand": -1e400, "unit": 1e400}]}'
+    )
+
+    response = server_client.put(URL, body, content_type="application/json")
+
+    job = _job(response)
+    assert response.status_code == 202
+    assert job.errors == [
+        'products[1] (SKU "kefir-1"): name: Input should be a finite number.',
+        'products[2] (SKU "bread-1"): brand: Input should be a finite number.',
+        'products[2] (SKU "bread-1"): unit: Input should be a finite number.',
+    ]
+    assert _skus(tenant) == ["milk-1"]
+
+
 def test_duplicate_sku_keeps_last_occurrence(tenant, server_client):
     response = _put(server_client, [MILK, KEFIR, {**MILK, "name": "Молоко Яготинське 3,2%"}])
 

@@ -409,6 +409,24 @@ def test_import_rejects_non_finite_attributes(tenant, tmp_path):
     assert _skus(tenant) == ["milk-1"]
 
 
+def test_import_rejects_non_finite_text(tenant, tmp_path):
+    path = _write(
+        tmp_path,
+        "products.json",
+        b'[{"sku": "milk-1", "name": "Milk"},\n {"sku": "kefir-1", "name": NaN},\n'
+        b' {"sku": "bread-1", "name": "Bread", "country": -Infinity}]',
+    )
+
+    stdout, stderr = _import(path, "--tenant", "shop-a", "--no-embed")
+
+    assert stderr == (
+        "Line 2: rejected. name: Input should be a finite number.\n"
+        "Line 3: rejected. country: Input should be a finite number.\n"
+    )
+    assert "Created: 1, updated: 0, unchanged: 0, rejected: 2.\n" in stdout
+    assert _skus(tenant) == ["milk-1"]
+
+
 def test_import_rejects_too_deep_json_line(tenant, tmp_path):
     deep = b'{"sku": "deep-1", "name": "Deep", "attributes": ' + b"[" * 100_000 + b"]" * 100_000
     path = _write(

@@ -169,6 +169,19 @@ def _nested(depth: int) -> dict:
             id="weight_nan",
         ),
         pytest.param(
+            {"sku": "a", "name": float("inf")},
+            [FieldError("name", "Input should be a finite number.")],
+            id="name_infinite",
+        ),
+        pytest.param(
+            {"sku": "a", "name": "x", "brand": float("-inf"), "description": float("nan")},
+            [
+                FieldError("brand", "Input should be a finite number."),
+                FieldError("description", "Input should be a finite number."),
+            ],
+            id="text_fields_not_finite",
+        ),
+        pytest.param(
             {"sku": float("inf"), "name": "x"},
             [FieldError("sku", "Input should be a finite number.")],
             id="sku_infinite",
