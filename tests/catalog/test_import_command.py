@@ -487,6 +487,37 @@ def test_import_missing_file(tenant, tmp_path):
     assert str(exc_info.value) == f"File not found: {tmp_path / 'missing.csv'}."
 
 
+def test_import_unreadable_path(tenant, tmp_path):
+    regular_file = _write(tmp_path, "products.csv", b"sku,name\nmilk-1,Milk\n")
+    cases = [
+        (f"{regular_file}/products.csv", "Not a directory"),
+        (str(tmp_path / ("a" * 300 + ".csv")), "File name too long"),
+    ]
+
+    for path, reason in cases:
+        with pytest.raises(CommandError) as exc_info:
+            _import(path, "--tenant", "shop-a")
+
+        assert str(exc_info.value) == f"Cannot read {path}: {reason}."
+    assert Product.objects.count() == 0
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("0", "must be at least 1, got 0"),
+        ("ten", "must be a whole number, got 'ten'"),
+        ("1.5", "must be a whole number, got '1.5'"),
+    ],
+)
+def test_import_rejects_invalid_batch_size(tenant, value, message):
+    with pytest.raises(CommandError) as exc_info:
+        _import(str(DATA_DIR / "products.csv"), "--tenant", "shop-a", "--batch-size", value)
+
+    assert str(exc_info.value) == f"Error: argument --batch-size: {message}"
+    assert Product.objects.count() == 0
+
+
 def test_import_unknown_tenant(tenant):
     with pytest.raises(CommandError) as exc_info:
         _import(str(DATA_DIR / "products.csv"), "--tenant", "no-such-shop")

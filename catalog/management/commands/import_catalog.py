@@ -21,7 +21,10 @@ from tenants.models import Tenant
 
 
 def _positive_int(value: str) -> int:
-    number = int(value)
+    try:
+        number = int(value)
+    except ValueError:
+        raise ArgumentTypeError(f"must be a whole number, got {value!r}") from None
     if number < 1:
         raise ArgumentTypeError(f"must be at least 1, got {number}")
     return number
