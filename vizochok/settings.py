@@ -240,7 +240,7 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "vizochok.middleware.ChatCors",
-    "vizochok.middleware.RejectChunkedRequestBodies",
+    "vizochok.middleware.RejectUnreadableRequestBodies",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -379,7 +379,8 @@ SPECTACULAR_SETTINGS = {
         'bodies are JSON. Every error has the body `{"detail", "code"}`, the `Error` '
         "component. Besides the statuses that each operation lists, any endpoint returns it "
         "with 405 `method_not_allowed`, 411 `length_required` for a chunked body and 500 "
-        "`internal_error`. Every endpoint but the message endpoint, which ignores its query "
+        "`internal_error`, and 415 `unsupported_media_type` for a `Content-Encoding` other than "
+        "`identity`. Every endpoint but the message endpoint, which ignores its query "
         "string, returns 400 `invalid_json` for a query string of more than 1,000 "
         "parameters. An endpoint that reads a body also returns 415 "
         "`unsupported_media_type` for one that is not `application/json`. Every endpoint "

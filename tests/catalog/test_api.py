@@ -4,7 +4,9 @@ These tests run no worker. A job's embedding is run in process with ``catalog_jo
 where a test needs it; tests/catalog/test_worker.py covers real workers.
 """
 
+import gzip
 import json
+import zlib
 from datetime import datetime
 
 import pytest
@@ -530,6 +532,46 @@ def test_malformed_body_is_rejected(tenant, server_client, _case, body, detail, 
     assert response.json() == expected
     assert CatalogJob.objects.count() == 0
     assert _skus(tenant) == []
+
+
+@pytest.mark.parametrize(
+    ("content_encoding", "compress"),
+    [
+        ("gzip", gzip.compress),
+        ("deflate", zlib.compress),
+        ("br", None),
+        ("identity, gzip", gzip.compress),
+    ],
+)
+def test_compressed_body_is_rejected(tenant, server_client, content_encoding, compress):
+    body = json.dumps({"products": [MILK]}).encode()
+    if compress is not None:
+        body = compress(body)
+
+    response = server_client.put(
+        URL, body, content_type="application/json", HTTP_CONTENT_ENCODING=content_encoding
+    )
+
+    assert response.status_code == 415
+    assert response.json() == {
+        "detail": (
+            f"Content-Encoding {content_encoding!r} is not supported; send the body "
+            "uncompressed, without a Content-Encoding header."
+        ),
+        "code": "unsupported_media_type",
+    }
+    assert response["Accept-Encoding"] == "identity"
+    assert CatalogJob.objects.count() == 0
+    assert _skus(tenant) == []
+
+
+def test_identity_content_encoding_is_accepted(tenant, server_client):
+    response = server_client.put(
+        URL, {"products": [MILK]}, format="json", HTTP_CONTENT_ENCODING="Identity"
+    )
+
+    assert response.status_code == 202
+    assert _skus(tenant) == ["milk-1"]
 
 
 def test_too_many_products_is_rejected(tenant, server_client):
