@@ -273,12 +273,20 @@ _MESSAGES = {
 }
 
 
+# Characters of a field path kept in an error message. The path of an unknown field or of
+# an attributes key is the client's key, and a job stores its messages, so a 4 MB key would
+# otherwise make a 4 MB message.
+MAX_FIELD_PATH_CHARACTERS = 100
+
+
 def _field_errors(exc: PydanticValidationError) -> list[FieldError]:
     errors = []
     for error in exc.errors(include_url=False):
-        # The path of an unknown field is the client's key, which may contain NUL or a
-        # surrogate that the job's errors column and the response could not store.
         path = ".".join(str(part) for part in error["loc"])
+        if len(path) > MAX_FIELD_PATH_CHARACTERS:
+            path = path[:MAX_FIELD_PATH_CHARACTERS] + "…"
+        # The client's key may contain NUL or a surrogate that the job's errors column and
+        # the response could not store.
         field = escape_unstorable_text(path) or NON_FIELD
         message = _MESSAGES.get(error["type"])
         if message is None:

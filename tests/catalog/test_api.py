@@ -268,6 +268,15 @@ def test_infinite_text_reported_and_skipped(tenant, server_client):
     assert _skus(tenant) == ["milk-1"]
 
 
+def test_long_unknown_field_is_cut_in_errors(tenant, server_client):
+    response = _put(server_client, [{**MILK, "k" * 4_000_000: 1}])
+
+    job = _job(response)
+    assert response.status_code == 202
+    assert job.errors == [f'products[0] (SKU "milk-1"): {"k" * 100}…: Unknown field.']
+    assert _skus(tenant) == []
+
+
 def test_duplicate_sku_keeps_last_occurrence(tenant, server_client):
     response = _put(server_client, [MILK, KEFIR, {**MILK, "name": "Молоко Яготинське 3,2%"}])
 

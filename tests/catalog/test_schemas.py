@@ -169,6 +169,16 @@ def _nested(depth: int) -> dict:
             id="weight_nan",
         ),
         pytest.param(
+            {"sku": "a", "name": "x", "k" * 4_000_000: 1},
+            [FieldError("k" * 100 + "…", "Unknown field.")],
+            id="unknown_field_name_too_long",
+        ),
+        pytest.param(
+            {"sku": "a", "name": "x", "\x00" + "k" * 200: 1},
+            [FieldError("\\u0000" + "k" * 99 + "…", "Unknown field.")],
+            id="unknown_field_name_too_long_with_nul",
+        ),
+        pytest.param(
             {"sku": "a", "name": float("inf")},
             [FieldError("name", "Input should be a finite number.")],
             id="name_infinite",
