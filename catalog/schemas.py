@@ -6,6 +6,7 @@ it is about and states what is wrong in words a merchant can act on.
 
 import json
 import math
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -50,6 +51,10 @@ QUANTITY_DECIMAL_PLACES = 3
 MAX_ATTRIBUTES_DEPTH = 32
 
 _http_url_validator = URLValidator(schemes=["http", "https"])
+
+# Unicode categories of characters that show nothing: control, format (such as U+200B, the
+# zero-width space) and separators.
+_INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Zs", "Zl", "Zp"})
 
 # Fields whose JSON null means "not given", so the default applies.
 _NULL_MEANS_DEFAULT = (
@@ -148,6 +153,15 @@ class ProductInput(BaseModel):
         # PostgreSQL text columns cannot store NUL characters.
         if "\x00" in value:
             raise ValueError("Text must not contain NUL (\\u0000) characters")
+        return value
+
+    # Stripping removes whitespace only, so a name of a zero-width space (U+200B) or of
+    # control characters would be stored, and shown, as a blank.
+    @field_validator("sku", "name", "unit")
+    @classmethod
+    def _reject_invisible(cls, value: str) -> str:
+        if all(unicodedata.category(character) in _INVISIBLE_CATEGORIES for character in value):
+            raise ValueError("This field must not be empty or contain only invisible characters")
         return value
 
     @field_validator("image_url")

@@ -122,6 +122,7 @@ def test_upload_enqueues_job_after_commit(
     [
         ("empty name", {"sku": "a", "name": ""}, 'products[1] (SKU "a"): name: This field must not be empty.'),
         ("missing name", {"sku": "a"}, 'products[1] (SKU "a"): name: This field is required.'),
+        ("invisible name", {"sku": "a", "name": "\u200b\x01"}, 'products[1] (SKU "a"): name: This field must not be empty or contain only invisible characters.'),
         ("missing sku", {"name": "Молоко"}, "products[1]: sku: This field is required."),
         ("long sku", {"sku": "a" * 201, "name": "Молоко"}, "products[1]: sku: String should have at most 200 characters."),
         ("numeric sku", {"sku": 4820, "name": "Молоко", "weight": "heavy"}, 'products[1] (SKU "4820"): weight: Input should be a valid number, unable to parse string as a number.'),
