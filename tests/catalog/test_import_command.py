@@ -5,7 +5,7 @@ import socket
 import threading
 from concurrent.futures import wait
 from decimal import Decimal
-from io import StringIO
+from io import BytesIO, StringIO, TextIOWrapper
 from pathlib import Path
 
 import numpy as np
@@ -516,6 +516,20 @@ def test_import_rejects_invalid_batch_size(tenant, value, message):
 
     assert str(exc_info.value) == f"Error: argument --batch-size: {message}"
     assert Product.objects.count() == 0
+
+
+def test_import_file_name_not_utf8(tenant, tmp_path):
+    # The file name's byte 0xE9 is not UTF-8, so it reaches Python as the surrogate \udce9.
+    path = _write(tmp_path, "caf\udce9.csv", b"sku,name\nmilk-1,Milk\n")
+    stdout = TextIOWrapper(BytesIO(), encoding="utf-8", errors="strict")
+
+    call_command("import_catalog", path, "--tenant", "shop-a", "--no-embed", stdout=stdout)
+
+    stdout.seek(0)
+    assert stdout.read().splitlines()[0] == (
+        "Imported caf\\udce9.csv into tenant 'shop-a': 1 rows."
+    )
+    assert _skus(tenant) == ["milk-1"]
 
 
 def test_import_unknown_tenant(tenant):
