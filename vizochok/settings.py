@@ -378,9 +378,9 @@ SPECTACULAR_SETTINGS = {
         "The chat, catalog and admin HTTP API of a Vizochok deployment. Request and response "
         'bodies are JSON. Every error has the body `{"detail", "code"}`, the `Error` '
         "component. Besides the statuses that each operation lists, any endpoint returns it "
-        "with 405 `method_not_allowed`, 411 `length_required` for a chunked body and 500 "
-        "`internal_error`, and 415 `unsupported_media_type` for a `Content-Encoding` other than "
-        "`identity`. Every endpoint but the message endpoint, which ignores its query "
+        "with 405 `method_not_allowed`, 411 `length_required` for a chunked body, 415 "
+        "`unsupported_media_type` for a `Content-Encoding` other than `identity`, and 500 "
+        "`internal_error`. Every endpoint but the message endpoint, which ignores its query "
         "string, returns 400 `invalid_json` for a query string of more than 1,000 "
         "parameters. An endpoint that reads a body also returns 415 "
         "`unsupported_media_type` for one that is not `application/json`. Every endpoint "
