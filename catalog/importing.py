@@ -167,6 +167,9 @@ def _read_text(path: Path) -> str:
         raise ImportFileError(f"File not found: {path}.") from None
     except IsADirectoryError:
         raise ImportFileError(f"{path} is a directory, not a file.") from None
+    except OSError as exc:
+        # For example a path through a regular file, a name too long, or no read permission.
+        raise ImportFileError(f"Cannot read {path}: {exc.strerror or exc}.") from None
     except UnicodeDecodeError as exc:
         line = exc.object[: exc.start].count(b"\n") + 1
         raise ImportFileError(

@@ -6,6 +6,7 @@ it is about and states what is wrong in words a merchant can act on.
 
 import json
 import math
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -50,6 +51,10 @@ QUANTITY_DECIMAL_PLACES = 3
 MAX_ATTRIBUTES_DEPTH = 32
 
 _http_url_validator = URLValidator(schemes=["http", "https"])
+
+# Unicode categories of characters that show nothing: control, format (such as U+200B, the
+# zero-width space) and separators.
+_INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Zs", "Zl", "Zp"})
 
 # Fields whose JSON null means "not given", so the default applies.
 _NULL_MEANS_DEFAULT = (
@@ -112,7 +117,13 @@ class ProductInput(BaseModel):
             return field.get_default(call_default_factory=True)
         return value
 
-    @field_validator("quantity_step", "min_quantity", mode="before")
+    # A JSON number beyond the float range, such as 1e400, parses as infinity, and an import
+    # file may contain NaN. coerce_numbers_to_str would store either in a text field as "inf"
+    # or "nan". sku and barcode reject them in _check_code_number.
+    @field_validator(
+        "name", "category_path", "brand", "description", "ingredients", "country", "unit",
+        "image_url", "quantity_step", "min_quantity", mode="before",
+    )  # fmt: skip
     @classmethod
     def _reject_non_finite(cls, value: Any) -> Any:
         if isinstance(value, float) and not math.isfinite(value):
@@ -142,6 +153,15 @@ class ProductInput(BaseModel):
         # PostgreSQL text columns cannot store NUL characters.
         if "\x00" in value:
             raise ValueError("Text must not contain NUL (\\u0000) characters")
+        return value
+
+    # Stripping removes whitespace only, so a name of a zero-width space (U+200B) or of
+    # control characters would be stored, and shown, as a blank.
+    @field_validator("sku", "name", "unit")
+    @classmethod
+    def _reject_invisible(cls, value: str) -> str:
+        if all(unicodedata.category(character) in _INVISIBLE_CATEGORIES for character in value):
+            raise ValueError("This field must not be empty or contain only invisible characters")
         return value
 
     @field_validator("image_url")
@@ -267,12 +287,20 @@ _MESSAGES = {
 }
 
 
+# Characters of a field path kept in an error message. The path of an unknown field or of
+# an attributes key is the client's key, and a job stores its messages, so a 4 MB key would
+# otherwise make a 4 MB message.
+MAX_FIELD_PATH_CHARACTERS = 100
+
+
 def _field_errors(exc: PydanticValidationError) -> list[FieldError]:
     errors = []
     for error in exc.errors(include_url=False):
-        # The path of an unknown field is the client's key, which may contain NUL or a
-        # surrogate that the job's errors column and the response could not store.
         path = ".".join(str(part) for part in error["loc"])
+        if len(path) > MAX_FIELD_PATH_CHARACTERS:
+            path = path[:MAX_FIELD_PATH_CHARACTERS] + "…"
+        # The client's key may contain NUL or a surrogate that the job's errors column and
+        # the response could not store.
         field = escape_unstorable_text(path) or NON_FIELD
         message = _MESSAGES.get(error["type"])
         if message is None:

@@ -12,20 +12,25 @@ from vizochok.exceptions import ErrorCode, error_body
 from vizochok.origins import origin_normalize
 
 
-class RejectChunkedRequestBodies:
-    """Answer API requests with a chunked body with 411 instead of reading an empty body.
+class RejectUnreadableRequestBodies:
+    """Reject API requests whose body the API cannot read: 411 when chunked, 415 when encoded.
 
     Django reads a request body only up to its Content-Length, so a chunked body would look
     empty and produce a misleading "field is required" error. Every HTTP client can send a
-    Content-Length for a JSON body.
+    Content-Length for a JSON body. No API endpoint decompresses a body, so a gzip body
+    would be rejected as invalid UTF-8, and a plain body that names a coding would be read.
+    Both checks are in one class because each middleware adds stack frames, which Python's
+    JSON parser counts towards the nesting depth it accepts.
     """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
+        if not request.path.startswith("/api/"):
+            return self.get_response(request)
         transfer_encoding = request.META.get("HTTP_TRANSFER_ENCODING", "").lower()
-        if "chunked" in transfer_encoding and request.path.startswith("/api/"):
+        if "chunked" in transfer_encoding:
             return JsonResponse(
                 error_body(
                     detail="Chunked request bodies are not supported; send a Content-Length.",
@@ -33,6 +38,22 @@ class RejectChunkedRequestBodies:
                 ),
                 status=411,
             )
+        content_encoding = request.META.get("HTTP_CONTENT_ENCODING", "")
+        codings = {coding.strip().lower() for coding in content_encoding.split(",")}
+        if codings - {"", "identity"}:
+            response = JsonResponse(
+                error_body(
+                    detail=(
+                        f"Content-Encoding {content_encoding!r} is not supported; send the "
+                        "body uncompressed, without a Content-Encoding header."
+                    ),
+                    code=ErrorCode.UNSUPPORTED_MEDIA_TYPE,
+                ),
+                status=415,
+            )
+            # RFC 9110, section 12.5.3: the codings that a request may use.
+            response["Accept-Encoding"] = "identity"
+            return response
         return self.get_response(request)
 
 

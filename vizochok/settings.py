@@ -241,7 +241,7 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "vizochok.middleware.ChatCors",
-    "vizochok.middleware.RejectChunkedRequestBodies",
+    "vizochok.middleware.RejectUnreadableRequestBodies",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -401,7 +401,8 @@ SPECTACULAR_SETTINGS = {
         "The chat, catalog and admin HTTP API of a Vizochok deployment. Request and response "
         'bodies are JSON. Every error has the body `{"detail", "code"}`, the `Error` '
         "component. Besides the statuses that each operation lists, any endpoint returns it "
-        "with 405 `method_not_allowed`, 411 `length_required` for a chunked body and 500 "
+        "with 405 `method_not_allowed`, 411 `length_required` for a chunked body, 415 "
+        "`unsupported_media_type` for a `Content-Encoding` other than `identity`, and 500 "
         "`internal_error`. Every endpoint but the message endpoint, which ignores its query "
         "string, returns 400 `invalid_json` for a query string of more than 1,000 "
         "parameters. An endpoint that reads a body also returns 415 "

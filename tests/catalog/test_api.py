@@ -4,7 +4,9 @@ These tests run no worker. A job's embedding is run in process with ``catalog_jo
 where a test needs it; tests/catalog/test_worker.py covers real workers.
 """
 
+import gzip
 import json
+import zlib
 from datetime import datetime
 
 import pytest
@@ -120,6 +122,7 @@ def test_upload_enqueues_job_after_commit(
     [
         ("empty name", {"sku": "a", "name": ""}, 'products[1] (SKU "a"): name: This field must not be empty.'),
         ("missing name", {"sku": "a"}, 'products[1] (SKU "a"): name: This field is required.'),
+        ("invisible name", {"sku": "a", "name": "\u200b\x01"}, 'products[1] (SKU "a"): name: This field must not be empty or contain only invisible characters.'),
         ("missing sku", {"name": "Молоко"}, "products[1]: sku: This field is required."),
         ("long sku", {"sku": "a" * 201, "name": "Молоко"}, "products[1]: sku: String should have at most 200 characters."),
         ("numeric sku", {"sku": 4820, "name": "Молоко", "weight": "heavy"}, 'products[1] (SKU "4820"): weight: Input should be a valid number, unable to parse string as a number.'),
@@ -245,6 +248,34 @@ def test_infinite_sku_reported_and_skipped(tenant, server_client):
         "products[2]: sku: Input should be a finite number.",
     ]
     assert _skus(tenant) == ["milk-1"]
+
+
+def test_infinite_text_reported_and_skipped(tenant, server_client):
+    # Each number parses as infinity, which would have been stored as the text "inf".
+    body = (
+        '{"products": [{"sku": "milk-1", "name": "Молоко"}, {"sku": "kefir-1", "name": 1e400},'
+        ' {"sku": "bread-1", "name": "Хліб", "brand": -1e400, "unit": 1e400}]}'
+    )
+
+    response = server_client.put(URL, body, content_type="application/json")
+
+    job = _job(response)
+    assert response.status_code == 202
+    assert job.errors == [
+        'products[1] (SKU "kefir-1"): name: Input should be a finite number.',
+        'products[2] (SKU "bread-1"): brand: Input should be a finite number.',
+        'products[2] (SKU "bread-1"): unit: Input should be a finite number.',
+    ]
+    assert _skus(tenant) == ["milk-1"]
+
+
+def test_long_unknown_field_is_cut_in_errors(tenant, server_client):
+    response = _put(server_client, [{**MILK, "k" * 4_000_000: 1}])
+
+    job = _job(response)
+    assert response.status_code == 202
+    assert job.errors == [f'products[0] (SKU "milk-1"): {"k" * 100}…: Unknown field.']
+    assert _skus(tenant) == []
 
 
 def test_duplicate_sku_keeps_last_occurrence(tenant, server_client):
@@ -511,6 +542,46 @@ def test_malformed_body_is_rejected(tenant, server_client, _case, body, detail, 
     assert response.json() == expected
     assert CatalogJob.objects.count() == 0
     assert _skus(tenant) == []
+
+
+@pytest.mark.parametrize(
+    ("content_encoding", "compress"),
+    [
+        ("gzip", gzip.compress),
+        ("deflate", zlib.compress),
+        ("br", None),
+        ("identity, gzip", gzip.compress),
+    ],
+)
+def test_compressed_body_is_rejected(tenant, server_client, content_encoding, compress):
+    body = json.dumps({"products": [MILK]}).encode()
+    if compress is not None:
+        body = compress(body)
+
+    response = server_client.put(
+        URL, body, content_type="application/json", HTTP_CONTENT_ENCODING=content_encoding
+    )
+
+    assert response.status_code == 415
+    assert response.json() == {
+        "detail": (
+            f"Content-Encoding {content_encoding!r} is not supported; send the body "
+            "uncompressed, without a Content-Encoding header."
+        ),
+        "code": "unsupported_media_type",
+    }
+    assert response["Accept-Encoding"] == "identity"
+    assert CatalogJob.objects.count() == 0
+    assert _skus(tenant) == []
+
+
+def test_identity_content_encoding_is_accepted(tenant, server_client):
+    response = server_client.put(
+        URL, {"products": [MILK]}, format="json", HTTP_CONTENT_ENCODING="Identity"
+    )
+
+    assert response.status_code == 202
+    assert _skus(tenant) == ["milk-1"]
 
 
 def test_too_many_products_is_rejected(tenant, server_client):

@@ -5,7 +5,7 @@ import socket
 import threading
 from concurrent.futures import wait
 from decimal import Decimal
-from io import StringIO
+from io import BytesIO, StringIO, TextIOWrapper
 from pathlib import Path
 
 import numpy as np
@@ -409,6 +409,24 @@ def test_import_rejects_non_finite_attributes(tenant, tmp_path):
     assert _skus(tenant) == ["milk-1"]
 
 
+def test_import_rejects_non_finite_text(tenant, tmp_path):
+    path = _write(
+        tmp_path,
+        "products.json",
+        b'[{"sku": "milk-1", "name": "Milk"},\n {"sku": "kefir-1", "name": NaN},\n'
+        b' {"sku": "bread-1", "name": "Bread", "country": -Infinity}]',
+    )
+
+    stdout, stderr = _import(path, "--tenant", "shop-a", "--no-embed")
+
+    assert stderr == (
+        "Line 2: rejected. name: Input should be a finite number.\n"
+        "Line 3: rejected. country: Input should be a finite number.\n"
+    )
+    assert "Created: 1, updated: 0, unchanged: 0, rejected: 2.\n" in stdout
+    assert _skus(tenant) == ["milk-1"]
+
+
 def test_import_rejects_too_deep_json_line(tenant, tmp_path):
     deep = b'{"sku": "deep-1", "name": "Deep", "attributes": ' + b"[" * 100_000 + b"]" * 100_000
     path = _write(
@@ -467,6 +485,51 @@ def test_import_missing_file(tenant, tmp_path):
         _import(str(tmp_path / "missing.csv"), "--tenant", "shop-a")
 
     assert str(exc_info.value) == f"File not found: {tmp_path / 'missing.csv'}."
+
+
+def test_import_unreadable_path(tenant, tmp_path):
+    regular_file = _write(tmp_path, "products.csv", b"sku,name\nmilk-1,Milk\n")
+    cases = [
+        (f"{regular_file}/products.csv", "Not a directory"),
+        (str(tmp_path / ("a" * 300 + ".csv")), "File name too long"),
+    ]
+
+    for path, reason in cases:
+        with pytest.raises(CommandError) as exc_info:
+            _import(path, "--tenant", "shop-a")
+
+        assert str(exc_info.value) == f"Cannot read {path}: {reason}."
+    assert Product.objects.count() == 0
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("0", "must be at least 1, got 0"),
+        ("ten", "must be a whole number, got 'ten'"),
+        ("1.5", "must be a whole number, got '1.5'"),
+    ],
+)
+def test_import_rejects_invalid_batch_size(tenant, value, message):
+    with pytest.raises(CommandError) as exc_info:
+        _import(str(DATA_DIR / "products.csv"), "--tenant", "shop-a", "--batch-size", value)
+
+    assert str(exc_info.value) == f"Error: argument --batch-size: {message}"
+    assert Product.objects.count() == 0
+
+
+def test_import_file_name_not_utf8(tenant, tmp_path):
+    # The file name's byte 0xE9 is not UTF-8, so it reaches Python as the surrogate \udce9.
+    path = _write(tmp_path, "caf\udce9.csv", b"sku,name\nmilk-1,Milk\n")
+    stdout = TextIOWrapper(BytesIO(), encoding="utf-8", errors="strict")
+
+    call_command("import_catalog", path, "--tenant", "shop-a", "--no-embed", stdout=stdout)
+
+    stdout.seek(0)
+    assert stdout.read().splitlines()[0] == (
+        "Imported caf\\udce9.csv into tenant 'shop-a': 1 rows."
+    )
+    assert _skus(tenant) == ["milk-1"]
 
 
 def test_import_unknown_tenant(tenant):

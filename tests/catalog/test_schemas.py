@@ -81,6 +81,16 @@ def test_product_input_coerces_and_strips():
     assert product.is_active is False
 
 
+def test_product_input_keeps_format_characters_in_text():
+    # A zero-width joiner is part of the emoji 👨‍🍳, and U+200B is only one character of
+    # the SKU.
+    product = product_input_parse({"sku": "a\u200bb", "name": "👨\u200d🍳", "unit": "🍞"})
+
+    assert product.sku == "a\u200bb"
+    assert product.name == "👨\u200d🍳"
+    assert product.unit == "🍞"
+
+
 def test_product_input_whole_float_codes():
     product = product_input_parse({"sku": 12345.0, "name": "Хліб", "barcode": 4820000000017.0})
     fractional = product_input_parse({"sku": 1.5, "name": "Хліб", "barcode": -0.0})
@@ -167,6 +177,39 @@ def _nested(depth: int) -> dict:
             {"sku": "a", "name": "x", "weight": float("nan")},
             [FieldError("weight", "Input should be a finite number.")],
             id="weight_nan",
+        ),
+        pytest.param(
+            {"sku": "\u200b", "name": "\x01\u200d\ufeff", "unit": "\u2060"},
+            [
+                FieldError(
+                    field, "This field must not be empty or contain only invisible characters."
+                )
+                for field in ("sku", "name", "unit")
+            ],
+            id="invisible_required_text",
+        ),
+        pytest.param(
+            {"sku": "a", "name": "x", "k" * 4_000_000: 1},
+            [FieldError("k" * 100 + "…", "Unknown field.")],
+            id="unknown_field_name_too_long",
+        ),
+        pytest.param(
+            {"sku": "a", "name": "x", "\x00" + "k" * 200: 1},
+            [FieldError("\\u0000" + "k" * 99 + "…", "Unknown field.")],
+            id="unknown_field_name_too_long_with_nul",
+        ),
+        pytest.param(
+            {"sku": "a", "name": float("inf")},
+            [FieldError("name", "Input should be a finite number.")],
+            id="name_infinite",
+        ),
+        pytest.param(
+            {"sku": "a", "name": "x", "brand": float("-inf"), "description": float("nan")},
+            [
+                FieldError("brand", "Input should be a finite number."),
+                FieldError("description", "Input should be a finite number."),
+            ],
+            id="text_fields_not_finite",
         ),
         pytest.param(
             {"sku": float("inf"), "name": "x"},

@@ -104,6 +104,19 @@ def test_chunked_request_body_is_length_required(server_client):
     assert response.json()["code"] == "length_required"
 
 
+def test_compressed_request_body_is_unsupported(server_client):
+    response = server_client.patch(
+        "/api/v1/admin/webhooks",
+        data='{"timeout_seconds": 9}',
+        content_type="application/json",
+        HTTP_CONTENT_ENCODING="gzip",
+    )
+
+    assert response.status_code == 415
+    assert response.json()["code"] == "unsupported_media_type"
+    assert response["Accept-Encoding"] == "identity"
+
+
 def test_disallowed_host_gets_a_json_hint(client, settings):
     settings.DEBUG = False
     settings.ALLOWED_HOSTS = ["shop.example.com"]

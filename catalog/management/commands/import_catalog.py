@@ -18,10 +18,14 @@ from catalog.management.progress import EmbeddingProgressBar
 from catalog.models import CatalogJob
 from tenants.management.tenants import command_tenant
 from tenants.models import Tenant
+from vizochok.text import escape_unstorable_text
 
 
 def _positive_int(value: str) -> int:
-    number = int(value)
+    try:
+        number = int(value)
+    except ValueError:
+        raise ArgumentTypeError(f"must be a whole number, got {value!r}") from None
     if number < 1:
         raise ArgumentTypeError(f"must be at least 1, got {number}")
     return number
@@ -133,7 +137,10 @@ class Command(BaseCommand):
         for warning in report.warnings:
             self.stderr.write(self.style.WARNING(warning))
 
-        self.stdout.write(f"Imported {path.name} into tenant {tenant.slug!r}: {report.rows} rows.")
+        # A file name's bytes that are not UTF-8 reach Python as unpaired surrogates, which
+        # a UTF-8 stdout with strict errors cannot write.
+        name = escape_unstorable_text(path.name)
+        self.stdout.write(f"Imported {name} into tenant {tenant.slug!r}: {report.rows} rows.")
         self.stdout.write(
             f"Created: {report.created}, updated: {report.updated}, "
             f"unchanged: {report.unchanged}, rejected: {len(report.rejected)}."
