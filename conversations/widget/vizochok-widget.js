@@ -1115,6 +1115,8 @@
     this.cardRows = [];
     this.cartOpen = false;
     this.cartUnknown = false;
+    // The token of the stored conversation's read-back in flight, or null.
+    this.restoring = null;
   }
 
   VIZOCHOKWidget.prototype._storage = function () {
@@ -1189,6 +1191,8 @@
     this.host.remove();
     this.host = null;
     this.nodes = null;
+    // A read-back still in flight belongs to this mount, so its result is dropped.
+    this.restoring = null;
     this._disconnect("unmounted");
   };
 
@@ -1376,6 +1380,8 @@
 
   VIZOCHOKWidget.prototype._restore = function (conversationId) {
     var widget = this;
+    var restoring = {};
+    this.restoring = restoring;
     this.conversationId = conversationId;
     // Busy until the transcript is back: send() ignores messages while busy, so none can
     // race the restore.
@@ -1383,12 +1389,20 @@
     this._render();
     this.client.getConversation(conversationId).then(
       function (conversation) {
+        if (widget.restoring !== restoring) {
+          return;
+        }
+        widget.restoring = null;
         widget.state = restoreState(conversation);
         widget.cartUnknown = false;
         widget._render();
         widget._connect({ conversationId: conversationId, restored: true });
       },
       function (error) {
+        if (widget.restoring !== restoring) {
+          return;
+        }
+        widget.restoring = null;
         widget.state = Object.assign({}, widget.state, { busy: false });
         if (error instanceof ApiError && error.status === 404) {
           // The conversation is gone; the next message starts a new one.

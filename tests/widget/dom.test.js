@@ -369,3 +369,34 @@ test("dom interrupted stream stays disconnected", async () => {
   ]);
   assert.equal(widget.connected, false);
 });
+
+test("dom unmount during restore connects nothing", async () => {
+  let resolveRestore = null;
+  const dom = loadWidget(
+    () =>
+      new Promise((resolve) => {
+        resolveRestore = resolve;
+      })
+  );
+  const config = { apiKey: "pk_test", storeId: "store-1" };
+  const key = dom.VIZOCHOKWidget.core.storageKey(
+    dom.VIZOCHOKWidget.core.validateConfig(config, "http://127.0.0.1:8000")
+  );
+  dom.window.sessionStorage.setItem(key, "conv_1");
+  const calls = [];
+  const widget = new dom.VIZOCHOKWidget({
+    ...config,
+    onConnect: (details) => calls.push(["connect", details.conversationId]),
+    onDisconnect: (details) => calls.push(["disconnect", details.reason]),
+  });
+  widget.mount();
+  await settle();
+
+  widget.unmount();
+  resolveRestore(response(200, { conversation_id: "conv_1", messages: [], cart: null }));
+  await settle();
+
+  assert.deepEqual(calls, []);
+  assert.equal(widget.connected, false);
+  assert.equal(widget.restoring, null);
+});
