@@ -150,7 +150,7 @@ class ConversationTurn:
         except Exception:
             # A failed query (a deadlock, a statement timeout) would otherwise keep the lease,
             # and every retry would get agent_busy until the lease expired.
-            self._lease_release_after_failure(lease)
+            self._lease_release_logged(lease)
             raise
         self._lease = lease
 
@@ -163,7 +163,7 @@ class ConversationTurn:
             yield from self._process(lease)
         finally:
             self._unsaved_count_return()
-            lease.release()
+            self._lease_release_logged(lease)
 
     def close(self) -> bool:
         """Release the lease of a started turn whose events were not consumed to the end.
@@ -212,18 +212,18 @@ class ConversationTurn:
         try:
             self.conversation.refresh_from_db()
         except Exception:
-            self._lease_release_after_failure(lease)
+            self._lease_release_logged(lease)
             raise
         return lease
 
-    def _lease_release_after_failure(self, lease: TurnLease) -> None:
-        """Release the lease of a turn that failed in ``start``, keeping its error."""
+    def _lease_release_logged(self, lease: TurnLease) -> None:
+        """Release ``lease``, or log a database failure and keep the lease for ``close``."""
         try:
             lease.release()
         except DatabaseError:
-            # Not raised, so that it does not hide the error that ended the turn. Unless
-            # ``close`` succeeds later, the lease expires after lease_duration(), and messages
-            # get agent_busy until then.
+            # Not raised, so that it does not hide the error that ended the turn, or fail a
+            # reply that is complete. Unless ``close`` succeeds later, the lease expires after
+            # lease_duration(), and messages get agent_busy until then.
             self._unreleased_lease = lease
             logger.exception("conversations.turn.lease_release_failed", extra=self._log_fields())
 

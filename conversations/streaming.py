@@ -16,6 +16,7 @@ import logging
 import uuid
 from collections.abc import Iterator
 
+from django.db import DatabaseError
 from django.http import StreamingHttpResponse
 from rest_framework.request import Request
 
@@ -128,7 +129,20 @@ class EventStream:
         try:
             self._events.close()
         finally:
-            self._turn.close()
+            try:
+                self._turn.close()
+            except DatabaseError as error:
+                # Not raised, because the WSGI server would log a traceback. The lease expires
+                # after lease_duration().
+                conversation = self._turn.conversation
+                logger.warning(
+                    "conversations.turn.lease_release_failed",
+                    extra={
+                        "tenant_id": conversation.tenant_id,
+                        "conversation_id": conversation.public_id,
+                        "error": str(error).strip(),
+                    },
+                )
 
 
 def event_stream_response(turn: ConversationTurn) -> StreamingHttpResponse:

@@ -841,6 +841,7 @@ def test_lease_taken_over_logs_no_late_release(ws_url, public_key, monkeypatch, 
     assert later[-1] == {"type": "response_complete"}
     assert lease_log_lines(caplog) == [
         "conversations.turn.failed",
+        "conversations.turn.lease_release_failed",
         "conversations.websocket.turn_failed",
         "conversations.turn.abandoned_closed",
         "conversations.turn.completed",
@@ -862,6 +863,7 @@ def test_lease_released_late_log_lines(ws_url, public_key, monkeypatch, caplog):
 
     assert lease_log_lines(caplog) == [
         "conversations.turn.failed",
+        "conversations.turn.lease_release_failed",
         "conversations.websocket.turn_failed",
         "conversations.websocket.lease_released_late",
         "conversations.turn.abandoned_closed",
