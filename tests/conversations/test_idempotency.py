@@ -3,6 +3,7 @@
 from datetime import timedelta
 
 import pytest
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from conversations.leases import lease_duration, turn_lease_acquire
@@ -78,6 +79,16 @@ def test_replay_is_not_rate_limited(chat_client, tenant, shopper_conversation):
     assert again.json() == first.json()
     assert limited.status_code == 429
     assert limited.json()["code"] == "rate_limit_exceeded"
+
+
+def test_replay_compares_the_stored_text(chat_client, shopper_conversation):
+    first = post(chat_client, shopper_conversation, "привіт")
+
+    again = post(chat_client, shopper_conversation, "  привіт\n")
+
+    assert again.status_code == 200
+    assert again.json() == first.json()
+    assert shopper_conversation.messages.count() == 2
 
 
 def test_message_without_key_is_processed_again(chat_client, shopper_conversation):
@@ -257,6 +268,17 @@ def test_other_tenant_cannot_replay_with_a_key(other_chat_client, shopper_conver
     assert post_response.status_code == 404
     assert post_response.json()["code"] == "not_found"
     assert shopper_conversation.messages.count() == 0
+
+
+def test_key_is_unique_per_conversation(tenant, shopper_conversation):
+    MessageFactory(tenant=tenant, conversation=shopper_conversation, idempotency_key=KEY)
+    MessageFactory(tenant=tenant, conversation=shopper_conversation)
+    MessageFactory(tenant=tenant, conversation=shopper_conversation)
+
+    with pytest.raises(IntegrityError), transaction.atomic():
+        MessageFactory(tenant=tenant, conversation=shopper_conversation, idempotency_key=KEY)
+
+    assert shopper_conversation.messages.count() == 3
 
 
 # Invalid headers
