@@ -1,10 +1,12 @@
 """REST endpoints of the chat: start a conversation, send a message, read a conversation."""
 
+import re
 from typing import Any, cast
 
 from django.core.exceptions import RequestDataTooBig
 from django.http.response import HttpResponseBase
 from drf_spectacular.utils import (
+    OpenApiParameter,
     OpenApiResponse,
     extend_schema,
     extend_schema_field,
@@ -20,7 +22,7 @@ from rest_framework.views import APIView
 from conversations.assistants import AgentAssistant, OfflineAssistant, assistant_name
 from conversations.events import CartSnapshot, EventType
 from conversations.identity import shopper_identity_resolve
-from conversations.models import Conversation
+from conversations.models import MAX_IDEMPOTENCY_KEY_LENGTH, Conversation
 from conversations.selectors import (
     MESSAGES_PAGE_DEFAULT,
     MESSAGES_PAGE_MAX,
@@ -31,11 +33,15 @@ from conversations.services import ConversationTurn, conversation_create, messag
 from conversations.streaming import event_stream_response, wants_event_stream
 from tenants.authentication import ApiClient
 from tenants.permissions import HasChatScope, WidgetOriginAllowed
-from vizochok.exceptions import LimitExceeded
+from vizochok.exceptions import InvalidInput, LimitExceeded
 from vizochok.openapi import error_responses, type_hint_schema
 from vizochok.serializers import IdentifierField, StrictInputSerializer, StringField
 
 _CHAT_TAG = "chat"
+
+IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
+# Printable ASCII (0x20 to 0x7E): the characters that a key may contain.
+_IDEMPOTENCY_KEY_PATTERN = re.compile(rf"[\x20-\x7e]{{1,{MAX_IDEMPOTENCY_KEY_LENGTH}}}")
 
 
 @extend_schema_serializer(component_name="ChatEvent")
@@ -98,6 +104,27 @@ def _message_data(request: Request) -> Any:
         return request.data
     except RequestDataTooBig as error:
         raise message_too_large() from error
+
+
+def _idempotency_key(request: Request) -> str | None:
+    """Return the request's ``Idempotency-Key`` header, or None without one.
+
+    Raise ``invalid_json`` with a ``fields`` entry for the header unless the value is 1 to
+    255 characters of printable ASCII.
+    """
+    key = request.headers.get(IDEMPOTENCY_KEY_HEADER)
+    if key is None:
+        return None
+    if _IDEMPOTENCY_KEY_PATTERN.fullmatch(key) is None:
+        raise InvalidInput(
+            "The Idempotency-Key header is invalid.",
+            fields={
+                IDEMPOTENCY_KEY_HEADER: [
+                    f"Must be 1 to {MAX_IDEMPOTENCY_KEY_LENGTH} characters of printable ASCII."
+                ]
+            },
+        )
+    return key
 
 
 class RetryAfterHeaderMixin:
@@ -273,7 +300,9 @@ class MessageCreateApi(RetryAfterHeaderMixin, APIView):
 
     With ``Accept: text/event-stream`` the events are streamed as they happen. Errors found
     before the reply starts (authentication, validation, ``agent_busy``, the rate and daily
-    limits) are JSON error responses in both modes.
+    limits) are JSON error responses in both modes. A request with the
+    ``Idempotency-Key`` of a stored shopper message gets that message's stored reply in either
+    mode.
     """
 
     permission_classes = [HasChatScope, WidgetOriginAllowed]
@@ -298,6 +327,20 @@ class MessageCreateApi(RetryAfterHeaderMixin, APIView):
             "starts are JSON error responses in both modes."
         ),
         request=InputSerializer,
+        parameters=[
+            OpenApiParameter(
+                name=IDEMPOTENCY_KEY_HEADER,
+                location=OpenApiParameter.HEADER,
+                required=False,
+                type=str,
+                description=(
+                    "A key that the client generates for each new message, 1 to 255 "
+                    "characters of printable ASCII, and sends again when it retries the "
+                    "message. A retry with the key of a stored message gets that message's "
+                    "reply again, without a new reply; docs/chat-api.md describes it."
+                ),
+            )
+        ],
         responses={
             (200, "application/json"): OpenApiResponse(
                 response=inline_serializer(
@@ -328,8 +371,13 @@ class MessageCreateApi(RetryAfterHeaderMixin, APIView):
                 404,
                 409,
                 413,
+                422,
                 429,
                 status_404="`not_found`: no such conversation for the caller's tenant.",
+                status_422=(
+                    "`idempotency_key_reused`: the `Idempotency-Key` was sent with another "
+                    "message text in this conversation."
+                ),
                 status_413=(
                     "`message_too_large`: `text` is over 65,536 bytes of UTF-8, or the body "
                     "is over 5 MiB."
@@ -345,7 +393,11 @@ class MessageCreateApi(RetryAfterHeaderMixin, APIView):
         conversation = conversation_get(tenant=_client(request).tenant, public_id=conversation_id)
         serializer = self.InputSerializer(data=_message_data(request))
         serializer.is_valid(raise_exception=True)
-        turn = ConversationTurn(conversation=conversation, text=serializer.validated_data["text"])
+        turn = ConversationTurn(
+            conversation=conversation,
+            text=serializer.validated_data["text"],
+            idempotency_key=_idempotency_key(request),
+        )
         if wants_event_stream(request):
             turn.start()
             return event_stream_response(turn)

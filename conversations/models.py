@@ -7,6 +7,9 @@ from django.db import models
 from tenants.models import ApiKey, Tenant
 from vizochok.models import TimestampedModel
 
+# The longest Idempotency-Key header value that a message request may send.
+MAX_IDEMPOTENCY_KEY_LENGTH = 255
+
 
 def new_conversation_id() -> str:
     return f"conv_{secrets.token_urlsafe(16)}"
@@ -72,12 +75,24 @@ class Message(TimestampedModel):
     # messages with their tool calls, and the tool results. Sent back to the model with
     # later messages; never returned by the API.
     llm_messages = models.JSONField(default=list, blank=True)
+    # The Idempotency-Key header of the request that sent a shopper message, or "" without
+    # one. A request with the same key in the same conversation gets the stored reply again.
+    idempotency_key = models.CharField(
+        max_length=MAX_IDEMPOTENCY_KEY_LENGTH, blank=True, default="", editable=False
+    )
 
     class Meta:
         ordering = ["conversation_id", "created_at", "pk"]
         # Serves the rate limit (recent shopper messages) and the pages of the history.
         indexes = [
             models.Index(fields=["conversation", "created_at"], name="message_conv_created_idx")
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["conversation", "idempotency_key"],
+                condition=~models.Q(idempotency_key=""),
+                name="uniq_message_conv_idempotency_key",
+            ),
         ]
 
     def __str__(self) -> str:

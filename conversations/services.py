@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import date
 
 from django.db import DatabaseError, transaction
+from django.db.models import Q
 
 from conversations import events
 from conversations.assistants import Assistant, HistoryEntry, Turn, get_assistant
@@ -23,7 +24,13 @@ from conversations.limits import (
 from conversations.models import Conversation, Message
 from conversations.tools import ShoppingTools
 from tenants.models import AssistantSettings, Tenant
-from vizochok.exceptions import Conflict, ErrorCode, LimitExceeded, PayloadTooLarge
+from vizochok.exceptions import (
+    Conflict,
+    ErrorCode,
+    IdempotencyKeyReused,
+    LimitExceeded,
+    PayloadTooLarge,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -111,13 +118,23 @@ class ConversationTurn:
     A turn that ends before the shopper's message is saved (its client went away before
     the first event, or the database failed first) takes back the daily message count
     that ``start`` took, so a message that was not stored is not counted.
+
+    With an ``idempotency_key`` that a shopper message of this conversation was stored with,
+    the turn is a replay: ``start`` takes no limit and ``events`` yields the stored reply's
+    events, with no assistant or webhook call. ``start`` raises ``idempotency_key_reused``
+    when that message has another text, and ``agent_busy`` while its turn still runs.
     """
 
     conversation: Conversation
     text: str
     assistant: Assistant | None = None
-    # The assistant's saved message, set when ``run`` has finished.
+    # The client's Idempotency-Key, stored with the shopper's message.
+    idempotency_key: str | None = None
+    # The assistant's saved message, set when ``run`` has finished, or by ``start`` for a
+    # replay.
     reply: Message | None = field(default=None, init=False)
+    # Whether ``start`` found the stored reply of this turn's idempotency key.
+    replayed: bool = field(default=False, init=False)
     _lease: TurnLease | None = field(default=None, init=False)
     # The UTC day whose daily message count ``start`` took, until the message is saved.
     _counted_day: date | None = field(default=None, init=False)
@@ -131,14 +148,27 @@ class ConversationTurn:
     def start(self) -> None:
         """Check the text, take the conversation's lease and count the message.
 
-        Raise 413 for a text over the limit, 409 while another turn runs and 429 over a
-        rate or daily limit; nothing is written then. Any other error releases the lease
-        before it is raised.
+        Raise 413 for a text over the limit and 409 while another turn runs. Raise 422 for an
+        idempotency key stored with another text and 429 over a rate or daily limit. Nothing
+        is written then. Any other error releases the lease before it is raised. A replay
+        (see the class) returns without a lease.
         """
-        if self._lease is not None:
+        if self._lease is not None or self.replayed:
             return
         message_text_validate(self.text)
+        # A reply stored for the key is final, so it is replayed without the lease. Without
+        # a reply the key's turn may still run, and the lease decides.
+        if self._replay_stored_reply(lease=None):
+            return
         lease = self._take_lease()
+        try:
+            replayed = self._replay_stored_reply(lease=lease)
+        except Exception:
+            self._lease_release_logged(lease)
+            raise
+        if replayed:
+            lease.release()
+            return
         try:
             self._counted_day = message_limits_take(conversation=self.conversation)
         except LimitExceeded as error:
@@ -156,6 +186,9 @@ class ConversationTurn:
 
     def events(self) -> Generator[Event, None, None]:
         """Yield the events of the reply; ``start`` must have succeeded."""
+        if self.replayed:
+            yield from _replayed_events(self.reply_message())
+            return
         lease = self._lease
         if lease is None:
             raise RuntimeError("The turn has not started; call start() first.")
@@ -199,6 +232,42 @@ class ConversationTurn:
             logger.exception("conversations.turn.count_return_failed", extra=self._log_fields())
             return
         logger.info("conversations.turn.count_returned", extra=self._log_fields())
+
+    def _replay_stored_reply(self, *, lease: TurnLease | None) -> bool:
+        """Set ``reply`` to the stored reply of this turn's idempotency key, if it has one.
+
+        Return whether it did. Raise ``idempotency_key_reused`` when the key's shopper
+        message has another text. Under the ``lease`` a key's message without a reply was
+        left by a stopped turn, so it gets the ``interrupted`` reply, which is replayed.
+        """
+        if self.idempotency_key is None:
+            return False
+        shopper_message = self.conversation.messages.filter(
+            role=Message.Role.USER, idempotency_key=self.idempotency_key
+        ).first()
+        if shopper_message is None:
+            return False
+        if shopper_message.text != self.text:
+            logger.info(
+                "conversations.turn.idempotency_key_reused",
+                extra={**self._log_fields(), "message_id": shopper_message.public_id},
+            )
+            raise IdempotencyKeyReused(
+                "This Idempotency-Key was sent with another message text in this conversation; "
+                "send a new key with each new message."
+            )
+        reply = _reply_to(shopper_message)
+        if reply is None and lease is not None:
+            reply = self._close_abandoned_turn()
+        if reply is None:
+            return False
+        self.reply = reply
+        self.replayed = True
+        logger.info(
+            "conversations.turn.replayed",
+            extra={**self._log_fields(), "message_id": reply.public_id},
+        )
+        return True
 
     def _take_lease(self) -> TurnLease:
         lease = turn_lease_acquire(conversation=self.conversation)
@@ -321,6 +390,7 @@ class ConversationTurn:
             role=Message.Role.USER,
             text=self.text,
             metadata={"language": language},
+            idempotency_key=self.idempotency_key or "",
         )
 
     def _load_cart(self, tools: ShoppingTools) -> None:
@@ -331,22 +401,23 @@ class ConversationTurn:
         """
         tools.cart_load()
 
-    def _close_abandoned_turn(self) -> None:
+    def _close_abandoned_turn(self) -> Message | None:
         """Answer a shopper message whose turn never ended, because its worker stopped.
 
         Such a message is the last one of the conversation, and its turn's lease expired
         before this turn could take it. The reply saved here contains only an
         ``internal_error`` event with reason ``interrupted``, so the history keeps
-        alternating between shopper and assistant.
+        alternating between shopper and assistant. Return that reply, or None when the last
+        message has a reply.
         """
         last = self.conversation.messages.order_by("-created_at", "-pk").first()
         if last is None or last.role != Message.Role.USER:
-            return
+            return None
         sent = [
             events.error(ErrorCode.INTERNAL_ERROR, reason=INTERRUPTED_TURN_LOST),
             events.response_complete(),
         ]
-        Message.objects.create(
+        reply = Message.objects.create(
             tenant=self.conversation.tenant,
             conversation=self.conversation,
             role=Message.Role.ASSISTANT,
@@ -358,6 +429,7 @@ class ConversationTurn:
             "conversations.turn.abandoned_closed",
             extra={**self._log_fields(), "message_id": last.public_id},
         )
+        return reply
 
     def _internal_error(self, error: Exception) -> Event:
         error_id = uuid.uuid4().hex
@@ -408,6 +480,37 @@ def reply_text(sent: list[Event]) -> str:
     if current:
         blocks.append("".join(current))
     return "\n\n".join(blocks)
+
+
+def _replayed_events(reply: Message) -> list[Event]:
+    """Return the stored events of ``reply``, ending with ``response_complete``.
+
+    A reply saved after its client disconnected lacks that last event, which a client
+    waits for before it sends the next message.
+    """
+    stored: list[Event] = list(reply.events)
+    if not stored or stored[-1]["type"] != EventType.RESPONSE_COMPLETE.value:
+        stored.append(events.response_complete())
+    return stored
+
+
+def _reply_to(shopper_message: Message) -> Message | None:
+    """Return the assistant's reply to ``shopper_message``, or None if none was saved.
+
+    A conversation runs one turn at a time, and a turn saves its reply after its shopper
+    message, so the reply is the first assistant message after it.
+    """
+    return (
+        Message.objects.filter(
+            conversation_id=shopper_message.conversation_id, role=Message.Role.ASSISTANT
+        )
+        .filter(
+            Q(created_at__gt=shopper_message.created_at)
+            | Q(created_at=shopper_message.created_at, pk__gt=shopper_message.pk)
+        )
+        .order_by("created_at", "pk")
+        .first()
+    )
 
 
 def _close_iterator(iterator: Iterator[Event]) -> None:

@@ -35,6 +35,7 @@ class ErrorCode(StrEnum):
     TENANT_DAILY_TOKEN_LIMIT = "tenant_daily_token_limit"
     TENANT_MONTHLY_TOKEN_LIMIT = "tenant_monthly_token_limit"
     AGENT_BUSY = "agent_busy"
+    IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"
     SESSION_TOKEN_LIMIT = "session_token_limit"
     MAX_ROUNDS_EXCEEDED = "max_rounds_exceeded"
     MESSAGE_TOO_LARGE = "message_too_large"
@@ -101,6 +102,16 @@ class Conflict(ClientError):
     http_status = status.HTTP_409_CONFLICT
     code = ErrorCode.CONFLICT
     default_detail = "The request conflicts with the current state."
+
+
+class IdempotencyKeyReused(ClientError):
+    """An Idempotency-Key sent again with another request body than the first time."""
+
+    http_status = status.HTTP_422_UNPROCESSABLE_ENTITY
+    code = ErrorCode.IDEMPOTENCY_KEY_REUSED
+    default_detail = (
+        "This Idempotency-Key was sent with another request; send a new key with each new request."
+    )
 
 
 class PayloadTooLarge(ClientError):

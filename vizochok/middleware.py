@@ -63,7 +63,7 @@ CORS_PATH = re.compile(r"^/api/v1/conversations(?:/|$)")
 CORS_ALLOW_METHODS = "GET, POST, OPTIONS"
 # Every request header the chat API reads. Browsers send CORS-safelisted headers, such as
 # Accept-Language, without listing them in a preflight.
-CORS_ALLOW_HEADERS = "Authorization, Content-Type, Accept"
+CORS_ALLOW_HEADERS = "Authorization, Content-Type, Accept, Idempotency-Key"
 # Response headers other than the CORS-safelisted ones (Content-Type among them) that a
 # browser client may read.
 CORS_EXPOSE_HEADERS = "Retry-After"

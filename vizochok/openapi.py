@@ -57,6 +57,7 @@ _ERROR_DESCRIPTIONS = {
     404: "`not_found`: no such object for the caller's tenant.",
     409: "`agent_busy`: another message of this conversation is being processed.",
     413: "`payload_too_large`: the body is over the server's limit (5 MiB), with `max_bytes`.",
+    422: "The request contradicts an earlier one (see `code`).",
     429: "A usage limit was reached. Where it applies, `Retry-After` gives the seconds to wait.",
 }
 

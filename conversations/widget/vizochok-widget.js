@@ -590,6 +590,7 @@
       not_acceptable: "Чат не зміг виконати запит. Оновіть сторінку.",
       length_required: "Чат не зміг надіслати повідомлення. Оновіть сторінку.",
       agent_busy: "Помічник ще відповідає на попереднє повідомлення. Зачекайте трохи.",
+      idempotency_key_reused: "Не вдалося надіслати повідомлення. Надішліть його ще раз.",
       message_too_large: "Повідомлення задовге. Напишіть коротше.",
       payload_too_large: "Запит завеликий. Оновіть сторінку.",
       unsupported_media_type: "Чат не зміг надіслати повідомлення. Оновіть сторінку.",
@@ -619,6 +620,7 @@
       not_acceptable: "The chat could not process the request. Reload the page.",
       length_required: "The chat could not send the message. Reload the page.",
       agent_busy: "The assistant is still answering your previous message. Please wait.",
+      idempotency_key_reused: "The message could not be sent. Send it again.",
       message_too_large: "The message is too long. Write a shorter one.",
       payload_too_large: "The request is too large. Reload the page.",
       unsupported_media_type: "The chat could not send the message. Reload the page.",
@@ -648,6 +650,7 @@
       not_acceptable: "Чат не смог выполнить запрос. Обновите страницу.",
       length_required: "Чат не смог отправить сообщение. Обновите страницу.",
       agent_busy: "Ассистент ещё отвечает на предыдущее сообщение. Подождите немного.",
+      idempotency_key_reused: "Не удалось отправить сообщение. Отправьте его ещё раз.",
       message_too_large: "Сообщение слишком длинное. Напишите короче.",
       payload_too_large: "Запрос слишком большой. Обновите страницу.",
       unsupported_media_type: "Чат не смог отправить сообщение. Обновите страницу.",
@@ -761,16 +764,22 @@
     this.replyTimeoutMs = settings.replyTimeoutMs || REPLY_TIMEOUT_MS;
   }
 
-  ChatClient.prototype._headers = function (accept) {
-    return {
-      Authorization: "Bearer " + this.config.apiKey,
-      "Content-Type": "application/json",
-      Accept: accept,
-    };
+  ChatClient.prototype._headers = function (accept, extraHeaders) {
+    return Object.assign(
+      {
+        Authorization: "Bearer " + this.config.apiKey,
+        "Content-Type": "application/json",
+        Accept: accept,
+      },
+      extraHeaders
+    );
   };
 
-  ChatClient.prototype._request = function (method, path, body, accept, signal) {
-    var init = { method: method, headers: this._headers(accept || "application/json") };
+  ChatClient.prototype._request = function (method, path, body, accept, signal, extraHeaders) {
+    var init = {
+      method: method,
+      headers: this._headers(accept || "application/json", extraHeaders),
+    };
     if (body !== undefined) {
       init.body = JSON.stringify(body);
     }
@@ -840,7 +849,9 @@
    * ends without `response_complete` gets a `stream_interrupted` error and a
    * `response_complete` of the widget's own, and so does a reply that is still unfinished
    * after `replyTimeoutMs`. Rejects with an ApiError for an error response, and with a
-   * `network_error` when no response arrived in time.
+   * `network_error` when no response arrived in time. `idempotencyKey` is sent as the
+   * Idempotency-Key header, so that sending the message again with the same key gets the
+   * stored reply when the server has already processed it.
    */
   ChatClient.prototype.sendMessage = function (conversationId, text, options) {
     var settings = options || {};
@@ -859,7 +870,15 @@
         eventStream.reader.cancel().catch(function () {});
       }
     }, this.replyTimeoutMs);
-    var request = this._request("POST", path, { text: text }, accept, controller && controller.signal);
+    var headers = settings.idempotencyKey ? { "Idempotency-Key": settings.idempotencyKey } : {};
+    var request = this._request(
+      "POST",
+      path,
+      { text: text },
+      accept,
+      controller && controller.signal,
+      headers
+    );
     var outcome = request.then(function (response) {
       if (!response.ok) {
         return checked(response);
@@ -924,6 +943,30 @@
     return this.events;
   };
 
+  /**
+   * Return a new Idempotency-Key: crypto.randomUUID() where it exists (secure contexts),
+   * else 128 bits of crypto.getRandomValues() as hex, else Math.random() in old browsers.
+   */
+  function newIdempotencyKey() {
+    var cryptoApi = globalThis.crypto;
+    if (cryptoApi && typeof cryptoApi.randomUUID === "function") {
+      return cryptoApi.randomUUID();
+    }
+    if (cryptoApi && typeof cryptoApi.getRandomValues === "function") {
+      var bytes = cryptoApi.getRandomValues(new Uint8Array(16));
+      return Array.prototype.map
+        .call(bytes, function (byte) {
+          return (byte + 256).toString(16).slice(1);
+        })
+        .join("");
+    }
+    var parts = [Date.now().toString(36)];
+    for (var index = 0; index < 4; index++) {
+      parts.push(Math.random().toString(36).slice(2, 10));
+    }
+    return parts.join("-");
+  }
+
   function readEventStream(reader, onEvent) {
     var decoder = new TextDecoder("utf-8");
     var parser = new SSEParser();
@@ -982,6 +1025,7 @@
     formatUnitPrice: formatUnitPrice,
     initialState: initialState,
     isHttpUrl: isHttpUrl,
+    newIdempotencyKey: newIdempotencyKey,
     localizeError: localizeError,
     reduceEvent: reduceEvent,
     restoreState: restoreState,
@@ -1109,6 +1153,9 @@
     this.conversationId = null;
     this.connected = false;
     this.messagesSent = 0;
+    // {text, key} of the last message that failed or whose stream broke off. The same text
+    // sent again reuses the key, so the server replays a reply it already made.
+    this.retryMessage = null;
     this.host = null;
     this.nodes = null;
     this.refocusInput = false;
@@ -1245,6 +1292,7 @@
     }
     this.conversationId = null;
     this.messagesSent = 0;
+    this.retryMessage = null;
     this.cartUnknown = false;
     this.cartOpen = false;
     this._storeId(null);
@@ -1448,6 +1496,9 @@
     }
     var widget = this;
     var before = this.state;
+    var retry = this.retryMessage;
+    var key = retry && retry.text === message ? retry.key : newIdempotencyKey();
+    this.retryMessage = null;
     this.state = addShopperMessage(this.state, message);
     this.nodes.input.value = "";
     this._render();
@@ -1456,20 +1507,29 @@
       .then(function (conversationId) {
         return widget.client.sendMessage(conversationId, message, {
           stream: true,
+          idempotencyKey: key,
           onEvent: function (event) {
             widget._onEvent(event);
           },
         });
       })
       .then(
-        function () {
+        function (reply) {
           widget.messagesSent += 1;
+          if (reply.events.some(isStreamInterrupted)) {
+            // The server may have finished the reply after the stream broke.
+            widget.retryMessage = { text: message, key: key };
+          }
         },
         function (error) {
-          widget._onSendFailed(error, before, message);
+          widget._onSendFailed(error, before, message, key);
         }
       );
   };
+
+  function isStreamInterrupted(event) {
+    return event.type === "error" && event.code === "stream_interrupted";
+  }
 
   /**
    * Send a message typed or picked in the panel. The input is disabled during the reply,
@@ -1516,11 +1576,15 @@
     this._render();
   };
 
-  VIZOCHOKWidget.prototype._onSendFailed = function (error, before, message) {
+  VIZOCHOKWidget.prototype._onSendFailed = function (error, before, message, key) {
     // A rejected message is not stored by the server (docs/chat-api.md "Errors"), so the
-    // transcript drops it and the input gets the text back for another try.
-    // NOTE: after a network_error the server may have stored the message and replied, and
-    // the API has no idempotency key, so sending the text again may repeat a cart change.
+    // transcript drops it and the input gets the text back for another try. After a
+    // network_error, or an agent_busy while that message's turn still runs, the server may
+    // have stored it. The same text sent again therefore keeps its key, and the server
+    // replays the stored reply instead of processing the message twice.
+    if (!(error instanceof ApiError && error.code === "idempotency_key_reused")) {
+      this.retryMessage = { text: message, key: key };
+    }
     var info = this._reportError(errorInfo(error));
     this.state = Object.assign({}, before, { busy: false, assistant: this.state.assistant });
     this.state.entries = before.entries.concat([{ role: "error", text: info.message }]);

@@ -72,7 +72,7 @@ def test_documented_error_codes_are_found():
     assert {"invalid_json", "agent_busy", "rate_limit_exceeded", "length_required"} <= codes
     assert {"no_catalog_data", "session_token_limit", "max_rounds_exceeded"} <= codes
     assert {"user_conversation_limit", "tenant_monthly_token_limit"} <= codes
-    assert len(codes) == 23
+    assert len(codes) == 24
 
 
 @pytest.mark.parametrize("language", LANGUAGES)

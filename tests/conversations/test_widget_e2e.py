@@ -108,6 +108,8 @@ def test_widget_client_chats_with_offline_assistant(
     assert result["busy"] is False
     assert result["cart"] == {"items": [MILK_LACTEL_LINE, MILK_HALYCHYNA_LINE], "total": 87.9}
     assert result["entryRoles"] == ["user", "assistant"] * 3
+    # The replayed add has the first add's events, and the merchant's cart below is unchanged.
+    assert result["replayTypes"] == first["types"]
 
     assert result["restoredAssistant"] == "offline"
     assert result["restoredCart"] == result["cart"]

@@ -55,7 +55,9 @@ def test_preflight_is_answered_without_a_key(tenant, path):
     assert "Content-Type" not in response
     assert response["Access-Control-Allow-Origin"] == ORIGIN
     assert response["Access-Control-Allow-Methods"] == "GET, POST, OPTIONS"
-    assert response["Access-Control-Allow-Headers"] == "Authorization, Content-Type, Accept"
+    assert response["Access-Control-Allow-Headers"] == (
+        "Authorization, Content-Type, Accept, Idempotency-Key"
+    )
     assert response["Access-Control-Max-Age"] == "7200"
     assert response["Vary"] == "Origin"
     assert "Access-Control-Allow-Credentials" not in response

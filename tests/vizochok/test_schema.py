@@ -185,7 +185,7 @@ def test_error_statuses_use_error_component(document):
         (
             "post",
             "/api/v1/conversations/{conversation_id}/messages",
-            {"200", "400", "401", "403", "404", "409", "413", "429"},
+            {"200", "400", "401", "403", "404", "409", "413", "422", "429"},
         ),
     ],
 )
@@ -237,6 +237,16 @@ def test_message_reply_can_stream(document):
         "$ref": "#/components/schemas/ChatEvent"
     }
     assert content["application/json"]["schema"] == {"$ref": "#/components/schemas/MessageReply"}
+
+
+def test_message_lists_idempotency_key_header(document):
+    operation = document["paths"]["/api/v1/conversations/{conversation_id}/messages"]["post"]
+
+    [header] = [parameter for parameter in operation["parameters"] if parameter["in"] == "header"]
+    assert header["name"] == "Idempotency-Key"
+    # OpenAPI 3.1 reads a parameter without "required" as optional.
+    assert "required" not in header
+    assert header["schema"] == {"type": "string"}
 
 
 def test_product_upload_body_lists_products(document):

@@ -504,3 +504,40 @@ test("request without response times out", async () => {
     }
   );
 });
+
+test("message sends its idempotency key", async () => {
+  const config = core.validateConfig(VALID, BASE);
+  const { fetch, requests } = fakeFetch('{"events": []}', "application/json");
+
+  await new core.ChatClient(config, { fetch }).sendMessage("conv_1", "hi", {
+    idempotencyKey: "key-1",
+  });
+  await new core.ChatClient(config, { fetch }).sendMessage("conv_1", "hi", {});
+
+  assert.equal(requests[0].init.headers["Idempotency-Key"], "key-1");
+  assert.equal("Idempotency-Key" in requests[1].init.headers, false);
+  assert.equal(requests[1].init.headers.Authorization, "Bearer pk_live_abc");
+});
+
+test("idempotency keys are random", () => {
+  const keys = new Set([core.newIdempotencyKey(), core.newIdempotencyKey()]);
+  assert.equal(keys.size, 2);
+  keys.forEach((key) => assert.match(key, /^[0-9a-f-]{36}$/));
+});
+
+test("idempotency key without randomUUID", (context) => {
+  const crypto = globalThis.crypto;
+  context.after(() => Object.defineProperty(globalThis, "crypto", { value: crypto, configurable: true }));
+
+  Object.defineProperty(globalThis, "crypto", {
+    value: { getRandomValues: (bytes) => crypto.getRandomValues(bytes) },
+    configurable: true,
+  });
+  const fromRandomValues = core.newIdempotencyKey();
+  Object.defineProperty(globalThis, "crypto", { value: undefined, configurable: true });
+  const fromMathRandom = core.newIdempotencyKey();
+
+  assert.match(fromRandomValues, /^[0-9a-f]{32}$/);
+  assert.match(fromMathRandom, /^[0-9a-z]+(-[0-9a-z]+){4}$/);
+  assert.ok(fromMathRandom.length <= 255);
+});

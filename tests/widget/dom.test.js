@@ -400,3 +400,124 @@ test("dom unmount during restore connects nothing", async () => {
   assert.equal(widget.connected, false);
   assert.equal(widget.restoring, null);
 });
+
+/** Return a fetch that fails the messages whose number is in `failing` with a network error. */
+function keyedFetch(keys, failing) {
+  let messages = 0;
+  return async (url, init) => {
+    if (url.endsWith("/api/v1/conversations")) {
+      return response(201, { conversation_id: "conv_1", assistant: "offline" });
+    }
+    messages += 1;
+    keys.push(init.headers["Idempotency-Key"]);
+    if (failing.includes(messages)) {
+      throw new TypeError("Failed to fetch");
+    }
+    return response(200, { message_id: "msg_" + messages, events: REPLY });
+  };
+}
+
+test("dom resend after network error keeps key", async () => {
+  const keys = [];
+  const dom = loadWidget(keyedFetch(keys, [1]));
+  const widget = new dom.VIZOCHOKWidget({ apiKey: "pk_test", storeId: "store-1" }).mount();
+  widget.open();
+
+  widget.send("milk");
+  await settle();
+  widget.send("milk");
+  await settle();
+  widget.send("milk");
+  await settle();
+
+  assert.equal(keys.length, 3);
+  assert.equal(keys[1], keys[0]);
+  assert.notEqual(keys[2], keys[1]);
+  assert.equal(typeof keys[0], "string");
+  assert.ok(keys[0].length > 0);
+});
+
+test("dom other text after network error gets new key", async () => {
+  const keys = [];
+  const dom = loadWidget(keyedFetch(keys, [1]));
+  const widget = new dom.VIZOCHOKWidget({ apiKey: "pk_test", storeId: "store-1" }).mount();
+  widget.open();
+
+  widget.send("milk");
+  await settle();
+  widget.send("bread");
+  await settle();
+
+  assert.equal(keys.length, 2);
+  assert.notEqual(keys[1], keys[0]);
+});
+
+test("dom resend after busy keeps key", async () => {
+  const keys = [];
+  let messages = 0;
+  const dom = loadWidget(async (url, init) => {
+    if (url.endsWith("/api/v1/conversations")) {
+      return response(201, { conversation_id: "conv_1", assistant: "offline" });
+    }
+    messages += 1;
+    keys.push(init.headers["Idempotency-Key"]);
+    if (messages === 1) {
+      throw new TypeError("Failed to fetch");
+    }
+    if (messages === 2) {
+      return response(409, { detail: "busy", code: "agent_busy" });
+    }
+    return response(200, { message_id: "msg_1", events: REPLY });
+  });
+  const widget = new dom.VIZOCHOKWidget({ apiKey: "pk_test", storeId: "store-1" }).mount();
+  widget.open();
+
+  for (let attempt = 0; attempt < 3; attempt++) {
+    widget.send("milk");
+    await settle();
+  }
+
+  assert.equal(keys.length, 3);
+  assert.equal(keys[1], keys[0]);
+  assert.equal(keys[2], keys[0]);
+});
+
+test("dom resend after interrupted stream keeps key", async () => {
+  const keys = [];
+  let messages = 0;
+  const dom = loadWidget(async (url, init) => {
+    if (url.endsWith("/api/v1/conversations")) {
+      return response(201, { conversation_id: "conv_1", assistant: "offline" });
+    }
+    messages += 1;
+    keys.push(init.headers["Idempotency-Key"]);
+    const events = messages === 1 ? [{ type: "text_delta", delta: "Mi" }] : REPLY;
+    return response(200, { message_id: "msg_1", events });
+  });
+  const widget = new dom.VIZOCHOKWidget({ apiKey: "pk_test", storeId: "store-1" }).mount();
+  widget.open();
+
+  widget.send("milk");
+  await settle();
+  widget.send("milk");
+  await settle();
+
+  assert.equal(keys.length, 2);
+  assert.equal(keys[1], keys[0]);
+});
+
+test("dom new session forgets the failed key", async () => {
+  const keys = [];
+  const dom = loadWidget(keyedFetch(keys, [1]));
+  const widget = new dom.VIZOCHOKWidget({ apiKey: "pk_test", storeId: "store-1" }).mount();
+  widget.open();
+
+  widget.send("milk");
+  await settle();
+  widget.endSession();
+  widget.send("milk");
+  await settle();
+
+  assert.equal(keys.length, 2);
+  assert.notEqual(keys[1], keys[0]);
+});

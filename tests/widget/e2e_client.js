@@ -31,12 +31,16 @@ async function main() {
 
   // Press the add button of every card in turn, without streaming.
   result.adds = [];
+  const sentKeys = [];
   for (const card of cards.flatMap((part) => part.items)) {
     const text = core.addMessageText(card, language);
     state = core.addShopperMessage(state, text);
     const cartEvents = [];
+    const idempotencyKey = core.newIdempotencyKey();
+    sentKeys.push({ text, idempotencyKey });
     const reply = await client.sendMessage(id, text, {
       stream: false,
+      idempotencyKey,
       onEvent: (event) => {
         state = core.reduceEvent(state, event);
         if (event.type === "cart_changed") {
@@ -54,6 +58,13 @@ async function main() {
   result.busy = state.busy;
   result.cart = state.cart;
   result.entryRoles = state.entries.map((entry) => entry.role);
+
+  // Send the first add again with its key, as after a lost response, as a stream.
+  const replayed = await client.sendMessage(id, sentKeys[0].text, {
+    stream: true,
+    idempotencyKey: sentKeys[0].idempotencyKey,
+  });
+  result.replayTypes = replayed.events.map((event) => event.type);
 
   const restored = core.restoreState(await client.getConversation(id));
   result.restoredAssistant = restored.assistant;
