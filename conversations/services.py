@@ -12,7 +12,7 @@ from django.db.models import Q
 
 from conversations import events
 from conversations.assistants import Assistant, HistoryEntry, Turn, get_assistant
-from conversations.events import Event, EventType
+from conversations.events import CartSnapshot, Event, EventType
 from conversations.identity import ANONYMOUS_SESSION_PREFIX, ShopperIdentity
 from conversations.language import UKRAINIAN, detect_language
 from conversations.leases import TurnLease, turn_lease_acquire
@@ -121,7 +121,8 @@ class ConversationTurn:
 
     With an ``idempotency_key`` that a shopper message of this conversation was stored with,
     the turn is a replay: ``start`` takes no limit and ``events`` yields the stored reply's
-    events, with no assistant or webhook call. ``start`` raises ``idempotency_key_reused``
+    events with the current cart in the last ``cart_changed``, with no assistant or webhook
+    call. ``start`` raises ``idempotency_key_reused``
     when that message has another text, and ``agent_busy`` while its turn still runs.
     """
 
@@ -187,7 +188,7 @@ class ConversationTurn:
     def events(self) -> Generator[Event, None, None]:
         """Yield the events of the reply; ``start`` must have succeeded."""
         if self.replayed:
-            yield from _replayed_events(self.reply_message())
+            yield from _replayed_events(self.reply_message(), cart=self.conversation.cart)
             return
         lease = self._lease
         if lease is None:
@@ -482,13 +483,25 @@ def reply_text(sent: list[Event]) -> str:
     return "\n\n".join(blocks)
 
 
-def _replayed_events(reply: Message) -> list[Event]:
+def _replayed_events(reply: Message, *, cart: CartSnapshot) -> list[Event]:
     """Return the stored events of ``reply``, ending with ``response_complete``.
 
     A reply saved after its client disconnected lacks that last event, which a client
-    waits for before it sends the next message.
+    waits for before it sends the next message. The last ``cart_changed`` event gets the
+    ``items`` and ``total`` of ``cart``, the conversation's cart now. A client shows the cart
+    of the last such event, and later turns may have changed the cart since the reply.
     """
     stored: list[Event] = list(reply.events)
+    changes = [
+        index for index, event in enumerate(stored) if event["type"] == EventType.CART_CHANGED.value
+    ]
+    if changes:
+        last = changes[-1]
+        stored[last] = {
+            **stored[last],
+            "items": [dict(item) for item in cart["items"]],
+            "total": cart["total"],
+        }
     if not stored or stored[-1]["type"] != EventType.RESPONSE_COMPLETE.value:
         stored.append(events.response_complete())
     return stored

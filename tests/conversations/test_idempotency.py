@@ -67,6 +67,49 @@ def test_replay_returns_the_stored_reply(chat_client, merchant, shopper_conversa
     assert shopper_conversation.turn_started_at is None
 
 
+def test_replay_sends_the_current_cart(chat_client, merchant, shopper_conversation):
+    first = post(chat_client, shopper_conversation, "додай перший")
+    post(chat_client, shopper_conversation, "додай перший", key="second-key")
+    stored = Message.objects.get(public_id=first.json()["message_id"]).events
+
+    again = post(chat_client, shopper_conversation, "додай перший")
+
+    assert again.status_code == 200
+    assert again.json()["message_id"] == first.json()["message_id"]
+    replayed = again.json()["events"]
+    first_events = first.json()["events"]
+    assert [event["type"] for event in replayed] == [event["type"] for event in first_events]
+    change = next(event for event in replayed if event["type"] == "cart_changed")
+    first_change = next(event for event in first_events if event["type"] == "cart_changed")
+    assert first_change["total"] == 45.9
+    assert [item["quantity"] for item in first_change["items"]] == [1]
+    assert change["total"] == 91.8
+    assert [(item["sku"], item["quantity"]) for item in change["items"]] == [("milk-001", 2)]
+    assert change["action"] == "item_selected"
+    assert change["quantity"] == 1
+    shopper_conversation.refresh_from_db()
+    assert change["items"] == shopper_conversation.cart["items"]
+    assert Message.objects.get(public_id=first.json()["message_id"]).events == stored
+    assert [body["quantity"] for body in cart_posts(merchant)] == [1, 1]
+
+
+def test_stream_replay_sends_the_current_cart(chat_client, merchant, shopper_conversation):
+    first = post(chat_client, shopper_conversation, "додай перший")
+    post(chat_client, shopper_conversation, "додай перший", key="second-key")
+
+    response = post(
+        chat_client, shopper_conversation, "додай перший", HTTP_ACCEPT="text/event-stream"
+    )
+
+    replayed = sse_events(stream_body(response))
+    assert [event["type"] for event in replayed] == [
+        event["type"] for event in first.json()["events"]
+    ]
+    change = next(event for event in replayed if event["type"] == "cart_changed")
+    assert change["total"] == 91.8
+    assert replayed[-1] == {"type": "response_complete"}
+
+
 def test_replay_is_not_rate_limited(chat_client, tenant, shopper_conversation):
     tenant.assistant_settings.rate_limit_messages = 1
     tenant.assistant_settings.save()
