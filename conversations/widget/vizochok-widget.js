@@ -1153,8 +1153,10 @@
     this.conversationId = null;
     this.connected = false;
     this.messagesSent = 0;
-    // {text, key} of the last message that failed or whose stream broke off. The same text
-    // sent again reuses the key, so the server replays a reply it already made.
+    // {text, key, counted} of the last message that failed or whose stream broke off. The
+    // same text sent again reuses the key, so the server replays a reply it already made.
+    // `counted` is true once messagesSent counts the message, so a replay does not count it
+    // again.
     this.retryMessage = null;
     this.host = null;
     this.nodes = null;
@@ -1497,7 +1499,11 @@
     var widget = this;
     var before = this.state;
     var retry = this.retryMessage;
-    var key = retry && retry.text === message ? retry.key : newIdempotencyKey();
+    if (retry && retry.text !== message) {
+      retry = null;
+    }
+    var key = retry ? retry.key : newIdempotencyKey();
+    var counted = retry ? retry.counted : false;
     this.retryMessage = null;
     this.state = addShopperMessage(this.state, message);
     this.nodes.input.value = "";
@@ -1515,14 +1521,16 @@
       })
       .then(
         function (reply) {
-          widget.messagesSent += 1;
+          if (!counted) {
+            widget.messagesSent += 1;
+          }
           if (reply.events.some(isStreamInterrupted)) {
             // The server may have finished the reply after the stream broke.
-            widget.retryMessage = { text: message, key: key };
+            widget.retryMessage = { text: message, key: key, counted: true };
           }
         },
         function (error) {
-          widget._onSendFailed(error, before, message, key);
+          widget._onSendFailed(error, before, message, { key: key, counted: counted });
         }
       );
   };
@@ -1576,14 +1584,14 @@
     this._render();
   };
 
-  VIZOCHOKWidget.prototype._onSendFailed = function (error, before, message, key) {
+  VIZOCHOKWidget.prototype._onSendFailed = function (error, before, message, attempt) {
     // A rejected message is not stored by the server (docs/chat-api.md "Errors"), so the
     // transcript drops it and the input gets the text back for another try. After a
     // network_error, or an agent_busy while that message's turn still runs, the server may
     // have stored it. The same text sent again therefore keeps its key, and the server
     // replays the stored reply instead of processing the message twice.
     if (!(error instanceof ApiError && error.code === "idempotency_key_reused")) {
-      this.retryMessage = { text: message, key: key };
+      this.retryMessage = { text: message, key: attempt.key, counted: attempt.counted };
     }
     var info = this._reportError(errorInfo(error));
     this.state = Object.assign({}, before, { busy: false, assistant: this.state.assistant });

@@ -506,6 +506,46 @@ test("dom resend after interrupted stream keeps key", async () => {
   assert.equal(keys[1], keys[0]);
 });
 
+test("dom replay after interrupted stream counts once", async () => {
+  const keys = [];
+  let messages = 0;
+  const dom = loadWidget(async (url, init) => {
+    if (url.endsWith("/api/v1/conversations")) {
+      return response(201, { conversation_id: "conv_1", assistant: "offline" });
+    }
+    messages += 1;
+    keys.push(init.headers["Idempotency-Key"]);
+    if (messages === 2) {
+      throw new TypeError("Failed to fetch");
+    }
+    const events = messages === 1 ? [{ type: "text_delta", delta: "Mi" }] : REPLY;
+    return response(200, { message_id: "msg_1", events });
+  });
+  const summaries = [];
+  const widget = new dom.VIZOCHOKWidget({
+    apiKey: "pk_test",
+    storeId: "store-1",
+    onSessionComplete: (summary) => summaries.push(summary),
+  }).mount();
+  widget.open();
+
+  for (let attempt = 0; attempt < 3; attempt++) {
+    widget.send("milk");
+    await settle();
+  }
+  assert.equal(widget.messagesSent, 1);
+  widget.send("bread");
+  await settle();
+  widget.endSession();
+
+  assert.equal(keys.length, 4);
+  assert.equal(keys[1], keys[0]);
+  assert.equal(keys[2], keys[0]);
+  assert.notEqual(keys[3], keys[0]);
+  assert.equal(summaries.length, 1);
+  assert.equal(summaries[0].messagesSent, 2);
+});
+
 test("dom new session forgets the failed key", async () => {
   const keys = [];
   const dom = loadWidget(keyedFetch(keys, [1]));
