@@ -155,3 +155,31 @@ def test_lost_response_is_replayed(live_server, public_key, shop, conversation, 
     assert len(llm.requests) == 2
     assert len(cart_posts(shop)) == 1
     assert shop.store.cart_items(STORE_ID, SESSION_ID)[0]["quantity"] == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_header_sent_twice_is_one_key(live_server, public_key, conversation, llm):
+    llm.add(reply("Привіт! Чим можу допомогти?"))
+    url = urlsplit(live_server.url)
+    body = json.dumps({"text": "привіт"}).encode()
+    statuses = []
+    for _ in range(2):
+        connection = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
+        connection.putrequest("POST", MESSAGES_URL.format(conversation.public_id))
+        connection.putheader("Authorization", f"Bearer {public_key.raw_key}")
+        connection.putheader("Content-Type", "application/json")
+        connection.putheader("Content-Length", str(len(body)))
+        connection.putheader("Idempotency-Key", "k1")
+        connection.putheader("Idempotency-Key", "k2")
+        connection.endheaders(body)
+        response = connection.getresponse()
+        response.read()
+        statuses.append(response.status)
+        connection.close()
+
+    assert statuses == [200, 200]
+    assert len(llm.requests) == 1
+    assert list(Message.objects.order_by("created_at").values_list("role", "idempotency_key")) == [
+        ("user", "k1,k2"),
+        ("assistant", ""),
+    ]
