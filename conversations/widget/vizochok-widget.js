@@ -1156,7 +1156,8 @@
     // {text, key, counted} of the last message that failed or whose stream broke off. The
     // same text sent again reuses the key, so the server replays a reply it already made.
     // `counted` is true once messagesSent counts the message, so a replay does not count it
-    // again.
+    // again. NOTE: it is kept in memory only, so after a page reload the same text gets a new
+    // key, and a message whose turn was still running then can be processed twice.
     this.retryMessage = null;
     this.host = null;
     this.nodes = null;

@@ -1,5 +1,6 @@
 """Idempotency keys of shopper messages: replays, reused keys, isolation and invalid headers."""
 
+import unicodedata
 from datetime import timedelta
 
 import pytest
@@ -132,6 +133,29 @@ def test_replay_compares_the_stored_text(chat_client, shopper_conversation):
     assert again.status_code == 200
     assert again.json() == first.json()
     assert shopper_conversation.messages.count() == 2
+
+
+@pytest.mark.parametrize(
+    ("_case", "first_text", "again_text"),
+    [
+        ("decomposed", "йогурт", unicodedata.normalize("NFD", "йогурт")),
+        ("inner whitespace", "білий хліб", "білий  хліб"),
+        ("no-break space", "білий хліб", "білий\u00a0хліб"),
+    ],
+)
+def test_replay_text_is_compared_exactly(
+    chat_client, shopper_conversation, _case, first_text, again_text
+):
+    assert again_text != first_text
+    post(chat_client, shopper_conversation, first_text)
+    counts_before = daily_counts()
+
+    response = post(chat_client, shopper_conversation, again_text)
+
+    assert response.status_code == 422
+    assert response.json()["code"] == "idempotency_key_reused"
+    assert shopper_conversation.messages.count() == 2
+    assert daily_counts() == counts_before
 
 
 def test_message_without_key_is_processed_again(chat_client, shopper_conversation):
