@@ -168,7 +168,8 @@ class ConversationTurn:
             self._lease_release_logged(lease)
             raise
         if replayed:
-            lease.release()
+            # The reply is stored, so a failed release does not fail the replay.
+            self._lease_release_logged(lease)
             return
         try:
             self._counted_day = message_limits_take(conversation=self.conversation)
