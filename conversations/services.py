@@ -120,10 +120,10 @@ class ConversationTurn:
     that ``start`` took, so a message that was not stored is not counted.
 
     With an ``idempotency_key`` that a shopper message of this conversation was stored with,
-    the turn is a replay: ``start`` takes no limit and ``events`` yields the stored reply's
-    events with the current cart in the last ``cart_changed``, with no assistant or webhook
-    call. ``start`` raises ``idempotency_key_reused``
-    when that message has another text, and ``agent_busy`` while its turn still runs.
+    the turn is a replay. ``start`` then takes no limit, and ``events`` yields the stored
+    reply's events with the current cart in the last ``cart_changed``, calling no assistant
+    or webhook. ``start`` raises ``idempotency_key_reused`` when that message has another
+    text, and ``agent_busy`` while its turn still runs.
     """
 
     conversation: Conversation

@@ -51,7 +51,8 @@ class RejectUnreadableRequestBodies:
                 ),
                 status=415,
             )
-            # RFC 9110, section 12.5.3: the codings that a request may use.
+            # RFC 9110, section 15.5.16: a 415 caused by a content coding names the codings
+            # that the server accepts in Accept-Encoding.
             response["Accept-Encoding"] = "identity"
             return response
         return self.get_response(request)

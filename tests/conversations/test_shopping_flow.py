@@ -657,9 +657,7 @@ def test_add_under_price_asks_which(chat_client, merchant, shopper_conversation)
     assert shopper_conversation.state["offline"]["pending"] is None
 
 
-def test_out_of_stock_pick_shows_alternatives_within_price_limit(
-    chat_client, merchant, shopper_conversation
-):
+def test_out_of_stock_pick_none_within_limit(chat_client, merchant, shopper_conversation):
     send(chat_client, shopper_conversation, "додай молоко до 50 грн")
     merchant.store.stock_update("milk-002", in_stock=False)
     merchant.store.stock_update("milk-001", price=60.0)
@@ -677,9 +675,7 @@ def test_out_of_stock_pick_shows_alternatives_within_price_limit(
     assert shopper_conversation.cart == {"items": [], "total": 0.0}
 
 
-def test_out_of_stock_pick_lists_alternatives_within_price_limit(
-    chat_client, merchant, shopper_conversation
-):
+def test_out_of_stock_pick_keeps_price_limit(chat_client, merchant, shopper_conversation):
     send(chat_client, shopper_conversation, "додай молоко до 50 грн")
     merchant.store.stock_update("milk-002", in_stock=False)
 

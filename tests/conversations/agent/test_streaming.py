@@ -1,5 +1,6 @@
 """Server-Sent Events on the message endpoint, through the test client and a live server."""
 
+import contextlib
 import http.client
 import json
 import logging
@@ -7,6 +8,7 @@ import socket
 import struct
 import threading
 import time
+from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import pytest
@@ -400,20 +402,31 @@ def _take_over_during_the_model_call(llm, conversation) -> None:
         db.connection.close()
 
 
+@contextlib.contextmanager
+def _lease_taken_over_during_the_model_call(llm, conversation) -> Iterator[None]:
+    """Take the lease in a thread while the model request of the block's turn runs."""
+    taking_over = threading.Thread(
+        target=_take_over_during_the_model_call, args=(llm, conversation)
+    )
+    taking_over.start()
+    try:
+        yield
+    finally:
+        taking_over.join(timeout=15)
+
+
 @pytest.mark.django_db(transaction=True)
 def test_lease_lost_json_reply_has_error_id(
     live_server, public_key, shop, conversation, llm, caplog
 ):
     llm.add(reply("Привіт!", delay=1.0))
-    taking_over = threading.Thread(
-        target=_take_over_during_the_model_call, args=(llm, conversation)
-    )
-    taking_over.start()
 
-    with caplog.at_level(logging.ERROR):
+    with (
+        _lease_taken_over_during_the_model_call(llm, conversation),
+        caplog.at_level(logging.ERROR),
+    ):
         response = _post_live(_connection(live_server), conversation, public_key.raw_key, "привіт")
         body = json.loads(response.read())
-    taking_over.join(timeout=15)
 
     assert response.status == 500
     assert body == {
@@ -432,17 +445,15 @@ def test_lease_lost_stream_ends_with_error(
     live_server, public_key, shop, conversation, llm, caplog
 ):
     llm.add(reply("Привіт!", delay=1.0))
-    taking_over = threading.Thread(
-        target=_take_over_during_the_model_call, args=(llm, conversation)
-    )
-    taking_over.start()
 
-    with caplog.at_level(logging.ERROR):
+    with (
+        _lease_taken_over_during_the_model_call(llm, conversation),
+        caplog.at_level(logging.ERROR),
+    ):
         response = _post_live(
             _connection(live_server), conversation, public_key.raw_key, "привіт", SSE
         )
         sent = sse_events(response.read().decode())
-    taking_over.join(timeout=15)
 
     assert response.status == 200
     error_id = sent[-2]["error_id"]
