@@ -401,8 +401,12 @@ test("dom unmount during restore connects nothing", async () => {
   assert.equal(widget.restoring, null);
 });
 
-/** Return a fetch that fails the messages whose number is in `failing` with a network error. */
-function keyedFetch(keys, failing) {
+/**
+ * Return a fetch that records each message's Idempotency-Key. The messages whose number is
+ * in `failing` fail with a network error, and those in `interrupted` get a reply that stops
+ * before `response_complete`.
+ */
+function keyedFetch(keys, failing, interrupted = []) {
   let messages = 0;
   return async (url, init) => {
     if (url.endsWith("/api/v1/conversations")) {
@@ -413,7 +417,8 @@ function keyedFetch(keys, failing) {
     if (failing.includes(messages)) {
       throw new TypeError("Failed to fetch");
     }
-    return response(200, { message_id: "msg_" + messages, events: REPLY });
+    const events = interrupted.includes(messages) ? [{ type: "text_delta", delta: "Mi" }] : REPLY;
+    return response(200, { message_id: "msg_" + messages, events });
   };
 }
 
@@ -484,16 +489,7 @@ test("dom resend after busy keeps key", async () => {
 
 test("dom resend after interrupted stream keeps key", async () => {
   const keys = [];
-  let messages = 0;
-  const dom = loadWidget(async (url, init) => {
-    if (url.endsWith("/api/v1/conversations")) {
-      return response(201, { conversation_id: "conv_1", assistant: "offline" });
-    }
-    messages += 1;
-    keys.push(init.headers["Idempotency-Key"]);
-    const events = messages === 1 ? [{ type: "text_delta", delta: "Mi" }] : REPLY;
-    return response(200, { message_id: "msg_1", events });
-  });
+  const dom = loadWidget(keyedFetch(keys, [], [1]));
   const widget = new dom.VIZOCHOKWidget({ apiKey: "pk_test", storeId: "store-1" }).mount();
   widget.open();
 
@@ -508,19 +504,7 @@ test("dom resend after interrupted stream keeps key", async () => {
 
 test("dom replay after interrupted stream counts once", async () => {
   const keys = [];
-  let messages = 0;
-  const dom = loadWidget(async (url, init) => {
-    if (url.endsWith("/api/v1/conversations")) {
-      return response(201, { conversation_id: "conv_1", assistant: "offline" });
-    }
-    messages += 1;
-    keys.push(init.headers["Idempotency-Key"]);
-    if (messages === 2) {
-      throw new TypeError("Failed to fetch");
-    }
-    const events = messages === 1 ? [{ type: "text_delta", delta: "Mi" }] : REPLY;
-    return response(200, { message_id: "msg_1", events });
-  });
+  const dom = loadWidget(keyedFetch(keys, [2], [1]));
   const summaries = [];
   const widget = new dom.VIZOCHOKWidget({
     apiKey: "pk_test",
