@@ -55,6 +55,8 @@
   var USER_ID_MAX_LENGTH = 200;
   var USER_TOKEN_MAX_LENGTH = 200;
   var STORAGE_PREFIX = "vizochok.conversation.v1:";
+  // The message whose reply may be lost, as JSON {text, key}, under the same suffix.
+  var PENDING_PREFIX = "vizochok.pending.v1:";
   var HISTORY_LIMIT = 50;
   // Milliseconds a message's reply may take, from the request to its last event, before the
   // widget gives up. The server's longest reply takes about 131 s (docs/streaming.md) and it
@@ -223,10 +225,13 @@
     };
   }
 
-  /** Return the sessionStorage key of the conversation of one key, store and shopper. */
-  function storageKey(config) {
+  /**
+   * Return the sessionStorage key of the conversation of one key, store and shopper, or with
+   * `prefix`, of another value kept for them.
+   */
+  function storageKey(config, prefix) {
     return (
-      STORAGE_PREFIX +
+      (prefix || STORAGE_PREFIX) +
       JSON.stringify([config.apiBase, config.apiKey, config.storeId, config.userId || null])
     );
   }
@@ -1153,11 +1158,10 @@
     this.conversationId = null;
     this.connected = false;
     this.messagesSent = 0;
-    // {text, key, counted} of the last message that failed or whose stream broke off. The
-    // same text sent again reuses the key, so the server replays a reply it already made.
-    // `counted` is true once messagesSent counts the message, so a replay does not count it
-    // again. NOTE: it is kept in memory only, so after a page reload the same text gets a new
-    // key, and a message whose turn was still running then can be processed twice.
+    // {text, key, counted} of the message in flight, or of the last one that failed or whose
+    // stream broke off. The same text sent again reuses the key, so the server replays a
+    // reply it already made. `counted` is true once messagesSent counts the message, so a
+    // replay does not count it again. sessionStorage keeps text and key for a page reload.
     this.retryMessage = null;
     this.host = null;
     this.nodes = null;
@@ -1178,25 +1182,59 @@
     }
   };
 
-  VIZOCHOKWidget.prototype._storedId = function () {
+  VIZOCHOKWidget.prototype._storedValue = function (prefix) {
     var storage = this._storage();
-    return storage ? storage.getItem(storageKey(this.config)) : null;
+    return storage ? storage.getItem(storageKey(this.config, prefix)) : null;
   };
 
-  VIZOCHOKWidget.prototype._storeId = function (conversationId) {
+  /** Keep a string under `prefix`, or forget it when `value` is null. */
+  VIZOCHOKWidget.prototype._storeValue = function (prefix, value) {
     var storage = this._storage();
     if (!storage) {
       return;
     }
     try {
-      if (conversationId) {
-        storage.setItem(storageKey(this.config), conversationId);
+      if (value) {
+        storage.setItem(storageKey(this.config, prefix), value);
       } else {
-        storage.removeItem(storageKey(this.config));
+        storage.removeItem(storageKey(this.config, prefix));
       }
     } catch (error) {
-      // A full or blocked storage: the id stays in memory, so a reload starts a new chat.
+      // A full or blocked storage: the value stays in memory and is gone after a reload.
     }
+  };
+
+  VIZOCHOKWidget.prototype._storedId = function () {
+    return this._storedValue(STORAGE_PREFIX);
+  };
+
+  VIZOCHOKWidget.prototype._storeId = function (conversationId) {
+    this._storeValue(STORAGE_PREFIX, conversationId);
+  };
+
+  /** Set retryMessage and store its text and key for a page reload. Null removes both. */
+  VIZOCHOKWidget.prototype._setRetryMessage = function (retry) {
+    this.retryMessage = retry;
+    var stored = retry ? JSON.stringify({ text: retry.text, key: retry.key }) : null;
+    this._storeValue(PENDING_PREFIX, stored);
+  };
+
+  /**
+   * Return the retryMessage that an earlier page kept, or null. This page has not counted
+   * it in messagesSent.
+   */
+  VIZOCHOKWidget.prototype._storedRetryMessage = function () {
+    var value = this._storedValue(PENDING_PREFIX);
+    var stored = null;
+    try {
+      stored = value ? JSON.parse(value) : null;
+    } catch (error) {
+      // Not written by this widget: ignored, like a missing value.
+    }
+    if (!stored || typeof stored.text !== "string" || typeof stored.key !== "string") {
+      return null;
+    }
+    return { text: stored.text, key: stored.key, counted: false };
   };
 
   /** Insert the widget into the page (document.body by default) and restore a stored
@@ -1226,6 +1264,7 @@
     (target || document.body).appendChild(host);
     this._render();
 
+    this.retryMessage = this._storedRetryMessage();
     var storedId = this._storedId();
     if (storedId) {
       this._restore(storedId);
@@ -1295,7 +1334,7 @@
     }
     this.conversationId = null;
     this.messagesSent = 0;
-    this.retryMessage = null;
+    this._setRetryMessage(null);
     this.cartUnknown = false;
     this.cartOpen = false;
     this._storeId(null);
@@ -1505,7 +1544,8 @@
     }
     var key = retry ? retry.key : newIdempotencyKey();
     var counted = retry ? retry.counted : false;
-    this.retryMessage = null;
+    // Kept until the reply is complete, so that a page reload during the reply keeps the key.
+    this._setRetryMessage({ text: message, key: key, counted: counted });
     this.state = addShopperMessage(this.state, message);
     this.nodes.input.value = "";
     this._render();
@@ -1527,7 +1567,9 @@
           }
           if (reply.events.some(isStreamInterrupted)) {
             // The server may have finished the reply after the stream broke.
-            widget.retryMessage = { text: message, key: key, counted: true };
+            widget._setRetryMessage({ text: message, key: key, counted: true });
+          } else {
+            widget._setRetryMessage(null);
           }
         },
         function (error) {
@@ -1591,8 +1633,10 @@
     // network_error, or an agent_busy while that message's turn still runs, the server may
     // have stored it. The same text sent again therefore keeps its key, and the server
     // replays the stored reply instead of processing the message twice.
-    if (!(error instanceof ApiError && error.code === "idempotency_key_reused")) {
-      this.retryMessage = { text: message, key: attempt.key, counted: attempt.counted };
+    if (error instanceof ApiError && error.code === "idempotency_key_reused") {
+      this._setRetryMessage(null);
+    } else {
+      this._setRetryMessage({ text: message, key: attempt.key, counted: attempt.counted });
     }
     var info = this._reportError(errorInfo(error));
     this.state = Object.assign({}, before, { busy: false, assistant: this.state.assistant });

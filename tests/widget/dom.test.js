@@ -545,3 +545,132 @@ test("dom new session forgets the failed key", async () => {
   assert.equal(keys.length, 2);
   assert.notEqual(keys[1], keys[0]);
 });
+
+/**
+ * Return a fetch for a widget that a page reload mounts again. The stored conversation
+ * reads back as `conv_1` with no messages, messages get keyedFetch's responses, and the
+ * message numbers in `hanging` get no response at all.
+ */
+function reloadFetch(keys, failing, hanging = []) {
+  const answer = keyedFetch(keys, failing);
+  let messages = 0;
+  return async (url, init) => {
+    if (url.includes("/api/v1/conversations/conv_1?")) {
+      return response(200, { conversation_id: "conv_1", messages: [], cart: null });
+    }
+    if (!url.endsWith("/api/v1/conversations")) {
+      messages += 1;
+      if (hanging.includes(messages)) {
+        keys.push(init.headers["Idempotency-Key"]);
+        return new Promise(() => {});
+      }
+    }
+    return answer(url, init);
+  };
+}
+
+/** Mount a widget with the same configuration on `dom`, as a reloaded page does. */
+function mountAgain(dom, previous) {
+  if (previous) {
+    previous.unmount();
+  }
+  const widget = new dom.VIZOCHOKWidget({ apiKey: "pk_test", storeId: "store-1" }).mount();
+  widget.open();
+  return widget;
+}
+
+function pendingKey(dom) {
+  const config = { apiKey: "pk_test", storeId: "store-1" };
+  return dom.VIZOCHOKWidget.core.storageKey(
+    dom.VIZOCHOKWidget.core.validateConfig(config, "http://127.0.0.1:8000"),
+    "vizochok.pending.v1:"
+  );
+}
+
+test("dom resend after reload during reply keeps key", async () => {
+  const keys = [];
+  const dom = loadWidget(reloadFetch(keys, [], [1]));
+  const first = mountAgain(dom, null);
+  // The reply timer of the request that never ends must not hold the test for 150 s.
+  first.client.replyTimeoutMs = 20;
+  first.send("milk");
+  await settle();
+
+  const second = mountAgain(dom, first);
+  await settle();
+  second.send("milk");
+  await settle();
+
+  assert.equal(keys.length, 2);
+  assert.equal(keys[1], keys[0]);
+  assert.equal(second.messagesSent, 1);
+  // The complete reply removes the stored message.
+  assert.equal(dom.window.sessionStorage.getItem(pendingKey(dom)), null);
+  assert.equal(second.retryMessage, null);
+});
+
+test("dom reload after network error keeps key", async () => {
+  const keys = [];
+  const dom = loadWidget(reloadFetch(keys, [1]));
+  const first = mountAgain(dom, null);
+  first.send("milk");
+  await settle();
+  const stored = JSON.parse(dom.window.sessionStorage.getItem(pendingKey(dom)));
+
+  const second = mountAgain(dom, first);
+  await settle();
+  second.send("milk");
+  await settle();
+
+  assert.deepEqual(stored, { text: "milk", key: keys[0] });
+  assert.equal(keys.length, 2);
+  assert.equal(keys[1], keys[0]);
+});
+
+test("dom complete reply keeps no key for a reload", async () => {
+  const keys = [];
+  const dom = loadWidget(reloadFetch(keys, []));
+  const first = mountAgain(dom, null);
+  first.send("milk");
+  await settle();
+  assert.equal(dom.window.sessionStorage.getItem(pendingKey(dom)), null);
+
+  const second = mountAgain(dom, first);
+  await settle();
+  second.send("milk");
+  await settle();
+
+  assert.equal(keys.length, 2);
+  assert.notEqual(keys[1], keys[0]);
+});
+
+test("dom reload ignores malformed stored message", async () => {
+  const keys = [];
+  const dom = loadWidget(reloadFetch(keys, []));
+  for (const value of ["{", "null", '{"text": "milk"}', '{"text": "milk", "key": 7}']) {
+    dom.window.sessionStorage.setItem(pendingKey(dom), value);
+    const widget = mountAgain(dom, null);
+    await settle();
+    assert.equal(widget.retryMessage, null, value);
+    widget.unmount();
+  }
+  assert.deepEqual(keys, []);
+});
+
+test("dom new session removes stored key", async () => {
+  const keys = [];
+  const dom = loadWidget(reloadFetch(keys, [1]));
+  const first = mountAgain(dom, null);
+  first.send("milk");
+  await settle();
+  first.endSession();
+  assert.equal(dom.window.sessionStorage.getItem(pendingKey(dom)), null);
+
+  const second = mountAgain(dom, first);
+  await settle();
+  second.send("milk");
+  await settle();
+
+  assert.equal(keys.length, 2);
+  assert.notEqual(keys[1], keys[0]);
+});
