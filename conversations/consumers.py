@@ -329,8 +329,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             self.pong_received.set()
         elif kind == "message":
             self._rate_take()
-            fields = frame_fields_validate(MessageInput, frame)
-            self._turn_begin(fields["text"], fields.get("conversation_id"))
+            self._turn_begin(frame_fields_validate(MessageInput, frame))
         elif kind == "action":
             self._rate_take()
             # NOTE: no assistant sends product cards with actions, quick replies or
@@ -352,7 +351,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         assert self.rate_window is not None
         self.rate_window.take()
 
-    def _turn_begin(self, text: str, conversation_id: str | None) -> None:
+    def _turn_begin(self, fields: dict[str, Any]) -> None:
         if self.turn_running:
             raise Conflict(
                 "A message of this connection is being processed; send the next one after "
@@ -361,13 +360,13 @@ class ChatConsumer(AsyncWebsocketConsumer):
             )
         self.turn_cancelled = threading.Event()
         self.turn_running = True
-        self.turn_task = asyncio.create_task(self._turn_run(text, conversation_id))
+        self.turn_task = asyncio.create_task(self._turn_run(fields))
 
-    async def _turn_run(self, text: str, conversation_id: str | None) -> None:
+    async def _turn_run(self, fields: dict[str, Any]) -> None:
         session = self.session
         assert session is not None
         try:
-            await self._turn_run_steps(session, text, conversation_id)
+            await self._turn_run_steps(session, fields)
         except Exception as error:
             await self._failure_report(error, log_event="conversations.websocket.turn_failed")
         finally:
@@ -375,9 +374,13 @@ class ChatConsumer(AsyncWebsocketConsumer):
             if self.turn_task is asyncio.current_task():
                 self.turn_running = False
 
-    async def _turn_run_steps(
-        self, session: SocketSession, text: str, conversation_id: str | None
-    ) -> None:
+    async def _turn_run_steps(self, session: SocketSession, fields: dict[str, Any]) -> None:
+        """Start the turn of a validated ``message`` frame and send its events.
+
+        A frame with the ``idempotency_key`` of a stored shopper message gets that
+        message's stored reply, as ``ConversationTurn`` replays it for the REST API.
+        """
+        text = fields["text"]
         turn: ConversationTurn | None = None
         try:
             await self._unreleased_turn_close()
@@ -385,14 +388,18 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 message_conversation_prepare,
                 session=session,
                 text=text,
-                conversation_id=conversation_id,
+                conversation_id=fields.get("conversation_id"),
             )
             if prepared.created:
                 started = conversation_started_event(
                     prepared.conversation, assistant=session.assistant
                 )
                 await self._send(started)
-            turn = ConversationTurn(conversation=prepared.conversation, text=text)
+            turn = ConversationTurn(
+                conversation=prepared.conversation,
+                text=text,
+                idempotency_key=fields.get("idempotency_key"),
+            )
             await run_sync(turn.start)
         except (AuthenticationFailed, ChatScopeMissing, OriginNotAllowed) as error:
             # The key was revoked, its tenant deactivated or its permissions narrowed after
