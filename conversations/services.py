@@ -269,7 +269,7 @@ class ConversationTurn:
                 extra={**self._log_fields(), "message_id": shopper_message.public_id},
             )
             raise IdempotencyKeyReused(
-                "This Idempotency-Key was sent with another message text in this conversation; "
+                "This idempotency key was sent with another message text in this conversation; "
                 "send a new key with each new message."
             )
         reply = _reply_to(shopper_message)

@@ -31,7 +31,7 @@ NOT_FOUND = {"type": "error", "code": "not_found", "detail": "Conversation not f
 KEY_REUSED = {
     "type": "error",
     "detail": (
-        "This Idempotency-Key was sent with another message text in this conversation; "
+        "This idempotency key was sent with another message text in this conversation; "
         "send a new key with each new message."
     ),
     "code": "idempotency_key_reused",
@@ -208,7 +208,7 @@ def test_key_of_new_conversation_replays(ws_url, public_key, shopper_conversatio
     assert shopper_conversation.messages.count() == 0
 
 
-def test_repeat_stored_with_reply_text_compared(ws_url, public_key, shopper_conversation):
+def test_repeat_compares_trimmed_text(ws_url, public_key, shopper_conversation):
     first = send_once(ws_url, public_key.raw_key, message_frame(shopper_conversation, "привіт"))
 
     again = send_once(ws_url, public_key.raw_key, message_frame(shopper_conversation, "  привіт\n"))
