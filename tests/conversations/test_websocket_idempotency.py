@@ -13,7 +13,11 @@ from conversations.models import Conversation, Message, UserDailyUsage
 from tenants.models import AssistantSettings
 from tests.conversations.chat import cart_posts
 from tests.conversations.shop_data import MILK_LACTEL, SESSION_ID, STORE_ID, show
-from tests.conversations.test_websocket import BlockingAssistant
+from tests.conversations.test_websocket import (
+    DATABASE_DOWN_FRAME,
+    BlockingAssistant,
+    database_lost_at_search,
+)
 from tests.conversations.websocket_client import (
     assert_open,
     authenticate,
@@ -319,6 +323,34 @@ def test_reply_cut_by_disconnect_is_replayed(ws_url, public_key, shopper_convers
     reply = shopper_conversation.messages.get(role=Message.Role.ASSISTANT)
     assert reply.metadata["interrupted"] == "client_disconnected"
     assert shopper_conversation.messages.count() == 2
+
+
+def test_retry_after_database_loss(ws_url, public_key, catalog, monkeypatch):
+    with open_socket(ws_url) as ws:
+        authenticate(ws, public_key.raw_key, store_id=STORE_ID)
+        with database_lost_at_search(monkeypatch):
+            send_frame(ws, {"type": "message", "text": "молоко", "idempotency_key": KEY})
+            started = receive(ws)
+            frames = [receive(ws) for _ in range(3)]
+        conversation = Conversation.objects.get(public_id=started["conversation_id"])
+        send_frame(ws, message_frame(conversation, "молоко"))
+        again = reply_events(ws)
+        send_frame(ws, message_frame(conversation, "молоко"))
+        third = reply_events(ws)
+
+    # The shopper message was stored before the connection was lost, so its key now names
+    # a message whose reply was lost, and the retry gets the interrupted reply.
+    assert frames[1]["code"] == "internal_error"
+    assert frames[2] == DATABASE_DOWN_FRAME
+    assert again == [
+        {"type": "error", "code": "internal_error", "reason": "interrupted"},
+        {"type": "response_complete"},
+    ]
+    assert third == again
+    roles = list(conversation.messages.values_list("role", flat=True))
+    assert roles == ["user", "assistant"]
+    conversation.refresh_from_db()
+    assert conversation.turn_started_at is None
 
 
 # Keys belong to one conversation of one tenant
