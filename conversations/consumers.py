@@ -142,6 +142,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
     def _parse(self, text_data: str | None, bytes_data: bytes | None) -> dict[str, Any]:
         if text_data is None:
             raise InvalidInput("Send JSON objects as text frames, not binary frames.")
+        # Every character is at least one byte of UTF-8, so a frame with more characters than
+        # the limit is rejected without encoding it. Encoding a frame of uvicorn's maximum
+        # size, 16 MiB, would block the event loop for milliseconds.
+        if len(text_data) > MAX_MESSAGE_BYTES:
+            raise message_too_large()
         if len(text_data.encode("utf-8")) > MAX_MESSAGE_BYTES:
             raise message_too_large()
         try:

@@ -5,6 +5,7 @@ visible to the test, hence ``transaction=True``.
 """
 
 import contextlib
+import json
 import logging
 import threading
 import time
@@ -887,6 +888,38 @@ def test_message_over_64_kb_is_rejected(ws_url, public_key):
         }
         assert_open(ws)
     assert Conversation.objects.count() == 0
+
+
+def ascii_message_frame(size: int) -> str:
+    """Return a ``message`` frame of ``size`` bytes, its text padded with ASCII letters."""
+    empty = json.dumps({"type": "message", "text": ""})
+    return json.dumps({"type": "message", "text": "a" * (size - len(empty))})
+
+
+@pytest.mark.parametrize("size", [MAX_MESSAGE_BYTES + 1, 2 * 1024 * 1024])
+def test_long_ascii_frame_is_rejected(ws_url, public_key, size):
+    frame = ascii_message_frame(size)
+    assert len(frame) == size
+    with open_socket(ws_url) as ws:
+        authenticate(ws, public_key.raw_key, store_id=STORE_ID)
+        ws.send(frame)
+        assert receive(ws) == {
+            "type": "error",
+            "code": "message_too_large",
+            "detail": "The message is larger than 65536 bytes; send a shorter text.",
+            "max_size": 65536,
+        }
+        assert_open(ws)
+    assert Conversation.objects.count() == 0
+
+
+def test_frame_of_max_size_is_accepted(ws_url, public_key):
+    with open_socket(ws_url) as ws:
+        authenticate(ws, public_key.raw_key, store_id=STORE_ID)
+        ws.send(ascii_message_frame(MAX_MESSAGE_BYTES))
+        assert receive(ws)["type"] == "conversation_started"
+        assert reply_events(ws)[-1] == {"type": "response_complete"}
+    assert Message.objects.filter(role=Message.Role.USER).count() == 1
 
 
 def test_invalid_json_keeps_socket_open(ws_url, public_key):
