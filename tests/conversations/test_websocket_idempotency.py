@@ -53,6 +53,16 @@ def message_frame(conversation: Conversation, text: str, key: str | None = KEY) 
     return frame
 
 
+def rest_message_post(client, conversation: Conversation, text: str):
+    """Send ``text`` with ``KEY`` as ``Idempotency-Key`` through the REST API."""
+    return client.post(
+        f"/api/v1/conversations/{conversation.public_id}/messages",
+        {"text": text},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY=KEY,
+    )
+
+
 def send_once(url: str, token: str, frame: dict) -> list[dict]:
     """Send ``frame`` on a new socket and return its reply, as a reconnecting client does."""
     with open_socket(url) as ws:
@@ -163,12 +173,7 @@ def test_replay_counts_no_conversation_limit(ws_url, tenant, public_key, shopper
 
 
 def test_rest_key_replays_on_socket(ws_url, chat_client, public_key, shopper_conversation):
-    response = chat_client.post(
-        f"/api/v1/conversations/{shopper_conversation.public_id}/messages",
-        {"text": "привіт"},
-        format="json",
-        HTTP_IDEMPOTENCY_KEY=KEY,
-    )
+    response = rest_message_post(chat_client, shopper_conversation, "привіт")
     assert response.status_code == 200
 
     again = send_once(ws_url, public_key.raw_key, message_frame(shopper_conversation, "привіт"))
@@ -180,12 +185,7 @@ def test_rest_key_replays_on_socket(ws_url, chat_client, public_key, shopper_con
 def test_socket_key_replays_on_rest(ws_url, chat_client, public_key, shopper_conversation):
     first = send_once(ws_url, public_key.raw_key, message_frame(shopper_conversation, "привіт"))
 
-    response = chat_client.post(
-        f"/api/v1/conversations/{shopper_conversation.public_id}/messages",
-        {"text": "привіт"},
-        format="json",
-        HTTP_IDEMPOTENCY_KEY=KEY,
-    )
+    response = rest_message_post(chat_client, shopper_conversation, "привіт")
 
     assert response.status_code == 200
     reply = Message.objects.get(role=Message.Role.ASSISTANT)
