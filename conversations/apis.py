@@ -1,6 +1,5 @@
 """REST endpoints of the chat: start a conversation, send a message, read a conversation."""
 
-import re
 from typing import Any, cast
 
 from django.core.exceptions import RequestDataTooBig
@@ -22,14 +21,20 @@ from rest_framework.views import APIView
 from conversations.assistants import AgentAssistant, OfflineAssistant, assistant_name
 from conversations.events import CartSnapshot, EventType
 from conversations.identity import shopper_identity_resolve
-from conversations.models import MAX_IDEMPOTENCY_KEY_LENGTH, Conversation
+from conversations.models import Conversation
 from conversations.selectors import (
     MESSAGES_PAGE_DEFAULT,
     MESSAGES_PAGE_MAX,
     conversation_get,
     conversation_messages_page,
 )
-from conversations.services import ConversationTurn, conversation_create, message_too_large
+from conversations.services import (
+    IDEMPOTENCY_KEY_INVALID,
+    ConversationTurn,
+    conversation_create,
+    idempotency_key_is_valid,
+    message_too_large,
+)
 from conversations.streaming import event_stream_response, wants_event_stream
 from tenants.authentication import ApiClient
 from tenants.permissions import HasChatScope, WidgetOriginAllowed
@@ -40,8 +45,6 @@ from vizochok.serializers import IdentifierField, StrictInputSerializer, StringF
 _CHAT_TAG = "chat"
 
 IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
-# Printable ASCII (0x20 to 0x7E): the characters that a key may contain.
-_IDEMPOTENCY_KEY_PATTERN = re.compile(rf"[\x20-\x7e]{{1,{MAX_IDEMPOTENCY_KEY_LENGTH}}}")
 
 
 @extend_schema_serializer(component_name="ChatEvent")
@@ -115,14 +118,10 @@ def _idempotency_key(request: Request) -> str | None:
     key = request.headers.get(IDEMPOTENCY_KEY_HEADER)
     if key is None:
         return None
-    if _IDEMPOTENCY_KEY_PATTERN.fullmatch(key) is None:
+    if not idempotency_key_is_valid(key):
         raise InvalidInput(
             "The Idempotency-Key header is invalid.",
-            fields={
-                IDEMPOTENCY_KEY_HEADER: [
-                    f"Must be 1 to {MAX_IDEMPOTENCY_KEY_LENGTH} characters of printable ASCII."
-                ]
-            },
+            fields={IDEMPOTENCY_KEY_HEADER: [IDEMPOTENCY_KEY_INVALID]},
         )
     return key
 

@@ -142,6 +142,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
     def _parse(self, text_data: str | None, bytes_data: bytes | None) -> dict[str, Any]:
         if text_data is None:
             raise InvalidInput("Send JSON objects as text frames, not binary frames.")
+        # Every character is at least one byte of UTF-8, so a frame with more characters than
+        # the limit is rejected without encoding it. Encoding a frame of uvicorn's maximum
+        # size, 16 MiB, would block the event loop for milliseconds.
+        if len(text_data) > MAX_MESSAGE_BYTES:
+            raise message_too_large()
         if len(text_data.encode("utf-8")) > MAX_MESSAGE_BYTES:
             raise message_too_large()
         try:
@@ -329,8 +334,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             self.pong_received.set()
         elif kind == "message":
             self._rate_take()
-            fields = frame_fields_validate(MessageInput, frame)
-            self._turn_begin(fields["text"], fields.get("conversation_id"))
+            self._turn_begin(frame_fields_validate(MessageInput, frame))
         elif kind == "action":
             self._rate_take()
             # NOTE: no assistant sends product cards with actions, quick replies or
@@ -352,7 +356,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         assert self.rate_window is not None
         self.rate_window.take()
 
-    def _turn_begin(self, text: str, conversation_id: str | None) -> None:
+    def _turn_begin(self, fields: dict[str, Any]) -> None:
         if self.turn_running:
             raise Conflict(
                 "A message of this connection is being processed; send the next one after "
@@ -361,13 +365,13 @@ class ChatConsumer(AsyncWebsocketConsumer):
             )
         self.turn_cancelled = threading.Event()
         self.turn_running = True
-        self.turn_task = asyncio.create_task(self._turn_run(text, conversation_id))
+        self.turn_task = asyncio.create_task(self._turn_run(fields))
 
-    async def _turn_run(self, text: str, conversation_id: str | None) -> None:
+    async def _turn_run(self, fields: dict[str, Any]) -> None:
         session = self.session
         assert session is not None
         try:
-            await self._turn_run_steps(session, text, conversation_id)
+            await self._turn_run_steps(session, fields)
         except Exception as error:
             await self._failure_report(error, log_event="conversations.websocket.turn_failed")
         finally:
@@ -375,9 +379,13 @@ class ChatConsumer(AsyncWebsocketConsumer):
             if self.turn_task is asyncio.current_task():
                 self.turn_running = False
 
-    async def _turn_run_steps(
-        self, session: SocketSession, text: str, conversation_id: str | None
-    ) -> None:
+    async def _turn_run_steps(self, session: SocketSession, fields: dict[str, Any]) -> None:
+        """Start the turn of a validated ``message`` frame and send its events.
+
+        A frame with the ``idempotency_key`` of a stored shopper message gets that
+        message's stored reply, as ``ConversationTurn`` replays it for the REST API.
+        """
+        text = fields["text"]
         turn: ConversationTurn | None = None
         try:
             await self._unreleased_turn_close()
@@ -385,14 +393,18 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 message_conversation_prepare,
                 session=session,
                 text=text,
-                conversation_id=conversation_id,
+                conversation_id=fields.get("conversation_id"),
             )
             if prepared.created:
                 started = conversation_started_event(
                     prepared.conversation, assistant=session.assistant
                 )
                 await self._send(started)
-            turn = ConversationTurn(conversation=prepared.conversation, text=text)
+            turn = ConversationTurn(
+                conversation=prepared.conversation,
+                text=text,
+                idempotency_key=fields.get("idempotency_key"),
+            )
             await run_sync(turn.start)
         except (AuthenticationFailed, ChatScopeMissing, OriginNotAllowed) as error:
             # The key was revoked, its tenant deactivated or its permissions narrowed after

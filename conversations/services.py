@@ -1,6 +1,7 @@
 """Writes of the conversations app: starting a conversation and processing a message."""
 
 import logging
+import re
 import secrets
 import uuid
 from collections.abc import Generator, Iterator
@@ -21,7 +22,7 @@ from conversations.limits import (
     message_count_return,
     message_limits_take,
 )
-from conversations.models import Conversation, Message
+from conversations.models import MAX_IDEMPOTENCY_KEY_LENGTH, Conversation, Message
 from conversations.tools import ShoppingTools
 from tenants.models import AssistantSettings, Tenant
 from vizochok.exceptions import (
@@ -44,6 +45,12 @@ INTERRUPTED_CLIENT_DISCONNECTED = "client_disconnected"
 # Reason of the reply recorded for a shopper message whose turn never ended (its worker
 # stopped); also the ``reason`` of that reply's ``internal_error`` event.
 INTERRUPTED_TURN_LOST = "interrupted"
+# Printable ASCII (0x20 to 0x7E): the characters that an idempotency key may contain.
+_IDEMPOTENCY_KEY_PATTERN = re.compile(rf"[\x20-\x7e]{{1,{MAX_IDEMPOTENCY_KEY_LENGTH}}}")
+# The field error of an invalid idempotency key, on every transport.
+IDEMPOTENCY_KEY_INVALID = (
+    f"Must be 1 to {MAX_IDEMPOTENCY_KEY_LENGTH} characters of printable ASCII."
+)
 
 
 def conversation_create(
@@ -91,6 +98,11 @@ def message_text_validate(text: str) -> None:
         raise message_too_large()
 
 
+def idempotency_key_is_valid(key: str) -> bool:
+    """Return whether ``key`` is 1 to 255 characters of printable ASCII, kept as sent."""
+    return _IDEMPOTENCY_KEY_PATTERN.fullmatch(key) is not None
+
+
 @dataclass
 class ConversationTurn:
     """Process one shopper message and yield the events of the reply.
@@ -129,7 +141,9 @@ class ConversationTurn:
     conversation: Conversation
     text: str
     assistant: Assistant | None = None
-    # The client's Idempotency-Key, stored with the shopper's message.
+    # The client's idempotency key (the Idempotency-Key header, or the ``idempotency_key``
+    # field of a WebSocket message), stored with the shopper's message. The caller checks it
+    # with ``idempotency_key_is_valid``.
     idempotency_key: str | None = None
     # The assistant's saved message, set when ``run`` has finished, or by ``start`` for a
     # replay.
@@ -255,7 +269,7 @@ class ConversationTurn:
                 extra={**self._log_fields(), "message_id": shopper_message.public_id},
             )
             raise IdempotencyKeyReused(
-                "This Idempotency-Key was sent with another message text in this conversation; "
+                "This idempotency key was sent with another message text in this conversation; "
                 "send a new key with each new message."
             )
         reply = _reply_to(shopper_message)

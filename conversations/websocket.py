@@ -40,7 +40,13 @@ from conversations.identity import ShopperIdentity, shopper_identity_resolve
 from conversations.limits import Limits
 from conversations.models import Conversation, OpenSocket
 from conversations.selectors import conversation_get
-from conversations.services import ConversationTurn, conversation_create, message_text_validate
+from conversations.services import (
+    IDEMPOTENCY_KEY_INVALID,
+    ConversationTurn,
+    conversation_create,
+    idempotency_key_is_valid,
+    message_text_validate,
+)
 from tenants.authentication import ApiClient
 from tenants.models import ApiKey
 from tenants.permissions import WidgetOriginAllowed
@@ -160,9 +166,28 @@ class AuthInput(StrictInputSerializer):
     conversation_id = IdentifierField(max_length=40, required=False)
 
 
+class IdempotencyKeyField(StringField):
+    """The idempotency key of a ``message`` frame, checked and kept as the header's value is."""
+
+    default_error_messages = {
+        "blank": IDEMPOTENCY_KEY_INVALID,
+        "invalid_key": IDEMPOTENCY_KEY_INVALID,
+    }
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(trim_whitespace=False, **kwargs)
+
+    def to_internal_value(self, data: Any) -> str:
+        key = super().to_internal_value(data)
+        if not idempotency_key_is_valid(key):
+            self.fail("invalid_key")
+        return key
+
+
 class MessageInput(StrictInputSerializer):
     text = StringField()
     conversation_id = IdentifierField(max_length=40, required=False)
+    idempotency_key = IdempotencyKeyField(required=False)
 
 
 def frame_fields_validate(

@@ -1,9 +1,10 @@
-"""Fixtures for conversation tests: a conversation, its lease and tools, a live merchant."""
+"""Fixtures for conversation tests: a conversation, its lease, tools, merchant and chat socket."""
 
 import socket
 from collections.abc import Iterator
 
 import pytest
+from django.db import connection
 
 from catalog.schemas import ProductInput
 from catalog.services import product_upsert_many, products_embed_pending
@@ -12,6 +13,7 @@ from conversations.models import Conversation
 from conversations.tools import ShoppingTools
 from merchant.server import MerchantServer, start_merchant
 from tests.conversations.shop_data import CATALOG, SESSION_ID, STOCK, STORE_ID
+from tests.conversations.websocket_client import RunningServer, running_server
 from tests.factories import ConversationFactory
 
 
@@ -69,3 +71,18 @@ def closed_port_url() -> str:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     return f"http://127.0.0.1:{port}/vizochok/cart"
+
+
+@pytest.fixture
+def ws_server(monkeypatch) -> Iterator[RunningServer]:
+    # Worker threads then close their connections after each task, so none stays open
+    # when the test database is flushed or dropped.
+    monkeypatch.setitem(connection.settings_dict, "CONN_MAX_AGE", 0)
+    with running_server() as running:
+        yield running
+
+
+@pytest.fixture
+def ws_url(ws_server) -> str:
+    """Return the chat URL of a running uvicorn."""
+    return ws_server.url

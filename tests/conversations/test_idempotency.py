@@ -187,7 +187,7 @@ def test_reused_key_with_other_text_is_rejected(chat_client, merchant, shopper_c
     assert response.status_code == 422
     assert response.json() == {
         "detail": (
-            "This Idempotency-Key was sent with another message text in this conversation; "
+            "This idempotency key was sent with another message text in this conversation; "
             "send a new key with each new message."
         ),
         "code": "idempotency_key_reused",

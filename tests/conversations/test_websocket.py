@@ -1,27 +1,21 @@
 """The WebSocket chat endpoint over real sockets: uvicorn on 127.0.0.1 and the websockets client.
 
-The server runs in a thread of the test process, so it uses the test database and the
-``settings`` fixture's overrides. Its writes must be visible to the test, hence
-``transaction=True``.
+The server runs in a thread of the test process (see ``websocket_client``). Its writes must be
+visible to the test, hence ``transaction=True``.
 """
 
 import contextlib
 import json
 import logging
-import socket
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import timedelta
 
 import pytest
-import uvicorn
 from cryptography.fernet import Fernet
 from django.db import OperationalError, connection
 from django.utils import timezone
-from websockets.exceptions import ConnectionClosed
-from websockets.sync.client import ClientConnection, connect
 
 import conversations.services
 from conversations import events
@@ -42,97 +36,20 @@ from tenants.models import ApiKey, AssistantSettings, Tenant
 from tenants.services import user_token_secret_set
 from tests.conversations.chat import send
 from tests.conversations.shop_data import STORE_ID
+from tests.conversations.websocket_client import (
+    assert_open,
+    authenticate,
+    close_code,
+    open_socket,
+    receive,
+    reply_events,
+    running_server,
+    send_frame,
+)
 from tests.database import connection_to_closed_port, database_at_closed_port
 from tests.factories import ConversationFactory
-from vizochok.asgi import application
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-RECEIVE_TIMEOUT = 20
-
-
-@dataclass
-class RunningServer:
-    url: str
-    server: uvicorn.Server
-    thread: threading.Thread
-
-
-@contextlib.contextmanager
-def running_server() -> Iterator[RunningServer]:
-    """Run uvicorn with the ASGI application on a free port in a thread."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    config = uvicorn.Config(
-        application, host="127.0.0.1", port=port, lifespan="off", log_level="warning"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start within 10 s"
-        time.sleep(0.01)
-    try:
-        yield RunningServer(
-            url=f"ws://127.0.0.1:{port}/api/v1/ws/chat", server=server, thread=thread
-        )
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-
-
-@pytest.fixture
-def ws_server(monkeypatch) -> Iterator[RunningServer]:
-    # Worker threads then close their connections after each task, so none stays open
-    # when the test database is flushed or dropped.
-    monkeypatch.setitem(connection.settings_dict, "CONN_MAX_AGE", 0)
-    with running_server() as running:
-        yield running
-
-
-@pytest.fixture
-def ws_url(ws_server) -> str:
-    """Return the chat URL of a running uvicorn."""
-    return ws_server.url
-
-
-def open_socket(url: str, *, origin: str | None = None) -> ClientConnection:
-    return connect(url, origin=origin, open_timeout=5)  # type: ignore[arg-type]
-
-
-def receive(ws: ClientConnection) -> dict:
-    return json.loads(ws.recv(timeout=RECEIVE_TIMEOUT))
-
-
-def send_frame(ws: ClientConnection, frame: dict) -> None:
-    ws.send(json.dumps(frame, ensure_ascii=False))
-
-
-def authenticate(ws: ClientConnection, token: str, **fields) -> dict:
-    send_frame(ws, {"type": "auth", "token": token, **fields})
-    return receive(ws)
-
-
-def reply_events(ws: ClientConnection) -> list[dict]:
-    """Receive frames up to and including ``response_complete``."""
-    frames = [receive(ws)]
-    while frames[-1]["type"] != "response_complete":
-        frames.append(receive(ws))
-    return frames
-
-
-def close_code(ws: ClientConnection) -> int:
-    with pytest.raises(ConnectionClosed) as closed:
-        ws.recv(timeout=RECEIVE_TIMEOUT)
-    assert closed.value.rcvd is not None
-    return closed.value.rcvd.code
-
-
-def assert_open(ws: ClientConnection) -> None:
-    send_frame(ws, {"type": "ping"})
-    assert receive(ws) == {"type": "pong"}
 
 
 def cart_gets(merchant) -> list:
@@ -959,10 +876,29 @@ def test_unanswered_server_ping_closes_4408(ws_url, settings, public_key):
         assert close_code(ws) == 4408
 
 
-def test_message_over_64_kb_is_rejected(ws_url, public_key):
+def ascii_message_frame(size: int) -> str:
+    """Return a ``message`` frame of ``size`` bytes, its text padded with ASCII letters."""
+    empty = json.dumps({"type": "message", "text": ""})
+    return json.dumps({"type": "message", "text": "a" * (size - len(empty))})
+
+
+@pytest.mark.parametrize(
+    ("_case", "frame"),
+    [
+        (
+            "multibyte text",
+            json.dumps(
+                {"type": "message", "text": "м" * (MAX_MESSAGE_BYTES // 2)}, ensure_ascii=False
+            ),
+        ),
+        ("one byte over", ascii_message_frame(MAX_MESSAGE_BYTES + 1)),
+        ("2 MiB", ascii_message_frame(2 * 1024 * 1024)),
+    ],
+)
+def test_message_over_64_kb_is_rejected(ws_url, public_key, _case, frame):
     with open_socket(ws_url) as ws:
         authenticate(ws, public_key.raw_key, store_id=STORE_ID)
-        send_frame(ws, {"type": "message", "text": "м" * (MAX_MESSAGE_BYTES // 2)})
+        ws.send(frame)
         assert receive(ws) == {
             "type": "error",
             "code": "message_too_large",
@@ -971,6 +907,15 @@ def test_message_over_64_kb_is_rejected(ws_url, public_key):
         }
         assert_open(ws)
     assert Conversation.objects.count() == 0
+
+
+def test_frame_of_max_size_is_accepted(ws_url, public_key):
+    with open_socket(ws_url) as ws:
+        authenticate(ws, public_key.raw_key, store_id=STORE_ID)
+        ws.send(ascii_message_frame(MAX_MESSAGE_BYTES))
+        assert receive(ws)["type"] == "conversation_started"
+        assert reply_events(ws)[-1] == {"type": "response_complete"}
+    assert Message.objects.filter(role=Message.Role.USER).count() == 1
 
 
 def test_invalid_json_keeps_socket_open(ws_url, public_key):
