@@ -39,6 +39,8 @@ MAX_ATTEMPTS = 2
 # Delivery log code of a call that was not sent because no configured key decrypts the
 # tenant's signing secret.
 SECRET_UNDECRYPTABLE_CODE = str(ErrorCode.SECRET_UNDECRYPTABLE)
+# Characters of a repeated JSON member name quoted in the error message.
+MAX_QUOTED_NAME_LENGTH = 100
 
 # Parses the decoded JSON of a 200 response; raises InvalidResponse when it breaks the
 # contract as a whole.
@@ -149,7 +151,7 @@ class WebhookCall:
         try:
             signing_secrets(webhook_settings=self.webhook_settings)
         except SecretUndecryptable as error:
-            return self._reject_unsigned(error)
+            return self._unsigned(attempt=1, delivery_id=uuid.uuid4(), error=error).outcome
         ticket = self._admit()
         if ticket is not None and ticket.rejected:
             return self._reject(ticket)
@@ -188,7 +190,21 @@ class WebhookCall:
                 },
             )
             time.sleep(settings.WEBHOOK_RETRY_DELAY_SECONDS)
+            self._reload_secrets()
         raise AssertionError("max_attempts must be at least 1")
+
+    def _reload_secrets(self) -> None:
+        """Read the signing secrets again, so that a retry is signed with the current ones.
+
+        A secret replaced at once, after a leak, must sign every request sent after the
+        change, and the merchant may already reject the old one. A row deleted in the
+        meantime leaves the secrets as they were.
+        """
+        fresh = WebhookSettings.objects.filter(pk=self.webhook_settings.pk).first()
+        if fresh is not None:
+            self.webhook_settings.secret = stored_value(fresh, "secret")
+            self.webhook_settings.next_secret = stored_value(fresh, "next_secret")
+            self.webhook_settings.next_secret_promote_at = fresh.next_secret_promote_at
 
     def _reject(self, ticket: BreakerTicket) -> CallOutcome:
         retry_at = f" until {ticket.retry_at:%H:%M:%S} UTC" if ticket.retry_at else ""
@@ -212,23 +228,32 @@ class WebhookCall:
             duration_ms=0,
         )
 
-    def _reject_unsigned(self, error: SecretUndecryptable) -> CallOutcome:
-        # The deployment's keys are at fault, not the merchant, so the circuit breaker is
-        # not asked and nothing is retried.
+    def _unsigned(
+        self, *, attempt: int, delivery_id: uuid.UUID, error: SecretUndecryptable
+    ) -> _Attempt:
+        """Record an attempt that was not sent because no key decrypts a signing secret.
+
+        The deployment's keys are at fault, not the merchant, so nothing is retried. Before
+        the first attempt the circuit breaker is not asked either.
+        """
         self._record(
-            attempt=1,
-            delivery_id=uuid.uuid4(),
+            attempt=attempt,
+            delivery_id=delivery_id,
             duration_ms=0,
             status_code=None,
             outcome=WebhookDelivery.Outcome.SECRET_UNDECRYPTABLE,
             error_code=SECRET_UNDECRYPTABLE_CODE,
             response_bytes=0,
         )
-        return CallOutcome(
-            failure=FailureReason.ERROR,
-            error_code=SECRET_UNDECRYPTABLE_CODE,
-            error_message=f"{error.detail} No request was sent.",
-            duration_ms=0,
+        return _Attempt(
+            outcome=CallOutcome(
+                failure=FailureReason.ERROR,
+                error_code=SECRET_UNDECRYPTABLE_CODE,
+                error_message=f"{error.detail} No request was sent.",
+                duration_ms=0,
+                attempts=attempt,
+            ),
+            record_outcome=WebhookDelivery.Outcome.SECRET_UNDECRYPTABLE,
         )
 
     def _headers(self, delivery_id: uuid.UUID) -> dict[str, str]:
@@ -242,8 +267,13 @@ class WebhookCall:
     def _attempt(self, attempt: int) -> _Attempt:
         """Send one attempt, record it, and return its outcome."""
         delivery_id = uuid.uuid4()
+        try:
+            headers = self._headers(delivery_id)
+        except SecretUndecryptable as error:
+            # Only a retry gets here: the secrets were re-read after the first attempt.
+            return self._unsigned(attempt=attempt, delivery_id=delivery_id, error=error)
         started = time.monotonic()
-        result = self._exchange(delivery_id)
+        result = self._exchange(headers)
         duration_ms = int((time.monotonic() - started) * 1000)
         outcome = result.outcome
         self._record(
@@ -260,14 +290,14 @@ class WebhookCall:
             outcome=dataclasses.replace(outcome, duration_ms=duration_ms, attempts=attempt),
         )
 
-    def _exchange(self, delivery_id: uuid.UUID) -> _Attempt:
+    def _exchange(self, headers: dict[str, str]) -> _Attempt:
         try:
             response = egress.send(
                 self.method,
                 self.url,
                 policy=egress.policy_from_django_settings(),
                 body=self.body if self.method != "GET" else None,
-                headers=self._headers(delivery_id),
+                headers=headers,
                 params=self.params,
                 timeout=float(self.webhook_settings.timeout_seconds),
             )
@@ -286,6 +316,7 @@ class WebhookCall:
                 FailureReason.ERROR,
                 WebhookDelivery.Outcome.INVALID_RESPONSE,
                 error,
+                status_code=error.status_code,
                 response_bytes=error.bytes_read,
             )
         except egress.EgressError as error:
@@ -416,10 +447,16 @@ def _failed(
     error: egress.EgressError,
     *,
     retryable: bool = False,
+    status_code: int | None = None,
     response_bytes: int = 0,
 ) -> _Attempt:
     return _Attempt(
-        outcome=CallOutcome(failure=failure, error_code=error.code, error_message=error.message),
+        outcome=CallOutcome(
+            failure=failure,
+            status_code=status_code,
+            error_code=error.code,
+            error_message=error.message,
+        ),
         record_outcome=record_outcome,
         retryable=retryable,
         response_bytes=response_bytes,
@@ -431,16 +468,36 @@ def reject_json_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def object_with_unique_names(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """Build a JSON object, raising ``ValueError`` when a member name appears twice.
+
+    RFC 8259 calls the behaviour of parsers on repeated names unpredictable. Python's json
+    keeps the last value while other parsers may keep the first, so ``{"ok": false, "ok":
+    true}`` could read as a rejection in the merchant's logs and as a success here.
+    """
+    members: dict[str, Any] = {}
+    for name, value in pairs:
+        if name in members:
+            raise ValueError(
+                f"the name {name[:MAX_QUOTED_NAME_LENGTH]!r} appears more than once in one object"
+            )
+        members[name] = value
+    return members
+
+
 def response_json(body: bytes) -> Any:
     """Parse a merchant's response body as strict UTF-8 JSON; raise ``ValueError`` if it is not.
 
     ``json.loads`` would also accept bytes in UTF-16 or UTF-32, and encoded surrogates, so
     the body is decoded first. A leading byte order mark is allowed, as RFC 8259 permits.
     Python's parser raises ``RecursionError`` near the interpreter's recursion limit (1,000
-    levels by default), and a body within the size limit can nest far deeper than that.
+    levels by default), and a body within the size limit can nest far deeper than that. An
+    object with a repeated member name is rejected too (``object_with_unique_names``).
     """
     text = body.decode("utf-8-sig")
     try:
-        return json.loads(text, parse_constant=reject_json_constant)
+        return json.loads(
+            text, parse_constant=reject_json_constant, object_pairs_hook=object_with_unique_names
+        )
     except RecursionError:
         raise ValueError("the JSON is nested too deeply to parse") from None

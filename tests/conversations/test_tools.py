@@ -3,6 +3,7 @@
 import json
 from dataclasses import replace
 from decimal import Decimal
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
@@ -19,6 +20,7 @@ from tests.conversations.shop_data import (
     show,
 )
 from tests.factories import ProductFactory
+from tests.local_http import serving
 from webhooks.dispatch import CartAction
 from webhooks.models import WebhookDelivery
 
@@ -246,6 +248,55 @@ def test_failed_cart_call_reports_webhook_error(
     assert result.ok is False
     assert result.reason == "webhook_error"
     assert stored_cart(conversation) == {"items": [], "total": 0.0}
+
+
+def cart_webhook_replying(body: bytes) -> type[BaseHTTPRequestHandler]:
+    """Build a cart webhook handler that responds to every request with 200 and ``body``."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            """Keep the test output free of access logs."""
+
+    return Handler
+
+
+@pytest.mark.parametrize(
+    ("body", "ok", "reason", "items"),
+    [
+        (b'{"ok": false, "reason": "out_of_stock", "ok": true}', False, "webhook_error", []),
+        (
+            b'{"ok": true, "reason": "out_of_stock", '
+            b'"items": [{"sku": "milk-002", "quantity": 40}]}',
+            True,
+            None,
+            [("milk-001", 2)],
+        ),
+    ],
+    ids=["repeated ok", "ok with a contradicting cart"],
+)
+def test_cart_reply_contradicting_itself(
+    merchant, conversation, tools, tenant, body, ok, reason, items
+):
+    show(conversation, MILK_LACTEL, MILK_GALYCHYNA)
+
+    with serving(cart_webhook_replying(body)) as base_url:
+        tenant.webhook_settings.cart_url = f"{base_url}/cart"
+        tenant.webhook_settings.save()
+        result = tools.add_to_cart("milk-001", 2)
+
+    assert result.ok is ok
+    assert result.to_tool_output().get("reason") == reason
+    saved = stored_cart(conversation)
+    assert [(item["sku"], item["quantity"]) for item in saved["items"]] == items
+    assert [item["sku"] for item in result.cart["items"]] == [sku for sku, _ in items]
 
 
 def test_update_quantity_and_remove(merchant, conversation, tools):

@@ -47,6 +47,27 @@ def test_tampered_body_rejected(client: MerchantClient, merchant: MerchantServer
     assert merchant.store.cart_items(STORE_ID, SESSION_ID) == []
 
 
+def test_upper_case_signature_rejected(client: MerchantClient, merchant: MerchantServer) -> None:
+    # given: the right HMAC, but not in the lower-case form that Vizochok sends
+    timestamp = int(time.time())
+    body = json.dumps(add_payload("milk-001", 1)).encode()
+    signature = sign(SECRET, timestamp, body).upper()
+
+    # when
+    response = client.request(
+        "POST",
+        "/vizochok/cart",
+        body,
+        signed=False,
+        headers={"X-VIZOCHOK-Timestamp": str(timestamp), "X-VIZOCHOK-Signature": signature},
+    )
+
+    # then
+    assert response.status == 401
+    assert response.json() == {"error": "invalid_signature"}
+    assert merchant.store.cart_items(STORE_ID, SESSION_ID) == []
+
+
 def test_wrong_secret_rejected(client: MerchantClient) -> None:
     response = client.request("POST", "/vizochok/products", PRODUCTS_BODY, secret="whsec_wrong")
 

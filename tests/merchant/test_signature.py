@@ -38,8 +38,23 @@ def test_valid_signature_accepted() -> None:
     verify()
 
 
-def test_uppercase_hex_accepted() -> None:
-    verify(signature=KNOWN_SIGNATURE.upper())
+@pytest.mark.parametrize(
+    "signature",
+    [
+        KNOWN_SIGNATURE.upper(),
+        "sha256=" + KNOWN_SIGNATURE.removeprefix("sha256=").upper(),
+        f" {KNOWN_SIGNATURE}",
+        f"{KNOWN_SIGNATURE}\t",
+    ],
+    ids=["upper-case prefix and hex", "upper-case hex", "leading space", "trailing tab"],
+)
+def test_signature_not_as_sent_rejected(signature: str) -> None:
+    assert error_code(signature=signature) == "invalid_signature"
+
+
+@pytest.mark.parametrize("timestamp", [f" {NOW}", f"{NOW} ", "0001700000000"])
+def test_timestamp_not_as_sent_rejected(timestamp: str) -> None:
+    assert error_code(timestamp=timestamp) == "invalid_signature"
 
 
 @pytest.mark.parametrize("offset", [-300, 300])

@@ -7,6 +7,7 @@ connection, or send a body that does not match its headers.
 
 from __future__ import annotations
 
+import gzip
 import json
 import socket
 import struct
@@ -37,14 +38,76 @@ def json_reply(status: int, payload: object, content_type: str = "application/js
     return raw_reply(status, json.dumps(payload).encode(), content_type)
 
 
-def redirect(location: str):
+def redirect(location: str, status: int = 301):
     def behaviour(handler: RecordingHandler) -> None:
-        handler.send_response(301)
+        handler.send_response(status)
         handler.send_header("Location", location)
         handler.send_header("Content-Length", "0")
         handler.end_headers()
 
     return behaviour
+
+
+def empty_reply(status: int, headers: dict[str, str]):
+    """Answer ``status`` with ``headers`` and an empty body."""
+
+    def behaviour(handler: RecordingHandler) -> None:
+        handler.send_response(status)
+        for name, value in headers.items():
+            handler.send_header(name, value)
+        handler.send_header("Content-Length", "0")
+        handler.end_headers()
+
+    return behaviour
+
+
+def gzip_reply(decoded_size: int):
+    """Answer 200 with a gzip body of ``decoded_size`` spaces, which compresses about 1000:1."""
+    body = gzip.compress(b" " * decoded_size)
+
+    def behaviour(handler: RecordingHandler) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Encoding", "gzip")
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        handler.send_bytes(body)
+
+    return behaviour
+
+
+def dripped_reply(payload: object, *, seconds_per_byte: float):
+    """Answer 200 with ``payload`` as JSON, one byte at a time, each after a pause.
+
+    Every pause is shorter than the read timeout, so only a limit on the whole request
+    stops the client from waiting for the last byte.
+    """
+    body = json.dumps(payload).encode()
+
+    def behaviour(handler: RecordingHandler) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        for index in range(len(body)):
+            handler.send_bytes(body[index : index + 1])
+            handler.wfile.flush()
+            time.sleep(seconds_per_byte)
+
+    return behaviour
+
+
+def reset_mid_body(handler: RecordingHandler) -> None:
+    """Announce a 1,000-byte body, send its first bytes, then reset the connection."""
+    handler.send_response(200)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", "1000")
+    handler.end_headers()
+    handler.send_bytes(b'{"products": [')
+    handler.wfile.flush()
+    # Give the client time to read the headers, so the reset interrupts the body.
+    time.sleep(0.05)
+    connection_reset(handler)
 
 
 def sequence(*behaviours):

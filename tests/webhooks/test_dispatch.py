@@ -14,8 +14,11 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import pytest
+from cryptography.fernet import Fernet
+from django.test import override_settings
 from django.utils import timezone
 
+from tenants.models import WebhookSettings
 from tests.webhooks.behaviours import json_reply, point_webhooks_at, sequence, slow
 from webhooks.dispatch import (
     DELIVERY_ID_HEADER,
@@ -224,6 +227,76 @@ def test_rotation_promotes_the_next_secret_when_the_overlap_ends(tenant, merchan
     assert webhook_settings.secret == "the-next-secret-of-at-least-24-chars"
     assert webhook_settings.next_secret == ""
     assert NEXT_SIGNATURE_HEADER not in merchant.requests[0].headers
+
+
+def _replace_secret_before_retry(monkeypatch, tenant, new_secret: str, **settings_changes):
+    """Install ``new_secret`` in the database while the call waits for its retry."""
+    real_sleep = time.sleep
+
+    def sleep_then_replace(seconds: float) -> None:
+        webhook_settings = WebhookSettings.objects.get(tenant=tenant)
+        with override_settings(**settings_changes):
+            webhook_settings_secret_replace(webhook_settings, new_secret)
+        real_sleep(seconds)
+
+    monkeypatch.setattr("webhooks.calls.time.sleep", sleep_then_replace)
+
+
+def webhook_settings_secret_replace(webhook_settings, secret: str) -> None:
+    webhook_settings.secret = secret
+    webhook_settings.next_secret = ""
+    webhook_settings.next_secret_promote_at = None
+    webhook_settings.save()
+
+
+def test_retry_signed_with_replaced_secret(tenant, local_webhooks, start_server, monkeypatch):
+    old_secret = tenant.webhook_settings.secret
+    new_secret = "a-secret-replaced-at-once-after-a-leak"
+    server = start_server(sequence(json_reply(503, {}), json_reply(200, {"ok": True})))
+    point_webhooks_at(tenant, server)
+    _replace_secret_before_retry(monkeypatch, tenant, new_secret)
+
+    result = cart_change(
+        tenant=tenant, action=CartAction.CLEAR, store_id="store-1", session_id="shopper-1"
+    )
+
+    assert result.ok
+    first, retry = server.log.requests
+    for request, secret, other in [
+        (first, old_secret, new_secret),
+        (retry, new_secret, old_secret),
+    ]:
+        headers = {
+            "signature": request.headers[SIGNATURE_HEADER.lower()],
+            "timestamp": request.headers[TIMESTAMP_HEADER.lower()],
+        }
+        assert verify_signature(secret=secret, body=request.body, **headers)
+        assert not verify_signature(secret=other, body=request.body, **headers)
+    assert NEXT_SIGNATURE_HEADER.lower() not in retry.headers
+
+
+def test_retry_with_undecryptable_secret_sends_nothing(
+    tenant, local_webhooks, start_server, monkeypatch, settings
+):
+    server = start_server(json_reply(503, {}))
+    point_webhooks_at(tenant, server)
+    other_keys = [Fernet.generate_key().decode()]
+    _replace_secret_before_retry(
+        monkeypatch,
+        tenant,
+        "a-secret-encrypted-with-a-lost-key",
+        VIZOCHOK_ENCRYPTION_KEYS=other_keys,
+    )
+
+    result = products_fetch(tenant=tenant, skus=["a"], store_id="store-1")
+
+    assert result.failure == FailureReason.ERROR
+    assert len(server.log.requests) == 1
+    deliveries = WebhookDelivery.objects.filter(tenant=tenant).order_by("attempt")
+    assert list(deliveries.values_list("attempt", "outcome", "status_code", "error_code")) == [
+        (1, "http_error", 503, "http_503"),
+        (2, "secret_undecryptable", None, "secret_undecryptable"),
+    ]
 
 
 def test_5xx_is_retried_once_after_a_second(tenant, local_webhooks, start_server):

@@ -8,6 +8,8 @@ attempt, and that the admin test API answers the same failure without a 500.
 
 from __future__ import annotations
 
+import json
+import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -22,10 +24,14 @@ from tests.factories import ConversationFactory
 from tests.webhooks.behaviours import (
     conflicting_content_lengths,
     connection_reset,
+    dripped_reply,
+    empty_reply,
+    gzip_reply,
     json_reply,
     point_webhooks_at,
     raw_reply,
     redirect,
+    reset_mid_body,
     sequence,
     slow,
 )
@@ -50,6 +56,18 @@ WRONG_TYPES = {
     "products": {"products": [{"sku": 1, "price": "12", "in_stock": "yes"}]},
     "cart": {"ok": "yes"},
     "cart_get": {"items": [{"sku": "a", "name": "A", "price": "12", "quantity": "1"}]},
+}
+# The same bodies with a member name that appears twice, which parsers read differently.
+DUPLICATE_NAMES = {
+    "products": b'{"products": [], "products": [{"sku": "a", "price": 12.5, "in_stock": true}]}',
+    "cart": b'{"ok": false, "reason": "out_of_stock", "ok": true}',
+    "cart_get": b'{"items": [{"sku": "a", "name": "A", "price": 99, "price": 12.5, "quantity": 1}]}',
+}
+# NaN is no JSON token, so a body with one is invalid JSON as a whole.
+NAN_NUMBERS = {
+    "products": b'{"products": [{"sku": "a", "price": NaN, "in_stock": true}]}',
+    "cart": b'{"ok": false, "reason": "out_of_stock", "max_quantity": NaN}',
+    "cart_get": b'{"items": [{"sku": "a", "name": "A", "price": 12.5, "quantity": NaN}]}',
 }
 HTML_ERROR_PAGE = b"<html><body><h1>502 Bad Gateway</h1><p>nginx</p></body></html>"
 ONE_MIB = 1024 * 1024
@@ -79,7 +97,7 @@ def _rows(kind: str) -> list[Row]:
         Row("404", json_reply(404, {"error": "not_found"}), [(1, "http_error", 404, "http_404")], FailureReason.ERROR),
         Row("301 to metadata", redirect("http://169.254.169.254/latest/meta-data/"), [(1, "http_error", 301, "http_301")], FailureReason.ERROR),
         Row("malformed JSON", raw_reply(200, b'{"products": [{"sku": "a",'), [(1, "invalid_response", 200, "invalid_json")], FailureReason.ERROR),
-        Row("1 MiB body", raw_reply(200, b"[" + b"0," * (ONE_MIB // 2) + b"0]"), [(1, "invalid_response", None, "response_too_large")], FailureReason.ERROR),
+        Row("1 MiB body", raw_reply(200, b"[" + b"0," * (ONE_MIB // 2) + b"0]"), [(1, "invalid_response", 200, "response_too_large")], FailureReason.ERROR),
         Row("1 MiB 503 page", raw_reply(503, b"x" * ONE_MIB, "text/html"), [(1, "http_error", 503, "http_503"), (2, "http_error", 503, "http_503")], FailureReason.ERROR),
         Row("1 MiB 404 page", raw_reply(404, b"x" * ONE_MIB, "text/html"), [(1, "http_error", 404, "http_404")], FailureReason.ERROR),
         Row("connection reset", connection_reset, [(1, "connection_error", None, "connection_reset")], FailureReason.ERROR),
@@ -87,6 +105,16 @@ def _rows(kind: str) -> list[Row]:
         Row("empty body", raw_reply(200, b""), [(1, "invalid_response", 200, "invalid_json")], FailureReason.ERROR),
         Row("deeply nested JSON", raw_reply(200, DEEPLY_NESTED_JSON), [(1, "invalid_response", 200, "invalid_json")], FailureReason.ERROR),
         Row("HTML error page", raw_reply(502, HTML_ERROR_PAGE, "text/html"), [(1, "http_error", 502, "http_502"), (2, "http_error", 502, "http_502")], FailureReason.ERROR),
+        Row("body dripped past timeout", dripped_reply(success, seconds_per_byte=0.1), [(1, *timeout), (2, *timeout)], FailureReason.TIMEOUT),
+        Row("reset mid-body", reset_mid_body, [(1, "connection_error", None, "connection_reset")], FailureReason.ERROR),
+        Row("gzip bomb", gzip_reply(64 * ONE_MIB), [(1, "invalid_response", 200, "response_too_large")], FailureReason.ERROR),
+        Row("duplicate names", raw_reply(200, DUPLICATE_NAMES[kind]), [(1, "invalid_response", 200, "invalid_json")], FailureReason.ERROR),
+        Row("NaN price", raw_reply(200, NAN_NUMBERS[kind]), [(1, "invalid_response", 200, "invalid_json")], FailureReason.ERROR),
+        Row("text/plain", raw_reply(200, json.dumps(success).encode(), "text/plain"), [(1, "invalid_response", 200, "wrong_content_type")], FailureReason.ERROR),
+        Row("302 to loopback", redirect("http://127.0.0.1:9/products", status=302), [(1, "http_error", 302, "http_302")], FailureReason.ERROR),
+        Row("307 to metadata", redirect("http://169.254.169.254/latest/meta-data/", status=307), [(1, "http_error", 307, "http_307")], FailureReason.ERROR),
+        Row("503 with Retry-After then 200", sequence(empty_reply(503, {"Retry-After": "3600"}), json_reply(200, success)), [(1, "http_error", 503, "http_503"), (2, "success", 200, "")], None),
+        Row("429 with Retry-After", empty_reply(429, {"Retry-After": "1"}), [(1, "http_error", 429, "http_429")], FailureReason.ERROR),
     ]  # fmt: skip
 
 
@@ -118,19 +146,31 @@ def recorded_attempts(tenant, kind: str) -> list[tuple[int, str, int | None, str
 
 
 @pytest.mark.parametrize("row", matrix("products"))
-def test_products_fault(tenant, fault_settings, start_server, row):
+def test_products_fault(tenant, fault_settings, start_server, row, caplog):
     server = start_server(row.behaviour)
     point_webhooks_at(tenant, server)
 
-    result = products_fetch(tenant=tenant, skus=["a", "b"], store_id="store-1")
+    with caplog.at_level(logging.INFO, logger="webhooks.calls"):
+        result = products_fetch(tenant=tenant, skus=["a", "b"], store_id="store-1")
 
     expected = (
-        {"a": LiveProduct(sku="a", price=12.5, in_stock=True)} if row.name == "503 then 200" else {}
+        {"a": LiveProduct(sku="a", price=12.5, in_stock=True)}
+        if row.name.endswith("then 200")
+        else {}
     )
     assert result.available == expected
     assert result.failure == row.failure
     assert recorded_attempts(tenant, "products") == row.attempts
     assert len(server.log.requests) == len(row.attempts)
+    delivery_lines = [
+        (record.levelname, record.outcome, record.error_code)
+        for record in caplog.records
+        if record.getMessage() == "webhooks.delivery"
+    ]
+    assert delivery_lines == [
+        ("INFO" if outcome == "success" else "WARNING", outcome, error_code)
+        for _, outcome, _, error_code in row.attempts
+    ]
 
 
 @pytest.mark.parametrize("row", matrix("cart"))
@@ -163,7 +203,7 @@ def test_cart_get_fault(tenant, fault_settings, start_server, row):
     result = cart_fetch(tenant=tenant, store_id="store-1", session_id="shopper-1")
 
     assert result.failure == row.failure
-    expected_lines = 1 if row.name == "503 then 200" else 0
+    expected_lines = 1 if row.name.endswith("then 200") else 0
     assert len(result.lines) == expected_lines
     assert recorded_attempts(tenant, "cart_get") == row.attempts
 

@@ -8,6 +8,7 @@ import math
 import pytest
 
 from tests.webhooks.behaviours import json_reply, point_webhooks_at, raw_reply
+from webhooks.calls import response_json
 from webhooks.dispatch import (
     CartAction,
     FailureReason,
@@ -523,3 +524,33 @@ def test_cart_get_lengths_count_stripped_text():
         "item 1: sku: Value error, must be at most 200 characters",
         "item 2: name: Value error, must be at most 500 characters",
     ]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"ok": false, "ok": true}',
+        b'{"products": [{"sku": "a", "sku": "b", "price": 1, "in_stock": true}]}',
+        b'{"items": [], "x": {"y": 1, "y": 1}}',
+    ],
+    ids=["top level", "in a list item", "same value twice"],
+)
+def test_response_json_rejects_repeated_names(body):
+    with pytest.raises(ValueError, match="appears more than once in one object"):
+        response_json(body)
+
+
+def test_response_json_allows_names_across_objects():
+    body = b'{"products": [{"sku": "a", "price": 1}, {"sku": "b", "price": 2}]}'
+
+    assert response_json(body) == {"products": [{"sku": "a", "price": 1}, {"sku": "b", "price": 2}]}
+
+
+def test_response_json_shortens_quoted_name():
+    name = "n" * 5000
+    body = f'{{"{name}": 1, "{name}": 2}}'.encode()
+
+    with pytest.raises(ValueError, match="appears more than once") as raised:
+        response_json(body)
+
+    assert str(raised.value) == f"the name {'n' * 100!r} appears more than once in one object"
