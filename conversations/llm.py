@@ -108,6 +108,9 @@ class LLMError(Exception):
         self.status_code = status_code
         # Seconds the server asked to wait in a Retry-After header, if it sent one.
         self.retry_after = retry_after
+        # The tokens of a plain completion that arrived whole but was rejected, which the
+        # caller records like those of an accepted one.
+        self.usage: Usage | None = None
 
     @property
     def reason(self) -> str:
@@ -321,6 +324,7 @@ class CompletionStream:
                 "tenant_id": self.context.tenant_id,
                 "conversation_id": self.context.conversation_id,
                 "model": self.request.model,
+                "stream": True,
                 "chunks": assembly.chunks,
                 "prompt_tokens": usage.prompt_tokens,
                 "completion_tokens": usage.completion_tokens,
@@ -426,26 +430,63 @@ def _plain_attempt(
 ) -> Completion:
     started = time.monotonic()
     request_id: str | None = None
+    parsed: object = None
+    body_chars = 0
     try:
         with deadline_scope(deadline):
             raw = _client().chat.completions.with_raw_response.create(
                 **_request_kwargs(request, deadline)
             )
             request_id = raw.headers.get(REQUEST_ID_HEADER)
-            parsed: object = raw.parse()
+            parsed = raw.parse()
+            body_chars = len(raw.text)
         completion = _completion_from_plain(
             parsed, request, request_id=request_id, duration_ms=_since(started)
         )
     except LLMError as error:
         error.model, error.request_id = request.model, error.request_id or request_id
+        _rejected_usage_attach(error, parsed, request, context, body_chars=body_chars)
         _log_failure(context, request, error, started, attempt, stream=False)
         raise
     except Exception as error:
         mapped = _mapped_error(error, request.model, request_id)
+        _rejected_usage_attach(mapped, parsed, request, context, body_chars=body_chars)
         _log_failure(context, request, mapped, started, attempt, stream=False)
         raise mapped from error
     _log_completion(context, completion, attempt, stream=False)
     return completion
+
+
+def _rejected_usage_attach(
+    error: LLMError,
+    parsed: object,
+    request: CompletionRequest,
+    context: LLMContext,
+    *,
+    body_chars: int,
+) -> None:
+    """Set ``error.usage`` when the response body is a chat completion that was rejected.
+
+    The server processed the prompt of such a completion (an unknown tool, invalid
+    arguments, a completion over the size limits), as it did for a stream that broke after
+    its first chunk. Its usage is the reported one, or an estimate from the body's length.
+    """
+    if not isinstance(parsed, ChatCompletion):
+        return
+    reported = getattr(parsed, "usage", None)
+    error.usage = _usage(reported, request, "", [], completion_chars=body_chars)
+    logger.info(
+        "llm.completion_unfinished",
+        extra={
+            "tenant_id": context.tenant_id,
+            "conversation_id": context.conversation_id,
+            "model": request.model,
+            "stream": False,
+            "prompt_tokens": error.usage.prompt_tokens,
+            "completion_tokens": error.usage.completion_tokens,
+            "usage_estimated": error.usage.estimated,
+        },
+    )
 
 
 @functools.lru_cache(maxsize=8)
@@ -877,11 +918,18 @@ def _checked_completion(completion: Completion) -> Completion:
 
 
 def _usage(
-    reported: Any, request: CompletionRequest, text: str, tool_calls: list[ToolCall]
+    reported: Any,
+    request: CompletionRequest,
+    text: str,
+    tool_calls: list[ToolCall],
+    *,
+    completion_chars: int = 0,
 ) -> Usage:
     """Return the usage the server reported, or an estimate when it reported none.
 
-    Counts that are not integers from 0 to ``MAX_REPORTED_TOKENS`` are estimated too.
+    Counts that are not integers from 0 to ``MAX_REPORTED_TOKENS`` are estimated too. The
+    estimate of the completion counts ``text``, the arguments of ``tool_calls`` and
+    ``completion_chars`` more characters.
     """
     prompt_tokens = getattr(reported, "prompt_tokens", None)
     completion_tokens = getattr(reported, "completion_tokens", None)
@@ -890,7 +938,7 @@ def _usage(
     prompt_chars = len(json.dumps(request.messages, ensure_ascii=False)) + len(
         json.dumps(request.tools, ensure_ascii=False)
     )
-    completion_chars = len(text) + sum(len(call.raw_arguments) for call in tool_calls)
+    completion_chars += len(text) + sum(len(call.raw_arguments) for call in tool_calls)
     return Usage(
         prompt_tokens=_estimated_tokens(prompt_chars),
         completion_tokens=_estimated_tokens(completion_chars),

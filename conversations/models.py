@@ -42,7 +42,9 @@ class Conversation(TimestampedModel):
     cart_loaded_at = models.DateTimeField(null=True, blank=True)
     # Working memory of the assistant, such as the products shown last.
     state = models.JSONField(default=dict, blank=True)
-    tokens_used = models.PositiveIntegerField(default=0)
+    # 64-bit, as in TokenUsage: one model call may report up to 20 million tokens (see
+    # conversations.llm.MAX_REPORTED_TOKENS), so a 32-bit total overflows after about 107.
+    tokens_used = models.PositiveBigIntegerField(default=0)
     # Set while a worker processes a shopper message, so that one conversation runs one turn
     # at a time across processes; see conversations.leases.
     turn_started_at = models.DateTimeField(null=True, blank=True, editable=False)

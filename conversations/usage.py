@@ -45,10 +45,17 @@ def token_usage_record(*, tenant: Tenant, usage: Usage, day: date | None = None)
         rows.update(**increments)
 
 
-def conversation_tokens_add(*, conversation: Conversation, tokens: int) -> None:
-    """Add ``tokens`` to the conversation's total, in the database and on ``conversation``."""
-    Conversation.objects.filter(pk=conversation.pk).update(tokens_used=F("tokens_used") + tokens)
-    conversation.tokens_used += tokens
+def llm_usage_record(*, conversation: Conversation, usage: Usage) -> None:
+    """Add one model call's tokens to the tenant's day and to the conversation's total.
+
+    Both counters change in one transaction, so a failed update leaves neither changed.
+    """
+    with transaction.atomic():
+        token_usage_record(tenant=conversation.tenant, usage=usage)
+        Conversation.objects.filter(pk=conversation.pk).update(
+            tokens_used=F("tokens_used") + usage.total_tokens
+        )
+    conversation.tokens_used += usage.total_tokens
 
 
 def tenant_tokens_used(*, tenant: Tenant, since: date) -> int:

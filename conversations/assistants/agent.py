@@ -62,11 +62,7 @@ from conversations.tool_calls import (
     tool_definitions,
     tool_result_content,
 )
-from conversations.usage import (
-    conversation_tokens_add,
-    tenant_token_limit_reached,
-    token_usage_record,
-)
+from conversations.usage import llm_usage_record, tenant_token_limit_reached
 from tenants.models import AssistantSettings
 from vizochok.exceptions import ErrorCode
 
@@ -335,7 +331,7 @@ class _AgentTurn:
                 completion = yield from self._streamed(request, context)
                 text_sent = bool(completion.text)
             else:
-                completion = chat_completion(request, context=context, deadline=self.deadline)
+                completion = self._plain(request, context)
                 if completion.text:
                     text_sent = True
                     yield events.text_delta(completion.text)
@@ -381,6 +377,15 @@ class _AgentTurn:
             raise LLMInvalidResponse("The stream ended without a completion.")
         return stream.completion
 
+    def _plain(self, request: CompletionRequest, context: LLMContext) -> Completion:
+        """Send one plain request, and record the tokens of a completion that was rejected."""
+        try:
+            return chat_completion(request, context=context, deadline=self.deadline)
+        except LLMError as error:
+            if error.usage is not None:
+                self._record_usage(error.usage)
+            raise
+
     def _record(self, completion: Completion) -> None:
         self._record_usage(completion.usage)
         if not completion.text and not completion.tool_calls:
@@ -392,9 +397,7 @@ class _AgentTurn:
         self.turn.llm_messages.append(message)
 
     def _record_usage(self, usage: Usage) -> None:
-        conversation = self.turn.conversation
-        token_usage_record(tenant=conversation.tenant, usage=usage)
-        conversation_tokens_add(conversation=conversation, tokens=usage.total_tokens)
+        llm_usage_record(conversation=self.turn.conversation, usage=usage)
         metadata = self.turn.metadata
         metadata["prompt_tokens"] += usage.prompt_tokens
         metadata["completion_tokens"] += usage.completion_tokens

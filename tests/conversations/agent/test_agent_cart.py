@@ -17,6 +17,7 @@ from tests.conversations.shop_data import (
     STORE_ID,
     show,
 )
+from tests.factories import ConversationFactory
 from webhooks.models import WebhookDelivery
 
 pytestmark = pytest.mark.django_db
@@ -356,3 +357,44 @@ def test_tool_calls_per_message_are_limited(chat_client, shop, conversation, llm
     assert conversation.cart == {"items": [], "total": 0.0}
     limited_logs = [r for r in caplog.records if r.msg == "conversations.tools.call_limited"]
     assert [record.tool for record in limited_logs] == ["add_to_cart", "get_product_details"]
+
+
+def test_sku_shown_elsewhere_is_rejected(
+    chat_client, shop, conversation, llm, tenant, other_tenant
+):
+    # The other tenant's conversation and another conversation of this shop showed it.
+    show(ConversationFactory(tenant=other_tenant, store_id=STORE_ID), APPLES)
+    show(ConversationFactory(tenant=tenant, store_id=STORE_ID), APPLES)
+    llm.add(
+        tool_calls(
+            call("add_to_cart", {"sku": APPLES.sku, "conversation_id": "conv_other"}),
+            call("get_product_details", {"sku": APPLES.sku}),
+        ),
+        reply("Спершу знайду яблука."),
+    )
+
+    sent = send(chat_client, conversation, "Додай яблука")
+
+    added, details = llm.requests[1].tool_results()
+    assert added["reason"] == "sku_not_offered"
+    assert added["reason_type"] == "guard"
+    assert details == {"ok": False, "sku": APPLES.sku, "reason": "sku_not_offered"}
+    assert shop.requests == []
+    assert "cart_changed" not in types_of(sent)
+    conversation.refresh_from_db()
+    assert conversation.cart == {"items": [], "total": 0.0}
+
+
+def test_cart_claim_without_a_call_changes_nothing(chat_client, shop, conversation, llm):
+    show(conversation, MILK_GALYCHYNA)
+    llm.add(reply("Додав Галичину в кошик, до сплати 42 грн."))
+
+    sent = send(chat_client, conversation, "Додай Галичину")
+
+    assert types_of(sent) == ["text_delta", "text_end", "response_complete"]
+    assert reply_text(sent) == "Додав Галичину в кошик, до сплати 42 грн."
+    assert cart_posts(shop) == []
+    assert shop.store.cart_items(STORE_ID, SESSION_ID) == []
+    conversation.refresh_from_db()
+    assert conversation.cart == {"items": [], "total": 0.0}
+    assert "failure" not in Message.objects.get(role="assistant").metadata

@@ -4,10 +4,11 @@ import logging
 from datetime import timedelta
 
 import pytest
+from django.db import DataError
 
-from conversations.llm import Usage
-from conversations.models import Message, TokenUsage
-from conversations.usage import token_usage_record, utc_today
+from conversations.llm import MAX_REPORTED_TOKENS, Usage
+from conversations.models import Conversation, Message, TokenUsage
+from conversations.usage import llm_usage_record, token_usage_record, utc_today
 from tests.conversations.agent.chat import types_of
 from tests.conversations.agent.llm_server import call, reply, tool_calls
 from tests.conversations.chat import send
@@ -179,6 +180,49 @@ def test_implausible_usage_is_estimated(chat_client, shop, conversation, llm, te
     reply_message = Message.objects.get(role="assistant")
     assert reply_message.metadata["usage_estimated"] is True
     assert "failure" not in reply_message.metadata
+
+
+def test_largest_usage_beyond_32_bits_is_counted(
+    chat_client, shop, conversation, llm, tenant, assistant_settings
+):
+    # 107 calls that reported the largest accepted counts, 10 million tokens each way.
+    assistant_settings.session_token_limit = 0
+    assistant_settings.daily_token_limit = 0
+    assistant_settings.monthly_token_limit = 0
+    assistant_settings.save()
+    conversation.tokens_used = 2_140_000_000
+    conversation.save()
+    llm.add(reply("Привіт!", usage=(MAX_REPORTED_TOKENS, MAX_REPORTED_TOKENS)))
+
+    sent = send(chat_client, conversation, "привіт")
+
+    assert types_of(sent) == ["text_delta", "text_end", "response_complete"]
+    conversation.refresh_from_db()
+    assert conversation.tokens_used == 2_160_000_000
+    usage = TokenUsage.objects.get(tenant=tenant)
+    assert usage.prompt_tokens == MAX_REPORTED_TOKENS
+    assert usage.completion_tokens == MAX_REPORTED_TOKENS
+    reply_message = Message.objects.get(role="assistant")
+    assert reply_message.metadata["prompt_tokens"] == MAX_REPORTED_TOKENS
+    assert "failure" not in reply_message.metadata
+
+
+def test_failed_usage_record_changes_no_counter(conversation, tenant):
+    token_usage_record(tenant=tenant, usage=Usage(prompt_tokens=100, completion_tokens=10))
+    biggest = 2**63 - 1
+    Conversation.objects.filter(pk=conversation.pk).update(tokens_used=biggest)
+    conversation.refresh_from_db()
+
+    with pytest.raises(DataError):
+        llm_usage_record(
+            conversation=conversation, usage=Usage(prompt_tokens=50, completion_tokens=5)
+        )
+
+    usage = TokenUsage.objects.get(tenant=tenant)
+    assert (usage.prompt_tokens, usage.completion_tokens, usage.requests) == (100, 10, 1)
+    assert conversation.tokens_used == biggest
+    conversation.refresh_from_db()
+    assert conversation.tokens_used == biggest
 
 
 def test_turn_deadline_ends_the_turn(chat_client, shop, conversation, llm, settings, caplog):

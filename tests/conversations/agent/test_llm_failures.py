@@ -505,6 +505,79 @@ def test_broken_stream_counts_its_tokens(chat_client, shop, conversation, llm, t
     assert usage.requests == 1
 
 
+def test_rejected_answer_counts_reported_tokens(
+    chat_client, shop, conversation, llm, tenant, stream_mode, caplog
+):
+    llm.add(tool_calls(call("checkout", {"confirm": True}), usage=(5000, 50)))
+
+    with caplog.at_level(logging.INFO, logger="conversations.llm"):
+        sent = send(chat_client, conversation, "купи все")
+
+    assert sent[-2]["reason"] == "llm_invalid_response"
+    answer = Message.objects.get(role="assistant")
+    assert answer.metadata["prompt_tokens"] == 5000
+    assert answer.metadata["completion_tokens"] == 50
+    assert "usage_estimated" not in answer.metadata
+    conversation.refresh_from_db()
+    assert conversation.tokens_used == 5050
+    usage = TokenUsage.objects.get(tenant=tenant)
+    assert (usage.prompt_tokens, usage.completion_tokens, usage.requests) == (5000, 50, 1)
+    [record] = [r for r in caplog.records if r.getMessage() == "llm.completion_unfinished"]
+    assert (record.prompt_tokens, record.completion_tokens) == (5000, 50)
+    assert record.conversation_id == conversation.public_id
+
+
+def test_rejected_plain_answer_usage_estimated(
+    chat_client, shop, conversation, llm, tenant, settings
+):
+    settings.LLM_STREAM = False
+    body = json.dumps(
+        {
+            "id": "x",
+            "object": "chat.completion",
+            "created": 1,
+            "model": "m",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": None},
+                    "finish_reason": "stop",
+                }
+            ],
+        }
+    ).encode()
+    llm.add(raw_body(body))
+
+    sent = send(chat_client, conversation, "привіт")
+
+    assert sent[-2]["reason"] == "llm_invalid_response"
+    request = llm.requests[0].body
+    prompt_chars = len(json.dumps(request["messages"], ensure_ascii=False))
+    prompt_chars += len(json.dumps(request["tools"], ensure_ascii=False))
+    answer = Message.objects.get(role="assistant")
+    assert answer.metadata["prompt_tokens"] == -(-prompt_chars // 4)
+    assert answer.metadata["completion_tokens"] == -(-len(body) // 4)
+    assert answer.metadata["usage_estimated"] is True
+    usage = TokenUsage.objects.get(tenant=tenant)
+    assert usage.completion_tokens == -(-len(body) // 4)
+    assert usage.requests == 1
+
+
+def test_body_not_a_completion_counts_nothing(chat_client, shop, conversation, llm, settings):
+    settings.LLM_STREAM = False
+    llm.add(raw_body(b"<html>Bad gateway</html>", "text/html"))
+
+    sent = send(chat_client, conversation, "привіт")
+
+    assert sent[-2]["reason"] == "llm_invalid_response"
+    answer = Message.objects.get(role="assistant")
+    assert answer.metadata["prompt_tokens"] == 0
+    assert answer.metadata["completion_tokens"] == 0
+    conversation.refresh_from_db()
+    assert conversation.tokens_used == 0
+    assert not TokenUsage.objects.exists()
+
+
 def test_failure_before_any_chunk_counts_nothing(chat_client, shop, conversation, llm):
     llm.add(http_error(500), http_error(500))
 
