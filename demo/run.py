@@ -38,15 +38,26 @@ sys.path.insert(0, str(ROOT))
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--app-port", type=int, default=int(os.environ.get("DEMO_APP_PORT", 8000)))
     parser.add_argument(
-        "--merchant-port", type=int, default=int(os.environ.get("DEMO_MERCHANT_PORT", 8001))
+        "--app-port",
+        type=int,
+        default=int(os.environ.get("DEMO_APP_PORT", 8000)),
+        help="Port of the app (gunicorn), default DEMO_APP_PORT or 8000; another free port "
+        "when taken.",
+    )
+    parser.add_argument(
+        "--merchant-port",
+        type=int,
+        default=int(os.environ.get("DEMO_MERCHANT_PORT", 8001)),
+        help="Port of the reference merchant, default DEMO_MERCHANT_PORT or 8001; another free "
+        "port when taken.",
     )
     parser.add_argument(
         "--websocket-port",
         type=int,
         default=int(os.environ.get("DEMO_WEBSOCKET_PORT", 8002)),
-        help="Port of the WebSocket chat endpoint (uvicorn); another free port when taken.",
+        help="Port of the WebSocket chat endpoint (uvicorn), default DEMO_WEBSOCKET_PORT or "
+        "8002; another free port when taken.",
     )
     parser.add_argument(
         "--once", action="store_true", help="Stop after the conversation instead of serving."
@@ -62,6 +73,9 @@ def parse_args() -> argparse.Namespace:
 def free_port(preferred: int) -> int:
     """Return ``preferred`` when nothing listens on it, otherwise a free port."""
     with socket.socket() as probe:
+        # The servers bind with SO_REUSEADDR, so the probe does too. Without it, the
+        # TIME_WAIT connections of a demo stopped a minute ago make the port look taken.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(("127.0.0.1", preferred))
             return preferred

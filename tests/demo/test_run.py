@@ -3,6 +3,7 @@
 import io
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -25,6 +26,7 @@ from demo.run import (
     TENANT_SLUG,
     app_command,
     describe_assistant,
+    free_port,
     http_error_exit,
     keep_serving,
     lock_database,
@@ -60,6 +62,38 @@ def _server_returning(statuses: list[int]) -> Iterator[str]:
 
     with serving(Handler) as url:
         yield f"{url}/health"
+
+
+def _listening_socket() -> socket.socket:
+    server = socket.socket()
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    return server
+
+
+def test_free_port_skips_listening_port():
+    with _listening_socket() as server:
+        listening_port = server.getsockname()[1]
+
+        port = free_port(listening_port)
+
+    assert port != listening_port
+    assert port > 0
+
+
+def test_free_port_keeps_port_in_time_wait():
+    server = _listening_socket()
+    port = server.getsockname()[1]
+    client = socket.create_connection(("127.0.0.1", port))
+    accepted, _ = server.accept()
+    # The server's side closes first, as a stopped demo's servers do, so the port keeps a
+    # connection in TIME_WAIT after the listening socket is gone.
+    accepted.close()
+    client.close()
+    server.close()
+
+    assert free_port(port) == port
 
 
 @pytest.fixture
