@@ -133,6 +133,34 @@ DEMO_ALREADY_RUNNING = (
 )
 
 
+def check_settings() -> None:
+    """Load the settings, and exit with a message when they are invalid or reject 127.0.0.1.
+
+    The demo serves on 127.0.0.1 only, so a DJANGO_ALLOWED_HOSTS without it, such as the one
+    of a .env copied from .env.example, would fail every request with 400 after the import.
+    """
+    import django
+    from django.core.exceptions import ImproperlyConfigured
+
+    try:
+        django.setup()
+    except ImproperlyConfigured as error:
+        raise SystemExit(f"Invalid settings: {error}") from None
+    from django.conf import settings
+    from django.http.request import validate_host
+
+    allowed_hosts = settings.ALLOWED_HOSTS
+    if settings.DEBUG and not allowed_hosts:
+        # Django 5.2's HttpRequest.get_host() uses these hosts for an empty list in debug mode.
+        allowed_hosts = [".localhost", "127.0.0.1", "[::1]"]
+    if not validate_host("127.0.0.1", allowed_hosts):
+        raise SystemExit(
+            f"DJANGO_ALLOWED_HOSTS is {','.join(allowed_hosts)!r}, from the environment or "
+            ".env, and does not allow 127.0.0.1, where the demo serves. Add 127.0.0.1 to it, "
+            "or remove it from .env to get the development default."
+        )
+
+
 def lock_database() -> None:
     """Connect to the database and take the demo's advisory lock for the life of this process.
 
@@ -535,6 +563,7 @@ def main() -> None:
     processes: list[subprocess.Popen[bytes]] = []
     interrupted = False
     try:
+        check_settings()
         lock_database()
 
         step("Migrating the database")

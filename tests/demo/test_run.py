@@ -353,6 +353,57 @@ def test_demo_without_database_exits_with_message():
     assert "Stopped" not in result.stdout
 
 
+def _run_demo_without_database(**variables: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "DATABASE_URL": "postgres://postgres@127.0.0.1:9/vizochok_missing",
+        "DJANGO_ENV_FILE": "",
+        "DEMO_APP_PORT": "0",
+        "DEMO_MERCHANT_PORT": "0",
+        "DEMO_WEBSOCKET_PORT": "0",
+        **variables,
+    }
+    return subprocess.run(
+        [sys.executable, "demo/run.py", "--once"],
+        cwd=PROJECT_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_demo_rejects_hosts_without_loopback():
+    result = _run_demo_without_database(DJANGO_ALLOWED_HOSTS="shop-assistant.example.com")
+
+    assert result.returncode == 1
+    assert result.stderr == (
+        "DJANGO_ALLOWED_HOSTS is 'shop-assistant.example.com', from the environment or .env, "
+        "and does not allow 127.0.0.1, where the demo serves. Add 127.0.0.1 to it, or remove "
+        "it from .env to get the development default.\n"
+    )
+    assert result.stdout == ""
+
+
+def test_demo_accepts_hosts_with_loopback():
+    result = _run_demo_without_database(DJANGO_ALLOWED_HOSTS="shop.example,127.0.0.1")
+
+    assert result.returncode == 1
+    assert result.stderr.startswith("Cannot connect to the database 'vizochok_missing'")
+
+
+def test_demo_invalid_settings_exit_without_traceback():
+    result = _run_demo_without_database(DATABASE_URL="sqlite:///demo.sqlite3")
+
+    assert result.returncode == 1
+    assert result.stderr.startswith(
+        "Invalid settings: DATABASE_URL is a URL with the scheme 'sqlite', which is not a "
+        "PostgreSQL URL."
+    )
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""
+
+
 def test_failed_command_exits_with_its_name():
     with pytest.raises(SystemExit) as raised:
         manage("no_such_command")
