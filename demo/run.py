@@ -210,6 +210,12 @@ def prepare_tenant(*, merchant_url: str) -> dict[str, str]:
     tenant = Tenant.objects.filter(slug=TENANT_SLUG).first()
     if tenant is None:
         tenant = tenant_create(name="ATB demo store", slug=TENANT_SLUG).tenant
+    if not tenant.is_active:
+        # A tenant deactivated in the admin rejects every key with 401, so the demo could
+        # not run at all.
+        tenant.is_active = True
+        tenant.save(update_fields=["is_active", "updated_at"])
+        print(f"  The tenant {TENANT_SLUG!r} was deactivated; the demo activated it again.")
     for old_key in ApiKey.objects.filter(tenant=tenant, revoked_at__isnull=True):
         api_key_revoke(tenant=tenant, api_key_id=old_key.pk)
     public_key = api_key_create(tenant=tenant, kind=ApiKey.Kind.PUBLIC, name="demo widget")

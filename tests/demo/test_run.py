@@ -269,6 +269,31 @@ def test_prepare_tenant_erases_earlier_demo_shopper():
     assert Conversation.objects.filter(pk=other.pk).exists()
 
 
+@pytest.mark.django_db
+def test_prepare_tenant_activates_deactivated_tenant(capsys):
+    prepare_tenant(merchant_url="http://127.0.0.1:9")
+    Tenant.objects.filter(slug=TENANT_SLUG).update(is_active=False)
+    capsys.readouterr()
+
+    prepare_tenant(merchant_url="http://127.0.0.1:9")
+
+    assert Tenant.objects.get(slug=TENANT_SLUG).is_active is True
+    assert capsys.readouterr().out == (
+        "  The tenant 'demo-atb' was deactivated; the demo activated it again.\n"
+    )
+
+
+@pytest.mark.django_db
+def test_prepare_tenant_keeps_active_tenant_quiet(capsys):
+    prepare_tenant(merchant_url="http://127.0.0.1:9")
+    capsys.readouterr()
+
+    prepare_tenant(merchant_url="http://127.0.0.1:9")
+
+    assert Tenant.objects.get(slug=TENANT_SLUG).is_active is True
+    assert capsys.readouterr().out == ""
+
+
 def test_http_error_exit_shows_error_body():
     body = b'{"detail": "Too many conversations today.", "code": "user_conversation_limit"}'
     error = urllib.error.HTTPError(
