@@ -38,15 +38,26 @@ sys.path.insert(0, str(ROOT))
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--app-port", type=int, default=int(os.environ.get("DEMO_APP_PORT", 8000)))
     parser.add_argument(
-        "--merchant-port", type=int, default=int(os.environ.get("DEMO_MERCHANT_PORT", 8001))
+        "--app-port",
+        type=int,
+        default=int(os.environ.get("DEMO_APP_PORT", 8000)),
+        help="Port of the app (gunicorn), default DEMO_APP_PORT or 8000; another free port "
+        "when taken.",
+    )
+    parser.add_argument(
+        "--merchant-port",
+        type=int,
+        default=int(os.environ.get("DEMO_MERCHANT_PORT", 8001)),
+        help="Port of the reference merchant, default DEMO_MERCHANT_PORT or 8001; another free "
+        "port when taken.",
     )
     parser.add_argument(
         "--websocket-port",
         type=int,
         default=int(os.environ.get("DEMO_WEBSOCKET_PORT", 8002)),
-        help="Port of the WebSocket chat endpoint (uvicorn); another free port when taken.",
+        help="Port of the WebSocket chat endpoint (uvicorn), default DEMO_WEBSOCKET_PORT or "
+        "8002; another free port when taken.",
     )
     parser.add_argument(
         "--once", action="store_true", help="Stop after the conversation instead of serving."
@@ -62,6 +73,9 @@ def parse_args() -> argparse.Namespace:
 def free_port(preferred: int) -> int:
     """Return ``preferred`` when nothing listens on it, otherwise a free port."""
     with socket.socket() as probe:
+        # The servers bind with SO_REUSEADDR, so the probe does too. Without it, the
+        # TIME_WAIT connections of a demo stopped a minute ago make the port look taken.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(("127.0.0.1", preferred))
             return preferred
@@ -119,6 +133,34 @@ DEMO_ALREADY_RUNNING = (
 )
 
 
+def check_settings() -> None:
+    """Load the settings, and exit with a message when they are invalid or reject 127.0.0.1.
+
+    The demo serves on 127.0.0.1 only, so a DJANGO_ALLOWED_HOSTS without it, such as the one
+    of a .env copied from .env.example, would fail every request with 400 after the import.
+    """
+    import django
+    from django.core.exceptions import ImproperlyConfigured
+
+    try:
+        django.setup()
+    except ImproperlyConfigured as error:
+        raise SystemExit(f"Invalid settings: {error}") from None
+    from django.conf import settings
+    from django.http.request import validate_host
+
+    allowed_hosts = settings.ALLOWED_HOSTS
+    if settings.DEBUG and not allowed_hosts:
+        # Django 5.2's HttpRequest.get_host() uses these hosts for an empty list in debug mode.
+        allowed_hosts = [".localhost", "127.0.0.1", "[::1]"]
+    if not validate_host("127.0.0.1", allowed_hosts):
+        raise SystemExit(
+            f"DJANGO_ALLOWED_HOSTS is {','.join(allowed_hosts)!r}, from the environment or "
+            ".env, and does not allow 127.0.0.1, where the demo serves. Add 127.0.0.1 to it, "
+            "or remove it from .env to get the development default."
+        )
+
+
 def lock_database() -> None:
     """Connect to the database and take the demo's advisory lock for the life of this process.
 
@@ -168,6 +210,12 @@ def prepare_tenant(*, merchant_url: str) -> dict[str, str]:
     tenant = Tenant.objects.filter(slug=TENANT_SLUG).first()
     if tenant is None:
         tenant = tenant_create(name="ATB demo store", slug=TENANT_SLUG).tenant
+    if not tenant.is_active:
+        # A tenant deactivated in the admin rejects every key with 401, so the demo could
+        # not run at all.
+        tenant.is_active = True
+        tenant.save(update_fields=["is_active", "updated_at"])
+        print(f"  The tenant {TENANT_SLUG!r} was deactivated; the demo activated it again.")
     for old_key in ApiKey.objects.filter(tenant=tenant, revoked_at__isnull=True):
         api_key_revoke(tenant=tenant, api_key_id=old_key.pk)
     public_key = api_key_create(tenant=tenant, kind=ApiKey.Kind.PUBLIC, name="demo widget")
@@ -521,6 +569,7 @@ def main() -> None:
     processes: list[subprocess.Popen[bytes]] = []
     interrupted = False
     try:
+        check_settings()
         lock_database()
 
         step("Migrating the database")

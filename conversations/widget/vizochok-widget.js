@@ -216,7 +216,7 @@
       language: language,
       apiBase: apiBase,
       position: position,
-      botName: optionalString(config, "botName") || "Помічник",
+      botName: optionalString(config, "botName") || TEXTS[language].botName,
       botAvatar: botAvatar,
       placeholder: optionalString(config, "placeholder"),
       welcomeMessage: optionalString(config, "welcomeMessage"),
@@ -526,6 +526,7 @@
 
   var TEXTS = {
     uk: {
+      botName: "Помічник",
       open: "Відкрити чат",
       close: "Закрити чат",
       newConversation: "Нова розмова",
@@ -544,6 +545,7 @@
       addMessage: "Додай «{name}»",
     },
     en: {
+      botName: "Assistant",
       open: "Open chat",
       close: "Close chat",
       newConversation: "New conversation",
@@ -562,6 +564,7 @@
       addMessage: "Add «{name}»",
     },
     ru: {
+      botName: "Ассистент",
       open: "Открыть чат",
       close: "Закрыть чат",
       newConversation: "Новый разговор",

@@ -11,7 +11,9 @@ from django.utils import timezone
 from procrastinate.contrib.django.models import ProcrastinateJob
 from procrastinate.jobs import Status
 
+from catalog import importing
 from catalog.jobs import catalog_job_run
+from catalog.management.commands import reembed_catalog
 from catalog.models import CatalogJob, Product, TermCount
 from tenants.models import Tenant
 from tests.catalog.embedding_server import EmbeddingServer, run_embedding_server
@@ -177,6 +179,66 @@ def test_reembed_reports_failure(tenant, embedding_server, settings):
         "an embedding; run the command again to embed them."
     )
     assert _embedded_models(tenant) == {"milk-1": "model-a", "kefir-1": "model-a"}
+
+
+class _InterruptedEmbedder:
+    """Wraps an embedder and raises KeyboardInterrupt, as Ctrl-C does, from its second batch."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.model_name = inner.model_name
+        self.dimensions = inner.dimensions
+        self.batches = 0
+
+    def embed_queries(self, texts):
+        return self.inner.embed_queries(texts)
+
+    def embed_passages(self, texts):
+        self.batches += 1
+        if self.batches > 1:
+            raise KeyboardInterrupt
+        return self.inner.embed_passages(texts)
+
+
+def _interrupt_second_batch(monkeypatch, module) -> None:
+    real_get_embedder = module.get_embedder
+    monkeypatch.setattr(module, "get_embedder", lambda: _InterruptedEmbedder(real_get_embedder()))
+
+
+def test_reembed_interrupted_keeps_written_batch(tenant, embedding_server, settings, monkeypatch):
+    _call("import_catalog", str(DATA_DIR / "products.jsonl"), "--tenant", "shop-a")
+    settings.EMBEDDING_MODEL = "model-b"
+    settings.EMBEDDING_BATCH_SIZE = 1
+    _interrupt_second_batch(monkeypatch, reembed_catalog)
+
+    with pytest.raises(CommandError) as exc_info:
+        _call("reembed_catalog", "--tenant", "shop-a", "--commit")
+
+    assert str(exc_info.value) == (
+        "Interrupted. The embeddings written before the interrupt are kept; run the command "
+        "again to embed the rest."
+    )
+    assert exc_info.value.returncode == 130
+    assert sorted(_embedded_models(tenant).values()) == ["model-a", "model-b"]
+
+
+def test_import_interrupted_keeps_written_products(tenant, embedding_server, settings, monkeypatch):
+    settings.EMBEDDING_BATCH_SIZE = 1
+    _interrupt_second_batch(monkeypatch, importing)
+
+    with pytest.raises(CommandError) as exc_info:
+        _call("import_catalog", str(DATA_DIR / "products.jsonl"), "--tenant", "shop-a")
+
+    assert str(exc_info.value) == (
+        "Interrupted. The products and embeddings written before the interrupt are kept; run "
+        "the import again to finish it."
+    )
+    assert exc_info.value.returncode == 130
+    assert sorted(Product.objects.filter(tenant=tenant).values_list("sku", flat=True)) == [
+        "kefir-1",
+        "milk-1",
+    ]
+    assert len(_embedded_models(tenant)) == 1
 
 
 def test_reembed_unknown_tenant(db):

@@ -3,6 +3,7 @@
 import io
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -25,6 +26,7 @@ from demo.run import (
     TENANT_SLUG,
     app_command,
     describe_assistant,
+    free_port,
     http_error_exit,
     keep_serving,
     lock_database,
@@ -60,6 +62,38 @@ def _server_returning(statuses: list[int]) -> Iterator[str]:
 
     with serving(Handler) as url:
         yield f"{url}/health"
+
+
+def _listening_socket() -> socket.socket:
+    server = socket.socket()
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    return server
+
+
+def test_free_port_skips_listening_port():
+    with _listening_socket() as server:
+        listening_port = server.getsockname()[1]
+
+        port = free_port(listening_port)
+
+    assert port != listening_port
+    assert port > 0
+
+
+def test_free_port_keeps_port_in_time_wait():
+    server = _listening_socket()
+    port = server.getsockname()[1]
+    client = socket.create_connection(("127.0.0.1", port))
+    accepted, _ = server.accept()
+    # The server's side closes first, as a stopped demo's servers do, so the port keeps a
+    # connection in TIME_WAIT after the listening socket is gone.
+    accepted.close()
+    client.close()
+    server.close()
+
+    assert free_port(port) == port
 
 
 @pytest.fixture
@@ -235,6 +269,31 @@ def test_prepare_tenant_erases_earlier_demo_shopper():
     assert Conversation.objects.filter(pk=other.pk).exists()
 
 
+@pytest.mark.django_db
+def test_prepare_tenant_activates_deactivated_tenant(capsys):
+    prepare_tenant(merchant_url="http://127.0.0.1:9")
+    Tenant.objects.filter(slug=TENANT_SLUG).update(is_active=False)
+    capsys.readouterr()
+
+    prepare_tenant(merchant_url="http://127.0.0.1:9")
+
+    assert Tenant.objects.get(slug=TENANT_SLUG).is_active is True
+    assert capsys.readouterr().out == (
+        "  The tenant 'demo-atb' was deactivated; the demo activated it again.\n"
+    )
+
+
+@pytest.mark.django_db
+def test_prepare_tenant_keeps_active_tenant_quiet(capsys):
+    prepare_tenant(merchant_url="http://127.0.0.1:9")
+    capsys.readouterr()
+
+    prepare_tenant(merchant_url="http://127.0.0.1:9")
+
+    assert Tenant.objects.get(slug=TENANT_SLUG).is_active is True
+    assert capsys.readouterr().out == ""
+
+
 def test_http_error_exit_shows_error_body():
     body = b'{"detail": "Too many conversations today.", "code": "user_conversation_limit"}'
     error = urllib.error.HTTPError(
@@ -317,6 +376,57 @@ def test_demo_without_database_exits_with_message():
     assert "Traceback" not in result.stderr
     assert "Migrating" not in result.stdout
     assert "Stopped" not in result.stdout
+
+
+def _run_demo_without_database(**variables: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "DATABASE_URL": "postgres://postgres@127.0.0.1:9/vizochok_missing",
+        "DJANGO_ENV_FILE": "",
+        "DEMO_APP_PORT": "0",
+        "DEMO_MERCHANT_PORT": "0",
+        "DEMO_WEBSOCKET_PORT": "0",
+        **variables,
+    }
+    return subprocess.run(
+        [sys.executable, "demo/run.py", "--once"],
+        cwd=PROJECT_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_demo_rejects_hosts_without_loopback():
+    result = _run_demo_without_database(DJANGO_ALLOWED_HOSTS="shop-assistant.example.com")
+
+    assert result.returncode == 1
+    assert result.stderr == (
+        "DJANGO_ALLOWED_HOSTS is 'shop-assistant.example.com', from the environment or .env, "
+        "and does not allow 127.0.0.1, where the demo serves. Add 127.0.0.1 to it, or remove "
+        "it from .env to get the development default.\n"
+    )
+    assert result.stdout == ""
+
+
+def test_demo_accepts_hosts_with_loopback():
+    result = _run_demo_without_database(DJANGO_ALLOWED_HOSTS="shop.example,127.0.0.1")
+
+    assert result.returncode == 1
+    assert result.stderr.startswith("Cannot connect to the database 'vizochok_missing'")
+
+
+def test_demo_invalid_settings_exit_without_traceback():
+    result = _run_demo_without_database(DATABASE_URL="sqlite:///demo.sqlite3")
+
+    assert result.returncode == 1
+    assert result.stderr.startswith(
+        "Invalid settings: DATABASE_URL is a URL with the scheme 'sqlite', which is not a "
+        "PostgreSQL URL."
+    )
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""
 
 
 def test_failed_command_exits_with_its_name():

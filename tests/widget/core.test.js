@@ -37,6 +37,14 @@ test("config defaults", () => {
   });
 });
 
+test("config default bot name follows language", () => {
+  const names = {};
+  for (const language of ["uk", "en", "ru"]) {
+    names[language] = core.validateConfig({ ...VALID, language }, BASE).botName;
+  }
+  assert.deepEqual(names, { uk: "Помічник", en: "Assistant", ru: "Ассистент" });
+});
+
 test("config keeps given values", () => {
   const onCartChanged = () => {};
   const config = core.validateConfig(

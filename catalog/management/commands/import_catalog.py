@@ -31,6 +31,14 @@ def _positive_int(value: str) -> int:
     return number
 
 
+# Products are written and embeddings committed batch by batch, so an interrupt loses at
+# most the batch under way. 130 is the exit status of a shell command that SIGINT stopped.
+INTERRUPTED = (
+    "Interrupted. The products and embeddings written before the interrupt are kept; run the "
+    "import again to finish it."
+)
+
+
 class Command(BaseCommand):
     help = (
         "Import products into a tenant's catalog from a CSV (UTF-8, header row), JSON (an "
@@ -100,6 +108,8 @@ class Command(BaseCommand):
             )
         except ImportFileError as exc:
             raise CommandError(exc.detail) from exc
+        except KeyboardInterrupt:
+            raise CommandError(INTERRUPTED, returncode=130) from None
         finally:
             progress_bar.close()
 

@@ -12,6 +12,13 @@ from catalog.selectors import products_pending_embedding
 from catalog.services import products_embed_pending
 from tenants.management.tenants import command_tenant
 
+# Each batch of embeddings is committed on its own, so an interrupt loses at most the batch
+# under way. 130 is the exit status of a shell command that SIGINT stopped.
+INTERRUPTED = (
+    "Interrupted. The embeddings written before the interrupt are kept; run the command again "
+    "to embed the rest."
+)
+
 
 class Command(BaseCommand):
     help = (
@@ -72,6 +79,8 @@ class Command(BaseCommand):
                 f"Embedding failed: {exc.detail} {left} products still need an embedding; run "
                 "the command again to embed them."
             ) from exc
+        except KeyboardInterrupt:
+            raise CommandError(INTERRUPTED, returncode=130) from None
         finally:
             progress_bar.close()
         self.stdout.write(
