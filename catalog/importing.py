@@ -132,13 +132,18 @@ class ImportReport:
 
 def detect_import_format(path: Path) -> ImportFormat:
     """Return the format that ``path``'s extension names, or raise ``ImportFileError``."""
-    try:
-        return _FORMAT_BY_SUFFIX[path.suffix.lower()]
-    except KeyError:
-        raise ImportFileError(
-            f"Cannot tell the format of {path.name} from its extension; "
-            "use .csv, .json, .jsonl or .ndjson, or give the format explicitly."
-        ) from None
+    file_format = _FORMAT_BY_SUFFIX.get(path.suffix.lower())
+    if file_format is not None:
+        return file_format
+    # A directory or a mistyped path has no extension either, and its own message says more.
+    if path.is_dir():
+        raise ImportFileError(f"{path} is a directory, not a file.")
+    if not path.exists():
+        raise ImportFileError(f"File not found: {path}.")
+    raise ImportFileError(
+        f"Cannot tell the format of {path.name} from its extension; "
+        "use .csv, .json, .jsonl or .ndjson, or give the format explicitly."
+    )
 
 
 def parse_field_map(pairs: Sequence[str]) -> dict[str, str]:

@@ -487,6 +487,21 @@ def test_import_missing_file(tenant, tmp_path):
     assert str(exc_info.value) == f"File not found: {tmp_path / 'missing.csv'}."
 
 
+def test_import_path_without_extension(tenant, tmp_path):
+    (tmp_path / "exports").mkdir()
+    cases = [
+        (tmp_path / "exports", f"{tmp_path / 'exports'} is a directory, not a file."),
+        (tmp_path / "missing", f"File not found: {tmp_path / 'missing'}."),
+    ]
+
+    for path, message in cases:
+        with pytest.raises(CommandError) as exc_info:
+            _import(str(path), "--tenant", "shop-a")
+
+        assert str(exc_info.value) == message
+    assert Product.objects.count() == 0
+
+
 def test_import_unreadable_path(tenant, tmp_path):
     regular_file = _write(tmp_path, "products.csv", b"sku,name\nmilk-1,Milk\n")
     cases = [
