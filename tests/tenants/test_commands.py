@@ -112,6 +112,16 @@ def test_create_tenant_rejects_invalid_slugs(_case, slug, message):
     assert Tenant.objects.count() == 0
 
 
+def test_create_tenant_empty_slug_message():
+    with pytest.raises(CommandError) as exc_info:
+        call_command("create_tenant", "", stdout=io.StringIO())
+
+    assert str(exc_info.value) == (
+        "Invalid tenant: name: This field cannot be blank. slug: This field cannot be blank."
+    )
+    assert Tenant.objects.count() == 0
+
+
 @pytest.mark.parametrize("hours", ["-1", "169", "nan", "1e9"])
 def test_rotate_webhook_secret_rejects_out_of_range_overlaps(tenant, hours):
     old_secret = tenant.webhook_settings.secret

@@ -25,7 +25,8 @@ class Command(BaseCommand):
         except IntegrityError as error:
             raise CommandError(f"A tenant with slug {slug!r} already exists.") from error
         except InvalidInput as error:
-            problems = "; ".join(
+            # Each message ends with a full stop, so a space separates the fields.
+            problems = " ".join(
                 f"{field}: {' '.join(messages)}"
                 for field, messages in error.extra["fields"].items()
             )
