@@ -277,6 +277,9 @@ class TenantAdmin(admin.ModelAdmin):
         return "Set (never shown again; generate a new one to replace it)."
 
     def save_model(self, request: HttpRequest, obj: Tenant, form: Any, change: bool) -> None:
+        # NOTE: a save writes every field of the form and of a changed AI settings inline, as
+        # the page showed them, so it undoes a save of the same tenant made after the page was
+        # opened, such as "Is active" cleared by another operator.
         super().save_model(request, obj, form, change)
         if change:
             return
