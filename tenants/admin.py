@@ -13,17 +13,20 @@ from datetime import timedelta
 from typing import Any, cast
 
 from django import forms
-from django.apps import apps
 from django.contrib import admin, messages
 from django.contrib.admin import widgets as admin_widgets
+from django.contrib.admin.utils import quote
 from django.db import models
-from django.db.models import QuerySet
+from django.db.models import ProtectedError, QuerySet, RestrictedError
 from django.http import HttpRequest, HttpResponse
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.decorators import method_decorator
+from django.utils.html import format_html
+from django.utils.text import capfirst
 from django.views.decorators.debug import sensitive_post_parameters
 
-from tenants import services
+from tenants import selectors, services
 from tenants.encryption import secret_is_readable, secret_is_set
 from tenants.models import ApiKey, AssistantSettings, Tenant, WebhookSettings
 from vizochok.exceptions import ErrorCode, InvalidInput
@@ -37,6 +40,10 @@ _DELETED_WITH_TENANT = (
     "webhooks.CircuitBreaker",
     "webhooks.WebhookDelivery",
 )
+
+
+def _deletion_label(obj: models.Model) -> str:
+    return f"{capfirst(obj._meta.verbose_name)}: {obj}"
 
 
 class WidgetOriginsField(forms.CharField):
@@ -270,6 +277,9 @@ class TenantAdmin(admin.ModelAdmin):
         return "Set (never shown again; generate a new one to replace it)."
 
     def save_model(self, request: HttpRequest, obj: Tenant, form: Any, change: bool) -> None:
+        # NOTE: a save writes every field of the form and of a changed AI settings inline, as
+        # the page showed them, so it undoes a save of the same tenant made after the page was
+        # opened, such as "Is active" cleared by another operator.
         super().save_model(request, obj, form, change)
         if change:
             return
@@ -282,18 +292,57 @@ class TenantAdmin(admin.ModelAdmin):
         )
 
     def get_deleted_objects(self, objs: Any, request: HttpRequest) -> Any:
-        # Catalog jobs, conversations, webhook deliveries and circuit breakers are read-only in
-        # the admin, so its delete page would reject every tenant that had one upload, one
-        # chat or one webhook call.
-        # Their rows go with the tenant, so the user's model permission decides instead.
-        deleted_objects, model_count, perms_needed, protected = super().get_deleted_objects(
-            objs, request
-        )
-        for label in _DELETED_WITH_TENANT:
-            options = apps.get_model(label)._meta
-            if request.user.has_perm(f"{options.app_label}.delete_{options.model_name}"):
-                perms_needed.discard(options.verbose_name)
+        # Django's own version loads every row that the delete cascades to and lists each one
+        # on the page. For a tenant with 20,000 products and 20,000 webhook deliveries, that
+        # took 8 s and 4.7 MB of HTML on the confirmation page, and 8 s more before the
+        # delete. This version lists each tenant with one row count per model.
+        deleted_objects: list[Any] = []
+        model_count: dict[str, int] = {}
+        perms_needed: set[str] = set()
+        protected: list[str] = []
+        for tenant in objs:
+            try:
+                counts = selectors.tenant_deletion_counts(tenant=tenant)
+            except ProtectedError as error:
+                protected.extend(_deletion_label(obj) for obj in error.protected_objects)
+                continue
+            except RestrictedError as error:
+                protected.extend(_deletion_label(obj) for obj in error.restricted_objects)
+                continue
+            owned_rows = []
+            for model, count in sorted(counts.items(), key=lambda item: item[0]._meta.label):
+                name, name_plural = (
+                    str(model._meta.verbose_name),
+                    str(model._meta.verbose_name_plural),
+                )
+                model_count[name_plural] = model_count.get(name_plural, 0) + count
+                if not self._may_delete(request, model):
+                    perms_needed.add(name)
+                if model is not Tenant:
+                    owned_rows.append(f"{capfirst(name_plural)}: {count}")
+            change_url = reverse(
+                f"{self.admin_site.name}:tenants_tenant_change", args=[quote(tenant.pk)]
+            )
+            deleted_objects += [format_html('Tenant: <a href="{}">{}</a>', change_url, tenant)]
+            deleted_objects += [owned_rows]
         return deleted_objects, model_count, perms_needed, protected
+
+    def _may_delete(self, request: HttpRequest, model: type[models.Model]) -> bool:
+        """Return whether ``request.user`` may delete ``model``'s rows of a deleted tenant.
+
+        As in Django's own check, a model without an admin page needs no permission. Catalog
+        jobs, conversations, webhook deliveries and circuit breakers are read-only in the
+        admin, so the delete page would reject every tenant that had one upload, one chat or
+        one webhook call. Their rows go with the tenant, so the model permission decides.
+        """
+        if not self.admin_site.is_registered(model):
+            return True
+        if self.admin_site.get_model_admin(model).has_delete_permission(request):
+            return True
+        options = model._meta
+        return options.label in _DELETED_WITH_TENANT and request.user.has_perm(
+            f"{options.app_label}.delete_{options.model_name}"
+        )
 
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
         # Default AI settings come after the inline, because the add page may fill the inline

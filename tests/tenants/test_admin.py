@@ -168,6 +168,100 @@ def test_admin_delete_needs_conversation_permission(client, tenant):
     assert WebhookDelivery.objects.filter(tenant=tenant).count() == 1
 
 
+def add_used_rows(tenant: Tenant, count: int) -> None:
+    """Give ``tenant`` ``count`` more products, conversations with one message, and deliveries."""
+    start = Product.objects.filter(tenant=tenant).count()
+    for index in range(start, start + count):
+        ProductFactory(tenant=tenant, sku=f"extra-{index}", name=f"Extra product {index}")
+        MessageFactory(conversation__tenant=tenant, text=f"Extra message {index}")
+        WebhookDelivery.objects.create(
+            tenant=tenant,
+            kind="cart",
+            call_id=uuid.uuid4(),
+            delivery_id=uuid.uuid4(),
+            url="https://shop.example/cart",
+            attempt=1,
+            status_code=200,
+            outcome="success",
+            duration_ms=12,
+        )
+
+
+def test_delete_page_counts_rows_per_model(admin_client, tenant, other_tenant):
+    used_tenant(tenant)
+    add_used_rows(tenant, 2)
+    add_used_rows(other_tenant, 1)
+
+    page = admin_client.get(f"/admin/tenants/tenant/{tenant.pk}/delete/")
+
+    content = page.content.decode()
+    assert page.status_code == 200
+    assert dict(page.context["model_count"]) == {
+        "assistant settings": 1,
+        "catalog jobs": 1,
+        "circuit breakers": 1,
+        "conversations": 3,
+        "messages": 3,
+        "products": 3,
+        "tenants": 1,
+        "webhook deliveries": 3,
+        "webhook settings": 1,
+    }
+    assert page.context["deleted_objects"] == [
+        f'Tenant: <a href="/admin/tenants/tenant/{tenant.pk}/change/">{tenant.name}</a>',
+        [
+            "Catalog jobs: 1",
+            "Products: 3",
+            "Conversations: 3",
+            "Messages: 3",
+            "Assistant settings: 1",
+            "Webhook settings: 1",
+            "Circuit breakers: 1",
+            "Webhook deliveries: 3",
+        ],
+    ]
+    assert "<li>Products: 3</li>" in content
+    assert "Extra product" not in content
+    assert "Extra message" not in content
+
+
+def test_delete_page_queries_do_not_grow_with_rows(admin_client, tenant):
+    delete_url = f"/admin/tenants/tenant/{tenant.pk}/delete/"
+
+    def query_count() -> int:
+        with CaptureQueriesContext(connection) as queries:
+            response = admin_client.get(delete_url)
+        assert response.status_code == 200
+        return len(queries.captured_queries)
+
+    add_used_rows(tenant, 1)
+    few = query_count()
+    add_used_rows(tenant, 30)
+    many = query_count()
+
+    assert many == few
+    assert Product.objects.filter(tenant=tenant).count() == 31
+
+
+def test_bulk_delete_counts_each_tenant(admin_client, tenant, other_tenant):
+    add_used_rows(tenant, 2)
+    add_used_rows(other_tenant, 1)
+    data = {"action": "delete_selected", "_selected_action": [tenant.pk, other_tenant.pk]}
+
+    page = admin_client.post("/admin/tenants/tenant/", data)
+    response = admin_client.post("/admin/tenants/tenant/", {**data, "post": "yes"})
+
+    assert page.status_code == 200
+    assert dict(page.context["model_count"])["products"] == 3
+    assert dict(page.context["model_count"])["webhook deliveries"] == 3
+    assert dict(page.context["model_count"])["tenants"] == 2
+    assert response.status_code == 302
+    assert not Tenant.objects.filter(pk__in=[tenant.pk, other_tenant.pk]).exists()
+    assert not Product.objects.exists()
+    assert not WebhookDelivery.objects.exists()
+    assert not Message.objects.exists()
+
+
 def test_admin_revoke_counts_only_new_revocations(admin_client, public_key, secret_key):
     api_key_revoke(tenant=secret_key.api_key.tenant, api_key_id=secret_key.api_key.pk)
     first_revoked_at = ApiKey.objects.get(pk=secret_key.api_key.pk).revoked_at
