@@ -24,8 +24,8 @@ def _plain(value: Any) -> Any:
 
     An enum member becomes its value, so logs show 'public' rather than <Kind.PUBLIC: ...>.
     A request, which django.request attaches to its 4xx and 5xx records, becomes its method
-    and path without the query string: a client may have put an API key or a user token
-    there, and Django's own ``repr`` of a request includes it.
+    and path. Its query string is left out, because a client may have put an API key or a
+    user token there, and Django's own ``repr`` of a request includes it.
     """
     if isinstance(value, Enum):
         return value.value
