@@ -6,6 +6,8 @@ from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
 
+from django.http import HttpRequest
+
 # Attributes every LogRecord has; anything else on a record came from ``extra``.
 _STANDARD_ATTRIBUTES = frozenset(
     logging.LogRecord("", logging.INFO, "", 0, "", None, None).__dict__.keys()
@@ -18,8 +20,18 @@ def record_fields(record: logging.LogRecord) -> dict[str, Any]:
 
 
 def _plain(value: Any) -> Any:
-    """Return an enum member's value, so logs show 'public' rather than <Kind.PUBLIC: ...>."""
-    return value.value if isinstance(value, Enum) else value
+    """Return a field value as a log line shows it.
+
+    An enum member becomes its value, so logs show 'public' rather than <Kind.PUBLIC: ...>.
+    A request, which django.request attaches to its 4xx and 5xx records, becomes its method
+    and path. Its query string is left out, because a client may have put an API key or a
+    user token there, and Django's own ``repr`` of a request includes it.
+    """
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, HttpRequest):
+        return f"{value.method} {value.path}"
+    return value
 
 
 class KeyValueFormatter(logging.Formatter):
