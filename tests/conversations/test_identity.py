@@ -1,10 +1,11 @@
 """Trusted user ids: user tokens for public keys, reserved session ids, the limit identity."""
 
 import time
+from ipaddress import IPv4Address
 
 import pytest
 
-from conversations.identity import USER_TOKEN_MAX_LIFETIME, user_token_sign
+from conversations.identity import USER_TOKEN_MAX_LIFETIME, network_limit_key, user_token_sign
 from conversations.models import Conversation, UserDailyUsage
 from tenants.services import user_token_secret_set
 
@@ -190,9 +191,9 @@ def test_generated_session_prefix_is_reserved(server_client, chat_client, user_i
     assert_nothing_created()
 
 
-def test_anonymous_conversations_share_the_key_identity(chat_client, public_key):
-    first = create(chat_client)
-    second = create(chat_client)
+def test_anonymous_conversations_of_one_address_share_an_identity(chat_client, tenant):
+    first = create(chat_client, REMOTE_ADDR="203.0.113.7")
+    second = create(chat_client, REMOTE_ADDR="203.0.113.7")
 
     assert first.status_code == 201
     assert second.status_code == 201
@@ -200,7 +201,9 @@ def test_anonymous_conversations_share_the_key_identity(chat_client, public_key)
     assert len(sessions) == 2
     assert all(session.startswith("anon_") for session in sessions)
     identities = set(Conversation.objects.values_list("limit_identity", flat=True))
-    assert identities == {f"key:{public_key.api_key.pk}"}
+    assert identities == {
+        network_limit_key(tenant_id=tenant.pk, address=IPv4Address("203.0.113.7"))
+    }
 
 
 def test_token_of_one_tenant_fails_at_another(chat_client, other_tenant, user_token_secret):
