@@ -192,8 +192,9 @@ def test_generated_session_prefix_is_reserved(server_client, chat_client, user_i
 
 
 def test_anonymous_conversations_of_one_address_share_an_identity(chat_client, tenant):
-    first = create(chat_client, REMOTE_ADDR="203.0.113.7")
-    second = create(chat_client, REMOTE_ADDR="203.0.113.7")
+    # The test client's REMOTE_ADDR is 127.0.0.1.
+    first = create(chat_client)
+    second = create(chat_client)
 
     assert first.status_code == 201
     assert second.status_code == 201
@@ -201,9 +202,7 @@ def test_anonymous_conversations_of_one_address_share_an_identity(chat_client, t
     assert len(sessions) == 2
     assert all(session.startswith("anon_") for session in sessions)
     identities = set(Conversation.objects.values_list("limit_identity", flat=True))
-    assert identities == {
-        network_limit_key(tenant_id=tenant.pk, address=IPv4Address("203.0.113.7"))
-    }
+    assert identities == {network_limit_key(tenant_id=tenant.pk, address=IPv4Address("127.0.0.1"))}
 
 
 def test_token_of_one_tenant_fails_at_another(chat_client, other_tenant, user_token_secret):
