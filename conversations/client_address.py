@@ -27,7 +27,7 @@ IPV6_CLIENT_PREFIX_LENGTH = 64
 
 
 class AddressFallback(StrEnum):
-    """Why ``X-Forwarded-For`` or the peer could not give the client address."""
+    """The reason that ``X-Forwarded-For`` or the peer gave no client address."""
 
     FORWARDED_FOR_TOO_SHORT = "forwarded_for_too_short"
     FORWARDED_FOR_INVALID = "forwarded_for_invalid"
@@ -78,7 +78,7 @@ class ConnectionAddresses:
 class ClientAddress:
     """The client's address, or None when neither the header nor the peer gave one.
 
-    ``fallback`` says why the configured source was not used: an unusable
+    ``fallback`` is the reason that the configured source was not used: an unusable
     ``X-Forwarded-For`` (the peer is then used), or an unusable peer.
     """
 

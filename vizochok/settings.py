@@ -359,8 +359,8 @@ except ValueError as _error:
 
 # Reverse proxies in front of gunicorn and uvicorn that append their peer's address to
 # X-Forwarded-For. With N above 0 the client is the N-th address from the right of that
-# header; with 0 it is the direct peer and the header is ignored. The daily limits of
-# anonymous shoppers count per client address (conversations/client_address.py).
+# header. With 0 the client is the direct peer, and the header is ignored. The daily limits
+# of anonymous shoppers count per client address (conversations/client_address.py).
 TRUSTED_PROXY_COUNT = _env_int("TRUSTED_PROXY_COUNT", default=0)
 if TRUSTED_PROXY_COUNT < 0:
     raise ImproperlyConfigured(

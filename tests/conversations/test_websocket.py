@@ -1334,7 +1334,7 @@ def network_identity(tenant, address: str) -> str:
 
 
 def start_conversation(url: str, token: str, *, headers: HeadersLike | None = None) -> dict:
-    """Send one message without a conversation id; return the first frame of the answer.
+    """Send one message without a conversation id; return the first frame of the response.
 
     That frame is ``conversation_started`` or the ``error`` that rejected the conversation.
     """
