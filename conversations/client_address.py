@@ -48,7 +48,10 @@ class ConnectionAddresses:
 
     @classmethod
     def from_request(cls, request: HttpRequest | Request) -> "ConnectionAddresses":
-        """Read the addresses of a Django request; WSGI servers join repeated headers."""
+        """Read the addresses of a Django request.
+
+        gunicorn, and Django under ASGI, join repeated headers with commas into one value.
+        """
         return cls(
             peer=request.META.get("REMOTE_ADDR") or None,
             forwarded_for=request.META.get("HTTP_X_FORWARDED_FOR"),
