@@ -11,10 +11,12 @@ that the merchant's server issued for it:
 key is the tenant's user token secret (``Tenant.user_token_secret``). A secret (``sk_``) key
 is used only by the merchant's own servers, so its ``user_id`` is trusted as sent.
 
-The daily limits count per identity: ``user:<user_id>`` for a trusted user. An anonymous
-shopper on a public key counts as ``ip:<hex>``, a keyed hash of the client's network (see
-``network_limit_key``). An anonymous shopper on a secret key counts as ``key:<id>`` of the
-key, because the merchant's server is one address for all its shoppers.
+The daily limits count per identity: ``user:<user_id>`` for a trusted user, otherwise
+``key:<id>`` of the API key, which all anonymous shoppers of that key share. A tenant whose
+AI settings choose ``client_network`` counts an anonymous shopper on a public key as
+``ip:<hex>`` instead, a keyed hash of the client's network (see ``network_limit_key``). A
+secret key keeps ``key:<id>``, because the merchant's server is one address for all its
+shoppers.
 """
 
 import hashlib
@@ -37,7 +39,7 @@ from conversations.client_address import (
     client_network,
 )
 from tenants.authentication import ApiClient
-from tenants.models import ApiKey
+from tenants.models import ApiKey, AssistantSettings
 from vizochok.exceptions import ClientError, ErrorCode, InvalidInput, SecretUndecryptable
 
 # A token may be valid for at most a day; merchants should issue tokens for an hour or so.
@@ -179,12 +181,16 @@ def shopper_identity_resolve(
 def anonymous_limit_key(*, client: ApiClient, addresses: ConnectionAddresses) -> str:
     """Return the limit identity of a shopper without a user id.
 
-    With a public key it is the client's network (``network_limit_key``). With a secret
-    key, or when no client address is known, it is the key's ``key:<id>``. A fallback from
-    the configured address source is logged once, without the addresses.
+    It is the key's ``key:<id>``, unless the key is public and the tenant chose
+    ``client_network``: then it is the client's network (``network_limit_key``), or the key
+    when no client address is known. A fallback from the configured address source is
+    logged once, without the addresses.
     """
+    key_identity = f"key:{client.api_key.pk}"
     if client.api_key.kind != ApiKey.Kind.PUBLIC:
-        return f"key:{client.api_key.pk}"
+        return key_identity
+    if not _counts_client_network(tenant_id=client.tenant.pk):
+        return key_identity
     resolved = client_address_resolve(
         addresses=addresses, trusted_proxies=settings.TRUSTED_PROXY_COUNT
     )
@@ -201,7 +207,7 @@ def anonymous_limit_key(*, client: ApiClient, addresses: ConnectionAddresses) ->
             },
         )
     if resolved.address is None:
-        return f"key:{client.api_key.pk}"
+        return key_identity
     return network_limit_key(tenant_id=client.tenant.pk, address=resolved.address)
 
 
@@ -215,6 +221,16 @@ def network_limit_key(*, tenant_id: int, address: IPAddress) -> str:
     message = f"{tenant_id}/{client_network(address)}"
     digest = salted_hmac(NETWORK_IDENTITY_SALT, message, algorithm="sha256").hexdigest()
     return f"ip:{digest}"
+
+
+def _counts_client_network(*, tenant_id: int) -> bool:
+    # A tenant without AI settings has the defaults, so it counts by the key.
+    choice = (
+        AssistantSettings.objects.filter(tenant_id=tenant_id)
+        .values_list("anonymous_limit_identity", flat=True)
+        .first()
+    )
+    return choice == AssistantSettings.AnonymousLimitIdentity.CLIENT_NETWORK
 
 
 def _token_rejected(reason: UserTokenRejection, detail: str) -> UserTokenRejected:

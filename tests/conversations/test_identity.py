@@ -1,11 +1,10 @@
 """Trusted user ids: user tokens for public keys, reserved session ids, the limit identity."""
 
 import time
-from ipaddress import IPv4Address
 
 import pytest
 
-from conversations.identity import USER_TOKEN_MAX_LIFETIME, network_limit_key, user_token_sign
+from conversations.identity import USER_TOKEN_MAX_LIFETIME, user_token_sign
 from conversations.models import Conversation, UserDailyUsage
 from tenants.services import user_token_secret_set
 
@@ -191,8 +190,7 @@ def test_generated_session_prefix_is_reserved(server_client, chat_client, user_i
     assert_nothing_created()
 
 
-def test_anonymous_conversations_of_one_address_share_an_identity(chat_client, tenant):
-    # The test client's REMOTE_ADDR is 127.0.0.1.
+def test_anonymous_conversations_share_the_key_identity(chat_client, public_key):
     first = create(chat_client)
     second = create(chat_client)
 
@@ -202,7 +200,7 @@ def test_anonymous_conversations_of_one_address_share_an_identity(chat_client, t
     assert len(sessions) == 2
     assert all(session.startswith("anon_") for session in sessions)
     identities = set(Conversation.objects.values_list("limit_identity", flat=True))
-    assert identities == {network_limit_key(tenant_id=tenant.pk, address=IPv4Address("127.0.0.1"))}
+    assert identities == {f"key:{public_key.api_key.pk}"}
 
 
 def test_token_of_one_tenant_fails_at_another(chat_client, other_tenant, user_token_secret):

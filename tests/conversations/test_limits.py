@@ -249,7 +249,7 @@ def test_daily_conversation_limit_rejects_the_21st(server_client, tenant):
     assert UserDailyUsage.objects.get().conversations == 20
 
 
-def test_anonymous_shoppers_at_one_address_share_a_limit(chat_client, tenant):
+def test_anonymous_shoppers_share_the_key_limit(chat_client, tenant):
     set_limits(tenant, user_daily_conversation_limit=2)
 
     statuses = [
@@ -261,7 +261,7 @@ def test_anonymous_shoppers_at_one_address_share_a_limit(chat_client, tenant):
     assert Conversation.objects.count() == 2
 
 
-def test_secret_key_counts_apart_from_public_key(chat_client, server_client, tenant):
+def test_another_key_has_its_own_anonymous_limit(chat_client, server_client, tenant):
     set_limits(tenant, user_daily_conversation_limit=1)
 
     first = chat_client.post(CREATE_URL, {"store_id": "store-1"}, format="json")
