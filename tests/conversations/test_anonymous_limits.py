@@ -1,4 +1,8 @@
-"""Daily limits of anonymous shoppers, counted per client network, through the chat API."""
+"""Daily limits of anonymous shoppers counted per client network, through the chat API.
+
+The ``tenant`` of every test here chose ``client_network``. ``other_tenant`` keeps the
+default, ``api_key``, unless a test changes it.
+"""
 
 import hashlib
 import hmac
@@ -30,6 +34,11 @@ def set_limits(tenant, **values) -> None:
     for name, value in values.items():
         setattr(tenant.assistant_settings, name, value)
     tenant.assistant_settings.save()
+
+
+@pytest.fixture(autouse=True)
+def _tenant_counts_client_networks(tenant) -> None:
+    set_limits(tenant, anonymous_limit_identity="client_network")
 
 
 def identity_of(tenant, address: str) -> str:
@@ -245,7 +254,9 @@ def test_same_address_counts_apart_at_two_tenants(
     chat_client, other_chat_client, tenant, other_tenant
 ):
     set_limits(tenant, user_daily_conversation_limit=1)
-    set_limits(other_tenant, user_daily_conversation_limit=1)
+    set_limits(
+        other_tenant, user_daily_conversation_limit=1, anonymous_limit_identity="client_network"
+    )
 
     first = create(chat_client, REMOTE_ADDR=SHOPPER_A)
     over = create(chat_client, REMOTE_ADDR=SHOPPER_A)
@@ -260,6 +271,56 @@ def test_same_address_counts_apart_at_two_tenants(
     assert Conversation.objects.get(tenant=other_tenant).limit_identity == identity_of(
         other_tenant, SHOPPER_A
     )
+
+
+def test_other_tenant_keeps_the_key_identity(
+    chat_client, other_chat_client, other_public_key, tenant, other_tenant, caplog
+):
+    set_limits(tenant, user_daily_conversation_limit=1)
+    set_limits(other_tenant, user_daily_conversation_limit=1)
+    other_key_identity = f"key:{other_public_key.api_key.pk}"
+
+    here = [create(chat_client, REMOTE_ADDR=address) for address in (SHOPPER_A, SHOPPER_B)]
+    there = [create(other_chat_client, REMOTE_ADDR=address) for address in (SHOPPER_A, SHOPPER_B)]
+
+    assert [response.status_code for response in here] == [201, 201]
+    assert [response.status_code for response in there] == [201, 429]
+    assert there[1].json()["code"] == "user_conversation_limit"
+    assert usage_counts(tenant) == {
+        identity_of(tenant, SHOPPER_A): 1,
+        identity_of(tenant, SHOPPER_B): 1,
+    }
+    assert usage_counts(other_tenant) == {other_key_identity: 1}
+    assert Conversation.objects.get(tenant=other_tenant).limit_identity == other_key_identity
+    assert fallback_records(caplog) == []
+
+
+def test_switch_back_keeps_stored_network_identity(chat_client, public_key, tenant):
+    created = create(chat_client, REMOTE_ADDR=SHOPPER_A)
+    set_limits(tenant, anonymous_limit_identity="api_key")
+
+    message = chat_client.post(
+        f"/api/v1/conversations/{created.json()['conversation_id']}/messages",
+        {"text": "дякую"},
+        format="json",
+        REMOTE_ADDR=SHOPPER_A,
+    )
+    later = create(chat_client, REMOTE_ADDR=SHOPPER_A)
+
+    assert created.status_code == 201
+    assert message.status_code == 200
+    assert later.status_code == 201
+    key_identity = f"key:{public_key.api_key.pk}"
+    usage = {
+        row.identity: (row.messages, row.conversations)
+        for row in UserDailyUsage.objects.filter(tenant=tenant)
+    }
+    assert usage == {identity_of(tenant, SHOPPER_A): (1, 1), key_identity: (0, 1)}
+    identities = dict(Conversation.objects.values_list("public_id", "limit_identity"))
+    assert identities == {
+        created.json()["conversation_id"]: identity_of(tenant, SHOPPER_A),
+        later.json()["conversation_id"]: key_identity,
+    }
 
 
 def test_stored_key_identity_keeps_counting_messages(chat_client, public_key, tenant):

@@ -1329,6 +1329,14 @@ SHOPPER_B = "198.51.100.20"
 TEST_PEER = "127.0.0.1"
 
 
+def count_client_networks(*tenants, **limits: int) -> None:
+    """Set ``tenants`` to count anonymous public-key shoppers per client network."""
+    for each in tenants:
+        AssistantSettings.objects.filter(tenant=each).update(
+            anonymous_limit_identity="client_network", **limits
+        )
+
+
 def network_identity(tenant, address: str) -> str:
     return network_limit_key(tenant_id=tenant.pk, address=ip_address(address))
 
@@ -1355,7 +1363,7 @@ def test_socket_counts_per_forwarded_client(
     ws_url, tenant, public_key, settings, trusted_proxies, forwarded_for
 ):
     settings.TRUSTED_PROXY_COUNT = trusted_proxies
-    AssistantSettings.objects.filter(tenant=tenant).update(user_daily_conversation_limit=1)
+    count_client_networks(tenant, user_daily_conversation_limit=1)
 
     def headers(client: str) -> dict[str, str]:
         return {"X-Forwarded-For": forwarded_for.format(client=client)}
@@ -1383,7 +1391,7 @@ def test_socket_counts_per_forwarded_client(
 
 def test_socket_ignores_forged_forwarded_for(ws_url, tenant, public_key, settings):
     settings.TRUSTED_PROXY_COUNT = 0
-    AssistantSettings.objects.filter(tenant=tenant).update(user_daily_conversation_limit=1)
+    count_client_networks(tenant, user_daily_conversation_limit=1)
 
     first = start_conversation(ws_url, public_key.raw_key, headers={"X-Forwarded-For": SHOPPER_A})
     forged = start_conversation(ws_url, public_key.raw_key, headers={"X-Forwarded-For": SHOPPER_B})
@@ -1407,6 +1415,7 @@ def test_socket_unusable_forwarded_for_counts_peer(
     ws_url, tenant, public_key, settings, caplog, headers, reason, forwarded_addresses
 ):
     settings.TRUSTED_PROXY_COUNT = 2 if reason == "forwarded_for_too_short" else 1
+    count_client_networks(tenant)
 
     started = start_conversation(ws_url, public_key.raw_key, headers=headers)
 
@@ -1425,6 +1434,7 @@ def test_socket_unusable_forwarded_for_counts_peer(
 
 def test_socket_forwarded_for_headers_are_joined(ws_url, tenant, public_key, settings):
     settings.TRUSTED_PROXY_COUNT = 2
+    count_client_networks(tenant)
 
     started = start_conversation(
         ws_url,
@@ -1438,6 +1448,7 @@ def test_socket_forwarded_for_headers_are_joined(ws_url, tenant, public_key, set
 
 def test_socket_secret_key_keeps_key_identity(ws_url, tenant, secret_key, settings, caplog):
     settings.TRUSTED_PROXY_COUNT = 1
+    count_client_networks(tenant)
 
     started = start_conversation(ws_url, secret_key.raw_key, headers={"X-Forwarded-For": SHOPPER_A})
 
@@ -1450,8 +1461,7 @@ def test_socket_address_counts_apart_per_tenant(
     ws_url, tenant, other_tenant, public_key, other_public_key, settings
 ):
     settings.TRUSTED_PROXY_COUNT = 1
-    for each in (tenant, other_tenant):
-        AssistantSettings.objects.filter(tenant=each).update(user_daily_conversation_limit=1)
+    count_client_networks(tenant, other_tenant, user_daily_conversation_limit=1)
     headers = {"X-Forwarded-For": SHOPPER_A}
 
     first = start_conversation(ws_url, public_key.raw_key, headers=headers)
@@ -1464,3 +1474,33 @@ def test_socket_address_counts_apart_per_tenant(
     assert Conversation.objects.get(tenant=other_tenant).limit_identity == network_identity(
         other_tenant, SHOPPER_A
     )
+
+
+def test_socket_default_counts_by_the_key(
+    ws_url, tenant, other_tenant, public_key, other_public_key, settings, caplog
+):
+    settings.TRUSTED_PROXY_COUNT = 1
+    AssistantSettings.objects.filter(tenant=tenant).update(user_daily_conversation_limit=1)
+    count_client_networks(other_tenant, user_daily_conversation_limit=1)
+
+    first = start_conversation(ws_url, public_key.raw_key, headers={"X-Forwarded-For": SHOPPER_A})
+    rejected = start_conversation(
+        ws_url, public_key.raw_key, headers={"X-Forwarded-For": SHOPPER_B}
+    )
+    elsewhere = [
+        start_conversation(ws_url, other_public_key.raw_key, headers={"X-Forwarded-For": client})
+        for client in (SHOPPER_A, SHOPPER_B)
+    ]
+
+    assert first["type"] == "conversation_started"
+    assert rejected["type"] == "error"
+    assert rejected["code"] == "user_conversation_limit"
+    assert rejected["limit"] == 1
+    assert [frame["type"] for frame in elsewhere] == ["conversation_started"] * 2
+    key_identity = f"key:{public_key.api_key.pk}"
+    assert Conversation.objects.get(tenant=tenant).limit_identity == key_identity
+    usage = dict(
+        UserDailyUsage.objects.filter(tenant=tenant).values_list("identity", "conversations")
+    )
+    assert usage == {key_identity: 1}
+    assert "conversations.identity.client_address_fallback" not in caplog.messages
