@@ -1,4 +1,8 @@
-"""The network address of a chat client, which the daily limits of anonymous shoppers count by.
+"""The network address of a chat client, for tenants that count anonymous shoppers by it.
+
+A tenant whose ``AssistantSettings.anonymous_limit_identity`` is ``client_network`` counts
+the daily limits of an anonymous shopper on a public key by this address. Other tenants
+never read it.
 
 Behind reverse proxies the server's direct peer is the nearest proxy. Each proxy appends
 the address of its own peer to ``X-Forwarded-For``, so with ``TRUSTED_PROXY_COUNT`` (N)

@@ -127,7 +127,7 @@ class AssistantSettings(TimestampedModel):
         RUSSIAN = "ru", "Russian"
 
     class AnonymousLimitIdentity(models.TextChoices):
-        """What the daily limits count an anonymous shopper of a public key by."""
+        """The identity that the daily limits count an anonymous public-key shopper by."""
 
         API_KEY = "api_key", "API key"
         CLIENT_NETWORK = "client_network", "Client network"

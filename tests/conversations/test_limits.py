@@ -275,10 +275,10 @@ def test_another_key_has_its_own_anonymous_limit(chat_client, server_client, ten
     ("trusted_proxies", "address_header"),
     [(0, "REMOTE_ADDR"), (1, "HTTP_X_FORWARDED_FOR")],
 )
-def test_anonymous_shoppers_at_two_addresses_share_the_key_limit(
+def test_two_addresses_share_the_key_limit(
     chat_client, public_key, tenant, settings, caplog, trusted_proxies, address_header
 ):
-    # The default of AssistantSettings.anonymous_limit_identity: counted by the key.
+    # The tenant keeps the default anonymous_limit_identity, api_key.
     settings.TRUSTED_PROXY_COUNT = trusted_proxies
     addresses = ["203.0.113.7", "198.51.100.20"]
 

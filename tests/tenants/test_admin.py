@@ -338,7 +338,7 @@ def test_ai_settings_save_valid_models(admin_client, tenant):
     assert assistant_settings.fast_model == "gpt-4.1-mini"
 
 
-def test_ai_settings_save_anonymous_limit_identity(admin_client, tenant, other_tenant):
+def test_ai_settings_save_limit_identity(admin_client, tenant, other_tenant):
     change_url = f"/admin/tenants/tenant/{tenant.pk}/change/"
     data = ai_settings_form(tenant, anonymous_limit_identity="client_network")
 

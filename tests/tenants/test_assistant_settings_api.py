@@ -87,7 +87,7 @@ def test_patch_normalizes_tools_and_text(server_client, tenant):
     assert row.fast_model == "gpt-4.1-mini"
 
 
-def test_patch_switches_anonymous_limit_identity(server_client, tenant, other_tenant):
+def test_patch_switches_limit_identity(server_client, tenant, other_tenant):
     to_network = server_client.patch(
         URL, {"anonymous_limit_identity": "client_network"}, format="json"
     )
