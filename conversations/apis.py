@@ -19,6 +19,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from conversations.assistants import AgentAssistant, OfflineAssistant, assistant_name
+from conversations.client_address import ConnectionAddresses
 from conversations.events import CartSnapshot, EventType
 from conversations.identity import shopper_identity_resolve
 from conversations.models import Conversation
@@ -196,6 +197,7 @@ class ConversationCreateApi(RetryAfterHeaderMixin, APIView):
             client=client,
             user_id=serializer.validated_data.get("user_id"),
             user_token=serializer.validated_data.get("user_token"),
+            addresses=ConnectionAddresses.from_request(request),
         )
         conversation = conversation_create(
             tenant=client.tenant,

@@ -16,6 +16,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.db import DatabaseError
 
+from conversations.client_address import ConnectionAddresses
 from conversations.events import Event, EventType
 from conversations.services import MAX_MESSAGE_BYTES, ConversationTurn, message_too_large
 from conversations.websocket import (
@@ -189,6 +190,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 store_id=fields.get("store_id"),
                 origin=self._header("origin"),
                 path=self.scope["path"],
+                addresses=ConnectionAddresses.from_scope(self.scope),
             )
         except DatabaseUnavailable as error:
             await self._auth_failed(error, log_fields={})

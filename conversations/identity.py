@@ -11,22 +11,35 @@ that the merchant's server issued for it:
 key is the tenant's user token secret (``Tenant.user_token_secret``). A secret (``sk_``) key
 is used only by the merchant's own servers, so its ``user_id`` is trusted as sent.
 
-Limits count per identity: ``user:<user_id>`` for a trusted user, otherwise ``key:<id>`` of
-the API key, which all anonymous shoppers of that key share.
+The daily limits count per identity: ``user:<user_id>`` for a trusted user, otherwise
+``key:<id>`` of the API key, which all anonymous shoppers of that key share. A tenant whose
+AI settings choose ``client_network`` counts an anonymous shopper on a public key as
+``ip:<hex>`` instead, a keyed hash of the client's network (see ``network_limit_key``). A
+secret key keeps ``key:<id>``, because the merchant's server is one address for all its
+shoppers.
 """
 
 import hashlib
 import hmac
+import logging
 import re
 import time
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
 
+from django.conf import settings
+from django.utils.crypto import salted_hmac
 from rest_framework import status
 
+from conversations.client_address import (
+    ConnectionAddresses,
+    IPAddress,
+    client_address_resolve,
+    client_network,
+)
 from tenants.authentication import ApiClient
-from tenants.models import ApiKey
+from tenants.models import ApiKey, AssistantSettings
 from vizochok.exceptions import ClientError, ErrorCode, InvalidInput, SecretUndecryptable
 
 # A token may be valid for at most a day; merchants should issue tokens for an hour or so.
@@ -40,6 +53,10 @@ ANONYMOUS_SESSION_PREFIX = "anon_"
 # ASCII only: hmac.compare_digest raises TypeError for other text, and \d alone would also
 # match digits such as "١" that int() reads.
 _TOKEN_FORMAT = re.compile(r"(?P<expires_at>[0-9]{1,12})\.(?P<signature>[0-9a-f]{64})")
+# Salt of the key, derived from SECRET_KEY, that hashes client networks into identities.
+NETWORK_IDENTITY_SALT = "vizochok.conversations.identity.network"
+
+logger = logging.getLogger(__name__)
 
 
 class UserTokenRejection(StrEnum):
@@ -119,11 +136,20 @@ def user_token_verify(
 
 
 def shopper_identity_resolve(
-    *, client: ApiClient, user_id: str | None, user_token: str | None
+    *,
+    client: ApiClient,
+    user_id: str | None,
+    user_token: str | None,
+    addresses: ConnectionAddresses,
 ) -> ShopperIdentity:
-    """Return who a new conversation belongs to; raise if ``user_id`` cannot be trusted."""
+    """Return who a new conversation belongs to; raise if ``user_id`` cannot be trusted.
+
+    ``addresses`` are those of the request or socket, for an anonymous shopper's identity.
+    """
     if user_id is None:
-        return ShopperIdentity(user_id="", limit_key=f"key:{client.api_key.pk}")
+        return ShopperIdentity(
+            user_id="", limit_key=anonymous_limit_key(client=client, addresses=addresses)
+        )
     if user_id.lower().startswith(ANONYMOUS_SESSION_PREFIX):
         raise InvalidInput(
             "Invalid user id.",
@@ -150,6 +176,61 @@ def shopper_identity_resolve(
             raise SecretUndecryptable() from None
         user_token_verify(secret=secret, user_id=user_id, user_token=user_token)
     return ShopperIdentity(user_id=user_id, limit_key=f"user:{user_id}")
+
+
+def anonymous_limit_key(*, client: ApiClient, addresses: ConnectionAddresses) -> str:
+    """Return the limit identity of a shopper without a user id.
+
+    It is the key's ``key:<id>``, unless the key is public and the tenant chose
+    ``client_network``: then it is the client's network (``network_limit_key``), or the key
+    when no client address is known. A fallback from the configured address source is
+    logged once, without the addresses.
+    """
+    key_identity = f"key:{client.api_key.pk}"
+    if client.api_key.kind != ApiKey.Kind.PUBLIC:
+        return key_identity
+    if not _counts_client_network(tenant_id=client.tenant.pk):
+        return key_identity
+    resolved = client_address_resolve(
+        addresses=addresses, trusted_proxies=settings.TRUSTED_PROXY_COUNT
+    )
+    if resolved.fallback is not None:
+        logger.warning(
+            "conversations.identity.client_address_fallback",
+            extra={
+                "tenant_id": client.tenant.pk,
+                "api_key": client.api_key.prefix,
+                "reason": resolved.fallback.value,
+                "trusted_proxies": settings.TRUSTED_PROXY_COUNT,
+                "forwarded_addresses": resolved.forwarded_count,
+                "counted_by": "peer" if resolved.address is not None else "api_key",
+            },
+        )
+    if resolved.address is None:
+        return key_identity
+    return network_limit_key(tenant_id=client.tenant.pk, address=resolved.address)
+
+
+def network_limit_key(*, tenant_id: int, address: IPAddress) -> str:
+    """Return ``ip:<hex>``, the identity of a client network at one tenant.
+
+    The hex is an HMAC-SHA256, keyed with a key derived from ``SECRET_KEY``, of the tenant
+    and ``client_network(address)``. So no address is stored, and one network has unrelated
+    identities at two tenants. A new ``SECRET_KEY`` gives every network a new identity.
+    """
+    message = f"{tenant_id}/{client_network(address)}"
+    digest = salted_hmac(NETWORK_IDENTITY_SALT, message, algorithm="sha256").hexdigest()
+    return f"ip:{digest}"
+
+
+def _counts_client_network(*, tenant_id: int) -> bool:
+    # A tenant without AI settings has the defaults, so it counts by the key.
+    choice = (
+        AssistantSettings.objects.filter(tenant_id=tenant_id)
+        .values_list("anonymous_limit_identity", flat=True)
+        .first()
+    )
+    return choice == AssistantSettings.AnonymousLimitIdentity.CLIENT_NETWORK
 
 
 def _token_rejected(reason: UserTokenRejection, detail: str) -> UserTokenRejected:

@@ -35,6 +35,7 @@ from rest_framework.request import Request
 from rest_framework.views import APIView
 
 from conversations.assistants import assistant_name
+from conversations.client_address import ConnectionAddresses
 from conversations.events import Event, EventType
 from conversations.identity import ShopperIdentity, shopper_identity_resolve
 from conversations.limits import Limits
@@ -232,19 +233,23 @@ def socket_authenticate(
     store_id: str | None,
     origin: str | None,
     path: str,
+    addresses: ConnectionAddresses,
 ) -> SocketSession:
     """Check an ``auth`` frame as the REST API checks a request and its new conversation.
 
     Raise ``AuthenticationFailed`` for an unknown or revoked key. Raise ``ChatScopeMissing``
     or ``OriginNotAllowed`` (both 403) for a key that may not chat from here. A ``user_id``
-    that cannot be trusted raises the errors of ``shopper_identity_resolve``.
+    that cannot be trusted raises the errors of ``shopper_identity_resolve``. The
+    handshake's ``addresses`` give an anonymous shopper's identity for the whole socket.
     """
     api_key = api_key_get_active(raw_key=token)
     if api_key is None:
         raise AuthenticationFailed()
     client = ApiClient(tenant=api_key.tenant, api_key=api_key)
     _client_permission_check(client=client, origin=origin, path=path)
-    identity = shopper_identity_resolve(client=client, user_id=user_id, user_token=user_token)
+    identity = shopper_identity_resolve(
+        client=client, user_id=user_id, user_token=user_token, addresses=addresses
+    )
     return SocketSession(
         client=client,
         identity=identity,

@@ -148,6 +148,7 @@ class AssistantSettingsForm(forms.ModelForm):
             "monthly_token_limit",
             "user_daily_message_limit",
             "user_daily_conversation_limit",
+            "anonymous_limit_identity",
             "rate_limit_messages",
             "rate_limit_window_seconds",
         ]
@@ -166,9 +167,16 @@ class AssistantSettingsForm(forms.ModelForm):
             "monthly_token_limit": "Tokens the tenant may use per calendar month; 0 means no "
             "limit.",
             "user_daily_message_limit": "Shopper messages one user may send per UTC day; 0 "
-            "means no limit. Shoppers without a trusted user id share one count per API key.",
+            "means no limit. Shoppers without a trusted user id are counted as the anonymous "
+            "limit identity says.",
             "user_daily_conversation_limit": "Conversations one user may start per UTC day; 0 "
-            "means no limit. Shoppers without a trusted user id share one count per API key.",
+            "means no limit. Shoppers without a trusted user id are counted as the anonymous "
+            "limit identity says.",
+            "anonymous_limit_identity": "What the two daily limits count a shopper without a "
+            "trusted user id on a public key by. API key (the default): all such shoppers of "
+            "the key share one count. Client network: one count per client IPv4 address or "
+            "IPv6 /64, which needs TRUSTED_PROXY_COUNT set behind a reverse proxy. Secret "
+            "keys always count per key, and a started conversation keeps its count.",
             "rate_limit_messages": "Shopper messages one conversation may send per window; 0 "
             "means no limit.",
             "rate_limit_window_seconds": "Length of the sliding window of the rate limit, in "
@@ -242,6 +250,7 @@ class AssistantSettingsInline(admin.StackedInline):
                 "fields": [
                     "user_daily_message_limit",
                     "user_daily_conversation_limit",
+                    "anonymous_limit_identity",
                     "rate_limit_messages",
                     "rate_limit_window_seconds",
                 ]

@@ -335,6 +335,14 @@ class AssistantSettingsApi(AdminApi):
         monthly_token_limit = StrictIntegerField(required=False)
         user_daily_message_limit = StrictIntegerField(required=False)
         user_daily_conversation_limit = StrictIntegerField(required=False)
+        anonymous_limit_identity = StringField(
+            allow_blank=True,
+            trim_whitespace=False,
+            required=False,
+            help_text="What the daily limits count an anonymous shopper of a public key by: "
+            "`api_key` (the default: all such shoppers of the key share one count) or "
+            "`client_network` (per client IPv4 address or IPv6 /64).",
+        )
         rate_limit_messages = StrictIntegerField(required=False)
         rate_limit_window_seconds = StrictIntegerField(required=False)
 

@@ -126,6 +126,12 @@ class AssistantSettings(TimestampedModel):
         ENGLISH = "en", "English"
         RUSSIAN = "ru", "Russian"
 
+    class AnonymousLimitIdentity(models.TextChoices):
+        """The identity that the daily limits count an anonymous public-key shopper by."""
+
+        API_KEY = "api_key", "API key"
+        CLIENT_NETWORK = "client_network", "Client network"
+
     tenant = models.OneToOneField(
         Tenant, on_delete=models.CASCADE, related_name="assistant_settings"
     )
@@ -152,6 +158,13 @@ class AssistantSettings(TimestampedModel):
     monthly_token_limit = models.PositiveIntegerField(default=10_000_000)
     user_daily_message_limit = models.PositiveIntegerField(default=200)
     user_daily_conversation_limit = models.PositiveIntegerField(default=20)
+    # The key by default, so that all anonymous shoppers of a public key share one count.
+    # conversations/identity.py reads it when a conversation starts.
+    anonymous_limit_identity = models.CharField(
+        max_length=20,
+        choices=AnonymousLimitIdentity.choices,
+        default=AnonymousLimitIdentity.API_KEY,
+    )
     # Sliding window of shopper messages per conversation: at most this many messages in
     # this many seconds.
     rate_limit_messages = models.PositiveIntegerField(default=10)

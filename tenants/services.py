@@ -500,6 +500,7 @@ class AssistantSettingsChanges(TypedDict, total=False):
     monthly_token_limit: int
     user_daily_message_limit: int
     user_daily_conversation_limit: int
+    anonymous_limit_identity: str
     rate_limit_messages: int
     rate_limit_window_seconds: int
 
@@ -572,6 +573,9 @@ def _assistant_setting_clean(
     elif field_name == "default_language":
         # A blank value gets the model field's "This field cannot be blank." below.
         if value and value not in AssistantSettings.Language.values:
+            raise _choice_error(value)
+    elif field_name == "anonymous_limit_identity":
+        if value and value not in AssistantSettings.AnonymousLimitIdentity.values:
             raise _choice_error(value)
     elif field_name == "temperature":
         _temperature_validate(value)

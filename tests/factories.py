@@ -21,6 +21,7 @@ ASSISTANT_SETTINGS_DEFAULTS = {
     "monthly_token_limit": 10_000_000,
     "user_daily_message_limit": 200,
     "user_daily_conversation_limit": 20,
+    "anonymous_limit_identity": "api_key",
     "rate_limit_messages": 10,
     "rate_limit_window_seconds": 60,
 }

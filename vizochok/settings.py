@@ -357,6 +357,18 @@ try:
 except ValueError as _error:
     raise ImproperlyConfigured(f"CORS_ALLOWED_ORIGINS: {_error}") from None
 
+# Reverse proxies in front of gunicorn and uvicorn that append their peer's address to
+# X-Forwarded-For. With N above 0 the client is the N-th address from the right of that
+# header. With 0 the client is the direct peer, and the header is ignored. The daily limits
+# of anonymous shoppers count per client address at tenants that chose "client_network"
+# (conversations/client_address.py).
+TRUSTED_PROXY_COUNT = _env_int("TRUSTED_PROXY_COUNT", default=0)
+if TRUSTED_PROXY_COUNT < 0:
+    raise ImproperlyConfigured(
+        f"TRUSTED_PROXY_COUNT must be 0 or more, got {TRUSTED_PROXY_COUNT}. 0 means no proxy"
+        " in front, so the direct peer is the client."
+    )
+
 _behind_tls_proxy = env.bool("DJANGO_BEHIND_TLS_PROXY", default=False)
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if _behind_tls_proxy else None
 

@@ -1,6 +1,6 @@
 """The rate limit per conversation and the daily limits per user, through the chat API."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 
 import pytest
 from django.db import DatabaseError
@@ -269,6 +269,49 @@ def test_another_key_has_its_own_anonymous_limit(chat_client, server_client, ten
 
     assert first.status_code == 201
     assert second.status_code == 201
+
+
+@pytest.mark.parametrize(
+    ("trusted_proxies", "address_header"),
+    [(0, "REMOTE_ADDR"), (1, "HTTP_X_FORWARDED_FOR")],
+)
+def test_two_addresses_share_the_key_limit(
+    chat_client, public_key, tenant, settings, caplog, trusted_proxies, address_header
+):
+    # The tenant keeps the default anonymous_limit_identity, api_key.
+    settings.TRUSTED_PROXY_COUNT = trusted_proxies
+    addresses = ["203.0.113.7", "198.51.100.20"]
+
+    statuses = [
+        chat_client.post(
+            CREATE_URL,
+            {"store_id": "store-1"},
+            format="json",
+            **{address_header: addresses[index % 2]},
+        ).status_code
+        for index in range(20)
+    ]
+    rejected = chat_client.post(
+        CREATE_URL, {"store_id": "store-1"}, format="json", **{address_header: addresses[1]}
+    )
+
+    assert statuses == [201] * 20
+    assert rejected.status_code == 429
+    tomorrow = timezone.now().date() + timedelta(days=1)
+    assert rejected.json() == {
+        "detail": "This user started the maximum of 20 conversations for today (UTC). The "
+        "count resets at midnight UTC.",
+        "code": "user_conversation_limit",
+        "limit": 20,
+        "resets_at": datetime.combine(tomorrow, time.min, tzinfo=UTC).isoformat(),
+    }
+    key_identity = f"key:{public_key.api_key.pk}"
+    assert Conversation.objects.count() == 20
+    assert set(Conversation.objects.values_list("limit_identity", flat=True)) == {key_identity}
+    assert not Message.objects.exists()
+    usage = UserDailyUsage.objects.get()
+    assert (usage.identity, usage.messages, usage.conversations) == (key_identity, 0, 20)
+    assert "conversations.identity.client_address_fallback" not in caplog.messages
 
 
 def test_daily_count_take_stops_at_the_limit(tenant):

@@ -11,15 +11,18 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
+from ipaddress import ip_address
 
 import pytest
 from cryptography.fernet import Fernet
 from django.db import OperationalError, connection
 from django.utils import timezone
+from websockets.datastructures import Headers, HeadersLike
 
 import conversations.services
 from conversations import events
 from conversations.assistants import Turn
+from conversations.identity import network_limit_key
 from conversations.leases import turn_lease_acquire
 from conversations.models import Conversation, Message, OpenSocket, UserDailyUsage
 from conversations.services import MAX_MESSAGE_BYTES
@@ -1247,3 +1250,188 @@ def test_rejected_first_message_counts_conversation(ws_url, tenant, public_key):
     [usage] = UserDailyUsage.objects.filter(tenant=tenant)
     assert usage.conversations == 2
     assert usage.messages == 1
+
+
+# Daily limits of anonymous shoppers: the same client address rule as the REST API
+
+SHOPPER_A = "203.0.113.7"
+SHOPPER_B = "198.51.100.20"
+# The peer of every socket, because the test client connects from this address.
+TEST_PEER = "127.0.0.1"
+
+
+def count_client_networks(*tenants, **limits: int) -> None:
+    """Set ``tenants`` to count anonymous public-key shoppers per client network."""
+    for each in tenants:
+        AssistantSettings.objects.filter(tenant=each).update(
+            anonymous_limit_identity="client_network", **limits
+        )
+
+
+def network_identity(tenant, address: str) -> str:
+    return network_limit_key(tenant_id=tenant.pk, address=ip_address(address))
+
+
+def start_conversation(url: str, token: str, *, headers: HeadersLike | None = None) -> dict:
+    """Send one message without a conversation id; return the first frame of the response.
+
+    That frame is ``conversation_started`` or the ``error`` that rejected the conversation.
+    """
+    with open_socket(url, headers=headers) as ws:
+        assert authenticate(ws, token, store_id=STORE_ID)["type"] == "auth_ok"
+        send_frame(ws, {"type": "message", "text": "молоко"})
+        first = receive(ws)
+        if first["type"] == "conversation_started":
+            assert reply_events(ws)[-1] == {"type": "response_complete"}
+        return first
+
+
+@pytest.mark.parametrize(
+    ("trusted_proxies", "forwarded_for"),
+    [(1, "{client}"), (1, "192.0.2.66, {client}"), (2, "192.0.2.66, {client}, 10.0.0.2")],
+)
+def test_socket_counts_per_forwarded_client(
+    ws_url, tenant, public_key, settings, trusted_proxies, forwarded_for
+):
+    settings.TRUSTED_PROXY_COUNT = trusted_proxies
+    count_client_networks(tenant, user_daily_conversation_limit=1)
+
+    def headers(client: str) -> dict[str, str]:
+        return {"X-Forwarded-For": forwarded_for.format(client=client)}
+
+    first = start_conversation(ws_url, public_key.raw_key, headers=headers(SHOPPER_A))
+    rejected = start_conversation(ws_url, public_key.raw_key, headers=headers(SHOPPER_A))
+    other = start_conversation(ws_url, public_key.raw_key, headers=headers(SHOPPER_B))
+
+    assert first["type"] == "conversation_started"
+    assert rejected["type"] == "error"
+    assert rejected["code"] == "user_conversation_limit"
+    assert rejected["limit"] == 1
+    assert other["type"] == "conversation_started"
+    identities = dict(Conversation.objects.values_list("public_id", "limit_identity"))
+    assert identities == {
+        first["conversation_id"]: network_identity(tenant, SHOPPER_A),
+        other["conversation_id"]: network_identity(tenant, SHOPPER_B),
+    }
+    usage = dict(UserDailyUsage.objects.values_list("identity", "conversations"))
+    assert usage == {
+        network_identity(tenant, SHOPPER_A): 1,
+        network_identity(tenant, SHOPPER_B): 1,
+    }
+
+
+def test_socket_ignores_forged_forwarded_for(ws_url, tenant, public_key, settings):
+    settings.TRUSTED_PROXY_COUNT = 0
+    count_client_networks(tenant, user_daily_conversation_limit=1)
+
+    first = start_conversation(ws_url, public_key.raw_key, headers={"X-Forwarded-For": SHOPPER_A})
+    forged = start_conversation(ws_url, public_key.raw_key, headers={"X-Forwarded-For": SHOPPER_B})
+
+    assert first["type"] == "conversation_started"
+    assert forged["code"] == "user_conversation_limit"
+    assert Conversation.objects.get().limit_identity == network_identity(tenant, TEST_PEER)
+    usage = dict(UserDailyUsage.objects.values_list("identity", "conversations"))
+    assert usage == {network_identity(tenant, TEST_PEER): 1}
+
+
+@pytest.mark.parametrize(
+    ("headers", "reason", "forwarded_addresses"),
+    [
+        ({}, "forwarded_for_too_short", 0),
+        ({"X-Forwarded-For": SHOPPER_A}, "forwarded_for_too_short", 1),
+        ({"X-Forwarded-For": f"{SHOPPER_A}, unknown"}, "forwarded_for_invalid", 2),
+    ],
+)
+def test_socket_unusable_forwarded_for_counts_peer(
+    ws_url, tenant, public_key, settings, caplog, headers, reason, forwarded_addresses
+):
+    settings.TRUSTED_PROXY_COUNT = 2 if reason == "forwarded_for_too_short" else 1
+    count_client_networks(tenant)
+
+    started = start_conversation(ws_url, public_key.raw_key, headers=headers)
+
+    assert started["type"] == "conversation_started"
+    assert Conversation.objects.get().limit_identity == network_identity(tenant, TEST_PEER)
+    records = [
+        record
+        for record in caplog.records
+        if record.msg == "conversations.identity.client_address_fallback"
+    ]
+    assert len(records) == 1
+    assert records[0].reason == reason
+    assert records[0].forwarded_addresses == forwarded_addresses
+    assert records[0].counted_by == "peer"
+
+
+def test_socket_forwarded_for_headers_are_joined(ws_url, tenant, public_key, settings):
+    settings.TRUSTED_PROXY_COUNT = 2
+    count_client_networks(tenant)
+
+    started = start_conversation(
+        ws_url,
+        public_key.raw_key,
+        headers=Headers([("X-Forwarded-For", SHOPPER_A), ("X-Forwarded-For", "10.0.0.2")]),
+    )
+
+    assert started["type"] == "conversation_started"
+    assert Conversation.objects.get().limit_identity == network_identity(tenant, SHOPPER_A)
+
+
+def test_socket_secret_key_keeps_key_identity(ws_url, tenant, secret_key, settings, caplog):
+    settings.TRUSTED_PROXY_COUNT = 1
+    count_client_networks(tenant)
+
+    started = start_conversation(ws_url, secret_key.raw_key, headers={"X-Forwarded-For": SHOPPER_A})
+
+    assert started["type"] == "conversation_started"
+    assert Conversation.objects.get().limit_identity == f"key:{secret_key.api_key.pk}"
+    assert "conversations.identity.client_address_fallback" not in caplog.messages
+
+
+def test_socket_address_counts_apart_per_tenant(
+    ws_url, tenant, other_tenant, public_key, other_public_key, settings
+):
+    settings.TRUSTED_PROXY_COUNT = 1
+    count_client_networks(tenant, other_tenant, user_daily_conversation_limit=1)
+    headers = {"X-Forwarded-For": SHOPPER_A}
+
+    first = start_conversation(ws_url, public_key.raw_key, headers=headers)
+    over = start_conversation(ws_url, public_key.raw_key, headers=headers)
+    elsewhere = start_conversation(ws_url, other_public_key.raw_key, headers=headers)
+
+    assert first["type"] == "conversation_started"
+    assert over["code"] == "user_conversation_limit"
+    assert elsewhere["type"] == "conversation_started"
+    assert Conversation.objects.get(tenant=other_tenant).limit_identity == network_identity(
+        other_tenant, SHOPPER_A
+    )
+
+
+def test_socket_default_counts_by_the_key(
+    ws_url, tenant, other_tenant, public_key, other_public_key, settings, caplog
+):
+    settings.TRUSTED_PROXY_COUNT = 1
+    AssistantSettings.objects.filter(tenant=tenant).update(user_daily_conversation_limit=1)
+    count_client_networks(other_tenant, user_daily_conversation_limit=1)
+
+    first = start_conversation(ws_url, public_key.raw_key, headers={"X-Forwarded-For": SHOPPER_A})
+    rejected = start_conversation(
+        ws_url, public_key.raw_key, headers={"X-Forwarded-For": SHOPPER_B}
+    )
+    elsewhere = [
+        start_conversation(ws_url, other_public_key.raw_key, headers={"X-Forwarded-For": client})
+        for client in (SHOPPER_A, SHOPPER_B)
+    ]
+
+    assert first["type"] == "conversation_started"
+    assert rejected["type"] == "error"
+    assert rejected["code"] == "user_conversation_limit"
+    assert rejected["limit"] == 1
+    assert [frame["type"] for frame in elsewhere] == ["conversation_started"] * 2
+    key_identity = f"key:{public_key.api_key.pk}"
+    assert Conversation.objects.get(tenant=tenant).limit_identity == key_identity
+    usage = dict(
+        UserDailyUsage.objects.filter(tenant=tenant).values_list("identity", "conversations")
+    )
+    assert usage == {key_identity: 1}
+    assert "conversations.identity.client_address_fallback" not in caplog.messages

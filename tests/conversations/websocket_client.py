@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import pytest
 import uvicorn
+from websockets.datastructures import HeadersLike
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
@@ -36,8 +37,15 @@ def running_server() -> Iterator[RunningServer]:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
+    # Without proxy headers, as docs/deployment.md starts uvicorn, so that the scope's client
+    # is the direct peer and TRUSTED_PROXY_COUNT alone decides about X-Forwarded-For.
     config = uvicorn.Config(
-        application, host="127.0.0.1", port=port, lifespan="off", log_level="warning"
+        application,
+        host="127.0.0.1",
+        port=port,
+        lifespan="off",
+        log_level="warning",
+        proxy_headers=False,
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
@@ -55,8 +63,15 @@ def running_server() -> Iterator[RunningServer]:
         thread.join(timeout=10)
 
 
-def open_socket(url: str, *, origin: str | None = None) -> ClientConnection:
-    return connect(url, origin=origin, open_timeout=5)  # type: ignore[arg-type]
+def open_socket(
+    url: str, *, origin: str | None = None, headers: HeadersLike | None = None
+) -> ClientConnection:
+    return connect(
+        url,
+        origin=origin,  # type: ignore[arg-type]
+        additional_headers=headers,
+        open_timeout=5,
+    )
 
 
 def receive(ws: ClientConnection) -> dict:

@@ -400,6 +400,12 @@ def ai_settings_form(tenant: Tenant, **changes: object) -> dict[str, object]:
             "de",
             "Select a valid choice. de is not one of the available choices.",
         ),
+        (
+            "anonymous_limit_identity",
+            "ip",
+            "Select a valid choice. ip is not one of the available choices.",
+        ),
+        ("anonymous_limit_identity", "", "This field is required."),
     ],
 )
 def test_ai_settings_reject_invalid_value(admin_client, tenant, field, value, message):
@@ -424,6 +430,23 @@ def test_ai_settings_save_valid_models(admin_client, tenant):
     assistant_settings = AssistantSettings.objects.get(tenant=tenant)
     assert assistant_settings.complex_model == "org/model-1:beta"
     assert assistant_settings.fast_model == "gpt-4.1-mini"
+
+
+def test_ai_settings_save_limit_identity(admin_client, tenant, other_tenant):
+    change_url = f"/admin/tenants/tenant/{tenant.pk}/change/"
+    data = ai_settings_form(tenant, anonymous_limit_identity="client_network")
+
+    page = admin_client.get(change_url).content.decode()
+    response = admin_client.post(change_url, data)
+
+    assert '<option value="api_key" selected>API key</option>' in page
+    assert '<option value="client_network">Client network</option>' in page
+    assert "What the two daily limits count a shopper without a trusted user id" in page
+    assert response.status_code == 302
+    stored = AssistantSettings.objects.get(tenant=tenant)
+    assert stored.anonymous_limit_identity == "client_network"
+    other = AssistantSettings.objects.get(tenant=other_tenant)
+    assert other.anonymous_limit_identity == "api_key"
 
 
 HOSTILE = '"><img src=x onerror=alert(1)><script>alert(2)</script>'

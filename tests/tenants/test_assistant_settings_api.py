@@ -87,6 +87,26 @@ def test_patch_normalizes_tools_and_text(server_client, tenant):
     assert row.fast_model == "gpt-4.1-mini"
 
 
+def test_patch_switches_limit_identity(server_client, tenant, other_tenant):
+    to_network = server_client.patch(
+        URL, {"anonymous_limit_identity": "client_network"}, format="json"
+    )
+    other = AssistantSettings.objects.get(tenant=other_tenant)
+    stored = AssistantSettings.objects.get(tenant=tenant).anonymous_limit_identity
+    back = server_client.patch(URL, {"anonymous_limit_identity": "api_key"}, format="json")
+
+    assert to_network.status_code == 200
+    assert to_network.json() == {
+        **ASSISTANT_SETTINGS_DEFAULTS,
+        "anonymous_limit_identity": "client_network",
+    }
+    assert stored == "client_network"
+    assert other.anonymous_limit_identity == "api_key"
+    assert back.status_code == 200
+    assert back.json() == ASSISTANT_SETTINGS_DEFAULTS
+    assert AssistantSettings.objects.get(tenant=tenant).anonymous_limit_identity == "api_key"
+
+
 @pytest.mark.parametrize(
     ("temperature", "stored"),
     [(0, Decimal("0.00")), (2, Decimal("2.00")), (0.1, Decimal("0.10")), (1.5, Decimal("1.50"))],
@@ -181,6 +201,16 @@ INVALID_VALUES = [
         "Select a valid choice.  uk is not one of the available choices.",
     ),
     (
+        "anonymous_limit_identity",
+        "ip",
+        "Select a valid choice. ip is not one of the available choices.",
+    ),
+    (
+        "anonymous_limit_identity",
+        "client_network ",
+        "Select a valid choice. client_network  is not one of the available choices.",
+    ),
+    (
         "disabled_tools",
         ["clear_cart", " search_products"],
         "Select a valid choice.  search_products is not one of the available choices.",
@@ -259,6 +289,21 @@ def test_api_and_admin_reject_alike(server_client, tenant, field, value, message
             "model not a string",
             {"complex_model": 4},
             {"complex_model": ["Expected a string, got a number."]},
+        ),
+        (
+            "identity not a string",
+            {"anonymous_limit_identity": 1},
+            {"anonymous_limit_identity": ["Expected a string, got a number."]},
+        ),
+        (
+            "identity null",
+            {"anonymous_limit_identity": None},
+            {"anonymous_limit_identity": ["This field may not be null."]},
+        ),
+        (
+            "identity blank",
+            {"anonymous_limit_identity": ""},
+            {"anonymous_limit_identity": ["This field cannot be blank."]},
         ),
         (
             "nul in prompt",

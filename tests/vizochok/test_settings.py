@@ -137,6 +137,13 @@ REJECTED = [
     ("LLM_RETRY_DELAY_SECONDS", "-1", "LLM_RETRY_DELAY_SECONDS must be 0 or more, got -1."),
     ("LLM_MAX_RETRIES", "-1", "LLM_MAX_RETRIES must be 0 or more, got -1."),
     (
+        "TRUSTED_PROXY_COUNT",
+        "-1",
+        "TRUSTED_PROXY_COUNT must be 0 or more, got -1. 0 means no proxy in front, so the"
+        " direct peer is the client.",
+    ),
+    ("TRUSTED_PROXY_COUNT", "one", "TRUSTED_PROXY_COUNT must be a whole number, got 'one'."),
+    (
         "EMBEDDING_PARALLEL_BATCHES",
         "0",
         "EMBEDDING_PARALLEL_BATCHES must be at least 1, got 0.",
@@ -303,6 +310,8 @@ ACCEPTED = [
     {"WEBHOOK_BREAKER_WINDOW_SECONDS": "3153600000", "WEBHOOK_BREAKER_COOLDOWN_SECONDS": "0"},
     {"CORS_ALLOWED_ORIGINS": "https://shop.example, http://localhost:8080,"},
     {"LOG_LEVEL": "debug", "QUEUE_LOG_LEVEL": " error "},
+    {"TRUSTED_PROXY_COUNT": "0"},
+    {"TRUSTED_PROXY_COUNT": "2"},
 ]
 
 
@@ -329,6 +338,7 @@ def test_settings_accept_values_in_range(environment):
         ("WORKER_HEARTBEAT_SECONDS", "1e1", "10.0"),
         ("WEBHOOK_CONNECT_TIMEOUT", " 2.5 ", "2.5"),
         ("LLM_MAX_RETRIES", "+2", "2"),
+        ("TRUSTED_PROXY_COUNT", "1", "1"),
     ],
 )
 def test_settings_read_numbers_as_written(variable, value, expected):
