@@ -234,12 +234,8 @@ def test_api_saves_need_no_version(admin_client, server_client, tenant):
         {"widget_allowed_origins": ["https://shop.example.com"]},
         format="json",
     )
-    assistant = server_client.patch(
-        "/api/v1/admin/assistant", {"temperature": 0.7}, format="json"
-    )
-    webhooks = server_client.patch(
-        "/api/v1/admin/webhooks", {"timeout_seconds": 9}, format="json"
-    )
+    assistant = server_client.patch("/api/v1/admin/assistant", {"temperature": 0.7}, format="json")
+    webhooks = server_client.patch("/api/v1/admin/webhooks", {"timeout_seconds": 9}, format="json")
     stale_tenant_save = admin_client.post(tenant_url(tenant), {**opened, "name": "Renamed"})
     stale_webhook_save = admin_client.post(
         webhook_settings_url(tenant), {**opened_webhook_page, "timeout_seconds": 7}
