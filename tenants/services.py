@@ -136,7 +136,8 @@ def row_version(*, row: models.Model, fields: Sequence[str]) -> str:
     An edit page carries it, so that a save can tell whether a field that the page shows
     changed after it was opened. Writes to other columns, such as a secret rotation, keep it.
     """
-    values = [row._meta.get_field(name).value_to_string(row) for name in fields]
+    concrete_fields = {field.name: field for field in row._meta.concrete_fields}
+    values = [concrete_fields[name].value_to_string(row) for name in fields]
     return hashlib.sha256(json.dumps(values).encode()).hexdigest()
 
 

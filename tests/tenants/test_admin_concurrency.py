@@ -1,4 +1,5 @@
-"""Concurrent creation of one tenant slug or one tenant's webhook settings, and saves of one tenant.
+"""Concurrent creation of one tenant slug or one tenant's webhook settings, and concurrent
+saves of one tenant.
 
 The first save runs on its own connection and commits once the second one waits for it.
 
@@ -104,7 +105,7 @@ def test_tenant_create_waits_for_slug():
     assert list(Tenant.objects.values_list("name", flat=True)) == ["First"]
 
 
-def test_simultaneous_tenant_saves(admin_client, django_user_model):
+def test_simultaneous_tenant_saves(admin_client):
     tenant = Tenant.objects.create(name="Shop", slug="shop")
     AssistantSettings.objects.create(tenant=tenant)
     opened = open_tenant_page(admin_client, tenant)
