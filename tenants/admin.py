@@ -10,15 +10,17 @@ list.
 
 import json
 from datetime import timedelta
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.contrib.admin import widgets as admin_widgets
 from django.contrib.admin.utils import quote
 from django.db import models
 from django.db.models import ProtectedError, QuerySet, RestrictedError
 from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.decorators import method_decorator
@@ -42,8 +44,51 @@ _DELETED_WITH_TENANT = (
 )
 
 
+_RELOAD_ADVICE = (
+    "after you opened this page, so nothing was saved. Reload the page to see the current "
+    "values, then make your changes again."
+)
+TENANT_CHANGED_MESSAGE = f"This tenant was changed {_RELOAD_ADVICE}"
+AI_SETTINGS_CHANGED_MESSAGE = f"The AI settings of this tenant were changed {_RELOAD_ADVICE}"
+WEBHOOK_SETTINGS_CHANGED_MESSAGE = f"These webhook settings were changed {_RELOAD_ADVICE}"
+
+
 def _deletion_label(obj: models.Model) -> str:
     return f"{capfirst(obj._meta.verbose_name)}: {obj}"
+
+
+class _VersionCheckedForm(forms.ModelForm):
+    """A change form that saves only over the values that its page showed.
+
+    The page carries the version of the row's ``version_fields``, the fields that the form
+    writes, in a hidden field. ``clean`` locks the row until the admin view's transaction
+    commits, and rejects the save with ``changed_message`` when the version differs, so a
+    save cannot undo another save made after its page was opened. A form for a new row
+    checks nothing.
+    """
+
+    changed_message: ClassVar[str]
+    version_fields: ClassVar[tuple[str, ...]]
+
+    version = forms.CharField(required=False, widget=forms.HiddenInput)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not self.instance._state.adding:
+            self.initial["version"] = services.row_version(
+                row=self.instance, fields=self.version_fields
+            )
+
+    def clean(self) -> dict[str, Any]:
+        cleaned_data = super().clean() or {}
+        if self.instance._state.adding:
+            return cleaned_data
+        current_version = services.row_version_lock(
+            model=type(self.instance), pk=self.instance.pk, fields=self.version_fields
+        )
+        if cleaned_data.get("version") != current_version:
+            self.add_error(None, forms.ValidationError(self.changed_message, code="stale"))
+        return cleaned_data
 
 
 class WidgetOriginsField(forms.CharField):
@@ -73,7 +118,9 @@ class WidgetOriginsField(forms.CharField):
             return True
 
 
-class TenantForm(forms.ModelForm):
+class TenantForm(_VersionCheckedForm):
+    changed_message = TENANT_CHANGED_MESSAGE
+
     widget_allowed_origins = WidgetOriginsField(
         required=False,
         label="Widget allowed origins",
@@ -85,6 +132,8 @@ class TenantForm(forms.ModelForm):
     class Meta:
         model = Tenant
         fields = ["name", "slug", "is_active", "widget_allowed_origins"]
+
+    version_fields = tuple(Meta.fields)
 
     def validate_unique(self) -> None:
         # The lock lasts until the admin view's transaction commits the new row.
@@ -113,12 +162,14 @@ class _ToolsField(_ChoiceCheckedByServiceMixin, forms.MultipleChoiceField):
     pass
 
 
-class AssistantSettingsForm(forms.ModelForm):
+class AssistantSettingsForm(_VersionCheckedForm):
     """AI settings of a tenant, with the disabled tools picked from the agent's tool list.
 
     The fields only parse the submitted text. ``clean`` passes the values to
     ``services.assistant_settings_clean``, which the admin API uses too.
     """
+
+    changed_message = AI_SETTINGS_CHANGED_MESSAGE
 
     disabled_tools = _ToolsField(
         required=False,
@@ -183,6 +234,8 @@ class AssistantSettingsForm(forms.ModelForm):
             "seconds.",
         }
 
+    version_fields = tuple(Meta.fields)
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # Imported here: tenants is below conversations, and only this form needs the names.
@@ -231,6 +284,7 @@ class AssistantSettingsInline(admin.StackedInline):
             "Models and prompt",
             {
                 "fields": [
+                    "version",
                     "complex_model",
                     "fast_model",
                     "temperature",
@@ -286,9 +340,6 @@ class TenantAdmin(admin.ModelAdmin):
         return "Set (never shown again; generate a new one to replace it)."
 
     def save_model(self, request: HttpRequest, obj: Tenant, form: Any, change: bool) -> None:
-        # NOTE: a save writes every field of the form and of a changed AI settings inline, as
-        # the page showed them, so it undoes a save of the same tenant made after the page was
-        # opened, such as "Is active" cleared by another operator.
         super().save_model(request, obj, form, change)
         if change:
             return
@@ -466,7 +517,9 @@ def _webhook_url_field() -> forms.CharField:
     )
 
 
-class WebhookSettingsForm(forms.ModelForm):
+class WebhookSettingsForm(_VersionCheckedForm):
+    changed_message = WEBHOOK_SETTINGS_CHANGED_MESSAGE
+
     products_url = _webhook_url_field()
     cart_url = _webhook_url_field()
     cart_get_url = _webhook_url_field()
@@ -484,6 +537,9 @@ class WebhookSettingsForm(forms.ModelForm):
     class Meta:
         model = WebhookSettings
         fields = ["tenant", "products_url", "cart_url", "cart_get_url", "timeout_seconds"]
+
+    # The tenant is read-only on the change page.
+    version_fields = (*services.WEBHOOK_URL_FIELDS, "timeout_seconds")
 
     def clean(self) -> dict[str, Any]:
         cleaned_data = super().clean() or {}
@@ -632,8 +688,31 @@ class WebhookSettingsAdmin(admin.ModelAdmin):
             self.message_user(request, message, level=messages.WARNING)
 
     @admin.action(description="Rotate the secret now (for a leaked secret)", permissions=["change"])
-    def rotate_secret_now(self, request: HttpRequest, queryset: QuerySet[WebhookSettings]) -> None:
+    def rotate_secret_now(
+        self, request: HttpRequest, queryset: QuerySet[WebhookSettings]
+    ) -> TemplateResponse | None:
+        # The merchant's verifier rejects every request from the rotation until it has the new
+        # secret, so the first POST shows a confirmation page. Its form posts the same
+        # selection back with "confirmed".
+        if request.POST.get("confirmed") != "yes":
+            return self._rotate_now_confirmation(request, queryset)
         self._rotate(request, queryset, timedelta(0))
+        return None
+
+    def _rotate_now_confirmation(
+        self, request: HttpRequest, queryset: QuerySet[WebhookSettings]
+    ) -> TemplateResponse:
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Rotate the signing secret now?",
+            "opts": self.model._meta,
+            "webhook_settings_list": list(queryset.select_related("tenant")),
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        }
+        request.current_app = self.admin_site.name
+        return TemplateResponse(
+            request, "admin/tenants/webhooksettings/rotate_secret_now_confirmation.html", context
+        )
 
     @admin.action(description="Rotate the secret with a 24-hour overlap", permissions=["change"])
     def rotate_secret_with_overlap(

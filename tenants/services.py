@@ -1,7 +1,10 @@
 """State changes of tenants, API keys, webhook settings and assistant settings."""
 
+import hashlib
+import json
 import logging
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
@@ -9,7 +12,7 @@ from typing import Any, TypedDict, Unpack, cast
 
 from django.core.exceptions import ValidationError
 from django.core.validators import DecimalValidator, MaxLengthValidator
-from django.db import connection, transaction
+from django.db import connection, models, transaction
 from django.db.models import DecimalField, Field
 from django.utils import timezone
 
@@ -125,6 +128,30 @@ def webhook_settings_create_lock(*, tenant_id: int) -> None:
     error instead of an IntegrityError.
     """
     _advisory_xact_lock(f"tenants.webhook_settings.tenant:{tenant_id}")
+
+
+def row_version(*, row: models.Model, fields: Sequence[str]) -> str:
+    """Return the version of ``row``'s ``fields``: a SHA-256 hex digest of their values.
+
+    An edit page carries it, so that a save can tell whether a field that the page shows
+    changed after it was opened. Writes to other columns, such as a secret rotation, keep it.
+    """
+    concrete_fields = {field.name: field for field in row._meta.concrete_fields}
+    values = [concrete_fields[name].value_to_string(row) for name in fields]
+    return hashlib.sha256(json.dumps(values).encode()).hexdigest()
+
+
+def row_version_lock(*, model: type[models.Model], pk: int, fields: Sequence[str]) -> str:
+    """Lock the row ``pk`` of ``model`` until the transaction ends and return its version.
+
+    The version is the one ``row_version`` gives, or an empty string when the row no longer
+    exists. A save that compares it with the version its page showed and writes in the same
+    transaction cannot undo a concurrent save, because a second save waits for the lock and
+    then reads the first one's version. Django raises TransactionManagementError when this
+    runs outside a transaction.
+    """
+    row = model._default_manager.select_for_update().only(*fields).filter(pk=pk).first()
+    return "" if row is None else row_version(row=row, fields=fields)
 
 
 def _advisory_xact_lock(key: str) -> None:

@@ -10,8 +10,9 @@ from django.test.utils import CaptureQueriesContext
 
 from catalog.models import CatalogJob, Product
 from conversations.models import Conversation, Message
+from tenants.admin import AssistantSettingsForm, TenantForm, WebhookSettingsForm
 from tenants.models import ApiKey, AssistantSettings, Tenant, WebhookSettings
-from tenants.services import api_key_revoke, tenant_create
+from tenants.services import api_key_revoke, row_version, tenant_create
 from tests.factories import (
     ASSISTANT_SETTINGS_FORM_DEFAULTS,
     MessageFactory,
@@ -36,6 +37,17 @@ def tenant_form(**changes: object) -> dict[str, object]:
         "assistant_settings-MAX_NUM_FORMS": 1,
     }
     return {**data, **changes}
+
+
+def page_version(row: Tenant | AssistantSettings | WebhookSettings) -> str:
+    """Return the version that a change page of ``row`` opened now carries."""
+    form = {
+        Tenant: TenantForm,
+        AssistantSettings: AssistantSettingsForm,
+        WebhookSettings: WebhookSettingsForm,
+    }[type(row)]
+    stored = type(row)._default_manager.get(pk=row.pk)
+    return row_version(row=stored, fields=form.version_fields)
 
 
 def secret_messages(response) -> list[str]:
@@ -77,6 +89,7 @@ def test_admin_change_keeps_user_token_secret(admin_client, tenant):
     data = tenant_form(
         name="Shop A renamed",
         slug=tenant.slug,
+        version=page_version(tenant),
         **{"assistant_settings-TOTAL_FORMS": 0, "assistant_settings-INITIAL_FORMS": 0},
     )
 
@@ -357,12 +370,14 @@ def ai_settings_form(tenant: Tenant, **changes: object) -> dict[str, object]:
     inline = {
         "id": assistant_settings.pk,
         "tenant": tenant.pk,
+        "version": page_version(assistant_settings),
         **ASSISTANT_SETTINGS_FORM_DEFAULTS,
         **changes,
     }
     return tenant_form(
         name=tenant.name,
         slug=tenant.slug,
+        version=page_version(tenant),
         **{"assistant_settings-TOTAL_FORMS": 1, "assistant_settings-INITIAL_FORMS": 1},
         **{f"assistant_settings-0-{name}": value for name, value in inline.items()},
     )
@@ -503,7 +518,7 @@ def test_history_lists_only_changed_fields(admin_client, tenant):
     changed = {**unchanged, "widget_allowed_origins": "https://m.shop.example.com"}
 
     first = admin_client.post(change_url, unchanged)
-    second = admin_client.post(change_url, changed)
+    second = admin_client.post(change_url, {**changed, "version": page_version(tenant)})
 
     assert first.status_code == 302
     assert second.status_code == 302
@@ -527,6 +542,7 @@ def test_history_names_custom_secret_without_value(admin_client, tenant):
             "cart_get_url": "",
             "timeout_seconds": 5,
             "custom_secret": secret,
+            "version": page_version(tenant.webhook_settings),
         },
     )
 

@@ -1,4 +1,5 @@
-"""Concurrent creation of one tenant slug or one tenant's webhook settings.
+"""Concurrent creation of one tenant slug or one tenant's webhook settings, and concurrent
+saves of one tenant.
 
 The first save runs on its own connection and commits once the second one waits for it.
 
@@ -14,8 +15,9 @@ import pytest
 from django.db import connection, connections, transaction
 
 from tenants import services
-from tenants.models import Tenant, WebhookSettings
+from tenants.models import AssistantSettings, Tenant, WebhookSettings
 from tests.tenants.test_admin import ADD_URL, tenant_form
+from tests.tenants.test_admin_stale_pages import TENANT_CHANGED, open_tenant_page
 from tests.webhooks.test_admin import settings_form
 from vizochok.exceptions import InvalidInput
 
@@ -101,3 +103,22 @@ def test_tenant_create_waits_for_slug():
 
     assert raised.value.extra["fields"] == {"slug": ["Tenant with this Slug already exists."]}
     assert list(Tenant.objects.values_list("name", flat=True)) == ["First"]
+
+
+def test_simultaneous_tenant_saves(admin_client):
+    tenant = Tenant.objects.create(name="Shop", slug="shop")
+    AssistantSettings.objects.create(tenant=tenant)
+    opened = open_tenant_page(admin_client, tenant)
+    locked = Tenant.objects.select_for_update().filter(pk=tenant.pk)
+    thread = _first_save(
+        lambda: list(locked),
+        lambda: Tenant.objects.filter(pk=tenant.pk).update(is_active=False),
+    )
+
+    response = admin_client.post(f"/admin/tenants/tenant/{tenant.pk}/change/", opened)
+    thread.join()
+
+    stored = Tenant.objects.get(pk=tenant.pk)
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors == {"__all__": [TENANT_CHANGED]}
+    assert stored.is_active is False

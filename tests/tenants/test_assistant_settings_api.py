@@ -9,6 +9,7 @@ from tenants.admin import AssistantSettingsForm
 from tenants.models import AssistantSettings, Tenant
 from tenants.services import MAX_SYSTEM_PROMPT_ADDITION_LENGTH, api_key_revoke
 from tests.factories import ASSISTANT_SETTINGS_DEFAULTS, ASSISTANT_SETTINGS_FORM_DEFAULTS
+from tests.tenants.test_admin import page_version
 
 pytestmark = pytest.mark.django_db
 
@@ -235,7 +236,11 @@ def test_api_and_admin_reject_alike(server_client, tenant, field, value, message
 
     response = server_client.patch(URL, {field: value}, format="json")
     form = AssistantSettingsForm(
-        data={**ASSISTANT_SETTINGS_FORM_DEFAULTS, field: form_value},
+        data={
+            **ASSISTANT_SETTINGS_FORM_DEFAULTS,
+            field: form_value,
+            "version": page_version(tenant.assistant_settings),
+        },
         instance=tenant.assistant_settings,
     )
 
@@ -394,6 +399,7 @@ def test_longer_stored_prompt_keeps_working(server_client, admin_client, tenant)
             **ASSISTANT_SETTINGS_FORM_DEFAULTS,
             "system_prompt_addition": long_prompt,
             "max_tool_rounds": 5,
+            "version": page_version(tenant.assistant_settings),
         },
         instance=AssistantSettings.objects.get(tenant=tenant),
     )

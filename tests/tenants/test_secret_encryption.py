@@ -18,6 +18,7 @@ from conversations.models import Conversation
 from tenants.encryption import ENCRYPTED_PREFIX, StoredSecret, decrypt, secret_is_readable
 from tenants.models import ApiKey, Tenant, WebhookSettings
 from tenants.services import api_key_create, user_token_secret_set, webhook_secret_set
+from tests.tenants.test_admin import page_version
 from vizochok.exceptions import InvalidInput
 from webhooks.models import WebhookDelivery
 
@@ -492,6 +493,7 @@ def test_admin_edits_tenant_with_undecryptable_secret(tenant, admin_client, sett
         "name": "Renamed",
         "slug": tenant.slug,
         "is_active": "on",
+        "version": page_version(tenant),
         "assistant_settings-TOTAL_FORMS": 0,
         "assistant_settings-INITIAL_FORMS": 0,
         "assistant_settings-MIN_NUM_FORMS": 0,

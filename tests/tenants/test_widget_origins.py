@@ -3,6 +3,7 @@
 import pytest
 
 from tenants.models import MAX_WIDGET_ALLOWED_ORIGINS, Tenant
+from tests.tenants.test_admin import page_version
 
 pytestmark = pytest.mark.django_db
 
@@ -142,6 +143,7 @@ def change_form(tenant: Tenant, origins: str) -> dict[str, object]:
         "slug": tenant.slug,
         "is_active": "on",
         "widget_allowed_origins": origins,
+        "version": page_version(tenant),
         "assistant_settings-TOTAL_FORMS": 0,
         "assistant_settings-INITIAL_FORMS": 0,
         "assistant_settings-MIN_NUM_FORMS": 0,

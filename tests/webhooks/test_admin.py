@@ -14,6 +14,7 @@ from django.views.debug import SafeExceptionReporterFilter
 from tenants.models import WebhookSettings
 from tenants.services import webhook_secret_set
 from tests.factories import TenantFactory
+from tests.tenants.test_admin import page_version
 from webhooks.models import CircuitBreaker, WebhookDelivery
 
 pytestmark = pytest.mark.django_db
@@ -37,6 +38,7 @@ def delivery(tenant, **fields) -> WebhookDelivery:
 
 
 def settings_form(tenant, **overrides) -> dict[str, object]:
+    webhook_settings = WebhookSettings.objects.filter(tenant=tenant).first()
     return {
         "tenant": tenant.pk,
         "products_url": "",
@@ -44,6 +46,7 @@ def settings_form(tenant, **overrides) -> dict[str, object]:
         "cart_get_url": "",
         "timeout_seconds": 5,
         "custom_secret": "",
+        "version": "" if webhook_settings is None else page_version(webhook_settings),
         **overrides,
     }
 
@@ -245,7 +248,11 @@ def test_admin_change_keeps_the_tenant(admin_client, tenant, other_tenant):
 
     response = admin_client.post(
         change_url,
-        settings_form(other_tenant, cart_url="https://93.184.215.14/cart"),
+        settings_form(
+            other_tenant,
+            cart_url="https://93.184.215.14/cart",
+            version=page_version(tenant.webhook_settings),
+        ),
     )
 
     assert response.status_code == 302
@@ -505,7 +512,11 @@ def test_admin_rotation_now_replaces_both_secrets(admin_client, tenant):
 
     response = admin_client.post(
         "/admin/tenants/webhooksettings/",
-        {"action": "rotate_secret_now", "_selected_action": [tenant.webhook_settings.pk]},
+        {
+            "action": "rotate_secret_now",
+            "_selected_action": [tenant.webhook_settings.pk],
+            "confirmed": "yes",
+        },
         follow=True,
     )
 

@@ -10,6 +10,7 @@ from tenants.models import AssistantSettings, Tenant
 from tests.conversations.agent.llm_server import reply
 from tests.conversations.chat import reply_text, send
 from tests.factories import ASSISTANT_SETTINGS_FORM_DEFAULTS
+from tests.tenants.test_admin import page_version
 
 pytestmark = pytest.mark.django_db
 
@@ -20,7 +21,10 @@ def form_data(**changes):
 
 def test_disabled_tools_are_chosen_from_the_agent_tools(tenant):
     form = AssistantSettingsForm(
-        data=form_data(disabled_tools=["clear_cart", "get_product_details"]),
+        data=form_data(
+            disabled_tools=["clear_cart", "get_product_details"],
+            version=page_version(tenant.assistant_settings),
+        ),
         instance=tenant.assistant_settings,
     )
 
