@@ -1114,7 +1114,8 @@
     "button:disabled, textarea:disabled { opacity: .5; cursor: default; }",
     ".vz-cart { border-top: 1px solid #d0d7de; padding: 6px 12px; font-size: 13px; }",
     ".vz-cart ul { margin: 4px 0; padding-left: 18px; max-height: 30vh; overflow-y: auto; }",
-    ".vz-form { display: flex; gap: 6px; padding: 8px; border-top: 1px solid #d0d7de; }",
+    ".vz-form { display: flex; align-items: flex-end; gap: 6px; padding: 8px;",
+    "  border-top: 1px solid #d0d7de; }",
     ".vz-form textarea { flex: 1; resize: none; font: inherit; padding: 6px; border-radius: 6px;",
     "  border: 1px solid #d0d7de; max-height: 8em; overflow-y: auto; }",
   ].join("\n");
