@@ -1066,7 +1066,7 @@
     ":host(.vz-left) .vz-panel { left: 0; } :host(.vz-right) .vz-panel { right: 0; }",
     ".vz-panel { position: absolute; bottom: 68px; width: min(380px, calc(100vw - 40px));",
     "  height: min(600px, calc(100vh - 110px)); display: flex; flex-direction: column;",
-    // On phones 100vh includes the browser's toolbars; dvh is the visible height, where known.
+    // On phones 100vh includes the browser's toolbars, so dvh, the visible height, wins where known.
     "  height: min(600px, calc(100dvh - 110px));",
     "  background: var(--vz-background-color, #fff); border-radius: var(--vz-border-radius, 12px);",
     "  box-shadow: 0 8px 30px rgba(0,0,0,.25); overflow: hidden; }",
@@ -1142,7 +1142,7 @@
 
   /**
    * Return the launcher's chat bubble icon. It is drawn as SVG because an emoji needs a colour
-   * emoji font, which many Linux and some Windows systems lack, and they show an empty box.
+   * emoji font, and a system without one shows an empty box in its place.
    */
   function chatIcon() {
     var svg = document.createElementNS(SVG_NAMESPACE, "svg");
@@ -1618,8 +1618,7 @@
     this._setRetryMessage({ text: message, key: key, counted: counted });
     var last = this.state.entries[this.state.entries.length - 1];
     if (retry && last && last.role === "user" && last.text === message) {
-      // The same message again, after a reload left it without a reply: it is in the
-      // transcript already.
+      // A reload left this message without a reply, so the transcript shows it already.
       this.state = Object.assign({}, this.state, { busy: true });
     } else {
       this.state = addShopperMessage(this.state, message);
@@ -1672,6 +1671,8 @@
   };
 
   VIZOCHOKWidget.prototype._announce = function (text) {
+    // NOTE: a text equal to the region's current one, such as a second network_error in a
+    // row, leaves the region unchanged, and screen readers do not announce it again.
     if (this.nodes && text) {
       this.nodes.live.textContent = text;
     }
