@@ -1060,10 +1060,14 @@
     "* { box-sizing: border-box; }",
     ".vz-launcher { width: 56px; height: 56px; border: 0; border-radius: 50%; cursor: pointer;",
     "  background: var(--vz-primary-color, #0b6bcb); color: var(--vz-primary-text-color, #fff);",
-    "  font-size: 24px; box-shadow: 0 4px 14px rgba(0,0,0,.25); }",
+    "  box-shadow: 0 4px 14px rgba(0,0,0,.25); display: flex; align-items: center;",
+    "  justify-content: center; padding: 0; }",
+    ".vz-launcher svg { width: 28px; height: 28px; fill: currentColor; }",
     ":host(.vz-left) .vz-panel { left: 0; } :host(.vz-right) .vz-panel { right: 0; }",
     ".vz-panel { position: absolute; bottom: 68px; width: min(380px, calc(100vw - 40px));",
     "  height: min(600px, calc(100vh - 110px)); display: flex; flex-direction: column;",
+    // On phones 100vh includes the browser's toolbars, so dvh, the visible height, wins where known.
+    "  height: min(600px, calc(100dvh - 110px));",
     "  background: var(--vz-background-color, #fff); border-radius: var(--vz-border-radius, 12px);",
     "  box-shadow: 0 8px 30px rgba(0,0,0,.25); overflow: hidden; }",
     ".vz-panel[hidden] { display: none; }",
@@ -1087,9 +1091,12 @@
     ".vz-status { font-style: italic; opacity: .7; }",
     ".vz-error { align-self: stretch; background: #fdecea; color: #8a1c12; }",
     ".vz-cards { display: flex; gap: 8px; overflow-x: auto; padding-bottom: 4px; }",
-    ".vz-card { flex: 0 0 150px; border: 1px solid #d0d7de; border-radius: 8px; padding: 8px;",
+    // A narrow panel shows part of a third card, so the shopper sees that the row scrolls.
+    ".vz-card { flex: 0 0 min(150px, 42%); border: 1px solid #d0d7de; border-radius: 8px; padding: 8px;",
     "  cursor: pointer; display: flex; flex-direction: column; gap: 4px; background: #fff; }",
     ".vz-card img { width: 100%; height: 90px; object-fit: contain; }",
+    // The add buttons of a row line up at the bottom of cards with names of any length.
+    ".vz-card button { margin-top: auto; }",
     ".vz-card-name, .vz-card-brand, .vz-card-price, .vz-cart li { overflow-wrap: anywhere; }",
     ".vz-card-name { font-weight: 600; font-size: 13px; display: -webkit-box;",
     "  -webkit-box-orient: vertical; -webkit-line-clamp: 4; overflow: hidden; }",
@@ -1106,10 +1113,11 @@
     "  padding: 6px 10px; font: inherit; }",
     "button:disabled, textarea:disabled { opacity: .5; cursor: default; }",
     ".vz-cart { border-top: 1px solid #d0d7de; padding: 6px 12px; font-size: 13px; }",
-    ".vz-cart ul { margin: 4px 0; padding-left: 18px; }",
-    ".vz-form { display: flex; gap: 6px; padding: 8px; border-top: 1px solid #d0d7de; }",
+    ".vz-cart ul { margin: 4px 0; padding-left: 18px; max-height: 30vh; overflow-y: auto; }",
+    ".vz-form { display: flex; align-items: flex-end; gap: 6px; padding: 8px;",
+    "  border-top: 1px solid #d0d7de; }",
     ".vz-form textarea { flex: 1; resize: none; font: inherit; padding: 6px; border-radius: 6px;",
-    "  border: 1px solid #d0d7de; }",
+    "  border: 1px solid #d0d7de; max-height: 8em; overflow-y: auto; }",
   ].join("\n");
 
   function element(tag, className, text) {
@@ -1128,6 +1136,26 @@
     var node = element(tag, className, text);
     node.dir = "auto";
     return node;
+  }
+
+  var SVG_NAMESPACE = "http://www.w3.org/2000/svg";
+
+  /**
+   * Return the launcher's chat bubble icon. It is drawn as SVG because an emoji needs a colour
+   * emoji font, and a system without one shows an empty box in its place.
+   */
+  function chatIcon() {
+    var svg = document.createElementNS(SVG_NAMESPACE, "svg");
+    svg.setAttribute("viewBox", "0 0 24 24");
+    svg.setAttribute("aria-hidden", "true");
+    svg.setAttribute("focusable", "false");
+    var path = document.createElementNS(SVG_NAMESPACE, "path");
+    path.setAttribute(
+      "d",
+      "M4 3h16a2 2 0 0 1 2 2v11a2 2 0 0 1-2 2H9l-5 4v-4a2 2 0 0 1-2-2V5a2 2 0 0 1 2-2z"
+    );
+    svg.appendChild(path);
+    return svg;
   }
 
   function safeCall(callback, argument) {
@@ -1249,6 +1277,9 @@
     var host = element("div");
     host.className = this.config.position === "bottom-left" ? "vz-left" : "vz-right";
     host.setAttribute("data-vizochok-widget", "");
+    // The widget's own texts are in config.language, whatever the page's language is, so
+    // screen readers pick the voice for that language.
+    host.lang = this.config.language;
     var theme = this.config.theme;
     Object.keys(theme).forEach(function (name) {
       host.style.setProperty(THEME_PROPERTIES[name], theme[name]);
@@ -1297,6 +1328,11 @@
     // A transcript rendered while the panel was hidden, such as a restored one, had no
     // height to scroll, so it would open at its oldest message.
     this.nodes.transcript.scrollTop = this.nodes.transcript.scrollHeight;
+    if (this.state.busy) {
+      // The input is disabled during a reply or a restore, such as the one that mount()
+      // starts, so it gets the focus when that ends.
+      this.refocusInput = true;
+    }
     this.nodes.input.focus();
   };
 
@@ -1348,7 +1384,8 @@
 
   VIZOCHOKWidget.prototype._build = function (shadow) {
     var texts = this.texts;
-    var launcher = element("button", "vz-launcher", "💬");
+    var launcher = element("button", "vz-launcher");
+    launcher.appendChild(chatIcon());
     launcher.type = "button";
     launcher.setAttribute("aria-label", texts.open);
     launcher.setAttribute("aria-expanded", "false");
@@ -1430,6 +1467,9 @@
       event.preventDefault();
       widget._sendFromPanel(input.value);
     });
+    input.addEventListener("input", function () {
+      widget._fitInput();
+    });
     input.addEventListener("keydown", function (event) {
       if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
         event.preventDefault();
@@ -1447,6 +1487,26 @@
       input: input,
       send: send,
     };
+  };
+
+  /** Set the input's text and fit its height to it. */
+  VIZOCHOKWidget.prototype._setInput = function (text) {
+    this.nodes.input.value = text;
+    this._fitInput();
+  };
+
+  /**
+   * Fit the input's height to its text, so that a long message is visible as the shopper
+   * types it or gets it back after an error. The CSS max-height limits the growth, and a
+   * longer text scrolls inside the input.
+   */
+  VIZOCHOKWidget.prototype._fitInput = function () {
+    var input = this.nodes.input;
+    input.style.height = "auto";
+    if (input.scrollHeight > 0) {
+      // scrollHeight leaves out the 1px borders, which the border-box height includes.
+      input.style.height = input.scrollHeight + 2 + "px";
+    }
   };
 
   VIZOCHOKWidget.prototype._connect = function (details) {
@@ -1488,6 +1548,13 @@
         widget.restoring = null;
         widget.state = restoreState(conversation);
         widget.cartUnknown = false;
+        var last = widget.state.entries[widget.state.entries.length - 1];
+        var retry = widget.retryMessage;
+        if (retry && last && last.role === "user" && last.text === retry.text) {
+          // The page was reloaded before the message's reply arrived. Enter sends it again
+          // with its key and gets the reply the server stored, or agent_busy while it runs.
+          widget._setInput(retry.text);
+        }
         widget._render();
         widget._connect({ conversationId: conversationId, restored: true });
       },
@@ -1549,8 +1616,14 @@
     var counted = retry ? retry.counted : false;
     // Kept until the reply is complete, so that a page reload during the reply keeps the key.
     this._setRetryMessage({ text: message, key: key, counted: counted });
-    this.state = addShopperMessage(this.state, message);
-    this.nodes.input.value = "";
+    var last = this.state.entries[this.state.entries.length - 1];
+    if (retry && last && last.role === "user" && last.text === message) {
+      // A reload left this message without a reply, so the transcript shows it already.
+      this.state = Object.assign({}, this.state, { busy: true });
+    } else {
+      this.state = addShopperMessage(this.state, message);
+    }
+    this._setInput("");
     this._render();
 
     this._ensureConversation()
@@ -1598,6 +1671,8 @@
   };
 
   VIZOCHOKWidget.prototype._announce = function (text) {
+    // NOTE: a text equal to the region's current one, such as a second network_error in a
+    // row, leaves the region unchanged, and screen readers do not announce it again.
     if (this.nodes && text) {
       this.nodes.live.textContent = text;
     }
@@ -1652,7 +1727,7 @@
       this._disconnect("network_error");
     }
     if (this.nodes) {
-      this.nodes.input.value = message;
+      this._setInput(message);
     }
     this._announce(info.message);
     this._render();

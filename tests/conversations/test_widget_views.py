@@ -146,3 +146,18 @@ def test_demo_instructions_print_widget_url(capsys):
 
     output = capsys.readouterr().out
     assert "http://127.0.0.1:8000/widget/demo/#key=pk_live_public&store=store-1&user=" in output
+
+
+def test_demo_page_hides_setup_with_keys(client):
+    # The form's display: grid rule kept the hidden settings form on screen next to the widget.
+    page = client.get(DEMO_URL).content.decode()
+
+    assert '<form id="setup" hidden>' in page
+    assert "form[hidden] { display: none; }" in page
+
+
+def test_demo_page_language_matches_its_text(client):
+    page = client.get(DEMO_URL).content.decode()
+
+    assert '<html lang="en">' in page
+    assert '<div class="shelf" lang="uk">' in page

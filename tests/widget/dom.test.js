@@ -674,3 +674,142 @@ test("dom new session removes stored key", async () => {
   assert.equal(keys.length, 2);
   assert.notEqual(keys[1], keys[0]);
 });
+
+test("dom launcher icon needs no emoji font", () => {
+  const dom = loadWidget(async () => response(500, {}));
+  const widget = new dom.VIZOCHOKWidget({ apiKey: "pk_test", storeId: "s" }).mount();
+  const launcher = widget.host.shadowRoot.byClass("vz-launcher")[0];
+  const icons = launcher.byTag("svg");
+  assert.equal(launcher.textContent, "");
+  assert.equal(icons.length, 1);
+  assert.equal(icons[0].namespaceURI, "http://www.w3.org/2000/svg");
+  assert.equal(icons[0].getAttribute("aria-hidden"), "true");
+  assert.equal(launcher.getAttribute("aria-label"), "Відкрити чат");
+});
+
+test("dom host has the widget language", () => {
+  for (const language of ["uk", "en", "ru"]) {
+    const dom = loadWidget(async () => response(500, {}));
+    const widget = new dom.VIZOCHOKWidget({ apiKey: "pk_test", storeId: "s", language });
+    widget.mount();
+    assert.equal(widget.host.lang, language);
+  }
+});
+
+test("dom open during restore focuses input after", async () => {
+  let resolveRestore = null;
+  const dom = loadWidget(
+    () =>
+      new Promise((resolve) => {
+        resolveRestore = resolve;
+      })
+  );
+  const config = { apiKey: "pk_test", storeId: "store-1" };
+  const key = dom.VIZOCHOKWidget.core.storageKey(
+    dom.VIZOCHOKWidget.core.validateConfig(config, "http://127.0.0.1:8000")
+  );
+  dom.window.sessionStorage.setItem(key, "conv_1");
+  const widget = new dom.VIZOCHOKWidget(config).mount();
+  widget.open();
+  const shadow = widget.host.shadowRoot;
+  const input = shadow.byTag("textarea")[0];
+  // The input is disabled while the conversation is read back, so it cannot take the focus.
+  assert.equal(input.disabled, true);
+  assert.equal(shadow.activeElement, null);
+
+  resolveRestore(response(200, { conversation_id: "conv_1", messages: [], cart: null }));
+  await settle();
+
+  assert.equal(input.disabled, false);
+  assert.equal(shadow.activeElement, input);
+});
+
+test("dom returned text fits the input height", async () => {
+  const keys = [];
+  const dom = loadWidget(keyedFetch(keys, [1]));
+  const widget = new dom.VIZOCHOKWidget({ apiKey: "pk_test", storeId: "s" }).mount();
+  widget.open();
+  const input = widget.host.shadowRoot.byTag("textarea")[0];
+  input.scrollHeight = 64;
+  widget.send("milk and bread and two more things for the weekend");
+  await settle();
+  assert.equal(input.value, "milk and bread and two more things for the weekend");
+  assert.equal(input.style.height, "66px");
+
+  input.scrollHeight = 28;
+  input.value = "kefir";
+  input.dispatch("input");
+  assert.equal(input.style.height, "30px");
+});
+
+test("dom input height rules", () => {
+  const dom = loadWidget(async () => response(500, {}));
+  const widget = new dom.VIZOCHOKWidget({ apiKey: "pk_test", storeId: "s" }).mount();
+  const style = widget.host.shadowRoot.byTag("style")[0].textContent;
+  assert.match(style, /\.vz-form textarea \{[^}]*max-height: 8em; overflow-y: auto; \}/);
+  assert.match(style, /\.vz-form \{ display: flex; align-items: flex-end;/);
+  assert.match(style, /\.vz-card \{ flex: 0 0 min\(150px, 42%\);/);
+  assert.match(style, /\.vz-card button \{ margin-top: auto; \}/);
+  assert.match(style, /\.vz-cart ul \{[^}]*max-height: 30vh; overflow-y: auto; \}/);
+  assert.match(style, /height: min\(600px, calc\(100dvh - 110px\)\);/);
+});
+
+/** Return a fetch whose stored conv_1 ends with the shopper's "milk" and no reply yet. */
+function unansweredFetch(keys) {
+  const answer = keyedFetch(keys, []);
+  return async (url, init) => {
+    if (url.includes("/api/v1/conversations/conv_1?")) {
+      const messages = [{ role: "user", text: "milk" }];
+      return response(200, { conversation_id: "conv_1", messages, cart: null });
+    }
+    return answer(url, init);
+  };
+}
+
+test("dom reload before reply returns text", async () => {
+  const keys = [];
+  const dom = loadWidget(unansweredFetch(keys));
+  const config = { apiKey: "pk_test", storeId: "store-1" };
+  dom.window.sessionStorage.setItem(
+    dom.VIZOCHOKWidget.core.storageKey(
+      dom.VIZOCHOKWidget.core.validateConfig(config, "http://127.0.0.1:8000")
+    ),
+    "conv_1"
+  );
+  dom.window.sessionStorage.setItem(pendingKey(dom), JSON.stringify({ text: "milk", key: "k-1" }));
+  const widget = mountAgain(dom, null);
+  await settle();
+  const shadow = widget.host.shadowRoot;
+  const input = shadow.byTag("textarea")[0];
+  assert.equal(input.value, "milk");
+
+  input.dispatch("keydown", { key: "Enter", shiftKey: false, isComposing: false });
+  await settle();
+
+  assert.deepEqual(keys, ["k-1"]);
+  // The message is shown once: the transcript has it from the read-back.
+  assert.deepEqual(
+    shadow.byClass("vz-user").map((node) => node.textContent),
+    ["milk"]
+  );
+  assert.equal(shadow.byClass("vz-card").length, 1);
+  assert.equal(input.value, "");
+});
+
+test("dom reload after reply leaves input empty", async () => {
+  const keys = [];
+  const dom = loadWidget(reloadFetch(keys, []));
+  dom.window.sessionStorage.setItem(pendingKey(dom), JSON.stringify({ text: "milk", key: "k-1" }));
+  const config = { apiKey: "pk_test", storeId: "store-1" };
+  dom.window.sessionStorage.setItem(
+    dom.VIZOCHOKWidget.core.storageKey(
+      dom.VIZOCHOKWidget.core.validateConfig(config, "http://127.0.0.1:8000")
+    ),
+    "conv_1"
+  );
+  const widget = mountAgain(dom, null);
+  await settle();
+  // The read-back has no unanswered "milk", so nothing is put back into the input.
+  assert.equal(widget.host.shadowRoot.byTag("textarea")[0].value, "");
+  assert.deepEqual(keys, []);
+});

@@ -81,6 +81,7 @@ class Element extends Node {
     this.hidden = false;
     this.isDisabled = false;
     this.dir = "";
+    this.lang = "";
     this.title = "";
     this.value = "";
     this.scrollTop = 0;
@@ -235,6 +236,8 @@ function loadWidget(fetch) {
     currentScript: null,
     activeElement: null,
     createElement: (tagName) => new Element(document, tagName),
+    createElementNS: (namespace, tagName) =>
+      Object.assign(new Element(document, tagName), { namespaceURI: namespace }),
     createTextNode: (data) => new Text(document, data),
   };
   document.body = new Element(document, "body");
