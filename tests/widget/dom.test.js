@@ -370,7 +370,11 @@ test("dom interrupted stream stays disconnected", async () => {
   assert.equal(widget.connected, false);
 });
 
-test("dom unmount during restore connects nothing", async () => {
+/**
+ * Load a page whose stored conversation `conv_1` reads back, with no messages, only when
+ * the test calls `finishRestore`. Every other request gets no response.
+ */
+function pendingRestore() {
   let resolveRestore = null;
   const dom = loadWidget(
     () =>
@@ -383,6 +387,13 @@ test("dom unmount during restore connects nothing", async () => {
     dom.VIZOCHOKWidget.core.validateConfig(config, "http://127.0.0.1:8000")
   );
   dom.window.sessionStorage.setItem(key, "conv_1");
+  const finishRestore = () =>
+    resolveRestore(response(200, { conversation_id: "conv_1", messages: [], cart: null }));
+  return { dom, config, finishRestore };
+}
+
+test("dom unmount during restore connects nothing", async () => {
+  const { dom, config, finishRestore } = pendingRestore();
   const calls = [];
   const widget = new dom.VIZOCHOKWidget({
     ...config,
@@ -393,7 +404,7 @@ test("dom unmount during restore connects nothing", async () => {
   await settle();
 
   widget.unmount();
-  resolveRestore(response(200, { conversation_id: "conv_1", messages: [], cart: null }));
+  finishRestore();
   await settle();
 
   assert.deepEqual(calls, []);
@@ -697,18 +708,7 @@ test("dom host has the widget language", () => {
 });
 
 test("dom open during restore focuses input after", async () => {
-  let resolveRestore = null;
-  const dom = loadWidget(
-    () =>
-      new Promise((resolve) => {
-        resolveRestore = resolve;
-      })
-  );
-  const config = { apiKey: "pk_test", storeId: "store-1" };
-  const key = dom.VIZOCHOKWidget.core.storageKey(
-    dom.VIZOCHOKWidget.core.validateConfig(config, "http://127.0.0.1:8000")
-  );
-  dom.window.sessionStorage.setItem(key, "conv_1");
+  const { dom, config, finishRestore } = pendingRestore();
   const widget = new dom.VIZOCHOKWidget(config).mount();
   widget.open();
   const shadow = widget.host.shadowRoot;
@@ -717,7 +717,7 @@ test("dom open during restore focuses input after", async () => {
   assert.equal(input.disabled, true);
   assert.equal(shadow.activeElement, null);
 
-  resolveRestore(response(200, { conversation_id: "conv_1", messages: [], cart: null }));
+  finishRestore();
   await settle();
 
   assert.equal(input.disabled, false);
