@@ -1,10 +1,10 @@
 """A limit on failed logins to the Django admin, per user name and per client network.
 
 Every attempt with a user name and a password counts against two keys before the password
-is checked: the user name's and the client network's. ``ADMIN_LOGIN_MAX_FAILURES`` attempts
-fit into one window, which starts with the first of them and lasts
-``ADMIN_LOGIN_WINDOW_SECONDS``; a further attempt for either key is rejected, without a
-password check, until that key's window ends. A successful login deletes the user name's
+is checked: the user name's and the client network's. One window, which starts with the
+first attempt and lasts ``ADMIN_LOGIN_WINDOW_SECONDS``, admits ``ADMIN_LOGIN_MAX_FAILURES``
+attempts per key. A further attempt for either key is rejected, without a password check,
+until that key's window ends. A successful login deletes the user name's
 count and takes its own attempt back from the network's count, so only failures remain
 counted. Counting before the check, in one transaction that locks both rows, keeps parallel
 requests from testing more than ``ADMIN_LOGIN_MAX_FAILURES`` passwords per window.
@@ -48,8 +48,8 @@ ON CONFLICT (key) DO UPDATE SET
 RETURNING failures, window_started_at
 """
 
-# Rows that a running attempt has locked are skipped: that attempt starts a new window in
-# them, or the next pruning deletes them.
+# Rows that a running attempt has locked are skipped, because that attempt starts a new
+# window in them, or else the next pruning deletes them.
 _PRUNE_SQL = f"""
 DELETE FROM {LoginFailureCount._meta.db_table} WHERE id IN (
     SELECT id FROM {LoginFailureCount._meta.db_table}

@@ -657,10 +657,10 @@ if WEBSOCKET_MAX_SOCKETS_PER_KEY < 0:
     )
 
 # --- Admin logins -------------------------------------------------------------------------
-# After ADMIN_LOGIN_MAX_FAILURES failed logins to the Django admin within the window, which
-# starts with the first failure and lasts ADMIN_LOGIN_WINDOW_SECONDS, further attempts for
-# that user name, or from that client network, are rejected until the window ends
-# (vizochok/admin_login.py).
+# Failed logins to the Django admin count per user name and per client network in a window
+# that starts with the first failure and lasts ADMIN_LOGIN_WINDOW_SECONDS. After
+# ADMIN_LOGIN_MAX_FAILURES of them, further attempts for that user name, or from that
+# network, are rejected until the window ends (vizochok/admin_login.py).
 ADMIN_LOGIN_MAX_FAILURES = _env_int("ADMIN_LOGIN_MAX_FAILURES", default=5)
 ADMIN_LOGIN_WINDOW_SECONDS = _env_int("ADMIN_LOGIN_WINDOW_SECONDS", default=900)
 if ADMIN_LOGIN_MAX_FAILURES < 1:

@@ -158,7 +158,7 @@ def test_success_clears_user_name_count(operator):
     assert logged_in(log_in("operator", PASSWORD))
 
     assert not LoginFailureCount.objects.filter(key=user_name_key("operator")).exists()
-    # The address keeps its failures; only the successful attempt is taken back.
+    # The address keeps its failures, because only the successful attempt is taken back.
     assert counts() == {"address": 2}
 
 
