@@ -9,3 +9,23 @@ class TimestampedModel(models.Model):
 
     class Meta:
         abstract = True
+
+
+class LoginFailureCount(models.Model):
+    """Failed admin logins of one user name or one client network in the current window.
+
+    ``key`` is ``user:<hex>`` or ``address:<hex>``, an HMAC of the user name or of the
+    client's network (``vizochok.admin_login``), so neither is stored. The window starts with
+    the first failure and lasts ``ADMIN_LOGIN_WINDOW_SECONDS``.
+    """
+
+    key = models.CharField(max_length=80)
+    failures = models.PositiveIntegerField()
+    window_started_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["window_started_at"]
+        constraints = [models.UniqueConstraint(fields=["key"], name="uniq_login_failure_key")]
+
+    def __str__(self) -> str:
+        return f"{self.key[:16]}… {self.failures} since {self.window_started_at:%Y-%m-%d %H:%M:%S}"

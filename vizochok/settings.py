@@ -656,6 +656,26 @@ if WEBSOCKET_MAX_SOCKETS_PER_KEY < 0:
         f"WEBSOCKET_MAX_SOCKETS_PER_KEY must be 0 or more, got {WEBSOCKET_MAX_SOCKETS_PER_KEY}."
     )
 
+# --- Admin logins -------------------------------------------------------------------------
+# Failed logins to the Django admin count per user name and per client network in a window
+# that starts with the first failure and lasts ADMIN_LOGIN_WINDOW_SECONDS. After
+# ADMIN_LOGIN_MAX_FAILURES of them, further attempts for that user name, or from that
+# network, are rejected until the window ends (vizochok/admin_login.py).
+ADMIN_LOGIN_MAX_FAILURES = _env_int("ADMIN_LOGIN_MAX_FAILURES", default=5)
+ADMIN_LOGIN_WINDOW_SECONDS = _env_int("ADMIN_LOGIN_WINDOW_SECONDS", default=900)
+if ADMIN_LOGIN_MAX_FAILURES < 1:
+    raise ImproperlyConfigured(
+        f"ADMIN_LOGIN_MAX_FAILURES must be at least 1, got {ADMIN_LOGIN_MAX_FAILURES}."
+    )
+# Above MAX_AGE_DAYS (100 years), the end of a window could pass the year 9999, the latest
+# date that Python's datetime represents.
+ADMIN_LOGIN_MAX_WINDOW_SECONDS = MAX_AGE_DAYS * 86_400
+if not 0 < ADMIN_LOGIN_WINDOW_SECONDS <= ADMIN_LOGIN_MAX_WINDOW_SECONDS:
+    raise ImproperlyConfigured(
+        "ADMIN_LOGIN_WINDOW_SECONDS must be above 0 and at most "
+        f"{ADMIN_LOGIN_MAX_WINDOW_SECONDS} (100 years), got {ADMIN_LOGIN_WINDOW_SECONDS}."
+    )
+
 # --- Webhooks -----------------------------------------------------------------------------
 # Plain http:// and the networks below are for local demos and tests only; both are off
 # by default, which restricts webhook URLs to https:// on public addresses.

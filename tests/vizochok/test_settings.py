@@ -179,6 +179,23 @@ REJECTED = [
         )
         for seconds, shown in (("-1", "-1"), ("1000000000000", "1e+12"))
     ],
+    *[
+        (
+            "ADMIN_LOGIN_MAX_FAILURES",
+            count,
+            f"ADMIN_LOGIN_MAX_FAILURES must be at least 1, got {count}.",
+        )
+        for count in ("0", "-3")
+    ],
+    *[
+        (
+            "ADMIN_LOGIN_WINDOW_SECONDS",
+            seconds,
+            "ADMIN_LOGIN_WINDOW_SECONDS must be above 0 and at most 3153600000 (100 years), "
+            f"got {seconds}.",
+        )
+        for seconds in ("0", "-1", "3153600001")
+    ],
     # The check accepted each of these, and then the worker stopped at start with exit
     # status 0. croniter finds no previous run of a date that never comes or of a year
     # still ahead, and no next run of a year gone by.
@@ -312,6 +329,8 @@ ACCEPTED = [
     {"LOG_LEVEL": "debug", "QUEUE_LOG_LEVEL": " error "},
     {"TRUSTED_PROXY_COUNT": "0"},
     {"TRUSTED_PROXY_COUNT": "2"},
+    {"ADMIN_LOGIN_MAX_FAILURES": "1", "ADMIN_LOGIN_WINDOW_SECONDS": "1"},
+    {"ADMIN_LOGIN_MAX_FAILURES": "1000", "ADMIN_LOGIN_WINDOW_SECONDS": "3153600000"},
 ]
 
 

@@ -1,0 +1,291 @@
+"""The limit on failed logins to the Django admin."""
+
+import logging
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.contrib.auth.models import User
+from django.db import connection
+from django.test import Client
+
+from conversations.client_address import ConnectionAddresses
+from vizochok.admin_login import AdminLoginThrottled, admin_login_attempt_start, user_name_key
+from vizochok.logging import JsonFormatter, KeyValueFormatter
+from vizochok.models import LoginFailureCount
+
+pytestmark = pytest.mark.django_db
+
+LOGIN_URL = "/admin/login/?next=/admin/"
+PASSWORD = "correct horse battery staple"
+WRONG_PASSWORD = "Tr0ub4dor&3-guess"
+WRONG_CREDENTIALS = (
+    "Please enter the correct username and password for a staff account. Note that both "
+    "fields may be case-sensitive."
+)
+REJECTED_EVENT = "vizochok.admin_login.rejected"
+ADDRESS_A = "203.0.113.7"
+ADDRESS_B = "198.51.100.20"
+WINDOW_START = datetime(2030, 1, 2, 3, 4, 5, 250_000, tzinfo=UTC)
+# WINDOW_START plus the 900-second window, rounded up to the second.
+THROTTLED = "Too many failed login attempts. Try again after 2030-01-02 03:19:06 UTC."
+
+
+@pytest.fixture(autouse=True)
+def _limits(settings):
+    settings.ADMIN_LOGIN_MAX_FAILURES = 3
+    settings.ADMIN_LOGIN_WINDOW_SECONDS = 900
+    settings.TRUSTED_PROXY_COUNT = 0
+
+
+@pytest.fixture
+def operator() -> User:
+    return User.objects.create_superuser("operator", "operator@example.com", PASSWORD)
+
+
+def log_in(user_name: str, password: str, *, address: str = ADDRESS_A, **headers: str):
+    """Post the admin login form from ``address`` with a new client and return the response."""
+    client = Client(REMOTE_ADDR=address, **headers)
+    response = client.post(LOGIN_URL, {"username": user_name, "password": password})
+    response.client_session = client.session
+    return response
+
+
+def login_errors(response) -> list[str]:
+    assert response.status_code == 200
+    return list(response.context["form"].non_field_errors())
+
+
+def logged_in(response) -> bool:
+    return response.status_code == 302 and "_auth_user_id" in response.client_session
+
+
+def fail(user_name: str, times: int, *, address: str = ADDRESS_A, **headers: str) -> None:
+    for _ in range(times):
+        response = log_in(user_name, WRONG_PASSWORD, address=address, **headers)
+        assert login_errors(response) == [WRONG_CREDENTIALS]
+
+
+def pin_windows(start: datetime = WINDOW_START) -> None:
+    """Start every counted window at ``start``, so that the message shows a known time."""
+    LoginFailureCount.objects.update(window_started_at=start)
+
+
+def counts() -> dict[str, int]:
+    return {row.key.partition(":")[0]: row.failures for row in LoginFailureCount.objects.all()}
+
+
+def test_correct_password_rejected_after_max_failures(operator, caplog):
+    fail("operator", 3)
+    pin_windows()
+
+    response = log_in("operator", PASSWORD)
+
+    assert login_errors(response) == [THROTTLED]
+    assert THROTTLED in response.content.decode()
+    assert not logged_in(response)
+    # The rejected attempt is not counted and does not move the window.
+    assert counts() == {"user": 3, "address": 3}
+    assert set(LoginFailureCount.objects.values_list("window_started_at", flat=True)) == {
+        WINDOW_START
+    }
+    records = [record for record in caplog.records if record.msg == REJECTED_EVENT]
+    assert len(records) == 1
+    assert records[0].levelno == logging.WARNING
+    assert records[0].limited_by == "address,user"
+    assert records[0].retry_at == "2030-01-02T03:19:05.250000+00:00"
+    assert records[0].max_failures == 3
+    assert records[0].window_seconds == 900
+
+
+def test_failures_below_max_keep_login_open(operator):
+    fail("operator", 2)
+
+    response = log_in("operator", PASSWORD)
+
+    assert logged_in(response)
+    assert response["Location"] == "/admin/"
+
+
+def test_unknown_user_name_gets_same_message(operator):
+    fail("operator", 3)
+    fail("nobody", 3, address=ADDRESS_B)
+    pin_windows()
+
+    known = log_in("operator", WRONG_PASSWORD, address="192.0.2.1")
+    unknown = log_in("nobody", WRONG_PASSWORD, address="192.0.2.2")
+
+    assert login_errors(known) == [THROTTLED]
+    assert login_errors(unknown) == [THROTTLED]
+
+
+def test_login_open_again_after_window(operator):
+    fail("operator", 3)
+    pin_windows(datetime.now(tz=UTC) - timedelta(seconds=901))
+
+    response = log_in("operator", PASSWORD)
+
+    assert logged_in(response)
+    # The expired rows were deleted, and the success took its attempt back.
+    assert counts() == {"address": 0}
+
+
+def test_failure_after_window_starts_new_window(operator):
+    fail("operator", 3)
+    old_start = datetime.now(tz=UTC) - timedelta(seconds=901)
+    pin_windows(old_start)
+
+    fail("operator", 1)
+
+    rows = list(LoginFailureCount.objects.all())
+    assert [row.failures for row in rows] == [1, 1]
+    assert all(row.window_started_at > old_start + timedelta(seconds=900) for row in rows)
+
+
+def test_expired_counts_pruned_by_any_attempt(operator):
+    fail("someone", 2, address=ADDRESS_B)
+    pin_windows(datetime.now(tz=UTC) - timedelta(seconds=900))
+
+    fail("operator", 1)
+
+    assert counts() == {"user": 1, "address": 1}
+    assert LoginFailureCount.objects.filter(key=user_name_key("someone")).exists() is False
+
+
+def test_success_clears_user_name_count(operator):
+    fail("operator", 2)
+
+    assert logged_in(log_in("operator", PASSWORD))
+
+    assert not LoginFailureCount.objects.filter(key=user_name_key("operator")).exists()
+    # The address keeps its failures, because only the successful attempt is taken back.
+    assert counts() == {"address": 2}
+
+
+def test_success_gives_user_name_full_attempts(operator):
+    fail("operator", 2)
+    assert logged_in(log_in("operator", PASSWORD))
+
+    # Two failures would remain of the old count; three fit into the new one.
+    fail("operator", 3, address=ADDRESS_B)
+    pin_windows()
+
+    assert login_errors(log_in("operator", PASSWORD, address=ADDRESS_B)) == [THROTTLED]
+
+
+def test_user_name_limit_applies_from_every_address(operator):
+    fail("operator", 3, address=ADDRESS_A)
+    pin_windows()
+
+    response = log_in("operator", PASSWORD, address=ADDRESS_B)
+
+    assert login_errors(response) == [THROTTLED]
+    assert not logged_in(response)
+
+
+def test_address_limit_spares_other_addresses(operator, caplog):
+    for user_name in ("admin", "root", "staff"):
+        fail(user_name, 1, address=ADDRESS_A)
+    pin_windows()
+
+    from_a = log_in("operator", PASSWORD, address=ADDRESS_A)
+    from_b = log_in("operator", PASSWORD, address=ADDRESS_B)
+
+    assert login_errors(from_a) == [THROTTLED]
+    assert logged_in(from_b)
+    records = [record for record in caplog.records if record.msg == REJECTED_EVENT]
+    assert [record.limited_by for record in records] == ["address"]
+
+
+def test_ipv6_addresses_of_one_prefix_share_count(operator):
+    fail("admin", 1, address="2001:db8:1:2::1")
+    fail("root", 1, address="2001:db8:1:2::2")
+    fail("staff", 1, address="2001:db8:1:2:ffff::3")
+    pin_windows()
+
+    assert login_errors(log_in("operator", PASSWORD, address="2001:db8:1:2::4")) == [THROTTLED]
+    assert logged_in(log_in("operator", PASSWORD, address="2001:db8:1:3::4"))
+
+
+def test_address_from_trusted_proxy_header(operator, settings):
+    settings.TRUSTED_PROXY_COUNT = 1
+    proxy = "10.0.0.2"
+    for user_name in ("admin", "root", "staff"):
+        fail(user_name, 1, address=proxy, HTTP_X_FORWARDED_FOR=f"192.0.2.99, {ADDRESS_A}")
+    pin_windows()
+
+    # A forged address left of the one that the proxy appended changes nothing.
+    from_a = log_in("operator", PASSWORD, address=proxy, HTTP_X_FORWARDED_FOR=ADDRESS_A)
+    from_b = log_in(
+        "operator", PASSWORD, address=proxy, HTTP_X_FORWARDED_FOR=f"{ADDRESS_A}, {ADDRESS_B}"
+    )
+
+    assert login_errors(from_a) == [THROTTLED]
+    assert logged_in(from_b)
+
+
+def test_missing_password_not_counted(operator):
+    response = Client(REMOTE_ADDR=ADDRESS_A).post(LOGIN_URL, {"username": "operator"})
+
+    assert response.status_code == 200
+    assert LoginFailureCount.objects.count() == 0
+
+
+def test_counts_store_no_user_name_or_address(operator):
+    fail("operator", 1)
+
+    keys = sorted(LoginFailureCount.objects.values_list("key", flat=True))
+    assert [key.partition(":")[0] for key in keys] == ["address", "user"]
+    for key in keys:
+        digest = key.partition(":")[2]
+        assert len(digest) == 64
+        assert int(digest, 16) >= 0
+        assert "operator" not in key
+        assert ADDRESS_A not in key
+
+
+def test_logs_contain_no_password_or_user_name(operator, caplog):
+    caplog.set_level(logging.DEBUG)
+    fail("operator", 3)
+    log_in("operator", PASSWORD)
+    log_in("operator", WRONG_PASSWORD)
+
+    assert [record.msg for record in caplog.records if record.msg == REJECTED_EVENT] == [
+        REJECTED_EVENT,
+        REJECTED_EVENT,
+    ]
+    for formatter in (KeyValueFormatter(), JsonFormatter()):
+        text = "\n".join(formatter.format(record) for record in caplog.records)
+        assert PASSWORD not in text
+        assert WRONG_PASSWORD not in text
+        assert "operator" not in text
+        assert ADDRESS_A not in text
+
+
+@pytest.mark.django_db(transaction=True)
+def test_parallel_attempts_check_at_most_max_passwords():
+    workers = 8
+    barrier = threading.Barrier(workers)
+    outcomes: list[str] = []
+    addresses = ConnectionAddresses(peer=ADDRESS_A, forwarded_for=None)
+
+    def attempt() -> None:
+        try:
+            barrier.wait()
+            try:
+                admin_login_attempt_start(user_name="operator", addresses=addresses)
+            except AdminLoginThrottled:
+                outcomes.append("rejected")
+            else:
+                outcomes.append("counted")
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=attempt) for _ in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sorted(outcomes) == ["counted"] * 3 + ["rejected"] * 5
+    assert counts() == {"user": 3, "address": 3}
