@@ -1118,6 +1118,8 @@
     "  border-top: 1px solid #d0d7de; }",
     ".vz-form textarea { flex: 1; resize: none; font: inherit; padding: 6px; border-radius: 6px;",
     "  border: 1px solid #d0d7de; max-height: 8em; overflow-y: auto; }",
+    // Safari on iPhone zooms the page into a focused input whose text is under 16px.
+    "@media (pointer: coarse) { .vz-form textarea { font-size: max(16px, 1em); } }",
   ].join("\n");
 
   function element(tag, className, text) {

@@ -752,6 +752,10 @@ test("dom input height rules", () => {
   assert.match(style, /\.vz-card button \{ margin-top: auto; \}/);
   assert.match(style, /\.vz-cart ul \{[^}]*max-height: 30vh; overflow-y: auto; \}/);
   assert.match(style, /height: min\(600px, calc\(100dvh - 110px\)\);/);
+  assert.match(
+    style,
+    /@media \(pointer: coarse\) \{ \.vz-form textarea \{ font-size: max\(16px, 1em\); \} \}/
+  );
 });
 
 /** Return a fetch whose stored conv_1 ends with the shopper's "milk" and no reply yet. */
