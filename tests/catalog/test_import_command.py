@@ -533,6 +533,19 @@ def test_import_rejects_invalid_batch_size(tenant, value, message):
     assert Product.objects.count() == 0
 
 
+@pytest.mark.parametrize("option", ["--no-embed", "--async"])
+def test_import_batch_size_needs_embedding(tenant, option):
+    with pytest.raises(CommandError) as exc_info:
+        _import(str(DATA_DIR / "products.csv"), "--tenant", "shop-a", option, "--batch-size", "8")
+
+    assert str(exc_info.value) == (
+        "--batch-size sets the batches that this command embeds, so it cannot be combined "
+        "with --no-embed or --async (a worker uses EMBEDDING_BATCH_SIZE)."
+    )
+    assert Product.objects.count() == 0
+    assert CatalogJob.objects.count() == 0
+
+
 def test_import_file_name_not_utf8(tenant, tmp_path):
     # The file name's byte 0xE9 is not UTF-8, so it reaches Python as the surrogate \udce9.
     path = _write(tmp_path, "caf\udce9.csv", b"sku,name\nmilk-1,Milk\n")

@@ -89,6 +89,11 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if options["batch_size"] is not None and not (options["embed"] and not options["enqueue"]):
+            raise CommandError(
+                "--batch-size sets the batches that this command embeds, so it cannot be "
+                "combined with --no-embed or --async (a worker uses EMBEDDING_BATCH_SIZE)."
+            )
         tenant = command_tenant(options["tenant"])
 
         if options["enqueue"]:
