@@ -40,7 +40,7 @@ MAX_MESSAGE_BYTES = 64 * 1024
 # Earlier messages handed to the assistant with each turn.
 HISTORY_LIMIT = 20
 # Key of the conversation's language in its state: the language that the client sent when
-# it started the conversation, then the language of the last message answered.
+# it started the conversation, then the language of the last turn.
 STATE_LANGUAGE = "language"
 # Metadata value of a reply whose client disconnected before it was complete.
 INTERRUPTED_CLIENT_DISCONNECTED = "client_disconnected"
@@ -67,8 +67,8 @@ def conversation_create(
     The merchant finds the cart by the trusted user id, or by a generated session id for an
     anonymous shopper. ``identity`` must come from ``shopper_identity_resolve``. The
     client's ``language``, one of ``LANGUAGES``, is stored as the conversation's language,
-    so a first message whose language cannot be detected is answered in it instead of the
-    tenant's ``default_language``.
+    so the reply to a first message whose language cannot be detected uses it instead of
+    the tenant's ``default_language``.
     """
     if language is not None and language not in LANGUAGES:
         raise ValueError(f"Unknown language {language!r}; expected one of {LANGUAGES}.")
@@ -386,6 +386,8 @@ class ConversationTurn:
 
     def _build_turn(self, lease: TurnLease, *, first_message: bool) -> Turn:
         state = self.conversation.state
+        # NOTE: with an English conversation language, a Cyrillic message that fits both
+        # Ukrainian and Russian is Ukrainian, even where the tenant's default is Russian.
         fallback = state.get(STATE_LANGUAGE) or self._default_language()
         language = detect_language(self.text, fallback=fallback)
         return Turn(

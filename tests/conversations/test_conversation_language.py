@@ -2,7 +2,9 @@
 
 import pytest
 
+from conversations.identity import ShopperIdentity
 from conversations.models import Conversation, Message, UserDailyUsage
+from conversations.services import conversation_create
 from tests.conversations.chat import reply_text, send
 from tests.conversations.shop_data import STORE_ID
 
@@ -148,6 +150,16 @@ def test_invalid_language_rejected(chat_client, _case, language, message):
 
     assert response.status_code == 400
     assert response.json() == invalid_body({"language": [message]})
+    assert Conversation.objects.count() == 0
+    assert UserDailyUsage.objects.count() == 0
+
+
+def test_create_service_rejects_unknown_language(tenant):
+    identity = ShopperIdentity(user_id="", limit_key="key:1")
+
+    with pytest.raises(ValueError, match="Unknown language 'de'"):
+        conversation_create(tenant=tenant, store_id=STORE_ID, identity=identity, language="de")
+
     assert Conversation.objects.count() == 0
     assert UserDailyUsage.objects.count() == 0
 

@@ -64,7 +64,7 @@ def test_socket_without_language_tenant_default(ws_url, public_key, catalog, mer
     assert shopper_language(conversation) == "uk"
 
 
-def test_socket_language_applies_to_every_new_conversation(ws_url, public_key):
+def test_socket_language_for_new_conversations(ws_url, public_key):
     with open_socket(ws_url) as ws:
         authenticate(ws, public_key.raw_key, store_id=STORE_ID, language="en")
         texts = []
