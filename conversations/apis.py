@@ -22,6 +22,7 @@ from conversations.assistants import AgentAssistant, OfflineAssistant, assistant
 from conversations.client_address import ConnectionAddresses
 from conversations.events import CartSnapshot, EventType
 from conversations.identity import shopper_identity_resolve
+from conversations.language import LANGUAGES
 from conversations.models import Conversation
 from conversations.selectors import (
     MESSAGES_PAGE_DEFAULT,
@@ -147,6 +148,16 @@ class ConversationCreateApi(RetryAfterHeaderMixin, APIView):
         store_id = IdentifierField(max_length=100)
         user_id = IdentifierField(max_length=200, required=False, allow_null=True)
         user_token = IdentifierField(max_length=200, required=False, allow_null=True)
+        language = serializers.ChoiceField(
+            choices=LANGUAGES,
+            required=False,
+            allow_null=True,
+            help_text=(
+                "The client's language, for a first message whose language cannot be "
+                "detected, such as `молоко` (Ukrainian or Russian) or `2`. Without it the "
+                "tenant's default language is used."
+            ),
+        )
 
     @extend_schema_serializer(component_name="ConversationCreated")
     class OutputSerializer(serializers.Serializer):
@@ -203,6 +214,7 @@ class ConversationCreateApi(RetryAfterHeaderMixin, APIView):
             tenant=client.tenant,
             store_id=serializer.validated_data["store_id"],
             identity=identity,
+            language=serializer.validated_data.get("language"),
         )
         return Response(self.OutputSerializer(conversation).data, status=status.HTTP_201_CREATED)
 

@@ -188,6 +188,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 user_id=fields.get("user_id"),
                 user_token=fields.get("user_token"),
                 store_id=fields.get("store_id"),
+                language=fields.get("language"),
                 origin=self._header("origin"),
                 path=self.scope["path"],
                 addresses=ConnectionAddresses.from_scope(self.scope),

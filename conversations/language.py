@@ -5,6 +5,8 @@ import re
 UKRAINIAN = "uk"
 ENGLISH = "en"
 RUSSIAN = "ru"
+# The languages that a client may name when it starts a conversation.
+LANGUAGES = (UKRAINIAN, ENGLISH, RUSSIAN)
 
 _CYRILLIC = re.compile(r"[а-яёіїєґ]", re.IGNORECASE)
 _WORD = re.compile(r"[a-zа-яёіїєґ']+", re.IGNORECASE)

@@ -15,7 +15,7 @@ from conversations import events
 from conversations.assistants import Assistant, HistoryEntry, Turn, get_assistant
 from conversations.events import CartSnapshot, Event, EventType
 from conversations.identity import ANONYMOUS_SESSION_PREFIX, ShopperIdentity
-from conversations.language import UKRAINIAN, detect_language
+from conversations.language import LANGUAGES, UKRAINIAN, detect_language
 from conversations.leases import TurnLease, turn_lease_acquire
 from conversations.limits import (
     conversation_limit_take,
@@ -39,6 +39,8 @@ logger = logging.getLogger(__name__)
 MAX_MESSAGE_BYTES = 64 * 1024
 # Earlier messages handed to the assistant with each turn.
 HISTORY_LIMIT = 20
+# Key of the conversation's language in its state: the language that the client sent when
+# it started the conversation, then the language of the last turn.
 STATE_LANGUAGE = "language"
 # Metadata value of a reply whose client disconnected before it was complete.
 INTERRUPTED_CLIENT_DISCONNECTED = "client_disconnected"
@@ -54,13 +56,22 @@ IDEMPOTENCY_KEY_INVALID = (
 
 
 def conversation_create(
-    *, tenant: Tenant, store_id: str, identity: ShopperIdentity
+    *,
+    tenant: Tenant,
+    store_id: str,
+    identity: ShopperIdentity,
+    language: str | None = None,
 ) -> Conversation:
     """Start a conversation of ``identity``; raise ``LimitExceeded`` over the daily limit.
 
     The merchant finds the cart by the trusted user id, or by a generated session id for an
-    anonymous shopper. ``identity`` must come from ``shopper_identity_resolve``.
+    anonymous shopper. ``identity`` must come from ``shopper_identity_resolve``. The
+    client's ``language``, one of ``LANGUAGES``, is stored as the conversation's language,
+    so the reply to a first message whose language cannot be detected uses it instead of
+    the tenant's ``default_language``.
     """
+    if language is not None and language not in LANGUAGES:
+        raise ValueError(f"Unknown language {language!r}; expected one of {LANGUAGES}.")
     session_id = identity.user_id or f"{ANONYMOUS_SESSION_PREFIX}{secrets.token_urlsafe(16)}"
     # One transaction, so that a failed insert does not keep the count it took.
     with transaction.atomic():
@@ -71,6 +82,7 @@ def conversation_create(
             user_id=identity.user_id,
             session_id=session_id,
             limit_identity=identity.limit_key,
+            state={STATE_LANGUAGE: language} if language is not None else {},
         )
     logger.info(
         "conversations.conversation.created",
@@ -79,6 +91,7 @@ def conversation_create(
             "conversation_id": conversation.public_id,
             "store_id": store_id,
             "has_user_id": bool(identity.user_id),
+            "language": language,
         },
     )
     return conversation
@@ -373,6 +386,8 @@ class ConversationTurn:
 
     def _build_turn(self, lease: TurnLease, *, first_message: bool) -> Turn:
         state = self.conversation.state
+        # NOTE: with an English conversation language, a Cyrillic message that fits both
+        # Ukrainian and Russian is Ukrainian, even where the tenant's default is Russian.
         fallback = state.get(STATE_LANGUAGE) or self._default_language()
         language = detect_language(self.text, fallback=fallback)
         return Turn(

@@ -38,6 +38,7 @@ from conversations.assistants import assistant_name
 from conversations.client_address import ConnectionAddresses
 from conversations.events import Event, EventType
 from conversations.identity import ShopperIdentity, shopper_identity_resolve
+from conversations.language import LANGUAGES
 from conversations.limits import Limits
 from conversations.models import Conversation, OpenSocket
 from conversations.selectors import conversation_get
@@ -165,6 +166,7 @@ class AuthInput(StrictInputSerializer):
     user_id = IdentifierField(max_length=200, required=False, allow_null=True)
     user_token = IdentifierField(max_length=200, required=False, allow_null=True)
     conversation_id = IdentifierField(max_length=40, required=False)
+    language = serializers.ChoiceField(choices=LANGUAGES, required=False, allow_null=True)
 
 
 class IdempotencyKeyField(StringField):
@@ -209,6 +211,8 @@ class SocketSession:
     client: ApiClient
     identity: ShopperIdentity
     store_id: str | None
+    # The client's language, stored in each conversation that the socket starts.
+    language: str | None
     limits: Limits
     assistant: str
     # The handshake's Origin header and path, for checking the key again with each message.
@@ -231,6 +235,7 @@ def socket_authenticate(
     user_id: str | None,
     user_token: str | None,
     store_id: str | None,
+    language: str | None,
     origin: str | None,
     path: str,
     addresses: ConnectionAddresses,
@@ -254,6 +259,7 @@ def socket_authenticate(
         client=client,
         identity=identity,
         store_id=store_id,
+        language=language,
         limits=Limits.for_tenant(client.tenant),
         assistant=assistant_name(tenant=client.tenant),
         origin=origin,
@@ -352,7 +358,8 @@ def message_conversation_prepare(
     Raise ``message_too_large``, and the errors of ``session_key_check`` for a key that
     can no longer chat, before anything is written. Without ``conversation_id`` a
     new conversation is started, which needs the ``store_id`` of the ``auth`` frame and
-    counts against the daily conversation limit like ``POST /api/v1/conversations``.
+    counts against the daily conversation limit like ``POST /api/v1/conversations``, with
+    the ``language`` of the ``auth`` frame.
     """
     message_text_validate(text)
     session_key_check(session=session)
@@ -369,7 +376,10 @@ def message_conversation_prepare(
             },
         )
     conversation = conversation_create(
-        tenant=session.client.tenant, store_id=session.store_id, identity=session.identity
+        tenant=session.client.tenant,
+        store_id=session.store_id,
+        identity=session.identity,
+        language=session.language,
     )
     return PreparedMessage(conversation=conversation, created=True)
 

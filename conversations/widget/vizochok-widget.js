@@ -155,7 +155,8 @@
       throw configError("userId", "missing; a userToken is only sent with the userId it signs");
     }
 
-    var language = config.language === undefined || config.language === null ? "uk" : config.language;
+    var languageGiven = config.language !== undefined && config.language !== null;
+    var language = languageGiven ? config.language : "uk";
     if (LANGUAGES.indexOf(language) === -1) {
       throw configError("language", "expected one of " + LANGUAGES.join(", "));
     }
@@ -214,6 +215,10 @@
       userId: userId,
       userToken: userToken,
       language: language,
+      // Sent when a conversation starts, as the language of a first message that fits
+      // several languages. Null without a configured language, so that the tenant's
+      // default language applies then.
+      conversationLanguage: languageGiven ? language : null,
       apiBase: apiBase,
       position: position,
       botName: optionalString(config, "botName") || TEXTS[language].botName,
@@ -835,6 +840,9 @@
     if (this.config.userId !== null) {
       body.user_id = this.config.userId;
       body.user_token = this.config.userToken;
+    }
+    if (this.config.conversationLanguage !== null) {
+      body.language = this.config.conversationLanguage;
     }
     return this._request("POST", "/api/v1/conversations", body).then(checked);
   };

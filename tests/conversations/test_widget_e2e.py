@@ -34,6 +34,11 @@ MILK_HALYCHYNA_LINE = {
     "unit": "pcs",
 }
 ADD_WORDS = {"uk": "Додай", "en": "Add", "ru": "Добавь"}
+SEARCH_REPLY_STARTS = {
+    "uk": "Ось що я знайшов за запитом «молоко»:\n",
+    "en": "Here is what I found for “milk”:\n",
+    "ru": "Вот что я нашёл по запросу «молоко»:\n",
+}
 
 
 def _run_client(live_server, raw_key: str, language: str, search_text: str) -> dict:
@@ -53,7 +58,14 @@ def _run_client(live_server, raw_key: str, language: str, search_text: str) -> d
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize(
-    ("language", "search_text"), [("uk", "молоко"), ("en", "find milk"), ("ru", "найди молоко")]
+    ("language", "search_text"),
+    [
+        ("uk", "молоко"),
+        ("en", "find milk"),
+        ("ru", "найди молоко"),
+        # Fits Ukrainian and Russian, so the widget's language decides.
+        ("ru", "покажи молоко"),
+    ],
 )
 def test_widget_client_chats_with_offline_assistant(
     live_server, public_key, catalog, merchant, settings, language, search_text
@@ -73,6 +85,7 @@ def test_widget_client_chats_with_offline_assistant(
         "product_cards",
         "response_complete",
     ]
+    assert result["streamedText"].startswith(SEARCH_REPLY_STARTS[language])
     assert result["streamedMessageId"] is None
     assert result["cardSkus"] == MILK_CARDS
 

@@ -153,6 +153,30 @@ def test_store_id_pattern_matches_api(server_client, document, store_id, accepte
     assert Conversation.objects.count() == (1 if accepted else 0)
 
 
+# Conversation languages with whether the API accepts them: one of three codes, or null.
+LANGUAGES = [
+    ("uk", True),
+    ("en", True),
+    ("ru", True),
+    (None, True),
+    ("de", False),
+    ("RU", False),
+    ("", False),
+    (1, False),
+]
+
+
+@pytest.mark.parametrize(("language", "accepted"), LANGUAGES)
+def test_language_enum_matches_api(server_client, document, language, accepted):
+    body = {"store_id": "store-1", "language": language}
+
+    response = server_client.post(CONVERSATIONS_URL, body, format="json")
+
+    assert _component_validator(document, "ConversationCreate").is_valid(body) is accepted
+    assert response.status_code == (201 if accepted else 400)
+    assert Conversation.objects.count() == (1 if accepted else 0)
+
+
 # Message texts with whether the API accepts them: not blank after trimming, no NUL.
 MESSAGE_TEXTS = [
     ("milk", True),

@@ -26,6 +26,7 @@ test("config defaults", () => {
     userId: null,
     userToken: null,
     language: "uk",
+    conversationLanguage: null,
     apiBase: BASE,
     position: "bottom-right",
     botName: "Помічник",
@@ -67,6 +68,7 @@ test("config keeps given values", () => {
   assert.equal(config.apiBase, "http://127.0.0.1:8000");
   assert.equal(config.userId, "user-1");
   assert.equal(config.language, "en");
+  assert.equal(config.conversationLanguage, "en");
   assert.equal(config.position, "bottom-left");
   assert.deepEqual(config.theme, { primaryColor: "#f00", borderRadius: "4px" });
   assert.equal(config.callbacks.onCartChanged, onCartChanged);

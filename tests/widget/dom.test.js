@@ -77,6 +77,28 @@ async function settle() {
   }
 }
 
+test("dom start sends configured language", async () => {
+  const requests = [];
+  await widgetWithReply(requests, { language: "ru" });
+  assert.deepEqual(requests[0], {
+    url: "http://127.0.0.1:8000/api/v1/conversations",
+    body: { store_id: "store-1", language: "ru" },
+  });
+});
+
+test("dom start without language sends none", async () => {
+  const requests = [];
+  const dom = loadWidget(chatFetch(requests, REPLY));
+  const widget = new dom.VIZOCHOKWidget({ apiKey: "pk_test", storeId: "store-1" }).mount();
+  widget.open();
+  const input = widget.host.shadowRoot.byTag("textarea")[0];
+  input.value = "молоко";
+  input.dispatch("keydown", { key: "Enter", shiftKey: false, isComposing: false });
+  await settle();
+  assert.deepEqual(requests[0].body, { store_id: "store-1" });
+  assert.equal(requests.length, 2);
+});
+
 test("dom reply returns focus to the input", async () => {
   const { shadow, input, widget } = await widgetWithReply([]);
   assert.equal(widget.state.busy, false);

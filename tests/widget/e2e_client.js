@@ -18,12 +18,17 @@ async function main() {
   const id = conversation.conversation_id;
 
   let state = core.addShopperMessage(core.initialState(), searchText);
+  const deltas = [];
   const streamed = await client.sendMessage(id, searchText, {
     stream: true,
     onEvent: (event) => {
       state = core.reduceEvent(state, event);
+      if (event.type === "text_delta") {
+        deltas.push(event.delta);
+      }
     },
   });
+  result.streamedText = deltas.join("");
   result.streamedTypes = streamed.events.map((event) => event.type);
   result.streamedMessageId = streamed.messageId;
   const cards = state.entries[1].parts.filter((part) => part.kind === "cards");

@@ -10,7 +10,7 @@ import pytest
 
 from catalog.models import Product
 from conversations.assistants import AgentAssistant, get_assistant
-from conversations.models import Message
+from conversations.models import Conversation, Message
 from tests.conversations.agent.chat import cards_of, types_of
 from tests.conversations.agent.conftest import COMPLEX_MODEL, FAST_MODEL
 from tests.conversations.agent.llm_server import call, reply, tool_calls
@@ -60,6 +60,20 @@ def test_search_shows_live_prices_and_model_text(chat_client, shop, conversation
     assert by_sku["milk-002"]["price"] == 52.0
     assert by_sku["milk-002"]["promo_price"] == 42.0
     assert by_sku["milk-002"]["promo_label"] == "-19%"
+
+
+def test_client_language_reaches_system_message(chat_client, shop, llm):
+    created = chat_client.post(
+        "/api/v1/conversations", {"store_id": STORE_ID, "language": "ru"}, format="json"
+    )
+    conversation = Conversation.objects.get(public_id=created.json()["conversation_id"])
+    search_milk(llm, text="Вот молоко.")
+
+    send(chat_client, conversation, "покажи молоко")
+
+    system = llm.requests[0].messages[0]
+    assert "Detected language of the shopper's latest message: Russian (ru)." in system["content"]
+    assert conversation.messages.get(role=Message.Role.USER).metadata == {"language": "ru"}
 
 
 def test_first_call_uses_the_complex_model(chat_client, shop, conversation, llm):
