@@ -148,9 +148,9 @@ HNSW_EF_SEARCH = 800
 # stage therefore sends a tenant to the index when it has at least VECTOR_INDEX_MIN_PRODUCTS
 # active products, about where both take as long, and at least VECTOR_INDEX_MIN_SHARE of
 # all products. At that share the index's first 800 candidates hold about 80 of the
-# tenant's products, enough for the stage's 50. Smaller tenants are left to the planner,
-# which computes their distances exactly: forcing the index took 64 ms for a tenant with
-# 2.5 % of the products, because the iterative scan had to read far down the index.
+# tenant's products, enough for the stage's 50. Smaller tenants get the exact statement,
+# which computes the distance of each of their products. Forcing the index took 64 ms for a
+# tenant with 2.5 % of the products, because the iterative scan had to read far down it.
 VECTOR_INDEX_MIN_PRODUCTS = 2_000
 VECTOR_INDEX_MIN_SHARE = 0.1
 # The lexical and trigram stages find their matches through the GIN indexes (full-text and
@@ -370,8 +370,9 @@ exact_stage AS (
 )"""
 
 # The vector stage is a statement of its own, so that it can run on a second connection
-# while the other stages run (see _VectorWorker). relaxed_order iterative scans may return
-# rows slightly out of distance order, so Python sorts them again.
+# while the other stages run (see _VectorWorker). This one is for tenants that read the
+# HNSW index (see VECTOR_INDEX_MIN_PRODUCTS). relaxed_order iterative scans may return rows
+# slightly out of distance order, so Python sorts them again.
 _VECTOR_STATEMENT = f"""
 SELECT id, embedding <=> %(embedding)s::vector AS distance
 FROM {{table}}
@@ -379,6 +380,25 @@ WHERE {_SCOPE}
   AND embedding IS NOT NULL
   AND embedding_model = %(embedding_model)s
 ORDER BY distance
+LIMIT %(vector_candidates)s
+"""
+
+# The vector stage of every other search: the distance of each of the tenant's products,
+# sorted. The MATERIALIZED subquery has no ORDER BY, so no plan can take its rows from the
+# HNSW index. Given the statement above, the planner chooses the index whenever its
+# statistics make the tenant look large, such as stale ones after a bulk import. Its
+# approximate scan stops at hnsw.max_scan_tuples and can miss a small tenant's products.
+_EXACT_VECTOR_STATEMENT = f"""
+WITH distances AS MATERIALIZED (
+    SELECT id, embedding <=> %(embedding)s::vector AS distance
+    FROM {{table}}
+    WHERE {_SCOPE}
+      AND embedding IS NOT NULL
+      AND embedding_model = %(embedding_model)s
+)
+SELECT id, distance
+FROM distances
+ORDER BY distance, id
 LIMIT %(vector_candidates)s
 """
 
@@ -842,7 +862,7 @@ _collection_stats = _StatisticsCache()
 # Whether each tenant's vector stage reads the HNSW index, from the tenant's last computed
 # statistics. The vector stage starts before the catalog version is read, so it cannot wait
 # for the current statistics. A tenant without a choice (not searched since the process
-# started, or for COLLECTION_STATS_TTL_SECONDS) is left to the planner.
+# started, or for COLLECTION_STATS_TTL_SECONDS) gets the exact statement.
 _vector_index_choices = _StatisticsCache()
 
 
@@ -879,8 +899,8 @@ def _table_products_estimate(*, reltuples: float | None, tenant_products: int) -
 
     reltuples is -1 before the table's first VACUUM or ANALYZE, and an estimate below the
     tenant's own count was made before rows were added. Either would make any tenant look
-    like most of the table, so the vector, lexical and trigram stages are left to the planner
-    then.
+    like most of the table, so the vector stage computes exact distances then, and the
+    lexical and trigram stages are left to the planner.
     """
     if reltuples is None or reltuples < tenant_products or reltuples <= 0:
         return math.inf
@@ -1112,6 +1132,8 @@ def _set_trigram_threshold() -> None:
 def _nearest_products(*, params: dict[str, Any]) -> list[tuple[int, float]]:
     """Return the vector stage's candidates as (product id, cosine distance), nearest first.
 
+    When ``params["vector_index"]`` is true, the statement reads the HNSW index, and
+    otherwise it computes every distance of the tenant's products (_EXACT_VECTOR_STATEMENT).
     The HNSW settings last for one transaction. Outside a transaction, the settings and the
     statement are sent as one query string, which PostgreSQL runs as one implicit
     transaction: one round trip instead of the four of BEGIN, settings, statement and
@@ -1126,7 +1148,8 @@ def _nearest_products(*, params: dict[str, Any]) -> list[tuple[int, float]]:
     }
     if params.get("vector_index"):
         statement_settings["enable_sort"] = "off"
-    statement = _VECTOR_STATEMENT.format(table=connection.ops.quote_name(Product._meta.db_table))
+    template = _VECTOR_STATEMENT if params.get("vector_index") else _EXACT_VECTOR_STATEMENT
+    statement = template.format(table=connection.ops.quote_name(Product._meta.db_table))
     if _sends_one_query_string():
         with connection.cursor() as cursor:
             cursor.execute(
@@ -1562,7 +1585,7 @@ def product_search(
         "vector_candidates": max(VECTOR_CANDIDATES, limit),
         # A category can make the tenant's matching products rare among the index's rows, and
         # the iterative scan may stop at hnsw.max_scan_tuples (20,000 by default in pgvector
-        # 0.8) before it finds them all. So category searches are left to the planner.
+        # 0.8) before it finds them all. So category searches get the exact statement.
         "vector_index": not category and bool(_vector_index_choices.get(tenant.pk)),
     }
     # Another connection cannot see the caller's uncommitted rows, so a search inside a

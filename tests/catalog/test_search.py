@@ -664,10 +664,10 @@ def test_search_round_trips(grocery, embedder):
 
     # Statements: the catalog version with the term frequencies, collection statistics
     # (first search of a tenant), the other stages' candidates, the vector stage's settings
-    # and candidates, and the returned products. The test's transaction keeps the vector
-    # stage on this connection.
-    assert _statements(first) == ["SELECT", "SELECT", "WITH", "SELECT", "SELECT", "SELECT"]
-    assert _statements(second) == ["SELECT", "WITH", "SELECT", "SELECT", "SELECT"]
+    # and candidates (the exact statement, a WITH), and the returned products. The test's
+    # transaction keeps the vector stage on this connection.
+    assert _statements(first) == ["SELECT", "SELECT", "WITH", "SELECT", "WITH", "SELECT"]
+    assert _statements(second) == ["SELECT", "WITH", "SELECT", "WITH", "SELECT"]
     assert _statements(repeated) == _statements(second)
 
 
@@ -692,7 +692,7 @@ def _unit(vector: np.ndarray) -> np.ndarray:
     return vector / np.linalg.norm(vector)
 
 
-def test_search_vector_iterative_scan(tenant, other_tenant):
+def test_search_vector_iterative_scan(tenant, other_tenant, monkeypatch):
     # The other tenant owns 300 vectors right next to the query, so all 100 candidates of a
     # plain HNSW scan (hnsw.ef_search = 100) belong to it.
     rng = np.random.default_rng(7)
@@ -715,10 +715,14 @@ def test_search_vector_iterative_scan(tenant, other_tenant):
         )
         for index in range(20)
     ]
-    # Small tables make the planner sort exactly instead of using the HNSW index. Disabling
-    # sorts forces the index scan that large catalogs get, which is what this test is about.
+    # The lowered thresholds give the tenant the index statement that large catalogs get,
+    # which is what this test is about. The control statement below needs sorts disabled.
+    monkeypatch.setattr(search_module, "VECTOR_INDEX_MIN_PRODUCTS", 10)
+    monkeypatch.setattr(search_module, "VECTOR_INDEX_MIN_SHARE", 0.0)
     with connection.cursor() as cursor:
+        cursor.execute("ANALYZE catalog_product")
         cursor.execute("SET LOCAL enable_sort = off")
+    search_module._tenant_collection_stats(tenant=tenant, version="current")
 
     hits = product_search(
         tenant=tenant, query="zzz", limit=10, embedder=embedder, method=SearchMethod.VECTOR
@@ -729,6 +733,49 @@ def test_search_vector_iterative_scan(tenant, other_tenant):
     assert {hit.product.pk for hit in hits} <= {product.pk for product in own}
     assert [hit.vector_rank for hit in hits] == list(range(1, 11))
     assert without_iterative_scan == 0
+
+
+@pytest.mark.parametrize("index_choice", [None, False])
+def test_search_vector_small_tenant_uses_exact_scan(
+    tenant, other_tenant, monkeypatch, index_choice
+):
+    # The other tenant's 300 products next to the query fill the HNSW scan's first 50
+    # candidates (hnsw.ef_search), and hnsw.max_scan_tuples = 1 ends the iterative scan after
+    # them. Disabling sorts makes the planner prefer the index, as statistics that overstate
+    # the tenant's size do. The tenant's 10 products lie far from the query.
+    monkeypatch.setattr(search_module, "HNSW_EF_SEARCH", 40)
+    rng = np.random.default_rng(7)
+    query_vector = np.zeros(384, dtype=np.float32)
+    query_vector[0] = 1.0
+    far_vector = np.zeros(384, dtype=np.float32)
+    far_vector[1] = 1.0
+    embedder = FixedEmbedder(query_vector)
+
+    def build(owner: Tenant, sku: str, center: np.ndarray) -> Product:
+        return ProductFactory.build(
+            tenant=owner,
+            sku=sku,
+            embedding=_unit(center + rng.normal(0, 0.02, 384)).tolist(),
+            embedding_model=embedder.model_name,
+        )
+
+    Product.objects.bulk_create(
+        [build(other_tenant, f"near-{index}", query_vector) for index in range(300)]
+        + [build(tenant, f"far-{index}", far_vector) for index in range(10)]
+    )
+    if index_choice is not None:
+        search_module._vector_index_choices.put(tenant.pk, index_choice)
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL hnsw.max_scan_tuples = 1")
+        cursor.execute("SET LOCAL enable_sort = off")
+
+    hits = product_search(
+        tenant=tenant, query="zzz", limit=10, embedder=embedder, method=SearchMethod.VECTOR
+    )
+
+    assert search_module._vector_index_choices.get(tenant.pk) is index_choice
+    assert sorted(_skus(hits)) == sorted(f"far-{index}" for index in range(10))
+    assert [hit.vector_rank for hit in hits] == list(range(1, 11))
 
 
 def test_search_vector_category_uses_exact_scan(tenant, monkeypatch):

@@ -331,7 +331,7 @@ _SETTINGS_PROBE = (
 
 
 def test_vector_settings_last_one_query(monkeypatch):
-    monkeypatch.setattr(search, "_VECTOR_STATEMENT", _SETTINGS_PROBE)
+    monkeypatch.setattr(search, "_EXACT_VECTOR_STATEMENT", _SETTINGS_PROBE)
 
     with CaptureQueriesContext(connection) as context:
         nearest = search._nearest_products(params={"tenant_id": 1, "vector_candidates": 50})
@@ -347,7 +347,7 @@ def test_vector_settings_last_one_query(monkeypatch):
 def test_vector_settings_with_server_side_binding(monkeypatch):
     # Server-side binding accepts one statement per query, so the settings go first.
     monkeypatch.setitem(connection.settings_dict["OPTIONS"], "server_side_binding", True)
-    monkeypatch.setattr(search, "_VECTOR_STATEMENT", _SETTINGS_PROBE)
+    monkeypatch.setattr(search, "_EXACT_VECTOR_STATEMENT", _SETTINGS_PROBE)
 
     with CaptureQueriesContext(connection) as context:
         nearest = search._nearest_products(params={"tenant_id": 1, "vector_candidates": 50})
@@ -372,6 +372,7 @@ def test_vector_index_turns_sorting_off(monkeypatch, server_side_binding, vector
         connection.settings_dict["OPTIONS"], "server_side_binding", server_side_binding
     )
     monkeypatch.setattr(search, "_VECTOR_STATEMENT", _SORT_PROBE)
+    monkeypatch.setattr(search, "_EXACT_VECTOR_STATEMENT", _SORT_PROBE)
     params = {"tenant_id": 1, "vector_candidates": 50}
     if vector_index is not None:
         params["vector_index"] = vector_index
@@ -420,7 +421,7 @@ def test_large_tenant_reads_vector_index(catalogs, embedder, monkeypatch):
     remaining = skus(other_tenant)
 
     # Each tenant has 33 of the 68 products. A choice comes from the tenant's previous
-    # search, so the first search is left to the planner and the other tenant's first search
+    # search, so the first search gets the exact statement and the other tenant's first search
     # after its deactivations still reads the index.
     assert plans == [
         (tenant.pk, False),

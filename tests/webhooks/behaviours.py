@@ -152,6 +152,33 @@ def connection_reset(handler: RecordingHandler) -> None:
     handler.close_connection = True
 
 
+class Gate:
+    """A behaviour that delays each response until the test opens the gate.
+
+    ``entered`` is set once a request reaches the gate. A test that waits for it knows that
+    the request's handler has chosen this behaviour. Seeing the request recorded is not
+    enough, because the handler records it before it reads a ``Switchable``'s behaviour.
+    """
+
+    def __init__(self, then, *, max_wait_seconds: float = 10.0) -> None:
+        self.entered = threading.Event()
+        self.opened = threading.Event()
+        self._then = then
+        # Ends the wait if the test fails before it opens the gate.
+        self._max_wait_seconds = max_wait_seconds
+
+    def __call__(self, handler: RecordingHandler) -> None:
+        self.entered.set()
+        self.opened.wait(self._max_wait_seconds)
+        self._then(handler)
+
+    def wait_entered(self, timeout: float = 5.0) -> None:
+        assert self.entered.wait(timeout), f"no request reached the gate in {timeout} s"
+
+    def open(self) -> None:
+        self.opened.set()
+
+
 class Switchable:
     """A behaviour that a test can replace while the server runs."""
 

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import dataclass
 from datetime import timedelta
 
 import pytest
 from django.db import connection
 from django.utils import timezone
 
-from tests.webhooks.behaviours import Switchable, json_reply, point_webhooks_at, slow
+from tests.webhooks.behaviours import Gate, Switchable, json_reply, point_webhooks_at
+from tests.webhooks.conftest import LocalServer
 from webhooks.breaker import breaker_reset
 from webhooks.dispatch import CartAction, FailureReason, cart_change, cart_fetch, products_fetch
 from webhooks.models import CircuitBreaker, WebhookDelivery, WebhookKind
@@ -42,6 +44,26 @@ def trip(tenant, calls: int = 5):
 def breaker_state(tenant, kind=WebhookKind.PRODUCTS) -> str:
     row = CircuitBreaker.objects.filter(tenant=tenant, kind=kind).first()
     return row.state if row else "closed"
+
+
+def end_cool_down(tenant, kind=WebhookKind.PRODUCTS) -> None:
+    """Move the open breaker's retry time into the past, as if its cool-down had passed.
+
+    Tests keep the 30 s cool-down of ``breaker_settings`` and call this instead of sleeping
+    through a short one. A short cool-down can also pass before the test's next call on a
+    busy machine, and that call then probes where the test expects a rejection.
+    """
+    updated = CircuitBreaker.objects.filter(
+        tenant=tenant, kind=kind, state=CircuitBreaker.State.OPEN
+    ).update(retry_at=timezone.now() - timedelta(seconds=1))
+    assert updated == 1
+
+
+def wait_until(condition, description: str, *, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {description}"
+        time.sleep(0.01)
 
 
 @pytest.mark.django_db
@@ -141,18 +163,19 @@ def test_failures_outside_the_window_do_not_count(tenant, breaker_settings, star
 
 @pytest.mark.django_db
 def test_breaker_recovers_after_cool_down(tenant, breaker_settings, start_server):
-    breaker_settings.WEBHOOK_BREAKER_COOLDOWN_SECONDS = 0.3
     behaviour = Switchable(NOT_FOUND)
     server = start_server(behaviour)
     point_webhooks_at(tenant, server)
     trip(tenant)
+    opened = CircuitBreaker.objects.get(tenant=tenant)
     assert fetch(tenant).failure == FailureReason.CIRCUIT_OPEN
     behaviour.current = PRODUCTS_OK
     requests_before = len(server.log.requests)
 
-    time.sleep(0.35)
+    end_cool_down(tenant)
     probe = fetch(tenant)
 
+    assert opened.retry_at - opened.opened_at == timedelta(seconds=30)
     assert probe.ok
     assert list(probe.available) == ["a"]
     assert len(server.log.requests) == requests_before + 1
@@ -162,7 +185,6 @@ def test_breaker_recovers_after_cool_down(tenant, breaker_settings, start_server
 
 @pytest.mark.django_db
 def test_failed_probe_reopens_with_one_request(tenant, breaker_settings, start_server):
-    breaker_settings.WEBHOOK_BREAKER_COOLDOWN_SECONDS = 0.3
     server = start_server(json_reply(503, {"error": "still down"}))
     point_webhooks_at(tenant, server)
     for _ in range(3):
@@ -170,7 +192,7 @@ def test_failed_probe_reopens_with_one_request(tenant, breaker_settings, start_s
     first_retry_at = CircuitBreaker.objects.get(tenant=tenant).retry_at
     requests_before = len(server.log.requests)
 
-    time.sleep(0.35)
+    end_cool_down(tenant)
     probe = fetch(tenant)
 
     breaker = CircuitBreaker.objects.get(tenant=tenant)
@@ -178,6 +200,7 @@ def test_failed_probe_reopens_with_one_request(tenant, breaker_settings, start_s
     assert len(server.log.requests) == requests_before + 1
     assert breaker.state == "open"
     assert breaker.retry_at > first_retry_at
+    assert breaker.retry_at - breaker.opened_at == timedelta(seconds=30)
     assert breaker.times_opened == 2
     assert fetch(tenant).failure == FailureReason.CIRCUIT_OPEN
 
@@ -304,14 +327,17 @@ def test_breaker_reset_closes_an_open_breaker(tenant, breaker_settings, start_se
 
 @pytest.mark.django_db(transaction=True)
 def test_half_open_admits_one_probe_under_concurrency(tenant, breaker_settings, start_server):
-    breaker_settings.WEBHOOK_BREAKER_COOLDOWN_SECONDS = 0.2
     behaviour = Switchable(NOT_FOUND)
     server = start_server(behaviour)
-    point_webhooks_at(tenant, server)
+    # The probe's request waits at the gate, so the client timeout must outlast that wait.
+    point_webhooks_at(tenant, server, timeout_seconds=10)
     trip(tenant)
-    behaviour.current = slow(0.3, PRODUCTS_OK)
+    end_cool_down(tenant)
+    # The probe's response waits until the other seven calls have returned. A call that
+    # came after the probe had closed the breaker would be admitted as a normal call.
+    gate = Gate(PRODUCTS_OK)
+    behaviour.current = gate
     requests_before = len(server.log.requests)
-    time.sleep(0.25)
     start = threading.Barrier(8)
     failures: list[FailureReason | None] = []
 
@@ -325,19 +351,15 @@ def test_half_open_admits_one_probe_under_concurrency(tenant, breaker_settings, 
     threads = [threading.Thread(target=worker) for _ in range(8)]
     for thread in threads:
         thread.start()
+    gate.wait_entered()
+    wait_until(lambda: len(failures) == 7, "the seven callers besides the probe")
+    gate.open()
     for thread in threads:
         thread.join(timeout=10)
 
     assert len(server.log.requests) == requests_before + 1
     assert sorted(str(failure) for failure in failures) == ["None"] + ["circuit_open"] * 7
     assert breaker_state(tenant) == "closed"
-
-
-def wait_for_requests(server, count: int, *, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while len(server.log.requests) < count:
-        assert time.monotonic() < deadline, f"server got {len(server.log.requests)} requests"
-        time.sleep(0.01)
 
 
 def run_in_thread(results: dict[str, FailureReason | None], name: str, tenant) -> threading.Thread:
@@ -352,30 +374,64 @@ def run_in_thread(results: dict[str, FailureReason | None], name: str, tenant) -
     return thread
 
 
-def start_overlapping_probes(tenant, breaker_settings, start_server, monkeypatch, *, late, current):
+@dataclass
+class OverlappingProbes:
+    server: LocalServer
+    # The failure reason of each probe, under "late" and "current", once its thread ends.
+    results: dict[str, FailureReason | None]
+    late_thread: threading.Thread
+    late_gate: Gate
+    current_thread: threading.Thread
+    current_gate: Gate
+
+
+def start_overlapping_probes(
+    tenant, start_server, monkeypatch, *, late, current
+) -> OverlappingProbes:
     """Trip the breaker, then start a probe that outlives its lease and the probe after it.
 
-    The lease is cut to 0.2 s, so the first probe is taken as lost while its request still
-    runs. Return the server, the dict that each thread writes its failure reason to, and both
-    running threads (``late`` first).
+    Both responses (``late`` and ``current``) wait at gates that the test opens, so the test
+    decides which probe ends first. The lease is cut to 0.2 s, so the first probe is taken as
+    lost while its request waits. The client timeout stays at 10 s, longer than any wait here.
     """
-    monkeypatch.setattr("webhooks.breaker.PROBE_LEASE_MARGIN", timedelta(seconds=-0.8))
-    breaker_settings.WEBHOOK_BREAKER_COOLDOWN_SECONDS = 0.1
+    # The lease is the webhook timeout plus this margin: 10 s - 9.8 s.
+    monkeypatch.setattr("webhooks.breaker.PROBE_LEASE_MARGIN", timedelta(seconds=-9.8))
     behaviour = Switchable(NOT_FOUND)
     server = start_server(behaviour)
-    point_webhooks_at(tenant, server)
+    point_webhooks_at(tenant, server, timeout_seconds=10)
     trip(tenant)
-    time.sleep(0.15)
+    end_cool_down(tenant)
     results: dict[str, FailureReason | None] = {}
+    late_gate, current_gate = Gate(late), Gate(current)
 
-    behaviour.current = late
+    behaviour.current = late_gate
     late_thread = run_in_thread(results, "late", tenant)
-    wait_for_requests(server, 6)
-    behaviour.current = current
+    # Once the late request is at its gate, switching the behaviour cannot change its reply.
+    late_gate.wait_entered()
+    behaviour.current = current_gate
+    # The late probe claimed the breaker before its request reached the gate, so its 0.2 s
+    # lease is over after this wait. A busy machine can only make the wait longer.
     time.sleep(0.25)
     current_thread = run_in_thread(results, "current", tenant)
-    wait_for_requests(server, 7)
-    return server, results, late_thread, current_thread
+    current_gate.wait_entered()
+    return OverlappingProbes(
+        server=server,
+        results=results,
+        late_thread=late_thread,
+        late_gate=late_gate,
+        current_thread=current_thread,
+        current_gate=current_gate,
+    )
+
+
+def finish_overlapping_probes(tenant, probes: OverlappingProbes) -> CircuitBreaker:
+    """End the late probe, then the current one; return the breaker between the two."""
+    probes.late_gate.open()
+    probes.late_thread.join(timeout=5)
+    state_after_late = CircuitBreaker.objects.get(tenant=tenant, kind=WebhookKind.PRODUCTS)
+    probes.current_gate.open()
+    probes.current_thread.join(timeout=5)
+    return state_after_late
 
 
 @pytest.mark.django_db(transaction=True)
@@ -383,23 +439,16 @@ def test_late_probe_success_keeps_current_probe(
     tenant, breaker_settings, start_server, monkeypatch, caplog
 ):
     caplog.set_level("INFO", logger="webhooks.breaker")
-    server, results, late_thread, current_thread = start_overlapping_probes(
-        tenant,
-        breaker_settings,
-        start_server,
-        monkeypatch,
-        late=slow(0.5, PRODUCTS_OK),
-        current=slow(0.6, NOT_FOUND),
+    probes = start_overlapping_probes(
+        tenant, start_server, monkeypatch, late=PRODUCTS_OK, current=NOT_FOUND
     )
 
-    late_thread.join(timeout=5)
-    state_after_late = CircuitBreaker.objects.get(tenant=tenant, kind=WebhookKind.PRODUCTS)
-    current_thread.join(timeout=5)
+    state_after_late = finish_overlapping_probes(tenant, probes)
 
     breaker = CircuitBreaker.objects.get(tenant=tenant, kind=WebhookKind.PRODUCTS)
     events = [record.getMessage() for record in caplog.records]
-    assert results == {"late": None, "current": FailureReason.ERROR}
-    assert len(server.log.requests) == 7
+    assert probes.results == {"late": None, "current": FailureReason.ERROR}
+    assert len(probes.server.log.requests) == 7
     assert state_after_late.state == "half_open"
     assert state_after_late.probe_started_at is not None
     assert breaker.state == "open"
@@ -415,23 +464,16 @@ def test_late_probe_failure_keeps_current_probe(
     tenant, breaker_settings, start_server, monkeypatch, caplog
 ):
     caplog.set_level("INFO", logger="webhooks.breaker")
-    server, results, late_thread, current_thread = start_overlapping_probes(
-        tenant,
-        breaker_settings,
-        start_server,
-        monkeypatch,
-        late=slow(0.5, NOT_FOUND),
-        current=slow(0.6, PRODUCTS_OK),
+    probes = start_overlapping_probes(
+        tenant, start_server, monkeypatch, late=NOT_FOUND, current=PRODUCTS_OK
     )
 
-    late_thread.join(timeout=5)
-    state_after_late = CircuitBreaker.objects.get(tenant=tenant, kind=WebhookKind.PRODUCTS)
-    current_thread.join(timeout=5)
+    state_after_late = finish_overlapping_probes(tenant, probes)
 
     breaker = CircuitBreaker.objects.get(tenant=tenant, kind=WebhookKind.PRODUCTS)
     events = [record.getMessage() for record in caplog.records]
-    assert results == {"late": FailureReason.ERROR, "current": None}
-    assert len(server.log.requests) == 7
+    assert probes.results == {"late": FailureReason.ERROR, "current": None}
+    assert len(probes.server.log.requests) == 7
     assert state_after_late.state == "half_open"
     assert breaker.state == "closed"
     assert breaker.times_opened == 1
