@@ -46,6 +46,7 @@ from conversations.websocket import (
     socket_authenticate,
     turn_events_forward,
 )
+from tenants.models import ApiKey
 from tenants.permissions import OriginNotAllowed
 from vizochok.exceptions import (
     AppError,
@@ -81,6 +82,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.session: SocketSession | None = None
         # The socket's OpenSocket row, from auth_ok until the socket closes.
         self.socket_id: int | None = None
+        # The key whose limit the socket's row counts against.
+        self.socket_api_key: ApiKey | None = None
         self.rate_window: ConnectionRateWindow | None = None
         self.send_lock = asyncio.Lock()
         self.turn_task: asyncio.Task[None] | None = None
@@ -104,8 +107,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
         # A running turn's thread stops at its next event and saves what it has.
         self.turn_cancelled.set()
         logger.info("conversations.websocket.closed", extra={**self._log_fields(), "code": code})
-        if self.socket_id is not None:
-            await self._socket_record_delete(self.socket_id)
+        if self.socket_id is not None and self.socket_api_key is not None:
+            await self._socket_record_delete(self.socket_id, self.socket_api_key)
         # On SIGTERM uvicorn waits for this handler before the process exits, so the turn's
         # thread can store the interrupted reply and release the conversation's lease.
         if self.turn_task is not None:
@@ -230,6 +233,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             )
             return
 
+        self.socket_api_key = api_key
         open_sockets.add(self.socket_id, api_key=api_key, close_over_limit=self._close_over_limit)
         self.session = session
         self.rate_window = ConnectionRateWindow(
@@ -268,10 +272,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
             return
         await self._send(session_restored_event(conversation))
 
-    async def _socket_record_delete(self, socket_id: int) -> None:
+    async def _socket_record_delete(self, socket_id: int, api_key: ApiKey) -> None:
+        # Discarded first: a heartbeat that writes missing rows again skips it from now on.
         open_sockets.discard(socket_id)
         try:
-            await run_sync(open_socket_delete, socket_id=socket_id)
+            await run_sync(open_socket_delete, socket_id=socket_id, api_key=api_key)
         except (DatabaseError, DatabaseUnavailable) as error:
             # Without heartbeats the row stops counting after SOCKET_EXPIRY.
             logger.warning(

@@ -476,8 +476,15 @@ def open_socket_record(*, api_key: ApiKey, limit: int, now: datetime | None = No
         ).pk
 
 
-def open_socket_delete(*, socket_id: int) -> None:
-    OpenSocket.objects.filter(pk=socket_id).delete()
+def open_socket_delete(*, socket_id: int, api_key: ApiKey) -> None:
+    """Delete the row of the closed socket ``socket_id`` of ``api_key``.
+
+    It takes the key's advisory lock, so it waits for a heartbeat that is writing the row
+    again, and then deletes that row too.
+    """
+    with transaction.atomic():
+        _socket_lock_take(api_key=api_key)
+        OpenSocket.objects.filter(pk=socket_id).delete()
 
 
 def _socket_lock_take(*, api_key: ApiKey) -> None:
@@ -498,7 +505,11 @@ class HeartbeatResult:
 
 
 def open_sockets_heartbeat(
-    *, sockets: dict[int, ApiKey], limit: int, now: datetime | None = None
+    *,
+    sockets: dict[int, ApiKey],
+    limit: int,
+    now: datetime | None = None,
+    still_open: Callable[[int], bool] | None = None,
 ) -> HeartbeatResult:
     """Mark the open sockets ``sockets`` (row id to API key) as still open.
 
@@ -507,7 +518,9 @@ def open_sockets_heartbeat(
     unreachable. It is written again, so the socket counts against its key's limit. Such
     a socket counts like a new one, so its row is written only while the key has fewer
     than ``limit`` live rows (0 means no limit), oldest socket first. The sockets that do
-    not fit are returned in ``over_limit``.
+    not fit are returned in ``over_limit``. A row is written again only while
+    ``still_open`` (when given) returns True for its socket, checked under the key's lock,
+    so the row of a socket that closed meanwhile stays deleted.
     """
     now = timezone.now() if now is None else now
     updated = OpenSocket.objects.filter(pk__in=sockets).update(heartbeat_at=now)
@@ -528,38 +541,46 @@ def open_sockets_heartbeat(
     restored = 0
     over_limit: list[int] = []
     for key_id, socket_ids in sorted(missing.items()):
-        written = _open_sockets_restore(
-            api_key=keys[key_id], socket_ids=socket_ids, limit=limit, now=now
+        written, left_out = _open_sockets_restore(
+            api_key=keys[key_id], socket_ids=socket_ids, limit=limit, now=now, still_open=still_open
         )
         restored += len(written)
-        over_limit.extend(socket_ids[len(written) :])
+        over_limit.extend(left_out)
     return HeartbeatResult(restored=restored, over_limit=tuple(over_limit))
 
 
 def _open_sockets_restore(
-    *, api_key: ApiKey, socket_ids: list[int], limit: int, now: datetime
-) -> list[int]:
+    *,
+    api_key: ApiKey,
+    socket_ids: list[int],
+    limit: int,
+    now: datetime,
+    still_open: Callable[[int], bool] | None = None,
+) -> tuple[list[int], list[int]]:
     """Write the rows of ``socket_ids`` of one key again while the key is under ``limit``.
 
-    Return the ids whose rows were written, the first ones of ``socket_ids``. It takes the
+    Return the ids whose rows were written, the first open ones of ``socket_ids``, and the
+    open ones whose rows were not written because of the limit. It takes the
     advisory lock of ``open_socket_record``, so the counts and writes of one key in all
     processes run one after another.
     """
     with transaction.atomic():
         _socket_lock_take(api_key=api_key)
+        # A socket's close removes it from the registry before open_socket_delete waits for
+        # this lock, so a socket closed by now is left out, and a later close deletes the row.
+        if still_open is not None:
+            socket_ids = [socket_id for socket_id in socket_ids if still_open(socket_id)]
         live = OpenSocket.objects.filter(
             tenant_id=api_key.tenant_id, api_key=api_key, heartbeat_at__gte=now - SOCKET_EXPIRY
         ).count()
         room = len(socket_ids) if not limit else max(0, limit - live)
-        written = socket_ids[:room]
+        written, left_out = socket_ids[:room], socket_ids[room:]
         rows = [
             OpenSocket(pk=socket_id, tenant_id=api_key.tenant_id, api_key=api_key, heartbeat_at=now)
             for socket_id in written
         ]
-        # NOTE: a socket that closes during this call may get its row back, which then
-        # expires after SOCKET_EXPIRY without heartbeats.
         OpenSocket.objects.bulk_create(rows, ignore_conflicts=True)
-    return written
+    return written, left_out
 
 
 @dataclass(frozen=True)
@@ -598,6 +619,10 @@ class OpenSocketRegistry:
         loop = asyncio.get_running_loop()
         self._sockets.get(loop, {}).pop(socket_id, None)
 
+    def _is_registered(self, loop: asyncio.AbstractEventLoop, socket_id: int) -> bool:
+        """Return whether ``socket_id`` is still open; called from the heartbeat's thread."""
+        return socket_id in self._sockets.get(loop, {})
+
     async def _beat(self, loop: asyncio.AbstractEventLoop) -> None:
         # Heartbeats that failed in a row. During an outage only the first failure and then
         # every HEARTBEAT_FAILED_LOG_EVERY-th one is logged, with this count.
@@ -612,6 +637,7 @@ class OpenSocketRegistry:
                     open_sockets_heartbeat,
                     sockets={socket_id: entry.api_key for socket_id, entry in registered.items()},
                     limit=settings.WEBSOCKET_MAX_SOCKETS_PER_KEY,
+                    still_open=functools.partial(self._is_registered, loop),
                 )
                 try:
                     result = await loop.run_in_executor(None, _with_connections, call)

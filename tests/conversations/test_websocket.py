@@ -363,6 +363,23 @@ def test_heartbeat_of_present_rows_restores_none(public_key):
     assert list(OpenSocket.objects.values_list("pk", flat=True)) == [socket_id]
 
 
+def test_heartbeat_skips_closed_socket_rows(public_key):
+    api_key = public_key.api_key
+    closed = open_socket_record(api_key=api_key, limit=3)
+    still_open = open_socket_record(api_key=api_key, limit=3)
+    # A close deleted both rows after the heartbeat read its sockets, and one is still open.
+    OpenSocket.objects.all().delete()
+
+    result = open_sockets_heartbeat(
+        sockets={closed: api_key, still_open: api_key},
+        limit=3,
+        still_open=lambda socket_id: socket_id == still_open,
+    )
+
+    assert result == HeartbeatResult(restored=1)
+    assert list(OpenSocket.objects.values_list("pk", flat=True)) == [still_open]
+
+
 def expire_rows(*socket_ids: int) -> None:
     """Age rows past SOCKET_EXPIRY, as heartbeats that failed for that long leave them."""
     stale = timezone.now() - SOCKET_EXPIRY - timedelta(seconds=1)
