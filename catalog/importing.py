@@ -135,7 +135,7 @@ def detect_import_format(path: Path) -> ImportFormat:
     file_format = _FORMAT_BY_SUFFIX.get(path.suffix.lower())
     if file_format is not None:
         return file_format
-    # A directory or a mistyped path has no extension either, and its own message says more.
+    # A directory or a mistyped path has no extension either, and its own message is more useful.
     if path.is_dir():
         raise ImportFileError(f"{path} is a directory, not a file.")
     if not path.exists():

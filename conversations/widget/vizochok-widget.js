@@ -1099,7 +1099,7 @@
     ".vz-status { font-style: italic; opacity: .7; }",
     ".vz-error { align-self: stretch; background: #fdecea; color: #8a1c12; }",
     ".vz-cards { display: flex; gap: 8px; overflow-x: auto; padding-bottom: 4px; }",
-    // A narrow panel shows part of a third card, so the shopper sees that the row scrolls.
+    // A narrow panel shows part of a third card, which shows that the row scrolls.
     ".vz-card { flex: 0 0 min(150px, 42%); border: 1px solid #d0d7de; border-radius: 8px; padding: 8px;",
     "  cursor: pointer; display: flex; flex-direction: column; gap: 4px; background: #fff; }",
     ".vz-card img { width: 100%; height: 90px; object-fit: contain; }",

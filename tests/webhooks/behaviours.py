@@ -49,7 +49,7 @@ def redirect(location: str, status: int = 301):
 
 
 def empty_reply(status: int, headers: dict[str, str]):
-    """Answer ``status`` with ``headers`` and an empty body."""
+    """Respond with ``status``, ``headers`` and an empty body."""
 
     def behaviour(handler: RecordingHandler) -> None:
         handler.send_response(status)
@@ -62,7 +62,7 @@ def empty_reply(status: int, headers: dict[str, str]):
 
 
 def gzip_reply(decoded_size: int):
-    """Answer 200 with a gzip body of ``decoded_size`` spaces, which compresses about 1000:1."""
+    """Respond 200 with a gzip body of ``decoded_size`` spaces, which compresses about 1000:1."""
     body = gzip.compress(b" " * decoded_size)
 
     def behaviour(handler: RecordingHandler) -> None:
@@ -77,7 +77,7 @@ def gzip_reply(decoded_size: int):
 
 
 def dripped_reply(payload: object, *, seconds_per_byte: float):
-    """Answer 200 with ``payload`` as JSON, one byte at a time, each after a pause.
+    """Respond 200 with ``payload`` as JSON, one byte at a time, each after a pause.
 
     Every pause is shorter than the read timeout, so only a limit on the whole request
     stops the client from waiting for the last byte.
@@ -155,8 +155,8 @@ def connection_reset(handler: RecordingHandler) -> None:
 class Gate:
     """A behaviour that delays each response until the test opens the gate.
 
-    ``entered`` is set once a request reaches the gate. A test that waits for it knows that
-    the request's handler has chosen this behaviour. Seeing the request recorded is not
+    ``entered`` is set once a request reaches the gate, so after it is set the request's
+    handler has chosen this behaviour. Seeing the request recorded is not
     enough, because the handler records it before it reads a ``Switchable``'s behaviour.
     """
 
