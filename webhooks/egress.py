@@ -729,6 +729,17 @@ def _server_name(request: requests.PreparedRequest) -> str:
     return host_header.rsplit(":", 1)[0]
 
 
+# Connection pools the adapter keeps, one per merchant address, and the idle connections
+# each pool keeps. urllib3's defaults of 10 and 10 are too few for the 16 WebSocket worker
+# threads of one uvicorn process. With them, an eleventh concurrent call to one merchant
+# closed its connection after use and logged "Connection pool is full". The merchant of an
+# eleventh tenant evicted another merchant's pool, with its open connections.
+# A pool only keeps connections that were in use at once, so large values cost nothing until
+# a process has that many concurrent calls. NOTE: a process with more than 64 threads calling
+# one merchant at once again closes the surplus connections after use.
+POOL_CONNECTIONS = 256
+POOL_MAXSIZE = 64
+
 _adapter_lock = threading.Lock()
 _adapter: _PinnedAddressAdapter | None = None
 
@@ -743,7 +754,9 @@ def _shared_adapter() -> _PinnedAddressAdapter:
     global _adapter
     with _adapter_lock:
         if _adapter is None:
-            _adapter = _PinnedAddressAdapter(max_retries=0)
+            _adapter = _PinnedAddressAdapter(
+                pool_connections=POOL_CONNECTIONS, pool_maxsize=POOL_MAXSIZE, max_retries=0
+            )
         return _adapter
 
 

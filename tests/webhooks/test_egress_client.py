@@ -13,6 +13,7 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 import types
 from collections.abc import Callable, Iterator, Sequence
@@ -982,6 +983,57 @@ def test_send_from_many_threads(start_server: StartServer) -> None:
     # then
     assert bodies == [path.encode() for path in paths]
     assert len(server.log.requests) == 32
+
+
+def held_at(barrier: threading.Barrier) -> Callable[[RecordingHandler], None]:
+    """Return a behaviour that responds only once ``barrier.parties`` requests are open."""
+
+    def behaviour(handler: RecordingHandler) -> None:
+        barrier.wait(timeout=10)
+        respond()(handler)
+
+    return behaviour
+
+
+def send_at_once(url: str, calls: int) -> None:
+    with ThreadPoolExecutor(max_workers=calls) as executor:
+        responses = list(
+            executor.map(lambda _: send("GET", url, policy=LOCAL_POLICY, timeout=10), range(calls))
+        )
+    assert [response.status_code for response in responses] == [200] * calls
+
+
+def test_send_reuses_16_concurrent_connections(
+    start_server: StartServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    # given: 16 calls open at once, as from the WebSocket worker threads of one process
+    calls = 16
+    server = start_server(held_at(threading.Barrier(calls)), protocol_version="HTTP/1.1")
+    send_at_once(server.url(), calls)
+
+    # when
+    with caplog.at_level(logging.WARNING, logger="urllib3.connectionpool"):
+        send_at_once(server.url(), calls)
+
+    # then: the second round finds all 16 connections of the first in the pool
+    assert len(server.log.requests) == 2 * calls
+    assert server.log.connections == calls
+    assert [record.getMessage() for record in caplog.records] == []
+
+
+def test_send_keeps_pools_of_12_merchants(start_server: StartServer) -> None:
+    # given: one connection to each of 12 merchants
+    servers = [start_server(respond(), protocol_version="HTTP/1.1") for _ in range(12)]
+    for server in servers:
+        send("GET", server.url(), policy=LOCAL_POLICY, timeout=1)
+
+    # when
+    for server in servers:
+        send("GET", server.url(), policy=LOCAL_POLICY, timeout=1)
+
+    # then
+    assert [server.log.connections for server in servers] == [1] * 12
+    assert [len(server.log.requests) for server in servers] == [2] * 12
 
 
 # HTTPS with a pinned address
