@@ -344,8 +344,7 @@ def _job_record_failure(job: CatalogJob, exc: Exception, *, is_last_attempt: boo
         "error": message,
     }
     if is_last_attempt:
-        logger.error("catalog.job.failed", exc_info=exc, extra=extra)
-        catalog_job_fail(job_pk=job.pk, reason=message)
+        catalog_job_fail(job_pk=job.pk, reason=message, exc_info=exc)
         return
     logger.warning("catalog.job.attempt_failed", exc_info=exc, extra=extra)
     CatalogJob.objects.filter(pk=job.pk).update(last_error=message, updated_at=timezone.now())
@@ -355,17 +354,26 @@ def _attempts(count: int) -> str:
     return "1 attempt" if count == 1 else f"{count} attempts"
 
 
-def catalog_job_fail(*, job_pk: int, reason: str) -> None:
+def _sentence(text: str) -> str:
+    """Return ``text`` ending in a full stop, so that a sentence can follow it."""
+    text = text.rstrip()
+    return text if text.endswith((".", "!", "?")) else f"{text}."
+
+
+def catalog_job_fail(*, job_pk: int, reason: str, exc_info: BaseException | None = None) -> None:
     """Mark an unfinished job failed, and add ``reason`` and the job's progress to its errors.
 
     The products already embedded keep their vectors. The others stay pending, and a new
-    upload of them, or ``reembed_catalog``, embeds them.
+    upload of them, or ``reembed_catalog``, embeds them. Logs ``catalog.job.failed``, with
+    the traceback of ``exc_info`` when given, unless the job is gone or already finished.
     """
     with transaction.atomic():
         job = CatalogJob.objects.select_for_update().filter(pk=job_pk).first()
         if job is None or job.is_finished:
             return
-        message = f"Embedding failed after {_attempts(job.attempts)}: {reason}"
+        # The reason may be an embedding endpoint's own message, which often lacks a full
+        # stop, and the progress sentence follows it.
+        message = f"Embedding failed after {_attempts(job.attempts)}: {_sentence(reason)}"
         job.status = CatalogJob.Status.FAILED
         job.completed_at = timezone.now()
         job.last_error = message
@@ -375,6 +383,18 @@ def catalog_job_fail(*, job_pk: int, reason: str) -> None:
             "others again to embed them.",
         ]
         job.save(update_fields=["status", "completed_at", "last_error", "errors", "updated_at"])
+    logger.error(
+        "catalog.job.failed",
+        exc_info=exc_info,
+        extra={
+            "tenant_id": job.tenant_id,
+            "job_id": job.public_id,
+            "attempt": job.attempts,
+            "error": reason,
+            "embedded": job.embedded,
+            "to_embed": job.to_embed,
+        },
+    )
 
 
 def catalog_jobs_requeue_lost() -> int:

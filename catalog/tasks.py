@@ -43,6 +43,14 @@ def catalog_job_run(context: JobContext, *, job_pk: int) -> None:
     except jobs.CatalogJobInterrupted as exc:
         if context.abort_reason() == AbortReason.USER_REQUEST:
             jobs.catalog_job_fail(job_pk=job_pk, reason="An operator aborted the job.")
+        elif context.job.attempts >= settings.CATALOG_JOB_MAX_RETRIES:
+            # The queue retries a job that a worker shutdown interrupted only while it has
+            # attempts left. Without this, the job would stay "embedding" with no queue entry
+            # until catalog_jobs_requeue_lost failed it minutes later.
+            jobs.catalog_job_fail(
+                job_pk=job_pk,
+                reason="The worker running the last attempt was stopped before it finished.",
+            )
         # The queue retries a job aborted by a worker shutdown, but not one an operator
         # aborted.
         raise JobAborted(str(exc)) from exc

@@ -322,7 +322,7 @@ def test_requeue_skips_queued_recent_and_finished_jobs(tenant, embedder):
 
 
 @override_settings(CATALOG_JOB_MAX_RETRIES=1)
-def test_requeue_fails_job_out_of_attempts(tenant):
+def test_requeue_fails_job_out_of_attempts(tenant, caplog):
     job = _submit(tenant)
     CatalogJob.objects.filter(pk=job.pk).update(
         status=CatalogJob.Status.EMBEDDING, attempts=2, last_error="Connection error."
@@ -336,6 +336,8 @@ def test_requeue_fails_job_out_of_attempts(tenant):
     assert ProcrastinateJob.objects.count() == 0
     assert job.status == CatalogJob.Status.FAILED
     assert job.last_error == "Embedding failed after 2 attempts: Connection error."
+    failures = [record for record in caplog.records if record.msg == "catalog.job.failed"]
+    assert [(record.levelname, record.job_id) for record in failures] == [("ERROR", job.public_id)]
 
 
 def test_enqueue_twice_keeps_one_waiting_entry(tenant):
@@ -473,7 +475,9 @@ def test_admin_save_creates_embedding_job(tenant, admin_client):
     assert job.status == CatalogJob.Status.PENDING
 
 
-def _task_context(job: CatalogJob, *, abort_reason: AbortReason | None) -> JobContext:
+def _task_context(
+    job: CatalogJob, *, abort_reason: AbortReason | None, attempts: int = 0
+) -> JobContext:
     queue_job = Job(
         id=1,
         queue="catalog",
@@ -481,6 +485,7 @@ def _task_context(job: CatalogJob, *, abort_reason: AbortReason | None) -> JobCo
         queueing_lock=None,
         task_name="catalog_job_run",
         task_kwargs={"job_pk": job.pk},
+        attempts=attempts,
     )
     return JobContext(
         app=queue_app, job=queue_job, start_timestamp=0.0, abort_reason=lambda: abort_reason
@@ -510,6 +515,60 @@ def test_task_stopped_by_shutdown_stays_embedding(tenant):
     job.refresh_from_db()
     assert job.status == CatalogJob.Status.EMBEDDING
     assert job.completed_at is None
+
+
+@override_settings(CATALOG_JOB_MAX_RETRIES=1)
+def test_task_stopped_on_last_attempt_fails_job(tenant, caplog):
+    # given: the queue's second run of the job, after which it retries no more
+    job = _submit(tenant)
+    context = _task_context(job, abort_reason=AbortReason.SHUTDOWN, attempts=1)
+
+    # when
+    with pytest.raises(JobAborted):
+        tasks.catalog_job_run.func(context, job_pk=job.pk)
+
+    # then: the job is failed at once instead of waiting without a queue entry
+    job.refresh_from_db()
+    reason = "The worker running the last attempt was stopped before it finished."
+    assert job.status == CatalogJob.Status.FAILED
+    assert job.completed_at is not None
+    assert job.last_error == f"Embedding failed after 1 attempt: {reason}"
+    assert job.errors == [
+        f"Embedding failed after 1 attempt: {reason} 0 of 5 products were embedded; upload "
+        "the others again to embed them."
+    ]
+    failures = [record for record in caplog.records if record.msg == "catalog.job.failed"]
+    assert len(failures) == 1
+    assert failures[0].levelname == "ERROR"
+    assert failures[0].job_id == job.public_id
+    assert failures[0].error == reason
+
+
+def test_fail_ends_reason_with_full_stop(tenant, caplog):
+    job = _submit(tenant)
+
+    catalog_job_fail(job_pk=job.pk, reason="Error code: 503 - down")
+
+    job.refresh_from_db()
+    assert job.errors == [
+        "Embedding failed after 0 attempts: Error code: 503 - down. 0 of 5 products were "
+        "embedded; upload the others again to embed them."
+    ]
+    assert [record.msg for record in caplog.records if record.levelname == "ERROR"] == [
+        "catalog.job.failed"
+    ]
+
+
+def test_fail_of_finished_job_logs_nothing(tenant, embedder, caplog):
+    job = _submit(tenant)
+    catalog_job_run(job_pk=job.pk, embedder=embedder)
+
+    catalog_job_fail(job_pk=job.pk, reason="Too late.")
+
+    job.refresh_from_db()
+    assert job.status == CatalogJob.Status.COMPLETE
+    assert job.errors == []
+    assert [record for record in caplog.records if record.levelname == "ERROR"] == []
 
 
 def test_embed_accepts_many_product_ids(tenant, embedder):

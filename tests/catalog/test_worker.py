@@ -285,3 +285,44 @@ def test_stopped_worker_hands_job_to_next_worker(
         {product.pk: 1 for product in Product.objects.filter(tenant=tenant)}
     )
     assert len(state.requests) == 3
+
+
+def test_stopped_worker_on_last_attempt_fails_job(
+    tenant, server_client, embedding_server, start_worker, embedding_writes
+):
+    # given: a job stopped once by a worker shutdown, which used its only retry
+    state = embedding_server.state
+    state.hold_from_request = 2
+    job_id = _upload(server_client, 16)
+    first_worker = start_worker(WORKER_SHUTDOWN_TIMEOUT_SECONDS="0.5")
+    assert state.wait_for_requests(2, timeout=30)
+    os.killpg(first_worker.pid, signal.SIGTERM)
+    time.sleep(1)
+    state.release.set()
+    assert first_worker.wait(timeout=15) == 0
+    state.release.clear()
+    state.hold_from_request = 3
+
+    # when: the next worker, on the last attempt, is stopped in its first batch too
+    second_worker = start_worker(WORKER_SHUTDOWN_TIMEOUT_SECONDS="0.5")
+    assert state.wait_for_requests(3, timeout=30)
+    os.killpg(second_worker.pid, signal.SIGTERM)
+    time.sleep(1)
+    state.hold_from_request = None
+    state.release.set()
+    assert second_worker.wait(timeout=15) == 0
+
+    # then: the job is failed at once, and the batches the workers wrote are kept
+    job = _job(job_id)
+    reason = "The worker running the last attempt was stopped before it finished."
+    assert job.status == CatalogJob.Status.FAILED
+    assert (job.embedded, job.attempts) == (12, 2)
+    assert job.errors == [
+        f"Embedding failed after 2 attempts: {reason} 12 of 16 products were embedded; "
+        "upload the others again to embed them."
+    ]
+    assert _queue_status(job) == "aborted"
+    embedded = Product.objects.filter(tenant=tenant, embedding__isnull=False)
+    assert embedding_writes() == Counter({product.pk: 1 for product in embedded})
+    assert embedded.count() == 12
+    assert b"catalog.job.failed" in second_worker.stderr.read()
