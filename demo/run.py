@@ -411,15 +411,33 @@ def wait_until_worker_runs(process: subprocess.Popen[bytes], *, since: float) ->
     raise SystemExit("The worker did not register within 60 s; see .demo/worker.log")
 
 
+# The signals that stop the demo (see stop_on_signals).
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+# How long stop() waits for all processes together before it kills those still running.
+STOP_TIMEOUT_SECONDS = 10
+
+
 def stop(processes: list[subprocess.Popen[bytes]]) -> None:
-    for process in processes:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-    for process in processes:
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+    """Send SIGTERM to each process group, then SIGKILL to those still running after 10 s.
+
+    The stop signals are ignored meanwhile, because a second Ctrl-C would otherwise raise
+    KeyboardInterrupt half-way. The remaining processes would then get no SIGTERM or SIGKILL,
+    and the demo would print a traceback. The timeout bounds the wait instead.
+    """
+    previous = {number: signal.signal(number, signal.SIG_IGN) for number in STOP_SIGNALS}
+    try:
+        for process in processes:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
+        for process in processes:
+            try:
+                process.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 def app_command() -> list[str]:
@@ -441,9 +459,8 @@ def stop_on_signals() -> None:
     (SIGHUP). A shell without job control starts a background command with SIGINT ignored,
     and Python then installs no handler of its own, so SIGINT is set here too.
     """
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
-    signal.signal(signal.SIGHUP, signal.default_int_handler)
+    for number in STOP_SIGNALS:
+        signal.signal(number, signal.default_int_handler)
 
 
 def start_worker() -> subprocess.Popen[bytes]:

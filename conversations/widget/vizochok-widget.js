@@ -471,6 +471,11 @@
   }
 
   /** Build the state of a conversation read with GET /api/v1/conversations/{id}. */
+  /** Return the cart of a conversation read back from the API. */
+  function conversationCart(conversation) {
+    return { items: objectsOf(conversation.cart.items), total: conversation.cart.total || 0 };
+  }
+
   function restoreState(conversation) {
     var state = initialState();
     objectsOf(conversation.messages).forEach(function (message) {
@@ -487,7 +492,7 @@
       }
     });
     if (conversation.cart) {
-      state.cart = { items: objectsOf(conversation.cart.items), total: conversation.cart.total || 0 };
+      state.cart = conversationCart(conversation);
     }
     // The detail names the assistant that replies next. Its replies name the ones that did.
     var named = conversation.assistant;
@@ -1210,6 +1215,8 @@
     this.cardRows = [];
     this.cartOpen = false;
     this.cartUnknown = false;
+    // The number of cart_changed events so far, so that a cart read back after one is dropped.
+    this.cartChanges = 0;
     // The token of the stored conversation's read-back in flight, or null.
     this.restoring = null;
   }
@@ -1624,6 +1631,7 @@
     }
     var key = retry ? retry.key : newIdempotencyKey();
     var counted = retry ? retry.counted : false;
+    var starting = !this.conversationId;
     // Kept until the reply is complete, so that a page reload during the reply keeps the key.
     this._setRetryMessage({ text: message, key: key, counted: counted });
     var last = this.state.entries[this.state.entries.length - 1];
@@ -1656,6 +1664,9 @@
             widget._setRetryMessage({ text: message, key: key, counted: true });
           } else {
             widget._setRetryMessage(null);
+            if (starting && !reply.events.some(isCartChanged)) {
+              widget._readCart();
+            }
           }
         },
         function (error) {
@@ -1667,6 +1678,38 @@
   function isStreamInterrupted(event) {
     return event.type === "error" && event.code === "stream_interrupted";
   }
+
+  function isCartChanged(event) {
+    return event.type === "cart_changed";
+  }
+
+  /**
+   * Read the cart of the conversation after its first reply. That reply loads the merchant's
+   * cart (cart GET) without a cart_changed event, so the summary would show a cart with
+   * items as empty. A cart_changed event or a new conversation since then wins over it.
+   */
+  VIZOCHOKWidget.prototype._readCart = function () {
+    var widget = this;
+    var conversationId = this.conversationId;
+    var changes = this.cartChanges;
+    this.client.getConversation(conversationId, 1).then(
+      function (conversation) {
+        if (
+          widget.conversationId !== conversationId ||
+          widget.cartChanges !== changes ||
+          !conversation.cart
+        ) {
+          return;
+        }
+        widget.state = Object.assign({}, widget.state, { cart: conversationCart(conversation) });
+        widget.cartUnknown = false;
+        widget._render();
+      },
+      function () {
+        // NOTE: the summary keeps the cart it shows until a reply changes the cart.
+      }
+    );
+  };
 
   /**
    * Send a message typed or picked in the panel. The input is disabled during the reply,
@@ -1699,6 +1742,7 @@
       this._connect({ conversationId: this.conversationId, restored: false });
     }
     if (event.type === "cart_changed") {
+      this.cartChanges += 1;
       this.cartUnknown = false;
       safeCall(callbacks.onCartChanged, cartChangedEvent(event));
     } else if (event.type === "error") {

@@ -1,3 +1,4 @@
+import time
 from decimal import Decimal
 
 import pytest
@@ -13,6 +14,7 @@ from conversations.assistants.intents import (
     name_matches,
     names_product,
     names_quantity,
+    normalize,
     number_only,
     parse_intent,
     search_query,
@@ -1358,3 +1360,32 @@ def test_ukrainian_from_latin(text, expected):
 )
 def test_name_matches_latin_spelling(fragment, name, expected):
     assert name_matches(fragment, name) is expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("½", "0.5"),
+        ("12½ кг", "12.5 кг"),
+        ("2 ½ kg", "2.5 kg"),
+        ("1 2½", "1 2.5"),
+        ("x12¾", "x12.75"),
+        ("12345", "12345"),
+    ],
+)
+def test_normalize_fractions(text, expected):
+    assert normalize(text) == expected
+
+
+@pytest.mark.parametrize("tail", ["", "½"])
+def test_parse_long_digit_run_fast(tail):
+    # A message at the size limit of 65,536 bytes. A fraction pattern that scans the digits
+    # again from each digit takes minutes on it.
+    text = "додай " + "9" * 65_000 + tail
+    started = time.perf_counter()
+
+    parse_intent(text)
+    measures(text)
+    search_query(text)
+
+    assert time.perf_counter() - started < 5

@@ -33,6 +33,7 @@ from demo.run import (
     manage,
     prepare_tenant,
     print_instructions,
+    stop,
     stop_on_signals,
     wait_until_healthy,
 )
@@ -191,6 +192,78 @@ def test_stop_signals_undo_ignored_sigint():
 
     assert result.returncode == 0, result.stderr
     assert result.stdout == "interrupted\n"
+
+
+def test_second_interrupt_does_not_break_stop():
+    # An impatient user presses Ctrl-C again while the demo stops its servers.
+    script = (
+        "import subprocess, sys\n"
+        "from demo.run import stop, stop_on_signals\n"
+        "stop_on_signals()\n"
+        "child = subprocess.Popen(\n"
+        "    [sys.executable, '-c', 'import signal, time; "
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN); print(1, flush=True); time.sleep(3)'],\n"
+        "    stdout=subprocess.PIPE, start_new_session=True,\n"
+        ")\n"
+        "child.stdout.readline()\n"
+        "print('stopping', flush=True)\n"
+        "stop([child])\n"
+        "print('stopped', child.returncode, flush=True)\n"
+    )
+    demo = subprocess.Popen(
+        [sys.executable, "-c", script],
+        cwd=PROJECT_DIR,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    assert demo.stdout is not None
+    assert demo.stdout.readline() == "stopping\n"
+    for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        time.sleep(0.3)
+        os.kill(demo.pid, number)
+    stdout, stderr = demo.communicate(timeout=60)
+
+    assert demo.returncode == 0, stderr
+    assert stdout == "stopped 0\n"
+    assert "Traceback" not in stderr
+    assert "KeyboardInterrupt" not in stderr
+
+
+def test_stop_restores_signal_handlers():
+    previous = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        stop_on_signals()
+        stop([])
+
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        assert signal.getsignal(signal.SIGTERM) is signal.default_int_handler
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+def test_stop_kills_process_that_ignores_sigterm(monkeypatch):
+    monkeypatch.setattr("demo.run.STOP_TIMEOUT_SECONDS", 1)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+            "print(1, flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        start_new_session=True,
+    )
+    assert process.stdout is not None
+    process.stdout.readline()
+    started = time.monotonic()
+
+    stop([process])
+
+    assert process.wait(timeout=10) == -signal.SIGKILL
+    assert time.monotonic() - started < 10
 
 
 def test_instructions_name_db_stop(capsys):

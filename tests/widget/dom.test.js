@@ -96,7 +96,9 @@ test("dom start without language sends none", async () => {
   input.dispatch("keydown", { key: "Enter", shiftKey: false, isComposing: false });
   await settle();
   assert.deepEqual(requests[0].body, { store_id: "store-1" });
-  assert.equal(requests.length, 2);
+  // The conversation, the message and the cart read after the first reply.
+  assert.equal(requests.length, 3);
+  assert.equal(requests[2].url, "http://127.0.0.1:8000/api/v1/conversations/conv_1?limit=1");
 });
 
 test("dom reply returns focus to the input", async () => {
@@ -248,6 +250,91 @@ test("dom cart stays open across renders", async () => {
   const rebuilt = shadow.byClass("vz-cart")[0].byTag("details")[0];
   assert.notEqual(rebuilt, details);
   assert.equal(rebuilt.open, true);
+});
+
+// The cart that the first message loaded from the merchant, as the conversation reads back.
+const LOADED_CART = {
+  items: [{ sku: "b-1", name: "Bread", price: 18.6, promo_price: null, quantity: 1, unit: "pcs" }],
+  total: 18.6,
+};
+
+/**
+ * Return a fetch whose replies are `replies` in order and whose conversation reads back
+ * with LOADED_CART once `readBack` resolves. It records each requested URL.
+ */
+function cartReadFetch(urls, replies, readBack) {
+  let messages = 0;
+  return async (url) => {
+    urls.push(url);
+    if (url.endsWith("/api/v1/conversations")) {
+      return response(201, { conversation_id: "conv_1", assistant: "offline" });
+    }
+    if (url.endsWith("?limit=1")) {
+      await readBack;
+      return response(200, { conversation_id: "conv_1", messages: [], cart: LOADED_CART });
+    }
+    messages += 1;
+    return response(200, { message_id: "msg_" + messages, events: replies[messages - 1] });
+  };
+}
+
+test("dom first reply reads loaded cart", async () => {
+  const urls = [];
+  const dom = loadWidget(cartReadFetch(urls, [REPLY, REPLY], Promise.resolve()));
+  const config = { apiKey: "pk_test", storeId: "store-1", language: "en" };
+  const widget = new dom.VIZOCHOKWidget(config).mount();
+  widget.open();
+
+  widget.send("milk");
+  await settle();
+  widget.send("kefir");
+  await settle();
+
+  assert.deepEqual(urls, [
+    "http://127.0.0.1:8000/api/v1/conversations",
+    "http://127.0.0.1:8000/api/v1/conversations/conv_1/messages",
+    "http://127.0.0.1:8000/api/v1/conversations/conv_1?limit=1",
+    "http://127.0.0.1:8000/api/v1/conversations/conv_1/messages",
+  ]);
+  // The widget runs in another realm, so its objects are compared as JSON.
+  assert.deepEqual(JSON.parse(JSON.stringify(widget.state.cart)), LOADED_CART);
+  const summary = widget.host.shadowRoot.byClass("vz-cart")[0].byTag("summary")[0];
+  assert.equal(summary.textContent, "Cart (1): Total 18.60");
+});
+
+test("dom first reply with cart change reads nothing", async () => {
+  const urls = [];
+  const dom = loadWidget(cartReadFetch(urls, [CART_REPLY], Promise.resolve()));
+  const widget = new dom.VIZOCHOKWidget({ apiKey: "pk_test", storeId: "store-1" }).mount();
+  widget.open();
+
+  widget.send("milk");
+  await settle();
+
+  assert.equal(urls.length, 2);
+  assert.equal(widget.state.cart.total, 40);
+});
+
+test("dom cart change wins over cart read", async () => {
+  const urls = [];
+  let finishReadBack = null;
+  const readBack = new Promise((resolve) => {
+    finishReadBack = resolve;
+  });
+  const dom = loadWidget(cartReadFetch(urls, [REPLY, CART_REPLY], readBack));
+  const widget = new dom.VIZOCHOKWidget({ apiKey: "pk_test", storeId: "store-1" }).mount();
+  widget.open();
+
+  widget.send("milk");
+  await settle();
+  widget.send("add milk");
+  await settle();
+  finishReadBack();
+  await settle();
+
+  assert.equal(urls.length, 4);
+  assert.equal(widget.state.cart.total, 40);
+  assert.equal(widget.state.cart.items[0].sku, "m-1");
 });
 
 test("dom failed restore shows error and no cart", async () => {
@@ -444,6 +531,9 @@ function keyedFetch(keys, failing, interrupted = []) {
   return async (url, init) => {
     if (url.endsWith("/api/v1/conversations")) {
       return response(201, { conversation_id: "conv_1", assistant: "offline" });
+    }
+    if (url.endsWith("/api/v1/conversations/conv_1?limit=1")) {
+      return response(200, { conversation_id: "conv_1", messages: [], cart: null });
     }
     messages += 1;
     keys.push(init.headers["Idempotency-Key"]);
