@@ -470,12 +470,12 @@
     return null;
   }
 
-  /** Build the state of a conversation read with GET /api/v1/conversations/{id}. */
   /** Return the cart of a conversation read back from the API. */
   function conversationCart(conversation) {
     return { items: objectsOf(conversation.cart.items), total: conversation.cart.total || 0 };
   }
 
+  /** Build the state of a conversation read with GET /api/v1/conversations/{id}. */
   function restoreState(conversation) {
     var state = initialState();
     objectsOf(conversation.messages).forEach(function (message) {
