@@ -11,7 +11,7 @@ It creates ``--tenants`` tenants with a small catalog from demo/data (dairy, bre
 coffee, embedded with the configured embedder), and one secret API key per shopper, because
 a key may hold only 3 WebSocket sockets at once. Each shopper starts one conversation with a
 user id of its own and sends ``--messages`` messages one after another, cycling through
-"знайди X", "додай X" and "покажи кошик", over JSON, SSE or a WebSocket (``--mix``).
+"знайди X", "додай перший" and "покажи кошик", over JSON, SSE or a WebSocket (``--mix``).
 
 It prints, per transport, messages per second, turn latency percentiles and the count of
 each rejection code, and the CPU seconds that each process used. Then it checks:
@@ -478,7 +478,7 @@ def shopper_texts(*, number: int, messages: int, words: list[str]) -> list[str]:
     texts = []
     for index in range(messages):
         word = words[(number + index // 3) % len(words)]
-        texts.append(("знайди {}", "додай {}", "покажи кошик")[index % 3].format(word))
+        texts.append(("знайди {}", "додай перший", "покажи кошик")[index % 3].format(word))
     return texts
 
 
@@ -718,7 +718,9 @@ def report(
         lines.append(
             f"{transport:<10}{count:>9}{len(latencies):>7}{rate:>8.1f}{timings}  {codes or '-'}"
         )
-    lines.append(f"CPU seconds during the run (of {seconds * os.cpu_count():.0f} available):")
+    lines.append(
+        f"CPU seconds during the run (of {seconds * (os.cpu_count() or 1):.1f} available):"
+    )
     named = sum(value for name, value in cpu.items() if name != "machine")
     for name, value in cpu.items():
         if name != "machine":
@@ -779,10 +781,14 @@ def merchant_cart(
     return {item["sku"]: float(item["quantity"]) for item in items}
 
 
-def check_conversations(setups: list[TenantSetup], merchant_url: str, secret: str) -> list[str]:
+def check_conversations(
+    setups: list[TenantSetup], merchant_url: str, secret: str
+) -> tuple[list[str], str]:
+    """Compare each conversation's cart with the merchant's; return failures and a summary."""
     from conversations.models import Conversation
 
     failures = []
+    with_items = 0
     conversations = Conversation.objects.filter(
         tenant_id__in=[setup.tenant_id for setup in setups]
     ).order_by("pk")
@@ -792,11 +798,13 @@ def check_conversations(setups: list[TenantSetup], merchant_url: str, secret: st
             for item in (conversation.cart or {}).get("items", [])
         }
         theirs = merchant_cart(merchant_url, secret, conversation.store_id, conversation.session_id)
+        with_items += bool(theirs)
         if ours != theirs:
             failures.append(f"{conversation.public_id}: cart {ours} != the merchant's {theirs}")
         if conversation.turn_started_at is not None:
             failures.append(f"{conversation.public_id}: still busy (turn_started_at set)")
-    return failures
+    summary = f"carts compared: {len(conversations)} conversations, {with_items} with items"
+    return failures, summary
 
 
 def model_stats(llm_url: str) -> dict[str, int]:
@@ -879,7 +887,9 @@ def main(argv: list[str] | None = None) -> int:
             model_tokens = model_stats(model_url)["tokens"]
         failures = warm_up.problems + results.problems
         failures += check_tokens(setups, model_tokens)
-        failures += check_conversations(setups, merchant_url, secret)
+        cart_failures, cart_summary = check_conversations(setups, merchant_url, secret)
+        failures += cart_failures
+        sys.stdout.write(f"{cart_summary}\n")
         if failures:
             sys.stdout.write(f"checks: {len(failures)} failed\n")
             for failure in failures[:50]:

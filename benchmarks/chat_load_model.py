@@ -6,7 +6,9 @@ tool calls:
 
 - ``знайди X``: ``search_products`` with ``X``, then a short text;
 - ``додай X``: ``search_products`` with ``X``, then ``add_to_cart`` with the first SKU
-  found, then a short text (a text alone when the search found nothing);
+  found, then a short text (a text alone when the search found nothing). ``додай перший``
+  ("add the first one") searches with the latest ``знайди`` query of the conversation, so
+  that the offline assistant and the agent get the same messages;
 - ``покажи кошик``: ``view_cart``, then a short text;
 - anything else: a short text.
 
@@ -73,6 +75,8 @@ def plan_answer(messages: list[dict[str, Any]]) -> tuple[list[tuple[str, dict[st
     match = COMMAND.match(text)
     verb, argument = (match.group(1).lower(), match.group(2).strip()) if match else ("", "")
 
+    if verb == "додай" and argument.lower() == "перший":
+        argument = _last_search(messages[:last_user]) or argument
     if verb in ("знайди", "додай") and not tool_results:
         return [("search_products", {"query": argument or text})], ""
     if verb == "додай" and len(tool_results) == 1:
@@ -83,6 +87,16 @@ def plan_answer(messages: list[dict[str, Any]]) -> tuple[list[tuple[str, dict[st
     if verb == "покажи кошик" and not tool_results:
         return [("view_cart", {})], ""
     return [], REPLY_TEXT
+
+
+def _last_search(messages: list[dict[str, Any]]) -> str | None:
+    """Return the query of the latest "знайди X" among earlier user messages."""
+    for message in reversed(messages):
+        if message["role"] == "user" and isinstance(message["content"], str):
+            match = COMMAND.match(message["content"])
+            if match and match.group(1).lower() == "знайди":
+                return match.group(2).strip()
+    return None
 
 
 def _first_sku(tool_result: str) -> str | None:
