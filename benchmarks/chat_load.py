@@ -62,15 +62,15 @@ ROOT = Path(__file__).resolve().parent.parent
 DEMO_DATA = ROOT / "demo" / "data"
 TRANSPORTS = ("json", "sse", "ws")
 STORE_ID = "store-1"
-# Catalog words; each gets an equal share of --products, taken from the demo catalog.
+# Catalog words. Each gets an equal share of --products, taken from the demo catalog.
 PRODUCT_WORDS = ("молоко", "кефір", "хліб", "масло", "чай", "кава")
-# Seconds a client waits for one reply; above the app's 120 s turn limit.
+# Seconds a client waits for one reply, above the app's 120 s turn limit.
 TURN_TIMEOUT_SECONDS = 180
 START_TIMEOUT_SECONDS = 60
 
 
 def parse_mix(text: str) -> dict[str, int]:
-    """Parse ``json=1,sse=1,ws=1`` into weights; a transport left out gets 0."""
+    """Parse ``json=1,sse=1,ws=1`` into weights. A transport left out gets 0."""
     weights = dict.fromkeys(TRANSPORTS, 0)
     for part in text.split(","):
         name, _, weight = part.partition("=")
@@ -221,7 +221,7 @@ def wait_until_healthy(url: str, started: Started) -> None:
         except (OSError, http.client.HTTPException):
             time.sleep(0.2)
     raise SystemExit(
-        f"The {started.name} did not answer {url} within {START_TIMEOUT_SECONDS} s; "
+        f"The {started.name} did not respond to {url} within {START_TIMEOUT_SECONDS} s; "
         f"see {started.log}"
     )
 
