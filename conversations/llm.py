@@ -799,19 +799,27 @@ def _tool_calls(raw_calls: Sequence[_RawToolCall], request: CompletionRequest) -
                 f"surrogate: {_short(call_id)!r}."
             )
         text = raw_arguments or ""
+        # The arguments often quote the shopper's message, and the detail of the error is
+        # logged, so it names their length and the parser's error, never the text.
         try:
             arguments = json.loads(text) if text.strip() else {}
         # RecursionError means nesting deeper than the parser's limit of about 1,000 levels.
-        except (ValueError, RecursionError) as error:
+        except RecursionError as error:
             raise LLMInvalidResponse(
-                f"The arguments of the {name} call are not valid JSON: {_short(text)!r}."
+                f"The arguments of the {name} call ({len(text)} characters) are nested too "
+                "deeply to parse as JSON."
+            ) from error
+        except ValueError as error:
+            raise LLMInvalidResponse(
+                f"The arguments of the {name} call ({len(text)} characters) are not valid "
+                f"JSON: {_json_error_position(error)}."
             ) from error
         if not isinstance(arguments, dict):
             raise LLMInvalidResponse(f"The arguments of the {name} call are not a JSON object.")
         if not _storable_value(arguments):
             raise LLMInvalidResponse(
-                f"The arguments of the {name} call contain a NUL character or an unpaired "
-                f"surrogate: {_short(text)!r}."
+                f"The arguments of the {name} call ({len(text)} characters) contain a NUL "
+                "character or an unpaired surrogate."
             )
         call_id = _unique_call_id(call_id, index=index, used=used_ids)
         used_ids.add(call_id)
@@ -958,6 +966,18 @@ def _estimated_tokens(chars: int) -> int:
 
 def _since(started: float) -> int:
     return int((time.monotonic() - started) * 1000)
+
+
+def _json_error_position(error: ValueError) -> str:
+    """Return the parser's reason and position for ``error``, without the parsed text.
+
+    A ``JSONDecodeError`` message contains no input. Any other ``ValueError``, such as
+    Python's limit of 4,300 digits for an integer, is named by its type only, because its
+    message may quote the input.
+    """
+    if isinstance(error, json.JSONDecodeError):
+        return f"{error.msg} at character {error.pos}"
+    return type(error).__name__
 
 
 def _short(text: str, limit: int = 200) -> str:

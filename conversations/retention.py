@@ -3,7 +3,7 @@
 Conversations contain the shopper's messages, user id and cart, which are personal data.
 ``conversations_prune`` deletes the conversations that have been idle for longer than the
 retention period, and ``shopper_data_erase`` and ``conversation_erase`` delete one
-shopper's data on the merchant's request. None of them deletes a conversation while a turn
+shopper's data on the merchant's request, through the admin API or ``erase_shopper``. None of them deletes a conversation while a turn
 holds its lease (see ``conversations.leases``).
 """
 
@@ -16,15 +16,19 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef, QuerySet
 from django.utils import timezone
 
+from conversations.identity import ANONYMOUS_SESSION_PREFIX
 from conversations.leases import turn_in_progress
 from conversations.models import Conversation, Message, UserDailyUsage
 from tenants.models import Tenant
-from vizochok.exceptions import Conflict, ErrorCode, NotFound
+from vizochok.exceptions import Conflict, ErrorCode, InvalidInput, NotFound
+from vizochok.text import is_storable_text
 
 logger = logging.getLogger(__name__)
 
 # Conversations deleted per transaction, so that a large pruning holds its row locks briefly.
 PRUNE_BATCH_SIZE = 500
+# The maximum length of a user id that the chat API accepts.
+MAX_USER_ID_LENGTH = 200
 
 
 @dataclass(frozen=True)
@@ -93,13 +97,44 @@ def conversations_prune(*, older_than: timedelta, tenant: Tenant | None = None) 
     return counts
 
 
+def shopper_user_id_problem(user_id: str) -> str | None:
+    """Return why no shopper can have ``user_id``, or None when one can.
+
+    An empty id is a problem too, because the conversations of anonymous shoppers have an
+    empty ``user_id``.
+    """
+    if not user_id:
+        return "Must not be empty."
+    if len(user_id) > MAX_USER_ID_LENGTH:
+        return f"Ensure this field has no more than {MAX_USER_ID_LENGTH} characters."
+    if user_id != user_id.strip():
+        return "Must not start or end with whitespace."
+    if "\x00" in user_id:
+        # The chat API rejects such ids too, and PostgreSQL cannot compare text with a NUL.
+        return "Null characters are not allowed."
+    if not is_storable_text(user_id):
+        # Command-line bytes that are not UTF-8 reach Python as unpaired surrogates.
+        return "Must be valid UTF-8 text."
+    if user_id.lower().startswith(ANONYMOUS_SESSION_PREFIX):
+        return (
+            f"User ids starting with {ANONYMOUS_SESSION_PREFIX!r} are reserved; delete an "
+            "anonymous shopper's conversation by its id."
+        )
+    return None
+
+
 def shopper_data_erase(*, tenant: Tenant, user_id: str) -> DeletedCounts:
     """Delete every conversation, message and daily usage row of ``tenant``'s shopper.
 
     Everything is deleted in one transaction. While a turn holds the lease of one of the
     shopper's conversations, ``agent_busy`` (409) is raised and nothing is deleted. A shopper
-    without data gets zero counts. The log line contains the counts, never the user id.
+    without data gets zero counts. Raise ``InvalidInput`` for a ``user_id`` that
+    ``shopper_user_id_problem`` rejects, before anything is read. The log line contains the
+    counts, never the user id.
     """
+    problem = shopper_user_id_problem(user_id)
+    if problem is not None:
+        raise InvalidInput("Invalid user id.", fields={"user_id": [problem]})
     with transaction.atomic():
         locked = _conversations_lock(Conversation.objects.filter(tenant=tenant, user_id=user_id))
         _reject_turn_in_progress(locked)

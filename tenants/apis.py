@@ -18,9 +18,13 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from conversations.apis import ConversationDetailApi
-from conversations.identity import ANONYMOUS_SESSION_PREFIX
 from conversations.models import Conversation, Message
-from conversations.retention import DeletedCounts, conversation_erase, shopper_data_erase
+from conversations.retention import (
+    DeletedCounts,
+    conversation_erase,
+    shopper_data_erase,
+    shopper_user_id_problem,
+)
 from conversations.selectors import (
     SHOPPER_CONVERSATIONS_PAGE_DEFAULT,
     SHOPPER_CONVERSATIONS_PAGE_MAX,
@@ -407,9 +411,6 @@ class AssistantSettingsApi(AdminApi):
         return Response(self.OutputSerializer(assistant_settings).data)
 
 
-# Maximum length of a user id, as the chat API accepts it.
-_MAX_USER_ID_LENGTH = 200
-
 _USER_ID_PARAMETER = OpenApiParameter(
     "user_id",
     str,
@@ -439,19 +440,7 @@ _AGENT_BUSY = (
 
 def _shopper_user_id(user_id: str) -> str:
     """Return ``user_id`` from the path; raise ``InvalidInput`` if no shopper can have it."""
-    problem = None
-    if len(user_id) > _MAX_USER_ID_LENGTH:
-        problem = f"Ensure this field has no more than {_MAX_USER_ID_LENGTH} characters."
-    elif user_id != user_id.strip():
-        problem = "Must not start or end with whitespace."
-    elif "\x00" in user_id:
-        # The chat API rejects such ids too, and PostgreSQL cannot compare text with a NUL.
-        problem = "Null characters are not allowed."
-    elif user_id.lower().startswith(ANONYMOUS_SESSION_PREFIX):
-        problem = (
-            f"User ids starting with {ANONYMOUS_SESSION_PREFIX!r} are reserved; delete an "
-            "anonymous shopper's conversation by its id."
-        )
+    problem = shopper_user_id_problem(user_id)
     if problem is not None:
         raise InvalidInput("Invalid user id.", fields={"user_id": [problem]})
     return user_id

@@ -24,7 +24,7 @@ urlpatterns = [
     # A user id may contain "/", so both routes take the rest of the path, and the longer
     # one comes first.
     # NOTE: a DELETE of a user id ending in "/conversations" reaches the export's route and
-    # gets 405, so such a shopper's daily usage rows cannot be erased through this API.
+    # gets 405, so such a shopper is erased with the erase_shopper command instead.
     path(
         "shoppers/<path:user_id>/conversations",
         ShopperConversationsApi.as_view(),

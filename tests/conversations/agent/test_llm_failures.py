@@ -26,6 +26,7 @@ from tests.conversations.agent.llm_server import (
 )
 from tests.conversations.chat import cart_posts, reply_text, send
 from tests.conversations.shop_data import MILK_LACTEL, SESSION_ID, STORE_ID, show
+from vizochok.logging import KeyValueFormatter
 
 pytestmark = pytest.mark.django_db
 
@@ -1098,3 +1099,42 @@ def test_unusable_base_url_is_reported(
     [logged] = [r for r in caplog.records if r.getMessage() == "conversations.agent.llm_failed"]
     assert logged.detail == detail
     assert not [r for r in caplog.records if "s3cret" in r.getMessage()]
+
+
+# A shopper's address, quoted by the model in the arguments of a tool call.
+QUOTED_ADDRESS = "вул. Хрещатик 5, кв. 12"
+
+
+@pytest.mark.parametrize(
+    ("arguments", "detail"),
+    [
+        pytest.param(
+            '{"query": "' + QUOTED_ADDRESS + '", limit: 2}',
+            "The arguments of the search_products call (46 characters) are not valid JSON: "
+            "Expecting property name enclosed in double quotes at character 37.",
+            id="invalid json",
+        ),
+        pytest.param(
+            '{"query": "' + QUOTED_ADDRESS + '\\u0000"}',
+            "The arguments of the search_products call (42 characters) contain a NUL "
+            "character or an unpaired surrogate.",
+            id="nul character",
+        ),
+    ],
+)
+def test_rejected_arguments_stay_out_of_logs(
+    chat_client, shop, conversation, llm, stream_mode, caplog, arguments, detail
+):
+    llm.add(tool_calls(call("search_products", arguments)))
+    formatter = KeyValueFormatter()
+
+    with caplog.at_level(logging.DEBUG, logger="conversations"):
+        sent = send(chat_client, conversation, "Знайди молоко")
+
+    assert sent[0]["reason"] == "llm_invalid_response"
+    [failed] = [r for r in caplog.records if r.getMessage() == "llm.completion_failed"]
+    assert failed.detail == detail
+    [logged] = [r for r in caplog.records if r.getMessage() == "conversations.agent.llm_failed"]
+    assert logged.detail == detail
+    lines = [formatter.format(record) for record in caplog.records]
+    assert [line for line in lines if "Хрещатик" in line] == []
