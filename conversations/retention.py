@@ -3,8 +3,8 @@
 Conversations contain the shopper's messages, user id and cart, which are personal data.
 ``conversations_prune`` deletes the conversations that have been idle for longer than the
 retention period, and ``shopper_data_erase`` and ``conversation_erase`` delete one
-shopper's data on the merchant's request, through the admin API or ``erase_shopper``. None of them deletes a conversation while a turn
-holds its lease (see ``conversations.leases``).
+shopper's data on the merchant's request, through the admin API or ``erase_shopper``. None
+of them deletes a conversation while a turn holds its lease (see ``conversations.leases``).
 """
 
 import logging
