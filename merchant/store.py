@@ -1,9 +1,10 @@
 """Prices, stock and carts of the reference merchant, kept in memory.
 
 The merchant is the system of record for prices and stock. Vizochok requests current prices
-from it and sends it cart changes, and the merchant decides whether to accept them. A cart change is checked against the
-merchant's own data only. The `name` and `price` that the request carries are ignored, and the
-cart stores the merchant's current price (the promotional price when there is one).
+from it and sends it cart changes, and the merchant decides whether to accept them. A cart
+change is checked against the merchant's own data only. The `name` and `price` that the
+request carries are ignored, and the cart stores the merchant's current price (the
+promotional price when there is one).
 
 Carts are keyed by (store_id, session_id) and do not reserve stock: a cart may hold up to the
 current stock level of each product, and up to the product's per-customer limit.

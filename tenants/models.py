@@ -9,8 +9,8 @@ from django.db import models
 from tenants.encryption import EncryptedSecretField, EncryptedSecretsMixin, secret_is_set
 from vizochok.models import TimestampedModel
 
-# Maximum length of a secret that a tenant may set, in characters. The columns hold the encrypted form,
-# which is longer, so they have no length limit of their own.
+# Maximum length of a secret that a tenant may set, in characters. The columns hold the
+# encrypted form, which is longer, so they have no length limit of their own.
 MAX_SECRET_LENGTH = 200
 # Longest per-attempt timeout a tenant may give its webhooks, in seconds.
 MAX_WEBHOOK_TIMEOUT_SECONDS = 30

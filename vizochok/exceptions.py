@@ -213,8 +213,9 @@ def database_unreachable(exc: Exception) -> bool:
     """Tell whether ``exc`` comes from a lost or refused database connection.
 
     It reads the default connection of the calling thread, so call it on the thread whose
-    query raised ``exc``, before that connection is closed. A query that fails on a working connection (a statement timeout, a deadlock) is a
-    fault of this code or its data and stays an internal error.
+    query raised ``exc``, before that connection is closed. A query that fails on a working
+    connection (a statement timeout, a deadlock) is a fault of this code or its data and
+    stays an internal error.
     """
     if not isinstance(exc, OperationalError | InterfaceError):
         return False
