@@ -4,7 +4,8 @@ Started by ``make demo`` with DATABASE_URL set. It migrates, prepares the demo t
 imports the ATB catalog. It then starts the reference merchant, the app under gunicorn, the
 WebSocket chat endpoint under uvicorn and a catalog worker, uploads a product through the
 catalog API and plays the conversation through the HTTP API. The processes keep running
-until Ctrl-C.
+until Ctrl-C. After a stop signal it ends by that signal, so a shell reports status 130
+after Ctrl-C and 143 after a SIGTERM.
 """
 
 import argparse
@@ -21,7 +22,8 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import Any
+from types import FrameType
+from typing import Any, NoReturn
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "demo" / "data"
@@ -451,6 +453,17 @@ def app_command() -> list[str]:
     return [gunicorn, "-c", "python:vizochok.gunicorn", "--no-control-socket", "vizochok.wsgi"]
 
 
+# The stop signal that interrupted the demo, which main() ends with once its servers stopped.
+received_signal: int | None = None
+
+
+def interrupt(number: int, frame: FrameType | None) -> None:
+    """Store the signal ``number``, then raise KeyboardInterrupt as Ctrl-C does."""
+    global received_signal
+    received_signal = number
+    raise KeyboardInterrupt
+
+
 def stop_on_signals() -> None:
     """Make SIGINT, SIGTERM and SIGHUP raise KeyboardInterrupt, so that stop() runs.
 
@@ -460,7 +473,21 @@ def stop_on_signals() -> None:
     and Python then installs no handler of its own, so SIGINT is set here too.
     """
     for number in STOP_SIGNALS:
-        signal.signal(number, signal.default_int_handler)
+        signal.signal(number, interrupt)
+
+
+def exit_by_signal(number: int) -> NoReturn:
+    """End the process by the signal ``number``, which the shell reports as 128 + number.
+
+    Dying by the signal, rather than exiting with that status, also tells a calling shell
+    script that the user pressed Ctrl-C, so that the script stops too.
+    """
+    with contextlib.suppress(OSError):
+        sys.stdout.flush()
+    signal.signal(number, signal.SIG_DFL)
+    os.kill(os.getpid(), number)
+    # The default action of each stop signal ends the process before this line.
+    raise SystemExit(128 + number)
 
 
 def start_worker() -> subprocess.Popen[bytes]:
@@ -474,8 +501,9 @@ def start_worker() -> subprocess.Popen[bytes]:
 def keep_serving(processes: list[subprocess.Popen[bytes]]) -> None:
     """Wait for Ctrl-C; restart the catalog worker if it stops, as a process manager would.
 
-    The worker is the last process. A stopped app, WebSocket server or merchant ends the demo,
-    and so does the end of the process that started the demo, such as a killed ``make``.
+    The worker is the last process. A stopped app, WebSocket server or merchant ends the demo
+    with status 1. The end of the process that started the demo, such as a killed ``make``,
+    ends it too, with status 0.
     """
     parent_pid = os.getppid()
     *servers, worker = processes
@@ -487,7 +515,7 @@ def keep_serving(processes: list[subprocess.Popen[bytes]]) -> None:
             print("The catalog worker stopped; starting a new one.", flush=True)
             worker = processes[-1] = start_worker()
         time.sleep(1)
-    print("A server stopped unexpectedly; see the logs in .demo/.", flush=True)
+    raise SystemExit("A server stopped unexpectedly; see the logs in .demo/.")
 
 
 # The maximum lifetime the server accepts for a user token (docs/security.md).
@@ -698,6 +726,8 @@ def main() -> None:
                 )
             elif interrupted:
                 print("\nStopped before starting any server.", flush=True)
+    if interrupted:
+        exit_by_signal(received_signal or signal.SIGINT)
 
 
 if __name__ == "__main__":

@@ -33,3 +33,12 @@ def escape_unstorable_text(text: str) -> str:
         f"\\u{ord(character):04x}" if _is_unstorable_character(character) else character
         for character in text
     )
+
+
+def count_noun(count: int, singular: str, plural: str | None = None) -> str:
+    """Return ``count`` and the English form of the noun for it: "1 product", "0 products".
+
+    ``plural`` defaults to ``singular`` with an "s" appended.
+    """
+    noun = singular if count == 1 else plural or f"{singular}s"
+    return f"{count} {noun}"

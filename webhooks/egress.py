@@ -297,7 +297,7 @@ def _prepare_request(
     try:
         return request.prepare()
     except requests.exceptions.InvalidURL as error:
-        raise UnsafeURLError(EgressErrorCode.INVALID_URL, f"URL is not valid: {error}") from error
+        raise UnsafeURLError(EgressErrorCode.INVALID_URL, f"URL is not valid: {error}.") from error
 
 
 def _exchange(

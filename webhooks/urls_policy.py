@@ -295,11 +295,11 @@ def _invalid_url(message: str) -> UnsafeURLError:
 
 def _split_url(url: str, *, policy: EgressPolicy) -> SplitResult:
     if not isinstance(url, str) or not url:
-        raise _invalid_url("URL is empty")
+        raise _invalid_url("URL is empty.")
     if len(url) > MAX_URL_LENGTH:
-        raise _invalid_url(f"URL is longer than {MAX_URL_LENGTH} characters")
+        raise _invalid_url(f"URL is longer than {MAX_URL_LENGTH} characters.")
     if _FORBIDDEN_URL_CHARACTERS.search(url):
-        raise _invalid_url("URL contains whitespace, a control character or a backslash")
+        raise _invalid_url("URL contains whitespace, a control character or a backslash.")
 
     try:
         parts = urlsplit(url)
@@ -307,26 +307,26 @@ def _split_url(url: str, *, policy: EgressPolicy) -> SplitResult:
         # or one above 65535 only when .port is accessed.
         port = parts.port
     except ValueError as error:
-        raise _invalid_url(f"URL is not valid: {error}") from error
+        raise _invalid_url(f"URL is not valid: {error}.") from error
 
     allowed_schemes = ("https", "http") if policy.allow_http else ("https",)
     if not parts.scheme:
-        raise _invalid_url("URL has no scheme; it must start with https://")
+        raise _invalid_url("URL has no scheme. Use a URL that starts with https://.")
     if parts.scheme not in allowed_schemes:
         raise UnsafeURLError(
             EgressErrorCode.SCHEME_NOT_ALLOWED,
-            f"URL scheme {parts.scheme!r} is not allowed; use https://",
+            f"URL scheme {parts.scheme!r} is not allowed. Use a URL that starts with https://.",
         )
     if "@" in parts.netloc:
         raise UnsafeURLError(
             EgressErrorCode.CREDENTIALS_NOT_ALLOWED,
-            "URL must not contain a user name or password; "
-            "the webhook secret signs each request instead",
+            "URL must not contain a user name or password. "
+            "The webhook secret signs each request instead.",
         )
     if not parts.hostname:
-        raise _invalid_url("URL has no host")
+        raise _invalid_url("URL has no host.")
     if port == 0:
-        raise _invalid_url("URL port 0 is not valid")
+        raise _invalid_url("URL port 0 is not valid.")
     return parts
 
 
@@ -339,11 +339,11 @@ def _normalize_host(host: str) -> tuple[str, IPAddress | None]:
     if ":" in host:
         # urlsplit() leaves a colon in the host only for a bracketed IPv6 literal.
         if "%" in host:
-            raise _invalid_url("IPv6 zone identifiers are not allowed in URLs")
+            raise _invalid_url("IPv6 zone identifiers are not allowed in URLs.")
         try:
             address = ipaddress.IPv6Address(host)
         except ValueError as error:
-            raise _invalid_url(f"URL host [{host}] is not a valid IPv6 address") from error
+            raise _invalid_url(f"URL host [{host}] is not a valid IPv6 address.") from error
         return str(address), address
 
     if not host.isascii():
@@ -352,21 +352,21 @@ def _normalize_host(host: str) -> tuple[str, IPAddress | None]:
         try:
             host = idna.encode(host, uts46=True).decode("ascii")
         except idna.IDNAError as error:
-            raise _invalid_url(f"URL host {host!r} is not a valid domain name") from error
+            raise _invalid_url(f"URL host {host!r} is not a valid domain name.") from error
 
     if host.endswith("."):
         host = host[:-1]
     if _ends_in_number(host):
         ipv4_address = _parse_ipv4(host)
         if ipv4_address is None:
-            raise _invalid_url(f"URL host {host!r} is not a valid IPv4 address")
+            raise _invalid_url(f"URL host {host!r} is not a valid IPv4 address.")
         return str(ipv4_address), ipv4_address
 
     labels = host.split(".")
     if len(host) > _MAX_HOSTNAME_LENGTH or not all(
         _HOSTNAME_LABEL.fullmatch(label) for label in labels
     ):
-        raise _invalid_url(f"URL host {host!r} is not a valid domain name")
+        raise _invalid_url(f"URL host {host!r} is not a valid domain name.")
     return host, None
 
 
@@ -423,11 +423,12 @@ def _resolve(hostname: str, port: int, resolver: Resolver) -> list[IPAddress]:
         answers = resolver(hostname, port)
     except (OSError, UnicodeError) as error:
         raise UnsafeURLError(
-            EgressErrorCode.DNS_FAILED, f"could not resolve URL host {hostname!r}: {error}"
+            EgressErrorCode.DNS_FAILED,
+            f"Could not resolve URL host {hostname!r}: {_resolver_error(error)}.",
         ) from error
     if not answers:
         raise UnsafeURLError(
-            EgressErrorCode.DNS_FAILED, f"URL host {hostname!r} resolved to no addresses"
+            EgressErrorCode.DNS_FAILED, f"URL host {hostname!r} resolved to no addresses."
         )
 
     addresses = []
@@ -437,9 +438,16 @@ def _resolve(hostname: str, port: int, resolver: Resolver) -> list[IPAddress]:
         except ValueError as error:
             raise UnsafeURLError(
                 EgressErrorCode.DNS_FAILED,
-                f"resolving URL host {hostname!r} returned an invalid address",
+                f"Resolving URL host {hostname!r} returned an invalid address.",
             ) from error
     return addresses
+
+
+def _resolver_error(error: OSError | UnicodeError) -> str:
+    """Describe a failed lookup without Python's ``[Errno -2]`` prefix or exception names."""
+    if isinstance(error, UnicodeError):
+        return "the host name cannot be encoded for DNS"
+    return error.strerror or str(error) or "the lookup failed"
 
 
 def _check_address(address: IPAddress, *, hostname: str, policy: EgressPolicy) -> IPAddress:
@@ -527,7 +535,7 @@ def _rejection_message(hostname: str, category: str) -> str:
     else:
         subject = f"URL host {hostname} is"
     return (
-        f"{subject} a non-public address ({category}); webhook URLs must point at public addresses"
+        f"{subject} a non-public address ({category}). Webhook URLs must point at public addresses."
     )
 
 

@@ -7,6 +7,7 @@ It uses word lists, not a model, so it understands short imperative messages suc
 """
 
 import re
+import unicodedata
 from dataclasses import dataclass, replace
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
@@ -448,6 +449,34 @@ _FRACTION = re.compile(r"(?:(?<!\d)(\d+)\s?)?([½¼¾])")
 
 def _fraction_as_decimal(match: re.Match[str]) -> str:
     return f"{match.group(1) or '0'}.{_FRACTIONS[match.group(2)]}"
+
+
+# The fractions of _FRACTIONS as a separator, so that fold_message() leaves them as they are.
+_FRACTION_CHARACTER = re.compile(f"([{''.join(_FRACTIONS)}])")
+
+
+def without_format_characters(text: str) -> str:
+    """Return ``text`` without invisible format characters (Unicode category Cf).
+
+    They include the bidi embeddings, overrides and isolates (U+202A-U+202E,
+    U+2066-U+2069), which reverse the text that follows them in the widget, the zero-width
+    joiners, the soft hyphen and the byte order mark.
+    """
+    return "".join(character for character in text if unicodedata.category(character) != "Cf")
+
+
+def fold_message(text: str) -> str:
+    """Return a shopper's message in the form that intent parsing reads.
+
+    NFKC turns full-width and other compatibility forms into plain characters ("ｍｏｌｏｋｏ"
+    is "moloko"), as catalog search does (catalog/text.py). The fractions ½, ¼ and ¾ are kept,
+    because NFKC would write ½ as "1⁄2". Format characters are dropped.
+    """
+    parts = _FRACTION_CHARACTER.split(text)
+    folded = "".join(
+        part if part in _FRACTIONS else unicodedata.normalize("NFKC", part) for part in parts
+    )
+    return without_format_characters(folded)
 
 
 def normalize(text: str) -> str:

@@ -27,6 +27,7 @@ from conversations.assistants.intents import (
     Ordinal,
     Quantity,
     Reference,
+    fold_message,
     means_every_listed,
     measures,
     name_matches,
@@ -112,6 +113,9 @@ class OfflineAssistant:
     name = "offline"
 
     def respond(self, turn: Turn) -> Iterator[Event]:
+        # The stored shopper message keeps the text as sent; only the parsing and the words
+        # quoted back in the reply use the folded text.
+        turn.text = fold_message(turn.text)
         ukrainian = ukrainian_from_latin(turn.text)
         if ukrainian is not None:
             # "dodaj druhyi" is Ukrainian in Latin letters, so it is parsed as "додай другий"

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from conversations.assistants.intents import without_format_characters
 from conversations.cart import (
     effective_price,
     line_amount,
@@ -446,8 +447,17 @@ class Replies:
         return self.text(f"{key}_{plural_form(count, self.language)}", count=count, **params)
 
     def text(self, key: str, **params: Any) -> str:
+        """Return the template ``key`` filled with ``params``.
+
+        Quoted words, such as a query or a product name, lose their format characters, so
+        that a bidi override in them cannot reverse the rest of the reply in the widget.
+        """
         templates = TEMPLATES.get(self.language, TEMPLATES[UKRAINIAN])
-        return templates[key].format(**params)
+        visible = {
+            name: without_format_characters(value) if isinstance(value, str) else value
+            for name, value in params.items()
+        }
+        return templates[key].format(**visible)
 
     def help(self, *, disabled_tools: Collection[str] = ()) -> str:
         """Return the help with an example command for each tool not in ``disabled_tools``."""

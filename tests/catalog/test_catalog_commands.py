@@ -110,6 +110,23 @@ def test_reembed_dry_run_counts_other_model(tenant, embedding_server, settings):
     assert CatalogJob.objects.count() == 0
 
 
+def test_reembed_counts_one_product_in_singular(tenant, embedding_server, settings, tmp_path):
+    path = tmp_path / "one.jsonl"
+    path.write_text('{"sku": "milk-1", "name": "Молоко 900 г"}\n', encoding="utf-8")
+    _call("import_catalog", str(path), "--tenant", "shop-a")
+    settings.EMBEDDING_MODEL = "model-b"
+
+    dry_run, _ = _call("reembed_catalog", "--tenant", "shop-a")
+    committed, _ = _call("reembed_catalog", "--tenant", "shop-a", "--commit")
+
+    assert dry_run == (
+        "Dry run: 1 product of tenant 'shop-a' would be re-embedded with 'model-b'. Run "
+        "again with --commit to re-embed it.\n"
+    )
+    assert committed == "Re-embedded 1 product of tenant 'shop-a' with 'model-b'.\n"
+    assert _embedded_models(tenant) == {"milk-1": "model-b"}
+
+
 def test_reembed_commit_embeds_with_new_model(tenant, embedding_server, settings):
     _call("import_catalog", str(DATA_DIR / "products.jsonl"), "--tenant", "shop-a")
     settings.EMBEDDING_MODEL = "model-b"
@@ -289,7 +306,7 @@ def test_rebuild_search_text_stale_documents(tenant):
     stdout, _ = _call("rebuild_search_text", "--tenant", "shop-a")
 
     # then
-    assert stdout == "Rebuilt the full-text documents of 1 products of tenant 'shop-a'.\n"
+    assert stdout == "Rebuilt the full-text documents of 1 product of tenant 'shop-a'.\n"
     stale.refresh_from_db()
     assert stale.search_title == "canon battery"
     assert stale.search_body == ""
@@ -323,8 +340,8 @@ def test_recount_search_terms_all_tenants(tenant, other_tenant):
     stdout, _ = _call("recount_search_terms")
 
     assert stdout == (
-        "Counted 1 lexemes and copied 1 search documents of tenant 'shop-a'.\n"
-        "Counted 1 lexemes and copied 1 search documents of tenant 'shop-b'.\n"
+        "Counted 1 lexeme and copied 1 search document of tenant 'shop-a'.\n"
+        "Counted 1 lexeme and copied 1 search document of tenant 'shop-b'.\n"
     )
     assert set(TermCount.objects.values_list("tenant__slug", "lexeme", "documents")) == {
         ("shop-a", "milk", 1),
@@ -337,7 +354,7 @@ def test_recount_search_terms_one_tenant(tenant, other_tenant):
 
     stdout, _ = _call("recount_search_terms", "--tenant", "shop-a")
 
-    assert stdout == "Counted 1 lexemes and copied 1 search documents of tenant 'shop-a'.\n"
+    assert stdout == "Counted 1 lexeme and copied 1 search document of tenant 'shop-a'.\n"
     assert set(TermCount.objects.values_list("tenant__slug", "lexeme", "documents")) == {
         ("shop-a", "milk", 1),
         ("shop-b", "tea", 9),

@@ -554,9 +554,7 @@ def test_import_file_name_not_utf8(tenant, tmp_path):
     call_command("import_catalog", path, "--tenant", "shop-a", "--no-embed", stdout=stdout)
 
     stdout.seek(0)
-    assert stdout.read().splitlines()[0] == (
-        "Imported caf\\udce9.csv into tenant 'shop-a': 1 rows."
-    )
+    assert stdout.read().splitlines()[0] == ("Imported caf\\udce9.csv into tenant 'shop-a': 1 row.")
     assert _skus(tenant) == ["milk-1"]
 
 
@@ -830,3 +828,18 @@ def test_embedding_ahead_after_writing_starts_nothing(embedder):
 
     assert vectors == {}
     assert embedder.passage_calls == 0
+
+
+def test_import_of_one_row_counts_in_singular(tenant, tmp_path):
+    path = tmp_path / "one.jsonl"
+    path.write_text('{"sku": "milk-1", "name": "Молоко 900 г"}\n', encoding="utf-8")
+
+    stdout, stderr = _import(str(path), "--tenant", "shop-a", "--no-embed")
+
+    assert stdout == (
+        "Imported one.jsonl into tenant 'shop-a': 1 row.\n"
+        "Created: 1, updated: 0, unchanged: 0, rejected: 0.\n"
+        "Embedding skipped (--no-embed): 1 product still needs an embedding.\n"
+    )
+    assert stderr == ""
+    assert _skus(tenant) == ["milk-1"]

@@ -9,6 +9,7 @@ from conversations.assistants.intents import (
     NameFragment,
     Ordinal,
     Quantity,
+    fold_message,
     means_every_listed,
     measures,
     name_matches,
@@ -1389,3 +1390,17 @@ def test_parse_long_digit_run_fast(tail):
     search_query(text)
 
     assert time.perf_counter() - started < 5
+
+
+@pytest.mark.parametrize(
+    ("text", "folded"),
+    [
+        ("ｍｏｌｏｋｏ", "moloko"),
+        ("додай ２ шт", "додай 2 шт"),
+        ("додай 1½ кг", "додай 1½ кг"),
+        ("\u202eмолоко\u202c", "молоко"),
+        ("мо\u00adло\u200dко\u2066", "молоко"),
+    ],
+)
+def test_fold_message(text, folded):
+    assert fold_message(text) == folded

@@ -799,3 +799,44 @@ def test_reversed_price_range_is_swapped(chat_client, merchant, shopper_conversa
         "Ось що я знайшов за запитом «молоко» за ціною від 40,00 до 50,00:\n"
     )
     assert [card["sku"] for card in cards_of(sent)] == ["milk-001", "milk-002"]
+
+
+def test_full_width_query_is_searched(chat_client, shopper_conversation):
+    # Full-width Latin letters, which search folds to "moloko" and transliterates.
+    sent = send(chat_client, shopper_conversation, "ｍｏｌｏｋｏ")
+
+    assert reply_text(sent).startswith("Ось що я знайшов за запитом «moloko»:\n")
+    assert {"milk-001", "milk-002"} <= {card["sku"] for card in cards_of(sent)}
+    stored = Message.objects.filter(conversation=shopper_conversation, role=Message.Role.USER)
+    assert [message.text for message in stored] == ["ｍｏｌｏｋｏ"]
+
+
+def test_full_width_cart_command(chat_client, merchant, shopper_conversation):
+    second = cards_of(send(chat_client, shopper_conversation, "молоко"))[1]
+
+    # "dodaj druhyi", Ukrainian in full-width Latin letters: "додай другий".
+    sent = send(chat_client, shopper_conversation, "ｄｏｄａｊ ｄｒｕｈｙｉ")
+
+    assert [(post["action"], post["sku"]) for post in cart_posts(merchant)] == [
+        ("add", second["sku"])
+    ]
+    assert reply_text(sent).startswith(f"Додав у кошик: {second['name']}, 1 шт.")
+
+
+def test_reply_drops_bidi_controls_from_query(chat_client, shopper_conversation):
+    text = "\u202eмолоко\u202c \u2066\u200f"
+
+    sent = send(chat_client, shopper_conversation, text)
+
+    assert reply_text(sent).startswith("Ось що я знайшов за запитом «молоко»:\n")
+    stored = Message.objects.filter(conversation=shopper_conversation, role=Message.Role.USER)
+    assert [message.text for message in stored] == [text]
+
+
+def test_not_found_reply_drops_format_characters(chat_client, shopper_conversation):
+    sent = send(chat_client, shopper_conversation, "ананас\u202e\u2067 кокос\u2069\u00ad")
+
+    assert reply_text(sent) == (
+        "За запитом «ананас кокос» нічого не знайшлося. Спробуйте інші слова, наприклад "
+        "назву товару або бренд."
+    )

@@ -28,6 +28,7 @@ from demo.run import (
     describe_assistant,
     free_port,
     http_error_exit,
+    interrupt,
     keep_serving,
     lock_database,
     manage,
@@ -237,8 +238,8 @@ def test_stop_restores_signal_handlers():
         stop_on_signals()
         stop([])
 
-        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
-        assert signal.getsignal(signal.SIGTERM) is signal.default_int_handler
+        assert signal.getsignal(signal.SIGINT) is interrupt
+        assert signal.getsignal(signal.SIGTERM) is interrupt
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)
@@ -543,6 +544,63 @@ def test_interrupted_command_stops_without_traceback():
     assert "Traceback" not in stderr
     assert "KeyboardInterrupt" not in stderr
     assert time.monotonic() - started < 15
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("signal_number", "shell_status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)]
+)
+def test_stopped_demo_ends_by_its_signal(signal_number, shell_status):
+    database = connection.settings_dict
+    env = {
+        **os.environ,
+        "DATABASE_URL": (
+            f"postgres://{database['USER']}@{database['HOST']}:{database['PORT']}/"
+            f"{database['NAME']}"
+        ),
+        "DJANGO_ENV_FILE": "",
+        "DEMO_APP_PORT": "0",
+        "DEMO_MERCHANT_PORT": "0",
+        "DEMO_WEBSOCKET_PORT": "0",
+    }
+    demo = subprocess.Popen(
+        [sys.executable, "demo/run.py", "--once"],
+        cwd=PROJECT_DIR,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    assert demo.stdout is not None
+    while "Migrating the database" not in demo.stdout.readline():
+        assert demo.poll() is None, demo.stderr.read() if demo.stderr else ""
+    os.kill(demo.pid, signal_number)
+    stdout, stderr = demo.communicate(timeout=60)
+
+    # subprocess reports a death by signal N as -N, which a shell reports as 128 + N.
+    assert demo.returncode == -signal_number, stderr
+    assert 128 - demo.returncode == shell_status
+    assert stdout.endswith("\nStopped before starting any server.\n")
+    assert "Traceback" not in stderr
+
+
+def test_keep_serving_exits_when_a_server_stops(monkeypatch, capsys):
+    stopped = subprocess.Popen([sys.executable, "-c", "pass"])
+    stopped.wait()
+    servers = [_idle(), stopped, _idle()]
+    worker = _idle()
+    monkeypatch.setattr(time, "sleep", lambda seconds: None)
+    try:
+        with pytest.raises(SystemExit) as raised:
+            keep_serving([*servers, worker])
+
+        assert str(raised.value) == "A server stopped unexpectedly; see the logs in .demo/."
+        assert capsys.readouterr().out == ""
+    finally:
+        for process in [*servers, worker]:
+            process.kill()
+            process.wait()
 
 
 def _process_running(pid: int) -> bool:

@@ -106,24 +106,70 @@ def test_get_returns_only_the_callers_settings(tenant, other_tenant, server_clie
     assert _stored_settings(other_tenant) == theirs_before
 
 
+NON_PUBLIC = "Webhook URLs must point at public addresses."
+
+
 @pytest.mark.parametrize(
-    ("_case", "url"),
+    ("_case", "url", "message"),
     [
-        ("plain http", "http://shop.example/products"),
-        ("loopback", "https://127.0.0.1/products"),
-        ("metadata address", "https://169.254.169.254/latest"),
-        ("private network", "https://10.1.2.3/products"),
-        ("decimal loopback", "https://2130706433/products"),
-        ("not a url", "products"),
+        (
+            "plain http",
+            "http://shop.example/products",
+            "URL scheme 'http' is not allowed. Use a URL that starts with https://.",
+        ),
+        (
+            "loopback",
+            "https://127.0.0.1/products",
+            f"URL host 127.0.0.1 is a non-public address (loopback). {NON_PUBLIC}",
+        ),
+        (
+            "metadata address",
+            "https://169.254.169.254/latest",
+            f"URL host 169.254.169.254 is a non-public address (link-local). {NON_PUBLIC}",
+        ),
+        (
+            "private network",
+            "https://10.1.2.3/products",
+            f"URL host 10.1.2.3 is a non-public address (private). {NON_PUBLIC}",
+        ),
+        (
+            "decimal loopback",
+            "https://2130706433/products",
+            f"URL host 127.0.0.1 is a non-public address (loopback). {NON_PUBLIC}",
+        ),
+        (
+            "not a url",
+            "products",
+            "URL has no scheme. Use a URL that starts with https://.",
+        ),
+        ("no host", "https:///products", "URL has no host."),
+        ("port 0", "https://shop.example:0/products", "URL port 0 is not valid."),
+        (
+            "port too large",
+            "https://shop.example:70000/",
+            "URL is not valid: Port out of range 0-65535.",
+        ),
+        (
+            "bad domain",
+            "https://-shop.example/products",
+            "URL host '-shop.example' is not a valid domain name.",
+        ),
+        (
+            "ipv6 zone",
+            "https://[fe80::1%25eth0]/products",
+            "IPv6 zone identifiers are not allowed in URLs.",
+        ),
     ],
 )
-def test_patch_rejects_unsafe_urls(tenant, server_client, _case, url):
+def test_patch_rejects_unsafe_urls(tenant, server_client, _case, url, message):
     response = server_client.patch(URL, {"cart_url": url}, format="json")
 
     assert response.status_code == 400
-    body = response.json()
-    assert body["code"] == "invalid_json"
-    assert list(body["fields"]) == ["cart_url"]
+    assert response.json() == {
+        "detail": "Invalid webhook URL.",
+        "code": "invalid_json",
+        "fields": {"cart_url": [message]},
+    }
     assert WebhookSettings.objects.get(tenant=tenant).cart_url == ""
 
 

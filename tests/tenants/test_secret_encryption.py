@@ -103,6 +103,20 @@ def test_reencrypt_command_after_key_rotation(tenant, settings, old_key, capsys)
 
 
 @pytest.mark.django_db
+def test_reencrypt_command_counts_one_secret(tenant, settings, old_key, capsys):
+    webhook_secret_set(webhook_settings=tenant.webhook_settings)
+    settings.VIZOCHOK_ENCRYPTION_KEYS = [NEW_KEY, OLD_KEY]
+    call_command("reencrypt_secrets")
+    capsys.readouterr()
+    settings.VIZOCHOK_ENCRYPTION_KEYS = [OLD_KEY, NEW_KEY]
+    user_token_secret_set(tenant=tenant)
+
+    call_command("reencrypt_secrets", "--dry-run")
+
+    assert capsys.readouterr().out == "Would re-encrypt 1 secret; 1 already uses the first key.\n"
+
+
+@pytest.mark.django_db
 def test_reencrypt_leaves_undecryptable_values(tenant, settings, old_key, capsys):
     webhook_secret_set(webhook_settings=tenant.webhook_settings)
     before = raw_column("tenants_webhooksettings", "secret", tenant.webhook_settings.pk)
@@ -115,8 +129,8 @@ def test_reencrypt_leaves_undecryptable_values(tenant, settings, old_key, capsys
     output = capsys.readouterr()
     assert output.out == "Re-encrypted 0 secrets; 0 already use the first key.\n"
     assert output.err == (
-        "1 secrets cannot be decrypted with any configured key and were left unchanged (see "
-        "the tenants.secret.undecryptable log lines). Add the key that encrypted them to "
+        "1 secret cannot be decrypted with any configured key and was left unchanged (see "
+        "the tenants.secret.undecryptable log lines). Add the key that encrypted it to "
         "VIZOCHOK_ENCRYPTION_KEYS (or, while that is unset, the old DJANGO_SECRET_KEY to "
         "DJANGO_SECRET_KEY_FALLBACKS), or set new secrets for those tenants with "
         "rotate_webhook_secret --overlap-hours 0 and the admin action 'Generate a new user "

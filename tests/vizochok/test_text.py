@@ -2,7 +2,7 @@
 
 import pytest
 
-from vizochok.text import escape_unstorable_text, is_storable_text
+from vizochok.text import count_noun, escape_unstorable_text, is_storable_text
 
 
 @pytest.mark.parametrize("text", ["", "Молоко 2,5%", "milk \U0001f95b", "tab\tand\nnewline"])
@@ -30,3 +30,19 @@ def test_unstorable_text(text):
 def test_escape_unstorable_text(text, escaped):
     assert escape_unstorable_text(text) == escaped
     assert is_storable_text(escape_unstorable_text(text)) is True
+
+
+@pytest.mark.parametrize(
+    ("count", "expected"),
+    [(0, "0 products"), (1, "1 product"), (2, "2 products"), (11, "11 products")],
+)
+def test_count_noun_regular_plural(count, expected):
+    assert count_noun(count, "product") == expected
+
+
+@pytest.mark.parametrize(
+    ("count", "expected"),
+    [(0, "0 webhook deliveries"), (1, "1 webhook delivery"), (3, "3 webhook deliveries")],
+)
+def test_count_noun_given_plural(count, expected):
+    assert count_noun(count, "webhook delivery", "webhook deliveries") == expected

@@ -76,28 +76,36 @@ def test_admin_add_rejects_unsafe_url(admin_client, _case, url):
 @pytest.mark.parametrize(
     ("_case", "url", "message"),
     [
-        ("file scheme", "file:///etc/passwd", "URL scheme 'file' is not allowed; use https://"),
+        (
+            "file scheme",
+            "file:///etc/passwd",
+            "URL scheme 'file' is not allowed. Use a URL that starts with https://.",
+        ),
         (
             "javascript scheme",
             "javascript:alert(1)",
-            "URL scheme 'javascript' is not allowed; use https://",
+            "URL scheme 'javascript' is not allowed. Use a URL that starts with https://.",
         ),
-        ("plain http", "http://10.0.0.1/cart", "URL scheme 'http' is not allowed; use https://"),
+        (
+            "plain http",
+            "http://10.0.0.1/cart",
+            "URL scheme 'http' is not allowed. Use a URL that starts with https://.",
+        ),
         (
             "hex loopback",
             "http://0x7f000001/cart",
-            "URL scheme 'http' is not allowed; use https://",
+            "URL scheme 'http' is not allowed. Use a URL that starts with https://.",
         ),
         (
             "space in host",
             "https://exa mple.com/cart",
-            "URL contains whitespace, a control character or a backslash",
+            "URL contains whitespace, a control character or a backslash.",
         ),
         (
             "credentials",
             "https://user:pass@93.184.215.14/cart",
-            "URL must not contain a user name or password; the webhook secret signs each "
-            "request instead",
+            "URL must not contain a user name or password. The webhook secret signs each "
+            "request instead.",
         ),
         (
             "too long",

@@ -469,7 +469,7 @@ def test_check_merchant_lists_every_violation(tenant, local_webhooks, start_serv
         "invalid_number",
         "accepts_invalid_signature",
     ]
-    assert str(error) == "14 contract violation(s) found."
+    assert str(error) == "14 contract violations found."
 
 
 def test_check_merchant_reports_transport_problems(tenant, local_webhooks, start_server):
@@ -512,7 +512,7 @@ def test_check_merchant_reports_oversized_error_page(tenant, local_webhooks, sta
     assert report["violations"] == [
         {"code": "http_status", "message": "HTTP 404; the contract expects 200"}
     ]
-    assert str(error) == "1 contract violation(s) found."
+    assert str(error) == "1 contract violation found."
 
 
 def test_check_merchant_reports_deeply_nested_json(tenant, local_webhooks, start_server):
@@ -527,7 +527,7 @@ def test_check_merchant_reports_deeply_nested_json(tenant, local_webhooks, start
         "accepts_invalid_signature",
     ]
     assert "nested too deeply" in report["violations"][0]["message"]
-    assert str(error) == "2 contract violation(s) found."
+    assert str(error) == "2 contract violations found."
 
 
 def test_check_merchant_reports_oversized_amounts(tenant, local_webhooks, start_server):
@@ -650,7 +650,7 @@ def test_check_merchant_requires_the_products_webhook(tenant):
 
     assert "VIOLATION not_configured" in output
     assert output.count("not set") == 3
-    assert str(error) == "1 contract violation(s) found."
+    assert str(error) == "1 contract violation found."
 
 
 def test_check_merchant_unknown_tenant():

@@ -36,7 +36,10 @@ def test_purge_without_commit_only_counts(tenant):
 
     output = purge("--older-than-days", "30")
 
-    assert "Dry run: 2 webhook deliveries are older than 30 days" in output
+    assert output == (
+        "Dry run: 2 webhook deliveries are older than 30 days. "
+        "Run again with --commit to delete them.\n"
+    )
     assert WebhookDelivery.objects.count() == 3
 
 
@@ -114,3 +117,16 @@ def test_purge_rejects_bad_arguments(tenant, _case, args, message):
         purge(*args, "--commit")
 
     assert WebhookDelivery.objects.count() == 1
+
+
+def test_purge_counts_one_delivery_and_one_day(tenant):
+    aged(tenant, 2)
+
+    dry_run = purge("--older-than-days", "1")
+    deleted = purge("--older-than-days", "1", "--commit")
+
+    assert dry_run == (
+        "Dry run: 1 webhook delivery is older than 1 day. Run again with --commit to delete it.\n"
+    )
+    assert deleted == "Deleted 1 webhook delivery older than 1 day.\n"
+    assert WebhookDelivery.objects.count() == 0

@@ -18,6 +18,7 @@ from catalog.evaluation import (
 )
 from catalog.search import MAX_LIMIT, SearchMethod, product_search
 from tenants.management.tenants import command_tenant
+from vizochok.text import count_noun
 
 # recall@50 needs 50 results per query.
 RESULT_DEPTH = 50
@@ -111,7 +112,8 @@ class Command(BaseCommand):
         k = reports[0].k if reports else 10
         scored = len(reports[0].queries) if reports else 0
         self.stdout.write(
-            f"{query_count} queries, {scored} scored (a product rated >= 2); "
+            f"{count_noun(query_count, 'query', 'queries')}, {scored} scored (a product rated "
+            ">= 2); "
             f"relevant means rated >= 2."
         )
         if not scored:

@@ -18,7 +18,7 @@ from catalog.management.progress import EmbeddingProgressBar
 from catalog.models import CatalogJob
 from tenants.management.tenants import command_tenant
 from tenants.models import Tenant
-from vizochok.text import escape_unstorable_text
+from vizochok.text import count_noun, escape_unstorable_text
 
 
 def _positive_int(value: str) -> int:
@@ -122,8 +122,8 @@ class Command(BaseCommand):
         if report.embedding_error:
             raise CommandError(
                 f"Embedding failed: {report.embedding_error} The products are saved, and "
-                f"{report.pending_embedding} of them still need an embedding; run the import "
-                "again to embed them."
+                f"{report.pending_embedding} of them still {_needs(report.pending_embedding)} an "
+                "embedding; run the import again to embed them."
             )
 
     def _import_enqueue(self, *, tenant: Tenant, options: dict[str, Any]) -> None:
@@ -155,7 +155,9 @@ class Command(BaseCommand):
         # A file name's bytes that are not UTF-8 reach Python as unpaired surrogates, which
         # a UTF-8 stdout with strict errors cannot write.
         name = escape_unstorable_text(path.name)
-        self.stdout.write(f"Imported {name} into tenant {tenant.slug!r}: {report.rows} rows.")
+        self.stdout.write(
+            f"Imported {name} into tenant {tenant.slug!r}: {count_noun(report.rows, 'row')}."
+        )
         self.stdout.write(
             f"Created: {report.created}, updated: {report.updated}, "
             f"unchanged: {report.unchanged}, rejected: {len(report.rejected)}."
@@ -164,13 +166,18 @@ class Command(BaseCommand):
             return
         if job is not None:
             self.stdout.write(
-                f"Embedding job {job.public_id} ({job.status}): {job.to_embed} products to "
-                "embed on a catalog worker."
+                f"Embedding job {job.public_id} ({job.status}): "
+                f"{count_noun(job.to_embed, 'product')} to embed on a catalog worker."
             )
         elif embed:
             self.stdout.write(f"Embedded: {report.embedded}.")
         else:
             self.stdout.write(
-                f"Embedding skipped (--no-embed): {report.pending_embedding} products "
-                "still need an embedding."
+                "Embedding skipped (--no-embed): "
+                f"{count_noun(report.pending_embedding, 'product')} still "
+                f"{_needs(report.pending_embedding)} an embedding."
             )
+
+
+def _needs(count: int) -> str:
+    return "needs" if count == 1 else "need"

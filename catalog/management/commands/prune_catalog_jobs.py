@@ -10,6 +10,7 @@ from django.core.management.base import BaseCommand, CommandError
 from procrastinate.contrib.django import app as queue_app
 
 from catalog.jobs import catalog_jobs_prune, catalog_queue_prune_arguments
+from vizochok.text import count_noun
 
 
 class Command(BaseCommand):
@@ -45,9 +46,7 @@ class Command(BaseCommand):
             **catalog_queue_prune_arguments(older_than=older_than)
         )
         deleted = catalog_jobs_prune(older_than=older_than)
-        jobs = "catalog job" if deleted == 1 else "catalog jobs"
-        age = "1 day" if days == 1 else f"{days} days"
         self.stdout.write(
-            f"Deleted {deleted} {jobs}, and the catalog queue's rows of jobs, that finished "
-            f"more than {age} ago."
+            f"Deleted {count_noun(deleted, 'catalog job')}, and the catalog queue's rows of "
+            f"jobs, that finished more than {count_noun(days, 'day')} ago."
         )

@@ -7,6 +7,7 @@ from django.core.management.base import BaseCommand
 
 from catalog.services import products_rebuild_search_text
 from tenants.management.tenants import command_tenant
+from vizochok.text import count_noun
 
 
 class Command(BaseCommand):
@@ -23,5 +24,6 @@ class Command(BaseCommand):
         tenant = command_tenant(options["tenant"])
         changed = products_rebuild_search_text(tenant=tenant)
         self.stdout.write(
-            f"Rebuilt the full-text documents of {changed} products of tenant {tenant.slug!r}."
+            f"Rebuilt the full-text documents of {count_noun(changed, 'product')} of tenant "
+            f"{tenant.slug!r}."
         )

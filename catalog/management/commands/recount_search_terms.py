@@ -8,6 +8,7 @@ from django.core.management.base import BaseCommand
 from catalog.services import search_documents_rebuild, term_counts_recount
 from tenants.management.tenants import command_tenant
 from tenants.models import Tenant
+from vizochok.text import count_noun
 
 
 class Command(BaseCommand):
@@ -33,6 +34,6 @@ class Command(BaseCommand):
             copied = search_documents_rebuild(tenant=tenant)
             counted = term_counts_recount(tenant=tenant)
             self.stdout.write(
-                f"Counted {counted} lexemes and copied {copied} search documents of tenant "
-                f"{tenant.slug!r}."
+                f"Counted {count_noun(counted, 'lexeme')} and copied "
+                f"{count_noun(copied, 'search document')} of tenant {tenant.slug!r}."
             )

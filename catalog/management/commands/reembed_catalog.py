@@ -11,6 +11,7 @@ from catalog.management.progress import EmbeddingProgressBar
 from catalog.selectors import products_pending_embedding
 from catalog.services import products_embed_pending
 from tenants.management.tenants import command_tenant
+from vizochok.text import count_noun
 
 # Each batch of embeddings is committed on its own, so an interrupt loses at most the batch
 # under way. 130 is the exit status of a shell command that SIGINT stopped.
@@ -55,16 +56,18 @@ class Command(BaseCommand):
 
         if not options["commit"]:
             self.stdout.write(
-                f"Dry run: {stale} products of tenant {tenant.slug!r} would be re-embedded "
-                f"with {model_name!r}. Run again with --commit to re-embed them."
+                f"Dry run: {count_noun(stale, 'product')} of tenant {tenant.slug!r} would be "
+                f"re-embedded with {model_name!r}. Run again with --commit to re-embed "
+                f"{'it' if stale == 1 else 'them'}."
             )
             return
 
         if options["enqueue"]:
             job = catalog_job_create_reembed(tenant=tenant, model_name=model_name)
             self.stdout.write(
-                f"Queued job {job.public_id} ({job.status}) to re-embed {job.to_embed} "
-                f"products of tenant {tenant.slug!r} with {model_name!r}."
+                f"Queued job {job.public_id} ({job.status}) to re-embed "
+                f"{count_noun(job.to_embed, 'product')} of tenant {tenant.slug!r} with "
+                f"{model_name!r}."
             )
             return
 
@@ -76,13 +79,15 @@ class Command(BaseCommand):
         except EmbeddingError as exc:
             left = products_pending_embedding(tenant=tenant, model_name=model_name).count()
             raise CommandError(
-                f"Embedding failed: {exc.detail} {left} products still need an embedding; run "
-                "the command again to embed them."
+                f"Embedding failed: {exc.detail} {count_noun(left, 'product')} still "
+                f"{'needs' if left == 1 else 'need'} an embedding; run the command again to "
+                "embed them."
             ) from exc
         except KeyboardInterrupt:
             raise CommandError(INTERRUPTED, returncode=130) from None
         finally:
             progress_bar.close()
         self.stdout.write(
-            f"Re-embedded {embedded} products of tenant {tenant.slug!r} with {model_name!r}."
+            f"Re-embedded {count_noun(embedded, 'product')} of tenant {tenant.slug!r} with "
+            f"{model_name!r}."
         )

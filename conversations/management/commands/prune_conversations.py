@@ -9,6 +9,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from conversations.retention import conversations_prune
 from tenants.management.tenants import command_tenant
+from vizochok.text import count_noun
 
 
 class Command(BaseCommand):
@@ -46,11 +47,8 @@ class Command(BaseCommand):
         tenant = command_tenant(options["tenant"]) if options["tenant"] is not None else None
         counts = conversations_prune(older_than=timedelta(days=days), tenant=tenant)
         self.stdout.write(
-            f"Deleted {_count(counts.conversations, 'conversation')} with "
-            f"{_count(counts.messages, 'message')} whose last activity was more than "
-            f"{_count(days, 'day')} ago, and {_count(counts.usage_rows, 'daily usage row')}."
+            f"Deleted {count_noun(counts.conversations, 'conversation')} with "
+            f"{count_noun(counts.messages, 'message')} whose last activity was more than "
+            f"{count_noun(days, 'day')} ago, and "
+            f"{count_noun(counts.usage_rows, 'daily usage row')}."
         )
-
-
-def _count(number: int, noun: str) -> str:
-    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"

@@ -5,6 +5,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from tenants.management.tenants import command_tenant
+from vizochok.text import count_noun
 from webhooks.conformance import DEFAULT_SLOW_FRACTION, EndpointReport, merchant_check
 from webhooks.diagnostics import TEST_SESSION_ID, TEST_STORE_ID
 from webhooks.models import WebhookKind
@@ -91,7 +92,9 @@ class Command(BaseCommand):
                 self._write_report(report)
         violations = sum(len(report.violations) for report in reports)
         if violations:
-            raise CommandError(f"{violations} contract violation(s) found.", returncode=1)
+            raise CommandError(
+                f"{count_noun(violations, 'contract violation')} found.", returncode=1
+            )
         # With --json, standard output carries the JSON document alone.
         summary = self.stderr if options["json"] else self.stdout
         summary.write("All checked endpoints conform to the webhook contract.")

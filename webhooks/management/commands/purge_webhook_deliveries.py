@@ -4,6 +4,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from tenants.management.tenants import command_tenant
+from vizochok.text import count_noun
 from webhooks.services import PURGE_MAX_AGE_DAYS, webhook_deliveries_purge
 
 
@@ -37,9 +38,13 @@ class Command(BaseCommand):
             older_than=timedelta(days=days), commit=options["commit"], tenant=tenant
         )
         if options["commit"]:
-            self.stdout.write(f"Deleted {count} webhook deliveries older than {days} days.")
+            self.stdout.write(
+                f"Deleted {count_noun(count, 'webhook delivery', 'webhook deliveries')} older "
+                f"than {count_noun(days, 'day')}."
+            )
         else:
             self.stdout.write(
-                f"Dry run: {count} webhook deliveries are older than {days} days. "
-                "Run again with --commit to delete them."
+                f"Dry run: {count_noun(count, 'webhook delivery', 'webhook deliveries')} "
+                f"{'is' if count == 1 else 'are'} older than {count_noun(days, 'day')}. "
+                f"Run again with --commit to delete {'it' if count == 1 else 'them'}."
             )
