@@ -8,6 +8,7 @@ from django.core.management.base import BaseCommand, CommandError
 from conversations.retention import shopper_data_erase, shopper_user_id_problem
 from tenants.management.tenants import command_tenant
 from vizochok.exceptions import Conflict
+from vizochok.text import count_noun
 
 
 class Command(BaseCommand):
@@ -35,11 +36,7 @@ class Command(BaseCommand):
         except Conflict as error:
             raise CommandError(f"{error.detail} Nothing was deleted.") from error
         self.stdout.write(
-            f"Deleted {_count(counts.conversations, 'conversation')} with "
-            f"{_count(counts.messages, 'message')}, and "
-            f"{_count(counts.usage_rows, 'daily usage row')}."
+            f"Deleted {count_noun(counts.conversations, 'conversation')} with "
+            f"{count_noun(counts.messages, 'message')}, and "
+            f"{count_noun(counts.usage_rows, 'daily usage row')}."
         )
-
-
-def _count(number: int, noun: str) -> str:
-    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
