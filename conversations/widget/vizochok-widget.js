@@ -1176,7 +1176,7 @@
     // the transcript a line or two. The open panel then takes the window's full height and
     // covers the launcher, which the close button and Escape replace.
     "@media (max-height: 480px) {",
-    "  .vz-panel { position: fixed; top: 0; bottom: 0; height: auto; width: min(380px, 100vw);",
+    "  .vz-panel { position: fixed; top: 0; bottom: 0; height: auto; width: min(380px, 100%);",
     "    border-radius: 0; }",
     "  .vz-panel:not([hidden]) + .vz-launcher { display: none; }",
     "}",
