@@ -550,6 +550,9 @@
       total: "Разом",
       emptyCart: "Кошик порожній",
       you: "Ви",
+      transcript: "Розмова",
+      oldPrice: "Стара ціна",
+      newPrice: "Ціна зі знижкою",
       status: { searching: "Шукаю товари…", updating_cart: "Оновлюю кошик…" },
       statusDefault: "Працюю…",
       addMessage: "Додай «{name}»",
@@ -569,6 +572,9 @@
       total: "Total",
       emptyCart: "The cart is empty",
       you: "You",
+      transcript: "Conversation",
+      oldPrice: "Old price",
+      newPrice: "Sale price",
       status: { searching: "Searching for products…", updating_cart: "Updating the cart…" },
       statusDefault: "Working…",
       addMessage: "Add «{name}»",
@@ -588,6 +594,9 @@
       total: "Итого",
       emptyCart: "Корзина пуста",
       you: "Вы",
+      transcript: "Разговор",
+      oldPrice: "Старая цена",
+      newPrice: "Цена со скидкой",
       status: { searching: "Ищу товары…", updating_cart: "Обновляю корзину…" },
       statusDefault: "Работаю…",
       addMessage: "Добавь «{name}»",
@@ -730,19 +739,34 @@
     });
   }
 
+  /** Return the cart summary line, "Cart (2): Total 61.80", of a cart {items, total}. */
+  function cartSummary(cart, language) {
+    var texts = TEXTS[language] || TEXTS.uk;
+    var count = objectsOf(cart.items).length;
+    return texts.cart + " (" + count + "): " + texts.total + " " + formatPrice(cart.total, language);
+  }
+
   /**
    * Return the text a screen reader announces for a finished reply: its text blocks and
-   * error texts in order, without the product cards, which the shopper reaches with Tab.
+   * error texts in order, and the cart summary after the reply's last cart change. The
+   * product cards are left out, because the shopper reaches them with Tab.
    */
   function replyAnnouncement(entry, language) {
     var lines = [];
+    var cart = null;
     entry.parts.forEach(function (part) {
       if (part.kind === "text" && part.text.trim() !== "") {
         lines.push(part.text);
       } else if (part.kind === "error") {
         lines.push(localizeError(part.error, language));
+      } else if (part.kind === "cart") {
+        cart = part.event;
       }
     });
+    if (cart) {
+      // The reply's text may not mention the cart, as an LLM's "Done!" does not.
+      lines.push(cartSummary(cart, language));
+    }
     return lines.join("\n");
   }
 
@@ -1037,6 +1061,7 @@
     ChatClient: ChatClient,
     SSEParser: SSEParser,
     addMessageText: addMessageText,
+    cartSummary: cartSummary,
     replyAnnouncement: replyAnnouncement,
     addShopperMessage: addShopperMessage,
     assistantOf: assistantOf,
@@ -1100,13 +1125,17 @@
     "  overflow-wrap: anywhere; }",
     ".vz-user { align-self: flex-end; background: var(--vz-primary-color, #0b6bcb);",
     "  color: var(--vz-primary-text-color, #fff); }",
-    ".vz-assistant { align-self: flex-start; background: #f0f2f5; }",
+    // The bubble is a tint of the theme's text colour on its background, so a dark theme
+    // keeps its contrast. Browsers without color-mix() keep the light grey.
+    ".vz-assistant { align-self: flex-start; background: #f0f2f5;",
+    "  background: color-mix(in srgb, var(--vz-text-color, #1f2328) 7%, var(--vz-background-color, #fff)); }",
     ".vz-status { font-style: italic; opacity: .7; }",
     ".vz-error { align-self: stretch; background: #fdecea; color: #8a1c12; }",
     ".vz-cards { display: flex; gap: 8px; overflow-x: auto; padding-bottom: 4px; }",
     // A narrow panel shows part of a third card, which shows that the row scrolls.
     ".vz-card { flex: 0 0 min(150px, 42%); border: 1px solid #d0d7de; border-radius: 8px; padding: 8px;",
-    "  cursor: pointer; display: flex; flex-direction: column; gap: 4px; background: #fff; }",
+    "  cursor: pointer; display: flex; flex-direction: column; gap: 4px;",
+    "  background: var(--vz-background-color, #fff); }",
     ".vz-card img { width: 100%; height: 90px; object-fit: contain; }",
     // The add buttons of a row line up at the bottom of cards with names of any length.
     ".vz-card button { margin-top: auto; }",
@@ -1115,24 +1144,42 @@
     "  -webkit-box-orient: vertical; -webkit-line-clamp: 4; overflow: hidden; }",
     ".vz-card-brand { font-size: 12px; opacity: .7; display: -webkit-box;",
     "  -webkit-box-orient: vertical; -webkit-line-clamp: 2; overflow: hidden; }",
-    ".vz-old-price { text-decoration: line-through; opacity: .6; margin-right: 4px; }",
+    // At .75 the default text colour keeps 6.9:1 on white; .6 fell under the 4.5:1 of WCAG.
+    ".vz-old-price { text-decoration: line-through; opacity: .75; margin-right: 4px; }",
     ".vz-promo-price { color: #b3261e; font-weight: 600; }",
     ".vz-promo-label { background: #b3261e; color: #fff; border-radius: 4px; padding: 0 4px;",
     "  font-size: 11px; margin-left: 4px; display: inline-block; }",
-    ".vz-live { position: absolute; width: 1px; height: 1px; overflow: hidden;",
+    ".vz-live, .vz-visually-hidden { position: absolute; width: 1px; height: 1px; overflow: hidden;",
     "  clip-path: inset(50%); white-space: nowrap; }",
     ".vz-card button, .vz-form button { border: 0; border-radius: 6px; cursor: pointer;",
     "  background: var(--vz-primary-color, #0b6bcb); color: var(--vz-primary-text-color, #fff);",
     "  padding: 6px 10px; font: inherit; }",
     "button:disabled, textarea:disabled { opacity: .5; cursor: default; }",
+    // A focus ring in the primary colour, outside light controls. On the header's primary
+    // background it takes the header's text colour. The transcript and the cards sit in
+    // scrolling boxes that clip an outline outside them, so theirs is drawn inside.
+    ":focus-visible { outline: 2px solid var(--vz-primary-color, #0b6bcb); outline-offset: 2px; }",
+    ".vz-header :focus-visible { outline-color: currentColor; }",
+    ".vz-transcript:focus-visible, .vz-card:focus-visible, .vz-cart ul:focus-visible {",
+    "  outline-offset: -2px; }",
     ".vz-cart { border-top: 1px solid #d0d7de; padding: 6px 12px; font-size: 13px; }",
     ".vz-cart ul { margin: 4px 0; padding-left: 18px; max-height: 30vh; overflow-y: auto; }",
     ".vz-form { display: flex; align-items: flex-end; gap: 6px; padding: 8px;",
     "  border-top: 1px solid #d0d7de; }",
+    // The input's border has 4.5:1 on white, over the 3:1 that WCAG asks of a control's edge.
     ".vz-form textarea { flex: 1; resize: none; font: inherit; padding: 6px; border-radius: 6px;",
-    "  border: 1px solid #d0d7de; max-height: 8em; overflow-y: auto; }",
+    "  border: 1px solid #6e7781; max-height: 8em; overflow-y: auto; }",
+    ".vz-form textarea::placeholder { color: #6e7781; opacity: 1; }",
     // Safari on iPhone zooms the page into a focused input whose text is under 16px.
     "@media (pointer: coarse) { .vz-form textarea { font-size: max(16px, 1em); } }",
+    // A short window, such as a laptop's at 200% zoom or a phone held sideways, would leave
+    // the transcript a line or two. The open panel then takes the window's full height and
+    // covers the launcher, which the close button and Escape replace.
+    "@media (max-height: 480px) {",
+    "  .vz-panel { position: fixed; top: 0; bottom: 0; height: auto; width: min(380px, 100%);",
+    "    border-radius: 0; }",
+    "  .vz-panel:not([hidden]) + .vz-launcher { display: none; }",
+    "}",
   ].join("\n");
 
   function element(tag, className, text) {
@@ -1213,6 +1260,9 @@
     this.nodes = null;
     this.refocusInput = false;
     this.cardRows = [];
+    // The cards and add buttons of the transcript in document order, for _render to move
+    // the focus to the rebuilt one.
+    this.transcriptControls = [];
     this.cartOpen = false;
     this.cartUnknown = false;
     // The number of cart_changed events so far, so that a cart read back after one is dropped.
@@ -1408,9 +1458,11 @@
     launcher.setAttribute("aria-expanded", "false");
 
     var panel = element("section", "vz-panel");
+    panel.id = "vz-panel";
     panel.hidden = true;
     panel.setAttribute("role", "dialog");
     panel.setAttribute("aria-label", this.config.botName);
+    launcher.setAttribute("aria-controls", panel.id);
 
     var header = element("header", "vz-header");
     if (this.config.botAvatar) {
@@ -1437,7 +1489,14 @@
 
     // The transcript is rebuilt on every event, so a live region on it would announce the
     // whole conversation again. A separate status region announces each finished reply.
+    // The transcript takes the focus, so that keyboard users can scroll it with the arrow
+    // and page keys.
     var transcript = element("div", "vz-transcript");
+    transcript.setAttribute("role", "region");
+    transcript.setAttribute("aria-label", texts.transcript);
+    transcript.tabIndex = 0;
+    // Outside the panel, so that a reply that ends after the shopper closed the panel is
+    // announced too.
     var live = element("div", "vz-live");
     live.setAttribute("role", "status");
     live.setAttribute("aria-live", "polite");
@@ -1454,11 +1513,12 @@
 
     panel.appendChild(header);
     panel.appendChild(transcript);
-    panel.appendChild(live);
     panel.appendChild(cart);
     panel.appendChild(form);
     shadow.appendChild(panel);
+    // The launcher follows the panel, as the CSS that hides it on short windows expects.
     shadow.appendChild(launcher);
+    shadow.appendChild(live);
 
     var widget = this;
     launcher.addEventListener("click", function () {
@@ -1723,11 +1783,15 @@
     this.send(text);
   };
 
+  /**
+   * Announce a text through the status region. Each text goes into a new element, so that
+   * a text equal to the previous one, such as a second network_error in a row, is an
+   * addition to the region and is announced again.
+   */
   VIZOCHOKWidget.prototype._announce = function (text) {
-    // NOTE: a text equal to the region's current one, such as a second network_error in a
-    // row, leaves the region unchanged, and screen readers do not announce it again.
     if (this.nodes && text) {
-      this.nodes.live.textContent = text;
+      this.nodes.live.textContent = "";
+      this.nodes.live.appendChild(element("div", null, text));
     }
   };
 
@@ -1741,7 +1805,9 @@
       // also adds after stream_interrupted.
       this._connect({ conversationId: this.conversationId, restored: false });
     }
-    if (event.type === "cart_changed") {
+    if (event.type === "status") {
+      this._announce(this._statusText(event.code));
+    } else if (event.type === "cart_changed") {
       this.cartChanges += 1;
       this.cartUnknown = false;
       safeCall(callbacks.onCartChanged, cartChangedEvent(event));
@@ -1803,6 +1869,8 @@
       return row.scrollLeft;
     });
     this.cardRows = [];
+    var focusIndex = this._transcriptFocusIndex();
+    this.transcriptControls = [];
     transcript.textContent = "";
     if (this.config.welcomeMessage) {
       transcript.appendChild(
@@ -1829,6 +1897,9 @@
         row.scrollLeft = cardOffsets[index];
       }
     });
+    if (focusIndex !== null) {
+      this._restoreTranscriptFocus(focusIndex);
+    }
     if (nearBottom) {
       transcript.scrollTop = transcript.scrollHeight;
     }
@@ -1846,6 +1917,33 @@
     }
   };
 
+  /**
+   * Return the index in transcriptControls of the card or add button that has the focus, -1
+   * for another element in the transcript, or null when the focus is not in the transcript.
+   */
+  VIZOCHOKWidget.prototype._transcriptFocusIndex = function () {
+    var active = this.host.shadowRoot.activeElement;
+    var transcript = this.nodes.transcript;
+    if (!active || active === transcript || !transcript.contains(active)) {
+      return null;
+    }
+    return this.transcriptControls.indexOf(active);
+  };
+
+  /**
+   * Focus the rebuilt card or add button at `index`, because the rebuild removed the focused
+   * one and the browser would move the focus to the page's body. Entries are only appended,
+   * so the index names the same control. A disabled add button, as during a reply, passes
+   * the focus to its card, and a control that is gone passes it to the transcript.
+   */
+  VIZOCHOKWidget.prototype._restoreTranscriptFocus = function (index) {
+    var control = index >= 0 ? this.transcriptControls[index] : null;
+    if (control && control.disabled) {
+      control = control.parentNode;
+    }
+    (control || this.nodes.transcript).focus({ preventScroll: true });
+  };
+
   VIZOCHOKWidget.prototype._renderReply = function (transcript, entry) {
     var widget = this;
     var language = this.config.language;
@@ -1861,11 +1959,15 @@
       }
     });
     if (!entry.complete) {
-      var status = entry.status
-        ? this.texts.status[entry.status] || this.texts.statusDefault
-        : this.texts.statusDefault;
+      var status = this._statusText(entry.status);
       transcript.appendChild(element("div", "vz-message vz-assistant vz-status", status));
     }
+  };
+
+  /** Return the progress line of a `status` code, or the generic one for another code. */
+  VIZOCHOKWidget.prototype._statusText = function (code) {
+    var known = Object.prototype.hasOwnProperty.call(this.texts.status, code);
+    return known ? this.texts.status[code] : this.texts.statusDefault;
   };
 
   VIZOCHOKWidget.prototype._renderCards = function (items) {
@@ -1898,9 +2000,13 @@
       }
       var price = element("div", "vz-card-price");
       if (typeof product.promo_price === "number") {
+        // A screen reader does not read the line through the old price, so hidden words say
+        // which price is which.
+        price.appendChild(element("span", "vz-visually-hidden", texts.oldPrice + " "));
         price.appendChild(
           element("span", "vz-old-price", formatPrice(product.price, language))
         );
+        price.appendChild(element("span", "vz-visually-hidden", texts.newPrice + " "));
         price.appendChild(
           element(
             "span",
@@ -1925,6 +2031,7 @@
         widget._sendFromPanel(addMessageText(product, language));
       });
       card.appendChild(add);
+      widget.transcriptControls.push(card, add);
       card.addEventListener("click", function () {
         safeCall(widget.config.callbacks.onProductClick, Object.assign({}, product));
       });
@@ -1962,14 +2069,12 @@
     details.addEventListener("toggle", function () {
       widget.cartOpen = details.open;
     });
-    details.appendChild(
-      element(
-        "summary",
-        null,
-        texts.cart + " (" + cart.items.length + "): " + texts.total + " " + formatPrice(cart.total, language)
-      )
-    );
+    details.appendChild(element("summary", null, cartSummary(cart, language)));
     var list = element("ul");
+    // The list scrolls when it is taller than 30% of the window, and keyboard users scroll
+    // it once it has the focus.
+    list.tabIndex = 0;
+    list.setAttribute("aria-label", texts.cart);
     cart.items.forEach(function (item) {
       var unitPrice = typeof item.promo_price === "number" ? item.promo_price : item.price;
       var line = element("li");

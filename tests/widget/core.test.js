@@ -322,6 +322,29 @@ test("reply announcement joins text and errors", () => {
   assert.equal(core.replyAnnouncement({ parts: [] }, "en"), "");
 });
 
+test("reply announcement ends with cart summary", () => {
+  const later = Object.assign({}, CART_EVENT, { items: [], total: 0 });
+  const entry = {
+    parts: [
+      { kind: "cart", event: CART_EVENT },
+      { kind: "text", text: "Done." },
+      { kind: "cart", event: later },
+    ],
+  };
+  // The summary is the cart after the reply's last change, once.
+  assert.equal(core.replyAnnouncement(entry, "en"), "Done.\nCart (0): Total 0.00");
+  assert.equal(
+    core.replyAnnouncement({ parts: [{ kind: "cart", event: CART_EVENT }] }, "uk"),
+    "Кошик (1): Разом 84,00"
+  );
+});
+
+test("cart summary counts items per language", () => {
+  assert.equal(core.cartSummary(CART_EVENT, "en"), "Cart (1): Total 84.00");
+  assert.equal(core.cartSummary(CART_EVENT, "ru"), "Корзина (1): Итого 84,00");
+  assert.equal(core.cartSummary({ items: null, total: 1234.5 }, "uk"), "Кошик (0): Разом 1\u00a0234,50");
+});
+
 test("only http and https urls are accepted", () => {
   assert.equal(core.isHttpUrl("https://cdn.example.com/a.png"), true);
   assert.equal(core.isHttpUrl("http://cdn.example.com/a.png"), true);

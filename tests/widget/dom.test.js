@@ -5,7 +5,40 @@
 const test = require("node:test");
 const assert = require("node:assert/strict");
 
+const fs = require("node:fs");
+const path = require("node:path");
+
 const { loadWidget } = require("./fake_dom.js");
+
+const WIDGET_SCRIPT = path.join(__dirname, "..", "..", "conversations", "widget", "vizochok-widget.js");
+
+/** Return the channels of a #rrggbb colour as numbers 0-255. */
+function channels(hex) {
+  return [1, 3, 5].map((index) => parseInt(hex.slice(index, index + 2), 16));
+}
+
+/** Return the WCAG 2.1 contrast ratio of two #rrggbb colours. */
+function contrast(first, second) {
+  const luminance = (hex) => {
+    const [red, green, blue] = channels(hex).map((value) => {
+      const ratio = value / 255;
+      return ratio <= 0.03928 ? ratio / 12.92 : ((ratio + 0.055) / 1.055) ** 2.4;
+    });
+    return 0.2126 * red + 0.7152 * green + 0.0722 * blue;
+  };
+  const [light, dark] = [luminance(first), luminance(second)].sort((a, b) => b - a);
+  return (light + 0.05) / (dark + 0.05);
+}
+
+/** Return `foreground` drawn with `opacity` over `background`, as #rrggbb. */
+function blend(foreground, background, opacity) {
+  const front = channels(foreground);
+  const back = channels(background);
+  return "#" + front.map((value, index) => {
+    const mixed = Math.round(opacity * value + (1 - opacity) * back[index]);
+    return mixed.toString(16).padStart(2, "0");
+  }).join("");
+}
 
 const CARD = {
   sku: "h-1",
@@ -149,6 +182,119 @@ test("dom finished reply is announced once", async () => {
   assert.equal(live.getAttribute("aria-live"), "polite");
   assert.equal(live.getAttribute("role"), "status");
   assert.equal(live.textContent, "Here is milk.");
+});
+
+test("dom add keeps focus on rebuilt card", async () => {
+  const requests = [];
+  const { dom, shadow } = await widgetWithReply(requests);
+  const add = shadow.byClass("vz-card")[0].byTag("button")[0];
+  add.focus();
+  add.click();
+  // The click rebuilt the transcript and disabled the new add button, so the new card has
+  // the focus instead of the page's body.
+  const card = shadow.byClass("vz-card")[0];
+  assert.notEqual(card.byTag("button")[0], add);
+  assert.equal(card.byTag("button")[0].disabled, true);
+  assert.equal(shadow.activeElement, card);
+  assert.notEqual(dom.document.activeElement, dom.document.body);
+});
+
+test("dom reply keeps focus on older card", async () => {
+  const requests = [];
+  const { widget, shadow } = await widgetWithReply(requests);
+  shadow.byClass("vz-card")[0].focus();
+  widget._onEvent({ type: "status", code: "searching" });
+  assert.equal(shadow.activeElement, shadow.byClass("vz-card")[0]);
+  widget._onEvent({ type: "text_delta", delta: "More milk." });
+  assert.equal(shadow.activeElement, shadow.byClass("vz-card")[0]);
+});
+
+test("dom transcript is a focusable region", async () => {
+  const { shadow, widget } = await widgetWithReply([], { language: "ru" });
+  const transcript = shadow.byClass("vz-transcript")[0];
+  const launcher = shadow.byClass("vz-launcher")[0];
+  const live = shadow.byClass("vz-live")[0];
+  assert.equal(transcript.getAttribute("role"), "region");
+  assert.equal(transcript.getAttribute("aria-label"), "Разговор");
+  assert.equal(transcript.tabIndex, 0);
+  assert.equal(launcher.getAttribute("aria-controls"), widget.nodes.panel.id);
+  assert.equal(widget.nodes.panel.id, "vz-panel");
+  // The status region stays rendered while the panel is hidden.
+  assert.equal(widget.nodes.panel.contains(live), false);
+  assert.equal(live.parentNode, shadow);
+  // The CSS that hides the launcher on short windows selects it as the panel's next sibling.
+  const children = shadow.childNodes;
+  assert.equal(children[children.indexOf(widget.nodes.panel) + 1], launcher);
+});
+
+test("dom cart change is announced", async () => {
+  const { shadow } = await widgetWithReply([], { events: CART_REPLY });
+  assert.equal(shadow.byClass("vz-live")[0].textContent, "Cart (1): Total 40.00");
+});
+
+test("dom status event is announced", async () => {
+  const { shadow, widget } = await widgetWithReply([]);
+  const live = shadow.byClass("vz-live")[0];
+  widget._onEvent({ type: "status", code: "updating_cart" });
+  assert.equal(live.textContent, "Updating the cart…");
+  widget._onEvent({ type: "status", code: "toString" });
+  assert.equal(live.textContent, "Working…");
+  assert.equal(shadow.byClass("vz-status")[0].textContent, "Working…");
+});
+
+test("dom same error is announced again", async () => {
+  const dom = loadWidget(async () =>
+    response(429, { detail: "Too many messages.", code: "rate_limit_exceeded", retry_after: 5 })
+  );
+  const widget = new dom.VIZOCHOKWidget({ apiKey: "pk_test", storeId: "s", language: "en" });
+  widget.mount().open();
+  const shadow = widget.host.shadowRoot;
+  const input = shadow.byTag("textarea")[0];
+  const live = shadow.byClass("vz-live")[0];
+  input.value = "milk";
+  input.dispatch("keydown", { key: "Enter", shiftKey: false, isComposing: false });
+  await settle();
+  const first = live.childNodes[0];
+  input.dispatch("keydown", { key: "Enter", shiftKey: false, isComposing: false });
+  await settle();
+  // A new element with the same text is an addition, which screen readers announce.
+  assert.equal(live.childNodes.length, 1);
+  assert.equal(live.childNodes[0].tagName, "DIV");
+  assert.notEqual(live.childNodes[0], first);
+  assert.equal(live.textContent, "Too many messages in a row. Try again in 5 s.");
+});
+
+test("dom sale price names both prices", async () => {
+  const sale = Object.assign({}, CARD, { price: 50, promo_price: 40, promo_label: "-20%" });
+  const events = [{ type: "product_cards", items: [sale] }, { type: "response_complete" }];
+  const { shadow } = await widgetWithReply([], { events, language: "uk" });
+  const hidden = shadow.byClass("vz-visually-hidden").map((node) => node.textContent);
+  assert.deepEqual(hidden, ["Стара ціна ", "Ціна зі знижкою "]);
+  assert.equal(
+    shadow.byClass("vz-card-price")[0].textContent,
+    "Стара ціна 50,00Ціна зі знижкою 40,00-20%"
+  );
+});
+
+test("dom open cart list is focusable", async () => {
+  const { shadow } = await widgetWithReply([], { events: CART_REPLY });
+  const list = shadow.byClass("vz-cart")[0].byTag("ul")[0];
+  assert.equal(list.tabIndex, 0);
+  assert.equal(list.getAttribute("aria-label"), "Cart");
+});
+
+test("dom styles meet contrast and motion rules", () => {
+  const source = fs.readFileSync(WIDGET_SCRIPT, "utf8");
+  const styles = source.slice(source.indexOf("var STYLES = ["), source.indexOf('].join("\\n")'));
+  // Nothing moves, so prefers-reduced-motion needs no rule of its own.
+  assert.doesNotMatch(styles, /transition|animation|scroll-behavior/);
+  assert.match(styles, /:focus-visible \{ outline: 2px solid/);
+  const border = styles.match(/\.vz-form textarea \{[^}]*border: 1px solid (#[0-9a-f]{6})/)[1];
+  const placeholder = styles.match(/::placeholder \{ color: (#[0-9a-f]{6}); opacity: 1/)[1];
+  const oldPrice = Number(styles.match(/\.vz-old-price \{[^}]*opacity: ([.\d]+)/)[1]);
+  assert.ok(contrast(border, "#ffffff") >= 3, border);
+  assert.ok(contrast(placeholder, "#ffffff") >= 4.5, placeholder);
+  assert.ok(contrast(blend("#1f2328", "#ffffff", oldPrice), "#ffffff") >= 4.5, String(oldPrice));
 });
 
 test("dom rejected message is announced", async () => {

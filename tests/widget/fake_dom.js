@@ -25,6 +25,7 @@ class Node {
   }
 
   removeChild(child) {
+    dropFocusWithin(child);
     this.childNodes = this.childNodes.filter((node) => node !== child);
     child.parentNode = null;
     return child;
@@ -51,12 +52,25 @@ class Node {
 
   set textContent(value) {
     this.childNodes.forEach((node) => {
+      dropFocusWithin(node);
       node.parentNode = null;
     });
     this.childNodes = [];
     if (value !== "") {
       this.appendChild(new Text(this.ownerDocument, value));
     }
+  }
+}
+
+/** Removing the focused element, or an ancestor of it, moves the focus to the body, as browsers do. */
+function dropFocusWithin(removed) {
+  let root = removed;
+  while (root.parentNode) {
+    root = root.parentNode;
+  }
+  if (root instanceof ShadowRoot && root.activeElement && removed.contains(root.activeElement)) {
+    root.activeElement = null;
+    removed.ownerDocument.activeElement = removed.ownerDocument.body;
   }
 }
 
