@@ -115,7 +115,7 @@ def _idempotency_key(request: Request) -> str | None:
     """Return the request's ``Idempotency-Key`` header, or None without one.
 
     Raise ``invalid_json`` with a ``fields`` entry for the header unless the value is 1 to
-    255 characters of printable ASCII.
+    255 characters of printable ASCII without a space at either end.
     """
     key = request.headers.get(IDEMPOTENCY_KEY_HEADER)
     if key is None:
@@ -348,9 +348,10 @@ class MessageCreateApi(RetryAfterHeaderMixin, APIView):
                 type=str,
                 description=(
                     "A key that the client generates for each new message, 1 to 255 "
-                    "characters of printable ASCII, and sends again when it retries the "
-                    "message. A retry with the key of a stored message gets that message's "
-                    "reply again, without a new reply; docs/chat-api.md describes it."
+                    "characters of printable ASCII without a space at either end, and sends "
+                    "again when it retries the message. A retry with the key of a stored "
+                    "message gets that message's reply again, without a new reply; "
+                    "docs/chat-api.md describes it."
                 ),
             )
         ],
