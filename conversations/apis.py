@@ -42,7 +42,12 @@ from tenants.authentication import ApiClient
 from tenants.permissions import HasChatScope, WidgetOriginAllowed
 from vizochok.exceptions import InvalidInput, LimitExceeded
 from vizochok.openapi import error_responses, type_hint_schema
-from vizochok.serializers import IdentifierField, StrictInputSerializer, StringField
+from vizochok.serializers import (
+    IdentifierField,
+    StrictChoiceField,
+    StrictInputSerializer,
+    StringField,
+)
 
 _CHAT_TAG = "chat"
 
@@ -148,7 +153,7 @@ class ConversationCreateApi(RetryAfterHeaderMixin, APIView):
         store_id = IdentifierField(max_length=100)
         user_id = IdentifierField(max_length=200, required=False, allow_null=True)
         user_token = IdentifierField(max_length=200, required=False, allow_null=True)
-        language = serializers.ChoiceField(
+        language = StrictChoiceField(
             choices=LANGUAGES,
             required=False,
             allow_null=True,
