@@ -42,7 +42,12 @@ from tenants.authentication import ApiClient
 from tenants.permissions import HasChatScope, WidgetOriginAllowed
 from vizochok.exceptions import InvalidInput, LimitExceeded
 from vizochok.openapi import error_responses, type_hint_schema
-from vizochok.serializers import IdentifierField, StrictInputSerializer, StringField
+from vizochok.serializers import (
+    IdentifierField,
+    StrictChoiceField,
+    StrictInputSerializer,
+    StringField,
+)
 
 _CHAT_TAG = "chat"
 
@@ -115,7 +120,7 @@ def _idempotency_key(request: Request) -> str | None:
     """Return the request's ``Idempotency-Key`` header, or None without one.
 
     Raise ``invalid_json`` with a ``fields`` entry for the header unless the value is 1 to
-    255 characters of printable ASCII.
+    255 characters of printable ASCII without a space at either end.
     """
     key = request.headers.get(IDEMPOTENCY_KEY_HEADER)
     if key is None:
@@ -148,7 +153,7 @@ class ConversationCreateApi(RetryAfterHeaderMixin, APIView):
         store_id = IdentifierField(max_length=100)
         user_id = IdentifierField(max_length=200, required=False, allow_null=True)
         user_token = IdentifierField(max_length=200, required=False, allow_null=True)
-        language = serializers.ChoiceField(
+        language = StrictChoiceField(
             choices=LANGUAGES,
             required=False,
             allow_null=True,
@@ -348,9 +353,10 @@ class MessageCreateApi(RetryAfterHeaderMixin, APIView):
                 type=str,
                 description=(
                     "A key that the client generates for each new message, 1 to 255 "
-                    "characters of printable ASCII, and sends again when it retries the "
-                    "message. A retry with the key of a stored message gets that message's "
-                    "reply again, without a new reply; docs/chat-api.md describes it."
+                    "characters of printable ASCII without a space at either end, and sends "
+                    "again when it retries the message. A retry with the key of a stored "
+                    "message gets that message's reply again, without a new reply; "
+                    "docs/chat-api.md describes it."
                 ),
             )
         ],

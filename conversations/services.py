@@ -47,11 +47,16 @@ INTERRUPTED_CLIENT_DISCONNECTED = "client_disconnected"
 # Reason of the reply recorded for a shopper message whose turn never ended (its worker
 # stopped); also the ``reason`` of that reply's ``internal_error`` event.
 INTERRUPTED_TURN_LOST = "interrupted"
-# Printable ASCII (0x20 to 0x7E): the characters that an idempotency key may contain.
-_IDEMPOTENCY_KEY_PATTERN = re.compile(rf"[\x20-\x7e]{{1,{MAX_IDEMPOTENCY_KEY_LENGTH}}}")
+# Printable ASCII (0x20 to 0x7E), the characters that an idempotency key may contain, with
+# no space at either end. An HTTP server drops the spaces around a header's value, so a
+# WebSocket key with such a space could never be replayed over HTTP.
+_IDEMPOTENCY_KEY_PATTERN = re.compile(
+    rf"[\x21-\x7e](?:[\x20-\x7e]{{0,{MAX_IDEMPOTENCY_KEY_LENGTH - 2}}}[\x21-\x7e])?"
+)
 # The field error of an invalid idempotency key, on every transport.
 IDEMPOTENCY_KEY_INVALID = (
-    f"Must be 1 to {MAX_IDEMPOTENCY_KEY_LENGTH} characters of printable ASCII."
+    f"Must be 1 to {MAX_IDEMPOTENCY_KEY_LENGTH} characters of printable ASCII, without a "
+    "space at the start or end."
 )
 
 
@@ -112,7 +117,7 @@ def message_text_validate(text: str) -> None:
 
 
 def idempotency_key_is_valid(key: str) -> bool:
-    """Return whether ``key`` is 1 to 255 characters of printable ASCII, kept as sent."""
+    """Return whether ``key`` is 1 to 255 characters of printable ASCII without edge spaces."""
     return _IDEMPOTENCY_KEY_PATTERN.fullmatch(key) is not None
 
 

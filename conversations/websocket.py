@@ -63,7 +63,12 @@ from vizochok.exceptions import (
     NotFound,
     database_unreachable,
 )
-from vizochok.serializers import IdentifierField, StrictInputSerializer, StringField
+from vizochok.serializers import (
+    IdentifierField,
+    StrictChoiceField,
+    StrictInputSerializer,
+    StringField,
+)
 
 # Close codes of the protocol, modelled on the HTTP statuses of the same cases.
 CLOSE_NOT_AUTHENTICATED = 4001
@@ -166,7 +171,7 @@ class AuthInput(StrictInputSerializer):
     user_id = IdentifierField(max_length=200, required=False, allow_null=True)
     user_token = IdentifierField(max_length=200, required=False, allow_null=True)
     conversation_id = IdentifierField(max_length=40, required=False)
-    language = serializers.ChoiceField(choices=LANGUAGES, required=False, allow_null=True)
+    language = StrictChoiceField(choices=LANGUAGES, required=False, allow_null=True)
 
 
 class IdempotencyKeyField(StringField):

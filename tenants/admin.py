@@ -62,9 +62,9 @@ class _VersionCheckedForm(forms.ModelForm):
 
     The page carries the version of the row's ``version_fields``, the fields that the form
     writes, in a hidden field. ``clean`` locks the row until the admin view's transaction
-    commits, and rejects the save with ``changed_message`` when the version differs, so a
-    save cannot undo another save made after its page was opened. A form for a new row
-    checks nothing.
+    commits, and rejects the save with ``changed_message`` when the version differs or the
+    row was deleted, so a save cannot undo another save made after its page was opened. A
+    form for a new row checks nothing.
     """
 
     changed_message: ClassVar[str]
@@ -86,7 +86,9 @@ class _VersionCheckedForm(forms.ModelForm):
         current_version = services.row_version_lock(
             model=type(self.instance), pk=self.instance.pk, fields=self.version_fields
         )
-        if cleaned_data.get("version") != current_version:
+        # A row deleted since the page was opened has the version "", which a page that sent
+        # no version would match, and saving would insert the row again.
+        if not current_version or cleaned_data.get("version") != current_version:
             self.add_error(None, forms.ValidationError(self.changed_message, code="stale"))
         return cleaned_data
 

@@ -75,6 +75,21 @@ class IdentifierField(StringField):
         return value
 
 
+class StrictChoiceField(serializers.ChoiceField):
+    """A ``ChoiceField`` whose choices are strings and that accepts only JSON strings.
+
+    DRF's ``ChoiceField`` compares ``str(data)`` with the choices, so ``1`` and ``["ru"]``
+    would get a message quoting Python's text for them, such as ``"['ru']"``.
+    """
+
+    default_error_messages = {"not_a_string": "Expected a string, got {json_type}."}
+
+    def to_internal_value(self, data: Any) -> Any:
+        if not isinstance(data, str):
+            self.fail("not_a_string", json_type=_json_type(data))
+        return super().to_internal_value(data)
+
+
 class StrictIntegerField(serializers.IntegerField):
     """An ``IntegerField`` that accepts only JSON integers.
 

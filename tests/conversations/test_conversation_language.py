@@ -139,8 +139,10 @@ def test_detected_language_replaces_client_language(chat_client):
         ("region", "ru-RU", '"ru-RU" is not a valid choice.'),
         ("padded", " ru", '" ru" is not a valid choice.'),
         ("empty", "", '"" is not a valid choice.'),
-        ("number", 1, '"1" is not a valid choice.'),
-        ("array", ["ru"], "\"['ru']\" is not a valid choice."),
+        ("number", 1, "Expected a string, got a number."),
+        ("boolean", True, "Expected a string, got a boolean."),
+        ("array", ["ru"], "Expected a string, got an array."),
+        ("object", {"ru": "ru"}, "Expected a string, got an object."),
     ],
 )
 def test_invalid_language_rejected(chat_client, _case, language, message):

@@ -14,6 +14,8 @@ from tests.conversations.chat import cart_posts
 from tests.conversations.shop_data import MILK_LACTEL, SESSION_ID, STORE_ID, show
 from tests.factories import ConversationFactory, MessageFactory
 
+KEY_INVALID = "Must be 1 to 255 characters of printable ASCII, without a space at the start or end."
+
 pytestmark = pytest.mark.django_db
 
 KEY = "5f0c2b1e-9d8a-4c7b-8e6f-1a2b3c4d5e6f"
@@ -359,6 +361,9 @@ def test_key_is_unique_per_conversation(tenant, shopper_conversation):
         ("non-ASCII", "ключ"),
         ("tab", "a\tb"),
         ("control character", "a\x7fb"),
+        ("leading space", " k"),
+        ("trailing space", "k "),
+        ("only a space", " "),
     ],
 )
 def test_invalid_key_is_rejected(chat_client, shopper_conversation, _case, key):
@@ -368,7 +373,7 @@ def test_invalid_key_is_rejected(chat_client, shopper_conversation, _case, key):
     assert response.json() == {
         "detail": "The Idempotency-Key header is invalid.",
         "code": "invalid_json",
-        "fields": {"Idempotency-Key": ["Must be 1 to 255 characters of printable ASCII."]},
+        "fields": {"Idempotency-Key": [KEY_INVALID]},
     }
     assert Message.objects.count() == 0
     assert daily_counts() == []

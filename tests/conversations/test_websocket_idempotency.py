@@ -28,6 +28,8 @@ from tests.conversations.websocket_client import (
 )
 from tests.factories import ConversationFactory, MessageFactory
 
+KEY_INVALID = "Must be 1 to 255 characters of printable ASCII, without a space at the start or end."
+
 pytestmark = pytest.mark.django_db(transaction=True)
 
 KEY = "5f0c2b1e-9d8a-4c7b-8e6f-1a2b3c4d5e6f"
@@ -417,12 +419,15 @@ def test_key_of_other_conversation_does_not_match(ws_url, tenant, public_key, sh
 @pytest.mark.parametrize(
     ("_case", "key", "error"),
     [
-        ("empty", "", "Must be 1 to 255 characters of printable ASCII."),
-        ("too long", "k" * 256, "Must be 1 to 255 characters of printable ASCII."),
-        ("non-ASCII", "ключ", "Must be 1 to 255 characters of printable ASCII."),
-        ("tab", "a\tb", "Must be 1 to 255 characters of printable ASCII."),
-        ("newline", "a\n", "Must be 1 to 255 characters of printable ASCII."),
-        ("control character", "a\x7fb", "Must be 1 to 255 characters of printable ASCII."),
+        ("empty", "", KEY_INVALID),
+        ("too long", "k" * 256, KEY_INVALID),
+        ("non-ASCII", "ключ", KEY_INVALID),
+        ("tab", "a\tb", KEY_INVALID),
+        ("newline", "a\n", KEY_INVALID),
+        ("control character", "a\x7fb", KEY_INVALID),
+        ("leading space", " k", KEY_INVALID),
+        ("trailing space", "k ", KEY_INVALID),
+        ("only a space", " ", KEY_INVALID),
         ("number", 5, "Expected a string, got a number."),
         ("null", None, "This field may not be null."),
         ("object", {"key": KEY}, "Expected a string, got an object."),
@@ -457,7 +462,7 @@ def test_invalid_key_is_rejected(
     assert shopper_conversation.turn_started_at is None
 
 
-@pytest.mark.parametrize("key", ["k" * 255, "a", '"quoted key"', "with space", " edge "])
+@pytest.mark.parametrize("key", ["k" * 255, "a", '"quoted key"', "with space", "~ !"])
 def test_valid_key_is_stored_as_sent(ws_url, public_key, shopper_conversation, key):
     send_once(ws_url, public_key.raw_key, message_frame(shopper_conversation, "привіт", key=key))
 

@@ -97,7 +97,8 @@ def test_socket_language_leaves_existing_conversation(ws_url, tenant, public_key
         ("de", '"de" is not a valid choice.'),
         ("RU", '"RU" is not a valid choice.'),
         ("", '"" is not a valid choice.'),
-        (1, '"1" is not a valid choice.'),
+        (1, "Expected a string, got a number."),
+        (["ru"], "Expected a string, got an array."),
     ],
 )
 def test_socket_invalid_language_closes_4001(ws_url, public_key, language, message):

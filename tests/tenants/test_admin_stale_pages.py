@@ -4,7 +4,9 @@ from decimal import Decimal
 
 import pytest
 from django.contrib.admin.models import LogEntry
+from django.db import transaction
 
+from tenants.admin import WebhookSettingsForm
 from tenants.models import AssistantSettings, Tenant, WebhookSettings
 from tenants.services import user_token_secret_set, webhook_secret_set
 from tests.tenants.test_admin import ADD_URL, ai_settings_form, page_version, tenant_form
@@ -252,3 +254,24 @@ def test_api_saves_need_no_version(admin_client, server_client, tenant):
     assert stale_tenant_save.context["adminform"].form.errors == {"__all__": [TENANT_CHANGED]}
     assert stale_webhook_save.status_code == 200
     assert stored.name == "Shop A"
+
+
+def test_save_of_deleted_row_without_version_is_rejected(tenant):
+    webhook_settings = WebhookSettings.objects.get(tenant=tenant)
+    data = {
+        "products_url": webhook_settings.products_url,
+        "cart_url": webhook_settings.cart_url,
+        "cart_get_url": webhook_settings.cart_get_url,
+        "timeout_seconds": webhook_settings.timeout_seconds,
+        "version": "",
+    }
+    WebhookSettings.objects.filter(pk=webhook_settings.pk).delete()
+
+    with transaction.atomic():
+        form = WebhookSettingsForm(data=data, instance=webhook_settings)
+        form.fields["tenant"].disabled = True
+        valid = form.is_valid()
+
+    assert not valid
+    assert form.errors == {"__all__": [WEBHOOK_SETTINGS_CHANGED]}
+    assert not WebhookSettings.objects.filter(tenant=tenant).exists()

@@ -289,3 +289,75 @@ def test_parallel_attempts_check_at_most_max_passwords():
 
     assert sorted(outcomes) == ["counted"] * 3 + ["rejected"] * 5
     assert counts() == {"user": 3, "address": 3}
+
+
+PASSWORD_CHANGE_URL = "/admin/password_change/"
+NEW_PASSWORD = "a new long passphrase 42"
+WRONG_OLD_PASSWORD = "Your old password was entered incorrectly. Please enter it again."
+
+
+def change_password(client: Client, old_password: str):
+    return client.post(
+        PASSWORD_CHANGE_URL,
+        {
+            "old_password": old_password,
+            "new_password1": NEW_PASSWORD,
+            "new_password2": NEW_PASSWORD,
+        },
+    )
+
+
+def old_password_errors(response) -> list[str]:
+    assert response.status_code == 200
+    return list(response.context["form"].errors.get("old_password", []))
+
+
+@pytest.fixture
+def operator_session(operator) -> Client:
+    client = Client(REMOTE_ADDR=ADDRESS_A)
+    client.force_login(operator)
+    return client
+
+
+def test_password_change_counts_wrong_old_passwords(operator, operator_session):
+    for _ in range(3):
+        response = change_password(operator_session, WRONG_PASSWORD)
+        assert old_password_errors(response) == [WRONG_OLD_PASSWORD]
+    pin_windows()
+
+    response = change_password(operator_session, PASSWORD)
+
+    assert old_password_errors(response) == [THROTTLED]
+    operator.refresh_from_db()
+    assert operator.check_password(PASSWORD)
+    assert counts() == {"user": 3, "address": 3}
+
+
+def test_password_change_failures_block_login(operator, operator_session):
+    for _ in range(3):
+        change_password(operator_session, WRONG_PASSWORD)
+    pin_windows()
+
+    response = log_in("operator", PASSWORD, address=ADDRESS_B)
+
+    assert login_errors(response) == [THROTTLED]
+    assert not logged_in(response)
+
+
+def test_password_change_with_old_password_clears_count(operator, operator_session):
+    change_password(operator_session, WRONG_PASSWORD)
+
+    response = change_password(operator_session, PASSWORD)
+
+    assert response.status_code == 302
+    assert response["Location"] == "/admin/password_change/done/"
+    operator.refresh_from_db()
+    assert operator.check_password(NEW_PASSWORD)
+    assert counts() == {"address": 1}
+
+
+def test_password_change_form_not_checked_without_old_password(operator, operator_session):
+    response = change_password(operator_session, "")
+
+    assert old_password_errors(response) == ["This field is required."]
+    assert counts() == {}
