@@ -255,8 +255,8 @@ class OpenAIEmbedder:
 
     def _embed_batch(self, texts: list[str]) -> np.ndarray:
         started = time.monotonic()
-        # "float" because the client asks for base64 by default, and some servers send floats
-        # whatever they are asked for.
+        # "float" because the client requests base64 by default, and some servers return floats
+        # whatever the request says.
         options: dict[str, Any] = {"encoding_format": "float"}
         if self.send_dimensions:
             options["dimensions"] = self.dimensions

@@ -677,7 +677,7 @@ def _error_object_check(error: object) -> None:
 
 
 def _event_stream_check(response: Any) -> None:
-    """Raise when the server answered a streamed request with a JSON body, not an SSE stream.
+    """Raise when the server responded to a streamed request with JSON, not an SSE stream.
 
     The error object of such a body is reported as the server's error.
     """
@@ -690,7 +690,7 @@ def _event_stream_check(response: Any) -> None:
     if isinstance(body, dict):
         _error_object_check(body.get("error"))
     raise LLMInvalidResponse(
-        "The server answered a streamed request with a JSON body, not Server-Sent Events; "
+        "The server returned a JSON body, not Server-Sent Events, for a streamed request; "
         "set LLM_STREAM=0 if it does not stream."
     )
 
