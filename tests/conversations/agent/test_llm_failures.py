@@ -912,14 +912,6 @@ def stream_body(tool_call: dict) -> bytes:
             id="name number",
         ),
         pytest.param(
-            {
-                "id": "c1",
-                "type": "function",
-                "function": {"name": "view_cart", "arguments": {"sku": "milk-001"}},
-            },
-            id="arguments object",
-        ),
-        pytest.param(
             {"id": "c1", "type": "function", "function": {"name": "view_cart", "arguments": 7}},
             id="arguments number",
         ),
