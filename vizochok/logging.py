@@ -35,10 +35,10 @@ def _plain(value: Any) -> Any:
 
 
 class KeyValueFormatter(logging.Formatter):
-    """Human-readable lines: ``time level logger event key=value ...``."""
+    """Human-readable lines: ``time level logger event key=value ...``, the time in UTC."""
 
     def format(self, record: logging.LogRecord) -> str:
-        timestamp = datetime.fromtimestamp(record.created, tz=UTC).strftime("%H:%M:%S")
+        timestamp = datetime.fromtimestamp(record.created, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         fields = " ".join(
             f"{key}={_plain(value)!r}" for key, value in record_fields(record).items()
         )

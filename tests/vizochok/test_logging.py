@@ -40,3 +40,13 @@ def test_json_line_omits_query_string(caplog, secret_key):
 
     assert secret_key.raw_key not in line
     assert json.loads(line)["request"] == "GET /api/v1/catalog/jobs"
+
+
+def test_text_line_starts_with_utc_date_and_time():
+    record = logging.LogRecord("vizochok.test", logging.INFO, __file__, 1, "test.event", (), None)
+    # 2026-12-06 14:31:48.25 UTC.
+    record.created = 1796567508.25
+
+    line = KeyValueFormatter().format(record)
+
+    assert line == "2026-12-06T14:31:48Z INFO    vizochok.test test.event"
