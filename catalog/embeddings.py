@@ -13,6 +13,8 @@ encode them with different prefixes.
 """
 
 import functools
+import hashlib
+import json
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -203,8 +205,10 @@ class OpenAIEmbedder:
 
     ``query_prefix`` and ``passage_prefix`` are prepended to the texts for models that expect
     them (E5 models served behind such an endpoint want ``"query: "`` and ``"passage: "``);
-    OpenAI's own models need none. Without ``send_dimensions`` the request has no
-    ``dimensions`` parameter, which some servers reject for models of a fixed size.
+    OpenAI's own models need none. The prefixes change every vector, so ``model_name`` carries
+    a digest of them, and products embedded with other prefixes are embedded again. Without
+    ``send_dimensions`` the request has no ``dimensions`` parameter, which some servers
+    reject for models of a fixed size.
     """
 
     def __init__(
@@ -223,7 +227,9 @@ class OpenAIEmbedder:
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
-        self.model_name = model
+        self.model = model
+        # The name stored with each vector, so that other prefixes make the vectors stale.
+        self.model_name = _prefixed_model_name(model, query_prefix, passage_prefix)
         self.dimensions = dimensions
         self.batch_size = batch_size
         self.query_prefix = query_prefix
@@ -261,13 +267,13 @@ class OpenAIEmbedder:
         if self.send_dimensions:
             options["dimensions"] = self.dimensions
         try:
-            response = self._client.embeddings.create(model=self.model_name, input=texts, **options)
+            response = self._client.embeddings.create(model=self.model, input=texts, **options)
         # The client raises json.JSONDecodeError, a ValueError, for a body that is invalid JSON.
         except (openai.OpenAIError, ValueError) as exc:
             logger.warning(
                 "catalog.embedding.request_failed",
                 extra={
-                    "model": self.model_name,
+                    "model": self.model,
                     "base_url": str(self._client.base_url),
                     "batch_size": len(texts),
                     "error": str(exc),
@@ -275,19 +281,19 @@ class OpenAIEmbedder:
             )
             raise EmbeddingError(
                 f"The embedding request to {self._client.base_url} for model "
-                f"{self.model_name!r} failed: {exc}"
+                f"{self.model!r} failed: {exc}"
             ) from exc
 
         items = self._response_items(response)
         if len(items) != len(texts):
             raise EmbeddingError(
-                f"Embedding model {self.model_name!r} returned {len(items)} vectors for "
+                f"Embedding model {self.model!r} returned {len(items)} vectors for "
                 f"{len(texts)} texts."
             )
         lengths = {len(item.embedding) for item in items}
         if lengths != {self.dimensions}:
             raise EmbeddingError(
-                f"Embedding model {self.model_name!r} returned vectors of length "
+                f"Embedding model {self.model!r} returned vectors of length "
                 f"{sorted(lengths)}; expected {self.dimensions}. Choose a model that "
                 f"supports dimensions={self.dimensions} in EMBEDDING_MODEL."
             )
@@ -295,7 +301,7 @@ class OpenAIEmbedder:
         logger.debug(
             "catalog.embedding.request",
             extra={
-                "model": self.model_name,
+                "model": self.model,
                 "batch_size": len(texts),
                 "duration_ms": round((time.monotonic() - started) * 1000),
             },
@@ -312,13 +318,43 @@ class OpenAIEmbedder:
         if not isinstance(data, list):
             error = getattr(response, "error", None)
             reason = f"the server reported an error: {error}" if error else "no data list"
-            raise EmbeddingError(
-                f"The embedding response of {self._client.base_url} for model "
-                f"{self.model_name!r} is not a list of embeddings ({reason})."
-            )
+            raise self._unusable_response(reason)
+        # The client builds the items without validating them, so an item may be any JSON
+        # value, and its embedding null or a list of anything.
+        for number, item in enumerate(data):
+            if not isinstance(item, openai.types.Embedding):
+                raise self._unusable_response(f"item {number} is a {type(item).__name__}")
+            embedding = getattr(item, "embedding", None)
+            if not isinstance(embedding, list):
+                raise self._unusable_response(
+                    f"item {number} has an embedding of type {type(embedding).__name__}"
+                )
+            for value in embedding:
+                if isinstance(value, bool) or not isinstance(value, int | float):
+                    raise self._unusable_response(
+                        f"item {number} has a value of type {type(value).__name__}"
+                    )
         if any(not isinstance(getattr(item, "index", None), int) for item in data):
             return data
         return sorted(data, key=lambda item: item.index)
+
+    def _unusable_response(self, reason: str) -> EmbeddingError:
+        return EmbeddingError(
+            f"The embedding response of {self._client.base_url} for model "
+            f"{self.model!r} is not a list of embeddings ({reason})."
+        )
+
+
+def _prefixed_model_name(model: str, query_prefix: str, passage_prefix: str) -> str:
+    """Return ``model``, followed by a digest of the prefixes when there are any.
+
+    A digest, 22 characters with its label, is used because the prefixes may be long and
+    ``Product.embedding_model`` holds 200 characters.
+    """
+    if not query_prefix and not passage_prefix:
+        return model
+    prefixes = json.dumps([query_prefix, passage_prefix]).encode()
+    return f"{model} prefixes:{hashlib.sha256(prefixes).hexdigest()[:12]}"
 
 
 @functools.cache

@@ -642,7 +642,13 @@ def _completion_from_plain(
         function = getattr(call, "function", None)
         if function is None:
             raise LLMInvalidResponse(f"The model made a tool call of type {call.type!r}.")
-        raw_calls.append((call.id, function.name, _arguments_text(function.arguments)))
+        arguments = _arguments_text(function.arguments)
+        if arguments is not None and not isinstance(arguments, str):
+            # Checked here because _tool_calls would read false, 0 or [] as no arguments.
+            raise LLMInvalidResponse(
+                f"A tool call has {type(arguments).__name__} arguments, not a JSON object."
+            )
+        raw_calls.append((call.id, function.name, arguments))
     _tool_call_count_check(len(raw_calls))
     # A refusal comes in its own field and is part of the reply. Both fields are joined, as
     # in a stream, so blank content does not hide a refusal.

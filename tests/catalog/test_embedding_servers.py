@@ -16,6 +16,8 @@ import pytest
 from django.test import override_settings
 
 from catalog.embeddings import EmbeddingError, OpenAIEmbedder, get_embedder
+from catalog.selectors import products_pending_embedding
+from tests.factories import ProductFactory
 from tests.local_http import serving
 
 DIMENSIONS = 384
@@ -223,3 +225,54 @@ def test_error_status_is_an_embedding_error(server, _case, response, message):
 
     assert message in error.value.detail
     assert len(server.requests) == 1
+
+
+@pytest.mark.parametrize(
+    ("_case", "item", "reason"),
+    [
+        ("null embedding", {"index": 0, "embedding": None}, "has an embedding of type NoneType"),
+        ("no embedding", {"index": 0, "object": "embedding"}, "has an embedding of type NoneType"),
+        ("text item", "[0.1, 0.2]", "is a str"),
+        ("text values", {"index": 0, "embedding": ["a"] * DIMENSIONS}, "has a value of type str"),
+    ],
+)
+def test_malformed_item_is_an_embedding_error(server, _case, item, reason):
+    server.respond = lambda request: (
+        200,
+        "application/json",
+        json.dumps({"object": "list", "data": [item]}).encode(),
+    )
+
+    with pytest.raises(EmbeddingError) as error:
+        embedder_for(server).embed_queries(["молоко"])
+
+    assert error.value.detail == (
+        f"The embedding response of {server.base_url}/ for model 'served-model' is not a "
+        f"list of embeddings (item 0 {reason})."
+    )
+    assert len(server.requests) == 1
+
+
+def test_prefixes_are_part_of_model_name(server):
+    plain = embedder_for(server)
+    e5 = embedder_for(server, query_prefix="query: ", passage_prefix="passage: ")
+    passage_only = embedder_for(server, passage_prefix="passage: ")
+
+    assert plain.model_name == "served-model"
+    assert e5.model_name == "served-model prefixes:53483507d765"
+    assert passage_only.model_name.startswith("served-model prefixes:")
+    assert passage_only.model_name != e5.model_name
+
+
+@pytest.mark.django_db
+def test_prefixes_make_old_vectors_pending(server):
+    product = ProductFactory(embedding=[0.1] * DIMENSIONS, embedding_model="served-model")
+    product.embedding_hash = product.content_hash
+    product.save()
+    e5 = embedder_for(server, query_prefix="query: ", passage_prefix="passage: ")
+
+    plain_pending = products_pending_embedding(tenant=product.tenant, model_name="served-model")
+    e5_pending = products_pending_embedding(tenant=product.tenant, model_name=e5.model_name)
+
+    assert list(plain_pending) == []
+    assert list(e5_pending) == [product]

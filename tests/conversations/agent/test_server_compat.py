@@ -431,3 +431,32 @@ def test_server_errors(
     assert sent[-1] == {"type": "response_complete"}
     assert len(llm.requests) == requests
     assert Message.objects.get(role="assistant").metadata["failure"] == reason
+
+
+@pytest.mark.parametrize(
+    ("_case", "arguments"),
+    [("false", False), ("empty list", []), ("zero", 0), ("list", [SEARCH_ARGUMENTS])],
+)
+def test_tool_call_arguments_of_other_json_types(
+    chat_client, shop, conversation, llm, stream_mode, _case, arguments
+):
+    if stream_mode:
+        answer = stream(
+            chunk(
+                {"role": "assistant", "tool_calls": [{"index": 0, **search_call("c1", arguments)}]}
+            ),
+            chunk(finish_reason="tool_calls"),
+        )
+    else:
+        answer = plain(
+            {"role": "assistant", "content": None, "tool_calls": [search_call("c1", arguments)]},
+            finish_reason="tool_calls",
+        )
+    llm.add(*[answer] * 3)
+
+    sent = send(chat_client, conversation, "молоко")
+
+    assert error_reason(sent) == "llm_invalid_response"
+    assert sent[-1] == {"type": "response_complete"}
+    assert [request.tool_results() for request in llm.requests] == [[]] * len(llm.requests)
+    assert Message.objects.get(role="assistant").metadata["failure"] == "llm_invalid_response"
