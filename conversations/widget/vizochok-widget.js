@@ -1395,6 +1395,10 @@
     // A transcript rendered while the panel was hidden, such as a restored one, had no
     // height to scroll, so it would open at its oldest message.
     this.nodes.transcript.scrollTop = this.nodes.transcript.scrollHeight;
+    // A hidden input has no height to measure. On a phone the placeholder may take two lines,
+    // which a one-row input would cut off behind a scroll bar.
+    // NOTE: the height is fitted again on input and on open, not when the window is resized.
+    this._fitInput();
     if (this.state.busy) {
       // The input is disabled during a reply or a restore, such as the one that mount()
       // starts, so it gets the focus when that ends.
@@ -1631,6 +1635,11 @@
           // The page was reloaded before the message's reply arrived. Enter sends it again
           // with its key and gets the reply the server stored, or agent_busy while it runs.
           widget._setInput(retry.text);
+        } else if (retry && lastShopperText(widget.state.entries) === retry.text) {
+          // The server finished the reply before the reload, and the transcript shows it. The
+          // same text sent now is a new request, which the kept key would answer with that
+          // stored reply and no cart change.
+          widget._setRetryMessage(null);
         }
         widget._render();
         widget._connect({ conversationId: conversationId, restored: true });
@@ -1658,6 +1667,16 @@
       }
     );
   };
+
+  /** Return the text of the shopper's latest message in `entries`, or null. */
+  function lastShopperText(entries) {
+    for (var index = entries.length - 1; index >= 0; index--) {
+      if (entries[index].role === "user") {
+        return entries[index].text;
+      }
+    }
+    return null;
+  }
 
   VIZOCHOKWidget.prototype._ensureConversation = function () {
     if (this.conversationId) {

@@ -1075,3 +1075,58 @@ test("dom reload after reply leaves input empty", async () => {
   assert.equal(widget.host.shadowRoot.byTag("textarea")[0].value, "");
   assert.deepEqual(keys, []);
 });
+
+/** Return a fetch whose stored conv_1 ends with the shopper's "milk" and its reply. */
+function answeredFetch(keys) {
+  const answer = keyedFetch(keys, []);
+  return async (url, init) => {
+    if (url.includes("/api/v1/conversations/conv_1?")) {
+      const messages = [
+        { role: "user", text: "milk" },
+        { role: "assistant", events: REPLY },
+      ];
+      return response(200, { conversation_id: "conv_1", messages, cart: null });
+    }
+    return answer(url, init);
+  };
+}
+
+test("dom reload after answered message forgets key", async () => {
+  const keys = [];
+  const dom = loadWidget(answeredFetch(keys));
+  const config = { apiKey: "pk_test", storeId: "store-1" };
+  dom.window.sessionStorage.setItem(
+    dom.VIZOCHOKWidget.core.storageKey(
+      dom.VIZOCHOKWidget.core.validateConfig(config, "http://127.0.0.1:8000")
+    ),
+    "conv_1"
+  );
+  // The page was left during the reply that the server then finished.
+  dom.window.sessionStorage.setItem(pendingKey(dom), JSON.stringify({ text: "milk", key: "k-1" }));
+  const widget = mountAgain(dom, null);
+  await settle();
+
+  assert.equal(widget.retryMessage, null);
+  assert.equal(dom.window.sessionStorage.getItem(pendingKey(dom)), null);
+  assert.equal(widget.host.shadowRoot.byTag("textarea")[0].value, "");
+
+  // Asking for the same thing again is a new message, so the server processes it.
+  widget.send("milk");
+  await settle();
+
+  assert.equal(keys.length, 1);
+  assert.notEqual(keys[0], "k-1");
+});
+
+test("dom open fits input to placeholder", () => {
+  const dom = loadWidget(async () => response(500, {}));
+  const widget = new dom.VIZOCHOKWidget({ apiKey: "pk_test", storeId: "s" }).mount();
+  const input = widget.host.shadowRoot.byTag("textarea")[0];
+  // A placeholder that wraps to two lines in a narrow panel.
+  input.scrollHeight = 50;
+
+  widget.open();
+
+  assert.equal(input.value, "");
+  assert.equal(input.style.height, "52px");
+});
