@@ -26,8 +26,8 @@ each rejection code, and the CPU seconds that each process used. Then it checks:
 It exits with status 1 when a check fails. Usage, from the repository root::
 
     export DATABASE_URL=postgres://postgres@127.0.0.1:5432/vz_bench
-    python manage.py migrate
-    python benchmarks/chat_load.py --shoppers 25 --tenants 3 --messages 5 --mix json=1,sse=1,ws=1
+    make migrate
+    .venv/bin/python benchmarks/chat_load.py --shoppers 25 --tenants 3 --messages 5 --mix json=1,sse=1,ws=1
 
 The script ignores .env (``DJANGO_ENV_FILE`` is set empty), and deletes its tenants at the
 end unless ``--keep-tenants`` is given.
@@ -147,8 +147,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.app_url and args.mix["ws"] and not args.websocket_url:
         parser.error("--app-url with WebSocket shoppers needs --websocket-url too")
-    if args.merchant_url and not os.environ.get("MERCHANT_WEBHOOK_SECRET"):
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from tenants.keys import CUSTOM_SECRET_MIN_LENGTH
+
+    merchant_secret = os.environ.get("MERCHANT_WEBHOOK_SECRET", "")
+    if args.merchant_url and not merchant_secret:
         parser.error("--merchant-url needs the merchant's secret in MERCHANT_WEBHOOK_SECRET")
+    if args.merchant_url and len(merchant_secret) < CUSTOM_SECRET_MIN_LENGTH:
+        # The script stores this secret as each tenant's webhook secret, whose rules reject
+        # a shorter one only after the first tenant exists.
+        parser.error(
+            f"MERCHANT_WEBHOOK_SECRET has {len(merchant_secret)} characters; a webhook secret "
+            f"needs at least {CUSTOM_SECRET_MIN_LENGTH}"
+        )
     if args.llm_url and args.assistant == "offline":
         parser.error("--llm-url cannot be combined with --assistant offline")
     return args
@@ -429,6 +441,13 @@ def prepare_tenants(
             TenantSetup(tenant.pk, slug, [key.raw_key for key in keys], warm_up_key.raw_key)
         )
     return setups, words
+
+
+def delete_run_tenants(*, run_id: str) -> None:
+    """Delete the tenants of one run by their slug, including those of a half-done setup."""
+    from tenants.models import Tenant
+
+    Tenant.objects.filter(slug__startswith=f"chat-load-{run_id}-").delete()
 
 
 # ---------------------------------------------------------------------------------------
@@ -821,7 +840,7 @@ def main(argv: list[str] | None = None) -> int:
     log_dir = Path(tempfile.mkdtemp(prefix="chat-load-"))
     processes = Processes(log_dir)
     exit_status = 1
-    setups: list[TenantSetup] = []
+    django_ready = False
     try:
         model_url = None
         if not args.app_url and args.assistant == "scripted":
@@ -831,10 +850,10 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.update(env)
         # The script's own log lines (tenant and key creation, embedding) would hide the report.
         os.environ["LOG_LEVEL"] = "WARNING"
-        sys.path.insert(0, str(ROOT))
         import django
 
         django.setup()
+        django_ready = True
 
         secret = os.environ.get("MERCHANT_WEBHOOK_SECRET") if args.merchant_url else None
         secret = secret or hashlib.sha256(secrets.token_bytes(32)).hexdigest()
@@ -899,10 +918,8 @@ def main(argv: list[str] | None = None) -> int:
         exit_status = 1 if failures else 0
     finally:
         processes.stop()
-        if setups and not args.keep_tenants:
-            from tenants.models import Tenant
-
-            Tenant.objects.filter(pk__in=[setup.tenant_id for setup in setups]).delete()
+        if django_ready and not args.keep_tenants:
+            delete_run_tenants(run_id=run_id)
     return exit_status
 
 

@@ -18,6 +18,7 @@ from django.db import connection
 
 from conversations.models import Conversation
 from tenants.models import Tenant
+from tests.factories import TenantFactory
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "benchmarks" / "chat_load.py"
@@ -112,3 +113,39 @@ def test_merchant_url_needs_secret(chat_load, monkeypatch, capsys):
 
     assert exit_info.value.code == 2
     assert "needs the merchant's secret in MERCHANT_WEBHOOK_SECRET" in capsys.readouterr().err
+
+
+def test_merchant_url_rejects_short_secret(chat_load, monkeypatch, capsys):
+    monkeypatch.setenv("MERCHANT_WEBHOOK_SECRET", "s" * 23)
+
+    with pytest.raises(SystemExit) as exit_info:
+        chat_load.parse_args(["--merchant-url", "http://127.0.0.1:8001"])
+
+    assert exit_info.value.code == 2
+    assert (
+        "MERCHANT_WEBHOOK_SECRET has 23 characters; a webhook secret needs at least 24"
+        in capsys.readouterr().err
+    )
+
+
+def test_merchant_url_accepts_secret_of_minimum_length(chat_load, monkeypatch):
+    monkeypatch.setenv("MERCHANT_WEBHOOK_SECRET", "s" * 24)
+
+    args = chat_load.parse_args(["--merchant-url", "http://127.0.0.1:8001"])
+
+    assert args.merchant_url == "http://127.0.0.1:8001"
+
+
+@pytest.mark.django_db
+def test_delete_run_tenants_keeps_other_runs(chat_load):
+    TenantFactory(slug="chat-load-abc123-1")
+    TenantFactory(slug="chat-load-abc123-2")
+    TenantFactory(slug="chat-load-def456-1")
+    TenantFactory(slug="shop-a")
+
+    chat_load.delete_run_tenants(run_id="abc123")
+
+    assert sorted(Tenant.objects.values_list("slug", flat=True)) == [
+        "chat-load-def456-1",
+        "shop-a",
+    ]
