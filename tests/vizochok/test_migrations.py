@@ -21,6 +21,7 @@ PROJECT_APPS = ("vizochok", "tenants", "catalog", "webhooks", "conversations")
 # Every such column, by app, migration number and "table.column", as docs/deployment.md
 # lists them under "Installing and upgrading".
 COLUMNS_WITHOUT_DATABASE_DEFAULT = {
+    ("conversations", "0002", "conversations_message.public_id"),
     ("tenants", "0002", "tenants_tenant.user_token_secret"),
     ("tenants", "0002", "tenants_assistantsettings.rate_limit_messages"),
     ("tenants", "0002", "tenants_assistantsettings.rate_limit_window_seconds"),
@@ -38,8 +39,10 @@ COLUMNS_WITHOUT_DATABASE_DEFAULT = {
 def _columns_added_without_default() -> set[tuple[str, str, str]]:
     """Return the NOT NULL columns that migrations add to existing tables with no default.
 
-    Columns of a model that the same migration creates are left out, because no running
-    release writes to a table that did not exist before.
+    A column counts when an ``AddField`` adds it as NOT NULL, or when an ``AlterField`` makes
+    NOT NULL a column that was nullable or missing before the migration (added nullable,
+    filled, then altered). Columns of a model that the same migration creates are left out,
+    because no running release writes to a table that did not exist before.
     """
     loader = MigrationLoader(None, ignore_no_migrations=True)
     found = set()
@@ -51,8 +54,14 @@ def _columns_added_without_default() -> set[tuple[str, str, str]]:
             for operation in migration.operations
             if isinstance(operation, migrations.CreateModel)
         }
+        before = loader.project_state((app_label, name), at_end=False)
         for operation in migration.operations:
-            if not isinstance(operation, migrations.AddField):
+            if isinstance(operation, migrations.AlterField):
+                model_state = before.models[(app_label, operation.model_name_lower)]
+                old_field = model_state.fields.get(operation.name)
+                if old_field is not None and not old_field.null:
+                    continue
+            elif not isinstance(operation, migrations.AddField):
                 continue
             field = operation.field
             if operation.model_name_lower in created or field.null:
