@@ -1131,7 +1131,7 @@ test("dom open fits input to placeholder", () => {
   assert.equal(input.style.height, "52px");
 });
 
-/** Return a fetch whose new conversation is answered by `assistant` and whose reply is REPLY. */
+/** Return a fetch that starts conversations with `assistant` and replies with REPLY. */
 function assistantFetch(assistant) {
   return async (url) => {
     if (url.endsWith("/api/v1/conversations")) {
@@ -1195,7 +1195,7 @@ test("dom badge note hidden without offline assistant", async () => {
   widget.open();
   const shadow = widget.host.shadowRoot;
   const badge = shadow.byClass("vz-badge")[0];
-  // The shopper opened the note while the offline assistant answered an earlier conversation.
+  // The shopper opened the note in an earlier conversation with the offline assistant.
   widget.badgeNoteOpen = true;
   widget.send("milk");
   await settle();
