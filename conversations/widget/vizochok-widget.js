@@ -1113,8 +1113,10 @@
     "  background: var(--vz-primary-color, #0b6bcb); color: var(--vz-primary-text-color, #fff); }",
     ".vz-avatar { width: 28px; height: 28px; border-radius: 50%; object-fit: cover; }",
     ".vz-title { font-weight: 600; flex: 1; min-width: 0; }",
+    // The margin keeps the badge's focus ring off the title above it.
     ".vz-header .vz-badge { display: block; font-size: 11px; font-weight: 400; opacity: .9;",
-    "  padding: 0; text-align: start; text-decoration: underline dotted; }",
+    "  margin-top: 3px; padding: 0; text-align: start; text-decoration: underline dotted; }",
+    ".vz-header .vz-badge:focus-visible { outline-offset: 1px; }",
     ".vz-header .vz-badge[hidden] { display: none; }",
     ".vz-badge-note { margin: 0; padding: 0 12px 8px; font-size: 12px;",
     "  background: var(--vz-primary-color, #0b6bcb); color: var(--vz-primary-text-color, #fff); }",

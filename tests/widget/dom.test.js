@@ -1185,6 +1185,9 @@ test("dom badge note sits under header", () => {
   const style = widget.host.shadowRoot.byTag("style")[0].textContent;
   // More specific than `.vz-header button`, whose font size and padding would apply otherwise.
   assert.match(style, /\.vz-header \.vz-badge \{ display: block; font-size: 11px;/);
+  // The badge's focus ring, 2px wide 1px out, stays clear of the title above it.
+  assert.match(style, /\.vz-header \.vz-badge \{[^}]*margin-top: 3px; padding: 0;/);
+  assert.match(style, /\.vz-header \.vz-badge:focus-visible \{ outline-offset: 1px; \}/);
   assert.match(style, /\.vz-header \.vz-badge\[hidden\] \{ display: none; \}/);
   assert.match(style, /\.vz-badge-note\[hidden\] \{ display: none; \}/);
 });
