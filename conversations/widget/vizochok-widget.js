@@ -1113,8 +1113,14 @@
     "  background: var(--vz-primary-color, #0b6bcb); color: var(--vz-primary-text-color, #fff); }",
     ".vz-avatar { width: 28px; height: 28px; border-radius: 50%; object-fit: cover; }",
     ".vz-title { font-weight: 600; flex: 1; min-width: 0; }",
-    ".vz-badge { display: block; font-size: 11px; font-weight: 400; opacity: .9; }",
-    ".vz-badge[hidden] { display: none; }",
+    // The margin keeps the badge's focus ring off the title above it.
+    ".vz-header .vz-badge { display: block; font-size: 11px; font-weight: 400; opacity: .9;",
+    "  margin-top: 3px; padding: 0; text-align: start; text-decoration: underline dotted; }",
+    ".vz-header .vz-badge:focus-visible { outline-offset: 1px; }",
+    ".vz-header .vz-badge[hidden] { display: none; }",
+    ".vz-badge-note { margin: 0; padding: 0 12px 8px; font-size: 12px;",
+    "  background: var(--vz-primary-color, #0b6bcb); color: var(--vz-primary-text-color, #fff); }",
+    ".vz-badge-note[hidden] { display: none; }",
     ".vz-header button { background: transparent; border: 0; color: inherit; cursor: pointer;",
     "  font-size: 16px; padding: 4px; }",
     ".vz-transcript { flex: 1; overflow-y: auto; padding: 12px; display: flex;",
@@ -1264,6 +1270,10 @@
     // the focus to the rebuilt one.
     this.transcriptControls = [];
     this.cartOpen = false;
+    this.badgeNoteOpen = false;
+    // The open panel's window resize listener and its pending animation frame, or null.
+    this.onResize = null;
+    this.resizeFrame = null;
     this.cartUnknown = false;
     // The number of cart_changed events so far, so that a cart read back after one is dropped.
     this.cartChanges = 0;
@@ -1378,6 +1388,7 @@
     if (!this.host) {
       return;
     }
+    this._unwatchResize();
     this.host.remove();
     this.host = null;
     this.nodes = null;
@@ -1397,8 +1408,8 @@
     this.nodes.transcript.scrollTop = this.nodes.transcript.scrollHeight;
     // A hidden input has no height to measure. On a phone the placeholder may take two lines,
     // which a one-row input would cut off behind a scroll bar.
-    // NOTE: the height is fitted again on input and on open, not when the window is resized.
     this._fitInput();
+    this._watchResize();
     if (this.state.busy) {
       // The input is disabled during a reply or a restore, such as the one that mount()
       // starts, so it gets the focus when that ends.
@@ -1414,6 +1425,7 @@
     var focusInPanel = this.nodes.panel.contains(this.host.shadowRoot.activeElement);
     this.nodes.panel.hidden = true;
     this.nodes.launcher.setAttribute("aria-expanded", "false");
+    this._unwatchResize();
     if (focusInPanel) {
       // The focused control is hidden now: keyboard users continue from the launcher.
       this.nodes.launcher.focus();
@@ -1476,11 +1488,20 @@
       header.appendChild(avatar);
     }
     var title = element("div", "vz-title", this.config.botName);
-    var badge = element("span", "vz-badge", texts.offlineBadge);
+    // A tooltip reaches only mouse users. So the badge is a button that shows its explanation
+    // under the header, and the explanation is the button's accessible description.
+    var badge = element("button", "vz-badge", texts.offlineBadge);
+    badge.type = "button";
     badge.title = texts.offlineBadgeTitle;
     badge.hidden = true;
+    badge.setAttribute("aria-expanded", "false");
+    badge.setAttribute("aria-controls", "vz-badge-note");
+    badge.setAttribute("aria-describedby", "vz-badge-note");
     title.appendChild(badge);
     header.appendChild(title);
+    var badgeNote = element("p", "vz-badge-note", texts.offlineBadgeTitle);
+    badgeNote.id = "vz-badge-note";
+    badgeNote.hidden = true;
     var restart = element("button", null, "↺");
     restart.type = "button";
     restart.title = texts.newConversation;
@@ -1516,6 +1537,7 @@
     form.appendChild(send);
 
     panel.appendChild(header);
+    panel.appendChild(badgeNote);
     panel.appendChild(transcript);
     panel.appendChild(cart);
     panel.appendChild(form);
@@ -1541,6 +1563,10 @@
         widget.close();
       }
     });
+    badge.addEventListener("click", function () {
+      widget.badgeNoteOpen = !widget.badgeNoteOpen;
+      widget._render();
+    });
     restart.addEventListener("click", function () {
       widget.endSession();
     });
@@ -1561,6 +1587,7 @@
       launcher: launcher,
       panel: panel,
       badge: badge,
+      badgeNote: badgeNote,
       restart: restart,
       transcript: transcript,
       live: live,
@@ -1587,6 +1614,40 @@
     if (input.scrollHeight > 0) {
       // scrollHeight leaves out the 1px borders, which the border-box height includes.
       input.style.height = input.scrollHeight + 2 + "px";
+    }
+  };
+
+  /**
+   * Fit the input again when the window is resized or a phone is rotated, because the panel's
+   * width follows the window's, and with it the number of lines the text or placeholder takes.
+   * Runs while the panel is open, at most once per animation frame.
+   */
+  VIZOCHOKWidget.prototype._watchResize = function () {
+    if (this.onResize) {
+      return;
+    }
+    var widget = this;
+    this.onResize = function () {
+      if (widget.resizeFrame !== null) {
+        return;
+      }
+      widget.resizeFrame = window.requestAnimationFrame(function () {
+        widget.resizeFrame = null;
+        widget._fitInput();
+      });
+    };
+    window.addEventListener("resize", this.onResize);
+  };
+
+  VIZOCHOKWidget.prototype._unwatchResize = function () {
+    if (!this.onResize) {
+      return;
+    }
+    window.removeEventListener("resize", this.onResize);
+    this.onResize = null;
+    if (this.resizeFrame !== null) {
+      window.cancelAnimationFrame(this.resizeFrame);
+      this.resizeFrame = null;
     }
   };
 
@@ -1924,6 +1985,9 @@
     }
 
     nodes.badge.hidden = this.state.assistant !== "offline";
+    var noteShown = !nodes.badge.hidden && this.badgeNoteOpen;
+    nodes.badge.setAttribute("aria-expanded", noteShown ? "true" : "false");
+    nodes.badgeNote.hidden = !noteShown;
     nodes.input.disabled = this.state.busy;
     nodes.send.disabled = this.state.busy;
     nodes.restart.disabled = this.state.busy;

@@ -1130,3 +1130,152 @@ test("dom open fits input to placeholder", () => {
   assert.equal(input.value, "");
   assert.equal(input.style.height, "52px");
 });
+
+/** Return a fetch that starts conversations with `assistant` and replies with REPLY. */
+function assistantFetch(assistant) {
+  return async (url) => {
+    if (url.endsWith("/api/v1/conversations")) {
+      return response(201, { conversation_id: "conv_1", assistant });
+    }
+    return response(200, { message_id: "msg_1", events: REPLY });
+  };
+}
+
+const BADGE_EXPLANATIONS = {
+  uk: "Відповідає офлайн-помічник: він розуміє короткі команди, а не вільну розмову.",
+  en: "The offline assistant answers: it understands short commands, not free conversation.",
+  ru: "Отвечает офлайн-ассистент: он понимает короткие команды, а не свободный разговор.",
+};
+
+test("dom badge explanation reaches keyboard", async () => {
+  for (const [language, explanation] of Object.entries(BADGE_EXPLANATIONS)) {
+    const { shadow } = await widgetWithReply([], { language });
+    const badge = shadow.byClass("vz-badge")[0];
+    const note = shadow.byClass("vz-badge-note")[0];
+    assert.equal(badge.tagName, "BUTTON");
+    assert.equal(badge.type, "button");
+    assert.equal(badge.hidden, false);
+    assert.equal(badge.title, explanation);
+    assert.equal(note.textContent, explanation);
+    assert.equal(badge.getAttribute("aria-describedby"), note.id);
+    assert.equal(badge.getAttribute("aria-controls"), note.id);
+    assert.equal(note.hidden, true);
+    assert.equal(badge.getAttribute("aria-expanded"), "false");
+
+    badge.focus();
+    badge.click();
+
+    assert.equal(note.hidden, false);
+    assert.equal(badge.getAttribute("aria-expanded"), "true");
+    assert.equal(shadow.activeElement, badge);
+
+    badge.click();
+
+    assert.equal(note.hidden, true);
+    assert.equal(badge.getAttribute("aria-expanded"), "false");
+  }
+});
+
+test("dom badge note sits under header", () => {
+  const dom = loadWidget(async () => response(500, {}));
+  const widget = new dom.VIZOCHOKWidget({ apiKey: "pk_test", storeId: "s" }).mount();
+  const panel = widget.host.shadowRoot.byClass("vz-panel")[0];
+  const children = panel.childNodes.map((node) => node.className);
+  assert.deepEqual(children, ["vz-header", "vz-badge-note", "vz-transcript", "vz-cart", "vz-form"]);
+  const style = widget.host.shadowRoot.byTag("style")[0].textContent;
+  // More specific than `.vz-header button`, whose font size and padding would apply otherwise.
+  assert.match(style, /\.vz-header \.vz-badge \{ display: block; font-size: 11px;/);
+  // The badge's focus ring, 2px wide 1px out, stays clear of the title above it.
+  assert.match(style, /\.vz-header \.vz-badge \{[^}]*margin-top: 3px; padding: 0;/);
+  assert.match(style, /\.vz-header \.vz-badge:focus-visible \{ outline-offset: 1px; \}/);
+  assert.match(style, /\.vz-header \.vz-badge\[hidden\] \{ display: none; \}/);
+  assert.match(style, /\.vz-badge-note\[hidden\] \{ display: none; \}/);
+});
+
+test("dom badge note hidden without offline assistant", async () => {
+  const dom = loadWidget(assistantFetch("llm"));
+  const widget = new dom.VIZOCHOKWidget({ apiKey: "pk_test", storeId: "s" }).mount();
+  widget.open();
+  const shadow = widget.host.shadowRoot;
+  const badge = shadow.byClass("vz-badge")[0];
+  // The shopper opened the note in an earlier conversation with the offline assistant.
+  widget.badgeNoteOpen = true;
+  widget.send("milk");
+  await settle();
+
+  assert.equal(widget.state.assistant, "llm");
+  assert.equal(badge.hidden, true);
+  assert.equal(shadow.byClass("vz-badge-note")[0].hidden, true);
+  assert.equal(badge.getAttribute("aria-expanded"), "false");
+});
+
+test("dom resize refits input once per frame", () => {
+  const dom = loadWidget(async () => response(500, {}));
+  const widget = new dom.VIZOCHOKWidget({ apiKey: "pk_test", storeId: "s" }).mount();
+  const input = widget.host.shadowRoot.byTag("textarea")[0];
+  input.scrollHeight = 28;
+  widget.open();
+  assert.equal(input.style.height, "30px");
+  assert.equal(dom.window.listeners.get("resize").length, 1);
+
+  // A narrower window wraps the placeholder to two lines.
+  input.scrollHeight = 50;
+  dom.window.dispatch("resize");
+  dom.window.dispatch("resize");
+  dom.window.dispatch("resize");
+
+  assert.equal(dom.window.frames.size, 1);
+  assert.equal(input.style.height, "30px");
+
+  dom.window.runFrames();
+
+  assert.equal(input.style.height, "52px");
+  assert.equal(dom.window.frames.size, 0);
+
+  // A wider window again: the next resize requests a new frame.
+  input.scrollHeight = 28;
+  dom.window.dispatch("resize");
+  assert.equal(dom.window.frames.size, 1);
+  dom.window.runFrames();
+  assert.equal(input.style.height, "30px");
+});
+
+test("dom closed panel ignores resize", () => {
+  const dom = loadWidget(async () => response(500, {}));
+  const widget = new dom.VIZOCHOKWidget({ apiKey: "pk_test", storeId: "s" }).mount();
+  const input = widget.host.shadowRoot.byTag("textarea")[0];
+  assert.equal(dom.window.listeners.has("resize"), false);
+
+  widget.open();
+  widget.open();
+  assert.equal(dom.window.listeners.get("resize").length, 1);
+  dom.window.dispatch("resize");
+  widget.close();
+
+  assert.deepEqual(dom.window.listeners.get("resize"), []);
+  assert.equal(dom.window.frames.size, 0);
+  const height = input.style.height;
+  input.scrollHeight = 90;
+  dom.window.dispatch("resize");
+  dom.window.runFrames();
+  assert.equal(input.style.height, height);
+});
+
+test("dom unmount removes resize listener", () => {
+  const dom = loadWidget(async () => response(500, {}));
+  const widget = new dom.VIZOCHOKWidget({ apiKey: "pk_test", storeId: "s" }).mount();
+  widget.open();
+  dom.window.dispatch("resize");
+  assert.equal(dom.window.frames.size, 1);
+
+  widget.unmount();
+
+  assert.deepEqual(dom.window.listeners.get("resize"), []);
+  assert.equal(dom.window.frames.size, 0);
+  assert.equal(widget.onResize, null);
+  assert.equal(widget.resizeFrame, null);
+
+  // Mounted and opened again, the widget listens again, with one listener.
+  widget.mount().open();
+  assert.equal(dom.window.listeners.get("resize").length, 1);
+});

@@ -258,6 +258,38 @@ function loadWidget(fetch) {
   const window = {
     location: { origin: "http://127.0.0.1:8000" },
     sessionStorage: new Storage(),
+    listeners: new Map(),
+    // Animation frame callbacks by id, run only by runFrames(), so a test controls the frames.
+    frames: new Map(),
+    nextFrame: 1,
+    addEventListener(type, listener) {
+      if (!this.listeners.has(type)) {
+        this.listeners.set(type, []);
+      }
+      this.listeners.get(type).push(listener);
+    },
+    removeEventListener(type, listener) {
+      const remaining = (this.listeners.get(type) || []).filter((item) => item !== listener);
+      this.listeners.set(type, remaining);
+    },
+    /** Call the listeners of `type` with an event, as a resize of the window does. */
+    dispatch(type) {
+      (this.listeners.get(type) || []).forEach((listener) => listener({ type, target: this }));
+    },
+    requestAnimationFrame(callback) {
+      const id = this.nextFrame++;
+      this.frames.set(id, callback);
+      return id;
+    },
+    cancelAnimationFrame(id) {
+      this.frames.delete(id);
+    },
+    /** Run the frame callbacks requested so far, as the browser's next frame does. */
+    runFrames() {
+      const due = [...this.frames.values()];
+      this.frames.clear();
+      due.forEach((callback) => callback(0));
+    },
   };
   const context = vm.createContext({
     window,
