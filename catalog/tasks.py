@@ -20,11 +20,23 @@ from catalog import jobs
 
 logger = logging.getLogger(__name__)
 
-# Every failure is retried: embedding endpoints fail for a while and come back, and a
-# database error is usually gone by the next run. The n-th retry waits BACKOFF ** n seconds.
-_RETRY = RetryStrategy(
-    max_attempts=settings.CATALOG_JOB_MAX_RETRIES,
-    exponential_wait=settings.CATALOG_JOB_RETRY_BACKOFF_SECONDS,
+
+def retry_strategy(*, max_retries: int, backoff_seconds: int) -> RetryStrategy | bool:
+    """Return the queue's retry setting for a catalog job: ``max_retries`` retries, or none.
+
+    Every failure is retried: embedding endpoints fail for a while and come back, and a
+    database error is usually gone by the next run. The n-th retry waits
+    ``backoff_seconds ** n`` seconds. procrastinate reads ``max_attempts=0`` as no limit, so
+    0 retries is ``False``, which it reads as no retry.
+    """
+    if max_retries == 0:
+        return False
+    return RetryStrategy(max_attempts=max_retries, exponential_wait=backoff_seconds)
+
+
+_RETRY = retry_strategy(
+    max_retries=settings.CATALOG_JOB_MAX_RETRIES,
+    backoff_seconds=settings.CATALOG_JOB_RETRY_BACKOFF_SECONDS,
 )
 
 

@@ -17,6 +17,7 @@ from procrastinate.contrib.django.models import ProcrastinateJob
 from procrastinate.exceptions import JobAborted
 from procrastinate.job_context import AbortReason
 from procrastinate.jobs import Job, Status
+from procrastinate.retry import RetryStrategy
 
 from catalog import services, tasks
 from catalog.embeddings import EmbeddingError, product_embedding_text
@@ -832,3 +833,41 @@ def test_failing_a_deleted_job_does_nothing(tenant):
     catalog_job_fail(job_pk=job.pk, reason="The worker running the job stopped responding.")
 
     assert CatalogJob.objects.filter(pk=job.pk).exists() is False
+
+
+def _queue_job(*, attempts: int) -> Job:
+    return Job(
+        id=1,
+        queue="catalog",
+        lock=None,
+        queueing_lock=None,
+        task_name="catalog_job_run",
+        task_kwargs={},
+        attempts=attempts,
+    )
+
+
+def test_retry_strategy_without_retries_is_off():
+    strategy = tasks.retry_strategy(max_retries=0, backoff_seconds=3)
+
+    # A RetryStrategy with max_attempts=0 would retry without limit.
+    assert strategy is False
+
+
+def test_retry_strategy_stops_after_max_retries():
+    strategy = tasks.retry_strategy(max_retries=2, backoff_seconds=3)
+    assert isinstance(strategy, RetryStrategy)
+    error = RuntimeError("down")
+
+    first = strategy.get_retry_decision(exception=error, job=_queue_job(attempts=0))
+    second = strategy.get_retry_decision(exception=error, job=_queue_job(attempts=1))
+    third = strategy.get_retry_decision(exception=error, job=_queue_job(attempts=2))
+
+    now = timezone.now()
+    assert first is not None
+    assert first.retry_at is not None
+    assert round((first.retry_at - now).total_seconds()) == 3
+    assert second is not None
+    assert second.retry_at is not None
+    assert round((second.retry_at - now).total_seconds()) == 9
+    assert third is None
