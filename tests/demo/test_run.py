@@ -155,6 +155,21 @@ def test_keep_serving_stops_when_parent_exits(monkeypatch, capsys):
             process.wait()
 
 
+def _start_in_new_session(
+    command: list[str], *, env: dict[str, str] | None = None
+) -> subprocess.Popen[str]:
+    """Start ``command`` in the project folder as its own process group, with text pipes."""
+    return subprocess.Popen(
+        command,
+        cwd=PROJECT_DIR,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
 def _idle() -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
 
@@ -211,14 +226,7 @@ def test_second_interrupt_does_not_break_stop():
         "stop([child])\n"
         "print('stopped', child.returncode, flush=True)\n"
     )
-    demo = subprocess.Popen(
-        [sys.executable, "-c", script],
-        cwd=PROJECT_DIR,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    demo = _start_in_new_session([sys.executable, "-c", script])
     assert demo.stdout is not None
     assert demo.stdout.readline() == "stopping\n"
     for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
@@ -523,14 +531,7 @@ def test_interrupted_command_stops_without_traceback():
         "except KeyboardInterrupt:\n"
         "    print('interrupted')\n"
     )
-    demo = subprocess.Popen(
-        [sys.executable, "-c", script],
-        cwd=PROJECT_DIR,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    demo = _start_in_new_session([sys.executable, "-c", script])
     assert demo.stdout is not None
     assert demo.stdout.readline() == "started\n"
     # Time for the command to reach its sleep.
@@ -563,15 +564,7 @@ def test_stopped_demo_ends_by_its_signal(signal_number, shell_status):
         "DEMO_MERCHANT_PORT": "0",
         "DEMO_WEBSOCKET_PORT": "0",
     }
-    demo = subprocess.Popen(
-        [sys.executable, "demo/run.py", "--once"],
-        cwd=PROJECT_DIR,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    demo = _start_in_new_session([sys.executable, "demo/run.py", "--once"], env=env)
     assert demo.stdout is not None
     while "Migrating the database" not in demo.stdout.readline():
         assert demo.poll() is None, demo.stderr.read() if demo.stderr else ""
