@@ -123,7 +123,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--llm-delay",
         type=float,
         default=0.0,
-        help="Seconds the scripted model waits before each answer (default 0).",
+        help="Seconds the scripted model waits before each response (default 0).",
     )
     parser.add_argument(
         "--llm-url",
@@ -456,7 +456,7 @@ def delete_run_tenants(*, run_id: str) -> None:
 
 @dataclass
 class Results:
-    """What the shoppers saw, per transport; shared by their threads."""
+    """The shoppers' results per transport, shared by their threads."""
 
     lock: threading.Lock = field(default_factory=threading.Lock)
     turns: Counter[str] = field(default_factory=Counter)

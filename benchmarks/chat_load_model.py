@@ -1,7 +1,7 @@
 """A scripted OpenAI-compatible chat completions server for benchmarks/chat_load.py.
 
-Unlike the queue of answers in the tests' server, it decides each answer from the request
-alone, so any number of conversations can use it at once. The last user message picks the
+Unlike the queue of responses in the tests' server, it chooses each response from the
+request alone, so any number of conversations can use it at once. The last user message picks the
 tool calls:
 
 - ``знайди X``: ``search_products`` with ``X``, then a short text;
@@ -67,7 +67,7 @@ class ModelStats:
 
 
 def plan_answer(messages: list[dict[str, Any]]) -> tuple[list[tuple[str, dict[str, Any]]], str]:
-    """Return the tool calls and the text of the next answer to ``messages``."""
+    """Return the tool calls and the text of the next response to ``messages``."""
     last_user = max(index for index, message in enumerate(messages) if message["role"] == "user")
     content = messages[last_user]["content"]
     text = content if isinstance(content, str) else json.dumps(content, ensure_ascii=False)
@@ -218,7 +218,7 @@ def main() -> None:
         "--delay",
         type=float,
         default=0.0,
-        help="Seconds to wait before each answer, as a model's time to first token.",
+        help="Seconds to wait before each response, as a model's time to first token.",
     )
     args = parser.parse_args()
 

@@ -262,7 +262,7 @@ class OpenAIEmbedder:
     def _embed_batch(self, texts: list[str]) -> np.ndarray:
         started = time.monotonic()
         # "float" because the client requests base64 by default, and some servers return floats
-        # whatever the request says.
+        # whatever the request contains.
         options: dict[str, Any] = {"encoding_format": "float"}
         if self.send_dimensions:
             options["dimensions"] = self.dimensions
@@ -349,7 +349,7 @@ def _prefixed_model_name(model: str, query_prefix: str, passage_prefix: str) -> 
     """Return ``model``, followed by a digest of the prefixes when there are any.
 
     A digest, 22 characters with its label, is used because the prefixes may be long and
-    ``Product.embedding_model`` holds 200 characters.
+    ``Product.embedding_model`` has room for 200 characters.
     """
     if not query_prefix and not passage_prefix:
         return model

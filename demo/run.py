@@ -479,8 +479,8 @@ def stop_on_signals() -> None:
 def exit_by_signal(number: int) -> NoReturn:
     """End the process by the signal ``number``, which the shell reports as 128 + number.
 
-    Dying by the signal, rather than exiting with that status, also tells a calling shell
-    script that the user pressed Ctrl-C, so that the script stops too.
+    Ending by the signal, rather than exiting with that status, also lets a calling shell
+    script see that the user pressed Ctrl-C, so that the script stops too.
     """
     with contextlib.suppress(OSError):
         sys.stdout.flush()

@@ -1172,7 +1172,8 @@
     ".vz-cart ul { margin: 4px 0; padding-left: 18px; max-height: 30vh; overflow-y: auto; }",
     ".vz-form { display: flex; align-items: flex-end; gap: 6px; padding: 8px;",
     "  border-top: 1px solid #d0d7de; }",
-    // The input's border has 4.5:1 on white, over the 3:1 that WCAG asks of a control's edge.
+    // The input's border has a contrast of 4.5:1 on white, above the 3:1 that WCAG requires of
+    // a control's edge.
     ".vz-form textarea { flex: 1; resize: none; font: inherit; padding: 6px; border-radius: 6px;",
     "  border: 1px solid #6e7781; max-height: 8em; overflow-y: auto; }",
     ".vz-form textarea::placeholder { color: #6e7781; opacity: 1; }",
@@ -1698,8 +1699,8 @@
           widget._setInput(retry.text);
         } else if (retry && lastShopperText(widget.state.entries) === retry.text) {
           // The server finished the reply before the reload, and the transcript shows it. The
-          // same text sent now is a new request, which the kept key would answer with that
-          // stored reply and no cart change.
+          // same text sent now is a new request, and with the kept key the server would return the
+          // stored reply and change nothing in the cart.
           widget._setRetryMessage(null);
         }
         widget._render();
@@ -2083,8 +2084,8 @@
       }
       var price = element("div", "vz-card-price");
       if (typeof product.promo_price === "number") {
-        // A screen reader does not read the line through the old price, so hidden words say
-        // which price is which.
+        // A screen reader does not read the line through the old price, so hidden words name
+        // each price.
         price.appendChild(element("span", "vz-visually-hidden", texts.oldPrice + " "));
         price.appendChild(
           element("span", "vz-old-price", formatPrice(product.price, language))

@@ -1,4 +1,4 @@
-"""Answers of self-hosted OpenAI-compatible embedding servers that differ from OpenAI's.
+"""Responses of self-hosted OpenAI-compatible embedding servers that differ from OpenAI's.
 
 Each test scripts a local server on 127.0.0.1 with a body shaped like one that vLLM, Ollama,
 llama.cpp, LM Studio, LiteLLM or text-embeddings-inference may send, and runs the
@@ -47,7 +47,7 @@ def embeddings_body(
 
 
 def floats(request: dict[str, Any]) -> Response:
-    """Answer with float vectors whatever ``encoding_format`` asks, without usage or model."""
+    """Return float vectors whatever ``encoding_format`` requests, without usage or model."""
     return 200, "application/json", embeddings_body(request["input"])
 
 

@@ -1,6 +1,6 @@
-"""Answers of self-hosted OpenAI-compatible servers that differ from OpenAI's.
+"""Responses of self-hosted OpenAI-compatible servers that differ from OpenAI's.
 
-Each test scripts the scripted server with a body shaped like one that vLLM, Ollama,
+Each test scripts the local server with a body shaped like one that vLLM, Ollama,
 llama.cpp, LM Studio, LiteLLM, text-generation-inference or Azure OpenAI may send, and
 runs the agent against it with the real ``openai`` client over HTTP.
 """
@@ -47,7 +47,7 @@ def chunk(
 
 
 def stream(*chunks: dict[str, Any], done: bool = True, comments: bool = False) -> Answer:
-    """Return an SSE answer of ``chunks``, with a ``[DONE]`` line unless ``done`` is false."""
+    """Return an SSE response of ``chunks``, with a ``[DONE]`` line unless ``done`` is false."""
     lines = []
     for item in chunks:
         if comments:
@@ -59,7 +59,7 @@ def stream(*chunks: dict[str, Any], done: bool = True, comments: bool = False) -
 
 
 def plain(message: dict[str, Any], *, finish_reason: str = "stop", **fields: Any) -> Answer:
-    """Return a plain chat completion answer with one choice of ``message``."""
+    """Return a plain chat completion response with one choice of ``message``."""
     body = {
         "id": "chatcmpl-compat",
         "object": "chat.completion",
