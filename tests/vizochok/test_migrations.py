@@ -1,13 +1,20 @@
-"""Checks the migrations that break a release still running during an upgrade's `migrate`.
+"""Checks of the migrations: what breaks a running release, and that each one can be undone.
 
 docs/deployment.md lists the migrations that need the old release stopped first.
 A migration that adds a NOT NULL column without a database default is one of them: the
-old release's inserts leave the column out and fail until its processes restart.
+old release's inserts leave the column out and fail until its processes restart. The
+document also rolls a release back by undoing its migrations, which the round trip checks.
 """
 
+import json
+import os
 import re
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 from django.apps import apps
 from django.db import connection, migrations
@@ -107,3 +114,52 @@ def test_listed_columns_have_no_database_default():
 
     for _app_label, _number, column in sorted(COLUMNS_WITHOUT_DATABASE_DEFAULT):
         assert columns[column] == ("NO", None), column
+
+
+@pytest.fixture
+def empty_database() -> Iterator[str]:
+    """Create an empty database beside the test database; yield its URL, then drop it."""
+    params = connection.settings_dict
+    name = f"{params['NAME']}_round_trip_{os.getpid()}"
+    server = {
+        "host": params["HOST"],
+        "port": params["PORT"],
+        "user": params["USER"],
+        "password": params["PASSWORD"] or None,
+        "dbname": "postgres",
+        "autocommit": True,
+    }
+    with psycopg.connect(**server) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        admin.execute(f'CREATE DATABASE "{name}"')
+    password = f":{params['PASSWORD']}" if params["PASSWORD"] else ""
+    try:
+        yield f"postgres://{params['USER']}{password}@{params['HOST']}:{params['PORT']}/{name}"
+    finally:
+        with psycopg.connect(**server) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_migrations_undo_and_apply_again(empty_database):
+    result = subprocess.run(
+        [sys.executable, "-m", "tests.vizochok.migration_round_trip"],
+        cwd=PROJECT_DIR,
+        env={**os.environ, "DATABASE_URL": empty_database, "DJANGO_ENV_FILE": ""},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stderr[-4000:]
+    report = json.loads(result.stdout)
+    loader = MigrationLoader(None, ignore_no_migrations=True)
+    project_migrations = {
+        f"{app_label}.{name}"
+        for app_label, name in loader.disk_migrations
+        if app_label in PROJECT_APPS
+    }
+    assert sorted(report["undone"]) == sorted(project_migrations)
+    assert len(report["undone"]) == len(project_migrations)
+    for part in ("columns", "indexes", "constraints", "triggers", "functions"):
+        assert report["second"][part] == report["first"][part], part
