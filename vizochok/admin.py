@@ -96,8 +96,8 @@ class ThrottledAdminPasswordChangeForm(AdminPasswordChangeForm):
     """The admin's password change form, counting each old password it checks.
 
     A wrong old password counts as a failed login of the signed-in user's name, or of the
-    browser's device cookie, and over the limit the old password is not checked, so a
-    client with an operator's session cannot use this page to guess the password.
+    browser's device cookie. Over the limit the old password is not checked, so a client
+    with an operator's session cannot use this page to guess the password.
     """
 
     def __init__(self, *args: Any, request: HttpRequest | None = None, **kwargs: Any) -> None:

@@ -587,6 +587,15 @@ def test_device_cookie_of_deleted_user_not_valid(operator):
     assert device_key(cookie=device_cookie, user_name="operator") is None
 
 
+def test_new_secret_key_ends_device_cookies(operator, settings):
+    device_cookie = device_cookie_of("operator")
+
+    settings.SECRET_KEY_FALLBACKS = [settings.SECRET_KEY]
+    settings.SECRET_KEY = "a new secret key for the admin device cookie test"
+
+    assert device_key(cookie=device_cookie, user_name="operator") is None
+
+
 def test_device_cookie_logs_no_user_name(operator, caplog):
     caplog.set_level(logging.DEBUG)
     device_cookie = device_cookie_of("operator")
