@@ -1,30 +1,44 @@
-"""A limit on failed logins to the Django admin, per user name and per client network.
+"""A limit on failed logins to the Django admin, per device cookie, user name and network.
 
-Every attempt with a user name and a password counts against two keys before the password
-is checked: the user name's and the client network's. One window, which starts with the
-first attempt and lasts ``ADMIN_LOGIN_WINDOW_SECONDS``, admits ``ADMIN_LOGIN_MAX_FAILURES``
-attempts per key. A further attempt for either key is rejected, without a password check,
-until that key's window ends. A successful login deletes the user name's
-count and takes its own attempt back from the network's count, so only failures remain
-counted. Counting before the check, in one transaction that locks both rows, keeps parallel
-requests from testing more than ``ADMIN_LOGIN_MAX_FAILURES`` passwords per window.
+Every attempt with a user name and a password counts before the password is checked. An
+attempt that presents a valid device cookie for its user name counts against that cookie
+only. Any other attempt counts against two keys: the user name's and the client
+network's. One window, which starts with the first attempt and lasts
+``ADMIN_LOGIN_WINDOW_SECONDS``, admits ``ADMIN_LOGIN_MAX_FAILURES`` attempts per key. A
+further attempt for a key is rejected, without a password check, until that key's window
+ends. A successful login deletes the count of its cookie, or else of its user name, and
+takes its own attempt back from the network's count, so only failures remain counted.
+Counting before the check, in one transaction that locks the rows, keeps parallel requests
+from testing more than ``ADMIN_LOGIN_MAX_FAILURES`` passwords per key and window.
+
+A device cookie is issued to the browser after each successful login. It is signed with a
+key derived from ``SECRET_KEY`` and its own salt, names the user, carries a random id and
+an HMAC of the user's password hash, and expires after
+``ADMIN_DEVICE_COOKIE_MAX_AGE_SECONDS``. A new password therefore ends every older cookie
+of the user. So failures of strangers, who count against the user name, do not lock out
+an operator whose browser has a cookie, and a stolen cookie gets the same number of
+guesses per window as a user name.
 
 The counts live in PostgreSQL (``LoginFailureCount``), so every server process shares them.
-The keys are HMACs, keyed with a key derived from ``SECRET_KEY``, of the user name and of
-``client_network(address)``, so neither a user name nor an address is stored. Rows whose
-window has ended are deleted at the next attempt of any client.
+The keys are HMACs, keyed with a key derived from ``SECRET_KEY``, of the user name, of
+``client_network(address)`` and of the cookie's id, so neither a user name nor an address
+is stored. Rows whose window has ended are deleted at the next attempt of any client.
 """
 
 import logging
 import math
+import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.core import signing
 from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
-from django.utils.crypto import salted_hmac
+from django.utils.crypto import constant_time_compare, salted_hmac
 
 from conversations.client_address import (
     ConnectionAddresses,
@@ -36,6 +50,9 @@ from vizochok.models import LoginFailureCount
 logger = logging.getLogger(__name__)
 
 LOGIN_KEY_SALT = "vizochok.admin_login"
+DEVICE_COOKIE_NAME = "vizochok_admin_device"
+DEVICE_COOKIE_SALT = "vizochok.admin_login.device_cookie"
+DEVICE_PASSWORD_SALT = "vizochok.admin_login.device_cookie.password"
 
 _COUNT_ATTEMPT_SQL = f"""
 INSERT INTO {LoginFailureCount._meta.db_table} AS counted (key, failures, window_started_at)
@@ -59,8 +76,16 @@ DELETE FROM {LoginFailureCount._meta.db_table} WHERE id IN (
 """
 
 
+class InvalidDeviceCookie(Exception):
+    """A device cookie that gives no attempts of its own, with the ``reason`` that is logged."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"The admin device cookie is invalid: {reason}.")
+        self.reason = reason
+
+
 class AdminLoginThrottled(Exception):
-    """Too many failed logins for the user name or from the client network."""
+    """Too many failed logins for the device cookie, the user name or the client network."""
 
     def __init__(self, *, retry_at: datetime) -> None:
         super().__init__(f"Admin logins are rejected until {retry_at.isoformat()}.")
@@ -69,10 +94,15 @@ class AdminLoginThrottled(Exception):
 
 @dataclass(frozen=True)
 class LoginAttempt:
-    """The keys that one admin login attempt was counted against."""
+    """The keys that one admin login attempt was counted against.
 
-    user_key: str
+    An attempt with a valid device cookie has only ``device_key``; any other has
+    ``user_key`` and, with a client address, ``address_key``.
+    """
+
+    user_key: str | None
     address_key: str | None
+    device_key: str | None = None
 
 
 def user_name_key(user_name: str) -> str:
@@ -109,19 +139,56 @@ def client_address_key(addresses: ConnectionAddresses) -> str | None:
     return f"address:{digest}"
 
 
-def admin_login_attempt_start(*, user_name: str, addresses: ConnectionAddresses) -> LoginAttempt:
-    """Count an attempt against the user name and the client network, before its check.
+def device_cookie_value(*, user: AbstractBaseUser) -> str:
+    """Return a new signed device cookie value for ``user``, with a random id."""
+    payload = {
+        "user": user.get_username(),
+        "id": secrets.token_urlsafe(16),
+        "password_hmac": _password_hmac(user),
+    }
+    return signing.dumps(payload, salt=DEVICE_COOKIE_SALT)
 
-    Raise ``AdminLoginThrottled`` when either key has used up its attempts of the window.
-    A rejected attempt is not counted, so it does not extend the window.
+
+def device_key(*, cookie: str | None, user_name: str) -> str | None:
+    """Return ``device:<hex>`` when ``cookie`` is a valid device cookie of ``user_name``.
+
+    Return None for a missing, forged or expired cookie, for one of another user name, and
+    for one issued before the user's password last changed.
+    """
+    if not cookie:
+        return None
+    try:
+        cookie_id = _device_cookie_id(cookie=cookie, user_name=user_name)
+    except InvalidDeviceCookie as error:
+        logger.info("vizochok.admin_login.device_cookie_rejected", extra={"reason": error.reason})
+        return None
+    digest = salted_hmac(LOGIN_KEY_SALT, f"device/{cookie_id}", algorithm="sha256")
+    return f"device:{digest.hexdigest()}"
+
+
+def admin_login_attempt_start(
+    *, user_name: str, addresses: ConnectionAddresses, device: str | None = None
+) -> LoginAttempt:
+    """Count an attempt, before its check, against the device cookie key ``device``.
+
+    Without one, count it against the user name and the client network. Raise
+    ``AdminLoginThrottled`` when a key has used up its attempts of the window. A rejected
+    attempt is not counted, so it does not extend the window.
     """
     window = timedelta(seconds=settings.ADMIN_LOGIN_WINDOW_SECONDS)
     now = timezone.now()
     login_failures_prune(expired_before=now - window)
-    attempt = LoginAttempt(
-        user_key=user_name_key(user_name), address_key=client_address_key(addresses)
+    if device is not None:
+        attempt = LoginAttempt(user_key=None, address_key=None, device_key=device)
+    else:
+        attempt = LoginAttempt(
+            user_key=user_name_key(user_name), address_key=client_address_key(addresses)
+        )
+    keys = sorted(
+        key
+        for key in (attempt.user_key, attempt.address_key, attempt.device_key)
+        if key is not None
     )
-    keys = sorted(key for key in (attempt.user_key, attempt.address_key) if key is not None)
     limited_by: list[str] = []
     retry_at = now
     try:
@@ -152,9 +219,15 @@ def admin_login_attempt_start(*, user_name: str, addresses: ConnectionAddresses)
 
 
 def admin_login_succeeded(*, attempt: LoginAttempt) -> None:
-    """Delete the user name's count and take the attempt back from the network's count."""
+    """Delete the cookie's or the user name's count; take the attempt back from the network's.
+
+    A login with a device cookie leaves the user name's count, which holds the failures of
+    clients without the cookie.
+    """
     with transaction.atomic():
-        LoginFailureCount.objects.filter(key=attempt.user_key).delete()
+        for key in (attempt.device_key, attempt.user_key):
+            if key is not None:
+                LoginFailureCount.objects.filter(key=key).delete()
         if attempt.address_key is not None:
             LoginFailureCount.objects.filter(key=attempt.address_key, failures__gt=0).update(
                 failures=F("failures") - 1
@@ -181,3 +254,31 @@ def _attempt_count(*, key: str, now: datetime, expired_before: datetime) -> tupl
         )
         failures, window_started_at = cursor.fetchone()
     return failures, window_started_at
+
+
+def _device_cookie_id(*, cookie: str, user_name: str) -> str:
+    """Return the id of a valid device cookie of ``user_name``; raise ``InvalidDeviceCookie``."""
+    try:
+        payload = signing.loads(
+            cookie, salt=DEVICE_COOKIE_SALT, max_age=settings.ADMIN_DEVICE_COOKIE_MAX_AGE_SECONDS
+        )
+    except signing.SignatureExpired:
+        raise InvalidDeviceCookie("expired") from None
+    except signing.BadSignature:
+        raise InvalidDeviceCookie("bad_signature") from None
+    if not isinstance(payload, dict) or payload.get("user") != user_name:
+        raise InvalidDeviceCookie("other_user")
+    user_model = get_user_model()
+    try:
+        user = user_model._default_manager.get_by_natural_key(user_name)
+    except user_model.DoesNotExist:
+        raise InvalidDeviceCookie("revoked") from None
+    if not constant_time_compare(str(payload.get("password_hmac")), _password_hmac(user)):
+        raise InvalidDeviceCookie("revoked")
+    return str(payload.get("id"))
+
+
+def _password_hmac(user: AbstractBaseUser) -> str:
+    # The HMAC of the stored password hash changes with every new password, so it revokes
+    # the cookies issued before, as Django's session hash does for sessions.
+    return salted_hmac(DEVICE_PASSWORD_SALT, user.password, algorithm="sha256").hexdigest()

@@ -12,11 +12,12 @@ class TimestampedModel(models.Model):
 
 
 class LoginFailureCount(models.Model):
-    """Failed admin logins of one user name or one client network in the current window.
+    """Failed admin logins of one user name, client network or device cookie in the window.
 
-    ``key`` is ``user:<hex>`` or ``address:<hex>``, an HMAC of the user name or of the
-    client's network (``vizochok.admin_login``), so neither is stored. The window starts with
-    the first failure and lasts ``ADMIN_LOGIN_WINDOW_SECONDS``.
+    ``key`` is ``user:<hex>``, ``address:<hex>`` or ``device:<hex>``, an HMAC of the user
+    name, of the client's network or of the device cookie's id (``vizochok.admin_login``),
+    so neither a user name nor an address is stored. The window starts with the first
+    failure and lasts ``ADMIN_LOGIN_WINDOW_SECONDS``.
     """
 
     key = models.CharField(max_length=80)

@@ -668,9 +668,14 @@ if WEBSOCKET_MAX_SOCKETS_PER_KEY < 0:
 # Failed logins to the Django admin count per user name and per client network in a window
 # that starts with the first failure and lasts ADMIN_LOGIN_WINDOW_SECONDS. After
 # ADMIN_LOGIN_MAX_FAILURES of them, further attempts for that user name, or from that
-# network, are rejected until the window ends (vizochok/admin_login.py).
+# network, are rejected until the window ends (vizochok/admin_login.py). A browser that
+# logged in gets a device cookie, valid for ADMIN_DEVICE_COOKIE_MAX_AGE_SECONDS, whose
+# attempts count against the cookie alone, with the same maximum and window.
 ADMIN_LOGIN_MAX_FAILURES = _env_int("ADMIN_LOGIN_MAX_FAILURES", default=5)
 ADMIN_LOGIN_WINDOW_SECONDS = _env_int("ADMIN_LOGIN_WINDOW_SECONDS", default=900)
+ADMIN_DEVICE_COOKIE_MAX_AGE_SECONDS = _env_int(
+    "ADMIN_DEVICE_COOKIE_MAX_AGE_SECONDS", default=90 * 86_400
+)
 if ADMIN_LOGIN_MAX_FAILURES < 1:
     raise ImproperlyConfigured(
         f"ADMIN_LOGIN_MAX_FAILURES must be at least 1, got {ADMIN_LOGIN_MAX_FAILURES}."
@@ -682,6 +687,11 @@ if not 0 < ADMIN_LOGIN_WINDOW_SECONDS <= ADMIN_LOGIN_MAX_WINDOW_SECONDS:
     raise ImproperlyConfigured(
         "ADMIN_LOGIN_WINDOW_SECONDS must be above 0 and at most "
         f"{ADMIN_LOGIN_MAX_WINDOW_SECONDS} (100 years), got {ADMIN_LOGIN_WINDOW_SECONDS}."
+    )
+if not 0 < ADMIN_DEVICE_COOKIE_MAX_AGE_SECONDS <= ADMIN_LOGIN_MAX_WINDOW_SECONDS:
+    raise ImproperlyConfigured(
+        "ADMIN_DEVICE_COOKIE_MAX_AGE_SECONDS must be above 0 and at most "
+        f"{ADMIN_LOGIN_MAX_WINDOW_SECONDS} (100 years), got {ADMIN_DEVICE_COOKIE_MAX_AGE_SECONDS}."
     )
 
 # --- Webhooks -----------------------------------------------------------------------------

@@ -2,15 +2,24 @@
 
 import logging
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.contrib.auth.models import User
+from django.core import signing
 from django.db import connection
 from django.test import Client
 
 from conversations.client_address import ConnectionAddresses
-from vizochok.admin_login import AdminLoginThrottled, admin_login_attempt_start, user_name_key
+from vizochok.admin_login import (
+    DEVICE_COOKIE_NAME,
+    DEVICE_COOKIE_SALT,
+    AdminLoginThrottled,
+    admin_login_attempt_start,
+    device_key,
+    user_name_key,
+)
 from vizochok.logging import JsonFormatter, KeyValueFormatter
 from vizochok.models import LoginFailureCount
 
@@ -43,9 +52,18 @@ def operator() -> User:
     return User.objects.create_superuser("operator", "operator@example.com", PASSWORD)
 
 
-def log_in(user_name: str, password: str, *, address: str = ADDRESS_A, **headers: str):
+def log_in(
+    user_name: str,
+    password: str,
+    *,
+    address: str = ADDRESS_A,
+    device_cookie: str | None = None,
+    **headers: str,
+):
     """Post the admin login form from ``address`` with a new client and return the response."""
     client = Client(REMOTE_ADDR=address, **headers)
+    if device_cookie is not None:
+        client.cookies[DEVICE_COOKIE_NAME] = device_cookie
     response = client.post(LOGIN_URL, {"username": user_name, "password": password})
     response.client_session = client.session
     return response
@@ -60,9 +78,18 @@ def logged_in(response) -> bool:
     return response.status_code == 302 and "_auth_user_id" in response.client_session
 
 
-def fail(user_name: str, times: int, *, address: str = ADDRESS_A, **headers: str) -> None:
+def fail(
+    user_name: str,
+    times: int,
+    *,
+    address: str = ADDRESS_A,
+    device_cookie: str | None = None,
+    **headers: str,
+) -> None:
     for _ in range(times):
-        response = log_in(user_name, WRONG_PASSWORD, address=address, **headers)
+        response = log_in(
+            user_name, WRONG_PASSWORD, address=address, device_cookie=device_cookie, **headers
+        )
         assert login_errors(response) == [WRONG_CREDENTIALS]
 
 
@@ -361,3 +388,302 @@ def test_password_change_form_not_checked_without_old_password(operator, operato
 
     assert old_password_errors(response) == ["This field is required."]
     assert counts() == {}
+
+
+DEVICE_REJECTED_EVENT = "vizochok.admin_login.device_cookie_rejected"
+
+
+def device_cookie_of(user_name: str, password: str = PASSWORD, *, address: str = ADDRESS_A):
+    """Log in with a new client and return the device cookie that the response sets."""
+    response = log_in(user_name, password, address=address)
+    assert logged_in(response)
+    return response.cookies[DEVICE_COOKIE_NAME].value
+
+
+def count_of(key_prefix: str) -> list[int]:
+    return sorted(
+        LoginFailureCount.objects.filter(key__startswith=f"{key_prefix}:").values_list(
+            "failures", flat=True
+        )
+    )
+
+
+class PastTimestampSigner(signing.TimestampSigner):
+    """A signer that dates its values ``age`` seconds back."""
+
+    def __init__(self, *, age: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.age = age
+
+    def timestamp(self) -> str:
+        return signing.b62_encode(int(time.time()) - self.age)
+
+
+def test_login_sets_device_cookie(operator):
+    response = log_in("operator", PASSWORD)
+
+    assert logged_in(response)
+    cookie = response.cookies[DEVICE_COOKIE_NAME]
+    assert cookie["httponly"] is True
+    assert cookie["samesite"] == "Lax"
+    assert cookie["path"] == "/admin/"
+    assert cookie["max-age"] == 90 * 86_400
+    assert cookie["secure"] == ""
+    payload = signing.loads(cookie.value, salt=DEVICE_COOKIE_SALT)
+    assert sorted(payload) == ["id", "password_hmac", "user"]
+    assert payload["user"] == "operator"
+    assert PASSWORD not in cookie.value
+
+
+def test_device_cookie_secure_over_https(operator, settings):
+    settings.ADMIN_DEVICE_COOKIE_MAX_AGE_SECONDS = 3600
+    client = Client(REMOTE_ADDR=ADDRESS_A)
+
+    response = client.post(LOGIN_URL, {"username": "operator", "password": PASSWORD}, secure=True)
+
+    assert response.status_code == 302
+    assert response.cookies[DEVICE_COOKIE_NAME]["secure"] is True
+    assert response.cookies[DEVICE_COOKIE_NAME]["max-age"] == 3600
+
+
+def test_failed_login_sets_no_device_cookie(operator):
+    response = log_in("operator", WRONG_PASSWORD)
+
+    assert login_errors(response) == [WRONG_CREDENTIALS]
+    assert DEVICE_COOKIE_NAME not in response.cookies
+
+
+def test_stranger_failures_spare_device_cookie_holder(operator, caplog):
+    device_cookie = device_cookie_of("operator")
+    # The stranger uses up the user name's and the operator's network's attempts.
+    fail("operator", 3, address=ADDRESS_A)
+    pin_windows()
+    assert login_errors(log_in("operator", PASSWORD)) == [THROTTLED]
+    caplog.clear()
+
+    response = log_in("operator", PASSWORD, device_cookie=device_cookie)
+
+    assert logged_in(response)
+    assert response.cookies[DEVICE_COOKIE_NAME].value != device_cookie
+    assert count_of("user") == [3]
+    assert count_of("address") == [3]
+    assert count_of("device") == []
+    assert [record.msg for record in caplog.records if record.msg == REJECTED_EVENT] == []
+
+
+def test_device_cookie_holder_failures_count_against_cookie(operator):
+    device_cookie = device_cookie_of("operator")
+
+    fail("operator", 2, device_cookie=device_cookie)
+
+    assert count_of("device") == [2]
+    # Only the successful login without the cookie is in the address count, taken back.
+    assert count_of("address") == [0]
+    assert count_of("user") == []
+
+
+def test_stolen_device_cookie_gets_max_guesses(operator, caplog):
+    device_cookie = device_cookie_of("operator")
+    fail("operator", 3, address=ADDRESS_B, device_cookie=device_cookie)
+    pin_windows()
+
+    response = log_in("operator", PASSWORD, address=ADDRESS_B, device_cookie=device_cookie)
+
+    assert login_errors(response) == [THROTTLED]
+    assert not logged_in(response)
+    assert DEVICE_COOKIE_NAME not in response.cookies
+    assert count_of("device") == [3]
+    records = [record for record in caplog.records if record.msg == REJECTED_EVENT]
+    assert [record.limited_by for record in records] == ["device"]
+    # The guesses with the cookie did not count against the user name or the network.
+    assert logged_in(log_in("operator", PASSWORD, address=ADDRESS_B))
+
+
+def test_device_cookie_open_again_after_window(operator):
+    device_cookie = device_cookie_of("operator")
+    fail("operator", 3, device_cookie=device_cookie)
+    pin_windows(datetime.now(tz=UTC) - timedelta(seconds=901))
+
+    response = log_in("operator", PASSWORD, device_cookie=device_cookie)
+
+    assert logged_in(response)
+    assert count_of("device") == []
+
+
+def _forged(cookie: str, operator: User) -> str:
+    payload = signing.loads(cookie, salt=DEVICE_COOKIE_SALT)
+    return signing.dumps(payload, key="another secret key", salt=DEVICE_COOKIE_SALT)
+
+
+def _tampered(cookie: str, operator: User) -> str:
+    payload = signing.loads(cookie, salt=DEVICE_COOKIE_SALT)
+    value, signed = cookie.split(":", 1)
+    forged_value = signing.dumps({**payload, "id": "chosen"}, salt="other").split(":", 1)[0]
+    assert forged_value != value
+    return f"{forged_value}:{signed}"
+
+
+def _expired(cookie: str, operator: User) -> str:
+    payload = signing.loads(cookie, salt=DEVICE_COOKIE_SALT)
+    signer = PastTimestampSigner(age=90 * 86_400 + 60, salt=DEVICE_COOKIE_SALT)
+    return signer.sign_object(payload)
+
+
+def _other_user(cookie: str, operator: User) -> str:
+    User.objects.create_superuser("other", "other@example.com", PASSWORD)
+    return device_cookie_of("other", address="192.0.2.50")
+
+
+def _revoked(cookie: str, operator: User) -> str:
+    operator.set_password(PASSWORD)
+    operator.save()
+    return cookie
+
+
+INVALID_COOKIES = [
+    ("forged", _forged, "bad_signature"),
+    ("tampered", _tampered, "bad_signature"),
+    ("expired", _expired, "expired"),
+    ("other_user", _other_user, "other_user"),
+    ("revoked", _revoked, "revoked"),
+]
+
+
+@pytest.mark.parametrize(
+    ("_case", "make_cookie", "reason"), INVALID_COOKIES, ids=[case[0] for case in INVALID_COOKIES]
+)
+def test_invalid_device_cookie_gives_no_bypass(operator, caplog, _case, make_cookie, reason):
+    caplog.set_level(logging.INFO)
+    device_cookie = make_cookie(device_cookie_of("operator"), operator)
+    fail("operator", 3, address=ADDRESS_B)
+    pin_windows()
+    caplog.clear()
+
+    response = log_in("operator", PASSWORD, device_cookie=device_cookie)
+
+    assert login_errors(response) == [THROTTLED]
+    assert not logged_in(response)
+    assert DEVICE_COOKIE_NAME not in response.cookies
+    assert count_of("user") == [3]
+    assert count_of("device") == []
+    rejected = [record for record in caplog.records if record.msg == REJECTED_EVENT]
+    assert [record.limited_by for record in rejected] == ["user"]
+    cookie_records = [record for record in caplog.records if record.msg == DEVICE_REJECTED_EVENT]
+    assert [record.reason for record in cookie_records] == [reason]
+    assert cookie_records[0].levelno == logging.INFO
+
+
+def test_device_cookie_for_other_user_name_not_valid(operator):
+    device_cookie = device_cookie_of("operator")
+
+    assert device_key(cookie=device_cookie, user_name="Operator") is None
+    assert device_key(cookie=device_cookie, user_name="operator") is not None
+
+
+def test_device_cookie_of_deleted_user_not_valid(operator):
+    device_cookie = device_cookie_of("operator")
+    operator.delete()
+
+    assert device_key(cookie=device_cookie, user_name="operator") is None
+
+
+def test_new_secret_key_ends_device_cookies(operator, settings):
+    device_cookie = device_cookie_of("operator")
+
+    settings.SECRET_KEY_FALLBACKS = [settings.SECRET_KEY]
+    settings.SECRET_KEY = "a new secret key for the admin device cookie test"
+
+    assert device_key(cookie=device_cookie, user_name="operator") is None
+
+
+def test_device_cookie_logs_no_user_name(operator, caplog):
+    caplog.set_level(logging.DEBUG)
+    device_cookie = device_cookie_of("operator")
+    fail("operator", 3, device_cookie=device_cookie)
+    log_in("operator", PASSWORD, device_cookie=device_cookie)
+    log_in("operator", PASSWORD, device_cookie=_forged(device_cookie, operator))
+
+    for formatter in (KeyValueFormatter(), JsonFormatter()):
+        text = "\n".join(formatter.format(record) for record in caplog.records)
+        assert device_cookie not in text
+        assert device_cookie.split(":", 1)[0] not in text
+        assert "operator" not in text
+        assert PASSWORD not in text
+
+
+@pytest.mark.django_db(transaction=True)
+def test_parallel_attempts_with_one_device_cookie(operator):
+    device = device_key(cookie=device_cookie_of("operator"), user_name="operator")
+    LoginFailureCount.objects.all().delete()
+    workers = 8
+    barrier = threading.Barrier(workers)
+    outcomes: list[str] = []
+    addresses = ConnectionAddresses(peer=ADDRESS_A, forwarded_for=None)
+
+    def attempt() -> None:
+        try:
+            barrier.wait()
+            try:
+                admin_login_attempt_start(user_name="operator", addresses=addresses, device=device)
+            except AdminLoginThrottled:
+                outcomes.append("rejected")
+            else:
+                outcomes.append("counted")
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=attempt) for _ in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sorted(outcomes) == ["counted"] * 3 + ["rejected"] * 5
+    assert counts() == {"device": 3}
+
+
+@pytest.fixture
+def device_session(operator) -> Client:
+    """A client with the operator's session and the device cookie of its login."""
+    client = Client(REMOTE_ADDR=ADDRESS_A)
+    response = client.post(LOGIN_URL, {"username": "operator", "password": PASSWORD})
+    assert response.status_code == 302
+    assert DEVICE_COOKIE_NAME in client.cookies
+    LoginFailureCount.objects.all().delete()
+    return client
+
+
+def test_password_change_with_device_cookie_counts_cookie(device_session):
+    for _ in range(3):
+        response = change_password(device_session, WRONG_PASSWORD)
+        assert old_password_errors(response) == [WRONG_OLD_PASSWORD]
+    pin_windows()
+
+    response = change_password(device_session, PASSWORD)
+
+    assert old_password_errors(response) == [THROTTLED]
+    assert counts() == {"device": 3}
+    # The user name stays open for a browser without the cookie.
+    assert logged_in(log_in("operator", PASSWORD, address=ADDRESS_B))
+
+
+def test_password_change_with_device_cookie_spared_by_stranger(operator, device_session):
+    old_cookie = device_session.cookies[DEVICE_COOKIE_NAME].value
+    fail("operator", 3, address=ADDRESS_A)
+    pin_windows()
+
+    response = change_password(device_session, PASSWORD)
+
+    assert response.status_code == 302
+    assert response["Location"] == "/admin/password_change/done/"
+    operator.refresh_from_db()
+    assert operator.check_password(NEW_PASSWORD)
+    assert count_of("user") == [3]
+    assert count_of("device") == []
+    new_cookie = response.cookies[DEVICE_COOKIE_NAME]
+    assert new_cookie["path"] == "/admin/"
+    assert new_cookie["httponly"] is True
+    # The new password revoked the old cookie; the new one is valid.
+    assert device_key(cookie=old_cookie, user_name="operator") is None
+    assert device_key(cookie=new_cookie.value, user_name="operator") is not None
+    assert logged_in(log_in("operator", NEW_PASSWORD, device_cookie=new_cookie.value))

@@ -196,6 +196,15 @@ REJECTED = [
         )
         for seconds in ("0", "-1", "3153600001")
     ],
+    *[
+        (
+            "ADMIN_DEVICE_COOKIE_MAX_AGE_SECONDS",
+            seconds,
+            "ADMIN_DEVICE_COOKIE_MAX_AGE_SECONDS must be above 0 and at most 3153600000 "
+            f"(100 years), got {seconds}.",
+        )
+        for seconds in ("0", "-1", "3153600001")
+    ],
     # The check accepted each of these, and then the worker stopped at start with exit
     # status 0. croniter finds no previous run of a date that never comes or of a year
     # still ahead, and no next run of a year gone by.
@@ -331,6 +340,8 @@ ACCEPTED = [
     {"TRUSTED_PROXY_COUNT": "2"},
     {"ADMIN_LOGIN_MAX_FAILURES": "1", "ADMIN_LOGIN_WINDOW_SECONDS": "1"},
     {"ADMIN_LOGIN_MAX_FAILURES": "1000", "ADMIN_LOGIN_WINDOW_SECONDS": "3153600000"},
+    {"ADMIN_DEVICE_COOKIE_MAX_AGE_SECONDS": "1"},
+    {"ADMIN_DEVICE_COOKIE_MAX_AGE_SECONDS": "3153600000"},
 ]
 
 
