@@ -63,6 +63,8 @@ class Message(TimestampedModel):
         ASSISTANT = "assistant", "Assistant"
 
     public_id = models.CharField(max_length=40, unique=True, default=new_message_id, editable=False)
+    # NOTE: no constraint makes this the conversation's tenant. The services copy it from
+    # the conversation, and tests/vizochok/test_tenant_isolation.py checks the rows they write.
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="messages")
     conversation = models.ForeignKey(
         Conversation, on_delete=models.CASCADE, related_name="messages"
