@@ -235,6 +235,15 @@ def webhook_settings_get_or_create(*, tenant: Tenant) -> WebhookSettings:
     return settings_row
 
 
+# Unicode categories of the characters that a custom secret must not contain, with the
+# name that the error message gives them: Cc contains NUL, tab, CR, LF and NEL (U+0085).
+_LINE_BREAKING_CATEGORIES = {
+    "Cc": "control character",
+    "Zl": "line separator",
+    "Zp": "paragraph separator",
+}
+
+
 def validate_custom_secret(secret: str) -> None:
     """Raise ``InvalidInput`` unless ``secret`` is usable as a custom signing secret.
 
@@ -257,20 +266,27 @@ def validate_custom_secret(secret: str) -> None:
                 ]
             },
         )
-    control_character = next(
-        (character for character in secret if unicodedata.category(character) == "Cc"), None
+    line_breaking_character = next(
+        (
+            character
+            for character in secret
+            if unicodedata.category(character) in _LINE_BREAKING_CATEGORIES
+        ),
+        None,
     )
-    if control_character is not None:
+    if line_breaking_character is not None:
         # A line break or tab here comes from a mistake, such as a second line piped into
         # rotate_webhook_secret --secret-stdin, and the merchant's verifier would need it
-        # byte for byte.
+        # byte for byte. U+2028 and U+2029 are not control characters, but Python's
+        # str.splitlines() and the ECMAScript grammar treat them as line terminators.
+        category = _LINE_BREAKING_CATEGORIES[unicodedata.category(line_breaking_character)]
         raise InvalidInput(
             "Invalid webhook secret.",
             fields={
                 "secret": [
-                    f"The secret contains the control character U+{ord(control_character):04X}. "
-                    "Use a secret on one line, without line breaks, tabs or other control "
-                    "characters."
+                    f"The secret contains the {category} "
+                    f"U+{ord(line_breaking_character):04X}. Use a secret on one line, "
+                    "without line breaks, tabs or other control characters."
                 ]
             },
         )

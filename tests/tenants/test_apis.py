@@ -239,6 +239,42 @@ def test_patch_rejects_a_secret_with_a_tab(tenant, server_client):
     assert WebhookSettings.objects.get(tenant=tenant).secret == old_secret
 
 
+@pytest.mark.parametrize(
+    ("character", "name"),
+    [("\u2028", "line separator U+2028"), ("\u2029", "paragraph separator U+2029")],
+)
+def test_patch_rejects_unicode_line_separators(tenant, server_client, character, name):
+    old_secret = tenant.webhook_settings.secret
+
+    response = server_client.patch(
+        URL, {"secret": f"secret-with-a{character}break-in-the-middle"}, format="json"
+    )
+
+    assert response.status_code == 400
+    assert response.json() == {
+        "detail": "Invalid webhook secret.",
+        "code": "invalid_json",
+        "fields": {
+            "secret": [
+                f"The secret contains the {name}. Use a secret on one line, "
+                "without line breaks, tabs or other control characters."
+            ]
+        },
+    }
+    assert WebhookSettings.objects.get(tenant=tenant).secret == old_secret
+
+
+def test_patch_keeps_no_break_space_in_secret(tenant, server_client):
+    response = server_client.patch(
+        URL, {"secret": "secret-with-a\u00a0no-break-space-inside"}, format="json"
+    )
+
+    assert response.status_code == 200
+    assert WebhookSettings.objects.get(tenant=tenant).secret == (
+        "secret-with-a\u00a0no-break-space-inside"
+    )
+
+
 def test_first_url_generates_a_secret_shown_once(local_webhooks):
     from tenants.models import ApiKey
     from tenants.services import api_key_create
