@@ -3,7 +3,8 @@
 Each endpoint gets the signed sample request of ``webhooks.diagnostics`` (the production
 path, recorded as a test delivery) and a second request signed with a wrong secret. The
 raw response is then checked against the contract field by field, and every problem found
-is reported, where the dispatcher would only drop the item or fail the call.
+is reported, where the dispatcher would only drop the item, leave out a promotion
+that is not a discount or fail the call.
 """
 
 import json
@@ -252,10 +253,13 @@ def _check_promo_price(item: dict[str, Any], where: str, report: EndpointReport)
         and _number_problem(promo_price) is None
         and not promo_is_discount(price=float(price), promo_price=float(promo_price))
     ):
+        # The dispatcher keeps such an item at its regular price, but the merchant sent a
+        # promotion that is not one, so it stays a violation.
         report.add(
             "promo_not_below_price",
             f"{where}.promo_price {promo_price} is not below price {price}"
-            " once both are rounded to cents",
+            " once both are rounded to cents, so the assistant shows the regular price"
+            " and leaves out the promotion",
         )
 
 

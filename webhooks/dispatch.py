@@ -66,7 +66,7 @@ logger = logging.getLogger(__name__)
 # The reason of a cart result when the merchant responded with {"ok": false} and no reason.
 UNKNOWN_CART_REASON = "unknown"
 
-# Bounds of the one log line about a response's dropped items.
+# Bounds of the log lines about a response's dropped items and ignored promotions.
 MAX_LOGGED_DROP_REASONS = 10
 MAX_LOGGED_REASON_LENGTH = 200
 
@@ -159,25 +159,37 @@ def configured_url(webhook_settings: WebhookSettings | None, kind: WebhookKind) 
     return getattr(webhook_settings, url_field) or None
 
 
-def _log_dropped(*, tenant: Tenant, kind: WebhookKind, dropped: list[str]) -> None:
-    """Log a response's dropped items in one line: their count and the first few reasons.
+def _logged_reasons(reasons: list[str]) -> list[str]:
+    return [reason[:MAX_LOGGED_REASON_LENGTH] for reason in reasons[:MAX_LOGGED_DROP_REASONS]]
 
-    A response within the size limit can drop over 100,000 items, and a reason quotes the
-    merchant's SKU, so one line per item would flood the logs.
+
+def _log_item_problems(*, tenant: Tenant, kind: WebhookKind, parsed: ParsedList[Any]) -> None:
+    """Log a response's dropped items and ignored promotions, one line for each kind.
+
+    Each line has the count and the first few reasons. A response within the size limit can
+    drop over 100,000 items, and a reason quotes the merchant's SKU, so one line per item
+    would flood the logs.
     """
-    if not dropped:
-        return
-    logger.warning(
-        "webhooks.response.item_dropped",
-        extra={
-            "tenant_id": tenant.pk,
-            "kind": str(kind),
-            "dropped_count": len(dropped),
-            "reasons": [
-                reason[:MAX_LOGGED_REASON_LENGTH] for reason in dropped[:MAX_LOGGED_DROP_REASONS]
-            ],
-        },
-    )
+    if parsed.dropped:
+        logger.warning(
+            "webhooks.response.item_dropped",
+            extra={
+                "tenant_id": tenant.pk,
+                "kind": str(kind),
+                "dropped_count": len(parsed.dropped),
+                "reasons": _logged_reasons(parsed.dropped),
+            },
+        )
+    if parsed.ignored_promotions:
+        logger.warning(
+            "webhooks.response.promo_ignored",
+            extra={
+                "tenant_id": tenant.pk,
+                "kind": str(kind),
+                "ignored_count": len(parsed.ignored_promotions),
+                "reasons": _logged_reasons(parsed.ignored_promotions),
+            },
+        )
 
 
 def products_call(
@@ -281,7 +293,7 @@ def products_fetch(*, tenant: Tenant, skus: list[str], store_id: str) -> Product
     if outcome.failure is not None:
         return ProductsResult(failure=outcome.failure)
     parsed: ParsedList[ProductItem] = outcome.parsed
-    _log_dropped(tenant=tenant, kind=WebhookKind.PRODUCTS, dropped=parsed.dropped)
+    _log_item_problems(tenant=tenant, kind=WebhookKind.PRODUCTS, parsed=parsed)
     return ProductsResult(
         available={
             item.sku: LiveProduct(
@@ -353,7 +365,7 @@ def cart_fetch(*, tenant: Tenant, store_id: str, session_id: str) -> CartLoadRes
     if outcome.failure is not None:
         return CartLoadResult(failure=outcome.failure)
     parsed: ParsedList[CartGetItem] = outcome.parsed
-    _log_dropped(tenant=tenant, kind=WebhookKind.CART_GET, dropped=parsed.dropped)
+    _log_item_problems(tenant=tenant, kind=WebhookKind.CART_GET, parsed=parsed)
     return CartLoadResult(
         lines=[
             CartLine(

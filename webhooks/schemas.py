@@ -1,7 +1,9 @@
 """Typed parsing of merchant webhook responses.
 
 Lists are parsed item by item: an invalid item is dropped (and reported to the caller for
-logging) while the valid ones are kept, so one bad product never hides the others.
+logging) while the valid ones are kept, so one bad product never hides the others. A
+``promo_price`` that is not a discount is left out (and reported too), and the item is
+kept at its regular price.
 """
 
 import math
@@ -12,6 +14,7 @@ from typing import Annotated, Any, Generic, TypeVar
 from pydantic import (
     BaseModel,
     ConfigDict,
+    PrivateAttr,
     StrictBool,
     StrictStr,
     StringConstraints,
@@ -43,6 +46,10 @@ def promo_is_discount(*, price: float, promo_price: float) -> bool:
     A promotion of 9.999 on a price of 10 would otherwise read "10.00 instead of 10.00".
     """
     return _cents(promo_price) < _cents(price)
+
+
+def _not_a_discount(*, price: float, promo_price: float) -> str:
+    return f"promo_price {promo_price} is not below price {price} once both are rounded to cents"
 
 
 def _rounded_quantity(value: float) -> Decimal:
@@ -100,11 +107,24 @@ class ProductItem(BaseModel):
             return None
         return value
 
+    # Why model_post_init left out promo_price and promo_label, or None when it did not.
+    _ignored_promotion: str | None = PrivateAttr(default=None)
+
+    @property
+    def ignored_promotion(self) -> str | None:
+        return self._ignored_promotion
+
     def model_post_init(self, context: Any) -> None:
+        # Many shop systems repeat price in promo_price when there is no sale, so the product
+        # is kept at its regular price. The label of such a promotion would mislead.
         if self.promo_price is not None and not promo_is_discount(
             price=self.price, promo_price=self.promo_price
         ):
-            raise ValueError("promo_price must be below price")
+            self._ignored_promotion = _not_a_discount(
+                price=self.price, promo_price=self.promo_price
+            )
+            self.promo_price = None
+            self.promo_label = None
 
 
 class CartResponse(BaseModel):
@@ -134,6 +154,13 @@ class CartGetItem(BaseModel):
     unit: Annotated[StrictStr, StringConstraints(max_length=20)] = "pcs"
     promo_price: float | None = None
     brand: Annotated[StrictStr, StringConstraints(max_length=200)] | None = None
+
+    # Why model_post_init left out promo_price, or None when it did not.
+    _ignored_promotion: str | None = PrivateAttr(default=None)
+
+    @property
+    def ignored_promotion(self) -> str | None:
+        return self._ignored_promotion
 
     _check_price = field_validator("price", mode="before")(_finite_non_negative)
     _check_text = field_validator("sku", "name", "unit", "brand")(_check_storable)
@@ -181,11 +208,14 @@ class CartGetItem(BaseModel):
         # cart, so it is shown by its SKU rather than dropped.
         if not self.name:
             self.name = self.sku
-        # The line is in the shopper's cart either way, so it is kept at its regular price
-        # rather than dropped like a product whose promotion is not a discount.
+        # The line is kept at its regular price, as a product whose promotion is not a
+        # discount is.
         if self.promo_price is not None and not promo_is_discount(
             price=self.price, promo_price=self.promo_price
         ):
+            self._ignored_promotion = _not_a_discount(
+                price=self.price, promo_price=self.promo_price
+            )
             self.promo_price = None
 
 
@@ -197,6 +227,10 @@ class ParsedList(Generic[T]):
     items: list[T] = field(default_factory=list)
     # One message per dropped item, such as "item 3: price: must be a number".
     dropped: list[str] = field(default_factory=list)
+    # One message per kept item whose promo_price was left out because it is not a
+    # discount, such as "item 2: promo_price 52.0 is not below price 52.0 once both are
+    # rounded to cents".
+    ignored_promotions: list[str] = field(default_factory=list)
 
 
 class InvalidResponse(Exception):
@@ -235,6 +269,8 @@ def parse_products(payload: Any, *, requested_skus: list[str]) -> ParsedList[Pro
         else:
             seen.add(item.sku)
             parsed.items.append(item)
+            if item.ignored_promotion is not None:
+                parsed.ignored_promotions.append(f"item {index}: {item.ignored_promotion}")
     return parsed
 
 
@@ -263,4 +299,6 @@ def parse_cart_get(payload: Any) -> ParsedList[CartGetItem]:
             continue
         seen.add(item.sku)
         parsed.items.append(item)
+        if item.ignored_promotion is not None:
+            parsed.ignored_promotions.append(f"item {index}: {item.ignored_promotion}")
     return parsed

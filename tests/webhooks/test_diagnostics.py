@@ -617,9 +617,33 @@ def test_check_merchant_reports_cart_promo_not_below_price(
         "accepts_invalid_signature",
     ]
     assert report["violations"][0]["message"] == (
-        f"items[0].promo_price {promo_price} is not below price 1 once both are rounded to cents"
+        f"items[0].promo_price {promo_price} is not below price 1 once both are rounded to cents,"
+        " so the assistant shows the regular price and leaves out the promotion"
     )
     assert error is not None
+
+
+@pytest.mark.parametrize("promo_price", [10, 12.5, 9.999])
+def test_check_merchant_reports_product_promo_not_below_price(
+    tenant, local_webhooks, start_server, promo_price
+):
+    item = {"sku": "vizochok-test-1", "price": 10, "in_stock": True, "promo_price": promo_price}
+    server = start_server(json_reply(200, {"products": [item]}))
+    point_webhooks_at(tenant, server)
+
+    output, error = run_check("shop-a", "--kind", "products", "--json")
+
+    [report] = json.loads(output)
+    assert [v["code"] for v in report["violations"]] == [
+        "promo_not_below_price",
+        "accepts_invalid_signature",
+    ]
+    assert report["violations"][0]["message"] == (
+        f"products[0].promo_price {promo_price} is not below price 10 once both are rounded to"
+        " cents, so the assistant shows the regular price and leaves out the promotion"
+    )
+    assert error is not None
+    assert error.returncode == 1
 
 
 def test_check_merchant_accepts_one_cent_promo(tenant, local_webhooks, start_server):

@@ -423,7 +423,11 @@ def test_invalid_product_items_are_dropped_and_valid_ones_kept(
 
     result = products_fetch(tenant=tenant, skus=["a", "b", "c"], store_id="store-1")
 
-    assert result.available == {"a": LiveProduct(sku="a", price=10.0, in_stock=True)}
+    # c's promotion is above its price, so c is kept at its regular price.
+    assert result.available == {
+        "a": LiveProduct(sku="a", price=10.0, in_stock=True),
+        "c": LiveProduct(sku="c", price=5.0, in_stock=True),
+    }
 
 
 def test_dropped_items_logged_in_one_line(tenant, local_webhooks, start_server, caplog):
@@ -444,6 +448,75 @@ def test_dropped_items_logged_in_one_line(tenant, local_webhooks, start_server, 
     assert len(record.reasons) == 10
     assert record.reasons[0] == f"item 0: sku {long_sku!r} was not requested"[:200]
     assert all(len(reason) == 200 for reason in record.reasons)
+
+
+def test_non_discount_promotions_logged_in_one_line(tenant, local_webhooks, start_server, caplog):
+    items = [
+        {"sku": "a", "price": 52, "in_stock": True, "promo_price": 52, "promo_label": "SALE"},
+        {"sku": "b", "price": 10, "in_stock": True, "promo_price": 12.5, "promo_label": "-5%"},
+        {"sku": "c", "price": 10, "in_stock": True, "promo_price": 9.5, "promo_label": "-5%"},
+        {"sku": "d", "price": 8, "in_stock": False, "promo_price": 8},
+        {"sku": "zzz", "price": 1, "in_stock": True},
+    ]
+    point_webhooks_at(tenant, start_server(json_reply(200, {"products": items})))
+    caplog.set_level(logging.WARNING, logger="webhooks")
+
+    result = products_fetch(tenant=tenant, skus=["a", "b", "c", "d"], store_id="store-1")
+
+    assert result.available == {
+        "a": LiveProduct(sku="a", price=52.0, in_stock=True),
+        "b": LiveProduct(sku="b", price=10.0, in_stock=True),
+        "c": LiveProduct(sku="c", price=10.0, in_stock=True, promo_price=9.5, promo_label="-5%"),
+    }
+    [record] = [r for r in caplog.records if r.getMessage() == "webhooks.response.promo_ignored"]
+    assert record.levelno == logging.WARNING
+    assert record.tenant_id == tenant.pk
+    assert record.kind == "products"
+    assert record.ignored_count == 3
+    assert record.reasons == [
+        "item 0: promo_price 52.0 is not below price 52.0 once both are rounded to cents",
+        "item 1: promo_price 12.5 is not below price 10.0 once both are rounded to cents",
+        "item 3: promo_price 8.0 is not below price 8.0 once both are rounded to cents",
+    ]
+    [dropped] = [r for r in caplog.records if r.getMessage() == "webhooks.response.item_dropped"]
+    assert dropped.dropped_count == 1
+
+
+def test_valid_promotions_log_nothing(tenant, local_webhooks, start_server, caplog):
+    items = [{"sku": "a", "price": 10, "in_stock": True, "promo_price": 9.99}]
+    point_webhooks_at(tenant, start_server(json_reply(200, {"products": items})))
+    caplog.set_level(logging.WARNING, logger="webhooks")
+
+    result = products_fetch(tenant=tenant, skus=["a"], store_id="store-1")
+
+    assert result.available == {
+        "a": LiveProduct(sku="a", price=10.0, in_stock=True, promo_price=9.99)
+    }
+    assert [r.getMessage() for r in caplog.records] == []
+
+
+def test_cart_get_non_discount_promotion_logged(tenant, local_webhooks, start_server, caplog):
+    lines = [
+        {"sku": "a", "name": "A", "price": 3, "quantity": 1, "promo_price": 3},
+        {"sku": "b", "name": "B", "price": 3, "quantity": 1, "promo_price": 2},
+    ]
+    point_webhooks_at(tenant, start_server(json_reply(200, {"items": lines})))
+    caplog.set_level(logging.WARNING, logger="webhooks")
+
+    result = cart_fetch(tenant=tenant, store_id="store-1", session_id="shopper-1")
+
+    assert [(line.sku, line.price, line.promo_price) for line in result.lines] == [
+        ("a", 3.0, None),
+        ("b", 3.0, 2.0),
+    ]
+    [record] = [r for r in caplog.records if r.getMessage() == "webhooks.response.promo_ignored"]
+    assert record.tenant_id == tenant.pk
+    assert record.kind == "cart_get"
+    assert record.ignored_count == 1
+    assert record.reasons == [
+        "item 0: promo_price 3.0 is not below price 3.0 once both are rounded to cents"
+    ]
+    assert [r.getMessage() for r in caplog.records if "item_dropped" in r.getMessage()] == []
 
 
 def test_unconfigured_webhooks_send_nothing(tenant, local_webhooks):

@@ -44,13 +44,6 @@ VALID = {"sku": "a", "price": 10.5, "in_stock": True}
             "in_stock: Input should be a valid boolean",
         ),
         ("in_stock as int", {**VALID, "in_stock": 1}, "in_stock: Input should be a valid boolean"),
-        ("promo equal to price", {**VALID, "promo_price": 10.5}, "promo_price must be below price"),
-        ("promo above price", {**VALID, "promo_price": 11}, "promo_price must be below price"),
-        (
-            "promo equal to price in cents",
-            {**VALID, "promo_price": 10.499},
-            "promo_price must be below price",
-        ),
         ("negative promo", {**VALID, "promo_price": -2}, "finite number of 0 or more"),
         (
             "promo label not a string",
@@ -86,6 +79,43 @@ def test_unrequested_and_duplicate_skus_are_dropped_first_wins():
         "item 1: sku 'zzz' was not requested",
         "item 2: duplicate sku 'a'",
     ]
+
+
+@pytest.mark.parametrize(
+    ("promo_price", "reason"),
+    [
+        (10.5, "promo_price 10.5 is not below price 10.5 once both are rounded to cents"),
+        (11, "promo_price 11.0 is not below price 10.5 once both are rounded to cents"),
+        (10.499, "promo_price 10.499 is not below price 10.5 once both are rounded to cents"),
+    ],
+    ids=["equal", "above", "equal in cents"],
+)
+def test_non_discount_promotion_keeps_regular_price(promo_price, reason):
+    item = {**VALID, "promo_price": promo_price, "promo_label": "-0%"}
+
+    parsed = parse_products({"products": [item, {**VALID, "sku": "b"}]}, requested_skus=["a", "b"])
+
+    kept = [(item.sku, item.price, item.promo_price, item.promo_label) for item in parsed.items]
+    assert kept == [("a", 10.5, None, None), ("b", 10.5, None, None)]
+    assert parsed.dropped == []
+    assert parsed.ignored_promotions == [f"item 0: {reason}"]
+
+
+def test_dropped_item_promotion_is_not_reported_as_ignored():
+    parsed = parse_products(
+        {
+            "products": [
+                {**VALID, "promo_price": 9},
+                {**VALID, "promo_price": 10.5},
+                {**VALID, "sku": "zzz", "promo_price": 10.5},
+            ]
+        },
+        requested_skus=["a"],
+    )
+
+    assert [(item.sku, item.promo_price) for item in parsed.items] == [("a", 9.0)]
+    assert parsed.dropped == ["item 1: duplicate sku 'a'", "item 2: sku 'zzz' was not requested"]
+    assert parsed.ignored_promotions == []
 
 
 def test_one_cent_promotion_is_kept():
@@ -427,6 +457,9 @@ def test_cart_get_ignores_non_discount_promo(promo_price):
 
     assert [(line.sku, line.price, line.promo_price) for line in parsed.items] == [("a", 1.0, None)]
     assert parsed.dropped == []
+    assert parsed.ignored_promotions == [
+        f"item 0: promo_price {promo_price} is not below price 1.0 once both are rounded to cents"
+    ]
 
 
 def test_cart_get_promo_price_below_price_is_kept():
@@ -435,6 +468,7 @@ def test_cart_get_promo_price_below_price_is_kept():
     )
 
     assert [(line.sku, line.price, line.promo_price) for line in parsed.items] == [("a", 1.0, 0.5)]
+    assert parsed.ignored_promotions == []
 
 
 def test_cart_get_quantity_rounding_to_gram():
