@@ -12,7 +12,13 @@ from conversations.leases import TurnLease, turn_lease_acquire
 from conversations.models import Conversation
 from conversations.tools import ShoppingTools
 from merchant.server import MerchantServer, start_merchant
-from tests.conversations.shop_data import CATALOG, SESSION_ID, STOCK, STORE_ID
+from tests.conversations.shop_data import (
+    CATALOG,
+    SESSION_ID,
+    STOCK,
+    STOCK_WITHOUT_DISCOUNTS,
+    STORE_ID,
+)
 from tests.conversations.websocket_client import RunningServer, running_server
 from tests.factories import ConversationFactory
 
@@ -57,6 +63,20 @@ def merchant(tenant, local_webhooks) -> Iterator[MerchantServer]:
     """
     webhook_settings = tenant.webhook_settings
     server = start_merchant(secret=webhook_settings.secret, stock=STOCK, catalog=CATALOG)
+    webhook_settings.products_url = server.products_url
+    webhook_settings.cart_url = server.cart_url
+    webhook_settings.save()
+    yield server
+    server.shutdown()
+
+
+@pytest.fixture
+def merchant_without_discounts(tenant, local_webhooks) -> Iterator[MerchantServer]:
+    """The reference merchant of ``merchant``, with promotions that are not discounts."""
+    webhook_settings = tenant.webhook_settings
+    server = start_merchant(
+        secret=webhook_settings.secret, stock=STOCK_WITHOUT_DISCOUNTS, catalog=CATALOG
+    )
     webhook_settings.products_url = server.products_url
     webhook_settings.cart_url = server.cart_url
     webhook_settings.save()

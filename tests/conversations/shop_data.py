@@ -21,6 +21,14 @@ STOCK = {
     "apple-kg": {"price": 14.95, "in_stock": True, "stock": 5},
 }
 
+# The same stock from a shop system that repeats the price in promo_price when there is no
+# sale (milk-002) or sends a promotion above the price (milk-001). Neither is a discount.
+STOCK_WITHOUT_DISCOUNTS = {
+    **STOCK,
+    "milk-001": {**STOCK["milk-001"], "promo_price": 49.9, "promo_label": "SALE"},
+    "milk-002": {**STOCK["milk-002"], "promo_price": 52.0},
+}
+
 # Catalog rows as a merchant uploads them; the reference merchant reads name, unit and
 # min_quantity from the same rows.
 CATALOG = [

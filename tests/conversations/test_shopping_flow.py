@@ -840,3 +840,31 @@ def test_not_found_reply_drops_format_characters(chat_client, shopper_conversati
         "За запитом «ананас кокос» нічого не знайшлося. Спробуйте інші слова, наприклад "
         "назву товару або бренд."
     )
+
+
+def test_non_discount_promotions_show_regular_price(
+    tenant, catalog, merchant_without_discounts, chat_client
+):
+    conversation = ConversationFactory(tenant=tenant, store_id=STORE_ID, session_id=SESSION_ID)
+
+    sent = send(chat_client, conversation, "молоко")
+
+    assert reply_text(sent) == (
+        "Ось що я знайшов за запитом «молоко»:\n"
+        "1. Молоко Lactel 2.5% — 45,90\n"
+        "2. Молоко Галичина 3.2% — 52,00\n"
+        "Ще 1 знайдений товар зараз відсутній, тому я його не показую.\n"
+        "Щоб додати товар, напишіть, наприклад, «додай перший» або «додай 2 шт другого»."
+    )
+    prices = [
+        (card["sku"], card["price"], card["promo_price"], card["promo_label"])
+        for card in cards_of(sent)
+    ]
+    assert prices == [("milk-001", 45.9, None, None), ("milk-002", 52.0, None, None)]
+
+    added = send(chat_client, conversation, "додай Галичину")
+
+    assert reply_text(added) == (
+        "Додав у кошик: Молоко Галичина 3.2%, 1 шт.\nПозицій у кошику: 1, сума: 52,00."
+    )
+    assert [post["price"] for post in cart_posts(merchant_without_discounts)] == [52.0]

@@ -447,3 +447,38 @@ def test_model_cannot_set_cart_price_or_name(chat_client, shop, conversation, ll
     assert change["price"] == 52.0
     assert change["items"][0]["promo_price"] == 42.0
     assert change["total"] == 42.0
+
+
+def test_non_discount_promotions_reach_the_model_at_price(
+    chat_client, catalog, merchant_without_discounts, conversation, llm
+):
+    search_milk(llm, text="Ось молоко: Lactel за 45,90 і Галичина за 52,00.")
+
+    sent = send(chat_client, conversation, "молоко")
+
+    [result] = llm.requests[1].tool_results()
+    assert result["outcome"] == "found"
+    assert result["unavailable_count"] == 1
+    # The agent leaves null fields out of tool results, so no promotion reaches the model.
+    assert result["products"] == [
+        {
+            "sku": "milk-001",
+            "name": "Молоко Lactel 2.5%",
+            "brand": "Lactel",
+            "price": 45.9,
+            "unit": "pcs",
+            "category_path": "Молочні продукти > Молоко",
+        },
+        {
+            "sku": "milk-002",
+            "name": "Молоко Галичина 3.2%",
+            "brand": "Галичина",
+            "price": 52.0,
+            "unit": "pcs",
+            "category_path": "Молочні продукти > Молоко",
+        },
+    ]
+    assert [
+        (card["sku"], card["price"], card["promo_price"], card["promo_label"])
+        for card in cards_of(sent)
+    ] == [("milk-001", 45.9, None, None), ("milk-002", 52.0, None, None)]
