@@ -24,6 +24,7 @@ from catalog.schemas import (
     product_input_parse,
 )
 from catalog.services import products_delete
+from tenants.admin import TenantListFilter
 
 _PRODUCT_INPUT_FIELDS = tuple(ProductInput.model_fields)
 
@@ -89,9 +90,9 @@ class ProductAdminForm(forms.ModelForm):
 class ProductAdmin(admin.ModelAdmin):
     form = ProductAdminForm
     list_display = ("sku", "name", "tenant", "brand", "is_active", "embedding_status", "updated_at")
-    list_filter = ("is_active", "tenant")
+    list_filter = ("is_active", ("tenant", TenantListFilter))
     list_select_related = ("tenant",)
-    search_fields = ("sku", "name")
+    search_fields = ("sku", "name", "=tenant__slug")
     ordering = ("tenant__name", "sku")
     readonly_fields = (
         "embedding_status",
@@ -193,9 +194,9 @@ class CatalogJobAdmin(admin.ModelAdmin):
         "created_at",
         "completed_at",
     )
-    list_filter = ("status", "source", "tenant")
+    list_filter = ("status", "source", ("tenant", TenantListFilter))
     list_select_related = ("tenant",)
-    search_fields = ("public_id",)
+    search_fields = ("public_id", "=tenant__slug")
     exclude = ("product_ids",)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[CatalogJob]:

@@ -6,6 +6,7 @@ from django.contrib import admin
 from django.http import HttpRequest
 
 from conversations.models import Conversation, Message
+from tenants.admin import TenantListFilter
 
 
 class _ReadOnlyMixin:
@@ -30,9 +31,9 @@ class MessageInline(_ReadOnlyMixin, admin.TabularInline):
 @admin.register(Conversation)
 class ConversationAdmin(_ReadOnlyMixin, admin.ModelAdmin):
     list_display = ["public_id", "tenant", "store_id", "session_id", "created_at", "updated_at"]
-    list_filter = ["tenant"]
+    list_filter = [("tenant", TenantListFilter)]
     list_select_related = ["tenant"]
-    search_fields = ["public_id", "session_id", "user_id"]
+    search_fields = ["public_id", "session_id", "user_id", "=tenant__slug"]
     date_hierarchy = "created_at"
     fields = readonly_fields = (
         "public_id",

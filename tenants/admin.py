@@ -10,7 +10,7 @@ list.
 
 import json
 from datetime import timedelta
-from typing import Any, ClassVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from django import forms
 from django.contrib import admin, messages
@@ -35,6 +35,9 @@ from vizochok.exceptions import ErrorCode, InvalidInput
 from webhooks.diagnostics import WebhookNotConfigured, webhook_test_send
 from webhooks.models import WebhookKind
 
+if TYPE_CHECKING:
+    from django_stubs_ext import StrOrPromise
+
 # Models with a read-only admin whose rows are deleted with their tenant ("app_label.Model").
 _DELETED_WITH_TENANT = (
     "catalog.CatalogJob",
@@ -42,6 +45,43 @@ _DELETED_WITH_TENANT = (
     "webhooks.CircuitBreaker",
     "webhooks.WebhookDelivery",
 )
+
+
+# The tenant filter lists at most this many tenants. Each listed tenant is a sidebar link
+# and, with facets shown, a count in the changelist's query, so thousands would bloat the
+# page and slow the query.
+MAX_LISTED_TENANTS = 100
+
+
+class TenantListFilter(admin.RelatedFieldListFilter):
+    """Tenant filter of the changelists of tenant-owned rows, bounded in size.
+
+    With more than ``MAX_LISTED_TENANTS`` tenants it lists only the selected tenant. The
+    search box of these changelists then finds a tenant's rows by its exact slug.
+    """
+
+    def field_choices(
+        self, field: models.Field, request: HttpRequest, model_admin: admin.ModelAdmin
+    ) -> list[tuple[str, "StrOrPromise"]]:
+        tenants = Tenant.objects.order_by("name", "pk")
+        choices: list[tuple[str, StrOrPromise]] = [
+            (str(tenant.pk), str(tenant)) for tenant in tenants[: MAX_LISTED_TENANTS + 1]
+        ]
+        if len(choices) <= MAX_LISTED_TENANTS:
+            return choices
+        # The parameter comes from the URL, so a value that is no primary key selects nothing
+        # here rather than failing the query. Django's changelist then ignores it.
+        selected = [
+            int(value)
+            for value in self.lookup_val or []
+            if value.isascii() and value.isdigit() and len(value) < 19
+        ]
+        return [(str(tenant.pk), str(tenant)) for tenant in tenants.filter(pk__in=selected)]
+
+    def has_output(self) -> bool:
+        # Django shows a filter with at least two choices. Past the limit the selected
+        # tenant can be the only one, and the sidebar still shows it.
+        return super().has_output() or bool(self.lookup_val and self.lookup_choices)
 
 
 _RELOAD_ADVICE = (
@@ -437,8 +477,12 @@ class ApiKeyAddForm(forms.ModelForm):
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin):
     list_display = ["prefix", "tenant", "kind", "name", "scopes", "last_used_at", "revoked_at"]
-    list_filter = ["kind", "tenant", ("revoked_at", admin.EmptyFieldListFilter)]
-    search_fields = ["prefix", "name", "tenant__name"]
+    list_filter = [
+        "kind",
+        ("tenant", TenantListFilter),
+        ("revoked_at", admin.EmptyFieldListFilter),
+    ]
+    search_fields = ["prefix", "name", "tenant__name", "=tenant__slug"]
     readonly_fields = [
         "tenant",
         "kind",
@@ -582,6 +626,9 @@ class WebhookSettingsForm(_VersionCheckedForm):
 class WebhookSettingsAdmin(admin.ModelAdmin):
     form = WebhookSettingsForm
     list_display = ["tenant", "products_url", "cart_url", "timeout_seconds", "has_secret"]
+    list_filter = [("tenant", TenantListFilter)]
+    list_select_related = ["tenant"]
+    search_fields = ["=tenant__slug", "tenant__name"]
     readonly_fields = ["secret_status", "secret_updated_at"]
     actions = [
         "rotate_secret_now",

@@ -8,6 +8,7 @@ from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from tenants.admin import TenantListFilter
 from webhooks.breaker import breaker_reset
 from webhooks.models import CircuitBreaker, WebhookDelivery, WebhookKind
 
@@ -37,9 +38,9 @@ class WebhookDeliveryAdmin(_ReadOnlyAdmin):
         "response_bytes",
         "is_test",
     ]
-    list_filter = ["tenant", "kind", "outcome", "is_test", "created_at"]
+    list_filter = [("tenant", TenantListFilter), "kind", "outcome", "is_test", "created_at"]
     list_select_related = ["tenant"]
-    search_fields = ["=call_id", "=delivery_id", "url", "error_code"]
+    search_fields = ["=call_id", "=delivery_id", "url", "error_code", "=tenant__slug"]
     date_hierarchy = "created_at"
     readonly_fields = [field.name for field in WebhookDelivery._meta.fields]
 
@@ -47,8 +48,9 @@ class WebhookDeliveryAdmin(_ReadOnlyAdmin):
 @admin.register(CircuitBreaker)
 class CircuitBreakerAdmin(_ReadOnlyAdmin):
     list_display = ["tenant", "kind", "state", "opened_at", "retry_at", "times_opened"]
-    list_filter = ["state", "kind", "tenant"]
+    list_filter = ["state", "kind", ("tenant", TenantListFilter)]
     list_select_related = ["tenant"]
+    search_fields = ["=tenant__slug"]
     readonly_fields = [field.name for field in CircuitBreaker._meta.fields]
     actions = ["reset_breakers"]
 
