@@ -94,15 +94,19 @@ WHERE tenant_id = %(tenant_id)s AND date = %(day)s
 
 
 def token_reservation_create(
-    *, tenant: Tenant, assistant_settings: AssistantSettings, tokens: int
+    *,
+    tenant: Tenant,
+    assistant_settings: AssistantSettings,
+    tokens: int,
+    day: date | None = None,
 ) -> TokenReservation:
-    """Reserve ``tokens`` of the tenant's budgets for one model call.
+    """Reserve ``tokens`` of the tenant's budgets for one model call on ``day`` (today).
 
     Runs one ``UPDATE`` when it succeeds. When it does not, the tenant's row of the day is
     created if it is missing and the ``UPDATE`` runs once more. Raises ``TokenLimitReached`` with the daily code when the day's budget
     has no room for ``tokens``, else with the monthly code, and reserves nothing then.
     """
-    day = utc_today()
+    day = day or utc_today()
     daily_limit = assistant_settings.daily_token_limit
     monthly_limit = assistant_settings.monthly_token_limit
     if not daily_limit and not monthly_limit:

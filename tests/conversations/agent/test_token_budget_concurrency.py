@@ -100,12 +100,13 @@ def test_concurrent_messages_stay_within_daily_budget(
     replies = send_at_once(public_key.raw_key, conversations)
 
     assert all(request_estimate(request) > 3050 for request in llm.requests)
-    completed = [sent for sent in replies if sent[-2]["type"] != "error"]
+    # Two first calls fit the budget and a third does not, so some message is stopped.
+    # Which ones complete depends on the order of the threads.
     refused = [sent for sent in replies if sent[-2]["type"] == "error"]
-    assert len(completed) >= 1
-    assert len(completed) + len(refused) == MESSAGES
+    assert len(refused) >= 1
     for sent in refused:
         assert sent[-2] == {"type": "error", "code": "tenant_daily_token_limit"}
+        assert sent[-1] == {"type": "response_complete"}
     assert used_tokens(tenant) == len(llm.requests) * 3050
     assert used_tokens(tenant) <= 10_000
     row = TokenUsage.objects.get(tenant=tenant)
