@@ -109,8 +109,8 @@ class TokenUsage(models.Model):
     prompt_tokens = models.PositiveBigIntegerField(default=0)
     completion_tokens = models.PositiveBigIntegerField(default=0)
     requests = models.PositiveIntegerField(default=0)
-    # Tokens held for model calls of this day that are still running: each call holds an
-    # estimate of its tokens from before it is sent until its usage is recorded.
+    # Tokens reserved for model calls of this day that are still running. Each call reserves
+    # an estimate of its tokens from before it is sent until its usage is recorded.
     reserved_tokens = models.PositiveBigIntegerField(default=0)
 
     class Meta:

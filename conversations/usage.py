@@ -3,14 +3,14 @@
 Days are UTC dates. Counters are incremented with ``F()`` expressions, so concurrent turns
 in different processes never lose an update.
 
-The tenant's daily and monthly budgets hold across concurrent messages through
+The tenant's daily and monthly budgets apply across concurrent messages through
 reservations. Before each model call, one ``UPDATE`` adds an estimate of the call's tokens
 to ``TokenUsage.reserved_tokens`` of the day, and only while the day's and the month's
 used and reserved tokens plus the estimate fit the budgets. PostgreSQL locks the day's row
-for the update and checks the condition again on the newest row, so concurrent calls of
-one tenant cannot all pass on the same room. Recording the call's usage removes the
-estimate in the same statement. Usage is therefore above a budget only by what calls used
-beyond their estimates.
+for the update and checks the condition again on the newest row version, so two
+concurrent calls of one tenant cannot both take the same remaining tokens. Recording the
+call's usage removes the estimate in the same statement. Usage therefore exceeds a budget
+only by what calls used beyond their estimates.
 """
 
 import math
@@ -51,7 +51,7 @@ class TokenReservation:
 
 
 class TokenLimitReached(Exception):
-    """A tenant budget has no room for a model call's estimate; ``code`` names the budget."""
+    """A tenant budget has no room for a model call's estimate. ``code`` names the budget."""
 
     def __init__(self, code: ErrorCode) -> None:
         super().__init__(code.value)
@@ -59,7 +59,7 @@ class TokenLimitReached(Exception):
 
 
 def token_estimate(*, request_chars: int) -> int:
-    """Return the tokens a model call is expected to use at most, for its reservation.
+    """Return the estimate of a model call's tokens that its reservation takes.
 
     ``request_chars`` is the length of the request's messages and tools as JSON.
     """
@@ -112,7 +112,7 @@ def token_reservation_create(
     if not daily_limit and not monthly_limit:
         return TokenReservation(tenant_id=tenant.pk, day=day, tokens=0)
     month_start = day.replace(day=1)
-    params = {
+    params: dict[str, int | date] = {
         "tokens": tokens,
         "tenant_id": tenant.pk,
         "day": day,
@@ -151,7 +151,7 @@ def _exhausted_budget(*, tenant: Tenant, day: date, tokens: int, daily_limit: in
 
 
 def token_reservation_release(*, reservation: TokenReservation) -> None:
-    """Return a reservation's tokens to the budgets, unless recorded usage already did."""
+    """Release a reservation's tokens, unless recording the call's usage released them."""
     if reservation.released:
         return
     reservation.released = True

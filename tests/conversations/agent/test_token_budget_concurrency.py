@@ -29,8 +29,8 @@ from tests.factories import ConversationFactory
 pytestmark = pytest.mark.django_db(transaction=True)
 
 MESSAGES = 4
-# Seconds each scripted answer waits, so that every message has sent its first request
-# before any answer arrives.
+# Seconds the scripted server waits before each response, so that every message has sent
+# its first request before any response arrives.
 ANSWER_DELAY = 0.5
 
 
@@ -91,7 +91,7 @@ def test_concurrent_messages_stay_within_daily_budget(
 ):
     # The estimate of each request is about 1,500 tokens of JSON plus the 2,000 reserved for
     # the completion, so each call's 3,050 tokens stay below its reservation. One message
-    # uses 6,100 tokens, so the budget holds one message but not two.
+    # uses 6,100 tokens, so the budget has room for one message but not two.
     assistant_settings.daily_token_limit = 10_000
     assistant_settings.monthly_token_limit = 0
     assistant_settings.save()
