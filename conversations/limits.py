@@ -7,7 +7,8 @@ The limits are checked in this order, and the first rejection wins:
    ``retry_after``). The REST API has no connection, so the conversation takes its place;
 2. the daily limits of the conversation's limit identity (``user_message_limit``,
    ``user_conversation_limit``), counted per UTC day in ``UserDailyUsage``;
-3. the tenant's token budgets, which the LLM agent checks before its first model call.
+3. the tenant's token budgets, which the LLM agent checks before every model call
+   (``conversations.usage``).
 
 A limit of 0 means no limit. Every check reads or writes PostgreSQL, so all processes
 share the counts.

@@ -111,6 +111,9 @@ class TokenUsage(models.Model):
     prompt_tokens = models.PositiveBigIntegerField(default=0)
     completion_tokens = models.PositiveBigIntegerField(default=0)
     requests = models.PositiveIntegerField(default=0)
+    # Tokens reserved for model calls of this day that are still running. Each call reserves
+    # an estimate of its tokens from before it is sent until its usage is recorded.
+    reserved_tokens = models.PositiveBigIntegerField(db_default=0)
 
     class Meta:
         ordering = ["tenant_id", "-date"]

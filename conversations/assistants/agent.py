@@ -7,8 +7,10 @@ answers with text only, the turn ends.
 
 Limits, each reported as an ``error`` event after which the turn ends normally:
 
-- the tenant's daily and monthly token budgets, checked before the first model call;
 - the conversation's token budget (``session_token_limit``), checked before every call;
+- the tenant's daily and monthly token budgets: every model call first reserves an
+  estimate of its tokens in them (``conversations.usage``), and a call that does not fit
+  is not sent;
 - ``max_tool_rounds`` rounds of tool calls (``max_rounds_exceeded``);
 - ``AGENT_TURN_TIMEOUT_SECONDS`` for the whole turn (``internal_error`` with reason
   ``turn_timeout``). The deadline is checked before every model call and tool call, and a
@@ -22,6 +24,7 @@ A failed model call, or an answer that the server ended early (finish reason ``l
 and their ``cart_changed`` events are sent before the error.
 """
 
+import json
 import logging
 import uuid
 from collections.abc import Generator, Iterator
@@ -62,7 +65,14 @@ from conversations.tool_calls import (
     tool_definitions,
     tool_result_content,
 )
-from conversations.usage import llm_usage_record, tenant_token_limit_reached
+from conversations.usage import (
+    TokenLimitReached,
+    TokenReservation,
+    llm_usage_record,
+    token_estimate,
+    token_reservation_create,
+    token_reservation_release,
+)
 from tenants.models import AssistantSettings
 from vizochok.exceptions import ErrorCode
 
@@ -157,6 +167,8 @@ class _AgentTurn:
     pending: list[Event] = field(default_factory=list)
     model_calls: int = 0
     tool_rounds: int = 0
+    # The tenant budgets' reservation of the model call that is running, if any.
+    reservation: TokenReservation | None = None
 
     def __post_init__(self) -> None:
         self.deadline = Deadline(self.config.turn_timeout_seconds)
@@ -172,7 +184,6 @@ class _AgentTurn:
 
     def run(self) -> Iterator[Event]:
         try:
-            self._check_tenant_budget()
             self.messages = self._initial_messages()
             while True:
                 self._check_before_model_call()
@@ -201,12 +212,19 @@ class _AgentTurn:
 
     # Limits
 
-    def _check_tenant_budget(self) -> None:
-        code = tenant_token_limit_reached(
-            tenant=self.turn.conversation.tenant, assistant_settings=self.assistant_settings
+    def _reserve_tokens(self, request: CompletionRequest) -> TokenReservation:
+        """Reserve the request's estimated tokens in the tenant budgets, or end the turn."""
+        request_json = json.dumps(
+            {"messages": request.messages, "tools": request.tools}, ensure_ascii=False
         )
-        if code is not None:
-            raise _TurnEnded(self._limit_error(code))
+        try:
+            return token_reservation_create(
+                tenant=self.turn.conversation.tenant,
+                assistant_settings=self.assistant_settings,
+                tokens=token_estimate(request_chars=len(request_json)),
+            )
+        except TokenLimitReached as error:
+            raise _TurnEnded(self._limit_error(error.code)) from None
 
     def _check_before_model_call(self) -> None:
         if self.deadline.expired():
@@ -311,7 +329,8 @@ class _AgentTurn:
         return self.config.fast_model
 
     def _call_model(self) -> Generator[Event, None, Completion]:
-        """Send one request, stream its text as events and record it; return the completion."""
+        """Reserve the tokens of one request, then send it, stream its text as events and
+        record its usage; return the completion."""
         request = CompletionRequest(
             model=self._model(),
             messages=self.messages,
@@ -319,6 +338,15 @@ class _AgentTurn:
             accepted_tool_names=TOOL_NAMES,
             temperature=self.config.temperature,
         )
+        self.reservation = self._reserve_tokens(request)
+        try:
+            return (yield from self._send(request))
+        finally:
+            # A call that failed before any usage was recorded used none of its reservation.
+            token_reservation_release(reservation=self.reservation)
+            self.reservation = None
+
+    def _send(self, request: CompletionRequest) -> Generator[Event, None, Completion]:
         self.model_calls += 1
         self.turn.metadata["model_calls"] = self.model_calls
         self.turn.metadata["models"].append(request.model)
@@ -397,7 +425,9 @@ class _AgentTurn:
         self.turn.llm_messages.append(message)
 
     def _record_usage(self, usage: Usage) -> None:
-        llm_usage_record(conversation=self.turn.conversation, usage=usage)
+        llm_usage_record(
+            conversation=self.turn.conversation, usage=usage, reservation=self.reservation
+        )
         metadata = self.turn.metadata
         metadata["prompt_tokens"] += usage.prompt_tokens
         metadata["completion_tokens"] += usage.completion_tokens

@@ -10,8 +10,8 @@ from conversations.llm import MAX_REPORTED_TOKENS, Usage
 from conversations.models import Conversation, Message, TokenUsage
 from conversations.usage import llm_usage_record, token_usage_record, utc_today
 from tests.conversations.agent.chat import types_of
-from tests.conversations.agent.llm_server import call, reply, tool_calls
-from tests.conversations.chat import send
+from tests.conversations.agent.llm_server import call, http_error, reply, tool_calls
+from tests.conversations.chat import reply_text, send
 from webhooks.models import WebhookDelivery, WebhookKind
 
 pytestmark = pytest.mark.django_db
@@ -94,6 +94,55 @@ def test_tenant_daily_budget_stops_new_messages(
         {"type": "response_complete"},
     ]
     assert llm.requests == []
+
+
+def test_tenant_budget_stops_later_call(
+    chat_client, shop, conversation, llm, tenant, assistant_settings
+):
+    # The first call's 9,020 tokens leave less room than the second call's estimate, which
+    # is over 2,000 tokens for the completion alone.
+    assistant_settings.daily_token_limit = 10_000
+    assistant_settings.monthly_token_limit = 0
+    assistant_settings.save()
+    llm.add(search(text="Шукаю молоко.", usage=(9000, 20)), reply("Ось молоко."))
+
+    sent = send(chat_client, conversation, "молоко")
+
+    assert types_of(sent) == [
+        "text_delta",
+        "text_end",
+        "status",
+        "product_cards",
+        "error",
+        "response_complete",
+    ]
+    assert reply_text(sent) == "Шукаю молоко."
+    assert sent[-2] == {"type": "error", "code": "tenant_daily_token_limit"}
+    assert len(llm.requests) == 1
+    usage = TokenUsage.objects.get(tenant=tenant)
+    assert (usage.prompt_tokens, usage.completion_tokens, usage.requests) == (9000, 20, 1)
+    assert usage.reserved_tokens == 0
+    reply_message = Message.objects.get(role="assistant")
+    assert reply_message.text == "Шукаю молоко."
+    assert reply_message.metadata["failure"] == "tenant_daily_token_limit"
+    assert reply_message.metadata["model_calls"] == 1
+
+
+def test_failed_call_releases_reservation(
+    chat_client, shop, conversation, llm, tenant, assistant_settings
+):
+    assistant_settings.daily_token_limit = 10_000
+    assistant_settings.save()
+    llm.add(http_error(500), http_error(500))
+
+    sent = send(chat_client, conversation, "молоко")
+
+    assert sent[-2]["code"] == "internal_error"
+    assert sent[-2]["reason"] == "llm_unavailable"
+    assert len(llm.requests) == 2
+    usage = TokenUsage.objects.get(tenant=tenant)
+    assert (usage.prompt_tokens, usage.completion_tokens, usage.requests) == (0, 0, 0)
+    assert usage.reserved_tokens == 0
 
 
 def test_other_tenants_usage_leaves_budget(
