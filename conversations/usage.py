@@ -103,8 +103,9 @@ def token_reservation_create(
     """Reserve ``tokens`` of the tenant's budgets for one model call on ``day`` (today).
 
     Runs one ``UPDATE`` when it succeeds. When it does not, the tenant's row of the day is
-    created if it is missing and the ``UPDATE`` runs once more. Raises ``TokenLimitReached`` with the daily code when the day's budget
-    has no room for ``tokens``, else with the monthly code, and reserves nothing then.
+    created if it is missing and the ``UPDATE`` runs once more. Raises ``TokenLimitReached``
+    with the daily code when the day's budget has no room for ``tokens``, else with the
+    monthly code, and reserves nothing then.
     """
     day = day or utc_today()
     daily_limit = assistant_settings.daily_token_limit
