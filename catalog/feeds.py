@@ -6,6 +6,9 @@ entity declarations, which closes entity expansion attacks (billion laughs), and
 reads an external DTD or entity, because parameter entity parsing is off and external
 entity references raise. A DOCTYPE without entity declarations, such as YML's
 ``<!DOCTYPE yml_catalog SYSTEM "shops.dtd">``, is accepted and its DTD is not read.
+
+NOTE: behind such a DOCTYPE, expat drops a reference to an undeclared entity (``&nbsp;``)
+without an error, because the unread DTD might declare it.
 """
 
 import re
@@ -18,8 +21,8 @@ from typing import Any, BinaryIO
 from xml.etree.ElementTree import Element, TreeBuilder
 from xml.parsers import expat
 
-# Files larger than this are rejected before parsing. A feed of a large shop is a few
-# hundred megabytes.
+# Files larger than this are rejected before parsing. The limit leaves room for feeds of
+# several hundred megabytes.
 MAX_FEED_BYTES = 1024 * 1024 * 1024
 # An offer or item larger than this is rejected, which bounds the memory one of them takes.
 MAX_ITEM_BYTES = 1024 * 1024
@@ -27,8 +30,8 @@ _CHUNK_BYTES = 1024 * 1024
 
 GOOGLE_NAMESPACE = "http://base.google.com/ns/1.0"
 ATOM_NAMESPACE = "http://www.w3.org/2005/Atom"
-_G = f"{{{GOOGLE_NAMESPACE}}}"
-_ATOM = f"{{{ATOM_NAMESPACE}}}"
+_GOOGLE_PREFIX = f"{{{GOOGLE_NAMESPACE}}}"
+_ATOM_PREFIX = f"{{{ATOM_NAMESPACE}}}"
 
 
 class FeedFormat(StrEnum):
@@ -39,13 +42,13 @@ class FeedFormat(StrEnum):
 _FORMAT_BY_ROOT = {
     "yml_catalog": FeedFormat.YML,
     "rss": FeedFormat.GOOGLE,
-    f"{_ATOM}feed": FeedFormat.GOOGLE,
+    f"{_ATOM_PREFIX}feed": FeedFormat.GOOGLE,
 }
-_ROOT_NAMES = {"yml_catalog": "<yml_catalog>", "rss": "<rss>", f"{_ATOM}feed": "Atom <feed>"}
+_ROOT_NAMES = {"yml_catalog": "<yml_catalog>", "rss": "<rss>", f"{_ATOM_PREFIX}feed": "Atom <feed>"}
 
 
 class FeedError(ValueError):
-    """The feed cannot be imported at all; the message says why."""
+    """The feed cannot be imported at all; the message states the reason."""
 
 
 @dataclass(frozen=True)
@@ -298,7 +301,8 @@ def _quantity(value: str, unit: str) -> tuple[Decimal, str] | None:
 def _measure_fields(quantity: tuple[Decimal, str] | None, *, kind: str | None) -> dict[str, float]:
     """Return ``weight`` in grams or ``volume`` in millilitres, when the unit is clear.
 
-    ``kind`` limits the result to ``"weight"`` or ``"volume"``, as the parameter's name says.
+    ``kind`` limits the result to ``"weight"`` or ``"volume"``, which the parameter's name
+    selects.
     """
     if quantity is None:
         return {}
@@ -344,10 +348,16 @@ def _yml_params(offer: Element) -> tuple[dict[str, str], dict[str, float]]:
         if not name or not value:
             continue
         unit = param.get("unit", "").strip()
-        shown = f"{value} {unit}" if unit else value
-        attributes[name] = f"{attributes[name]}, {shown}" if name in attributes else shown
+        value_with_unit = f"{value} {unit}" if unit else value
+        if name in attributes:
+            value_with_unit = f"{attributes[name]}, {value_with_unit}"
+        attributes[name] = value_with_unit
         key = name.casefold().translate(_APOSTROPHES)
-        kind = "weight" if key in _WEIGHT_PARAMS else "volume" if key in _VOLUME_PARAMS else None
+        kind = None
+        if key in _WEIGHT_PARAMS:
+            kind = "weight"
+        elif key in _VOLUME_PARAMS:
+            kind = "volume"
         if kind is not None and kind not in measures:
             measures.update(_measure_fields(_quantity(value, unit), kind=kind))
     return attributes, measures
@@ -437,28 +447,32 @@ _GOOGLE_ATTRIBUTES = (
 
 
 def _google_item(line: int, item: Element, *, oversized: bool) -> FeedItem:
-    item_id = _text(item.find(f"{_G}id"))
+    item_id = _text(item.find(f"{_GOOGLE_PREFIX}id"))
     label = f"Item {item_id!r}" if item_id else "Item without g:id"
     if oversized:
         return FeedItem(line, label, {}, f"The item is larger than {MAX_ITEM_BYTES} bytes.")
     data: dict[str, Any] = {}
     optional = {
         "sku": item_id,
-        "name": _first_text(item, f"{_G}title", "title", f"{_ATOM}title"),
+        "name": _first_text(item, f"{_GOOGLE_PREFIX}title", "title", f"{_ATOM_PREFIX}title"),
         "description": _first_text(
-            item, f"{_G}description", "description", f"{_ATOM}summary", f"{_ATOM}content"
+            item,
+            f"{_GOOGLE_PREFIX}description",
+            "description",
+            f"{_ATOM_PREFIX}summary",
+            f"{_ATOM_PREFIX}content",
         ),
-        "brand": _text(item.find(f"{_G}brand")),
-        "barcode": _text(item.find(f"{_G}gtin")),
-        "category_path": _text(item.find(f"{_G}product_type")),
-        "image_url": _text(item.find(f"{_G}image_link")),
+        "brand": _text(item.find(f"{_GOOGLE_PREFIX}brand")),
+        "barcode": _text(item.find(f"{_GOOGLE_PREFIX}gtin")),
+        "category_path": _text(item.find(f"{_GOOGLE_PREFIX}product_type")),
+        "image_url": _text(item.find(f"{_GOOGLE_PREFIX}image_link")),
     }
     data.update((key, value) for key, value in optional.items() if value)
-    attributes = {key: _text(item.find(f"{_G}{key}")) for key in _GOOGLE_ATTRIBUTES}
+    attributes = {key: _text(item.find(f"{_GOOGLE_PREFIX}{key}")) for key in _GOOGLE_ATTRIBUTES}
     attributes = {key: value for key, value in attributes.items() if value}
     if attributes:
         data["attributes"] = attributes
-    measure = _text(item.find(f"{_G}unit_pricing_measure"))
+    measure = _text(item.find(f"{_GOOGLE_PREFIX}unit_pricing_measure"))
     if measure:
         data.update(_measure_fields(_quantity(measure, ""), kind=None))
     return FeedItem(line, label, data)
@@ -468,7 +482,7 @@ def read_google_feed(*, path: Path) -> Iterator[FeedItem]:
     """Read the items of a Google Merchant Center feed in RSS 2.0 or Atom."""
     for line, element, oversized in _elements(
         path=path,
-        item_tags=frozenset({"item", f"{_ATOM}entry"}),
-        expected_roots=frozenset({"rss", f"{_ATOM}feed"}),
+        item_tags=frozenset({"item", f"{_ATOM_PREFIX}entry"}),
+        expected_roots=frozenset({"rss", f"{_ATOM_PREFIX}feed"}),
     ):
         yield _google_item(line, element, oversized=oversized)

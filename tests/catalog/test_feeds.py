@@ -218,6 +218,19 @@ def test_import_rejects_undeclared_entity(tenant, tmp_path):
     assert Product.objects.count() == 0
 
 
+def test_import_drops_entity_behind_external_dtd(tenant, tmp_path):
+    path = tmp_path / "feed.xml"
+    path.write_text(
+        '<!DOCTYPE yml_catalog SYSTEM "shops.dtd">\n<yml_catalog><shop><offers>'
+        '<offer id="a-1"><name>Мо&nbsp;локо</name></offer></offers></shop></yml_catalog>',
+        encoding="utf-8",
+    )
+
+    catalog_import(tenant=tenant, path=path, embed=False)
+
+    assert Product.objects.get(tenant=tenant, sku="a-1").name == "Молоко"
+
+
 def test_import_malformed_feed_writes_nothing(tenant, tmp_path, monkeypatch):
     monkeypatch.setattr(feeds, "_CHUNK_BYTES", 64)
     offers = "".join(f'<offer id="o-{n}"><name>Товар {n}</name></offer>' for n in range(20))
