@@ -66,6 +66,15 @@ def test_import_yml_feed(tenant):
     assert buckwheat.is_active is True
 
 
+def test_import_feed_reactivates_listed_product(tenant):
+    _import(str(DATA_DIR / "feed-google-rss.xml"), "--tenant", "shop-a")
+    Product.objects.filter(tenant=tenant, sku="kefir-1").update(is_active=False)
+
+    _import(str(DATA_DIR / "feed-google-rss.xml"), "--tenant", "shop-a")
+
+    assert Product.objects.get(tenant=tenant, sku="kefir-1").is_active is True
+
+
 def test_import_yml_vendor_model_name(tenant, tmp_path):
     path = tmp_path / "feed.xml"
     path.write_text(
