@@ -1,4 +1,4 @@
-"""Catalog import from CSV, JSON and JSON Lines files.
+"""Catalog import from CSV, JSON and JSON Lines files, and from YML and Google product feeds.
 
 A file is read and decoded as a whole before anything is written, so a file that cannot be
 used at all (missing, not UTF-8, not parseable JSON, no CSV header) changes nothing. After
@@ -7,6 +7,8 @@ the others are imported.
 
 Line numbers are 1-based. In a CSV file the header is line 1 and a row is numbered by the
 line it starts on. In a JSON file a product is numbered by the line where its value starts.
+In a feed an offer or item is numbered by the line where its element starts, and its
+messages name it by its id. Feeds are read as described in ``catalog.feeds``.
 """
 
 import csv
@@ -34,9 +36,21 @@ from catalog.embeddings import (
     get_embedder,
     product_embedding_text,
 )
+from catalog.feeds import (
+    GOOGLE_FIELD_NAMES,
+    YML_FIELD_NAMES,
+    FeedError,
+    FeedFormat,
+    FeedItem,
+    feed_format_detect,
+    read_google_feed,
+    read_yml_feed,
+)
 from catalog.jobs import catalog_job_submit
 from catalog.models import CatalogJob, Product
 from catalog.schemas import (
+    NON_FIELD,
+    FieldError,
     InvalidProductInput,
     ProductInput,
     invalid_product_sku,
@@ -77,6 +91,8 @@ class ImportFormat(StrEnum):
     CSV = "csv"
     JSON = "json"
     JSONL = "jsonl"
+    YML = "yml"
+    GOOGLE = "google"
 
 
 _FORMAT_BY_SUFFIX = {
@@ -97,12 +113,16 @@ class ImportFileError(ClientError):
 class SourceRecord:
     """One product as read from the file, before validation, or the reason it is unreadable.
 
-    ``data`` is whatever the file contains at that place, not necessarily an object.
+    ``data`` is whatever the file contains at that place, not necessarily an object. A feed
+    record has a ``label`` such as ``Offer '1003'`` that starts its messages, and
+    ``field_names`` maps product fields to the feed fields named in those messages.
     """
 
     line: int
     data: Any = None
     error: str | None = None
+    label: str = ""
+    field_names: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -135,6 +155,11 @@ def detect_import_format(path: Path) -> ImportFormat:
     file_format = _FORMAT_BY_SUFFIX.get(path.suffix.lower())
     if file_format is not None:
         return file_format
+    if path.suffix.lower() == ".xml" and path.is_file():
+        try:
+            return ImportFormat(_call_feed(path, lambda: feed_format_detect(path=path)).value)
+        except FeedError as exc:
+            raise ImportFileError(str(exc)) from None
     # A directory or a mistyped path has no extension either, and its own message is more useful.
     if path.is_dir():
         raise ImportFileError(f"{path} is a directory, not a file.")
@@ -142,7 +167,7 @@ def detect_import_format(path: Path) -> ImportFormat:
         raise ImportFileError(f"File not found: {path}.")
     raise ImportFileError(
         f"Cannot tell the format of {path.name} from its extension; "
-        "use .csv, .json, .jsonl or .ndjson, or give the format explicitly."
+        "use .csv, .json, .jsonl, .ndjson or .xml, or give the format explicitly."
     )
 
 
@@ -383,14 +408,64 @@ def _read_json_lines(text: str) -> Iterator[SourceRecord]:
             yield SourceRecord(line=line, data=None, error=_TOO_MANY_DIGITS)
 
 
+# --- XML feeds ------------------------------------------------------------------------------
+
+
+def _call_feed(path: Path, read: Any) -> Any:
+    """Call ``read`` and turn an error opening ``path`` into ``ImportFileError``."""
+    try:
+        return read()
+    except FileNotFoundError:
+        raise ImportFileError(f"File not found: {path}.") from None
+    except IsADirectoryError:
+        raise ImportFileError(f"{path} is a directory, not a file.") from None
+    except OSError as exc:
+        raise ImportFileError(f"Cannot read {path}: {exc.strerror or exc}.") from None
+
+
+def _read_feed(path: Path, file_format: FeedFormat) -> Iterator[SourceRecord]:
+    """Yield the feed's records; raise ``ImportFileError`` where the feed cannot be read.
+
+    The feed is parsed as the iterator advances, so an error may come after some records.
+    The importer validates every record before it writes any, so nothing is written then.
+    """
+    if file_format == FeedFormat.YML:
+        items, field_names = read_yml_feed(path=path), YML_FIELD_NAMES
+    else:
+        items, field_names = read_google_feed(path=path), GOOGLE_FIELD_NAMES
+    while True:
+        try:
+            item: FeedItem | None = _call_feed(path, lambda: next(items, None))
+        except FeedError as exc:
+            raise ImportFileError(str(exc)) from None
+        if item is None:
+            return
+        yield SourceRecord(
+            line=item.line,
+            data=item.data,
+            error=item.error,
+            label=item.label,
+            field_names=field_names,
+        )
+
+
 def read_catalog_records(
     *, path: Path, file_format: ImportFormat, field_map: Mapping[str, str] | None = None
 ) -> Iterator[SourceRecord]:
     """Read the products of a catalog file as raw records with their line numbers.
 
-    Raises ``ImportFileError`` at once when the file cannot be used; rows are parsed as the
-    iterator advances. ``field_map`` is used only to check that mapped CSV columns exist.
+    Raises ``ImportFileError`` at once when a CSV or JSON file cannot be used; rows are
+    parsed as the iterator advances. A feed is parsed as the iterator advances, which raises
+    ``ImportFileError`` where the feed cannot be read. ``field_map`` is used only to check
+    that mapped CSV columns exist, and is rejected for feeds, whose mapping is fixed.
     """
+    if file_format in (ImportFormat.YML, ImportFormat.GOOGLE):
+        if field_map:
+            raise ImportFileError(
+                "--map applies to CSV, JSON and JSON Lines files; a feed's fields are mapped "
+                "as docs/catalog.md describes."
+            )
+        return _read_feed(path, FeedFormat(file_format.value))
     text = _read_text(path)
     if file_format == ImportFormat.CSV:
         return _read_csv(text, source_columns=frozenset((field_map or {}).values()))
@@ -665,7 +740,8 @@ def _validate_records(
     for record in records:
         report.rows += 1
         if record.error is not None:
-            report.rejected.append(RejectedRow(line=record.line, reason=record.error))
+            reason = f"{record.label}: {record.error}" if record.label else record.error
+            report.rejected.append(RejectedRow(line=record.line, reason=reason))
             continue
         data = record.data
         if isinstance(data, Mapping):
@@ -674,7 +750,9 @@ def _validate_records(
         try:
             product = product_input_parse(data)
         except InvalidProductInput as exc:
-            reason = " ".join(str(error) for error in exc.errors)
+            reason = " ".join(_error_text(error, record) for error in exc.errors)
+            if record.label:
+                reason = f"{record.label}: {reason}"
             report.rejected.append(RejectedRow(line=record.line, reason=reason))
             # A rejected later row still wins, so the earlier row of its SKU is not written.
             sku = invalid_product_sku(data=data, errors=exc.errors)
@@ -698,6 +776,14 @@ def _validate_records(
         names = ", ".join(escape_unstorable_text(key) or '""' for key in sorted(ignored_keys))
         report.warnings.insert(0, f"Ignored fields that are not product fields: {names}.")
     return [product for _, product in by_sku.values()]
+
+
+def _error_text(error: FieldError, record: SourceRecord) -> str:
+    """Return the message of ``error``, naming the field as the record's feed does."""
+    if error.field == NON_FIELD:
+        return error.message if record.label else str(error)
+    top, dot, rest = error.field.partition(".")
+    return f"{record.field_names.get(top, top)}{dot}{rest}: {error.message}"
 
 
 def _duplicate_row_warning(*, line: int, earlier: int, sku: str) -> str:

@@ -352,7 +352,7 @@ def _write(tmp_path: Path, name: str, content: bytes) -> str:
             b"sku,name\na,b\n",
             [],
             "Cannot tell the format of products.xlsx from its extension; use .csv, .json, "
-            ".jsonl or .ndjson, or give the format explicitly.",
+            ".jsonl, .ndjson or .xml, or give the format explicitly.",
             id="unknown_extension",
         ),
     ],

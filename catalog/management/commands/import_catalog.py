@@ -1,4 +1,7 @@
-"""``manage.py import_catalog``: load a tenant's catalog from a CSV, JSON or JSON Lines file."""
+"""``manage.py import_catalog``: load a tenant's catalog from a file or product feed.
+
+The file is CSV, JSON, JSON Lines, a YML feed or a Google Merchant Center feed.
+"""
 
 from argparse import ArgumentParser, ArgumentTypeError
 from pathlib import Path
@@ -44,8 +47,10 @@ class Command(BaseCommand):
         "Import products into a tenant's catalog from a CSV (UTF-8, header row), JSON (an "
         'array or an object with a "products" array) or JSON Lines file, then embed the '
         "products whose content is new or changed (with --async, a catalog worker embeds "
-        "them). Without --async, the tenant's products still pending from earlier runs are "
-        "embedded too. Invalid rows are reported with their line number and skipped."
+        "them). A YML (yml_catalog) or Google Merchant Center (RSS or Atom) XML feed is read "
+        "too; feed prices and availability are ignored. Without --async, the tenant's "
+        "products still pending from earlier runs are embedded too. Invalid rows are "
+        "reported with their line number and skipped."
     )
 
     def add_arguments(self, parser: ArgumentParser) -> None:
@@ -54,8 +59,9 @@ class Command(BaseCommand):
         parser.add_argument(
             "--format",
             choices=[item.value for item in ImportFormat],
-            help="File format. Default: taken from the file extension "
-            "(.csv, .json, .jsonl or .ndjson).",
+            help="File format. Default: taken from the file extension (.csv, .json, .jsonl "
+            "or .ndjson), or for .xml from the root element (yml_catalog is yml; rss and Atom "
+            "feed are google).",
         )
         parser.add_argument(
             "--map",
