@@ -289,9 +289,8 @@ def test_logs_contain_no_password_or_user_name(operator, caplog):
         assert ADDRESS_A not in text
 
 
-@pytest.mark.django_db(transaction=True)
-def test_parallel_attempts_check_at_most_max_passwords():
-    workers = 8
+def parallel_attempts(*, workers: int, device: str | None = None) -> list[str]:
+    """Start ``workers`` attempts of "operator" at once; return "counted" or "rejected" each."""
     barrier = threading.Barrier(workers)
     outcomes: list[str] = []
     addresses = ConnectionAddresses(peer=ADDRESS_A, forwarded_for=None)
@@ -300,7 +299,7 @@ def test_parallel_attempts_check_at_most_max_passwords():
         try:
             barrier.wait()
             try:
-                admin_login_attempt_start(user_name="operator", addresses=addresses)
+                admin_login_attempt_start(user_name="operator", addresses=addresses, device=device)
             except AdminLoginThrottled:
                 outcomes.append("rejected")
             else:
@@ -313,6 +312,12 @@ def test_parallel_attempts_check_at_most_max_passwords():
         thread.start()
     for thread in threads:
         thread.join()
+    return outcomes
+
+
+@pytest.mark.django_db(transaction=True)
+def test_parallel_attempts_check_at_most_max_passwords():
+    outcomes = parallel_attempts(workers=8)
 
     assert sorted(outcomes) == ["counted"] * 3 + ["rejected"] * 5
     assert counts() == {"user": 3, "address": 3}
@@ -615,28 +620,8 @@ def test_device_cookie_logs_no_user_name(operator, caplog):
 def test_parallel_attempts_with_one_device_cookie(operator):
     device = device_key(cookie=device_cookie_of("operator"), user_name="operator")
     LoginFailureCount.objects.all().delete()
-    workers = 8
-    barrier = threading.Barrier(workers)
-    outcomes: list[str] = []
-    addresses = ConnectionAddresses(peer=ADDRESS_A, forwarded_for=None)
 
-    def attempt() -> None:
-        try:
-            barrier.wait()
-            try:
-                admin_login_attempt_start(user_name="operator", addresses=addresses, device=device)
-            except AdminLoginThrottled:
-                outcomes.append("rejected")
-            else:
-                outcomes.append("counted")
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=attempt) for _ in range(workers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    outcomes = parallel_attempts(workers=8, device=device)
 
     assert sorted(outcomes) == ["counted"] * 3 + ["rejected"] * 5
     assert counts() == {"device": 3}
