@@ -28,6 +28,8 @@ from typing import Any, NoReturn
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "demo" / "data"
 STATE = ROOT / ".demo"
+# The processes that start_process starts, each with its log file STATE/<name>.log.
+SERVER_NAMES = ("merchant", "app", "websocket", "worker")
 TENANT_SLUG = "demo-atb"
 STORE_ID = "store-1"
 SHOPPER_ID = "demo-shopper"
@@ -300,6 +302,23 @@ def stopped_with_demo(command: list[str]) -> list[str]:
         # NOTE: without prctl, the children of a demo killed with SIGKILL keep running.
         return command
     return [sys.executable, "-c", _SIGTERM_WITH_DEMO, str(os.getpid()), *command]
+
+
+def check_log_directory() -> None:
+    """Exit with a message unless the servers' log files in STATE can be opened for writing.
+
+    The demo checks this before it migrates, so that a read-only checkout stops it at once
+    instead of with a traceback after the import.
+    """
+    try:
+        STATE.mkdir(exist_ok=True)
+        for name in SERVER_NAMES:
+            (STATE / f"{name}.log").open("ab").close()
+    except OSError as error:
+        raise SystemExit(
+            f"Cannot write the demo's server logs in {STATE}: {error.strerror or error}."
+            " Run the demo from a checkout that you can write to."
+        ) from None
 
 
 def start_process(name: str, command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -614,6 +633,7 @@ def main() -> None:
     processes: list[subprocess.Popen[bytes]] = []
     interrupted = False
     try:
+        check_log_directory()
         check_settings()
         lock_database()
 

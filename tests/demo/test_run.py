@@ -25,6 +25,7 @@ from demo.run import (
     SHOPPER_ID,
     TENANT_SLUG,
     app_command,
+    check_log_directory,
     describe_assistant,
     free_port,
     http_error_exit,
@@ -658,3 +659,34 @@ def test_assistant_line_hides_url_credentials(settings, base_url, shown):
         "unless the tenant sets its own)"
     )
     assert "secret" not in line
+
+
+def test_log_directory_not_writable_exits(monkeypatch, tmp_path):
+    # A directory below a regular file cannot be created, even by root, as in a read-only
+    # checkout.
+    (tmp_path / "checkout").write_text("")
+    state = tmp_path / "checkout" / ".demo"
+    monkeypatch.setattr("demo.run.STATE", state)
+
+    with pytest.raises(SystemExit) as raised:
+        check_log_directory()
+
+    assert raised.value.code == (
+        f"Cannot write the demo's server logs in {state}: Not a directory."
+        " Run the demo from a checkout that you can write to."
+    )
+    assert not state.exists()
+
+
+def test_log_directory_creates_log_files(monkeypatch, tmp_path):
+    state = tmp_path / ".demo"
+    monkeypatch.setattr("demo.run.STATE", state)
+
+    check_log_directory()
+
+    assert sorted(path.name for path in state.iterdir()) == [
+        "app.log",
+        "merchant.log",
+        "websocket.log",
+        "worker.log",
+    ]
