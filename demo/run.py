@@ -40,26 +40,48 @@ SEED_CART = f"{STORE_ID}:{SHOPPER_ID}:atb-0239:1"
 sys.path.insert(0, str(ROOT))
 
 
+def port_number(text: str) -> int:
+    """Parse a TCP port for argparse: a whole number from 1 to 65535."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = 0
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 1 to 65535, got {text!r}")
+    return port
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
+    defaults: dict[str, int] = {}
+    for variable, fallback in (
+        ("DEMO_APP_PORT", 8000),
+        ("DEMO_MERCHANT_PORT", 8001),
+        ("DEMO_WEBSOCKET_PORT", 8002),
+    ):
+        value = os.environ.get(variable, "")
+        try:
+            defaults[variable] = port_number(value) if value else fallback
+        except argparse.ArgumentTypeError as error:
+            parser.error(f"{variable} {error}")
     parser.add_argument(
         "--app-port",
-        type=int,
-        default=int(os.environ.get("DEMO_APP_PORT", 8000)),
+        type=port_number,
+        default=defaults["DEMO_APP_PORT"],
         help="Port of the app (gunicorn), default DEMO_APP_PORT or 8000; another free port "
         "when taken.",
     )
     parser.add_argument(
         "--merchant-port",
-        type=int,
-        default=int(os.environ.get("DEMO_MERCHANT_PORT", 8001)),
+        type=port_number,
+        default=defaults["DEMO_MERCHANT_PORT"],
         help="Port of the reference merchant, default DEMO_MERCHANT_PORT or 8001; another free "
         "port when taken.",
     )
     parser.add_argument(
         "--websocket-port",
-        type=int,
-        default=int(os.environ.get("DEMO_WEBSOCKET_PORT", 8002)),
+        type=port_number,
+        default=defaults["DEMO_WEBSOCKET_PORT"],
         help="Port of the WebSocket chat endpoint (uvicorn), default DEMO_WEBSOCKET_PORT or "
         "8002; another free port when taken.",
     )

@@ -33,6 +33,7 @@ from demo.run import (
     keep_serving,
     lock_database,
     manage,
+    parse_args,
     prepare_tenant,
     print_instructions,
     stop,
@@ -690,3 +691,41 @@ def test_log_directory_creates_log_files(monkeypatch, tmp_path):
         "websocket.log",
         "worker.log",
     ]
+
+
+@pytest.mark.parametrize(
+    ("arguments", "environment", "message"),
+    [
+        (["--app-port", "70000"], {}, "argument --app-port: must be a whole number from 1"),
+        (["--merchant-port", "0"], {}, "argument --merchant-port: must be a whole number from 1"),
+        (["--websocket-port", "x"], {}, "argument --websocket-port: must be a whole number from"),
+        ([], {"DEMO_APP_PORT": "-1"}, "DEMO_APP_PORT must be a whole number from 1"),
+        ([], {"DEMO_WEBSOCKET_PORT": "80a"}, "DEMO_WEBSOCKET_PORT must be a whole number from 1"),
+    ],
+)
+def test_demo_rejects_invalid_port(arguments, environment, message):
+    result = subprocess.run(
+        [sys.executable, "demo/run.py", "--once", *arguments],
+        cwd=PROJECT_DIR,
+        env={**os.environ, **environment},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert result.returncode == 2
+    assert f"run.py: error: {message}" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""
+
+
+def test_demo_port_from_environment(monkeypatch):
+    monkeypatch.setenv("DEMO_APP_PORT", "8100")
+    monkeypatch.delenv("DEMO_MERCHANT_PORT", raising=False)
+    monkeypatch.setattr(sys, "argv", ["run.py", "--websocket-port", "8102"])
+
+    args = parse_args()
+
+    assert args.app_port == 8100
+    assert args.merchant_port == 8001
+    assert args.websocket_port == 8102
