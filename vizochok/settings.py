@@ -342,6 +342,8 @@ def _has_unencoded_credentials(database_url: str) -> bool:
     return "@" in rest[authority_end:]
 
 
+# NOTE: an '@' in the database name or in a query parameter is rejected too, although the
+# URL parser reads those correctly.
 if _has_unencoded_credentials(os.environ["DATABASE_URL"].strip()):
     # The URL is not shown, because it contains a password.
     raise ImproperlyConfigured(
