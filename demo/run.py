@@ -41,13 +41,13 @@ sys.path.insert(0, str(ROOT))
 
 
 def port_number(text: str) -> int:
-    """Parse a TCP port for argparse: a whole number from 1 to 65535."""
+    """Parse a TCP port for argparse: a whole number from 0 to 65535, where 0 is any free port."""
     try:
         port = int(text)
     except ValueError:
-        port = 0
-    if not 1 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"must be a whole number from 1 to 65535, got {text!r}")
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 0 to 65535, got {text!r}")
     return port
 
 
@@ -69,21 +69,21 @@ def parse_args() -> argparse.Namespace:
         type=port_number,
         default=defaults["DEMO_APP_PORT"],
         help="Port of the app (gunicorn), default DEMO_APP_PORT or 8000; another free port "
-        "when taken.",
+        "when taken, any free port for 0.",
     )
     parser.add_argument(
         "--merchant-port",
         type=port_number,
         default=defaults["DEMO_MERCHANT_PORT"],
         help="Port of the reference merchant, default DEMO_MERCHANT_PORT or 8001; another free "
-        "port when taken.",
+        "port when taken, any free port for 0.",
     )
     parser.add_argument(
         "--websocket-port",
         type=port_number,
         default=defaults["DEMO_WEBSOCKET_PORT"],
         help="Port of the WebSocket chat endpoint (uvicorn), default DEMO_WEBSOCKET_PORT or "
-        "8002; another free port when taken.",
+        "8002; another free port when taken, any free port for 0.",
     )
     parser.add_argument(
         "--once", action="store_true", help="Stop after the conversation instead of serving."
@@ -104,7 +104,8 @@ def free_port(preferred: int) -> int:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(("127.0.0.1", preferred))
-            return preferred
+            # For a preferred port of 0, the port that the system picked.
+            return int(probe.getsockname()[1])
         except OSError:
             probe.bind(("127.0.0.1", 0))
             return int(probe.getsockname()[1])

@@ -696,11 +696,11 @@ def test_log_directory_creates_log_files(monkeypatch, tmp_path):
 @pytest.mark.parametrize(
     ("arguments", "environment", "message"),
     [
-        (["--app-port", "70000"], {}, "argument --app-port: must be a whole number from 1"),
-        (["--merchant-port", "0"], {}, "argument --merchant-port: must be a whole number from 1"),
+        (["--app-port", "70000"], {}, "argument --app-port: must be a whole number from 0"),
+        (["--merchant-port", "-1"], {}, "argument --merchant-port: must be a whole number from"),
         (["--websocket-port", "x"], {}, "argument --websocket-port: must be a whole number from"),
-        ([], {"DEMO_APP_PORT": "-1"}, "DEMO_APP_PORT must be a whole number from 1"),
-        ([], {"DEMO_WEBSOCKET_PORT": "80a"}, "DEMO_WEBSOCKET_PORT must be a whole number from 1"),
+        ([], {"DEMO_APP_PORT": "65536"}, "DEMO_APP_PORT must be a whole number from 0"),
+        ([], {"DEMO_WEBSOCKET_PORT": "80a"}, "DEMO_WEBSOCKET_PORT must be a whole number from 0"),
     ],
 )
 def test_demo_rejects_invalid_port(arguments, environment, message):
@@ -729,3 +729,9 @@ def test_demo_port_from_environment(monkeypatch):
     assert args.app_port == 8100
     assert args.merchant_port == 8001
     assert args.websocket_port == 8102
+
+
+def test_free_port_picks_port_for_zero():
+    port = free_port(0)
+
+    assert 1 <= port <= 65535
