@@ -6,7 +6,7 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 VENV_PYTHON := $(VENV)/bin/python
-WITH_DB := PYTHON=$(abspath $(VENV_PYTHON)) scripts/with-db.sh
+WITH_DB := PYTHON="$(abspath $(VENV_PYTHON))" scripts/with-db.sh
 
 # Development defaults; production deployments set these in their environment.
 export DJANGO_DEBUG ?= 1
@@ -18,14 +18,14 @@ export PYTHONDONTWRITEBYTECODE := 1
 # children) reaches the demo, which then stops its servers. NOTE: GNU make 4.3 forwards no
 # SIGINT: Ctrl-C works because the terminal signals the whole process group.
 demo: $(VENV)/.installed
-	PYTHON=$(abspath $(VENV_PYTHON)) exec scripts/with-db.sh $(VENV_PYTHON) demo/run.py $(DEMO_ARGS)
+	PYTHON="$(abspath $(VENV_PYTHON))" exec scripts/with-db.sh $(VENV_PYTHON) demo/run.py $(DEMO_ARGS)
 
 # A catalog worker, which embeds uploaded products in the background. On Ctrl-C or a SIGTERM to
 # make it waits up to WORKER_SHUTDOWN_TIMEOUT_SECONDS for its job, then leaves the rest to the
 # next worker. exec makes it make's own child, as for the demo. docs/deployment.md covers
 # production.
 worker: $(VENV)/.installed
-	PYTHON=$(abspath $(VENV_PYTHON)) exec scripts/with-db.sh $(VENV_PYTHON) manage.py procrastinate worker --queues catalog
+	PYTHON="$(abspath $(VENV_PYTHON))" exec scripts/with-db.sh $(VENV_PYTHON) manage.py procrastinate worker --queues catalog
 
 test: lint typecheck verifier-tools pytest
 
@@ -53,24 +53,24 @@ typecheck: $(VENV)/.installed
 # exec, as for the demo, so that a SIGTERM to make also stops a long-running command such as
 # runserver.
 manage: $(VENV)/.installed
-	PYTHON=$(abspath $(VENV_PYTHON)) exec scripts/with-db.sh $(VENV_PYTHON) manage.py $(ARGS)
+	PYTHON="$(abspath $(VENV_PYTHON))" exec scripts/with-db.sh $(VENV_PYTHON) manage.py $(ARGS)
 
 migrate: $(VENV)/.installed
 	$(WITH_DB) $(VENV_PYTHON) manage.py migrate
 
 db: $(VENV)/.installed
-	PYTHON=$(abspath $(VENV_PYTHON)) scripts/postgres.sh start
+	PYTHON="$(abspath $(VENV_PYTHON))" scripts/postgres.sh start
 
 db-stop:
 	scripts/postgres.sh stop
 
 db-status:
-	PYTHON=$(abspath $(VENV_PYTHON)) scripts/postgres.sh status
+	PYTHON="$(abspath $(VENV_PYTHON))" scripts/postgres.sh status
 
 $(VENV)/.installed: pyproject.toml
 	@if [ -z "$(PYTHON)" ]; then echo "Python 3.11 is required (python3.11 not found)." >&2; exit 1; fi
-	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Python 3.11 is required; set PYTHON=/path/to/python3.11")'
-	scripts/venv.sh $(PYTHON) $(VENV)
+	@"$(PYTHON)" -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Python 3.11 is required; set PYTHON=/path/to/python3.11")'
+	scripts/venv.sh "$(PYTHON)" $(VENV)
 	$(VENV_PYTHON) -m pip install --quiet --upgrade pip
 	$(VENV_PYTHON) -m pip install --quiet -e ".[dev]"
 	touch $@

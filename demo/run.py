@@ -28,6 +28,8 @@ from typing import Any, NoReturn
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "demo" / "data"
 STATE = ROOT / ".demo"
+# The processes that start_process starts, each with its log file STATE/<name>.log.
+SERVER_NAMES = ("merchant", "app", "websocket", "worker")
 TENANT_SLUG = "demo-atb"
 STORE_ID = "store-1"
 SHOPPER_ID = "demo-shopper"
@@ -38,28 +40,50 @@ SEED_CART = f"{STORE_ID}:{SHOPPER_ID}:atb-0239:1"
 sys.path.insert(0, str(ROOT))
 
 
+def port_number(text: str) -> int:
+    """Parse a TCP port for argparse: a whole number from 0 to 65535, where 0 is any free port."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 0 to 65535, got {text!r}")
+    return port
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
+    defaults: dict[str, int] = {}
+    for variable, fallback in (
+        ("DEMO_APP_PORT", 8000),
+        ("DEMO_MERCHANT_PORT", 8001),
+        ("DEMO_WEBSOCKET_PORT", 8002),
+    ):
+        value = os.environ.get(variable, "")
+        try:
+            defaults[variable] = port_number(value) if value else fallback
+        except argparse.ArgumentTypeError as error:
+            parser.error(f"{variable} {error}")
     parser.add_argument(
         "--app-port",
-        type=int,
-        default=int(os.environ.get("DEMO_APP_PORT", 8000)),
+        type=port_number,
+        default=defaults["DEMO_APP_PORT"],
         help="Port of the app (gunicorn), default DEMO_APP_PORT or 8000; another free port "
-        "when taken.",
+        "when taken, any free port for 0.",
     )
     parser.add_argument(
         "--merchant-port",
-        type=int,
-        default=int(os.environ.get("DEMO_MERCHANT_PORT", 8001)),
+        type=port_number,
+        default=defaults["DEMO_MERCHANT_PORT"],
         help="Port of the reference merchant, default DEMO_MERCHANT_PORT or 8001; another free "
-        "port when taken.",
+        "port when taken, any free port for 0.",
     )
     parser.add_argument(
         "--websocket-port",
-        type=int,
-        default=int(os.environ.get("DEMO_WEBSOCKET_PORT", 8002)),
+        type=port_number,
+        default=defaults["DEMO_WEBSOCKET_PORT"],
         help="Port of the WebSocket chat endpoint (uvicorn), default DEMO_WEBSOCKET_PORT or "
-        "8002; another free port when taken.",
+        "8002; another free port when taken, any free port for 0.",
     )
     parser.add_argument(
         "--once", action="store_true", help="Stop after the conversation instead of serving."
@@ -80,7 +104,8 @@ def free_port(preferred: int) -> int:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(("127.0.0.1", preferred))
-            return preferred
+            # For a preferred port of 0, the port that the system picked.
+            return int(probe.getsockname()[1])
         except OSError:
             probe.bind(("127.0.0.1", 0))
             return int(probe.getsockname()[1])
@@ -300,6 +325,23 @@ def stopped_with_demo(command: list[str]) -> list[str]:
         # NOTE: without prctl, the children of a demo killed with SIGKILL keep running.
         return command
     return [sys.executable, "-c", _SIGTERM_WITH_DEMO, str(os.getpid()), *command]
+
+
+def check_log_directory() -> None:
+    """Exit with a message unless the servers' log files in STATE can be opened for writing.
+
+    The demo checks this before it migrates, so that a read-only checkout stops it at once
+    instead of with a traceback after the import.
+    """
+    try:
+        STATE.mkdir(exist_ok=True)
+        for name in SERVER_NAMES:
+            (STATE / f"{name}.log").open("ab").close()
+    except OSError as error:
+        raise SystemExit(
+            f"Cannot write the demo's server logs in {STATE}: {error.strerror or error}."
+            " Run the demo from a checkout that you can write to."
+        ) from None
 
 
 def start_process(name: str, command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -614,6 +656,7 @@ def main() -> None:
     processes: list[subprocess.Popen[bytes]] = []
     interrupted = False
     try:
+        check_log_directory()
         check_settings()
         lock_database()
 

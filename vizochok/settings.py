@@ -43,7 +43,38 @@ if "DJANGO_ENV_FILE" in os.environ and _env_file and not Path(_env_file).is_file
         f"DJANGO_ENV_FILE is {_env_file!r}, which is not a file. Set it to the path of the"
         " environment file, or to an empty value to read no file."
     )
+
+
+def _check_env_file_lines(path: str) -> None:
+    """Raise ImproperlyConfigured for a line of ``path`` that django-environ would skip.
+
+    django-environ 0.14 reads only lines of the form NAME=value (optionally after
+    ``export ``). It skips any other line with an "Invalid line" warning, printed before
+    logging is configured, so "NAME = value" left NAME unset. Blank lines and comments are
+    meant to be skipped and pass. The message names the variable, never its value, which
+    may be a secret.
+    """
+    try:
+        content = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return  # django-environ reports an unreadable file itself, or fails on it.
+    for line_number, line in enumerate(content.splitlines(), start=1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        if re.fullmatch(r"(?:export )?[A-Za-z_0-9]+=.*", line):
+            continue
+        name_match = re.match(r"\s*(?:export\s+)?([A-Za-z_0-9]+)", line)
+        name = f" ({name_match.group(1)})" if name_match else ""
+        raise ImproperlyConfigured(
+            f"Line {line_number} of {path}{name} is not NAME=value, so it would be ignored."
+            " Write it as NAME=value, without spaces before the name or around '=',"
+            " or start it with # to make it a comment."
+        )
+
+
 if _env_file:
+    _check_env_file_lines(_env_file)
     environ.Env.read_env(_env_file, overwrite=False)
 
 
@@ -293,6 +324,33 @@ _POSTGRESQL_ENGINES = {
     "django.db.backends.postgresql",
     "django.contrib.gis.db.backends.postgis",
 }
+
+
+def _has_unencoded_credentials(database_url: str) -> bool:
+    """Tell whether an '@' follows the first '/', '?' or '#' after the URL's scheme.
+
+    Such a URL has one of these characters unencoded in its user name or password, so the
+    URL parser ends the host part at it: "postgres://app:p/w@db/vizochok" names the host
+    "app" and the database "w@db/vizochok".
+    """
+    _, separator, rest = database_url.partition("://")
+    if not separator:
+        return False
+    authority_end = min(
+        (index for index in map(rest.find, "/?#") if index != -1), default=len(rest)
+    )
+    return "@" in rest[authority_end:]
+
+
+# NOTE: an '@' in the database name or in a query parameter is rejected too, although the
+# URL parser reads those correctly.
+if _has_unencoded_credentials(os.environ["DATABASE_URL"].strip()):
+    # The URL is not shown, because it contains a password.
+    raise ImproperlyConfigured(
+        "DATABASE_URL has an unencoded '/', '?' or '#' before its '@', so its user name or"
+        " password would be read as the host and database. Percent-encode these characters"
+        " in the user name and password: '/' as %2F, '?' as %3F, '#' as %23 and '@' as %40."
+    )
 DATABASES = {"default": env.db_url("DATABASE_URL")}
 if DATABASES["default"].get("ENGINE") not in _POSTGRESQL_ENGINES:
     # Only the scheme is shown, because the URL may contain a password.

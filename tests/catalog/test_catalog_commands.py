@@ -306,7 +306,10 @@ def test_rebuild_search_text_stale_documents(tenant):
     stdout, _ = _call("rebuild_search_text", "--tenant", "shop-a")
 
     # then
-    assert stdout == "Rebuilt the full-text documents of 1 product of tenant 'shop-a'.\n"
+    assert stdout == (
+        "Rebuilt the full-text documents of 1 product of tenant 'shop-a'. The other products'"
+        " documents were already up to date.\n"
+    )
     stale.refresh_from_db()
     assert stale.search_title == "canon battery"
     assert stale.search_body == ""
@@ -315,7 +318,10 @@ def test_rebuild_search_text_stale_documents(tenant):
     tenant.refresh_from_db(fields=["catalog_version"])
     assert tenant.catalog_version == 1
     rerun, _ = _call("rebuild_search_text", "--tenant", "shop-a")
-    assert rerun.startswith("Rebuilt the full-text documents of 0 products")
+    assert rerun == (
+        "Rebuilt the full-text documents of 0 products of tenant 'shop-a'. The other products'"
+        " documents were already up to date.\n"
+    )
     tenant.refresh_from_db(fields=["catalog_version"])
     assert tenant.catalog_version == 1
 

@@ -25,6 +25,7 @@ from demo.run import (
     SHOPPER_ID,
     TENANT_SLUG,
     app_command,
+    check_log_directory,
     describe_assistant,
     free_port,
     http_error_exit,
@@ -32,6 +33,7 @@ from demo.run import (
     keep_serving,
     lock_database,
     manage,
+    parse_args,
     prepare_tenant,
     print_instructions,
     stop,
@@ -658,3 +660,78 @@ def test_assistant_line_hides_url_credentials(settings, base_url, shown):
         "unless the tenant sets its own)"
     )
     assert "secret" not in line
+
+
+def test_log_directory_not_writable_exits(monkeypatch, tmp_path):
+    # A directory below a regular file cannot be created, even by root, as in a read-only
+    # checkout.
+    (tmp_path / "checkout").write_text("")
+    state = tmp_path / "checkout" / ".demo"
+    monkeypatch.setattr("demo.run.STATE", state)
+
+    with pytest.raises(SystemExit) as raised:
+        check_log_directory()
+
+    assert raised.value.code == (
+        f"Cannot write the demo's server logs in {state}: Not a directory."
+        " Run the demo from a checkout that you can write to."
+    )
+    assert not state.exists()
+
+
+def test_log_directory_creates_log_files(monkeypatch, tmp_path):
+    state = tmp_path / ".demo"
+    monkeypatch.setattr("demo.run.STATE", state)
+
+    check_log_directory()
+
+    assert sorted(path.name for path in state.iterdir()) == [
+        "app.log",
+        "merchant.log",
+        "websocket.log",
+        "worker.log",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("arguments", "environment", "message"),
+    [
+        (["--app-port", "70000"], {}, "argument --app-port: must be a whole number from 0"),
+        (["--merchant-port", "-1"], {}, "argument --merchant-port: must be a whole number from"),
+        (["--websocket-port", "x"], {}, "argument --websocket-port: must be a whole number from"),
+        ([], {"DEMO_APP_PORT": "65536"}, "DEMO_APP_PORT must be a whole number from 0"),
+        ([], {"DEMO_WEBSOCKET_PORT": "80a"}, "DEMO_WEBSOCKET_PORT must be a whole number from 0"),
+    ],
+)
+def test_demo_rejects_invalid_port(arguments, environment, message):
+    result = subprocess.run(
+        [sys.executable, "demo/run.py", "--once", *arguments],
+        cwd=PROJECT_DIR,
+        env={**os.environ, **environment},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert result.returncode == 2
+    assert f"run.py: error: {message}" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""
+
+
+def test_demo_port_from_environment(monkeypatch):
+    monkeypatch.setenv("DEMO_APP_PORT", "8100")
+    monkeypatch.delenv("DEMO_MERCHANT_PORT", raising=False)
+    monkeypatch.setattr(sys, "argv", ["run.py", "--websocket-port", "8102"])
+
+    args = parse_args()
+
+    assert args.app_port == 8100
+    assert args.merchant_port == 8001
+    assert args.websocket_port == 8102
+
+
+def test_free_port_picks_port_for_zero():
+    port = free_port(0)
+
+    assert 1 <= port <= 65535

@@ -73,3 +73,39 @@ def test_sigterm_to_make_stops_target(tmp_path, target):
             make.wait()
         if stand_in_pid is not None and not (tmp_path / "terminated").exists():
             os.kill(stand_in_pid, signal.SIGKILL)
+
+
+@pytest.mark.parametrize(
+    ("target", "arguments"),
+    [
+        ("manage", "manage.py check"),
+        ("migrate", "manage.py migrate"),
+        ("worker", "manage.py procrastinate worker --queues catalog"),
+        ("demo", "demo/run.py --once"),
+    ],
+)
+def test_targets_run_in_path_with_space(tmp_path, target, arguments):
+    # A checkout whose path contains a space, with a stand-in for the virtualenv's Python
+    # that prints the PYTHON variable that scripts/with-db.sh receives and its arguments.
+    checkout = tmp_path / "my checkout"
+    (checkout / "scripts").mkdir(parents=True)
+    for name in ("Makefile", "pyproject.toml", "scripts/with-db.sh"):
+        (checkout / name).write_bytes((PROJECT_DIR / name).read_bytes())
+    (checkout / "scripts/with-db.sh").chmod(0o755)
+    interpreter = checkout / ".venv/bin/python"
+    interpreter.parent.mkdir(parents=True)
+    interpreter.write_text('#!/bin/sh\necho "PYTHON=$PYTHON" "$@"\n')
+    interpreter.chmod(0o755)
+    (checkout / ".venv/.installed").touch()
+    environment = {**os.environ, "DATABASE_URL": "postgres://unused@127.0.0.1:1/unused"}
+    result = subprocess.run(
+        ["make", "--no-print-directory", "-s", target, "ARGS=check", "DEMO_ARGS=--once"],
+        cwd=checkout,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"PYTHON={interpreter} {arguments}\n"

@@ -648,3 +648,86 @@ def test_env_file_setting_rejects_missing_file(tmp_path):
         " read no file."
     ) in result.stderr
     assert "System check identified" not in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("line", "name"),
+    [
+        ("DJANGO_ALLOWED_HOSTS = 127.0.0.1", " (DJANGO_ALLOWED_HOSTS)"),
+        ("  LLM_MAX_RETRIES=7", " (LLM_MAX_RETRIES)"),
+        ("export  LLM_MAX_RETRIES=7", " (LLM_MAX_RETRIES)"),
+        ("DJANGO_SECRET_KEY: hunter2-secret", " (DJANGO_SECRET_KEY)"),
+        ("-=hunter2-secret", ""),
+    ],
+)
+def test_env_file_rejects_line_without_assignment(tmp_path, line, name):
+    env_file = tmp_path / "vizochok.env"
+    env_file.write_text(f"# settings\n\nLLM_MAX_RETRIES=7\n{line}\n", encoding="utf-8")
+    result = _manage("check", env={**os.environ, "DJANGO_ENV_FILE": str(env_file)})
+
+    assert result.returncode == 1
+    assert (
+        f"django.core.exceptions.ImproperlyConfigured: Line 4 of {env_file}{name} is not"
+        " NAME=value, so it would be ignored. Write it as NAME=value, without spaces before"
+        " the name or around '=', or start it with # to make it a comment.\n"
+    ) in result.stderr
+    assert "hunter2-secret" not in result.stderr
+    assert "System check identified" not in result.stdout
+
+
+def test_env_file_accepts_comments_and_export(tmp_path):
+    env_file = tmp_path / "vizochok.env"
+    env_file.write_text(
+        "  # indented comment\n   \nexport LLM_MAX_RETRIES=7\nWORKER_SHUTDOWN_TIMEOUT_SECONDS='9'\n",
+        encoding="utf-8",
+    )
+    environment = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("LLM_MAX_RETRIES", "WORKER_SHUTDOWN_TIMEOUT_SECONDS")
+    }
+    result = _run_shell(
+        "from django.conf import settings;"
+        " print(settings.LLM_MAX_RETRIES, settings.WORKER_SHUTDOWN_TIMEOUT_SECONDS)",
+        env={**environment, "DJANGO_ENV_FILE": str(env_file)},
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "7 9.0\n"
+
+
+@pytest.mark.parametrize(
+    "credentials",
+    ["app:hunter2/secret", "app:hunter2?secret", "app:hunter2#secret", "app/hunter2:secret"],
+)
+def test_database_url_rejects_unencoded_credentials(credentials):
+    value = f"postgres://{credentials}@db.example.com:5432/vizochok"
+    result = _manage("check", env={**os.environ, "DATABASE_URL": value})
+
+    assert result.returncode == 1
+    assert (
+        "django.core.exceptions.ImproperlyConfigured: DATABASE_URL has an unencoded '/', '?'"
+        " or '#' before its '@', so its user name or password would be read as the host and"
+        " database. Percent-encode these characters in the user name and password: '/' as"
+        " %2F, '?' as %3F, '#' as %23 and '@' as %40.\n"
+    ) in result.stderr
+    assert "hunter2" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("postgres://app:p%40ss%2Fw%3F%23@db.example.com:5432/vizochok", "p@ss/w?# vizochok"),
+        ("postgres://app:p@ss@db.example.com:5432/vizochok", "p@ss vizochok"),
+        ("postgresql://postgres@/vizochok?host=/tmp/pg", " vizochok"),
+    ],
+)
+def test_database_url_accepts_encoded_credentials(value, expected):
+    result = _run_shell(
+        "from django.conf import settings; database = settings.DATABASES['default'];"
+        " print(database['PASSWORD'], database['NAME'])",
+        env={**os.environ, "DATABASE_URL": value},
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"{expected}\n"

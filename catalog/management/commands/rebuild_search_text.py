@@ -25,5 +25,5 @@ class Command(BaseCommand):
         changed = products_rebuild_search_text(tenant=tenant)
         self.stdout.write(
             f"Rebuilt the full-text documents of {count_noun(changed, 'product')} of tenant "
-            f"{tenant.slug!r}."
+            f"{tenant.slug!r}. The other products' documents were already up to date."
         )
