@@ -376,7 +376,7 @@ def _measure_fields(quantity: tuple[Decimal, str] | None, *, kind: str | None) -
 class _CategoryPaths:
     """The category path of each category id, built from the feed's ``<categories>``.
 
-    A path is built when an offer first asks for it and then kept, so each category is
+    A path is built when an offer first names its category, and then kept, so each category is
     walked once, however deep the tree. A path longer than ``MAX_CATEGORY_PATH_LENGTH``
     is not built, because the product could not store it.
     """
@@ -548,6 +548,7 @@ def _google_item(line: int, item: Element, *, oversized: bool) -> FeedItem:
     for child in item:
         if child.tag.startswith(_GOOGLE_PREFIX):
             child.tag = _GOOGLE_PREFIX + child.tag.removeprefix(_GOOGLE_PREFIX).lower()
+
     item_id = _text(item.find(f"{_GOOGLE_PREFIX}id"))
     label = f"Item {item_id!r}" if item_id else "Item without g:id"
     if oversized:
