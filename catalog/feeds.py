@@ -7,10 +7,14 @@ reads an external DTD or entity, because parameter entity parsing is off and ext
 entity references raise. A DOCTYPE without entity declarations, such as YML's
 ``<!DOCTYPE yml_catalog SYSTEM "shops.dtd">``, is accepted and its DTD is not read.
 
-NOTE: behind such a DOCTYPE, expat drops a reference to an undeclared entity (``&nbsp;``)
-without an error, because the unread DTD might declare it.
+Behind such a DOCTYPE, expat passes over a reference to an undeclared entity (``&nbsp;``)
+without an error, because the unread DTD might declare it. In text, the reference becomes
+the character that HTML names so, or stays as written.
+NOTE: in an attribute value, such as an offer's id, expat drops the reference without
+reporting it, so ``id="a&x;b"`` is read as ``ab``.
 """
 
+import html.entities
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -165,6 +169,7 @@ class _ItemCollector:
         parser.StartElementHandler = self.start
         parser.EndElementHandler = self.end
         parser.CharacterDataHandler = self.data
+        parser.SkippedEntityHandler = self.skipped_entity
 
     def _keeping(self) -> bool:
         if self.parser.CurrentByteIndex - self._start_byte > MAX_ITEM_BYTES:
@@ -207,6 +212,13 @@ class _ItemCollector:
     def data(self, text: str) -> None:
         if self._builder is not None and self._keeping():
             self._builder.data(text)
+
+    def skipped_entity(self, name: str, is_parameter_entity: bool) -> None:
+        # Behind a DOCTYPE that names an external DTD, which is never read, expat skips a
+        # reference to an entity that nothing declares. Exporters write HTML's, so the
+        # reference becomes its character (&nbsp; a no-break space), or else stays as text.
+        if not is_parameter_entity:
+            self.data(html.entities.html5.get(f"{name};", f"&{name};"))
 
 
 def _open(path: Path) -> BinaryIO:
