@@ -215,8 +215,8 @@ class _ItemCollector:
 
     def skipped_entity(self, name: str, is_parameter_entity: bool) -> None:
         # Behind a DOCTYPE that names an external DTD, which is never read, expat skips a
-        # reference to an entity that nothing declares. Exporters write HTML's, so the
-        # reference becomes its character (&nbsp; a no-break space), or else stays as text.
+        # reference to an entity that nothing declares. Exporters mean HTML's entities, so
+        # the reference becomes HTML's character (&nbsp; a no-break space), or stays as text.
         if not is_parameter_entity:
             self.data(html.entities.html5.get(f"{name};", f"&{name};"))
 
