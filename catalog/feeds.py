@@ -7,10 +7,14 @@ reads an external DTD or entity, because parameter entity parsing is off and ext
 entity references raise. A DOCTYPE without entity declarations, such as YML's
 ``<!DOCTYPE yml_catalog SYSTEM "shops.dtd">``, is accepted and its DTD is not read.
 
-NOTE: behind such a DOCTYPE, expat drops a reference to an undeclared entity (``&nbsp;``)
-without an error, because the unread DTD might declare it.
+Behind such a DOCTYPE, expat passes over a reference to an undeclared entity (``&nbsp;``)
+without an error, because the unread DTD might declare it. In text, the reference becomes
+the character that HTML names so, or stays as written.
+NOTE: in an attribute value, such as an offer's id, expat drops the reference without
+reporting it, so ``id="a&x;b"`` is read as ``ab``.
 """
 
+import html.entities
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,12 +25,27 @@ from typing import Any, BinaryIO
 from xml.etree.ElementTree import Element, TreeBuilder
 from xml.parsers import expat
 
+from django.db.models import CharField
+
+from catalog.models import Product
+
 # Files larger than this are rejected before parsing. The limit leaves room for feeds of
 # several hundred megabytes.
 MAX_FEED_BYTES = 1024 * 1024 * 1024
 # An offer or item larger than this is rejected, which bounds the memory one of them takes.
 MAX_ITEM_BYTES = 1024 * 1024
 _CHUNK_BYTES = 1024 * 1024
+
+
+def _category_path_max_length() -> int:
+    model_field = Product._meta.get_field("category_path")
+    assert isinstance(model_field, CharField)
+    assert model_field.max_length is not None
+    return model_field.max_length
+
+
+# The longest category path that a product stores.
+MAX_CATEGORY_PATH_LENGTH = _category_path_max_length()
 
 GOOGLE_NAMESPACE = "http://base.google.com/ns/1.0"
 ATOM_NAMESPACE = "http://www.w3.org/2005/Atom"
@@ -141,6 +160,7 @@ class _ItemCollector:
         self.done: list[tuple[int, Element, bool]] = []
         self.root: str | None = None
         self._builder: TreeBuilder | None = None
+        self._item_tag = ""
         # For each open element of the item, whether it was passed to the builder.
         self._open: list[bool] = []
         self._start_line = 0
@@ -149,6 +169,7 @@ class _ItemCollector:
         parser.StartElementHandler = self.start
         parser.EndElementHandler = self.end
         parser.CharacterDataHandler = self.data
+        parser.SkippedEntityHandler = self.skipped_entity
 
     def _keeping(self) -> bool:
         if self.parser.CurrentByteIndex - self._start_byte > MAX_ITEM_BYTES:
@@ -162,10 +183,18 @@ class _ItemCollector:
         if self._builder is None:
             if tag not in self.item_tags:
                 return
+            self._item_tag = tag
             self._builder = TreeBuilder()
             self._start_line = self.parser.CurrentLineNumber
             self._start_byte = self.parser.CurrentByteIndex
             self._oversized = False
+        elif tag == self._item_tag:
+            # Its content would be read as part of the outer element, and it would be lost.
+            local_name = tag.rpartition("}")[2]
+            raise FeedError(
+                f"The <{local_name}> at line {self.parser.CurrentLineNumber} is inside the "
+                f"<{local_name}> of line {self._start_line}; they cannot be nested."
+            )
         keep = self._keeping()
         self._open.append(keep)
         if keep:
@@ -184,6 +213,13 @@ class _ItemCollector:
         if self._builder is not None and self._keeping():
             self._builder.data(text)
 
+    def skipped_entity(self, name: str, is_parameter_entity: bool) -> None:
+        # Behind a DOCTYPE that names an external DTD, which is never read, expat skips a
+        # reference to an entity that nothing declares. Exporters mean HTML's entities, so
+        # the reference becomes HTML's character (&nbsp; a no-break space), or stays as text.
+        if not is_parameter_entity:
+            self.data(html.entities.html5.get(f"{name};", f"&{name};"))
+
 
 def _open(path: Path) -> BinaryIO:
     size = path.stat().st_size
@@ -195,11 +231,51 @@ def _open(path: Path) -> BinaryIO:
     return path.open("rb")
 
 
-def _parse_error(exc: expat.ExpatError) -> FeedError:
-    return FeedError(
-        f"The feed is not well-formed XML: {expat.ErrorString(exc.code)} at line {exc.lineno}, "
-        f"column {exc.offset + 1}."
-    )
+_ENDED_EARLY = frozenset(
+    {
+        expat.errors.codes[expat.errors.XML_ERROR_NO_ELEMENTS],
+        expat.errors.codes[expat.errors.XML_ERROR_UNCLOSED_TOKEN],
+        expat.errors.codes[expat.errors.XML_ERROR_UNCLOSED_CDATA_SECTION],
+        expat.errors.codes[expat.errors.XML_ERROR_PARTIAL_CHAR],
+    }
+)
+_INVALID_TOKEN = expat.errors.codes[expat.errors.XML_ERROR_INVALID_TOKEN]
+
+
+def _parse_error(exc: expat.ExpatError, *, at_end: bool) -> FeedError:
+    """Return the error for ``exc``; ``at_end`` says whether the end of the file raised it."""
+    where = f"at line {exc.lineno}, column {exc.offset + 1}"
+    if at_end and exc.code in _ENDED_EARLY:
+        return FeedError(
+            f"The feed ends {where} before its root element is closed; the file may be cut "
+            "off. Download or export it again."
+        )
+    message = f"The feed is not well-formed XML: {expat.ErrorString(exc.code)} {where}."
+    if exc.code == _INVALID_TOKEN:
+        # expat raises this for bytes that its encoding cannot decode, too.
+        message += (
+            " The cause may also be a character that XML does not allow, such as NUL, or a "
+            "byte that is invalid in the feed's encoding: UTF-8 unless the XML declaration "
+            'names another, such as <?xml version="1.0" encoding="windows-1251"?>.'
+        )
+    return FeedError(message)
+
+
+def _parse(parser: Any, chunk: bytes) -> None:
+    """Feed ``chunk`` to ``parser``; an empty chunk ends the document."""
+    try:
+        parser.Parse(chunk, not chunk)
+    except expat.ExpatError as exc:
+        raise _parse_error(exc, at_end=not chunk) from None
+    except FeedError:
+        # The handlers raise it, and it is a ValueError too.
+        raise
+    except ValueError as exc:
+        # pyexpat decodes single-byte encodings, UTF-8 and UTF-16 only, and raises
+        # ValueError("multi-byte encodings are not supported") for the others.
+        raise FeedError(
+            f"The feed's encoding cannot be read ({exc}); save the feed as UTF-8 or windows-1251."
+        ) from None
 
 
 def feed_format_detect(*, path: Path) -> FeedFormat:
@@ -214,12 +290,10 @@ def feed_format_detect(*, path: Path) -> FeedFormat:
     with _open(path) as stream:
         try:
             while chunk := stream.read(64 * 1024):
-                parser.Parse(chunk, False)
-            parser.Parse(b"", True)
+                _parse(parser, chunk)
+            _parse(parser, b"")
         except _RootFound as found:
             root = found.tag
-        except expat.ExpatError as exc:
-            raise _parse_error(exc) from None
     if root is None or root not in _FORMAT_BY_ROOT:
         raise FeedError(
             f"Cannot tell the feed format from the root element <{root}>; expected "
@@ -240,10 +314,7 @@ def _elements(
     with _open(path) as stream:
         while True:
             chunk = stream.read(_CHUNK_BYTES)
-            try:
-                parser.Parse(chunk, not chunk)
-            except expat.ExpatError as exc:
-                raise _parse_error(exc) from None
+            _parse(parser, chunk)
             if collector.root is not None and collector.root not in expected_roots:
                 names = " or ".join(sorted(_ROOT_NAMES[root] for root in expected_roots))
                 raise FeedError(
@@ -314,29 +385,67 @@ def _measure_fields(quantity: tuple[Decimal, str] | None, *, kind: str | None) -
     return {}
 
 
-def _category_paths(categories: dict[str, tuple[str, str]]) -> dict[str, str]:
-    """Return the path of each category whose parents are all in the feed, parents first."""
-    paths: dict[str, str] = {}
-    for category_id in categories:
-        names: list[str] = []
-        seen: set[str] = set()
+class _CategoryPaths:
+    """The category path of each category id, built from the feed's ``<categories>``.
+
+    A path is built when an offer first names its category, and then kept, so each category is
+    walked once, however deep the tree. A path longer than ``MAX_CATEGORY_PATH_LENGTH``
+    is not built, because the product could not store it.
+    """
+
+    def __init__(self, categories: dict[str, tuple[str, str]]) -> None:
+        self.categories = categories
+        # The path of a category, or None when it is too long.
+        self._paths: dict[str, str | None] = {}
+        # Categories whose parents are missing from the feed or form a cycle.
+        self._broken: set[str] = set()
+
+    def forget(self) -> None:
+        """Drop the paths built so far, after a change to the categories."""
+        self._paths.clear()
+        self._broken.clear()
+
+    def path(self, category_id: str) -> tuple[str | None, str | None]:
+        """Return the path of ``category_id``, or None and the reason it has none."""
+        if category_id not in self.categories:
+            return None, f"categoryId: Category {category_id!r} is not in the feed's <categories>."
+        if category_id not in self._paths and category_id not in self._broken:
+            self._resolve(category_id)
+        if category_id in self._broken:
+            return None, (
+                f"categoryId: Category {category_id!r} has a parent that is not in the feed's "
+                "<categories>, or its parents form a cycle."
+            )
+        path = self._paths[category_id]
+        if path is None:
+            return None, (
+                f"categoryId: The path of category {category_id!r} is longer than "
+                f"{MAX_CATEGORY_PATH_LENGTH} characters."
+            )
+        return path, None
+
+    def _resolve(self, category_id: str) -> None:
+        # Walk up to the top category, or to a category already resolved, then build the
+        # paths on the way back down. A loop, not recursion, because a tree may be as deep
+        # as the feed has categories.
+        chain: list[str] = []
+        on_chain: set[str] = set()
         current = category_id
-        while current and current not in seen and current in categories:
-            seen.add(current)
-            name, current = categories[current]
-            names.append(name)
-        if not current:
-            paths[category_id] = CATEGORY_SEPARATOR.join(reversed(names))
-    return paths
-
-
-def _category_problem(category_id: str, categories: dict[str, tuple[str, str]]) -> str:
-    if category_id not in categories:
-        return f"categoryId: Category {category_id!r} is not in the feed's <categories>."
-    return (
-        f"categoryId: Category {category_id!r} has a parent that is not in the feed's "
-        "<categories>, or its parents form a cycle."
-    )
+        while current and current not in self._paths:
+            if current in self._broken or current in on_chain or current not in self.categories:
+                self._broken.update(chain)
+                return
+            chain.append(current)
+            on_chain.add(current)
+            current = self.categories[current][1]
+        parent_path = self._paths[current] if current else ""
+        for child in reversed(chain):
+            name = self.categories[child][0]
+            if parent_path is not None:
+                parent_path = f"{parent_path}{CATEGORY_SEPARATOR}{name}" if parent_path else name
+                if len(parent_path) > MAX_CATEGORY_PATH_LENGTH:
+                    parent_path = None
+            self._paths[child] = parent_path
 
 
 def _yml_params(offer: Element) -> tuple[dict[str, str], dict[str, float]]:
@@ -368,8 +477,7 @@ def _yml_offer(
     offer: Element,
     *,
     oversized: bool,
-    categories: dict[str, tuple[str, str]],
-    paths: dict[str, str],
+    paths: _CategoryPaths,
 ) -> FeedItem:
     offer_id = offer.get("id", "").strip()
     label = f"Offer {offer_id!r}" if offer_id else "Offer without id"
@@ -395,9 +503,10 @@ def _yml_offer(
 
     category_id = _text(offer.find("categoryId"))
     if category_id:
-        if category_id not in paths:
-            return FeedItem(line, label, data, _category_problem(category_id, categories))
-        data["category_path"] = paths[category_id]
+        path, problem = paths.path(category_id)
+        if path is None:
+            return FeedItem(line, label, data, problem)
+        data["category_path"] = path
 
     attributes, measures = _yml_params(offer)
     for key in ("vendorCode", "model"):
@@ -416,7 +525,7 @@ def read_yml_feed(*, path: Path) -> Iterator[FeedItem]:
     """Read the offers of a YML feed. Categories must come before the offers, as YML orders
     them; an offer whose category is unknown at that point is rejected."""
     categories: dict[str, tuple[str, str]] = {}
-    paths: dict[str, str] | None = None
+    paths = _CategoryPaths(categories)
     for line, element, oversized in _elements(
         path=path,
         item_tags=frozenset({"category", "offer"}),
@@ -426,11 +535,10 @@ def read_yml_feed(*, path: Path) -> Iterator[FeedItem]:
             category_id = element.get("id", "").strip()
             if category_id:
                 categories[category_id] = (_text(element), element.get("parentId", "").strip())
-                paths = None
+                # A category listed after offers may change the paths built so far.
+                paths.forget()
             continue
-        if paths is None:
-            paths = _category_paths(categories)
-        yield _yml_offer(line, element, oversized=oversized, categories=categories, paths=paths)
+        yield _yml_offer(line, element, oversized=oversized, paths=paths)
 
 
 _GOOGLE_ATTRIBUTES = (
@@ -447,6 +555,12 @@ _GOOGLE_ATTRIBUTES = (
 
 
 def _google_item(line: int, item: Element, *, oversized: bool) -> FeedItem:
+    # Exporters write some g: names in other cases (g:ID, g:Brand). Google's names are all
+    # lower case, so no two of them differ only in case, and each is read in any case.
+    for child in item:
+        if child.tag.startswith(_GOOGLE_PREFIX):
+            child.tag = _GOOGLE_PREFIX + child.tag.removeprefix(_GOOGLE_PREFIX).lower()
+
     item_id = _text(item.find(f"{_GOOGLE_PREFIX}id"))
     label = f"Item {item_id!r}" if item_id else "Item without g:id"
     if oversized:

@@ -227,17 +227,24 @@ def test_import_rejects_undeclared_entity(tenant, tmp_path):
     assert Product.objects.count() == 0
 
 
-def test_import_drops_entity_behind_external_dtd(tenant, tmp_path):
+def test_import_html_entity_behind_external_dtd(tenant, tmp_path):
     path = tmp_path / "feed.xml"
     path.write_text(
         '<!DOCTYPE yml_catalog SYSTEM "shops.dtd">\n<yml_catalog><shop><offers>'
-        '<offer id="a-1"><name>Мо&nbsp;локо</name></offer></offers></shop></yml_catalog>',
+        '<offer id="a-1"><name>Молоко 1&nbsp;л &laquo;Ферма&raquo; &bogus;</name>'
+        "<description><![CDATA[<p>Опис</p>]]>&amp;&nbsp;ще</description></offer>"
+        '<offer id="b&x;2"><name>Кефір</name></offer></offers></shop></yml_catalog>',
         encoding="utf-8",
     )
 
-    catalog_import(tenant=tenant, path=path, embed=False)
+    report = catalog_import(tenant=tenant, path=path, embed=False)
 
-    assert Product.objects.get(tenant=tenant, sku="a-1").name == "Молоко"
+    assert report.rejected == []
+    milk = Product.objects.get(tenant=tenant, sku="a-1")
+    assert milk.name == "Молоко 1\xa0л «Ферма» &bogus;"
+    assert milk.description == "<p>Опис</p>&\xa0ще"
+    # expat drops the reference in an attribute value without reporting it.
+    assert Product.objects.get(tenant=tenant, sku="b2").name == "Кефір"
 
 
 def test_import_malformed_feed_writes_nothing(tenant, tmp_path, monkeypatch):
@@ -365,3 +372,209 @@ def test_import_missing_feed(tenant, tmp_path):
 )
 def test_feed_format_detect(file_name: str, expected: FeedFormat):
     assert feed_format_detect(path=Path(DATA_DIR / file_name)) == expected
+
+
+def _yml(categories: str, offers: str) -> str:
+    return (
+        f"<yml_catalog><shop><categories>{categories}</categories><offers>{offers}</offers>"
+        "</shop></yml_catalog>"
+    )
+
+
+def test_import_yml_deep_category_chain(tenant, tmp_path):
+    # Each category's parent is the one before it. Building every path from scratch took
+    # time and memory quadratic in the depth.
+    depth = 100_000
+    categories = "".join(
+        f'<category id="{n}" parentId="{n - 1 if n > 1 else ""}">К{n}</category>'
+        for n in range(1, depth + 1)
+    )
+    offers = (
+        '<offer id="shallow"><name>Мілко</name><categoryId>3</categoryId></offer>'
+        f'<offer id="deep"><name>Глибоко</name><categoryId>{depth}</categoryId></offer>'
+    )
+    path = tmp_path / "feed.xml"
+    path.write_text(_yml(categories, offers), encoding="utf-8")
+
+    report = catalog_import(tenant=tenant, path=path, embed=False)
+
+    assert [(rejected.line, rejected.reason) for rejected in report.rejected] == [
+        (
+            1,
+            f"Offer 'deep': categoryId: The path of category '{depth}' is longer than 500 "
+            "characters.",
+        )
+    ]
+    assert Product.objects.get(tenant=tenant, sku="shallow").category_path == "К1 > К2 > К3"
+    assert sorted(_products(tenant)) == ["shallow"]
+
+
+def test_import_yml_category_path_at_length_limit(tenant, tmp_path):
+    categories = (
+        f'<category id="1">{"а" * 250}</category>'
+        f'<category id="2" parentId="1">{"б" * 247}</category>'
+        f'<category id="3" parentId="2">{"в" * 248}</category>'
+    )
+    offers = (
+        '<offer id="fits"><name>Товар</name><categoryId>2</categoryId></offer>'
+        '<offer id="too-long"><name>Товар</name><categoryId>3</categoryId></offer>'
+    )
+    path = tmp_path / "feed.xml"
+    path.write_text(_yml(categories, offers), encoding="utf-8")
+
+    report = catalog_import(tenant=tenant, path=path, embed=False)
+
+    assert [rejected.reason for rejected in report.rejected] == [
+        "Offer 'too-long': categoryId: The path of category '3' is longer than 500 characters."
+    ]
+    assert Product.objects.get(tenant=tenant, sku="fits").category_path == (
+        f"{'а' * 250} > {'б' * 247}"
+    )
+
+
+def test_import_cut_off_feed_writes_nothing(tenant, tmp_path):
+    path = tmp_path / "feed.xml"
+    path.write_text(
+        '<yml_catalog><shop><offers><offer id="a-1"><name>Молоко</name></offer>\n<offer id="a-2">'
+        "<name>Кефі",
+        encoding="utf-8",
+    )
+
+    with pytest.raises(ImportFileError) as excinfo:
+        catalog_import(tenant=tenant, path=path, embed=False)
+
+    assert excinfo.value.detail == (
+        "The feed ends at line 2, column 27 before its root element is closed; the file may be "
+        "cut off. Download or export it again."
+    )
+    assert Product.objects.count() == 0
+
+
+@pytest.mark.parametrize("encoding", ["Shift_JIS", "UTF-7"])
+def test_import_feed_in_multibyte_encoding(tenant, tmp_path, encoding):
+    path = tmp_path / "feed.xml"
+    path.write_text(
+        f'<?xml version="1.0" encoding="{encoding}"?>\n'
+        + _yml("", '<offer id="a-1"><name>Milk</name></offer>'),
+        encoding="ascii",
+    )
+
+    with pytest.raises(CommandError) as excinfo:
+        _import(str(path), "--tenant", "shop-a")
+
+    assert str(excinfo.value) == (
+        "The feed's encoding cannot be read (multi-byte encodings are not supported); save "
+        "the feed as UTF-8 or windows-1251."
+    )
+    assert Product.objects.count() == 0
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "Молоко".encode("cp1251"),  # windows-1251 without an XML declaration
+        b"Mi\x00lk",
+    ],
+)
+def test_import_feed_with_invalid_bytes(tenant, tmp_path, name):
+    path = tmp_path / "feed.xml"
+    path.write_bytes(
+        b'<yml_catalog><shop><offers><offer id="a-1"><name>'
+        + name
+        + b"</name></offer></offers></shop></yml_catalog>"
+    )
+
+    with pytest.raises(ImportFileError) as excinfo:
+        catalog_import(tenant=tenant, path=path, embed=False)
+
+    column = 52 if name.startswith(b"Mi") else 50
+    assert excinfo.value.detail == (
+        f"The feed is not well-formed XML: not well-formed (invalid token) at line 1, column "
+        f"{column}. The cause may also be a character that XML does not allow, such as NUL, or "
+        "a byte that is invalid in the feed's encoding: UTF-8 unless the XML declaration names "
+        'another, such as <?xml version="1.0" encoding="windows-1251"?>.'
+    )
+    assert Product.objects.count() == 0
+
+
+@pytest.mark.parametrize(
+    ("feed", "tag", "line"),
+    [
+        (
+            _yml(
+                "",
+                '<offer id="outer"><name>Зовнішній</name>\n'
+                '<offer id="inner"><name>Внутрішній</name></offer></offer>',
+            ),
+            "offer",
+            1,
+        ),
+        (
+            _yml('<category id="1">Молочні\n<category id="2">Молоко</category></category>', ""),
+            "category",
+            1,
+        ),
+    ],
+)
+def test_import_nested_items_writes_nothing(tenant, tmp_path, feed, tag, line):
+    path = tmp_path / "feed.xml"
+    path.write_text(feed, encoding="utf-8")
+
+    with pytest.raises(ImportFileError) as excinfo:
+        catalog_import(tenant=tenant, path=path, embed=False)
+
+    assert excinfo.value.detail == (
+        f"The <{tag}> at line 2 is inside the <{tag}> of line {line}; they cannot be nested."
+    )
+    assert Product.objects.count() == 0
+
+
+def test_import_google_names_in_any_case(tenant, tmp_path):
+    path = tmp_path / "feed.xml"
+    path.write_text(
+        '<rss version="2.0" xmlns:g="http://base.google.com/ns/1.0"><channel><item>'
+        "<g:ID>a-1</g:ID><title>Молоко</title><g:Brand>Галичина</g:Brand>"
+        "<g:GTIN>4820000000017</g:GTIN><g:Product_Type>Молочні &gt; Молоко</g:Product_Type>"
+        "<g:unit_pricing_MEASURE>900 ml</g:unit_pricing_MEASURE>"
+        "</item></channel></rss>",
+        encoding="utf-8",
+    )
+
+    report = catalog_import(tenant=tenant, path=path, embed=False)
+
+    assert report.rejected == []
+    milk = Product.objects.get(tenant=tenant, sku="a-1")
+    assert (milk.name, milk.brand, milk.barcode, milk.category_path, milk.volume) == (
+        "Молоко",
+        "Галичина",
+        "4820000000017",
+        "Молочні > Молоко",
+        900.0,
+    )
+
+
+def test_import_offer_with_deeply_nested_extra(tenant, tmp_path):
+    depth = 100_000
+    offers = f'<offer id="a-1"><name>Молоко</name><x>{"<a>" * depth}{"</a>" * depth}</x></offer>'
+    path = tmp_path / "feed.xml"
+    path.write_text(_yml("", offers), encoding="utf-8")
+
+    report = catalog_import(tenant=tenant, path=path, embed=False)
+
+    assert report.rejected == []
+    assert Product.objects.get(tenant=tenant, sku="a-1").name == "Молоко"
+
+
+def test_import_ignores_processing_instructions_and_xinclude(tenant, tmp_path):
+    offers = (
+        '<offer id="a-1"><name>Мо<?php echo 1; ?>локо</name>'
+        '<description xmlns:xi="http://www.w3.org/2001/XInclude">Опис'
+        '<xi:include href="file:///etc/passwd" parse="text"/></description></offer>'
+    )
+    path = tmp_path / "feed.xml"
+    path.write_text(f'<?xml-stylesheet href="a.xsl"?>{_yml("", offers)}', encoding="utf-8")
+
+    catalog_import(tenant=tenant, path=path, embed=False)
+
+    milk = Product.objects.get(tenant=tenant, sku="a-1")
+    assert (milk.name, milk.description) == ("Молоко", "Опис")
