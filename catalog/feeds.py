@@ -90,6 +90,8 @@ GOOGLE_FIELD_NAMES = {
 
 # Category paths are joined like the rest of the catalog's, e.g. "Молочні продукти > Молоко".
 CATEGORY_SEPARATOR = " > "
+# The max_length of Product.category_path.
+MAX_CATEGORY_PATH_CHARS = 500
 
 
 # --- Parsing ----------------------------------------------------------------------------------
@@ -314,20 +316,37 @@ def _measure_fields(quantity: tuple[Decimal, str] | None, *, kind: str | None) -
     return {}
 
 
-def _category_paths(categories: dict[str, tuple[str, str]]) -> dict[str, str]:
-    """Return the path of each category whose parents are all in the feed, parents first."""
-    paths: dict[str, str] = {}
-    for category_id in categories:
-        names: list[str] = []
-        seen: set[str] = set()
-        current = category_id
-        while current and current not in seen and current in categories:
-            seen.add(current)
-            name, current = categories[current]
-            names.append(name)
-        if not current:
-            paths[category_id] = CATEGORY_SEPARATOR.join(reversed(names))
-    return paths
+def _category_path(
+    category_id: str, categories: dict[str, tuple[str, str]], paths: dict[str, str | None]
+) -> str | None:
+    """Return the path of a category, parents first, or None when a parent is missing from
+    the feed or the parents form a cycle. ``paths`` caches the results.
+
+    A path longer than ``MAX_CATEGORY_PATH_CHARS`` is cut just past that length, because the
+    product's ``category_path`` rejects it in any case. So a feed whose categories nest
+    thousands of levels deep takes time and memory in proportion to its size.
+    """
+    if category_id not in paths:
+        paths[category_id] = _category_path_build(category_id, categories)
+    return paths[category_id]
+
+
+def _category_path_build(category_id: str, categories: dict[str, tuple[str, str]]) -> str | None:
+    names: list[str] = []
+    length = 0
+    seen: set[str] = set()
+    current = category_id
+    while current and current not in seen and current in categories:
+        seen.add(current)
+        name, current = categories[current]
+        names.append(name)
+        length += len(name) + len(CATEGORY_SEPARATOR)
+        if length > MAX_CATEGORY_PATH_CHARS + len(CATEGORY_SEPARATOR):
+            # The path without the rest of its parents is already too long.
+            return CATEGORY_SEPARATOR.join(reversed(names))[-MAX_CATEGORY_PATH_CHARS - 1 :]
+    if current:
+        return None
+    return CATEGORY_SEPARATOR.join(reversed(names))
 
 
 def _category_problem(category_id: str, categories: dict[str, tuple[str, str]]) -> str:
@@ -369,7 +388,7 @@ def _yml_offer(
     *,
     oversized: bool,
     categories: dict[str, tuple[str, str]],
-    paths: dict[str, str],
+    paths: dict[str, str | None],
 ) -> FeedItem:
     offer_id = offer.get("id", "").strip()
     label = f"Offer {offer_id!r}" if offer_id else "Offer without id"
@@ -395,9 +414,10 @@ def _yml_offer(
 
     category_id = _text(offer.find("categoryId"))
     if category_id:
-        if category_id not in paths:
+        category_path = _category_path(category_id, categories, paths)
+        if category_path is None:
             return FeedItem(line, label, data, _category_problem(category_id, categories))
-        data["category_path"] = paths[category_id]
+        data["category_path"] = category_path
 
     attributes, measures = _yml_params(offer)
     for key in ("vendorCode", "model"):
@@ -416,7 +436,9 @@ def read_yml_feed(*, path: Path) -> Iterator[FeedItem]:
     """Read the offers of a YML feed. Categories must come before the offers, as YML orders
     them; an offer whose category is unknown at that point is rejected."""
     categories: dict[str, tuple[str, str]] = {}
-    paths: dict[str, str] | None = None
+    # The paths of the categories that offers named, computed when first named. A new
+    # category can complete or rename a path, so it empties the cache.
+    paths: dict[str, str | None] = {}
     for line, element, oversized in _elements(
         path=path,
         item_tags=frozenset({"category", "offer"}),
@@ -426,10 +448,8 @@ def read_yml_feed(*, path: Path) -> Iterator[FeedItem]:
             category_id = element.get("id", "").strip()
             if category_id:
                 categories[category_id] = (_text(element), element.get("parentId", "").strip())
-                paths = None
+                paths.clear()
             continue
-        if paths is None:
-            paths = _category_paths(categories)
         yield _yml_offer(line, element, oversized=oversized, categories=categories, paths=paths)
 
 

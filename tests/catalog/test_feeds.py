@@ -1,5 +1,7 @@
 """Importing YML and Google Merchant Center product feeds."""
 
+import time
+import tracemalloc
 from io import StringIO
 from pathlib import Path
 
@@ -365,3 +367,76 @@ def test_import_missing_feed(tenant, tmp_path):
 )
 def test_feed_format_detect(file_name: str, expected: FeedFormat):
     assert feed_format_detect(path=Path(DATA_DIR / file_name)) == expected
+
+
+def _category_chain_feed(path: Path, *, depth: int) -> None:
+    """Write a YML feed whose categories nest ``depth`` levels, with one offer in the deepest."""
+    categories = ['<category id="1">Category 1</category>']
+    categories += [
+        f'<category id="{number}" parentId="{number - 1}">Category {number}</category>'
+        for number in range(2, depth + 1)
+    ]
+    path.write_text(
+        "<yml_catalog><shop><categories>"
+        + "".join(categories)
+        + f'</categories><offers><offer id="deep-1"><categoryId>{depth}</categoryId>'
+        "<name>Deep</name></offer>"
+        '<offer id="top-1"><categoryId>1</categoryId><name>Top</name></offer>'
+        "</offers></shop></yml_catalog>",
+        encoding="utf-8",
+    )
+
+
+def test_category_path_limit_matches_product():
+    assert Product._meta.get_field("category_path").max_length == feeds.MAX_CATEGORY_PATH_CHARS
+
+
+def test_deep_category_chain_uses_little_memory(tmp_path):
+    path = tmp_path / "feed.xml"
+    _category_chain_feed(path, depth=3000)
+
+    tracemalloc.start()
+    try:
+        items = list(read_yml_feed(path=path))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+
+    assert [item.label for item in items] == ["Offer 'deep-1'", "Offer 'top-1'"]
+    assert len(items[0].data["category_path"]) == feeds.MAX_CATEGORY_PATH_CHARS + 1
+    assert items[0].data["category_path"].endswith("Category 2999 > Category 3000")
+    assert items[1].data["category_path"] == "Category 1"
+    # The whole paths of 3,000 nested categories take over 60 MB.
+    assert peak < 10 * 1024 * 1024
+
+
+def test_too_deep_category_path_rejected(tenant, tmp_path):
+    path = tmp_path / "feed.xml"
+    _category_chain_feed(path, depth=60)
+
+    report = catalog_import(tenant=tenant, path=path, embed=False)
+
+    assert [rejected.reason for rejected in report.rejected] == [
+        "Offer 'deep-1': categoryId: String should have at most 500 characters."
+    ]
+    assert sorted(_products(tenant)) == ["top-1"]
+
+
+def test_categories_between_offers_take_linear_time(tmp_path):
+    path = tmp_path / "feed.xml"
+    pairs = "".join(
+        f'<category id="{number}">C{number}</category>'
+        f'<offer id="o{number}"><categoryId>{number}</categoryId><name>X</name></offer>'
+        for number in range(1, 6001)
+    )
+    path.write_text(f"<yml_catalog><shop><offers>{pairs}</offers></shop></yml_catalog>")
+
+    started = time.monotonic()
+    items = list(read_yml_feed(path=path))
+    elapsed = time.monotonic() - started
+
+    assert len(items) == 6000
+    assert items[-1].data["category_path"] == "C6000"
+    # Computing every category's path again for each offer took 6.3 s on a shared 2-core
+    # machine. Computing the offer's own path takes 0.06 s there.
+    assert elapsed < 4
