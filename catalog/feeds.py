@@ -1,7 +1,7 @@
 """Product feeds in XML: YML (yml_catalog) and Google Merchant Center (RSS 2.0 or Atom).
 
 The feed is parsed by expat in chunks, and only one offer or item at a time is kept as an
-element tree, so the size of the file does not decide the memory used. The parser rejects
+element tree, so the number of offers does not decide the memory used. The parser rejects
 entity declarations, which closes entity expansion attacks (billion laughs), and it never
 reads an external DTD or entity, because parameter entity parsing is off and external
 entity references raise. A DOCTYPE without entity declarations, such as YML's
@@ -308,6 +308,10 @@ def _elements(
     """Yield each element of ``item_tags`` as the file is read.
 
     Each comes with the line it starts on and whether it is larger than ``MAX_ITEM_BYTES``.
+
+    NOTE: expat keeps a whole start tag in memory until the tag ends, so one tag with a
+    100 MB attribute outside any offer took 310 MB, and a file at the size limit could take
+    about three times its size.
     """
     parser = _secure_parser()
     collector = _ItemCollector(parser, item_tags)
@@ -427,13 +431,20 @@ class _CategoryPaths:
     def _resolve(self, category_id: str) -> None:
         # Walk up to the top category, or to a category already resolved, then build the
         # paths on the way back down. A loop, not recursion, because a tree may be as deep
-        # as the feed has categories.
+        # as the feed has categories. The walk stops once the names met are longer than a
+        # path may be, so a deep chain costs each offer a bounded number of steps even when
+        # categories listed between offers clear the paths built so far.
         chain: list[str] = []
         on_chain: set[str] = set()
+        names_length = -len(CATEGORY_SEPARATOR)
         current = category_id
         while current and current not in self._paths:
             if current in self._broken or current in on_chain or current not in self.categories:
                 self._broken.update(chain)
+                return
+            names_length += len(CATEGORY_SEPARATOR) + len(self.categories[current][0])
+            if names_length > MAX_CATEGORY_PATH_LENGTH:
+                self._paths[category_id] = None
                 return
             chain.append(current)
             on_chain.add(current)

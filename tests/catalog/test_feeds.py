@@ -409,6 +409,30 @@ def test_import_yml_deep_category_chain(tenant, tmp_path):
     assert sorted(_products(tenant)) == ["shallow"]
 
 
+def test_deep_chain_between_offers_stops_walk(tmp_path):
+    # Every category comes after an offer, which clears the paths built so far, so each
+    # offer walks up again. The walk stops at the path limit, so the deepest offers are
+    # rejected after about 200 steps rather than walking all 20,000 levels.
+    depth = 20_000
+    pairs = "".join(
+        f'<category id="{n}" parentId="{n - 1 if n > 1 else ""}">К{n}</category>'
+        f'<offer id="o{n}"><name>Товар</name><categoryId>{n}</categoryId></offer>'
+        for n in range(1, depth + 1)
+    )
+    path = tmp_path / "feed.xml"
+    path.write_text(f"<yml_catalog><shop><offers>{pairs}</offers></shop></yml_catalog>")
+
+    items = list(read_yml_feed(path=path))
+
+    assert len(items) == depth
+    assert items[1].data["category_path"] == "К1 > К2"
+    kept = [item for item in items if item.error is None]
+    assert all(len(item.data["category_path"]) <= 500 for item in kept)
+    assert items[-1].error == (
+        f"categoryId: The path of category '{depth}' is longer than 500 characters."
+    )
+
+
 def test_import_yml_category_path_at_length_limit(tenant, tmp_path):
     categories = (
         f'<category id="1">{"а" * 250}</category>'
