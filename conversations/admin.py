@@ -1,11 +1,11 @@
-"""Read-only admin pages of conversations and their messages, for support and debugging."""
+"""Read-only admin pages of conversations, their messages and the tenants' daily token usage."""
 
 from typing import Any
 
 from django.contrib import admin
 from django.http import HttpRequest
 
-from conversations.models import Conversation, Message
+from conversations.models import Conversation, Message, TokenUsage
 from tenants.admin import TenantListFilter
 
 
@@ -50,3 +50,33 @@ class ConversationAdmin(_ReadOnlyMixin, admin.ModelAdmin):
         "updated_at",
     )
     inlines = [MessageInline]
+
+
+@admin.register(TokenUsage)
+class TokenUsageAdmin(_ReadOnlyMixin, admin.ModelAdmin):
+    list_display = [
+        "tenant",
+        "date",
+        "prompt_tokens",
+        "completion_tokens",
+        "total_tokens",
+        "requests",
+        "reserved_tokens",
+    ]
+    list_filter = [("tenant", TenantListFilter)]
+    list_select_related = ["tenant"]
+    search_fields = ["=tenant__slug"]
+    date_hierarchy = "date"
+    fields = readonly_fields = (
+        "tenant",
+        "date",
+        "prompt_tokens",
+        "completion_tokens",
+        "total_tokens",
+        "requests",
+        "reserved_tokens",
+    )
+
+    @admin.display(description="total tokens")
+    def total_tokens(self, usage: TokenUsage) -> int:
+        return usage.total_tokens

@@ -1,11 +1,13 @@
 """Reads of the conversations app, always scoped to one tenant."""
 
 from dataclasses import dataclass
+from datetime import date, timedelta
 
 from django.db.models import Count, Q
 
-from conversations.models import Conversation, Message
-from tenants.models import Tenant
+from conversations.models import Conversation, Message, TokenUsage
+from conversations.usage import utc_today
+from tenants.models import AssistantSettings, Tenant
 from vizochok.exceptions import InvalidInput, NotFound
 
 # Messages in one response of GET /api/v1/conversations/{id}, unless ``limit`` sets another number.
@@ -147,3 +149,126 @@ def _within_message_budget(conversations: list[Conversation]) -> list[Conversati
     # NOTE: a single conversation is returned whole, so a conversation with more messages
     # than the bound makes a larger response.
     return kept
+
+
+# Days in the token usage report, unless ``days`` sets another number.
+TOKEN_USAGE_DAYS_DEFAULT = 30
+TOKEN_USAGE_DAYS_MAX = 366
+
+
+@dataclass(frozen=True)
+class TokenUsageDay:
+    """LLM tokens that a tenant used on one UTC day; zeros on a day without model calls."""
+
+    date: date
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    requests: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True)
+class TokenUsagePeriod:
+    """A tenant's token usage of today or of this month, measured against one budget.
+
+    ``reserved_tokens`` are the reservations that the budget's check counts, and
+    ``remaining_tokens`` is the budget less the used and reserved tokens, at least 0, or
+    None when the budget is 0 (no limit).
+    """
+
+    start: date
+    prompt_tokens: int
+    completion_tokens: int
+    requests: int
+    reserved_tokens: int
+    token_limit: int
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    @property
+    def remaining_tokens(self) -> int | None:
+        if not self.token_limit:
+            return None
+        return max(0, self.token_limit - self.total_tokens - self.reserved_tokens)
+
+
+@dataclass(frozen=True)
+class TokenUsageReport:
+    """A tenant's token budgets, its usage of today and this month, and its recent days."""
+
+    daily_token_limit: int
+    monthly_token_limit: int
+    today: TokenUsagePeriod
+    month: TokenUsagePeriod
+    days: list[TokenUsageDay]
+
+
+def token_usage_report(
+    *,
+    tenant: Tenant,
+    assistant_settings: AssistantSettings,
+    days: int = TOKEN_USAGE_DAYS_DEFAULT,
+    today: date | None = None,
+) -> TokenUsageReport:
+    """Return ``tenant``'s token usage of ``today`` (UTC), of its month and of ``days`` days.
+
+    ``days`` lists every day from ``today`` back, newest first, with zeros where the tenant
+    has no row. The reserved tokens are counted as ``conversations.usage`` counts them
+    against the budgets: the daily budget counts today's reservations, and the monthly one
+    also those of yesterday when yesterday is in the same month. Older reservations were
+    left by processes that died during a call, so they are not counted.
+    """
+    today = today or utc_today()
+    month_start = today.replace(day=1)
+    first_day = today - timedelta(days=days - 1)
+    rows = {
+        row.date: row
+        for row in TokenUsage.objects.filter(
+            tenant=tenant, date__gte=min(month_start, first_day), date__lte=today
+        )
+    }
+
+    month_rows = [row for day, row in rows.items() if day >= month_start]
+    reserved_days = {today, max(month_start, today - timedelta(days=1))}
+    today_usage = _usage_day(rows, today)
+    today_row = rows.get(today)
+    return TokenUsageReport(
+        daily_token_limit=assistant_settings.daily_token_limit,
+        monthly_token_limit=assistant_settings.monthly_token_limit,
+        today=TokenUsagePeriod(
+            start=today,
+            prompt_tokens=today_usage.prompt_tokens,
+            completion_tokens=today_usage.completion_tokens,
+            requests=today_usage.requests,
+            reserved_tokens=today_row.reserved_tokens if today_row else 0,
+            token_limit=assistant_settings.daily_token_limit,
+        ),
+        month=TokenUsagePeriod(
+            start=month_start,
+            prompt_tokens=sum(row.prompt_tokens for row in month_rows),
+            completion_tokens=sum(row.completion_tokens for row in month_rows),
+            requests=sum(row.requests for row in month_rows),
+            reserved_tokens=sum(
+                row.reserved_tokens for row in month_rows if row.date in reserved_days
+            ),
+            token_limit=assistant_settings.monthly_token_limit,
+        ),
+        days=[_usage_day(rows, today - timedelta(days=offset)) for offset in range(days)],
+    )
+
+
+def _usage_day(rows: dict[date, TokenUsage], day: date) -> TokenUsageDay:
+    row = rows.get(day)
+    if row is None:
+        return TokenUsageDay(date=day)
+    return TokenUsageDay(
+        date=day,
+        prompt_tokens=row.prompt_tokens,
+        completion_tokens=row.completion_tokens,
+        requests=row.requests,
+    )

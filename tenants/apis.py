@@ -28,7 +28,10 @@ from conversations.retention import (
 from conversations.selectors import (
     SHOPPER_CONVERSATIONS_PAGE_DEFAULT,
     SHOPPER_CONVERSATIONS_PAGE_MAX,
+    TOKEN_USAGE_DAYS_DEFAULT,
+    TOKEN_USAGE_DAYS_MAX,
     shopper_conversations_page,
+    token_usage_report,
 )
 from tenants.authentication import ApiClient, request_client
 from tenants.models import MAX_ORIGIN_LENGTH, AssistantSettings, WebhookSettings
@@ -409,6 +412,78 @@ class AssistantSettingsApi(AdminApi):
             tenant=self.client(request).tenant, **serializer.validated_data
         )
         return Response(self.OutputSerializer(assistant_settings).data)
+
+
+class TokenUsageApi(AdminApi):
+    """``GET /api/v1/admin/usage``: the tenant's LLM token budgets and its usage of them."""
+
+    @extend_schema_serializer(component_name="TokenUsageQuery")
+    class QuerySerializer(serializers.Serializer):
+        days = serializers.IntegerField(
+            min_value=1,
+            max_value=TOKEN_USAGE_DAYS_MAX,
+            default=TOKEN_USAGE_DAYS_DEFAULT,
+            help_text="How many UTC days, ending today, to list in `days`.",
+        )
+
+    @extend_schema_serializer(component_name="TokenUsage")
+    class OutputSerializer(serializers.Serializer):
+        @extend_schema_serializer(component_name="TokenUsagePeriod")
+        class PeriodSerializer(serializers.Serializer):
+            start = serializers.DateField(
+                read_only=True, help_text="Today, or the first day of this month (UTC)."
+            )
+            prompt_tokens = serializers.IntegerField(read_only=True)
+            completion_tokens = serializers.IntegerField(read_only=True)
+            total_tokens = serializers.IntegerField(read_only=True)
+            requests = serializers.IntegerField(read_only=True, help_text="Model calls.")
+            reserved_tokens = serializers.IntegerField(
+                read_only=True,
+                help_text="Estimates held by model calls still running, as the budget's check "
+                "counts them.",
+            )
+            remaining_tokens = serializers.IntegerField(
+                read_only=True,
+                allow_null=True,
+                help_text="The budget less the used and reserved tokens, at least 0; null "
+                "when the budget is 0 (no limit).",
+            )
+
+        @extend_schema_serializer(component_name="TokenUsageDay")
+        class DaySerializer(serializers.Serializer):
+            date = serializers.DateField(read_only=True, help_text="UTC date.")
+            prompt_tokens = serializers.IntegerField(read_only=True)
+            completion_tokens = serializers.IntegerField(read_only=True)
+            total_tokens = serializers.IntegerField(read_only=True)
+            requests = serializers.IntegerField(read_only=True, help_text="Model calls.")
+
+        daily_token_limit = serializers.IntegerField(read_only=True, help_text="0 = no limit.")
+        monthly_token_limit = serializers.IntegerField(read_only=True, help_text="0 = no limit.")
+        today = PeriodSerializer(read_only=True)
+        month = PeriodSerializer(read_only=True)
+        days = DaySerializer(many=True, read_only=True, help_text="Newest first.")
+
+    @extend_schema(
+        tags=[_ADMIN_TAG],
+        summary="Read the LLM token usage",
+        description=(
+            "Returns the tenant's daily and monthly token budgets, the tokens used today and "
+            "this month (UTC) with what remains of each budget, and the usage of each of the "
+            "last `days` days, newest first, with zeros on days without model calls."
+        ),
+        parameters=[QuerySerializer],
+        responses={200: OutputSerializer, **error_responses(400, 401, 403)},
+    )
+    def get(self, request: Request) -> Response:
+        query = self.QuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        tenant = self.client(request).tenant
+        report = token_usage_report(
+            tenant=tenant,
+            assistant_settings=assistant_settings_get_or_create(tenant=tenant),
+            days=query.validated_data["days"],
+        )
+        return Response(self.OutputSerializer(report).data)
 
 
 _USER_ID_PARAMETER = OpenApiParameter(

@@ -5,6 +5,7 @@ from tenants.apis import (
     ConversationEraseApi,
     ShopperApi,
     ShopperConversationsApi,
+    TokenUsageApi,
     WebhookSecretRotateApi,
     WebhookSettingsApi,
     WebhookTestApi,
@@ -21,6 +22,7 @@ urlpatterns = [
     path("webhooks/test", WebhookTestApi.as_view(), name="admin-webhooks-test"),
     path("widget", WidgetSettingsApi.as_view(), name="admin-widget"),
     path("assistant", AssistantSettingsApi.as_view(), name="admin-assistant"),
+    path("usage", TokenUsageApi.as_view(), name="admin-usage"),
     # A user id may contain "/", so both routes take the rest of the path, and the longer
     # one comes first.
     # NOTE: a DELETE of a user id ending in "/conversations" reaches the export's route and

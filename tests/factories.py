@@ -4,7 +4,8 @@ import factory
 
 from catalog.models import Product
 from catalog.services import product_content_fields_hash
-from conversations.models import Conversation, Message
+from conversations.usage import utc_today
+from conversations.models import Conversation, Message, TokenUsage
 from tenants.models import AssistantSettings, Tenant, WebhookSettings
 
 # A new tenant's AI settings, as the admin API returns them.
@@ -108,3 +109,11 @@ class MessageFactory(factory.django.DjangoModelFactory):
     tenant = factory.SelfAttribute("conversation.tenant")
     role = Message.Role.USER
     text = "молоко"
+
+
+class TokenUsageFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = TokenUsage
+
+    tenant = factory.SubFactory(TenantFactory)
+    date = factory.LazyFunction(utc_today)
