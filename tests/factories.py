@@ -4,8 +4,8 @@ import factory
 
 from catalog.models import Product
 from catalog.services import product_content_fields_hash
-from conversations.usage import utc_today
 from conversations.models import Conversation, Message, TokenUsage
+from conversations.usage import utc_today
 from tenants.models import AssistantSettings, Tenant, WebhookSettings
 
 # A new tenant's AI settings, as the admin API returns them.

@@ -1,8 +1,11 @@
+from datetime import date
+
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from tests.factories import ConversationFactory, MessageFactory
+from conversations.models import TokenUsage
+from tests.factories import ConversationFactory, MessageFactory, TokenUsageFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -83,3 +86,49 @@ def test_pages_escape_hostile_conversation(admin_client, tenant):
         assert "<script>alert" not in content
         assert "<img src=x" not in content
     assert ESCAPED in pages[2].content.decode()
+
+
+def test_token_usage_list_filters_by_tenant(admin_client, tenant, other_tenant):
+    TokenUsageFactory(tenant=tenant, date=date(2025, 3, 1), prompt_tokens=1_234_567)
+    TokenUsageFactory(tenant=other_tenant, date=date(2025, 3, 1), prompt_tokens=7_654_321)
+
+    filtered = admin_client.get(
+        "/admin/conversations/tokenusage/", {"tenant__id__exact": tenant.pk}
+    )
+    unfiltered = admin_client.get("/admin/conversations/tokenusage/")
+
+    assert filtered.status_code == 200
+    assert "1234567" in filtered.content.decode()
+    assert "7654321" not in filtered.content.decode()
+    assert "1234567" in unfiltered.content.decode()
+    assert "7654321" in unfiltered.content.decode()
+
+
+def test_token_usage_is_read_only(admin_client, tenant):
+    usage = TokenUsageFactory(tenant=tenant, prompt_tokens=100, requests=1)
+    before = TokenUsage.objects.values().get(pk=usage.pk)
+    page_url = f"/admin/conversations/tokenusage/{usage.pk}/change/"
+
+    page = admin_client.get(page_url)
+    post = admin_client.post(page_url, {"prompt_tokens": "0", "requests": "0"})
+    add = admin_client.get("/admin/conversations/tokenusage/add/")
+    add_post = admin_client.post(
+        "/admin/conversations/tokenusage/add/", {"tenant": tenant.pk, "date": "2025-03-01"}
+    )
+    delete = admin_client.post(
+        f"/admin/conversations/tokenusage/{usage.pk}/delete/", {"post": "yes"}
+    )
+    bulk_delete = admin_client.post(
+        "/admin/conversations/tokenusage/",
+        {"action": "delete_selected", "_selected_action": [usage.pk], "post": "yes"},
+    )
+
+    assert page.status_code == 200
+    assert 'name="prompt_tokens"' not in page.content.decode()
+    assert post.status_code == 403
+    assert add.status_code == 403
+    assert add_post.status_code == 403
+    assert delete.status_code == 403
+    assert bulk_delete.status_code == 200
+    assert TokenUsage.objects.count() == 1
+    assert TokenUsage.objects.values().get(pk=usage.pk) == before

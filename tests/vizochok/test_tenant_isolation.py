@@ -23,6 +23,7 @@ from catalog.models import CatalogJob
 from conversations.models import Conversation, Message
 from conversations.routing import websocket_urlpatterns
 from tenants.models import AssistantSettings, Tenant, WebhookSettings
+from tests.factories import TokenUsageFactory
 from webhooks.models import WebhookDelivery
 
 pytestmark = pytest.mark.django_db
@@ -46,6 +47,10 @@ TENANT_ROUTES: dict[str, tuple[str, ...]] = {
     "api/v1/admin/widget": ("tests/tenants/test_widget_origins.py::test_api_key_scoped_to_tenant",),
     "api/v1/admin/assistant": (
         "tests/tenants/test_assistant_settings_api.py::test_key_reads_and_changes_only_its_tenant",
+    ),
+    "api/v1/admin/usage": (
+        "tests/tenants/test_token_usage_api.py::test_key_reads_only_its_tenant",
+        f"{THIS_MODULE}::test_other_tenants_key_changes_nothing",
     ),
     "api/v1/admin/shoppers/<path:user_id>/conversations": (
         "tests/tenants/test_shopper_data.py::test_other_tenant_cannot_see_or_delete",
@@ -308,7 +313,9 @@ def test_other_tenants_key_changes_nothing(
     theirs = _key_client(other_secret_key.raw_key)
     settings = AssistantSettings.objects.get(tenant=tenant)
     settings.system_prompt_addition = "Prompt of shop A only."
+    settings.daily_token_limit = 987_654
     settings.save()
+    TokenUsageFactory(tenant=tenant, prompt_tokens=7_654_321, completion_tokens=1, requests=1)
     Tenant.objects.filter(pk=tenant.pk).update(widget_allowed_origins=["https://a.example"])
     a_ids = _seed(ours, product_name="Молоко магазину A", text="молоко магазину A")
     b_ids = _seed(theirs, product_name="Молоко магазину B", text="молоко магазину B")
@@ -324,6 +331,9 @@ def test_other_tenants_key_changes_nothing(
         *a_message_ids,
         a_secret,
         "Prompt of shop A only.",
+        "987654",
+        "7654321",
+        "7654322",
         "https://a.example",
         "магазину A",
         merchant.products_url,
@@ -338,6 +348,7 @@ def test_other_tenants_key_changes_nothing(
         ("patch", "/api/v1/admin/widget", {"widget_allowed_origins": ["https://b.example"]}, 200),
         ("get", "/api/v1/admin/assistant", None, 200),
         ("patch", "/api/v1/admin/assistant", {"max_tool_rounds": 3}, 200),
+        ("get", "/api/v1/admin/usage?days=366", None, 200),
         ("get", f"{shopper_url}/conversations", None, 200),
         ("get", f"{shopper_url}/conversations?before={a_ids['conversation_id']}", None, 404),
         ("delete", f"/api/v1/admin/conversations/{a_ids['conversation_id']}", None, 404),
