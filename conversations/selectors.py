@@ -158,7 +158,7 @@ TOKEN_USAGE_DAYS_MAX = 366
 
 @dataclass(frozen=True)
 class TokenUsageDay:
-    """LLM tokens that a tenant used on one UTC day; zeros on a day without model calls."""
+    """LLM tokens that a tenant used on one UTC day, with zeros on a day without model calls."""
 
     date: date
     prompt_tokens: int = 0

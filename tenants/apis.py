@@ -445,7 +445,7 @@ class TokenUsageApi(AdminApi):
             remaining_tokens = serializers.IntegerField(
                 read_only=True,
                 allow_null=True,
-                help_text="The budget less the used and reserved tokens, at least 0; null "
+                help_text="The budget less the used and reserved tokens, at least 0, or null "
                 "when the budget is 0 (no limit).",
             )
 
