@@ -63,19 +63,11 @@ class TokenUsageAdmin(_ReadOnlyMixin, admin.ModelAdmin):
         "requests",
         "reserved_tokens",
     ]
+    fields = readonly_fields = tuple(list_display)
     list_filter = [("tenant", TenantListFilter)]
     list_select_related = ["tenant"]
     search_fields = ["=tenant__slug"]
     date_hierarchy = "date"
-    fields = readonly_fields = (
-        "tenant",
-        "date",
-        "prompt_tokens",
-        "completion_tokens",
-        "total_tokens",
-        "requests",
-        "reserved_tokens",
-    )
 
     @admin.display(description="total tokens")
     def total_tokens(self, usage: TokenUsage) -> int:

@@ -6,7 +6,7 @@ from datetime import date, timedelta
 from django.db.models import Count, Q
 
 from conversations.models import Conversation, Message, TokenUsage
-from conversations.usage import utc_today
+from conversations.usage import first_reserved_day, utc_today
 from tenants.models import AssistantSettings, Tenant
 from vizochok.exceptions import InvalidInput, NotFound
 
@@ -234,7 +234,7 @@ def token_usage_report(
     }
 
     month_rows = [row for day, row in rows.items() if day >= month_start]
-    reserved_days = {today, max(month_start, today - timedelta(days=1))}
+    reserved_days = {today, first_reserved_day(day=today)}
     today_usage = _usage_day(rows, today)
     today_row = rows.get(today)
     return TokenUsageReport(

@@ -31,6 +31,15 @@ def utc_today() -> date:
     return timezone.now().date()
 
 
+def first_reserved_day(*, day: date) -> date:
+    """Return the first day whose reserved tokens the monthly budget counts on ``day``.
+
+    That is the day before, where calls that started before midnight may still run, unless
+    it is in the previous month.
+    """
+    return max(day.replace(day=1), day - timedelta(days=1))
+
+
 # Completion tokens reserved for each model call, on top of its prompt's estimate. A
 # shopping reply or a round of tool calls is far shorter. A longer completion, up to
 # MAX_COMPLETION_CHARS, is still accepted and recorded, and its excess can take a budget
@@ -120,7 +129,7 @@ def token_reservation_create(
         "daily_limit": daily_limit,
         "monthly_limit": monthly_limit,
         "month_start": month_start,
-        "previous_day": max(month_start, day - timedelta(days=1)),
+        "previous_day": first_reserved_day(day=day),
     }
     sql = _RESERVE_SQL.format(table=TokenUsage._meta.db_table)
     with connection.cursor() as cursor:
