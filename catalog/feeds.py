@@ -44,7 +44,7 @@ def _category_path_max_length() -> int:
     return model_field.max_length
 
 
-# The longest category path that a product stores.
+# The maximum length of a category path that a product can store.
 MAX_CATEGORY_PATH_LENGTH = _category_path_max_length()
 
 GOOGLE_NAMESPACE = "http://base.google.com/ns/1.0"
@@ -243,7 +243,7 @@ _INVALID_TOKEN = expat.errors.codes[expat.errors.XML_ERROR_INVALID_TOKEN]
 
 
 def _parse_error(exc: expat.ExpatError, *, at_end: bool) -> FeedError:
-    """Return the error for ``exc``; ``at_end`` says whether the end of the file raised it."""
+    """Return the error for ``exc``, which the end of the file raised when ``at_end`` is true."""
     where = f"at line {exc.lineno}, column {exc.offset + 1}"
     if at_end and exc.code in _ENDED_EARLY:
         return FeedError(
@@ -309,9 +309,9 @@ def _elements(
 
     Each comes with the line it starts on and whether it is larger than ``MAX_ITEM_BYTES``.
 
-    NOTE: expat keeps a whole start tag in memory until the tag ends, so one tag with a
-    100 MB attribute outside any offer took 310 MB, and a file at the size limit could take
-    about three times its size.
+    NOTE: expat keeps a whole start tag in memory until the tag ends. One tag with a 100 MB
+    attribute outside any offer took 310 MB, so a file at the size limit could take about
+    three times its size (an estimate).
     """
     parser = _secure_parser()
     collector = _ItemCollector(parser, item_tags)

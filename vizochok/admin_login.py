@@ -221,7 +221,7 @@ def admin_login_attempt_start(
 def admin_login_succeeded(*, attempt: LoginAttempt) -> None:
     """Delete the cookie's or the user name's count; take the attempt back from the network's.
 
-    A login with a device cookie leaves the user name's count, which holds the failures of
+    A login with a device cookie leaves the user name's count, which contains the failures of
     clients without the cookie.
     """
     with transaction.atomic():

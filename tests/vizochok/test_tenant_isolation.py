@@ -99,8 +99,8 @@ ROUTES_WITHOUT_TENANT_DATA: dict[str, str] = {
     "widget/demo/": "a static page that reads its keys from the URL fragment in the browser",
 }
 
-# The Django admin is for the operators of a deployment, not for retailers: a superuser sees
-# every tenant, and a staff user sees only the models it has permissions on
+# The Django admin is for the operators of a deployment, not for retailers. A superuser can
+# view every tenant, and a staff user only the models it has permissions on
 # (docs/tenants.md). Every route under "admin/" is this kind.
 ADMIN_PREFIX = "admin/"
 ADMIN_TESTS = (

@@ -69,7 +69,7 @@ def conversations(tenant) -> list[Conversation]:
 
 
 def answer_each_step(llm: ScriptedLLM, *, usage: tuple[int, int]) -> None:
-    """Make ``llm`` answer a message's first request with a search and the next with a
+    """Make ``llm`` reply to a message's first request with a search and the next with a
     reply, each reporting ``usage``, whatever order the messages' requests arrive in."""
     search = tool_calls(
         call("search_products", {"query": "молоко"}), usage=usage, delay=ANSWER_DELAY
@@ -102,9 +102,9 @@ def test_concurrent_messages_stay_within_daily_budget(
     assert all(request_estimate(request) > 3050 for request in llm.requests)
     # Two first calls fit the budget and a third does not, so some message is stopped.
     # Which ones complete depends on the order of the threads.
-    refused = [sent for sent in replies if sent[-2]["type"] == "error"]
-    assert len(refused) >= 1
-    for sent in refused:
+    rejected = [sent for sent in replies if sent[-2]["type"] == "error"]
+    assert len(rejected) >= 1
+    for sent in rejected:
         assert sent[-2] == {"type": "error", "code": "tenant_daily_token_limit"}
         assert sent[-1] == {"type": "response_complete"}
     assert used_tokens(tenant) == len(llm.requests) * 3050
