@@ -54,7 +54,7 @@ class ConversationAdmin(_ReadOnlyMixin, admin.ModelAdmin):
 
 @admin.register(TokenUsage)
 class TokenUsageAdmin(_ReadOnlyMixin, admin.ModelAdmin):
-    list_display = [
+    list_display = fields = readonly_fields = (
         "tenant",
         "date",
         "prompt_tokens",
@@ -62,8 +62,7 @@ class TokenUsageAdmin(_ReadOnlyMixin, admin.ModelAdmin):
         "total_tokens",
         "requests",
         "reserved_tokens",
-    ]
-    fields = readonly_fields = tuple(list_display)
+    )
     list_filter = [("tenant", TenantListFilter)]
     list_select_related = ["tenant"]
     search_fields = ["=tenant__slug"]
